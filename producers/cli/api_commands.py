@@ -1,0 +1,225 @@
+"""``summarybot api`` (serve the HTTP API) and ``summarybot keys create|list|revoke``.
+
+:func:`run_api` and :data:`keys_app` are wired into the main ``summarybot`` command.  Every
+failure prints one line saying what is wrong and how to fix it, and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, NoReturn
+
+import typer
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.apikeys import (
+    Scope,
+    create_api_key,
+    key_state,
+    list_api_keys,
+    revoke_api_key,
+)
+from shared.db.engine import make_engine, make_sessionmaker
+from shared.errors import ConfigError, InvalidInputError
+from shared.logging import configure_from_settings
+from shared.settings import Settings, SettingsError, load_settings
+
+__all__ = ["keys_app", "run_api"]
+
+keys_app = typer.Typer(
+    name="keys",
+    help="Manage API keys (sb_<id>_<secret>) for the HTTP API.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    print(f"summarybot: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def run_api(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int = 1,
+    forwarded_allow_ips: str | None = None,
+) -> None:
+    """Serve the API with uvicorn until stopped; refuse the embedded mode with one line.
+
+    ``workers`` > 1 starts that many server processes on one socket (each builds its own app
+    from the environment, which is where ``settings`` came from).  ``forwarded_allow_ips``
+    lists the proxies whose ``X-Forwarded-For`` is trusted (the client address matters for
+    per-key IP allowlists); by default only 127.0.0.1.
+    """
+    import uvicorn
+
+    from producers.api.app import check_settings, create_app
+    from shared.crypto import secret_box
+
+    try:
+        check_settings(settings)
+        secret_box(settings)
+        app = create_app(settings) if workers == 1 else None
+    except ConfigError as exc:
+        _fail(exc.user_message)
+    options: dict[str, object] = {
+        "host": host,
+        "port": port,
+        "proxy_headers": True,
+        "forwarded_allow_ips": forwarded_allow_ips or "127.0.0.1",
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": 30,
+    }
+    if app is not None:
+        uvicorn.run(app, **options)  # type: ignore[arg-type]
+    else:
+        uvicorn.run(
+            "producers.api.app:app_from_environment",
+            factory=True,
+            workers=workers,
+            **options,  # type: ignore[arg-type]
+        )
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        for line in exc.lines:
+            print(f"summarybot: {line}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    level = settings.log_level if "LOG_LEVEL" in os.environ else "WARNING"
+    configure_from_settings(settings, level=level)
+    return settings
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(settings.effective_database_url)
+    try:
+        yield make_sessionmaker(engine)
+    except (OperationalError, ProgrammingError):
+        _fail(
+            "the database is not reachable or has no api_keys table; check DATABASE_URL and "
+            "run `summarybot migrate`"
+        )
+    finally:
+        engine.dispose()
+
+
+ScopeOpt = Annotated[
+    list[Scope],
+    typer.Option("--scope", "-s", help="A scope to grant (repeat for several)."),
+]
+
+
+@keys_app.command("create")
+def create(
+    guild: Annotated[str, typer.Option("--guild", "-g", help="The Discord guild (server) id.")],
+    scope: ScopeOpt,
+    name: Annotated[str, typer.Option("--name", help="What the key is for.")] = "api key",
+    expires_in_days: Annotated[
+        int | None, typer.Option("--expires-in-days", min=1, help="Expire after N days.")
+    ] = None,
+    rate_limit: Annotated[
+        int | None,
+        typer.Option("--rate-limit", min=1, help="Requests per minute (default: the API's)."),
+    ] = None,
+    allow_ip: Annotated[
+        list[str] | None,
+        typer.Option("--allow-ip", help="Only accept requests from this IP or CIDR (repeat)."),
+    ] = None,
+    sign_requests: Annotated[
+        bool,
+        typer.Option(
+            "--sign-requests", help="Require Standard Webhooks signatures on every request."
+        ),
+    ] = False,
+) -> None:
+    """Create a key and print it once (only its hash is stored)."""
+    from producers.api.signing import generate_secret
+    from shared.crypto import secret_box
+
+    settings = _settings()
+    signing_secret = None
+    encrypted = None
+    if sign_requests:
+        signing_secret = generate_secret()
+        try:
+            encrypted = secret_box(settings).encrypt(signing_secret)
+        except ConfigError as exc:
+            _fail(exc.user_message)
+    with _database(settings) as factory:
+        try:
+            row, token = create_api_key(
+                factory,
+                guild_id=guild,
+                scopes=[s.value for s in scope],
+                name=name,
+                now=datetime.now(UTC),
+                expires_in=timedelta(days=expires_in_days) if expires_in_days else None,
+                ip_allowlist=allow_ip or None,
+                signing_secret_encrypted=encrypted,
+                rate_limit_per_minute=rate_limit,
+            )
+        except InvalidInputError as exc:
+            _fail(exc.user_message)
+    print(f"key id:  {row.id}")
+    print(f"guild:   {row.guild_id}")
+    print(f"scopes:  {' '.join(row.scopes)}")
+    if row.expires_at is not None:
+        print(f"expires: {row.expires_at:%Y-%m-%d %H:%M} UTC")
+    print(f"api key: {token}")
+    if signing_secret is not None:
+        print(f"signing secret: {signing_secret}")
+    print("Store the key now: it is not shown again (only its hash is kept).")
+
+
+@keys_app.command("list")
+def list_keys(
+    guild: Annotated[str | None, typer.Option("--guild", "-g", help="Only this guild's.")] = None,
+) -> None:
+    """List keys (never their secrets): id, guild, state, scopes, dates, name."""
+    settings = _settings()
+    with _database(settings) as factory:
+        rows = list_api_keys(factory, guild_id=guild)
+    if not rows:
+        print("no API keys")
+        return
+    now = datetime.now(UTC)
+
+    def when(value: datetime | None) -> str:
+        return f"{value:%Y-%m-%d %H:%M}" if value else "-"
+
+    print(
+        f"{'ID':<14}{'GUILD':<22}{'STATE':<9}{'CREATED':<18}{'EXPIRES':<18}{'LAST USED':<18}"
+        "SCOPES / NAME"
+    )
+    for row in rows:
+        print(
+            f"{row.id:<14}{row.guild_id:<22}{key_state(row, now=now):<9}"
+            f"{when(row.created_at):<18}{when(row.expires_at):<18}{when(row.last_used_at):<18}"
+            f"{','.join(row.scopes)} / {row.name}"
+        )
+
+
+@keys_app.command("revoke")
+def revoke(key_id: Annotated[str, typer.Argument(help="The key id (from `keys list`).")]) -> None:
+    """Revoke a key at once; requests with it are refused from now on."""
+    settings = _settings()
+    with _database(settings) as factory:
+        revoked = revoke_api_key(factory, key_id, now=datetime.now(UTC))
+    if not revoked:
+        _fail(f"no active API key {key_id!r}; see `summarybot keys list`")
+    print(f"revoked {key_id}")

@@ -1,0 +1,219 @@
+"""Run one summarize job from the command line and show its result.
+
+Embedded mode (no ``REDIS_URL``): a Celery worker thread in this process consumes the job, and the
+deliver stage prints the summary here (the ``terminal`` target).  Redis mode: the job is
+published for separately started ``summarybot worker`` processes, and this command waits for the
+job row to finish, then prints the stored summary.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from schema.models.jobs import Job, JobStatus, Summary
+from shared.db.migrate import current, ensure_schema, head
+from shared.errors import ConfigError
+from shared.jobs import (
+    Destination,
+    ExportFileSource,
+    FileTarget,
+    JobParams,
+    TerminalTarget,
+    submit_job,
+)
+from shared.pipeline.state import FINISHED
+from shared.settings import Settings
+from shared.sources.export_file import open_export
+from shared.summarize.content import SummaryContent, SummaryFormat
+from shared.summarize.render import SummaryDocument, render_json, render_text
+from workers import resources
+from workers.app import configure
+from workers.embedded import EmbeddedWorker
+
+__all__ = ["JobFailed", "RunOptions", "run_summary_job"]
+
+
+class JobFailed(Exception):
+    """The job ended failed or cancelled; the message is the job's error for the user."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the user asked for on the command line."""
+
+    export: Path
+    format: SummaryFormat = SummaryFormat.STRUCTURED
+    as_json: bool = False
+    output: Path | None = None
+    language: str | None = None
+    max_messages: int | None = None
+
+
+class _Stdout:
+    """Writes to whatever ``sys.stdout`` is at write time (rich redirects it under a live bar)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+def validate_export(path: Path) -> int:
+    """Read the whole export once; raise InvalidInputError for anything wrong. Returns count."""
+    count = 0
+    with open_export(path) as export:
+        for _ in export.iter_messages():
+            count += 1
+    return count
+
+
+def _check_schema(url: str, embedded_db: bool) -> None:
+    if embedded_db:
+        ensure_schema(url)
+        return
+    if current(url) != head():
+        raise ConfigError(
+            "DATABASE_URL: the database schema is not up to date; run `summarybot migrate` first"
+        )
+
+
+@contextmanager
+def _progress(stream: TextIO, total: int) -> Iterator[Any]:
+    if not stream.isatty():
+        yield None
+        return
+    progress = Progress(
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(file=stream),
+        transient=True,
+    )
+    with progress:
+        yield progress, progress.add_task("queued", total=total)
+
+
+def _wait(
+    session_factory: sessionmaker[Session],
+    job_id: uuid.UUID,
+    *,
+    total: int,
+    timeout: float,
+    hint_after: float | None,
+) -> Job:
+    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    hinted = False
+    with _progress(sys.stderr, total) as bar:
+        while True:
+            with session_factory() as session:
+                job = session.get(Job, job_id)
+            assert job is not None
+            if bar is not None:
+                progress, task = bar
+                done = int(job.progress.get("messages_fetched", 0))
+                if job.status in (JobStatus.SUMMARIZING.value, JobStatus.DELIVERING.value):
+                    done = total
+                progress.update(task, description=job.status, completed=done)
+            if job.status in FINISHED:
+                return job
+            now = time.monotonic()
+            if hint_after and not hinted and job.status == "queued" and now - started > hint_after:
+                print(
+                    "still queued: is a `summarybot worker` running against this Redis?",
+                    file=sys.stderr,
+                )
+                hinted = True
+            if now > deadline:
+                raise JobFailed(
+                    f"job {job_id} did not finish within {timeout:.0f} s; it goes on "
+                    "in the workers (JOB_WAIT_TIMEOUT sets the wait)"
+                )
+            time.sleep(0.1)
+
+
+def _print_stored(session_factory: sessionmaker[Session], job: Job, as_json: bool) -> None:
+    with session_factory() as session:
+        summary = session.scalars(select(Summary).where(Summary.job_id == job.id)).one()
+    document = SummaryDocument(
+        job_id=str(job.id),
+        summary_id=str(summary.id),
+        created_at=summary.created_at,
+        duration_seconds=(summary.created_at - job.created_at).total_seconds(),
+        model=summary.model,
+        prompt_version=summary.prompt_version,
+        summary=SummaryContent.model_validate(summary.content),
+    )
+    if as_json:
+        sys.stdout.write(render_json(document))
+    else:
+        sys.stdout.write(render_text(document.summary, duration_seconds=document.duration_seconds))
+
+
+def run_summary_job(settings: Settings, options: RunOptions) -> Job:
+    """Validate input, submit the job, wait for it, and make sure its summary was shown."""
+    export = options.export.expanduser().resolve()
+    total = validate_export(export)
+    if options.max_messages:
+        total = min(total, options.max_messages)
+    url = settings.effective_database_url
+    _check_schema(url, embedded_db=settings.database_url is None)
+    app = configure(settings)
+    render = "json" if options.as_json else "text"
+    destinations: list[Destination] = []
+    if settings.embedded:
+        destinations.append(TerminalTarget(render=render))
+    if options.output is not None:
+        destinations.append(
+            FileTarget(
+                path=str(options.output.expanduser().resolve()),
+                render="json" if options.as_json else "markdown",
+            )
+        )
+    params = JobParams(
+        source=ExportFileSource(path=str(export)),
+        format=options.format,
+        language=options.language,
+        max_messages=options.max_messages,
+        destinations=destinations,
+    )
+    with ExitStack() as stack:
+        services, engine = resources.build_services(settings, app)
+        stack.callback(engine.dispose)
+        if settings.embedded:
+            services.console = _Stdout()  # type: ignore[assignment]
+            resources.install(services)
+            stack.enter_context(EmbeddedWorker(app, concurrency=settings.embedded_concurrency))
+        submission = submit_job(
+            services.session_factory,
+            services.enqueuer,
+            params=params,
+            origin="cli",
+            requested_by="cli",
+        )
+        job = _wait(
+            services.session_factory,
+            submission.job_id,
+            total=total,
+            timeout=settings.job_wait_timeout,
+            hint_after=None if settings.embedded else 10.0,
+        )
+        if job.status != JobStatus.COMPLETED.value:
+            raise JobFailed(job.error or f"job ended {job.status}")
+        if not settings.embedded:
+            _print_stored(services.session_factory, job, options.as_json)
+        return job

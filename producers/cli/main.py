@@ -1,0 +1,297 @@
+"""``summarybot``: one console script whose sub-commands start every process and run jobs.
+
+Exit codes: 0 success, 1 the job failed, 2 bad input or settings (one line saying what is
+wrong and how to fix it, never a traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+from importlib import resources as package_files
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from shared.errors import InvalidInputError, PermanentError
+from shared.logging import configure_from_settings
+from shared.settings import Settings, SettingsError, load_settings
+from shared.summarize.content import SummaryFormat
+
+__all__ = ["cli", "main"]
+
+cli = typer.Typer(
+    name="summarybot",
+    help="Summary Bot NG: summarize Discord conversations.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    print(f"summarybot: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def _settings(*, quiet: bool = False) -> Settings:
+    """Validated settings (exit 2 with one line per problem) and logging configured.
+
+    ``quiet`` commands print a result for a person: their logs stay at WARNING unless
+    ``LOG_LEVEL`` asks for more.
+    """
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        for line in exc.lines:
+            print(f"summarybot: {line}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    level = settings.log_level
+    if quiet and "LOG_LEVEL" not in os.environ:
+        level = "WARNING"
+    configure_from_settings(settings, level=level)
+    return settings
+
+
+def demo_export() -> Path:
+    """Path of the bundled demo conversation (real Ubuntu IRC support chat, CC BY 4.0)."""
+    return Path(str(package_files.files("shared") / "data" / "demo" / "ubuntu-support.json"))
+
+
+FormatOpt = Annotated[SummaryFormat, typer.Option("--format", "-f", help="Summary format.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of text.")]
+OutputOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Also write the summary to this file.")
+]
+LanguageOpt = Annotated[str | None, typer.Option("--language", help="Summary language (LLM).")]
+MaxOpt = Annotated[
+    int | None, typer.Option("--max-messages", min=1, help="Only the most recent N messages.")
+]
+
+
+def _run(
+    export: Path,
+    fmt: SummaryFormat,
+    as_json: bool,
+    output: Path | None,
+    language: str | None,
+    max_messages: int | None,
+) -> None:
+    from producers.cli.jobrun import JobFailed, RunOptions, run_summary_job
+
+    settings = _settings(quiet=True)
+    options = RunOptions(
+        export=export,
+        format=fmt,
+        as_json=as_json,
+        output=output,
+        language=language,
+        max_messages=max_messages,
+    )
+    try:
+        run_summary_job(settings, options)
+    except InvalidInputError as exc:
+        _fail(exc.user_message)
+    except PermanentError as exc:
+        _fail(exc.user_message)
+    except JobFailed as exc:
+        _fail(f"the job failed: {exc}", code=1)
+
+
+@cli.command()
+def demo(
+    fmt: FormatOpt = SummaryFormat.STRUCTURED, as_json: JsonOpt = False, output: OutputOpt = None
+) -> None:
+    """Summarize the bundled demo conversation through the whole pipeline."""
+    _run(demo_export(), fmt, as_json, output, None, None)
+
+
+@cli.command()
+def summarize(
+    export: Annotated[Path, typer.Argument(help="A DiscordChatExporter JSON export file.")],
+    fmt: FormatOpt = SummaryFormat.STRUCTURED,
+    as_json: JsonOpt = False,
+    output: OutputOpt = None,
+    language: LanguageOpt = None,
+    max_messages: MaxOpt = None,
+) -> None:
+    """Summarize a channel export file (DiscordChatExporter JSON)."""
+    _run(export, fmt, as_json, output, language, max_messages)
+
+
+@cli.command()
+def worker(
+    queues: Annotated[str, typer.Option("--queues", "-Q", help="Comma-separated queues.")] = (
+        "fetch,summarize,deliver,maintenance"
+    ),
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 2,
+    pool: Annotated[str, typer.Option("--pool", "-P", help="prefork, threads or solo.")] = (
+        "prefork"
+    ),
+    hostname: Annotated[str | None, typer.Option("--hostname", "-n")] = None,
+) -> None:
+    """Start a Celery worker (needs REDIS_URL; the embedded mode runs its own)."""
+    from producers.cli.processes import run_worker
+
+    settings = _settings()
+    if settings.embedded:
+        _fail(
+            "REDIS_URL is not set: a separate worker needs Redis as its broker; set REDIS_URL "
+            "(and DATABASE_URL) or use `summarybot summarize`, which runs its own worker"
+        )
+    run_worker(
+        settings, queues=queues.split(","), concurrency=concurrency, pool=pool, hostname=hostname
+    )
+
+
+@cli.command()
+def beat() -> None:
+    """Start Celery beat (the periodic maintenance clock; run exactly one)."""
+    from producers.cli.processes import run_beat
+
+    settings = _settings()
+    if settings.embedded:
+        _fail("REDIS_URL is not set: beat publishes to Redis; set REDIS_URL")
+    run_beat(settings)
+
+
+@cli.command()
+def flower(
+    port: Annotated[int, typer.Option("--port")] = 5555,
+    address: Annotated[str, typer.Option("--address")] = "127.0.0.1",
+    basic_auth: Annotated[
+        str | None,
+        typer.Option(
+            "--basic-auth",
+            envvar="FLOWER_BASIC_AUTH",
+            help="user:password (comma-separated for several).",
+        ),
+    ] = None,
+) -> None:
+    """Start Flower, the Celery monitoring UI, behind basic auth."""
+    from producers.cli.processes import run_flower
+
+    settings = _settings()
+    if settings.embedded:
+        _fail("REDIS_URL is not set: Flower watches the Redis broker; set REDIS_URL")
+    if not basic_auth or ":" not in basic_auth:
+        _fail(
+            "Flower needs --basic-auth user:password (or FLOWER_BASIC_AUTH); it shows task "
+            "arguments and must not be open"
+        )
+    run_flower(settings, port=port, address=address, basic_auth=basic_auth)
+
+
+@cli.command()
+def migrate(
+    revision: Annotated[str, typer.Option("--revision", help="Target revision.")] = "head",
+    downgrade: Annotated[bool, typer.Option("--downgrade", help="Downgrade to --revision.")] = (
+        False
+    ),
+) -> None:
+    """Upgrade (or downgrade) the database schema."""
+    from shared.db import migrate as migrations
+
+    settings = _settings()
+    url = settings.effective_database_url
+    if downgrade:
+        migrations.downgrade(url, revision)
+    else:
+        migrations.upgrade(url, revision)
+    print(f"database at revision {migrations.current(url) or 'base'}")
+
+
+@cli.command()
+def api(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8080,
+    workers: Annotated[int, typer.Option("--workers", min=1)] = 1,
+    forwarded_allow_ips: Annotated[
+        str | None, typer.Option("--forwarded-allow-ips", help="Trusted proxy addresses.")
+    ] = None,
+) -> None:
+    """Serve the inbound HTTP API (needs DATABASE_URL, REDIS_URL and SECRET_KEYS)."""
+    from producers.cli.api_commands import run_api
+
+    run_api(
+        _settings(), host=host, port=port, workers=workers, forwarded_allow_ips=forwarded_allow_ips
+    )
+
+
+@cli.command()
+def bot() -> None:
+    """Run the Discord bot (one process per shard group; see the README)."""
+    from producers.cli.bot_commands import run_bot
+
+    run_bot(_settings())
+
+
+@cli.command()
+def replay(
+    dead_letter: Annotated[
+        list[int] | None, typer.Option("--dead-letter", help="Dead-letter id (repeatable).")
+    ] = None,
+    all_dead_letters: Annotated[bool, typer.Option("--all-dead-letters")] = False,
+    delivery: Annotated[
+        list[str] | None, typer.Option("--delivery", help="Failed delivery id (repeatable).")
+    ] = None,
+    failed_since: Annotated[
+        datetime | None, typer.Option("--failed-since", help="Deliveries failed since (UTC).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+) -> None:
+    """Re-drive dead letters and failed deliveries (workers pick them up)."""
+    from producers.cli.delivery_commands import replay as replay_items
+
+    settings = _settings()
+    since = (
+        failed_since.replace(tzinfo=UTC)
+        if failed_since and not failed_since.tzinfo
+        else (failed_since)
+    )
+    try:
+        replay_items(
+            settings,
+            dead_letter_ids=dead_letter or (),
+            all_dead_letters=all_dead_letters,
+            delivery_ids=delivery or (),
+            failed_since=since,
+            dry_run=dry_run,
+        )
+    except PermanentError as exc:
+        _fail(exc.user_message)
+
+
+@cli.command("rotate-keys")
+def rotate_keys(
+    generate: Annotated[bool, typer.Option("--generate", help="Print a new key and stop.")] = (
+        False
+    ),
+) -> None:
+    """Re-encrypt every stored secret under the newest SECRET_KEYS key."""
+    from producers.cli.delivery_commands import rotate_keys as rotate
+
+    try:
+        rotate(_settings(), generate=generate)
+    except PermanentError as exc:
+        _fail(exc.user_message)
+
+
+def _add_keys_app() -> None:
+    from producers.cli.api_commands import keys_app
+
+    cli.add_typer(keys_app, name="keys")
+
+
+_add_keys_app()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,363 @@
+"""Initial schema: jobs and their outputs, tenancy, schedules, usage.
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-23 18:02:47
+
+Generated with ``--autogenerate`` against an empty PostgreSQL database, then reviewed by hand:
+plain SQLAlchemy types instead of the models' (``UTCDateTime`` is ``DateTime(timezone=True)``
+underneath, JSON is JSONB on PostgreSQL), ``now()`` as ``func.now()`` so SQLite gets
+``CURRENT_TIMESTAMP``, tables ordered parents first.  Constraint names follow the naming
+convention of ``schema.base``; ``op.f()`` marks them as final.
+
+Migrations are frozen history: they use plain SQLAlchemy types, never the models, so a later
+change to a model cannot change what an old revision does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+# revision identifiers, used by Alembic.
+revision: str = "0001"
+down_revision: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+TIMESTAMP = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    """Create every table of the system of record."""
+    op.create_table(
+        "jobs",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("origin", sa.String(length=16), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("guild_id", sa.String(length=32), nullable=True),
+        sa.Column("channel_id", sa.String(length=32), nullable=True),
+        sa.Column("requested_by", sa.String(length=64), nullable=True),
+        sa.Column("params", JSON, nullable=False),
+        sa.Column("progress", JSON, nullable=False),
+        sa.Column("idempotency_key", sa.String(length=200), nullable=True),
+        sa.Column("message_count", sa.Integer(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("error_detail", sa.Text(), nullable=True),
+        sa.Column("redeliveries", sa.Integer(), nullable=False),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.Column("updated_at", TIMESTAMP, nullable=False),
+        sa.Column("stage_started_at", TIMESTAMP, nullable=True),
+        sa.Column("heartbeat_at", TIMESTAMP, nullable=True),
+        sa.Column("finished_at", TIMESTAMP, nullable=True),
+        sa.CheckConstraint(
+            "status IN ('queued', 'fetching', 'summarizing', 'delivering', 'completed', 'failed', 'cancelled')",
+            name=op.f("ck_jobs_status"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
+        sa.UniqueConstraint("idempotency_key", name=op.f("uq_jobs_idempotency_key")),
+    )
+    op.create_index("ix_jobs_guild_created", "jobs", ["guild_id", "created_at"], unique=False)
+    op.create_index("ix_jobs_status_heartbeat", "jobs", ["status", "heartbeat_at"], unique=False)
+    op.create_table(
+        "summaries",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("job_id", sa.Uuid(), nullable=False),
+        sa.Column("guild_id", sa.String(length=32), nullable=True),
+        sa.Column("channel_id", sa.String(length=32), nullable=True),
+        sa.Column("format", sa.String(length=16), nullable=False),
+        sa.Column("language", sa.String(length=16), nullable=True),
+        sa.Column("content", JSON, nullable=False),
+        sa.Column("backend", sa.String(length=32), nullable=False),
+        sa.Column("model", sa.String(length=100), nullable=True),
+        sa.Column("prompt_version", sa.String(length=32), nullable=False),
+        sa.Column("degraded", sa.Boolean(), nullable=False),
+        sa.Column("message_count", sa.Integer(), nullable=False),
+        sa.Column("prompt_tokens", sa.Integer(), nullable=False),
+        sa.Column("completion_tokens", sa.Integer(), nullable=False),
+        sa.Column("cost_usd", sa.Numeric(precision=12, scale=6), nullable=False),
+        sa.Column("window_start", TIMESTAMP, nullable=True),
+        sa.Column("window_end", TIMESTAMP, nullable=True),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["jobs.id"], name=op.f("fk_summaries_job_id_jobs"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_summaries")),
+        sa.UniqueConstraint("job_id", name=op.f("uq_summaries_job_id")),
+    )
+    op.create_index(
+        "ix_summaries_guild_created", "summaries", ["guild_id", "created_at"], unique=False
+    )
+    op.create_table(
+        "deliveries",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("summary_id", sa.Uuid(), nullable=False),
+        sa.Column("target", sa.String(length=500), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("params", JSON, nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("lease_until", TIMESTAMP, nullable=True),
+        sa.Column("remote_id", sa.String(length=200), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("fallback_of", sa.Uuid(), nullable=True),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.Column("sent_at", TIMESTAMP, nullable=True),
+        sa.CheckConstraint(
+            "status IN ('pending', 'sending', 'sent', 'failed')", name=op.f("ck_deliveries_status")
+        ),
+        sa.ForeignKeyConstraint(
+            ["fallback_of"],
+            ["deliveries.id"],
+            name=op.f("fk_deliveries_fallback_of_deliveries"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["summary_id"],
+            ["summaries.id"],
+            name=op.f("fk_deliveries_summary_id_summaries"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_deliveries")),
+        sa.UniqueConstraint("summary_id", "target", name=op.f("uq_deliveries_summary_id_target")),
+    )
+    op.create_index(
+        "ix_deliveries_status_lease", "deliveries", ["status", "lease_until"], unique=False
+    )
+    op.create_table(
+        "dead_letters",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("task_id", sa.String(length=64), nullable=False),
+        sa.Column("task_name", sa.String(length=200), nullable=False),
+        sa.Column("job_id", sa.Uuid(), nullable=True),
+        sa.Column("delivery_id", sa.Uuid(), nullable=True),
+        sa.Column("args", JSON, nullable=False),
+        sa.Column("kwargs", JSON, nullable=False),
+        sa.Column("error", sa.Text(), nullable=False),
+        sa.Column("traceback", sa.Text(), nullable=True),
+        sa.Column("retries", sa.Integer(), nullable=False),
+        sa.Column("first_seen", TIMESTAMP, nullable=False),
+        sa.Column("last_seen", TIMESTAMP, nullable=False),
+        sa.Column("replayed_at", TIMESTAMP, nullable=True),
+        sa.ForeignKeyConstraint(
+            ["delivery_id"],
+            ["deliveries.id"],
+            name=op.f("fk_dead_letters_delivery_id_deliveries"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["jobs.id"], name=op.f("fk_dead_letters_job_id_jobs"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dead_letters")),
+        sa.UniqueConstraint("task_id", name=op.f("uq_dead_letters_task_id")),
+    )
+    op.create_index(op.f("ix_dead_letters_job_id"), "dead_letters", ["job_id"], unique=False)
+    op.create_table(
+        "guild_settings",
+        sa.Column("guild_id", sa.String(length=32), nullable=False),
+        sa.Column("default_format", sa.String(length=16), server_default="brief", nullable=False),
+        sa.Column("default_language", sa.String(length=16), nullable=True),
+        sa.Column("allowed_role_ids", JSON, server_default=sa.text("'[]'"), nullable=False),
+        sa.Column("excluded_channel_ids", JSON, server_default=sa.text("'[]'"), nullable=False),
+        sa.Column("retention_days", sa.Integer(), server_default=sa.text("90"), nullable=False),
+        sa.Column("monthly_token_budget", sa.BigInteger(), nullable=True),
+        sa.Column("reaction_trigger_emoji", sa.String(length=100), nullable=True),
+        sa.Column(
+            "private_channel_policy",
+            sa.String(length=16),
+            server_default="same_channel",
+            nullable=False,
+        ),
+        sa.Column("custom_instructions", sa.Text(), nullable=True),
+        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        sa.Column("updated_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        sa.CheckConstraint(
+            "default_format IN ('brief', 'structured', 'detailed', 'technical')",
+            name=op.f("ck_guild_settings_default_format"),
+        ),
+        sa.CheckConstraint(
+            "private_channel_policy IN ('allow', 'same_channel', 'deny')",
+            name=op.f("ck_guild_settings_private_policy"),
+        ),
+        sa.CheckConstraint(
+            "length(custom_instructions) <= 2000",
+            name=op.f("ck_guild_settings_instructions_length"),
+        ),
+        sa.CheckConstraint(
+            "monthly_token_budget >= 0", name=op.f("ck_guild_settings_token_budget")
+        ),
+        sa.CheckConstraint(
+            "retention_days BETWEEN 1 AND 3650", name=op.f("ck_guild_settings_retention_days")
+        ),
+        sa.PrimaryKeyConstraint("guild_id", name=op.f("pk_guild_settings")),
+    )
+    op.create_table(
+        "api_keys",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("guild_id", sa.String(length=32), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("secret_hash", sa.String(length=128), nullable=False),
+        sa.Column("scopes", JSON, server_default=sa.text("'[]'"), nullable=False),
+        sa.Column("ip_allowlist", JSON, nullable=True),
+        sa.Column("signing_secret_encrypted", sa.Text(), nullable=True),
+        sa.Column("rate_limit_per_minute", sa.Integer(), nullable=True),
+        sa.Column("created_by", sa.String(length=64), nullable=True),
+        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        sa.Column("expires_at", TIMESTAMP, nullable=True),
+        sa.Column("revoked_at", TIMESTAMP, nullable=True),
+        sa.Column("last_used_at", TIMESTAMP, nullable=True),
+        sa.CheckConstraint("length(id) BETWEEN 8 AND 32", name=op.f("ck_api_keys_id_length")),
+        sa.CheckConstraint("rate_limit_per_minute > 0", name=op.f("ck_api_keys_rate_limit")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
+    )
+    op.create_index(op.f("ix_api_keys_guild_id"), "api_keys", ["guild_id"], unique=False)
+    op.create_table(
+        "webhook_endpoints",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("guild_id", sa.String(length=32), nullable=False),
+        sa.Column("url", sa.String(length=2048), nullable=False),
+        sa.Column("description", sa.String(length=200), nullable=True),
+        sa.Column("secret_encrypted", sa.Text(), nullable=False),
+        sa.Column("previous_secrets", JSON, server_default=sa.text("'[]'"), nullable=False),
+        sa.Column("auth_kind", sa.String(length=16), server_default="none", nullable=False),
+        sa.Column("auth_encrypted", sa.Text(), nullable=True),
+        sa.Column("events", JSON, nullable=False),
+        sa.Column("enabled", sa.Boolean(), server_default=sa.true(), nullable=False),
+        sa.Column("disabled_reason", sa.Text(), nullable=True),
+        sa.Column("failing_since", TIMESTAMP, nullable=True),
+        sa.Column("fallback", JSON, nullable=True),
+        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        sa.Column("updated_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        sa.CheckConstraint(
+            "(auth_kind = 'none' AND auth_encrypted IS NULL) OR (auth_kind <> 'none' AND auth_encrypted IS NOT NULL)",
+            name=op.f("ck_webhook_endpoints_auth_secret"),
+        ),
+        sa.CheckConstraint(
+            "auth_kind IN ('none', 'bearer', 'basic', 'header')",
+            name=op.f("ck_webhook_endpoints_auth_kind"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_endpoints")),
+    )
+    op.create_index(
+        op.f("ix_webhook_endpoints_guild_id"), "webhook_endpoints", ["guild_id"], unique=False
+    )
+    op.create_table(
+        "user_opt_outs",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("guild_id", sa.String(length=32), nullable=False),
+        sa.Column("user_id", sa.String(length=32), nullable=False),
+        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_user_opt_outs")),
+        sa.UniqueConstraint("guild_id", "user_id", name=op.f("uq_user_opt_outs_guild_id_user_id")),
+    )
+    op.create_index(op.f("ix_user_opt_outs_user_id"), "user_opt_outs", ["user_id"], unique=False)
+    op.create_table(
+        "schedules",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("guild_id", sa.String(length=32), nullable=False),
+        sa.Column("channel_id", sa.String(length=32), nullable=False),
+        sa.Column("created_by", sa.String(length=64), nullable=False),
+        sa.Column("spec", sa.Text(), nullable=False),
+        sa.Column("cron", sa.String(length=120), nullable=False),
+        sa.Column("timezone", sa.String(length=64), nullable=False),
+        sa.Column("format", sa.String(length=16), server_default="brief", nullable=False),
+        sa.Column("language", sa.String(length=16), nullable=True),
+        sa.Column("destination", JSON, nullable=False),
+        sa.Column("empty_policy", sa.String(length=8), server_default="skip", nullable=False),
+        sa.Column("enabled", sa.Boolean(), server_default=sa.true(), nullable=False),
+        sa.Column("next_run_at", TIMESTAMP, nullable=True),
+        sa.Column("last_run_at", TIMESTAMP, nullable=True),
+        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        sa.Column("updated_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        sa.CheckConstraint(
+            "empty_policy IN ('skip', 'notice')", name=op.f("ck_schedules_empty_policy")
+        ),
+        sa.CheckConstraint(
+            "format IN ('brief', 'structured', 'detailed', 'technical')",
+            name=op.f("ck_schedules_format"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_schedules")),
+    )
+    op.create_index("ix_schedules_due", "schedules", ["enabled", "next_run_at"], unique=False)
+    op.create_index(op.f("ix_schedules_guild_id"), "schedules", ["guild_id"], unique=False)
+    op.create_table(
+        "schedule_runs",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("schedule_id", sa.Uuid(), nullable=False),
+        sa.Column("window_start", TIMESTAMP, nullable=False),
+        sa.Column("window_end", TIMESTAMP, nullable=False),
+        sa.Column("job_id", sa.Uuid(), nullable=True),
+        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        sa.CheckConstraint("window_end > window_start", name=op.f("ck_schedule_runs_window_order")),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["jobs.id"], name=op.f("fk_schedule_runs_job_id_jobs"), ondelete="SET NULL"
+        ),
+        sa.ForeignKeyConstraint(
+            ["schedule_id"],
+            ["schedules.id"],
+            name=op.f("fk_schedule_runs_schedule_id_schedules"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_schedule_runs")),
+        sa.UniqueConstraint(
+            "schedule_id", "window_start", name=op.f("uq_schedule_runs_schedule_id_window_start")
+        ),
+    )
+    op.create_index(op.f("ix_schedule_runs_job_id"), "schedule_runs", ["job_id"], unique=False)
+    op.create_table(
+        "usage_ledger",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("guild_id", sa.String(length=32), nullable=True),
+        sa.Column("job_id", sa.Uuid(), nullable=True),
+        sa.Column("model", sa.String(length=100), nullable=True),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("prompt_tokens", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("completion_tokens", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column(
+            "cost_usd",
+            sa.Numeric(precision=12, scale=6),
+            server_default=sa.text("0"),
+            nullable=False,
+        ),
+        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        sa.CheckConstraint(
+            "kind IN ('single', 'map', 'reduce', 'repair', 'extractive')",
+            name=op.f("ck_usage_ledger_kind"),
+        ),
+        sa.CheckConstraint(
+            "prompt_tokens >= 0 AND completion_tokens >= 0 AND cost_usd >= 0",
+            name=op.f("ck_usage_ledger_non_negative"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["jobs.id"], name=op.f("fk_usage_ledger_job_id_jobs"), ondelete="SET NULL"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_usage_ledger")),
+    )
+    op.create_index(
+        "ix_usage_ledger_guild_created", "usage_ledger", ["guild_id", "created_at"], unique=False
+    )
+    op.create_index(op.f("ix_usage_ledger_job_id"), "usage_ledger", ["job_id"], unique=False)
+
+
+def downgrade() -> None:
+    """Drop every table upgrade() created, children first (their indexes go with them)."""
+    op.drop_table("usage_ledger")
+    op.drop_table("schedule_runs")
+    op.drop_table("schedules")
+    op.drop_table("user_opt_outs")
+    op.drop_table("webhook_endpoints")
+    op.drop_table("api_keys")
+    op.drop_table("guild_settings")
+    op.drop_table("dead_letters")
+    op.drop_table("deliveries")
+    op.drop_table("summaries")
+    op.drop_table("jobs")

@@ -1,0 +1,173 @@
+"""Delivery bookkeeping: attempt log, retry schedules, job notifications (``job.failed``).
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-23 18:15:44
+
+Generated with ``--autogenerate`` against PostgreSQL at 0001, then reviewed by hand: plain
+SQLAlchemy types, tables ordered parents first.  Only new tables, so SQLite needs no batch mode.
+
+Migrations are frozen history: they use plain SQLAlchemy types, never the models, so a later
+change to a model cannot change what an old revision does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+TIMESTAMP = sa.DateTime(timezone=True)
+
+# revision identifiers, used by Alembic.
+revision: str = "0002"
+down_revision: str | Sequence[str] | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    """Create the attempt log, the retry schedules and the job notification outbox."""
+    op.create_table(
+        "job_notifications",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("job_id", sa.Uuid(), nullable=False),
+        sa.Column("event", sa.String(length=64), nullable=False),
+        sa.Column("target", sa.String(length=500), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("params", JSON, nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("lease_until", TIMESTAMP, nullable=True),
+        sa.Column("next_attempt_at", TIMESTAMP, nullable=True),
+        sa.Column("redriven_at", TIMESTAMP, nullable=True),
+        sa.Column("first_failure_at", TIMESTAMP, nullable=True),
+        sa.Column("progress", JSON, nullable=False),
+        sa.Column("remote_id", sa.String(length=200), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("fallback_of", sa.Uuid(), nullable=True),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.Column("sent_at", TIMESTAMP, nullable=True),
+        sa.CheckConstraint(
+            "status IN ('pending', 'sending', 'sent', 'failed')",
+            name=op.f("ck_job_notifications_status"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["fallback_of"],
+            ["job_notifications.id"],
+            name=op.f("fk_job_notifications_fallback_of_job_notifications"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["job_id"],
+            ["jobs.id"],
+            name=op.f("fk_job_notifications_job_id_jobs"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_job_notifications")),
+        sa.UniqueConstraint(
+            "job_id", "event", "target", name=op.f("uq_job_notifications_job_id_event_target")
+        ),
+    )
+    op.create_index(
+        "ix_job_notifications_status_due",
+        "job_notifications",
+        ["status", "next_attempt_at"],
+        unique=False,
+    )
+    op.create_table(
+        "delivery_attempts",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("delivery_id", sa.Uuid(), nullable=True),
+        sa.Column("notification_id", sa.Uuid(), nullable=True),
+        sa.Column("number", sa.Integer(), nullable=False),
+        sa.Column("target", sa.String(length=500), nullable=False),
+        sa.Column("endpoint_id", sa.Uuid(), nullable=True),
+        sa.Column("started_at", TIMESTAMP, nullable=False),
+        sa.Column("duration_ms", sa.Integer(), nullable=False),
+        sa.Column("status_code", sa.Integer(), nullable=True),
+        sa.Column("outcome", sa.String(length=16), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("response_excerpt", sa.Text(), nullable=True),
+        sa.Column("next_attempt_at", TIMESTAMP, nullable=True),
+        sa.CheckConstraint(
+            "outcome IN ('sent', 'retry', 'failed', 'skipped')",
+            name=op.f("ck_delivery_attempts_outcome"),
+        ),
+        sa.CheckConstraint(
+            "(delivery_id IS NULL) <> (notification_id IS NULL)",
+            name=op.f("ck_delivery_attempts_one_parent"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["delivery_id"],
+            ["deliveries.id"],
+            name=op.f("fk_delivery_attempts_delivery_id_deliveries"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["endpoint_id"],
+            ["webhook_endpoints.id"],
+            name=op.f("fk_delivery_attempts_endpoint_id_webhook_endpoints"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["notification_id"],
+            ["job_notifications.id"],
+            name=op.f("fk_delivery_attempts_notification_id_job_notifications"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_delivery_attempts")),
+    )
+    op.create_index(
+        "ix_delivery_attempts_delivery",
+        "delivery_attempts",
+        ["delivery_id", "started_at"],
+        unique=False,
+    )
+    op.create_index(
+        "ix_delivery_attempts_endpoint",
+        "delivery_attempts",
+        ["endpoint_id", "started_at"],
+        unique=False,
+    )
+    op.create_index(
+        "ix_delivery_attempts_notification",
+        "delivery_attempts",
+        ["notification_id", "started_at"],
+        unique=False,
+    )
+    op.create_table(
+        "delivery_schedules",
+        sa.Column("delivery_id", sa.Uuid(), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", TIMESTAMP, nullable=True),
+        sa.Column("redriven_at", TIMESTAMP, nullable=True),
+        sa.Column("first_failure_at", TIMESTAMP, nullable=True),
+        sa.Column("progress", JSON, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["delivery_id"],
+            ["deliveries.id"],
+            name=op.f("fk_delivery_schedules_delivery_id_deliveries"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("delivery_id", name=op.f("pk_delivery_schedules")),
+    )
+    op.create_index(
+        "ix_delivery_schedules_due", "delivery_schedules", ["next_attempt_at"], unique=False
+    )
+
+
+def downgrade() -> None:
+    """Drop the three tables (children first)."""
+    op.drop_index("ix_delivery_schedules_due", table_name="delivery_schedules")
+    op.drop_table("delivery_schedules")
+    op.drop_index("ix_delivery_attempts_notification", table_name="delivery_attempts")
+    op.drop_index("ix_delivery_attempts_endpoint", table_name="delivery_attempts")
+    op.drop_index("ix_delivery_attempts_delivery", table_name="delivery_attempts")
+    op.drop_table("delivery_attempts")
+    op.drop_index("ix_job_notifications_status_due", table_name="job_notifications")
+    op.drop_table("job_notifications")

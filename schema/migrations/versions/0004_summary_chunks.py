@@ -1,0 +1,108 @@
+"""Map/reduce bookkeeping of LLM summaries: plans, chunk notes, the reduce claim.
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-24 09:12:05
+
+Written against the models of ``schema.models.chunks`` and checked for drift with ``alembic
+check`` on PostgreSQL and SQLite.  Only new tables, so SQLite needs no batch mode.
+
+Migrations are frozen history: they use plain SQLAlchemy types, never the models, so a later
+change to a model cannot change what an old revision does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+TIMESTAMP = sa.DateTime(timezone=True)
+
+# revision identifiers, used by Alembic.
+revision: str = "0004"
+down_revision: str | Sequence[str] | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    """Create the plan, chunk and reduction tables."""
+    op.create_table(
+        "summary_plans",
+        sa.Column("job_id", sa.Uuid(), nullable=False),
+        sa.Column("chunk_count", sa.Integer(), nullable=False),
+        sa.Column("cached_chunks", sa.Integer(), nullable=False),
+        sa.Column("estimated_tokens", sa.BigInteger(), nullable=False),
+        sa.Column("model", sa.String(length=100), nullable=False),
+        sa.Column("stats", JSON, nullable=False),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["job_id"],
+            ["jobs.id"],
+            name=op.f("fk_summary_plans_job_id_jobs"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("job_id", name=op.f("pk_summary_plans")),
+    )
+    op.create_table(
+        "summary_chunks",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("job_id", sa.Uuid(), nullable=False),
+        sa.Column("chunk_index", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("content_hash", sa.String(length=64), nullable=False),
+        sa.Column("message_count", sa.Integer(), nullable=False),
+        sa.Column("transcript_tokens", sa.Integer(), nullable=False),
+        sa.Column("notes", JSON, nullable=True),
+        sa.Column("cached", sa.Boolean(), nullable=False),
+        sa.Column("model", sa.String(length=100), nullable=True),
+        sa.Column("prompt_tokens", sa.Integer(), nullable=False),
+        sa.Column("completion_tokens", sa.Integer(), nullable=False),
+        sa.Column("cost_usd", sa.Numeric(precision=12, scale=6), nullable=False),
+        sa.Column("lease_until", TIMESTAMP, nullable=True),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.Column("updated_at", TIMESTAMP, nullable=False),
+        sa.CheckConstraint("status IN ('pending', 'done')", name=op.f("ck_summary_chunks_status")),
+        sa.CheckConstraint(
+            "prompt_tokens >= 0 AND completion_tokens >= 0 AND cost_usd >= 0",
+            name=op.f("ck_summary_chunks_non_negative"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["job_id"],
+            ["jobs.id"],
+            name=op.f("fk_summary_chunks_job_id_jobs"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_summary_chunks")),
+        sa.UniqueConstraint(
+            "job_id", "chunk_index", name=op.f("uq_summary_chunks_job_id_chunk_index")
+        ),
+    )
+    op.create_table(
+        "summary_reductions",
+        sa.Column("job_id", sa.Uuid(), nullable=False),
+        sa.Column("mode", sa.String(length=16), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.CheckConstraint(
+            "mode IN ('notes', 'degraded')", name=op.f("ck_summary_reductions_mode")
+        ),
+        sa.ForeignKeyConstraint(
+            ["job_id"],
+            ["jobs.id"],
+            name=op.f("fk_summary_reductions_job_id_jobs"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("job_id", name=op.f("pk_summary_reductions")),
+    )
+
+
+def downgrade() -> None:
+    """Drop the three tables."""
+    op.drop_table("summary_reductions")
+    op.drop_table("summary_chunks")
+    op.drop_table("summary_plans")

@@ -1,0 +1,127 @@
+"""Delivery bookkeeping beyond the outbox rows: the attempt log, retry schedules, job events.
+
+- ``delivery_attempts`` logs every send attempt of every delivery (and job notification): when,
+  how long, the HTTP status or error, a short response excerpt, and when the next try is due.
+- ``delivery_schedules`` holds the retry state of a ``deliveries`` row: failures so far, when
+  the next attempt is due, and the progress of a multi-part send (message ids already posted),
+  so a retry resumes instead of posting parts twice.  Long retry delays live here, not in
+  Celery countdowns: the ``redrive_deliveries`` sweep re-enqueues what is due.
+- ``job_notifications`` is the outbox of events that have no summary (``job.failed``): one row
+  per job, event and target, with the same ``pending → sending → sent | failed`` life as a
+  delivery.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from schema.base import Base, JSONType, UTCDateTime, utcnow
+from schema.models.jobs import DeliveryStatus, _in
+
+__all__ = ["AttemptOutcome", "DeliveryAttempt", "DeliverySchedule", "JobNotification"]
+
+
+class AttemptOutcome(StrEnum):
+    """How one attempt ended."""
+
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class DeliveryAttempt(Base):
+    """One attempt to send a delivery or a job notification (exactly one of the two is set)."""
+
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (
+        CheckConstraint(_in("outcome", AttemptOutcome), name="outcome"),
+        CheckConstraint("(delivery_id IS NULL) <> (notification_id IS NULL)", name="one_parent"),
+        Index("ix_delivery_attempts_delivery", "delivery_id", "started_at"),
+        Index("ix_delivery_attempts_notification", "notification_id", "started_at"),
+        Index("ix_delivery_attempts_endpoint", "endpoint_id", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE")
+    )
+    notification_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("job_notifications.id", ondelete="CASCADE")
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    target: Mapped[str] = mapped_column(String(500))
+    endpoint_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="SET NULL")
+    )
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    response_excerpt: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DeliverySchedule(Base):
+    """Retry state and send progress of one delivery; absent until needed."""
+
+    __tablename__ = "delivery_schedules"
+    __table_args__ = (Index("ix_delivery_schedules_due", "next_attempt_at"),)
+
+    delivery_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE"), primary_key=True
+    )
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    redriven_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    progress: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+class JobNotification(Base):
+    """An event about a job (``job.failed``) to send to one target, outbox style."""
+
+    __tablename__ = "job_notifications"
+    __table_args__ = (
+        UniqueConstraint("job_id", "event", "target"),
+        CheckConstraint(_in("status", DeliveryStatus), name="status"),
+        Index("ix_job_notifications_status_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(500))
+    kind: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    redriven_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    progress: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    remote_id: Mapped[str | None] = mapped_column(String(200))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    fallback_of: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("job_notifications.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,146 @@
+"""structlog configuration: JSON lines off a terminal, readable lines on one, secrets redacted.
+
+Call :func:`configure_logging` once per process (CLI start, worker process init).  Context such as
+``job_id`` and ``task_id`` is bound with ``structlog.contextvars`` by the task decorator, so every
+line a task logs carries it without repeating it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any, TextIO
+
+import structlog
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
+__all__ = ["REDACTED", "configure_from_settings", "configure_logging", "redact_secrets"]
+
+REDACTED = "[redacted]"
+
+_SECRET_KEYS = re.compile(
+    r"(token|secret|password|passwd|api[_-]?key|authorization|auth|webhook_url|signature|cookie)",
+    re.IGNORECASE,
+)
+_SECRET_VALUES = [
+    # Discord webhook URLs carry their token in the path.
+    re.compile(r"https?://(?:\w+\.)?discord(?:app)?\.com/api/(?:v\d+/)?webhooks/\d+/[\w-]+"),
+    # Discord bot tokens: three base64url parts separated by dots.
+    re.compile(r"\b[MNO][\w-]{23,27}\.[\w-]{6}\.[\w-]{27,40}\b"),
+    re.compile(r"\bsk-[A-Za-z0-9_-]{16,}\b"),  # OpenAI keys
+    re.compile(r"\bsb_[A-Za-z0-9]+_[A-Za-z0-9_-]{16,}\b"),  # our own API keys
+    re.compile(r"\b(?:ghp|gho|ghu|ghs|ghr|github_pat)_[A-Za-z0-9_]{20,}\b"),
+    re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
+    re.compile(r"\beyJ[\w-]+\.eyJ[\w-]+\.[\w-]+\b"),  # JWTs
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"(?<=://)[^/@\s:]+:[^/@\s]+(?=@)"),  # user:password in URLs
+]
+
+
+def _scrub(text: str) -> str:
+    for pattern in _SECRET_VALUES:
+        text = pattern.sub(REDACTED, text)
+    return text
+
+
+def _redact_value(key: str, value: Any) -> Any:
+    if isinstance(value, str):
+        return REDACTED if _SECRET_KEYS.search(key) and value else _scrub(value)
+    if isinstance(value, Mapping):
+        return {k: _redact_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(key, v) for v in value]
+    return value
+
+
+def redact_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: mask values of secret-looking keys and secret-looking strings."""
+    for key in list(event_dict):
+        event_dict[key] = _redact_value(key, event_dict[key])
+    return event_dict
+
+
+def configure_logging(
+    *,
+    level: str = "INFO",
+    fmt: str = "auto",
+    stream: TextIO | None = None,
+    pseudonym_key: bytes | None = None,
+) -> None:
+    """Configure structlog and the standard library logging for this process.
+
+    ``fmt`` is ``json``, ``console`` or ``auto`` (console on a terminal, JSON elsewhere).
+    Standard-library loggers (Celery, SQLAlchemy, httpx) go through the same processors.
+    Discord user ids are replaced by keyed pseudonyms (``pseudonym_key``; random per process
+    when not given), so logs can be correlated without naming anyone.
+    """
+    from shared.metrics_logging import add_trace_context, pseudonymizer
+
+    key = pseudonym_key if pseudonym_key is not None else os.urandom(32)
+    stream = stream or sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        add_trace_context,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        pseudonymizer(key),
+        redact_secrets,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    )
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info if use_json else _keep,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("httpx", "httpcore", "kombu", "celery.bootsteps", "amqp"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def _keep(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
+    return event_dict
+
+
+def configure_from_settings(settings: Settings, *, level: str | None = None) -> None:
+    """:func:`configure_logging` with the level, format and pseudonym key of ``settings``.
+
+    The pseudonym key derives from the newest ``SECRET_KEYS`` key, so every process of a
+    deployment writes the same pseudonym for the same user.
+    """
+    from shared.metrics_logging import pseudonym_key
+
+    configure_logging(
+        level=level or settings.log_level,
+        fmt=settings.log_format,
+        pseudonym_key=pseudonym_key([k.get_secret_value() for k in settings.secret_keys]),
+    )

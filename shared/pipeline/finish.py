@@ -1,0 +1,213 @@
+"""How a summarize run ends: the summary stored with its deliveries and usage, in one go.
+
+The summary row, its delivery rows and the usage-ledger rows of the calls that wrote it are
+stored in one transaction (a transactional outbox): either all exist or none, and
+``summaries.job_id`` being unique makes a second run a no-op.  :func:`summarize_offline` is the
+offline extractive path (no LLM configured, an empty window, or the degraded fallback).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+
+from schema.models.chunks import SummaryChunk
+from schema.models.jobs import Delivery, DeliveryStatus, Job, JobStatus, Summary
+from schema.models.usage import UsageKind, UsageLedger
+from shared.cache import CachedFetch
+from shared.jobs import DELIVER, JobParams
+from shared.pipeline import state
+from shared.pipeline.services import Services
+from shared.summarize.content import SummaryContent
+
+__all__ = [
+    "PROMPT_VERSION",
+    "after_persist",
+    "enqueue_pending_deliveries",
+    "persist_summary",
+    "record_usage",
+    "summarize_offline",
+]
+
+log = structlog.get_logger(__name__)
+
+#: Version of the offline summarization recipe, stored with its summaries.
+PROMPT_VERSION = "extractive-1"
+
+
+def _pending_deliveries(services: Services, job_id: uuid.UUID) -> list[uuid.UUID]:
+    with services.session_factory() as session:
+        rows = session.scalars(
+            select(Delivery.id)
+            .join(Summary, Summary.id == Delivery.summary_id)
+            .where(Summary.job_id == job_id, Delivery.status == DeliveryStatus.PENDING.value)
+        )
+        return list(rows)
+
+
+def enqueue_pending_deliveries(services: Services, job_id: uuid.UUID) -> None:
+    """Enqueue one deliver task per pending delivery of the job's summary."""
+    for delivery_id in _pending_deliveries(services, job_id):
+        services.enqueuer.enqueue(DELIVER, str(job_id), str(delivery_id))
+
+
+def record_usage(services: Services, rows: Sequence[UsageLedger]) -> None:
+    """Write usage rows in a transaction of their own (spend that no summary carries)."""
+    if rows:
+        with services.session_factory() as session, session.begin():
+            session.add_all(rows)
+
+
+def persist_summary(
+    services: Services,
+    job: Job,
+    params: JobParams,
+    content: SummaryContent,
+    *,
+    prompt_version: str = PROMPT_VERSION,
+    model: str | None = None,
+    usage: Sequence[UsageLedger] = (),
+    progress: Mapping[str, Any] | None = None,
+) -> bool:
+    """Write summary, deliveries, usage rows and job status at once.
+
+    The summary's token and cost figures are the sum of every usage row of the job (map steps
+    included).  Returns False when another run got there first; ``usage`` is then recorded on
+    its own, since those calls were made all the same.
+    """
+    now = services.clock()
+    summary = Summary(
+        id=uuid.uuid4(),
+        job_id=job.id,
+        guild_id=content.coverage.guild_id,
+        channel_id=content.coverage.channel_id,
+        format=content.format.value,
+        language=params.language,
+        content=content.model_dump(mode="json"),
+        backend=content.backend,
+        model=model,
+        prompt_version=prompt_version,
+        degraded=content.degraded,
+        message_count=content.coverage.messages_total,
+        window_start=content.coverage.start,
+        window_end=content.coverage.end,
+        created_at=now,
+    )
+    deliveries = [
+        Delivery(
+            summary_id=summary.id,
+            target=target.key,
+            kind=target.kind,
+            params=target.model_dump(mode="json"),
+            status=DeliveryStatus.PENDING.value,
+            created_at=now,
+        )
+        for target in params.destinations
+    ]
+    next_status = JobStatus.DELIVERING if deliveries else JobStatus.COMPLETED
+    with services.session_factory() as session:
+        try:
+            with session.begin():
+                row = session.get(Job, job.id, with_for_update=True)
+                if row is None or row.status in state.FINISHED:
+                    record_usage(services, usage)
+                    return False
+                session.add_all(usage)
+                session.flush()
+                totals = session.execute(
+                    select(
+                        func.coalesce(func.sum(UsageLedger.prompt_tokens), 0),
+                        func.coalesce(func.sum(UsageLedger.completion_tokens), 0),
+                        func.coalesce(func.sum(UsageLedger.cost_usd), 0),
+                    ).where(UsageLedger.job_id == job.id)
+                ).one()
+                summary.prompt_tokens = int(totals[0])
+                summary.completion_tokens = int(totals[1])
+                summary.cost_usd = Decimal(str(totals[2]))
+                session.add(summary)
+                session.flush()
+                session.add_all(deliveries)
+                # The notes were only needed to write this summary.
+                session.execute(delete(SummaryChunk).where(SummaryChunk.job_id == job.id))
+                row.status = next_status.value
+                row.heartbeat_at = row.updated_at = row.stage_started_at = now
+                row.progress = {**row.progress, **(progress or {}), "summary_id": str(summary.id)}
+                if next_status is JobStatus.COMPLETED:
+                    row.finished_at = now
+        except IntegrityError:
+            log.info("summarize.duplicate", reason="summary already stored by another run")
+            record_usage(services, [_copy(u) for u in usage])
+            return False
+    return True
+
+
+def _copy(row: UsageLedger) -> UsageLedger:
+    # A row added to a session that rolled back cannot be added to another one.
+    return UsageLedger(
+        guild_id=row.guild_id,
+        job_id=row.job_id,
+        model=row.model,
+        kind=row.kind,
+        prompt_tokens=row.prompt_tokens,
+        completion_tokens=row.completion_tokens,
+        cost_usd=row.cost_usd,
+        created_at=row.created_at,
+    )
+
+
+def after_persist(services: Services, job_id: uuid.UUID, params: JobParams) -> None:
+    """Drop what the job no longer needs and hand its deliveries to the deliver stage."""
+    if not params.destinations:
+        services.cache.delete(str(job_id))
+    if services.llm is not None:
+        services.llm.scratch.delete(str(job_id))
+    enqueue_pending_deliveries(services, job_id)
+
+
+def summarize_offline(
+    services: Services,
+    job: Job,
+    params: JobParams,
+    fetched: CachedFetch,
+    *,
+    degraded: bool = False,
+    reason: str | None = None,
+) -> None:
+    """Summarize with the offline backend; ``degraded`` marks a fallback from the LLM."""
+    key = str(job.id)
+    state.heartbeat(
+        services.session_factory, job.id, now=services.clock(), progress={"summarizing": True}
+    )
+    messages = list(services.cache.iter_messages(key))
+    content = services.summarizer.summarize(
+        messages,
+        fetched.channel,
+        format=params.format,
+        language=params.language,
+        skipped=0,
+    )
+    del messages
+    usage: list[UsageLedger] = []
+    progress: dict[str, Any] = {}
+    if degraded:
+        content = content.model_copy(update={"degraded": True})
+        progress["degraded_reason"] = reason or "the LLM was unavailable"
+        usage.append(
+            UsageLedger(
+                guild_id=fetched.channel.guild_id,
+                job_id=job.id,
+                model=None,
+                kind=UsageKind.EXTRACTIVE.value,
+                created_at=services.clock(),
+            )
+        )
+        log.warning("summarize.degraded", reason=progress["degraded_reason"])
+    if persist_summary(services, job, params, content, usage=usage, progress=progress):
+        log.info("summarize.done", cited=len(content.citations), backend=content.backend)
+    after_persist(services, job.id, params)

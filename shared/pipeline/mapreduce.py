@@ -1,0 +1,308 @@
+"""The LLM summarize pipeline: plan, map chunks in parallel, reduce their notes, once.
+
+This module holds what the steps share — task names, the failure policy, the barrier, re-drive
+and reset; the steps are :mod:`~shared.pipeline.llm_start`, :mod:`~shared.pipeline.map_step` and
+:mod:`~shared.pipeline.reduce_step`.
+
+``summarybot.summarize`` (:func:`~shared.pipeline.llm_start.start`) streams the job's cached
+messages through the :class:`~shared.pipeline.plan.Planner`. A window that fits one call is
+summarized right there. Otherwise each chunk either finds its notes in the notes cache (reuse:
+no tokens) or has its lines put in the job scratch; the guild's token budget is checked against
+the estimate; and the plan and one ``summary_chunks`` row per chunk are committed together
+before one ``summarybot.summarize.map`` task per missing chunk is enqueued.
+
+Map tasks (:func:`~shared.pipeline.map_step.run_map`) run on any summarize worker. A task leases
+its chunk (so a duplicate delivery does not pay twice), maps it to notes, and in one transaction
+— holding the job row's lock, so completions are counted one at a time — stores the notes, its
+usage rows and, when its notes complete the set, inserts the job's unique ``summary_reductions``
+row. Only the transaction that wins that insert enqueues ``summarybot.summarize.reduce``
+(:func:`~shared.pipeline.reduce_step.run_reduce`): the barrier lives in Postgres, survives any
+worker dying, and cannot fire early or twice.
+
+The reduce step merges notes (never raw text) level by level while they exceed
+``reduce_input_tokens``, writes the final summary in the requested format, validates every
+citation against the lines the notes cite, and stores summary, deliveries and usage together.
+
+Failure policy: transient errors retry the task (the task decorator); a context overflow
+re-chunks; when the LLM is unavailable (circuit open, quota exhausted) a job whose guild opted
+in is summarized offline, flagged ``degraded`` (the reduce claim is taken in ``degraded`` mode,
+so the two paths exclude each other); a job over its guild's monthly budget fails with the
+reason, or is summarized offline when ``over_budget`` is ``degrade``. The recovery sweep
+re-enqueues ``summarybot.summarize`` for a stalled job, which re-drives what is missing
+(:func:`redrive`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from schema.models.chunks import (
+    ChunkStatus,
+    ReduceMode,
+    SummaryChunk,
+    SummaryPlan,
+    SummaryReduction,
+)
+from schema.models.jobs import Job
+from schema.models.tenancy import ALL_GUILDS, GuildSettings, UserOptOut
+from schema.models.usage import UsageLedger
+from shared.errors import ConfigError, InvalidInputError
+from shared.jobs import SUMMARIZE, JobParams
+from shared.llm.breaker import CircuitOpenError
+from shared.llm.client import BILLING_CODES, QuotaExceededError
+from shared.llm.summarizer import (
+    CallRecord,
+    LLMBackend,
+)
+from shared.pipeline import state
+from shared.pipeline.plan import WindowStats
+from shared.pipeline.services import Services
+from shared.summarize import prompts
+from shared.summarize.content import SummaryContent
+from shared.summarize.transcript import TranscriptOptions
+from shared.summarize.validate import ValidationReport
+
+__all__ = [
+    "MAP_CHUNK",
+    "QUOTA_MESSAGE",
+    "REDUCE",
+    "UNAVAILABLE",
+    "as_failure",
+    "claim_degraded",
+    "claim_reduce",
+    "cleanup",
+    "job_options",
+    "ledger_rows",
+    "llm_of",
+    "purge_finished_chunks",
+    "redrive",
+    "report_progress",
+    "reset",
+    "restart",
+    "with_window",
+]
+
+log = structlog.get_logger(__name__)
+
+MAP_CHUNK = "summarybot.summarize.map"
+REDUCE = "summarybot.summarize.reduce"
+
+#: Errors that mean "no LLM call can succeed now" (the degraded fallback's trigger).
+UNAVAILABLE = (CircuitOpenError, QuotaExceededError)
+QUOTA_MESSAGE = (
+    "The LLM account is out of quota or credit; an operator must check its plan and billing."
+)
+
+
+def as_failure(exc: CircuitOpenError | QuotaExceededError) -> Exception:
+    """A circuit opened by a quota error fails the job now: waiting will not refill it."""
+    if isinstance(exc, CircuitOpenError) and exc.reason in BILLING_CODES:
+        return QuotaExceededError(str(exc), user_message=QUOTA_MESSAGE)
+    return exc
+
+
+def llm_of(services: Services) -> LLMBackend:
+    """The LLM backend; a worker without one cannot run LLM steps (a fleet misconfiguration)."""
+    if services.llm is None:
+        raise ConfigError(
+            "this worker has no LLM configured but received an LLM summarize step; set "
+            "OPENAI_API_KEY or LLM_BASE_URL on every summarize worker",
+            user_message="a worker without an LLM configuration took part in this summary",
+        )
+    return services.llm
+
+
+def ledger_rows(
+    calls: Sequence[CallRecord], *, job_id: uuid.UUID, guild_id: str | None, services: Services
+) -> list[UsageLedger]:
+    """One usage-ledger row per model call."""
+    now = services.clock()
+    return [
+        UsageLedger(
+            guild_id=guild_id,
+            job_id=job_id,
+            model=call.model,
+            kind=call.kind,
+            prompt_tokens=call.usage.prompt_tokens,
+            completion_tokens=call.usage.completion_tokens,
+            cost_usd=Decimal(str(round(call.cost_usd, 6))),
+            created_at=now,
+        )
+        for call in calls
+    ]
+
+
+# -- options ----------------------------------------------------------------------------------
+
+
+def job_options(
+    services: Services, guild_id: str | None, params: JobParams, timezone: str = "UTC"
+) -> tuple[TranscriptOptions, prompts.PromptOptions]:
+    """Transcript options (opt-outs) and prompt options (format, language, instructions)."""
+    guilds = [ALL_GUILDS] if guild_id is None else [guild_id, ALL_GUILDS]
+    with services.session_factory() as session:
+        opted = set(
+            session.scalars(select(UserOptOut.user_id).where(UserOptOut.guild_id.in_(guilds)))
+        )
+        settings = session.get(GuildSettings, guild_id) if guild_id else None
+    language = params.language or (settings.default_language if settings else None) or "en"
+    instructions = settings.custom_instructions if settings else None
+    if instructions and len(instructions) > prompts.MAX_CUSTOM_INSTRUCTIONS:
+        log.warning(
+            "summarize.instructions_truncated",
+            length=len(instructions),
+            limit=prompts.MAX_CUSTOM_INSTRUCTIONS,
+        )
+        instructions = instructions[: prompts.MAX_CUSTOM_INSTRUCTIONS]
+    try:
+        prompt = prompts.PromptOptions(
+            format=params.format, language=language, custom_instructions=instructions
+        )
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from None
+    return TranscriptOptions(opted_out_user_ids=frozenset(opted), timezone=timezone), prompt
+
+
+def with_window(content: SummaryContent, stats: WindowStats) -> SummaryContent:
+    """The window's participants and span (the validator only saw the cited lines)."""
+    coverage = content.coverage.model_copy(update={"start": stats.start, "end": stats.end})
+    return content.model_copy(
+        update={"participants": stats.participant_list(), "coverage": coverage}
+    )
+
+
+def report_progress(report: ValidationReport, **extra: Any) -> dict[str, Any]:
+    """What cleaning changed, for the job's progress."""
+    return {
+        "llm": {
+            **extra,
+            "citations_kept": report.citations_kept,
+            "citations_dropped": report.citations_dropped,
+            "citations_repaired": report.citations_repaired,
+            "unsupported_facts": len(report.problems),
+        }
+    }
+
+
+# -- barrier ----------------------------------------------------------------------------------
+
+
+def claim_reduce(session: Session, job_id: uuid.UUID, mode: ReduceMode, reason: str | None) -> bool:
+    """Insert the job's one reduction row; the caller holds the job row's lock.
+
+    ``notes`` mode needs every chunk done.  Returns True for the one caller that inserted it.
+    """
+    if mode is ReduceMode.NOTES:
+        plan = session.get(SummaryPlan, job_id)
+        done = session.scalar(
+            select(func.count())
+            .select_from(SummaryChunk)
+            .where(SummaryChunk.job_id == job_id, SummaryChunk.status == ChunkStatus.DONE.value)
+        )
+        if plan is None or int(done or 0) < plan.chunk_count:
+            return False
+    try:
+        with session.begin_nested():
+            session.add(SummaryReduction(job_id=job_id, mode=mode.value, reason=reason))
+            session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
+def claim_degraded(services: Services, job_id: uuid.UUID, reason: str) -> bool:
+    """Take the job's reduce step for the offline fallback; True if this call took it."""
+    with services.session_factory() as session, session.begin():
+        job = session.get(Job, job_id, with_for_update=True)
+        if job is None or job.status in state.FINISHED:
+            return False
+        won = claim_reduce(session, job_id, ReduceMode.DEGRADED, reason)
+    if won:
+        log.warning("summarize.degrade", reason=reason)
+        services.enqueuer.enqueue(REDUCE, str(job_id))
+    return won
+
+
+def redrive(services: Services, job_id: uuid.UUID) -> None:
+    """Enqueue whatever a planned job still misses: its map steps, or its reduce step."""
+    with services.session_factory() as session:
+        reduction = session.get(SummaryReduction, job_id)
+        pending = list(
+            session.scalars(
+                select(SummaryChunk.id).where(
+                    SummaryChunk.job_id == job_id,
+                    SummaryChunk.status == ChunkStatus.PENDING.value,
+                )
+            )
+        )
+    if reduction is not None:
+        services.enqueuer.enqueue(REDUCE, str(job_id))
+        return
+    if pending:
+        log.info("summarize.redrive", pending=len(pending))
+        for chunk_id in pending:
+            services.enqueuer.enqueue(MAP_CHUNK, str(job_id), str(chunk_id))
+        return
+    with services.session_factory() as session, session.begin():
+        job = session.get(Job, job_id, with_for_update=True)
+        won = (
+            job is not None
+            and job.status not in state.FINISHED
+            and claim_reduce(session, job_id, ReduceMode.NOTES, None)
+        )
+    if won:
+        services.enqueuer.enqueue(REDUCE, str(job_id))
+
+
+def reset(services: Services, job_id: uuid.UUID, *, plan_created: datetime | None = None) -> bool:
+    """Forget a job's plan, chunks, claim and scratch (it will be planned again).
+
+    With ``plan_created`` only that plan is forgotten: of several tasks that find the same plan
+    broken, one resets it, and a newer plan is left alone.  Returns whether anything was reset.
+    """
+    with services.session_factory() as session, session.begin():
+        if plan_created is not None:
+            removed = session.execute(
+                delete(SummaryPlan).where(
+                    SummaryPlan.job_id == job_id, SummaryPlan.created_at == plan_created
+                )
+            )
+            if not getattr(removed, "rowcount", 0):
+                return False
+        for model in (SummaryReduction, SummaryChunk, SummaryPlan):
+            session.execute(delete(model).where(model.job_id == job_id))
+    if services.llm is not None:
+        services.llm.scratch.delete(str(job_id))
+    return True
+
+
+def restart(services: Services, plan: SummaryPlan, why: str) -> None:
+    """Plan the job again (its chunks or notes are gone); one caller per broken plan acts."""
+    if reset(services, plan.job_id, plan_created=plan.created_at):
+        log.warning("summarize.restart", reason=why)
+        services.enqueuer.enqueue(SUMMARIZE, str(plan.job_id))
+
+
+def cleanup(services: Services, job_id: uuid.UUID) -> None:
+    """A finished job keeps no notes and no scratch."""
+    with services.session_factory() as session, session.begin():
+        session.execute(delete(SummaryChunk).where(SummaryChunk.job_id == job_id))
+    if services.llm is not None:
+        services.llm.scratch.delete(str(job_id))
+
+
+def purge_finished_chunks(services: Services) -> int:
+    """Delete the chunk notes of every finished job (for a periodic sweep); returns rows."""
+    finished = select(Job.id).where(Job.status.in_(state.FINISHED))
+    with services.session_factory() as session, session.begin():
+        result = session.execute(delete(SummaryChunk).where(SummaryChunk.job_id.in_(finished)))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,592 @@
+"""Read a DiscordChatExporter (DCE) JSON export as a stream of :class:`ChatMessage`.
+
+DCE (``DiscordChatExporter.Cli export -f Json``) writes one JSON object per channel::
+
+    {"guild": {...}, "channel": {...}, "dateRange": {...}, "exportedAt": "...",
+     "messages": [ {...}, ... ], "messageCount": N}
+
+Exports of busy channels reach hundreds of megabytes, so nothing here loads the whole file:
+``open_export`` reads only the header (``guild`` and ``channel`` come before ``messages`` in
+every file DCE writes) and :meth:`ExportFile.iter_messages` parses one message at a time with
+``ijson``.  A file whose ``messages`` array comes *before* ``channel`` (hand-made or rewritten
+by another tool) is still accepted: the header is then found by a second streaming pass, which
+costs a full read of the file but no memory.
+
+Every problem with the file, including one met halfway through the stream, is raised as a
+one-line :class:`~shared.errors.InvalidInputError` saying what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import ijson
+
+from shared.domain.messages import ChannelInfo, ChatMessage
+from shared.errors import InvalidInputError
+
+__all__ = ["THREAD_KINDS", "ExportFile", "count_messages", "open_export"]
+
+THREAD_KINDS = frozenset({"GuildPublicThread", "GuildPrivateThread", "GuildNewsThread"})
+"""DCE channel kinds that are threads: their ``categoryId`` is the parent channel."""
+
+_BUF_SIZE = 64 * 1024
+_BOM = b"\xef\xbb\xbf"
+_HOW_TO_EXPORT = (
+    "export the channel with `DiscordChatExporter.Cli export -c CHANNEL_ID -f Json -o FILE.json`"
+)
+_REQUIRED = '"id", "timestamp", "content" and "author.id"'
+_EMBED_SNIPPET = 80
+_DM_GUILD_ID = "0"
+
+_USER_MENTION_RE = re.compile(r"<@!?(\d+)>")
+_ROLE_MENTION_RE = re.compile(r"<@&(\d+)>")
+_CHANNEL_MENTION_RE = re.compile(r"<#(\d+)>")
+_EMOJI_RE = re.compile(r"<a?:([A-Za-z0-9_~]+):\d+>")
+_TIMESTAMP_RE = re.compile(r"<t:(-?\d+)(?::[tTdDfFR])?>")
+_COMMAND_RE = re.compile(r"</([\w -]+):\d+>")
+
+
+class _TrackingReader:
+    """A binary reader for ijson that remembers the chunk it handed out last.
+
+    yajl reports a parse error with a snippet of the current chunk but no offset; keeping the
+    chunk, its start offset and the newlines before it lets us turn that snippet into a byte
+    offset, line and column a user can go to.
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._started = False
+        self.chunk = b""
+        self.chunk_start = 0
+        self.newlines_before_chunk = 0
+        self.total = 0
+
+    def read(self, size: int = -1) -> bytes:
+        """Read like a file, skipping a UTF-8 byte order mark at the start."""
+        try:
+            data = self._raw.read(size)
+        except ValueError:  # the file object was closed under a running iteration
+            raise InvalidInputError(
+                f"{getattr(self._raw, 'name', 'the export')}: the export was closed while its "
+                "messages were being read; finish iterating before closing it"
+            ) from None
+        if data and not self._started:
+            # ijson probes with read(0) first, so the BOM check waits for real data.
+            self._started = True
+            if data.startswith(_BOM):
+                data = data[len(_BOM) :]
+                self.total = len(_BOM)
+        self.newlines_before_chunk += self.chunk.count(b"\n")
+        self.chunk_start = self.total
+        self.chunk = data
+        self.total += len(data)
+        return data
+
+    def locate(self, snippet: bytes, caret: int) -> tuple[int, int, int] | None:
+        """Byte offset, line and column of a yajl error snippet, or None if not found."""
+        text = snippet.lstrip(b" ")
+        lead = len(snippet) - len(text)
+        if not text.strip() or caret < lead:
+            return None
+        # yajl prints newlines of the snippet as spaces; do the same before searching.
+        haystack = self.chunk.replace(b"\n", b" ").replace(b"\r", b" ")
+        index = haystack.find(text)
+        if index < 0:
+            return None
+        # yajl points one byte past the offending character.
+        in_chunk = max(0, index + (caret - lead) - 1)
+        line = self.newlines_before_chunk + self.chunk.count(b"\n", 0, in_chunk) + 1
+        line_start = self.chunk.rfind(b"\n", 0, in_chunk) + 1
+        column = len(self.chunk[line_start:in_chunk].decode("utf-8", "replace")) + 1
+        return self.chunk_start + in_chunk, line, column
+
+
+def _json_error(path: Path, exc: Exception, reader: _TrackingReader) -> InvalidInputError:
+    """Turn an ijson/yajl error into one clear line with the position of the problem."""
+    raw = exc.args[0] if exc.args else str(exc)
+    data = raw if isinstance(raw, bytes) else str(raw).encode("utf-8", "surrogateescape")
+    parts = data.split(b"\n")
+    reason = parts[0].decode("utf-8", "replace").strip().rstrip(".") or "invalid JSON"
+    if "premature EOF" in reason or "Incomplete JSON" in reason:
+        return InvalidInputError(
+            f"{path}: the JSON ends early at byte {reader.total}: the file is truncated "
+            f"(an interrupted export or copy?); {_HOW_TO_EXPORT} again"
+        )
+    where = f"in the chunk at bytes {reader.chunk_start}-{reader.total}"
+    if len(parts) >= 3 and b"^" in parts[2]:
+        found = reader.locate(parts[1], parts[2].index(b"^"))
+        if found is not None:
+            offset, line, column = found
+            where = f"at line {line}, column {column} (byte {offset})"
+        context = parts[1].strip().decode("utf-8", "replace")
+        if context:
+            where += f" near {context!r}"
+    return InvalidInputError(
+        f"{path}: malformed JSON {where}: {reason}; the file is not valid JSON, "
+        f"{_HOW_TO_EXPORT} again or fix the file"
+    )
+
+
+def _not_dce(path: Path, why: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"{path}: {why}, so it does not look like a DiscordChatExporter JSON export; "
+        f"{_HOW_TO_EXPORT}"
+    )
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    """Open ``path`` for reading, turning every OS problem into a clear InvalidInputError."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise InvalidInputError(
+            f"{path}: no such file; check the path of the DiscordChatExporter JSON export"
+        ) from None
+    except IsADirectoryError:
+        raise InvalidInputError(
+            f"{path}: is a directory, not a file; give the path of the exported .json file"
+        ) from None
+    except OSError as exc:
+        raise InvalidInputError(
+            f"{path}: cannot be read ({exc.strerror or exc}); check the path and its permissions"
+        ) from None
+    if os.fstat(handle.fileno()).st_size == 0:
+        handle.close()
+        raise InvalidInputError(
+            f"{path}: the file is empty (0 bytes); {_HOW_TO_EXPORT} and check it finished"
+        )
+    return handle
+
+
+class _Header:
+    """What the header scan found: the guild and channel objects."""
+
+    def __init__(self, guild: dict[str, Any] | None, channel: dict[str, Any]) -> None:
+        self.guild = guild
+        self.channel = channel
+
+
+def _build_value(events: Iterator[tuple[str, str, Any]]) -> Any:
+    """Consume the events of one JSON value and return it as Python data."""
+    builder = ijson.ObjectBuilder()
+    depth = 0
+    for _prefix, event, value in events:
+        builder.event(event, value)
+        if event in ("start_map", "start_array"):
+            depth += 1
+        elif event in ("end_map", "end_array"):
+            depth -= 1
+        if depth == 0:
+            return builder.value
+    return builder.value  # pragma: no cover - ijson raises on truncated input before this
+
+
+def _first_item(handle: IO[bytes], path: Path, prefix: str) -> Any:
+    """The first value at ``prefix`` (a top-level key), found by one streaming pass."""
+    handle.seek(0)
+    reader = _TrackingReader(handle)
+    try:
+        return next(iter(ijson.items(reader, prefix, use_float=True, buf_size=_BUF_SIZE)), None)
+    except ijson.JSONError as exc:
+        raise _json_error(path, exc, reader) from None
+
+
+def _scan_header(handle: IO[bytes], path: Path) -> _Header:
+    """Read the top-level object up to ``messages``; check the file's shape on the way."""
+    handle.seek(0)
+    reader = _TrackingReader(handle)
+    events = ijson.parse(reader, use_float=True, buf_size=_BUF_SIZE)
+    guild: Any = None
+    channel: Any = None
+    saw_messages = False
+    started = False
+    try:
+        first = next(events, None)
+        started = True
+        if first is None or first[1] != "start_map":
+            kind = "an array" if first and first[1] == "start_array" else "a single value"
+            raise _not_dce(path, f"the top level of the JSON is {kind}, not an object")
+        for prefix, event, value in events:
+            if prefix == "" and event == "end_map":
+                break
+            if event != "map_key" or prefix != "":  # pragma: no cover - values are consumed
+                continue
+            if value == "messages":
+                _prefix, kind, _value = next(events)
+                if kind != "start_array":
+                    raise _not_dce(path, '"messages" is not an array')
+                saw_messages = True
+                break
+            built = _build_value(events)
+            if value == "guild":
+                guild = built
+            elif value == "channel":
+                channel = built
+    except ijson.JSONError as exc:
+        if not started:
+            head = reader.chunk.strip()
+            if not head:
+                raise InvalidInputError(
+                    f"{path}: the file holds only whitespace, no JSON; {_HOW_TO_EXPORT}"
+                ) from None
+            start = head[:20].decode("utf-8", "replace")
+            raise InvalidInputError(
+                f"{path}: the file is not JSON (it starts with {start!r}); an HTML, TXT or CSV "
+                f"export cannot be read: {_HOW_TO_EXPORT}"
+            ) from None
+        raise _json_error(path, exc, reader) from None
+    if not saw_messages:
+        raise _not_dce(path, 'the JSON object has no "messages" array')
+    # Only when "messages" came first (never in files DCE writes) is the header after it:
+    # another streaming pass finds it there.
+    if channel is None:
+        channel = _first_item(handle, path, "channel")
+    if guild is None:
+        guild = _first_item(handle, path, "guild")
+    if not isinstance(channel, dict):
+        raise _not_dce(path, 'the JSON object has no "channel" object')
+    if channel.get("id") is None:
+        raise _not_dce(path, 'the "channel" object has no "id"')
+    return _Header(guild if isinstance(guild, dict) else None, channel)
+
+
+def _text(value: Any) -> str | None:
+    """A JSON scalar as text (ids may be numbers in hand-made files); None for null/empty."""
+    if value is None or isinstance(value, dict | list | bool):
+        return None
+    text = str(value)
+    return text or None
+
+
+def _channel_info(header: _Header) -> ChannelInfo:
+    channel = header.channel
+    guild = header.guild or {}
+    kind = _text(channel.get("type")) or "GuildTextChat"
+    guild_id = _text(guild.get("id"))
+    return ChannelInfo(
+        channel_id=str(channel["id"]),
+        channel_name=_text(channel.get("name")) or str(channel["id"]),
+        guild_id=None if guild_id == _DM_GUILD_ID else guild_id,
+        guild_name=None if guild_id == _DM_GUILD_ID else _text(guild.get("name")),
+        kind=kind,
+        parent_id=_text(channel.get("categoryId")) if kind in THREAD_KINDS else None,
+        topic=_text(channel.get("topic")),
+    )
+
+
+def _display_name(user: dict[str, Any]) -> str | None:
+    return _text(user.get("nickname")) or _text(user.get("name"))
+
+
+def _list(message: dict[str, Any], key: str) -> list[Any]:
+    value = message.get(key)
+    return value if isinstance(value, list) else []
+
+
+def _dicts(message: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    return [item for item in _list(message, key) if isinstance(item, dict)]
+
+
+def _embed_text(embed: dict[str, Any]) -> str | None:
+    title = _text(embed.get("title"))
+    if title:
+        return title
+    url = _text(embed.get("url"))
+    if url:
+        return url
+    description = _text(embed.get("description"))
+    if description:
+        snippet = " ".join(description.split())
+        if len(snippet) > _EMBED_SNIPPET:
+            snippet = snippet[: _EMBED_SNIPPET - 1].rstrip() + "…"
+        return snippet
+    return None
+
+
+def _attachment_name(attachment: dict[str, Any]) -> str | None:
+    name = _text(attachment.get("fileName"))
+    if name:
+        return name
+    url = _text(attachment.get("url"))
+    return url.rsplit("/", 1)[-1].split("?", 1)[0] or None if url else None
+
+
+def _resolve_markup(
+    content: str, message: dict[str, Any], author: dict[str, Any], channel: ChannelInfo
+) -> str:
+    """Rewrite raw Discord markup (``--markdown false`` exports) as DCE would render it."""
+    if "<" not in content:
+        return content
+    users: dict[str, str] = {}
+    roles: dict[str, str] = {}
+    for person in [author, *_dicts(message, "mentions")]:
+        user_id, name = _text(person.get("id")), _display_name(person)
+        if user_id and name:
+            users[user_id] = name
+        for entry in person.get("roles") or []:
+            if isinstance(entry, dict) and _text(entry.get("id")) and _text(entry.get("name")):
+                roles[str(entry["id"])] = str(entry["name"])
+    known_channels = {channel.channel_id: channel.channel_name}
+
+    def user(match: re.Match[str]) -> str:
+        return "@" + users.get(match.group(1), "Unknown")
+
+    def role(match: re.Match[str]) -> str:
+        return "@" + roles.get(match.group(1), f"role-{match.group(1)}")
+
+    def chan(match: re.Match[str]) -> str:
+        return "#" + known_channels.get(match.group(1), match.group(1))
+
+    def stamp(match: re.Match[str]) -> str:
+        try:
+            when = datetime.fromtimestamp(int(match.group(1)), tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return match.group(0)
+        return when.strftime("%Y-%m-%d %H:%M UTC")
+
+    content = _USER_MENTION_RE.sub(user, content)
+    content = _ROLE_MENTION_RE.sub(role, content)
+    content = _CHANNEL_MENTION_RE.sub(chan, content)
+    content = _EMOJI_RE.sub(r":\1:", content)
+    content = _TIMESTAMP_RE.sub(stamp, content)
+    return _COMMAND_RE.sub(r"/\1", content)
+
+
+class _MessageMapper:
+    """Maps one DCE message object to a ChatMessage; knows the file for error messages."""
+
+    def __init__(self, path: Path, channel: ChannelInfo) -> None:
+        self._path = path
+        self._channel = channel
+
+    def _bad(self, index: int, msg_id: Any, problem: str) -> InvalidInputError:
+        ident = f" (id {msg_id})" if _text(msg_id) else ""
+        return InvalidInputError(
+            f"{self._path}: message at index {index}{ident} {problem}; every message needs "
+            f"{_REQUIRED}: {_HOW_TO_EXPORT} again or fix that message"
+        )
+
+    def _timestamp(self, index: int, msg_id: str, value: Any, field: str) -> datetime:
+        if not isinstance(value, str):
+            raise self._bad(index, msg_id, f'has no "{field}"')
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            raise self._bad(
+                index,
+                msg_id,
+                f'has an invalid "{field}" {value!r} (expected ISO 8601 such as '
+                "2024-05-01T12:00:00+00:00)",
+            ) from None
+        # DCE always writes an offset; a bare time from another tool is taken as UTC.
+        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+    def map(self, index: int, raw: Any) -> ChatMessage:
+        """Build the ChatMessage for the message at ``index`` of the array."""
+        if not isinstance(raw, dict):
+            raise self._bad(index, None, "is not a JSON object")
+        msg_id = _text(raw.get("id"))
+        if msg_id is None:
+            raise self._bad(index, None, 'has no "id"')
+        timestamp = self._timestamp(index, msg_id, raw.get("timestamp"), "timestamp")
+        content = raw.get("content")
+        if not isinstance(content, str):
+            raise self._bad(index, msg_id, 'has no "content" text')
+        author = raw.get("author")
+        if not isinstance(author, dict) or _text(author.get("id")) is None:
+            raise self._bad(index, msg_id, 'has no "author.id"')
+        author_id = str(author["id"])
+        kind = _text(raw.get("type")) or "Default"
+        extra: dict[str, Any] = {}
+
+        content = _resolve_markup(content, raw, author, self._channel)
+        attachments = [a for a in map(_attachment_name, _dicts(raw, "attachments")) if a]
+        embeds = [e for e in map(_embed_text, _dicts(raw, "embeds")) if e]
+
+        reply_to: str | None = None
+        reference = raw.get("reference")
+        if isinstance(reference, dict) and _text(reference.get("messageId")):
+            ref_id = str(reference["messageId"])
+            ref_type = _text(reference.get("type")) or "Default"
+            if ref_type == "Forward":
+                extra["forwarded_from"] = ref_id
+            elif kind in ("Default", "Reply"):
+                reply_to = ref_id
+            else:
+                # A pin notice or thread notice points at its subject; that is no reply.
+                extra["reference_id"] = ref_id
+
+        forwarded = raw.get("forwardedMessage")
+        if isinstance(forwarded, dict):
+            extra["forwarded"] = True
+            inner = forwarded.get("content")
+            inner_text = _resolve_markup(inner, raw, author, self._channel) if inner else ""
+            marked = f"[forwarded] {inner_text}".rstrip()
+            content = f"{content}\n{marked}" if content else marked
+            attachments += [a for a in map(_attachment_name, _dicts(forwarded, "attachments")) if a]
+            embeds += [e for e in map(_embed_text, _dicts(forwarded, "embeds")) if e]
+
+        stickers = [_text(s.get("name")) or "sticker" for s in _dicts(raw, "stickers")]
+        if stickers:
+            tags = " ".join(f"[sticker: {name}]" for name in stickers)
+            content = f"{content} {tags}" if content else tags
+
+        reactions = 0
+        for reaction in _dicts(raw, "reactions"):
+            count = reaction.get("count")
+            reactions += int(count) if isinstance(count, int | float) else 1
+
+        mentions: list[str] = []
+        for user in _dicts(raw, "mentions"):
+            name = _display_name(user)
+            if name and name not in mentions:
+                mentions.append(name)
+
+        interaction = raw.get("interaction")
+        if isinstance(interaction, dict) and _text(interaction.get("name")):
+            extra["interaction"] = str(interaction["name"])
+
+        edited = raw.get("timestampEdited") is not None
+        return ChatMessage(
+            id=msg_id,
+            channel_id=self._channel.channel_id,
+            timestamp=timestamp,
+            author_id=author_id,
+            author_name=_display_name(author) or author_id,
+            content=content,
+            kind=kind,
+            is_bot=author.get("isBot") is True,
+            reply_to=reply_to,
+            reactions=reactions,
+            attachments=tuple(attachments),
+            embeds=tuple(embeds),
+            mentions=tuple(mentions),
+            is_pinned=raw.get("isPinned") is True,
+            edited=edited,
+            extra=extra,
+        )
+
+
+class ExportFile:
+    """An opened DCE JSON export: its channel, and its messages as a lazy stream.
+
+    Use as a context manager (or call :meth:`close`) to close the file.  Each call of
+    :meth:`iter_messages` starts a fresh pass from the beginning of the file.
+    """
+
+    def __init__(self, path: Path, handle: IO[bytes], channel: ChannelInfo) -> None:
+        self.path = path
+        self.channel = channel
+        self._handle: IO[bytes] | None = handle
+        self._handle_busy = False
+        self._extra_handles: list[IO[bytes]] = []
+
+    def __enter__(self) -> ExportFile:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file (and any handle a still-running iteration holds)."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        for handle in self._extra_handles:
+            handle.close()
+        self._extra_handles.clear()
+
+    def _acquire(self) -> tuple[IO[bytes], bool]:
+        if self._handle is None:
+            raise InvalidInputError(f"{self.path}: the export was closed; open it again")
+        if not self._handle_busy:
+            self._handle_busy = True
+            self._handle.seek(0)
+            return self._handle, True
+        # A second iteration while the first is still running gets its own handle.
+        extra = _open_binary(self.path)
+        self._extra_handles.append(extra)
+        return extra, False
+
+    def _release(self, handle: IO[bytes], is_main: bool) -> None:
+        if is_main:
+            self._handle_busy = False
+        elif handle in self._extra_handles:
+            self._extra_handles.remove(handle)
+            handle.close()
+
+    def iter_messages(self) -> Iterator[ChatMessage]:
+        """Yield the messages in file order, parsing one at a time (memory stays bounded).
+
+        Nothing is read until the first message is requested; a problem later in the file
+        raises :class:`InvalidInputError` only when the stream reaches it.
+        """
+        handle, is_main = self._acquire()
+        try:
+            reader = _TrackingReader(handle)
+            mapper = _MessageMapper(self.path, self.channel)
+            items = ijson.items(reader, "messages.item", use_float=True, buf_size=_BUF_SIZE)
+            index = 0
+            while True:
+                try:
+                    raw = next(items)
+                except StopIteration:
+                    return
+                except ijson.JSONError as exc:
+                    raise _json_error(self.path, exc, reader) from None
+                except OSError as exc:
+                    raise InvalidInputError(
+                        f"{self.path}: reading failed at byte {reader.total} ({exc}); "
+                        "check the file and the disk"
+                    ) from None
+                yield mapper.map(index, raw)
+                index += 1
+        finally:
+            self._release(handle, is_main)
+
+
+def open_export(path: str | os.PathLike[str]) -> ExportFile:
+    """Open a DCE JSON export and read its header (guild and channel).
+
+    Raises :class:`InvalidInputError` for a missing, unreadable or empty file, malformed JSON,
+    or JSON that is not a DCE export.
+    """
+    source = Path(path)
+    handle = _open_binary(source)
+    try:
+        header = _scan_header(handle, source)
+    except BaseException:
+        handle.close()
+        raise
+    return ExportFile(source, handle, _channel_info(header))
+
+
+def count_messages(path: str | os.PathLike[str]) -> int:
+    """Count the messages of an export by streaming it, without building any ChatMessage.
+
+    The whole file is parsed (malformed JSON anywhere raises :class:`InvalidInputError`), but
+    only each message's ``id`` is materialised, which is what makes it fast.  A message without
+    an ``id`` is not counted; :meth:`ExportFile.iter_messages` rejects such a message anyway.
+    """
+    source = Path(path)
+    with _open_binary(source) as handle:
+        _scan_header(handle, source)
+        handle.seek(0)
+        reader = _TrackingReader(handle)
+        try:
+            return sum(1 for _ in ijson.items(reader, "messages.item.id", buf_size=_BUF_SIZE))
+        except ijson.JSONError as exc:
+            raise _json_error(source, exc, reader) from None

@@ -1,0 +1,138 @@
+"""The fetch stage reading a Discord channel through the adapter, against the fake Discord.
+
+Embedded mode (SQLite, in-process worker) keeps this about the fetch stage itself; the bot's
+end-to-end test covers the same path on PostgreSQL and Redis with worker processes.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from schema.models.jobs import Job, Summary
+from shared.db.migrate import upgrade
+from shared.jobs import DiscordChannelSource, JobParams, submit_job
+from shared.pipeline.services import Services
+from shared.settings import load_settings
+from shared.summarize.content import SummaryContent
+from tests.fakes.discord_server import FakeDiscordServer, World, seed_basic
+from workers import resources
+from workers.app import configure
+from workers.embedded import EmbeddedWorker
+
+START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def discord() -> Iterator[tuple[FakeDiscordServer, World]]:
+    server = FakeDiscordServer().start()
+    world = seed_basic(server.fake)
+    people = [world.alice, world.bob]
+    server.fake.add_history(
+        world.general, people, 250, start_ms=int(START.timestamp() * 1000), step_ms=60_000
+    )
+    yield server, world
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def services(
+    discord: tuple[FakeDiscordServer, World], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Services]:
+    server, world = discord
+    settings = load_settings(
+        data_dir=tmp_path_factory.mktemp("dfetch"),
+        discord_token=world.token,
+        discord_api_base=server.api_base,
+        redis_url=None,
+        database_url=None,
+    )
+    upgrade(settings.effective_database_url)
+    app = configure(settings)
+    built, engine = resources.build_services(settings, app)
+    assert built.discord is not None
+    resources.install(built)
+    with EmbeddedWorker(app, concurrency=2):
+        yield built
+    engine.dispose()
+
+
+def _run(services: Services, source: DiscordChannelSource) -> Job:
+    submission = submit_job(
+        services.session_factory, services.enqueuer, params=JobParams(source=source), origin="test"
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with services.session_factory() as session:
+            job = session.get(Job, submission.job_id)
+            assert job is not None
+            if job.status in ("completed", "failed"):
+                return job
+        time.sleep(0.05)
+    raise AssertionError("job did not finish")
+
+
+def _summary(services: Services, job_id: uuid.UUID) -> SummaryContent:
+    with services.session_factory() as session:
+        row = session.query(Summary).filter(Summary.job_id == job_id).one()
+        return SummaryContent.model_validate(row.content)
+
+
+def test_time_window_reads_exactly_the_window(
+    services: Services, discord: tuple[FakeDiscordServer, World]
+) -> None:
+    _, world = discord
+    source = DiscordChannelSource(
+        channel_id=str(world.general.id),
+        after=START + timedelta(minutes=100),
+        before=START + timedelta(minutes=160),
+    )
+    job = _run(services, source)
+    assert job.status == "completed", job.error
+    assert job.message_count == 60
+    content = _summary(services, job.id)
+    cov = content.coverage
+    assert cov.channel_name == "release-eng" and cov.guild_id == str(world.guild.id)
+    assert cov.start == START + timedelta(minutes=100)
+    assert cov.end == START + timedelta(minutes=159)
+    assert content.citations
+    for cite in content.citations.values():
+        assert cite.jump_url.startswith(
+            f"https://discord.com/channels/{world.guild.id}/{world.general.id}/"
+        )
+
+
+def test_count_window_takes_the_latest_messages(
+    services: Services, discord: tuple[FakeDiscordServer, World]
+) -> None:
+    _, world = discord
+    job = _run(services, DiscordChannelSource(channel_id=str(world.general.id), limit=30))
+    assert job.status == "completed", job.error
+    assert job.message_count == 30
+    assert _summary(services, job.id).coverage.end == START + timedelta(minutes=249)
+
+
+def test_from_a_message_on(services: Services, discord: tuple[FakeDiscordServer, World]) -> None:
+    _, world = discord
+    ids = world.general.message_ids
+    # "Summarize from here" on the tenth message from the end: after is exclusive.
+    job = _run(
+        services,
+        DiscordChannelSource(channel_id=str(world.general.id), after_message_id=str(ids[-10] - 1)),
+    )
+    assert job.status == "completed", job.error
+    assert job.message_count == 10
+
+
+def test_a_channel_the_bot_cannot_see_fails_clearly(
+    services: Services, discord: tuple[FakeDiscordServer, World]
+) -> None:
+    _, world = discord
+    job = _run(services, DiscordChannelSource(channel_id=str(world.hidden.id), limit=10))
+    assert job.status == "failed"
+    assert job.error
+    assert "access" in job.error.lower() or "permission" in job.error.lower()

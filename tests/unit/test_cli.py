@@ -1,0 +1,147 @@
+"""The ``summarybot`` CLI on the embedded default: real pipeline, in-process worker thread."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+from typer.testing import CliRunner
+
+from producers.cli.main import cli, demo_export
+from shared.db.migrate import head
+
+SCHEMA = json.loads(
+    (Path(__file__).parents[2] / "schema" / "json" / "summary-document.v1.json").read_text()
+)
+runner = CliRunner()
+
+
+def _jobs(data_dir: Path) -> int:
+    db = data_dir / "summarybot.db"
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as conn:
+        tables = {r[0] for r in conn.execute("select name from sqlite_master")}
+        return conn.execute("select count(*) from jobs").fetchone()[0] if "jobs" in tables else 0
+
+
+@pytest.fixture
+def data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setenv("SUMMARYBOT_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def test_demo_prints_a_cited_summary(data_dir: Path) -> None:
+    result = runner.invoke(cli, ["demo"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.startswith("Summary of #")
+    for section in ("Overview", "Topics", "Key points", "Participants", "Citations"):
+        assert f"\n{section}\n" in out
+    citations = [line for line in out.splitlines() if line.startswith("  [")]
+    assert len(citations) >= 3
+    assert all("https://discord.com/channels/" in line for line in citations)
+    assert "done in" in out
+    assert _jobs(data_dir) == 1
+
+
+def test_demo_json_validates_against_the_schema(data_dir: Path, tmp_path: Path) -> None:
+    output = tmp_path / "out" / "summary.json"
+    result = runner.invoke(cli, ["demo", "--json", "--format", "technical", "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    jsonschema.validate(document, SCHEMA)
+    assert document["summary"]["format"] == "technical"
+    assert len(document["summary"]["citations"]) >= 3
+    assert json.loads(output.read_text()) == document
+
+
+@pytest.mark.parametrize("fmt", ["brief", "structured", "detailed"])
+def test_every_format_runs(data_dir: Path, fmt: str) -> None:
+    result = runner.invoke(
+        cli, ["summarize", str(demo_export()), "--format", fmt, "--max-messages", "300"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"({fmt})" in result.stdout.splitlines()[0]
+    assert "300 messages" in result.stdout.splitlines()[1]
+
+
+def _bad(tmp_path: Path, name: str, text: str | None) -> Path:
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("missing.json", None, "no such file"),
+        ("broken.json", '{"guild": {"id": "1"}, "messages": [', "JSON"),
+        ("other.json", '{"hello": "world"}', "DiscordChatExporter"),
+        ("list.json", "[1, 2, 3]", "DiscordChatExporter"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_no_job(
+    data_dir: Path, tmp_path: Path, name: str, text: str | None, expected: str
+) -> None:
+    result = runner.invoke(cli, ["summarize", str(_bad(tmp_path, name, text))])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("summarybot: ") and expected in lines[0]
+    assert _jobs(data_dir) == 0
+
+
+def test_invalid_setting_is_one_line_per_variable(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_MESSAGES", "zero")
+    result = runner.invoke(cli, ["demo"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "summarybot: MAX_MESSAGES: Input should be a valid integer, unable to parse string as an "
+        "integer; give a whole number between 1 and 1000000"
+    ]
+    assert _jobs(data_dir) == 0
+
+
+@pytest.mark.parametrize("command", [["worker"], ["beat"], ["flower", "--basic-auth", "a:b"]])
+def test_processes_that_need_redis_say_so(data_dir: Path, command: list[str]) -> None:
+    result = runner.invoke(cli, command)
+    assert result.exit_code == 2
+    assert "REDIS_URL is not set" in result.stderr
+
+
+def test_flower_requires_basic_auth(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/9")
+    result = runner.invoke(cli, ["flower"])
+    assert result.exit_code == 2
+    assert "--basic-auth" in result.stderr
+
+
+def test_migrate_up_and_down_on_sqlite(data_dir: Path) -> None:
+    up = runner.invoke(cli, ["migrate"])
+    assert up.exit_code == 0, up.output
+    assert up.stdout.strip() == f"database at revision {head()}"
+    down = runner.invoke(cli, ["migrate", "--downgrade", "--revision", "base"])
+    assert down.exit_code == 0 and "revision base" in down.stdout
+
+
+def test_console_script_runs_the_demo(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "SUMMARYBOT_DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "producers.cli.main", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Citations" in result.stdout

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import structlog
+
+from shared.logging import REDACTED, configure_logging, redact_secrets
+
+
+def test_redacts_secret_keys_and_secret_looking_values() -> None:
+    event = redact_secrets(
+        None,
+        "info",
+        {
+            "event": "sent",
+            "token": "abc",
+            "api_key": "k",
+            "url": "https://discord.com/api/webhooks/123/AbC-def_ghi",
+            "note": "key sk-abcdefghijklmnopqrstu and Bearer abcdefgh12345",
+            "nested": {"password": "p", "ok": "fine"},
+            "dsn": "postgresql://user:hunter2@db/x",
+            "count": 3,
+        },
+    )
+    assert event["token"] == REDACTED and event["api_key"] == REDACTED
+    assert "AbC-def_ghi" not in event["url"]
+    assert "sk-abc" not in event["note"] and "abcdefgh12345" not in event["note"]
+    assert event["nested"] == {"password": REDACTED, "ok": "fine"}
+    assert "hunter2" not in event["dsn"]
+    assert event["count"] == 3
+
+
+def test_json_lines_off_a_terminal_with_bound_context() -> None:
+    stream = io.StringIO()
+    configure_logging(level="INFO", fmt="auto", stream=stream)
+    structlog.contextvars.bind_contextvars(job_id="j1", task_id="t1")
+    try:
+        structlog.get_logger("x").info("stage.done", messages=5, secret="s3cr3t")
+        logging.getLogger("celery.worker").warning("from stdlib %s", "arg")
+    finally:
+        structlog.contextvars.clear_contextvars()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert lines[0]["event"] == "stage.done"
+    assert lines[0]["job_id"] == "j1" and lines[0]["task_id"] == "t1"
+    assert lines[0]["secret"] == REDACTED
+    assert lines[1]["event"] == "from stdlib arg" and lines[1]["level"] == "warning"
+    assert "s3cr3t" not in stream.getvalue()
+
+
+def test_console_format_is_readable() -> None:
+    stream = io.StringIO()
+    configure_logging(level="DEBUG", fmt="console", stream=stream)
+    structlog.get_logger("x").debug("hello", n=1)
+    out = stream.getvalue()
+    assert "hello" in out and "n=1" in out and not out.startswith("{")

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from shared.domain.messages import ChannelInfo, ChatMessage, jump_url, snowflake_time
+
+
+def test_snowflake_time_matches_discord_epoch() -> None:
+    # Example from Discord's docs: 175928847299117063 → 2016-04-30 11:18:25.796 UTC.
+    assert snowflake_time("175928847299117063") == datetime(
+        2016, 4, 30, 11, 18, 25, 796000, tzinfo=UTC
+    )
+
+
+def test_jump_url_for_guild_and_dm() -> None:
+    assert jump_url("1", "2", "3") == "https://discord.com/channels/1/2/3"
+    assert jump_url(None, "2", "3") == "https://discord.com/channels/@me/2/3"
+
+
+def test_wire_round_trip_keeps_every_field() -> None:
+    message = ChatMessage(
+        id="5",
+        channel_id="2",
+        timestamp=datetime(2026, 1, 1, 12, tzinfo=UTC),
+        author_id="7",
+        author_name="ann",
+        content="hi",
+        kind="Reply",
+        is_bot=True,
+        reply_to="4",
+        reactions=3,
+        attachments=("a.txt",),
+        embeds=("title",),
+        mentions=("bob",),
+        is_pinned=True,
+        edited=True,
+    )
+    assert ChatMessage.from_wire(message.to_wire()) == message
+    plain = ChatMessage(
+        id="6",
+        channel_id="2",
+        timestamp=message.timestamp,
+        author_id="7",
+        author_name="ann",
+        content="x",
+    )
+    assert set(plain.to_wire()) == {"i", "c", "t", "a", "n", "x"}
+    assert not plain.is_system and ChatMessage.from_wire(plain.to_wire()) == plain
+    channel = ChannelInfo(channel_id="2", channel_name="general", guild_id="1")
+    assert ChannelInfo.from_wire(channel.to_wire()) == channel

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.settings import SettingsError, load_settings
+
+
+def test_defaults_are_the_embedded_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUMMARYBOT_DATA_DIR", str(tmp_path))
+    settings = load_settings()
+    assert settings.embedded
+    assert settings.broker_url == "memory://"
+    assert settings.result_backend is None
+    assert settings.effective_database_url == f"sqlite:///{tmp_path / 'summarybot.db'}"
+
+
+def test_service_urls_switch_to_redis_and_postgres(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@db:5432/sb")
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6379/0")
+    settings = load_settings()
+    assert not settings.embedded
+    assert settings.effective_database_url == "postgresql+psycopg://u:p@db:5432/sb"
+    assert settings.broker_url == "redis://cache:6379/0"
+
+
+def test_blank_urls_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "  ")
+    assert load_settings().embedded
+
+
+def test_every_bad_value_gets_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://x/y")
+    monkeypatch.setenv("REDIS_URL", "http://cache")
+    monkeypatch.setenv("MESSAGE_CACHE_TTL", "5")
+    monkeypatch.setenv("LOG_LEVEL", "loud")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    lines = caught.value.lines
+    assert len(lines) == 4
+    by_var = {line.split(":", 1)[0]: line for line in lines}
+    assert set(by_var) == {"DATABASE_URL", "REDIS_URL", "MESSAGE_CACHE_TTL", "LOG_LEVEL"}
+    assert "'mysql'" in by_var["DATABASE_URL"] and "postgresql+psycopg://" in by_var["DATABASE_URL"]
+    assert "not a Redis URL" in by_var["REDIS_URL"]
+    assert "between 60 and 604800" in by_var["MESSAGE_CACHE_TTL"]
+
+
+def test_redis_url_needs_a_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://")
+    with pytest.raises(SettingsError, match="REDIS_URL: it has no host"):
+        load_settings()
+
+
+def test_secrets_never_show_in_repr_or_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-verysecretvalue1234567890")
+    monkeypatch.setenv("DISCORD_TOKEN", "discord-token-value")
+    settings = load_settings()
+    text = repr(settings) + str(settings.model_dump())
+    assert "verysecret" not in text and "discord-token-value" not in text
+    assert settings.openai_api_key is not None
+    assert settings.openai_api_key.get_secret_value() == "sk-verysecretvalue1234567890"
+
+
+def test_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("VISIBILITY_TIMEOUT=120\nlog_level=debug\n")
+    settings = load_settings()
+    assert settings.visibility_timeout == 120
+    assert settings.log_level == "DEBUG"

@@ -1,0 +1,139 @@
+"""The task decorator through a real Celery worker (embedded memory transport, threads pool)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from schema.models.jobs import DeadLetter, Job
+from shared.db.migrate import upgrade
+from shared.errors import InvalidInputError, RateLimitedError, TransientError
+from shared.jobs import ExportFileSource, JobParams
+from shared.pipeline.services import Services
+from shared.settings import load_settings
+from workers import resources
+from workers.app import configure
+from workers.base import backoff_seconds, pipeline_task
+from workers.embedded import EmbeddedWorker
+
+CALLS: Counter[str] = Counter()
+
+
+def _transient_twice(services: Services, job_id: uuid.UUID) -> None:
+    CALLS["transient_twice"] += 1
+    if CALLS["transient_twice"] <= 2:
+        raise TransientError("flaky upstream")
+    with services.session_factory() as session, session.begin():
+        job = session.get(Job, job_id)
+        assert job is not None
+        job.progress = {"done": True}
+
+
+def _always_transient(services: Services, job_id: uuid.UUID) -> None:
+    CALLS["always"] += 1
+    raise RateLimitedError("slow down", retry_after=0.2)
+
+
+def _permanent(services: Services, job_id: uuid.UUID) -> None:
+    raise InvalidInputError("detail for operators", user_message="the export is empty")
+
+
+def _bug(services: Services, job_id: uuid.UUID) -> None:
+    raise KeyError("oops")
+
+
+pipeline_task("test.transient_twice", queue="fetch")(_transient_twice)
+pipeline_task("test.always_transient", queue="fetch")(_always_transient)
+pipeline_task("test.permanent", queue="fetch")(_permanent)
+pipeline_task("test.bug", queue="fetch")(_bug)
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    data = tmp_path_factory.mktemp("decorator")
+    settings = load_settings(
+        data_dir=data, visibility_timeout=20, max_task_retries=2, redis_url=None, database_url=None
+    )
+    upgrade(settings.effective_database_url)
+    app = configure(settings)
+    built, engine = resources.build_services(settings, app)
+    resources.install(built)
+    with EmbeddedWorker(app, concurrency=2):
+        yield built
+    resources.install(None)  # type: ignore[arg-type]
+    engine.dispose()
+
+
+def _job(services: Services) -> uuid.UUID:
+    params = JobParams(source=ExportFileSource(path=str(Path("/nonexistent.json").resolve())))
+    with services.session_factory() as session, session.begin():
+        job = Job(origin="test", params=params.model_dump(mode="json"), progress={})
+        session.add(job)
+    return job.id
+
+
+def _run(services: Services, task: str, timeout: float = 20) -> Job:
+    job_id = _job(services)
+    services.enqueuer.enqueue(task, str(job_id))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with services.session_factory() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            if job.status == "failed" or job.progress.get("done"):
+                return job
+        time.sleep(0.05)
+    raise AssertionError(f"{task} did not settle")
+
+
+def _dead_letters(services: Services, job_id: uuid.UUID) -> list[DeadLetter]:
+    with services.session_factory() as session:
+        return list(session.scalars(select(DeadLetter).where(DeadLetter.job_id == job_id)))
+
+
+def test_transient_errors_are_retried_until_success(services: Services) -> None:
+    job = _run(services, "test.transient_twice")
+    assert job.status == "queued" and job.progress == {"done": True}
+    assert CALLS["transient_twice"] == 3
+    assert _dead_letters(services, job.id) == []
+
+
+def test_exhausted_retries_fail_the_job_and_write_a_dead_letter(services: Services) -> None:
+    job = _run(services, "test.always_transient")
+    assert job.status == "failed"
+    assert job.error == "gave up after 3 attempts: slow down"
+    assert CALLS["always"] == 3
+    (letter,) = _dead_letters(services, job.id)
+    assert letter.task_name == "test.always_transient" and letter.retries == 2
+    assert letter.args == [str(job.id)]
+
+
+def test_permanent_errors_fail_once_with_the_user_message(services: Services) -> None:
+    job = _run(services, "test.permanent")
+    assert job.status == "failed"
+    assert job.error == "the export is empty"
+    assert job.error_detail == "detail for operators"
+    assert _dead_letters(services, job.id) == []
+
+
+def test_bugs_fail_the_job_and_keep_the_traceback(services: Services) -> None:
+    job = _run(services, "test.bug")
+    assert job.status == "failed"
+    assert job.error is not None and job.error.startswith("internal error while running test.bug")
+    (letter,) = _dead_letters(services, job.id)
+    assert "KeyError" in letter.error and letter.traceback and "_bug" in letter.traceback
+
+
+def test_backoff_grows_is_capped_and_respects_retry_after() -> None:
+    for retries in range(6):
+        delay = backoff_seconds(retries, cap=30)
+        ceiling = min(30, 2 ** (retries + 1))
+        assert ceiling / 2 <= delay <= ceiling
+    assert backoff_seconds(0, cap=30, retry_after=12) >= 12
+    assert backoff_seconds(0, cap=5, retry_after=100) <= 5

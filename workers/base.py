@@ -1,0 +1,192 @@
+"""The one task decorator: binds log context, caps redeliveries, sorts errors, retries.
+
+Stage functions stay plain (``fn(services, job_id, *ids)``); this wrapper is the only place that
+decides what an exception means for the job:
+
+- transient (``shared.errors.classify``): retried with exponential backoff and full jitter,
+  capped below the visibility timeout; when retries run out the job fails and a dead letter
+  is written;
+- permanent: the job fails with the error's ``user_message``; nothing is retried;
+- anything unexpected (a bug): the job fails with a generic reason, a dead letter keeps the
+  traceback for ``summarybot replay`` after the fix.
+"""
+
+from __future__ import annotations
+
+import random
+import traceback
+import uuid
+from collections.abc import Callable
+from typing import Any, ParamSpec
+
+import structlog
+from celery import Task
+from celery.exceptions import Retry, SoftTimeLimitExceeded
+from sqlalchemy import update
+
+import celeryconfig
+from schema.models.jobs import Job
+from shared.errors import ErrorKind, PermanentError, PipelineError, RateLimitedError, classify
+from shared.pipeline import state
+from shared.pipeline.deadletters import record_dead_letter
+from shared.pipeline.services import Services
+from workers import resources
+from workers.app import app
+
+__all__ = ["backoff_seconds", "pipeline_task"]
+
+log = structlog.get_logger(__name__)
+P = ParamSpec("P")
+
+StageFn = Callable[..., None]
+
+
+def backoff_seconds(retries: int, *, cap: float, retry_after: float | None = None) -> float:
+    """Exponential backoff with full jitter (2, 4, 8 … s), never beyond ``cap``.
+
+    A server's ``retry_after`` is a floor: retrying sooner would only be refused again.
+    """
+    ceiling = min(cap, 2.0 ** (retries + 1))
+    delay = random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+    if retry_after is not None:
+        delay = max(delay, min(cap, retry_after))
+    return delay
+
+
+def _count_redelivery(services: Services, job_id: uuid.UUID) -> int:
+    with services.session_factory() as session, session.begin():
+        session.execute(
+            update(Job).where(Job.id == job_id).values(redeliveries=Job.redeliveries + 1)
+        )
+        job = session.get(Job, job_id)
+        return job.redeliveries if job else 0
+
+
+def _give_up(
+    services: Services,
+    task: Task,
+    job_id: uuid.UUID,
+    args: tuple[str, ...],
+    *,
+    reason: str,
+    exc: BaseException | None,
+) -> None:
+    now = services.clock()
+    record_dead_letter(
+        services.session_factory,
+        task_id=str(task.request.id),
+        task_name=str(task.name),
+        job_id=job_id,
+        args=[str(job_id), *args],
+        error=repr(exc) if exc else reason,
+        traceback="".join(traceback.format_exception(exc)) if exc else None,
+        retries=int(task.request.retries or 0),
+        now=now,
+    )
+    state.fail(
+        services.session_factory, job_id, reason=reason, detail=repr(exc) if exc else None, now=now
+    )
+    services.cache.delete(str(job_id))
+
+
+def _handle_failure(
+    task: Task, services: Services, job_id: uuid.UUID, args: tuple[str, ...], exc: Exception
+) -> None:
+    if isinstance(exc, SoftTimeLimitExceeded):
+        limit = task.app.conf.task_soft_time_limit
+        exc = PermanentError(
+            f"{task.name} exceeded its {limit} s soft time limit",
+            user_message=f"the job took longer than the {limit} s limit "
+            "for one stage; summarize a shorter window",
+        )
+    kind = classify(exc)
+    retries = int(task.request.retries or 0)
+    max_retries = services.settings.max_task_retries
+    if kind is ErrorKind.TRANSIENT and retries < max_retries:
+        countdown = backoff_seconds(
+            retries,
+            cap=float(celeryconfig.retry_backoff_cap(services.settings.visibility_timeout)),
+            retry_after=exc.retry_after if isinstance(exc, RateLimitedError) else None,
+        )
+        log.warning("task.retry", error=str(exc), retries=retries, countdown=round(countdown, 2))
+        raise task.retry(exc=exc, countdown=countdown, max_retries=max_retries)
+    if kind is ErrorKind.TRANSIENT:
+        log.error("task.gave_up", error=str(exc), retries=retries)
+        _give_up(
+            services,
+            task,
+            job_id,
+            args,
+            exc=exc,
+            reason=f"gave up after {retries + 1} attempts: "
+            + (exc.user_message if isinstance(exc, PipelineError) else str(exc)),
+        )
+    elif isinstance(exc, PipelineError):
+        log.warning("task.failed", error=str(exc))
+        state.fail(
+            services.session_factory,
+            job_id,
+            reason=exc.user_message,
+            detail=str(exc),
+            now=services.clock(),
+        )
+        services.cache.delete(str(job_id))
+    else:
+        log.exception("task.bug", error=repr(exc))
+        _give_up(
+            services,
+            task,
+            job_id,
+            args,
+            exc=exc,
+            reason=f"internal error while running {task.name}; operators were notified "
+            f"(task {task.request.id})",
+        )
+
+
+def pipeline_task(name: str, *, queue: str) -> Callable[[StageFn], Task]:
+    """Register ``fn(services, job_id, *ids)`` as Celery task ``name`` on ``queue``.
+
+    The task takes string ids only (JSON), binds ``job_id``/``task_id`` to every log line it
+    emits, and caps redeliveries of poison messages at ``MAX_REDELIVERIES``.
+    """
+
+    def decorate(fn: StageFn) -> Task:
+        @app.task(name=name, bind=True, queue=queue, acks_late=True)  # type: ignore[untyped-decorator]
+        def task(self: Task, job_id: str, *args: str) -> None:
+            services = resources.current()
+            job = uuid.UUID(job_id)
+            structlog.contextvars.clear_contextvars()
+            structlog.contextvars.bind_contextvars(
+                job_id=job_id,
+                task_id=self.request.id,
+                task=name,
+                retries=self.request.retries or 0,
+            )
+            try:
+                delivery_info: dict[str, Any] = self.request.delivery_info or {}
+                if delivery_info.get("redelivered"):
+                    count = _count_redelivery(services, job)
+                    if count > services.settings.max_redeliveries:
+                        log.error("task.poison", redeliveries=count)
+                        _give_up(
+                            services,
+                            self,
+                            job,
+                            args,
+                            exc=None,
+                            reason=f"stopped after {count} redeliveries (a worker died "
+                            "each time it ran this job)",
+                        )
+                        return
+                fn(services, job, *(uuid.UUID(a) for a in args))
+            except Retry:
+                raise
+            except Exception as exc:  # noqa: BLE001 - sorted by the one classifier
+                _handle_failure(self, services, job, args, exc)
+            finally:
+                structlog.contextvars.clear_contextvars()
+
+        return task
+
+    return decorate
