@@ -1,0 +1,492 @@
+"""The Discord REST adapter: one typed method per operation, all through the shared limiter.
+
+Build it with :func:`shared.discord.factory.build_discord_client`.  Every method is synchronous,
+checks message limits before sending, and raises the errors of :mod:`shared.discord.errors`.
+
+Idempotent by design: deleting something already deleted succeeds, and a message sent with a
+``nonce`` (and ``enforce_nonce``, the default) is created once even if the call is retried.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import SecretStr
+
+from shared.discord import routes
+from shared.discord.convert import to_channel_info
+from shared.discord.errors import BadRequest, Forbidden, NotFound
+from shared.discord.history import iter_history, iter_thread_history, threads_in_window
+from shared.discord.limits import check_message
+from shared.discord.models import Message, MessageEdit, MessageFlags
+from shared.discord.objects import Channel, ReceivedMessage, User, WebhookRef
+from shared.discord.rest import RestSession
+from shared.domain.messages import ChannelInfo, ChatMessage
+from shared.errors import InvalidInputError
+
+__all__ = ["AUTO_ARCHIVE_MINUTES", "DiscordClient", "normalize_emoji"]
+
+#: Thread auto-archive durations Discord accepts, in minutes.
+AUTO_ARCHIVE_MINUTES = (60, 1440, 4320, 10080)
+_CUSTOM_EMOJI = re.compile(
+    r"^(?:<a?:(?P<tag_name>\w{2,32}):(?P<tag_id>\d{15,22})>|:?(?P<name>\w{2,32}):(?P<id>\d{15,22}))$"
+)
+_UNKNOWN_MESSAGE = 10008
+_MISSING_ACCESS = 50001
+_ARCHIVED_THREAD = 50083
+
+
+def normalize_emoji(emoji: str) -> str:
+    """The ``{emoji}`` path value Discord expects: a Unicode emoji, or ``name:id`` for custom.
+
+    Accepts ``<:name:id>``, ``<a:name:id>``, ``:name:id`` and ``name:id``; the route layer then
+    percent-encodes it (``👍`` → ``%F0%9F%91%8D``, ``:`` → ``%3A``).
+    """
+    text = emoji.strip()
+    if not text:
+        raise InvalidInputError("emoji is empty; give a Unicode emoji or name:id")
+    match = _CUSTOM_EMOJI.match(text)
+    if match:
+        name = match["tag_name"] or match["name"]
+        return f"{name}:{match['tag_id'] or match['id']}"
+    if ":" in text or "<" in text or text.isascii():
+        raise InvalidInputError(
+            f"{text!r} is not an emoji Discord understands; use a Unicode emoji such as 👍 "
+            "or a custom emoji as name:id (e.g. party:1234567890123456789)"
+        )
+    return text
+
+
+def _secret(value: str | SecretStr) -> str:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+def _check_archive(minutes: int) -> None:
+    if minutes not in AUTO_ARCHIVE_MINUTES:
+        raise InvalidInputError(
+            f"auto_archive_minutes {minutes} is not allowed; use one of {AUTO_ARCHIVE_MINUTES}"
+        )
+
+
+class DiscordClient:
+    """Typed Discord operations over a :class:`~shared.discord.rest.RestSession`."""
+
+    def __init__(self, session: RestSession, *, closers: Sequence[Callable[[], None]] = ()) -> None:
+        self.session = session
+        self._dm_channels: dict[str, str] = {}
+        self._closers = list(closers)
+
+    def __repr__(self) -> str:
+        return f"DiscordClient({self.session!r})"
+
+    def close(self) -> None:
+        """Close what the factory created for this client (recording file, own HTTP client)."""
+        while self._closers:
+            self._closers.pop()()
+
+    def __enter__(self) -> DiscordClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- users, guilds, channels -------------------------------------------------------------
+
+    def get_current_user(self) -> User:
+        """The bot's own user (a cheap way to check the token)."""
+        answer = self.session.request(routes.GET_CURRENT_USER.compile())
+        return User.from_json(answer.body)
+
+    def get_guild(self, guild_id: str) -> dict[str, Any]:
+        """The guild object (raw JSON)."""
+        answer = self.session.request(routes.GET_GUILD.compile(guild_id=guild_id))
+        body: dict[str, Any] = answer.body
+        return body
+
+    def get_channel(self, channel_id: str) -> Channel:
+        """A channel, thread or DM channel."""
+        answer = self.session.request(routes.GET_CHANNEL.compile(channel_id=channel_id))
+        return Channel.from_json(answer.body)
+
+    def channel_info(self, channel_id: str) -> ChannelInfo:
+        """What the pipeline records about a conversation: channel and guild ids and names."""
+        channel = self.get_channel(channel_id)
+        guild_name: str | None = None
+        if channel.guild_id:
+            guild_name = self.get_guild(channel.guild_id).get("name")
+        return to_channel_info(channel.raw, guild_name=guild_name)
+
+    # --- messages ----------------------------------------------------------------------------
+
+    def get_message(self, channel_id: str, message_id: str) -> ReceivedMessage:
+        """One message."""
+        route = routes.GET_MESSAGE.compile(channel_id=channel_id, message_id=message_id)
+        return ReceivedMessage.from_json(self.session.request(route).body)
+
+    def get_messages(
+        self,
+        channel_id: str,
+        *,
+        limit: int = 100,
+        before: str | None = None,
+        after: str | None = None,
+        around: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """One raw page of messages, newest first, as Discord returns it (``limit`` 1-100)."""
+        if not 1 <= limit <= 100:
+            raise InvalidInputError(f"limit {limit} is out of range; Discord pages hold 1-100")
+        cursors = {"before": before, "after": after, "around": around}
+        given = {k: v for k, v in cursors.items() if v is not None}
+        if len(given) > 1:
+            raise InvalidInputError(
+                f"before/after/around are mutually exclusive; got {sorted(given)}"
+            )
+        params: dict[str, str | int | bool] = {"limit": limit, **given}
+        route = routes.GET_MESSAGES.compile(channel_id=channel_id)
+        body: list[dict[str, Any]] = self.session.request(route, params=params).body
+        return body
+
+    def send_message(self, channel_id: str, message: Message) -> ReceivedMessage:
+        """Post ``message`` in a channel or thread (retries are safe when it has a nonce)."""
+        payload = message.to_json()
+        route = routes.CREATE_MESSAGE.compile(channel_id=channel_id)
+        idempotent = message.nonce is not None and message.enforce_nonce
+        answer = self.session.request(route, json=payload, idempotent=idempotent)
+        return ReceivedMessage.from_json(answer.body)
+
+    def edit_message(self, channel_id: str, message_id: str, edit: MessageEdit) -> ReceivedMessage:
+        """Change only the fields set in ``edit``."""
+        route = routes.EDIT_MESSAGE.compile(channel_id=channel_id, message_id=message_id)
+        return ReceivedMessage.from_json(self.session.request(route, json=edit.to_json()).body)
+
+    def delete_message(
+        self, channel_id: str, message_id: str, *, reason: str | None = None
+    ) -> None:
+        """Delete a message; one that is already gone counts as deleted."""
+        route = routes.DELETE_MESSAGE.compile(channel_id=channel_id, message_id=message_id)
+        try:
+            self.session.request(route, reason=reason)
+        except NotFound as exc:
+            if exc.code != _UNKNOWN_MESSAGE:
+                raise
+
+    def add_reaction(self, channel_id: str, message_id: str, emoji: str) -> None:
+        """React with a Unicode emoji or a custom one (``name:id`` or ``<:name:id>``)."""
+        route = routes.ADD_REACTION.compile(
+            channel_id=channel_id, message_id=message_id, emoji=normalize_emoji(emoji)
+        )
+        self.session.request(route)
+
+    def remove_own_reaction(self, channel_id: str, message_id: str, emoji: str) -> None:
+        """Remove the bot's reaction (no error if it was not there)."""
+        route = routes.DELETE_OWN_REACTION.compile(
+            channel_id=channel_id, message_id=message_id, emoji=normalize_emoji(emoji)
+        )
+        self.session.request(route)
+
+    # --- threads -----------------------------------------------------------------------------
+
+    def create_thread(
+        self,
+        channel_id: str,
+        name: str,
+        *,
+        message_id: str | None = None,
+        private: bool = False,
+        auto_archive_minutes: int = 1440,
+        invitable: bool | None = None,
+        rate_limit_per_user: int | None = None,
+    ) -> Channel:
+        """Start a thread from ``message_id``, or a public (or ``private``) thread without one."""
+        if not 1 <= len(name) <= 100:
+            raise InvalidInputError(f"thread name must be 1-100 characters, got {len(name)}")
+        _check_archive(auto_archive_minutes)
+        body: dict[str, Any] = {"name": name, "auto_archive_duration": auto_archive_minutes}
+        if rate_limit_per_user is not None:
+            body["rate_limit_per_user"] = rate_limit_per_user
+        if message_id is not None:
+            if private:
+                raise InvalidInputError("a thread started from a message is always public")
+            route = routes.START_THREAD_FROM_MESSAGE.compile(
+                channel_id=channel_id, message_id=message_id
+            )
+        else:
+            body["type"] = 12 if private else 11
+            if invitable is not None:
+                body["invitable"] = invitable
+            route = routes.START_THREAD.compile(channel_id=channel_id)
+        return Channel.from_json(self.session.request(route, json=body).body)
+
+    def create_forum_post(
+        self,
+        forum_id: str,
+        name: str,
+        message: Message,
+        *,
+        auto_archive_minutes: int = 1440,
+        applied_tags: list[str] | None = None,
+    ) -> Channel:
+        """Open a post (a thread with its first message) in a forum or media channel."""
+        _check_archive(auto_archive_minutes)
+        body: dict[str, Any] = {
+            "name": name,
+            "auto_archive_duration": auto_archive_minutes,
+            "message": message.to_json(),
+        }
+        if applied_tags:
+            body["applied_tags"] = applied_tags
+        route = routes.START_THREAD.compile(channel_id=forum_id)
+        return Channel.from_json(self.session.request(route, json=body).body)
+
+    def join_thread(self, thread_id: str) -> None:
+        """Join a thread (needed before posting in a private thread one is not part of)."""
+        self.session.request(routes.JOIN_THREAD.compile(channel_id=thread_id))
+
+    def send_to_thread(
+        self, thread_id: str, message: Message, *, join: bool = True
+    ) -> ReceivedMessage:
+        """Post in a thread, joining it first when Discord says the bot is not part of it."""
+        try:
+            return self.send_message(thread_id, message)
+        except (Forbidden, BadRequest) as exc:
+            if not join or exc.code not in (_MISSING_ACCESS, _ARCHIVED_THREAD):
+                raise
+        self.join_thread(thread_id)
+        return self.send_message(thread_id, message)
+
+    def active_threads(self, channel_id: str) -> list[Channel]:
+        """The channel's active (not archived) threads, forum posts included."""
+        channel = self.get_channel(channel_id)
+        if not channel.guild_id:
+            return []
+        route = routes.LIST_ACTIVE_THREADS.compile(guild_id=channel.guild_id)
+        body = self.session.request(route).body
+        return [
+            Channel.from_json(t)
+            for t in body.get("threads", [])
+            if t.get("parent_id") == channel_id
+        ]
+
+    def list_archived_threads(
+        self, channel_id: str, *, before: datetime | None = None, limit: int = 100
+    ) -> tuple[list[Channel], bool]:
+        """One page of public archived threads (newest archive first) and whether more exist."""
+        params: dict[str, str | int | bool] = {"limit": limit}
+        if before is not None:
+            params["before"] = before.isoformat()
+        route = routes.LIST_PUBLIC_ARCHIVED_THREADS.compile(channel_id=channel_id)
+        body = self.session.request(route, params=params).body
+        threads = [Channel.from_json(t) for t in body.get("threads", [])]
+        return threads, bool(body.get("has_more"))
+
+    def threads_in_window(
+        self,
+        channel_id: str,
+        *,
+        since: datetime,
+        until: datetime | None = None,
+        include_archived: bool = True,
+    ) -> Iterator[Channel]:
+        """Threads and forum posts of a channel that were active between ``since`` and ``until``."""
+        return threads_in_window(
+            self, channel_id, since=since, until=until, include_archived=include_archived
+        )
+
+    # --- direct messages ---------------------------------------------------------------------
+
+    def open_dm(self, user_id: str) -> Channel:
+        """The DM channel with a user (Discord returns the existing one if there is one)."""
+        route = routes.CREATE_DM.compile()
+        channel = Channel.from_json(
+            self.session.request(route, json={"recipient_id": user_id}, idempotent=True).body
+        )
+        self._dm_channels[user_id] = channel.id
+        return channel
+
+    def send_dm(self, user_id: str, message: Message) -> ReceivedMessage:
+        """Send a direct message (403/50007 when the user does not accept DMs from the bot)."""
+        channel_id = self._dm_channels.get(user_id) or self.open_dm(user_id).id
+        return self.send_message(channel_id, message)
+
+    # --- webhooks ----------------------------------------------------------------------------
+
+    def execute_webhook(
+        self,
+        webhook: WebhookRef | str | SecretStr,
+        message: Message,
+        *,
+        wait: bool = True,
+        thread_id: str | None = None,
+        thread_name: str | None = None,
+        username: str | None = None,
+        avatar_url: str | None = None,
+    ) -> ReceivedMessage | None:
+        """Post through a webhook (URL or :class:`WebhookRef`); the message when ``wait``."""
+        ref = webhook if isinstance(webhook, WebhookRef) else WebhookRef.from_url(webhook)
+        payload = message.to_json(check=False)
+        for key in ("message_reference", "nonce", "enforce_nonce"):
+            payload.pop(key, None)
+        if username is not None:
+            payload["username"] = username
+        if avatar_url is not None:
+            payload["avatar_url"] = avatar_url
+        if thread_name is not None:
+            payload["thread_name"] = thread_name
+        check_message(payload)
+        params: dict[str, str | int | bool] = {"wait": wait}
+        if thread_id is not None:
+            params["thread_id"] = thread_id
+        route = routes.EXECUTE_WEBHOOK.compile(
+            webhook_id=ref.id, webhook_token=ref.token.get_secret_value()
+        )
+        answer = self.session.request(route, json=payload, params=params)
+        return ReceivedMessage.from_json(answer.body) if wait and answer.body else None
+
+    def edit_webhook_message(
+        self,
+        webhook: WebhookRef | str | SecretStr,
+        message_id: str,
+        edit: MessageEdit,
+        *,
+        thread_id: str | None = None,
+    ) -> ReceivedMessage:
+        """Edit a message the webhook sent."""
+        ref = webhook if isinstance(webhook, WebhookRef) else WebhookRef.from_url(webhook)
+        route = routes.EDIT_WEBHOOK_MESSAGE.compile(
+            webhook_id=ref.id, webhook_token=ref.token.get_secret_value(), message_id=message_id
+        )
+        params: dict[str, str | int | bool] = {} if thread_id is None else {"thread_id": thread_id}
+        answer = self.session.request(route, json=edit.to_json(), params=params)
+        return ReceivedMessage.from_json(answer.body)
+
+    def delete_webhook_message(
+        self,
+        webhook: WebhookRef | str | SecretStr,
+        message_id: str,
+        *,
+        thread_id: str | None = None,
+    ) -> None:
+        """Delete a message the webhook sent; one that is already gone counts as deleted."""
+        ref = webhook if isinstance(webhook, WebhookRef) else WebhookRef.from_url(webhook)
+        route = routes.DELETE_WEBHOOK_MESSAGE.compile(
+            webhook_id=ref.id, webhook_token=ref.token.get_secret_value(), message_id=message_id
+        )
+        params: dict[str, str | int | bool] = {} if thread_id is None else {"thread_id": thread_id}
+        try:
+            self.session.request(route, params=params)
+        except NotFound as exc:
+            if exc.code != _UNKNOWN_MESSAGE:
+                raise
+
+    # --- interactions ------------------------------------------------------------------------
+
+    def create_interaction_response(
+        self,
+        interaction_id: str,
+        interaction_token: str | SecretStr,
+        *,
+        type: int,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Acknowledge an interaction (type 5 defers with "thinking", 4 answers at once)."""
+        body: dict[str, Any] = {"type": type}
+        if data is not None:
+            body["data"] = dict(data)
+        route = routes.CREATE_INTERACTION_RESPONSE.compile(
+            interaction_id=interaction_id, interaction_token=_secret(interaction_token)
+        )
+        self.session.request(route, json=body)
+
+    def defer_interaction(
+        self, interaction_id: str, interaction_token: str | SecretStr, *, ephemeral: bool = False
+    ) -> None:
+        """Acknowledge with DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE (the user sees "thinking")."""
+        data = {"flags": int(MessageFlags.EPHEMERAL)} if ephemeral else None
+        self.create_interaction_response(interaction_id, interaction_token, type=5, data=data)
+
+    def create_followup(
+        self,
+        application_id: str,
+        interaction_token: str | SecretStr,
+        message: Message,
+        *,
+        ephemeral: bool = False,
+    ) -> ReceivedMessage:
+        """Send a followup message for an interaction (valid for 15 minutes)."""
+        payload = message.to_json()
+        for key in ("message_reference", "nonce", "enforce_nonce"):
+            payload.pop(key, None)
+        if ephemeral:
+            payload["flags"] = int(payload.get("flags", 0)) | int(MessageFlags.EPHEMERAL)
+        route = routes.CREATE_FOLLOWUP.compile(
+            application_id=application_id, interaction_token=_secret(interaction_token)
+        )
+        return ReceivedMessage.from_json(self.session.request(route, json=payload).body)
+
+    def edit_original_response(
+        self, application_id: str, interaction_token: str | SecretStr, edit: MessageEdit
+    ) -> ReceivedMessage:
+        """Edit the interaction's original response (e.g. replace "thinking" with the answer)."""
+        route = routes.EDIT_ORIGINAL_RESPONSE.compile(
+            application_id=application_id, interaction_token=_secret(interaction_token)
+        )
+        return ReceivedMessage.from_json(self.session.request(route, json=edit.to_json()).body)
+
+    def delete_original_response(
+        self, application_id: str, interaction_token: str | SecretStr
+    ) -> None:
+        """Delete the interaction's original response (already deleted is fine)."""
+        route = routes.DELETE_ORIGINAL_RESPONSE.compile(
+            application_id=application_id, interaction_token=_secret(interaction_token)
+        )
+        try:
+            self.session.request(route)
+        except NotFound as exc:
+            if exc.code != _UNKNOWN_MESSAGE:
+                raise
+
+    # --- history -----------------------------------------------------------------------------
+
+    def iter_history(
+        self,
+        channel_id: str,
+        *,
+        after: datetime | str | None = None,
+        before: datetime | None = None,
+        limit: int | None = None,
+        newest: bool = False,
+        on_page: Callable[[int], None] | None = None,
+    ) -> Iterator[ChatMessage]:
+        """Messages of a channel or thread, oldest first, one page in memory at a time.
+
+        ``after`` is a time (inclusive) or a message id (exclusive); ``before`` a time
+        (exclusive).  ``limit`` caps the count: the oldest ``limit`` in the window, or with
+        ``newest=True`` the latest ``limit`` (still yielded oldest first).  ``on_page`` gets the
+        running count after each page.
+        """
+        return iter_history(
+            self,
+            channel_id,
+            after=after,
+            before=before,
+            limit=limit,
+            newest=newest,
+            on_page=on_page,
+        )
+
+    def iter_thread_history(
+        self,
+        thread_id: str,
+        *,
+        after: datetime | str | None = None,
+        before: datetime | None = None,
+        limit: int | None = None,
+        on_page: Callable[[int], None] | None = None,
+    ) -> Iterator[ChatMessage]:
+        """A thread's messages, oldest first, led by the message the thread was started from."""
+        return iter_thread_history(
+            self, thread_id, after=after, before=before, limit=limit, on_page=on_page
+        )

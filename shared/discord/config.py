@@ -1,0 +1,98 @@
+"""Settings of the Discord adapter, as one pydantic model the application settings nest.
+
+Nothing here reads the environment: :class:`DiscordSettings` is filled by the application's
+settings object (or by tests) and handed to
+:func:`shared.discord.factory.build_discord_client`.  Every invalid value fails validation with
+a message that says what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from shared.discord.rest import DEFAULT_USER_AGENT
+
+__all__ = ["DiscordSettings", "RouteTarget"]
+
+
+class RouteTarget(BaseModel):
+    """Where a named route delivers: a channel, a thread, a user's DMs, or a webhook URL."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["channel", "thread", "dm", "webhook"]
+    id: str | None = Field(default=None, description="channel, thread or user id")
+    webhook_url: SecretStr | None = None
+    thread_id: str | None = Field(default=None, description="for webhooks: post into this thread")
+
+    @model_validator(mode="after")
+    def _complete(self) -> RouteTarget:
+        if self.kind == "webhook":
+            if self.webhook_url is None:
+                raise ValueError("a webhook route needs webhook_url (the URL Discord shows)")
+        elif not (self.id and self.id.isdigit()):
+            raise ValueError(f"a {self.kind} route needs id: the numeric {self.kind} id")
+        return self
+
+
+class DiscordSettings(BaseModel):
+    """Everything the Discord adapter can be told.
+
+    ``mode``: ``live`` talks to Discord; ``record`` also writes every exchange (redacted) to
+    ``recording_path``; ``replay`` answers from that file without any network.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token: SecretStr | None = Field(default=None, description="bot token")
+    token_file: Path | None = Field(
+        default=None, description="file holding the bot token, re-read when it changes"
+    )
+    api_base: str = "https://discord.com/api/v10"
+    mode: Literal["live", "record", "replay"] = "live"
+    recording_path: Path | None = None
+    user_agent: str = DEFAULT_USER_AGENT
+    request_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    max_wait_s: float = Field(
+        default=30.0, ge=0, le=3600, description="longest a call waits for rate limits"
+    )
+    max_retries: int = Field(default=3, ge=0, le=10)
+    backoff_base_s: float = Field(default=0.5, ge=0, le=60)
+    global_limit: int = Field(default=50, ge=1, le=100_000, description="requests per second")
+    global_margin: float = Field(default=0.06, ge=0, lt=1)
+    bucket_safety_ms: float = Field(default=100.0, ge=0, le=5000)
+    invalid_request_limit: int = Field(
+        default=2500, ge=1, le=9000, description="breaker threshold per 10 minutes (ban: 10,000)"
+    )
+    ban_backoff_s: float = Field(default=900.0, ge=1, le=86400)
+    key_prefix: str = Field(default="{drl}", min_length=1)
+    routes: dict[str, RouteTarget] = Field(default_factory=dict)
+    fallback_route: str | None = None
+
+    @field_validator("api_base")
+    @classmethod
+    def _check_api_base(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                f"{value!r} is not an http(s) URL; use https://discord.com/api/v10 "
+                "(or the fake server's URL in tests)"
+            )
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DiscordSettings:
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("set either token or token_file, not both")
+        if self.mode in ("record", "replay") and self.recording_path is None:
+            raise ValueError(f"mode {self.mode!r} needs recording_path (a .jsonl file)")
+        if self.fallback_route is not None and self.fallback_route not in self.routes:
+            raise ValueError(
+                f"fallback_route {self.fallback_route!r} is not one of the routes "
+                f"{sorted(self.routes)}"
+            )
+        return self

@@ -1,0 +1,56 @@
+"""Prometheus metrics of the Discord adapter, registered on a registry the caller owns.
+
+Labels are route *templates* (``POST /channels/{channel_id}/messages``), statuses and scopes:
+never ids, tokens or webhook URLs, so cardinality stays small and no secret leaks.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+__all__ = ["DiscordMetrics"]
+
+_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class DiscordMetrics:
+    """Requests by route and status, 429s by scope, limiter waits, retries."""
+
+    def __init__(self, registry: CollectorRegistry, *, namespace: str = "summarybot") -> None:
+        self.requests = Counter(
+            "discord_requests",
+            "Discord REST requests sent, by route template and HTTP status ('error' = no answer)",
+            ["route", "status"],
+            namespace=namespace,
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "discord_429",
+            "Rate-limited answers received from Discord, by scope",
+            ["scope"],
+            namespace=namespace,
+            registry=registry,
+        )
+        self.limiter_wait = Histogram(
+            "discord_limiter_wait_seconds",
+            "Time a request waited for the shared rate limiter before being sent",
+            ["route"],
+            buckets=_WAIT_BUCKETS,
+            namespace=namespace,
+            registry=registry,
+        )
+        self.retries = Counter(
+            "discord_retries",
+            "Requests retried after a 5xx, a network error or a 429",
+            ["route", "reason"],
+            namespace=namespace,
+            registry=registry,
+        )
+        self.refusals = Counter(
+            "discord_refused",
+            "Requests the adapter refused without sending (dead token/webhook, ban, breaker, "
+            "deadline)",
+            ["reason"],
+            namespace=namespace,
+            registry=registry,
+        )

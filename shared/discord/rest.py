@@ -1,0 +1,349 @@
+"""Sending one Discord request: limiter, HTTP, parsing, retries, metrics and recording.
+
+:class:`RestSession` is the only place that talks HTTP.  For each request it
+
+1. takes the current bot token (so a rotated token applies to the very next request),
+2. asks the shared limiter for a slot, sleeping what it says, and raises
+   :class:`~shared.discord.errors.RateLimited` instead when the wait would pass the caller's
+   deadline (dead tokens, dead webhooks and bans are refused without sending anything),
+3. sends, parses the answer, gives the outcome back to the limiter,
+4. retries 429s (the limiter now knows how long to wait), 5xx and network errors (``max_retries``
+   times, exponential backoff with jitter; a POST that is not idempotent is only retried when
+   it certainly did not reach Discord), and raises the mapped error otherwise.
+
+Tokens and webhook URLs never reach a log line, an exception or the recording.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import structlog
+
+from shared.discord.errors import (
+    InvalidWebhook,
+    NetworkError,
+    RateLimited,
+    ServerError,
+    Unauthorized,
+)
+from shared.discord.metrics import DiscordMetrics
+from shared.discord.responses import Answer, error_for, read_answer
+from shared.discord.routes import CompiledRoute
+from shared.discord.simulation import Recorder, redact_path
+from shared.discord.tokens import TokenSource, token_id
+from shared.errors import ConfigError
+from shared.ratelimit.discord import DiscordRateLimiter, LimitKey, Outcome, Slot
+
+__all__ = ["DEFAULT_USER_AGENT", "RequestPolicy", "RestSession"]
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_USER_AGENT = "DiscordBot (https://github.com/summary-bot-ng/summary-bot-ng, 0.1.0)"
+
+#: Errors raised before the request left this machine: always safe to retry.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_DENIAL_SCOPE = {
+    "bucket": "bucket",
+    "discovery": "bucket",
+    "global": "global-preemptive",
+    "global429": "global",
+    "shared": "shared",
+    "sublimit": "sublimit",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPolicy:
+    """Retry and waiting policy of a :class:`RestSession`."""
+
+    max_retries: int = 3
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 8.0
+    max_wait_s: float = 30.0
+    max_429_retries: int = 5
+    max_booking_s: float = 5.0
+    user_agent: str = DEFAULT_USER_AGENT
+
+
+class RestSession:
+    """Sends requests through the limiter; see the module docstring for the whole contract."""
+
+    def __init__(
+        self,
+        *,
+        http: httpx.Client,
+        api_base: str,
+        limiter: DiscordRateLimiter,
+        tokens: TokenSource | None,
+        policy: RequestPolicy | None = None,
+        metrics: DiscordMetrics | None = None,
+        recorder: Recorder | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.http = http
+        self.api_base = api_base.rstrip("/")
+        self.limiter = limiter
+        self.tokens = tokens
+        self.policy = policy or RequestPolicy()
+        self.metrics = metrics
+        self.recorder = recorder
+        self._sleep = sleep
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+
+    def __repr__(self) -> str:
+        return f"RestSession(api_base={self.api_base!r}, limiter={self.limiter!r})"
+
+    def request(
+        self,
+        route: CompiledRoute,
+        *,
+        json: Any = None,
+        params: Mapping[str, str | int | bool] | None = None,
+        idempotent: bool | None = None,
+        max_wait_s: float | None = None,
+        reason: str | None = None,
+    ) -> Answer:
+        """Send ``route`` and return the 2xx :class:`Answer`; raise a Discord error otherwise.
+
+        ``max_wait_s`` bounds the total time spent waiting for rate limits (the caller's
+        deadline); ``idempotent`` defaults to True for every method but POST.
+        """
+        authed = not (route.route.webhook or route.route.interaction)
+        headers = {"User-Agent": self.policy.user_agent}
+        if reason:
+            headers["X-Audit-Log-Reason"] = quote(reason, safe="/ ")
+        query = {k: _query_value(v) for k, v in (params or {}).items()}
+        safe_retry = idempotent if idempotent is not None else route.method != "POST"
+        deadline = time.monotonic() + (self.policy.max_wait_s if max_wait_s is None else max_wait_s)
+        failures = 0
+        rate_limits = 0
+        while True:
+            key = self._limit_key(route, authed, headers)
+            slot, waited, denials = self._acquire(key, route, deadline)
+            try:
+                response = self.http.request(
+                    route.method,
+                    self.api_base + route.path,
+                    json=json,
+                    params=query or None,
+                    headers=headers,
+                )
+                response.read()
+            except httpx.TransportError as exc:
+                self.limiter.release(slot, Outcome(status=None))
+                self._count(route, "error")
+                self._record(route, query, json, None, {}, None, waited, denials, exc)
+                failures += 1
+                if failures <= self.policy.max_retries and (
+                    safe_retry or isinstance(exc, _NOT_SENT)
+                ):
+                    self._count_retry(route, "network")
+                    self._backoff(failures)
+                    continue
+                detail = redact_path(str(exc)) or type(exc).__name__
+                raise NetworkError(
+                    f"no answer from Discord after {failures} attempt(s): "
+                    f"{type(exc).__name__}: {detail}",
+                    route=route.label,
+                    user_message="Discord could not be reached; the job will be retried.",
+                ) from None
+            answer = read_answer(response, route, authed=authed)
+            self.limiter.release(slot, answer.outcome)
+            self._count(route, str(answer.status))
+            self._record(
+                route, query, json, answer.status, response.headers, answer.body, waited, denials
+            )
+            if answer.ok:
+                return answer
+            if answer.rate_limited:
+                scope = answer.outcome.scope or "user"
+                if self.metrics is not None:
+                    self.metrics.rate_limited.labels(scope).inc()
+                log.warning(
+                    "discord.rate_limited",
+                    route=route.label,
+                    scope=scope,
+                    retry_after=answer.outcome.retry_after,
+                    code=answer.code,
+                )
+                rate_limits += 1
+                if scope == "cloudflare":
+                    log.error("discord.cloudflare_ban", route=route.label)
+                    raise RateLimited(
+                        "Discord's edge (Cloudflare) is blocking this IP; nothing is sent for "
+                        f"{self.limiter.config.ban_s:.0f} s",
+                        retry_after=max(
+                            answer.outcome.retry_after or 0.0, self.limiter.config.ban_s
+                        ),
+                        scope="cloudflare",
+                        status=answer.status,
+                        code=answer.code,
+                        route=route.label,
+                    )
+                if rate_limits <= self.policy.max_429_retries:
+                    self._count_retry(route, "429")
+                    continue
+                raise error_for(answer, route)
+            if answer.status >= 500:
+                failures += 1
+                if failures <= self.policy.max_retries:
+                    self._count_retry(route, "5xx")
+                    self._backoff(failures)
+                    continue
+                raise ServerError(
+                    f"Discord answered {answer.status} {failures} time(s)",
+                    status=answer.status,
+                    code=answer.code,
+                    route=route.label,
+                    user_message="Discord is having problems; the job will be retried.",
+                )
+            if answer.outcome.dead_token:
+                log.error("discord.token_rejected", route=route.label, token=key.token_id)
+            if answer.outcome.dead_webhook:
+                log.warning("discord.webhook_dead", route=route.label, webhook=key.webhook_key)
+            raise error_for(answer, route)
+
+    def _limit_key(self, route: CompiledRoute, authed: bool, headers: dict[str, str]) -> LimitKey:
+        if not authed:
+            headers.pop("Authorization", None)
+            scope = None if route.route.interaction else "ip"
+            return LimitKey(route.key, route.major, None, scope, route.webhook_key)
+        token = self.tokens.current() if self.tokens is not None else None
+        if token is None:
+            raise ConfigError(
+                "no Discord bot token is configured; set DiscordSettings.token "
+                "(DISCORD_TOKEN) or token_file"
+            )
+        headers["Authorization"] = f"Bot {token}"
+        tid = token_id(token)
+        return LimitKey(route.key, route.major, tid, f"t:{tid}", None)
+
+    def _acquire(
+        self, key: LimitKey, route: CompiledRoute, deadline: float
+    ) -> tuple[Slot, float, list[str]]:
+        started = time.monotonic()
+        denials: list[str] = []
+        while True:
+            asked = time.monotonic()
+            left = deadline - asked
+            verdict = self.limiter.try_acquire(
+                key, max_delay_s=max(0.0, min(left, self.policy.max_booking_s))
+            )
+            if verdict.slot is not None:
+                # The slot was booked when the limiter ran, somewhere between asking and the
+                # answer: aim at the middle, so a slow answer does not make the send late.
+                pause = (asked + time.monotonic()) / 2 + verdict.slot.delay_s - time.monotonic()
+                if pause > 0:
+                    self._sleep(pause)
+                waited = time.monotonic() - started
+                if self.metrics is not None:
+                    self.metrics.limiter_wait.labels(route.label).observe(waited)
+                return verdict.slot, waited, denials
+            denial = verdict.denial or "bucket"
+            denials.append(denial)
+            self._refuse(denial, verdict.wait_s, route, left)
+            self._sleep(verdict.wait_s + self._rng.uniform(0, 0.005))
+
+    def _refuse(self, denial: str, wait_s: float, route: CompiledRoute, left: float) -> None:
+        """Raise when ``denial`` must not (or cannot, before the deadline) be waited out."""
+        label = route.label
+        if denial == "dead-token":
+            self._refused("dead-token")
+            raise Unauthorized(
+                "the bot token was rejected by Discord (401); every request with it is refused "
+                "until the token is rotated",
+                status=401,
+                route=label,
+                user_message="Discord rejected the bot token; set a valid DISCORD_TOKEN.",
+            )
+        if denial == "dead-webhook":
+            self._refused("dead-webhook")
+            raise InvalidWebhook(
+                "this webhook was rejected by Discord earlier; it is no longer used",
+                route=label,
+                user_message="The Discord webhook no longer exists; update the target.",
+            )
+        if denial == "ban":
+            self._refused("ban")
+            raise RateLimited(
+                "Discord's edge (Cloudflare) blocked this IP; nothing is sent until the ban ends",
+                retry_after=wait_s,
+                scope="cloudflare",
+                route=label,
+            )
+        if denial == "breaker":
+            self._refused("breaker")
+            raise RateLimited(
+                "too many invalid requests (401/403/429) in the last 10 minutes; the breaker "
+                "pauses Discord traffic to stay far from Discord's IP ban",
+                retry_after=wait_s,
+                scope="breaker",
+                route=label,
+            )
+        if wait_s > left:
+            self._refused("deadline")
+            raise RateLimited(
+                f"rate limit ({denial}) needs {wait_s:.2f} s, more than the {max(left, 0):.2f} s "
+                "left before the caller's deadline",
+                retry_after=wait_s,
+                scope=_DENIAL_SCOPE.get(denial, denial),
+                route=label,
+            )
+
+    def _backoff(self, failures: int) -> None:
+        ceiling = min(self.policy.backoff_cap_s, self.policy.backoff_base_s * 2 ** (failures - 1))
+        self._sleep(self._rng.uniform(ceiling / 2, ceiling))
+
+    def _count(self, route: CompiledRoute, status: str) -> None:
+        if self.metrics is not None:
+            self.metrics.requests.labels(route.label, status).inc()
+
+    def _count_retry(self, route: CompiledRoute, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.retries.labels(route.label, reason).inc()
+
+    def _refused(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.refusals.labels(reason).inc()
+
+    def _record(
+        self,
+        route: CompiledRoute,
+        query: Mapping[str, str],
+        body: Any,
+        status: int | None,
+        headers: Mapping[str, str],
+        response_body: Any,
+        waited: float,
+        denials: list[str],
+        exc: BaseException | None = None,
+    ) -> None:
+        if self.recorder is None:
+            return
+        self.recorder.record(
+            route=route.label,
+            method=route.method,
+            path=route.path,
+            query=query,
+            request_body=body,
+            status=status,
+            headers=headers,
+            response_body=response_body,
+            waited_s=waited,
+            denials=denials,
+            error=None if exc is None else type(exc).__name__,
+        )
+
+
+def _query_value(value: str | int | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

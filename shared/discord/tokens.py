@@ -1,0 +1,80 @@
+"""Where the bot token comes from, so that rotating it takes effect without a restart.
+
+:class:`FileToken` re-reads a secret file (a Kubernetes/Docker secret mount) whenever its
+modification time or size changes; :class:`StaticToken` holds a token from settings.  Both
+expose :meth:`TokenSource.current`, called before every request, and never show the token in
+``repr``.  The rate limiter and the dead-token flag use :func:`token_id`, a fingerprint, so a
+rotated token starts with a clean slate while the old one stays marked dead.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import SecretStr
+
+from shared.discord.routes import secret_fingerprint
+from shared.errors import ConfigError
+
+__all__ = ["FileToken", "StaticToken", "TokenSource", "token_id"]
+
+
+def token_id(token: str) -> str:
+    """Fingerprint naming a token in Redis keys and logs (never the token itself)."""
+    return secret_fingerprint(token)
+
+
+class TokenSource(Protocol):
+    """Gives the bot token to use for the next request (``None``: no token configured)."""
+
+    def current(self) -> str | None:
+        """The token to send now."""
+        ...
+
+
+class StaticToken:
+    """A fixed token (from settings or a test)."""
+
+    __slots__ = ("_token",)
+
+    def __init__(self, token: SecretStr | str | None) -> None:
+        self._token = token if isinstance(token, SecretStr) or token is None else SecretStr(token)
+
+    def current(self) -> str | None:
+        """The token, or ``None`` when none was given."""
+        return None if self._token is None else self._token.get_secret_value().strip() or None
+
+    def __repr__(self) -> str:
+        return "StaticToken(**********)"
+
+
+class FileToken:
+    """A token read from a file, re-read whenever the file changes (rotation without restart)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._token: str | None = None
+
+    def current(self) -> str | None:
+        """The file's token (stripped); raises :class:`ConfigError` if the file is unreadable."""
+        try:
+            stat = os.stat(self.path)
+        except OSError as exc:
+            raise ConfigError(
+                f"Discord token file {self.path} cannot be read ({exc.strerror}); "
+                "mount the secret there or set token instead of token_file"
+            ) from exc
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            if stamp != self._stamp:
+                self._token = self.path.read_text(encoding="utf-8").strip() or None
+                self._stamp = stamp
+            return self._token
+
+    def __repr__(self) -> str:
+        return f"FileToken({str(self.path)!r})"

@@ -1,0 +1,1235 @@
+"""The fake Discord's REST API: routing, authentication, limits, faults, and every handler.
+
+:class:`FakeDiscord` is transport-free: ``handle(method, path, query, headers, body, ip)``
+returns a :class:`Response`; :mod:`tests.fakes.discord_server` puts it behind a real HTTP server.
+Seeding helpers (``add_*``) build the world a test needs.  Status codes and error codes follow
+the fact sheet (``../shared/reference/discord-rest.md``, sections 3 and 4).
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote
+
+from tests.fakes.discord_limits import FakeConfig, Fault, Limits, Reply
+from tests.fakes.discord_state import (
+    ADD_REACTIONS,
+    CREATE_PRIVATE_THREADS,
+    CREATE_PUBLIC_THREADS,
+    HAS_THREAD,
+    MANAGE_MESSAGES,
+    MANAGE_THREADS,
+    READ_MESSAGE_HISTORY,
+    SEND_MESSAGES,
+    SEND_MESSAGES_IN_THREADS,
+    VIEW_CHANNEL,
+    Channel,
+    Guild,
+    Interaction,
+    Member,
+    Message,
+    Snowflakes,
+    User,
+    Webhook,
+    iso,
+    new_token,
+    permissions,
+    snowflake_ms,
+)
+
+__all__ = ["ApiError", "FakeDiscord", "Response"]
+
+_API_PREFIX = re.compile(r"^/api(?:/v\d+)?")
+_CUSTOM_EMOJI = re.compile(r"^(\w{2,32}):(\d{15,22})$")
+_USER_MENTION = re.compile(r"<@!?(\d+)>")
+_ROLE_MENTION = re.compile(r"<@&(\d+)>")
+_ARCHIVE_DURATIONS = (60, 1440, 4320, 10080)
+_TEN_S_MS = 10_000
+_FOURTEEN_D_MS = 14 * 24 * 3600 * 1000
+LOADING = 1 << 7
+
+
+@dataclass
+class Response:
+    """What the fake answers: status, JSON body (or ``None``), headers; ``reset`` drops the
+    connection without answering, ``delay_s`` is slept before answering."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    reset: bool = False
+    delay_s: float = 0.0
+
+
+class ApiError(Exception):
+    """A Discord error answer: status, JSON code and message, optional 50035 tree."""
+
+    def __init__(self, status: int, code: int, message: str, errors: Any = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.errors = status, code, message, errors
+
+    def body(self) -> dict[str, Any]:
+        """Discord's error JSON."""
+        out: dict[str, Any] = {"message": self.message, "code": self.code}
+        if self.errors is not None:
+            out["errors"] = self.errors
+        return out
+
+
+def _form_error(path: list[str], code: str, message: str) -> ApiError:
+    tree: dict[str, Any] = {"_errors": [{"code": code, "message": message}]}
+    for part in reversed(path):
+        tree = {part: tree}
+    return ApiError(400, 50035, "Invalid Form Body", tree)
+
+
+@dataclass
+class _Ctx:
+    method: str
+    params: dict[str, str]
+    query: dict[str, str]
+    body: Any
+    viewer: int | None
+    ip: str
+
+
+_Handler = Callable[["FakeDiscord", _Ctx], tuple[int, Any]]
+
+
+@dataclass(frozen=True)
+class _Route:
+    method: str
+    template: str
+    pattern: re.Pattern[str]
+    handler: str
+    auth: str  # "bot", "webhook", "interaction"
+
+
+def _route(method: str, template: str, handler: str, auth: str = "bot") -> _Route:
+    regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
+    return _Route(method, template, re.compile(f"^{regex}$"), handler, auth)
+
+
+_ROUTES = [
+    _route("GET", "/users/@me", "get_me"),
+    _route("POST", "/users/@me/channels", "create_dm"),
+    _route("GET", "/guilds/{guild_id}", "get_guild"),
+    _route("GET", "/guilds/{guild_id}/threads/active", "active_threads"),
+    _route("GET", "/channels/{channel_id}", "get_channel"),
+    _route("GET", "/channels/{channel_id}/messages", "get_messages"),
+    _route("POST", "/channels/{channel_id}/messages", "create_message"),
+    _route("GET", "/channels/{channel_id}/messages/{message_id}", "get_message"),
+    _route("PATCH", "/channels/{channel_id}/messages/{message_id}", "edit_message"),
+    _route("DELETE", "/channels/{channel_id}/messages/{message_id}", "delete_message"),
+    _route(
+        "PUT", "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me", "add_reaction"
+    ),
+    _route(
+        "DELETE",
+        "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me",
+        "delete_reaction",
+    ),
+    _route("POST", "/channels/{channel_id}/messages/{message_id}/threads", "thread_from_message"),
+    _route("POST", "/channels/{channel_id}/threads", "create_thread"),
+    _route("PUT", "/channels/{channel_id}/thread-members/@me", "join_thread"),
+    _route("GET", "/channels/{channel_id}/threads/archived/public", "archived_threads"),
+    _route(
+        "POST",
+        "/interactions/{interaction_id}/{interaction_token}/callback",
+        "callback",
+        "interaction",
+    ),
+    _route(
+        "GET",
+        "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+        "original",
+        "interaction",
+    ),
+    _route(
+        "PATCH",
+        "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+        "original",
+        "interaction",
+    ),
+    _route(
+        "DELETE",
+        "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+        "original",
+        "interaction",
+    ),
+    _route("POST", "/webhooks/{webhook_id}/{webhook_token}", "execute_webhook", "webhook"),
+    _route(
+        "GET",
+        "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}",
+        "webhook_message",
+        "webhook",
+    ),
+    _route(
+        "PATCH",
+        "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}",
+        "webhook_message",
+        "webhook",
+    ),
+    _route(
+        "DELETE",
+        "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}",
+        "webhook_message",
+        "webhook",
+    ),
+]
+
+
+class FakeDiscord:
+    """A stateful, rate-limited imitation of Discord's REST API (see module docstring)."""
+
+    def __init__(
+        self,
+        config: FakeConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config or FakeConfig()
+        self.limits = Limits(self.config, clock=clock, wall=wall)
+        self._clock = clock
+        self._wall = wall
+        self.lock = threading.RLock()
+        self.ids = Snowflakes()
+        self.users: dict[int, User] = {}
+        self.tokens: dict[str, int] = {}
+        self.guilds: dict[int, Guild] = {}
+        self.channels: dict[int, Channel] = {}
+        self.messages: dict[int, Message] = {}
+        self.webhooks: dict[int, Webhook] = {}
+        self.interactions: dict[str, Interaction] = {}
+        self.dms: dict[tuple[int, int], int] = {}
+        self.nonces: dict[tuple[int, int, str], tuple[int, float]] = {}
+
+    # --- seeding -----------------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        """Wall-clock epoch milliseconds."""
+        return int(self._wall() * 1000)
+
+    def add_user(
+        self,
+        username: str,
+        *,
+        global_name: str | None = None,
+        bot: bool = False,
+        dm_open: bool = True,
+    ) -> User:
+        """A user (or bot) created two years ago."""
+        user = User(
+            id=self.ids.at(self.now_ms() - 2 * 365 * 86400_000),
+            username=username,
+            global_name=global_name,
+            bot=bot,
+            discriminator="4821" if bot else "0",
+            dm_open=dm_open,
+        )
+        self.users[user.id] = user
+        return user
+
+    def add_bot(self, token: str, username: str = "RelayBot") -> User:
+        """A bot user that authenticates with ``Bot <token>``."""
+        bot = self.add_user(username, bot=True)
+        self.tokens[token] = bot.id
+        return bot
+
+    def add_token(self, token: str, bot: User) -> None:
+        """Another valid token for the same bot (token rotation)."""
+        self.tokens[token] = bot.id
+
+    def revoke_token(self, token: str) -> None:
+        """Make ``token`` invalid (401 from now on)."""
+        self.tokens.pop(token, None)
+
+    def add_guild(self, name: str, *, owner: User, everyone_permissions: int = 0) -> Guild:
+        """A guild whose @everyone role has ``everyone_permissions``."""
+        gid = self.ids.at(self.now_ms() - 365 * 86400_000)
+        guild = Guild(id=gid, name=name, owner_id=owner.id)
+        guild.roles[gid] = ("@everyone", everyone_permissions)
+        guild.members[owner.id] = Member(owner.id)
+        self.guilds[gid] = guild
+        return guild
+
+    def add_role(self, guild: Guild, name: str, permissions_: int) -> int:
+        """A role with ``permissions_``; returns its id."""
+        rid = self.ids.at(self.now_ms() - 300 * 86400_000)
+        guild.roles[rid] = (name, permissions_)
+        return rid
+
+    def add_member(
+        self, guild: Guild, user: User, *, roles: tuple[int, ...] = (), nick: str | None = None
+    ) -> None:
+        """Make ``user`` a member of ``guild``."""
+        guild.members[user.id] = Member(user.id, set(roles), nick)
+
+    def add_channel(
+        self,
+        guild: Guild,
+        name: str,
+        *,
+        type: int = 0,
+        topic: str | None = None,
+        overwrites: list[dict[str, Any]] | None = None,
+        created_ms: int | None = None,
+    ) -> Channel:
+        """A guild channel (text by default)."""
+        cid = self.ids.at(created_ms or self.now_ms() - 200 * 86400_000)
+        channel = Channel(
+            id=cid,
+            type=type,
+            guild_id=guild.id,
+            name=name,
+            topic=topic,
+            overwrites=overwrites or [],
+            position=len(self.channels),
+        )
+        self.channels[cid] = channel
+        return channel
+
+    def add_thread(
+        self,
+        parent: Channel,
+        name: str,
+        *,
+        owner: User,
+        type: int = 11,
+        created_ms: int | None = None,
+        archived: bool = False,
+        archive_ms: float | None = None,
+        locked: bool = False,
+        members: tuple[User, ...] = (),
+    ) -> Channel:
+        """A thread (not started from a message) under ``parent``."""
+        tid = self.ids.at(created_ms or self.now_ms() - 86400_000)
+        thread = Channel(
+            id=tid,
+            type=type,
+            guild_id=parent.guild_id,
+            name=name,
+            parent_id=parent.id,
+            owner_id=owner.id,
+            archived=archived,
+            locked=locked,
+            archive_ms=archive_ms or snowflake_ms(tid),
+        )
+        for member in (owner, *members):
+            thread.members[member.id] = float(snowflake_ms(tid))
+        self.channels[tid] = thread
+        return thread
+
+    def add_message(
+        self,
+        channel: Channel,
+        author: User,
+        content: str,
+        *,
+        at_ms: int | None = None,
+        **fields: Any,
+    ) -> Message:
+        """A message written at ``at_ms`` (default: now)."""
+        mid = self.ids.at(at_ms if at_ms is not None else self.now_ms())
+        message = Message(
+            id=mid, channel_id=channel.id, author_id=author.id, content=content, **fields
+        )
+        message.mention_ids = [
+            int(m) for m in _USER_MENTION.findall(content) if int(m) in self.users
+        ]
+        message.mention_roles = _ROLE_MENTION.findall(content)
+        self.messages[mid] = message
+        channel.add_message_id(mid)
+        channel.total_sent += 1
+        return message
+
+    def add_history(
+        self, channel: Channel, authors: list[User], count: int, *, start_ms: int, step_ms: int
+    ) -> None:
+        """``count`` messages, ``step_ms`` apart from ``start_ms``, authors taking turns."""
+        for n in range(count):
+            self.add_message(
+                channel,
+                authors[n % len(authors)],
+                f"message {n} in #{channel.name}",
+                at_ms=start_ms + n * step_ms,
+            )
+
+    def add_webhook(self, channel: Channel, name: str = "Exporter") -> Webhook:
+        """A webhook of ``channel``."""
+        wid = self.ids.at(self.now_ms() - 30 * 86400_000)
+        hook = Webhook(
+            id=wid,
+            token=new_token(),
+            channel_id=channel.id,
+            guild_id=channel.guild_id or 0,
+            name=name,
+        )
+        self.webhooks[wid] = hook
+        return hook
+
+    def add_interaction(self, channel: Channel, user: User, *, application: User) -> Interaction:
+        """An interaction the bot just received; its token decodes like Discord's."""
+        iid = self.ids.at(self.now_ms())
+        raw = f"interaction:{iid}:{new_token()}".encode()
+        token = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        interaction = Interaction(
+            id=iid,
+            token=token,
+            application_id=application.id,
+            channel_id=channel.id,
+            user_id=user.id,
+            created=self._clock(),
+        )
+        self.interactions[token] = interaction
+        return interaction
+
+    def inject(self, fault: Fault) -> None:
+        """Queue a fault (see :class:`~tests.fakes.discord_limits.Fault`)."""
+        self.limits.inject(fault)
+
+    # --- JSON --------------------------------------------------------------------------------
+
+    def message_json(
+        self, message: Message, viewer: int | None, *, nested: bool = False
+    ) -> dict[str, Any]:
+        """The REST message object as ``viewer`` sees it."""
+        author = message.webhook_author or self.users[message.author_id].to_json()
+        out: dict[str, Any] = {
+            "type": message.type,
+            "content": message.content,
+            "mentions": [self.users[m].to_json() for m in message.mention_ids],
+            "mention_roles": list(message.mention_roles),
+            "attachments": list(message.attachments),
+            "embeds": [{"type": "rich", **e} for e in message.embeds],
+            "timestamp": iso(snowflake_ms(message.id)),
+            "edited_timestamp": None if message.edited_ms is None else iso(message.edited_ms),
+            "flags": message.flags,
+            "components": list(message.components),
+            "id": str(message.id),
+            "channel_id": str(message.channel_id),
+            "author": author,
+            "pinned": message.pinned,
+            "mention_everyone": False,
+            "tts": message.tts,
+        }
+        if message.webhook_id is not None:
+            out["webhook_id"] = str(message.webhook_id)
+        if message.reference is not None:
+            out["message_reference"] = dict(message.reference)
+            if not nested and message.type in (19, 21):
+                target = self.messages.get(int(message.reference["message_id"]))
+                out["referenced_message"] = (
+                    None if target is None else self.message_json(target, viewer, nested=True)
+                )
+        if message.thread_id is not None and message.thread_id in self.channels:
+            out["thread"] = self.channels[message.thread_id].to_json(None, self.users)
+        if any(users for _, users in message.reactions.values()):
+            out["reactions"] = [
+                {
+                    "emoji": emoji,
+                    "count": len(users),
+                    "count_details": {"burst": 0, "normal": len(users)},
+                    "burst_colors": [],
+                    "me_burst": False,
+                    "me": viewer in users,
+                }
+                for emoji, users in message.reactions.values()
+                if users
+            ]
+        return out
+
+    # --- dispatch ----------------------------------------------------------------------------
+
+    def handle(
+        self,
+        method: str,
+        raw_path: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        body: bytes,
+        ip: str = "127.0.0.1",
+    ) -> Response:
+        """Answer one request (see module docstring)."""
+        path = _API_PREFIX.sub("", raw_path.split("?", 1)[0]) or "/"
+        segments = [unquote(s) for s in path.split("/")]
+        route, params = self._match(method, segments)
+        via = {"Via": "1.1 google", "Content-Type": "application/json"}
+        if self.limits.banned(ip):
+            return self._finish(self.limits.ban_reply(), ip, "*", "ban", "-")
+        if route is None:
+            status = 405 if params else 404
+            text = "405: Method Not Allowed" if params else "404: Not Found"
+            self.limits.note(ip=ip, route_key=f"{method} ?", status=status, scope=None, auth="-")
+            return Response(status, {"message": text, "code": 0}, via)
+        auth, viewer, global_key = self._auth(route, params, headers, ip)
+        route_key, major, hook_channel = self._limit_key(route, params)
+        fault = self.limits.take_fault(route_key)
+        delay = self.config.latency_s
+        if fault is not None:
+            if fault.kind == "latency":
+                delay += fault.delay_s
+            else:
+                reply = self.limits.fault_reply(fault, route_key, auth, major)
+                if reply is not None:
+                    return self._finish(reply, ip, route_key, auth, major, delay)
+        if route.auth == "bot" and viewer is None:
+            error = ApiError(401, 0, "401: Unauthorized")
+            return self._finish(Reply(401, error.body(), via), ip, route_key, auth, major, delay)
+        reply, bucket_headers = self.limits.admit(
+            route_key=route_key,
+            auth=auth,
+            major=major,
+            global_key=global_key,
+            webhook_channel=hook_channel,
+        )
+        if reply is not None:
+            return self._finish(reply, ip, route_key, auth, major, delay)
+        ctx = _Ctx(method, params, query, None, viewer, ip)
+        try:
+            if body:
+                try:
+                    ctx.body = json.loads(body)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    raise ApiError(400, 50109, "The request body contains invalid JSON.") from None
+            with self.lock:
+                status, payload = getattr(self, "_h_" + route.handler)(ctx)
+        except ApiError as exc:
+            status, payload = exc.status, exc.body()
+        headers_out = {**via, **bucket_headers}
+        return self._finish(Reply(status, payload, headers_out), ip, route_key, auth, major, delay)
+
+    def _finish(
+        self, reply: Reply, ip: str, route_key: str, auth: str, major: str, delay: float = 0.0
+    ) -> Response:
+        self.limits.note(
+            ip=ip,
+            route_key=route_key,
+            status=reply.status,
+            scope=reply.scope,
+            auth=auth,
+            major=major,
+        )
+        return Response(reply.status, reply.body, reply.headers, reset=reply.reset, delay_s=delay)
+
+    def _match(self, method: str, segments: list[str]) -> tuple[_Route | None, dict[str, str]]:
+        path_ok = False
+        for route in _ROUTES:
+            parts = route.template.split("/")
+            if len(parts) != len(segments):
+                continue
+            params: dict[str, str] = {}
+            for want, got in zip(parts, segments, strict=True):
+                if want.startswith("{"):
+                    params[want[1:-1]] = got
+                elif want != got:
+                    break
+            else:
+                if route.handler == "execute_webhook" and params.get("webhook_token") == "messages":
+                    continue
+                path_ok = True
+                if route.method == method:
+                    return route, params
+        return None, {"path": "matched"} if path_ok else {}
+
+    def _auth(
+        self, route: _Route, params: dict[str, str], headers: dict[str, str], ip: str
+    ) -> tuple[str, int | None, str | None]:
+        if route.auth == "bot":
+            header = headers.get("authorization", "")
+            token = header[4:] if header.startswith("Bot ") else None
+            viewer = self.tokens.get(token) if token else None
+            return (f"token:{token}" if token else f"ip:{ip}"), viewer, f"token:{token}"
+        if route.auth == "interaction" or params.get("webhook_token") in self.interactions:
+            return "interaction", None, None
+        return f"ip:{ip}", None, f"ip:{ip}"
+
+    def _limit_key(self, route: _Route, params: dict[str, str]) -> tuple[str, str, str | None]:
+        template = route.template
+        if "/reactions/" in template:
+            key = "REACTIONS /channels/{channel_id}/messages/{message_id}/reactions"
+        elif (
+            route.method == "DELETE" and template == "/channels/{channel_id}/messages/{message_id}"
+        ):
+            message = (
+                self.messages.get(int(params["message_id"]))
+                if params["message_id"].isdigit()
+                else None
+            )
+            age = None if message is None else self.now_ms() - snowflake_ms(message.id)
+            suffix = (
+                "#young"
+                if age is None or age < _TEN_S_MS
+                else ("#old14d" if age > _FOURTEEN_D_MS else "#old")
+            )
+            key = f"DELETE {template}{suffix}"
+        else:
+            key = f"{route.method} {template}"
+        if route.handler == "execute_webhook" and params.get("webhook_token") in self.interactions:
+            key = "POST /webhooks/{application_id}/{interaction_token}"
+        major = params.get("channel_id") or params.get("guild_id") or ""
+        for name in ("webhook_id", "interaction_id"):
+            if name in params:
+                major = f"{params[name]}:{params.get('webhook_token') or params.get('interaction_token')}"
+        hook_channel = None
+        if route.handler == "execute_webhook" and params["webhook_id"].isdigit():
+            hook = self.webhooks.get(int(params["webhook_id"]))
+            hook_channel = None if hook is None else str(hook.channel_id)
+        return key, major or "-", hook_channel
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _channel(self, ctx: _Ctx, key: str = "channel_id") -> Channel:
+        raw = ctx.params[key]
+        channel = self.channels.get(int(raw)) if raw.isdigit() else None
+        if channel is None:
+            raise ApiError(404, 10003, "Unknown Channel")
+        if ctx.viewer is not None and not self._can(ctx.viewer, channel, VIEW_CHANNEL):
+            raise ApiError(403, 50001, "Missing Access")
+        return channel
+
+    def _perms(self, user_id: int, channel: Channel) -> int:
+        if channel.type in (1, 3):
+            return VIEW_CHANNEL | SEND_MESSAGES | READ_MESSAGE_HISTORY | ADD_REACTIONS
+        base_channel = (
+            self.channels[channel.parent_id] if channel.is_thread and channel.parent_id else channel
+        )
+        guild = self.guilds[channel.guild_id or 0]
+        perms = permissions(guild, base_channel, user_id)
+        if channel.type == 12 and user_id not in channel.members and not perms & MANAGE_THREADS:
+            perms &= ~VIEW_CHANNEL
+        return perms
+
+    def _can(self, user_id: int, channel: Channel, bits: int) -> bool:
+        return self._perms(user_id, channel) & bits == bits
+
+    def _message(self, channel: Channel, raw: str) -> Message:
+        message = self.messages.get(int(raw)) if raw.isdigit() else None
+        if message is None or message.channel_id != channel.id:
+            raise ApiError(404, 10008, "Unknown Message")
+        return message
+
+    def _validate(self, body: Any, *, create: bool, webhook: bool = False) -> None:
+        if not isinstance(body, dict):
+            raise _form_error(
+                [], "MODEL_TYPE_CONVERT", "Only dictionaries may be used in a DictType"
+            )
+        content = body.get("content")
+        if isinstance(content, str) and len(content) > 2000:
+            raise _form_error(
+                ["content"], "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length."
+            )
+        embeds = body.get("embeds") or []
+        if len(embeds) > 10:
+            raise _form_error(["embeds"], "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
+        total = 0
+        for i, embed in enumerate(embeds):
+            for j, item in enumerate(embed.get("fields") or []):
+                for key in ("name", "value"):
+                    if not item.get(key):
+                        raise _form_error(
+                            ["embeds", str(i), "fields", str(j), key],
+                            "BASE_TYPE_REQUIRED",
+                            "This field is required",
+                        )
+                total += len(item.get("name", "")) + len(item.get("value", ""))
+            total += len(embed.get("title") or "") + len(embed.get("description") or "")
+            total += len((embed.get("footer") or {}).get("text") or "")
+            total += len((embed.get("author") or {}).get("name") or "")
+        if total > 6000:
+            raise _form_error(
+                ["embeds"], "BASE_TYPE_MAX_LENGTH", "Embed size exceeds maximum size of 6000"
+            )
+        nonce = body.get("nonce")
+        if isinstance(nonce, str) and len(nonce) > 25:
+            raise _form_error(["nonce"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+        if webhook and body.get("username") is not None:
+            name = str(body["username"])
+            if not 1 <= len(name) <= 80 or "discord" in name.lower() or "clyde" in name.lower():
+                raise _form_error(
+                    ["username"], "USERNAME_INVALID", 'Username cannot contain "discord"'
+                )
+        if create and not (content or embeds or body.get("components") or body.get("sticker_ids")):
+            raise ApiError(400, 50006, "Cannot send an empty message")
+
+    def _new_message(
+        self, channel: Channel, author_id: int, body: dict[str, Any], **fields: Any
+    ) -> Message:
+        mid = self.ids.at(self.now_ms())
+        content = str(body.get("content") or "")
+        message = Message(
+            id=mid,
+            channel_id=channel.id,
+            author_id=author_id,
+            content=content,
+            embeds=list(body.get("embeds") or []),
+            components=list(body.get("components") or []),
+            flags=int(body.get("flags") or 0),
+            tts=bool(body.get("tts")),
+            allowed_mentions=body.get("allowed_mentions"),
+            **fields,
+        )
+        message.mention_ids = [
+            int(m) for m in _USER_MENTION.findall(content) if int(m) in self.users
+        ]
+        message.mention_roles = _ROLE_MENTION.findall(content)
+        self.messages[mid] = message
+        channel.add_message_id(mid)
+        channel.total_sent += 1
+        return message
+
+    def _thread_writable(self, thread: Channel, viewer: int) -> None:
+        if thread.locked and not self._can(viewer, thread, MANAGE_THREADS):
+            raise ApiError(403, 160005, "Thread is locked")
+        if thread.type == 12 and viewer not in thread.members:
+            # Seeing a private thread (MANAGE_THREADS) is not being in it: join first.
+            raise ApiError(403, 50001, "Missing Access")
+        thread.archived = False
+        # Posting in a public thread joins it, as on Discord.
+        thread.members.setdefault(viewer, float(self.now_ms()))
+
+    # --- handlers: users, guilds, channels ---------------------------------------------------
+
+    def _h_get_me(self, ctx: _Ctx) -> tuple[int, Any]:
+        assert ctx.viewer is not None
+        return 200, self.users[ctx.viewer].to_json()
+
+    def _h_get_guild(self, ctx: _Ctx) -> tuple[int, Any]:
+        raw = ctx.params["guild_id"]
+        guild = self.guilds.get(int(raw)) if raw.isdigit() else None
+        if guild is None or ctx.viewer not in guild.members:
+            raise ApiError(404, 10004, "Unknown Guild")
+        return 200, guild.to_json()
+
+    def _h_get_channel(self, ctx: _Ctx) -> tuple[int, Any]:
+        channel = self._channel(ctx)
+        if (
+            channel.type == 1
+            and ctx.viewer not in channel.recipients
+            and ctx.viewer != self._dm_bot(channel)
+        ):
+            raise ApiError(403, 50001, "Missing Access")
+        return 200, channel.to_json(ctx.viewer, self.users)
+
+    def _dm_bot(self, channel: Channel) -> int | None:
+        for (bot, _user), cid in self.dms.items():
+            if cid == channel.id:
+                return bot
+        return None
+
+    def _h_active_threads(self, ctx: _Ctx) -> tuple[int, Any]:
+        assert ctx.viewer is not None
+        raw = ctx.params["guild_id"]
+        guild = self.guilds.get(int(raw)) if raw.isdigit() else None
+        if guild is None or ctx.viewer not in guild.members:
+            raise ApiError(404, 10004, "Unknown Guild")
+        threads = [
+            c
+            for c in self.channels.values()
+            if c.is_thread
+            and c.guild_id == guild.id
+            and not c.archived
+            and self._can(ctx.viewer, c, VIEW_CHANNEL)
+        ]
+        members = [
+            {
+                "id": str(t.id),
+                "user_id": str(ctx.viewer),
+                "join_timestamp": iso(t.members[ctx.viewer]),
+                "flags": 1,
+            }
+            for t in threads
+            if ctx.viewer in t.members
+        ]
+        return 200, {"threads": [t.to_json(None, self.users) for t in threads], "members": members}
+
+    def _h_archived_threads(self, ctx: _Ctx) -> tuple[int, Any]:
+        assert ctx.viewer is not None
+        channel = self._channel(ctx)
+        if not self._can(ctx.viewer, channel, READ_MESSAGE_HISTORY):
+            raise ApiError(403, 50013, "Missing Permissions")
+        limit = int(ctx.query.get("limit", "50"))
+        before = ctx.query.get("before")
+        before_ms = datetime.fromisoformat(before).timestamp() * 1000 if before else float("inf")
+        threads = sorted(
+            (
+                c
+                for c in self.channels.values()
+                if c.parent_id == channel.id
+                and c.archived
+                and c.type in (10, 11)
+                and c.archive_ms < before_ms
+            ),
+            key=lambda c: c.archive_ms,
+            reverse=True,
+        )
+        page = threads[:limit]
+        return 200, {
+            "threads": [t.to_json(None, self.users) for t in page],
+            "members": [],
+            "has_more": len(threads) > limit,
+        }
+
+    # --- handlers: messages ------------------------------------------------------------------
+
+    def _h_get_messages(self, ctx: _Ctx) -> tuple[int, Any]:
+        assert ctx.viewer is not None
+        channel = self._channel(ctx)
+        try:
+            limit = int(ctx.query.get("limit", "50"))
+        except ValueError:
+            raise _form_error(["limit"], "NUMBER_TYPE_COERCE", "Value is not int.") from None
+        if not 1 <= limit <= 100:
+            raise _form_error(
+                ["limit"], "NUMBER_TYPE_MAX", "int value should be between 1 and 100."
+            )
+        cursors = [k for k in ("before", "after", "around") if k in ctx.query]
+        if len(cursors) > 1:
+            raise _form_error(
+                [], "BASE_TYPE_BAD", "before, after and around are mutually exclusive"
+            )
+        if not self._can(ctx.viewer, channel, READ_MESSAGE_HISTORY):
+            return 200, []
+        ids = channel.message_ids
+        if "after" in ctx.query:
+            start = bisect.bisect_right(ids, int(ctx.query["after"]))
+            chosen = ids[start : start + limit]
+        elif "before" in ctx.query:
+            end = bisect.bisect_left(ids, int(ctx.query["before"]))
+            chosen = ids[max(0, end - limit) : end]
+        elif "around" in ctx.query:
+            at = bisect.bisect_left(ids, int(ctx.query["around"]))
+            start = max(0, at - limit // 2)
+            chosen = ids[start : start + limit]
+        else:
+            chosen = ids[-limit:]
+        return 200, [self.message_json(self.messages[m], ctx.viewer) for m in reversed(chosen)]
+
+    def _h_get_message(self, ctx: _Ctx) -> tuple[int, Any]:
+        assert ctx.viewer is not None
+        channel = self._channel(ctx)
+        if not self._can(ctx.viewer, channel, READ_MESSAGE_HISTORY):
+            raise ApiError(403, 50001, "Missing Access")
+        return 200, self.message_json(self._message(channel, ctx.params["message_id"]), ctx.viewer)
+
+    def _h_create_message(self, ctx: _Ctx) -> tuple[int, Any]:
+        assert ctx.viewer is not None
+        channel = self._channel(ctx)
+        body = ctx.body
+        self._validate(body, create=True)
+        if channel.type == 1:
+            recipient = self.users[channel.recipients[0]]
+            if not recipient.dm_open:
+                raise ApiError(403, 50007, "Cannot send messages to this user")
+        elif channel.is_thread:
+            if not self._can(ctx.viewer, channel, SEND_MESSAGES_IN_THREADS):
+                raise ApiError(403, 50013, "Missing Permissions")
+            self._thread_writable(channel, ctx.viewer)
+        elif channel.type in (15, 16):
+            raise ApiError(400, 50008, "Cannot send messages in a non-text channel")
+        elif not self._can(ctx.viewer, channel, SEND_MESSAGES):
+            raise ApiError(403, 50013, "Missing Permissions")
+        nonce = body.get("nonce")
+        if nonce is not None and body.get("enforce_nonce"):
+            seen = self.nonces.get((channel.id, ctx.viewer, str(nonce)))
+            if seen is not None and seen[1] > self._clock() - 300 and seen[0] in self.messages:
+                return 200, self.message_json(self.messages[seen[0]], ctx.viewer)
+        reference = body.get("message_reference")
+        fields: dict[str, Any] = {}
+        if isinstance(reference, dict) and reference.get("message_id"):
+            if not self._can(ctx.viewer, channel, READ_MESSAGE_HISTORY):
+                raise ApiError(
+                    403, 160002, "Cannot reply without permission to read message history"
+                )
+            target = self.messages.get(int(reference["message_id"]))
+            if target is None or target.channel_id != int(
+                reference.get("channel_id") or channel.id
+            ):
+                if reference.get("fail_if_not_exists", True):
+                    raise _form_error(
+                        ["message_reference"], "REPLIES_UNKNOWN_MESSAGE", "Unknown message"
+                    )
+            else:
+                fields["type"] = 19
+                fields["reference"] = {
+                    "type": 0,
+                    "channel_id": str(target.channel_id),
+                    "message_id": str(target.id),
+                    "guild_id": str(channel.guild_id) if channel.guild_id else None,
+                }
+        message = self._new_message(channel, ctx.viewer, body, **fields)
+        if nonce is not None and body.get("enforce_nonce"):
+            self.nonces[(channel.id, ctx.viewer, str(nonce))] = (message.id, self._clock())
+        return 200, self.message_json(message, ctx.viewer)
+
+    def _h_edit_message(self, ctx: _Ctx) -> tuple[int, Any]:
+        assert ctx.viewer is not None
+        channel = self._channel(ctx)
+        message = self._message(channel, ctx.params["message_id"])
+        body = ctx.body if isinstance(ctx.body, dict) else {}
+        if message.author_id != ctx.viewer and set(body) - {"flags"}:
+            raise ApiError(403, 50005, "Cannot edit a message authored by another user")
+        self._validate(body, create=False)
+        self._apply_edit(message, body)
+        if "flags" in body:
+            message.flags = int(body["flags"] or 0)
+        return 200, self.message_json(message, ctx.viewer)
+
+    def _apply_edit(self, message: Message, body: dict[str, Any]) -> None:
+        """PATCH semantics: only fields present change; ``null`` clears."""
+        if "content" in body:
+            message.content = str(body["content"] or "")
+            message.mention_ids = [
+                int(m) for m in _USER_MENTION.findall(message.content) if int(m) in self.users
+            ]
+        if "embeds" in body:
+            message.embeds = list(body["embeds"] or [])
+        if "components" in body:
+            message.components = list(body["components"] or [])
+        message.edited_ms = float(self.now_ms())
+
+    def _h_delete_message(self, ctx: _Ctx) -> tuple[int, Any]:
+        assert ctx.viewer is not None
+        channel = self._channel(ctx)
+        message = self._message(channel, ctx.params["message_id"])
+        if message.author_id != ctx.viewer and not self._can(ctx.viewer, channel, MANAGE_MESSAGES):
+            raise ApiError(403, 50013, "Missing Permissions")
+        self._remove(message)
+        return 204, None
+
+    def _remove(self, message: Message) -> None:
+        channel = self.channels[message.channel_id]
+        del self.messages[message.id]
+        channel.message_ids.remove(message.id)
+
+    def _emoji(self, raw: str) -> dict[str, Any]:
+        match = _CUSTOM_EMOJI.match(raw)
+        if match:
+            return {"id": match.group(2), "name": match.group(1)}
+        if raw and not raw.isascii() and ":" not in raw and "<" not in raw:
+            return {"id": None, "name": raw}
+        raise ApiError(400, 10014, "Unknown Emoji")
+
+    def _h_add_reaction(self, ctx: _Ctx) -> tuple[int, Any]:
+        assert ctx.viewer is not None
+        channel = self._channel(ctx)
+        message = self._message(channel, ctx.params["message_id"])
+        emoji = self._emoji(ctx.params["emoji"])
+        key = emoji["id"] or emoji["name"]
+        if not self._can(ctx.viewer, channel, READ_MESSAGE_HISTORY):
+            raise ApiError(403, 50013, "Missing Permissions")
+        if key not in message.reactions and not self._can(ctx.viewer, channel, ADD_REACTIONS):
+            raise ApiError(403, 50013, "Missing Permissions")
+        message.reactions.setdefault(key, (emoji, set()))[1].add(ctx.viewer)
+        return 204, None
+
+    def _h_delete_reaction(self, ctx: _Ctx) -> tuple[int, Any]:
+        assert ctx.viewer is not None
+        channel = self._channel(ctx)
+        message = self._message(channel, ctx.params["message_id"])
+        emoji = self._emoji(ctx.params["emoji"])
+        entry = message.reactions.get(emoji["id"] or emoji["name"])
+        if entry is not None:
+            entry[1].discard(ctx.viewer)
+        return 204, None
+
+    # --- handlers: threads -------------------------------------------------------------------
+
+    def _thread_body(self, body: Any) -> tuple[str, int]:
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+            raise _form_error(["name"], "BASE_TYPE_REQUIRED", "This field is required")
+        if not 1 <= len(body["name"]) <= 100:
+            raise _form_error(
+                ["name"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."
+            )
+        duration = int(body.get("auto_archive_duration") or 1440)
+        if duration not in _ARCHIVE_DURATIONS:
+            raise _form_error(
+                ["auto_archive_duration"],
+                "BASE_TYPE_CHOICES",
+                "Value must be one of {60, 1440, 4320, 10080}.",
+            )
+        return body["name"], duration
+
+    def _h_thread_from_message(self, ctx: _Ctx) -> tuple[int, Any]:
+        assert ctx.viewer is not None
+        channel = self._channel(ctx)
+        name, duration = self._thread_body(ctx.body)
+        if channel.type not in (0, 5):
+            raise ApiError(400, 50024, "Cannot execute action on this channel type")
+        message = self._message(channel, ctx.params["message_id"])
+        if not self._can(ctx.viewer, channel, CREATE_PUBLIC_THREADS):
+            raise ApiError(403, 50013, "Missing Permissions")
+        if message.thread_id is not None:
+            raise ApiError(400, 160004, "A thread has already been created for this message")
+        thread = Channel(
+            id=message.id,
+            type=10 if channel.type == 5 else 11,
+            guild_id=channel.guild_id,
+            name=name,
+            parent_id=channel.id,
+            owner_id=ctx.viewer,
+            auto_archive_duration=duration,
+            archive_ms=float(self.now_ms()),
+        )
+        thread.members[ctx.viewer] = float(self.now_ms())
+        self.channels[thread.id] = thread
+        message.thread_id = thread.id
+        message.flags |= HAS_THREAD
+        starter = self._new_message(thread, message.author_id, {"content": ""}, type=21)
+        starter.reference = {
+            "channel_id": str(channel.id),
+            "message_id": str(message.id),
+            "guild_id": str(channel.guild_id),
+        }
+        return 201, thread.to_json(ctx.viewer, self.users)
+
+    def _h_create_thread(self, ctx: _Ctx) -> tuple[int, Any]:
+        assert ctx.viewer is not None
+        channel = self._channel(ctx)
+        name, duration = self._thread_body(ctx.body)
+        body = ctx.body
+        forum = channel.type in (15, 16)
+        if forum:
+            if not isinstance(body.get("message"), dict):
+                raise _form_error(["message"], "BASE_TYPE_REQUIRED", "This field is required")
+            self._validate(body["message"], create=True)
+            kind = 11
+        elif channel.type in (0, 5):
+            kind = int(body.get("type") or 12)
+            if kind not in (10, 11, 12):
+                raise _form_error(
+                    ["type"], "BASE_TYPE_CHOICES", "Value must be one of {10, 11, 12}."
+                )
+        else:
+            raise ApiError(400, 50024, "Cannot execute action on this channel type")
+        needed = CREATE_PRIVATE_THREADS if kind == 12 else CREATE_PUBLIC_THREADS
+        if not self._can(ctx.viewer, channel, needed | SEND_MESSAGES):
+            raise ApiError(403, 50013, "Missing Permissions")
+        thread = Channel(
+            id=self.ids.at(self.now_ms()),
+            type=kind,
+            guild_id=channel.guild_id,
+            name=name,
+            parent_id=channel.id,
+            owner_id=ctx.viewer,
+            auto_archive_duration=duration,
+            invitable=bool(body.get("invitable", True)),
+            archive_ms=float(self.now_ms()),
+        )
+        thread.members[ctx.viewer] = float(self.now_ms())
+        self.channels[thread.id] = thread
+        out = thread.to_json(ctx.viewer, self.users)
+        if forum:
+            first = Message(
+                id=thread.id,
+                channel_id=thread.id,
+                author_id=ctx.viewer,
+                content=str(body["message"].get("content") or ""),
+                embeds=list(body["message"].get("embeds") or []),
+            )
+            self.messages[first.id] = first
+            thread.add_message_id(first.id)
+            thread.total_sent += 1
+            out["message"] = self.message_json(first, ctx.viewer)
+        elif kind != 12:
+            notice = self._new_message(channel, ctx.viewer, {"content": name}, type=18)
+            notice.reference = {"channel_id": str(thread.id), "guild_id": str(channel.guild_id)}
+        return 201, out
+
+    def _h_join_thread(self, ctx: _Ctx) -> tuple[int, Any]:
+        assert ctx.viewer is not None
+        thread = self._channel(ctx)
+        if not thread.is_thread:
+            raise ApiError(400, 50024, "Cannot execute action on this channel type")
+        if thread.archived:
+            raise ApiError(400, 50083, "Thread is archived")
+        thread.members.setdefault(ctx.viewer, float(self.now_ms()))
+        return 204, None
+
+    # --- handlers: DMs -----------------------------------------------------------------------
+
+    def _h_create_dm(self, ctx: _Ctx) -> tuple[int, Any]:
+        assert ctx.viewer is not None
+        raw = str((ctx.body or {}).get("recipient_id", ""))
+        if not raw.isdigit() or int(raw) not in self.users:
+            raise ApiError(
+                400,
+                50035,
+                "Invalid Form Body",
+                {
+                    "recipient_id": {
+                        "_errors": [
+                            {"code": "NUMBER_TYPE_COERCE", "message": "Value is not snowflake."}
+                        ]
+                    }
+                },
+            )
+        key = (ctx.viewer, int(raw))
+        if key not in self.dms:
+            channel = Channel(id=self.ids.at(self.now_ms()), type=1, recipients=[int(raw)])
+            self.channels[channel.id] = channel
+            self.dms[key] = channel.id
+        return 200, self.channels[self.dms[key]].to_json(ctx.viewer, self.users)
+
+    # --- handlers: webhooks ------------------------------------------------------------------
+
+    def _webhook(self, ctx: _Ctx) -> Webhook:
+        raw = ctx.params["webhook_id"]
+        hook = self.webhooks.get(int(raw)) if raw.isdigit() else None
+        if hook is None:
+            raise ApiError(404, 10015, "Unknown Webhook")
+        if hook.token != ctx.params["webhook_token"]:
+            raise ApiError(401, 50027, "Invalid Webhook Token")
+        return hook
+
+    def _webhook_target(self, hook: Webhook, ctx: _Ctx) -> Channel:
+        channel = self.channels[hook.channel_id]
+        thread_id = ctx.query.get("thread_id")
+        if thread_id is None:
+            return channel
+        thread = self.channels.get(int(thread_id)) if thread_id.isdigit() else None
+        if thread is None or thread.parent_id != channel.id:
+            raise ApiError(400, 10003, "Unknown Channel")
+        return thread
+
+    def _h_execute_webhook(self, ctx: _Ctx) -> tuple[int, Any]:
+        if ctx.params["webhook_token"] in self.interactions:
+            return self._followup(ctx)
+        hook = self._webhook(ctx)
+        body = ctx.body
+        self._validate(body, create=True, webhook=True)
+        channel = self._webhook_target(hook, ctx)
+        if channel.type in (15, 16) and "thread_name" not in body:
+            raise ApiError(
+                400,
+                220001,
+                "Webhooks posted to forum channels must have a thread_name or thread_id",
+            )
+        if channel.is_thread:
+            channel.archived = False
+        author = {
+            "id": str(hook.id),
+            "username": body.get("username") or hook.name,
+            "avatar": None,
+            "discriminator": "0000",
+            "public_flags": 0,
+            "flags": 0,
+            "bot": True,
+            "global_name": None,
+        }
+        message = self._new_message(channel, 0, body, webhook_id=hook.id, webhook_author=author)
+        if ctx.query.get("wait", "false").lower() in ("true", "1"):
+            return 200, self.message_json(message, None)
+        return 204, None
+
+    def _h_webhook_message(self, ctx: _Ctx) -> tuple[int, Any]:
+        hook = self._webhook(ctx)
+        channel = self._webhook_target(hook, ctx)
+        message = self._message(channel, ctx.params["message_id"])
+        if message.webhook_id != hook.id:
+            raise ApiError(404, 10008, "Unknown Message")
+        if ctx.method == "DELETE":
+            self._remove(message)
+            return 204, None
+        if ctx.method == "PATCH":
+            body = ctx.body if isinstance(ctx.body, dict) else {}
+            self._validate(body, create=False)
+            self._apply_edit(message, body)
+        return 200, self.message_json(message, None)
+
+    # --- handlers: interactions --------------------------------------------------------------
+
+    def _interaction(self, token: str, *, for_callback: bool) -> Interaction:
+        interaction = self.interactions.get(token)
+        age = None if interaction is None else self._clock() - interaction.created
+        if interaction is None:
+            raise ApiError(404, 10062, "Unknown interaction")
+        if for_callback:
+            if not interaction.acked and age is not None and age > self.config.interaction_ack_s:
+                raise ApiError(404, 10062, "Unknown interaction")
+        elif age is not None and age > self.config.interaction_ttl_s:
+            raise ApiError(401, 50027, "Invalid Webhook Token")
+        return interaction
+
+    def _h_callback(self, ctx: _Ctx) -> tuple[int, Any]:
+        interaction = self._interaction(ctx.params["interaction_token"], for_callback=True)
+        if str(interaction.id) != ctx.params["interaction_id"]:
+            raise ApiError(404, 10062, "Unknown interaction")
+        if interaction.acked:
+            raise ApiError(400, 40060, "Interaction has already been acknowledged.")
+        body = ctx.body if isinstance(ctx.body, dict) else {}
+        kind = body.get("type")
+        if kind not in (1, 4, 5, 6, 7, 8, 9):
+            raise _form_error(
+                ["type"], "BASE_TYPE_CHOICES", "Value must be one of {1, 4, 5, 6, 7, 8, 9}."
+            )
+        interaction.acked = True
+        data = body.get("data") if isinstance(body.get("data"), dict) else {}
+        channel = self.channels[interaction.channel_id]
+        message: Message | None = None
+        if kind == 4:
+            self._validate(data, create=True)
+            message = self._new_message(channel, interaction.application_id, data, type=20)
+        elif kind == 5:
+            flags = int(data.get("flags") or 0) | LOADING
+            message = self._new_message(
+                channel, interaction.application_id, {"flags": flags}, type=20
+            )
+        if message is not None:
+            interaction.original_id = message.id
+            interaction.deferred = kind == 5
+        if ctx.query.get("with_response", "false").lower() in ("true", "1"):
+            out: dict[str, Any] = {
+                "interaction": {
+                    "id": str(interaction.id),
+                    "type": 2,
+                    "response_message_id": None if message is None else str(message.id),
+                    "response_message_loading": kind == 5,
+                    "response_message_ephemeral": False,
+                }
+            }
+            if message is not None:
+                out["resource"] = {"type": kind, "message": self.message_json(message, None)}
+            return 200, out
+        return 204, None
+
+    def _followup(self, ctx: _Ctx) -> tuple[int, Any]:
+        interaction = self._interaction(ctx.params["webhook_token"], for_callback=False)
+        if str(interaction.application_id) != ctx.params["webhook_id"]:
+            raise ApiError(404, 10015, "Unknown Webhook")
+        if not interaction.acked:
+            raise ApiError(404, 10015, "Unknown Webhook")
+        body = ctx.body
+        self._validate(body, create=True)
+        channel = self.channels[interaction.channel_id]
+        message = self._new_message(channel, interaction.application_id, body, type=20)
+        return 200, self.message_json(message, None)
+
+    def _h_original(self, ctx: _Ctx) -> tuple[int, Any]:
+        interaction = self._interaction(ctx.params["webhook_token"], for_callback=False)
+        if str(interaction.application_id) != ctx.params["webhook_id"]:
+            raise ApiError(404, 10015, "Unknown Webhook")
+        message = self.messages.get(interaction.original_id or 0)
+        if message is None:
+            raise ApiError(404, 10008, "Unknown Message")
+        if ctx.method == "DELETE":
+            self._remove(message)
+            interaction.original_id = None
+            return 204, None
+        if ctx.method == "PATCH":
+            body = ctx.body if isinstance(ctx.body, dict) else {}
+            self._validate(body, create=False)
+            self._apply_edit(message, body)
+            message.flags &= ~LOADING
+        return 200, self.message_json(message, None)

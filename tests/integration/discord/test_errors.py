@@ -1,0 +1,279 @@
+"""Every error kind, and the rate-limit, retry and breaker behaviour, end to end."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis as redis_lib
+from prometheus_client import CollectorRegistry
+
+from shared.discord import (
+    BadRequest,
+    DiscordClient,
+    DiscordSettings,
+    Forbidden,
+    Message,
+    MessageLimitsError,
+    NetworkError,
+    NotFound,
+    RateLimited,
+    ServerError,
+    Unauthorized,
+    build_discord_client,
+    routes,
+)
+from shared.errors import ErrorKind, classify
+from tests.fakes.discord_limits import Fault, RouteLimit
+from tests.fakes.discord_server import FakeDiscordServer, World
+
+pytestmark = pytest.mark.integration
+
+SEND = "POST /channels/{channel_id}/messages"
+READ = "GET /channels/{channel_id}/messages"
+
+
+def events(server: FakeDiscordServer, route: str | None = None) -> list[tuple[int, str | None]]:
+    return [(e[2], e[3]) for e in server.fake.limits.events if route is None or e[1] == route]
+
+
+def test_bad_request_lists_discord_form_errors(client: DiscordClient, world: World) -> None:
+    route = routes.CREATE_MESSAGE.compile(channel_id=str(world.general.id))
+    with pytest.raises(BadRequest) as caught:
+        client.session.request(route, json={"content": "x" * 2001})
+    error = caught.value
+    assert (error.status, error.code) == (400, 50035)
+    assert error.errors == ("content: BASE_TYPE_MAX_LENGTH Must be 2000 or fewer in length.",)
+    assert not error.is_retryable
+    assert classify(error) is ErrorKind.PERMANENT
+    with pytest.raises(BadRequest) as empty:
+        client.session.request(route, json={"content": ""})
+    assert empty.value.code == 50006
+
+
+def test_limits_are_checked_before_any_request(
+    client: DiscordClient, world: World, server: FakeDiscordServer
+) -> None:
+    with pytest.raises(MessageLimitsError) as caught:
+        client.send_message(str(world.general.id), Message(content="x" * 2500, nonce="n" * 30))
+    assert len(caught.value.violations) == 2
+    assert events(server) == []
+
+
+def test_forbidden_and_not_found(client: DiscordClient, world: World) -> None:
+    with pytest.raises(Forbidden) as denied:
+        client.send_message(str(world.readonly.id), Message(content="nope"))
+    assert denied.value.code == 50013
+    with pytest.raises(Forbidden) as hidden:
+        client.get_channel(str(world.hidden.id))
+    assert hidden.value.code == 50001
+    with pytest.raises(NotFound) as missing:
+        client.get_channel("1102565102059520999")
+    assert (missing.value.status, missing.value.code) == (404, 10003)
+    assert client.session.limiter.invalid_count() == 2
+
+
+def test_unauthorized_stops_all_traffic_with_that_token(
+    settings: DiscordSettings,
+    http: httpx.Client,
+    redis_client: redis_lib.Redis,
+    server: FakeDiscordServer,
+    world: World,
+) -> None:
+    bad = settings.model_copy(update={"token": "not-a-token"})
+    with build_discord_client(bad, http, redis_client, None) as client:
+        with pytest.raises(Unauthorized) as caught:
+            client.get_channel(str(world.general.id))
+        assert caught.value.status == 401
+        before = len(events(server))
+        with pytest.raises(Unauthorized, match="rotated"):
+            client.send_message(str(world.general.id), Message(content="x"))
+        assert len(events(server)) == before
+    # Another process with the same (dead) token is refused too: the flag is in Redis.
+    with build_discord_client(bad, http, redis_client, None) as other, pytest.raises(Unauthorized):
+        other.get_current_user()
+    assert len(events(server)) == before
+
+
+def test_token_rotation_through_the_secret_file(
+    settings: DiscordSettings,
+    http: httpx.Client,
+    redis_client: redis_lib.Redis,
+    server: FakeDiscordServer,
+    world: World,
+    tmp_path: Path,
+) -> None:
+    secret = tmp_path / "discord_token"
+    secret.write_text(world.token + "\n")
+    rotating = settings.model_copy(update={"token": None, "token_file": secret})
+    with build_discord_client(rotating, http, redis_client, None) as client:
+        assert client.get_current_user().id == str(world.bot.id)
+        server.fake.revoke_token(world.token)
+        with pytest.raises(Unauthorized):
+            client.get_current_user()
+        server.fake.add_token("rotated-token", world.bot)
+        secret.write_text("rotated-token")
+        assert client.get_current_user().id == str(world.bot.id)
+
+
+def test_server_errors_are_retried_then_raised(
+    client: DiscordClient, world: World, server: FakeDiscordServer
+) -> None:
+    server.fake.inject(Fault("status", route=READ, times=2, status=502))
+    page = client.get_messages(str(world.general.id), limit=1)
+    assert page == []
+    assert [s for s, _ in events(server, READ)] == [502, 502, 200]
+    server.fake.inject(Fault("status", route=READ, times=10, status=500))
+    with pytest.raises(ServerError) as caught:
+        client.get_messages(str(world.general.id), limit=1)
+    assert caught.value.is_retryable
+    assert classify(caught.value) is ErrorKind.TRANSIENT
+    assert [s for s, _ in events(server, READ)][3:] == [500, 500, 500, 500]
+
+
+def test_connection_resets_are_retried_for_safe_requests_only(
+    client: DiscordClient, world: World, server: FakeDiscordServer
+) -> None:
+    server.fake.inject(Fault("reset", route=READ, times=1))
+    assert client.get_messages(str(world.general.id), limit=1) == []
+    server.fake.limits.clear_faults()
+    server.fake.inject(Fault("reset", route=READ, times=10))
+    with pytest.raises(NetworkError) as caught:
+        client.get_messages(str(world.general.id), limit=1)
+    assert "RemoteProtocolError" in str(caught.value)
+    assert caught.value.is_retryable
+    server.fake.limits.clear_faults()
+    # A POST without a nonce may have been processed: not retried after the request left.
+    server.fake.inject(Fault("reset", route=SEND, times=1))
+    with pytest.raises(NetworkError, match="1 attempt"):
+        client.send_message(str(world.general.id), Message(content="maybe sent"))
+    # With a nonce it is idempotent, so retried.
+    server.fake.inject(Fault("reset", route=SEND, times=1))
+    sent = client.send_message(str(world.general.id), Message(content="sent once", nonce="n-9"))
+    assert sent.content == "sent once"
+
+
+def test_refused_connection_is_a_network_error(
+    settings: DiscordSettings, http: httpx.Client
+) -> None:
+    closed = settings.model_copy(update={"api_base": "http://127.0.0.1:9/api/v10"})
+    with (
+        build_discord_client(closed, http, None, None) as client,
+        pytest.raises(NetworkError, match="4 attempt"),
+    ):
+        client.get_current_user()
+
+
+def test_every_429_scope_is_waited_out_transparently(
+    client: DiscordClient, world: World, server: FakeDiscordServer
+) -> None:
+    channel = str(world.general.id)
+    for kind in ("user429", "shared429", "sublimit429", "global429"):
+        server.fake.inject(Fault(kind, route=READ, retry_after=0.2))  # type: ignore[arg-type]
+        started = time.monotonic()
+        assert client.get_messages(channel, limit=1) == []
+        assert time.monotonic() - started >= 0.15, kind
+    scopes = [scope for status, scope in events(server, READ) if status == 429]
+    assert scopes == ["user", "shared", "sublimit", "global"]
+
+
+def test_real_bucket_exhaustion_produces_no_429(
+    client: DiscordClient, world: World, server: FakeDiscordServer
+) -> None:
+    server.fake.config.limits[SEND] = RouteLimit("messages-write", 2, 0.3)
+    started = time.monotonic()
+    for n in range(6):
+        client.send_message(str(world.general.id), Message(content=f"m{n}"))
+    assert time.monotonic() - started >= 0.6  # three windows of 2
+    assert [s for s, _ in events(server, SEND)] == [200] * 6
+
+
+def test_hidden_webhook_channel_limit_is_obeyed(
+    client: DiscordClient, world: World, server: FakeDiscordServer
+) -> None:
+    server.fake.config.webhook_channel_limit = (2, 0.3)
+    for n in range(3):
+        client.execute_webhook(world.webhook_url, Message(content=f"w{n}"))
+    statuses = [s for s, _ in events(server, "POST /webhooks/{webhook_id}/{webhook_token}")]
+    assert statuses == [200, 200, 429, 200]
+
+
+def test_wait_beyond_the_deadline_raises_rate_limited(
+    client: DiscordClient, world: World, server: FakeDiscordServer
+) -> None:
+    server.fake.inject(Fault("shared429", route=READ, retry_after=1337))
+    with pytest.raises(RateLimited) as caught:
+        client.session.request(
+            routes.GET_MESSAGES.compile(channel_id=str(world.general.id)), max_wait_s=1
+        )
+    assert caught.value.scope == "shared"
+    assert caught.value.retry_after > 1000
+    assert classify(caught.value) is ErrorKind.TRANSIENT
+    # Another channel is not affected.
+    assert client.get_messages(str(world.readonly.id), limit=1) == []
+
+
+def test_cloudflare_ban_is_never_retried_and_stops_everything(
+    client: DiscordClient, world: World, server: FakeDiscordServer
+) -> None:
+    server.fake.inject(Fault("ban", route=READ))
+    with pytest.raises(RateLimited) as caught:
+        client.get_messages(str(world.general.id), limit=1)
+    assert caught.value.scope == "cloudflare"
+    before = len(events(server))
+    with pytest.raises(RateLimited, match="Cloudflare"):
+        client.get_current_user()
+    assert len(events(server)) == before
+
+
+def test_fake_bans_an_ip_past_its_invalid_request_threshold(
+    settings: DiscordSettings, http: httpx.Client, server: FakeDiscordServer, world: World
+) -> None:
+    server.fake.config.invalid_ban_threshold = 3
+    loose = settings.model_copy(update={"invalid_request_limit": 100})
+    with build_discord_client(loose, http, None, None) as client:
+        for _ in range(3):
+            with pytest.raises(Forbidden):
+                client.get_channel(str(world.hidden.id))
+        with pytest.raises(RateLimited) as caught:
+            client.get_current_user()
+    assert caught.value.scope == "cloudflare"
+
+
+def test_breaker_trips_far_below_the_ban(
+    settings: DiscordSettings,
+    http: httpx.Client,
+    redis_client: redis_lib.Redis,
+    server: FakeDiscordServer,
+    world: World,
+    registry: CollectorRegistry,
+) -> None:
+    server.fake.config.invalid_ban_threshold = 10
+    strict = settings.model_copy(update={"invalid_request_limit": 3})
+    with build_discord_client(strict, http, redis_client, registry) as client:
+        for _ in range(3):
+            with pytest.raises(Forbidden):
+                client.send_message(str(world.readonly.id), Message(content="x"))
+        with pytest.raises(RateLimited) as caught:
+            client.get_current_user()
+    assert caught.value.scope == "breaker"
+    assert not server.fake.limits.banned("127.0.0.1")
+    assert (
+        registry.get_sample_value("summarybot_discord_refused_total", {"reason": "breaker"}) == 1.0
+    )
+
+
+def test_too_many_429s_surface_as_rate_limited(
+    settings: DiscordSettings, http: httpx.Client, server: FakeDiscordServer, world: World
+) -> None:
+    impatient = settings.model_copy(update={"max_retries": 0})
+    server.fake.inject(Fault("user429", route=READ, times=20, retry_after=0.01))
+    with (
+        build_discord_client(impatient, http, None, None) as client,
+        pytest.raises(RateLimited) as caught,
+    ):
+        client.get_messages(str(world.general.id), limit=1)
+    assert caught.value.scope == "user"
+    assert len(events(server, READ)) == 6

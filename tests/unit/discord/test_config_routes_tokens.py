@@ -1,0 +1,127 @@
+"""Settings validation, route keys, tokens, webhook URLs, emoji normalisation."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from shared.discord import DiscordSettings, RouteTarget, WebhookRef, normalize_emoji, routes
+from shared.discord.factory import limiter_config, token_source
+from shared.discord.routes import _delete_age_suffix
+from shared.discord.tokens import FileToken, StaticToken, token_id
+from shared.domain.messages import DISCORD_EPOCH_MS
+from shared.errors import ConfigError, InvalidInputError
+
+
+def test_settings_defaults_and_validation() -> None:
+    settings = DiscordSettings()
+    assert settings.api_base == "https://discord.com/api/v10"
+    assert settings.mode == "live"
+    config = limiter_config(settings)
+    assert config.global_limit == 50
+    assert config.lease_s == settings.request_timeout_s + 5
+    assert DiscordSettings(api_base="http://127.0.0.1:9/api/v10/").api_base.endswith("/v10")
+    cases = [
+        ({"api_base": "discord.com"}, r"not an http\(s\) URL"),
+        ({"token": "a", "token_file": "/x"}, "not both"),
+        ({"mode": "replay"}, "needs recording_path"),
+        ({"fallback_route": "x"}, "is not one of the routes"),
+        ({"global_margin": 1.5}, "less than 1"),
+        ({"invalid_request_limit": 20000}, "less than or equal to 9000"),
+        ({"routes": {"a": {"kind": "webhook"}}}, "needs webhook_url"),
+        ({"routes": {"a": {"kind": "channel", "id": "general"}}}, "numeric channel id"),
+    ]
+    for values, message in cases:
+        with pytest.raises(ValidationError, match=message):
+            DiscordSettings.model_validate(values)
+    assert "hunter2" not in repr(DiscordSettings(token=SecretStr("hunter2")))
+    target = RouteTarget(
+        kind="webhook", webhook_url=SecretStr("https://discord.com/api/webhooks/1/x")
+    )
+    assert "webhooks/1/x" not in repr(target)
+
+
+def test_route_keys_and_major_parameters() -> None:
+    read = routes.GET_MESSAGES.compile(channel_id="10")
+    assert (read.key, read.major, read.label) == (
+        "GET /channels/{channel_id}/messages",
+        "10",
+        "GET /channels/{channel_id}/messages",
+    )
+    put = routes.ADD_REACTION.compile(channel_id="10", message_id="11", emoji="👍")
+    delete = routes.DELETE_OWN_REACTION.compile(channel_id="10", message_id="11", emoji="x:1")
+    assert put.key == delete.key  # one bucket per channel for every reaction change
+    assert put.path.endswith("/reactions/%F0%9F%91%8D/@me")
+    hook = routes.EXECUTE_WEBHOOK.compile(webhook_id="7", webhook_token="s3cr3t/en")
+    assert hook.major == f"7:{token_id('s3cr3t/en')}"
+    assert hook.webhook_key == hook.major
+    assert "s3cr3t" not in repr(hook)
+    assert hook.path == "/webhooks/7/s3cr3t%2Fen"
+    assert hook.redacted_path == f"/webhooks/7/<redacted:{token_id('s3cr3t/en')}>"
+    assert routes.GET_CURRENT_USER.compile().major == "-"
+    followup = routes.CREATE_FOLLOWUP.compile(application_id="1", interaction_token="abc")
+    assert followup.webhook_key is None
+    assert followup.route.interaction
+    with pytest.raises(ValueError, match="needs parameter 'channel_id'"):
+        routes.GET_CHANNEL.compile()
+
+
+def test_delete_age_buckets() -> None:
+    now_ms = time.time() * 1000
+
+    def snowflake(age_ms: float) -> str:
+        return str(int(now_ms - age_ms - DISCORD_EPOCH_MS) << 22)
+
+    assert _delete_age_suffix(snowflake(1000), now_ms=now_ms) == "#lt10s"
+    assert _delete_age_suffix(snowflake(60_000), now_ms=now_ms) == ""
+    assert _delete_age_suffix(snowflake(15 * 86400_000), now_ms=now_ms) == "#gt14d"
+    assert _delete_age_suffix("not-a-snowflake") == ""
+    old = routes.DELETE_MESSAGE.compile(channel_id="1", message_id=snowflake(15 * 86400_000))
+    assert old.key.endswith("#gt14d")
+
+
+def test_tokens_rotate_from_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("first\n")
+    source = FileToken(secret)
+    assert source.current() == "first"
+    assert source.current() == "first"
+    secret.write_text("second-token")
+    os.utime(secret, ns=(time.time_ns(), time.time_ns() + 1_000_000))
+    assert source.current() == "second-token"
+    assert "second" not in repr(source)
+    secret.unlink()
+    with pytest.raises(ConfigError, match="cannot be read"):
+        source.current()
+    assert StaticToken(None).current() is None
+    assert StaticToken("  ").current() is None
+    assert StaticToken(SecretStr("abc")).current() == "abc"
+    assert "abc" not in repr(StaticToken("abc"))
+    assert isinstance(token_source(DiscordSettings(token_file=secret)), FileToken)
+    assert token_source(DiscordSettings(token=SecretStr("x"))).current() == "x"
+
+
+def test_webhook_urls() -> None:
+    ref = WebhookRef.from_url("https://discord.com/api/webhooks/1246251869798400003/ab-C_d.e")
+    assert ref.id == "1246251869798400003"
+    assert ref.token.get_secret_value() == "ab-C_d.e"
+    assert "ab-C" not in repr(ref)
+    assert WebhookRef.from_url(
+        SecretStr("https://ptb.discord.com/api/v10/webhooks/1246251869798400003/x?wait=true")
+    ).id
+    with pytest.raises(InvalidInputError, match="not a Discord webhook URL"):
+        WebhookRef.from_url("https://example.com/hooks/1")
+
+
+def test_emoji_normalisation() -> None:
+    assert normalize_emoji(" 👍 ") == "👍"
+    assert normalize_emoji("<:party:1102867070976000123>") == "party:1102867070976000123"
+    assert normalize_emoji("<a:aparty:1102867070976000123>") == "aparty:1102867070976000123"
+    assert normalize_emoji("aparty:1102867070976000123") == "aparty:1102867070976000123"
+    for bad in ("", "thumbsup", ":thumbsup:", "<:x:1>"):
+        with pytest.raises(InvalidInputError):
+            normalize_emoji(bad)

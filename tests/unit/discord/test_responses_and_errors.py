@@ -1,0 +1,176 @@
+"""Reading Discord's answers (fixture envelopes) and the error tree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.discord import errors, routes
+from shared.discord.responses import error_for, read_answer
+from shared.errors import ErrorKind, PermanentError, RateLimitedError, TransientError, classify
+from tests.fakes.discord_fixtures import envelope, fixture
+
+MESSAGES = routes.GET_MESSAGES.compile(channel_id="1102565102059520001")
+HOOK = routes.EXECUTE_WEBHOOK.compile(webhook_id="1246251869798400003", webhook_token="secret")
+FOLLOWUP = routes.CREATE_FOLLOWUP.compile(application_id="1", interaction_token="itok")
+
+
+@pytest.mark.parametrize(
+    ("name", "scope", "retry_after", "invalid"),
+    [
+        ("ratelimit_429_user.json", "user", 3.123, True),
+        ("ratelimit_429_shared.json", "shared", 41.72, False),
+        ("ratelimit_429_global.json", "global", 0.412, True),
+        ("ratelimit_429_with_code_illustrative.json", "shared", 7.5, False),
+        ("cloudflare_ban_429.json", "cloudflare", None, True),
+    ],
+)
+def test_429_scopes_from_fixtures(
+    name: str, scope: str, retry_after: float | None, invalid: bool
+) -> None:
+    answer = read_answer(envelope(name), MESSAGES, authed=True)
+    assert answer.rate_limited
+    assert answer.outcome.scope == scope
+    assert answer.outcome.retry_after == retry_after
+    assert answer.outcome.invalid is invalid
+    error = error_for(answer, MESSAGES)
+    assert isinstance(error, errors.RateLimited)
+    assert error.scope == scope
+    assert classify(error) is ErrorKind.TRANSIENT
+
+
+def test_headers_of_a_success_are_read() -> None:
+    response = envelope("ratelimit_headers_200_example.json")
+    answer = read_answer(response, MESSAGES, authed=True)
+    assert answer.ok
+    outcome = answer.outcome
+    assert (outcome.bucket, outcome.limit, outcome.remaining, outcome.reset_after) == (
+        "80c17d2f203122d936070c88c8d10f33",
+        5,
+        4,
+        4.998,
+    )
+    assert outcome.has_bucket
+    assert outcome.scope is None
+
+
+def test_429_shapes_that_mean_a_ban_or_a_sublimit() -> None:
+    html = httpx.Response(429, headers={"Via": "1.1 google"}, text="error code: 1015")
+    assert read_answer(html, MESSAGES, authed=True).outcome.scope == "cloudflare"
+    no_via = httpx.Response(429, json={"message": "x", "retry_after": 1, "global": False})
+    assert read_answer(no_via, MESSAGES, authed=True).outcome.scope == "cloudflare"
+    spare = httpx.Response(
+        429,
+        headers={"Via": "1.1 google", "X-RateLimit-Remaining": "3"},
+        json={"message": "x", "retry_after": 2.5, "global": False},
+    )
+    assert read_answer(spare, MESSAGES, authed=True).outcome.scope == "sublimit"
+    slowmode = httpx.Response(
+        400,
+        headers={"Via": "1.1 google"},
+        json={"message": "slow", "code": 20016, "retry_after": 4},
+    )
+    answer = read_answer(slowmode, MESSAGES, authed=True)
+    assert answer.outcome.scope == "sublimit"
+    assert answer.outcome.retry_after == 4
+    assert not answer.outcome.invalid
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "code"),
+    [
+        ("error_401_unauthorized.json", errors.Unauthorized, 0),
+        ("error_50001_missing_access.json", errors.Forbidden, 50001),
+        ("error_50013_missing_permissions.json", errors.Forbidden, 50013),
+        ("error_50007_cannot_dm.json", errors.Forbidden, 50007),
+        ("error_10003_unknown_channel.json", errors.NotFound, 10003),
+        ("error_10008_unknown_message.json", errors.NotFound, 10008),
+        ("error_10062_unknown_interaction.json", errors.NotFound, 10062),
+        ("error_10014_unknown_emoji.json", errors.BadRequest, 10014),
+        ("error_50006_empty_message.json", errors.BadRequest, 50006),
+        ("error_40060_already_acknowledged.json", errors.BadRequest, 40060),
+        ("error_40005_entity_too_large.json", errors.BadRequest, 40005),
+        ("error_50035_content_too_long.json", errors.BadRequest, 50035),
+    ],
+)
+def test_status_to_error(name: str, kind: type[errors.DiscordError], code: int) -> None:
+    answer = read_answer(envelope(name), MESSAGES, authed=True)
+    error = error_for(answer, MESSAGES)
+    assert type(error) is kind
+    assert error.code == code
+    assert error.status == fixture(name)["status"]
+    assert error.route == "GET /channels/{channel_id}/messages"
+    assert not error.is_retryable
+    assert isinstance(error, PermanentError)
+    assert answer.outcome.invalid is (error.status in (401, 403))
+    assert answer.outcome.dead_token is (error.status == 401)
+
+
+def test_webhook_answers_mark_the_webhook_dead_but_not_the_token() -> None:
+    for name in ("error_10015_unknown_webhook.json", "error_50027_invalid_webhook_token.json"):
+        answer = read_answer(envelope(name), HOOK, authed=False)
+        assert answer.outcome.dead_webhook
+        assert not answer.outcome.dead_token
+        assert isinstance(error_for(answer, HOOK), errors.InvalidWebhook)
+    unknown_message = read_answer(envelope("error_10008_unknown_message.json"), HOOK, authed=False)
+    assert not unknown_message.outcome.dead_webhook
+    assert type(error_for(unknown_message, HOOK)) is errors.NotFound
+    plain_404 = httpx.Response(404, json={"message": "404: Not Found", "code": 0})
+    assert read_answer(plain_404, HOOK, authed=False).outcome.dead_webhook
+    expired = read_answer(
+        envelope("error_50027_invalid_webhook_token.json"), FOLLOWUP, authed=False
+    )
+    assert not expired.outcome.dead_webhook
+    assert isinstance(error_for(expired, FOLLOWUP), errors.InvalidWebhook)
+
+
+def test_server_error_and_nested_form_errors() -> None:
+    error = error_for(
+        read_answer(httpx.Response(503, text="upstream"), MESSAGES, authed=True), MESSAGES
+    )
+    assert isinstance(error, errors.ServerError)
+    assert error.is_retryable
+    nested = error_for(
+        read_answer(envelope("error_50035_nested_embed_field.json"), MESSAGES, authed=True),
+        MESSAGES,
+    )
+    assert isinstance(nested, errors.BadRequest)
+    assert nested.errors == ("embeds.0.fields.1.value: BASE_TYPE_REQUIRED This field is required",)
+    assert "embeds.0.fields.1.value" in str(nested)
+    assert errors.flatten_form_errors({"_errors": [{"code": "X", "message": "bad"}]}) == [
+        "(request): X bad"
+    ]
+
+
+def test_error_tree_sorts_into_the_pipeline_classes() -> None:
+    limited = errors.RateLimited("slow down", retry_after=2.0, scope="user", route="GET /x")
+    assert isinstance(limited, RateLimitedError)
+    assert isinstance(limited, errors.DiscordError)
+    assert limited.retry_after == 2.0
+    assert "2 s" in limited.user_message
+    for cls in (errors.ServerError, errors.NetworkError):
+        assert issubclass(cls, TransientError)
+    for cls in (
+        errors.BadRequest,
+        errors.Unauthorized,
+        errors.Forbidden,
+        errors.NotFound,
+        errors.InvalidWebhook,
+    ):
+        assert issubclass(cls, PermanentError)
+        assert classify(cls("x")) is ErrorKind.PERMANENT
+    assert "route='GET /x'" in repr(limited)
+    limits = errors.MessageLimitsError(["a", "b"])
+    assert limits.violations == ("a", "b")
+    assert "- a\n- b" in str(limits)
+
+
+def test_answer_without_body() -> None:
+    answer = read_answer(httpx.Response(204), MESSAGES, authed=True)
+    assert answer.ok
+    assert answer.body is None
+    error: Any = error_for(read_answer(httpx.Response(405), MESSAGES, authed=True), MESSAGES)
+    assert isinstance(error, errors.BadRequest)
+    assert error.message == "HTTP 405"
