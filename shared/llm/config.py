@@ -1,0 +1,275 @@
+"""Settings of the LLM client: endpoint, credentials, models, limits and output policy.
+
+One :class:`LLMSettings` describes one OpenAI-compatible endpoint.  ``base_url`` selects it:
+
+========================  ===================================  ==================================
+backend                   base_url                             notes
+========================  ===================================  ==================================
+OpenAI                    (unset) → https://api.openai.com/v1  key required; ``organization`` and
+                                                               ``project`` go out as headers;
+                                                               sends ``max_completion_tokens``
+vLLM (``vllm serve``)     http://HOST:8000/v1                  key only with ``--api-key``;
+                                                               model = served name; json_schema
+                                                               supported; no rate-limit headers
+Ollama                    http://HOST:11434/v1                 any non-empty key; model = tag
+                                                               (``llama3.1:8b``); ``max_tokens``
+llama.cpp llama-server    http://HOST:8080/v1                  optional ``--api-key``; one model,
+                                                               name ignored; json_schema has had
+                                                               bugs: set ``structured_output``
+                                                               to ``json_object`` if it fails
+LiteLLM proxy             http://HOST:4000/v1                  key = master or virtual key;
+                                                               model = the alias in its config
+========================  ===================================  ==================================
+
+Local servers use their own tokenizers, so token counts are estimates there; describe their
+models under ``models`` (context window and output limit) and leave prices at 0.
+
+The API key is read from ``api_key_file`` on every request when that is set (a mounted
+Kubernetes or Docker secret can be rotated without a restart), else from ``api_key``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from shared.settings import Settings, SettingsError
+
+__all__ = ["OPENAI_BASE_URL", "LLMSettings", "Provider", "env_name", "load_llm_settings"]
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+Provider = Literal["openai", "vllm", "ollama", "llamacpp", "litellm", "compatible"]
+
+
+class LLMSettings(BaseModel):
+    """Everything the LLM client reads; nested into the global settings as ``llm``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str | None = Field(default=None, description="OpenAI-compatible /v1 endpoint")
+    provider: Provider | None = Field(
+        default=None, description="backend kind; guessed from base_url when unset"
+    )
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = Field(
+        default=None, description="file holding the key; re-read when it changes"
+    )
+    organization: str | None = Field(default=None, description="OpenAI-Organization header")
+    project: str | None = Field(default=None, description="OpenAI-Project header")
+
+    model: str = Field(default="gpt-4o-mini", min_length=1)
+    fallback_model: str | None = Field(
+        default=None, description="used when the main model is overloaded or its budget is booked"
+    )
+    models: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="model registry additions/overrides"
+    )
+    max_output_tokens: int = Field(default=2_000, ge=16, le=200_000)
+    temperature: float | None = Field(default=0.2, ge=0, le=2)
+    structured_output: Literal["auto", "json_schema", "json_object", "text"] = "auto"
+    limit_param: Literal["auto", "max_completion_tokens", "max_tokens"] = "auto"
+
+    request_timeout: float = Field(default=120.0, gt=0, le=3_600)
+    connect_timeout: float = Field(default=5.0, gt=0, le=120)
+
+    tokens_per_minute: int | None = Field(
+        default=None, ge=1, description="TPM limit; None = learn from x-ratelimit headers"
+    )
+    requests_per_minute: int | None = Field(
+        default=None, ge=1, description="RPM limit; None = learn from x-ratelimit headers"
+    )
+    limiter_headroom: float = Field(default=0.03, ge=0, lt=0.5)
+    max_rate_wait: float = Field(
+        default=60.0, ge=0, le=600, description="longest in-call wait for our turn (seconds)"
+    )
+    max_rate_retries: int = Field(
+        default=3, ge=0, le=20, description="429 rate-limit replies absorbed inside one call"
+    )
+    breaker_failure_threshold: int = Field(default=5, ge=1, le=1_000)
+    breaker_open_seconds: float = Field(default=300.0, gt=0, le=86_400)
+
+    # -- the summarization pipeline (map → reduce over notes) ---------------------------------
+    map_input_tokens: int = Field(
+        default=6_000, ge=200, le=200_000, description="transcript tokens per map call"
+    )
+    map_output_tokens: int = Field(
+        default=1_500, ge=64, le=100_000, description="output allowance of a map call"
+    )
+    single_call_tokens: int = Field(
+        default=6_000,
+        ge=0,
+        le=200_000,
+        description="a window of at most this many transcript tokens is summarized in one call",
+    )
+    reduce_input_tokens: int = Field(
+        default=12_000, ge=500, le=500_000, description="notes tokens per merge or final call"
+    )
+    max_reduce_levels: int = Field(default=6, ge=1, le=20)
+    segment_block_messages: int = Field(
+        default=5_000,
+        ge=50,
+        le=100_000,
+        description="messages segmented at once (the planner's memory bound)",
+    )
+    notes_cache_days: float = Field(
+        default=14.0, ge=0, le=365, description="how long map notes are reused; 0 turns it off"
+    )
+    degraded_fallback: bool = Field(
+        default=False,
+        description="summarize offline (flagged degraded) when the LLM is unavailable",
+    )
+    degraded_fallback_guilds: frozenset[str] = Field(
+        default=frozenset(), description="guild ids opted in to the degraded fallback"
+    )
+    over_budget: Literal["fail", "degrade"] = Field(
+        default="fail",
+        description="a job over its guild's monthly token budget fails, or is summarized offline",
+    )
+
+    @field_validator("base_url", "organization", "project", "fallback_model", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"{value!r} is not an http(s) URL; use e.g. http://localhost:11434/v1 for Ollama"
+            )
+        return value.rstrip("/")
+
+    @field_validator("degraded_fallback_guilds", mode="before")
+    @classmethod
+    def _split_guilds(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    def degraded_allowed(self, guild_id: str | None) -> bool:
+        """True when a job of ``guild_id`` may fall back to the offline summarizer."""
+        return self.degraded_fallback or (
+            guild_id is not None and guild_id in self.degraded_fallback_guilds
+        )
+
+    @property
+    def effective_base_url(self) -> str:
+        """``base_url``, or OpenAI's endpoint when unset."""
+        return self.base_url or OPENAI_BASE_URL
+
+    @property
+    def effective_provider(self) -> Provider:
+        """``provider``, or a guess from the URL (OpenAI, Ollama's and llama.cpp's ports)."""
+        if self.provider:
+            return self.provider
+        parts = urlsplit(self.effective_base_url)
+        host = parts.hostname or ""
+        if host == "api.openai.com" or host.endswith(".openai.com"):
+            return "openai"
+        by_port: dict[int, Provider] = {
+            11434: "ollama",
+            8000: "vllm",
+            8080: "llamacpp",
+            4000: "litellm",
+        }
+        return by_port.get(parts.port or 0, "compatible")
+
+    @property
+    def requires_key(self) -> bool:
+        """OpenAI itself needs a key; local servers accept a placeholder."""
+        return self.effective_provider == "openai"
+
+    def scope(self, model: str) -> str:
+        """Identity of one rate limit and breaker: endpoint, organisation, project, model."""
+        host = urlsplit(self.effective_base_url).netloc
+        return f"{host}|{self.organization or '-'}|{self.project or '-'}|{model}"
+
+
+# -- loading from the environment ----------------------------------------------------------------
+
+#: Fields read from variables other than ``LLM_<FIELD>`` (OpenAI's own names come first).
+_ENV_ALIASES: dict[str, tuple[str, ...]] = {
+    "organization": ("OPENAI_ORG_ID", "LLM_ORGANIZATION"),
+    "project": ("OPENAI_PROJECT_ID", "LLM_PROJECT"),
+}
+#: Fields the global settings own (``OPENAI_API_KEY``, ``LLM_BASE_URL``).
+_FROM_GLOBAL = ("api_key", "base_url")
+_JSON_FIELDS = ("models",)
+
+
+def env_name(field: str) -> str:
+    """The variable that sets ``field`` (``map_input_tokens`` → ``LLM_MAP_INPUT_TOKENS``)."""
+    if field == "api_key":
+        return "OPENAI_API_KEY"
+    if field == "base_url":
+        return "LLM_BASE_URL"
+    return _ENV_ALIASES.get(field, (f"LLM_{field.upper()}",))[0]
+
+
+def load_llm_settings(
+    settings: Settings,
+    *,
+    environ: Mapping[str, str] | None = None,
+    env_file: Path | None = Path(".env"),
+) -> LLMSettings | None:
+    """The LLM settings of this deployment, or None when no LLM is configured.
+
+    An LLM is configured by ``OPENAI_API_KEY``, ``LLM_BASE_URL`` (both read by the global
+    settings) or ``LLM_API_KEY_FILE``; every other field comes from ``LLM_<FIELD>``
+    (``LLM_MODEL``, ``LLM_FALLBACK_MODEL``, ``LLM_MAP_INPUT_TOKENS`` ...), the organisation and
+    project from ``OPENAI_ORG_ID``/``OPENAI_PROJECT_ID``.  ``LLM_MODELS`` is JSON
+    (``{"llama3.1:8b": {"context_window": 131072, "max_output_tokens": 4096}}``) and
+    ``LLM_DEGRADED_FALLBACK_GUILDS`` a comma-separated list.  Problems raise
+    :class:`~shared.settings.SettingsError` with one line per variable.
+    """
+    values: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    upper = {key.upper(): value for key, value in values.items()}
+    fields: dict[str, Any] = {}
+    if settings.openai_api_key is not None and settings.openai_api_key.get_secret_value().strip():
+        fields["api_key"] = settings.openai_api_key
+    if settings.llm_base_url:
+        fields["base_url"] = settings.llm_base_url
+    problems: list[str] = []
+    for field in LLMSettings.model_fields:
+        if field in _FROM_GLOBAL:
+            continue
+        names = _ENV_ALIASES.get(field, (f"LLM_{field.upper()}",))
+        raw = next((upper[n] for n in names if upper.get(n, "").strip()), None)
+        if raw is None:
+            continue
+        if field in _JSON_FIELDS:
+            try:
+                fields[field] = json.loads(raw)
+            except ValueError as exc:
+                problems.append(f"{names[0]}: not valid JSON ({exc}); give a JSON object")
+                continue
+        else:
+            fields[field] = raw.strip()
+    if problems:
+        raise SettingsError(problems)
+    if not ({"api_key", "base_url", "api_key_file"} & fields.keys()):
+        return None
+    try:
+        return LLMSettings(**fields)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "llm"
+            what = str(error["msg"]).removeprefix("Value error, ")
+            lines.append(f"{env_name(field)}: {what}")
+        raise SettingsError(lines) from None

@@ -1,0 +1,426 @@
+"""Faithfulness checks of model output against the transcript it came from.
+
+Models miscopy aliases, cite messages they never saw, and add names, numbers and links that
+were never said.  This module checks notes and summaries deterministically:
+
+* **citations** — every alias must exist in the transcript and, for a map step, in the
+  segment that was sent (``allowed``).  Near-misses are repaired (``[M017]`` → ``m17``, a raw
+  message id → its alias); the rest are dropped, and an item left without any valid citation
+  is dropped with them;
+* **entities** — URLs, versions and multi-digit numbers in an item must appear in the
+  messages it cites (else somewhere in the transcript); people named with ``@`` and action
+  owners must be participants or mentioned users; text in backticks or double quotes must be a
+  verbatim part of a cited message;
+* **owners/participants** — normalised to the transcript's spelling, or cleared.
+
+:func:`find_problems` lists what is wrong in the words a model understands, for the one repair
+round of :meth:`shared.llm.client.LLMClient.complete_json`; :func:`clean_notes` and
+:func:`to_summary_content` then repair or drop deterministically whatever is still wrong, so
+what reaches a reader cites only real messages.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.summarize.content import (
+    ActionItem,
+    CitedPoint,
+    Contribution,
+    Coverage,
+    SummaryContent,
+    SummaryFormat,
+    Topic,
+)
+from shared.summarize.prompts import FINAL_SECTIONS
+from shared.summarize.transcript import Transcript, normalize_alias
+
+__all__ = [
+    "ValidationReport",
+    "clean_notes",
+    "find_problems",
+    "problem_checker",
+    "to_summary_content",
+]
+
+_CITING_SECTIONS = (
+    "topics",
+    "key_points",
+    "decisions",
+    "action_items",
+    "open_questions",
+    "technical",
+)
+_URL_RE = re.compile(r"https?://[^\s<>()\"'`]+")
+_NUMBER_RE = re.compile(r"(?<![\w.])v?\d+(?:[.,:]\d+)+[a-z0-9-]*|(?<![\w.])\d{2,}(?![\w])")
+_MENTION_RE = re.compile(r"(?<![\w@])@([\w.\-]{2,32})")
+_QUOTE_RE = re.compile(r"`([^`]{4,})`|\"([^\"]{12,})\"|“([^”]{12,})”")
+_MARKDOWN_RE = re.compile(r"[*_~`|>]+")
+_REDACTED = re.compile(r"\[(?:email|phone|ip|card|secret|secret-url)\]")
+
+
+@dataclass(slots=True)
+class ValidationReport:
+    """What cleaning changed and what still looks unsupported."""
+
+    items_kept: int = 0
+    items_dropped: int = 0
+    citations_kept: int = 0
+    citations_dropped: int = 0
+    citations_repaired: int = 0
+    owners_cleared: int = 0
+    urls_removed: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def citations_valid_pct(self) -> float:
+        """Share of the model's citations that survived (100 when it cited nothing)."""
+        total = self.citations_kept + self.citations_dropped
+        return 100.0 if total == 0 else 100.0 * self.citations_kept / total
+
+    def merge(self, other: ValidationReport) -> None:
+        """Add ``other``'s counts and problems to this report."""
+        self.items_kept += other.items_kept
+        self.items_dropped += other.items_dropped
+        self.citations_kept += other.citations_kept
+        self.citations_dropped += other.citations_dropped
+        self.citations_repaired += other.citations_repaired
+        self.owners_cleared += other.owners_cleared
+        self.urls_removed += other.urls_removed
+        self.problems.extend(other.problems)
+
+
+def _norm(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text)
+    text = _MARKDOWN_RE.sub("", text)
+    return " ".join(text.split()).casefold()
+
+
+class _Checker:
+    """Shared state for checking one output against one transcript (and segment)."""
+
+    def __init__(self, transcript: Transcript, allowed: Iterable[str] | None) -> None:
+        self.transcript = transcript
+        self.allowed = set(allowed) if allowed is not None else None
+        self.names = transcript.known_names()
+        self.canonical = {line.author.casefold(): line.author for line in transcript.lines}
+        for line in transcript.lines:
+            for name in line.mentions:
+                self.canonical.setdefault(name.casefold(), name)
+        self._source: str | None = None
+
+    @property
+    def source(self) -> str:
+        if self._source is None:
+            self._source = "\n".join(_norm(line.source_text) for line in self.transcript.lines)
+        return self._source
+
+    def resolve(self, value: object) -> tuple[str | None, bool]:
+        """(alias, repaired) for a cited value, or (None, False) when it cannot be used."""
+        alias = normalize_alias(value)
+        repaired = alias is not None and alias != value
+        if alias is None or alias not in self.transcript:
+            text = str(value).strip().strip("[]<>")
+            by_id = self.transcript.alias_for(text)
+            if by_id is None:
+                return None, False
+            alias, repaired = by_id, True
+        if self.allowed is not None and alias not in self.allowed:
+            return None, False
+        return alias, repaired
+
+    def cited_text(self, aliases: Sequence[str]) -> str:
+        return "\n".join(_norm(self.transcript.line(a).source_text) for a in aliases)
+
+    def unsupported(self, text: str, aliases: Sequence[str]) -> list[str]:
+        """Facts in ``text`` (URLs, numbers, @names, quotes) that the source does not hold."""
+        cited = self.cited_text(aliases)
+        issues: list[str] = []
+        for url in _URL_RE.findall(text):
+            url = url.rstrip(".,;:!?")
+            if _norm(url) not in cited and _norm(url) not in self.source:
+                issues.append(f"URL {url} appears in no message")
+        for match in _NUMBER_RE.finditer(_REDACTED.sub("", _URL_RE.sub("", text))):
+            number = match.group(0)
+            if _norm(number) not in cited and _norm(number.lstrip("v")) not in cited:
+                where = ", ".join(aliases[:4]) or "the cited messages"
+                issues.append(f"'{number}' is not in {where}")
+        for name in _MENTION_RE.findall(text):
+            if name.casefold() not in self.names and name.casefold() not in ("someone",):
+                issues.append(f"@{name} is not a participant")
+        for match in _QUOTE_RE.finditer(text):
+            quoted = next(g for g in match.groups() if g)
+            if _norm(quoted) not in cited:
+                issues.append(f"quoted '{quoted[:40]}' is not verbatim in the cited messages")
+        return issues
+
+    def owner(self, value: object) -> str | None:
+        if not isinstance(value, str) or not value.strip():
+            return None
+        name = value.strip().lstrip("@")
+        return self.canonical.get(name.casefold())
+
+
+def _ids_of(item: Mapping[str, Any]) -> list[Any]:
+    ids = item.get("message_ids")
+    return list(ids) if isinstance(ids, list) else []
+
+
+def _item_text(section: str, item: Mapping[str, Any]) -> str:
+    keys = {"topics": ("title", "summary"), "action_items": ("task",)}.get(section, ("text",))
+    return " ".join(str(item.get(k) or "") for k in keys)
+
+
+def find_problems(
+    data: Mapping[str, Any], *, transcript: Transcript, allowed: Iterable[str] | None = None
+) -> list[str]:
+    """Problems a model can fix, phrased for a repair prompt ("key_points[2]: m991 ...")."""
+    checker = _Checker(transcript, allowed)
+    problems: list[str] = []
+
+    def check(where: str, section: str, item: Mapping[str, Any]) -> None:
+        ids = _ids_of(item)
+        valid: list[str] = []
+        for value in ids:
+            alias, _ = checker.resolve(value)
+            if alias is None:
+                problems.append(f"{where}: {value} is not an alias of the input")
+            else:
+                valid.append(alias)
+        if not valid:
+            problems.append(f"{where}: cites no message of the input")
+            return
+        problems.extend(
+            f"{where}: {i}" for i in checker.unsupported(_item_text(section, item), valid)
+        )
+        if section == "action_items" and item.get("owner") and checker.owner(item["owner"]) is None:
+            problems.append(f"{where}: owner {item['owner']!r} is not a participant (use null)")
+
+    for section in _CITING_SECTIONS:
+        for index, item in enumerate(data.get(section) or []):
+            if isinstance(item, Mapping):
+                check(f"{section}[{index}]", section, item)
+    for index, contribution in enumerate(data.get("contributions") or []):
+        if not isinstance(contribution, Mapping):
+            continue
+        if checker.owner(contribution.get("participant")) is None:
+            problems.append(
+                f"contributions[{index}]: {contribution.get('participant')!r} is not a participant"
+            )
+        for point_index, point in enumerate(contribution.get("points") or []):
+            if isinstance(point, Mapping):
+                check(f"contributions[{index}].points[{point_index}]", "points", point)
+    return problems
+
+
+def problem_checker(
+    transcript: Transcript, allowed: Iterable[str] | None = None
+) -> Callable[[dict[str, Any]], list[str]]:
+    """:func:`find_problems` bound to a transcript, as ``complete_json(check=...)`` wants it."""
+    allowed_set = set(allowed) if allowed is not None else None
+
+    def check(data: dict[str, Any]) -> list[str]:
+        return find_problems(data, transcript=transcript, allowed=allowed_set)
+
+    return check
+
+
+class _Cleaner:
+    def __init__(self, checker: _Checker) -> None:
+        self.checker = checker
+        self.report = ValidationReport()
+
+    def aliases(self, item: Mapping[str, Any]) -> list[str]:
+        out: list[str] = []
+        for value in _ids_of(item):
+            alias, repaired = self.checker.resolve(value)
+            if alias is None:
+                self.report.citations_dropped += 1
+                continue
+            if repaired:
+                self.report.citations_repaired += 1
+            if alias not in out:
+                out.append(alias)
+                self.report.citations_kept += 1
+        return out
+
+    def text(self, value: object, aliases: Sequence[str]) -> str:
+        text = " ".join(str(value or "").split())
+        cited = self.checker.cited_text(aliases)
+
+        def strip_url(match: re.Match[str]) -> str:
+            url = match.group(0).rstrip(".,;:!?")
+            if _norm(url) in cited or _norm(url) in self.checker.source:
+                return match.group(0)
+            self.report.urls_removed += 1
+            return "(link removed)"
+
+        return _URL_RE.sub(strip_url, text)
+
+    def item(self, section: str, item: object) -> dict[str, Any] | None:
+        if not isinstance(item, Mapping):
+            self.report.items_dropped += 1
+            return None
+        aliases = self.aliases(item)
+        if not aliases:
+            self.report.items_dropped += 1
+            self.report.problems.append(f"{section}: dropped an item without valid citations")
+            return None
+        cleaned: dict[str, Any] = {"message_ids": aliases}
+        if section == "topics":
+            cleaned["title"] = self.text(item.get("title"), aliases)
+            cleaned["summary"] = self.text(item.get("summary"), aliases)
+        elif section == "action_items":
+            cleaned["task"] = self.text(item.get("task"), aliases)
+            owner = item.get("owner")
+            cleaned["owner"] = self.checker.owner(owner)
+            if owner and cleaned["owner"] is None:
+                self.report.owners_cleared += 1
+            due = item.get("due")
+            cleaned["due"] = str(due).strip() if isinstance(due, str) and due.strip() else None
+        else:
+            cleaned["text"] = self.text(item.get("text"), aliases)
+            if section == "technical":
+                category = item.get("category")
+                cleaned["category"] = category if isinstance(category, str) else "problem"
+        body = " ".join(str(v) for k, v in cleaned.items() if k != "message_ids" and v)
+        if not body.strip():
+            self.report.items_dropped += 1
+            return None
+        self.report.problems.extend(
+            f"{section}: {issue}"
+            for issue in self.checker.unsupported(_item_text(section, cleaned), aliases)
+        )
+        self.report.items_kept += 1
+        return cleaned
+
+    def section(self, name: str, items: object) -> list[dict[str, Any]]:
+        out = []
+        for item in items if isinstance(items, list) else []:
+            cleaned = self.item(name, item)
+            if cleaned is not None:
+                out.append(cleaned)
+        return out
+
+    def contributions(self, items: object) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, Mapping):
+                continue
+            name = self.checker.owner(item.get("participant"))
+            if name is None:
+                self.report.problems.append(
+                    f"contributions: dropped unknown participant {item.get('participant')!r}"
+                )
+                self.report.items_dropped += 1
+                continue
+            points = self.section("points", item.get("points"))
+            if points:
+                out.append({"participant": name, "points": points})
+        return out
+
+
+def clean_notes(
+    notes: Mapping[str, Any], *, transcript: Transcript, allowed: Iterable[str] | None = None
+) -> tuple[dict[str, Any], ValidationReport]:
+    """Notes with every citation repaired or dropped (and uncited items dropped)."""
+    cleaner = _Cleaner(_Checker(transcript, allowed))
+    cleaned: dict[str, Any] = {
+        section: cleaner.section(section, notes.get(section)) for section in _CITING_SECTIONS
+    }
+    cleaned["contributions"] = cleaner.contributions(notes.get("contributions"))
+    return cleaned, cleaner.report
+
+
+def _cited(items: Sequence[Mapping[str, Any]], ids: Mapping[str, str]) -> list[CitedPoint]:
+    return [
+        CitedPoint(text=i["text"], message_ids=[ids[a] for a in i["message_ids"]]) for i in items
+    ]
+
+
+def to_summary_content(
+    data: Mapping[str, Any],
+    *,
+    fmt: SummaryFormat,
+    transcript: Transcript,
+    backend: str,
+    degraded: bool = False,
+    skipped: int = 0,
+) -> tuple[SummaryContent, ValidationReport]:
+    """The final model output as :class:`SummaryContent`: aliases become message ids.
+
+    Sections the format does not ask for are ignored; every kept item cites at least one
+    message of the transcript; ``citations`` holds author, time and jump link of each.
+    ``skipped`` adds messages left out before the transcript was built (for coverage).
+    """
+    wanted = FINAL_SECTIONS[fmt]
+    subset = {k: v for k, v in data.items() if k in wanted}
+    cleaned, report = clean_notes(subset, transcript=transcript)
+    ids = transcript.alias_map
+    overview = " ".join(str(data.get("overview") or "").split())
+    technical = [
+        {**item, "text": f"{str(item['category']).capitalize()}: {item['text']}"}
+        for item in cleaned["technical"]
+    ]
+    cited_aliases: set[str] = set()
+    for section in (*_CITING_SECTIONS, "contributions"):
+        for item in cleaned[section]:
+            if section == "contributions":
+                for point in item["points"]:
+                    cited_aliases.update(point["message_ids"])
+            else:
+                cited_aliases.update(item["message_ids"])
+    lines = transcript.lines
+    stats = transcript.stats
+    content = SummaryContent(
+        format=fmt,
+        overview=overview,
+        topics=[
+            Topic(
+                title=t["title"],
+                summary=t["summary"],
+                message_ids=[ids[a] for a in t["message_ids"]],
+            )
+            for t in cleaned["topics"]
+        ],
+        key_points=_cited(cleaned["key_points"], ids),
+        decisions=_cited(cleaned["decisions"], ids),
+        open_questions=_cited(cleaned["open_questions"], ids),
+        action_items=[
+            ActionItem(
+                task=a["task"],
+                owner=a["owner"],
+                due=a["due"],
+                message_ids=[ids[x] for x in a["message_ids"]],
+            )
+            for a in cleaned["action_items"]
+        ],
+        contributions=[
+            Contribution(participant=c["participant"], points=_cited(c["points"], ids))
+            for c in cleaned["contributions"]
+        ],
+        technical=_cited(technical, ids),
+        participants=transcript.participants(),
+        citations={ids[a]: transcript.citation(a) for a in sorted(cited_aliases, key=_alias_key)},
+        coverage=Coverage(
+            messages_total=stats.messages_total + skipped,
+            messages_used=stats.kept,
+            messages_skipped=stats.dropped_total + skipped,
+            start=lines[0].timestamp if lines else None,
+            end=lines[-1].timestamp if lines else None,
+            channel_id=transcript.channel.channel_id,
+            channel_name=transcript.channel.channel_name,
+            guild_id=transcript.channel.guild_id,
+        ),
+        backend=backend,
+        degraded=degraded,
+    )
+    return content, report
+
+
+def _alias_key(alias: str) -> int:
+    return int(alias[1:])

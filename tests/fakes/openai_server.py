@@ -1,0 +1,1238 @@
+"""A faithful fake of OpenAI's Chat Completions API: a real HTTP server on 127.0.0.1.
+
+Routes: ``POST /v1/chat/completions``, ``GET /v1/models`` (and ``/v1/models/{id}``), plus
+control routes for a server running in another process: ``POST /_fake/faults``,
+``GET /_fake/stats``, ``POST /_fake/reset``.
+
+What it does like the real service:
+
+* validates requests: authentication, model (404 ``model_not_found``), messages, sampling
+  parameters, ``max_tokens`` against the model's output limit (``invalid_value``) and on
+  reasoning models (``unsupported_parameter``), the context window
+  (``context_length_exceeded``), ``response_format`` (strict-schema rules, the ``json``
+  word rule of JSON mode);
+* counts usage with the real tokenizer (:mod:`shared.llm.tokens`);
+* enforces RPM and TPM with continuously refilling buckets: admission charges the prompt plus
+  the ``max_tokens`` allowance, the unused allowance is returned when the reply is done, and a
+  request over the limit gets the real 429 body ("Rate limit reached ... Please try again in
+  1.146s"), ``retry-after``/``retry-after-ms`` and the six ``x-ratelimit-*`` headers;
+* models latency (a base plus a time per output token);
+* injects faults on demand (:meth:`FakeOpenAIServer.inject`): 500, 503, timeouts, dropped
+  connections, 401, ``insufficient_quota``, forced 429 and ``slow_down``, ``content_filter``,
+  refusals, truncated (``length``) replies, broken JSON, invented citations;
+* answers structured requests with output valid against the requested schema (strict
+  ``json_schema``, or a schema found between ``<schema>`` tags for JSON mode and text mode),
+  built from the input: items quote and cite real aliases of the ``<transcript>`` (or of the
+  ``<notes>``) it was sent, owners are real authors.  Plain requests get a short extract of
+  the input.  Nothing is canned.
+
+Run it in-thread (``with FakeOpenAIServer() as fake: fake.base_url``) for tests, or as a
+process for benchmarks: ``python -m tests.fakes.openai_server --port 0 --tpm 200000``
+prints ``READY <base_url>`` and serves until terminated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import random
+import re
+import secrets
+import signal
+import socket
+import string
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from shared.llm.models import DEFAULT_MODELS
+from shared.llm.tokens import count_tokens, encoding_for_model, estimate_prompt_tokens, get_encoding
+
+__all__ = ["FAULT_KINDS", "FakeConfig", "FakeModel", "FakeOpenAIServer", "main"]
+
+FAULT_KINDS = frozenset(
+    {
+        "server_error",
+        "overloaded",
+        "timeout",
+        "disconnect",
+        "invalid_api_key",
+        "insufficient_quota",
+        "rate_limit",
+        "slow_down",
+        "content_filter",
+        "refusal",
+        "length",
+        "invalid_json",
+        "bad_citations",
+    }
+)
+
+_SNAPSHOTS = {
+    "gpt-4o": "gpt-4o-2024-08-06",
+    "gpt-4o-mini": "gpt-4o-mini-2024-07-18",
+    "gpt-4.1": "gpt-4.1-2025-04-14",
+    "gpt-4.1-mini": "gpt-4.1-mini-2025-04-14",
+}
+_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+_HEADER = re.compile(r"^\[(m\d+)((?: [^\]]*)?)\] ?(.*)$")
+_TIME = re.compile(r"^\d{1,2}:\d{2}$")
+_SCHEMA_TAG = re.compile(r"<schema>\s*(.*?)\s*</schema>", re.DOTALL)
+_TRANSCRIPT_TAG = re.compile(r"<transcript>\n?(.*?)\n?</transcript>", re.DOTALL)
+_NOTES_TAG = re.compile(r"<notes>\n?(.*?)\n?</notes>", re.DOTALL)
+_ALIAS = re.compile(r"^m\d+$")
+
+
+@dataclass(frozen=True, slots=True)
+class FakeModel:
+    """A model the fake serves."""
+
+    name: str
+    context_window: int
+    max_output_tokens: int
+    reasoning: bool = False
+
+    @property
+    def snapshot(self) -> str:
+        """The dated name echoed in responses, as the API does."""
+        return _SNAPSHOTS.get(self.name, self.name)
+
+
+def _default_models() -> dict[str, FakeModel]:
+    return {
+        m.name: FakeModel(m.name, m.context_window, m.max_output_tokens, m.reasoning)
+        for m in DEFAULT_MODELS
+    }
+
+
+@dataclass(slots=True)
+class FakeConfig:
+    """Behaviour of a fake server; every limit can be None (not enforced)."""
+
+    tokens_per_minute: int | None = None
+    requests_per_minute: int | None = None
+    api_keys: frozenset[str] | None = None
+    models: dict[str, FakeModel] = field(default_factory=_default_models)
+    latency_base: float = 0.0
+    latency_per_token: float = 0.0
+    reply_tokens: int = 60
+    supports_json_schema: bool = True
+    supports_json_object: bool = True
+    retry_after_headers: bool = True
+    organization: str = "org-fake"
+    timeout_delay: float = 30.0
+
+
+@dataclass(slots=True)
+class _Fault:
+    kind: str
+    times: int
+    model: str | None
+    params: dict[str, Any]
+
+
+class _ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+        self.headers = dict(headers or {})
+
+
+class _Bucket:
+    """Continuously refilling bucket, full at start, as OpenAI's limits behave."""
+
+    def __init__(self, limit: int, now: float) -> None:
+        self.limit = float(limit)
+        self.level = float(limit)
+        self.ts = now
+
+    def refill(self, now: float) -> None:
+        self.level = min(self.limit, self.level + self.limit * (now - self.ts) / 60.0)
+        self.ts = now
+
+    def reset_after(self) -> float:
+        return max(0.0, (self.limit - self.level) * 60.0 / self.limit)
+
+
+def _go_duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    minutes, rest = divmod(seconds, 60)
+    if minutes >= 1:
+        return f"{int(minutes)}m{rest:.3g}s"
+    return f"{rest:.3g}s"
+
+
+@dataclass(slots=True)
+class _Source:
+    alias: str
+    author: str
+    text: str
+
+
+@dataclass(slots=True)
+class _Stats:
+    requests: int = 0
+    completions: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    rate_limited: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    headers_seen: list[dict[str, str]] = field(default_factory=list)
+    bodies_seen: list[dict[str, Any]] = field(default_factory=list)
+
+
+class FakeOpenAIServer:
+    """The fake, runnable in a thread (context manager) or as a process (:func:`main`)."""
+
+    def __init__(
+        self, config: FakeConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.config = config or FakeConfig()
+        self._lock = threading.Lock()
+        self._faults: list[_Fault] = []
+        self._stats = _Stats()
+        self._buckets: dict[str, _Bucket] = {}
+        self._started = time.monotonic()
+        self._httpd = ThreadingHTTPServer((host, port), _make_handler(self))
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server listens on."""
+        return int(self._httpd.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1``, for the client's ``base_url``."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> FakeOpenAIServer:
+        """Serve in a daemon thread."""
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until :meth:`stop` (process mode)."""
+        self._httpd.serve_forever()
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- control ----------------------------------------------------------------------------
+
+    def inject(self, kind: str, *, times: int = 1, model: str | None = None, **params: Any) -> None:
+        """Make the next ``times`` matching requests fail (or misbehave) as ``kind``."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; choose from {sorted(FAULT_KINDS)}")
+        with self._lock:
+            self._faults.append(_Fault(kind, times, model, params))
+
+    def reset(self) -> None:
+        """Forget faults, statistics and rate-limit state."""
+        with self._lock:
+            self._faults.clear()
+            self._stats = _Stats()
+            self._buckets.clear()
+            self._started = time.monotonic()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since start or :meth:`reset`."""
+        with self._lock:
+            s = self._stats
+            return {
+                "requests": s.requests,
+                "completions": s.completions,
+                "statuses": {str(k): v for k, v in s.statuses.items()},
+                "rate_limited": s.rate_limited,
+                "prompt_tokens": s.prompt_tokens,
+                "completion_tokens": s.completion_tokens,
+                "total_tokens": s.prompt_tokens + s.completion_tokens,
+                "faults": dict(s.faults),
+                "seconds": time.monotonic() - self._started,
+            }
+
+    @property
+    def requests_seen(self) -> list[dict[str, Any]]:
+        """Bodies of every chat request received (most recent last)."""
+        with self._lock:
+            return list(self._stats.bodies_seen)
+
+    @property
+    def headers_seen(self) -> list[dict[str, str]]:
+        """Headers of every chat request received (lower-cased names)."""
+        with self._lock:
+            return list(self._stats.headers_seen)
+
+    def _take_fault(self, model: str | None) -> _Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.model is None or fault.model == model:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._faults.remove(fault)
+                    self._stats.faults[fault.kind] += 1
+                    return fault
+        return None
+
+    # -- rate limits ------------------------------------------------------------------------
+
+    def _rate_headers(self, model: str) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        now = time.monotonic()
+        for kind, limit in (
+            ("requests", self.config.requests_per_minute),
+            ("tokens", self.config.tokens_per_minute),
+        ):
+            if limit is None:
+                continue
+            bucket = self._buckets.setdefault(f"{model}:{kind}", _Bucket(limit, now))
+            bucket.refill(now)
+            headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+            headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(bucket.level)))
+            headers[f"x-ratelimit-reset-{kind}"] = _go_duration(bucket.reset_after())
+        return headers
+
+    def _admit(self, model: str, cost: int) -> None:
+        """Charge one request and ``cost`` tokens, or raise the 429 OpenAI would send."""
+        config = self.config
+        with self._lock:
+            now = time.monotonic()
+            requests = tokens = None
+            if config.requests_per_minute is not None:
+                requests = self._buckets.setdefault(
+                    f"{model}:requests", _Bucket(config.requests_per_minute, now)
+                )
+                requests.refill(now)
+            if config.tokens_per_minute is not None:
+                tokens = self._buckets.setdefault(
+                    f"{model}:tokens", _Bucket(config.tokens_per_minute, now)
+                )
+                tokens.refill(now)
+                if cost > tokens.limit:
+                    raise _ApiError(
+                        429,
+                        f"Request too large for {model} in organization {config.organization} "
+                        f"on tokens per min (TPM): Limit {int(tokens.limit)}, Requested {cost}. "
+                        "The input or output tokens must be reduced in order to run "
+                        "successfully. Visit https://platform.openai.com/account/rate-limits "
+                        "to learn more.",
+                        type_="tokens",
+                        code="rate_limit_exceeded",
+                        headers=self._rate_headers(model),
+                    )
+            if requests is not None and requests.level < 1:
+                wait = (1 - requests.level) * 60.0 / requests.limit
+                raise self._limited(model, "requests", "RPM", requests, 1, wait)
+            if tokens is not None and tokens.level < cost:
+                wait = (cost - tokens.level) * 60.0 / tokens.limit
+                raise self._limited(model, "tokens", "TPM", tokens, cost, wait)
+            if requests is not None:
+                requests.level -= 1
+            if tokens is not None:
+                tokens.level -= cost
+
+    def _limited(
+        self, model: str, kind: str, unit: str, bucket: _Bucket, requested: int, wait: float
+    ) -> _ApiError:
+        used = int(bucket.limit - max(0.0, bucket.level))
+        wait_text = f"{wait * 1000:.0f}ms" if wait < 1 else f"{wait:.3f}s"
+        headers = self._rate_headers(model)
+        if self.config.retry_after_headers:
+            headers["retry-after-ms"] = str(max(1, math.ceil(wait * 1000)))
+            headers["retry-after"] = str(max(1, math.ceil(wait)))
+        return _ApiError(
+            429,
+            f"Rate limit reached for {model} in organization {self.config.organization} on "
+            f"{kind} per min ({unit}): Limit {int(bucket.limit)}, Used {used}, Requested "
+            f"{requested}. Please try again in {wait_text}. Visit "
+            "https://platform.openai.com/account/rate-limits to learn more.",
+            type_=kind,
+            code="rate_limit_exceeded",
+            headers=headers,
+        )
+
+    def _refund(self, model: str, tokens: int) -> None:
+        if self.config.tokens_per_minute is None or tokens <= 0:
+            return
+        with self._lock:
+            bucket = self._buckets.get(f"{model}:tokens")
+            if bucket is not None:
+                bucket.refill(time.monotonic())
+                bucket.level = min(bucket.limit, bucket.level + tokens)
+
+    # -- request handling -------------------------------------------------------------------
+
+    def _authorize(self, headers: Mapping[str, str]) -> None:
+        auth = headers.get("authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            raise _ApiError(
+                401,
+                "You didn't provide an API key. You need to provide your API key in an "
+                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                code=None,
+            )
+        key = auth[7:].strip()
+        if self.config.api_keys is not None and key not in self.config.api_keys:
+            shown = key[:3] + "*" * 4 + key[-4:] if len(key) > 8 else "****"
+            raise _ApiError(
+                401,
+                f"Incorrect API key provided: {shown}. You can find your API key at "
+                "https://platform.openai.com/account/api-keys.",
+                code="invalid_api_key",
+            )
+
+    def handle_chat(
+        self, headers: Mapping[str, str], raw: bytes
+    ) -> tuple[int, dict[str, str], Any]:
+        """Process one chat request; returns (status, headers, JSON body or SSE text)."""
+        with self._lock:
+            stats = self._stats
+            stats.requests += 1
+            stats.headers_seen.append(dict(headers))
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            raise _ApiError(
+                400,
+                "We could not parse the JSON body of your request. (HINT: This likely means "
+                "you aren't using your HTTP library correctly.)",
+            ) from None
+        if not isinstance(body, dict):
+            raise _ApiError(400, "The request body must be a JSON object.")
+        with self._lock:
+            stats.bodies_seen.append(body)
+        fault = self._take_fault(body.get("model") if isinstance(body.get("model"), str) else None)
+        if fault is not None and fault.kind == "invalid_api_key":
+            raise _ApiError(
+                401,
+                "Incorrect API key provided: sk-****. You can find your API key at "
+                "https://platform.openai.com/account/api-keys.",
+                code="invalid_api_key",
+            )
+        self._authorize(headers)
+        request = _validate(body, self.config)
+        model: FakeModel = request["model"]
+        prompt_tokens = estimate_prompt_tokens(
+            body["messages"], model=model.name, response_format=body.get("response_format")
+        )
+        allowance = request["max_tokens"]
+        if prompt_tokens + allowance > model.context_window:
+            raise _ApiError(
+                400,
+                f"This model's maximum context length is {model.context_window} tokens. "
+                f"However, you requested {prompt_tokens + allowance} tokens ({prompt_tokens} "
+                f"in the messages, {allowance} in the completion). Please reduce the length "
+                "of the messages or completion.",
+                code="context_length_exceeded",
+                param="messages",
+            )
+        if fault is not None:
+            self._pre_admission_fault(fault, model.name)
+        self._admit(model.name, prompt_tokens + allowance * request["n"])
+        started = time.monotonic()
+        if fault is not None and fault.kind in ("server_error", "overloaded", "timeout"):
+            self._server_fault(fault, model.name)
+        content, finish, refusal = _respond(body, request, fault, prompt_tokens, self.config)
+        completion_tokens = count_tokens(content or refusal or "", model=model.name)
+        delay = self.config.latency_base + self.config.latency_per_token * completion_tokens
+        if delay > 0:
+            time.sleep(delay)
+        self._refund(model.name, (allowance - completion_tokens) * request["n"])
+        with self._lock:
+            stats.completions += 1
+            stats.prompt_tokens += prompt_tokens
+            stats.completion_tokens += completion_tokens * request["n"]
+            rate_headers = self._rate_headers(model.name)
+        response_headers = {
+            **rate_headers,
+            "openai-organization": self.config.organization,
+            "openai-processing-ms": str(round((time.monotonic() - started) * 1000)),
+            "openai-version": "2020-10-01",
+        }
+        completion_id = "chatcmpl-" + "".join(
+            secrets.choice(string.ascii_letters + string.digits) for _ in range(29)
+        )
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens * request["n"],
+            "total_tokens": prompt_tokens + completion_tokens * request["n"],
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        }
+        if body.get("stream"):
+            return (
+                200,
+                response_headers,
+                _sse(
+                    completion_id,
+                    model.snapshot,
+                    content,
+                    finish,
+                    usage,
+                    request["n"],
+                    bool((body.get("stream_options") or {}).get("include_usage")),
+                ),
+            )
+        choices: list[dict[str, Any]] = [
+            {
+                "index": index,
+                "message": {
+                    "role": "assistant",
+                    "content": None if refusal else content,
+                    "refusal": refusal,
+                    "annotations": [],
+                },
+                "logprobs": None,
+                "finish_reason": finish,
+            }
+            for index in range(request["n"])
+        ]
+        return (
+            200,
+            response_headers,
+            {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model.snapshot,
+                "choices": choices,
+                "usage": usage,
+                "service_tier": "default",
+                "system_fingerprint": "fp_fake0000",
+            },
+        )
+
+    def _pre_admission_fault(self, fault: _Fault, model: str) -> None:
+        if fault.kind == "insufficient_quota":
+            raise _ApiError(
+                429,
+                "You exceeded your current quota, please check your plan and billing details. "
+                "For more information on this error, read the docs: "
+                "https://platform.openai.com/docs/guides/error-codes/api-errors.",
+                type_="insufficient_quota",
+                code="insufficient_quota",
+            )
+        if fault.kind in ("rate_limit", "slow_down"):
+            wait = float(fault.params.get("retry_after", 0.05))
+            headers = self._rate_headers(model)
+            headers["retry-after-ms"] = str(max(1, round(wait * 1000)))
+            if fault.kind == "slow_down":
+                raise _ApiError(
+                    429,
+                    "Please reduce the rate at which you send requests; traffic ramped up "
+                    "too quickly.",
+                    type_="rate_limit_error",
+                    code="slow_down",
+                    headers=headers,
+                )
+            raise _ApiError(
+                429,
+                f"Rate limit reached for {model} in organization {self.config.organization} "
+                f"on tokens per min (TPM): Limit 1000, Used 1000, Requested 1. Please try "
+                f"again in {wait * 1000:.0f}ms.",
+                type_="tokens",
+                code="rate_limit_exceeded",
+                headers=headers,
+            )
+
+    def _server_fault(self, fault: _Fault, model: str) -> None:
+        if fault.kind == "timeout":
+            time.sleep(float(fault.params.get("delay", self.config.timeout_delay)))
+        if fault.kind in ("server_error", "timeout"):
+            raise _ApiError(
+                500,
+                "The server had an error while processing your request. Sorry about that!",
+                type_="server_error",
+                headers=self._rate_headers(model),
+            )
+        raise _ApiError(
+            503,
+            "The model is overloaded with other requests. Please try again later.",
+            type_="service_unavailable_error",
+            code="server_is_overloaded",
+            headers={**self._rate_headers(model), "retry-after": "1"},
+        )
+
+    def models_body(self) -> dict[str, Any]:
+        """The ``GET /v1/models`` list."""
+        return {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "created": 1_700_000_000, "owned_by": "system"}
+                for name in sorted(self.config.models)
+            ],
+        }
+
+    def record_status(self, status: int, stats: _Stats | None = None) -> None:
+        """Count a response status (and 429s) in ``stats``: the counters of when it arrived.
+
+        A reply that outlives a :meth:`reset` (a slow "timeout" fault) is counted in the old
+        counters, so it never leaks into the next test's figures.
+        """
+        with self._lock:
+            target = stats or self._stats
+            target.statuses[status] += 1
+            if status == 429:
+                target.rate_limited += 1
+
+
+# -- validation ---------------------------------------------------------------------------------
+
+
+def _validate(body: dict[str, Any], config: FakeConfig) -> dict[str, Any]:
+    name = body.get("model")
+    if not isinstance(name, str) or not name:
+        raise _ApiError(400, "you must provide a model parameter", param="model")
+    model = config.models.get(name)
+    if model is None:
+        raise _ApiError(
+            404,
+            f"The model `{name}` does not exist or you do not have access to it.",
+            code="model_not_found",
+        )
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _ApiError(
+            400,
+            "[] is too short - 'messages'",
+            code="invalid_value" if messages == [] else None,
+            param="messages",
+        )
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in _ROLES:
+            raise _ApiError(
+                400,
+                f"Invalid value for 'messages[{index}].role': expected one of system, "
+                "developer, user, assistant, tool.",
+                code="invalid_value",
+                param=f"messages[{index}].role",
+            )
+        content = message.get("content")
+        if message["role"] != "assistant" and not isinstance(content, str | list):
+            raise _ApiError(
+                400,
+                f"Invalid type for 'messages[{index}].content': expected a string or an "
+                "array of content parts.",
+                code="invalid_type",
+                param=f"messages[{index}].content",
+            )
+    for param in ("max_tokens", "max_completion_tokens"):
+        value = body.get(param)
+        if value is None:
+            continue
+        if model.reasoning and param == "max_tokens":
+            raise _ApiError(
+                400,
+                "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+                "'max_completion_tokens' instead.",
+                code="unsupported_parameter",
+                param="max_tokens",
+            )
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise _ApiError(
+                400,
+                f"Invalid '{param}': integer below minimum value.",
+                code="integer_below_min_value",
+                param=param,
+            )
+        if value > model.max_output_tokens:
+            raise _ApiError(
+                400,
+                f"max_tokens is too large: {value}. This model supports at most "
+                f"{model.max_output_tokens} completion tokens, whereas you provided {value}.",
+                code="invalid_value",
+                param=param,
+            )
+    allowance = body.get("max_completion_tokens") or body.get("max_tokens")
+    temperature = body.get("temperature")
+    if temperature is not None:
+        if not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
+            raise _ApiError(
+                400,
+                f"Invalid 'temperature': {temperature} is not between 0 and 2.",
+                code="decimal_above_max_value",
+                param="temperature",
+            )
+        if model.reasoning and temperature != 1:
+            raise _ApiError(
+                400,
+                "Unsupported value: 'temperature' does not support "
+                f"{temperature} with this model. Only the default (1) value is supported.",
+                code="unsupported_value",
+                param="temperature",
+            )
+    n = body.get("n", 1)
+    if not isinstance(n, int) or not 1 <= n <= 128:
+        raise _ApiError(400, f"Invalid 'n': {n}.", code="invalid_value", param="n")
+    schema = _check_response_format(body, config)
+    return {
+        "model": model,
+        "max_tokens": int(allowance or model.max_output_tokens),
+        "n": n,
+        "schema": schema,
+    }
+
+
+def _check_response_format(body: dict[str, Any], config: FakeConfig) -> dict[str, Any] | None:
+    response_format = body.get("response_format")
+    if response_format is None:
+        return None
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        if not config.supports_json_object:
+            raise _ApiError(
+                400,
+                "Invalid parameter: 'response_format' of type 'json_object' is not supported "
+                "with this model.",
+                param="response_format",
+            )
+        text = json.dumps(body.get("messages"))
+        if "json" not in text.lower():
+            raise _ApiError(
+                400,
+                "'messages' must contain the word 'json' in some form, to use "
+                "'response_format' of type 'json_object'.",
+                param="messages",
+            )
+        return None
+    if kind != "json_schema":
+        raise _ApiError(
+            400,
+            f"Invalid value: '{kind}'. Supported values are: 'json_object', 'json_schema', "
+            "and 'text'.",
+            code="invalid_value",
+            param="response_format.type",
+        )
+    if not config.supports_json_schema:
+        raise _ApiError(
+            400,
+            "Invalid parameter: 'response_format' of type 'json_schema' is not supported with "
+            "this model.",
+            param="response_format",
+        )
+    spec = response_format.get("json_schema")
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise _ApiError(
+            400,
+            "Missing required parameter: 'response_format.json_schema.name'.",
+            code="missing_required_parameter",
+            param="response_format.json_schema.name",
+        )
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(spec["name"])):
+        raise _ApiError(
+            400,
+            "Invalid 'response_format.json_schema.name': string does not match pattern.",
+            code="invalid_value",
+            param="response_format.json_schema.name",
+        )
+    schema = spec.get("schema")
+    if not isinstance(schema, dict):
+        raise _ApiError(
+            400,
+            "Invalid schema for response_format: schema must be an object.",
+            param="response_format",
+        )
+    if spec.get("strict"):
+        problem = _strict_problem(schema, schema, "root", 0)
+        if problem:
+            raise _ApiError(
+                400,
+                f"Invalid schema for response_format '{spec['name']}': In context={problem}",
+                code="invalid_json_schema",
+                param="response_format",
+            )
+    return schema
+
+
+def _strict_problem(node: Any, root: dict[str, Any], where: str, depth: int) -> str | None:
+    if depth > 10:
+        return f"{where}, 'schema nesting exceeds limit of 10'"
+    if not isinstance(node, dict):
+        return None
+    if "$ref" in node:
+        target = _resolve_ref(root, node["$ref"])
+        return None if target is not None else f"{where}, reference {node['$ref']} not found"
+    types = node.get("type")
+    type_list = types if isinstance(types, list) else [types]
+    if "object" in type_list:
+        props = node.get("properties", {})
+        if node.get("additionalProperties") is not False:
+            return f"{where}, 'additionalProperties' is required to be supplied and to be false"
+        missing = sorted(set(props) - set(node.get("required", [])))
+        if missing:
+            return f"{where}, 'required' is required to be supplied and to be an array including every key in properties. Missing '{missing[0]}'"
+        for key, value in props.items():
+            problem = _strict_problem(value, root, f"{where}.{key}", depth + 1)
+            if problem:
+                return problem
+    if "array" in type_list:
+        return _strict_problem(node.get("items"), root, f"{where}[]", depth + 1)
+    for name, sub in (node.get("$defs") or {}).items():
+        problem = _strict_problem(sub, root, f"$defs.{name}", depth + 1)
+        if problem:
+            return problem
+    return None
+
+
+def _resolve_ref(root: dict[str, Any], ref: str) -> dict[str, Any] | None:
+    if not ref.startswith("#/"):
+        return None
+    node: Any = root
+    for part in ref[2:].split("/"):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node if isinstance(node, dict) else None
+
+
+# -- output -------------------------------------------------------------------------------------
+
+
+def _text_of(message: Mapping[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def _sources(messages: list[dict[str, Any]]) -> list[_Source]:
+    """Messages the request is about: transcript lines, else note items, else input lines."""
+    data = "\n".join(_text_of(m) for m in messages if m.get("role") in ("user", "developer"))
+    sources: list[_Source] = []
+    for block in _TRANSCRIPT_TAG.findall(data):
+        author = "someone"
+        for line in block.split("\n"):
+            match = _HEADER.match(line)
+            if match is None:
+                if line.startswith("  ") and sources:
+                    sources[-1].text += " " + line.strip()
+                continue
+            alias, meta, text = match.groups()
+            # Authors may contain spaces: every word that is neither the time nor a reply mark.
+            words = [p for p in meta.split() if not _TIME.match(p) and not p.startswith("↩")]
+            if words:
+                author = " ".join(words)
+            sources.append(_Source(alias, author, text))
+    if sources:
+        return sources
+    for block in _NOTES_TAG.findall(data):
+        for line in block.split("\n"):
+            try:
+                notes = json.loads(line)
+            except ValueError:
+                continue
+            _collect_note_items(notes, sources, owner=None)
+    if sources:
+        return sources
+    lines = [ln.strip() for ln in data.split("\n") if ln.strip()]
+    return [_Source("", "someone", ln) for ln in lines] or [_Source("", "someone", "nothing")]
+
+
+def _collect_note_items(node: Any, sink: list[_Source], owner: str | None) -> None:
+    if isinstance(node, dict):
+        person = node.get("participant") or node.get("owner") or owner
+        ids = node.get("message_ids")
+        text = node.get("text") or node.get("summary") or node.get("task") or node.get("title")
+        if isinstance(ids, list) and isinstance(text, str):
+            for alias in ids:
+                if isinstance(alias, str) and _ALIAS.match(alias):
+                    sink.append(_Source(alias, str(person or "someone"), text))
+        for value in node.values():
+            _collect_note_items(value, sink, person if isinstance(person, str) else owner)
+    elif isinstance(node, list):
+        for value in node:
+            _collect_note_items(value, sink, owner)
+
+
+def _words(text: str, count: int) -> str:
+    words = text.split()
+    return " ".join(words[:count]) if words else "(no text)"
+
+
+class _Generator:
+    """Builds a value valid against a JSON schema from the request's own messages."""
+
+    def __init__(
+        self, root: dict[str, Any], sources: list[_Source], seed: int, bad_citations: bool
+    ) -> None:
+        self.root = root
+        self.sources = sources
+        self.cited = [s for s in sources if s.alias] or sources
+        self.random = random.Random(seed)
+        self.cursor = 0
+        self.bad = bad_citations
+        self.authors = sorted({s.author for s in self.cited}) or ["someone"]
+
+    def _next(self, author: str | None = None) -> _Source:
+        pool = [s for s in self.cited if s.author == author] if author else self.cited
+        pool = pool or self.cited
+        source = pool[self.cursor % len(pool)]
+        self.cursor += 1 + self.random.randrange(3)
+        return source
+
+    def value(self, schema: Any, name: str, focus: _Source, author: str | None) -> Any:
+        if not isinstance(schema, dict):
+            return None
+        if "$ref" in schema:
+            return self.value(_resolve_ref(self.root, schema["$ref"]), name, focus, author)
+        if "enum" in schema:
+            return schema["enum"][self.random.randrange(len(schema["enum"]))]
+        types = schema.get("type")
+        type_list = types if isinstance(types, list) else [types]
+        if "object" in type_list:
+            return self.obj(schema, author)
+        if "array" in type_list:
+            return self.array(schema, name, focus, author)
+        if "string" in type_list:
+            if name == "due" and "null" in type_list:
+                return None
+            return self.string(name, focus)
+        if "integer" in type_list or "number" in type_list:
+            return 0
+        if "boolean" in type_list:
+            return False
+        return None
+
+    def obj(self, schema: dict[str, Any], author: str | None) -> dict[str, Any]:
+        props: dict[str, Any] = schema.get("properties", {})
+        if "participant" in props:
+            author = self.authors[self.cursor % len(self.authors)]
+            self.cursor += 1
+        focus = self._next(author)
+        return {key: self.value(sub, key, focus, author) for key, sub in props.items()}
+
+    def array(self, schema: dict[str, Any], name: str, focus: _Source, author: str | None) -> Any:
+        if name == "message_ids":
+            if self.bad:
+                return ["m99999", focus.alias or "m1"]
+            ids = [focus.alias] if focus.alias else []
+            extra = self._next(author)
+            if extra.alias and extra.alias not in ids and self.random.random() < 0.5:
+                ids.append(extra.alias)
+            return ids
+        count = max(1, min(4, len(self.cited) // 6 + 1))
+        if name in ("open_questions", "decisions", "action_items"):
+            count = max(0, count - 1)
+        if name == "contributions":
+            count = min(len(self.authors), 3)
+        return [self.value(schema.get("items"), name, focus, author) for _ in range(count)]
+
+    def string(self, name: str, focus: _Source) -> str:
+        if name in ("owner", "participant"):
+            return focus.author
+        if name == "title":
+            return _words(focus.text, 6)
+        if name == "overview":
+            return " ".join(_words(s.text, 12) for s in self.cited[:3])
+        return _words(focus.text, 24)
+
+
+def _respond(
+    body: dict[str, Any],
+    request: dict[str, Any],
+    fault: _Fault | None,
+    prompt_tokens: int,
+    config: FakeConfig,
+) -> tuple[str, str, str | None]:
+    """(content, finish_reason, refusal) of the reply."""
+    kind = fault.kind if fault else None
+    if kind == "refusal":
+        return "", "stop", "I'm sorry, I can't help with that."
+    if kind == "content_filter":
+        return "", "content_filter", None
+    messages = body["messages"]
+    digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).digest()
+    seed = int.from_bytes(digest[:8], "big")
+    sources = _sources(messages)
+    schema = request["schema"]
+    response_format = body.get("response_format") or {}
+    if schema is None and response_format.get("type") != "text":
+        found = _SCHEMA_TAG.search("\n".join(_text_of(m) for m in messages))
+        if found:
+            try:
+                schema = json.loads(found.group(1))
+            except ValueError:
+                schema = None
+    model: FakeModel = request["model"]
+    if schema is not None:
+        generator = _Generator(schema, sources, seed, bad_citations=kind == "bad_citations")
+        data = generator.value(schema, "root", generator._next(), None)
+        errors = list(Draft202012Validator(schema).iter_errors(data))
+        if errors:  # a bug in the generator must fail loudly, not produce invalid output
+            raise _ApiError(
+                500,
+                f"fake generator produced invalid output: {errors[0].message}",
+                type_="server_error",
+            )
+        content = json.dumps(data, ensure_ascii=False)
+        if kind == "invalid_json":
+            content = content[: len(content) // 2] + ", }"
+        elif response_format.get("type") not in ("json_schema", "json_object"):
+            content = f"Here is the summary you asked for:\n```json\n{content}\n```"
+    elif response_format.get("type") == "json_object":
+        content = json.dumps({"summary": " ".join(_words(s.text, 12) for s in sources[:3])})
+    else:
+        pieces: list[str] = []
+        budget = config.reply_tokens
+        for source in sources * max(1, budget // max(1, len(sources))):
+            pieces.append(_words(source.text, 30))
+            if count_tokens(" ".join(pieces), model=model.name) >= budget:
+                break
+        content = _truncate(" ".join(pieces), budget, model.name)
+    limit = (
+        int(fault.params.get("tokens", 8)) if fault and kind == "length" else request["max_tokens"]
+    )
+    if count_tokens(content, model=model.name) > limit:
+        return _truncate(content, limit, model.name), "length", None
+    return content, "stop", None
+
+
+def _truncate(text: str, tokens: int, model: str) -> str:
+    encoding = get_encoding(encoding_for_model(model))
+    ids = encoding.encode_ordinary(text)
+    return encoding.decode(ids[:tokens]) if len(ids) > tokens else text
+
+
+def _sse(
+    completion_id: str,
+    model: str,
+    content: str,
+    finish: str,
+    usage: dict[str, Any],
+    n: int,
+    include_usage: bool,
+) -> str:
+    created = int(time.time())
+
+    def chunk(choices: list[dict[str, Any]], with_usage: bool = False) -> str:
+        data: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "fp_fake0000",
+            "choices": choices,
+        }
+        if include_usage:
+            data["usage"] = usage if with_usage else None
+        return "data: " + json.dumps(data) + "\n\n"
+
+    events = []
+    for index in range(n):
+        events.append(
+            chunk(
+                [
+                    {
+                        "index": index,
+                        "delta": {"role": "assistant", "content": ""},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ]
+            )
+        )
+        words = re.findall(r"\S+\s*", content)
+        for start in range(0, len(words), 8):
+            events.append(
+                chunk(
+                    [
+                        {
+                            "index": index,
+                            "delta": {"content": "".join(words[start : start + 8])},
+                            "logprobs": None,
+                            "finish_reason": None,
+                        }
+                    ]
+                )
+            )
+        events.append(
+            chunk([{"index": index, "delta": {}, "logprobs": None, "finish_reason": finish}])
+        )
+    if include_usage:
+        events.append(chunk([], with_usage=True))
+    events.append("data: [DONE]\n\n")
+    return "".join(events)
+
+
+# -- HTTP plumbing ------------------------------------------------------------------------------
+
+
+def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "fake-openai/1"
+        stats: _Stats | None = None
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # keep test output quiet
+
+        def _send(self, status: int, headers: Mapping[str, str], payload: Any) -> None:
+            server.record_status(status, self.stats)
+            if isinstance(payload, str):
+                data = payload.encode()
+                content_type = "text/event-stream"
+            else:
+                data = json.dumps(payload).encode()
+                content_type = "application/json"
+            try:
+                self.send_response(status)
+                self.send_header("content-type", content_type)
+                self.send_header("content-length", str(len(data)))
+                self.send_header("x-request-id", "req_" + secrets.token_hex(16))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                # The client gave up (a timeout test): nothing left to answer.
+                self.close_connection = True
+
+        def _body(self) -> bytes:
+            length = int(self.headers.get("content-length") or 0)
+            return self.rfile.read(length) if length else b""
+
+        def do_GET(self) -> None:
+            self.stats = server._stats
+            path = self.path.split("?", 1)[0].rstrip("/")
+            if path == "/v1/models":
+                try:
+                    server._authorize({k.lower(): v for k, v in self.headers.items()})
+                except _ApiError as exc:
+                    self._send(exc.status, exc.headers, exc.body)
+                    return
+                self._send(200, {}, server.models_body())
+            elif path.startswith("/v1/models/"):
+                name = path[len("/v1/models/") :]
+                if name in server.config.models:
+                    self._send(
+                        200,
+                        {},
+                        {
+                            "id": name,
+                            "object": "model",
+                            "created": 1_700_000_000,
+                            "owned_by": "system",
+                        },
+                    )
+                else:
+                    error = _ApiError(
+                        404,
+                        f"The model '{name}' does not exist",
+                        code="model_not_found",
+                        param="model",
+                    )
+                    self._send(404, {}, error.body)
+            elif path == "/_fake/stats":
+                self._send(200, {}, server.stats())
+            else:
+                self._send(404, {}, _ApiError(404, f"Unknown request URL: GET {path}.").body)
+
+        def do_POST(self) -> None:
+            self.stats = server._stats
+            path = self.path.split("?", 1)[0].rstrip("/")
+            raw = self._body()
+            if path == "/_fake/faults":
+                spec = json.loads(raw or b"{}")
+                server.inject(spec.pop("kind"), **spec)
+                self._send(200, {}, {"ok": True})
+                return
+            if path == "/_fake/reset":
+                server.reset()
+                self._send(200, {}, {"ok": True})
+                return
+            if path not in ("/v1/chat/completions", "/chat/completions"):
+                self._send(404, {}, _ApiError(404, f"Unknown request URL: POST {path}.").body)
+                return
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            peek = server._faults[0].kind if server._faults else None
+            if peek == "disconnect":
+                server._take_fault(None)
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            try:
+                status, response_headers, payload = server.handle_chat(headers, raw)
+            except _ApiError as exc:
+                self._send(exc.status, exc.headers, exc.body)
+                return
+            self._send(status, response_headers, payload)
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the fake as a process; prints ``READY <base_url>`` once listening."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tpm", type=int, default=None, help="tokens per minute limit")
+    parser.add_argument("--rpm", type=int, default=None, help="requests per minute limit")
+    parser.add_argument("--latency-base", type=float, default=0.0, help="seconds per reply")
+    parser.add_argument("--latency-per-token", type=float, default=0.0, help="seconds/token")
+    parser.add_argument("--reply-tokens", type=int, default=60)
+    args = parser.parse_args(argv)
+    config = FakeConfig(
+        tokens_per_minute=args.tpm,
+        requests_per_minute=args.rpm,
+        latency_base=args.latency_base,
+        latency_per_token=args.latency_per_token,
+        reply_tokens=args.reply_tokens,
+    )
+    fake = FakeOpenAIServer(config, port=args.port)
+    get_encoding("o200k_base")  # load the tokenizer before the first request is timed
+
+    def stop(*_: object) -> None:
+        threading.Thread(target=fake.stop, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    sys.stdout.write(f"READY {fake.base_url}\n")
+    sys.stdout.flush()
+    fake.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+"""The LLM client against the fake OpenAI server: every fault ends as the policy says."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from shared.errors import ErrorKind, classify
+from shared.llm import client as llm
+from shared.llm.breaker import CircuitOpenError
+from shared.llm.client import LLMClient
+from shared.llm.tokens import count_tokens
+from shared.ratelimit.llm import RequestTooLargeError
+from tests.fakes.openai_server import FakeConfig, FakeOpenAIServer
+
+ASK = [{"role": "user", "content": "Say something about kernels and headers."}]
+Make = Callable[..., LLMClient]
+
+SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["overview", "key_points"],
+    "properties": {
+        "overview": {"type": "string"},
+        "key_points": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["text", "message_ids"],
+                "properties": {
+                    "text": {"type": "string"},
+                    "message_ids": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+    },
+}
+TRANSCRIPT = [
+    {"role": "system", "content": "Summarize the conversation as JSON."},
+    {
+        "role": "user",
+        "content": "<transcript>\n--- 2024-11-15 UTC ---\n[m1 14:03 bill] kernel 2.6.8.1 fails\n"
+        "[m2 14:04 bob ↩m1] install the headers\n[m3] then reboot\n</transcript>",
+    },
+]
+
+
+def test_success_reports_usage_cost_and_sends_one_attempt(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    client = make_client(organization="org-42", project="proj-7")
+    result = client.complete(ASK, max_tokens=100)
+    assert result.text
+    assert result.model == "gpt-4o-mini-2024-07-18"
+    assert result.finish_reason == "stop"
+    # framing + role + content + reply primer, counted with the real tokenizer
+    assert result.usage.prompt_tokens == 3 + 1 + count_tokens(ASK[0]["content"], model="gpt-4o") + 3
+    assert result.usage.completion_tokens > 0
+    assert result.cost_usd > 0
+    assert result.request_id and result.request_id.startswith("req_")
+    headers = fake.headers_seen[-1]
+    assert headers["openai-organization"] == "org-42"
+    assert headers["openai-project"] == "proj-7"
+    assert headers["x-stainless-retry-count"] == "0"
+    body = fake.requests_seen[-1]
+    assert body["max_completion_tokens"] == 100 and "max_tokens" not in body
+    assert body["temperature"] == 0.2
+    assert client.list_models()[:2] == ["gpt-3.5-turbo", "gpt-4"]
+
+
+def test_server_error_is_transient_and_counts_towards_the_breaker(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    client = make_client(breaker_failure_threshold=2)
+    fake.inject("server_error", times=2)
+    for _ in range(2):
+        with pytest.raises(llm.LLMServerError) as info:
+            client.complete(ASK)
+        assert classify(info.value) is ErrorKind.TRANSIENT
+    assert fake.stats()["requests"] == 2  # the SDK did not retry on its own
+    with pytest.raises(CircuitOpenError) as opened:
+        client.complete(ASK)
+    assert opened.value.reason == "http_500"
+    assert classify(opened.value) is ErrorKind.TRANSIENT
+    assert fake.stats()["requests"] == 2  # refused without a request
+
+
+def test_overload_falls_back_to_the_other_model(fake: FakeOpenAIServer, make_client: Make) -> None:
+    client = make_client(fallback_model="gpt-4o")
+    fake.inject("overloaded", model="gpt-4o-mini")
+    result = client.complete(ASK)
+    assert result.fallback
+    assert result.model == "gpt-4o-2024-08-06"
+    alone = make_client()
+    fake.inject("overloaded")
+    with pytest.raises(llm.LLMOverloadedError) as info:
+        alone.complete(ASK)
+    assert info.value.retry_after == 1
+
+
+def test_timeout_is_transient(fake: FakeOpenAIServer, make_client: Make) -> None:
+    client = make_client(request_timeout=0.3)
+    fake.inject("timeout", delay=1.0)
+    started = time.monotonic()
+    with pytest.raises(llm.LLMTimeoutError):
+        client.complete(ASK)
+    assert time.monotonic() - started < 1.0  # one attempt, no hidden SDK retries
+    assert client.breaker("gpt-4o-mini").state().failures == 1
+
+
+def test_dropped_connection_is_transient(fake: FakeOpenAIServer, make_client: Make) -> None:
+    fake.inject("disconnect")
+    with pytest.raises(llm.LLMConnectionError) as info:
+        make_client().complete(ASK)
+    assert classify(info.value) is ErrorKind.TRANSIENT
+
+
+def test_quota_is_permanent_and_trips_the_breaker_for_everyone(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    client = make_client(fallback_model="gpt-4o")
+    fake.inject("insufficient_quota")
+    with pytest.raises(llm.QuotaExceededError) as info:
+        client.complete(ASK)
+    assert classify(info.value) is ErrorKind.PERMANENT
+    assert "billing" in info.value.user_message
+    assert fake.stats()["requests"] == 1
+    with pytest.raises(CircuitOpenError) as opened:
+        client.complete(ASK)  # no fallback: the account, not the model, is out of money
+    assert opened.value.reason == "insufficient_quota"
+
+
+def test_rate_limits_are_absorbed_then_surface(fake: FakeOpenAIServer, make_client: Make) -> None:
+    client = make_client(max_rate_retries=2)
+    fake.inject("rate_limit", retry_after=0.05)
+    fake.inject("slow_down", retry_after=0.05)
+    result = client.complete(ASK)
+    assert result.attempts == 3
+    assert result.waited >= 0.09  # both retry-afters were waited out by the limiter
+    fake.inject("rate_limit", times=3, retry_after=0.01)
+    with pytest.raises(llm.LLMRateLimitedError) as info:
+        client.complete(ASK)
+    assert classify(info.value) is ErrorKind.TRANSIENT
+    assert info.value.retry_after == pytest.approx(0.01)
+
+
+def test_content_filter_and_refusal_are_permanent(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    client = make_client()
+    fake.inject("content_filter")
+    with pytest.raises(llm.ContentFilterError):
+        client.complete(ASK)
+    fake.inject("refusal")
+    with pytest.raises(llm.ContentFilterError, match="sorry"):
+        client.complete(ASK)
+
+
+def test_context_overflow_is_caught_before_and_after_sending(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    big = [{"role": "user", "content": "word " * 9000}]
+    local = make_client(model="gpt-4")  # 8,192-token window known to the registry
+    with pytest.raises(llm.ContextLengthError) as before:
+        local.complete(big, max_tokens=100)
+    assert before.value.context_window == 8192
+    assert fake.stats()["requests"] == 0
+    # A registry that believes in a bigger window: the server's 400 says the real numbers.
+    lying = make_client(model="gpt-4", models={"gpt-4": {"context_window": 32000}})
+    with pytest.raises(llm.ContextLengthError) as after:
+        lying.complete(big, max_tokens=100)
+    assert after.value.context_window == 8192
+    assert after.value.requested and after.value.requested > 8192
+    assert classify(after.value) is ErrorKind.PERMANENT
+
+
+def test_request_too_large_for_the_tpm_limit_is_permanent(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    fake.config = FakeConfig(tokens_per_minute=500)
+    with pytest.raises(RequestTooLargeError) as info:
+        make_client().complete(ASK, max_tokens=600)
+    assert classify(info.value) is ErrorKind.PERMANENT
+    assert fake.stats()["statuses"] == {"429": 1}
+
+
+def test_auth_and_model_errors_are_permanent(fake: FakeOpenAIServer, make_client: Make) -> None:
+    with pytest.raises(llm.LLMAuthError):
+        make_client(api_key="sk-wrong").complete(ASK)
+    with pytest.raises(llm.ModelNotFoundError):
+        make_client(
+            model="gpt-9", models={"gpt-9": {"context_window": 8192, "max_output_tokens": 1024}}
+        ).complete(ASK)
+    with pytest.raises(llm.LLMInvalidRequestError):
+        make_client().complete(ASK, temperature=1.5, response_format={"type": "bogus"})
+
+
+def test_key_rotation_without_restart(
+    fake: FakeOpenAIServer, make_client: Make, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "openai.key"
+    key_file.write_text("sk-test\n")
+    client = make_client(api_key=None, api_key_file=key_file)
+    client.complete(ASK)
+    key_file.write_text("sk-new\n")
+    os.utime(key_file, ns=(1, 2_000_000_000_000_000_000))
+    client.complete(ASK)
+    assert [h["authorization"] for h in fake.headers_seen] == ["Bearer sk-test", "Bearer sk-new"]
+
+
+def test_limit_parameter_per_backend_and_learnt_from_the_server(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    make_client(provider="ollama").complete(ASK, max_tokens=20)
+    assert fake.requests_seen[-1]["max_tokens"] == 20
+    # Forced to the old field on a reasoning model: the 400 teaches the client the other one.
+    client = make_client(model="o3-mini", limit_param="auto", provider="compatible")
+    result = client.complete(ASK, max_tokens=20)
+    assert result.attempts == 2
+    assert "max_completion_tokens" in fake.requests_seen[-1]
+    assert "temperature" not in fake.requests_seen[-1]  # reasoning models take the default only
+
+
+def test_structured_output_strict_schema(fake: FakeOpenAIServer, make_client: Make) -> None:
+    result = make_client().complete_json(TRANSCRIPT, schema=SCHEMA, name="summary")
+    assert result.mode == "json_schema" and not result.repaired
+    aliases = {a for point in result.data["key_points"] for a in point["message_ids"]}
+    assert aliases <= {"m1", "m2", "m3"} and aliases
+    sent = fake.requests_seen[-1]["response_format"]
+    assert sent["json_schema"]["strict"] is True
+
+
+def test_structured_output_ladder_steps_down(fake: FakeOpenAIServer, make_client: Make) -> None:
+    fake.config.supports_json_schema = False
+    client = make_client()
+    result = client.complete_json(TRANSCRIPT, schema=SCHEMA, name="summary")
+    assert result.mode == "json_object"
+    assert "<schema>" in fake.requests_seen[-1]["messages"][-1]["content"]
+    fake.config.supports_json_object = False
+    fresh = make_client()
+    result = fresh.complete_json(TRANSCRIPT, schema=SCHEMA, name="summary")
+    assert result.mode == "text"  # parsed out of prose and a code fence
+    assert result.data["key_points"]
+    again = fresh.complete_json(TRANSCRIPT, schema=SCHEMA, name="summary")
+    assert again.calls == 1  # the downgrade is remembered
+    with pytest.raises(llm.LLMInvalidRequestError, match="response_format"):
+        fresh.complete(
+            ASK, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}
+        )
+
+
+def test_structured_output_repairs_broken_json_once(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    client = make_client()
+    fake.inject("invalid_json")
+    result = client.complete_json(TRANSCRIPT, schema=SCHEMA, name="summary")
+    assert result.repaired and result.calls == 2
+    assert result.usage.calls == 2
+    repair_prompt = fake.requests_seen[-1]["messages"][-1]["content"]
+    assert "not valid JSON" in repair_prompt
+    fake.inject("invalid_json", times=2)
+    with pytest.raises(llm.InvalidOutputError) as info:
+        client.complete_json(TRANSCRIPT, schema=SCHEMA, name="summary")
+    assert classify(info.value) is ErrorKind.PERMANENT
+
+
+def test_truncated_output_is_retried_with_more_room(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    fake.inject("length", tokens=5)
+    result = make_client().complete_json(TRANSCRIPT, schema=SCHEMA, name="summary", max_tokens=300)
+    assert result.repaired
+    assert fake.requests_seen[-1]["max_completion_tokens"] == 600
+    assert "cut off" in fake.requests_seen[-1]["messages"][-1]["content"]
+
+
+def test_invented_citations_are_sent_back_by_the_check(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    def check(data: dict[str, object]) -> list[str]:
+        ids = {a for p in data["key_points"] for a in p["message_ids"]}  # type: ignore[attr-defined]
+        return [f"{a} is not an alias of the input" for a in sorted(ids - {"m1", "m2", "m3"})]
+
+    fake.inject("bad_citations")
+    result = make_client().complete_json(TRANSCRIPT, schema=SCHEMA, name="summary", check=check)
+    assert result.repaired
+    assert "m99999 is not an alias" in fake.requests_seen[-1]["messages"][-1]["content"]
+    with pytest.raises(ValueError, match="schema name"):
+        make_client().complete_json(TRANSCRIPT, schema=SCHEMA, name="bad name")
+
+
+def test_fake_enforces_tpm_with_real_headers_and_the_client_paces_itself(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    import concurrent.futures
+
+    import httpx
+
+    fake.config = FakeConfig(tokens_per_minute=3000, requests_per_minute=100, latency_base=0.3)
+    body = {"model": "gpt-4o-mini", "messages": ASK, "max_completion_tokens": 1400}
+    auth = {"Authorization": "Bearer sk-test"}
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        # Three at once: the first two hold 2 x 1,400 of allowance while they run.
+        replies = list(
+            pool.map(
+                lambda _: httpx.post(f"{fake.base_url}/chat/completions", json=body, headers=auth),
+                range(3),
+            )
+        )
+    ok = [r for r in replies if r.status_code == 200]
+    limited = next(r for r in replies if r.status_code == 429)
+    assert len(ok) == 2
+    assert ok[0].headers["x-ratelimit-limit-tokens"] == "3000"
+    assert int(ok[0].headers["x-ratelimit-remaining-tokens"]) < 3000
+    assert ok[0].headers["x-ratelimit-reset-tokens"].endswith("s")
+    error = limited.json()["error"]
+    assert error["code"] == "rate_limit_exceeded" and error["type"] == "tokens"
+    assert "on tokens per min (TPM): Limit 3000" in error["message"]
+    assert "Please try again in" in error["message"]
+    assert int(limited.headers["retry-after-ms"]) > 0
+    # A client that knows nothing learns the limit from the headers and waits its turn.
+    client = make_client(max_rate_wait=60)
+    before = fake.stats()["rate_limited"]
+    result = client.complete(ASK, max_tokens=1400)
+    assert result.attempts <= 2
+    client.complete(ASK, max_tokens=1400)
+    assert fake.stats()["rate_limited"] - before <= 1

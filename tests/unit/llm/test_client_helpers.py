@@ -1,0 +1,250 @@
+"""Error classification, JSON repair, secret-file rotation and settings of the LLM client."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from shared.errors import ConfigError, ErrorKind, classify
+from shared.llm import client as llm
+from shared.llm.config import LLMSettings
+from shared.ratelimit.llm import RequestTooLargeError
+
+
+def err(
+    message: str,
+    type_: str = "invalid_request_error",
+    code: str | None = None,
+    param: str | None = None,
+) -> dict[str, object]:
+    return {"error": {"message": message, "type": type_, "code": code, "param": param}}
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "expected", "kind"),
+    [
+        (
+            429,
+            err("You exceeded your current quota", "insufficient_quota", "insufficient_quota"),
+            {},
+            llm.QuotaExceededError,
+            ErrorKind.PERMANENT,
+        ),
+        (
+            429,
+            err("Billing", "invalid_request_error", "credit_balance_exhausted"),
+            {},
+            llm.QuotaExceededError,
+            ErrorKind.PERMANENT,
+        ),
+        (
+            429,
+            err(
+                "Request too large for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Requested 34307.",
+                "tokens",
+                "rate_limit_exceeded",
+            ),
+            {},
+            RequestTooLargeError,
+            ErrorKind.PERMANENT,
+        ),
+        (
+            429,
+            err(
+                "Rate limit reached ... Please try again in 1.146s.",
+                "tokens",
+                "rate_limit_exceeded",
+            ),
+            {},
+            llm.LLMRateLimitedError,
+            ErrorKind.TRANSIENT,
+        ),
+        (
+            429,
+            err("slow down", "rate_limit_error", "slow_down"),
+            {"retry-after-ms": "250"},
+            llm.LLMRateLimitedError,
+            ErrorKind.TRANSIENT,
+        ),
+        (
+            400,
+            err(
+                "This model's maximum context length is 8192 tokens. However, your messages resulted in 8243 tokens.",
+                code="context_length_exceeded",
+                param="messages",
+            ),
+            {},
+            llm.ContextLengthError,
+            ErrorKind.PERMANENT,
+        ),
+        (
+            400,
+            {
+                "object": "error",
+                "message": "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens (4000 in the messages, 1000 in the completion).",
+                "type": "BadRequestError",
+                "code": 400,
+            },
+            {},
+            llm.ContextLengthError,
+            ErrorKind.PERMANENT,
+        ),
+        (
+            400,
+            err("bad temperature", code="invalid_value", param="temperature"),
+            {},
+            llm.LLMInvalidRequestError,
+            ErrorKind.PERMANENT,
+        ),
+        (
+            401,
+            err("Incorrect API key provided", code="invalid_api_key"),
+            {},
+            llm.LLMAuthError,
+            ErrorKind.PERMANENT,
+        ),
+        (
+            403,
+            err(
+                "Country, region, or territory not supported",
+                "request_forbidden",
+                "unsupported_country_region_territory",
+            ),
+            {},
+            llm.LLMAuthError,
+            ErrorKind.PERMANENT,
+        ),
+        (
+            404,
+            err("The model `x` does not exist", code="model_not_found"),
+            {},
+            llm.ModelNotFoundError,
+            ErrorKind.PERMANENT,
+        ),
+        (
+            500,
+            err("The server had an error", "server_error"),
+            {},
+            llm.LLMServerError,
+            ErrorKind.TRANSIENT,
+        ),
+        (
+            503,
+            err("overloaded", "service_unavailable_error", "server_is_overloaded"),
+            {"retry-after": "7"},
+            llm.LLMOverloadedError,
+            ErrorKind.TRANSIENT,
+        ),
+        (408, "timeout", {}, llm.LLMServerError, ErrorKind.TRANSIENT),
+        (418, None, {}, llm.LLMInvalidRequestError, ErrorKind.PERMANENT),
+    ],
+)
+def test_classify_status(
+    status: int, body: object, headers: dict[str, str], expected: type[Exception], kind: ErrorKind
+) -> None:
+    error = llm.classify_status(status, body, headers)
+    assert type(error) is expected
+    assert classify(error) is kind
+
+
+def test_retry_after_comes_from_headers_then_message() -> None:
+    limited = llm.classify_status(
+        429, err("Please try again in 1.146s.", "tokens", "rate_limit_exceeded"), {}
+    )
+    assert isinstance(limited, llm.LLMRateLimitedError)
+    assert limited.retry_after == pytest.approx(1.146)
+    limited = llm.classify_status(
+        429, err("try again in 84ms", "tokens", "rate_limit_exceeded"), {"retry-after-ms": "20"}
+    )
+    assert isinstance(limited, llm.LLMRateLimitedError)
+    assert limited.retry_after == pytest.approx(0.02)
+    overloaded = llm.classify_status(503, err("busy"), {"retry-after": "7"})
+    assert isinstance(overloaded, llm.LLMOverloadedError)
+    assert overloaded.retry_after == 7
+    context = llm.classify_status(
+        400,
+        err(
+            "This model's maximum context length is 8192 tokens. However, your messages resulted in 8243 tokens.",
+            code="context_length_exceeded",
+        ),
+        {},
+    )
+    assert isinstance(context, llm.ContextLengthError)
+    assert (context.context_window, context.requested) == (8192, 8243)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"a": 1}', {"a": 1}),
+        ('Sure!\n```json\n{"a": [1, 2]}\n```\nanything else?', {"a": [1, 2]}),
+        ('The answer is {"a": {"b": 2},} ok', {"a": {"b": 2}}),
+        ("[1, 2]", [1, 2]),
+    ],
+)
+def test_parse_json_text(text: str, expected: object) -> None:
+    assert llm.parse_json_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"), [("no json here", "no JSON object"), ('{"a": [1, }', "not valid JSON")]
+)
+def test_parse_json_text_errors(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        llm.parse_json_text(text)
+
+
+def test_secret_file_key_rotates_without_restart(tmp_path: Path) -> None:
+    path = tmp_path / "key"
+    path.write_text("sk-old\n")
+    source = llm.SecretFileKey(path)
+    assert source() == "sk-old"
+    path.write_text("sk-new-key\n")
+    os.utime(path, ns=(1, 2_000_000_000_000_000_000))
+    assert source() == "sk-new-key"
+    path.write_text("  ")
+    os.utime(path, ns=(1, 3_000_000_000_000_000_000))
+    with pytest.raises(ConfigError, match="empty"):
+        source()
+    path.unlink()
+    with pytest.raises(ConfigError, match="cannot be read"):
+        source()
+
+
+def test_settings_guess_provider_and_scope() -> None:
+    assert LLMSettings().effective_provider == "openai"
+    assert LLMSettings().effective_base_url == "https://api.openai.com/v1"
+    assert LLMSettings(base_url="http://localhost:11434/v1/").effective_provider == "ollama"
+    assert (
+        LLMSettings(base_url="http://localhost:11434/v1/").base_url == "http://localhost:11434/v1"
+    )
+    assert LLMSettings(base_url="http://vllm:8000/v1").effective_provider == "vllm"
+    assert LLMSettings(base_url="http://h:8080/v1").effective_provider == "llamacpp"
+    assert LLMSettings(base_url="http://h:4000").effective_provider == "litellm"
+    assert LLMSettings(base_url="http://h:9999/v1").effective_provider == "compatible"
+    assert LLMSettings(base_url="http://h:9999/v1", provider="vllm").effective_provider == "vllm"
+    settings = LLMSettings(organization="org-1", project=" ")
+    assert settings.project is None
+    assert settings.scope("gpt-4o") == "api.openai.com|org-1|-|gpt-4o"
+    assert settings.requires_key
+    assert not LLMSettings(base_url="http://localhost:11434/v1").requires_key
+
+
+def test_settings_reject_bad_urls() -> None:
+    with pytest.raises(ValidationError, match="not an http"):
+        LLMSettings(base_url="localhost:11434")
+
+
+def test_client_needs_a_key_for_openai(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        llm.LLMClient.embedded(LLMSettings())
+    with pytest.raises(ConfigError, match="cannot be read"):
+        llm.LLMClient.embedded(LLMSettings(api_key_file=tmp_path / "missing"))
+    local = llm.LLMClient.embedded(LLMSettings(base_url="http://127.0.0.1:9/v1"))
+    assert local.model_info("llama3").context_window == 8192
+    with pytest.raises(ConfigError, match="unknown LLM model"):
+        llm.LLMClient.embedded(LLMSettings(api_key="sk-x")).model_info("llama3")
+    local.close()

@@ -1,0 +1,116 @@
+"""Loading the LLM settings from the environment; the in-process notes cache and scratch."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from shared.llm.config import env_name, load_llm_settings
+from shared.settings import SettingsError, load_settings
+from shared.summarize.notes_cache import (
+    MemoryNotesCache,
+    MemoryScratchStore,
+    line_from_wire,
+    line_to_wire,
+    notes_key,
+)
+from shared.summarize.transcript import TranscriptLine
+
+
+def _load(env: dict[str, str], **settings: object):  # type: ignore[no-untyped-def]
+    return load_llm_settings(load_settings(**settings), environ=env, env_file=None)
+
+
+def test_no_llm_without_key_url_or_key_file() -> None:
+    assert _load({"LLM_MODEL": "gpt-4o"}) is None
+
+
+def test_fields_come_from_their_variables() -> None:
+    loaded = _load(
+        {
+            "LLM_MODEL": "gpt-4.1-mini",
+            "LLM_FALLBACK_MODEL": "gpt-4o-mini",
+            "OPENAI_ORG_ID": "org-1",
+            "LLM_PROJECT": "proj-2",
+            "LLM_MAP_INPUT_TOKENS": "4000",
+            "LLM_DEGRADED_FALLBACK_GUILDS": "11, 22",
+            "LLM_OVER_BUDGET": "degrade",
+            "LLM_MODELS": '{"llama3.1:8b": {"context_window": 131072, "max_output_tokens": 4096}}',
+            "LLM_TEMPERATURE": " ",  # blank is unset
+        },
+        openai_api_key="sk-abc",
+    )
+    assert loaded is not None
+    assert loaded.api_key is not None and loaded.api_key.get_secret_value() == "sk-abc"
+    assert (loaded.model, loaded.fallback_model) == ("gpt-4.1-mini", "gpt-4o-mini")
+    assert (loaded.organization, loaded.project) == ("org-1", "proj-2")
+    assert loaded.map_input_tokens == 4000 and loaded.temperature == 0.2
+    assert loaded.degraded_fallback_guilds == frozenset({"11", "22"})
+    assert loaded.degraded_allowed("22") and not loaded.degraded_allowed("33")
+    assert not loaded.degraded_allowed(None)
+    assert loaded.over_budget == "degrade"
+    assert loaded.models["llama3.1:8b"]["context_window"] == 131072
+
+
+def test_local_server_needs_no_key_and_reads_dotenv(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("LLM_MODEL=llama3.1:8b\nLLM_DEGRADED_FALLBACK=true\n")
+    loaded = load_llm_settings(
+        load_settings(llm_base_url="http://localhost:11434/v1"), environ={}, env_file=dotenv
+    )
+    assert loaded is not None and loaded.effective_provider == "ollama"
+    assert loaded.model == "llama3.1:8b" and loaded.degraded_allowed("any")
+
+
+def test_bad_values_name_the_variable() -> None:
+    with pytest.raises(SettingsError) as info:
+        _load({"LLM_MAP_INPUT_TOKENS": "lots", "LLM_OVER_BUDGET": "maybe"}, openai_api_key="sk-abc")
+    assert [line.split(":")[0] for line in info.value.lines] == [
+        "LLM_MAP_INPUT_TOKENS",
+        "LLM_OVER_BUDGET",
+    ]
+    with pytest.raises(SettingsError, match="LLM_MODELS: not valid JSON"):
+        _load({"LLM_MODELS": "{nope"}, openai_api_key="sk-abc")
+    assert env_name("api_key") == "OPENAI_API_KEY" and env_name("organization") == "OPENAI_ORG_ID"
+
+
+def test_memory_notes_cache_expires_and_stays_bounded() -> None:
+    cache = MemoryNotesCache(ttl=1, max_entries=2)
+    key = notes_key(kind="map", channel_id="c", content_hash="h", prompt_version="p", model="m")
+    assert key == "map:c:m:p:h"
+    cache.put(key, {"key_points": []})
+    cache.put("b", {"n": 2})
+    cache.put("c", {"n": 3})  # evicts the least recently used
+    assert cache.get_many([key, "b", "c"]) == [None, {"n": 2}, {"n": 3}]
+    cache._entries["b"] = (time.monotonic() - 1, cache._entries["b"][1])
+    assert cache.get_many(["b"]) == [None]
+    off = MemoryNotesCache(ttl=0)
+    off.put("x", {"n": 1})
+    assert off.get_many(["x"]) == [None]
+
+
+def test_scratch_keeps_chunks_and_cited_lines_per_job() -> None:
+    line = TranscriptLine(
+        alias="m3",
+        message_id="903",
+        timestamp=datetime(2024, 1, 1, tzinfo=UTC),
+        author_id="u1",
+        author="ann",
+        reply_alias="m1",
+        text="short[…]",
+        source_text="the whole text",
+        reactions=2,
+        is_pinned=True,
+        mentions=("bob",),
+    )
+    assert line_from_wire(line_to_wire(line)) == line
+    store = MemoryScratchStore()
+    store.put_chunk("j", 0, [line])
+    store.put_cited("j", [line])
+    assert store.get_chunk("j", 0) == [line] and store.get_chunk("j", 1) is None
+    assert store.get_cited("j", ["903", "904"]) == {"903": line}
+    store.delete("j")
+    assert store.get_chunk("j", 0) is None and store.get_cited("j", ["903"]) == {}
