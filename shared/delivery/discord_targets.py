@@ -1,0 +1,196 @@
+"""Send a claimed item to a Discord target: channel, new thread, DM, Discord webhook, followup.
+
+A summary may need several messages.  Each part is sent, then recorded in the item's progress
+(with the lease extended), so a retry resumes after the last recorded part.  Parts created with
+the bot's token carry ``nonce`` + ``enforce_nonce`` (derived from the item id and part number),
+so a part that was created but not yet recorded when a worker died is not posted again either.
+The thread target posts its first part in the channel and starts the thread *from* that message:
+a message has at most one thread, so a retried creation finds the thread instead of making a
+second one.  Discord webhooks and interaction followups accept no nonce; for them the recorded
+progress is the guard (a worker killed between Discord's answer and the progress write can
+repeat that one part).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from pydantic import SecretStr
+
+from shared.crypto import SecretBox
+from shared.delivery.discord_render import render_messages, short_text
+from shared.delivery.events import JOB_FAILED
+from shared.delivery.outbox import Claim, Outcome
+from shared.delivery.targets import (
+    ChannelTarget,
+    DirectMessageTarget,
+    DiscordWebhookTarget,
+    InteractionFollowupTarget,
+    ThreadTarget,
+)
+from shared.discord.client import DiscordClient
+from shared.discord.errors import BadRequest
+from shared.discord.models import AllowedMentions, Embed, Message, MessageEdit
+from shared.discord.objects import WebhookRef
+from shared.errors import ErrorKind, PipelineError, classify
+from shared.summarize.content import SummaryContent
+
+__all__ = ["DISCORD_KINDS", "ProgressSaver", "nonce_prefix", "send_discord"]
+
+DISCORD_KINDS = ("channel", "thread", "dm", "discord_webhook", "followup")
+_THREAD_EXISTS = 160004
+_FAILED_COLOUR = 0xED4245
+
+#: ``saver(progress)`` records progress and extends the lease; False when the lease was lost.
+ProgressSaver = Callable[[dict[str, Any]], bool]
+
+
+class _LeaseLost(PipelineError):
+    """Another worker took the item over; stop without recording anything."""
+
+
+def nonce_prefix(item_id: Any) -> str:
+    """22 characters of the item id: with a 3-digit part number, a 25-character nonce."""
+    return str(getattr(item_id, "hex", item_id)).replace("-", "")[:22]
+
+
+def _messages(claim: Claim) -> list[Message]:
+    prefix = nonce_prefix(claim.id)
+    if claim.event == JOB_FAILED:
+        job = claim.job
+        embed = Embed(
+            title="A summary job failed",
+            description=short_text(job.error or "the job failed", 4000),
+            color=_FAILED_COLOUR,
+            timestamp=job.finished_at,
+        )
+        return [
+            Message(embeds=(embed,), allowed_mentions=AllowedMentions.none(), nonce=f"{prefix}000")
+        ]
+    summary = claim.summary
+    assert summary is not None
+    return render_messages(
+        SummaryContent.model_validate(summary.content),
+        nonce_prefix=prefix,
+        duration_seconds=(summary.created_at - claim.job.created_at).total_seconds(),
+    )
+
+
+def _thread_name(target: ThreadTarget, claim: Claim, now: datetime) -> str:
+    if target.name:
+        return target.name
+    channel = "channel"
+    if claim.summary is not None:
+        channel = str(claim.summary.content.get("coverage", {}).get("channel_name") or channel)
+    return short_text(f"Summary of #{channel} · {now:%Y-%m-%d %H:%M}", 100)
+
+
+def _send_parts(
+    client: DiscordClient,
+    claim: Claim,
+    box: SecretBox,
+    save: ProgressSaver,
+    now: datetime,
+) -> str:
+    """Send every part not yet recorded; returns the remote id (first message, or thread)."""
+    messages = _messages(claim)
+    progress = dict(claim.progress)
+    sent: list[str] = list(progress.get("sent") or [])
+
+    def record(message_id: str, **extra: Any) -> None:
+        sent.append(message_id)
+        progress.update(extra, sent=sent)
+        if not save(progress):
+            raise _LeaseLost("the lease on this delivery was lost mid-send")
+
+    kind = claim.kind
+    if kind == "channel":
+        channel = ChannelTarget.model_validate(claim.params)
+        for index in range(len(sent), len(messages)):
+            record(client.send_message(channel.channel_id, messages[index]).id)
+        return sent[0]
+    if kind == "thread":
+        thread = ThreadTarget.model_validate(claim.params)
+        if not sent:
+            record(client.send_message(thread.channel_id, messages[0]).id)
+        thread_id = progress.get("thread_id")
+        if thread_id is None:
+            try:
+                thread_id = client.create_thread(
+                    thread.channel_id,
+                    _thread_name(thread, claim, now),
+                    message_id=sent[0],
+                    auto_archive_minutes=thread.auto_archive_minutes,
+                ).id
+            except BadRequest as exc:
+                if exc.code != _THREAD_EXISTS:
+                    raise
+                thread_id = sent[0]  # a thread started from a message has the message's id
+            progress["thread_id"] = thread_id
+            if not save(progress):
+                raise _LeaseLost("the lease on this delivery was lost mid-send")
+        for index in range(len(sent), len(messages)):
+            record(client.send_to_thread(str(thread_id), messages[index]).id)
+        return str(thread_id)
+    if kind == "dm":
+        dm = DirectMessageTarget.model_validate(claim.params)
+        for index in range(len(sent), len(messages)):
+            record(client.send_dm(dm.user_id, messages[index]).id)
+        return sent[0]
+    if kind == "discord_webhook":
+        hook = DiscordWebhookTarget.model_validate(claim.params)
+        ref = WebhookRef(id=hook.webhook_id, token=SecretStr(box.decrypt(hook.token_encrypted)))
+        for index in range(len(sent), len(messages)):
+            answer = client.execute_webhook(
+                ref,
+                messages[index],
+                wait=True,
+                thread_id=hook.thread_id,
+                username=hook.username,
+                avatar_url=hook.avatar_url,
+            )
+            record(answer.id if answer is not None else f"part{index}")
+        return sent[0]
+    if kind == "followup":
+        followup = InteractionFollowupTarget.model_validate(claim.params)
+        token = SecretStr(box.decrypt(followup.token_encrypted))
+        if not sent:
+            first = messages[0]
+            edit = MessageEdit(
+                content=None, embeds=first.embeds, allowed_mentions=first.allowed_mentions
+            )
+            record(client.edit_original_response(followup.application_id, token, edit).id)
+        for index in range(len(sent), len(messages)):
+            answer = client.create_followup(
+                followup.application_id, token, messages[index], ephemeral=followup.ephemeral
+            )
+            record(answer.id)
+        return sent[0]
+    raise PipelineError(f"{kind!r} is not a Discord target kind")
+
+
+def send_discord(
+    claim: Claim,
+    *,
+    client: Callable[[], DiscordClient],
+    box: SecretBox,
+    save: ProgressSaver,
+    now: datetime,
+) -> Outcome:
+    """Send the item to its Discord target; Discord's errors become an :class:`Outcome`."""
+    fallback = claim.params.get("fallback")
+    try:
+        remote_id = _send_parts(client(), claim, box, save, now)
+    except _LeaseLost as exc:
+        return Outcome.failure(str(exc), retryable=True, lease_lost=True)
+    except PipelineError as exc:
+        return Outcome.failure(
+            exc.user_message,
+            retryable=classify(exc) is ErrorKind.TRANSIENT,
+            retry_after=getattr(exc, "retry_after", None),
+            status_code=getattr(exc, "status", None),
+            fallback=fallback,
+        )
+    return Outcome.sent(remote_id)

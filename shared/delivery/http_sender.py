@@ -1,0 +1,227 @@
+"""The outbound HTTP client of webhooks: connects only to vetted addresses, never redirects.
+
+:class:`VettingBackend` is an ``httpcore`` network backend: when the pool needs a connection to
+``host:port`` it resolves the name *once*, refuses unless every address is public
+(:func:`shared.delivery.ssrf.vet_addresses`), and opens the socket to one of exactly those
+addresses.  TLS is then negotiated by ``httpcore`` with the host *name* as SNI and as the name the
+certificate must match.  Pooled connections are keyed by (scheme, host name, port), so a
+connection opened for one host name is never reused for another.
+
+No redirect is ever followed (``httpcore`` has no such feature) and no proxy environment variable
+is read, so nothing can silently route a request around the guard.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import certifi
+import httpcore
+
+from shared.delivery.ssrf import (
+    EgressPolicy,
+    Resolver,
+    WebhookUrl,
+    system_resolver,
+    vet_addresses,
+)
+from shared.errors import TransientError
+
+__all__ = [
+    "EXCERPT_BYTES",
+    "HttpResult",
+    "VettingBackend",
+    "WebhookHttpClient",
+    "WebhookTransportError",
+    "default_ssl_context",
+]
+
+#: How much of a response body is kept for the attempt log.
+EXCERPT_BYTES = 1024
+_CONNECT_TIMEOUT = 5.0
+
+
+class WebhookTransportError(TransientError):
+    """The request did not complete: connection refused or reset, TLS failure, timeout."""
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """Certificate and host name verification against the Mozilla CA bundle (``certifi``)."""
+    context = ssl.create_default_context(cafile=certifi.where())
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+class VettingBackend(httpcore.NetworkBackend):
+    """Resolve once, vet every address, connect to a vetted address (see module docstring)."""
+
+    def __init__(
+        self,
+        policy: EgressPolicy,
+        resolver: Resolver = system_resolver,
+        inner: httpcore.NetworkBackend | None = None,
+    ) -> None:
+        self._policy = policy
+        self._resolver = resolver
+        self._inner = inner or httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        """Connect to the first reachable vetted address of ``host``."""
+        addresses = vet_addresses(host, port, policy=self._policy, resolver=self._resolver)
+        error: Exception | None = None
+        for address in addresses:
+            try:
+                return self._inner.connect_tcp(
+                    str(address),
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ARG002 - the backend's signature
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,  # noqa: ARG002
+    ) -> httpcore.NetworkStream:
+        """Refused: webhooks never go to local sockets."""
+        raise httpcore.ConnectError(f"unix sockets are not webhook targets ({path})")
+
+    def sleep(self, seconds: float) -> None:
+        """Delegate to the wrapped backend."""
+        self._inner.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    """What came back: status, headers (lower-case names), a short body excerpt, time taken."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    excerpt: str = ""
+    elapsed_ms: float = 0.0
+
+
+def _timeouts(total: float) -> dict[str, float]:
+    return {
+        "connect": min(_CONNECT_TIMEOUT, total),
+        "read": total,
+        "write": total,
+        "pool": total,
+    }
+
+
+class WebhookHttpClient:
+    """A pool of guarded HTTP/1.1 connections; thread-safe, one per process.
+
+    ``ssl_context`` defaults to :func:`default_ssl_context`; tests pass one that trusts their
+    own CA.  ``resolver`` defaults to the system resolver; tests inject one, and may wrap the
+    socket layer (``connector``) to observe every connection attempt.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: EgressPolicy,
+        resolver: Resolver = system_resolver,
+        ssl_context: ssl.SSLContext | None = None,
+        max_connections: int = 64,
+        keepalive_expiry: float = 30.0,
+        user_agent: str = "SummaryBot-Webhooks/1",
+        connector: httpcore.NetworkBackend | None = None,
+    ) -> None:
+        self.policy = policy
+        self.user_agent = user_agent
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context or default_ssl_context(),
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=keepalive_expiry,
+            http1=True,
+            http2=False,
+            retries=0,
+            network_backend=VettingBackend(policy, resolver, connector),
+        )
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._pool.close()
+
+    def post(
+        self,
+        url: WebhookUrl,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        timeout: float,
+    ) -> HttpResult:
+        """POST ``body`` to ``url`` within ``timeout`` seconds; any status is returned as is.
+
+        Raises :class:`~shared.delivery.ssrf.AddressRefused` (nothing was sent),
+        :class:`~shared.delivery.ssrf.NameResolutionError`, or
+        :class:`WebhookTransportError` when no complete response arrived in time.
+        """
+        deadline = time.monotonic() + timeout
+        request_headers = [
+            (b"Host", url.host_header.encode("ascii")),
+            (b"User-Agent", self.user_agent.encode("ascii")),
+            (b"Content-Type", b"application/json"),
+            (b"Content-Length", str(len(body)).encode("ascii")),
+            *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()),
+        ]
+        target = httpcore.URL(
+            scheme=url.scheme.encode("ascii"),
+            host=url.host.encode("ascii"),
+            port=url.port,
+            target=url.target.encode("ascii"),
+        )
+        started = time.perf_counter()
+        try:
+            with self._pool.stream(
+                "POST",
+                target,
+                headers=request_headers,
+                content=body,
+                extensions={"timeout": _timeouts(timeout)},
+            ) as response:
+                excerpt = bytearray()
+                for chunk in response.iter_stream():
+                    excerpt += chunk
+                    if len(excerpt) >= EXCERPT_BYTES or time.monotonic() > deadline:
+                        break
+                status = response.status
+                response_headers = {
+                    k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers
+                }
+        except httpcore.TimeoutException as exc:
+            raise WebhookTransportError(
+                f"no response from {url.host} within {timeout:g} s ({type(exc).__name__})",
+                user_message=f"the webhook at {url.host} did not answer within {timeout:g} s",
+            ) from None
+        except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
+            raise WebhookTransportError(
+                f"request to {url.host} failed: {type(exc).__name__}: {exc}",
+                user_message=f"the webhook at {url.host} could not be reached ({exc})",
+            ) from None
+        elapsed = (time.perf_counter() - started) * 1000
+        return HttpResult(
+            status=status,
+            headers=response_headers,
+            excerpt=bytes(excerpt[:EXCERPT_BYTES]).decode("utf-8", "replace"),
+            elapsed_ms=elapsed,
+        )

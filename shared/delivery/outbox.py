@@ -1,0 +1,541 @@
+"""The outbox state machine shared by summary deliveries and job notifications.
+
+An item (a ``deliveries`` row, or a ``job_notifications`` row) is *claimed* with a lease
+(``pending → sending``), sent by whoever knows its target kind, and the :class:`Outcome` is
+*recorded* in one transaction together with its attempt-log row, the retry schedule, the webhook
+endpoint's health and any fallback item:
+
+- success → ``sent``;
+- a retryable failure → back to ``pending`` with ``next_attempt_at`` from the retry schedule
+  (with jitter; a server's ``Retry-After`` is a floor), until the schedule is exhausted;
+- a permanent failure, an exhausted schedule, or a dead endpoint → ``failed``, and the target's
+  fallback (if configured and this item is not itself a fallback) is created as a new item with
+  ``fallback_of`` pointing here.
+
+A copy of a task that finds the item sent, failed, leased by a live worker, or not yet due does
+nothing: the item's row decides, so a task that runs twice has its effect once.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import structlog
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from schema.models.delivery_log import (
+    AttemptOutcome,
+    DeliveryAttempt,
+    DeliverySchedule,
+    JobNotification,
+)
+from schema.models.jobs import Delivery, DeliveryStatus, Job
+from schema.models.tenancy import WebhookEndpoint
+from shared.delivery.events import SUMMARY_COMPLETED
+from shared.jobs import Destination
+
+__all__ = [
+    "DONE",
+    "MAX_RETRY_AFTER",
+    "Claim",
+    "ItemKind",
+    "JobSnapshot",
+    "Outcome",
+    "RecordResult",
+    "RetryRules",
+    "Skip",
+    "SummarySnapshot",
+    "claim_item",
+    "next_delay",
+    "parse_destination",
+    "record_outcome",
+    "save_progress",
+]
+
+log = structlog.get_logger(__name__)
+
+DONE = (DeliveryStatus.SENT.value, DeliveryStatus.FAILED.value)
+#: The longest ``Retry-After`` honoured; a server asking for more gets this.
+MAX_RETRY_AFTER = 86400.0
+# A task published with a countdown may start a moment before the row's due time.
+_DUE_SLACK = timedelta(milliseconds=200)
+
+ItemKind = Literal["delivery", "notification"]
+_destinations: TypeAdapter[Any] = TypeAdapter(Destination)
+
+
+def parse_destination(data: dict[str, Any]) -> Any:
+    """A stored target (``params`` of an item, or an endpoint's ``fallback``) as its model."""
+    return _destinations.validate_python(data)
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """What sending needs to know about the job."""
+
+    id: uuid.UUID
+    origin: str
+    status: str
+    guild_id: str | None
+    channel_id: str | None
+    requested_by: str | None
+    error: str | None
+    params: dict[str, Any]
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SummarySnapshot:
+    """The stored summary a delivery sends."""
+
+    id: uuid.UUID
+    content: dict[str, Any]
+    created_at: datetime
+    model: str | None
+    prompt_version: str
+    language: str | None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An item this worker holds the lease of, with everything needed to send it."""
+
+    item: ItemKind
+    id: uuid.UUID
+    kind: str
+    target: str
+    params: dict[str, Any]
+    event: str
+    attempt: int
+    failures: int
+    fallback_of: uuid.UUID | None
+    job: JobSnapshot
+    summary: SummarySnapshot | None
+    progress: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Nothing to do now, and why (``missing``, ``done``, ``leased``, ``not_due``)."""
+
+    reason: str
+    job_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one send ended.  ``retryable`` failures go back on the schedule."""
+
+    ok: bool
+    remote_id: str | None = None
+    skipped: bool = False
+    error: str | None = None
+    retryable: bool = False
+    retry_after: float | None = None
+    status_code: int | None = None
+    excerpt: str | None = None
+    duration_ms: float = 0.0
+    endpoint_id: uuid.UUID | None = None
+    disable_endpoint: str | None = None
+    fallback: dict[str, Any] | None = None
+    lease_lost: bool = False
+
+    @classmethod
+    def sent(cls, remote_id: str | None, **kw: Any) -> Outcome:
+        """A success."""
+        return cls(ok=True, remote_id=remote_id, **kw)
+
+    @classmethod
+    def failure(cls, error: str, *, retryable: bool, **kw: Any) -> Outcome:
+        """A failure; ``retryable`` decides between the schedule and ``failed``."""
+        return cls(ok=False, error=error, retryable=retryable, **kw)
+
+
+@dataclass(frozen=True)
+class RetryRules:
+    """The retry schedule and the endpoint health rules, from the delivery settings."""
+
+    schedule: Sequence[float]
+    jitter: float
+    disable_after: timedelta
+    rng: random.Random = field(default_factory=random.Random)
+
+
+@dataclass
+class RecordResult:
+    """What :func:`record_outcome` decided."""
+
+    status: str
+    retry_at: datetime | None = None
+    retry_in: float | None = None
+    failures: int = 0
+    fallbacks: list[tuple[ItemKind, uuid.UUID]] = field(default_factory=list)
+    endpoint_disabled: str | None = None
+
+
+def next_delay(
+    failures: int,
+    schedule: Sequence[float],
+    *,
+    jitter: float,
+    rng: random.Random,
+    retry_after: float | None = None,
+) -> float | None:
+    """Seconds to wait after the ``failures``-th failure, or None when retries are exhausted."""
+    if failures < 1 or failures > len(schedule):
+        return None
+    delay = schedule[failures - 1] * rng.uniform(1 - jitter, 1 + jitter)
+    if retry_after is not None:
+        delay = max(delay, min(max(retry_after, 0.0), MAX_RETRY_AFTER))
+    return delay
+
+
+# --- claiming -----------------------------------------------------------------------------------
+
+
+def _job_snapshot(job: Job) -> JobSnapshot:
+    return JobSnapshot(
+        id=job.id,
+        origin=job.origin,
+        status=job.status,
+        guild_id=job.guild_id,
+        channel_id=job.channel_id,
+        requested_by=job.requested_by,
+        error=job.error,
+        params=dict(job.params),
+        created_at=job.created_at,
+        finished_at=job.finished_at,
+    )
+
+
+def _lease_problem(
+    status: str, lease_until: datetime | None, due: datetime | None, now: datetime
+) -> str | None:
+    if status in DONE:
+        return "done"
+    if status == DeliveryStatus.SENDING.value and lease_until is not None and lease_until > now:
+        return "leased"
+    if status == DeliveryStatus.PENDING.value and due is not None and due > now + _DUE_SLACK:
+        return "not_due"
+    return None
+
+
+def _claim_delivery(
+    session: Session, row: Delivery, *, now: datetime, lease: timedelta
+) -> Claim | Skip:
+    summary = row.summary
+    job = summary.job
+    schedule = session.get(DeliverySchedule, row.id, with_for_update=True)
+    problem = _lease_problem(
+        row.status, row.lease_until, schedule.next_attempt_at if schedule else None, now
+    )
+    if problem is not None:
+        return Skip(problem, job.id)
+    row.status = DeliveryStatus.SENDING.value
+    row.lease_until = now + lease
+    row.attempts += 1
+    return Claim(
+        item="delivery",
+        id=row.id,
+        kind=row.kind,
+        target=row.target,
+        params=dict(row.params),
+        event=SUMMARY_COMPLETED,
+        attempt=row.attempts,
+        failures=schedule.failures if schedule else 0,
+        fallback_of=row.fallback_of,
+        progress=dict(schedule.progress or {}) if schedule else {},
+        job=_job_snapshot(job),
+        summary=SummarySnapshot(
+            id=summary.id,
+            content=dict(summary.content),
+            created_at=summary.created_at,
+            model=summary.model,
+            prompt_version=summary.prompt_version,
+            language=summary.language,
+        ),
+    )
+
+
+def _claim_notification(
+    session: Session, row: JobNotification, *, now: datetime, lease: timedelta
+) -> Claim | Skip:
+    job = session.get(Job, row.job_id)
+    assert job is not None  # the foreign key cascades
+    problem = _lease_problem(row.status, row.lease_until, row.next_attempt_at, now)
+    if problem is not None:
+        return Skip(problem, job.id)
+    row.status = DeliveryStatus.SENDING.value
+    row.lease_until = now + lease
+    row.attempts += 1
+    return Claim(
+        item="notification",
+        id=row.id,
+        kind=row.kind,
+        target=row.target,
+        params=dict(row.params),
+        event=row.event,
+        attempt=row.attempts,
+        failures=row.failures,
+        fallback_of=row.fallback_of,
+        progress=dict(row.progress or {}),
+        job=_job_snapshot(job),
+        summary=None,
+    )
+
+
+def claim_item(
+    session_factory: sessionmaker[Session],
+    item_id: uuid.UUID,
+    *,
+    now: datetime,
+    lease: timedelta,
+) -> Claim | Skip:
+    """Lease the delivery or notification ``item_id`` to this worker, or say why not."""
+    with session_factory() as session, session.begin():
+        delivery = session.get(Delivery, item_id, with_for_update=True)
+        if delivery is not None:
+            return _claim_delivery(session, delivery, now=now, lease=lease)
+        notification = session.get(JobNotification, item_id, with_for_update=True)
+        if notification is not None:
+            return _claim_notification(session, notification, now=now, lease=lease)
+    return Skip("missing")
+
+
+def save_progress(
+    session_factory: sessionmaker[Session],
+    claim: Claim,
+    progress: dict[str, Any],
+    *,
+    now: datetime,
+    lease: timedelta,
+) -> bool:
+    """Record how far a multi-part send got, and extend the lease; False if the lease was lost."""
+    with session_factory() as session, session.begin():
+        row = _lock_item(session, claim)
+        if row is None or row.status != DeliveryStatus.SENDING.value:
+            return False
+        if row.attempts != claim.attempt:
+            return False
+        row.lease_until = now + lease
+        if isinstance(row, Delivery):
+            schedule = session.get(DeliverySchedule, row.id, with_for_update=True)
+            if schedule is None:
+                schedule = DeliverySchedule(delivery_id=row.id, failures=0)
+                session.add(schedule)
+            schedule.progress = dict(progress)
+        else:
+            row.progress = dict(progress)
+    return True
+
+
+# --- recording ----------------------------------------------------------------------------------
+
+
+def _fallback_target(claim: Claim, outcome: Outcome) -> tuple[str, str, dict[str, Any]] | None:
+    """(key, kind, params) of the fallback to create, if any and if valid."""
+    if claim.fallback_of is not None or not outcome.fallback:
+        return None
+    try:
+        target = parse_destination(outcome.fallback)
+    except ValidationError as exc:
+        log.error("deliver.fallback_invalid", error=str(exc).splitlines()[0], target=claim.target)
+        return None
+    return str(target.key), str(target.kind), target.model_dump(mode="json")
+
+
+def _add_fallback(
+    session: Session, claim: Claim, spec: tuple[str, str, dict[str, Any]], now: datetime
+) -> tuple[ItemKind, uuid.UUID] | None:
+    key, kind, params = spec
+    new_id = uuid.uuid4()
+    row: Delivery | JobNotification
+    if claim.item == "delivery":
+        assert claim.summary is not None
+        row = Delivery(
+            id=new_id,
+            summary_id=claim.summary.id,
+            target=key,
+            kind=kind,
+            params=params,
+            status=DeliveryStatus.PENDING.value,
+            attempts=0,
+            fallback_of=claim.id,
+            created_at=now,
+        )
+    else:
+        row = JobNotification(
+            id=new_id,
+            job_id=claim.job.id,
+            event=claim.event,
+            target=key,
+            kind=kind,
+            params=params,
+            status=DeliveryStatus.PENDING.value,
+            attempts=0,
+            failures=0,
+            fallback_of=claim.id,
+            next_attempt_at=now,
+            redriven_at=now,
+            created_at=now,
+        )
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        # The fallback target already receives this summary (or event): nothing to add.
+        log.info("deliver.fallback_exists", target=key)
+        return None
+    log.warning("deliver.fallback", target=claim.target, fallback=key)
+    return claim.item, new_id
+
+
+def _endpoint_health(
+    session: Session, outcome: Outcome, *, now: datetime, rules: RetryRules
+) -> str | None:
+    """Update the endpoint's failure clock; return why it was disabled now, if it was."""
+    if outcome.endpoint_id is None:
+        return None
+    endpoint = session.get(WebhookEndpoint, outcome.endpoint_id, with_for_update=True)
+    if endpoint is None:
+        return None
+    if outcome.ok:
+        if endpoint.failing_since is not None:
+            endpoint.failing_since = None
+        return None
+    if not endpoint.enabled:
+        return None
+    endpoint.failing_since = endpoint.failing_since or now
+    reason = outcome.disable_endpoint
+    if reason is None and now - endpoint.failing_since >= rules.disable_after:
+        days = (now - endpoint.failing_since).total_seconds() / 86400
+        reason = (
+            f"every delivery failed for {days:.1f} days (since "
+            f"{endpoint.failing_since:%Y-%m-%d %H:%M} UTC); last error: {outcome.error}"
+        )
+    if reason is None:
+        return None
+    endpoint.enabled = False
+    endpoint.disabled_reason = reason
+    endpoint.updated_at = now
+    # The notice operators and the guild's admins see (the row keeps it for the API/CLI too).
+    log.error(
+        "webhook.endpoint_disabled",
+        endpoint_id=str(endpoint.id),
+        guild_id=endpoint.guild_id,
+        reason=reason,
+    )
+    return reason
+
+
+def _lock_item(session: Session, claim: Claim) -> Delivery | JobNotification | None:
+    if claim.item == "delivery":
+        return session.get(Delivery, claim.id, with_for_update=True)
+    return session.get(JobNotification, claim.id, with_for_update=True)
+
+
+def record_outcome(
+    session_factory: sessionmaker[Session],
+    claim: Claim,
+    outcome: Outcome,
+    *,
+    now: datetime,
+    started_at: datetime,
+    rules: RetryRules,
+) -> RecordResult:
+    """Write the attempt log and the item's next state (see module docstring)."""
+    with session_factory() as session, session.begin():
+        row = _lock_item(session, claim)
+        attempt = DeliveryAttempt(
+            delivery_id=claim.id if claim.item == "delivery" else None,
+            notification_id=claim.id if claim.item == "notification" else None,
+            number=claim.attempt,
+            target=claim.target,
+            endpoint_id=outcome.endpoint_id,
+            started_at=started_at,
+            duration_ms=round(outcome.duration_ms),
+            status_code=outcome.status_code,
+            error=outcome.error,
+            response_excerpt=outcome.excerpt,
+        )
+        if row is None or row.status in DONE or outcome.lease_lost:
+            # The item ended meanwhile (its lease ran out and another worker finished it).
+            attempt.outcome = (
+                AttemptOutcome.SKIPPED.value if outcome.ok else AttemptOutcome.FAILED.value
+            )
+            session.add(attempt)
+            return RecordResult(status=row.status if row is not None else "missing")
+        disabled = _endpoint_health(session, outcome, now=now, rules=rules)
+        schedule: DeliverySchedule | JobNotification
+        if isinstance(row, Delivery):
+            found = session.get(DeliverySchedule, row.id, with_for_update=True)
+            schedule = found or DeliverySchedule(delivery_id=row.id, failures=0)
+            if found is None and not outcome.ok:
+                session.add(schedule)
+        else:
+            schedule = row
+        row.lease_until = None
+        if outcome.ok:
+            row.status = DeliveryStatus.SENT.value
+            row.remote_id = outcome.remote_id
+            row.sent_at = now
+            row.last_error = None
+            schedule.next_attempt_at = None
+            attempt.outcome = (
+                AttemptOutcome.SKIPPED.value if outcome.skipped else AttemptOutcome.SENT.value
+            )
+            session.add(attempt)
+            return RecordResult(status=row.status, endpoint_disabled=disabled)
+        failures = (schedule.failures or 0) + 1
+        schedule.failures = failures
+        schedule.first_failure_at = schedule.first_failure_at or now
+        delay = None
+        if outcome.retryable and disabled is None:
+            delay = next_delay(
+                failures,
+                rules.schedule,
+                jitter=rules.jitter,
+                rng=rules.rng,
+                retry_after=outcome.retry_after,
+            )
+        if delay is not None:
+            retry_at = now + timedelta(seconds=delay)
+            row.status = DeliveryStatus.PENDING.value
+            row.last_error = outcome.error
+            schedule.next_attempt_at = retry_at
+            schedule.redriven_at = None
+            attempt.outcome = AttemptOutcome.RETRY.value
+            attempt.next_attempt_at = retry_at
+            session.add(attempt)
+            return RecordResult(
+                status=row.status,
+                retry_at=retry_at,
+                retry_in=delay,
+                failures=failures,
+                endpoint_disabled=disabled,
+            )
+        reason = outcome.error or "delivery failed"
+        if disabled is not None:
+            reason = f"{reason} (the endpoint is now disabled: {disabled})"
+        elif outcome.retryable:
+            reason = f"{reason} (gave up after {failures} failed attempts)"
+        row.status = DeliveryStatus.FAILED.value
+        row.last_error = reason
+        schedule.next_attempt_at = None
+        attempt.outcome = AttemptOutcome.FAILED.value
+        session.add(attempt)
+        result = RecordResult(status=row.status, failures=failures, endpoint_disabled=disabled)
+        spec = _fallback_target(claim, outcome)
+        if spec is not None:
+            added = _add_fallback(session, claim, spec, now)
+            if added is not None:
+                result.fallbacks.append(added)
+        return result

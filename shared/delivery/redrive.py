@@ -1,0 +1,192 @@
+"""The ``redrive_deliveries`` sweep: re-enqueue outbox items that are due, or whose worker died.
+
+Run by beat every few seconds.  Each pass, in short transactions with ``FOR UPDATE SKIP LOCKED``
+(so two sweeps never pick the same row):
+
+1. items leased by a worker whose lease has run out (it was killed mid-send) go back to
+   ``pending``, due now;
+2. ``pending`` items whose ``next_attempt_at`` has come are enqueued, and marked
+   ``redriven_at`` so the next pass does not enqueue them again while they wait in the queue
+   (after ``DELIVERY_REDRIVE_GRACE_SECONDS`` they are enqueued again, in case that message was
+   lost with Redis);
+3. recently failed jobs with webhook destinations get their ``job.failed`` notifications;
+4. jobs still ``delivering`` although every delivery has ended (the worker that recorded the last
+   one died before it could end the job) are ended.
+
+Enqueuing an item twice is harmless: the claim lets one copy through.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import exists, or_, select
+from sqlalchemy.orm import Session
+
+from schema.models.delivery_log import DeliverySchedule, JobNotification
+from schema.models.jobs import Delivery, DeliveryStatus, Job, JobStatus, Summary
+from shared.delivery.config import DeliverySettings
+from shared.delivery.notifications import failed_jobs_to_notify
+from shared.jobs import DELIVER
+from shared.pipeline.deliver import finish_job
+from shared.pipeline.services import Services
+
+__all__ = ["RedriveReport", "redrive_deliveries"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RedriveReport:
+    """What one pass did."""
+
+    expired_leases: int
+    enqueued: int
+    job_failed_created: int
+    jobs_finished: int = 0
+
+
+def _expired_deliveries(
+    session: Session, now: datetime, batch: int
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    rows = session.execute(
+        select(Delivery, Summary.job_id)
+        .join(Summary, Summary.id == Delivery.summary_id)
+        .where(Delivery.status == DeliveryStatus.SENDING.value, Delivery.lease_until < now)
+        .limit(batch)
+        .with_for_update(skip_locked=True, of=Delivery)
+    ).all()
+    found = []
+    for delivery, job_id in rows:
+        delivery.status = DeliveryStatus.PENDING.value
+        delivery.lease_until = None
+        delivery.last_error = "the worker sending it stopped (lease expired)"
+        schedule = session.get(DeliverySchedule, delivery.id)
+        if schedule is None:
+            schedule = DeliverySchedule(delivery_id=delivery.id, failures=0)
+            session.add(schedule)
+        schedule.next_attempt_at = now
+        schedule.redriven_at = now
+        found.append((job_id, delivery.id))
+    return found
+
+
+def _due_deliveries(
+    session: Session, now: datetime, grace: timedelta, batch: int
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    rows = session.execute(
+        select(DeliverySchedule, Summary.job_id)
+        .join(Delivery, Delivery.id == DeliverySchedule.delivery_id)
+        .join(Summary, Summary.id == Delivery.summary_id)
+        .where(
+            Delivery.status == DeliveryStatus.PENDING.value,
+            DeliverySchedule.next_attempt_at <= now,
+            or_(
+                DeliverySchedule.redriven_at.is_(None),
+                DeliverySchedule.redriven_at < now - grace,
+            ),
+        )
+        .order_by(DeliverySchedule.next_attempt_at)
+        .limit(batch)
+        .with_for_update(skip_locked=True, of=DeliverySchedule)
+    ).all()
+    for schedule, _ in rows:
+        schedule.redriven_at = now
+    return [(job_id, schedule.delivery_id) for schedule, job_id in rows]
+
+
+def _notifications(
+    session: Session, now: datetime, grace: timedelta, batch: int
+) -> tuple[list[tuple[uuid.UUID, uuid.UUID]], int]:
+    expired = session.scalars(
+        select(JobNotification)
+        .where(
+            JobNotification.status == DeliveryStatus.SENDING.value,
+            JobNotification.lease_until < now,
+        )
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for row in expired:
+        row.status = DeliveryStatus.PENDING.value
+        row.lease_until = None
+        row.next_attempt_at = now
+        row.redriven_at = None
+    due = session.scalars(
+        select(JobNotification)
+        .where(
+            JobNotification.status == DeliveryStatus.PENDING.value,
+            JobNotification.next_attempt_at <= now,
+            or_(
+                JobNotification.redriven_at.is_(None),
+                JobNotification.redriven_at < now - grace,
+            ),
+        )
+        .order_by(JobNotification.next_attempt_at)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for row in due:
+        row.redriven_at = now
+    return [(row.job_id, row.id) for row in due], len(expired)
+
+
+def _finished_jobs(session: Session, batch: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    active = exists().where(
+        Delivery.summary_id == Summary.id,
+        Delivery.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value]),
+    )
+    rows = session.execute(
+        select(Job.id, Summary.id)
+        .join(Summary, Summary.job_id == Job.id)
+        .where(Job.status == JobStatus.DELIVERING.value, ~active)
+        .limit(batch)
+    ).all()
+    return [(job_id, summary_id) for job_id, summary_id in rows]
+
+
+def redrive_deliveries(
+    services: Services,
+    settings: DeliverySettings,
+    *,
+    batch: int = 500,
+) -> RedriveReport:
+    """One pass of the sweep (see module docstring); returns what it enqueued."""
+    now = services.clock()
+    grace = timedelta(seconds=settings.delivery_redrive_grace_seconds)
+    with services.session_factory() as session, session.begin():
+        expired = _expired_deliveries(session, now, batch)
+    with services.session_factory() as session, session.begin():
+        due = _due_deliveries(session, now, grace, batch)
+    with services.session_factory() as session, session.begin():
+        notes, expired_notes = _notifications(session, now, grace, batch)
+    created = failed_jobs_to_notify(
+        services.session_factory,
+        now=now,
+        lookback=timedelta(hours=settings.job_failed_lookback_hours),
+    )
+    with services.session_factory() as session:
+        ended = _finished_jobs(session, batch)
+    for job_id, summary_id in ended:
+        finish_job(services, summary_id, job_id)
+    items = list(dict.fromkeys([*expired, *due, *notes, *created]))
+    for job_id, item_id in items:
+        services.enqueuer.enqueue(DELIVER, str(job_id), str(item_id))
+    report = RedriveReport(
+        expired_leases=len(expired) + expired_notes,
+        enqueued=len(items),
+        job_failed_created=len(created),
+        jobs_finished=len(ended),
+    )
+    if report.enqueued or report.jobs_finished:
+        log.info(
+            "delivery.redrive",
+            expired_leases=report.expired_leases,
+            enqueued=report.enqueued,
+            job_failed=report.job_failed_created,
+            jobs_finished=report.jobs_finished,
+        )
+    return report

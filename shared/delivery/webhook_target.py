@@ -1,0 +1,248 @@
+"""Send one claimed item to an HTTP webhook endpoint and say how it went.
+
+The endpoint row gives the URL, the signing secrets (current, plus previous ones until they
+expire) and the optional auth, all decrypted only here, only for the request.  The event body is
+encoded once and exactly those bytes are signed and posted; the ``webhook-id`` comes from the
+item id, so every retry of the same item carries the same id.  Only a 2xx is a success; 410
+disables the endpoint; a 3xx is a failure (redirects are never followed); every other answer or
+transport error is retried on the schedule, no sooner than a ``Retry-After`` asks.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from schema.models.tenancy import WebhookAuthKind, WebhookEndpoint
+from shared.crypto import SecretBox
+from shared.delivery.events import (
+    JOB_FAILED,
+    SUMMARY_COMPLETED,
+    JobFailedEvent,
+    SummaryCompletedEvent,
+    encode_event,
+    job_failed_event,
+    summary_completed_event,
+)
+from shared.delivery.http_sender import WebhookHttpClient
+from shared.delivery.outbox import Claim, Outcome
+from shared.delivery.ssrf import parse_webhook_url
+from shared.delivery.targets import WebhookTarget
+from shared.delivery.webhooks import signed_headers, webhook_id_for
+from shared.errors import ConfigError, PipelineError, TransientError
+from shared.summarize.content import SummaryContent
+
+__all__ = [
+    "RESERVED_HEADERS",
+    "auth_header",
+    "build_event",
+    "endpoint_secrets",
+    "parse_retry_after",
+    "send_webhook",
+]
+
+#: Headers a custom auth header may not replace.
+RESERVED_HEADERS = frozenset(
+    {
+        "host",
+        "content-type",
+        "content-length",
+        "user-agent",
+        "transfer-encoding",
+        "connection",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+    }
+)
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
+
+
+def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), if valid."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def endpoint_secrets(endpoint: WebhookEndpoint, box: SecretBox, *, now: datetime) -> list[str]:
+    """The secrets to sign with: the current one, then previous ones not yet expired."""
+    secrets = [box.decrypt(endpoint.secret_encrypted)]
+    for previous in endpoint.previous_secrets or []:
+        expires = previous.get("expires_at")
+        try:
+            until = datetime.fromisoformat(str(expires)) if expires else None
+        except ValueError:
+            until = None
+        if until is not None and until.tzinfo is None:
+            until = until.replace(tzinfo=UTC)
+        if until is not None and until > now and previous.get("secret_encrypted"):
+            secrets.append(box.decrypt(str(previous["secret_encrypted"])))
+    return secrets
+
+
+def auth_header(endpoint: WebhookEndpoint, box: SecretBox) -> dict[str, str]:
+    """The extra auth header of ``endpoint`` (bearer, basic or custom), decrypted."""
+    kind = endpoint.auth_kind
+    if kind == WebhookAuthKind.NONE.value or endpoint.auth_encrypted is None:
+        return {}
+    secret = box.decrypt(endpoint.auth_encrypted)
+    if kind == WebhookAuthKind.BEARER.value:
+        return {"Authorization": f"Bearer {secret}"}
+    if kind == WebhookAuthKind.BASIC.value:
+        if ":" not in secret:
+            raise ConfigError(
+                f"webhook endpoint {endpoint.id}: basic auth must be stored as user:password"
+            )
+        return {"Authorization": "Basic " + base64.b64encode(secret.encode()).decode()}
+    name, sep, value = secret.partition(":")
+    name, value = name.strip(), value.strip()
+    if not sep or not _HEADER_NAME.match(name) or name.lower() in RESERVED_HEADERS:
+        raise ConfigError(
+            f"webhook endpoint {endpoint.id}: the custom auth header must be 'Name: value' "
+            f"with a header name other than {', '.join(sorted(RESERVED_HEADERS))}"
+        )
+    if any(c in value for c in "\r\n"):
+        raise ConfigError(f"webhook endpoint {endpoint.id}: the custom header value has a newline")
+    return {name: value}
+
+
+def build_event(claim: Claim) -> SummaryCompletedEvent | JobFailedEvent:
+    """The event an item carries (its summary, or its failed job)."""
+    if claim.event == SUMMARY_COMPLETED:
+        summary = claim.summary
+        assert summary is not None, "a summary.completed item belongs to a summary"
+        return summary_completed_event(
+            content=SummaryContent.model_validate(summary.content),
+            job_id=str(claim.job.id),
+            summary_id=str(summary.id),
+            created_at=summary.created_at,
+            language=summary.language,
+            model=summary.model,
+            prompt_version=summary.prompt_version,
+            duration_seconds=(summary.created_at - claim.job.created_at).total_seconds(),
+        )
+    if claim.event == JOB_FAILED:
+        job = claim.job
+        return job_failed_event(
+            job_id=str(job.id),
+            origin=job.origin,
+            guild_id=job.guild_id,
+            channel_id=job.channel_id,
+            error=job.error or "the job failed",
+            created_at=job.created_at,
+            failed_at=job.finished_at or job.created_at,
+        )
+    raise ConfigError(f"unknown event {claim.event!r}")
+
+
+def _load_endpoint(
+    session_factory: sessionmaker[Session], endpoint_id: uuid.UUID
+) -> WebhookEndpoint | None:
+    with session_factory() as session:
+        return session.get(WebhookEndpoint, endpoint_id)
+
+
+def _failure(endpoint: WebhookEndpoint | None, error: str, **kw: Any) -> Outcome:
+    return Outcome.failure(
+        error,
+        endpoint_id=endpoint.id if endpoint else None,
+        fallback=endpoint.fallback if endpoint else None,
+        **kw,
+    )
+
+
+def send_webhook(
+    claim: Claim,
+    *,
+    session_factory: sessionmaker[Session],
+    http: WebhookHttpClient,
+    box: SecretBox,
+    now: datetime,
+    timeout: float,
+    max_payload_bytes: int,
+) -> Outcome:
+    """POST the item's event to its endpoint; every result becomes an :class:`Outcome`."""
+    target = WebhookTarget.model_validate(claim.params)
+    endpoint = _load_endpoint(session_factory, target.endpoint_id)
+    if endpoint is None:
+        return Outcome.failure(
+            f"webhook endpoint {target.endpoint_id} no longer exists", retryable=False
+        )
+    if claim.job.guild_id is not None and endpoint.guild_id != claim.job.guild_id:
+        return Outcome.failure(
+            f"webhook endpoint {endpoint.id} belongs to another guild", retryable=False
+        )
+    if not endpoint.enabled:
+        return _failure(
+            endpoint,
+            f"the webhook endpoint is disabled: {endpoint.disabled_reason or 'by an admin'}",
+            retryable=False,
+        )
+    if claim.event not in (endpoint.events or []):
+        return Outcome.sent(None, skipped=True, endpoint_id=None)
+    try:
+        url = parse_webhook_url(endpoint.url, http.policy)
+        secrets = endpoint_secrets(endpoint, box, now=now)
+        extra = auth_header(endpoint, box)
+        body = encode_event(build_event(claim), max_bytes=max_payload_bytes)
+    except PipelineError as exc:
+        return _failure(endpoint, exc.user_message, retryable=False)
+    message_id = webhook_id_for(claim.id)
+    headers = {**extra, **signed_headers(message_id, int(now.timestamp()), body, secrets).as_dict()}
+    started = time.perf_counter()
+    try:
+        answer = http.post(url, body, headers, timeout=timeout)
+    except PipelineError as exc:
+        return _failure(
+            endpoint,
+            exc.user_message,
+            retryable=isinstance(exc, TransientError),
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+    common: dict[str, Any] = {
+        "status_code": answer.status,
+        "excerpt": answer.excerpt or None,
+        "duration_ms": answer.elapsed_ms,
+    }
+    if 200 <= answer.status < 300:
+        return Outcome.sent(message_id, endpoint_id=endpoint.id, **common)
+    if answer.status == 410:
+        return _failure(
+            endpoint,
+            "the webhook answered 410 Gone",
+            retryable=False,
+            disable_endpoint=f"the receiver answered 410 Gone on {now:%Y-%m-%d %H:%M} UTC",
+            **common,
+        )
+    if 300 <= answer.status < 400:
+        where = answer.headers.get("location", "(no Location)")
+        error = (
+            f"the webhook answered {answer.status} redirect to {where[:200]}; redirects are "
+            "not followed, update the endpoint URL"
+        )
+    else:
+        error = f"the webhook answered HTTP {answer.status}"
+    return _failure(
+        endpoint,
+        error,
+        retryable=True,
+        retry_after=parse_retry_after(answer.headers.get("retry-after"), now=now),
+        **common,
+    )

@@ -1,0 +1,673 @@
+"""The deliver stage with webhook targets, on a migrated SQLite database and a local receiver."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from schema.models.delivery_log import DeliveryAttempt, DeliverySchedule, JobNotification
+from schema.models.jobs import Delivery, Job
+from schema.models.tenancy import WebhookAuthKind, WebhookEndpoint
+from shared.crypto import SecretBox
+from shared.delivery.endpoints import rotate_endpoint_secret
+from shared.delivery.events import event_schema_filename
+from shared.delivery.redrive import redrive_deliveries
+from shared.delivery.runtime import DeliveryRuntime, install_runtime
+from shared.delivery.webhooks import verify, webhook_id_for
+from shared.errors import RateLimitedError
+from shared.jobs import DELIVER
+from shared.pipeline.deliver import run_deliver
+from shared.settings import Settings
+from tests.fakes.webhook_receiver import Reply, WebhookReceiver
+from tests.unit.delivery.helpers import (
+    Clock,
+    RecordingEnqueuer,
+    add_endpoint,
+    add_summary,
+    make_runtime,
+    make_services,
+)
+
+SCHEMAS = Path(__file__).parents[3] / "schema" / "json"
+
+
+def schema(event: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((SCHEMAS / event_schema_filename(event)).read_text())
+    return loaded
+
+
+def delivery(factory: sessionmaker[Session], delivery_id: uuid.UUID) -> Delivery:
+    with factory() as session:
+        row = session.get(Delivery, delivery_id)
+        assert row is not None
+        return row
+
+
+def attempts(factory: sessionmaker[Session], delivery_id: uuid.UUID) -> list[DeliveryAttempt]:
+    with factory() as session:
+        return list(
+            session.scalars(
+                select(DeliveryAttempt)
+                .where(DeliveryAttempt.delivery_id == delivery_id)
+                .order_by(DeliveryAttempt.id)
+            )
+        )
+
+
+def job_of(factory: sessionmaker[Session], job_id: uuid.UUID) -> Job:
+    with factory() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job
+
+
+def endpoint_of(factory: sessionmaker[Session], endpoint_id: uuid.UUID) -> WebhookEndpoint:
+    with factory() as session:
+        row = session.get(WebhookEndpoint, endpoint_id)
+        assert row is not None
+        return row
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def enqueuer() -> RecordingEnqueuer:
+    return RecordingEnqueuer()
+
+
+@pytest.fixture
+def services(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    enqueuer: RecordingEnqueuer,
+    clock: Clock,
+    runtime: DeliveryRuntime,
+) -> Any:
+    return make_services(settings, session_factory, enqueuer=enqueuer, clock=clock)
+
+
+def hook(receiver: WebhookReceiver, path: str = "/hook") -> str:
+    return f"{receiver.url}{path}"
+
+
+def test_summary_is_signed_sent_logged_and_the_job_completes(
+    services: Any, session_factory: sessionmaker[Session], box: SecretBox, receiver: WebhookReceiver
+) -> None:
+    endpoint_id, secret = add_endpoint(session_factory, box, hook(receiver))
+    receiver.secrets = [secret]
+    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+
+    assert len(receiver.requests) == 1
+    request = receiver.requests[0]
+    assert request.verified, request.error
+    assert request.path == "/hook"
+    assert request.headers["webhook-id"] == webhook_id_for(fan.delivery_ids[0])
+    assert request.headers["content-type"] == "application/json"
+    body = json.loads(request.body)
+    jsonschema.validate(body, schema("summary.completed"))
+    assert body["type"] == "summary.completed"
+    assert body["data"]["summary_id"] == str(fan.summary_id)
+    assert "[[1]](https://discord.com/channels/1/2/11)" in body["data"]["markdown"]
+    assert body["data"]["truncated"] is False
+
+    row = delivery(session_factory, fan.delivery_ids[0])
+    assert (row.status, row.remote_id, row.attempts) == ("sent", request.headers["webhook-id"], 1)
+    [log] = attempts(session_factory, fan.delivery_ids[0])
+    assert (log.outcome, log.status_code, log.number, log.endpoint_id) == (
+        "sent",
+        200,
+        1,
+        endpoint_id,
+    )
+    assert log.response_excerpt == "ok"
+    assert job_of(session_factory, fan.job_id).status == "completed"
+    # A second copy of the task does nothing.
+    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    assert len(receiver.requests) == 1
+
+
+def test_failures_follow_the_schedule_with_a_stable_id(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    receiver: WebhookReceiver,
+    clock: Clock,
+    enqueuer: RecordingEnqueuer,
+    runtime: DeliveryRuntime,
+) -> None:
+    endpoint_id, secret = add_endpoint(session_factory, box, hook(receiver))
+    receiver.secrets = [secret]
+    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    item = fan.delivery_ids[0]
+    receiver.script(Reply(500, body=b"boom"), Reply(503), Reply(302, {"Location": "/x"}))
+
+    # First failure: 1 s later, short enough for a Celery countdown.
+    with pytest.raises(RateLimitedError) as info:
+        run_deliver(services, fan.job_id, item)
+    assert info.value.retry_after == pytest.approx(1.0)
+    row = delivery(session_factory, item)
+    assert (row.status, row.last_error) == ("pending", "the webhook answered HTTP 500")
+    # Not due yet: a copy of the task that arrives early does nothing.
+    run_deliver(services, fan.job_id, item)
+    assert len(receiver.requests) == 1
+
+    clock.advance(1.5)
+    # Second failure: 60 s, also short (cap = visibility timeout / 12 = 300 s).
+    with pytest.raises(RateLimitedError):
+        run_deliver(services, fan.job_id, item)
+    clock.advance(61)
+    # Third failure (a redirect): 3600 s is long, so the sweep brings it back, not Celery.
+    run_deliver(services, fan.job_id, item)
+    log = attempts(session_factory, item)
+    assert [a.outcome for a in log] == ["retry", "retry", "retry"]
+    assert [a.status_code for a in log] == [500, 503, 302]
+    assert "redirects are not followed" in (log[2].error or "")
+    assert log[0].response_excerpt == "boom"
+    with session_factory() as session:
+        plan = session.get(DeliverySchedule, item)
+        assert plan is not None and plan.failures == 3
+        assert plan.next_attempt_at == clock.now + timedelta(seconds=3600)
+
+    enqueuer.take()
+    assert redrive_deliveries(services, runtime.settings).enqueued == 0
+    clock.advance(3601)
+    report = redrive_deliveries(services, runtime.settings)
+    assert report.enqueued == 1
+    assert enqueuer.take() == [(str(fan.job_id), str(item))]
+    # Already enqueued: the next pass leaves it alone (within the grace period).
+    assert redrive_deliveries(services, runtime.settings).enqueued == 0
+
+    run_deliver(services, fan.job_id, item)
+    ids = {r.headers["webhook-id"] for r in receiver.requests}
+    assert ids == {webhook_id_for(item)}
+    stamps = [int(r.headers["webhook-timestamp"]) for r in receiver.requests]
+    assert stamps == sorted(stamps) and len(set(stamps)) == 4  # re-signed each attempt
+    assert delivery(session_factory, item).status == "sent"
+    assert job_of(session_factory, fan.job_id).status == "completed"
+    # The test clock ran ahead of the receiver's, so check the last signature at that time.
+    last = receiver.requests[-1]
+    assert verify(last.headers, last.body, [secret], now=clock.now.timestamp())
+
+
+def test_retry_after_is_a_floor(
+    services: Any, session_factory: sessionmaker[Session], box: SecretBox, receiver: WebhookReceiver
+) -> None:
+    endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
+    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    receiver.script(Reply(429, {"Retry-After": "120"}))
+    with pytest.raises(RateLimitedError) as info:
+        run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    assert info.value.retry_after == pytest.approx(120)
+    receiver.script(Reply(503, {"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"}))
+    with session_factory() as session, session.begin():
+        plan = session.get(DeliverySchedule, fan.delivery_ids[0])
+        assert plan is not None
+        plan.next_attempt_at = None
+    run_deliver(services, fan.job_id, fan.delivery_ids[0])  # capped at a day: long, no raise
+    [_, second] = attempts(session_factory, fan.delivery_ids[0])
+    assert second.next_attempt_at is not None
+    assert second.next_attempt_at - second.started_at >= timedelta(hours=23)
+
+
+def test_exhausted_retries_fail_the_delivery_and_the_job(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    receiver: WebhookReceiver,
+    clock: Clock,
+) -> None:
+    endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
+    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    receiver.default = Reply(500)
+    for _ in range(4):
+        with contextlib.suppress(RateLimitedError):
+            run_deliver(services, fan.job_id, fan.delivery_ids[0])
+        clock.advance(4000)
+    row = delivery(session_factory, fan.delivery_ids[0])
+    assert row.status == "failed"
+    assert "gave up after 4 failed attempts" in (row.last_error or "")
+    job = job_of(session_factory, fan.job_id)
+    assert job.status == "failed"
+    assert "HTTP 500" in (job.error or "")
+    assert [a.outcome for a in attempts(session_factory, fan.delivery_ids[0])] == [
+        "retry",
+        "retry",
+        "retry",
+        "failed",
+    ]
+    # The endpoint that failed is not told about the failure it caused.
+    with session_factory() as session:
+        assert session.scalars(select(JobNotification)).all() == []
+
+
+def test_gone_disables_the_endpoint_and_falls_back(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    enqueuer: RecordingEnqueuer,
+) -> None:
+    with WebhookReceiver() as primary, WebhookReceiver() as spare:
+        spare_id, spare_secret = add_endpoint(session_factory, box, hook(spare))
+        spare.secrets = [spare_secret]
+        primary_id, _ = add_endpoint(
+            session_factory,
+            box,
+            hook(primary),
+            fallback={"kind": "webhook", "endpoint_id": str(spare_id)},
+        )
+        fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(primary_id)}])
+        primary.script(Reply(410))
+        run_deliver(services, fan.job_id, fan.delivery_ids[0])
+
+        row = delivery(session_factory, fan.delivery_ids[0])
+        assert row.status == "failed" and "410 Gone" in (row.last_error or "")
+        endpoint = endpoint_of(session_factory, primary_id)
+        assert not endpoint.enabled and "410 Gone" in (endpoint.disabled_reason or "")
+        [(job_arg, fallback_arg)] = [a for a in enqueuer.take() if a[0] == str(fan.job_id)]
+        fallback = delivery(session_factory, uuid.UUID(fallback_arg))
+        assert (fallback.fallback_of, fallback.target, fallback.status) == (
+            row.id,
+            f"webhook:{spare_id}",
+            "pending",
+        )
+        assert job_of(session_factory, fan.job_id).status == "delivering"
+
+        run_deliver(services, uuid.UUID(job_arg), fallback.id)
+        assert spare.accepted() == 1 and spare.requests[0].verified
+        job = job_of(session_factory, fan.job_id)
+        assert job.status == "completed"
+        assert job.progress["fallbacks"] == 1 and job.progress["deliveries_failed"] == 1
+
+        # Later summaries to the disabled endpoint go straight to the fallback, no request.
+        second = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(primary_id)}])
+        run_deliver(services, second.job_id, second.delivery_ids[0])
+        assert len(primary.requests) == 1
+        assert "disabled" in (delivery(session_factory, second.delivery_ids[0]).last_error or "")
+        assert len(enqueuer.take()) == 1
+
+
+def test_endpoint_failing_for_days_is_disabled(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    receiver: WebhookReceiver,
+    clock: Clock,
+) -> None:
+    endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
+    with session_factory() as session, session.begin():
+        endpoint = session.get(WebhookEndpoint, endpoint_id)
+        assert endpoint is not None
+        endpoint.failing_since = clock.now - timedelta(days=6)
+    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    receiver.script(Reply(502))
+    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    endpoint = endpoint_of(session_factory, endpoint_id)
+    assert not endpoint.enabled
+    assert "every delivery failed for 6.0 days" in (endpoint.disabled_reason or "")
+    row = delivery(session_factory, fan.delivery_ids[0])
+    assert row.status == "failed" and "now disabled" in (row.last_error or "")
+
+
+def test_success_resets_the_failure_clock(
+    services: Any, session_factory: sessionmaker[Session], box: SecretBox, receiver: WebhookReceiver
+) -> None:
+    endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
+    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    receiver.script(Reply(500))
+    with pytest.raises(RateLimitedError):
+        run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    assert endpoint_of(session_factory, endpoint_id).failing_since is not None
+    other = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    run_deliver(services, other.job_id, other.delivery_ids[0])
+    assert endpoint_of(session_factory, endpoint_id).failing_since is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "secret", "header", "value"),
+    [
+        (WebhookAuthKind.BEARER, "tok-123", "authorization", "Bearer tok-123"),
+        (WebhookAuthKind.BASIC, "ann:pw", "authorization", "Basic YW5uOnB3"),
+        (WebhookAuthKind.HEADER, "X-Api-Key: k 1", "x-api-key", "k 1"),
+    ],
+)
+def test_auth_headers_are_sent(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    receiver: WebhookReceiver,
+    kind: WebhookAuthKind,
+    secret: str,
+    header: str,
+    value: str,
+) -> None:
+    endpoint_id, _ = add_endpoint(
+        session_factory, box, hook(receiver), auth_kind=kind, auth_secret=secret
+    )
+    stored = endpoint_of(session_factory, endpoint_id)
+    assert secret not in (stored.auth_encrypted or "")
+    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    assert receiver.requests[0].headers[header] == value
+
+
+@pytest.mark.parametrize(
+    ("kind", "secret", "error"),
+    [
+        (WebhookAuthKind.HEADER, "Webhook-Id: forged", "custom auth header"),
+        (WebhookAuthKind.HEADER, "no colon", "custom auth header"),
+        (WebhookAuthKind.BASIC, "nocolon", "user:password"),
+    ],
+)
+def test_bad_stored_auth_fails_without_sending(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    receiver: WebhookReceiver,
+    kind: WebhookAuthKind,
+    secret: str,
+    error: str,
+) -> None:
+    endpoint_id, _ = add_endpoint(
+        session_factory, box, hook(receiver), auth_kind=kind, auth_secret=secret
+    )
+    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    assert receiver.requests == []
+    row = delivery(session_factory, fan.delivery_ids[0])
+    assert row.status == "failed" and error in (row.last_error or "")
+
+
+def test_rotated_secrets_sign_twice_until_the_old_one_expires(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    receiver: WebhookReceiver,
+    clock: Clock,
+) -> None:
+    endpoint_id, old = add_endpoint(session_factory, box, hook(receiver))
+    with session_factory() as session, session.begin():
+        endpoint = session.get(WebhookEndpoint, endpoint_id)
+        assert endpoint is not None
+        new = rotate_endpoint_secret(endpoint, box, now=clock.now, overlap=timedelta(hours=1))
+    receiver.secrets = [old]  # a receiver that has not switched yet
+    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    assert receiver.requests[0].verified
+    assert len(receiver.requests[0].headers["webhook-signature"].split()) == 2
+
+    clock.now = datetime.now(UTC) + timedelta(hours=2)  # real time: receivers check the stamp
+    receiver.secrets = [new]
+    later = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    with contextlib.suppress(RateLimitedError):
+        run_deliver(services, later.job_id, later.delivery_ids[0])
+    assert len(receiver.requests[1].headers["webhook-signature"].split()) == 1
+
+
+def test_payload_cap_thins_the_event(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    receiver: WebhookReceiver,
+) -> None:
+    runtime = make_runtime(box, webhook_max_payload_bytes=1500)
+    install_runtime(runtime)
+    services = make_services(settings, session_factory)
+    endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
+    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    body = json.loads(receiver.requests[0].body)
+    assert len(receiver.requests[0].body) <= 1500
+    assert body["data"]["truncated"] is True
+    assert body["data"]["summary"] is None and body["data"]["markdown"] is None
+    jsonschema.validate(body, schema("summary.completed"))
+    install_runtime(None)
+
+
+def test_unsubscribed_other_guild_missing_and_refused_endpoints(
+    services: Any, session_factory: sessionmaker[Session], box: SecretBox, receiver: WebhookReceiver
+) -> None:
+    quiet_id, _ = add_endpoint(session_factory, box, hook(receiver), events=["job.failed"])
+    foreign_id, _ = add_endpoint(session_factory, box, hook(receiver), guild_id="99")
+    internal_id, _ = add_endpoint(
+        session_factory, box, hook(receiver), allowed=["127.0.0.1", "10.0.0.1"]
+    )
+    with session_factory() as session, session.begin():
+        row = session.get(WebhookEndpoint, internal_id)
+        assert row is not None
+        row.url = "https://10.0.0.1/hook"
+    gone = uuid.uuid4()
+    fan = add_summary(
+        session_factory,
+        [
+            {"kind": "webhook", "endpoint_id": str(quiet_id)},
+            {"kind": "webhook", "endpoint_id": str(foreign_id)},
+            {"kind": "webhook", "endpoint_id": str(internal_id)},
+            {"kind": "webhook", "endpoint_id": str(gone)},
+        ],
+    )
+    for item in fan.delivery_ids:
+        run_deliver(services, fan.job_id, item)
+    assert receiver.requests == []
+    rows = [delivery(session_factory, i) for i in fan.delivery_ids]
+    assert [r.status for r in rows] == ["sent", "failed", "failed", "failed"]
+    assert attempts(session_factory, fan.delivery_ids[0])[0].outcome == "skipped"
+    assert "another guild" in (rows[1].last_error or "")
+    assert "private network" in (rows[2].last_error or "")
+    assert "no longer exists" in (rows[3].last_error or "")
+    assert job_of(session_factory, fan.job_id).status == "completed"
+
+
+def test_job_failed_event_reaches_webhooks_of_jobs_that_failed_elsewhere(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    receiver: WebhookReceiver,
+    enqueuer: RecordingEnqueuer,
+    runtime: DeliveryRuntime,
+    clock: Clock,
+) -> None:
+    endpoint_id, secret = add_endpoint(session_factory, box, hook(receiver))
+    receiver.secrets = [secret]
+    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    with session_factory() as session, session.begin():
+        job = session.get(Job, fan.job_id)
+        assert job is not None
+        job.status, job.error, job.finished_at = "failed", "the channel is empty", clock.now
+    enqueuer.take()
+    report = redrive_deliveries(services, runtime.settings)
+    assert report.job_failed_created == 1
+    [(job_arg, item_arg)] = enqueuer.take()
+    assert redrive_deliveries(services, runtime.settings).job_failed_created == 0
+
+    run_deliver(services, uuid.UUID(job_arg), uuid.UUID(item_arg))
+    body = json.loads(receiver.requests[0].body)
+    jsonschema.validate(body, schema("job.failed"))
+    assert body["type"] == "job.failed"
+    assert body["data"]["error"] == "the channel is empty"
+    assert receiver.requests[0].headers["webhook-id"] == webhook_id_for(uuid.UUID(item_arg))
+    with session_factory() as session:
+        note = session.get(JobNotification, uuid.UUID(item_arg))
+        assert note is not None and note.status == "sent"
+        [log] = session.scalars(
+            select(DeliveryAttempt).where(DeliveryAttempt.notification_id == note.id)
+        ).all()
+        assert log.outcome == "sent"
+
+
+def test_leases_protect_a_send_in_progress_and_expire_for_dead_workers(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    receiver: WebhookReceiver,
+    clock: Clock,
+    enqueuer: RecordingEnqueuer,
+    runtime: DeliveryRuntime,
+) -> None:
+    from shared.delivery.outbox import Claim, Skip, claim_item
+
+    endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
+    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    item = fan.delivery_ids[0]
+    lease = timedelta(seconds=runtime.settings.delivery_lease_seconds)
+    first = claim_item(session_factory, item, now=clock.now, lease=lease)
+    assert isinstance(first, Claim) and first.attempt == 1
+    # The worker holding it "dies"; a redelivered copy finds the lease live and does nothing.
+    run_deliver(services, fan.job_id, item)
+    assert receiver.requests == []
+    assert redrive_deliveries(services, runtime.settings).expired_leases == 0
+    clock.advance(runtime.settings.delivery_lease_seconds + 1)
+    enqueuer.take()
+    report = redrive_deliveries(services, runtime.settings)
+    assert (report.expired_leases, report.enqueued) == (1, 1)
+    assert enqueuer.take() == [(str(fan.job_id), str(item))]
+    run_deliver(services, fan.job_id, item)
+    assert receiver.accepted() == 1
+    row = delivery(session_factory, item)
+    assert (row.status, row.attempts) == ("sent", 2)
+    assert isinstance(claim_item(session_factory, item, now=clock.now, lease=lease), Skip)
+    assert claim_item(session_factory, uuid.uuid4(), now=clock.now, lease=lease) == Skip("missing")
+
+
+def test_a_delivery_that_kills_every_worker_is_given_up(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    receiver: WebhookReceiver,
+) -> None:
+    runtime = make_runtime(box, delivery_max_claims=2, delivery_lease_seconds=5)
+    install_runtime(runtime)
+    clock = Clock()
+    services = make_services(settings, session_factory, clock=clock)
+    endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
+    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    from shared.delivery.outbox import claim_item
+
+    for _ in range(2):
+        claim_item(session_factory, fan.delivery_ids[0], now=clock.now, lease=timedelta(seconds=5))
+        clock.advance(6)
+    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    row = delivery(session_factory, fan.delivery_ids[0])
+    assert row.status == "failed" and "gave up after 2 attempts" in (row.last_error or "")
+    assert receiver.requests == []
+    install_runtime(None)
+
+
+def test_local_targets_still_deliver(
+    services: Any, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    out = tmp_path / "out" / "summary.md"
+    fan = add_summary(
+        session_factory,
+        [{"kind": "terminal", "render": "text"}, {"kind": "file", "path": str(out)}],
+    )
+    for item in fan.delivery_ids:
+        run_deliver(services, fan.job_id, item)
+    assert "Summary of #support" in services.console.getvalue()
+    assert out.read_text().startswith("# Summary of #support")
+    assert job_of(session_factory, fan.job_id).status == "completed"
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("x")
+    bad = add_summary(session_factory, [{"kind": "file", "path": str(blocked / "s.md")}])
+    run_deliver(services, bad.job_id, bad.delivery_ids[0])
+    assert job_of(session_factory, bad.job_id).status == "failed"
+
+
+def test_short_retries_enqueue_nothing_extra(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    receiver: WebhookReceiver,
+    enqueuer: RecordingEnqueuer,
+) -> None:
+    endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
+    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    receiver.script(Reply(500))
+    enqueuer.take()
+    with pytest.raises(RateLimitedError):
+        run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    assert [name for name, _ in enqueuer.calls if name == DELIVER] == []
+
+
+def test_sweep_ends_jobs_whose_last_delivery_ended_without_ending_the_job(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    runtime: DeliveryRuntime,
+) -> None:
+    fan = add_summary(session_factory, [{"kind": "terminal"}])
+    with session_factory() as session, session.begin():
+        row = session.get(Delivery, fan.delivery_ids[0])
+        assert row is not None
+        row.status = "sent"  # the worker died right after recording it
+    report = redrive_deliveries(services, runtime.settings)
+    assert report.jobs_finished == 1
+    assert job_of(session_factory, fan.job_id).status == "completed"
+    assert redrive_deliveries(services, runtime.settings).jobs_finished == 0
+
+
+def test_sweep_task_runs_on_the_worker_services(
+    services: Any, session_factory: sessionmaker[Session], runtime: DeliveryRuntime
+) -> None:
+    from workers import resources
+    from workers.tasks.delivery_sweep import redrive_deliveries_task
+
+    fan = add_summary(session_factory, [{"kind": "terminal"}])
+    with session_factory() as session, session.begin():
+        row = session.get(Delivery, fan.delivery_ids[0])
+        assert row is not None
+        row.status, row.lease_until = "sending", services.clock() - timedelta(seconds=1)
+    resources.install(services)
+    try:
+        assert redrive_deliveries_task() == 1
+    finally:
+        resources.install(None)  # type: ignore[arg-type]
+    assert services.enqueuer.take() == [(str(fan.job_id), str(fan.delivery_ids[0]))]
+
+
+def test_a_bug_while_sending_fails_the_delivery_and_reaches_the_task_decorator(
+    services: Any, session_factory: sessionmaker[Session]
+) -> None:
+    fan = add_summary(session_factory, [{"kind": "terminal"}])
+    with session_factory() as session, session.begin():
+        row = session.get(Delivery, fan.delivery_ids[0])
+        assert row is not None
+        row.kind, row.params = "file", {"kind": "file", "path": "relative.md"}
+    with pytest.raises(ValueError, match="absolute"):
+        run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    failed = delivery(session_factory, fan.delivery_ids[0])
+    assert failed.status == "failed" and "internal error" in (failed.last_error or "")
+    [log] = attempts(session_factory, fan.delivery_ids[0])
+    assert log.outcome == "failed"
+
+
+def test_runtime_is_built_once_per_process_from_settings(tmp_path: Path) -> None:
+    from shared.crypto import generate_key
+    from shared.delivery.runtime import runtime_for
+    from shared.settings import load_settings
+
+    install_runtime(None)
+    settings = load_settings(
+        secret_keys=generate_key(), data_dir=tmp_path, discord_token="bot-token"
+    )
+    runtime = runtime_for(settings)
+    assert runtime_for(settings) is runtime
+    assert runtime.discord_factory is not None
+    client = runtime.discord()
+    assert runtime.discord() is client
+    install_runtime(None)
+    bare = runtime_for(load_settings(secret_keys=generate_key(), data_dir=tmp_path))
+    with pytest.raises(Exception, match="DISCORD_TOKEN is not set"):
+        bare.discord()
+    install_runtime(None)
