@@ -1,0 +1,219 @@
+"""The API's app factory: routes, error handlers, middleware, and resources built at start.
+
+``create_app(settings)`` builds nothing that connects: the lifespan creates the database engine,
+the Redis client and the Celery enqueuer when the server starts and closes them when it stops.
+Tests (and embedders) pass their own ``session_factory``, ``redis``, ``enqueuer`` and
+``secret_box``; when all four are given the app is ready at once, without a lifespan run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+import structlog
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from sqlalchemy.engine import make_url
+
+from producers.api.auth import SECURITY_SCHEME
+from producers.api.metrics import ApiMetrics
+from producers.api.middleware import BodySizeLimitMiddleware, MetricsMiddleware
+from producers.api.problems import PROBLEM_JSON, install_problem_handlers
+from producers.api.resources import ApiOptions, ApiResources, utc_now
+from producers.api.routes import health, jobs, schedules, summaries, users, webhooks
+from shared.crypto import SecretBox, secret_box
+from shared.db.engine import make_engine, make_sessionmaker
+from shared.errors import ConfigError
+from shared.jobs import Enqueuer
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from sqlalchemy.orm import Session, sessionmaker
+
+__all__ = ["API_VERSION", "app_from_environment", "check_settings", "create_app"]
+
+API_VERSION = "1.0.0"
+
+log = structlog.get_logger("summarybot.api")
+
+_DESCRIPTION = """
+Submit summary jobs for channels of your Discord guild, read their results, and manage digest
+schedules and webhook endpoints.
+
+**Authentication.** Every `/v1` call needs an API key, `Authorization: Bearer sb_<id>_<secret>`,
+made with `summarybot keys create --guild G --scope ...`.  A key belongs to one guild: anything
+of another guild answers 404.  Scopes: `jobs:write` (submit and cancel jobs), `summaries:read`
+(read jobs and summaries), `admin` (everything, including schedules, webhook endpoints and
+member data erasure).  A key may be limited to IP ranges and may require signed requests
+(Standard Webhooks `webhook-id`/`webhook-timestamp`/`webhook-signature` headers, HMAC-SHA256,
+five minutes' tolerance).
+
+**Retries.** POST calls accept an `Idempotency-Key` header (kept 24 h, per API key): the same key
+and body replay the first response; another body answers 422; a request still running 409.
+
+**Limits.** Each key has a rate limit (429 with `Retry-After`); request bodies are limited to
+64 KiB (413).
+
+**Errors** are RFC 9457 problem documents (`application/problem+json`) with `type`, `title`,
+`status`, `detail`, and `errors` listing each invalid field.
+"""
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse the embedded mode: the API needs ``REDIS_URL`` and a PostgreSQL ``DATABASE_URL``."""
+    url = settings.database_url
+    if settings.redis_url is None or url is None or make_url(url).get_backend_name() == "sqlite":
+        raise ConfigError(
+            "the API needs REDIS_URL and a PostgreSQL DATABASE_URL (the embedded mode has no "
+            "shared broker for separate workers); set both, run `summarybot migrate`, then "
+            "start the API again"
+        )
+
+
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    def build() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+        )
+        # Error responses are problem documents only; FastAPI also lists application/json for
+        # a response "model", which the API never sends for an error.
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})["ApiKey"] = (
+            SECURITY_SCHEME
+        )
+        for route, path in schema.get("paths", {}).items():
+            for operation in path.values():
+                if route.startswith("/v1/"):
+                    operation["security"] = [{"ApiKey": []}]
+                for status, response in operation.get("responses", {}).items():
+                    content = response.get("content", {})
+                    if str(status).startswith(("4", "5")) and PROBLEM_JSON in content:
+                        content.pop("application/json", None)
+        app.openapi_schema = schema
+        return schema
+
+    return build
+
+
+def create_app(
+    settings: Settings,
+    *,
+    session_factory: sessionmaker[Session] | None = None,
+    redis: Redis[Any] | None = None,
+    enqueuer: Enqueuer | None = None,
+    box: SecretBox | None = None,
+    options: ApiOptions | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> FastAPI:
+    """The API app for ``settings``; raises :class:`ConfigError` in the embedded mode."""
+    check_settings(settings)
+    options = options or ApiOptions()
+    metrics = ApiMetrics()
+
+    def build(
+        factory: sessionmaker[Session], client: Redis[Any], queue: Enqueuer, secrets: SecretBox
+    ) -> ApiResources:
+        return ApiResources(
+            session_factory=factory,
+            redis=client,
+            enqueuer=queue,
+            secret_box=secrets,
+            metrics=metrics,
+            options=options,
+            clock=clock,
+        )
+
+    given = (session_factory, redis, enqueuer, box)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = options.max_threads
+        if all(part is not None for part in given):
+            yield
+            return
+        from redis import Redis as RedisClient
+
+        from workers.app import configure
+        from workers.enqueue import CeleryEnqueuer
+
+        assert settings.database_url is not None
+        assert settings.redis_url is not None
+        engine = None
+        factory = session_factory
+        if factory is None:
+            # No pre-ping: it costs a round trip on each of the three checkouts of a job
+            # submission.  A connection the server dropped fails one request with 503 (the
+            # pool is then invalidated) and the client retries.
+            engine = make_engine(
+                settings.database_url,
+                pool_size=20,
+                max_overflow=20,
+                pool_timeout=5,
+                pool_pre_ping=False,
+                pool_recycle=1800,
+                connect_args={"connect_timeout": 5},
+            )
+            factory = make_sessionmaker(engine)
+        client = redis or RedisClient.from_url(
+            settings.redis_url,
+            socket_timeout=5,
+            socket_connect_timeout=2,
+            health_check_interval=30,
+            max_connections=100,
+        )
+        queue = enqueuer or CeleryEnqueuer(configure(settings))
+        app.state.resources = build(factory, client, queue, box or secret_box(settings))
+        log.info("api.started")
+        try:
+            yield
+        finally:
+            app.state.resources = None
+            if redis is None:
+                client.close()
+            if engine is not None:
+                engine.dispose()
+            log.info("api.stopped")
+
+    app = FastAPI(
+        title="Summary Bot NG API",
+        version=API_VERSION,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "jobs", "description": "Submit, follow and cancel summary jobs"},
+            {"name": "summaries", "description": "Read finished summaries"},
+            {"name": "schedules", "description": "Recurring digests"},
+            {"name": "webhook endpoints", "description": "Where signed events are sent"},
+            {"name": "members", "description": "Member data erasure"},
+            {"name": "operations", "description": "Health, readiness and metrics"},
+        ],
+    )
+    if session_factory is not None and redis is not None and enqueuer is not None and box:
+        app.state.resources = build(session_factory, redis, enqueuer, box)
+    install_problem_handlers(app)
+    for module in (jobs, summaries, schedules, webhooks, users, health):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=options.max_body_bytes, metrics=metrics)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.openapi = _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app for the settings in the environment (uvicorn's factory for several workers)."""
+    from shared.logging import configure_from_settings
+    from shared.settings import load_settings
+
+    settings = load_settings()
+    configure_from_settings(settings)
+    return create_app(settings)

@@ -1,0 +1,217 @@
+"""Authentication dependencies: API key, IP allowlist, signed requests, rate limit, scopes.
+
+Every ``/v1`` route depends on :func:`require_scope`, which runs, in order:
+
+1. the bearer token ``sb_<id>_<secret>``: looked up by id, hash compared in constant time;
+   a malformed, unknown or wrong key gets the same 401; a revoked or expired one (whose caller
+   proved they hold the secret) is told which.  A verified key is trusted for
+   ``ApiOptions.key_cache_seconds`` (1 s) before it is read again;
+2. the key's IP allowlist, when it has one (403);
+3. the Standard Webhooks signature, when the key has a signing secret (401), with each
+   ``webhook-id`` accepted once within the tolerance window;
+4. the key's rate limit (429 with ``Retry-After``);
+5. ``last_used_at``, written at most once a minute per key (a Redis mark gates the write);
+6. the scope the route needs (403).
+
+The blocking part runs in one worker-thread hop.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from producers.api import signing
+from producers.api.problems import Problem
+from producers.api.resources import ApiResources, get_resources
+from shared.apikeys import ApiKeyError, KeyRecord, Scope, authenticate, has_scope, record_use
+from shared.errors import ConfigError
+from shared.ratelimit.inbound import Limit, default_burst
+
+__all__ = ["SECURITY_SCHEME", "Caller", "authenticate_request", "require_scope"]
+
+log = structlog.get_logger("summarybot.api")
+
+#: The OpenAPI security scheme every ``/v1`` operation requires.
+SECURITY_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "sb_<id>_<secret>",
+    "description": "An API key from `summarybot keys create`, sent as `Authorization: Bearer ...`.",
+}
+
+_INVALID = 'Bearer realm="summarybot", error="invalid_token"'
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated key behind a request: its id, its one guild, its scopes."""
+
+    key_id: str
+    guild_id: str
+    scopes: frozenset[str]
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(401, detail, headers={"WWW-Authenticate": _INVALID})
+
+
+def _check_ip(key: KeyRecord, client_host: str | None) -> None:
+    if not key.ip_allowlist:
+        return
+    try:
+        address = ipaddress.ip_address(client_host or "")
+    except ValueError:
+        address = None
+    if address is not None:
+        for network in key.ip_allowlist:
+            if address in ipaddress.ip_network(network, strict=False):
+                return
+    raise Problem(
+        403,
+        f"this API key only accepts requests from its allowed addresses, not from {client_host}",
+        kind="ip-not-allowed",
+    )
+
+
+def _check_signature(
+    resources: ApiResources, key: KeyRecord, headers: signing.SignedHeaders, body: bytes
+) -> None:
+    if key.signing_secret_encrypted is None:
+        return
+    try:
+        secret = resources.secret_box.decrypt(key.signing_secret_encrypted)
+    except ConfigError:
+        log.error("api.signing_secret_unreadable", key_id=key.id)
+        raise Problem(
+            500, "this key's signing secret cannot be read; ask the operator to re-issue the key"
+        ) from None
+    now = resources.clock()
+    try:
+        msg_id = signing.verify(secret, headers, body, now=now.timestamp())
+    except signing.SignatureError as exc:
+        resources.metrics.auth_failures.labels("bad_signature").inc()
+        raise _unauthorized(str(exc)) from None
+    seen = f"{resources.options.redis_prefix}:sig:{key.id}:{msg_id}"
+    if not resources.redis.set(seen, 1, nx=True, ex=2 * signing.TOLERANCE_SECONDS):
+        resources.metrics.auth_failures.labels("replayed_signature").inc()
+        raise _unauthorized("this webhook-id was used already; give every request a new id")
+
+
+def _check_rate(resources: ApiResources, key: KeyRecord) -> None:
+    per_minute = key.rate_limit_per_minute or resources.options.default_rate_limit_per_minute
+    decision = resources.limiter.hit(key.id, Limit(per_minute, default_burst(per_minute)))
+    if decision.allowed:
+        return
+    resources.metrics.rate_limited.inc()
+    raise Problem(
+        429,
+        f"this API key is limited to {per_minute} requests per minute; "
+        f"retry after {decision.retry_after_header} s",
+        headers={
+            "Retry-After": decision.retry_after_header,
+            "RateLimit-Limit": str(per_minute),
+            "RateLimit-Remaining": "0",
+        },
+    )
+
+
+def _touch(resources: ApiResources, key: KeyRecord) -> None:
+    interval = resources.options.last_used_interval_seconds
+    mark = f"{resources.options.redis_prefix}:used:{key.id}"
+    if resources.redis.set(mark, 1, nx=True, ex=interval):
+        record_use(
+            resources.session_factory,
+            key.id,
+            now=resources.clock(),
+            interval=timedelta(seconds=interval),
+        )
+
+
+def _authenticate(
+    resources: ApiResources,
+    token: str,
+    client_host: str | None,
+    headers: signing.SignedHeaders,
+    body: bytes,
+) -> Caller:
+    try:
+        key = authenticate(
+            resources.session_factory, token, now=resources.clock(), cache=resources.key_cache
+        )
+    except ApiKeyError as exc:
+        resources.metrics.auth_failures.labels(exc.reason).inc()
+        if exc.reason == "revoked":
+            raise _unauthorized(
+                "this API key was revoked; create a new one with `summarybot keys create`"
+            ) from None
+        if exc.reason == "expired":
+            raise _unauthorized(
+                "this API key has expired; create a new one with `summarybot keys create`"
+            ) from None
+        raise _unauthorized(
+            "invalid API key; send Authorization: Bearer sb_<id>_<secret>"
+        ) from None
+    _check_ip(key, client_host)
+    _check_signature(resources, key, headers, body)
+    _check_rate(resources, key)
+    _touch(resources, key)
+    return Caller(key_id=key.id, guild_id=key.guild_id, scopes=frozenset(key.scopes))
+
+
+def _bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+async def authenticate_request(request: Request) -> Caller:
+    """The caller of an authenticated request (401/403/429 otherwise)."""
+    resources = await get_resources(request)
+    token = _bearer_token(request)
+    if token is None:
+        resources.metrics.auth_failures.labels("missing").inc()
+        raise Problem(
+            401,
+            "this endpoint needs an API key: send Authorization: Bearer sb_<id>_<secret>",
+            headers={"WWW-Authenticate": 'Bearer realm="summarybot"'},
+        )
+    headers = signing.SignedHeaders(
+        msg_id=request.headers.get("webhook-id"),
+        timestamp=request.headers.get("webhook-timestamp"),
+        signature=request.headers.get("webhook-signature"),
+    )
+    body = await request.body()
+    client_host = request.client.host if request.client else None
+    caller = await run_in_threadpool(_authenticate, resources, token, client_host, headers, body)
+    structlog.contextvars.bind_contextvars(api_key_id=caller.key_id)
+    return caller
+
+
+def require_scope(*scopes: Scope) -> Callable[[Request], Awaitable[Caller]]:
+    """A dependency that authenticates and then requires one of ``scopes``.
+
+    One flat dependency taking only the request: FastAPI's dependency resolution costs time on
+    every call, and this runs on every request.  The OpenAPI security scheme is declared by the
+    app factory instead of by a ``Security`` parameter.
+    """
+    names = " or ".join(s.value for s in scopes)
+
+    async def dependency(request: Request) -> Caller:
+        caller = await authenticate_request(request)
+        if not any(has_scope(caller.scopes, scope) for scope in scopes):
+            raise Problem(
+                403,
+                f"this API key lacks the {names} scope; create a key with "
+                f"`summarybot keys create --scope {scopes[0].value}`",
+                kind="insufficient-scope",
+            )
+        return caller
+
+    return dependency

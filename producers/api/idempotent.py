@@ -1,0 +1,118 @@
+"""``Idempotency-Key`` for POST routes: the header dependency and the wrapper that replays.
+
+The dependency reads the header and fingerprints the request (method, path, canonical body)
+before the route runs; :func:`run_idempotent` claims the key, runs the route's work and stores a
+successful response, or answers from the store without running anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Header, Request
+from starlette.responses import Response
+
+from producers.api.auth import Caller
+from producers.api.problems import Problem
+from producers.api.resources import ApiResources
+from shared.errors import InvalidInputError
+from shared.idempotency import BeginOutcome, StoredResponse, fingerprint, validate_key
+
+__all__ = ["IdempotencyKey", "idempotency_key", "run_idempotent"]
+
+# Headers worth replaying with a stored response.
+_KEPT_HEADERS = ("content-type", "location")
+# Marks a stored body that is encrypted (it holds a secret shown once, e.g. a signing secret).
+_SEALED = "x-summarybot-sealed"
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """A validated ``Idempotency-Key`` and the fingerprint of the request that carried it."""
+
+    key: str
+    fingerprint: str
+
+
+async def idempotency_key(
+    request: Request,
+    value: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description=(
+                "Makes the POST safe to retry: the same key with the same body returns the "
+                "first response (kept 24 h); with another body 422; while the first is still "
+                "running 409.  Scoped to your API key."
+            ),
+            examples=["5f0c8e1e-8a7e-4d0b-9a51-0f6a1c2b3d4e"],
+        ),
+    ] = None,
+) -> IdempotencyKey | None:
+    """FastAPI dependency: the request's idempotency key, or None without the header."""
+    if value is None:
+        return None
+    try:
+        key = validate_key(value)
+    except InvalidInputError as exc:
+        raise Problem(400, exc.user_message, kind="invalid-idempotency-key") from None
+    body = await request.body()
+    return IdempotencyKey(key, fingerprint(request.method, request.url.path, body))
+
+
+def run_idempotent(
+    resources: ApiResources,
+    caller: Caller,
+    key: IdempotencyKey | None,
+    work: Callable[[], Response],
+    *,
+    sensitive: bool = False,
+) -> Response:
+    """Run ``work`` at most once per key: replay, refuse, or run and remember a 2xx.
+
+    A ``sensitive`` response (one that shows a secret) is stored encrypted with the app's
+    secret box, so Redis never holds the secret in the clear.
+    """
+    if key is None:
+        return work()
+    claim = resources.idempotency.begin(caller.key_id, key.key, key.fingerprint)
+    resources.metrics.idempotency.labels(claim.outcome.value).inc()
+    if claim.outcome is BeginOutcome.MISMATCH:
+        raise Problem(
+            422,
+            "this Idempotency-Key was used with a different request; use a new key for a "
+            "new request",
+            kind="idempotency-key-reused",
+        )
+    if claim.outcome is BeginOutcome.IN_FLIGHT:
+        raise Problem(
+            409,
+            "a request with this Idempotency-Key is still being processed; retry shortly",
+            kind="idempotency-key-in-use",
+            headers={"Retry-After": "1"},
+        )
+    if claim.outcome is BeginOutcome.REPLAY:
+        assert claim.response is not None
+        stored = claim.response
+        headers = {**stored.headers, "Idempotent-Replayed": "true"}
+        body = stored.body
+        if headers.pop(_SEALED, None) is not None:
+            body = resources.secret_box.decrypt(body.decode()).encode()
+        return Response(content=body, status_code=stored.status_code, headers=headers)
+    try:
+        response = work()
+    except BaseException:
+        resources.idempotency.release(claim)
+        raise
+    if 200 <= response.status_code < 300:
+        kept = {name: response.headers[name] for name in _KEPT_HEADERS if name in response.headers}
+        body = bytes(response.body)
+        if sensitive:
+            body = resources.secret_box.encrypt(body.decode()).encode()
+            kept[_SEALED] = "1"
+        resources.idempotency.complete(claim, StoredResponse(response.status_code, body, kept))
+    else:
+        resources.idempotency.release(claim)
+    return response

@@ -1,0 +1,270 @@
+"""Request and response bodies of the API (pydantic models; they are the OpenAPI schemas).
+
+Every text field refuses control characters and text that is not valid Unicode, so nothing a
+client sends can make the database reject a write (PostgreSQL refuses NUL bytes) and turn bad
+input into a server error.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+from shared.summarize.content import SummaryFormat
+
+__all__ = [
+    "ChannelDestination",
+    "DestinationIn",
+    "JobCreate",
+    "JobOut",
+    "JobWindow",
+    "Language",
+    "Page",
+    "SafeText",
+    "Snowflake",
+    "UserDataErased",
+    "WebhookDestination",
+]
+
+_DISCORD_EPOCH = datetime(2015, 1, 1, tzinfo=UTC)
+
+
+def _clean_text(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("the text is not valid Unicode (lone surrogate)") from None
+    if any((ord(ch) < 0x20 and ch not in "\n\t") or ord(ch) == 0x7F for ch in value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+#: Free text: valid Unicode without control characters (newlines and tabs allowed).
+SafeText = Annotated[str, AfterValidator(_clean_text)]
+#: A Discord id.
+Snowflake = Annotated[str, Field(pattern=r"^[0-9]{15,21}$", examples=["1234567890123456789"])]
+#: A language tag such as ``en`` or ``pt-BR``.
+Language = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}$",
+        max_length=16,
+        examples=["en", "de", "pt-BR"],
+    ),
+]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_time(value: datetime, name: str) -> datetime:
+    try:
+        utc = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError(f"{name} is out of range") from None
+    if utc < _DISCORD_EPOCH:
+        raise ValueError(f"{name} is before Discord existed (2015)")
+    return utc
+
+
+class JobWindow(_In):
+    """Which messages to read: the last ``hours``, a time range, everything after a message,
+    or the last ``messages`` messages.  ``messages`` may also cap any other form."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"hours": 24},
+                {"after": "2026-03-01T08:00:00Z", "before": "2026-03-01T18:00:00Z"},
+                {"after_message_id": "1234567890123456789"},
+                {"messages": 500},
+            ]
+        },
+    )
+
+    hours: int | None = Field(default=None, ge=1, le=168, description="The last N hours (1-168)")
+    after: AwareDatetime | None = Field(default=None, description="Start of a time range")
+    before: AwareDatetime | None = Field(default=None, description="End of a time range")
+    after_message_id: Snowflake | None = Field(
+        default=None, description="Every message after this one ('summarize from here')"
+    )
+    messages: int | None = Field(
+        default=None, ge=1, le=100_000, description="At most the last N messages"
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> JobWindow:
+        if self.after is not None:
+            self.after = _check_time(self.after, "after")
+        if self.before is not None:
+            self.before = _check_time(self.before, "before")
+        starts = [
+            name
+            for name in ("hours", "after", "after_message_id")
+            if getattr(self, name) is not None
+        ]
+        if len(starts) > 1:
+            raise ValueError(f"give only one of hours, after, after_message_id (got {starts})")
+        if not starts and self.messages is None:
+            raise ValueError("give hours, after, after_message_id or messages")
+        if self.before is not None and self.after is None:
+            raise ValueError("before needs after (a time range)")
+        if self.after is not None and self.before is not None and self.before <= self.after:
+            raise ValueError("before must be later than after")
+        return self
+
+    def resolve(self, now: datetime) -> dict[str, Any]:
+        """The ``DiscordChannelSource`` window fields for a request received at ``now``."""
+        window: dict[str, Any] = {
+            "after": self.after,
+            "before": self.before,
+            "after_message_id": self.after_message_id,
+            "limit": self.messages,
+        }
+        if self.hours is not None:
+            window["after"] = now - timedelta(hours=self.hours)
+        return window
+
+
+class WebhookDestination(_In):
+    """Deliver to one of this guild's webhook endpoints (``/v1/webhook-endpoints``)."""
+
+    kind: Literal["webhook"] = "webhook"
+    endpoint_id: uuid.UUID
+
+
+class ChannelDestination(_In):
+    """Post into a Discord channel or thread of this guild."""
+
+    kind: Literal["channel"] = "channel"
+    channel_id: Snowflake
+
+
+DestinationIn = Annotated[WebhookDestination | ChannelDestination, Field(discriminator="kind")]
+
+
+class JobCreate(_In):
+    """A request to summarize a window of one channel or thread of the key's guild."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "channel_id": "1234567890123456789",
+                    "window": {"hours": 24},
+                    "format": "structured",
+                    "language": "en",
+                    "destinations": [
+                        {"kind": "webhook", "endpoint_id": "5f0c8e1e-8a7e-4d0b-9a51-0f6a1c2b3d4e"}
+                    ],
+                }
+            ]
+        },
+    )
+
+    guild_id: Snowflake | None = Field(
+        default=None, description="Optional; when given it must be the key's guild"
+    )
+    channel_id: Snowflake = Field(description="The channel or thread to summarize")
+    window: JobWindow = Field(default_factory=lambda: JobWindow(hours=24))
+    format: SummaryFormat = SummaryFormat.STRUCTURED
+    language: Language | None = None
+    max_messages: int | None = Field(default=None, ge=1, le=1_000_000)
+    destinations: list[DestinationIn] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Where to deliver the summary besides GET /v1/summaries/{id}",
+    )
+
+
+class JobOut(BaseModel):
+    """A job's state."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0b6a7a8e-2f7c-4a55-9d3e-1d4f2f0c8a11",
+                    "status": "summarizing",
+                    "stage": "summarize",
+                    "progress": {"fetched": 1200},
+                    "error": None,
+                    "guild_id": "1234567890123456789",
+                    "channel_id": "1234567890123456790",
+                    "format": "structured",
+                    "message_count": 1200,
+                    "summary_id": None,
+                    "created_at": "2026-03-01T18:00:00Z",
+                    "updated_at": "2026-03-01T18:00:04Z",
+                    "finished_at": None,
+                }
+            ]
+        }
+    )
+
+    id: uuid.UUID
+    status: Literal[
+        "queued", "fetching", "summarizing", "delivering", "completed", "failed", "cancelled"
+    ]
+    stage: Literal["fetch", "summarize", "deliver"] | None = Field(
+        description="The stage working on the job now (null when queued or finished)"
+    )
+    progress: dict[str, Any]
+    error: str | None = Field(description="Why the job failed or was cancelled")
+    guild_id: str | None
+    channel_id: str | None
+    format: str | None
+    message_count: int | None
+    summary_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+class Page(BaseModel):
+    """Pagination of a list: pass ``next_cursor`` as ``cursor`` to get the next page."""
+
+    next_cursor: str | None = None
+
+
+class UserDataErased(BaseModel):
+    """What ``DELETE /v1/users/{user_id}/data`` changed in the key's guild."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "1234567890123456789",
+                    "guild_id": "1234567890123456780",
+                    "summaries_updated": 3,
+                    "jobs_updated": 1,
+                    "schedules_updated": 0,
+                    "api_keys_updated": 0,
+                    "opt_out_kept": True,
+                }
+            ]
+        }
+    )
+
+    user_id: str
+    guild_id: str
+    summaries_updated: int = Field(
+        description="Summaries whose participants, citations and cited items lost this member"
+    )
+    jobs_updated: int = Field(description="Jobs whose requested_by was this member (now null)")
+    schedules_updated: int = Field(description="Schedules this member created (creator erased)")
+    api_keys_updated: int = Field(description="API keys this member created (creator erased)")
+    opt_out_kept: bool = Field(description="True when the member has an opt-out, left in place")

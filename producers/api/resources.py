@@ -1,0 +1,90 @@
+"""What a running API app holds: its options and the clients built at start."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from producers.api.metrics import ApiMetrics
+from producers.api.problems import Problem
+from shared.apikeys import KeyCache
+from shared.crypto import SecretBox
+from shared.idempotency import IdempotencyStore
+from shared.jobs import Enqueuer
+from shared.ratelimit.inbound import InboundRateLimiter
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+__all__ = ["ApiOptions", "ApiResources", "get_resources", "utc_now"]
+
+
+def utc_now() -> datetime:
+    """The wall clock, timezone-aware."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ApiOptions:
+    """Limits and defaults of the API (the defaults suit a public deployment).
+
+    ``redis_prefix`` namespaces every Redis key the API writes (rate limits, idempotency
+    records, last-used marks, seen signature ids), so tests and deployments sharing a Redis
+    database stay apart.  ``key_cache_seconds`` is how long a verified API key is trusted
+    without reading it again: a revocation takes effect on every replica within that time.
+    ``max_threads`` bounds the worker threads that run database and Redis calls: the work is
+    mostly CPU under one GIL, and dozens of threads fighting for it cost more than they wait.
+    """
+
+    max_body_bytes: int = 64 * 1024
+    default_rate_limit_per_minute: int = 600
+    idempotency_ttl_seconds: int = 24 * 3600
+    idempotency_lease_seconds: int = 120
+    last_used_interval_seconds: int = 60
+    redis_prefix: str = "sb:api"
+    readiness_timeout_seconds: float = 2.0
+    key_cache_seconds: float = 1.0
+    max_threads: int = 8
+
+
+@dataclass
+class ApiResources:
+    """Clients and helpers shared by every request of one app."""
+
+    session_factory: sessionmaker[Session]
+    redis: Redis[Any]
+    enqueuer: Enqueuer
+    secret_box: SecretBox
+    metrics: ApiMetrics
+    options: ApiOptions
+    clock: Callable[[], datetime] = utc_now
+    limiter: InboundRateLimiter = field(init=False)
+    key_cache: KeyCache = field(init=False)
+    idempotency: IdempotencyStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        prefix = self.options.redis_prefix
+        self.key_cache = KeyCache(self.options.key_cache_seconds)
+        self.limiter = InboundRateLimiter(self.redis, prefix=f"{prefix}:rl")
+        self.idempotency = IdempotencyStore(
+            self.redis,
+            prefix=f"{prefix}:idem",
+            ttl_seconds=self.options.idempotency_ttl_seconds,
+            lease_seconds=self.options.idempotency_lease_seconds,
+        )
+
+
+async def get_resources(request: Request) -> ApiResources:
+    """FastAPI dependency: the app's resources (503 while the app is still starting).
+
+    Async on purpose: FastAPI runs a plain function dependency in the thread pool.
+    """
+    resources: ApiResources | None = getattr(request.app.state, "resources", None)
+    if resources is None:
+        raise Problem(503, "the API is starting; retry in a moment", headers={"Retry-After": "1"})
+    return resources

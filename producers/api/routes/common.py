@@ -1,0 +1,95 @@
+"""Helpers shared by the route modules: documented error responses, JSON responses, cursors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from producers.api.problems import PROBLEM_JSON, Problem, ProblemBody
+
+__all__ = [
+    "AUTH_ERRORS",
+    "decode_cursor",
+    "encode_cursor",
+    "errors",
+    "json_response",
+    "not_found",
+]
+
+_DESCRIPTIONS = {
+    400: "Bad request (e.g. a malformed Idempotency-Key or request header)",
+    401: "Missing, invalid, revoked or expired API key, or a bad request signature",
+    403: "The key lacks the scope, or the request comes from an address the key does not allow",
+    404: "Not found (resources of another guild are not found either)",
+    409: "Conflict",
+    413: "Request body larger than 64 KiB",
+    422: "Invalid input; `errors` lists each invalid field",
+    429: "Rate limit of the key exceeded; see Retry-After",
+    503: "The database or Redis is not reachable; see Retry-After",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for these error statuses, all problem+json."""
+    return {
+        status: {
+            "description": _DESCRIPTIONS.get(status, "Error"),
+            "model": ProblemBody,
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemBody"}}},
+        }
+        for status in statuses
+    }
+
+
+#: The errors every authenticated route can answer.
+AUTH_ERRORS = (400, 401, 403, 413, 422, 429, 503)
+
+
+def json_response(
+    model: BaseModel | list[Any] | dict[str, Any],
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A JSON response of a model (or plain data), serialised once."""
+    if isinstance(model, BaseModel):
+        content = model.model_dump_json(by_alias=True)
+    else:
+        content = json.dumps(model, default=str)
+    return Response(
+        content=content, status_code=status, headers=headers, media_type="application/json"
+    )
+
+
+def not_found(what: str, ident: object) -> Problem:
+    """The 404 for a missing resource, or one in another guild (indistinguishable)."""
+    return Problem(404, f"no {what} {ident} in this API key's guild")
+
+
+def encode_cursor(created_at: datetime, ident: uuid.UUID) -> str:
+    """An opaque cursor pointing after ``(created_at, id)``."""
+    raw = json.dumps([created_at.isoformat(), str(ident)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """Read a cursor made by :func:`encode_cursor` (422 when it is not one)."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, ident = json.loads(raw)
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None:
+            raise ValueError("naive")
+        return when, uuid.UUID(ident)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise Problem(
+            422,
+            "cursor is not valid; pass the next_cursor value of the previous page unchanged",
+        ) from None

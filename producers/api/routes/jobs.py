@@ -1,0 +1,246 @@
+"""``/v1/jobs``: submit a summary job, read its state, cancel it."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path
+from pydantic import ValidationError
+from sqlalchemy import Engine, bindparam, select
+from starlette.responses import Response
+
+from producers.api.auth import Caller, require_scope
+from producers.api.idempotent import IdempotencyKey, idempotency_key, run_idempotent
+from producers.api.models import JobCreate, JobOut, WebhookDestination
+from producers.api.problems import Problem, validation_errors
+from producers.api.resources import ApiResources, get_resources
+from producers.api.routes.common import AUTH_ERRORS, errors, json_response, not_found
+from schema.models.jobs import Job, JobStatus
+from schema.models.tenancy import WebhookEndpoint
+from shared.apikeys import Scope
+from shared.jobs import JobParams, submit_job
+from shared.pipeline.state import FINISHED
+
+__all__ = ["job_out", "router"]
+
+router = APIRouter(tags=["jobs"])
+
+_STAGES = {
+    JobStatus.FETCHING.value: "fetch",
+    JobStatus.SUMMARIZING.value: "summarize",
+    JobStatus.DELIVERING.value: "deliver",
+}
+
+JobId = Annotated[uuid.UUID, Path(description="The job's id", examples=[uuid.UUID(int=1)])]
+
+
+def job_out(job: Any) -> JobOut:
+    """The public view of a job row (a ``Job`` or a Core row of the ``jobs`` table)."""
+    summary_id = job.progress.get("summary_id") if isinstance(job.progress, dict) else None
+    try:
+        summary = uuid.UUID(str(summary_id)) if summary_id else None
+    except ValueError:
+        summary = None
+    fmt = job.params.get("format") if isinstance(job.params, dict) else None
+    return JobOut(
+        id=job.id,
+        status=job.status,
+        stage=_STAGES.get(job.status),
+        progress=job.progress or {},
+        error=job.error,
+        guild_id=job.guild_id,
+        channel_id=job.channel_id,
+        format=str(fmt) if fmt is not None else None,
+        message_count=job.message_count,
+        summary_id=summary,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        finished_at=job.finished_at,
+    )
+
+
+def _destinations(
+    resources: ApiResources, caller: Caller, payload: JobCreate
+) -> list[dict[str, Any]]:
+    wanted = [d.endpoint_id for d in payload.destinations if isinstance(d, WebhookDestination)]
+    if wanted:
+        with resources.session_factory() as session:
+            found = set(
+                session.scalars(
+                    select(WebhookEndpoint.id).where(
+                        WebhookEndpoint.id.in_(wanted),
+                        WebhookEndpoint.guild_id == caller.guild_id,
+                    )
+                )
+            )
+        for index, dest in enumerate(payload.destinations):
+            if isinstance(dest, WebhookDestination) and dest.endpoint_id not in found:
+                raise Problem(
+                    422,
+                    f"destinations/{index}: no webhook endpoint {dest.endpoint_id} in this "
+                    "guild; create one with POST /v1/webhook-endpoints",
+                )
+    return [d.model_dump(mode="json") for d in payload.destinations]
+
+
+def _params(resources: ApiResources, caller: Caller, payload: JobCreate) -> JobParams:
+    source = {
+        "kind": "discord_channel",
+        "guild_id": caller.guild_id,
+        "channel_id": payload.channel_id,
+        **payload.window.resolve(resources.clock()),
+    }
+    data = {
+        "source": source,
+        "format": payload.format.value,
+        "language": payload.language,
+        "max_messages": payload.max_messages,
+        "destinations": _destinations(resources, caller, payload),
+    }
+    try:
+        return JobParams.model_validate(data)
+    except ValidationError as exc:
+        problems = validation_errors(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_input=False)]
+        )
+        raise Problem(
+            422,
+            "the job cannot be built from this request: "
+            + "; ".join(f"{p.pointer}: {p.detail}" for p in problems[:3]),
+            errors=problems,
+        ) from None
+
+
+@router.post(
+    "/v1/jobs",
+    status_code=202,
+    response_model=JobOut,
+    summary="Submit a summary job",
+    description=(
+        "Records a job for a channel or thread of the key's guild and queues it; the answer "
+        "comes at once (202) and the job runs in the background.  Poll `GET /v1/jobs/{id}` "
+        "until `status` is `completed`, then read `GET /v1/summaries/{summary_id}`.  "
+        "Needs the `jobs:write` scope.  Send an `Idempotency-Key` to retry safely."
+    ),
+    responses={
+        202: {
+            "description": "Job accepted",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        },
+        **errors(404, 409, *AUTH_ERRORS),
+    },
+)
+def create_job(
+    payload: JobCreate,
+    caller: Annotated[Caller, Depends(require_scope(Scope.JOBS_WRITE))],
+    idem: Annotated[IdempotencyKey | None, Depends(idempotency_key)],
+    resources: Annotated[ApiResources, Depends(get_resources)],
+) -> Response:
+    """Submit a job (202)."""
+    if payload.guild_id is not None and payload.guild_id != caller.guild_id:
+        raise Problem(
+            404,
+            f"no guild {payload.guild_id} for this API key; omit guild_id or use the key's guild",
+        )
+
+    def work() -> Response:
+        params = _params(resources, caller, payload)
+        durable_key = None
+        if idem is not None:
+            digest = hashlib.sha256(idem.key.encode()).hexdigest()[:40]
+            durable_key = f"api:{caller.key_id}:{digest}"
+        submission = submit_job(
+            resources.session_factory,
+            resources.enqueuer,
+            params=params,
+            origin="api",
+            guild_id=caller.guild_id,
+            channel_id=payload.channel_id,
+            requested_by=caller.key_id,
+            idempotency_key=durable_key,
+        )
+        job = _read_job(resources, submission.job_id)
+        resources.metrics.summary_requests.labels(
+            payload.format.value, "accepted" if submission.created else "duplicate"
+        ).inc()
+        return json_response(job_out(job), status=202, headers={"Location": f"/v1/jobs/{job.id}"})
+
+    return run_idempotent(resources, caller, idem, work)
+
+
+# Core, not the ORM, and built once: this runs on every submission, and the row is only read.
+_READ_JOB = select(Job.__table__).where(Job.id == bindparam("job_id"))
+
+
+def _read_job(resources: ApiResources, job_id: uuid.UUID) -> Any:
+    bind = resources.session_factory.kw.get("bind")
+    if isinstance(bind, Engine):
+        with bind.connect() as connection:
+            return connection.execute(_READ_JOB, {"job_id": job_id}).one()
+    with resources.session_factory() as session:
+        return session.execute(_READ_JOB, {"job_id": job_id}).one()
+
+
+def _load(resources: ApiResources, caller: Caller, job_id: uuid.UUID) -> Job:
+    with resources.session_factory() as session:
+        job = session.scalars(
+            select(Job).where(Job.id == job_id, Job.guild_id == caller.guild_id)
+        ).one_or_none()
+    if job is None:
+        raise not_found("job", job_id)
+    return job
+
+
+@router.get(
+    "/v1/jobs/{job_id}",
+    response_model=JobOut,
+    summary="Read a job's status, stage and progress",
+    description="Needs `jobs:write` or `summaries:read`.",
+    responses=errors(404, *AUTH_ERRORS),
+)
+def get_job(
+    job_id: JobId,
+    caller: Annotated[Caller, Depends(require_scope(Scope.JOBS_WRITE, Scope.SUMMARIES_READ))],
+    resources: Annotated[ApiResources, Depends(get_resources)],
+) -> Response:
+    """A job of the key's guild."""
+    return json_response(job_out(_load(resources, caller, job_id)))
+
+
+@router.delete(
+    "/v1/jobs/{job_id}",
+    response_model=JobOut,
+    summary="Cancel a job",
+    description=(
+        "Marks an unfinished job `cancelled`; its stages stop at their next step.  Cancelling "
+        "a cancelled job again answers the same; a completed or failed job answers 409.  "
+        "Needs `jobs:write`."
+    ),
+    responses=errors(404, 409, *AUTH_ERRORS),
+)
+def cancel_job(
+    job_id: JobId,
+    caller: Annotated[Caller, Depends(require_scope(Scope.JOBS_WRITE))],
+    resources: Annotated[ApiResources, Depends(get_resources)],
+) -> Response:
+    """Cancel an unfinished job."""
+    now = resources.clock()
+    with resources.session_factory() as session, session.begin():
+        job = session.scalars(
+            select(Job).where(Job.id == job_id, Job.guild_id == caller.guild_id).with_for_update()
+        ).one_or_none()
+        if job is None:
+            raise not_found("job", job_id)
+        if job.status in FINISHED and job.status != JobStatus.CANCELLED.value:
+            raise Problem(
+                409,
+                f"job {job_id} already ended as {job.status}; there is nothing to cancel",
+                kind="job-finished",
+            )
+        if job.status != JobStatus.CANCELLED.value:
+            job.status = JobStatus.CANCELLED.value
+            job.error = "cancelled through the API"
+            job.finished_at = job.updated_at = now
+    return json_response(job_out(job))

@@ -1,0 +1,362 @@
+"""``/v1/schedules``: recurring digests of a channel, in words ("daily 09:00 Europe/Berlin",
+"weekly mon 08:00") or cron, evaluated in their own time zone."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select, tuple_
+from starlette.responses import Response
+
+from producers.api.auth import Caller, require_scope
+from producers.api.idempotent import IdempotencyKey, idempotency_key, run_idempotent
+from producers.api.models import (
+    DestinationIn,
+    Language,
+    Page,
+    SafeText,
+    Snowflake,
+    WebhookDestination,
+)
+from producers.api.problems import FieldError, Problem
+from producers.api.resources import ApiResources, get_resources
+from producers.api.routes.common import (
+    AUTH_ERRORS,
+    decode_cursor,
+    encode_cursor,
+    errors,
+    json_response,
+    not_found,
+)
+from schema.models.schedules import EmptyPolicy, Schedule
+from schema.models.tenancy import WebhookEndpoint
+from shared.apikeys import Scope
+from shared.digests.spec import ScheduleSpec, next_run, parse_schedule
+from shared.errors import InvalidInputError
+from shared.summarize.content import SummaryFormat
+
+__all__ = ["ScheduleCreate", "ScheduleList", "ScheduleOut", "ScheduleUpdate", "router"]
+
+router = APIRouter(tags=["schedules"])
+
+ScheduleText = Annotated[
+    SafeText,
+    Field(
+        min_length=1,
+        max_length=200,
+        description="When it runs, in words or cron, optionally ending with an IANA time zone",
+        examples=["daily 09:00 Europe/Berlin", "weekly mon 08:00", "cron 0 9 * * 1-5"],
+    ),
+]
+TimeZone = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_+/-]+$",
+        description="Time zone when the schedule text names none (IANA name)",
+        examples=["Europe/Berlin", "UTC"],
+    ),
+]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScheduleCreate(_In):
+    """A digest of one channel or thread of the key's guild."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "channel_id": "1234567890123456789",
+                    "schedule": "daily 09:00 Europe/Berlin",
+                    "format": "brief",
+                    "destination": {"kind": "channel", "channel_id": "1234567890123456790"},
+                }
+            ]
+        },
+    )
+
+    channel_id: Snowflake
+    schedule: ScheduleText
+    timezone: TimeZone = "UTC"
+    format: SummaryFormat = SummaryFormat.BRIEF
+    language: Language | None = None
+    destination: DestinationIn
+    empty_policy: Literal["skip", "notice"] = Field(
+        default="skip", description="An empty window: send nothing, or a short notice"
+    )
+    enabled: bool = True
+
+
+class ScheduleUpdate(_In):
+    """Fields to change; a field left out keeps its value."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"enabled": False}]})
+
+    schedule: ScheduleText | None = None
+    timezone: TimeZone | None = None
+    format: SummaryFormat | None = None
+    language: Language | None = None
+    destination: DestinationIn | None = None
+    empty_policy: Literal["skip", "notice"] | None = None
+    enabled: bool | None = None
+
+
+class ScheduleOut(BaseModel):
+    """A schedule and when it runs next."""
+
+    id: uuid.UUID
+    channel_id: str
+    schedule: str = Field(description="The schedule as it was written")
+    description: str = Field(description="When it runs, in plain words")
+    cron: str
+    timezone: str
+    format: str
+    language: str | None
+    destination: dict[str, Any]
+    empty_policy: str
+    enabled: bool
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ScheduleList(Page):
+    """One page of schedules, oldest first."""
+
+    items: list[ScheduleOut]
+
+
+def _parse(text: str, timezone: str) -> ScheduleSpec:
+    try:
+        return parse_schedule(text, default_timezone=timezone)
+    except InvalidInputError as exc:
+        raise Problem(
+            422,
+            exc.user_message,
+            errors=[FieldError(location="body", pointer="/schedule", detail=exc.user_message)],
+        ) from None
+
+
+def _out(row: Schedule) -> ScheduleOut:
+    try:
+        description = parse_schedule(row.spec, default_timezone=row.timezone).description
+    except InvalidInputError:
+        description = f"cron {row.cron!r} ({row.timezone})"
+    return ScheduleOut(
+        id=row.id,
+        channel_id=row.channel_id,
+        schedule=row.spec,
+        description=description,
+        cron=row.cron,
+        timezone=row.timezone,
+        format=row.format,
+        language=row.language,
+        destination=row.destination,
+        empty_policy=row.empty_policy,
+        enabled=row.enabled,
+        next_run_at=row.next_run_at,
+        last_run_at=row.last_run_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _destination(
+    resources: ApiResources, caller: Caller, destination: WebhookDestination | Any
+) -> dict[str, Any]:
+    if isinstance(destination, WebhookDestination):
+        with resources.session_factory() as session:
+            exists = session.scalar(
+                select(WebhookEndpoint.id).where(
+                    WebhookEndpoint.id == destination.endpoint_id,
+                    WebhookEndpoint.guild_id == caller.guild_id,
+                )
+            )
+        if exists is None:
+            raise Problem(
+                422,
+                f"destination: no webhook endpoint {destination.endpoint_id} in this guild; "
+                "create one with POST /v1/webhook-endpoints",
+            )
+    result: dict[str, Any] = destination.model_dump(mode="json")
+    return result
+
+
+Admin = Annotated[Caller, Depends(require_scope(Scope.ADMIN))]
+Resources = Annotated[ApiResources, Depends(get_resources)]
+ScheduleId = Annotated[uuid.UUID, Path(description="The schedule's id")]
+
+
+@router.post(
+    "/v1/schedules",
+    status_code=201,
+    response_model=ScheduleOut,
+    summary="Create a digest schedule",
+    description="Needs `admin`.  Send an `Idempotency-Key` to retry safely.",
+    responses=errors(409, *AUTH_ERRORS),
+)
+def create_schedule(
+    payload: ScheduleCreate,
+    caller: Admin,
+    idem: Annotated[IdempotencyKey | None, Depends(idempotency_key)],
+    resources: Resources,
+) -> Response:
+    """Create a schedule; ``next_run_at`` is its first firing after now."""
+
+    def work() -> Response:
+        spec = _parse(payload.schedule, payload.timezone)
+        destination = _destination(resources, caller, payload.destination)
+        now = resources.clock()
+        row = Schedule(
+            id=uuid.uuid4(),
+            guild_id=caller.guild_id,
+            channel_id=payload.channel_id,
+            created_by=f"api:{caller.key_id}",
+            spec=payload.schedule.strip(),
+            cron=spec.cron,
+            timezone=spec.timezone,
+            format=payload.format.value,
+            language=payload.language,
+            destination=destination,
+            empty_policy=EmptyPolicy(payload.empty_policy).value,
+            enabled=payload.enabled,
+            next_run_at=next_run(spec, now) if payload.enabled else None,
+            created_at=now,
+            updated_at=now,
+        )
+        with resources.session_factory() as session, session.begin():
+            session.add(row)
+        return json_response(_out(row), status=201, headers={"Location": f"/v1/schedules/{row.id}"})
+
+    return run_idempotent(resources, caller, idem, work)
+
+
+@router.get(
+    "/v1/schedules",
+    response_model=ScheduleList,
+    summary="List this guild's schedules",
+    description="Needs `admin`.",
+    responses=errors(*AUTH_ERRORS),
+)
+def list_schedules(
+    caller: Admin,
+    resources: Resources,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    channel_id: Annotated[Snowflake | None, Query(description="Only this channel's")] = None,
+) -> Response:
+    """A page of schedules, oldest first."""
+    query = (
+        select(Schedule)
+        .where(Schedule.guild_id == caller.guild_id)
+        .order_by(Schedule.created_at, Schedule.id)
+        .limit(limit + 1)
+    )
+    if channel_id is not None:
+        query = query.where(Schedule.channel_id == channel_id)
+    if cursor is not None:
+        query = query.where(tuple_(Schedule.created_at, Schedule.id) > decode_cursor(cursor))
+    with resources.session_factory() as session:
+        rows = list(session.scalars(query))
+    next_cursor = (
+        encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
+    )
+    return json_response(
+        ScheduleList(items=[_out(r) for r in rows[:limit]], next_cursor=next_cursor)
+    )
+
+
+def _get(session: Any, caller: Caller, schedule_id: uuid.UUID, *, lock: bool) -> Schedule:
+    query = select(Schedule).where(Schedule.id == schedule_id, Schedule.guild_id == caller.guild_id)
+    row: Schedule | None = session.scalars(query.with_for_update() if lock else query).one_or_none()
+    if row is None:
+        raise not_found("schedule", schedule_id)
+    return row
+
+
+@router.get(
+    "/v1/schedules/{schedule_id}",
+    response_model=ScheduleOut,
+    summary="Read a schedule",
+    description="Needs `admin`.",
+    responses=errors(404, *AUTH_ERRORS),
+)
+def get_schedule(schedule_id: ScheduleId, caller: Admin, resources: Resources) -> Response:
+    """One schedule of this guild."""
+    with resources.session_factory() as session:
+        return json_response(_out(_get(session, caller, schedule_id, lock=False)))
+
+
+@router.patch(
+    "/v1/schedules/{schedule_id}",
+    response_model=ScheduleOut,
+    summary="Change, pause or resume a schedule",
+    description=(
+        "Needs `admin`.  A new schedule text or time zone, or resuming (`enabled: true`), "
+        "recomputes `next_run_at` from now; pausing clears it."
+    ),
+    responses=errors(404, *AUTH_ERRORS),
+)
+def update_schedule(
+    schedule_id: ScheduleId,
+    payload: ScheduleUpdate,
+    caller: Admin,
+    resources: Resources,
+) -> Response:
+    """Apply the fields that were sent."""
+    fields = payload.model_fields_set
+    for name in ("schedule", "timezone", "format", "destination", "empty_policy", "enabled"):
+        if name in fields and getattr(payload, name) is None:
+            raise Problem(422, f"{name} cannot be null; leave it out to keep its value")
+    now = resources.clock()
+    with resources.session_factory() as session, session.begin():
+        row = _get(session, caller, schedule_id, lock=True)
+        retime = False
+        if payload.schedule is not None or payload.timezone is not None:
+            text = payload.schedule if payload.schedule is not None else row.spec
+            spec = _parse(text, payload.timezone or row.timezone)
+            row.spec, row.cron, row.timezone = text.strip(), spec.cron, spec.timezone
+            retime = True
+        if payload.format is not None:
+            row.format = payload.format.value
+        if "language" in fields:
+            row.language = payload.language
+        if payload.destination is not None:
+            row.destination = _destination(resources, caller, payload.destination)
+        if payload.empty_policy is not None:
+            row.empty_policy = payload.empty_policy
+        if payload.enabled is not None:
+            retime = retime or (payload.enabled and not row.enabled)
+            row.enabled = payload.enabled
+        if not row.enabled:
+            row.next_run_at = None
+        elif retime or row.next_run_at is None:
+            spec = ScheduleSpec(cron=row.cron, timezone=row.timezone, description=row.spec)
+            row.next_run_at = next_run(spec, now)
+        row.updated_at = now
+    return json_response(_out(row))
+
+
+@router.delete(
+    "/v1/schedules/{schedule_id}",
+    status_code=204,
+    summary="Delete a schedule",
+    description="Needs `admin`.  Digests already sent are not affected.",
+    responses=errors(404, *AUTH_ERRORS),
+)
+def delete_schedule(schedule_id: ScheduleId, caller: Admin, resources: Resources) -> Response:
+    """Remove the schedule and its run records."""
+    with resources.session_factory() as session, session.begin():
+        session.delete(_get(session, caller, schedule_id, lock=True))
+    return Response(status_code=204)

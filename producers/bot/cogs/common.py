@@ -1,0 +1,107 @@
+"""Helpers every command handler uses: the runtime, guild context, channel lookups, replies.
+
+Handlers acknowledge first (a deferral, or an immediate answer for input errors found without
+any I/O) and only then touch the database or Redis, so Discord's 3-second deadline never
+depends on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+import discord
+import structlog
+from discord.ext import commands
+
+from producers.bot.runtime import BotRuntime, HasRuntime
+
+__all__ = [
+    "SUMMARIZABLE",
+    "AnyBot",
+    "GuildChannel",
+    "GuildContext",
+    "answer",
+    "guild_context",
+    "resolve_channel",
+    "runtime_of",
+    "send_after_defer",
+]
+
+log = structlog.get_logger(__name__)
+
+GuildChannel = discord.abc.GuildChannel | discord.Thread
+AnyBot = commands.Bot | commands.AutoShardedBot
+
+#: Channel types whose messages can be summarized.
+SUMMARIZABLE = frozenset(
+    {
+        discord.ChannelType.text,
+        discord.ChannelType.news,
+        discord.ChannelType.voice,
+        discord.ChannelType.stage_voice,
+        discord.ChannelType.public_thread,
+        discord.ChannelType.private_thread,
+        discord.ChannelType.news_thread,
+    }
+)
+
+
+def runtime_of(interaction: discord.Interaction[Any]) -> BotRuntime:
+    """The runtime of the bot that received ``interaction``."""
+    return cast(HasRuntime, interaction.client).runtime
+
+
+@dataclass(frozen=True)
+class GuildContext:
+    """The guild, the invoking member and the channel a command ran in."""
+
+    guild: discord.Guild
+    member: discord.Member
+    channel: GuildChannel | None
+
+
+def guild_context(interaction: discord.Interaction[Any]) -> GuildContext | str:
+    """The command's guild context, or why there is none (a message for the member)."""
+    guild = interaction.guild
+    member = interaction.user
+    if guild is None or not isinstance(member, discord.Member):
+        return "This command works in servers only."
+    if guild.unavailable or guild.me is None or guild.default_role is None or not guild.roles:
+        return "I have not received this server's details from Discord yet; try again shortly."
+    channel = interaction.channel
+    if not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+        channel = None
+    return GuildContext(guild=guild, member=member, channel=channel)
+
+
+def resolve_channel(guild: discord.Guild, channel_id: int) -> GuildChannel | None:
+    """A cached channel or thread of ``guild``."""
+    found = guild.get_channel_or_thread(channel_id)
+    return found if isinstance(found, discord.abc.GuildChannel | discord.Thread) else None
+
+
+async def answer(interaction: discord.Interaction[Any], text: str) -> None:
+    """Tell the member something privately, whether or not the interaction was answered."""
+    if interaction.response.is_done():
+        await interaction.followup.send(text, ephemeral=True)
+    else:
+        await interaction.response.send_message(text, ephemeral=True)
+
+
+async def send_after_defer(
+    interaction: discord.Interaction[Any], text: str, *, deferred_private: bool
+) -> None:
+    """Replace a deferred reply with ``text``, shown only to the member.
+
+    A public deferral's "thinking…" message is deleted first, so a refusal is never shown to
+    the whole channel.
+    """
+    if deferred_private:
+        await interaction.edit_original_response(content=text, embed=None)
+        return
+    try:
+        await interaction.delete_original_response()
+    except discord.HTTPException as exc:
+        log.info("bot.delete_deferred_failed", status=exc.status)
+    await interaction.followup.send(text, ephemeral=True)

@@ -1,0 +1,271 @@
+"""``/digest create|list|pause|resume|delete``: recurring summaries of a channel.
+
+Schedules are stored in Postgres (``schedules``) and fired by beat's dispatcher; the bot only
+validates and records them.  The schedule is said in words ("daily 09:00 Europe/Berlin",
+"weekly mon 08:00") or as cron (``shared.digests.spec``).  Digests post publicly, so creating
+one takes Manage Server and passes the same access checks as a summary posted in the
+destination.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from producers.bot.authorize import AccessRequest, authorize_summary, can_manage_guild
+from producers.bot.cogs.common import (
+    SUMMARIZABLE,
+    AnyBot,
+    GuildChannel,
+    GuildContext,
+    answer,
+    guild_context,
+    resolve_channel,
+    runtime_of,
+)
+from producers.bot.parsing import parse_language
+from producers.bot.responses import schedule_list_embed
+from producers.bot.snapshots import channel_view, guild_view, member_view
+from producers.bot.store import (
+    ScheduleSnapshot,
+    create_schedule,
+    delete_schedule,
+    list_schedules,
+    set_schedule_enabled,
+)
+from schema.models.tenancy import WebhookEndpoint
+from shared.digests.spec import ScheduleSpec, parse_schedule
+from shared.errors import InvalidInputError
+from shared.summarize.content import SummaryFormat
+
+__all__ = ["DigestCog", "webhook_endpoint_exists"]
+
+_FORMATS = [app_commands.Choice(name=f.value, value=f.value) for f in SummaryFormat]
+
+AnyChannel = app_commands.AppCommandChannel | app_commands.AppCommandThread
+
+
+def webhook_endpoint_exists(
+    session_factory: sessionmaker[Session], *, guild_id: int, endpoint_id: uuid.UUID
+) -> bool:
+    """True when ``endpoint_id`` is an enabled webhook endpoint of the guild."""
+    with session_factory() as session:
+        found = session.scalar(
+            select(WebhookEndpoint.id).where(
+                WebhookEndpoint.id == endpoint_id,
+                WebhookEndpoint.guild_id == str(guild_id),
+                WebhookEndpoint.enabled.is_(True),
+            )
+        )
+    return found is not None
+
+
+def _channel(context: GuildContext, option: AnyChannel | None, what: str) -> GuildChannel | None:
+    if option is None:
+        return None
+    channel = resolve_channel(context.guild, option.id)
+    if channel is None:
+        raise InvalidInputError(f"I cannot see {option.mention}; give me View Channel there")
+    if channel.type not in SUMMARIZABLE:
+        raise InvalidInputError(f"{option.mention} cannot be {what}; pick a text channel or thread")
+    return channel
+
+
+def _describe(item: ScheduleSnapshot) -> str:
+    state = (
+        f"next <t:{int(item.next_run_at.timestamp())}:R>"
+        if item.enabled and item.next_run_at
+        else "paused"
+    )
+    return f"`{item.short_id}` · {item.spec} · <#{item.channel_id}> · {state}"
+
+
+@app_commands.guild_only()
+class DigestCog(commands.GroupCog, group_name="digest"):
+    """Recurring digests of a channel."""
+
+    def __init__(self, bot: AnyBot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    async def _managers(self, interaction: discord.Interaction[Any]) -> GuildContext | None:
+        context = guild_context(interaction)
+        if isinstance(context, str):
+            await answer(interaction, context)
+            return None
+        if not can_manage_guild(guild_view(context.guild), member_view(context.member)):
+            await answer(interaction, "⛔ Only members with Manage Server can manage digests.")
+            return None
+        return context
+
+    @app_commands.command(name="create", description="Summarize a channel on a schedule")
+    @app_commands.describe(
+        channel="Channel or thread to summarize",
+        schedule="When: 'daily 09:00 Europe/Berlin', 'weekly mon 08:00', 'cron 0 9 * * 1-5'",
+        format="How detailed the digest is",
+        post_to="Channel or thread to post the digest in (default: the channel itself)",
+        webhook_endpoint="Or send it to this webhook endpoint id (from the API)",
+        language="Language of the digest, e.g. en",
+        timezone="Time zone when the schedule names none (IANA, e.g. Europe/Berlin)",
+    )
+    @app_commands.choices(format=_FORMATS)
+    async def create(
+        self,
+        interaction: discord.Interaction[Any],
+        channel: AnyChannel,
+        schedule: app_commands.Range[str, 1, 200],
+        format: str = SummaryFormat.BRIEF.value,
+        post_to: AnyChannel | None = None,
+        webhook_endpoint: str | None = None,
+        language: str | None = None,
+        timezone: str = "UTC",
+    ) -> None:
+        """Validate, authorize and store a digest schedule."""
+        context = await self._managers(interaction)
+        if context is None:
+            return
+        try:
+            source = _channel(context, channel, "summarized")
+            assert source is not None
+            destination_channel = _channel(context, post_to, "a digest's destination")
+            if destination_channel is not None and webhook_endpoint is not None:
+                raise InvalidInputError("give post_to or webhook_endpoint, not both")
+            endpoint_id: uuid.UUID | None = None
+            if webhook_endpoint is not None:
+                try:
+                    endpoint_id = uuid.UUID(webhook_endpoint.strip())
+                except ValueError:
+                    raise InvalidInputError(
+                        "webhook_endpoint must be an endpoint id such as "
+                        "5f0c8e1e-8a7e-4d0b-9a51-0f6a1c2b3d4e (see /v1/webhook-endpoints)"
+                    ) from None
+            spec: ScheduleSpec = parse_schedule(schedule, default_timezone=timezone)
+            summary_language = parse_language(language)
+            summary_format = SummaryFormat(format)
+        except InvalidInputError as exc:
+            await answer(interaction, f"⛔ {exc.user_message}")
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        runtime = runtime_of(interaction)
+        config = await runtime.configs.get(context.guild.id)
+        target = destination_channel or (source if endpoint_id is None else None)
+        refusal = authorize_summary(
+            AccessRequest(
+                guild=guild_view(context.guild),
+                member=member_view(context.member),
+                bot=member_view(context.guild.me),
+                source=channel_view(source),
+                config=config,
+                destination=channel_view(target) if target is not None else None,
+                source_hint=channel.permissions.value,
+                destination_hint=post_to.permissions.value if post_to else None,
+                external=endpoint_id is not None,
+            )
+        )
+        if refusal is not None:
+            await interaction.edit_original_response(content=f"⛔ {refusal.message}")
+            return
+        if endpoint_id is not None:
+            exists = await runtime.db(
+                webhook_endpoint_exists,
+                runtime.session_factory,
+                guild_id=context.guild.id,
+                endpoint_id=endpoint_id,
+            )
+            if not exists:
+                await interaction.edit_original_response(
+                    content=f"⛔ No enabled webhook endpoint `{endpoint_id}` in this server."
+                )
+                return
+            destination: dict[str, Any] = {"kind": "webhook", "endpoint_id": str(endpoint_id)}
+        else:
+            assert target is not None
+            destination = {"kind": "channel", "channel_id": str(target.id)}
+        try:
+            created = await runtime.db(
+                create_schedule,
+                runtime.session_factory,
+                guild_id=context.guild.id,
+                channel_id=source.id,
+                created_by=context.member.id,
+                text=schedule.strip(),
+                spec=spec,
+                format=summary_format,
+                language=summary_language,
+                destination=destination,
+                now=runtime.clock(),
+            )
+        except InvalidInputError as exc:
+            await interaction.edit_original_response(content=f"⛔ {exc.user_message}")
+            return
+        await interaction.edit_original_response(
+            content=f"Digest created: {spec.description}.\n{_describe(created)}"
+        )
+
+    @app_commands.command(name="list", description="List this server's digests")
+    async def list_(self, interaction: discord.Interaction[Any]) -> None:
+        """Show every digest of the guild."""
+        context = await self._managers(interaction)
+        if context is None:
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        runtime = runtime_of(interaction)
+        items = await runtime.db(list_schedules, runtime.session_factory, guild_id=context.guild.id)
+        await interaction.edit_original_response(embed=schedule_list_embed(items))
+
+    async def _toggle(self, interaction: discord.Interaction[Any], ref: str, enabled: bool) -> None:
+        context = await self._managers(interaction)
+        if context is None:
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        runtime = runtime_of(interaction)
+        try:
+            item = await runtime.db(
+                set_schedule_enabled,
+                runtime.session_factory,
+                guild_id=context.guild.id,
+                ref=ref,
+                enabled=enabled,
+                now=runtime.clock(),
+            )
+        except InvalidInputError as exc:
+            await interaction.edit_original_response(content=f"⛔ {exc.user_message}")
+            return
+        verb = "resumed" if enabled else "paused"
+        await interaction.edit_original_response(content=f"Digest {verb}: {_describe(item)}")
+
+    @app_commands.command(name="pause", description="Pause a digest")
+    @app_commands.describe(digest="The digest's id from /digest list")
+    async def pause(self, interaction: discord.Interaction[Any], digest: str) -> None:
+        """Stop a digest from firing until resumed."""
+        await self._toggle(interaction, digest, False)
+
+    @app_commands.command(name="resume", description="Resume a paused digest")
+    @app_commands.describe(digest="The digest's id from /digest list")
+    async def resume(self, interaction: discord.Interaction[Any], digest: str) -> None:
+        """Fire a paused digest again from its next time on."""
+        await self._toggle(interaction, digest, True)
+
+    @app_commands.command(name="delete", description="Delete a digest")
+    @app_commands.describe(digest="The digest's id from /digest list")
+    async def delete(self, interaction: discord.Interaction[Any], digest: str) -> None:
+        """Delete a digest for good."""
+        context = await self._managers(interaction)
+        if context is None:
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        runtime = runtime_of(interaction)
+        try:
+            item = await runtime.db(
+                delete_schedule, runtime.session_factory, guild_id=context.guild.id, ref=digest
+            )
+        except InvalidInputError as exc:
+            await interaction.edit_original_response(content=f"⛔ {exc.user_message}")
+            return
+        await interaction.edit_original_response(content=f"Digest deleted: {_describe(item)}")

@@ -1,0 +1,186 @@
+"""What the bot's handlers share: database, enqueuer, Redis limiters, caches, the progress poller.
+
+Built once by :func:`producers.cli.bot_commands.run_bot` (or by tests) and handed to the bot;
+handlers reach it as ``bot.runtime``.  Database work is synchronous SQLAlchemy and always runs
+in a worker thread (:meth:`BotRuntime.db`), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+from redis.asyncio import Redis
+from sqlalchemy.orm import Session, sessionmaker
+
+from producers.bot.activity import ActivityCounter
+from producers.bot.config import BotSettings
+from producers.bot.estimates import CostLine, EtaModel, estimate_summary_cost, fit_eta
+from producers.bot.limits import RequestLimiter
+from producers.bot.progress import ProgressTracker
+from producers.bot.store import GuildConfig, load_guild_config, load_jobs, recent_durations
+from shared.crypto import SecretBox
+from shared.jobs import Enqueuer
+from shared.llm.models import ModelInfo
+
+__all__ = ["BotRuntime", "ConfigCache", "EtaCache", "HasRuntime", "build_runtime"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def _in_thread(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+class ConfigCache:
+    """Guild settings cached for a few seconds, so a burst of commands reads the row once.
+
+    Changes made through this process replace the cached value at once; other bot processes
+    see them when their entry expires.
+    """
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        *,
+        ttl: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session_factory = session_factory
+        self._ttl = ttl
+        self._clock = clock
+        self._entries: dict[int, tuple[float, GuildConfig]] = {}
+
+    async def get(self, guild_id: int) -> GuildConfig:
+        """The guild's settings (from the cache when fresh)."""
+        entry = self._entries.get(guild_id)
+        if entry is not None and self._clock() - entry[0] < self._ttl:
+            return entry[1]
+        config = await _in_thread(load_guild_config, self._session_factory, guild_id)
+        self.put(config)
+        return config
+
+    def put(self, config: GuildConfig) -> None:
+        """Replace the cached settings of ``config.guild_id``."""
+        self._entries[config.guild_id] = (self._clock(), config)
+
+
+class EtaCache:
+    """The time model, refitted from recent jobs at most once a minute."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        *,
+        ttl: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session_factory = session_factory
+        self._ttl = ttl
+        self._clock = clock
+        self._model: EtaModel | None = None
+        self._at = 0.0
+
+    async def get(self) -> EtaModel:
+        """The current model."""
+        if self._model is None or self._clock() - self._at >= self._ttl:
+            samples = await _in_thread(recent_durations, self._session_factory)
+            self._model = fit_eta(samples)
+            self._at = self._clock()
+        return self._model
+
+
+@dataclass
+class BotRuntime:
+    """Shared resources of the bot process (see module docstring)."""
+
+    bot_settings: BotSettings
+    session_factory: sessionmaker[Session]
+    enqueuer: Enqueuer
+    redis: Redis[Any]
+    limiter: RequestLimiter
+    activity: ActivityCounter
+    tracker: ProgressTracker
+    configs: ConfigCache
+    eta: EtaCache
+    box: SecretBox
+    llm_model: ModelInfo | None = None
+    llm_max_output_tokens: int = 2_000
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a synchronous database function in a worker thread."""
+        return await _in_thread(fn, *args, **kwargs)
+
+    def cost(self, messages: int | None) -> CostLine:
+        """The cost line for a window of ``messages`` messages."""
+        return estimate_summary_cost(
+            messages=messages,
+            model=self.llm_model,
+            max_output_tokens=self.llm_max_output_tokens,
+            tokens_per_message=self.bot_settings.tokens_per_message,
+        )
+
+    def describe_summarizer(self) -> str:
+        """Which summarizer runs, for ``/summary-config show``."""
+        if self.llm_model is None:
+            return "offline extractive summarizer (free)"
+        return f"LLM {self.llm_model.name}"
+
+
+class HasRuntime(Protocol):
+    """A client that carries the runtime (the bot)."""
+
+    runtime: BotRuntime
+
+
+def build_runtime(
+    bot_settings: BotSettings,
+    *,
+    session_factory: sessionmaker[Session],
+    enqueuer: Enqueuer,
+    redis: Redis[Any],
+    box: SecretBox,
+    llm_model: ModelInfo | None = None,
+    llm_max_output_tokens: int = 2_000,
+    clock: Callable[[], datetime] | None = None,
+) -> BotRuntime:
+    """Assemble the runtime from its parts (limits and intervals from ``bot_settings``)."""
+    prefix = bot_settings.redis_key_prefix
+    now = clock or (lambda: datetime.now(UTC))
+
+    async def load(ids: Any) -> Any:
+        return await _in_thread(load_jobs, session_factory, list(ids))
+
+    return BotRuntime(
+        bot_settings=bot_settings,
+        session_factory=session_factory,
+        enqueuer=enqueuer,
+        redis=redis,
+        limiter=RequestLimiter(
+            redis,
+            prefix=prefix,
+            user_cooldown=bot_settings.user_cooldown_seconds,
+            guild_cooldown=bot_settings.guild_cooldown_seconds,
+            user_quota=bot_settings.user_daily_quota,
+            guild_quota=bot_settings.guild_daily_quota,
+        ),
+        activity=ActivityCounter(redis, prefix=prefix, ttl_hours=bot_settings.activity_ttl_hours),
+        tracker=ProgressTracker(
+            load,
+            interval=bot_settings.progress_interval_seconds,
+            token_lifetime=bot_settings.interaction_token_seconds,
+            clock=now,
+        ),
+        configs=ConfigCache(session_factory),
+        eta=EtaCache(session_factory),
+        box=box,
+        llm_model=llm_model,
+        llm_max_output_tokens=llm_max_output_tokens,
+        clock=now,
+    )

@@ -1,0 +1,497 @@
+"""The bot's reads and writes of the system of record (synchronous; the bot runs them in threads).
+
+Guild settings (``/summary-config``), opt-outs, digest schedules, summary feedback, job status,
+token usage for budgets and recent job durations for time estimates.  Each function opens its own
+short transaction; none keeps ORM objects attached, so results are safe to use from the event
+loop.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import String, cast, delete, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from schema.models.feedback import SummaryFeedback
+from schema.models.jobs import Job, JobStatus, Summary
+from schema.models.schedules import Schedule
+from schema.models.tenancy import ALL_GUILDS, GuildSettings, PrivateChannelPolicy, UserOptOut
+from schema.models.usage import UsageLedger
+from shared.db.engine import session_scope
+from shared.digests.dispatch import reset_next_run
+from shared.digests.spec import ScheduleSpec
+from shared.errors import InvalidInputError
+from shared.summarize.content import SummaryFormat
+
+__all__ = [
+    "MAX_SCHEDULES_PER_GUILD",
+    "FeedbackResult",
+    "GuildConfig",
+    "JobSnapshot",
+    "ScheduleSnapshot",
+    "create_schedule",
+    "delete_schedule",
+    "find_jobs",
+    "list_schedules",
+    "load_guild_config",
+    "load_jobs",
+    "opt_out_scopes",
+    "recent_durations",
+    "recent_jobs",
+    "record_feedback",
+    "set_opt_out",
+    "set_schedule_enabled",
+    "tokens_used_this_month",
+    "update_guild_config",
+]
+
+MAX_SCHEDULES_PER_GUILD = 25
+_REF = re.compile(r"^[0-9a-f]{6,32}$")
+
+SessionFactory = sessionmaker[Session]
+
+
+@dataclass(frozen=True)
+class GuildConfig:
+    """A guild's settings with the defaults filled in (a guild without a row gets these)."""
+
+    guild_id: int
+    default_format: SummaryFormat = SummaryFormat.BRIEF
+    default_language: str | None = None
+    allowed_role_ids: frozenset[int] = frozenset()
+    excluded_channel_ids: frozenset[int] = frozenset()
+    retention_days: int = 90
+    monthly_token_budget: int | None = None
+    reaction_emoji: str | None = None
+    private_channel_policy: PrivateChannelPolicy = PrivateChannelPolicy.SAME_CHANNEL
+
+    @classmethod
+    def from_row(cls, row: GuildSettings) -> GuildConfig:
+        """Read a ``guild_settings`` row."""
+        return cls(
+            guild_id=int(row.guild_id),
+            default_format=SummaryFormat(row.default_format),
+            default_language=row.default_language,
+            allowed_role_ids=frozenset(int(r) for r in row.allowed_role_ids),
+            excluded_channel_ids=frozenset(int(c) for c in row.excluded_channel_ids),
+            retention_days=row.retention_days,
+            monthly_token_budget=row.monthly_token_budget,
+            reaction_emoji=row.reaction_trigger_emoji,
+            private_channel_policy=PrivateChannelPolicy(row.private_channel_policy),
+        )
+
+
+def load_guild_config(session_factory: SessionFactory, guild_id: int) -> GuildConfig:
+    """The guild's settings, or the defaults when it has none."""
+    with session_factory() as session:
+        row = session.get(GuildSettings, str(guild_id))
+        return GuildConfig.from_row(row) if row else GuildConfig(guild_id=guild_id)
+
+
+_COLUMNS = {
+    "default_format": "default_format",
+    "default_language": "default_language",
+    "allowed_role_ids": "allowed_role_ids",
+    "excluded_channel_ids": "excluded_channel_ids",
+    "retention_days": "retention_days",
+    "monthly_token_budget": "monthly_token_budget",
+    "reaction_emoji": "reaction_trigger_emoji",
+    "private_channel_policy": "private_channel_policy",
+}
+
+
+def _column_value(value: Any) -> Any:
+    if isinstance(value, frozenset | set):
+        return sorted(str(v) for v in value)
+    if isinstance(value, SummaryFormat | PrivateChannelPolicy):
+        return value.value
+    return value
+
+
+def update_guild_config(
+    session_factory: SessionFactory, guild_id: int, changes: dict[str, Any]
+) -> GuildConfig:
+    """Apply ``changes`` (field names of :class:`GuildConfig`) and return the new settings.
+
+    Two admins changing settings at once both land: the row is created once (a racing insert
+    retries as an update) and each update touches only the fields it names.
+    """
+    unknown = set(changes) - set(_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown guild settings {sorted(unknown)}")
+    for attempt in range(2):
+        try:
+            with session_scope(session_factory) as session:
+                row = session.get(GuildSettings, str(guild_id), with_for_update=True)
+                if row is None:
+                    row = GuildSettings(guild_id=str(guild_id))
+                    session.add(row)
+                for name, value in changes.items():
+                    setattr(row, _COLUMNS[name], _column_value(value))
+                session.flush()
+                return GuildConfig.from_row(row)
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def set_opt_out(
+    session_factory: SessionFactory, *, user_id: int, guild_id: int | None, opted_out: bool
+) -> bool:
+    """Opt a member out of (or back into) summaries of one guild, or every guild (None).
+
+    Returns True when something changed.
+    """
+    scope = ALL_GUILDS if guild_id is None else str(guild_id)
+    with session_scope(session_factory) as session:
+        existing = session.scalar(
+            select(UserOptOut).where(
+                UserOptOut.guild_id == scope, UserOptOut.user_id == str(user_id)
+            )
+        )
+        if opted_out:
+            if existing is not None:
+                return False
+            try:
+                with session.begin_nested():
+                    session.add(UserOptOut(guild_id=scope, user_id=str(user_id)))
+            except IntegrityError:
+                return False
+            return True
+        if existing is None:
+            return False
+        session.delete(existing)
+        return True
+
+
+def opt_out_scopes(session_factory: SessionFactory, *, user_id: int) -> list[str]:
+    """Where a member is opted out: guild ids and/or ``*`` (every guild)."""
+    with session_factory() as session:
+        return sorted(
+            session.scalars(select(UserOptOut.guild_id).where(UserOptOut.user_id == str(user_id)))
+        )
+
+
+@dataclass(frozen=True)
+class ScheduleSnapshot:
+    """A digest schedule as the bot shows it."""
+
+    id: uuid.UUID
+    channel_id: int
+    spec: str
+    cron: str
+    timezone: str
+    format: str
+    language: str | None
+    destination: dict[str, Any]
+    enabled: bool
+    next_run_at: datetime | None
+    created_by: str
+
+    @property
+    def short_id(self) -> str:
+        """The first 8 hex digits, enough to name it in ``/digest pause``."""
+        return self.id.hex[:8]
+
+    @classmethod
+    def from_row(cls, row: Schedule) -> ScheduleSnapshot:
+        """Read a ``schedules`` row."""
+        return cls(
+            id=row.id,
+            channel_id=int(row.channel_id),
+            spec=row.spec,
+            cron=row.cron,
+            timezone=row.timezone,
+            format=row.format,
+            language=row.language,
+            destination=dict(row.destination),
+            enabled=row.enabled,
+            next_run_at=row.next_run_at,
+            created_by=row.created_by,
+        )
+
+
+def create_schedule(
+    session_factory: SessionFactory,
+    *,
+    guild_id: int,
+    channel_id: int,
+    created_by: int,
+    text: str,
+    spec: ScheduleSpec,
+    format: SummaryFormat,
+    language: str | None,
+    destination: dict[str, Any],
+    now: datetime,
+) -> ScheduleSnapshot:
+    """Store a new digest schedule, due at its next firing after ``now``."""
+    with session_scope(session_factory) as session:
+        count = session.scalar(
+            select(func.count()).select_from(Schedule).where(Schedule.guild_id == str(guild_id))
+        )
+        if (count or 0) >= MAX_SCHEDULES_PER_GUILD:
+            raise InvalidInputError(
+                f"this server already has {MAX_SCHEDULES_PER_GUILD} digests; delete one with "
+                "/digest delete first"
+            )
+        row = Schedule(
+            id=uuid.uuid4(),
+            guild_id=str(guild_id),
+            channel_id=str(channel_id),
+            created_by=str(created_by),
+            spec=text,
+            cron=spec.cron,
+            timezone=spec.timezone,
+            format=format.value,
+            language=language,
+            destination=destination,
+            enabled=True,
+            created_at=now,
+            updated_at=now,
+        )
+        reset_next_run(row, now=now)
+        session.add(row)
+        session.flush()
+        return ScheduleSnapshot.from_row(row)
+
+
+def list_schedules(session_factory: SessionFactory, *, guild_id: int) -> list[ScheduleSnapshot]:
+    """The guild's digest schedules, oldest first."""
+    with session_factory() as session:
+        rows = session.scalars(
+            select(Schedule)
+            .where(Schedule.guild_id == str(guild_id))
+            .order_by(Schedule.created_at, Schedule.id)
+        )
+        return [ScheduleSnapshot.from_row(r) for r in rows]
+
+
+def _find_schedule(session: Session, guild_id: int, ref: str) -> Schedule:
+    text = ref.strip().lower().replace("-", "")
+    if not _REF.match(text):
+        raise InvalidInputError(
+            f"{ref!r} is not a digest id; use the id shown by /digest list (e.g. 1a2b3c4d)"
+        )
+    rows = session.scalars(
+        select(Schedule).where(Schedule.guild_id == str(guild_id)).with_for_update()
+    ).all()
+    matches = [r for r in rows if r.id.hex.startswith(text)]
+    if not matches:
+        raise InvalidInputError(f"no digest {ref!r} in this server; see /digest list")
+    if len(matches) > 1:
+        raise InvalidInputError(f"{ref!r} matches several digests; give more of the id")
+    return matches[0]
+
+
+def set_schedule_enabled(
+    session_factory: SessionFactory, *, guild_id: int, ref: str, enabled: bool, now: datetime
+) -> ScheduleSnapshot:
+    """Pause or resume a schedule (resuming fires next at its next time after ``now``)."""
+    with session_scope(session_factory) as session:
+        row = _find_schedule(session, guild_id, ref)
+        row.enabled = enabled
+        row.updated_at = now
+        if enabled:
+            reset_next_run(row, now=now)
+        session.flush()
+        return ScheduleSnapshot.from_row(row)
+
+
+def delete_schedule(
+    session_factory: SessionFactory, *, guild_id: int, ref: str
+) -> ScheduleSnapshot:
+    """Delete a schedule (its past runs go with it; their jobs and summaries stay)."""
+    with session_scope(session_factory) as session:
+        row = _find_schedule(session, guild_id, ref)
+        snapshot = ScheduleSnapshot.from_row(row)
+        session.execute(delete(Schedule).where(Schedule.id == row.id))
+        return snapshot
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    """What a feedback click did: recorded (or changed), or the summary is gone."""
+
+    recorded: bool
+    changed: bool = False
+    prompt_version: str | None = None
+
+
+def record_feedback(
+    session_factory: SessionFactory,
+    *,
+    summary_id: uuid.UUID,
+    user_id: int,
+    helpful: bool,
+    now: datetime,
+) -> FeedbackResult:
+    """Store a member's vote on a summary with the summary's prompt version (one per member)."""
+    for attempt in range(2):
+        try:
+            with session_scope(session_factory) as session:
+                summary = session.get(Summary, summary_id)
+                if summary is None:
+                    return FeedbackResult(recorded=False)
+                row = session.scalar(
+                    select(SummaryFeedback)
+                    .where(
+                        SummaryFeedback.summary_id == summary_id,
+                        SummaryFeedback.user_id == str(user_id),
+                    )
+                    .with_for_update()
+                )
+                if row is None:
+                    session.add(
+                        SummaryFeedback(
+                            summary_id=summary_id,
+                            guild_id=summary.guild_id,
+                            user_id=str(user_id),
+                            helpful=helpful,
+                            prompt_version=summary.prompt_version,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
+                    session.flush()
+                    return FeedbackResult(True, prompt_version=summary.prompt_version)
+                changed = row.helpful != helpful
+                row.helpful = helpful
+                row.updated_at = now
+                return FeedbackResult(True, changed=changed, prompt_version=row.prompt_version)
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def tokens_used_this_month(session_factory: SessionFactory, *, guild_id: int, now: datetime) -> int:
+    """Prompt plus completion tokens the guild spent since the first of this month (UTC)."""
+    start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    with session_factory() as session:
+        total = session.scalar(
+            select(
+                func.coalesce(
+                    func.sum(UsageLedger.prompt_tokens + UsageLedger.completion_tokens), 0
+                )
+            ).where(UsageLedger.guild_id == str(guild_id), UsageLedger.created_at >= start)
+        )
+    return int(total or 0)
+
+
+def recent_durations(
+    session_factory: SessionFactory, *, limit: int = 50
+) -> list[tuple[int, float]]:
+    """``(messages, seconds)`` of the most recently completed jobs, for time estimates."""
+    with session_factory() as session:
+        rows = session.execute(
+            select(Job.message_count, Job.created_at, Job.finished_at)
+            .where(
+                Job.status == JobStatus.COMPLETED.value,
+                Job.finished_at.is_not(None),
+                Job.message_count.is_not(None),
+            )
+            .order_by(Job.finished_at.desc())
+            .limit(limit)
+        ).all()
+    return [
+        (int(count), (finished - created).total_seconds())
+        for count, created, finished in rows
+        if count is not None and finished is not None
+    ]
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """A job's state as status replies show it."""
+
+    id: uuid.UUID
+    status: JobStatus
+    guild_id: str | None
+    channel_id: str | None
+    requested_by: str | None
+    progress: dict[str, Any] = field(default_factory=dict)
+    message_count: int | None = None
+    error: str | None = None
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+    summary_id: uuid.UUID | None = None
+
+    @classmethod
+    def from_row(cls, row: Job) -> JobSnapshot:
+        """Read a ``jobs`` row."""
+        summary = row.progress.get("summary_id") if row.progress else None
+        return cls(
+            id=row.id,
+            status=JobStatus(row.status),
+            guild_id=row.guild_id,
+            channel_id=row.channel_id,
+            requested_by=row.requested_by,
+            progress=dict(row.progress or {}),
+            message_count=row.message_count,
+            error=row.error,
+            created_at=row.created_at,
+            finished_at=row.finished_at,
+            summary_id=uuid.UUID(str(summary)) if summary else None,
+        )
+
+
+def load_jobs(
+    session_factory: SessionFactory, ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, JobSnapshot]:
+    """The jobs with these ids (missing ones are left out)."""
+    wanted = list(ids)
+    if not wanted:
+        return {}
+    with session_factory() as session:
+        rows = session.scalars(select(Job).where(Job.id.in_(wanted)))
+        return {row.id: JobSnapshot.from_row(row) for row in rows}
+
+
+def _hyphenated(hex_prefix: str) -> str:
+    cuts = (8, 12, 16, 20)
+    parts, start = [], 0
+    for cut in cuts:
+        if len(hex_prefix) <= cut:
+            break
+        parts.append(hex_prefix[start:cut])
+        start = cut
+    parts.append(hex_prefix[start:])
+    return "-".join(parts)
+
+
+def find_jobs(session_factory: SessionFactory, *, guild_id: int, ref: str) -> list[JobSnapshot]:
+    """The guild's jobs whose id starts with ``ref`` (hex digits, hyphens ignored), at most 2."""
+    text = ref.strip().lower().replace("-", "")
+    if not _REF.match(text):
+        raise InvalidInputError(f"{ref!r} is not a job id; copy it from a summary reply")
+    as_text = cast(Job.id, String)
+    with session_factory() as session:
+        rows = session.scalars(
+            select(Job)
+            .where(
+                Job.guild_id == str(guild_id),
+                or_(as_text.like(f"{text}%"), as_text.like(f"{_hyphenated(text)}%")),
+            )
+            .limit(2)
+        )
+        return [JobSnapshot.from_row(row) for row in rows]
+
+
+def recent_jobs(
+    session_factory: SessionFactory, *, guild_id: int, user_id: int | None, limit: int = 5
+) -> list[JobSnapshot]:
+    """The guild's latest jobs (only ``user_id``'s when given), newest first."""
+    query = select(Job).where(Job.guild_id == str(guild_id))
+    if user_id is not None:
+        query = query.where(Job.requested_by == str(user_id))
+    with session_factory() as session:
+        rows = session.scalars(query.order_by(Job.created_at.desc()).limit(limit))
+        return [JobSnapshot.from_row(row) for row in rows]

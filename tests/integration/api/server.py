@@ -1,0 +1,127 @@
+"""Support for the API's integration tests and benchmarks: a real uvicorn process on 127.0.0.1,
+and a throw-away migrated PostgreSQL database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from shared.db.migrate import upgrade
+from tests.conftest import PG_HOST, PG_PORT, PG_USER, REDIS_DB, REDIS_HOST, REDIS_PORT
+
+_LAUNCH = (
+    "import sys\n"
+    "from producers.cli.api_commands import run_api\n"
+    "from shared.logging import configure_logging\n"
+    "from shared.settings import load_settings\n"
+    "settings = load_settings()\n"
+    "configure_logging(level=settings.log_level, fmt='json')\n"
+    "run_api(settings, host='127.0.0.1', port=int(sys.argv[1]), workers=int(sys.argv[2]))\n"
+)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class ApiServer:
+    """A running API: its base URL and the process group of its server processes."""
+
+    url: str
+    pgid: int
+
+    @property
+    def port(self) -> int:
+        """The TCP port it listens on."""
+        return int(self.url.rsplit(":", 1)[1])
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by every process of the server."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # the process ended while we looked
+            if int(fields[2]) == self.pgid:  # field 5 of stat: the process group
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / ticks
+
+
+@contextmanager
+def api_server(
+    env: dict[str, str], log: Path, *, workers: int = 1, timeout: float = 60
+) -> Iterator[ApiServer]:
+    """Start the API with ``env`` (DATABASE_URL, REDIS_URL, SECRET_KEYS) and ``workers``
+    server processes; yield it once it is ready."""
+    port = free_port()
+    with log.open("wb") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _LAUNCH, str(port), str(workers)],
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"the API exited early:\n{log.read_text()}")
+                try:
+                    if httpx.get(base + "/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the API did not become ready:\n{log.read_text()}")
+                time.sleep(0.1)
+            yield ApiServer(url=base, pgid=process.pid)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(10)
+
+
+def redis_url() -> str:
+    """The test Redis database (``TEST_REDIS_DB``), as the test suite uses it."""
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
+
+
+@contextmanager
+def temporary_database(label: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database, dropped afterwards; yields its URL."""
+    import psycopg
+
+    name = f"sb_{label}_{uuid.uuid4().hex[:10]}"
+    admin = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,0 +1,145 @@
+"""The API as a real uvicorn process on real PostgreSQL and Redis: a POSTed job is queued in the
+database and its fetch task is on the Redis ``fetch`` queue; a chunked body over the limit is
+refused while it streams."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from schema.models.jobs import Job
+from shared.apikeys import create_api_key
+from shared.crypto import generate_key
+from shared.db.engine import make_engine, make_sessionmaker
+from shared.db.migrate import upgrade
+from shared.jobs import FETCH
+from tests.integration.api.server import api_server
+
+pytestmark = pytest.mark.integration
+
+GUILD = "123456789012345678"
+
+
+@pytest.fixture(scope="module")
+def migrated(postgres_url: str) -> str:
+    upgrade(postgres_url)
+    return postgres_url
+
+
+@pytest.fixture(scope="module")
+def server(
+    migrated: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    engine = make_engine(migrated)
+    _row, token = create_api_key(
+        make_sessionmaker(engine),
+        guild_id=GUILD,
+        scopes=["jobs:write", "summaries:read"],
+        name="integration",
+        now=datetime.now(UTC),
+    )
+    engine.dispose()
+    tmp = tmp_path_factory.mktemp("api")
+    env = {
+        **os.environ,
+        "DATABASE_URL": migrated,
+        "REDIS_URL": redis_url,
+        "SECRET_KEYS": generate_key(),
+        "SUMMARYBOT_DATA_DIR": str(tmp / "data"),
+        "LOG_LEVEL": "WARNING",
+    }
+    with api_server(env, tmp / "api.log") as running:
+        yield running.url, token
+
+
+def _fetch_messages(client: redis.Redis[Any]) -> list[tuple[bytes, dict[str, Any], list[Any]]]:
+    found = []
+    for raw in client.lrange("fetch", 0, -1):
+        message = json.loads(raw)
+        body = json.loads(base64.b64decode(message["body"]))
+        found.append((raw, message["headers"], body[0]))
+    return found
+
+
+def test_posted_job_is_queued_in_the_database_and_on_the_fetch_queue(
+    server: tuple[str, str], migrated: str, redis_url: str
+) -> None:
+    base, token = server
+    channel = "123456789012345679"
+    response = httpx.post(
+        base + "/v1/jobs",
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex},
+        json={"channel_id": channel, "window": {"hours": 2}, "format": "technical"},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+
+    engine = make_engine(migrated)
+    try:
+        with make_sessionmaker(engine)() as session:
+            job = session.get(Job, uuid.UUID(job_id))
+            assert job is not None
+            assert (job.status, job.origin, job.guild_id, job.channel_id) == (
+                "queued",
+                "api",
+                GUILD,
+                channel,
+            )
+            assert job.params["format"] == "technical"
+            assert job.idempotency_key is not None and job.idempotency_key.startswith("api:")
+    finally:
+        engine.dispose()
+
+    client: redis.Redis[Any] = redis.Redis.from_url(redis_url)
+    try:
+        mine = [m for m in _fetch_messages(client) if m[2] == [job_id]]
+        assert len(mine) == 1
+        raw, headers, _args = mine[0]
+        assert headers["task"] == FETCH
+        client.lrem("fetch", 1, raw)  # no worker runs here; leave the queue as it was
+    finally:
+        client.close()
+
+    status = httpx.get(base + f"/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {token}"})
+    assert status.json()["status"] == "queued"
+    metrics = httpx.get(base + "/metrics").text
+    assert 'summary_requests_total{status="accepted",type="technical"} 1.0' in metrics
+
+
+def test_chunked_body_over_the_limit_is_refused_while_streaming(server: tuple[str, str]) -> None:
+    base, token = server
+    port = int(base.rsplit(":", 1)[1])
+    chunk = b"x" * 8192
+    request = (
+        "POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {token}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        sent = 0
+        try:
+            # Far more than 64 KiB, and no Content-Length: only counting can catch it.
+            for _ in range(64):
+                sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            data = sock.recv(65536)
+            if not data:
+                break
+            answer += data
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"application/problem+json" in answer
