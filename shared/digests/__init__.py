@@ -1,0 +1,1 @@
+"""Scheduled digests: schedule parsing, the due-digest dispatcher, the empty-window policy."""

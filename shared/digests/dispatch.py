@@ -1,0 +1,357 @@
+"""Turn due digest schedules into jobs: once per (schedule, window), whatever beat does.
+
+Beat is only a clock.  Every tick (30 s) runs :func:`dispatch_due_digests`, which
+
+1. claims due schedules (``enabled`` and ``next_run_at <= now``) with ``FOR UPDATE SKIP
+   LOCKED``, so two dispatchers running at once never hold the same schedule;
+2. inserts one :class:`~schema.models.schedules.ScheduleRun` per ``(schedule, window_start)``
+   with ON CONFLICT DO NOTHING, so a replayed tick or a second beat creates nothing twice;
+3. advances ``next_run_at`` past ``now`` and ``last_run_at`` to the end of the window, in the
+   same transaction;
+4. after the commit submits the digest job through :func:`shared.jobs.submit_job` with the
+   idempotency key ``digest:<run id>`` and links it to the run.  A dispatcher that dies between
+   the commit and the submission leaves a run without a job; the next tick (after a short
+   grace) submits it, and the idempotency key makes that submission return the same job.
+
+Catch-up policy: when ticks were missed (beat or the workers were down), a schedule fires
+**once**, for the latest firing time that has passed, and that one run's window reaches back to
+the end of the previous run (``last_run_at``): one digest covering everything missed, never a
+burst of one digest per missed tick.  The window is capped at :data:`MAX_CATCH_UP_WINDOW`.
+A schedule's first run covers the period since its previous firing time (a daily digest covers
+the last day, a weekday digest on Monday covers the weekend).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from schema.models.jobs import Job
+from schema.models.schedules import Schedule, ScheduleRun
+from shared.digests.spec import ScheduleSpec, next_run, previous_run
+from shared.errors import InvalidInputError
+from shared.jobs import Destination, DiscordChannelSource, Enqueuer, JobParams, submit_job
+from shared.summarize.content import SummaryFormat
+
+__all__ = [
+    "DIGEST_ORIGIN",
+    "MAX_CATCH_UP_WINDOW",
+    "DispatchResult",
+    "RunPlan",
+    "digest_idempotency_key",
+    "dispatch_due_digests",
+    "plan_run",
+    "reset_next_run",
+]
+
+log = structlog.get_logger(__name__)
+
+#: ``jobs.origin`` of digest jobs.
+DIGEST_ORIGIN = "digest"
+#: The longest window one run covers after an outage (older messages are left out).
+MAX_CATCH_UP_WINDOW = timedelta(days=31)
+#: A run without a job this old is submitted again (its dispatcher died mid-way).
+ORPHAN_GRACE = timedelta(seconds=60)
+#: Runs older than this are not resubmitted (their job may have been purged since).
+ORPHAN_HORIZON = timedelta(hours=6)
+
+_EPSILON = timedelta(microseconds=1)
+_DESTINATION: TypeAdapter[Any] = TypeAdapter(Destination)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What one firing of a schedule does: its window and when the schedule fires next."""
+
+    window_start: datetime
+    window_end: datetime
+    next_run_at: datetime
+    missed: bool
+
+
+@dataclass
+class DispatchResult:
+    """What a dispatch pass did (for logs, metrics and tests)."""
+
+    claimed: int = 0
+    runs_created: int = 0
+    jobs_submitted: int = 0
+    orphans_resubmitted: int = 0
+    disabled: int = 0
+    run_ids: list[uuid.UUID] = field(default_factory=list)
+
+
+def digest_idempotency_key(run_id: uuid.UUID) -> str:
+    """The job idempotency key of a run: one job per run, however often it is submitted."""
+    return f"digest:{run_id}"
+
+
+def _spec(schedule: Schedule) -> ScheduleSpec:
+    return ScheduleSpec(cron=schedule.cron, timezone=schedule.timezone, description=schedule.spec)
+
+
+def plan_run(
+    spec: ScheduleSpec,
+    *,
+    due_at: datetime,
+    last_run_at: datetime | None,
+    now: datetime,
+    max_window: timedelta = MAX_CATCH_UP_WINDOW,
+) -> RunPlan:
+    """Plan the one run a due schedule makes at ``now`` (see the catch-up policy above).
+
+    ``due_at`` is the schedule's ``next_run_at`` (a firing time at or before ``now``).
+    """
+    # The latest firing at or before now (a row edited by hand may be due at a time that is
+    # not a firing; then it fires at that time).
+    fire_at = max(previous_run(spec, now + _EPSILON), due_at)
+    following = next_run(spec, fire_at)
+    missed = fire_at > due_at
+    start = last_run_at if last_run_at is not None and last_run_at < fire_at else None
+    if start is None:
+        start = previous_run(spec, fire_at)
+    start = max(start, fire_at - max_window)
+    return RunPlan(window_start=start, window_end=fire_at, next_run_at=following, missed=missed)
+
+
+def _insert_run(session: Session, values: dict[str, Any]) -> uuid.UUID | None:
+    """INSERT … ON CONFLICT (schedule_id, window_start) DO NOTHING; the new id or None."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        statement: Any = postgresql.insert(ScheduleRun).on_conflict_do_nothing(
+            index_elements=["schedule_id", "window_start"]
+        )
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        statement = sqlite.insert(ScheduleRun).on_conflict_do_nothing(
+            index_elements=["schedule_id", "window_start"]
+        )
+    else:  # pragma: no cover - the project supports these two
+        raise RuntimeError(f"unsupported database {dialect!r}")
+    statement = statement.values(**values).returning(ScheduleRun.id)
+    inserted: uuid.UUID | None = session.scalar(statement)
+    return inserted
+
+
+def _claim_and_plan(
+    session_factory: sessionmaker[Session], *, now: datetime, batch: int, result: DispatchResult
+) -> None:
+    with session_factory() as session, session.begin():
+        schedules = session.scalars(
+            select(Schedule)
+            .where(Schedule.enabled.is_(True), Schedule.next_run_at <= now)
+            .order_by(Schedule.next_run_at)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        ).all()
+        result.claimed = len(schedules)
+        for schedule in schedules:
+            assert schedule.next_run_at is not None
+            try:
+                plan = plan_run(
+                    _spec(schedule),
+                    due_at=schedule.next_run_at,
+                    last_run_at=schedule.last_run_at,
+                    now=now,
+                )
+            except InvalidInputError as exc:
+                # A row edited by hand into an unusable cron: stop firing it, loudly.
+                log.error("digest.schedule_invalid", schedule_id=str(schedule.id), error=str(exc))
+                schedule.enabled = False
+                schedule.next_run_at = None
+                result.disabled += 1
+                continue
+            run_id = _insert_run(
+                session,
+                {
+                    "id": uuid.uuid4(),
+                    "schedule_id": schedule.id,
+                    "window_start": plan.window_start,
+                    "window_end": plan.window_end,
+                    "created_at": now,
+                },
+            )
+            schedule.next_run_at = plan.next_run_at
+            schedule.last_run_at = plan.window_end
+            schedule.updated_at = now
+            if run_id is not None:
+                result.runs_created += 1
+                result.run_ids.append(run_id)
+                if plan.missed:
+                    log.info(
+                        "digest.caught_up",
+                        schedule_id=str(schedule.id),
+                        due_at=schedule.next_run_at.isoformat(),
+                        window_start=plan.window_start.isoformat(),
+                    )
+
+
+def _destinations(destination: dict[str, Any]) -> tuple[list[Any], bool]:
+    """The job targets a schedule's destination maps to, and whether it is still pending.
+
+    Kinds the job contract does not know yet are kept on the job (``progress.digest``) so the
+    delivery stage that learns them can deliver later.
+    """
+    try:
+        return [_DESTINATION.validate_python(destination)], False
+    except ValidationError:
+        return [], True
+
+
+def _submit_run(
+    session_factory: sessionmaker[Session], enqueuer: Enqueuer, run_id: uuid.UUID, *, now: datetime
+) -> bool:
+    """Submit the job of a run that has none; True when this call linked a job to it."""
+    with session_factory() as session, session.begin():
+        run = session.scalars(
+            select(ScheduleRun)
+            .where(ScheduleRun.id == run_id, ScheduleRun.job_id.is_(None))
+            .with_for_update(skip_locked=True)
+        ).first()
+        if run is None:
+            return False
+        schedule = session.get(Schedule, run.schedule_id)
+        if schedule is None:  # pragma: no cover - the run cascades with its schedule
+            return False
+        targets, pending = _destinations(schedule.destination)
+        try:
+            params = JobParams(
+                source=DiscordChannelSource(
+                    guild_id=schedule.guild_id,
+                    channel_id=schedule.channel_id,
+                    after=run.window_start,
+                    before=run.window_end,
+                ),
+                format=SummaryFormat(schedule.format),
+                language=schedule.language,
+                destinations=targets,
+            )
+        except (ValidationError, ValueError) as exc:
+            # Bad ids or format stored by hand: pause the schedule instead of failing each tick.
+            log.error("digest.schedule_unusable", schedule_id=str(schedule.id), error=str(exc))
+            schedule.enabled = False
+            schedule.next_run_at = None
+            session.delete(run)
+            return False
+        submission = submit_job(
+            session_factory,
+            enqueuer,
+            params=params,
+            origin=DIGEST_ORIGIN,
+            guild_id=schedule.guild_id,
+            channel_id=schedule.channel_id,
+            requested_by=schedule.created_by,
+            idempotency_key=digest_idempotency_key(run.id),
+        )
+        run.job_id = submission.job_id
+        snapshot = {
+            "schedule_id": str(schedule.id),
+            "run_id": str(run.id),
+            "window_start": run.window_start.isoformat(),
+            "window_end": run.window_end.isoformat(),
+            "empty_policy": schedule.empty_policy,
+            "destination": schedule.destination,
+            "destination_pending": pending,
+        }
+    _annotate(session_factory, submission.job_id, snapshot, now=now)
+    log.info(
+        "digest.submitted",
+        schedule_id=snapshot["schedule_id"],
+        run_id=snapshot["run_id"],
+        job_id=str(submission.job_id),
+        created=submission.created,
+    )
+    return True
+
+
+def _annotate(
+    session_factory: sessionmaker[Session],
+    job_id: uuid.UUID,
+    snapshot: dict[str, Any],
+    *,
+    now: datetime,
+) -> None:
+    """Record the run on its job (``progress.digest``), merged under the row lock."""
+    with session_factory() as session, session.begin():
+        job = session.get(Job, job_id, with_for_update=True)
+        if job is not None and "digest" not in job.progress:
+            job.progress = {**job.progress, "digest": snapshot}
+            job.updated_at = now
+
+
+def _orphans(
+    session_factory: sessionmaker[Session], *, now: datetime, batch: int
+) -> list[uuid.UUID]:
+    with session_factory() as session:
+        return list(
+            session.scalars(
+                select(ScheduleRun.id)
+                .where(
+                    ScheduleRun.job_id.is_(None),
+                    ScheduleRun.created_at <= now - ORPHAN_GRACE,
+                    ScheduleRun.created_at >= now - ORPHAN_HORIZON,
+                )
+                .order_by(ScheduleRun.created_at)
+                .limit(batch)
+            )
+        )
+
+
+def dispatch_due_digests(
+    session_factory: sessionmaker[Session],
+    enqueuer: Enqueuer,
+    *,
+    now: datetime,
+    batch: int = 100,
+) -> DispatchResult:
+    """Create and submit the runs of every due schedule; safe to run any number of times.
+
+    Schedules are taken ``batch`` at a time until none is due, then runs left without a job by
+    a dispatcher that died are submitted again.
+    """
+    result = DispatchResult()
+    while True:
+        claimed_before = result.claimed
+        step = DispatchResult()
+        _claim_and_plan(session_factory, now=now, batch=batch, result=step)
+        result.claimed = claimed_before + step.claimed
+        result.runs_created += step.runs_created
+        result.disabled += step.disabled
+        result.run_ids.extend(step.run_ids)
+        result.jobs_submitted += _submit_all(session_factory, enqueuer, step.run_ids, now=now)
+        if step.claimed < batch:
+            break
+    orphans = _orphans(session_factory, now=now, batch=batch)
+    result.orphans_resubmitted = _submit_all(session_factory, enqueuer, orphans, now=now)
+    return result
+
+
+def _submit_all(
+    session_factory: sessionmaker[Session],
+    enqueuer: Enqueuer,
+    run_ids: list[uuid.UUID],
+    *,
+    now: datetime,
+) -> int:
+    submitted = 0
+    for run_id in run_ids:
+        try:
+            submitted += _submit_run(session_factory, enqueuer, run_id, now=now)
+        except Exception:  # the run stays without a job; the next tick retries it
+            log.exception("digest.submit_failed", run_id=str(run_id))
+    return submitted
+
+
+def reset_next_run(schedule: Schedule, *, now: datetime) -> None:
+    """Set ``next_run_at`` of a new, edited or resumed schedule to its next firing after now."""
+    schedule.next_run_at = next_run(_spec(schedule), now)

@@ -1,0 +1,551 @@
+"""Chaos benchmark: jobs keep completing exactly once while workers, Redis and Postgres die.
+
+    python -m tests.perf.chaos                 # 200 jobs, 3 workers, SIGKILL every 5 s
+    python -m tests.perf.chaos --jobs 20 --workers 2 --messages 150
+
+It starts its own Redis (``redis-server --save ""`` on a spare port) and its own PostgreSQL
+(``initdb`` into a temporary folder, ``pg_ctl`` on a spare port, as the ``postgres`` user when
+run as root), so it can kill them without touching the shared services.  Then it submits the
+jobs (export files, printed as JSON on the workers' terminals so every delivery can be counted),
+and while they run it SIGKILLs a random worker (main process and pool) every ``--kill-every``
+seconds and starts a replacement, restarts Redis empty once (after ``--redis-at`` of the jobs
+completed) and crashes and restarts PostgreSQL once (after ``--postgres-at``).  A real
+``summarybot beat`` runs the recovery sweep; ``--sweep-every`` adds the same sweep from this
+process (every 5 s by default; 0 turns it off), together with the delivery outbox's
+``redrive_deliveries`` sweep, which beat will schedule once it is wired in.
+
+The last line is one JSON object: ``completed`` (jobs that ended completed), ``failed``,
+``stuck`` (not finished at the deadline), ``duplicates`` (jobs whose effect happened twice: two
+summaries, or two different summaries delivered), ``redeliveries`` (the same summary document
+delivered again after a worker died between sending and recording it; it carries the same
+``summary_id``, which receivers deduplicate on), ``max_recovery_s`` (longest time from a disruption until the
+next job completed), ``seconds``, and the disruption counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+from celery import Celery
+from cryptography.fernet import Fernet
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+import celeryconfig
+from schema.models.jobs import Job, Summary
+from shared.cache import MemoryMessageCache
+from shared.db.engine import make_engine, make_sessionmaker
+from shared.db.migrate import upgrade
+from shared.jobs import ExportFileSource, JobParams, TerminalTarget, submit_job
+from shared.llm.extractive import ExtractiveSummarizer
+from shared.pipeline.recovery import requeue_stale_jobs
+from shared.pipeline.services import Services
+from shared.settings import load_settings
+from tests.integration.processes import CLI, Worker
+from tests.perf.export_data import build_large_export
+
+__all__ = ["ChaosConfig", "PostgresServer", "RedisServer", "main", "run_chaos"]
+
+_FINISHED = ("completed", "failed", "cancelled")
+
+
+@dataclass
+class ChaosConfig:
+    """What one chaos run does."""
+
+    jobs: int = 200
+    workers: int = 3
+    concurrency: int = 2
+    messages: int = 300
+    kill_every: float = 5.0
+    redis_at: float = 0.3
+    postgres_at: float = 0.6
+    sweep_every: float | None = 5.0
+    in_flight: int = 12
+    timeout: float = 1800.0
+    seed: int = 0
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} did not happen within {timeout} s")
+
+
+class RedisServer:
+    """A throw-away ``redis-server`` without persistence: a restart comes back empty."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start it and wait until it answers."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        self.process = subprocess.Popen(
+            [
+                *(binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
+                *("--appendonly", "no", "--maxmemory-policy", "noeviction"),
+                *("--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log")),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+
+        def answers() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.exceptions.ConnectionError:
+                return False
+
+        _wait(answers, 20, "redis start")
+        client.close()
+
+    def kill(self) -> None:
+        """SIGKILL it (nothing is saved)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def restart_empty(self) -> None:
+        """Kill it and start it again with nothing in it."""
+        self.kill()
+        self.start()
+
+
+class PostgresServer:
+    """A throw-away PostgreSQL cluster in a temporary folder, owned by ``postgres`` if root."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.datadir = workdir / "pgdata"
+        self.socketdir = workdir / "pgsock"
+        self.logfile = workdir / "postgres.log"
+        self._bin = self._find_bin()
+        self._as_postgres = os.geteuid() == 0
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/chaos"
+
+    @staticmethod
+    def _find_bin() -> Path:
+        found = shutil.which("pg_ctl")
+        if found:
+            return Path(found).parent
+        candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+        if not candidates:
+            raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+        return Path(candidates[-1]).parent
+
+    def _run(self, *args: str) -> None:
+        command = [str(self._bin / args[0]), *args[1:]]
+        if self._as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()[-500:]}")
+
+    def init(self) -> None:
+        """initdb with trust authentication, then start and create the ``chaos`` database."""
+        for folder in (self.datadir, self.socketdir):
+            folder.mkdir(parents=True)
+        for path in (self.datadir.parent, self.datadir, self.socketdir):
+            if self._as_postgres:
+                shutil.chown(path, "postgres", "postgres")
+        if self._as_postgres:
+            self.logfile.touch()
+            shutil.chown(self.logfile, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.datadir), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self.start()
+        with psycopg.connect(self._admin(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE chaos")
+
+    def _admin(self) -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.socketdir} "
+            # fsync off is safe here: a killed server loses no write the OS already has.
+            # synchronous_commit stays on: with it off, an immediate stop loses commits, which
+            # a real failover (synchronous replication) does not.
+            "-c fsync=off -c full_page_writes=off "
+            "-c max_connections=300"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.logfile),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
+
+    def crash_restart(self) -> None:
+        """Stop it the way a crash does (immediate, no checkpoint), then start it again."""
+        self._run("pg_ctl", "-D", str(self.datadir), "-m", "immediate", "stop")
+        self.start()
+
+    def stop(self) -> None:
+        """Stop it for good."""
+        with contextlib.suppress(subprocess.SubprocessError, RuntimeError):
+            self._run("pg_ctl", "-D", str(self.datadir), "-m", "immediate", "stop")
+
+
+@dataclass
+class _Run:
+    config: ChaosConfig
+    env: dict[str, str]
+    workdir: Path
+    workers: list[Worker] = field(default_factory=list)
+    retired: list[Worker] = field(default_factory=list)
+    events: list[tuple[str, float]] = field(default_factory=list)
+    completions: list[float] = field(default_factory=list)
+    serial: int = 0
+    submitted: int = 0
+    submit: Any = None
+
+    def start_worker(self) -> Worker:
+        self.serial += 1
+        worker = Worker(
+            self.env,
+            self.workdir / f"worker{self.serial}.log",
+            name=f"chaos{self.serial}",
+            concurrency=self.config.concurrency,
+        )
+        self.workers.append(worker)
+        return worker
+
+    def kill_one(self, rng: random.Random) -> None:
+        victim = rng.choice(self.workers)
+        victim.kill()
+        self.workers.remove(victim)
+        self.retired.append(victim)
+        self.events.append(("worker_kill", time.monotonic()))
+        self.start_worker()
+
+
+def _services(url: str, redis_url: str, app: Celery) -> tuple[Services, Any]:
+    from workers.enqueue import CeleryEnqueuer
+
+    settings = load_settings(
+        database_url=url,
+        redis_url=redis_url,
+        stage_timeout_seconds=30,
+        secret_keys=[Fernet.generate_key().decode()],
+    )
+    engine = make_engine(url)
+    services = Services(
+        settings=settings,
+        session_factory=make_sessionmaker(engine),
+        cache=MemoryMessageCache(ttl=60),
+        enqueuer=CeleryEnqueuer(app),
+        summarizer=ExtractiveSummarizer(),
+        console=sys.stderr,
+    )
+    return services, engine
+
+
+def _status_counts(services: Services) -> Counter[str] | None:
+    try:
+        with services.session_factory() as session:
+            rows = session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+        return Counter({status: int(count) for status, count in rows})
+    except SQLAlchemyError:
+        return None  # PostgreSQL is restarting
+
+
+@contextlib.contextmanager
+def _servers(workdir: Path) -> Iterator[tuple[RedisServer, PostgresServer]]:
+    redis_server = RedisServer(workdir)
+    postgres = PostgresServer(workdir)
+    try:
+        redis_server.start()
+        postgres.init()
+        yield redis_server, postgres
+    finally:
+        redis_server.kill()
+        postgres.stop()
+
+
+def run_chaos(config: ChaosConfig, *, workdir: Path | None = None) -> dict[str, Any]:
+    """Run one chaos experiment and return its figures."""
+    rng = random.Random(config.seed)
+    own_dir = workdir is None
+    root = Path(tempfile.mkdtemp(prefix="summarybot-chaos-")) if workdir is None else workdir
+    os.chmod(root, 0o755)  # the postgres user must reach its data folder
+    try:
+        with _servers(root) as (redis_server, postgres):
+            return _experiment(config, rng, root, redis_server, postgres)
+    finally:
+        if own_dir:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _experiment(
+    config: ChaosConfig,
+    rng: random.Random,
+    root: Path,
+    redis_server: RedisServer,
+    postgres: PostgresServer,
+) -> dict[str, Any]:
+    upgrade(postgres.url)
+    data_dir = root / "data"
+    data_dir.mkdir(exist_ok=True)
+    env = {
+        **os.environ,
+        "DATABASE_URL": postgres.url,
+        "REDIS_URL": redis_server.url,
+        "SUMMARYBOT_DATA_DIR": str(data_dir),
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",  # the worker says " ready" at INFO
+        "VISIBILITY_TIMEOUT": "20",
+        "STAGE_TIMEOUT_SECONDS": "30",
+        "MAX_REDELIVERIES": "50",
+        # A delivery leased by a killed worker is sent again once its lease runs out.
+        "DELIVERY_LEASE_SECONDS": "15",
+        "SECRET_KEYS": Fernet.generate_key().decode(),
+    }
+    exports = [
+        build_large_export(root / f"export{i}.json", config.messages, seed=i) for i in range(4)
+    ]
+    app = Celery("chaos", set_as_current=False)
+    app.config_from_object(celeryconfig)
+    app.conf.broker_url = redis_server.url
+    services, engine = _services(postgres.url, redis_server.url, app)
+    run = _Run(config, env, root)
+    beat = subprocess.Popen(
+        [*CLI, "beat"],
+        env=env,
+        stdout=(root / "beat.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(config.workers):
+            run.start_worker()
+        for worker in run.workers:
+            worker.wait_ready(120)
+        started = time.monotonic()
+
+        def submit(index: int) -> None:
+            params = JobParams(
+                source=ExportFileSource(path=str(exports[index % len(exports)])),
+                destinations=[TerminalTarget(render="json")],
+            )
+            # The key makes a retry after a failed publish return the same job (the recovery
+            # sweep then enqueues it), so exactly ``jobs`` jobs exist.
+            submit_job(
+                services.session_factory,
+                services.enqueuer,
+                params=params,
+                origin="chaos",
+                idempotency_key=f"chaos-{index}",
+            )
+
+        run.submit = submit
+        _drive(run, services, redis_server, postgres, rng, started)
+        seconds = time.monotonic() - started
+        counts = _status_counts(services) or Counter()
+        duplicates, redeliveries = _duplicates(services, run)
+        with services.session_factory() as session:
+            errors = Counter(
+                str(error)[:160]
+                for error in session.scalars(select(Job.error).where(Job.error.is_not(None)))
+            )
+            unfinished = [
+                {
+                    "status": job.status,
+                    "redeliveries": job.redeliveries,
+                    "idle_s": round(
+                        (services.clock() - (job.heartbeat_at or job.created_at)).total_seconds(), 1
+                    ),
+                    "progress": {k: v for k, v in job.progress.items() if k != "digest"},
+                }
+                for job in session.scalars(select(Job).where(Job.status.not_in(_FINISHED)).limit(5))
+            ]
+    finally:
+        for worker in [*run.workers, *run.retired]:
+            worker.stop()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(beat.pid, signal.SIGKILL)
+        beat.wait(10)
+        engine.dispose()
+    recoveries = []
+    for _, at in run.events:
+        after = [t for t in run.completions if t > at]
+        if after:
+            recoveries.append(after[0] - at)
+    kinds = Counter(kind for kind, _ in run.events)
+    return {
+        "jobs": config.jobs,
+        "completed": counts.get("completed", 0),
+        "failed": counts.get("failed", 0) + counts.get("cancelled", 0),
+        "stuck": config.jobs - sum(counts.get(s, 0) for s in _FINISHED),
+        "duplicates": duplicates,
+        "redeliveries": redeliveries,
+        "max_recovery_s": round(max(recoveries, default=0.0), 2),
+        "seconds": round(seconds, 2),
+        "worker_kills": kinds.get("worker_kill", 0),
+        "redis_restarts": kinds.get("redis_restart", 0),
+        "postgres_restarts": kinds.get("postgres_restart", 0),
+        "failure_reasons": dict(errors.most_common(3)),
+        "unfinished_sample": unfinished,
+    }
+
+
+def _drive(
+    run: _Run,
+    services: Services,
+    redis_server: RedisServer,
+    postgres: PostgresServer,
+    rng: random.Random,
+    started: float,
+) -> None:
+    config = run.config
+    next_kill = started + config.kill_every
+    next_sweep = started + (config.sweep_every or 0)
+    redis_done = postgres_done = False
+    finished_before = 0
+    while time.monotonic() - started < config.timeout:
+        now = time.monotonic()
+        counts = _status_counts(services)
+        if counts is not None:
+            finished = sum(counts.get(s, 0) for s in _FINISHED)
+            run.completions.extend([now] * (finished - finished_before))
+            finished_before = max(finished_before, finished)
+            if finished >= config.jobs:
+                return
+            # A steady stream, like real traffic, rather than one backlog that the recovery
+            # sweep would take for stale jobs.
+            while run.submitted < config.jobs and run.submitted - finished < config.in_flight:
+                try:
+                    run.submit(run.submitted)
+                except Exception:  # Redis or Postgres is restarting: next turn
+                    break
+                run.submitted += 1
+            if not redis_done and finished >= config.redis_at * config.jobs:
+                redis_server.restart_empty()
+                run.events.append(("redis_restart", time.monotonic()))
+                redis_done = True
+            elif not postgres_done and finished >= config.postgres_at * config.jobs:
+                postgres.crash_restart()
+                run.events.append(("postgres_restart", time.monotonic()))
+                postgres_done = True
+        if now >= next_kill:
+            run.kill_one(rng)
+            next_kill = now + config.kill_every
+        if config.sweep_every and now >= next_sweep:
+            _sweep(services)
+            next_sweep = now + config.sweep_every
+        time.sleep(0.25)
+
+
+_DOCUMENT_IDS = re.compile(
+    r'^  "job_id": "([0-9a-f-]{36})",\n  "summary_id": "([0-9a-f-]{36})",$', re.MULTILINE
+)
+
+
+def _sweep(services: Services) -> None:
+    """The beat-driven recovery sweeps, run from here (more often than beat's schedule).
+
+    ``requeue_stale_jobs`` re-enqueues jobs whose stage stopped beating; the delivery outbox's
+    ``redrive_deliveries`` (when present) returns deliveries leased by a killed worker.  Both are
+    the system's own recovery code; a failure (Postgres restarting) waits for the next turn.
+    """
+    with contextlib.suppress(Exception):
+        requeue_stale_jobs(services)
+    try:
+        from shared.delivery.redrive import redrive_deliveries
+        from shared.delivery.runtime import runtime_for
+    except ImportError:  # pragma: no cover - before the delivery outbox existed
+        return
+    with contextlib.suppress(Exception):
+        redrive_deliveries(services, runtime_for(services.settings).settings)
+
+
+def _duplicates(services: Services, run: _Run) -> tuple[int, int]:
+    """``(duplicates, redeliveries)`` of the run.
+
+    A duplicate is a job whose effect happened twice: more than one summary row, or two
+    different summaries delivered.  A redelivery is the same document (same ``summary_id``,
+    the id a receiver deduplicates on, like a webhook's ``webhook-id``) delivered again because
+    a worker died between sending and recording it: at-least-once delivery, not a duplicate.
+    """
+    with services.session_factory() as session:
+        per_job = session.execute(
+            select(Summary.job_id, func.count()).group_by(Summary.job_id).having(func.count() > 1)
+        ).all()
+    printed: Counter[tuple[str, str]] = Counter()
+    for worker in [*run.workers, *run.retired]:
+        printed.update(_DOCUMENT_IDS.findall(worker.log.read_text(errors="replace")))
+    summaries_per_job = Counter(job for job, _ in printed)
+    duplicates = len(per_job) + sum(1 for count in summaries_per_job.values() if count > 1)
+    redeliveries = sum(count - 1 for count in printed.values() if count > 1)
+    return duplicates, redeliveries
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; the last line printed is the JSON of figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    defaults = ChaosConfig()
+    parser.add_argument("--jobs", type=int, default=defaults.jobs)
+    parser.add_argument("--workers", type=int, default=defaults.workers)
+    parser.add_argument("--concurrency", type=int, default=defaults.concurrency)
+    parser.add_argument("--messages", type=int, default=defaults.messages)
+    parser.add_argument("--kill-every", type=float, default=defaults.kill_every)
+    parser.add_argument("--redis-at", type=float, default=defaults.redis_at)
+    parser.add_argument("--postgres-at", type=float, default=defaults.postgres_at)
+    parser.add_argument("--sweep-every", type=float, default=defaults.sweep_every)
+    parser.add_argument("--in-flight", type=int, default=defaults.in_flight)
+    parser.add_argument("--timeout", type=float, default=defaults.timeout)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    args = parser.parse_args(argv)
+    config = ChaosConfig(**vars(args))
+    result = run_chaos(config)
+    print(json.dumps(result))
+    ok = result["completed"] == config.jobs and result["duplicates"] == 0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

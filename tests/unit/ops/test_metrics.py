@@ -1,0 +1,231 @@
+"""Metrics helpers, signal hooks and the logging processors, in one process."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import structlog
+from celery import Celery
+from prometheus_client import REGISTRY
+
+from schema.models.jobs import Delivery, Job, Summary
+from shared.db.migrate import upgrade
+from shared.jobs import DELIVER, FETCH, SUMMARIZE
+from shared.metrics import (
+    clean_multiprocess_dir,
+    exposition_registry,
+    observe_rate_limit_wait,
+    record_rate_limited,
+    render_metrics,
+)
+from shared.metrics_logging import (
+    TRACE_HEADER,
+    add_trace_context,
+    current_trace_id,
+    pseudonym,
+    pseudonym_key,
+    pseudonymizer,
+)
+from shared.settings import load_settings
+from workers import resources, signals_metrics
+
+USER = "412345678901234567"
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_pseudonymizer_replaces_user_ids_and_mentions_only() -> None:
+    key = pseudonym_key(["k1"])
+    process = pseudonymizer(key)
+    event = process(
+        None,
+        "info",
+        {
+            "event": f"asked by <@{USER}> and <@!{USER}>",
+            "user_id": USER,
+            "requested_by": int(USER),
+            "participant_ids": [USER, "cli"],
+            "channel_id": "222222222222222222",
+            "nested": {"author_id": USER, "note": "n"},
+            "count": 3,
+        },
+    )
+    hashed = pseudonym(key, USER)
+    assert hashed.startswith("u:") and len(hashed) == 18
+    assert event["user_id"] == event["requested_by"] == hashed
+    assert event["participant_ids"] == [hashed, "cli"]
+    assert event["event"] == f"asked by <@{hashed}> and <@{hashed}>"
+    assert event["channel_id"] == "222222222222222222"  # not a user id
+    assert event["nested"] == {"author_id": hashed, "note": "n"}
+    assert USER not in str(event)
+    # Same key, same pseudonym (follow one member across processes); another key, another.
+    assert pseudonym(pseudonym_key(["k1", "old"]), USER) == hashed
+    assert pseudonym(pseudonym_key(["k2"]), USER) != hashed
+    assert pseudonym_key([]) != pseudonym_key([])  # no key configured: random per process
+
+
+def test_trace_id_from_context_or_the_celery_message() -> None:
+    structlog.contextvars.clear_contextvars()
+    assert add_trace_context(None, "info", {"event": "x"}) == {"event": "x"}
+    structlog.contextvars.bind_contextvars(trace_id="t-bound")
+    try:
+        assert add_trace_context(None, "info", {"event": "x"})["trace_id"] == "t-bound"
+        assert add_trace_context(None, "info", {"trace_id": "own"})["trace_id"] == "own"
+        headers: dict[str, Any] = {}
+        signals_metrics._on_publish(headers=headers)
+        assert headers[TRACE_HEADER] == "t-bound"
+    finally:
+        structlog.contextvars.clear_contextvars()
+    fresh: dict[str, Any] = {}
+    signals_metrics._on_publish(headers=fresh)
+    assert len(fresh[TRACE_HEADER]) == 32
+    kept = {TRACE_HEADER: "upstream"}
+    signals_metrics._on_publish(headers=kept)
+    assert kept[TRACE_HEADER] == "upstream"
+
+    app = Celery("trace-test", set_as_current=False)
+
+    @app.task(name="trace.echo")  # type: ignore[untyped-decorator]
+    def echo() -> str | None:
+        return current_trace_id()
+
+    assert echo.apply(headers={TRACE_HEADER: "from-header"}).get() == "from-header"
+    assert echo.apply().get() is None
+
+
+def test_render_metrics_single_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    record_rate_limited("discord", "user")
+    observe_rate_limit_wait("llm", 0.2)
+    body, content_type = render_metrics()
+    text = body.decode()
+    assert content_type.startswith("text/plain")
+    assert 'summary_rate_limited_responses_total{scope="user",service="discord"}' in text
+    assert 'summary_rate_limit_wait_seconds_count{limiter="llm"}' in text
+    assert "summary_processing_seconds" in text and "summary_requests_total" in text
+
+
+def test_multiprocess_registry_and_stale_file_cleanup(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    mine = tmp_path / f"counter_{os.getpid()}.db"
+    for path in (mine, tmp_path / "counter_1.db", tmp_path / "histogram_2.db", tmp_path / "x.db"):
+        path.write_bytes(b"")
+    assert clean_multiprocess_dir(keep_pids=[2]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, "histogram_2.db"])
+    mine.unlink()
+    (tmp_path / "histogram_2.db").unlink()
+    assert list(exposition_registry().collect()) == []  # nothing written yet: no samples
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    assert clean_multiprocess_dir() == 0
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Any]:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    upgrade(url)
+    settings = load_settings(database_url=url)
+    built, engine = resources.build_services(settings, Celery("m", set_as_current=False))
+    resources.install(built)
+    yield built
+    resources.close_services()
+    engine.dispose()
+
+
+def test_hooks_record_job_end_tokens_and_deliveries(services: Any) -> None:
+    now = datetime.now(UTC)
+    job = Job(
+        id=uuid.uuid4(),
+        origin="bot",
+        status="delivering",
+        params={"format": "detailed"},
+        progress={},
+        created_at=now - timedelta(seconds=12),
+        updated_at=now,
+    )
+    summary = Summary(
+        job_id=job.id,
+        format="brief",
+        content={},
+        backend="llm",
+        model="gpt-test",
+        prompt_version="v",
+        message_count=1,
+        prompt_tokens=120,
+        completion_tokens=30,
+        cost_usd=0.25,
+        created_at=now + timedelta(seconds=1),
+    )
+    with services.session_factory() as session, session.begin():
+        session.add(job)
+        session.flush()
+        session.add(summary)
+        session.flush()
+        delivery = Delivery(summary_id=summary.id, target="file:/x", kind="file", status="pending")
+        session.add(delivery)
+        session.flush()
+        delivery_id = delivery.id
+    before = {
+        "requests": _sample("summary_requests_total", type="detailed", status="completed"),
+        "bot": _sample("summary_jobs_finished_total", origin="bot", status="completed"),
+        "tokens": _sample("summary_llm_tokens_total", model="gpt-test", kind="prompt"),
+        "cost": _sample("summary_llm_cost_usd_total", model="gpt-test"),
+        "sent": _sample("summary_deliveries_total", kind="file", status="sent"),
+        "stage": _sample("summary_stage_seconds_count", stage="deliver"),
+    }
+    summarize = SimpleNamespace(name=SUMMARIZE)
+    signals_metrics._on_prerun(task_id="s1", task=summarize, args=[str(job.id)])
+    signals_metrics._on_postrun(task_id="s1", task=summarize, args=[str(job.id)], state="SUCCESS")
+    deliver = SimpleNamespace(name=DELIVER)
+    args = [str(job.id), str(delivery_id)]
+    signals_metrics._on_prerun(task_id="d1", task=deliver, args=args)
+    with services.session_factory() as session, session.begin():
+        row = session.get(Delivery, delivery_id)
+        row.status = "sent"
+        finished = session.get(Job, job.id)
+        finished.status, finished.finished_at = "completed", datetime.now(UTC)
+    signals_metrics._on_postrun(task_id="d1", task=deliver, args=args, state="SUCCESS")
+    # A duplicate copy of the task finds the delivery already sent: nothing counted twice.
+    signals_metrics._on_prerun(task_id="d2", task=deliver, args=args)
+    signals_metrics._on_postrun(task_id="d2", task=deliver, args=args, state="SUCCESS")
+
+    assert _sample("summary_llm_tokens_total", model="gpt-test", kind="prompt") == (
+        before["tokens"] + 120
+    )
+    assert _sample("summary_llm_cost_usd_total", model="gpt-test") == before["cost"] + 0.25
+    assert _sample("summary_deliveries_total", kind="file", status="sent") == before["sent"] + 1
+    assert _sample("summary_requests_total", type="detailed", status="completed") == (
+        before["requests"] + 1
+    )
+    assert _sample("summary_jobs_finished_total", origin="bot", status="completed") == (
+        before["bot"] + 1
+    )
+    assert _sample("summary_stage_seconds_count", stage="deliver") == before["stage"] + 2
+    assert _sample("summary_processing_seconds_count", type="detailed") >= 1
+
+
+def test_hooks_tolerate_unknown_tasks_and_missing_resources(services: Any) -> None:
+    other = SimpleNamespace(name="summarybot.maintenance.purge_expired")
+    failures = _sample("summary_celery_tasks_total", task=other.name, state="failed")
+    signals_metrics._on_prerun(task_id="m1", task=other, args=[])
+    signals_metrics._on_failure(sender=other)
+    signals_metrics._on_retry(sender=other)
+    signals_metrics._on_postrun(task_id="m1", task=other, args=[], state="FAILURE")
+    assert _sample("summary_celery_tasks_total", task=other.name, state="failed") == failures + 1
+    fetch = SimpleNamespace(name=FETCH)
+    signals_metrics._on_prerun(task_id="f1", task=fetch, args=["not-a-uuid"])
+    signals_metrics._on_postrun(task_id="f1", task=fetch, args=["not-a-uuid"], state="SUCCESS")
+    signals_metrics._on_postrun(task_id="never-started", task=fetch, args=[], state="SUCCESS")
+    resources.close_services()
+    signals_metrics._on_prerun(task_id="f2", task=fetch, args=[str(uuid.uuid4())])
+    signals_metrics._on_postrun(task_id="f2", task=fetch, args=[str(uuid.uuid4())], state="SUCCESS")
