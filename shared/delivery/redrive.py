@@ -5,7 +5,8 @@ Run by beat every few seconds.  Each pass, in short transactions with ``FOR UPDA
 
 1. items leased by a worker whose lease has run out (it was killed mid-send) go back to
    ``pending``, due now;
-2. ``pending`` items whose ``next_attempt_at`` has come are enqueued, and marked
+2. ``pending`` items whose ``next_attempt_at`` has come (or, never scheduled, that are older
+   than the grace period) are enqueued, and marked
    ``redriven_at`` so the next pass does not enqueue them again while they wait in the queue
    (after ``DELIVERY_REDRIVE_GRACE_SECONDS`` they are enqueued again, in case that message was
    lost with Redis);
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import exists, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from schema.models.delivery_log import DeliverySchedule, JobNotification
@@ -77,25 +78,32 @@ def _expired_deliveries(
 def _due_deliveries(
     session: Session, now: datetime, grace: timedelta, batch: int
 ) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    # A delivery has no schedule row until it needs one, so a fresh delivery whose first task
+    # message was lost (a worker killed holding it, Redis wiped) is found by its age instead.
+    unscheduled = DeliverySchedule.delivery_id.is_(None) & (Delivery.created_at < now - grace)
+    scheduled = (DeliverySchedule.next_attempt_at <= now) & or_(
+        DeliverySchedule.redriven_at.is_(None),
+        DeliverySchedule.redriven_at < now - grace,
+    )
     rows = session.execute(
-        select(DeliverySchedule, Summary.job_id)
-        .join(Delivery, Delivery.id == DeliverySchedule.delivery_id)
+        select(Delivery.id, DeliverySchedule, Summary.job_id)
         .join(Summary, Summary.id == Delivery.summary_id)
-        .where(
-            Delivery.status == DeliveryStatus.PENDING.value,
-            DeliverySchedule.next_attempt_at <= now,
-            or_(
-                DeliverySchedule.redriven_at.is_(None),
-                DeliverySchedule.redriven_at < now - grace,
-            ),
-        )
-        .order_by(DeliverySchedule.next_attempt_at)
+        .outerjoin(DeliverySchedule, DeliverySchedule.delivery_id == Delivery.id)
+        .where(Delivery.status == DeliveryStatus.PENDING.value, or_(unscheduled, scheduled))
+        .order_by(func.coalesce(DeliverySchedule.next_attempt_at, Delivery.created_at))
         .limit(batch)
-        .with_for_update(skip_locked=True, of=DeliverySchedule)
+        .with_for_update(skip_locked=True, of=Delivery)
     ).all()
-    for schedule, _ in rows:
-        schedule.redriven_at = now
-    return [(job_id, schedule.delivery_id) for schedule, job_id in rows]
+    for delivery_id, schedule, _ in rows:
+        if schedule is None:
+            session.add(
+                DeliverySchedule(
+                    delivery_id=delivery_id, failures=0, next_attempt_at=now, redriven_at=now
+                )
+            )
+        else:
+            schedule.redriven_at = now
+    return [(job_id, delivery_id) for delivery_id, _, job_id in rows]
 
 
 def _notifications(

@@ -202,6 +202,37 @@ def test_failures_follow_the_schedule_with_a_stable_id(
     assert verify(last.headers, last.body, [secret], now=clock.now.timestamp())
 
 
+def test_a_fresh_delivery_whose_first_message_was_lost_is_redriven_after_the_grace(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    receiver: WebhookReceiver,
+    clock: Clock,
+    enqueuer: RecordingEnqueuer,
+    runtime: DeliveryRuntime,
+) -> None:
+    endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
+    fan = add_summary(
+        session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}], now=clock.now
+    )
+    [item] = fan.delivery_ids
+    grace = runtime.settings.delivery_redrive_grace_seconds
+    # Never attempted, no schedule row: its first task message may still be on its way.
+    assert redrive_deliveries(services, runtime.settings).enqueued == 0
+    clock.advance(grace + 1)
+    assert redrive_deliveries(services, runtime.settings).enqueued == 1
+    assert enqueuer.take() == [(str(fan.job_id), str(item))]
+    with session_factory() as session:
+        plan = session.get(DeliverySchedule, item)
+        assert plan is not None and plan.redriven_at == clock.now and plan.failures == 0
+    assert redrive_deliveries(services, runtime.settings).enqueued == 0
+    clock.advance(grace + 1)  # that message was lost too: enqueue once more
+    assert redrive_deliveries(services, runtime.settings).enqueued == 1
+    run_deliver(services, fan.job_id, item)
+    assert delivery(session_factory, item).status == "sent"
+    assert len(receiver.requests) == 1
+
+
 def test_retry_after_is_a_floor(
     services: Any, session_factory: sessionmaker[Session], box: SecretBox, receiver: WebhookReceiver
 ) -> None:
