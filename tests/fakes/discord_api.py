@@ -868,6 +868,8 @@ class FakeDiscord:
                     "guild_id": str(channel.guild_id) if channel.guild_id else None,
                 }
         message = self._new_message(channel, ctx.viewer, body, **fields)
+        if nonce is not None:
+            message.nonce = str(nonce)
         if nonce is not None and body.get("enforce_nonce"):
             self.nonces[(channel.id, ctx.viewer, str(nonce))] = (message.id, self._clock())
         return 200, self.message_json(message, ctx.viewer)

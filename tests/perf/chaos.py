@@ -5,21 +5,24 @@
 
 It starts its own Redis (``redis-server --save ""`` on a spare port) and its own PostgreSQL
 (``initdb`` into a temporary folder, ``pg_ctl`` on a spare port, as the ``postgres`` user when
-run as root), so it can kill them without touching the shared services.  Then it submits the
-jobs (export files, printed as JSON on the workers' terminals so every delivery can be counted),
-and while they run it SIGKILLs a random worker (main process and pool) every ``--kill-every``
-seconds and starts a replacement, restarts Redis empty once (after ``--redis-at`` of the jobs
-completed) and crashes and restarts PostgreSQL once (after ``--postgres-at``).  A real
-``summarybot beat`` runs the recovery sweep; ``--sweep-every`` adds the same sweep from this
-process (every 5 s by default; 0 turns it off), together with the delivery outbox's
-``redrive_deliveries`` sweep, which beat will schedule once it is wired in.
+run as root), so it can kill them without touching the shared services, and, in this process,
+the fake Discord (four channels of real irc-dev conversation and a ``#digests`` channel) and
+the fake OpenAI.  Every job reads the latest ``--messages`` messages of one channel through the
+Discord adapter, is summarized by the LLM backend and posted to ``#digests``, all by real
+``summarybot worker`` processes.  While they run it SIGKILLs a random worker (main process and
+pool) every ``--kill-every`` seconds and starts a replacement, restarts Redis empty once (after
+``--redis-at`` of the jobs completed) and crashes and restarts PostgreSQL once (after
+``--postgres-at``).  A real ``summarybot beat`` runs the recovery sweeps; ``--sweep-every``
+adds the same sweeps from this process (every 5 s by default; 0 turns them off): stale-job
+recovery and the delivery outbox's ``redrive_deliveries``, as beat schedules them.
 
 The last line is one JSON object: ``completed`` (jobs that ended completed), ``failed``,
-``stuck`` (not finished at the deadline), ``duplicates`` (jobs whose effect happened twice: two
-summaries, or two different summaries delivered), ``redeliveries`` (the same summary document
-delivered again after a worker died between sending and recording it; it carries the same
-``summary_id``, which receivers deduplicate on), ``max_recovery_s`` (longest time from a disruption until the
-next job completed), ``seconds``, and the disruption counts.
+``stuck`` (not finished at the deadline), ``duplicates`` (jobs whose effect happened twice:
+two summaries, or a summary posted to ``#digests`` more than once), ``undelivered`` (completed
+jobs with nothing in ``#digests``), ``resends`` (sends repeated after a worker died between
+sending and recording; Discord's ``nonce`` + ``enforce_nonce`` turns them into the same
+message), ``max_recovery_s`` (longest time from a disruption until the next job completed),
+``llm_calls``, ``discord_requests``, ``seconds``, and the disruption counts.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ import glob
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import socket
@@ -41,6 +43,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -52,17 +55,23 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 import celeryconfig
-from schema.models.jobs import Job, Summary
+from schema.models.jobs import Delivery, Job, Summary
 from shared.cache import MemoryMessageCache
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
-from shared.jobs import ExportFileSource, JobParams, TerminalTarget, submit_job
+from shared.delivery.discord_targets import nonce_prefix
+from shared.delivery.redrive import redrive_deliveries
+from shared.delivery.runtime import runtime_for
+from shared.delivery.targets import ChannelTarget
+from shared.jobs import DiscordChannelSource, JobParams, submit_job
 from shared.llm.extractive import ExtractiveSummarizer
 from shared.pipeline.recovery import requeue_stale_jobs
 from shared.pipeline.services import Services
 from shared.settings import load_settings
+from tests.fakes.discord_server import FakeDiscordServer, World, seed_basic
+from tests.fakes.openai_server import FakeOpenAIServer
+from tests.integration.pipeline_llm.harness import irc_messages
 from tests.integration.processes import CLI, Worker
-from tests.perf.export_data import build_large_export
 
 __all__ = ["ChaosConfig", "PostgresServer", "RedisServer", "main", "run_chaos"]
 
@@ -307,6 +316,59 @@ def _servers(workdir: Path) -> Iterator[tuple[RedisServer, PostgresServer]]:
         postgres.stop()
 
 
+@dataclass
+class _Fakes:
+    """The fake Discord and fake OpenAI this run's workers talk to."""
+
+    discord: FakeDiscordServer
+    openai: FakeOpenAIServer
+    world: World
+    sources: list[int]
+    digests: int
+
+
+#: Fake users who speak the irc-dev lines, by the order their nick first appears.
+_SPEAKERS = 8
+
+
+@contextlib.contextmanager
+def _fakes(config: ChaosConfig) -> Iterator[_Fakes]:
+    """Four channels of irc-dev conversation and ``#digests`` on the fake Discord."""
+    discord = FakeDiscordServer()
+    fake = discord.fake
+    world = seed_basic(fake, token="chaos-bot-token")
+    people = [fake.add_user(f"speaker{n}") for n in range(_SPEAKERS)]
+    for person in people:
+        fake.add_member(world.guild, person)
+    sources = []
+    for index in range(4):
+        channel = fake.add_channel(world.guild, f"support-{index}", topic="Ubuntu help")
+        nicks: dict[str, int] = {}
+        for message in irc_messages(
+            config.messages,
+            guild_id=str(world.guild.id),
+            channel_id=str(channel.id),
+            first_day=date(2026, 3, 1 + index),
+        ):
+            speaker = nicks.setdefault(message.author_name, len(nicks) % _SPEAKERS)
+            fake.add_message(
+                channel,
+                people[speaker],
+                message.content,
+                at_ms=int(message.timestamp.timestamp() * 1000),
+            )
+        sources.append(channel.id)
+    digests = fake.add_channel(world.guild, "digests", topic="summaries land here")
+    openai = FakeOpenAIServer()
+    discord.start()
+    openai.start()
+    try:
+        yield _Fakes(discord, openai, world, sources, digests.id)
+    finally:
+        openai.stop()
+        discord.stop()
+
+
 def run_chaos(config: ChaosConfig, *, workdir: Path | None = None) -> dict[str, Any]:
     """Run one chaos experiment and return its figures."""
     rng = random.Random(config.seed)
@@ -314,8 +376,8 @@ def run_chaos(config: ChaosConfig, *, workdir: Path | None = None) -> dict[str, 
     root = Path(tempfile.mkdtemp(prefix="summarybot-chaos-")) if workdir is None else workdir
     os.chmod(root, 0o755)  # the postgres user must reach its data folder
     try:
-        with _servers(root) as (redis_server, postgres):
-            return _experiment(config, rng, root, redis_server, postgres)
+        with _servers(root) as (redis_server, postgres), _fakes(config) as fakes:
+            return _experiment(config, rng, root, redis_server, postgres, fakes)
     finally:
         if own_dir:
             shutil.rmtree(root, ignore_errors=True)
@@ -327,6 +389,7 @@ def _experiment(
     root: Path,
     redis_server: RedisServer,
     postgres: PostgresServer,
+    fakes: _Fakes,
 ) -> dict[str, Any]:
     upgrade(postgres.url)
     data_dir = root / "data"
@@ -338,16 +401,20 @@ def _experiment(
         "SUMMARYBOT_DATA_DIR": str(data_dir),
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",  # the worker says " ready" at INFO
-        "VISIBILITY_TIMEOUT": "20",
+        # Task time limits derive from it (hard 15 s): room for a cold worker's first task.
+        "VISIBILITY_TIMEOUT": "60",
         "STAGE_TIMEOUT_SECONDS": "30",
         "MAX_REDELIVERIES": "50",
         # A delivery leased by a killed worker is sent again once its lease runs out.
         "DELIVERY_LEASE_SECONDS": "15",
         "SECRET_KEYS": Fernet.generate_key().decode(),
+        "DISCORD_TOKEN": fakes.world.token,
+        "DISCORD_API_BASE": fakes.discord.api_base,
+        "LLM_BASE_URL": fakes.openai.base_url,
+        "OPENAI_API_KEY": "sk-chaos-benchmark",
+        "LLM_PROVIDER": "openai",
+        "LLM_REQUEST_TIMEOUT": "20",
     }
-    exports = [
-        build_large_export(root / f"export{i}.json", config.messages, seed=i) for i in range(4)
-    ]
     app = Celery("chaos", set_as_current=False)
     app.config_from_object(celeryconfig)
     app.conf.broker_url = redis_server.url
@@ -369,8 +436,12 @@ def _experiment(
 
         def submit(index: int) -> None:
             params = JobParams(
-                source=ExportFileSource(path=str(exports[index % len(exports)])),
-                destinations=[TerminalTarget(render="json")],
+                source=DiscordChannelSource(
+                    guild_id=str(fakes.world.guild.id),
+                    channel_id=str(fakes.sources[index % len(fakes.sources)]),
+                    limit=config.messages,
+                ),
+                destinations=[ChannelTarget(channel_id=str(fakes.digests))],
             )
             # The key makes a retry after a failed publish return the same job (the recovery
             # sweep then enqueues it), so exactly ``jobs`` jobs exist.
@@ -386,7 +457,7 @@ def _experiment(
         _drive(run, services, redis_server, postgres, rng, started)
         seconds = time.monotonic() - started
         counts = _status_counts(services) or Counter()
-        duplicates, redeliveries = _duplicates(services, run)
+        effects = _effects(services, fakes)
         with services.session_factory() as session:
             errors = Counter(
                 str(error)[:160]
@@ -421,10 +492,13 @@ def _experiment(
         "completed": counts.get("completed", 0),
         "failed": counts.get("failed", 0) + counts.get("cancelled", 0),
         "stuck": config.jobs - sum(counts.get(s, 0) for s in _FINISHED),
-        "duplicates": duplicates,
-        "redeliveries": redeliveries,
+        "duplicates": effects["duplicates"],
+        "undelivered": effects["undelivered"],
+        "resends": effects["resends"],
         "max_recovery_s": round(max(recoveries, default=0.0), 2),
         "seconds": round(seconds, 2),
+        "llm_calls": fakes.openai.stats()["requests"],
+        "discord_requests": fakes.discord.fake.limits.stats()["requests"],
         "worker_kills": kinds.get("worker_kill", 0),
         "redis_restarts": kinds.get("redis_restart", 0),
         "postgres_restarts": kinds.get("postgres_restart", 0),
@@ -480,48 +554,48 @@ def _drive(
         time.sleep(0.25)
 
 
-_DOCUMENT_IDS = re.compile(
-    r'^  "job_id": "([0-9a-f-]{36})",\n  "summary_id": "([0-9a-f-]{36})",$', re.MULTILINE
-)
-
-
 def _sweep(services: Services) -> None:
     """The beat-driven recovery sweeps, run from here (more often than beat's schedule).
 
     ``requeue_stale_jobs`` re-enqueues jobs whose stage stopped beating; the delivery outbox's
-    ``redrive_deliveries`` (when present) returns deliveries leased by a killed worker.  Both are
+    ``redrive_deliveries`` returns deliveries leased by a killed worker.  Both are
     the system's own recovery code; a failure (Postgres restarting) waits for the next turn.
     """
     with contextlib.suppress(Exception):
         requeue_stale_jobs(services)
-    try:
-        from shared.delivery.redrive import redrive_deliveries
-        from shared.delivery.runtime import runtime_for
-    except ImportError:  # pragma: no cover - before the delivery outbox existed
-        return
     with contextlib.suppress(Exception):
         redrive_deliveries(services, runtime_for(services.settings).settings)
 
 
-def _duplicates(services: Services, run: _Run) -> tuple[int, int]:
-    """``(duplicates, redeliveries)`` of the run.
+def _effects(services: Services, fakes: _Fakes) -> dict[str, int]:
+    """What the jobs did to the world: Postgres's summaries and the fake's ``#digests``.
 
-    A duplicate is a job whose effect happened twice: more than one summary row, or two
-    different summaries delivered.  A redelivery is the same document (same ``summary_id``,
-    the id a receiver deduplicates on, like a webhook's ``webhook-id``) delivered again because
-    a worker died between sending and recording it: at-least-once delivery, not a duplicate.
+    A duplicate is a job whose effect happened twice: more than one summary row, or its summary
+    posted to ``#digests`` as more than one message with the first part's nonce.  The nonce is
+    derived from the delivery id, so it tells which delivery posted what.
     """
     with services.session_factory() as session:
         per_job = session.execute(
             select(Summary.job_id, func.count()).group_by(Summary.job_id).having(func.count() > 1)
         ).all()
-    printed: Counter[tuple[str, str]] = Counter()
-    for worker in [*run.workers, *run.retired]:
-        printed.update(_DOCUMENT_IDS.findall(worker.log.read_text(errors="replace")))
-    summaries_per_job = Counter(job for job, _ in printed)
-    duplicates = len(per_job) + sum(1 for count in summaries_per_job.values() if count > 1)
-    redeliveries = sum(count - 1 for count in printed.values() if count > 1)
-    return duplicates, redeliveries
+        rows = session.execute(
+            select(Delivery.id, Delivery.attempts)
+            .join(Summary, Summary.id == Delivery.summary_id)
+            .join(Job, Job.id == Summary.job_id)
+            .where(Job.status == "completed", Delivery.kind == "channel")
+        ).all()
+    with fakes.discord.fake.lock:
+        firsts = Counter(
+            message.nonce
+            for message in fakes.discord.fake.messages.values()
+            if message.channel_id == fakes.digests and message.nonce
+        )
+    posted = [firsts.get(f"{nonce_prefix(delivery_id)}000", 0) for delivery_id, _ in rows]
+    return {
+        "duplicates": len(per_job) + sum(1 for count in posted if count > 1),
+        "undelivered": sum(1 for count in posted if count == 0),
+        "resends": sum(max(0, attempts - 1) for _, attempts in rows),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -543,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     config = ChaosConfig(**vars(args))
     result = run_chaos(config)
     print(json.dumps(result))
-    ok = result["completed"] == config.jobs and result["duplicates"] == 0
+    ok = (result["completed"], result["duplicates"], result["undelivered"]) == (config.jobs, 0, 0)
     return 0 if ok else 1
 
 
