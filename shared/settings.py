@@ -170,7 +170,8 @@ class Settings(BaseSettings):
     @property
     def broker_url(self) -> str:
         """Celery broker: Redis when configured, else kombu's in-process memory transport."""
-        return self.redis_url or "memory://"
+        # A host name keeps kombu from warning that it fell back to localhost.
+        return self.redis_url or "memory://localhost/"
 
     @property
     def result_backend(self) -> str | None:

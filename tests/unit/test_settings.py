@@ -11,7 +11,7 @@ def test_defaults_are_the_embedded_mode(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("SUMMARYBOT_DATA_DIR", str(tmp_path))
     settings = load_settings()
     assert settings.embedded
-    assert settings.broker_url == "memory://"
+    assert settings.broker_url == "memory://localhost/"
     assert settings.result_backend is None
     assert settings.effective_database_url == f"sqlite:///{tmp_path / 'summarybot.db'}"
 
