@@ -6,10 +6,13 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
+from sqlalchemy import Select, select, tuple_
+from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from producers.api.problems import PROBLEM_JSON, Problem, ProblemBody
@@ -19,7 +22,10 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "errors",
+    "guild_page_query",
+    "guild_row",
     "json_response",
+    "next_cursor",
     "not_found",
 ]
 
@@ -93,3 +99,48 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
             422,
             "cursor is not valid; pass the next_cursor value of the previous page unchanged",
         ) from None
+
+
+Row = TypeVar("Row")
+
+
+def guild_row(
+    session: Session, model: type[Row], guild_id: str, ident: uuid.UUID, *, lock: bool, what: str
+) -> Row:
+    """The row ``ident`` of ``model`` in this guild (optionally locked), else a 404.
+
+    A row of another guild is not found either: a key learns nothing about other tenants.
+    """
+    table: Any = model
+    query = select(model).where(table.id == ident, table.guild_id == guild_id)
+    row = session.scalars(query.with_for_update() if lock else query).one_or_none()
+    if row is None:
+        raise not_found(what, ident)
+    return row
+
+
+def guild_page_query(
+    model: type[Row], guild_id: str, *, limit: int, cursor: str | None
+) -> Select[Row]:
+    """One more than a page of this guild's rows, oldest first, after ``cursor``.
+
+    The extra row tells :func:`next_cursor` whether another page follows.
+    """
+    table: Any = model
+    query = (
+        select(model)
+        .where(table.guild_id == guild_id)
+        .order_by(table.created_at, table.id)
+        .limit(limit + 1)
+    )
+    if cursor is not None:
+        query = query.where(tuple_(table.created_at, table.id) > decode_cursor(cursor))
+    return query
+
+
+def next_cursor(rows: Sequence[Any], limit: int) -> str | None:
+    """The cursor after a page of ``rows`` read by :func:`guild_page_query`, or None at the end."""
+    if len(rows) <= limit:
+        return None
+    last = rows[limit - 1]
+    return encode_cursor(last.created_at, last.id)

@@ -9,7 +9,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from producers.api.auth import Caller, require_scope
@@ -26,11 +27,11 @@ from producers.api.problems import FieldError, Problem
 from producers.api.resources import ApiResources, get_resources
 from producers.api.routes.common import (
     AUTH_ERRORS,
-    decode_cursor,
-    encode_cursor,
     errors,
+    guild_page_query,
+    guild_row,
     json_response,
-    not_found,
+    next_cursor,
 )
 from schema.models.schedules import EmptyPolicy, Schedule
 from schema.models.tenancy import WebhookEndpoint
@@ -257,32 +258,18 @@ def list_schedules(
     channel_id: Annotated[Snowflake | None, Query(description="Only this channel's")] = None,
 ) -> Response:
     """A page of schedules, oldest first."""
-    query = (
-        select(Schedule)
-        .where(Schedule.guild_id == caller.guild_id)
-        .order_by(Schedule.created_at, Schedule.id)
-        .limit(limit + 1)
-    )
+    query = guild_page_query(Schedule, caller.guild_id, limit=limit, cursor=cursor)
     if channel_id is not None:
         query = query.where(Schedule.channel_id == channel_id)
-    if cursor is not None:
-        query = query.where(tuple_(Schedule.created_at, Schedule.id) > decode_cursor(cursor))
     with resources.session_factory() as session:
         rows = list(session.scalars(query))
-    next_cursor = (
-        encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
-    )
     return json_response(
-        ScheduleList(items=[_out(r) for r in rows[:limit]], next_cursor=next_cursor)
+        ScheduleList(items=[_out(r) for r in rows[:limit]], next_cursor=next_cursor(rows, limit))
     )
 
 
-def _get(session: Any, caller: Caller, schedule_id: uuid.UUID, *, lock: bool) -> Schedule:
-    query = select(Schedule).where(Schedule.id == schedule_id, Schedule.guild_id == caller.guild_id)
-    row: Schedule | None = session.scalars(query.with_for_update() if lock else query).one_or_none()
-    if row is None:
-        raise not_found("schedule", schedule_id)
-    return row
+def _get(session: Session, caller: Caller, schedule_id: uuid.UUID, *, lock: bool) -> Schedule:
+    return guild_row(session, Schedule, caller.guild_id, schedule_id, lock=lock, what="schedule")
 
 
 @router.get(

@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from producers.api.auth import Caller, require_scope
@@ -25,11 +26,11 @@ from producers.api.problems import Problem
 from producers.api.resources import ApiResources, get_resources
 from producers.api.routes.common import (
     AUTH_ERRORS,
-    decode_cursor,
-    encode_cursor,
     errors,
+    guild_page_query,
+    guild_row,
     json_response,
-    not_found,
+    next_cursor,
 )
 from producers.api.signing import generate_secret
 from schema.models.tenancy import WebhookAuthKind, WebhookEndpoint
@@ -337,34 +338,19 @@ def list_endpoints(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     """A page of endpoints, oldest first."""
-    query = (
-        select(WebhookEndpoint)
-        .where(WebhookEndpoint.guild_id == caller.guild_id)
-        .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
-        .limit(limit + 1)
-    )
-    if cursor is not None:
-        after = decode_cursor(cursor)
-        query = query.where(tuple_(WebhookEndpoint.created_at, WebhookEndpoint.id) > after)
+    query = guild_page_query(WebhookEndpoint, caller.guild_id, limit=limit, cursor=cursor)
     with resources.session_factory() as session:
         rows = list(session.scalars(query))
-    next_cursor = (
-        encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
-    )
-    page = WebhookEndpointList(items=[_out(r) for r in rows[:limit]], next_cursor=next_cursor)
-    return json_response(page)
+    items = [_out(r) for r in rows[:limit]]
+    return json_response(WebhookEndpointList(items=items, next_cursor=next_cursor(rows, limit)))
 
 
-def _get(session: Any, caller: Caller, endpoint_id: uuid.UUID, *, lock: bool) -> WebhookEndpoint:
-    query = select(WebhookEndpoint).where(
-        WebhookEndpoint.id == endpoint_id, WebhookEndpoint.guild_id == caller.guild_id
+def _get(
+    session: Session, caller: Caller, endpoint_id: uuid.UUID, *, lock: bool
+) -> WebhookEndpoint:
+    return guild_row(
+        session, WebhookEndpoint, caller.guild_id, endpoint_id, lock=lock, what="webhook endpoint"
     )
-    row: WebhookEndpoint | None = session.scalars(
-        query.with_for_update() if lock else query
-    ).one_or_none()
-    if row is None:
-        raise not_found("webhook endpoint", endpoint_id)
-    return row
 
 
 @router.get(
