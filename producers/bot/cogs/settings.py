@@ -17,7 +17,7 @@ from producers.bot.cogs.common import AnyBot, GuildContext, answer, guild_contex
 from producers.bot.parsing import parse_language
 from producers.bot.responses import config_embed
 from producers.bot.snapshots import guild_view, member_view
-from producers.bot.store import set_opt_out, update_guild_config
+from producers.bot.store import GuildConfig, set_opt_out, update_guild_config
 from schema.models.tenancy import PrivateChannelPolicy
 from shared.errors import InvalidInputError
 from shared.summarize.content import SummaryFormat
@@ -62,6 +62,26 @@ async def _managers_only(interaction: discord.Interaction[Any]) -> GuildContext 
     return context
 
 
+_IdChange = Literal["add", "remove", "clear"]
+_ROLE_CHANGES: dict[str, _IdChange] = {"allow": "add", "remove": "remove", "everyone": "clear"}
+_CHANNEL_CHANGES: dict[str, _IdChange] = {
+    "exclude": "add",
+    "include": "remove",
+    "include-all": "clear",
+}
+
+
+async def _show(interaction: discord.Interaction[Any], config: GuildConfig, *, saved: bool) -> None:
+    """Answer the deferred interaction with the settings embed ("Saved." after a change)."""
+    runtime = runtime_of(interaction)
+    await interaction.edit_original_response(
+        content="Saved." if saved else None,
+        embed=config_embed(
+            config, limits=runtime.limiter.describe(), llm=runtime.describe_summarizer()
+        ),
+    )
+
+
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
 class SettingsCog(commands.GroupCog, group_name="summary-config"):
@@ -83,12 +103,34 @@ class SettingsCog(commands.GroupCog, group_name="summary-config"):
             runtime.configs.put(config)
         else:
             config = await runtime.configs.get(context.guild.id)
-        await interaction.edit_original_response(
-            content="Saved." if changes else None,
-            embed=config_embed(
-                config, limits=runtime.limiter.describe(), llm=runtime.describe_summarizer()
-            ),
+        await _show(interaction, config, saved=bool(changes))
+
+    async def _edit_ids(
+        self,
+        interaction: discord.Interaction[Any],
+        context: GuildContext,
+        field: str,
+        change: _IdChange,
+        ident: int | None,
+    ) -> None:
+        """Add ``ident`` to, remove it from, or clear the id set ``field`` of the config."""
+        runtime = runtime_of(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        current = set(getattr(await runtime.configs.get(context.guild.id), field))
+        if change == "clear":
+            current.clear()
+        elif change == "add":
+            current.add(ident)
+        else:
+            current.discard(ident)
+        config = await runtime.db(
+            update_guild_config,
+            runtime.session_factory,
+            context.guild.id,
+            {field: frozenset(current)},
         )
+        runtime.configs.put(config)
+        await _show(interaction, config, saved=True)
 
     @app_commands.command(name="show", description="Show this server's summary settings")
     async def show(self, interaction: discord.Interaction[Any]) -> None:
@@ -160,29 +202,9 @@ class SettingsCog(commands.GroupCog, group_name="summary-config"):
         if action != "everyone" and role is None:
             await answer(interaction, f"⛔ Pick the role to {action}.")
             return
-        runtime = runtime_of(interaction)
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        current = set((await runtime.configs.get(context.guild.id)).allowed_role_ids)
-        if action == "everyone":
-            current.clear()
-        elif action == "allow":
-            assert role is not None
-            current.add(role.id)
-        else:
-            assert role is not None
-            current.discard(role.id)
-        config = await runtime.db(
-            update_guild_config,
-            runtime.session_factory,
-            context.guild.id,
-            {"allowed_role_ids": frozenset(current)},
-        )
-        runtime.configs.put(config)
-        await interaction.edit_original_response(
-            content="Saved.",
-            embed=config_embed(
-                config, limits=runtime.limiter.describe(), llm=runtime.describe_summarizer()
-            ),
+        change = _ROLE_CHANGES[action]
+        await self._edit_ids(
+            interaction, context, "allowed_role_ids", change, role.id if role else None
         )
 
     @app_commands.command(name="channels", description="Exclude channels from summaries")
@@ -200,29 +222,9 @@ class SettingsCog(commands.GroupCog, group_name="summary-config"):
         if action != "include-all" and channel is None:
             await answer(interaction, f"⛔ Pick the channel to {action}.")
             return
-        runtime = runtime_of(interaction)
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        current = set((await runtime.configs.get(context.guild.id)).excluded_channel_ids)
-        if action == "include-all":
-            current.clear()
-        elif action == "exclude":
-            assert channel is not None
-            current.add(channel.id)
-        else:
-            assert channel is not None
-            current.discard(channel.id)
-        config = await runtime.db(
-            update_guild_config,
-            runtime.session_factory,
-            context.guild.id,
-            {"excluded_channel_ids": frozenset(current)},
-        )
-        runtime.configs.put(config)
-        await interaction.edit_original_response(
-            content="Saved.",
-            embed=config_embed(
-                config, limits=runtime.limiter.describe(), llm=runtime.describe_summarizer()
-            ),
+        change = _CHANNEL_CHANGES[action]
+        await self._edit_ids(
+            interaction, context, "excluded_channel_ids", change, channel.id if channel else None
         )
 
 
