@@ -26,7 +26,14 @@ from sqlalchemy import update
 
 import celeryconfig
 from schema.models.jobs import Job
-from shared.errors import ErrorKind, PermanentError, PipelineError, RateLimitedError, classify
+from shared.errors import (
+    ErrorKind,
+    PermanentError,
+    PipelineError,
+    RateLimitedError,
+    TransientError,
+    classify,
+)
 from shared.pipeline import state
 from shared.pipeline.deadletters import record_dead_letter
 from shared.pipeline.services import Services
@@ -92,15 +99,19 @@ def _give_up(
 def _handle_failure(
     task: Task, services: Services, job_id: uuid.UUID, args: tuple[str, ...], exc: Exception
 ) -> None:
+    retries = int(task.request.retries or 0)
     if isinstance(exc, SoftTimeLimitExceeded):
         limit = task.app.conf.task_soft_time_limit
-        exc = PermanentError(
-            f"{task.name} exceeded its {limit} s soft time limit",
-            user_message=f"the job took longer than the {limit} s limit "
-            "for one stage; summarize a shorter window",
+        message = f"{task.name} exceeded its {limit} s soft time limit"
+        user_message = (
+            f"the job took longer than the {limit} s limit for one stage; "
+            "summarize a shorter window"
         )
+        # A stage can stall on a database failover or a hung connection as well as on too much
+        # work: one more try tells the two apart, a second overrun is the window's size.
+        slow: type[PipelineError] = TransientError if retries == 0 else PermanentError
+        exc = slow(message, user_message=user_message)
     kind = classify(exc)
-    retries = int(task.request.retries or 0)
     max_retries = services.settings.max_task_retries
     if kind is ErrorKind.TRANSIENT and retries < max_retries:
         countdown = backoff_seconds(

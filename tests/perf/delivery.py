@@ -7,8 +7,12 @@ Run ``python -m tests.perf.delivery`` with PostgreSQL and Redis on 127.0.0.1 (Re
    the webhook path (endpoint lookup, event, encoding, signing, HTTP round trip) and the whole
    deliver stage (claim, send, record);
 2. throughput: 1,000 deliveries across 4 ``summarybot worker -Q deliver`` processes;
-3. outage: the receiver is down for the first ``DOWN_SECONDS`` of 300 deliveries, then up; the
-   short test retry schedule and the delivery sweep bring every one of them through.
+3. outage: the receiver refuses connections for the first ``--down-seconds`` (default 150) of
+   300 deliveries, then comes back; the retry schedule (production's shape, compressed to
+   ``OUTAGE_RETRY_SCHEDULE``: 0, 5, 15 s, then every 30 s for five minutes) and the delivery
+   sweep bring every one of them through.
+
+    python -m tests.perf.delivery [--down-seconds 150]
 
 The last line is one JSON object: ``webhook_overhead_p50_ms``, ``webhook_overhead_p99_ms``,
 ``deliver_p99_ms``, ``deliveries``, ``per_second``, ``duplicates``, ``outage_deliveries``,
@@ -17,6 +21,7 @@ The last line is one JSON object: ``webhook_overhead_p50_ms``, ``webhook_overhea
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -65,7 +70,9 @@ OVERHEAD_SENDS = 300
 THROUGHPUT = 1000
 WORKERS = 4
 OUTAGE = 300
-DOWN_SECONDS = 25.0
+DOWN_SECONDS = 150.0
+#: Seconds between attempts: immediately, 5 s, 15 s, then every 30 s (about 5 minutes in all).
+OUTAGE_RETRY_SCHEDULE = "0,5,15," + ",".join(["30"] * 10)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -135,7 +142,11 @@ def _fan_out(
     return [(f.job_id, f.delivery_ids[0], f.summary_id) for f in fans]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the three phases; the last line printed is the JSON of figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--down-seconds", type=float, default=DOWN_SECONDS)
+    down_seconds = parser.parse_args(argv).down_seconds
     configure_logging(level="WARNING", fmt="console")
     name = f"sb_perf_delivery_{uuid.uuid4().hex[:8]}"
     admin = f"host={PG} port=5432 user=postgres dbname=postgres"
@@ -154,7 +165,9 @@ def main() -> None:
             figures.update(_overhead(url, key, receiver))
             print(f"overhead: {figures}", file=sys.stderr)
 
-        env = deliver_env(url, redis_url, key, tmp / "data")
+        env = deliver_env(
+            url, redis_url, key, tmp / "data", WEBHOOK_RETRY_SCHEDULE=OUTAGE_RETRY_SCHEDULE
+        )
         settings = settings_from(env)
         engine = make_engine(url)
         factory = make_sessionmaker(engine)
@@ -196,12 +209,12 @@ def main() -> None:
                     receiver.down()
                     with Sweeper(settings, factory, app, interval=1.0):
                         publish(app, [(j, d) for j, d, _ in outage])
-                        time.sleep(DOWN_SECONDS)
+                        time.sleep(down_seconds)
                         receiver.up()
                         up_at = time.perf_counter()
                         wait_until(
                             lambda: counts(factory, outage_ids).get("sent", 0) == OUTAGE,
-                            timeout=180,
+                            timeout=240,
                             step=0.1,
                         )
                         drained = time.perf_counter() - up_at
@@ -213,7 +226,7 @@ def main() -> None:
                             .where(DeliveryAttempt.outcome == "retry")
                         )
                     figures["outage_deliveries"] = OUTAGE
-                    figures["down_seconds"] = DOWN_SECONDS
+                    figures["down_seconds"] = down_seconds
                     figures["lost"] = OUTAGE - (receiver.accepted() - before)
                     figures["not_sent"] = OUTAGE - final.get("sent", 0)
                     figures["drained_after_up_s"] = round(drained, 2)

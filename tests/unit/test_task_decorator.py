@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 
 from schema.models.jobs import DeadLetter, Job
@@ -48,10 +49,27 @@ def _bug(services: Services, job_id: uuid.UUID) -> None:
     raise KeyError("oops")
 
 
+def _slow_once(services: Services, job_id: uuid.UUID) -> None:
+    CALLS["slow_once"] += 1
+    if CALLS["slow_once"] == 1:
+        raise SoftTimeLimitExceeded()  # what prefork raises in a task past its soft limit
+    with services.session_factory() as session, session.begin():
+        job = session.get(Job, job_id)
+        assert job is not None
+        job.progress = {"done": True}
+
+
+def _always_slow(services: Services, job_id: uuid.UUID) -> None:
+    CALLS["always_slow"] += 1
+    raise SoftTimeLimitExceeded()
+
+
 pipeline_task("test.transient_twice", queue="fetch")(_transient_twice)
 pipeline_task("test.always_transient", queue="fetch")(_always_transient)
 pipeline_task("test.permanent", queue="fetch")(_permanent)
 pipeline_task("test.bug", queue="fetch")(_bug)
+pipeline_task("test.slow_once", queue="fetch")(_slow_once)
+pipeline_task("test.always_slow", queue="fetch")(_always_slow)
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +146,19 @@ def test_bugs_fail_the_job_and_keep_the_traceback(services: Services) -> None:
     assert job.error is not None and job.error.startswith("internal error while running test.bug")
     (letter,) = _dead_letters(services, job.id)
     assert "KeyError" in letter.error and letter.traceback and "_bug" in letter.traceback
+
+
+def test_a_stage_past_its_soft_time_limit_gets_one_more_try(services: Services) -> None:
+    job = _run(services, "test.slow_once")
+    assert job.progress == {"done": True} and CALLS["slow_once"] == 2
+
+
+def test_a_second_overrun_fails_the_job_with_the_limit_named(services: Services) -> None:
+    job = _run(services, "test.always_slow")
+    assert job.status == "failed" and CALLS["always_slow"] == 2
+    assert job.error is not None
+    assert job.error.startswith("the job took longer than the ") and "shorter window" in job.error
+    assert _dead_letters(services, job.id) == []
 
 
 def test_backoff_grows_is_capped_and_respects_retry_after() -> None:
