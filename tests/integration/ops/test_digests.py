@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import threading
+import multiprocessing
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -49,6 +50,35 @@ def _expected(text: str, start: datetime, end: datetime) -> list[datetime]:
     return fired
 
 
+def _beat(
+    url: str,
+    start: datetime,
+    end: datetime,
+    replay: bool,
+    barrier: Any,
+    results: Any,
+) -> None:
+    """One beat process: dispatch every tick from ``start`` to ``end``; report what it sent."""
+    engine = make_engine(url)
+    enqueuer = RecordingEnqueuer()
+    error = None
+    try:
+        factory = make_sessionmaker(engine)
+        now = start
+        while now <= end:
+            barrier.wait()
+            dispatch_due_digests(factory, enqueuer, now=now)
+            if replay:
+                dispatch_due_digests(factory, enqueuer, now=now)
+            now += TICK
+    except BaseException as exc:  # reported to the test, which fails on it
+        error = repr(exc)
+        barrier.abort()
+    finally:
+        engine.dispose()
+    results.put((error, list(enqueuer.sent)))
+
+
 def test_two_beats_for_an_hour_create_each_run_once(
     ops_db: str, factory: sessionmaker[Session]
 ) -> None:
@@ -65,33 +95,23 @@ def test_two_beats_for_an_hour_create_each_run_once(
         "weekly tue 08:00",  # not inside the hour (Monday)
     ] * 3
     ids = {add_schedule(factory, text, now=start): text for text in texts}
-    enqueuer = RecordingEnqueuer()
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
-
-    def beat(replay: bool) -> None:
-        engine = make_engine(ops_db)
-        beat_factory = make_sessionmaker(engine)
-        try:
-            now = start
-            while now <= end:
-                barrier.wait(timeout=30)
-                dispatch_due_digests(beat_factory, enqueuer, now=now)
-                if replay:  # a replayed (late, duplicated) tick of the same moment
-                    dispatch_due_digests(beat_factory, enqueuer, now=now)
-                now += TICK
-        except BaseException as exc:
-            errors.append(exc)
-            barrier.abort()
-        finally:
-            engine.dispose()
-
-    beats = [threading.Thread(target=beat, args=(flag,)) for flag in (False, True)]
-    for thread in beats:
-        thread.start()
-    for thread in beats:
-        thread.join(120)
-    assert not errors, errors
+    # Two beat processes on the same simulated clock, in lockstep tick by tick so that they
+    # really race; the second also replays every tick (a late, duplicated beat message).
+    spawn = multiprocessing.get_context("spawn")
+    barrier = spawn.Barrier(2, timeout=60)
+    results = spawn.Queue()
+    beats = [
+        spawn.Process(target=_beat, args=(ops_db, start, end, replay, barrier, results))
+        for replay in (False, True)
+    ]
+    for process in beats:
+        process.start()
+    outcomes = [results.get(timeout=240) for _ in beats]
+    for process in beats:
+        process.join(30)
+    assert [p.exitcode for p in beats] == [0, 0]
+    assert [error for error, _ in outcomes if error] == []
+    sent = [call for _, calls in outcomes for call in calls]
 
     runs = _runs(factory)
     by_schedule: dict[uuid.UUID, list[ScheduleRun]] = {}
@@ -110,7 +130,7 @@ def test_two_beats_for_an_hour_create_each_run_once(
         jobs = session.scalars(select(Job)).all()
     assert len(jobs) == len(runs)
     assert {r.job_id for r in runs} == {j.id for j in jobs}
-    fetches = Counter(args[0] for name, args in enqueuer.sent if name == FETCH)
+    fetches = Counter(args[0] for name, args in sent if name == FETCH)
     assert set(fetches) == {str(j.id) for j in jobs} and set(fetches.values()) == {1}
     for job in jobs:
         run = next(r for r in runs if r.job_id == job.id)
