@@ -27,6 +27,7 @@ from redis import Redis
 from shared.errors import RateLimitedError
 
 __all__ = [
+    "QUOTA_REASON",
     "BreakerState",
     "CircuitBreaker",
     "CircuitOpenError",
@@ -105,14 +106,25 @@ return redis.error_reply('unknown operation ' .. tostring(op))
 """
 
 
+#: The reason a breaker is tripped with when the account is out of quota or credit.
+QUOTA_REASON = "insufficient_quota"
+
+
 class CircuitOpenError(RateLimitedError):
     """The breaker refuses calls for ``retry_after`` seconds; ``reason`` says why it opened."""
 
     def __init__(self, scope: str, *, retry_after: float, reason: str) -> None:
+        if reason == QUOTA_REASON:
+            user_message = (
+                "The LLM account is out of quota or credit; add credit or raise its usage "
+                "limit, and the summary will be retried."
+            )
+        else:
+            user_message = "The LLM service is failing right now; the summary will be retried."
         super().__init__(
             f"LLM circuit {scope} is open for {retry_after:.1f}s more ({reason or 'failures'})",
             retry_after=retry_after,
-            user_message="The LLM service is failing right now; the summary will be retried.",
+            user_message=user_message,
         )
         self.scope = scope
         self.reason = reason

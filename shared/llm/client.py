@@ -43,6 +43,7 @@ from redis import Redis
 
 from shared.errors import ConfigError, PermanentError, RateLimitedError, TransientError
 from shared.llm.breaker import (
+    QUOTA_REASON,
     CircuitBreaker,
     CircuitOpenError,
     LocalCircuitBreaker,
@@ -721,7 +722,7 @@ class LLMClient:
     @staticmethod
     def _record_outcome(breaker: CircuitBreaker, error: Exception) -> None:
         if isinstance(error, QuotaExceededError):
-            breaker.trip("insufficient_quota")
+            breaker.trip(QUOTA_REASON)
         elif isinstance(error, LLMServerError):
             breaker.record_failure(f"http_{error.status}")
         else:

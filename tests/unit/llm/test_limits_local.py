@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import RateLimitedError
-from shared.llm.breaker import CircuitOpenError, LocalCircuitBreaker
+from shared.llm.breaker import QUOTA_REASON, CircuitOpenError, LocalCircuitBreaker
 from shared.ratelimit.llm import (
     LocalLLMLimiter,
     RateLimitHeaders,
@@ -195,6 +195,19 @@ def test_breaker_opens_after_threshold_and_probes_once() -> None:
     breaker.record_success()
     assert breaker.state().state == "closed"
     assert not breaker.allow().probe
+
+
+def test_an_open_breaker_tells_users_why_it_opened() -> None:
+    breaker = LocalCircuitBreaker(scope="s", failure_threshold=1, clock=Clock())
+    breaker.trip(QUOTA_REASON)
+    with pytest.raises(CircuitOpenError) as quota:
+        breaker.allow()
+    assert "out of quota or credit" in quota.value.user_message
+    failing = LocalCircuitBreaker(scope="s", failure_threshold=1, clock=Clock())
+    failing.record_failure("http_503")
+    with pytest.raises(CircuitOpenError) as outage:
+        failing.allow()
+    assert "failing right now" in outage.value.user_message
 
 
 def test_breaker_forgets_old_failures_and_probe_leases_expire() -> None:
