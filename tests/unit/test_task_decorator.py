@@ -26,14 +26,18 @@ from workers.embedded import EmbeddedWorker
 CALLS: Counter[str] = Counter()
 
 
-def _transient_twice(services: Services, job_id: uuid.UUID) -> None:
-    CALLS["transient_twice"] += 1
-    if CALLS["transient_twice"] <= 2:
-        raise TransientError("flaky upstream")
+def _mark_done(services: Services, job_id: uuid.UUID) -> None:
     with services.session_factory() as session, session.begin():
         job = session.get(Job, job_id)
         assert job is not None
         job.progress = {"done": True}
+
+
+def _transient_twice(services: Services, job_id: uuid.UUID) -> None:
+    CALLS["transient_twice"] += 1
+    if CALLS["transient_twice"] <= 2:
+        raise TransientError("flaky upstream")
+    _mark_done(services, job_id)
 
 
 def _always_transient(services: Services, job_id: uuid.UUID) -> None:
@@ -53,10 +57,7 @@ def _slow_once(services: Services, job_id: uuid.UUID) -> None:
     CALLS["slow_once"] += 1
     if CALLS["slow_once"] == 1:
         raise SoftTimeLimitExceeded()  # what prefork raises in a task past its soft limit
-    with services.session_factory() as session, session.begin():
-        job = session.get(Job, job_id)
-        assert job is not None
-        job.progress = {"done": True}
+    _mark_done(services, job_id)
 
 
 def _always_slow(services: Services, job_id: uuid.UUID) -> None:
