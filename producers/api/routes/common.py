@@ -8,17 +8,23 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
+from fastapi import Depends
 from pydantic import BaseModel
 from sqlalchemy import Select, select, tuple_
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
+from producers.api.auth import Caller, require_scope
 from producers.api.problems import PROBLEM_JSON, Problem, ProblemBody
+from producers.api.resources import ApiResources, get_resources
+from shared.apikeys import Scope
 
 __all__ = [
     "AUTH_ERRORS",
+    "Admin",
+    "Resources",
     "decode_cursor",
     "encode_cursor",
     "errors",
@@ -53,6 +59,11 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         for status in statuses
     }
 
+
+#: A caller whose key has the ``admin`` scope (schedules, webhook endpoints).
+Admin = Annotated[Caller, Depends(require_scope(Scope.ADMIN))]
+#: The API's per-process resources.
+Resources = Annotated[ApiResources, Depends(get_resources)]
 
 #: The errors every authenticated route can answer.
 AUTH_ERRORS = (400, 401, 403, 413, 422, 429, 503)

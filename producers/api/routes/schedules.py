@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from producers.api.auth import Caller, require_scope
+from producers.api.auth import Caller
 from producers.api.idempotent import IdempotencyKey, idempotency_key, run_idempotent
 from producers.api.models import (
     DestinationIn,
@@ -24,9 +24,11 @@ from producers.api.models import (
     WebhookDestination,
 )
 from producers.api.problems import FieldError, Problem
-from producers.api.resources import ApiResources, get_resources
+from producers.api.resources import ApiResources
 from producers.api.routes.common import (
     AUTH_ERRORS,
+    Admin,
+    Resources,
     errors,
     guild_page_query,
     guild_row,
@@ -35,7 +37,6 @@ from producers.api.routes.common import (
 )
 from schema.models.schedules import EmptyPolicy, Schedule
 from schema.models.tenancy import WebhookEndpoint
-from shared.apikeys import Scope
 from shared.digests.spec import ScheduleSpec, next_run, parse_schedule
 from shared.errors import InvalidInputError
 from shared.summarize.content import SummaryFormat
@@ -194,8 +195,6 @@ def _destination(
     return result
 
 
-Admin = Annotated[Caller, Depends(require_scope(Scope.ADMIN))]
-Resources = Annotated[ApiResources, Depends(get_resources)]
 ScheduleId = Annotated[uuid.UUID, Path(description="The schedule's id")]
 
 

@@ -19,13 +19,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from producers.api.auth import Caller, require_scope
+from producers.api.auth import Caller
 from producers.api.idempotent import IdempotencyKey, idempotency_key, run_idempotent
 from producers.api.models import DestinationIn, Page, SafeText, WebhookDestination
 from producers.api.problems import Problem
-from producers.api.resources import ApiResources, get_resources
+from producers.api.resources import ApiResources
 from producers.api.routes.common import (
     AUTH_ERRORS,
+    Admin,
+    Resources,
     errors,
     guild_page_query,
     guild_row,
@@ -34,7 +36,6 @@ from producers.api.routes.common import (
 )
 from producers.api.signing import generate_secret
 from schema.models.tenancy import WebhookAuthKind, WebhookEndpoint
-from shared.apikeys import Scope
 
 __all__ = [
     "WebhookEndpointCreate",
@@ -268,8 +269,6 @@ def _still_valid(entry: dict[str, Any], now: datetime) -> bool:
     return until.tzinfo is not None and until > now
 
 
-Admin = Annotated[Caller, Depends(require_scope(Scope.ADMIN))]
-Resources = Annotated[ApiResources, Depends(get_resources)]
 EndpointId = Annotated[uuid.UUID, Path(description="The endpoint's id")]
 
 
