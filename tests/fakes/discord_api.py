@@ -2,8 +2,9 @@
 
 :class:`FakeDiscord` is transport-free: ``handle(method, path, query, headers, body, ip)``
 returns a :class:`Response`; :mod:`tests.fakes.discord_server` puts it behind a real HTTP server.
-Seeding helpers (``add_*``) build the world a test needs.  Status codes and error codes follow
-the fact sheet (``../shared/reference/discord-rest.md``, sections 3 and 4).
+Seeding helpers (``add_*``) build the world a test needs.  Status codes and JSON error codes
+follow Discord's documented REST behaviour (HTTP status codes and JSON error codes); the
+example payloads in ``tests/fixtures/discord`` are what its answers are checked against.
 """
 
 from __future__ import annotations

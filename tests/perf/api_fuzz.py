@@ -37,6 +37,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from producers.api.app import create_app
@@ -180,6 +181,39 @@ def existing_resources(
     }
 
 
+@dataclass
+class FuzzTarget:
+    """A fresh app on a migrated database, with an admin key of :data:`GUILD`."""
+
+    app: Any
+    factory: sessionmaker[Session]
+    engine: Engine
+    headers: dict[str, str]
+
+
+def fuzz_target(database_url: str, redis_url: str, client: Any, prefix: str) -> FuzzTarget:
+    """Build the app to fuzz: its Redis keys under ``prefix``, fetch tasks recorded, not sent."""
+    engine = make_engine(database_url)
+    factory = make_sessionmaker(engine)
+    _row, token = create_api_key(
+        factory,
+        guild_id=GUILD,
+        scopes=["admin"],
+        name="fuzz",
+        now=datetime.now(UTC),
+        rate_limit_per_minute=1_000_000,
+    )
+    app = create_app(
+        load_settings(database_url=database_url, redis_url=redis_url),
+        session_factory=factory,
+        redis=client,
+        enqueuer=PublishedJobs(),
+        box=SecretBox([generate_key()]),
+        options=ApiOptions(redis_prefix=prefix),
+    )
+    return FuzzTarget(app, factory, engine, {"Authorization": f"Bearer {token}"})
+
+
 def main(argv: list[str] | None = None) -> None:
     """Fuzz a fresh app and print the figures (last line JSON)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -191,33 +225,15 @@ def main(argv: list[str] | None = None) -> None:
     client: redis.Redis[Any] = redis.Redis.from_url(url)
     prefix = f"sbperf:fuzz:{uuid.uuid4().hex[:8]}"
     with temporary_database("fuzz") as database:
-        engine = make_engine(database)
-        factory = make_sessionmaker(engine)
-        _row, token = create_api_key(
-            factory,
-            guild_id=GUILD,
-            scopes=["admin"],
-            name="fuzz",
-            now=datetime.now(UTC),
-            rate_limit_per_minute=1_000_000,
-        )
-        app = create_app(
-            load_settings(database_url=database, redis_url=url),
-            session_factory=factory,
-            redis=client,
-            enqueuer=PublishedJobs(),
-            box=SecretBox([generate_key()]),
-            options=ApiOptions(redis_prefix=prefix),
-        )
+        target = fuzz_target(database, url, client, prefix)
         started = time.perf_counter()
         try:
-            headers = {"Authorization": f"Bearer {token}"}
             report = fuzz_app(
-                app,
-                headers=headers,
+                target.app,
+                headers=target.headers,
                 examples=args.examples,
                 seed_value=args.seed,
-                existing=existing_resources(app, factory, headers, GUILD),
+                existing=existing_resources(target.app, target.factory, target.headers, GUILD),
                 log=print,
             )
         finally:
@@ -225,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
             if keys:
                 client.delete(*keys)
             client.close()
-            engine.dispose()
+            target.engine.dispose()
     for line in report.failures[:20]:
         print("FAIL", line, file=sys.stderr)
     print(

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import redis
 
-from producers.api.app import create_app
-from producers.api.resources import ApiOptions
-from shared.apikeys import create_api_key
-from shared.crypto import SecretBox, generate_key
-from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
-from shared.settings import load_settings
-from tests.perf.api_fuzz import GUILD, PublishedJobs, existing_resources, fuzz_app
+from tests.perf.api_fuzz import GUILD, existing_resources, fuzz_app, fuzz_target
 
 pytestmark = pytest.mark.integration
 
@@ -38,34 +31,16 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
 ) -> None:
     upgrade(postgres_url)
     connection, prefix = client
-    engine = make_engine(postgres_url)
-    factory = make_sessionmaker(engine)
-    _row, token = create_api_key(
-        factory,
-        guild_id=GUILD,
-        scopes=["admin"],
-        name="fuzz",
-        now=datetime.now(UTC),
-        rate_limit_per_minute=1_000_000,
-    )
-    app = create_app(
-        load_settings(database_url=postgres_url, redis_url=redis_url),
-        session_factory=factory,
-        redis=connection,
-        enqueuer=PublishedJobs(),
-        box=SecretBox([generate_key()]),
-        options=ApiOptions(redis_prefix=prefix),
-    )
-    headers = {"Authorization": f"Bearer {token}"}
+    target = fuzz_target(postgres_url, redis_url, connection, prefix)
     try:
         report = fuzz_app(
-            app,
-            headers=headers,
+            target.app,
+            headers=target.headers,
             examples=4,
-            existing=existing_resources(app, factory, headers, GUILD),
+            existing=existing_resources(target.app, target.factory, target.headers, GUILD),
         )
     finally:
-        engine.dispose()
+        target.engine.dispose()
     assert report.failures == []
     assert (report.server_errors, report.schema_violations) == (0, 0)
     assert report.cases > 150
