@@ -21,12 +21,12 @@ from shared.db.engine import make_engine, make_sessionmaker
 from shared.discord.factory import build_discord_client
 from shared.llm.client import LLMClient
 from shared.llm.config import load_llm_settings
-from shared.llm.extractive import ExtractiveSummarizer
-from shared.llm.summarizer import LLMBackend
 from shared.logging import configure_from_settings
 from shared.pipeline.services import Services, Summarizer
 from shared.settings import Settings
-from shared.summarize.notes_cache import (
+from shared.summarize.extractive.summarizer import ExtractiveSummarizer
+from shared.summarize.llm.backend import LLMBackend
+from shared.summarize.llm.notes_cache import (
     MemoryNotesCache,
     MemoryScratchStore,
     NotesCache,

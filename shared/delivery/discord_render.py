@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from shared.discord.limits import (
+from shared.discord.message_limits import (
     EMBED_DESCRIPTION_LIMIT,
     EMBED_FOOTER_LIMIT,
     EMBED_TITLE_LIMIT,

@@ -1,4 +1,4 @@
-"""Discord REST adapter: typed operations, shared rate limits, simulation, routing.
+"""Discord REST adapter: typed operations, shared rate limits, and simulation.
 
 Start with :func:`build_discord_client`; the error tree is in :mod:`shared.discord.errors`,
 outgoing message models in :mod:`shared.discord.models`, splitting helpers in
@@ -6,7 +6,7 @@ outgoing message models in :mod:`shared.discord.models`, splitting helpers in
 """
 
 from shared.discord.client import DiscordClient, normalize_emoji
-from shared.discord.config import DiscordSettings, RouteTarget
+from shared.discord.config import DiscordSettings
 from shared.discord.convert import to_channel_info, to_chat_message
 from shared.discord.errors import (
     BadRequest,
@@ -41,7 +41,6 @@ from shared.discord.models import (
     SelectOption,
 )
 from shared.discord.objects import Channel, ReceivedMessage, User, WebhookRef
-from shared.discord.routing import ChannelRouter
 from shared.discord.splitting import pack_embeds, split_content, split_embeds
 
 __all__ = [
@@ -52,7 +51,6 @@ __all__ = [
     "Button",
     "ButtonStyle",
     "Channel",
-    "ChannelRouter",
     "DiscordClient",
     "DiscordError",
     "DiscordPermanentError",
@@ -73,7 +71,6 @@ __all__ = [
     "NotFound",
     "RateLimited",
     "ReceivedMessage",
-    "RouteTarget",
     "SelectMenu",
     "SelectOption",
     "ServerError",

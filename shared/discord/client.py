@@ -20,7 +20,7 @@ from shared.discord import routes
 from shared.discord.convert import to_channel_info
 from shared.discord.errors import BadRequest, Forbidden, NotFound
 from shared.discord.history import iter_history, iter_thread_history, threads_in_window
-from shared.discord.limits import check_message
+from shared.discord.message_limits import check_message
 from shared.discord.models import Message, MessageEdit, MessageFlags
 from shared.discord.objects import Channel, ReceivedMessage, User, WebhookRef
 from shared.discord.rest import RestSession

@@ -16,27 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from shared.discord.rest import DEFAULT_USER_AGENT
 
-__all__ = ["DiscordSettings", "RouteTarget"]
-
-
-class RouteTarget(BaseModel):
-    """Where a named route delivers: a channel, a thread, a user's DMs, or a webhook URL."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kind: Literal["channel", "thread", "dm", "webhook"]
-    id: str | None = Field(default=None, description="channel, thread or user id")
-    webhook_url: SecretStr | None = None
-    thread_id: str | None = Field(default=None, description="for webhooks: post into this thread")
-
-    @model_validator(mode="after")
-    def _complete(self) -> RouteTarget:
-        if self.kind == "webhook":
-            if self.webhook_url is None:
-                raise ValueError("a webhook route needs webhook_url (the URL Discord shows)")
-        elif not (self.id and self.id.isdigit()):
-            raise ValueError(f"a {self.kind} route needs id: the numeric {self.kind} id")
-        return self
+__all__ = ["DiscordSettings"]
 
 
 class DiscordSettings(BaseModel):
@@ -70,8 +50,6 @@ class DiscordSettings(BaseModel):
     )
     ban_backoff_s: float = Field(default=900.0, ge=1, le=86400)
     key_prefix: str = Field(default="{drl}", min_length=1)
-    routes: dict[str, RouteTarget] = Field(default_factory=dict)
-    fallback_route: str | None = None
 
     @field_validator("api_base")
     @classmethod
@@ -90,9 +68,4 @@ class DiscordSettings(BaseModel):
             raise ValueError("set either token or token_file, not both")
         if self.mode in ("record", "replay") and self.recording_path is None:
             raise ValueError(f"mode {self.mode!r} needs recording_path (a .jsonl file)")
-        if self.fallback_route is not None and self.fallback_route not in self.routes:
-            raise ValueError(
-                f"fallback_route {self.fallback_route!r} is not one of the routes "
-                f"{sorted(self.routes)}"
-            )
         return self

@@ -2,7 +2,7 @@
 
 Every model renders to Discord's JSON with ``to_json()``; :class:`Message` and
 :class:`MessageEdit` check the whole payload against Discord's limits first
-(:func:`shared.discord.limits.check_message`) and raise one
+(:func:`shared.discord.message_limits.check_message`) and raise one
 :class:`~shared.discord.errors.MessageLimitsError` listing every violation, before any request.
 
 Mentions are safe by default: :class:`AllowedMentions` pings mentioned users only; @everyone,
@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import Enum, IntEnum
 from typing import Any, Final, Literal
 
-from shared.discord.limits import check_message
+from shared.discord.message_limits import check_message
 
 __all__ = [
     "UNSET",

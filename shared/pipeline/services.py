@@ -18,9 +18,9 @@ from shared.cache import MessageCache
 from shared.discord.client import DiscordClient
 from shared.domain.messages import ChannelInfo, ChatMessage
 from shared.jobs import Enqueuer
-from shared.llm.summarizer import LLMBackend
 from shared.settings import Settings
 from shared.summarize.content import SummaryContent, SummaryFormat
+from shared.summarize.llm.backend import LLMBackend
 
 __all__ = ["Services", "Summarizer"]
 
@@ -51,7 +51,7 @@ class Services:
     """Per-process resources of the pipeline.
 
     ``llm`` is set when an LLM endpoint is configured: the summarize stage then runs the
-    map/reduce pipeline of :mod:`shared.pipeline.mapreduce`, and ``summarizer`` (the offline
+    map/reduce pipeline of :mod:`shared.pipeline.llm.mapreduce`, and ``summarizer`` (the offline
     extractive backend) serves empty windows and the degraded fallback.
     """
 

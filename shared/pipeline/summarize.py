@@ -1,9 +1,9 @@
 """The summarize stage: turn cached messages into a persisted summary and its deliveries.
 
 Without an LLM the offline extractive backend summarizes the window in this task.  With one
-(``services.llm``), this task plans the map/reduce run (:mod:`shared.pipeline.llm_start`; a
+(``services.llm``), this task plans the map/reduce run (:mod:`shared.pipeline.llm.start`; a
 short window is summarized here in one call) and the map and reduce tasks finish it
-(:mod:`shared.pipeline.mapreduce`).
+(:mod:`shared.pipeline.llm.mapreduce`).
 Storing the result is :mod:`shared.pipeline.finish`: summary, deliveries and usage rows in one
 transaction, so a second run is a no-op.
 """
@@ -23,7 +23,7 @@ from shared.digests.empty import (
     record_outcome,
 )
 from shared.jobs import FETCH, JobParams, parse_params
-from shared.pipeline import llm_start, mapreduce, state
+from shared.pipeline import state
 from shared.pipeline.finish import (
     PROMPT_VERSION,
     after_persist,
@@ -31,6 +31,8 @@ from shared.pipeline.finish import (
     persist_summary,
     summarize_offline,
 )
+from shared.pipeline.llm import mapreduce
+from shared.pipeline.llm import start as llm_start
 from shared.pipeline.services import Services
 
 __all__ = ["PROMPT_VERSION", "run_summarize"]

@@ -64,10 +64,10 @@ from shared.delivery.redrive import redrive_deliveries
 from shared.delivery.runtime import runtime_for
 from shared.delivery.targets import ChannelTarget
 from shared.jobs import DiscordChannelSource, JobParams, submit_job
-from shared.llm.extractive import ExtractiveSummarizer
 from shared.pipeline.recovery import requeue_stale_jobs
 from shared.pipeline.services import Services
 from shared.settings import load_settings
+from shared.summarize.extractive.summarizer import ExtractiveSummarizer
 from tests.fakes.discord_server import FakeDiscordServer, World, seed_basic
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.integration.pipeline_llm.harness import irc_messages

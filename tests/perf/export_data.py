@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from shared.domain.messages import ChannelInfo, ChatMessage
-from shared.sources.irc import read_irc_log, write_export
+from tests.support.irc import read_irc_log, write_export
 
 __all__ = ["BENCH_CHANNEL", "FIXTURES", "build_large_export", "main"]
 

@@ -32,8 +32,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from shared.domain.messages import ChannelInfo, ChatMessage
-from shared.llm.extractive import ExtractiveSummarizer
 from shared.summarize.content import SummaryFormat
+from shared.summarize.extractive.summarizer import ExtractiveSummarizer
 from shared.summarize.segment import Segment, segment_messages, time_gap_baseline
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "irc-dev"

@@ -17,10 +17,10 @@ from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
 from shared.domain.messages import ChannelInfo
 from shared.jobs import DiscordChannelSource, JobParams
-from shared.llm.extractive import ExtractiveSummarizer
 from shared.pipeline.services import Services
 from shared.pipeline.summarize import run_summarize
 from shared.settings import load_settings
+from shared.summarize.extractive.summarizer import ExtractiveSummarizer
 
 START = datetime(2026, 3, 1, 9, tzinfo=UTC)
 END = datetime(2026, 3, 2, 9, tzinfo=UTC)

@@ -11,8 +11,8 @@ import pytest
 
 from shared.domain.messages import ChannelInfo, ChatMessage, jump_url
 from shared.errors import InvalidInputError
-from shared.llm.extractive import LIMITS, ExtractiveSummarizer
 from shared.summarize.content import SummaryContent, SummaryFormat
+from shared.summarize.extractive.summarizer import LIMITS, ExtractiveSummarizer
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 CHANNEL = ChannelInfo(channel_id="c1", channel_name="dev", guild_id="g1")

@@ -13,9 +13,10 @@ import pytest
 
 from shared.domain.messages import ChannelInfo, ChatMessage, snowflake_time
 from shared.errors import InvalidInputError
-from shared.sources import irc
 from shared.sources.export_file import count_messages, open_export
-from shared.sources.irc import (
+from tests.perf import export_data
+from tests.support import irc
+from tests.support.irc import (
     DEMO_CHANNEL,
     MENTION_WINDOW,
     IrcLog,
@@ -25,7 +26,6 @@ from shared.sources.irc import (
     snowflake_at,
     write_export,
 )
-from tests.perf import export_data
 
 ROOT = Path(__file__).resolve().parents[2]
 IRC = ROOT / "tests" / "fixtures" / "irc-dev"

@@ -1,9 +1,9 @@
 """Tasks of the ``summarize`` queue: the stage itself, and the LLM map and reduce steps."""
 
 from shared.jobs import SUMMARIZE
-from shared.pipeline.map_step import run_map
-from shared.pipeline.mapreduce import MAP_CHUNK, REDUCE
-from shared.pipeline.reduce_step import run_reduce
+from shared.pipeline.llm.map_step import run_map
+from shared.pipeline.llm.mapreduce import MAP_CHUNK, REDUCE
+from shared.pipeline.llm.reduce_step import run_reduce
 from shared.pipeline.summarize import run_summarize
 from workers.base import pipeline_task
 

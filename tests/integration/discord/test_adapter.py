@@ -13,11 +13,9 @@ import structlog
 from prometheus_client import CollectorRegistry, generate_latest
 
 from shared.discord import (
-    ChannelRouter,
     DiscordSettings,
     InvalidWebhook,
     Message,
-    RouteTarget,
     Unauthorized,
     build_discord_client,
 )
@@ -93,45 +91,6 @@ def test_replay_needs_an_existing_recording(tmp_path: Path) -> None:
     settings = DiscordSettings(mode="replay", recording_path=tmp_path / "missing.jsonl")
     with pytest.raises(ConfigError, match="does not exist"):
         build_discord_client(settings, None, None, None)
-
-
-def test_channel_routing_with_fallback(
-    world: World,
-    server: FakeDiscordServer,
-    settings: DiscordSettings,
-    http: httpx.Client,
-    redis_client: redis_lib.Redis,
-) -> None:
-    thread = server.fake.add_thread(world.general, "digests", owner=world.alice)
-    routes = {
-        "alerts": RouteTarget(kind="channel", id=str(world.general.id)),
-        "digests": RouteTarget(kind="thread", id=str(thread.id)),
-        "owner": RouteTarget(kind="dm", id=str(world.alice.id)),
-        "hook": RouteTarget(kind="webhook", webhook_url=world.webhook_url),
-    }
-    configured = settings.model_copy(update={"routes": routes, "fallback_route": "alerts"})
-    router = ChannelRouter.from_settings(configured)
-    with build_discord_client(configured, http, redis_client, None) as adapter:
-        sent = {name: router.send(adapter, name, Message(content=name)) for name in routes}
-        assert sent["alerts"] is not None and sent["alerts"].channel_id == str(world.general.id)
-        assert sent["digests"] is not None and sent["digests"].channel_id == str(thread.id)
-        assert sent["hook"] is not None and sent["hook"].webhook_id == str(world.webhook.id)
-        with structlog.testing.capture_logs() as logs:
-            fallback = router.send(adapter, "typo", Message(content="lost?"))
-        assert fallback is not None and fallback.channel_id == str(world.general.id)
-        assert logs == [
-            {
-                "event": "discord.route_unknown",
-                "route": "typo",
-                "fallback": "alerts",
-                "log_level": "warning",
-            }
-        ]
-    strict = ChannelRouter(routes)
-    with pytest.raises(ConfigError, match="known routes are"):
-        strict.resolve("typo")
-    with pytest.raises(ConfigError, match="fallback"):
-        ChannelRouter(routes, fallback="nowhere")
 
 
 def test_metrics_by_route_status_scope_and_wait(

@@ -13,10 +13,10 @@ import pytest
 
 from shared.domain.messages import ChannelInfo, ChatMessage
 from shared.llm.client import LLMClient
-from shared.summarize import prompts
 from shared.summarize.content import SummaryFormat
+from shared.summarize.llm import prompts
+from shared.summarize.llm.validate import clean_notes, problem_checker, to_summary_content
 from shared.summarize.transcript import Transcript, build_transcript
-from shared.summarize.validate import clean_notes, problem_checker, to_summary_content
 from tests.fakes.openai_server import FakeOpenAIServer
 
 T0 = datetime(2024, 11, 15, 14, 3, tzinfo=UTC)

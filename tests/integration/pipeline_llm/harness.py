@@ -28,15 +28,15 @@ from shared.domain.messages import ChannelInfo, ChatMessage
 from shared.jobs import Destination, ExportFileSource, JobParams, submit_job
 from shared.llm.client import LLMClient
 from shared.llm.config import LLMSettings
-from shared.llm.extractive import ExtractiveSummarizer
-from shared.llm.summarizer import LLMBackend
 from shared.pipeline.services import Services
 from shared.pipeline.state import FINISHED
 from shared.settings import Settings
-from shared.sources.irc import read_irc_log, write_export
 from shared.summarize.content import SummaryContent, SummaryFormat
-from shared.summarize.notes_cache import RedisNotesCache, RedisScratchStore
+from shared.summarize.extractive.summarizer import ExtractiveSummarizer
+from shared.summarize.llm.backend import LLMBackend
+from shared.summarize.llm.notes_cache import RedisNotesCache, RedisScratchStore
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.support.irc import read_irc_log, write_export
 from workers.enqueue import CeleryEnqueuer
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "irc-dev"

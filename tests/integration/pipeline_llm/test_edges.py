@@ -15,7 +15,7 @@ from schema.models.chunks import ChunkStatus, SummaryChunk
 from schema.models.jobs import Job
 from schema.models.tenancy import GuildSettings
 from shared.domain.messages import ChatMessage
-from shared.pipeline.mapreduce import MAP_CHUNK, purge_finished_chunks
+from shared.pipeline.llm.mapreduce import MAP_CHUNK, purge_finished_chunks
 from shared.pipeline.recovery import requeue_stale_jobs
 from tests.integration.pipeline_llm.harness import Harness, channel, irc_messages
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from schema.models.chunks import SummaryReduction
-from shared.summarize import prompts
 from shared.summarize.content import SummaryFormat
+from shared.summarize.llm import prompts
 from tests.integration.pipeline_llm.harness import Harness, channel, irc_messages
 
 pytestmark = pytest.mark.integration
@@ -147,7 +147,7 @@ def test_one_reduce_even_when_every_map_task_is_delivered_twice(
 def test_a_long_reduce_hands_over_to_new_tasks_without_paying_twice(
     make_harness: Callable[..., Harness], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shared.pipeline import mapreduce, reduce_step
+    from shared.pipeline.llm import mapreduce, reduce_step
 
     monkeypatch.setattr(reduce_step, "CONTINUE_AFTER", 0.0)  # hand over after every merge
     harness = make_harness(reduce_input_tokens=3000, map_input_tokens=1500)

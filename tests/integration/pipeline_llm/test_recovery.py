@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from schema.models.jobs import Job
-from shared.pipeline.mapreduce import MAP_CHUNK, REDUCE
+from shared.pipeline.llm.mapreduce import MAP_CHUNK, REDUCE
 from shared.pipeline.recovery import requeue_stale_jobs
 from tests.integration.pipeline_llm.harness import Harness, channel, irc_messages
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from redis import Redis
 
-from shared.summarize.notes_cache import RedisNotesCache, RedisScratchStore
+from shared.summarize.llm.notes_cache import RedisNotesCache, RedisScratchStore
 from shared.summarize.transcript import TranscriptLine
 
 pytestmark = pytest.mark.integration

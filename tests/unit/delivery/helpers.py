@@ -32,7 +32,6 @@ from shared.delivery.endpoints import new_endpoint
 from shared.delivery.http_sender import WebhookHttpClient
 from shared.delivery.runtime import DeliveryRuntime
 from shared.delivery.ssrf import Resolver
-from shared.llm.extractive import ExtractiveSummarizer
 from shared.pipeline.services import Services
 from shared.settings import Settings
 from shared.summarize.content import (
@@ -44,6 +43,7 @@ from shared.summarize.content import (
     SummaryFormat,
     Topic,
 )
+from shared.summarize.extractive.summarizer import ExtractiveSummarizer
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 

@@ -19,7 +19,7 @@ from shared.delivery.targets import DiscordWebhookTarget, InteractionFollowupTar
 from shared.discord.config import DiscordSettings
 from shared.discord.errors import ServerError
 from shared.discord.factory import build_discord_client
-from shared.discord.limits import EMBED_TOTAL_LIMIT, MAX_EMBEDS, embed_length
+from shared.discord.message_limits import EMBED_TOTAL_LIMIT, MAX_EMBEDS, embed_length
 from shared.errors import RateLimitedError
 from shared.pipeline.deliver import run_deliver
 from shared.settings import Settings

@@ -23,7 +23,7 @@ from shared.discord import (
     split_content,
     split_embeds,
 )
-from shared.discord.limits import check_message, embed_length, message_violations
+from shared.discord.message_limits import check_message, embed_length, message_violations
 from shared.discord.splitting import split_text
 
 

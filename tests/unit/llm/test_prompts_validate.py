@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 
 from shared.domain.messages import ChannelInfo, ChatMessage
-from shared.summarize import prompts
 from shared.summarize.content import SummaryFormat
-from shared.summarize.transcript import Transcript, build_transcript
-from shared.summarize.validate import (
+from shared.summarize.llm import prompts
+from shared.summarize.llm.validate import (
     clean_notes,
     find_problems,
     problem_checker,
     to_summary_content,
 )
+from shared.summarize.transcript import Transcript, build_transcript
 
 T0 = datetime(2024, 11, 15, 14, 3, tzinfo=UTC)
 CHANNEL = ChannelInfo(

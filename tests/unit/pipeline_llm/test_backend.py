@@ -12,10 +12,10 @@ from shared.domain.messages import ChannelInfo, ChatMessage
 from shared.llm.client import ContextLengthError, LLMClient
 from shared.llm.config import LLMSettings
 from shared.llm.models import DEFAULT_MODELS
-from shared.llm.summarizer import LLMBackend, cited_values
-from shared.summarize import prompts
 from shared.summarize.content import SummaryFormat
-from shared.summarize.notes_cache import MemoryNotesCache, MemoryScratchStore
+from shared.summarize.llm import prompts
+from shared.summarize.llm.backend import LLMBackend, cited_values
+from shared.summarize.llm.notes_cache import MemoryNotesCache, MemoryScratchStore
 from shared.summarize.transcript import Transcript, build_transcript
 from tests.fakes.openai_server import FakeConfig, FakeModel, FakeOpenAIServer
 

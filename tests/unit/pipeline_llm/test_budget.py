@@ -19,7 +19,7 @@ from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
 from shared.domain.messages import ChannelInfo
 from shared.llm.config import LLMSettings
-from shared.pipeline.budget import (
+from shared.pipeline.llm.budget import (
     BudgetStatus,
     check_budget,
     estimate_job,

@@ -10,7 +10,7 @@ import pytest
 
 from shared.llm.config import env_name, load_llm_settings
 from shared.settings import SettingsError, load_settings
-from shared.summarize.notes_cache import (
+from shared.summarize.llm.notes_cache import (
     MemoryNotesCache,
     MemoryScratchStore,
     line_from_wire,

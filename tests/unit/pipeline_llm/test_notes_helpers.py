@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from shared.domain.messages import ChannelInfo, ChatMessage
-from shared.llm.summarizer import (
+from shared.summarize.llm.backend import (
     NOTES_SECTIONS,
     citation_problems,
     cited_values,

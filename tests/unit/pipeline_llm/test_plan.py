@@ -9,15 +9,15 @@ import pytest
 
 from shared.domain.messages import ChannelInfo, ChatMessage
 from shared.llm.tokens import count_tokens
-from shared.pipeline.plan import (
+from shared.summarize.llm.plan import (
     Planner,
     WindowStats,
     iter_blocks,
     realias,
     transcript_of,
 )
-from shared.sources.irc import read_irc_log
 from shared.summarize.transcript import TranscriptOptions, build_transcript
+from tests.support.irc import read_irc_log
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "irc-dev"
 CHANNEL = ChannelInfo(channel_id="42", channel_name="help", guild_id="7")

@@ -27,13 +27,8 @@ from schema.models.chunks import (
 from schema.models.jobs import Job
 from schema.models.usage import UsageLedger
 from shared.domain.messages import ChannelInfo
-from shared.llm.summarizer import (
-    CallRecord,
-    cited_values,
-    notes_to_ids,
-)
 from shared.pipeline import state
-from shared.pipeline.mapreduce import (
+from shared.pipeline.llm.mapreduce import (
     REDUCE,
     UNAVAILABLE,
     as_failure,
@@ -44,10 +39,15 @@ from shared.pipeline.mapreduce import (
     llm_of,
     restart,
 )
-from shared.pipeline.plan import transcript_of
 from shared.pipeline.services import Services
-from shared.summarize import prompts
-from shared.summarize.notes_cache import notes_key
+from shared.summarize.llm import prompts
+from shared.summarize.llm.backend import (
+    CallRecord,
+    cited_values,
+    notes_to_ids,
+)
+from shared.summarize.llm.notes_cache import notes_key
+from shared.summarize.llm.plan import transcript_of
 
 __all__ = ["run_map"]
 

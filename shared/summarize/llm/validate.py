@@ -36,7 +36,7 @@ from shared.summarize.content import (
     SummaryFormat,
     Topic,
 )
-from shared.summarize.prompts import FINAL_SECTIONS
+from shared.summarize.llm.prompts import FINAL_SECTIONS
 from shared.summarize.transcript import Transcript, normalize_alias
 
 __all__ = [

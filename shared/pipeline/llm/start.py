@@ -1,12 +1,12 @@
 """The LLM branch of the summarize task: plan the job, or summarize a short window at once.
 
 :func:`start` streams the job's cached messages through the
-:class:`~shared.pipeline.plan.Planner`.  A window that fits ``single_call_tokens`` is summarized
-here in one call.  Otherwise each chunk either finds its notes in the notes cache (no tokens) or
-has its lines put in the job scratch; the guild's token budget is checked against the estimate
-while the guild's settings row is locked; and the plan and one ``summary_chunks`` row per chunk
-are committed together before one map task per missing chunk is enqueued (see
-:mod:`shared.pipeline.mapreduce`).
+:class:`~shared.summarize.llm.plan.Planner`.  A window that fits ``single_call_tokens`` is
+summarized here in one call.  Otherwise each chunk either finds its notes in the notes cache
+(no tokens) or has its lines put in the job scratch; the guild's token budget is checked
+against the estimate while the guild's settings row is locked; and the plan and one
+``summary_chunks`` row per chunk are committed together before one map task per missing chunk
+is enqueued (see :mod:`shared.pipeline.llm.mapreduce`).
 """
 
 from __future__ import annotations
@@ -29,18 +29,19 @@ from shared.cache import CachedFetch
 from shared.domain.messages import ChannelInfo
 from shared.jobs import JobParams
 from shared.llm.client import QuotaExceededError
-from shared.llm.summarizer import (
-    LLMBackend,
-    cited_values,
-)
 from shared.pipeline import state
-from shared.pipeline.budget import BudgetExceededError, check_budget, estimate_job, step_overhead
 from shared.pipeline.finish import (
     after_persist,
     persist_summary,
     summarize_offline,
 )
-from shared.pipeline.mapreduce import (
+from shared.pipeline.llm.budget import (
+    BudgetExceededError,
+    check_budget,
+    estimate_job,
+    step_overhead,
+)
+from shared.pipeline.llm.mapreduce import (
     MAP_CHUNK,
     QUOTA_MESSAGE,
     REDUCE,
@@ -54,11 +55,15 @@ from shared.pipeline.mapreduce import (
     report_progress,
     with_window,
 )
-from shared.pipeline.plan import Chunk, Planner, WindowStats, realias, transcript_of
 from shared.pipeline.services import Services
-from shared.summarize import prompts
-from shared.summarize.notes_cache import notes_key
-from shared.summarize.validate import to_summary_content
+from shared.summarize.llm import prompts
+from shared.summarize.llm.backend import (
+    LLMBackend,
+    cited_values,
+)
+from shared.summarize.llm.notes_cache import notes_key
+from shared.summarize.llm.plan import Chunk, Planner, WindowStats, realias, transcript_of
+from shared.summarize.llm.validate import to_summary_content
 
 __all__ = ["start"]
 

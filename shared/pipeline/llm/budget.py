@@ -28,7 +28,7 @@ from shared.domain.messages import ChannelInfo
 from shared.errors import PermanentError
 from shared.llm.config import LLMSettings
 from shared.llm.tokens import estimate_prompt_tokens
-from shared.summarize import prompts
+from shared.summarize.llm import prompts
 
 __all__ = [
     "EXPECTED_COMPLETION_RATIO",

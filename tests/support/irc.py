@@ -273,9 +273,7 @@ def _choose_replies(
             parents[child] = max(parents.get(child, parent), parent)
     children = sorted(parents)
     # Reproducible sampling for test data, not security: a seeded PRNG is what we want.
-    chosen = random.Random(seed).sample(  # noqa: S311
-        children, round(fraction * len(children))
-    )
+    chosen = random.Random(seed).sample(children, round(fraction * len(children)))
     return {child: parents[child] for child in sorted(chosen)}
 
 

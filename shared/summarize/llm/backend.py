@@ -1,15 +1,15 @@
 """The LLM summarization steps: map a chunk to notes, merge notes, write the final summary.
 
 :class:`LLMBackend` is what a worker holds when an LLM is configured.  It knows nothing of jobs
-or databases (``shared.pipeline.mapreduce`` runs the steps as tasks); each step here takes a
+or databases (``shared.pipeline.llm.mapreduce`` runs the steps as tasks); each step here takes a
 :class:`~shared.summarize.transcript.Transcript`, calls the model through
 :class:`~shared.llm.client.LLMClient` with the prompts and strict schemas of
-:mod:`shared.summarize.prompts`, and returns cleaned output plus one :class:`CallRecord` per
+:mod:`shared.summarize.llm.prompts`, and returns cleaned output plus one :class:`CallRecord` per
 model call, for the usage ledger.
 
 Faithfulness: every answer is checked for citations that are not in the input (or, for a map
 step, not in its chunk).  When there are any, the model is asked once to correct them; whatever
-is still wrong after that is dropped deterministically by :mod:`shared.summarize.validate`, so
+is still wrong after that is dropped deterministically by :mod:`shared.summarize.llm.validate`, so
 a reader only ever sees citations of real messages.  Names, numbers and URLs that the cited
 messages do not hold are reported (and unsupported URLs removed) by the same validator.
 
@@ -34,10 +34,10 @@ from shared.domain.messages import ChannelInfo
 from shared.llm.client import BILLING_CODES, ContextLengthError, LLMClient
 from shared.llm.models import Usage
 from shared.ratelimit.llm import RequestTooLargeError
-from shared.summarize import prompts
-from shared.summarize.notes_cache import NotesCache, ScratchStore
+from shared.summarize.llm import prompts
+from shared.summarize.llm.notes_cache import NotesCache, ScratchStore
+from shared.summarize.llm.validate import ValidationReport, clean_notes
 from shared.summarize.transcript import Transcript, normalize_alias
-from shared.summarize.validate import ValidationReport, clean_notes
 
 __all__ = [
     "NOTES_SECTIONS",
@@ -221,7 +221,7 @@ class LLMBackend:
     """Map, merge and final steps against one configured endpoint.
 
     ``notes`` (reuse across jobs) and ``scratch`` (a job's chunks and cited lines) are the
-    stores of :mod:`shared.summarize.notes_cache`; the pipeline reaches them through here.
+    stores of :mod:`shared.summarize.llm.notes_cache`; the pipeline reaches them through here.
     """
 
     name = "llm"

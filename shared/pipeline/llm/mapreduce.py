@@ -1,22 +1,22 @@
 """The LLM summarize pipeline: plan, map chunks in parallel, reduce their notes, once.
 
 This module holds what the steps share — task names, the failure policy, the barrier, re-drive
-and reset; the steps are :mod:`~shared.pipeline.llm_start`, :mod:`~shared.pipeline.map_step` and
-:mod:`~shared.pipeline.reduce_step`.
+and reset; the steps are :mod:`~shared.pipeline.llm.start`, :mod:`~shared.pipeline.llm.map_step` and
+:mod:`~shared.pipeline.llm.reduce_step`.
 
-``summarybot.summarize`` (:func:`~shared.pipeline.llm_start.start`) streams the job's cached
-messages through the :class:`~shared.pipeline.plan.Planner`. A window that fits one call is
+``summarybot.summarize`` (:func:`~shared.pipeline.llm.start.start`) streams the job's cached
+messages through the :class:`~shared.summarize.llm.plan.Planner`. A window that fits one call is
 summarized right there. Otherwise each chunk either finds its notes in the notes cache (reuse:
 no tokens) or has its lines put in the job scratch; the guild's token budget is checked against
 the estimate; and the plan and one ``summary_chunks`` row per chunk are committed together
 before one ``summarybot.summarize.map`` task per missing chunk is enqueued.
 
-Map tasks (:func:`~shared.pipeline.map_step.run_map`) run on any summarize worker. A task leases
+Map tasks (:func:`~shared.pipeline.llm.map_step.run_map`) run on any summarize worker. A task leases
 its chunk (so a duplicate delivery does not pay twice), maps it to notes, and in one transaction
 — holding the job row's lock, so completions are counted one at a time — stores the notes, its
 usage rows and, when its notes complete the set, inserts the job's unique ``summary_reductions``
 row. Only the transaction that wins that insert enqueues ``summarybot.summarize.reduce``
-(:func:`~shared.pipeline.reduce_step.run_reduce`): the barrier lives in Postgres, survives any
+(:func:`~shared.pipeline.llm.reduce_step.run_reduce`): the barrier lives in Postgres, survives any
 worker dying, and cannot fire early or twice.
 
 The reduce step merges notes (never raw text) level by level while they exceed
@@ -59,17 +59,17 @@ from shared.errors import ConfigError, InvalidInputError
 from shared.jobs import SUMMARIZE, JobParams
 from shared.llm.breaker import CircuitOpenError
 from shared.llm.client import BILLING_CODES, QuotaExceededError
-from shared.llm.summarizer import (
+from shared.pipeline import state
+from shared.pipeline.services import Services
+from shared.summarize.content import SummaryContent
+from shared.summarize.llm import prompts
+from shared.summarize.llm.backend import (
     CallRecord,
     LLMBackend,
 )
-from shared.pipeline import state
-from shared.pipeline.plan import WindowStats
-from shared.pipeline.services import Services
-from shared.summarize import prompts
-from shared.summarize.content import SummaryContent
+from shared.summarize.llm.plan import WindowStats
+from shared.summarize.llm.validate import ValidationReport
 from shared.summarize.transcript import TranscriptOptions
-from shared.summarize.validate import ValidationReport
 
 __all__ = [
     "MAP_CHUNK",

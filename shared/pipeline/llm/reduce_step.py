@@ -29,12 +29,6 @@ from schema.models.jobs import Job, JobStatus
 from shared.domain.messages import ChannelInfo
 from shared.jobs import JobParams, parse_params
 from shared.llm.client import ContextLengthError
-from shared.llm.summarizer import (
-    CallRecord,
-    cited_values,
-    notes_to_aliases,
-    notes_to_ids,
-)
 from shared.llm.tokens import count_tokens
 from shared.pipeline import state
 from shared.pipeline.finish import (
@@ -44,7 +38,7 @@ from shared.pipeline.finish import (
     record_usage,
     summarize_offline,
 )
-from shared.pipeline.mapreduce import (
+from shared.pipeline.llm.mapreduce import (
     REDUCE,
     UNAVAILABLE,
     as_failure,
@@ -56,12 +50,18 @@ from shared.pipeline.mapreduce import (
     restart,
     with_window,
 )
-from shared.pipeline.plan import WindowStats, realias, transcript_of
 from shared.pipeline.services import Services
-from shared.summarize import prompts
-from shared.summarize.notes_cache import notes_key
+from shared.summarize.llm import prompts
+from shared.summarize.llm.backend import (
+    CallRecord,
+    cited_values,
+    notes_to_aliases,
+    notes_to_ids,
+)
+from shared.summarize.llm.notes_cache import notes_key
+from shared.summarize.llm.plan import WindowStats, realias, transcript_of
+from shared.summarize.llm.validate import ValidationReport, to_summary_content
 from shared.summarize.transcript import Transcript, TranscriptLine
-from shared.summarize.validate import ValidationReport, to_summary_content
 
 __all__ = ["CONTINUE_AFTER", "run_reduce"]
 

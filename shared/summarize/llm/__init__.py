@@ -1,0 +1,1 @@
+"""LLM summarization: prompts, planning, output checks, notes caches and the backend."""
