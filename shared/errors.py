@@ -7,6 +7,8 @@
     │   └── RateLimitedError  retry after ``retry_after`` seconds
     └── PermanentError        fail the job with ``user_message`` (bad input, 401/403/404, quota)
         ├── InvalidInputError a file, payload or parameter a user gave us is wrong
+        ├── NotFoundError     no such thing for this caller (another guild's looks the same)
+        ├── ConflictError     the thing exists but is in a state that forbids the request
         └── ConfigError       a setting is missing or invalid
 
 Client packages (Discord, LLM, delivery) subclass ``TransientError``/``PermanentError``;
@@ -21,8 +23,10 @@ from enum import StrEnum
 
 __all__ = [
     "ConfigError",
+    "ConflictError",
     "ErrorKind",
     "InvalidInputError",
+    "NotFoundError",
     "PermanentError",
     "PipelineError",
     "RateLimitedError",
@@ -60,11 +64,33 @@ class PermanentError(PipelineError):
 
 
 class InvalidInputError(PermanentError):
-    """Input a user supplied is wrong; the message says what and how to fix it."""
+    """Input a user supplied is wrong; the message says what and how to fix it.
+
+    ``field`` names the request field at fault when there is one (``schedule``, ``url`` …), so
+    an API can point at it.
+    """
+
+    def __init__(
+        self, message: str, *, user_message: str | None = None, field: str | None = None
+    ) -> None:
+        super().__init__(message, user_message=user_message)
+        self.field = field
+
+
+class NotFoundError(PermanentError):
+    """Nothing of that name exists for this caller.
+
+    Used for things of another guild as well, with the same words, so a caller learns nothing
+    about other tenants.
+    """
+
+
+class ConflictError(PermanentError):
+    """The thing exists, but its state (or a limit) forbids the request; the message says why."""
 
 
 class ConfigError(PermanentError):
-    """A setting is missing or invalid."""
+    """A setting is missing or invalid, or this deployment is not set up for the request."""
 
 
 class ErrorKind(StrEnum):

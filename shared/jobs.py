@@ -1,24 +1,20 @@
-"""The contract between producers and workers: task names, job parameters, and submission.
+"""The contract between producers and workers: task names, job parameters, publishing.
 
-Producers (CLI, bot, API, digests) call :func:`submit_job`: it validates the parameters, writes
-the ``jobs`` row (the source of truth) and then enqueues the first stage by task *name*, so a
-producer never imports worker code.  Messages between processes carry ids only.
+Producers submit work through :func:`shared.services.jobs.submit_job`, which records the
+``jobs`` row and publishes the first stage by task *name* through an :class:`Enqueuer`
+(:class:`CeleryEnqueuer` over :func:`publisher_app`), so a producer never imports worker code.
+Messages between processes carry ids only.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
-from schema.models.jobs import Job, JobStatus
 from shared.delivery.targets import (
     ChannelTarget,
     DirectMessageTarget,
@@ -30,10 +26,14 @@ from shared.delivery.targets import (
 from shared.errors import InvalidInputError
 from shared.summarize.content import SummaryFormat
 
+if TYPE_CHECKING:
+    from celery import Celery
+
 __all__ = [
     "DELIVER",
     "FETCH",
     "SUMMARIZE",
+    "CeleryEnqueuer",
     "ChannelTarget",
     "Destination",
     "DirectMessageTarget",
@@ -44,12 +44,12 @@ __all__ = [
     "FileTarget",
     "InteractionFollowupTarget",
     "JobParams",
-    "Submission",
+    "Step",
     "TerminalTarget",
     "ThreadTarget",
     "WebhookTarget",
     "parse_params",
-    "submit_job",
+    "publisher_app",
 ]
 
 FETCH = "summarybot.fetch"
@@ -185,60 +185,46 @@ def parse_params(data: dict[str, Any]) -> JobParams:
         raise InvalidInputError(f"invalid job parameters: {problems}") from None
 
 
+@dataclass(frozen=True)
+class Step:
+    """A task to publish: its name and its string arguments (ids only)."""
+
+    task: str
+    args: tuple[str, ...]
+
+
 class Enqueuer(Protocol):
-    """Sends a task by name; the Celery implementation lives in ``workers.enqueue``."""
+    """Publishes a task by name (:class:`CeleryEnqueuer`, or a test's recorder)."""
 
     def enqueue(self, task_name: str, *args: str) -> None:
         """Publish ``task_name(*args)`` on its queue."""
 
 
-@dataclass(frozen=True)
-class Submission:
-    """Result of :func:`submit_job`: the job id and whether this call created it."""
+class CeleryEnqueuer:
+    """:class:`Enqueuer` over Celery's ``send_task``; the routes in ``celeryconfig`` pick the
+    queue, so a producer never imports a task module."""
 
-    job_id: uuid.UUID
-    created: bool
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+
+    def enqueue(self, task_name: str, *args: str) -> None:
+        """Publish ``task_name(*args)``."""
+        # No result is ever read; without ignore_result Celery subscribes to a result
+        # channel per task and never drops it.
+        self._app.send_task(task_name, args=list(args), ignore_result=True)
 
 
-def submit_job(
-    session_factory: sessionmaker[Session],
-    enqueuer: Enqueuer,
-    *,
-    params: JobParams,
-    origin: str,
-    guild_id: str | None = None,
-    channel_id: str | None = None,
-    requested_by: str | None = None,
-    idempotency_key: str | None = None,
-) -> Submission:
-    """Record a job and enqueue its first stage.
+def publisher_app(broker_url: str, *, visibility_timeout: int) -> Celery:
+    """A Celery app that only publishes: the workers' routes and broker, no task imported.
 
-    With an ``idempotency_key`` a second submission returns the first job instead of creating
-    another.  The row is committed before the task is published, so a worker always finds it;
-    a publish lost after the commit is recovered by the stale-job sweep.
+    Producers (API, bot, CLI, beat) use it; only worker processes and the embedded mode load
+    the task modules.
     """
-    job = Job(
-        id=uuid.uuid4(),
-        origin=origin,
-        status=JobStatus.QUEUED.value,
-        guild_id=guild_id,
-        channel_id=channel_id,
-        requested_by=requested_by,
-        params=params.model_dump(mode="json"),
-        progress={},
-        idempotency_key=idempotency_key,
-    )
-    with session_factory() as session:
-        session.add(job)
-        try:
-            session.commit()
-        except IntegrityError:
-            session.rollback()
-            if idempotency_key is None:
-                raise
-            existing = session.scalars(
-                select(Job.id).where(Job.idempotency_key == idempotency_key)
-            ).one()
-            return Submission(existing, created=False)
-    enqueuer.enqueue(FETCH, str(job.id))
-    return Submission(job.id, created=True)
+    from celery import Celery
+
+    import celeryconfig
+
+    app = Celery("summarybot-publisher", set_as_current=False)
+    app.config_from_object(celeryconfig)
+    app.conf.update(broker_url=broker_url, **celeryconfig.time_bounds(visibility_timeout))
+    return app

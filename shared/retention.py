@@ -28,12 +28,13 @@ from sqlalchemy import Text, cast, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.feedback import SummaryFeedback
-from schema.models.jobs import Delivery, Job, JobStatus, Summary
+from schema.models.jobs import Delivery, Job, Summary
 from schema.models.schedules import Schedule
 from schema.models.tenancy import ALL_GUILDS, ApiKey, GuildSettings, UserOptOut
 from shared.cache import MessageCache
 from shared.erasure import ERASED_NAME, erase_from_content
 from shared.errors import InvalidInputError
+from shared.lifecycle import FINISHED
 
 __all__ = [
     "DEFAULT_RETENTION_DAYS",
@@ -50,7 +51,7 @@ log = structlog.get_logger(__name__)
 DEFAULT_RETENTION_DAYS = 90
 #: What an erased identifier is replaced with.
 ERASED = ERASED_NAME
-_FINISHED = (JobStatus.COMPLETED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value)
+_FINISHED = [status.value for status in FINISHED]
 _SNOWFLAKE = re.compile(r"^[0-9]{15,21}$")
 
 

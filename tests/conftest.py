@@ -12,6 +12,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,3 +84,15 @@ def redis_url() -> str:
     """URL of the test Redis database (``TEST_REDIS_DB``); tests use unique key prefixes."""
     require_service("Redis", REDIS_HOST, REDIS_PORT)
     return f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
+
+
+@pytest.fixture(scope="session")
+def discord_tenants() -> Iterator[Any]:
+    """A fake Discord in which each test makes guilds of its own (the guild boundary's)."""
+    from tests.support.discord_tenants import open_tenants
+
+    tenants = open_tenants()
+    try:
+        yield tenants
+    finally:
+        tenants.close()

@@ -1,14 +1,19 @@
-"""The one task decorator: binds log context, caps redeliveries, sorts errors, retries.
+"""The one task decorator: loads the job, binds log context, caps redeliveries, sorts errors.
 
-Stage functions stay plain (``fn(services, job_id, *ids)``); this wrapper is the only place that
-decides what an exception means for the job:
+Stage functions stay plain: ``fn(services, job, *ids) -> steps``.  This wrapper is the only place
+that
 
-- transient (``shared.errors.classify``): retried with exponential backoff and full jitter,
-  capped below the visibility timeout; when retries run out the job fails and a dead letter
-  is written;
-- permanent: the job fails with the error's ``user_message``; nothing is retried;
-- anything unexpected (a bug): the job fails with a generic reason, a dead letter keeps the
-  traceback for ``summarybot replay`` after the fix.
+- loads the job row and skips the task when the job is gone, finished, or in a state the stage
+  does not work in (:data:`shared.lifecycle.RUNS_IN`), so no stage repeats that prelude;
+- publishes the steps a stage returns (the next tasks), after the stage's own writes committed;
+- decides what an exception means for the job:
+
+  - transient (``shared.errors.classify``): retried with exponential backoff and full jitter,
+    capped below the visibility timeout; when retries run out the job fails and a dead letter
+    is written;
+  - permanent: the job fails with the error's ``user_message``; nothing is retried;
+  - anything unexpected (a bug): the job fails with a generic reason, a dead letter keeps the
+    traceback for ``summarybot replay`` after the fix.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import random
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec
 
 import structlog
@@ -25,7 +30,8 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded
 from sqlalchemy import update
 
 import celeryconfig
-from schema.models.jobs import Job
+from schema.models.jobs import Job, JobStatus
+from shared import lifecycle
 from shared.errors import (
     ErrorKind,
     PermanentError,
@@ -34,7 +40,7 @@ from shared.errors import (
     TransientError,
     classify,
 )
-from shared.pipeline import state
+from shared.jobs import Step
 from shared.pipeline.deadletters import record_dead_letter
 from shared.pipeline.services import Services
 from workers import resources
@@ -45,7 +51,7 @@ __all__ = ["backoff_seconds", "pipeline_task"]
 log = structlog.get_logger(__name__)
 P = ParamSpec("P")
 
-StageFn = Callable[..., None]
+StageFn = Callable[..., Iterable[Step] | None]
 
 
 def backoff_seconds(retries: int, *, cap: float, retry_after: float | None = None) -> float:
@@ -90,8 +96,13 @@ def _give_up(
         retries=int(task.request.retries or 0),
         now=now,
     )
-    state.fail(
-        services.session_factory, job_id, reason=reason, detail=repr(exc) if exc else None, now=now
+    lifecycle.move(
+        services.session_factory,
+        job_id,
+        lifecycle.Move.FAIL,
+        now=now,
+        error=reason,
+        error_detail=repr(exc) if exc else None,
     )
     services.cache.delete(str(job_id))
 
@@ -134,12 +145,13 @@ def _handle_failure(
         )
     elif isinstance(exc, PipelineError):
         log.warning("task.failed", error=str(exc))
-        state.fail(
+        lifecycle.move(
             services.session_factory,
             job_id,
-            reason=exc.user_message,
-            detail=str(exc),
+            lifecycle.Move.FAIL,
             now=services.clock(),
+            error=exc.user_message,
+            error_detail=str(exc),
         )
         services.cache.delete(str(job_id))
     else:
@@ -155,11 +167,26 @@ def _handle_failure(
         )
 
 
-def pipeline_task(name: str, *, queue: str) -> Callable[[StageFn], Task]:
-    """Register ``fn(services, job_id, *ids)`` as Celery task ``name`` on ``queue``.
+def _should_run(job: Job | None, runs_in: frozenset[JobStatus] | None) -> bool:
+    if job is None:
+        log.info("task.skipped", reason="job missing")
+        return False
+    if runs_in is not None and JobStatus(job.status) not in runs_in:
+        log.info("task.skipped", reason=f"job is {job.status}")
+        return False
+    return True
 
-    The task takes string ids only (JSON), binds ``job_id``/``task_id`` to every log line it
-    emits, and caps redeliveries of poison messages at ``MAX_REDELIVERIES``.
+
+def pipeline_task(
+    name: str, *, queue: str, runs_in: frozenset[JobStatus] | None = None
+) -> Callable[[StageFn], Task]:
+    """Register ``fn(services, job, *ids)`` as Celery task ``name`` on ``queue``.
+
+    The task takes string ids only (JSON).  The stage runs only while the job is in one of the
+    ``runs_in`` states (None: in any state, for tasks with a state of their own such as an
+    outbox item); the steps it returns are published once it returns.  Every log line the task
+    emits carries ``job_id``/``task_id``, and redeliveries of a poison message are capped at
+    ``MAX_REDELIVERIES``.
     """
 
     def decorate(fn: StageFn) -> Task:
@@ -190,7 +217,12 @@ def pipeline_task(name: str, *, queue: str) -> Callable[[StageFn], Task]:
                             "each time it ran this job)",
                         )
                         return
-                fn(services, job, *(uuid.UUID(a) for a in args))
+                row = lifecycle.load(services.session_factory, job)
+                if not _should_run(row, runs_in):
+                    return
+                steps = fn(services, row, *(uuid.UUID(a) for a in args))
+                for step in steps or ():
+                    services.enqueuer.enqueue(step.task, *step.args)
             except Retry:
                 raise
             except Exception as exc:  # noqa: BLE001 - sorted by the one classifier

@@ -14,11 +14,14 @@ from typing import Any
 import redis
 from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
 from shared.cache import MemoryMessageCache, MessageCache, RedisMessageCache
 from shared.db.engine import make_engine, make_sessionmaker
+from shared.delivery.runtime import build_runtime
 from shared.discord.factory import build_discord_client
+from shared.jobs import CeleryEnqueuer
 from shared.llm.client import LLMClient
 from shared.llm.config import load_llm_settings
 from shared.logging import configure_from_settings
@@ -34,7 +37,6 @@ from shared.summarize.llm.notes_cache import (
     RedisScratchStore,
     ScratchStore,
 )
-from workers.enqueue import CeleryEnqueuer
 
 __all__ = ["build_services", "close_services", "current", "install", "prepare"]
 
@@ -61,7 +63,7 @@ def build_services(
             cache = MemoryMessageCache(ttl=settings.message_cache_ttl)
     summarizer, llm = _build_summarizer(settings, redis_client)
     discord = (
-        build_discord_client(settings.discord_settings(), None, redis_client, None)
+        build_discord_client(settings.discord_settings(), None, redis_client, REGISTRY)
         if settings.discord_configured
         else None
     )
@@ -74,6 +76,7 @@ def build_services(
         console=sys.stdout,
         llm=llm,
         discord=discord,
+        delivery=build_runtime(settings, discord=discord),
     )
     return services, engine
 

@@ -38,6 +38,7 @@ from sqlalchemy import select
 
 from schema.models.jobs import Delivery, DeliveryStatus, Job, JobStatus, Summary
 from shared.jobs import DELIVER, FETCH, SUMMARIZE
+from shared.lifecycle import FINISHED
 from shared.metrics import (
     CELERY_TASK_SECONDS,
     CELERY_TASKS,
@@ -65,7 +66,6 @@ METRICS_PORT_ENV = "METRICS_PORT"
 #: Pipeline task name → stage label.
 STAGES = {FETCH: "fetch", SUMMARIZE: "summarize", DELIVER: "deliver"}
 
-_FINISHED = {s.value for s in JobStatus if s.finished}
 _DELIVERY_DONE = {DeliveryStatus.SENT.value, DeliveryStatus.FAILED.value}
 
 
@@ -129,7 +129,7 @@ def _account_job(name: str, args: Any, started: _Started) -> None:
         if job is None:
             return
         if (
-            job.status in _FINISHED
+            JobStatus(job.status) in FINISHED
             and job.finished_at is not None
             and job.finished_at >= started.wall
         ):

@@ -25,11 +25,14 @@ from producers.api.middleware import BodySizeLimitMiddleware, MetricsMiddleware
 from producers.api.problems import PROBLEM_JSON, install_problem_handlers
 from producers.api.resources import ApiOptions, ApiResources, utc_now
 from producers.api.routes import health, jobs, schedules, summaries, users, webhooks
-from shared.crypto import SecretBox, secret_box
-from shared.db.engine import make_engine, make_sessionmaker
+from shared.context import open_process_context
+from shared.crypto import SecretBox
+from shared.delivery.config import load_delivery_settings
 from shared.errors import ConfigError
-from shared.jobs import Enqueuer
+from shared.jobs import CeleryEnqueuer, Enqueuer, publisher_app
+from shared.services.core import Core
 from shared.settings import Settings
+from shared.tenancy import ChannelDirectory
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -112,76 +115,92 @@ def create_app(
     redis: Redis[Any] | None = None,
     enqueuer: Enqueuer | None = None,
     box: SecretBox | None = None,
+    directory: ChannelDirectory | None = None,
     options: ApiOptions | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> FastAPI:
-    """The API app for ``settings``; raises :class:`ConfigError` in the embedded mode."""
+    """The API app for ``settings``; raises :class:`ConfigError` in the embedded mode.
+
+    Given ``session_factory``, ``redis``, ``enqueuer`` and ``box`` (tests, embedders), the app
+    is ready at once and uses ``directory`` for the guild boundary; otherwise its lifespan
+    builds the process context (:func:`shared.context.open_process_context`) at start.
+    """
     check_settings(settings)
     options = options or ApiOptions()
     metrics = ApiMetrics()
 
     def build(
-        factory: sessionmaker[Session], client: Redis[Any], queue: Enqueuer, secrets: SecretBox
+        factory: sessionmaker[Session],
+        client: Redis[Any],
+        queue: Enqueuer,
+        secrets: SecretBox,
+        channels: ChannelDirectory | None,
     ) -> ApiResources:
+        core = Core(
+            session_factory=factory,
+            enqueuer=queue,
+            box=secrets,
+            egress=load_delivery_settings().egress_policy,
+            directory=channels,
+            clock=clock,
+            max_messages=settings.max_messages,
+        )
         return ApiResources(
             session_factory=factory,
             redis=client,
-            enqueuer=queue,
+            core=core,
             secret_box=secrets,
             metrics=metrics,
             options=options,
             clock=clock,
         )
 
-    given = (session_factory, redis, enqueuer, box)
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = options.max_threads
-        if all(part is not None for part in given):
+        if getattr(app.state, "resources", None) is not None:
             yield
             return
-        from redis import Redis as RedisClient
-
-        from workers.app import configure
-        from workers.enqueue import CeleryEnqueuer
-
-        assert settings.database_url is not None
         assert settings.redis_url is not None
-        engine = None
-        factory = session_factory
-        if factory is None:
-            # No pre-ping: it costs a round trip on each of the three checkouts of a job
-            # submission.  A connection the server dropped fails one request with 503 (the
-            # pool is then invalidated) and the client retries.
-            engine = make_engine(
-                settings.database_url,
-                pool_size=20,
-                max_overflow=20,
-                pool_timeout=5,
-                pool_pre_ping=False,
-                pool_recycle=1800,
-                connect_args={"connect_timeout": 5},
-            )
-            factory = make_sessionmaker(engine)
-        client = redis or RedisClient.from_url(
-            settings.redis_url,
-            socket_timeout=5,
-            socket_connect_timeout=2,
-            health_check_interval=30,
-            max_connections=100,
+        publisher = publisher_app(
+            settings.broker_url, visibility_timeout=settings.visibility_timeout
         )
-        queue = enqueuer or CeleryEnqueuer(configure(settings))
-        app.state.resources = build(factory, client, queue, box or secret_box(settings))
+        # No pre-ping: it costs a round trip on each checkout of a job submission.  A
+        # connection the server dropped fails one request with 503 (the pool is then
+        # invalidated) and the client retries.
+        context = open_process_context(
+            settings,
+            enqueuer=enqueuer or CeleryEnqueuer(publisher),
+            engine_options={
+                "pool_size": 20,
+                "max_overflow": 20,
+                "pool_timeout": 5,
+                "pool_pre_ping": False,
+                "pool_recycle": 1800,
+                "connect_args": {"connect_timeout": 5},
+            },
+            redis_options={
+                "socket_timeout": 5,
+                "socket_connect_timeout": 2,
+                "health_check_interval": 30,
+                "max_connections": 100,
+            },
+        )
+        assert context.redis is not None
+        app.state.resources = build(
+            context.session_factory,
+            context.redis,
+            context.enqueuer,
+            context.box,
+            context.directory,
+        )
         log.info("api.started")
         try:
             yield
         finally:
             app.state.resources = None
-            if redis is None:
-                client.close()
-            if engine is not None:
-                engine.dispose()
+            context.close()
+            publisher.close()
             log.info("api.stopped")
 
     app = FastAPI(
@@ -199,7 +218,7 @@ def create_app(
         ],
     )
     if session_factory is not None and redis is not None and enqueuer is not None and box:
-        app.state.resources = build(session_factory, redis, enqueuer, box)
+        app.state.resources = build(session_factory, redis, enqueuer, box, directory)
     install_problem_handlers(app)
     for module in (jobs, summaries, schedules, webhooks, users, health):
         app.include_router(module.router)

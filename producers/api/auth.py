@@ -19,7 +19,7 @@ The blocking part runs in one worker-thread hop.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -27,9 +27,9 @@ import structlog
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from producers.api import signing
 from producers.api.problems import Problem
 from producers.api.resources import ApiResources, get_resources
+from shared import signing
 from shared.apikeys import ApiKeyError, KeyRecord, Scope, authenticate, has_scope, record_use
 from shared.errors import ConfigError
 from shared.ratelimit.inbound import Limit, default_burst
@@ -81,7 +81,7 @@ def _check_ip(key: KeyRecord, client_host: str | None) -> None:
 
 
 def _check_signature(
-    resources: ApiResources, key: KeyRecord, headers: signing.SignedHeaders, body: bytes
+    resources: ApiResources, key: KeyRecord, headers: Mapping[str, str], body: bytes
 ) -> None:
     if key.signing_secret_encrypted is None:
         return
@@ -94,10 +94,10 @@ def _check_signature(
         ) from None
     now = resources.clock()
     try:
-        msg_id = signing.verify(secret, headers, body, now=now.timestamp())
-    except signing.SignatureError as exc:
+        msg_id = signing.verify(headers, body, [secret], now=now.timestamp())
+    except signing.WebhookVerificationError as exc:
         resources.metrics.auth_failures.labels("bad_signature").inc()
-        raise _unauthorized(str(exc)) from None
+        raise _unauthorized(f"this API key requires signed requests: {exc}") from None
     seen = f"{resources.options.redis_prefix}:sig:{key.id}:{msg_id}"
     if not resources.redis.set(seen, 1, nx=True, ex=2 * signing.TOLERANCE_SECONDS):
         resources.metrics.auth_failures.labels("replayed_signature").inc()
@@ -138,7 +138,7 @@ def _authenticate(
     resources: ApiResources,
     token: str,
     client_host: str | None,
-    headers: signing.SignedHeaders,
+    headers: Mapping[str, str],
     body: bytes,
 ) -> Caller:
     try:
@@ -182,11 +182,10 @@ async def authenticate_request(request: Request) -> Caller:
             "this endpoint needs an API key: send Authorization: Bearer sb_<id>_<secret>",
             headers={"WWW-Authenticate": 'Bearer realm="summarybot"'},
         )
-    headers = signing.SignedHeaders(
-        msg_id=request.headers.get("webhook-id"),
-        timestamp=request.headers.get("webhook-timestamp"),
-        signature=request.headers.get("webhook-signature"),
-    )
+    headers = {
+        name: request.headers.get(name, "")
+        for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+    }
     body = await request.body()
     client_host = request.client.host if request.client else None
     caller = await run_in_threadpool(_authenticate, resources, token, client_host, headers, body)

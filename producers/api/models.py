@@ -190,8 +190,26 @@ class JobCreate(_In):
     )
 
 
+class DeliveryOut(BaseModel):
+    """One destination of a job's summary and how sending to it goes."""
+
+    target: str = Field(description="The destination, e.g. webhook:<endpoint id>, channel:<id>")
+    kind: str
+    status: Literal["pending", "sending", "sent", "failed"]
+    attempts: int
+    last_error: str | None
+    fallback_of: str | None = Field(description="The target this one stands in for")
+    sent_at: datetime | None
+
+
 class JobOut(BaseModel):
-    """A job's state."""
+    """A job's state.
+
+    ``completed`` means the summary is stored (read it with ``summary_id``); each destination
+    then has its own status in ``deliveries``.  When they have all ended, the job says how they
+    went: ``completed`` (each reached), ``completed_with_errors`` (some did not) or ``failed``
+    (none did).
+    """
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -217,7 +235,14 @@ class JobOut(BaseModel):
 
     id: uuid.UUID
     status: Literal[
-        "queued", "fetching", "summarizing", "delivering", "completed", "failed", "cancelled"
+        "queued",
+        "fetching",
+        "summarizing",
+        "delivering",
+        "completed",
+        "completed_with_errors",
+        "failed",
+        "cancelled",
     ]
     stage: Literal["fetch", "summarize", "deliver"] | None = Field(
         description="The stage working on the job now (null when queued or finished)"
@@ -232,6 +257,9 @@ class JobOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    deliveries: list[DeliveryOut] = Field(
+        default_factory=list, description="The summary's destinations (empty until it is stored)"
+    )
 
 
 class Page(BaseModel):

@@ -24,6 +24,15 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from shared.errors import (
+    ConfigError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PipelineError,
+    TransientError,
+)
+
 __all__ = [
     "PROBLEM_BASE",
     "PROBLEM_JSON",
@@ -218,6 +227,31 @@ async def _on_unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+#: The status of each kind of refusal a use case raises (the most specific class first).
+_PIPELINE_STATUS: tuple[tuple[type[PipelineError], int], ...] = (
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (InvalidInputError, 422),
+    (ConfigError, 503),
+    (TransientError, 503),
+)
+
+
+async def _on_pipeline_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PipelineError)
+    status = next((code for kind, code in _PIPELINE_STATUS if isinstance(exc, kind)), 422)
+    headers = {"Retry-After": "5"} if isinstance(exc, TransientError) else None
+    if status == 503:
+        log.warning("api.refused_unavailable", path=request.url.path, error=str(exc))
+    field = getattr(exc, "field", None)
+    errors = (
+        [FieldError(location="body", pointer=f"/{field}", detail=exc.user_message)]
+        if field
+        else None
+    )
+    return problem_response(status, exc.user_message, headers=headers, errors=errors)
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     log.error("api.unhandled_error", path=request.url.path, method=request.method, exc_info=exc)
     return problem_response(500, "an unexpected error occurred; it has been logged")
@@ -228,6 +262,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(PipelineError, _on_pipeline_error)
     for exc_type in (
         OperationalError,
         redis.exceptions.ConnectionError,

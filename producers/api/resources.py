@@ -15,8 +15,8 @@ from producers.api.problems import Problem
 from shared.apikeys import KeyCache
 from shared.crypto import SecretBox
 from shared.idempotency import IdempotencyStore
-from shared.jobs import Enqueuer
 from shared.ratelimit.inbound import InboundRateLimiter
+from shared.services.core import Core
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -54,11 +54,14 @@ class ApiOptions:
 
 @dataclass
 class ApiResources:
-    """Clients and helpers shared by every request of one app."""
+    """Clients and helpers shared by every request of one app.
+
+    ``core`` is what the use cases (:mod:`shared.services`) are called with.
+    """
 
     session_factory: sessionmaker[Session]
     redis: Redis[Any]
-    enqueuer: Enqueuer
+    core: Core
     secret_box: SecretBox
     metrics: ApiMetrics
     options: ApiOptions

@@ -88,6 +88,7 @@ class SummaryBot(commands.AutoShardedBot):
         )
         self._poller: asyncio.Task[None] | None = None
         self.metrics_server: WSGIServer | None = None
+        runtime.directory.attach(self)
 
     async def setup_hook(self) -> None:
         """Add the cogs and the feedback buttons, start the poller, sync commands."""

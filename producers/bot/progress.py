@@ -30,6 +30,7 @@ import structlog
 from producers.bot.responses import RequestSummary, status_embed
 from producers.bot.store import JobSnapshot
 from schema.models.jobs import JobStatus
+from shared.lifecycle import FINISHED
 
 __all__ = ["ProgressTracker", "Tracked"]
 
@@ -38,9 +39,13 @@ log = structlog.get_logger(__name__)
 Loader = Callable[[Iterable[uuid.UUID]], Awaitable[dict[uuid.UUID, JobSnapshot]]]
 CostRefresher = Callable[[int], str]
 
-_FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 # From these on, a summary may be (or have been) written into the interaction's reply.
-_DELIVERED_HERE = (JobStatus.SUMMARIZING, JobStatus.DELIVERING, JobStatus.COMPLETED)
+_DELIVERED_HERE = (
+    JobStatus.SUMMARIZING,
+    JobStatus.DELIVERING,
+    JobStatus.COMPLETED,
+    JobStatus.COMPLETED_WITH_ERRORS,
+)
 
 
 @dataclass
@@ -137,10 +142,10 @@ class ProgressTracker:
                 item.request = dataclasses.replace(item.request, messages=str(count), cost=cost)
                 item.shown = None
             if item.hands_off and job.status in _DELIVERED_HERE:
-                if job.status is JobStatus.COMPLETED or now >= item.expires_at:
+                if job.status in _DELIVERED_HERE[2:] or now >= item.expires_at:
                     self._tracked.pop(job_id, None)
                 continue
-            finished = job.status in _FINISHED
+            finished = job.status in FINISHED
             expiring = not finished and now >= item.expires_at
             state = _state(job)
             if state == item.shown and not expiring:

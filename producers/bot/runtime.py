@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from producers.bot.activity import ActivityCounter
 from producers.bot.config import BotSettings
+from producers.bot.directory import GatewayDirectory
 from producers.bot.estimates import CostLine, EtaModel, estimate_summary_cost, fit_eta
 from producers.bot.limits import RequestLimiter
 from producers.bot.progress import ProgressTracker
@@ -26,6 +27,7 @@ from producers.bot.store import GuildConfig, load_guild_config, load_jobs, recen
 from shared.crypto import SecretBox
 from shared.jobs import Enqueuer
 from shared.llm.models import ModelInfo
+from shared.services.core import Core
 
 __all__ = ["BotRuntime", "ConfigCache", "EtaCache", "HasRuntime", "build_runtime"]
 
@@ -112,6 +114,17 @@ class BotRuntime:
     llm_model: ModelInfo | None = None
     llm_max_output_tokens: int = 2_000
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    directory: GatewayDirectory = field(default_factory=GatewayDirectory)
+
+    def core(self) -> Core:
+        """The use cases' view of the bot: its database, publisher, and gateway directory."""
+        return Core(
+            session_factory=self.session_factory,
+            enqueuer=self.enqueuer,
+            box=self.box,
+            directory=self.directory,
+            clock=self.clock,
+        )
 
     async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a synchronous database function in a worker thread."""

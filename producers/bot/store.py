@@ -15,44 +15,35 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import String, cast, delete, func, or_, select
+from sqlalchemy import String, cast, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.feedback import SummaryFeedback
 from schema.models.jobs import Job, JobStatus, Summary
 from schema.models.schedules import Schedule
-from schema.models.tenancy import ALL_GUILDS, GuildSettings, PrivateChannelPolicy, UserOptOut
+from schema.models.tenancy import GuildSettings, PrivateChannelPolicy
 from schema.models.usage import UsageLedger
 from shared.db.engine import session_scope
-from shared.digests.dispatch import reset_next_run
-from shared.digests.spec import ScheduleSpec
 from shared.errors import InvalidInputError
 from shared.summarize.content import SummaryFormat
 
 __all__ = [
-    "MAX_SCHEDULES_PER_GUILD",
     "FeedbackResult",
     "GuildConfig",
     "JobSnapshot",
     "ScheduleSnapshot",
-    "create_schedule",
-    "delete_schedule",
     "find_jobs",
     "list_schedules",
     "load_guild_config",
     "load_jobs",
-    "opt_out_scopes",
     "recent_durations",
     "recent_jobs",
     "record_feedback",
-    "set_opt_out",
-    "set_schedule_enabled",
     "tokens_used_this_month",
     "update_guild_config",
 ]
 
-MAX_SCHEDULES_PER_GUILD = 25
 _REF = re.compile(r"^[0-9a-f]{6,32}$")
 
 SessionFactory = sessionmaker[Session]
@@ -143,43 +134,6 @@ def update_guild_config(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def set_opt_out(
-    session_factory: SessionFactory, *, user_id: int, guild_id: int | None, opted_out: bool
-) -> bool:
-    """Opt a member out of (or back into) summaries of one guild, or every guild (None).
-
-    Returns True when something changed.
-    """
-    scope = ALL_GUILDS if guild_id is None else str(guild_id)
-    with session_scope(session_factory) as session:
-        existing = session.scalar(
-            select(UserOptOut).where(
-                UserOptOut.guild_id == scope, UserOptOut.user_id == str(user_id)
-            )
-        )
-        if opted_out:
-            if existing is not None:
-                return False
-            try:
-                with session.begin_nested():
-                    session.add(UserOptOut(guild_id=scope, user_id=str(user_id)))
-            except IntegrityError:
-                return False
-            return True
-        if existing is None:
-            return False
-        session.delete(existing)
-        return True
-
-
-def opt_out_scopes(session_factory: SessionFactory, *, user_id: int) -> list[str]:
-    """Where a member is opted out: guild ids and/or ``*`` (every guild)."""
-    with session_factory() as session:
-        return sorted(
-            session.scalars(select(UserOptOut.guild_id).where(UserOptOut.user_id == str(user_id)))
-        )
-
-
 @dataclass(frozen=True)
 class ScheduleSnapshot:
     """A digest schedule as the bot shows it."""
@@ -219,50 +173,6 @@ class ScheduleSnapshot:
         )
 
 
-def create_schedule(
-    session_factory: SessionFactory,
-    *,
-    guild_id: int,
-    channel_id: int,
-    created_by: int,
-    text: str,
-    spec: ScheduleSpec,
-    format: SummaryFormat,
-    language: str | None,
-    destination: dict[str, Any],
-    now: datetime,
-) -> ScheduleSnapshot:
-    """Store a new digest schedule, due at its next firing after ``now``."""
-    with session_scope(session_factory) as session:
-        count = session.scalar(
-            select(func.count()).select_from(Schedule).where(Schedule.guild_id == str(guild_id))
-        )
-        if (count or 0) >= MAX_SCHEDULES_PER_GUILD:
-            raise InvalidInputError(
-                f"this server already has {MAX_SCHEDULES_PER_GUILD} digests; delete one with "
-                "/digest delete first"
-            )
-        row = Schedule(
-            id=uuid.uuid4(),
-            guild_id=str(guild_id),
-            channel_id=str(channel_id),
-            created_by=str(created_by),
-            spec=text,
-            cron=spec.cron,
-            timezone=spec.timezone,
-            format=format.value,
-            language=language,
-            destination=destination,
-            enabled=True,
-            created_at=now,
-            updated_at=now,
-        )
-        reset_next_run(row, now=now)
-        session.add(row)
-        session.flush()
-        return ScheduleSnapshot.from_row(row)
-
-
 def list_schedules(session_factory: SessionFactory, *, guild_id: int) -> list[ScheduleSnapshot]:
     """The guild's digest schedules, oldest first."""
     with session_factory() as session:
@@ -272,48 +182,6 @@ def list_schedules(session_factory: SessionFactory, *, guild_id: int) -> list[Sc
             .order_by(Schedule.created_at, Schedule.id)
         )
         return [ScheduleSnapshot.from_row(r) for r in rows]
-
-
-def _find_schedule(session: Session, guild_id: int, ref: str) -> Schedule:
-    text = ref.strip().lower().replace("-", "")
-    if not _REF.match(text):
-        raise InvalidInputError(
-            f"{ref!r} is not a digest id; use the id shown by /digest list (e.g. 1a2b3c4d)"
-        )
-    rows = session.scalars(
-        select(Schedule).where(Schedule.guild_id == str(guild_id)).with_for_update()
-    ).all()
-    matches = [r for r in rows if r.id.hex.startswith(text)]
-    if not matches:
-        raise InvalidInputError(f"no digest {ref!r} in this server; see /digest list")
-    if len(matches) > 1:
-        raise InvalidInputError(f"{ref!r} matches several digests; give more of the id")
-    return matches[0]
-
-
-def set_schedule_enabled(
-    session_factory: SessionFactory, *, guild_id: int, ref: str, enabled: bool, now: datetime
-) -> ScheduleSnapshot:
-    """Pause or resume a schedule (resuming fires next at its next time after ``now``)."""
-    with session_scope(session_factory) as session:
-        row = _find_schedule(session, guild_id, ref)
-        row.enabled = enabled
-        row.updated_at = now
-        if enabled:
-            reset_next_run(row, now=now)
-        session.flush()
-        return ScheduleSnapshot.from_row(row)
-
-
-def delete_schedule(
-    session_factory: SessionFactory, *, guild_id: int, ref: str
-) -> ScheduleSnapshot:
-    """Delete a schedule (its past runs go with it; their jobs and summaries stay)."""
-    with session_scope(session_factory) as session:
-        row = _find_schedule(session, guild_id, ref)
-        snapshot = ScheduleSnapshot.from_row(row)
-        session.execute(delete(Schedule).where(Schedule.id == row.id))
-        return snapshot
 
 
 @dataclass(frozen=True)

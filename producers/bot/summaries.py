@@ -1,14 +1,14 @@
 """One summary request, from any front door (slash command, message command, reaction).
 
 :func:`request_summary` authorizes, applies cooldowns, quotas and the token budget, estimates
-size, cost and time, and submits the job through :func:`shared.jobs.submit_job`.  It never
+size, cost and time, and submits the job through :func:`shared.services.jobs.submit_job`.  It never
 fetches messages or calls an LLM, and it never talks to Discord: the caller acknowledged the
 interaction before calling it and shows what it returns.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import discord
@@ -23,7 +23,9 @@ from producers.bot.runtime import BotRuntime
 from producers.bot.snapshots import channel_view, guild_view, member_view
 from producers.bot.store import GuildConfig, tokens_used_this_month
 from shared.errors import PipelineError
-from shared.jobs import Enqueuer, JobParams, submit_job
+from shared.jobs import Enqueuer, JobParams
+from shared.services.core import Actor
+from shared.services.jobs import submit_job
 from shared.summarize.content import SummaryFormat
 
 __all__ = [
@@ -192,16 +194,15 @@ async def _submit(runtime: BotRuntime, ask: SummaryAsk, config: GuildConfig) -> 
         destinations=to_destinations(ask.reply, runtime.box),
     )
     held = HeldEnqueuer(runtime.enqueuer)
+    # The channels and the member the interaction resolved are facts Discord sent: the
+    # boundary check needs no REST call for them.
+    directory = runtime.directory.knowing(
+        [ask.source, ask.destination, ask.reply_channel], [ask.member]
+    )
+    core = replace(runtime.core(), enqueuer=held, directory=directory)
+    actor = Actor(origin=BOT_ORIGIN, guild_id=str(ask.guild.id), requested_by=str(ask.member.id))
     submission = await runtime.db(
-        submit_job,
-        runtime.session_factory,
-        held,
-        params=params,
-        origin=BOT_ORIGIN,
-        guild_id=str(ask.guild.id),
-        channel_id=str(ask.source.id),
-        requested_by=str(ask.member.id),
-        idempotency_key=ask.idempotency_key,
+        submit_job, core, actor, params, idempotency_key=ask.idempotency_key
     )
     eta = await runtime.eta.get()
     log.info(

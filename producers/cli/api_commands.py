@@ -148,8 +148,8 @@ def create(
     ] = False,
 ) -> None:
     """Create a key and print it once (only its hash is stored)."""
-    from producers.api.signing import generate_secret
     from shared.crypto import secret_box
+    from shared.signing import generate_secret
 
     settings = _settings()
     signing_secret = None

@@ -93,8 +93,7 @@ def run_bot(settings: Settings, bot_settings: BotSettings | None = None) -> None
     from producers.bot.client import SummaryBot
     from producers.bot.runtime import build_runtime
     from shared.db.engine import make_engine, make_sessionmaker
-    from workers.app import configure
-    from workers.enqueue import CeleryEnqueuer
+    from shared.jobs import CeleryEnqueuer, publisher_app
 
     try:
         bot_settings = bot_settings or bot_settings_of()
@@ -109,7 +108,9 @@ def run_bot(settings: Settings, bot_settings: BotSettings | None = None) -> None
     runtime = build_runtime(
         config,
         session_factory=make_sessionmaker(engine),
-        enqueuer=CeleryEnqueuer(configure(settings)),
+        enqueuer=CeleryEnqueuer(
+            publisher_app(settings.broker_url, visibility_timeout=settings.visibility_timeout)
+        ),
         redis=aioredis.Redis.from_url(settings.redis_url, health_check_interval=25),
         box=box,
         llm_model=model,

@@ -13,36 +13,41 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from schema.models.jobs import Job, JobStatus, Summary
+from schema.models.jobs import Delivery, DeliveryStatus, Job, JobStatus, Summary
+from shared.context import open_process_context
 from shared.db.migrate import current, ensure_schema, head
-from shared.errors import ConfigError
+from shared.errors import ConfigError, InvalidInputError
 from shared.jobs import (
+    CeleryEnqueuer,
+    ChannelTarget,
     Destination,
+    DiscordChannelSource,
     ExportFileSource,
     FileTarget,
     JobParams,
     TerminalTarget,
-    submit_job,
+    publisher_app,
 )
-from shared.pipeline.state import FINISHED
+from shared.lifecycle import FINISHED
+from shared.services.core import OPERATOR, Core
+from shared.services.jobs import submit_job
 from shared.settings import Settings
 from shared.sources.export_file import open_export
 from shared.summarize.content import SummaryContent, SummaryFormat
 from shared.summarize.render import SummaryDocument, render_json, render_text
-from workers import resources
-from workers.app import configure
-from workers.embedded import EmbeddedWorker
 
-__all__ = ["JobFailed", "RunOptions", "run_summary_job"]
+__all__ = ["ChannelWindow", "JobFailed", "RunOptions", "run_summary_job"]
 
 
 class JobFailed(Exception):
@@ -50,15 +55,31 @@ class JobFailed(Exception):
 
 
 @dataclass(frozen=True)
-class RunOptions:
-    """What the user asked for on the command line."""
+class ChannelWindow:
+    """A Discord channel of a guild to summarize instead of an export file.
 
-    export: Path
+    The window is the last ``hours`` hours, or else the most recent ``max_messages`` messages
+    (:attr:`RunOptions.max_messages`); ``post_to`` is a channel of the same guild that also
+    receives the summary.
+    """
+
+    guild_id: str
+    channel_id: str
+    hours: float | None = None
+    post_to: str | None = None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the user asked for on the command line: an export file or a channel window."""
+
+    export: Path | None = None
     format: SummaryFormat = SummaryFormat.STRUCTURED
     as_json: bool = False
     output: Path | None = None
     language: str | None = None
     max_messages: int | None = None
+    channel: ChannelWindow | None = None
 
 
 class _Stdout:
@@ -107,6 +128,20 @@ def _progress(stream: TextIO, total: int) -> Iterator[Any]:
         yield progress, progress.add_task("queued", total=total)
 
 
+def _unsent(session: Session, job_id: uuid.UUID) -> int:
+    """Deliveries of the job's summary still pending or being sent."""
+    return len(
+        session.scalars(
+            select(Delivery.id)
+            .join(Summary, Summary.id == Delivery.summary_id)
+            .where(
+                Summary.job_id == job_id,
+                Delivery.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value]),
+            )
+        ).all()
+    )
+
+
 def _wait(
     session_factory: sessionmaker[Session],
     job_id: uuid.UUID,
@@ -115,6 +150,7 @@ def _wait(
     timeout: float,
     hint_after: float | None,
 ) -> Job:
+    """Wait until the job has ended and so have its deliveries (the terminal one prints)."""
     deadline = time.monotonic() + timeout
     started = time.monotonic()
     hinted = False
@@ -122,14 +158,15 @@ def _wait(
         while True:
             with session_factory() as session:
                 job = session.get(Job, job_id)
-            assert job is not None
+                assert job is not None
+                settled = JobStatus(job.status) in FINISHED and not _unsent(session, job_id)
             if bar is not None:
                 progress, task = bar
                 done = int(job.progress.get("messages_fetched", 0))
-                if job.status in (JobStatus.SUMMARIZING.value, JobStatus.DELIVERING.value):
+                if job.status not in (JobStatus.QUEUED.value, JobStatus.FETCHING.value):
                     done = total
                 progress.update(task, description=job.status, completed=done)
-            if job.status in FINISHED:
+            if settled:
                 return job
             now = time.monotonic()
             if hint_after and not hinted and job.status == "queued" and now - started > hint_after:
@@ -164,15 +201,33 @@ def _print_stored(session_factory: sessionmaker[Session], job: Job, as_json: boo
         sys.stdout.write(render_text(document.summary, duration_seconds=document.duration_seconds))
 
 
-def run_summary_job(settings: Settings, options: RunOptions) -> Job:
-    """Validate input, submit the job, wait for it, and make sure its summary was shown."""
+def _source(options: RunOptions, now: datetime) -> tuple[Any, int]:
+    """The job's source and the number of messages the progress bar counts to."""
+    channel = options.channel
+    if channel is not None:
+        if channel.hours is not None:
+            window: dict[str, Any] = {"after": now - timedelta(hours=channel.hours)}
+        else:
+            window = {"limit": options.max_messages or 100}
+        try:
+            source = DiscordChannelSource(
+                guild_id=channel.guild_id, channel_id=channel.channel_id, **window
+            )
+        except ValidationError as exc:
+            raise InvalidInputError(
+                "--guild and --channel take numeric Discord ids (Developer Mode → Copy ID): "
+                + str(exc.errors()[0]["msg"])
+            ) from None
+        return source, options.max_messages or window.get("limit", 0)
+    assert options.export is not None
     export = options.export.expanduser().resolve()
     total = validate_export(export)
     if options.max_messages:
         total = min(total, options.max_messages)
-    url = settings.effective_database_url
-    _check_schema(url, embedded_db=settings.database_url is None)
-    app = configure(settings)
+    return ExportFileSource(path=str(export)), total
+
+
+def _destinations(settings: Settings, options: RunOptions) -> list[Destination]:
     render = "json" if options.as_json else "text"
     destinations: list[Destination] = []
     if settings.embedded:
@@ -184,29 +239,36 @@ def run_summary_job(settings: Settings, options: RunOptions) -> Job:
                 render="json" if options.as_json else "markdown",
             )
         )
+    if options.channel is not None and options.channel.post_to is not None:
+        destinations.append(ChannelTarget(channel_id=options.channel.post_to))
+    return destinations
+
+
+def run_summary_job(settings: Settings, options: RunOptions) -> Job:
+    """Validate input, submit the job, wait for it, and make sure its summary was shown.
+
+    Everything a request names is checked before a job is written: the export file, or the
+    channel and destination against ``--guild`` (through the same use case as the API and
+    the bot, so a channel of another guild is refused like a missing one).
+    """
+    source, total = _source(options, datetime.now(UTC))
+    url = settings.effective_database_url
+    _check_schema(url, embedded_db=settings.database_url is None)
     params = JobParams(
-        source=ExportFileSource(path=str(export)),
+        source=source,
         format=options.format,
         language=options.language,
         max_messages=options.max_messages,
-        destinations=destinations,
+        destinations=_destinations(settings, options),
     )
+    actor = OPERATOR
+    if options.channel is not None:
+        actor = replace(OPERATOR, guild_id=options.channel.guild_id)
     with ExitStack() as stack:
-        services, engine = resources.build_services(settings, app)
-        stack.callback(engine.dispose)
-        if settings.embedded:
-            services.console = _Stdout()  # type: ignore[assignment]
-            resources.install(services)
-            stack.enter_context(EmbeddedWorker(app, concurrency=settings.embedded_concurrency))
-        submission = submit_job(
-            services.session_factory,
-            services.enqueuer,
-            params=params,
-            origin="cli",
-            requested_by="cli",
-        )
+        core = _start(settings, stack, discord=options.channel is not None)
+        submission = submit_job(core, actor, params)
         job = _wait(
-            services.session_factory,
+            core.session_factory,
             submission.job_id,
             total=total,
             timeout=settings.job_wait_timeout,
@@ -215,5 +277,28 @@ def run_summary_job(settings: Settings, options: RunOptions) -> Job:
         if job.status != JobStatus.COMPLETED.value:
             raise JobFailed(job.error or f"job ended {job.status}")
         if not settings.embedded:
-            _print_stored(services.session_factory, job, options.as_json)
+            _print_stored(core.session_factory, job, options.as_json)
         return job
+
+
+def _start(settings: Settings, stack: ExitStack, *, discord: bool) -> Core:
+    """What the job runs on: a worker thread here (embedded), or the shared broker."""
+    if settings.embedded:
+        from workers import resources
+        from workers.app import configure
+        from workers.embedded import EmbeddedWorker
+
+        app = configure(settings)
+        services, engine = resources.build_services(settings, app)
+        stack.callback(engine.dispose)
+        services.console = _Stdout()  # type: ignore[assignment]
+        resources.install(services)
+        stack.enter_context(EmbeddedWorker(app, concurrency=settings.embedded_concurrency))
+        return services.core()
+    publisher = publisher_app(settings.broker_url, visibility_timeout=settings.visibility_timeout)
+    stack.callback(publisher.close)
+    context = open_process_context(
+        settings, enqueuer=CeleryEnqueuer(publisher), with_discord=discord
+    )
+    stack.callback(context.close)
+    return context.core()

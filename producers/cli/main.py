@@ -11,14 +11,17 @@ import sys
 from datetime import UTC, datetime
 from importlib import resources as package_files
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from shared.errors import InvalidInputError, PermanentError
+from shared.errors import ConfigError, PermanentError
 from shared.logging import configure_from_settings
 from shared.settings import Settings, SettingsError, load_settings
 from shared.summarize.content import SummaryFormat
+
+if TYPE_CHECKING:
+    from producers.cli.jobrun import RunOptions
 
 __all__ = ["cli", "main"]
 
@@ -71,29 +74,14 @@ MaxOpt = Annotated[
 ]
 
 
-def _run(
-    export: Path,
-    fmt: SummaryFormat,
-    as_json: bool,
-    output: Path | None,
-    language: str | None,
-    max_messages: int | None,
-) -> None:
-    from producers.cli.jobrun import JobFailed, RunOptions, run_summary_job
+def _run(options: RunOptions) -> None:
+    from producers.cli.jobrun import JobFailed, run_summary_job
 
     settings = _settings(quiet=True)
-    options = RunOptions(
-        export=export,
-        format=fmt,
-        as_json=as_json,
-        output=output,
-        language=language,
-        max_messages=max_messages,
-    )
     try:
         run_summary_job(settings, options)
-    except InvalidInputError as exc:
-        _fail(exc.user_message)
+    except ConfigError as exc:
+        _fail(str(exc))  # the operator runs this command: the operator's wording
     except PermanentError as exc:
         _fail(exc.user_message)
     except JobFailed as exc:
@@ -105,20 +93,60 @@ def demo(
     fmt: FormatOpt = SummaryFormat.STRUCTURED, as_json: JsonOpt = False, output: OutputOpt = None
 ) -> None:
     """Summarize the bundled demo conversation through the whole pipeline."""
-    _run(demo_export(), fmt, as_json, output, None, None)
+    from producers.cli.jobrun import RunOptions
+
+    _run(RunOptions(export=demo_export(), format=fmt, as_json=as_json, output=output))
 
 
 @cli.command()
 def summarize(
-    export: Annotated[Path, typer.Argument(help="A DiscordChatExporter JSON export file.")],
+    export: Annotated[
+        Path | None, typer.Argument(help="A DiscordChatExporter JSON export file.")
+    ] = None,
     fmt: FormatOpt = SummaryFormat.STRUCTURED,
     as_json: JsonOpt = False,
     output: OutputOpt = None,
     language: LanguageOpt = None,
     max_messages: MaxOpt = None,
+    channel: Annotated[
+        str | None,
+        typer.Option("--channel", help="Summarize this Discord channel instead (needs --guild)."),
+    ] = None,
+    guild: Annotated[
+        str | None, typer.Option("--guild", help="The guild (server) id of --channel.")
+    ] = None,
+    hours: Annotated[
+        float | None,
+        typer.Option("--hours", min=0.01, max=24 * 365, help="With --channel: the last N hours."),
+    ] = None,
+    post_to: Annotated[
+        str | None,
+        typer.Option("--post-to", help="With --channel: also post the summary in this channel."),
+    ] = None,
 ) -> None:
-    """Summarize a channel export file (DiscordChatExporter JSON)."""
-    _run(export, fmt, as_json, output, language, max_messages)
+    """Summarize a channel export file (DiscordChatExporter JSON), or a Discord channel."""
+    from producers.cli.jobrun import ChannelWindow, RunOptions
+
+    if (export is None) == (channel is None):
+        _fail("give an export file, or --channel and --guild to read a Discord channel")
+    window = None
+    if channel is not None:
+        if guild is None:
+            _fail("--channel needs --guild: the id of the server the channel belongs to")
+        window = ChannelWindow(guild_id=guild, channel_id=channel, hours=hours, post_to=post_to)
+    elif hours is not None or post_to is not None or guild is not None:
+        _fail("--guild, --hours and --post-to go with --channel, not with an export file")
+    _run(
+        RunOptions(
+            export=export,
+            format=fmt,
+            as_json=as_json,
+            output=output,
+            language=language,
+            max_messages=max_messages,
+            channel=window,
+        )
+    )
 
 
 @cli.command()

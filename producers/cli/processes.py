@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from shared.jobs import publisher_app
 from shared.settings import Settings
-from workers import resources
-from workers.app import configure
 
 __all__ = ["run_beat", "run_flower", "run_worker"]
 
@@ -13,6 +12,9 @@ def run_worker(
     settings: Settings, *, queues: list[str], concurrency: int, pool: str, hostname: str | None
 ) -> None:
     """Run a Celery worker on ``queues`` until it is stopped (SIGTERM: warm shutdown)."""
+    from workers import resources
+    from workers.app import configure
+
     app = configure(settings)
     resources.prepare(settings, app)
     argv = [
@@ -30,8 +32,8 @@ def run_worker(
 
 
 def run_beat(settings: Settings) -> None:
-    """Run Celery beat with the fixed maintenance schedule."""
-    app = configure(settings)
+    """Run Celery beat with the fixed maintenance schedule (it only publishes by task name)."""
+    app = publisher_app(settings.broker_url, visibility_timeout=settings.visibility_timeout)
     app.start(
         [
             "beat",
@@ -43,5 +45,5 @@ def run_beat(settings: Settings) -> None:
 
 def run_flower(settings: Settings, *, port: int, address: str, basic_auth: str) -> None:
     """Run Flower against the broker, requiring basic auth."""
-    app = configure(settings)
+    app = publisher_app(settings.broker_url, visibility_timeout=settings.visibility_timeout)
     app.start(["flower", f"--port={port}", f"--address={address}", f"--basic-auth={basic_auth}"])

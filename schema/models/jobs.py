@@ -39,13 +39,19 @@ class JobStatus(StrEnum):
     SUMMARIZING = "summarizing"
     DELIVERING = "delivering"
     COMPLETED = "completed"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
     @property
     def finished(self) -> bool:
-        """True for the three end states."""
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+        """True for the end states."""
+        return self in (
+            JobStatus.COMPLETED,
+            JobStatus.COMPLETED_WITH_ERRORS,
+            JobStatus.FAILED,
+            JobStatus.CANCELLED,
+        )
 
 
 class DeliveryStatus(StrEnum):
@@ -73,7 +79,7 @@ class Job(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     origin: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
+    status: Mapped[str] = mapped_column(String(32), default=JobStatus.QUEUED.value)
     guild_id: Mapped[str | None] = mapped_column(String(32))
     channel_id: Mapped[str | None] = mapped_column(String(32))
     requested_by: Mapped[str | None] = mapped_column(String(64))

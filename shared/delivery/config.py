@@ -34,7 +34,6 @@ _HINTS: dict[str, str] = {
     "DELIVERY_REDRIVE_GRACE_SECONDS": "give seconds between 1 and 86400",
     "DELIVERY_MAX_CLAIMS": "give a whole number between 1 and 1000",
     "JOB_FAILED_LOOKBACK_HOURS": "give hours between 1 and 720",
-    "DISCORD_API_BASE": "give an http(s) URL such as https://discord.com/api/v10",
 }
 
 
@@ -67,10 +66,6 @@ class DeliverySettings(BaseSettings):
     delivery_redrive_grace_seconds: float = Field(default=300.0, ge=1, le=86400)
     delivery_max_claims: int = Field(default=25, ge=1, le=1000)
     job_failed_lookback_hours: float = Field(default=24.0, ge=1, le=720)
-    discord_api_base: str = Field(
-        default="https://discord.com/api/v10",
-        description="Discord REST base URL (the fake server's in tests)",
-    )
 
     @field_validator("webhook_allowed_hosts", "webhook_retry_schedule", mode="before")
     @classmethod

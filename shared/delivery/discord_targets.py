@@ -17,11 +17,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import structlog
 from pydantic import SecretStr
 
 from shared.crypto import SecretBox
 from shared.delivery.discord_render import render_messages, short_text
 from shared.delivery.events import JOB_FAILED
+from shared.delivery.guard import refusal
 from shared.delivery.outbox import Claim, Outcome
 from shared.delivery.targets import (
     ChannelTarget,
@@ -36,8 +38,11 @@ from shared.discord.models import AllowedMentions, Embed, Message, MessageEdit
 from shared.discord.objects import WebhookRef
 from shared.errors import ErrorKind, PipelineError, classify
 from shared.summarize.content import SummaryContent
+from shared.tenancy import ChannelDirectory
 
 __all__ = ["DISCORD_KINDS", "ProgressSaver", "nonce_prefix", "send_discord"]
+
+log = structlog.get_logger(__name__)
 
 DISCORD_KINDS = ("channel", "thread", "dm", "discord_webhook", "followup")
 _THREAD_EXISTS = 160004
@@ -175,13 +180,24 @@ def send_discord(
     claim: Claim,
     *,
     client: Callable[[], DiscordClient],
+    directory: Callable[[], ChannelDirectory],
     box: SecretBox,
     save: ProgressSaver,
     now: datetime,
 ) -> Outcome:
-    """Send the item to its Discord target; Discord's errors become an :class:`Outcome`."""
+    """Send the item to its Discord target; Discord's errors become an :class:`Outcome`.
+
+    The target is first checked against the job's guild (:func:`shared.delivery.guard.refusal`):
+    a destination outside it fails the delivery for good, before anything is posted.
+    """
     fallback = claim.params.get("fallback")
     try:
+        refused = refusal(
+            directory(), box, guild_id=claim.job.guild_id, kind=claim.kind, params=claim.params
+        )
+        if refused is not None:
+            log.warning("deliver.cross_guild", target=claim.target, reason=refused)
+            return Outcome.failure(refused, retryable=False)
         remote_id = _send_parts(client(), claim, box, save, now)
     except _LeaseLost as exc:
         return Outcome.failure(str(exc), retryable=True, lease_lost=True)

@@ -11,10 +11,11 @@ Run by beat every few seconds.  Each pass, in short transactions with ``FOR UPDA
    (after ``DELIVERY_REDRIVE_GRACE_SECONDS`` they are enqueued again, in case that message was
    lost with Redis);
 3. recently failed jobs with webhook destinations get their ``job.failed`` notifications;
-4. jobs still ``delivering`` although every delivery has ended (the worker that recorded the last
-   one died before it could end the job) are ended.
+4. jobs whose deliveries have all ended but whose end state does not say so yet (the worker
+   that recorded the last one died before it could settle the job) are settled.
 
-Enqueuing an item twice is harmless: the claim lets one copy through.
+The pass returns the deliver steps to publish; publishing an item twice is harmless: the claim
+lets one copy through.
 """
 
 from __future__ import annotations
@@ -25,15 +26,14 @@ from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import exists, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.delivery_log import DeliverySchedule, JobNotification
 from schema.models.jobs import Delivery, DeliveryStatus, Job, JobStatus, Summary
 from shared.delivery.config import DeliverySettings
 from shared.delivery.notifications import failed_jobs_to_notify
-from shared.jobs import DELIVER
-from shared.pipeline.deliver import finish_job
-from shared.pipeline.services import Services
+from shared.delivery.settle import settle_job
+from shared.jobs import DELIVER, Step
 
 __all__ = ["RedriveReport", "redrive_deliveries"]
 
@@ -45,9 +45,14 @@ class RedriveReport:
     """What one pass did."""
 
     expired_leases: int
-    enqueued: int
+    steps: list[Step]
     job_failed_created: int
     jobs_finished: int = 0
+
+    @property
+    def enqueued(self) -> int:
+        """How many items this pass hands to the deliver queue."""
+        return len(self.steps)
 
 
 def _expired_deliveries(
@@ -142,52 +147,57 @@ def _notifications(
     return [(row.job_id, row.id) for row in due], len(expired)
 
 
-def _finished_jobs(session: Session, batch: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
+def _unsettled_jobs(session: Session, batch: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
     active = exists().where(
         Delivery.summary_id == Summary.id,
         Delivery.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value]),
     )
+    failed = exists().where(
+        Delivery.summary_id == Summary.id, Delivery.status == DeliveryStatus.FAILED.value
+    )
+    waiting = Job.status == JobStatus.DELIVERING.value
+    misleading = (Job.status == JobStatus.COMPLETED.value) & failed
     rows = session.execute(
         select(Job.id, Summary.id)
         .join(Summary, Summary.job_id == Job.id)
-        .where(Job.status == JobStatus.DELIVERING.value, ~active)
+        .where(waiting | misleading, ~active)
         .limit(batch)
     ).all()
     return [(job_id, summary_id) for job_id, summary_id in rows]
 
 
 def redrive_deliveries(
-    services: Services,
+    session_factory: sessionmaker[Session],
     settings: DeliverySettings,
     *,
+    now: datetime,
     batch: int = 500,
 ) -> RedriveReport:
-    """One pass of the sweep (see module docstring); returns what it enqueued."""
-    now = services.clock()
+    """One pass of the sweep (see module docstring); returns what to publish."""
     grace = timedelta(seconds=settings.delivery_redrive_grace_seconds)
-    with services.session_factory() as session, session.begin():
+    with session_factory() as session, session.begin():
         expired = _expired_deliveries(session, now, batch)
-    with services.session_factory() as session, session.begin():
+    with session_factory() as session, session.begin():
         due = _due_deliveries(session, now, grace, batch)
-    with services.session_factory() as session, session.begin():
+    with session_factory() as session, session.begin():
         notes, expired_notes = _notifications(session, now, grace, batch)
     created = failed_jobs_to_notify(
-        services.session_factory,
+        session_factory,
         now=now,
         lookback=timedelta(hours=settings.job_failed_lookback_hours),
     )
-    with services.session_factory() as session:
-        ended = _finished_jobs(session, batch)
-    for job_id, summary_id in ended:
-        finish_job(services, summary_id, job_id)
+    with session_factory() as session:
+        unsettled = _unsettled_jobs(session, batch)
+    steps: list[Step] = []
+    for job_id, summary_id in unsettled:
+        steps += settle_job(session_factory, job_id, summary_id, now=now)
     items = list(dict.fromkeys([*expired, *due, *notes, *created]))
-    for job_id, item_id in items:
-        services.enqueuer.enqueue(DELIVER, str(job_id), str(item_id))
+    steps += [Step(DELIVER, (str(job_id), str(item_id))) for job_id, item_id in items]
     report = RedriveReport(
         expired_leases=len(expired) + expired_notes,
-        enqueued=len(items),
+        steps=steps,
         job_failed_created=len(created),
-        jobs_finished=len(ended),
+        jobs_finished=len(unsettled),
     )
     if report.enqueued or report.jobs_finished:
         log.info(

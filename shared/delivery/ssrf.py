@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import idna
 
-from shared.errors import PermanentError, TransientError
+from shared.errors import InvalidInputError, PermanentError, TransientError
 
 __all__ = [
     "AddressRefused",
@@ -51,7 +51,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Sequence[str]]
 
 
-class UrlRefused(PermanentError):
+class UrlRefused(InvalidInputError):
     """The URL itself is not acceptable for a webhook (scheme, credentials, tricks ...)."""
 
 
@@ -319,6 +319,12 @@ def parse_webhook_url(url: str, policy: EgressPolicy) -> WebhookUrl:
             "uses plain http; use https:// (an operator can allow http for a host with "
             "WEBHOOK_ALLOWED_HOSTS)",
         )
+    if not allowlisted and _special_use_name(host):
+        raise _refuse(
+            hint,
+            f"names {host}, a local or internal host name; webhooks go to public hosts (an "
+            "operator can allow this host with WEBHOOK_ALLOWED_HOSTS)",
+        )
     if not allowlisted and _is_ip_literal(host):
         # Refuse internal literals now; names are vetted when the connection is made.
         vet_addresses(host, port, policy=policy, resolver=_no_resolver)
@@ -343,6 +349,15 @@ def system_resolver(host: str, port: int) -> list[str]:
             user_message=f"the webhook host {host} does not resolve; check the URL",
         ) from None
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+#: Special-use and private-network names (RFC 6761, 6762, 8375, ICANN's .internal).
+_SPECIAL_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa", ".lan", ".intranet")
+
+
+def _special_use_name(host: str) -> bool:
+    name = host.rstrip(".")
+    return name == "localhost" or name.endswith(_SPECIAL_SUFFIXES)
 
 
 def _is_ip_literal(host: str) -> bool:

@@ -35,8 +35,8 @@ from shared.delivery.http_sender import WebhookHttpClient
 from shared.delivery.outbox import Claim, Outcome
 from shared.delivery.ssrf import parse_webhook_url
 from shared.delivery.targets import WebhookTarget
-from shared.delivery.webhooks import signed_headers, webhook_id_for
 from shared.errors import ConfigError, PipelineError, TransientError
+from shared.signing import signed_headers, webhook_id_for
 from shared.summarize.content import SummaryContent
 
 __all__ = [
@@ -185,10 +185,8 @@ def send_webhook(
         return Outcome.failure(
             f"webhook endpoint {target.endpoint_id} no longer exists", retryable=False
         )
-    if claim.job.guild_id is not None and endpoint.guild_id != claim.job.guild_id:
-        return Outcome.failure(
-            f"webhook endpoint {endpoint.id} belongs to another guild", retryable=False
-        )
+    if endpoint.guild_id != claim.job.guild_id:
+        return Outcome.failure(f"no webhook endpoint {endpoint.id} in this server", retryable=False)
     if not endpoint.enabled:
         return _failure(
             endpoint,

@@ -8,7 +8,8 @@ Beat is only a clock.  Every tick (30 s) runs :func:`dispatch_due_digests`, whic
    with ON CONFLICT DO NOTHING, so a replayed tick or a second beat creates nothing twice;
 3. advances ``next_run_at`` past ``now`` and ``last_run_at`` to the end of the window, in the
    same transaction;
-4. after the commit submits the digest job through :func:`shared.jobs.submit_job` with the
+4. after the commit submits the digest job through :func:`shared.services.jobs.submit_job`
+   (which checks the channel and destination against the schedule's guild) with the
    idempotency key ``digest:<run id>`` and links it to the run.  A dispatcher that dies between
    the commit and the submission leaves a run without a job; the next tick (after a short
    grace) submits it, and the idempotency key makes that submission return the same job.
@@ -36,8 +37,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from schema.models.jobs import Job
 from schema.models.schedules import Schedule, ScheduleRun
 from shared.digests.spec import ScheduleSpec, next_run, previous_run
-from shared.errors import InvalidInputError
-from shared.jobs import Destination, DiscordChannelSource, Enqueuer, JobParams, submit_job
+from shared.errors import InvalidInputError, NotFoundError
+from shared.jobs import Destination, DiscordChannelSource, JobParams
+from shared.services.core import Actor, Core
+from shared.services.jobs import submit_job
 from shared.summarize.content import SummaryFormat
 
 __all__ = [
@@ -48,7 +51,6 @@ __all__ = [
     "digest_idempotency_key",
     "dispatch_due_digests",
     "plan_run",
-    "reset_next_run",
 ]
 
 log = structlog.get_logger(__name__)
@@ -208,11 +210,17 @@ def _destinations(destination: dict[str, Any]) -> tuple[list[Any], bool]:
         return [], True
 
 
-def _submit_run(
-    session_factory: sessionmaker[Session], enqueuer: Enqueuer, run_id: uuid.UUID, *, now: datetime
-) -> bool:
+def _pause(session: Session, schedule: Schedule, run: ScheduleRun, why: str) -> None:
+    """Pause a schedule that cannot run, rather than failing it on every tick."""
+    log.error("digest.schedule_unusable", schedule_id=str(schedule.id), error=why)
+    schedule.enabled = False
+    schedule.next_run_at = None
+    session.delete(run)
+
+
+def _submit_run(core: Core, run_id: uuid.UUID, *, now: datetime) -> bool:
     """Submit the job of a run that has none; True when this call linked a job to it."""
-    with session_factory() as session, session.begin():
+    with core.session_factory() as session, session.begin():
         run = session.scalars(
             select(ScheduleRun)
             .where(ScheduleRun.id == run_id, ScheduleRun.job_id.is_(None))
@@ -237,22 +245,22 @@ def _submit_run(
                 destinations=targets,
             )
         except (ValidationError, ValueError) as exc:
-            # Bad ids or format stored by hand: pause the schedule instead of failing each tick.
-            log.error("digest.schedule_unusable", schedule_id=str(schedule.id), error=str(exc))
-            schedule.enabled = False
-            schedule.next_run_at = None
-            session.delete(run)
+            # Bad ids or format stored by hand.
+            _pause(session, schedule, run, str(exc))
             return False
-        submission = submit_job(
-            session_factory,
-            enqueuer,
-            params=params,
-            origin=DIGEST_ORIGIN,
-            guild_id=schedule.guild_id,
-            channel_id=schedule.channel_id,
-            requested_by=schedule.created_by,
-            idempotency_key=digest_idempotency_key(run.id),
+        actor = Actor(
+            origin=DIGEST_ORIGIN, guild_id=schedule.guild_id, requested_by=schedule.created_by
         )
+        try:
+            submission = submit_job(
+                core, actor, params, idempotency_key=digest_idempotency_key(run.id)
+            )
+        except (NotFoundError, InvalidInputError) as exc:
+            # A channel or destination that left the server, or one of another server.  (A
+            # deployment without Discord access raises ConfigError instead: the run then waits
+            # for the next tick rather than pausing every schedule.)
+            _pause(session, schedule, run, exc.user_message)
+            return False
         run.job_id = submission.job_id
         snapshot = {
             "schedule_id": str(schedule.id),
@@ -263,7 +271,7 @@ def _submit_run(
             "destination": schedule.destination,
             "destination_pending": pending,
         }
-    _annotate(session_factory, submission.job_id, snapshot, now=now)
+    _annotate(core.session_factory, submission.job_id, snapshot, now=now)
     log.info(
         "digest.submitted",
         schedule_id=snapshot["schedule_id"],
@@ -307,18 +315,13 @@ def _orphans(
         )
 
 
-def dispatch_due_digests(
-    session_factory: sessionmaker[Session],
-    enqueuer: Enqueuer,
-    *,
-    now: datetime,
-    batch: int = 100,
-) -> DispatchResult:
+def dispatch_due_digests(core: Core, *, now: datetime, batch: int = 100) -> DispatchResult:
     """Create and submit the runs of every due schedule; safe to run any number of times.
 
     Schedules are taken ``batch`` at a time until none is due, then runs left without a job by
     a dispatcher that died are submitted again.
     """
+    session_factory = core.session_factory
     result = DispatchResult()
     while True:
         claimed_before = result.claimed
@@ -328,30 +331,19 @@ def dispatch_due_digests(
         result.runs_created += step.runs_created
         result.disabled += step.disabled
         result.run_ids.extend(step.run_ids)
-        result.jobs_submitted += _submit_all(session_factory, enqueuer, step.run_ids, now=now)
+        result.jobs_submitted += _submit_all(core, step.run_ids, now=now)
         if step.claimed < batch:
             break
     orphans = _orphans(session_factory, now=now, batch=batch)
-    result.orphans_resubmitted = _submit_all(session_factory, enqueuer, orphans, now=now)
+    result.orphans_resubmitted = _submit_all(core, orphans, now=now)
     return result
 
 
-def _submit_all(
-    session_factory: sessionmaker[Session],
-    enqueuer: Enqueuer,
-    run_ids: list[uuid.UUID],
-    *,
-    now: datetime,
-) -> int:
+def _submit_all(core: Core, run_ids: list[uuid.UUID], *, now: datetime) -> int:
     submitted = 0
     for run_id in run_ids:
         try:
-            submitted += _submit_run(session_factory, enqueuer, run_id, now=now)
+            submitted += _submit_run(core, run_id, now=now)
         except Exception:  # the run stays without a job; the next tick retries it
             log.exception("digest.submit_failed", run_id=str(run_id))
     return submitted
-
-
-def reset_next_run(schedule: Schedule, *, now: datetime) -> None:
-    """Set ``next_run_at`` of a new, edited or resumed schedule to its next firing after now."""
-    schedule.next_run_at = next_run(_spec(schedule), now)

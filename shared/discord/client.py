@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from shared.discord import routes
 from shared.discord.convert import to_channel_info
-from shared.discord.errors import BadRequest, Forbidden, NotFound
+from shared.discord.errors import BadRequest, Forbidden, InvalidWebhook, NotFound, Unauthorized
 from shared.discord.history import iter_history, iter_thread_history, threads_in_window
 from shared.discord.message_limits import check_message
 from shared.discord.models import Message, MessageEdit, MessageFlags
@@ -104,6 +104,15 @@ class DiscordClient:
         """The guild object (raw JSON)."""
         answer = self.session.request(routes.GET_GUILD.compile(guild_id=guild_id))
         body: dict[str, Any] = answer.body
+        return body
+
+    def get_member(self, guild_id: str, user_id: str) -> dict[str, Any] | None:
+        """The guild member object (raw JSON), or None when the user is not in the guild."""
+        route = routes.GET_GUILD_MEMBER.compile(guild_id=guild_id, user_id=user_id)
+        try:
+            body: dict[str, Any] = self.session.request(route).body
+        except NotFound:
+            return None
         return body
 
     def get_channel(self, channel_id: str) -> Channel:
@@ -312,6 +321,19 @@ class DiscordClient:
         return self.send_message(channel_id, message)
 
     # --- webhooks ----------------------------------------------------------------------------
+
+    def webhook_guild(self, webhook: WebhookRef | str | SecretStr) -> str | None:
+        """The guild a webhook posts into, or None when the webhook or its token is gone."""
+        ref = webhook if isinstance(webhook, WebhookRef) else WebhookRef.from_url(webhook)
+        route = routes.GET_WEBHOOK.compile(
+            webhook_id=ref.id, webhook_token=ref.token.get_secret_value()
+        )
+        try:
+            body: dict[str, Any] = self.session.request(route).body
+        except (NotFound, Unauthorized, InvalidWebhook):
+            return None
+        guild = body.get("guild_id")
+        return str(guild) if guild else None
 
     def execute_webhook(
         self,

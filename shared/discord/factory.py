@@ -96,7 +96,7 @@ def build_discord_client(
             max_wait_s=settings.max_wait_s,
             user_agent=settings.user_agent,
         ),
-        metrics=DiscordMetrics(registry) if registry is not None else None,
+        metrics=DiscordMetrics.on(registry) if registry is not None else None,
         recorder=recorder,
     )
     return DiscordClient(session, closers=closers)

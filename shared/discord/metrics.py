@@ -6,6 +6,10 @@ never ids, tokens or webhook URLs, so cardinality stays small and no secret leak
 
 from __future__ import annotations
 
+import threading
+import weakref
+from typing import ClassVar
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 __all__ = ["DiscordMetrics"]
@@ -14,7 +18,25 @@ _WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 
 
 class DiscordMetrics:
-    """Requests by route and status, 429s by scope, limiter waits, retries."""
+    """Requests by route and status, 429s by scope, limiter waits, retries.
+
+    Use :meth:`on`: a registry holds each metric once, so every client of a process that
+    reports to the same registry shares one set.
+    """
+
+    _made: ClassVar[weakref.WeakKeyDictionary[CollectorRegistry, DiscordMetrics]] = (
+        weakref.WeakKeyDictionary()
+    )
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def on(cls, registry: CollectorRegistry) -> DiscordMetrics:
+        """The adapter's metrics on ``registry``, registered the first time they are asked for."""
+        with cls._lock:
+            metrics = cls._made.get(registry)
+            if metrics is None:
+                metrics = cls._made[registry] = cls(registry)
+            return metrics
 
     def __init__(self, registry: CollectorRegistry, *, namespace: str = "summarybot") -> None:
         self.requests = Counter(

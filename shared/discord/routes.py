@@ -43,9 +43,11 @@ __all__ = [
     "GET_CHANNEL",
     "GET_CURRENT_USER",
     "GET_GUILD",
+    "GET_GUILD_MEMBER",
     "GET_MESSAGE",
     "GET_MESSAGES",
     "GET_ORIGINAL_RESPONSE",
+    "GET_WEBHOOK",
     "GET_WEBHOOK_MESSAGE",
     "JOIN_THREAD",
     "LIST_ACTIVE_THREADS",
@@ -170,6 +172,7 @@ def _delete_age_suffix(message_id: str, *, now_ms: float | None = None) -> str:
 
 GET_CURRENT_USER: Final = Route("GET", "/users/@me")
 GET_GUILD: Final = Route("GET", "/guilds/{guild_id}")
+GET_GUILD_MEMBER: Final = Route("GET", "/guilds/{guild_id}/members/{user_id}")
 GET_CHANNEL: Final = Route("GET", "/channels/{channel_id}")
 GET_MESSAGES: Final = Route("GET", "/channels/{channel_id}/messages")
 GET_MESSAGE: Final = Route("GET", "/channels/{channel_id}/messages/{message_id}")
@@ -190,6 +193,7 @@ JOIN_THREAD: Final = Route("PUT", "/channels/{channel_id}/thread-members/@me")
 LIST_ACTIVE_THREADS: Final = Route("GET", "/guilds/{guild_id}/threads/active")
 LIST_PUBLIC_ARCHIVED_THREADS: Final = Route("GET", "/channels/{channel_id}/threads/archived/public")
 CREATE_DM: Final = Route("POST", "/users/@me/channels")
+GET_WEBHOOK: Final = Route("GET", "/webhooks/{webhook_id}/{webhook_token}", webhook=True)
 EXECUTE_WEBHOOK: Final = Route("POST", "/webhooks/{webhook_id}/{webhook_token}", webhook=True)
 GET_WEBHOOK_MESSAGE: Final = Route(
     "GET", "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}", webhook=True

@@ -1,22 +1,28 @@
-"""The fetch stage: read the conversation from its source into the per-job message cache."""
+"""The fetch stage: read the conversation from its source into the per-job message cache.
+
+Load → work → persist: the job's parameters name the source; a Discord channel is first
+checked against the job's guild (the worker trusts no row to keep the boundary: a channel of
+another guild fails the job before any history is read); the messages are streamed into the
+cache page by page with heartbeats; the move to ``summarizing`` publishes the next stage.
+"""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 
 import structlog
 
-from schema.models.jobs import JobStatus
+from schema.models.jobs import Job, JobStatus
+from shared import lifecycle
 from shared.cache import CachedFetch
+from shared.discord.client import DiscordClient
 from shared.domain.messages import ChannelInfo, ChatMessage
-from shared.errors import ConfigError
-from shared.jobs import SUMMARIZE, DiscordChannelSource, ExportFileSource, JobParams, parse_params
-from shared.pipeline import state
+from shared.errors import ConfigError, PermanentError
+from shared.jobs import SUMMARIZE, DiscordChannelSource, ExportFileSource, Step, parse_params
 from shared.pipeline.services import Services
 from shared.sources.export_file import count_messages, open_export
 
@@ -27,36 +33,49 @@ log = structlog.get_logger(__name__)
 PAGE_SIZE = 500
 
 
-@contextmanager
-def _open_source(
-    services: Services, source: ExportFileSource | DiscordChannelSource, *, limit: int
-) -> Iterator[tuple[ChannelInfo, int | None, int, Iterator[ChatMessage]]]:
-    """Channel, total (when known in advance), leading messages skipped, and the stream.
+@dataclass(frozen=True)
+class _Opened:
+    """An open source: the conversation, how many messages it holds when known, how many
+    leading ones are skipped, and the stream of the rest."""
 
-    Only the most recent ``limit`` messages are kept: a window by message count means the
-    latest ones.
-    """
-    if isinstance(source, DiscordChannelSource):
-        yield _discord_source(services, source, limit=limit)
-        return
+    channel: ChannelInfo
+    total: int | None
+    skipped: int
+    messages: Iterator[ChatMessage]
+
+
+@contextmanager
+def _open_export(source: ExportFileSource, *, limit: int) -> Iterator[_Opened]:
+    # A window by message count means the latest ones: skip the rest from the start.
     total = count_messages(source.path)
     skip = max(0, total - limit)
     with open_export(source.path) as export:
-        yield export.channel, total - skip, skip, islice(export.iter_messages(), skip, None)
+        yield _Opened(
+            export.channel, total - skip, skip, islice(export.iter_messages(), skip, None)
+        )
 
 
-def _discord_source(
-    services: Services, source: DiscordChannelSource, *, limit: int
-) -> tuple[ChannelInfo, int | None, int, Iterator[ChatMessage]]:
+def _discord(services: Services) -> DiscordClient:
     if services.discord is None:
         raise ConfigError(
             "reading Discord channels needs the Discord adapter: set DISCORD_TOKEN",
             user_message="this deployment cannot read Discord channels (no DISCORD_TOKEN)",
         )
-    client = services.discord
+    return services.discord
+
+
+def _open_discord(
+    services: Services, job: Job, source: DiscordChannelSource, *, limit: int
+) -> _Opened:
+    client = _discord(services)
     channel = client.channel_info(source.channel_id)
-    if channel.guild_id is None and source.guild_id is not None:
-        channel = replace(channel, guild_id=source.guild_id)
+    if job.guild_id is None or channel.guild_id != job.guild_id:
+        log.warning("fetch.cross_guild", channel_guild=channel.guild_id, job_guild=job.guild_id)
+        raise PermanentError(
+            f"channel {source.channel_id} belongs to guild {channel.guild_id}, not to the "
+            f"job's guild {job.guild_id}",
+            user_message="channel is not in this server",
+        )
     after: datetime | str | None = source.after_message_id or source.after
     count = min(source.limit or limit, limit)
     messages = client.iter_history(
@@ -68,62 +87,72 @@ def _discord_source(
         # start wants everything from there, up to the cap.
         newest=after is None,
     )
-    return channel, source.limit if after is None else None, 0, messages
+    return _Opened(channel, source.limit if after is None else None, 0, messages)
 
 
-def run_fetch(services: Services, job_id: uuid.UUID) -> None:
+@contextmanager
+def _open(services: Services, job: Job, *, limit: int) -> Iterator[_Opened]:
+    source = parse_params(job.params).source
+    if isinstance(source, DiscordChannelSource):
+        yield _open_discord(services, job, source, limit=limit)
+        return
+    with _open_export(source, limit=limit) as opened:
+        yield opened
+
+
+def _fill_cache(services: Services, job: Job, opened: _Opened) -> int | None:
+    """Stream the messages into the cache; the count, or None when the job ended meanwhile."""
+    key = str(job.id)
+    services.cache.begin(key)
+    progress = {"messages_total": opened.total, "messages_fetched": 0}
+    lifecycle.heartbeat(services.session_factory, job.id, now=services.clock(), progress=progress)
+    fetched = 0
+    while page := list(islice(opened.messages, PAGE_SIZE)):
+        fetched += services.cache.append(key, page)
+        alive = lifecycle.heartbeat(
+            services.session_factory,
+            job.id,
+            now=services.clock(),
+            progress={"messages_fetched": fetched},
+        )
+        if not alive:
+            log.info("fetch.abandoned", reason="job ended meanwhile")
+            services.cache.delete(key)
+            return None
+    services.cache.complete(
+        key, CachedFetch(channel=opened.channel, count=fetched, skipped=opened.skipped)
+    )
+    return fetched
+
+
+def run_fetch(services: Services, job: Job) -> list[Step]:
     """Fetch a job's messages into the cache and hand the job to the summarize stage.
 
-    Safe to run twice: a job already past this stage only has its next stage re-enqueued, and
-    a half-filled cache entry from a dead attempt is discarded and rewritten.
+    Safe to run twice: a job already summarizing whose messages are cached only has its next
+    stage published again; a half-filled cache entry from a dead attempt is rewritten.  A job
+    in ``summarizing`` whose cache was lost (expired, or Redis wiped) has it filled again
+    without moving backwards.
     """
-    job = state.load(services.session_factory, job_id)
-    if job is None or job.status in state.FINISHED:
-        log.info("fetch.skipped", reason="job missing or finished")
-        return
-    if job.status == JobStatus.SUMMARIZING.value:
-        services.enqueuer.enqueue(SUMMARIZE, str(job_id))
-        return
-    if job.status != JobStatus.QUEUED.value and job.status != JobStatus.FETCHING.value:
-        return
-    params: JobParams = parse_params(job.params)
+    if job.status == JobStatus.SUMMARIZING.value and services.cache.get(str(job.id)):
+        return [Step(SUMMARIZE, (str(job.id),))]
+    settings = services.settings
     limit = min(
-        params.max_messages or services.settings.max_messages, services.settings.max_messages
+        parse_params(job.params).max_messages or settings.max_messages, settings.max_messages
     )
-    key = str(job_id)
-    now = services.clock
-    state.advance(services.session_factory, job_id, JobStatus.FETCHING, now=now())
-    services.cache.begin(key)
-    fetched = 0
-    with _open_source(services, params.source, limit=limit) as (channel, total, skip, messages):
-        state.heartbeat(
-            services.session_factory,
-            job_id,
-            now=now(),
-            progress={"messages_total": total, "messages_fetched": 0},
-        )
-        while page := list(islice(messages, PAGE_SIZE)):
-            fetched += services.cache.append(key, page)
-            alive = state.heartbeat(
-                services.session_factory,
-                job_id,
-                now=now(),
-                progress={"messages_fetched": fetched},
-            )
-            if not alive:
-                log.info("fetch.abandoned", reason="job ended meanwhile")
-                services.cache.delete(key)
-                return
-    services.cache.complete(key, CachedFetch(channel=channel, count=fetched, skipped=skip))
-    moved = state.advance(
+    lifecycle.move(
+        services.session_factory, job.id, lifecycle.Move.START_FETCH, now=services.clock()
+    )
+    with _open(services, job, limit=limit) as opened:
+        fetched = _fill_cache(services, job, opened)
+    if fetched is None:
+        return []
+    steps = lifecycle.move(
         services.session_factory,
-        job_id,
-        JobStatus.SUMMARIZING,
-        now=now(),
+        job.id,
+        lifecycle.Move.FETCHED,
+        now=services.clock(),
         message_count=fetched,
-        channel_id=channel.channel_id,
-        guild_id=channel.guild_id,
     )
-    if moved:
-        log.info("fetch.done", messages=fetched, skipped=skip)
-        services.enqueuer.enqueue(SUMMARIZE, key)
+    if steps is not None:
+        log.info("fetch.done", messages=fetched, skipped=opened.skipped)
+    return steps or []

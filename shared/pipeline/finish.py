@@ -20,9 +20,9 @@ from sqlalchemy.exc import IntegrityError
 from schema.models.chunks import SummaryChunk
 from schema.models.jobs import Delivery, DeliveryStatus, Job, JobStatus, Summary
 from schema.models.usage import UsageKind, UsageLedger
+from shared import lifecycle
 from shared.cache import CachedFetch
-from shared.jobs import DELIVER, JobParams
-from shared.pipeline import state
+from shared.jobs import DELIVER, JobParams, Step
 from shared.pipeline.services import Services
 from shared.summarize.content import SummaryContent
 
@@ -30,6 +30,7 @@ __all__ = [
     "PROMPT_VERSION",
     "after_persist",
     "enqueue_pending_deliveries",
+    "pending_delivery_steps",
     "persist_summary",
     "record_usage",
     "summarize_offline",
@@ -41,20 +42,21 @@ log = structlog.get_logger(__name__)
 PROMPT_VERSION = "extractive-1"
 
 
-def _pending_deliveries(services: Services, job_id: uuid.UUID) -> list[uuid.UUID]:
+def pending_delivery_steps(services: Services, job_id: uuid.UUID) -> list[Step]:
+    """One deliver step per pending delivery of the job's summary."""
     with services.session_factory() as session:
         rows = session.scalars(
             select(Delivery.id)
             .join(Summary, Summary.id == Delivery.summary_id)
             .where(Summary.job_id == job_id, Delivery.status == DeliveryStatus.PENDING.value)
         )
-        return list(rows)
+        return [Step(DELIVER, (str(job_id), str(delivery_id))) for delivery_id in rows]
 
 
 def enqueue_pending_deliveries(services: Services, job_id: uuid.UUID) -> None:
-    """Enqueue one deliver task per pending delivery of the job's summary."""
-    for delivery_id in _pending_deliveries(services, job_id):
-        services.enqueuer.enqueue(DELIVER, str(job_id), str(delivery_id))
+    """Publish one deliver task per pending delivery of the job's summary."""
+    for step in pending_delivery_steps(services, job_id):
+        services.enqueuer.enqueue(step.task, *step.args)
 
 
 def record_usage(services: Services, rows: Sequence[UsageLedger]) -> None:
@@ -110,12 +112,12 @@ def persist_summary(
         )
         for target in params.destinations
     ]
-    next_status = JobStatus.DELIVERING if deliveries else JobStatus.COMPLETED
+    which = lifecycle.Move.SUMMARIZED
     with services.session_factory() as session:
         try:
             with session.begin():
                 row = session.get(Job, job.id, with_for_update=True)
-                if row is None or row.status in state.FINISHED:
+                if row is None or JobStatus(row.status) not in lifecycle.MOVES[which].sources:
                     record_usage(services, usage)
                     return False
                 session.add_all(usage)
@@ -135,11 +137,12 @@ def persist_summary(
                 session.add_all(deliveries)
                 # The notes were only needed to write this summary.
                 session.execute(delete(SummaryChunk).where(SummaryChunk.job_id == job.id))
-                row.status = next_status.value
-                row.heartbeat_at = row.updated_at = row.stage_started_at = now
-                row.progress = {**row.progress, **(progress or {}), "summary_id": str(summary.id)}
-                if next_status is JobStatus.COMPLETED:
-                    row.finished_at = now
+                lifecycle.move_locked(
+                    row,
+                    which,
+                    now=now,
+                    progress={**(progress or {}), "summary_id": str(summary.id)},
+                )
         except IntegrityError:
             log.info("summarize.duplicate", reason="summary already stored by another run")
             record_usage(services, [_copy(u) for u in usage])
@@ -161,10 +164,9 @@ def _copy(row: UsageLedger) -> UsageLedger:
     )
 
 
-def after_persist(services: Services, job_id: uuid.UUID, params: JobParams) -> None:
+def after_persist(services: Services, job_id: uuid.UUID) -> None:
     """Drop what the job no longer needs and hand its deliveries to the deliver stage."""
-    if not params.destinations:
-        services.cache.delete(str(job_id))
+    services.cache.delete(str(job_id))
     if services.llm is not None:
         services.llm.scratch.delete(str(job_id))
     enqueue_pending_deliveries(services, job_id)
@@ -181,7 +183,7 @@ def summarize_offline(
 ) -> None:
     """Summarize with the offline backend; ``degraded`` marks a fallback from the LLM."""
     key = str(job.id)
-    state.heartbeat(
+    lifecycle.heartbeat(
         services.session_factory, job.id, now=services.clock(), progress={"summarizing": True}
     )
     messages = list(services.cache.iter_messages(key))
@@ -210,4 +212,4 @@ def summarize_offline(
         log.warning("summarize.degraded", reason=progress["degraded_reason"])
     if persist_summary(services, job, params, content, usage=usage, progress=progress):
         log.info("summarize.done", cited=len(content.citations), backend=content.backend)
-    after_persist(services, job.id, params)
+    after_persist(services, job.id)

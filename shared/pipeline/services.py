@@ -15,12 +15,17 @@ from typing import Protocol, TextIO
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.cache import MessageCache
+from shared.crypto import deferred_secret_box
+from shared.delivery.config import load_delivery_settings
+from shared.delivery.runtime import DeliveryRuntime, build_runtime
 from shared.discord.client import DiscordClient
 from shared.domain.messages import ChannelInfo, ChatMessage
 from shared.jobs import Enqueuer
+from shared.services.core import Core
 from shared.settings import Settings
 from shared.summarize.content import SummaryContent, SummaryFormat
 from shared.summarize.llm.backend import LLMBackend
+from shared.tenancy import DiscordDirectory
 
 __all__ = ["Services", "Summarizer"]
 
@@ -64,3 +69,25 @@ class Services:
     clock: Callable[[], datetime] = field(default=_utcnow)
     llm: LLMBackend | None = None
     discord: DiscordClient | None = None
+    delivery: DeliveryRuntime | None = None
+    _core: Core | None = field(default=None, repr=False)
+
+    def delivery_runtime(self) -> DeliveryRuntime:
+        """Delivery's resources, built on first use when the worker was built without them."""
+        if self.delivery is None:
+            self.delivery = build_runtime(self.settings, discord=self.discord)
+        return self.delivery
+
+    def core(self) -> Core:
+        """The use cases' view of this worker (digests submit jobs through it)."""
+        if self._core is None:
+            self._core = Core(
+                session_factory=self.session_factory,
+                enqueuer=self.enqueuer,
+                box=deferred_secret_box(self.settings),
+                egress=load_delivery_settings().egress_policy,
+                directory=DiscordDirectory(self.discord) if self.discord is not None else None,
+                clock=self.clock,
+                max_messages=self.settings.max_messages,
+            )
+        return self._core

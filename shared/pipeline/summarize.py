@@ -10,11 +10,10 @@ transaction, so a second run is a no-op.
 
 from __future__ import annotations
 
-import uuid
-
 import structlog
 
 from schema.models.jobs import Job, JobStatus
+from shared import lifecycle
 from shared.cache import CachedFetch
 from shared.digests.empty import (
     EmptyWindowAction,
@@ -22,12 +21,11 @@ from shared.digests.empty import (
     no_activity_content,
     record_outcome,
 )
-from shared.jobs import FETCH, JobParams, parse_params
-from shared.pipeline import state
+from shared.jobs import FETCH, JobParams, Step, parse_params
 from shared.pipeline.finish import (
     PROMPT_VERSION,
     after_persist,
-    enqueue_pending_deliveries,
+    pending_delivery_steps,
     persist_summary,
     summarize_offline,
 )
@@ -40,34 +38,31 @@ __all__ = ["PROMPT_VERSION", "run_summarize"]
 log = structlog.get_logger(__name__)
 
 
-def run_summarize(services: Services, job_id: uuid.UUID) -> None:
-    """Summarize a fetched job once and enqueue one deliver task per pending delivery."""
-    job = state.load(services.session_factory, job_id)
-    if job is None or job.status in state.FINISHED:
-        return
-    key = str(job_id)
+def run_summarize(services: Services, job: Job) -> list[Step]:
+    """Summarize a fetched job once; the deliver tasks of its pending deliveries come next.
+
+    A job already ``delivering`` only has its pending deliveries published again.  A job whose
+    cached messages are gone (expired, or Redis lost them) has the fetch stage fill the cache
+    again; the job stays ``summarizing``.
+    """
     if job.status == JobStatus.DELIVERING.value:
-        enqueue_pending_deliveries(services, job_id)
-        return
-    fetched = services.cache.get(key)
+        return pending_delivery_steps(services, job.id)
+    fetched = services.cache.get(str(job.id))
     if fetched is None:
-        if job.status == JobStatus.SUMMARIZING.value:
-            # The cache expired or Redis lost it: fetch again rather than fail the job.
-            log.warning("summarize.cache_missing", action="refetch")
-            if services.llm is not None:
-                mapreduce.reset(services, job_id)
-            state.advance(services.session_factory, job_id, JobStatus.QUEUED, now=services.clock())
-            services.enqueuer.enqueue(FETCH, key)
-        return
+        log.warning("summarize.cache_missing", action="refetch")
+        if services.llm is not None:
+            mapreduce.reset(services, job.id)
+        lifecycle.heartbeat(services.session_factory, job.id, now=services.clock())
+        return [Step(FETCH, (str(job.id),))]
     params = parse_params(job.params)
-    action = empty_window_action(services.session_factory, job_id, message_count=fetched.count)
+    action = empty_window_action(services.session_factory, job.id, message_count=fetched.count)
     if action is not EmptyWindowAction.SUMMARIZE:
-        _empty_digest(services, job, params, fetched, action)
-        return
+        return _empty_digest(services, job, params, fetched, action)
     if services.llm is not None:
         llm_start.start(services, job, params, fetched)
-        return
+        return []
     summarize_offline(services, job, params, fetched)
+    return []
 
 
 def _empty_digest(
@@ -76,25 +71,26 @@ def _empty_digest(
     params: JobParams,
     fetched: CachedFetch,
     action: EmptyWindowAction,
-) -> None:
+) -> list[Step]:
     """A digest window without messages: skip it, or deliver a short "no activity" notice."""
     now = services.clock()
     record_outcome(services.session_factory, job.id, action, now=now)
     if action is EmptyWindowAction.SKIP:
-        state.advance(
+        lifecycle.move(
             services.session_factory,
             job.id,
-            JobStatus.COMPLETED,
+            lifecycle.Move.SUMMARIZED,
             now=now,
             progress={"empty_window": "skipped"},
         )
         services.cache.delete(str(job.id))
-        return
+        return []
     source = params.source
     start = getattr(source, "after", None) or job.created_at
     end = getattr(source, "before", None) or job.created_at
     content = no_activity_content(
         fetched.channel, window_start=start, window_end=end, format=params.format
     )
-    if persist_summary(services, job, params, content, progress={"empty_window": "notice"}):
-        after_persist(services, job.id, params)
+    persist_summary(services, job, params, content, progress={"empty_window": "notice"})
+    after_persist(services, job.id)
+    return []

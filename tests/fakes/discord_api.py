@@ -124,6 +124,7 @@ _ROUTES = [
     _route("GET", "/users/@me", "get_me"),
     _route("POST", "/users/@me/channels", "create_dm"),
     _route("GET", "/guilds/{guild_id}", "get_guild"),
+    _route("GET", "/guilds/{guild_id}/members/{user_id}", "get_member"),
     _route("GET", "/guilds/{guild_id}/threads/active", "active_threads"),
     _route("GET", "/channels/{channel_id}", "get_channel"),
     _route("GET", "/channels/{channel_id}/messages", "get_messages"),
@@ -167,6 +168,7 @@ _ROUTES = [
         "original",
         "interaction",
     ),
+    _route("GET", "/webhooks/{webhook_id}/{webhook_token}", "get_webhook", "webhook"),
     _route("POST", "/webhooks/{webhook_id}/{webhook_token}", "execute_webhook", "webhook"),
     _route(
         "GET",
@@ -712,6 +714,25 @@ class FakeDiscord:
             raise ApiError(404, 10004, "Unknown Guild")
         return 200, guild.to_json()
 
+    def _h_get_member(self, ctx: _Ctx) -> tuple[int, Any]:
+        raw = ctx.params["guild_id"]
+        guild = self.guilds.get(int(raw)) if raw.isdigit() else None
+        if guild is None or ctx.viewer not in guild.members:
+            raise ApiError(404, 10004, "Unknown Guild")
+        user = ctx.params["user_id"]
+        member = guild.members.get(int(user)) if user.isdigit() else None
+        if member is None:
+            raise ApiError(404, 10007, "Unknown Member")
+        return 200, {
+            "user": self.users[member.user_id].to_json(),
+            "nick": member.nick,
+            "roles": [str(r) for r in sorted(member.roles)],
+            "joined_at": iso(float(snowflake_ms(guild.id))),
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+        }
+
     def _h_get_channel(self, ctx: _Ctx) -> tuple[int, Any]:
         channel = self._channel(ctx)
         if (
@@ -1105,6 +1126,19 @@ class FakeDiscord:
         if thread is None or thread.parent_id != channel.id:
             raise ApiError(400, 10003, "Unknown Channel")
         return thread
+
+    def _h_get_webhook(self, ctx: _Ctx) -> tuple[int, Any]:
+        hook = self._webhook(ctx)
+        return 200, {
+            "id": str(hook.id),
+            "type": 1,
+            "guild_id": str(hook.guild_id),
+            "channel_id": str(hook.channel_id),
+            "name": hook.name,
+            "avatar": None,
+            "application_id": None,
+            "token": hook.token,
+        }
 
     def _h_execute_webhook(self, ctx: _Ctx) -> tuple[int, Any]:
         if ctx.params["webhook_token"] in self.interactions:

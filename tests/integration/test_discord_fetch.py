@@ -13,13 +13,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schema.models.jobs import Job, Summary
+from schema.models.jobs import DeadLetter, Job, Summary
 from shared.db.migrate import upgrade
-from shared.jobs import DiscordChannelSource, JobParams, submit_job
+from shared.errors import NotFoundError
+from shared.jobs import FETCH, DiscordChannelSource, JobParams
 from shared.pipeline.services import Services
+from shared.services.core import Actor
+from shared.services.jobs import submit_job
+from shared.services.replay import replay
 from shared.settings import load_settings
 from shared.summarize.content import SummaryContent
 from tests.fakes.discord_server import FakeDiscordServer, World, seed_basic
+from tests.fakes.discord_state import DEFAULT_BOT_PERMISSIONS, VIEW_CHANNEL
 from workers import resources
 from workers.app import configure
 from workers.embedded import EmbeddedWorker
@@ -62,9 +67,8 @@ def services(
 
 
 def _run(services: Services, source: DiscordChannelSource) -> Job:
-    submission = submit_job(
-        services.session_factory, services.enqueuer, params=JobParams(source=source), origin="test"
-    )
+    actor = Actor(origin="test", guild_id=source.guild_id)
+    submission = submit_job(services.core(), actor, JobParams(source=source))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         with services.session_factory() as session:
@@ -87,6 +91,7 @@ def test_time_window_reads_exactly_the_window(
 ) -> None:
     _, world = discord
     source = DiscordChannelSource(
+        guild_id=str(world.guild.id),
         channel_id=str(world.general.id),
         after=START + timedelta(minutes=100),
         before=START + timedelta(minutes=160),
@@ -110,7 +115,12 @@ def test_count_window_takes_the_latest_messages(
     services: Services, discord: tuple[FakeDiscordServer, World]
 ) -> None:
     _, world = discord
-    job = _run(services, DiscordChannelSource(channel_id=str(world.general.id), limit=30))
+    job = _run(
+        services,
+        DiscordChannelSource(
+            guild_id=str(world.guild.id), channel_id=str(world.general.id), limit=30
+        ),
+    )
     assert job.status == "completed", job.error
     assert job.message_count == 30
     assert _summary(services, job.id).coverage.end == START + timedelta(minutes=249)
@@ -122,17 +132,112 @@ def test_from_a_message_on(services: Services, discord: tuple[FakeDiscordServer,
     # "Summarize from here" on the tenth message from the end: after is exclusive.
     job = _run(
         services,
-        DiscordChannelSource(channel_id=str(world.general.id), after_message_id=str(ids[-10] - 1)),
+        DiscordChannelSource(
+            guild_id=str(world.guild.id),
+            channel_id=str(world.general.id),
+            after_message_id=str(ids[-10] - 1),
+        ),
     )
     assert job.status == "completed", job.error
     assert job.message_count == 10
 
 
-def test_a_channel_the_bot_cannot_see_fails_clearly(
+def test_a_channel_the_bot_cannot_see_is_refused_like_a_missing_one(
     services: Services, discord: tuple[FakeDiscordServer, World]
 ) -> None:
     _, world = discord
-    job = _run(services, DiscordChannelSource(channel_id=str(world.hidden.id), limit=10))
-    assert job.status == "failed"
-    assert job.error
-    assert "access" in job.error.lower() or "permission" in job.error.lower()
+    with pytest.raises(NotFoundError) as refused:
+        _run(
+            services,
+            DiscordChannelSource(
+                guild_id=str(world.guild.id), channel_id=str(world.hidden.id), limit=10
+            ),
+        )
+    assert refused.value.user_message == f"no channel {world.hidden.id} in this server"
+
+
+def _foreign_channel(server: FakeDiscordServer, world: World) -> str:
+    """A readable channel, with history, of another guild the same bot is in."""
+    fake = server.fake
+    with fake.lock:
+        other = fake.add_guild("Elsewhere", owner=world.bob, everyone_permissions=VIEW_CHANNEL)
+        role = fake.add_role(other, "bot", DEFAULT_BOT_PERMISSIONS)
+        fake.add_member(other, world.bot, roles=(role,))
+        channel = fake.add_channel(other, "secrets")
+        fake.add_history(
+            channel, [world.bob], 5, start_ms=int(START.timestamp() * 1000), step_ms=60_000
+        )
+    return str(channel.id)
+
+
+def _forge(services: Services, guild: str, channel: str) -> uuid.UUID:
+    """A job row written straight into the database: guild A's, for a channel of guild B."""
+    params = JobParams(source=DiscordChannelSource(guild_id=guild, channel_id=channel, limit=5))
+    with services.session_factory() as session, session.begin():
+        job = Job(
+            origin="api",
+            status="queued",
+            guild_id=guild,
+            channel_id=channel,
+            params=params.model_dump(mode="json"),
+            progress={},
+        )
+        session.add(job)
+    return job.id
+
+
+def _wait_ended(services: Services, job_id: uuid.UUID) -> Job:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with services.session_factory() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            if job.status in ("completed", "failed"):
+                return job
+        time.sleep(0.05)
+    raise AssertionError("job did not finish")
+
+
+def _history_of(server: FakeDiscordServer, channel: str) -> list[str]:
+    return [
+        e[5] for e in server.fake.limits.events if e[1].endswith("/messages") and e[5] == channel
+    ]
+
+
+def test_fetch_refuses_a_forged_cross_guild_row_without_reading_history(
+    services: Services, discord: tuple[FakeDiscordServer, World]
+) -> None:
+    server, world = discord
+    foreign = _foreign_channel(server, world)
+    job_id = _forge(services, str(world.guild.id), foreign)
+    services.enqueuer.enqueue(FETCH, str(job_id))
+    job = _wait_ended(services, job_id)
+    assert (job.status, job.error) == ("failed", "channel is not in this server")
+    assert job.guild_id == str(world.guild.id)  # never rewritten
+    assert _history_of(server, foreign) == []
+
+
+def test_replay_of_a_forged_row_is_refused_by_the_worker_again(
+    services: Services, discord: tuple[FakeDiscordServer, World]
+) -> None:
+    server, world = discord
+    foreign = _foreign_channel(server, world)
+    job_id = _forge(services, str(world.guild.id), foreign)
+    with services.session_factory() as session, session.begin():
+        session.add(
+            DeadLetter(
+                task_id=str(uuid.uuid4()),
+                task_name=FETCH,
+                job_id=job_id,
+                args=[str(job_id)],
+                error="boom",
+            )
+        )
+        job = session.get(Job, job_id)
+        assert job is not None
+        job.status = "failed"
+    report = replay(services.core(), all_dead_letters=True)
+    assert report.dead_letters == 1
+    job = _wait_ended(services, job_id)
+    assert (job.status, job.error) == ("failed", "channel is not in this server")
+    assert _history_of(server, foreign) == []

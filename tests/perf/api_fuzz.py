@@ -46,20 +46,11 @@ from shared.apikeys import create_api_key
 from shared.crypto import SecretBox, generate_key
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.settings import load_settings
+from tests.fakes.enqueuer import RecordingEnqueuer
 from tests.integration.api.server import redis_url, temporary_database
+from tests.support.discord_tenants import DiscordTenants, open_tenants
 
-GUILD = "123456789012345678"
 CONFORMANCE = (status_code_conformance, content_type_conformance, response_schema_conformance)
-
-
-class PublishedJobs:
-    """The enqueuer of the fuzzed app: records job ids (nothing consumes them here)."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, tuple[str, ...]]] = []
-
-    def enqueue(self, task_name: str, *args: str) -> None:
-        self.sent.append((task_name, args))
 
 
 @dataclass
@@ -148,17 +139,16 @@ def fuzz_app(
     return report
 
 
-def existing_resources(
-    app: Any, factory: sessionmaker[Session], headers: dict[str, str], guild: str
-) -> dict[str, str]:
-    """Make one job, summary, schedule and webhook endpoint in ``guild``; their ids by path
-    parameter name."""
+def existing_resources(target: FuzzTarget) -> dict[str, str]:
+    """Make one job, summary, schedule and webhook endpoint in the target's guild; their ids by
+    path parameter name."""
     from fastapi.testclient import TestClient
 
     from tests.unit.api.conftest import insert_summary
 
+    app, headers, channel = target.app, target.headers, target.channel
     with TestClient(app) as client:
-        job = client.post("/v1/jobs", headers=headers, json={"channel_id": "123456789012345679"})
+        job = client.post("/v1/jobs", headers=headers, json={"channel_id": channel})
         endpoint = client.post(
             "/v1/webhook-endpoints", headers=headers, json={"url": "https://example.com/fuzz"}
         )
@@ -166,12 +156,14 @@ def existing_resources(
             "/v1/schedules",
             headers=headers,
             json={
-                "channel_id": "123456789012345679",
+                "channel_id": channel,
                 "schedule": "daily 09:00 Europe/Berlin",
                 "destination": {"kind": "webhook", "endpoint_id": endpoint.json()["id"]},
             },
         )
-    _job, summary = insert_summary(factory, guild, member=("123456789012345670", "fuzzy"))
+    _job, summary = insert_summary(
+        target.factory, target.guild, member=("123456789012345670", "fuzzy")
+    )
     return {
         "job_id": job.json()["id"],
         "summary_id": str(summary),
@@ -183,21 +175,27 @@ def existing_resources(
 
 @dataclass
 class FuzzTarget:
-    """A fresh app on a migrated database, with an admin key of :data:`GUILD`."""
+    """A fresh app on a migrated database, with an admin key of a guild of the fake Discord."""
 
     app: Any
     factory: sessionmaker[Session]
     engine: Engine
     headers: dict[str, str]
+    guild: str
+    channel: str
 
 
-def fuzz_target(database_url: str, redis_url: str, client: Any, prefix: str) -> FuzzTarget:
-    """Build the app to fuzz: its Redis keys under ``prefix``, fetch tasks recorded, not sent."""
+def fuzz_target(
+    database_url: str, redis_url: str, client: Any, prefix: str, tenants: DiscordTenants
+) -> FuzzTarget:
+    """Build the app to fuzz: its Redis keys under ``prefix``, fetch tasks recorded, not sent,
+    the guild boundary checked against ``tenants``' fake Discord."""
     engine = make_engine(database_url)
     factory = make_sessionmaker(engine)
+    guild, channel = tenants.tenant()
     _row, token = create_api_key(
         factory,
-        guild_id=GUILD,
+        guild_id=guild,
         scopes=["admin"],
         name="fuzz",
         now=datetime.now(UTC),
@@ -207,11 +205,13 @@ def fuzz_target(database_url: str, redis_url: str, client: Any, prefix: str) -> 
         load_settings(database_url=database_url, redis_url=redis_url),
         session_factory=factory,
         redis=client,
-        enqueuer=PublishedJobs(),
+        enqueuer=RecordingEnqueuer(),
         box=SecretBox([generate_key()]),
+        directory=tenants.directory,
         options=ApiOptions(redis_prefix=prefix),
     )
-    return FuzzTarget(app, factory, engine, {"Authorization": f"Bearer {token}"})
+    headers = {"Authorization": f"Bearer {token}"}
+    return FuzzTarget(app, factory, engine, headers, guild, channel)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -224,8 +224,9 @@ def main(argv: list[str] | None = None) -> None:
     url = redis_url()
     client: redis.Redis[Any] = redis.Redis.from_url(url)
     prefix = f"sbperf:fuzz:{uuid.uuid4().hex[:8]}"
+    tenants = open_tenants()
     with temporary_database("fuzz") as database:
-        target = fuzz_target(database, url, client, prefix)
+        target = fuzz_target(database, url, client, prefix, tenants)
         started = time.perf_counter()
         try:
             report = fuzz_app(
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
                 headers=target.headers,
                 examples=args.examples,
                 seed_value=args.seed,
-                existing=existing_resources(target.app, target.factory, target.headers, GUILD),
+                existing=existing_resources(target),
                 log=print,
             )
         finally:
@@ -242,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
                 client.delete(*keys)
             client.close()
             target.engine.dispose()
+            tenants.close()
     for line in report.failures[:20]:
         print("FAIL", line, file=sys.stderr)
     print(

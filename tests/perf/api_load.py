@@ -35,8 +35,7 @@ from shared.apikeys import create_api_key
 from shared.crypto import generate_key
 from shared.db.engine import make_engine, make_sessionmaker
 from tests.integration.api.server import api_server, redis_url, temporary_database
-
-GUILD = "123456789012345678"
+from tests.support.discord_tenants import open_tenants
 
 
 @dataclass
@@ -49,10 +48,8 @@ class Results:
     job_ids: list[str] = field(default_factory=list)
 
 
-def _request(token: str, host: str) -> bytes:
-    body = json.dumps(
-        {"channel_id": "123456789012345679", "window": {"hours": 24}, "format": "brief"}
-    ).encode()
+def _request(token: str, host: str, channel: str) -> bytes:
+    body = json.dumps({"channel_id": channel, "window": {"hours": 24}, "format": "brief"}).encode()
     head = (
         f"POST /v1/jobs HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
         f"Content-Type: application/json\r\nIdempotency-Key: {uuid.uuid4()}\r\n"
@@ -78,7 +75,14 @@ async def _exchange(
 
 
 async def run_load(
-    host: str, port: int, token: str, *, rate: float, seconds: float, connections: int
+    host: str,
+    port: int,
+    token: str,
+    channel: str,
+    *,
+    rate: float,
+    seconds: float,
+    connections: int,
 ) -> Results:
     """Send ``rate`` requests per second for ``seconds`` over ``connections`` connections."""
     pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
@@ -91,7 +95,7 @@ async def run_load(
     async def one(index: int) -> None:
         scheduled = start + index / rate
         await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
-        request = _request(token, f"{host}:{port}")
+        request = _request(token, f"{host}:{port}", channel)
         connection = await pool.get()
         try:
             status, body = await asyncio.wait_for(_exchange(*connection, request), timeout=30)
@@ -145,12 +149,15 @@ def main(argv: list[str] | None = None) -> None:
 
     url = redis_url()
     client: redis.Redis[Any] = redis.Redis.from_url(url)
+    # The guild boundary asks Discord (through the adapter, cached) about the channel.
+    tenants = open_tenants()
+    guild, channel = tenants.tenant()
     with temporary_database("load") as database, tempfile.TemporaryDirectory() as tmp:
         engine = make_engine(database)
         factory = make_sessionmaker(engine)
         _row, token = create_api_key(
             factory,
-            guild_id=GUILD,
+            guild_id=guild,
             scopes=["jobs:write"],
             name="load",
             now=datetime.now(UTC),
@@ -163,13 +170,23 @@ def main(argv: list[str] | None = None) -> None:
             "SECRET_KEYS": generate_key(),
             "SUMMARYBOT_DATA_DIR": str(Path(tmp) / "data"),
             "LOG_LEVEL": "WARNING",
+            "DISCORD_TOKEN": tenants.token,
+            "DISCORD_API_BASE": tenants.server.api_base,
         }
         accepted: set[str] = set()
         try:
             with api_server(env, Path(tmp) / "api.log", workers=args.workers) as server:
                 port = server.port
                 warm = asyncio.run(
-                    run_load("127.0.0.1", port, token, rate=50, seconds=args.warmup, connections=8)
+                    run_load(
+                        "127.0.0.1",
+                        port,
+                        token,
+                        channel,
+                        rate=50,
+                        seconds=args.warmup,
+                        connections=8,
+                    )
                 )
                 accepted.update(warm.job_ids)
                 began = time.perf_counter()
@@ -179,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
                         "127.0.0.1",
                         port,
                         token,
+                        channel,
                         rate=args.rate,
                         seconds=args.seconds,
                         connections=args.connections,
@@ -195,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
             removed = _drain_fetch_queue(client, accepted)
             client.close()
             engine.dispose()
+            tenants.close()
     done = len(results.latencies)
     print(
         f"{done} requests in {elapsed:.1f} s, statuses {results.statuses}; "

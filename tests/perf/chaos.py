@@ -51,7 +51,7 @@ import psycopg
 import redis
 from celery import Celery
 from cryptography.fernet import Fernet
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 import celeryconfig
@@ -61,11 +61,13 @@ from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
 from shared.delivery.discord_targets import nonce_prefix
 from shared.delivery.redrive import redrive_deliveries
-from shared.delivery.runtime import runtime_for
 from shared.delivery.targets import ChannelTarget
-from shared.jobs import DiscordChannelSource, JobParams, submit_job
+from shared.jobs import DiscordChannelSource, JobParams
+from shared.lifecycle import FINISHED
 from shared.pipeline.recovery import requeue_stale_jobs
 from shared.pipeline.services import Services
+from shared.services.core import Actor
+from shared.services.jobs import submit_job
 from shared.settings import load_settings
 from shared.summarize.extractive.summarizer import ExtractiveSummarizer
 from tests.fakes.discord_server import FakeDiscordServer, World, seed_basic
@@ -75,7 +77,7 @@ from tests.integration.processes import CLI, Worker
 
 __all__ = ["ChaosConfig", "PostgresServer", "RedisServer", "main", "run_chaos"]
 
-_FINISHED = ("completed", "failed", "cancelled")
+_FINISHED = tuple(status.value for status in FINISHED)
 
 
 @dataclass
@@ -273,14 +275,19 @@ class _Run:
         self.start_worker()
 
 
-def _services(url: str, redis_url: str, app: Celery) -> tuple[Services, Any]:
-    from workers.enqueue import CeleryEnqueuer
+def _services(url: str, redis_url: str, app: Celery, fakes: _Fakes) -> tuple[Services, Any]:
+    """What this driver (the producer) uses: Postgres, the broker, and the fake Discord the
+    guild boundary asks about each submitted channel."""
+    from shared.discord.factory import build_discord_client
+    from shared.jobs import CeleryEnqueuer
 
     settings = load_settings(
         database_url=url,
         redis_url=redis_url,
         stage_timeout_seconds=30,
         secret_keys=[Fernet.generate_key().decode()],
+        discord_token=fakes.world.token,
+        discord_api_base=fakes.discord.api_base,
     )
     engine = make_engine(url)
     services = Services(
@@ -290,15 +297,23 @@ def _services(url: str, redis_url: str, app: Celery) -> tuple[Services, Any]:
         enqueuer=CeleryEnqueuer(app),
         summarizer=ExtractiveSummarizer(),
         console=sys.stderr,
+        discord=build_discord_client(settings.discord_settings(), None, None, None),
     )
     return services, engine
 
 
 def _status_counts(services: Services) -> Counter[str] | None:
+    """Jobs by status; a job whose deliveries are still under way counts as ``delivering``."""
+    sending = (
+        select(Summary.job_id)
+        .join(Delivery, Delivery.summary_id == Summary.id)
+        .where(Delivery.status.in_(["pending", "sending"]))
+    )
+    status = case((Job.id.in_(sending), "delivering"), else_=Job.status)
     try:
         with services.session_factory() as session:
-            rows = session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
-        return Counter({status: int(count) for status, count in rows})
+            rows = session.execute(select(status, func.count()).group_by(status)).all()
+        return Counter({str(name): int(count) for name, count in rows})
     except SQLAlchemyError:
         return None  # PostgreSQL is restarting
 
@@ -418,7 +433,7 @@ def _experiment(
     app = Celery("chaos", set_as_current=False)
     app.config_from_object(celeryconfig)
     app.conf.broker_url = redis_server.url
-    services, engine = _services(postgres.url, redis_server.url, app)
+    services, engine = _services(postgres.url, redis_server.url, app, fakes)
     run = _Run(config, env, root)
     beat = subprocess.Popen(
         [*CLI, "beat"],
@@ -445,13 +460,8 @@ def _experiment(
             )
             # The key makes a retry after a failed publish return the same job (the recovery
             # sweep then enqueues it), so exactly ``jobs`` jobs exist.
-            submit_job(
-                services.session_factory,
-                services.enqueuer,
-                params=params,
-                origin="chaos",
-                idempotency_key=f"chaos-{index}",
-            )
+            actor = Actor(origin="chaos", guild_id=str(fakes.world.guild.id))
+            submit_job(services.core(), actor, params, idempotency_key=f"chaos-{index}")
 
         run.submit = submit
         _drive(run, services, redis_server, postgres, rng, started)
@@ -564,7 +574,13 @@ def _sweep(services: Services) -> None:
     with contextlib.suppress(Exception):
         requeue_stale_jobs(services)
     with contextlib.suppress(Exception):
-        redrive_deliveries(services, runtime_for(services.settings).settings)
+        report = redrive_deliveries(
+            services.session_factory,
+            services.delivery_runtime().settings,
+            now=services.clock(),
+        )
+        for step in report.steps:
+            services.enqueuer.enqueue(step.task, *step.args)
 
 
 def _effects(services: Services, fakes: _Fakes) -> dict[str, int]:

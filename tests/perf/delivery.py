@@ -42,10 +42,9 @@ from shared.crypto import SecretBox, generate_key
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
 from shared.delivery.outbox import Claim, RetryRules, claim_item, record_outcome
-from shared.delivery.runtime import install_runtime
 from shared.delivery.webhook_target import send_webhook
 from shared.logging import configure_logging
-from shared.pipeline.deliver import run_deliver
+from tests.fakes.enqueuer import RecordingEnqueuer
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.integration.delivery.harness import (
     DeliverWorkers,
@@ -58,9 +57,9 @@ from tests.integration.delivery.harness import (
     wait_until,
 )
 from tests.unit.delivery.helpers import (
-    RecordingEnqueuer,
     add_endpoint,
     add_summary,
+    deliver,
     make_runtime,
     make_services,
 )
@@ -86,11 +85,10 @@ def _overhead(url: str, key: str, receiver: WebhookReceiver) -> dict[str, float]
     factory = make_sessionmaker(engine)
     box = SecretBox([key])
     runtime = make_runtime(box)
-    install_runtime(runtime)
     settings = settings_from(
         deliver_env(url, f"redis://127.0.0.1:6379/{REDIS_DB}", key, Path(tempfile.gettempdir()))
     )
-    services = make_services(settings, factory, enqueuer=RecordingEnqueuer())
+    services = make_services(settings, factory, enqueuer=RecordingEnqueuer(), runtime=runtime)
     endpoint_id, secret = add_endpoint(factory, box, f"{receiver.url}/overhead")
     receiver.secrets = [secret]
     target = [{"kind": "webhook", "endpoint_id": str(endpoint_id)}]
@@ -128,9 +126,8 @@ def _overhead(url: str, key: str, receiver: WebhookReceiver) -> dict[str, float]
     for _ in range(OVERHEAD_SENDS // 2):
         fan = add_summary(factory, target)
         started = time.perf_counter()
-        run_deliver(services, fan.job_id, fan.delivery_ids[0])
+        deliver(services, fan.job_id, fan.delivery_ids[0])
         deliver_ms.append((time.perf_counter() - started) * 1000)
-    install_runtime(None)
     runtime.close()
     engine.dispose()
     return {

@@ -14,10 +14,12 @@ from typer.testing import CliRunner
 
 from producers.cli.main import cli, demo_export
 from shared.db.migrate import head
+from tests.support.discord_tenants import DiscordTenants
 
 SCHEMA = json.loads(
     (Path(__file__).parents[2] / "schema" / "json" / "summary-document.v1.json").read_text()
 )
+
 runner = CliRunner()
 
 
@@ -145,3 +147,62 @@ def test_console_script_runs_the_demo(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Citations" in result.stdout
+
+
+@pytest.fixture
+def discord_env(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, discord_tenants: DiscordTenants
+) -> DiscordTenants:
+    monkeypatch.setenv("DISCORD_TOKEN", discord_tenants.token)
+    monkeypatch.setenv("DISCORD_API_BASE", discord_tenants.server.api_base)
+    return discord_tenants
+
+
+@pytest.mark.parametrize("where", ["--channel", "--post-to"])
+def test_a_channel_of_another_guild_is_refused_before_anything_runs(
+    data_dir: Path, discord_env: DiscordTenants, where: str
+) -> None:
+    guild, channel = discord_env.tenant()
+    _, foreign = discord_env.tenant()
+    history = len(discord_env.history_requests())
+    args = ["summarize", "--guild", guild, "--channel", channel, "--post-to", channel]
+    args[args.index(where) + 1] = foreign
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"summarybot: no channel {foreign} in this server"
+    ]
+    missing = runner.invoke(
+        cli, [*args[: args.index(where) + 1], "1" * 18, *args[args.index(where) + 2 :]]
+    )
+    assert missing.stderr.strip() == f"summarybot: no channel {'1' * 18} in this server"
+    assert _jobs(data_dir) == 0
+    assert len(discord_env.history_requests()) == history
+
+
+def test_a_channel_of_the_guild_is_summarized_and_posted(
+    data_dir: Path, discord_env: DiscordTenants
+) -> None:
+    guild, channel = discord_env.tenant()
+    fake = discord_env.server.fake
+    with fake.lock:
+        people = [fake.add_user(name) for name in ("ana", "ben")]
+        for person in people:
+            fake.add_member(fake.guilds[int(guild)], person)
+        fake.add_history(
+            fake.channels[int(channel)],
+            people,
+            12,
+            start_ms=fake.now_ms() - 3_600_000,
+            step_ms=60_000,
+        )
+    before = len([m for m in fake.messages.values() if m.channel_id == int(channel)])
+    result = runner.invoke(
+        cli,
+        ["summarize", "--guild", guild, "--channel", channel, "--hours", "2", "--post-to", channel],
+    )
+    assert result.exit_code == 0, result.output
+    assert "messages cited" in result.stdout
+    after = [m for m in fake.messages.values() if m.channel_id == int(channel)]
+    assert len(after) > before  # the summary was posted in the channel too
+    assert _jobs(data_dir) == 1

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from schema.models.jobs import Job, Summary
+from shared import lifecycle
 from shared.cache import CachedFetch, MemoryMessageCache
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
@@ -21,18 +22,17 @@ from shared.pipeline.services import Services
 from shared.pipeline.summarize import run_summarize
 from shared.settings import load_settings
 from shared.summarize.extractive.summarizer import ExtractiveSummarizer
+from tests.fakes.enqueuer import RecordingEnqueuer
 
 START = datetime(2026, 3, 1, 9, tzinfo=UTC)
 END = datetime(2026, 3, 2, 9, tzinfo=UTC)
 CHANNEL = ChannelInfo(channel_id="222222222222222222", channel_name="general", guild_id="1")
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, tuple[str, ...]]] = []
-
-    def enqueue(self, task_name: str, *args: str) -> None:
-        self.sent.append((task_name, args))
+def _load(services: Services, job_id: uuid.UUID) -> Job:
+    job = lifecycle.load(services.session_factory, job_id)
+    assert job is not None
+    return job
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def services(tmp_path: Path) -> Iterator[Services]:
         settings=settings,
         session_factory=make_sessionmaker(engine),
         cache=MemoryMessageCache(ttl=60),
-        enqueuer=Recorder(),
+        enqueuer=RecordingEnqueuer(),
         summarizer=ExtractiveSummarizer(),
         console=io.StringIO(),
     )
@@ -77,7 +77,7 @@ def _state(services: Services, job_id: uuid.UUID) -> tuple[Job, list[Summary]]:
 
 def test_skip_policy_completes_without_a_summary(services: Services) -> None:
     job_id = _digest_job(services, "skip", 0)
-    run_summarize(services, job_id)
+    run_summarize(services, _load(services, job_id))
     job, summaries = _state(services, job_id)
     assert job.status == "completed" and summaries == []
     assert job.progress["empty_window"] == "skipped"
@@ -87,7 +87,7 @@ def test_skip_policy_completes_without_a_summary(services: Services) -> None:
 
 def test_notice_policy_stores_a_no_activity_summary(services: Services) -> None:
     job_id = _digest_job(services, "notice", 0)
-    run_summarize(services, job_id)
+    run_summarize(services, _load(services, job_id))
     job, (summary,) = _state(services, job_id)
     assert job.status == "completed"
     assert summary.content["overview"].startswith("No activity in #general between 2026-03-01")

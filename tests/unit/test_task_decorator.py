@@ -12,10 +12,10 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 
-from schema.models.jobs import DeadLetter, Job
+from schema.models.jobs import DeadLetter, Job, JobStatus
 from shared.db.migrate import upgrade
 from shared.errors import InvalidInputError, RateLimitedError, TransientError
-from shared.jobs import ExportFileSource, JobParams
+from shared.jobs import ExportFileSource, JobParams, Step
 from shared.pipeline.services import Services
 from shared.settings import load_settings
 from workers import resources
@@ -33,34 +33,34 @@ def _mark_done(services: Services, job_id: uuid.UUID) -> None:
         job.progress = {"done": True}
 
 
-def _transient_twice(services: Services, job_id: uuid.UUID) -> None:
+def _transient_twice(services: Services, job: Job) -> None:
     CALLS["transient_twice"] += 1
     if CALLS["transient_twice"] <= 2:
         raise TransientError("flaky upstream")
-    _mark_done(services, job_id)
+    _mark_done(services, job.id)
 
 
-def _always_transient(services: Services, job_id: uuid.UUID) -> None:
+def _always_transient(services: Services, job: Job) -> None:
     CALLS["always"] += 1
     raise RateLimitedError("slow down", retry_after=0.2)
 
 
-def _permanent(services: Services, job_id: uuid.UUID) -> None:
+def _permanent(services: Services, job: Job) -> None:
     raise InvalidInputError("detail for operators", user_message="the export is empty")
 
 
-def _bug(services: Services, job_id: uuid.UUID) -> None:
+def _bug(services: Services, job: Job) -> None:
     raise KeyError("oops")
 
 
-def _slow_once(services: Services, job_id: uuid.UUID) -> None:
+def _slow_once(services: Services, job: Job) -> None:
     CALLS["slow_once"] += 1
     if CALLS["slow_once"] == 1:
         raise SoftTimeLimitExceeded()  # what prefork raises in a task past its soft limit
-    _mark_done(services, job_id)
+    _mark_done(services, job.id)
 
 
-def _always_slow(services: Services, job_id: uuid.UUID) -> None:
+def _always_slow(services: Services, job: Job) -> None:
     CALLS["always_slow"] += 1
     raise SoftTimeLimitExceeded()
 
@@ -71,6 +71,26 @@ pipeline_task("test.permanent", queue="fetch")(_permanent)
 pipeline_task("test.bug", queue="fetch")(_bug)
 pipeline_task("test.slow_once", queue="fetch")(_slow_once)
 pipeline_task("test.always_slow", queue="fetch")(_always_slow)
+
+
+def _chained(services: Services, job: Job) -> list[Step]:
+    CALLS["chained"] += 1
+    return [Step("test.chained_next", (str(job.id),))]
+
+
+def _chained_next(services: Services, job: Job) -> None:
+    _mark_done(services, job.id)
+
+
+def _queued_only(services: Services, job: Job) -> None:
+    CALLS["queued_only"] += 1
+
+
+pipeline_task("test.chained", queue="fetch")(_chained)
+pipeline_task("test.chained_next", queue="fetch")(_chained_next)
+pipeline_task("test.queued_only", queue="fetch", runs_in=frozenset({JobStatus.QUEUED}))(
+    _queued_only
+)
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +189,25 @@ def test_backoff_grows_is_capped_and_respects_retry_after() -> None:
         assert ceiling / 2 <= delay <= ceiling
     assert backoff_seconds(0, cap=30, retry_after=12) >= 12
     assert backoff_seconds(0, cap=5, retry_after=100) <= 5
+
+
+def test_the_steps_a_stage_returns_are_published(services: Services) -> None:
+    job = _run(services, "test.chained")
+    assert job.progress == {"done": True} and CALLS["chained"] == 1
+
+
+def test_a_stage_is_skipped_outside_the_states_it_runs_in(services: Services) -> None:
+    job_id = _job(services)
+    with services.session_factory() as session, session.begin():
+        row = session.get(Job, job_id)
+        assert row is not None
+        row.status = "completed"
+    before = CALLS["queued_only"]
+    services.enqueuer.enqueue("test.queued_only", str(job_id))
+    ready = _job(services)
+    services.enqueuer.enqueue("test.queued_only", str(ready))
+    deadline = time.monotonic() + 20
+    while CALLS["queued_only"] == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # the completed job's copy had every chance to run first
+    assert CALLS["queued_only"] == before + 1

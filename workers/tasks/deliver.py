@@ -1,4 +1,4 @@
-"""Tasks of the ``deliver`` queue."""
+"""Tasks of the ``deliver`` queue (an outbox item has a state of its own: any job state runs)."""
 
 from shared.jobs import DELIVER
 from shared.pipeline.deliver import run_deliver

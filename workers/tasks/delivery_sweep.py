@@ -9,7 +9,6 @@ from __future__ import annotations
 import structlog
 
 from shared.delivery.redrive import redrive_deliveries
-from shared.delivery.runtime import runtime_for
 from workers import resources
 from workers.app import app
 
@@ -24,5 +23,9 @@ REDRIVE_DELIVERIES = "summarybot.maintenance.redrive_deliveries"
 def redrive_deliveries_task() -> int:
     """Re-enqueue due and orphaned deliveries; a missed tick is caught up by the next."""
     services = resources.current()
-    report = redrive_deliveries(services, runtime_for(services.settings).settings)
+    report = redrive_deliveries(
+        services.session_factory, services.delivery_runtime().settings, now=services.clock()
+    )
+    for step in report.steps:
+        services.enqueuer.enqueue(step.task, *step.args)
     return report.enqueued

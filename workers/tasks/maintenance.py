@@ -1,4 +1,4 @@
-"""Tasks of the ``maintenance`` queue: beat-driven sweeps, digests, retention, erasure.
+"""Tasks of the ``maintenance`` queue: beat-driven sweeps, digests and retention.
 
 Every task here is safe to run twice or concurrently: each reads Postgres (the system of record)
 and claims what it changes, so a duplicated or replayed beat tick has no second effect, and a
@@ -12,17 +12,15 @@ import structlog
 from shared.digests.dispatch import dispatch_due_digests
 from shared.metrics import DIGEST_RUNS
 from shared.pipeline.recovery import requeue_stale_jobs
-from shared.retention import erase_member, purge_expired
+from shared.retention import purge_expired
 from workers import resources
 from workers.app import app
 
 __all__ = [
     "DISPATCH_DUE_DIGESTS",
-    "ERASE_MEMBER",
     "PURGE_EXPIRED",
     "REQUEUE_STALE_JOBS",
     "dispatch_due_digests_task",
-    "erase_member_task",
     "purge_expired_task",
     "requeue_stale_jobs_task",
 ]
@@ -32,7 +30,6 @@ log = structlog.get_logger(__name__)
 REQUEUE_STALE_JOBS = "summarybot.maintenance.requeue_stale_jobs"
 DISPATCH_DUE_DIGESTS = "summarybot.maintenance.dispatch_due_digests"
 PURGE_EXPIRED = "summarybot.maintenance.purge_expired"
-ERASE_MEMBER = "summarybot.maintenance.erase_member"
 
 
 @app.task(name=REQUEUE_STALE_JOBS, queue="maintenance", ignore_result=True)  # type: ignore[untyped-decorator]
@@ -48,7 +45,7 @@ def requeue_stale_jobs_task() -> int:
 def dispatch_due_digests_task() -> int:
     """Create and submit the runs of due digest schedules; returns how many runs were made."""
     services = resources.current()
-    result = dispatch_due_digests(services.session_factory, services.enqueuer, now=services.clock())
+    result = dispatch_due_digests(services.core(), now=services.clock())
     for outcome, count in (
         ("created", result.runs_created),
         ("resubmitted", result.orphans_resubmitted),
@@ -77,11 +74,4 @@ def purge_expired_task() -> dict[str, int]:
         now=services.clock(),
         cache_ttl=services.settings.message_cache_ttl,
     )
-    return dict(result.__dict__)
-
-
-@app.task(name=ERASE_MEMBER, queue="maintenance", ignore_result=True)  # type: ignore[untyped-decorator]
-def erase_member_task(guild_id: str, user_id: str) -> dict[str, int]:
-    """Remove a member's identifiers from stored data (``guild_id`` ``"*"``: every guild)."""
-    result = erase_member(resources.current().session_factory, guild_id=guild_id, user_id=user_id)
     return dict(result.__dict__)

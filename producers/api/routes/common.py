@@ -87,7 +87,7 @@ def json_response(
 
 def not_found(what: str, ident: object) -> Problem:
     """The 404 for a missing resource, or one in another guild (indistinguishable)."""
-    return Problem(404, f"no {what} {ident} in this API key's guild")
+    return Problem(404, f"no {what} {ident} in this server")
 
 
 def encode_cursor(created_at: datetime, ident: uuid.UUID) -> str:

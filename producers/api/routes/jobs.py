@@ -13,15 +13,15 @@ from starlette.responses import Response
 
 from producers.api.auth import Caller, require_scope
 from producers.api.idempotent import IdempotencyKey, idempotency_key, run_idempotent
-from producers.api.models import JobCreate, JobOut, WebhookDestination
+from producers.api.models import DeliveryOut, JobCreate, JobOut
 from producers.api.problems import Problem, validation_errors
 from producers.api.resources import ApiResources, get_resources
 from producers.api.routes.common import AUTH_ERRORS, errors, json_response, not_found
-from schema.models.jobs import Job, JobStatus
-from schema.models.tenancy import WebhookEndpoint
+from schema.models.jobs import Delivery, Job, JobStatus, Summary
 from shared.apikeys import Scope
-from shared.jobs import JobParams, submit_job
-from shared.pipeline.state import FINISHED
+from shared.jobs import JobParams
+from shared.services import jobs as job_service
+from shared.services.core import Actor
 
 __all__ = ["job_out", "router"]
 
@@ -36,7 +36,7 @@ _STAGES = {
 JobId = Annotated[uuid.UUID, Path(description="The job's id", examples=[uuid.UUID(int=1)])]
 
 
-def job_out(job: Any) -> JobOut:
+def job_out(job: Any, deliveries: list[DeliveryOut] | None = None) -> JobOut:
     """The public view of a job row (a ``Job`` or a Core row of the ``jobs`` table)."""
     summary_id = job.progress.get("summary_id") if isinstance(job.progress, dict) else None
     try:
@@ -58,37 +58,14 @@ def job_out(job: Any) -> JobOut:
         created_at=job.created_at,
         updated_at=job.updated_at,
         finished_at=job.finished_at,
+        deliveries=deliveries or [],
     )
-
-
-def _destinations(
-    resources: ApiResources, caller: Caller, payload: JobCreate
-) -> list[dict[str, Any]]:
-    wanted = [d.endpoint_id for d in payload.destinations if isinstance(d, WebhookDestination)]
-    if wanted:
-        with resources.session_factory() as session:
-            found = set(
-                session.scalars(
-                    select(WebhookEndpoint.id).where(
-                        WebhookEndpoint.id.in_(wanted),
-                        WebhookEndpoint.guild_id == caller.guild_id,
-                    )
-                )
-            )
-        for index, dest in enumerate(payload.destinations):
-            if isinstance(dest, WebhookDestination) and dest.endpoint_id not in found:
-                raise Problem(
-                    422,
-                    f"destinations/{index}: no webhook endpoint {dest.endpoint_id} in this "
-                    "guild; create one with POST /v1/webhook-endpoints",
-                )
-    return [d.model_dump(mode="json") for d in payload.destinations]
 
 
 def _params(resources: ApiResources, caller: Caller, payload: JobCreate) -> JobParams:
     source = {
         "kind": "discord_channel",
-        "guild_id": caller.guild_id,
+        "guild_id": payload.guild_id or caller.guild_id,
         "channel_id": payload.channel_id,
         **payload.window.resolve(resources.clock()),
     }
@@ -97,7 +74,7 @@ def _params(resources: ApiResources, caller: Caller, payload: JobCreate) -> JobP
         "format": payload.format.value,
         "language": payload.language,
         "max_messages": payload.max_messages,
-        "destinations": _destinations(resources, caller, payload),
+        "destinations": [d.model_dump(mode="json") for d in payload.destinations],
     }
     try:
         return JobParams.model_validate(data)
@@ -111,6 +88,10 @@ def _params(resources: ApiResources, caller: Caller, payload: JobCreate) -> JobP
             + "; ".join(f"{p.pointer}: {p.detail}" for p in problems[:3]),
             errors=problems,
         ) from None
+
+
+def _actor(caller: Caller) -> Actor:
+    return Actor(origin="api", guild_id=caller.guild_id, requested_by=f"api:{caller.key_id}")
 
 
 @router.post(
@@ -139,26 +120,16 @@ def create_job(
     resources: Annotated[ApiResources, Depends(get_resources)],
 ) -> Response:
     """Submit a job (202)."""
-    if payload.guild_id is not None and payload.guild_id != caller.guild_id:
-        raise Problem(
-            404,
-            f"no guild {payload.guild_id} for this API key; omit guild_id or use the key's guild",
-        )
 
     def work() -> Response:
-        params = _params(resources, caller, payload)
         durable_key = None
         if idem is not None:
             digest = hashlib.sha256(idem.key.encode()).hexdigest()[:40]
             durable_key = f"api:{caller.key_id}:{digest}"
-        submission = submit_job(
-            resources.session_factory,
-            resources.enqueuer,
-            params=params,
-            origin="api",
-            guild_id=caller.guild_id,
-            channel_id=payload.channel_id,
-            requested_by=caller.key_id,
+        submission = job_service.submit_job(
+            resources.core,
+            _actor(caller),
+            _params(resources, caller, payload),
             idempotency_key=durable_key,
         )
         job = _read_job(resources, submission.job_id)
@@ -181,6 +152,28 @@ def _read_job(resources: ApiResources, job_id: uuid.UUID) -> Any:
             return connection.execute(_READ_JOB, {"job_id": job_id}).one()
     with resources.session_factory() as session:
         return session.execute(_READ_JOB, {"job_id": job_id}).one()
+
+
+def _deliveries(resources: ApiResources, job_id: uuid.UUID) -> list[DeliveryOut]:
+    with resources.session_factory() as session:
+        rows = session.scalars(
+            select(Delivery)
+            .join(Summary, Summary.id == Delivery.summary_id)
+            .where(Summary.job_id == job_id)
+            .order_by(Delivery.created_at, Delivery.id)
+        ).all()
+    return [
+        DeliveryOut(
+            target=row.target,
+            kind=row.kind,
+            status=row.status,
+            attempts=row.attempts,
+            last_error=row.last_error,
+            fallback_of=str(row.fallback_of) if row.fallback_of else None,
+            sent_at=row.sent_at,
+        )
+        for row in rows
+    ]
 
 
 def _load(resources: ApiResources, caller: Caller, job_id: uuid.UUID) -> Job:
@@ -206,7 +199,8 @@ def get_job(
     resources: Annotated[ApiResources, Depends(get_resources)],
 ) -> Response:
     """A job of the key's guild."""
-    return json_response(job_out(_load(resources, caller, job_id)))
+    job = _load(resources, caller, job_id)
+    return json_response(job_out(job, _deliveries(resources, job.id)))
 
 
 @router.delete(
@@ -226,21 +220,4 @@ def cancel_job(
     resources: Annotated[ApiResources, Depends(get_resources)],
 ) -> Response:
     """Cancel an unfinished job."""
-    now = resources.clock()
-    with resources.session_factory() as session, session.begin():
-        job = session.scalars(
-            select(Job).where(Job.id == job_id, Job.guild_id == caller.guild_id).with_for_update()
-        ).one_or_none()
-        if job is None:
-            raise not_found("job", job_id)
-        if job.status in FINISHED and job.status != JobStatus.CANCELLED.value:
-            raise Problem(
-                409,
-                f"job {job_id} already ended as {job.status}; there is nothing to cancel",
-                kind="job-finished",
-            )
-        if job.status != JobStatus.CANCELLED.value:
-            job.status = JobStatus.CANCELLED.value
-            job.error = "cancelled through the API"
-            job.finished_at = job.updated_at = now
-    return json_response(job_out(job))
+    return json_response(job_out(job_service.cancel_job(resources.core, _actor(caller), job_id)))

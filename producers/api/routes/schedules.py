@@ -9,7 +9,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
@@ -21,10 +20,7 @@ from producers.api.models import (
     Page,
     SafeText,
     Snowflake,
-    WebhookDestination,
 )
-from producers.api.problems import FieldError, Problem
-from producers.api.resources import ApiResources
 from producers.api.routes.common import (
     AUTH_ERRORS,
     Admin,
@@ -36,9 +32,11 @@ from producers.api.routes.common import (
     next_cursor,
 )
 from schema.models.schedules import EmptyPolicy, Schedule
-from schema.models.tenancy import WebhookEndpoint
-from shared.digests.spec import ScheduleSpec, next_run, parse_schedule
+from shared.digests.spec import parse_schedule
 from shared.errors import InvalidInputError
+from shared.services import schedules as schedule_service
+from shared.services.core import Actor
+from shared.services.schedules import ScheduleRequest
 from shared.summarize.content import SummaryFormat
 
 __all__ = ["ScheduleCreate", "ScheduleList", "ScheduleOut", "ScheduleUpdate", "router"]
@@ -139,17 +137,6 @@ class ScheduleList(Page):
     items: list[ScheduleOut]
 
 
-def _parse(text: str, timezone: str) -> ScheduleSpec:
-    try:
-        return parse_schedule(text, default_timezone=timezone)
-    except InvalidInputError as exc:
-        raise Problem(
-            422,
-            exc.user_message,
-            errors=[FieldError(location="body", pointer="/schedule", detail=exc.user_message)],
-        ) from None
-
-
 def _out(row: Schedule) -> ScheduleOut:
     try:
         description = parse_schedule(row.spec, default_timezone=row.timezone).description
@@ -174,25 +161,8 @@ def _out(row: Schedule) -> ScheduleOut:
     )
 
 
-def _destination(
-    resources: ApiResources, caller: Caller, destination: WebhookDestination | Any
-) -> dict[str, Any]:
-    if isinstance(destination, WebhookDestination):
-        with resources.session_factory() as session:
-            exists = session.scalar(
-                select(WebhookEndpoint.id).where(
-                    WebhookEndpoint.id == destination.endpoint_id,
-                    WebhookEndpoint.guild_id == caller.guild_id,
-                )
-            )
-        if exists is None:
-            raise Problem(
-                422,
-                f"destination: no webhook endpoint {destination.endpoint_id} in this guild; "
-                "create one with POST /v1/webhook-endpoints",
-            )
-    result: dict[str, Any] = destination.model_dump(mode="json")
-    return result
+def _actor(caller: Caller) -> Actor:
+    return Actor(origin="api", guild_id=caller.guild_id, requested_by=f"api:{caller.key_id}")
 
 
 ScheduleId = Annotated[uuid.UUID, Path(description="The schedule's id")]
@@ -215,28 +185,20 @@ def create_schedule(
     """Create a schedule; ``next_run_at`` is its first firing after now."""
 
     def work() -> Response:
-        spec = _parse(payload.schedule, payload.timezone)
-        destination = _destination(resources, caller, payload.destination)
-        now = resources.clock()
-        row = Schedule(
-            id=uuid.uuid4(),
-            guild_id=caller.guild_id,
-            channel_id=payload.channel_id,
-            created_by=f"api:{caller.key_id}",
-            spec=payload.schedule.strip(),
-            cron=spec.cron,
-            timezone=spec.timezone,
-            format=payload.format.value,
-            language=payload.language,
-            destination=destination,
-            empty_policy=EmptyPolicy(payload.empty_policy).value,
-            enabled=payload.enabled,
-            next_run_at=next_run(spec, now) if payload.enabled else None,
-            created_at=now,
-            updated_at=now,
+        row = schedule_service.create_schedule(
+            resources.core,
+            _actor(caller),
+            ScheduleRequest(
+                channel_id=payload.channel_id,
+                text=payload.schedule,
+                timezone=payload.timezone,
+                format=payload.format,
+                language=payload.language,
+                destination=payload.destination.model_dump(mode="json"),
+                empty_policy=EmptyPolicy(payload.empty_policy),
+                enabled=payload.enabled,
+            ),
         )
-        with resources.session_factory() as session, session.begin():
-            session.add(row)
         return json_response(_out(row), status=201, headers={"Location": f"/v1/schedules/{row.id}"})
 
     return run_idempotent(resources, caller, idem, work)
@@ -301,36 +263,10 @@ def update_schedule(
     resources: Resources,
 ) -> Response:
     """Apply the fields that were sent."""
-    fields = payload.model_fields_set
-    for name in ("schedule", "timezone", "format", "destination", "empty_policy", "enabled"):
-        if name in fields and getattr(payload, name) is None:
-            raise Problem(422, f"{name} cannot be null; leave it out to keep its value")
-    now = resources.clock()
-    with resources.session_factory() as session, session.begin():
-        row = _get(session, caller, schedule_id, lock=True)
-        retime = False
-        if payload.schedule is not None or payload.timezone is not None:
-            text = payload.schedule if payload.schedule is not None else row.spec
-            spec = _parse(text, payload.timezone or row.timezone)
-            row.spec, row.cron, row.timezone = text.strip(), spec.cron, spec.timezone
-            retime = True
-        if payload.format is not None:
-            row.format = payload.format.value
-        if "language" in fields:
-            row.language = payload.language
-        if payload.destination is not None:
-            row.destination = _destination(resources, caller, payload.destination)
-        if payload.empty_policy is not None:
-            row.empty_policy = payload.empty_policy
-        if payload.enabled is not None:
-            retime = retime or (payload.enabled and not row.enabled)
-            row.enabled = payload.enabled
-        if not row.enabled:
-            row.next_run_at = None
-        elif retime or row.next_run_at is None:
-            spec = ScheduleSpec(cron=row.cron, timezone=row.timezone, description=row.spec)
-            row.next_run_at = next_run(spec, now)
-        row.updated_at = now
+    changes = payload.model_dump(mode="json", include=payload.model_fields_set)
+    if "schedule" in changes:
+        changes["text"] = changes.pop("schedule")
+    row = schedule_service.update_schedule(resources.core, _actor(caller), schedule_id, changes)
     return json_response(_out(row))
 
 
@@ -343,6 +279,5 @@ def update_schedule(
 )
 def delete_schedule(schedule_id: ScheduleId, caller: Admin, resources: Resources) -> Response:
     """Remove the schedule and its run records."""
-    with resources.session_factory() as session, session.begin():
-        session.delete(_get(session, caller, schedule_id, lock=True))
+    schedule_service.delete_schedule(resources.core, _actor(caller), schedule_id)
     return Response(status_code=204)

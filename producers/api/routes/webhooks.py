@@ -1,29 +1,25 @@
 """``/v1/webhook-endpoints``: the HTTP endpoints that receive a guild's signed events.
 
-The signing secret (``whsec_<base64>``, 32 random bytes) is made here and shown once, in the
-answer to the create or rotate call; it is stored encrypted with the service's secret keys.  A
-rotation keeps the old secret signing alongside the new one for 24 hours.
+The rules live in :mod:`shared.services.webhook_endpoints`: the URL policy the delivery guard
+uses (``WEBHOOK_ALLOWED_HOSTS`` honoured), the signing secret (``whsec_<base64>``) shown once in
+the answer to the create or rotate call and stored encrypted, a rotation that keeps the old
+secret signing for 24 hours.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from producers.api.auth import Caller
 from producers.api.idempotent import IdempotencyKey, idempotency_key, run_idempotent
-from producers.api.models import DestinationIn, Page, SafeText, WebhookDestination
-from producers.api.problems import Problem
-from producers.api.resources import ApiResources
+from producers.api.models import DestinationIn, Page, SafeText
 from producers.api.routes.common import (
     AUTH_ERRORS,
     Admin,
@@ -34,8 +30,10 @@ from producers.api.routes.common import (
     json_response,
     next_cursor,
 )
-from producers.api.signing import generate_secret
 from schema.models.tenancy import WebhookAuthKind, WebhookEndpoint
+from shared.services import webhook_endpoints as endpoint_service
+from shared.services.core import Actor
+from shared.services.webhook_endpoints import EndpointAuth, EndpointRequest
 
 __all__ = [
     "WebhookEndpointCreate",
@@ -44,50 +42,12 @@ __all__ = [
     "WebhookEndpointOut",
     "WebhookEndpointUpdate",
     "WebhookSecret",
-    "check_webhook_url",
     "router",
 ]
 
 router = APIRouter(tags=["webhook endpoints"])
 
-#: How long a rotated-out secret still signs deliveries.
-ROTATION_OVERLAP = timedelta(hours=24)
-
 EventName = Literal["summary.completed", "job.failed"]
-
-
-def check_webhook_url(value: str) -> str:
-    """An https URL with a public host name or address, no credentials and no fragment."""
-    if len(value) > 2048 or any(ch.isspace() for ch in value):
-        raise ValueError("the URL must be at most 2048 characters without spaces")
-    parts = urlsplit(value)
-    if parts.scheme != "https":
-        raise ValueError("the URL must start with https:// (deliveries are only sent over TLS)")
-    try:
-        host = parts.hostname
-        parts.port  # noqa: B018  # raises ValueError for a bad port
-    except ValueError:
-        raise ValueError("the URL's port is not a number between 0 and 65535") from None
-    if not host:
-        raise ValueError("the URL has no host name")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("the URL must not hold credentials; use the auth field instead")
-    if parts.fragment:
-        raise ValueError("the URL must not have a #fragment")
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    if address is not None and not address.is_global:
-        raise ValueError(f"{host} is not a public address; webhooks go to the internet only")
-    if address is None:
-        if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
-            raise ValueError(f"{host} is not a public host name")
-        try:
-            host.encode("idna")
-        except UnicodeError:
-            raise ValueError(f"{host!r} is not a valid host name") from None
-    return value
 
 
 def _all_events() -> list[EventName]:
@@ -96,8 +56,7 @@ def _all_events() -> list[EventName]:
 
 WebhookUrl = Annotated[
     str,
-    AfterValidator(check_webhook_url),
-    Field(max_length=2048, examples=["https://hooks.example.com/summarybot"]),
+    Field(min_length=1, max_length=2048, examples=["https://hooks.example.com/summarybot"]),
 ]
 
 
@@ -228,45 +187,18 @@ def _out(row: WebhookEndpoint) -> WebhookEndpointOut:
     )
 
 
-def _auth_secret(auth: BearerAuth | BasicAuth | HeaderAuth) -> str:
+def _auth(auth: BearerAuth | BasicAuth | HeaderAuth | None) -> EndpointAuth | None:
+    if auth is None:
+        return None
     if isinstance(auth, BearerAuth):
-        return auth.token
+        return EndpointAuth(WebhookAuthKind.BEARER, auth.token)
     if isinstance(auth, BasicAuth):
-        return f"{auth.username}:{auth.password}"
-    return f"{auth.name}: {auth.value}"
+        return EndpointAuth(WebhookAuthKind.BASIC, f"{auth.username}:{auth.password}")
+    return EndpointAuth(WebhookAuthKind.HEADER, f"{auth.name}: {auth.value}")
 
 
-def _check_fallback(
-    resources: ApiResources,
-    caller: Caller,
-    fallback: WebhookDestination | Any,
-    *,
-    own_id: uuid.UUID | None,
-) -> dict[str, Any]:
-    if isinstance(fallback, WebhookDestination):
-        if fallback.endpoint_id == own_id:
-            raise Problem(422, "fallback: an endpoint cannot be its own fallback")
-        with resources.session_factory() as session:
-            exists = session.scalar(
-                select(WebhookEndpoint.id).where(
-                    WebhookEndpoint.id == fallback.endpoint_id,
-                    WebhookEndpoint.guild_id == caller.guild_id,
-                )
-            )
-        if exists is None:
-            raise Problem(
-                422, f"fallback: no webhook endpoint {fallback.endpoint_id} in this guild"
-            )
-    result: dict[str, Any] = fallback.model_dump(mode="json")
-    return result
-
-
-def _still_valid(entry: dict[str, Any], now: datetime) -> bool:
-    try:
-        until = datetime.fromisoformat(str(entry.get("expires_at")))
-    except ValueError:
-        return False
-    return until.tzinfo is not None and until > now
+def _actor(caller: Caller) -> Actor:
+    return Actor(origin="api", guild_id=caller.guild_id, requested_by=f"api:{caller.key_id}")
 
 
 EndpointId = Annotated[uuid.UUID, Path(description="The endpoint's id")]
@@ -289,32 +221,18 @@ def create_endpoint(
     """Create an endpoint and answer its secret once."""
 
     def work() -> Response:
-        fallback = (
-            _check_fallback(resources, caller, payload.fallback, own_id=None)
-            if payload.fallback is not None
-            else None
-        )
-        secret = generate_secret()
-        now = resources.clock()
-        row = WebhookEndpoint(
-            id=uuid.uuid4(),
-            guild_id=caller.guild_id,
-            url=payload.url,
-            description=payload.description,
-            secret_encrypted=resources.secret_box.encrypt(secret),
-            previous_secrets=[],
-            auth_kind=payload.auth.kind if payload.auth else WebhookAuthKind.NONE.value,
-            auth_encrypted=(
-                resources.secret_box.encrypt(_auth_secret(payload.auth)) if payload.auth else None
+        row, secret = endpoint_service.create_endpoint(
+            resources.core,
+            _actor(caller),
+            EndpointRequest(
+                url=payload.url,
+                events=payload.events,
+                description=payload.description,
+                auth=_auth(payload.auth),
+                fallback=payload.fallback.model_dump(mode="json") if payload.fallback else None,
+                enabled=payload.enabled,
             ),
-            events=list(dict.fromkeys(payload.events)),
-            enabled=payload.enabled,
-            fallback=fallback,
-            created_at=now,
-            updated_at=now,
         )
-        with resources.session_factory() as session, session.begin():
-            session.add(row)
         created = WebhookEndpointCreated(**_out(row).model_dump(), secret=secret)
         return json_response(
             created, status=201, headers={"Location": f"/v1/webhook-endpoints/{row.id}"}
@@ -382,34 +300,12 @@ def update_endpoint(
     resources: Resources,
 ) -> Response:
     """Apply the fields that were sent."""
-    fields = payload.model_fields_set
-    for name in ("url", "events", "enabled"):
-        if name in fields and getattr(payload, name) is None:
-            raise Problem(422, f"{name} cannot be null; leave it out to keep its value")
-    with resources.session_factory() as session, session.begin():
-        row = _get(session, caller, endpoint_id, lock=True)
-        fallback = None
-        if "fallback" in fields and payload.fallback is not None:
-            fallback = _check_fallback(resources, caller, payload.fallback, own_id=endpoint_id)
-        if payload.url is not None:
-            row.url = payload.url
-        if "description" in fields:
-            row.description = payload.description
-        if payload.events is not None:
-            row.events = list(dict.fromkeys(payload.events))
-        if "auth" in fields:
-            row.auth_kind = payload.auth.kind if payload.auth else WebhookAuthKind.NONE.value
-            row.auth_encrypted = (
-                resources.secret_box.encrypt(_auth_secret(payload.auth)) if payload.auth else None
-            )
-        if "fallback" in fields:
-            row.fallback = fallback
-        if payload.enabled is not None:
-            if payload.enabled and not row.enabled:
-                row.disabled_reason = None
-                row.failing_since = None
-            row.enabled = payload.enabled
-        row.updated_at = resources.clock()
+    changes: dict[str, Any] = {name: getattr(payload, name) for name in payload.model_fields_set}
+    if "auth" in changes:
+        changes["auth"] = _auth(payload.auth)
+    if changes.get("fallback") is not None:
+        changes["fallback"] = changes["fallback"].model_dump(mode="json")
+    row = endpoint_service.update_endpoint(resources.core, _actor(caller), endpoint_id, changes)
     return json_response(_out(row))
 
 
@@ -432,18 +328,13 @@ def rotate_secret(
     """Make a new secret; keep the old one valid for a day."""
 
     def work() -> Response:
-        now = resources.clock()
-        secret = generate_secret()
-        until = now + ROTATION_OVERLAP
-        with resources.session_factory() as session, session.begin():
-            row = _get(session, caller, endpoint_id, lock=True)
-            kept = [entry for entry in row.previous_secrets if _still_valid(entry, now)]
-            kept.append({"secret_encrypted": row.secret_encrypted, "expires_at": until.isoformat()})
-            row.previous_secrets = kept
-            row.secret_encrypted = resources.secret_box.encrypt(secret)
-            row.updated_at = now
+        rotated = endpoint_service.rotate_secret(resources.core, _actor(caller), endpoint_id)
         return json_response(
-            WebhookSecret(id=endpoint_id, secret=secret, previous_valid_until=until)
+            WebhookSecret(
+                id=endpoint_id,
+                secret=rotated.secret,
+                previous_valid_until=rotated.previous_valid_until,
+            )
         )
 
     return run_idempotent(resources, caller, idem, work, sensitive=True)
@@ -458,6 +349,5 @@ def rotate_secret(
 )
 def delete_endpoint(endpoint_id: EndpointId, caller: Admin, resources: Resources) -> Response:
     """Remove the endpoint (deliveries already recorded keep their history)."""
-    with resources.session_factory() as session, session.begin():
-        session.delete(_get(session, caller, endpoint_id, lock=True))
+    endpoint_service.delete_endpoint(resources.core, _actor(caller), endpoint_id)
     return Response(status_code=204)

@@ -10,13 +10,12 @@ destination.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
 from producers.bot.authorize import AccessRequest, authorize_summary, can_manage_guild
 from producers.bot.cogs.common import (
@@ -32,38 +31,20 @@ from producers.bot.cogs.common import (
 from producers.bot.parsing import parse_language
 from producers.bot.responses import schedule_list_embed
 from producers.bot.snapshots import channel_view, guild_view, member_view
-from producers.bot.store import (
-    ScheduleSnapshot,
-    create_schedule,
-    delete_schedule,
-    list_schedules,
-    set_schedule_enabled,
-)
-from schema.models.tenancy import WebhookEndpoint
+from producers.bot.store import ScheduleSnapshot, list_schedules
+from schema.models.schedules import Schedule
 from shared.digests.spec import ScheduleSpec, parse_schedule
-from shared.errors import InvalidInputError
+from shared.errors import InvalidInputError, PipelineError
+from shared.services import schedules as schedule_service
+from shared.services.core import Actor
+from shared.services.schedules import ScheduleRequest
 from shared.summarize.content import SummaryFormat
 
-__all__ = ["DigestCog", "webhook_endpoint_exists"]
+__all__ = ["DigestCog"]
 
 _FORMATS = [app_commands.Choice(name=f.value, value=f.value) for f in SummaryFormat]
 
 AnyChannel = app_commands.AppCommandChannel | app_commands.AppCommandThread
-
-
-def webhook_endpoint_exists(
-    session_factory: sessionmaker[Session], *, guild_id: int, endpoint_id: uuid.UUID
-) -> bool:
-    """True when ``endpoint_id`` is an enabled webhook endpoint of the guild."""
-    with session_factory() as session:
-        found = session.scalar(
-            select(WebhookEndpoint.id).where(
-                WebhookEndpoint.id == endpoint_id,
-                WebhookEndpoint.guild_id == str(guild_id),
-                WebhookEndpoint.enabled.is_(True),
-            )
-        )
-    return found is not None
 
 
 def _channel(context: GuildContext, option: AnyChannel | None, what: str) -> GuildChannel | None:
@@ -77,7 +58,12 @@ def _channel(context: GuildContext, option: AnyChannel | None, what: str) -> Gui
     return channel
 
 
-def _describe(item: ScheduleSnapshot) -> str:
+def _actor(context: GuildContext) -> Actor:
+    return Actor(origin="bot", guild_id=str(context.guild.id), requested_by=str(context.member.id))
+
+
+def _describe(row: Schedule) -> str:
+    item = ScheduleSnapshot.from_row(row)
     state = (
         f"next <t:{int(item.next_run_at.timestamp())}:R>"
         if item.enabled and item.next_run_at
@@ -172,36 +158,24 @@ class DigestCog(commands.GroupCog, group_name="digest"):
             await interaction.edit_original_response(content=f"⛔ {refusal.message}")
             return
         if endpoint_id is not None:
-            exists = await runtime.db(
-                webhook_endpoint_exists,
-                runtime.session_factory,
-                guild_id=context.guild.id,
-                endpoint_id=endpoint_id,
-            )
-            if not exists:
-                await interaction.edit_original_response(
-                    content=f"⛔ No enabled webhook endpoint `{endpoint_id}` in this server."
-                )
-                return
             destination: dict[str, Any] = {"kind": "webhook", "endpoint_id": str(endpoint_id)}
         else:
             assert target is not None
             destination = {"kind": "channel", "channel_id": str(target.id)}
+        request = ScheduleRequest(
+            channel_id=str(source.id),
+            text=schedule,
+            timezone=timezone,
+            format=summary_format,
+            language=summary_language,
+            destination=destination,
+        )
+        core = replace(runtime.core(), directory=runtime.directory.knowing([source, target]))
         try:
             created = await runtime.db(
-                create_schedule,
-                runtime.session_factory,
-                guild_id=context.guild.id,
-                channel_id=source.id,
-                created_by=context.member.id,
-                text=schedule.strip(),
-                spec=spec,
-                format=summary_format,
-                language=summary_language,
-                destination=destination,
-                now=runtime.clock(),
+                schedule_service.create_schedule, core, _actor(context), request
             )
-        except InvalidInputError as exc:
+        except PipelineError as exc:
             await interaction.edit_original_response(content=f"⛔ {exc.user_message}")
             return
         await interaction.edit_original_response(
@@ -225,16 +199,13 @@ class DigestCog(commands.GroupCog, group_name="digest"):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         runtime = runtime_of(interaction)
+        core, actor = runtime.core(), _actor(context)
         try:
+            schedule_id = await runtime.db(schedule_service.find_schedule, core, actor, ref)
             item = await runtime.db(
-                set_schedule_enabled,
-                runtime.session_factory,
-                guild_id=context.guild.id,
-                ref=ref,
-                enabled=enabled,
-                now=runtime.clock(),
+                schedule_service.set_schedule_enabled, core, actor, schedule_id, enabled=enabled
             )
-        except InvalidInputError as exc:
+        except PipelineError as exc:
             await interaction.edit_original_response(content=f"⛔ {exc.user_message}")
             return
         verb = "resumed" if enabled else "paused"
@@ -261,11 +232,11 @@ class DigestCog(commands.GroupCog, group_name="digest"):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         runtime = runtime_of(interaction)
+        core, actor = runtime.core(), _actor(context)
         try:
-            item = await runtime.db(
-                delete_schedule, runtime.session_factory, guild_id=context.guild.id, ref=digest
-            )
-        except InvalidInputError as exc:
+            schedule_id = await runtime.db(schedule_service.find_schedule, core, actor, digest)
+            item = await runtime.db(schedule_service.delete_schedule, core, actor, schedule_id)
+        except PipelineError as exc:
             await interaction.edit_original_response(content=f"⛔ {exc.user_message}")
             return
         await interaction.edit_original_response(content=f"Digest deleted: {_describe(item)}")

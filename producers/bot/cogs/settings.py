@@ -17,9 +17,10 @@ from producers.bot.cogs.common import AnyBot, GuildContext, answer, guild_contex
 from producers.bot.parsing import parse_language
 from producers.bot.responses import config_embed
 from producers.bot.snapshots import guild_view, member_view
-from producers.bot.store import GuildConfig, set_opt_out, update_guild_config
+from producers.bot.store import GuildConfig, update_guild_config
 from schema.models.tenancy import PrivateChannelPolicy
 from shared.errors import InvalidInputError
+from shared.services.members import set_opt_out
 from shared.summarize.content import SummaryFormat
 
 __all__ = ["OptOutCog", "SettingsCog", "parse_emoji"]
@@ -249,9 +250,9 @@ class OptOutCog(commands.Cog):
         runtime = runtime_of(interaction)
         changed = await runtime.db(
             set_opt_out,
-            runtime.session_factory,
-            user_id=interaction.user.id,
-            guild_id=guild_id if scope == "this-server" else None,
+            runtime.core(),
+            user_id=str(interaction.user.id),
+            guild_id=str(guild_id) if scope == "this-server" and guild_id else None,
             opted_out=opted_out,
         )
         where = "this server" if scope == "this-server" else "every server"

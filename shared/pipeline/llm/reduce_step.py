@@ -352,4 +352,4 @@ def run_reduce(services: Services, job_id: uuid.UUID) -> None:
             cited=len(content.citations),
             model=model,
         )
-    after_persist(services, job_id, params)
+    after_persist(services, job_id)

@@ -246,7 +246,7 @@ def _single(
     )
     if stored:
         log.info("summarize.done", mode="single", cited=len(content.citations), model=result.model)
-    after_persist(services, job.id, params)
+    after_persist(services, job.id)
 
 
 def _over_budget(

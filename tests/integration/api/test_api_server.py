@@ -24,10 +24,9 @@ from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
 from shared.jobs import FETCH
 from tests.integration.api.server import api_server
+from tests.support.discord_tenants import DiscordTenants
 
 pytestmark = pytest.mark.integration
-
-GUILD = "123456789012345678"
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +36,23 @@ def migrated(postgres_url: str) -> str:
 
 
 @pytest.fixture(scope="module")
+def tenant(discord_tenants: DiscordTenants) -> tuple[str, str]:
+    """The API key's guild and a channel of it, on the fake Discord the API asks."""
+    return discord_tenants.tenant()
+
+
+@pytest.fixture(scope="module")
 def server(
-    migrated: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    migrated: str,
+    redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    discord_tenants: DiscordTenants,
+    tenant: tuple[str, str],
 ) -> Iterator[tuple[str, str]]:
     engine = make_engine(migrated)
     _row, token = create_api_key(
         make_sessionmaker(engine),
-        guild_id=GUILD,
+        guild_id=tenant[0],
         scopes=["jobs:write", "summaries:read"],
         name="integration",
         now=datetime.now(UTC),
@@ -57,6 +66,8 @@ def server(
         "SECRET_KEYS": generate_key(),
         "SUMMARYBOT_DATA_DIR": str(tmp / "data"),
         "LOG_LEVEL": "WARNING",
+        "DISCORD_TOKEN": discord_tenants.token,
+        "DISCORD_API_BASE": discord_tenants.server.api_base,
     }
     with api_server(env, tmp / "api.log") as running:
         yield running.url, token
@@ -72,10 +83,10 @@ def _fetch_messages(client: redis.Redis[Any]) -> list[tuple[bytes, dict[str, Any
 
 
 def test_posted_job_is_queued_in_the_database_and_on_the_fetch_queue(
-    server: tuple[str, str], migrated: str, redis_url: str
+    server: tuple[str, str], migrated: str, redis_url: str, tenant: tuple[str, str]
 ) -> None:
     base, token = server
-    channel = "123456789012345679"
+    guild, channel = tenant
     response = httpx.post(
         base + "/v1/jobs",
         headers={"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex},
@@ -93,7 +104,7 @@ def test_posted_job_is_queued_in_the_database_and_on_the_fetch_queue(
             assert (job.status, job.origin, job.guild_id, job.channel_id) == (
                 "queued",
                 "api",
-                GUILD,
+                guild,
                 channel,
             )
             assert job.params["format"] == "technical"

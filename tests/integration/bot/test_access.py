@@ -249,3 +249,64 @@ def test_member_cannot_post_where_they_may_not_write(database_url: str, redis_ur
         assert f"You need Send Messages in <#{quiet.id}>" in refusal.content
 
     case(database_url, redis_url, body)
+
+
+def _foreign_channel(h: BotHarness) -> Channel:
+    """A channel of another guild the same bot is in (the shard's cache does not hold it)."""
+    other = h.fake.add_guild("Elsewhere", owner=h.world.alice, everyone_permissions=VIEW_CHANNEL)
+    h.fake.add_member(other, h.world.bot)
+    h.fake.add_member(other, h.world.bob)
+    return h.fake.add_channel(other, "their-secrets")
+
+
+async def _refusal(h: BotHarness, token: str) -> str:
+    """What the member was told privately in answer to the interaction."""
+    original = h.original(token)
+    assert original is not None and original.flags & EPHEMERAL, h.replies(token)
+    return original.content
+
+
+def test_a_destination_or_digest_channel_of_another_guild_is_refused_like_a_missing_one(
+    database_url: str, redis_url: str
+) -> None:
+    async def body(h: BotHarness) -> None:
+        w = h.world
+        foreign = _foreign_channel(h)
+        missing = 1_234_567_890_123_456_789
+        answers = {}
+        for label, channel_id in (("foreign", foreign.id), ("missing", missing)):
+            entry = {**h.resolved_channel(foreign, w.bob), "id": str(channel_id)}
+            resolved = {"channels": {str(channel_id): entry}}
+            post = await h.command(
+                "summarize",
+                [{"name": "post_to", "type": 7, "value": str(channel_id)}],
+                user=w.bob,
+                channel=w.general,
+                resolved=resolved,
+            )
+            digest = await h.command(
+                "digest",
+                [
+                    {
+                        "name": "create",
+                        "type": 1,
+                        "options": [
+                            {"name": "channel", "type": 7, "value": str(channel_id)},
+                            {"name": "schedule", "type": 3, "value": "daily 09:00"},
+                        ],
+                    }
+                ],
+                user=w.alice,
+                channel=w.general,
+                resolved=resolved,
+            )
+            answers[label] = (
+                (await _refusal(h, post)).replace(str(channel_id), "X"),
+                (await _refusal(h, digest)).replace(str(channel_id), "X"),
+            )
+        assert answers["foreign"] == answers["missing"], answers
+        assert all(text.startswith("⛔") for text in answers["foreign"])
+        assert job_count(h) == 0 and h.enqueuer.sent == []
+        assert [m for m in h.fake.messages.values() if m.channel_id == foreign.id] == []
+
+    case(database_url, redis_url, body)

@@ -343,7 +343,7 @@ def test_digest_to_a_webhook_endpoint(database_url: str, redis_url: str) -> None
             channel=w.general,
             resolved=general,
         )
-        assert "No enabled webhook endpoint" in told(h, missing)
+        assert "destination: no webhook endpoint" in told(h, missing)
         malformed = await h.command(
             "digest",
             sub(

@@ -18,15 +18,15 @@ from sqlalchemy import select
 
 import celeryconfig
 from schema.models.jobs import Job, JobStatus
+from shared import lifecycle
 from shared.cache import CachedFetch, RedisMessageCache
 from shared.crypto import generate_key
 from shared.discord.convert import to_channel_info, to_chat_message
-from shared.jobs import SUMMARIZE
-from shared.pipeline import state
+from shared.jobs import SUMMARIZE, CeleryEnqueuer
 from tests.fakes.discord_server import FakeDiscordServer
 from tests.integration.bot.harness import running_bot
 from tests.integration.processes import Worker
-from workers.enqueue import CeleryEnqueuer
+from tests.support.jobs import settled
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -89,7 +89,8 @@ def test_summarize_runs_through_the_pipeline_to_the_followup(
                         job = session.scalars(
                             select(Job).where(Job.guild_id == str(w.guild.id))
                         ).one()
-                    if JobStatus(job.status).finished:
+                    if (ended := settled(h.session_factory, job.id)) is not None:
+                        job = ended
                         break
                     assert time.monotonic() < deadline, worker.log.read_text()[-4000:]
                     await asyncio.sleep(0.3)
@@ -172,15 +173,13 @@ def test_summary_is_delivered_into_the_interaction_reply(
                     str(job.id), CachedFetch(channel=channel, count=len(posted), skipped=0)
                 )
                 now = datetime.now(UTC)
-                state.advance(h.session_factory, job.id, JobStatus.FETCHING, now=now)
-                state.advance(
+                lifecycle.move(h.session_factory, job.id, lifecycle.Move.START_FETCH, now=now)
+                lifecycle.move(
                     h.session_factory,
                     job.id,
-                    JobStatus.SUMMARIZING,
+                    lifecycle.Move.FETCHED,
                     now=now,
                     message_count=len(posted),
-                    channel_id=str(w.general.id),
-                    guild_id=str(w.guild.id),
                 )
                 CeleryEnqueuer(app).enqueue(SUMMARIZE, str(job.id))
                 deadline = time.monotonic() + 90
@@ -188,7 +187,8 @@ def test_summary_is_delivered_into_the_interaction_reply(
                     with h.session_factory() as session:
                         current = session.get(Job, job.id)
                         assert current is not None
-                    if JobStatus(current.status).finished:
+                    if (ended := settled(h.session_factory, job.id)) is not None:
+                        current = ended
                         break
                     assert time.monotonic() < deadline, worker.log.read_text()[-4000:]
                     await asyncio.sleep(0.3)

@@ -16,11 +16,12 @@ from sqlalchemy import select
 from producers.bot.feedback import feedback_custom_id, feedback_row
 from producers.bot.store import update_guild_config
 from schema.models.feedback import SummaryFeedback
-from schema.models.jobs import Job, JobStatus, Summary
+from schema.models.jobs import Job, Summary
 from schema.models.usage import UsageLedger
+from shared import lifecycle
 from shared.jobs import DiscordChannelSource, parse_params
+from shared.lifecycle import Move
 from shared.llm.models import ModelRegistry
-from shared.pipeline import state
 from tests.fakes.discord_state import READ_MESSAGE_HISTORY, Message
 from tests.integration.bot.harness import BotHarness, running_bot
 from tests.unit.bot.gateway import member_json
@@ -67,20 +68,18 @@ def test_progress_edits_a_reply_that_the_summary_does_not_replace(
             job = the_job(h)
             assert field(h.original(token), "Messages") == "counted when read"
             now = datetime.now(UTC)
-            state.advance(
+            lifecycle.move(
                 h.session_factory,
                 job.id,
-                JobStatus.FETCHING,
+                Move.START_FETCH,
                 now=now,
                 progress={"messages_total": 40, "messages_fetched": 10},
             )
             await eventually(lambda: "(10/40)" in field(h.original(token), "Progress"))
-            state.advance(
-                h.session_factory, job.id, JobStatus.SUMMARIZING, now=now, message_count=40
-            )
+            lifecycle.move(h.session_factory, job.id, Move.FETCHED, now=now, message_count=40)
             await eventually(lambda: field(h.original(token), "Messages") == "40")
             assert "⏳ Summarizing" in field(h.original(token), "Progress")
-            state.advance(h.session_factory, job.id, JobStatus.COMPLETED, now=now)
+            lifecycle.move(h.session_factory, job.id, Move.SUMMARIZED, now=now)
             await eventually(lambda: h.original(token).embeds[0]["title"] == "Summary ready")  # type: ignore[union-attr]
             assert field(h.original(token), "Progress").endswith("✅ Done")
             await eventually(lambda: job.id not in h.runtime.tracker)
@@ -97,14 +96,15 @@ def test_progress_leaves_the_reply_to_the_summary_but_shows_failures(
             token = await h.command("summarize", [], user=w.bob, channel=w.general)
             job = the_job(h)
             now = datetime.now(UTC)
-            state.advance(
-                h.session_factory, job.id, JobStatus.SUMMARIZING, now=now, message_count=12
-            )
+            lifecycle.move(h.session_factory, job.id, Move.START_FETCH, now=now)
+            lifecycle.move(h.session_factory, job.id, Move.FETCHED, now=now, message_count=12)
             await asyncio.sleep(0.8)  # several poll rounds
             shown = field(h.original(token), "Progress")
             assert "⏳ Summarizing" not in shown  # the deliver stage owns the reply from here
             assert job.id in h.runtime.tracker
-            state.fail(h.session_factory, job.id, reason="the channel was deleted", now=now)
+            lifecycle.move(
+                h.session_factory, job.id, Move.FAIL, now=now, error="the channel was deleted"
+            )
             await eventually(lambda: h.original(token).embeds[0]["title"] == "Summary failed")  # type: ignore[union-attr]
             assert field(h.original(token), "Why") == "the channel was deleted"
 
@@ -319,7 +319,7 @@ def test_progress_stops_when_the_reply_is_gone_or_the_token_died(
             original = h.original(token)
             assert original is not None
             h.fake.messages.pop(original.id)  # someone deleted the reply
-            state.advance(h.session_factory, first.id, JobStatus.FETCHING, now=datetime.now(UTC))
+            lifecycle.move(h.session_factory, first.id, Move.START_FETCH, now=datetime.now(UTC))
             await eventually(lambda: first.id not in h.runtime.tracker)
 
             await h.command(
@@ -330,7 +330,7 @@ def test_progress_stops_when_the_reply_is_gone_or_the_token_died(
                     select(Job).where(Job.guild_id == str(w.guild.id), Job.id != first.id)
                 ).one()
             h.fake.config.interaction_ttl_s = 0.0  # every interaction token is now expired
-            state.advance(h.session_factory, second.id, JobStatus.FETCHING, now=datetime.now(UTC))
+            lifecycle.move(h.session_factory, second.id, Move.START_FETCH, now=datetime.now(UTC))
             await eventually(lambda: second.id not in h.runtime.tracker)
 
     asyncio.run(scenario())

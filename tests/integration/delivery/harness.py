@@ -21,12 +21,10 @@ from sqlalchemy.orm import Session, sessionmaker
 import celeryconfig
 from schema.models.jobs import Delivery
 from shared.delivery.config import load_delivery_settings
-from shared.delivery.redrive import redrive_deliveries
-from shared.jobs import DELIVER
+from shared.jobs import DELIVER, CeleryEnqueuer
 from shared.settings import Settings, load_settings
 from tests.integration.processes import CLI
-from tests.unit.delivery.helpers import make_services
-from workers.enqueue import CeleryEnqueuer
+from tests.unit.delivery.helpers import make_services, redrive
 
 __all__ = ["DeliverWorkers", "Sweeper", "counts", "deliver_env", "publisher"]
 
@@ -138,7 +136,7 @@ class Sweeper:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            report = redrive_deliveries(self.services, self.delivery)
+            report = redrive(self.services, self.delivery)
             self.passes += 1
             self.enqueued += report.enqueued
 

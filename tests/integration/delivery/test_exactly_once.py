@@ -21,7 +21,7 @@ from schema.models.jobs import Delivery, Job
 from shared.crypto import SecretBox, generate_key
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
-from shared.delivery.webhooks import webhook_id_for
+from shared.signing import webhook_id_for
 from tests.fakes.discord_limits import DEFAULT_LIMITS, FakeConfig, RouteLimit
 from tests.fakes.discord_server import FakeDiscordServer, seed_basic
 from tests.fakes.webhook_receiver import WebhookReceiver
@@ -75,13 +75,14 @@ def test_every_summary_lands_exactly_once_while_workers_are_killed(
     ):
         world = seed_basic(discord.fake)
         env.update(DISCORD_TOKEN=world.token, DISCORD_API_BASE=discord.api_base)
-        endpoint_id, secret = add_endpoint(factory, box, f"{receiver.url}/hook")
+        guild = str(world.guild.id)
+        endpoint_id, secret = add_endpoint(factory, box, f"{receiver.url}/hook", guild_id=guild)
         receiver.secrets = [secret]
         targets = [
             {"kind": "webhook", "endpoint_id": str(endpoint_id)},
             {"kind": "channel", "channel_id": str(world.general.id)},
         ]
-        fans = [add_summary(factory, targets) for _ in range(SUMMARIES)]
+        fans = [add_summary(factory, targets, guild_id=guild) for _ in range(SUMMARIES)]
         summary_ids = [f.summary_id for f in fans]
         workers = DeliverWorkers(env, tmp_path, count=2, concurrency=2)
         try:

@@ -24,7 +24,10 @@ from shared.digests.dispatch import (
 )
 from shared.digests.spec import next_run, parse_schedule
 from shared.jobs import FETCH, parse_params
-from tests.unit.ops.helpers import RecordingEnqueuer, add_schedule, clear
+from shared.tenancy import ChannelDirectory
+from tests.fakes.enqueuer import RecordingEnqueuer
+from tests.support.discord_tenants import DiscordTenants, open_directory
+from tests.unit.ops.helpers import add_schedule, clear, digest_core
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +39,22 @@ def _empty(factory: sessionmaker[Session]) -> Iterator[None]:
     clear(factory)
     yield
     clear(factory)
+
+
+@pytest.fixture
+def tenant(discord_tenants: DiscordTenants) -> tuple[str, str]:
+    """The guild (and a channel of it) every schedule of a test summarizes and posts to."""
+    return discord_tenants.tenant()
+
+
+def _add(factory: sessionmaker[Session], tenant: tuple[str, str], text: str, **kw: Any) -> Any:
+    return add_schedule(factory, text, guild=tenant[0], channel_id=tenant[1], **kw)
+
+
+def _dispatch(
+    factory: sessionmaker[Session], directory: ChannelDirectory, enqueuer: Any, now: datetime
+) -> Any:
+    return dispatch_due_digests(digest_core(factory, directory, enqueuer=enqueuer), now=now)
 
 
 def _runs(factory: sessionmaker[Session]) -> list[ScheduleRun]:
@@ -57,30 +76,36 @@ def _beat(
     replay: bool,
     barrier: Any,
     results: Any,
+    discord: tuple[str, str],
 ) -> None:
     """One beat process: dispatch every tick from ``start`` to ``end``; report what it sent."""
     engine = make_engine(url)
     enqueuer = RecordingEnqueuer()
     error = None
+    directory, close = open_directory(*discord)
     try:
-        factory = make_sessionmaker(engine)
+        core = digest_core(make_sessionmaker(engine), directory, enqueuer=enqueuer)
         now = start
         while now <= end:
             barrier.wait()
-            dispatch_due_digests(factory, enqueuer, now=now)
+            dispatch_due_digests(core, now=now)
             if replay:
-                dispatch_due_digests(factory, enqueuer, now=now)
+                dispatch_due_digests(core, now=now)
             now += TICK
     except BaseException as exc:  # reported to the test, which fails on it
         error = repr(exc)
         barrier.abort()
     finally:
+        close()
         engine.dispose()
     results.put((error, list(enqueuer.sent)))
 
 
 def test_two_beats_for_an_hour_create_each_run_once(
-    ops_db: str, factory: sessionmaker[Session]
+    ops_db: str,
+    factory: sessionmaker[Session],
+    discord_tenants: DiscordTenants,
+    tenant: tuple[str, str],
 ) -> None:
     start = datetime(2026, 3, 2, 8, 0, 10, tzinfo=UTC)
     end = start + timedelta(hours=1)
@@ -94,14 +119,18 @@ def test_two_beats_for_an_hour_create_each_run_once(
         "every weekday 08:40",
         "weekly tue 08:00",  # not inside the hour (Monday)
     ] * 3
-    ids = {add_schedule(factory, text, now=start): text for text in texts}
+    ids = {_add(factory, tenant, text, now=start): text for text in texts}
     # Two beat processes on the same simulated clock, in lockstep tick by tick so that they
     # really race; the second also replays every tick (a late, duplicated beat message).
     spawn = multiprocessing.get_context("spawn")
     barrier = spawn.Barrier(2, timeout=60)
+    discord = (discord_tenants.server.api_base, discord_tenants.token)
     results = spawn.Queue()
     beats = [
-        spawn.Process(target=_beat, args=(ops_db, start, end, replay, barrier, results))
+        spawn.Process(
+            target=_beat,
+            args=(ops_db, start, end, replay, barrier, results, discord),
+        )
         for replay in (False, True)
     ]
     for process in beats:
@@ -141,17 +170,21 @@ def test_two_beats_for_an_hour_create_each_run_once(
         assert job.progress["digest"]["run_id"] == str(run.id)
 
 
-def test_missed_ticks_are_caught_up_once(factory: sessionmaker[Session]) -> None:
+def test_missed_ticks_are_caught_up_once(
+    factory: sessionmaker[Session], discord_tenants: DiscordTenants, tenant: tuple[str, str]
+) -> None:
     start = datetime(2026, 6, 1, 10, 0, 5, tzinfo=UTC)
-    schedule_id = add_schedule(factory, "hourly", now=start)
+    schedule_id = _add(factory, tenant, "hourly", now=start)
     enqueuer = RecordingEnqueuer()
-    first = dispatch_due_digests(factory, enqueuer, now=start + timedelta(hours=1))
+    first = _dispatch(factory, discord_tenants.directory, enqueuer, now=start + timedelta(hours=1))
     assert first.runs_created == 1
     # Beat (or every worker) is down for five hours; then one tick comes.
     later = start + timedelta(hours=6, minutes=20)
-    caught_up = dispatch_due_digests(factory, enqueuer, now=later)
+    caught_up = _dispatch(factory, discord_tenants.directory, enqueuer, now=later)
     assert caught_up.runs_created == 1
-    assert dispatch_due_digests(factory, enqueuer, now=later + TICK).runs_created == 0
+    assert (
+        _dispatch(factory, discord_tenants.directory, enqueuer, now=later + TICK).runs_created == 0
+    )
     runs = _runs(factory)
     assert [(r.window_start, r.window_end) for r in runs] == [
         (datetime(2026, 6, 1, 10, tzinfo=UTC), datetime(2026, 6, 1, 11, tzinfo=UTC)),
@@ -166,28 +199,33 @@ def test_missed_ticks_are_caught_up_once(factory: sessionmaker[Session]) -> None
 
 
 def test_a_long_outage_is_one_run_capped_at_the_catch_up_window(
-    factory: sessionmaker[Session],
+    factory: sessionmaker[Session], discord_tenants: DiscordTenants, tenant: tuple[str, str]
 ) -> None:
     start = datetime(2026, 1, 1, 0, 0, 5, tzinfo=UTC)
-    add_schedule(factory, "cron */5 * * * *", now=start)
+    _add(factory, tenant, "cron */5 * * * *", now=start)
     enqueuer = RecordingEnqueuer()
-    dispatch_due_digests(factory, enqueuer, now=start + timedelta(minutes=5))
+    _dispatch(factory, discord_tenants.directory, enqueuer, now=start + timedelta(minutes=5))
     now = start + timedelta(days=90, seconds=7)
-    assert dispatch_due_digests(factory, enqueuer, now=now).runs_created == 1
+    assert _dispatch(factory, discord_tenants.directory, enqueuer, now=now).runs_created == 1
     last = _runs(factory)[-1]
     assert last.window_end == datetime(2026, 4, 1, 0, 0, tzinfo=UTC)
     assert last.window_end - last.window_start == timedelta(days=31)
 
 
 def _simulate(
-    factory: sessionmaker[Session], texts: list[str], start: datetime, end: datetime
+    factory: sessionmaker[Session],
+    tenants: DiscordTenants,
+    tenant: tuple[str, str],
+    texts: list[str],
+    start: datetime,
+    end: datetime,
 ) -> list[list[datetime]]:
     """Tick every minute from ``start`` to ``end``; the firing times of each schedule."""
     clear(factory)
-    ids = [add_schedule(factory, text, now=start) for text in texts]
+    ids = [_add(factory, tenant, text, now=start) for text in texts]
     enqueuer, now = RecordingEnqueuer(), start
     while now < end:
-        dispatch_due_digests(factory, enqueuer, now=now)
+        _dispatch(factory, tenants.directory, enqueuer, now=now)
         now += 2 * TICK
     fired: dict[uuid.UUID, list[datetime]] = {}
     for run in _runs(factory):
@@ -195,10 +233,14 @@ def _simulate(
     return [fired.get(i, []) for i in ids]
 
 
-def test_dst_changes_fire_at_the_right_local_time(factory: sessionmaker[Session]) -> None:
+def test_dst_changes_fire_at_the_right_local_time(
+    factory: sessionmaker[Session], discord_tenants: DiscordTenants, tenant: tuple[str, str]
+) -> None:
     texts = ["daily 02:30 Europe/Berlin", "daily 09:00 Europe/Berlin", "hourly Europe/Berlin"]
     gap, nine, hourly = _simulate(
         factory,
+        discord_tenants,
+        tenant,
         texts,
         datetime(2026, 3, 28, 23, 0, 3, tzinfo=UTC),
         datetime(2026, 3, 29, 9, tzinfo=UTC),
@@ -209,6 +251,8 @@ def test_dst_changes_fire_at_the_right_local_time(factory: sessionmaker[Session]
     assert hourly == [datetime(2026, 3, 29, h, tzinfo=UTC) for h in range(9)]
     fall, nine, hourly = _simulate(
         factory,
+        discord_tenants,
+        tenant,
         texts,
         datetime(2026, 10, 24, 23, 0, 3, tzinfo=UTC),
         datetime(2026, 10, 25, 9, tzinfo=UTC),
@@ -221,19 +265,22 @@ def test_dst_changes_fire_at_the_right_local_time(factory: sessionmaker[Session]
 
 
 def test_a_dispatcher_dying_after_the_commit_loses_no_digest(
-    factory: sessionmaker[Session],
+    factory: sessionmaker[Session], discord_tenants: DiscordTenants, tenant: tuple[str, str]
 ) -> None:
     start = datetime(2026, 6, 1, 10, 0, 5, tzinfo=UTC)
-    add_schedule(factory, "hourly", now=start)
+    _add(factory, tenant, "hourly", now=start)
     broken = RecordingEnqueuer(fail_first=1)  # the broker is down when the job is published
     due = start + timedelta(hours=1)
-    result = dispatch_due_digests(factory, broken, now=due)
+    result = _dispatch(factory, discord_tenants.directory, broken, now=due)
     assert (result.runs_created, result.jobs_submitted) == (1, 0)
     (run,) = _runs(factory)
     assert run.job_id is None  # the run is the outbox: it waits for its job
     # Within the grace period nothing is resubmitted; after it, the run gets its job.
-    assert dispatch_due_digests(factory, broken, now=due + TICK).orphans_resubmitted == 0
-    retry = dispatch_due_digests(factory, broken, now=due + ORPHAN_GRACE + TICK)
+    assert (
+        _dispatch(factory, discord_tenants.directory, broken, now=due + TICK).orphans_resubmitted
+        == 0
+    )
+    retry = _dispatch(factory, discord_tenants.directory, broken, now=due + ORPHAN_GRACE + TICK)
     assert retry.orphans_resubmitted == 1
     with factory() as session:
         jobs = session.scalars(select(Job)).all()

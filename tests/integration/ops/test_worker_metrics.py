@@ -30,9 +30,11 @@ from sqlalchemy.orm import Session, sessionmaker
 import celeryconfig
 from producers.cli.main import demo_export
 from schema.models.jobs import Job
-from shared.jobs import ExportFileSource, JobParams, submit_job
+from shared.crypto import SecretBox, generate_key
+from shared.jobs import CeleryEnqueuer, ExportFileSource, JobParams
+from shared.services.core import Actor, Core
+from shared.services.jobs import submit_job
 from shared.sources.export_file import open_export
-from workers.enqueue import CeleryEnqueuer
 
 pytestmark = pytest.mark.integration
 
@@ -134,8 +136,11 @@ def _submit(env: dict[str, str], factory: sessionmaker[Session], export: Path) -
     # No destination: delivery is another issue's work in progress; its metric is tested
     # through the signal hooks directly (tests/unit/ops/test_metrics.py).
     params = JobParams(source=ExportFileSource(path=str(export)))
+    core = Core(
+        session_factory=factory, enqueuer=CeleryEnqueuer(app), box=SecretBox([generate_key()])
+    )
     submission = submit_job(
-        factory, CeleryEnqueuer(app), params=params, origin="api", requested_by=REQUESTER
+        core, Actor(origin="cli", guild_id=None, requested_by=REQUESTER, local=True), params
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -174,7 +179,7 @@ def test_worker_metrics_and_logs_while_a_job_runs(
         assert _value(text, "job_queue_size", queue=queue) is not None, queue
     assert _value(text, "summary_requests_total", type="structured", status="completed") == 1.0
     assert _value(text, "summary_processing_seconds_count", type="structured") == 1.0
-    assert _value(text, "summary_jobs_finished_total", origin="api", status="completed") == 1.0
+    assert _value(text, "summary_jobs_finished_total", origin="cli", status="completed") == 1.0
     for stage in ("fetch", "summarize"):
         assert (_value(text, "summary_stage_seconds_count", stage=stage) or 0) >= 1, stage
     assert _value(text, "summary_llm_tokens_total", kind="prompt") is not None

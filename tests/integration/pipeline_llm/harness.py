@@ -2,7 +2,7 @@
 
 :class:`Harness` builds the services a worker would (Redis message cache, Redis limiter,
 breaker, notes cache and scratch under a key prefix of the test's own), installs them for the
-embedded worker, submits jobs through :func:`shared.jobs.submit_job` and waits for them.
+embedded worker, submits jobs through :func:`shared.services.jobs.submit_job` and waits for them.
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ from schema.models.jobs import Job, Summary
 from schema.models.usage import UsageLedger
 from shared.cache import RedisMessageCache
 from shared.domain.messages import ChannelInfo, ChatMessage
-from shared.jobs import Destination, ExportFileSource, JobParams, submit_job
+from shared.jobs import CeleryEnqueuer, Destination, ExportFileSource, JobParams
 from shared.llm.client import LLMClient
 from shared.llm.config import LLMSettings
 from shared.pipeline.services import Services
-from shared.pipeline.state import FINISHED
+from shared.services.core import OPERATOR
+from shared.services.jobs import submit_job
 from shared.settings import Settings
 from shared.summarize.content import SummaryContent, SummaryFormat
 from shared.summarize.extractive.summarizer import ExtractiveSummarizer
@@ -37,7 +38,7 @@ from shared.summarize.llm.backend import LLMBackend
 from shared.summarize.llm.notes_cache import RedisNotesCache, RedisScratchStore
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support.irc import read_irc_log, write_export
-from workers.enqueue import CeleryEnqueuer
+from tests.support.jobs import settled
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "irc-dev"
 EXPORTED_AT = datetime(2030, 1, 1, tzinfo=UTC)
@@ -167,32 +168,27 @@ class Harness:
             language=language,
             destinations=destinations or [],
         )
-        return submit_job(
-            self.session_factory, self.services.enqueuer, params=params, origin="test"
-        ).job_id
+        return submit_job(self.services.core(), OPERATOR, params).job_id
 
     def wait(self, job_id: uuid.UUID, *, timeout: float = 90.0) -> Run:
         """Wait until the job finished; return it with its summary and usage."""
         deadline = time.monotonic() + timeout
-        while True:
-            with self.session_factory() as session:
-                job = session.get(Job, job_id)
-                assert job is not None
-                if job.status in FINISHED:
-                    summary = session.scalars(
-                        select(Summary).where(Summary.job_id == job_id)
-                    ).one_or_none()
-                    usage = list(
-                        session.scalars(
-                            select(UsageLedger)
-                            .where(UsageLedger.job_id == job_id)
-                            .order_by(UsageLedger.id)
-                        )
-                    )
-                    return Run(job, summary, usage, session.get(SummaryPlan, job_id))
+        while settled(self.session_factory, job_id) is None:
             if time.monotonic() > deadline:
-                raise AssertionError(f"job {job_id} still {job.status} after {timeout} s")
+                with self.session_factory() as session:
+                    job = session.get(Job, job_id)
+                raise AssertionError(f"job {job_id} still {job and job.status} after {timeout} s")
             time.sleep(0.05)
+        with self.session_factory() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            summary = session.scalars(select(Summary).where(Summary.job_id == job_id)).one_or_none()
+            usage = list(
+                session.scalars(
+                    select(UsageLedger).where(UsageLedger.job_id == job_id).order_by(UsageLedger.id)
+                )
+            )
+            return Run(job, summary, usage, session.get(SummaryPlan, job_id))
 
     def run(self, path: Path, **kwargs: Any) -> Run:
         """Submit and wait."""

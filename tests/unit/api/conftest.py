@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,21 +27,13 @@ from shared.crypto import SecretBox, generate_key
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
 from shared.settings import Settings, load_settings
+from tests.fakes.enqueuer import RecordingEnqueuer
+from tests.support.discord_tenants import DiscordTenants
 
 
 def snowflake() -> str:
     """A random Discord-like id (18 digits)."""
     return str(random.randint(10**17, 10**18 - 1))
-
-
-class RecordingEnqueuer:
-    """Records published tasks (the Celery publisher is covered by the integration test)."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, tuple[str, ...]]] = []
-
-    def enqueue(self, task_name: str, *args: str) -> None:
-        self.sent.append((task_name, args))
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +82,7 @@ def box() -> SecretBox:
 
 @dataclass
 class Api:
-    """One app under test and helpers to make keys for it."""
+    """One app under test, two guilds of the fake Discord (each with a channel), key helpers."""
 
     app: FastAPI
     client: TestClient
@@ -99,8 +91,15 @@ class Api:
     redis: redis.Redis[Any]
     box: SecretBox
     prefix: str
-    guild: str = field(default_factory=snowflake)
-    other_guild: str = field(default_factory=snowflake)
+    discord: DiscordTenants
+    guild: str = ""
+    channel: str = ""
+    other_guild: str = ""
+    other_channel: str = ""
+
+    def __post_init__(self) -> None:
+        self.guild, self.channel = self.discord.tenant()
+        self.other_guild, self.other_channel = self.discord.tenant()
 
     def key(
         self,
@@ -132,10 +131,13 @@ def make_api(
     redis_client: redis.Redis[Any],
     prefix: str,
     box: SecretBox,
+    discord_tenants: DiscordTenants,
 ) -> Iterator[Callable[..., Api]]:
     clients: list[TestClient] = []
 
-    def build(*, options: ApiOptions | None = None, **kwargs: Any) -> Api:
+    def build(
+        *, options: ApiOptions | None = None, without_discord: bool = False, **kwargs: Any
+    ) -> Api:
         enqueuer = RecordingEnqueuer()
         app = create_app(
             settings,
@@ -143,11 +145,14 @@ def make_api(
             redis=redis_client,
             enqueuer=enqueuer,
             box=box,
+            directory=None if without_discord else discord_tenants.directory,
             options=options or ApiOptions(redis_prefix=prefix),
         )
         client = TestClient(app, **kwargs)
         clients.append(client)
-        return Api(app, client, enqueuer, session_factory, redis_client, box, prefix)
+        return Api(
+            app, client, enqueuer, session_factory, redis_client, box, prefix, discord_tenants
+        )
 
     yield build
     for client in clients:

@@ -22,7 +22,8 @@ from shared.crypto import SecretBox, generate_key
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.errors import ConfigError
 from shared.settings import Settings, load_settings
-from tests.unit.api.conftest import Api, RecordingEnqueuer
+from tests.fakes.enqueuer import RecordingEnqueuer
+from tests.unit.api.conftest import Api
 
 pytestmark = pytest.mark.integration
 
@@ -143,7 +144,7 @@ def test_lifespan_builds_and_closes_its_own_resources(
     with TestClient(app) as client:
         assert client.get("/readyz").status_code == 200
         resources = app.state.resources
-        assert resources.enqueuer.__class__.__name__ == "CeleryEnqueuer"
+        assert resources.core.enqueuer.__class__.__name__ == "CeleryEnqueuer"
     assert app.state.resources is None
     with TestClient(app, raise_server_exceptions=False) as client:
         app.state.resources = None

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from schema.models.jobs import Job
 from shared.idempotency import fingerprint
-from tests.unit.api.conftest import Api, snowflake
+from tests.unit.api.conftest import Api
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ def _jobs_of(api: Api) -> int:
 
 def test_same_key_and_body_replays_the_first_response(api: Api) -> None:
     token = api.key(("jobs:write",))
-    body = {"channel_id": snowflake(), "window": {"hours": 3}}
+    body = {"channel_id": api.channel, "window": {"hours": 3}}
     headers = api.auth(token) | {"Idempotency-Key": "order-42"}
     first = api.client.post("/v1/jobs", headers=headers, json=body)
     assert first.status_code == 202
@@ -49,9 +49,10 @@ def test_same_key_and_body_replays_the_first_response(api: Api) -> None:
 def test_same_key_with_another_body_or_path_is_422(api: Api) -> None:
     token = api.key(("admin",))
     headers = api.auth(token) | {"Idempotency-Key": "k-1"}
-    first = api.client.post("/v1/jobs", headers=headers, json={"channel_id": snowflake()})
+    first = api.client.post("/v1/jobs", headers=headers, json={"channel_id": api.channel})
     assert first.status_code == 202
-    other = api.client.post("/v1/jobs", headers=headers, json={"channel_id": snowflake()})
+    other_channel = api.discord.channel(api.guild)
+    other = api.client.post("/v1/jobs", headers=headers, json={"channel_id": other_channel})
     assert other.status_code == 422
     assert other.json()["type"].endswith("/idempotency-key-reused")
     elsewhere = api.client.post(
@@ -63,7 +64,7 @@ def test_same_key_with_another_body_or_path_is_422(api: Api) -> None:
 
 def test_in_flight_key_is_409(api: Api) -> None:
     token = api.key(("jobs:write",))
-    body = {"channel_id": snowflake()}
+    body = {"channel_id": api.channel}
     resources = api.app.state.resources
     raw = json.dumps(body).encode()
     # Another replica is still running this request: the key is claimed, not completed.
@@ -96,22 +97,22 @@ def test_failed_requests_are_not_stored(api: Api) -> None:
         "/v1/jobs",
         headers=headers,
         json={
-            "channel_id": snowflake(),
+            "channel_id": api.channel,
             "destinations": [{"kind": "webhook", "endpoint_id": unknown}],
         },
     )
-    assert refused.status_code == 422
+    assert refused.status_code == 404
     invalid = api.client.post("/v1/jobs", headers=headers, json={"channel_id": "nope"})
     assert invalid.status_code == 422
     # Neither failure holds the key: a corrected request with it goes through.
-    fixed = api.client.post("/v1/jobs", headers=headers, json={"channel_id": snowflake()})
+    fixed = api.client.post("/v1/jobs", headers=headers, json={"channel_id": api.channel})
     assert fixed.status_code == 202
     assert "idempotent-replayed" not in fixed.headers
 
 
 def test_keys_are_scoped_per_api_key(api: Api) -> None:
     first, second = api.key(("jobs:write",)), api.key(("jobs:write",))
-    body = {"channel_id": snowflake()}
+    body = {"channel_id": api.channel}
     a = api.client.post(
         "/v1/jobs", headers=api.auth(first) | {"Idempotency-Key": "shared"}, json=body
     )
@@ -126,7 +127,7 @@ def test_keys_are_scoped_per_api_key(api: Api) -> None:
 def test_job_row_is_the_durable_backstop_when_redis_forgets(api: Api) -> None:
     token = api.key(("jobs:write",))
     headers = api.auth(token) | {"Idempotency-Key": "durable"}
-    body = {"channel_id": snowflake()}
+    body = {"channel_id": api.channel}
     first = api.client.post("/v1/jobs", headers=headers, json=body)
     api.redis.delete(api.app.state.resources.idempotency.record_key(token.split("_")[1], "durable"))
     second = api.client.post("/v1/jobs", headers=headers, json=body)
@@ -142,7 +143,7 @@ def test_malformed_keys_are_400(api: Api, value: str) -> None:
     response = api.client.post(
         "/v1/jobs",
         headers={**api.auth(token), "Idempotency-Key": value.encode()},  # type: ignore[dict-item]
-        json={"channel_id": snowflake()},
+        json={"channel_id": api.channel},
     )
     assert response.status_code == 400
     assert response.json()["type"].endswith("/invalid-idempotency-key")

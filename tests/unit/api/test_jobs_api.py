@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from schema.models.jobs import Job, JobStatus
 from shared.jobs import FETCH, JobParams
-from tests.unit.api.conftest import Api, snowflake
+from tests.unit.api.conftest import Api
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ def _job(api: Api, job_id: str) -> Job:
 
 def test_submit_records_and_enqueues_a_job(api: Api) -> None:
     token = api.key(("jobs:write",))
-    channel = snowflake()
+    channel = api.channel
     before = datetime.now(UTC)
     response = api.client.post(
         "/v1/jobs",
@@ -41,7 +41,7 @@ def test_submit_records_and_enqueues_a_job(api: Api) -> None:
     assert body["format"] == "brief"
     job = _job(api, body["id"])
     assert job.origin == "api"
-    assert job.requested_by == token.split("_")[1]
+    assert job.requested_by == f"api:{token.split('_')[1]}"
     source = job.params["source"]
     assert source["kind"] == "discord_channel"
     assert source["guild_id"] == api.guild
@@ -67,7 +67,7 @@ def test_submit_records_and_enqueues_a_job(api: Api) -> None:
 def test_window_forms(api: Api, window: dict[str, object], expected: dict[str, object]) -> None:
     token = api.key(("jobs:write",))
     response = api.client.post(
-        "/v1/jobs", headers=api.auth(token), json={"channel_id": snowflake(), "window": window}
+        "/v1/jobs", headers=api.auth(token), json={"channel_id": api.channel, "window": window}
     )
     assert response.status_code == 202, response.text
     source = _job(api, response.json()["id"]).params["source"]
@@ -157,13 +157,13 @@ def test_malformed_json_and_wrong_types_are_422(api: Api) -> None:
 def test_guild_in_body_must_be_the_keys(api: Api) -> None:
     token = api.key(("jobs:write",))
     same = api.client.post(
-        "/v1/jobs", headers=api.auth(token), json={"guild_id": api.guild, "channel_id": snowflake()}
+        "/v1/jobs", headers=api.auth(token), json={"guild_id": api.guild, "channel_id": api.channel}
     )
     assert same.status_code == 202
     other = api.client.post(
         "/v1/jobs",
         headers=api.auth(token),
-        json={"guild_id": api.other_guild, "channel_id": snowflake()},
+        json={"guild_id": api.other_guild, "channel_id": api.channel},
     )
     assert other.status_code == 404
     assert other.json()["detail"].startswith(f"no guild {api.other_guild}")
@@ -184,24 +184,24 @@ def test_webhook_destinations_must_belong_to_the_guild(api: Api) -> None:
         "/v1/jobs",
         headers=api.auth(admin),
         json={
-            "channel_id": snowflake(),
+            "channel_id": api.channel,
             "destinations": [{"kind": "webhook", "endpoint_id": foreign}],
         },
     )
-    assert refused.status_code == 422
-    assert f"no webhook endpoint {foreign} in this guild" in refused.json()["detail"]
+    assert refused.status_code == 404
+    assert f"no webhook endpoint {foreign} in this server" in refused.json()["detail"]
     response = api.client.post(
         "/v1/jobs",
         headers=api.auth(admin),
         json={
-            "channel_id": snowflake(),
+            "channel_id": api.channel,
             "destinations": [{"kind": "webhook", "endpoint_id": mine}],
         },
     )
     try:
         JobParams.model_validate(
             {
-                "source": {"kind": "discord_channel", "channel_id": snowflake(), "limit": 1},
+                "source": {"kind": "discord_channel", "channel_id": api.channel, "limit": 1},
                 "destinations": [{"kind": "webhook", "endpoint_id": mine}],
             }
         )
@@ -219,7 +219,7 @@ def test_get_job_shows_stage_progress_and_error(api: Api) -> None:
     writer = api.key(("jobs:write",))
     reader = api.key(("summaries:read",))
     job_id = api.client.post(
-        "/v1/jobs", headers=api.auth(writer), json={"channel_id": snowflake()}
+        "/v1/jobs", headers=api.auth(writer), json={"channel_id": api.channel}
     ).json()["id"]
     with api.session_factory() as session, session.begin():
         job = session.get(Job, uuid.UUID(job_id))
@@ -251,7 +251,7 @@ def test_get_job_shows_stage_progress_and_error(api: Api) -> None:
 def test_cancel_unfinished_job_and_refuse_finished_one(api: Api) -> None:
     token = api.key(("jobs:write",))
     job_id = api.client.post(
-        "/v1/jobs", headers=api.auth(token), json={"channel_id": snowflake()}
+        "/v1/jobs", headers=api.auth(token), json={"channel_id": api.channel}
     ).json()["id"]
     first = api.client.delete(f"/v1/jobs/{job_id}", headers=api.auth(token))
     assert first.status_code == 200
@@ -265,7 +265,7 @@ def test_cancel_unfinished_job_and_refuse_finished_one(api: Api) -> None:
     assert job.error == "cancelled through the API"
 
     done_id = api.client.post(
-        "/v1/jobs", headers=api.auth(token), json={"channel_id": snowflake()}
+        "/v1/jobs", headers=api.auth(token), json={"channel_id": api.channel}
     ).json()["id"]
     with api.session_factory() as session, session.begin():
         job = session.get(Job, uuid.UUID(done_id))

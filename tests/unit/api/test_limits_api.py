@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from producers.api.resources import ApiOptions
-from producers.api.signing import generate_secret, sign
 from schema.models.tenancy import ApiKey
-from tests.unit.api.conftest import Api, snowflake
+from shared.signing import generate_secret, sign
+from tests.unit.api.conftest import Api
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ def test_default_rate_limit_applies_without_a_per_key_one(
 def test_bodies_over_64_kib_are_413(api: Api) -> None:
     token = api.key(("jobs:write",))
     padding = "x" * (64 * 1024)
-    big = json.dumps({"channel_id": snowflake(), "language": padding}).encode()
+    big = json.dumps({"channel_id": api.channel, "language": padding}).encode()
     declared = api.client.post(
         "/v1/jobs", headers=api.auth(token) | {"Content-Type": "application/json"}, content=big
     )
@@ -105,7 +105,7 @@ def _signed_key(api: Api) -> tuple[str, str]:
 
 def test_signed_requests(api: Api) -> None:
     token, secret = _signed_key(api)
-    body = json.dumps({"channel_id": snowflake()}).encode()
+    body = json.dumps({"channel_id": api.channel}).encode()
     now = int(time.time())
 
     def post(msg_id: str | None, timestamp: int | None, signature: str | None) -> int:
@@ -121,18 +121,18 @@ def test_signed_requests(api: Api) -> None:
             assert response.headers["content-type"] == "application/problem+json"
         return response.status_code
 
-    good = sign(secret, "msg_1", now, body)
+    good = sign("msg_1", now, body, [secret])
     assert post("msg_1", now, "v1,bm9wZQ== " + good) == 202
     assert post("msg_1", now, good) == 401  # replayed id
     assert post(None, None, None) == 401
     assert post("msg_2", now, None) == 401
-    assert post("msg_3", now, sign(secret, "msg_3", now, body + b" ")) == 401
+    assert post("msg_3", now, sign("msg_3", now, body + b" ", [secret])) == 401
     # Past the 300 s tolerance by more than the seconds this test may take on a busy machine.
-    assert post("msg_4", now - 320, sign(secret, "msg_4", now - 320, body)) == 401
-    assert post("msg_5", now + 320, sign(secret, "msg_5", now + 320, body)) == 401
-    assert post("msg.6", now, sign(secret, "msg.6", now, body)) == 401
+    assert post("msg_4", now - 320, sign("msg_4", now - 320, body, [secret])) == 401
+    assert post("msg_5", now + 320, sign("msg_5", now + 320, body, [secret])) == 401
+    assert post("msg.6", now, sign("msg_6", now, body, [secret])) == 401
     assert post("msg_7", now, "v2," + good[3:]) == 401
-    assert post("msg_8", now - 200, sign(secret, "msg_8", now - 200, body)) == 202
+    assert post("msg_8", now - 200, sign("msg_8", now - 200, body, [secret])) == 202
     unsigned = api.key(("jobs:write",))
     plain = api.client.post(
         "/v1/jobs", headers=api.auth(unsigned) | {"Content-Type": "application/json"}, content=body

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 def test_schedule_crud(api: Api) -> None:
     token = api.key(("admin",))
-    channel = snowflake()
+    channel = api.channel
     created = api.client.post(
         "/v1/schedules",
         headers=api.auth(token),
@@ -30,7 +31,7 @@ def test_schedule_crud(api: Api) -> None:
             "timezone": "Europe/Berlin",
             "format": "detailed",
             "language": "de",
-            "destination": {"kind": "channel", "channel_id": snowflake()},
+            "destination": {"kind": "channel", "channel_id": api.channel},
             "empty_policy": "notice",
         },
     )
@@ -94,9 +95,9 @@ def test_bad_schedules_are_422_with_a_hint(api: Api, text: str) -> None:
         "/v1/schedules",
         headers=api.auth(token),
         json={
-            "channel_id": snowflake(),
+            "channel_id": api.channel,
             "schedule": text,
-            "destination": {"kind": "channel", "channel_id": snowflake()},
+            "destination": {"kind": "channel", "channel_id": api.channel},
         },
     )
     assert response.status_code == 422, response.text
@@ -105,14 +106,15 @@ def test_bad_schedules_are_422_with_a_hint(api: Api, text: str) -> None:
 
 def test_schedule_list_pages_and_filters(api: Api) -> None:
     token = api.key(("admin",))
-    channel = snowflake()
+    channel = api.channel
+    second = api.discord.channel(api.guild)
     ids = []
     for index in range(5):
         response = api.client.post(
             "/v1/schedules",
             headers=api.auth(token),
             json={
-                "channel_id": channel if index % 2 == 0 else snowflake(),
+                "channel_id": channel if index % 2 == 0 else second,
                 "schedule": "hourly",
                 "destination": {"kind": "channel", "channel_id": channel},
                 "enabled": index != 4,
@@ -269,7 +271,7 @@ def test_erase_member_data(api: Api) -> None:
                 spec="hourly",
                 cron="0 * * * *",
                 timezone="UTC",
-                destination={"kind": "channel", "channel_id": snowflake()},
+                destination={"kind": "channel", "channel_id": api.channel},
             )
         )
         key = session.get(ApiKey, admin.split("_")[1])
@@ -320,3 +322,26 @@ def test_erase_member_data(api: Api) -> None:
     again = api.client.delete(f"/v1/users/{member[0]}/data", headers=api.auth(admin)).json()
     assert again["summaries_updated"] == again["jobs_updated"] == 0
     assert api.client.delete("/v1/users/alice/data", headers=api.auth(admin)).status_code == 422
+
+
+def test_an_internal_receiver_registers_when_the_operator_allows_its_host(
+    make_api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API applies the delivery guard's own rule, WEBHOOK_ALLOWED_HOSTS included."""
+    url = "http://127.0.0.1:8123/hook"
+    strict = make_api()
+    token = strict.key(("admin",))
+    refused = strict.client.post(
+        "/v1/webhook-endpoints", headers=strict.auth(token), json={"url": url}
+    )
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["pointer"] == "/url"
+    assert "WEBHOOK_ALLOWED_HOSTS" in refused.json()["detail"]
+    monkeypatch.setenv("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")
+    allowed = make_api()
+    token = allowed.key(("admin",))
+    created = allowed.client.post(
+        "/v1/webhook-endpoints", headers=allowed.auth(token), json={"url": url}
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["url"] == url

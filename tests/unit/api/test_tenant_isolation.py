@@ -3,6 +3,7 @@ revoked keys (401) and keys without the scope (403)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from schema.models.jobs import Job, Summary
 from schema.models.schedules import Schedule
 from schema.models.tenancy import ApiKey, WebhookEndpoint
 from shared.apikeys import revoke_api_key
-from tests.unit.api.conftest import Api, insert_summary, snowflake
+from tests.unit.api.conftest import Api, insert_summary
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +38,7 @@ class World:
 @pytest.fixture
 def world(api: Api) -> World:
     admin = api.key(("admin",))
-    job = api.client.post("/v1/jobs", headers=api.auth(admin), json={"channel_id": snowflake()})
+    job = api.client.post("/v1/jobs", headers=api.auth(admin), json={"channel_id": api.channel})
     endpoint = api.client.post(
         "/v1/webhook-endpoints", headers=api.auth(admin), json={"url": "https://example.com/a"}
     )
@@ -45,9 +46,9 @@ def world(api: Api) -> World:
         "/v1/schedules",
         headers=api.auth(admin),
         json={
-            "channel_id": snowflake(),
+            "channel_id": api.channel,
             "schedule": "daily 09:00 Europe/Berlin",
-            "destination": {"kind": "channel", "channel_id": snowflake()},
+            "destination": {"kind": "channel", "channel_id": api.channel},
         },
     )
     assert job.status_code == 202, job.text
@@ -66,7 +67,7 @@ def world(api: Api) -> World:
 
 # (method, path template, body, scopes that may call it)
 ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
-    ("POST", "/v1/jobs", {"channel_id": "123456789012345678"}, {"jobs:write"}),
+    ("POST", "/v1/jobs", {"channel_id": "OWN_CHANNEL"}, {"jobs:write"}),
     ("GET", "/v1/jobs/{job}", None, {"jobs:write", "summaries:read"}),
     ("DELETE", "/v1/jobs/{job}", None, {"jobs:write"}),
     ("GET", "/v1/summaries/{summary}", None, {"summaries:read"}),
@@ -74,9 +75,9 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
         "POST",
         "/v1/schedules",
         {
-            "channel_id": "123456789012345678",
+            "channel_id": "OWN_CHANNEL",
             "schedule": "weekly mon 08:00",
-            "destination": {"kind": "channel", "channel_id": "123456789012345678"},
+            "destination": {"kind": "channel", "channel_id": "OWN_CHANNEL"},
         },
         set(),
     ),
@@ -95,7 +96,13 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
 IDS = [f"{m} {p}" for m, p, _b, _s in ENDPOINTS]
 
 
-def _call(world: World, method: str, template: str, body: Any, token: str | None) -> Any:
+def _call(
+    world: World, method: str, template: str, body: Any, token: str | None, *, foreign: bool = False
+) -> Any:
+    """``OWN_CHANNEL`` in a body is a channel of the caller's guild (B when ``foreign``)."""
+    own = world.api.other_channel if foreign else world.api.channel
+    if body is not None:
+        body = json.loads(json.dumps(body).replace("OWN_CHANNEL", own))
     path = template.format(
         job=world.job,
         summary=world.summary,
@@ -136,12 +143,12 @@ def test_key_of_another_guild_never_reaches_guild_a(
     api = world.api
     foreign = api.key(("admin",), guild=api.other_guild)
     before = _snapshot(world)
-    response = _call(world, method, template, body, foreign)
+    response = _call(world, method, template, body, foreign, foreign=True)
     if "{" in template and "{user}" not in template:
         # A resource of guild A: not found, exactly like one that does not exist.
         assert response.status_code == 404, response.text
         assert response.headers["content-type"] == "application/problem+json"
-        assert response.json()["detail"].endswith("in this API key's guild")
+        assert response.json()["detail"].endswith("in this server")
     elif method == "GET":
         # A listing shows guild B's items only (none), never guild A's.
         assert response.status_code == 200
@@ -163,27 +170,27 @@ def test_body_references_to_guild_a_are_refused(world: World) -> None:
     job = api.client.post(
         "/v1/jobs",
         headers=api.auth(foreign),
-        json={"guild_id": api.guild, "channel_id": snowflake()},
+        json={"guild_id": api.guild, "channel_id": api.channel},
     )
     assert job.status_code == 404
     for body in (
         {
-            "channel_id": snowflake(),
+            "channel_id": api.other_channel,
             "destinations": [{"kind": "webhook", "endpoint_id": world.endpoint}],
         },
     ):
-        assert api.client.post("/v1/jobs", headers=api.auth(foreign), json=body).status_code == 422
+        assert api.client.post("/v1/jobs", headers=api.auth(foreign), json=body).status_code == 404
     schedule = api.client.post(
         "/v1/schedules",
         headers=api.auth(foreign),
         json={
-            "channel_id": snowflake(),
+            "channel_id": api.other_channel,
             "schedule": "hourly",
             "destination": {"kind": "webhook", "endpoint_id": world.endpoint},
         },
     )
-    assert schedule.status_code == 422
-    assert f"no webhook endpoint {world.endpoint} in this guild" in schedule.json()["detail"]
+    assert schedule.status_code == 404
+    assert f"no webhook endpoint {world.endpoint} in this server" in schedule.json()["detail"]
     fallback = api.client.post(
         "/v1/webhook-endpoints",
         headers=api.auth(foreign),

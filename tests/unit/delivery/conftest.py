@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.crypto import SecretBox, generate_key, secret_box
 from shared.db import migrate
 from shared.db.engine import make_engine, make_sessionmaker
-from shared.delivery.runtime import DeliveryRuntime, install_runtime
+from shared.delivery.runtime import DeliveryRuntime
 from shared.settings import Settings, load_settings
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.unit.delivery.helpers import make_runtime
@@ -45,9 +45,7 @@ def box(settings: Settings) -> SecretBox:
 @pytest.fixture
 def runtime(box: SecretBox) -> Iterator[DeliveryRuntime]:
     runtime = make_runtime(box, webhook_retry_schedule=[1, 60, 3600], webhook_retry_jitter=0.0)
-    install_runtime(runtime)
     yield runtime
-    install_runtime(None)
     runtime.close()
 
 

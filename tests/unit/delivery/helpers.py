@@ -1,7 +1,7 @@
 """Builders shared by the delivery tests and the delivery benchmark.
 
-Rows are written the way the summarize stage writes them (job ``delivering``, summary, one
-pending delivery per target), so the deliver stage runs exactly as in production.
+Rows are written the way the summarize stage writes them (job ``completed`` with its summary,
+one pending delivery per target), so the deliver stage runs exactly as in production.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import random
 import ssl
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,15 +24,20 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.jobs import Delivery, DeliveryStatus, Job, JobStatus, Summary
-from schema.models.tenancy import WebhookAuthKind
+from schema.models.tenancy import WebhookAuthKind, WebhookEndpoint
+from shared import lifecycle
 from shared.cache import MemoryMessageCache
 from shared.crypto import SecretBox
 from shared.delivery.config import DeliverySettings
-from shared.delivery.endpoints import new_endpoint
 from shared.delivery.http_sender import WebhookHttpClient
+from shared.delivery.redrive import RedriveReport, redrive_deliveries
 from shared.delivery.runtime import DeliveryRuntime
 from shared.delivery.ssrf import Resolver
+from shared.jobs import Step
+from shared.pipeline.deliver import run_deliver
 from shared.pipeline.services import Services
+from shared.services.core import Actor, Core
+from shared.services.webhook_endpoints import EndpointAuth, EndpointRequest, create_endpoint
 from shared.settings import Settings
 from shared.summarize.content import (
     Citation,
@@ -44,6 +49,7 @@ from shared.summarize.content import (
     Topic,
 )
 from shared.summarize.extractive.summarizer import ExtractiveSummarizer
+from tests.fakes.enqueuer import RecordingEnqueuer
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 
@@ -87,23 +93,6 @@ def sample_content(
     )
 
 
-@dataclass
-class RecordingEnqueuer:
-    """The :class:`shared.jobs.Enqueuer` interface, recording what would be published."""
-
-    calls: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
-
-    def enqueue(self, task_name: str, *args: str) -> None:
-        """Remember one publish."""
-        self.calls.append((task_name, args))
-
-    def take(self) -> list[tuple[str, ...]]:
-        """Arguments of the calls so far, clearing them."""
-        taken = [args for _, args in self.calls]
-        self.calls.clear()
-        return taken
-
-
 class Clock:
     """A settable clock for :class:`Services` (starts at the real now)."""
 
@@ -124,8 +113,9 @@ def make_services(
     *,
     enqueuer: Any = None,
     clock: Any = None,
+    runtime: DeliveryRuntime | None = None,
 ) -> Services:
-    """Services of one in-test worker."""
+    """Services of one in-test worker (delivering through ``runtime`` when given)."""
     services = Services(
         settings=settings,
         session_factory=session_factory,
@@ -133,6 +123,7 @@ def make_services(
         enqueuer=enqueuer or RecordingEnqueuer(),
         summarizer=ExtractiveSummarizer(),
         console=io.StringIO(),
+        delivery=runtime,
     )
     if clock is not None:
         services.clock = clock
@@ -158,6 +149,24 @@ def make_runtime(
     )
 
 
+def deliver(services: Services, job_id: uuid.UUID, item_id: uuid.UUID) -> list[Step]:
+    """Run the deliver stage as its task does: load the job, send, publish the next steps."""
+    job = lifecycle.load(services.session_factory, job_id)
+    assert job is not None
+    steps = run_deliver(services, job, item_id)
+    for step in steps:
+        services.enqueuer.enqueue(step.task, *step.args)
+    return steps
+
+
+def redrive(services: Services, settings: DeliverySettings) -> RedriveReport:
+    """One pass of the redrive sweep, publishing what it found as its task does."""
+    report = redrive_deliveries(services.session_factory, settings, now=services.clock())
+    for step in report.steps:
+        services.enqueuer.enqueue(step.task, *step.args)
+    return report
+
+
 def add_endpoint(
     session_factory: sessionmaker[Session],
     box: SecretBox,
@@ -171,22 +180,29 @@ def add_endpoint(
     fallback: dict[str, Any] | None = None,
     allowed: Sequence[str] = ("127.0.0.1",),
 ) -> tuple[uuid.UUID, str]:
-    """Store an endpoint; returns its id and plain signing secret."""
-    policy = DeliverySettings(webhook_allowed_hosts=list(allowed)).egress_policy
-    endpoint, plain = new_endpoint(
-        box,
-        guild_id=guild_id,
-        url=url,
-        policy=policy,
-        events=events,
-        auth_kind=auth_kind,
-        auth_secret=auth_secret,
-        fallback=fallback,
-        secret=secret,
+    """Register an endpoint through the use case; returns its id and plain signing secret.
+
+    ``secret`` replaces the generated one (for fixed test vectors).
+    """
+    core = Core(
+        session_factory=session_factory,
+        enqueuer=RecordingEnqueuer(),
+        box=box,
+        egress=DeliverySettings(webhook_allowed_hosts=list(allowed)).egress_policy,
     )
-    with session_factory() as session, session.begin():
-        session.add(endpoint)
-    return endpoint.id, plain
+    auth = EndpointAuth(auth_kind, auth_secret) if auth_secret is not None else None
+    row, plain = create_endpoint(
+        core,
+        Actor(origin="api", guild_id=guild_id),
+        EndpointRequest(url=url, events=events, auth=auth, fallback=fallback),
+    )
+    if secret is not None:
+        with session_factory() as session, session.begin():
+            stored = session.get(WebhookEndpoint, row.id)
+            assert stored is not None
+            stored.secret_encrypted = box.encrypt(secret)
+        plain = secret
+    return row.id, plain
 
 
 @dataclass(frozen=True)
@@ -206,7 +222,7 @@ def add_summary(
     content: SummaryContent | None = None,
     now: datetime | None = None,
 ) -> Fanout:
-    """A job in ``delivering`` with its summary and one pending delivery per target."""
+    """A job ``completed`` with its summary and one pending delivery per target."""
     from shared.jobs import parse_params
 
     now = now or datetime.now(UTC)
@@ -220,7 +236,7 @@ def add_summary(
     job = Job(
         id=uuid.uuid4(),
         origin="api",
-        status=JobStatus.DELIVERING.value,
+        status=JobStatus.COMPLETED.value,
         guild_id=guild_id,
         channel_id=content.coverage.channel_id,
         params=params.model_dump(mode="json"),

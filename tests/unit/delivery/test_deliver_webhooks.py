@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -18,23 +17,22 @@ from schema.models.delivery_log import DeliveryAttempt, DeliverySchedule, JobNot
 from schema.models.jobs import Delivery, Job
 from schema.models.tenancy import WebhookAuthKind, WebhookEndpoint
 from shared.crypto import SecretBox
-from shared.delivery.endpoints import rotate_endpoint_secret
 from shared.delivery.events import event_schema_filename
-from shared.delivery.redrive import redrive_deliveries
-from shared.delivery.runtime import DeliveryRuntime, install_runtime
-from shared.delivery.webhooks import verify, webhook_id_for
-from shared.errors import RateLimitedError
-from shared.jobs import DELIVER
-from shared.pipeline.deliver import run_deliver
+from shared.delivery.runtime import DeliveryRuntime
+from shared.services.core import Actor, Core
+from shared.services.webhook_endpoints import SECRET_OVERLAP, rotate_secret
 from shared.settings import Settings
+from shared.signing import verify, webhook_id_for
+from tests.fakes.enqueuer import RecordingEnqueuer
 from tests.fakes.webhook_receiver import Reply, WebhookReceiver
 from tests.unit.delivery.helpers import (
     Clock,
-    RecordingEnqueuer,
     add_endpoint,
     add_summary,
+    deliver,
     make_runtime,
     make_services,
+    redrive,
 )
 
 SCHEMAS = Path(__file__).parents[3] / "schema" / "json"
@@ -70,6 +68,14 @@ def job_of(factory: sessionmaker[Session], job_id: uuid.UUID) -> Job:
         return job
 
 
+def due_in(factory: sessionmaker[Session], delivery_id: uuid.UUID, now: datetime) -> float:
+    """Seconds until the outbox retries the delivery."""
+    with factory() as session:
+        plan = session.get(DeliverySchedule, delivery_id)
+        assert plan is not None and plan.next_attempt_at is not None
+        return (plan.next_attempt_at - now).total_seconds()
+
+
 def endpoint_of(factory: sessionmaker[Session], endpoint_id: uuid.UUID) -> WebhookEndpoint:
     with factory() as session:
         row = session.get(WebhookEndpoint, endpoint_id)
@@ -95,7 +101,7 @@ def services(
     clock: Clock,
     runtime: DeliveryRuntime,
 ) -> Any:
-    return make_services(settings, session_factory, enqueuer=enqueuer, clock=clock)
+    return make_services(settings, session_factory, enqueuer=enqueuer, clock=clock, runtime=runtime)
 
 
 def hook(receiver: WebhookReceiver, path: str = "/hook") -> str:
@@ -108,7 +114,7 @@ def test_summary_is_signed_sent_logged_and_the_job_completes(
     endpoint_id, secret = add_endpoint(session_factory, box, hook(receiver))
     receiver.secrets = [secret]
     fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
-    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
 
     assert len(receiver.requests) == 1
     request = receiver.requests[0]
@@ -135,7 +141,7 @@ def test_summary_is_signed_sent_logged_and_the_job_completes(
     assert log.response_excerpt == "ok"
     assert job_of(session_factory, fan.job_id).status == "completed"
     # A second copy of the task does nothing.
-    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
     assert len(receiver.requests) == 1
 
 
@@ -154,23 +160,27 @@ def test_failures_follow_the_schedule_with_a_stable_id(
     item = fan.delivery_ids[0]
     receiver.script(Reply(500, body=b"boom"), Reply(503), Reply(302, {"Location": "/x"}))
 
-    # First failure: 1 s later, short enough for a Celery countdown.
-    with pytest.raises(RateLimitedError) as info:
-        run_deliver(services, fan.job_id, item)
-    assert info.value.retry_after == pytest.approx(1.0)
+    # First failure: the outbox records the next attempt, 1 s later; the task ends there.
+    assert deliver(services, fan.job_id, item) == []
+    assert due_in(session_factory, item, clock.now) == pytest.approx(1.0)
     row = delivery(session_factory, item)
     assert (row.status, row.last_error) == ("pending", "the webhook answered HTTP 500")
     # Not due yet: a copy of the task that arrives early does nothing.
-    run_deliver(services, fan.job_id, item)
+    deliver(services, fan.job_id, item)
     assert len(receiver.requests) == 1
-
+    # The sweep brings it back once due, and only then.
+    enqueuer.take()
+    assert redrive(services, runtime.settings).enqueued == 0
     clock.advance(1.5)
-    # Second failure: 60 s, also short (cap = visibility timeout / 12 = 300 s).
-    with pytest.raises(RateLimitedError):
-        run_deliver(services, fan.job_id, item)
+    assert redrive(services, runtime.settings).enqueued == 1
+    assert enqueuer.take() == [(str(fan.job_id), str(item))]
+
+    # Second failure: 60 s.
+    deliver(services, fan.job_id, item)
+    assert due_in(session_factory, item, clock.now) == pytest.approx(60.0)
     clock.advance(61)
-    # Third failure (a redirect): 3600 s is long, so the sweep brings it back, not Celery.
-    run_deliver(services, fan.job_id, item)
+    # Third failure (a redirect): 3600 s.
+    deliver(services, fan.job_id, item)
     log = attempts(session_factory, item)
     assert [a.outcome for a in log] == ["retry", "retry", "retry"]
     assert [a.status_code for a in log] == [500, 503, 302]
@@ -182,15 +192,15 @@ def test_failures_follow_the_schedule_with_a_stable_id(
         assert plan.next_attempt_at == clock.now + timedelta(seconds=3600)
 
     enqueuer.take()
-    assert redrive_deliveries(services, runtime.settings).enqueued == 0
+    assert redrive(services, runtime.settings).enqueued == 0
     clock.advance(3601)
-    report = redrive_deliveries(services, runtime.settings)
+    report = redrive(services, runtime.settings)
     assert report.enqueued == 1
     assert enqueuer.take() == [(str(fan.job_id), str(item))]
     # Already enqueued: the next pass leaves it alone (within the grace period).
-    assert redrive_deliveries(services, runtime.settings).enqueued == 0
+    assert redrive(services, runtime.settings).enqueued == 0
 
-    run_deliver(services, fan.job_id, item)
+    deliver(services, fan.job_id, item)
     ids = {r.headers["webhook-id"] for r in receiver.requests}
     assert ids == {webhook_id_for(item)}
     stamps = [int(r.headers["webhook-timestamp"]) for r in receiver.requests]
@@ -218,17 +228,17 @@ def test_a_fresh_delivery_whose_first_message_was_lost_is_redriven_after_the_gra
     [item] = fan.delivery_ids
     grace = runtime.settings.delivery_redrive_grace_seconds
     # Never attempted, no schedule row: its first task message may still be on its way.
-    assert redrive_deliveries(services, runtime.settings).enqueued == 0
+    assert redrive(services, runtime.settings).enqueued == 0
     clock.advance(grace + 1)
-    assert redrive_deliveries(services, runtime.settings).enqueued == 1
+    assert redrive(services, runtime.settings).enqueued == 1
     assert enqueuer.take() == [(str(fan.job_id), str(item))]
     with session_factory() as session:
         plan = session.get(DeliverySchedule, item)
         assert plan is not None and plan.redriven_at == clock.now and plan.failures == 0
-    assert redrive_deliveries(services, runtime.settings).enqueued == 0
+    assert redrive(services, runtime.settings).enqueued == 0
     clock.advance(grace + 1)  # that message was lost too: enqueue once more
-    assert redrive_deliveries(services, runtime.settings).enqueued == 1
-    run_deliver(services, fan.job_id, item)
+    assert redrive(services, runtime.settings).enqueued == 1
+    deliver(services, fan.job_id, item)
     assert delivery(session_factory, item).status == "sent"
     assert len(receiver.requests) == 1
 
@@ -239,15 +249,16 @@ def test_retry_after_is_a_floor(
     endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
     fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
     receiver.script(Reply(429, {"Retry-After": "120"}))
-    with pytest.raises(RateLimitedError) as info:
-        run_deliver(services, fan.job_id, fan.delivery_ids[0])
-    assert info.value.retry_after == pytest.approx(120)
+    deliver(services, fan.job_id, fan.delivery_ids[0])
+    [first] = attempts(session_factory, fan.delivery_ids[0])
+    assert first.next_attempt_at is not None
+    assert (first.next_attempt_at - first.started_at).total_seconds() == pytest.approx(120, abs=1)
     receiver.script(Reply(503, {"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"}))
     with session_factory() as session, session.begin():
         plan = session.get(DeliverySchedule, fan.delivery_ids[0])
         assert plan is not None
         plan.next_attempt_at = None
-    run_deliver(services, fan.job_id, fan.delivery_ids[0])  # capped at a day: long, no raise
+    deliver(services, fan.job_id, fan.delivery_ids[0])  # capped at a day
     [_, second] = attempts(session_factory, fan.delivery_ids[0])
     assert second.next_attempt_at is not None
     assert second.next_attempt_at - second.started_at >= timedelta(hours=23)
@@ -264,8 +275,7 @@ def test_exhausted_retries_fail_the_delivery_and_the_job(
     fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
     receiver.default = Reply(500)
     for _ in range(4):
-        with contextlib.suppress(RateLimitedError):
-            run_deliver(services, fan.job_id, fan.delivery_ids[0])
+        deliver(services, fan.job_id, fan.delivery_ids[0])
         clock.advance(4000)
     row = delivery(session_factory, fan.delivery_ids[0])
     assert row.status == "failed"
@@ -301,7 +311,7 @@ def test_gone_disables_the_endpoint_and_falls_back(
         )
         fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(primary_id)}])
         primary.script(Reply(410))
-        run_deliver(services, fan.job_id, fan.delivery_ids[0])
+        deliver(services, fan.job_id, fan.delivery_ids[0])
 
         row = delivery(session_factory, fan.delivery_ids[0])
         assert row.status == "failed" and "410 Gone" in (row.last_error or "")
@@ -314,9 +324,10 @@ def test_gone_disables_the_endpoint_and_falls_back(
             f"webhook:{spare_id}",
             "pending",
         )
-        assert job_of(session_factory, fan.job_id).status == "delivering"
+        # The job ended when its summary was stored; its deliveries are still under way.
+        assert job_of(session_factory, fan.job_id).status == "completed"
 
-        run_deliver(services, uuid.UUID(job_arg), fallback.id)
+        deliver(services, uuid.UUID(job_arg), fallback.id)
         assert spare.accepted() == 1 and spare.requests[0].verified
         job = job_of(session_factory, fan.job_id)
         assert job.status == "completed"
@@ -324,7 +335,7 @@ def test_gone_disables_the_endpoint_and_falls_back(
 
         # Later summaries to the disabled endpoint go straight to the fallback, no request.
         second = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(primary_id)}])
-        run_deliver(services, second.job_id, second.delivery_ids[0])
+        deliver(services, second.job_id, second.delivery_ids[0])
         assert len(primary.requests) == 1
         assert "disabled" in (delivery(session_factory, second.delivery_ids[0]).last_error or "")
         assert len(enqueuer.take()) == 1
@@ -344,7 +355,7 @@ def test_endpoint_failing_for_days_is_disabled(
         endpoint.failing_since = clock.now - timedelta(days=6)
     fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
     receiver.script(Reply(502))
-    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
     endpoint = endpoint_of(session_factory, endpoint_id)
     assert not endpoint.enabled
     assert "every delivery failed for 6.0 days" in (endpoint.disabled_reason or "")
@@ -358,11 +369,10 @@ def test_success_resets_the_failure_clock(
     endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
     fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
     receiver.script(Reply(500))
-    with pytest.raises(RateLimitedError):
-        run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
     assert endpoint_of(session_factory, endpoint_id).failing_since is not None
     other = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
-    run_deliver(services, other.job_id, other.delivery_ids[0])
+    deliver(services, other.job_id, other.delivery_ids[0])
     assert endpoint_of(session_factory, endpoint_id).failing_since is None
 
 
@@ -390,7 +400,7 @@ def test_auth_headers_are_sent(
     stored = endpoint_of(session_factory, endpoint_id)
     assert secret not in (stored.auth_encrypted or "")
     fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
-    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
     assert receiver.requests[0].headers[header] == value
 
 
@@ -415,7 +425,7 @@ def test_bad_stored_auth_fails_without_sending(
         session_factory, box, hook(receiver), auth_kind=kind, auth_secret=secret
     )
     fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
-    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
     assert receiver.requests == []
     row = delivery(session_factory, fan.delivery_ids[0])
     assert row.status == "failed" and error in (row.last_error or "")
@@ -429,21 +439,19 @@ def test_rotated_secrets_sign_twice_until_the_old_one_expires(
     clock: Clock,
 ) -> None:
     endpoint_id, old = add_endpoint(session_factory, box, hook(receiver))
-    with session_factory() as session, session.begin():
-        endpoint = session.get(WebhookEndpoint, endpoint_id)
-        assert endpoint is not None
-        new = rotate_endpoint_secret(endpoint, box, now=clock.now, overlap=timedelta(hours=1))
+    core = Core(session_factory=session_factory, enqueuer=RecordingEnqueuer(), box=box, clock=clock)
+    new = rotate_secret(core, Actor(origin="api", guild_id="1"), endpoint_id).secret
     receiver.secrets = [old]  # a receiver that has not switched yet
     fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
-    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
     assert receiver.requests[0].verified
     assert len(receiver.requests[0].headers["webhook-signature"].split()) == 2
 
-    clock.now = datetime.now(UTC) + timedelta(hours=2)  # real time: receivers check the stamp
+    # Past the overlap (real time: receivers check the stamp).
+    clock.now = datetime.now(UTC) + SECRET_OVERLAP + timedelta(hours=1)
     receiver.secrets = [new]
     later = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
-    with contextlib.suppress(RateLimitedError):
-        run_deliver(services, later.job_id, later.delivery_ids[0])
+    deliver(services, later.job_id, later.delivery_ids[0])
     assert len(receiver.requests[1].headers["webhook-signature"].split()) == 1
 
 
@@ -454,17 +462,15 @@ def test_payload_cap_thins_the_event(
     receiver: WebhookReceiver,
 ) -> None:
     runtime = make_runtime(box, webhook_max_payload_bytes=1500)
-    install_runtime(runtime)
-    services = make_services(settings, session_factory)
+    services = make_services(settings, session_factory, runtime=runtime)
     endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
     fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
-    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
     body = json.loads(receiver.requests[0].body)
     assert len(receiver.requests[0].body) <= 1500
     assert body["data"]["truncated"] is True
     assert body["data"]["summary"] is None and body["data"]["markdown"] is None
     jsonschema.validate(body, schema("summary.completed"))
-    install_runtime(None)
 
 
 def test_unsubscribed_other_guild_missing_and_refused_endpoints(
@@ -490,15 +496,18 @@ def test_unsubscribed_other_guild_missing_and_refused_endpoints(
         ],
     )
     for item in fan.delivery_ids:
-        run_deliver(services, fan.job_id, item)
+        deliver(services, fan.job_id, item)
     assert receiver.requests == []
     rows = [delivery(session_factory, i) for i in fan.delivery_ids]
     assert [r.status for r in rows] == ["sent", "failed", "failed", "failed"]
     assert attempts(session_factory, fan.delivery_ids[0])[0].outcome == "skipped"
-    assert "another guild" in (rows[1].last_error or "")
+    assert "no webhook endpoint" in (rows[1].last_error or "")
     assert "private network" in (rows[2].last_error or "")
     assert "no longer exists" in (rows[3].last_error or "")
-    assert job_of(session_factory, fan.job_id).status == "completed"
+    # One delivery reached its endpoint, three did not: people and the API can tell.
+    job = job_of(session_factory, fan.job_id)
+    assert job.status == "completed_with_errors"
+    assert job.progress["deliveries_failed"] == 3 and "no longer exists" in (job.error or "")
 
 
 def test_job_failed_event_reaches_webhooks_of_jobs_that_failed_elsewhere(
@@ -518,12 +527,12 @@ def test_job_failed_event_reaches_webhooks_of_jobs_that_failed_elsewhere(
         assert job is not None
         job.status, job.error, job.finished_at = "failed", "the channel is empty", clock.now
     enqueuer.take()
-    report = redrive_deliveries(services, runtime.settings)
+    report = redrive(services, runtime.settings)
     assert report.job_failed_created == 1
     [(job_arg, item_arg)] = enqueuer.take()
-    assert redrive_deliveries(services, runtime.settings).job_failed_created == 0
+    assert redrive(services, runtime.settings).job_failed_created == 0
 
-    run_deliver(services, uuid.UUID(job_arg), uuid.UUID(item_arg))
+    deliver(services, uuid.UUID(job_arg), uuid.UUID(item_arg))
     body = json.loads(receiver.requests[0].body)
     jsonschema.validate(body, schema("job.failed"))
     assert body["type"] == "job.failed"
@@ -556,15 +565,15 @@ def test_leases_protect_a_send_in_progress_and_expire_for_dead_workers(
     first = claim_item(session_factory, item, now=clock.now, lease=lease)
     assert isinstance(first, Claim) and first.attempt == 1
     # The worker holding it "dies"; a redelivered copy finds the lease live and does nothing.
-    run_deliver(services, fan.job_id, item)
+    deliver(services, fan.job_id, item)
     assert receiver.requests == []
-    assert redrive_deliveries(services, runtime.settings).expired_leases == 0
+    assert redrive(services, runtime.settings).expired_leases == 0
     clock.advance(runtime.settings.delivery_lease_seconds + 1)
     enqueuer.take()
-    report = redrive_deliveries(services, runtime.settings)
+    report = redrive(services, runtime.settings)
     assert (report.expired_leases, report.enqueued) == (1, 1)
     assert enqueuer.take() == [(str(fan.job_id), str(item))]
-    run_deliver(services, fan.job_id, item)
+    deliver(services, fan.job_id, item)
     assert receiver.accepted() == 1
     row = delivery(session_factory, item)
     assert (row.status, row.attempts) == ("sent", 2)
@@ -579,9 +588,8 @@ def test_a_delivery_that_kills_every_worker_is_given_up(
     receiver: WebhookReceiver,
 ) -> None:
     runtime = make_runtime(box, delivery_max_claims=2, delivery_lease_seconds=5)
-    install_runtime(runtime)
     clock = Clock()
-    services = make_services(settings, session_factory, clock=clock)
+    services = make_services(settings, session_factory, clock=clock, runtime=runtime)
     endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
     fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
     from shared.delivery.outbox import claim_item
@@ -589,11 +597,10 @@ def test_a_delivery_that_kills_every_worker_is_given_up(
     for _ in range(2):
         claim_item(session_factory, fan.delivery_ids[0], now=clock.now, lease=timedelta(seconds=5))
         clock.advance(6)
-    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
     row = delivery(session_factory, fan.delivery_ids[0])
     assert row.status == "failed" and "gave up after 2 attempts" in (row.last_error or "")
     assert receiver.requests == []
-    install_runtime(None)
 
 
 def test_local_targets_still_deliver(
@@ -605,18 +612,18 @@ def test_local_targets_still_deliver(
         [{"kind": "terminal", "render": "text"}, {"kind": "file", "path": str(out)}],
     )
     for item in fan.delivery_ids:
-        run_deliver(services, fan.job_id, item)
+        deliver(services, fan.job_id, item)
     assert "Summary of #support" in services.console.getvalue()
     assert out.read_text().startswith("# Summary of #support")
     assert job_of(session_factory, fan.job_id).status == "completed"
     blocked = tmp_path / "file-not-dir"
     blocked.write_text("x")
     bad = add_summary(session_factory, [{"kind": "file", "path": str(blocked / "s.md")}])
-    run_deliver(services, bad.job_id, bad.delivery_ids[0])
+    deliver(services, bad.job_id, bad.delivery_ids[0])
     assert job_of(session_factory, bad.job_id).status == "failed"
 
 
-def test_short_retries_enqueue_nothing_extra(
+def test_a_failed_attempt_publishes_nothing_and_waits_in_the_outbox(
     services: Any,
     session_factory: sessionmaker[Session],
     box: SecretBox,
@@ -627,25 +634,35 @@ def test_short_retries_enqueue_nothing_extra(
     fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
     receiver.script(Reply(500))
     enqueuer.take()
-    with pytest.raises(RateLimitedError):
-        run_deliver(services, fan.job_id, fan.delivery_ids[0])
-    assert [name for name, _ in enqueuer.calls if name == DELIVER] == []
+    assert deliver(services, fan.job_id, fan.delivery_ids[0]) == []
+    assert enqueuer.sent == []
+    assert delivery(session_factory, fan.delivery_ids[0]).status == "pending"
 
 
-def test_sweep_ends_jobs_whose_last_delivery_ended_without_ending_the_job(
+def test_sweep_settles_jobs_whose_last_delivery_ended_without_settling_the_job(
     services: Any,
     session_factory: sessionmaker[Session],
     runtime: DeliveryRuntime,
 ) -> None:
-    fan = add_summary(session_factory, [{"kind": "terminal"}])
+    # The worker died right after recording each outcome, before settling the job.
+    failed = add_summary(session_factory, [{"kind": "terminal"}])
+    legacy = add_summary(session_factory, [{"kind": "terminal"}])
     with session_factory() as session, session.begin():
-        row = session.get(Delivery, fan.delivery_ids[0])
+        row = session.get(Delivery, failed.delivery_ids[0])
         assert row is not None
-        row.status = "sent"  # the worker died right after recording it
-    report = redrive_deliveries(services, runtime.settings)
-    assert report.jobs_finished == 1
-    assert job_of(session_factory, fan.job_id).status == "completed"
-    assert redrive_deliveries(services, runtime.settings).jobs_finished == 0
+        row.status, row.last_error = "failed", "the disk is full"
+        sent = session.get(Delivery, legacy.delivery_ids[0])
+        assert sent is not None
+        sent.status = "sent"
+        old = session.get(Job, legacy.job_id)
+        assert old is not None
+        old.status = "delivering"  # left waiting by an older version
+    report = redrive(services, runtime.settings)
+    assert report.jobs_finished == 2
+    ended = job_of(session_factory, failed.job_id)
+    assert ended.status == "failed" and "the disk is full" in (ended.error or "")
+    assert job_of(session_factory, legacy.job_id).status == "completed"
+    assert redrive(services, runtime.settings).jobs_finished == 0
 
 
 def test_sweep_task_runs_on_the_worker_services(
@@ -676,29 +693,26 @@ def test_a_bug_while_sending_fails_the_delivery_and_reaches_the_task_decorator(
         assert row is not None
         row.kind, row.params = "file", {"kind": "file", "path": "relative.md"}
     with pytest.raises(ValueError, match="absolute"):
-        run_deliver(services, fan.job_id, fan.delivery_ids[0])
+        deliver(services, fan.job_id, fan.delivery_ids[0])
     failed = delivery(session_factory, fan.delivery_ids[0])
     assert failed.status == "failed" and "internal error" in (failed.last_error or "")
     [log] = attempts(session_factory, fan.delivery_ids[0])
     assert log.outcome == "failed"
 
 
-def test_runtime_is_built_once_per_process_from_settings(tmp_path: Path) -> None:
+def test_the_runtime_uses_the_workers_discord_client(tmp_path: Path) -> None:
     from shared.crypto import generate_key
-    from shared.delivery.runtime import runtime_for
+    from shared.delivery.runtime import build_runtime
+    from shared.discord.factory import build_discord_client
     from shared.settings import load_settings
 
-    install_runtime(None)
     settings = load_settings(
         secret_keys=generate_key(), data_dir=tmp_path, discord_token="bot-token"
     )
-    runtime = runtime_for(settings)
-    assert runtime_for(settings) is runtime
-    assert runtime.discord_factory is not None
-    client = runtime.discord()
-    assert runtime.discord() is client
-    install_runtime(None)
-    bare = runtime_for(load_settings(secret_keys=generate_key(), data_dir=tmp_path))
+    client = build_discord_client(settings.discord_settings(), None, None, None)
+    runtime = build_runtime(settings, discord=client)
+    assert runtime.discord() is client and runtime.discord() is client
+    bare = build_runtime(load_settings(secret_keys=generate_key(), data_dir=tmp_path))
     with pytest.raises(Exception, match="DISCORD_TOKEN is not set"):
         bare.discord()
-    install_runtime(None)
+    client.close()

@@ -14,21 +14,21 @@ from schema.models.jobs import Delivery, Job
 from shared.crypto import SecretBox
 from shared.delivery.discord_render import FORMAT_COLOURS, render_embeds, render_messages
 from shared.delivery.discord_targets import nonce_prefix
-from shared.delivery.runtime import DeliveryRuntime, install_runtime
+from shared.delivery.runtime import DeliveryRuntime
 from shared.delivery.targets import DiscordWebhookTarget, InteractionFollowupTarget
 from shared.discord.config import DiscordSettings
 from shared.discord.errors import ServerError
 from shared.discord.factory import build_discord_client
 from shared.discord.message_limits import EMBED_TOTAL_LIMIT, MAX_EMBEDS, embed_length
-from shared.errors import RateLimitedError
-from shared.pipeline.deliver import run_deliver
 from shared.settings import Settings
 from shared.summarize.content import CitedPoint, SummaryContent, SummaryFormat
 from tests.fakes.discord_server import FakeDiscordServer, World, seed_basic
+from tests.fakes.enqueuer import RecordingEnqueuer
 from tests.unit.delivery.helpers import (
     Clock,
-    RecordingEnqueuer,
+    Fanout,
     add_summary,
+    deliver,
     make_runtime,
     make_services,
     sample_content,
@@ -60,18 +60,25 @@ def drt(box: SecretBox, discord: tuple[FakeDiscordServer, World]) -> Iterator[De
     server, world = discord
     runtime = make_runtime(box, webhook_retry_schedule=[1, 600], webhook_retry_jitter=0.0)
     config = DiscordSettings(token=world.token, api_base=server.api_base, max_retries=0)
-    runtime.discord_factory = lambda: build_discord_client(config, None, None, None)
-    install_runtime(runtime)
+    client = build_discord_client(config, None, None, None)
+    runtime.discord_factory = lambda: client
     yield runtime
-    install_runtime(None)
     runtime.close()
+    client.close()
 
 
 @pytest.fixture
 def services(
     settings: Settings, session_factory: sessionmaker[Session], drt: DeliveryRuntime
 ) -> Any:
-    return make_services(settings, session_factory, enqueuer=RecordingEnqueuer(), clock=Clock())
+    return make_services(
+        settings, session_factory, enqueuer=RecordingEnqueuer(), clock=Clock(), runtime=drt
+    )
+
+
+def summary_in(world: World, factory: sessionmaker[Session], *args: Any, **kw: Any) -> Fanout:
+    """A summarized job of the fake's guild (the deliver stage checks the guild)."""
+    return add_summary(factory, *args, guild_id=str(world.guild.id), **kw)
 
 
 def channel_messages(server: FakeDiscordServer, channel_id: int) -> list[Any]:
@@ -143,10 +150,13 @@ def test_channel_target_posts_every_part_once(
     server, world = discord
     content = long_content()
     parts = len(render_messages(content))
-    fan = add_summary(
-        session_factory, [{"kind": "channel", "channel_id": str(world.general.id)}], content=content
+    fan = summary_in(
+        world,
+        session_factory,
+        [{"kind": "channel", "channel_id": str(world.general.id)}],
+        content=content,
     )
-    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
     posted = channel_messages(server, world.general.id)
     assert len(posted) == parts >= 2
     assert posted[0].embeds[0]["title"] == "Summary of #support (structured)"
@@ -156,7 +166,7 @@ def test_channel_target_posts_every_part_once(
     with session_factory() as session:
         plan = session.get(DeliverySchedule, fan.delivery_ids[0])
         assert plan is not None and plan.progress["sent"] == [str(m.id) for m in posted]
-    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
     assert len(channel_messages(server, world.general.id)) == parts
 
 
@@ -191,15 +201,17 @@ def test_a_failed_part_resumes_after_the_recorded_ones(
     parts = len(render_messages(content))
     real = drt.discord()
     drt._discord = FlakyClient(real, "send_message", fail_on=2)  # type: ignore[assignment]
-    fan = add_summary(
-        session_factory, [{"kind": "channel", "channel_id": str(world.general.id)}], content=content
+    fan = summary_in(
+        world,
+        session_factory,
+        [{"kind": "channel", "channel_id": str(world.general.id)}],
+        content=content,
     )
-    with pytest.raises(RateLimitedError):
-        run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    assert deliver(services, fan.job_id, fan.delivery_ids[0]) == []  # retried by the outbox
     assert len(channel_messages(server, world.general.id)) == 1
     assert row(session_factory, fan.delivery_ids[0]).last_error == "Discord answered 502"
     services.clock.advance(2)
-    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
     assert len(channel_messages(server, world.general.id)) == parts
     assert row(session_factory, fan.delivery_ids[0]).status == "sent"
 
@@ -211,11 +223,13 @@ def test_a_part_created_but_not_recorded_is_not_posted_twice(
     drt: DeliveryRuntime,
 ) -> None:
     server, world = discord
-    fan = add_summary(session_factory, [{"kind": "channel", "channel_id": str(world.general.id)}])
+    fan = summary_in(
+        world, session_factory, [{"kind": "channel", "channel_id": str(world.general.id)}]
+    )
     # A worker posted part 0 and died before recording it: same nonce, same message.
     [first] = render_messages(sample_content(), nonce_prefix=nonce_prefix(fan.delivery_ids[0]))
     earlier = drt.discord().send_message(str(world.general.id), first)
-    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
     posted = channel_messages(server, world.general.id)
     assert [m.id for m in posted] == [int(earlier.id)]
     assert row(session_factory, fan.delivery_ids[0]).remote_id == earlier.id
@@ -230,12 +244,13 @@ def test_thread_target_starts_one_thread_per_summary(
     server, world = discord
     content = long_content()
     parts = len(render_messages(content))
-    fan = add_summary(
+    fan = summary_in(
+        world,
         session_factory,
         [{"kind": "thread", "channel_id": str(world.general.id), "auto_archive_minutes": 60}],
         content=content,
     )
-    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
     starter = channel_messages(server, world.general.id)
     assert len(starter) == 1
     thread_id = int(row(session_factory, fan.delivery_ids[0]).remote_id or 0)
@@ -248,7 +263,8 @@ def test_thread_target_starts_one_thread_per_summary(
     assert len(inside) == parts - 1
 
     # Progress lost after the thread was made: the retry finds the thread, makes no second one.
-    second = add_summary(
+    second = summary_in(
+        world,
         session_factory,
         [{"kind": "thread", "channel_id": str(world.general.id), "name": "Daily digest"}],
     )
@@ -261,7 +277,7 @@ def test_thread_target_starts_one_thread_per_summary(
             DeliverySchedule(delivery_id=second.delivery_ids[0], progress={"sent": [made.id]})
         )
     threads_before = len(server.fake.channels)
-    run_deliver(services, second.job_id, second.delivery_ids[0])
+    deliver(services, second.job_id, second.delivery_ids[0])
     assert len(server.fake.channels) == threads_before
     assert row(session_factory, second.delivery_ids[0]).remote_id == made.id
 
@@ -272,7 +288,8 @@ def test_dm_target_and_fallback_when_dms_are_closed(
     discord: tuple[FakeDiscordServer, World],
 ) -> None:
     server, world = discord
-    fan = add_summary(
+    fan = summary_in(
+        world,
         session_factory,
         [
             {"kind": "dm", "user_id": str(world.alice.id)},
@@ -283,19 +300,19 @@ def test_dm_target_and_fallback_when_dms_are_closed(
             },
         ],
     )
-    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
     alice = row(session_factory, fan.delivery_ids[0])
     assert alice.status == "sent"
     dm_channel = server.fake.dms[tuple(sorted((world.bot.id, world.alice.id)))]  # type: ignore[index]
     assert len(channel_messages(server, dm_channel)) == 1
 
-    run_deliver(services, fan.job_id, fan.delivery_ids[1])
+    deliver(services, fan.job_id, fan.delivery_ids[1])
     bob = row(session_factory, fan.delivery_ids[1])
     assert bob.status == "failed"
     [(job_arg, fallback_arg)] = services.enqueuer.take()
     fallback = row(session_factory, uuid.UUID(fallback_arg))
     assert (fallback.fallback_of, fallback.kind) == (bob.id, "channel")
-    run_deliver(services, uuid.UUID(job_arg), fallback.id)
+    deliver(services, uuid.UUID(job_arg), fallback.id)
     assert len(channel_messages(server, world.general.id)) == 1
     with session_factory() as session:
         job = session.get(Job, fan.job_id)
@@ -317,8 +334,8 @@ def test_discord_webhook_target_with_name_override(
         username="Digest",
     )
     assert world.webhook.token not in target.model_dump_json()
-    fan = add_summary(session_factory, [target.model_dump(mode="json")])
-    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    fan = summary_in(world, session_factory, [target.model_dump(mode="json")])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
     [posted] = channel_messages(server, world.general.id)
     assert row(session_factory, fan.delivery_ids[0]).remote_id == str(posted.id)
     assert posted.embeds[0]["title"].startswith("Summary of #support")
@@ -342,8 +359,8 @@ def test_interaction_followup_edits_the_deferred_answer_then_follows_up(
         interaction_id=str(interaction.id),
         token=interaction.token,
     )
-    fan = add_summary(session_factory, [target.model_dump(mode="json")], content=content)
-    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    fan = summary_in(world, session_factory, [target.model_dump(mode="json")], content=content)
+    deliver(services, fan.job_id, fan.delivery_ids[0])
     posted = channel_messages(server, world.general.id)
     assert len(posted) == parts
     original = server.fake.interactions[interaction.token].original_id
@@ -359,13 +376,54 @@ def test_missing_token_and_forbidden_channel_fail_clearly(
     services: Any,
 ) -> None:
     _, world = discord
-    fan = add_summary(session_factory, [{"kind": "channel", "channel_id": str(world.readonly.id)}])
-    run_deliver(services, fan.job_id, fan.delivery_ids[0])
+    fan = summary_in(
+        world, session_factory, [{"kind": "channel", "channel_id": str(world.readonly.id)}]
+    )
+    deliver(services, fan.job_id, fan.delivery_ids[0])
     assert row(session_factory, fan.delivery_ids[0]).status == "failed"
 
-    install_runtime(make_runtime(box))  # no Discord client configured
-    plain = make_services(settings, session_factory)
-    other = add_summary(session_factory, [{"kind": "channel", "channel_id": str(world.general.id)}])
-    run_deliver(plain, other.job_id, other.delivery_ids[0])
+    plain = make_services(settings, session_factory, runtime=make_runtime(box))  # no Discord
+    other = summary_in(
+        world, session_factory, [{"kind": "channel", "channel_id": str(world.general.id)}]
+    )
+    deliver(plain, other.job_id, other.delivery_ids[0])
     failed = row(session_factory, other.delivery_ids[0])
     assert failed.status == "failed" and "DISCORD_TOKEN is not set" in (failed.last_error or "")
+
+
+@pytest.mark.parametrize("job_guild", ["1506000000000000001", None])
+def test_a_forged_row_cannot_post_into_another_guild(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    discord: tuple[FakeDiscordServer, World],
+    box: SecretBox,
+    job_guild: str | None,
+) -> None:
+    """The job row says one guild; every Discord destination is of another: nothing is sent."""
+    server, world = discord
+    hook = DiscordWebhookTarget.with_token(
+        box, webhook_id=str(world.webhook.id), token=world.webhook.token
+    )
+    targets = [
+        {"kind": "channel", "channel_id": str(world.general.id)},
+        {"kind": "thread", "channel_id": str(world.general.id)},
+        {"kind": "dm", "user_id": str(world.alice.id)},
+        hook.model_dump(mode="json"),
+    ]
+    fan = add_summary(session_factory, targets, guild_id=job_guild)
+    before = len(server.fake.messages)
+    for item in fan.delivery_ids:
+        deliver(services, fan.job_id, item)
+    assert len(server.fake.messages) == before
+    errors = [row(session_factory, item).last_error or "" for item in fan.delivery_ids]
+    assert all(row(session_factory, i).status == "failed" for i in fan.delivery_ids)
+    if job_guild is None:
+        assert all(e.startswith("a job of no server cannot post") for e in errors), errors
+    else:
+        assert errors[0].startswith("no channel") and errors[1].startswith("no channel")
+        assert errors[2].startswith("no member") and errors[3].startswith("no Discord webhook")
+    sends = [e for e in server.fake.limits.events if e[1].startswith(("POST", "PATCH"))]
+    assert sends == []
+    with session_factory() as session:
+        job = session.get(Job, fan.job_id)
+        assert job is not None and job.status == "failed"

@@ -9,7 +9,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from shared.delivery.endpoints import new_endpoint, rotate_endpoint_secret
 from shared.delivery.events import (
     EVENT_TYPES,
     PayloadTooLarge,
@@ -20,9 +19,7 @@ from shared.delivery.events import (
     summary_completed_event,
 )
 from shared.delivery.outbox import next_delay
-from shared.delivery.ssrf import EgressPolicy, UrlRefused
 from shared.delivery.webhook_target import parse_retry_after
-from shared.errors import InvalidInputError
 from tests.unit.delivery.helpers import T0, sample_content
 
 SCHEMAS = Path(__file__).parents[3] / "schema" / "json"
@@ -104,38 +101,3 @@ def test_retry_schedule_and_retry_after() -> None:
     assert parse_retry_after("Sun, 01 Mar 2026 09:00:00 GMT", now=T0) == 0
     assert parse_retry_after("soon", now=T0) is None
     assert parse_retry_after(None, now=T0) is None
-
-
-def test_new_endpoints_are_checked_and_rotation_keeps_the_old_secret(
-    box: object,
-) -> None:
-    from shared.crypto import SecretBox
-    from shared.delivery.webhook_target import endpoint_secrets
-
-    assert isinstance(box, SecretBox)
-    policy = EgressPolicy()
-    endpoint, secret = new_endpoint(box, guild_id="1", url="https://hooks.example/x", policy=policy)
-    assert (
-        secret not in endpoint.secret_encrypted and box.decrypt(endpoint.secret_encrypted) == secret
-    )
-    with pytest.raises(UrlRefused):
-        new_endpoint(box, guild_id="1", url="http://hooks.example/x", policy=policy)
-    with pytest.raises(InvalidInputError, match="unknown or no events"):
-        new_endpoint(box, guild_id="1", url="https://h.example/", policy=policy, events=["x"])
-    with pytest.raises(InvalidInputError, match="auth_secret"):
-        new_endpoint(box, guild_id="1", url="https://h.example/", policy=policy, auth_secret="t")
-    with pytest.raises(InvalidInputError, match="fallback"):
-        new_endpoint(
-            box, guild_id="1", url="https://h.example/", policy=policy, fallback={"kind": "x"}
-        )
-    first = rotate_endpoint_secret(endpoint, box, now=T0)
-    second = rotate_endpoint_secret(endpoint, box, now=T0 + timedelta(hours=1))
-    assert endpoint_secrets(endpoint, box, now=T0 + timedelta(hours=2)) == [second, secret, first]
-    assert endpoint_secrets(endpoint, box, now=T0 + timedelta(hours=24, minutes=30)) == [
-        second,
-        first,
-    ]
-    assert endpoint_secrets(endpoint, box, now=T0 + timedelta(days=3)) == [second]
-    third = rotate_endpoint_secret(endpoint, box, now=T0 + timedelta(days=3))
-    assert len(endpoint.previous_secrets) == 1  # expired entries are dropped
-    assert endpoint_secrets(endpoint, box, now=T0 + timedelta(days=3)) == [third, second]

@@ -255,9 +255,6 @@ def test_at_least_forty_tricks_and_addresses() -> None:
 
 
 NAMES_TO_INTERNAL = {
-    "localhost": ["127.0.0.1"],
-    "localhost.": ["127.0.0.1"],
-    "metadata.google.internal": ["169.254.169.254"],
     "internal.example": ["10.0.0.5"],
     "v6only.example": ["::1"],
     "nat64.example": ["64:ff9b::a00:1"],
@@ -272,6 +269,25 @@ def test_names_resolving_inside_are_refused_at_connect(name: str) -> None:
     with pytest.raises(AddressRefused):
         http.post(url, b"{}", {}, timeout=2)
     assert spy.calls == []
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "localhost",
+        "localhost.",
+        "api.localhost",
+        "metadata.google.internal",
+        "printer.local",
+        "nas.home.arpa",
+        "router.lan",
+    ],
+)
+def test_local_and_internal_names_are_refused_before_any_lookup(name: str) -> None:
+    with pytest.raises(UrlRefused, match="local or internal host name"):
+        parse_webhook_url(f"https://{name}/x", EgressPolicy())
+    allowed = EgressPolicy.from_entries([name.rstrip(".")])
+    assert parse_webhook_url(f"https://{name}/x", allowed).allowlisted
 
 
 def test_hosts_are_normalised() -> None:

@@ -13,7 +13,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError as RefError
 
-from shared.delivery.webhooks import (
+from shared.errors import InvalidInputError
+from shared.signing import (
     WebhookVerificationError,
     decode_secret,
     generate_secret,
@@ -22,7 +23,6 @@ from shared.delivery.webhooks import (
     verify,
     webhook_id_for,
 )
-from shared.errors import InvalidInputError
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).parents[2] / "fixtures" / "standard_webhooks_vectors.json").read_text()
@@ -98,9 +98,9 @@ def test_timestamp_tolerance_both_ways() -> None:
     headers = signed_headers("msg_1", 1_000_000, b"{}", [secret]).as_dict()
     assert verify(headers, b"{}", [secret], now=1_000_000 + 300) == "msg_1"
     assert verify(headers, b"{}", [secret], now=1_000_000 - 300) == "msg_1"
-    with pytest.raises(WebhookVerificationError, match="too old"):
+    with pytest.raises(WebhookVerificationError, match="more than 300 s away"):
         verify(headers, b"{}", [secret], now=1_000_000 + 301)
-    with pytest.raises(WebhookVerificationError, match="too new"):
+    with pytest.raises(WebhookVerificationError, match="more than 300 s away"):
         verify(headers, b"{}", [secret], now=1_000_000 - 301)
     bad = {**headers, "webhook-timestamp": "161426533.0"}
     with pytest.raises(WebhookVerificationError, match="whole Unix seconds"):
@@ -110,15 +110,15 @@ def test_timestamp_tolerance_both_ways() -> None:
 def test_missing_headers_and_tampering() -> None:
     secret = generate_secret()
     headers = signed_headers("msg_1", 5, b'{"a":1}', [secret]).as_dict()
-    with pytest.raises(WebhookVerificationError, match="missing"):
+    with pytest.raises(WebhookVerificationError, match="need the header webhook-timestamp"):
         verify({"webhook-id": "msg_1"}, b'{"a":1}', [secret], now=5)
-    with pytest.raises(WebhookVerificationError, match="no matching"):
+    with pytest.raises(WebhookVerificationError, match="does not match"):
         verify(headers, b'{"a":2}', [secret], now=5)
-    with pytest.raises(WebhookVerificationError, match="no matching"):
+    with pytest.raises(WebhookVerificationError, match="does not match"):
         verify({**headers, "webhook-id": "msg_2"}, b'{"a":1}', [secret], now=5)
-    with pytest.raises(WebhookVerificationError, match="no matching"):
+    with pytest.raises(WebhookVerificationError, match="does not match"):
         verify(headers, b'{"a":1}', [generate_secret()], now=5)
-    with pytest.raises(WebhookVerificationError, match="outside"):
+    with pytest.raises(WebhookVerificationError, match="webhook-id must be"):
         verify({**headers, "webhook-id": "msg.1"}, b'{"a":1}', [secret], now=5)
     with pytest.raises(WebhookVerificationError, match="empty"):
         verify(headers, b'{"a":1}', ["whsec_"], now=5)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import datetime
 from typing import Any
@@ -12,25 +11,25 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.jobs import Job
 from schema.models.schedules import Schedule, ScheduleRun
+from shared.crypto import SecretBox, generate_key
 from shared.digests.spec import next_run, parse_schedule
+from shared.services.core import Core
+from shared.tenancy import ChannelDirectory
+from tests.fakes.enqueuer import RecordingEnqueuer
 
 GUILD = "111111111111111111"
 
 
-class RecordingEnqueuer:
-    """An Enqueuer that records what was sent (thread-safe), optionally failing first."""
-
-    def __init__(self, *, fail_first: int = 0) -> None:
-        self.sent: list[tuple[str, tuple[str, ...]]] = []
-        self._fail = fail_first
-        self._lock = threading.Lock()
-
-    def enqueue(self, task_name: str, *args: str) -> None:
-        with self._lock:
-            if self._fail:
-                self._fail -= 1
-                raise ConnectionError("broker unreachable")
-            self.sent.append((task_name, args))
+def digest_core(
+    factory: sessionmaker[Session], directory: ChannelDirectory, *, enqueuer: Any = None
+) -> Core:
+    """A :class:`Core` over ``factory`` whose guild boundary asks ``directory``."""
+    return Core(
+        session_factory=factory,
+        enqueuer=enqueuer if enqueuer is not None else RecordingEnqueuer(),
+        box=SecretBox([generate_key()]),
+        directory=directory,
+    )
 
 
 def add_schedule(
@@ -38,22 +37,27 @@ def add_schedule(
     text: str,
     *,
     now: datetime,
+    guild: str = GUILD,
     channel_id: str | None = None,
     destination: dict[str, Any] | None = None,
     empty_policy: str = "skip",
     **values: Any,
 ) -> uuid.UUID:
-    """Insert an enabled schedule whose first firing is the next one after ``now``."""
+    """Insert an enabled schedule whose first firing is the next one after ``now``.
+
+    It posts into the channel it summarizes unless ``destination`` says otherwise.
+    """
+    channel_id = channel_id or str(200_000_000_000_000_000 + uuid.uuid4().int % 10**17)
     spec = parse_schedule(text)
     schedule = Schedule(
         id=uuid.uuid4(),
-        guild_id=GUILD,
-        channel_id=channel_id or str(200_000_000_000_000_000 + uuid.uuid4().int % 10**17),
+        guild_id=guild,
+        channel_id=channel_id,
         created_by="333333333333333333",
         spec=text,
         cron=spec.cron,
         timezone=spec.timezone,
-        destination=destination or {"kind": "terminal"},
+        destination=destination or {"kind": "channel", "channel_id": channel_id},
         empty_policy=empty_policy,
         next_run_at=next_run(spec, now),
         created_at=now,

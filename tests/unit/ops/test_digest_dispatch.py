@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -15,7 +17,7 @@ from schema.models.jobs import Job
 from schema.models.schedules import Schedule, ScheduleRun
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
-from shared.digests.dispatch import dispatch_due_digests, plan_run, reset_next_run
+from shared.digests.dispatch import dispatch_due_digests, plan_run
 from shared.digests.empty import (
     EmptyWindowAction,
     digest_snapshot,
@@ -25,9 +27,13 @@ from shared.digests.empty import (
 )
 from shared.digests.spec import parse_schedule
 from shared.domain.messages import ChannelInfo
-from shared.jobs import ExportFileSource, FileTarget, JobParams, parse_params, submit_job
+from shared.jobs import ChannelTarget, ExportFileSource, JobParams, parse_params
+from shared.services.core import OPERATOR, Core
+from shared.services.jobs import submit_job
 from shared.summarize.content import SummaryFormat
-from tests.unit.ops.helpers import RecordingEnqueuer, add_schedule
+from tests.fakes.enqueuer import RecordingEnqueuer
+from tests.support.discord_tenants import DiscordTenants
+from tests.unit.ops.helpers import add_schedule, digest_core
 
 START = datetime(2026, 6, 1, 10, 0, 5, tzinfo=UTC)
 
@@ -41,32 +47,56 @@ def factory(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     engine.dispose()
 
 
+@dataclass
+class Digests:
+    """A tenant guild with a channel on the fake Discord, and the dispatcher's core."""
+
+    factory: sessionmaker[Session]
+    tenants: DiscordTenants
+    guild: str
+    channel: str
+
+    def core(self, enqueuer: RecordingEnqueuer | None = None) -> Core:
+        return digest_core(self.factory, self.tenants.directory, enqueuer=enqueuer)
+
+    def add(self, text: str, **values: Any) -> uuid.UUID:
+        values.setdefault("channel_id", self.channel)
+        return add_schedule(self.factory, text, guild=self.guild, **values)
+
+
+@pytest.fixture
+def digests(factory: sessionmaker[Session], discord_tenants: DiscordTenants) -> Digests:
+    guild, channel = discord_tenants.tenant()
+    return Digests(factory, discord_tenants, guild, channel)
+
+
 def _only_job(factory: sessionmaker[Session]) -> Job:
     with factory() as session:
         (job,) = session.scalars(select(Job)).all()
         return job
 
 
-def test_sqlite_dispatch_creates_one_run_per_window(factory: sessionmaker[Session]) -> None:
-    add_schedule(factory, "hourly", now=START, format="technical", language="de")
+def test_sqlite_dispatch_creates_one_run_per_window(digests: Digests) -> None:
+    digests.add("hourly", now=START, format="technical", language="de")
     enqueuer = RecordingEnqueuer()
     due = START + timedelta(hours=1)
-    first = dispatch_due_digests(factory, enqueuer, now=due)
+    first = dispatch_due_digests(digests.core(enqueuer), now=due)
     assert (first.claimed, first.runs_created, first.jobs_submitted) == (1, 1, 1)
-    again = dispatch_due_digests(factory, enqueuer, now=due)
+    again = dispatch_due_digests(digests.core(enqueuer), now=due)
     assert (again.claimed, again.runs_created) == (0, 0)
-    job = _only_job(factory)
+    job = _only_job(digests.factory)
     params = parse_params(job.params)
     assert params.format is SummaryFormat.TECHNICAL and params.language == "de"
     assert job.requested_by == "333333333333333333"
     assert len(enqueuer.sent) == 1
 
 
-def test_a_reset_schedule_does_not_repeat_a_window(factory: sessionmaker[Session]) -> None:
-    schedule_id = add_schedule(factory, "hourly", now=START)
+def test_a_reset_schedule_does_not_repeat_a_window(digests: Digests) -> None:
+    factory = digests.factory
+    schedule_id = digests.add("hourly", now=START)
     enqueuer = RecordingEnqueuer()
     due = START + timedelta(hours=1)
-    dispatch_due_digests(factory, enqueuer, now=due)
+    dispatch_due_digests(digests.core(enqueuer), now=due)
     # Someone puts the schedule back to the firing that already ran (a replayed tick).
     with factory() as session, session.begin():
         session.execute(
@@ -74,7 +104,7 @@ def test_a_reset_schedule_does_not_repeat_a_window(factory: sessionmaker[Session
             .where(Schedule.id == schedule_id)
             .values(next_run_at=datetime(2026, 6, 1, 11, tzinfo=UTC), last_run_at=None)
         )
-    replay = dispatch_due_digests(factory, enqueuer, now=due)
+    replay = dispatch_due_digests(digests.core(enqueuer), now=due)
     assert (replay.claimed, replay.runs_created) == (1, 0)
     with factory() as session:
         assert len(session.scalars(select(ScheduleRun)).all()) == 1
@@ -83,18 +113,17 @@ def test_a_reset_schedule_does_not_repeat_a_window(factory: sessionmaker[Session
         assert schedule.next_run_at > due  # still advanced
 
 
-def test_destinations_map_to_targets_or_wait_on_the_job(
-    factory: sessionmaker[Session], tmp_path: Path
-) -> None:
-    out = str(tmp_path / "digest.md")
-    add_schedule(factory, "hourly", now=START, destination={"kind": "file", "path": out})
-    dispatch_due_digests(factory, RecordingEnqueuer(), now=START + timedelta(hours=1))
+def test_destinations_map_to_targets_or_wait_on_the_job(digests: Digests) -> None:
+    factory = digests.factory
+    elsewhere = digests.tenants.channel(digests.guild, "digests")
+    digests.add("hourly", now=START, destination={"kind": "channel", "channel_id": elsewhere})
+    dispatch_due_digests(digests.core(), now=START + timedelta(hours=1))
     job = _only_job(factory)
-    assert parse_params(job.params).destinations == [FileTarget(path=out)]
+    assert parse_params(job.params).destinations == [ChannelTarget(channel_id=elsewhere)]
     assert job.progress["digest"]["destination_pending"] is False
     with factory() as session, session.begin():
         session.execute(update(Schedule).values(destination={"kind": "pigeon", "loft": "north"}))
-    dispatch_due_digests(factory, RecordingEnqueuer(), now=START + timedelta(hours=2))
+    dispatch_due_digests(digests.core(), now=START + timedelta(hours=2))
     with factory() as session:
         later = session.scalars(select(Job).order_by(Job.created_at.desc())).first()
     assert later is not None and parse_params(later.params).destinations == []
@@ -103,12 +132,40 @@ def test_destinations_map_to_targets_or_wait_on_the_job(
     assert digest["destination_pending"] is True
 
 
-def test_unusable_schedules_are_paused_not_retried_forever(factory: sessionmaker[Session]) -> None:
-    broken_cron = add_schedule(factory, "hourly", now=START)
-    bad_channel = add_schedule(factory, "hourly", now=START, channel_id="not-a-snowflake")
+def test_schedules_that_cross_the_guild_boundary_are_paused_without_a_job(
+    digests: Digests,
+) -> None:
+    other_guild, other_channel = digests.tenants.tenant()
+    reads_other = digests.add("hourly", now=START, channel_id=other_channel)
+    posts_other = digests.add(
+        "hourly", now=START, destination={"kind": "channel", "channel_id": other_channel}
+    )
+    local_only = digests.add(
+        "hourly", now=START, destination={"kind": "file", "path": "/tmp/digest.md"}
+    )
+    enqueuer = RecordingEnqueuer()
+    history_before = len(digests.tenants.history_requests())
+    result = dispatch_due_digests(digests.core(enqueuer), now=START + timedelta(hours=1))
+    assert result.jobs_submitted == 0 and enqueuer.sent == []
+    with digests.factory() as session:
+        assert session.scalars(select(Job)).all() == []
+        for schedule_id in (reads_other, posts_other, local_only):
+            schedule = session.get(Schedule, schedule_id)
+            assert schedule is not None and (schedule.enabled, schedule.next_run_at) == (
+                False,
+                None,
+            )
+    assert len(digests.tenants.history_requests()) == history_before
+    assert other_guild != digests.guild
+
+
+def test_unusable_schedules_are_paused_not_retried_forever(digests: Digests) -> None:
+    factory = digests.factory
+    broken_cron = digests.add("hourly", now=START)
+    bad_channel = digests.add("hourly", now=START, channel_id="not-a-snowflake")
     with factory() as session, session.begin():
         session.execute(update(Schedule).where(Schedule.id == broken_cron).values(cron="0 9 *"))
-    result = dispatch_due_digests(factory, RecordingEnqueuer(), now=START + timedelta(hours=1))
+    result = dispatch_due_digests(digests.core(RecordingEnqueuer()), now=START + timedelta(hours=1))
     assert (result.disabled, result.runs_created, result.jobs_submitted) == (1, 1, 0)
     with factory() as session:
         for schedule_id in (broken_cron, bad_channel):
@@ -118,7 +175,7 @@ def test_unusable_schedules_are_paused_not_retried_forever(factory: sessionmaker
         assert session.scalars(select(ScheduleRun)).all() == []  # the unusable run is dropped
 
 
-def test_plan_run_first_window_and_reset_next_run() -> None:
+def test_plan_run_first_window() -> None:
     weekdays = parse_schedule("every weekday 17:30")
     monday = datetime(2026, 3, 9, 17, 30, tzinfo=UTC)
     plan = plan_run(weekdays, due_at=monday, last_run_at=None, now=monday + timedelta(seconds=9))
@@ -128,21 +185,19 @@ def test_plan_run_first_window_and_reset_next_run() -> None:
     odd = datetime(2026, 3, 9, 17, 31, tzinfo=UTC)  # not a firing time (edited by hand)
     plan = plan_run(weekdays, due_at=odd, last_run_at=monday, now=odd + timedelta(minutes=1))
     assert (plan.window_start, plan.window_end) == (monday, odd)
-    schedule = Schedule(cron="0 9 * * *", timezone="Europe/Berlin", spec="daily 09:00")
-    reset_next_run(schedule, now=datetime(2026, 7, 1, 12, tzinfo=UTC))
-    assert schedule.next_run_at == datetime(2026, 7, 2, 7, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
     ("policy", "expected"), [("skip", EmptyWindowAction.SKIP), ("notice", EmptyWindowAction.NOTICE)]
 )
 def test_empty_window_follows_the_schedule_policy(
-    factory: sessionmaker[Session], policy: str, expected: EmptyWindowAction
+    digests: Digests, policy: str, expected: EmptyWindowAction
 ) -> None:
-    add_schedule(factory, "hourly", now=START, empty_policy=policy)
+    factory = digests.factory
+    digests.add("hourly", now=START, empty_policy=policy)
     now = START + timedelta(hours=1)
-    dispatch_due_digests(factory, RecordingEnqueuer(), now=now)
-    job = _only_job(factory)
+    dispatch_due_digests(digests.core(RecordingEnqueuer()), now=now)
+    job = _only_job(digests.factory)
     assert empty_window_action(factory, job.id, message_count=12) is EmptyWindowAction.SUMMARIZE
     assert empty_window_action(factory, job.id, message_count=0) is expected
     # Without the snapshot (its dispatcher died before writing it) the run still says it.
@@ -158,18 +213,14 @@ def test_empty_window_follows_the_schedule_policy(
         assert digest_snapshot(session, row) == row.progress["digest"]
 
 
-def test_other_jobs_are_always_summarized(factory: sessionmaker[Session]) -> None:
+def test_other_jobs_are_always_summarized(digests: Digests) -> None:
+    factory = digests.factory
     params = JobParams(source=ExportFileSource(path="/x.json"))
-    api = submit_job(factory, RecordingEnqueuer(), params=params, origin="api")
-    odd = submit_job(
-        factory, RecordingEnqueuer(), params=params, origin="api", idempotency_key="digest:nope"
-    )
+    core = digests.core()
+    api = submit_job(core, OPERATOR, params)
+    odd = submit_job(core, OPERATOR, params, idempotency_key="digest:nope")
     gone = submit_job(
-        factory,
-        RecordingEnqueuer(),
-        params=params,
-        origin="api",
-        idempotency_key="digest:00000000-0000-0000-0000-000000000000",
+        core, OPERATOR, params, idempotency_key="digest:00000000-0000-0000-0000-000000000000"
     )
     for submission in (api, odd, gone):
         action = empty_window_action(factory, submission.job_id, message_count=0)

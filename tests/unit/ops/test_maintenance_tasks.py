@@ -14,7 +14,9 @@ from sqlalchemy import select
 from schema.models.schedules import ScheduleRun
 from shared.db.migrate import upgrade
 from shared.settings import load_settings
-from tests.unit.ops.helpers import RecordingEnqueuer, add_schedule
+from tests.fakes.enqueuer import RecordingEnqueuer
+from tests.support.discord_tenants import DiscordTenants
+from tests.unit.ops.helpers import add_schedule
 from workers import resources
 from workers.tasks import maintenance
 
@@ -22,12 +24,15 @@ NOW = datetime(2026, 6, 1, 12, 0, 5, tzinfo=UTC)
 
 
 @pytest.fixture
-def services(tmp_path: Path) -> Iterator[Any]:
+def services(tmp_path: Path, discord_tenants: DiscordTenants) -> Iterator[Any]:
     url = f"sqlite:///{tmp_path / 'maintenance.db'}"
     upgrade(url)
-    built, engine = resources.build_services(
-        load_settings(database_url=url), Celery("t", set_as_current=False)
+    settings = load_settings(
+        database_url=url,
+        discord_token=discord_tenants.token,
+        discord_api_base=discord_tenants.server.api_base,
     )
+    built, engine = resources.build_services(settings, Celery("t", set_as_current=False))
     built.enqueuer = RecordingEnqueuer()
     built.clock = lambda: NOW
     resources.install(built)
@@ -36,8 +41,15 @@ def services(tmp_path: Path) -> Iterator[Any]:
     engine.dispose()
 
 
-def test_maintenance_tasks(services: Any) -> None:
-    add_schedule(services.session_factory, "hourly", now=NOW - timedelta(hours=1))
+def test_maintenance_tasks(services: Any, discord_tenants: DiscordTenants) -> None:
+    guild, channel = discord_tenants.tenant()
+    add_schedule(
+        services.session_factory,
+        "hourly",
+        now=NOW - timedelta(hours=1),
+        guild=guild,
+        channel_id=channel,
+    )
     assert maintenance.dispatch_due_digests_task() == 1
     assert maintenance.dispatch_due_digests_task() == 0
     with services.session_factory() as session:
@@ -45,7 +57,5 @@ def test_maintenance_tasks(services: Any) -> None:
     assert services.enqueuer.sent[0][0] == "summarybot.fetch"
     purged = maintenance.purge_expired_task()
     assert purged == {"summaries": 0, "jobs": 0, "caches": 0, "guilds": 0}
-    erased = maintenance.erase_member_task("111111111111111111", "333333333333333333")
-    assert erased["schedules"] == 1 and erased["jobs"] == 1
     assert maintenance.requeue_stale_jobs_task() == 0
     assert maintenance.PURGE_EXPIRED == "summarybot.maintenance.purge_expired"

@@ -1,5 +1,8 @@
 """Standard Webhooks (v1, symmetric): secrets, signatures, headers and verification.
 
+One implementation for both directions: the delivery stage signs the events it sends to
+webhook endpoints, and the API verifies requests signed with an API key's signing secret.
+
 A message is signed as ``HMAC-SHA256(key, f"{id}.{timestamp}.{body}")`` where ``key`` is the
 base64-decoded ``whsec_`` secret; the ``webhook-signature`` header lists ``v1,<base64 mac>``
 entries separated by spaces, one per secret in use (several during a rotation).  The body that
@@ -45,7 +48,7 @@ _MESSAGE_ID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 
 
 class WebhookVerificationError(Exception):
-    """A received webhook is not authentic, malformed, or outside the time tolerance."""
+    """A signed message is not authentic, malformed, or outside the time tolerance."""
 
 
 def generate_secret(*, nbytes: int = 32) -> str:
@@ -61,7 +64,7 @@ def decode_secret(secret: str) -> bytes:
     if not body:
         raise InvalidInputError(
             "the webhook signing secret is empty; use a whsec_ secret (generate one with "
-            "shared.delivery.webhooks.generate_secret)"
+            "shared.signing.generate_secret)"
         )
     try:
         # Secrets are often copied without their padding; restore it before decoding.
@@ -137,26 +140,38 @@ def verify(
     now: float,
     tolerance: int = TOLERANCE_SECONDS,
 ) -> str:
-    """Check a received webhook; return its ``webhook-id`` or raise WebhookVerificationError.
+    """Check a signed message; return its ``webhook-id`` or raise WebhookVerificationError.
 
-    ``secrets`` are the receiver's accepted secrets (several while it rotates); ``now`` is the
-    receiver's clock in Unix seconds.
+    ``secrets`` are the accepted secrets (several while they rotate); ``now`` is the checker's
+    clock in Unix seconds.  Every error says what is wrong and how to fix it.
     """
     lowered = {k.lower(): v for k, v in headers.items()}
     message_id = lowered.get("webhook-id", "")
     stamp = lowered.get("webhook-timestamp", "")
     header = lowered.get("webhook-signature", "")
-    if not (message_id and stamp and header):
-        raise WebhookVerificationError("missing webhook-id, webhook-timestamp or webhook-signature")
-    if not stamp.isdigit():
-        raise WebhookVerificationError(f"webhook-timestamp {stamp!r} is not whole Unix seconds")
+    missing = [
+        name
+        for name, value in (
+            ("webhook-id", message_id),
+            ("webhook-timestamp", stamp),
+            ("webhook-signature", header),
+        )
+        if not value
+    ]
+    if missing:
+        raise WebhookVerificationError(f"signed requests need the header {', '.join(missing)}")
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
+        raise WebhookVerificationError(
+            f"webhook-timestamp {stamp[:20]!r} is not whole Unix seconds"
+        )
     timestamp = int(stamp)
-    if timestamp < now - tolerance:
-        raise WebhookVerificationError("message timestamp too old")
-    if timestamp > now + tolerance:
-        raise WebhookVerificationError("message timestamp too new")
+    if abs(now - timestamp) > tolerance:
+        raise WebhookVerificationError(
+            f"webhook-timestamp is more than {tolerance} s away from the receiver's clock; sign "
+            "each message when sending it and keep your clock in sync"
+        )
     if not _MESSAGE_ID.match(message_id):
-        raise WebhookVerificationError("webhook-id has characters outside [A-Za-z0-9_-]")
+        raise WebhookVerificationError("webhook-id must be 1 to 128 letters, digits, '_' or '-'")
     offered: list[bytes] = []
     for entry in header.split(" "):
         version, _, encoded = entry.partition(",")
@@ -167,7 +182,7 @@ def verify(
         except (binascii.Error, ValueError):
             continue
     if not offered:
-        raise WebhookVerificationError("no v1 signature in webhook-signature")
+        raise WebhookVerificationError("webhook-signature holds no v1,<base64> entry")
     for secret in secrets:
         try:
             key = decode_secret(secret)
@@ -177,4 +192,7 @@ def verify(
         # Compare against every entry (no early exit on the secret loop's account).
         if any(hmac.compare_digest(expected, candidate) for candidate in offered):
             return message_id
-    raise WebhookVerificationError("no matching signature")
+    raise WebhookVerificationError(
+        "webhook-signature does not match; sign f'{webhook-id}.{webhook-timestamp}.{body}' "
+        "with HMAC-SHA256 over the exact body bytes sent"
+    )

@@ -1,0 +1,93 @@
+"""How a job's outcome follows its deliveries once every one of them has ended.
+
+A job is ``completed`` as soon as its summary is stored; each delivery then carries its own
+status.  When the last delivery of the summary ends, the job's end state says how they went:
+all reached their target (or its fallback) — it stays ``completed``; some did not —
+``completed_with_errors``; none did — ``failed``, with each failure's reason, and its webhooks
+get ``job.failed`` events.  Jobs stored by an older version wait in ``delivering`` and end the
+same way.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from schema.models.jobs import Delivery, DeliveryStatus
+from shared import lifecycle
+from shared.delivery.notifications import create_job_failed_notifications
+from shared.jobs import DELIVER, Step
+
+__all__ = ["DONE", "settle_job"]
+
+#: Delivery states that end a delivery.
+DONE = (DeliveryStatus.SENT.value, DeliveryStatus.FAILED.value)
+
+
+def settle_job(
+    session_factory: sessionmaker[Session],
+    job_id: uuid.UUID,
+    summary_id: uuid.UUID,
+    *,
+    now: datetime,
+) -> list[Step]:
+    """Give the job its end state once every delivery ended; the notifications to send."""
+    with session_factory() as session:
+        rows = session.execute(
+            select(Delivery.id, Delivery.status, Delivery.last_error, Delivery.fallback_of).where(
+                Delivery.summary_id == summary_id
+            )
+        ).all()
+    if any(status not in DONE for _, status, _, _ in rows):
+        return []
+    # A delivery that failed but whose fallback (or its fallback's) was sent reached someone.
+    fallbacks_of: dict[uuid.UUID, list[uuid.UUID]] = {}
+    status_of = {ident: status for ident, status, _, _ in rows}
+    for ident, _, _, of in rows:
+        if of is not None:
+            fallbacks_of.setdefault(of, []).append(ident)
+
+    def reached(ident: uuid.UUID, depth: int = 0) -> bool:
+        if status_of.get(ident) == DeliveryStatus.SENT.value:
+            return True
+        return depth < 8 and any(reached(f, depth + 1) for f in fallbacks_of.get(ident, []))
+
+    originals = [(ident, error) for ident, _, error, of in rows if of is None]
+    failed = [error or "unknown error" for ident, error in originals if not reached(ident)]
+    progress: dict[str, object] = {}
+    failures = sum(1 for _, status, _, _ in rows if status == DeliveryStatus.FAILED.value)
+    if failures:
+        progress["deliveries_failed"] = failures
+    fallbacks = sum(1 for _, _, _, of in rows if of is not None)
+    if fallbacks:
+        progress["fallbacks"] = fallbacks
+    if not failed:
+        lifecycle.move(
+            session_factory, job_id, lifecycle.Move.DELIVERED, now=now, progress=progress or None
+        )
+        return []
+    if len(failed) < len(originals):
+        lifecycle.move(
+            session_factory,
+            job_id,
+            lifecycle.Move.DELIVERED_WITH_ERRORS,
+            now=now,
+            progress=progress,
+            error="some deliveries failed: " + "; ".join(failed),
+        )
+        return []
+    moved = lifecycle.move(
+        session_factory,
+        job_id,
+        lifecycle.Move.DELIVERY_FAILED,
+        now=now,
+        progress=progress,
+        error="delivery failed: " + "; ".join(failed),
+    )
+    if moved is None:
+        return []
+    notes = create_job_failed_notifications(session_factory, job_id, now=now)
+    return [Step(DELIVER, (str(job_id), str(note))) for note in notes]

@@ -1,0 +1,237 @@
+"""The job lifecycle as a table: which moves exist, from which states, and what runs next.
+
+Every write of ``jobs.status`` goes through :func:`move` (or :func:`move_locked` inside a
+transaction that already holds the row), and every move is one entry of :data:`MOVES`: the
+state it leads to, the states it may start from, and the task that runs next.  A move is one
+conditional ``UPDATE … WHERE status IN (…)``, so two copies of a task (at-least-once delivery)
+cannot move a job out of an end state or skip a stage, and a status only ever moves forward
+through ``queued → fetching → summarizing → completed``.  Once its summary is stored a job is
+``completed``, and only how its deliveries end can still change that end state
+(``completed_with_errors``, or ``failed`` when every one failed); an operator's ``summarybot
+replay`` reopens a failed job (:attr:`Move.REPLAY_FETCH`, :attr:`Move.REPLAY_DELIVERY`).
+
+:data:`RUNS_IN` says in which states each stage task does its work; the task decorator checks it
+before calling the stage, so no stage repeats the "load the job, return if finished" prelude.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import JSON
+
+from schema.models.jobs import Job, JobStatus
+from shared.jobs import DELIVER, FETCH, SUMMARIZE, Step
+
+__all__ = [
+    "FINISHED",
+    "MOVES",
+    "RESUME",
+    "RUNS_IN",
+    "UNFINISHED",
+    "Move",
+    "Transition",
+    "heartbeat",
+    "load",
+    "move",
+    "move_locked",
+]
+
+Q, F, S, D = JobStatus.QUEUED, JobStatus.FETCHING, JobStatus.SUMMARIZING, JobStatus.DELIVERING
+
+#: The end states: nothing moves a job out of them except an operator's replay.
+FINISHED = frozenset(s for s in JobStatus if s.finished)
+#: States of a job some stage still has to work on.
+UNFINISHED = frozenset(s for s in JobStatus if not s.finished)
+
+
+class Move(StrEnum):
+    """The moves a job can make (see :data:`MOVES`)."""
+
+    START_FETCH = "start_fetch"
+    FETCHED = "fetched"
+    SUMMARIZED = "summarized"
+    DELIVERED = "delivered"
+    DELIVERED_WITH_ERRORS = "delivered_with_errors"
+    DELIVERY_FAILED = "delivery_failed"
+    FAIL = "fail"
+    CANCEL = "cancel"
+    REPLAY_FETCH = "replay_fetch"
+    REPLAY_DELIVERY = "replay_delivery"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One row of the table: where a move leads, where it may start, and what runs next."""
+
+    to: JobStatus
+    sources: frozenset[JobStatus]
+    then: str | None = None
+
+
+C, CWE = JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS
+
+MOVES: Mapping[Move, Transition] = {
+    Move.START_FETCH: Transition(F, frozenset({Q, F})),
+    # From summarizing too: a summarize task that finds its input gone has the fetch task fill
+    # the cache again without moving the job backwards.
+    Move.FETCHED: Transition(S, frozenset({F, S}), then=SUMMARIZE),
+    # A job ends when its summary is stored; its deliveries then carry their own status, and
+    # the delivery moves below only tell how they ended (``delivering`` is where an older
+    # version left jobs waiting for their deliveries).
+    Move.SUMMARIZED: Transition(C, frozenset({S})),
+    Move.DELIVERED: Transition(C, frozenset({D, C})),
+    Move.DELIVERED_WITH_ERRORS: Transition(CWE, frozenset({D, C})),
+    Move.DELIVERY_FAILED: Transition(JobStatus.FAILED, frozenset({D, C, CWE})),
+    Move.FAIL: Transition(JobStatus.FAILED, UNFINISHED),
+    Move.CANCEL: Transition(JobStatus.CANCELLED, UNFINISHED),
+    Move.REPLAY_FETCH: Transition(Q, frozenset({JobStatus.FAILED}), then=FETCH),
+    Move.REPLAY_DELIVERY: Transition(C, frozenset({JobStatus.FAILED, CWE})),
+}
+
+#: The states in which each stage task works; in any other state the task has nothing to do.
+RUNS_IN: Mapping[str, frozenset[JobStatus]] = {
+    FETCH: frozenset({Q, F, S}),
+    SUMMARIZE: frozenset({S, D}),
+}
+
+#: The task that resumes a job stuck in each unfinished state (the recovery sweep's table).
+#: ``summarize`` also re-drives the deliveries of a job in ``delivering``.
+RESUME: Mapping[JobStatus, str] = {Q: FETCH, F: FETCH, S: SUMMARIZE, D: SUMMARIZE}
+
+# ``DELIVER`` runs in every state: an outbox item has a state of its own, and a failed job
+# still sends its ``job.failed`` notifications.
+assert DELIVER not in RUNS_IN
+
+
+class _JsonMerge(FunctionElement[Any]):
+    """``column`` with the keys of a JSON object merged in (top level, new values win)."""
+
+    type = JSON()
+    inherit_cache = True
+    name = "json_merge"
+
+
+@compiles(_JsonMerge, "postgresql")
+def _merge_postgresql(element: _JsonMerge, compiler: Any, **kw: Any) -> str:
+    column, patch = list(element.clauses)
+    return f"({compiler.process(column, **kw)} || CAST({compiler.process(patch, **kw)} AS jsonb))"
+
+
+@compiles(_JsonMerge, "sqlite")
+def _merge_sqlite(element: _JsonMerge, compiler: Any, **kw: Any) -> str:
+    column, patch = list(element.clauses)
+    return f"json_patch({compiler.process(column, **kw)}, {compiler.process(patch, **kw)})"
+
+
+def _merged(patch: Mapping[str, Any]) -> ColumnElement[Any]:
+    return _JsonMerge(Job.progress, json.dumps(dict(patch), default=str))
+
+
+def load(session_factory: sessionmaker[Session], job_id: uuid.UUID) -> Job | None:
+    """The job row, detached, or None when it does not exist."""
+    with session_factory() as session:
+        return session.get(Job, job_id)
+
+
+def _steps(transition: Transition, job_id: uuid.UUID) -> list[Step]:
+    return [Step(transition.then, (str(job_id),))] if transition.then else []
+
+
+def _changes(
+    transition: Transition, now: datetime, values: Mapping[str, Any], *, finished_at: Any
+) -> dict[str, Any]:
+    changes: dict[str, Any] = {"status": transition.to.value, "updated_at": now}
+    if transition.to.finished:
+        # A job that already ended keeps its end time when its deliveries settle it.
+        changes["finished_at"] = finished_at
+    else:
+        changes["heartbeat_at"] = changes["stage_started_at"] = now
+        changes["finished_at"] = None
+    changes.update(values)
+    return changes
+
+
+def move(
+    session_factory: sessionmaker[Session],
+    job_id: uuid.UUID,
+    which: Move,
+    *,
+    now: datetime,
+    progress: Mapping[str, Any] | None = None,
+    **values: Any,
+) -> list[Step] | None:
+    """Apply move ``which`` to the job if it is in one of the move's source states.
+
+    Returns the steps to publish next (an empty list when none), or None when the job was not
+    in a source state (already further, finished, or gone) and nothing was written.
+    ``values`` are other columns to set (``error``, ``message_count`` …); ``progress`` keys are
+    merged into the job's progress.
+    """
+    transition = MOVES[which]
+    changes = _changes(transition, now, values, finished_at=func.coalesce(Job.finished_at, now))
+    if progress:
+        changes["progress"] = _merged(progress)
+    statement = (
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_([s.value for s in transition.sources]))
+        .values(**changes)
+        .execution_options(synchronize_session=False)
+    )
+    with session_factory() as session, session.begin():
+        result = session.execute(statement)
+    if not getattr(result, "rowcount", 0):
+        return None
+    return _steps(transition, job_id)
+
+
+def move_locked(
+    job: Job,
+    which: Move,
+    *,
+    now: datetime,
+    progress: Mapping[str, Any] | None = None,
+    **values: Any,
+) -> list[Step] | None:
+    """:func:`move` for a row the caller holds locked in its own transaction."""
+    transition = MOVES[which]
+    if JobStatus(job.status) not in transition.sources:
+        return None
+    for key, value in _changes(transition, now, values, finished_at=job.finished_at or now).items():
+        setattr(job, key, value)
+    if progress:
+        job.progress = {**job.progress, **progress}
+    return _steps(transition, job.id)
+
+
+def heartbeat(
+    session_factory: sessionmaker[Session],
+    job_id: uuid.UUID,
+    *,
+    now: datetime,
+    progress: Mapping[str, Any] | None = None,
+) -> bool:
+    """Record liveness (and progress) of the running stage; False when the job has ended."""
+    changes: dict[str, Any] = {"heartbeat_at": now, "updated_at": now}
+    if progress:
+        changes["progress"] = _merged(progress)
+    statement = (
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_([s.value for s in UNFINISHED]))
+        .values(**changes)
+        .execution_options(synchronize_session=False)
+    )
+    with session_factory() as session, session.begin():
+        result = session.execute(statement)
+    return bool(getattr(result, "rowcount", 0))

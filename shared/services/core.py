@@ -1,0 +1,77 @@
+"""What every use case needs: the resources of the calling process, and who is asking."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.crypto import SecretBox
+from shared.delivery.ssrf import EgressPolicy
+from shared.errors import ConfigError
+from shared.jobs import Enqueuer
+from shared.tenancy import ChannelDirectory
+
+__all__ = ["OPERATOR", "Actor", "Core"]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks: a guild's API key or member, a digest schedule, or the operator.
+
+    ``guild_id`` is the tenant every resource touched must belong to; None only for the
+    operator acting for no one guild.  ``local`` marks the operator at the deployment's own
+    command line, who alone may read export files and write to the terminal or local files.
+    ``requested_by`` is recorded on what is created (``api:<key id>``, a member's id, ``cli``).
+    """
+
+    origin: str
+    guild_id: str | None
+    requested_by: str | None = None
+    local: bool = False
+
+    @property
+    def is_operator(self) -> bool:
+        """True for the deployment's operator acting for no one guild."""
+        return self.guild_id is None
+
+
+#: The operator at the command line.
+OPERATOR = Actor(origin="cli", guild_id=None, requested_by="cli", local=True)
+
+
+@dataclass(frozen=True)
+class Core:
+    """The resources a use case may use, built once by the entry point of a process.
+
+    ``directory`` is None when this deployment has no Discord access (no ``DISCORD_TOKEN``):
+    use cases that need Discord then refuse with a :class:`ConfigError` before writing
+    anything.  ``box`` encrypts secrets at rest (webhook secrets, tokens); ``egress`` is the
+    outbound URL policy the delivery guard enforces (``WEBHOOK_ALLOWED_HOSTS``).
+    """
+
+    session_factory: sessionmaker[Session]
+    enqueuer: Enqueuer
+    box: SecretBox
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
+    directory: ChannelDirectory | None = None
+    clock: Callable[[], datetime] = _utcnow
+    max_messages: int = 200_000
+    max_schedules_per_guild: int = 25
+
+    def require_directory(self) -> ChannelDirectory:
+        """The channel directory, or a :class:`ConfigError` saying how to enable Discord."""
+        if self.directory is None:
+            raise ConfigError(
+                "this deployment has no Discord access: set DISCORD_TOKEN (or "
+                "DISCORD_TOKEN_FILE) for the API and the workers",
+                user_message="this deployment cannot read or post to Discord channels (no "
+                "DISCORD_TOKEN is configured); ask the operator to set it",
+            )
+        return self.directory

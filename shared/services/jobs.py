@@ -1,0 +1,228 @@
+"""Submitting and cancelling jobs: the one door every producer's work comes through.
+
+:func:`submit_job` authorizes (the source channel and every destination belong to the actor's
+guild), validates the window and limits, records the ``jobs`` row (the source of truth) and then
+publishes the first stage by task name.  The row is committed before the task is published, so a
+worker always finds it; a publish lost after the commit is recovered by the stale-job sweep.
+Nothing is written when a check fails.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import SecretStr
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from schema.models.jobs import Job, JobStatus
+from schema.models.tenancy import WebhookEndpoint
+from shared import lifecycle
+from shared.discord.objects import WebhookRef
+from shared.errors import ConflictError, InvalidInputError, NotFoundError
+from shared.jobs import FETCH, DiscordChannelSource, ExportFileSource, JobParams
+from shared.services.core import Actor, Core
+from shared.tenancy import (
+    DESTINATION_CHANNEL_KINDS,
+    destination_chain,
+    require_channel,
+    require_member,
+)
+
+__all__ = ["Submission", "cancel_job", "check_destination", "check_destinations", "submit_job"]
+
+_CANCELLED_BY = {
+    "api": "cancelled through the API",
+    "bot": "cancelled in Discord",
+    "cli": "cancelled by the operator",
+}
+
+#: Destination kinds only the operator may use: they write on the worker's own machine.
+_OPERATOR_KINDS = frozenset({"terminal", "file"})
+
+
+@dataclass(frozen=True)
+class Submission:
+    """Result of :func:`submit_job`: the job id and whether this call created it."""
+
+    job_id: uuid.UUID
+    created: bool
+
+
+def _endpoint_owner(core: Core, endpoint_id: Any) -> str | None:
+    try:
+        ident = uuid.UUID(str(endpoint_id))
+    except ValueError:
+        return None
+    with core.session_factory() as session:
+        owner: str | None = session.scalar(
+            select(WebhookEndpoint.guild_id).where(WebhookEndpoint.id == ident)
+        )
+        return owner
+
+
+def _check_link(core: Core, actor: Actor, link: Mapping[str, Any], where: str) -> None:
+    kind = str(link.get("kind"))
+    if kind in _OPERATOR_KINDS:
+        if not actor.local:
+            raise InvalidInputError(
+                f"{where}: {kind} destinations write on the server's own disk and are only for "
+                "the operator's command line; use a channel or a webhook endpoint"
+            )
+        return
+    guild = actor.guild_id
+    if guild is None:
+        raise InvalidInputError(
+            f"{where}: a {kind} destination belongs to a Discord server; submit the job for "
+            "that server (with its guild id)"
+        )
+    if kind in DESTINATION_CHANNEL_KINDS:
+        require_channel(core.require_directory(), guild, str(link.get("channel_id")))
+    elif kind == "dm":
+        require_member(core.require_directory(), guild, str(link.get("user_id")))
+    elif kind == "webhook":
+        endpoint_id = link.get("endpoint_id")
+        if _endpoint_owner(core, endpoint_id) != guild:
+            raise NotFoundError(
+                f"{where}: no webhook endpoint {endpoint_id} in this server; create one with "
+                "POST /v1/webhook-endpoints"
+            )
+    elif kind == "followup":
+        if actor.origin != "bot":
+            raise InvalidInputError(f"{where}: only the bot answers its own interactions")
+    elif kind == "discord_webhook":
+        webhook_id = str(link.get("webhook_id"))
+        token = core.box.decrypt(str(link.get("token_encrypted")))
+        ref = WebhookRef(id=webhook_id, token=SecretStr(token))
+        if core.require_directory().webhook_guild(ref) != guild:
+            raise NotFoundError(f"{where}: no Discord webhook {webhook_id} in this server")
+    else:  # pragma: no cover - the destination models admit no other kind
+        raise InvalidInputError(f"{where}: unknown destination kind {kind!r}")
+
+
+def check_destination(core: Core, actor: Actor, destination: Any, where: str) -> None:
+    """Refuse a destination (or any of its fallbacks) outside the actor's guild or reach.
+
+    ``where`` names it in the error (``destinations/0``, ``destination`` …).
+    """
+    data = destination if isinstance(destination, Mapping) else destination.model_dump()
+    for depth, link in enumerate(destination_chain(data)):
+        _check_link(core, actor, link, where + "/fallback" * depth)
+
+
+def check_destinations(core: Core, actor: Actor, destinations: Sequence[Any]) -> None:
+    """:func:`check_destination` for each of a job's destinations."""
+    for index, destination in enumerate(destinations):
+        check_destination(core, actor, destination, f"destinations/{index}")
+
+
+def _authorize_source(core: Core, actor: Actor, params: JobParams) -> JobParams:
+    source = params.source
+    if isinstance(source, ExportFileSource):
+        if not actor.local:
+            raise InvalidInputError(
+                "export files are read from the workers' disk and only the operator's command "
+                "line may name one; send the messages in the request instead"
+            )
+        return params
+    assert isinstance(source, DiscordChannelSource)
+    guild = actor.guild_id
+    if guild is None:
+        guild = source.guild_id
+        if guild is None:
+            raise InvalidInputError(
+                "a Discord channel job needs the channel's guild id; give --guild"
+            )
+    elif source.guild_id not in (None, guild):
+        raise NotFoundError(f"no guild {source.guild_id} for this caller; use your own guild")
+    require_channel(core.require_directory(), guild, source.channel_id)
+    if source.guild_id != guild:
+        params = params.model_copy(update={"source": source.model_copy(update={"guild_id": guild})})
+    return params
+
+
+def _check_limits(core: Core, params: JobParams) -> None:
+    if params.max_messages is not None and params.max_messages > core.max_messages:
+        raise InvalidInputError(
+            f"max_messages {params.max_messages} is above this deployment's limit of "
+            f"{core.max_messages}; ask for fewer messages"
+        )
+    source = params.source
+    after = source.after if isinstance(source, DiscordChannelSource) else None
+    if after is not None and after > core.clock():
+        raise InvalidInputError("the window starts in the future; give a past time")
+
+
+def submit_job(
+    core: Core,
+    actor: Actor,
+    params: JobParams,
+    *,
+    idempotency_key: str | None = None,
+) -> Submission:
+    """Authorize, validate, record and enqueue a job (see module docstring).
+
+    With an ``idempotency_key`` a second submission returns the first job instead of creating
+    another.  Raises :class:`NotFoundError` for a channel or destination outside the actor's
+    guild (worded like a missing one), :class:`InvalidInputError` for a request that cannot be
+    done, :class:`~shared.errors.ConfigError` when this deployment lacks what the job needs.
+    """
+    check_destinations(core, actor, params.destinations)
+    params = _authorize_source(core, actor, params)
+    _check_limits(core, params)
+    source = params.source
+    guild_id = source.guild_id if isinstance(source, DiscordChannelSource) else actor.guild_id
+    job = Job(
+        id=uuid.uuid4(),
+        origin=actor.origin,
+        status=JobStatus.QUEUED.value,
+        guild_id=guild_id,
+        channel_id=source.channel_id if isinstance(source, DiscordChannelSource) else None,
+        requested_by=actor.requested_by,
+        params=params.model_dump(mode="json"),
+        progress={},
+        idempotency_key=idempotency_key,
+    )
+    with core.session_factory() as session:
+        session.add(job)
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            if idempotency_key is None:
+                raise
+            existing = session.scalars(
+                select(Job.id).where(Job.idempotency_key == idempotency_key)
+            ).one()
+            return Submission(existing, created=False)
+    core.enqueuer.enqueue(FETCH, str(job.id))
+    return Submission(job.id, created=True)
+
+
+def cancel_job(core: Core, actor: Actor, job_id: uuid.UUID) -> Job:
+    """Cancel an unfinished job of the actor's guild; cancelling twice answers the same.
+
+    Raises :class:`NotFoundError` for a job of another guild (or none), and
+    :class:`ConflictError` for a job that already completed or failed.
+    """
+    with core.session_factory() as session:
+        job = session.get(Job, job_id)
+        if job is None or (not actor.is_operator and job.guild_id != actor.guild_id):
+            raise NotFoundError(f"no job {job_id} in this server")
+    if job.status == JobStatus.CANCELLED.value:
+        return job
+    reason = _CANCELLED_BY.get(actor.origin, f"cancelled by {actor.origin}")
+    moved = lifecycle.move(
+        core.session_factory, job_id, lifecycle.Move.CANCEL, now=core.clock(), error=reason
+    )
+    with core.session_factory() as session:
+        current = session.get(Job, job_id)
+    assert current is not None
+    if moved is None and current.status != JobStatus.CANCELLED.value:
+        raise ConflictError(
+            f"job {job_id} already ended as {current.status}; there is nothing to cancel"
+        )
+    return current

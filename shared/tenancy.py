@@ -1,0 +1,165 @@
+"""The guild boundary: which guild a channel, thread or member belongs to, and the one check.
+
+A caller (an API key, a bot member, a digest schedule) acts for one guild.  Everything a job
+reads or posts to must belong to that guild.  The check is made where work is accepted
+(:mod:`shared.services.jobs`) and again by the workers that act on it: fetch compares the
+channel it reads with the job's guild, and delivery each destination, so a row written by hand
+cannot lead a worker across the boundary.
+
+A refusal reads exactly like "no such channel" (:class:`~shared.errors.NotFoundError`), so a
+caller learns nothing about other guilds.
+
+:class:`DiscordDirectory` answers from Discord's REST API through our adapter, with a short
+cache: a channel never changes guild, but it can be deleted or hidden from the bot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
+
+from shared.discord.client import DiscordClient
+from shared.discord.errors import Forbidden, NotFound
+from shared.discord.objects import WebhookRef
+from shared.errors import NotFoundError
+
+__all__ = [
+    "DESTINATION_CHANNEL_KINDS",
+    "ChannelDirectory",
+    "DiscordDirectory",
+    "destination_chain",
+    "refuse_channel",
+    "require_channel",
+    "require_member",
+]
+
+#: Destination kinds that name a channel (or a thread) by ``channel_id``.
+DESTINATION_CHANNEL_KINDS = frozenset({"channel", "thread"})
+
+
+class ChannelDirectory(Protocol):
+    """Answers which guild a channel belongs to and who is a member of a guild."""
+
+    def channel_guild(self, channel_id: str) -> str | None:
+        """The guild of a channel or thread; None when it does not exist, the bot cannot see
+        it, or it belongs to no guild (a DM)."""
+
+    def is_member(self, guild_id: str, user_id: str) -> bool:
+        """True when ``user_id`` is a member of ``guild_id``."""
+
+    def webhook_guild(self, webhook: WebhookRef) -> str | None:
+        """The guild a Discord webhook posts into; None when it is gone or its token wrong."""
+
+
+def refuse_channel(channel_id: str, *, what: str = "channel") -> NotFoundError:
+    """The refusal for a channel outside the caller's guild, worded as "no such channel"."""
+    return NotFoundError(
+        f"{what} {channel_id} is not in this server",
+        user_message=f"no {what} {channel_id} in this server",
+    )
+
+
+def require_channel(
+    directory: ChannelDirectory, guild_id: str, channel_id: str, *, what: str = "channel"
+) -> None:
+    """Raise :class:`NotFoundError` unless ``channel_id`` is a channel of ``guild_id``."""
+    if directory.channel_guild(channel_id) != guild_id:
+        raise refuse_channel(channel_id, what=what)
+
+
+def require_member(directory: ChannelDirectory, guild_id: str, user_id: str) -> None:
+    """Raise :class:`NotFoundError` unless ``user_id`` is a member of ``guild_id``."""
+    if not directory.is_member(guild_id, user_id):
+        raise NotFoundError(
+            f"user {user_id} is not a member of guild {guild_id}",
+            user_message=f"no member {user_id} in this server",
+        )
+
+
+def destination_chain(destination: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """A destination followed by its fallbacks (``fallback`` nests), at most 8 deep."""
+    current: Mapping[str, Any] | None = destination
+    for _ in range(8):
+        if current is None:
+            return
+        yield current
+        nested = current.get("fallback")
+        current = nested if isinstance(nested, Mapping) else None
+
+
+class DiscordDirectory:
+    """:class:`ChannelDirectory` over the Discord REST adapter, with a small TTL cache.
+
+    Thread-safe: API and worker threads share one per process.  Positive and negative answers
+    are both kept for ``ttl`` seconds (a deleted channel or a member who left is noticed
+    within that time).
+    """
+
+    def __init__(
+        self,
+        client: DiscordClient,
+        *,
+        ttl: float = 60.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._ttl = ttl
+        self._max = max_entries
+        self._clock = clock
+        self._cache: OrderedDict[tuple[str, ...], tuple[float, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _cached(self, key: tuple[str, ...], fetch: Callable[[], Any]) -> Any:
+        now = self._clock()
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] > now:
+                self._cache.move_to_end(key)
+                return hit[1]
+        value = fetch()
+        with self._lock:
+            self._cache[key] = (now + self._ttl, value)
+            self._cache.move_to_end(key)
+            while len(self._cache) > self._max:
+                self._cache.popitem(last=False)
+        return value
+
+    def channel_guild(self, channel_id: str) -> str | None:
+        """The guild of a channel or thread (see :class:`ChannelDirectory`)."""
+
+        def fetch() -> str | None:
+            try:
+                return self._client.get_channel(channel_id).guild_id
+            except (NotFound, Forbidden):
+                return None
+
+        result: str | None = self._cached(("channel", channel_id), fetch)
+        return result
+
+    def is_member(self, guild_id: str, user_id: str) -> bool:
+        """True when the user is a member of the guild (see :class:`ChannelDirectory`)."""
+
+        def fetch() -> bool:
+            try:
+                return self._client.get_member(guild_id, user_id) is not None
+            except Forbidden:
+                return False
+
+        result: bool = self._cached(("member", guild_id, user_id), fetch)
+        return result
+
+    def webhook_guild(self, webhook: WebhookRef) -> str | None:
+        """The guild of a Discord webhook (see :class:`ChannelDirectory`)."""
+
+        def fetch() -> str | None:
+            return self._client.webhook_guild(webhook)
+
+        # Keyed by id and a fingerprint of the token: a wrong token must not reuse an answer.
+        fingerprint = hashlib.sha256(webhook.token.get_secret_value().encode()).hexdigest()[:16]
+        result: str | None = self._cached(("webhook", webhook.id, fingerprint), fetch)
+        return result

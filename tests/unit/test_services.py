@@ -1,0 +1,138 @@
+"""The use cases of :mod:`shared.services` that the API, the bot and the CLI share."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from schema.models.tenancy import WebhookEndpoint
+from shared.crypto import SecretBox, generate_key
+from shared.db.engine import make_engine, make_sessionmaker
+from shared.db.migrate import upgrade
+from shared.delivery.config import DeliverySettings
+from shared.delivery.webhook_target import endpoint_secrets
+from shared.errors import ConflictError, InvalidInputError, NotFoundError
+from shared.services.core import Actor, Core
+from shared.services.members import set_opt_out
+from shared.services.schedules import ScheduleRequest, create_schedule, find_schedule
+from shared.services.webhook_endpoints import (
+    SECRET_OVERLAP,
+    EndpointRequest,
+    create_endpoint,
+    rotate_secret,
+    update_endpoint,
+)
+from tests.fakes.enqueuer import RecordingEnqueuer
+from tests.support.discord_tenants import DiscordTenants
+from tests.unit.delivery.helpers import T0, Clock
+
+
+@pytest.fixture
+def factory(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    url = f"sqlite:///{tmp_path / 'services.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+def _core(factory: sessionmaker[Session], **kw: object) -> Core:
+    return Core(
+        session_factory=factory,
+        enqueuer=RecordingEnqueuer(),
+        box=SecretBox([generate_key()]),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+GUILD = Actor(origin="api", guild_id="111111111111111111", requested_by="api:k")
+
+
+def test_endpoints_keep_one_url_policy_and_rotate_their_secret(
+    factory: sessionmaker[Session],
+) -> None:
+    clock = Clock(T0)
+    core = _core(factory, clock=clock)
+    row, secret = create_endpoint(core, GUILD, EndpointRequest(url="https://hooks.example/x"))
+    assert core.box.decrypt(row.secret_encrypted) == secret and secret not in row.secret_encrypted
+    for url, why in (
+        ("http://hooks.example/x", "plain http"),
+        ("https://127.0.0.1:9000/hook", "loopback"),
+        ("https://localhost/hook", "local or internal host name"),
+    ):
+        with pytest.raises(InvalidInputError, match=why) as caught:
+            create_endpoint(core, GUILD, EndpointRequest(url=url))
+        assert caught.value.field == "url"
+    with pytest.raises(InvalidInputError, match="unknown or no events"):
+        create_endpoint(core, GUILD, EndpointRequest(url="https://h.example/", events=["x"]))
+    with pytest.raises(InvalidInputError, match="own fallback"):
+        update_endpoint(
+            core, GUILD, row.id, {"fallback": {"kind": "webhook", "endpoint_id": str(row.id)}}
+        )
+    with pytest.raises(NotFoundError):
+        rotate_secret(core, Actor(origin="api", guild_id="222222222222222222"), row.id)
+    first = rotate_secret(core, GUILD, row.id)
+    assert first.previous_valid_until == T0 + SECRET_OVERLAP
+    clock.advance(3600)
+    second = rotate_secret(core, GUILD, row.id)
+    with factory() as session:
+        stored = session.get(WebhookEndpoint, row.id)
+        assert stored is not None
+        box = core.box
+        assert endpoint_secrets(stored, box, now=clock.now) == [second.secret, secret, first.secret]
+        later = clock.now + SECRET_OVERLAP + timedelta(minutes=1)
+        assert endpoint_secrets(stored, box, now=later) == [second.secret]
+
+
+def test_an_operator_allowed_host_registers_and_others_do_not(
+    factory: sessionmaker[Session],
+) -> None:
+    url = "http://127.0.0.1:8123/hook"
+    strict = _core(factory)
+    with pytest.raises(InvalidInputError, match="WEBHOOK_ALLOWED_HOSTS"):
+        create_endpoint(strict, GUILD, EndpointRequest(url=url))
+    allowed = _core(
+        factory, egress=DeliverySettings(webhook_allowed_hosts=["127.0.0.1"]).egress_policy
+    )
+    row, _ = create_endpoint(allowed, GUILD, EndpointRequest(url=url))
+    assert row.url == url
+
+
+def test_schedules_have_one_cap_per_guild(
+    factory: sessionmaker[Session], discord_tenants: DiscordTenants
+) -> None:
+    guild, channel = discord_tenants.tenant()
+    actor = Actor(origin="bot", guild_id=guild, requested_by="42")
+    core = _core(factory, directory=discord_tenants.directory, max_schedules_per_guild=2)
+    request = ScheduleRequest(
+        channel_id=channel,
+        text="daily 09:00",
+        destination={"kind": "channel", "channel_id": channel},
+    )
+    first = create_schedule(core, actor, request)
+    create_schedule(core, actor, request)
+    with pytest.raises(ConflictError, match="already has 2 digest schedules"):
+        create_schedule(core, actor, request)
+    assert find_schedule(core, actor, first.id.hex[:8]) == first.id
+    with pytest.raises(NotFoundError):
+        find_schedule(core, Actor(origin="bot", guild_id="1" * 18), first.id.hex[:8])
+    with pytest.raises(InvalidInputError, match="not a digest id"):
+        find_schedule(core, actor, "zz")
+    with pytest.raises(InvalidInputError) as bad:
+        create_schedule(core, actor, ScheduleRequest(**{**request.__dict__, "text": "sometimes"}))
+    assert bad.value.field == "schedule"
+
+
+def test_opt_out_is_idempotent(factory: sessionmaker[Session]) -> None:
+    core = _core(factory)
+    user = str(uuid.uuid4().int % 10**18)
+    assert set_opt_out(core, user_id=user, guild_id="1", opted_out=True)
+    assert not set_opt_out(core, user_id=user, guild_id="1", opted_out=True)
+    assert set_opt_out(core, user_id=user, guild_id=None, opted_out=True)
+    assert set_opt_out(core, user_id=user, guild_id="1", opted_out=False)
+    assert not set_opt_out(core, user_id=user, guild_id="1", opted_out=False)
