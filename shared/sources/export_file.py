@@ -30,6 +30,7 @@ import ijson
 
 from shared.domain.messages import ChannelInfo, ChatMessage
 from shared.errors import InvalidInputError
+from shared.sources.json_guard import JsonGuard, JsonLimits
 
 __all__ = ["THREAD_KINDS", "ExportFile", "count_messages", "open_export"]
 
@@ -61,8 +62,10 @@ class _TrackingReader:
     offset, line and column a user can go to.
     """
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes], *, limits: JsonLimits | None = None) -> None:
         self._raw = raw
+        name = str(getattr(raw, "name", "the export"))
+        self._guard = JsonGuard(name, limits=limits, how_to_fix=_HOW_TO_EXPORT)
         self._started = False
         self.chunk = b""
         self.chunk_start = 0
@@ -70,7 +73,11 @@ class _TrackingReader:
         self.total = 0
 
     def read(self, size: int = -1) -> bytes:
-        """Read like a file, skipping a UTF-8 byte order mark at the start."""
+        """Read like a file, skipping a UTF-8 byte order mark at the start.
+
+        Each chunk passes the :class:`JsonGuard` before the parser sees it, so a file nested
+        too deep or with a value too large fails here, in bounded memory.
+        """
         try:
             data = self._raw.read(size)
         except ValueError:  # the file object was closed under a running iteration
@@ -84,10 +91,12 @@ class _TrackingReader:
             if data.startswith(_BOM):
                 data = data[len(_BOM) :]
                 self.total = len(_BOM)
+                self._guard.skip(len(_BOM))
         self.newlines_before_chunk += self.chunk.count(b"\n")
         self.chunk_start = self.total
         self.chunk = data
         self.total += len(data)
+        self._guard.feed(data)
         return data
 
     def locate(self, snippet: bytes, caret: int) -> tuple[int, int, int] | None:
