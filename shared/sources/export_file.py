@@ -28,7 +28,7 @@ from typing import IO, Any
 
 import ijson
 
-from shared.domain.messages import ChannelInfo, ChatMessage
+from shared.domain.messages import ChannelInfo, ChatMessage, timestamp_problem
 from shared.errors import InvalidInputError
 from shared.sources.json_guard import JsonGuard, JsonLimits
 
@@ -396,7 +396,15 @@ class _MessageMapper:
                 "2024-05-01T12:00:00+00:00)",
             ) from None
         # DCE always writes an offset; a bare time from another tool is taken as UTC.
-        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+        when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+        problem = timestamp_problem(when)
+        if problem is not None:
+            ident = f" (id {msg_id})" if msg_id else ""
+            raise InvalidInputError(
+                f'{self._path}: message at index {index}{ident} has a "{field}" that {problem}; '
+                "fix or remove that message"
+            )
+        return when
 
     def map(self, index: int, raw: Any) -> ChatMessage:
         """Build the ChatMessage for the message at ``index`` of the array."""
