@@ -19,6 +19,7 @@ from shared.jobs import SUMMARIZE, DiscordChannelSource, ExportFileSource, JobPa
 from shared.pipeline import state
 from shared.pipeline.services import Services
 from shared.sources.export_file import count_messages, open_export
+from shared.summarize.sanitize import sanitize_channel, sanitize_messages
 
 __all__ = ["PAGE_SIZE", "run_fetch"]
 
@@ -96,6 +97,7 @@ def run_fetch(services: Services, job_id: uuid.UUID) -> None:
     services.cache.begin(key)
     fetched = 0
     with _open_source(services, params.source, limit=limit) as (channel, total, skip, messages):
+        channel, messages = sanitize_channel(channel), sanitize_messages(messages)
         state.heartbeat(
             services.session_factory,
             job_id,
