@@ -31,6 +31,7 @@ import ijson
 from shared.domain.messages import ChannelInfo, ChatMessage, timestamp_problem
 from shared.errors import InvalidInputError
 from shared.sources.json_guard import JsonGuard, JsonLimits
+from shared.summarize.sanitize import sanitize_text
 
 __all__ = ["THREAD_KINDS", "ExportFile", "count_messages", "open_export"]
 
@@ -135,13 +136,18 @@ def _json_error(path: Path, exc: Exception, reader: _TrackingReader) -> InvalidI
         if found is not None:
             offset, line, column = found
             where = f"at line {line}, column {column} (byte {offset})"
-        context = parts[1].strip().decode("utf-8", "replace")
+        context = _quote(parts[1].strip().decode("utf-8", "replace"))
         if context:
             where += f" near {context!r}"
     return InvalidInputError(
         f"{path}: malformed JSON {where}: {reason}; the file is not valid JSON, "
         f"{_HOW_TO_EXPORT} again or fix the file"
     )
+
+
+def _quote(text: str) -> str:
+    """Input quoted in an error (stored with the job, shown, logged): redacted, then cut short."""
+    return sanitize_text(text)[:80]
 
 
 def _not_dce(path: Path, why: str) -> InvalidInputError:
@@ -377,7 +383,7 @@ class _MessageMapper:
         self._channel = channel
 
     def _bad(self, index: int, msg_id: Any, problem: str) -> InvalidInputError:
-        ident = f" (id {msg_id})" if _text(msg_id) else ""
+        ident = f" (id {_quote(str(msg_id))})" if _text(msg_id) else ""
         return InvalidInputError(
             f"{self._path}: message at index {index}{ident} {problem}; every message needs "
             f"{_REQUIRED}: {_HOW_TO_EXPORT} again or fix that message"
@@ -392,14 +398,14 @@ class _MessageMapper:
             raise self._bad(
                 index,
                 msg_id,
-                f'has an invalid "{field}" {value!r} (expected ISO 8601 such as '
+                f'has an invalid "{field}" {_quote(value)!r} (expected ISO 8601 such as '
                 "2024-05-01T12:00:00+00:00)",
             ) from None
         # DCE always writes an offset; a bare time from another tool is taken as UTC.
         when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
         problem = timestamp_problem(when)
         if problem is not None:
-            ident = f" (id {msg_id})" if msg_id else ""
+            ident = f" (id {_quote(msg_id)})" if msg_id else ""
             raise InvalidInputError(
                 f'{self._path}: message at index {index}{ident} has a "{field}" that {problem}; '
                 "fix or remove that message"

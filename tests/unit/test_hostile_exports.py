@@ -113,3 +113,16 @@ def test_real_sized_messages_pass(tmp_path: Path) -> None:
     with open_export(path) as export:
         parsed = list(export.iter_messages())
     assert [m.reactions for m in parsed] == [5000, 0]
+
+
+def test_errors_quote_no_secret_from_the_file(tmp_path: Path) -> None:
+    key = "sk_live_" + "Ab1" * 8
+    path = _export(tmp_path, [_message(0, id=key, timestamp=f"when {key}")])
+    with pytest.raises(InvalidInputError) as info, open_export(path) as export:
+        list(export.iter_messages())
+    assert key not in str(info.value) and "[secret]" in str(info.value)
+    broken = tmp_path / "broken.json"
+    broken.write_text(HEADER + '[{"id": "1", "content": "' + key + '" oops}]}', encoding="utf-8")
+    with pytest.raises(InvalidInputError, match="malformed JSON") as info:
+        count_messages(broken)
+    assert key not in str(info.value)
