@@ -64,6 +64,7 @@ def canaries(seed: int = 13) -> dict[str, Canary]:
     area = rnd.randrange(100, 665)
     whsec = base64.b64encode(rnd.randbytes(32)).decode()
     db_password, prose_password, url_password = pick(_B62, 14), pick(_B62, 10), pick(_B62, 16)
+    key_body = pick(_B62, 64)
     plain = {
         "own_api_key": f"sb_{pick(string.ascii_lowercase + string.digits, 12)}_{pick(_B64URL, 43)}",
         "webhook_secret": f"whsec_{whsec}",
@@ -89,9 +90,6 @@ def canaries(seed: int = 13) -> dict[str, Canary]:
         "npm_token": f"npm_{pick(_B62, 36)}",
         "pypi_token": f"pypi-AgEIcHlwaS5vcmc{pick(_B64URL, 60)}",
         "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI" + pick(_B62, 20) + "In0." + pick(_B64URL, 43),
-        "private_key": "-----BEGIN RSA PRIVATE KEY-----\n"
-        + pick(_B62, 64)
-        + "\n-----END RSA PRIVATE KEY-----",
         "iban": _iban(rnd),
         "us_ssn": f"{area}-{rnd.randrange(10, 99)}-{rnd.randrange(1000, 9999)}",
         "email": f"{pick(string.ascii_lowercase, 10)}@example.org",
@@ -100,6 +98,9 @@ def canaries(seed: int = 13) -> dict[str, Canary]:
         "high_entropy": pick(_B62, 40),
     }
     found = {kind: Canary(text, text) for kind, text in plain.items()}
+    found["private_key"] = Canary(
+        f"-----BEGIN RSA PRIVATE KEY-----\n{key_body}\n-----END RSA PRIVATE KEY-----", key_body
+    )
     found["assignment"] = Canary(f"DB_PASSWORD={db_password}", db_password)
     found["password_prose"] = Canary(f"password: {prose_password}", prose_password)
     found["url_credentials"] = Canary(
