@@ -23,6 +23,7 @@ from shared.delivery.targets import (
     ThreadTarget,
     WebhookTarget,
 )
+from shared.domain.messages import timestamp_problem
 from shared.errors import InvalidInputError
 from shared.summarize.content import SummaryFormat
 
@@ -92,6 +93,14 @@ class DiscordChannelSource(_Params):
     before: datetime | None = None
     after_message_id: str | None = Field(default=None, pattern=_SNOWFLAKE)
     limit: int | None = Field(default=None, ge=1, le=1_000_000)
+
+    @field_validator("after", "before")
+    @classmethod
+    def _in_range(cls, value: datetime | None) -> datetime | None:
+        problem = None if value is None else timestamp_problem(value)
+        if problem is not None:
+            raise ValueError(f"the time {problem}")
+        return value
 
     @model_validator(mode="after")
     def _window(self) -> DiscordChannelSource:

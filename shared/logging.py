@@ -1,5 +1,10 @@
 """structlog configuration: JSON lines off a terminal, readable lines on one, secrets redacted.
 
+Every string a line carries (the event, each value, a formatted traceback) passes the
+message redactor (:mod:`shared.summarize.redact`, all kinds but IP addresses) and a few
+log-specific patterns; values of secret-named keys (``token``, ``password`` …) are replaced
+whole.
+
 Call :func:`configure_logging` once per process (CLI start, worker process init).  Context such as
 ``job_id`` and ``task_id`` is bound with ``structlog.contextvars`` by the task decorator, so every
 line a task logs carries it without repeating it.
@@ -12,9 +17,12 @@ import os
 import re
 import sys
 from collections.abc import Mapping, MutableMapping
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
+
+from shared.summarize.redact import ALL_KINDS, Redactor
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -42,10 +50,16 @@ _SECRET_VALUES = [
 ]
 
 
+@lru_cache(maxsize=1)
+def _redactor() -> Redactor:
+    # The message redactor's whole table, less IP addresses: operators need those in logs.
+    return Redactor(kinds=[kind for kind in ALL_KINDS if kind != "ip"])
+
+
 def _scrub(text: str) -> str:
     for pattern in _SECRET_VALUES:
         text = pattern.sub(REDACTED, text)
-    return text
+    return _redactor().redact(text).text
 
 
 def _redact_value(key: str, value: Any) -> Any:
@@ -93,7 +107,6 @@ def configure_logging(
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         pseudonymizer(key),
-        redact_secrets,
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer()
@@ -114,7 +127,10 @@ def configure_logging(
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info if use_json else _keep,
+            # Tracebacks become text here so they are redacted too: an exception's message
+            # may quote the input (a file snippet, a message, a name).
+            structlog.processors.format_exc_info,
+            redact_secrets,
             renderer,
         ],
     )
@@ -125,10 +141,6 @@ def configure_logging(
     root.setLevel(level)
     for noisy in ("httpx", "httpcore", "kombu", "celery.bootsteps", "amqp"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-
-
-def _keep(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
-    return event_dict
 
 
 def configure_from_settings(settings: Settings, *, level: str | None = None) -> None:

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from shared.domain.messages import ChannelInfo, ChatMessage, snowflake_time
+from shared.domain.messages import ChannelInfo, ChatMessage, check_timestamp, snowflake_time
+from shared.errors import InvalidInputError
 
 __all__ = ["CHANNEL_KINDS", "MESSAGE_KINDS", "to_channel_info", "to_chat_message"]
 
@@ -109,6 +110,25 @@ def _embed_text(embed: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _timestamp(stamp: Any, msg_id: str) -> datetime:
+    """The message's time, range-checked; a missing one comes from the snowflake."""
+    what = f"Discord message {msg_id}"
+    if not stamp:
+        try:
+            return snowflake_time(msg_id)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{what} has no timestamp and {exc}") from None
+    try:
+        when = datetime.fromisoformat(str(stamp))
+    except ValueError:
+        raise InvalidInputError(
+            f"{what} has an invalid timestamp {str(stamp)[:40]!r} (expected ISO 8601)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return check_timestamp(when, what)
+
+
 def to_chat_message(
     raw: Mapping[str, Any],
     *,
@@ -120,8 +140,7 @@ def to_chat_message(
     author = raw.get("author") or {}
     kind_number = int(raw.get("type") or 0)
     kind = MESSAGE_KINDS.get(kind_number, f"Type{kind_number}")
-    stamp = raw.get("timestamp")
-    timestamp = datetime.fromisoformat(stamp) if stamp else snowflake_time(msg_id)
+    timestamp = _timestamp(raw.get("timestamp"), msg_id)
     extra: dict[str, Any] = {}
     if kind_number in (20, 23):
         extra["discord_type"] = kind_number

@@ -3,6 +3,10 @@
 A ``ChatMessage`` is deliberately small and flat: the fetch stage caches thousands of them in
 Redis as compact JSON, so each field earns its place.  ``to_wire``/``from_wire`` use short keys
 for that cache; nothing here is pickled.
+
+Every timestamp is range-checked where it enters (:func:`check_timestamp`, and again when a
+``ChatMessage`` is built): a year-9999 time from a hostile export would otherwise overflow in
+date arithmetic far downstream.
 """
 
 from __future__ import annotations
@@ -11,15 +15,63 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["DISCORD_EPOCH_MS", "ChannelInfo", "ChatMessage", "jump_url", "snowflake_time"]
+from shared.errors import InvalidInputError
+
+__all__ = [
+    "DISCORD_EPOCH_MS",
+    "EARLIEST_TIMESTAMP",
+    "LATEST_TIMESTAMP",
+    "ChannelInfo",
+    "ChatMessage",
+    "check_timestamp",
+    "jump_url",
+    "snowflake_time",
+    "timestamp_problem",
+]
 
 DISCORD_EPOCH_MS = 1420070400000
 
+#: The range a message time must fall in.  Discord began in 2015, but exports converted from
+#: older chat logs are welcome; anything outside these bounds is a damaged or hostile input.
+EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIMESTAMP = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def timestamp_problem(value: datetime) -> str | None:
+    """Why ``value`` cannot be a message time (outside the supported range), or None.
+
+    A naive value is compared as if it were UTC; refusing naive times is up to the caller.
+    """
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if EARLIEST_TIMESTAMP <= aware < LATEST_TIMESTAMP:
+        return None
+    return (
+        f"{value.isoformat()} is outside the supported range "
+        f"{EARLIEST_TIMESTAMP:%Y-%m-%d} to {LATEST_TIMESTAMP:%Y-%m-%d}"
+    )
+
+
+def check_timestamp(value: datetime, what: str) -> datetime:
+    """Return ``value``, or raise a one-line :class:`InvalidInputError` naming ``what``."""
+    problem = timestamp_problem(value)
+    if problem is not None:
+        raise InvalidInputError(f"{what}: the time {problem}; fix or remove it")
+    return value
+
 
 def snowflake_time(snowflake: str | int) -> datetime:
-    """Return the creation time encoded in a Discord snowflake (UTC)."""
-    ms = (int(snowflake) >> 22) + DISCORD_EPOCH_MS
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    """Return the creation time encoded in a Discord snowflake (UTC).
+
+    Raises :class:`InvalidInputError` for a value that is not a snowflake of a supported time.
+    """
+    try:
+        ms = (int(snowflake) >> 22) + DISCORD_EPOCH_MS
+        when = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise InvalidInputError(
+            f"{str(snowflake)[:40]!r} is not a Discord snowflake of a supported time"
+        ) from None
+    return check_timestamp(when, f"snowflake {snowflake}")
 
 
 def jump_url(guild_id: str | None, channel_id: str, message_id: str) -> str:
@@ -82,6 +134,9 @@ class ChatMessage:
     is_pinned: bool = False
     edited: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        check_timestamp(self.timestamp, f"message {self.id}")
 
     @property
     def is_system(self) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import islice
 
@@ -25,6 +25,7 @@ from shared.errors import ConfigError, PermanentError
 from shared.jobs import SUMMARIZE, DiscordChannelSource, ExportFileSource, Step, parse_params
 from shared.pipeline.services import Services
 from shared.sources.export_file import count_messages, open_export
+from shared.summarize.sanitize import sanitize_channel, sanitize_messages
 
 __all__ = ["PAGE_SIZE", "run_fetch"]
 
@@ -90,14 +91,24 @@ def _open_discord(
     return _Opened(channel, source.limit if after is None else None, 0, messages)
 
 
+def _sanitized(opened: _Opened) -> _Opened:
+    # The one door for untrusted text: everything the cache, the summarizers and the stored
+    # summary see is neutralised and redacted here, whatever the source.
+    return replace(
+        opened,
+        channel=sanitize_channel(opened.channel),
+        messages=sanitize_messages(opened.messages),
+    )
+
+
 @contextmanager
 def _open(services: Services, job: Job, *, limit: int) -> Iterator[_Opened]:
     source = parse_params(job.params).source
     if isinstance(source, DiscordChannelSource):
-        yield _open_discord(services, job, source, limit=limit)
+        yield _sanitized(_open_discord(services, job, source, limit=limit))
         return
     with _open_export(source, limit=limit) as opened:
-        yield opened
+        yield _sanitized(opened)
 
 
 def _fill_cache(services: Services, job: Job, opened: _Opened) -> int | None:

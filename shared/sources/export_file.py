@@ -28,8 +28,10 @@ from typing import IO, Any
 
 import ijson
 
-from shared.domain.messages import ChannelInfo, ChatMessage
+from shared.domain.messages import ChannelInfo, ChatMessage, timestamp_problem
 from shared.errors import InvalidInputError
+from shared.sources.json_guard import JsonGuard, JsonLimits
+from shared.summarize.sanitize import sanitize_text
 
 __all__ = ["THREAD_KINDS", "ExportFile", "count_messages", "open_export"]
 
@@ -61,8 +63,10 @@ class _TrackingReader:
     offset, line and column a user can go to.
     """
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes], *, limits: JsonLimits | None = None) -> None:
         self._raw = raw
+        name = str(getattr(raw, "name", "the export"))
+        self._guard = JsonGuard(name, limits=limits, how_to_fix=_HOW_TO_EXPORT)
         self._started = False
         self.chunk = b""
         self.chunk_start = 0
@@ -70,7 +74,11 @@ class _TrackingReader:
         self.total = 0
 
     def read(self, size: int = -1) -> bytes:
-        """Read like a file, skipping a UTF-8 byte order mark at the start."""
+        """Read like a file, skipping a UTF-8 byte order mark at the start.
+
+        Each chunk passes the :class:`JsonGuard` before the parser sees it, so a file nested
+        too deep or with a value too large fails here, in bounded memory.
+        """
         try:
             data = self._raw.read(size)
         except ValueError:  # the file object was closed under a running iteration
@@ -84,10 +92,12 @@ class _TrackingReader:
             if data.startswith(_BOM):
                 data = data[len(_BOM) :]
                 self.total = len(_BOM)
+                self._guard.skip(len(_BOM))
         self.newlines_before_chunk += self.chunk.count(b"\n")
         self.chunk_start = self.total
         self.chunk = data
         self.total += len(data)
+        self._guard.feed(data)
         return data
 
     def locate(self, snippet: bytes, caret: int) -> tuple[int, int, int] | None:
@@ -126,13 +136,18 @@ def _json_error(path: Path, exc: Exception, reader: _TrackingReader) -> InvalidI
         if found is not None:
             offset, line, column = found
             where = f"at line {line}, column {column} (byte {offset})"
-        context = parts[1].strip().decode("utf-8", "replace")
+        context = _quote(parts[1].strip().decode("utf-8", "replace"))
         if context:
             where += f" near {context!r}"
     return InvalidInputError(
         f"{path}: malformed JSON {where}: {reason}; the file is not valid JSON, "
         f"{_HOW_TO_EXPORT} again or fix the file"
     )
+
+
+def _quote(text: str) -> str:
+    """Input quoted in an error (stored with the job, shown, logged): redacted, then cut short."""
+    return sanitize_text(text)[:80]
 
 
 def _not_dce(path: Path, why: str) -> InvalidInputError:
@@ -368,7 +383,7 @@ class _MessageMapper:
         self._channel = channel
 
     def _bad(self, index: int, msg_id: Any, problem: str) -> InvalidInputError:
-        ident = f" (id {msg_id})" if _text(msg_id) else ""
+        ident = f" (id {_quote(str(msg_id))})" if _text(msg_id) else ""
         return InvalidInputError(
             f"{self._path}: message at index {index}{ident} {problem}; every message needs "
             f"{_REQUIRED}: {_HOW_TO_EXPORT} again or fix that message"
@@ -383,11 +398,19 @@ class _MessageMapper:
             raise self._bad(
                 index,
                 msg_id,
-                f'has an invalid "{field}" {value!r} (expected ISO 8601 such as '
+                f'has an invalid "{field}" {_quote(value)!r} (expected ISO 8601 such as '
                 "2024-05-01T12:00:00+00:00)",
             ) from None
         # DCE always writes an offset; a bare time from another tool is taken as UTC.
-        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+        when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+        problem = timestamp_problem(when)
+        if problem is not None:
+            ident = f" (id {_quote(msg_id)})" if msg_id else ""
+            raise InvalidInputError(
+                f'{self._path}: message at index {index}{ident} has a "{field}" that {problem}; '
+                "fix or remove that message"
+            )
+        return when
 
     def map(self, index: int, raw: Any) -> ChatMessage:
         """Build the ChatMessage for the message at ``index`` of the array."""

@@ -1,23 +1,33 @@
-"""Redaction of personal data and secrets before any text leaves the process.
+"""Redaction of personal data and secrets before any text is stored, shown or sent anywhere.
 
-:class:`Redactor` replaces e-mail addresses, phone numbers, IP addresses, payment card numbers
-(Luhn-checked, known issuer prefixes only), chat-platform and cloud credentials (Discord bot
-tokens and webhook URLs, OpenAI keys, AWS keys, GitHub tokens, Slack tokens, JWTs, PEM private
-keys) with short placeholders such as ``[email]`` or ``[secret]``, and counts what it replaced
-by kind.  Patterns are applied secrets first, so a token containing digits is never half-eaten
-by the phone or card rules.
+:class:`Redactor` replaces every match of the rule table (:mod:`shared.summarize.redact_rules`,
+documented kind by kind in ``docs/redaction.md``) with a short placeholder and counts what it
+replaced by kind:
+
+* ``[secret]``: private keys, JWTs, this project's own API keys (``sb_…``), Standard Webhooks
+  secrets (``whsec_…``), OpenAI, Anthropic, Stripe, AWS, Google Cloud, Azure, GitHub, GitLab,
+  Slack, Discord, Twilio, SendGrid, npm, PyPI and two dozen more vendors' tokens, credentials in
+  URLs, ``NAME=secret`` / ``password: …`` assignments, and high-entropy tokens;
+* ``[secret-url]``: Discord and Slack webhook URLs;
+* ``[email]``, ``[phone]``, ``[ip]``, ``[card]`` (Luhn-checked), ``[iban]`` (mod-97 checked)
+  and ``[id-number]`` (US SSN, UK NINO, Canadian SIN).
+
+Secrets are replaced before personal data, so a token containing digits is never half-eaten by
+the phone or card rules.  A rule starts at its token's own prefix whatever precedes it
+(``_sk-proj-…`` in a file name is caught).  Redacting redacted text changes nothing.
 
 The rules are tuned against technical chat: version numbers (``2.6.8.1``), dates, times,
-Discord snowflakes and hashes are left alone; see the per-kind notes below.
+Discord snowflakes, hex hashes and ordinary identifiers are left alone.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+from shared.summarize.redact_rules import RULES, Rule, luhn_valid
 
 __all__ = [
     "ALL_KINDS",
@@ -28,154 +38,10 @@ __all__ = [
 ]
 
 #: Placeholder written in place of each kind of match.
-PLACEHOLDERS: dict[str, str] = {
-    "private_key": "[secret]",
-    "jwt": "[secret]",
-    "discord_webhook": "[secret-url]",
-    "discord_token": "[secret]",
-    "openai_key": "[secret]",
-    "aws_key": "[secret]",
-    "aws_secret": "[secret]",
-    "github_token": "[secret]",
-    "slack_token": "[secret]",
-    "email": "[email]",
-    "url_credentials": "[secret]",
-    "card": "[card]",
-    "ip": "[ip]",
-    "phone": "[phone]",
-}
+PLACEHOLDERS: dict[str, str] = {rule.kind: rule.placeholder for rule in RULES}
 
 #: Every built-in kind, in the order they are applied.
 ALL_KINDS: tuple[str, ...] = tuple(PLACEHOLDERS)
-
-_B64URL = r"[A-Za-z0-9_-]"
-
-_PATTERNS: dict[str, re.Pattern[str]] = {
-    "private_key": re.compile(
-        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----.*?"
-        r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|\Z)",
-        re.DOTALL,
-    ),
-    # header.payload.signature where header and payload are base64url JSON objects ('{"').
-    "jwt": re.compile(rf"\beyJ{_B64URL}{{8,}}\.eyJ{_B64URL}{{8,}}\.{_B64URL}{{8,}}"),
-    "discord_webhook": re.compile(
-        r"https?://(?:(?:canary|ptb)\.)?discord(?:app)?\.com/api(?:/v\d+)?/webhooks/\d+/[\w-]+"
-    ),
-    # base64(user id) . base64(timestamp) . HMAC — the first part starts with M, N or O
-    # because user ids are large decimal numbers.
-    "discord_token": re.compile(
-        rf"(?<![\w-])[MNO][A-Za-z0-9_-]{{22,30}}\.{_B64URL}{{6,7}}\.{_B64URL}{{27,40}}(?![\w-])"
-    ),
-    "openai_key": re.compile(
-        r"(?<![\w-])sk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,}(?![\w-])"
-    ),
-    "aws_key": re.compile(
-        r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA)[A-Z0-9]{16}(?![A-Z0-9])"
-    ),
-    # A 40-character secret is only recognisable next to its name.
-    "aws_secret": re.compile(
-        r"(?i)(?P<keep>aws_secret_access_key\s*[:=]\s*[\"']?)[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])"
-    ),
-    "github_token": re.compile(
-        r"(?<![\w-])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})(?![\w-])"
-    ),
-    "slack_token": re.compile(r"(?<![\w-])xox[abposr]-[A-Za-z0-9-]{10,}(?![\w-])"),
-    "email": re.compile(
-        r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}(?![\w-])"
-    ),
-    # user:password@ inside a URL
-    "url_credentials": re.compile(r"(?<=://)[^\s/:@]{1,64}:[^\s/@]{1,128}(?=@)"),
-    # 13-19 digits, optionally grouped by single spaces or dashes; checked further below.
-    "card": re.compile(r"(?<![\w.-])\d(?:[ -]?\d){12,18}(?![\w.-]|-\d)"),
-    "ip": re.compile(
-        r"(?<![\w.:])(?:"
-        r"(?:\d{1,3}\.){3}\d{1,3}"
-        r"|(?=[0-9A-Fa-f:]*:[0-9A-Fa-f:]*:)(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}"
-        r")(?:/\d{1,3})?(?![\w.:]|-\d)"
-    ),
-    # International (+CC ...) numbers, or North-American style groups (3-3-4) with separators,
-    # optionally bracketed area code.  Plain digit runs are never phones: they are ids.
-    "phone": re.compile(
-        r"(?<![\w+.-])(?:"
-        r"\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"
-        r"|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}"
-        r"|\d{3}[.-]\d{3}[.-]\d{4}"
-        r")(?![\w.-]|-\d)"
-    ),
-}
-
-# Issuer prefixes (IIN ranges) and lengths of the major card networks.  Checking them keeps
-# Discord snowflakes (which start with 1) and random ids from passing as cards one time in ten.
-_CARD_RULES: tuple[tuple[re.Pattern[str], tuple[int, ...]], ...] = (
-    (re.compile(r"4"), (13, 16, 19)),  # Visa
-    (re.compile(r"5[1-5]|2(?:2[2-9][1-9]|2[3-9]|[3-6]|7[01]|720)"), (16,)),  # Mastercard
-    (re.compile(r"3[47]"), (15,)),  # American Express
-    (re.compile(r"6(?:011|5|4[4-9]|22)"), (16, 19)),  # Discover
-    (re.compile(r"35(?:2[89]|[3-8])"), (16, 19)),  # JCB
-    (re.compile(r"3(?:0[0-5]|[689])"), (14, 16, 19)),  # Diners Club
-    (re.compile(r"62|81"), (16, 17, 18, 19)),  # UnionPay
-)
-
-
-def luhn_valid(digits: str) -> bool:
-    """True when ``digits`` (only 0-9) passes the Luhn checksum."""
-    if not digits.isdigit():
-        return False
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
-        if index % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
-
-
-def _is_card(match: re.Match[str]) -> bool:
-    text = match.group(0)
-    separators = {c for c in text if not c.isdigit()}
-    if len(separators) > 1:
-        return False
-    digits = re.sub(r"\D", "", text)
-    for prefix, lengths in _CARD_RULES:
-        if len(digits) in lengths and prefix.match(digits):
-            return luhn_valid(digits)
-    return False
-
-
-_MASK_OCTETS = frozenset({"0", "128", "192", "224", "240", "248", "252", "254", "255"})
-
-
-def _is_ip(match: re.Match[str]) -> bool:
-    text = match.group(0).split("/", 1)[0]
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    if address.version == 4:
-        octets = text.split(".")
-        if any(len(o) > 1 and o.startswith("0") for o in octets):
-            return False
-        # Small leading parts (2.6.8.1, 2.6.12.3) are far more often versions than hosts,
-        # and netmasks (255.255.255.0) identify nobody.
-        if len(octets[0]) == 1 and len(octets[1]) == 1:
-            return False
-        return not all(o in _MASK_OCTETS for o in octets)
-    # IPv6: demand a digit or a long form so words joined by '::' (std::string) never match.
-    return any(c.isdigit() for c in text) and text.count(":") >= 2
-
-
-def _is_phone(match: re.Match[str]) -> bool:
-    digits = re.sub(r"\D", "", match.group(0))
-    return 8 <= len(digits) <= 15
-
-
-_CHECKS: dict[str, Callable[[re.Match[str]], bool]] = {
-    "card": _is_card,
-    "ip": _is_ip,
-    "phone": _is_phone,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,15 +73,13 @@ class Redactor:
         extra: Mapping[str, str] | None = None,
         allow: Iterable[str] = (),
     ) -> None:
-        selected = tuple(ALL_KINDS if kinds is None else kinds)
-        unknown = [k for k in selected if k not in _PATTERNS]
+        selected = set(ALL_KINDS if kinds is None else kinds)
+        unknown = sorted(selected.difference(ALL_KINDS))
         if unknown:
             raise ValueError(
                 f"unknown redaction kinds {unknown}; choose from {', '.join(ALL_KINDS)}"
             )
-        self._rules: list[tuple[str, re.Pattern[str], str]] = [
-            (kind, _PATTERNS[kind], PLACEHOLDERS[kind]) for kind in ALL_KINDS if kind in selected
-        ]
+        self._rules: list[Rule] = [rule for rule in RULES if rule.kind in selected]
         for name, pattern in (extra or {}).items():
             if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", name):
                 raise ValueError(
@@ -225,33 +89,80 @@ class Redactor:
                 compiled = re.compile(pattern)
             except re.error as exc:
                 raise ValueError(f"redaction rule {name!r} is not a valid regex: {exc}") from None
-            self._rules.append((name, compiled, f"[{name}]"))
+            self._rules.append(Rule(name, compiled, f"[{name}]"))
         self._allow = frozenset(allow)
+        # Consecutive rules behind the same gate form a group that one failed search skips:
+        # most chat lines hold no token, no long digit run, no IBAN, and skip most rules.
+        self._groups: list[tuple[re.Pattern[str] | None, list[Rule]]] = []
+        for rule in self._rules:
+            if self._groups and self._groups[-1][0] is rule.gate:
+                self._groups[-1][1].append(rule)
+            else:
+                self._groups.append((rule.gate, [rule]))
+        # Rules with many keywords look for them with one regex, the others with `in`.
+        self._keyword_scans = {
+            rule.kind: re.compile("|".join(re.escape(k) for k in rule.keywords))
+            for rule in self._rules
+            if len(rule.keywords) > 2
+        }
 
     @property
     def kinds(self) -> tuple[str, ...]:
         """The kinds of rule this redactor applies, in order."""
-        return tuple(kind for kind, _, _ in self._rules)
+        return tuple(rule.kind for rule in self._rules)
 
     def redact(self, text: str) -> RedactionResult:
         """Return ``text`` with every match replaced, and the number of matches per kind."""
         counts: Counter[str] = Counter()
         if not text:
             return RedactionResult(text, counts)
-        for kind, pattern, placeholder in self._rules:
-            check = _CHECKS.get(kind)
-
-            def replace(
-                match: re.Match[str],
-                kind: str = kind,
-                check: Callable[[re.Match[str]], bool] | None = check,
-                placeholder: str = placeholder,
-            ) -> str:
-                if match.group(0) in self._allow or (check is not None and not check(match)):
-                    return match.group(0)
-                counts[kind] += 1
-                keep = match.groupdict().get("keep")
-                return (keep or "") + placeholder
-
-            text = pattern.sub(replace, text)
+        # Keywords and gates are looked up in the original text: redaction only removes text
+        # and adds placeholders, which no rule matches.
+        lowered = text.lower()
+        original = text
+        gates: dict[re.Pattern[str], bool] = {}
+        for gate, rules in self._groups:
+            if gate is not None:
+                passed = gates.get(gate)
+                if passed is None:
+                    passed = gates[gate] = gate.search(original) is not None
+                if not passed:
+                    continue
+            for rule in rules:
+                if rule.keywords:
+                    scan = self._keyword_scans.get(rule.kind)
+                    if scan is not None:
+                        if scan.search(lowered) is None:
+                            continue
+                    elif not any(k in lowered for k in rule.keywords):
+                        continue
+                text = self._apply(rule, text, counts)
         return RedactionResult(text, counts)
+
+    def _apply(self, rule: Rule, text: str, counts: Counter[str]) -> str:
+        """Replace what ``rule`` finds in ``text``.
+
+        A check may choose a span that reaches past its match (into a look-ahead, as the
+        assignment rule's value does), so the text is rebuilt from spans, not with ``sub``.
+        """
+        pieces: list[str] = []
+        done = 0
+        for match in rule.pattern.finditer(text):
+            if rule.check is not None:
+                span = rule.check(match)
+            elif "secret" in match.re.groupindex and match.group("secret") is not None:
+                span = match.span("secret")
+            else:
+                span = match.span()
+            if span is None or span[0] < done:
+                continue
+            if match.group(0) in self._allow or text[span[0] : span[1]] in self._allow:
+                continue
+            counts[rule.kind] += 1
+            pieces.append(text[done : span[0]])
+            pieces.append(rule.placeholder)
+            done = span[1]
+        if not pieces:
+            return text
+        pieces.append(text[done:])
+        return "".join(pieces)

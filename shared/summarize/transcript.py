@@ -1,10 +1,11 @@
-"""Transcript preparation: chat messages in, a compact, redacted, citable prompt text out.
+"""Transcript preparation: chat messages in, a compact, neutralised, citable prompt text out.
 
 :func:`build_transcript` cleans a window of :class:`~shared.domain.messages.ChatMessage` into
 a :class:`Transcript`: mentions resolved to names, code blocks kept (huge ones cut with a
 marker), attachments, embeds and stickers described, bot/system/noise messages and opted-out
-users' messages dropped, personal data and secrets redacted, and every kept message given a
-short alias.  :meth:`Transcript.render` writes one line per message::
+users' messages dropped (personal data and secrets were already redacted when the messages
+were fetched: :mod:`shared.summarize.sanitize`), and every kept message given a short alias.
+:meth:`Transcript.render` writes one line per message::
 
     --- 2024-11-15 UTC ---
     [m17 14:03 alice ↩m12] the fix is in `apt-get install linux-headers-$(uname -r)`
@@ -35,7 +36,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.domain.messages import ChannelInfo, ChatMessage, jump_url
 from shared.summarize.content import Citation, Participant
-from shared.summarize.redact import Redactor
+from shared.summarize.redact import PLACEHOLDERS
+from shared.summarize.sanitize import strip_invisible
 
 __all__ = [
     "DELIMITER_TAGS",
@@ -57,7 +59,7 @@ DELIMITER_TAGS: tuple[str, ...] = ("transcript", "notes", "schema", "instruction
 DROP_REASONS: tuple[str, ...] = ("opted_out", "system", "bot", "empty", "noise")
 
 _ALIAS_RE = re.compile(r"^\[?\s*[mM]?0*(\d{1,7})\s*\]?$")
-_HEADER_LOOKALIKE = re.compile(r"\[(?=[mM]\d)")
+_HEADER_LOOKALIKE = re.compile(r"[\[［【〔⟦](?=\s*[mMｍＭ]\s*[\d０-９])")
 _TAG_RE = re.compile(r"<(?=\s*/?\s*(?:" + "|".join(DELIMITER_TAGS) + r")\b)", re.IGNORECASE)
 _USER_MENTION = re.compile(r"<@!?(\d{1,21})>")
 _ROLE_MENTION = re.compile(r"<@&(\d{1,21})>")
@@ -69,13 +71,90 @@ _FENCE_RE = re.compile(r"```")
 _SHORTCODE = re.compile(r":[\w+-]{1,32}:")
 _BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
-_NAME_UNSAFE = re.compile(r"[\[\]\n\r\t↩]+")
+_NAME_UNSAFE = re.compile("[\\[\\]［］【】〔〕⟦⟧\n\r\t\x0b\x0c\x1c-\x1e\x85\u2028\u2029↩]+")
+# Placeholders the sanitiser left in the text, counted per kind in the statistics.
+_PLACEHOLDER = re.compile("|".join(re.escape(p) for p in sorted(set(PLACEHOLDERS.values()))))
+
+
+def _confusables() -> dict[int, str]:
+    """Characters a reader takes for ``<``, ``>``, ``/`` or a Latin letter of a tag name."""
+    table: dict[int, str] = {}
+    groups = {
+        "<": "‹〈〈⟨＜﹤˂ᐸ❮❬⧼≺❰⟪《",
+        ">": "›〉〉⟩＞﹥˃ᐳ❯❭⧽≻❱⟫》",
+        "/": "／⁄∕⧸╱⟋",
+        "a": "аαɑᴀ",
+        "c": "сϲᴄ",
+        "d": "ԁ",
+        "e": "еεᴇ",
+        "h": "һʜ",
+        "i": "іιɩɪ",
+        "j": "ј",
+        "k": "κᴋ",
+        "m": "ᴍ",
+        "n": "ոɴ",
+        "o": "оοօᴏ",
+        "p": "рρᴘ",
+        "r": "гʀ",
+        "s": "ѕꜱ",
+        "t": "τᴛ",
+        "u": "υսᴜ",
+        "v": "ν",
+        "x": "хχ",
+        "y": "у",
+    }
+    for target, chars in groups.items():
+        for char in chars:
+            table[ord(char)] = target
+    return table
+
+
+_CONFUSABLES = _confusables()
+_TAG_NAMES = "|".join(DELIMITER_TAGS)
+# On the folded view: a "<" (or look-alike), an optional "/", then a delimiter tag's name.
+_TAG_VIEW = re.compile(r"<\s*/?\s*(?:" + _TAG_NAMES + r")(?![a-z])")
+_MARKS = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+# Characters a model may read as a line break: only "\n" may start a transcript line.
+_LINE_BREAKS = re.compile("\r\n?|[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+
+
+def _fold(text: str) -> str:
+    """How a reader sees ``text``: compatibility forms, case, look-alikes and marks folded."""
+    folded = unicodedata.normalize("NFKC", text).casefold().translate(_CONFUSABLES)
+    return _MARKS.sub("", folded)
+
+
+def _defuse_tags(text: str) -> str:
+    """Replace the ``<`` of every delimiter tag look-alike in non-ASCII ``text`` with ``(``."""
+    if not _TAG_VIEW.search(_fold(text)):
+        return text
+    # Rare (hostile) case: fold character by character to find which "<" opens each tag.
+    view: list[str] = []
+    origin: list[int] = []
+    for index, char in enumerate(text):
+        for folded in _fold(char):
+            view.append(folded)
+            origin.append(index)
+    chars = list(text)
+    for match in _TAG_VIEW.finditer("".join(view)):
+        chars[origin[match.start()]] = "("
+    return "".join(chars)
 
 
 def neutralize(text: str) -> str:
-    """Defuse text that imitates a transcript header (``[m12``) or a prompt delimiter tag."""
+    """Defuse text that imitates a transcript header (``[m12``) or a prompt delimiter tag.
+
+    Every way a reader could take text for ``<transcript>``, ``</notes>`` and the other
+    delimiter tags is defused: fullwidth and other look-alike brackets and letters, case
+    variants, zero-width and other invisible characters between the letters (all removed),
+    combining marks.  Line separators other than ``\\n`` become ``\\n``, so the renderer's
+    indentation holds for them too.
+    """
+    text = _LINE_BREAKS.sub("\n", strip_invisible(text))
     text = _HEADER_LOOKALIKE.sub("(", text)
-    return _TAG_RE.sub("‹", text)
+    if text.isascii():
+        return _TAG_RE.sub("(", text)
+    return _defuse_tags(text)
 
 
 def normalize_alias(value: object) -> str | None:
@@ -122,11 +201,6 @@ class TranscriptOptions(BaseModel):
     max_message_chars: int = Field(default=3_000, ge=100, le=1_000_000)
     compact_runs: bool = Field(default=True, description="omit repeated author and minute")
     timezone: str = Field(default="UTC", description="IANA zone for the times in the lines")
-    redaction_kinds: tuple[str, ...] | None = Field(
-        default=None, description="built-in redaction kinds; None means all"
-    )
-    redaction_extra: dict[str, str] = Field(default_factory=dict)
-    redaction_allow: tuple[str, ...] = ()
 
     @field_validator("noise_patterns")
     @classmethod
@@ -148,12 +222,6 @@ class TranscriptOptions(BaseModel):
                 f"unknown time zone {value!r}; use an IANA name such as UTC or Europe/Berlin"
             ) from None
         return value
-
-    def redactor(self) -> Redactor:
-        """The :class:`Redactor` these options describe."""
-        return Redactor(
-            kinds=self.redaction_kinds, extra=self.redaction_extra, allow=self.redaction_allow
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +247,11 @@ class TranscriptLine:
 
 @dataclass(frozen=True, slots=True)
 class TranscriptStats:
-    """What preparation did: messages seen, kept, dropped per reason, redactions per kind."""
+    """What preparation did: messages seen, kept, dropped per reason, redaction placeholders.
+
+    ``redactions`` counts the placeholders (``email``, ``secret`` …) in the kept text: the
+    sanitiser put them there when the messages were fetched.
+    """
 
     messages_total: int
     kept: int
@@ -315,7 +387,7 @@ def _render_lines(lines: Iterable[TranscriptLine], tz: tzinfo) -> Iterable[str]:
 
 
 def _clean_name(name: str) -> str:
-    cleaned = " ".join(_NAME_UNSAFE.sub(" ", name).split())
+    cleaned = " ".join(_NAME_UNSAFE.sub(" ", neutralize(name)).split())
     return cleaned or "unknown"
 
 
@@ -470,16 +542,18 @@ def build_transcript(
     options: TranscriptOptions | None = None,
     directory: MentionDirectory | None = None,
 ) -> Transcript:
-    """Clean, filter, redact and alias ``messages`` (oldest first) into a :class:`Transcript`.
+    """Clean, filter, neutralise and alias ``messages`` (oldest first) into a :class:`Transcript`.
 
     Nothing of an opted-out user survives: their messages are dropped and mentions of them
-    become ``@someone``.  Redaction runs on everything that can reach the prompt: message
-    text, file names and embed titles.
+    become ``@someone``.  The messages are expected to have passed the fetch stage's
+    sanitiser (:mod:`shared.summarize.sanitize`: redacted there, once, for every consumer);
+    here everything that reaches the prompt — message text, author and mention names, file
+    names, embed and sticker text, resolved channel and role names — is neutralised
+    (:func:`neutralize`), so it can imitate neither a line header nor a delimiter tag.
     """
     options = options or TranscriptOptions()
     directory = directory or MentionDirectory()
     tz: tzinfo = ZoneInfo(options.timezone) if options.timezone != "UTC" else UTC
-    redactor = options.redactor()
     noise = [re.compile(p, re.IGNORECASE) for p in options.noise_patterns]
     allow_bots = {b.casefold() for b in options.bot_allowlist}
 
@@ -518,9 +592,8 @@ def build_transcript(
             dropped["noise"] += 1
             continue
         full = " ".join([body, *extras]) if body else " ".join(extras)
-        redacted = redactor.redact(full)
-        redactions.update(redacted.counts)
-        source = neutralize(redacted.text)
+        source = neutralize(full)
+        redactions.update(p.group(0)[1:-1] for p in _PLACEHOLDER.finditer(source))
         alias = f"m{len(lines) + 1}"
         reply_alias = alias_of.get(message.reply_to) if message.reply_to else None
         mentions = tuple(

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from shared.domain.messages import DISCORD_EPOCH_MS, ChannelInfo, ChatMessage
 from shared.llm.tokens import count_chat_tokens
-from shared.summarize.redact import Redactor
+from shared.summarize.sanitize import sanitize_messages
 from shared.summarize.transcript import TranscriptOptions, build_transcript, neutralize
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "irc-dev"
@@ -77,7 +77,8 @@ def _tokens(text: str) -> int:
 def run() -> dict[str, object]:
     """Measure both transcripts; return the figures."""
     started = time.perf_counter()
-    messages = parse_logs()
+    # The fetch stage sanitises (redacts) messages before any transcript is built.
+    messages = list(sanitize_messages(parse_logs()))
     naive = json.dumps(
         [
             {"author": m.author_name, "timestamp": m.timestamp.isoformat(), "content": m.content}
@@ -88,11 +89,10 @@ def run() -> dict[str, object]:
     keep_all = TranscriptOptions(noise_patterns=(), drop_emoji_only=False)
     transcript = build_transcript(messages, CHANNEL, options=keep_all)
     ours = transcript.render()
-    redactor = Redactor()
     by_id = {m.id: m for m in messages}
     lost = 0
     for line in transcript.lines:
-        expected = neutralize(redactor.redact(by_id[line.message_id].content.strip()).text)
+        expected = neutralize(by_id[line.message_id].content.strip())
         if line.text != expected:
             lost += 1
     # Messages that were dropped (empty lines) lose nothing but are counted honestly.

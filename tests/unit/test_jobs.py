@@ -46,6 +46,18 @@ def test_params_need_absolute_paths_and_unique_targets() -> None:
     assert TerminalTarget().key == "terminal" and FileTarget(path="/o.md").key == "file:/o.md"
 
 
+@pytest.mark.parametrize("field", ["after", "before"])
+def test_window_times_out_of_range_are_refused(field: str) -> None:
+    source = {
+        "kind": "discord_channel",
+        "channel_id": "123456789012345678",
+        "after": "2026-01-01T00:00:00Z",
+        field: "9999-12-31T00:00:00Z",
+    }
+    with pytest.raises(InvalidInputError, match=rf"source.discord_channel.{field}: .* outside"):
+        parse_params({"source": source})
+
+
 def _core(tmp_path: Path, enqueuer: RecordingEnqueuer) -> Core:
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     upgrade(url)

@@ -7,6 +7,7 @@ import logging
 import structlog
 
 from shared.logging import REDACTED, configure_logging, redact_secrets
+from tests.support.canaries import canaries
 
 
 def test_redacts_secret_keys_and_secret_looking_values() -> None:
@@ -55,3 +56,26 @@ def test_console_format_is_readable() -> None:
     structlog.get_logger("x").debug("hello", n=1)
     out = stream.getvalue()
     assert "hello" in out and "n=1" in out and not out.startswith("{")
+
+
+def test_no_canary_survives_in_any_part_of_a_line() -> None:
+    stream = io.StringIO()
+    configure_logging(level="INFO", fmt="json", stream=stream)
+    found = canaries()
+    texts = [c.text for c in found.values()]
+    log = structlog.get_logger("x")
+    log.info(" ".join(texts[:5]), note=texts[5], nested={"inner": texts[6:10]}, items=texts[10:])
+    logging.getLogger("celery.worker").warning("stdlib %s", " | ".join(texts))
+    try:
+        raise ValueError(f"export.json: malformed JSON near {texts[0]!r} and {texts[-1]!r}")
+    except ValueError:
+        log.exception("task.bug")
+    configure_logging(level="INFO", fmt="console", stream=stream)
+    try:
+        raise ValueError(" ".join(texts))
+    except ValueError:
+        log.exception("task.bug")
+    out = stream.getvalue()
+    assert out.count("task.bug") == 2 and "Traceback" in out
+    leaked = [kind for kind, canary in found.items() if canary.secret in out]
+    assert leaked == []

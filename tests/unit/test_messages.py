@@ -2,7 +2,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from shared.domain.messages import ChannelInfo, ChatMessage, jump_url, snowflake_time
+import pytest
+
+from shared.domain.messages import (
+    ChannelInfo,
+    ChatMessage,
+    check_timestamp,
+    jump_url,
+    snowflake_time,
+)
+from shared.errors import InvalidInputError
 
 
 def test_snowflake_time_matches_discord_epoch() -> None:
@@ -48,3 +57,24 @@ def test_wire_round_trip_keeps_every_field() -> None:
     assert not plain.is_system and ChatMessage.from_wire(plain.to_wire()) == plain
     channel = ChannelInfo(channel_id="2", channel_name="general", guild_id="1")
     assert ChannelInfo.from_wire(channel.to_wire()) == channel
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(9999, 12, 31, 23, 59, tzinfo=UTC),
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(2100, 1, 1, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59),  # naive: compared as UTC
+    ],
+)
+def test_a_message_out_of_the_time_range_is_refused_naming_it(when: datetime) -> None:
+    with pytest.raises(InvalidInputError, match=r"^message 42: the time .* is outside"):
+        ChatMessage(
+            id="42", channel_id="1", timestamp=when, author_id="7", author_name="a", content="x"
+        )
+    assert check_timestamp(datetime(2024, 1, 1, tzinfo=UTC), "x") == datetime(
+        2024, 1, 1, tzinfo=UTC
+    )
+    with pytest.raises(InvalidInputError, match="not a Discord snowflake"):
+        snowflake_time(10**40)

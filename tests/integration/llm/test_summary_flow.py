@@ -16,6 +16,7 @@ from shared.llm.client import LLMClient
 from shared.summarize.content import SummaryFormat
 from shared.summarize.llm import prompts
 from shared.summarize.llm.validate import clean_notes, problem_checker, to_summary_content
+from shared.summarize.sanitize import sanitize_messages
 from shared.summarize.transcript import Transcript, build_transcript
 from tests.fakes.openai_server import FakeOpenAIServer
 
@@ -61,7 +62,7 @@ def transcript() -> Transcript:
         )
         for i, (author, text, reply) in enumerate(CONVERSATION)
     ]
-    return build_transcript(messages, CHANNEL)
+    return build_transcript(list(sanitize_messages(messages)), CHANNEL)
 
 
 def test_prompt_keeps_hostile_text_inside_the_data(transcript: Transcript) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from schema.models.jobs import Job, Summary
 from schema.models.usage import UsageLedger
 from shared.db.engine import make_engine, make_sessionmaker
+from shared.summarize.llm.prompts import PROMPT_VERSION
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.integration.pipeline_llm.conftest import API_KEY
 from tests.integration.pipeline_llm.harness import channel, irc_messages, write
@@ -70,7 +71,7 @@ def test_two_worker_processes_share_the_map_steps(
         logs = [w.log.read_text() for w in started]
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert document["prompt_version"] == "llm-1" and document["model"] == "gpt-4o-mini"
+    assert document["prompt_version"] == PROMPT_VERSION and document["model"] == "gpt-4o-mini"
     assert document["summary"]["backend"] == "openai"
     assert document["summary"]["coverage"]["messages_total"] == 1500
     # Both processes ran map steps.

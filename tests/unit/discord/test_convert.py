@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from shared.discord import to_channel_info, to_chat_message
 from shared.domain.messages import ChatMessage
+from shared.errors import InvalidInputError
 from tests.fakes.discord_fixtures import fixture
 
 
@@ -96,3 +99,17 @@ def test_channel_info_for_channels_threads_and_dms() -> None:
     assert (thread.kind, thread.parent_id) == ("GuildPublicThread", "1102565102059520001")
     dm = to_channel_info(fixture("dm_channel_200.json"))
     assert (dm.kind, dm.channel_name, dm.guild_id) == ("DirectTextChat", "Marisol", None)
+
+
+def test_timestamps_are_range_checked_and_name_the_message() -> None:
+    raw = dict(fixture("message_reply_with_thread.json"))
+    for stamp, problem in (
+        ("9999-12-31T23:59:59+00:00", "is outside the supported range"),
+        ("0001-01-01T00:00:00+00:00", "is outside the supported range"),
+        ("not a time", "has an invalid timestamp 'not a time'"),
+    ):
+        with pytest.raises(InvalidInputError, match=problem) as info:
+            to_chat_message({**raw, "timestamp": stamp})
+        assert "Discord message 1482395238940147715" in str(info.value)
+    with pytest.raises(InvalidInputError, match=r"has no timestamp and .* not a Discord snowflake"):
+        to_chat_message({**raw, "id": str(2**80), "timestamp": None})

@@ -85,8 +85,8 @@ def test_system_prompt_states_the_untrusted_data_rule(transcript: Transcript) ->
     assert "German" in system
     assert "technical summary" in system
     assert system.count("</instructions>") == 1  # the guild text cannot close the block early
-    assert "‹/instructions>" in system
-    assert user.startswith("Channel: #support in Ubuntu (topic: help)\n<transcript>\n")
+    assert "(/instructions>" in system
+    assert user.startswith("<transcript>\nChannel: #support in Ubuntu (topic: help)\n")
     assert user.endswith("</transcript>")
 
 
@@ -97,8 +97,8 @@ def test_map_merge_and_final_from_notes(transcript: Transcript) -> None:
     notes = [{"key_points": [{"text": "x [m1", "message_ids": ["m1"]}]}]
     merged = prompts.merge_messages(notes, channel=CHANNEL)
     assert (
-        '<notes>\n{"key_points":[{"text":"x (m1","message_ids":["m1"]}]}\n</notes>'
-        in merged[1]["content"]
+        "<notes>\nChannel: #support in Ubuntu (topic: help)\n"
+        '{"key_points":[{"text":"x (m1","message_ids":["m1"]}]}\n</notes>' in merged[1]["content"]
     )
     final = prompts.final_messages(channel=CHANNEL, options=prompts.PromptOptions(), notes=notes)
     assert "cite the aliases the notes cite" in final[0]["content"]

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+from pathlib import Path
+
 import pytest
 
-from shared.summarize.redact import ALL_KINDS, Redactor, luhn_valid
+from shared.summarize.redact import ALL_KINDS, PLACEHOLDERS, Redactor, luhn_valid
+from tests.support.canaries import canaries
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +130,102 @@ def test_bad_configuration_is_explained(kwargs: dict[str, object], message: str)
 def test_empty_text_and_kind_list() -> None:
     assert Redactor().redact("").text == ""
     assert set(ALL_KINDS) >= {"email", "phone", "ip", "card", "jwt", "discord_token"}
+
+
+# -- the full rule table ------------------------------------------------------------------
+
+CANARIES = canaries()
+#: Where a secret may sit: whatever surrounds it, it is found.
+CONTEXTS = (
+    "{}",
+    "report_{}.pdf",  # a file name, after "_"
+    "release-{}-notes",  # a channel name, after "-"
+    "x{}y",
+    "see: {} ok",
+    '"{}"',
+    "(`{}`)",
+    "line one\n{}\nline three",
+)
+
+
+@pytest.mark.parametrize("kind", sorted(CANARIES))
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_every_canary_is_caught_in_every_context(
+    redactor: Redactor, kind: str, context: str
+) -> None:
+    canary = CANARIES[kind]
+    result = redactor.redact(context.format(canary.text))
+    assert canary.secret not in result.text, result.text
+    assert result.total >= 1
+    # Redacting redacted text changes nothing.
+    assert redactor.redact(result.text).text == result.text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("pay to DE89 3704 0044 0532 0130 00 today", "pay to [iban] today"),
+        ("GB82WEST12345698765432", "[iban]"),
+        ("DE89 3704 0044 0532 0130 01", "DE89 3704 0044 0532 0130 01"),  # bad checksum
+        ("ssn 078-05-1120.", "ssn [id-number]."),
+        ("ssn 666-12-3456 and 900-12-3456 and 123-00-4567", None),  # never issued
+        ("NINO AB 12 34 56 C", "NINO [id-number]"),
+        ("SIN 123 456 782", "SIN [id-number]"),
+        ("DB_PASSWORD=hunter2hunter2", "DB_PASSWORD=[secret]"),
+        ('{"client_secret": "abcDEF123ghi"}', '{"client_secret": "[secret]"}'),
+        ("password: hunter2", "password: [secret]"),
+        ("export API_KEY=${API_KEY}", None),  # a reference, not a value
+        ("password: [secret]", None),
+        ("max_tokens=4096 and token: the unit of text", None),  # config numbers, prose
+        ("if you hate entering your password: tell sudo", None),
+        ("https://x.example/cb?code=abc&access_token=AbC123xYz789", None),
+        ("Authorization: Bearer abcdef0123456789ABCDEF", "Authorization: Bearer [secret]"),
+        ("mail me: bob@example.com-x", "mail me: [email]-x"),
+    ],
+)
+def test_rule_details(redactor: Redactor, text: str, expected: str | None) -> None:
+    result = redactor.redact(text)
+    if expected is None:
+        if "access_token" in text:
+            assert result.text == "https://x.example/cb?code=abc&access_token=[secret]"
+        else:
+            assert result.text == text
+    else:
+        assert result.text == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "see http://forum.videohelp.com/threads/257045-How-to-record-streaming-WMV-ASF-MMS-links",
+        "the getUserAuthenticationHandlerFactory class and test_redact_high_entropy_tokens",
+        "commit 3f1c0b9d7a6e5f4d3c2b1a09f8e7d6c5b4a39281 (sha256 "
+        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08)",
+        "task-management-system-for-teams-v2 and disk-usage-monitoring-service",
+        "usb_controllers_disconnect_randomly_on_resume_after_suspend",
+        "https://cdn.discordapp.com/attachments/1/2/a.png?ex=65a1b2c3&is=659f3c43&hm=4f7d0c",
+        "550e8400-e29b-41d4-a716-446655440000 is a uuid",
+        "2024-11-15 14:03:22 and 2024-11-15T14:03:22+01:00",
+    ],
+)
+def test_technical_text_is_not_a_secret(redactor: Redactor, text: str) -> None:
+    assert redactor.redact(text).text == text
+
+
+def test_the_irc_corpus_keeps_its_words() -> None:
+    """Over 12,000 lines of real technical chat: only addresses are redacted."""
+    redactor = Redactor()
+    counts: Counter[str] = Counter()
+    for path in sorted((FIXTURES / "irc-dev").glob("*.raw.txt")):
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            counts.update(redactor.redact(line).counts)
+    secret_kinds = {k for k in counts if PLACEHOLDERS[k].startswith("[secret")}
+    # Two config lines ("--http-password=pass", accesskey="…") and one share key in a URL.
+    assert sum(counts[k] for k in secret_kinds) <= 3, counts
+    assert counts["email"] > 100 and counts["ip"] > 50  # IRC hostmasks
+
+
+def test_the_documented_table_is_the_rule_table() -> None:
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "redaction.md").read_text()
+    documented = re.findall(r"^\| `([a-z0-9_]+)` \| `(\[[a-z-]+\])` \|", docs, re.MULTILINE)
+    assert documented == [(kind, PLACEHOLDERS[kind]) for kind in ALL_KINDS]

@@ -18,6 +18,7 @@ from schema.models.usage import UsageLedger
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.settings import load_settings
 from shared.summarize.content import SummaryFormat
+from shared.summarize.llm.prompts import PROMPT_VERSION
 from tests.fakes.openai_server import FakeConfig, FakeOpenAIServer
 from tests.perf.export_data import build_large_export
 from workers import resources
@@ -53,7 +54,7 @@ def test_summarize_command_uses_the_llm_when_configured(
     finally:
         resources.install(None)  # type: ignore[arg-type]
     assert job.status == "completed"
-    assert '"prompt_version": "llm-1"' in capsys.readouterr().out
+    assert f'"prompt_version": "{PROMPT_VERSION}"' in capsys.readouterr().out
     engine = make_engine(settings.effective_database_url)
     try:
         with make_sessionmaker(engine)() as session:
