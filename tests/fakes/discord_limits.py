@@ -163,6 +163,9 @@ class Reply:
 class _Window:
     end: float = 0.0
     count: int = 0
+    start: float = 0.0
+    #: What the window limits: ``global`` or the bucket's name, and the token/IP or major.
+    label: tuple[str, str] = ("", "")
 
 
 def _fmt(value: float) -> str:
@@ -186,6 +189,8 @@ class Limits:
         self._windows: dict[tuple[str, str, str], _Window] = {}
         self._global: dict[str, deque[float]] = {}
         self._global_windows: dict[str, _Window] = {}
+        #: Every window ever opened (since the last reset), in order: exact window statistics.
+        self.window_log: list[_Window] = []
         self._invalid: dict[str, deque[float]] = {}
         self._banned_until: dict[str, float] = {}
         self._faults: list[Fault] = []
@@ -335,9 +340,13 @@ class Limits:
             limit = self.route_limit(route_key)
             headers: dict[str, str] = {}
             if limit is not None:
-                window = self._windows.setdefault((auth, limit.bucket, major), _Window())
-                if now >= window.end:
-                    window.end, window.count = now + limit.window_s, 0
+                window = self._window(
+                    self._windows,
+                    (auth, limit.bucket, major),
+                    now,
+                    limit.window_s,
+                    (limit.bucket, major),
+                )
                 if window.count >= limit.limit:
                     reset_after = window.end - now
                     headers = {
@@ -356,11 +365,13 @@ class Limits:
                 headers = self._bucket_headers(limit, auth, major)
             if webhook_channel is not None and cfg.webhook_channel_limit is not None:
                 count, span = cfg.webhook_channel_limit
-                window = self._windows.setdefault(
-                    ("*", "webhook-channel", webhook_channel), _Window()
+                window = self._window(
+                    self._windows,
+                    ("*", "webhook-channel", webhook_channel),
+                    now,
+                    span,
+                    ("webhook-channel", webhook_channel),
                 )
-                if now >= window.end:
-                    window.end, window.count = now + span, 0
                 if window.count >= count:
                     retry = window.end - now
                     reply_headers = {**via, **headers, "Retry-After": str(max(1, math.ceil(retry)))}
@@ -383,10 +394,25 @@ class Limits:
             while log and log[0] <= now - cfg.global_window_s:
                 log.popleft()
             return log[0] + cfg.global_window_s - now if len(log) >= cfg.global_limit else None
-        window = self._global_windows.setdefault(global_key, _Window())
-        if now >= window.end:
-            window.end, window.count = now + cfg.global_window_s, 0
+        window = self._window(
+            self._global_windows, global_key, now, cfg.global_window_s, ("global", global_key)
+        )
         return window.end - now if window.count >= cfg.global_limit else None
+
+    def _window(
+        self,
+        table: dict[Any, _Window],
+        key: Any,
+        now: float,
+        span: float,
+        label: tuple[str, str],
+    ) -> _Window:
+        """The window of ``key`` at ``now``: a fresh one (logged) when the last one ended."""
+        window = table.get(key)
+        if window is None or now >= window.end:
+            window = table[key] = _Window(end=now + span, start=now, label=label)
+            self.window_log.append(window)
+        return window
 
     def _count_global(self, global_key: str, now: float) -> None:
         if self.config.global_mode == "sliding":
@@ -430,9 +456,19 @@ class Limits:
             self._windows.clear()
             self._global.clear()
             self._global_windows.clear()
+            self.window_log.clear()
             self._invalid.clear()
             self._banned_until.clear()
             self.events.clear()
+
+    def windows(self) -> list[list[Any]]:
+        """Every window opened since the last reset: ``[name, key, start, count]``.
+
+        ``name`` is ``global`` (``key`` the token or IP) or a bucket's name (``key`` its major
+        parameter); ``start`` is on the fake's clock, like the event times.
+        """
+        with self._lock:
+            return [[w.label[0], w.label[1], w.start, w.count] for w in self.window_log]
 
     def stats(self) -> dict[str, Any]:
         """Counts by status and by 429 scope, and the times of accepted requests per route."""

@@ -11,6 +11,8 @@ or in a separate process for benchmarks (``python -m tests.fakes.discord_server`
 :func:`spawn_server`), driven through the control endpoints under ``/_fake/``:
 
 * ``GET /_fake/stats``: request counts by status, 429s by scope, first/last success times
+  (``POST`` with ``{"events": true, "windows": true}`` adds every event and every rate-limit
+  window the fake opened)
 * ``POST /_fake/reset``: forget counters and events
 * ``POST /_fake/fault``: queue a :class:`~tests.fakes.discord_limits.Fault`
 * ``POST /_fake/config``: change latency, global limit, route limits
@@ -241,6 +243,7 @@ class _Server(ThreadingHTTPServer):
             stats = fake.limits.stats()
             events = [[e[0], e[1], e[2], e[3], e[5]] for e in fake.limits.events]
             stats["events"] = events if data.get("events") else None
+            stats["windows"] = fake.limits.windows() if data.get("windows") else None
             return Response(200, stats)
         if path == "/_fake/reset":
             fake.limits.reset_counters()
