@@ -14,11 +14,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import structlog
 from pydantic import SecretStr
 
 from shared.discord import routes
 from shared.discord.convert import to_channel_info
-from shared.discord.errors import BadRequest, Forbidden, NotFound
+from shared.discord.errors import BadRequest, Forbidden, NotFound, RateLimited
 from shared.discord.history import iter_history, iter_thread_history, threads_in_window
 from shared.discord.message_limits import check_message
 from shared.discord.models import Message, MessageEdit, MessageFlags
@@ -29,6 +30,8 @@ from shared.errors import InvalidInputError
 
 __all__ = ["AUTO_ARCHIVE_MINUTES", "DiscordClient", "normalize_emoji"]
 
+log = structlog.get_logger(__name__)
+
 #: Thread auto-archive durations Discord accepts, in minutes.
 AUTO_ARCHIVE_MINUTES = (60, 1440, 4320, 10080)
 _CUSTOM_EMOJI = re.compile(
@@ -37,6 +40,8 @@ _CUSTOM_EMOJI = re.compile(
 _UNKNOWN_MESSAGE = 10008
 _MISSING_ACCESS = 50001
 _ARCHIVED_THREAD = 50083
+#: Longest wait for rate limits on a lookup the caller can do without (the guild's name).
+_OPTIONAL_WAIT_S = 2.0
 
 
 def normalize_emoji(emoji: str) -> str:
@@ -100,10 +105,10 @@ class DiscordClient:
         answer = self.session.request(routes.GET_CURRENT_USER.compile())
         return User.from_json(answer.body)
 
-    def get_guild(self, guild_id: str) -> dict[str, Any]:
-        """The guild object (raw JSON)."""
-        answer = self.session.request(routes.GET_GUILD.compile(guild_id=guild_id))
-        body: dict[str, Any] = answer.body
+    def get_guild(self, guild_id: str, *, max_wait_s: float | None = None) -> dict[str, Any]:
+        """The guild object (raw JSON); ``max_wait_s`` bounds the wait for rate limits."""
+        route = routes.GET_GUILD.compile(guild_id=guild_id)
+        body: dict[str, Any] = self.session.request(route, max_wait_s=max_wait_s).body
         return body
 
     def get_channel(self, channel_id: str) -> Channel:
@@ -112,11 +117,28 @@ class DiscordClient:
         return Channel.from_json(answer.body)
 
     def channel_info(self, channel_id: str) -> ChannelInfo:
-        """What the pipeline records about a conversation: channel and guild ids and names."""
+        """What the pipeline records about a conversation: channel and guild ids and names.
+
+        The guild's name is optional: a channel can be readable while ``GET /guilds/{id}`` is
+        not (403), or the route may not be served (404), or rate limited; the info then simply
+        has no guild name.
+        """
         channel = self.get_channel(channel_id)
         guild_name: str | None = None
         if channel.guild_id:
-            guild_name = self.get_guild(channel.guild_id).get("name")
+            try:
+                guild = self.get_guild(channel.guild_id, max_wait_s=_OPTIONAL_WAIT_S)
+            except (NotFound, Forbidden, RateLimited) as exc:
+                log.warning(
+                    "discord.guild_name_unavailable",
+                    guild_id=channel.guild_id,
+                    error=type(exc).__name__,
+                    status=exc.status,
+                    code=exc.code,
+                )
+            else:
+                name = guild.get("name")
+                guild_name = name if isinstance(name, str) else None
         return to_channel_info(channel.raw, guild_name=guild_name)
 
     # --- messages ----------------------------------------------------------------------------
