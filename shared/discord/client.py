@@ -486,8 +486,10 @@ class DiscordClient:
 
         ``after`` is a time (inclusive) or a message id (exclusive); ``before`` a time
         (exclusive).  ``limit`` caps the count: the oldest ``limit`` in the window, or with
-        ``newest=True`` the latest ``limit`` (still yielded oldest first).  ``on_page`` gets the
-        running count after each page.
+        ``newest=True`` the latest ``limit`` (still yielded oldest first).  Either way the
+        history is read in one pass, the next page requested while the caller works on the
+        current one (see :mod:`shared.discord.history`).  ``on_page`` gets the running count
+        of messages read after each page.
         """
         return iter_history(
             self,

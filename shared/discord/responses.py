@@ -102,6 +102,8 @@ def _public_base(api_base: str | None) -> str:
         return "the configured base URL"
     parts = urlsplit(api_base)
     host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return parts._replace(netloc=host).geturl()
