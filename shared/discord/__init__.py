@@ -21,6 +21,8 @@ from shared.discord.errors import (
     RateLimited,
     ServerError,
     Unauthorized,
+    UnexpectedAnswer,
+    UnknownRoute,
 )
 from shared.discord.factory import build_discord_client
 from shared.discord.models import (
@@ -75,6 +77,8 @@ __all__ = [
     "SelectOption",
     "ServerError",
     "Unauthorized",
+    "UnexpectedAnswer",
+    "UnknownRoute",
     "User",
     "WebhookRef",
     "build_discord_client",

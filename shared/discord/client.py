@@ -14,11 +14,20 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import structlog
 from pydantic import SecretStr
 
 from shared.discord import routes
 from shared.discord.convert import to_channel_info
-from shared.discord.errors import BadRequest, Forbidden, InvalidWebhook, NotFound, Unauthorized
+from shared.discord.errors import (
+    BadRequest,
+    Forbidden,
+    InvalidWebhook,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    UnknownRoute,
+)
 from shared.discord.history import iter_history, iter_thread_history, threads_in_window
 from shared.discord.message_limits import check_message
 from shared.discord.models import Message, MessageEdit, MessageFlags
@@ -29,6 +38,8 @@ from shared.errors import InvalidInputError
 
 __all__ = ["AUTO_ARCHIVE_MINUTES", "DiscordClient", "normalize_emoji"]
 
+log = structlog.get_logger(__name__)
+
 #: Thread auto-archive durations Discord accepts, in minutes.
 AUTO_ARCHIVE_MINUTES = (60, 1440, 4320, 10080)
 _CUSTOM_EMOJI = re.compile(
@@ -37,6 +48,8 @@ _CUSTOM_EMOJI = re.compile(
 _UNKNOWN_MESSAGE = 10008
 _MISSING_ACCESS = 50001
 _ARCHIVED_THREAD = 50083
+#: Longest wait for rate limits on a lookup the caller can do without (the guild's name).
+_OPTIONAL_WAIT_S = 2.0
 
 
 def normalize_emoji(emoji: str) -> str:
@@ -100,10 +113,10 @@ class DiscordClient:
         answer = self.session.request(routes.GET_CURRENT_USER.compile())
         return User.from_json(answer.body)
 
-    def get_guild(self, guild_id: str) -> dict[str, Any]:
-        """The guild object (raw JSON)."""
-        answer = self.session.request(routes.GET_GUILD.compile(guild_id=guild_id))
-        body: dict[str, Any] = answer.body
+    def get_guild(self, guild_id: str, *, max_wait_s: float | None = None) -> dict[str, Any]:
+        """The guild object (raw JSON); ``max_wait_s`` bounds the wait for rate limits."""
+        route = routes.GET_GUILD.compile(guild_id=guild_id)
+        body: dict[str, Any] = self.session.request(route, max_wait_s=max_wait_s).body
         return body
 
     def get_member(self, guild_id: str, user_id: str) -> dict[str, Any] | None:
@@ -111,6 +124,8 @@ class DiscordClient:
         route = routes.GET_GUILD_MEMBER.compile(guild_id=guild_id, user_id=user_id)
         try:
             body: dict[str, Any] = self.session.request(route).body
+        except UnknownRoute:
+            raise
         except NotFound:
             return None
         return body
@@ -121,11 +136,28 @@ class DiscordClient:
         return Channel.from_json(answer.body)
 
     def channel_info(self, channel_id: str) -> ChannelInfo:
-        """What the pipeline records about a conversation: channel and guild ids and names."""
+        """What the pipeline records about a conversation: channel and guild ids and names.
+
+        The guild's name is optional: a channel can be readable while ``GET /guilds/{id}`` is
+        not (403), or the route may not be served (404), or rate limited; the info then simply
+        has no guild name.
+        """
         channel = self.get_channel(channel_id)
         guild_name: str | None = None
         if channel.guild_id:
-            guild_name = self.get_guild(channel.guild_id).get("name")
+            try:
+                guild = self.get_guild(channel.guild_id, max_wait_s=_OPTIONAL_WAIT_S)
+            except (NotFound, Forbidden, RateLimited) as exc:
+                log.warning(
+                    "discord.guild_name_unavailable",
+                    guild_id=channel.guild_id,
+                    error=type(exc).__name__,
+                    status=exc.status,
+                    code=exc.code,
+                )
+            else:
+                name = guild.get("name")
+                guild_name = name if isinstance(name, str) else None
         return to_channel_info(channel.raw, guild_name=guild_name)
 
     # --- messages ----------------------------------------------------------------------------
@@ -330,6 +362,8 @@ class DiscordClient:
         )
         try:
             body: dict[str, Any] = self.session.request(route).body
+        except UnknownRoute:
+            raise
         except (NotFound, Unauthorized, InvalidWebhook):
             return None
         guild = body.get("guild_id")
@@ -486,8 +520,10 @@ class DiscordClient:
 
         ``after`` is a time (inclusive) or a message id (exclusive); ``before`` a time
         (exclusive).  ``limit`` caps the count: the oldest ``limit`` in the window, or with
-        ``newest=True`` the latest ``limit`` (still yielded oldest first).  ``on_page`` gets the
-        running count after each page.
+        ``newest=True`` the latest ``limit`` (still yielded oldest first).  Either way the
+        history is read in one pass, the next page requested while the caller works on the
+        current one (see :mod:`shared.discord.history`).  ``on_page`` gets the running count
+        of messages read after each page.
         """
         return iter_history(
             self,

@@ -44,7 +44,12 @@ class DiscordSettings(BaseModel):
     backoff_base_s: float = Field(default=0.5, ge=0, le=60)
     global_limit: int = Field(default=50, ge=1, le=100_000, description="requests per second")
     global_margin: float = Field(default=0.06, ge=0, lt=1)
-    bucket_safety_ms: float = Field(default=100.0, ge=0, le=5000)
+    bucket_safety_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=5000,
+        description="added to every bucket reset; 0 uses Discord's Reset-After exactly",
+    )
     invalid_request_limit: int = Field(
         default=2500, ge=1, le=9000, description="breaker threshold per 10 minutes (ban: 10,000)"
     )

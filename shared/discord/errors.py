@@ -12,7 +12,9 @@
         ├── Unauthorized                    401: the bot token is dead, all traffic with it stops
         ├── Forbidden                       403: missing access/permissions, closed DMs
         ├── NotFound                        404: unknown channel/message/interaction
-        └── InvalidWebhook                  a webhook URL Discord rejected (404 or 401/50027)
+        │   └── UnknownRoute                404 for a route Discord serves (wrong base URL?)
+        ├── InvalidWebhook                  a webhook URL Discord rejected (404 or 401/50027)
+        └── UnexpectedAnswer                an answer that is not Discord's JSON (HTML, text)
 
     MessageLimitsError (InvalidInputError)  a message broke Discord's limits before any request
 
@@ -46,6 +48,8 @@ __all__ = [
     "RateLimited",
     "ServerError",
     "Unauthorized",
+    "UnexpectedAnswer",
+    "UnknownRoute",
     "flatten_form_errors",
 ]
 
@@ -175,6 +179,23 @@ class NotFound(DiscordPermanentError):
 
 class InvalidWebhook(DiscordPermanentError):
     """A webhook URL that Discord rejected; the adapter stops using it (Discord asks for that)."""
+
+
+class UnexpectedAnswer(DiscordPermanentError):
+    """An answer Discord's API would not give: a body that is not its JSON (an HTML page, plain
+    text), usually from a wrong ``DISCORD_API_BASE`` or a proxy in between.
+
+    The message says what was asked, what came back, and what to check.
+    """
+
+
+class UnknownRoute(UnexpectedAnswer, NotFound):
+    """404 for a route Discord serves: no such route at the configured base URL.
+
+    Discord's own 404s for missing things carry a JSON code (10003 Unknown Channel, ...); a plain
+    ``404: Not Found`` means the path itself is unknown there (e.g. a base URL without
+    ``/api/v10``).
+    """
 
 
 class MessageLimitsError(InvalidInputError):

@@ -1,19 +1,29 @@
 """Reading a channel's or thread's history page by page, oldest first, in bounded memory.
 
-Discord pages hold at most 100 messages and come newest first.  Walking forward uses ``after``
-cursors: each page holds the messages just after the cursor, and the next cursor is the newest
-id of the page.  Times become snowflake cursors (a snowflake's top bits are its millisecond),
-so "between 09:00 and 10:00" costs no more requests than the messages it holds.
+Discord pages hold at most 100 messages and come newest first.  Every window is read in one
+pass:
 
-With ``newest=True`` and a ``limit`` the latest ``limit`` messages are wanted: a first pass walks
-backwards with ``before`` cursors counting messages (keeping only ids), then the forward walk
-starts from the oldest of them.  Memory stays at one page either way.
+* From a start (``after``: a time or a message id) forward with ``after`` cursors: each page
+  holds the messages just after the cursor, and the next cursor is the newest id of the page.
+  Times become snowflake cursors (a snowflake's top bits are its millisecond), so "between 09:00
+  and 10:00" costs no more requests than the messages it holds.
+* The latest ``limit`` messages (``newest=True``) backward from the end of the window with
+  ``before`` cursors, until ``limit`` messages or the window's start.  The pages are spilled as
+  compact JSON to a temporary file (kept in memory up to :data:`SPILL_MEMORY_BYTES`) and read
+  back in reverse, so the caller still gets the oldest first with one page in memory.
+
+Either way the next page is requested while the caller works on the current one, so the
+channel's bucket stays busy; a walk that knows it is done requests nothing more.
 """
 
 from __future__ import annotations
 
+import contextvars
+import json
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
+from tempfile import SpooledTemporaryFile
 from typing import TYPE_CHECKING, Any
 
 from shared.discord.convert import to_chat_message
@@ -27,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PAGE_SIZE",
+    "SPILL_MEMORY_BYTES",
     "iter_history",
     "iter_thread_history",
     "threads_in_window",
@@ -34,7 +45,12 @@ __all__ = [
 ]
 
 PAGE_SIZE = 100
+#: Spilled pages of a ``newest`` walk stay in memory up to this size, then go to a temp file.
+SPILL_MEMORY_BYTES = 8 * 1024 * 1024
 _THREAD_STARTER = 21
+
+_Page = list[dict[str, Any]]
+_Cursor = dict[str, str]
 
 
 def time_snowflake(when: datetime) -> int:
@@ -57,33 +73,38 @@ def _after_cursor(after: datetime | str | None) -> int:
     return int(after)
 
 
-def _page(client: DiscordClient, channel_id: str, **cursor: str) -> list[dict[str, Any]]:
-    page = client.get_messages(channel_id, limit=PAGE_SIZE, **cursor)
-    return sorted(page, key=lambda m: int(m["id"]))
+def _prefetched(
+    fetch: Callable[[_Cursor], _Page], first: _Cursor, follow: Callable[[_Page], _Cursor | None]
+) -> Iterator[_Page]:
+    """Pages ``fetch(cursor)``, oldest id first; the next one is requested before one is yielded.
+
+    ``follow(page)`` says where the next page starts (``None``: the walk is done); it runs in
+    the caller's thread, in page order.  One request is in flight at a time; one that is no
+    longer wanted (the caller stopped early) finishes unseen.
+    """
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="discord-history")
+
+    def submit(cursor: _Cursor) -> Future[_Page]:
+        # The caller's context (log fields such as the job id) goes along with the request.
+        return pool.submit(contextvars.copy_context().run, fetch, cursor)
+
+    pending: Future[_Page] | None = submit(first)
+    try:
+        while pending is not None:
+            page = pending.result()
+            cursor = follow(page)
+            pending = submit(cursor) if cursor is not None else None
+            yield page
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _start_for_newest(
-    client: DiscordClient, channel_id: str, *, floor: int, ceiling: int | None, limit: int
-) -> int:
-    """The ``after`` cursor from which exactly the latest ``limit`` messages follow."""
-    counted = 0
-    cursor = str(ceiling) if ceiling is not None else None
-    while True:
-        page = (
-            _page(client, channel_id, before=cursor)
-            if cursor is not None
-            else _page(client, channel_id)
-        )
-        ids = [int(m["id"]) for m in page if int(m["id"]) > floor]
-        if not ids:
-            return floor
-        for message_id in reversed(ids):
-            counted += 1
-            if counted == limit:
-                return message_id - 1
-        if len(page) < PAGE_SIZE or len(ids) < len(page):
-            return floor
-        cursor = str(ids[0])
+def _fetcher(client: DiscordClient, channel_id: str) -> Callable[[_Cursor], _Page]:
+    def fetch(cursor: _Cursor) -> _Page:
+        page = client.get_messages(channel_id, limit=PAGE_SIZE, **cursor)
+        return sorted(page, key=lambda m: int(m["id"]))
+
+    return fetch
 
 
 def iter_history(
@@ -99,28 +120,92 @@ def iter_history(
     """See :meth:`shared.discord.client.DiscordClient.iter_history`."""
     if limit is not None and limit < 1:
         raise InvalidInputError(f"limit must be at least 1, got {limit}")
-    cursor = _after_cursor(after)
+    floor = _after_cursor(after)
     ceiling = time_snowflake(before) if before is not None else None
     if newest and limit is not None:
-        cursor = _start_for_newest(client, channel_id, floor=cursor, ceiling=ceiling, limit=limit)
+        return _latest(client, channel_id, floor, ceiling, limit, on_page)
+    return _forward(client, channel_id, floor, ceiling, limit, on_page)
+
+
+def _forward(
+    client: DiscordClient,
+    channel_id: str,
+    floor: int,
+    ceiling: int | None,
+    limit: int | None,
+    on_page: Callable[[int], None] | None,
+) -> Iterator[ChatMessage]:
+    """Messages after ``floor`` and below ``ceiling``, oldest first, at most ``limit``."""
+    taken = 0
+
+    def inside(page: _Page) -> _Page:
+        if ceiling is None:
+            return page
+        return [m for m in page if int(m["id"]) < ceiling]
+
+    def follow(page: _Page) -> _Cursor | None:
+        nonlocal taken
+        wanted = inside(page)
+        taken += len(wanted)
+        if len(page) < PAGE_SIZE or len(wanted) < len(page):
+            return None
+        if limit is not None and taken >= limit:
+            return None
+        return {"after": str(page[-1]["id"])}
+
     yielded = 0
-    while True:
-        page = _page(client, channel_id, after=str(cursor))
-        done = len(page) < PAGE_SIZE
-        for raw in page:
-            if ceiling is not None and int(raw["id"]) >= ceiling:
-                done = True
+    for page in _prefetched(_fetcher(client, channel_id), {"after": str(floor)}, follow):
+        for raw in inside(page):
+            if limit is not None and yielded >= limit:
                 break
             yield to_chat_message(raw, channel_id=channel_id)
             yielded += 1
-            if limit is not None and yielded >= limit:
-                done = True
-                break
         if on_page is not None:
             on_page(yielded)
-        if done or not page:
-            return
-        cursor = int(page[-1]["id"])
+
+
+def _latest(
+    client: DiscordClient,
+    channel_id: str,
+    floor: int,
+    ceiling: int | None,
+    limit: int,
+    on_page: Callable[[int], None] | None,
+) -> Iterator[ChatMessage]:
+    """The latest ``limit`` messages after ``floor`` and below ``ceiling``, oldest first.
+
+    One backward walk; pages are spilled newest first and read back in reverse.
+    """
+    kept = 0
+
+    def follow(page: _Page) -> _Cursor | None:
+        wanted = sum(1 for m in page if int(m["id"]) > floor)
+        if len(page) < PAGE_SIZE or wanted < len(page) or kept + wanted >= limit:
+            return None
+        return {"before": str(page[0]["id"])}
+
+    first: _Cursor = {} if ceiling is None else {"before": str(ceiling)}
+    with SpooledTemporaryFile(max_size=SPILL_MEMORY_BYTES, mode="w+b") as spill:
+        spans: list[tuple[int, int]] = []
+        for page in _prefetched(_fetcher(client, channel_id), first, follow):
+            room = limit - kept
+            wanted = [m for m in page if int(m["id"]) > floor][-room:] if room > 0 else []
+            if not wanted:
+                continue
+            line = json.dumps(
+                [to_chat_message(m, channel_id=channel_id).to_wire() for m in wanted],
+                ensure_ascii=False,
+                separators=(",", ":"),
+            ).encode()
+            spans.append((spill.tell(), len(line)))
+            spill.write(line)
+            kept += len(wanted)
+            if on_page is not None:
+                on_page(kept)
+        for offset, length in reversed(spans):
+            spill.seek(offset)
+            for data in json.loads(spill.read(length)):
+                yield ChatMessage.from_wire(data)
 
 
 def iter_thread_history(

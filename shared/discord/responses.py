@@ -13,6 +13,12 @@ A 429 is classified once, here:
 
 Any answer with a ``retry_after`` field is treated like a 429 (Discord attaches a few
 rate-limit-flavoured codes to other statuses).
+
+Discord's API answers every error with JSON (``{"message", "code"}``) and a missing thing with
+a specific code (10003 Unknown Channel, ...).  A body that is not JSON (an HTML page, plain
+text), or a 404 without a code, is something else answering: usually a wrong
+``DISCORD_API_BASE`` or a proxy.  Those become :class:`UnexpectedAnswer` / :class:`UnknownRoute`
+saying what was asked, what came back and what to check, and never mark a webhook dead.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -32,15 +39,27 @@ from shared.discord.errors import (
     RateLimited,
     ServerError,
     Unauthorized,
+    UnexpectedAnswer,
+    UnknownRoute,
     flatten_form_errors,
 )
 from shared.discord.routes import CompiledRoute
+from shared.discord.simulation import redact_path
 from shared.ratelimit.discord import Outcome, Scope
 
-__all__ = ["Answer", "error_for", "read_answer"]
+__all__ = ["Answer", "error_for", "not_json_error", "read_answer"]
 
 #: Codes meaning "the webhook (or interaction token) behind this URL is gone".
 _WEBHOOK_GONE = frozenset({10015, 50027})
+_SNIPPET = 160
+_CHECK_BASE = (
+    "check DISCORD_API_BASE (Discord's is https://discord.com/api/v10; a proxy or test server "
+    "must serve the same paths under /api/v10)"
+)
+_USER_NOT_DISCORD = (
+    "The bot could not read Discord: its Discord address (DISCORD_API_BASE) answers like "
+    "something else. An operator must fix the setting."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +83,61 @@ class Answer:
         return self.outcome.scope is not None
 
 
-def _webhook_gone(status: int, code: Any) -> bool:
-    """Unknown webhook / invalid token (a 404 about a *message* of the webhook is not that)."""
+def _webhook_gone(status: int, body: Any) -> bool:
+    """Unknown webhook / invalid token (a 404 about a *message* of the webhook is not that).
+
+    Only Discord's JSON says so: a plain-text 404 is a wrong base URL, not a dead webhook.
+    """
+    if not isinstance(body, dict):
+        return False
+    code = body.get("code")
     if code in _WEBHOOK_GONE:
         return True
     return status == 404 and code in (None, 0)
+
+
+def _public_base(api_base: str | None) -> str:
+    """``api_base`` without any ``user:password@`` part."""
+    if not api_base:
+        return "the configured base URL"
+    parts = urlsplit(api_base)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return parts._replace(netloc=host).geturl()
+
+
+def _describe(body: Any) -> str:
+    """What came back, in a few words (tokens in echoed paths are redacted)."""
+    if body is None or body == "":
+        return "an empty body"
+    text = " ".join(str(body).split())
+    if len(text) > _SNIPPET:
+        text = text[: _SNIPPET - 1] + "…"
+    return f"the text {redact_path(text)!r}"
+
+
+def not_json_error(answer: Answer, route: CompiledRoute, api_base: str | None) -> DiscordError:
+    """The error for an answer whose body is not Discord's JSON (any status but 429)."""
+    status, label = answer.status, route.label
+    base = _public_base(api_base)
+    what = f"{label} at {base} answered {status} with {_describe(answer.body)}"
+    if status >= 500:
+        return ServerError(
+            f"{what}, not Discord's JSON error",
+            status=status,
+            route=label,
+            user_message="Discord is having problems; the job will be retried.",
+        )
+    kind = UnknownRoute if status == 404 else UnexpectedAnswer
+    return kind(
+        f"{what} instead of Discord's JSON: this is not Discord's API answering; {_CHECK_BASE}",
+        status=status,
+        route=label,
+        user_message=_USER_NOT_DISCORD,
+    )
 
 
 def _int(value: str | None) -> int | None:
@@ -127,7 +196,7 @@ def read_answer(response: httpx.Response, route: CompiledRoute, *, authed: bool)
     code = body.get("code") if isinstance(body, dict) else None
     message = str(body.get("message", "")) if isinstance(body, dict) else ""
     webhookish = route.route.webhook or route.route.interaction
-    webhook_gone = route.route.webhook and _webhook_gone(status, code)
+    webhook_gone = route.route.webhook and _webhook_gone(status, body)
     outcome = Outcome(
         status=status,
         bucket=headers.get("x-ratelimit-bucket"),
@@ -149,8 +218,12 @@ def read_answer(response: httpx.Response, route: CompiledRoute, *, authed: bool)
     )
 
 
-def error_for(answer: Answer, route: CompiledRoute) -> DiscordError:
-    """The exception for a non-2xx answer that will not be retried."""
+def error_for(answer: Answer, route: CompiledRoute, *, api_base: str | None = None) -> DiscordError:
+    """The exception for a non-2xx answer that will not be retried.
+
+    ``api_base`` (the base URL the request went to) goes into the guidance of answers that are
+    not Discord's (see the module docstring).
+    """
     status, code, label = answer.status, answer.code, route.label
     message = answer.message or f"HTTP {status}"
     if answer.rate_limited:
@@ -162,7 +235,18 @@ def error_for(answer: Answer, route: CompiledRoute) -> DiscordError:
             message, retry_after=wait, scope=scope, status=status, code=code, route=label
         )
     webhookish = route.route.webhook or route.route.interaction
-    if webhookish and _webhook_gone(status, code):
+    if not isinstance(answer.body, dict) and (isinstance(answer.body, str) or status == 404):
+        return not_json_error(answer, route, api_base)
+    if status == 404 and code == 0 and not webhookish:
+        return UnknownRoute(
+            f"{label} at {_public_base(api_base)} answered 404 {message!r} without a Discord "
+            f"error code: Discord's API has no such route there; {_CHECK_BASE}",
+            status=status,
+            code=code,
+            route=label,
+            user_message=_USER_NOT_DISCORD,
+        )
+    if webhookish and _webhook_gone(status, answer.body):
         return InvalidWebhook(
             message,
             status=status,

@@ -34,7 +34,7 @@ from shared.discord.errors import (
     Unauthorized,
 )
 from shared.discord.metrics import DiscordMetrics
-from shared.discord.responses import Answer, error_for, read_answer
+from shared.discord.responses import Answer, error_for, not_json_error, read_answer
 from shared.discord.routes import CompiledRoute
 from shared.discord.simulation import Recorder, redact_path
 from shared.discord.tokens import TokenSource, token_id
@@ -162,6 +162,8 @@ class RestSession:
                 route, query, json, answer.status, response.headers, answer.body, waited, denials
             )
             if answer.ok:
+                if isinstance(answer.body, str):
+                    raise not_json_error(answer, route, self.api_base)
                 return answer
             if answer.rate_limited:
                 scope = answer.outcome.scope or "user"
@@ -191,7 +193,7 @@ class RestSession:
                 if rate_limits <= self.policy.max_429_retries:
                     self._count_retry(route, "429")
                     continue
-                raise error_for(answer, route)
+                raise error_for(answer, route, api_base=self.api_base)
             if answer.status >= 500:
                 failures += 1
                 if failures <= self.policy.max_retries:
@@ -209,7 +211,7 @@ class RestSession:
                 log.error("discord.token_rejected", route=route.label, token=key.token_id)
             if answer.outcome.dead_webhook:
                 log.warning("discord.webhook_dead", route=route.label, webhook=key.webhook_key)
-            raise error_for(answer, route)
+            raise error_for(answer, route, api_base=self.api_base)
 
     def _limit_key(self, route: CompiledRoute, authed: bool, headers: dict[str, str]) -> LimitKey:
         if not authed:

@@ -86,16 +86,25 @@ class LimiterConfig:
     """Tunables of the Discord limiter (see :class:`shared.discord.config.DiscordSettings`).
 
     ``global_limit`` requests per ``global_period_s`` is Discord's global limit; we stay
-    ``global_margin`` below it.  ``bucket_safety_ms`` is added to every bucket reset (Discord's
-    windows end slightly later than announced).  ``invalid_limit`` trips the breaker (Discord bans
-    at 10,000 per 10 minutes).
+    ``global_margin`` below it.  No header tells where Discord's global window starts, so the
+    margin is what keeps requests that arrive later than booked (network, a busy host) from
+    piling into one window: any period holds at most ``rate x (1 + spread) + 1`` of ours, where
+    ``spread`` is how much arrival delays vary, so 6 % tolerates about 40 ms (see
+    discord/discord-api-docs#5144: exactly 50 per second still met 429s).
+
+    Bucket windows need no such margin: a window's end is anchored when its answer is *read*
+    (Redis ``TIME`` plus ``X-RateLimit-Reset-After``), which is always later than the moment
+    Discord computed the header, so the exact value never sends early.  ``bucket_safety_ms``
+    (default 0) adds to every bucket reset for a server known to end windows late; every
+    millisecond of it is lost from every window.  ``invalid_limit`` trips the breaker (Discord
+    bans at 10,000 per 10 minutes).
     """
 
     key_prefix: str = "{drl}"
     global_limit: int = 50
     global_period_s: float = 1.0
     global_margin: float = 0.06
-    bucket_safety_ms: float = 100.0
+    bucket_safety_ms: float = 0.0
     lease_s: float = 30.0
     poll_ms: float = 25.0
     invalid_limit: int = 2500

@@ -49,7 +49,7 @@ from tests.fakes.discord_state import (
 
 __all__ = ["ApiError", "FakeDiscord", "Response"]
 
-_API_PREFIX = re.compile(r"^/api(?:/v\d+)?")
+_API_PREFIX = re.compile(r"^/api(?:/v\d+)?(?=/)")
 _CUSTOM_EMOJI = re.compile(r"^(\w{2,32}):(\d{15,22})$")
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
@@ -61,8 +61,11 @@ LOADING = 1 << 7
 
 @dataclass
 class Response:
-    """What the fake answers: status, JSON body (or ``None``), headers; ``reset`` drops the
-    connection without answering, ``delay_s`` is slept before answering."""
+    """What the fake answers: status, body, headers; ``reset`` drops the connection without
+    answering, ``delay_s`` is slept before answering.
+
+    The body is sent as JSON, except a ``str`` (sent as is: a plain-text answer) and ``None``.
+    """
 
     status: int
     body: Any = None
@@ -464,17 +467,26 @@ class FakeDiscord:
         ip: str = "127.0.0.1",
     ) -> Response:
         """Answer one request (see module docstring)."""
-        path = _API_PREFIX.sub("", raw_path.split("?", 1)[0]) or "/"
+        raw = raw_path.split("?", 1)[0]
+        path = _API_PREFIX.sub("", raw) or "/"
         segments = [unquote(s) for s in path.split("/")]
-        route, params = self._match(method, segments)
+        # Only /api(/vN) is the API: any other path (a base URL without /api) is not served.
+        route, params = self._match(method, segments) if path != raw else (None, {})
         via = {"Via": "1.1 google", "Content-Type": "application/json"}
         if self.limits.banned(ip):
             return self._finish(self.limits.ban_reply(), ip, "*", "ban", "-")
+        if route is not None and route.handler == "get_guild" and self.config.guild_route == "off":
+            self.limits.note(
+                ip=ip, route_key=f"{method} {route.template}", status=404, scope=None, auth="-"
+            )
+            return self._unknown_route()
         if route is None:
-            status = 405 if params else 404
-            text = "405: Method Not Allowed" if params else "404: Not Found"
-            self.limits.note(ip=ip, route_key=f"{method} ?", status=status, scope=None, auth="-")
-            return Response(status, {"message": text, "code": 0}, via)
+            self.limits.note(
+                ip=ip, route_key=f"{method} ?", status=405 if params else 404, scope=None, auth="-"
+            )
+            if params:
+                return Response(405, {"message": "405: Method Not Allowed", "code": 0}, via)
+            return self._unknown_route()
         auth, viewer, global_key = self._auth(route, params, headers, ip)
         route_key, major, hook_channel = self._limit_key(route, params)
         fault = self.limits.take_fault(route_key)
@@ -511,6 +523,12 @@ class FakeDiscord:
             status, payload = exc.status, exc.body()
         headers_out = {**via, **bucket_headers}
         return self._finish(Reply(status, payload, headers_out), ip, route_key, auth, major, delay)
+
+    def _unknown_route(self) -> Response:
+        if self.config.unknown_route_body == "json":
+            via = {"Via": "1.1 google", "Content-Type": "application/json"}
+            return Response(404, {"message": "404: Not Found", "code": 0}, via)
+        return Response(404, "404: Not Found", {"Content-Type": "text/plain; charset=utf-8"})
 
     def _finish(
         self, reply: Reply, ip: str, route_key: str, auth: str, major: str, delay: float = 0.0
@@ -712,6 +730,8 @@ class FakeDiscord:
         guild = self.guilds.get(int(raw)) if raw.isdigit() else None
         if guild is None or ctx.viewer not in guild.members:
             raise ApiError(404, 10004, "Unknown Guild")
+        if self.config.guild_route == "forbidden":
+            raise ApiError(403, 50001, "Missing Access")
         return 200, guild.to_json()
 
     def _h_get_member(self, ctx: _Ctx) -> tuple[int, Any]:

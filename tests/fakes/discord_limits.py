@@ -3,8 +3,14 @@
 * Per-route buckets: fixed windows starting at the first request, counted per
   ``(auth, bucket, major parameter)``, announced with all five ``X-RateLimit-*`` headers and a
   stable 32-hex bucket hash per *shared limit* (the same across channels).
-* The global limit per token (a sliding one-second log), exempting interaction routes;
-  unauthenticated webhook calls count per IP.
+* The global limit per token, exempting interaction routes; unauthenticated webhook calls
+  count per IP.  Discord does not document the algorithm.  By default it is a fixed window that
+  opens with the first request after the previous one ended (as twilight models it), so a
+  client cannot learn its phase: no header announces it, only its 429s do.  A client that sends
+  exactly 50 in any second still meets 429s when network delays move requests across the
+  window's edge, as seen against Discord (discord/discord-api-docs#5144; NAFF sends at most 45
+  per second for that reason, NAFTeam/NAFF#679).  ``global_mode="sliding"`` counts the last
+  second instead (the strictest reading: no two-window bursts at all).
 * Invalid requests (401, 403, and 429 except scope ``shared``) counted per IP; past the
   threshold the IP is banned and gets Cloudflare-shaped 429s (no ``Via``, no headers).
 * Faults injected per route: 5xx, connection resets, latency, and 429s of every scope.
@@ -106,6 +112,7 @@ class FakeConfig:
 
     global_limit: int = 50
     global_window_s: float = 1.0
+    global_mode: Literal["fixed", "sliding"] = "fixed"
     limits: dict[str, RouteLimit | None] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     webhook_channel_limit: tuple[int, float] | None = (30, 60.0)
     invalid_ban_threshold: int = 10_000
@@ -113,6 +120,13 @@ class FakeConfig:
     ban_s: float = 3600.0
     latency_s: float = 0.0
     scope_header: bool = True
+    #: Body of the 404 for a path the fake does not serve: ``text`` is a plain-text
+    #: ``404: Not Found`` (what a wrong base URL gets from Discord's edge), ``json`` is the
+    #: ``{"message": "404: Not Found", "code": 0}`` the API itself answers under ``/api/vN``.
+    unknown_route_body: Literal["text", "json"] = "text"
+    #: ``GET /guilds/{id}``: ``on``; ``off`` (not served: a plain 404 as for any unknown route);
+    #: ``forbidden`` (403/50001 while the guild's channels stay readable).
+    guild_route: Literal["on", "off", "forbidden"] = "on"
     interaction_ack_s: float = 3.0
     interaction_ttl_s: float = 900.0
 
@@ -149,6 +163,9 @@ class Reply:
 class _Window:
     end: float = 0.0
     count: int = 0
+    start: float = 0.0
+    #: What the window limits: ``global`` or the bucket's name, and the token/IP or major.
+    label: tuple[str, str] = ("", "")
 
 
 def _fmt(value: float) -> str:
@@ -171,6 +188,9 @@ class Limits:
         self._lock = threading.Lock()
         self._windows: dict[tuple[str, str, str], _Window] = {}
         self._global: dict[str, deque[float]] = {}
+        self._global_windows: dict[str, _Window] = {}
+        #: Every window ever opened (since the last reset), in order: exact window statistics.
+        self.window_log: list[_Window] = []
         self._invalid: dict[str, deque[float]] = {}
         self._banned_until: dict[str, float] = {}
         self._faults: list[Fault] = []
@@ -303,11 +323,8 @@ class Limits:
         with self._lock:
             now = self._clock()
             if global_key is not None:
-                log = self._global.setdefault(global_key, deque())
-                while log and log[0] <= now - cfg.global_window_s:
-                    log.popleft()
-                if len(log) >= cfg.global_limit:
-                    retry = log[0] + cfg.global_window_s - now
+                retry = self._global_retry(global_key, now)
+                if retry is not None:
                     headers = {
                         **via,
                         "Retry-After": str(max(1, math.ceil(retry))),
@@ -323,9 +340,13 @@ class Limits:
             limit = self.route_limit(route_key)
             headers: dict[str, str] = {}
             if limit is not None:
-                window = self._windows.setdefault((auth, limit.bucket, major), _Window())
-                if now >= window.end:
-                    window.end, window.count = now + limit.window_s, 0
+                window = self._window(
+                    self._windows,
+                    (auth, limit.bucket, major),
+                    now,
+                    limit.window_s,
+                    (limit.bucket, major),
+                )
                 if window.count >= limit.limit:
                     reset_after = window.end - now
                     headers = {
@@ -344,11 +365,13 @@ class Limits:
                 headers = self._bucket_headers(limit, auth, major)
             if webhook_channel is not None and cfg.webhook_channel_limit is not None:
                 count, span = cfg.webhook_channel_limit
-                window = self._windows.setdefault(
-                    ("*", "webhook-channel", webhook_channel), _Window()
+                window = self._window(
+                    self._windows,
+                    ("*", "webhook-channel", webhook_channel),
+                    now,
+                    span,
+                    ("webhook-channel", webhook_channel),
                 )
-                if now >= window.end:
-                    window.end, window.count = now + span, 0
                 if window.count >= count:
                     retry = window.end - now
                     reply_headers = {**via, **headers, "Retry-After": str(max(1, math.ceil(retry)))}
@@ -360,8 +383,42 @@ class Limits:
                     return Reply(429, body, reply_headers, scope="sublimit"), {}
                 window.count += 1
             if global_key is not None:
-                self._global[global_key].append(now)
+                self._count_global(global_key, now)
             return None, headers
+
+    def _global_retry(self, global_key: str, now: float) -> float | None:
+        """Seconds until ``global_key`` may send again, or None when it may send now."""
+        cfg = self.config
+        if cfg.global_mode == "sliding":
+            log = self._global.setdefault(global_key, deque())
+            while log and log[0] <= now - cfg.global_window_s:
+                log.popleft()
+            return log[0] + cfg.global_window_s - now if len(log) >= cfg.global_limit else None
+        window = self._window(
+            self._global_windows, global_key, now, cfg.global_window_s, ("global", global_key)
+        )
+        return window.end - now if window.count >= cfg.global_limit else None
+
+    def _window(
+        self,
+        table: dict[Any, _Window],
+        key: Any,
+        now: float,
+        span: float,
+        label: tuple[str, str],
+    ) -> _Window:
+        """The window of ``key`` at ``now``: a fresh one (logged) when the last one ended."""
+        window = table.get(key)
+        if window is None or now >= window.end:
+            window = table[key] = _Window(end=now + span, start=now, label=label)
+            self.window_log.append(window)
+        return window
+
+    def _count_global(self, global_key: str, now: float) -> None:
+        if self.config.global_mode == "sliding":
+            self._global.setdefault(global_key, deque()).append(now)
+        else:
+            self._global_windows.setdefault(global_key, _Window()).count += 1
 
     def note(
         self,
@@ -398,9 +455,20 @@ class Limits:
         with self._lock:
             self._windows.clear()
             self._global.clear()
+            self._global_windows.clear()
+            self.window_log.clear()
             self._invalid.clear()
             self._banned_until.clear()
             self.events.clear()
+
+    def windows(self) -> list[list[Any]]:
+        """Every window opened since the last reset: ``[name, key, start, count]``.
+
+        ``name`` is ``global`` (``key`` the token or IP) or a bucket's name (``key`` its major
+        parameter); ``start`` is on the fake's clock, like the event times.
+        """
+        with self._lock:
+            return [[w.label[0], w.label[1], w.start, w.count] for w in self.window_log]
 
     def stats(self) -> dict[str, Any]:
         """Counts by status and by 429 scope, and the times of accepted requests per route."""

@@ -11,6 +11,8 @@ or in a separate process for benchmarks (``python -m tests.fakes.discord_server`
 :func:`spawn_server`), driven through the control endpoints under ``/_fake/``:
 
 * ``GET /_fake/stats``: request counts by status, 429s by scope, first/last success times
+  (``POST`` with ``{"events": true, "windows": true}`` adds every event and every rate-limit
+  window the fake opened)
 * ``POST /_fake/reset``: forget counters and events
 * ``POST /_fake/fault``: queue a :class:`~tests.fakes.discord_limits.Fault`
 * ``POST /_fake/config``: change latency, global limit, route limits
@@ -25,6 +27,7 @@ import json
 import subprocess
 import sys
 import threading
+import traceback
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -153,9 +156,22 @@ def seed_bench(
 
 
 class _Handler(BaseHTTPRequestHandler):
+    """One keep-alive connection, as Discord's edge serves them.
+
+    HTTP/1.1 connections stay open between requests (until the client closes them, asks for
+    ``Connection: close``, or stays idle for ``timeout`` seconds, longer than the idle expiry of
+    httpx's and aiohttp's pools, so the server never closes a connection a client is about to
+    reuse).  Every answer carries its length and leaves in one write with Nagle off, so a small
+    answer never waits for a delayed ACK.  A bug in the fake answers 500 (like Discord's
+    ``500: Internal Server Error``) instead of dropping the connection.
+    """
+
     protocol_version = "HTTP/1.1"
     server_version = "FakeDiscord/1.0"
-    timeout = 60
+    timeout = 300
+    disable_nagle_algorithm = True
+    # Buffered: headers and body are flushed together after each request.
+    wbufsize = 1 << 16
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -166,13 +182,19 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         parts = urlsplit(self.path)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
-        if parts.path.startswith("/_fake/"):
-            self._write(self.server.control(self.command, parts.path, body))
+        try:
+            if parts.path.startswith("/_fake/"):
+                self._write(self.server.control(self.command, parts.path, body))
+                return
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            response = self.server.fake.handle(
+                self.command, parts.path, query, headers, body, ip=self.client_address[0]
+            )
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            error = {"message": "500: Internal Server Error", "code": 0}
+            self._write(Response(500, error, {"Via": "1.1 google"}))
             return
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        response = self.server.fake.handle(
-            self.command, parts.path, query, headers, body, ip=self.client_address[0]
-        )
         if response.delay_s > 0:
             threading.Event().wait(response.delay_s)
         if response.reset:
@@ -182,11 +204,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _write(self, response: Response) -> None:
         self.send_response(response.status)
-        payload = b"" if response.body is None else json.dumps(response.body).encode()
+        body = response.body
+        if body is None:
+            payload = b""
+        elif isinstance(body, str):
+            payload = body.encode()
+        else:
+            payload = json.dumps(body, separators=(",", ":")).encode()
         for key, value in response.headers.items():
-            if not (key == "Content-Type" and response.body is None):
+            if not (key == "Content-Type" and body is None):
                 self.send_header(key, value)
-        if response.body is not None and "Content-Type" not in response.headers:
+        if body is not None and "Content-Type" not in response.headers:
             self.send_header("Content-Type", "application/json")
         if response.status != 204:
             self.send_header("Content-Length", str(len(payload)))
@@ -200,6 +228,9 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # Many clients open their pools at once (discord.py opens one connection per concurrent
+    # request); the default backlog of 5 would drop their handshakes.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], fake: FakeDiscord) -> None:
         super().__init__(address, _Handler)
@@ -212,6 +243,7 @@ class _Server(ThreadingHTTPServer):
             stats = fake.limits.stats()
             events = [[e[0], e[1], e[2], e[3], e[5]] for e in fake.limits.events]
             stats["events"] = events if data.get("events") else None
+            stats["windows"] = fake.limits.windows() if data.get("windows") else None
             return Response(200, stats)
         if path == "/_fake/reset":
             fake.limits.reset_counters()
@@ -224,9 +256,12 @@ class _Server(ThreadingHTTPServer):
                 "latency_s",
                 "global_limit",
                 "global_window_s",
+                "global_mode",
                 "scope_header",
                 "ban_s",
                 "invalid_ban_threshold",
+                "unknown_route_body",
+                "guild_route",
             ):
                 if key in data:
                     setattr(fake.config, key, data[key])

@@ -23,6 +23,7 @@ from shared.services.jobs import submit_job
 from shared.services.replay import replay
 from shared.settings import load_settings
 from shared.summarize.content import SummaryContent
+from tests.fakes.discord_limits import FakeConfig, Fault, RouteLimit
 from tests.fakes.discord_server import FakeDiscordServer, World, seed_basic
 from tests.fakes.discord_state import DEFAULT_BOT_PERMISSIONS, VIEW_CHANNEL
 from workers import resources
@@ -32,9 +33,16 @@ from workers.embedded import EmbeddedWorker
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
+READ = "GET /channels/{channel_id}/messages"
+
+
 @pytest.fixture(scope="module")
 def discord() -> Iterator[tuple[FakeDiscordServer, World]]:
-    server = FakeDiscordServer().start()
+    config = FakeConfig()
+    # Discord's shapes with a roomier history bucket, so a 5,000-message window takes about a
+    # second (the global limit, 50 per second, binds instead).
+    config.limits[READ] = RouteLimit("messages-read", 50, 1.0)
+    server = FakeDiscordServer(config=config).start()
     world = seed_basic(server.fake)
     people = [world.alice, world.bob]
     server.fake.add_history(
@@ -241,3 +249,78 @@ def test_replay_of_a_forged_row_is_refused_by_the_worker_again(
     job = _wait_ended(services, job_id)
     assert (job.status, job.error) == ("failed", "channel is not in this server")
     assert _history_of(server, foreign) == []
+
+
+@pytest.fixture
+def guild_route(discord: tuple[FakeDiscordServer, World]) -> Iterator[FakeConfig]:
+    """The fake's config, with the guild route restored afterwards."""
+    server, _ = discord
+    yield server.fake.config
+    server.fake.config.guild_route = "on"
+
+
+@pytest.mark.parametrize("mode", ["off", "forbidden"])
+def test_a_job_completes_without_the_guild_route(
+    services: Services,
+    discord: tuple[FakeDiscordServer, World],
+    guild_route: FakeConfig,
+    mode: str,
+) -> None:
+    server, world = discord
+    guild_route.guild_route = mode  # type: ignore[assignment]
+    server.fake.limits.events.clear()
+    job = _run(
+        services,
+        DiscordChannelSource(
+            guild_id=str(world.guild.id), channel_id=str(world.general.id), limit=20
+        ),
+    )
+    assert job.status == "completed", job.error
+    assert job.message_count == 20
+    guild_calls = [e[2] for e in server.fake.limits.events if e[1] == "GET /guilds/{guild_id}"]
+    assert guild_calls == [404 if mode == "off" else 403]
+    content = _summary(services, job.id)
+    assert content.coverage.guild_id == str(world.guild.id)
+    assert content.coverage.channel_name == "release-eng"
+    for cite in content.citations.values():
+        assert cite.jump_url.startswith(f"https://discord.com/channels/{world.guild.id}/")
+
+
+def test_latest_5000_messages_in_one_pass(
+    services: Services, discord: tuple[FakeDiscordServer, World]
+) -> None:
+    server, world = discord
+    fake = server.fake
+    busy = fake.add_channel(world.guild, "busy")
+    start = int(START.timestamp() * 1000)
+    fake.add_history(busy, [world.alice, world.bob], 6000, start_ms=start, step_ms=1000)
+    fake.limits.events.clear()
+    job = _run(
+        services,
+        DiscordChannelSource(guild_id=str(world.guild.id), channel_id=str(busy.id), limit=5000),
+    )
+    assert job.status == "completed", job.error
+    assert job.message_count == 5000
+    history = [e[2] for e in fake.limits.events if e[1] == READ and e[5] == str(busy.id)]
+    assert history == [200] * 50  # at most 51; the old counting pass made 100
+    coverage = _summary(services, job.id).coverage
+    assert coverage.start == START + timedelta(seconds=1000)
+    assert coverage.end == START + timedelta(seconds=5999)
+
+
+def test_global_429s_while_fetching_never_fail_the_job(
+    services: Services, discord: tuple[FakeDiscordServer, World]
+) -> None:
+    server, world = discord
+    server.fake.limits.events.clear()
+    server.fake.inject(Fault("global429", route=READ, times=3, retry_after=0.3))
+    job = _run(
+        services,
+        DiscordChannelSource(
+            guild_id=str(world.guild.id), channel_id=str(world.general.id), limit=250
+        ),
+    )
+    assert job.status == "completed", job.error
+    assert job.message_count == 250
+    scopes = [e[3] for e in server.fake.limits.events if e[1] == READ and e[2] == 429]
+    assert scopes == ["global", "global", "global"]

@@ -1,21 +1,35 @@
-"""Benchmark: 4 processes sharing one bot token fetch 20,000 messages through the shared limiter.
+"""Benchmark: 4 processes sharing one bot token read channel history through the shared limiter.
 
-The fake Discord runs in its own process with Discord's default shapes: ``GET
-/channels/{id}/messages`` allows 5 requests per second per channel, and the token may make 50
-requests per second in total (a sliding one-second window, the strictest reading).  40 channels
-hold 500 messages each (40 x 5/s of route capacity, so the global limit binds: the allowed rate
-is 50/s).  Each of the 4 worker processes reads one quarter (by time) of every channel with 20
-threads, each worker starting at another channel, so every channel's bucket and the global
-limit are contended by all four processes at once.
+The fake Discord runs in its own process with Discord's shapes and fixed windows: ``GET
+/channels/{id}/messages`` allows 5 requests per 1 s window per channel, and the token may make
+50 requests per 1 s window in total (each window opens with the first request after the last one
+ended, so no client can learn its phase).  Each of 4 worker processes reads one quarter (by
+time) of every channel, one thread per channel, each worker starting at another channel, so
+every channel's bucket and the global limit are contended by all four processes at once.
 
-Then the peer: the same work by 4 processes using discord.py's own HTTP client
+Two scenarios for the adapter, each with its own token:
+
+* ``route`` (the headline ``rate_ratio``): 4 channels x 5,000 messages; the channel buckets bind
+  (4 x 5 = 20 requests/s allowed).
+* ``global`` (``rate_ratio_global``): 16 channels x 2,500 messages; the global limit binds
+  (16 x 5 = 80 > 50 requests/s).
+
+Then the peer: the ``route`` scenario read by 4 processes using discord.py's own HTTP client
 (``discord.http.HTTPClient.logs_from`` with ``Route.BASE`` pointed at the fake), whose limiter
 lives inside each process.
 
-Figures (the last line is JSON): ``rate_ratio`` = achieved successful request rate / allowed
-rate, measured by the fake between its first and last successful history request;
-``received_429`` = 429s the fake sent; ``surfaced_429`` = rate-limit errors the callers saw;
-the same with the ``peer_`` prefix for discord.py.
+Figures (the last line is JSON):
+
+* ``rate_ratio``: the share of the binding windows' capacity used, from the windows the fake
+  opened (exact, no sampling): per channel (``route``) or for the token (``global``),
+  requests admitted in every window but the last, divided by the time from the first window's
+  start to the last one's, over the allowed rate.  Time between a window's end and the next
+  window's first request counts as lost.
+* ``span_ratio``: (successful history requests - 1) / (last success - first success) over the
+  allowed rate: the figure earlier runs reported; with fixed windows a client that spends each
+  window in one burst scores up to one window too many on it.
+* ``received_429``: 429s the fake sent; ``surfaced_429``: rate-limit errors the callers saw;
+  ``errors``: any other failure.  The same with ``_global`` and ``peer_`` for the other runs.
 
 Run: ``TEST_REDIS_DB=5 python -m tests.perf.discord_ratelimit`` (needs Redis on 127.0.0.1).
 """
@@ -24,29 +38,53 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import multiprocessing as mp
 import os
+import statistics
 import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 PROCESSES = 4
-CHANNELS = 40
-MESSAGES_PER_CHANNEL = 500
 ROUTE_LIMIT = 5
+ROUTE_WINDOW_S = 1.0
 GLOBAL_LIMIT = 50
 STEP_MS = 60_000
-#: Threads per worker process (each reads one channel's slice at a time).
-THREADS = 20
 HISTORY_ROUTE = "GET /channels/{channel_id}/messages"
+HISTORY_BUCKET = "messages-read"
 REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('TEST_REDIS_DB', '5')}"
 
 
-def _slices(start_ms: int) -> list[tuple[int, int]]:
-    span = MESSAGES_PER_CHANNEL * STEP_MS
+@dataclass(frozen=True)
+class Scenario:
+    """``channels`` channels of ``messages`` messages each, read by every process."""
+
+    name: str
+    channels: int
+    messages: int
+
+    @property
+    def allowed_rps(self) -> float:
+        """The binding limit: all channel buckets together, or the global limit."""
+        return min(GLOBAL_LIMIT, self.channels * ROUTE_LIMIT / ROUTE_WINDOW_S)
+
+    @property
+    def global_bound(self) -> bool:
+        """True when the global limit binds before the channel buckets do."""
+        return self.channels * ROUTE_LIMIT / ROUTE_WINDOW_S > GLOBAL_LIMIT
+
+
+ROUTE = Scenario("route", channels=4, messages=5_000)
+GLOBAL = Scenario("global", channels=16, messages=2_500)
+
+
+def _slices(start_ms: int, messages: int) -> list[tuple[int, int]]:
+    span = messages * STEP_MS
     return [
         (start_ms + p * span // PROCESSES, start_ms + (p + 1) * span // PROCESSES)
         for p in range(PROCESSES)
@@ -54,7 +92,7 @@ def _slices(start_ms: int) -> list[tuple[int, int]]:
 
 
 def _ours(args: dict[str, Any]) -> dict[str, Any]:
-    """One worker process of the adapter: its time slice of every channel, 20 threads."""
+    """One worker process of the adapter: its time slice of every channel, a thread each."""
     import httpx
     import redis
     import structlog
@@ -81,14 +119,15 @@ def _ours(args: dict[str, Any]) -> dict[str, Any]:
             errors.append(repr(exc))
         return 0
 
+    channels = args["channels"]
     with (
         httpx.Client(timeout=30, limits=httpx.Limits(max_connections=64)) as http,
         redis.Redis.from_url(REDIS_URL) as rds,
     ):
         client = build_discord_client(settings, http, rds, None)
         time.sleep(max(0.0, args["start_at"] - time.time()))
-        with ThreadPoolExecutor(max_workers=THREADS) as pool:
-            counts = list(pool.map(fetch, args["channels"]))
+        with ThreadPoolExecutor(max_workers=len(channels)) as pool:
+            counts = list(pool.map(fetch, channels))
     return {"messages": sum(counts), "surfaced_429": surfaced, "errors": errors[:5]}
 
 
@@ -123,6 +162,8 @@ def _peer(args: dict[str, Any]) -> dict[str, Any]:
                 surfaced += 1
             else:
                 errors.append(repr(exc))
+        except Exception as exc:  # connection resets and the like: the peer's errors
+            errors.append(repr(exc))
         return count
 
     async def run() -> int:
@@ -139,24 +180,51 @@ def _peer(args: dict[str, Any]) -> dict[str, Any]:
     return {"messages": messages, "surfaced_429": surfaced, "errors": errors[:5]}
 
 
-def _measure(url: str) -> dict[str, Any]:
+def _window_rate(windows: list[list[Any]]) -> float | None:
+    """Admitted requests per second over complete windows (``None`` with fewer than two)."""
+    ordered = sorted(windows, key=lambda w: w[2])
+    if len(ordered) < 2:
+        return None
+    span = ordered[-1][2] - ordered[0][2]
+    return sum(w[3] for w in ordered[:-1]) / span if span > 0 else None
+
+
+def _measure(url: str, scenario: Scenario, token: str) -> dict[str, Any]:
     from tests.fakes.discord_server import control
 
-    stats = control(url, "stats", {"events": True})
+    stats = control(url, "stats", {"events": True, "windows": True})
     times = [
         t for t, route, status, _, _ in stats["events"] if route == HISTORY_ROUTE and status == 200
     ]
-    elapsed = max(times) - min(times) if len(times) > 1 else float("nan")
+    elapsed = max(times) - min(times) if len(times) > 1 else math.nan
     if times:
         first = min(times)
         per_half_second = [0] * (int(elapsed * 2) + 1)
         for t in times:
             per_half_second[int((t - first) * 2)] += 1
         print(f"successes per 0.5 s: {per_half_second}", file=sys.stderr)
-    achieved = (len(times) - 1) / elapsed if len(times) > 1 else 0.0
+    span_rps = (len(times) - 1) / elapsed if len(times) > 1 else 0.0
+    if scenario.global_bound:
+        rate = _window_rate([w for w in stats["windows"] if w[:2] == ["global", f"token:{token}"]])
+        window_ratio = (rate or 0.0) / GLOBAL_LIMIT
+        worst = window_ratio
+    else:
+        per_channel: dict[str, list[list[Any]]] = {}
+        for window in stats["windows"]:
+            if window[0] == HISTORY_BUCKET:
+                per_channel.setdefault(window[1], []).append(window)
+        ratios = [
+            (_window_rate(ws) or 0.0) / (ROUTE_LIMIT / ROUTE_WINDOW_S)
+            for ws in per_channel.values()
+        ]
+        window_ratio = statistics.fmean(ratios) if ratios else 0.0
+        worst = min(ratios, default=0.0)
     return {
         "requests": len(times),
-        "achieved_rps": round(achieved, 2),
+        "rate_ratio": round(window_ratio, 3),
+        "worst_ratio": round(worst, 3),
+        "span_ratio": round(span_rps / scenario.allowed_rps, 3),
+        "achieved_rps": round(span_rps, 2),
         "elapsed_s": round(elapsed, 2),
         "received_429": stats["received_429"],
         "received_429_by_scope": stats["429_by_scope"],
@@ -164,27 +232,23 @@ def _measure(url: str) -> dict[str, Any]:
 
 
 def _run(
-    url: str,
-    worker: Any,
-    token: str,
-    channels: list[str],
-    slices: list[tuple[int, int]],
-    api_base: str,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    url: str, worker: Any, scenario: Scenario, token: str, seeded: dict[str, Any]
+) -> dict[str, Any]:
     from tests.fakes.discord_server import control
 
     control(url, "reset", {})
     prefix = "{dperf-" + uuid.uuid4().hex[:8] + "}"
     start_at = time.time() + 3.0
+    channels = seeded["channel_ids"]
     jobs = [
         {
             "token": token,
-            "api_base": api_base,
+            "api_base": f"{url}/api/v10",
             "prefix": prefix,
             # Each worker starts at another channel, as workers serving different jobs would.
             "channels": channels[p * len(channels) // PROCESSES :]
             + channels[: p * len(channels) // PROCESSES],
-            "slice": slices[p],
+            "slice": seeded["slices"][p],
             "start_at": start_at,
         }
         for p in range(PROCESSES)
@@ -199,11 +263,38 @@ def _run(
             keys = list(rds.scan_iter(match=f"{prefix}*", count=500))
             if keys:
                 rds.delete(*keys)
-    return _measure(url), results
+    figures = _measure(url, scenario, token)
+    figures["messages"] = sum(w["messages"] for w in results)
+    figures["expected_messages"] = scenario.channels * scenario.messages
+    figures["surfaced_429"] = sum(w["surfaced_429"] for w in results)
+    figures["errors"] = sum(len(w["errors"]) for w in results)
+    label = "peer" if worker is _peer else f"ours/{scenario.name}"
+    print(f"{label}: {figures} workers={results}", file=sys.stderr)
+    return figures
+
+
+def _seed(url: str, scenario: Scenario, token: str) -> dict[str, Any]:
+    from tests.fakes.discord_server import control
+
+    start_ms = int(time.time() * 1000) - scenario.messages * STEP_MS - 3_600_000
+    seeded: dict[str, Any] = control(
+        url,
+        "seed",
+        {
+            "scenario": "bench",
+            "token": token,
+            "channels": scenario.channels,
+            "messages": scenario.messages,
+            "start_ms": start_ms,
+            "step_ms": STEP_MS,
+        },
+    )
+    seeded["slices"] = _slices(start_ms, scenario.messages)
+    return seeded
 
 
 def main() -> None:
-    """Run both sides and print the figures (last line: JSON)."""
+    """Run the scenarios and the peer, and print the figures (last line: JSON)."""
     from tests.fakes.discord_server import control, spawn_server
 
     proc, url = spawn_server()
@@ -213,59 +304,36 @@ def main() -> None:
             "config",
             {
                 "global_limit": GLOBAL_LIMIT,
+                "global_window_s": 1.0,
+                "global_mode": "fixed",
                 "latency_s": 0.0,
-                "limits": {HISTORY_ROUTE: ["messages-read", ROUTE_LIMIT, 1.0]},
+                "limits": {HISTORY_ROUTE: [HISTORY_BUCKET, ROUTE_LIMIT, ROUTE_WINDOW_S]},
             },
         )
-        start_ms = int(time.time() * 1000) - MESSAGES_PER_CHANNEL * STEP_MS - 3_600_000
-        seed = {
-            "scenario": "bench",
-            "channels": CHANNELS,
-            "messages": MESSAGES_PER_CHANNEL,
-            "start_ms": start_ms,
-            "step_ms": STEP_MS,
+        tokens = {"route": "bench-ours", "global": "bench-ours-global", "peer": "bench-peer"}
+        seeds = {
+            "route": _seed(url, ROUTE, tokens["route"]),
+            "global": _seed(url, GLOBAL, tokens["global"]),
+            "peer": _seed(url, ROUTE, tokens["peer"]),
         }
-        ours_channels = control(url, "seed", {**seed, "token": "bench-ours"})["channel_ids"]
-        peer_channels = control(url, "seed", {**seed, "token": "bench-peer"})["channel_ids"]
-        slices = _slices(start_ms)
-        allowed = min(GLOBAL_LIMIT, CHANNELS * ROUTE_LIMIT)
-        api_base = f"{url}/api/v10"
         print(
-            f"fake Discord at {url}; {CHANNELS} channels x {MESSAGES_PER_CHANNEL} messages, "
-            f"{PROCESSES} processes, allowed {allowed} req/s",
+            f"fake Discord at {url}; {PROCESSES} processes; route: {ROUTE.channels} channels x "
+            f"{ROUTE.messages} messages, {ROUTE.allowed_rps:g} req/s allowed; global: "
+            f"{GLOBAL.channels} x {GLOBAL.messages}, {GLOBAL.allowed_rps:g} req/s allowed",
             file=sys.stderr,
         )
-        ours, ours_workers = _run(url, _ours, "bench-ours", ours_channels, slices, api_base)
-        print(f"ours: {ours} workers={ours_workers}", file=sys.stderr)
-        peer, peer_workers = _run(url, _peer, "bench-peer", peer_channels, slices, api_base)
-        print(f"peer: {peer} workers={peer_workers}", file=sys.stderr)
+        ours = _run(url, _ours, ROUTE, tokens["route"], seeds["route"])
+        ours_global = _run(url, _ours, GLOBAL, tokens["global"], seeds["global"])
+        peer = _run(url, _peer, ROUTE, tokens["peer"], seeds["peer"])
     finally:
         if proc.stdin is not None:
             proc.stdin.close()
         proc.wait(timeout=10)
-    figures = {
-        "processes": PROCESSES,
-        "channels": CHANNELS,
-        "allowed_rps": allowed,
-        "messages": sum(w["messages"] for w in ours_workers),
-        "requests": ours["requests"],
-        "achieved_rps": ours["achieved_rps"],
-        "rate_ratio": round(ours["achieved_rps"] / allowed, 3),
-        "elapsed_s": ours["elapsed_s"],
-        "surfaced_429": sum(w["surfaced_429"] for w in ours_workers),
-        "received_429": ours["received_429"],
-        "received_429_by_scope": ours["received_429_by_scope"],
-        "errors": sum(len(w["errors"]) for w in ours_workers),
-        "peer_messages": sum(w["messages"] for w in peer_workers),
-        "peer_requests": peer["requests"],
-        "peer_achieved_rps": peer["achieved_rps"],
-        "peer_rate_ratio": round(peer["achieved_rps"] / allowed, 3),
-        "peer_elapsed_s": peer["elapsed_s"],
-        "peer_surfaced_429": sum(w["surfaced_429"] for w in peer_workers),
-        "peer_received_429": peer["received_429"],
-        "peer_received_429_by_scope": peer["received_429_by_scope"],
-        "peer_errors": sum(len(w["errors"]) for w in peer_workers),
-    }
+    figures: dict[str, Any] = {"processes": PROCESSES, "allowed_rps": ROUTE.allowed_rps}
+    figures.update(ours)
+    figures.update({f"{k}_global": v for k, v in ours_global.items()})
+    figures["allowed_rps_global"] = GLOBAL.allowed_rps
+    figures.update({f"peer_{k}": v for k, v in peer.items()})
     print(json.dumps(figures))
 
 

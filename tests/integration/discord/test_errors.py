@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,7 @@ from shared.discord import (
     RateLimited,
     ServerError,
     Unauthorized,
+    UnknownRoute,
     build_discord_client,
     routes,
 )
@@ -277,3 +279,70 @@ def test_too_many_429s_surface_as_rate_limited(
         client.get_messages(str(world.general.id), limit=1)
     assert caught.value.scope == "user"
     assert len(events(server, READ)) == 6
+
+
+def test_a_base_url_without_the_api_path_gets_a_guided_error(
+    settings: DiscordSettings,
+    http: httpx.Client,
+    redis_client: redis_lib.Redis,
+    client: DiscordClient,
+    server: FakeDiscordServer,
+    world: World,
+) -> None:
+    wrong = settings.model_copy(update={"api_base": server.url})  # no /api/v10
+    with (
+        build_discord_client(wrong, http, redis_client, None) as misled,
+        pytest.raises(UnknownRoute) as caught,
+    ):
+        misled.get_channel(str(world.general.id))
+    text = str(caught.value)
+    assert f"GET /channels/{{channel_id}} at {server.url} answered 404" in text
+    assert "'404: Not Found'" in text
+    assert "check DISCORD_API_BASE" in text and "/api/v10" in text
+    assert isinstance(caught.value, NotFound)
+    assert classify(caught.value) is ErrorKind.PERMANENT
+    assert "DISCORD_API_BASE" in caught.value.user_message
+    # A plain-text 404 is not Discord's "Unknown Webhook": the webhook is not marked dead.
+    with (
+        build_discord_client(wrong, http, redis_client, None) as misled,
+        pytest.raises(UnknownRoute),
+    ):
+        misled.execute_webhook(world.webhook_url, Message(content="x"))
+    assert client.execute_webhook(world.webhook_url, Message(content="still alive")) is not None
+
+
+def test_the_guild_name_is_optional(
+    client: DiscordClient, world: World, server: FakeDiscordServer
+) -> None:
+    channel = str(world.general.id)
+    for mode, status in (("forbidden", 403), ("off", 404)):
+        server.fake.config.guild_route = mode  # type: ignore[assignment]
+        info = client.channel_info(channel)
+        assert (info.channel_name, info.guild_id, info.guild_name) == (
+            "release-eng",
+            str(world.guild.id),
+            None,
+        )
+        assert events(server, "GET /guilds/{guild_id}")[-1] == (status, None)
+    server.fake.config.guild_route = "on"
+    assert client.channel_info(channel).guild_name == "Release Eng"
+
+
+def test_injected_global_429s_never_surface_and_block_the_whole_token(
+    client: DiscordClient, world: World, server: FakeDiscordServer
+) -> None:
+    fake = server.fake
+    start = fake.now_ms() - 3_600_000
+    channels = [world.general, world.readonly]
+    for channel in channels:
+        fake.add_history(channel, [world.alice, world.bob], 300, start_ms=start, step_ms=1000)
+    fake.inject(Fault("global429", duration_s=0.5))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        counts = list(
+            pool.map(lambda c: sum(1 for _ in client.iter_history(str(c.id))), channels + channels)
+        )
+    assert counts == [300, 300, 300, 300]
+    scopes = [scope for status, scope in events(server) if status == 429]
+    assert scopes and set(scopes) == {"global"}
+    # Each caller meets the block at most once: the first 429 blocks the token for everyone.
+    assert len(scopes) <= 4

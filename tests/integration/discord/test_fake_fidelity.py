@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import http.client
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.discord_fixtures import fixture
-from tests.fakes.discord_limits import RouteLimit
-from tests.fakes.discord_server import FakeDiscordServer, World
+from tests.fakes.discord_limits import FakeConfig, Fault, RouteLimit
+from tests.fakes.discord_server import FakeDiscordServer, World, seed_basic
 
 pytestmark = pytest.mark.integration
 
@@ -86,7 +91,11 @@ def test_rate_limit_headers_and_statuses(world: World) -> None:
     assert other.headers["x-ratelimit-bucket"] == headers["x-ratelimit-bucket"]
     assert other.headers["x-ratelimit-remaining"] == "4"
     assert "x-ratelimit-bucket" not in _get(world, "/users/@me").headers
-    assert _get(world, "/nowhere").json() == {"message": "404: Not Found", "code": 0}
+    unknown = _get(world, "/nowhere")
+    assert (unknown.status_code, unknown.text) == (404, "404: Not Found")
+    assert unknown.headers["content-type"].startswith("text/plain")
+    outside = httpx.get(world.api_base.removesuffix("/api/v10") + f"/channels/{world.general.id}")
+    assert (outside.status_code, outside.text) == (404, "404: Not Found")
     assert _get(world, f"/channels/{world.general.id}", method="PUT").status_code == 405
     bad_json = _get(world, f"/channels/{world.general.id}/messages", method="POST", content=b"{")
     assert bad_json.json()["code"] == 50109
@@ -116,3 +125,100 @@ def test_exhausted_bucket_and_global_limit_answer_429(
     assert glob.headers["x-ratelimit-global"] == "true"
     assert "x-ratelimit-bucket" not in glob.headers
     assert glob.json()["global"] is True
+
+
+@pytest.mark.parametrize("mode", ["fixed", "sliding"])
+def test_global_limit_per_token_fixed_window_or_sliding(mode: str) -> None:
+    now = [1000.0]
+    config = FakeConfig(global_limit=3, global_window_s=1.0, global_mode=mode)  # type: ignore[arg-type]
+    fake = FakeDiscord(config, clock=lambda: now[0])
+    world = seed_basic(fake)
+    with FakeDiscordServer(fake) as server:
+        world.api_base = server.api_base
+
+        def burst(n: int) -> list[int]:
+            return [_get(world, "/users/@me").status_code for _ in range(n)]
+
+        assert burst(1) == [200]
+        now[0] += 0.6
+        assert burst(3) == [200, 200, 429]
+        limited = _get(world, "/users/@me").json()
+        # Fixed: the window opened with the first request and ends 0.4 s from now; sliding:
+        # the oldest request leaves the last second 0.4 s from now too.
+        assert limited["retry_after"] == pytest.approx(0.4)
+        now[0] += 0.6
+        # Fixed: a whole new window is free at once; sliding: the two requests of 0.6 s ago
+        # still count.
+        assert burst(3) == ([200, 200, 200] if mode == "fixed" else [200, 429, 429])
+        other = fake.add_bot("second-token")
+        assert other.id != world.bot.id
+        answer = httpx.get(
+            world.api_base + "/users/@me", headers={"Authorization": "Bot second-token"}
+        )
+        assert answer.status_code == 200  # another token has its own window
+
+
+def test_injected_global_429_has_discords_shape(world: World, server: FakeDiscordServer) -> None:
+    server.fake.inject(Fault("global429", route="GET /channels/{channel_id}", retry_after=0.25))
+    limited = _get(world, f"/channels/{world.general.id}")
+    assert limited.status_code == 429
+    assert limited.headers["x-ratelimit-global"] == "true"
+    assert limited.headers["x-ratelimit-scope"] == "global"
+    assert limited.headers["via"] == "1.1 google"
+    assert limited.headers["retry-after"] == "1"
+    assert "x-ratelimit-bucket" not in limited.headers
+    assert limited.json() == {
+        "message": "You are being rate limited.",
+        "retry_after": 0.25,
+        "global": True,
+    }
+    assert _get(world, f"/channels/{world.general.id}").status_code == 200
+
+
+def test_guild_route_can_be_switched_off_or_forbidden(
+    world: World, server: FakeDiscordServer
+) -> None:
+    guild = f"/guilds/{world.guild.id}"
+    assert _get(world, guild).json()["name"] == "Release Eng"
+    server.fake.config.guild_route = "forbidden"
+    denied = _get(world, guild)
+    assert denied.status_code == 403
+    assert denied.json() == {"message": "Missing Access", "code": 50001}
+    assert "x-ratelimit-bucket" in denied.headers
+    assert _get(world, f"/channels/{world.general.id}").status_code == 200
+    server.fake.config.guild_route = "off"
+    missing = _get(world, guild)
+    assert (missing.status_code, missing.text) == (404, "404: Not Found")
+    assert _get(world, f"/channels/{world.general.id}/messages").status_code == 200
+    server.fake.config.unknown_route_body = "json"
+    assert _get(world, guild).json() == {"message": "404: Not Found", "code": 0}
+
+
+def test_connections_stay_open_under_load(world: World) -> None:
+    url = urlsplit(world.api_base)
+    assert url.hostname is not None and url.port is not None
+    headers = {"Authorization": f"Bot {world.token}"}
+    start = threading.Barrier(120)
+
+    def session(_: int) -> list[tuple[int, bool]]:
+        # Everyone connects at once, as discord.py does with one connection per request.
+        conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=30)
+        start.wait()
+        out = []
+        try:
+            for _ in range(3):
+                sock_before = conn.sock
+                conn.request("GET", f"{url.path}/channels/{world.general.id}", headers=headers)
+                answer = conn.getresponse()
+                answer.read()
+                out.append((answer.status, sock_before is None or conn.sock is sock_before))
+                assert not answer.will_close
+        finally:
+            conn.close()
+        return out
+
+    with ThreadPoolExecutor(max_workers=120) as pool:
+        results = [r for rs in pool.map(session, range(120)) for r in rs]
+    assert len(results) == 360
+    assert {status for status, _ in results} <= {200, 429}
+    assert all(reused for _, reused in results)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -123,3 +125,75 @@ def test_forum_post_history_and_thread_without_starter(
         "first"
     ]
     assert pages == [1]
+
+
+READ = "GET /channels/{channel_id}/messages"
+
+
+def history_requests(server: FakeDiscordServer, channel_id: int) -> list[int]:
+    """Statuses of the history requests the fake answered for one channel."""
+    return [e[2] for e in server.fake.limits.events if e[1] == READ and e[5] == str(channel_id)]
+
+
+def test_every_window_is_one_pass_with_no_request_to_spare(
+    client: DiscordClient, world: World, history: list[int], server: FakeDiscordServer
+) -> None:
+    channel = str(world.general.id)
+    cases: list[tuple[dict[str, Any], list[int], int]] = [
+        ({}, history, 3),  # 100 + 100 + a short page of 50
+        ({"limit": 150}, history[:150], 2),
+        ({"limit": 200}, history[:200], 2),
+        ({"limit": 120, "newest": True}, history[-120:], 2),
+        ({"limit": 200, "newest": True}, history[-200:], 2),
+        ({"limit": 1000, "newest": True}, history, 3),
+        ({"limit": 30, "newest": True, "after": str(history[229])}, history[230:], 1),
+        ({"limit": 150, "newest": True, "after": str(history[9])}, history[100:], 2),
+    ]
+    for kwargs, expected, requests in cases:
+        server.fake.limits.events.clear()
+        got = [int(m.id) for m in client.iter_history(channel, **kwargs)]
+        assert got == expected, kwargs
+        assert history_requests(server, world.general.id) == [200] * requests, kwargs
+
+
+def test_latest_window_spills_to_disk_and_reads_back_oldest_first(
+    client: DiscordClient,
+    world: World,
+    history: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shared.discord.history as history_module
+
+    monkeypatch.setattr(history_module, "SPILL_MEMORY_BYTES", 2048)
+    pages: list[int] = []
+    channel = str(world.general.id)
+    messages = list(client.iter_history(channel, limit=240, newest=True, on_page=pages.append))
+    assert [int(m.id) for m in messages] == history[-240:]
+    assert pages == [100, 200, 240]
+    # The spilled copies are the same messages the forward walk yields.
+    assert messages == list(client.iter_history(channel))[-240:]
+
+
+def test_stopping_early_stops_the_walk(
+    client: DiscordClient, world: World, history: list[int], server: FakeDiscordServer
+) -> None:
+    walk = client.iter_history(str(world.general.id))
+    first = [next(walk) for _ in range(10)]
+    walk.close()
+    assert [int(m.id) for m in first] == history[:10]
+    time.sleep(0.2)  # a prefetched page may still land; nothing after it is asked for
+    assert len(history_requests(server, world.general.id)) <= 2
+
+
+def test_latest_5000_messages_in_at_most_51_history_requests(
+    client: DiscordClient, world: World, server: FakeDiscordServer
+) -> None:
+    fake = server.fake
+    channel = fake.add_channel(world.guild, "busy")
+    start = fake.now_ms() - 7000 * MINUTE
+    fake.add_history(channel, [world.alice, world.bob], 6000, start_ms=start, step_ms=MINUTE)
+    ids = channel.message_ids
+    messages = list(client.iter_history(str(channel.id), limit=5000, newest=True))
+    assert [int(m.id) for m in messages] == ids[-5000:]
+    statuses = history_requests(server, channel.id)
+    assert statuses == [200] * 50

@@ -266,3 +266,15 @@ def test_two_redis_limiters_share_one_state(redis_url: str, redis_client: Any, p
         two = RedisDiscordLimiter(other_connection, LimiterConfig(key_prefix=prefix))
         one.release(grant(one, key()), headers(limit=1, remaining=0, reset_after=5))
         assert two.try_acquire(key(), max_delay_s=0).denial == "bucket"
+
+
+def test_bucket_reset_is_used_exactly_by_default(make_limiter: Any) -> None:
+    limiter = make_limiter()
+    assert limiter.config.bucket_safety_ms == 0
+    limiter.release(grant(limiter, key()), headers(limit=1, remaining=0, reset_after=0.2))
+    verdict = limiter.try_acquire(key(), max_delay_s=0)
+    assert verdict.denial == "bucket"
+    # Anchored when the answer was read: no margin on top of Discord's Reset-After.
+    assert 0.15 < verdict.wait_s <= 0.2
+    time.sleep(verdict.wait_s + 0.005)
+    grant(limiter, key())

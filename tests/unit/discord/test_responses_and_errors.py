@@ -174,3 +174,62 @@ def test_answer_without_body() -> None:
     error: Any = error_for(read_answer(httpx.Response(405), MESSAGES, authed=True), MESSAGES)
     assert isinstance(error, errors.BadRequest)
     assert error.message == "HTTP 405"
+
+
+BASE = "http://user:hunter2@127.0.0.1:8080/api/v10"
+
+
+def test_plain_text_404_is_an_unknown_route_with_guidance() -> None:
+    answer = read_answer(httpx.Response(404, text="404: Not Found"), MESSAGES, authed=True)
+    error = error_for(answer, MESSAGES, api_base=BASE)
+    assert isinstance(error, errors.UnknownRoute)
+    assert isinstance(error, errors.NotFound)  # callers that expect NotFound still see one
+    assert not error.is_retryable
+    text = str(error)
+    assert "GET /channels/{channel_id}/messages at http://127.0.0.1:8080/api/v10" in text
+    assert "'404: Not Found'" in text
+    assert "DISCORD_API_BASE" in text and "https://discord.com/api/v10" in text
+    assert "hunter2" not in text
+    assert "DISCORD_API_BASE" in error.user_message
+    empty = error_for(read_answer(httpx.Response(404), MESSAGES, authed=True), MESSAGES)
+    assert isinstance(empty, errors.UnknownRoute)
+    assert "an empty body" in str(empty)
+
+
+def test_json_404_without_a_code_is_an_unknown_route() -> None:
+    answer = read_answer(
+        httpx.Response(404, json={"message": "404: Not Found", "code": 0}), MESSAGES, authed=True
+    )
+    error = error_for(answer, MESSAGES, api_base=BASE)
+    assert isinstance(error, errors.UnknownRoute)
+    assert error.code == 0
+    assert "no such route" in str(error) and "DISCORD_API_BASE" in str(error)
+    # Discord's own 404s name what is missing: those stay plain NotFound.
+    unknown = error_for(
+        read_answer(envelope("error_10003_unknown_channel.json"), MESSAGES, authed=True), MESSAGES
+    )
+    assert type(unknown) is errors.NotFound
+
+
+def test_non_json_error_bodies_are_explained_not_bare() -> None:
+    html = "<html><head><title>403 Forbidden</title></head><body>error code: 1020</body></html>"
+    forbidden = error_for(
+        read_answer(httpx.Response(403, text=html), MESSAGES, authed=True), MESSAGES, api_base=BASE
+    )
+    assert isinstance(forbidden, errors.UnexpectedAnswer)
+    assert "error code: 1020" in str(forbidden)
+    assert "not Discord's API" in str(forbidden)
+    long_text = "x" * 1000
+    long_error = error_for(
+        read_answer(httpx.Response(400, text=long_text), MESSAGES, authed=True), MESSAGES
+    )
+    assert len(str(long_error)) < 600
+    echoed = f"Cannot POST /api/webhooks/{HOOK.params['webhook_id']}/secret"
+    hook_error = error_for(read_answer(httpx.Response(405, text=echoed), HOOK, authed=False), HOOK)
+    assert "secret" not in str(hook_error)
+
+
+def test_plain_text_404_on_a_webhook_does_not_kill_it() -> None:
+    answer = read_answer(httpx.Response(404, text="404: Not Found"), HOOK, authed=False)
+    assert not answer.outcome.dead_webhook
+    assert isinstance(error_for(answer, HOOK), errors.UnknownRoute)

@@ -14,6 +14,7 @@ from shared.discord import (
     Message,
     RateLimited,
     ServerError,
+    UnexpectedAnswer,
     build_discord_client,
     routes,
 )
@@ -215,3 +216,14 @@ def test_replay_factory_needs_no_token_or_network(tmp_path: Path) -> None:
         sent = client.send_message(CHANNEL, Message(content="hello"))
         assert sent.content == "hello"
     assert envelope("ratelimit_429_user.json").status_code == 429
+
+
+def test_a_web_page_instead_of_the_api_is_explained(make_client: Any) -> None:
+    # DISCORD_API_BASE=https://discord.com (no /api/v10): the web app answers 200 with HTML.
+    page = "<!DOCTYPE html><html><head><title>Discord</title></head><body></body></html>"
+    client, seen = make_client(lambda r: httpx.Response(200, text=page))
+    with pytest.raises(UnexpectedAnswer) as caught:
+        client.get_channel(CHANNEL)
+    assert "answered 200 with the text '<!DOCTYPE html>" in str(caught.value)
+    assert "DISCORD_API_BASE" in str(caught.value)
+    assert len(seen.requests) == 1
