@@ -74,7 +74,23 @@ class LLMSettings(BaseModel):
     )
     max_output_tokens: int = Field(default=2_000, ge=16, le=200_000)
     temperature: float | None = Field(default=0.2, ge=0, le=2)
-    structured_output: Literal["auto", "json_schema", "json_object", "text"] = "auto"
+    structured_output: Literal["auto", "json_schema", "json_object", "text"] = Field(
+        default="auto",
+        description="first rung of the structured-output ladder; auto = learnt per server",
+    )
+    capability_ttl: float = Field(
+        default=21_600.0,
+        ge=60,
+        le=2_592_000,
+        description="seconds a learnt server capability (no json_schema ...) is trusted; "
+        "an upgraded server is probed again after that",
+    )
+    capability_probe_wait: float = Field(
+        default=20.0,
+        ge=0,
+        le=600,
+        description="longest wait for another worker's probe of an unknown capability",
+    )
     limit_param: Literal["auto", "max_completion_tokens", "max_tokens"] = "auto"
 
     request_timeout: float = Field(default=120.0, gt=0, le=3_600)
