@@ -76,10 +76,15 @@ def await_probe(
     """
     deadline = clock() + wait
     while True:
-        if store.try_probe(server, mode, lease):
-            return True, None
         known = store.verdicts(server).get(mode)
         if known is not None:
+            return False, known
+        if store.try_probe(server, mode, lease):
+            # The prober before us may have recorded its verdict and left in between.
+            known = store.verdicts(server).get(mode)
+            if known is None:
+                return True, None
+            store.end_probe(server, mode)
             return False, known
         if clock() >= deadline:
             return False, None

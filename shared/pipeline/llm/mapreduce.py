@@ -125,9 +125,11 @@ def unusable_reason(exc: InvalidOutputError) -> str:
 
 def unusable_failure(exc: InvalidOutputError) -> PermanentError:
     """The job's failure when the degraded fallback is off: the cause, then the fix."""
+    reason = unusable_reason(exc)
     return PermanentError(
         str(exc),
-        user_message=unusable_reason(exc).capitalize()
+        user_message=reason[:1].upper()
+        + reason[1:]
         + ". An operator can set LLM_DEGRADED_FALLBACK=true to get an offline summary "
         "instead, or configure a model that follows formatting instructions (LLM_MODEL).",
     )

@@ -110,22 +110,20 @@ def scrub_bare(
 ) -> tuple[str, list[str]]:
     """``text`` without aliases written bare (``m12``), and those that ``resolve``.
 
-    A bare token that names a message (``resolve``) is cited and removed; one that names no
-    message is removed too, unless ``is_text`` says the source itself uses that word (then it
-    is ordinary text, such as a part number).
+    A token the source itself uses as a word (``is_text``: "the m5 screws") is ordinary text
+    and stays.  Any other bare token is removed; it is cited when it names a message
+    (``resolve``).
     """
     cited: list[str] = []
     changed = False
 
     def bare(match: re.Match[str]) -> str:
         nonlocal changed
+        if is_text(match.group(0)):
+            return match.group(0)
         alias = f"m{int(match.group(1))}"
         if resolve(alias):
             cited.append(alias)
-            changed = True
-            return " "
-        if is_text(match.group(0)):
-            return match.group(0)
         changed = True
         return " "
 

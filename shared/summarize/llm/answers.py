@@ -720,15 +720,23 @@ def _cited_count(data: Mapping[str, Any]) -> tuple[int, int]:
 
 
 def _problems(data: Mapping[str, Any], layout: _Layout) -> list[str]:
+    """What makes an answer that did not come as the schema unusable: nothing cited.
+
+    Prose without a single cited point cannot become a cited summary, however well written.
+    """
     items, cited = _cited_count(data)
-    if items and not cited:
+    if not layout.arrays or cited:
+        return []
+    if items:
         return [
             "no point names the messages it rests on: end each one with their aliases in "
             "square brackets, such as [m12]"
         ]
-    if not items and not any(str(data.get(p) or "").strip() for p in layout.strings):
-        return ["the answer holds none of the sections asked for"]
-    return []
+    return [
+        "the answer has no points under the headings asked for ("
+        + ", ".join(layout.arrays)
+        + "), each ending with the aliases of its messages such as [m12]"
+    ]
 
 
 class SummaryReader:

@@ -407,7 +407,8 @@ def to_summary_content(
     cleaned, report = clean_notes(subset, transcript=transcript)
     ids = transcript.alias_map
     # The overview cites nothing: aliases written in it are only removed.
-    overview, _ = _Cleaner(_Checker(transcript, None)).inline(data.get("overview"))
+    overview, written = _Cleaner(_Checker(transcript, None)).inline(data.get("overview"))
+    report.aliases_removed += len(written)
     technical = [
         {**item, "text": f"{str(item['category']).capitalize()}: {item['text']}"}
         for item in cleaned["technical"]
