@@ -1330,6 +1330,11 @@ def _pick(sources: list[_Source], rnd: random.Random, count: int) -> list[_Sourc
     return [sources[rnd.randrange(len(sources))] for _ in range(count)]
 
 
+def _people(sources: list[_Source]) -> list[_Source]:
+    """Sources whose author is known (note items of other sections have none)."""
+    return [s for s in sources if s.author != "someone"] or sources
+
+
 def _own_json(sections: list[str], sources: list[_Source], rnd: random.Random) -> dict[str, Any]:
     """JSON as a model that was told the sections but not the schema writes it."""
     out: dict[str, Any] = {}
@@ -1368,7 +1373,7 @@ def _own_json(sections: list[str], sources: list[_Source], rnd: random.Random) -
             ]
         elif section == "contributions":
             people: dict[str, list[str]] = {}
-            for s in _pick(sources, rnd, 4):
+            for s in _pick(_people(sources), rnd, 4):
                 people.setdefault(s.author, []).append(f"{_words(s.text, 10)} ({s.alias})")
             out["contributions"] = people
         else:
@@ -1410,7 +1415,7 @@ def _own_markdown(sections: list[str], sources: list[_Source], rnd: random.Rando
         elif section == "technical":
             lines.append(f"1. Bug: {_words(a.text, 14)} ({a.alias}, {b.alias})")
         elif section == "contributions":
-            for s in (a, b):
+            for s in _pick(_people(sources), rnd, 2):
                 lines.extend([f"- {s.author}:", f"  - {_words(s.text, 10)} [{s.alias}]"])
         else:
             lines.extend(f"- {_words(s.text, 14)} ({s.alias})" for s in (a, b))
