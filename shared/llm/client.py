@@ -137,7 +137,12 @@ BILLING_CODES = frozenset(
 _CONTEXT_RE = re.compile(r"maximum context length is (\d+) tokens", re.IGNORECASE)
 _REQUESTED_RE = re.compile(r"(?:resulted in|requested) (\d+) tokens", re.IGNORECASE)
 _TRY_AGAIN_RE = re.compile(r"try again in (\d+(?:\.\d+)?)(ms|s|m)\b", re.IGNORECASE)
-_FORMAT_HINT = re.compile(r"response_format|json_schema|json_object|structured output", re.I)
+#: A 400 that names these is about the output format: the ladder steps down a rung.
+_FORMAT_HINT = re.compile(
+    r"response_format|response format|json_schema|json_object|structured output"
+    r"|grammar|guided_json",
+    re.I,
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,6 +251,9 @@ def _body_fields(body: object) -> tuple[str, str, str, str]:
         data = data["error"]
     if not isinstance(data, Mapping):
         return (str(body or ""), "", "", "")
+    for key in ("error", "detail"):  # {"error": "..."} (TGI, proxies), {"detail": "..."}
+        if "message" not in data and isinstance(data.get(key), str):
+            return (str(data[key]), "", "", "")
 
     def text(name: str) -> str:
         value = data.get(name)
