@@ -14,7 +14,8 @@ from shared.domain.messages import ChannelInfo, ChatMessage
 from shared.summarize.content import SummaryFormat
 from shared.summarize.llm import prompts
 from shared.summarize.llm.aliases import extract_aliases, scrub_bare
-from shared.summarize.llm.answers import SummaryReader, coerce, read_text, text_instructions
+from shared.summarize.llm.answer_text import read_text, text_instructions
+from shared.summarize.llm.answers import SummaryReader, coerce
 from shared.summarize.llm.validate import clean_notes, to_summary_content
 from shared.summarize.transcript import Transcript, build_transcript
 
