@@ -18,22 +18,29 @@ switched off, so exactly one policy decides what happens after a failure:
   hammering a failing endpoint; a quota error trips it at once.
 * When the main model is overloaded or its budget booked, ``fallback_model`` is used.
 
-:meth:`LLMClient.complete_json` adds structured output with the fallback ladder
-``json_schema`` (strict) → ``json_object`` with the schema in the prompt → plain text parsed and
-repaired, validates against the schema, and asks once for a corrected answer when it is invalid.
-Each result carries the :class:`~shared.llm.models.Usage` and cost of the calls it took.
+:meth:`LLMClient.complete_json` adds structured output with the ladder ``json_schema``
+(strict) → ``json_object`` with the schema in the prompt → text (see :mod:`shared.llm.ladder`):
+it validates every answer against the schema, asks once for a corrected answer, and steps down
+a rung when the server rejects a mode, ignores it, or its answers keep not fitting.  What a
+server does not do is learnt once per base URL and model and shared by every worker
+(:mod:`shared.llm.capabilities`).  When no rung gives a usable answer, :class:`InvalidOutputError`
+says what each rung did, so the pipeline can fall back to the offline summarizer.
+
+Accounting: every call the server billed — a success, or a failure whose error body reports
+``usage`` (some proxies charge failed calls) — is recorded in the caller's
+:class:`~shared.llm.models.Meter` with the server's own token counts; our counts only size the
+reservation before a call.  Each result also carries the usage and cost of the calls it took.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any
 
 import httpx2
 import openai
@@ -49,14 +56,43 @@ from shared.llm.breaker import (
     LocalCircuitBreaker,
     RedisCircuitBreaker,
 )
+from shared.llm.capabilities import (
+    CapabilityStore,
+    LocalCapabilityStore,
+    ModeVerdict,
+    RedisCapabilityStore,
+    Verdict,
+    server_key,
+)
 from shared.llm.config import LLMSettings
-from shared.llm.models import ModelInfo, ModelRegistry, Usage, cost_of
+from shared.llm.ladder import (
+    RungOutcome,
+    await_probe,
+    describe_problems,
+    learn,
+    plan_rungs,
+    repair_prompt,
+    response_format,
+    rung_messages,
+    unusable_detail,
+)
+from shared.llm.models import Meter, ModelInfo, ModelRegistry, Usage, cost_of
+from shared.llm.structured import (
+    AnswerReader,
+    AnswerShape,
+    JsonReader,
+    Reading,
+    StructuredMode,
+    parse_json_text,
+    schema_problems,
+)
 from shared.llm.tokens import count_tokens, estimate_prompt_tokens
 from shared.ratelimit.llm import (
     LLMRateLimiter,
     LocalLLMLimiter,
     RedisLLMLimiter,
     RequestTooLargeError,
+    Reservation,
     parse_retry_after,
 )
 
@@ -98,13 +134,15 @@ BILLING_CODES = frozenset(
     }
 )
 
-StructuredMode = Literal["json_schema", "json_object", "text"]
-_LADDER: tuple[StructuredMode, ...] = ("json_schema", "json_object", "text")
-
 _CONTEXT_RE = re.compile(r"maximum context length is (\d+) tokens", re.IGNORECASE)
 _REQUESTED_RE = re.compile(r"(?:resulted in|requested) (\d+) tokens", re.IGNORECASE)
 _TRY_AGAIN_RE = re.compile(r"try again in (\d+(?:\.\d+)?)(ms|s|m)\b", re.IGNORECASE)
-_FORMAT_HINT = re.compile(r"response_format|json_schema|json_object|structured output", re.I)
+#: A 400 that names these is about the output format: the ladder steps down a rung.
+_FORMAT_HINT = re.compile(
+    r"response_format|response format|json_schema|json_object|structured output"
+    r"|grammar|guided_json",
+    re.I,
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,11 +214,26 @@ class ContentFilterError(LLMPermanentError):
 
 
 class InvalidOutputError(LLMPermanentError):
-    """Structured output stayed invalid after the fallback ladder and one repair round."""
+    """No rung of the structured-output ladder gave a usable answer.
 
-    def __init__(self, message: str, *, problems: Sequence[str]) -> None:
-        super().__init__(message, user_message="The LLM returned an unusable summary.")
+    ``outcomes`` says what each rung did (rejected by the server, ignored, answers that did not
+    fit); ``problems`` are those of the last answer.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        problems: Sequence[str],
+        outcomes: Sequence[RungOutcome] = (),
+    ) -> None:
+        detail = unusable_detail(outcomes) if outcomes else "; ".join(problems[:3])
+        super().__init__(
+            message,
+            user_message=f"The LLM gave no usable answer in any output mode ({detail}).",
+        )
         self.problems = list(problems)
+        self.outcomes = tuple(outcomes)
 
 
 class _UnsupportedFormat(Exception):
@@ -198,6 +251,9 @@ def _body_fields(body: object) -> tuple[str, str, str, str]:
         data = data["error"]
     if not isinstance(data, Mapping):
         return (str(body or ""), "", "", "")
+    for key in ("error", "detail"):  # {"error": "..."} (TGI, proxies), {"detail": "..."}
+        if "message" not in data and isinstance(data.get(key), str):
+            return (str(data[key]), "", "", "")
 
     def text(name: str) -> str:
         value = data.get(name)
@@ -271,6 +327,38 @@ def classify_status(status: int, body: object, headers: Mapping[str, str]) -> Ex
     return LLMInvalidRequestError(detail)
 
 
+def _error_usage(response: httpx2.Response) -> Usage | None:
+    """``usage`` an error body reports (beside ``error`` or inside it), if any."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, Mapping):
+        return None
+    error = body.get("error")
+    raw = body.get("usage")
+    if raw is None and isinstance(error, Mapping):
+        raw = error.get("usage")
+    if not isinstance(raw, Mapping):
+        return None
+    try:
+        return Usage.from_api(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """Where one logical call's charges go (``repair``: a repair round of the ladder)."""
+
+    meter: Meter | None
+    repair: bool = False
+
+    def charge(self, model: str, usage: Usage, cost: float, *, failed: bool = False) -> None:
+        if self.meter is not None:
+            self.meter.add(model, usage, cost, repair=self.repair, failed=failed)
+
+
 # ---------------------------------------------------------------------------------------------
 # Results
 
@@ -293,7 +381,11 @@ class Completion:
 
 @dataclass(frozen=True, slots=True)
 class StructuredCompletion:
-    """A validated JSON answer and the cost of every call it took."""
+    """A validated JSON answer and the cost of every call it took.
+
+    ``mode`` is the rung that answered; ``shape`` how its answer was read (``json`` as sent,
+    ``coerced`` from JSON of another shape, ``prose`` from plain text).
+    """
 
     data: dict[str, Any]
     mode: StructuredMode
@@ -303,6 +395,7 @@ class StructuredCompletion:
     repaired: bool
     calls: int
     fallback: bool = False
+    shape: AnswerShape = "json"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,63 +431,16 @@ class SecretFileKey:
 
 
 # ---------------------------------------------------------------------------------------------
-# JSON output
-
-
-def parse_json_text(text: str) -> Any:
-    """Parse a model's JSON answer, tolerating code fences, prose around it, trailing commas."""
-    stripped = text.strip()
-    fenced = re.search(r"```(?:json)?\s*\n?(.*?)```", stripped, re.DOTALL)
-    if fenced:
-        stripped = fenced.group(1).strip()
-    try:
-        return json.loads(stripped)
-    except json.JSONDecodeError:
-        pass
-    start = stripped.find("{")
-    end = stripped.rfind("}")
-    if start == -1 or end <= start:
-        raise ValueError("the answer contains no JSON object")
-    candidate = stripped[start : end + 1]
-    try:
-        return json.loads(candidate)
-    except json.JSONDecodeError:
-        repaired = re.sub(r",\s*([}\]])", r"\1", candidate)
-        try:
-            return json.loads(repaired)
-        except json.JSONDecodeError as exc:
-            raise ValueError(
-                f"the answer is not valid JSON ({exc.msg} at char {exc.pos})"
-            ) from None
-
-
-def _schema_problems(validator: Draft202012Validator, data: Any) -> list[str]:
-    problems = []
-    for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
-        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-        problems.append(f"{where}: {error.message}")
-        if len(problems) >= 20:
-            break
-    return problems
-
-
-def _schema_instruction(schema: Mapping[str, Any]) -> str:
-    return (
-        "Reply with one JSON object and nothing else. It must validate against this JSON "
-        "Schema:\n<schema>\n" + json.dumps(schema, separators=(",", ":")) + "\n</schema>"
-    )
-
-
-# ---------------------------------------------------------------------------------------------
 # Client
 
 
 class LLMClient:
     """Chat completions against one endpoint with shared limits, a breaker and fallbacks.
 
-    Build one per process (after fork) with :meth:`shared` (limits and breaker in Redis) or
-    :meth:`embedded` (in-process twins); ``limiter_factory`` and ``breaker_factory`` receive a
-    scope string (see :meth:`LLMSettings.scope`) and are called once per model.
+    Build one per process (after fork) with :meth:`shared` (limits, breaker and learnt
+    capabilities in Redis) or :meth:`embedded` (in-process twins); ``limiter_factory`` and
+    ``breaker_factory`` receive a scope string (see :meth:`LLMSettings.scope`) and are called
+    once per model.
     """
 
     def __init__(
@@ -406,14 +452,17 @@ class LLMClient:
         registry: ModelRegistry | None = None,
         http_client: httpx2.Client | None = None,
         api_key: str | Callable[[], str] | None = None,
+        capabilities: CapabilityStore | None = None,
     ) -> None:
         self.settings = settings
         self.registry = (registry or ModelRegistry()).extend(settings.models)
+        self.capabilities: CapabilityStore = capabilities or LocalCapabilityStore(
+            ttl=settings.capability_ttl
+        )
         self._limiter_factory = limiter_factory
         self._breaker_factory = breaker_factory
         self._limiters: dict[str, LLMRateLimiter] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
-        self._modes: dict[str, StructuredMode] = {}
         self._limit_params: dict[str, str] = {}
         self._lock = threading.Lock()
         self._sdk = openai.OpenAI(
@@ -445,7 +494,7 @@ class LLMClient:
     def shared(
         cls, settings: LLMSettings, redis: Redis[Any], *, prefix: str = "sb", **kwargs: Any
     ) -> LLMClient:
-        """A client whose limiter and breaker state is shared through ``redis``."""
+        """A client whose limiter, breaker and learnt capabilities are shared through ``redis``."""
 
         def limiter(scope: str) -> LLMRateLimiter:
             return RedisLLMLimiter(
@@ -466,6 +515,10 @@ class LLMClient:
                 prefix=f"{prefix}:cb:llm",
             )
 
+        kwargs.setdefault(
+            "capabilities",
+            RedisCapabilityStore(redis, ttl=settings.capability_ttl, prefix=f"{prefix}:cap:llm"),
+        )
         return cls(settings, limiter_factory=limiter, breaker_factory=breaker, **kwargs)
 
     @classmethod
@@ -549,8 +602,12 @@ class LLMClient:
         temperature: float | None = None,
         response_format: Mapping[str, Any] | None = None,
         allow_fallback: bool = True,
+        meter: Meter | None = None,
     ) -> Completion:
-        """One chat completion; see the module docstring for the failure policy."""
+        """One chat completion; see the module docstring for the failure policy.
+
+        Every call the server charged for (failed ones included) is added to ``meter``.
+        """
         try:
             return self._complete(
                 messages,
@@ -559,6 +616,7 @@ class LLMClient:
                 temperature=temperature,
                 response_format=response_format,
                 allow_fallback=allow_fallback,
+                meter=meter,
             )
         except _UnsupportedFormat as exc:
             raise LLMInvalidRequestError(
@@ -575,17 +633,24 @@ class LLMClient:
         temperature: float | None,
         response_format: Mapping[str, Any] | None,
         allow_fallback: bool,
+        meter: Meter | None = None,
+        repair: bool = False,
     ) -> Completion:
         primary = model or self.settings.model
+        call = _Call(meter, repair)
         try:
-            return self._complete_on(primary, messages, max_tokens, temperature, response_format)
+            return self._complete_on(
+                primary, messages, max_tokens, temperature, response_format, call
+            )
         except (RateLimitedError, LLMOverloadedError) as exc:
             fallback = self.settings.fallback_model
             quota = isinstance(exc, CircuitOpenError) and exc.reason in BILLING_CODES
             if not allow_fallback or not fallback or fallback == primary or quota:
                 raise
             log.warning("llm.fallback", model=primary, fallback=fallback, reason=type(exc).__name__)
-            result = self._complete_on(fallback, messages, max_tokens, temperature, response_format)
+            result = self._complete_on(
+                fallback, messages, max_tokens, temperature, response_format, call
+            )
             return replace(result, fallback=True)
 
     def _params(
@@ -623,6 +688,7 @@ class LLMClient:
         max_tokens: int | None,
         temperature: float | None,
         response_format: Mapping[str, Any] | None,
+        call: _Call,
     ) -> Completion:
         info = self.model_info(model)
         allowance = min(max_tokens or self.settings.max_output_tokens, info.max_output_tokens)
@@ -650,6 +716,7 @@ class LLMClient:
                 raw = self._sdk.chat.completions.with_raw_response.create(**params)
             except openai.APIStatusError as exc:
                 limiter.calibrate(exc.response.headers)
+                self._charge_failure(exc, model, info, reservation, limiter, call)
                 error = self._convert_status(exc)
                 if isinstance(error, LLMRateLimitedError):
                     limiter.penalize(error.retry_after)
@@ -690,6 +757,9 @@ class LLMClient:
                 usage = Usage(prompt_tokens=prompt, completion_tokens=count_tokens(text), calls=1)
             limiter.settle(reservation, usage.total_tokens)
             breaker.record_success()
+            billed = self.registry.find(completion.model) or info
+            cost = cost_of(usage, billed)
+            call.charge(completion.model or model, usage, cost)
             finish = (choice.finish_reason if choice else None) or "stop"
             refusal = choice.message.refusal if choice else None
             if finish == "content_filter" or refusal:
@@ -697,18 +767,46 @@ class LLMClient:
                     f"{model} stopped: {refusal or 'content filter'}",
                     user_message="The LLM provider's content filter blocked this summary.",
                 )
-            billed = self.registry.find(completion.model) or info
             return Completion(
                 text=text,
                 model=completion.model or model,
                 finish_reason=finish,
                 usage=usage,
-                cost_usd=cost_of(usage, billed),
+                cost_usd=cost,
                 request_id=raw.headers.get("x-request-id"),
                 latency=latency,
                 waited=waited,
                 attempts=attempt,
             )
+
+    def _charge_failure(
+        self,
+        exc: openai.APIStatusError,
+        model: str,
+        info: ModelInfo,
+        reservation: Reservation,
+        limiter: LLMRateLimiter,
+        call: _Call,
+    ) -> None:
+        """Record a failed call the server says it charged for (``usage`` in its error body).
+
+        The reservation is not refunded (failed calls count against the limit); when the
+        server charged more than was reserved, the difference is taken as well.
+        """
+        usage = _error_usage(exc.response)
+        if usage is None or usage.total_tokens <= 0:
+            return
+        if usage.total_tokens > reservation.tokens:
+            limiter.settle(reservation, usage.total_tokens)
+        cost = cost_of(usage, info)
+        call.charge(model, usage, cost, failed=True)
+        log.info(
+            "llm.failed_call_charged",
+            model=model,
+            status=exc.status_code,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+        )
 
     def _convert_status(self, exc: openai.APIStatusError) -> Exception:
         body: object = exc.body
@@ -741,148 +839,234 @@ class LLMClient:
         max_tokens: int | None = None,
         temperature: float | None = None,
         check: Callable[[dict[str, Any]], list[str]] | None = None,
+        reader: AnswerReader | None = None,
+        meter: Meter | None = None,
     ) -> StructuredCompletion:
         """A JSON object valid against ``schema`` (and ``check``, which lists problems).
 
-        Tries the configured rung of the ladder first (``auto`` = strict ``json_schema``),
-        steps down when the server rejects that response format (remembered per model), and
-        sends the problems back once for a corrected answer.
+        Walks the ladder of :mod:`shared.llm.ladder` from the best rung this server is known
+        to keep (``structured_output`` = ``auto``: strict ``json_schema``), reading answers with
+        ``reader`` (default: JSON only), repairing once per rung and stepping down when a rung
+        is rejected, ignored or keeps failing.  :class:`InvalidOutputError` when no rung works.
         """
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
             raise ValueError("schema name must be 1-64 letters, digits, _ or -")
-        validator = Draft202012Validator(dict(schema))
-        target = model or self.settings.model
-        usage = Usage()
-        cost = 0.0
-        calls = 0
-        for mode in self._ladder(target):
-            request = self._structured_messages(messages, schema, mode)
-            response_format = _response_format(mode, name, schema)
-            try:
-                first = self._complete(
-                    request,
-                    model=target,
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                    response_format=response_format,
-                    allow_fallback=True,
-                )
-            except _UnsupportedFormat as exc:
-                log.warning("llm.structured_downgrade", model=target, mode=mode, reason=str(exc))
-                self._modes[target] = _next_mode(mode)
-                continue
-            usage, cost, calls = usage + first.usage, cost + first.cost_usd, calls + 1
-            data, problems = _check_answer(first.text, validator, check)
-            if data is not None and not problems:
-                return StructuredCompletion(
-                    data=data,
-                    mode=mode,
-                    model=first.model,
-                    usage=usage,
-                    cost_usd=cost,
-                    repaired=False,
-                    calls=calls,
-                    fallback=first.fallback,
-                )
-            log.info("llm.structured_repair", model=target, mode=mode, problems=problems[:5])
-            allowance = max_tokens or self.settings.max_output_tokens
-            if first.finish_reason == "length":
-                allowance = min(allowance * 2, self.model_info(first.model).max_output_tokens)
-            repair = [
-                *request,
-                {"role": "assistant", "content": first.text},
-                {
-                    "role": "user",
-                    "content": _repair_prompt(problems, truncated=first.finish_reason == "length"),
-                },
-            ]
-            second = self.complete(
-                repair,
-                model=target,
-                max_tokens=allowance,
-                temperature=temperature,
-                response_format=response_format,
-            )
-            usage, cost, calls = usage + second.usage, cost + second.cost_usd, calls + 1
-            data, problems = _check_answer(second.text, validator, check)
-            if data is not None and not problems:
-                return StructuredCompletion(
-                    data=data,
-                    mode=mode,
-                    model=second.model,
-                    usage=usage,
-                    cost_usd=cost,
-                    repaired=True,
-                    calls=calls,
-                    fallback=second.fallback,
-                )
-            raise InvalidOutputError(
-                f"{target} returned invalid structured output twice: {'; '.join(problems[:5])}",
-                problems=problems,
-            )
-        raise InvalidOutputError(
-            f"{self.settings.effective_base_url} supports no structured output mode for {target}",
-            problems=["no response_format accepted"],
+        run = _StructuredRun(
+            client=self,
+            messages=messages,
+            schema=schema,
+            name=name,
+            model=model or self.settings.model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            check=check,
+            reader=reader or JsonReader(),
+            meter=meter,
+        )
+        return run.run()
+
+    def _rungs(self, model: str, verdicts: Mapping[str, ModeVerdict]) -> tuple[StructuredMode, ...]:
+        info = self.registry.find(model)
+        return plan_rungs(
+            self.settings.structured_output,
+            verdicts,
+            supports_json_schema=info is None or info.supports_json_schema,
         )
 
-    def _ladder(self, model: str) -> tuple[StructuredMode, ...]:
-        configured = self.settings.structured_output
-        if configured != "auto":
-            return (configured,)
-        start = self._modes.get(model)
-        if start is None:
-            info = self.registry.find(model)
-            start = "json_schema" if info is None or info.supports_json_schema else "json_object"
-        return _LADDER[_LADDER.index(start) :]
 
-    @staticmethod
-    def _structured_messages(
-        messages: Sequence[Mapping[str, Any]], schema: Mapping[str, Any], mode: StructuredMode
-    ) -> list[Mapping[str, Any]]:
-        if mode == "json_schema":
-            return list(messages)
-        return [*messages, {"role": "system", "content": _schema_instruction(schema)}]
+class _StructuredRun:
+    """One :meth:`LLMClient.complete_json` call: its rungs, calls and totals."""
+
+    def __init__(
+        self,
+        *,
+        client: LLMClient,
+        messages: Sequence[Mapping[str, Any]],
+        schema: Mapping[str, Any],
+        name: str,
+        model: str,
+        max_tokens: int | None,
+        temperature: float | None,
+        check: Callable[[dict[str, Any]], list[str]] | None,
+        reader: AnswerReader,
+        meter: Meter | None,
+    ) -> None:
+        self.client = client
+        self.settings = client.settings
+        self.store = client.capabilities
+        self.messages = messages
+        self.schema = schema
+        self.name = name
+        self.model = model
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.check = check
+        self.reader = reader
+        self.meter = meter
+        self.validator = Draft202012Validator(dict(schema))
+        self.server = server_key(self.settings.effective_base_url, model)
+        self.known: dict[str, ModeVerdict] = {}
+        self.usage = Usage()
+        self.cost = 0.0
+        self.calls = 0
+
+    # -- the ladder ---------------------------------------------------------------------------
+
+    def run(self) -> StructuredCompletion:
+        self.known = self.store.verdicts(self.server)
+        rungs = self.client._rungs(self.model, self.known)
+        probing = self._gate(rungs[0])
+        if probing is None and rungs[0] != "text":
+            rungs = self.client._rungs(self.model, self.known)  # another worker's verdict
+        outcomes: list[RungOutcome] = []
+        problems: list[str] = []
+        try:
+            for mode in rungs:
+                result = self._rung(mode)
+                if isinstance(result, StructuredCompletion):
+                    return result
+                outcome, problems = result
+                outcomes.append(outcome)
+                log.warning("llm.structured_step_down", model=self.model, outcome=str(outcome))
+        finally:
+            if probing is not None:
+                self.store.end_probe(self.server, probing)
+        raise InvalidOutputError(
+            f"{self.model} at {self.settings.effective_base_url} gave no usable structured "
+            f"answer: {unusable_detail(outcomes)}",
+            problems=problems or ["no rung gave an answer"],
+            outcomes=outcomes,
+        )
+
+    def _gate(self, first: StructuredMode) -> StructuredMode | None:
+        """Probe an unknown first rung ourselves, or wait for the worker that does."""
+        wait = self.settings.capability_probe_wait
+        if first == "text" or first in self.known or wait <= 0:
+            return None
+        prober, verdict = await_probe(
+            self.store,
+            self.server,
+            first,
+            lease=self.settings.request_timeout + 5.0,
+            wait=wait,
+        )
+        if verdict is not None:
+            self.known = self.store.verdicts(self.server)
+        return first if prober else None
+
+    def _rung(self, mode: StructuredMode) -> StructuredCompletion | tuple[RungOutcome, list[str]]:
+        request = rung_messages(self.messages, mode, self.reader, self.schema)
+        fmt = response_format(mode, self.name, self.schema)
+        try:
+            first = self._call(request, fmt, self.max_tokens, repair=False)
+        except _UnsupportedFormat as exc:
+            self._learn(mode, "rejected", f"the server rejected it: {exc}", fallback=False)
+            return RungOutcome(mode, f"rejected by the server ({_short(str(exc))})"), []
+        reading, problems, fits = self._judge(first.text)
+        verdict, why = learn(mode, reading, fits=fits, finish=first.finish_reason)
+        if verdict is not None:
+            self._learn(mode, verdict, why, fallback=first.fallback)
+        if not problems:
+            return self._done(reading, mode, first, repaired=False)
+        if verdict == "ignored":
+            return RungOutcome(mode, f"{why}; {describe_problems(problems)}"), problems
+        log.info("llm.structured_repair", model=self.model, mode=mode, problems=problems[:5])
+        truncated = first.finish_reason == "length"
+        allowance = self.max_tokens or self.settings.max_output_tokens
+        if truncated:
+            allowance = min(allowance * 2, self.client.model_info(first.model).max_output_tokens)
+        repair = [
+            *request,
+            {"role": "assistant", "content": first.text},
+            {
+                "role": "user",
+                "content": repair_prompt(problems, truncated=truncated, mode=mode),
+            },
+        ]
+        try:
+            second = self._call(repair, fmt, allowance, repair=True)
+        except _UnsupportedFormat as exc:  # the server changed its mind between two calls
+            self._learn(mode, "rejected", f"the server rejected it: {exc}", fallback=False)
+            return RungOutcome(mode, f"rejected by the server ({_short(str(exc))})"), problems
+        reading, problems, _ = self._judge(second.text)
+        if not problems:
+            return self._done(reading, mode, second, repaired=True)
+        if mode != "text" and second.finish_reason != "length":
+            self._learn(
+                mode,
+                "ignored",
+                f"answers did not fit the schema even after a repair: "
+                f"{describe_problems(problems)}",
+                fallback=second.fallback,
+            )
+        return RungOutcome(mode, f"answers did not fit ({describe_problems(problems)})"), problems
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def _call(
+        self,
+        request: Sequence[Mapping[str, Any]],
+        fmt: Mapping[str, Any] | None,
+        max_tokens: int | None,
+        *,
+        repair: bool,
+    ) -> Completion:
+        completion = self.client._complete(
+            request,
+            model=self.model,
+            max_tokens=max_tokens,
+            temperature=self.temperature,
+            response_format=fmt,
+            allow_fallback=True,
+            meter=self.meter,
+            repair=repair,
+        )
+        self.usage += completion.usage
+        self.cost += completion.cost_usd
+        self.calls += 1
+        return completion
+
+    def _judge(self, text: str) -> tuple[Reading, list[str], bool]:
+        """(reading, problems, fits): ``fits`` is the schema alone, before the caller's check."""
+        reading = self.reader.read(text, self.schema)
+        if reading.data is None:
+            return reading, reading.problems or ["the answer could not be read"], False
+        problems = schema_problems(self.validator, reading.data)
+        fits = not problems
+        if fits:
+            problems = list(reading.problems)
+        if fits and not problems and self.check is not None:
+            problems = self.check(reading.data)
+        return reading, problems, fits
+
+    def _learn(self, mode: StructuredMode, verdict: Verdict, why: str, *, fallback: bool) -> None:
+        """Record a verdict for every worker (not for an answer the fallback model gave)."""
+        if fallback:
+            return
+        known = self.known.get(mode)
+        if known is not None and known.verdict == verdict:
+            return
+        self.store.record(self.server, mode, verdict, why)
+        self.known[mode] = ModeVerdict(verdict, why, float("inf"))
+        log.info("llm.capability", server=self.server, mode=mode, verdict=verdict, reason=why)
+
+    def _done(
+        self, reading: Reading, mode: StructuredMode, answer: Completion, *, repaired: bool
+    ) -> StructuredCompletion:
+        assert reading.data is not None
+        return StructuredCompletion(
+            data=reading.data,
+            mode=mode,
+            model=answer.model,
+            usage=self.usage,
+            cost_usd=self.cost,
+            repaired=repaired,
+            calls=self.calls,
+            fallback=answer.fallback,
+            shape=reading.shape,
+        )
 
 
-def _next_mode(mode: StructuredMode) -> StructuredMode:
-    index = _LADDER.index(mode)
-    return _LADDER[min(index + 1, len(_LADDER) - 1)]
-
-
-def _response_format(
-    mode: StructuredMode, name: str, schema: Mapping[str, Any]
-) -> dict[str, Any] | None:
-    if mode == "json_schema":
-        return {
-            "type": "json_schema",
-            "json_schema": {"name": name, "schema": dict(schema), "strict": True},
-        }
-    if mode == "json_object":
-        return {"type": "json_object"}
-    return None
-
-
-def _check_answer(
-    text: str,
-    validator: Draft202012Validator,
-    check: Callable[[dict[str, Any]], list[str]] | None,
-) -> tuple[dict[str, Any] | None, list[str]]:
-    try:
-        data = parse_json_text(text)
-    except ValueError as exc:
-        return None, [str(exc)]
-    if not isinstance(data, dict):
-        return None, ["the answer must be a JSON object"]
-    problems = _schema_problems(validator, data)
-    if not problems and check is not None:
-        problems = check(data)
-    return cast(dict[str, Any], data), problems
-
-
-def _repair_prompt(problems: Sequence[str], *, truncated: bool) -> str:
-    lines = ["Your previous answer cannot be used:"]
-    if truncated:
-        lines.append("- it was cut off before the JSON ended; be more concise")
-    lines.extend(f"- {p}" for p in problems[:20])
-    lines.append("Reply again with the complete corrected JSON object only.")
-    return "\n".join(lines)
+def _short(text: str, limit: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

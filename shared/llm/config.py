@@ -10,19 +10,29 @@ OpenAI                    (unset) → https://api.openai.com/v1  key required; `
                                                                sends ``max_completion_tokens``
 vLLM (``vllm serve``)     http://HOST:8000/v1                  key only with ``--api-key``;
                                                                model = served name; json_schema
-                                                               supported; no rate-limit headers
+                                                               since 2024 (vllm#7654); no
+                                                               rate-limit headers
 Ollama                    http://HOST:11434/v1                 any non-empty key; model = tag
-                                                               (``llama3.1:8b``); ``max_tokens``
+                                                               (``llama3.1:8b``); ``max_tokens``;
+                                                               ignores formats it does not know
 llama.cpp llama-server    http://HOST:8080/v1                  optional ``--api-key``; one model,
-                                                               name ignored; json_schema has had
-                                                               bugs: set ``structured_output``
-                                                               to ``json_object`` if it fails
+                                                               name ignored; older builds refuse
+                                                               json_schema
 LiteLLM proxy             http://HOST:4000/v1                  key = master or virtual key;
-                                                               model = the alias in its config
+                                                               model = the alias in its config;
+                                                               may refuse ``response_format``
 ========================  ===================================  ==================================
 
+Structured output needs no setting per server: the client walks ``json_schema`` → ``json_object``
+→ plain text and learns, per base URL and model, which rungs a server rejects or ignores
+(shared by every worker through Redis for ``capability_ttl`` seconds, default 6 h; an upgraded
+server is probed again after that).  ``structured_output`` only moves the first rung down.
+With ``degraded_fallback`` a job whose LLM gives no usable answer on any rung is summarized
+offline, flagged degraded.
+
 Local servers use their own tokenizers, so token counts are estimates there; describe their
-models under ``models`` (context window and output limit) and leave prices at 0.
+models under ``models`` (context window and output limit) and leave prices at 0.  The usage
+ledger records the server's own ``usage`` counts; ours only size reservations and budgets.
 
 The API key is read from ``api_key_file`` on every request when that is set (a mounted
 Kubernetes or Docker secret can be rotated without a restart), else from ``api_key``.
@@ -74,7 +84,23 @@ class LLMSettings(BaseModel):
     )
     max_output_tokens: int = Field(default=2_000, ge=16, le=200_000)
     temperature: float | None = Field(default=0.2, ge=0, le=2)
-    structured_output: Literal["auto", "json_schema", "json_object", "text"] = "auto"
+    structured_output: Literal["auto", "json_schema", "json_object", "text"] = Field(
+        default="auto",
+        description="first rung of the structured-output ladder; auto = learnt per server",
+    )
+    capability_ttl: float = Field(
+        default=21_600.0,
+        ge=60,
+        le=2_592_000,
+        description="seconds a learnt server capability (no json_schema ...) is trusted; "
+        "an upgraded server is probed again after that",
+    )
+    capability_probe_wait: float = Field(
+        default=20.0,
+        ge=0,
+        le=600,
+        description="longest wait for another worker's probe of an unknown capability",
+    )
     limit_param: Literal["auto", "max_completion_tokens", "max_tokens"] = "auto"
 
     request_timeout: float = Field(default=120.0, gt=0, le=3_600)

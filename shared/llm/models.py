@@ -8,6 +8,8 @@ The built-in table holds list prices in USD per 1M tokens as published for the O
 
 :func:`cost_of` prices a finished call from its :class:`Usage`; :func:`estimate_cost` gives the
 bounds of a job before it runs, so a budget can be enforced before any token is spent.
+:class:`Meter` collects one :class:`Charge` per call the server billed, failed calls included,
+so a step can write every one of them to the usage ledger whatever happens next.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from shared.llm.tokens import ENCODINGS, encoding_for_model
 
 __all__ = [
     "DEFAULT_MODELS",
+    "Charge",
     "CostEstimate",
+    "Meter",
     "ModelInfo",
     "ModelRegistry",
     "Usage",
@@ -158,6 +162,65 @@ class Usage:
             "total_tokens": self.total_tokens,
             "calls": self.calls,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """One call the server billed: what it counted (``usage``), at what price, for which step.
+
+    ``kind`` is a usage-ledger kind (``map``, ``reduce``, ``single``, ``repair`` ...);
+    ``failed`` marks a call that failed although the server charged for it.
+    """
+
+    kind: str
+    model: str
+    usage: Usage
+    cost_usd: float
+    failed: bool = False
+
+
+class Meter:
+    """Every charged call of one step, in order (one per process step; not thread-safe).
+
+    ``kind`` labels the calls recorded from now on; the LLM client labels the repair rounds
+    of its structured-output ladder ``repair`` itself.
+    """
+
+    def __init__(self, kind: str = "call") -> None:
+        self.kind = kind
+        self._charges: list[Charge] = []
+
+    def __len__(self) -> int:
+        return len(self._charges)
+
+    def add(
+        self,
+        model: str,
+        usage: Usage,
+        cost_usd: float,
+        *,
+        repair: bool = False,
+        failed: bool = False,
+    ) -> Charge:
+        """Record one charged call and return it."""
+        charge = Charge(
+            kind="repair" if repair else self.kind,
+            model=model,
+            usage=usage,
+            cost_usd=cost_usd,
+            failed=failed,
+        )
+        self._charges.append(charge)
+        return charge
+
+    @property
+    def charges(self) -> tuple[Charge, ...]:
+        """Every charge so far."""
+        return tuple(self._charges)
+
+    def since(self, index: int) -> tuple[Charge, ...]:
+        """The charges recorded after the first ``index`` ones."""
+        return tuple(self._charges[index:])
 
 
 class ModelRegistry:

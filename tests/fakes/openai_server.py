@@ -23,8 +23,26 @@ What it does like the real service:
 * answers structured requests with output valid against the requested schema (strict
   ``json_schema``, or a schema found between ``<schema>`` tags for JSON mode and text mode),
   built from the input: items quote and cite real aliases of the ``<transcript>`` (or of the
-  ``<notes>``) it was sent, owners are real authors.  Plain requests get a short extract of
-  the input.  Nothing is canned.
+  ``<notes>``) it was sent, owners are real authors.  A request for plain text with headings
+  and bullet templates ("## key_points" / "- <text> [m12, m15]") is answered in that format.
+  Plain requests get a short extract of the input.  Nothing is canned.
+
+Less faithful servers, switchable per test through :class:`FakeConfig` (or ``POST
+/_fake/config`` for a server in another process) — the way self-hosted servers and proxies
+behave, see :func:`_format_unsupported`:
+
+* ``supports_json_schema``/``supports_json_object`` off, refused with the 400 body of a
+  ``dialect``: ``openai``, ``vllm`` (``BadRequestError``, ``param: null``, integer ``code``),
+  ``vllm-legacy`` (the same at the top level, before vLLM 0.10.1), ``llamacpp``, ``litellm``
+  (which refuses ``response_format`` altogether);
+* ``answer_style``: the model ignores ``response_format`` and any schema in the prompt and
+  writes ``own_json`` (JSON of its own shape), ``json_in_prose``, ``markdown`` (its own
+  headings and bullets, aliases inline) or ``uncited_prose``;
+* ``inline_aliases``: structured answers also write ``[m22]``-style aliases inside text fields
+  (and sometimes only there, or an alias of no message);
+* ``usage_counting = "chars4"``: ``usage`` (and the rate limits) count characters / 4, not
+  the tokenizer;
+* ``charge_failures``: a 500 still reports and charges ``usage`` (beside ``error``).
 
 Run it in-thread (``with FakeOpenAIServer() as fake: fake.base_url``) for tests, or as a
 process for benchmarks: ``python -m tests.fakes.openai_server --port 0 --tpm 200000``
@@ -130,6 +148,14 @@ class FakeConfig:
     retry_after_headers: bool = True
     organization: str = "org-fake"
     timeout_delay: float = 30.0
+    dialect: str = "openai"
+    answer_style: str | None = None
+    inline_aliases: bool = False
+    usage_counting: str = "tokenizer"
+    charge_failures: bool = False
+
+    def __post_init__(self) -> None:
+        _check_modes(self)
 
 
 @dataclass(slots=True)
@@ -200,6 +226,7 @@ class _Stats:
     faults: Counter[str] = field(default_factory=Counter)
     headers_seen: list[dict[str, str]] = field(default_factory=list)
     bodies_seen: list[dict[str, Any]] = field(default_factory=list)
+    charged_failures: int = 0
 
 
 class FakeOpenAIServer:
@@ -283,6 +310,7 @@ class FakeOpenAIServer:
                 "completion_tokens": s.completion_tokens,
                 "total_tokens": s.prompt_tokens + s.completion_tokens,
                 "faults": dict(s.faults),
+                "charged_failures": s.charged_failures,
                 "seconds": time.monotonic() - self._started,
             }
 
@@ -447,9 +475,7 @@ class FakeOpenAIServer:
         self._authorize(headers)
         request = _validate(body, self.config)
         model: FakeModel = request["model"]
-        prompt_tokens = estimate_prompt_tokens(
-            body["messages"], model=model.name, response_format=body.get("response_format")
-        )
+        prompt_tokens = _prompt_usage(body, model.name, self.config)
         allowance = request["max_tokens"]
         if prompt_tokens + allowance > model.context_window:
             raise _ApiError(
@@ -466,9 +492,13 @@ class FakeOpenAIServer:
         self._admit(model.name, prompt_tokens + allowance * request["n"])
         started = time.monotonic()
         if fault is not None and fault.kind in ("server_error", "overloaded", "timeout"):
-            self._server_fault(fault, model.name)
+            try:
+                self._server_fault(fault, model.name)
+            except _ApiError as error:
+                self._charge_failure(error, model.name, prompt_tokens, request)
+                raise
         content, finish, refusal = _respond(body, request, fault, prompt_tokens, self.config)
-        completion_tokens = count_tokens(content or refusal or "", model=model.name)
+        completion_tokens = _completion_usage(content or refusal or "", model.name, self.config)
         delay = self.config.latency_base + self.config.latency_per_token * completion_tokens
         if delay > 0:
             time.sleep(delay)
@@ -592,6 +622,36 @@ class FakeOpenAIServer:
             code="server_is_overloaded",
             headers={**self._rate_headers(model), "retry-after": "1"},
         )
+
+    def _charge_failure(
+        self, error: _ApiError, model: str, prompt_tokens: int, request: dict[str, Any]
+    ) -> None:
+        """With ``charge_failures``, a failed call reports and keeps the tokens it used."""
+        if not self.config.charge_failures or error.status < 500:
+            return
+        partial = min(_FAILED_COMPLETION_TOKENS, request["max_tokens"]) * request["n"]
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": partial,
+            "total_tokens": prompt_tokens + partial,
+        }
+        error.body["usage"] = usage
+        self._refund(model, request["max_tokens"] * request["n"] - partial)
+        with self._lock:
+            self._stats.charged_failures += 1
+            self._stats.prompt_tokens += prompt_tokens
+            self._stats.completion_tokens += partial
+
+    def configure(self, **fields: Any) -> None:
+        """Change :class:`FakeConfig` fields of a running server (the modes of a test)."""
+        with self._lock:
+            for name, value in fields.items():
+                if name not in _SWITCHABLE:
+                    raise ValueError(
+                        f"{name!r} cannot be switched; use one of {sorted(_SWITCHABLE)}"
+                    )
+                setattr(self.config, name, value)
+            _check_modes(self.config)
 
     def models_body(self) -> dict[str, Any]:
         """The ``GET /v1/models`` list."""
@@ -722,12 +782,9 @@ def _check_response_format(body: dict[str, Any], config: FakeConfig) -> dict[str
         return None
     if kind == "json_object":
         if not config.supports_json_object:
-            raise _ApiError(
-                400,
-                "Invalid parameter: 'response_format' of type 'json_object' is not supported "
-                "with this model.",
-                param="response_format",
-            )
+            raise _format_unsupported("json_object", body, config)
+        if config.dialect != "openai" or config.answer_style is not None:
+            return None  # the "json" word rule is OpenAI's own
         text = json.dumps(body.get("messages"))
         if "json" not in text.lower():
             raise _ApiError(
@@ -746,12 +803,9 @@ def _check_response_format(body: dict[str, Any], config: FakeConfig) -> dict[str
             param="response_format.type",
         )
     if not config.supports_json_schema:
-        raise _ApiError(
-            400,
-            "Invalid parameter: 'response_format' of type 'json_schema' is not supported with "
-            "this model.",
-            param="response_format",
-        )
+        raise _format_unsupported("json_schema", body, config)
+    if config.answer_style is not None:
+        return None  # accepted and ignored, as Ollama does with what it does not understand
     spec = response_format.get("json_schema")
     if not isinstance(spec, dict) or "name" not in spec:
         raise _ApiError(
@@ -988,6 +1042,10 @@ def _respond(
     digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).digest()
     seed = int.from_bytes(digest[:8], "big")
     sources = _sources(messages)
+    model: FakeModel = request["model"]
+    styled = _unfaithful_answer(body, request, sources, seed, config)
+    if styled is not None:
+        return _limit(styled, fault, request, model)
     schema = request["schema"]
     response_format = body.get("response_format") or {}
     if schema is None and response_format.get("type") != "text":
@@ -997,7 +1055,6 @@ def _respond(
                 schema = json.loads(found.group(1))
             except ValueError:
                 schema = None
-    model: FakeModel = request["model"]
     if schema is not None:
         generator = _Generator(schema, sources, seed, bad_citations=kind == "bad_citations")
         data = generator.value(schema, "root", generator._next(), None)
@@ -1008,6 +1065,8 @@ def _respond(
                 f"fake generator produced invalid output: {errors[0].message}",
                 type_="server_error",
             )
+        if config.inline_aliases:
+            data = _with_inline_aliases(data, random.Random(seed))
         content = json.dumps(data, ensure_ascii=False)
         if kind == "invalid_json":
             content = content[: len(content) // 2] + ", }"
@@ -1015,6 +1074,8 @@ def _respond(
             content = f"Here is the summary you asked for:\n```json\n{content}\n```"
     elif response_format.get("type") == "json_object":
         content = json.dumps({"summary": " ".join(_words(s.text, 12) for s in sources[:3])})
+    elif (asked := _text_format_answer(messages, sources, seed)) is not None:
+        content = asked
     else:
         pieces: list[str] = []
         budget = config.reply_tokens
@@ -1023,6 +1084,14 @@ def _respond(
             if count_tokens(" ".join(pieces), model=model.name) >= budget:
                 break
         content = _truncate(" ".join(pieces), budget, model.name)
+    return _limit(content, fault, request, model)
+
+
+def _limit(
+    content: str, fault: _Fault | None, request: dict[str, Any], model: FakeModel
+) -> tuple[str, str, str | None]:
+    """The reply cut at its ``max_tokens`` (or the ``length`` fault's) limit."""
+    kind = fault.kind if fault else None
     limit = (
         int(fault.params.get("tokens", 8)) if fault and kind == "length" else request["max_tokens"]
     )
@@ -1096,6 +1165,356 @@ def _sse(
         events.append(chunk([], with_usage=True))
     events.append("data: [DONE]\n\n")
     return "".join(events)
+
+
+# -- servers less faithful than OpenAI ----------------------------------------------------------
+
+FORMAT_DIALECTS = frozenset({"openai", "vllm", "vllm-legacy", "llamacpp", "litellm"})
+ANSWER_STYLES = frozenset({"own_json", "json_in_prose", "markdown", "uncited_prose"})
+USAGE_COUNTINGS = frozenset({"tokenizer", "chars4"})
+_SWITCHABLE = frozenset(
+    {
+        "supports_json_schema",
+        "supports_json_object",
+        "dialect",
+        "answer_style",
+        "inline_aliases",
+        "usage_counting",
+        "charge_failures",
+    }
+)
+#: Tokens a failed call had produced when it failed (charged with ``charge_failures``).
+_FAILED_COMPLETION_TOKENS = 12
+_TEMPLATE_HEADING = re.compile(r"^## (\w+)\s*$")
+_TASK_SECTION = re.compile(r"^- (\w+): ", re.MULTILINE)
+_PLACEHOLDER = re.compile(r"<([^<>]+)>")
+
+
+def _check_modes(config: FakeConfig) -> None:
+    if config.dialect not in FORMAT_DIALECTS:
+        raise ValueError(
+            f"unknown dialect {config.dialect!r}; use one of {sorted(FORMAT_DIALECTS)}"
+        )
+    if config.answer_style is not None and config.answer_style not in ANSWER_STYLES:
+        raise ValueError(
+            f"unknown answer_style {config.answer_style!r}; use one of {sorted(ANSWER_STYLES)}"
+        )
+    if config.usage_counting not in USAGE_COUNTINGS:
+        raise ValueError(
+            f"unknown usage_counting {config.usage_counting!r}; use one of "
+            f"{sorted(USAGE_COUNTINGS)}"
+        )
+
+
+def _format_unsupported(kind: str, body: dict[str, Any], config: FakeConfig) -> _ApiError:
+    """The 400 a server without ``kind`` support sends, in its own words and body shape.
+
+    vLLM (before json_schema support, vllm-project/vllm#7654) rejects the request in pydantic
+    validation: ``BadRequestError``, ``param: null``, an integer ``code``, the error at the top
+    level before v0.10.1 (vllm#12886) and under ``error`` after (PR #22099).  llama.cpp's server
+    throws "response_format type must be one of ..." (no ``param`` key at all).  A LiteLLM proxy
+    in front of a backend without the parameter raises ``UnsupportedParamsError`` for any
+    ``response_format`` (its ProxyException turns None into the string "None").
+    """
+    dialect = config.dialect
+    if dialect == "openai":
+        return _ApiError(
+            400,
+            f"Invalid parameter: 'response_format' of type '{kind}' is not supported with this "
+            "model.",
+            param="response_format",
+        )
+    if dialect in ("vllm", "vllm-legacy"):
+        allowed = "'text'" if not config.supports_json_object else "'text' or 'json_object'"
+        message = (
+            "[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': "
+            f"\"Input should be {allowed}\", 'input': '{kind}', 'ctx': {{'expected': "
+            f'"{allowed}"}}}}]'
+        )
+        error = _ApiError(400, message, type_="BadRequestError")
+        inner = {"message": message, "type": "BadRequestError", "param": None, "code": 400}
+        error.body = {"object": "error", **inner} if dialect == "vllm-legacy" else {"error": inner}
+        return error
+    if dialect == "llamacpp":
+        message = 'response_format type must be one of "text" or "json_object", but got: ' + kind
+        error = _ApiError(400, message)
+        error.body = {"error": {"code": 400, "message": message, "type": "invalid_request_error"}}
+        return error
+    model = body.get("model")
+    message = (
+        "litellm.UnsupportedParamsError: ollama does not support parameters: "
+        f"['response_format'], for model={model}. To drop these, set `litellm.drop_params=True` "
+        "or for proxy:\n\n`litellm_settings:\n drop_params: true`\n"
+    )
+    error = _ApiError(400, message)
+    error.body = {"error": {"message": message, "type": "None", "param": "None", "code": "400"}}
+    return error
+
+
+def _chars4(text: str) -> int:
+    return math.ceil(len(text) / 4)
+
+
+def _prompt_usage(body: dict[str, Any], model: str, config: FakeConfig) -> int:
+    """Prompt tokens as this server counts them (its tokenizer, or characters / 4)."""
+    if config.usage_counting == "chars4":
+        return _chars4("".join(_text_of(m) for m in body["messages"]))
+    return estimate_prompt_tokens(
+        body["messages"], model=model, response_format=body.get("response_format")
+    )
+
+
+def _completion_usage(text: str, model: str, config: FakeConfig) -> int:
+    """Completion tokens as this server counts them."""
+    if config.usage_counting == "chars4":
+        return _chars4(text)
+    return count_tokens(text, model=model)
+
+
+def _cited_sources(sources: list[_Source]) -> list[_Source]:
+    return [s for s in sources if s.alias] or sources
+
+
+def _requested_sections(body: dict[str, Any], request: dict[str, Any]) -> list[str]:
+    """The sections the request asks for, as a model reading it would find them."""
+    schema = request.get("schema")
+    response_format = body.get("response_format") or {}
+    if schema is None and isinstance(response_format, dict):
+        spec = response_format.get("json_schema")
+        if isinstance(spec, dict) and isinstance(spec.get("schema"), dict):
+            schema = spec["schema"]
+    text = "\n".join(_text_of(m) for m in body["messages"])
+    if schema is None:
+        found = _SCHEMA_TAG.search(text)
+        if found:
+            try:
+                schema = json.loads(found.group(1))
+            except ValueError:
+                schema = None
+    if isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
+        return list(schema["properties"])
+    templated = [m.group(1) for line in text.splitlines() if (m := _TEMPLATE_HEADING.match(line))]
+    if templated:
+        return templated
+    system = "\n".join(_text_of(m) for m in body["messages"] if m.get("role") == "system")
+    return list(dict.fromkeys(_TASK_SECTION.findall(system))) or ["overview", "key_points"]
+
+
+def _unfaithful_answer(
+    body: dict[str, Any],
+    request: dict[str, Any],
+    sources: list[_Source],
+    seed: int,
+    config: FakeConfig,
+) -> str | None:
+    """The answer of a model that ignores ``response_format``, or None (a faithful model)."""
+    style = config.answer_style
+    if style is None:
+        return None
+    rnd = random.Random(seed)
+    cited = _cited_sources(sources)
+    if style == "uncited_prose":
+        return "The conversation covered a few things. " + " ".join(
+            _words(s.text, 14).rstrip(".") + "." for s in cited[:4]
+        )
+    sections = _requested_sections(body, request)
+    if style == "markdown":
+        return _own_markdown(sections, cited, rnd)
+    own = json.dumps(_own_json(sections, cited, rnd), ensure_ascii=False, indent=1)
+    if style == "json_in_prose":
+        return f"Sure! Here is the summary as JSON:\n```json\n{own}\n```\nAnything else?"
+    return own
+
+
+def _pick(sources: list[_Source], rnd: random.Random, count: int) -> list[_Source]:
+    return [sources[rnd.randrange(len(sources))] for _ in range(count)]
+
+
+def _people(sources: list[_Source]) -> list[_Source]:
+    """Sources whose author is known (note items of other sections have none)."""
+    return [s for s in sources if s.author != "someone"] or sources
+
+
+def _own_json(sections: list[str], sources: list[_Source], rnd: random.Random) -> dict[str, Any]:
+    """JSON as a model that was told the sections but not the schema writes it."""
+    out: dict[str, Any] = {}
+    for section in sections:
+        picks = _pick(sources, rnd, 2)
+        a, b = picks
+        if section == "overview":
+            out["summary"] = f"{_words(a.text, 14)} ({a.alias})"
+        elif section == "topics":
+            out["topics"] = [
+                {
+                    "name": _words(s.text, 5),
+                    "description": _words(s.text, 20),
+                    "messages": [s.alias],
+                }
+                for s in picks
+            ]
+        elif section == "key_points":
+            out["Key Points"] = [f"{_words(s.text, 16)} ({s.alias}, {b.alias})" for s in picks]
+        elif section == "decisions":
+            out["decisions"] = [f"{_words(a.text, 12)} [{a.alias}]"]
+        elif section == "action_items":
+            out["actionItems"] = [
+                {
+                    "task": _words(a.text, 10),
+                    "assignee": a.author,
+                    "deadline": None,
+                    "source": a.alias,
+                }
+            ]
+        elif section == "open_questions":
+            out["questions"] = [f"{_words(b.text, 10)}? ({b.alias})"]
+        elif section == "technical":
+            out["technical_notes"] = [
+                {"type": "bug", "detail": _words(a.text, 16), "refs": f"{a.alias}, {b.alias}"}
+            ]
+        elif section == "contributions":
+            people: dict[str, list[str]] = {}
+            for s in _pick(_people(sources), rnd, 4):
+                people.setdefault(s.author, []).append(f"{_words(s.text, 10)} ({s.alias})")
+            out["contributions"] = people
+        else:
+            out[section] = [f"{_words(a.text, 12)} ({a.alias})"]
+    return out
+
+
+_MD_NAMES = {
+    "overview": ("Summary", "Overview"),
+    "topics": ("Topics", "Discussion topics"),
+    "key_points": ("Key Points", "Highlights"),
+    "decisions": ("Decisions", "Decisions made"),
+    "action_items": ("Action Items", "Next steps"),
+    "open_questions": ("Open Questions", "Unanswered questions"),
+    "technical": ("Technical Notes", "Technical details"),
+    "contributions": ("Contributions", "Participants"),
+}
+
+
+def _own_markdown(sections: list[str], sources: list[_Source], rnd: random.Random) -> str:
+    """Markdown as a model that ignores the requested format writes it: its own headings."""
+    lines = ["Here is a summary of the conversation:", ""]
+    style = rnd.randrange(3)
+    for section in sections:
+        names = _MD_NAMES.get(section, (section.replace("_", " ").title(),))
+        name = names[rnd.randrange(len(names))]
+        lines.append({0: f"## {name}", 1: f"**{name}:**", 2: f"{name}:"}[style])
+        a, b = _pick(sources, rnd, 2)
+        if section == "overview":
+            lines.append(f"{_words(a.text, 16)} [{a.alias}]. {_words(b.text, 10)}.")
+        elif section == "topics":
+            for s in (a, b):
+                if style == 0:
+                    lines.extend([f"### {_words(s.text, 4)}", f"{_words(s.text, 18)} [{s.alias}]"])
+                else:
+                    lines.append(f"- **{_words(s.text, 4)}**: {_words(s.text, 18)} [{s.alias}]")
+        elif section == "action_items":
+            lines.append(f"* {a.author} will {_words(a.text, 8)} (owner: {a.author}) [{a.alias}]")
+        elif section == "technical":
+            lines.append(f"1. Bug: {_words(a.text, 14)} ({a.alias}, {b.alias})")
+        elif section == "contributions":
+            for s in _pick(_people(sources), rnd, 2):
+                lines.extend([f"- {s.author}:", f"  - {_words(s.text, 10)} [{s.alias}]"])
+        else:
+            lines.extend(f"- {_words(s.text, 14)} ({s.alias})" for s in (a, b))
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def _text_format_answer(
+    messages: list[dict[str, Any]], sources: list[_Source], seed: int
+) -> str | None:
+    """A plain-text answer in the heading-and-bullet format the prompt asks for, if any.
+
+    The prompt shows each section as ``## name`` followed by a template line (``- <title>:
+    <summary> [m12, m15]``, ``<one paragraph>``); the fake fills the placeholders from the
+    input, as an instruction-following model would.
+    """
+    text = "\n".join(_text_of(m) for m in messages if m.get("role") in ("system", "developer"))
+    lines = text.splitlines()
+    if not any(_TEMPLATE_HEADING.match(line) for line in lines):
+        return None
+    rnd = random.Random(seed)
+    cited = _cited_sources(sources)
+    out: list[str] = []
+    for index, line in enumerate(lines):
+        heading = _TEMPLATE_HEADING.match(line)
+        if heading is None:
+            continue
+        template = lines[index + 1] if index + 1 < len(lines) else "<one paragraph>"
+        enum = re.search(
+            r"is one of: ([\w, ]+)\)", lines[index + 2] if index + 2 < len(lines) else ""
+        )
+        out.append(line)
+        for source in _pick(cited, rnd, 1 if template.startswith("<") else 2):
+            out.append(_fill(template, source, enum.group(1).split(", ")[0] if enum else "problem"))
+    return "\n".join(out)
+
+
+def _fill(template: str, source: _Source, category: str) -> str:
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in ("owner or none", "participant", "name"):
+            return source.author
+        if name.endswith("or none"):
+            return "none"
+        if name == "category":
+            return category
+        if name in ("title",):
+            return _words(source.text, 5)
+        return _words(source.text, 18)
+
+    filled = _PLACEHOLDER.sub(value, template)
+    return filled.replace("[m12, m15]", f"[{source.alias}]") if source.alias else filled
+
+
+def _with_inline_aliases(data: Any, rnd: random.Random) -> Any:
+    """Structured output whose text fields also cite inline, as many models do.
+
+    Most items get their first alias appended as ``[m22]``; some lose ``message_ids`` so the
+    inline alias is their only citation; some also name an alias of no message.  The
+    overview mentions an alias in parentheses and one bare.
+    """
+    if isinstance(data, list):
+        return [_with_inline_aliases(v, rnd) for v in data]
+    if not isinstance(data, dict):
+        return data
+    out = {k: _with_inline_aliases(v, rnd) for k, v in data.items()}
+    ids = out.get("message_ids")
+    if isinstance(ids, list) and ids:
+        field_name = next(
+            (f for f in ("text", "summary", "task") if isinstance(out.get(f), str)), None
+        )
+        if field_name is not None:
+            roll = rnd.random()
+            out[field_name] = f"{out[field_name]} [{ids[0]}]"
+            if roll < 0.3:
+                out["message_ids"] = []
+            elif roll < 0.45:
+                out[field_name] += " (see m99999)"
+        if isinstance(out.get("title"), str) and rnd.random() < 0.3:
+            out["title"] = f"{out['title']} ({ids[-1]})"
+    if isinstance(out.get("overview"), str):
+        first = _first_alias(data)
+        if first:
+            out["overview"] = f"{out['overview']} ({first}); as {first} put it."
+    return out
+
+
+def _first_alias(data: Any) -> str | None:
+    if isinstance(data, dict):
+        ids = data.get("message_ids")
+        if isinstance(ids, list) and ids:
+            return str(ids[0])
+        data = list(data.values())
+    if isinstance(data, list):
+        for value in data:
+            found = _first_alias(value)
+            if found:
+                return found
+    return None
 
 
 # -- HTTP plumbing ------------------------------------------------------------------------------
@@ -1178,6 +1597,14 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             if path == "/_fake/faults":
                 spec = json.loads(raw or b"{}")
                 server.inject(spec.pop("kind"), **spec)
+                self._send(200, {}, {"ok": True})
+                return
+            if path == "/_fake/config":
+                try:
+                    server.configure(**json.loads(raw or b"{}"))
+                except (TypeError, ValueError) as exc:
+                    self._send(400, {}, _ApiError(400, str(exc)).body)
+                    return
                 self._send(200, {}, {"ok": True})
                 return
             if path == "/_fake/reset":

@@ -27,17 +27,22 @@ from schema.models.chunks import (
 from schema.models.jobs import Job
 from schema.models.usage import UsageLedger
 from shared.domain.messages import ChannelInfo
+from shared.llm.models import Meter
 from shared.pipeline import state
 from shared.pipeline.llm.mapreduce import (
     REDUCE,
     UNAVAILABLE,
+    UNUSABLE,
     as_failure,
     claim_degraded,
     claim_reduce,
     cleanup,
     ledger_rows,
     llm_of,
+    record_spent,
     restart,
+    unusable_failure,
+    unusable_reason,
 )
 from shared.pipeline.services import Services
 from shared.summarize.llm import prompts
@@ -91,7 +96,11 @@ class _Mapped:
 
 
 def _map_chunk(
-    services: Services, job_id: uuid.UUID, chunk: SummaryChunk, plan: SummaryPlan
+    services: Services,
+    job_id: uuid.UUID,
+    chunk: SummaryChunk,
+    plan: SummaryPlan,
+    meter: Meter,
 ) -> _Mapped | None:
     """The chunk's notes in id form (from the cache or the model); None when lines expired."""
     llm = llm_of(services)
@@ -115,7 +124,7 @@ def _map_chunk(
         mapped = _Mapped(cached, (), plan.model, cached=True)
     else:
         transcript = transcript_of(lines, channel)
-        result = llm.map_notes(transcript, channel=channel)
+        result = llm.map_notes(transcript, channel=channel, meter=meter)
         notes = notes_to_ids(result.notes, transcript.alias_map)
         llm.notes.put(key(result.model), notes)
         if result.report.citations_dropped:
@@ -192,16 +201,26 @@ def run_map(services: Services, job_id: uuid.UUID, chunk_id: uuid.UUID) -> None:
         log.info("summarize.map_leased", chunk=chunk.chunk_index)
         return
     guild_id = ChannelInfo.from_wire(plan.stats["channel"]).guild_id or job.guild_id
+    meter = Meter("map")
     try:
-        mapped = _map_chunk(services, job_id, chunk, plan)
+        mapped = _map_chunk(services, job_id, chunk, plan, meter)
     except UNAVAILABLE as exc:
         _release(services, chunk_id)
+        record_spent(services, meter, job_id=job_id, guild_id=guild_id)
         if llm.settings.degraded_allowed(guild_id):
             claim_degraded(services, job_id, exc.user_message)
             return
         raise as_failure(exc) from None
+    except UNUSABLE as exc:
+        _release(services, chunk_id)
+        record_spent(services, meter, job_id=job_id, guild_id=guild_id)
+        if llm.settings.degraded_allowed(guild_id):
+            claim_degraded(services, job_id, unusable_reason(exc))
+            return
+        raise unusable_failure(exc) from None
     except BaseException:
         _release(services, chunk_id)
+        record_spent(services, meter, job_id=job_id, guild_id=guild_id)
         raise
     if mapped is None:
         restart(services, plan, "the chunks of this job expired before they were mapped")

@@ -24,11 +24,14 @@ The reduce step merges notes (never raw text) level by level while they exceed
 citation against the lines the notes cite, and stores summary, deliveries and usage together.
 
 Failure policy: transient errors retry the task (the task decorator); a context overflow
-re-chunks; when the LLM is unavailable (circuit open, quota exhausted) a job whose guild opted
-in is summarized offline, flagged ``degraded`` (the reduce claim is taken in ``degraded`` mode,
-so the two paths exclude each other); a job over its guild's monthly budget fails with the
-reason, or is summarized offline when ``over_budget`` is ``degrade``. The recovery sweep
-re-enqueues ``summarybot.summarize`` for a stalled job, which re-drives what is missing
+re-chunks; when the LLM is unavailable (circuit open, quota exhausted) or gives no usable
+answer on any rung of the structured-output ladder (:data:`UNUSABLE`), a job whose guild opted
+in is summarized offline, flagged ``degraded`` with the reason (the reduce claim is taken in
+``degraded`` mode, so the two paths exclude each other), and any other job fails with a message
+naming the cause and the fix; a job over its guild's monthly budget fails with the
+reason, or is summarized offline when ``over_budget`` is ``degrade``. Every call a step made
+is written to the usage ledger, also when the step fails (:func:`record_spent`). The recovery
+sweep re-enqueues ``summarybot.summarize`` for a stalled job, which re-drives what is missing
 (:func:`redrive`).
 """
 
@@ -55,11 +58,14 @@ from schema.models.chunks import (
 from schema.models.jobs import Job
 from schema.models.tenancy import ALL_GUILDS, GuildSettings, UserOptOut
 from schema.models.usage import UsageLedger
-from shared.errors import ConfigError, InvalidInputError
+from shared.errors import ConfigError, InvalidInputError, PermanentError
 from shared.jobs import SUMMARIZE, JobParams
 from shared.llm.breaker import CircuitOpenError
-from shared.llm.client import BILLING_CODES, QuotaExceededError
+from shared.llm.client import BILLING_CODES, InvalidOutputError, QuotaExceededError
+from shared.llm.ladder import unusable_detail
+from shared.llm.models import Meter
 from shared.pipeline import state
+from shared.pipeline.finish import record_usage
 from shared.pipeline.services import Services
 from shared.summarize.content import SummaryContent
 from shared.summarize.llm import prompts
@@ -76,6 +82,7 @@ __all__ = [
     "QUOTA_MESSAGE",
     "REDUCE",
     "UNAVAILABLE",
+    "UNUSABLE",
     "as_failure",
     "claim_degraded",
     "claim_reduce",
@@ -84,10 +91,13 @@ __all__ = [
     "ledger_rows",
     "llm_of",
     "purge_finished_chunks",
+    "record_spent",
     "redrive",
     "report_progress",
     "reset",
     "restart",
+    "unusable_failure",
+    "unusable_reason",
     "with_window",
 ]
 
@@ -101,6 +111,37 @@ UNAVAILABLE = (CircuitOpenError, QuotaExceededError)
 QUOTA_MESSAGE = (
     "The LLM account is out of quota or credit; an operator must check its plan and billing."
 )
+
+
+#: Errors that mean "this LLM gives no usable answer" (also a degraded fallback trigger).
+UNUSABLE = (InvalidOutputError,)
+
+
+def unusable_reason(exc: InvalidOutputError) -> str:
+    """Why the LLM's summary could not be used, rung by rung (the degraded reason)."""
+    detail = unusable_detail(exc.outcomes) if exc.outcomes else "; ".join(exc.problems[:3])
+    return f"the LLM gave no usable summary in any output format ({detail})"
+
+
+def unusable_failure(exc: InvalidOutputError) -> PermanentError:
+    """The job's failure when the degraded fallback is off: the cause, then the fix."""
+    reason = unusable_reason(exc)
+    return PermanentError(
+        str(exc),
+        user_message=reason[:1].upper()
+        + reason[1:]
+        + ". An operator can set LLM_DEGRADED_FALLBACK=true to get an offline summary "
+        "instead, or configure a model that follows formatting instructions (LLM_MODEL).",
+    )
+
+
+def record_spent(
+    services: Services, meter: Meter, *, job_id: uuid.UUID, guild_id: str | None
+) -> None:
+    """Write every call ``meter`` holds to the usage ledger (a step that failed after them)."""
+    record_usage(
+        services, ledger_rows(meter.charges, job_id=job_id, guild_id=guild_id, services=services)
+    )
 
 
 def as_failure(exc: CircuitOpenError | QuotaExceededError) -> Exception:
@@ -188,6 +229,7 @@ def report_progress(report: ValidationReport, **extra: Any) -> dict[str, Any]:
             "citations_kept": report.citations_kept,
             "citations_dropped": report.citations_dropped,
             "citations_repaired": report.citations_repaired,
+            "inline_aliases_removed": report.aliases_removed,
             "unsupported_facts": len(report.problems),
         }
     }

@@ -29,6 +29,7 @@ from schema.models.jobs import Job, JobStatus
 from shared.domain.messages import ChannelInfo
 from shared.jobs import JobParams, parse_params
 from shared.llm.client import ContextLengthError
+from shared.llm.models import Meter
 from shared.llm.tokens import count_tokens
 from shared.pipeline import state
 from shared.pipeline.finish import (
@@ -41,6 +42,7 @@ from shared.pipeline.finish import (
 from shared.pipeline.llm.mapreduce import (
     REDUCE,
     UNAVAILABLE,
+    UNUSABLE,
     as_failure,
     cleanup,
     job_options,
@@ -48,6 +50,8 @@ from shared.pipeline.llm.mapreduce import (
     llm_of,
     report_progress,
     restart,
+    unusable_failure,
+    unusable_reason,
     with_window,
 )
 from shared.pipeline.services import Services
@@ -98,7 +102,7 @@ class _Reducer:
         self.job_id = job_id
         self.transcript = transcript
         self.channel = channel
-        self.calls: list[CallRecord] = []
+        self.meter = Meter("reduce")
         self.report = ValidationReport()
         self.merges = 0
         # Merges are cached, so a long reduce can stop and go on in a new task well before
@@ -109,6 +113,11 @@ class _Reducer:
             if settings.notes_cache_days > 0
             else None
         )
+
+    @property
+    def calls(self) -> tuple[CallRecord, ...]:
+        """Every call this reduce step made, failed ones the server charged for included."""
+        return self.meter.charges
 
     def _alive(self) -> None:
         if not state.heartbeat(
@@ -145,13 +154,14 @@ class _Reducer:
         if self.merges and self.deadline is not None and time.monotonic() > self.deadline:
             raise _Continue  # at least one new merge per task, so every task makes progress
         try:
-            result = self.llm.merge_notes(batch, transcript=self.transcript, channel=self.channel)
+            result = self.llm.merge_notes(
+                batch, transcript=self.transcript, channel=self.channel, meter=self.meter
+            )
         except ContextLengthError:
             if len(batch) < 2:
                 raise
             half = len(batch) // 2
             return self._merge(batch[:half]) + self._merge(batch[half:])
-        self.calls.extend(result.calls)
         self.report.merge(result.report)
         self.merges += 1
         if result.model in keys:
@@ -192,7 +202,11 @@ class _Reducer:
         while True:
             try:
                 result = self.llm.final(
-                    transcript=self.transcript, channel=self.channel, options=options, notes=notes
+                    transcript=self.transcript,
+                    channel=self.channel,
+                    options=options,
+                    notes=notes,
+                    meter=self.meter,
                 )
             except ContextLengthError:
                 if budget <= 500 or len(notes) < 2:
@@ -201,7 +215,6 @@ class _Reducer:
                 log.info("summarize.reduce_overflow", budget=budget)
                 notes = self.reduce(notes, budget)
                 continue
-            self.calls.extend(result.calls)
             return result.data, result.model
 
 
@@ -237,6 +250,19 @@ def _degrade_in_reduce(
         restart(services, plan, "the cached messages expired before the offline fallback")
         return
     summarize_offline(services, job, params, fetched, degraded=True, reason=reason)
+
+
+def _switch_to_degraded(
+    services: Services, job: Job, plan: SummaryPlan, params: JobParams, reason: str
+) -> None:
+    """The reduce claim becomes a degraded one, then the offline summary is written."""
+    with services.session_factory() as session, session.begin():
+        session.execute(
+            update(SummaryReduction)
+            .where(SummaryReduction.job_id == job.id)
+            .values(mode=ReduceMode.DEGRADED.value, reason=reason)
+        )
+    _degrade_in_reduce(services, job, plan, params, reason)
 
 
 def run_reduce(services: Services, job_id: uuid.UUID) -> None:
@@ -304,13 +330,16 @@ def run_reduce(services: Services, job_id: uuid.UUID) -> None:
         )
         if not llm.settings.degraded_allowed(guild_id):
             raise as_failure(exc) from None
-        with services.session_factory() as session, session.begin():
-            session.execute(
-                update(SummaryReduction)
-                .where(SummaryReduction.job_id == job_id)
-                .values(mode=ReduceMode.DEGRADED.value, reason=exc.user_message)
-            )
-        _degrade_in_reduce(services, job, plan, params, exc.user_message)
+        _switch_to_degraded(services, job, plan, params, exc.user_message)
+        return
+    except UNUSABLE as exc:
+        record_usage(
+            services,
+            ledger_rows(reducer.calls, job_id=job_id, guild_id=guild_id, services=services),
+        )
+        if not llm.settings.degraded_allowed(guild_id):
+            raise unusable_failure(exc) from None
+        _switch_to_degraded(services, job, plan, params, unusable_reason(exc))
         return
     except BaseException:
         record_usage(

@@ -29,6 +29,7 @@ from shared.cache import CachedFetch
 from shared.domain.messages import ChannelInfo
 from shared.jobs import JobParams
 from shared.llm.client import QuotaExceededError
+from shared.llm.models import Meter
 from shared.pipeline import state
 from shared.pipeline.finish import (
     after_persist,
@@ -46,13 +47,17 @@ from shared.pipeline.llm.mapreduce import (
     QUOTA_MESSAGE,
     REDUCE,
     UNAVAILABLE,
+    UNUSABLE,
     as_failure,
     claim_reduce,
     job_options,
     ledger_rows,
     llm_of,
+    record_spent,
     redrive,
     report_progress,
+    unusable_failure,
+    unusable_reason,
     with_window,
 )
 from shared.pipeline.services import Services
@@ -219,13 +224,25 @@ def _single(
     if not budget.allows(needed):
         _over_budget(services, job, params, fetched, budget.explain(needed))
         return
+    meter = Meter("single")
     try:
-        result = llm.final(transcript=transcript, channel=channel, options=options)
+        result = llm.final(transcript=transcript, channel=channel, options=options, meter=meter)
     except UNAVAILABLE as exc:
+        record_spent(services, meter, job_id=job.id, guild_id=guild_id)
         if not llm.settings.degraded_allowed(guild_id):
             raise as_failure(exc) from None
         summarize_offline(services, job, params, fetched, degraded=True, reason=exc.user_message)
         return
+    except UNUSABLE as exc:
+        record_spent(services, meter, job_id=job.id, guild_id=guild_id)
+        if not llm.settings.degraded_allowed(guild_id):
+            raise unusable_failure(exc) from None
+        reason = unusable_reason(exc)
+        summarize_offline(services, job, params, fetched, degraded=True, reason=reason)
+        return
+    except BaseException:
+        record_spent(services, meter, job_id=job.id, guild_id=guild_id)
+        raise
     content, report = to_summary_content(
         result.data,
         fmt=options.format,

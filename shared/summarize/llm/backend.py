@@ -17,6 +17,13 @@ Context overflow (the server's ``context_length_exceeded``, or the client's own 
 request larger than the whole tokens-per-minute limit are answered by splitting the chunk in
 two and mapping each half, recursively, instead of failing.
 
+Answers are read by :class:`~shared.summarize.llm.answers.SummaryReader`, so a server that
+lacks ``json_schema``, ignores ``response_format`` or only writes text still yields notes and
+summaries of the schema (the client's ladder steps down to plain text when it must).  Every
+call is charged to the step's :class:`~shared.llm.models.Meter` (one :class:`CallRecord` each,
+failed calls the server billed included), so the pipeline records what was spent even when a
+step fails.
+
 Notes travel between steps and jobs in *id form*: ``message_ids`` hold Discord message ids
 (:func:`notes_to_ids`), because aliases (``m17``) are local to one prompt.
 """
@@ -25,16 +32,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from shared.domain.messages import ChannelInfo
 from shared.llm.client import BILLING_CODES, ContextLengthError, LLMClient
-from shared.llm.models import Usage
+from shared.llm.models import Charge, Meter
 from shared.ratelimit.llm import RequestTooLargeError
 from shared.summarize.llm import prompts
+from shared.summarize.llm.answers import SummaryReader
 from shared.summarize.llm.notes_cache import NotesCache, ScratchStore
 from shared.summarize.llm.validate import ValidationReport, clean_notes
 from shared.summarize.transcript import Transcript, normalize_alias
@@ -166,7 +174,7 @@ def _repair_prompt(problems: Sequence[str]) -> str:
     lines.extend(f"- {p}" for p in problems[:20])
     lines.append(
         "Cite only aliases (such as m12) that appear in the input above. Reply again with the "
-        "complete corrected JSON object only."
+        "complete corrected answer."
     )
     return "\n".join(lines)
 
@@ -174,14 +182,8 @@ def _repair_prompt(problems: Sequence[str]) -> str:
 # -- results ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """One structured model call, for the usage ledger (``kind`` is a ``UsageKind`` value)."""
-
-    kind: str
-    model: str
-    usage: Usage
-    cost_usd: float
+#: One charged model call, for the usage ledger (``kind`` is a ``UsageKind`` value).
+CallRecord = Charge
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,6 @@ class FinalResult:
 @dataclass
 class _Structured:
     data: dict[str, Any]
-    calls: list[CallRecord] = field(default_factory=list)
     model: str = ""
 
 
@@ -231,6 +232,7 @@ class LLMBackend:
         self.settings = client.settings
         self.notes = notes
         self.scratch = scratch
+        self.reader = SummaryReader()
 
     @property
     def model(self) -> str:
@@ -287,14 +289,19 @@ class LLMBackend:
         max_tokens: int,
         transcript: Transcript,
         allowed: Iterable[str] | None,
+        meter: Meter,
     ) -> _Structured:
         allowed_set = set(allowed) if allowed is not None else None
-        first = self.client.complete_json(messages, schema=schema, name=name, max_tokens=max_tokens)
-        result = _Structured(
-            data=first.data,
-            calls=[CallRecord(kind, first.model, first.usage, first.cost_usd)],
-            model=self._model_name(first.fallback),
+        meter.kind = kind
+        first = self.client.complete_json(
+            messages,
+            schema=schema,
+            name=name,
+            max_tokens=max_tokens,
+            reader=self.reader,
+            meter=meter,
         )
+        result = _Structured(data=first.data, model=self._model_name(first.fallback))
         problems = citation_problems(first.data, transcript=transcript, allowed=allowed_set)
         if not problems:
             return result
@@ -304,9 +311,19 @@ class LLMBackend:
             {"role": "assistant", "content": json.dumps(first.data, ensure_ascii=False)},
             {"role": "user", "content": _repair_prompt(problems)},
         ]
-        second = self.client.complete_json(repair, schema=schema, name=name, max_tokens=max_tokens)
+        meter.kind = "repair"
+        try:
+            second = self.client.complete_json(
+                repair,
+                schema=schema,
+                name=name,
+                max_tokens=max_tokens,
+                reader=self.reader,
+                meter=meter,
+            )
+        finally:
+            meter.kind = kind
         result.data = second.data
-        result.calls.append(CallRecord("repair", second.model, second.usage, second.cost_usd))
         result.model = self._model_name(second.fallback)
         return result
 
@@ -316,11 +333,15 @@ class LLMBackend:
         *,
         channel: ChannelInfo,
         aliases: Sequence[str] | None = None,
+        meter: Meter | None = None,
     ) -> NotesResult:
         """Notes of ``aliases`` (default: the whole transcript), citing only those aliases.
 
-        A chunk the model cannot take at once is split in two, recursively.
+        A chunk the model cannot take at once is split in two, recursively.  Every call is
+        charged to ``meter`` as well, so a caller can record them when this raises.
         """
+        meter = meter if meter is not None else Meter()
+        start = len(meter)
         selected = list(aliases) if aliases is not None else transcript.aliases
         if not selected:
             return NotesResult(empty_notes(), (), ValidationReport(), self.model)
@@ -333,30 +354,40 @@ class LLMBackend:
                 max_tokens=self.settings.map_output_tokens,
                 transcript=transcript,
                 allowed=selected,
+                meter=meter,
             )
         except (ContextLengthError, RequestTooLargeError) as exc:
             if len(selected) < 2:
                 raise
             half = len(selected) // 2
             log.info("llm.rechunk", lines=len(selected), reason=type(exc).__name__)
-            left = self.map_notes(transcript, channel=channel, aliases=selected[:half])
-            right = self.map_notes(transcript, channel=channel, aliases=selected[half:])
+            left = self.map_notes(transcript, channel=channel, aliases=selected[:half], meter=meter)
+            right = self.map_notes(
+                transcript, channel=channel, aliases=selected[half:], meter=meter
+            )
             report = ValidationReport()
             report.merge(left.report)
             report.merge(right.report)
             return NotesResult(
                 combine_notes([left.notes, right.notes]),
-                left.calls + right.calls,
+                meter.since(start),
                 report,
                 right.model,
             )
         notes, report = clean_notes(answer.data, transcript=transcript, allowed=selected)
-        return NotesResult(notes, tuple(answer.calls), report, answer.model)
+        return NotesResult(notes, meter.since(start), report, answer.model)
 
     def merge_notes(
-        self, batch: Sequence[Mapping[str, Any]], *, transcript: Transcript, channel: ChannelInfo
+        self,
+        batch: Sequence[Mapping[str, Any]],
+        *,
+        transcript: Transcript,
+        channel: ChannelInfo,
+        meter: Meter | None = None,
     ) -> NotesResult:
         """One notes object from several (each citing ``transcript``'s aliases)."""
+        meter = meter if meter is not None else Meter()
+        start = len(meter)
         allowed = [a for a in cited_values(list(batch)) if a in transcript]
         answer = self._structured(
             "reduce",
@@ -366,9 +397,10 @@ class LLMBackend:
             max_tokens=self.settings.max_output_tokens,
             transcript=transcript,
             allowed=allowed,
+            meter=meter,
         )
         notes, report = clean_notes(answer.data, transcript=transcript, allowed=allowed)
-        return NotesResult(notes, tuple(answer.calls), report, answer.model)
+        return NotesResult(notes, meter.since(start), report, answer.model)
 
     def final(
         self,
@@ -377,8 +409,11 @@ class LLMBackend:
         channel: ChannelInfo,
         options: prompts.PromptOptions,
         notes: Sequence[Mapping[str, Any]] | None = None,
+        meter: Meter | None = None,
     ) -> FinalResult:
         """The summary in ``options.format``: from ``notes``, or from the whole transcript."""
+        meter = meter if meter is not None else Meter()
+        start = len(meter)
         if notes is None:
             messages = prompts.final_messages(
                 channel=channel, options=options, transcript_text=transcript.render()
@@ -396,5 +431,6 @@ class LLMBackend:
             max_tokens=self.settings.max_output_tokens,
             transcript=transcript,
             allowed=allowed,
+            meter=meter,
         )
-        return FinalResult(answer.data, tuple(answer.calls), answer.model)
+        return FinalResult(answer.data, meter.since(start), answer.model)

@@ -11,7 +11,10 @@ were never said.  This module checks notes and summaries deterministically:
   messages it cites (else somewhere in the transcript); people named with ``@`` and action
   owners must be participants or mentioned users; text in backticks or double quotes must be a
   verbatim part of a cited message;
-* **owners/participants** — normalised to the transcript's spelling, or cleared.
+* **owners/participants** — normalised to the transcript's spelling, or cleared;
+* **inline aliases** — an alias written inside any text ("fixed [m22]", "see m3") becomes a
+  citation of its item when it names a message of the input, and is removed from the text
+  either way (:mod:`shared.summarize.llm.aliases`): no reader ever sees one.
 
 :func:`find_problems` lists what is wrong in the words a model understands, for the one repair
 round of :meth:`shared.llm.client.LLMClient.complete_json`; :func:`clean_notes` and
@@ -36,6 +39,7 @@ from shared.summarize.content import (
     SummaryFormat,
     Topic,
 )
+from shared.summarize.llm.aliases import extract_aliases, scrub_bare
 from shared.summarize.llm.prompts import FINAL_SECTIONS
 from shared.summarize.transcript import Transcript, normalize_alias
 
@@ -74,6 +78,7 @@ class ValidationReport:
     citations_repaired: int = 0
     owners_cleared: int = 0
     urls_removed: int = 0
+    aliases_removed: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -91,6 +96,7 @@ class ValidationReport:
         self.citations_repaired += other.citations_repaired
         self.owners_cleared += other.owners_cleared
         self.urls_removed += other.urls_removed
+        self.aliases_removed += other.aliases_removed
         self.problems.extend(other.problems)
 
 
@@ -132,6 +138,11 @@ class _Checker:
         if self.allowed is not None and alias not in self.allowed:
             return None, False
         return alias, repaired
+
+    def in_source(self, word: str) -> bool:
+        """True when ``word`` is a word of some message (so it is text, not an alias)."""
+        pattern = rf"(?<![\w.]){re.escape(word.casefold())}(?![\w])"
+        return re.search(pattern, self.source) is not None
 
     def cited_text(self, aliases: Sequence[str]) -> str:
         return "\n".join(_norm(self.transcript.line(a).source_text) for a in aliases)
@@ -229,19 +240,46 @@ def problem_checker(
     return check
 
 
+#: The text fields of an item of each section (the rest hold aliases).
+_TEXT_FIELDS: dict[str, tuple[str, ...]] = {
+    "topics": ("title", "summary"),
+    "action_items": ("task", "owner", "due"),
+}
+
+
 class _Cleaner:
     def __init__(self, checker: _Checker) -> None:
         self.checker = checker
         self.report = ValidationReport()
 
-    def aliases(self, item: Mapping[str, Any]) -> list[str]:
+    def inline(self, value: object) -> tuple[str, list[str]]:
+        """A text field without the aliases written in it, and those aliases (unchecked)."""
+        text = " ".join(str(value or "").split())
+        text, found = extract_aliases(text)
+        text, bare = scrub_bare(
+            text,
+            resolve=lambda alias: self.checker.resolve(alias)[0] is not None,
+            is_text=self.checker.in_source,
+        )
+        return text, [*found, *bare]
+
+    def aliases(self, item: Mapping[str, Any], inline: Sequence[str] = ()) -> list[str]:
+        """The item's valid citations: its ``message_ids``, then aliases from its text.
+
+        An alias in the text that names no message of the input is not a citation the model
+        made; it is counted as removed text, not as a dropped citation.
+        """
         out: list[str] = []
-        for value in _ids_of(item):
+        written = [(v, False) for v in _ids_of(item)] + [(v, True) for v in inline]
+        for value, in_text in written:
             alias, repaired = self.checker.resolve(value)
             if alias is None:
-                self.report.citations_dropped += 1
+                if in_text:
+                    self.report.aliases_removed += 1
+                else:
+                    self.report.citations_dropped += 1
                 continue
-            if repaired:
+            if repaired and not in_text:
                 self.report.citations_repaired += 1
             if alias not in out:
                 out.append(alias)
@@ -265,25 +303,32 @@ class _Cleaner:
         if not isinstance(item, Mapping):
             self.report.items_dropped += 1
             return None
-        aliases = self.aliases(item)
+        texts: dict[str, str] = {}
+        inline: list[str] = []
+        for name in _TEXT_FIELDS.get(section, ("text",)):
+            if item.get(name) is None and name in ("owner", "due"):
+                continue
+            texts[name], found = self.inline(item.get(name))
+            inline.extend(found)
+        aliases = self.aliases(item, inline)
         if not aliases:
             self.report.items_dropped += 1
             self.report.problems.append(f"{section}: dropped an item without valid citations")
             return None
         cleaned: dict[str, Any] = {"message_ids": aliases}
         if section == "topics":
-            cleaned["title"] = self.text(item.get("title"), aliases)
-            cleaned["summary"] = self.text(item.get("summary"), aliases)
+            cleaned["title"] = self.text(texts["title"], aliases)
+            cleaned["summary"] = self.text(texts["summary"], aliases)
         elif section == "action_items":
-            cleaned["task"] = self.text(item.get("task"), aliases)
-            owner = item.get("owner")
+            cleaned["task"] = self.text(texts["task"], aliases)
+            owner = texts.get("owner")
             cleaned["owner"] = self.checker.owner(owner)
             if owner and cleaned["owner"] is None:
                 self.report.owners_cleared += 1
-            due = item.get("due")
-            cleaned["due"] = str(due).strip() if isinstance(due, str) and due.strip() else None
+            due = texts.get("due")
+            cleaned["due"] = due.strip() if due and due.strip() else None
         else:
-            cleaned["text"] = self.text(item.get("text"), aliases)
+            cleaned["text"] = self.text(texts["text"], aliases)
             if section == "technical":
                 category = item.get("category")
                 cleaned["category"] = category if isinstance(category, str) else "problem"
@@ -311,7 +356,7 @@ class _Cleaner:
         for item in items if isinstance(items, list) else []:
             if not isinstance(item, Mapping):
                 continue
-            name = self.checker.owner(item.get("participant"))
+            name = self.checker.owner(self.inline(item.get("participant"))[0])
             if name is None:
                 self.report.problems.append(
                     f"contributions: dropped unknown participant {item.get('participant')!r}"
@@ -361,7 +406,9 @@ def to_summary_content(
     subset = {k: v for k, v in data.items() if k in wanted}
     cleaned, report = clean_notes(subset, transcript=transcript)
     ids = transcript.alias_map
-    overview = " ".join(str(data.get("overview") or "").split())
+    # The overview cites nothing: aliases written in it are only removed.
+    overview, written = _Cleaner(_Checker(transcript, None)).inline(data.get("overview"))
+    report.aliases_removed += len(written)
     technical = [
         {**item, "text": f"{str(item['category']).capitalize()}: {item['text']}"}
         for item in cleaned["technical"]

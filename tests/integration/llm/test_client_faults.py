@@ -264,10 +264,17 @@ def test_structured_output_repairs_broken_json_once(
     assert result.usage.calls == 2
     repair_prompt = fake.requests_seen[-1]["messages"][-1]["content"]
     assert "not valid JSON" in repair_prompt
+    # Broken twice on the strict rung: the server does not enforce json_schema; step down.
     fake.inject("invalid_json", times=2)
+    stepped = client.complete_json(TRANSCRIPT, schema=SCHEMA, name="summary")
+    assert stepped.mode == "json_object" and stepped.calls == 3
+    # Broken on every rung: no usable answer, and the error says what each rung did.
+    fake.inject("invalid_json", times=6)
     with pytest.raises(llm.InvalidOutputError) as info:
-        client.complete_json(TRANSCRIPT, schema=SCHEMA, name="summary")
+        make_client().complete_json(TRANSCRIPT, schema=SCHEMA, name="summary")
     assert classify(info.value) is ErrorKind.PERMANENT
+    assert [o.mode for o in info.value.outcomes] == ["json_schema", "json_object", "text"]
+    assert "not valid JSON" in info.value.user_message
 
 
 def test_truncated_output_is_retried_with_more_room(

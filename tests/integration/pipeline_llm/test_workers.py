@@ -88,3 +88,26 @@ def test_two_worker_processes_share_the_map_steps(
     maps = [u for u in usage if u.kind == "map"]
     assert len(maps) == job.progress["chunks"] >= 6
     assert summary.prompt_tokens == sum(u.prompt_tokens for u in usage)
+
+
+def test_worker_processes_learn_a_missing_json_schema_once(
+    worker_env: dict[str, str], tmp_path: Path, fake: FakeOpenAIServer
+) -> None:
+    """A vLLM without json_schema whose model writes its own JSON: one 400 for both workers."""
+    fake.configure(supports_json_schema=False, dialect="vllm", answer_style="own_json")
+    where = channel(guild_id="1085131932217520185", channel_id="1191512658436472898")
+    export = write(
+        tmp_path / "export.json",
+        irc_messages(900, guild_id="1085131932217520185", channel_id=where.channel_id),
+        where,
+    )
+    with workers(worker_env, tmp_path, 2) as started:
+        result = cli("summarize", str(export), "--json", env=worker_env, timeout=240)
+        logs = [w.log.read_text() for w in started]
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["summary"]["backend"] == "openai" and not document["summary"]["degraded"]
+    assert document["summary"]["citations"]
+    assert all("summarybot.summarize.map" in log for log in logs), [len(x) for x in logs]
+    statuses = fake.stats()["statuses"]
+    assert statuses.get("400") == 1, statuses

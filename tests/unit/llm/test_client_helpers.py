@@ -150,6 +150,60 @@ def test_classify_status(
     assert classify(error) is kind
 
 
+VLLM_REJECTION = (
+    "[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input "
+    "should be 'text' or 'json_object'\", 'input': 'json_schema'}]"
+)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # vLLM >= 0.10.1 and before (top-level): param null, an integer code
+        {
+            "error": {
+                "message": VLLM_REJECTION,
+                "type": "BadRequestError",
+                "param": None,
+                "code": 400,
+            }
+        },
+        {
+            "object": "error",
+            "message": VLLM_REJECTION,
+            "type": "BadRequestError",
+            "param": None,
+            "code": 400,
+        },
+        # llama.cpp: no param at all
+        {
+            "error": {
+                "code": 400,
+                "message": 'response_format type must be one of "text" or "json_object", but got: json_schema',
+                "type": "invalid_request_error",
+            }
+        },
+        # LiteLLM proxy: "None" as a string
+        {
+            "error": {
+                "message": "litellm.UnsupportedParamsError: ollama does not support parameters: ['response_format']",
+                "type": "None",
+                "param": "None",
+                "code": "400",
+            }
+        },
+        # OpenAI itself, and servers that speak of their grammar engine
+        err(
+            "Invalid parameter: 'response_format' of type 'json_schema' is not supported",
+            param="response_format",
+        ),
+        {"error": "Input validation error: grammar is not supported by this model"},
+    ],
+)
+def test_a_rejected_output_format_steps_down_the_ladder(body: object) -> None:
+    assert type(llm.classify_status(400, body, {})).__name__ == "_UnsupportedFormat"
+
+
 def test_retry_after_comes_from_headers_then_message() -> None:
     limited = llm.classify_status(
         429, err("Please try again in 1.146s.", "tokens", "rate_limit_exceeded"), {}

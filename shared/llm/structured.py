@@ -1,0 +1,134 @@
+"""Structured output: the rungs of the ladder, and how an answer is read back into data.
+
+:meth:`shared.llm.client.LLMClient.complete_json` asks for JSON in the best mode a server keeps
+its promise in (see :mod:`shared.llm.capabilities`)::
+
+    json_schema (strict)  →  json_object + the schema in the prompt  →  text
+
+An :class:`AnswerReader` decides what each rung adds to the prompt and how an answer becomes
+data.  :class:`JsonReader`, the default, wants JSON on every rung (in the text rung, fenced or
+surrounded by prose).  Callers that know their domain can do better: the summarizer's reader
+(:mod:`shared.summarize.llm.answers`) asks for plain text with headings and bullets on the text
+rung, and maps JSON of another shape onto its schema.
+
+A :class:`Reading` says what shape the answer had, which is what the client learns from: a
+strict ``json_schema`` answer that is not JSON of the schema's shape means the server ignores
+``json_schema``; a JSON-mode answer that is not JSON means it ignores ``json_object``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from jsonschema import Draft202012Validator
+
+__all__ = [
+    "LADDER",
+    "AnswerReader",
+    "AnswerShape",
+    "JsonReader",
+    "Reading",
+    "StructuredMode",
+    "parse_json_text",
+    "schema_instruction",
+    "schema_problems",
+]
+
+StructuredMode = Literal["json_schema", "json_object", "text"]
+
+#: The rungs, best first.
+LADDER: tuple[StructuredMode, ...] = ("json_schema", "json_object", "text")
+
+#: How an answer was read: ``json`` as sent, ``coerced`` (JSON of another shape mapped onto the
+#: schema), ``prose`` (no JSON at all, read as text) or ``none`` (nothing could be read).
+AnswerShape = Literal["json", "coerced", "prose", "none"]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a reader made of one answer: data (or None), its shape, and problems it saw."""
+
+    data: dict[str, Any] | None
+    shape: AnswerShape
+    problems: list[str] = field(default_factory=list)
+
+
+class AnswerReader(Protocol):
+    """Prompts and parsing of one kind of structured answer."""
+
+    def instructions(self, mode: StructuredMode, schema: Mapping[str, Any]) -> str | None:
+        """A system message to add for ``mode`` (None: nothing; the request says enough)."""
+        ...
+
+    def read(self, text: str, schema: Mapping[str, Any]) -> Reading:
+        """The data of an answer; the client validates it against ``schema`` afterwards."""
+        ...
+
+
+def parse_json_text(text: str) -> Any:
+    """Parse a model's JSON answer, tolerating code fences, prose around it, trailing commas."""
+    stripped = text.strip()
+    fenced = re.search(r"```(?:json)?\s*\n?(.*?)```", stripped, re.DOTALL)
+    if fenced:
+        stripped = fenced.group(1).strip()
+    try:
+        return json.loads(stripped)
+    except json.JSONDecodeError:
+        pass
+    start = stripped.find("{")
+    end = stripped.rfind("}")
+    if start == -1 or end <= start:
+        raise ValueError("the answer contains no JSON object")
+    candidate = stripped[start : end + 1]
+    try:
+        return json.loads(candidate)
+    except json.JSONDecodeError:
+        repaired = re.sub(r",\s*([}\]])", r"\1", candidate)
+        try:
+            return json.loads(repaired)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"the answer is not valid JSON ({exc.msg} at char {exc.pos})"
+            ) from None
+
+
+def schema_problems(validator: Draft202012Validator, data: Any) -> list[str]:
+    """At most 20 schema violations of ``data``, as ``path: message`` lines."""
+    problems = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
+        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+        problems.append(f"{where}: {error.message}")
+        if len(problems) >= 20:
+            break
+    return problems
+
+
+def schema_instruction(schema: Mapping[str, Any]) -> str:
+    """The system message that carries the schema when the server does not take it."""
+    return (
+        "Reply with one JSON object and nothing else. It must validate against this JSON "
+        "Schema:\n<schema>\n" + json.dumps(schema, separators=(",", ":")) + "\n</schema>"
+    )
+
+
+class JsonReader:
+    """JSON on every rung: the schema goes into the prompt where ``json_schema`` is not used."""
+
+    def instructions(self, mode: StructuredMode, schema: Mapping[str, Any]) -> str | None:
+        """Nothing for ``json_schema``; the schema in the prompt otherwise."""
+        return None if mode == "json_schema" else schema_instruction(schema)
+
+    def read(self, text: str, schema: Mapping[str, Any]) -> Reading:
+        """The JSON object of the answer, or the reason there is none."""
+        del schema  # validated by the client
+        try:
+            data = parse_json_text(text)
+        except ValueError as exc:
+            return Reading(None, "none", [str(exc)])
+        if not isinstance(data, dict):
+            return Reading(None, "none", ["the answer must be a JSON object"])
+        return Reading(data, "json")

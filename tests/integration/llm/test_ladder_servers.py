@@ -1,0 +1,261 @@
+"""The structured-output ladder against servers less faithful than OpenAI (the stricter fake).
+
+Each case is a server people run: vLLM, llama.cpp or a LiteLLM proxy without ``json_schema``
+(a 400 with ``param: null``), a server that ignores ``response_format``, one that rejects every
+format and whose model writes uncited prose.  What the client learns is shared through Redis.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from redis import Redis
+
+from shared.domain.messages import ChannelInfo
+from shared.errors import ErrorKind, classify
+from shared.llm.capabilities import RedisCapabilityStore, server_key
+from shared.llm.client import InvalidOutputError, LLMClient
+from shared.llm.config import LLMSettings
+from shared.llm.models import Meter
+from shared.summarize.content import SummaryFormat
+from shared.summarize.llm import prompts
+from shared.summarize.llm.answers import SummaryReader
+from tests.fakes.openai_server import FakeOpenAIServer
+
+pytestmark = pytest.mark.integration
+
+Make = Callable[..., LLMClient]
+SCHEMA = prompts.final_schema(SummaryFormat.STRUCTURED)
+ASK = prompts.final_messages(
+    channel=ChannelInfo(channel_id="1", channel_name="support"),
+    options=prompts.PromptOptions(format=SummaryFormat.STRUCTURED),
+    transcript_text="--- 2024-11-15 UTC ---\n[m1 14:03 bill] kernel 2.6.8.1 fails to build\n"
+    "[m2 14:04 bob ↩m1] install linux-headers-2.6.8.1 first\n[m3] then reboot\n"
+    "[m4 14:06 carol] we decided to document it in the wiki\n"
+    "[m5 14:07 dave] is arm64 affected too?",
+)
+ALIASES = {"m1", "m2", "m3", "m4", "m5"}
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Iterator[Redis]:  # type: ignore[type-arg]
+    client: Redis = Redis.from_url(redis_url)  # type: ignore[type-arg]
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def prefix(redis: Redis) -> Iterator[str]:  # type: ignore[type-arg]
+    value = f"sbtest:ladder:{uuid.uuid4().hex[:8]}"
+    yield value
+    for key in redis.scan_iter(f"{value}:*"):
+        redis.delete(key)
+
+
+def shared_client(
+    fake: FakeOpenAIServer, redis: Redis, prefix: str, **overrides: object
+) -> LLMClient:  # type: ignore[type-arg]
+    values: dict[str, object] = {
+        "base_url": fake.base_url,
+        "provider": "vllm",
+        "api_key": "sk-test",
+        "model": "gpt-4o-mini",
+        "request_timeout": 5.0,
+        "max_output_tokens": 800,
+    }
+    values.update(overrides)
+    return LLMClient.shared(LLMSettings(**values), redis, prefix=prefix)  # type: ignore[arg-type]
+
+
+def cited(data: dict[str, object]) -> set[str]:
+    found: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            ids = node.get("message_ids")
+            if isinstance(ids, list):
+                found.update(str(i) for i in ids)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(data)
+    return found
+
+
+def four_hundreds(fake: FakeOpenAIServer) -> int:
+    return int(fake.stats()["statuses"].get("400", 0))
+
+
+@pytest.mark.parametrize("dialect", ["vllm", "vllm-legacy", "llamacpp"])
+def test_without_json_schema_one_400_then_json_object_for_everyone(
+    dialect: str, fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    fake.configure(supports_json_schema=False, dialect=dialect, answer_style="own_json")
+    client = make_client(provider="vllm")
+    first = client.complete_json(ASK, schema=SCHEMA, name="summary", reader=SummaryReader())
+    assert first.mode == "json_object" and first.shape == "coerced"
+    assert first.calls == 1  # the 400 was not billed, the model's own JSON shape was read
+    assert cited(first.data) and cited(first.data) <= ALIASES
+    assert four_hundreds(fake) == 1
+    again = client.complete_json(ASK, schema=SCHEMA, name="summary", reader=SummaryReader())
+    assert again.mode == "json_object"
+    assert four_hundreds(fake) == 1  # learnt: no second 400
+    assert fake.requests_seen[0]["response_format"]["type"] == "json_schema"
+    assert fake.requests_seen[-1]["response_format"] == {"type": "json_object"}
+
+
+def test_a_second_client_sharing_redis_does_not_pay_the_400(
+    fake: FakeOpenAIServer,
+    redis: Redis,
+    prefix: str,  # type: ignore[type-arg]
+) -> None:
+    fake.configure(supports_json_schema=False, dialect="vllm")
+    first = shared_client(fake, redis, prefix)
+    second = shared_client(fake, redis, prefix)  # another worker process, same Redis
+    try:
+        assert first.complete_json(ASK, schema=SCHEMA, name="summary").mode == "json_object"
+        assert four_hundreds(fake) == 1
+        assert second.complete_json(ASK, schema=SCHEMA, name="summary").mode == "json_object"
+        assert four_hundreds(fake) == 1
+        record = RedisCapabilityStore(redis, ttl=60, prefix=f"{prefix}:cap:llm").verdicts(
+            server_key(fake.base_url, "gpt-4o-mini")
+        )
+        assert record["json_schema"].verdict == "rejected"
+        assert "Input should be" in record["json_schema"].reason
+        assert record["json_object"].verdict == "ok"
+        assert redis.pttl(f"{prefix}:cap:llm:{server_key(fake.base_url, 'gpt-4o-mini')}") > 0
+    finally:
+        first.close()
+        second.close()
+
+
+def test_workers_starting_together_wait_for_one_probe(
+    fake: FakeOpenAIServer,
+    redis: Redis,
+    prefix: str,  # type: ignore[type-arg]
+) -> None:
+    fake.configure(supports_json_schema=False, dialect="llamacpp")
+    fake.config.latency_base = 0.3  # every call takes a while: the others arrive meanwhile
+    clients = [shared_client(fake, redis, prefix) for _ in range(4)]
+    barrier = threading.Barrier(len(clients))
+    modes: list[str] = []
+
+    def work(client: LLMClient) -> None:
+        barrier.wait()
+        modes.append(client.complete_json(ASK, schema=SCHEMA, name="summary").mode)
+
+    threads = [threading.Thread(target=work, args=(c,)) for c in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    for client in clients:
+        client.close()
+    assert modes == ["json_object"] * 4
+    assert four_hundreds(fake) == 1
+
+
+def test_an_upgraded_server_is_probed_again_after_the_ttl(
+    fake: FakeOpenAIServer,
+    redis: Redis,
+    prefix: str,  # type: ignore[type-arg]
+) -> None:
+    fake.configure(supports_json_schema=False, dialect="vllm")
+    settings = LLMSettings(
+        base_url=fake.base_url, provider="vllm", api_key="sk-test", request_timeout=5.0
+    )
+    store = RedisCapabilityStore(redis, ttl=0.5, prefix=f"{prefix}:cap:llm")
+    client = LLMClient.shared(settings, redis, prefix=prefix, capabilities=store)
+    try:
+        assert client.complete_json(ASK, schema=SCHEMA, name="summary").mode == "json_object"
+        fake.configure(supports_json_schema=True)  # the operator upgraded vLLM
+        assert client.complete_json(ASK, schema=SCHEMA, name="summary").mode == "json_object"
+        time.sleep(0.6)
+        assert client.complete_json(ASK, schema=SCHEMA, name="summary").mode == "json_schema"
+        assert four_hundreds(fake) == 1
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("style", ["own_json", "json_in_prose", "markdown"])
+def test_a_server_that_ignores_response_format(
+    style: str, fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    fake.configure(answer_style=style)
+    client = make_client(provider="ollama")
+    reader = SummaryReader()
+    result = client.complete_json(ASK, schema=SCHEMA, name="summary", reader=reader)
+    assert result.shape == ("prose" if style == "markdown" else "coerced")
+    assert result.calls == 1  # read as it came, no repair round
+    assert cited(result.data) and cited(result.data) <= ALIASES
+    # A strict json_schema answer of another shape: the server ignores json_schema.
+    verdicts = client.capabilities.verdicts(server_key(fake.base_url, "gpt-4o-mini"))
+    assert verdicts["json_schema"].verdict == "ignored"
+    client.complete_json(ASK, schema=SCHEMA, name="summary", reader=reader)
+    third = client.complete_json(ASK, schema=SCHEMA, name="summary", reader=reader)
+    expected = "text" if style == "markdown" else "json_object"
+    assert third.mode == expected  # a prose answer to JSON mode: text from then on
+    assert fake.stats()["statuses"] == {"200": 3}
+
+
+def test_every_rung_failing_says_what_each_did(fake: FakeOpenAIServer, make_client: Make) -> None:
+    fake.configure(
+        supports_json_schema=False,
+        supports_json_object=False,
+        dialect="litellm",
+        answer_style="uncited_prose",
+    )
+    meter = Meter("single")
+    with pytest.raises(InvalidOutputError) as info:
+        make_client(provider="litellm").complete_json(
+            ASK, schema=SCHEMA, name="summary", reader=SummaryReader(), meter=meter
+        )
+    error = info.value
+    assert classify(error) is ErrorKind.PERMANENT
+    assert [o.mode for o in error.outcomes] == ["json_schema", "json_object", "text"]
+    assert "rejected by the server" in str(error.outcomes[0])
+    assert "UnsupportedParamsError" in str(error.outcomes[1])
+    assert "no points" in str(error.outcomes[2])
+    # Two billed text calls (answer and repair), both on the meter; the 400s cost nothing.
+    assert [c.kind for c in meter.charges] == ["single", "repair"]
+    assert sum(c.usage.total_tokens for c in meter.charges) == fake.stats()["total_tokens"]
+
+
+def test_the_text_rung_of_a_faithful_model_gives_a_cited_answer(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    fake.configure(supports_json_schema=False, supports_json_object=False, dialect="litellm")
+    result = make_client(provider="litellm").complete_json(
+        ASK, schema=SCHEMA, name="summary", reader=SummaryReader()
+    )
+    assert result.mode == "text" and result.shape == "prose" and not result.repaired
+    assert cited(result.data) <= ALIASES and result.data["topics"] and result.data["key_points"]
+    assert "## key_points" in fake.requests_seen[-1]["messages"][-1]["content"]
+
+
+def test_server_usage_is_what_the_meter_records(fake: FakeOpenAIServer, make_client: Make) -> None:
+    fake.configure(usage_counting="chars4", charge_failures=True)
+    client = make_client()
+    meter = Meter("map")
+    fake.inject("server_error")
+    with pytest.raises(Exception, match="500"):
+        client.complete(ASK, max_tokens=200, meter=meter)
+    client.complete(ASK, max_tokens=200, meter=meter)
+    failed, ok = meter.charges
+    assert failed.failed and not ok.failed
+    body = fake.requests_seen[-1]
+    chars = sum(len(m["content"]) for m in body["messages"])
+    assert ok.usage.prompt_tokens == -(-chars // 4)  # the server's count, not ours
+    assert failed.usage.prompt_tokens == ok.usage.prompt_tokens
+    assert failed.usage.completion_tokens == 12 and failed.cost_usd > 0
+    stats = fake.stats()
+    assert stats["charged_failures"] == 1
+    assert sum(c.usage.prompt_tokens for c in meter.charges) == stats["prompt_tokens"]
+    assert sum(c.usage.completion_tokens for c in meter.charges) == stats["completion_tokens"]
