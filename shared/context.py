@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.crypto import SecretBox, deferred_secret_box
 from shared.db.engine import make_engine, make_sessionmaker
-from shared.delivery.config import load_delivery_settings
 from shared.discord.client import DiscordClient
 from shared.jobs import Enqueuer
 from shared.services.core import Core
@@ -65,7 +64,7 @@ class ProcessContext:
                 session_factory=self.session_factory,
                 enqueuer=self.enqueuer,
                 box=self.box,
-                egress=load_delivery_settings().egress_policy,
+                egress=self.settings.delivery.egress_policy,
                 directory=directory,
                 clock=self.clock,
                 max_messages=self.settings.max_messages,
@@ -102,8 +101,8 @@ def open_process_context(
         )
         closers.append(redis_client.close)
     discord = None
-    if with_discord and settings.discord_configured:
-        discord = build_discord_client(settings.discord_settings(), None, redis_client, registry)
+    if with_discord and settings.discord.configured:
+        discord = build_discord_client(settings.discord, None, redis_client, registry)
         closers.append(discord.close)
     return ProcessContext(
         settings=settings,

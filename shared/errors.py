@@ -30,6 +30,7 @@ __all__ = [
     "PermanentError",
     "PipelineError",
     "RateLimitedError",
+    "SettingsError",
     "TransientError",
     "classify",
 ]
@@ -91,6 +92,14 @@ class ConflictError(PermanentError):
 
 class ConfigError(PermanentError):
     """A setting is missing or invalid, or this deployment is not set up for the request."""
+
+
+class SettingsError(ConfigError):
+    """Settings failed validation; ``lines`` holds one line per bad variable."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
 
 
 class ErrorKind(StrEnum):

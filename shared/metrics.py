@@ -255,7 +255,7 @@ def clean_multiprocess_dir(*, keep_pids: Iterable[int] = ()) -> int:
 def start_worker_metrics_server(
     port: int,
     *,
-    addr: str = "0.0.0.0",  # noqa: S104 - scraped from inside the pod/network
+    addr: str = "127.0.0.1",
     redis_client: Any = None,
 ) -> tuple[WSGIServer, Thread]:
     """Serve ``/metrics`` of this worker (all its pool processes) on ``addr:port``.

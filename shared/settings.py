@@ -1,9 +1,14 @@
-"""One validated settings object for every process, read from the environment and ``.env``.
+"""The settings root: one validated object for every process, from the environment and ``.env``.
 
 Build it once at an entry point with :func:`load_settings` and pass it on; nothing reads the
-environment at import time.  Every invalid value is reported as one line naming the variable,
-what is wrong and how to fix it (:class:`SettingsError`), and secrets are ``SecretStr`` so they
-never reach a log or a traceback.
+environment at import time.  The root holds the core settings (database, Redis, data directory,
+logging, pipeline bounds, secret keys) and one group per concern, each a
+:class:`~shared.settings_group.SettingsGroup` read the same way: ``discord``
+(``DISCORD_*``), ``llm`` (``LLM_*``, ``OPENAI_API_KEY``), ``delivery`` (``WEBHOOK_*``,
+``DELIVERY_*``), ``bot`` (``BOT_*``), ``api`` (``API_*``) and ``metrics`` (``METRICS_*``).
+Every invalid value is reported as one line naming the variable, what is wrong and how to fix
+it (:class:`SettingsError`), and secrets are ``SecretStr`` so they never reach a log or a
+traceback.
 
 With nothing set, the embedded default applies: SQLite under ``SUMMARYBOT_DATA_DIR``, an
 in-process broker and worker, the offline extractive summarizer.
@@ -12,16 +17,34 @@ in-process broker and worker, the offline extractive summarizer.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.delivery.config import DeliverySettings
 from shared.discord.config import DiscordSettings
-from shared.errors import ConfigError
+from shared.errors import SettingsError
+from shared.llm.config import LLMSettings
+from shared.settings_group import SettingsGroup, drop_blank_values, split_list
 
-__all__ = ["Settings", "SettingsError", "load_settings"]
+__all__ = [
+    "ApiSettings",
+    "BotSettings",
+    "MetricsSettings",
+    "Settings",
+    "SettingsError",
+    "known_variables",
+    "load_settings",
+]
 
 _DB_SCHEMES = {"postgresql", "postgresql+psycopg", "postgres", "sqlite", "sqlite+pysqlite"}
 _REDIS_SCHEMES = {"redis", "rediss", "unix"}
@@ -43,17 +66,127 @@ _HINTS: dict[str, str] = {
     "MAX_TASK_RETRIES": "give a whole number between 0 and 50",
     "MAX_REDELIVERIES": "give a whole number between 1 and 100",
     "SECRET_KEYS": "give comma-separated Fernet keys, newest first",
-    "DISCORD_SETTINGS": "set DISCORD_TOKEN or DISCORD_TOKEN_FILE (not both); record/replay modes "
-    "need DISCORD_RECORDING_PATH",
 }
 
 
-class SettingsError(ConfigError):
-    """Raised by :func:`load_settings`; ``lines`` holds one line per bad variable."""
+class BotSettings(SettingsGroup):
+    """The ``bot`` group (``BOT_<FIELD>``): everything the bot process can be told besides its
+    token (``DISCORD_TOKEN``).
 
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__("\n".join(lines))
-        self.lines = lines
+    Sharding: leave ``shard_count``/``shard_ids`` unset and one process runs every shard Discord
+    recommends.  To split a large bot over processes, give every process the same
+    ``shard_count`` and its own ``shard_ids`` (e.g. ``0,1`` and ``2,3`` with ``shard_count`` 4).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="BOT_")
+
+    application_id: int | None = Field(
+        default=None,
+        ge=1,
+        description="the application's id; read from Discord at login when unset",
+    )
+    shard_count: int | None = Field(
+        default=None, ge=1, le=16_384, description="total shards of the bot (all processes)"
+    )
+    shard_ids: Annotated[list[int] | None, NoDecode] = Field(
+        default=None, description="the shards this process runs; needs shard_count"
+    )
+    sync_commands: bool = Field(
+        default=True, description="register the slash commands with Discord at start"
+    )
+    command_guild_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list,
+        description="register commands in these guilds only (instant, for testing)",
+    )
+
+    user_cooldown_seconds: float = Field(default=60.0, ge=0, le=86_400)
+    guild_cooldown_seconds: float = Field(default=5.0, ge=0, le=86_400)
+    user_daily_quota: int = Field(default=25, ge=0, le=100_000, description="0 = no limit")
+    guild_daily_quota: int = Field(default=500, ge=0, le=1_000_000, description="0 = no limit")
+
+    max_window_messages: int = Field(default=10_000, ge=1, le=1_000_000)
+    default_window_hours: int = Field(default=24, ge=1, le=168)
+    progress_interval_seconds: float = Field(default=3.0, gt=0, le=120)
+    #: Interaction tokens live 15 minutes; stop using one this long after the interaction.
+    interaction_token_seconds: float = Field(default=14 * 60, gt=0, le=15 * 60)
+    tokens_per_message: int = Field(
+        default=45, ge=1, le=10_000, description="average prompt tokens one message costs"
+    )
+    activity_ttl_hours: int = Field(default=8 * 24, ge=1, le=24 * 31)
+    redis_key_prefix: str = Field(default="sb:bot:", min_length=1, max_length=64)
+
+    @field_validator("shard_ids", "command_guild_ids", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return split_list(value)
+
+    @field_validator("shard_ids")
+    @classmethod
+    def _distinct(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("shard_ids is empty; list the shards this process runs, e.g. [0, 1]")
+        if len(set(value)) != len(value) or min(value) < 0:
+            raise ValueError("shard_ids must be distinct numbers from 0, e.g. [0, 1]")
+        return sorted(value)
+
+    @model_validator(mode="after")
+    def _shards(self) -> Self:
+        if self.shard_ids is not None:
+            if self.shard_count is None:
+                raise ValueError("shard_ids needs shard_count (the total over all bot processes)")
+            too_big = [s for s in self.shard_ids if s >= self.shard_count]
+            if too_big:
+                raise ValueError(
+                    f"shard ids {too_big} are not below shard_count {self.shard_count}; "
+                    "shards are numbered 0 to shard_count - 1"
+                )
+        return self
+
+
+class ApiSettings(SettingsGroup):
+    """The ``api`` group (``API_<FIELD>``): where and how ``summarybot api`` serves."""
+
+    model_config = SettingsConfigDict(env_prefix="API_")
+
+    host: str = Field(default="127.0.0.1", min_length=1, description="address to listen on")
+    port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(
+        default=1, ge=1, le=64, description="server processes sharing the port (see operations)"
+    )
+
+
+class MetricsSettings(SettingsGroup):
+    """The ``metrics`` group: where a worker or the bot serves Prometheus ``/metrics``.
+
+    Nothing is served unless ``METRICS_PORT`` is set (0 picks a free port); the API serves its
+    metrics on its own port.  ``PROMETHEUS_MULTIPROC_DIR`` (read by ``prometheus_client``
+    itself) collects prefork children's metrics.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="METRICS_")
+
+    port: int | None = Field(default=None, ge=0, le=65535, description="serve /metrics here")
+    host: str = Field(
+        default="127.0.0.1", min_length=1, description="address of /metrics (0.0.0.0: all)"
+    )
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+#: The groups of the root, each built by :func:`load_settings` from the same sources.
+GROUPS: dict[str, type[SettingsGroup]] = {
+    "discord": DiscordSettings,
+    "llm": LLMSettings,
+    "delivery": DeliverySettings,
+    "bot": BotSettings,
+    "api": ApiSettings,
+    "metrics": MetricsSettings,
+}
 
 
 class Settings(BaseSettings):
@@ -91,27 +224,29 @@ class Settings(BaseSettings):
         default_factory=list, description="Fernet keys for secrets at rest, newest first"
     )
 
-    openai_api_key: SecretStr | None = None
-    llm_base_url: str | None = None
-    discord_token: SecretStr | None = None
-    discord_token_file: Path | None = None
-    discord_api_base: str = "https://discord.com/api/v10"
-    discord_mode: Literal["live", "record", "replay"] = "live"
-    discord_recording_path: Path | None = None
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    bot: BotSettings = Field(default_factory=BotSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_blank_values(cls, data: Any) -> Any:
+        return drop_blank_values(data)
 
     @field_validator("secret_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
+        return split_list(value)
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("database_url", "redis_url", "llm_base_url", mode="before")
+    @field_validator("database_url", "redis_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -141,21 +276,6 @@ class Settings(BaseSettings):
         return value
 
     @property
-    def discord_configured(self) -> bool:
-        """True when the Discord adapter can be used (a token, or replaying a recording)."""
-        return bool(self.discord_token or self.discord_token_file or self.discord_mode == "replay")
-
-    def discord_settings(self) -> DiscordSettings:
-        """The Discord adapter's settings, from the ``DISCORD_*`` variables."""
-        return DiscordSettings(
-            token=self.discord_token,
-            token_file=self.discord_token_file,
-            api_base=self.discord_api_base,
-            mode=self.discord_mode,
-            recording_path=self.discord_recording_path,
-        )
-
-    @property
     def embedded(self) -> bool:
         """True when no Redis is configured: broker and worker run inside the process."""
         return self.redis_url is None
@@ -179,27 +299,42 @@ class Settings(BaseSettings):
         return self.redis_url
 
 
-def _env_name(loc: tuple[int | str, ...], title: str) -> str:
+def known_variables() -> list[str]:
+    """Every environment variable the settings root reads, core and groups."""
+    core = [_core_env_name((name,)) for name in Settings.model_fields if name not in GROUPS]
+    return sorted({*core, *(v for group in GROUPS.values() for v in group.variables())})
+
+
+def _core_env_name(loc: tuple[int | str, ...]) -> str:
     name = str(loc[0]) if loc else "setting"
-    if title == "DiscordSettings":
-        return "DISCORD_SETTINGS" if name == "setting" else f"DISCORD_{name.upper()}"
     return "SUMMARYBOT_DATA_DIR" if name == "data_dir" else name.upper()
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read and validate settings; raise :class:`SettingsError` with one line per problem.
+    """Read and validate every setting; raise :class:`SettingsError` with one line per problem.
 
-    ``overrides`` take precedence over the environment (tests and the CLI use them).
+    ``overrides`` take precedence over the environment (tests and the CLI use them): core fields
+    by name, groups as objects (``discord=DiscordSettings(token=...)``).  Every group is read even
+    when another fails, so one run reports every bad variable.
     """
+    lines: list[str] = []
+    for name, group in GROUPS.items():
+        if name in overrides:
+            continue
+        try:
+            overrides[name] = group.load()
+        except SettingsError as exc:
+            lines.extend(exc.lines)
+            # Defaults, unvalidated, so the core fields are still checked and reported.
+            overrides[name] = group.model_construct()
     try:
         settings = Settings(**overrides)
-        settings.discord_settings()
-        return settings
     except ValidationError as exc:
-        lines = []
         for error in exc.errors():
-            env = _env_name(error["loc"], exc.title)
+            env = _core_env_name(error["loc"])
             what = str(error["msg"]).removeprefix("Value error, ")
             hint = _HINTS.get(env)
             lines.append(f"{env}: {what}" + (f"; {hint}" if hint else ""))
-        raise SettingsError(lines) from None
+    if lines:
+        raise SettingsError(lines)
+    return settings

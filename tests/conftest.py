@@ -47,16 +47,11 @@ def require_service(name: str, host: str, port: int) -> None:
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """No test reads the developer's settings: service URLs and secrets are cleared."""
-    for name in (
-        "DATABASE_URL",
-        "REDIS_URL",
-        "OPENAI_API_KEY",
-        "LLM_BASE_URL",
-        "DISCORD_TOKEN",
-        "LOG_FORMAT",
-        "LOG_LEVEL",
-    ):
+    """No test reads the developer's settings: every variable the settings root knows is
+    cleared (and ``PROMETHEUS_MULTIPROC_DIR``, which ``prometheus_client`` reads itself)."""
+    from shared.settings import known_variables
+
+    for name in (*known_variables(), "PROMETHEUS_MULTIPROC_DIR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SUMMARYBOT_DATA_DIR", str(tmp_path_factory.mktemp("data")))
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))

@@ -1,33 +1,52 @@
-"""The Celery application: created bare at import, configured from settings at start.
+"""The worker's Celery application, made from the settings root by :func:`create_worker_app`.
 
-Task modules register on :data:`app` when imported; :func:`configure` applies ``celeryconfig``
-plus the broker and time bounds from the validated settings.  No connection is opened and no
-setting is read until an entry point calls :func:`configure`.
+Nothing here runs at import: no app exists, no task is registered and no signal is connected
+until an entry point (``summarybot worker``, the embedded mode, a test) calls
+:func:`create_worker_app`.  Each call makes a fresh app with its own tasks (``shared=False``, so
+no other app ever sees them), its own :class:`~workers.context.WorkerContext`, and its signal
+hooks; :meth:`WorkerApp.close` disconnects the hooks and closes what the context built.
+
+Producers never import this package: they publish by task name through
+:func:`shared.jobs.publisher_app`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
 from celery import Celery
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
 import celeryconfig
 from shared.settings import Settings
+from workers.context import WorkerContext, connect
 
-__all__ = ["TASK_MODULES", "app", "configure"]
-
-app = Celery("summarybot", set_as_current=False)
-
-TASK_MODULES = (
-    "workers.tasks.fetch",
-    "workers.tasks.summarize",
-    "workers.tasks.deliver",
-    "workers.tasks.maintenance",
-    "workers.tasks.delivery_sweep",
-    "workers.signals_metrics",
-)
+__all__ = ["WorkerApp", "create_worker_app"]
 
 
-def configure(settings: Settings) -> Celery:
-    """Apply ``celeryconfig`` and the settings to :data:`app`, import tasks, return the app."""
+@dataclass
+class WorkerApp:
+    """A configured worker app, the context its tasks read, and how to undo both."""
+
+    app: Celery
+    context: WorkerContext
+    disconnects: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def close(self) -> None:
+        """Disconnect this app's signal hooks and close the services its context built."""
+        while self.disconnects:
+            self.disconnects.pop()()
+        self.context.close()
+
+
+def create_worker_app(settings: Settings) -> WorkerApp:
+    """A Celery app configured from ``settings`` with every worker task registered."""
+    from workers import signals_metrics
+    from workers.tasks import deliver, fetch, maintenance, summarize
+
+    app = Celery("summarybot", set_as_current=False)
     app.config_from_object(celeryconfig)
     app.conf.update(
         broker_url=settings.broker_url,
@@ -46,7 +65,35 @@ def configure(settings: Settings) -> Celery:
     # retry from a worker thread would publish through Celery's unconfigured default app.
     app.set_default()
     app.set_current()
-    app.loader.import_default_modules()
-    for module in TASK_MODULES:
-        __import__(module)
-    return app
+    context = WorkerContext(settings, app)
+    for module in (fetch, summarize, deliver, maintenance):
+        module.register(app, context)
+    worker = WorkerApp(app, context)
+    _connect_process_hooks(worker)
+    signals_metrics.connect_metrics(worker.context, worker.disconnects)
+    return worker
+
+
+def _connect_process_hooks(worker: WorkerApp) -> None:
+    context = worker.context
+
+    def on_worker_init(sender: Any = None, **_: Any) -> None:
+        if not context.serving or getattr(sender, "app", None) is not context.app:
+            return
+        pool = getattr(sender, "pool_cls", None)
+        pool_name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
+        if not str(pool_name).endswith("prefork"):
+            context.build()
+
+    def on_process_init(**_: Any) -> None:
+        if context.serving:
+            context.forget_parent()
+            context.build()
+
+    def on_process_shutdown(**_: Any) -> None:
+        if context.serving:
+            context.close()
+
+    connect(worker_init, on_worker_init, worker.disconnects)
+    connect(worker_process_init, on_process_init, worker.disconnects)
+    connect(worker_process_shutdown, on_process_shutdown, worker.disconnects)

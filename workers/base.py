@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec
 
 import structlog
-from celery import Task
+from celery import Celery, Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from sqlalchemy import update
 
@@ -43,8 +43,7 @@ from shared.errors import (
 from shared.jobs import Step
 from shared.pipeline.deadletters import record_dead_letter
 from shared.pipeline.services import Services
-from workers import resources
-from workers.app import app
+from workers.context import WorkerContext
 
 __all__ = ["backoff_seconds", "pipeline_task"]
 
@@ -178,10 +177,16 @@ def _should_run(job: Job | None, runs_in: frozenset[JobStatus] | None) -> bool:
 
 
 def pipeline_task(
-    name: str, *, queue: str, runs_in: frozenset[JobStatus] | None = None
+    app: Celery,
+    context: WorkerContext,
+    name: str,
+    *,
+    queue: str,
+    runs_in: frozenset[JobStatus] | None = None,
 ) -> Callable[[StageFn], Task]:
-    """Register ``fn(services, job, *ids)`` as Celery task ``name`` on ``queue``.
+    """Register ``fn(services, job, *ids)`` as Celery task ``name`` on ``queue`` of ``app``.
 
+    ``services`` are ``context``'s.
     The task takes string ids only (JSON).  The stage runs only while the job is in one of the
     ``runs_in`` states (None: in any state, for tasks with a state of their own such as an
     outbox item); the steps it returns are published once it returns.  Every log line the task
@@ -190,9 +195,11 @@ def pipeline_task(
     """
 
     def decorate(fn: StageFn) -> Task:
-        @app.task(name=name, bind=True, queue=queue, acks_late=True)  # type: ignore[untyped-decorator]
+        # ``shared=False``: a shared task would also be registered, with this context, on every
+        # app made later in the process (tests, the embedded mode), running the wrong context.
+        @app.task(name=name, bind=True, queue=queue, acks_late=True, shared=False)  # type: ignore[untyped-decorator]
         def task(self: Task, job_id: str, *args: str) -> None:
-            services = resources.current()
+            services = context.services()
             job = uuid.UUID(job_id)
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(

@@ -27,7 +27,6 @@ from producers.api.resources import ApiOptions, ApiResources, utc_now
 from producers.api.routes import health, jobs, schedules, summaries, users, webhooks
 from shared.context import open_process_context
 from shared.crypto import SecretBox
-from shared.delivery.config import load_delivery_settings
 from shared.errors import ConfigError
 from shared.jobs import CeleryEnqueuer, Enqueuer, publisher_app
 from shared.services.core import Core
@@ -140,7 +139,7 @@ def create_app(
             session_factory=factory,
             enqueuer=queue,
             box=secrets,
-            egress=load_delivery_settings().egress_policy,
+            egress=settings.delivery.egress_policy,
             directory=channels,
             clock=clock,
             max_messages=settings.max_messages,

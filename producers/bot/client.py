@@ -27,10 +27,10 @@ from producers.bot.cogs.digests import DigestCog
 from producers.bot.cogs.reactions import ReactionCog
 from producers.bot.cogs.settings import OptOutCog, SettingsCog
 from producers.bot.cogs.summarize import SummarizeCog
-from producers.bot.config import BotSettings
 from producers.bot.feedback import FeedbackButton
 from producers.bot.runtime import BotRuntime
 from shared.metrics import start_worker_metrics_server
+from shared.settings import BotSettings
 
 __all__ = ["SummaryBot", "bot_intents"]
 
@@ -99,8 +99,9 @@ class SummaryBot(commands.AutoShardedBot):
         await self.add_cog(ReactionCog(self))
         self.add_dynamic_items(FeedbackButton)
         self._poller = asyncio.create_task(self.runtime.tracker.run(), name="progress-poller")
-        if self.bot_settings.metrics_port is not None:
-            self.metrics_server, _ = start_worker_metrics_server(self.bot_settings.metrics_port)
+        metrics = self.runtime.metrics
+        if metrics.port is not None:
+            self.metrics_server, _ = start_worker_metrics_server(metrics.port, addr=metrics.host)
         if self.bot_settings.sync_commands:
             await self.sync_commands()
 
@@ -137,5 +138,6 @@ class SummaryBot(commands.AutoShardedBot):
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
             self.metrics_server = None
-        await self.runtime.redis.close()
+        # types-redis predates redis 5, where aclose() replaced the deprecated close().
+        await self.runtime.redis.aclose()  # type: ignore[attr-defined]
         await super().close()

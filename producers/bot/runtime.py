@@ -18,7 +18,6 @@ from redis.asyncio import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from producers.bot.activity import ActivityCounter
-from producers.bot.config import BotSettings
 from producers.bot.directory import GatewayDirectory
 from producers.bot.estimates import CostLine, EtaModel, estimate_summary_cost, fit_eta
 from producers.bot.limits import RequestLimiter
@@ -28,6 +27,7 @@ from shared.crypto import SecretBox
 from shared.jobs import Enqueuer
 from shared.llm.models import ModelInfo
 from shared.services.core import Core
+from shared.settings import BotSettings, MetricsSettings
 
 __all__ = ["BotRuntime", "ConfigCache", "EtaCache", "HasRuntime", "build_runtime"]
 
@@ -115,6 +115,7 @@ class BotRuntime:
     llm_max_output_tokens: int = 2_000
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     directory: GatewayDirectory = field(default_factory=GatewayDirectory)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     def core(self) -> Core:
         """The use cases' view of the bot: its database, publisher, and gateway directory."""
@@ -162,6 +163,7 @@ def build_runtime(
     llm_model: ModelInfo | None = None,
     llm_max_output_tokens: int = 2_000,
     clock: Callable[[], datetime] | None = None,
+    metrics: MetricsSettings | None = None,
 ) -> BotRuntime:
     """Assemble the runtime from its parts (limits and intervals from ``bot_settings``)."""
     prefix = bot_settings.redis_key_prefix
@@ -193,6 +195,7 @@ def build_runtime(
         configs=ConfigCache(session_factory),
         eta=EtaCache(session_factory),
         box=box,
+        metrics=metrics or MetricsSettings(),
         llm_model=llm_model,
         llm_max_output_tokens=llm_max_output_tokens,
         clock=now,

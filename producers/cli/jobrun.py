@@ -284,16 +284,17 @@ def run_summary_job(settings: Settings, options: RunOptions) -> Job:
 def _start(settings: Settings, stack: ExitStack, *, discord: bool) -> Core:
     """What the job runs on: a worker thread here (embedded), or the shared broker."""
     if settings.embedded:
-        from workers import resources
-        from workers.app import configure
+        from workers.app import create_worker_app
+        from workers.context import build_services
         from workers.embedded import EmbeddedWorker
 
-        app = configure(settings)
-        services, engine = resources.build_services(settings, app)
-        stack.callback(engine.dispose)
+        worker = create_worker_app(settings)
+        stack.callback(worker.close)
+        services = build_services(settings, worker.app)
+        stack.callback(services.close)
         services.console = _Stdout()  # type: ignore[assignment]
-        resources.install(services)
-        stack.enter_context(EmbeddedWorker(app, concurrency=settings.embedded_concurrency))
+        worker.context.install(services)
+        stack.enter_context(EmbeddedWorker(worker.app, concurrency=settings.embedded_concurrency))
         return services.core()
     publisher = publisher_app(settings.broker_url, visibility_timeout=settings.visibility_timeout)
     stack.callback(publisher.close)

@@ -169,9 +169,17 @@ def worker(
             "REDIS_URL is not set: a separate worker needs Redis as its broker; set REDIS_URL "
             "(and DATABASE_URL) or use `summarybot summarize`, which runs its own worker"
         )
-    run_worker(
-        settings, queues=queues.split(","), concurrency=concurrency, pool=pool, hostname=hostname
-    )
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    try:
+        if "deliver" in names:
+            # Webhook secrets are sealed with SECRET_KEYS: a deliver worker without valid keys
+            # would fail every webhook job, so it does not start.
+            from shared.crypto import secret_box
+
+            secret_box(settings)
+        run_worker(settings, queues=names, concurrency=concurrency, pool=pool, hostname=hostname)
+    except ConfigError as exc:
+        _fail(exc.user_message)
 
 
 @cli.command()

@@ -2,33 +2,71 @@
 
 from __future__ import annotations
 
+import structlog
+
+from shared.errors import ConfigError
 from shared.jobs import publisher_app
 from shared.settings import Settings
 
-__all__ = ["run_beat", "run_flower", "run_worker"]
+__all__ = ["default_node_name", "run_beat", "run_flower", "run_worker"]
+
+log = structlog.get_logger(__name__)
+
+
+def default_node_name(queues: list[str]) -> str:
+    """A node name unique per queue set on a host (``fetch-summarize@%h``), so Flower lists
+    every worker of a machine instead of one ``celery@%h``."""
+    return f"{'-'.join(queues) or 'worker'}@%h"
 
 
 def run_worker(
     settings: Settings, *, queues: list[str], concurrency: int, pool: str, hostname: str | None
 ) -> None:
-    """Run a Celery worker on ``queues`` until it is stopped (SIGTERM: warm shutdown)."""
-    from workers import resources
-    from workers.app import configure
+    """Run a Celery worker on ``queues`` until it is stopped (SIGTERM: warm shutdown).
 
-    app = configure(settings)
-    resources.prepare(settings, app)
+    ``/metrics`` is served from this (main) process when ``METRICS_PORT`` is set; a port that
+    is taken raises :class:`ConfigError` before the worker starts.
+    """
+    from shared.metrics import clean_multiprocess_dir, start_worker_metrics_server
+    from workers.app import create_worker_app
+
+    names = [q.strip() for q in queues if q.strip()]
+    worker = create_worker_app(settings)
+    worker.context.serving = True
+    removed = clean_multiprocess_dir()
+    if removed:
+        log.info("metrics.stale_files_removed", files=removed)
+    server = None
+    if settings.metrics.port is not None:
+        import redis
+
+        client = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+        try:
+            server, _ = start_worker_metrics_server(
+                settings.metrics.port, addr=settings.metrics.host, redis_client=client
+            )
+        except OSError as exc:
+            raise ConfigError(
+                f"METRICS_PORT {settings.metrics.port} on {settings.metrics.host} cannot be "
+                f"served ({exc.strerror}); pick a free port, or unset METRICS_PORT"
+            ) from None
     argv = [
         "worker",
-        f"--queues={','.join(q.strip() for q in queues if q.strip())}",
+        f"--queues={','.join(names)}",
         f"--concurrency={concurrency}",
         f"--pool={pool}",
         "--events",
         f"--loglevel={settings.log_level}",
         "--without-mingle",
+        f"--hostname={hostname or default_node_name(names)}",
     ]
-    if hostname:
-        argv.append(f"--hostname={hostname}")
-    app.worker_main(argv)
+    try:
+        worker.app.worker_main(argv)
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        worker.close()
 
 
 def run_beat(settings: Settings) -> None:

@@ -1,27 +1,28 @@
 """Delivery settings: webhook retries, timeouts, payload cap, the SSRF allowlist, leases.
 
-Read from the environment (and ``.env``) by :func:`load_delivery_settings` at a process's start,
-never at import.  Each invalid value is reported as one line naming the variable, what is wrong
-and how to fix it (:class:`shared.settings.SettingsError`, exit code 2 in the CLI).
+The ``delivery`` group of the settings root, read like every group (:mod:`shared.settings_group`)
+at a process's start, never at import.  Each invalid value is reported as one line naming the
+variable, what is wrong and how to fix it (:class:`~shared.errors.SettingsError`, exit code 2
+in the CLI).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from shared.delivery.ssrf import EgressPolicy, UrlRefused
-from shared.settings import SettingsError
+from shared.settings_group import SettingsGroup, split_list
 
-__all__ = ["DEFAULT_RETRY_SCHEDULE", "DeliverySettings", "load_delivery_settings"]
+__all__ = ["DEFAULT_RETRY_SCHEDULE", "DeliverySettings"]
 
 #: Seconds to wait after each failed attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.  With
 #: the first attempt made immediately that is 8 attempts over about 27.6 hours.
 DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
 
-_HINTS: dict[str, str] = {
+_HINTS = {
     "WEBHOOK_ALLOWED_HOSTS": "give comma-separated host or host:port entries, e.g. "
     "hooks.internal:8080,127.0.0.1",
     "WEBHOOK_RETRY_SCHEDULE": "give comma-separated seconds, e.g. "
@@ -37,18 +38,10 @@ _HINTS: dict[str, str] = {
 }
 
 
-def _split(value: Any) -> Any:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
-
-
-class DeliverySettings(BaseSettings):
+class DeliverySettings(SettingsGroup):
     """Every delivery tunable; variable names are the upper-cased field names."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
-    )
+    hints = _HINTS
 
     webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -70,7 +63,7 @@ class DeliverySettings(BaseSettings):
     @field_validator("webhook_allowed_hosts", "webhook_retry_schedule", mode="before")
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
-        return _split(value)
+        return split_list(value)
 
     @field_validator("webhook_allowed_hosts")
     @classmethod
@@ -97,17 +90,3 @@ class DeliverySettings(BaseSettings):
     def egress_policy(self) -> EgressPolicy:
         """The SSRF guard's policy built from ``WEBHOOK_ALLOWED_HOSTS``."""
         return EgressPolicy.from_entries(self.webhook_allowed_hosts)
-
-
-def load_delivery_settings(**overrides: Any) -> DeliverySettings:
-    """Read and validate; raise :class:`SettingsError` with one line per bad variable."""
-    try:
-        return DeliverySettings(**overrides)
-    except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            env = str(error["loc"][0]).upper() if error["loc"] else "setting"
-            what = str(error["msg"]).removeprefix("Value error, ")
-            hint = _HINTS.get(env)
-            lines.append(f"{env}: {what}" + (f"; {hint}" if hint else ""))
-        raise SettingsError(lines) from None

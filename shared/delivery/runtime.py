@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shared.crypto import SecretBox, deferred_secret_box
-from shared.delivery.config import DeliverySettings, load_delivery_settings
+from shared.delivery.config import DeliverySettings
 from shared.delivery.http_sender import WebhookHttpClient
 from shared.discord.client import DiscordClient
 from shared.errors import ConfigError
@@ -47,7 +47,7 @@ class DeliveryRuntime:
             if self.discord_factory is None:
                 raise ConfigError(
                     "DISCORD_TOKEN is not set: Discord destinations need the bot token; "
-                    "set DISCORD_TOKEN for the deliver workers"
+                    "set DISCORD_TOKEN or DISCORD_TOKEN_FILE for the deliver workers"
                 )
             self._discord = self.discord_factory()
         return self._discord
@@ -71,12 +71,12 @@ def build_runtime(
     discord: DiscordClient | None = None,
     http: WebhookHttpClient | None = None,
 ) -> DeliveryRuntime:
-    """A runtime from the application settings (and ``DeliverySettings`` read from the env).
+    """A runtime from the application settings (``delivery`` overrides their delivery group).
 
     ``discord`` is the process's Discord client (None without Discord access): delivery uses
     the same one as the rest of the worker, with its shared limits and metrics.
     """
-    delivery = delivery or load_delivery_settings()
+    delivery = delivery or settings.delivery
     http = http or WebhookHttpClient(policy=delivery.egress_policy)
     return DeliveryRuntime(
         settings=delivery,

@@ -1,7 +1,7 @@
-"""Settings of the Discord adapter, as one pydantic model the application settings nest.
+"""Settings of the Discord adapter: the ``discord`` group of the settings root.
 
-Nothing here reads the environment: :class:`DiscordSettings` is filled by the application's
-settings object (or by tests) and handed to
+Every field is read from ``DISCORD_<FIELD>`` (``DISCORD_TOKEN``, ``DISCORD_TOKEN_FILE``,
+``DISCORD_API_BASE`` ...) like every other group (:mod:`shared.settings_group`), and handed to
 :func:`shared.discord.factory.build_discord_client`.  Every invalid value fails validation with
 a message that says what is wrong and how to fix it.
 """
@@ -12,21 +12,23 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from shared.discord.rest import DEFAULT_USER_AGENT
+from shared.settings_group import SettingsGroup
 
 __all__ = ["DiscordSettings"]
 
 
-class DiscordSettings(BaseModel):
+class DiscordSettings(SettingsGroup):
     """Everything the Discord adapter can be told.
 
     ``mode``: ``live`` talks to Discord; ``record`` also writes every exchange (redacted) to
     ``recording_path``; ``replay`` answers from that file without any network.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="DISCORD_")
 
     token: SecretStr | None = Field(default=None, description="bot token")
     token_file: Path | None = Field(
@@ -67,10 +69,22 @@ class DiscordSettings(BaseModel):
             )
         return value.rstrip("/")
 
+    @field_validator("token", "token_file", "recording_path", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def configured(self) -> bool:
+        """True when the adapter can be used (a token, or replaying a recording)."""
+        return bool(self.token or self.token_file or self.mode == "replay")
+
     @model_validator(mode="after")
     def _consistent(self) -> DiscordSettings:
         if self.token is not None and self.token_file is not None:
-            raise ValueError("set either token or token_file, not both")
+            raise ValueError("DISCORD_TOKEN and DISCORD_TOKEN_FILE are both set; keep one")
         if self.mode in ("record", "replay") and self.recording_path is None:
-            raise ValueError(f"mode {self.mode!r} needs recording_path (a .jsonl file)")
+            raise ValueError(
+                f"DISCORD_MODE {self.mode!r} needs DISCORD_RECORDING_PATH (a .jsonl file)"
+            )
         return self

@@ -67,7 +67,7 @@ class FileToken:
         except OSError as exc:
             raise ConfigError(
                 f"Discord token file {self.path} cannot be read ({exc.strerror}); "
-                "mount the secret there or set token instead of token_file"
+                "mount the secret there, or set DISCORD_TOKEN instead of DISCORD_TOKEN_FILE"
             ) from exc
         stamp = (stat.st_mtime_ns, stat.st_size)
         with self._lock:

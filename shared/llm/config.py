@@ -40,40 +40,51 @@ Kubernetes or Docker secret can be rotated without a restart), else from ``api_k
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
-from shared.settings import Settings, SettingsError
+from shared.settings_group import SettingsGroup, split_list
 
-__all__ = ["OPENAI_BASE_URL", "LLMSettings", "Provider", "env_name", "load_llm_settings"]
+__all__ = ["OPENAI_BASE_URL", "LLMSettings", "Provider"]
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 Provider = Literal["openai", "vllm", "ollama", "llamacpp", "litellm", "compatible"]
 
 
-class LLMSettings(BaseModel):
-    """Everything the LLM client reads; nested into the global settings as ``llm``."""
+class LLMSettings(SettingsGroup):
+    """Everything the LLM client reads: the ``llm`` group of the settings root.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Fields come from ``LLM_<FIELD>`` (``LLM_MODEL``, ``LLM_MAP_INPUT_TOKENS`` ...), except the
+    key (``OPENAI_API_KEY``) and the organisation and project (``OPENAI_ORG_ID``,
+    ``OPENAI_PROJECT_ID``).  ``LLM_MODELS`` is JSON (``{"llama3.1:8b": {"context_window":
+    131072, "max_output_tokens": 4096}}``), ``LLM_DEGRADED_FALLBACK_GUILDS`` comma-separated.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LLM_")
 
     base_url: str | None = Field(default=None, description="OpenAI-compatible /v1 endpoint")
     provider: Provider | None = Field(
         default=None, description="backend kind; guessed from base_url when unset"
     )
-    api_key: SecretStr | None = None
+    api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
     api_key_file: Path | None = Field(
         default=None, description="file holding the key; re-read when it changes"
     )
-    organization: str | None = Field(default=None, description="OpenAI-Organization header")
-    project: str | None = Field(default=None, description="OpenAI-Project header")
+    organization: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OPENAI_ORG_ID", "LLM_ORGANIZATION"),
+        description="OpenAI-Organization header",
+    )
+    project: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OPENAI_PROJECT_ID", "LLM_PROJECT"),
+        description="OpenAI-Project header",
+    )
 
     model: str = Field(default="gpt-4o-mini", min_length=1)
     fallback_model: str | None = Field(
@@ -152,7 +163,7 @@ class LLMSettings(BaseModel):
         default=False,
         description="summarize offline (flagged degraded) when the LLM is unavailable",
     )
-    degraded_fallback_guilds: frozenset[str] = Field(
+    degraded_fallback_guilds: Annotated[frozenset[str], NoDecode] = Field(
         default=frozenset(), description="guild ids opted in to the degraded fallback"
     )
     over_budget: Literal["fail", "degrade"] = Field(
@@ -160,7 +171,15 @@ class LLMSettings(BaseModel):
         description="a job over its guild's monthly token budget fails, or is summarized offline",
     )
 
-    @field_validator("base_url", "organization", "project", "fallback_model", mode="before")
+    @field_validator(
+        "base_url",
+        "api_key",
+        "api_key_file",
+        "organization",
+        "project",
+        "fallback_model",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -180,9 +199,13 @@ class LLMSettings(BaseModel):
     @field_validator("degraded_fallback_guilds", mode="before")
     @classmethod
     def _split_guilds(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return frozenset(part.strip() for part in value.split(",") if part.strip())
-        return value
+        value = split_list(value)
+        return frozenset(value) if isinstance(value, list) else value
+
+    @property
+    def configured(self) -> bool:
+        """True when an LLM endpoint is set up (a key, a key file or a base URL)."""
+        return bool(self.api_key or self.api_key_file or self.base_url)
 
     def degraded_allowed(self, guild_id: str | None) -> bool:
         """True when a job of ``guild_id`` may fall back to the offline summarizer."""
@@ -221,81 +244,3 @@ class LLMSettings(BaseModel):
         """Identity of one rate limit and breaker: endpoint, organisation, project, model."""
         host = urlsplit(self.effective_base_url).netloc
         return f"{host}|{self.organization or '-'}|{self.project or '-'}|{model}"
-
-
-# -- loading from the environment ----------------------------------------------------------------
-
-#: Fields read from variables other than ``LLM_<FIELD>`` (OpenAI's own names come first).
-_ENV_ALIASES: dict[str, tuple[str, ...]] = {
-    "organization": ("OPENAI_ORG_ID", "LLM_ORGANIZATION"),
-    "project": ("OPENAI_PROJECT_ID", "LLM_PROJECT"),
-}
-#: Fields the global settings own (``OPENAI_API_KEY``, ``LLM_BASE_URL``).
-_FROM_GLOBAL = ("api_key", "base_url")
-_JSON_FIELDS = ("models",)
-
-
-def env_name(field: str) -> str:
-    """The variable that sets ``field`` (``map_input_tokens`` → ``LLM_MAP_INPUT_TOKENS``)."""
-    if field == "api_key":
-        return "OPENAI_API_KEY"
-    if field == "base_url":
-        return "LLM_BASE_URL"
-    return _ENV_ALIASES.get(field, (f"LLM_{field.upper()}",))[0]
-
-
-def load_llm_settings(
-    settings: Settings,
-    *,
-    environ: Mapping[str, str] | None = None,
-    env_file: Path | None = Path(".env"),
-) -> LLMSettings | None:
-    """The LLM settings of this deployment, or None when no LLM is configured.
-
-    An LLM is configured by ``OPENAI_API_KEY``, ``LLM_BASE_URL`` (both read by the global
-    settings) or ``LLM_API_KEY_FILE``; every other field comes from ``LLM_<FIELD>``
-    (``LLM_MODEL``, ``LLM_FALLBACK_MODEL``, ``LLM_MAP_INPUT_TOKENS`` ...), the organisation and
-    project from ``OPENAI_ORG_ID``/``OPENAI_PROJECT_ID``.  ``LLM_MODELS`` is JSON
-    (``{"llama3.1:8b": {"context_window": 131072, "max_output_tokens": 4096}}``) and
-    ``LLM_DEGRADED_FALLBACK_GUILDS`` a comma-separated list.  Problems raise
-    :class:`~shared.settings.SettingsError` with one line per variable.
-    """
-    values: dict[str, str] = {}
-    if env_file is not None and env_file.is_file():
-        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-    values.update(os.environ if environ is None else environ)
-    upper = {key.upper(): value for key, value in values.items()}
-    fields: dict[str, Any] = {}
-    if settings.openai_api_key is not None and settings.openai_api_key.get_secret_value().strip():
-        fields["api_key"] = settings.openai_api_key
-    if settings.llm_base_url:
-        fields["base_url"] = settings.llm_base_url
-    problems: list[str] = []
-    for field in LLMSettings.model_fields:
-        if field in _FROM_GLOBAL:
-            continue
-        names = _ENV_ALIASES.get(field, (f"LLM_{field.upper()}",))
-        raw = next((upper[n] for n in names if upper.get(n, "").strip()), None)
-        if raw is None:
-            continue
-        if field in _JSON_FIELDS:
-            try:
-                fields[field] = json.loads(raw)
-            except ValueError as exc:
-                problems.append(f"{names[0]}: not valid JSON ({exc}); give a JSON object")
-                continue
-        else:
-            fields[field] = raw.strip()
-    if problems:
-        raise SettingsError(problems)
-    if not ({"api_key", "base_url", "api_key_file"} & fields.keys()):
-        return None
-    try:
-        return LLMSettings(**fields)
-    except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "llm"
-            what = str(error["msg"]).removeprefix("Value error, ")
-            lines.append(f"{env_name(field)}: {what}")
-        raise SettingsError(lines) from None

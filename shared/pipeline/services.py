@@ -1,8 +1,8 @@
 """What the pipeline stages need, built once per process and passed in.
 
-``workers.resources`` builds a :class:`Services` in each worker process (and the CLI builds one
-for the embedded worker thread); stage functions receive it explicitly and never build clients
-themselves.
+:mod:`workers.context` builds a :class:`Services` in each worker process (and for the embedded
+worker thread) on the process's :class:`~shared.context.ProcessContext`; stage functions receive
+it explicitly and never build clients themselves.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.cache import MessageCache
 from shared.crypto import deferred_secret_box
-from shared.delivery.config import load_delivery_settings
 from shared.delivery.runtime import DeliveryRuntime, build_runtime
 from shared.discord.client import DiscordClient
 from shared.domain.messages import ChannelInfo, ChatMessage
@@ -70,6 +69,7 @@ class Services:
     llm: LLMBackend | None = None
     discord: DiscordClient | None = None
     delivery: DeliveryRuntime | None = None
+    closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _core: Core | None = field(default=None, repr=False)
 
     def delivery_runtime(self) -> DeliveryRuntime:
@@ -85,9 +85,17 @@ class Services:
                 session_factory=self.session_factory,
                 enqueuer=self.enqueuer,
                 box=deferred_secret_box(self.settings),
-                egress=load_delivery_settings().egress_policy,
+                egress=self.settings.delivery.egress_policy,
                 directory=DiscordDirectory(self.discord) if self.discord is not None else None,
                 clock=self.clock,
                 max_messages=self.settings.max_messages,
             )
         return self._core
+
+    def close(self) -> None:
+        """Release what was built for these services (HTTP pools, clients, engine), newest
+        first; safe to call twice."""
+        if self.delivery is not None:
+            self.delivery.close()
+        while self.closers:
+            self.closers.pop()()

@@ -2,7 +2,9 @@
 
 Thread-safe (embedded workers publish from their threads).  ``fail_first`` makes the first
 publications fail like an unreachable broker; ``drop`` names tasks that are recorded but lost
-(a publish that never reached a worker); ``before`` is called with each task name first.
+(a publish that never reached a worker); ``duplicate`` names tasks delivered twice (at-least-once
+delivery); ``before`` is called with each task name first; ``target`` (another enqueuer) is
+given every publication that is not dropped.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ class RecordingEnqueuer:
         drop: Iterable[str] = (),
         before: Callable[[str], None] | None = None,
         target: object | None = None,
+        duplicate: Iterable[str] = (),
     ) -> None:
         self.sent: list[tuple[str, tuple[str, ...]]] = []
         self.dropped: list[tuple[str, tuple[str, ...]]] = []
         self.drop = set(drop)
+        self.duplicate = set(duplicate)
         self.before = before
         self._target = target
         self._fail = fail_first
@@ -46,7 +50,13 @@ class RecordingEnqueuer:
             self.sent.append((task_name, args))
         forward = getattr(self._target, "enqueue", None)
         if forward is not None:
-            forward(task_name, *args)
+            for _ in range(2 if task_name in self.duplicate else 1):
+                forward(task_name, *args)
+
+    def dropped_names(self) -> list[str]:
+        """The task names dropped so far, in order."""
+        with self._lock:
+            return [name for name, _ in self.dropped]
 
     def names(self) -> list[str]:
         """The task names published so far, in order."""

@@ -15,6 +15,7 @@ import pytest
 
 from schema.models.jobs import DeadLetter, Job, Summary
 from shared.db.migrate import upgrade
+from shared.discord.config import DiscordSettings
 from shared.errors import NotFoundError
 from shared.jobs import FETCH, DiscordChannelSource, JobParams
 from shared.pipeline.services import Services
@@ -26,9 +27,7 @@ from shared.summarize.content import SummaryContent
 from tests.fakes.discord_limits import FakeConfig, Fault, RouteLimit
 from tests.fakes.discord_server import FakeDiscordServer, World, seed_basic
 from tests.fakes.discord_state import DEFAULT_BOT_PERMISSIONS, VIEW_CHANNEL
-from workers import resources
-from workers.app import configure
-from workers.embedded import EmbeddedWorker
+from tests.support.workers import embedded_worker
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -59,19 +58,14 @@ def services(
     server, world = discord
     settings = load_settings(
         data_dir=tmp_path_factory.mktemp("dfetch"),
-        discord_token=world.token,
-        discord_api_base=server.api_base,
+        discord=DiscordSettings(token=world.token, api_base=server.api_base),
         redis_url=None,
         database_url=None,
     )
     upgrade(settings.effective_database_url)
-    app = configure(settings)
-    built, engine = resources.build_services(settings, app)
-    assert built.discord is not None
-    resources.install(built)
-    with EmbeddedWorker(app, concurrency=2):
+    with embedded_worker(settings) as (_, built):
+        assert built.discord is not None
         yield built
-    engine.dispose()
 
 
 def _run(services: Services, source: DiscordChannelSource) -> Job:

@@ -278,6 +278,7 @@ class _Run:
 def _services(url: str, redis_url: str, app: Celery, fakes: _Fakes) -> tuple[Services, Any]:
     """What this driver (the producer) uses: Postgres, the broker, and the fake Discord the
     guild boundary asks about each submitted channel."""
+    from shared.discord.config import DiscordSettings
     from shared.discord.factory import build_discord_client
     from shared.jobs import CeleryEnqueuer
 
@@ -286,8 +287,7 @@ def _services(url: str, redis_url: str, app: Celery, fakes: _Fakes) -> tuple[Ser
         redis_url=redis_url,
         stage_timeout_seconds=30,
         secret_keys=[Fernet.generate_key().decode()],
-        discord_token=fakes.world.token,
-        discord_api_base=fakes.discord.api_base,
+        discord=DiscordSettings(token=fakes.world.token, api_base=fakes.discord.api_base),
     )
     engine = make_engine(url)
     services = Services(
@@ -297,7 +297,7 @@ def _services(url: str, redis_url: str, app: Celery, fakes: _Fakes) -> tuple[Ser
         enqueuer=CeleryEnqueuer(app),
         summarizer=ExtractiveSummarizer(),
         console=sys.stderr,
-        discord=build_discord_client(settings.discord_settings(), None, None, None),
+        discord=build_discord_client(settings.discord, None, None, None),
     )
     return services, engine
 

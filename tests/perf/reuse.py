@@ -38,8 +38,7 @@ from shared.settings import load_settings
 from shared.summarize.content import SummaryFormat
 from tests.fakes.openai_server import FakeConfig, FakeOpenAIServer
 from tests.integration.pipeline_llm.harness import Harness, Run, channel, irc_messages
-from workers import resources
-from workers.app import configure
+from workers.app import create_worker_app
 from workers.embedded import EmbeddedWorker
 
 TARGET_RATIO = 0.35
@@ -85,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = load_settings(
                 database_url=db, redis_url=None, data_dir=Path(tmp) / "data", log_level="WARNING"
             )
-            app = configure(settings)
+            worker = create_worker_app(settings)
             engine = make_engine(db)
 
             def harness(name: str) -> Harness:
@@ -94,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                     session_factory=make_sessionmaker(engine),
                     redis=redis,
                     fake=fake,
-                    app=app,
+                    worker=worker,
                     tmp=Path(tmp),
                     prefix=f"{prefix}:{name}",
                     llm_settings=LLMSettings(
@@ -102,7 +101,6 @@ def main(argv: list[str] | None = None) -> int:
                     ),
                 )
                 harnesses.append(made)
-                resources.install(made.services)
                 return made
 
             where = channel(guild_id=GUILD, channel_id=CHANNEL_ID)
@@ -116,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             days = sorted({m.timestamp.date() for m in week})[: args.days]
             week = [m for m in week if m.timestamp.date() in days]
-            with EmbeddedWorker(app, concurrency=2):
+            with EmbeddedWorker(worker.app, concurrency=2):
                 shared_cache = harness("shared")
                 daily_tokens = 0
                 for day in days:
@@ -129,10 +127,10 @@ def main(argv: list[str] | None = None) -> int:
                 weekly = _checked(shared_cache.run(weekly_path), "weekly")
                 scratch = _checked(harness("scratch").run(weekly_path), "from-scratch weekly")
             engine.dispose()
+            worker.close()
     finally:
         for made in harnesses:
             made.close()
-        resources.install(None)  # type: ignore[arg-type]
         fake.stop()
         redis.close()
     assert weekly.plan is not None and scratch.plan is not None

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import SettingsError, load_settings
+from shared.settings import GROUPS, SettingsError, load_settings
 
 
 def test_defaults_are_the_embedded_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,8 +60,59 @@ def test_secrets_never_show_in_repr_or_errors(monkeypatch: pytest.MonkeyPatch) -
     settings = load_settings()
     text = repr(settings) + str(settings.model_dump())
     assert "verysecret" not in text and "discord-token-value" not in text
-    assert settings.openai_api_key is not None
-    assert settings.openai_api_key.get_secret_value() == "sk-verysecretvalue1234567890"
+    assert settings.llm.api_key is not None
+    assert settings.llm.api_key.get_secret_value() == "sk-verysecretvalue1234567890"
+
+
+#: One variable of every group: (group, variable, value in .env, field, value read).
+GROUP_SAMPLES = [
+    ("core", "VISIBILITY_TIMEOUT", "120", "visibility_timeout", 120),
+    (
+        "discord",
+        "DISCORD_API_BASE",
+        "http://127.0.0.1:9/api/v10/",
+        "api_base",
+        "http://127.0.0.1:9/api/v10",
+    ),
+    ("llm", "LLM_MAP_INPUT_TOKENS", "4000", "map_input_tokens", 4000),
+    ("delivery", "WEBHOOK_TIMEOUT", "7", "webhook_timeout", 7.0),
+    ("bot", "BOT_SYNC_COMMANDS", "false", "sync_commands", False),
+    ("api", "API_WORKERS", "3", "workers", 3),
+    ("metrics", "METRICS_PORT", "9109", "port", 9109),
+]
+
+
+@pytest.mark.parametrize(("group", "name", "raw", "field", "expected"), GROUP_SAMPLES)
+def test_every_group_reads_dotenv_and_the_environment_alike(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    group: str,
+    name: str,
+    raw: str,
+    field: str,
+    expected: object,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    def read() -> object:
+        settings = load_settings()
+        return getattr(settings if group == "core" else getattr(settings, group), field)
+
+    default = read()
+    (tmp_path / ".env").write_text(f"# a comment\n{name.lower()}={raw}\n")
+    assert read() == expected != default
+    (tmp_path / ".env").write_text(f"{name}=\n")  # blank is unset, in every group
+    assert read() == default
+    (tmp_path / ".env").write_text(f"{name}=not-a-valid-{name.lower()}!\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert info.value.lines[0].startswith(f"{name}: ")
+    monkeypatch.setenv(name, raw)  # the environment wins over .env
+    assert read() == expected
+
+
+def test_every_root_group_is_covered_by_the_samples() -> None:
+    assert {sample[0] for sample in GROUP_SAMPLES} == {"core", *GROUPS}
 
 
 def test_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,9 +7,11 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import task_postrun
 from sqlalchemy import select
 
 from schema.models.jobs import DeadLetter, Job, JobStatus
@@ -18,9 +20,9 @@ from shared.errors import InvalidInputError, RateLimitedError, TransientError
 from shared.jobs import ExportFileSource, JobParams, Step
 from shared.pipeline.services import Services
 from shared.settings import load_settings
-from workers import resources
-from workers.app import configure
+from workers.app import create_worker_app
 from workers.base import backoff_seconds, pipeline_task
+from workers.context import build_services
 from workers.embedded import EmbeddedWorker
 
 CALLS: Counter[str] = Counter()
@@ -65,14 +67,6 @@ def _always_slow(services: Services, job: Job) -> None:
     raise SoftTimeLimitExceeded()
 
 
-pipeline_task("test.transient_twice", queue="fetch")(_transient_twice)
-pipeline_task("test.always_transient", queue="fetch")(_always_transient)
-pipeline_task("test.permanent", queue="fetch")(_permanent)
-pipeline_task("test.bug", queue="fetch")(_bug)
-pipeline_task("test.slow_once", queue="fetch")(_slow_once)
-pipeline_task("test.always_slow", queue="fetch")(_always_slow)
-
-
 def _chained(services: Services, job: Job) -> list[Step]:
     CALLS["chained"] += 1
     return [Step("test.chained_next", (str(job.id),))]
@@ -86,11 +80,17 @@ def _queued_only(services: Services, job: Job) -> None:
     CALLS["queued_only"] += 1
 
 
-pipeline_task("test.chained", queue="fetch")(_chained)
-pipeline_task("test.chained_next", queue="fetch")(_chained_next)
-pipeline_task("test.queued_only", queue="fetch", runs_in=frozenset({JobStatus.QUEUED}))(
-    _queued_only
-)
+TEST_TASKS = [
+    ("test.transient_twice", _transient_twice, None),
+    ("test.always_transient", _always_transient, None),
+    ("test.permanent", _permanent, None),
+    ("test.bug", _bug, None),
+    ("test.slow_once", _slow_once, None),
+    ("test.always_slow", _always_slow, None),
+    ("test.chained", _chained, None),
+    ("test.chained_next", _chained_next, None),
+    ("test.queued_only", _queued_only, frozenset({JobStatus.QUEUED})),
+]
 
 
 @pytest.fixture(scope="module")
@@ -100,13 +100,15 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
         data_dir=data, visibility_timeout=20, max_task_retries=2, redis_url=None, database_url=None
     )
     upgrade(settings.effective_database_url)
-    app = configure(settings)
-    built, engine = resources.build_services(settings, app)
-    resources.install(built)
-    with EmbeddedWorker(app, concurrency=2):
+    worker = create_worker_app(settings)
+    for name, fn, runs_in in TEST_TASKS:
+        pipeline_task(worker.app, worker.context, name, queue="fetch", runs_in=runs_in)(fn)
+    built = build_services(settings, worker.app)
+    worker.context.install(built)
+    with EmbeddedWorker(worker.app, concurrency=2):
         yield built
-    resources.install(None)  # type: ignore[arg-type]
-    engine.dispose()
+    worker.close()
+    built.close()
 
 
 def _job(services: Services) -> uuid.UUID:
@@ -203,11 +205,21 @@ def test_a_stage_is_skipped_outside_the_states_it_runs_in(services: Services) ->
         assert row is not None
         row.status = "completed"
     before = CALLS["queued_only"]
-    services.enqueuer.enqueue("test.queued_only", str(job_id))
-    ready = _job(services)
-    services.enqueuer.enqueue("test.queued_only", str(ready))
-    deadline = time.monotonic() + 20
-    while CALLS["queued_only"] == before and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)  # the completed job's copy had every chance to run first
+    finished: list[str] = []
+
+    def count(task: Any = None, **_: Any) -> None:
+        if getattr(task, "name", None) == "test.queued_only":
+            finished.append(str(task.request.id))
+
+    task_postrun.connect(count, weak=False)
+    try:
+        services.enqueuer.enqueue("test.queued_only", str(job_id))
+        ready = _job(services)
+        services.enqueuer.enqueue("test.queued_only", str(ready))
+        deadline = time.monotonic() + 20
+        while len(finished) < 2 and time.monotonic() < deadline:  # both copies have run
+            time.sleep(0.02)
+    finally:
+        task_postrun.disconnect(count)
+    assert len(finished) == 2
     assert CALLS["queued_only"] == before + 1

@@ -1,7 +1,13 @@
 """Tasks of the ``deliver`` queue (an outbox item has a state of its own: any job state runs)."""
 
+from celery import Celery
+
 from shared.jobs import DELIVER
 from shared.pipeline.deliver import run_deliver
 from workers.base import pipeline_task
+from workers.context import WorkerContext
 
-deliver = pipeline_task(DELIVER, queue="deliver")(run_deliver)
+
+def register(app: Celery, context: WorkerContext) -> None:
+    """Register the deliver stage on ``app``."""
+    pipeline_task(app, context, DELIVER, queue="deliver")(run_deliver)

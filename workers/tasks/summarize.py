@@ -2,6 +2,8 @@
 
 import uuid
 
+from celery import Celery
+
 from schema.models.jobs import Job
 from shared.jobs import SUMMARIZE
 from shared.lifecycle import RUNS_IN
@@ -11,8 +13,7 @@ from shared.pipeline.llm.reduce_step import run_reduce
 from shared.pipeline.services import Services
 from shared.pipeline.summarize import run_summarize
 from workers.base import pipeline_task
-
-summarize = pipeline_task(SUMMARIZE, queue="summarize", runs_in=RUNS_IN[SUMMARIZE])(run_summarize)
+from workers.context import WorkerContext
 
 
 def _map(services: Services, job: Job, chunk_id: uuid.UUID) -> None:
@@ -23,5 +24,9 @@ def _reduce(services: Services, job: Job) -> None:
     run_reduce(services, job.id)
 
 
-summarize_map = pipeline_task(MAP_CHUNK, queue="summarize")(_map)
-summarize_reduce = pipeline_task(REDUCE, queue="summarize")(_reduce)
+def register(app: Celery, context: WorkerContext) -> None:
+    """Register the summarize stage and its LLM map and reduce steps on ``app``."""
+    runs_in = RUNS_IN[SUMMARIZE]
+    pipeline_task(app, context, SUMMARIZE, queue="summarize", runs_in=runs_in)(run_summarize)
+    pipeline_task(app, context, MAP_CHUNK, queue="summarize")(_map)
+    pipeline_task(app, context, REDUCE, queue="summarize")(_reduce)

@@ -3,6 +3,7 @@ and a throw-away migrated PostgreSQL database."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -21,7 +22,14 @@ from shared.db.migrate import upgrade
 from tests.conftest import PG_HOST, PG_PORT, PG_USER, REDIS_DB, REDIS_HOST, REDIS_PORT
 
 _LAUNCH = (
-    "import sys\n"
+    "import json, os, signal, sys\n"
+    # SIGUSR1 writes the names of every module this process has imported (tests and the
+    # start-up benchmark read it; the product has no such hook).
+    "def _report(*_):\n"
+    "    with open(os.environ['SUMMARYBOT_MODULES_REPORT'], 'w') as out:\n"
+    "        json.dump(sorted(sys.modules), out)\n"
+    "if os.environ.get('SUMMARYBOT_MODULES_REPORT'):\n"
+    "    signal.signal(signal.SIGUSR1, _report)\n"
     "from producers.cli.api_commands import run_api\n"
     "from shared.logging import configure_logging\n"
     "from shared.settings import load_settings\n"
@@ -50,6 +58,27 @@ class ApiServer:
         """The TCP port it listens on."""
         return int(self.url.rsplit(":", 1)[1])
 
+    def rss_mb(self) -> float:
+        """Resident memory of the server's main process, in MiB."""
+        for line in Path(f"/proc/{self.pgid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS line: the server process is gone")
+
+    def imported_modules(self, report: Path, timeout: float = 10) -> list[str]:
+        """Every module the main process has imported (started with
+        ``SUMMARYBOT_MODULES_REPORT`` = ``report`` in its environment)."""
+        report.unlink(missing_ok=True)
+        os.kill(self.pgid, signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                names: list[str] = json.loads(report.read_text())
+                return names
+            except (OSError, ValueError):
+                time.sleep(0.05)  # not written yet, or half written
+        raise TimeoutError("the server did not report its modules")
+
     def cpu_seconds(self) -> float:
         """User + system CPU time used so far by every process of the server."""
         ticks = os.sysconf("SC_CLK_TCK")
@@ -66,15 +95,21 @@ class ApiServer:
 
 @contextmanager
 def api_server(
-    env: dict[str, str], log: Path, *, workers: int = 1, timeout: float = 60
+    env: dict[str, str],
+    log: Path,
+    *,
+    workers: int = 1,
+    timeout: float = 60,
+    cwd: Path | None = None,
 ) -> Iterator[ApiServer]:
     """Start the API with ``env`` (DATABASE_URL, REDIS_URL, SECRET_KEYS) and ``workers``
-    server processes; yield it once it is ready."""
+    server processes; yield it once it is ready.  ``cwd``: run another checkout's code."""
     port = free_port()
     with log.open("wb") as handle:
         process = subprocess.Popen(
             [sys.executable, "-c", _LAUNCH, str(port), str(workers)],
             env=env,
+            cwd=cwd,
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -11,6 +11,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +24,7 @@ from shared.crypto import generate_key
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
 from shared.jobs import FETCH
-from tests.integration.api.server import api_server
+from tests.integration.api.server import ApiServer, api_server
 from tests.support.discord_tenants import DiscordTenants
 
 pytestmark = pytest.mark.integration
@@ -42,13 +43,13 @@ def tenant(discord_tenants: DiscordTenants) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def server(
+def api_process(
     migrated: str,
     redis_url: str,
     tmp_path_factory: pytest.TempPathFactory,
     discord_tenants: DiscordTenants,
     tenant: tuple[str, str],
-) -> Iterator[tuple[str, str]]:
+) -> Iterator[tuple[ApiServer, str, Path]]:
     engine = make_engine(migrated)
     _row, token = create_api_key(
         make_sessionmaker(engine),
@@ -68,9 +69,37 @@ def server(
         "LOG_LEVEL": "WARNING",
         "DISCORD_TOKEN": discord_tenants.token,
         "DISCORD_API_BASE": discord_tenants.server.api_base,
+        "SUMMARYBOT_MODULES_REPORT": str(tmp / "modules.json"),
     }
     with api_server(env, tmp / "api.log") as running:
-        yield running.url, token
+        yield running, token, tmp / "modules.json"
+
+
+@pytest.fixture(scope="module")
+def server(api_process: tuple[ApiServer, str, Path]) -> tuple[str, str]:
+    running, token, _ = api_process
+    return running.url, token
+
+
+#: What only workers need: the task modules, the LLM SDK and its tokenizer, the pipeline.
+WORKER_ONLY = ("workers", "openai", "tiktoken", "shared.pipeline", "shared.summarize.llm")
+
+
+def test_the_api_process_loads_no_worker_code(
+    api_process: tuple[ApiServer, str, Path], tenant: tuple[str, str]
+) -> None:
+    running, token, report = api_process
+    response = httpx.post(
+        f"{running.url}/v1/jobs",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"channel_id": tenant[1], "window": {"hours": 2}},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text  # the submit path is loaded too
+    modules = running.imported_modules(report)
+    assert "producers.api.app" in modules and "celery" in modules  # the report is real
+    loaded = [m for m in modules if any(m == w or m.startswith(w + ".") for w in WORKER_ONLY)]
+    assert loaded == []
 
 
 def _fetch_messages(client: redis.Redis[Any]) -> list[tuple[bytes, dict[str, Any], list[Any]]]:

@@ -25,12 +25,12 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from producers.bot.client import SummaryBot
-from producers.bot.config import BotSettings
 from producers.bot.runtime import BotRuntime, build_runtime
 from shared.crypto import SecretBox, generate_key
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.jobs import Enqueuer
 from shared.llm.models import ModelInfo
+from shared.settings import BotSettings, MetricsSettings
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.discord_server import FakeDiscordServer, World, seed_basic
 from tests.fakes.discord_state import (
@@ -308,6 +308,7 @@ async def running_bot(
     everyone: int = EVERYONE,
     server: FakeDiscordServer | None = None,
     secret_key: str | None = None,
+    metrics: MetricsSettings | None = None,
 ) -> AsyncIterator[BotHarness]:
     """A logged-in bot with the ``basic`` fake world in its cache (see module docstring)."""
     own_server = server is None
@@ -337,6 +338,7 @@ async def running_bot(
         box=SecretBox([secret_key or generate_key()]),
         llm_model=llm_model,
         clock=clock or (lambda: datetime.now(UTC)),
+        metrics=metrics,
     )
     bot = SummaryBot(runtime)
     harness = BotHarness(

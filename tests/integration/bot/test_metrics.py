@@ -7,6 +7,7 @@ import asyncio
 import httpx
 import pytest
 
+from shared.settings import MetricsSettings
 from tests.integration.bot.harness import running_bot
 from tests.integration.bot.test_summarize import option
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.integration
 def test_bot_metrics_endpoint_counts_summary_requests(database_url: str, redis_url: str) -> None:
     async def scenario() -> str:
         async with running_bot(
-            database_url=database_url, redis_url=redis_url, settings={"metrics_port": 0}
+            database_url=database_url, redis_url=redis_url, metrics=MetricsSettings(port=0)
         ) as h:
             await h.command(
                 "summarize",

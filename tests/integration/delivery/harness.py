@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import celeryconfig
 from schema.models.jobs import Delivery
-from shared.delivery.config import load_delivery_settings
+from shared.delivery.config import DeliverySettings
 from shared.jobs import DELIVER, CeleryEnqueuer
 from shared.settings import Settings, load_settings
 from tests.integration.processes import CLI
@@ -125,7 +125,7 @@ class Sweeper:
         self, settings: Settings, factory: sessionmaker[Session], app: Celery, interval: float
     ) -> None:
         self.services = make_services(settings, factory, enqueuer=CeleryEnqueuer(app))
-        self.delivery = load_delivery_settings(
+        self.delivery = DeliverySettings.load(
             delivery_redrive_grace_seconds=4, delivery_lease_seconds=6
         )
         self.interval = interval

@@ -39,7 +39,7 @@ from shared.sources.export_file import open_export
 pytestmark = pytest.mark.integration
 
 # The worker runs with the hooks the lead wires into workers.app; imported here explicitly.
-LAUNCHER = "import workers.signals_metrics\nfrom producers.cli.main import main\nmain()\n"
+LAUNCHER = "from producers.cli.main import main\nmain()\n"
 BOT_TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"
 OPENAI_KEY = "sk-proj-" + "Q" * 40
 WEBHOOK_URL = "https://discord.com/api/webhooks/123456789012345678/" + "w" * 68

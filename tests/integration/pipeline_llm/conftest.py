@@ -19,8 +19,7 @@ from shared.llm.config import LLMSettings
 from shared.settings import Settings, load_settings
 from tests.fakes.openai_server import FakeConfig, FakeOpenAIServer
 from tests.integration.pipeline_llm.harness import Harness
-from workers import resources
-from workers.app import configure
+from workers.app import WorkerApp, create_worker_app
 from workers.embedded import EmbeddedWorker
 
 API_KEY = "sk-test"
@@ -63,11 +62,11 @@ def app_settings(llm_db: str, tmp_path_factory: pytest.TempPathFactory) -> Setti
 
 
 @pytest.fixture(scope="module")
-def worker_app(app_settings: Settings) -> Iterator[Any]:
-    app = configure(app_settings)
-    with EmbeddedWorker(app, concurrency=2):
-        yield app
-    resources.install(None)  # type: ignore[arg-type]
+def worker_app(app_settings: Settings) -> Iterator[WorkerApp]:
+    worker = create_worker_app(app_settings)
+    with EmbeddedWorker(worker.app, concurrency=2):
+        yield worker
+    worker.close()
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +113,7 @@ def llm_settings(fake: FakeOpenAIServer, **overrides: Any) -> LLMSettings:
 def make_harness(
     app_settings: Settings,
     engine: Engine,
-    worker_app: Any,
+    worker_app: WorkerApp,
     fake: FakeOpenAIServer,
     redis_client: Redis,  # type: ignore[type-arg]
     tmp_path: Path,
@@ -127,12 +126,11 @@ def make_harness(
             session_factory=make_sessionmaker(engine),
             redis=redis_client,
             fake=fake,
-            app=worker_app,
+            worker=worker_app,
             tmp=tmp_path,
             prefix=f"sbtest:llmp:{uuid.uuid4().hex[:10]}",
             llm_settings=llm_settings(fake, **overrides),
         )
-        resources.install(harness.services)
         made.append(harness)
         return harness
 

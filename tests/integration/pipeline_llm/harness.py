@@ -39,6 +39,7 @@ from shared.summarize.llm.notes_cache import RedisNotesCache, RedisScratchStore
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.support.irc import read_irc_log, write_export
 from tests.support.jobs import settled
+from workers.app import WorkerApp
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "irc-dev"
 EXPORTED_AT = datetime(2030, 1, 1, tzinfo=UTC)
@@ -121,7 +122,7 @@ class Harness:
     session_factory: sessionmaker[Session]
     redis: Redis  # type: ignore[type-arg]
     fake: FakeOpenAIServer
-    app: Any
+    worker: WorkerApp
     tmp: Path
     prefix: str
     llm_settings: LLMSettings
@@ -133,7 +134,7 @@ class Harness:
             settings=self.settings,
             session_factory=self.session_factory,
             cache=RedisMessageCache(self.redis, ttl=3600, prefix=f"{self.prefix}:fetch"),
-            enqueuer=CeleryEnqueuer(self.app),
+            enqueuer=CeleryEnqueuer(self.worker.app),
             summarizer=ExtractiveSummarizer(),
             console=io.StringIO(),
             llm=LLMBackend(
@@ -142,6 +143,7 @@ class Harness:
                 scratch=RedisScratchStore(self.redis, ttl=3600, prefix=f"{self.prefix}:scratch"),
             ),
         )
+        self.worker.context.install(self.services)
 
     @property
     def llm(self) -> LLMBackend:

@@ -17,6 +17,7 @@ from schema.models.tenancy import GuildSettings
 from shared.domain.messages import ChatMessage
 from shared.pipeline.llm.mapreduce import MAP_CHUNK, purge_finished_chunks
 from shared.pipeline.recovery import requeue_stale_jobs
+from tests.fakes.enqueuer import RecordingEnqueuer
 from tests.integration.pipeline_llm.harness import Harness, channel, irc_messages
 
 pytestmark = pytest.mark.integration
@@ -112,19 +113,11 @@ def test_an_empty_window_is_summarized_offline(make_harness: Callable[..., Harne
 def test_a_lost_message_cache_is_fetched_again(make_harness: Callable[..., Harness]) -> None:
     harness = make_harness()
     inner = harness.services.enqueuer
-    held: list[tuple[str, ...]] = []
-
-    class Hold:
-        def enqueue(self, task_name: str, *args: str) -> None:
-            if task_name == MAP_CHUNK:
-                held.append(args)
-                return
-            inner.enqueue(task_name, *args)
-
-    harness.services.enqueuer = Hold()
+    hold = RecordingEnqueuer(target=inner, drop={MAP_CHUNK})
+    harness.services.enqueuer = hold
     job_id = harness.submit(_export(harness, "lost-cache", 400, _guild()))
     deadline = time.monotonic() + 30
-    while not held:
+    while not hold.dropped:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     for key in harness.keys("fetch:*") + harness.keys("scratch:*"):

@@ -8,8 +8,10 @@ from collections.abc import Callable
 import pytest
 
 from schema.models.chunks import SummaryReduction
+from shared.pipeline.llm.mapreduce import MAP_CHUNK
 from shared.summarize.content import SummaryFormat
 from shared.summarize.llm import prompts
+from tests.fakes.enqueuer import RecordingEnqueuer
 from tests.integration.pipeline_llm.harness import Harness, channel, irc_messages
 
 pytestmark = pytest.mark.integration
@@ -124,16 +126,10 @@ def test_one_reduce_even_when_every_map_task_is_delivered_twice(
 ) -> None:
     harness = make_harness()
 
-    class Twice:
-        def __init__(self, inner):  # type: ignore[no-untyped-def]
-            self.inner = inner
-
-        def enqueue(self, task_name: str, *args: str) -> None:
-            self.inner.enqueue(task_name, *args)
-            if task_name.endswith(".map"):
-                self.inner.enqueue(task_name, *args)  # at-least-once delivery
-
-    harness.services.enqueuer = Twice(harness.services.enqueuer)
+    harness.services.enqueuer = RecordingEnqueuer(
+        target=harness.services.enqueuer,
+        duplicate={MAP_CHUNK},  # at-least-once delivery
+    )
     run = harness.run(harness.export("dupes", _messages(600), channel()))
     assert run.job.status == "completed", run.job.error
     assert run.plan is not None
@@ -151,16 +147,8 @@ def test_a_long_reduce_hands_over_to_new_tasks_without_paying_twice(
 
     monkeypatch.setattr(reduce_step, "CONTINUE_AFTER", 0.0)  # hand over after every merge
     harness = make_harness(reduce_input_tokens=3000, map_input_tokens=1500)
-    reduces: list[str] = []
-    inner = harness.services.enqueuer
-
-    class Count:
-        def enqueue(self, task_name: str, *args: str) -> None:
-            if task_name == mapreduce.REDUCE:
-                reduces.append(task_name)
-            inner.enqueue(task_name, *args)
-
-    harness.services.enqueuer = Count()
+    recorder = RecordingEnqueuer(target=harness.services.enqueuer)
+    harness.services.enqueuer = recorder
     run = harness.run(harness.export("handover", _messages(900), channel()))
     assert run.job.status == "completed", run.job.error
     merges = [
@@ -170,6 +158,8 @@ def test_a_long_reduce_hands_over_to_new_tasks_without_paying_twice(
         and "<notes>" in r["messages"][1]["content"]
     ]
     assert len(merges) >= 2
-    assert len(reduces) == len(merges)  # the barrier's, then one hand-over per merge but the last
+    assert recorder.names().count(mapreduce.REDUCE) == len(
+        merges
+    )  # the barrier's, then one hand-over per merge but the last
     assert len(set(merges)) == len(merges)  # no merge was sent (and paid for) twice
     assert run.kinds()["reduce"] == len(merges) + 1

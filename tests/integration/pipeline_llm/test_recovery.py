@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from schema.models.jobs import Job
+from schema.models.usage import UsageLedger
 from shared.pipeline.llm.mapreduce import MAP_CHUNK, REDUCE
 from shared.pipeline.recovery import requeue_stale_jobs
+from tests.fakes.enqueuer import RecordingEnqueuer
 from tests.integration.pipeline_llm.harness import Harness, channel, irc_messages
 
 pytestmark = pytest.mark.integration
@@ -18,22 +22,19 @@ pytestmark = pytest.mark.integration
 GUILD = "1085131932217520185"
 
 
-class _Filter:
-    """An enqueuer that drops (or intercepts) some task names until told to stop."""
+def _calls(harness: Harness, job_id: uuid.UUID, kind: str) -> int:
+    with harness.session_factory() as session:
+        return len(
+            session.scalars(
+                select(UsageLedger).where(UsageLedger.job_id == job_id, UsageLedger.kind == kind)
+            ).all()
+        )
 
-    def __init__(self, inner, drop: set[str], before: Callable[[str], None] | None = None):  # type: ignore[no-untyped-def]
-        self.inner = inner
-        self.drop = drop
-        self.before = before
-        self.dropped: list[str] = []
 
-    def enqueue(self, task_name: str, *args: str) -> None:
-        if self.before is not None:
-            self.before(task_name)
-        if task_name in self.drop:
-            self.dropped.append(task_name)
-            return
-        self.inner.enqueue(task_name, *args)
+def _chunks(harness: Harness, job_id: uuid.UUID) -> int | None:
+    with harness.session_factory() as session:
+        job = session.get(Job, job_id)
+        return None if job is None else (job.progress or {}).get("chunks")
 
 
 def _wait_for(predicate: Callable[[], bool], timeout: float = 30) -> None:
@@ -55,11 +56,18 @@ def test_the_recovery_sweep_redrives_lost_steps(
 ) -> None:
     harness = make_harness()
     inner = harness.services.enqueuer
-    filtered = _Filter(inner, {lost})
+    filtered = RecordingEnqueuer(target=inner, drop={lost})
     harness.services.enqueuer = filtered
     job_id = harness.submit(_export(harness, f"lost-{lost}"))
-    _wait_for(lambda: lost in filtered.dropped)
-    time.sleep(1.0)  # whatever was not lost has run by now
+    _wait_for(lambda: lost in filtered.dropped_names())
+    # Whatever was not lost runs to its end: every map but the lost one, and no reduce.
+    maps_expected = (lambda n: n - 1) if lost == MAP_CHUNK else (lambda n: n)
+    _wait_for(
+        lambda: (
+            (chunks := _chunks(harness, job_id)) is not None
+            and _calls(harness, job_id, "map") == maps_expected(chunks)
+        )
+    )
     with harness.session_factory() as session:
         job = session.get(Job, job_id)
         assert job is not None and job.status == "summarizing"
@@ -85,7 +93,9 @@ def test_expired_scratch_replans_instead_of_failing(make_harness: Callable[..., 
                 harness.redis.delete(key)
             expired.append(True)
 
-    harness.services.enqueuer = _Filter(harness.services.enqueuer, set(), before=expire_once)
+    harness.services.enqueuer = RecordingEnqueuer(
+        target=harness.services.enqueuer, before=expire_once
+    )
     run = harness.run(_export(harness, "expired"))
     assert run.job.status == "completed", run.job.error
     assert expired

@@ -95,14 +95,11 @@ def test_a_server_without_json_schema_writes_a_cited_summary_and_is_learnt_once(
         session_factory=harness.session_factory,
         redis=harness.redis,
         fake=harness.fake,
-        app=harness.app,
+        worker=harness.worker,
         tmp=harness.tmp,
         prefix=harness.prefix,
         llm_settings=harness.llm_settings,
     )
-    from workers import resources
-
-    resources.install(second.services)
     rerun, by_id = _run(second, f"no-schema-{dialect}-again", 300)
     assert_cited_summary(rerun, by_id)
     assert statuses(harness)["400"] == 1

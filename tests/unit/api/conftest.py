@@ -136,11 +136,15 @@ def make_api(
     clients: list[TestClient] = []
 
     def build(
-        *, options: ApiOptions | None = None, without_discord: bool = False, **kwargs: Any
+        *,
+        options: ApiOptions | None = None,
+        without_discord: bool = False,
+        settings_for: Settings | None = None,
+        **kwargs: Any,
     ) -> Api:
         enqueuer = RecordingEnqueuer()
         app = create_app(
-            settings,
+            settings_for or settings,
             session_factory=session_factory,
             redis=redis_client,
             enqueuer=enqueuer,

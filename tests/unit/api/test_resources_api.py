@@ -12,8 +12,10 @@ from sqlalchemy import select
 from schema.models.jobs import Job, Summary
 from schema.models.schedules import Schedule
 from schema.models.tenancy import ALL_GUILDS, ApiKey, UserOptOut, WebhookEndpoint
+from shared.delivery.config import DeliverySettings
 from shared.digests.spec import next_run, parse_schedule
 from shared.erasure import ERASED_NAME
+from shared.settings import Settings
 from tests.unit.api.conftest import Api, insert_summary, snowflake
 
 pytestmark = pytest.mark.integration
@@ -325,7 +327,7 @@ def test_erase_member_data(api: Api) -> None:
 
 
 def test_an_internal_receiver_registers_when_the_operator_allows_its_host(
-    make_api: Any, monkeypatch: pytest.MonkeyPatch
+    make_api: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The API applies the delivery guard's own rule, WEBHOOK_ALLOWED_HOSTS included."""
     url = "http://127.0.0.1:8123/hook"
@@ -338,7 +340,8 @@ def test_an_internal_receiver_registers_when_the_operator_allows_its_host(
     assert refused.json()["errors"][0]["pointer"] == "/url"
     assert "WEBHOOK_ALLOWED_HOSTS" in refused.json()["detail"]
     monkeypatch.setenv("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1")
-    allowed = make_api()
+    operator = settings.model_copy(update={"delivery": DeliverySettings.load()})
+    allowed = make_api(settings_for=operator)
     token = allowed.key(("admin",))
     created = allowed.client.post(
         "/v1/webhook-endpoints", headers=allowed.auth(token), json={"url": url}

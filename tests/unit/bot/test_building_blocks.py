@@ -4,6 +4,7 @@ checks, the held enqueuer, intents."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import discord
 import pytest
@@ -12,7 +13,6 @@ from pydantic import SecretStr, ValidationError
 from producers.bot.client import bot_intents
 from producers.bot.cogs.reactions import same_emoji
 from producers.bot.cogs.settings import parse_emoji
-from producers.bot.config import BotSettings
 from producers.bot.destinations import ReplyPlan, to_destinations
 from producers.bot.feedback import (
     FeedbackButton,
@@ -22,8 +22,9 @@ from producers.bot.feedback import (
 )
 from producers.bot.limits import LimitDecision
 from producers.bot.summaries import HeldEnqueuer
-from producers.cli.bot_commands import bot_settings_of, check_bot_settings, llm_model_of
+from producers.cli.bot_commands import check_bot_settings, llm_model_of
 from shared.crypto import SecretBox, generate_key
+from shared.discord.config import DiscordSettings
 from shared.errors import ConfigError, InvalidInputError
 from shared.jobs import (
     ChannelTarget,
@@ -32,7 +33,8 @@ from shared.jobs import (
     JobParams,
     parse_params,
 )
-from shared.settings import load_settings
+from shared.llm.config import LLMSettings
+from shared.settings import BotSettings, load_settings
 
 CHANNEL = 1102565102059520001
 USER = 606910130683904000
@@ -157,25 +159,35 @@ def test_held_enqueuer_publishes_once_on_release() -> None:
     assert target.calls == [("summarybot.fetch", ("job-1",))]
 
 
-def test_cli_checks_what_the_bot_needs() -> None:
+def test_cli_checks_what_the_bot_needs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="DISCORD_TOKEN is not set"):
         check_bot_settings(load_settings())
     with pytest.raises(ConfigError, match="REDIS_URL is not set"):
-        check_bot_settings(load_settings(discord_token=SecretStr("t0ken")))
-    ready = load_settings(discord_token=SecretStr(" t0ken "), redis_url="redis://127.0.0.1:6379/15")
-    assert check_bot_settings(ready) == "t0ken"
-    assert bot_settings_of(environ={}) == BotSettings()
-    tuned = bot_settings_of(
-        environ={"BOT_SHARD_COUNT": "4", "BOT_SHARD_IDS": "2, 3", "BOT_METRICS_PORT": "9100"}
+        check_bot_settings(load_settings(discord=DiscordSettings(token=SecretStr("t0ken"))))
+    ready = load_settings(
+        discord=DiscordSettings(token=SecretStr(" t0ken ")), redis_url="redis://127.0.0.1:6379/15"
     )
-    assert (tuned.shard_count, tuned.shard_ids, tuned.metrics_port) == (4, [2, 3], 9100)
+    assert check_bot_settings(ready) == "t0ken"
+    secret = tmp_path / "token"
+    secret.write_text("from-file\n")
+    from_file = load_settings(
+        discord=DiscordSettings(token_file=secret), redis_url="redis://127.0.0.1:6379/15"
+    )
+    assert check_bot_settings(from_file) == "from-file"
+    assert load_settings().bot == BotSettings()
+    monkeypatch.setenv("BOT_SHARD_COUNT", "4")
+    monkeypatch.setenv("BOT_SHARD_IDS", "2, 3")
+    monkeypatch.setenv("BOT_SYNC_COMMANDS", "false")
+    tuned = load_settings().bot
+    assert (tuned.shard_count, tuned.shard_ids, tuned.sync_commands) == (4, [2, 3], False)
+    monkeypatch.setenv("BOT_SHARD_COUNT", "many")
     with pytest.raises(ConfigError, match="BOT_SHARD_COUNT"):
-        bot_settings_of(environ={"BOT_SHARD_COUNT": "many"})
+        load_settings()
 
 
 def test_llm_model_follows_the_settings() -> None:
     assert llm_model_of(load_settings()) == (None, 0)
-    model, output = llm_model_of(load_settings(openai_api_key=SecretStr("sk-test")))
+    model, output = llm_model_of(load_settings(llm=LLMSettings(api_key=SecretStr("sk-test"))))
     assert model is not None and model.name == "gpt-4o-mini" and output == 2000
-    local, _ = llm_model_of(load_settings(llm_base_url="http://127.0.0.1:11434/v1"))
+    local, _ = llm_model_of(load_settings(llm=LLMSettings(base_url="http://127.0.0.1:11434/v1")))
     assert local is not None

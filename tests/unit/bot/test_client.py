@@ -10,11 +10,10 @@ import typer
 from sqlalchemy.orm import sessionmaker
 
 from producers.bot.client import SummaryBot
-from producers.bot.config import BotSettings
 from producers.bot.runtime import build_runtime
 from producers.cli.bot_commands import run_bot
 from shared.crypto import SecretBox, generate_key
-from shared.settings import load_settings
+from shared.settings import BotSettings, load_settings
 
 
 class _Enqueuer:

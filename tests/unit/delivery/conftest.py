@@ -15,7 +15,7 @@ from shared.db.engine import make_engine, make_sessionmaker
 from shared.delivery.runtime import DeliveryRuntime
 from shared.settings import Settings, load_settings
 from tests.fakes.webhook_receiver import WebhookReceiver
-from tests.unit.delivery.helpers import make_runtime
+from tests.unit.delivery.helpers import MADE_RUNTIMES, make_runtime
 
 
 @pytest.fixture
@@ -40,6 +40,14 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def box(settings: Settings) -> SecretBox:
     return secret_box(settings)
+
+
+@pytest.fixture(autouse=True)
+def _close_runtimes() -> Iterator[None]:
+    """Every runtime a test made is closed after it (their pools hold sockets)."""
+    yield
+    while MADE_RUNTIMES:
+        MADE_RUNTIMES.pop().close()
 
 
 @pytest.fixture

@@ -130,6 +130,10 @@ def make_services(
     return services
 
 
+#: Every runtime :func:`make_runtime` made; the package's autouse fixture closes them.
+MADE_RUNTIMES: list[DeliveryRuntime] = []
+
+
 def make_runtime(
     box: SecretBox,
     *,
@@ -144,9 +148,11 @@ def make_runtime(
     kwargs: dict[str, Any] = {"policy": settings.egress_policy, "ssl_context": ssl_context}
     if resolver is not None:
         kwargs["resolver"] = resolver
-    return DeliveryRuntime(
+    runtime = DeliveryRuntime(
         settings=settings, http=WebhookHttpClient(**kwargs), box=box, rng=random.Random(seed)
     )
+    MADE_RUNTIMES.append(runtime)
+    return runtime
 
 
 def deliver(services: Services, job_id: uuid.UUID, item_id: uuid.UUID) -> list[Step]:

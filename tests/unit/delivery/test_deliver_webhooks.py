@@ -668,19 +668,14 @@ def test_sweep_settles_jobs_whose_last_delivery_ended_without_settling_the_job(
 def test_sweep_task_runs_on_the_worker_services(
     services: Any, session_factory: sessionmaker[Session], runtime: DeliveryRuntime
 ) -> None:
-    from workers import resources
-    from workers.tasks.delivery_sweep import redrive_deliveries_task
+    from workers.tasks.maintenance import redrive as redrive_task
 
     fan = add_summary(session_factory, [{"kind": "terminal"}])
     with session_factory() as session, session.begin():
         row = session.get(Delivery, fan.delivery_ids[0])
         assert row is not None
         row.status, row.lease_until = "sending", services.clock() - timedelta(seconds=1)
-    resources.install(services)
-    try:
-        assert redrive_deliveries_task() == 1
-    finally:
-        resources.install(None)  # type: ignore[arg-type]
+    assert redrive_task(services) == 1
     assert services.enqueuer.take() == [(str(fan.job_id), str(fan.delivery_ids[0]))]
 
 
@@ -703,13 +698,14 @@ def test_a_bug_while_sending_fails_the_delivery_and_reaches_the_task_decorator(
 def test_the_runtime_uses_the_workers_discord_client(tmp_path: Path) -> None:
     from shared.crypto import generate_key
     from shared.delivery.runtime import build_runtime
+    from shared.discord.config import DiscordSettings
     from shared.discord.factory import build_discord_client
     from shared.settings import load_settings
 
     settings = load_settings(
-        secret_keys=generate_key(), data_dir=tmp_path, discord_token="bot-token"
+        secret_keys=generate_key(), data_dir=tmp_path, discord=DiscordSettings(token="bot-token")
     )
-    client = build_discord_client(settings.discord_settings(), None, None, None)
+    client = build_discord_client(settings.discord, None, None, None)
     runtime = build_runtime(settings, discord=client)
     assert runtime.discord() is client and runtime.discord() is client
     bare = build_runtime(load_settings(secret_keys=generate_key(), data_dir=tmp_path))

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpcore
 import pytest
 
-from shared.delivery.config import DeliverySettings, load_delivery_settings
+from shared.delivery.config import DeliverySettings
 from shared.delivery.http_sender import WebhookHttpClient, WebhookTransportError
 from shared.delivery.ssrf import (
     AddressRefused,
@@ -325,12 +325,12 @@ def test_allowlist_admits_http_and_internal_addresses() -> None:
 
 
 def test_allowlist_setting_is_validated() -> None:
-    settings = load_delivery_settings(webhook_allowed_hosts="127.0.0.1, hooks.internal:8080")
+    settings = DeliverySettings.load(webhook_allowed_hosts="127.0.0.1, hooks.internal:8080")
     assert settings.egress_policy.allows("hooks.internal", 8080)
     with pytest.raises(SettingsError, match="WEBHOOK_ALLOWED_HOSTS"):
-        load_delivery_settings(webhook_allowed_hosts="0x7f.1")
+        DeliverySettings.load(webhook_allowed_hosts="0x7f.1")
     with pytest.raises(SettingsError, match="WEBHOOK_ALLOWED_HOSTS"):
-        load_delivery_settings(webhook_allowed_hosts="a:b:c:d")
+        DeliverySettings.load(webhook_allowed_hosts="a:b:c:d")
     assert DeliverySettings().webhook_retry_schedule == [5, 300, 1800, 7200, 18000, 36000, 36000]
 
 

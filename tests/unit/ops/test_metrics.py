@@ -33,8 +33,11 @@ from shared.metrics_logging import (
     pseudonym_key,
     pseudonymizer,
 )
+from shared.pipeline.services import Services
 from shared.settings import load_settings
-from workers import resources, signals_metrics
+from workers import signals_metrics
+from workers.app import WorkerApp, create_worker_app
+from workers.context import build_services
 
 USER = "412345678901234567"
 
@@ -131,18 +134,30 @@ def test_multiprocess_registry_and_stale_file_cleanup(
 
 
 @pytest.fixture
-def services(tmp_path: Path) -> Iterator[Any]:
+def worker(tmp_path: Path) -> Iterator[WorkerApp]:
     url = f"sqlite:///{tmp_path / 'm.db'}"
     upgrade(url)
-    settings = load_settings(database_url=url)
-    built, engine = resources.build_services(settings, Celery("m", set_as_current=False))
-    resources.install(built)
-    yield built
-    resources.close_services()
-    engine.dispose()
+    made = create_worker_app(load_settings(database_url=url))
+    built = build_services(made.context.settings, made.app)
+    made.context.install(built)
+    yield made
+    made.close()
+    built.close()
 
 
-def test_hooks_record_job_end_tokens_and_deliveries(services: Any) -> None:
+@pytest.fixture
+def services(worker: WorkerApp) -> Services:
+    return worker.context.services()
+
+
+@pytest.fixture
+def hooks(worker: WorkerApp) -> Any:
+    return signals_metrics._Hooks(worker.context)
+
+
+def test_hooks_record_job_end_tokens_and_deliveries(
+    services: Services, hooks: Any, worker: WorkerApp
+) -> None:
     now = datetime.now(UTC)
     job = Job(
         id=uuid.uuid4(),
@@ -183,21 +198,21 @@ def test_hooks_record_job_end_tokens_and_deliveries(services: Any) -> None:
         "sent": _sample("summary_deliveries_total", kind="file", status="sent"),
         "stage": _sample("summary_stage_seconds_count", stage="deliver"),
     }
-    summarize = SimpleNamespace(name=SUMMARIZE)
-    signals_metrics._on_prerun(task_id="s1", task=summarize, args=[str(job.id)])
-    signals_metrics._on_postrun(task_id="s1", task=summarize, args=[str(job.id)], state="SUCCESS")
-    deliver = SimpleNamespace(name=DELIVER)
+    summarize = SimpleNamespace(name=SUMMARIZE, app=worker.app)
+    hooks.on_prerun(task_id="s1", task=summarize, args=[str(job.id)])
+    hooks.on_postrun(task_id="s1", task=summarize, args=[str(job.id)], state="SUCCESS")
+    deliver = SimpleNamespace(name=DELIVER, app=worker.app)
     args = [str(job.id), str(delivery_id)]
-    signals_metrics._on_prerun(task_id="d1", task=deliver, args=args)
+    hooks.on_prerun(task_id="d1", task=deliver, args=args)
     with services.session_factory() as session, session.begin():
         row = session.get(Delivery, delivery_id)
         row.status = "sent"
         finished = session.get(Job, job.id)
         finished.status, finished.finished_at = "completed", datetime.now(UTC)
-    signals_metrics._on_postrun(task_id="d1", task=deliver, args=args, state="SUCCESS")
+    hooks.on_postrun(task_id="d1", task=deliver, args=args, state="SUCCESS")
     # A duplicate copy of the task finds the delivery already sent: nothing counted twice.
-    signals_metrics._on_prerun(task_id="d2", task=deliver, args=args)
-    signals_metrics._on_postrun(task_id="d2", task=deliver, args=args, state="SUCCESS")
+    hooks.on_prerun(task_id="d2", task=deliver, args=args)
+    hooks.on_postrun(task_id="d2", task=deliver, args=args, state="SUCCESS")
 
     assert _sample("summary_llm_tokens_total", model="gpt-test", kind="prompt") == (
         before["tokens"] + 120
@@ -214,18 +229,29 @@ def test_hooks_record_job_end_tokens_and_deliveries(services: Any) -> None:
     assert _sample("summary_processing_seconds_count", type="detailed") >= 1
 
 
-def test_hooks_tolerate_unknown_tasks_and_missing_resources(services: Any) -> None:
-    other = SimpleNamespace(name="summarybot.maintenance.purge_expired")
+def test_hooks_tolerate_unknown_tasks_and_missing_resources(
+    services: Services, hooks: Any, worker: WorkerApp
+) -> None:
+    other = SimpleNamespace(name="summarybot.maintenance.purge_expired", app=worker.app)
     failures = _sample("summary_celery_tasks_total", task=other.name, state="failed")
-    signals_metrics._on_prerun(task_id="m1", task=other, args=[])
-    signals_metrics._on_failure(sender=other)
-    signals_metrics._on_retry(sender=other)
-    signals_metrics._on_postrun(task_id="m1", task=other, args=[], state="FAILURE")
+    hooks.on_prerun(task_id="m1", task=other, args=[])
+    hooks.on_failure(sender=other)
+    hooks.on_retry(sender=other)
+    hooks.on_postrun(task_id="m1", task=other, args=[], state="FAILURE")
     assert _sample("summary_celery_tasks_total", task=other.name, state="failed") == failures + 1
-    fetch = SimpleNamespace(name=FETCH)
-    signals_metrics._on_prerun(task_id="f1", task=fetch, args=["not-a-uuid"])
-    signals_metrics._on_postrun(task_id="f1", task=fetch, args=["not-a-uuid"], state="SUCCESS")
-    signals_metrics._on_postrun(task_id="never-started", task=fetch, args=[], state="SUCCESS")
-    resources.close_services()
-    signals_metrics._on_prerun(task_id="f2", task=fetch, args=[str(uuid.uuid4())])
-    signals_metrics._on_postrun(task_id="f2", task=fetch, args=[str(uuid.uuid4())], state="SUCCESS")
+    fetch = SimpleNamespace(name=FETCH, app=worker.app)
+    hooks.on_prerun(task_id="f1", task=fetch, args=["not-a-uuid"])
+    hooks.on_postrun(task_id="f1", task=fetch, args=["not-a-uuid"], state="SUCCESS")
+    hooks.on_postrun(task_id="never-started", task=fetch, args=[], state="SUCCESS")
+    worker.context.install(None)
+    hooks.on_prerun(task_id="f2", task=fetch, args=[str(uuid.uuid4())])
+    hooks.on_postrun(task_id="f2", task=fetch, args=[str(uuid.uuid4())], state="SUCCESS")
+
+
+def test_hooks_ignore_tasks_of_another_app(hooks: Any, worker: WorkerApp) -> None:
+    stranger = SimpleNamespace(name="summarybot.maintenance.purge_expired", app=object())
+    failures = _sample("summary_celery_tasks_total", task=stranger.name, state="failed")
+    hooks.on_prerun(task_id="x1", task=stranger, args=[])
+    hooks.on_failure(sender=stranger)
+    assert "x1" not in hooks.started
+    assert _sample("summary_celery_tasks_total", task=stranger.name, state="failed") == failures

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.llm.config import env_name, load_llm_settings
+from shared.llm.config import LLMSettings
 from shared.settings import SettingsError, load_settings
 from shared.summarize.llm.notes_cache import (
     MemoryNotesCache,
@@ -20,17 +20,22 @@ from shared.summarize.llm.notes_cache import (
 from shared.summarize.transcript import TranscriptLine
 
 
-def _load(env: dict[str, str], **settings: object):  # type: ignore[no-untyped-def]
-    return load_llm_settings(load_settings(**settings), environ=env, env_file=None)
+def _load(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> LLMSettings:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return load_settings().llm
 
 
-def test_no_llm_without_key_url_or_key_file() -> None:
-    assert _load({"LLM_MODEL": "gpt-4o"}) is None
+def test_no_llm_without_key_url_or_key_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not _load(monkeypatch, {"LLM_MODEL": "gpt-4o"}).configured
+    assert _load(monkeypatch, {"LLM_API_KEY_FILE": "/run/secrets/openai"}).configured
 
 
-def test_fields_come_from_their_variables() -> None:
+def test_fields_come_from_their_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     loaded = _load(
+        monkeypatch,
         {
+            "OPENAI_API_KEY": "sk-abc",
             "LLM_MODEL": "gpt-4.1-mini",
             "LLM_FALLBACK_MODEL": "gpt-4o-mini",
             "OPENAI_ORG_ID": "org-1",
@@ -40,10 +45,10 @@ def test_fields_come_from_their_variables() -> None:
             "LLM_OVER_BUDGET": "degrade",
             "LLM_MODELS": '{"llama3.1:8b": {"context_window": 131072, "max_output_tokens": 4096}}',
             "LLM_TEMPERATURE": " ",  # blank is unset
+            "API_KEY": "not-ours",  # only OPENAI_API_KEY names the key
         },
-        openai_api_key="sk-abc",
     )
-    assert loaded is not None
+    assert loaded.configured
     assert loaded.api_key is not None and loaded.api_key.get_secret_value() == "sk-abc"
     assert (loaded.model, loaded.fallback_model) == ("gpt-4.1-mini", "gpt-4o-mini")
     assert (loaded.organization, loaded.project) == ("org-1", "proj-2")
@@ -56,25 +61,30 @@ def test_fields_come_from_their_variables() -> None:
 
 
 def test_local_server_needs_no_key_and_reads_dotenv(tmp_path: Path) -> None:
-    dotenv = tmp_path / ".env"
-    dotenv.write_text("LLM_MODEL=llama3.1:8b\nLLM_DEGRADED_FALLBACK=true\n")
-    loaded = load_llm_settings(
-        load_settings(llm_base_url="http://localhost:11434/v1"), environ={}, env_file=dotenv
+    # The tests run in a fresh working directory: ``.env`` there is the one every group reads.
+    Path(".env").write_text(
+        "LLM_BASE_URL=http://localhost:11434/v1\nLLM_MODEL=llama3.1:8b\n"
+        "LLM_DEGRADED_FALLBACK=true\n"
     )
-    assert loaded is not None and loaded.effective_provider == "ollama"
+    loaded = load_settings().llm
+    assert loaded.configured and loaded.effective_provider == "ollama"
     assert loaded.model == "llama3.1:8b" and loaded.degraded_allowed("any")
 
 
-def test_bad_values_name_the_variable() -> None:
+def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SettingsError) as info:
-        _load({"LLM_MAP_INPUT_TOKENS": "lots", "LLM_OVER_BUDGET": "maybe"}, openai_api_key="sk-abc")
+        _load(monkeypatch, {"LLM_MAP_INPUT_TOKENS": "lots", "LLM_OVER_BUDGET": "maybe"})
     assert [line.split(":")[0] for line in info.value.lines] == [
         "LLM_MAP_INPUT_TOKENS",
         "LLM_OVER_BUDGET",
     ]
+    monkeypatch.delenv("LLM_MAP_INPUT_TOKENS")
+    monkeypatch.delenv("LLM_OVER_BUDGET")
     with pytest.raises(SettingsError, match="LLM_MODELS: not valid JSON"):
-        _load({"LLM_MODELS": "{nope"}, openai_api_key="sk-abc")
-    assert env_name("api_key") == "OPENAI_API_KEY" and env_name("organization") == "OPENAI_ORG_ID"
+        _load(monkeypatch, {"LLM_MODELS": "{nope"})
+    assert LLMSettings.env_name("api_key") == "OPENAI_API_KEY"
+    assert LLMSettings.env_name("organization") == "OPENAI_ORG_ID"
+    assert LLMSettings.env_name("map_input_tokens") == "LLM_MAP_INPUT_TOKENS"
 
 
 def test_memory_notes_cache_expires_and_stays_bounded() -> None:

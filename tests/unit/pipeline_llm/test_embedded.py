@@ -21,7 +21,6 @@ from shared.summarize.content import SummaryFormat
 from shared.summarize.llm.prompts import PROMPT_VERSION
 from tests.fakes.openai_server import FakeConfig, FakeOpenAIServer
 from tests.perf.export_data import build_large_export
-from workers import resources
 
 
 @pytest.fixture
@@ -47,12 +46,9 @@ def test_summarize_command_uses_the_llm_when_configured(
         monkeypatch.setenv(name, value)
     settings = load_settings(data_dir=tmp_path / "data")
     export = build_large_export(tmp_path / "export.json", 600)
-    try:
-        job = run_summary_job(
-            settings, RunOptions(export=export, format=SummaryFormat.DETAILED, as_json=True)
-        )
-    finally:
-        resources.install(None)  # type: ignore[arg-type]
+    job = run_summary_job(
+        settings, RunOptions(export=export, format=SummaryFormat.DETAILED, as_json=True)
+    )
     assert job.status == "completed"
     assert f'"prompt_version": "{PROMPT_VERSION}"' in capsys.readouterr().out
     engine = make_engine(settings.effective_database_url)
