@@ -435,13 +435,14 @@ def _experiment(
     app.conf.broker_url = redis_server.url
     services, engine = _services(postgres.url, redis_server.url, app, fakes)
     run = _Run(config, env, root)
-    beat = subprocess.Popen(
-        [*CLI, "beat"],
-        env=env,
-        stdout=(root / "beat.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with (root / "beat.log").open("wb") as beat_log:  # the child keeps its own descriptor
+        beat = subprocess.Popen(
+            [*CLI, "beat"],
+            env=env,
+            stdout=beat_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         for _ in range(config.workers):
             run.start_worker()

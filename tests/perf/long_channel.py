@@ -46,6 +46,7 @@ from redis import Redis
 from sqlalchemy import func, select
 
 from schema.models.usage import UsageLedger
+from shared.crypto import generate_key
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
 from shared.sources.export_file import open_export
@@ -197,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             "OPENAI_API_KEY": "sk-bench",
             "LLM_PROVIDER": "openai",
             "JOB_WAIT_TIMEOUT": str(int(args.timeout)),
+            "SECRET_KEYS": generate_key(),  # deliver workers refuse to start without them
         }
         if args.offline:
             for name in ("LLM_BASE_URL", "OPENAI_API_KEY", "LLM_PROVIDER"):

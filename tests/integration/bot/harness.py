@@ -358,6 +358,9 @@ async def running_bot(
                 await runtime.redis.delete(key)
         with contextlib.suppress(RedisConnectionError):
             await bot.close()
+        # Database calls the bot made in threads finish (and return their connections)
+        # before the pool is disposed.
+        await asyncio.get_running_loop().shutdown_default_executor()
         discord.http.Route.BASE = previous_base
         engine.dispose()
         if own_server:

@@ -144,6 +144,7 @@ def test_every_summary_lands_exactly_once_while_workers_are_killed(
                 )
             )
         )
+    engine.dispose()
     assert statuses == {"completed"}
     assert remote == expected
     # One message per summary in the channel: no summary missing, none posted twice.

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from schema.models.jobs import Job, Summary
 from schema.models.usage import UsageLedger
+from shared.crypto import generate_key
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.summarize.llm.prompts import PROMPT_VERSION
 from tests.fakes.openai_server import FakeOpenAIServer
@@ -52,6 +53,7 @@ def worker_env(
         "LLM_MAP_INPUT_TOKENS": "2500",
         "LLM_SINGLE_CALL_TOKENS": "0",
         "LLM_REQUEST_TIMEOUT": "10",
+        "SECRET_KEYS": generate_key(),
     }
     _clear(client)
     client.close()
