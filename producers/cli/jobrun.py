@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from schema.models.jobs import Delivery, DeliveryStatus, Job, JobStatus, Summary
 from shared.context import open_process_context
 from shared.db.migrate import current, ensure_schema, head
+from shared.dependencies import check_redis
 from shared.errors import ConfigError, InvalidInputError
 from shared.jobs import (
     CeleryEnqueuer,
@@ -254,6 +255,9 @@ def run_summary_job(settings: Settings, options: RunOptions) -> Job:
     source, total = _source(options, datetime.now(UTC))
     url = settings.effective_database_url
     _check_schema(url, embedded_db=settings.database_url is None)
+    if settings.redis_url is not None:
+        # Before the job row exists: with Redis down nobody would ever run it.
+        check_redis(settings.redis_url)
     params = JobParams(
         source=source,
         format=options.format,

@@ -325,8 +325,21 @@ _add_keys_app()
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli()
+    """Console-script entry point.
+
+    A dependency that is down (PostgreSQL, Redis) or refuses us ends any command with one line
+    saying which and how to fix it, exit code 2, instead of a driver traceback.
+    """
+    from shared.dependencies import UNREACHABLE, dependency_line
+
+    try:
+        cli()
+    except UNREACHABLE as exc:
+        line = dependency_line(exc)
+        if line is None:
+            raise
+        print(f"summarybot: {line}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def run_worker(
             )
         except OSError as exc:
             raise ConfigError(
-                f"METRICS_PORT {settings.metrics.port} on {settings.metrics.host} cannot be "
+                f"METRICS_PORT: {settings.metrics.port} on {settings.metrics.host} cannot be "
                 f"served ({exc.strerror}); pick a free port, or unset METRICS_PORT"
             ) from None
     argv = [

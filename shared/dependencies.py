@@ -1,0 +1,89 @@
+"""One line for a dependency that is down: PostgreSQL or Redis unreachable, wrong credentials,
+missing tables.
+
+Commands a person runs (``summarize``, ``migrate``, ``replay``, ``keys``) turn these failures
+into one line naming the variable, what happened and how to fix it (exit code 2) instead of a
+driver traceback; :func:`check_redis` lets a command find out *before* it writes anything.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import redis
+import sqlalchemy.exc
+from kombu.exceptions import OperationalError as BrokerError
+
+from shared.errors import ConfigError
+
+__all__ = ["UNREACHABLE", "check_redis", "dependency_line"]
+
+#: Exceptions that mean "a dependency is down or refuses us", not a bug.
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.ProgrammingError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    BrokerError,
+)
+
+
+def _first_line(exc: BaseException) -> str:
+    inner = getattr(exc, "orig", None) or exc
+    text = str(inner).strip().splitlines()
+    return text[0].strip() if text else type(inner).__name__
+
+
+def dependency_line(exc: BaseException) -> str | None:
+    """The one line for ``exc`` when it is a dependency failure (see module docstring)."""
+    if isinstance(exc, sqlalchemy.exc.ProgrammingError):
+        if "does not exist" in str(exc):
+            return (
+                "DATABASE_URL: the database has no tables (or an old schema); "
+                "run `summarybot migrate`"
+            )
+        return None
+    if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+        detail = _first_line(exc)
+        lowered = detail.lower()
+        credentials = (
+            "password authentication failed" in lowered
+            or "no password supplied" in lowered
+            or ("role" in lowered and "does not exist" in lowered)
+        )
+        if credentials:
+            return (
+                f"DATABASE_URL: PostgreSQL refused the credentials ({detail}); "
+                "fix the user and password in DATABASE_URL"
+            )
+        if "database" in lowered and "does not exist" in lowered:
+            return f"DATABASE_URL: {detail}; create it, then run `summarybot migrate`"
+        return (
+            f"DATABASE_URL: the database is not reachable ({detail}); start it or fix DATABASE_URL"
+        )
+    if isinstance(exc, redis.exceptions.AuthenticationError):
+        return (
+            f"REDIS_URL: Redis refused the credentials ({_first_line(exc)}); "
+            "fix the password in REDIS_URL"
+        )
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return f"REDIS_URL: Redis is not reachable ({_first_line(exc)}); start it or fix REDIS_URL"
+    if isinstance(exc, BrokerError):
+        return (
+            f"REDIS_URL: the broker is not reachable ({_first_line(exc)}); "
+            "start Redis or fix REDIS_URL"
+        )
+    return None
+
+
+def check_redis(url: str, *, timeout: float = 3.0) -> None:
+    """Raise :class:`ConfigError` with one line when Redis at ``url`` does not answer a PING."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        client.ping()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        line = dependency_line(exc)
+        raise ConfigError(line or f"REDIS_URL: {urlsplit(url).hostname}: {exc}") from None
+    finally:
+        client.close()

@@ -1,0 +1,170 @@
+"""Failures of what a command depends on are one line and exit 2, and leave no job behind;
+workers refuse at start what they could never do."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from producers.cli.main import demo_export
+from schema.models.jobs import Job
+from shared.crypto import generate_key
+
+pytestmark = pytest.mark.integration
+
+LAUNCHER = "from producers.cli.main import main\nmain()\n"
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # nobody listens once the socket is closed
+
+
+def _cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", LAUNCHER, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _jobs(factory: sessionmaker[Session]) -> int:
+    with factory() as session:
+        return int(session.scalar(select(func.count()).select_from(Job)) or 0)
+
+
+@pytest.fixture
+def env(ops_db: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    return {
+        **clean,
+        "DATABASE_URL": ops_db,
+        "REDIS_URL": redis_url,
+        "SECRET_KEYS": generate_key(),
+        "SUMMARYBOT_DATA_DIR": str(tmp_path / "data"),
+    }
+
+
+def _one_line(result: subprocess.CompletedProcess[str], variable: str) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"summarybot: {variable}: "), lines[0]
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_summarize_with_redis_down_is_one_line_and_writes_no_job(
+    env: dict[str, str], factory: sessionmaker[Session]
+) -> None:
+    before = _jobs(factory)
+    env["REDIS_URL"] = f"redis://127.0.0.1:{_closed_port()}/0"
+    line = _one_line(_cli(env, "summarize", str(demo_export())), "REDIS_URL")
+    assert "not reachable" in line and "start it or fix REDIS_URL" in line
+    assert _jobs(factory) == before
+
+
+def test_commands_with_postgresql_down_are_one_line(env: dict[str, str]) -> None:
+    env["DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/summarybot"
+    replay = ("replay", "--all-dead-letters", "--dry-run")
+    for args in (("summarize", str(demo_export())), ("migrate",), replay):
+        line = _one_line(_cli(env, *args), "DATABASE_URL")
+        assert "not reachable" in line, args
+
+
+def test_wrong_database_credentials_say_so(env: dict[str, str]) -> None:
+    env["DATABASE_URL"] = "postgresql+psycopg://no_such_role:pw@127.0.0.1:5432/postgres"
+    line = _one_line(_cli(env, "migrate"), "DATABASE_URL")
+    assert "refused the credentials" in line
+
+
+def test_a_deliver_worker_without_valid_secret_keys_does_not_start(env: dict[str, str]) -> None:
+    del env["SECRET_KEYS"]
+    line = _one_line(_cli(env, "worker", "-Q", "deliver", "-P", "solo"), "SECRET_KEYS")
+    assert "rotate-keys --generate" in line
+    env["SECRET_KEYS"] = "not-a-fernet-key"
+    _one_line(_cli(env, "worker", "-Q", "deliver", "-P", "solo"), "SECRET_KEYS")
+
+
+def test_a_taken_metrics_port_stops_the_worker_at_start(env: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env["METRICS_PORT"] = str(taken.getsockname()[1])
+        line = _one_line(_cli(env, "worker", "-Q", "fetch", "-P", "solo"), "METRICS_PORT")
+    assert "pick a free port" in line
+
+
+def _start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    with log.open("wb") as handle:
+        return subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER, *args],
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+def test_the_readmes_three_workers_are_three_workers_in_flower(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The README's per-queue worker commands, on one host, with their default node names."""
+    commands = [
+        ("worker", "-Q", "fetch", "-c", "1"),
+        ("worker", "-Q", "summarize", "-c", "1"),
+        ("worker", "-Q", "deliver,maintenance", "-c", "1"),
+    ]
+    port = _closed_port()
+    processes = [_start(env, tmp_path / f"worker{i}.log", *c) for i, c in enumerate(commands)]
+    flower = _start(
+        env, tmp_path / "flower.log", "flower", "--port", str(port), "--basic-auth", "ops:pw"
+    )
+    try:
+        deadline = time.monotonic() + 90
+        names: set[str] = set()
+        while time.monotonic() < deadline:
+            try:
+                answer = httpx.get(
+                    f"http://127.0.0.1:{port}/api/workers?refresh=1",
+                    auth=("ops", "pw"),
+                    timeout=10,
+                )
+                if answer.status_code == 200:
+                    names = set(answer.json())
+            except httpx.HTTPError:
+                pass  # Flower is still starting
+            if len(names) >= 3:
+                break
+            time.sleep(1)
+        host = socket.gethostname()
+        assert names == {f"fetch@{host}", f"summarize@{host}", f"deliver-maintenance@{host}"}
+    finally:
+        for process in [flower, *processes]:
+            _stop(process)
+        logs = "".join(p.read_text() for p in tmp_path.glob("worker*.log"))
+        assert "DuplicateNodenameWarning" not in logs
