@@ -140,7 +140,8 @@ def _handle_failure(
             args,
             exc=exc,
             reason=f"gave up after {retries + 1} attempts: "
-            + (exc.user_message if isinstance(exc, PipelineError) else str(exc)),
+            + (exc.user_message if isinstance(exc, PipelineError) else str(exc)).rstrip(".")
+            + "; an operator can run it again with `summarybot replay`",
         )
     elif isinstance(exc, PipelineError):
         log.warning("task.failed", error=str(exc))

@@ -3,6 +3,7 @@
 Accepted forms (case does not matter; a trailing IANA time zone is optional)::
 
     hourly                      hourly :15              every hour at :30
+    every 15 minutes            every 6 hours
     daily 09:00 Europe/Berlin   every day at 7am        daily at 18:30
     weekly mon 08:00            weekly on fri at 17:00  every monday 09:00
     every weekday 17:30 America/New_York                every weekend 10:00
@@ -334,10 +335,32 @@ def _clock(hour: int, minute: int) -> str:
     return f"{hour:02d}:{minute:02d}"
 
 
+_UNITS = frozenset({"minute", "minutes", "min", "mins", "hour", "hours"})
+
+
+def _interval(count: int, unit: str, rest: list[str]) -> tuple[str, str]:
+    """``every N minutes`` / ``every N hours``: intervals that divide the hour or the day."""
+    _no_more(rest)
+    if unit.startswith("min"):
+        if count < MIN_INTERVAL_MINUTES or 60 % count:
+            raise ValueError(
+                f"an interval in minutes must divide the hour and be at least "
+                f"{MIN_INTERVAL_MINUTES}, e.g. 'every 15 minutes'"
+            )
+        return f"*/{count} * * * *", f"every {count} minutes"
+    if count < 1 or 24 % count:
+        raise ValueError("an interval in hours must divide the day, e.g. 'every 6 hours'")
+    if count == 1:
+        return "0 * * * *", "every hour at :00"
+    return f"0 */{count} * * *", f"every {count} hours"
+
+
 def _from_words(words: list[str]) -> tuple[str, str]:
     """``(cron, description)`` of a schedule said in words (time zone already removed)."""
     head = words[0]
     rest = [w for w in words[1:] if w not in _FILLER]
+    if head == "every" and len(rest) >= 2 and rest[0].isdigit() and rest[1] in _UNITS:
+        return _interval(int(rest[0]), rest[1], rest[2:])
     if head == "every" and rest[:1] in (["hour"], ["hourly"]):
         head, rest = "hourly", rest[1:]
     elif head == "every" and rest[:1] in (["day"], ["daily"]):

@@ -129,7 +129,7 @@ def not_json_error(answer: Answer, route: CompiledRoute, api_base: str | None) -
             f"{what}, not Discord's JSON error",
             status=status,
             route=label,
-            user_message="Discord is having problems; the job will be retried.",
+            user_message="Discord is having problems (server errors).",
         )
     kind = UnknownRoute if status == 404 else UnexpectedAnswer
     return kind(

@@ -153,7 +153,7 @@ class RestSession:
                     f"no answer from Discord after {failures} attempt(s): "
                     f"{type(exc).__name__}: {detail}",
                     route=route.label,
-                    user_message="Discord could not be reached; the job will be retried.",
+                    user_message="Discord could not be reached.",
                 ) from None
             answer = read_answer(response, route, authed=authed)
             self.limiter.release(slot, answer.outcome)
@@ -205,7 +205,7 @@ class RestSession:
                     status=answer.status,
                     code=answer.code,
                     route=route.label,
-                    user_message="Discord is having problems; the job will be retried.",
+                    user_message="Discord is having problems (server errors).",
                 )
             if answer.outcome.dead_token:
                 log.error("discord.token_rejected", route=route.label, token=key.token_id)

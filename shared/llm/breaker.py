@@ -116,11 +116,10 @@ class CircuitOpenError(RateLimitedError):
     def __init__(self, scope: str, *, retry_after: float, reason: str) -> None:
         if reason == QUOTA_REASON:
             user_message = (
-                "The LLM account is out of quota or credit; add credit or raise its usage "
-                "limit, and the summary will be retried."
+                "The LLM account is out of quota or credit; add credit or raise its usage limit."
             )
         else:
-            user_message = "The LLM service is failing right now; the summary will be retried."
+            user_message = "The LLM service is failing right now."
         super().__init__(
             f"LLM circuit {scope} is open for {retry_after:.1f}s more ({reason or 'failures'})",
             retry_after=retry_after,

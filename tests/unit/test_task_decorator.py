@@ -148,7 +148,9 @@ def test_transient_errors_are_retried_until_success(services: Services) -> None:
 def test_exhausted_retries_fail_the_job_and_write_a_dead_letter(services: Services) -> None:
     job = _run(services, "test.always_transient")
     assert job.status == "failed"
-    assert job.error == "gave up after 3 attempts: slow down"
+    assert job.error == (
+        "gave up after 3 attempts: slow down; an operator can run it again with `summarybot replay`"
+    )
     assert CALLS["always"] == 3
     (letter,) = _dead_letters(services, job.id)
     assert letter.task_name == "test.always_transient" and letter.retries == 2

@@ -187,3 +187,30 @@ def test_every_hour_of_a_dst_week_fires_once_per_wall_clock_hour() -> None:
     gaps = {b - a for a, b in itertools.pairwise(fired)}
     assert gaps == {timedelta(hours=1)}  # the skipped 02:00 collapses onto 03:00
     assert len(fired) == 48
+
+
+@pytest.mark.parametrize(
+    ("text", "cron"),
+    [
+        ("every 5 minutes", "*/5 * * * *"),
+        ("every 15 mins", "*/15 * * * *"),
+        ("every 6 hours", "0 */6 * * *"),
+        ("every 1 hour", "0 * * * *"),
+    ],
+)
+def test_intervals_in_minutes_and_hours(text: str, cron: str) -> None:
+    assert parse_schedule(text).cron == cron
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("every 3 minutes", "at least 5"),
+        ("every 7 minutes", "divide the hour"),
+        ("every 5 hours", "divide the day"),
+    ],
+)
+def test_intervals_that_do_not_fit_say_why(text: str, problem: str) -> None:
+    with pytest.raises(InvalidInputError, match=problem) as info:
+        parse_schedule(text)
+    assert "weekly digest" not in str(info.value)
