@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +13,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = ["make_engine", "make_sessionmaker", "session_scope"]
+
+_WAL_ATTEMPTS = 20
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -37,9 +41,24 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # The busy timeout first: switching to WAL itself needs a lock another process may hold.
     cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _switch_to_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    # Two processes opening a new file both hold SHARED and both want EXCLUSIVE to leave the
+    # rollback journal; SQLite answers one of them "database is locked" at once rather than
+    # deadlock, without consulting the busy timeout.  The other finishes the switch in
+    # milliseconds, after which the pragma is a no-op, so trying again is all it takes.
+    for attempt in range(_WAL_ATTEMPTS):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == _WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

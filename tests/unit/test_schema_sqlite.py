@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ from sqlalchemy.orm import Session
 
 import schema.models as models
 from schema.base import Base
+from shared.db import engine as engine_module
 from shared.db import migrate
 from shared.db.engine import make_engine
 from shared.summarize.content import SummaryFormat
@@ -380,6 +383,33 @@ def run_together(commands: list[str], folder: Path) -> list[tuple[int, str]]:
         time.sleep(0.01)
     go.touch()
     return [(p.wait(timeout=60), p.communicate()[1]) for p in procs]
+
+
+def test_connections_opening_a_new_file_together_all_switch_to_wal(tmp_path: Path) -> None:
+    # SQLite refuses one of two racing journal-mode switches at once, busy timeout or not;
+    # the connections are opened first so that the pragmas themselves race.
+    failures: list[BaseException] = []
+    for index in range(60):
+        path = tmp_path / f"race-{index}.db"
+        start = threading.Barrier(4)
+
+        def connect(path: Path = path, start: threading.Barrier = start) -> None:
+            connection = sqlite3.connect(path, timeout=30)
+            try:
+                start.wait()
+                engine_module._sqlite_pragmas(connection, None)
+                assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            except BaseException as exc:  # collected: a thread cannot fail the test itself
+                failures.append(exc)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=connect) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
 
 
 def test_concurrent_ensure_schema_migrates_once(sqlite_url: str, tmp_path: Path) -> None:

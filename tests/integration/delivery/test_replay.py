@@ -14,9 +14,9 @@ from producers.cli.delivery_commands import replay
 from schema.models.jobs import DeadLetter, Delivery
 from shared.crypto import generate_key
 from shared.db.engine import make_engine, make_sessionmaker
-from shared.db.migrate import upgrade
 from shared.jobs import DELIVER
 from shared.settings import load_settings
+from tests.support.databases import fresh_database
 from tests.unit.delivery.helpers import add_summary
 
 pytestmark = pytest.mark.integration
@@ -31,11 +31,17 @@ def clean_redis(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
+@pytest.fixture
+def own_db(postgres_url: str) -> Iterator[str]:
+    """``--all`` replays every dead letter in the database: no other test may write there."""
+    with fresh_database(postgres_url, prefix="sb_replay") as database_url:
+        yield database_url
+
+
 def test_replay_publishes_reset_deliveries(
-    postgres_url: str, clean_redis: redis.Redis, redis_url: str, tmp_path: Path
+    own_db: str, clean_redis: redis.Redis, redis_url: str, tmp_path: Path
 ) -> None:
-    upgrade(postgres_url)
-    engine = make_engine(postgres_url)
+    engine = make_engine(own_db)
     factory = make_sessionmaker(engine)
     fan = add_summary(factory, [{"kind": "terminal"}])
     with factory() as session, session.begin():
@@ -53,7 +59,7 @@ def test_replay_publishes_reset_deliveries(
             )
         )
     settings = load_settings(
-        database_url=postgres_url,
+        database_url=own_db,
         redis_url=redis_url,
         secret_keys=generate_key(),
         data_dir=tmp_path,
