@@ -254,6 +254,7 @@ class _Run:
     serial: int = 0
     submitted: int = 0
     submit: Any = None
+    submit_errors: Counter[str] = field(default_factory=Counter)
 
     def start_worker(self) -> Worker:
         self.serial += 1
@@ -275,9 +276,24 @@ class _Run:
         self.start_worker()
 
 
+#: Time bounds shrunk to fit a run of minutes; the workers, beat and this driver's sweep share them.
+WORKER_ENV = {
+    # Task time limits derive from it (hard 15 s): room for a cold worker's first task.
+    "VISIBILITY_TIMEOUT": "60",
+    "STAGE_TIMEOUT_SECONDS": "30",
+    "MAX_REDELIVERIES": "50",
+    # A delivery leased by a killed worker is sent again once its lease runs out.
+    "DELIVERY_LEASE_SECONDS": "15",
+    # A pending delivery whose task died with the emptied Redis is re-enqueued after this
+    # (300 s by default, longer than the short run).
+    "DELIVERY_REDRIVE_GRACE_SECONDS": "20",
+}
+
+
 def _services(url: str, redis_url: str, app: Celery, fakes: _Fakes) -> tuple[Services, Any]:
     """What this driver (the producer) uses: Postgres, the broker, and the fake Discord the
     guild boundary asks about each submitted channel."""
+    from shared.delivery.config import DeliverySettings
     from shared.discord.config import DiscordSettings
     from shared.discord.factory import build_discord_client
     from shared.jobs import CeleryEnqueuer
@@ -288,6 +304,10 @@ def _services(url: str, redis_url: str, app: Celery, fakes: _Fakes) -> tuple[Ser
         stage_timeout_seconds=30,
         secret_keys=[Fernet.generate_key().decode()],
         discord=DiscordSettings(token=fakes.world.token, api_base=fakes.discord.api_base),
+        delivery=DeliverySettings(
+            delivery_lease_seconds=float(WORKER_ENV["DELIVERY_LEASE_SECONDS"]),
+            delivery_redrive_grace_seconds=float(WORKER_ENV["DELIVERY_REDRIVE_GRACE_SECONDS"]),
+        ),
     )
     engine = make_engine(url)
     services = Services(
@@ -299,6 +319,8 @@ def _services(url: str, redis_url: str, app: Celery, fakes: _Fakes) -> tuple[Ser
         console=sys.stderr,
         discord=build_discord_client(settings.discord, None, None, None),
     )
+    if services.discord is not None:
+        services.closers.append(services.discord.close)
     return services, engine
 
 
@@ -416,12 +438,7 @@ def _experiment(
         "SUMMARYBOT_DATA_DIR": str(data_dir),
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",  # the worker says " ready" at INFO
-        # Task time limits derive from it (hard 15 s): room for a cold worker's first task.
-        "VISIBILITY_TIMEOUT": "60",
-        "STAGE_TIMEOUT_SECONDS": "30",
-        "MAX_REDELIVERIES": "50",
-        # A delivery leased by a killed worker is sent again once its lease runs out.
-        "DELIVERY_LEASE_SECONDS": "15",
+        **WORKER_ENV,
         "SECRET_KEYS": Fernet.generate_key().decode(),
         "DISCORD_TOKEN": fakes.world.token,
         "DISCORD_API_BASE": fakes.discord.api_base,
@@ -491,6 +508,8 @@ def _experiment(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(beat.pid, signal.SIGKILL)
         beat.wait(10)
+        services.close()
+        app.close()
         engine.dispose()
     recoveries = []
     for _, at in run.events:
@@ -514,6 +533,8 @@ def _experiment(
         "redis_restarts": kinds.get("redis_restart", 0),
         "postgres_restarts": kinds.get("postgres_restart", 0),
         "failure_reasons": dict(errors.most_common(3)),
+        "submitted": run.submitted,
+        "submit_errors": dict(run.submit_errors.most_common(3)),
         "unfinished_sample": unfinished,
     }
 
@@ -545,7 +566,8 @@ def _drive(
             while run.submitted < config.jobs and run.submitted - finished < config.in_flight:
                 try:
                     run.submit(run.submitted)
-                except Exception:  # Redis or Postgres is restarting: next turn
+                except Exception as exc:  # Redis or Postgres is restarting: next turn
+                    run.submit_errors[f"{type(exc).__name__}: {exc}"[:160]] += 1
                     break
                 run.submitted += 1
             if not redis_done and finished >= config.redis_at * config.jobs:
