@@ -114,9 +114,11 @@ def _wait(condition: Any, timeout: float, what: str) -> None:
 
 
 class RedisServer:
-    """A throw-away ``redis-server`` without persistence: a restart comes back empty."""
+    """A throw-away ``redis-server``; without ``persist`` a restart comes back empty, with it
+    every write is in the append-only file first, so a restart comes back with everything."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, persist: bool = False) -> None:
+        self.persist = persist
         self.port = free_port()
         self.workdir = workdir
         self.process: subprocess.Popen[bytes] | None = None
@@ -130,7 +132,8 @@ class RedisServer:
         self.process = subprocess.Popen(
             [
                 *(binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
-                *("--appendonly", "no", "--maxmemory-policy", "noeviction"),
+                *("--appendonly", "yes" if self.persist else "no", "--appendfsync", "always"),
+                *("--maxmemory-policy", "noeviction"),
                 *("--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log")),
             ],
             stdout=subprocess.DEVNULL,
@@ -154,7 +157,7 @@ class RedisServer:
             self.process.wait(10)
 
     def restart_empty(self) -> None:
-        """Kill it and start it again with nothing in it."""
+        """Kill it and start it again (with nothing in it unless it persists)."""
         self.kill()
         self.start()
 
@@ -290,9 +293,11 @@ WORKER_ENV = {
 }
 
 
-def _services(url: str, redis_url: str, app: Celery, fakes: _Fakes) -> tuple[Services, Any]:
-    """What this driver (the producer) uses: Postgres, the broker, and the fake Discord the
-    guild boundary asks about each submitted channel."""
+def driver_services(
+    url: str, redis_url: str, app: Celery, *, token: str, api_base: str
+) -> tuple[Services, Any]:
+    """What a driver (the producer) uses: Postgres, the broker, and the fake Discord (bot
+    ``token`` at ``api_base``) the guild boundary asks about each submitted channel."""
     from shared.delivery.config import DeliverySettings
     from shared.discord.config import DiscordSettings
     from shared.discord.factory import build_discord_client
@@ -303,7 +308,7 @@ def _services(url: str, redis_url: str, app: Celery, fakes: _Fakes) -> tuple[Ser
         redis_url=redis_url,
         stage_timeout_seconds=30,
         secret_keys=[Fernet.generate_key().decode()],
-        discord=DiscordSettings(token=fakes.world.token, api_base=fakes.discord.api_base),
+        discord=DiscordSettings(token=token, api_base=api_base),
         delivery=DeliverySettings(
             delivery_lease_seconds=float(WORKER_ENV["DELIVERY_LEASE_SECONDS"]),
             delivery_redrive_grace_seconds=float(WORKER_ENV["DELIVERY_REDRIVE_GRACE_SECONDS"]),
@@ -450,7 +455,13 @@ def _experiment(
     app = Celery("chaos", set_as_current=False)
     app.config_from_object(celeryconfig)
     app.conf.broker_url = redis_server.url
-    services, engine = _services(postgres.url, redis_server.url, app, fakes)
+    services, engine = driver_services(
+        postgres.url,
+        redis_server.url,
+        app,
+        token=fakes.world.token,
+        api_base=fakes.discord.api_base,
+    )
     run = _Run(config, env, root)
     with (root / "beat.log").open("wb") as beat_log:  # the child keeps its own descriptor
         beat = subprocess.Popen(
