@@ -874,6 +874,12 @@ class LLMClient:
         )
 
 
+def _learnt(verdict: ModeVerdict) -> str:
+    """A skipped rung's line in the final error, from what was learnt about it."""
+    said = "rejected by the server" if verdict.verdict == "rejected" else "ignored by the server"
+    return f"{said} (learnt earlier: {_short(verdict.reason)})"
+
+
 class _StructuredRun:
     """One :meth:`LLMClient.complete_json` call: its rungs, calls and totals."""
 
@@ -918,7 +924,13 @@ class _StructuredRun:
         probing = self._gate(rungs[0])
         if probing is None and rungs[0] != "text":
             rungs = self.client._rungs(self.model, self.known)  # another worker's verdict
-        outcomes: list[RungOutcome] = []
+        # Rungs skipped on a learnt verdict still explain themselves in the final error: the
+        # operator reading it may never have seen the call that taught it.
+        outcomes = [
+            RungOutcome(mode, _learnt(self.known[mode]))
+            for mode in self.client._rungs(self.model, {})
+            if mode not in rungs and mode in self.known
+        ]
         problems: list[str] = []
         try:
             for mode in rungs:

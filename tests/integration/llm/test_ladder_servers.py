@@ -228,6 +228,26 @@ def test_every_rung_failing_says_what_each_did(fake: FakeOpenAIServer, make_clie
     assert sum(c.usage.total_tokens for c in meter.charges) == fake.stats()["total_tokens"]
 
 
+def test_rungs_skipped_on_a_learnt_verdict_still_say_why(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    fake.configure(
+        supports_json_schema=False,
+        supports_json_object=False,
+        dialect="litellm",
+        answer_style="uncited_prose",
+    )
+    client = make_client(provider="litellm")
+    for _ in range(2):  # the second call skips both rungs the first one learnt about
+        with pytest.raises(InvalidOutputError) as info:
+            client.complete_json(ASK, schema=SCHEMA, name="summary", reader=SummaryReader())
+    assert four_hundreds(fake) == 2, "the learnt rungs were not tried again"
+    outcomes = [str(o) for o in info.value.outcomes]
+    assert [o.split(":", 1)[0] for o in outcomes] == ["json_schema", "json_object", "text"]
+    assert outcomes[0].startswith("json_schema: rejected by the server (learnt earlier: ")
+    assert outcomes[1].startswith("json_object: rejected by the server (learnt earlier: ")
+
+
 def test_the_text_rung_of_a_faithful_model_gives_a_cited_answer(
     fake: FakeOpenAIServer, make_client: Make
 ) -> None:
