@@ -16,6 +16,7 @@ in-process broker and worker, the offline extractive summarizer.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
@@ -155,6 +156,29 @@ class ApiSettings(SettingsGroup):
     workers: int = Field(
         default=1, ge=1, le=64, description="server processes sharing the port (see operations)"
     )
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias="FORWARDED_ALLOW_IPS",
+        description="proxies whose X-Forwarded-For/-Proto are believed (none by default)",
+    )
+
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for entry in value or []:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(str(entry), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network; list the addresses of your "
+                    "reverse proxies, comma-separated (e.g. 10.0.0.5,10.1.0.0/16), or '*' "
+                    "when every peer is a proxy"
+                ) from None
+        return value
 
 
 class MetricsSettings(SettingsGroup):

@@ -70,6 +70,8 @@ class SettingsGroup(BaseSettings):
     def env_name(cls, field: str) -> str:
         """The variable that sets ``field`` (its first alias, else prefix + upper-cased name)."""
         info = cls.model_fields.get(field)
+        if info is None and field.upper() in cls.variables():
+            return field.upper()  # validation errors name a field by the alias it was read from
         alias = info.validation_alias if info is not None else None
         if isinstance(alias, str):
             return alias.upper()

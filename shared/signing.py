@@ -11,6 +11,12 @@ is signed is the exact byte string that is sent.
 :func:`verify` is the receiver's side (used by our tests and offered to integrators): it checks
 the timestamp tolerance, accepts the message when any ``v1`` entry matches in constant time, and
 turns every malformed header into :class:`WebhookVerificationError`.
+
+Signed API *requests* must not be replayable on another operation, so what they sign is the
+request, not only its body: ``f"{METHOD} {target}\n".encode() + body``, where ``target`` is the
+path and query exactly as sent on the request line (:func:`request_content`,
+:func:`sign_request`, :func:`verify_request`).  A signature made for ``GET /v1/x`` therefore
+fails on ``DELETE /v1/x`` or on ``GET /v1/x?all=true``.
 """
 
 from __future__ import annotations
@@ -33,9 +39,12 @@ __all__ = [
     "WebhookVerificationError",
     "decode_secret",
     "generate_secret",
+    "request_content",
     "sign",
+    "sign_request",
     "signed_headers",
     "verify",
+    "verify_request",
     "webhook_id_for",
 ]
 
@@ -139,6 +148,7 @@ def verify(
     *,
     now: float,
     tolerance: int = TOLERANCE_SECONDS,
+    signed_as: str = "{body}",
 ) -> str:
     """Check a signed message; return its ``webhook-id`` or raise WebhookVerificationError.
 
@@ -193,6 +203,52 @@ def verify(
         if any(hmac.compare_digest(expected, candidate) for candidate in offered):
             return message_id
     raise WebhookVerificationError(
-        "webhook-signature does not match; sign f'{webhook-id}.{webhook-timestamp}.{body}' "
-        "with HMAC-SHA256 over the exact body bytes sent"
+        f"webhook-signature does not match; sign f'{{webhook-id}}.{{webhook-timestamp}}."
+        f"{signed_as}' with HMAC-SHA256 over the exact bytes sent"
+    )
+
+
+def request_content(method: str, target: str, body: bytes) -> bytes:
+    """What a signed API request signs: method, request target (path?query as sent) and body."""
+    if not method or not method.isascii() or not method.isalpha():
+        raise ValueError(f"an HTTP method is letters only, not {method!r}")
+    if not target.startswith("/") or any(c in target for c in " \r\n"):
+        raise ValueError(f"the request target is the path and query as sent, not {target!r}")
+    return f"{method.upper()} {target}\n".encode() + body
+
+
+def sign_request(
+    message_id: str,
+    timestamp: int,
+    method: str,
+    target: str,
+    body: bytes,
+    secrets: Sequence[str],
+) -> str:
+    """The ``webhook-signature`` of an API request (see :func:`request_content`)."""
+    return sign(message_id, timestamp, request_content(method, target, body), secrets)
+
+
+def verify_request(
+    headers: Mapping[str, str],
+    method: str,
+    target: str,
+    body: bytes,
+    secrets: Sequence[str],
+    *,
+    now: float,
+    tolerance: int = TOLERANCE_SECONDS,
+) -> str:
+    """Check a signed API request; return its ``webhook-id`` or raise WebhookVerificationError."""
+    try:
+        content = request_content(method, target, body)
+    except ValueError as exc:
+        raise WebhookVerificationError(str(exc)) from None
+    return verify(
+        headers,
+        content,
+        secrets,
+        now=now,
+        tolerance=tolerance,
+        signed_as="{METHOD} {path?query}\\n{body}",
     )

@@ -53,7 +53,9 @@ of another guild answers 404.  Scopes: `jobs:write` (submit and cancel jobs), `s
 (read jobs and summaries), `admin` (everything, including schedules, webhook endpoints and
 member data erasure).  A key may be limited to IP ranges and may require signed requests
 (Standard Webhooks `webhook-id`/`webhook-timestamp`/`webhook-signature` headers, HMAC-SHA256,
-five minutes' tolerance).
+five minutes' tolerance, each id once).  A request signature covers the request, not only the
+body: sign `{webhook-id}.{webhook-timestamp}.{METHOD} {path?query}\n{body}`, with the path and
+query exactly as sent, so a signature made for one call is refused on any other.
 
 **Retries.** POST calls accept an `Idempotency-Key` header (kept 24 h, per API key): the same key
 and body replay the first response; another body answers 422; a request still running 409.

@@ -7,7 +7,8 @@ Every ``/v1`` route depends on :func:`require_scope`, which runs, in order:
    proved they hold the secret) is told which.  A verified key is trusted for
    ``ApiOptions.key_cache_seconds`` (1 s) before it is read again;
 2. the key's IP allowlist, when it has one (403);
-3. the Standard Webhooks signature, when the key has a signing secret (401), with each
+3. the Standard Webhooks signature, when the key has a signing secret (401), over method,
+   path and query as well as the body (:func:`shared.signing.request_content`), with each
    ``webhook-id`` accepted once within the tolerance window;
 4. the key's rate limit (429 with ``Retry-After``);
 5. ``last_used_at``, written at most once a minute per key (a Redis mark gates the write);
@@ -80,9 +81,17 @@ def _check_ip(key: KeyRecord, client_host: str | None) -> None:
     )
 
 
-def _check_signature(
-    resources: ApiResources, key: KeyRecord, headers: Mapping[str, str], body: bytes
-) -> None:
+@dataclass(frozen=True)
+class SignedParts:
+    """What a signed request's signature covers: its headers, method, target and body."""
+
+    headers: Mapping[str, str]
+    method: str
+    target: str
+    body: bytes
+
+
+def _check_signature(resources: ApiResources, key: KeyRecord, signed: SignedParts) -> None:
     if key.signing_secret_encrypted is None:
         return
     try:
@@ -94,7 +103,14 @@ def _check_signature(
         ) from None
     now = resources.clock()
     try:
-        msg_id = signing.verify(headers, body, [secret], now=now.timestamp())
+        msg_id = signing.verify_request(
+            signed.headers,
+            signed.method,
+            signed.target,
+            signed.body,
+            [secret],
+            now=now.timestamp(),
+        )
     except signing.WebhookVerificationError as exc:
         resources.metrics.auth_failures.labels("bad_signature").inc()
         raise _unauthorized(f"this API key requires signed requests: {exc}") from None
@@ -138,8 +154,7 @@ def _authenticate(
     resources: ApiResources,
     token: str,
     client_host: str | None,
-    headers: Mapping[str, str],
-    body: bytes,
+    signed: SignedParts,
 ) -> Caller:
     try:
         key = authenticate(
@@ -159,10 +174,18 @@ def _authenticate(
             "invalid API key; send Authorization: Bearer sb_<id>_<secret>"
         ) from None
     _check_ip(key, client_host)
-    _check_signature(resources, key, headers, body)
+    _check_signature(resources, key, signed)
     _check_rate(resources, key)
     _touch(resources, key)
     return Caller(key_id=key.id, guild_id=key.guild_id, scopes=frozenset(key.scopes))
+
+
+def request_target(request: Request) -> str:
+    """The path and query as the client sent them on the request line (percent-escapes kept)."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    target = bytes(raw).decode("latin-1")
+    query = bytes(request.scope.get("query_string") or b"").decode("latin-1")
+    return f"{target}?{query}" if query else target
 
 
 def _bearer_token(request: Request) -> str | None:
@@ -186,9 +209,9 @@ async def authenticate_request(request: Request) -> Caller:
         name: request.headers.get(name, "")
         for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
     }
-    body = await request.body()
+    signed = SignedParts(headers, request.method, request_target(request), await request.body())
     client_host = request.client.host if request.client else None
-    caller = await run_in_threadpool(_authenticate, resources, token, client_host, headers, body)
+    caller = await run_in_threadpool(_authenticate, resources, token, client_host, signed)
     structlog.contextvars.bind_contextvars(api_key_id=caller.key_id)
     return caller
 

@@ -45,37 +45,34 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def run_api(
-    settings: Settings,
-    *,
-    host: str,
-    port: int,
-    workers: int = 1,
-    forwarded_allow_ips: str | None = None,
-) -> None:
+def run_api(settings: Settings) -> None:
     """Serve the API with uvicorn until stopped; refuse the embedded mode with one line.
 
-    ``workers`` > 1 starts that many server processes on one socket (each builds its own app
-    from the environment, which is where ``settings`` came from).  ``forwarded_allow_ips``
-    lists the proxies whose ``X-Forwarded-For`` is trusted (the client address matters for
-    per-key IP allowlists); by default only 127.0.0.1.
+    Where and how come from the ``api`` group (``API_HOST``, ``API_PORT``, ``API_WORKERS``,
+    ``FORWARDED_ALLOW_IPS``).  More than one worker starts that many server processes on one
+    socket, each building its own app from the environment, which is where ``settings`` came
+    from.  ``X-Forwarded-For``/``-Proto`` are believed only from the listed proxies: the client
+    address decides per-key IP allowlists, so by default no peer may claim another address.
     """
     import uvicorn
 
     from producers.api.app import check_settings, create_app
     from shared.crypto import secret_box
 
+    api = settings.api
     try:
         check_settings(settings)
         secret_box(settings)
-        app = create_app(settings) if workers == 1 else None
+        app = create_app(settings) if api.workers == 1 else None
     except ConfigError as exc:
         _fail(exc.user_message)
+    proxies = ",".join(api.forwarded_allow_ips)
     options: dict[str, object] = {
-        "host": host,
-        "port": port,
-        "proxy_headers": True,
-        "forwarded_allow_ips": forwarded_allow_ips or "127.0.0.1",
+        "host": api.host,
+        "port": api.port,
+        "proxy_headers": bool(proxies),
+        # uvicorn reads FORWARDED_ALLOW_IPS itself when this is None; say it explicitly.
+        "forwarded_allow_ips": proxies or "",
         "log_config": None,
         "access_log": False,
         "server_header": False,
@@ -87,7 +84,7 @@ def run_api(
         uvicorn.run(
             "producers.api.app:app_from_environment",
             factory=True,
-            workers=workers,
+            workers=api.workers,
             **options,  # type: ignore[arg-type]
         )
 

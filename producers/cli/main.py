@@ -17,7 +17,7 @@ import typer
 
 from shared.errors import ConfigError, PermanentError
 from shared.logging import configure_from_settings
-from shared.settings import Settings, SettingsError, load_settings
+from shared.settings import ApiSettings, Settings, SettingsError, load_settings
 from shared.summarize.content import SummaryFormat
 
 if TYPE_CHECKING:
@@ -39,14 +39,16 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _settings(*, quiet: bool = False) -> Settings:
+def _settings(*, quiet: bool = False, api: dict[str, object] | None = None) -> Settings:
     """Validated settings (exit 2 with one line per problem) and logging configured.
 
     ``quiet`` commands print a result for a person: their logs stay at WARNING unless
-    ``LOG_LEVEL`` asks for more.
+    ``LOG_LEVEL`` asks for more.  ``api`` holds command-line options that win over the
+    ``api`` group's variables (validated the same way).
     """
     try:
-        settings = load_settings()
+        groups = {"api": ApiSettings.load(**api)} if api else {}
+        settings = load_settings(**groups)
     except SettingsError as exc:
         for line in exc.lines:
             print(f"summarybot: {line}", file=sys.stderr)
@@ -241,19 +243,30 @@ def migrate(
 
 @cli.command()
 def api(
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8080,
-    workers: Annotated[int, typer.Option("--workers", min=1)] = 1,
+    host: Annotated[str | None, typer.Option("--host", help="Default: API_HOST.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Default: API_PORT.")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Default: API_WORKERS.")
+    ] = None,
     forwarded_allow_ips: Annotated[
-        str | None, typer.Option("--forwarded-allow-ips", help="Trusted proxy addresses.")
+        str | None,
+        typer.Option(
+            "--forwarded-allow-ips",
+            help="Proxies whose X-Forwarded-For is believed, comma-separated. "
+            "Default: FORWARDED_ALLOW_IPS (none).",
+        ),
     ] = None,
 ) -> None:
     """Serve the inbound HTTP API (needs DATABASE_URL, REDIS_URL and SECRET_KEYS)."""
     from producers.cli.api_commands import run_api
 
-    run_api(
-        _settings(), host=host, port=port, workers=workers, forwarded_allow_ips=forwarded_allow_ips
-    )
+    overrides: dict[str, object] = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "forwarded_allow_ips": forwarded_allow_ips,
+    }
+    run_api(_settings(api={k: v for k, v in overrides.items() if v is not None}))
 
 
 @cli.command()

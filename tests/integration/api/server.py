@@ -32,10 +32,11 @@ _LAUNCH = (
     "    signal.signal(signal.SIGUSR1, _report)\n"
     "from producers.cli.api_commands import run_api\n"
     "from shared.logging import configure_logging\n"
-    "from shared.settings import load_settings\n"
-    "settings = load_settings()\n"
+    "from shared.settings import ApiSettings, load_settings\n"
+    "api = ApiSettings.load(host='127.0.0.1', port=int(sys.argv[1]), workers=int(sys.argv[2]))\n"
+    "settings = load_settings(api=api)\n"
     "configure_logging(level=settings.log_level, fmt='json')\n"
-    "run_api(settings, host='127.0.0.1', port=int(sys.argv[1]), workers=int(sys.argv[2]))\n"
+    "run_api(settings)\n"
 )
 
 

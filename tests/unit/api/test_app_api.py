@@ -291,7 +291,7 @@ def test_run_api_refuses_embedded_mode_with_one_line() -> None:
 
     @app.command()
     def api() -> None:
-        run_api(load_settings(), host="127.0.0.1", port=1)
+        run_api(load_settings())
 
     result = CliRunner().invoke(app, [])
     assert result.exit_code == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +13,7 @@ import pytest
 
 from producers.api.resources import ApiOptions
 from schema.models.tenancy import ApiKey
-from shared.signing import generate_secret, sign
+from shared.signing import generate_secret, sign, sign_request
 from tests.unit.api.conftest import Api
 
 pytestmark = pytest.mark.integration
@@ -121,23 +122,71 @@ def test_signed_requests(api: Api) -> None:
             assert response.headers["content-type"] == "application/problem+json"
         return response.status_code
 
-    good = sign("msg_1", now, body, [secret])
+    def signed(msg_id: str, at: int, content: bytes = body) -> str:
+        return sign_request(msg_id, at, "POST", "/v1/jobs", content, [secret])
+
+    good = signed("msg_1", now)
     assert post("msg_1", now, "v1,bm9wZQ== " + good) == 202
     assert post("msg_1", now, good) == 401  # replayed id
     assert post(None, None, None) == 401
     assert post("msg_2", now, None) == 401
-    assert post("msg_3", now, sign("msg_3", now, body + b" ", [secret])) == 401
+    assert post("msg_3", now, signed("msg_3", now, body + b" ")) == 401
     # Past the 300 s tolerance by more than the seconds this test may take on a busy machine.
-    assert post("msg_4", now - 320, sign("msg_4", now - 320, body, [secret])) == 401
-    assert post("msg_5", now + 320, sign("msg_5", now + 320, body, [secret])) == 401
-    assert post("msg.6", now, sign("msg_6", now, body, [secret])) == 401
+    assert post("msg_4", now - 320, signed("msg_4", now - 320)) == 401
+    assert post("msg_5", now + 320, signed("msg_5", now + 320)) == 401
+    assert post("msg.6", now, signed("msg_6", now)) == 401
     assert post("msg_7", now, "v2," + good[3:]) == 401
-    assert post("msg_8", now - 200, sign("msg_8", now - 200, body, [secret])) == 202
+    # The body alone, as a webhook event is signed, is not a request signature.
+    assert post("msg_9", now, sign("msg_9", now, body, [secret])) == 401
+    assert post("msg_8", now - 200, signed("msg_8", now - 200)) == 202
     unsigned = api.key(("jobs:write",))
     plain = api.client.post(
         "/v1/jobs", headers=api.auth(unsigned) | {"Content-Type": "application/json"}, content=body
     )
     assert plain.status_code == 202
+
+
+def test_a_request_signature_covers_method_path_and_query(api: Api) -> None:
+    token, secret = _signed_key(api)
+    now = int(time.time())
+    job = api.client.post(
+        "/v1/jobs",
+        headers=api.auth(token)
+        | {"Content-Type": "application/json"}
+        | _signature(
+            "j1", now, "POST", "/v1/jobs", json.dumps({"channel_id": api.channel}), secret
+        ),
+        content=json.dumps({"channel_id": api.channel}),
+    )
+    assert job.status_code == 202, job.text
+    path = f"/v1/jobs/{job.json()['id']}"
+
+    def call(method: str, target: str, signed_for: tuple[str, str], msg_id: str) -> int:
+        headers = api.auth(token) | _signature(msg_id, now, *signed_for, "", secret)
+        return api.client.request(method, target, headers=headers).status_code
+
+    # Made for a read, offered on a cancel of the same path: refused, and the job is untouched.
+    refused = call("DELETE", path, ("GET", path), "m1")
+    assert refused == 401
+    assert call("GET", path, ("GET", path), "m2") == 200
+    assert call("GET", f"{path}?x=1", ("GET", path), "m3") == 401
+    assert call("GET", f"{path}?x=1", ("GET", f"{path}?x=1"), "m4") == 200
+    assert call("GET", "/v1/jobs/" + str(uuid.uuid4()), ("GET", path), "m5") == 401
+    assert call("DELETE", path, ("DELETE", path), "m6") in {200, 202, 204}
+    response = api.client.get(
+        path, headers=api.auth(token) | _signature("m7", now, "GET", path, "", secret)
+    )
+    assert response.json()["status"] == "cancelled"
+
+
+def _signature(
+    msg_id: str, at: int, method: str, target: str, body: str, secret: str
+) -> dict[str, str]:
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(at),
+        "webhook-signature": sign_request(msg_id, at, method, target, body.encode(), [secret]),
+    }
 
 
 def test_unreadable_signing_secret_is_a_clear_500(make_api: Callable[..., Api]) -> None:
