@@ -1,0 +1,145 @@
+"""Topic titles a person would write: key noun phrases of the topic, never filler pairs.
+
+A title is built from candidate phrases of the topic's messages: maximal runs of content words
+(split at stop words, fillers, punctuation, numbers and participant names, as RAKE does),
+and their sub-phrases of up to three words.  A phrase scores
+
+    (messages of the topic that contain it) x (mean IDF of its words over the channel)
+    x (1.6 for two words, 1.9 for three)
+
+so frequent-here-but-rare-elsewhere phrases win; generic words ("thing", "problem", "good",
+"work", "try") may sit inside a phrase but never start or end one.  In a topic of several
+messages a phrase must occur in at least two of them (unless nothing does).  The best phrase
+and the next one that shares no word with it make the title ("nvidia drivers, xorg.conf"),
+each written in the spelling most used in the topic ("TIMIT", "Python.h").
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable
+
+from shared.summarize.extractive.noise import FILLER_WORDS, FRAGMENT_WORDS, strip_markup
+from shared.summarize.text import STOP_WORDS
+
+__all__ = ["GENERIC_WORDS", "MAX_TITLE_CHARS", "candidate_phrases", "topic_title"]
+
+MAX_TITLE_CHARS = 80
+MAX_PHRASE_WORDS = 3
+
+# Words that are content words to a tokenizer but say nothing about a topic on their own.
+_GENERIC_WORDS_TEXT = """
+    thing things stuff bit lot lots kind sort way ways point points part parts question
+    questions answer idea ideas problem problems issue issues time times day days today
+    tomorrow yesterday minute minutes moment people person guy guys someone something
+    anything everything nothing else one ones two three first second last next new old good
+    bad great nice fine better best big small little sure actually probably basically pretty
+    quite different same whole real certain able mean means meant guess thought think
+    thinking say says saying said tell told ask asked talk talking talked look looks looking
+    looked see seen seem seems want wanted wants need needed needs use used uses using work
+    works working worked make makes making made try tried trying tries run running ran get
+    getting give gave take took put come came go goes went done doing let help start
+    started stop find found keep show call called maybe also still even much many lot
+    able wrong right left okay yeah else instead though already always never often
+    sometimes again anyway etc lol hmm sorry thanks please hello hi hey four five six seven
+    eight nine ten twenty hundred thousand million half couple number numbers
+    """
+GENERIC_WORDS: frozenset[str] = frozenset(_GENERIC_WORDS_TEXT.split())
+_WORD_RE = re.compile(r"[\w][\w.+#'’\-]*[\w+#]|[\w]")
+_BREAK_RE = re.compile(r"[,;:!?()\[\]{}\"“”<>|=/\\]|\.(?:\s|$)|\s-\s|https?://\S+|www\.\S+")
+
+
+def _words(segment: str) -> list[str]:
+    return [w.rstrip(".'’") for w in _WORD_RE.findall(segment)]
+
+
+def candidate_phrases(
+    text: str, excluded: Collection[str]
+) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """(lower-cased words, words as written) of every candidate phrase in ``text``."""
+    found: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+    for chunk in _BREAK_RE.split(strip_markup(text)):
+        run: list[str] = []
+        for word in [*_words(chunk), ""]:
+            key = word.lower().replace("’", "'")
+            if (
+                not key
+                or key in STOP_WORDS
+                or key in FILLER_WORDS
+                or key in FRAGMENT_WORDS
+                or key in excluded
+                or len(key) < 2
+                or key.isdigit()
+                or not any(ch.isalpha() for ch in key)
+            ):
+                found.extend(_sub_phrases(run))
+                run = []
+                continue
+            run.append(word)
+    return found
+
+
+def _sub_phrases(run: list[str]) -> Iterable[tuple[tuple[str, ...], tuple[str, ...]]]:
+    for size in range(1, MAX_PHRASE_WORDS + 1):
+        for start in range(len(run) - size + 1):
+            words = tuple(run[start : start + size])
+            keys = tuple(w.lower().replace("’", "'") for w in words)
+            if keys[0] in GENERIC_WORDS or keys[-1] in GENERIC_WORDS:
+                continue
+            if len(set(keys)) < len(keys):
+                continue
+            yield keys, words
+
+
+def topic_title(
+    texts: Iterable[str],
+    weight: Callable[[str], float],
+    *,
+    excluded: Collection[str] = (),
+    phrases: int = 2,
+) -> str | None:
+    """The title of a topic whose messages are ``texts``; ``weight`` gives a word's IDF over
+    the channel, ``excluded`` lower-cased words never used (participant names).  ``None``
+    when no message has a content word."""
+    counts: Counter[tuple[str, ...]] = Counter()
+    spellings: Counter[tuple[str, ...]] = Counter()
+    messages = 0
+    for text in texts:
+        messages += 1
+        seen: set[tuple[str, ...]] = set()
+        for keys, words in candidate_phrases(text, excluded):
+            spellings[words] += 1
+            seen.add(keys)
+        counts.update(seen)
+    if not counts:
+        return None
+    bonus = {1: 1.0, 2: 1.6, 3: 1.9}
+    scored = []
+    repeated = messages > 1 and any(n >= 2 for n in counts.values())
+    for keys, n in counts.items():
+        if repeated and n < 2:
+            continue
+        idf = sum(weight(k) for k in keys) / len(keys)
+        scored.append((n * idf * bonus[len(keys)], keys))
+    scored.sort(key=lambda item: (-item[0], item[1]))
+    written: dict[tuple[str, ...], tuple[str, ...]] = {}
+    for words, _ in spellings.most_common():
+        written.setdefault(tuple(w.lower().replace("’", "'") for w in words), words)
+    picked: list[str] = []
+    used: set[str] = set()
+    for _, keys in scored:
+        if used.intersection(keys) or any(_contains(p, keys) for p in picked):
+            continue
+        picked.append(" ".join(written[keys]))
+        used.update(keys)
+        if len(picked) == phrases:
+            break
+    title = ", ".join(picked)
+    if len(title) > MAX_TITLE_CHARS:
+        title = picked[0][:MAX_TITLE_CHARS]
+    return title
+
+
+def _contains(picked: str, keys: tuple[str, ...]) -> bool:
+    return " ".join(keys) in picked.lower()
