@@ -21,7 +21,8 @@ Systems, all computed in the same run on the same messages:
   stop words left out); turns taken best first, printed in meeting order; no tuning.
 
 Scoring: Google's ``rouge-score`` (ROUGE-1, ROUGE-2, ROUGE-Lsum F-measure, Porter stemming).
-Every text, the reference included, has the transcription markup (``{...}``) removed, and
+Every text, the reference included, has the transcription markup (``{...}``) removed and
+letters spelled out in the AMI way joined ("T_V_" → "TV"), and
 every system text is cut to the reference's word count, so no system wins by length.
 
 Citations are checked on every meeting: each cited id is a message of the meeting, the
@@ -66,6 +67,7 @@ MIN_BEATS_LEAD = 14
 
 _MARKUP_RE = re.compile(r"\{[^{}]*\}")
 _SPACE_RE = re.compile(r"\s+")
+_SPELLED_RE = re.compile(r"\b(?:[A-Z]_){2,}(?=\W|$)")
 _WORD_RE = re.compile(r"[a-z0-9]+")
 _REF_RE = re.compile(r"(?:\[\d+\])+")
 
@@ -107,7 +109,9 @@ def load_meetings(folder: Path = FIXTURES) -> list[Meeting]:
 
 
 def plain(text: str) -> str:
-    """Text as scored: transcription markup removed, whitespace collapsed."""
+    """Text as scored: transcription markup removed, spelled-out letters joined ("T_V_" →
+    "TV"), whitespace collapsed."""
+    text = _SPELLED_RE.sub(lambda m: m.group(0).replace("_", ""), text)
     return _SPACE_RE.sub(" ", _MARKUP_RE.sub(" ", text)).strip()
 
 

@@ -4,8 +4,8 @@ An **action item** is one of:
 
 * a *commitment*: the author says they will do a task ("I'll update the wiki page about
   kernel headers by friday"); the owner is the author.  "I'll try that", "I'll look into it",
-  "I'll save it" are conversation, not tasks: a weak verb, or no content word after the
-  verb, is no commitment;
+  "I'll put it in there" are conversation, not tasks: a weak verb, or fewer than two content
+  words after the verb, is no commitment;
 * a *request* to a named person (a mention, ``nick:`` addressing or a reply) with a request
   form ("please …", "can you …", "could you …") followed by a task verb ("draft", "rotate",
   "update", "review", …); the owner is that person.  Instructions to do something right away
@@ -50,6 +50,7 @@ _COMMIT_RE = re.compile(
     r"care of)\s+(?:also\s+|then\s+|now\s+|quickly\s+|just\s+|definitely\s+)?([a-z][\w-]*)(.*)$",
     _I,
 )
+_COMMIT_START_RE = re.compile(r"(?:^|(?<=\s))i(?:'ll| will| shall|'m going to| am going to)\b", _I)
 _REQUEST_RE = re.compile(
     r"^(?:please|pls|plz|can you|could you|would you(?: mind)?|will you)\s+"
     r"(?:please\s+|also\s+|quickly\s+)?([a-z][\w-]*)(.*)$",
@@ -74,10 +75,12 @@ _TASK_VERBS_TEXT = """
     price present prototype research circulate confirm
     """
 _TASK_VERBS = frozenset(_TASK_VERBS_TEXT.split())
-_CONTENT_RE = re.compile(r"[a-z][\w.+\-']*", _I)
+_CONTENT_RE = re.compile(r"[a-z0-9][\w.+\-']*", _I)
 _SMALL_TEXT = (
     "a an the it this that these those them to of for on in at by with from and or my your "
-    "our their its me you him her us up out all some any"
+    "our their its me you him her us up out all some any there here then now soon as so too "
+    "very well back again later also just really i've i'm it's that's when once after done "
+    "first one thing things stuff bit something"
 )
 _SMALL = frozenset(_SMALL_TEXT.split())
 
@@ -121,16 +124,18 @@ def action_owner(text: str, *, author: str, addressee: str | None) -> str | None
             return addressee or author
         if _CONDITIONAL_RE.match(clause):
             continue
-        commit = _COMMIT_RE.match(clause)
+        # A restart ("I'll put it I'll put them there") counts from its last start.
+        starts = [m.start() for m in _COMMIT_START_RE.finditer(clause)]
+        commit = _COMMIT_RE.match(clause[starts[-1] :] if starts and starts[0] == 0 else clause)
         if commit and not clause.rstrip().endswith("?"):
             verb, rest = commit.group(1).lower(), commit.group(2)
-            if verb not in _WEAK_VERBS and _content_words(rest) >= 1:
+            if verb not in _WEAK_VERBS and _content_words(rest) >= 2:
                 return author
             continue
         request = _REQUEST_RE.match(clause)
         if request and addressee is not None and addressee != author:
             verb, rest = request.group(1).lower(), request.group(2)
-            if verb in _TASK_VERBS and _content_words(rest) >= 1:
+            if verb in _TASK_VERBS and _content_words(rest) >= 2:
                 return addressee
     return None
 

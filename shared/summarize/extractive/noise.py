@@ -72,6 +72,9 @@ _GREETING_WORDS_TEXT = """
 _GREETING_WORDS: frozenset[str] = frozenset(_GREETING_WORDS_TEXT.split())
 _MARKUP_RE = re.compile(r"\{[a-z_]+\}|\[(?:laughter|noise|silence|inaudible)\]", re.IGNORECASE)
 _URL_RE = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+_SPELLED_RE = re.compile(r"\b(?:[A-Z]_){2,}(?=\W|$)")
+# "you know" and "I mean" between commas are fillers of speech.
+_SPOKEN_RE = re.compile(r"(?:(?<=,)|^)\s*(?:you know|i mean|like)\s*,\s*", re.IGNORECASE)
 _ADDRESS_RE = re.compile(r"^\s*@?[^\s:,]{2,32}\s*[:,]\s+")
 _JOIN_RE = re.compile(
     r"^\S+ (?:is now known as \S+|has (?:joined|left|quit)\b.*|(?:joined|left) the "
@@ -98,15 +101,18 @@ _REPEAT_RE = re.compile(r"\b(\w+(?:'\w+)?(?: \w+(?:'\w+)?)?)(?:\s+\1\b)+", re.IG
 _CONTRACTION_RE = re.compile(r"(\w) (n't|'(?:s|re|ll|ve|m|d))\b", re.IGNORECASE)
 # A broken-off start of the next word ("s sort of", "w we 'll", "th the").
 _FRAGMENT_RE = re.compile(r"\b([^\W\d_]{1,2})\s+(?=(\w+))")
-_SHORT_WORDS = frozenset(
-    "a i an am as at be by do go he if in is it me my no of oh on or so to up us we ok".split()
-)
+_SHORT_TEXT = "a i an am as at be by do go he if in is it me my no of oh on or so to up us we ok"
+_SHORT_WORDS = frozenset(_SHORT_TEXT.split())
+_LEFT_PUNCT_RE = re.compile(r"([,.;:])(?:\s+[,.;:])+")
 _LEADING_JUNK_RE = re.compile(r"^[\s,.;:!?\-]+")
 _SENTENCE_RE = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
 
 
 def strip_markup(text: str) -> str:
-    """``text`` without transcription markup (``{disfmarker}``, ``{vocalsound}``, ...)."""
+    """``text`` without transcription markup (``{disfmarker}``, ``{vocalsound}``, ...), and
+    spelled-out letters joined ("T_V_" → "TV")."""
+    if "_ " in text or text.endswith("_"):
+        text = _SPELLED_RE.sub(lambda m: m.group(0).replace("_", ""), text)
     if "{" not in text and "[" not in text:
         return text
     return _SPACE_RE.sub(" ", _MARKUP_RE.sub(" ", text)).strip()
@@ -130,13 +136,14 @@ def clean_extract(text: str) -> str:
     if not flat:
         return flat
     cleaned = _HESITATION_RE.sub(" ", flat)
+    cleaned = _SPOKEN_RE.sub(" ", cleaned)
     cleaned = _CONTRACTION_RE.sub(r"\1\2", cleaned)
     cleaned = _FRAGMENT_RE.sub(_drop_fragment, cleaned)
     cleaned = _REPEAT_RE.sub(r"\1", cleaned)
     cleaned = _SPACED_PUNCT_RE.sub(r"\1", cleaned)
     cleaned = _LEADING_JUNK_RE.sub("", _SPACE_RE.sub(" ", cleaned)).strip()
     # Repeated punctuation left where a filler stood (", ," / ". .").
-    cleaned = re.sub(r"([,.;:])(?:\s*[,.;:])+", r"\1", cleaned)
+    cleaned = _LEFT_PUNCT_RE.sub(r"\1", cleaned)
     if cleaned and cleaned[0].islower() and flat[:1].isupper():
         cleaned = cleaned[0].upper() + cleaned[1:]
     return cleaned or flat

@@ -406,6 +406,7 @@ class _Digest:
         largest = 1
         for segment in segment_messages(self.kept):
             members = [self.index[i] for i in segment.message_ids]
+            self._mark_answers(members)
             for part in self._split(members):
                 topic = _Topic(number=len(self.topics), members=part)
                 for member in part:
@@ -549,15 +550,18 @@ class _Digest:
         limit: int,
         *,
         spread_topics: bool = True,
+        shown: Iterable[int] = (),
     ) -> list[int]:
-        """Pick up to ``limit`` items by maximal marginal relevance; drop near-duplicates."""
+        """Pick up to ``limit`` items by maximal marginal relevance; drop near-duplicates of
+        each other and of the ``shown`` items (already quoted elsewhere in the summary)."""
         pool = heapq.nsmallest(max(limit * 8, 24), candidates, key=lambda c: (-c[1], c[0]))
+        before = list(shown)
         chosen: list[int] = []
         while pool and len(chosen) < limit:
             best_at, best_value = -1, -math.inf
             for at, (i, relevance) in enumerate(pool):
                 redundancy = 0.0
-                for j in chosen:
+                for j in [*before, *chosen]:
                     similarity = cosine(self._vector(i), self._vector(j))
                     if spread_topics and self.items[i].segment == self.items[j].segment:
                         similarity += 0.25
@@ -566,7 +570,10 @@ class _Digest:
                 if value > best_value:
                     best_at, best_value = at, value
             i, _ = pool.pop(best_at)
-            if any(cosine(self._vector(i), self._vector(j)) >= DUPLICATE_COSINE for j in chosen):
+            if any(
+                cosine(self._vector(i), self._vector(j)) >= DUPLICATE_COSINE
+                for j in [*before, *chosen]
+            ):
                 continue
             chosen.append(i)
         return chosen
@@ -633,13 +640,11 @@ class _Digest:
                 for i in topic.best
             )
         fresh = [c for c in candidates if c[0] not in self.gists]
-        chosen = self._mmr(fresh, limit)
+        chosen = self._mmr(fresh, limit, shown=sorted(self.gists))
         if len(chosen) < limit:
             # Few topics: a gist may also be a key point rather than leave the section short.
             rest = [c for c in candidates if c[0] in self.gists]
-            for i in self._mmr(rest, limit - len(chosen)):
-                if all(cosine(self._vector(i), self._vector(j)) < DUPLICATE_COSINE for j in chosen):
-                    chosen.append(i)
+            chosen += self._mmr(rest, limit - len(chosen), shown=chosen)
         chosen.sort(key=lambda i: (self.items[i].message.timestamp, i))
         return [self._point(i) for i in chosen]
 
@@ -658,21 +663,20 @@ class _Digest:
             points.append(CitedPoint(text=self._bullet(i, is_decision), message_ids=ids))
         return points
 
-    def _mark_answers(self) -> None:
-        """A question counts as answered once someone else speaks after it in its topic."""
-        for topic in self.topics:
-            pending: dict[str, list[int]] = {}
-            for i in topic.members:
-                item = self.items[i]
-                author = item.message.author_id
-                for asker in [a for a in pending if a != author]:
-                    for q in pending.pop(asker):
-                        self.items[q].answered_by_others = True
-                if item.quotable and is_question(strip_markup(item.message.content)):
-                    pending.setdefault(author, []).append(i)
+    def _mark_answers(self, members: list[int]) -> None:
+        """A question counts as answered once someone else speaks after it in its
+        conversation (the whole segment, before any cut into sub-topics)."""
+        pending: dict[str, list[int]] = {}
+        for i in members:
+            item = self.items[i]
+            author = item.message.author_id
+            for asker in [a for a in pending if a != author]:
+                for q in pending.pop(asker):
+                    self.items[q].answered_by_others = True
+            if item.quotable and is_question(strip_markup(item.message.content)):
+                pending.setdefault(author, []).append(i)
 
     def _open_questions(self) -> list[CitedPoint]:
-        self._mark_answers()
         candidates = [
             (i, item.score + 0.1 * min(item.tokens, 8) / 8)
             for i, item in enumerate(self.items)
@@ -704,10 +708,17 @@ class _Digest:
         chosen.sort(key=lambda i: (self.items[i].message.timestamp, i))
         items = []
         for i in chosen:
-            due = _DUE_RE.search(strip_markup(self.items[i].message.content))
+            item = self.items[i]
+            addressee = self._addressee(item)
+
+            def states_it(unit: str, item: _Item = item, addressee: str | None = addressee) -> bool:
+                return action_owner(unit, author=item.author, addressee=addressee) is not None
+
+            task = self._bullet(i, states_it)
+            due = _DUE_RE.search(task)
             items.append(
                 ActionItem(
-                    task=self._bullet(i),
+                    task=task,
                     owner=found[i],
                     due=due.group(0) if due else None,
                     message_ids=[self.items[i].message.id],
@@ -793,8 +804,7 @@ class _Digest:
             extra.append(_plural(questions, "open question"))
         parts = []
         if titles:
-            head = titles[0] if len(titles) == 1 else "; ".join(titles[:-1]) + "; and " + titles[-1]
-            parts.append(f"Main topics: {head}.")
+            parts.append(f"Main topics: {'; '.join(titles)}.")
         if extra:
             parts.append(f"{' and '.join(extra).capitalize()} below.")
         if not parts:

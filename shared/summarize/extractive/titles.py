@@ -10,7 +10,8 @@ and their sub-phrases of up to three words.  A phrase scores
 so frequent-here-but-rare-elsewhere phrases win; generic words ("thing", "problem", "good",
 "work", "try") may sit inside a phrase but never start or end one.  In a topic of several
 messages a phrase must occur in at least two of them (unless nothing does).  The best phrase
-and the next one that shares no word with it make the title ("nvidia drivers, xorg.conf"),
+and the next one that shares no word with it make the title ("nvidia drivers and xorg.conf");
+a phrase gives way to a longer one that contains it and occurs at least half as often,
 each written in the spelling most used in the topic ("TIMIT", "Python.h").
 """
 
@@ -126,20 +127,37 @@ def topic_title(
     written: dict[tuple[str, ...], tuple[str, ...]] = {}
     for words, _ in spellings.most_common():
         written.setdefault(tuple(w.lower().replace("’", "'") for w in words), words)
-    picked: list[str] = []
+    containing: dict[tuple[str, ...], list[tuple[float, tuple[str, ...]]]] = {}
+    for value, keys in scored:
+        for size in range(1, len(keys)):
+            for start in range(len(keys) - size + 1):
+                containing.setdefault(keys[start : start + size], []).append((value, keys))
+    picked: list[tuple[str, ...]] = []
     used: set[str] = set()
     for _, keys in scored:
-        if used.intersection(keys) or any(_contains(p, keys) for p in picked):
+        if used.intersection(keys):
             continue
-        picked.append(" ".join(written[keys]))
+        keys = _longer(keys, counts, containing)
+        if used.intersection(keys):
+            continue
+        picked.append(keys)
         used.update(keys)
         if len(picked) == phrases:
             break
-    title = ", ".join(picked)
+    titles = [" ".join(written[keys]) for keys in picked]
+    title = " and ".join(titles)
     if len(title) > MAX_TITLE_CHARS:
-        title = picked[0][:MAX_TITLE_CHARS]
+        title = titles[0][:MAX_TITLE_CHARS]
     return title
 
 
-def _contains(picked: str, keys: tuple[str, ...]) -> bool:
-    return " ".join(keys) in picked.lower()
+def _longer(
+    keys: tuple[str, ...],
+    counts: Counter[tuple[str, ...]],
+    containing: dict[tuple[str, ...], list[tuple[float, tuple[str, ...]]]],
+) -> tuple[str, ...]:
+    """The best longer phrase that contains ``keys`` and occurs at least half as often
+    ("nvidia drivers" rather than "drivers"), else ``keys``."""
+    need = max(2, counts[keys] / 2)
+    longer = [(value, other) for value, other in containing.get(keys, ()) if counts[other] >= need]
+    return max(longer)[1] if longer else keys
