@@ -10,7 +10,8 @@ and their sub-phrases of up to three words.  A phrase scores
 so frequent-here-but-rare-elsewhere phrases win; generic words ("thing", "problem", "good",
 "work", "try") may sit inside a phrase but never start or end one.  In a topic of several
 messages a phrase must occur in at least two of them (unless nothing does).  The best phrase
-and the next one that shares no word with it make the title ("nvidia drivers and xorg.conf");
+and the next one that shares no word with it (if it scores at least 40 % of the best) make
+the title ("nvidia drivers and xorg.conf");
 a phrase gives way to a longer one that contains it and occurs at least half as often,
 each written in the spelling most used in the topic ("TIMIT", "Python.h").
 """
@@ -28,6 +29,8 @@ __all__ = ["GENERIC_WORDS", "MAX_TITLE_CHARS", "candidate_phrases", "topic_title
 
 MAX_TITLE_CHARS = 80
 MAX_PHRASE_WORDS = 3
+# A second phrase joins the title only if it scores at least this share of the first.
+SECOND_PHRASE_SHARE = 0.4
 
 # Words that are content words to a tokenizer but say nothing about a topic on their own.
 _GENERIC_WORDS_TEXT = """
@@ -44,9 +47,27 @@ _GENERIC_WORDS_TEXT = """
     started stop find found keep show call called maybe also still even much many lot
     able wrong right left okay yeah else instead though already always never often
     sometimes again anyway etc lol hmm sorry thanks please hello hi hey four five six seven
-    eight nine ten twenty hundred thousand million half couple number numbers
+    eight nine ten eleven twelve twenty thirty forty fifty sixty seventy eighty ninety hundred
+    thousand million half couple number numbers another other others eleven thirteen
+    everythings everything's somethings something's nothing's thats
+    fourteen fifteen sixteen seventeen eighteen nineteen may might must shall perhaps certainly
+    whatever whenever wherever whoever away least less more most within without across
+    around ahead behind beyond cuz coz cause because th equal set sets mention mentioned
+    discuss discussed understand understood enter free reach hope hoped hopes close open
+    connected relevant important current simple easy hard possible likely unlikely
+    interesting obviously clearly exactly totally completely entirely rather almost enough
+    usually generally especially particular particularly specific specifically certain
+    general whole bunch stuff gonna wanna gotta kinda sorta dunno yes no ok okay agree
+    agreed remember forget forgot believe suppose supposed happen happens happened change
+    changes changed wait waiting read reading write writing wrote written keep kept seems
+    seemed feel felt felt fact example reason reasons case cases sense end ends side sides
+    top bottom front back left hand hands level levels step steps far long short high low
+    early late soon ago later recently today tonight week weeks month months year years
+    morning afternoon evening fun cool awesome amazing terrible horrible weird strange
+    funny crazy stupid silly glad happy sad sorry afraid worried
     """
 GENERIC_WORDS: frozenset[str] = frozenset(_GENERIC_WORDS_TEXT.split())
+_LY_NOUNS = frozenset({"assembly", "supply", "family", "reply", "anomaly", "butterfly", "italy"})
 _WORD_RE = re.compile(r"[\w][\w.+#'’\-]*[\w+#]|[\w]")
 _BREAK_RE = re.compile(r"[,;:!?()\[\]{}\"“”<>|=/\\]|\.(?:\s|$)|\s-\s|https?://\S+|www\.\S+")
 
@@ -86,11 +107,28 @@ def _sub_phrases(run: list[str]) -> Iterable[tuple[tuple[str, ...], tuple[str, .
         for start in range(len(run) - size + 1):
             words = tuple(run[start : start + size])
             keys = tuple(w.lower().replace("’", "'") for w in words)
-            if keys[0] in GENERIC_WORDS or keys[-1] in GENERIC_WORDS:
+            if _weak_edge(keys[0]) or _weak_edge(keys[-1]):
                 continue
             if len(set(keys)) < len(keys):
                 continue
             yield keys, words
+
+
+def _stem(key: str) -> str:
+    """A crude singular, so that "button" and "buttons" are one word for a title."""
+    if len(key) > 3 and key.endswith("s") and not key.endswith("ss"):
+        return key[:-2] if key.endswith("es") and key[-3] in "sxz" else key[:-1]
+    return key
+
+
+def _weak_edge(key: str) -> bool:
+    """A word that may not start or end a title phrase: generic, an adverb in -ly, a past
+    participle in -ed, or a two-letter fragment that is no acronym."""
+    if key in GENERIC_WORDS or len(key) < 3:
+        return True
+    if key.endswith("ly") and len(key) > 5 and key not in _LY_NOUNS:
+        return True
+    return key.endswith("ed") and len(key) > 5 and not key.endswith("eed")
 
 
 def topic_title(
@@ -134,14 +172,17 @@ def topic_title(
                 containing.setdefault(keys[start : start + size], []).append((value, keys))
     picked: list[tuple[str, ...]] = []
     used: set[str] = set()
-    for _, keys in scored:
-        if used.intersection(keys):
+    top = scored[0][0] if scored else 0.0
+    for value, keys in scored:
+        if picked and value < SECOND_PHRASE_SHARE * top:
+            break
+        if used.intersection(map(_stem, keys)):
             continue
         keys = _longer(keys, counts, containing)
-        if used.intersection(keys):
+        if used.intersection(map(_stem, keys)):
             continue
         picked.append(keys)
-        used.update(keys)
+        used.update(map(_stem, keys))
         if len(picked) == phrases:
             break
     titles = [" ".join(written[keys]) for keys in picked]
