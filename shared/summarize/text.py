@@ -131,9 +131,7 @@ class Idf:
         instead of keeping every document's terms)."""
         idf = cls(())
         idf.documents = documents
-        idf._weights = {
-            term: math.log((1 + documents) / (1 + n)) + 1.0 for term, n in df.items()
-        }
+        idf._weights = {term: math.log((1 + documents) / (1 + n)) + 1.0 for term, n in df.items()}
         idf._default = math.log((1 + documents) / 2) + 1.0
         return idf
 

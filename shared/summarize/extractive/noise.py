@@ -90,6 +90,7 @@ _LOG_LINE_RE = re.compile(
 _PATH_RE = re.compile(r"(?:~|\.{1,2})?/[\w.\-+]+(?:/[\w.\-+]*)+|[A-Z]:\\[\w\\.\-]+")
 _CODE_CHARS = frozenset("{}[]()<>=;|\\$#&*`\"'/:_")
 _FENCE_RE = re.compile(r"```")
+_LETTERS_RE = re.compile(r"[^\W\d_]")
 _SPACE_RE = re.compile(r"\s+")
 _SPACED_PUNCT_RE = re.compile(r"\s+([.,;:!?])")
 _HESITATION_RE = re.compile(
@@ -167,9 +168,11 @@ def _looks_pasted(text: str) -> bool:
     words = text.split()
     if len(words) < 4:
         return False
+    code = sum(text.count(ch) for ch in _CODE_CHARS)
+    if code == 0:
+        return False
     paths = len(_PATH_RE.findall(text))
-    code = sum(1 for ch in text if ch in _CODE_CHARS)
-    letters = sum(1 for ch in text if ch.isalpha())
+    letters = len(_LETTERS_RE.findall(text))
     plain_words = sum(1 for w in words if w.isalpha() and w.lower() in STOP_WORDS)
     # Program output: paths or symbols everywhere and hardly any function words.
     if paths >= 2 and plain_words <= len(words) // 5:

@@ -215,7 +215,7 @@ class _Topic:
     weight: float = 0.0
     authors: int = 0
     content: int = 0
-    title: str = ""
+    scored: bool = False
     best: list[int] = field(default_factory=list)
 
 
@@ -411,7 +411,10 @@ class _Digest:
                 topic = _Topic(number=len(self.topics), members=part)
                 for member in part:
                     self.items[member].segment = topic.number
-                self._score_topic(topic)
+                topic.authors = len({self.items[i].message.author_id for i in part})
+                topic.content = sum(
+                    1 for i in part if self.items[i].quotable and self.items[i].tokens
+                )
                 self.topics.append(topic)
                 largest = max(largest, topic.content)
         for topic in self.topics:
@@ -423,6 +426,7 @@ class _Digest:
                 + 0.1 * math.log1p(reactions)
                 + 0.3 * pins
             )
+        self.by_number = list(self.topics)
         self.topics.sort(key=lambda t: (-t.weight, -len(t.members), t.number))
 
     def _message_vector(self, i: int) -> SparseVector:
@@ -480,13 +484,24 @@ class _Digest:
             result[at].append(i)
         return [part for part in result if part]
 
+    def _scored(self, topic: _Topic) -> _Topic:
+        """``topic`` with its members scored (done once, on first need)."""
+        if not topic.scored:
+            self._score_topic(topic)
+            topic.scored = True
+        return topic
+
+    def _score(self, i: int) -> float:
+        """Item ``i``'s score, its topic scored first if it was not yet."""
+        self._scored(self.by_number[self.items[i].segment])
+        return self.items[i].score
+
     def _score_topic(self, topic: _Topic) -> None:
-        """Score every member's best unit; title the topic.  Vectors live only here."""
+        """Score every member's best unit.  Vectors live only here: topics are scored one at
+        a time, and only those a section needs."""
         items = self.items
         members = topic.members
-        topic.authors = len({items[i].message.author_id for i in members})
         quotable = [i for i in members if items[i].quotable]
-        topic.content = sum(1 for i in quotable if items[i].tokens)
         vectors = {i: self._message_vector(i) for i in quotable}
         centre: SparseVector = {}
         for vector in vectors.values():
@@ -531,12 +546,19 @@ class _Digest:
         del vectors, centre
         ranked = sorted(quotable, key=lambda i: (-items[i].score, i))
         topic.best = [i for i in ranked if items[i].tokens][:3]
+
+    def _title(self, topic: _Topic) -> str:
+        items = self.items
         title = topic_title(
-            (strip_markup(items[i].message.content) for i in quotable if items[i].tokens),
+            (
+                strip_markup(items[i].message.content)
+                for i in topic.members
+                if items[i].quotable and items[i].tokens
+            ),
             self.idf.weight,
             excluded=self.excluded - STOP_WORDS,
         )
-        topic.title = title or ""
+        return title or shorten(self._extract(topic.best[0]), 60)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -600,9 +622,9 @@ class _Digest:
     # -- sections ------------------------------------------------------------------------
 
     def _shown_topics(self) -> list[_Topic]:
-        with_content = [t for t in self.topics if t.best]
+        with_content = [t for t in self.topics if t.content]
         multi = [t for t in with_content if t.content > 1]
-        return (multi or with_content)[: self.limits.topics]
+        return [self._scored(t) for t in (multi or with_content)[: self.limits.topics]]
 
     def _topics(self) -> list[Topic]:
         result = []
@@ -619,7 +641,7 @@ class _Digest:
             ordered = sorted(cited, key=lambda i: (self.items[i].message.timestamp, i))
             result.append(
                 Topic(
-                    title=topic.title or shorten(self._extract(representative), 60),
+                    title=self._title(topic),
                     summary=self._bullet(representative),
                     message_ids=[self.items[i].message.id for i in ordered],
                 )
@@ -630,6 +652,7 @@ class _Digest:
         limit = self.limits.key_points
         candidates: list[tuple[int, float]] = []
         for topic in self.topics[: limit * 3]:
+            self._scored(topic)
             candidates.extend(
                 (
                     i,
@@ -650,7 +673,7 @@ class _Digest:
 
     def _decisions(self) -> list[CitedPoint]:
         candidates = [
-            (i, item.score + 0.2)
+            (i, self._score(i) + 0.2)
             for i, item in enumerate(self.items)
             if item.quotable and is_decision(strip_markup(item.message.content))
         ]
@@ -678,7 +701,7 @@ class _Digest:
 
     def _open_questions(self) -> list[CitedPoint]:
         candidates = [
-            (i, item.score + 0.1 * min(item.tokens, 8) / 8)
+            (i, self._score(i) + 0.1 * min(item.tokens, 8) / 8)
             for i, item in enumerate(self.items)
             if item.quotable
             and item.tokens >= 2
@@ -703,7 +726,7 @@ class _Digest:
             )
             if owner is not None:
                 found[i] = owner
-                candidates.append((i, item.score))
+                candidates.append((i, self._score(i)))
         chosen = self._mmr(candidates, self.limits.action_items, spread_topics=False)
         chosen.sort(key=lambda i: (self.items[i].message.timestamp, i))
         items = []
@@ -734,7 +757,7 @@ class _Digest:
         result = []
         for author_id, members in top[: self.limits.contributors]:
             candidates = [
-                (i, self.items[i].score)
+                (i, self._score(i))
                 for i in members
                 if self.items[i].quotable and self.items[i].tokens
             ]
@@ -774,7 +797,9 @@ class _Digest:
             kind = self._technical_kind(strip_markup(item.message.content))
             if kind is not None and len(tokenize(item.message.content)) >= 2:
                 # A paste scores nothing as prose; as a technical note it counts.
-                kinds.setdefault(kind, []).append((i, item.score + 0.05 * (item.noise == "paste")))
+                kinds.setdefault(kind, []).append(
+                    (i, self._score(i) + 0.05 * (item.noise == "paste"))
+                )
         picked: list[tuple[str, int]] = []
         for kind in ("problem", "fix", "command", "version"):
             chosen = self._mmr(
@@ -808,7 +833,7 @@ class _Digest:
         if extra:
             parts.append(f"{' and '.join(extra).capitalize()} below.")
         if not parts:
-            quotable = sum(1 for item in self.items if item.quotable)
+            quotable = sum(1 for item in self.items if item.quotable and item.tokens)
             people = len(self.names)
             if quotable == 0:
                 return (
