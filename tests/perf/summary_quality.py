@@ -244,9 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, float | int]:
             channel_id=meeting.messages[0].channel_id, channel_name="meeting", guild_id="1"
         )
         started = time.perf_counter()
-        content = summarizer.summarize(
-            meeting.messages, channel, format=SummaryFormat.STRUCTURED
-        )
+        content = summarizer.summarize(meeting.messages, channel, format=SummaryFormat.STRUCTURED)
         seconds += time.perf_counter() - started
         ok, total = check_citations(content, meeting.messages)
         valid += ok
@@ -268,9 +266,7 @@ def main(argv: list[str] | None = None) -> dict[str, float | int]:
             beats_lead += 1
         print(
             f"{meeting.name:<10} {budget:>5}  "
-            + "  ".join(
-                f"{row[s]['rouge1']:.3f}/{row[s]['rouge2']:.3f}".rjust(14) for s in SYSTEMS
-            )
+            + "  ".join(f"{row[s]['rouge1']:.3f}/{row[s]['rouge2']:.3f}".rjust(14) for s in SYSTEMS)
         )
         if args.show == meeting.name:
             print(f"\nREFERENCE: {reference}\n")

@@ -28,7 +28,7 @@ import re
 __all__ = ["action_owner", "is_decision"]
 
 _I = re.IGNORECASE
-_QUOTED_RE = re.compile(r"\"[^\"]*\"|“[^”]*”|'[^']{12,}'|`[^`]*`")
+_QUOTED_RE = re.compile(r"\"[^\"]*\"|“[^”]*”|(?<!\w)'[^']{12,}'(?!\w)|`[^`]*`")
 _REPORTED_RE = re.compile(
     r"\b(?:it|that|this|error|message|log|screen) (?:says?|said|shows?)\b.*", _I
 )
@@ -110,7 +110,7 @@ def _clauses(text: str) -> list[str]:
 
 
 def _content_words(rest: str) -> int:
-    return sum(1 for w in _CONTENT_RE.findall(rest) if w.lower() not in _SMALL)
+    return sum(1 for w in _CONTENT_RE.findall(rest) if w.lower().rstrip(".'-+") not in _SMALL)
 
 
 def action_owner(text: str, *, author: str, addressee: str | None) -> str | None:
