@@ -87,8 +87,9 @@ _SMALL = frozenset(_SMALL_TEXT.split())
 _DECISION_RE = re.compile(
     r"\b(?:we(?:'ve| have)? (?:decided|agreed|settled)|i(?:'ve| have)? decided|"
     r"(?:the )?decision (?:is|was)|(?:it'?s|is) decided|"
-    r"we(?:'ll| will| are going to|'re going to| should) (?:go with|go for|stick with|"
-    r"switch to|move to|ship|drop|keep|use)|let'?s (?:go with|go for|use|stick with|"
+    r"(?:^|(?<=[,;:] )|(?<=\bso )|(?<=\band )|(?<=\bthen ))we(?:'ll| will| are going to|"
+    r"'re going to| should) (?:go with|go for|stick with|switch to|move to|ship|drop|keep|"
+    r"use)\b|let'?s (?:go with|go for|use|stick with|"
     r"switch to|move to|ship|keep|drop|merge)|settled on|the plan is|"
     r"ship it|approved)\b|^agreed\b",
     _I,

@@ -101,7 +101,7 @@ _REPEAT_RE = re.compile(r"\b(\w+(?:'\w+)?(?: \w+(?:'\w+)?)?)(?:\s+\1\b)+", re.IG
 # Transcripts write contractions apart ("we 're", "do n't").
 _CONTRACTION_RE = re.compile(r"(\w) (n't|'(?:s|re|ll|ve|m|d))\b", re.IGNORECASE)
 # A broken-off start of the next word ("s sort of", "w we 'll", "th the").
-_FRAGMENT_RE = re.compile(r"\b([^\W\d_]{1,2})\s+(?=(\w+))")
+_FRAGMENT_RE = re.compile(r"(?:(?<=\s)|^)([^\W\d_]{1,2})\s+(?=(\w+))")
 _SHORT_TEXT = "a i an am as at be by do go he if in is it me my no of oh on or so to up us we ok"
 _SHORT_WORDS = frozenset(_SHORT_TEXT.split())
 _LEFT_PUNCT_RE = re.compile(r"([,.;:])(?:\s+[,.;:])+")

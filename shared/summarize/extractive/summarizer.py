@@ -92,6 +92,12 @@ SPLIT_PART = 15
 SPLIT_BLOCK = 6
 # A message longer than this many sentences is scored on its first ones only.
 MAX_SENTENCES = 20
+# Open questions: in a stretch where at most SMALL_GROUP people speak (within
+# SMALL_GROUP_WINDOW messages either side), a question followed within ANSWER_NEXT messages
+# by another speaker counts as answered.
+SMALL_GROUP = 6
+SMALL_GROUP_WINDOW = 10
+ANSWER_NEXT = 3
 # Scoring weights (see _Digest._score_topic).
 W_LOCAL = 0.5
 W_GLOBAL = 0.3
@@ -397,6 +403,7 @@ class _Digest:
         del df
         self.centroid = normalize({t: n * self.idf.weight(t) for t, n in tf.items()})
         del tf
+        self._small_group_answers()
         for item in self.items:
             parent = self.index.get(item.message.reply_to or "")
             if parent is not None and self.items[parent].message.author_id != (
@@ -685,6 +692,23 @@ class _Digest:
                 ids.insert(0, str(message.reply_to))  # what was agreed on
             points.append(CitedPoint(text=self._bullet(i, is_decision), message_ids=ids))
         return points
+
+    def _small_group_answers(self) -> None:
+        """In a small group (a meeting, a team of a few), the next speaker answers: a question
+        followed within ANSWER_NEXT messages by someone else, where at most SMALL_GROUP
+        people speak around it, is answered whatever segment that reply fell into."""
+        items = self.items
+        for at, item in enumerate(items):
+            if not item.quotable or not is_question(strip_markup(item.message.content)):
+                continue
+            around = items[max(0, at - SMALL_GROUP_WINDOW) : at + SMALL_GROUP_WINDOW + 1]
+            if len({other.message.author_id for other in around}) > SMALL_GROUP:
+                continue
+            author = item.message.author_id
+            if any(
+                other.message.author_id != author for other in items[at + 1 : at + 1 + ANSWER_NEXT]
+            ):
+                item.answered_by_others = True
 
     def _mark_answers(self, members: list[int]) -> None:
         """A question counts as answered once someone else speaks after it in its
