@@ -16,9 +16,10 @@ An **action item** is one of:
 Nothing counts inside quotes or after "it says", in a conditional ("if you need to …"), or
 in a question that is not a request.  Items without an owner are not reported.
 
-A **decision** is a first-person-plural or explicit settlement: "we decided …", "let's go
-with …", "agreed, let's use …", "we'll switch to …", "the plan is …"; never a question or a
-conditional ("if you're going to use it on linux, …").
+A **decision** is a group's settlement: "we decided …", "let's go with …", "agreed, let's
+use …", "we'll switch to …", "the plan is …"; never a question, a conditional ("if you're
+going to use it on linux, …"), one person's choice ("i decided to jump on Ubuntu") or a bare
+"agreed with X".
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ _CLAUSE_SPLIT_RE = re.compile(
 
 _COMMIT_RE = re.compile(
     r"^(?:i(?:'ll| will| shall)|i(?:'m| am) going to|i can take care of|i(?:'ll| will) take "
-    r"care of)\s+(?:also\s+|then\s+|now\s+|quickly\s+|just\s+|definitely\s+)?([a-z][\w-]*)(.*)$",
+    r"care of)\s+(?:(?:also|then|now|quickly|just|definitely|first)\s+)?([a-z][\w-]*)(.*)$",
     _I,
 )
 _COMMIT_START_RE = re.compile(r"(?:^|(?<=\s))i(?:'ll| will| shall|'m going to| am going to)\b", _I)
@@ -85,13 +86,13 @@ _SMALL_TEXT = (
 _SMALL = frozenset(_SMALL_TEXT.split())
 
 _DECISION_RE = re.compile(
-    r"\b(?:we(?:'ve| have)? (?:decided|agreed|settled)|i(?:'ve| have)? decided|"
+    r"\b(?:we(?:'ve| have)? (?:decided|agreed|settled)|"
     r"(?:the )?decision (?:is|was)|(?:it'?s|is) decided|"
     r"(?:^|(?<=[,;:] )|(?<=\bso )|(?<=\band )|(?<=\bthen ))we(?:'ll| will| are going to|"
     r"'re going to| should) (?:go with|go for|stick with|switch to|move to|ship|drop|keep|"
     r"use)\b|let'?s (?:go with|go for|use|stick with|"
     r"switch to|move to|ship|keep|drop|merge)|settled on|the plan is|"
-    r"ship it|approved)\b|^agreed\b",
+    r"ship it|approved)\b",
     _I,
 )
 

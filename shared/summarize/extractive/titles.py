@@ -64,7 +64,8 @@ _GENERIC_WORDS_TEXT = """
     top bottom front back left hand hands level levels step steps far long short high low
     early late soon ago later recently today tonight week weeks month months year years
     morning afternoon evening fun cool awesome amazing terrible horrible weird strange
-    funny crazy stupid silly glad happy sad sorry afraid worried
+    funny crazy stupid silly glad happy sad sorry afraid worried advise advice suggest
+    suggestion recommend recommended
     """
 GENERIC_WORDS: frozenset[str] = frozenset(_GENERIC_WORDS_TEXT.split())
 _LY_NOUNS = frozenset({"assembly", "supply", "family", "reply", "anomaly", "butterfly", "italy"})
