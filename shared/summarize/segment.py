@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -203,7 +203,9 @@ class _ChannelPass:
         vectors: dict[int, SparseVector],
         sets: _UnionFind,
         gap: float,
+        idf: Idf,
     ) -> None:
+        self.idf = idf
         self.messages = messages
         self.times = times
         self.vectors = vectors
@@ -226,7 +228,14 @@ class _ChannelPass:
         while window and (
             len(window) > WINDOW_MESSAGES or now - times[window[0][1]] > WINDOW_SECONDS
         ):
-            window.popleft()
+            placed, gone = window.popleft()
+            # Its postings are at the front of each of its terms' lists: drop them now.
+            for term in self.vectors.pop(gone, ()):
+                posting = self.postings.get(term)
+                while posting and posting[0][0] <= placed:
+                    posting.popleft()
+                if not posting:
+                    self.postings.pop(term, None)
 
     def _open(self, index: int, now: float) -> int | None:
         """Root of ``index``'s segment if that segment is still open at ``now``."""
@@ -365,6 +374,9 @@ class _ChannelPass:
         now = self.times[index]
         own = _nick_key(message.author_name)
         self._slide(now)
+        terms = content_terms(message.content)
+        if terms:
+            self.vectors[index] = self.idf.vector(terms)
         if self.sets.find(index) not in self.last_time:
             # Not tied by a reply link to a placed message, so the soft signals decide.
             target = self._by_address(message, own, now)
@@ -404,16 +416,24 @@ def segment_messages(
             and messages[parent].channel_id == message.channel_id
         ):
             sets.union(i, parent)
-    terms = {i: content_terms(m.content) for i, m in enumerate(messages) if not m.is_system}
-    idf = Idf(terms.values())
-    vectors = {i: idf.vector(t) for i, t in terms.items() if t}
+    # Document frequencies in one pass; a message's vector is built when it is placed and
+    # dropped when it leaves the comparison window, so memory does not grow with the channel.
+    df: Counter[str] = Counter()
+    documents = 0
+    for message in messages:
+        if not message.is_system:
+            df.update(set(content_terms(message.content)))
+            documents += 1
+    idf = Idf.from_counts(df, documents)
+    del df
+    vectors: dict[int, SparseVector] = {}
     times = [m.timestamp.timestamp() for m in messages]
     groups: dict[int, list[int]] = {}
     singles: list[list[int]] = []
     for indices in _by_channel(messages).values():
         channel_messages = [messages[i] for i in indices]
         gap = max_gap_seconds or adaptive_gap_seconds(channel_messages)
-        state = _ChannelPass(messages, times, vectors, sets, gap)
+        state = _ChannelPass(messages, times, vectors, sets, gap, idf)
         for i in indices:
             if messages[i].is_system:
                 singles.append([i])

@@ -125,6 +125,16 @@ class Idf:
         self._weights = {term: math.log((1 + count) / (1 + n)) + 1.0 for term, n in df.items()}
         self._default = math.log((1 + count) / 2) + 1.0
 
+    @classmethod
+    def from_counts(cls, df: Mapping[str, int], documents: int) -> Idf:
+        """The same weights from document frequencies counted elsewhere (one streaming pass
+        instead of keeping every document's terms)."""
+        idf = cls(())
+        idf.documents = documents
+        idf._weights = {term: math.log((1 + documents) / (1 + n)) + 1.0 for term, n in df.items()}
+        idf._default = math.log((1 + documents) / 2) + 1.0
+        return idf
+
     def weight(self, term: str) -> float:
         """The idf weight of ``term``."""
         return self._weights.get(term, self._default)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -57,6 +58,35 @@ def test_wire_round_trip_keeps_every_field() -> None:
     assert not plain.is_system and ChatMessage.from_wire(plain.to_wire()) == plain
     channel = ChannelInfo(channel_id="2", channel_name="general", guild_id="1")
     assert ChannelInfo.from_wire(channel.to_wire()) == channel
+
+
+def test_cached_messages_share_their_repeated_strings() -> None:
+    # 100,000 cached messages of a few hundred people must not hold 100,000 copies of each
+    # name: from_wire interns channel, author, kind and mention strings.
+    wires = [
+        json.loads(
+            json.dumps(
+                {
+                    "i": str(n),
+                    "c": "900000000000000001",
+                    "t": "2026-01-01T12:00:00+00:00",
+                    "a": "575879645750558604",
+                    "n": "cactusfrog",
+                    "x": f"message {n}",
+                    "k": "Reply",
+                    "me": ["Titan8990"],
+                }
+            )
+        )
+        for n in range(2)
+    ]
+    first, second = (ChatMessage.from_wire(w) for w in wires)
+    assert first.author_name is second.author_name
+    assert first.author_id is second.author_id
+    assert first.channel_id is second.channel_id
+    assert first.kind is second.kind
+    assert first.mentions[0] is second.mentions[0]
+    assert first.content is not second.content
 
 
 @pytest.mark.parametrize(

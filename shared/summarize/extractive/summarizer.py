@@ -1,29 +1,41 @@
 """The offline summarizer: picks and labels real messages, never writes new facts.
 
-Used when no LLM endpoint is configured and as the fallback when one fails.  The pipeline:
+Used when no LLM endpoint is configured, as the fallback when one fails, and by
+``summarybot demo``.  The pipeline:
 
-1. drop system and bot messages (counted as skipped in the coverage);
-2. segment the rest into conversations (:func:`shared.summarize.segment.segment_messages`);
-3. score every message: TF-IDF centrality in its segment (cosine to the segment centroid),
-   replies received, reactions, pins, and a length sanity factor (one-word messages and pastes
-   are poor extracts);
-4. pick key points across segments with maximal marginal relevance (MMR), so near-duplicates
-   and five points from one thread do not crowd out the rest;
-5. find decisions, questions (open when nobody answered), action items (owner and due date)
-   and, for the technical format, problems, fixes, commands and versions, by cue phrases;
-6. title each topic with its top TF-IDF phrases.
+1. drop system and bot messages (counted as skipped in the coverage) and mark noise
+   (:mod:`~shared.summarize.extractive.noise`: greetings, fillers, join lines, bot commands,
+   pastes, bare links, transcription markup): noise shapes the conversation but is never
+   quoted;
+2. one streaming pass counts document frequencies (IDF) and the channel's TF-IDF centroid;
+   nothing per message is kept but a few numbers;
+3. segment into conversations (:func:`shared.summarize.segment.segment_messages`); a long
+   conversation (a meeting, a busy thread) is cut further into sub-topics where its
+   vocabulary shifts most (TextTiling depth scores over blocks of messages);
+4. per topic, one at a time (memory is bounded by the largest topic, not the channel): every
+   quotable unit (the whole message when it fits a bullet, else a run of its sentences) is
+   scored by centrality in its topic (cosine to the centroid of the *other* messages),
+   closeness to the channel's centroid, an early-position bonus, replies, reactions and
+   pins, and a content-length factor; a topic keeps only its best unit per message;
+5. pick key points across topics with maximal marginal relevance (MMR): representative and
+   not redundant, near-duplicates and topic gists left out;
+6. decisions, open questions and action items by cue phrases, with precision over recall
+   (:mod:`~shared.summarize.extractive.actions`); problems, fixes, commands and versions
+   for the technical format;
+7. title each topic with its key noun phrases (:mod:`~shared.summarize.extractive.titles`).
 
-Every bullet is an extract of one message (cut on a word boundary, prefixed with its author)
-and cites it; ``citations`` holds exactly the cited ids.  Work is linear in the messages plus
-per-segment sums; MMR runs on a bounded candidate list, so there is no global n×n matrix.
+Every bullet is an extract of one message (markup and spoken fillers removed, cut on a word
+boundary, prefixed with its author) and cites it; ``citations`` holds exactly the cited ids.
+Pure Python: no numpy, scikit-learn or models, so the worker starts fast and installs small.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -40,6 +52,16 @@ from shared.summarize.content import (
     SummaryFormat,
     Topic,
 )
+from shared.summarize.extractive.actions import action_owner, is_decision
+from shared.summarize.extractive.noise import (
+    FILLER_WORDS,
+    FRAGMENT_WORDS,
+    clean_extract,
+    noise_kind,
+    split_sentences,
+    strip_markup,
+)
+from shared.summarize.extractive.titles import topic_title
 from shared.summarize.segment import segment_messages
 from shared.summarize.text import (
     STOP_WORDS,
@@ -49,6 +71,7 @@ from shared.summarize.text import (
     cosine,
     dot,
     is_question,
+    normalize,
     shorten,
     tokenize,
 )
@@ -56,10 +79,32 @@ from shared.summarize.text import (
 __all__ = ["LIMITS", "ExtractiveSummarizer", "FormatLimits"]
 
 BULLET_CHARS = 200
-TITLE_PHRASES = 2
 TOPIC_CITATIONS = 5
 MMR_LAMBDA = 0.7
 DUPLICATE_COSINE = 0.6
+# Sub-topics: a conversation of at least SPLIT_MIN quotable messages is cut into about one
+# part per SPLIT_TARGET of them (at most SPLIT_MAX parts, none under SPLIT_PART), at the
+# deepest valleys of lexical similarity between blocks of SPLIT_BLOCK messages.
+SPLIT_MIN = 60
+SPLIT_TARGET = 45
+SPLIT_MAX = 8
+SPLIT_PART = 15
+SPLIT_BLOCK = 6
+# A message longer than this many sentences is scored on its first ones only.
+MAX_SENTENCES = 20
+# Open questions: in a stretch where at most SMALL_GROUP people speak (within
+# SMALL_GROUP_WINDOW messages either side), a question followed within ANSWER_NEXT messages
+# by another speaker counts as answered.
+SMALL_GROUP = 6
+SMALL_GROUP_WINDOW = 10
+ANSWER_NEXT = 3
+# Scoring weights (see _Digest._score_topic).
+W_LOCAL = 0.5
+W_GLOBAL = 0.3
+W_POSITION = 0.1
+CONTENT_TERMS_FULL = 6
+# Noise never quoted; a paste may still be a technical note.
+_UNQUOTABLE = frozenset({"empty", "markup", "filler", "greeting", "join", "bot", "link", "short"})
 
 
 @dataclass(frozen=True)
@@ -106,26 +151,6 @@ LIMITS: dict[SummaryFormat, FormatLimits] = {
 
 _I = re.IGNORECASE
 _URL_RE = re.compile(r"https?://\S+|www\.\S+", _I)
-_DECISION_RE = re.compile(
-    r"\b(?:we(?:'ll| will| are going to|'re going to)? go(?:ing)? with|decided|decision is|"
-    r"let'?s (?:use|go with|go for|do|stick with|switch to|move to|ship|keep|drop|merge)|"
-    r"agreed|we(?:'re| are) going to|going to use|the (?:fix|solution|plan) is|settled on|"
-    r"we(?:'ll| will) (?:use|switch|move|ship|drop|keep)|ship it|approved)\b",
-    _I,
-)
-_SELF_RE = re.compile(
-    r"\b(?:i'll|i will|i'm going to|i am going to|i can take|i'll take|let me|i need to|"
-    r"i have to|i'm on it|will do|i'll handle|i'll look)\b",
-    _I,
-)
-_REQUEST_RE = re.compile(
-    r"(?<!if )\b(?:can you|could you|would you|please|pls|you need to|you should|make sure)\b",
-    _I,
-)
-_TODO_RE = re.compile(r"\b(?:todo|to-do|action item)\b", _I)
-_GROUP_RE = re.compile(
-    r"(?<!if )\b(?:we need to|we should|we have to|someone needs to|(?<!you )need to)\b", _I
-)
 _WEEKDAY = (
     r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|mon|tue|tues|wed|thu|thur|thurs|"
     r"fri|sat|sun"
@@ -167,33 +192,41 @@ _ADDRESS_RE = re.compile(r"^\s*@?([^\s:,]{2,32})\s*[:,]")
 
 @dataclass(slots=True)
 class _Item:
-    """One kept message and everything scored about it."""
+    """One kept message and the few numbers scored about it (no text, no vectors)."""
 
     message: ChatMessage
     author: str
-    text: str
-    vector: SparseVector
+    noise: str | None = None
     segment: int = -1
     tokens: int = 0
     replies: int = 0
     answered_by_others: bool = False
-    centrality: float = 0.0
     score: float = 0.0
+    # The quoted unit: sentences [first, first + count) of the message; count 0 = all of it.
+    first: int = 0
+    count: int = 0
+
+    @property
+    def quotable(self) -> bool:
+        return self.noise not in _UNQUOTABLE
 
 
 @dataclass(slots=True)
 class _Topic:
-    """One segment with its ranking and its members (indices into the item list)."""
+    """One conversation (or one part of a long one): its members (indices into the items,
+    in time order), ranking, title and gist."""
 
     number: int
     members: list[int]
-    centroid: SparseVector = field(default_factory=dict)
     weight: float = 0.0
     authors: int = 0
+    content: int = 0
+    scored: bool = False
+    best: list[int] = field(default_factory=list)
 
 
 def _clean(message: ChatMessage) -> str:
-    text = " ".join(message.content.split())
+    text = strip_markup(" ".join(message.content.split()))
     if not text and message.attachments:
         text = "[file: " + ", ".join(message.attachments) + "]"
     if not text and message.embeds:
@@ -273,8 +306,67 @@ class _Digest:
         self.items: list[_Item] = []
         self.topics: list[_Topic] = []
         self.index: dict[str, int] = {}
-        self.topic_sizes: list[int] = []
         self.excluded: frozenset[str] = STOP_WORDS
+        self.idf = Idf(())
+        self.centroid: SparseVector = {}
+        self.gists: set[int] = set()
+        self._vectors: dict[int, SparseVector] = {}
+
+    # -- text ------------------------------------------------------------------------------
+
+    def _terms(self, text: str) -> list[str]:
+        """Content terms: no stop words, fillers, names, numbers or single characters."""
+        excluded = self.excluded
+        return [
+            t
+            for t in tokenize(_URL_RE.sub(" ", text))
+            if len(t) > 1 and t not in excluded and not t.isdigit()
+        ]
+
+    def _units(self, text: str) -> list[tuple[int, int, str]]:
+        """Quotable units of a message: (first sentence, sentence count, text).  The whole
+        message when it fits a bullet, else runs of sentences that fit one."""
+        cleaned = clean_extract(text)
+        if len(cleaned) <= self.bullet_chars:
+            return [(0, 0, cleaned)] if cleaned else []
+        sentences = split_sentences(text)[:MAX_SENTENCES]
+        units = []
+        for first in range(len(sentences)):
+            parts: list[str] = []
+            length = used = 0
+            for sentence in sentences[first : first + 3]:
+                piece = clean_extract(sentence)
+                if parts and length + len(piece) + 1 > self.bullet_chars:
+                    break
+                used += 1
+                if piece:
+                    parts.append(piece)
+                    length += len(piece) + 1
+            if parts:
+                units.append((first, used, " ".join(parts)))
+        return units
+
+    def _extract(self, i: int, prefer: Callable[[str], bool] | None = None) -> str:
+        """The text a bullet quotes of item ``i``: its chosen unit, or with ``prefer`` the
+        first unit for which ``prefer`` holds (the sentence with a decision cue)."""
+        item = self.items[i]
+        text = _clean(item.message)
+        if prefer is not None:
+            units = self._units(text)
+            for _, _, unit in units:
+                if prefer(unit):
+                    return unit
+        if item.count == 0:
+            return clean_extract(text) or text
+        sentences = split_sentences(text)[item.first : item.first + item.count]
+        return " ".join(p for p in (clean_extract(s) for s in sentences) if p) or text
+
+    def _vector(self, i: int) -> SparseVector:
+        """TF-IDF vector of item ``i``'s quoted unit (computed for the few items compared)."""
+        vector = self._vectors.get(i)
+        if vector is None:
+            vector = self._vectors[i] = self.idf.vector(self._terms(self._extract(i)))
+        return vector
 
     # -- analysis --------------------------------------------------------------------------
 
@@ -285,28 +377,33 @@ class _Digest:
         for message in self.kept:
             for mention in message.mentions:
                 name_tokens.update(tokenize(mention))
-        excluded = STOP_WORDS | name_tokens
-        self.excluded = excluded
-        all_terms: list[list[str]] = []
-        token_counts: list[int] = []
+        self.excluded = STOP_WORDS | FILLER_WORDS | FRAGMENT_WORDS | name_tokens
+        names = frozenset(name_tokens)
+        # One streaming pass: document frequencies and total term weights, no stored terms.
+        df: Counter[str] = Counter()
+        tf: Counter[str] = Counter()
         for message in self.kept:
-            tokens = tokenize(_URL_RE.sub(" ", message.content))
-            token_counts.append(len(tokens))
-            all_terms.append(
-                [t for t in tokens if len(t) > 1 and t not in excluded and not t.isdigit()]
-            )
-        self.idf = Idf(all_terms)
-        for message, terms, count in zip(self.kept, all_terms, token_counts, strict=True):
+            text = strip_markup(message.content)
+            terms = self._terms(text)
+            df.update(set(terms))
+            tf.update(terms)
             self.index[message.id] = len(self.items)
             self.items.append(
                 _Item(
                     message=message,
                     author=self.names[message.author_id],
-                    text=_clean(message),
-                    vector=self.idf.vector(terms),
-                    tokens=count,
+                    noise=noise_kind(
+                        text, names=names, has_files=bool(message.attachments or message.embeds)
+                    ),
+                    tokens=len(terms),
                 )
             )
+        documents = len(self.items)
+        self.idf = Idf.from_counts(df, documents)
+        del df
+        self.centroid = normalize({t: n * self.idf.weight(t) for t, n in tf.items()})
+        del tf
+        self._small_group_answers()
         for item in self.items:
             parent = self.index.get(item.message.reply_to or "")
             if parent is not None and self.items[parent].message.author_id != (
@@ -314,66 +411,167 @@ class _Digest:
             ):
                 self.items[parent].replies += 1
         largest = 1
-        for number, segment in enumerate(segment_messages(self.kept)):
+        for segment in segment_messages(self.kept):
             members = [self.index[i] for i in segment.message_ids]
-            for member in members:
-                self.items[member].segment = number
-            topic = _Topic(number=number, members=members)
-            self._score_topic(topic)
-            self.topics.append(topic)
-            largest = max(largest, len(members))
+            self._mark_answers(members)
+            for part in self._split(members):
+                topic = _Topic(number=len(self.topics), members=part)
+                for member in part:
+                    self.items[member].segment = topic.number
+                topic.authors = len({self.items[i].message.author_id for i in part})
+                topic.content = sum(
+                    1 for i in part if self.items[i].quotable and self.items[i].tokens
+                )
+                self.topics.append(topic)
+                largest = max(largest, topic.content)
         for topic in self.topics:
             reactions = sum(self.items[i].message.reactions for i in topic.members)
             pins = sum(self.items[i].message.is_pinned for i in topic.members)
             topic.weight = (
-                math.log1p(len(topic.members)) / math.log1p(largest)
+                math.log1p(topic.content) / math.log1p(largest)
                 + 0.1 * min(topic.authors - 1, 5)
                 + 0.1 * math.log1p(reactions)
                 + 0.3 * pins
             )
+        self.by_number = list(self.topics)
         self.topics.sort(key=lambda t: (-t.weight, -len(t.members), t.number))
 
-    def _score_topic(self, topic: _Topic) -> None:
-        """Centrality (cosine to the centroid of the *other* members) and the message score."""
-        centroid: SparseVector = {}
-        for i in topic.members:
-            add_into(centroid, self.items[i].vector)
-        topic.centroid = centroid
-        topic.authors = len({self.items[i].message.author_id for i in topic.members})
-        centroid_sq = dot(centroid, centroid)
-        for i in topic.members:
-            item = self.items[i]
-            if len(topic.members) == 1 or not item.vector:
-                item.centrality = 0.0
-            else:
-                shared = dot(item.vector, centroid)
-                rest_sq = centroid_sq - 2 * shared + 1.0  # item.vector has unit length
-                item.centrality = max(0.0, (shared - 1.0) / math.sqrt(max(rest_sq, 1e-12)))
-            item.score = self._score(item)
+    def _message_vector(self, i: int) -> SparseVector:
+        item = self.items[i]
+        if not item.quotable or not item.tokens:
+            return {}
+        return self.idf.vector(self._terms(strip_markup(item.message.content)))
 
-    @staticmethod
-    def _score(item: _Item) -> float:
-        message = item.message
-        # One-word messages are poor extracts, pastes and walls of text too.
-        if not item.vector:
-            length = 0.1
-        elif len(item.text) > 600:
-            length = 0.7
-        else:
-            length = 0.35 + 0.65 * min(item.tokens, 12) / 12
-        return length * (
-            0.5 * item.centrality
-            + 0.25 * min(1.0, math.log1p(item.replies) / math.log(4))
-            + 0.25 * min(1.0, math.log1p(message.reactions) / math.log(6))
-            + 0.3 * message.is_pinned
-            + 0.15 * min(1.0, len(item.vector) / 8)
+    def _split(self, members: list[int]) -> list[list[int]]:
+        """A long conversation cut into sub-topics at its deepest lexical valleys."""
+        content = [i for i in members if self.items[i].quotable and self.items[i].tokens]
+        if len(content) < SPLIT_MIN:
+            return [members]
+        parts = min(SPLIT_MAX, round(len(content) / SPLIT_TARGET))
+        if parts < 2:
+            return [members]
+        vectors = [self._message_vector(i) for i in content]
+        gaps = len(content) - 1
+        similarity = [0.0] * (gaps + 1)
+        for g in range(1, gaps + 1):
+            left: SparseVector = {}
+            right: SparseVector = {}
+            for v in vectors[max(0, g - SPLIT_BLOCK) : g]:
+                add_into(left, v)
+            for v in vectors[g : g + SPLIT_BLOCK]:
+                add_into(right, v)
+            similarity[g] = cosine(left, right)
+        depth: list[tuple[float, int]] = []
+        for g in range(SPLIT_PART, len(content) - SPLIT_PART + 1):
+            lpeak = similarity[g]
+            for h in range(g - 1, 0, -1):
+                if similarity[h] < lpeak:
+                    break
+                lpeak = similarity[h]
+            rpeak = similarity[g]
+            for h in range(g + 1, gaps + 1):
+                if similarity[h] < rpeak:
+                    break
+                rpeak = similarity[h]
+            depth.append((lpeak + rpeak - 2 * similarity[g], g))
+        cuts: list[int] = []
+        for value, g in sorted(depth, key=lambda d: (-d[0], d[1])):
+            if value <= 0 or len(cuts) == parts - 1:
+                break
+            if all(abs(g - c) >= SPLIT_PART for c in cuts):
+                cuts.append(g)
+        if not cuts:
+            return [members]
+        boundaries = sorted(self.items[content[g]].message.timestamp for g in cuts)
+        result: list[list[int]] = [[] for _ in range(len(boundaries) + 1)]
+        at = 0
+        for i in members:
+            while at < len(boundaries) and self.items[i].message.timestamp >= boundaries[at]:
+                at += 1
+            result[at].append(i)
+        return [part for part in result if part]
+
+    def _scored(self, topic: _Topic) -> _Topic:
+        """``topic`` with its members scored (done once, on first need)."""
+        if not topic.scored:
+            self._score_topic(topic)
+            topic.scored = True
+        return topic
+
+    def _score(self, i: int) -> float:
+        """Item ``i``'s score, its topic scored first if it was not yet."""
+        self._scored(self.by_number[self.items[i].segment])
+        return self.items[i].score
+
+    def _score_topic(self, topic: _Topic) -> None:
+        """Score every member's best unit.  Vectors live only here: topics are scored one at
+        a time, and only those a section needs."""
+        items = self.items
+        members = topic.members
+        quotable = [i for i in members if items[i].quotable]
+        vectors = {i: self._message_vector(i) for i in quotable}
+        centre: SparseVector = {}
+        for vector in vectors.values():
+            add_into(centre, vector)
+        centre_sq = dot(centre, centre)
+        size = max(1, len(members) - 1)
+        position = {i: 1.0 - at / size for at, i in enumerate(members)}
+        for i in quotable:
+            item = items[i]
+            own = vectors[i]
+            if own:
+                shared = dot(own, centre)
+                rest_norm = math.sqrt(max(centre_sq - 2 * shared + 1.0, 1e-12))
+            else:
+                shared, rest_norm = 0.0, 1.0
+            message = item.message
+            social = (
+                0.25 * min(1.0, math.log1p(item.replies) / math.log(4))
+                + 0.25 * min(1.0, math.log1p(message.reactions) / math.log(6))
+                + 0.3 * message.is_pinned
+            )
+            best = (-1.0, 0, 0)
+            for first, count, unit in self._units(_clean(message)):
+                terms = self._terms(unit)
+                vector = self.idf.vector(terms)
+                local = 0.0
+                if vector and topic.content > 1:
+                    # Cosine to the centroid of the *other* messages of the topic.
+                    local = max(0.0, (dot(vector, centre) - dot(vector, own)) / rest_norm)
+                overall = dot(vector, self.centroid)
+                words = len(unit.split())
+                length = min(1.0, len(set(terms)) / CONTENT_TERMS_FULL)
+                if words > 45:
+                    length *= 45 / words
+                value = length * (
+                    W_LOCAL * local + W_GLOBAL * overall + W_POSITION * position[i] + social
+                )
+                if value > best[0]:
+                    best = (value, first, count)
+            item.score = max(0.0, best[0])
+            item.first, item.count = best[1], best[2]
+        del vectors, centre
+        ranked = sorted(quotable, key=lambda i: (-items[i].score, i))
+        topic.best = [i for i in ranked if items[i].tokens][:3]
+
+    def _title(self, topic: _Topic) -> str:
+        items = self.items
+        title = topic_title(
+            (
+                strip_markup(items[i].message.content)
+                for i in topic.members
+                if items[i].quotable and items[i].tokens
+            ),
+            self.idf.weight,
+            excluded=self.excluded - STOP_WORDS,
         )
+        return title or shorten(self._extract(topic.best[0]), 60)
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _bullet(self, i: int) -> str:
+    def _bullet(self, i: int, prefer: Callable[[str], bool] | None = None) -> str:
         item = self.items[i]
-        return f"{item.author}: {shorten(item.text, self.bullet_chars)}"
+        return f"{item.author}: {shorten(self._extract(i, prefer), self.bullet_chars)}"
 
     def _mmr(
         self,
@@ -381,16 +579,19 @@ class _Digest:
         limit: int,
         *,
         spread_topics: bool = True,
+        shown: Iterable[int] = (),
     ) -> list[int]:
-        """Pick up to ``limit`` items by maximal marginal relevance; drop near-duplicates."""
-        pool = sorted(candidates, key=lambda c: -c[1])[: max(limit * 8, 24)]
+        """Pick up to ``limit`` items by maximal marginal relevance; drop near-duplicates of
+        each other and of the ``shown`` items (already quoted elsewhere in the summary)."""
+        pool = heapq.nsmallest(max(limit * 8, 24), candidates, key=lambda c: (-c[1], c[0]))
+        before = list(shown)
         chosen: list[int] = []
         while pool and len(chosen) < limit:
             best_at, best_value = -1, -math.inf
             for at, (i, relevance) in enumerate(pool):
                 redundancy = 0.0
-                for j in chosen:
-                    similarity = cosine(self.items[i].vector, self.items[j].vector)
+                for j in [*before, *chosen]:
+                    similarity = cosine(self._vector(i), self._vector(j))
                     if spread_topics and self.items[i].segment == self.items[j].segment:
                         similarity += 0.25
                     redundancy = max(redundancy, similarity)
@@ -399,8 +600,8 @@ class _Digest:
                     best_at, best_value = at, value
             i, _ = pool.pop(best_at)
             if any(
-                cosine(self.items[i].vector, self.items[j].vector) >= DUPLICATE_COSINE
-                for j in chosen
+                cosine(self._vector(i), self._vector(j)) >= DUPLICATE_COSINE
+                for j in [*before, *chosen]
             ):
                 continue
             chosen.append(i)
@@ -422,77 +623,29 @@ class _Digest:
             return self.items[parent].author
         return None
 
+    def _point(self, i: int, prefer: Callable[[str], bool] | None = None) -> CitedPoint:
+        return CitedPoint(text=self._bullet(i, prefer), message_ids=[self.items[i].message.id])
+
     # -- sections ------------------------------------------------------------------------
 
-    def _key_points(self) -> list[CitedPoint]:
-        limit = self.limits.key_points
-        candidates: list[tuple[int, float]] = []
-        for topic in self.topics[: limit * 3]:
-            ranked = sorted(topic.members, key=lambda i: -self.items[i].score)[:3]
-            candidates.extend((i, self.items[i].score * (0.5 + 0.5 * topic.weight)) for i in ranked)
-        chosen = self._mmr((c for c in candidates if self.items[c[0]].vector), limit)
-        chosen.sort(key=lambda i: self.items[i].message.timestamp)
-        return [
-            CitedPoint(text=self._bullet(i), message_ids=[self.items[i].message.id]) for i in chosen
-        ]
-
-    def _title(self, topic: _Topic) -> str:
-        """The topic's top TF-IDF phrases ("kernel headers / module build").
-
-        Phrases are single content words and pairs of adjacent content words; a phrase scores
-        (messages of the topic containing it) x (mean idf), pairs a little more, and in a
-        topic of several messages a pair must occur in at least two of them.
-        """
-        found: Counter[tuple[str, ...]] = Counter()
-        for i in topic.members:
-            phrases: set[tuple[str, ...]] = set()
-            previous: str | None = None
-            for token in tokenize(_URL_RE.sub(" ", self.items[i].message.content)):
-                if len(token) < 2 or token in self.excluded or token.isdigit():
-                    previous = None
-                    continue
-                phrases.add((token,))
-                if previous is not None and previous != token:
-                    phrases.add((previous, token))
-                previous = token
-            found.update(phrases)
-        multi = len(topic.members) > 1
-        scored = []
-        for parts, count in found.items():
-            if multi and len(parts) == 2 and count < 2:
-                continue
-            idf = sum(self.idf.weight(p) for p in parts) / len(parts)
-            scored.append((count * idf * (1.3 if len(parts) == 2 else 1.0), parts))
-        scored.sort(key=lambda sp: (-sp[0], sp[1]))
-        picked: list[str] = []
-        used: set[str] = set()
-        for _, parts in scored:
-            if used.intersection(parts):
-                continue
-            picked.append(" ".join(parts))
-            used.update(parts)
-            if len(picked) == TITLE_PHRASES:
-                break
-        if not picked:
-            return shorten(self.items[topic.members[0]].text or "(no text)", 60)
-        return " / ".join(picked)
+    def _shown_topics(self) -> list[_Topic]:
+        with_content = [t for t in self.topics if t.content]
+        multi = [t for t in with_content if t.content > 1]
+        return [self._scored(t) for t in (multi or with_content)[: self.limits.topics]]
 
     def _topics(self) -> list[Topic]:
-        multi = [t for t in self.topics if len(t.members) > 1]
-        chosen = (multi or self.topics)[: self.limits.topics]
         result = []
-        for topic in chosen:
-            texts = [i for i in topic.members if self.items[i].vector]
-            pool = texts or topic.members
-            representative = max(pool, key=lambda i: (self.items[i].score, -i))
-            ranked = sorted(pool, key=lambda i: -self.items[i].score)
-            cited = {topic.members[0], representative}
+        for topic in self._shown_topics():
+            representative = topic.best[0]
+            self.gists.add(representative)
+            cited = {topic.members[0], representative, *topic.best}
+            ranked = sorted(topic.members, key=lambda i: (-self.items[i].score, i))
             for i in ranked:
                 if len(cited) >= TOPIC_CITATIONS:
                     break
-                cited.add(i)
-            ordered = sorted(cited, key=lambda i: self.items[i].message.timestamp)
-            self.topic_sizes.append(len(topic.members))
+                if self.items[i].quotable:
+                    cited.add(i)
+            ordered = sorted(cited, key=lambda i: (self.items[i].message.timestamp, i))
             result.append(
                 Topic(
                     title=self._title(topic),
@@ -502,11 +655,34 @@ class _Digest:
             )
         return result
 
+    def _key_points(self) -> list[CitedPoint]:
+        limit = self.limits.key_points
+        candidates: list[tuple[int, float]] = []
+        for topic in self.topics[: limit * 3]:
+            self._scored(topic)
+            candidates.extend(
+                (
+                    i,
+                    self.items[i].score
+                    * (0.5 + 0.5 * topic.weight)
+                    * (0.5 if i in self.gists else 1.0),
+                )
+                for i in topic.best
+            )
+        fresh = [c for c in candidates if c[0] not in self.gists]
+        chosen = self._mmr(fresh, limit, shown=sorted(self.gists))
+        if len(chosen) < limit:
+            # Few topics: a gist may also be a key point rather than leave the section short.
+            rest = [c for c in candidates if c[0] in self.gists]
+            chosen += self._mmr(rest, limit - len(chosen), shown=chosen)
+        chosen.sort(key=lambda i: (self.items[i].message.timestamp, i))
+        return [self._point(i) for i in chosen]
+
     def _decisions(self) -> list[CitedPoint]:
         candidates = [
-            (i, item.score + 0.2)
+            (i, self._score(i) + 0.2)
             for i, item in enumerate(self.items)
-            if _DECISION_RE.search(item.text) and not item.text.rstrip().endswith("?")
+            if item.quotable and is_decision(strip_markup(item.message.content))
         ]
         points = []
         for i in self._mmr(candidates, self.limits.decisions, spread_topics=False):
@@ -514,66 +690,82 @@ class _Digest:
             ids = [message.id]
             if message.reply_to in self.index:
                 ids.insert(0, str(message.reply_to))  # what was agreed on
-            points.append(CitedPoint(text=self._bullet(i), message_ids=ids))
+            points.append(CitedPoint(text=self._bullet(i, is_decision), message_ids=ids))
         return points
 
-    def _mark_answers(self) -> None:
-        """A question counts as answered once someone else speaks after it in its topic."""
-        for topic in self.topics:
-            pending: dict[str, list[int]] = {}
-            for i in topic.members:
-                item = self.items[i]
-                author = item.message.author_id
-                for asker in [a for a in pending if a != author]:
-                    for q in pending.pop(asker):
-                        self.items[q].answered_by_others = True
-                if is_question(item.text):
-                    pending.setdefault(author, []).append(i)
+    def _small_group_answers(self) -> None:
+        """In a small group (a meeting, a team of a few), the next speaker answers: a question
+        followed within ANSWER_NEXT messages by someone else, where at most SMALL_GROUP
+        people speak around it, is answered whatever segment that reply fell into."""
+        items = self.items
+        for at, item in enumerate(items):
+            if not item.quotable or not is_question(strip_markup(item.message.content)):
+                continue
+            around = items[max(0, at - SMALL_GROUP_WINDOW) : at + SMALL_GROUP_WINDOW + 1]
+            if len({other.message.author_id for other in around}) > SMALL_GROUP:
+                continue
+            author = item.message.author_id
+            if any(
+                other.message.author_id != author for other in items[at + 1 : at + 1 + ANSWER_NEXT]
+            ):
+                item.answered_by_others = True
+
+    def _mark_answers(self, members: list[int]) -> None:
+        """A question counts as answered once someone else speaks after it in its
+        conversation (the whole segment, before any cut into sub-topics)."""
+        pending: dict[str, list[int]] = {}
+        for i in members:
+            item = self.items[i]
+            author = item.message.author_id
+            for asker in [a for a in pending if a != author]:
+                for q in pending.pop(asker):
+                    self.items[q].answered_by_others = True
+            if item.quotable and is_question(strip_markup(item.message.content)):
+                pending.setdefault(author, []).append(i)
 
     def _open_questions(self) -> list[CitedPoint]:
-        self._mark_answers()
         candidates = [
-            (i, item.score + 0.1 * min(len(item.vector), 8) / 8)
+            (i, self._score(i) + 0.1 * min(item.tokens, 8) / 8)
             for i, item in enumerate(self.items)
-            if is_question(item.text) and item.replies == 0 and not item.answered_by_others
+            if item.quotable
+            and item.tokens >= 2
+            and item.replies == 0
+            and not item.answered_by_others
+            and is_question(strip_markup(item.message.content))
         ]
         chosen = self._mmr(candidates, self.limits.open_questions, spread_topics=False)
-        chosen.sort(key=lambda i: self.items[i].message.timestamp)
-        return [
-            CitedPoint(text=self._bullet(i), message_ids=[self.items[i].message.id]) for i in chosen
-        ]
-
-    def _action(self, item: _Item) -> tuple[str | None, bool]:
-        """(owner, is an action item) for one message."""
-        text = item.text
-        question = text.rstrip().endswith("?")
-        if _SELF_RE.search(text) and not question:
-            return item.author, True
-        addressee = self._addressee(item)
-        if _REQUEST_RE.search(text) and addressee is not None:
-            return addressee, True
-        if _TODO_RE.search(text):
-            return addressee or item.author, True
-        if _GROUP_RE.search(text) and not question:
-            return addressee, True
-        return None, False
+        chosen.sort(key=lambda i: (self.items[i].message.timestamp, i))
+        return [self._point(i, is_question) for i in chosen]
 
     def _action_items(self) -> list[ActionItem]:
-        found: dict[int, str | None] = {}
+        found: dict[int, str] = {}
         candidates = []
         for i, item in enumerate(self.items):
-            owner, is_action = self._action(item)
-            if is_action and item.tokens >= 3:
+            if not item.quotable or item.tokens < 2:
+                continue
+            owner = action_owner(
+                strip_markup(item.message.content),
+                author=item.author,
+                addressee=self._addressee(item),
+            )
+            if owner is not None:
                 found[i] = owner
-                candidates.append((i, item.score + 0.1 * (owner is not None)))
+                candidates.append((i, self._score(i)))
         chosen = self._mmr(candidates, self.limits.action_items, spread_topics=False)
-        chosen.sort(key=lambda i: self.items[i].message.timestamp)
+        chosen.sort(key=lambda i: (self.items[i].message.timestamp, i))
         items = []
         for i in chosen:
-            due = _DUE_RE.search(self.items[i].text)
+            item = self.items[i]
+            addressee = self._addressee(item)
+
+            def states_it(unit: str, item: _Item = item, addressee: str | None = addressee) -> bool:
+                return action_owner(unit, author=item.author, addressee=addressee) is not None
+
+            task = self._bullet(i, states_it)
+            due = _DUE_RE.search(task)
             items.append(
                 ActionItem(
-                    task=self._bullet(i),
+                    task=task,
                     owner=found[i],
                     due=due.group(0) if due else None,
                     message_ids=[self.items[i].message.id],
@@ -588,18 +780,18 @@ class _Digest:
         top = sorted(by_author.items(), key=lambda kv: (-len(kv[1]), self.names[kv[0]]))
         result = []
         for author_id, members in top[: self.limits.contributors]:
-            candidates = [(i, self.items[i].score) for i in members if self.items[i].vector]
+            candidates = [
+                (i, self._score(i))
+                for i in members
+                if self.items[i].quotable and self.items[i].tokens
+            ]
             chosen = self._mmr(candidates, self.limits.points_per_contributor)
             if not chosen:
                 continue
-            chosen.sort(key=lambda i: self.items[i].message.timestamp)
+            chosen.sort(key=lambda i: (self.items[i].message.timestamp, i))
             result.append(
                 Contribution(
-                    participant=self.names[author_id],
-                    points=[
-                        CitedPoint(text=self._bullet(i), message_ids=[self.items[i].message.id])
-                        for i in chosen
-                    ],
+                    participant=self.names[author_id], points=[self._point(i) for i in chosen]
                 )
             )
         return result
@@ -624,9 +816,14 @@ class _Digest:
     def _technical(self) -> list[CitedPoint]:
         kinds: dict[str, list[tuple[int, float]]] = {}
         for i, item in enumerate(self.items):
-            kind = self._technical_kind(item.text)
-            if kind is not None and item.tokens >= 2:
-                kinds.setdefault(kind, []).append((i, item.score))
+            if item.noise in _UNQUOTABLE:
+                continue
+            kind = self._technical_kind(strip_markup(item.message.content))
+            if kind is not None and len(tokenize(item.message.content)) >= 2:
+                # A paste scores nothing as prose; as a technical note it counts.
+                kinds.setdefault(kind, []).append(
+                    (i, self._score(i) + 0.05 * (item.noise == "paste"))
+                )
         picked: list[tuple[str, int]] = []
         for kind in ("problem", "fix", "command", "version"):
             chosen = self._mmr(
@@ -635,36 +832,41 @@ class _Digest:
             picked.extend((kind, i) for i in chosen)
         picked = picked[: self.limits.technical]
         return [
-            CitedPoint(text=f"[{kind}] {self._bullet(i)}", message_ids=[self.items[i].message.id])
+            CitedPoint(
+                text=f"[{kind}] {self.items[i].author}: "
+                + shorten(_clean(self.items[i].message), self.bullet_chars),
+                message_ids=[self.items[i].message.id],
+            )
             for kind, i in picked
         ]
 
     def _overview(self, topics: list[Topic], decisions: int, questions: int) -> str:
-        """One sentence on volume and time, one on the main topics and what was settled."""
-        count = len(self.items)
-        people = len(self.names)
-        span = _span(self.kept[0].timestamp, self.kept[-1].timestamp)
-        first = (
-            f"{_plural(count, 'message')} from {_plural(people, 'participant')} in "
-            f"#{self.channel.channel_name} {span}."
-        )
-        main = [
-            f"{topic.title} ({_plural(size, 'message')})"
-            for topic, size in zip(topics[:3], self.topic_sizes, strict=False)
-            if size > 1
-        ]
+        """What the talk was about (the main topics' titles), and what is listed below.
+
+        Volume, time span and participants are in every rendering's header and footer, so
+        the overview spends no words on them."""
+        titles = [t.title for t in topics[:3] if t.title]
         extra = []
         if decisions:
             extra.append(_plural(decisions, "decision"))
         if questions:
             extra.append(_plural(questions, "open question"))
-        if main and extra:
-            return f"{first} Main topics: {'; '.join(main)}; {' and '.join(extra)}."
-        if main:
-            return f"{first} Main topics: {'; '.join(main)}."
+        parts = []
+        if titles:
+            parts.append(f"Main topics: {'; '.join(titles)}.")
         if extra:
-            return f"{first} {' and '.join(extra).capitalize()} noted."
-        return first
+            parts.append(f"{' and '.join(extra).capitalize()} below.")
+        if not parts:
+            quotable = sum(1 for item in self.items if item.quotable and item.tokens)
+            people = len(self.names)
+            if quotable == 0:
+                return (
+                    f"Only greetings, fillers, links and other chatter: "
+                    f"{_plural(len(self.items), 'message')} from "
+                    f"{_plural(people, 'participant')}, nothing to quote."
+                )
+            return f"{_plural(len(self.items), 'message')} from {_plural(people, 'participant')}."
+        return " ".join(parts)
 
     # -- assembly ------------------------------------------------------------------------
 
