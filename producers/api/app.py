@@ -17,6 +17,7 @@ import anyio.to_thread
 import structlog
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.engine import make_url
 
 from producers.api.auth import SECURITY_SCHEME
@@ -204,7 +205,9 @@ def create_app(
             publisher.close()
             log.info("api.stopped")
 
-    app = FastAPI(
+    # The docs pages load Swagger UI and ReDoc from our own process, not a CDN: self-hosted
+    # deployments often have no way out to the internet.
+    app = FastAPIOffline(
         title="Summary Bot NG API",
         version=API_VERSION,
         description=_DESCRIPTION,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import socket
 import uuid
 from collections.abc import Iterator
@@ -183,3 +184,21 @@ def test_chunked_body_over_the_limit_is_refused_while_streaming(server: tuple[st
             answer += data
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b"application/problem+json" in answer
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_docs_pages_load_every_asset_from_the_api_itself(
+    server: tuple[str, str], page: str
+) -> None:
+    base, _ = server
+    response = httpx.get(base + page, timeout=10)
+    assert response.status_code == 200 and "text/html" in response.headers["content-type"]
+    assets = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)["\']', response.text)
+    assets += re.findall(r"url:\s*'([^']+)'", response.text)  # the spec Swagger UI loads
+    scripts = [a for a in assets if a.endswith(".js")]
+    assert scripts, response.text  # the page does load scripts ...
+    for asset in assets:
+        assert asset.startswith("/"), f"{page} loads {asset} from elsewhere"  # ... all ours
+        fetched = httpx.get(base + asset, timeout=10)
+        assert fetched.status_code == 200, asset
+    assert "openapi.json" in response.text
