@@ -22,7 +22,11 @@ from sqlalchemy.engine import make_url
 
 from producers.api.auth import SECURITY_SCHEME
 from producers.api.metrics import ApiMetrics
-from producers.api.middleware import BodySizeLimitMiddleware, MetricsMiddleware
+from producers.api.middleware import (
+    BodySizeLimitMiddleware,
+    JsonBodyMiddleware,
+    MetricsMiddleware,
+)
 from producers.api.problems import PROBLEM_JSON, install_problem_handlers
 from producers.api.resources import ApiOptions, ApiResources, utc_now
 from producers.api.routes import health, jobs, schedules, summaries, users, webhooks
@@ -65,7 +69,10 @@ and body replay the first response; another body answers 422; a request still ru
 64 KiB (413).
 
 **Errors** are RFC 9457 problem documents (`application/problem+json`) with `type`, `title`,
-`status`, `detail`, and `errors` listing each invalid field.
+`status`, `detail`, and `errors` listing each invalid field.  Bodies are JSON sent as
+`Content-Type: application/json` (anything else: 415); a body that is not valid JSON gets 400
+naming the line and column where it breaks; valid JSON with invalid fields gets 422.  Every
+request writes one `api.request` log line (method, route template, status, duration, key id).
 """
 
 
@@ -226,6 +233,7 @@ def create_app(
     install_problem_handlers(app)
     for module in (jobs, summaries, schedules, webhooks, users, health):
         app.include_router(module.router)
+    app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=options.max_body_bytes, metrics=metrics)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.openapi = _openapi(app)  # type: ignore[method-assign]

@@ -1,4 +1,4 @@
-"""ASGI middleware: the request body limit and the request metrics.
+"""ASGI middleware: the request body limit, JSON-only bodies, and the metrics and access log.
 
 The body limit counts the bytes as they arrive instead of trusting ``Content-Length`` (a client
 may send more than it announced, or use chunked encoding).  A declared length over the limit is
@@ -11,12 +11,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from producers.api.metrics import ApiMetrics
 from producers.api.problems import problem_response
 
-__all__ = ["BodySizeLimitMiddleware", "MetricsMiddleware"]
+__all__ = ["BodySizeLimitMiddleware", "JsonBodyMiddleware", "MetricsMiddleware"]
+
+log = structlog.get_logger("api.access")
 
 
 class _TooLarge(Exception):
@@ -88,8 +91,52 @@ class BodySizeLimitMiddleware:
                 return b"".join(chunks), None
 
 
+class JsonBodyMiddleware:
+    """Answer 415 to a body declared as anything but JSON (a form, plain text, ...).
+
+    Every operation takes JSON; without this a form body, or one without ``Content-Type``
+    (which FastAPI does not parse), reaches validation and gets a 422 about dictionaries that
+    does not say what to change.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            declared = _header(scope, b"content-type")
+            length = _header(scope, b"content-length")
+            media = declared.split(";", 1)[0].strip().lower()
+            has_body = length not in ("", "0") or _header(scope, b"transfer-encoding") != ""
+            if has_body and not _is_json(media):
+                what = f"the body is {media}" if media else "the body has no Content-Type"
+                response = problem_response(
+                    415,
+                    f"{what}, but this API reads only JSON; send it as "
+                    "Content-Type: application/json",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return ""
+
+
+def _is_json(media: str) -> bool:
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
 class MetricsMiddleware:
-    """Count requests and time them by route template (never by raw path, which has ids)."""
+    """Count and time requests by route template (never by raw path, which has ids), and
+    write one access-log line each: ``api.request`` with method, route, status, duration and
+    the API key's id (bound by authentication; the key itself is never logged)."""
 
     def __init__(self, app: ASGIApp, *, metrics: ApiMetrics) -> None:
         self.app = app
@@ -114,5 +161,14 @@ class MetricsMiddleware:
             route: Any = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = str(scope.get("method", "GET"))
+            elapsed = time.perf_counter() - started
             self.metrics.requests.labels(method, template, str(status)).inc()
-            self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)
+            self.metrics.latency.labels(method, template).observe(elapsed)
+            log.info(
+                "api.request",
+                method=method,
+                route=template,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+                api_key_id=structlog.contextvars.get_contextvars().get("api_key_id"),
+            )

@@ -193,12 +193,31 @@ async def _on_problem(_request: Request, exc: Exception) -> Response:
     )
 
 
-async def _on_validation(_request: Request, exc: Exception) -> Response:
+async def _on_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    broken = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
+    if broken is not None:
+        message = _json_syntax_error(broken, await request.body())
+        errors = [FieldError(location="body", pointer="", detail=message)]
+        return problem_response(400, message, kind="invalid-json", errors=errors)
     errors = validation_errors(exc.errors())
     return problem_response(
         422, "the request is invalid: " + _summary(errors), kind="validation-error", errors=errors
     )
+
+
+def _json_syntax_error(error: Mapping[str, Any], body: bytes) -> str:
+    """Where the body stops being JSON and why, in the words a person fixing it needs."""
+    reason = str((error.get("ctx") or {}).get("error") or "it is not JSON")
+    loc = list(error.get("loc", ()))
+    at = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+    where = ""
+    if at is not None:
+        before = body[:at].decode("utf-8", "replace")
+        line = before.count("\n") + 1
+        column = len(before) - (before.rfind("\n") + 1) + 1
+        where = f" at line {line}, column {column} (character {at})"
+    return f"the body is not valid JSON: {reason}{where}; send one UTF-8 JSON object"
 
 
 async def _on_http(_request: Request, exc: Exception) -> Response:
@@ -210,7 +229,7 @@ async def _on_http(_request: Request, exc: Exception) -> Response:
             "the body cannot be read as JSON; send UTF-8 JSON with Content-Type: application/json"
         )
         errors = [FieldError(location="body", pointer="", detail=message)]
-        return problem_response(422, message, kind="validation-error", errors=errors)
+        return problem_response(400, message, kind="invalid-json", errors=errors)
     if exc.status_code == 404 and detail == "Not Found":
         detail = "no such resource; see /docs for the API's paths"
     elif exc.status_code == 405:
