@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,8 +17,8 @@ from pathlib import Path
 
 import httpx
 
-from shared.db.migrate import upgrade
 from tests.conftest import PG_HOST, PG_PORT, PG_USER, REDIS_DB, REDIS_HOST, REDIS_PORT
+from tests.support.databases import fresh_database
 
 _LAUNCH = (
     "import json, os, signal, sys\n"
@@ -148,16 +147,6 @@ def redis_url() -> str:
 @contextmanager
 def temporary_database(label: str) -> Iterator[str]:
     """A fresh, migrated PostgreSQL database, dropped afterwards; yields its URL."""
-    import psycopg
-
-    name = f"sb_{label}_{uuid.uuid4().hex[:10]}"
-    admin = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-    try:
-        upgrade(url)
+    server = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/postgres"
+    with fresh_database(server, prefix=f"sb_{label}") as url:
         yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

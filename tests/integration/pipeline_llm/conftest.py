@@ -7,18 +7,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from redis import Redis
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 
 from shared.db.engine import make_engine, make_sessionmaker
-from shared.db.migrate import upgrade
 from shared.llm.config import LLMSettings
 from shared.settings import Settings, load_settings
 from tests.fakes.openai_server import FakeConfig, FakeOpenAIServer
 from tests.integration.pipeline_llm.harness import Harness
+from tests.support.databases import fresh_database
 from workers.app import WorkerApp, create_worker_app
 from workers.embedded import EmbeddedWorker
 
@@ -28,18 +26,8 @@ API_KEY = "sk-test"
 @pytest.fixture(scope="module")
 def llm_db(postgres_url: str) -> Iterator[str]:
     """A fresh PostgreSQL database of this module, migrated to head."""
-    url = make_url(postgres_url)
-    name = f"sb_llmp_{uuid.uuid4().hex[:12]}"
-    admin = f"host={url.host} port={url.port} user={url.username} dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    database_url = url.set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(database_url)
+    with fresh_database(postgres_url, prefix="sb_llmp") as database_url:
         yield database_url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")
