@@ -36,12 +36,13 @@ __all__ = [
 ]
 
 _DESCRIPTIONS = {
-    400: "Bad request (e.g. a malformed Idempotency-Key or request header)",
+    400: "Bad request: a body that is not valid JSON, or a malformed header (Idempotency-Key)",
     401: "Missing, invalid, revoked or expired API key, or a bad request signature",
     403: "The key lacks the scope, or the request comes from an address the key does not allow",
     404: "Not found (resources of another guild are not found either)",
     409: "Conflict",
     413: "Request body larger than 64 KiB",
+    415: "The body is not sent as Content-Type: application/json",
     422: "Invalid input; `errors` lists each invalid field",
     429: "Rate limit of the key exceeded; see Retry-After",
     503: "The database or Redis is not reachable; see Retry-After",
@@ -66,7 +67,7 @@ Admin = Annotated[Caller, Depends(require_scope(Scope.ADMIN))]
 Resources = Annotated[ApiResources, Depends(get_resources)]
 
 #: The errors every authenticated route can answer.
-AUTH_ERRORS = (400, 401, 403, 413, 422, 429, 503)
+AUTH_ERRORS = (400, 401, 403, 413, 415, 422, 429, 503)
 
 
 def json_response(

@@ -174,7 +174,7 @@ ScheduleId = Annotated[uuid.UUID, Path(description="The schedule's id")]
     response_model=ScheduleOut,
     summary="Create a digest schedule",
     description="Needs `admin`.  Send an `Idempotency-Key` to retry safely.",
-    responses=errors(409, *AUTH_ERRORS),
+    responses=errors(404, 409, *AUTH_ERRORS),
 )
 def create_schedule(
     payload: ScheduleCreate,
