@@ -1,0 +1,309 @@
+"""Pipeline overhead: one job through fetch → summarize → deliver vs a bare Celery chain.
+
+    python -m tests.perf.pipeline_overhead [--warmup 30] [--jobs 50] [--poll-ms 5]
+
+Both sides run in the same run, on the same Redis (a ``redis-server`` of its own on a spare
+port), with the same Celery settings (``celeryconfig``: acks_late, prefetch 1) and the same
+worker shape (one prefork worker, concurrency 1, ``--events``, ``--without-mingle``):
+
+- ours: a real ``summarybot worker`` on a fresh database of the PostgreSQL on 127.0.0.1, the
+  fake Discord and the fake OpenAI in this process, both at zero latency (the fake Discord's
+  buckets raised out of reach: Discord's rate limits are not our overhead).  Each job is
+  submitted as a producer does (``submit_job``: guild check, idempotency, insert, publish) to
+  summarize the last 20 messages of a channel through the LLM backend and post the summary to
+  another channel; it is done when its delivery is recorded as sent.
+- bare: :mod:`tests.perf.bare_chain`, three tasks that only pass a value on; a chain is done
+  when its last task has set a Redis key.
+
+Jobs run one at a time (submit, poll every ``--poll-ms`` until done, next), alternating ours
+and bare so both see the same machine; the ``--warmup`` first of each are not measured.  The
+last line is one JSON object: ``ours_p50_ms``, ``ours_p90_ms``, ``bare_p50_ms``,
+``bare_p90_ms``, ``ratio`` (ours p50 ÷ bare p50), ``submit_p50_ms`` (the producer's
+``submit_job`` call alone, inside ours), ``jobs``, ``failed``.  Target: ``ratio`` ≤ 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+from celery import Celery
+from cryptography.fernet import Fernet
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+import celeryconfig
+from schema.models.jobs import Delivery, Job, Summary
+from shared.db.migrate import upgrade
+from shared.delivery.targets import ChannelTarget
+from shared.jobs import DiscordChannelSource, JobParams
+from shared.services.core import Actor
+from shared.services.jobs import submit_job
+from tests.fakes.discord_limits import DEFAULT_LIMITS, FakeConfig
+from tests.fakes.discord_server import FakeDiscordServer, seed_basic
+from tests.fakes.openai_server import FakeOpenAIServer
+from tests.integration.processes import Worker
+from tests.perf.bare_chain import DONE_PREFIX, chain_of, make_app
+from tests.perf.chaos import RedisServer, driver_services
+
+__all__ = ["main", "run"]
+
+PG = "127.0.0.1"
+MESSAGES = 20
+TARGET_RATIO = 3.0
+_DONE_DELIVERY = ("sent", "failed")
+
+
+def _unlimited() -> FakeConfig:
+    """The fake's buckets with the same routes and headers but room for any pace: one job a
+    few dozen ms apart would otherwise wait on Discord's 5-per-5-s channel buckets, which
+    measures Discord's limits, not our overhead."""
+    return FakeConfig(
+        global_limit=1_000_000,
+        limits={
+            route: None if limit is None else replace(limit, limit=1_000_000)
+            for route, limit in DEFAULT_LIMITS.items()
+        },
+    )
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@contextmanager
+def _database() -> Iterator[str]:
+    name = f"sb_perf_overhead_{uuid.uuid4().hex[:8]}"
+    admin = f"host={PG} port=5432 user=postgres dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@{PG}:5432/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _wait(done: Callable[[], bool | None], *, poll: float, timeout: float = 60.0) -> bool:
+    """Poll ``done`` every ``poll`` seconds; True when it said True, False when it said None
+    (ended badly); raises on timeout."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        answer = done()
+        if answer is not None and answer is not False:
+            return True
+        if answer is None:
+            return False
+        time.sleep(poll)
+    raise TimeoutError("a job did not finish within 60 s")
+
+
+def _job_done(factory: sessionmaker[Session], job_id: uuid.UUID) -> Callable[[], bool | None]:
+    """True once the job's delivery was sent; None when it failed; False while under way."""
+    statement = (
+        select(Job.status, Delivery.status)
+        .outerjoin(Summary, Summary.job_id == Job.id)
+        .outerjoin(Delivery, Delivery.summary_id == Summary.id)
+        .where(Job.id == job_id)
+    )
+
+    def check() -> bool | None:
+        with factory() as session:
+            rows = session.execute(statement).all()
+        if any(job == "failed" or delivery == "failed" for job, delivery in rows):
+            return None
+        return bool(rows) and all(delivery == "sent" for _, delivery in rows)
+
+    return check
+
+
+def _ready(worker: Worker) -> Worker:
+    worker.wait_ready(120)
+    return worker
+
+
+def run(*, warmup: int, jobs: int, poll_ms: float) -> dict[str, Any]:
+    """Run both sides, alternating, and return the figures."""
+    poll = poll_ms / 1000
+    root = Path(tempfile.mkdtemp(prefix="sb-perf-overhead-"))
+    redis_server = RedisServer(root)
+    discord = FakeDiscordServer(config=_unlimited())
+    world = seed_basic(discord.fake, token="overhead-bot-token")
+    discord.fake.add_history(
+        world.general,
+        [world.alice, world.bob],
+        MESSAGES,
+        start_ms=1_770_000_000_000,
+        step_ms=60_000,
+    )
+    digests = discord.fake.add_channel(world.guild, "digests", topic="summaries land here").id
+    openai = FakeOpenAIServer()
+    workers: list[Worker] = []
+    bare: subprocess.Popen[bytes] | None = None
+    try:
+        redis_server.start()
+        discord.start()
+        openai.start()
+        with _database() as url:
+            upgrade(url)
+            env = {
+                **os.environ,
+                "DATABASE_URL": url,
+                "REDIS_URL": redis_server.url,
+                "SUMMARYBOT_DATA_DIR": str(root / "data"),
+                "LOG_FORMAT": "json",
+                "LOG_LEVEL": "INFO",  # the worker says " ready" at INFO
+                "SECRET_KEYS": Fernet.generate_key().decode(),
+                "DISCORD_TOKEN": world.token,
+                "DISCORD_API_BASE": discord.api_base,
+                "LLM_BASE_URL": openai.base_url,
+                "OPENAI_API_KEY": "sk-overhead-benchmark",
+                "LLM_PROVIDER": "openai",
+            }
+            workers.append(Worker(env, root / "worker.log", name="overhead", concurrency=1))
+            bare_log = (root / "bare.log").open("wb")
+            bare = subprocess.Popen(
+                [sys.executable, "-m", "tests.perf.bare_chain", redis_server.url],
+                stdout=bare_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            _ready(workers[0])
+            _wait_bare_ready(root / "bare.log", bare)
+            return _measure(
+                url, redis_server.url, world, discord, digests, warmup=warmup, jobs=jobs, poll=poll
+            )
+    finally:
+        for worker in workers:
+            worker.stop()
+        if bare is not None:
+            bare.terminate()
+            try:
+                bare.wait(30)
+            except subprocess.TimeoutExpired:
+                bare.kill()
+                bare.wait(10)
+        openai.stop()
+        discord.stop()
+        redis_server.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_bare_ready(log: Path, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if b" ready" in log.read_bytes():
+            return
+        if process.poll() is not None:
+            raise RuntimeError(f"bare worker exited early:\n{log.read_text()}")
+        time.sleep(0.2)
+    raise TimeoutError(f"bare worker not ready:\n{log.read_text()}")
+
+
+def _measure(
+    url: str,
+    redis_url: str,
+    world: Any,
+    discord: FakeDiscordServer,
+    digests: int,
+    *,
+    warmup: int,
+    jobs: int,
+    poll: float,
+) -> dict[str, Any]:
+    publisher = Celery("overhead-driver", set_as_current=False)
+    publisher.config_from_object(celeryconfig)
+    publisher.conf.broker_url = redis_url
+    services, engine = driver_services(
+        url, redis_url, publisher, token=world.token, api_base=discord.api_base
+    )
+    bare_app = make_app(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    actor = Actor(origin="api", guild_id=str(world.guild.id), requested_by="perf")
+    params = JobParams(
+        source=DiscordChannelSource(
+            guild_id=str(world.guild.id), channel_id=str(world.general.id), limit=MESSAGES
+        ),
+        destinations=[ChannelTarget(channel_id=str(digests))],
+    )
+    ours: list[float] = []
+    bare: list[float] = []
+    submits: list[float] = []
+    failed = 0
+    try:
+        for index in range(warmup + jobs):
+            started = time.perf_counter()
+            submission = submit_job(services.core(), actor, params)
+            submit_ms = (time.perf_counter() - started) * 1000
+            ok = _wait(_job_done(services.session_factory, submission.job_id), poll=poll)
+            ours_ms = (time.perf_counter() - started) * 1000
+            failed += not ok
+
+            token = uuid.uuid4().hex
+            started = time.perf_counter()
+            chain_of(bare_app, token).apply_async()
+            _wait(lambda token=token: bool(client.exists(DONE_PREFIX + token)), poll=poll)
+            bare_ms = (time.perf_counter() - started) * 1000
+            if index >= warmup:
+                ours.append(ours_ms)
+                bare.append(bare_ms)
+                submits.append(submit_ms)
+            if index == warmup - 1:
+                print(f"warm-up done ({warmup} of each)", file=sys.stderr)
+    finally:
+        client.close()
+        bare_app.close()
+        services.close()
+        publisher.close()
+        engine.dispose()
+    ours_p50, bare_p50 = statistics.median(ours), statistics.median(bare)
+    return {
+        "ours_p50_ms": round(ours_p50, 1),
+        "ours_p90_ms": round(_pct(ours, 0.9), 1),
+        "bare_p50_ms": round(bare_p50, 1),
+        "bare_p90_ms": round(_pct(bare, 0.9), 1),
+        "ratio": round(ours_p50 / bare_p50, 2),
+        "submit_p50_ms": round(statistics.median(submits), 1),
+        "jobs": jobs,
+        "warmup": warmup,
+        "failed": failed,
+        "poll_ms": poll * 1000,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; human lines first, the last line printed is the JSON of figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--jobs", type=int, default=50)
+    parser.add_argument("--poll-ms", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    figures = run(warmup=args.warmup, jobs=args.jobs, poll_ms=args.poll_ms)
+    print(
+        f"ours: p50 {figures['ours_p50_ms']} ms, p90 {figures['ours_p90_ms']} ms "
+        f"(submit_job alone p50 {figures['submit_p50_ms']} ms)"
+    )
+    print(f"bare chain: p50 {figures['bare_p50_ms']} ms, p90 {figures['bare_p90_ms']} ms")
+    print(f"ratio {figures['ratio']} (target ≤ {TARGET_RATIO}), failed jobs {figures['failed']}")
+    print(json.dumps(figures))
+    return 0 if figures["ratio"] <= TARGET_RATIO and not figures["failed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
