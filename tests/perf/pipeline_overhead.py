@@ -34,13 +34,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import redis
 from celery import Celery
 from cryptography.fernet import Fernet
@@ -49,7 +47,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import celeryconfig
 from schema.models.jobs import Delivery, Job, Summary
-from shared.db.migrate import upgrade
 from shared.delivery.targets import ChannelTarget
 from shared.jobs import DiscordChannelSource, JobParams
 from shared.services.core import Actor
@@ -60,6 +57,7 @@ from tests.fakes.openai_server import FakeOpenAIServer
 from tests.integration.processes import Worker
 from tests.perf.bare_chain import DONE_PREFIX, chain_of, make_app
 from tests.perf.chaos import RedisServer, driver_services
+from tests.support.databases import fresh_database
 
 __all__ = ["main", "run"]
 
@@ -85,19 +83,6 @@ def _unlimited() -> FakeConfig:
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-@contextmanager
-def _database() -> Iterator[str]:
-    name = f"sb_perf_overhead_{uuid.uuid4().hex[:8]}"
-    admin = f"host={PG} port=5432 user=postgres dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@{PG}:5432/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _wait(done: Callable[[], bool | None], *, poll: float, timeout: float = 60.0) -> bool:
@@ -160,8 +145,8 @@ def run(*, warmup: int, jobs: int, poll_ms: float) -> dict[str, Any]:
         redis_server.start()
         discord.start()
         openai.start()
-        with _database() as url:
-            upgrade(url)
+        server = f"postgresql+psycopg://postgres@{PG}:5432/postgres"
+        with fresh_database(server, prefix="sb_perf_overhead") as url:
             env = {
                 **os.environ,
                 "DATABASE_URL": url,
