@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support.process_groups import stop_process_group
+
 CLI = [sys.executable, "-m", "producers.cli.main"]
 
 
@@ -51,13 +53,8 @@ class Worker:
         self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
+        """SIGTERM (a warm shutdown), then SIGKILL whatever is left of the process group."""
+        stop_process_group(self.process)
         self._handle.close()
 
 

@@ -19,6 +19,7 @@ import httpx
 
 from tests.conftest import PG_HOST, PG_PORT, PG_USER, REDIS_DB, REDIS_HOST, REDIS_PORT
 from tests.support.databases import fresh_database
+from tests.support.process_groups import stop_process_group
 
 _LAUNCH = (
     "import json, os, signal, sys\n"
@@ -130,13 +131,7 @@ def api_server(
                 time.sleep(0.1)
             yield ApiServer(url=base, pgid=process.pid)
         finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(10)
+            stop_process_group(process)
 
 
 def redis_url() -> str:

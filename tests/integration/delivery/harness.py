@@ -24,6 +24,7 @@ from shared.delivery.config import DeliverySettings
 from shared.jobs import DELIVER, CeleryEnqueuer
 from shared.settings import Settings, load_settings
 from tests.integration.processes import CLI
+from tests.support.process_groups import stop_process_groups
 from tests.unit.delivery.helpers import make_services, redrive
 
 __all__ = ["DeliverWorkers", "Sweeper", "counts", "deliver_env", "publisher"]
@@ -105,17 +106,7 @@ class DeliverWorkers:
 
     def stop(self) -> None:
         """SIGTERM everything still running (then SIGKILL what does not stop)."""
-        for proc in self.procs:
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            if proc is None:
-                continue
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop_process_groups(self.procs)
 
 
 class Sweeper:

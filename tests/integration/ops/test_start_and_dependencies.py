@@ -4,7 +4,6 @@ workers refuse at start what they could never do."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from producers.cli.main import demo_export
 from schema.models.jobs import Job
 from shared.crypto import generate_key
+from tests.support.process_groups import stop_process_group
 
 pytestmark = pytest.mark.integration
 
@@ -121,13 +121,7 @@ def _start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+    stop_process_group(process)
 
 
 def test_the_readmes_three_workers_are_three_workers_in_flower(

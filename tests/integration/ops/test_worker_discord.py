@@ -5,7 +5,6 @@ is used from the next request on."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from cryptography.fernet import Fernet
 import celeryconfig
 from tests.fakes.discord_limits import Fault
 from tests.fakes.discord_server import FakeDiscordServer, World, seed_basic
+from tests.support.process_groups import stop_process_group
 
 pytestmark = pytest.mark.integration
 
@@ -88,13 +88,7 @@ def deployment(ops_db: str, redis_url: str, tmp_path: Path) -> Iterator[Deployme
             time.sleep(0.2)
         yield Deployment(server, world, token_file, env, port, log)
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait(10)
+        stop_process_group(worker)
         client = redis.Redis.from_url(redis_url)
         client.delete(*celeryconfig.QUEUES, "unacked", "unacked_index")
         client.close()

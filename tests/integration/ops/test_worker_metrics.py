@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from shared.jobs import CeleryEnqueuer, ExportFileSource, JobParams
 from shared.services.core import Actor, Core
 from shared.services.jobs import submit_job
 from shared.sources.export_file import open_export
+from tests.support.process_groups import stop_process_group
 
 pytestmark = pytest.mark.integration
 
@@ -116,13 +116,7 @@ def worker(
             time.sleep(0.2)
         yield process, log, port, env
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
+        stop_process_group(process)
         client = redis.Redis.from_url(redis_url)
         client.delete(*celeryconfig.QUEUES, "unacked", "unacked_index")
         client.close()
