@@ -34,6 +34,7 @@ from shared import signing
 from shared.apikeys import ApiKeyError, KeyRecord, Scope, authenticate, has_scope, record_use
 from shared.errors import ConfigError
 from shared.ratelimit.inbound import Limit, default_burst
+from shared.services.core import Actor
 
 __all__ = ["SECURITY_SCHEME", "Caller", "authenticate_request", "require_scope"]
 
@@ -57,6 +58,11 @@ class Caller:
     key_id: str
     guild_id: str
     scopes: frozenset[str]
+
+    @property
+    def actor(self) -> Actor:
+        """Who the application services see acting: this key, inside its one guild."""
+        return Actor(origin="api", guild_id=self.guild_id, requested_by=f"api:{self.key_id}")
 
 
 def _unauthorized(detail: str) -> Problem:

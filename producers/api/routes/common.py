@@ -13,7 +13,6 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends
 from pydantic import BaseModel
 from sqlalchemy import Select, select, tuple_
-from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from producers.api.auth import Caller, require_scope
@@ -117,15 +116,16 @@ Row = TypeVar("Row")
 
 
 def guild_row(
-    session: Session, model: type[Row], guild_id: str, ident: uuid.UUID, *, lock: bool, what: str
+    resources: ApiResources, model: type[Row], caller: Caller, ident: uuid.UUID, *, what: str
 ) -> Row:
-    """The row ``ident`` of ``model`` in this guild (optionally locked), else a 404.
+    """The row ``ident`` of ``model`` in the caller's guild, else a 404.
 
     A row of another guild is not found either: a key learns nothing about other tenants.
     """
     table: Any = model
-    query = select(model).where(table.id == ident, table.guild_id == guild_id)
-    row = session.scalars(query.with_for_update() if lock else query).one_or_none()
+    query = select(model).where(table.id == ident, table.guild_id == caller.guild_id)
+    with resources.session_factory() as session:
+        row = session.scalars(query).one_or_none()
     if row is None:
         raise not_found(what, ident)
     return row
@@ -148,6 +148,15 @@ def guild_page_query(
     if cursor is not None:
         query = query.where(tuple_(table.created_at, table.id) > decode_cursor(cursor))
     return query
+
+
+def guild_page(
+    resources: ApiResources, query: Select[Row], limit: int
+) -> tuple[list[Row], str | None]:
+    """Run a :func:`guild_page_query`: the page's rows and the cursor of the next page."""
+    with resources.session_factory() as session:
+        rows = list(session.scalars(query))
+    return rows[:limit], next_cursor(rows, limit)
 
 
 def next_cursor(rows: Sequence[Any], limit: int) -> str | None:

@@ -16,12 +16,11 @@ from producers.api.idempotent import IdempotencyKey, idempotency_key, run_idempo
 from producers.api.models import DeliveryOut, JobCreate, JobOut
 from producers.api.problems import Problem, validation_errors
 from producers.api.resources import ApiResources, get_resources
-from producers.api.routes.common import AUTH_ERRORS, errors, json_response, not_found
+from producers.api.routes.common import AUTH_ERRORS, errors, guild_row, json_response
 from schema.models.jobs import Delivery, Job, JobStatus, Summary
 from shared.apikeys import Scope
 from shared.jobs import JobParams
 from shared.services import jobs as job_service
-from shared.services.core import Actor
 
 __all__ = ["job_out", "router"]
 
@@ -90,10 +89,6 @@ def _params(resources: ApiResources, caller: Caller, payload: JobCreate) -> JobP
         ) from None
 
 
-def _actor(caller: Caller) -> Actor:
-    return Actor(origin="api", guild_id=caller.guild_id, requested_by=f"api:{caller.key_id}")
-
-
 @router.post(
     "/v1/jobs",
     status_code=202,
@@ -128,7 +123,7 @@ def create_job(
             durable_key = f"api:{caller.key_id}:{digest}"
         submission = job_service.submit_job(
             resources.core,
-            _actor(caller),
+            caller.actor,
             _params(resources, caller, payload),
             idempotency_key=durable_key,
         )
@@ -176,16 +171,6 @@ def _deliveries(resources: ApiResources, job_id: uuid.UUID) -> list[DeliveryOut]
     ]
 
 
-def _load(resources: ApiResources, caller: Caller, job_id: uuid.UUID) -> Job:
-    with resources.session_factory() as session:
-        job = session.scalars(
-            select(Job).where(Job.id == job_id, Job.guild_id == caller.guild_id)
-        ).one_or_none()
-    if job is None:
-        raise not_found("job", job_id)
-    return job
-
-
 @router.get(
     "/v1/jobs/{job_id}",
     response_model=JobOut,
@@ -199,7 +184,7 @@ def get_job(
     resources: Annotated[ApiResources, Depends(get_resources)],
 ) -> Response:
     """A job of the key's guild."""
-    job = _load(resources, caller, job_id)
+    job = guild_row(resources, Job, caller, job_id, what="job")
     return json_response(job_out(job, _deliveries(resources, job.id)))
 
 
@@ -220,4 +205,4 @@ def cancel_job(
     resources: Annotated[ApiResources, Depends(get_resources)],
 ) -> Response:
     """Cancel an unfinished job."""
-    return json_response(job_out(job_service.cancel_job(resources.core, _actor(caller), job_id)))
+    return json_response(job_out(job_service.cancel_job(resources.core, caller.actor, job_id)))

@@ -9,10 +9,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from producers.api.auth import Caller
 from producers.api.idempotent import IdempotencyKey, idempotency_key, run_idempotent
 from producers.api.models import (
     DestinationIn,
@@ -26,16 +24,15 @@ from producers.api.routes.common import (
     Admin,
     Resources,
     errors,
+    guild_page,
     guild_page_query,
     guild_row,
     json_response,
-    next_cursor,
 )
 from schema.models.schedules import EmptyPolicy, Schedule
 from shared.digests.spec import parse_schedule
 from shared.errors import InvalidInputError
 from shared.services import schedules as schedule_service
-from shared.services.core import Actor
 from shared.services.schedules import ScheduleRequest
 from shared.summarize.content import SummaryFormat
 
@@ -161,10 +158,6 @@ def _out(row: Schedule) -> ScheduleOut:
     )
 
 
-def _actor(caller: Caller) -> Actor:
-    return Actor(origin="api", guild_id=caller.guild_id, requested_by=f"api:{caller.key_id}")
-
-
 ScheduleId = Annotated[uuid.UUID, Path(description="The schedule's id")]
 
 
@@ -187,7 +180,7 @@ def create_schedule(
     def work() -> Response:
         row = schedule_service.create_schedule(
             resources.core,
-            _actor(caller),
+            caller.actor,
             ScheduleRequest(
                 channel_id=payload.channel_id,
                 text=payload.schedule,
@@ -222,15 +215,8 @@ def list_schedules(
     query = guild_page_query(Schedule, caller.guild_id, limit=limit, cursor=cursor)
     if channel_id is not None:
         query = query.where(Schedule.channel_id == channel_id)
-    with resources.session_factory() as session:
-        rows = list(session.scalars(query))
-    return json_response(
-        ScheduleList(items=[_out(r) for r in rows[:limit]], next_cursor=next_cursor(rows, limit))
-    )
-
-
-def _get(session: Session, caller: Caller, schedule_id: uuid.UUID, *, lock: bool) -> Schedule:
-    return guild_row(session, Schedule, caller.guild_id, schedule_id, lock=lock, what="schedule")
+    rows, following = guild_page(resources, query, limit)
+    return json_response(ScheduleList(items=[_out(r) for r in rows], next_cursor=following))
 
 
 @router.get(
@@ -242,8 +228,7 @@ def _get(session: Session, caller: Caller, schedule_id: uuid.UUID, *, lock: bool
 )
 def get_schedule(schedule_id: ScheduleId, caller: Admin, resources: Resources) -> Response:
     """One schedule of this guild."""
-    with resources.session_factory() as session:
-        return json_response(_out(_get(session, caller, schedule_id, lock=False)))
+    return json_response(_out(guild_row(resources, Schedule, caller, schedule_id, what="schedule")))
 
 
 @router.patch(
@@ -266,7 +251,7 @@ def update_schedule(
     changes = payload.model_dump(mode="json", include=payload.model_fields_set)
     if "schedule" in changes:
         changes["text"] = changes.pop("schedule")
-    row = schedule_service.update_schedule(resources.core, _actor(caller), schedule_id, changes)
+    row = schedule_service.update_schedule(resources.core, caller.actor, schedule_id, changes)
     return json_response(_out(row))
 
 
@@ -279,5 +264,5 @@ def update_schedule(
 )
 def delete_schedule(schedule_id: ScheduleId, caller: Admin, resources: Resources) -> Response:
     """Remove the schedule and its run records."""
-    schedule_service.delete_schedule(resources.core, _actor(caller), schedule_id)
+    schedule_service.delete_schedule(resources.core, caller.actor, schedule_id)
     return Response(status_code=204)

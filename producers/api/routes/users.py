@@ -12,7 +12,6 @@ from producers.api.models import UserDataErased
 from producers.api.resources import ApiResources, get_resources
 from producers.api.routes.common import AUTH_ERRORS, errors, json_response
 from shared.apikeys import Scope
-from shared.services.core import Actor
 from shared.services.members import erase_member_data
 
 __all__ = ["router"]
@@ -40,8 +39,7 @@ def erase_user_data(
     resources: Annotated[ApiResources, Depends(get_resources)],
 ) -> Response:
     """Erase and report what changed."""
-    actor = Actor(origin="api", guild_id=caller.guild_id, requested_by=f"api:{caller.key_id}")
-    report = erase_member_data(resources.core, actor, user_id)
+    report = erase_member_data(resources.core, caller.actor, user_id)
     return json_response(
         UserDataErased(
             user_id=user_id,

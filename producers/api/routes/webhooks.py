@@ -14,10 +14,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from producers.api.auth import Caller
 from producers.api.idempotent import IdempotencyKey, idempotency_key, run_idempotent
 from producers.api.models import DestinationIn, Page, SafeText
 from producers.api.routes.common import (
@@ -25,14 +23,13 @@ from producers.api.routes.common import (
     Admin,
     Resources,
     errors,
+    guild_page,
     guild_page_query,
     guild_row,
     json_response,
-    next_cursor,
 )
 from schema.models.tenancy import WebhookAuthKind, WebhookEndpoint
 from shared.services import webhook_endpoints as endpoint_service
-from shared.services.core import Actor
 from shared.services.webhook_endpoints import EndpointAuth, EndpointRequest
 
 __all__ = [
@@ -197,10 +194,6 @@ def _auth(auth: BearerAuth | BasicAuth | HeaderAuth | None) -> EndpointAuth | No
     return EndpointAuth(WebhookAuthKind.HEADER, f"{auth.name}: {auth.value}")
 
 
-def _actor(caller: Caller) -> Actor:
-    return Actor(origin="api", guild_id=caller.guild_id, requested_by=f"api:{caller.key_id}")
-
-
 EndpointId = Annotated[uuid.UUID, Path(description="The endpoint's id")]
 
 
@@ -223,7 +216,7 @@ def create_endpoint(
     def work() -> Response:
         row, secret = endpoint_service.create_endpoint(
             resources.core,
-            _actor(caller),
+            caller.actor,
             EndpointRequest(
                 url=payload.url,
                 events=payload.events,
@@ -256,18 +249,8 @@ def list_endpoints(
 ) -> Response:
     """A page of endpoints, oldest first."""
     query = guild_page_query(WebhookEndpoint, caller.guild_id, limit=limit, cursor=cursor)
-    with resources.session_factory() as session:
-        rows = list(session.scalars(query))
-    items = [_out(r) for r in rows[:limit]]
-    return json_response(WebhookEndpointList(items=items, next_cursor=next_cursor(rows, limit)))
-
-
-def _get(
-    session: Session, caller: Caller, endpoint_id: uuid.UUID, *, lock: bool
-) -> WebhookEndpoint:
-    return guild_row(
-        session, WebhookEndpoint, caller.guild_id, endpoint_id, lock=lock, what="webhook endpoint"
-    )
+    rows, following = guild_page(resources, query, limit)
+    return json_response(WebhookEndpointList(items=[_out(r) for r in rows], next_cursor=following))
 
 
 @router.get(
@@ -279,8 +262,8 @@ def _get(
 )
 def get_endpoint(endpoint_id: EndpointId, caller: Admin, resources: Resources) -> Response:
     """One endpoint of this guild."""
-    with resources.session_factory() as session:
-        return json_response(_out(_get(session, caller, endpoint_id, lock=False)))
+    row = guild_row(resources, WebhookEndpoint, caller, endpoint_id, what="webhook endpoint")
+    return json_response(_out(row))
 
 
 @router.patch(
@@ -305,7 +288,7 @@ def update_endpoint(
         changes["auth"] = _auth(payload.auth)
     if changes.get("fallback") is not None:
         changes["fallback"] = changes["fallback"].model_dump(mode="json")
-    row = endpoint_service.update_endpoint(resources.core, _actor(caller), endpoint_id, changes)
+    row = endpoint_service.update_endpoint(resources.core, caller.actor, endpoint_id, changes)
     return json_response(_out(row))
 
 
@@ -328,7 +311,7 @@ def rotate_secret(
     """Make a new secret; keep the old one valid for a day."""
 
     def work() -> Response:
-        rotated = endpoint_service.rotate_secret(resources.core, _actor(caller), endpoint_id)
+        rotated = endpoint_service.rotate_secret(resources.core, caller.actor, endpoint_id)
         return json_response(
             WebhookSecret(
                 id=endpoint_id,
@@ -349,5 +332,5 @@ def rotate_secret(
 )
 def delete_endpoint(endpoint_id: EndpointId, caller: Admin, resources: Resources) -> Response:
     """Remove the endpoint (deliveries already recorded keep their history)."""
-    endpoint_service.delete_endpoint(resources.core, _actor(caller), endpoint_id)
+    endpoint_service.delete_endpoint(resources.core, caller.actor, endpoint_id)
     return Response(status_code=204)
