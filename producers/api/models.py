@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from producers.api.examples import examples
 from shared.summarize.content import SummaryFormat
 
 __all__ = [
@@ -82,16 +83,12 @@ class JobWindow(_In):
     """Which messages to read: the last ``hours``, a time range, everything after a message,
     or the last ``messages`` messages.  ``messages`` may also cap any other form."""
 
-    model_config = ConfigDict(
+    model_config = examples(
+        {"hours": 24},
+        {"after": "2026-03-01T08:00:00Z", "before": "2026-03-01T18:00:00Z"},
+        {"after_message_id": "1234567890123456789"},
+        {"messages": 500},
         extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"hours": 24},
-                {"after": "2026-03-01T08:00:00Z", "before": "2026-03-01T18:00:00Z"},
-                {"after_message_id": "1234567890123456789"},
-                {"messages": 500},
-            ]
-        },
     )
 
     hours: int | None = Field(default=None, ge=1, le=168, description="The last N hours (1-168)")
@@ -158,21 +155,17 @@ DestinationIn = Annotated[WebhookDestination | ChannelDestination, Field(discrim
 class JobCreate(_In):
     """A request to summarize a window of one channel or thread of the key's guild."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "channel_id": "1234567890123456789",
-                    "window": {"hours": 24},
-                    "format": "structured",
-                    "language": "en",
-                    "destinations": [
-                        {"kind": "webhook", "endpoint_id": "5f0c8e1e-8a7e-4d0b-9a51-0f6a1c2b3d4e"}
-                    ],
-                }
-            ]
+    model_config = examples(
+        {
+            "channel_id": "1234567890123456789",
+            "window": {"hours": 24},
+            "format": "structured",
+            "language": "en",
+            "destinations": [
+                {"kind": "webhook", "endpoint_id": "5f0c8e1e-8a7e-4d0b-9a51-0f6a1c2b3d4e"}
+            ],
         },
+        extra="forbid",
     )
 
     guild_id: Snowflake | None = Field(
@@ -211,26 +204,22 @@ class JobOut(BaseModel):
     (none did).
     """
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "0b6a7a8e-2f7c-4a55-9d3e-1d4f2f0c8a11",
-                    "status": "summarizing",
-                    "stage": "summarize",
-                    "progress": {"fetched": 1200},
-                    "error": None,
-                    "guild_id": "1234567890123456789",
-                    "channel_id": "1234567890123456790",
-                    "format": "structured",
-                    "message_count": 1200,
-                    "summary_id": None,
-                    "created_at": "2026-03-01T18:00:00Z",
-                    "updated_at": "2026-03-01T18:00:04Z",
-                    "finished_at": None,
-                }
-            ]
-        }
+    model_config = examples(
+        {
+            "id": "0b6a7a8e-2f7c-4a55-9d3e-1d4f2f0c8a11",
+            "status": "summarizing",
+            "stage": "summarize",
+            "progress": {"fetched": 1200},
+            "error": None,
+            "guild_id": "1234567890123456789",
+            "channel_id": "1234567890123456790",
+            "format": "structured",
+            "message_count": 1200,
+            "summary_id": None,
+            "created_at": "2026-03-01T18:00:00Z",
+            "updated_at": "2026-03-01T18:00:04Z",
+            "finished_at": None,
+        },
     )
 
     id: uuid.UUID
@@ -271,20 +260,16 @@ class Page(BaseModel):
 class UserDataErased(BaseModel):
     """What ``DELETE /v1/users/{user_id}/data`` changed in the key's guild."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "user_id": "1234567890123456789",
-                    "guild_id": "1234567890123456780",
-                    "summaries_updated": 3,
-                    "jobs_updated": 1,
-                    "schedules_updated": 0,
-                    "api_keys_updated": 0,
-                    "opt_out_kept": True,
-                }
-            ]
-        }
+    model_config = examples(
+        {
+            "user_id": "1234567890123456789",
+            "guild_id": "1234567890123456780",
+            "summaries_updated": 3,
+            "jobs_updated": 1,
+            "schedules_updated": 0,
+            "api_keys_updated": 0,
+            "opt_out_kept": True,
+        },
     )
 
     user_id: str

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from producers.api.examples import examples
 from shared.errors import (
     ConfigError,
     ConflictError,
@@ -82,18 +83,14 @@ class FieldError(BaseModel):
 class ProblemBody(BaseModel):
     """An RFC 9457 problem details document."""
 
-    model_config = ConfigDict(
-        extra="allow",
-        json_schema_extra={
-            "examples": [
-                {
-                    "type": "https://summarybot.dev/problems/not-found",
-                    "title": "Not Found",
-                    "status": 404,
-                    "detail": "no job 0b6a7a8e-2f7c-4a55-9d3e-1d4f2f0c8a11 in this guild",
-                }
-            ]
+    model_config = examples(
+        {
+            "type": "https://summarybot.dev/problems/not-found",
+            "title": "Not Found",
+            "status": 404,
+            "detail": "no job 0b6a7a8e-2f7c-4a55-9d3e-1d4f2f0c8a11 in this guild",
         },
+        extra="allow",
     )
 
     type: str = Field(description="URI naming the kind of problem")

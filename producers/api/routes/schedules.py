@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from producers.api.examples import examples
 from producers.api.idempotent import IdempotencyKey, idempotency_key, run_idempotent
 from producers.api.models import (
     DestinationIn,
@@ -68,18 +69,14 @@ class _In(BaseModel):
 class ScheduleCreate(_In):
     """A digest of one channel or thread of the key's guild."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "channel_id": "1234567890123456789",
-                    "schedule": "daily 09:00 Europe/Berlin",
-                    "format": "brief",
-                    "destination": {"kind": "channel", "channel_id": "1234567890123456790"},
-                }
-            ]
+    model_config = examples(
+        {
+            "channel_id": "1234567890123456789",
+            "schedule": "daily 09:00 Europe/Berlin",
+            "format": "brief",
+            "destination": {"kind": "channel", "channel_id": "1234567890123456790"},
         },
+        extra="forbid",
     )
 
     channel_id: Snowflake
@@ -97,7 +94,7 @@ class ScheduleCreate(_In):
 class ScheduleUpdate(_In):
     """Fields to change; a field left out keeps its value."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"enabled": False}]})
+    model_config = examples({"enabled": False}, extra="forbid")
 
     schedule: ScheduleText | None = None
     timezone: TimeZone | None = None

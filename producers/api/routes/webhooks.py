@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from producers.api.examples import examples
 from producers.api.idempotent import IdempotencyKey, idempotency_key, run_idempotent
 from producers.api.models import DestinationIn, Page, SafeText
 from producers.api.routes.common import (
@@ -90,18 +91,14 @@ WebhookAuthIn = Annotated[BearerAuth | BasicAuth | HeaderAuth, Field(discriminat
 class WebhookEndpointCreate(_In):
     """A new endpoint for this guild's events."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "url": "https://hooks.example.com/summarybot",
-                    "description": "Team wiki importer",
-                    "events": ["summary.completed", "job.failed"],
-                    "auth": {"kind": "bearer", "token": "wiki-token-123"},
-                }
-            ]
+    model_config = examples(
+        {
+            "url": "https://hooks.example.com/summarybot",
+            "description": "Team wiki importer",
+            "events": ["summary.completed", "job.failed"],
+            "auth": {"kind": "bearer", "token": "wiki-token-123"},
         },
+        extra="forbid",
     )
 
     url: WebhookUrl
@@ -119,7 +116,7 @@ class WebhookEndpointCreate(_In):
 class WebhookEndpointUpdate(_In):
     """Fields to change; a field left out keeps its value, ``null`` clears an optional one."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"enabled": False}]})
+    model_config = examples({"enabled": False}, extra="forbid")
 
     url: WebhookUrl | None = None
     description: SafeText | None = Field(default=None, max_length=200)
