@@ -62,27 +62,21 @@ timezone = "UTC"
 enable_utc = True
 
 # Beat is only a clock: it publishes maintenance sweeps; user schedules live in Postgres.
+# (name, task in summarybot.maintenance, every N seconds, expires after N seconds: a sweep that
+# waited longer than its period is dropped, the next one does its work.)
+_SWEEPS = (
+    ("redrive-deliveries", "redrive_deliveries", 10.0, 9),
+    ("dispatch-due-digests", "dispatch_due_digests", 30.0, 25),
+    ("purge-expired", "purge_expired", 86400.0, 3600),
+    ("requeue-stale-jobs", "requeue_stale_jobs", 60.0, 55),
+)
 beat_schedule = {
-    "redrive-deliveries": {
-        "task": "summarybot.maintenance.redrive_deliveries",
-        "schedule": 10.0,
-        "options": {"expires": 9},
-    },
-    "dispatch-due-digests": {
-        "task": "summarybot.maintenance.dispatch_due_digests",
-        "schedule": 30.0,
-        "options": {"expires": 25},
-    },
-    "purge-expired": {
-        "task": "summarybot.maintenance.purge_expired",
-        "schedule": 86400.0,
-        "options": {"expires": 3600},
-    },
-    "requeue-stale-jobs": {
-        "task": "summarybot.maintenance.requeue_stale_jobs",
-        "schedule": 60.0,
-        "options": {"expires": 55},
-    },
+    name: {
+        "task": f"summarybot.maintenance.{task}",
+        "schedule": every,
+        "options": {"expires": expires},
+    }
+    for name, task, every, expires in _SWEEPS
 }
 
 #: Default visibility timeout (seconds); override with the VISIBILITY_TIMEOUT setting.
