@@ -46,10 +46,15 @@ _OPERATOR_KINDS = frozenset({"terminal", "file"})
 
 @dataclass(frozen=True)
 class Submission:
-    """Result of :func:`submit_job`: the job id and whether this call created it."""
+    """Result of :func:`submit_job`: the job as recorded and whether this call created it."""
 
-    job_id: uuid.UUID
+    job: Job
     created: bool
+
+    @property
+    def job_id(self) -> uuid.UUID:
+        """The job's id."""
+        return self.job.id
 
 
 def _endpoint_owner(core: Core, endpoint_id: Any) -> str | None:
@@ -195,11 +200,11 @@ def submit_job(
             if idempotency_key is None:
                 raise
             existing = session.scalars(
-                select(Job.id).where(Job.idempotency_key == idempotency_key)
+                select(Job).where(Job.idempotency_key == idempotency_key)
             ).one()
             return Submission(existing, created=False)
     core.enqueuer.enqueue(FETCH, str(job.id))
-    return Submission(job.id, created=True)
+    return Submission(job, created=True)
 
 
 def cancel_job(core: Core, actor: Actor, job_id: uuid.UUID) -> Job:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
 from pydantic import ValidationError
-from sqlalchemy import Engine, bindparam, select
+from sqlalchemy import select
 from starlette.responses import Response
 
 from producers.api.auth import Caller, require_scope
@@ -127,26 +127,13 @@ def create_job(
             _params(resources, caller, payload),
             idempotency_key=durable_key,
         )
-        job = _read_job(resources, submission.job_id)
+        job = submission.job
         resources.metrics.summary_requests.labels(
             payload.format.value, "accepted" if submission.created else "duplicate"
         ).inc()
         return json_response(job_out(job), status=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
     return run_idempotent(resources, caller, idem, work)
-
-
-# Core, not the ORM, and built once: this runs on every submission, and the row is only read.
-_READ_JOB = select(Job.__table__).where(Job.id == bindparam("job_id"))
-
-
-def _read_job(resources: ApiResources, job_id: uuid.UUID) -> Any:
-    bind = resources.session_factory.kw.get("bind")
-    if isinstance(bind, Engine):
-        with bind.connect() as connection:
-            return connection.execute(_READ_JOB, {"job_id": job_id}).one()
-    with resources.session_factory() as session:
-        return session.execute(_READ_JOB, {"job_id": job_id}).one()
 
 
 def _deliveries(resources: ApiResources, job_id: uuid.UUID) -> list[DeliveryOut]:
