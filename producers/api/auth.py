@@ -145,15 +145,15 @@ def _check_rate(resources: ApiResources, key: KeyRecord) -> None:
 
 
 def _touch(resources: ApiResources, key: KeyRecord) -> None:
-    interval = resources.options.last_used_interval_seconds
+    interval = timedelta(seconds=resources.options.last_used_interval_seconds)
+    now = resources.clock()
+    known = resources.used_marks.get(key.id)
+    if known is not None and now < known:
+        return
+    resources.used_marks[key.id] = now + interval
     mark = f"{resources.options.redis_prefix}:used:{key.id}"
     if resources.redis.set(mark, 1, nx=True, ex=interval):
-        record_use(
-            resources.session_factory,
-            key.id,
-            now=resources.clock(),
-            interval=timedelta(seconds=interval),
-        )
+        record_use(resources.session_factory, key.id, now=now, interval=interval)
 
 
 def _authenticate(

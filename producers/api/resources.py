@@ -69,6 +69,9 @@ class ApiResources:
     limiter: InboundRateLimiter = field(init=False)
     key_cache: KeyCache = field(init=False)
     idempotency: IdempotencyStore = field(init=False)
+    #: Until when this process knows a key's last-used mark is set (key id -> time): a
+    #: request inside that time skips the Redis round trip that would find the mark.
+    used_marks: dict[str, datetime] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         prefix = self.options.redis_prefix

@@ -244,3 +244,20 @@ def test_verified_keys_are_cached_briefly_and_revocation_wins_after_that(
     revoked = api.client.get("/v1/schedules", headers=api.auth(token))
     assert revoked.status_code == 401
     assert "revoked" in revoked.json()["detail"]
+
+
+def test_a_process_remembers_the_last_used_mark_and_skips_redis_until_it_expires(
+    api: Api,
+) -> None:
+    token = api.key(("admin",))
+    mark = f"{api.prefix}:used:{token.split('_')[1]}"
+    api.client.get("/v1/schedules", headers=api.auth(token))
+    assert api.redis.exists(mark)
+    api.redis.delete(mark)
+    api.client.get("/v1/schedules", headers=api.auth(token))
+    assert not api.redis.exists(mark), "inside the interval the process asks Redis nothing"
+    resources = api.app.state.resources
+    later = datetime.now(UTC) + timedelta(seconds=61)
+    resources.clock = lambda: later
+    api.client.get("/v1/schedules", headers=api.auth(token))
+    assert api.redis.exists(mark)
