@@ -96,7 +96,9 @@ class DiscordDirectory:
 
     Thread-safe: API and worker threads share one per process.  Positive and negative answers
     are both kept for ``ttl`` seconds (a deleted channel or a member who left is noticed
-    within that time).
+    within that time).  Concurrent misses of one key make one Discord request: the others
+    wait for its answer (a cold process or an expired entry under load would otherwise send
+    one lookup per waiting request, run into the route's rate limit and stall for seconds).
     """
 
     def __init__(
@@ -113,20 +115,38 @@ class DiscordDirectory:
         self._clock = clock
         self._cache: OrderedDict[tuple[str, ...], tuple[float, Any]] = OrderedDict()
         self._lock = threading.Lock()
+        self._in_flight: dict[tuple[str, ...], threading.Lock] = {}
 
-    def _cached(self, key: tuple[str, ...], fetch: Callable[[], Any]) -> Any:
-        now = self._clock()
+    def _fresh(self, key: tuple[str, ...]) -> tuple[bool, Any]:
         with self._lock:
             hit = self._cache.get(key)
-            if hit is not None and hit[0] > now:
+            if hit is not None and hit[0] > self._clock():
                 self._cache.move_to_end(key)
-                return hit[1]
-        value = fetch()
+                return True, hit[1]
+        return False, None
+
+    def _cached(self, key: tuple[str, ...], fetch: Callable[[], Any]) -> Any:
+        found, value = self._fresh(key)
+        if found:
+            return value
         with self._lock:
-            self._cache[key] = (now + self._ttl, value)
-            self._cache.move_to_end(key)
-            while len(self._cache) > self._max:
-                self._cache.popitem(last=False)
+            flight = self._in_flight.setdefault(key, threading.Lock())
+        with flight:
+            # Whoever held the flight before us may have answered already.
+            found, value = self._fresh(key)
+            if found:
+                return value
+            try:
+                now = self._clock()
+                value = fetch()
+                with self._lock:
+                    self._cache[key] = (now + self._ttl, value)
+                    self._cache.move_to_end(key)
+                    while len(self._cache) > self._max:
+                        self._cache.popitem(last=False)
+            finally:
+                with self._lock:
+                    self._in_flight.pop(key, None)
         return value
 
     def channel_guild(self, channel_id: str) -> str | None:
