@@ -16,12 +16,13 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
 
+from shared.metrics_logging import Processor, field_processor
 from shared.summarize.redact import ALL_KINDS, Redactor
 
 if TYPE_CHECKING:
@@ -72,13 +73,8 @@ def _redact_value(key: str, value: Any) -> Any:
     return value
 
 
-def redact_secrets(
-    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    """structlog processor: mask values of secret-looking keys and secret-looking strings."""
-    for key in list(event_dict):
-        event_dict[key] = _redact_value(key, event_dict[key])
-    return event_dict
+#: structlog processor: mask values of secret-looking keys and secret-looking strings.
+redact_secrets: Processor = field_processor(_redact_value)
 
 
 def configure_logging(

@@ -28,6 +28,7 @@ __all__ = [
     "USER_ID_FIELDS",
     "add_trace_context",
     "current_trace_id",
+    "field_processor",
     "new_trace_id",
     "pseudonym",
     "pseudonym_key",
@@ -59,6 +60,19 @@ _MENTION = re.compile(r"<@!?([0-9]{15,21})>")
 _CONTEXT = b"summarybot log pseudonyms v1"
 
 Processor = Callable[[Any, str, MutableMapping[str, Any]], MutableMapping[str, Any]]
+
+
+def field_processor(value: Callable[[str, Any], Any]) -> Processor:
+    """A structlog processor that replaces each field of a line with ``value(name, old)``."""
+
+    def process(
+        _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for field in list(event_dict):
+            event_dict[field] = value(field, event_dict[field])
+        return event_dict
+
+    return process
 
 
 def pseudonym_key(secret_keys: Sequence[str]) -> bytes:
@@ -93,14 +107,7 @@ def pseudonymizer(key: bytes) -> Processor:
             return {k: value(str(k), v) for k, v in item.items()}
         return item
 
-    def process(
-        _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
-    ) -> MutableMapping[str, Any]:
-        for field in list(event_dict):
-            event_dict[field] = value(field, event_dict[field])
-        return event_dict
-
-    return process
+    return field_processor(value)
 
 
 def new_trace_id() -> str:

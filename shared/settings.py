@@ -35,7 +35,7 @@ from shared.delivery.config import DeliverySettings
 from shared.discord.config import DiscordSettings
 from shared.errors import SettingsError
 from shared.llm.config import LLMSettings
-from shared.settings_group import SettingsGroup, drop_blank_values, split_list
+from shared.settings_group import ENV_SOURCES, SettingsGroup, drop_blank_values, split_list
 
 __all__ = [
     "ApiSettings",
@@ -216,13 +216,7 @@ GROUPS: dict[str, type[SettingsGroup]] = {
 class Settings(BaseSettings):
     """Every setting the processes read.  Variable names are the upper-cased field names."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        case_sensitive=False,
-        validate_default=True,
-    )
+    model_config = SettingsConfigDict(**ENV_SOURCES)
 
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL of the system of record"

@@ -19,7 +19,7 @@ from pydantic_settings import SettingsError as SourceError
 
 from shared.errors import SettingsError
 
-__all__ = ["SettingsGroup", "drop_blank_values", "split_list"]
+__all__ = ["ENV_SOURCES", "SettingsGroup", "drop_blank_values", "split_list"]
 
 
 def split_list(value: Any) -> Any:
@@ -37,17 +37,21 @@ def drop_blank_values(data: Any) -> Any:
     return data
 
 
+#: How every settings model (the groups and the root) reads its variables: the process
+#: environment first and ``.env`` second, names case-insensitive, unknown variables ignored.
+ENV_SOURCES = SettingsConfigDict(
+    env_file=".env",
+    env_file_encoding="utf-8",
+    extra="ignore",
+    case_sensitive=False,
+    validate_default=True,
+)
+
+
 class SettingsGroup(BaseSettings):
     """A group of settings read from the environment and ``.env`` (see module docstring)."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        case_sensitive=False,
-        frozen=True,
-        validate_default=True,
-    )
+    model_config = SettingsConfigDict(**ENV_SOURCES, frozen=True)
 
     #: How to fix a variable, shown after what was wrong with it.
     hints: ClassVar[dict[str, str]] = {}

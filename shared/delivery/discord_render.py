@@ -22,7 +22,8 @@ from shared.discord.message_limits import (
 )
 from shared.discord.models import AllowedMentions, Embed, EmbedFooter, Message
 from shared.discord.splitting import pack_embeds, split_text
-from shared.summarize.content import CitedPoint, SummaryContent, SummaryFormat
+from shared.summarize.content import SummaryContent, SummaryFormat
+from shared.summarize.render import summary_sections
 
 __all__ = ["FORMAT_COLOURS", "render_embeds", "render_messages", "short_text"]
 
@@ -50,34 +51,6 @@ class _Citations:
             cite = self._content.citations.get(message_id)
             parts.append(f"[[{number}]]({cite.jump_url})" if cite else f"[{number}]")
         return "".join(parts)
-
-
-def _rows(content: SummaryContent) -> list[tuple[str, list[tuple[str, list[str]]]]]:
-    def points(items: Sequence[CitedPoint]) -> list[tuple[str, list[str]]]:
-        return [(p.text, list(p.message_ids)) for p in items]
-
-    sections: list[tuple[str, list[tuple[str, list[str]]]]] = [
-        ("Topics", [(f"**{t.title}**: {t.summary}", list(t.message_ids)) for t in content.topics]),
-        ("Key points", points(content.key_points)),
-        ("Decisions", points(content.decisions)),
-        (
-            "Action items",
-            [
-                (
-                    a.task
-                    + (f" (owner: {a.owner})" if a.owner else "")
-                    + (f" (due: {a.due})" if a.due else ""),
-                    list(a.message_ids),
-                )
-                for a in content.action_items
-            ],
-        ),
-        ("Open questions", points(content.open_questions)),
-        ("Technical notes", points(content.technical)),
-    ]
-    for contribution in content.contributions:
-        sections.append((f"Contributions: {contribution.participant}", points(contribution.points)))
-    return [(title, rows) for title, rows in sections if rows]
 
 
 def short_text(text: str, limit: int) -> str:
@@ -126,7 +99,7 @@ def render_embeds(content: SummaryContent, *, duration_seconds: float | None = N
             split_text(content.overview or "(no overview)", limit=EMBED_DESCRIPTION_LIMIT)
         )
     ]
-    for section, rows in _rows(content):
+    for section, rows in summary_sections(content, strong="**"):
         text = "\n".join(f"• {row} {citations.links(ids)}" for row, ids in rows)
         for index, part in enumerate(split_text(text, limit=EMBED_DESCRIPTION_LIMIT)):
             name = section if index == 0 else f"{section} (continued)"

@@ -104,17 +104,24 @@ def _send_parts(
     progress = dict(claim.progress)
     sent: list[str] = list(progress.get("sent") or [])
 
+    def saved() -> None:
+        if not save(progress):
+            raise _LeaseLost("the lease on this delivery was lost mid-send")
+
     def record(message_id: str, **extra: Any) -> None:
         sent.append(message_id)
         progress.update(extra, sent=sent)
-        if not save(progress):
-            raise _LeaseLost("the lease on this delivery was lost mid-send")
+        saved()
+
+    def send_rest(send: Callable[[int, Message], str]) -> None:
+        """Send the parts not yet recorded with ``send(index, part)``, recording each id."""
+        for index in range(len(sent), len(messages)):
+            record(send(index, messages[index]))
 
     kind = claim.kind
     if kind == "channel":
         channel = ChannelTarget.model_validate(claim.params)
-        for index in range(len(sent), len(messages)):
-            record(client.send_message(channel.channel_id, messages[index]).id)
+        send_rest(lambda _, part: client.send_message(channel.channel_id, part).id)
         return sent[0]
     if kind == "thread":
         thread = ThreadTarget.model_validate(claim.params)
@@ -134,29 +141,29 @@ def _send_parts(
                     raise
                 thread_id = sent[0]  # a thread started from a message has the message's id
             progress["thread_id"] = thread_id
-            if not save(progress):
-                raise _LeaseLost("the lease on this delivery was lost mid-send")
-        for index in range(len(sent), len(messages)):
-            record(client.send_to_thread(str(thread_id), messages[index]).id)
+            saved()
+        send_rest(lambda _, part: client.send_to_thread(str(thread_id), part).id)
         return str(thread_id)
     if kind == "dm":
         dm = DirectMessageTarget.model_validate(claim.params)
-        for index in range(len(sent), len(messages)):
-            record(client.send_dm(dm.user_id, messages[index]).id)
+        send_rest(lambda _, part: client.send_dm(dm.user_id, part).id)
         return sent[0]
     if kind == "discord_webhook":
         hook = DiscordWebhookTarget.model_validate(claim.params)
         ref = WebhookRef(id=hook.webhook_id, token=SecretStr(box.decrypt(hook.token_encrypted)))
-        for index in range(len(sent), len(messages)):
+
+        def to_webhook(index: int, part: Message) -> str:
             answer = client.execute_webhook(
                 ref,
-                messages[index],
+                part,
                 wait=True,
                 thread_id=hook.thread_id,
                 username=hook.username,
                 avatar_url=hook.avatar_url,
             )
-            record(answer.id if answer is not None else f"part{index}")
+            return answer.id if answer is not None else f"part{index}"
+
+        send_rest(to_webhook)
         return sent[0]
     if kind == "followup":
         followup = InteractionFollowupTarget.model_validate(claim.params)
@@ -167,11 +174,13 @@ def _send_parts(
                 content=None, embeds=first.embeds, allowed_mentions=first.allowed_mentions
             )
             record(client.edit_original_response(followup.application_id, token, edit).id)
-        for index in range(len(sent), len(messages)):
-            answer = client.create_followup(
-                followup.application_id, token, messages[index], ephemeral=followup.ephemeral
+        send_rest(
+            lambda _, part: (
+                client.create_followup(
+                    followup.application_id, token, part, ephemeral=followup.ephemeral
+                ).id
             )
-            record(answer.id)
+        )
         return sent[0]
     raise PipelineError(f"{kind!r} is not a Discord target kind")
 

@@ -69,25 +69,21 @@ def settle_job(
             session_factory, job_id, lifecycle.Move.DELIVERED, now=now, progress=progress or None
         )
         return []
-    if len(failed) < len(originals):
-        lifecycle.move(
-            session_factory,
-            job_id,
-            lifecycle.Move.DELIVERED_WITH_ERRORS,
-            now=now,
-            progress=progress,
-            error="some deliveries failed: " + "; ".join(failed),
-        )
-        return []
+    some_reached = len(failed) < len(originals)
+    move, what = (
+        (lifecycle.Move.DELIVERED_WITH_ERRORS, "some deliveries failed")
+        if some_reached
+        else (lifecycle.Move.DELIVERY_FAILED, "delivery failed")
+    )
     moved = lifecycle.move(
         session_factory,
         job_id,
-        lifecycle.Move.DELIVERY_FAILED,
+        move,
         now=now,
         progress=progress,
-        error="delivery failed: " + "; ".join(failed),
+        error=f"{what}: " + "; ".join(failed),
     )
-    if moved is None:
+    if moved is None or some_reached:
         return []
     notes = create_job_failed_notifications(session_factory, job_id, now=now)
     return [Step(DELIVER, (str(job_id), str(note))) for note in notes]

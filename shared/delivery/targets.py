@@ -13,7 +13,7 @@ fails for good; a webhook endpoint's fallback is on its row.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,31 +34,32 @@ _SNOWFLAKE = r"^[0-9]{15,21}$"
 class _Target(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    #: The field that tells targets of one kind apart (see :attr:`key`).
+    _key_field: ClassVar[str]
+    kind: str
+
+    @property
+    def key(self) -> str:
+        """Identity of the target, unique per summary: ``<kind>:<its _key_field>``."""
+        return f"{self.kind}:{getattr(self, self._key_field)}"
+
 
 class WebhookTarget(_Target):
     """POST a signed ``summary.completed`` (and ``job.failed``) event to a registered endpoint."""
 
+    _key_field: ClassVar[str] = "endpoint_id"
     kind: Literal["webhook"] = "webhook"
     endpoint_id: uuid.UUID
-
-    @property
-    def key(self) -> str:
-        """Identity of the target, unique per summary."""
-        return f"webhook:{self.endpoint_id}"
 
 
 class ChannelTarget(_Target):
     """Post the summary as embeds in a channel or thread (optionally as a reply)."""
 
+    _key_field: ClassVar[str] = "channel_id"
     kind: Literal["channel"] = "channel"
     channel_id: str = Field(pattern=_SNOWFLAKE)
     reply_to: str | None = Field(default=None, pattern=_SNOWFLAKE)
     fallback: dict[str, Any] | None = None
-
-    @property
-    def key(self) -> str:
-        """Identity of the target, unique per summary."""
-        return f"channel:{self.channel_id}"
 
 
 class ThreadTarget(_Target):
@@ -68,34 +69,27 @@ class ThreadTarget(_Target):
     which makes the thread creation idempotent (a message has at most one thread).
     """
 
+    _key_field: ClassVar[str] = "channel_id"
     kind: Literal["thread"] = "thread"
     channel_id: str = Field(pattern=_SNOWFLAKE)
     name: str | None = Field(default=None, min_length=1, max_length=100)
     auto_archive_minutes: Literal[60, 1440, 4320, 10080] = 1440
     fallback: dict[str, Any] | None = None
 
-    @property
-    def key(self) -> str:
-        """Identity of the target, unique per summary."""
-        return f"thread:{self.channel_id}"
-
 
 class DirectMessageTarget(_Target):
     """Send the summary privately to a user (the requester)."""
 
+    _key_field: ClassVar[str] = "user_id"
     kind: Literal["dm"] = "dm"
     user_id: str = Field(pattern=_SNOWFLAKE)
     fallback: dict[str, Any] | None = None
-
-    @property
-    def key(self) -> str:
-        """Identity of the target, unique per summary."""
-        return f"dm:{self.user_id}"
 
 
 class DiscordWebhookTarget(_Target):
     """Post through a Discord webhook, with an optional name/avatar override and thread."""
 
+    _key_field: ClassVar[str] = "webhook_id"
     kind: Literal["discord_webhook"] = "discord_webhook"
     webhook_id: str = Field(pattern=_SNOWFLAKE)
     token_encrypted: str = Field(min_length=1, description="Fernet token of the webhook token")
@@ -109,11 +103,6 @@ class DiscordWebhookTarget(_Target):
         """A target whose webhook token is encrypted with ``box``."""
         return cls(webhook_id=webhook_id, token_encrypted=box.encrypt(token), **kw)
 
-    @property
-    def key(self) -> str:
-        """Identity of the target, unique per summary."""
-        return f"discord_webhook:{self.webhook_id}"
-
 
 class InteractionFollowupTarget(_Target):
     """Answer a deferred slash command: edit the "thinking" response, follow up with the rest.
@@ -122,6 +111,7 @@ class InteractionFollowupTarget(_Target):
     ``fallback`` (e.g. the channel) gets the summary.
     """
 
+    _key_field: ClassVar[str] = "interaction_id"
     kind: Literal["followup"] = "followup"
     application_id: str = Field(pattern=_SNOWFLAKE)
     interaction_id: str = Field(pattern=_SNOWFLAKE)
@@ -140,8 +130,3 @@ class InteractionFollowupTarget(_Target):
             token_encrypted=box.encrypt(token),
             **kw,
         )
-
-    @property
-    def key(self) -> str:
-        """Identity of the target, unique per summary."""
-        return f"followup:{self.interaction_id}"

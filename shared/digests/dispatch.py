@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.jobs import Job
 from schema.models.schedules import Schedule, ScheduleRun
+from shared.digests.empty import run_snapshot
 from shared.digests.spec import ScheduleSpec, next_run, previous_run
 from shared.errors import InvalidInputError, NotFoundError
 from shared.jobs import Destination, DiscordChannelSource, JobParams
@@ -262,15 +263,7 @@ def _submit_run(core: Core, run_id: uuid.UUID, *, now: datetime) -> bool:
             _pause(session, schedule, run, exc.user_message)
             return False
         run.job_id = submission.job_id
-        snapshot = {
-            "schedule_id": str(schedule.id),
-            "run_id": str(run.id),
-            "window_start": run.window_start.isoformat(),
-            "window_end": run.window_end.isoformat(),
-            "empty_policy": schedule.empty_policy,
-            "destination": schedule.destination,
-            "destination_pending": pending,
-        }
+        snapshot = {**run_snapshot(schedule, run), "destination_pending": pending}
     _annotate(core.session_factory, submission.job_id, snapshot, now=now)
     log.info(
         "digest.submitted",

@@ -26,6 +26,7 @@ __all__ = [
     "empty_window_action",
     "no_activity_content",
     "record_outcome",
+    "run_snapshot",
 ]
 
 
@@ -57,6 +58,11 @@ def digest_snapshot(session: Session, job: Job) -> dict[str, Any] | None:
     schedule = session.get(Schedule, run.schedule_id) if run is not None else None
     if run is None or schedule is None:
         return None
+    return run_snapshot(schedule, run)
+
+
+def run_snapshot(schedule: Schedule, run: ScheduleRun) -> dict[str, Any]:
+    """What a digest job keeps of its run and schedule (``progress.digest``)."""
     return {
         "schedule_id": str(schedule.id),
         "run_id": str(run.id),

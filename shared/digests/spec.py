@@ -524,29 +524,27 @@ def _checked(after: datetime, name: str) -> datetime:
     return after.astimezone(UTC)
 
 
-def next_run(spec: ScheduleSpec, after: datetime) -> datetime:
-    """The first firing strictly after ``after``, as an aware UTC datetime."""
-    moment = _checked(after, "after")
+def _firings(spec: ScheduleSpec, moment: datetime, step: int) -> Iterator[datetime]:
+    """A stored schedule's firings strictly after (``step`` 1) or before (-1) ``moment``."""
     zone = _zone(spec.timezone)
     try:
         cron = _compile(spec.cron)
     except ValueError as exc:
         raise InvalidInputError(f"stored cron {spec.cron!r} is invalid: {exc}") from None
-    for instant in _candidates(cron, zone, moment, 1):
-        if instant > moment:
-            return instant
-    raise InvalidInputError(f"cron {spec.cron!r} never fires")
+    return (i for i in _candidates(cron, zone, moment, step) if (i - moment) * step > timedelta(0))
+
+
+def next_run(spec: ScheduleSpec, after: datetime) -> datetime:
+    """The first firing strictly after ``after``, as an aware UTC datetime."""
+    instant = next(_firings(spec, _checked(after, "after"), 1), None)
+    if instant is None:
+        raise InvalidInputError(f"cron {spec.cron!r} never fires")
+    return instant
 
 
 def previous_run(spec: ScheduleSpec, before: datetime) -> datetime:
     """The last firing strictly before ``before``, as an aware UTC datetime."""
-    moment = _checked(before, "before")
-    zone = _zone(spec.timezone)
-    try:
-        cron = _compile(spec.cron)
-    except ValueError as exc:
-        raise InvalidInputError(f"stored cron {spec.cron!r} is invalid: {exc}") from None
-    for instant in _candidates(cron, zone, moment, -1):
-        if instant < moment:
-            return instant
-    raise InvalidInputError(f"cron {spec.cron!r} never fired")
+    instant = next(_firings(spec, _checked(before, "before"), -1), None)
+    if instant is None:
+        raise InvalidInputError(f"cron {spec.cron!r} never fired")
+    return instant

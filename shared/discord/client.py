@@ -84,6 +84,19 @@ def _check_archive(minutes: int) -> None:
         )
 
 
+def _webhook_route(
+    route: routes.Route, webhook: WebhookRef | str | SecretStr, **params: str
+) -> routes.CompiledRoute:
+    """``route`` filled in for ``webhook`` (a :class:`WebhookRef`, or its URL)."""
+    ref = webhook if isinstance(webhook, WebhookRef) else WebhookRef.from_url(webhook)
+    return route.compile(webhook_id=ref.id, webhook_token=ref.token.get_secret_value(), **params)
+
+
+def _in_thread(thread_id: str | None) -> dict[str, str | int | bool]:
+    """The query parameters that aim a webhook call at a thread (none for the channel)."""
+    return {} if thread_id is None else {"thread_id": thread_id}
+
+
 class DiscordClient:
     """Typed Discord operations over a :class:`~shared.discord.rest.RestSession`."""
 
@@ -356,10 +369,7 @@ class DiscordClient:
 
     def webhook_guild(self, webhook: WebhookRef | str | SecretStr) -> str | None:
         """The guild a webhook posts into, or None when the webhook or its token is gone."""
-        ref = webhook if isinstance(webhook, WebhookRef) else WebhookRef.from_url(webhook)
-        route = routes.GET_WEBHOOK.compile(
-            webhook_id=ref.id, webhook_token=ref.token.get_secret_value()
-        )
+        route = _webhook_route(routes.GET_WEBHOOK, webhook)
         try:
             body: dict[str, Any] = self.session.request(route).body
         except UnknownRoute:
@@ -381,7 +391,7 @@ class DiscordClient:
         avatar_url: str | None = None,
     ) -> ReceivedMessage | None:
         """Post through a webhook (URL or :class:`WebhookRef`); the message when ``wait``."""
-        ref = webhook if isinstance(webhook, WebhookRef) else WebhookRef.from_url(webhook)
+        route = _webhook_route(routes.EXECUTE_WEBHOOK, webhook)
         payload = message.to_json(check=False)
         for key in ("message_reference", "nonce", "enforce_nonce"):
             payload.pop(key, None)
@@ -392,12 +402,7 @@ class DiscordClient:
         if thread_name is not None:
             payload["thread_name"] = thread_name
         check_message(payload)
-        params: dict[str, str | int | bool] = {"wait": wait}
-        if thread_id is not None:
-            params["thread_id"] = thread_id
-        route = routes.EXECUTE_WEBHOOK.compile(
-            webhook_id=ref.id, webhook_token=ref.token.get_secret_value()
-        )
+        params = {"wait": wait, **_in_thread(thread_id)}
         answer = self.session.request(route, json=payload, params=params)
         return ReceivedMessage.from_json(answer.body) if wait and answer.body else None
 
@@ -410,12 +415,8 @@ class DiscordClient:
         thread_id: str | None = None,
     ) -> ReceivedMessage:
         """Edit a message the webhook sent."""
-        ref = webhook if isinstance(webhook, WebhookRef) else WebhookRef.from_url(webhook)
-        route = routes.EDIT_WEBHOOK_MESSAGE.compile(
-            webhook_id=ref.id, webhook_token=ref.token.get_secret_value(), message_id=message_id
-        )
-        params: dict[str, str | int | bool] = {} if thread_id is None else {"thread_id": thread_id}
-        answer = self.session.request(route, json=edit.to_json(), params=params)
+        route = _webhook_route(routes.EDIT_WEBHOOK_MESSAGE, webhook, message_id=message_id)
+        answer = self.session.request(route, json=edit.to_json(), params=_in_thread(thread_id))
         return ReceivedMessage.from_json(answer.body)
 
     def delete_webhook_message(
@@ -426,13 +427,9 @@ class DiscordClient:
         thread_id: str | None = None,
     ) -> None:
         """Delete a message the webhook sent; one that is already gone counts as deleted."""
-        ref = webhook if isinstance(webhook, WebhookRef) else WebhookRef.from_url(webhook)
-        route = routes.DELETE_WEBHOOK_MESSAGE.compile(
-            webhook_id=ref.id, webhook_token=ref.token.get_secret_value(), message_id=message_id
-        )
-        params: dict[str, str | int | bool] = {} if thread_id is None else {"thread_id": thread_id}
+        route = _webhook_route(routes.DELETE_WEBHOOK_MESSAGE, webhook, message_id=message_id)
         try:
-            self.session.request(route, params=params)
+            self.session.request(route, params=_in_thread(thread_id))
         except NotFound as exc:
             if exc.code != _UNKNOWN_MESSAGE:
                 raise

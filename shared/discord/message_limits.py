@@ -50,9 +50,16 @@ MAX_MENTION_IDS: Final = 100
 WEBHOOK_USERNAME_LIMIT: Final = 80
 
 
+def _over(where: str, count: int, unit: str, limit: int, tail: str = "") -> list[str]:
+    """``["<where>: <count> <unit>, Discord allows at most <limit><tail>"]`` when over it."""
+    if count > limit:
+        return [f"{where}: {count} {unit}, Discord allows at most {limit}{tail}"]
+    return []
+
+
 def _too_long(where: str, value: Any, limit: int, fix: str) -> str | None:
-    if isinstance(value, str) and len(value) > limit:
-        return f"{where}: {len(value)} characters, Discord allows at most {limit} ({fix})"
+    if isinstance(value, str):
+        return next(iter(_over(where, len(value), "characters", limit, f" ({fix})")), None)
     return None
 
 
@@ -94,11 +101,15 @@ def _embed_violations(index: int, embed: Mapping[str, Any]) -> list[str]:
     if color is not None and not (isinstance(color, int) and 0 <= color <= 0xFFFFFF):
         out.append(f"{where}.color: {color!r} is not an RGB integer between 0 and 16777215")
     fields: Sequence[Mapping[str, Any]] = embed.get("fields") or ()
-    if len(fields) > EMBED_MAX_FIELDS:
-        out.append(
-            f"{where}.fields: {len(fields)} fields, Discord allows at most {EMBED_MAX_FIELDS} "
-            "(move the rest to another embed)"
+    out.extend(
+        _over(
+            f"{where}.fields",
+            len(fields),
+            "fields",
+            EMBED_MAX_FIELDS,
+            " (move the rest to another embed)",
         )
+    )
     for n, item in enumerate(fields):
         for name, limit in (("name", EMBED_FIELD_NAME_LIMIT), ("value", EMBED_FIELD_VALUE_LIMIT)):
             value = item.get(name)
@@ -165,8 +176,7 @@ def _select_violations(where: str, select: Mapping[str, Any]) -> list[str]:
 
 def _component_violations(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     out: list[str] = []
-    if len(rows) > MAX_ACTION_ROWS:
-        out.append(f"components: {len(rows)} action rows, Discord allows at most {MAX_ACTION_ROWS}")
+    out.extend(_over("components", len(rows), "action rows", MAX_ACTION_ROWS))
     seen: dict[str, str] = {}
     for r, row in enumerate(rows):
         where = f"components[{r}]"
@@ -236,25 +246,18 @@ def message_violations(payload: Mapping[str, Any], *, require_body: bool = True)
     if long_content:
         out.append(long_content)
     embeds: Sequence[Mapping[str, Any]] = payload.get("embeds") or ()
-    if len(embeds) > MAX_EMBEDS:
-        out.append(
-            f"embeds: {len(embeds)} embeds, Discord allows at most {MAX_EMBEDS} per message "
-            "(spread them with pack_embeds)"
-        )
+    spread = " (spread them with pack_embeds)"
+    out.extend(_over("embeds", len(embeds), "embeds", MAX_EMBEDS, " per message" + spread))
     for i, embed in enumerate(embeds):
         out.extend(_embed_violations(i, embed))
     total = sum(embed_length(e) for e in embeds)
-    if total > EMBED_TOTAL_LIMIT:
-        out.append(
-            f"embeds: {total} characters over all embeds, Discord allows at most "
-            f"{EMBED_TOTAL_LIMIT} (spread them with pack_embeds)"
-        )
+    out.extend(_over("embeds", total, "characters over all embeds", EMBED_TOTAL_LIMIT, spread))
     out.extend(_component_violations(payload.get("components") or ()))
     if isinstance(payload.get("allowed_mentions"), Mapping):
         out.extend(_mention_violations(payload["allowed_mentions"]))
     nonce = payload.get("nonce")
-    if isinstance(nonce, str) and len(nonce) > NONCE_LIMIT:
-        out.append(f"nonce: {len(nonce)} characters, Discord allows at most {NONCE_LIMIT}")
+    if isinstance(nonce, str):
+        out.extend(_over("nonce", len(nonce), "characters", NONCE_LIMIT))
     username = payload.get("username")
     if username is not None:
         if not 1 <= len(username) <= WEBHOOK_USERNAME_LIMIT:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from functools import partial
 from typing import ClassVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -39,19 +40,14 @@ class DiscordMetrics:
             return metrics
 
     def __init__(self, registry: CollectorRegistry, *, namespace: str = "summarybot") -> None:
-        self.requests = Counter(
+        counter = partial(Counter, namespace=namespace, registry=registry)
+        self.requests = counter(
             "discord_requests",
             "Discord REST requests sent, by route template and HTTP status ('error' = no answer)",
             ["route", "status"],
-            namespace=namespace,
-            registry=registry,
         )
-        self.rate_limited = Counter(
-            "discord_429",
-            "Rate-limited answers received from Discord, by scope",
-            ["scope"],
-            namespace=namespace,
-            registry=registry,
+        self.rate_limited = counter(
+            "discord_429", "Rate-limited answers received from Discord, by scope", ["scope"]
         )
         self.limiter_wait = Histogram(
             "discord_limiter_wait_seconds",
@@ -61,18 +57,14 @@ class DiscordMetrics:
             namespace=namespace,
             registry=registry,
         )
-        self.retries = Counter(
+        self.retries = counter(
             "discord_retries",
             "Requests retried after a 5xx, a network error or a 429",
             ["route", "reason"],
-            namespace=namespace,
-            registry=registry,
         )
-        self.refusals = Counter(
+        self.refusals = counter(
             "discord_refused",
             "Requests the adapter refused without sending (dead token/webhook, ban, breaker, "
             "deadline)",
             ["reason"],
-            namespace=namespace,
-            registry=registry,
         )

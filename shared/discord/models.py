@@ -39,6 +39,16 @@ __all__ = [
 ]
 
 
+def _given(model: object, *names: str) -> dict[str, Any]:
+    """The attributes ``names`` of ``model`` that are given (neither None nor empty)."""
+    return {name: value for name in names if (value := getattr(model, name))}
+
+
+def _not_none(model: object, *names: str) -> dict[str, Any]:
+    """The attributes ``names`` of ``model`` that are not None (``0`` and ``""`` included)."""
+    return {name: value for name in names if (value := getattr(model, name)) is not None}
+
+
 class Unset(Enum):
     """Marker type of :data:`UNSET`: "leave this field as it is" in partial updates."""
 
@@ -112,13 +122,11 @@ class MessageReference:
 
     def to_json(self) -> dict[str, Any]:
         """Discord's ``message_reference`` object."""
-        out: dict[str, Any] = {"message_id": self.message_id}
-        if self.channel_id:
-            out["channel_id"] = self.channel_id
-        if self.guild_id:
-            out["guild_id"] = self.guild_id
-        out["fail_if_not_exists"] = self.fail_if_not_exists
-        return out
+        return {
+            "message_id": self.message_id,
+            **_given(self, "channel_id", "guild_id"),
+            "fail_if_not_exists": self.fail_if_not_exists,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,10 +151,7 @@ class EmbedFooter:
 
     def to_json(self) -> dict[str, Any]:
         """Discord's embed footer object."""
-        out: dict[str, Any] = {"text": self.text}
-        if self.icon_url:
-            out["icon_url"] = self.icon_url
-        return out
+        return {"text": self.text, **_given(self, "icon_url")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,12 +164,7 @@ class EmbedAuthor:
 
     def to_json(self) -> dict[str, Any]:
         """Discord's embed author object."""
-        out: dict[str, Any] = {"name": self.name}
-        if self.url:
-            out["url"] = self.url
-        if self.icon_url:
-            out["icon_url"] = self.icon_url
-        return out
+        return {"name": self.name, **_given(self, "url", "icon_url")}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -184,11 +184,7 @@ class Embed:
 
     def to_json(self) -> dict[str, Any]:
         """Discord's embed object (only the fields that are set)."""
-        out: dict[str, Any] = {}
-        for name in ("title", "description", "url", "color"):
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
+        out = _not_none(self, "title", "description", "url", "color")
         if self.timestamp is not None:
             out["timestamp"] = self.timestamp.isoformat()
         if self.fields:
@@ -218,11 +214,11 @@ class Button:
 
     def to_json(self) -> dict[str, Any]:
         """Discord's button component (type 2)."""
-        out: dict[str, Any] = {"type": 2, "style": int(self.style)}
-        for name in ("label", "custom_id", "url", "sku_id"):
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
+        out = {
+            "type": 2,
+            "style": int(self.style),
+            **_not_none(self, "label", "custom_id", "url", "sku_id"),
+        }
         if self.emoji:
             out["emoji"] = {"name": self.emoji}
         if self.disabled:
@@ -241,9 +237,7 @@ class SelectOption:
 
     def to_json(self) -> dict[str, Any]:
         """Discord's select option object."""
-        out: dict[str, Any] = {"label": self.label, "value": self.value}
-        if self.description is not None:
-            out["description"] = self.description
+        out = {"label": self.label, "value": self.value, **_not_none(self, "description")}
         if self.default:
             out["default"] = True
         return out

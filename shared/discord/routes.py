@@ -170,6 +170,16 @@ def _delete_age_suffix(message_id: str, *, now_ms: float | None = None) -> str:
     return ""
 
 
+def _webhook(method: str, below: str = "") -> Route:
+    """A route of a webhook, authenticated by the token in its path."""
+    return Route(method, "/webhooks/{webhook_id}/{webhook_token}" + below, webhook=True)
+
+
+def _followup(method: str, below: str = "") -> Route:
+    """A route of an interaction's followup webhook (the application's, with its token)."""
+    return Route(method, "/webhooks/{application_id}/{interaction_token}" + below, interaction=True)
+
+
 GET_CURRENT_USER: Final = Route("GET", "/users/@me")
 GET_GUILD: Final = Route("GET", "/guilds/{guild_id}")
 GET_GUILD_MEMBER: Final = Route("GET", "/guilds/{guild_id}/members/{user_id}")
@@ -193,31 +203,15 @@ JOIN_THREAD: Final = Route("PUT", "/channels/{channel_id}/thread-members/@me")
 LIST_ACTIVE_THREADS: Final = Route("GET", "/guilds/{guild_id}/threads/active")
 LIST_PUBLIC_ARCHIVED_THREADS: Final = Route("GET", "/channels/{channel_id}/threads/archived/public")
 CREATE_DM: Final = Route("POST", "/users/@me/channels")
-GET_WEBHOOK: Final = Route("GET", "/webhooks/{webhook_id}/{webhook_token}", webhook=True)
-EXECUTE_WEBHOOK: Final = Route("POST", "/webhooks/{webhook_id}/{webhook_token}", webhook=True)
-GET_WEBHOOK_MESSAGE: Final = Route(
-    "GET", "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}", webhook=True
-)
-EDIT_WEBHOOK_MESSAGE: Final = Route(
-    "PATCH", "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}", webhook=True
-)
-DELETE_WEBHOOK_MESSAGE: Final = Route(
-    "DELETE", "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}", webhook=True
-)
+GET_WEBHOOK: Final = _webhook("GET")
+EXECUTE_WEBHOOK: Final = _webhook("POST")
+GET_WEBHOOK_MESSAGE: Final = _webhook("GET", "/messages/{message_id}")
+EDIT_WEBHOOK_MESSAGE: Final = _webhook("PATCH", "/messages/{message_id}")
+DELETE_WEBHOOK_MESSAGE: Final = _webhook("DELETE", "/messages/{message_id}")
 CREATE_INTERACTION_RESPONSE: Final = Route(
     "POST", "/interactions/{interaction_id}/{interaction_token}/callback", interaction=True
 )
-CREATE_FOLLOWUP: Final = Route(
-    "POST", "/webhooks/{application_id}/{interaction_token}", interaction=True
-)
-GET_ORIGINAL_RESPONSE: Final = Route(
-    "GET", "/webhooks/{application_id}/{interaction_token}/messages/@original", interaction=True
-)
-EDIT_ORIGINAL_RESPONSE: Final = Route(
-    "PATCH", "/webhooks/{application_id}/{interaction_token}/messages/@original", interaction=True
-)
-DELETE_ORIGINAL_RESPONSE: Final = Route(
-    "DELETE",
-    "/webhooks/{application_id}/{interaction_token}/messages/@original",
-    interaction=True,
-)
+CREATE_FOLLOWUP: Final = _followup("POST")
+GET_ORIGINAL_RESPONSE: Final = _followup("GET", "/messages/@original")
+EDIT_ORIGINAL_RESPONSE: Final = _followup("PATCH", "/messages/@original")
+DELETE_ORIGINAL_RESPONSE: Final = _followup("DELETE", "/messages/@original")

@@ -9,15 +9,13 @@ rotated token starts with a clean slate while the old one stays marked dead.
 
 from __future__ import annotations
 
-import os
-import threading
 from pathlib import Path
 from typing import Protocol
 
 from pydantic import SecretStr
 
 from shared.discord.routes import secret_fingerprint
-from shared.errors import ConfigError
+from shared.secret_file import SecretFile
 
 __all__ = ["FileToken", "StaticToken", "TokenSource", "token_id"]
 
@@ -56,25 +54,15 @@ class FileToken:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
-        self._token: str | None = None
+        self._file = SecretFile(
+            path,
+            what="Discord token file",
+            fix="mount the secret there, or set DISCORD_TOKEN instead of DISCORD_TOKEN_FILE",
+        )
 
     def current(self) -> str | None:
         """The file's token (stripped); raises :class:`ConfigError` if the file is unreadable."""
-        try:
-            stat = os.stat(self.path)
-        except OSError as exc:
-            raise ConfigError(
-                f"Discord token file {self.path} cannot be read ({exc.strerror}); "
-                "mount the secret there, or set DISCORD_TOKEN instead of DISCORD_TOKEN_FILE"
-            ) from exc
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        with self._lock:
-            if stamp != self._stamp:
-                self._token = self.path.read_text(encoding="utf-8").strip() or None
-                self._stamp = stamp
-            return self._token
+        return self._file.read() or None
 
     def __repr__(self) -> str:
         return f"FileToken({str(self.path)!r})"

@@ -284,19 +284,14 @@ class LocalCircuitBreaker:
         """Leave to call (``probe=True`` for the half-open trial), or :class:`CircuitOpenError`."""
         with self._lock:
             now = self._clock()
-            if self._state == "open":
-                left = self._opened_at + self._open_for - now
-                if left > 0:
-                    raise CircuitOpenError(self.scope, retry_after=left, reason=self._reason)
-                self._state = "half_open"
-            if self._state == "half_open":
-                if self._probe_until > now:
-                    raise CircuitOpenError(
-                        self.scope, retry_after=self._probe_until - now, reason=self._reason
-                    )
-                self._probe_until = now + self._lease
-                return Permit(probe=True)
-            return Permit()
+            state, left = self._seen(now)
+            if state == "closed":
+                return Permit()
+            if left > 0:
+                raise CircuitOpenError(self.scope, retry_after=left, reason=self._reason)
+            self._state = "half_open"
+            self._probe_until = now + self._lease
+            return Permit(probe=True)
 
     def record_success(self) -> None:
         """Close the breaker and forget failures."""
@@ -327,13 +322,16 @@ class LocalCircuitBreaker:
     def state(self) -> BreakerState:
         """Current state, without changing it."""
         with self._lock:
-            now = self._clock()
-            if self._state == "open":
-                left = self._opened_at + self._open_for - now
-                if left > 0:
-                    return BreakerState("open", self._failures, left, self._reason)
-                return BreakerState("half_open", self._failures, 0.0, self._reason)
-            if self._state == "half_open":
-                left = max(0.0, self._probe_until - now)
-                return BreakerState("half_open", self._failures, left, self._reason)
-            return BreakerState("closed", self._failures, 0.0, "")
+            state, left = self._seen(self._clock())
+            reason = "" if state == "closed" else self._reason
+            return BreakerState(state, self._failures, left, reason)
+
+    def _seen(self, now: float) -> tuple[State, float]:
+        """The state at ``now`` (an open breaker whose time is up is half-open) and the
+        seconds left until a call may pass: the open time, or another probe's lease."""
+        if self._state == "open":
+            left = self._opened_at + self._open_for - now
+            return ("open", left) if left > 0 else ("half_open", 0.0)
+        if self._state == "half_open":
+            return "half_open", max(0.0, self._probe_until - now)
+        return "closed", 0.0

@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2
 import openai
@@ -95,6 +95,7 @@ from shared.ratelimit.llm import (
     Reservation,
     parse_retry_after,
 )
+from shared.secret_file import SecretFile
 
 __all__ = [
     "BILLING_CODES",
@@ -120,6 +121,8 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+_T = TypeVar("_T")
 
 #: 429 codes (and error types) that no retry can fix: the account is out of money or quota.
 BILLING_CODES = frozenset(
@@ -407,27 +410,18 @@ class SecretFileKey:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._stamp: tuple[int, int] | None = None
-        self._key = ""
-        self._lock = threading.Lock()
+        self._file = SecretFile(
+            path,
+            what="LLM API key file",
+            fix="mount the secret there or unset the key-file setting",
+        )
 
     def __call__(self) -> str:
         """The current key; :class:`ConfigError` when the file is missing or empty."""
-        try:
-            stat = self.path.stat()
-        except OSError as exc:
-            raise ConfigError(
-                f"LLM API key file {self.path} cannot be read ({exc.strerror}); mount the "
-                "secret there or unset the key-file setting"
-            ) from None
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        with self._lock:
-            if stamp != self._stamp:
-                key = self.path.read_text(encoding="utf-8").strip()
-                if not key:
-                    raise ConfigError(f"LLM API key file {self.path} is empty; write the key in it")
-                self._key, self._stamp = key, stamp
-            return self._key
+        key = self._file.read()
+        if not key:
+            raise ConfigError(f"LLM API key file {self.path} is empty; write the key in it")
+        return key
 
 
 # ---------------------------------------------------------------------------------------------
@@ -566,19 +560,19 @@ class LLMClient:
 
     def limiter(self, model: str) -> LLMRateLimiter:
         """The limiter of ``model``'s scope."""
-        scope = self.settings.scope(model)
-        with self._lock:
-            if scope not in self._limiters:
-                self._limiters[scope] = self._limiter_factory(scope)
-            return self._limiters[scope]
+        return self._of_scope(model, self._limiters, self._limiter_factory)
 
     def breaker(self, model: str) -> CircuitBreaker:
         """The circuit breaker of ``model``'s scope."""
+        return self._of_scope(model, self._breakers, self._breaker_factory)
+
+    def _of_scope(self, model: str, made: dict[str, _T], factory: Callable[[str], _T]) -> _T:
+        """``model``'s scope's entry of ``made``, built by ``factory`` on first use."""
         scope = self.settings.scope(model)
         with self._lock:
-            if scope not in self._breakers:
-                self._breakers[scope] = self._breaker_factory(scope)
-            return self._breakers[scope]
+            if scope not in made:
+                made[scope] = factory(scope)
+            return made[scope]
 
     def list_models(self) -> list[str]:
         """Model ids the endpoint offers (``GET /models``); a cheap readiness probe."""

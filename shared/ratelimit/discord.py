@@ -258,6 +258,10 @@ class RedisDiscordLimiter:
     def __repr__(self) -> str:
         return f"RedisDiscordLimiter(prefix={self.config.key_prefix!r})"
 
+    def _key_args(self, key: LimitKey) -> list[str]:
+        """The arguments both scripts start with: where the limits of ``key`` are kept."""
+        return [self.config.key_prefix, key.tid, key.route_key, key.major]
+
     def try_acquire(self, key: LimitKey, *, max_delay_s: float) -> Verdict:
         """One atomic attempt in Redis (see the module docstring)."""
         cfg = self.config
@@ -265,10 +269,7 @@ class RedisDiscordLimiter:
         reply: Any = self._acquire(
             keys=[],
             args=[
-                cfg.key_prefix,
-                key.tid,
-                key.route_key,
-                key.major,
+                *self._key_args(key),
                 key.global_scope or "",
                 key.webhook_key or "",
                 rid,
@@ -295,10 +296,7 @@ class RedisDiscordLimiter:
         changed: Any = self._release(
             keys=[],
             args=[
-                cfg.key_prefix,
-                key.tid,
-                key.route_key,
-                key.major,
+                *self._key_args(key),
                 slot.bucket,
                 slot.reservation,
                 "" if outcome.status is None else str(outcome.status),

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.crypto import SecretBox
 from shared.delivery.ssrf import EgressPolicy
-from shared.errors import ConfigError
+from shared.errors import ConfigError, NotFoundError
 from shared.jobs import Enqueuer
 from shared.tenancy import ChannelDirectory
 
-__all__ = ["OPERATOR", "Actor", "Core"]
+__all__ = ["OPERATOR", "Actor", "Core", "locked_guild_row"]
+
+Row = TypeVar("Row")
 
 
 def _utcnow() -> datetime:
@@ -75,3 +80,20 @@ class Core:
                 "DISCORD_TOKEN is configured); ask the operator to set it",
             )
         return self.directory
+
+
+def locked_guild_row(
+    session: Session, model: type[Row], guild_id: str, row_id: uuid.UUID, *, what: str
+) -> Row:
+    """The row ``row_id`` of ``model`` in guild ``guild_id``, locked for update.
+
+    :class:`NotFoundError` ("no <what> <id> in this server") when it is missing or belongs to
+    another guild.
+    """
+    table: Any = model
+    row = session.scalars(
+        select(model).where(table.id == row_id, table.guild_id == guild_id).with_for_update()
+    ).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no {what} {row_id} in this server")
+    return row

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from schema.models.schedules import EmptyPolicy, Schedule
 from shared.digests.spec import ScheduleSpec, next_run, parse_schedule
 from shared.errors import ConflictError, InvalidInputError, NotFoundError
-from shared.services.core import Actor, Core
+from shared.services.core import Actor, Core, locked_guild_row
 from shared.services.jobs import check_destination
 from shared.summarize.content import SummaryFormat
 from shared.tenancy import require_channel
@@ -82,14 +82,7 @@ def _check_destination(core: Core, actor: Actor, destination: Mapping[str, Any])
 
 
 def _locked(session: Session, guild_id: str, schedule_id: uuid.UUID) -> Schedule:
-    row = session.scalars(
-        select(Schedule)
-        .where(Schedule.id == schedule_id, Schedule.guild_id == guild_id)
-        .with_for_update()
-    ).one_or_none()
-    if row is None:
-        raise NotFoundError(f"no schedule {schedule_id} in this server")
-    return row
+    return locked_guild_row(session, Schedule, guild_id, schedule_id, what="schedule")
 
 
 def create_schedule(core: Core, actor: Actor, request: ScheduleRequest) -> Schedule:

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from schema.models.tenancy import WebhookAuthKind, WebhookEndpoint
 from shared.delivery.events import EVENT_TYPES
 from shared.delivery.ssrf import AddressRefused, parse_webhook_url
 from shared.errors import InvalidInputError, NotFoundError
-from shared.services.core import Actor, Core
+from shared.services.core import Actor, Core, locked_guild_row
 from shared.services.jobs import check_destination
 from shared.signing import generate_secret
 
@@ -125,14 +124,9 @@ def _set_auth(core: Core, row: WebhookEndpoint, auth: EndpointAuth | None) -> No
 
 
 def _locked(session: Session, guild_id: str, endpoint_id: uuid.UUID) -> WebhookEndpoint:
-    row = session.scalars(
-        select(WebhookEndpoint)
-        .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.guild_id == guild_id)
-        .with_for_update()
-    ).one_or_none()
-    if row is None:
-        raise NotFoundError(f"no webhook endpoint {endpoint_id} in this server")
-    return row
+    return locked_guild_row(
+        session, WebhookEndpoint, guild_id, endpoint_id, what="webhook endpoint"
+    )
 
 
 def create_endpoint(

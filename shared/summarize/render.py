@@ -23,6 +23,7 @@ __all__ = [
     "render_json",
     "render_markdown",
     "render_text",
+    "summary_sections",
 ]
 
 DOCUMENT_SCHEMA_ID = "https://summarybot.dev/schemas/summary-document.v1.json"
@@ -58,14 +59,22 @@ class _Numbering:
         return "".join(f"[{n}]" for n in numbers)
 
 
-def _sections(content: SummaryContent) -> list[tuple[str, list[tuple[str, list[str]]]]]:
-    """Section title → (text, cited ids) rows, in reading order, empty sections left out."""
+def summary_sections(
+    content: SummaryContent, *, strong: str = ""
+) -> list[tuple[str, list[tuple[str, list[str]]]]]:
+    """Section title → (text, cited ids) rows, in reading order, empty sections left out.
+
+    ``strong`` wraps each topic's title (``"**"`` for Discord's bold).
+    """
 
     def points(items: list[CitedPoint]) -> list[tuple[str, list[str]]]:
         return [(p.text, p.message_ids) for p in items]
 
     sections: list[tuple[str, list[tuple[str, list[str]]]]] = [
-        ("Topics", [(f"{t.title}: {t.summary}", t.message_ids) for t in content.topics]),
+        (
+            "Topics",
+            [(f"{strong}{t.title}{strong}: {t.summary}", t.message_ids) for t in content.topics],
+        ),
         ("Key points", points(content.key_points)),
         ("Decisions", points(content.decisions)),
         (
@@ -120,7 +129,7 @@ def render_text(content: SummaryContent, *, duration_seconds: float | None = Non
     numbering = _Numbering()
     title, stats = _header(content)
     lines = [title, stats, "", "Overview", f"  {content.overview}"]
-    for section, rows in _sections(content):
+    for section, rows in summary_sections(content):
         lines += ["", section]
         lines += [f"  • {text} {numbering.refs(ids)}" for text, ids in rows]
     if content.participants:
@@ -157,7 +166,7 @@ def render_markdown(content: SummaryContent, *, duration_seconds: float | None =
             parts.append(f"[[{label}]]({cite.jump_url})" if cite else f"[{label}]")
         return "".join(parts)
 
-    for section, rows in _sections(content):
+    for section, rows in summary_sections(content):
         lines += ["", f"## {section}", ""]
         lines += [f"- {text} {links(ids)}" for text, ids in rows]
     if content.participants:

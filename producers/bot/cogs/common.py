@@ -14,7 +14,9 @@ import discord
 import structlog
 from discord.ext import commands
 
+from producers.bot.authorize import can_manage_guild
 from producers.bot.runtime import BotRuntime, HasRuntime
+from producers.bot.snapshots import guild_view, member_view
 
 __all__ = [
     "SUMMARIZABLE",
@@ -22,7 +24,9 @@ __all__ = [
     "GuildChannel",
     "GuildContext",
     "answer",
+    "command_context",
     "guild_context",
+    "manager_context",
     "resolve_channel",
     "runtime_of",
     "send_after_defer",
@@ -87,6 +91,28 @@ async def answer(interaction: discord.Interaction[Any], text: str) -> None:
         await interaction.followup.send(text, ephemeral=True)
     else:
         await interaction.response.send_message(text, ephemeral=True)
+
+
+async def command_context(interaction: discord.Interaction[Any]) -> GuildContext | None:
+    """The command's guild context, or None once the member was told why there is none."""
+    context = guild_context(interaction)
+    if isinstance(context, str):
+        await answer(interaction, context)
+        return None
+    return context
+
+
+async def manager_context(
+    interaction: discord.Interaction[Any], refusal: str
+) -> GuildContext | None:
+    """:func:`command_context` for members with Manage Server; others are told ``refusal``."""
+    context = await command_context(interaction)
+    if context is None:
+        return None
+    if not can_manage_guild(guild_view(context.guild), member_view(context.member)):
+        await answer(interaction, refusal)
+        return None
+    return context
 
 
 async def send_after_defer(

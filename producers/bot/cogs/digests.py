@@ -10,6 +10,7 @@ destination.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -17,14 +18,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from producers.bot.authorize import AccessRequest, authorize_summary, can_manage_guild
+from producers.bot.authorize import AccessRequest, authorize_summary
 from producers.bot.cogs.common import (
     SUMMARIZABLE,
     AnyBot,
     GuildChannel,
     GuildContext,
     answer,
-    guild_context,
+    manager_context,
     resolve_channel,
     runtime_of,
 )
@@ -81,14 +82,9 @@ class DigestCog(commands.GroupCog, group_name="digest"):
         super().__init__()
 
     async def _managers(self, interaction: discord.Interaction[Any]) -> GuildContext | None:
-        context = guild_context(interaction)
-        if isinstance(context, str):
-            await answer(interaction, context)
-            return None
-        if not can_manage_guild(guild_view(context.guild), member_view(context.member)):
-            await answer(interaction, "⛔ Only members with Manage Server can manage digests.")
-            return None
-        return context
+        return await manager_context(
+            interaction, "⛔ Only members with Manage Server can manage digests."
+        )
 
     @app_commands.command(name="create", description="Summarize a channel on a schedule")
     @app_commands.describe(
@@ -193,7 +189,15 @@ class DigestCog(commands.GroupCog, group_name="digest"):
         items = await runtime.db(list_schedules, runtime.session_factory, guild_id=context.guild.id)
         await interaction.edit_original_response(embed=schedule_list_embed(items))
 
-    async def _toggle(self, interaction: discord.Interaction[Any], ref: str, enabled: bool) -> None:
+    async def _change(
+        self,
+        interaction: discord.Interaction[Any],
+        ref: str,
+        done: str,
+        change: Callable[..., Schedule],
+        **options: Any,
+    ) -> None:
+        """Find the digest ``ref``, apply ``change`` to it and say it is ``done``."""
         context = await self._managers(interaction)
         if context is None:
             return
@@ -202,41 +206,30 @@ class DigestCog(commands.GroupCog, group_name="digest"):
         core, actor = runtime.core(), _actor(context)
         try:
             schedule_id = await runtime.db(schedule_service.find_schedule, core, actor, ref)
-            item = await runtime.db(
-                schedule_service.set_schedule_enabled, core, actor, schedule_id, enabled=enabled
-            )
+            item = await runtime.db(change, core, actor, schedule_id, **options)
         except PipelineError as exc:
             await interaction.edit_original_response(content=f"⛔ {exc.user_message}")
             return
-        verb = "resumed" if enabled else "paused"
-        await interaction.edit_original_response(content=f"Digest {verb}: {_describe(item)}")
+        await interaction.edit_original_response(content=f"Digest {done}: {_describe(item)}")
 
     @app_commands.command(name="pause", description="Pause a digest")
     @app_commands.describe(digest="The digest's id from /digest list")
     async def pause(self, interaction: discord.Interaction[Any], digest: str) -> None:
         """Stop a digest from firing until resumed."""
-        await self._toggle(interaction, digest, False)
+        await self._change(
+            interaction, digest, "paused", schedule_service.set_schedule_enabled, enabled=False
+        )
 
     @app_commands.command(name="resume", description="Resume a paused digest")
     @app_commands.describe(digest="The digest's id from /digest list")
     async def resume(self, interaction: discord.Interaction[Any], digest: str) -> None:
         """Fire a paused digest again from its next time on."""
-        await self._toggle(interaction, digest, True)
+        await self._change(
+            interaction, digest, "resumed", schedule_service.set_schedule_enabled, enabled=True
+        )
 
     @app_commands.command(name="delete", description="Delete a digest")
     @app_commands.describe(digest="The digest's id from /digest list")
     async def delete(self, interaction: discord.Interaction[Any], digest: str) -> None:
         """Delete a digest for good."""
-        context = await self._managers(interaction)
-        if context is None:
-            return
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        runtime = runtime_of(interaction)
-        core, actor = runtime.core(), _actor(context)
-        try:
-            schedule_id = await runtime.db(schedule_service.find_schedule, core, actor, digest)
-            item = await runtime.db(schedule_service.delete_schedule, core, actor, schedule_id)
-        except PipelineError as exc:
-            await interaction.edit_original_response(content=f"⛔ {exc.user_message}")
-            return
-        await interaction.edit_original_response(content=f"Digest deleted: {_describe(item)}")
+        await self._change(interaction, digest, "deleted", schedule_service.delete_schedule)

@@ -12,11 +12,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from producers.bot.authorize import can_manage_guild
-from producers.bot.cogs.common import AnyBot, GuildContext, answer, guild_context, runtime_of
+from producers.bot.cogs.common import AnyBot, GuildContext, answer, manager_context, runtime_of
 from producers.bot.parsing import parse_language
 from producers.bot.responses import config_embed
-from producers.bot.snapshots import guild_view, member_view
 from producers.bot.store import GuildConfig, update_guild_config
 from schema.models.tenancy import PrivateChannelPolicy
 from shared.errors import InvalidInputError
@@ -53,14 +51,9 @@ def parse_emoji(text: str) -> str | None:
 
 
 async def _managers_only(interaction: discord.Interaction[Any]) -> GuildContext | None:
-    context = guild_context(interaction)
-    if isinstance(context, str):
-        await answer(interaction, context)
-        return None
-    if not can_manage_guild(guild_view(context.guild), member_view(context.member)):
-        await answer(interaction, "⛔ Only members with Manage Server can change these settings.")
-        return None
-    return context
+    return await manager_context(
+        interaction, "⛔ Only members with Manage Server can change these settings."
+    )
 
 
 _IdChange = Literal["add", "remove", "clear"]
@@ -109,12 +102,20 @@ class SettingsCog(commands.GroupCog, group_name="summary-config"):
     async def _edit_ids(
         self,
         interaction: discord.Interaction[Any],
-        context: GuildContext,
         field: str,
+        action: str,
         change: _IdChange,
-        ident: int | None,
+        target: discord.abc.Snowflake | None,
+        what: str,
     ) -> None:
-        """Add ``ident`` to, remove it from, or clear the id set ``field`` of the config."""
+        """Add ``target`` to, remove it from, or clear the id set ``field`` of the config."""
+        context = await _managers_only(interaction)
+        if context is None:
+            return
+        if change != "clear" and target is None:
+            await answer(interaction, f"⛔ Pick the {what} to {action}.")
+            return
+        ident = target.id if target else None
         runtime = runtime_of(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)
         current = set(getattr(await runtime.configs.get(context.guild.id), field))
@@ -197,15 +198,8 @@ class SettingsCog(commands.GroupCog, group_name="summary-config"):
         role: discord.Role | None = None,
     ) -> None:
         """Edit the role allowlist (empty: everyone may summarize)."""
-        context = await _managers_only(interaction)
-        if context is None:
-            return
-        if action != "everyone" and role is None:
-            await answer(interaction, f"⛔ Pick the role to {action}.")
-            return
-        change = _ROLE_CHANGES[action]
         await self._edit_ids(
-            interaction, context, "allowed_role_ids", change, role.id if role else None
+            interaction, "allowed_role_ids", action, _ROLE_CHANGES[action], role, "role"
         )
 
     @app_commands.command(name="channels", description="Exclude channels from summaries")
@@ -217,15 +211,13 @@ class SettingsCog(commands.GroupCog, group_name="summary-config"):
         channel: app_commands.AppCommandChannel | app_commands.AppCommandThread | None = None,
     ) -> None:
         """Edit the excluded channels (a channel's threads are excluded with it)."""
-        context = await _managers_only(interaction)
-        if context is None:
-            return
-        if action != "include-all" and channel is None:
-            await answer(interaction, f"⛔ Pick the channel to {action}.")
-            return
-        change = _CHANNEL_CHANGES[action]
         await self._edit_ids(
-            interaction, context, "excluded_channel_ids", change, channel.id if channel else None
+            interaction,
+            "excluded_channel_ids",
+            action,
+            _CHANNEL_CHANGES[action],
+            channel,
+            "channel",
         )
 
 

@@ -21,7 +21,7 @@ from producers.bot.cogs.common import (
     GuildChannel,
     GuildContext,
     answer,
-    guild_context,
+    command_context,
     resolve_channel,
     runtime_of,
     send_after_defer,
@@ -204,9 +204,8 @@ class SummarizeCog(commands.Cog):
         private: bool = False,
     ) -> None:
         """``/summarize``: parse and check the options, then start the summary."""
-        context = guild_context(interaction)
-        if isinstance(context, str):
-            await answer(interaction, context)
+        context = await command_context(interaction)
+        if context is None:
             return
         runtime = runtime_of(interaction)
         try:
@@ -260,9 +259,8 @@ class SummarizeCog(commands.Cog):
         self, interaction: discord.Interaction[Any], message: discord.Message
     ) -> None:
         """ "Summarize from here": the window starts at the chosen message."""
-        context = guild_context(interaction)
-        if isinstance(context, str):
-            await answer(interaction, context)
+        context = await command_context(interaction)
+        if context is None:
             return
         runtime = runtime_of(interaction)
         source = resolve_channel(context.guild, message.channel.id) or context.channel
@@ -297,9 +295,8 @@ class SummarizeCog(commands.Cog):
         self, interaction: discord.Interaction[Any], job: str | None = None
     ) -> None:
         """``/summary-status``: one job in detail, or the member's latest jobs."""
-        context = guild_context(interaction)
-        if isinstance(context, str):
-            await answer(interaction, context)
+        context = await command_context(interaction)
+        if context is None:
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         runtime = runtime_of(interaction)

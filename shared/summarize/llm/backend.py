@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import structlog
@@ -292,15 +293,16 @@ class LLMBackend:
         meter: Meter,
     ) -> _Structured:
         allowed_set = set(allowed) if allowed is not None else None
-        meter.kind = kind
-        first = self.client.complete_json(
-            messages,
+        ask = partial(
+            self.client.complete_json,
             schema=schema,
             name=name,
             max_tokens=max_tokens,
             reader=self.reader,
             meter=meter,
         )
+        meter.kind = kind
+        first = ask(messages)
         result = _Structured(data=first.data, model=self._model_name(first.fallback))
         problems = citation_problems(first.data, transcript=transcript, allowed=allowed_set)
         if not problems:
@@ -313,14 +315,7 @@ class LLMBackend:
         ]
         meter.kind = "repair"
         try:
-            second = self.client.complete_json(
-                repair,
-                schema=schema,
-                name=name,
-                max_tokens=max_tokens,
-                reader=self.reader,
-                meter=meter,
-            )
+            second = ask(repair)
         finally:
             meter.kind = kind
         result.data = second.data

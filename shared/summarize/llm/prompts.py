@@ -36,6 +36,7 @@ from shared.summarize.content import SummaryFormat
 from shared.summarize.transcript import neutralize
 
 __all__ = [
+    "CITING_SECTIONS",
     "FINAL_SECTIONS",
     "MAX_CUSTOM_INSTRUCTIONS",
     "NOTES_SCHEMA",
@@ -119,26 +120,20 @@ _SECTION_SCHEMAS: dict[str, dict[str, Any]] = {
     "contributions": _array(_CONTRIBUTION),
 }
 
+_STRUCTURED_SECTIONS = (
+    "overview",
+    "topics",
+    "key_points",
+    "decisions",
+    "action_items",
+    "open_questions",
+)
+
 #: Sections of the final summary of each format, in the order they are asked for.
 FINAL_SECTIONS: dict[SummaryFormat, tuple[str, ...]] = {
     SummaryFormat.BRIEF: ("overview", "key_points"),
-    SummaryFormat.STRUCTURED: (
-        "overview",
-        "topics",
-        "key_points",
-        "decisions",
-        "action_items",
-        "open_questions",
-    ),
-    SummaryFormat.DETAILED: (
-        "overview",
-        "topics",
-        "key_points",
-        "decisions",
-        "action_items",
-        "open_questions",
-        "contributions",
-    ),
+    SummaryFormat.STRUCTURED: _STRUCTURED_SECTIONS,
+    SummaryFormat.DETAILED: (*_STRUCTURED_SECTIONS, "contributions"),
     SummaryFormat.TECHNICAL: (
         "overview",
         "topics",
@@ -149,15 +144,16 @@ FINAL_SECTIONS: dict[SummaryFormat, tuple[str, ...]] = {
     ),
 }
 
-_NOTES_SECTIONS = (
+#: Sections whose items each cite messages (a contribution's points cite instead).
+CITING_SECTIONS = (
     "topics",
     "key_points",
     "decisions",
     "action_items",
     "open_questions",
     "technical",
-    "contributions",
 )
+_NOTES_SECTIONS = (*CITING_SECTIONS, "contributions")
 
 #: Notes of one segment (map output, merge input and output).
 NOTES_SCHEMA: dict[str, Any] = _obj({s: _SECTION_SCHEMAS[s] for s in _NOTES_SECTIONS})

@@ -40,7 +40,7 @@ from shared.summarize.content import (
     Topic,
 )
 from shared.summarize.llm.aliases import extract_aliases, scrub_bare
-from shared.summarize.llm.prompts import FINAL_SECTIONS
+from shared.summarize.llm.prompts import CITING_SECTIONS, FINAL_SECTIONS
 from shared.summarize.transcript import Transcript, normalize_alias
 
 __all__ = [
@@ -51,14 +51,6 @@ __all__ = [
     "to_summary_content",
 ]
 
-_CITING_SECTIONS = (
-    "topics",
-    "key_points",
-    "decisions",
-    "action_items",
-    "open_questions",
-    "technical",
-)
 _URL_RE = re.compile(r"https?://[^\s<>()\"'`]+")
 _NUMBER_RE = re.compile(r"(?<![\w.])v?\d+(?:[.,:]\d+)+[a-z0-9-]*|(?<![\w.])\d{2,}(?![\w])")
 _MENTION_RE = re.compile(r"(?<![\w@])@([\w.\-]{2,32})")
@@ -211,7 +203,7 @@ def find_problems(
         if section == "action_items" and item.get("owner") and checker.owner(item["owner"]) is None:
             problems.append(f"{where}: owner {item['owner']!r} is not a participant (use null)")
 
-    for section in _CITING_SECTIONS:
+    for section in CITING_SECTIONS:
         for index, item in enumerate(data.get(section) or []):
             if isinstance(item, Mapping):
                 check(f"{section}[{index}]", section, item)
@@ -375,7 +367,7 @@ def clean_notes(
     """Notes with every citation repaired or dropped (and uncited items dropped)."""
     cleaner = _Cleaner(_Checker(transcript, allowed))
     cleaned: dict[str, Any] = {
-        section: cleaner.section(section, notes.get(section)) for section in _CITING_SECTIONS
+        section: cleaner.section(section, notes.get(section)) for section in CITING_SECTIONS
     }
     cleaned["contributions"] = cleaner.contributions(notes.get("contributions"))
     return cleaned, cleaner.report
@@ -414,7 +406,7 @@ def to_summary_content(
         for item in cleaned["technical"]
     ]
     cited_aliases: set[str] = set()
-    for section in (*_CITING_SECTIONS, "contributions"):
+    for section in (*CITING_SECTIONS, "contributions"):
         for item in cleaned[section]:
             if section == "contributions":
                 for point in item["points"]:
