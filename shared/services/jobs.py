@@ -15,16 +15,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from schema.models.jobs import Job, JobStatus
 from schema.models.tenancy import WebhookEndpoint
+from schema.models.uploads import Upload
 from shared import lifecycle
 from shared.discord.objects import WebhookRef
 from shared.errors import ConflictError, InvalidInputError, NotFoundError
-from shared.jobs import FETCH, DiscordChannelSource, ExportFileSource, JobParams
+from shared.jobs import FETCH, DiscordChannelSource, ExportFileSource, JobParams, UploadSource
 from shared.services.core import Actor, Core
+from shared.uploads import delete_upload
 from shared.tenancy import (
     DESTINATION_CHANNEL_KINDS,
     destination_chain,
@@ -119,8 +122,23 @@ def check_destinations(core: Core, actor: Actor, destinations: Sequence[Any]) ->
         check_destination(core, actor, destination, f"destinations/{index}")
 
 
+def _authorize_upload(core: Core, actor: Actor, source: UploadSource) -> None:
+    with core.session_factory() as session:
+        upload = session.get(Upload, source.upload_id)
+    if upload is None or (not actor.is_operator and upload.guild_id != actor.guild_id):
+        raise NotFoundError(f"no upload {source.upload_id} in this server; upload it again")
+    if upload.job_id is not None:
+        raise ConflictError(
+            f"upload {source.upload_id} is already summarized by job {upload.job_id}; read "
+            "that job, or upload the conversation again for another summary"
+        )
+
+
 def _authorize_source(core: Core, actor: Actor, params: JobParams) -> JobParams:
     source = params.source
+    if isinstance(source, UploadSource):
+        _authorize_upload(core, actor, source)
+        return params
     if isinstance(source, ExportFileSource):
         if not actor.local:
             raise InvalidInputError(
@@ -156,6 +174,20 @@ def _check_limits(core: Core, params: JobParams) -> None:
         raise InvalidInputError("the window starts in the future; give a past time")
 
 
+def _claim_upload(session: Session, source: UploadSource, job_id: uuid.UUID) -> None:
+    """Attach the upload to its job in the job's transaction (retention then deletes both)."""
+    claimed = session.execute(
+        update(Upload)
+        .where(Upload.id == source.upload_id, Upload.job_id.is_(None))
+        .values(job_id=job_id)
+    )
+    if getattr(claimed, "rowcount", 0) != 1:
+        raise ConflictError(
+            f"upload {source.upload_id} was claimed by another job meanwhile; upload the "
+            "conversation again for another summary"
+        )
+
+
 def submit_job(
     core: Core,
     actor: Actor,
@@ -189,6 +221,9 @@ def submit_job(
     with core.session_factory() as session:
         session.add(job)
         try:
+            session.flush()
+            if isinstance(source, UploadSource):
+                _claim_upload(session, source, job.id)
             session.commit()
         except IntegrityError:
             session.rollback()
@@ -197,6 +232,9 @@ def submit_job(
             existing = session.scalars(
                 select(Job.id).where(Job.idempotency_key == idempotency_key)
             ).one()
+            if isinstance(source, UploadSource):
+                # The first submission has its own copy; this one would never be read.
+                delete_upload(core.session_factory, source.upload_id)
             return Submission(existing, created=False)
     core.enqueuer.enqueue(FETCH, str(job.id))
     return Submission(job.id, created=True)
