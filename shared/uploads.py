@@ -55,10 +55,15 @@ class UploadWriter:
     """
 
     def __init__(
-        self, session_factory: sessionmaker[Session], *, guild_id: str | None, now: datetime
+        self,
+        session_factory: sessionmaker[Session],
+        *,
+        guild_id: str | None,
+        now: datetime,
+        upload_id: uuid.UUID | None = None,
     ) -> None:
         self._factory = session_factory
-        self.upload_id = uuid.uuid4()
+        self.upload_id = upload_id or uuid.uuid4()
         self.size = 0
         self._seq = 0
         self._buffer = bytearray()
@@ -82,16 +87,14 @@ class UploadWriter:
             )
         self._seq += 1
 
-    def finish(self, message_count: int | None = None) -> uuid.UUID:
+    def finish(self) -> uuid.UUID:
         """Store the last partial chunk and the size; the upload's id."""
         if self._buffer:
             self._store(bytes(self._buffer))
             self._buffer.clear()
         with self._factory() as session, session.begin():
             session.execute(
-                update(Upload)
-                .where(Upload.id == self.upload_id)
-                .values(size=self.size, message_count=message_count)
+                update(Upload).where(Upload.id == self.upload_id).values(size=self.size)
             )
         return self.upload_id
 

@@ -38,7 +38,6 @@ class Upload(Base):
         ForeignKey("jobs.id", ondelete="CASCADE"), unique=True
     )
     size: Mapped[int] = mapped_column(BigInteger, default=0)
-    message_count: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

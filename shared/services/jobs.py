@@ -27,13 +27,13 @@ from shared.discord.objects import WebhookRef
 from shared.errors import ConflictError, InvalidInputError, NotFoundError
 from shared.jobs import FETCH, DiscordChannelSource, ExportFileSource, JobParams, UploadSource
 from shared.services.core import Actor, Core
-from shared.uploads import delete_upload
 from shared.tenancy import (
     DESTINATION_CHANNEL_KINDS,
     destination_chain,
     require_channel,
     require_member,
 )
+from shared.uploads import delete_upload
 
 __all__ = ["Submission", "cancel_job", "check_destination", "check_destinations", "submit_job"]
 

@@ -154,7 +154,9 @@ def render_markdown(content: SummaryContent, *, duration_seconds: float | None =
         for message_id in ids:
             cite = content.citations.get(message_id)
             label = numbering.order[message_id]
-            parts.append(f"[[{label}]]({cite.jump_url})" if cite and cite.jump_url else f"[{label}]")
+            parts.append(
+                f"[[{label}]]({cite.jump_url})" if cite and cite.jump_url else f"[{label}]"
+            )
         return "".join(parts)
 
     for section, rows in _sections(content):

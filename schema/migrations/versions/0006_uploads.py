@@ -31,7 +31,6 @@ def upgrade() -> None:
         sa.Column("guild_id", sa.String(length=32), nullable=True),
         sa.Column("job_id", sa.Uuid(), nullable=True),
         sa.Column("size", sa.BigInteger(), nullable=False),
-        sa.Column("message_count", sa.Integer(), nullable=True),
         sa.Column("created_at", TIMESTAMP, nullable=False),
         sa.ForeignKeyConstraint(
             ["job_id"], ["jobs.id"], name=op.f("fk_uploads_job_id_jobs"), ondelete="CASCADE"
