@@ -31,7 +31,7 @@ from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.integration.api.server import ApiServer, api_server
-from tests.integration.processes import workers
+from tests.integration.processes import cli, workers
 from tests.perf.export_data import build_large_export, build_message_array
 from tests.unit.delivery.helpers import add_endpoint
 
@@ -268,3 +268,53 @@ def test_the_same_upload_twice_under_one_idempotency_key_is_one_job(
         timeout=60,
     )
     assert other.status_code == 422 and "Idempotency-Key" in other.json()["detail"]
+
+
+def test_the_cli_summarizes_an_export_on_a_remote_deployment(
+    api: tuple[ApiServer, dict[str, str]], env: dict[str, str], tmp_path: Path
+) -> None:
+    server, headers = api
+    export = build_large_export(tmp_path / "export.json", 500, seed=3)
+    token = headers["Authorization"].removeprefix("Bearer ")
+    # The command line of another machine: no database, no Redis, only the API.
+    remote_env = {
+        name: value
+        for name, value in env.items()
+        if name not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEYS")
+    }
+    output = tmp_path / "summary.md"
+    with workers(env, tmp_path, 1):
+        result = cli(
+            "summarize",
+            str(export),
+            "--api",
+            server.url,
+            "--key",
+            token,
+            "--json",
+            env=remote_env,
+        )
+        text = cli(
+            "summarize",
+            str(export),
+            "--api",
+            server.url,
+            "--key",
+            token,
+            "--output",
+            str(output),
+            env=remote_env,
+        )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["summary"]["coverage"]["messages_total"] == 500
+    citations = document["summary"]["citations"]
+    assert citations and all(
+        c["jump_url"].endswith(f"/{c['message_id']}") for c in citations.values()
+    )  # a Discord export: its citations link to Discord
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("Summary of #ubuntu-help-archive")
+    assert output.read_text().startswith("# Summary of #ubuntu-help-archive")
+
+    refused = cli("summarize", str(export), "--api", server.url, "--key", "sb_x_y", env=remote_env)
+    assert refused.returncode == 2 and "401" in refused.stderr
