@@ -159,22 +159,6 @@ def summarize(
 
     if (export is None) == (channel is None):
         _fail("give an export file, or --channel and --guild to read a Discord channel")
-    if api is not None or key is not None:
-        if export is None or api is None or key is None:
-            _fail("--api and --key go together, with an export file to upload")
-        _remote(
-            api,
-            key,
-            RunOptions(
-                export=export,
-                format=fmt,
-                as_json=as_json,
-                output=output,
-                language=language,
-                max_messages=max_messages,
-            ),
-        )
-        return
     window = None
     if channel is not None:
         if guild is None:
@@ -182,17 +166,21 @@ def summarize(
         window = ChannelWindow(guild_id=guild, channel_id=channel, hours=hours, post_to=post_to)
     elif hours is not None or post_to is not None or guild is not None:
         _fail("--guild, --hours and --post-to go with --channel, not with an export file")
-    _run(
-        RunOptions(
-            export=export,
-            format=fmt,
-            as_json=as_json,
-            output=output,
-            language=language,
-            max_messages=max_messages,
-            channel=window,
-        )
+    options = RunOptions(
+        export=export,
+        format=fmt,
+        as_json=as_json,
+        output=output,
+        language=language,
+        max_messages=max_messages,
+        channel=window,
     )
+    if api is not None or key is not None:
+        if export is None or api is None or key is None:
+            _fail("--api and --key go together, with an export file to upload")
+        _remote(api, key, options)
+        return
+    _run(options)
 
 
 @cli.command()

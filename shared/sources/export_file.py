@@ -441,11 +441,13 @@ class _MessageMapper:
     def _field(self, index: int) -> str:
         return f"{self._pointer}{index}"
 
+    #: How an error about one message ends: what every message needs, and how to fix it.
+    _fix = f"every message needs {_REQUIRED}: {_HOW_TO_EXPORT} again or fix that message"
+
     def _bad(self, index: int, msg_id: Any, problem: str) -> InvalidInputError:
         ident = f" (id {_quote(str(msg_id))})" if _text(msg_id) else ""
         return InvalidInputError(
-            f"{self._path}: message at index {index}{ident} {problem}; every message needs "
-            f"{_REQUIRED}: {_HOW_TO_EXPORT} again or fix that message",
+            f"{self._path}: message at index {index}{ident} {problem}; {self._fix}",
             field=self._field(index),
         )
 
@@ -473,13 +475,18 @@ class _MessageMapper:
             )
         return when
 
-    def map(self, index: int, raw: Any) -> ChatMessage:
-        """Build the ChatMessage for the message at ``index`` of the array."""
+    def _identify(self, index: int, raw: Any) -> tuple[dict[str, Any], str]:
+        """The message object and its id, or the error naming the message at ``index``."""
         if not isinstance(raw, dict):
             raise self._bad(index, None, "is not a JSON object")
         msg_id = _text(raw.get("id"))
         if msg_id is None:
             raise self._bad(index, None, 'has no "id"')
+        return raw, msg_id
+
+    def map(self, index: int, raw: Any) -> ChatMessage:
+        """Build the ChatMessage for the message at ``index`` of the array."""
+        raw, msg_id = self._identify(index, raw)
         timestamp = self._timestamp(index, msg_id, raw.get("timestamp"), "timestamp")
         content = raw.get("content")
         if not isinstance(content, str):
@@ -562,20 +569,11 @@ class _MessageMapper:
 class _PlainMapper(_MessageMapper):
     """Maps one message of a message array (the API's own message model) to a ChatMessage."""
 
-    def _bad(self, index: int, msg_id: Any, problem: str) -> InvalidInputError:
-        ident = f" (id {_quote(str(msg_id))})" if _text(msg_id) else ""
-        return InvalidInputError(
-            f"{self._path}: message at index {index}{ident} {problem}; {_PLAIN_SHAPE}",
-            field=self._field(index),
-        )
+    _fix = _PLAIN_SHAPE
 
     def map(self, index: int, raw: Any) -> ChatMessage:
         """Build the ChatMessage for the message at ``index`` of the array."""
-        if not isinstance(raw, dict):
-            raise self._bad(index, None, "is not a JSON object")
-        msg_id = _text(raw.get("id"))
-        if msg_id is None:
-            raise self._bad(index, None, 'has no "id"')
+        raw, msg_id = self._identify(index, raw)
         if len(msg_id) > _MAX_ID:
             raise self._bad(index, None, f'has an "id" longer than {_MAX_ID} characters')
         if "time" not in raw and "timestamp" in raw:

@@ -283,28 +283,10 @@ def test_the_cli_summarizes_an_export_on_a_remote_deployment(
         if name not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEYS")
     }
     output = tmp_path / "summary.md"
+    remote = ("--api", server.url, "--key", token)
     with workers(env, tmp_path, 1):
-        result = cli(
-            "summarize",
-            str(export),
-            "--api",
-            server.url,
-            "--key",
-            token,
-            "--json",
-            env=remote_env,
-        )
-        text = cli(
-            "summarize",
-            str(export),
-            "--api",
-            server.url,
-            "--key",
-            token,
-            "--output",
-            str(output),
-            env=remote_env,
-        )
+        result = cli("summarize", str(export), *remote, "--json", env=remote_env)
+        text = cli("summarize", str(export), *remote, "--output", str(output), env=remote_env)
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["summary"]["coverage"]["messages_total"] == 500
