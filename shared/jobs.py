@@ -8,6 +8,7 @@ Messages between processes carry ids only.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +49,7 @@ __all__ = [
     "Step",
     "TerminalTarget",
     "ThreadTarget",
+    "UploadSource",
     "WebhookTarget",
     "parse_params",
     "publisher_app",
@@ -74,6 +76,14 @@ class ExportFileSource(_Params):
         if not Path(value).is_absolute():
             raise ValueError("the export path must be absolute so every worker finds it")
         return value
+
+
+class UploadSource(_Params):
+    """Messages a client sent (a DCE export or a message array), stored in the ``uploads``
+    table (:mod:`shared.uploads`) where every worker reads them."""
+
+    kind: Literal["upload"] = "upload"
+    upload_id: uuid.UUID
 
 
 _SNOWFLAKE = r"^[0-9]{15,21}$"
@@ -115,7 +125,9 @@ class DiscordChannelSource(_Params):
         return self
 
 
-Source = Annotated[ExportFileSource | DiscordChannelSource, Field(discriminator="kind")]
+Source = Annotated[
+    ExportFileSource | DiscordChannelSource | UploadSource, Field(discriminator="kind")
+]
 
 
 class TerminalTarget(_Params):

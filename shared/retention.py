@@ -4,12 +4,17 @@
 deliveries and delivery logs go with them, by foreign-key cascade) and finished jobs older than
 the guild's ``retention_days`` (:data:`DEFAULT_RETENTION_DAYS` for a guild that never chose),
 and it drops the cached messages of jobs that finished recently, in case a stage ended without
-removing them.  Data without a guild (CLI runs on one's own machine) is left alone.
+removing them.  Data without a guild (CLI runs on one's own machine) is left alone.  Stored
+uploads (conversations sent through the API) are deleted with their job by foreign-key cascade;
+uploads no job claimed within an hour (a request that died) are deleted too.
 
 :func:`erase_member` removes one member's identifiers from what is stored: from summaries as
 :mod:`shared.erasure` describes (their participant entry, citations of their messages, items
 drawn only from them, their name in text), ``jobs.requested_by``, ``schedules.created_by``,
-``api_keys.created_by``, delivery parameters and their feedback votes.  Their opt-out row is
+``api_keys.created_by``, delivery parameters and their feedback votes; and it deletes every
+stored upload that holds their id (:func:`shared.uploads.erase_member_uploads`: a document a
+client wrote cannot be rewritten reliably, so the whole upload goes, and a job still reading it
+fails saying it was erased).  Their opt-out row is
 kept: it is what keeps them out of future summaries.  The API's ``DELETE
 /v1/users/{id}/data`` and the ``erase_member`` maintenance task both call it.
 """
@@ -35,6 +40,7 @@ from shared.cache import MessageCache
 from shared.erasure import ERASED_NAME, erase_from_content
 from shared.errors import InvalidInputError
 from shared.lifecycle import FINISHED
+from shared.uploads import erase_member_uploads, purge_orphans
 
 __all__ = [
     "DEFAULT_RETENTION_DAYS",
@@ -63,6 +69,7 @@ class PurgeResult:
     jobs: int
     caches: int
     guilds: int
+    uploads: int = 0
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ class ErasureResult:
     deliveries: int
     feedback: int = 0
     opt_out_kept: bool = False
+    uploads: int = 0
 
 
 def _retention(session: Session, guild_ids: Iterable[str]) -> dict[str, int]:
@@ -161,13 +169,18 @@ def purge_expired(
             batch=batch,
         )
     caches = _clear_finished_caches(session_factory, cache, now=now, cache_ttl=cache_ttl)
-    result = PurgeResult(summaries=summaries, jobs=jobs, caches=caches, guilds=len(retention))
+    # Uploads of deleted jobs went with them (cascade); these are requests that never made one.
+    uploads = purge_orphans(session_factory, now=now)
+    result = PurgeResult(
+        summaries=summaries, jobs=jobs, caches=caches, guilds=len(retention), uploads=uploads
+    )
     log.info(
         "retention.purged",
         summaries=summaries,
         jobs=jobs,
         caches=caches,
         guilds=len(retention),
+        uploads=uploads,
     )
     return result
 
@@ -292,7 +305,9 @@ def erase_member(
                 else UserOptOut.guild_id.is_not(None),
             )
         )
+    uploads = erase_member_uploads(session_factory, guild_id=guild_id, user_id=user_id)
     result = ErasureResult(
+        uploads=uploads,
         summaries=summaries,
         jobs=_count(jobs),
         schedules=_count(schedules),

@@ -29,7 +29,7 @@ from producers.api.middleware import (
 )
 from producers.api.problems import PROBLEM_JSON, install_problem_handlers
 from producers.api.resources import ApiOptions, ApiResources, utc_now
-from producers.api.routes import health, jobs, schedules, summaries, users, webhooks
+from producers.api.routes import health, jobs, schedules, summaries, uploads, users, webhooks
 from shared.context import open_process_context
 from shared.crypto import SecretBox
 from shared.errors import ConfigError
@@ -66,11 +66,18 @@ query exactly as sent, so a signature made for one call is refused on any other.
 and body replay the first response; another body answers 422; a request still running 409.
 
 **Limits.** Each key has a rate limit (429 with `Retry-After`); request bodies are limited to
-64 KiB (413).
+64 KiB (413), except uploads to `POST /v1/jobs/upload`, which are streamed into storage and
+limited to 100 MiB.
+
+**Summaries from anywhere.** `POST /v1/jobs/upload` summarizes a conversation you send: a
+message array (`id`, `author`, `time`, `content`, optional `reply_to`, `reactions`,
+`attachments`) or a DiscordChatExporter JSON export, as `application/json` or as the `file`
+field of a `multipart/form-data` form.
 
 **Errors** are RFC 9457 problem documents (`application/problem+json`) with `type`, `title`,
 `status`, `detail`, and `errors` listing each invalid field.  Bodies are JSON sent as
-`Content-Type: application/json` (anything else: 415); a body that is not valid JSON gets 400
+`Content-Type: application/json` (anything else: 415; uploads also take
+`multipart/form-data`); a body that is not valid JSON gets 400
 naming the line and column where it breaks; valid JSON with invalid fields gets 422.  Every
 request writes one `api.request` log line (method, route template, status, duration, key id).
 """
@@ -231,10 +238,15 @@ def create_app(
     if session_factory is not None and redis is not None and enqueuer is not None and box:
         app.state.resources = build(session_factory, redis, enqueuer, box, directory)
     install_problem_handlers(app)
-    for module in (jobs, summaries, schedules, webhooks, users, health):
+    for module in (uploads, jobs, summaries, schedules, webhooks, users, health):
         app.include_router(module.router)
-    app.add_middleware(JsonBodyMiddleware)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=options.max_body_bytes, metrics=metrics)
+    app.add_middleware(JsonBodyMiddleware, uploads=frozenset({uploads.UPLOAD_PATH}))
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=options.max_body_bytes,
+        metrics=metrics,
+        streamed={uploads.UPLOAD_PATH: options.max_upload_bytes},
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     return app

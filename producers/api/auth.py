@@ -97,9 +97,15 @@ class SignedParts:
     body: bytes
 
 
-def _check_signature(resources: ApiResources, key: KeyRecord, signed: SignedParts) -> None:
+def _check_signature(resources: ApiResources, key: KeyRecord, signed: SignedParts | None) -> None:
     if key.signing_secret_encrypted is None:
         return
+    if signed is None:
+        resources.metrics.auth_failures.labels("bad_signature").inc()
+        raise _unauthorized(
+            "this API key requires signed requests, and an upload's body is streamed, not "
+            "signed; upload with a key made without --sign-requests"
+        )
     try:
         secret = resources.secret_box.decrypt(key.signing_secret_encrypted)
     except ConfigError:
@@ -160,7 +166,7 @@ def _authenticate(
     resources: ApiResources,
     token: str,
     client_host: str | None,
-    signed: SignedParts,
+    signed: SignedParts | None,
 ) -> Caller:
     try:
         key = authenticate(
@@ -200,8 +206,12 @@ def _bearer_token(request: Request) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-async def authenticate_request(request: Request) -> Caller:
-    """The caller of an authenticated request (401/403/429 otherwise)."""
+async def authenticate_request(request: Request, *, streamed: bool = False) -> Caller:
+    """The caller of an authenticated request (401/403/429 otherwise).
+
+    ``streamed``: the route reads the body itself, as it arrives (an upload); it is not read
+    here, so a key that requires signed requests is refused.
+    """
     resources = await get_resources(request)
     token = _bearer_token(request)
     if token is None:
@@ -215,14 +225,18 @@ async def authenticate_request(request: Request) -> Caller:
         name: request.headers.get(name, "")
         for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
     }
-    signed = SignedParts(headers, request.method, request_target(request), await request.body())
+    signed = (
+        None
+        if streamed
+        else SignedParts(headers, request.method, request_target(request), await request.body())
+    )
     client_host = request.client.host if request.client else None
     caller = await run_in_threadpool(_authenticate, resources, token, client_host, signed)
     structlog.contextvars.bind_contextvars(api_key_id=caller.key_id)
     return caller
 
 
-def require_scope(*scopes: Scope) -> Callable[[Request], Awaitable[Caller]]:
+def require_scope(*scopes: Scope, streamed: bool = False) -> Callable[[Request], Awaitable[Caller]]:
     """A dependency that authenticates and then requires one of ``scopes``.
 
     One flat dependency taking only the request: FastAPI's dependency resolution costs time on
@@ -232,7 +246,7 @@ def require_scope(*scopes: Scope) -> Callable[[Request], Awaitable[Caller]]:
     names = " or ".join(s.value for s in scopes)
 
     async def dependency(request: Request) -> Caller:
-        caller = await authenticate_request(request)
+        caller = await authenticate_request(request, streamed=streamed)
         if not any(has_scope(caller.scopes, scope) for scope in scopes):
             raise Problem(
                 403,

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Header, Request
+from fastapi import Depends, Header, Request
 from starlette.responses import Response
 
 from producers.api.auth import Caller
@@ -20,7 +20,7 @@ from producers.api.resources import ApiResources
 from shared.errors import InvalidInputError
 from shared.idempotency import BeginOutcome, StoredResponse, fingerprint, validate_key
 
-__all__ = ["IdempotencyKey", "idempotency_key", "run_idempotent"]
+__all__ = ["IdempotencyKey", "idempotency_header", "idempotency_key", "run_idempotent"]
 
 # Headers worth replaying with a stored response.
 _KEPT_HEADERS = ("content-type", "location")
@@ -36,8 +36,7 @@ class IdempotencyKey:
     fingerprint: str
 
 
-async def idempotency_key(
-    request: Request,
+async def idempotency_header(
     value: Annotated[
         str | None,
         Header(
@@ -50,14 +49,23 @@ async def idempotency_key(
             examples=["5f0c8e1e-8a7e-4d0b-9a51-0f6a1c2b3d4e"],
         ),
     ] = None,
-) -> IdempotencyKey | None:
-    """FastAPI dependency: the request's idempotency key, or None without the header."""
+) -> str | None:
+    """FastAPI dependency: the validated ``Idempotency-Key`` header (400 when malformed), or
+    None; for a route that fingerprints its body itself (a streamed upload)."""
     if value is None:
         return None
     try:
-        key = validate_key(value)
+        return validate_key(value)
     except InvalidInputError as exc:
         raise Problem(400, exc.user_message, kind="invalid-idempotency-key") from None
+
+
+async def idempotency_key(
+    request: Request, key: Annotated[str | None, Depends(idempotency_header)]
+) -> IdempotencyKey | None:
+    """FastAPI dependency: the request's idempotency key, or None without the header."""
+    if key is None:
+        return None
     body = await request.body()
     return IdempotencyKey(key, fingerprint(request.method, request.url.path, body))
 

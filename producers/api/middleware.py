@@ -17,39 +17,66 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from producers.api.metrics import ApiMetrics
 from producers.api.problems import problem_response
 
-__all__ = ["BodySizeLimitMiddleware", "JsonBodyMiddleware", "MetricsMiddleware"]
+__all__ = [
+    "BodySizeLimitMiddleware",
+    "BodyTooLarge",
+    "JsonBodyMiddleware",
+    "MetricsMiddleware",
+]
 
 log = structlog.get_logger("api.access")
 
 
-class _TooLarge(Exception):
-    pass
+class BodyTooLarge(Exception):
+    """The body passed its limit (raised from ``receive`` of a streamed upload route)."""
+
+
+_TooLarge = BodyTooLarge
 
 
 class BodySizeLimitMiddleware:
-    """Answer 413 (problem+json) to any request whose body exceeds ``max_bytes``."""
+    """Answer 413 (problem+json) to any request whose body exceeds ``max_bytes``.
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, metrics: ApiMetrics) -> None:
+    ``streamed`` maps the paths of upload routes to their own, larger limit: their body is not
+    buffered here but counted as the route reads it, and passing the limit raises
+    :class:`BodyTooLarge` out of ``receive``, which ends in the same 413.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        metrics: ApiMetrics,
+        streamed: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.metrics = metrics
+        self.streamed = streamed or {}
+
+    def _too_large(self, limit: int) -> Any:
+        self.metrics.body_too_large.inc()
+        return problem_response(
+            413,
+            f"the request body is larger than {limit} bytes; send less "
+            "(e.g. fewer destinations, or fewer messages) or split the request",
+            headers={"Connection": "close"},
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.streamed.get(scope.get("path", ""))
+        if limit is not None and scope.get("method") == "POST":
+            await self._counted(scope, receive, send, limit)
+            return
         try:
-            self._check_declared(scope)
+            self._check_declared(scope, self.max_bytes)
             body, trailing = await self._read(receive)
         except _TooLarge:
-            self.metrics.body_too_large.inc()
-            response = problem_response(
-                413,
-                f"the request body is larger than {self.max_bytes} bytes; send less "
-                "(e.g. fewer destinations) or split the request",
-                headers={"Connection": "close"},
-            )
-            await response(scope, receive, send)
+            await self._too_large(self.max_bytes)(scope, receive, send)
             return
         replayed = False
 
@@ -64,14 +91,41 @@ class BodySizeLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    def _check_declared(self, scope: Scope) -> None:
+    async def _counted(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        started = False
+        total = 0
+
+        async def counting() -> Message:
+            nonlocal total
+            message = await receive()
+            if message["type"] == "http.request":
+                total += len(message.get("body", b""))
+                if total > limit:
+                    raise BodyTooLarge
+            return message
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            self._check_declared(scope, limit)
+            await self.app(scope, counting, watch)
+        except BodyTooLarge:
+            if started:  # pragma: no cover - routes read the whole body before answering
+                raise
+            await self._too_large(limit)(scope, receive, send)
+
+    @staticmethod
+    def _check_declared(scope: Scope, limit: int) -> None:
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     continue
-                if declared > self.max_bytes:
+                if declared > limit:
                     raise _TooLarge
 
     async def _read(self, receive: Receive) -> tuple[bytes, Message | None]:
@@ -94,13 +148,15 @@ class BodySizeLimitMiddleware:
 class JsonBodyMiddleware:
     """Answer 415 to a body declared as anything but JSON (a form, plain text, ...).
 
-    Every operation takes JSON; without this a form body, or one without ``Content-Type``
-    (which FastAPI does not parse), reaches validation and gets a 422 about dictionaries that
-    does not say what to change.
+    Every operation takes JSON, except the ``uploads`` paths, which also take one file as
+    ``multipart/form-data``; without this a form body, or one without ``Content-Type`` (which
+    FastAPI does not parse), reaches validation and gets a 422 about dictionaries that does not
+    say what to change.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, uploads: frozenset[str] = frozenset()) -> None:
         self.app = app
+        self.uploads = uploads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -108,13 +164,16 @@ class JsonBodyMiddleware:
             length = _header(scope, b"content-length")
             media = declared.split(";", 1)[0].strip().lower()
             has_body = length not in ("", "0") or _header(scope, b"transfer-encoding") != ""
-            if has_body and not _is_json(media):
+            upload = scope.get("path") in self.uploads
+            if has_body and not (_is_json(media) or (upload and media == "multipart/form-data")):
                 what = f"the body is {media}" if media else "the body has no Content-Type"
-                response = problem_response(
-                    415,
-                    f"{what}, but this API reads only JSON; send it as "
-                    "Content-Type: application/json",
+                takes = (
+                    "JSON or one file as multipart/form-data; send Content-Type: "
+                    "application/json or multipart/form-data"
+                    if upload
+                    else "only JSON; send it as Content-Type: application/json"
                 )
+                response = problem_response(415, f"{what}, but this API reads {takes}")
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -37,11 +37,14 @@ class ApiOptions:
     records, last-used marks, seen signature ids), so tests and deployments sharing a Redis
     database stay apart.  ``key_cache_seconds`` is how long a verified API key is trusted
     without reading it again: a revocation takes effect on every replica within that time.
+    ``max_upload_bytes`` is the body limit of ``POST /v1/jobs/upload`` (streamed into storage,
+    never held in memory), ``max_body_bytes`` that of every other route.
     ``max_threads`` bounds the worker threads that run database and Redis calls: the work is
     mostly CPU under one GIL, and dozens of threads fighting for it cost more than they wait.
     """
 
     max_body_bytes: int = 64 * 1024
+    max_upload_bytes: int = 100 * 1024 * 1024
     default_rate_limit_per_minute: int = 600
     idempotency_ttl_seconds: int = 24 * 3600
     idempotency_lease_seconds: int = 120

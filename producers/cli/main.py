@@ -90,6 +90,19 @@ def _run(options: RunOptions) -> None:
         _fail(f"the job failed: {exc}", code=1)
 
 
+def _remote(url: str, key: str, options: RunOptions) -> None:
+    from producers.cli.jobrun import JobFailed
+    from producers.cli.remote import RemoteApi, run_remote_summary
+
+    settings = _settings(quiet=True)
+    try:
+        run_remote_summary(RemoteApi(url, key, timeout=settings.job_wait_timeout), options)
+    except PermanentError as exc:
+        _fail(exc.user_message)
+    except JobFailed as exc:
+        _fail(f"the job failed: {exc}", code=1)
+
+
 @cli.command()
 def demo(
     fmt: FormatOpt = SummaryFormat.STRUCTURED, as_json: JsonOpt = False, output: OutputOpt = None
@@ -125,8 +138,23 @@ def summarize(
         str | None,
         typer.Option("--post-to", help="With --channel: also post the summary in this channel."),
     ] = None,
+    api: Annotated[
+        str | None,
+        typer.Option(
+            "--api", help="Summarize on this remote deployment (its API's base URL) instead."
+        ),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            envvar="SUMMARYBOT_API_KEY",
+            help="With --api: an API key with jobs:write and summaries:read.",
+        ),
+    ] = None,
 ) -> None:
-    """Summarize a channel export file (DiscordChatExporter JSON), or a Discord channel."""
+    """Summarize a channel export file (DiscordChatExporter JSON, or a message array), or a
+    Discord channel; with --api, upload the file to a remote deployment."""
     from producers.cli.jobrun import ChannelWindow, RunOptions
 
     if (export is None) == (channel is None):
@@ -138,17 +166,21 @@ def summarize(
         window = ChannelWindow(guild_id=guild, channel_id=channel, hours=hours, post_to=post_to)
     elif hours is not None or post_to is not None or guild is not None:
         _fail("--guild, --hours and --post-to go with --channel, not with an export file")
-    _run(
-        RunOptions(
-            export=export,
-            format=fmt,
-            as_json=as_json,
-            output=output,
-            language=language,
-            max_messages=max_messages,
-            channel=window,
-        )
+    options = RunOptions(
+        export=export,
+        format=fmt,
+        as_json=as_json,
+        output=output,
+        language=language,
+        max_messages=max_messages,
+        channel=window,
     )
+    if api is not None or key is not None:
+        if export is None or api is None or key is None:
+            _fail("--api and --key go together, with an export file to upload")
+        _remote(api, key, options)
+        return
+    _run(options)
 
 
 @cli.command()

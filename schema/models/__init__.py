@@ -32,6 +32,7 @@ from schema.models.tenancy import (
     WebhookAuthKind,
     WebhookEndpoint,
 )
+from schema.models.uploads import Upload, UploadChunk
 from schema.models.usage import UsageKind, UsageLedger
 
 __all__ = [
@@ -59,6 +60,8 @@ __all__ = [
     "SummaryFormatName",
     "SummaryPlan",
     "SummaryReduction",
+    "Upload",
+    "UploadChunk",
     "UsageKind",
     "UsageLedger",
     "UserOptOut",

@@ -49,7 +49,9 @@ class _Citations:
         for message_id in ids:
             number = self.order.setdefault(message_id, len(self.order) + 1)
             cite = self._content.citations.get(message_id)
-            parts.append(f"[[{number}]]({cite.jump_url})" if cite else f"[{number}]")
+            parts.append(
+                f"[[{number}]]({cite.jump_url})" if cite and cite.jump_url else f"[{number}]"
+            )
         return "".join(parts)
 
 

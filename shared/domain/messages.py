@@ -11,6 +11,7 @@ date arithmetic far downstream.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from sys import intern
@@ -19,6 +20,7 @@ from typing import Any
 from shared.errors import InvalidInputError
 
 __all__ = [
+    "CONVERSATION_KIND",
     "DISCORD_EPOCH_MS",
     "EARLIEST_TIMESTAMP",
     "LATEST_TIMESTAMP",
@@ -26,11 +28,16 @@ __all__ = [
     "ChatMessage",
     "check_timestamp",
     "jump_url",
+    "message_link",
     "snowflake_time",
     "timestamp_problem",
 ]
 
 DISCORD_EPOCH_MS = 1420070400000
+
+#: ``ChannelInfo.kind`` of a conversation a client sent as a message array (not from Discord).
+CONVERSATION_KIND = "Conversation"
+_SNOWFLAKE = re.compile(r"^[0-9]{15,21}$")
 
 #: The range a message time must fall in.  Discord began in 2015, but exports converted from
 #: older chat logs are welcome; anything outside these bounds is a damaged or hostile input.
@@ -78,6 +85,20 @@ def snowflake_time(snowflake: str | int) -> datetime:
 def jump_url(guild_id: str | None, channel_id: str, message_id: str) -> str:
     """Discord's jump link for a message (``@me`` stands in for the guild of a DM)."""
     return f"https://discord.com/channels/{guild_id or '@me'}/{channel_id}/{message_id}"
+
+
+def message_link(channel: ChannelInfo, channel_id: str, message_id: str) -> str | None:
+    """The jump link of a message of ``channel``, or None when none can be built.
+
+    Discord sources (channels, exports) always have one.  A conversation sent as a message
+    array has one only when its client gave Discord ids for the guild, the channel and the
+    message; other ids (a ticket system's, a chat platform's) would make links that lead nowhere.
+    """
+    if channel.kind == CONVERSATION_KIND and not all(
+        _SNOWFLAKE.match(value or "") for value in (channel.guild_id, channel_id, message_id)
+    ):
+        return None
+    return jump_url(channel.guild_id, channel_id, message_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,10 +22,18 @@ from shared.cache import CachedFetch
 from shared.discord.client import DiscordClient
 from shared.domain.messages import ChannelInfo, ChatMessage
 from shared.errors import ConfigError, PermanentError
-from shared.jobs import SUMMARIZE, DiscordChannelSource, ExportFileSource, Step, parse_params
+from shared.jobs import (
+    SUMMARIZE,
+    DiscordChannelSource,
+    ExportFileSource,
+    Step,
+    UploadSource,
+    parse_params,
+)
 from shared.pipeline.services import Services
 from shared.sources.export_file import count_messages, open_export
 from shared.summarize.sanitize import sanitize_channel, sanitize_messages
+from shared.uploads import count_upload, open_upload
 
 __all__ = ["PAGE_SIZE", "run_fetch"]
 
@@ -46,11 +54,19 @@ class _Opened:
 
 
 @contextmanager
-def _open_export(source: ExportFileSource, *, limit: int) -> Iterator[_Opened]:
+def _open_document(
+    services: Services, source: ExportFileSource | UploadSource, *, limit: int
+) -> Iterator[_Opened]:
+    """An export file or a stored upload: the same streaming reader reads both."""
+    if isinstance(source, UploadSource):
+        total = count_upload(services.session_factory, source.upload_id)
+        document = open_upload(services.session_factory, source.upload_id)
+    else:
+        total = count_messages(source.path)
+        document = open_export(source.path)
     # A window by message count means the latest ones: skip the rest from the start.
-    total = count_messages(source.path)
     skip = max(0, total - limit)
-    with open_export(source.path) as export:
+    with document as export:
         yield _Opened(
             export.channel, total - skip, skip, islice(export.iter_messages(), skip, None)
         )
@@ -107,7 +123,7 @@ def _open(services: Services, job: Job, *, limit: int) -> Iterator[_Opened]:
     if isinstance(source, DiscordChannelSource):
         yield _sanitized(_open_discord(services, job, source, limit=limit))
         return
-    with _open_export(source, limit=limit) as opened:
+    with _open_document(services, source, limit=limit) as opened:
         yield _sanitized(opened)
 
 

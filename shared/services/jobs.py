@@ -15,16 +15,18 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from pydantic import SecretStr
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from schema.base import utcnow
 from schema.models.jobs import Job, JobStatus
 from schema.models.tenancy import WebhookEndpoint
+from schema.models.uploads import Upload
 from shared import lifecycle
 from shared.discord.objects import WebhookRef
 from shared.errors import ConflictError, InvalidInputError, NotFoundError
-from shared.jobs import FETCH, DiscordChannelSource, ExportFileSource, JobParams
+from shared.jobs import FETCH, DiscordChannelSource, ExportFileSource, JobParams, UploadSource
 from shared.services.core import Actor, Core
 from shared.tenancy import (
     DESTINATION_CHANNEL_KINDS,
@@ -32,6 +34,7 @@ from shared.tenancy import (
     require_channel,
     require_member,
 )
+from shared.uploads import delete_upload
 
 __all__ = ["Submission", "cancel_job", "check_destination", "check_destinations", "submit_job"]
 
@@ -125,8 +128,23 @@ def check_destinations(core: Core, actor: Actor, destinations: Sequence[Any]) ->
         check_destination(core, actor, destination, f"destinations/{index}")
 
 
+def _authorize_upload(core: Core, actor: Actor, source: UploadSource) -> None:
+    with core.session_factory() as session:
+        upload = session.get(Upload, source.upload_id)
+    if upload is None or (not actor.is_operator and upload.guild_id != actor.guild_id):
+        raise NotFoundError(f"no upload {source.upload_id} in this server; upload it again")
+    if upload.job_id is not None:
+        raise ConflictError(
+            f"upload {source.upload_id} is already summarized by job {upload.job_id}; read "
+            "that job, or upload the conversation again for another summary"
+        )
+
+
 def _authorize_source(core: Core, actor: Actor, params: JobParams) -> JobParams:
     source = params.source
+    if isinstance(source, UploadSource):
+        _authorize_upload(core, actor, source)
+        return params
     if isinstance(source, ExportFileSource):
         if not actor.local:
             raise InvalidInputError(
@@ -163,6 +181,20 @@ def _check_limits(core: Core, params: JobParams) -> None:
 
 
 _INSERT_JOB = insert(cast(Table, Job.__table__))
+
+
+def _claim_upload(session: Session, source: UploadSource, job_id: uuid.UUID) -> None:
+    """Attach the upload to its job in the job's transaction (retention then deletes both)."""
+    claimed = session.execute(
+        update(Upload)
+        .where(Upload.id == source.upload_id, Upload.job_id.is_(None))
+        .values(job_id=job_id)
+    )
+    if getattr(claimed, "rowcount", 0) != 1:
+        raise ConflictError(
+            f"upload {source.upload_id} was claimed by another job meanwhile; upload the "
+            "conversation again for another summary"
+        )
 
 
 def submit_job(
@@ -203,6 +235,8 @@ def submit_job(
         try:
             # A Core insert: the ORM's unit of work costs more than the rest of a submission.
             session.execute(_INSERT_JOB, row)
+            if isinstance(source, UploadSource):
+                _claim_upload(session, source, row["id"])
             session.commit()
         except IntegrityError:
             session.rollback()
@@ -211,6 +245,9 @@ def submit_job(
             existing = session.scalars(
                 select(Job).where(Job.idempotency_key == idempotency_key)
             ).one()
+            if isinstance(source, UploadSource):
+                # The first submission has its own copy; this one would never be read.
+                delete_upload(core.session_factory, source.upload_id)
             return Submission(existing, created=False)
     job = Job(**row)
     core.enqueuer.enqueue(FETCH, str(job.id))

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -28,12 +29,20 @@ from typing import IO, Any
 
 import ijson
 
-from shared.domain.messages import ChannelInfo, ChatMessage, timestamp_problem
+from shared.domain.messages import CONVERSATION_KIND, ChannelInfo, ChatMessage, timestamp_problem
 from shared.errors import InvalidInputError
 from shared.sources.json_guard import JsonGuard, JsonLimits
 from shared.summarize.sanitize import sanitize_text
 
-__all__ = ["THREAD_KINDS", "ExportFile", "count_messages", "open_export"]
+__all__ = [
+    "THREAD_KINDS",
+    "UPLOADED_CHANNEL_ID",
+    "ExportFile",
+    "count_messages",
+    "count_stream",
+    "open_export",
+    "open_stream",
+]
 
 THREAD_KINDS = frozenset({"GuildPublicThread", "GuildPrivateThread", "GuildNewsThread"})
 """DCE channel kinds that are threads: their ``categoryId`` is the parent channel."""
@@ -44,8 +53,18 @@ _HOW_TO_EXPORT = (
     "export the channel with `DiscordChatExporter.Cli export -c CHANNEL_ID -f Json -o FILE.json`"
 )
 _REQUIRED = '"id", "timestamp", "content" and "author.id"'
+_PLAIN_SHAPE = (
+    'every message needs "id", "author" (a name, or {"id", "name"}), "time" (ISO 8601 with a '
+    'UTC offset) and "content"; "reply_to", "reactions" (a count) and "attachments" (names) '
+    "are optional"
+)
+_HEADER_KEYS = frozenset({"guild", "channel", "conversation"})
+
+#: The channel id of a message array sent without ``conversation.channel_id``.
+UPLOADED_CHANNEL_ID = "upload"
 _EMBED_SNIPPET = 80
 _DM_GUILD_ID = "0"
+_MAX_ID = 100
 
 _USER_MENTION_RE = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION_RE = re.compile(r"<@&(\d+)>")
@@ -119,7 +138,7 @@ class _TrackingReader:
         return self.chunk_start + in_chunk, line, column
 
 
-def _json_error(path: Path, exc: Exception, reader: _TrackingReader) -> InvalidInputError:
+def _json_error(path: Path | str, exc: Exception, reader: _TrackingReader) -> InvalidInputError:
     """Turn an ijson/yajl error into one clear line with the position of the problem."""
     raw = exc.args[0] if exc.args else str(exc)
     data = raw if isinstance(raw, bytes) else str(raw).encode("utf-8", "surrogateescape")
@@ -150,7 +169,7 @@ def _quote(text: str) -> str:
     return sanitize_text(text)[:80]
 
 
-def _not_dce(path: Path, why: str) -> InvalidInputError:
+def _not_dce(path: Path | str, why: str) -> InvalidInputError:
     return InvalidInputError(
         f"{path}: {why}, so it does not look like a DiscordChatExporter JSON export; "
         f"{_HOW_TO_EXPORT}"
@@ -181,12 +200,20 @@ def _open_binary(path: Path) -> IO[bytes]:
     return handle
 
 
+@dataclass(frozen=True)
 class _Header:
-    """What the header scan found: the guild and channel objects."""
+    """What the header scan found: a DCE export's guild and channel objects, or a message
+    array's optional conversation; ``items`` is the ijson prefix of the messages."""
 
-    def __init__(self, guild: dict[str, Any] | None, channel: dict[str, Any]) -> None:
-        self.guild = guild
-        self.channel = channel
+    guild: dict[str, Any] | None
+    channel: dict[str, Any] | None
+    conversation: dict[str, Any] | None
+    items: str
+
+    @property
+    def is_export(self) -> bool:
+        """True for a DiscordChatExporter export, False for a message array."""
+        return self.channel is not None
 
 
 def _build_value(events: Iterator[tuple[str, str, Any]]) -> Any:
@@ -204,31 +231,45 @@ def _build_value(events: Iterator[tuple[str, str, Any]]) -> Any:
     return builder.value  # pragma: no cover - ijson raises on truncated input before this
 
 
-def _first_item(handle: IO[bytes], path: Path, prefix: str) -> Any:
-    """The first value at ``prefix`` (a top-level key), found by one streaming pass."""
+def _trailing(handle: IO[bytes], path: Path | str, keys: frozenset[str]) -> dict[str, Any]:
+    """Top-level values of ``keys`` found anywhere in the object, by one streaming pass.
+
+    Only needed when ``messages`` comes before them (never in files DCE writes); the values
+    are built, the messages only parsed past.
+    """
     handle.seek(0)
     reader = _TrackingReader(handle)
+    found: dict[str, Any] = {}
+    events = ijson.parse(reader, use_float=True, buf_size=_BUF_SIZE)
     try:
-        return next(iter(ijson.items(reader, prefix, use_float=True, buf_size=_BUF_SIZE)), None)
+        for prefix, event, value in events:
+            if prefix == "" and event == "map_key" and value in keys:
+                found[value] = _build_value(events)
     except ijson.JSONError as exc:
         raise _json_error(path, exc, reader) from None
+    return found
 
 
-def _scan_header(handle: IO[bytes], path: Path) -> _Header:
-    """Read the top-level object up to ``messages``; check the file's shape on the way."""
+def _scan_header(handle: IO[bytes], path: Path | str) -> _Header:
+    """Read the top level up to the messages; check the document's shape on the way.
+
+    A top-level array is a message array; an object with ``guild`` or ``channel`` is a DCE
+    export; any other object with a ``messages`` array is a message array with an optional
+    ``conversation``.
+    """
     handle.seek(0)
     reader = _TrackingReader(handle)
     events = ijson.parse(reader, use_float=True, buf_size=_BUF_SIZE)
-    guild: Any = None
-    channel: Any = None
+    found: dict[str, Any] = {}
     saw_messages = False
     started = False
     try:
         first = next(events, None)
         started = True
+        if first is not None and first[1] == "start_array":
+            return _Header(None, None, None, items="item")
         if first is None or first[1] != "start_map":
-            kind = "an array" if first and first[1] == "start_array" else "a single value"
-            raise _not_dce(path, f"the top level of the JSON is {kind}, not an object")
+            raise _not_dce(path, "the top level of the JSON is a single value, not an object")
         for prefix, event, value in events:
             if prefix == "" and event == "end_map":
                 break
@@ -241,10 +282,8 @@ def _scan_header(handle: IO[bytes], path: Path) -> _Header:
                 saw_messages = True
                 break
             built = _build_value(events)
-            if value == "guild":
-                guild = built
-            elif value == "channel":
-                channel = built
+            if value in _HEADER_KEYS:
+                found[value] = built
     except ijson.JSONError as exc:
         if not started:
             head = reader.chunk.strip()
@@ -262,15 +301,23 @@ def _scan_header(handle: IO[bytes], path: Path) -> _Header:
         raise _not_dce(path, 'the JSON object has no "messages" array')
     # Only when "messages" came first (never in files DCE writes) is the header after it:
     # another streaming pass finds it there.
-    if channel is None:
-        channel = _first_item(handle, path, "channel")
-    if guild is None:
-        guild = _first_item(handle, path, "guild")
+    if "conversation" not in found and not {"guild", "channel"} <= found.keys():
+        found = {**_trailing(handle, path, _HEADER_KEYS), **found}
+    guild, channel = found.get("guild"), found.get("channel")
+    if guild is None and channel is None:
+        conversation = found.get("conversation")
+        if conversation is not None and not isinstance(conversation, dict):
+            raise InvalidInputError(
+                f'{path}: "conversation" is not an object; give {{"name": ...}} and, for '
+                'jump links to Discord, "guild_id" and "channel_id"',
+                field="conversation",
+            )
+        return _Header(None, None, conversation, items="messages.item")
     if not isinstance(channel, dict):
         raise _not_dce(path, 'the JSON object has no "channel" object')
     if channel.get("id") is None:
         raise _not_dce(path, 'the "channel" object has no "id"')
-    return _Header(guild if isinstance(guild, dict) else None, channel)
+    return _Header(guild if isinstance(guild, dict) else None, channel, None, "messages.item")
 
 
 def _text(value: Any) -> str | None:
@@ -282,6 +329,14 @@ def _text(value: Any) -> str | None:
 
 
 def _channel_info(header: _Header) -> ChannelInfo:
+    if header.channel is None:
+        about = header.conversation or {}
+        return ChannelInfo(
+            channel_id=_text(about.get("channel_id")) or UPLOADED_CHANNEL_ID,
+            channel_name=_text(about.get("name")) or "uploaded conversation",
+            guild_id=_text(about.get("guild_id")),
+            kind=CONVERSATION_KIND,
+        )
     channel = header.channel
     guild = header.guild or {}
     kind = _text(channel.get("type")) or "GuildTextChat"
@@ -378,15 +433,22 @@ def _resolve_markup(
 class _MessageMapper:
     """Maps one DCE message object to a ChatMessage; knows the file for error messages."""
 
-    def __init__(self, path: Path, channel: ChannelInfo) -> None:
+    def __init__(self, path: Path | str, channel: ChannelInfo, items: str) -> None:
         self._path = path
         self._channel = channel
+        self._pointer = "messages/" if items.startswith("messages") else ""
+
+    def _field(self, index: int) -> str:
+        return f"{self._pointer}{index}"
+
+    #: How an error about one message ends: what every message needs, and how to fix it.
+    _fix = f"every message needs {_REQUIRED}: {_HOW_TO_EXPORT} again or fix that message"
 
     def _bad(self, index: int, msg_id: Any, problem: str) -> InvalidInputError:
         ident = f" (id {_quote(str(msg_id))})" if _text(msg_id) else ""
         return InvalidInputError(
-            f"{self._path}: message at index {index}{ident} {problem}; every message needs "
-            f"{_REQUIRED}: {_HOW_TO_EXPORT} again or fix that message"
+            f"{self._path}: message at index {index}{ident} {problem}; {self._fix}",
+            field=self._field(index),
         )
 
     def _timestamp(self, index: int, msg_id: str, value: Any, field: str) -> datetime:
@@ -408,17 +470,23 @@ class _MessageMapper:
             ident = f" (id {_quote(msg_id)})" if msg_id else ""
             raise InvalidInputError(
                 f'{self._path}: message at index {index}{ident} has a "{field}" that {problem}; '
-                "fix or remove that message"
+                "fix or remove that message",
+                field=self._field(index),
             )
         return when
 
-    def map(self, index: int, raw: Any) -> ChatMessage:
-        """Build the ChatMessage for the message at ``index`` of the array."""
+    def _identify(self, index: int, raw: Any) -> tuple[dict[str, Any], str]:
+        """The message object and its id, or the error naming the message at ``index``."""
         if not isinstance(raw, dict):
             raise self._bad(index, None, "is not a JSON object")
         msg_id = _text(raw.get("id"))
         if msg_id is None:
             raise self._bad(index, None, 'has no "id"')
+        return raw, msg_id
+
+    def map(self, index: int, raw: Any) -> ChatMessage:
+        """Build the ChatMessage for the message at ``index`` of the array."""
+        raw, msg_id = self._identify(index, raw)
         timestamp = self._timestamp(index, msg_id, raw.get("timestamp"), "timestamp")
         content = raw.get("content")
         if not isinstance(content, str):
@@ -498,16 +566,78 @@ class _MessageMapper:
         )
 
 
-class ExportFile:
-    """An opened DCE JSON export: its channel, and its messages as a lazy stream.
+class _PlainMapper(_MessageMapper):
+    """Maps one message of a message array (the API's own message model) to a ChatMessage."""
 
-    Use as a context manager (or call :meth:`close`) to close the file.  Each call of
-    :meth:`iter_messages` starts a fresh pass from the beginning of the file.
+    _fix = _PLAIN_SHAPE
+
+    def map(self, index: int, raw: Any) -> ChatMessage:
+        """Build the ChatMessage for the message at ``index`` of the array."""
+        raw, msg_id = self._identify(index, raw)
+        if len(msg_id) > _MAX_ID:
+            raise self._bad(index, None, f'has an "id" longer than {_MAX_ID} characters')
+        if "time" not in raw and "timestamp" in raw:
+            raise self._bad(
+                index,
+                msg_id,
+                'has "timestamp" but no "time" (a DiscordChatExporter message? a DCE export '
+                'also needs its "guild" and "channel" objects)',
+            )
+        timestamp = self._timestamp(index, msg_id, raw.get("time"), "time")
+        content = raw.get("content")
+        if not isinstance(content, str):
+            raise self._bad(index, msg_id, 'has no "content" text')
+        author = raw.get("author")
+        if isinstance(author, dict):
+            author_id = _text(author.get("id")) or _text(author.get("name"))
+            author_name = _text(author.get("name")) or author_id
+            is_bot = author.get("bot") is True
+        else:
+            author_id = author_name = _text(author)
+            is_bot = False
+        if author_id is None or author_name is None:
+            raise self._bad(index, msg_id, 'has no "author"')
+        reactions = raw.get("reactions", 0)
+        if isinstance(reactions, bool) or not isinstance(reactions, int) or reactions < 0:
+            raise self._bad(index, msg_id, 'has "reactions" that is not a count (0 or more)')
+        attachments = raw.get("attachments", [])
+        if not isinstance(attachments, list) or not all(isinstance(a, str) for a in attachments):
+            raise self._bad(index, msg_id, 'has "attachments" that is not a list of names')
+        return ChatMessage(
+            id=msg_id,
+            channel_id=self._channel.channel_id,
+            timestamp=timestamp,
+            author_id=author_id,
+            author_name=author_name,
+            content=content,
+            is_bot=is_bot,
+            reply_to=_text(raw.get("reply_to")),
+            reactions=reactions,
+            attachments=tuple(attachments),
+        )
+
+
+#: Opens a fresh binary stream of the same document (a file, a stored upload).
+Opener = Callable[[], IO[bytes]]
+
+
+class ExportFile:
+    """An opened DCE JSON export or message array: its channel, and its messages as a lazy
+    stream.
+
+    Use as a context manager (or call :meth:`close`) to close the stream.  Each call of
+    :meth:`iter_messages` starts a fresh pass from the beginning.  ``path`` is how errors name
+    the document (a file path, or "upload" for a stored upload).
     """
 
-    def __init__(self, path: Path, handle: IO[bytes], channel: ChannelInfo) -> None:
+    def __init__(
+        self, path: Path | str, handle: IO[bytes], header: _Header, opener: Opener
+    ) -> None:
         self.path = path
-        self.channel = channel
+        self.channel = _channel_info(header)
+        self.is_export = header.is_export
+        self._items = header.items
+        self._opener = opener
         self._handle: IO[bytes] | None = handle
         self._handle_busy = False
         self._extra_handles: list[IO[bytes]] = []
@@ -540,7 +670,7 @@ class ExportFile:
             self._handle.seek(0)
             return self._handle, True
         # A second iteration while the first is still running gets its own handle.
-        extra = _open_binary(self.path)
+        extra = self._opener()
         self._extra_handles.append(extra)
         return extra, False
 
@@ -560,8 +690,9 @@ class ExportFile:
         handle, is_main = self._acquire()
         try:
             reader = _TrackingReader(handle)
-            mapper = _MessageMapper(self.path, self.channel)
-            items = ijson.items(reader, "messages.item", use_float=True, buf_size=_BUF_SIZE)
+            kind = _MessageMapper if self.is_export else _PlainMapper
+            mapper = kind(self.path, self.channel, self._items)
+            items = ijson.items(reader, self._items, use_float=True, buf_size=_BUF_SIZE)
             index = 0
             while True:
                 try:
@@ -581,11 +712,26 @@ class ExportFile:
             self._release(handle, is_main)
 
 
+def open_stream(name: str, opener: Opener) -> ExportFile:
+    """Open a document that ``opener`` streams (a stored upload) and read its header.
+
+    Raises :class:`InvalidInputError` (errors start with ``name``) for malformed JSON or JSON
+    that is neither a DCE export nor a message array.
+    """
+    handle = opener()
+    try:
+        header = _scan_header(handle, name)
+    except BaseException:
+        handle.close()
+        raise
+    return ExportFile(name, handle, header, opener)
+
+
 def open_export(path: str | os.PathLike[str]) -> ExportFile:
-    """Open a DCE JSON export and read its header (guild and channel).
+    """Open a DCE JSON export (or message array) file and read its header.
 
     Raises :class:`InvalidInputError` for a missing, unreadable or empty file, malformed JSON,
-    or JSON that is not a DCE export.
+    or JSON that is neither a DCE export nor a message array.
     """
     source = Path(path)
     handle = _open_binary(source)
@@ -594,7 +740,17 @@ def open_export(path: str | os.PathLike[str]) -> ExportFile:
     except BaseException:
         handle.close()
         raise
-    return ExportFile(source, handle, _channel_info(header))
+    return ExportFile(source, handle, header, lambda: _open_binary(source))
+
+
+def _count(handle: IO[bytes], name: Path | str) -> int:
+    header = _scan_header(handle, name)
+    handle.seek(0)
+    reader = _TrackingReader(handle)
+    try:
+        return sum(1 for _ in ijson.items(reader, header.items + ".id", buf_size=_BUF_SIZE))
+    except ijson.JSONError as exc:
+        raise _json_error(name, exc, reader) from None
 
 
 def count_messages(path: str | os.PathLike[str]) -> int:
@@ -606,10 +762,10 @@ def count_messages(path: str | os.PathLike[str]) -> int:
     """
     source = Path(path)
     with _open_binary(source) as handle:
-        _scan_header(handle, source)
-        handle.seek(0)
-        reader = _TrackingReader(handle)
-        try:
-            return sum(1 for _ in ijson.items(reader, "messages.item.id", buf_size=_BUF_SIZE))
-        except ijson.JSONError as exc:
-            raise _json_error(source, exc, reader) from None
+        return _count(handle, source)
+
+
+def count_stream(name: str, opener: Opener) -> int:
+    """:func:`count_messages` for a document that ``opener`` streams."""
+    with opener() as handle:
+        return _count(handle, name)

@@ -78,12 +78,13 @@ class Contribution(_Model):
 
 
 class Citation(_Model):
-    """How to find a cited message again."""
+    """How to find a cited message again: its id as the source gave it, and its Discord jump
+    link when one can be built (null for a conversation sent without Discord ids)."""
 
     message_id: str
     author: str
     timestamp: datetime
-    jump_url: str
+    jump_url: str | None
 
 
 class Coverage(_Model):

@@ -140,9 +140,9 @@ def render_text(content: SummaryContent, *, duration_seconds: float | None = Non
         if cite is None:
             lines.append(f"  [{number}] {message_id}")
             continue
+        link = f" · {cite.jump_url}" if cite.jump_url else ""
         lines.append(
-            f"  [{number}] {message_id} · {cite.author} · {cite.timestamp:%Y-%m-%d %H:%M} · "
-            f"{cite.jump_url}"
+            f"  [{number}] {message_id} · {cite.author} · {cite.timestamp:%Y-%m-%d %H:%M}{link}"
         )
     footer = f"{len(numbering.order)} messages cited · backend {content.backend}"
     if duration_seconds is not None:
@@ -163,7 +163,9 @@ def render_markdown(content: SummaryContent, *, duration_seconds: float | None =
         for message_id in ids:
             cite = content.citations.get(message_id)
             label = numbering.order[message_id]
-            parts.append(f"[[{label}]]({cite.jump_url})" if cite else f"[{label}]")
+            parts.append(
+                f"[[{label}]]({cite.jump_url})" if cite and cite.jump_url else f"[{label}]"
+            )
         return "".join(parts)
 
     for section, rows in summary_sections(content):

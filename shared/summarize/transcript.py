@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.domain.messages import ChannelInfo, ChatMessage, jump_url
+from shared.domain.messages import ChannelInfo, ChatMessage, message_link
 from shared.summarize.content import Citation, Participant
 from shared.summarize.redact import PLACEHOLDERS
 from shared.summarize.sanitize import strip_invisible
@@ -317,9 +317,9 @@ class Transcript:
         """Discord message id of ``alias``."""
         return self.line(alias).message_id
 
-    def jump_url(self, alias: str) -> str:
-        """Discord jump link of ``alias``."""
-        return jump_url(self.channel.guild_id, self.channel.channel_id, self.message_id(alias))
+    def jump_url(self, alias: str) -> str | None:
+        """Discord jump link of ``alias`` (None when the conversation has no Discord ids)."""
+        return message_link(self.channel, self.channel.channel_id, self.message_id(alias))
 
     def citation(self, alias: str) -> Citation:
         """Everything a reader needs to find the message behind ``alias`` again."""

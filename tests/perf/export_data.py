@@ -13,14 +13,15 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from shared.domain.messages import ChannelInfo, ChatMessage
 from tests.support.irc import read_irc_log, write_export
 
-__all__ = ["BENCH_CHANNEL", "FIXTURES", "build_large_export", "main"]
+__all__ = ["BENCH_CHANNEL", "FIXTURES", "build_large_export", "build_message_array", "main"]
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "irc-dev"
 START_DAY = date(2024, 1, 1)
@@ -78,6 +79,41 @@ def build_large_export(path: Path, n_messages: int, *, seed: int = 0) -> Path:
         )
     if written != n_messages:  # pragma: no cover - guards the generator's arithmetic
         raise RuntimeError(f"wrote {written} messages, expected {n_messages}")
+    return path
+
+
+def message_model(message: ChatMessage, *, prefix: str = "m-") -> dict[str, Any]:
+    """``message`` in the API's upload message model, its ids made non-Discord by ``prefix``."""
+    data: dict[str, Any] = {
+        "id": prefix + message.id,
+        "author": {"id": "u-" + message.author_id, "name": message.author_name},
+        "time": message.timestamp.isoformat(),
+        "content": message.content,
+    }
+    if message.reply_to:
+        data["reply_to"] = prefix + message.reply_to
+    return data
+
+
+def build_message_array(
+    path: Path,
+    n_messages: int,
+    *,
+    seed: int = 0,
+    name: str = "irc-dev support chat",
+    edit: Callable[[int, dict[str, Any]], dict[str, Any]] | None = None,
+) -> Path:
+    """Stream ``{"conversation": {"name"}, "messages": [...]}`` of ``n_messages`` messages in
+    the upload message model (:func:`message_model`) to ``path``, message by message;
+    ``edit(index, message)`` may change any message (to break one)."""
+    with path.open("w", encoding="utf-8", newline="\n") as out:
+        out.write(json.dumps({"conversation": {"name": name}})[:-1] + ', "messages": [\n')
+        for index, message in enumerate(_messages(n_messages, seed)):
+            data = message_model(message)
+            if edit is not None:
+                data = edit(index, data)
+            out.write(("," if index else "") + json.dumps(data, ensure_ascii=False) + "\n")
+        out.write("]}\n")
     return path
 
 

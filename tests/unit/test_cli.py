@@ -86,7 +86,7 @@ def _bad(tmp_path: Path, name: str, text: str | None) -> Path:
         ("missing.json", None, "no such file"),
         ("broken.json", '{"guild": {"id": "1"}, "messages": [', "JSON"),
         ("other.json", '{"hello": "world"}', "DiscordChatExporter"),
-        ("list.json", "[1, 2, 3]", "DiscordChatExporter"),
+        ("list.json", "[1, 2, 3]", "message at index 0 is not a JSON object"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_no_job(

@@ -551,7 +551,6 @@ def test_bad_header_json(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "why"),
     [
-        ("[1, 2, 3]", "top level of the JSON is an array"),
         ("42", "top level of the JSON is a single value"),
         ('{"guild": {}, "channel": {"id": "1"}}', 'no "messages" array'),
         ('{"channel": {"id": "1"}, "messages": {}}', '"messages" is not an array'),
@@ -624,3 +623,72 @@ def test_message_missing_required_field(tmp_path: Path, message: Any, problem: s
 def test_errors_are_permanent(tmp_path: Path) -> None:
     with pytest.raises(PermanentError):
         open_export(tmp_path / "missing.json")
+
+
+def _plain(tmp_path: Path, doc: Any) -> list[ChatMessage]:
+    with open_export(_write_json(tmp_path, doc)) as export:
+        return list(export.iter_messages())
+
+
+def test_a_message_array_is_read_in_the_api_message_model(tmp_path: Path) -> None:
+    messages = [
+        {"id": "t-1", "author": "Ana", "time": "2026-03-01T09:00:00Z", "content": "it fails"},
+        {
+            "id": 2,
+            "author": {"id": "u-7", "name": "Ben", "bot": True},
+            "time": "2026-03-01T09:04:00+01:00",
+            "content": "install libssl3",
+            "reply_to": "t-1",
+            "reactions": 2,
+            "attachments": ["log.txt"],
+        },
+    ]
+    bare = _plain(tmp_path, messages)
+    named = _plain(tmp_path, {"messages": messages, "conversation": {"name": "ticket 4711"}})
+    assert bare == named
+    first, second = named
+    assert (first.id, first.author_id, first.author_name, first.channel_id) == (
+        "t-1",
+        "Ana",
+        "Ana",
+        "upload",
+    )
+    assert (second.id, second.author_id, second.author_name, second.is_bot) == (
+        "2",
+        "u-7",
+        "Ben",
+        True,
+    )
+    assert (second.reply_to, second.reactions, second.attachments) == ("t-1", 2, ("log.txt",))
+    assert second.timestamp == datetime(2026, 3, 1, 8, 4, tzinfo=UTC)
+    with open_export(_write_json(tmp_path, {"messages": messages})) as export:
+        assert export.channel.channel_name == "uploaded conversation"
+        assert not export.is_export
+
+
+@pytest.mark.parametrize(
+    ("broken", "problem"),
+    [
+        ({"author": None}, 'has no "author"'),
+        ({"time": "yesterday"}, 'invalid "time"'),
+        ({"time": None, "timestamp": "2026-03-01T09:00:00Z"}, 'has "timestamp" but no "time"'),
+        ({"content": 5}, 'has no "content" text'),
+        ({"reactions": -1}, "not a count"),
+        ({"attachments": "a.txt"}, "not a list of names"),
+        ({"id": "x" * 101}, "longer than 100"),
+    ],
+)
+def test_a_bad_message_of_an_array_is_named_with_its_index(
+    tmp_path: Path, broken: dict[str, Any], problem: str
+) -> None:
+    good = {"id": "a", "author": "Ana", "time": "2026-03-01T09:00:00Z", "content": "hi"}
+    bad = {k: v for k, v in {**good, "id": "b", **broken}.items() if v is not None}
+    with pytest.raises(InvalidInputError) as info:
+        _plain(tmp_path, {"messages": [good, good, bad]})
+    assert "message at index 2" in str(info.value) and problem in str(info.value)
+    assert info.value.field == "messages/2"
+    with pytest.raises(InvalidInputError) as bare:
+        _plain(tmp_path, [good, bad])
+    assert bare.value.field == "1"
+    with pytest.raises(InvalidInputError, match="message at index 0 is not a JSON object"):
+        _plain(tmp_path, [1, 2, 3])

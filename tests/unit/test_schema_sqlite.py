@@ -54,6 +54,8 @@ TABLES = {
     "summary_feedback",
     # 0004: map/reduce barrier
     "summary_plans",
+    "upload_chunks",
+    "uploads",
     "summary_chunks",
     "summary_reductions",
 }
@@ -169,6 +171,13 @@ EXPECTED_NAMES: dict[str, set[str]] = {
         "uq_summary_feedback_summary_id_user_id",
     },
     "summary_plans": {"pk_summary_plans", "fk_summary_plans_job_id_jobs"},
+    "uploads": {
+        "pk_uploads",
+        "fk_uploads_job_id_jobs",
+        "uq_uploads_job_id",
+        "ix_uploads_guild_created",
+    },
+    "upload_chunks": {"pk_upload_chunks", "fk_upload_chunks_upload_id_uploads"},
     "summary_chunks": {
         "pk_summary_chunks",
         "ck_summary_chunks_non_negative",

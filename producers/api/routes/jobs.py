@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from starlette.responses import Response
 
@@ -21,8 +22,9 @@ from schema.models.jobs import Delivery, Job, JobStatus, Summary
 from shared.apikeys import Scope
 from shared.jobs import JobParams
 from shared.services import jobs as job_service
+from shared.summarize.content import SummaryFormat
 
-__all__ = ["job_out", "router"]
+__all__ = ["job_out", "job_params", "router", "submit"]
 
 router = APIRouter(tags=["jobs"])
 
@@ -68,12 +70,30 @@ def _params(resources: ApiResources, caller: Caller, payload: JobCreate) -> JobP
         "channel_id": payload.channel_id,
         **payload.window.resolve(resources.clock()),
     }
+    return job_params(
+        source,
+        format=payload.format,
+        language=payload.language,
+        max_messages=payload.max_messages,
+        destinations=payload.destinations,
+    )
+
+
+def job_params(
+    source: dict[str, Any],
+    *,
+    format: SummaryFormat,
+    language: str | None,
+    max_messages: int | None,
+    destinations: Sequence[BaseModel],
+) -> JobParams:
+    """The job's parameters for a request's ``source`` and options (422 when they clash)."""
     data = {
         "source": source,
-        "format": payload.format.value,
-        "language": payload.language,
-        "max_messages": payload.max_messages,
-        "destinations": [d.model_dump(mode="json") for d in payload.destinations],
+        "format": format.value,
+        "language": language,
+        "max_messages": max_messages,
+        "destinations": [d.model_dump(mode="json") for d in destinations],
     }
     try:
         return JobParams.model_validate(data)
@@ -117,23 +137,27 @@ def create_job(
     """Submit a job (202)."""
 
     def work() -> Response:
-        durable_key = None
-        if idem is not None:
-            digest = hashlib.sha256(idem.key.encode()).hexdigest()[:40]
-            durable_key = f"api:{caller.key_id}:{digest}"
-        submission = job_service.submit_job(
-            resources.core,
-            caller.actor,
-            _params(resources, caller, payload),
-            idempotency_key=durable_key,
-        )
-        job = submission.job
-        resources.metrics.summary_requests.labels(
-            payload.format.value, "accepted" if submission.created else "duplicate"
-        ).inc()
-        return json_response(job_out(job), status=202, headers={"Location": f"/v1/jobs/{job.id}"})
+        return submit(resources, caller, idem, _params(resources, caller, payload))
 
     return run_idempotent(resources, caller, idem, work)
+
+
+def submit(
+    resources: ApiResources, caller: Caller, idem: IdempotencyKey | None, params: JobParams
+) -> Response:
+    """Submit ``params`` for ``caller`` and answer 202 with the job (the routes' shared work)."""
+    durable_key = None
+    if idem is not None:
+        digest = hashlib.sha256(idem.key.encode()).hexdigest()[:40]
+        durable_key = f"api:{caller.key_id}:{digest}"
+    submission = job_service.submit_job(
+        resources.core, caller.actor, params, idempotency_key=durable_key
+    )
+    job = submission.job
+    resources.metrics.summary_requests.labels(
+        params.format.value, "accepted" if submission.created else "duplicate"
+    ).inc()
+    return json_response(job_out(job), status=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
 def _deliveries(resources: ApiResources, job_id: uuid.UUID) -> list[DeliveryOut]:

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from shared.domain.messages import ChannelInfo, ChatMessage, jump_url
+from shared.domain.messages import ChannelInfo, ChatMessage, message_link
 from shared.errors import InvalidInputError
 from shared.summarize.content import (
     ActionItem,
@@ -934,7 +934,7 @@ class _Digest:
                 message_id=message_id,
                 author=self.names[message.author_id],
                 timestamp=message.timestamp,
-                jump_url=jump_url(self.channel.guild_id, message.channel_id, message_id),
+                jump_url=message_link(self.channel, message.channel_id, message_id),
             )
         return content.model_copy(update={"citations": citations})
 

@@ -62,7 +62,7 @@ def test_maintenance_tasks(worker: WorkerApp, discord_tenants: DiscordTenants) -
     assert isinstance(services.enqueuer, RecordingEnqueuer)
     assert services.enqueuer.sent[0][0] == "summarybot.fetch"
     purged = tasks[maintenance.PURGE_EXPIRED]()
-    assert purged == {"summaries": 0, "jobs": 0, "caches": 0, "guilds": 0}
+    assert purged == {"summaries": 0, "jobs": 0, "caches": 0, "guilds": 0, "uploads": 0}
     assert tasks[maintenance.REQUEUE_STALE_JOBS]() == 0
     assert tasks[maintenance.REDRIVE_DELIVERIES]() == 0
 

@@ -1,0 +1,61 @@
+"""Uploads: conversations sent through the API (``POST /v1/jobs/upload``), stored in chunks.
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2027-01-10 09:00:00
+
+Only new tables, so SQLite needs no batch mode.  Plain SQLAlchemy types, never the models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+TIMESTAMP = sa.DateTime(timezone=True)
+
+# revision identifiers, used by Alembic.
+revision: str = "0006"
+down_revision: str | Sequence[str] | None = "0005"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    """Create ``uploads`` and ``upload_chunks``."""
+    op.create_table(
+        "uploads",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("guild_id", sa.String(length=32), nullable=True),
+        sa.Column("job_id", sa.Uuid(), nullable=True),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["jobs.id"], name=op.f("fk_uploads_job_id_jobs"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_uploads")),
+        sa.UniqueConstraint("job_id", name=op.f("uq_uploads_job_id")),
+    )
+    op.create_index("ix_uploads_guild_created", "uploads", ["guild_id", "created_at"])
+    op.create_table(
+        "upload_chunks",
+        sa.Column("upload_id", sa.Uuid(), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["upload_id"],
+            ["uploads.id"],
+            name=op.f("fk_upload_chunks_upload_id_uploads"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("upload_id", "seq", name=op.f("pk_upload_chunks")),
+    )
+
+
+def downgrade() -> None:
+    """Drop both tables (stored uploads are lost)."""
+    op.drop_table("upload_chunks")
+    op.drop_index("ix_uploads_guild_created", table_name="uploads")
+    op.drop_table("uploads")
