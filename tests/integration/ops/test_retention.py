@@ -9,17 +9,19 @@ from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.jobs import Delivery, Job, Summary
 from schema.models.schedules import Schedule
 from schema.models.tenancy import ApiKey, GuildSettings, UserOptOut
+from schema.models.uploads import CHUNK_BYTES, Upload
 from shared.cache import CachedFetch, RedisMessageCache
 from shared.domain.messages import ChannelInfo
 from shared.errors import InvalidInputError
 from shared.retention import ERASED, erase_member, purge_expired
 from shared.summarize.content import SummaryContent
+from shared.uploads import UploadWriter
 from tests.unit.ops.helpers import add_schedule, clear
 
 pytestmark = pytest.mark.integration
@@ -247,3 +249,51 @@ def test_erase_member_rejects_ids_that_are_not_discord_ids(
         erase_member(factory, guild_id=SHORT, user_id="alice")
     with pytest.raises(InvalidInputError, match="guild id"):
         erase_member(factory, guild_id="guild", user_id=ALICE)
+
+
+def _upload(
+    factory: sessionmaker[Session], guild: str, body: bytes, *, at: datetime = NOW
+) -> uuid.UUID:
+    writer = UploadWriter(factory, guild_id=guild, now=at)
+    writer.write(body)
+    return writer.finish()
+
+
+def _uploads(factory: sessionmaker[Session]) -> set[uuid.UUID]:
+    with factory() as session:
+        return set(session.scalars(select(Upload.id)))
+
+
+def test_purge_removes_uploads_no_job_claimed_within_the_hour(
+    factory: sessionmaker[Session], cache: RedisMessageCache
+) -> None:
+    with factory() as session, session.begin():
+        session.execute(delete(Upload))
+    stale = _upload(factory, SHORT, b"[]", at=NOW - timedelta(hours=2))
+    young = _upload(factory, SHORT, b"[]", at=NOW - timedelta(minutes=10))
+    claimed = _upload(factory, SHORT, b"[]", at=NOW - timedelta(hours=2))
+    job = Job(origin="api", guild_id=SHORT, params={}, created_at=NOW, updated_at=NOW)
+    with factory() as session, session.begin():
+        session.add(job)
+        session.flush()
+        session.execute(update(Upload).where(Upload.id == claimed).values(job_id=job.id))
+    result = purge_expired(factory, cache, now=NOW, cache_ttl=3600)
+    assert result.uploads == 1
+    assert _uploads(factory) == {young, claimed}
+    assert stale not in _uploads(factory)
+
+
+def test_erasure_deletes_the_uploads_that_hold_the_member_even_across_a_chunk_boundary(
+    factory: sessionmaker[Session],
+) -> None:
+    with factory() as session, session.begin():
+        session.execute(delete(Upload))
+    # ALICE's id straddles the first chunk's end: the scan must carry the tail over.
+    split = b" " * (CHUNK_BYTES - 5) + ALICE.encode() + b" rest"
+    straddling = _upload(factory, SHORT, split)
+    plain = _upload(factory, SHORT, f'[{{"author": "{ALICE}"}}]'.encode())
+    without = _upload(factory, SHORT, f'[{{"author": "{BOB}"}}]'.encode())
+    elsewhere = _upload(factory, DEFAULT, f'[{{"author": "{ALICE}"}}]'.encode())
+    erase_member(factory, guild_id=SHORT, user_id=ALICE)
+    assert _uploads(factory) == {without, elsewhere}
+    assert not {straddling, plain} & _uploads(factory)
