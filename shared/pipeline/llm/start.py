@@ -261,9 +261,9 @@ def _single(
         usage=ledger_rows(result.calls, job_id=job.id, guild_id=guild_id, services=services),
         progress=report_progress(report, mode="single", calls=len(result.calls)),
     )
-    if stored:
+    if stored is not None:
         log.info("summarize.done", mode="single", cited=len(content.citations), model=result.model)
-    after_persist(services, job.id)
+    after_persist(services, job.id, stored)
 
 
 def _over_budget(
