@@ -145,7 +145,8 @@ def start(services: Services, job: Job, params: JobParams, fetched: CachedFetch)
     if unavailable and llm.settings.degraded_allowed(guild_id):
         summarize_offline(services, job, params, fetched, degraded=True, reason=unavailable)
         return
-    if llm.quota_exhausted():
+    # Only an open breaker can mean "out of quota"; with none open this is one Redis read less.
+    if unavailable is not None and llm.quota_exhausted():
         raise QuotaExceededError(f"LLM quota exhausted: {unavailable}", user_message=QUOTA_MESSAGE)
     transcript_options, prompt_options = job_options(
         services, guild_id, params, preferences=preferences
