@@ -1,14 +1,15 @@
 """The job lifecycle as a table: which moves exist, from which states, and what runs next.
 
-Every write of ``jobs.status`` goes through :func:`move` (or :func:`move_locked` inside a
-transaction that already holds the row), and every move is one entry of :data:`MOVES`: the
-state it leads to, the states it may start from, and the task that runs next.  A move is one
-conditional ``UPDATE … WHERE status IN (…)``, so two copies of a task (at-least-once delivery)
-cannot move a job out of an end state or skip a stage, and a status only ever moves forward
-through ``queued → fetching → summarizing → completed``.  Once its summary is stored a job is
-``completed``, and only how its deliveries end can still change that end state
-(``completed_with_errors``, or ``failed`` when every one failed); an operator's ``summarybot
-replay`` reopens a failed job (:attr:`Move.REPLAY_FETCH`, :attr:`Move.REPLAY_DELIVERY`).
+Every write of ``jobs.status`` goes through :func:`move` (or :func:`move_in` inside the caller's
+transaction, or :func:`move_locked` inside a transaction that already holds the row), and every
+move is one entry of :data:`MOVES`: the state it leads to, the states it may start from, and the
+task that runs next.  A move is one conditional ``UPDATE … WHERE status IN (…)``, so two copies
+of a task (at-least-once delivery) cannot move a job out of an end state or skip a stage, and a
+status only ever moves forward through ``queued → fetching → summarizing → completed``.  Once
+its summary is stored a job is ``completed``, and only how its deliveries end can still change
+that end state (``completed_with_errors``, or ``failed`` when every one failed); an operator's
+``summarybot replay`` reopens a failed job (:attr:`Move.REPLAY_FETCH`,
+:attr:`Move.REPLAY_DELIVERY`).
 
 :data:`RUNS_IN` says in which states each stage task does its work; the task decorator checks it
 before calling the stage, so no stage repeats the "load the job, return if finished" prelude.
@@ -45,6 +46,7 @@ __all__ = [
     "heartbeat",
     "load",
     "move",
+    "move_in",
     "move_locked",
 ]
 
@@ -179,6 +181,20 @@ def move(
     ``values`` are other columns to set (``error``, ``message_count`` …); ``progress`` keys are
     merged into the job's progress.
     """
+    with session_factory() as session, session.begin():
+        return move_in(session, job_id, which, now=now, progress=progress, **values)
+
+
+def move_in(
+    session: Session,
+    job_id: uuid.UUID,
+    which: Move,
+    *,
+    now: datetime,
+    progress: Mapping[str, Any] | None = None,
+    **values: Any,
+) -> list[Step] | None:
+    """:func:`move` inside the caller's transaction (one conditional UPDATE)."""
     transition = MOVES[which]
     changes = _changes(transition, now, values, finished_at=func.coalesce(Job.finished_at, now))
     if progress:
@@ -189,8 +205,7 @@ def move(
         .values(**changes)
         .execution_options(synchronize_session=False)
     )
-    with session_factory() as session, session.begin():
-        result = session.execute(statement)
+    result = session.execute(statement)
     if not getattr(result, "rowcount", 0):
         return None
     return _steps(transition, job_id)

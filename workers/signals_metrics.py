@@ -171,32 +171,51 @@ def connect_metrics(context: WorkerContext, disconnects: list[Any]) -> None:
 
 
 def _account_job(services: Services, name: str, args: Any, started: _Started) -> None:
-    """Read back what a pipeline task changed and record the job's outcome metrics."""
+    """Read back what a pipeline task changed and record the job's outcome metrics.
+
+    One query per task: the job, joined with its summary after a summarize task and with the
+    delivery it worked on after a deliver task.
+    """
     job_id = _uuid(args[0]) if args else None
     if job_id is None or started.wall is None:
         return
+    statement = select(Job.status, Job.finished_at, Job.created_at, Job.origin, Job.params).where(
+        Job.id == job_id
+    )
+    if name == SUMMARIZE:
+        statement = statement.add_columns(
+            Summary.model,
+            Summary.backend,
+            Summary.created_at,
+            Summary.prompt_tokens,
+            Summary.completion_tokens,
+            Summary.cost_usd,
+        ).outerjoin(Summary, Summary.job_id == Job.id)
+    delivery_id = _uuid(args[1]) if name == DELIVER and len(args) > 1 else None
+    watch_delivery = delivery_id is not None and started.delivery_status not in _DELIVERY_DONE
+    if watch_delivery:
+        statement = statement.add_columns(Delivery.kind, Delivery.status).outerjoin(
+            Delivery, Delivery.id == delivery_id
+        )
     with services.session_factory() as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            return
-        if (
-            JobStatus(job.status) in FINISHED
-            and job.finished_at is not None
-            and job.finished_at >= started.wall
-        ):
-            kind = str((job.params or {}).get("format") or "structured")
-            REQUESTS.labels(type=kind, status=job.status).inc()
-            JOBS_FINISHED.labels(origin=job.origin, status=job.status).inc()
-            elapsed = (job.finished_at - job.created_at).total_seconds()
-            PROCESSING_SECONDS.labels(type=kind).observe(max(0.0, elapsed))
-        if name == SUMMARIZE:
-            summary = session.scalar(select(Summary).where(Summary.job_id == job_id))
-            if summary is not None and summary.created_at >= started.wall:
-                model = summary.model or summary.backend
-                TOKENS.labels(model=model, kind="prompt").inc(summary.prompt_tokens or 0)
-                TOKENS.labels(model=model, kind="completion").inc(summary.completion_tokens or 0)
-                COST_USD.labels(model=model).inc(float(summary.cost_usd or 0))
-        if name == DELIVER and len(args) > 1 and started.delivery_status not in _DELIVERY_DONE:
-            delivery = session.get(Delivery, _uuid(args[1]))
-            if delivery is not None and delivery.status in _DELIVERY_DONE:
-                DELIVERIES.labels(kind=delivery.kind, status=delivery.status).inc()
+        row = session.execute(statement).first()
+    if row is None:
+        return
+    status, finished_at, created_at, origin, params = row[:5]
+    if JobStatus(status) in FINISHED and finished_at is not None and finished_at >= started.wall:
+        kind = str((params or {}).get("format") or "structured")
+        REQUESTS.labels(type=kind, status=status).inc()
+        JOBS_FINISHED.labels(origin=origin, status=status).inc()
+        elapsed = (finished_at - created_at).total_seconds()
+        PROCESSING_SECONDS.labels(type=kind).observe(max(0.0, elapsed))
+    if name == SUMMARIZE:
+        model, backend, summary_at, prompt_tokens, completion_tokens, cost = row[5:11]
+        if summary_at is not None and summary_at >= started.wall:
+            model = model or backend
+            TOKENS.labels(model=model, kind="prompt").inc(prompt_tokens or 0)
+            TOKENS.labels(model=model, kind="completion").inc(completion_tokens or 0)
+            COST_USD.labels(model=model).inc(float(cost or 0))
+    if watch_delivery:
+        delivery_kind, delivery_status = row[5:7]
+        if delivery_status in _DELIVERY_DONE:
+            DELIVERIES.labels(kind=delivery_kind, status=delivery_status).inc()

@@ -9,20 +9,30 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["make_engine", "make_sessionmaker", "session_scope"]
+__all__ = ["IDLE_PING_SECONDS", "make_engine", "make_sessionmaker", "session_scope"]
 
 _WAL_ATTEMPTS = 20
+#: A pooled PostgreSQL connection idle at least this long is pinged before it is handed out.
+IDLE_PING_SECONDS = 5.0
+_CHECKED_IN_AT = "summarybot_checked_in_at"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Build an engine with settings fit for long-running workers.
 
-    PostgreSQL connections are checked before use (a failed-over server or a restarted one
-    is noticed instead of surfacing as an error in a task).  SQLite gets WAL and a busy timeout
-    so an in-process worker thread and the CLI can share one file.
+    A PostgreSQL connection that sat idle in the pool for :data:`IDLE_PING_SECONDS` or more
+    is checked before use, and connections are replaced after half an hour: a server that
+    failed over or restarted while the process was quiet is noticed (and the whole pool
+    replaced) instead of surfacing as an error in a task.  A connection in steady use is not
+    pinged on every checkout (``pool_pre_ping`` cost a round trip per transaction, several per
+    job); one the server dropped in between fails its statement with a disconnect error,
+    which invalidates the pool and which :func:`shared.errors.classify` sorts as transient, so
+    the task is retried on fresh connections.  ``pool_pre_ping=True`` still forces a ping on
+    every checkout.  SQLite gets WAL and a busy timeout so an in-process worker thread and the
+    CLI can share one file.
     """
     if url.startswith("sqlite"):
         database = url.split(":///", 1)[-1]
@@ -31,10 +41,37 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 5)
-    return create_engine(url, **kwargs)
+    kwargs.setdefault("pool_recycle", 1800)
+    engine = create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_after_idle(engine, IDLE_PING_SECONDS)
+    return engine
+
+
+def _ping_after_idle(engine: Engine, idle_seconds: float) -> None:
+    """Ping a pooled connection on checkout when it was checked in ``idle_seconds`` ago."""
+    dialect = engine.dialect
+
+    def on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_CHECKED_IN_AT] = time.monotonic()
+
+    def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in_at = record.info.get(_CHECKED_IN_AT)
+        if checked_in_at is None or time.monotonic() - checked_in_at < idle_seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if not dialect.is_disconnect(error, dbapi_connection, None):
+                raise
+            # The others were idle as long: after a failover every one of them is dead.  The
+            # pool replaces them all and hands out a fresh connection.
+            raise exc.InvalidatePoolError() from error
+
+    event.listen(engine, "checkin", on_checkin)
+    event.listen(engine, "checkout", on_checkout)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

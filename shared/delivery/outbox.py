@@ -28,7 +28,7 @@ from typing import Any, Literal
 import structlog
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from schema.models.delivery_log import (
     AttemptOutcome,
@@ -36,7 +36,7 @@ from schema.models.delivery_log import (
     DeliverySchedule,
     JobNotification,
 )
-from schema.models.jobs import Delivery, DeliveryStatus, Job
+from schema.models.jobs import Delivery, DeliveryStatus, Job, Summary
 from schema.models.tenancy import WebhookEndpoint
 from shared.delivery.events import SUMMARY_COMPLETED
 from shared.jobs import Destination
@@ -62,6 +62,11 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 DONE = (DeliveryStatus.SENT.value, DeliveryStatus.FAILED.value)
+# A claimed delivery is sent with its summary and job: read in the statement that locks it
+# (only the delivery row is locked, as before).
+_WITH_SUMMARY_AND_JOB = (
+    joinedload(Delivery.summary, innerjoin=True).joinedload(Summary.job, innerjoin=True),
+)
 #: The longest ``Retry-After`` honoured; a server asking for more gets this.
 MAX_RETRY_AFTER = 86400.0
 # A task published with a countdown may start a moment before the row's due time.
@@ -301,7 +306,9 @@ def claim_item(
 ) -> Claim | Skip:
     """Lease the delivery or notification ``item_id`` to this worker, or say why not."""
     with session_factory() as session, session.begin():
-        delivery = session.get(Delivery, item_id, with_for_update=True)
+        delivery = session.get(
+            Delivery, item_id, with_for_update={"of": Delivery}, options=_WITH_SUMMARY_AND_JOB
+        )
         if delivery is not None:
             return _claim_delivery(session, delivery, now=now, lease=lease)
         notification = session.get(JobNotification, item_id, with_for_update=True)

@@ -35,14 +35,25 @@ def settle_job(
     now: datetime,
 ) -> list[Step]:
     """Give the job its end state once every delivery ended; the notifications to send."""
-    with session_factory() as session:
-        rows = session.execute(
-            select(Delivery.id, Delivery.status, Delivery.last_error, Delivery.fallback_of).where(
-                Delivery.summary_id == summary_id
-            )
-        ).all()
-    if any(status not in DONE for _, status, _, _ in rows):
+    with session_factory() as session, session.begin():
+        which = _settle(session, job_id, summary_id, now=now)
+    if which is not lifecycle.Move.DELIVERY_FAILED:
         return []
+    notes = create_job_failed_notifications(session_factory, job_id, now=now)
+    return [Step(DELIVER, (str(job_id), str(note))) for note in notes]
+
+
+def _settle(
+    session: Session, job_id: uuid.UUID, summary_id: uuid.UUID, *, now: datetime
+) -> lifecycle.Move | None:
+    """Read the deliveries and move the job, in one transaction; the move made, if any."""
+    rows = session.execute(
+        select(Delivery.id, Delivery.status, Delivery.last_error, Delivery.fallback_of).where(
+            Delivery.summary_id == summary_id
+        )
+    ).all()
+    if any(status not in DONE for _, status, _, _ in rows):
+        return None
     # A delivery that failed but whose fallback (or its fallback's) was sent reached someone.
     fallbacks_of: dict[uuid.UUID, list[uuid.UUID]] = {}
     status_of = {ident: status for ident, status, _, _ in rows}
@@ -64,26 +75,13 @@ def settle_job(
     fallbacks = sum(1 for _, _, _, of in rows if of is not None)
     if fallbacks:
         progress["fallbacks"] = fallbacks
-    if not failed:
-        lifecycle.move(
-            session_factory, job_id, lifecycle.Move.DELIVERED, now=now, progress=progress or None
-        )
-        return []
-    some_reached = len(failed) < len(originals)
-    move, what = (
-        (lifecycle.Move.DELIVERED_WITH_ERRORS, "some deliveries failed")
-        if some_reached
-        else (lifecycle.Move.DELIVERY_FAILED, "delivery failed")
-    )
-    moved = lifecycle.move(
-        session_factory,
-        job_id,
-        move,
-        now=now,
-        progress=progress,
-        error=f"{what}: " + "; ".join(failed),
-    )
-    if moved is None or some_reached:
-        return []
-    notes = create_job_failed_notifications(session_factory, job_id, now=now)
-    return [Step(DELIVER, (str(job_id), str(note))) for note in notes]
+    which = lifecycle.Move.DELIVERED
+    values: dict[str, object] = {}
+    if failed and len(failed) < len(originals):
+        which = lifecycle.Move.DELIVERED_WITH_ERRORS
+        values["error"] = "some deliveries failed: " + "; ".join(failed)
+    elif failed:
+        which = lifecycle.Move.DELIVERY_FAILED
+        values["error"] = "delivery failed: " + "; ".join(failed)
+    moved = lifecycle.move_in(session, job_id, which, now=now, progress=progress or None, **values)
+    return which if moved is not None else None

@@ -10,6 +10,7 @@ Idempotent by design: deleting something already deleted succeeds, and a message
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -36,7 +37,7 @@ from shared.discord.rest import RestSession
 from shared.domain.messages import ChannelInfo, ChatMessage
 from shared.errors import InvalidInputError
 
-__all__ = ["AUTO_ARCHIVE_MINUTES", "DiscordClient", "normalize_emoji"]
+__all__ = ["AUTO_ARCHIVE_MINUTES", "GUILD_NAME_TTL_S", "DiscordClient", "normalize_emoji"]
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +51,10 @@ _MISSING_ACCESS = 50001
 _ARCHIVED_THREAD = 50083
 #: Longest wait for rate limits on a lookup the caller can do without (the guild's name).
 _OPTIONAL_WAIT_S = 2.0
+#: How long a guild's name is reused before it is asked again (seconds).
+GUILD_NAME_TTL_S = 300.0
+# Enough for every guild a large bot serves; beyond it the expired entries go first.
+_GUILD_NAMES_MAX = 10_000
 
 
 def normalize_emoji(emoji: str) -> str:
@@ -98,12 +103,26 @@ def _in_thread(thread_id: str | None) -> dict[str, str | int | bool]:
 
 
 class DiscordClient:
-    """Typed Discord operations over a :class:`~shared.discord.rest.RestSession`."""
+    """Typed Discord operations over a :class:`~shared.discord.rest.RestSession`.
 
-    def __init__(self, session: RestSession, *, closers: Sequence[Callable[[], None]] = ()) -> None:
+    Guild names (:meth:`channel_info`) are remembered for ``guild_name_ttl_s`` seconds of
+    ``clock``: a renamed guild shows its new name in summaries within that time.
+    """
+
+    def __init__(
+        self,
+        session: RestSession,
+        *,
+        closers: Sequence[Callable[[], None]] = (),
+        guild_name_ttl_s: float = GUILD_NAME_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.session = session
         self._dm_channels: dict[str, str] = {}
         self._closers = list(closers)
+        self._guild_name_ttl_s = guild_name_ttl_s
+        self._clock = clock
+        self._guild_names: dict[str, tuple[float, str]] = {}
 
     def __repr__(self) -> str:
         return f"DiscordClient({self.session!r})"
@@ -153,25 +172,43 @@ class DiscordClient:
 
         The guild's name is optional: a channel can be readable while ``GET /guilds/{id}`` is
         not (403), or the route may not be served (404), or rate limited; the info then simply
-        has no guild name.
+        has no guild name.  The channel itself is always read afresh (its guild decides what
+        may be summarized); a guild's name is reused for a while (see the class docstring).
         """
         channel = self.get_channel(channel_id)
-        guild_name: str | None = None
-        if channel.guild_id:
-            try:
-                guild = self.get_guild(channel.guild_id, max_wait_s=_OPTIONAL_WAIT_S)
-            except (NotFound, Forbidden, RateLimited) as exc:
-                log.warning(
-                    "discord.guild_name_unavailable",
-                    guild_id=channel.guild_id,
-                    error=type(exc).__name__,
-                    status=exc.status,
-                    code=exc.code,
-                )
-            else:
-                name = guild.get("name")
-                guild_name = name if isinstance(name, str) else None
+        guild_name = self._guild_name(channel.guild_id) if channel.guild_id else None
         return to_channel_info(channel.raw, guild_name=guild_name)
+
+    def forget_guild_names(self) -> None:
+        """Ask Discord again for each guild's name at its next :meth:`channel_info`."""
+        self._guild_names = {}
+
+    def _guild_name(self, guild_id: str) -> str | None:
+        now = self._clock()
+        known = self._guild_names.get(guild_id)
+        if known is not None and known[0] > now:
+            return known[1]
+        try:
+            guild = self.get_guild(guild_id, max_wait_s=_OPTIONAL_WAIT_S)
+        except (NotFound, Forbidden, RateLimited) as exc:
+            log.warning(
+                "discord.guild_name_unavailable",
+                guild_id=guild_id,
+                error=type(exc).__name__,
+                status=exc.status,
+                code=exc.code,
+            )
+            return None
+        name = guild.get("name")
+        if not isinstance(name, str):
+            return None
+        # Only names are remembered: a refusal may be lifted (permissions, the route) any time.
+        if len(self._guild_names) >= _GUILD_NAMES_MAX:
+            self._guild_names = {k: v for k, v in self._guild_names.items() if v[0] > now}
+            if len(self._guild_names) >= _GUILD_NAMES_MAX:
+                self._guild_names.clear()
+        self._guild_names[guild_id] = (now + self._guild_name_ttl_s, name)
+        return name
 
     # --- messages ----------------------------------------------------------------------------
 

@@ -2,8 +2,10 @@
 
 Load → work → persist: the job's parameters name the source; a Discord channel is first
 checked against the job's guild (the worker trusts no row to keep the boundary: a channel of
-another guild fails the job before any history is read); the messages are streamed into the
-cache page by page with heartbeats; the move to ``summarizing`` publishes the next stage.
+another guild fails the job before any history is read); the job then moves to ``fetching``
+with the expected count, the messages are streamed into the cache page by page with a
+heartbeat after each full page, and the move to ``summarizing`` records the count and
+publishes the next stage.  A window of one page costs two job writes.
 """
 
 from __future__ import annotations
@@ -131,11 +133,11 @@ def _fill_cache(services: Services, job: Job, opened: _Opened) -> int | None:
     """Stream the messages into the cache; the count, or None when the job ended meanwhile."""
     key = str(job.id)
     services.cache.begin(key)
-    progress = {"messages_total": opened.total, "messages_fetched": 0}
-    lifecycle.heartbeat(services.session_factory, job.id, now=services.clock(), progress=progress)
     fetched = 0
     while page := list(islice(opened.messages, PAGE_SIZE)):
         fetched += services.cache.append(key, page)
+        if len(page) < PAGE_SIZE:
+            break  # the stream ended: the move to summarizing records the count
         alive = lifecycle.heartbeat(
             services.session_factory,
             job.id,
@@ -143,13 +145,17 @@ def _fill_cache(services: Services, job: Job, opened: _Opened) -> int | None:
             progress={"messages_fetched": fetched},
         )
         if not alive:
-            log.info("fetch.abandoned", reason="job ended meanwhile")
-            services.cache.delete(key)
+            _abandon(services, key)
             return None
     services.cache.complete(
         key, CachedFetch(channel=opened.channel, count=fetched, skipped=opened.skipped)
     )
     return fetched
+
+
+def _abandon(services: Services, key: str) -> None:
+    log.info("fetch.abandoned", reason="job ended meanwhile")
+    services.cache.delete(key)
 
 
 def run_fetch(services: Services, job: Job) -> list[Step]:
@@ -166,10 +172,21 @@ def run_fetch(services: Services, job: Job) -> list[Step]:
     limit = min(
         parse_params(job.params).max_messages or settings.max_messages, settings.max_messages
     )
-    lifecycle.move(
-        services.session_factory, job.id, lifecycle.Move.START_FETCH, now=services.clock()
-    )
     with _open(services, job, limit=limit) as opened:
+        # Opening checked the channel's guild; no history has been read yet.
+        progress = {"messages_total": opened.total, "messages_fetched": 0}
+        started = lifecycle.move(
+            services.session_factory,
+            job.id,
+            lifecycle.Move.START_FETCH,
+            now=services.clock(),
+            progress=progress,
+        )
+        if started is None:
+            # A job in ``summarizing`` whose cache is filled again keeps its state.
+            lifecycle.heartbeat(
+                services.session_factory, job.id, now=services.clock(), progress=progress
+            )
         fetched = _fill_cache(services, job, opened)
     if fetched is None:
         return []
@@ -178,8 +195,11 @@ def run_fetch(services: Services, job: Job) -> list[Step]:
         job.id,
         lifecycle.Move.FETCHED,
         now=services.clock(),
+        progress={"messages_fetched": fetched},
         message_count=fetched,
     )
-    if steps is not None:
-        log.info("fetch.done", messages=fetched, skipped=opened.skipped)
-    return steps or []
+    if steps is None:
+        _abandon(services, str(job.id))
+        return []
+    log.info("fetch.done", messages=fetched, skipped=opened.skipped)
+    return steps

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 
 import structlog
@@ -76,12 +75,13 @@ def persist_summary(
     model: str | None = None,
     usage: Sequence[UsageLedger] = (),
     progress: Mapping[str, Any] | None = None,
-) -> bool:
+) -> tuple[uuid.UUID, ...] | None:
     """Write summary, deliveries, usage rows and job status at once.
 
-    The summary's token and cost figures are the sum of every usage row of the job (map steps
-    included).  Returns False when another run got there first; ``usage`` is then recorded on
-    its own, since those calls were made all the same.
+    Returns the ids of the deliveries it stored (for :func:`after_persist`), or None when
+    another run got there first; ``usage`` is then recorded on its own, since those calls were
+    made all the same.  The summary's token and cost figures are the sum of every usage row of
+    the job (map steps included).
     """
     now = services.clock()
     summary = Summary(
@@ -99,10 +99,15 @@ def persist_summary(
         message_count=content.coverage.messages_total,
         window_start=content.coverage.start,
         window_end=content.coverage.end,
+        # Summed by the INSERT itself, after this run's usage rows were flushed.
+        prompt_tokens=_spent(job.id, UsageLedger.prompt_tokens),
+        completion_tokens=_spent(job.id, UsageLedger.completion_tokens),
+        cost_usd=_spent(job.id, UsageLedger.cost_usd),
         created_at=now,
     )
     deliveries = [
         Delivery(
+            id=uuid.uuid4(),
             summary_id=summary.id,
             target=target.key,
             kind=target.kind,
@@ -119,21 +124,11 @@ def persist_summary(
                 row = session.get(Job, job.id, with_for_update=True)
                 if row is None or JobStatus(row.status) not in lifecycle.MOVES[which].sources:
                     record_usage(services, usage)
-                    return False
-                session.add_all(usage)
-                session.flush()
-                totals = session.execute(
-                    select(
-                        func.coalesce(func.sum(UsageLedger.prompt_tokens), 0),
-                        func.coalesce(func.sum(UsageLedger.completion_tokens), 0),
-                        func.coalesce(func.sum(UsageLedger.cost_usd), 0),
-                    ).where(UsageLedger.job_id == job.id)
-                ).one()
-                summary.prompt_tokens = int(totals[0])
-                summary.completion_tokens = int(totals[1])
-                summary.cost_usd = Decimal(str(totals[2]))
+                    return None
+                if usage:
+                    session.add_all(usage)
+                    session.flush()
                 session.add(summary)
-                session.flush()
                 session.add_all(deliveries)
                 # The notes were only needed to write this summary.
                 session.execute(delete(SummaryChunk).where(SummaryChunk.job_id == job.id))
@@ -146,8 +141,16 @@ def persist_summary(
         except IntegrityError:
             log.info("summarize.duplicate", reason="summary already stored by another run")
             record_usage(services, [_copy(u) for u in usage])
-            return False
-    return True
+            return None
+    return tuple(delivery.id for delivery in deliveries)
+
+
+def _spent(job_id: uuid.UUID, column: Any) -> Any:
+    return (
+        select(func.coalesce(func.sum(column), 0))
+        .where(UsageLedger.job_id == job_id)
+        .scalar_subquery()
+    )
 
 
 def _copy(row: UsageLedger) -> UsageLedger:
@@ -164,12 +167,23 @@ def _copy(row: UsageLedger) -> UsageLedger:
     )
 
 
-def after_persist(services: Services, job_id: uuid.UUID) -> None:
-    """Drop what the job no longer needs and hand its deliveries to the deliver stage."""
+def after_persist(
+    services: Services, job_id: uuid.UUID, stored: Sequence[uuid.UUID] | None = None
+) -> None:
+    """Drop what the job no longer needs and hand its deliveries to the deliver stage.
+
+    ``stored``: what :func:`persist_summary` returned.  The deliveries this run just stored
+    are published as they are; when another run stored the summary (None), the job's pending
+    deliveries are looked up.
+    """
     services.cache.delete(str(job_id))
     if services.llm is not None:
         services.llm.scratch.delete(str(job_id))
-    enqueue_pending_deliveries(services, job_id)
+    if stored is None:
+        enqueue_pending_deliveries(services, job_id)
+        return
+    for delivery_id in stored:
+        services.enqueuer.enqueue(DELIVER, str(job_id), str(delivery_id))
 
 
 def summarize_offline(
@@ -210,6 +224,7 @@ def summarize_offline(
             )
         )
         log.warning("summarize.degraded", reason=progress["degraded_reason"])
-    if persist_summary(services, job, params, content, usage=usage, progress=progress):
+    stored = persist_summary(services, job, params, content, usage=usage, progress=progress)
+    if stored is not None:
         log.info("summarize.done", cited=len(content.citations), backend=content.backend)
-    after_persist(services, job.id)
+    after_persist(services, job.id, stored)

@@ -91,6 +91,6 @@ def _empty_digest(
     content = no_activity_content(
         fetched.channel, window_start=start, window_end=end, format=params.format
     )
-    persist_summary(services, job, params, content, progress={"empty_window": "notice"})
-    after_persist(services, job.id)
+    stored = persist_summary(services, job, params, content, progress={"empty_window": "notice"})
+    after_persist(services, job.id, stored)
     return []

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -83,10 +84,12 @@ __all__ = [
     "REDUCE",
     "UNAVAILABLE",
     "UNUSABLE",
+    "GuildPreferences",
     "as_failure",
     "claim_degraded",
     "claim_reduce",
     "cleanup",
+    "guild_preferences",
     "job_options",
     "ledger_rows",
     "llm_of",
@@ -185,18 +188,47 @@ def ledger_rows(
 # -- options ----------------------------------------------------------------------------------
 
 
-def job_options(
-    services: Services, guild_id: str | None, params: JobParams, timezone: str = "UTC"
-) -> tuple[TranscriptOptions, prompts.PromptOptions]:
-    """Transcript options (opt-outs) and prompt options (format, language, instructions)."""
+@dataclass(frozen=True)
+class GuildPreferences:
+    """What a guild's rows say about its summaries: who opted out, language, instructions."""
+
+    opted_out: frozenset[str]
+    language: str | None
+    instructions: str | None
+
+
+def guild_preferences(session: Session, guild_id: str | None) -> GuildPreferences:
+    """Read the opt-outs (the guild's and everyone's) and the guild's settings in ``session``."""
     guilds = [ALL_GUILDS] if guild_id is None else [guild_id, ALL_GUILDS]
-    with services.session_factory() as session:
-        opted = set(
-            session.scalars(select(UserOptOut.user_id).where(UserOptOut.guild_id.in_(guilds)))
-        )
-        settings = session.get(GuildSettings, guild_id) if guild_id else None
-    language = params.language or (settings.default_language if settings else None) or "en"
-    instructions = settings.custom_instructions if settings else None
+    opted = frozenset(
+        session.scalars(select(UserOptOut.user_id).where(UserOptOut.guild_id.in_(guilds)))
+    )
+    settings = session.get(GuildSettings, guild_id) if guild_id else None
+    return GuildPreferences(
+        opted_out=opted,
+        language=settings.default_language if settings else None,
+        instructions=settings.custom_instructions if settings else None,
+    )
+
+
+def job_options(
+    services: Services,
+    guild_id: str | None,
+    params: JobParams,
+    timezone: str = "UTC",
+    *,
+    preferences: GuildPreferences | None = None,
+) -> tuple[TranscriptOptions, prompts.PromptOptions]:
+    """Transcript options (opt-outs) and prompt options (format, language, instructions).
+
+    ``preferences`` are the guild's, when the caller already read them in a session of its
+    own (:func:`guild_preferences`); otherwise they are read here.
+    """
+    if preferences is None:
+        with services.session_factory() as session:
+            preferences = guild_preferences(session, guild_id)
+    language = params.language or preferences.language or "en"
+    instructions = preferences.instructions
     if instructions and len(instructions) > prompts.MAX_CUSTOM_INSTRUCTIONS:
         log.warning(
             "summarize.instructions_truncated",
@@ -210,7 +242,7 @@ def job_options(
         )
     except ValueError as exc:
         raise InvalidInputError(str(exc)) from None
-    return TranscriptOptions(opted_out_user_ids=frozenset(opted), timezone=timezone), prompt
+    return TranscriptOptions(opted_out_user_ids=preferences.opted_out, timezone=timezone), prompt
 
 
 def with_window(content: SummaryContent, stats: WindowStats) -> SummaryContent:

@@ -372,7 +372,7 @@ def run_reduce(services: Services, job_id: uuid.UUID) -> None:
             merges=reducer.merges,
         ),
     )
-    if stored:
+    if stored is not None:
         log.info(
             "summarize.done",
             mode="map_reduce",
@@ -381,4 +381,4 @@ def run_reduce(services: Services, job_id: uuid.UUID) -> None:
             cited=len(content.citations),
             model=model,
         )
-    after_persist(services, job_id)
+    after_persist(services, job_id, stored)

@@ -50,6 +50,7 @@ from shared.pipeline.llm.mapreduce import (
     UNUSABLE,
     as_failure,
     claim_reduce,
+    guild_preferences,
     job_options,
     ledger_rows,
     llm_of,
@@ -128,13 +129,15 @@ def _stage_chunk(
 def start(services: Services, job: Job, params: JobParams, fetched: CachedFetch) -> None:
     """Plan a job's LLM summary (or write it in one call) and enqueue its map steps."""
     llm = llm_of(services)
+    channel = fetched.channel
+    guild_id = channel.guild_id or job.guild_id
     with services.session_factory() as session:
         planned = session.get(SummaryPlan, job.id) is not None
+        # Read along with the plan check: one session instead of two.
+        preferences = None if planned else guild_preferences(session, guild_id)
     if planned:
         redrive(services, job.id)
         return
-    channel = fetched.channel
-    guild_id = channel.guild_id or job.guild_id
     if fetched.count == 0:
         summarize_offline(services, job, params, fetched)
         return
@@ -142,9 +145,12 @@ def start(services: Services, job: Job, params: JobParams, fetched: CachedFetch)
     if unavailable and llm.settings.degraded_allowed(guild_id):
         summarize_offline(services, job, params, fetched, degraded=True, reason=unavailable)
         return
-    if llm.quota_exhausted():
+    # Only an open breaker can mean "out of quota"; with none open this is one Redis read less.
+    if unavailable is not None and llm.quota_exhausted():
         raise QuotaExceededError(f"LLM quota exhausted: {unavailable}", user_message=QUOTA_MESSAGE)
-    transcript_options, prompt_options = job_options(services, guild_id, params)
+    transcript_options, prompt_options = job_options(
+        services, guild_id, params, preferences=preferences
+    )
     settings = llm.settings
     planner = Planner(
         channel,
@@ -261,9 +267,9 @@ def _single(
         usage=ledger_rows(result.calls, job_id=job.id, guild_id=guild_id, services=services),
         progress=report_progress(report, mode="single", calls=len(result.calls)),
     )
-    if stored:
+    if stored is not None:
         log.info("summarize.done", mode="single", cited=len(content.citations), model=result.model)
-    after_persist(services, job.id)
+    after_persist(services, job.id, stored)
 
 
 def _over_budget(

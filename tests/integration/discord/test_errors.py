@@ -328,6 +328,29 @@ def test_the_guild_name_is_optional(
     assert client.channel_info(channel).guild_name == "Release Eng"
 
 
+def test_the_guild_name_is_remembered_for_a_while(
+    client: DiscordClient, world: World, server: FakeDiscordServer
+) -> None:
+    now = [1000.0]
+    remembering = DiscordClient(client.session, guild_name_ttl_s=300, clock=lambda: now[0])
+    channel = str(world.general.id)
+    server.fake.config.guild_route = "forbidden"  # type: ignore[assignment]
+    assert remembering.channel_info(channel).guild_name is None
+    server.fake.config.guild_route = "on"
+    # A refusal is not remembered: the next job asks again.
+    assert remembering.channel_info(channel).guild_name == "Release Eng"
+    asked = len(events(server, "GET /guilds/{guild_id}"))
+    read = len(events(server, "GET /channels/{channel_id}"))
+    now[0] += 299
+    assert remembering.channel_info(channel).guild_name == "Release Eng"
+    assert len(events(server, "GET /guilds/{guild_id}")) == asked
+    # The channel is read every time: its guild decides what a job may summarize.
+    assert len(events(server, "GET /channels/{channel_id}")) == read + 1
+    now[0] += 2
+    assert remembering.channel_info(channel).guild_name == "Release Eng"
+    assert len(events(server, "GET /guilds/{guild_id}")) == asked + 1
+
+
 def test_injected_global_429s_never_surface_and_block_the_whole_token(
     client: DiscordClient, world: World, server: FakeDiscordServer
 ) -> None:
