@@ -179,10 +179,6 @@ class DiscordClient:
         guild_name = self._guild_name(channel.guild_id) if channel.guild_id else None
         return to_channel_info(channel.raw, guild_name=guild_name)
 
-    def forget_guild_names(self) -> None:
-        """Ask Discord again for each guild's name at its next :meth:`channel_info`."""
-        self._guild_names = {}
-
     def _guild_name(self, guild_id: str) -> str | None:
         now = self._clock()
         known = self._guild_names.get(guild_id)

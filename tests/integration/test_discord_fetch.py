@@ -261,25 +261,38 @@ def test_a_job_completes_without_the_guild_route(
     mode: str,
 ) -> None:
     server, world = discord
+    fake = server.fake
+    # A guild of its own: the worker remembers guild names, and an earlier test's job
+    # looked up the seeded guild's.
+    with fake.lock:
+        guild = fake.add_guild(
+            f"Quiet {mode}", owner=world.alice, everyone_permissions=VIEW_CHANNEL
+        )
+        role = fake.add_role(guild, "bot", DEFAULT_BOT_PERMISSIONS)
+        fake.add_member(guild, world.bot, roles=(role,))
+        channel = fake.add_channel(guild, "release-eng")
+        fake.add_history(
+            channel,
+            [world.alice, world.bob],
+            30,
+            start_ms=int(START.timestamp() * 1000),
+            step_ms=60_000,
+        )
     guild_route.guild_route = mode  # type: ignore[assignment]
-    assert services.discord is not None
-    services.discord.forget_guild_names()  # an earlier test's job looked the name up
-    server.fake.limits.events.clear()
+    fake.limits.events.clear()
     job = _run(
         services,
-        DiscordChannelSource(
-            guild_id=str(world.guild.id), channel_id=str(world.general.id), limit=20
-        ),
+        DiscordChannelSource(guild_id=str(guild.id), channel_id=str(channel.id), limit=20),
     )
     assert job.status == "completed", job.error
     assert job.message_count == 20
-    guild_calls = [e[2] for e in server.fake.limits.events if e[1] == "GET /guilds/{guild_id}"]
+    guild_calls = [e[2] for e in fake.limits.events if e[1] == "GET /guilds/{guild_id}"]
     assert guild_calls == [404 if mode == "off" else 403]
     content = _summary(services, job.id)
-    assert content.coverage.guild_id == str(world.guild.id)
+    assert content.coverage.guild_id == str(guild.id)
     assert content.coverage.channel_name == "release-eng"
     for cite in content.citations.values():
-        assert cite.jump_url.startswith(f"https://discord.com/channels/{world.guild.id}/")
+        assert cite.jump_url.startswith(f"https://discord.com/channels/{guild.id}/")
 
 
 def test_latest_5000_messages_in_one_pass(
