@@ -18,13 +18,15 @@ from typing import Any
 import httpx
 
 from producers.cli.jobrun import JobFailed, RunOptions
+from schema.models.jobs import JobStatus
 from shared.errors import InvalidInputError
 from shared.summarize.render import SummaryDocument, render_json, render_markdown, render_text
 
 __all__ = ["RemoteApi", "run_remote_summary"]
 
 _CHUNK = 256 * 1024
-_ENDED = frozenset({"completed", "completed_with_errors", "failed", "cancelled"})
+_ENDED = frozenset(status.value for status in JobStatus if status.finished)
+_FAILED = frozenset({JobStatus.FAILED.value, JobStatus.CANCELLED.value})
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def run_remote_summary(api: RemoteApi, options: RunOptions) -> SummaryDocument:
                     )
                 time.sleep(api.poll_seconds)
                 job = _checked(client.get(f"/v1/jobs/{job['id']}"))
-            if job["status"] in ("failed", "cancelled") or job.get("summary_id") is None:
+            if job["status"] in _FAILED or job.get("summary_id") is None:
                 raise JobFailed(job.get("error") or f"job ended {job['status']}")
             document = SummaryDocument.model_validate(
                 _checked(client.get(f"/v1/summaries/{job['summary_id']}"))
