@@ -11,12 +11,13 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
+from producers.cli.common import command_app, fail
 from shared.apikeys import (
     Scope,
     create_api_key,
@@ -31,18 +32,7 @@ from shared.settings import Settings, SettingsError, load_settings
 
 __all__ = ["keys_app", "run_api"]
 
-keys_app = typer.Typer(
-    name="keys",
-    help="Manage API keys (sb_<id>_<secret>) for the HTTP API.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    print(f"summarybot: {message}", file=sys.stderr)
-    raise typer.Exit(code)
+keys_app = command_app("keys", "Manage API keys (sb_<id>_<secret>) for the HTTP API.")
 
 
 def run_api(settings: Settings) -> None:
@@ -65,7 +55,7 @@ def run_api(settings: Settings) -> None:
         secret_box(settings)
         app = create_app(settings) if api.workers == 1 else None
     except ConfigError as exc:
-        _fail(exc.user_message)
+        fail(exc.user_message)
     proxies = ",".join(api.forwarded_allow_ips)
     options: dict[str, object] = {
         "host": api.host,
@@ -107,7 +97,7 @@ def _database(settings: Settings) -> Iterator[sessionmaker[Session]]:
     try:
         yield make_sessionmaker(engine)
     except (OperationalError, ProgrammingError):
-        _fail(
+        fail(
             "the database is not reachable or has no api_keys table; check DATABASE_URL and "
             "run `summarybot migrate`"
         )
@@ -156,7 +146,7 @@ def create(
         try:
             encrypted = secret_box(settings).encrypt(signing_secret)
         except ConfigError as exc:
-            _fail(exc.user_message)
+            fail(exc.user_message)
     with _database(settings) as factory:
         try:
             row, token = create_api_key(
@@ -171,7 +161,7 @@ def create(
                 rate_limit_per_minute=rate_limit,
             )
         except InvalidInputError as exc:
-            _fail(exc.user_message)
+            fail(exc.user_message)
     print(f"key id:  {row.id}")
     print(f"guild:   {row.guild_id}")
     print(f"scopes:  {' '.join(row.scopes)}")
@@ -218,5 +208,5 @@ def revoke(key_id: Annotated[str, typer.Argument(help="The key id (from `keys li
     with _database(settings) as factory:
         revoked = revoke_api_key(factory, key_id, now=datetime.now(UTC))
     if not revoked:
-        _fail(f"no active API key {key_id!r}; see `summarybot keys list`")
+        fail(f"no active API key {key_id!r}; see `summarybot keys list`")
     print(f"revoked {key_id}")

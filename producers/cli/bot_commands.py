@@ -8,11 +8,7 @@ what is wrong and how to fix it and exits with code 2.
 
 from __future__ import annotations
 
-import sys
-from typing import NoReturn
-
-import typer
-
+from producers.cli.common import fail
 from shared.crypto import secret_box
 from shared.discord.tokens import FileToken
 from shared.errors import ConfigError
@@ -20,11 +16,6 @@ from shared.llm.models import ModelInfo, ModelRegistry
 from shared.settings import Settings
 
 __all__ = ["check_bot_settings", "llm_model_of", "run_bot"]
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    print(f"summarybot: {message}", file=sys.stderr)
-    raise typer.Exit(code)
 
 
 def llm_model_of(settings: Settings) -> tuple[ModelInfo | None, int]:
@@ -69,7 +60,7 @@ def run_bot(settings: Settings) -> None:
         model, max_output = llm_model_of(settings)
         box = secret_box(settings)
     except ConfigError as exc:
-        _fail(exc.user_message)
+        fail(exc.user_message)
     assert settings.redis_url is not None
     engine = make_engine(settings.effective_database_url)
     runtime = build_runtime(

@@ -11,10 +11,11 @@ import sys
 from datetime import UTC, datetime
 from importlib import resources as package_files
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from producers.cli.common import command_app, fail
 from shared.errors import ConfigError, PermanentError
 from shared.logging import configure_from_settings
 from shared.settings import ApiSettings, Settings, SettingsError, load_settings
@@ -25,18 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["cli", "main"]
 
-cli = typer.Typer(
-    name="summarybot",
-    help="Summary Bot NG: summarize Discord conversations.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    print(f"summarybot: {message}", file=sys.stderr)
-    raise typer.Exit(code)
+cli = command_app("summarybot", "Summary Bot NG: summarize Discord conversations.")
 
 
 def _settings(*, quiet: bool = False, api: dict[str, object] | None = None) -> Settings:
@@ -83,11 +73,11 @@ def _run(options: RunOptions) -> None:
     try:
         run_summary_job(settings, options)
     except ConfigError as exc:
-        _fail(str(exc))  # the operator runs this command: the operator's wording
+        fail(str(exc))  # the operator runs this command: the operator's wording
     except PermanentError as exc:
-        _fail(exc.user_message)
+        fail(exc.user_message)
     except JobFailed as exc:
-        _fail(f"the job failed: {exc}", code=1)
+        fail(f"the job failed: {exc}", code=1)
 
 
 def _remote(url: str, key: str, options: RunOptions) -> None:
@@ -98,9 +88,9 @@ def _remote(url: str, key: str, options: RunOptions) -> None:
     try:
         run_remote_summary(RemoteApi(url, key, timeout=settings.job_wait_timeout), options)
     except PermanentError as exc:
-        _fail(exc.user_message)
+        fail(exc.user_message)
     except JobFailed as exc:
-        _fail(f"the job failed: {exc}", code=1)
+        fail(f"the job failed: {exc}", code=1)
 
 
 @cli.command()
@@ -158,14 +148,14 @@ def summarize(
     from producers.cli.jobrun import ChannelWindow, RunOptions
 
     if (export is None) == (channel is None):
-        _fail("give an export file, or --channel and --guild to read a Discord channel")
+        fail("give an export file, or --channel and --guild to read a Discord channel")
     window = None
     if channel is not None:
         if guild is None:
-            _fail("--channel needs --guild: the id of the server the channel belongs to")
+            fail("--channel needs --guild: the id of the server the channel belongs to")
         window = ChannelWindow(guild_id=guild, channel_id=channel, hours=hours, post_to=post_to)
     elif hours is not None or post_to is not None or guild is not None:
-        _fail("--guild, --hours and --post-to go with --channel, not with an export file")
+        fail("--guild, --hours and --post-to go with --channel, not with an export file")
     options = RunOptions(
         export=export,
         format=fmt,
@@ -177,7 +167,7 @@ def summarize(
     )
     if api is not None or key is not None:
         if export is None or api is None or key is None:
-            _fail("--api and --key go together, with an export file to upload")
+            fail("--api and --key go together, with an export file to upload")
         _remote(api, key, options)
         return
     _run(options)
@@ -199,7 +189,7 @@ def worker(
 
     settings = _settings()
     if settings.embedded:
-        _fail(
+        fail(
             "REDIS_URL is not set: a separate worker needs Redis as its broker; set REDIS_URL "
             "(and DATABASE_URL) or use `summarybot summarize`, which runs its own worker"
         )
@@ -213,7 +203,7 @@ def worker(
             secret_box(settings)
         run_worker(settings, queues=names, concurrency=concurrency, pool=pool, hostname=hostname)
     except ConfigError as exc:
-        _fail(exc.user_message)
+        fail(exc.user_message)
 
 
 @cli.command()
@@ -223,7 +213,7 @@ def beat() -> None:
 
     settings = _settings()
     if settings.embedded:
-        _fail("REDIS_URL is not set: beat publishes to Redis; set REDIS_URL")
+        fail("REDIS_URL is not set: beat publishes to Redis; set REDIS_URL")
     run_beat(settings)
 
 
@@ -245,9 +235,9 @@ def flower(
 
     settings = _settings()
     if settings.embedded:
-        _fail("REDIS_URL is not set: Flower watches the Redis broker; set REDIS_URL")
+        fail("REDIS_URL is not set: Flower watches the Redis broker; set REDIS_URL")
     if not basic_auth or ":" not in basic_auth:
-        _fail(
+        fail(
             "Flower needs --basic-auth user:password (or FLOWER_BASIC_AUTH); it shows task "
             "arguments and must not be open"
         )
@@ -342,7 +332,7 @@ def replay(
             dry_run=dry_run,
         )
     except PermanentError as exc:
-        _fail(exc.user_message)
+        fail(exc.user_message)
 
 
 @cli.command("rotate-keys")
@@ -357,7 +347,7 @@ def rotate_keys(
     try:
         rotate(_settings(), generate=generate)
     except PermanentError as exc:
-        _fail(exc.user_message)
+        fail(exc.user_message)
 
 
 def _add_keys_app() -> None:
