@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import String, cast, exists, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.delivery_log import JobNotification
 from schema.models.jobs import Delivery, DeliveryStatus, Job, JobStatus, Summary
+from shared.db.rows import add_unless_present
 from shared.delivery.events import JOB_FAILED
 from shared.delivery.outbox import parse_destination
 
@@ -61,12 +61,8 @@ def _create(session: Session, job: Job, now: datetime) -> list[uuid.UUID]:
             redriven_at=now,
             created_at=now,
         )
-        try:
-            with session.begin_nested():
-                session.add(row)
-        except IntegrityError:
-            continue
-        created.append(row.id)
+        if add_unless_present(session, row):
+            created.append(row.id)
     return created
 
 

@@ -27,7 +27,6 @@ from typing import Any, Literal
 
 import structlog
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from schema.models.delivery_log import (
@@ -38,6 +37,7 @@ from schema.models.delivery_log import (
 )
 from schema.models.jobs import Delivery, DeliveryStatus, Job, Summary
 from schema.models.tenancy import WebhookEndpoint
+from shared.db.rows import add_unless_present
 from shared.delivery.events import SUMMARY_COMPLETED
 from shared.jobs import Destination
 
@@ -394,10 +394,7 @@ def _add_fallback(
             redriven_at=now,
             created_at=now,
         )
-    try:
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
+    if not add_unless_present(session, row):
         # The fallback target already receives this summary (or event): nothing to add.
         log.info("deliver.fallback_exists", target=key)
         return None

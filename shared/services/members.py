@@ -8,9 +8,9 @@ and keeps their opt-out, so their messages stay excluded.
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from schema.models.tenancy import ALL_GUILDS, UserOptOut
+from shared.db.rows import add_unless_present
 from shared.retention import ErasureResult, erase_member
 from shared.services.core import Actor, Core
 
@@ -34,12 +34,7 @@ def set_opt_out(core: Core, *, user_id: str, guild_id: str | None, opted_out: bo
             return True
         if existing is not None:
             return False
-        try:
-            with session.begin_nested():
-                session.add(UserOptOut(guild_id=scope, user_id=user_id))
-        except IntegrityError:
-            return False
-        return True
+        return add_unless_present(session, UserOptOut(guild_id=scope, user_id=user_id))
 
 
 def erase_member_data(core: Core, actor: Actor, user_id: str) -> ErasureResult:

@@ -46,7 +46,6 @@ from typing import Any
 
 import structlog
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from schema.models.chunks import (
@@ -59,6 +58,7 @@ from schema.models.chunks import (
 from schema.models.jobs import Job
 from schema.models.tenancy import ALL_GUILDS, GuildSettings, UserOptOut
 from schema.models.usage import UsageLedger
+from shared.db.rows import add_unless_present
 from shared.errors import ConfigError, InvalidInputError, PermanentError
 from shared.jobs import SUMMARIZE, JobParams
 from shared.llm.breaker import CircuitOpenError
@@ -284,13 +284,9 @@ def claim_reduce(session: Session, job_id: uuid.UUID, mode: ReduceMode, reason: 
         )
         if plan is None or int(done or 0) < plan.chunk_count:
             return False
-    try:
-        with session.begin_nested():
-            session.add(SummaryReduction(job_id=job_id, mode=mode.value, reason=reason))
-            session.flush()
-    except IntegrityError:
-        return False
-    return True
+    return add_unless_present(
+        session, SummaryReduction(job_id=job_id, mode=mode.value, reason=reason)
+    )
 
 
 def claim_degraded(services: Services, job_id: uuid.UUID, reason: str) -> bool:
