@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends
+from fastapi import Depends, Query
 from pydantic import BaseModel
 from sqlalchemy import Select, select, tuple_
 from starlette.responses import Response
@@ -23,6 +23,8 @@ from shared.apikeys import Scope
 __all__ = [
     "AUTH_ERRORS",
     "Admin",
+    "PageCursor",
+    "PageSize",
     "Resources",
     "decode_cursor",
     "encode_cursor",
@@ -64,6 +66,11 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 Admin = Annotated[Caller, Depends(require_scope(Scope.ADMIN))]
 #: The API's per-process resources.
 Resources = Annotated[ApiResources, Depends(get_resources)]
+
+#: How many rows a list route answers at most (``?limit=``).
+PageSize = Annotated[int, Query(ge=1, le=100)]
+#: Where a list route's page starts (``?cursor=``, from the previous page's ``next_cursor``).
+PageCursor = Annotated[str | None, Query(max_length=200)]
 
 #: The errors every authenticated route can answer.
 AUTH_ERRORS = (400, 401, 403, 413, 415, 422, 429, 503)

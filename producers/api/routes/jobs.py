@@ -16,8 +16,8 @@ from producers.api.auth import Caller, require_scope
 from producers.api.idempotent import IdempotencyKey, idempotency_key, run_idempotent
 from producers.api.models import DeliveryOut, JobCreate, JobOut
 from producers.api.problems import Problem, validation_errors
-from producers.api.resources import ApiResources, get_resources
-from producers.api.routes.common import AUTH_ERRORS, errors, guild_row, json_response
+from producers.api.resources import ApiResources
+from producers.api.routes.common import AUTH_ERRORS, Resources, errors, guild_row, json_response
 from schema.models.jobs import Delivery, Job, JobStatus, Summary
 from shared.apikeys import Scope
 from shared.jobs import JobParams
@@ -132,7 +132,7 @@ def create_job(
     payload: JobCreate,
     caller: Annotated[Caller, Depends(require_scope(Scope.JOBS_WRITE))],
     idem: Annotated[IdempotencyKey | None, Depends(idempotency_key)],
-    resources: Annotated[ApiResources, Depends(get_resources)],
+    resources: Resources,
 ) -> Response:
     """Submit a job (202)."""
 
@@ -192,7 +192,7 @@ def _deliveries(resources: ApiResources, job_id: uuid.UUID) -> list[DeliveryOut]
 def get_job(
     job_id: JobId,
     caller: Annotated[Caller, Depends(require_scope(Scope.JOBS_WRITE, Scope.SUMMARIES_READ))],
-    resources: Annotated[ApiResources, Depends(get_resources)],
+    resources: Resources,
 ) -> Response:
     """A job of the key's guild."""
     job = guild_row(resources, Job, caller, job_id, what="job")
@@ -213,7 +213,7 @@ def get_job(
 def cancel_job(
     job_id: JobId,
     caller: Annotated[Caller, Depends(require_scope(Scope.JOBS_WRITE))],
-    resources: Annotated[ApiResources, Depends(get_resources)],
+    resources: Resources,
 ) -> Response:
     """Cancel an unfinished job."""
     return json_response(job_out(job_service.cancel_job(resources.core, caller.actor, job_id)))

@@ -23,6 +23,8 @@ from producers.api.models import (
 from producers.api.routes.common import (
     AUTH_ERRORS,
     Admin,
+    PageCursor,
+    PageSize,
     Resources,
     errors,
     guild_page,
@@ -204,8 +206,8 @@ def create_schedule(
 def list_schedules(
     caller: Admin,
     resources: Resources,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: PageSize = 50,
+    cursor: PageCursor = None,
     channel_id: Annotated[Snowflake | None, Query(description="Only this channel's")] = None,
 ) -> Response:
     """A page of schedules, oldest first."""

@@ -11,8 +11,7 @@ from starlette.responses import Response
 
 from producers.api.auth import Caller, require_scope
 from producers.api.problems import Problem
-from producers.api.resources import ApiResources, get_resources
-from producers.api.routes.common import AUTH_ERRORS, errors, not_found
+from producers.api.routes.common import AUTH_ERRORS, Resources, errors, not_found
 from schema.models.jobs import Job, Summary
 from shared.apikeys import Scope
 from shared.summarize.content import SummaryContent
@@ -78,7 +77,7 @@ def preferred_type(accept: str | None) -> str | None:
 def get_summary(
     summary_id: Annotated[uuid.UUID, Path(description="The summary's id (a job's summary_id)")],
     caller: Annotated[Caller, Depends(require_scope(Scope.SUMMARIES_READ))],
-    resources: Annotated[ApiResources, Depends(get_resources)],
+    resources: Resources,
     format: Annotated[
         Literal["json", "markdown"] | None,
         Query(description="Overrides the Accept header"),

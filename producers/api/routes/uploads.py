@@ -31,8 +31,8 @@ from producers.api.auth import Caller, request_target, require_scope
 from producers.api.idempotent import IdempotencyKey, idempotency_header, run_idempotent
 from producers.api.models import ChannelDestination, Language, WebhookDestination
 from producers.api.multipart import FILE_FIELD, MultipartFile, boundary_of
-from producers.api.resources import ApiResources, get_resources
-from producers.api.routes.common import AUTH_ERRORS, errors
+from producers.api.resources import ApiResources
+from producers.api.routes.common import AUTH_ERRORS, Resources, errors
 from producers.api.routes.jobs import job_params, submit
 from shared.apikeys import Scope
 from shared.errors import InvalidInputError
@@ -333,7 +333,7 @@ async def upload_job(
     caller: Annotated[Caller, Depends(require_scope(Scope.JOBS_WRITE, streamed=True))],
     key: Annotated[str | None, Depends(idempotency_header)],
     options: Annotated[Callable[[uuid.UUID], JobParams], Depends(_options)],
-    resources: Annotated[ApiResources, Depends(get_resources)],
+    resources: Resources,
 ) -> Response:
     """Store the uploaded conversation and submit its job (202)."""
     upload_id = uuid.uuid4()

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Path
 from starlette.responses import Response
 
-from producers.api.auth import Caller, require_scope
 from producers.api.models import UserDataErased
-from producers.api.resources import ApiResources, get_resources
-from producers.api.routes.common import AUTH_ERRORS, errors, json_response
-from shared.apikeys import Scope
+from producers.api.routes.common import AUTH_ERRORS, Admin, Resources, errors, json_response
 from shared.services.members import erase_member_data
 
 __all__ = ["router"]
@@ -35,8 +32,8 @@ router = APIRouter(tags=["members"])
 )
 def erase_user_data(
     user_id: Annotated[str, Path(pattern=r"^[0-9]{15,21}$", description="The member's Discord id")],
-    caller: Annotated[Caller, Depends(require_scope(Scope.ADMIN))],
-    resources: Annotated[ApiResources, Depends(get_resources)],
+    caller: Admin,
+    resources: Resources,
 ) -> Response:
     """Erase and report what changed."""
     report = erase_member_data(resources.core, caller.actor, user_id)

@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
@@ -22,6 +22,8 @@ from producers.api.models import DestinationIn, Page, SafeText
 from producers.api.routes.common import (
     AUTH_ERRORS,
     Admin,
+    PageCursor,
+    PageSize,
     Resources,
     errors,
     guild_page,
@@ -241,8 +243,8 @@ def create_endpoint(
 def list_endpoints(
     caller: Admin,
     resources: Resources,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: PageSize = 50,
+    cursor: PageCursor = None,
 ) -> Response:
     """A page of endpoints, oldest first."""
     query = guild_page_query(WebhookEndpoint, caller.guild_id, limit=limit, cursor=cursor)
