@@ -14,7 +14,7 @@ itself.  When the last delivery of a summary ends, the job's end state follows
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -24,6 +24,7 @@ from shared.delivery.local import write_file, write_terminal
 from shared.delivery.outbox import (
     Claim,
     Outcome,
+    RecordResult,
     RetryRules,
     Skip,
     claim_item,
@@ -150,24 +151,10 @@ def run_deliver(services: Services, job: Job, item_id: uuid.UUID) -> list[Step]:
     try:
         outcome = _attempt(services, runtime, claimed)
     except Exception as exc:
-        outcome = Outcome.failure(f"internal error: {exc!r}", retryable=False)
-        record_outcome(
-            services.session_factory,
-            claimed,
-            outcome,
-            now=services.clock(),
-            started_at=started_at,
-            rules=_rules(runtime),
-        )
+        failure = Outcome.failure(f"internal error: {exc!r}", retryable=False)
+        _record(services, runtime, claimed, failure, started_at=started_at)
         raise
-    result = record_outcome(
-        services.session_factory,
-        claimed,
-        outcome,
-        now=services.clock(),
-        started_at=started_at,
-        rules=_rules(runtime),
-    )
+    result = _record(services, runtime, claimed, outcome, started_at=started_at)
     log.info(
         "deliver.attempt",
         target=claimed.target,
@@ -185,6 +172,25 @@ def run_deliver(services: Services, job: Job, item_id: uuid.UUID) -> list[Step]:
             services.session_factory, job.id, claimed.summary.id, now=services.clock()
         )
     return steps
+
+
+def _record(
+    services: Services,
+    runtime: DeliveryRuntime,
+    claimed: Claim,
+    outcome: Outcome,
+    *,
+    started_at: datetime,
+) -> RecordResult:
+    """Record the attempt's outcome now, under the runtime's retry rules."""
+    return record_outcome(
+        services.session_factory,
+        claimed,
+        outcome,
+        now=services.clock(),
+        started_at=started_at,
+        rules=_rules(runtime),
+    )
 
 
 def _rules(runtime: DeliveryRuntime) -> RetryRules:
