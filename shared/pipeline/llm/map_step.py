@@ -36,9 +36,9 @@ from shared.pipeline.llm.mapreduce import (
     as_failure,
     claim_degraded,
     claim_reduce,
-    cleanup,
     ledger_rows,
     llm_of,
+    load_unfinished,
     record_spent,
     restart,
     unusable_failure,
@@ -183,11 +183,8 @@ def _complete_chunk(
 
 def run_map(services: Services, job_id: uuid.UUID, chunk_id: uuid.UUID) -> None:
     """Map one chunk to notes; the map that completes the set enqueues the reduce step."""
-    job = state.load(services.session_factory, job_id)
+    job = load_unfinished(services, job_id)
     if job is None:
-        return
-    if job.status in state.FINISHED:
-        cleanup(services, job_id)
         return
     llm = llm_of(services)
     with services.session_factory() as session:

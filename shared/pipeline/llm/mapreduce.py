@@ -93,6 +93,7 @@ __all__ = [
     "job_options",
     "ledger_rows",
     "llm_of",
+    "load_unfinished",
     "purge_finished_chunks",
     "record_spent",
     "redrive",
@@ -368,6 +369,15 @@ def cleanup(services: Services, job_id: uuid.UUID) -> None:
         session.execute(delete(SummaryChunk).where(SummaryChunk.job_id == job_id))
     if services.llm is not None:
         services.llm.scratch.delete(str(job_id))
+
+
+def load_unfinished(services: Services, job_id: uuid.UUID) -> Job | None:
+    """The job of a map or reduce task, or None when it is gone or finished (then cleaned up)."""
+    job = state.load(services.session_factory, job_id)
+    if job is not None and job.status in state.FINISHED:
+        cleanup(services, job_id)
+        return None
+    return job
 
 
 def purge_finished_chunks(services: Services) -> int:

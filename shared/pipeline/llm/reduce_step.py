@@ -26,6 +26,7 @@ from schema.models.chunks import (
     SummaryReduction,
 )
 from schema.models.jobs import Job, JobStatus
+from schema.models.usage import UsageLedger
 from shared.domain.messages import ChannelInfo
 from shared.jobs import JobParams, parse_params
 from shared.llm.client import ContextLengthError
@@ -44,10 +45,10 @@ from shared.pipeline.llm.mapreduce import (
     UNAVAILABLE,
     UNUSABLE,
     as_failure,
-    cleanup,
     job_options,
     ledger_rows,
     llm_of,
+    load_unfinished,
     report_progress,
     restart,
     unusable_failure,
@@ -118,6 +119,12 @@ class _Reducer:
     def calls(self) -> tuple[CallRecord, ...]:
         """Every call this reduce step made, failed ones the server charged for included."""
         return self.meter.charges
+
+    def usage(self, guild_id: str | None) -> list[UsageLedger]:
+        """One usage-ledger row per call in :attr:`calls`, charged to ``guild_id``."""
+        return ledger_rows(
+            self.calls, job_id=self.job_id, guild_id=guild_id, services=self.services
+        )
 
     def _alive(self) -> None:
         if not state.heartbeat(
@@ -267,11 +274,8 @@ def _switch_to_degraded(
 
 def run_reduce(services: Services, job_id: uuid.UUID) -> None:
     """Write the job's summary from its chunks' notes (or offline, when degraded)."""
-    job = state.load(services.session_factory, job_id)
+    job = load_unfinished(services, job_id)
     if job is None:
-        return
-    if job.status in state.FINISHED:
-        cleanup(services, job_id)
         return
     if job.status == JobStatus.DELIVERING.value:
         enqueue_pending_deliveries(services, job_id)
@@ -310,42 +314,27 @@ def run_reduce(services: Services, job_id: uuid.UUID) -> None:
     try:
         data, model = reducer.final([notes_to_aliases(n, aliases) for n in notes_ids], options)
     except _Abandoned:
-        record_usage(
-            services,
-            ledger_rows(reducer.calls, job_id=job_id, guild_id=guild_id, services=services),
-        )
+        record_usage(services, reducer.usage(guild_id))
         return
     except _Continue:
-        record_usage(
-            services,
-            ledger_rows(reducer.calls, job_id=job_id, guild_id=guild_id, services=services),
-        )
+        record_usage(services, reducer.usage(guild_id))
         log.info("summarize.reduce_continues", merges=reducer.merges)
         services.enqueuer.enqueue(REDUCE, str(job_id))
         return
     except UNAVAILABLE as exc:
-        record_usage(
-            services,
-            ledger_rows(reducer.calls, job_id=job_id, guild_id=guild_id, services=services),
-        )
+        record_usage(services, reducer.usage(guild_id))
         if not llm.settings.degraded_allowed(guild_id):
             raise as_failure(exc) from None
         _switch_to_degraded(services, job, plan, params, exc.user_message)
         return
     except UNUSABLE as exc:
-        record_usage(
-            services,
-            ledger_rows(reducer.calls, job_id=job_id, guild_id=guild_id, services=services),
-        )
+        record_usage(services, reducer.usage(guild_id))
         if not llm.settings.degraded_allowed(guild_id):
             raise unusable_failure(exc) from None
         _switch_to_degraded(services, job, plan, params, unusable_reason(exc))
         return
     except BaseException:
-        record_usage(
-            services,
-            ledger_rows(reducer.calls, job_id=job_id, guild_id=guild_id, services=services),
-        )
+        record_usage(services, reducer.usage(guild_id))
         raise
     content, report = to_summary_content(
         data,
@@ -363,7 +352,7 @@ def run_reduce(services: Services, job_id: uuid.UUID) -> None:
         content,
         prompt_version=prompts.PROMPT_VERSION,
         model=model,
-        usage=ledger_rows(reducer.calls, job_id=job_id, guild_id=guild_id, services=services),
+        usage=reducer.usage(guild_id),
         progress=report_progress(
             report,
             mode="map_reduce",
