@@ -9,11 +9,11 @@ Kinds use DiscordChatExporter's names, so both sources agree on them too.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from shared.domain.markup import render_markup
 from shared.domain.messages import ChannelInfo, ChatMessage, check_timestamp, snowflake_time
 from shared.errors import InvalidInputError
 
@@ -60,12 +60,6 @@ CHANNEL_KINDS: Final[Mapping[int, str]] = {
     16: "GuildMedia",
 }
 
-_USER_MENTION = re.compile(r"<@!?(\d+)>")
-_ROLE_MENTION = re.compile(r"<@&(\d+)>")
-_CHANNEL_MENTION = re.compile(r"<#(\d+)>")
-_EMOJI = re.compile(r"<a?:(\w+):\d+>")
-_TIMESTAMP = re.compile(r"<t:(-?\d+)(?::[tTdDfFR])?>")
-_COMMAND = re.compile(r"</([\w -]+):\d+>")
 _EMBED_SNIPPET = 80
 
 
@@ -80,20 +74,7 @@ def _render(content: str, raw: Mapping[str, Any], channels: Mapping[str, str]) -
     users = {str(u.get("id")): _display_name(u, u.get("member")) for u in raw.get("mentions") or ()}
     author = raw.get("author") or {}
     users.setdefault(str(author.get("id")), _display_name(author, raw.get("member")))
-
-    def stamp(match: re.Match[str]) -> str:
-        try:
-            when = datetime.fromtimestamp(int(match.group(1)), tz=UTC)
-        except (OverflowError, OSError, ValueError):
-            return match.group(0)
-        return when.strftime("%Y-%m-%d %H:%M UTC")
-
-    content = _USER_MENTION.sub(lambda m: "@" + users.get(m.group(1), "Unknown"), content)
-    content = _ROLE_MENTION.sub(lambda m: f"@role-{m.group(1)}", content)
-    content = _CHANNEL_MENTION.sub(lambda m: "#" + channels.get(m.group(1), m.group(1)), content)
-    content = _EMOJI.sub(r":\1:", content)
-    content = _TIMESTAMP.sub(stamp, content)
-    return _COMMAND.sub(r"/\1", content)
+    return render_markup(content, users=users, roles={}, channels=channels)
 
 
 def _embed_text(embed: Mapping[str, Any]) -> str | None:

@@ -29,6 +29,7 @@ from typing import IO, Any
 
 import ijson
 
+from shared.domain.markup import render_markup
 from shared.domain.messages import CONVERSATION_KIND, ChannelInfo, ChatMessage, timestamp_problem
 from shared.errors import InvalidInputError
 from shared.sources.json_guard import JsonGuard, JsonLimits
@@ -66,12 +67,8 @@ _EMBED_SNIPPET = 80
 _DM_GUILD_ID = "0"
 _MAX_ID = 100
 
-_USER_MENTION_RE = re.compile(r"<@!?(\d+)>")
-_ROLE_MENTION_RE = re.compile(r"<@&(\d+)>")
-_CHANNEL_MENTION_RE = re.compile(r"<#(\d+)>")
+#: A custom emoji as DiscordChatExporter writes it (a repeated name gets a ``~n`` suffix).
 _EMOJI_RE = re.compile(r"<a?:([A-Za-z0-9_~]+):\d+>")
-_TIMESTAMP_RE = re.compile(r"<t:(-?\d+)(?::[tTdDfFR])?>")
-_COMMAND_RE = re.compile(r"</([\w -]+):\d+>")
 
 
 class _TrackingReader:
@@ -405,29 +402,9 @@ def _resolve_markup(
             if isinstance(entry, dict) and _text(entry.get("id")) and _text(entry.get("name")):
                 roles[str(entry["id"])] = str(entry["name"])
     known_channels = {channel.channel_id: channel.channel_name}
-
-    def user(match: re.Match[str]) -> str:
-        return "@" + users.get(match.group(1), "Unknown")
-
-    def role(match: re.Match[str]) -> str:
-        return "@" + roles.get(match.group(1), f"role-{match.group(1)}")
-
-    def chan(match: re.Match[str]) -> str:
-        return "#" + known_channels.get(match.group(1), match.group(1))
-
-    def stamp(match: re.Match[str]) -> str:
-        try:
-            when = datetime.fromtimestamp(int(match.group(1)), tz=UTC)
-        except (OverflowError, OSError, ValueError):
-            return match.group(0)
-        return when.strftime("%Y-%m-%d %H:%M UTC")
-
-    content = _USER_MENTION_RE.sub(user, content)
-    content = _ROLE_MENTION_RE.sub(role, content)
-    content = _CHANNEL_MENTION_RE.sub(chan, content)
-    content = _EMOJI_RE.sub(r":\1:", content)
-    content = _TIMESTAMP_RE.sub(stamp, content)
-    return _COMMAND_RE.sub(r"/\1", content)
+    return render_markup(
+        content, users=users, roles=roles, channels=known_channels, emoji=_EMOJI_RE
+    )
 
 
 class _MessageMapper:
