@@ -233,20 +233,28 @@ def _lease_problem(
     return None
 
 
+def _take_lease(
+    row: Delivery | JobNotification, due: datetime | None, *, now: datetime, lease: timedelta
+) -> str | None:
+    """Why ``row`` cannot be claimed now, or None once it is leased to this attempt."""
+    problem = _lease_problem(row.status, row.lease_until, due, now)
+    if problem is None:
+        row.status = DeliveryStatus.SENDING.value
+        row.lease_until = now + lease
+        row.attempts += 1
+    return problem
+
+
 def _claim_delivery(
     session: Session, row: Delivery, *, now: datetime, lease: timedelta
 ) -> Claim | Skip:
     summary = row.summary
     job = summary.job
     schedule = session.get(DeliverySchedule, row.id, with_for_update=True)
-    problem = _lease_problem(
-        row.status, row.lease_until, schedule.next_attempt_at if schedule else None, now
-    )
+    due = schedule.next_attempt_at if schedule else None
+    problem = _take_lease(row, due, now=now, lease=lease)
     if problem is not None:
         return Skip(problem, job.id)
-    row.status = DeliveryStatus.SENDING.value
-    row.lease_until = now + lease
-    row.attempts += 1
     return Claim(
         item="delivery",
         id=row.id,
@@ -275,12 +283,9 @@ def _claim_notification(
 ) -> Claim | Skip:
     job = session.get(Job, row.job_id)
     assert job is not None  # the foreign key cascades
-    problem = _lease_problem(row.status, row.lease_until, row.next_attempt_at, now)
+    problem = _take_lease(row, row.next_attempt_at, now=now, lease=lease)
     if problem is not None:
         return Skip(problem, job.id)
-    row.status = DeliveryStatus.SENDING.value
-    row.lease_until = now + lease
-    row.attempts += 1
     return Claim(
         item="notification",
         id=row.id,
