@@ -38,7 +38,7 @@ sweep re-enqueues ``summarybot.summarize`` for a stalled job, which re-drives wh
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -66,7 +66,7 @@ from shared.llm.client import BILLING_CODES, InvalidOutputError, QuotaExceededEr
 from shared.llm.ladder import unusable_detail
 from shared.llm.models import Meter
 from shared.pipeline import state
-from shared.pipeline.finish import record_usage
+from shared.pipeline.finish import persist_summary, record_usage
 from shared.pipeline.services import Services
 from shared.summarize.content import SummaryContent
 from shared.summarize.llm import prompts
@@ -94,6 +94,7 @@ __all__ = [
     "ledger_rows",
     "llm_of",
     "load_unfinished",
+    "persist_llm_summary",
     "purge_finished_chunks",
     "record_spent",
     "redrive",
@@ -251,6 +252,31 @@ def with_window(content: SummaryContent, stats: WindowStats) -> SummaryContent:
     coverage = content.coverage.model_copy(update={"start": stats.start, "end": stats.end})
     return content.model_copy(
         update={"participants": stats.participant_list(), "coverage": coverage}
+    )
+
+
+def persist_llm_summary(
+    services: Services,
+    job: Job,
+    params: JobParams,
+    content: SummaryContent,
+    stats: WindowStats,
+    *,
+    model: str | None,
+    usage: Sequence[UsageLedger],
+    progress: Mapping[str, Any],
+) -> tuple[uuid.UUID, ...] | None:
+    """Store a summary the LLM wrote: with the window's participants and span, and the prompt
+    version that asked for it (see :func:`shared.pipeline.finish.persist_summary`)."""
+    return persist_summary(
+        services,
+        job,
+        params,
+        with_window(content, stats),
+        prompt_version=prompts.PROMPT_VERSION,
+        model=model,
+        usage=usage,
+        progress=progress,
     )
 
 

@@ -36,7 +36,6 @@ from shared.pipeline import state
 from shared.pipeline.finish import (
     after_persist,
     enqueue_pending_deliveries,
-    persist_summary,
     record_usage,
     summarize_offline,
 )
@@ -49,11 +48,11 @@ from shared.pipeline.llm.mapreduce import (
     ledger_rows,
     llm_of,
     load_unfinished,
+    persist_llm_summary,
     report_progress,
     restart,
     unusable_failure,
     unusable_reason,
-    with_window,
 )
 from shared.pipeline.services import Services
 from shared.summarize.llm import prompts
@@ -344,13 +343,12 @@ def run_reduce(services: Services, job_id: uuid.UUID) -> None:
         skipped=int(plan.stats.get("skipped", 0)),
     )
     report.merge(reducer.report)
-    content = with_window(content, stats)
-    stored = persist_summary(
+    stored = persist_llm_summary(
         services,
         job,
         params,
         content,
-        prompt_version=prompts.PROMPT_VERSION,
+        stats,
         model=model,
         usage=reducer.usage(guild_id),
         progress=report_progress(

@@ -33,7 +33,6 @@ from shared.llm.models import Meter
 from shared.pipeline import state
 from shared.pipeline.finish import (
     after_persist,
-    persist_summary,
     summarize_offline,
 )
 from shared.pipeline.llm.budget import (
@@ -54,12 +53,12 @@ from shared.pipeline.llm.mapreduce import (
     job_options,
     ledger_rows,
     llm_of,
+    persist_llm_summary,
     record_spent,
     redrive,
     report_progress,
     unusable_failure,
     unusable_reason,
-    with_window,
 )
 from shared.pipeline.services import Services
 from shared.summarize.llm import prompts
@@ -256,13 +255,12 @@ def _single(
         backend=llm.provider,
         skipped=fetched.skipped,
     )
-    content = with_window(content, stats)
-    stored = persist_summary(
+    stored = persist_llm_summary(
         services,
         job,
         params,
         content,
-        prompt_version=prompts.PROMPT_VERSION,
+        stats,
         model=result.model,
         usage=ledger_rows(result.calls, job_id=job.id, guild_id=guild_id, services=services),
         progress=report_progress(report, mode="single", calls=len(result.calls)),
