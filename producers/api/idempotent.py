@@ -20,7 +20,13 @@ from producers.api.resources import ApiResources
 from shared.errors import InvalidInputError
 from shared.idempotency import BeginOutcome, StoredResponse, fingerprint, validate_key
 
-__all__ = ["IdempotencyKey", "idempotency_header", "idempotency_key", "run_idempotent"]
+__all__ = [
+    "Idempotency",
+    "IdempotencyKey",
+    "idempotency_header",
+    "idempotency_key",
+    "run_idempotent",
+]
 
 # Headers worth replaying with a stored response.
 _KEPT_HEADERS = ("content-type", "location")
@@ -68,6 +74,10 @@ async def idempotency_key(
         return None
     body = await request.body()
     return IdempotencyKey(key, fingerprint(request.method, request.url.path, body))
+
+
+#: A route parameter: the request's idempotency key (None without the header).
+Idempotency = Annotated[IdempotencyKey | None, Depends(idempotency_key)]
 
 
 def run_idempotent(

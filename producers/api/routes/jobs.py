@@ -13,7 +13,7 @@ from sqlalchemy import select
 from starlette.responses import Response
 
 from producers.api.auth import Caller, require_scope
-from producers.api.idempotent import IdempotencyKey, idempotency_key, run_idempotent
+from producers.api.idempotent import Idempotency, IdempotencyKey, run_idempotent
 from producers.api.models import DeliveryOut, JobCreate, JobOut
 from producers.api.problems import Problem, validation_errors
 from producers.api.resources import ApiResources
@@ -131,7 +131,7 @@ def job_params(
 def create_job(
     payload: JobCreate,
     caller: Annotated[Caller, Depends(require_scope(Scope.JOBS_WRITE))],
-    idem: Annotated[IdempotencyKey | None, Depends(idempotency_key)],
+    idem: Idempotency,
     resources: Resources,
 ) -> Response:
     """Submit a job (202)."""

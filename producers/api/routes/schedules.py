@@ -7,12 +7,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from producers.api.examples import examples
-from producers.api.idempotent import IdempotencyKey, idempotency_key, run_idempotent
+from producers.api.idempotent import Idempotency, run_idempotent
 from producers.api.models import (
     DestinationIn,
     Language,
@@ -171,7 +171,7 @@ ScheduleId = Annotated[uuid.UUID, Path(description="The schedule's id")]
 def create_schedule(
     payload: ScheduleCreate,
     caller: Admin,
-    idem: Annotated[IdempotencyKey | None, Depends(idempotency_key)],
+    idem: Idempotency,
     resources: Resources,
 ) -> Response:
     """Create a schedule; ``next_run_at`` is its first firing after now."""

@@ -12,12 +12,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from producers.api.examples import examples
-from producers.api.idempotent import IdempotencyKey, idempotency_key, run_idempotent
+from producers.api.idempotent import Idempotency, run_idempotent
 from producers.api.models import DestinationIn, Page, SafeText
 from producers.api.routes.common import (
     AUTH_ERRORS,
@@ -207,7 +207,7 @@ EndpointId = Annotated[uuid.UUID, Path(description="The endpoint's id")]
 def create_endpoint(
     payload: WebhookEndpointCreate,
     caller: Admin,
-    idem: Annotated[IdempotencyKey | None, Depends(idempotency_key)],
+    idem: Idempotency,
     resources: Resources,
 ) -> Response:
     """Create an endpoint and answer its secret once."""
@@ -304,7 +304,7 @@ def update_endpoint(
 def rotate_secret(
     endpoint_id: EndpointId,
     caller: Admin,
-    idem: Annotated[IdempotencyKey | None, Depends(idempotency_key)],
+    idem: Idempotency,
     resources: Resources,
 ) -> Response:
     """Make a new secret; keep the old one valid for a day."""
