@@ -133,15 +133,10 @@ def _handle_failure(
         raise task.retry(exc=exc, countdown=countdown, max_retries=max_retries)
     if kind is ErrorKind.TRANSIENT:
         log.error("task.gave_up", error=str(exc), retries=retries)
-        _give_up(
-            services,
-            task,
-            job_id,
-            args,
-            exc=exc,
-            reason=f"gave up after {retries + 1} attempts: "
+        reason = (
+            f"gave up after {retries + 1} attempts: "
             + (exc.user_message if isinstance(exc, PipelineError) else str(exc)).rstrip(".")
-            + "; an operator can run it again with `summarybot replay`",
+            + "; an operator can run it again with `summarybot replay`"
         )
     elif isinstance(exc, PipelineError):
         log.warning("task.failed", error=str(exc))
@@ -154,17 +149,14 @@ def _handle_failure(
             error_detail=str(exc),
         )
         services.cache.delete(str(job_id))
+        return
     else:
         log.exception("task.bug", error=repr(exc))
-        _give_up(
-            services,
-            task,
-            job_id,
-            args,
-            exc=exc,
-            reason=f"internal error while running {task.name}; operators were notified "
-            f"(task {task.request.id})",
+        reason = (
+            f"internal error while running {task.name}; operators were notified "
+            f"(task {task.request.id})"
         )
+    _give_up(services, task, job_id, args, exc=exc, reason=reason)
 
 
 def _should_run(job: Job | None, runs_in: frozenset[JobStatus] | None) -> bool:
