@@ -6,8 +6,6 @@ failure prints one line saying what is wrong and how to fix it, and exits with c
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -17,7 +15,7 @@ import typer
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from producers.cli.common import command_app, fail
+from producers.cli.common import command_app, fail, load_cli_settings
 from shared.apikeys import (
     Scope,
     create_api_key,
@@ -27,8 +25,7 @@ from shared.apikeys import (
 )
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.errors import ConfigError, InvalidInputError
-from shared.logging import configure_from_settings
-from shared.settings import Settings, SettingsError, load_settings
+from shared.settings import Settings
 
 __all__ = ["keys_app", "run_api"]
 
@@ -79,18 +76,6 @@ def run_api(settings: Settings) -> None:
         )
 
 
-def _settings() -> Settings:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        for line in exc.lines:
-            print(f"summarybot: {line}", file=sys.stderr)
-        raise typer.Exit(2) from None
-    level = settings.log_level if "LOG_LEVEL" in os.environ else "WARNING"
-    configure_from_settings(settings, level=level)
-    return settings
-
-
 @contextmanager
 def _database(settings: Settings) -> Iterator[sessionmaker[Session]]:
     engine = make_engine(settings.effective_database_url)
@@ -138,7 +123,7 @@ def create(
     from shared.crypto import secret_box
     from shared.signing import generate_secret
 
-    settings = _settings()
+    settings = load_cli_settings(quiet=True)
     signing_secret = None
     encrypted = None
     if sign_requests:
@@ -178,7 +163,7 @@ def list_keys(
     guild: Annotated[str | None, typer.Option("--guild", "-g", help="Only this guild's.")] = None,
 ) -> None:
     """List keys (never their secrets): id, guild, state, scopes, dates, name."""
-    settings = _settings()
+    settings = load_cli_settings(quiet=True)
     with _database(settings) as factory:
         rows = list_api_keys(factory, guild_id=guild)
     if not rows:
@@ -204,7 +189,7 @@ def list_keys(
 @keys_app.command("revoke")
 def revoke(key_id: Annotated[str, typer.Argument(help="The key id (from `keys list`).")]) -> None:
     """Revoke a key at once; requests with it are refused from now on."""
-    settings = _settings()
+    settings = load_cli_settings(quiet=True)
     with _database(settings) as factory:
         revoked = revoke_api_key(factory, key_id, now=datetime.now(UTC))
     if not revoked:

@@ -1,4 +1,4 @@
-"""What every ``summarybot`` sub-command module shares: how a Typer app is built and the exit.
+"""What every ``summarybot`` sub-command module shares: its Typer app, settings and exit.
 
 Every failure prints one line saying what is wrong and how to fix it, and exits with code 2
 unless the caller says otherwise.
@@ -6,12 +6,16 @@ unless the caller says otherwise.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import NoReturn
 
 import typer
 
-__all__ = ["command_app", "fail"]
+from shared.logging import configure_from_settings
+from shared.settings import ApiSettings, Settings, SettingsError, load_settings
+
+__all__ = ["command_app", "fail", "load_cli_settings"]
 
 
 def command_app(name: str, help: str) -> typer.Typer:
@@ -28,3 +32,24 @@ def command_app(name: str, help: str) -> typer.Typer:
 def fail(message: str, code: int = 2) -> NoReturn:
     print(f"summarybot: {message}", file=sys.stderr)
     raise typer.Exit(code)
+
+
+def load_cli_settings(*, quiet: bool = False, api: dict[str, object] | None = None) -> Settings:
+    """Validated settings (exit 2 with one line per problem) and logging configured.
+
+    ``quiet`` commands print a result for a person: their logs stay at WARNING unless
+    ``LOG_LEVEL`` asks for more.  ``api`` holds command-line options that win over the
+    ``api`` group's variables (validated the same way).
+    """
+    try:
+        groups = {"api": ApiSettings.load(**api)} if api else {}
+        settings = load_settings(**groups)
+    except SettingsError as exc:
+        for line in exc.lines:
+            print(f"summarybot: {line}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    level = settings.log_level
+    if quiet and "LOG_LEVEL" not in os.environ:
+        level = "WARNING"
+    configure_from_settings(settings, level=level)
+    return settings

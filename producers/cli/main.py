@@ -6,7 +6,6 @@ wrong and how to fix it, never a traceback).
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import UTC, datetime
 from importlib import resources as package_files
@@ -15,10 +14,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from producers.cli.common import command_app, fail
+from producers.cli.common import command_app, fail, load_cli_settings
 from shared.errors import ConfigError, PermanentError
-from shared.logging import configure_from_settings
-from shared.settings import ApiSettings, Settings, SettingsError, load_settings
 from shared.summarize.content import SummaryFormat
 
 if TYPE_CHECKING:
@@ -27,27 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["cli", "main"]
 
 cli = command_app("summarybot", "Summary Bot NG: summarize Discord conversations.")
-
-
-def _settings(*, quiet: bool = False, api: dict[str, object] | None = None) -> Settings:
-    """Validated settings (exit 2 with one line per problem) and logging configured.
-
-    ``quiet`` commands print a result for a person: their logs stay at WARNING unless
-    ``LOG_LEVEL`` asks for more.  ``api`` holds command-line options that win over the
-    ``api`` group's variables (validated the same way).
-    """
-    try:
-        groups = {"api": ApiSettings.load(**api)} if api else {}
-        settings = load_settings(**groups)
-    except SettingsError as exc:
-        for line in exc.lines:
-            print(f"summarybot: {line}", file=sys.stderr)
-        raise typer.Exit(2) from None
-    level = settings.log_level
-    if quiet and "LOG_LEVEL" not in os.environ:
-        level = "WARNING"
-    configure_from_settings(settings, level=level)
-    return settings
 
 
 def demo_export() -> Path:
@@ -69,7 +45,7 @@ MaxOpt = Annotated[
 def _run(options: RunOptions) -> None:
     from producers.cli.jobrun import JobFailed, run_summary_job
 
-    settings = _settings(quiet=True)
+    settings = load_cli_settings(quiet=True)
     try:
         run_summary_job(settings, options)
     except ConfigError as exc:
@@ -84,7 +60,7 @@ def _remote(url: str, key: str, options: RunOptions) -> None:
     from producers.cli.jobrun import JobFailed
     from producers.cli.remote import RemoteApi, run_remote_summary
 
-    settings = _settings(quiet=True)
+    settings = load_cli_settings(quiet=True)
     try:
         run_remote_summary(RemoteApi(url, key, timeout=settings.job_wait_timeout), options)
     except PermanentError as exc:
@@ -187,7 +163,7 @@ def worker(
     """Start a Celery worker (needs REDIS_URL; the embedded mode runs its own)."""
     from producers.cli.processes import run_worker
 
-    settings = _settings()
+    settings = load_cli_settings()
     if settings.embedded:
         fail(
             "REDIS_URL is not set: a separate worker needs Redis as its broker; set REDIS_URL "
@@ -211,7 +187,7 @@ def beat() -> None:
     """Start Celery beat (the periodic maintenance clock; run exactly one)."""
     from producers.cli.processes import run_beat
 
-    settings = _settings()
+    settings = load_cli_settings()
     if settings.embedded:
         fail("REDIS_URL is not set: beat publishes to Redis; set REDIS_URL")
     run_beat(settings)
@@ -233,7 +209,7 @@ def flower(
     """Start Flower, the Celery monitoring UI, behind basic auth."""
     from producers.cli.processes import run_flower
 
-    settings = _settings()
+    settings = load_cli_settings()
     if settings.embedded:
         fail("REDIS_URL is not set: Flower watches the Redis broker; set REDIS_URL")
     if not basic_auth or ":" not in basic_auth:
@@ -254,7 +230,7 @@ def migrate(
     """Upgrade (or downgrade) the database schema."""
     from shared.db import migrate as migrations
 
-    settings = _settings()
+    settings = load_cli_settings()
     url = settings.effective_database_url
     if downgrade:
         migrations.downgrade(url, revision)
@@ -288,7 +264,7 @@ def api(
         "workers": workers,
         "forwarded_allow_ips": forwarded_allow_ips,
     }
-    run_api(_settings(api={k: v for k, v in overrides.items() if v is not None}))
+    run_api(load_cli_settings(api={k: v for k, v in overrides.items() if v is not None}))
 
 
 @cli.command()
@@ -296,7 +272,7 @@ def bot() -> None:
     """Run the Discord bot (one process per shard group; see the README)."""
     from producers.cli.bot_commands import run_bot
 
-    run_bot(_settings())
+    run_bot(load_cli_settings())
 
 
 @cli.command()
@@ -316,7 +292,7 @@ def replay(
     """Re-drive dead letters and failed deliveries (workers pick them up)."""
     from producers.cli.delivery_commands import replay as replay_items
 
-    settings = _settings()
+    settings = load_cli_settings()
     since = (
         failed_since.replace(tzinfo=UTC)
         if failed_since and not failed_since.tzinfo
@@ -345,7 +321,7 @@ def rotate_keys(
     from producers.cli.delivery_commands import rotate_keys as rotate
 
     try:
-        rotate(_settings(), generate=generate)
+        rotate(load_cli_settings(), generate=generate)
     except PermanentError as exc:
         fail(exc.user_message)
 
