@@ -15,6 +15,7 @@ from sqlalchemy import select
 from schema.models.jobs import Job, Summary
 from schema.models.schedules import Schedule
 from schema.models.tenancy import ApiKey, WebhookEndpoint
+from schema.models.uploads import Upload
 from shared.apikeys import revoke_api_key
 from tests.unit.api.conftest import Api, insert_summary
 
@@ -276,3 +277,29 @@ def test_keys_without_the_scope_get_403(
     if scopes:
         allowed = world.api.key(tuple(sorted(scopes))[:1])
         assert _call(world, method, template, body, allowed).status_code < 400
+
+
+def test_an_upload_may_not_deliver_into_another_guild_and_stores_nothing(world: World) -> None:
+    api = world.api
+    foreign = api.key(("jobs:write",), guild=api.other_guild)
+    body = json.dumps(
+        [{"id": "m-1", "author": "ana", "time": "2026-03-01T09:00:00Z", "content": "hello"}]
+    )
+    before = _snapshot(world)
+    published = list(api.enqueuer.sent)
+    with api.session_factory() as session:
+        uploads_before = session.scalars(select(Upload.id)).all()
+        jobs_before = session.scalars(select(Job.id)).all()
+    for destination in (f"channel:{api.channel}", f"webhook:{world.endpoint}"):
+        response = api.client.post(
+            "/v1/jobs/upload",
+            params={"destination": destination},
+            headers={**api.auth(foreign), "Content-Type": "application/json"},
+            content=body,
+        )
+        assert response.status_code == 404, response.text
+    with api.session_factory() as session:
+        assert session.scalars(select(Upload.id)).all() == uploads_before
+        assert session.scalars(select(Job.id)).all() == jobs_before
+    assert api.enqueuer.sent == published
+    assert _snapshot(world) == before
