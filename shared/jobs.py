@@ -35,17 +35,21 @@ __all__ = [
     "DELIVER",
     "FETCH",
     "SUMMARIZE",
+    "AudienceChannel",
+    "AudienceMember",
     "CeleryEnqueuer",
     "ChannelTarget",
     "Destination",
     "DirectMessageTarget",
     "DiscordChannelSource",
+    "DiscordServerSource",
     "DiscordWebhookTarget",
     "Enqueuer",
     "ExportFileSource",
     "FileTarget",
     "InteractionFollowupTarget",
     "JobParams",
+    "PartOf",
     "Step",
     "TerminalTarget",
     "ThreadTarget",
@@ -89,6 +93,13 @@ class UploadSource(_Params):
 _SNOWFLAKE = r"^[0-9]{15,21}$"
 
 
+def _time_in_range(value: datetime | None) -> datetime | None:
+    problem = None if value is None else timestamp_problem(value)
+    if problem is not None:
+        raise ValueError(f"the time {problem}")
+    return value
+
+
 class DiscordChannelSource(_Params):
     """A window of a Discord channel or thread, read through the REST adapter.
 
@@ -107,10 +118,7 @@ class DiscordChannelSource(_Params):
     @field_validator("after", "before")
     @classmethod
     def _in_range(cls, value: datetime | None) -> datetime | None:
-        problem = None if value is None else timestamp_problem(value)
-        if problem is not None:
-            raise ValueError(f"the time {problem}")
-        return value
+        return _time_in_range(value)
 
     @model_validator(mode="after")
     def _window(self) -> DiscordChannelSource:
@@ -125,8 +133,73 @@ class DiscordChannelSource(_Params):
         return self
 
 
+class AudienceChannel(_Params):
+    """Everyone who can read this channel (or thread) reads the summary."""
+
+    kind: Literal["channel"] = "channel"
+    channel_id: str = Field(pattern=_SNOWFLAKE)
+
+
+class AudienceMember(_Params):
+    """One member reads the summary (a DM, an ephemeral reply, a personal catch-up)."""
+
+    kind: Literal["member"] = "member"
+    user_id: str = Field(pattern=_SNOWFLAKE)
+
+
+Audience = Annotated[AudienceChannel | AudienceMember, Field(discriminator="kind")]
+
+#: How many channels one multi-channel job may name.
+MAX_LISTED_CHANNELS = 50
+
+
+class DiscordServerSource(_Params):
+    """Several channels of one guild in one summary: a server or category digest, a list of
+    channels, or a member's catch-up (see :mod:`shared.pipeline.plan`).
+
+    Scope: ``channel_ids`` (with their active threads and forum posts), else ``category_id``,
+    else the whole server.  Only channels every member of the ``audience`` can read are
+    summarized.  ``since_last_message`` starts the window at ``focus_user_id``'s latest
+    message (no earlier than ``after``), and ranks what involves that member first.
+    """
+
+    kind: Literal["discord_server"] = "discord_server"
+    guild_id: str = Field(pattern=_SNOWFLAKE)
+    category_id: str | None = Field(default=None, pattern=_SNOWFLAKE)
+    channel_ids: list[Annotated[str, Field(pattern=_SNOWFLAKE)]] = Field(
+        default_factory=list, max_length=MAX_LISTED_CHANNELS
+    )
+    after: datetime
+    before: datetime | None = None
+    audience: list[Audience] = Field(min_length=1, max_length=10)
+    focus_user_id: str | None = Field(default=None, pattern=_SNOWFLAKE)
+    since_last_message: bool = False
+
+    @field_validator("after", "before")
+    @classmethod
+    def _in_range(cls, value: datetime | None) -> datetime | None:
+        return _time_in_range(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DiscordServerSource:
+        for name in ("after", "before"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name} needs a time zone (e.g. 2026-01-01T00:00:00Z)")
+        if self.before is not None and self.before <= self.after:
+            raise ValueError("before must be later than after")
+        if self.category_id is not None and self.channel_ids:
+            raise ValueError("give a category or a list of channels, not both")
+        if len(set(self.channel_ids)) != len(self.channel_ids):
+            raise ValueError("the same channel is listed twice")
+        if self.since_last_message and self.focus_user_id is None:
+            raise ValueError("since_last_message needs focus_user_id: whose last message?")
+        return self
+
+
 Source = Annotated[
-    ExportFileSource | DiscordChannelSource | UploadSource, Field(discriminator="kind")
+    ExportFileSource | DiscordChannelSource | UploadSource | DiscordServerSource,
+    Field(discriminator="kind"),
 ]
 
 
@@ -177,10 +250,19 @@ Destination = Annotated[
 ]
 
 
+class PartOf(_Params):
+    """Marks a job as one channel of a multi-channel job: the worker that finishes it wakes
+    the parent, which composes the parts once all have ended."""
+
+    job_id: uuid.UUID
+    focus_user_id: str | None = Field(default=None, pattern=_SNOWFLAKE)
+
+
 class JobParams(_Params):
     """What a job summarizes, how, and where the result goes."""
 
     source: Source
+    part_of: PartOf | None = None
     format: SummaryFormat = SummaryFormat.STRUCTURED
     language: str | None = Field(default=None, max_length=16)
     max_messages: int | None = Field(default=None, ge=1, le=1_000_000)

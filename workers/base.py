@@ -40,7 +40,7 @@ from shared.errors import (
     TransientError,
     classify,
 )
-from shared.jobs import Step
+from shared.jobs import SUMMARIZE, Step
 from shared.pipeline.deadletters import record_dead_letter
 from shared.pipeline.services import Services
 from workers.context import WorkerContext
@@ -159,6 +159,17 @@ def _handle_failure(
     _give_up(services, task, job_id, args, exc=exc, reason=reason)
 
 
+def _wake_parent(services: Services, job: Job | None) -> None:
+    """A part of a multi-channel job that has ended wakes its parent, which composes the
+    summary once every part has ended (:mod:`shared.pipeline.compose`)."""
+    part_of = job.params.get("part_of") if job is not None else None
+    if not isinstance(part_of, dict) or job is None:
+        return
+    current = lifecycle.load(services.session_factory, job.id)
+    if current is not None and JobStatus(current.status).finished:
+        services.enqueuer.enqueue(SUMMARIZE, str(part_of["job_id"]))
+
+
 def _should_run(job: Job | None, runs_in: frozenset[JobStatus] | None) -> bool:
     if job is None:
         log.info("task.skipped", reason="job missing")
@@ -194,6 +205,7 @@ def pipeline_task(
         def task(self: Task, job_id: str, *args: str) -> None:
             services = context.services()
             job = uuid.UUID(job_id)
+            row: Job | None = None
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(
                 job_id=job_id,
@@ -227,6 +239,9 @@ def pipeline_task(
                 raise
             except Exception as exc:  # noqa: BLE001 - sorted by the one classifier
                 _handle_failure(self, services, job, args, exc)
+                _wake_parent(services, row)
+            else:
+                _wake_parent(services, row)
             finally:
                 structlog.contextvars.clear_contextvars()
 

@@ -23,7 +23,7 @@ from shared.discord.message_limits import (
 from shared.discord.models import AllowedMentions, Embed, EmbedFooter, Message
 from shared.discord.splitting import pack_embeds, split_text
 from shared.summarize.content import SummaryContent, SummaryFormat
-from shared.summarize.render import summary_sections
+from shared.summarize.render import summary_sections, summary_title
 
 __all__ = ["FORMAT_COLOURS", "render_embeds", "render_messages", "short_text"]
 
@@ -90,7 +90,7 @@ def render_embeds(content: SummaryContent, *, duration_seconds: float | None = N
     """Embeds of a summary, in reading order (see module docstring)."""
     colour = _DEGRADED_COLOUR if content.degraded else FORMAT_COLOURS[content.format]
     citations = _Citations(content)
-    title = f"Summary of #{content.coverage.channel_name} ({content.format.value})"
+    title = summary_title(content)
     if content.degraded:
         title += " · offline fallback"
     embeds = [

@@ -137,6 +137,15 @@ def to_chat_message(
             extra["reference_id"] = ref_id
     if raw.get("webhook_id"):
         extra["webhook_id"] = str(raw["webhook_id"])
+    # Who a message involves (a catch-up ranks what mentions or answers its reader first).
+    mention_ids = [str(u["id"]) for u in raw.get("mentions") or () if u.get("id")]
+    if mention_ids:
+        extra["mention_ids"] = mention_ids
+    referenced = raw.get("referenced_message")
+    if reply_to is not None and isinstance(referenced, Mapping):
+        replied = (referenced.get("author") or {}).get("id")
+        if replied:
+            extra["reply_to_author"] = str(replied)
     mentions: list[str] = []
     for user in raw.get("mentions") or ():
         name = _display_name(user, user.get("member"))

@@ -27,11 +27,13 @@ from shared.errors import ConfigError, PermanentError
 from shared.jobs import (
     SUMMARIZE,
     DiscordChannelSource,
+    DiscordServerSource,
     ExportFileSource,
     Step,
     UploadSource,
     parse_params,
 )
+from shared.pipeline.plan import run_plan
 from shared.pipeline.services import Services
 from shared.sources.export_file import count_messages, open_export
 from shared.summarize.sanitize import sanitize_channel, sanitize_messages
@@ -129,12 +131,52 @@ def _open(services: Services, job: Job, *, limit: int) -> Iterator[_Opened]:
         yield _sanitized(opened)
 
 
-def _fill_cache(services: Services, job: Job, opened: _Opened) -> int | None:
+class _ReaderTally:
+    """How the messages of a catch-up's channel involve its reader: mentions of them, replies
+    to them, and whether they wrote there (the ranking of :mod:`shared.summarize.digest`)."""
+
+    #: Involving messages remembered by id (the ranking only needs a handful).
+    KEEP = 50
+
+    def __init__(self, reader: str) -> None:
+        self.reader = reader
+        self.mentions = self.replies = 0
+        self.took_part = False
+        self.ids: list[str] = []
+
+    def add(self, page: list[ChatMessage]) -> None:
+        for message in page:
+            if message.author_id == self.reader:
+                self.took_part = True
+                continue
+            mentioned = self.reader in message.extra.get("mention_ids", ())
+            replied = message.extra.get("reply_to_author") == self.reader
+            self.mentions += mentioned
+            self.replies += replied and not mentioned
+            if (mentioned or replied) and len(self.ids) < self.KEEP:
+                self.ids.append(message.id)
+
+    def progress(self) -> dict[str, object]:
+        return {
+            "reader": {
+                "mentions": self.mentions,
+                "replies": self.replies,
+                "took_part": self.took_part,
+                "involved_ids": self.ids,
+            }
+        }
+
+
+def _fill_cache(
+    services: Services, job: Job, opened: _Opened, tally: _ReaderTally | None
+) -> int | None:
     """Stream the messages into the cache; the count, or None when the job ended meanwhile."""
     key = str(job.id)
     services.cache.begin(key)
     fetched = 0
     while page := list(islice(opened.messages, PAGE_SIZE)):
+        if tally is not None:
+            tally.add(page)
         fetched += services.cache.append(key, page)
         if len(page) < PAGE_SIZE:
             break  # the stream ended: the move to summarizing records the count
@@ -166,12 +208,15 @@ def run_fetch(services: Services, job: Job) -> list[Step]:
     in ``summarizing`` whose cache was lost (expired, or Redis wiped) has it filled again
     without moving backwards.
     """
+    params = parse_params(job.params)
+    if isinstance(params.source, DiscordServerSource):
+        return run_plan(services, job, params)
     if job.status == JobStatus.SUMMARIZING.value and services.cache.get(str(job.id)):
         return [Step(SUMMARIZE, (str(job.id),))]
     settings = services.settings
-    limit = min(
-        parse_params(job.params).max_messages or settings.max_messages, settings.max_messages
-    )
+    limit = min(params.max_messages or settings.max_messages, settings.max_messages)
+    reader = params.part_of.focus_user_id if params.part_of is not None else None
+    tally = _ReaderTally(reader) if reader is not None else None
     with _open(services, job, limit=limit) as opened:
         # Opening checked the channel's guild; no history has been read yet.
         progress = {"messages_total": opened.total, "messages_fetched": 0}
@@ -187,7 +232,7 @@ def run_fetch(services: Services, job: Job) -> list[Step]:
             lifecycle.heartbeat(
                 services.session_factory, job.id, now=services.clock(), progress=progress
             )
-        fetched = _fill_cache(services, job, opened)
+        fetched = _fill_cache(services, job, opened, tally)
     if fetched is None:
         return []
     steps = lifecycle.move(
@@ -195,7 +240,7 @@ def run_fetch(services: Services, job: Job) -> list[Step]:
         job.id,
         lifecycle.Move.FETCHED,
         now=services.clock(),
-        progress={"messages_fetched": fetched},
+        progress={"messages_fetched": fetched, **(tally.progress() if tally else {})},
         message_count=fetched,
     )
     if steps is None:

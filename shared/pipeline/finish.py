@@ -75,15 +75,17 @@ def persist_summary(
     model: str | None = None,
     usage: Sequence[UsageLedger] = (),
     progress: Mapping[str, Any] | None = None,
+    usage_of: Sequence[uuid.UUID] = (),
 ) -> tuple[uuid.UUID, ...] | None:
     """Write summary, deliveries, usage rows and job status at once.
 
     Returns the ids of the deliveries it stored (for :func:`after_persist`), or None when
     another run got there first; ``usage`` is then recorded on its own, since those calls were
     made all the same.  The summary's token and cost figures are the sum of every usage row of
-    the job (map steps included).
+    the job (map steps included) and of the jobs in ``usage_of`` (a multi-channel job's parts).
     """
     now = services.clock()
+    spenders = [job.id, *usage_of]
     summary = Summary(
         id=uuid.uuid4(),
         job_id=job.id,
@@ -100,9 +102,9 @@ def persist_summary(
         window_start=content.coverage.start,
         window_end=content.coverage.end,
         # Summed by the INSERT itself, after this run's usage rows were flushed.
-        prompt_tokens=_spent(job.id, UsageLedger.prompt_tokens),
-        completion_tokens=_spent(job.id, UsageLedger.completion_tokens),
-        cost_usd=_spent(job.id, UsageLedger.cost_usd),
+        prompt_tokens=_spent(spenders, UsageLedger.prompt_tokens),
+        completion_tokens=_spent(spenders, UsageLedger.completion_tokens),
+        cost_usd=_spent(spenders, UsageLedger.cost_usd),
         created_at=now,
     )
     deliveries = [
@@ -145,12 +147,11 @@ def persist_summary(
     return tuple(delivery.id for delivery in deliveries)
 
 
-def _spent(job_id: uuid.UUID, column: Any) -> Any:
-    return (
-        select(func.coalesce(func.sum(column), 0))
-        .where(UsageLedger.job_id == job_id)
-        .scalar_subquery()
+def _spent(job_ids: Sequence[uuid.UUID], column: Any) -> Any:
+    where = (
+        UsageLedger.job_id == job_ids[0] if len(job_ids) == 1 else UsageLedger.job_id.in_(job_ids)
     )
+    return select(func.coalesce(func.sum(column), 0)).where(where).scalar_subquery()
 
 
 def _copy(row: UsageLedger) -> UsageLedger:

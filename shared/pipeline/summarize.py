@@ -21,7 +21,8 @@ from shared.digests.empty import (
     no_activity_content,
     record_outcome,
 )
-from shared.jobs import FETCH, JobParams, Step, parse_params
+from shared.jobs import FETCH, DiscordServerSource, JobParams, Step, parse_params
+from shared.pipeline.compose import run_compose
 from shared.pipeline.finish import (
     PROMPT_VERSION,
     after_persist,
@@ -47,6 +48,9 @@ def run_summarize(services: Services, job: Job) -> list[Step]:
     """
     if job.status == JobStatus.DELIVERING.value:
         return pending_delivery_steps(services, job.id)
+    params = parse_params(job.params)
+    if isinstance(params.source, DiscordServerSource):
+        return run_compose(services, job, params)
     fetched = services.cache.get(str(job.id))
     if fetched is None:
         log.warning("summarize.cache_missing", action="refetch")
@@ -54,7 +58,6 @@ def run_summarize(services: Services, job: Job) -> list[Step]:
             mapreduce.reset(services, job.id)
         lifecycle.heartbeat(services.session_factory, job.id, now=services.clock())
         return [Step(FETCH, (str(job.id),))]
-    params = parse_params(job.params)
     action = empty_window_action(services.session_factory, job.id, message_count=fetched.count)
     if action is not EmptyWindowAction.SUMMARIZE:
         return _empty_digest(services, job, params, fetched, action)

@@ -26,7 +26,16 @@ from schema.models.uploads import Upload
 from shared import lifecycle
 from shared.discord.objects import WebhookRef
 from shared.errors import ConflictError, InvalidInputError, NotFoundError
-from shared.jobs import FETCH, DiscordChannelSource, ExportFileSource, JobParams, UploadSource
+from shared.jobs import (
+    FETCH,
+    AudienceChannel,
+    AudienceMember,
+    DiscordChannelSource,
+    DiscordServerSource,
+    ExportFileSource,
+    JobParams,
+    UploadSource,
+)
 from shared.services.core import Actor, Core
 from shared.tenancy import (
     DESTINATION_CHANNEL_KINDS,
@@ -36,7 +45,14 @@ from shared.tenancy import (
 )
 from shared.uploads import delete_upload
 
-__all__ = ["Submission", "cancel_job", "check_destination", "check_destinations", "submit_job"]
+__all__ = [
+    "Submission",
+    "audience_of",
+    "cancel_job",
+    "check_destination",
+    "check_destinations",
+    "submit_job",
+]
 
 _CANCELLED_BY = {
     "api": "cancelled through the API",
@@ -140,8 +156,73 @@ def _authorize_upload(core: Core, actor: Actor, source: UploadSource) -> None:
         )
 
 
+def audience_of(destinations: Sequence[Any]) -> list[AudienceChannel | AudienceMember]:
+    """Who reads a multi-channel summary sent to ``destinations``: the viewers of each channel
+    or thread it is posted in, and each member it is sent to directly."""
+    audience: list[AudienceChannel | AudienceMember] = []
+    for destination in destinations:
+        data = destination if isinstance(destination, Mapping) else destination.model_dump()
+        for link in destination_chain(data):
+            if link.get("kind") in DESTINATION_CHANNEL_KINDS:
+                entry: AudienceChannel | AudienceMember = AudienceChannel(
+                    channel_id=str(link["channel_id"])
+                )
+            elif link.get("kind") == "dm":
+                entry = AudienceMember(user_id=str(link["user_id"]))
+            else:
+                continue
+            if entry not in audience:
+                audience.append(entry)
+    return audience
+
+
+def _audience_label(entry: AudienceChannel | AudienceMember) -> str:
+    if isinstance(entry, AudienceChannel):
+        return f"channel {entry.channel_id}"
+    return f"member {entry.user_id}"
+
+
+def _authorize_server_source(core: Core, actor: Actor, params: JobParams) -> None:
+    """A multi-channel job: every channel it names is in the actor's guild, and its audience
+    covers everyone its Discord destinations reach (the worker keeps only what they all may
+    read, so an audience narrower than the destinations would leak)."""
+    source = params.source
+    assert isinstance(source, DiscordServerSource)
+    guild = actor.guild_id
+    if guild is None or source.guild_id != guild:
+        raise NotFoundError(f"no guild {source.guild_id} for this caller; use your own guild")
+    directory = core.require_directory()
+    for channel_id in [*source.channel_ids, *([source.category_id] if source.category_id else [])]:
+        require_channel(directory, guild, channel_id)
+    for entry in source.audience:
+        if isinstance(entry, AudienceChannel):
+            require_channel(directory, guild, entry.channel_id)
+        else:
+            require_member(directory, guild, entry.user_id)
+    for index, destination in enumerate(params.destinations):
+        if destination.kind == "discord_webhook":
+            raise InvalidInputError(
+                f"destinations/{index}: a summary of several channels cannot go to a Discord "
+                "webhook, whose readers are unknown; send it to the channel itself"
+            )
+    missing = [a for a in audience_of(params.destinations) if a not in source.audience]
+    if missing:
+        raise InvalidInputError(
+            "the audience must include everyone the destinations reach; add "
+            + ", ".join(
+                f"channel {a.channel_id}"
+                if isinstance(a, AudienceChannel)
+                else f"member {a.user_id}"
+                for a in missing
+            )
+        )
+
+
 def _authorize_source(core: Core, actor: Actor, params: JobParams) -> JobParams:
     source = params.source
+    if isinstance(source, DiscordServerSource):
+        _authorize_server_source(core, actor, params)
+        return params
     if isinstance(source, UploadSource):
         _authorize_upload(core, actor, source)
         return params
@@ -175,7 +256,7 @@ def _check_limits(core: Core, params: JobParams) -> None:
             f"{core.max_messages}; ask for fewer messages"
         )
     source = params.source
-    after = source.after if isinstance(source, DiscordChannelSource) else None
+    after = source.after if isinstance(source, DiscordChannelSource | DiscordServerSource) else None
     if after is not None and after > core.clock():
         raise InvalidInputError("the window starts in the future; give a past time")
 
@@ -215,7 +296,11 @@ def submit_job(
     params = _authorize_source(core, actor, params)
     _check_limits(core, params)
     source = params.source
-    guild_id = source.guild_id if isinstance(source, DiscordChannelSource) else actor.guild_id
+    guild_id = (
+        source.guild_id
+        if isinstance(source, DiscordChannelSource | DiscordServerSource)
+        else actor.guild_id
+    )
     now = utcnow()
     row: dict[str, Any] = {
         "id": uuid.uuid4(),

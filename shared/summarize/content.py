@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ActionItem",
+    "ChannelSection",
     "Citation",
     "CitedPoint",
     "Contribution",
@@ -100,6 +101,33 @@ class Coverage(_Model):
     guild_id: str | None = None
 
 
+class ChannelSection(_Model):
+    """One channel's part of a multi-channel summary (a digest or a catch-up)."""
+
+    channel_id: str
+    channel_name: str
+    parent_name: str | None = Field(
+        default=None, description="The channel a thread or forum post belongs to"
+    )
+    messages: int
+    overview: str
+    topics: list[Topic] = Field(default_factory=list)
+    key_points: list[CitedPoint] = Field(default_factory=list)
+    decisions: list[CitedPoint] = Field(default_factory=list)
+    open_questions: list[CitedPoint] = Field(default_factory=list)
+    action_items: list[ActionItem] = Field(default_factory=list)
+    involves_reader: int = Field(
+        default=0, description="Messages that mention or answer the reader (a catch-up)"
+    )
+
+    @property
+    def label(self) -> str:
+        """``#name``, or ``#parent › name`` for a thread or forum post."""
+        if self.parent_name:
+            return f"#{self.parent_name} › {self.channel_name}"
+        return f"#{self.channel_name}"
+
+
 class SummaryContent(_Model):
     """A complete summary with sections, citations, participants and coverage."""
 
@@ -114,9 +142,20 @@ class SummaryContent(_Model):
     technical: list[CitedPoint] = Field(default_factory=list)
     participants: list[Participant] = Field(default_factory=list)
     citations: dict[str, Citation] = Field(default_factory=dict)
+    channels: list[ChannelSection] = Field(
+        default_factory=list, description="Per-channel sections of a multi-channel summary"
+    )
+    quiet_channels: list[str] = Field(
+        default_factory=list, description="Channels with nothing new in the window"
+    )
     coverage: Coverage
     backend: str
     degraded: bool = False
+
+    @property
+    def multi_channel(self) -> bool:
+        """True for a digest or catch-up over several channels."""
+        return bool(self.channels or self.quiet_channels)
 
     def cited_ids(self) -> set[str]:
         """Every message id cited anywhere in the summary."""
@@ -131,4 +170,12 @@ class SummaryContent(_Model):
         for contribution in self.contributions:
             for point in contribution.points:
                 ids.update(point.message_ids)
+        for section in self.channels:
+            for group in (section.key_points, section.decisions, section.open_questions):
+                for point in group:
+                    ids.update(point.message_ids)
+            for topic in section.topics:
+                ids.update(topic.message_ids)
+            for item in section.action_items:
+                ids.update(item.message_ids)
         return ids

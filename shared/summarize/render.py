@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.summarize.content import CitedPoint, SummaryContent
+from shared.summarize.content import ActionItem, ChannelSection, CitedPoint, SummaryContent
 
 __all__ = [
     "DOCUMENT_SCHEMA_ID",
@@ -24,6 +24,7 @@ __all__ = [
     "render_markdown",
     "render_text",
     "summary_sections",
+    "summary_title",
 ]
 
 DOCUMENT_SCHEMA_ID = "https://summarybot.dev/schemas/summary-document.v1.json"
@@ -59,42 +60,77 @@ class _Numbering:
         return "".join(f"[{n}]" for n in numbers)
 
 
-def summary_sections(
-    content: SummaryContent, *, strong: str = ""
-) -> list[tuple[str, list[tuple[str, list[str]]]]]:
+Rows = list[tuple[str, list[str]]]
+
+
+def _points(items: list[CitedPoint], prefix: str = "") -> Rows:
+    return [(prefix + p.text, p.message_ids) for p in items]
+
+
+def _actions(items: list[ActionItem], prefix: str = "") -> Rows:
+    return [
+        (
+            prefix
+            + a.task
+            + (f" (owner: {a.owner})" if a.owner else "")
+            + (f" (due: {a.due})" if a.due else ""),
+            a.message_ids,
+        )
+        for a in items
+    ]
+
+
+def _channel_rows(section: ChannelSection, strong: str) -> Rows:
+    rows: Rows = [(section.overview, [])] if section.overview else []
+    rows += [(f"{strong}{t.title}{strong}: {t.summary}", t.message_ids) for t in section.topics]
+    rows += _points(section.key_points)
+    rows += _points(section.decisions, "Decision: ")
+    rows += _actions(section.action_items, "To do: ")
+    rows += _points(section.open_questions, "Open question: ")
+    return rows
+
+
+def summary_sections(content: SummaryContent, *, strong: str = "") -> list[tuple[str, Rows]]:
     """Section title → (text, cited ids) rows, in reading order, empty sections left out.
 
-    ``strong`` wraps each topic's title (``"**"`` for Discord's bold).
+    ``strong`` wraps each topic's title (``"**"`` for Discord's bold).  A multi-channel
+    summary leads with what matters most across its channels, then has one section per
+    channel with activity, and names the quiet channels in one line.
     """
-
-    def points(items: list[CitedPoint]) -> list[tuple[str, list[str]]]:
-        return [(p.text, p.message_ids) for p in items]
-
-    sections: list[tuple[str, list[tuple[str, list[str]]]]] = [
+    sections: list[tuple[str, Rows]] = [
         (
             "Topics",
             [(f"{strong}{t.title}{strong}: {t.summary}", t.message_ids) for t in content.topics],
         ),
-        ("Key points", points(content.key_points)),
-        ("Decisions", points(content.decisions)),
         (
-            "Action items",
-            [
-                (
-                    a.task
-                    + (f" (owner: {a.owner})" if a.owner else "")
-                    + (f" (due: {a.due})" if a.due else ""),
-                    a.message_ids,
-                )
-                for a in content.action_items
-            ],
+            "What matters most" if content.multi_channel else "Key points",
+            _points(content.key_points),
         ),
-        ("Open questions", points(content.open_questions)),
-        ("Technical notes", points(content.technical)),
+        ("Decisions", _points(content.decisions)),
+        ("Action items", _actions(content.action_items)),
+        ("Open questions", _points(content.open_questions)),
+        ("Technical notes", _points(content.technical)),
     ]
     for contribution in content.contributions:
-        sections.append((f"Contributions: {contribution.participant}", points(contribution.points)))
+        sections.append(
+            (f"Contributions: {contribution.participant}", _points(contribution.points))
+        )
+    for section in content.channels:
+        sections.append(
+            (f"{section.label} · {section.messages:,} messages", _channel_rows(section, strong))
+        )
+    if content.quiet_channels:
+        quiet = ", ".join(f"#{name}" for name in content.quiet_channels)
+        sections.append(("Nothing new", [(quiet, [])]))
     return [(title, rows) for title, rows in sections if rows]
+
+
+def summary_title(content: SummaryContent) -> str:
+    """``Summary of #channel (format)``, or ``Digest of <server or category>`` for several."""
+    cov = content.coverage
+    if content.multi_channel:
+        return f"Digest of {cov.channel_name} ({content.format.value})"
+    return f"Summary of #{cov.channel_name} ({content.format.value})"
 
 
 def _span(content: SummaryContent) -> str:
@@ -106,8 +142,7 @@ def _span(content: SummaryContent) -> str:
 
 def _header(content: SummaryContent) -> tuple[str, str]:
     cov = content.coverage
-    where = f"#{cov.channel_name}"
-    title = f"Summary of {where} ({content.format.value})"
+    title = summary_title(content)
     if content.degraded:
         title += " [degraded: offline extractive fallback]"
     stats = (
