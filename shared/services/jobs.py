@@ -339,6 +339,12 @@ def submit_job(
     return Submission(job, created=True)
 
 
+def _part_ids(job: Job) -> list[uuid.UUID]:
+    plan = job.progress.get("plan") if isinstance(job.progress, dict) else None
+    parts = plan.get("parts", []) if isinstance(plan, dict) else []
+    return [uuid.UUID(str(p["job_id"])) for p in parts if isinstance(p, dict) and "job_id" in p]
+
+
 def cancel_job(core: Core, actor: Actor, job_id: uuid.UUID) -> Job:
     """Cancel an unfinished job of the actor's guild; cancelling twice answers the same.
 
@@ -358,6 +364,11 @@ def cancel_job(core: Core, actor: Actor, job_id: uuid.UUID) -> Job:
     with core.session_factory() as session:
         current = session.get(Job, job_id)
     assert current is not None
+    for part in _part_ids(current):
+        # A multi-channel job's parts stop with it: nobody would read what they produce.
+        lifecycle.move(
+            core.session_factory, part, lifecycle.Move.CANCEL, now=core.clock(), error=reason
+        )
     if moved is None and current.status != JobStatus.CANCELLED.value:
         raise ConflictError(
             f"job {job_id} already ended as {current.status}; there is nothing to cancel"
