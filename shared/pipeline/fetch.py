@@ -124,6 +124,8 @@ def _sanitized(opened: _Opened) -> _Opened:
 @contextmanager
 def _open(services: Services, job: Job, *, limit: int) -> Iterator[_Opened]:
     source = parse_params(job.params).source
+    # Several channels are planned (run_plan), never opened as one conversation.
+    assert not isinstance(source, DiscordServerSource)
     if isinstance(source, DiscordChannelSource):
         yield _sanitized(_open_discord(services, job, source, limit=limit))
         return

@@ -35,7 +35,13 @@ import structlog
 from schema.models.jobs import Job, JobStatus
 from shared import lifecycle
 from shared.db.rows import add_unless_present
-from shared.discord.audience import GuildSnapshot, LeftOut, load_snapshot, readable_by_all
+from shared.discord.audience import (
+    GuildSnapshot,
+    LeftOut,
+    load_snapshot,
+    member_from_json,
+    readable_by_all,
+)
 from shared.discord.client import DiscordClient
 from shared.discord.permissions import ChannelKind, ChannelView, MemberView
 from shared.domain.messages import snowflake_time
@@ -136,18 +142,6 @@ def candidates(snapshot: GuildSnapshot, source: DiscordServerSource) -> list[int
     return _expand(snapshot, tops)
 
 
-def _member_view(data: dict[str, Any], user_id: str) -> MemberView:
-    until = data.get("communication_disabled_until")
-    timed_out = bool(until) and datetime.fromisoformat(str(until)) > datetime.now(
-        datetime.fromisoformat(str(until)).tzinfo
-    )
-    return MemberView(
-        id=int(user_id),
-        role_ids=frozenset(int(r) for r in data.get("roles") or ()),
-        timed_out=timed_out,
-    )
-
-
 def audience_members(
     client: DiscordClient, snapshot: GuildSnapshot, source: DiscordServerSource
 ) -> list[MemberView] | None:
@@ -167,9 +161,17 @@ def audience_members(
             data = client.get_member(source.guild_id, entry.user_id)
             if data is None:
                 raise _not_here("member", entry.user_id)
-            member = _member_view(data, entry.user_id)
+            member = member_from_json(data)
         members[member.id] = member
     return list(members.values())
+
+
+def _audience_label(snapshot: GuildSnapshot, source: DiscordServerSource) -> str:
+    only = source.audience[0] if len(source.audience) == 1 else None
+    if isinstance(only, AudienceChannel):
+        view = snapshot.channels.get(int(only.channel_id))
+        return f"members who can see #{view.name if view is not None else only.channel_id}"
+    return "members of the audience"
 
 
 def _needs_members(source: DiscordServerSource) -> bool:
@@ -261,11 +263,17 @@ def run_plan(services: Services, job: Job, params: JobParams) -> list[Step]:
     if str(snapshot.guild.id) != source.guild_id:
         raise _not_here("guild", source.guild_id)
     audience = audience_members(client, snapshot, source)
-    kept, left_out = readable_by_all(snapshot, audience, candidates(snapshot, source))
+    kept, left_out = readable_by_all(
+        snapshot,
+        audience,
+        candidates(snapshot, source),
+        audience_label=_audience_label(snapshot, source),
+    )
     since = source.after
     if source.since_last_message and source.focus_user_id is not None:
         since = last_message_of(client, snapshot, kept, source.focus_user_id, after=since)
-    active, quiet = [], []
+    active: list[int] = []
+    quiet: list[int] = []
     for channel_id in kept:
         last = snapshot.last_message_ids.get(channel_id)
         # A channel whose newest message predates the window has nothing new: not read at all.

@@ -1,0 +1,246 @@
+"""Digests of many channels and catch-ups, end to end on the fake Discord's Acme server.
+
+Acme (``tests/fakes/server_world.py``) has 12 message channels, two of them private
+(#staff-only, #mods-room, with overwrites), three threads (one in #staff-only) and a forum.
+Jobs go through the real services, the real plan → parts → compose pipeline and the deliver
+stage, in the embedded mode (SQLite, an in-process worker) against the fake Discord over HTTP.
+The confidential markers "Zanzibar" and "Kilimanjaro" live only in the private channels.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from schema.models.jobs import Delivery, Job, Summary
+from shared.db.migrate import upgrade
+from shared.discord.config import DiscordSettings
+from shared.errors import InvalidInputError, NotFoundError
+from shared.jobs import (
+    AudienceChannel,
+    AudienceMember,
+    ChannelTarget,
+    DiscordServerSource,
+    JobParams,
+    WebhookTarget,
+)
+from shared.pipeline.services import Services
+from shared.services.core import Actor
+from shared.services.jobs import submit_job
+from shared.settings import load_settings
+from shared.summarize.content import SummaryContent
+from tests.fakes.discord_server import FakeDiscordServer
+from tests.fakes.server_world import ServerWorld, seed_server
+from tests.support.workers import embedded_worker
+
+MARKERS = ("Zanzibar", "Kilimanjaro", "CONFIDENTIAL")
+
+
+@pytest.fixture(scope="module")
+def acme() -> Iterator[tuple[FakeDiscordServer, ServerWorld]]:
+    server = FakeDiscordServer().start()
+    world = seed_server(server.fake, messages_per_channel=30)
+    yield server, world
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def services(
+    acme: tuple[FakeDiscordServer, ServerWorld], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Services]:
+    server, world = acme
+    settings = load_settings(
+        data_dir=tmp_path_factory.mktemp("digests"),
+        discord=DiscordSettings(token=world.token, api_base=server.api_base),
+        redis_url=None,
+        database_url=None,
+    )
+    upgrade(settings.effective_database_url)
+    with embedded_worker(settings) as (_, built):
+        yield built
+
+
+def _now(world: ServerWorld) -> datetime:
+    return datetime.fromtimestamp(world.now_ms / 1000, UTC)
+
+
+def _digest_params(world: ServerWorld, to: str, **source: Any) -> JobParams:
+    channel = str(world.channels[to].id)
+    return JobParams(
+        source=DiscordServerSource(
+            guild_id=str(world.guild.id),
+            after=_now(world) - timedelta(hours=24),
+            audience=[AudienceChannel(channel_id=channel)],
+            **source,
+        ),
+        destinations=[ChannelTarget(channel_id=channel)],
+    )
+
+
+def _run(services: Services, world: ServerWorld, params: JobParams) -> Job:
+    actor = Actor(origin="api", guild_id=str(world.guild.id))
+    submission = submit_job(services.core(), actor, params)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with services.session_factory() as session:
+            job = session.get(Job, submission.job_id)
+            assert job is not None
+            deliveries = session.query(Delivery).join(Summary).filter(Summary.job_id == job.id)
+            settled = all(d.status in ("sent", "failed") for d in deliveries)
+            if job.status in ("completed", "failed", "completed_with_errors") and settled:
+                return job
+        time.sleep(0.05)
+    raise AssertionError("the digest did not finish")
+
+
+def _summary(services: Services, job_id: uuid.UUID) -> SummaryContent:
+    with services.session_factory() as session:
+        row = session.query(Summary).filter(Summary.job_id == job_id).one()
+        return SummaryContent.model_validate(row.content)
+
+
+def _posted(server: FakeDiscordServer, channel_id: int, since: int) -> str:
+    """Everything the bot posted in a channel after message id ``since``, as JSON text."""
+    fake = server.fake
+    channel = fake.channels[channel_id]
+    posted = [fake.message_json(fake.messages[m], None) for m in channel.message_ids if m > since]
+    return json.dumps(posted, ensure_ascii=False)
+
+
+def _cited_channels(content: SummaryContent) -> set[str]:
+    return {
+        url.split("/")[-2]
+        for url in (c.jump_url for c in content.citations.values())
+        if url is not None
+    }
+
+
+def test_a_digest_to_general_leaves_the_private_channels_out(
+    services: Services, acme: tuple[FakeDiscordServer, ServerWorld]
+) -> None:
+    server, world = acme
+    before = world.general.last_message_id or 0
+    job = _run(services, world, _digest_params(world, "general"))
+    assert job.status == "completed", job.error
+    content = _summary(services, job.id)
+    private = {str(world.staff_only.id), str(world.mods_room.id), str(world.staff_thread.id)}
+    assert not _cited_channels(content) & private
+    assert not {s.channel_id for s in content.channels} & private
+    text = content.model_dump_json()
+    assert not any(marker in text for marker in MARKERS)
+    # What #general's readers see: the posted digest carries nothing private either.
+    posted = _posted(server, world.general.id, before)
+    assert "What matters most" in posted and "#dev" in posted
+    assert not any(marker in posted for marker in MARKERS)
+    assert "staff-only" not in posted and "mods-room" not in posted
+    # The person who set it up reads what was left out, and why.
+    left_out = {e["name"]: e["reason"] for e in job.progress["plan"]["left_out"]}
+    assert set(left_out) == {"staff-only", "mods-room", "Zanzibar evidence"}
+    assert "members who can see #general cannot read it" in left_out["staff-only"]
+    # The active public channels, the #dev thread and the forum post have sections; the
+    # quiet ones are named in one line and were never read.
+    names = {s.channel_name for s in content.channels}
+    assert {"general", "dev", "random", "help", "4.2 release checklist"} <= names
+    assert any(s.parent_name == "ideas" for s in content.channels)
+    assert sorted(content.quiet_channels) == ["events", "music"]
+    assert content.cited_ids() <= set(content.citations)
+
+
+def test_the_same_digest_to_the_staff_channel_includes_them(
+    services: Services, acme: tuple[FakeDiscordServer, ServerWorld]
+) -> None:
+    server, world = acme
+    before = world.staff_only.last_message_id or 0
+    job = _run(services, world, _digest_params(world, "staff-only"))
+    assert job.status == "completed", job.error
+    content = _summary(services, job.id)
+    cited = _cited_channels(content)
+    assert str(world.staff_only.id) in cited and str(world.mods_room.id) in cited
+    assert "Zanzibar" in content.model_dump_json()
+    assert job.progress["plan"]["left_out"] == []
+    assert "Zanzibar" in _posted(server, world.staff_only.id, before)
+
+
+def test_a_category_digest_covers_only_that_category(
+    services: Services, acme: tuple[FakeDiscordServer, ServerWorld]
+) -> None:
+    _, world = acme
+    params = _digest_params(world, "staff-only", category_id=str(world.staff_area.id))
+    job = _run(services, world, params)
+    assert job.status == "completed", job.error
+    content = _summary(services, job.id)
+    assert content.coverage.channel_name == "Staff area"
+    assert {s.channel_name for s in content.channels} == {
+        "staff-only",
+        "mods-room",
+        "Zanzibar evidence",
+    }
+
+
+def test_the_audience_must_cover_every_discord_destination(
+    services: Services, acme: tuple[FakeDiscordServer, ServerWorld]
+) -> None:
+    _, world = acme
+    params = JobParams(
+        source=DiscordServerSource(
+            guild_id=str(world.guild.id),
+            after=_now(world) - timedelta(hours=24),
+            audience=[AudienceChannel(channel_id=str(world.staff_only.id))],
+        ),
+        destinations=[ChannelTarget(channel_id=str(world.general.id))],
+    )
+    actor = Actor(origin="api", guild_id=str(world.guild.id))
+    with pytest.raises(InvalidInputError, match="audience must include"):
+        submit_job(services.core(), actor, params)
+
+
+def test_another_guild_may_not_digest_this_one(
+    services: Services, acme: tuple[FakeDiscordServer, ServerWorld]
+) -> None:
+    _, world = acme
+    params = _digest_params(world, "general")
+    with pytest.raises(NotFoundError):
+        submit_job(services.core(), Actor(origin="api", guild_id="123456789012345678"), params)
+
+
+def test_a_catch_up_shows_only_what_the_member_can_read_mentions_first(
+    services: Services, acme: tuple[FakeDiscordServer, ServerWorld]
+) -> None:
+    _, world = acme
+    alice = str(world.alice.id)
+    params = JobParams(
+        source=DiscordServerSource(
+            guild_id=str(world.guild.id),
+            after=_now(world) - timedelta(days=7),
+            audience=[AudienceMember(user_id=alice)],
+            focus_user_id=alice,
+            since_last_message=True,
+        ),
+        destinations=[WebhookTarget(endpoint_id=uuid.uuid4())],
+    )
+    # A webhook destination needs an endpoint of the guild; deliver to nobody instead.
+    params = params.model_copy(update={"destinations": []})
+    job = _run(services, world, params)
+    assert job.status == "completed", job.error
+    plan = job.progress["plan"]
+    # The window starts at alice's last message (6 h before now), not 7 days back.
+    since = datetime.fromisoformat(plan["since"])
+    assert abs((since - _now(world)) + timedelta(hours=6)) < timedelta(minutes=1)
+    content = _summary(services, job.id)
+    text = content.model_dump_json()
+    assert not any(marker in text for marker in MARKERS)
+    assert str(world.staff_only.id) not in _cited_channels(content)
+    # Channels that mention or answer alice come first, and her mentions lead the top points.
+    mentioned = {"random", "dev", "help"}
+    leading = [s.channel_name for s in content.channels[: len(mentioned)]]
+    assert set(leading) == mentioned, leading
+    assert all(s.involves_reader > 0 for s in content.channels[:3])
+    involved = {str(m.id) for m in world.alice_mentions} | {str(world.help_reply.id)}
+    assert set(content.key_points[0].message_ids) & involved
+    assert "You were mentioned or answered" in content.overview
