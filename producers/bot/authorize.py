@@ -26,7 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from producers.bot.permissions import (
+from producers.bot.store import GuildConfig
+from schema.models.tenancy import PrivateChannelPolicy
+from shared.discord.permissions import (
     READ_ACCESS,
     ChannelView,
     GuildView,
@@ -40,8 +42,6 @@ from producers.bot.permissions import (
     missing_permissions,
     permission_names,
 )
-from producers.bot.store import GuildConfig
-from schema.models.tenancy import PrivateChannelPolicy
 
 __all__ = [
     "AccessRequest",

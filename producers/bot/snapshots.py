@@ -11,7 +11,7 @@ from typing import Any
 
 import discord
 
-from producers.bot.permissions import (
+from shared.discord.permissions import (
     ChannelKind,
     ChannelView,
     GuildView,

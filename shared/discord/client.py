@@ -26,6 +26,7 @@ from shared.discord.errors import (
     InvalidWebhook,
     NotFound,
     RateLimited,
+    TooManyMembers,
     Unauthorized,
     UnknownRoute,
 )
@@ -49,6 +50,8 @@ _CUSTOM_EMOJI = re.compile(
 _UNKNOWN_MESSAGE = 10008
 _MISSING_ACCESS = 50001
 _ARCHIVED_THREAD = 50083
+#: The largest page of ``GET /guilds/{id}/members`` Discord serves.
+_MEMBERS_PAGE = 1000
 #: Longest wait for rate limits on a lookup the caller can do without (the guild's name).
 _OPTIONAL_WAIT_S = 2.0
 #: How long a guild's name is reused before it is asked again (seconds).
@@ -161,6 +164,46 @@ class DiscordClient:
         except NotFound:
             return None
         return body
+
+    def guild_channels(self, guild_id: str) -> list[dict[str, Any]]:
+        """Every channel of the guild (raw JSON, with ``permission_overwrites``), no threads.
+
+        Discord lists the channels the bot cannot view too; their overwrites say so.
+        """
+        route = routes.LIST_GUILD_CHANNELS.compile(guild_id=guild_id)
+        body: list[dict[str, Any]] = self.session.request(route).body
+        return body
+
+    def iter_members(self, guild_id: str, *, max_members: int) -> Iterator[dict[str, Any]]:
+        """The guild's members (raw JSON), by user id, read in pages of up to 1000.
+
+        Raises :class:`~shared.discord.errors.TooManyMembers` once more than ``max_members``
+        exist (after yielding the first ``max_members``), so the caller never holds an
+        unbounded list; and :class:`~shared.discord.errors.Forbidden` (403/50001 "Missing
+        Access") when the application lacks the privileged Server Members intent.  Lazy: the
+        first request is sent on the first ``next()``.
+        """
+        if max_members < 0:
+            raise InvalidInputError(f"max_members must be 0 or more, got {max_members}")
+        return self._iter_members(guild_id, max_members)
+
+    def _iter_members(self, guild_id: str, max_members: int) -> Iterator[dict[str, Any]]:
+        route = routes.LIST_GUILD_MEMBERS.compile(guild_id=guild_id)
+        # One more than the cap fits in the page that proves the cap is passed.
+        page_size = min(_MEMBERS_PAGE, max_members + 1)
+        after = 0
+        seen = 0
+        while True:
+            params: dict[str, str | int | bool] = {"limit": page_size, "after": after}
+            page: list[dict[str, Any]] = self.session.request(route, params=params).body
+            for member in page:
+                seen += 1
+                if seen > max_members:
+                    raise TooManyMembers(guild_id, max_members, route=route.label)
+                yield member
+                after = max(after, int(member["user"]["id"]))
+            if len(page) < page_size:
+                return
 
     def get_channel(self, channel_id: str) -> Channel:
         """A channel, thread or DM channel."""
@@ -349,13 +392,13 @@ class DiscordClient:
         channel = self.get_channel(channel_id)
         if not channel.guild_id:
             return []
-        route = routes.LIST_ACTIVE_THREADS.compile(guild_id=channel.guild_id)
+        return [t for t in self.guild_active_threads(channel.guild_id) if t.parent_id == channel_id]
+
+    def guild_active_threads(self, guild_id: str) -> list[Channel]:
+        """Every active (not archived) thread of the guild the bot can see, with ``parent_id``."""
+        route = routes.LIST_ACTIVE_THREADS.compile(guild_id=guild_id)
         body = self.session.request(route).body
-        return [
-            Channel.from_json(t)
-            for t in body.get("threads", [])
-            if t.get("parent_id") == channel_id
-        ]
+        return [Channel.from_json(t) for t in body.get("threads", [])]
 
     def list_archived_threads(
         self, channel_id: str, *, before: datetime | None = None, limit: int = 100

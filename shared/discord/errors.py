@@ -14,7 +14,8 @@
         ├── NotFound                        404: unknown channel/message/interaction
         │   └── UnknownRoute                404 for a route Discord serves (wrong base URL?)
         ├── InvalidWebhook                  a webhook URL Discord rejected (404 or 401/50027)
-        └── UnexpectedAnswer                an answer that is not Discord's JSON (HTML, text)
+        ├── UnexpectedAnswer                an answer that is not Discord's JSON (HTML, text)
+        └── TooManyMembers                  a member list longer than the caller's cap (local)
 
     MessageLimitsError (InvalidInputError)  a message broke Discord's limits before any request
 
@@ -47,6 +48,7 @@ __all__ = [
     "NotFound",
     "RateLimited",
     "ServerError",
+    "TooManyMembers",
     "Unauthorized",
     "UnexpectedAnswer",
     "UnknownRoute",
@@ -196,6 +198,23 @@ class UnknownRoute(UnexpectedAnswer, NotFound):
     ``404: Not Found`` means the path itself is unknown there (e.g. a base URL without
     ``/api/v10``).
     """
+
+
+class TooManyMembers(DiscordPermanentError):
+    """A guild has more members than the caller agreed to list (``max_members``).
+
+    Raised by the adapter itself (no status, no code) once the list passes the cap, so a huge
+    guild costs at most ``max_members / 1000 + 1`` requests.
+    """
+
+    def __init__(self, guild_id: str, max_members: int, *, route: str | None = None) -> None:
+        super().__init__(
+            f"guild {guild_id} has more than {max_members} members",
+            route=route,
+            user_message=f"The server has more than {max_members} members; too many to list.",
+        )
+        self.guild_id = guild_id
+        self.max_members = max_members
 
 
 class MessageLimitsError(InvalidInputError):

@@ -51,6 +51,8 @@ __all__ = [
     "GET_WEBHOOK_MESSAGE",
     "JOIN_THREAD",
     "LIST_ACTIVE_THREADS",
+    "LIST_GUILD_CHANNELS",
+    "LIST_GUILD_MEMBERS",
     "LIST_PUBLIC_ARCHIVED_THREADS",
     "START_THREAD",
     "START_THREAD_FROM_MESSAGE",
@@ -183,6 +185,9 @@ def _followup(method: str, below: str = "") -> Route:
 GET_CURRENT_USER: Final = Route("GET", "/users/@me")
 GET_GUILD: Final = Route("GET", "/guilds/{guild_id}")
 GET_GUILD_MEMBER: Final = Route("GET", "/guilds/{guild_id}/members/{user_id}")
+LIST_GUILD_CHANNELS: Final = Route("GET", "/guilds/{guild_id}/channels")
+#: Needs the privileged Server Members intent (403/50001 without it).
+LIST_GUILD_MEMBERS: Final = Route("GET", "/guilds/{guild_id}/members")
 GET_CHANNEL: Final = Route("GET", "/channels/{channel_id}")
 GET_MESSAGES: Final = Route("GET", "/channels/{channel_id}/messages")
 GET_MESSAGE: Final = Route("GET", "/channels/{channel_id}/messages/{message_id}")

@@ -127,6 +127,8 @@ _ROUTES = [
     _route("GET", "/users/@me", "get_me"),
     _route("POST", "/users/@me/channels", "create_dm"),
     _route("GET", "/guilds/{guild_id}", "get_guild"),
+    _route("GET", "/guilds/{guild_id}/channels", "guild_channels"),
+    _route("GET", "/guilds/{guild_id}/members", "list_members"),
     _route("GET", "/guilds/{guild_id}/members/{user_id}", "get_member"),
     _route("GET", "/guilds/{guild_id}/threads/active", "active_threads"),
     _route("GET", "/channels/{channel_id}", "get_channel"),
@@ -290,8 +292,9 @@ class FakeDiscord:
         topic: str | None = None,
         overwrites: list[dict[str, Any]] | None = None,
         created_ms: int | None = None,
+        category: Channel | None = None,
     ) -> Channel:
-        """A guild channel (text by default)."""
+        """A guild channel (text by default), in ``category`` if given."""
         cid = self.ids.at(created_ms or self.now_ms() - 200 * 86400_000)
         channel = Channel(
             id=cid,
@@ -301,6 +304,7 @@ class FakeDiscord:
             topic=topic,
             overwrites=overwrites or [],
             position=len(self.channels),
+            parent_id=None if category is None else category.id,
         )
         self.channels[cid] = channel
         return channel
@@ -743,7 +747,11 @@ class FakeDiscord:
         member = guild.members.get(int(user)) if user.isdigit() else None
         if member is None:
             raise ApiError(404, 10007, "Unknown Member")
-        return 200, {
+        return 200, self._member_json(guild, member)
+
+    def _member_json(self, guild: Guild, member: Member) -> dict[str, Any]:
+        timeout = member.timeout_until_ms
+        return {
             "user": self.users[member.user_id].to_json(),
             "nick": member.nick,
             "roles": [str(r) for r in sorted(member.roles)],
@@ -751,7 +759,56 @@ class FakeDiscord:
             "deaf": False,
             "mute": False,
             "flags": 0,
+            "pending": False,
+            "communication_disabled_until": None if timeout is None else iso(timeout),
         }
+
+    def _member_guild(self, ctx: _Ctx) -> Guild:
+        """The guild of the path, which the bot must belong to (403/50001 otherwise)."""
+        raw = ctx.params["guild_id"]
+        guild = self.guilds.get(int(raw)) if raw.isdigit() else None
+        if guild is None:
+            raise ApiError(404, 10004, "Unknown Guild")
+        if ctx.viewer not in guild.members:
+            raise ApiError(403, 50001, "Missing Access")
+        return guild
+
+    def _h_guild_channels(self, ctx: _Ctx) -> tuple[int, Any]:
+        guild = self._member_guild(ctx)
+        # Discord lists every channel, those the bot cannot view too (their overwrites say so).
+        channels = sorted(
+            (c for c in self.channels.values() if c.guild_id == guild.id and not c.is_thread),
+            key=lambda c: c.id,
+        )
+        return 200, [c.to_json(ctx.viewer, self.users) for c in channels]
+
+    def _h_list_members(self, ctx: _Ctx) -> tuple[int, Any]:
+        guild = self._member_guild(ctx)
+        if not self.config.members_intent:
+            raise ApiError(403, 50001, "Missing Access")
+        raw_limit = ctx.query.get("limit", "1")
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            raise _form_error(
+                ["limit"], "NUMBER_TYPE_COERCE", f'Value "{raw_limit}" is not int.'
+            ) from None
+        if limit < 1:
+            raise _form_error(
+                ["limit"], "NUMBER_TYPE_MIN", "int value should be greater than or equal to 1."
+            )
+        if limit > 1000:
+            raise _form_error(
+                ["limit"], "NUMBER_TYPE_MAX", "int value should be less than or equal to 1000."
+            )
+        raw_after = ctx.query.get("after", "0")
+        if not raw_after.isdigit():
+            raise _form_error(
+                ["after"], "NUMBER_TYPE_COERCE", f'Value "{raw_after}" is not snowflake.'
+            )
+        after = int(raw_after)
+        ids = sorted(uid for uid in guild.members if uid > after)[:limit]
+        return 200, [self._member_json(guild, guild.members[uid]) for uid in ids]
 
     def _h_get_channel(self, ctx: _Ctx) -> tuple[int, Any]:
         channel = self._channel(ctx)

@@ -70,6 +70,8 @@ DEFAULT_LIMITS: dict[str, RouteLimit | None] = {
     "GET /users/@me": None,
     "GET /guilds/{guild_id}": RouteLimit("guild", 5, 5.0),
     "GET /guilds/{guild_id}/threads/active": RouteLimit("guild-threads", 10, 10.0),
+    "GET /guilds/{guild_id}/channels": RouteLimit("guild-channels", 5, 5.0),
+    "GET /guilds/{guild_id}/members": RouteLimit("guild-members", 10, 10.0),
     "GET /channels/{channel_id}": RouteLimit("channel", 5, 5.0),
     "GET /channels/{channel_id}/messages": RouteLimit("messages-read", 5, 1.0),
     "GET /channels/{channel_id}/messages/{message_id}": RouteLimit("message-read", 5, 1.0),
@@ -127,6 +129,9 @@ class FakeConfig:
     #: ``GET /guilds/{id}``: ``on``; ``off`` (not served: a plain 404 as for any unknown route);
     #: ``forbidden`` (403/50001 while the guild's channels stay readable).
     guild_route: Literal["on", "off", "forbidden"] = "on"
+    #: Whether the application has the privileged Server Members intent; without it
+    #: ``GET /guilds/{id}/members`` answers 403/50001 "Missing Access", as Discord does.
+    members_intent: bool = True
     interaction_ack_s: float = 3.0
     interaction_ttl_s: float = 900.0
 

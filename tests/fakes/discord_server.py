@@ -262,6 +262,7 @@ class _Server(ThreadingHTTPServer):
                 "invalid_ban_threshold",
                 "unknown_route_body",
                 "guild_route",
+                "members_intent",
             ):
                 if key in data:
                     setattr(fake.config, key, data[key])

@@ -131,11 +131,12 @@ class User:
 
 @dataclass
 class Member:
-    """A user's membership of a guild."""
+    """A user's membership of a guild; ``timeout_until_ms`` is the end of a timeout, if any."""
 
     user_id: int
     roles: set[int] = field(default_factory=set)
     nick: str | None = None
+    timeout_until_ms: float | None = None
 
 
 @dataclass

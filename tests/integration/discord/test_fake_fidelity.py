@@ -194,6 +194,64 @@ def test_guild_route_can_be_switched_off_or_forbidden(
     assert _get(world, guild).json() == {"message": "404: Not Found", "code": 0}
 
 
+def test_guild_channels_lists_every_channel_but_no_thread(
+    world: World, server: FakeDiscordServer
+) -> None:
+    fake = server.fake
+    fake.add_thread(world.general, "side talk", owner=world.bob)
+    answer = _get(world, f"/guilds/{world.guild.id}/channels")
+    assert answer.status_code == 200
+    assert re.fullmatch(r"[0-9a-f]{32}", answer.headers["x-ratelimit-bucket"])
+    listed = answer.json()
+    # The hidden channel is listed too: its overwrites are how a client knows it is hidden.
+    assert [c["name"] for c in listed] == ["release-eng", "announcements", "staff", "ideas"]
+    assert set(listed[0]) == set(fixture("channel_guild_text.json"))
+    hidden = next(c for c in listed if c["name"] == "staff")
+    assert hidden["permission_overwrites"][0]["deny"] == str(1 << 10)
+    outsider_guild = fake.add_guild("Elsewhere", owner=world.alice)
+    denied = _get(world, f"/guilds/{outsider_guild.id}/channels")
+    assert (denied.status_code, denied.json()) == (
+        403,
+        {"message": "Missing Access", "code": 50001},
+    )
+    unknown = _get(world, "/guilds/123/channels")
+    assert (unknown.status_code, unknown.json()["code"]) == (404, 10004)
+
+
+def test_guild_members_page_by_user_id_and_need_the_intent(
+    world: World, server: FakeDiscordServer
+) -> None:
+    path = f"/guilds/{world.guild.id}/members"
+    everyone = sorted(int(uid) for uid in world.guild.members)
+    assert len(everyone) == 3
+    first = _get(world, path)
+    assert [m["user"]["id"] for m in first.json()] == [str(everyone[0])]  # limit defaults to 1
+    assert "x-ratelimit-bucket" in first.headers
+    rest = _get(world, path, params={"limit": 1000, "after": everyone[0]}).json()
+    assert [int(m["user"]["id"]) for m in rest] == everyone[1:]
+    bob = next(m for m in rest if m["user"]["id"] == str(world.bob.id))
+    assert (bob["nick"], bob["communication_disabled_until"]) == ("Tobi", None)
+    assert _get(world, path, params={"limit": 5, "after": everyone[-1]}).json() == []
+    for limit, code in (
+        ("0", "NUMBER_TYPE_MIN"),
+        ("1001", "NUMBER_TYPE_MAX"),
+        ("x", "NUMBER_TYPE_COERCE"),
+    ):
+        bad = _get(world, path, params={"limit": limit})
+        assert bad.status_code == 400
+        body = bad.json()
+        assert (body["code"], body["message"]) == (50035, "Invalid Form Body")
+        assert body["errors"]["limit"]["_errors"][0]["code"] == code
+    server.fake.config.members_intent = False
+    denied = _get(world, path, params={"limit": 10})
+    assert (denied.status_code, denied.json()) == (
+        403,
+        {"message": "Missing Access", "code": 50001},
+    )
+    # Only the list needs the intent: one member by id is still served.
+    assert _get(world, f"{path}/{world.bob.id}").status_code == 200
+
+
 def test_connections_stay_open_under_load(world: World) -> None:
     url = urlsplit(world.api_base)
     assert url.hostname is not None and url.port is not None

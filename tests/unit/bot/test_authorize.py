@@ -10,7 +10,9 @@ from producers.bot.authorize import (
     can_manage_guild,
     passes_role_allowlist,
 )
-from producers.bot.permissions import (
+from producers.bot.store import GuildConfig
+from schema.models.tenancy import PrivateChannelPolicy
+from shared.discord.permissions import (
     READ_ACCESS,
     ChannelKind,
     ChannelView,
@@ -20,8 +22,6 @@ from producers.bot.permissions import (
     OverwriteKind,
     Permission,
 )
-from producers.bot.store import GuildConfig
-from schema.models.tenancy import PrivateChannelPolicy
 
 P = Permission
 GUILD = 2_000_000_000_000_000_000

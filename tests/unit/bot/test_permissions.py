@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from producers.bot.permissions import (
+from producers.bot.snapshots import channel_view, guild_view, member_view
+from shared.discord.permissions import (
     ALL_PERMISSIONS,
     READ_ACCESS,
     ChannelKind,
@@ -27,7 +28,6 @@ from producers.bot.permissions import (
     missing_permissions,
     permission_names,
 )
-from producers.bot.snapshots import channel_view, guild_view, member_view
 from tests.unit.bot.gateway import (
     channel_json,
     guild_create,

@@ -1,7 +1,8 @@
 """Discord's permission algorithm as pure functions over plain snapshots of a guild.
 
-Nothing here touches discord.py or the network: :mod:`producers.bot.snapshots` turns the cached
-gateway objects into :class:`GuildView`, :class:`MemberView` and :class:`ChannelView`, and the
+Nothing here touches discord.py or the network, so the bot and the workers share it: the bot
+builds :class:`GuildView`, :class:`MemberView` and :class:`ChannelView` from its gateway cache
+(``producers.bot.snapshots``), the workers from REST JSON (:mod:`shared.discord.audience`).  The
 functions below compute what a member may do in a channel exactly as Discord does:
 
 1. the guild owner has every permission;
@@ -198,13 +199,18 @@ class MemberView:
 
 @dataclass(frozen=True)
 class ChannelView:
-    """A channel or thread; a thread carries its ``parent`` (whose overwrites apply)."""
+    """A channel or thread; a thread carries its ``parent`` (whose overwrites apply).
+
+    ``category_id`` is the category a non-thread channel sits in (Discord's ``parent_id`` of a
+    channel); it is informational: a channel's own overwrites already decide its permissions.
+    """
 
     id: int
     kind: ChannelKind
     name: str = ""
     overwrites: tuple[Overwrite, ...] = ()
     parent: ChannelView | None = None
+    category_id: int | None = None
 
     @property
     def is_thread(self) -> bool:
