@@ -16,7 +16,8 @@ or in a separate process for benchmarks (``python -m tests.fakes.discord_server`
 * ``POST /_fake/reset``: forget counters and events
 * ``POST /_fake/fault``: queue a :class:`~tests.fakes.discord_limits.Fault`
 * ``POST /_fake/config``: change latency, global limit, route limits
-* ``POST /_fake/seed``: build the ``basic`` or ``bench`` world and return its ids and secrets
+* ``POST /_fake/seed``: build the ``basic``, ``bench`` or ``server_chat`` world (Acme with a
+  day of irc-dev chat per channel, :mod:`tests.fakes.server_chat`) and return its ids and secrets
 """
 
 from __future__ import annotations
@@ -284,6 +285,18 @@ class _Server(ThreadingHTTPServer):
                         step_ms=int(data["step_ms"]),
                     )
                     return Response(200, seeded)
+                if data.get("scenario") == "server_chat":
+                    from tests.fakes.server_chat import seed_server_chat
+
+                    return Response(
+                        200,
+                        seed_server_chat(
+                            fake,
+                            token=data["token"],
+                            min_messages=int(data.get("min_messages", 300)),
+                            max_messages=int(data.get("max_messages", 600)),
+                        ),
+                    )
                 return Response(
                     200, seed_basic(fake, token=data.get("token", "bot-token-basic")).to_json()
                 )

@@ -11,7 +11,9 @@ Figures (last line, JSON): ``weekly_new_tokens_ratio`` = prompt tokens of the we
 prompt tokens of the same digest from scratch (target ≤ 0.35); ``weekly_cached_chunks`` of
 ``weekly_chunks``; the prompt tokens of each run.
 
-Run ``python -m tests.perf.reuse [DAYS]``; it stops by itself.
+Run ``python -m tests.perf.reuse [DAYS]``; it stops by itself.  ``--server`` runs the other
+benchmark of this issue instead: a server digest after that day's channel digests, on worker
+processes and a rate-limited fake Discord (:mod:`tests.perf.reuse_server`).
 """
 
 from __future__ import annotations
@@ -73,7 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; the last line printed is JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("days", nargs="?", type=int, default=7)
+    parser.add_argument(
+        "--server",
+        action="store_true",
+        help="a server digest after the day's channel digests (tests.perf.reuse_server)",
+    )
     args = parser.parse_args(argv)
+    if args.server:
+        from tests.perf.reuse_server import run as run_server
+
+        return run_server()
     started = time.perf_counter()
     redis = Redis.from_url(f"redis://127.0.0.1:6379/{REDIS_DB}")
     prefix = f"sbperf:reuse:{uuid.uuid4().hex[:8]}"
