@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DELIVER",
     "FETCH",
+    "PART_ORIGIN",
     "SUMMARIZE",
     "AudienceChannel",
     "AudienceMember",
@@ -248,6 +249,10 @@ Destination = Annotated[
     | InteractionFollowupTarget,
     Field(discriminator="kind"),
 ]
+
+
+#: ``jobs.origin`` of a multi-channel job's parts: internal rows, never listed to people.
+PART_ORIGIN = "part"
 
 
 class PartOf(_Params):

@@ -29,7 +29,16 @@ from producers.api.middleware import (
 )
 from producers.api.problems import PROBLEM_JSON, install_problem_handlers
 from producers.api.resources import ApiOptions, ApiResources, utc_now
-from producers.api.routes import health, jobs, schedules, summaries, uploads, users, webhooks
+from producers.api.routes import (
+    digests,
+    health,
+    jobs,
+    schedules,
+    summaries,
+    uploads,
+    users,
+    webhooks,
+)
 from shared.context import open_process_context
 from shared.crypto import SecretBox
 from shared.errors import ConfigError
@@ -73,6 +82,11 @@ limited to 100 MiB.
 message array (`id`, `author`, `time`, `content`, optional `reply_to`, `reactions`,
 `attachments`) or a DiscordChatExporter JSON export, as `application/json` or as the `file`
 field of a `multipart/form-data` form.
+
+**Several channels in one.** `POST /v1/digests` summarizes a list of channels, a category or
+the whole server; `POST /v1/catchups` tells one member what happened since they last wrote.
+Only channels that every reader of the summary can read are included; the job's `left_out`
+tells you (who set it up) which channels were left out and why.
 
 **Errors** are RFC 9457 problem documents (`application/problem+json`) with `type`, `title`,
 `status`, `detail`, and `errors` listing each invalid field.  Bodies are JSON sent as
@@ -238,7 +252,7 @@ def create_app(
     if session_factory is not None and redis is not None and enqueuer is not None and box:
         app.state.resources = build(session_factory, redis, enqueuer, box, directory)
     install_problem_handlers(app)
-    for module in (uploads, jobs, summaries, schedules, webhooks, users, health):
+    for module in (uploads, jobs, digests, summaries, schedules, webhooks, users, health):
         app.include_router(module.router)
     app.add_middleware(JsonBodyMiddleware, uploads=frozenset({uploads.UPLOAD_PATH}))
     app.add_middleware(

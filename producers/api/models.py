@@ -24,12 +24,19 @@ from producers.api.examples import examples
 from shared.summarize.content import SummaryFormat
 
 __all__ = [
+    "AudienceIn",
+    "CatchupCreate",
+    "CatchupDestinationIn",
     "ChannelDestination",
     "DestinationIn",
+    "DigestCreate",
+    "DigestWindow",
+    "DirectMessageDestination",
     "JobCreate",
     "JobOut",
     "JobWindow",
     "Language",
+    "LeftOutChannel",
     "Page",
     "SafeText",
     "Snowflake",
@@ -152,6 +159,179 @@ class ChannelDestination(_In):
 DestinationIn = Annotated[WebhookDestination | ChannelDestination, Field(discriminator="kind")]
 
 
+class DirectMessageDestination(_In):
+    """Send the summary privately to a member of this guild (a catch-up's reader)."""
+
+    kind: Literal["dm"] = "dm"
+    user_id: Snowflake
+
+
+#: Where a catch-up goes: the member's DMs, or one of this guild's webhook endpoints.
+CatchupDestinationIn = Annotated[
+    DirectMessageDestination | WebhookDestination, Field(discriminator="kind")
+]
+
+
+class AudienceChannelIn(_In):
+    """Everyone who can read this channel or thread reads the digest."""
+
+    kind: Literal["channel"] = "channel"
+    channel_id: Snowflake
+
+
+class AudienceMemberIn(_In):
+    """This member reads the digest."""
+
+    kind: Literal["member"] = "member"
+    user_id: Snowflake
+
+
+AudienceIn = Annotated[AudienceChannelIn | AudienceMemberIn, Field(discriminator="kind")]
+
+
+class DigestWindow(_In):
+    """Which time a digest covers: the last ``hours``, or a time range.  A digest reads time,
+    not a number of messages: ``messages`` and ``after_message_id`` are refused."""
+
+    model_config = examples(
+        {"hours": 24},
+        {"after": "2026-03-01T08:00:00Z", "before": "2026-03-01T18:00:00Z"},
+        extra="forbid",
+    )
+
+    hours: int | None = Field(default=None, ge=1, le=168, description="The last N hours (1-168)")
+    after: AwareDatetime | None = Field(default=None, description="Start of a time range")
+    before: AwareDatetime | None = Field(
+        default=None, description="End of a time range (default: now)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_message_windows(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            given = [k for k in ("messages", "after_message_id") if k in data]
+            if given:
+                raise ValueError(
+                    f"a digest covers a time window: give hours, or after (and before), "
+                    f"not {' or '.join(given)}"
+                )
+        return data
+
+    @model_validator(mode="after")
+    def _one_form(self) -> DigestWindow:
+        if self.after is not None:
+            self.after = _check_time(self.after, "after")
+        if self.before is not None:
+            self.before = _check_time(self.before, "before")
+        if self.hours is not None and self.after is not None:
+            raise ValueError("give hours or after, not both")
+        if self.hours is None and self.after is None:
+            raise ValueError("give hours, or after (and before)")
+        if self.before is not None and self.after is None:
+            raise ValueError("before needs after (a time range)")
+        if self.after is not None and self.before is not None and self.before <= self.after:
+            raise ValueError("before must be later than after")
+        return self
+
+    def resolve(self, now: datetime) -> tuple[datetime, datetime | None]:
+        """``(after, before)`` for a request received at ``now``."""
+        if self.hours is not None:
+            return now - timedelta(hours=self.hours), None
+        assert self.after is not None
+        return self.after, self.before
+
+
+class DigestCreate(_In):
+    """A summary of several channels of the key's guild in one: a list of channels (with their
+    active threads and forum posts), a category, or the whole server (neither given).
+
+    Only channels that every member of the ``audience`` can read are summarized; the audience
+    defaults to the readers of the Discord destinations (a channel's viewers, a DM's member).
+    A digest sent only to webhooks must name its audience.  The job's ``left_out`` then tells
+    you which channels were left out and why.
+    """
+
+    model_config = examples(
+        {
+            "category_id": "1234567890123456789",
+            "window": {"hours": 24},
+            "format": "structured",
+            "language": "en",
+            "destinations": [{"kind": "channel", "channel_id": "1234567890123456790"}],
+        },
+        {
+            "channel_ids": ["1234567890123456791", "1234567890123456792"],
+            "window": {"after": "2026-03-01T00:00:00Z", "before": "2026-03-08T00:00:00Z"},
+            "destinations": [
+                {"kind": "webhook", "endpoint_id": "5f0c8e1e-8a7e-4d0b-9a51-0f6a1c2b3d4e"}
+            ],
+            "audience": [{"kind": "channel", "channel_id": "1234567890123456793"}],
+        },
+        extra="forbid",
+    )
+
+    category_id: Snowflake | None = Field(
+        default=None, description="Summarize this category's channels (not with channel_ids)"
+    )
+    channel_ids: list[Snowflake] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Summarize these channels or threads (not with category_id)",
+    )
+    window: DigestWindow = Field(default_factory=lambda: DigestWindow(hours=24))
+    format: SummaryFormat = SummaryFormat.STRUCTURED
+    language: Language | None = None
+    destinations: list[DestinationIn] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Where to deliver the digest besides GET /v1/summaries/{id}",
+    )
+    audience: list[AudienceIn] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=10,
+        description=(
+            "Who reads the digest (default: the destinations' readers); it must include "
+            "every destination channel"
+        ),
+    )
+
+
+class CatchupCreate(_In):
+    """What happened in the key's guild since a member last wrote, for that member alone.
+
+    The catch-up covers the channels the member can read, from their latest message in the
+    last 7 days (or from ``since``), and puts first what involves them.  It goes to the
+    member's DMs unless ``destinations`` say otherwise.
+    """
+
+    model_config = examples(
+        {"user_id": "1234567890123456789", "format": "brief", "language": "en"},
+        {
+            "user_id": "1234567890123456789",
+            "since": "2026-03-01T08:00:00Z",
+            "destinations": [
+                {"kind": "webhook", "endpoint_id": "5f0c8e1e-8a7e-4d0b-9a51-0f6a1c2b3d4e"}
+            ],
+        },
+        extra="forbid",
+    )
+
+    user_id: Snowflake = Field(description="The member to catch up")
+    since: AwareDatetime | None = Field(
+        default=None,
+        description="Start here (at most 7 days ago) instead of at the member's latest message",
+    )
+    format: SummaryFormat = SummaryFormat.BRIEF
+    language: Language | None = None
+    destinations: list[CatchupDestinationIn] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="Where to deliver the catch-up (default: a DM to the member)",
+    )
+
+
 class JobCreate(_In):
     """A request to summarize a window of one channel or thread of the key's guild."""
 
@@ -195,6 +375,14 @@ class DeliveryOut(BaseModel):
     sent_at: datetime | None
 
 
+class LeftOutChannel(BaseModel):
+    """A channel a digest or catch-up did not summarize, and why."""
+
+    channel_id: str
+    name: str
+    reason: str = Field(description="Why it was left out, e.g. who in the audience cannot read it")
+
+
 class JobOut(BaseModel):
     """A job's state.
 
@@ -219,6 +407,29 @@ class JobOut(BaseModel):
             "created_at": "2026-03-01T18:00:00Z",
             "updated_at": "2026-03-01T18:00:04Z",
             "finished_at": None,
+        },
+        {
+            "id": "0b6a7a8e-2f7c-4a55-9d3e-1d4f2f0c8a12",
+            "status": "completed",
+            "stage": None,
+            "progress": {"summary_id": "7c1e4a0b-3f52-4d7e-8b6a-2d9c0e1f3a45"},
+            "error": None,
+            "guild_id": "1234567890123456789",
+            "channel_id": None,
+            "format": "structured",
+            "message_count": 0,
+            "summary_id": "7c1e4a0b-3f52-4d7e-8b6a-2d9c0e1f3a45",
+            "created_at": "2026-03-01T18:00:00Z",
+            "updated_at": "2026-03-01T18:01:10Z",
+            "finished_at": "2026-03-01T18:01:10Z",
+            "channels": 12,
+            "left_out": [
+                {
+                    "channel_id": "1234567890123456795",
+                    "name": "moderators",
+                    "reason": "not everyone in the audience can read it",
+                }
+            ],
         },
     )
 
@@ -248,6 +459,21 @@ class JobOut(BaseModel):
     finished_at: datetime | None
     deliveries: list[DeliveryOut] = Field(
         default_factory=list, description="The summary's destinations (empty until it is stored)"
+    )
+    channels: int | None = Field(
+        default=None,
+        description=(
+            "Digests and catch-ups: how many channels the summary covers (the summarized and "
+            "the quiet ones), once they are chosen; null for other jobs"
+        ),
+    )
+    left_out: list[LeftOutChannel] = Field(
+        default_factory=list,
+        description=(
+            "Digests and catch-ups: the channels left out and why (not readable by everyone "
+            "in the audience, or a part that failed).  This is the view of whoever set the "
+            "job up; the summary itself never names them"
+        ),
     )
 
 

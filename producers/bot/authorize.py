@@ -46,6 +46,7 @@ from shared.discord.permissions import (
 __all__ = [
     "AccessRequest",
     "Refusal",
+    "authorize_member",
     "authorize_summary",
     "can_manage_guild",
     "member_in",
@@ -158,6 +159,19 @@ def _lacks(
     return Refusal(party, message, tuple(missing))
 
 
+def authorize_member(guild: GuildView, member: MemberView, config: GuildConfig) -> Refusal | None:
+    """Whether the member may ask for summaries at all (step 3): not timed out, and holding
+    an allowed role when the guild restricts summaries to some."""
+    if member.timed_out:
+        return Refusal(
+            "member", "You are timed out in this server; try again when the timeout ends."
+        )
+    if not passes_role_allowlist(guild, member, config):
+        roles = ", ".join(f"<@&{r}>" for r in sorted(config.allowed_role_ids))
+        return Refusal("policy", f"Only members with one of these roles may summarize: {roles}.")
+    return None
+
+
 def authorize_summary(request: AccessRequest) -> Refusal | None:
     """The first reason to refuse the request (see the module docstring), or None."""
     guild, member, source, config = request.guild, request.member, request.source, request.config
@@ -173,13 +187,9 @@ def authorize_summary(request: AccessRequest) -> Refusal | None:
             f"{source.mention} is private, and this server does not allow summaries of "
             "private channels.",
         )
-    if member.timed_out:
-        return Refusal(
-            "member", "You are timed out in this server; try again when the timeout ends."
-        )
-    if not passes_role_allowlist(guild, member, config):
-        roles = ", ".join(f"<@&{r}>" for r in sorted(config.allowed_role_ids))
-        return Refusal("policy", f"Only members with one of these roles may summarize: {roles}.")
+    refusal = authorize_member(guild, member, config)
+    if refusal:
+        return refusal
     refusal = _lacks(
         request,
         member,

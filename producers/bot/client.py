@@ -22,6 +22,7 @@ import structlog
 from discord import app_commands
 from discord.ext import commands
 
+from producers.bot.cogs.catchup import CatchupCog
 from producers.bot.cogs.common import answer
 from producers.bot.cogs.digests import DigestCog
 from producers.bot.cogs.reactions import ReactionCog
@@ -93,6 +94,7 @@ class SummaryBot(commands.AutoShardedBot):
     async def setup_hook(self) -> None:
         """Add the cogs and the feedback buttons, start the poller, sync commands."""
         await self.add_cog(SummarizeCog(self))
+        await self.add_cog(CatchupCog(self))
         await self.add_cog(DigestCog(self))
         await self.add_cog(SettingsCog(self))
         await self.add_cog(OptOutCog(self))

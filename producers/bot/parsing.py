@@ -23,6 +23,7 @@ __all__ = [
     "parse_format",
     "parse_language",
     "parse_message_link",
+    "parse_since",
     "parse_window",
 ]
 
@@ -32,6 +33,13 @@ _LINK = re.compile(
     r"^<?https?://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/channels/"
     r"(?P<guild>@me|\d{15,21})/(?P<channel>\d{15,21})/(?P<message>\d{15,21})/?>?$"
 )
+_AGO = re.compile(r"^(?P<amount>\d{1,4})\s*(?P<unit>m|min|h|d)?$", re.IGNORECASE)
+_UNITS = {
+    "m": timedelta(minutes=1),
+    "min": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+}
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,2}$")
 
 
@@ -151,6 +159,34 @@ def parse_window(
     if not 1 <= value <= MAX_HOURS:
         raise InvalidInputError(f"hours must be between 1 and {MAX_HOURS} (one week)")
     return Window("hours", hours=value)
+
+
+def parse_since(text: str | None, *, guild_id: int, now: datetime) -> datetime | None:
+    """When a catch-up starts: ``12h``, ``90m``, ``2d`` or a bare number of hours ago, or a
+    message link of this server (from that message on).  None/blank: from the member's last
+    message.  How far back a catch-up may reach is the core's rule, checked on submission."""
+    if text is None or not text.strip():
+        return None
+    value = text.strip()
+    ago = _AGO.match(value)
+    if ago is not None:
+        unit = (ago["unit"] or "h").lower()
+        step = _UNITS[unit]
+        amount = int(ago["amount"])
+        if amount < 1:
+            raise InvalidInputError("since must be at least 1 (e.g. 12h for twelve hours ago)")
+        return now - amount * step
+    if value.lower().startswith(("http", "<http")):
+        link = parse_message_link(value)
+        if link.guild_id != guild_id:
+            raise InvalidInputError("that message link points into another server")
+        if link.created_at > now + timedelta(minutes=5):
+            raise InvalidInputError("that message link points into the future; check the link")
+        return link.created_at
+    raise InvalidInputError(
+        f"{value[:40]!r} is not a time; give hours ago (12h), minutes (90m), days (2d) or a "
+        "message link"
+    )
 
 
 def parse_language(text: str | None) -> str | None:

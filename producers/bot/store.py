@@ -26,6 +26,7 @@ from schema.models.tenancy import GuildSettings, PrivateChannelPolicy
 from schema.models.usage import UsageLedger
 from shared.db.engine import session_scope
 from shared.errors import InvalidInputError
+from shared.jobs import PART_ORIGIN
 from shared.summarize.content import SummaryFormat
 
 __all__ = [
@@ -356,8 +357,9 @@ def find_jobs(session_factory: SessionFactory, *, guild_id: int, ref: str) -> li
 def recent_jobs(
     session_factory: SessionFactory, *, guild_id: int, user_id: int | None, limit: int = 5
 ) -> list[JobSnapshot]:
-    """The guild's latest jobs (only ``user_id``'s when given), newest first."""
-    query = select(Job).where(Job.guild_id == str(guild_id))
+    """The guild's latest jobs (only ``user_id``'s when given), newest first; the parts of a
+    multi-channel job are not listed (its parent is)."""
+    query = select(Job).where(Job.guild_id == str(guild_id), Job.origin != PART_ORIGIN)
     if user_id is not None:
         query = query.where(Job.requested_by == str(user_id))
     with session_factory() as session:

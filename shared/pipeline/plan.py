@@ -48,6 +48,7 @@ from shared.domain.messages import snowflake_time
 from shared.errors import ConfigError, PermanentError
 from shared.jobs import (
     FETCH,
+    PART_ORIGIN,
     SUMMARIZE,
     AudienceChannel,
     DiscordChannelSource,
@@ -230,7 +231,7 @@ def _part(
     )
     return Job(
         id=part_id(job.id, str(channel_id)),
-        origin="part",
+        origin=PART_ORIGIN,
         status=JobStatus.QUEUED.value,
         guild_id=source.guild_id,
         channel_id=str(channel_id),

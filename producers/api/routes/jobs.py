@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from producers.api.auth import Caller, require_scope
 from producers.api.idempotent import Idempotency, IdempotencyKey, run_idempotent
-from producers.api.models import DeliveryOut, JobCreate, JobOut
+from producers.api.models import DeliveryOut, JobCreate, JobOut, LeftOutChannel
 from producers.api.problems import Problem, validation_errors
 from producers.api.resources import ApiResources
 from producers.api.routes.common import AUTH_ERRORS, Resources, errors, guild_row, json_response
@@ -37,6 +37,25 @@ _STAGES = {
 JobId = Annotated[uuid.UUID, Path(description="The job's id", examples=[uuid.UUID(int=1)])]
 
 
+def _plan_view(progress: Any) -> tuple[int | None, list[LeftOutChannel]]:
+    """A multi-channel job's channel count and left-out channels (its ``progress.plan``)."""
+    plan = progress.get("plan") if isinstance(progress, dict) else None
+    if not isinstance(plan, dict):
+        return None, []
+    counted = [plan.get("parts"), plan.get("quiet")]
+    channels = sum(len(entries) for entries in counted if isinstance(entries, list))
+    left_out = [
+        LeftOutChannel(
+            channel_id=str(item.get("channel_id")),
+            name=str(item.get("name") or item.get("channel_id")),
+            reason=str(item.get("reason") or "left out"),
+        )
+        for item in plan.get("left_out") or []
+        if isinstance(item, dict)
+    ]
+    return channels, left_out
+
+
 def job_out(job: Any, deliveries: list[DeliveryOut] | None = None) -> JobOut:
     """The public view of a job row (a ``Job`` or a Core row of the ``jobs`` table)."""
     summary_id = job.progress.get("summary_id") if isinstance(job.progress, dict) else None
@@ -45,6 +64,7 @@ def job_out(job: Any, deliveries: list[DeliveryOut] | None = None) -> JobOut:
     except ValueError:
         summary = None
     fmt = job.params.get("format") if isinstance(job.params, dict) else None
+    channels, left_out = _plan_view(job.progress)
     return JobOut(
         id=job.id,
         status=job.status,
@@ -60,6 +80,8 @@ def job_out(job: Any, deliveries: list[DeliveryOut] | None = None) -> JobOut:
         updated_at=job.updated_at,
         finished_at=job.finished_at,
         deliveries=deliveries or [],
+        channels=channels,
+        left_out=left_out,
     )
 
 

@@ -73,6 +73,7 @@ def test_every_command_is_registered_within_discords_limits() -> None:
     assert names == {
         ("summarize", 1),
         ("summary-status", 1),
+        ("catchup", 1),
         ("digest", 1),
         ("summary-config", 1),
         ("summary-optout", 1),

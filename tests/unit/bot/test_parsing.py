@@ -12,6 +12,7 @@ from producers.bot.parsing import (
     parse_format,
     parse_language,
     parse_message_link,
+    parse_since,
     parse_window,
 )
 from shared.errors import InvalidInputError
@@ -104,3 +105,40 @@ def test_formats() -> None:
     assert parse_format(" Technical ", default=SummaryFormat.BRIEF) is SummaryFormat.TECHNICAL
     with pytest.raises(InvalidInputError, match="brief, structured, detailed, technical"):
         parse_format("long", default=SummaryFormat.BRIEF)
+
+
+@pytest.mark.parametrize(
+    ("text", "ago"),
+    [
+        ("12", timedelta(hours=12)),
+        ("12h", timedelta(hours=12)),
+        (" 90m ", timedelta(minutes=90)),
+        ("45min", timedelta(minutes=45)),
+        ("2D", timedelta(days=2)),
+    ],
+)
+def test_since_as_time_ago(text: str, ago: timedelta) -> None:
+    assert parse_since(text, guild_id=GUILD, now=NOW) == NOW - ago
+
+
+def test_since_as_a_message_link_or_nothing() -> None:
+    message = snowflake(int(NOW.timestamp() * 1000) - 3_600_000)
+    link = f"https://discord.com/channels/{GUILD}/{CHANNEL}/{message}"
+    assert parse_since(link, guild_id=GUILD, now=NOW) == NOW - timedelta(hours=1)
+    assert parse_since(None, guild_id=GUILD, now=NOW) is None
+    assert parse_since("  ", guild_id=GUILD, now=NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("yesterday", "is not a time"),
+        ("0h", "at least 1"),
+        ("-3h", "is not a time"),
+        (f"https://discord.com/channels/{GUILD + 1}/{CHANNEL}/{CHANNEL}", "another server"),
+        ("https://discord.com/channels/@me/1102565102059520001/1102565102059520002", "direct"),
+    ],
+)
+def test_since_that_is_not_a_time(text: str, words: str) -> None:
+    with pytest.raises(InvalidInputError, match=words):
+        parse_since(text, guild_id=GUILD, now=NOW)
