@@ -33,6 +33,7 @@ from typing import Any
 import structlog
 
 from schema.models.jobs import Job, JobStatus
+from schema.models.tenancy import GuildSettings
 from shared import lifecycle
 from shared.db.rows import add_unless_present
 from shared.discord.audience import (
@@ -242,6 +243,30 @@ def _part(
     )
 
 
+def _without_excluded(
+    services: Services, snapshot: GuildSnapshot, guild_id: str, channel_ids: list[int]
+) -> tuple[list[int], list[LeftOut]]:
+    """Channels the server's admins excluded from summaries (a thread or channel is excluded
+    with its parent or category) are left out, as for a one-channel summary."""
+    with services.session_factory() as session:
+        row = session.get(GuildSettings, guild_id)
+    excluded = {int(c) for c in (row.excluded_channel_ids if row is not None else [])}
+    kept: list[int] = []
+    left_out: list[LeftOut] = []
+    for channel_id in channel_ids:
+        view = snapshot.channels[channel_id]
+        parent = view.parent
+        related = {channel_id, view.category_id}
+        if parent is not None:
+            related |= {parent.id, parent.category_id}
+        if related & excluded:
+            name, _ = _name(view)
+            left_out.append(LeftOut(channel_id, name, "excluded from summaries by the server"))
+        else:
+            kept.append(channel_id)
+    return kept, left_out
+
+
 def _left_out_json(items: Sequence[LeftOut]) -> list[dict[str, str]]:
     return [{"channel_id": str(i.channel_id), "name": i.name, "reason": i.reason} for i in items]
 
@@ -264,12 +289,13 @@ def run_plan(services: Services, job: Job, params: JobParams) -> list[Step]:
     if str(snapshot.guild.id) != source.guild_id:
         raise _not_here("guild", source.guild_id)
     audience = audience_members(client, snapshot, source)
-    kept, left_out = readable_by_all(
-        snapshot,
-        audience,
-        candidates(snapshot, source),
-        audience_label=_audience_label(snapshot, source),
+    allowed, excluded = _without_excluded(
+        services, snapshot, source.guild_id, candidates(snapshot, source)
     )
+    kept, left_out = readable_by_all(
+        snapshot, audience, allowed, audience_label=_audience_label(snapshot, source)
+    )
+    left_out = [*excluded, *left_out]
     since = source.after
     if source.since_last_message and source.focus_user_id is not None:
         since = last_message_of(client, snapshot, kept, source.focus_user_id, after=since)

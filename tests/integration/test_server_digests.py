@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from schema.models.jobs import Delivery, Job, Summary
+from schema.models.tenancy import GuildSettings
 from shared.db.migrate import upgrade
 from shared.discord.config import DiscordSettings
 from shared.errors import InvalidInputError, NotFoundError
@@ -244,3 +245,27 @@ def test_a_catch_up_shows_only_what_the_member_can_read_mentions_first(
     involved = {str(m.id) for m in world.alice_mentions} | {str(world.help_reply.id)}
     assert set(content.key_points[0].message_ids) & involved
     assert "You were mentioned or answered" in content.overview
+
+
+def test_channels_the_admins_excluded_are_left_out_with_their_threads(
+    services: Services, acme: tuple[FakeDiscordServer, ServerWorld]
+) -> None:
+    _, world = acme
+    guild = str(world.guild.id)
+    with services.session_factory() as session, session.begin():
+        session.add(GuildSettings(guild_id=guild, excluded_channel_ids=[str(world.dev.id)]))
+    try:
+        job = _run(services, world, _digest_params(world, "general"))
+    finally:
+        with services.session_factory() as session, session.begin():
+            session.delete(session.get(GuildSettings, guild))
+    assert job.status == "completed", job.error
+    content = _summary(services, job.id)
+    names = {s.channel_name for s in content.channels}
+    assert "dev" not in names and "4.2 release checklist" not in names
+    reasons = {e["name"]: e["reason"] for e in job.progress["plan"]["left_out"]}
+    assert (
+        reasons["dev"]
+        == reasons["4.2 release checklist"]
+        == ("excluded from summaries by the server")
+    )
