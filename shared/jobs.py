@@ -101,6 +101,15 @@ def _time_in_range(value: datetime | None) -> datetime | None:
     return value
 
 
+def _check_times(after: datetime | None, before: datetime | None) -> None:
+    """A window's times carry a zone, and ``before`` comes after ``after``."""
+    for name, value in (("after", after), ("before", before)):
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"{name} needs a time zone (e.g. 2026-01-01T00:00:00Z)")
+    if after is not None and before is not None and before <= after:
+        raise ValueError("before must be later than after")
+
+
 class DiscordChannelSource(_Params):
     """A window of a Discord channel or thread, read through the REST adapter.
 
@@ -123,14 +132,9 @@ class DiscordChannelSource(_Params):
 
     @model_validator(mode="after")
     def _window(self) -> DiscordChannelSource:
-        for name in ("after", "before"):
-            value = getattr(self, name)
-            if value is not None and value.tzinfo is None:
-                raise ValueError(f"{name} needs a time zone (e.g. 2026-01-01T00:00:00Z)")
+        _check_times(self.after, self.before)
         if self.after is None and self.after_message_id is None and self.limit is None:
             raise ValueError("give a window: after, after_message_id or limit")
-        if self.after is not None and self.before is not None and self.before <= self.after:
-            raise ValueError("before must be later than after")
         return self
 
 
@@ -183,12 +187,7 @@ class DiscordServerSource(_Params):
 
     @model_validator(mode="after")
     def _consistent(self) -> DiscordServerSource:
-        for name in ("after", "before"):
-            value = getattr(self, name)
-            if value is not None and value.tzinfo is None:
-                raise ValueError(f"{name} needs a time zone (e.g. 2026-01-01T00:00:00Z)")
-        if self.before is not None and self.before <= self.after:
-            raise ValueError("before must be later than after")
+        _check_times(self.after, self.before)
         if self.category_id is not None and self.channel_ids:
             raise ValueError("give a category or a list of channels, not both")
         if len(set(self.channel_ids)) != len(self.channel_ids):

@@ -21,9 +21,8 @@ import structlog
 from schema.models.jobs import Job, JobStatus
 from shared import lifecycle
 from shared.cache import CachedFetch
-from shared.discord.client import DiscordClient
 from shared.domain.messages import ChannelInfo, ChatMessage
-from shared.errors import ConfigError, PermanentError
+from shared.errors import PermanentError
 from shared.jobs import (
     SUMMARIZE,
     DiscordChannelSource,
@@ -76,19 +75,10 @@ def _open_document(
         )
 
 
-def _discord(services: Services) -> DiscordClient:
-    if services.discord is None:
-        raise ConfigError(
-            "reading Discord channels needs the Discord adapter: set DISCORD_TOKEN",
-            user_message="this deployment cannot read Discord channels (no DISCORD_TOKEN)",
-        )
-    return services.discord
-
-
 def _open_discord(
     services: Services, job: Job, source: DiscordChannelSource, *, limit: int
 ) -> _Opened:
-    client = _discord(services)
+    client = services.require_discord()
     channel = client.channel_info(source.channel_id)
     if job.guild_id is None or channel.guild_id != job.guild_id:
         log.warning("fetch.cross_guild", channel_guild=channel.guild_id, job_guild=job.guild_id)

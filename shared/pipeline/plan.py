@@ -46,7 +46,7 @@ from shared.discord.audience import (
 from shared.discord.client import DiscordClient
 from shared.discord.permissions import ChannelKind, ChannelView, MemberView
 from shared.domain.messages import snowflake_time
-from shared.errors import ConfigError, PermanentError
+from shared.errors import PermanentError
 from shared.jobs import (
     FETCH,
     PART_ORIGIN,
@@ -74,15 +74,6 @@ _POST_CHANNELS = frozenset({ChannelKind.FORUM, ChannelKind.MEDIA})
 def part_id(parent_id: uuid.UUID, channel_id: str) -> uuid.UUID:
     """The id of a parent job's part for one channel (stable, so a rerun finds it)."""
     return uuid.uuid5(parent_id, f"part:{channel_id}")
-
-
-def _discord(services: Services) -> DiscordClient:
-    if services.discord is None:
-        raise ConfigError(
-            "reading Discord channels needs the Discord adapter: set DISCORD_TOKEN",
-            user_message="this deployment cannot read Discord channels (no DISCORD_TOKEN)",
-        )
-    return services.discord
 
 
 def _not_here(what: str, channel_id: str) -> PermanentError:
@@ -282,7 +273,7 @@ def run_plan(services: Services, job: Job, params: JobParams) -> list[Step]:
             f"job guild {job.guild_id} differs from its source's guild {source.guild_id}",
             user_message="the channels are not in this server",
         )
-    client = _discord(services)
+    client = services.require_discord()
     now = services.clock()
     lifecycle.move(services.session_factory, job.id, lifecycle.Move.START_FETCH, now=now)
     snapshot = load_snapshot(client, source.guild_id, with_members=_needs_members(source))

@@ -19,6 +19,7 @@ from shared.crypto import deferred_secret_box
 from shared.delivery.runtime import DeliveryRuntime, build_runtime
 from shared.discord.client import DiscordClient
 from shared.domain.messages import ChannelInfo, ChatMessage
+from shared.errors import ConfigError
 from shared.jobs import Enqueuer
 from shared.services.core import Core
 from shared.settings import Settings
@@ -77,6 +78,15 @@ class Services:
         if self.delivery is None:
             self.delivery = build_runtime(self.settings, discord=self.discord)
         return self.delivery
+
+    def require_discord(self) -> DiscordClient:
+        """The Discord adapter, or a configuration error naming the missing token."""
+        if self.discord is None:
+            raise ConfigError(
+                "reading Discord channels needs the Discord adapter: set DISCORD_TOKEN",
+                user_message="this deployment cannot read Discord channels (no DISCORD_TOKEN)",
+            )
+        return self.discord
 
     def core(self) -> Core:
         """The use cases' view of this worker (digests submit jobs through it)."""
