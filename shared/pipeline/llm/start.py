@@ -2,7 +2,7 @@
 
 :func:`start` streams the job's cached messages through the
 :class:`~shared.summarize.llm.plan.Planner`.  A window that fits ``single_call_tokens`` is
-summarized here in one call.  Otherwise each chunk either finds its notes in the notes cache
+summarized here in one call (or reuses the answer cached for exactly that window).  Otherwise each chunk either finds its notes in the notes cache
 (no tokens) or has its lines put in the job scratch; the guild's token budget is checked
 against the estimate while the guild's settings row is locked; and the plan and one
 ``summary_chunks`` row per chunk are committed together before one map task per missing chunk
@@ -11,6 +11,7 @@ is enqueued (see :mod:`shared.pipeline.llm.mapreduce`).
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ from shared.pipeline.llm.mapreduce import (
     unusable_reason,
 )
 from shared.pipeline.services import Services
+from shared.summarize.content import SummaryContent
 from shared.summarize.llm import prompts
 from shared.summarize.llm.backend import (
     LLMBackend,
@@ -204,6 +206,46 @@ def start(services: Services, job: Job, params: JobParams, fetched: CachedFetch)
     _commit_plan(services, llm, job, params, fetched, staging, stats)
 
 
+def _single_key(
+    channel: ChannelInfo,
+    chunks: Sequence[Chunk],
+    options: prompts.PromptOptions,
+    skipped: int,
+    model: str,
+) -> str:
+    """Cache key of a one-call summary: the window's chunks and everything that shapes the
+    answer (format, language, the guild's instructions)."""
+    parts = [c.content_hash for c in chunks]
+    parts += [
+        options.format.value,
+        options.language,
+        options.custom_instructions or "",
+        str(skipped),
+    ]
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+    return notes_key(
+        kind="single",
+        channel_id=channel.channel_id,
+        content_hash=digest,
+        prompt_version=prompts.PROMPT_VERSION,
+        model=model,
+    )
+
+
+def _cached_single(llm: LLMBackend, key: str, chunks: Sequence[Chunk]) -> SummaryContent | None:
+    """The summary an earlier job wrote for exactly this window, if it is still cached and
+    cites only messages of the window (a cache is never trusted blindly)."""
+    cached = llm.notes.get_many([key])[0]
+    if cached is None:
+        return None
+    try:
+        content = SummaryContent.model_validate(cached.get("content"))
+    except ValueError:
+        return None
+    ids = {m for chunk in chunks for m in chunk.message_ids}
+    return content if content.cited_ids() <= ids else None
+
+
 def _single(
     services: Services,
     job: Job,
@@ -224,6 +266,25 @@ def _single(
         + step_overhead("reduce", channel, model=llm.model)
         + llm.settings.max_output_tokens // 2
     )
+    # A second summary of the same short window (a server digest after the channel's own, or
+    # /summarize twice) reuses the first one's answer instead of paying for it again.
+    cached = _cached_single(
+        llm, _single_key(channel, chunks, options, fetched.skipped, llm.model), chunks
+    )
+    if cached is not None:
+        stored = persist_llm_summary(
+            services,
+            job,
+            params,
+            cached,
+            stats,
+            model=llm.model,
+            usage=[],
+            progress={"llm": {"mode": "single", "calls": 0, "cached": True}},
+        )
+        log.info("summarize.done", mode="single", cached=True, cited=len(cached.citations))
+        after_persist(services, job.id, stored)
+        return
     with services.session_factory() as session, session.begin():
         budget = check_budget(session, guild_id=guild_id, job_id=job.id, now=services.clock())
     if not budget.allows(needed):
@@ -255,6 +316,9 @@ def _single(
         backend=llm.provider,
         skipped=fetched.skipped,
     )
+    if not content.degraded:
+        key = _single_key(channel, chunks, options, fetched.skipped, result.model)
+        llm.notes.put(key, {"content": content.model_dump(mode="json")})
     stored = persist_llm_summary(
         services,
         job,

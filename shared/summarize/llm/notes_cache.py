@@ -6,7 +6,9 @@ hash, prompt version and model (:func:`notes_key`) for days: a weekly digest aft
 or a second ``/summarize`` a minute after the first, spends tokens only on what is new.  Cached
 notes cite Discord message ids, never aliases (aliases are local to one prompt), and hold no
 message text beyond what the model wrote.  Merge results are cached the same way, keyed by
-the notes they merged, so a retried reduce step does not pay twice.
+the notes they merged, so a retried reduce step does not pay twice; and a window short enough
+for one call has its summary cached by its chunks and the options that shape it, so the same
+window summarized again (a server digest after the channel's own digest) costs nothing.
 
 **Job scratch** (:class:`ScratchStore`).  The planner cuts a job's transcript into chunks and
 the map tasks, on any worker, read them back; the reduce step needs the transcript lines its

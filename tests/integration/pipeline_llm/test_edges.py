@@ -17,6 +17,7 @@ from schema.models.tenancy import GuildSettings
 from shared.domain.messages import ChatMessage
 from shared.pipeline.llm.mapreduce import MAP_CHUNK, purge_finished_chunks
 from shared.pipeline.recovery import requeue_stale_jobs
+from shared.summarize.content import SummaryFormat
 from tests.fakes.enqueuer import RecordingEnqueuer
 from tests.integration.pipeline_llm.harness import Harness, channel, irc_messages
 
@@ -151,3 +152,23 @@ def test_notes_of_finished_jobs_are_purged(make_harness: Callable[..., Harness])
         )
     assert purge_finished_chunks(harness.services) >= 1
     assert harness.chunk_rows(job.id) == []
+
+
+def test_a_one_call_window_summarized_again_reuses_the_first_answer(
+    make_harness: Callable[..., Harness],
+) -> None:
+    harness = make_harness(single_call_tokens=8000)
+    path = _export(harness, "single-again", 60, _guild())
+    first = harness.run(path)
+    assert first.job.status == "completed", first.job.error
+    calls = len(harness.fake.requests_seen)
+    again = harness.run(path)
+    assert again.job.status == "completed", again.job.error
+    assert len(harness.fake.requests_seen) == calls  # nothing new was asked
+    assert again.prompt_tokens == 0 and again.job.progress["llm"]["cached"] is True
+    assert again.content.topics == first.content.topics
+    assert again.content.citations == first.content.citations
+    # Another format is another answer: asked for, not reused.
+    other = harness.run(path, fmt=SummaryFormat.BRIEF)
+    assert other.job.status == "completed", other.job.error
+    assert len(harness.fake.requests_seen) > calls and other.prompt_tokens > 0
