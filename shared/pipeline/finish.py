@@ -23,6 +23,7 @@ from shared import lifecycle
 from shared.cache import CachedFetch
 from shared.jobs import DELIVER, JobParams, Step
 from shared.pipeline.services import Services
+from shared.services.members import opted_out_ids
 from shared.summarize.content import SummaryContent
 
 __all__ = [
@@ -201,7 +202,10 @@ def summarize_offline(
     lifecycle.heartbeat(
         services.session_factory, job.id, now=services.clock(), progress={"summarizing": True}
     )
-    messages = list(services.cache.iter_messages(key))
+    with services.session_factory() as session:
+        opted_out = opted_out_ids(session, fetched.channel.guild_id or job.guild_id)
+    # Opted-out members are left out here as the LLM path's transcript leaves them out.
+    messages = [m for m in services.cache.iter_messages(key) if m.author_id not in opted_out]
     content = services.summarizer.summarize(
         messages,
         fetched.channel,

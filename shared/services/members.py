@@ -8,13 +8,23 @@ and keeps their opt-out, so their messages stay excluded.
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from schema.models.tenancy import ALL_GUILDS, UserOptOut
 from shared.db.rows import add_unless_present
 from shared.retention import ErasureResult, erase_member
 from shared.services.core import Actor, Core
 
-__all__ = ["erase_member_data", "set_opt_out"]
+__all__ = ["erase_member_data", "opted_out_ids", "set_opt_out"]
+
+
+def opted_out_ids(session: Session, guild_id: str | None) -> frozenset[str]:
+    """The members whose messages no summary of ``guild_id`` may use: those who opted out of
+    that guild's summaries and those who opted out everywhere."""
+    guilds = [ALL_GUILDS] if guild_id is None else [guild_id, ALL_GUILDS]
+    return frozenset(
+        session.scalars(select(UserOptOut.user_id).where(UserOptOut.guild_id.in_(guilds)))
+    )
 
 
 def set_opt_out(core: Core, *, user_id: str, guild_id: str | None, opted_out: bool) -> bool:

@@ -25,17 +25,17 @@ from shared.discord.config import DiscordSettings
 from shared.errors import InvalidInputError, NotFoundError
 from shared.jobs import (
     AudienceChannel,
-    AudienceMember,
     ChannelTarget,
     DiscordServerSource,
     JobParams,
-    WebhookTarget,
 )
 from shared.pipeline.services import Services
 from shared.services.core import Actor
+from shared.services.digests import catchup_params
 from shared.services.jobs import submit_job
+from shared.services.members import set_opt_out
 from shared.settings import load_settings
-from shared.summarize.content import SummaryContent
+from shared.summarize.content import SummaryContent, SummaryFormat
 from tests.fakes.discord_server import FakeDiscordServer
 from tests.fakes.server_world import ServerWorld, seed_server
 from tests.support.workers import embedded_worker
@@ -215,18 +215,19 @@ def test_a_catch_up_shows_only_what_the_member_can_read_mentions_first(
 ) -> None:
     _, world = acme
     alice = str(world.alice.id)
-    params = JobParams(
-        source=DiscordServerSource(
-            guild_id=str(world.guild.id),
-            after=_now(world) - timedelta(days=7),
-            audience=[AudienceMember(user_id=alice)],
-            focus_user_id=alice,
-            since_last_message=True,
-        ),
-        destinations=[WebhookTarget(endpoint_id=uuid.uuid4())],
+    # The same parameters /catchup and POST /v1/catchups build; delivered nowhere here.
+    params = catchup_params(
+        guild_id=str(world.guild.id),
+        user_id=alice,
+        since=None,
+        now=_now(world),
+        format=SummaryFormat.STRUCTURED,
+        language=None,
+        destinations=[],
     )
-    # A webhook destination needs an endpoint of the guild; deliver to nobody instead.
-    params = params.model_copy(update={"destinations": []})
+    # An opted-out member's messages are left out of a catch-up as of any summary.
+    bob = str(world.bob.id)
+    set_opt_out(services.core(), user_id=bob, guild_id=str(world.guild.id), opted_out=True)
     job = _run(services, world, params)
     assert job.status == "completed", job.error
     plan = job.progress["plan"]
@@ -245,6 +246,9 @@ def test_a_catch_up_shows_only_what_the_member_can_read_mentions_first(
     involved = {str(m.id) for m in world.alice_mentions} | {str(world.help_reply.id)}
     assert set(content.key_points[0].message_ids) & involved
     assert "You were mentioned or answered" in content.overview
+    assert bob not in {p.id for p in content.participants}
+    assert all(c.author not in ("bob", "Bob") for c in content.citations.values())
+    set_opt_out(services.core(), user_id=bob, guild_id=str(world.guild.id), opted_out=False)
 
 
 def test_channels_the_admins_excluded_are_left_out_with_their_threads(

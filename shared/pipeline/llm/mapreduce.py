@@ -56,7 +56,7 @@ from schema.models.chunks import (
     SummaryReduction,
 )
 from schema.models.jobs import Job
-from schema.models.tenancy import ALL_GUILDS, GuildSettings, UserOptOut
+from schema.models.tenancy import GuildSettings
 from schema.models.usage import UsageLedger
 from shared.db.rows import add_unless_present
 from shared.errors import ConfigError, InvalidInputError, PermanentError
@@ -68,6 +68,7 @@ from shared.llm.models import Meter
 from shared.pipeline import state
 from shared.pipeline.finish import persist_summary, record_usage
 from shared.pipeline.services import Services
+from shared.services.members import opted_out_ids
 from shared.summarize.content import SummaryContent
 from shared.summarize.llm import prompts
 from shared.summarize.llm.backend import (
@@ -201,13 +202,9 @@ class GuildPreferences:
 
 def guild_preferences(session: Session, guild_id: str | None) -> GuildPreferences:
     """Read the opt-outs (the guild's and everyone's) and the guild's settings in ``session``."""
-    guilds = [ALL_GUILDS] if guild_id is None else [guild_id, ALL_GUILDS]
-    opted = frozenset(
-        session.scalars(select(UserOptOut.user_id).where(UserOptOut.guild_id.in_(guilds)))
-    )
     settings = session.get(GuildSettings, guild_id) if guild_id else None
     return GuildPreferences(
-        opted_out=opted,
+        opted_out=opted_out_ids(session, guild_id),
         language=settings.default_language if settings else None,
         instructions=settings.custom_instructions if settings else None,
     )

@@ -2,11 +2,12 @@
 
 :func:`start` streams the job's cached messages through the
 :class:`~shared.summarize.llm.plan.Planner`.  A window that fits ``single_call_tokens`` is
-summarized here in one call (or reuses the answer cached for exactly that window).  Otherwise each chunk either finds its notes in the notes cache
-(no tokens) or has its lines put in the job scratch; the guild's token budget is checked
-against the estimate while the guild's settings row is locked; and the plan and one
-``summary_chunks`` row per chunk are committed together before one map task per missing chunk
-is enqueued (see :mod:`shared.pipeline.llm.mapreduce`).
+summarized here in one call, or takes the answer cached for exactly that window.  Otherwise
+each chunk either finds its notes in the notes cache (no tokens) or has its lines put in the
+job scratch; the guild's token budget is checked against the estimate while the guild's
+settings row is locked; and the plan and one ``summary_chunks`` row per chunk are committed
+together before one map task per missing chunk is enqueued (see
+:mod:`shared.pipeline.llm.mapreduce`).
 """
 
 from __future__ import annotations
