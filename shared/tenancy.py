@@ -25,7 +25,8 @@ from typing import Any, Protocol
 from shared.discord.client import DiscordClient
 from shared.discord.errors import Forbidden, NotFound
 from shared.discord.objects import WebhookRef
-from shared.errors import NotFoundError
+from shared.discord.permissions import ChannelKind
+from shared.errors import InvalidInputError, NotFoundError
 
 __all__ = [
     "DESTINATION_CHANNEL_KINDS",
@@ -33,6 +34,7 @@ __all__ = [
     "DiscordDirectory",
     "destination_chain",
     "refuse_channel",
+    "require_category",
     "require_channel",
     "require_member",
 ]
@@ -47,6 +49,10 @@ class ChannelDirectory(Protocol):
     def channel_guild(self, channel_id: str) -> str | None:
         """The guild of a channel or thread; None when it does not exist, the bot cannot see
         it, or it belongs to no guild (a DM)."""
+
+    def channel_type(self, channel_id: str) -> int | None:
+        """Discord's type of a channel or thread (4 is a category); None when it is unknown
+        or the bot cannot see it."""
 
     def is_member(self, guild_id: str, user_id: str) -> bool:
         """True when ``user_id`` is a member of ``guild_id``."""
@@ -69,6 +75,18 @@ def require_channel(
     """Raise :class:`NotFoundError` unless ``channel_id`` is a channel of ``guild_id``."""
     if directory.channel_guild(channel_id) != guild_id:
         raise refuse_channel(channel_id, what=what)
+
+
+def require_category(directory: ChannelDirectory, guild_id: str, channel_id: str) -> None:
+    """Raise :class:`NotFoundError` unless ``channel_id`` is in ``guild_id``, and
+    :class:`InvalidInputError` when it is a channel of that guild but not a category."""
+    require_channel(directory, guild_id, channel_id, what="category")
+    if directory.channel_type(channel_id) != ChannelKind.CATEGORY:
+        raise InvalidInputError(
+            f"channel {channel_id} is not a category; give the id of a category (a group of "
+            "channels), or list the channels instead",
+            field="category_id",
+        )
 
 
 def require_member(directory: ChannelDirectory, guild_id: str, user_id: str) -> None:
@@ -149,17 +167,26 @@ class DiscordDirectory:
                     self._in_flight.pop(key, None)
         return value
 
+    def _channel(self, channel_id: str) -> tuple[str | None, int | None]:
+        """A channel's guild and type, from one cached read."""
+
+        def fetch() -> tuple[str | None, int | None]:
+            try:
+                channel = self._client.get_channel(channel_id)
+            except (NotFound, Forbidden):
+                return None, None
+            return channel.guild_id, channel.type
+
+        result: tuple[str | None, int | None] = self._cached(("channel", channel_id), fetch)
+        return result
+
     def channel_guild(self, channel_id: str) -> str | None:
         """The guild of a channel or thread (see :class:`ChannelDirectory`)."""
+        return self._channel(channel_id)[0]
 
-        def fetch() -> str | None:
-            try:
-                return self._client.get_channel(channel_id).guild_id
-            except (NotFound, Forbidden):
-                return None
-
-        result: str | None = self._cached(("channel", channel_id), fetch)
-        return result
+    def channel_type(self, channel_id: str) -> int | None:
+        """Discord's type of a channel or thread (see :class:`ChannelDirectory`)."""
+        return self._channel(channel_id)[1]
 
     def is_member(self, guild_id: str, user_id: str) -> bool:
         """True when the user is a member of the guild (see :class:`ChannelDirectory`)."""

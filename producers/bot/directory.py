@@ -24,10 +24,11 @@ class GatewayDirectory:
         self,
         client: discord.Client | None = None,
         *,
-        channels: dict[str, str] | None = None,
+        channels: dict[str, tuple[str, int]] | None = None,
         members: frozenset[tuple[str, str]] = frozenset(),
     ) -> None:
         self._client = client
+        # channel id -> (guild id, Discord channel type)
         self._channels = dict(channels or {})
         self._members = members
 
@@ -44,19 +45,31 @@ class GatewayDirectory:
         known = dict(self._channels)
         for channel in channels:
             if channel is not None:
-                known[str(channel.id)] = str(channel.guild.id)
+                known[str(channel.id)] = (str(channel.guild.id), channel.type.value)
         pairs = self._members | {(str(m.guild.id), str(m.id)) for m in members}
         return GatewayDirectory(self._client, channels=known, members=frozenset(pairs))
 
-    def channel_guild(self, channel_id: str) -> str | None:
-        """The guild of a channel or thread this bot can see (see ``ChannelDirectory``)."""
+    def _channel(self, channel_id: str) -> tuple[str, int] | None:
         if channel_id in self._channels:
             return self._channels[channel_id]
         if self._client is None or not channel_id.isdigit():
             return None
         channel = self._client.get_channel(int(channel_id))
         guild = getattr(channel, "guild", None)
-        return str(guild.id) if guild is not None else None
+        kind = getattr(channel, "type", None)
+        if guild is None or not isinstance(kind, discord.ChannelType):
+            return None
+        return str(guild.id), kind.value
+
+    def channel_guild(self, channel_id: str) -> str | None:
+        """The guild of a channel or thread this bot can see (see ``ChannelDirectory``)."""
+        known = self._channel(channel_id)
+        return known[0] if known is not None else None
+
+    def channel_type(self, channel_id: str) -> int | None:
+        """Discord's type of a channel or thread this bot can see (see ``ChannelDirectory``)."""
+        known = self._channel(channel_id)
+        return known[1] if known is not None else None
 
     def is_member(self, guild_id: str, user_id: str) -> bool:
         """True when the cache (or the interaction) shows ``user_id`` in ``guild_id``."""

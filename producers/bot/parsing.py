@@ -1,4 +1,5 @@
-"""Parse what people type into commands: summary windows, message links, languages, formats.
+"""Parse what people type into commands: summary windows, message links, languages, formats,
+lists of channels.
 
 Every error is an :class:`~shared.errors.InvalidInputError` whose message says what is wrong and
 how to fix it, ready to show in Discord.
@@ -20,6 +21,7 @@ __all__ = [
     "MAX_HOURS",
     "MessageLink",
     "Window",
+    "parse_channel_mentions",
     "parse_format",
     "parse_language",
     "parse_message_link",
@@ -33,6 +35,8 @@ _LINK = re.compile(
     r"^<?https?://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/channels/"
     r"(?P<guild>@me|\d{15,21})/(?P<channel>\d{15,21})/(?P<message>\d{15,21})/?>?$"
 )
+_CHANNEL_MENTION = re.compile(r"^<#(?P<id>\d{15,21})>$|^(?P<bare>\d{15,21})$")
+_MENTION_SEPARATORS = re.compile(r"[\s,]+")
 _AGO = re.compile(r"^(?P<amount>\d{1,4})\s*(?P<unit>m|min|h|d)?$", re.IGNORECASE)
 _UNITS = {
     "m": timedelta(minutes=1),
@@ -210,3 +214,20 @@ def parse_format(text: str | None, *, default: SummaryFormat) -> SummaryFormat:
     except ValueError:
         names = ", ".join(f.value for f in SummaryFormat)
         raise InvalidInputError(f"unknown format {text!r}; choose one of {names}") from None
+
+
+def parse_channel_mentions(text: str | None) -> list[str]:
+    """The channel ids of channel mentions (``<#id>``, or bare ids) separated by spaces or
+    commas, in order; an empty list for no text."""
+    ids: list[str] = []
+    for token in _MENTION_SEPARATORS.split((text or "").strip()):
+        if not token:
+            continue
+        match = _CHANNEL_MENTION.match(token)
+        if match is None:
+            raise InvalidInputError(
+                f"{token!r} is not a channel: mention the channels, e.g. #general #dev "
+                "(type # and pick each one)"
+            )
+        ids.append(match.group("id") or match.group("bare"))
+    return ids

@@ -215,8 +215,34 @@ def _destination_text(destination: dict[str, object]) -> str:
     return str(kind)
 
 
+#: Left-out channels named per digest in ``/digest list`` (the API lists them all).
+LEFT_OUT_SHOWN = 5
+
+
+def schedule_covers(item: ScheduleSnapshot) -> str:
+    """What a digest summarizes, e.g. ``<#1>``, ``the whole server`` or ``category <#2>``."""
+    if item.scope == "server":
+        return "the whole server"
+    if item.scope == "category":
+        return f"category <#{item.category_id}>"
+    if item.scope == "channels":
+        return " ".join(f"<#{c}>" for c in item.channel_ids)
+    return f"<#{item.channel_id}>"
+
+
+def _left_out_lines(item: ScheduleSnapshot) -> list[str]:
+    lines = [
+        f"left out last time: #{entry.name} ({entry.reason})"
+        for entry in item.left_out[:LEFT_OUT_SHOWN]
+    ]
+    if len(item.left_out) > LEFT_OUT_SHOWN:
+        lines.append(f"and {len(item.left_out) - LEFT_OUT_SHOWN} more left out")
+    return lines
+
+
 def schedule_list_embed(schedules: Sequence[ScheduleSnapshot]) -> discord.Embed:
-    """``/digest list``."""
+    """``/digest list``, for the members who manage digests (an ephemeral answer): each
+    digest with what it covers, and what its latest digest left out and why."""
     embed = discord.Embed(title="Digests", colour=BLURPLE)
     if not schedules:
         embed.description = "No digests yet. Create one with /digest create."
@@ -228,9 +254,12 @@ def schedule_list_embed(schedules: Sequence[ScheduleSnapshot]) -> discord.Embed:
         )
         embed.add_field(
             name=f"{item.short_id} · {item.spec}",
-            value=(
-                f"<#{item.channel_id}> → {_destination_text(item.destination)} · "
-                f"{item.format} · {state}"
+            value="\n".join(
+                [
+                    f"{schedule_covers(item)} → {_destination_text(item.destination)} · "
+                    f"{item.format} · {state}",
+                    *_left_out_lines(item),
+                ]
             ),
             inline=False,
         )

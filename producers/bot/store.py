@@ -27,6 +27,8 @@ from schema.models.usage import UsageLedger
 from shared.db.engine import session_scope
 from shared.errors import InvalidInputError
 from shared.jobs import PART_ORIGIN
+from shared.services.jobs import LeftOutChannel
+from shared.services.schedules import LastRun, last_runs
 from shared.summarize.content import SummaryFormat
 
 __all__ = [
@@ -137,7 +139,11 @@ def update_guild_config(
 
 @dataclass(frozen=True)
 class ScheduleSnapshot:
-    """A digest schedule as the bot shows it."""
+    """A digest schedule as the bot shows it, with what its latest digest left out.
+
+    ``channel_id`` is the channel summarized, or for a digest of several channels (``scope``
+    other than ``channel``) the channel it is posted in.
+    """
 
     id: uuid.UUID
     channel_id: int
@@ -150,6 +156,10 @@ class ScheduleSnapshot:
     enabled: bool
     next_run_at: datetime | None
     created_by: str
+    scope: str = "channel"
+    category_id: int | None = None
+    channel_ids: tuple[int, ...] = ()
+    left_out: tuple[LeftOutChannel, ...] = ()
 
     @property
     def short_id(self) -> str:
@@ -157,8 +167,8 @@ class ScheduleSnapshot:
         return self.id.hex[:8]
 
     @classmethod
-    def from_row(cls, row: Schedule) -> ScheduleSnapshot:
-        """Read a ``schedules`` row."""
+    def from_row(cls, row: Schedule, last_run: LastRun | None = None) -> ScheduleSnapshot:
+        """Read a ``schedules`` row (and its latest run)."""
         return cls(
             id=row.id,
             channel_id=int(row.channel_id),
@@ -171,18 +181,26 @@ class ScheduleSnapshot:
             enabled=row.enabled,
             next_run_at=row.next_run_at,
             created_by=row.created_by,
+            scope=row.scope,
+            category_id=int(row.scope_category_id) if row.scope_category_id else None,
+            channel_ids=tuple(int(c) for c in row.scope_channel_ids),
+            left_out=tuple(last_run.left_out) if last_run is not None else (),
         )
 
 
 def list_schedules(session_factory: SessionFactory, *, guild_id: int) -> list[ScheduleSnapshot]:
-    """The guild's digest schedules, oldest first."""
+    """The guild's digest schedules, oldest first, each with its latest run's left-out
+    channels."""
     with session_factory() as session:
-        rows = session.scalars(
-            select(Schedule)
-            .where(Schedule.guild_id == str(guild_id))
-            .order_by(Schedule.created_at, Schedule.id)
+        rows = list(
+            session.scalars(
+                select(Schedule)
+                .where(Schedule.guild_id == str(guild_id))
+                .order_by(Schedule.created_at, Schedule.id)
+            )
         )
-        return [ScheduleSnapshot.from_row(r) for r in rows]
+    runs = last_runs(session_factory, [r.id for r in rows])
+    return [ScheduleSnapshot.from_row(r, runs.get(r.id)) for r in rows]
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     func,
+    text,
     true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -30,7 +31,7 @@ from schema.base import Base, JSONType, UTCDateTime, utcnow
 from schema.models.jobs import _in
 from schema.models.tenancy import SummaryFormatName
 
-__all__ = ["EmptyPolicy", "Schedule", "ScheduleRun"]
+__all__ = ["EmptyPolicy", "Schedule", "ScheduleRun", "ScheduleScope"]
 
 
 class EmptyPolicy(StrEnum):
@@ -40,8 +41,28 @@ class EmptyPolicy(StrEnum):
     NOTICE = "notice"
 
 
+class ScheduleScope(StrEnum):
+    """What a digest covers: one channel, or several channels of the guild."""
+
+    CHANNEL = "channel"  # the schedule's channel_id (or thread)
+    SERVER = "server"  # every channel of the guild
+    CATEGORY = "category"  # the channels of scope_category_id
+    CHANNELS = "channels"  # the channels listed in scope_channel_ids
+
+    @property
+    def several(self) -> bool:
+        """True for the scopes that summarize several channels in one digest."""
+        return self is not ScheduleScope.CHANNEL
+
+
 class Schedule(Base):
-    """A recurring digest of one channel (``/digest create`` or ``/v1/schedules``).
+    """A recurring digest (``/digest create`` or ``/v1/schedules``).
+
+    A ``channel`` scope summarizes ``channel_id``.  The other scopes summarize several channels
+    (with their active threads and forum posts): the whole server, the category
+    ``scope_category_id`` or the channels ``scope_channel_ids``.  Their digest is posted in the
+    channel of their ``destination``, which ``channel_id`` then names, and contains only what
+    every reader of that channel may read.
 
     ``spec`` keeps the user's own words ("daily 09:00 Europe/Berlin"); ``cron`` and ``timezone``
     are what it was parsed into, and ``next_run_at`` (UTC) is the next firing computed from them.
@@ -53,12 +74,20 @@ class Schedule(Base):
     __table_args__ = (
         CheckConstraint(_in("format", SummaryFormatName), name="format"),
         CheckConstraint(_in("empty_policy", EmptyPolicy), name="empty_policy"),
+        CheckConstraint(_in("scope", ScheduleScope), name="scope"),
         Index("ix_schedules_due", "enabled", "next_run_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     guild_id: Mapped[str] = mapped_column(String(32), index=True)
     channel_id: Mapped[str] = mapped_column(String(32))
+    scope: Mapped[str] = mapped_column(
+        String(16), default=ScheduleScope.CHANNEL.value, server_default=ScheduleScope.CHANNEL.value
+    )
+    scope_category_id: Mapped[str | None] = mapped_column(String(32))
+    scope_channel_ids: Mapped[list[str]] = mapped_column(
+        JSONType, default=list, server_default=text("'[]'")
+    )
     created_by: Mapped[str] = mapped_column(String(64))
     spec: Mapped[str] = mapped_column(Text)
     cron: Mapped[str] = mapped_column(String(120))

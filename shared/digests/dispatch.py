@@ -9,10 +9,15 @@ Beat is only a clock.  Every tick (30 s) runs :func:`dispatch_due_digests`, whic
 3. advances ``next_run_at`` past ``now`` and ``last_run_at`` to the end of the window, in the
    same transaction;
 4. after the commit submits the digest job through :func:`shared.services.jobs.submit_job`
-   (which checks the channel and destination against the schedule's guild) with the
+   (which checks the channels and destination against the schedule's guild) with the
    idempotency key ``digest:<run id>`` and links it to the run.  A dispatcher that dies between
    the commit and the submission leaves a run without a job; the next tick (after a short
    grace) submits it, and the idempotency key makes that submission return the same job.
+
+A schedule of one channel runs a channel job.  A schedule of several channels (the server, a
+category, listed channels) runs a multi-channel job built by
+:func:`shared.services.digests.digest_params` for the run's window, whose audience is the
+readers of the channel it is posted in: the digest only contains what all of them may read.
 
 Catch-up policy: when ticks were missed (beat or the workers were down), a schedule fires
 **once**, for the latest firing time that has passed, and that one run's window reaches back to
@@ -35,12 +40,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.jobs import Job
-from schema.models.schedules import Schedule, ScheduleRun
+from schema.models.schedules import Schedule, ScheduleRun, ScheduleScope
 from shared.digests.empty import run_snapshot
 from shared.digests.spec import ScheduleSpec, next_run, previous_run
 from shared.errors import InvalidInputError, NotFoundError
 from shared.jobs import Destination, DiscordChannelSource, JobParams
 from shared.services.core import Actor, Core
+from shared.services.digests import digest_params
 from shared.services.jobs import submit_job
 from shared.summarize.content import SummaryFormat
 
@@ -219,6 +225,34 @@ def _pause(session: Session, schedule: Schedule, run: ScheduleRun, why: str) -> 
     session.delete(run)
 
 
+def _run_params(schedule: Schedule, run: ScheduleRun, targets: list[Any]) -> JobParams:
+    """The job of one run: its schedule's channel, or its scope for the readers of the
+    channel it is posted in, over the run's window."""
+    if ScheduleScope(schedule.scope).several:
+        return digest_params(
+            guild_id=schedule.guild_id,
+            category_id=schedule.scope_category_id,
+            channel_ids=schedule.scope_channel_ids,
+            after=run.window_start,
+            before=run.window_end,
+            format=SummaryFormat(schedule.format),
+            language=schedule.language,
+            destinations=targets,
+            audience=None,
+        )
+    return JobParams(
+        source=DiscordChannelSource(
+            guild_id=schedule.guild_id,
+            channel_id=schedule.channel_id,
+            after=run.window_start,
+            before=run.window_end,
+        ),
+        format=SummaryFormat(schedule.format),
+        language=schedule.language,
+        destinations=targets,
+    )
+
+
 def _submit_run(core: Core, run_id: uuid.UUID, *, now: datetime) -> bool:
     """Submit the job of a run that has none; True when this call linked a job to it."""
     with core.session_factory() as session, session.begin():
@@ -234,19 +268,12 @@ def _submit_run(core: Core, run_id: uuid.UUID, *, now: datetime) -> bool:
             return False
         targets, pending = _destinations(schedule.destination)
         try:
-            params = JobParams(
-                source=DiscordChannelSource(
-                    guild_id=schedule.guild_id,
-                    channel_id=schedule.channel_id,
-                    after=run.window_start,
-                    before=run.window_end,
-                ),
-                format=SummaryFormat(schedule.format),
-                language=schedule.language,
-                destinations=targets,
-            )
+            params = _run_params(schedule, run, targets)
+        except InvalidInputError as exc:
+            _pause(session, schedule, run, exc.user_message)
+            return False
         except (ValidationError, ValueError) as exc:
-            # Bad ids or format stored by hand.
+            # Bad ids, scope or format stored by hand.
             _pause(session, schedule, run, str(exc))
             return False
         actor = Actor(

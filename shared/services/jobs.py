@@ -28,6 +28,7 @@ from shared.discord.objects import WebhookRef
 from shared.errors import ConflictError, InvalidInputError, NotFoundError
 from shared.jobs import (
     FETCH,
+    MAX_LISTED_CHANNELS,
     AudienceChannel,
     AudienceMember,
     DiscordChannelSource,
@@ -40,17 +41,21 @@ from shared.services.core import Actor, Core
 from shared.tenancy import (
     DESTINATION_CHANNEL_KINDS,
     destination_chain,
+    require_category,
     require_channel,
     require_member,
 )
 from shared.uploads import delete_upload
 
 __all__ = [
+    "LeftOutChannel",
     "Submission",
     "audience_of",
     "cancel_job",
     "check_destination",
     "check_destinations",
+    "check_scope",
+    "left_out_of",
     "submit_job",
 ]
 
@@ -176,6 +181,57 @@ def audience_of(destinations: Sequence[Any]) -> list[AudienceChannel | AudienceM
     return audience
 
 
+def check_scope(
+    core: Core, guild_id: str, *, category_id: str | None, channel_ids: Sequence[str]
+) -> None:
+    """The channels a multi-channel summary covers: a category of ``guild_id``, or at most
+    :data:`~shared.jobs.MAX_LISTED_CHANNELS` distinct channels of it (neither means the whole
+    server).  Raises :class:`NotFoundError` for one outside the guild and
+    :class:`InvalidInputError` (naming the field) for any other problem."""
+    if category_id is not None and channel_ids:
+        raise InvalidInputError(
+            "give a category or a list of channels, not both", field="channel_ids"
+        )
+    if len(channel_ids) > MAX_LISTED_CHANNELS:
+        raise InvalidInputError(
+            f"{len(channel_ids)} channels listed; a digest covers at most "
+            f"{MAX_LISTED_CHANNELS}: give a category or the whole server instead",
+            field="channel_ids",
+        )
+    if len(set(channel_ids)) != len(channel_ids):
+        raise InvalidInputError("the same channel is listed twice", field="channel_ids")
+    directory = core.require_directory()
+    if category_id is not None:
+        require_category(directory, guild_id, category_id)
+    for channel_id in channel_ids:
+        require_channel(directory, guild_id, channel_id)
+
+
+@dataclass(frozen=True)
+class LeftOutChannel:
+    """A channel a multi-channel summary left out, and why (for whoever set it up)."""
+
+    channel_id: str
+    name: str
+    reason: str
+
+
+def left_out_of(progress: Any) -> list[LeftOutChannel]:
+    """The channels a multi-channel job left out, from its ``progress.plan`` (none for other
+    jobs, or before the plan is made)."""
+    plan = progress.get("plan") if isinstance(progress, Mapping) else None
+    items = plan.get("left_out") if isinstance(plan, Mapping) else None
+    return [
+        LeftOutChannel(
+            channel_id=str(item.get("channel_id")),
+            name=str(item.get("name") or item.get("channel_id")),
+            reason=str(item.get("reason") or "left out"),
+        )
+        for item in items or []
+        if isinstance(item, Mapping)
+    ]
+
+
 def _audience_label(entry: AudienceChannel | AudienceMember) -> str:
     if isinstance(entry, AudienceChannel):
         return f"channel {entry.channel_id}"
@@ -191,9 +247,8 @@ def _authorize_server_source(core: Core, actor: Actor, params: JobParams) -> Non
     guild = actor.guild_id
     if guild is None or source.guild_id != guild:
         raise NotFoundError(f"no guild {source.guild_id} for this caller; use your own guild")
+    check_scope(core, guild, category_id=source.category_id, channel_ids=source.channel_ids)
     directory = core.require_directory()
-    for channel_id in [*source.channel_ids, *([source.category_id] if source.category_id else [])]:
-        require_channel(directory, guild, channel_id)
     for entry in source.audience:
         if isinstance(entry, AudienceChannel):
             require_channel(directory, guild, entry.channel_id)

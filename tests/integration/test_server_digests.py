@@ -87,10 +87,15 @@ def _digest_params(world: ServerWorld, to: str, **source: Any) -> JobParams:
 def _run(services: Services, world: ServerWorld, params: JobParams) -> Job:
     actor = Actor(origin="api", guild_id=str(world.guild.id))
     submission = submit_job(services.core(), actor, params)
+    return _wait(services, submission.job_id)
+
+
+def _wait(services: Services, job_id: uuid.UUID) -> Job:
+    """The job once it and its deliveries have ended."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         with services.session_factory() as session:
-            job = session.get(Job, submission.job_id)
+            job = session.get(Job, job_id)
             assert job is not None
             deliveries = session.query(Delivery).join(Summary).filter(Summary.job_id == job.id)
             settled = all(d.status in ("sent", "failed") for d in deliveries)

@@ -50,6 +50,20 @@ class DiscordTenants:
         with fake.lock:
             return str(fake.add_channel(fake.guilds[int(guild)], name).id)
 
+    def category(
+        self, guild: str, name: str = "Area", *, channels: int = 1
+    ) -> tuple[str, list[str]]:
+        """A category of ``guild`` with ``channels`` text channels: ``(its id, their ids)``."""
+        fake = self.server.fake
+        with fake.lock:
+            target = fake.guilds[int(guild)]
+            category = fake.add_channel(target, name, type=4)
+            inside = [
+                str(fake.add_channel(target, f"{name.lower()}-{i}", category=category).id)
+                for i in range(channels)
+            ]
+        return str(category.id), inside
+
     def member(self, guild: str, name: str = "member") -> str:
         """A new member of ``guild``."""
         fake = self.server.fake

@@ -119,6 +119,7 @@ EXPECTED_NAMES: dict[str, set[str]] = {
         "pk_schedules",
         "ck_schedules_format",
         "ck_schedules_empty_policy",
+        "ck_schedules_scope",
         "ix_schedules_due",
         "ix_schedules_guild_id",
     },
@@ -315,6 +316,37 @@ def test_upgrade_downgrade_upgrade_round_trip(sqlite_url: str) -> None:
         migrate.upgrade(sqlite_url)
         assert migrate.current(sqlite_url) == migrate.head()
         assert app_tables(engine) == TABLES
+    finally:
+        engine.dispose()
+
+
+def test_schedule_scopes_survive_the_0007_round_trip(sqlite_url: str) -> None:
+    """Existing schedules become one-channel digests; downgrading pauses the scoped ones."""
+    migrate.upgrade(sqlite_url, "0006")
+    engine = make_engine(sqlite_url)
+    try:
+        with engine.begin() as conn:
+            for ident in ("a" * 32, "b" * 32):
+                conn.execute(
+                    text(
+                        "INSERT INTO schedules (id, guild_id, channel_id, created_by, spec, cron, "
+                        "timezone, destination, next_run_at) VALUES (:id, '1', '2', 'x', 'hourly', "
+                        "'0 * * * *', 'UTC', '{}', '2030-01-01 00:00:00')"
+                    ),
+                    {"id": ident},
+                )
+        migrate.upgrade(sqlite_url)
+        with engine.begin() as conn:
+            rows = conn.execute(
+                text("SELECT scope, scope_category_id, scope_channel_ids FROM schedules")
+            ).all()
+            assert [tuple(r) for r in rows] == [("channel", None, "[]")] * 2
+            conn.execute(text(f"UPDATE schedules SET scope = 'server' WHERE id = '{'b' * 32}'"))
+        migrate.downgrade(sqlite_url, "0006")
+        with engine.begin() as conn:
+            query = text("SELECT id, enabled AND next_run_at IS NOT NULL FROM schedules")
+            states = {row[0]: row[1] for row in conn.execute(query)}
+        assert states == {"a" * 32: 1, "b" * 32: 0}
     finally:
         engine.dispose()
 
@@ -552,6 +584,19 @@ def test_opt_out_is_unique_per_guild_and_user(engine: Engine) -> None:
         (
             models.ApiKey(id="short", guild_id="1", name="n", secret_hash="h"),
             "ck_api_keys_id_length",
+        ),
+        (
+            models.Schedule(
+                guild_id="1",
+                channel_id="2",
+                created_by="discord:3",
+                spec="hourly",
+                cron="0 * * * *",
+                timezone="UTC",
+                destination={"kind": "channel", "channel_id": "2"},
+                scope="planet",
+            ),
+            "ck_schedules_scope",
         ),
     ],
 )

@@ -45,13 +45,8 @@ def _plan_view(progress: Any) -> tuple[int | None, list[LeftOutChannel]]:
     counted = [plan.get("parts"), plan.get("quiet")]
     channels = sum(len(entries) for entries in counted if isinstance(entries, list))
     left_out = [
-        LeftOutChannel(
-            channel_id=str(item.get("channel_id")),
-            name=str(item.get("name") or item.get("channel_id")),
-            reason=str(item.get("reason") or "left out"),
-        )
-        for item in plan.get("left_out") or []
-        if isinstance(item, dict)
+        LeftOutChannel(channel_id=item.channel_id, name=item.name, reason=item.reason)
+        for item in job_service.left_out_of(progress)
     ]
     return channels, left_out
 

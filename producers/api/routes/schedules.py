@@ -1,5 +1,10 @@
-"""``/v1/schedules``: recurring digests of a channel, in words ("daily 09:00 Europe/Berlin",
-"weekly mon 08:00") or cron, evaluated in their own time zone."""
+"""``/v1/schedules``: recurring digests of a channel, or of several (the server, a category,
+listed channels), in words ("daily 09:00 Europe/Berlin", "weekly mon 08:00") or cron, evaluated
+in their own time zone.
+
+:mod:`shared.services.schedules` holds every rule; this module maps requests onto it and shows
+a schedule with its latest run, whose ``left_out`` is for the admins managing the schedule.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +21,12 @@ from producers.api.idempotent import Idempotency, run_idempotent
 from producers.api.models import (
     DestinationIn,
     Language,
+    LeftOutChannel,
     Page,
     SafeText,
     Snowflake,
 )
+from producers.api.resources import ApiResources
 from producers.api.routes.common import (
     AUTH_ERRORS,
     Admin,
@@ -32,14 +39,22 @@ from producers.api.routes.common import (
     guild_row,
     json_response,
 )
-from schema.models.schedules import EmptyPolicy, Schedule
+from schema.models.schedules import EmptyPolicy, Schedule, ScheduleScope
 from shared.digests.spec import parse_schedule
 from shared.errors import InvalidInputError
+from shared.jobs import MAX_LISTED_CHANNELS
 from shared.services import schedules as schedule_service
-from shared.services.schedules import ScheduleRequest
+from shared.services.schedules import LastRun, ScheduleRequest
 from shared.summarize.content import SummaryFormat
 
-__all__ = ["ScheduleCreate", "ScheduleList", "ScheduleOut", "ScheduleUpdate", "router"]
+__all__ = [
+    "LastRunOut",
+    "ScheduleCreate",
+    "ScheduleList",
+    "ScheduleOut",
+    "ScheduleUpdate",
+    "router",
+]
 
 router = APIRouter(tags=["schedules"])
 
@@ -63,13 +78,39 @@ TimeZone = Annotated[
     ),
 ]
 
+ScopeName = Annotated[
+    Literal["channel", "server", "category", "channels"],
+    Field(
+        description=(
+            "What the digest covers: `channel` (channel_id), `server` (every channel), "
+            "`category` (category_id) or `channels` (channel_ids); each channel with its "
+            "active threads and forum posts"
+        )
+    ),
+]
+CategoryId = Annotated[
+    Snowflake | None, Field(description="The category a `category` digest summarizes")
+]
+ChannelIds = Annotated[
+    list[Snowflake],
+    Field(
+        max_length=MAX_LISTED_CHANNELS,
+        description="The channels or threads a `channels` digest summarizes",
+    ),
+]
+
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class ScheduleCreate(_In):
-    """A digest of one channel or thread of the key's guild."""
+    """A digest of one channel or thread of the key's guild, or of several of its channels.
+
+    A digest of several channels is posted in the channel or thread of its ``destination``
+    (``channel_id`` may be left out: it is that channel) and only contains what every reader
+    of that channel may read.
+    """
 
     model_config = examples(
         {
@@ -78,10 +119,25 @@ class ScheduleCreate(_In):
             "format": "brief",
             "destination": {"kind": "channel", "channel_id": "1234567890123456790"},
         },
+        {
+            "scope": "category",
+            "category_id": "1234567890123456791",
+            "schedule": "weekly mon 08:00 Europe/Berlin",
+            "destination": {"kind": "channel", "channel_id": "1234567890123456790"},
+        },
         extra="forbid",
     )
 
-    channel_id: Snowflake
+    scope: ScopeName = "channel"
+    channel_id: Snowflake | None = Field(
+        default=None,
+        description=(
+            "The channel or thread a `channel` digest summarizes; for the other scopes, the "
+            "channel the digest is posted in (its destination's)"
+        ),
+    )
+    category_id: CategoryId = None
+    channel_ids: ChannelIds = Field(default_factory=list)
     schedule: ScheduleText
     timezone: TimeZone = "UTC"
     format: SummaryFormat = SummaryFormat.BRIEF
@@ -98,6 +154,9 @@ class ScheduleUpdate(_In):
 
     model_config = examples({"enabled": False}, extra="forbid")
 
+    scope: ScopeName | None = None
+    category_id: CategoryId = None
+    channel_ids: ChannelIds | None = None
     schedule: ScheduleText | None = None
     timezone: TimeZone | None = None
     format: SummaryFormat | None = None
@@ -107,11 +166,31 @@ class ScheduleUpdate(_In):
     enabled: bool | None = None
 
 
+class LastRunOut(BaseModel):
+    """A schedule's latest run, for the admins who manage it."""
+
+    job_id: uuid.UUID | None = Field(description="Its digest job (null before it is submitted)")
+    status: str | None = Field(description="The job's status")
+    window_start: datetime
+    window_end: datetime
+    left_out: list[LeftOutChannel] = Field(
+        description=(
+            "The channels its digest left out and why (empty for a one-channel digest).  The "
+            "digest itself never names them"
+        )
+    )
+
+
 class ScheduleOut(BaseModel):
-    """A schedule and when it runs next."""
+    """A schedule, when it runs next, and what its latest run left out."""
 
     id: uuid.UUID
-    channel_id: str
+    scope: str
+    channel_id: str = Field(
+        description="The channel summarized; for a digest of several channels, where it is posted"
+    )
+    category_id: str | None
+    channel_ids: list[str]
     schedule: str = Field(description="The schedule as it was written")
     description: str = Field(description="When it runs, in plain words")
     cron: str
@@ -125,6 +204,7 @@ class ScheduleOut(BaseModel):
     last_run_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    last_run: LastRunOut | None = Field(description="The latest run (null before the first)")
 
 
 class ScheduleList(Page):
@@ -133,14 +213,32 @@ class ScheduleList(Page):
     items: list[ScheduleOut]
 
 
-def _out(row: Schedule) -> ScheduleOut:
+def _last_run(run: LastRun | None) -> LastRunOut | None:
+    if run is None:
+        return None
+    return LastRunOut(
+        job_id=run.job_id,
+        status=run.status,
+        window_start=run.window_start,
+        window_end=run.window_end,
+        left_out=[
+            LeftOutChannel(channel_id=i.channel_id, name=i.name, reason=i.reason)
+            for i in run.left_out
+        ],
+    )
+
+
+def _out(row: Schedule, last_run: LastRun | None) -> ScheduleOut:
     try:
         description = parse_schedule(row.spec, default_timezone=row.timezone).description
     except InvalidInputError:
         description = f"cron {row.cron!r} ({row.timezone})"
     return ScheduleOut(
         id=row.id,
+        scope=row.scope,
         channel_id=row.channel_id,
+        category_id=row.scope_category_id,
+        channel_ids=list(row.scope_channel_ids),
         schedule=row.spec,
         description=description,
         cron=row.cron,
@@ -154,7 +252,13 @@ def _out(row: Schedule) -> ScheduleOut:
         last_run_at=row.last_run_at,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        last_run=_last_run(last_run),
     )
+
+
+def _outs(resources: ApiResources, rows: list[Schedule]) -> list[ScheduleOut]:
+    runs = schedule_service.last_runs(resources.session_factory, [r.id for r in rows])
+    return [_out(row, runs.get(row.id)) for row in rows]
 
 
 ScheduleId = Annotated[uuid.UUID, Path(description="The schedule's id")]
@@ -165,7 +269,14 @@ ScheduleId = Annotated[uuid.UUID, Path(description="The schedule's id")]
     status_code=201,
     response_model=ScheduleOut,
     summary="Create a digest schedule",
-    description="Needs `admin`.  Send an `Idempotency-Key` to retry safely.",
+    description=(
+        "A digest of one channel (`scope: channel`, the default), or of the whole server, a "
+        "category or listed channels, with their active threads and forum posts.  A digest of "
+        "several channels is posted in its destination channel or thread and only contains "
+        "what every reader of it may read; `last_run.left_out` then names the channels left "
+        "out, for the admins, never in the digest.  Needs `admin`.  Send an "
+        "`Idempotency-Key` to retry safely."
+    ),
     responses=errors(404, 409, *AUTH_ERRORS),
 )
 def create_schedule(
@@ -181,7 +292,10 @@ def create_schedule(
             resources.core,
             caller.actor,
             ScheduleRequest(
+                scope=ScheduleScope(payload.scope),
                 channel_id=payload.channel_id,
+                category_id=payload.category_id,
+                channel_ids=payload.channel_ids,
                 text=payload.schedule,
                 timezone=payload.timezone,
                 format=payload.format,
@@ -191,7 +305,9 @@ def create_schedule(
                 enabled=payload.enabled,
             ),
         )
-        return json_response(_out(row), status=201, headers={"Location": f"/v1/schedules/{row.id}"})
+        return json_response(
+            _out(row, None), status=201, headers={"Location": f"/v1/schedules/{row.id}"}
+        )
 
     return run_idempotent(resources, caller, idem, work)
 
@@ -215,19 +331,23 @@ def list_schedules(
     if channel_id is not None:
         query = query.where(Schedule.channel_id == channel_id)
     rows, following = guild_page(resources, query, limit)
-    return json_response(ScheduleList(items=[_out(r) for r in rows], next_cursor=following))
+    return json_response(ScheduleList(items=_outs(resources, rows), next_cursor=following))
 
 
 @router.get(
     "/v1/schedules/{schedule_id}",
     response_model=ScheduleOut,
     summary="Read a schedule",
-    description="Needs `admin`.",
+    description=(
+        "The schedule with its latest run: its job, status and the channels its digest left "
+        "out and why.  Needs `admin`."
+    ),
     responses=errors(404, *AUTH_ERRORS),
 )
 def get_schedule(schedule_id: ScheduleId, caller: Admin, resources: Resources) -> Response:
     """One schedule of this guild."""
-    return json_response(_out(guild_row(resources, Schedule, caller, schedule_id, what="schedule")))
+    row = guild_row(resources, Schedule, caller, schedule_id, what="schedule")
+    return json_response(_outs(resources, [row])[0])
 
 
 @router.patch(
@@ -236,7 +356,8 @@ def get_schedule(schedule_id: ScheduleId, caller: Admin, resources: Resources) -
     summary="Change, pause or resume a schedule",
     description=(
         "Needs `admin`.  A new schedule text or time zone, or resuming (`enabled: true`), "
-        "recomputes `next_run_at` from now; pausing clears it."
+        "recomputes `next_run_at` from now; pausing clears it.  A new `scope` drops the old "
+        "scope's `category_id` or `channel_ids` unless they are sent too."
     ),
     responses=errors(404, *AUTH_ERRORS),
 )
@@ -251,7 +372,7 @@ def update_schedule(
     if "schedule" in changes:
         changes["text"] = changes.pop("schedule")
     row = schedule_service.update_schedule(resources.core, caller.actor, schedule_id, changes)
-    return json_response(_out(row))
+    return json_response(_outs(resources, [row])[0])
 
 
 @router.delete(

@@ -1,10 +1,14 @@
-"""``/digest create|list|pause|resume|delete``: recurring summaries of a channel.
+"""``/digest create|list|pause|resume|delete``: recurring summaries of a channel or of several.
 
 Schedules are stored in Postgres (``schedules``) and fired by beat's dispatcher; the bot only
-validates and records them.  The schedule is said in words ("daily 09:00 Europe/Berlin",
-"weekly mon 08:00") or as cron (``shared.digests.spec``).  Digests post publicly, so creating
-one takes Manage Server and passes the same access checks as a summary posted in the
-destination.
+parses the options, authorizes and records them through :mod:`shared.services.schedules`, which
+holds the rules.  The schedule is said in words ("daily 09:00 Europe/Berlin", "weekly mon
+08:00") or as cron (``shared.digests.spec``).  A digest covers this channel (or the one picked),
+or the whole server, a category or mentioned channels; a digest of several channels is posted
+in a channel (``post_to``, or the one the command runs in) and only contains what every reader
+of it may read.  Digests post publicly, so creating one takes Manage Server and passes the same
+access checks as a summary posted in the destination.  ``/digest list`` (for those managers
+only) names the channels each digest of several channels left out last time, and why.
 """
 
 from __future__ import annotations
@@ -29,11 +33,11 @@ from producers.bot.cogs.common import (
     resolve_channel,
     runtime_of,
 )
-from producers.bot.parsing import parse_language
-from producers.bot.responses import schedule_list_embed
+from producers.bot.parsing import parse_channel_mentions, parse_language
+from producers.bot.responses import schedule_covers, schedule_list_embed
 from producers.bot.snapshots import channel_view, guild_view, member_view
 from producers.bot.store import ScheduleSnapshot, list_schedules
-from schema.models.schedules import Schedule
+from schema.models.schedules import Schedule, ScheduleScope
 from shared.digests.spec import ScheduleSpec, parse_schedule
 from shared.errors import InvalidInputError, PipelineError
 from shared.services import schedules as schedule_service
@@ -44,6 +48,11 @@ from shared.summarize.content import SummaryFormat
 __all__ = ["DigestCog"]
 
 _FORMATS = [app_commands.Choice(name=f.value, value=f.value) for f in SummaryFormat]
+_SCOPES = [
+    app_commands.Choice(name="this channel", value=ScheduleScope.CHANNEL.value),
+    app_commands.Choice(name="the whole server", value=ScheduleScope.SERVER.value),
+    app_commands.Choice(name="a category", value=ScheduleScope.CATEGORY.value),
+]
 
 AnyChannel = app_commands.AppCommandChannel | app_commands.AppCommandThread
 
@@ -59,6 +68,39 @@ def _channel(context: GuildContext, option: AnyChannel | None, what: str) -> Gui
     return channel
 
 
+def _scope(
+    choice: str, category: discord.CategoryChannel | None, channels: list[str]
+) -> ScheduleScope:
+    """The scope the options ask for: mentioned channels or a category given with the default
+    scope make it a digest of those."""
+    scope = ScheduleScope(choice)
+    if scope is ScheduleScope.CHANNEL and channels:
+        return ScheduleScope.CHANNELS
+    if scope is ScheduleScope.CHANNEL and category is not None:
+        return ScheduleScope.CATEGORY
+    return scope
+
+
+def _summarized(
+    context: GuildContext, option: AnyChannel | None, scope: ScheduleScope
+) -> GuildChannel | None:
+    """The one channel a ``channel`` digest summarizes (the option, else this channel)."""
+    if scope.several:
+        if option is not None:
+            raise InvalidInputError(
+                "`channel` picks the one channel of a 'this channel' digest; a digest of "
+                "several channels is posted in `post_to` (or here), so leave `channel` out"
+            )
+        return None
+    picked = _channel(context, option, "summarized")
+    if picked is not None:
+        return picked
+    here = context.channel
+    if here is None or here.type not in SUMMARIZABLE:
+        raise InvalidInputError("pick the channel to summarize with the `channel` option")
+    return here
+
+
 def _actor(context: GuildContext) -> Actor:
     return Actor(origin="bot", guild_id=str(context.guild.id), requested_by=str(context.member.id))
 
@@ -70,7 +112,8 @@ def _describe(row: Schedule) -> str:
         if item.enabled and item.next_run_at
         else "paused"
     )
-    return f"`{item.short_id}` · {item.spec} · <#{item.channel_id}> · {state}"
+    posted = f" → <#{item.channel_id}>" if item.scope != ScheduleScope.CHANNEL.value else ""
+    return f"`{item.short_id}` · {item.spec} · {schedule_covers(item)}{posted} · {state}"
 
 
 @app_commands.guild_only()
@@ -86,35 +129,42 @@ class DigestCog(commands.GroupCog, group_name="digest"):
             interaction, "⛔ Only members with Manage Server can manage digests."
         )
 
-    @app_commands.command(name="create", description="Summarize a channel on a schedule")
+    @app_commands.command(name="create", description="Summarize channels on a schedule")
     @app_commands.describe(
-        channel="Channel or thread to summarize",
         schedule="When: 'daily 09:00 Europe/Berlin', 'weekly mon 08:00', 'cron 0 9 * * 1-5'",
+        channel="Channel or thread to summarize (default: this channel)",
+        scope="What to summarize: this channel, the whole server or a category",
+        category="The category to summarize (its channels, threads and forum posts)",
+        channels="Or these channels, mentioned: #general #dev",
         format="How detailed the digest is",
-        post_to="Channel or thread to post the digest in (default: the channel itself)",
+        post_to="Channel or thread to post the digest in (default: the channel itself, or here)",
         webhook_endpoint="Or send it to this webhook endpoint id (from the API)",
         language="Language of the digest, e.g. en",
         timezone="Time zone when the schedule names none (IANA, e.g. Europe/Berlin)",
     )
-    @app_commands.choices(format=_FORMATS)
+    @app_commands.choices(format=_FORMATS, scope=_SCOPES)
     async def create(
         self,
         interaction: discord.Interaction[Any],
-        channel: AnyChannel,
         schedule: app_commands.Range[str, 1, 200],
+        channel: AnyChannel | None = None,
+        scope: str = ScheduleScope.CHANNEL.value,
+        category: discord.CategoryChannel | None = None,
+        channels: app_commands.Range[str, 1, 2000] | None = None,
         format: str = SummaryFormat.BRIEF.value,
         post_to: AnyChannel | None = None,
         webhook_endpoint: str | None = None,
         language: str | None = None,
         timezone: str = "UTC",
     ) -> None:
-        """Validate, authorize and store a digest schedule."""
+        """Parse the options, authorize, and store the schedule through the core."""
         context = await self._managers(interaction)
         if context is None:
             return
         try:
-            source = _channel(context, channel, "summarized")
-            assert source is not None
+            channel_ids = parse_channel_mentions(channels)
+            chosen = _scope(scope, category, channel_ids)
+            source = _summarized(context, channel, chosen)
             destination_channel = _channel(context, post_to, "a digest's destination")
             if destination_channel is not None and webhook_endpoint is not None:
                 raise InvalidInputError("give post_to or webhook_endpoint, not both")
@@ -136,37 +186,53 @@ class DigestCog(commands.GroupCog, group_name="digest"):
         await interaction.response.defer(ephemeral=True, thinking=True)
         runtime = runtime_of(interaction)
         config = await runtime.configs.get(context.guild.id)
-        target = destination_channel or (source if endpoint_id is None else None)
-        refusal = authorize_summary(
-            AccessRequest(
-                guild=guild_view(context.guild),
-                member=member_view(context.member),
-                bot=member_view(context.guild.me),
-                source=channel_view(source),
-                config=config,
-                destination=channel_view(target) if target is not None else None,
-                source_hint=channel.permissions.value,
-                destination_hint=post_to.permissions.value if post_to else None,
-                external=endpoint_id is not None,
-            )
+        target = destination_channel or (
+            None if endpoint_id is not None else source or context.channel
         )
-        if refusal is not None:
-            await interaction.edit_original_response(content=f"⛔ {refusal.message}")
-            return
+        # A digest of several channels is read where it is posted: the checks of a summary of
+        # that channel posted there (the core refuses one without a channel to post in).
+        checked = source or target
+        if checked is not None:
+            if source is not None and channel is not None:
+                source_hint: int | None = channel.permissions.value
+            elif checked is context.channel:
+                source_hint = interaction.permissions.value
+            else:
+                source_hint = post_to.permissions.value if post_to else None
+            refusal = authorize_summary(
+                AccessRequest(
+                    guild=guild_view(context.guild),
+                    member=member_view(context.member),
+                    bot=member_view(context.guild.me),
+                    source=channel_view(checked),
+                    config=config,
+                    destination=channel_view(target) if target is not None else None,
+                    source_hint=source_hint,
+                    destination_hint=post_to.permissions.value if post_to else None,
+                    external=endpoint_id is not None,
+                )
+            )
+            if refusal is not None:
+                await interaction.edit_original_response(content=f"⛔ {refusal.message}")
+                return
         if endpoint_id is not None:
             destination: dict[str, Any] = {"kind": "webhook", "endpoint_id": str(endpoint_id)}
         else:
             assert target is not None
             destination = {"kind": "channel", "channel_id": str(target.id)}
         request = ScheduleRequest(
-            channel_id=str(source.id),
+            scope=chosen,
+            channel_id=str(source.id) if source is not None else None,
+            category_id=str(category.id) if category is not None else None,
+            channel_ids=channel_ids,
             text=schedule,
             timezone=timezone,
             format=summary_format,
             language=summary_language,
             destination=destination,
         )
-        core = replace(runtime.core(), directory=runtime.directory.knowing([source, target]))
+        known = runtime.directory.knowing([source, target, category])
+        core = replace(runtime.core(), directory=known)
         try:
             created = await runtime.db(
                 schedule_service.create_schedule, core, _actor(context), request

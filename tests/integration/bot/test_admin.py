@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from schema.models.jobs import Job
-from schema.models.schedules import Schedule
+from schema.models.schedules import Schedule, ScheduleRun
 from schema.models.tenancy import ALL_GUILDS, GuildSettings, UserOptOut, WebhookEndpoint
 from tests.fakes.discord_state import VIEW_CHANNEL
 from tests.integration.bot.harness import BotHarness, running_bot
@@ -393,5 +394,106 @@ def test_digest_to_a_webhook_endpoint(database_url: str, redis_url: str) -> None
             resolved={"channels": {str(staff.id): h.resolved_channel(staff, w.bob)}},
         )
         assert "Digest created" in told(h, inside)
+
+    run(database_url, redis_url, body)
+
+
+def test_digests_of_several_channels(database_url: str, redis_url: str) -> None:
+    async def body(h: BotHarness) -> None:
+        w = h.world
+        team = h.fake.add_channel(w.guild, "Team", type=4)
+        inside = h.fake.add_channel(w.guild, "team-chat", category=team)
+        h.sync_guild()
+        guild = str(w.guild.id)
+
+        async def create(*options: dict[str, Any], resolved: Any = None) -> str:
+            token = await h.command(
+                "digest",
+                sub("create", opt("schedule", "daily 09:00"), *options),
+                user=w.alice,
+                channel=w.general,
+                resolved=resolved,
+            )
+            return told(h, token)
+
+        def latest() -> Schedule:
+            with h.session_factory() as session:
+                return session.scalars(
+                    select(Schedule)
+                    .where(Schedule.guild_id == guild)
+                    .order_by(Schedule.created_at.desc())
+                ).first()  # type: ignore[return-value]
+
+        # The whole server, posted here: the schedule's channel is where it is posted.
+        assert "Digest created" in await create(opt("scope", "server"))
+        server = latest()
+        assert (server.scope, server.channel_id) == ("server", str(w.general.id))
+        assert server.destination == {"kind": "channel", "channel_id": str(w.general.id)}
+        # A category given with the default scope makes a category digest.
+        category = {"channels": {str(team.id): h.resolved_channel(team, w.alice)}}
+        told_category = await create(opt("category", str(team.id), 7), resolved=category)
+        assert "Digest created" in told_category and f"category <#{team.id}>" in told_category
+        assert (latest().scope, latest().scope_category_id) == ("category", str(team.id))
+        # Mentioned channels make a digest of those.
+        listed = await create(opt("channels", f"<#{inside.id}> <#{w.general.id}>"))
+        assert "Digest created" in listed
+        assert latest().scope_channel_ids == [str(inside.id), str(w.general.id)]
+        # Options that do not go together are refused by the core, or by the parser.
+        mixed = await create(
+            opt("scope", "server"), opt("category", str(team.id), 7), resolved=category
+        )
+        assert "category_id goes with scope 'category', not 'server'" in mixed
+        twice = await create(opt("channels", f"<#{inside.id}> <#{inside.id}>"))
+        assert "the same channel is listed twice" in twice
+        assert "is not a channel" in await create(opt("channels", "#general"))
+        general = {"channels": {str(w.general.id): h.resolved_channel(w.general, w.alice)}}
+        both = await create(
+            opt("scope", "server"), opt("channel", str(w.general.id), 7), resolved=general
+        )
+        assert "leave `channel` out" in both
+        with h.session_factory() as session:
+            assert (
+                len(session.scalars(select(Schedule).where(Schedule.guild_id == guild)).all()) == 3
+            )
+
+        # /digest list tells the managers what the last server digest left out, and why.
+        job_id = uuid.uuid4()
+        reason = "1 of the 3 members who can see #release-eng cannot read it"
+        with h.session_factory() as session, session.begin():
+            session.add(
+                Job(
+                    id=job_id,
+                    origin="digest",
+                    status="completed",
+                    guild_id=guild,
+                    params={},
+                    progress={
+                        "plan": {
+                            "left_out": [
+                                {"channel_id": "1" * 18, "name": "staff-only", "reason": reason}
+                            ]
+                        }
+                    },
+                    redeliveries=0,
+                )
+            )
+            session.flush()
+            run_start = datetime(2026, 6, 1, tzinfo=UTC)
+            session.add(
+                ScheduleRun(
+                    schedule_id=server.id,
+                    window_start=run_start,
+                    window_end=run_start + timedelta(days=1),
+                    job_id=job_id,
+                )
+            )
+        listing = await h.command("digest", sub("list"), user=w.alice, channel=w.general)
+        original = h.original(listing)
+        assert original is not None and original.flags & EPHEMERAL
+        shown = {f["name"].split(" · ")[0]: f["value"] for f in original.embeds[0]["fields"]}
+        value = shown[server.id.hex[:8]]
+        assert value.startswith(f"the whole server → <#{w.general.id}>")
+        assert f"left out last time: #staff-only ({reason})" in value
+        assert "left out" not in shown[latest().id.hex[:8]]
 
     run(database_url, redis_url, body)

@@ -9,6 +9,7 @@ import pytest
 from producers.bot.parsing import (
     MessageLink,
     Window,
+    parse_channel_mentions,
     parse_format,
     parse_language,
     parse_message_link,
@@ -142,3 +143,13 @@ def test_since_as_a_message_link_or_nothing() -> None:
 def test_since_that_is_not_a_time(text: str, words: str) -> None:
     with pytest.raises(InvalidInputError, match=words):
         parse_since(text, guild_id=GUILD, now=NOW)
+
+
+def test_channel_mentions_are_read_in_order() -> None:
+    first, second = str(CHANNEL), str(CHANNEL + 1)
+    assert parse_channel_mentions(f" <#{first}>, <#{second}>\n{first} ") == [first, second, first]
+    assert parse_channel_mentions(None) == [] and parse_channel_mentions("  ") == []
+    with pytest.raises(InvalidInputError, match="'#general' is not a channel"):
+        parse_channel_mentions(f"<#{first}> #general")
+    with pytest.raises(InvalidInputError, match="is not a channel"):
+        parse_channel_mentions(f"<@{first}>")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import discord
 
 from producers.bot.responses import (
     EMBED_TOTAL,
+    LEFT_OUT_SHOWN,
     RequestSummary,
     config_embed,
     fit,
@@ -19,6 +21,7 @@ from producers.bot.responses import (
 from producers.bot.store import GuildConfig, JobSnapshot, ScheduleSnapshot
 from schema.models.jobs import JobStatus
 from schema.models.tenancy import PrivateChannelPolicy
+from shared.services.jobs import LeftOutChannel
 from shared.summarize.content import SummaryFormat
 
 NOW = datetime(2026, 3, 14, 15, 0, tzinfo=UTC)
@@ -174,3 +177,42 @@ def test_schedule_list_fits_even_when_long() -> None:
     assert "paused" in first and "webhook endpoint" in first
     assert "<#201>" in second
     assert "No digests yet" in (schedule_list_embed([]).description or "")
+
+
+def test_schedule_list_shows_a_scoped_digest_and_what_it_left_out() -> None:
+    def item(scope: str, **values: Any) -> ScheduleSnapshot:
+        return ScheduleSnapshot(
+            id=uuid.uuid4(),
+            channel_id=100,
+            spec="daily 09:00",
+            cron="0 9 * * *",
+            timezone="UTC",
+            format="brief",
+            language=None,
+            destination={"kind": "channel", "channel_id": "100"},
+            enabled=True,
+            next_run_at=NOW,
+            created_by="1",
+            scope=scope,
+            **values,
+        )
+
+    staff = LeftOutChannel("7", "staff-only", "3 of the 40 members who can see #general cannot")
+    many = tuple(LeftOutChannel(str(n), f"room-{n}", "bot cannot read it") for n in range(8))
+    embed = schedule_list_embed(
+        [
+            item("server", left_out=(staff,)),
+            item("category", category_id=5, left_out=many),
+            item("channels", channel_ids=(8, 9)),
+            item("channel"),
+        ]
+    )
+    within_limits(embed)
+    server, category, listed, single = (str(f.value) for f in embed.fields)
+    assert server.startswith("the whole server → <#100>")
+    assert f"left out last time: #staff-only ({staff.reason})" in server
+    assert category.startswith("category <#5> → <#100>")
+    assert category.count("left out last time") == LEFT_OUT_SHOWN
+    assert "and 3 more left out" in category
+    assert listed.startswith("<#8> <#9> → <#100>") and "left out" not in listed
+    assert single.startswith("<#100> → <#100>") and "left out" not in single

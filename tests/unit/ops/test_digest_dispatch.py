@@ -27,7 +27,14 @@ from shared.digests.empty import (
 )
 from shared.digests.spec import parse_schedule
 from shared.domain.messages import ChannelInfo
-from shared.jobs import ChannelTarget, ExportFileSource, JobParams, parse_params
+from shared.jobs import (
+    AudienceChannel,
+    ChannelTarget,
+    DiscordServerSource,
+    ExportFileSource,
+    JobParams,
+    parse_params,
+)
 from shared.services.core import OPERATOR, Core
 from shared.services.jobs import submit_job
 from shared.summarize.content import SummaryFormat
@@ -173,6 +180,59 @@ def test_unusable_schedules_are_paused_not_retried_forever(digests: Digests) -> 
             assert schedule is not None
             assert (schedule.enabled, schedule.next_run_at) == (False, None)
         assert session.scalars(select(ScheduleRun)).all() == []  # the unusable run is dropped
+
+
+def test_a_scoped_schedule_runs_a_digest_for_the_readers_of_its_channel(
+    digests: Digests,
+) -> None:
+    category, inside = digests.tenants.category(digests.guild, "Team")
+    server = digests.add("hourly", now=START, scope="server", format="brief")
+    of_category = digests.add("hourly", now=START, scope="category", scope_category_id=category)
+    listed = digests.add("hourly", now=START, scope="channels", scope_channel_ids=inside)
+    due = START + timedelta(hours=1)
+    result = dispatch_due_digests(digests.core(RecordingEnqueuer()), now=due)
+    assert result.jobs_submitted == 3
+    with digests.factory() as session:
+        runs = {r.schedule_id: r for r in session.scalars(select(ScheduleRun))}
+        jobs = {j.id: j for j in session.scalars(select(Job))}
+    sources: dict[uuid.UUID, DiscordServerSource] = {}
+    for schedule_id in (server, of_category, listed):
+        run = runs[schedule_id]
+        assert run.job_id is not None
+        job = jobs[run.job_id]
+        params = parse_params(job.params)
+        source = params.source
+        assert isinstance(source, DiscordServerSource)
+        # The run's window, read by whoever can see the channel it is posted in.
+        assert (source.after, source.before) == (run.window_start, run.window_end)
+        assert source.audience == [AudienceChannel(channel_id=digests.channel)]
+        assert params.destinations == [ChannelTarget(channel_id=digests.channel)]
+        assert job.guild_id == digests.guild and job.channel_id is None
+        assert job.progress["digest"]["schedule_id"] == str(schedule_id)
+        sources[schedule_id] = source
+    assert (sources[server].category_id, sources[server].channel_ids) == (None, [])
+    assert parse_params(jobs[runs[server].job_id].params).format is SummaryFormat.BRIEF
+    assert sources[of_category].category_id == category
+    assert sources[listed].channel_ids == inside
+
+
+def test_a_scoped_schedule_that_cannot_run_is_paused(digests: Digests) -> None:
+    _, foreign = digests.tenants.tenant()
+    crossing = digests.add("hourly", now=START, scope="channels", scope_channel_ids=[foreign])
+    to_webhook = digests.add(
+        "hourly",
+        now=START,
+        scope="server",
+        destination={"kind": "webhook", "endpoint_id": str(uuid.uuid4())},
+    )
+    result = dispatch_due_digests(digests.core(RecordingEnqueuer()), now=START + timedelta(hours=1))
+    assert result.jobs_submitted == 0
+    with digests.factory() as session:
+        assert session.scalars(select(Job)).all() == []
+        for schedule_id in (crossing, to_webhook):
+            schedule = session.get(Schedule, schedule_id)
+            assert schedule is not None
+            assert (schedule.enabled, schedule.next_run_at) == (False, None)
 
 
 def test_plan_run_first_window() -> None:
