@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.summarize.redact import ALL_KINDS, PLACEHOLDERS, Redactor, luhn_valid
-from tests.support.canaries import canaries
+from tests.support.canaries import canaries, kind_of
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
@@ -148,6 +148,10 @@ CONTEXTS = (
 )
 
 
+def test_there_is_a_canary_of_every_kind() -> None:
+    assert sorted({kind_of(name) for name in CANARIES}) == sorted(ALL_KINDS)
+
+
 @pytest.mark.parametrize("kind", sorted(CANARIES))
 @pytest.mark.parametrize("context", CONTEXTS)
 def test_every_canary_is_caught_in_every_context(
@@ -181,6 +185,14 @@ def test_every_canary_is_caught_in_every_context(
         ("https://x.example/cb?code=abc&access_token=AbC123xYz789", None),
         ("Authorization: Bearer abcdef0123456789ABCDEF", "Authorization: Bearer [secret]"),
         ("mail me: bob@example.com-x", "mail me: [email]-x"),
+        ("connect to 192.168.1.20:8080 now", "connect to [ip]:8080 now"),
+        ("the LAN address is 192.168.1.2.", "the LAN address is [ip]."),
+        ("see log_203.0.113.9.txt", "see log_[ip].txt"),
+        ("host dsl-static-203.0.113.9.example.net", "host dsl-static-[ip].example.net"),
+        ("capture_2001:db8::17.pcap", "capture_[ip].pcap"),
+        ("version 1.2.3.4.5 and 10.20.30.40.50", None),  # five parts: not an address
+        ("NINO scanAB123456Cfront.png", "NINO scan[id-number]front.png"),
+        ("part XAB123456C and AB1234567C", None),  # inside a longer code
     ],
 )
 def test_rule_details(redactor: Redactor, text: str, expected: str | None) -> None:
