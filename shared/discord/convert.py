@@ -16,6 +16,7 @@ from typing import Any, Final
 from shared.domain.markup import render_markup
 from shared.domain.messages import ChannelInfo, ChatMessage, check_timestamp, snowflake_time
 from shared.errors import InvalidInputError
+from shared.summarize.sanitize import snippet
 
 __all__ = ["CHANNEL_KINDS", "MESSAGE_KINDS", "to_channel_info", "to_chat_message"]
 
@@ -84,10 +85,7 @@ def _embed_text(embed: Mapping[str, Any]) -> str | None:
             return value.strip()
     description = embed.get("description")
     if isinstance(description, str) and description.strip():
-        snippet = " ".join(description.split())
-        if len(snippet) > _EMBED_SNIPPET:
-            snippet = snippet[: _EMBED_SNIPPET - 1].rstrip() + "…"
-        return snippet
+        return snippet(description, _EMBED_SNIPPET)
     return None
 
 

@@ -33,7 +33,7 @@ from shared.domain.markup import render_markup
 from shared.domain.messages import CONVERSATION_KIND, ChannelInfo, ChatMessage, timestamp_problem
 from shared.errors import InvalidInputError
 from shared.sources.json_guard import JsonGuard, JsonLimits
-from shared.summarize.sanitize import sanitize_text
+from shared.summarize.sanitize import sanitize_text, snippet
 
 __all__ = [
     "THREAD_KINDS",
@@ -371,10 +371,7 @@ def _embed_text(embed: dict[str, Any]) -> str | None:
         return url
     description = _text(embed.get("description"))
     if description:
-        snippet = " ".join(description.split())
-        if len(snippet) > _EMBED_SNIPPET:
-            snippet = snippet[: _EMBED_SNIPPET - 1].rstrip() + "…"
-        return snippet
+        return snippet(description, _EMBED_SNIPPET)
     return None
 
 

@@ -146,8 +146,12 @@ class Redactor:
         assignment rule's value does), so the text is rebuilt from spans, not with ``sub``.
         """
         pieces: list[str] = []
-        done = 0
-        for match in rule.pattern.finditer(text):
+        done = pos = 0
+        while (match := rule.pattern.search(text, pos)) is not None:
+            # The next search starts after the match, or right after the span a check chose
+            # when that is shorter (an IBAN takes its country's length of a longer match):
+            # "DE89… DE89…" must not hide the second number inside the first match.
+            pos = max(match.end(), match.start() + 1)
             if rule.check is not None:
                 span = rule.check(match)
             elif "secret" in match.re.groupindex and match.group("secret") is not None:
@@ -162,6 +166,8 @@ class Redactor:
             pieces.append(text[done : span[0]])
             pieces.append(rule.placeholder)
             done = span[1]
+            if match.start() < done < pos:
+                pos = done
         if not pieces:
             return text
         pieces.append(text[done:])

@@ -12,10 +12,10 @@ Copyright (c) 2019 Zachary Rice), with one deliberate change: gitleaks anchors t
 ``\\b`` and a list of allowed following characters, so ``_sk-proj-…`` in a file name or
 ``-sk-proj-…`` in a channel name slip through.  Here a rule starts at the token's own prefix
 and ends where the token's own alphabet ends, whatever surrounds it; only numeric kinds (cards,
-phones, national ids) refuse to start or end inside a longer run of digits, since a number
-inside a longer number is not that number.  IBAN lengths follow the SWIFT IBAN registry; the
-US SSN ranges follow the Social Security Administration's never-issued areas, groups and
-serials.
+phones, national ids, IP addresses) refuse to start or end inside a longer run of their own
+alphabet, since a number inside a longer number is not that number.  IBAN lengths follow the
+SWIFT IBAN registry; the US SSN ranges follow the Social Security Administration's
+never-issued areas, groups and serials.
 
 Order matters: secrets are replaced before personal data, so the digits inside a token are
 never half-eaten by the phone or card rules, and URLs that carry secrets go before e-mails.
@@ -629,11 +629,13 @@ _PERSONAL: tuple[Rule, ...] = (
     ),
     Rule(
         "ip",
+        # An address refuses to start or end inside a longer run of its own alphabet (digits
+        # and dots; hex digits and colons), whatever else surrounds it: log_192.0.2.10.txt,
+        # host-192.0.2.10:8080 and x2001:db8::1y are caught, 1.2.3.4.5 is not an address.
         _r(
-            r"(?<![\w.:])(?:"
-            r"(?:\d{1,3}\.){3}\d{1,3}"
-            r"|(?=[0-9A-Fa-f:]*:[0-9A-Fa-f:]*:)(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}"
-            r")(?:/\d{1,3})?(?![\w.:]|-\d)"
+            r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?:/\d{1,3})?(?!\d|\.\d|-\d)"
+            r"|(?<![0-9A-Fa-f.:])(?=[0-9A-Fa-f:]*:[0-9A-Fa-f:]*:)"
+            r"(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:/\d{1,3})?(?![0-9A-Fa-f:]|\.\d|-\d)"
         ),
         "[ip]",
         check=_ip,
@@ -653,8 +655,10 @@ _PERSONAL: tuple[Rule, ...] = (
     Rule(
         "uk_nino",
         _r(
-            r"(?<![A-Za-z])(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
-            r" ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])"
+            # Not inside a longer run of capitals and digits (a product code); lower case
+            # around it (xAB123456Cy, a glued file name) does not hide it.
+            r"(?<![A-Z0-9])(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
+            r" ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Z0-9])"
         ),
         "[id-number]",
         shape="AB 12 34 56 C",

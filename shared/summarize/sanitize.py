@@ -35,6 +35,7 @@ __all__ = [
     "sanitize_message",
     "sanitize_messages",
     "sanitize_text",
+    "snippet",
     "strip_invisible",
 ]
 
@@ -85,6 +86,19 @@ def clean_text(text: str) -> str:
 def sanitize_text(text: str, redactor: Redactor | None = None) -> str:
     """:func:`clean_text`, then redacted."""
     return (redactor or _REDACTOR).redact(clean_text(text)).text
+
+
+def snippet(text: str, limit: int) -> str:
+    """The start of ``text`` on one line, at most ``limit`` characters: redacted *before* it
+    is cut, since a cut through a secret leaves a piece that no rule recognises any more.
+
+    For text a source shortens before the fetch stage sanitizes it (embed descriptions);
+    sanitizing the result again changes nothing.
+    """
+    short = " ".join(sanitize_text(text).split())
+    if len(short) > limit:
+        short = short[: limit - 1].rstrip() + "…"
+    return short
 
 
 @lru_cache(maxsize=8192)

@@ -11,11 +11,12 @@ import random
 import string
 from dataclasses import dataclass
 
-__all__ = ["Canary", "canaries"]
+__all__ = ["KIND_OF", "Canary", "canaries", "kind_of"]
 
 _B62 = string.ascii_letters + string.digits
 _B64URL = _B62 + "-_"
 _HEX = "0123456789abcdef"
+_NINO_NEVER = frozenset({"BG", "GB", "NK", "KN", "TN", "NT", "ZZ"})
 
 
 def _iban(rnd: random.Random) -> str:
@@ -25,17 +26,46 @@ def _iban(rnd: random.Random) -> str:
     return f"DE{check:02d}{bank}"
 
 
+def _sin(rnd: random.Random) -> str:
+    body = str(rnd.randrange(1, 8)) + "".join(rnd.choice(string.digits) for _ in range(7))
+    for last in string.digits:
+        if _luhn(body + last):
+            digits = body + last
+            return f"{digits[:3]}-{digits[3:6]}-{digits[6:]}"
+    raise AssertionError("unreachable")
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char) * (2 if index % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
 def _card(rnd: random.Random) -> str:
     body = "4" + "".join(rnd.choice(string.digits) for _ in range(14))
     for last in string.digits:
-        digits = body + last
-        total = 0
-        for index, char in enumerate(reversed(digits)):
-            value = int(char) * (2 if index % 2 else 1)
-            total += value - 9 if value > 9 else value
-        if total % 10 == 0:
-            return digits
+        if _luhn(body + last):
+            return body + last
     raise AssertionError("unreachable")
+
+
+#: Canaries that are a second shape of a kind: name -> the redaction kind they test.
+KIND_OF: dict[str, str] = {
+    "openai_legacy": "openai_key",
+    "stripe_restricted": "stripe_key",
+    "stripe_publishable": "stripe_key",
+    "password_prose": "assignment",
+    "ip_v6": "ip",
+    "gcp_oauth_access": "gcp_oauth",
+    "vendor_digitalocean": "vendor_token",
+}
+
+
+def kind_of(name: str) -> str:
+    """The redaction kind (``docs/redaction.md``) the canary ``name`` is of."""
+    return KIND_OF.get(name, name)
 
 
 @dataclass(frozen=True)
@@ -46,8 +76,12 @@ class Canary:
     secret: str
 
 
+def _whole(text: str) -> Canary:
+    return Canary(text, text)
+
+
 def canaries(seed: int = 13) -> dict[str, Canary]:
-    """Kind → one canary of that kind."""
+    """Name → canary: at least one of every redaction kind (:func:`kind_of` tells which)."""
     rnd = random.Random(seed)
 
     def pick(alphabet: str, count: int) -> str:
@@ -105,5 +139,34 @@ def canaries(seed: int = 13) -> dict[str, Canary]:
     found["password_prose"] = Canary(f"password: {prose_password}", prose_password)
     found["url_credentials"] = Canary(
         f"postgres://admin:{url_password}@db.internal:5432/app", url_password
+    )
+    # The kinds added later draw after the others, so the canaries above keep their values.
+    nino_first, nino_second = "ABCEGHJKLMNOPRSTWXYZ", "ABCEGHJKLMNPRSTWXYZ"
+    while (nino := rnd.choice(nino_first) + rnd.choice(nino_second)) in _NINO_NEVER:
+        pass
+    digits = [f"{rnd.randrange(100):02d}" for _ in range(3)]
+    found["uk_nino"] = _whole(f"{nino} {' '.join(digits)} {rnd.choice('ABCD')}")
+    found["ca_sin"] = _whole(_sin(rnd))
+    found["ip"] = _whole(f"198.51.100.{rnd.randrange(10, 250)}")
+    found["ip_v6"] = _whole(f"2001:db8:{rnd.randrange(16**4):x}::{rnd.randrange(16**4):x}")
+    found["huggingface_token"] = _whole(f"hf_{pick(string.ascii_letters, 34)}")
+    found["telegram_token"] = _whole(f"{rnd.randrange(10**8, 10**9)}:AA{pick(_B64URL, 33)}")
+    found["gcp_oauth"] = _whole(f"GOCSPX-{pick(_B64URL, 28)}")
+    found["gcp_oauth_access"] = _whole(f"ya29.{pick(_B64URL, 60)}")
+    found["vendor_token"] = _whole(f"shpat_{pick(_HEX, 32)}")
+    found["vendor_digitalocean"] = _whole(f"dop_v1_{pick(_HEX, 64)}")
+    aws_secret = pick(_B62 + "/+", 40)
+    found["aws_secret"] = Canary(f"aws_secret_access_key = {aws_secret}", aws_secret)
+    account_key = base64.b64encode(rnd.randbytes(64)).decode()
+    found["azure_storage_key"] = Canary(
+        f"DefaultEndpointsProtocol=https;AccountName=sbcanary;AccountKey={account_key};"
+        "EndpointSuffix=core.windows.net",
+        account_key,
+    )
+    bearer = pick(_B62 + "._~-", 40)
+    found["bearer_token"] = Canary(f"Authorization: Bearer {bearer}", bearer)
+    param = pick(_B62, 24)
+    found["url_secret_param"] = Canary(
+        f"https://files.example.net/export.csv?dl=1&access_token={param}", param
     )
     return found

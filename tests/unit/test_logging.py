@@ -7,7 +7,7 @@ import logging
 import structlog
 
 from shared.logging import REDACTED, configure_logging, redact_secrets
-from tests.support.canaries import canaries
+from tests.support.canaries import canaries, kind_of
 
 
 def test_redacts_secret_keys_and_secret_looking_values() -> None:
@@ -77,5 +77,8 @@ def test_no_canary_survives_in_any_part_of_a_line() -> None:
         log.exception("task.bug")
     out = stream.getvalue()
     assert out.count("task.bug") == 2 and "Traceback" in out
-    leaked = [kind for kind, canary in found.items() if canary.secret in out]
+    # IP addresses stay in logs on purpose (operators need them; docs/redaction.md): the
+    # message door redacts them before any message text can reach a log line.
+    leaked = [name for name, c in found.items() if c.secret in out and kind_of(name) != "ip"]
     assert leaked == []
+    assert found["ip"].secret in out

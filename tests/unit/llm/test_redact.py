@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from shared.discord.convert import to_chat_message
+from shared.sources.export_file import _embed_text as _dce_embed
 from shared.summarize.redact import ALL_KINDS, PLACEHOLDERS, Redactor, luhn_valid
-from tests.support.canaries import canaries
+from shared.summarize.sanitize import snippet
+from tests.support.canaries import canaries, kind_of
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
@@ -148,6 +151,10 @@ CONTEXTS = (
 )
 
 
+def test_there_is_a_canary_of_every_kind() -> None:
+    assert sorted({kind_of(name) for name in CANARIES}) == sorted(ALL_KINDS)
+
+
 @pytest.mark.parametrize("kind", sorted(CANARIES))
 @pytest.mark.parametrize("context", CONTEXTS)
 def test_every_canary_is_caught_in_every_context(
@@ -165,6 +172,8 @@ def test_every_canary_is_caught_in_every_context(
     ("text", "expected"),
     [
         ("pay to DE89 3704 0044 0532 0130 00 today", "pay to [iban] today"),
+        ("DE89370400440532013000 DE89370400440532013000", "[iban] [iban]"),
+        ("log_GB82WEST12345698765432 GB82WEST12345698765432.txt", "log_[iban] [iban].txt"),
         ("GB82WEST12345698765432", "[iban]"),
         ("DE89 3704 0044 0532 0130 01", "DE89 3704 0044 0532 0130 01"),  # bad checksum
         ("ssn 078-05-1120.", "ssn [id-number]."),
@@ -181,6 +190,14 @@ def test_every_canary_is_caught_in_every_context(
         ("https://x.example/cb?code=abc&access_token=AbC123xYz789", None),
         ("Authorization: Bearer abcdef0123456789ABCDEF", "Authorization: Bearer [secret]"),
         ("mail me: bob@example.com-x", "mail me: [email]-x"),
+        ("connect to 192.168.1.20:8080 now", "connect to [ip]:8080 now"),
+        ("the LAN address is 192.168.1.2.", "the LAN address is [ip]."),
+        ("see log_203.0.113.9.txt", "see log_[ip].txt"),
+        ("host dsl-static-203.0.113.9.example.net", "host dsl-static-[ip].example.net"),
+        ("capture_2001:db8::17.pcap", "capture_[ip].pcap"),
+        ("version 1.2.3.4.5 and 10.20.30.40.50", None),  # five parts: not an address
+        ("NINO scanAB123456Cfront.png", "NINO scan[id-number]front.png"),
+        ("part XAB123456C and AB1234567C", None),  # inside a longer code
     ],
 )
 def test_rule_details(redactor: Redactor, text: str, expected: str | None) -> None:
@@ -229,3 +246,40 @@ def test_the_documented_table_is_the_rule_table() -> None:
     docs = (Path(__file__).resolve().parents[3] / "docs" / "redaction.md").read_text()
     documented = re.findall(r"^\| `([a-z0-9_]+)` \| `(\[[a-z-]+\])` \|", docs, re.MULTILINE)
     assert documented == [(kind, PLACEHOLDERS[kind]) for kind in ALL_KINDS]
+
+
+# -- text a source shortens before the door -----------------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(CANARIES))
+def test_a_snippet_is_redacted_before_it_is_cut(kind: str) -> None:
+    """An embed description is cut to 80 characters by the source; cut first, a secret would
+    leave a piece no rule recognises.  The cut here falls inside every canary's secret."""
+    canary = CANARIES[kind]
+    start = canary.text.index(canary.secret)
+    # Filler puts the cut (79 characters and "…") halfway through the secret.
+    text = "x" * max(1, 78 - start - len(canary.secret) // 2) + " " + canary.text + " and more"
+    line = " ".join(text.split())
+    at = line.index(canary.secret)
+    # The 12 characters of the secret just before the cut: what a naive cut would keep.
+    piece = line[79 - 12 : 79] if at <= 79 - 12 and at + len(canary.secret) > 79 else ""
+    for shortened in (
+        snippet(text, 80),
+        _dce_embed({"description": text}),
+        to_chat_message(_discord_message(text)).embeds[0],
+    ):
+        assert shortened is not None and len(shortened) <= 80
+        assert canary.secret not in shortened
+        assert not piece or piece not in shortened, shortened
+
+
+def _discord_message(description: str) -> dict[str, object]:
+    return {
+        "id": "1191512658436472900",
+        "channel_id": "1191512658436472873",
+        "type": 0,
+        "content": "see the embed",
+        "timestamp": "2024-11-15T14:03:00+00:00",
+        "author": {"id": "1085131932217520185", "username": "member"},
+        "embeds": [{"description": description}],
+    }
