@@ -25,11 +25,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from functools import lru_cache
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from shared.domain.messages import ChannelInfo, ChatMessage
 from shared.summarize.redact import Redactor
 
 __all__ = [
+    "attachment_name",
     "clean_text",
     "sanitize_channel",
     "sanitize_message",
@@ -113,6 +115,19 @@ def _field(text: str, redactor: Redactor | None) -> str:
     return sanitize_text(text, redactor)
 
 
+def attachment_name(reference: str, redactor: Redactor | None = None) -> str:
+    """The file name a reader sees for an attachment given as a name, a path or a URL.
+
+    Decoded first (an encoded secret is caught), redacted whole (a secret shaped like a URL
+    needs its host and path to be recognised), then cut to its last path segment; decoded only
+    here, never again downstream, so nothing can be decoded back into a secret.
+    """
+    cleaned = _field(unquote(reference), redactor)
+    parts = urlsplit(cleaned)
+    path = parts.path if parts.scheme else cleaned
+    return path.rstrip("/").rsplit("/", 1)[-1] or cleaned
+
+
 def sanitize_message(message: ChatMessage, redactor: Redactor | None = None) -> ChatMessage:
     """``message`` with every text field cleaned and redacted (ids and times untouched)."""
     extra: dict[str, Any] = {
@@ -123,7 +138,7 @@ def sanitize_message(message: ChatMessage, redactor: Redactor | None = None) -> 
         message,
         author_name=_field(message.author_name, redactor),
         content=sanitize_text(message.content, redactor),
-        attachments=tuple(_field(a, redactor) for a in message.attachments),
+        attachments=tuple(attachment_name(a, redactor) for a in message.attachments),
         embeds=tuple(_field(e, redactor) for e in message.embeds),
         mentions=tuple(_field(m, redactor) for m in message.mentions),
         extra=extra,

@@ -29,7 +29,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
-from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -503,15 +502,9 @@ class _Cleaner:
         return f"{head}[… {len(text) - len(head) - len(tail)} chars …]{tail}"
 
 
-def _basename(reference: str) -> str:
-    parts = urlsplit(reference)
-    path = parts.path if parts.scheme else reference
-    name = unquote(path.rstrip("/").rsplit("/", 1)[-1])
-    return name or reference
-
-
 def _describe_extras(message: ChatMessage) -> list[str]:
-    parts = [f"[file: {_basename(a)}]" for a in message.attachments if a]
+    # Attachment names were reduced to decoded file names at the door (sanitize).
+    parts = [f"[file: {a}]" for a in message.attachments if a]
     parts.extend(f"[embed: {e.strip()}]" for e in message.embeds if e and e.strip())
     stickers: Any = message.extra.get("stickers") if message.extra else None
     for sticker in stickers or ():

@@ -107,3 +107,27 @@ def test_every_field_stays_inside_the_one_fence(field: str) -> None:
     merged = final_messages(channel=channel, options=PromptOptions(), notes=notes)
     benign = final_messages(channel=CHANNEL, options=PromptOptions(), notes=[{}])
     _check_request(merged, benign, "notes")
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "https://cdn.example/attachments/1/2/%73k-proj-{key}.txt?ex=1",
+        "%73k-proj-{key}.txt",
+        "notes/sk%2Dproj%2D{key}.log",
+    ],
+)
+def test_an_attachment_name_is_decoded_before_it_is_redacted(reference: str) -> None:
+    key = "Zq9" * 30
+    message = ChatMessage(
+        id="1",
+        channel_id="2",
+        timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+        author_id="3",
+        author_name="ann",
+        content="see the file",
+        attachments=(reference.format(key=key),),
+    )
+    (name,) = sanitize_message(message).attachments
+    assert key[:12] not in name and "sk-proj" not in name
+    assert "/" not in name and "%" not in name

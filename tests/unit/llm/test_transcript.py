@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared.domain.messages import ChannelInfo, ChatMessage
-from shared.summarize.sanitize import sanitize_messages
+from shared.summarize.sanitize import sanitize_message, sanitize_messages
 from shared.summarize.transcript import (
     MentionDirectory,
     TranscriptOptions,
@@ -141,19 +141,17 @@ def test_long_lines_and_long_messages_are_shortened() -> None:
 
 
 def test_attachments_embeds_and_stickers_are_described() -> None:
-    transcript = build_transcript(
-        [
-            msg(
-                1,
-                "alice",
-                "",
-                attachments=("https://cdn.example/a/b/crash%20log.txt?ex=1&hm=2",),
-                embeds=("Release 4.2 checklist",),
-                extra={"stickers": [{"name": "wave"}, "thumbs"]},
-            )
-        ],
-        CHANNEL,
+    # The door (sanitize) reduces an attachment URL to its decoded file name, as the fetch
+    # stage does before anything reaches a transcript.
+    message = msg(
+        1,
+        "alice",
+        "",
+        attachments=("https://cdn.example/a/b/crash%20log.txt?ex=1&hm=2",),
+        embeds=("Release 4.2 checklist",),
+        extra={"stickers": [{"name": "wave"}, "thumbs"]},
     )
+    transcript = build_transcript([sanitize_message(message)], CHANNEL)
     assert transcript.lines[0].text == (
         "[file: crash log.txt] [embed: Release 4.2 checklist] [sticker: wave] [sticker: thumbs]"
     )
