@@ -16,7 +16,6 @@ from typing import Any, Final
 from shared.domain.markup import render_markup
 from shared.domain.messages import ChannelInfo, ChatMessage, check_timestamp, snowflake_time
 from shared.errors import InvalidInputError
-from shared.summarize.sanitize import snippet
 
 __all__ = ["CHANNEL_KINDS", "MESSAGE_KINDS", "to_channel_info", "to_chat_message"]
 
@@ -61,8 +60,6 @@ CHANNEL_KINDS: Final[Mapping[int, str]] = {
     16: "GuildMedia",
 }
 
-_EMBED_SNIPPET = 80
-
 
 def _display_name(user: Mapping[str, Any], member: Any = None) -> str:
     nick = member.get("nick") if isinstance(member, Mapping) else None
@@ -85,7 +82,9 @@ def _embed_text(embed: Mapping[str, Any]) -> str | None:
             return value.strip()
     description = embed.get("description")
     if isinstance(description, str) and description.strip():
-        return snippet(description, _EMBED_SNIPPET)
+        # Whole, on one line: the door (sanitize) redacts it, then cuts it short; a cut made
+        # here could split a secret into a piece no rule recognises.
+        return " ".join(description.split())
     return None
 
 

@@ -33,7 +33,7 @@ from shared.domain.markup import render_markup
 from shared.domain.messages import CONVERSATION_KIND, ChannelInfo, ChatMessage, timestamp_problem
 from shared.errors import InvalidInputError
 from shared.sources.json_guard import JsonGuard, JsonLimits
-from shared.summarize.sanitize import sanitize_text, snippet
+from shared.summarize.sanitize import EMBED_SNIPPET, sanitize_text, snippet
 
 __all__ = [
     "THREAD_KINDS",
@@ -63,7 +63,6 @@ _HEADER_KEYS = frozenset({"guild", "channel", "conversation"})
 
 #: The channel id of a message array sent without ``conversation.channel_id``.
 UPLOADED_CHANNEL_ID = "upload"
-_EMBED_SNIPPET = 80
 _DM_GUILD_ID = "0"
 _MAX_ID = 100
 
@@ -371,7 +370,7 @@ def _embed_text(embed: dict[str, Any]) -> str | None:
         return url
     description = _text(embed.get("description"))
     if description:
-        return snippet(description, _EMBED_SNIPPET)
+        return snippet(description, EMBED_SNIPPET)
     return None
 
 

@@ -31,6 +31,7 @@ from shared.domain.messages import ChannelInfo, ChatMessage
 from shared.summarize.redact import Redactor
 
 __all__ = [
+    "EMBED_SNIPPET",
     "attachment_name",
     "clean_text",
     "sanitize_channel",
@@ -90,14 +91,18 @@ def sanitize_text(text: str, redactor: Redactor | None = None) -> str:
     return (redactor or _REDACTOR).redact(clean_text(text)).text
 
 
-def snippet(text: str, limit: int) -> str:
+#: How much of an embed's text a summary reads.
+EMBED_SNIPPET = 80
+
+
+def snippet(text: str, limit: int, redactor: Redactor | None = None) -> str:
     """The start of ``text`` on one line, at most ``limit`` characters: redacted *before* it
     is cut, since a cut through a secret leaves a piece that no rule recognises any more.
 
     For text a source shortens before the fetch stage sanitizes it (embed descriptions);
     sanitizing the result again changes nothing.
     """
-    short = " ".join(sanitize_text(text).split())
+    short = " ".join(sanitize_text(text, redactor).split())
     if len(short) > limit:
         short = short[: limit - 1].rstrip() + "…"
     return short
@@ -139,7 +144,7 @@ def sanitize_message(message: ChatMessage, redactor: Redactor | None = None) -> 
         author_name=_field(message.author_name, redactor),
         content=sanitize_text(message.content, redactor),
         attachments=tuple(attachment_name(a, redactor) for a in message.attachments),
-        embeds=tuple(_field(e, redactor) for e in message.embeds),
+        embeds=tuple(snippet(e, EMBED_SNIPPET, redactor) for e in message.embeds),
         mentions=tuple(_field(m, redactor) for m in message.mentions),
         extra=extra,
     )

@@ -483,7 +483,9 @@ def _experiment(
                 source=DiscordChannelSource(
                     guild_id=str(fakes.world.guild.id),
                     channel_id=str(fakes.sources[index % len(fakes.sources)]),
-                    limit=config.messages,
+                    # A window of its own per job: the same window twice would reuse the first
+                    # answer, and every job is meant to call the LLM under the disruptions.
+                    limit=max(1, config.messages - index // len(fakes.sources)),
                 ),
                 destinations=[ChannelTarget(channel_id=str(fakes.digests))],
             )

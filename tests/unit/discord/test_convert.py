@@ -9,6 +9,7 @@ import pytest
 from shared.discord import to_channel_info, to_chat_message
 from shared.domain.messages import ChatMessage
 from shared.errors import InvalidInputError
+from shared.summarize.sanitize import sanitize_message
 from tests.fakes.discord_fixtures import fixture
 
 
@@ -66,7 +67,9 @@ def test_markup_system_messages_and_references() -> None:
     message = to_chat_message(raw, channel_names={"42": "release-eng"})
     assert message.content.startswith("see #release-eng :blob: at 2026-03-14")
     assert "/summarize @Unknown [sticker: wave]" in message.content
-    assert message.embeds[0].endswith("…")
+    # Kept whole on one line; the door (sanitize) redacts it, then cuts it to 80 characters.
+    assert message.embeds[0] == " ".join(["a"] * 60)
+    assert sanitize_message(message).embeds[0].endswith("…")
     assert message.embeds[1] == "https://x.invalid"
     assert message.attachments == ("file.txt",)
     assert message.is_pinned

@@ -11,7 +11,7 @@ import pytest
 from shared.discord.convert import to_chat_message
 from shared.sources.export_file import _embed_text as _dce_embed
 from shared.summarize.redact import ALL_KINDS, PLACEHOLDERS, Redactor, luhn_valid
-from shared.summarize.sanitize import snippet
+from shared.summarize.sanitize import sanitize_message, snippet
 from tests.support.canaries import canaries, kind_of
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
@@ -253,8 +253,9 @@ def test_the_documented_table_is_the_rule_table() -> None:
 
 @pytest.mark.parametrize("kind", sorted(CANARIES))
 def test_a_snippet_is_redacted_before_it_is_cut(kind: str) -> None:
-    """An embed description is cut to 80 characters by the source; cut first, a secret would
-    leave a piece no rule recognises.  The cut here falls inside every canary's secret."""
+    """An embed description is cut to 80 characters (by the export reader, or at the door for
+    Discord messages); cut first, a secret would leave a piece no rule recognises.  The cut
+    here falls inside every canary's secret."""
     canary = CANARIES[kind]
     start = canary.text.index(canary.secret)
     # Filler puts the cut (79 characters and "…") halfway through the secret.
@@ -266,7 +267,7 @@ def test_a_snippet_is_redacted_before_it_is_cut(kind: str) -> None:
     for shortened in (
         snippet(text, 80),
         _dce_embed({"description": text}),
-        to_chat_message(_discord_message(text)).embeds[0],
+        sanitize_message(to_chat_message(_discord_message(text))).embeds[0],
     ):
         assert shortened is not None and len(shortened) <= 80
         assert canary.secret not in shortened
