@@ -11,7 +11,8 @@ worker shape (one prefork worker, concurrency 1, ``--events``, ``--without-mingl
   buckets raised out of reach: Discord's rate limits are not our overhead).  Each job is
   submitted as a producer does (``submit_job``: guild check, idempotency, insert, publish) to
   summarize the last 20 messages of a channel through the LLM backend and post the summary to
-  another channel; it is done when its delivery is recorded as sent.
+  another channel; it is done when its delivery is recorded as sent.  A message is added to
+  the channel before each job, so no job finds its window's answer cached.
 - bare: :mod:`tests.perf.bare_chain`, three tasks that only pass a value on; a chain is done
   when its last task has set a Redis key.
 
@@ -233,6 +234,10 @@ def _measure(
     failed = 0
     try:
         for index in range(warmup + jobs):
+            # A new message before each job, as in a live channel: every job's window (the
+            # last 20 messages) is new, so each one calls the LLM rather than reusing the
+            # answer cached for an identical window.
+            discord.fake.add_message(world.general, world.alice, f"status update number {index}")
             started = time.perf_counter()
             submission = submit_job(services.core(), actor, params)
             submit_ms = (time.perf_counter() - started) * 1000
