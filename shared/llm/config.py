@@ -157,7 +157,10 @@ class LLMSettings(SettingsGroup):
         description="messages segmented at once (the planner's memory bound)",
     )
     notes_cache_days: float = Field(
-        default=14.0, ge=0, le=365, description="how long map notes are reused; 0 turns it off"
+        default=14.0,
+        ge=0,
+        le=365,
+        description="how long map notes and one-call answers are reused; 0 turns it off",
     )
     degraded_fallback: bool = Field(
         default=False,
