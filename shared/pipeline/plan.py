@@ -59,6 +59,7 @@ from shared.jobs import (
     Step,
 )
 from shared.pipeline.services import Services
+from shared.summarize.sanitize import sanitize_text
 
 __all__ = ["SCAN_PAGES", "part_id", "run_plan"]
 
@@ -259,7 +260,21 @@ def _without_excluded(
 
 
 def _left_out_json(items: Sequence[LeftOut]) -> list[dict[str, str]]:
-    return [{"channel_id": str(i.channel_id), "name": i.name, "reason": i.reason} for i in items]
+    return [
+        {
+            "channel_id": str(i.channel_id),
+            "name": sanitize_text(i.name),
+            "reason": sanitize_text(i.reason),
+        }
+        for i in items
+    ]
+
+
+def _clean(text: str | None) -> str | None:
+    # Channel, thread and server names come from Discord as anyone with Manage Channels wrote
+    # them: they reach the stored plan and the summary's section titles through the same door
+    # as message text (neutralised and redacted).
+    return None if text is None else sanitize_text(text)
 
 
 def run_plan(services: Services, job: Job, params: JobParams) -> list[Step]:
@@ -330,13 +345,18 @@ def run_plan(services: Services, job: Job, params: JobParams) -> list[Step]:
 
 def _entry(snapshot: GuildSnapshot, channel_id: int, job_id: str | None = None) -> dict[str, Any]:
     name, parent = _name(snapshot.channels[channel_id])
-    entry: dict[str, Any] = {"channel_id": str(channel_id), "name": name, "parent": parent}
+    entry: dict[str, Any] = {
+        "channel_id": str(channel_id),
+        "name": _clean(name),
+        "parent": _clean(parent),
+    }
     if job_id is not None:
         entry["job_id"] = job_id
     return entry
 
 
 def _scope_name(snapshot: GuildSnapshot, source: DiscordServerSource) -> str:
+    name = snapshot.name
     if source.category_id is not None:
-        return snapshot.channels[int(source.category_id)].name or snapshot.name
-    return snapshot.name
+        name = snapshot.channels[int(source.category_id)].name or name
+    return sanitize_text(name)

@@ -38,6 +38,7 @@ from shared.settings import load_settings
 from shared.summarize.content import SummaryContent, SummaryFormat
 from tests.fakes.discord_server import FakeDiscordServer
 from tests.fakes.server_world import ServerWorld, seed_server
+from tests.support.canaries import canaries
 from tests.support.workers import embedded_worker
 
 MARKERS = ("Zanzibar", "Kilimanjaro", "CONFIDENTIAL")
@@ -278,3 +279,28 @@ def test_channels_the_admins_excluded_are_left_out_with_their_threads(
         == reasons["4.2 release checklist"]
         == ("excluded from summaries by the server")
     )
+
+
+def test_secrets_in_channel_names_are_redacted_like_message_text(
+    services: Services, acme: tuple[FakeDiscordServer, ServerWorld]
+) -> None:
+    server, world = acme
+    canary = canaries()["openai_key"]
+    random, staff = world.channels["random"], world.channels["staff-only"]
+    saved = random.name, staff.name
+    # Anyone with Manage Channels writes these; they reach section titles, the quiet line, the
+    # plan and left_out, none of which a prompt sees, but all of which are stored or posted.
+    random.name = f"random {canary.text}"
+    staff.name = f"staff {canary.text}"
+    before = world.general.last_message_id or 0
+    try:
+        job = _run(services, world, _digest_params(world, "general"))
+    finally:
+        random.name, staff.name = saved
+    assert job.status == "completed", job.error
+    stored = _summary(services, job.id).model_dump_json() + json.dumps(job.progress)
+    posted = _posted(server, world.general.id, before)
+    for text in (stored, posted):
+        assert canary.secret not in text
+    left_out = [e["name"] for e in job.progress["plan"]["left_out"]]
+    assert any(name.startswith("staff") for name in left_out)
