@@ -196,7 +196,7 @@ def compose_digest(
     ``reader_first`` ranks a catch-up by what involves its reader.
     """
     active = [p for p in parts if p.content is not None and p.messages > 0]
-    quiet = [p for p in parts if p not in active]
+    quiet = [p for p in parts if p.content is None or p.messages == 0]
     if reader_first:
         active.sort(key=lambda p: (-p.involvement.direct, not p.involvement.took_part, -p.messages))
     else:

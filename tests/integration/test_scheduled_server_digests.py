@@ -33,7 +33,7 @@ from shared.settings import load_settings
 from tests.fakes.discord_server import FakeDiscordServer
 from tests.fakes.enqueuer import RecordingEnqueuer
 from tests.fakes.server_world import ServerWorld, seed_server
-from tests.integration.test_server_digests import MARKERS, _now, _posted, _wait
+from tests.support.digests import MARKERS, now_of, posted_since, wait_settled
 from tests.support.workers import embedded_worker
 
 pytestmark = pytest.mark.integration
@@ -87,16 +87,16 @@ def test_a_scheduled_server_digest_posts_to_general_and_tells_its_admins_what_it
         stored = session.get(Schedule, row.id)
         assert stored is not None
         stored.next_run_at = now - timedelta(minutes=1)
-        stored.last_run_at = _now(world) - timedelta(hours=24)
+        stored.last_run_at = now_of(world) - timedelta(hours=24)
     before = world.general.last_message_id or 0
     result = dispatch_due_digests(services.core(), now=now)
     assert result.jobs_submitted == 1
     with services.session_factory() as session:
         run = session.scalars(select(ScheduleRun).where(ScheduleRun.schedule_id == row.id)).one()
     assert run.job_id is not None
-    job = _wait(services, run.job_id)
+    job = wait_settled(services, run.job_id)
     assert job.status == "completed", job.error
-    posted = _posted(server, world.general.id, before)
+    posted = posted_since(server, world.general.id, before)
     assert "What matters most" in posted and "#dev" in posted
     assert not any(marker in posted for marker in MARKERS)
     assert "staff-only" not in posted and "mods-room" not in posted

@@ -10,15 +10,14 @@ The confidential markers "Zanzibar" and "Kilimanjaro" live only in the private c
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
-from schema.models.jobs import Delivery, Job, Summary
+from schema.models.jobs import Job, Summary
 from schema.models.tenancy import GuildSettings
 from shared.db.migrate import upgrade
 from shared.discord.config import DiscordSettings
@@ -39,9 +38,8 @@ from shared.summarize.content import SummaryContent, SummaryFormat
 from tests.fakes.discord_server import FakeDiscordServer
 from tests.fakes.server_world import ServerWorld, seed_server
 from tests.support.canaries import canaries
+from tests.support.digests import MARKERS, now_of, posted_since, wait_settled
 from tests.support.workers import embedded_worker
-
-MARKERS = ("Zanzibar", "Kilimanjaro", "CONFIDENTIAL")
 
 
 @pytest.fixture(scope="module")
@@ -68,16 +66,12 @@ def services(
         yield built
 
 
-def _now(world: ServerWorld) -> datetime:
-    return datetime.fromtimestamp(world.now_ms / 1000, UTC)
-
-
 def _digest_params(world: ServerWorld, to: str, **source: Any) -> JobParams:
     channel = str(world.channels[to].id)
     return JobParams(
         source=DiscordServerSource(
             guild_id=str(world.guild.id),
-            after=_now(world) - timedelta(hours=24),
+            after=now_of(world) - timedelta(hours=24),
             audience=[AudienceChannel(channel_id=channel)],
             **source,
         ),
@@ -88,36 +82,13 @@ def _digest_params(world: ServerWorld, to: str, **source: Any) -> JobParams:
 def _run(services: Services, world: ServerWorld, params: JobParams) -> Job:
     actor = Actor(origin="api", guild_id=str(world.guild.id))
     submission = submit_job(services.core(), actor, params)
-    return _wait(services, submission.job_id)
-
-
-def _wait(services: Services, job_id: uuid.UUID) -> Job:
-    """The job once it and its deliveries have ended."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        with services.session_factory() as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            deliveries = session.query(Delivery).join(Summary).filter(Summary.job_id == job.id)
-            settled = all(d.status in ("sent", "failed") for d in deliveries)
-            if job.status in ("completed", "failed", "completed_with_errors") and settled:
-                return job
-        time.sleep(0.05)
-    raise AssertionError("the digest did not finish")
+    return wait_settled(services, submission.job_id)
 
 
 def _summary(services: Services, job_id: uuid.UUID) -> SummaryContent:
     with services.session_factory() as session:
         row = session.query(Summary).filter(Summary.job_id == job_id).one()
         return SummaryContent.model_validate(row.content)
-
-
-def _posted(server: FakeDiscordServer, channel_id: int, since: int) -> str:
-    """Everything the bot posted in a channel after message id ``since``, as JSON text."""
-    fake = server.fake
-    channel = fake.channels[channel_id]
-    posted = [fake.message_json(fake.messages[m], None) for m in channel.message_ids if m > since]
-    return json.dumps(posted, ensure_ascii=False)
 
 
 def _cited_channels(content: SummaryContent) -> set[str]:
@@ -142,7 +113,7 @@ def test_a_digest_to_general_leaves_the_private_channels_out(
     text = content.model_dump_json()
     assert not any(marker in text for marker in MARKERS)
     # What #general's readers see: the posted digest carries nothing private either.
-    posted = _posted(server, world.general.id, before)
+    posted = posted_since(server, world.general.id, before)
     assert "What matters most" in posted and "#dev" in posted
     assert not any(marker in posted for marker in MARKERS)
     assert "staff-only" not in posted and "mods-room" not in posted
@@ -171,7 +142,7 @@ def test_the_same_digest_to_the_staff_channel_includes_them(
     assert str(world.staff_only.id) in cited and str(world.mods_room.id) in cited
     assert "Zanzibar" in content.model_dump_json()
     assert job.progress["plan"]["left_out"] == []
-    assert "Zanzibar" in _posted(server, world.staff_only.id, before)
+    assert "Zanzibar" in posted_since(server, world.staff_only.id, before)
 
 
 def test_a_category_digest_covers_only_that_category(
@@ -197,7 +168,7 @@ def test_the_audience_must_cover_every_discord_destination(
     params = JobParams(
         source=DiscordServerSource(
             guild_id=str(world.guild.id),
-            after=_now(world) - timedelta(hours=24),
+            after=now_of(world) - timedelta(hours=24),
             audience=[AudienceChannel(channel_id=str(world.staff_only.id))],
         ),
         destinations=[ChannelTarget(channel_id=str(world.general.id))],
@@ -226,7 +197,7 @@ def test_a_catch_up_shows_only_what_the_member_can_read_mentions_first(
         guild_id=str(world.guild.id),
         user_id=alice,
         since=None,
-        now=_now(world),
+        now=now_of(world),
         format=SummaryFormat.STRUCTURED,
         language=None,
         destinations=[],
@@ -239,7 +210,7 @@ def test_a_catch_up_shows_only_what_the_member_can_read_mentions_first(
     plan = job.progress["plan"]
     # The window starts at alice's last message (6 h before now), not 7 days back.
     since = datetime.fromisoformat(plan["since"])
-    assert abs((since - _now(world)) + timedelta(hours=6)) < timedelta(minutes=1)
+    assert abs((since - now_of(world)) + timedelta(hours=6)) < timedelta(minutes=1)
     content = _summary(services, job.id)
     text = content.model_dump_json()
     assert not any(marker in text for marker in MARKERS)
@@ -299,7 +270,7 @@ def test_secrets_in_channel_names_are_redacted_like_message_text(
         random.name, staff.name = saved
     assert job.status == "completed", job.error
     stored = _summary(services, job.id).model_dump_json() + json.dumps(job.progress)
-    posted = _posted(server, world.general.id, before)
+    posted = posted_since(server, world.general.id, before)
     for text in (stored, posted):
         assert canary.secret not in text
     left_out = [e["name"] for e in job.progress["plan"]["left_out"]]
