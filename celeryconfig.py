@@ -51,7 +51,10 @@ result_expires = 3 * 86400
 
 # Events for Flower and monitoring.
 worker_send_task_events = True
-task_send_sent_event = True
+# No task-sent events: each would be a second Redis round trip (a PUBLISH) on every submit
+# and stage hand-over.  Flower sees a task from "received" on; the jobs table and the
+# queue-length metrics show what waits.
+task_send_sent_event = False
 
 worker_hijack_root_logger = False
 worker_redirect_stdouts = False

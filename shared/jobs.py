@@ -330,8 +330,9 @@ def publisher_app(broker_url: str, *, visibility_timeout: int) -> Celery:
     from celery import Celery
 
     import celeryconfig
+    from shared.broker import broker_settings
 
     app = Celery("summarybot-publisher", set_as_current=False)
     app.config_from_object(celeryconfig)
-    app.conf.update(broker_url=broker_url, **celeryconfig.time_bounds(visibility_timeout))
+    app.conf.update(**broker_settings(broker_url), **celeryconfig.time_bounds(visibility_timeout))
     return app

@@ -20,6 +20,7 @@ from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
 import celeryconfig
+from shared.broker import broker_settings
 from shared.settings import Settings
 from workers.context import WorkerContext, connect
 
@@ -49,7 +50,7 @@ def create_worker_app(settings: Settings) -> WorkerApp:
     app = Celery("summarybot", set_as_current=False)
     app.config_from_object(celeryconfig)
     app.conf.update(
-        broker_url=settings.broker_url,
+        **broker_settings(settings.broker_url),
         result_backend=settings.result_backend,
         **celeryconfig.time_bounds(settings.visibility_timeout),
     )

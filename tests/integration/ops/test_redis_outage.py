@@ -137,7 +137,7 @@ def test_a_worker_survives_redis_dying_mid_task_and_the_job_completes_once(
     assert o.worker.process.poll() is None, log[-4000:]
     # The outage was real for the worker: it lost the broker and connected again.
     assert "Cannot connect to redis" in log or "Connection to broker lost" in log, log[-4000:]
-    assert log.count("Connected to redis") >= 2, log[-4000:]
+    assert log.count("Connected to summarybot-redis://") >= 2, log[-4000:]
     with o.services.session_factory() as session:
         job = session.get(Job, job_id)
         assert job is not None and job.status == "completed", (job and job.error, job)
