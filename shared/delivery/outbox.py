@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -96,6 +96,12 @@ class JobSnapshot:
     created_at: datetime
     finished_at: datetime | None
 
+    @classmethod
+    def of(cls, job: Job) -> JobSnapshot:
+        """The job's columns of the same names; ``params`` is copied, not shared with the row."""
+        columns = {f.name: getattr(job, f.name) for f in fields(cls)}
+        return cls(**columns | {"params": dict(job.params)})
+
 
 @dataclass(frozen=True)
 class SummarySnapshot:
@@ -107,6 +113,12 @@ class SummarySnapshot:
     model: str | None
     prompt_version: str
     language: str | None
+
+    @classmethod
+    def of(cls, summary: Summary) -> SummarySnapshot:
+        """The summary's columns of the same names; ``content`` is copied, not shared."""
+        columns = {f.name: getattr(summary, f.name) for f in fields(cls)}
+        return cls(**columns | {"content": dict(summary.content)})
 
 
 @dataclass(frozen=True)
@@ -206,21 +218,6 @@ def next_delay(
 # --- claiming -----------------------------------------------------------------------------------
 
 
-def _job_snapshot(job: Job) -> JobSnapshot:
-    return JobSnapshot(
-        id=job.id,
-        origin=job.origin,
-        status=job.status,
-        guild_id=job.guild_id,
-        channel_id=job.channel_id,
-        requested_by=job.requested_by,
-        error=job.error,
-        params=dict(job.params),
-        created_at=job.created_at,
-        finished_at=job.finished_at,
-    )
-
-
 def _lease_problem(
     status: str, lease_until: datetime | None, due: datetime | None, now: datetime
 ) -> str | None:
@@ -245,6 +242,32 @@ def _take_lease(
     return problem
 
 
+def _claim(
+    row: Delivery | JobNotification,
+    job: Job,
+    *,
+    event: str,
+    failures: int,
+    progress: dict[str, Any] | None,
+    summary: SummarySnapshot | None,
+) -> Claim:
+    """The claim of a leased ``row``: its own columns, the job, and what its kind adds."""
+    return Claim(
+        item="delivery" if isinstance(row, Delivery) else "notification",
+        id=row.id,
+        kind=row.kind,
+        target=row.target,
+        params=dict(row.params),
+        event=event,
+        attempt=row.attempts,
+        failures=failures,
+        fallback_of=row.fallback_of,
+        progress=dict(progress or {}),
+        job=JobSnapshot.of(job),
+        summary=summary,
+    )
+
+
 def _claim_delivery(
     session: Session, row: Delivery, *, now: datetime, lease: timedelta
 ) -> Claim | Skip:
@@ -255,26 +278,13 @@ def _claim_delivery(
     problem = _take_lease(row, due, now=now, lease=lease)
     if problem is not None:
         return Skip(problem, job.id)
-    return Claim(
-        item="delivery",
-        id=row.id,
-        kind=row.kind,
-        target=row.target,
-        params=dict(row.params),
+    return _claim(
+        row,
+        job,
         event=SUMMARY_COMPLETED,
-        attempt=row.attempts,
         failures=schedule.failures if schedule else 0,
-        fallback_of=row.fallback_of,
-        progress=dict(schedule.progress or {}) if schedule else {},
-        job=_job_snapshot(job),
-        summary=SummarySnapshot(
-            id=summary.id,
-            content=dict(summary.content),
-            created_at=summary.created_at,
-            model=summary.model,
-            prompt_version=summary.prompt_version,
-            language=summary.language,
-        ),
+        progress=schedule.progress if schedule else None,
+        summary=SummarySnapshot.of(summary),
     )
 
 
@@ -286,19 +296,8 @@ def _claim_notification(
     problem = _take_lease(row, row.next_attempt_at, now=now, lease=lease)
     if problem is not None:
         return Skip(problem, job.id)
-    return Claim(
-        item="notification",
-        id=row.id,
-        kind=row.kind,
-        target=row.target,
-        params=dict(row.params),
-        event=row.event,
-        attempt=row.attempts,
-        failures=row.failures,
-        fallback_of=row.fallback_of,
-        progress=dict(row.progress or {}),
-        job=_job_snapshot(job),
-        summary=None,
+    return _claim(
+        row, job, event=row.event, failures=row.failures, progress=row.progress, summary=None
     )
 
 
