@@ -35,7 +35,14 @@ from shared.delivery.config import DeliverySettings
 from shared.discord.config import DiscordSettings
 from shared.errors import SettingsError
 from shared.llm.config import LLMSettings
-from shared.settings_group import ENV_SOURCES, SettingsGroup, drop_blank_values, split_list
+from shared.settings_group import (
+    ENV_SOURCES,
+    SettingsGroup,
+    blank_is_unset,
+    drop_blank_values,
+    problem_line,
+    split_list,
+)
 
 __all__ = [
     "ApiSettings",
@@ -199,7 +206,7 @@ class MetricsSettings(SettingsGroup):
     @field_validator("port", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
+        return blank_is_unset(value)
 
 
 #: The groups of the root, each built by :func:`load_settings` from the same sources.
@@ -267,7 +274,7 @@ class Settings(BaseSettings):
     @field_validator("database_url", "redis_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
+        return blank_is_unset(value)
 
     @field_validator("database_url")
     @classmethod
@@ -349,10 +356,7 @@ def load_settings(**overrides: Any) -> Settings:
         settings = Settings(**overrides)
     except ValidationError as exc:
         for error in exc.errors():
-            env = _core_env_name(error["loc"])
-            what = str(error["msg"]).removeprefix("Value error, ")
-            hint = _HINTS.get(env)
-            lines.append(f"{env}: {what}" + (f"; {hint}" if hint else ""))
+            lines.append(problem_line(_core_env_name(error["loc"]), str(error["msg"]), _HINTS))
     if lines:
         raise SettingsError(lines)
     return settings

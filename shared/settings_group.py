@@ -11,6 +11,7 @@ per variable: what was wrong and how to fix it.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
 from pydantic import AliasChoices, AliasPath, ValidationError, model_validator
@@ -19,7 +20,14 @@ from pydantic_settings import SettingsError as SourceError
 
 from shared.errors import SettingsError
 
-__all__ = ["ENV_SOURCES", "SettingsGroup", "drop_blank_values", "split_list"]
+__all__ = [
+    "ENV_SOURCES",
+    "SettingsGroup",
+    "blank_is_unset",
+    "drop_blank_values",
+    "problem_line",
+    "split_list",
+]
 
 
 def split_list(value: Any) -> Any:
@@ -27,6 +35,18 @@ def split_list(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def blank_is_unset(value: Any) -> Any:
+    """A blank string is ``None`` ("not set"), for optional fields; other values unchanged."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def problem_line(env: str, message: str, hints: Mapping[str, str]) -> str:
+    """``VARIABLE: what was wrong; how to fix it`` from a validation message and the hints."""
+    what = message.removeprefix("Value error, ")
+    hint = hints.get(env)
+    return f"{env}: {what}" + (f"; {hint}" if hint else "")
 
 
 def drop_blank_values(data: Any) -> Any:
@@ -123,9 +143,7 @@ class SettingsGroup(BaseSettings):
         for error in exc.errors():
             loc = error["loc"]
             env = cls.env_name(str(loc[0])) if loc else cls.group_label()
-            what = str(error["msg"]).removeprefix("Value error, ")
-            hint = cls.hints.get(env)
-            lines.append(f"{env}: {what}" + (f"; {hint}" if hint else ""))
+            lines.append(problem_line(env, str(error["msg"]), cls.hints))
         return lines
 
     @classmethod

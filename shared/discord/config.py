@@ -16,7 +16,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.discord.rest import DEFAULT_USER_AGENT
-from shared.settings_group import SettingsGroup
+from shared.settings_group import SettingsGroup, blank_is_unset
 
 __all__ = ["DiscordSettings"]
 
@@ -72,7 +72,7 @@ class DiscordSettings(SettingsGroup):
     @field_validator("token", "token_file", "recording_path", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
+        return blank_is_unset(value)
 
     @property
     def configured(self) -> bool:

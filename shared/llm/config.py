@@ -47,7 +47,7 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from shared.settings_group import SettingsGroup, split_list
+from shared.settings_group import SettingsGroup, blank_is_unset, split_list
 
 __all__ = ["OPENAI_BASE_URL", "LLMSettings", "Provider"]
 
@@ -185,7 +185,7 @@ class LLMSettings(SettingsGroup):
     )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
+        return blank_is_unset(value)
 
     @field_validator("base_url")
     @classmethod
