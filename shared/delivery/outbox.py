@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import structlog
 from pydantic import TypeAdapter, ValidationError
@@ -96,12 +96,6 @@ class JobSnapshot:
     created_at: datetime
     finished_at: datetime | None
 
-    @classmethod
-    def of(cls, job: Job) -> JobSnapshot:
-        """The job's columns of the same names; ``params`` is copied, not shared with the row."""
-        columns = {f.name: getattr(job, f.name) for f in fields(cls)}
-        return cls(**columns | {"params": dict(job.params)})
-
 
 @dataclass(frozen=True)
 class SummarySnapshot:
@@ -114,11 +108,15 @@ class SummarySnapshot:
     prompt_version: str
     language: str | None
 
-    @classmethod
-    def of(cls, summary: Summary) -> SummarySnapshot:
-        """The summary's columns of the same names; ``content`` is copied, not shared."""
-        columns = {f.name: getattr(summary, f.name) for f in fields(cls)}
-        return cls(**columns | {"content": dict(summary.content)})
+
+_Snapshot = TypeVar("_Snapshot", JobSnapshot, SummarySnapshot)
+
+
+def _snapshot(cls: type[_Snapshot], row: Job | Summary, **copies: dict[str, Any]) -> _Snapshot:
+    """``row``'s columns named like the fields of ``cls``; ``copies`` stand for its JSON columns,
+    so the snapshot shares no mutable value with the session."""
+    columns = {f.name: getattr(row, f.name) for f in fields(cls)}
+    return cls(**columns | copies)
 
 
 @dataclass(frozen=True)
@@ -263,7 +261,7 @@ def _claim(
         failures=failures,
         fallback_of=row.fallback_of,
         progress=dict(progress or {}),
-        job=JobSnapshot.of(job),
+        job=_snapshot(JobSnapshot, job, params=dict(job.params)),
         summary=summary,
     )
 
@@ -284,7 +282,7 @@ def _claim_delivery(
         event=SUMMARY_COMPLETED,
         failures=schedule.failures if schedule else 0,
         progress=schedule.progress if schedule else None,
-        summary=SummarySnapshot.of(summary),
+        summary=_snapshot(SummarySnapshot, summary, content=dict(summary.content)),
     )
 
 
