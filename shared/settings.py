@@ -38,7 +38,6 @@ from shared.llm.config import LLMSettings
 from shared.settings_group import (
     ENV_SOURCES,
     SettingsGroup,
-    blank_is_unset,
     drop_blank_values,
     problem_line,
     split_list,
@@ -203,11 +202,6 @@ class MetricsSettings(SettingsGroup):
         default="127.0.0.1", min_length=1, description="address of /metrics (0.0.0.0: all)"
     )
 
-    @field_validator("port", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: Any) -> Any:
-        return blank_is_unset(value)
-
 
 #: The groups of the root, each built by :func:`load_settings` from the same sources.
 GROUPS: dict[str, type[SettingsGroup]] = {
@@ -270,11 +264,6 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
-
-    @field_validator("database_url", "redis_url", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: Any) -> Any:
-        return blank_is_unset(value)
 
     @field_validator("database_url")
     @classmethod

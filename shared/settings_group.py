@@ -23,7 +23,6 @@ from shared.errors import SettingsError
 __all__ = [
     "ENV_SOURCES",
     "SettingsGroup",
-    "blank_is_unset",
     "drop_blank_values",
     "problem_line",
     "split_list",
@@ -37,11 +36,6 @@ def split_list(value: Any) -> Any:
     return value
 
 
-def blank_is_unset(value: Any) -> Any:
-    """A blank string is ``None`` ("not set"), for optional fields; other values unchanged."""
-    return None if isinstance(value, str) and not value.strip() else value
-
-
 def problem_line(env: str, message: str, hints: Mapping[str, str]) -> str:
     """``VARIABLE: what was wrong; how to fix it`` from a validation message and the hints."""
     what = message.removeprefix("Value error, ")
@@ -51,7 +45,7 @@ def problem_line(env: str, message: str, hints: Mapping[str, str]) -> str:
 
 def drop_blank_values(data: Any) -> Any:
     """Leave out blank values: ``LLM_TEMPERATURE=`` in a ``.env`` template means "not set",
-    in the root and every group alike."""
+    in the root and every group alike (so an optional field needs no blank check of its own)."""
     if isinstance(data, dict):
         return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
     return data

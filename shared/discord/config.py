@@ -16,7 +16,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.discord.rest import DEFAULT_USER_AGENT
-from shared.settings_group import SettingsGroup, blank_is_unset
+from shared.settings_group import SettingsGroup
 
 __all__ = ["DiscordSettings"]
 
@@ -68,11 +68,6 @@ class DiscordSettings(SettingsGroup):
                 "(or the fake server's URL in tests)"
             )
         return value.rstrip("/")
-
-    @field_validator("token", "token_file", "recording_path", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        return blank_is_unset(value)
 
     @property
     def configured(self) -> bool:

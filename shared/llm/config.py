@@ -47,7 +47,7 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from shared.settings_group import SettingsGroup, blank_is_unset, split_list
+from shared.settings_group import SettingsGroup, split_list
 
 __all__ = ["OPENAI_BASE_URL", "LLMSettings", "Provider"]
 
@@ -173,19 +173,6 @@ class LLMSettings(SettingsGroup):
         default="fail",
         description="a job over its guild's monthly token budget fails, or is summarized offline",
     )
-
-    @field_validator(
-        "base_url",
-        "api_key",
-        "api_key_file",
-        "organization",
-        "project",
-        "fallback_model",
-        mode="before",
-    )
-    @classmethod
-    def _blank_is_unset(cls, value: Any) -> Any:
-        return blank_is_unset(value)
 
     @field_validator("base_url")
     @classmethod
