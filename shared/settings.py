@@ -35,7 +35,13 @@ from shared.delivery.config import DeliverySettings
 from shared.discord.config import DiscordSettings
 from shared.errors import SettingsError
 from shared.llm.config import LLMSettings
-from shared.settings_group import ENV_SOURCES, SettingsGroup, drop_blank_values, split_list
+from shared.settings_group import (
+    ENV_SOURCES,
+    SettingsGroup,
+    drop_blank_values,
+    problem_line,
+    split_list,
+)
 
 __all__ = [
     "ApiSettings",
@@ -196,11 +202,6 @@ class MetricsSettings(SettingsGroup):
         default="127.0.0.1", min_length=1, description="address of /metrics (0.0.0.0: all)"
     )
 
-    @field_validator("port", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
-
 
 #: The groups of the root, each built by :func:`load_settings` from the same sources.
 GROUPS: dict[str, type[SettingsGroup]] = {
@@ -263,11 +264,6 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
-
-    @field_validator("database_url", "redis_url", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("database_url")
     @classmethod
@@ -349,10 +345,7 @@ def load_settings(**overrides: Any) -> Settings:
         settings = Settings(**overrides)
     except ValidationError as exc:
         for error in exc.errors():
-            env = _core_env_name(error["loc"])
-            what = str(error["msg"]).removeprefix("Value error, ")
-            hint = _HINTS.get(env)
-            lines.append(f"{env}: {what}" + (f"; {hint}" if hint else ""))
+            lines.append(problem_line(_core_env_name(error["loc"]), str(error["msg"]), _HINTS))
     if lines:
         raise SettingsError(lines)
     return settings

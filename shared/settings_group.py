@@ -11,6 +11,7 @@ per variable: what was wrong and how to fix it.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
 from pydantic import AliasChoices, AliasPath, ValidationError, model_validator
@@ -19,7 +20,13 @@ from pydantic_settings import SettingsError as SourceError
 
 from shared.errors import SettingsError
 
-__all__ = ["ENV_SOURCES", "SettingsGroup", "drop_blank_values", "split_list"]
+__all__ = [
+    "ENV_SOURCES",
+    "SettingsGroup",
+    "drop_blank_values",
+    "problem_line",
+    "split_list",
+]
 
 
 def split_list(value: Any) -> Any:
@@ -29,9 +36,16 @@ def split_list(value: Any) -> Any:
     return value
 
 
+def problem_line(env: str, message: str, hints: Mapping[str, str]) -> str:
+    """``VARIABLE: what was wrong; how to fix it`` from a validation message and the hints."""
+    what = message.removeprefix("Value error, ")
+    hint = hints.get(env)
+    return f"{env}: {what}" + (f"; {hint}" if hint else "")
+
+
 def drop_blank_values(data: Any) -> Any:
     """Leave out blank values: ``LLM_TEMPERATURE=`` in a ``.env`` template means "not set",
-    in the root and every group alike."""
+    in the root and every group alike (so an optional field needs no blank check of its own)."""
     if isinstance(data, dict):
         return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
     return data
@@ -123,9 +137,7 @@ class SettingsGroup(BaseSettings):
         for error in exc.errors():
             loc = error["loc"]
             env = cls.env_name(str(loc[0])) if loc else cls.group_label()
-            what = str(error["msg"]).removeprefix("Value error, ")
-            hint = cls.hints.get(env)
-            lines.append(f"{env}: {what}" + (f"; {hint}" if hint else ""))
+            lines.append(problem_line(env, str(error["msg"]), cls.hints))
         return lines
 
     @classmethod

@@ -21,9 +21,9 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import structlog
 from pydantic import TypeAdapter, ValidationError
@@ -107,6 +107,16 @@ class SummarySnapshot:
     model: str | None
     prompt_version: str
     language: str | None
+
+
+_Snapshot = TypeVar("_Snapshot", JobSnapshot, SummarySnapshot)
+
+
+def _snapshot(cls: type[_Snapshot], row: Job | Summary, **copies: dict[str, Any]) -> _Snapshot:
+    """``row``'s columns named like the fields of ``cls``; ``copies`` stand for its JSON columns,
+    so the snapshot shares no mutable value with the session."""
+    columns = {f.name: getattr(row, f.name) for f in fields(cls)}
+    return cls(**columns | copies)
 
 
 @dataclass(frozen=True)
@@ -206,21 +216,6 @@ def next_delay(
 # --- claiming -----------------------------------------------------------------------------------
 
 
-def _job_snapshot(job: Job) -> JobSnapshot:
-    return JobSnapshot(
-        id=job.id,
-        origin=job.origin,
-        status=job.status,
-        guild_id=job.guild_id,
-        channel_id=job.channel_id,
-        requested_by=job.requested_by,
-        error=job.error,
-        params=dict(job.params),
-        created_at=job.created_at,
-        finished_at=job.finished_at,
-    )
-
-
 def _lease_problem(
     status: str, lease_until: datetime | None, due: datetime | None, now: datetime
 ) -> str | None:
@@ -245,6 +240,32 @@ def _take_lease(
     return problem
 
 
+def _claim(
+    row: Delivery | JobNotification,
+    job: Job,
+    *,
+    event: str,
+    failures: int,
+    progress: dict[str, Any] | None,
+    summary: SummarySnapshot | None,
+) -> Claim:
+    """The claim of a leased ``row``: its own columns, the job, and what its kind adds."""
+    return Claim(
+        item="delivery" if isinstance(row, Delivery) else "notification",
+        id=row.id,
+        kind=row.kind,
+        target=row.target,
+        params=dict(row.params),
+        event=event,
+        attempt=row.attempts,
+        failures=failures,
+        fallback_of=row.fallback_of,
+        progress=dict(progress or {}),
+        job=_snapshot(JobSnapshot, job, params=dict(job.params)),
+        summary=summary,
+    )
+
+
 def _claim_delivery(
     session: Session, row: Delivery, *, now: datetime, lease: timedelta
 ) -> Claim | Skip:
@@ -255,26 +276,13 @@ def _claim_delivery(
     problem = _take_lease(row, due, now=now, lease=lease)
     if problem is not None:
         return Skip(problem, job.id)
-    return Claim(
-        item="delivery",
-        id=row.id,
-        kind=row.kind,
-        target=row.target,
-        params=dict(row.params),
+    return _claim(
+        row,
+        job,
         event=SUMMARY_COMPLETED,
-        attempt=row.attempts,
         failures=schedule.failures if schedule else 0,
-        fallback_of=row.fallback_of,
-        progress=dict(schedule.progress or {}) if schedule else {},
-        job=_job_snapshot(job),
-        summary=SummarySnapshot(
-            id=summary.id,
-            content=dict(summary.content),
-            created_at=summary.created_at,
-            model=summary.model,
-            prompt_version=summary.prompt_version,
-            language=summary.language,
-        ),
+        progress=schedule.progress if schedule else None,
+        summary=_snapshot(SummarySnapshot, summary, content=dict(summary.content)),
     )
 
 
@@ -286,19 +294,8 @@ def _claim_notification(
     problem = _take_lease(row, row.next_attempt_at, now=now, lease=lease)
     if problem is not None:
         return Skip(problem, job.id)
-    return Claim(
-        item="notification",
-        id=row.id,
-        kind=row.kind,
-        target=row.target,
-        params=dict(row.params),
-        event=row.event,
-        attempt=row.attempts,
-        failures=row.failures,
-        fallback_of=row.fallback_of,
-        progress=dict(row.progress or {}),
-        job=_job_snapshot(job),
-        summary=None,
+    return _claim(
+        row, job, event=row.event, failures=row.failures, progress=row.progress, summary=None
     )
 
 

@@ -69,11 +69,6 @@ class DiscordSettings(SettingsGroup):
             )
         return value.rstrip("/")
 
-    @field_validator("token", "token_file", "recording_path", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
-
     @property
     def configured(self) -> bool:
         """True when the adapter can be used (a token, or replaying a recording)."""

@@ -38,7 +38,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -874,41 +874,35 @@ def _learnt(verdict: ModeVerdict) -> str:
     return f"{said} (learnt earlier: {_short(verdict.reason)})"
 
 
+# Identity equality as before, and no generated repr: the messages are users' text.
+@dataclass(eq=False, repr=False, kw_only=True)
 class _StructuredRun:
     """One :meth:`LLMClient.complete_json` call: its rungs, calls and totals."""
 
-    def __init__(
-        self,
-        *,
-        client: LLMClient,
-        messages: Sequence[Mapping[str, Any]],
-        schema: Mapping[str, Any],
-        name: str,
-        model: str,
-        max_tokens: int | None,
-        temperature: float | None,
-        check: Callable[[dict[str, Any]], list[str]] | None,
-        reader: AnswerReader,
-        meter: Meter | None,
-    ) -> None:
-        self.client = client
-        self.settings = client.settings
-        self.store = client.capabilities
-        self.messages = messages
-        self.schema = schema
-        self.name = name
-        self.model = model
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self.check = check
-        self.reader = reader
-        self.meter = meter
-        self.validator = Draft202012Validator(dict(schema))
-        self.server = server_key(self.settings.effective_base_url, model)
-        self.known: dict[str, ModeVerdict] = {}
-        self.usage = Usage()
-        self.cost = 0.0
-        self.calls = 0
+    client: LLMClient
+    messages: Sequence[Mapping[str, Any]]
+    schema: Mapping[str, Any]
+    name: str
+    model: str
+    max_tokens: int | None
+    temperature: float | None
+    check: Callable[[dict[str, Any]], list[str]] | None
+    reader: AnswerReader
+    meter: Meter | None
+    settings: LLMSettings = field(init=False)
+    store: CapabilityStore = field(init=False)
+    validator: Draft202012Validator = field(init=False)
+    server: str = field(init=False)
+    known: dict[str, ModeVerdict] = field(init=False, default_factory=dict)
+    usage: Usage = field(init=False, default_factory=Usage)
+    cost: float = field(init=False, default=0.0)
+    calls: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self.settings = self.client.settings
+        self.store = self.client.capabilities
+        self.validator = Draft202012Validator(dict(self.schema))
+        self.server = server_key(self.settings.effective_base_url, self.model)
 
     # -- the ladder ---------------------------------------------------------------------------
 

@@ -174,19 +174,6 @@ class LLMSettings(SettingsGroup):
         description="a job over its guild's monthly token budget fails, or is summarized offline",
     )
 
-    @field_validator(
-        "base_url",
-        "api_key",
-        "api_key_file",
-        "organization",
-        "project",
-        "fallback_model",
-        mode="before",
-    )
-    @classmethod
-    def _blank_is_unset(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
-
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str | None) -> str | None:

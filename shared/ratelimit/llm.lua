@@ -81,18 +81,16 @@ elseif op == 'calibrate' then
   local ltok, rtok = tonumber(ARGV[6]), tonumber(ARGV[7])
   local lreq, rreq = tonumber(ARGV[8]), tonumber(ARGV[9])
   local tolerance = tonumber(ARGV[10])
-  if ltok > 0 and ltok ~= tcap then
-    local new_lim = ltok * (1 - headroom)
-    if tcap > 0 then tl = tl * new_lim / tlim else tl = new_lim end
-    tcap, tlim = ltok, new_lim
-    redis.call('HSET', key, 'tcap', tostring(ltok))
+  -- A limit learnt from the headers is stored under `field`; the level keeps its fraction of
+  -- the old limit (a bucket that had none starts full).  Returns the new cap, limit and level.
+  local function relearn(field, learnt, cap, lim, level)
+    local new_lim = learnt * (1 - headroom)
+    if cap > 0 then level = level * new_lim / lim else level = new_lim end
+    redis.call('HSET', key, field, tostring(learnt))
+    return learnt, new_lim, level
   end
-  if lreq > 0 and lreq ~= rcap then
-    local new_lim = lreq * (1 - headroom)
-    if rcap > 0 then rl = rl * new_lim / rlim else rl = new_lim end
-    rcap, rlim = lreq, new_lim
-    redis.call('HSET', key, 'rcap', tostring(lreq))
-  end
+  if ltok > 0 and ltok ~= tcap then tcap, tlim, tl = relearn('tcap', ltok, tcap, tlim, tl) end
+  if lreq > 0 and lreq ~= rcap then rcap, rlim, rl = relearn('rcap', lreq, rcap, rlim, rl) end
   -- Somebody else spends from the same limit: follow the server down, never up.
   if tcap > 0 and rtok >= 0 and rtok < tl - tolerance * tcap then tl = rtok end
   if rcap > 0 and rreq >= 0 and rreq < rl - tolerance * rcap then rl = rreq end
