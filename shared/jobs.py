@@ -14,7 +14,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shared.delivery.targets import (
     ChannelTarget,
@@ -94,11 +102,15 @@ class UploadSource(_Params):
 _SNOWFLAKE = r"^[0-9]{15,21}$"
 
 
-def _time_in_range(value: datetime | None) -> datetime | None:
-    problem = None if value is None else timestamp_problem(value)
+def _time_in_range(value: datetime) -> datetime:
+    problem = timestamp_problem(value)
     if problem is not None:
         raise ValueError(f"the time {problem}")
     return value
+
+
+#: An ``after``/``before`` bound of a window: a time inside the range the system stores.
+_WindowTime = Annotated[datetime, AfterValidator(_time_in_range)]
 
 
 def _check_times(after: datetime | None, before: datetime | None) -> None:
@@ -120,15 +132,10 @@ class DiscordChannelSource(_Params):
     kind: Literal["discord_channel"] = "discord_channel"
     guild_id: str | None = Field(default=None, pattern=_SNOWFLAKE)
     channel_id: str = Field(pattern=_SNOWFLAKE)
-    after: datetime | None = None
-    before: datetime | None = None
+    after: _WindowTime | None = None
+    before: _WindowTime | None = None
     after_message_id: str | None = Field(default=None, pattern=_SNOWFLAKE)
     limit: int | None = Field(default=None, ge=1, le=1_000_000)
-
-    @field_validator("after", "before")
-    @classmethod
-    def _in_range(cls, value: datetime | None) -> datetime | None:
-        return _time_in_range(value)
 
     @model_validator(mode="after")
     def _window(self) -> DiscordChannelSource:
@@ -174,16 +181,11 @@ class DiscordServerSource(_Params):
     channel_ids: list[Annotated[str, Field(pattern=_SNOWFLAKE)]] = Field(
         default_factory=list, max_length=MAX_LISTED_CHANNELS
     )
-    after: datetime
-    before: datetime | None = None
+    after: _WindowTime
+    before: _WindowTime | None = None
     audience: list[Audience] = Field(min_length=1, max_length=10)
     focus_user_id: str | None = Field(default=None, pattern=_SNOWFLAKE)
     since_last_message: bool = False
-
-    @field_validator("after", "before")
-    @classmethod
-    def _in_range(cls, value: datetime | None) -> datetime | None:
-        return _time_in_range(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> DiscordServerSource:
