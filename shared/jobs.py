@@ -77,18 +77,24 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _absolute_path(problem: str) -> AfterValidator:
+    """Rejects a relative path with ``problem``: another process, elsewhere, opens it."""
+
+    def check(value: str) -> str:
+        if not Path(value).is_absolute():
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(check)
+
+
 class ExportFileSource(_Params):
     """A DiscordChatExporter JSON file on a path every worker can read."""
 
     kind: Literal["export_file"] = "export_file"
-    path: str
-
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not Path(value).is_absolute():
-            raise ValueError("the export path must be absolute so every worker finds it")
-        return value
+    path: Annotated[
+        str, _absolute_path("the export path must be absolute so every worker finds it")
+    ]
 
 
 class UploadSource(_Params):
@@ -221,15 +227,8 @@ class FileTarget(_Params):
     """Write the summary to a file (replaced atomically)."""
 
     kind: Literal["file"] = "file"
-    path: str
+    path: Annotated[str, _absolute_path("the output path must be absolute")]
     render: Literal["text", "markdown", "json"] = "markdown"
-
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not Path(value).is_absolute():
-            raise ValueError("the output path must be absolute")
-        return value
 
     @property
     def key(self) -> str:
