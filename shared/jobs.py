@@ -14,7 +14,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shared.delivery.targets import (
     ChannelTarget,
@@ -69,18 +77,24 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _absolute_path(problem: str) -> AfterValidator:
+    """Rejects a relative path with ``problem``: another process, elsewhere, opens it."""
+
+    def check(value: str) -> str:
+        if not Path(value).is_absolute():
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(check)
+
+
 class ExportFileSource(_Params):
     """A DiscordChatExporter JSON file on a path every worker can read."""
 
     kind: Literal["export_file"] = "export_file"
-    path: str
-
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not Path(value).is_absolute():
-            raise ValueError("the export path must be absolute so every worker finds it")
-        return value
+    path: Annotated[
+        str, _absolute_path("the export path must be absolute so every worker finds it")
+    ]
 
 
 class UploadSource(_Params):
@@ -94,11 +108,15 @@ class UploadSource(_Params):
 _SNOWFLAKE = r"^[0-9]{15,21}$"
 
 
-def _time_in_range(value: datetime | None) -> datetime | None:
-    problem = None if value is None else timestamp_problem(value)
+def _time_in_range(value: datetime) -> datetime:
+    problem = timestamp_problem(value)
     if problem is not None:
         raise ValueError(f"the time {problem}")
     return value
+
+
+#: An ``after``/``before`` bound of a window: a time inside the range the system stores.
+_WindowTime = Annotated[datetime, AfterValidator(_time_in_range)]
 
 
 def _check_times(after: datetime | None, before: datetime | None) -> None:
@@ -120,15 +138,10 @@ class DiscordChannelSource(_Params):
     kind: Literal["discord_channel"] = "discord_channel"
     guild_id: str | None = Field(default=None, pattern=_SNOWFLAKE)
     channel_id: str = Field(pattern=_SNOWFLAKE)
-    after: datetime | None = None
-    before: datetime | None = None
+    after: _WindowTime | None = None
+    before: _WindowTime | None = None
     after_message_id: str | None = Field(default=None, pattern=_SNOWFLAKE)
     limit: int | None = Field(default=None, ge=1, le=1_000_000)
-
-    @field_validator("after", "before")
-    @classmethod
-    def _in_range(cls, value: datetime | None) -> datetime | None:
-        return _time_in_range(value)
 
     @model_validator(mode="after")
     def _window(self) -> DiscordChannelSource:
@@ -174,16 +187,11 @@ class DiscordServerSource(_Params):
     channel_ids: list[Annotated[str, Field(pattern=_SNOWFLAKE)]] = Field(
         default_factory=list, max_length=MAX_LISTED_CHANNELS
     )
-    after: datetime
-    before: datetime | None = None
+    after: _WindowTime
+    before: _WindowTime | None = None
     audience: list[Audience] = Field(min_length=1, max_length=10)
     focus_user_id: str | None = Field(default=None, pattern=_SNOWFLAKE)
     since_last_message: bool = False
-
-    @field_validator("after", "before")
-    @classmethod
-    def _in_range(cls, value: datetime | None) -> datetime | None:
-        return _time_in_range(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> DiscordServerSource:
@@ -219,15 +227,8 @@ class FileTarget(_Params):
     """Write the summary to a file (replaced atomically)."""
 
     kind: Literal["file"] = "file"
-    path: str
+    path: Annotated[str, _absolute_path("the output path must be absolute")]
     render: Literal["text", "markdown", "json"] = "markdown"
-
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not Path(value).is_absolute():
-            raise ValueError("the output path must be absolute")
-        return value
 
     @property
     def key(self) -> str:

@@ -17,7 +17,6 @@ tasks on any summarize worker) and one *reduce* step over their notes.  Postgres
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -32,11 +31,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    Uuid,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from schema.base import Base, JSONType, UTCDateTime, utcnow
+from schema.base import Base, JSONType
+from schema.models.columns import DefaultNow, Timestamp, UpdatedAt, UuidPk
 from schema.models.jobs import _in
 
 __all__ = ["ChunkStatus", "ReduceMode", "SummaryChunk", "SummaryPlan", "SummaryReduction"]
@@ -73,7 +72,7 @@ class SummaryPlan(Base):
     estimated_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     model: Mapped[str] = mapped_column(String(100))
     stats: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[DefaultNow]
 
 
 class SummaryChunk(Base):
@@ -93,7 +92,7 @@ class SummaryChunk(Base):
         ),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[UuidPk]
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     chunk_index: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default=ChunkStatus.PENDING.value)
@@ -106,9 +105,9 @@ class SummaryChunk(Base):
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal(0))
-    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    lease_until: Mapped[Timestamp | None]
+    created_at: Mapped[DefaultNow]
+    updated_at: Mapped[UpdatedAt]
 
 
 class SummaryReduction(Base):
@@ -122,4 +121,4 @@ class SummaryReduction(Base):
     )
     mode: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[DefaultNow]

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -26,11 +25,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    Uuid,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from schema.base import Base, JSONType, UTCDateTime, utcnow
+from schema.base import Base, JSONType
+from schema.models.columns import DefaultNow, Timestamp, UuidPk
 from schema.models.jobs import DeliveryStatus, _in
 
 __all__ = ["AttemptOutcome", "DeliveryAttempt", "DeliverySchedule", "JobNotification"]
@@ -69,13 +68,13 @@ class DeliveryAttempt(Base):
     endpoint_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("webhook_endpoints.id", ondelete="SET NULL")
     )
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[DefaultNow]
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
     status_code: Mapped[int | None] = mapped_column(Integer)
     outcome: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
     response_excerpt: Mapped[str | None] = mapped_column(Text)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[Timestamp | None]
 
 
 class DeliverySchedule(Base):
@@ -88,9 +87,9 @@ class DeliverySchedule(Base):
         ForeignKey("deliveries.id", ondelete="CASCADE"), primary_key=True
     )
     failures: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    redriven_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    first_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[Timestamp | None]
+    redriven_at: Mapped[Timestamp | None]
+    first_failure_at: Mapped[Timestamp | None]
     progress: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 
 
@@ -104,7 +103,7 @@ class JobNotification(Base):
         Index("ix_job_notifications_status_due", "status", "next_attempt_at"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[UuidPk]
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     event: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(500))
@@ -113,15 +112,15 @@ class JobNotification(Base):
     status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     failures: Mapped[int] = mapped_column(Integer, default=0)
-    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    redriven_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    first_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_until: Mapped[Timestamp | None]
+    next_attempt_at: Mapped[Timestamp | None]
+    redriven_at: Mapped[Timestamp | None]
+    first_failure_at: Mapped[Timestamp | None]
     progress: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     remote_id: Mapped[str | None] = mapped_column(String(200))
     last_error: Mapped[str | None] = mapped_column(Text)
     fallback_of: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("job_notifications.id", ondelete="SET NULL")
     )
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[DefaultNow]
+    sent_at: Mapped[Timestamp | None]

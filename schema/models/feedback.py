@@ -8,12 +8,12 @@ summarization recipe even after retention has deleted the summaries themselves.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, UniqueConstraint, Uuid, func
+from sqlalchemy import Boolean, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from schema.base import Base, UTCDateTime, utcnow
+from schema.base import Base
+from schema.models.columns import DefaultNowInDb, Snowflake, UpdatedAtInDb, UuidPk
 
 __all__ = ["SummaryFeedback"]
 
@@ -31,17 +31,13 @@ class SummaryFeedback(Base):
         Index("ix_summary_feedback_prompt_version", "prompt_version", "created_at"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[UuidPk]
     summary_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("summaries.id", ondelete="SET NULL")
     )
-    guild_id: Mapped[str | None] = mapped_column(String(32), index=True)
-    user_id: Mapped[str] = mapped_column(String(32), index=True)
+    guild_id: Mapped[Snowflake | None] = mapped_column(index=True)
+    user_id: Mapped[Snowflake] = mapped_column(index=True)
     helpful: Mapped[bool] = mapped_column(Boolean)
     prompt_version: Mapped[str] = mapped_column(String(32))
-    created_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, server_default=func.now()
-    )
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, onupdate=utcnow, server_default=func.now()
-    )
+    created_at: Mapped[DefaultNowInDb]
+    updated_at: Mapped[UpdatedAtInDb]

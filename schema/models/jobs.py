@@ -7,7 +7,6 @@ heartbeat and progress here, and a task that runs twice reads it first and skips
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -22,11 +21,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    Uuid,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from schema.base import Base, JSONType, UTCDateTime, utcnow
+from schema.base import Base, JSONType
+from schema.models.columns import DefaultNow, Snowflake, Timestamp, UpdatedAt, UuidPk
 
 __all__ = ["DeadLetter", "Delivery", "DeliveryStatus", "Job", "JobStatus", "Summary"]
 
@@ -77,11 +76,11 @@ class Job(Base):
         Index("ix_jobs_guild_created", "guild_id", "created_at"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[UuidPk]
     origin: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(32), default=JobStatus.QUEUED.value)
-    guild_id: Mapped[str | None] = mapped_column(String(32))
-    channel_id: Mapped[str | None] = mapped_column(String(32))
+    guild_id: Mapped[Snowflake | None]
+    channel_id: Mapped[Snowflake | None]
     requested_by: Mapped[str | None] = mapped_column(String(64))
     params: Mapped[dict[str, Any]] = mapped_column(JSONType)
     progress: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
@@ -90,11 +89,11 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     error_detail: Mapped[str | None] = mapped_column(Text)
     redeliveries: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
-    stage_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[DefaultNow]
+    updated_at: Mapped[UpdatedAt]
+    stage_started_at: Mapped[Timestamp | None]
+    heartbeat_at: Mapped[Timestamp | None]
+    finished_at: Mapped[Timestamp | None]
 
     summary: Mapped[Summary | None] = relationship(back_populates="job", uselist=False)
 
@@ -105,12 +104,12 @@ class Summary(Base):
     __tablename__ = "summaries"
     __table_args__ = (Index("ix_summaries_guild_created", "guild_id", "created_at"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[UuidPk]
     job_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("jobs.id", ondelete="CASCADE"), unique=True
     )
-    guild_id: Mapped[str | None] = mapped_column(String(32))
-    channel_id: Mapped[str | None] = mapped_column(String(32))
+    guild_id: Mapped[Snowflake | None]
+    channel_id: Mapped[Snowflake | None]
     format: Mapped[str] = mapped_column(String(16))
     language: Mapped[str | None] = mapped_column(String(16))
     content: Mapped[dict[str, Any]] = mapped_column(JSONType)
@@ -122,9 +121,9 @@ class Summary(Base):
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal(0))
-    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    window_start: Mapped[Timestamp | None]
+    window_end: Mapped[Timestamp | None]
+    created_at: Mapped[DefaultNow]
 
     job: Mapped[Job] = relationship(back_populates="summary")
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="summary")
@@ -140,21 +139,21 @@ class Delivery(Base):
         Index("ix_deliveries_status_lease", "status", "lease_until"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[UuidPk]
     summary_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("summaries.id", ondelete="CASCADE"))
     target: Mapped[str] = mapped_column(String(500))
     kind: Mapped[str] = mapped_column(String(32))
     params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_until: Mapped[Timestamp | None]
     remote_id: Mapped[str | None] = mapped_column(String(200))
     last_error: Mapped[str | None] = mapped_column(Text)
     fallback_of: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("deliveries.id", ondelete="SET NULL")
     )
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[DefaultNow]
+    sent_at: Mapped[Timestamp | None]
 
     summary: Mapped[Summary] = relationship(back_populates="deliveries")
 
@@ -178,6 +177,6 @@ class DeadLetter(Base):
     error: Mapped[str] = mapped_column(Text)
     traceback: Mapped[str | None] = mapped_column(Text)
     retries: Mapped[int] = mapped_column(Integer, default=0)
-    first_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_seen: Mapped[DefaultNow]
+    last_seen: Mapped[DefaultNow]
+    replayed_at: Mapped[Timestamp | None]

@@ -8,7 +8,6 @@ beat processes, or a replayed tick, from creating a digest twice.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -20,14 +19,13 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    Uuid,
-    func,
     text,
     true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from schema.base import Base, JSONType, UTCDateTime, utcnow
+from schema.base import Base, JSONType
+from schema.models.columns import DefaultNowInDb, Snowflake, Timestamp, UpdatedAtInDb, UuidPk
 from schema.models.jobs import _in
 from schema.models.tenancy import SummaryFormatName
 
@@ -78,13 +76,13 @@ class Schedule(Base):
         Index("ix_schedules_due", "enabled", "next_run_at"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    guild_id: Mapped[str] = mapped_column(String(32), index=True)
-    channel_id: Mapped[str] = mapped_column(String(32))
+    id: Mapped[UuidPk]
+    guild_id: Mapped[Snowflake] = mapped_column(index=True)
+    channel_id: Mapped[Snowflake]
     scope: Mapped[str] = mapped_column(
         String(16), default=ScheduleScope.CHANNEL.value, server_default=ScheduleScope.CHANNEL.value
     )
-    scope_category_id: Mapped[str | None] = mapped_column(String(32))
+    scope_category_id: Mapped[Snowflake | None]
     scope_channel_ids: Mapped[list[str]] = mapped_column(
         JSONType, default=list, server_default=text("'[]'")
     )
@@ -103,14 +101,10 @@ class Schedule(Base):
         String(8), default=EmptyPolicy.SKIP.value, server_default=EmptyPolicy.SKIP.value
     )
     enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
-    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, server_default=func.now()
-    )
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, onupdate=utcnow, server_default=func.now()
-    )
+    next_run_at: Mapped[Timestamp | None]
+    last_run_at: Mapped[Timestamp | None]
+    created_at: Mapped[DefaultNowInDb]
+    updated_at: Mapped[UpdatedAtInDb]
 
     runs: Mapped[list[ScheduleRun]] = relationship(back_populates="schedule", passive_deletes=True)
 
@@ -124,15 +118,13 @@ class ScheduleRun(Base):
         CheckConstraint("window_end > window_start", name="window_order"),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[UuidPk]
     schedule_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
-    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_start: Mapped[Timestamp]
+    window_end: Mapped[Timestamp]
     job_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="SET NULL"), index=True
     )
-    created_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, server_default=func.now()
-    )
+    created_at: Mapped[DefaultNowInDb]
 
     schedule: Mapped[Schedule] = relationship(back_populates="runs")

@@ -7,8 +7,6 @@ secrets, custom auth headers, request-signing secrets).  No column ever holds a 
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -21,15 +19,14 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    Uuid,
-    func,
     text,
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from schema.base import Base, JSONType, UTCDateTime, utcnow
+from schema.base import Base, JSONType
+from schema.models.columns import DefaultNowInDb, Snowflake, Timestamp, UpdatedAtInDb, UuidPk
 from schema.models.jobs import _in
 
 __all__ = [
@@ -101,7 +98,7 @@ class GuildSettings(Base):
         CheckConstraint("length(custom_instructions) <= 2000", name="instructions_length"),
     )
 
-    guild_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    guild_id: Mapped[Snowflake] = mapped_column(primary_key=True)
     default_format: Mapped[str] = mapped_column(
         String(16),
         default=SummaryFormatName.BRIEF.value,
@@ -123,12 +120,8 @@ class GuildSettings(Base):
         server_default=PrivateChannelPolicy.SAME_CHANNEL.value,
     )
     custom_instructions: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, server_default=func.now()
-    )
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, onupdate=utcnow, server_default=func.now()
-    )
+    created_at: Mapped[DefaultNowInDb]
+    updated_at: Mapped[UpdatedAtInDb]
 
 
 class ApiKey(Base):
@@ -148,7 +141,7 @@ class ApiKey(Base):
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    guild_id: Mapped[str] = mapped_column(String(32), index=True)
+    guild_id: Mapped[Snowflake] = mapped_column(index=True)
     name: Mapped[str] = mapped_column(String(100))
     secret_hash: Mapped[str] = mapped_column(String(128))
     scopes: Mapped[list[str]] = mapped_column(JSONType, default=list, server_default=text("'[]'"))
@@ -156,12 +149,10 @@ class ApiKey(Base):
     signing_secret_encrypted: Mapped[str | None] = mapped_column(Text)
     rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
     created_by: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, server_default=func.now()
-    )
-    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[DefaultNowInDb]
+    expires_at: Mapped[Timestamp | None]
+    revoked_at: Mapped[Timestamp | None]
+    last_used_at: Mapped[Timestamp | None]
 
 
 class WebhookEndpoint(Base):
@@ -185,8 +176,8 @@ class WebhookEndpoint(Base):
         ),
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    guild_id: Mapped[str] = mapped_column(String(32), index=True)
+    id: Mapped[UuidPk]
+    guild_id: Mapped[Snowflake] = mapped_column(index=True)
     url: Mapped[str] = mapped_column(String(2048))
     description: Mapped[str | None] = mapped_column(String(200))
     secret_encrypted: Mapped[str] = mapped_column(Text)
@@ -202,14 +193,10 @@ class WebhookEndpoint(Base):
     )
     enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     disabled_reason: Mapped[str | None] = mapped_column(Text)
-    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failing_since: Mapped[Timestamp | None]
     fallback: Mapped[dict[str, Any] | None] = mapped_column(_OptionalJSON)
-    created_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, server_default=func.now()
-    )
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, onupdate=utcnow, server_default=func.now()
-    )
+    created_at: Mapped[DefaultNowInDb]
+    updated_at: Mapped[UpdatedAtInDb]
 
 
 class UserOptOut(Base):
@@ -222,9 +209,7 @@ class UserOptOut(Base):
     __tablename__ = "user_opt_outs"
     __table_args__ = (UniqueConstraint("guild_id", "user_id"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    guild_id: Mapped[str] = mapped_column(String(32))
-    user_id: Mapped[str] = mapped_column(String(32), index=True)
-    created_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, server_default=func.now()
-    )
+    id: Mapped[UuidPk]
+    guild_id: Mapped[Snowflake]
+    user_id: Mapped[Snowflake] = mapped_column(index=True)
+    created_at: Mapped[DefaultNowInDb]

@@ -13,12 +13,12 @@ request never finished: the retention sweep removes it after an hour.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Uuid
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary
 from sqlalchemy.orm import Mapped, mapped_column
 
-from schema.base import Base, UTCDateTime, utcnow
+from schema.base import Base
+from schema.models.columns import DefaultNow, Snowflake, UuidPk
 
 __all__ = ["CHUNK_BYTES", "Upload", "UploadChunk"]
 
@@ -32,13 +32,13 @@ class Upload(Base):
     __tablename__ = "uploads"
     __table_args__ = (Index("ix_uploads_guild_created", "guild_id", "created_at"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    guild_id: Mapped[str | None] = mapped_column(String(32))
+    id: Mapped[UuidPk]
+    guild_id: Mapped[Snowflake | None]
     job_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="CASCADE"), unique=True
     )
     size: Mapped[int] = mapped_column(BigInteger, default=0)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[DefaultNow]
 
 
 class UploadChunk(Base):

@@ -7,7 +7,6 @@ spend stays correct after retention deletes its summaries.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
@@ -19,12 +18,12 @@ from sqlalchemy import (
     Integer,
     Numeric,
     String,
-    func,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from schema.base import Base, UTCDateTime, utcnow
+from schema.base import Base
+from schema.models.columns import DefaultNowInDb, Snowflake
 from schema.models.jobs import _in
 
 __all__ = ["UsageKind", "UsageLedger"]
@@ -60,7 +59,7 @@ class UsageLedger(Base):
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
-    guild_id: Mapped[str | None] = mapped_column(String(32))
+    guild_id: Mapped[Snowflake | None]
     job_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="SET NULL"), index=True
     )
@@ -71,6 +70,4 @@ class UsageLedger(Base):
     cost_usd: Mapped[Decimal] = mapped_column(
         Numeric(12, 6), default=Decimal(0), server_default=text("0")
     )
-    created_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, server_default=func.now()
-    )
+    created_at: Mapped[DefaultNowInDb]

@@ -3,6 +3,8 @@
 The gateway/REST converter and the DiscordChatExporter reader both turn ``<@123>``,
 ``<@&456>``, ``<#789>``, ``<:name:1>``, ``<t:1700000000:R>`` and ``</cmd:1>`` into what a
 reader sees: ``@name``, ``@role``, ``#channel``, ``:name:``, a UTC time and ``/cmd``.
+The patterns are public: the transcript builder matches the same markup with them and
+renders it its own way (names of the job's directory, times in the guild's zone).
 """
 
 from __future__ import annotations
@@ -11,15 +13,28 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-__all__ = ["EMOJI", "render_markup"]
+__all__ = [
+    "CHANNEL_MENTION",
+    "COMMAND",
+    "EMOJI",
+    "ROLE_MENTION",
+    "TIMESTAMP",
+    "USER_MENTION",
+    "render_markup",
+]
 
-_USER_MENTION = re.compile(r"<@!?(\d+)>")
-_ROLE_MENTION = re.compile(r"<@&(\d+)>")
-_CHANNEL_MENTION = re.compile(r"<#(\d+)>")
+# Bounded by Discord's own limits (ids are 64-bit snowflakes, names at most 32 characters, a
+# command mention at most three names), so text Discord never sends is left as it is.  In
+# every pattern group 1 is the id or name.
+USER_MENTION = re.compile(r"<@!?(\d{1,21})>")
+ROLE_MENTION = re.compile(r"<@&(\d{1,21})>")
+CHANNEL_MENTION = re.compile(r"<#(\d{1,21})>")
 #: A custom emoji as Discord sends it (names are word characters).
-EMOJI = re.compile(r"<a?:(\w+):\d+>")
-_TIMESTAMP = re.compile(r"<t:(-?\d+)(?::[tTdDfFR])?>")
-_COMMAND = re.compile(r"</([\w -]+):\d+>")
+EMOJI = re.compile(r"<a?:(\w{1,32}):\d{1,21}>")
+#: A ``<t:…>`` timestamp: group 1 the Unix time, group 2 the style letter (None: default).
+TIMESTAMP = re.compile(r"<t:(-?\d{1,13})(?::([tTdDfFR]))?>")
+#: A slash command mention: ``</name:id>``, ``</name sub:id>``, ``</name group sub:id>``.
+COMMAND = re.compile(r"</([\w -]{1,98}):\d{1,21}>")
 
 
 def _stamp(match: re.Match[str]) -> str:
@@ -44,11 +59,9 @@ def render_markup(
     ``#<id>``; a timestamp out of range stays as it was.  ``emoji`` is the custom-emoji
     pattern whose first group is the name.
     """
-    content = _USER_MENTION.sub(lambda m: "@" + users.get(m.group(1), "Unknown"), content)
-    content = _ROLE_MENTION.sub(
-        lambda m: "@" + roles.get(m.group(1), f"role-{m.group(1)}"), content
-    )
-    content = _CHANNEL_MENTION.sub(lambda m: "#" + channels.get(m.group(1), m.group(1)), content)
+    content = USER_MENTION.sub(lambda m: "@" + users.get(m.group(1), "Unknown"), content)
+    content = ROLE_MENTION.sub(lambda m: "@" + roles.get(m.group(1), f"role-{m.group(1)}"), content)
+    content = CHANNEL_MENTION.sub(lambda m: "#" + channels.get(m.group(1), m.group(1)), content)
     content = emoji.sub(r":\1:", content)
-    content = _TIMESTAMP.sub(_stamp, content)
-    return _COMMAND.sub(r"/\1", content)
+    content = TIMESTAMP.sub(_stamp, content)
+    return COMMAND.sub(r"/\1", content)

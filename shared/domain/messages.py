@@ -12,7 +12,7 @@ date arithmetic far downstream.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from sys import intern
 from typing import Any
@@ -114,16 +114,8 @@ class ChannelInfo:
     topic: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        """Compact JSON-safe form for caches and task payloads."""
-        return {
-            "channel_id": self.channel_id,
-            "channel_name": self.channel_name,
-            "guild_id": self.guild_id,
-            "guild_name": self.guild_name,
-            "kind": self.kind,
-            "parent_id": self.parent_id,
-            "topic": self.topic,
-        }
+        """Compact JSON-safe form for caches and task payloads: every field, by name."""
+        return asdict(self)
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> ChannelInfo:

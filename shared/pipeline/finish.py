@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import delete, func, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 
 from schema.models.chunks import SummaryChunk
@@ -156,16 +157,16 @@ def _spent(job_ids: Sequence[uuid.UUID], column: Any) -> Any:
 
 
 def _copy(row: UsageLedger) -> UsageLedger:
-    # A row added to a session that rolled back cannot be added to another one.
+    # A row added to a session that rolled back cannot be added to another one.  The copy
+    # takes every mapped column but the primary key, which its own INSERT assigns.
+    mapper = sa_inspect(UsageLedger)
+    key = set(mapper.primary_key)
     return UsageLedger(
-        guild_id=row.guild_id,
-        job_id=row.job_id,
-        model=row.model,
-        kind=row.kind,
-        prompt_tokens=row.prompt_tokens,
-        completion_tokens=row.completion_tokens,
-        cost_usd=row.cost_usd,
-        created_at=row.created_at,
+        **{
+            attr.key: getattr(row, attr.key)
+            for attr in mapper.column_attrs
+            if key.isdisjoint(attr.columns)
+        }
     )
 
 

@@ -30,7 +30,7 @@ import math
 import re
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared.domain.messages import ChatMessage
@@ -193,33 +193,26 @@ def _nick_key(name: str) -> str:
     return key or name.lower()
 
 
+@dataclass(slots=True, eq=False)
 class _ChannelPass:
     """The online pass over one channel; state lives here, decisions in :meth:`place`."""
 
-    def __init__(
-        self,
-        messages: Sequence[ChatMessage],
-        times: Sequence[float],
-        vectors: dict[int, SparseVector],
-        sets: _UnionFind,
-        gap: float,
-        idf: Idf,
-    ) -> None:
-        self.idf = idf
-        self.messages = messages
-        self.times = times
-        self.vectors = vectors
-        self.sets = sets
-        self.gap = gap
-        # Per segment, keyed by its union-find root: time of its latest message, speakers.
-        self.last_time: dict[int, float] = {}
-        self.members: dict[int, set[str]] = {}
-        # Placed messages still in the comparison window: (placement number, index).
-        self.window: deque[tuple[int, int]] = deque()
-        self.placed = 0
-        self.postings: dict[str, deque[tuple[int, int]]] = {}
-        self.recent: dict[str, deque[int]] = {}  # nick key → their latest few messages
-        self.previous: int | None = None
+    messages: Sequence[ChatMessage]
+    times: Sequence[float]
+    vectors: dict[int, SparseVector]
+    sets: _UnionFind
+    gap: float
+    idf: Idf
+    # Per segment, keyed by its union-find root: time of its latest message, speakers.
+    last_time: dict[int, float] = field(default_factory=dict, init=False)
+    members: dict[int, set[str]] = field(default_factory=dict, init=False)
+    # Placed messages still in the comparison window: (placement number, index).
+    window: deque[tuple[int, int]] = field(default_factory=deque, init=False)
+    placed: int = field(default=0, init=False)
+    postings: dict[str, deque[tuple[int, int]]] = field(default_factory=dict, init=False)
+    # Per nick key: their latest few messages.
+    recent: dict[str, deque[int]] = field(default_factory=dict, init=False)
+    previous: int | None = field(default=None, init=False)
 
     # -- bookkeeping ---------------------------------------------------------------------
 

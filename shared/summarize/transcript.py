@@ -33,6 +33,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.domain.markup import (
+    CHANNEL_MENTION,
+    COMMAND,
+    EMOJI,
+    ROLE_MENTION,
+    TIMESTAMP,
+    USER_MENTION,
+)
 from shared.domain.messages import ChannelInfo, ChatMessage, message_link
 from shared.summarize.content import Citation, Participant
 from shared.summarize.redact import PLACEHOLDERS
@@ -60,12 +68,6 @@ DROP_REASONS: tuple[str, ...] = ("opted_out", "system", "bot", "empty", "noise")
 _ALIAS_RE = re.compile(r"^\[?\s*[mM]?0*(\d{1,7})\s*\]?$")
 _HEADER_LOOKALIKE = re.compile(r"[\[［【〔⟦](?=\s*[mMｍＭ]\s*[\d０-９])")
 _TAG_RE = re.compile(r"<(?=\s*/?\s*(?:" + "|".join(DELIMITER_TAGS) + r")\b)", re.IGNORECASE)
-_USER_MENTION = re.compile(r"<@!?(\d{1,21})>")
-_ROLE_MENTION = re.compile(r"<@&(\d{1,21})>")
-_CHANNEL_MENTION = re.compile(r"<#(\d{1,21})>")
-_CUSTOM_EMOJI = re.compile(r"<a?:(\w{1,32}):\d{1,21}>")
-_TIMESTAMP = re.compile(r"<t:(-?\d{1,13})(?::([tTdDfFR]))?>")
-_SLASH_COMMAND = re.compile(r"</([\w -]{1,32}):\d{1,21}>")
 _FENCE_RE = re.compile(r"```")
 _SHORTCODE = re.compile(r":[\w+-]{1,32}:")
 _BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
@@ -443,16 +445,16 @@ class _Cleaner:
                 return "@someone"
             return "@" + self.users.get(user_id, "unknown-user")
 
-        text = _USER_MENTION.sub(user, text)
+        text = USER_MENTION.sub(user, text)
         if self._opted_out_at is not None:
             text = self._opted_out_at.sub("@someone", text)
-        text = _ROLE_MENTION.sub(lambda m: "@" + self.roles.get(m.group(1), "unknown-role"), text)
-        text = _CHANNEL_MENTION.sub(
+        text = ROLE_MENTION.sub(lambda m: "@" + self.roles.get(m.group(1), "unknown-role"), text)
+        text = CHANNEL_MENTION.sub(
             lambda m: "#" + self.channels.get(m.group(1), "unknown-channel"), text
         )
-        text = _CUSTOM_EMOJI.sub(lambda m: f":{m.group(1)}:", text)
-        text = _SLASH_COMMAND.sub(lambda m: f"/{m.group(1)}", text)
-        return _TIMESTAMP.sub(lambda m: _format_timestamp(m.group(1), m.group(2), self.tz), text)
+        text = EMOJI.sub(lambda m: f":{m.group(1)}:", text)
+        text = COMMAND.sub(lambda m: f"/{m.group(1)}", text)
+        return TIMESTAMP.sub(lambda m: _format_timestamp(m.group(1), m.group(2), self.tz), text)
 
     def shorten_code(self, body: str) -> str:
         opts = self.options
