@@ -7,9 +7,9 @@ scope, the channels and the destination are checked against the guild boundary h
 checks :func:`~shared.services.jobs.submit_job` makes), and again by the workers when each
 digest runs.  A digest of several channels is posted in a channel or thread, and contains only
 what every reader of it may read; the channels it left out are shown to whoever manages the
-schedule (:func:`last_runs`), never to its readers.  ``next_run_at`` always says when it fires
-next: recomputed from now when the time or zone changes or it is resumed, cleared while it is
-paused.
+schedule (:func:`last_runs`, :class:`ScheduleView`), never to its readers.  ``next_run_at``
+always says when it fires next: recomputed from now when the time or zone changes or it is
+resumed, cleared while it is paused.
 """
 
 from __future__ import annotations
@@ -36,10 +36,13 @@ from shared.tenancy import DESTINATION_CHANNEL_KINDS, require_channel
 __all__ = [
     "LastRun",
     "ScheduleRequest",
+    "ScheduleView",
     "create_schedule",
     "delete_schedule",
     "find_schedule",
     "last_runs",
+    "schedule_view",
+    "schedule_views",
     "set_schedule_enabled",
     "update_schedule",
 ]
@@ -410,3 +413,87 @@ def last_runs(
         )
         for run, status, progress in rows
     }
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleView:
+    """A schedule as whoever manages it sees it, in the API and in the bot: its settings, when
+    it runs in plain words, and its latest run (None before the first).
+
+    ``channel_id`` is the channel summarized or, for a digest of several channels (a ``scope``
+    other than ``channel``), the channel it is posted in.  ``spec`` is the schedule as it was
+    written.
+    """
+
+    id: uuid.UUID
+    spec: str
+    description: str
+    cron: str
+    timezone: str
+    format: str
+    language: str | None
+    destination: dict[str, Any]
+    empty_policy: str
+    enabled: bool
+    next_run_at: datetime | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    channel_id: str
+    scope: str = ScheduleScope.CHANNEL.value
+    category_id: str | None = None
+    channel_ids: tuple[str, ...] = ()
+    last_run_at: datetime | None = None
+    last_run: LastRun | None = None
+
+    @property
+    def short_id(self) -> str:
+        """The first 8 hex digits, enough to name it (see :func:`find_schedule`)."""
+        return self.id.hex[:8]
+
+    @property
+    def left_out(self) -> list[LeftOutChannel]:
+        """The channels its latest digest left out, with why (none before the first run)."""
+        return self.last_run.left_out if self.last_run is not None else []
+
+
+def _description(row: Schedule) -> str:
+    try:
+        return parse_schedule(row.spec, default_timezone=row.timezone).description
+    except InvalidInputError:
+        # A schedule stored under older parsing rules still shows when it runs.
+        return f"cron {row.cron!r} ({row.timezone})"
+
+
+def schedule_view(row: Schedule, last_run: LastRun | None = None) -> ScheduleView:
+    """The view of a ``schedules`` row, with its latest run (from :func:`last_runs`)."""
+    return ScheduleView(
+        id=row.id,
+        spec=row.spec,
+        description=_description(row),
+        cron=row.cron,
+        timezone=row.timezone,
+        format=row.format,
+        language=row.language,
+        destination=dict(row.destination),
+        empty_policy=row.empty_policy,
+        enabled=row.enabled,
+        next_run_at=row.next_run_at,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        channel_id=row.channel_id,
+        scope=row.scope,
+        category_id=row.scope_category_id,
+        channel_ids=tuple(row.scope_channel_ids),
+        last_run_at=row.last_run_at,
+        last_run=last_run,
+    )
+
+
+def schedule_views(
+    session_factory: sessionmaker[Session], rows: Sequence[Schedule]
+) -> list[ScheduleView]:
+    """The views of ``rows``, each with its latest run (one query for all)."""
+    runs = last_runs(session_factory, [row.id for row in rows])
+    return [schedule_view(row, runs.get(row.id)) for row in rows]
