@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -415,19 +416,23 @@ def last_runs(
     }
 
 
-@dataclass(frozen=True, kw_only=True)
-class ScheduleView:
+class ScheduleView(BaseModel):
     """A schedule as whoever manages it sees it, in the API and in the bot: its settings, when
     it runs in plain words, and its latest run (None before the first).
 
     ``channel_id`` is the channel summarized or, for a digest of several channels (a ``scope``
     other than ``channel``), the channel it is posted in.  ``spec`` is the schedule as it was
-    written.
+    written.  :func:`schedule_view` reads it from a ``schedules`` row.
     """
 
+    model_config = ConfigDict(frozen=True, from_attributes=True, validate_by_name=True)
+
     id: uuid.UUID
+    scope: str = ScheduleScope.CHANNEL.value
+    channel_id: str
+    category_id: str | None = Field(default=None, validation_alias="scope_category_id")
+    channel_ids: tuple[str, ...] = Field(default=(), validation_alias="scope_channel_ids")
     spec: str
-    description: str
     cron: str
     timezone: str
     format: str
@@ -436,15 +441,20 @@ class ScheduleView:
     empty_policy: str
     enabled: bool
     next_run_at: datetime | None
+    last_run_at: datetime | None = None
     created_by: str
     created_at: datetime
     updated_at: datetime
-    channel_id: str
-    scope: str = ScheduleScope.CHANNEL.value
-    category_id: str | None = None
-    channel_ids: tuple[str, ...] = ()
-    last_run_at: datetime | None = None
     last_run: LastRun | None = None
+
+    @property
+    def description(self) -> str:
+        """When it runs, in plain words."""
+        try:
+            return parse_schedule(self.spec, default_timezone=self.timezone).description
+        except InvalidInputError:
+            # A schedule stored under older parsing rules still shows when it runs.
+            return f"cron {self.cron!r} ({self.timezone})"
 
     @property
     def short_id(self) -> str:
@@ -457,38 +467,9 @@ class ScheduleView:
         return self.last_run.left_out if self.last_run is not None else []
 
 
-def _description(row: Schedule) -> str:
-    try:
-        return parse_schedule(row.spec, default_timezone=row.timezone).description
-    except InvalidInputError:
-        # A schedule stored under older parsing rules still shows when it runs.
-        return f"cron {row.cron!r} ({row.timezone})"
-
-
 def schedule_view(row: Schedule, last_run: LastRun | None = None) -> ScheduleView:
     """The view of a ``schedules`` row, with its latest run (from :func:`last_runs`)."""
-    return ScheduleView(
-        id=row.id,
-        spec=row.spec,
-        description=_description(row),
-        cron=row.cron,
-        timezone=row.timezone,
-        format=row.format,
-        language=row.language,
-        destination=dict(row.destination),
-        empty_policy=row.empty_policy,
-        enabled=row.enabled,
-        next_run_at=row.next_run_at,
-        created_by=row.created_by,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        channel_id=row.channel_id,
-        scope=row.scope,
-        category_id=row.scope_category_id,
-        channel_ids=tuple(row.scope_channel_ids),
-        last_run_at=row.last_run_at,
-        last_run=last_run,
-    )
+    return ScheduleView.model_validate(row).model_copy(update={"last_run": last_run})
 
 
 def schedule_views(

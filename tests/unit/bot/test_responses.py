@@ -159,7 +159,6 @@ def schedule(**values: Any) -> ScheduleView:
         "id": uuid.uuid4(),
         "channel_id": "100",
         "spec": "daily 09:00",
-        "description": "every day at 09:00 (UTC)",
         "cron": "0 9 * * *",
         "timezone": "UTC",
         "format": "brief",
