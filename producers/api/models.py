@@ -32,6 +32,7 @@ __all__ = [
     "DigestCreate",
     "DigestWindow",
     "DirectMessageDestination",
+    "InputModel",
     "JobCreate",
     "JobOut",
     "JobWindow",
@@ -72,7 +73,9 @@ Language = Annotated[
 ]
 
 
-class _In(BaseModel):
+class InputModel(BaseModel):
+    """A request body: a field it does not declare is an error (422), not silently dropped."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -86,7 +89,7 @@ def _check_time(value: datetime, name: str) -> datetime:
     return utc
 
 
-class JobWindow(_In):
+class JobWindow(InputModel):
     """Which messages to read: the last ``hours``, a time range, everything after a message,
     or the last ``messages`` messages.  ``messages`` may also cap any other form."""
 
@@ -142,14 +145,14 @@ class JobWindow(_In):
         return window
 
 
-class WebhookDestination(_In):
+class WebhookDestination(InputModel):
     """Deliver to one of this guild's webhook endpoints (``/v1/webhook-endpoints``)."""
 
     kind: Literal["webhook"] = "webhook"
     endpoint_id: uuid.UUID
 
 
-class ChannelDestination(_In):
+class ChannelDestination(InputModel):
     """Post into a Discord channel or thread of this guild."""
 
     kind: Literal["channel"] = "channel"
@@ -159,7 +162,7 @@ class ChannelDestination(_In):
 DestinationIn = Annotated[WebhookDestination | ChannelDestination, Field(discriminator="kind")]
 
 
-class DirectMessageDestination(_In):
+class DirectMessageDestination(InputModel):
     """Send the summary privately to a member of this guild (a catch-up's reader)."""
 
     kind: Literal["dm"] = "dm"
@@ -172,14 +175,14 @@ CatchupDestinationIn = Annotated[
 ]
 
 
-class AudienceChannelIn(_In):
+class AudienceChannelIn(InputModel):
     """Everyone who can read this channel or thread reads the digest."""
 
     kind: Literal["channel"] = "channel"
     channel_id: Snowflake
 
 
-class AudienceMemberIn(_In):
+class AudienceMemberIn(InputModel):
     """This member reads the digest."""
 
     kind: Literal["member"] = "member"
@@ -189,7 +192,7 @@ class AudienceMemberIn(_In):
 AudienceIn = Annotated[AudienceChannelIn | AudienceMemberIn, Field(discriminator="kind")]
 
 
-class DigestWindow(_In):
+class DigestWindow(InputModel):
     """Which time a digest covers: the last ``hours``, or a time range.  A digest reads time,
     not a number of messages: ``messages`` and ``after_message_id`` are refused."""
 
@@ -241,7 +244,7 @@ class DigestWindow(_In):
         return self.after, self.before
 
 
-class DigestCreate(_In):
+class DigestCreate(InputModel):
     """A summary of several channels of the key's guild in one: a list of channels (with their
     active threads and forum posts), a category, or the whole server (neither given).
 
@@ -297,7 +300,7 @@ class DigestCreate(_In):
     )
 
 
-class CatchupCreate(_In):
+class CatchupCreate(InputModel):
     """What happened in the key's guild since a member last wrote, for that member alone.
 
     The catch-up covers the channels the member can read, from their latest message in the
@@ -332,7 +335,7 @@ class CatchupCreate(_In):
     )
 
 
-class JobCreate(_In):
+class JobCreate(InputModel):
     """A request to summarize a window of one channel or thread of the key's guild."""
 
     model_config = examples(

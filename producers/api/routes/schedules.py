@@ -13,13 +13,14 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from producers.api.examples import examples
 from producers.api.idempotent import Idempotency, run_idempotent
 from producers.api.models import (
     DestinationIn,
+    InputModel,
     Language,
     LeftOutChannel,
     Page,
@@ -98,11 +99,7 @@ ChannelIds = Annotated[
 ]
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ScheduleCreate(_In):
+class ScheduleCreate(InputModel):
     """A digest of one channel or thread of the key's guild, or of several of its channels.
 
     A digest of several channels is posted in the channel or thread of its ``destination``
@@ -147,7 +144,7 @@ class ScheduleCreate(_In):
     enabled: bool = True
 
 
-class ScheduleUpdate(_In):
+class ScheduleUpdate(InputModel):
     """Fields to change; a field left out keeps its value."""
 
     model_config = examples({"enabled": False}, extra="forbid")

@@ -13,12 +13,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from producers.api.examples import examples
 from producers.api.idempotent import Idempotency, run_idempotent
-from producers.api.models import DestinationIn, Page, SafeText
+from producers.api.models import DestinationIn, InputModel, Page, SafeText
 from producers.api.routes.common import (
     AUTH_ERRORS,
     Admin,
@@ -60,18 +60,14 @@ WebhookUrl = Annotated[
 ]
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class BearerAuth(_In):
+class BearerAuth(InputModel):
     """Send ``Authorization: Bearer <token>``."""
 
     kind: Literal["bearer"] = "bearer"
     token: SafeText = Field(min_length=1, max_length=2000)
 
 
-class BasicAuth(_In):
+class BasicAuth(InputModel):
     """Send HTTP basic authentication."""
 
     kind: Literal["basic"] = "basic"
@@ -79,7 +75,7 @@ class BasicAuth(_In):
     password: SafeText = Field(min_length=1, max_length=1000, pattern=r"^[^\n\t]+$")
 
 
-class HeaderAuth(_In):
+class HeaderAuth(InputModel):
     """Send a custom header ``name: value``."""
 
     kind: Literal["header"] = "header"
@@ -90,7 +86,7 @@ class HeaderAuth(_In):
 WebhookAuthIn = Annotated[BearerAuth | BasicAuth | HeaderAuth, Field(discriminator="kind")]
 
 
-class WebhookEndpointCreate(_In):
+class WebhookEndpointCreate(InputModel):
     """A new endpoint for this guild's events."""
 
     model_config = examples(
@@ -115,7 +111,7 @@ class WebhookEndpointCreate(_In):
     enabled: bool = True
 
 
-class WebhookEndpointUpdate(_In):
+class WebhookEndpointUpdate(InputModel):
     """Fields to change; a field left out keeps its value, ``null`` clears an optional one."""
 
     model_config = examples({"enabled": False}, extra="forbid")
