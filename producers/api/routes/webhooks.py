@@ -164,19 +164,7 @@ class WebhookEndpointList(Page):
 
 
 def _out(row: WebhookEndpoint) -> WebhookEndpointOut:
-    return WebhookEndpointOut(
-        id=row.id,
-        url=row.url,
-        description=row.description,
-        events=list(row.events),
-        auth_kind=row.auth_kind,
-        enabled=row.enabled,
-        disabled_reason=row.disabled_reason,
-        failing_since=row.failing_since,
-        fallback=row.fallback,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return WebhookEndpointOut.model_validate(row, from_attributes=True)
 
 
 def _auth(auth: BearerAuth | BasicAuth | HeaderAuth | None) -> EndpointAuth | None:
