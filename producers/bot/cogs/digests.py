@@ -22,7 +22,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from producers.bot.authorize import AccessRequest, authorize_summary
+from producers.bot.authorize import AccessRequest, PermissionHints, authorize_summary
 from producers.bot.cogs.common import (
     SUMMARIZABLE,
     AnyBot,
@@ -207,8 +207,10 @@ class DigestCog(commands.GroupCog, group_name="digest"):
                     source=channel_view(checked),
                     config=config,
                     destination=channel_view(target) if target is not None else None,
-                    source_hint=source_hint,
-                    destination_hint=post_to.permissions.value if post_to else None,
+                    hints=PermissionHints(
+                        source=source_hint,
+                        destination=post_to.permissions.value if post_to else None,
+                    ),
                     external=endpoint_id is not None,
                 )
             )
