@@ -79,7 +79,9 @@ class InputModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _check_time(value: datetime, name: str) -> datetime:
+def _check_time(value: datetime | None, name: str) -> datetime | None:
+    if value is None:
+        return None
     try:
         utc = value.astimezone(UTC)
     except (OverflowError, ValueError):
@@ -87,6 +89,14 @@ def _check_time(value: datetime, name: str) -> datetime:
     if utc < _DISCORD_EPOCH:
         raise ValueError(f"{name} is before Discord existed (2015)")
     return utc
+
+
+def _check_range(after: datetime | None, before: datetime | None) -> None:
+    """A time range's rules: ``before`` needs ``after`` and comes later."""
+    if before is not None and after is None:
+        raise ValueError("before needs after (a time range)")
+    if after is not None and before is not None and before <= after:
+        raise ValueError("before must be later than after")
 
 
 class JobWindow(InputModel):
@@ -113,10 +123,8 @@ class JobWindow(InputModel):
 
     @model_validator(mode="after")
     def _one_form(self) -> JobWindow:
-        if self.after is not None:
-            self.after = _check_time(self.after, "after")
-        if self.before is not None:
-            self.before = _check_time(self.before, "before")
+        self.after = _check_time(self.after, "after")
+        self.before = _check_time(self.before, "before")
         starts = [
             name
             for name in ("hours", "after", "after_message_id")
@@ -126,10 +134,7 @@ class JobWindow(InputModel):
             raise ValueError(f"give only one of hours, after, after_message_id (got {starts})")
         if not starts and self.messages is None:
             raise ValueError("give hours, after, after_message_id or messages")
-        if self.before is not None and self.after is None:
-            raise ValueError("before needs after (a time range)")
-        if self.after is not None and self.before is not None and self.before <= self.after:
-            raise ValueError("before must be later than after")
+        _check_range(self.after, self.before)
         return self
 
     def resolve(self, now: datetime) -> dict[str, Any]:
@@ -222,18 +227,13 @@ class DigestWindow(InputModel):
 
     @model_validator(mode="after")
     def _one_form(self) -> DigestWindow:
-        if self.after is not None:
-            self.after = _check_time(self.after, "after")
-        if self.before is not None:
-            self.before = _check_time(self.before, "before")
+        self.after = _check_time(self.after, "after")
+        self.before = _check_time(self.before, "before")
         if self.hours is not None and self.after is not None:
             raise ValueError("give hours or after, not both")
         if self.hours is None and self.after is None:
             raise ValueError("give hours, or after (and before)")
-        if self.before is not None and self.after is None:
-            raise ValueError("before needs after (a time range)")
-        if self.after is not None and self.before is not None and self.before <= self.after:
-            raise ValueError("before must be later than after")
+        _check_range(self.after, self.before)
         return self
 
     def resolve(self, now: datetime) -> tuple[datetime, datetime | None]:
