@@ -32,6 +32,7 @@ __all__ = [
     "DigestCreate",
     "DigestWindow",
     "DirectMessageDestination",
+    "InputModel",
     "JobCreate",
     "JobOut",
     "JobWindow",
@@ -72,11 +73,15 @@ Language = Annotated[
 ]
 
 
-class _In(BaseModel):
+class InputModel(BaseModel):
+    """A request body: a field it does not declare is an error (422), not silently dropped."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-def _check_time(value: datetime, name: str) -> datetime:
+def _check_time(value: datetime | None, name: str) -> datetime | None:
+    if value is None:
+        return None
     try:
         utc = value.astimezone(UTC)
     except (OverflowError, ValueError):
@@ -86,7 +91,15 @@ def _check_time(value: datetime, name: str) -> datetime:
     return utc
 
 
-class JobWindow(_In):
+def _check_range(after: datetime | None, before: datetime | None) -> None:
+    """A time range's rules: ``before`` needs ``after`` and comes later."""
+    if before is not None and after is None:
+        raise ValueError("before needs after (a time range)")
+    if after is not None and before is not None and before <= after:
+        raise ValueError("before must be later than after")
+
+
+class JobWindow(InputModel):
     """Which messages to read: the last ``hours``, a time range, everything after a message,
     or the last ``messages`` messages.  ``messages`` may also cap any other form."""
 
@@ -110,10 +123,8 @@ class JobWindow(_In):
 
     @model_validator(mode="after")
     def _one_form(self) -> JobWindow:
-        if self.after is not None:
-            self.after = _check_time(self.after, "after")
-        if self.before is not None:
-            self.before = _check_time(self.before, "before")
+        self.after = _check_time(self.after, "after")
+        self.before = _check_time(self.before, "before")
         starts = [
             name
             for name in ("hours", "after", "after_message_id")
@@ -123,10 +134,7 @@ class JobWindow(_In):
             raise ValueError(f"give only one of hours, after, after_message_id (got {starts})")
         if not starts and self.messages is None:
             raise ValueError("give hours, after, after_message_id or messages")
-        if self.before is not None and self.after is None:
-            raise ValueError("before needs after (a time range)")
-        if self.after is not None and self.before is not None and self.before <= self.after:
-            raise ValueError("before must be later than after")
+        _check_range(self.after, self.before)
         return self
 
     def resolve(self, now: datetime) -> dict[str, Any]:
@@ -142,14 +150,14 @@ class JobWindow(_In):
         return window
 
 
-class WebhookDestination(_In):
+class WebhookDestination(InputModel):
     """Deliver to one of this guild's webhook endpoints (``/v1/webhook-endpoints``)."""
 
     kind: Literal["webhook"] = "webhook"
     endpoint_id: uuid.UUID
 
 
-class ChannelDestination(_In):
+class ChannelDestination(InputModel):
     """Post into a Discord channel or thread of this guild."""
 
     kind: Literal["channel"] = "channel"
@@ -159,7 +167,7 @@ class ChannelDestination(_In):
 DestinationIn = Annotated[WebhookDestination | ChannelDestination, Field(discriminator="kind")]
 
 
-class DirectMessageDestination(_In):
+class DirectMessageDestination(InputModel):
     """Send the summary privately to a member of this guild (a catch-up's reader)."""
 
     kind: Literal["dm"] = "dm"
@@ -172,14 +180,14 @@ CatchupDestinationIn = Annotated[
 ]
 
 
-class AudienceChannelIn(_In):
+class AudienceChannelIn(InputModel):
     """Everyone who can read this channel or thread reads the digest."""
 
     kind: Literal["channel"] = "channel"
     channel_id: Snowflake
 
 
-class AudienceMemberIn(_In):
+class AudienceMemberIn(InputModel):
     """This member reads the digest."""
 
     kind: Literal["member"] = "member"
@@ -189,7 +197,7 @@ class AudienceMemberIn(_In):
 AudienceIn = Annotated[AudienceChannelIn | AudienceMemberIn, Field(discriminator="kind")]
 
 
-class DigestWindow(_In):
+class DigestWindow(InputModel):
     """Which time a digest covers: the last ``hours``, or a time range.  A digest reads time,
     not a number of messages: ``messages`` and ``after_message_id`` are refused."""
 
@@ -219,18 +227,13 @@ class DigestWindow(_In):
 
     @model_validator(mode="after")
     def _one_form(self) -> DigestWindow:
-        if self.after is not None:
-            self.after = _check_time(self.after, "after")
-        if self.before is not None:
-            self.before = _check_time(self.before, "before")
+        self.after = _check_time(self.after, "after")
+        self.before = _check_time(self.before, "before")
         if self.hours is not None and self.after is not None:
             raise ValueError("give hours or after, not both")
         if self.hours is None and self.after is None:
             raise ValueError("give hours, or after (and before)")
-        if self.before is not None and self.after is None:
-            raise ValueError("before needs after (a time range)")
-        if self.after is not None and self.before is not None and self.before <= self.after:
-            raise ValueError("before must be later than after")
+        _check_range(self.after, self.before)
         return self
 
     def resolve(self, now: datetime) -> tuple[datetime, datetime | None]:
@@ -241,7 +244,7 @@ class DigestWindow(_In):
         return self.after, self.before
 
 
-class DigestCreate(_In):
+class DigestCreate(InputModel):
     """A summary of several channels of the key's guild in one: a list of channels (with their
     active threads and forum posts), a category, or the whole server (neither given).
 
@@ -297,7 +300,7 @@ class DigestCreate(_In):
     )
 
 
-class CatchupCreate(_In):
+class CatchupCreate(InputModel):
     """What happened in the key's guild since a member last wrote, for that member alone.
 
     The catch-up covers the channels the member can read, from their latest message in the
@@ -332,7 +335,7 @@ class CatchupCreate(_In):
     )
 
 
-class JobCreate(_In):
+class JobCreate(InputModel):
     """A request to summarize a window of one channel or thread of the key's guild."""
 
     model_config = examples(

@@ -45,6 +45,7 @@ from shared.discord.permissions import (
 
 __all__ = [
     "AccessRequest",
+    "PermissionHints",
     "Refusal",
     "authorize_member",
     "authorize_summary",
@@ -54,6 +55,16 @@ __all__ = [
 ]
 
 Party = Literal["member", "bot", "policy"]
+
+
+@dataclass(frozen=True)
+class PermissionHints:
+    """Permissions Discord computed for a command, when known: the invoker's in the source and
+    in the destination, and the bot's in the source (see the module docstring)."""
+
+    source: int | None = None
+    destination: int | None = None
+    bot_source: int | None = None
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,7 @@ class AccessRequest:
     ``destination`` is a channel the bot posts the summary in; None means the summary goes back
     through the interaction, visible in ``reply_channel`` (the channel the command ran in), or
     privately by DM when ``private``.  No channel permission is needed for an interaction reply,
-    but the private-channel policy applies to where it is seen.  ``*_hint`` are permissions
+    but the private-channel policy applies to where it is seen.  ``hints`` are the permissions
     Discord computed for the invoker (source, destination) or the bot (source), when known.
     ``external`` marks a destination outside Discord (a webhook endpoint).
     """
@@ -86,9 +97,7 @@ class AccessRequest:
     reply_channel: ChannelView | None = None
     private: bool = False
     external: bool = False
-    source_hint: int | None = None
-    destination_hint: int | None = None
-    bot_source_hint: int | None = None
+    hints: PermissionHints = PermissionHints()
 
 
 def can_manage_guild(guild: GuildView, member: MemberView) -> bool:
@@ -194,7 +203,7 @@ def authorize_summary(request: AccessRequest) -> Refusal | None:
         request,
         member,
         source,
-        member_in(guild, member, source, request.source_hint),
+        member_in(guild, member, source, request.hints.source),
         READ_ACCESS,
         party="member",
         purpose="to summarize it",
@@ -207,7 +216,7 @@ def authorize_summary(request: AccessRequest) -> Refusal | None:
             request,
             member,
             destination,
-            member_in(guild, member, destination, request.destination_hint),
+            member_in(guild, member, destination, request.hints.destination),
             _send_bits(destination),
             party="member",
             purpose="to post a summary there",
@@ -227,8 +236,8 @@ def authorize_summary(request: AccessRequest) -> Refusal | None:
             f"{source.mention} itself or sent to you privately (private: True).",
         )
     bot_source = channel_permissions(guild, request.bot, source)
-    if request.bot_source_hint is not None:
-        bot_source &= request.bot_source_hint
+    if request.hints.bot_source is not None:
+        bot_source &= request.hints.bot_source
     refusal = _lacks(
         request,
         request.bot,

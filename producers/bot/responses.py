@@ -15,8 +15,9 @@ from datetime import datetime
 
 import discord
 
-from producers.bot.store import GuildConfig, JobSnapshot, ScheduleSnapshot
+from producers.bot.store import GuildConfig, JobSnapshot
 from schema.models.jobs import JobStatus
+from shared.services.schedules import ScheduleView
 
 __all__ = [
     "EMBED_TOTAL",
@@ -219,7 +220,7 @@ def _destination_text(destination: dict[str, object]) -> str:
 LEFT_OUT_SHOWN = 5
 
 
-def schedule_covers(item: ScheduleSnapshot) -> str:
+def schedule_covers(item: ScheduleView) -> str:
     """What a digest summarizes, e.g. ``<#1>``, ``the whole server`` or ``category <#2>``."""
     if item.scope == "server":
         return "the whole server"
@@ -230,7 +231,7 @@ def schedule_covers(item: ScheduleSnapshot) -> str:
     return f"<#{item.channel_id}>"
 
 
-def _left_out_lines(item: ScheduleSnapshot) -> list[str]:
+def _left_out_lines(item: ScheduleView) -> list[str]:
     lines = [
         f"left out last time: #{entry.name} ({entry.reason})"
         for entry in item.left_out[:LEFT_OUT_SHOWN]
@@ -240,7 +241,7 @@ def _left_out_lines(item: ScheduleSnapshot) -> list[str]:
     return lines
 
 
-def schedule_list_embed(schedules: Sequence[ScheduleSnapshot]) -> discord.Embed:
+def schedule_list_embed(schedules: Sequence[ScheduleView]) -> discord.Embed:
     """``/digest list``, for the members who manage digests (an ephemeral answer): each
     digest with what it covers, and what its latest digest left out and why."""
     embed = discord.Embed(title="Digests", colour=BLURPLE)

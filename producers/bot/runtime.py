@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -39,61 +39,60 @@ async def _in_thread(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
-class ConfigCache:
+@dataclass
+class _Cache:
+    """Something read from the database and kept for ``ttl`` seconds of ``clock``."""
+
+    session_factory: sessionmaker[Session]
+    _: KW_ONLY
+    ttl: float
+    clock: Callable[[], float] = time.monotonic
+
+    def _fresh(self, read_at: float) -> bool:
+        return self.clock() - read_at < self.ttl
+
+
+@dataclass
+class ConfigCache(_Cache):
     """Guild settings cached for a few seconds, so a burst of commands reads the row once.
 
     Changes made through this process replace the cached value at once; other bot processes
     see them when their entry expires.
     """
 
-    def __init__(
-        self,
-        session_factory: sessionmaker[Session],
-        *,
-        ttl: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._session_factory = session_factory
-        self._ttl = ttl
-        self._clock = clock
-        self._entries: dict[int, tuple[float, GuildConfig]] = {}
+    ttl: float = field(default=30.0, kw_only=True)
+    _entries: dict[int, tuple[float, GuildConfig]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     async def get(self, guild_id: int) -> GuildConfig:
         """The guild's settings (from the cache when fresh)."""
         entry = self._entries.get(guild_id)
-        if entry is not None and self._clock() - entry[0] < self._ttl:
+        if entry is not None and self._fresh(entry[0]):
             return entry[1]
-        config = await _in_thread(load_guild_config, self._session_factory, guild_id)
+        config = await _in_thread(load_guild_config, self.session_factory, guild_id)
         self.put(config)
         return config
 
     def put(self, config: GuildConfig) -> None:
         """Replace the cached settings of ``config.guild_id``."""
-        self._entries[config.guild_id] = (self._clock(), config)
+        self._entries[config.guild_id] = (self.clock(), config)
 
 
-class EtaCache:
+@dataclass
+class EtaCache(_Cache):
     """The time model, refitted from recent jobs at most once a minute."""
 
-    def __init__(
-        self,
-        session_factory: sessionmaker[Session],
-        *,
-        ttl: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._session_factory = session_factory
-        self._ttl = ttl
-        self._clock = clock
-        self._model: EtaModel | None = None
-        self._at = 0.0
+    ttl: float = field(default=60.0, kw_only=True)
+    _model: EtaModel | None = field(default=None, init=False, repr=False)
+    _at: float = field(default=0.0, init=False, repr=False)
 
     async def get(self) -> EtaModel:
         """The current model."""
-        if self._model is None or self._clock() - self._at >= self._ttl:
-            samples = await _in_thread(recent_durations, self._session_factory)
+        if self._model is None or not self._fresh(self._at):
+            samples = await _in_thread(recent_durations, self.session_factory)
             self._model = fit_eta(samples)
-            self._at = self._clock()
+            self._at = self.clock()
         return self._model
 
 

@@ -27,15 +27,13 @@ from schema.models.usage import UsageLedger
 from shared.db.engine import session_scope
 from shared.errors import InvalidInputError
 from shared.jobs import PART_ORIGIN
-from shared.services.jobs import LeftOutChannel
-from shared.services.schedules import LastRun, last_runs
+from shared.services.schedules import ScheduleView, schedule_views
 from shared.summarize.content import SummaryFormat
 
 __all__ = [
     "FeedbackResult",
     "GuildConfig",
     "JobSnapshot",
-    "ScheduleSnapshot",
     "find_jobs",
     "list_schedules",
     "load_guild_config",
@@ -137,58 +135,7 @@ def update_guild_config(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-@dataclass(frozen=True)
-class ScheduleSnapshot:
-    """A digest schedule as the bot shows it, with what its latest digest left out.
-
-    ``channel_id`` is the channel summarized, or for a digest of several channels (``scope``
-    other than ``channel``) the channel it is posted in.
-    """
-
-    id: uuid.UUID
-    channel_id: int
-    spec: str
-    cron: str
-    timezone: str
-    format: str
-    language: str | None
-    destination: dict[str, Any]
-    enabled: bool
-    next_run_at: datetime | None
-    created_by: str
-    scope: str = "channel"
-    category_id: int | None = None
-    channel_ids: tuple[int, ...] = ()
-    left_out: tuple[LeftOutChannel, ...] = ()
-
-    @property
-    def short_id(self) -> str:
-        """The first 8 hex digits, enough to name it in ``/digest pause``."""
-        return self.id.hex[:8]
-
-    @classmethod
-    def from_row(cls, row: Schedule, last_run: LastRun | None = None) -> ScheduleSnapshot:
-        """Read a ``schedules`` row (and its latest run)."""
-        return cls(
-            id=row.id,
-            channel_id=int(row.channel_id),
-            spec=row.spec,
-            cron=row.cron,
-            timezone=row.timezone,
-            format=row.format,
-            language=row.language,
-            destination=dict(row.destination),
-            enabled=row.enabled,
-            next_run_at=row.next_run_at,
-            created_by=row.created_by,
-            scope=row.scope,
-            category_id=int(row.scope_category_id) if row.scope_category_id else None,
-            channel_ids=tuple(int(c) for c in row.scope_channel_ids),
-            left_out=tuple(last_run.left_out) if last_run is not None else (),
-        )
-
-
-def list_schedules(session_factory: SessionFactory, *, guild_id: int) -> list[ScheduleSnapshot]:
+def list_schedules(session_factory: SessionFactory, *, guild_id: int) -> list[ScheduleView]:
     """The guild's digest schedules, oldest first, each with its latest run's left-out
     channels."""
     with session_factory() as session:
@@ -199,8 +146,7 @@ def list_schedules(session_factory: SessionFactory, *, guild_id: int) -> list[Sc
                 .order_by(Schedule.created_at, Schedule.id)
             )
         )
-    runs = last_runs(session_factory, [r.id for r in rows])
-    return [ScheduleSnapshot.from_row(r, runs.get(r.id)) for r in rows]
+    return schedule_views(session_factory, rows)
 
 
 @dataclass(frozen=True)

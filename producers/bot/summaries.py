@@ -8,14 +8,14 @@ interaction before calling it and shows what it returns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import discord
 import structlog
 
 from producers.bot.activity import WindowCount
-from producers.bot.authorize import AccessRequest, Refusal, authorize_summary
+from producers.bot.authorize import AccessRequest, PermissionHints, Refusal, authorize_summary
 from producers.bot.destinations import ReplyPlan, to_destinations
 from producers.bot.parsing import Window
 from producers.bot.responses import RequestSummary
@@ -50,7 +50,7 @@ class SummaryAsk:
     """A member's request, resolved against the bot's cache.
 
     ``reply_channel`` is where the member asked (where an interaction reply is seen);
-    ``*_hint`` are permissions Discord computed (see :class:`AccessRequest`).
+    ``hints`` are permissions Discord computed (see :class:`AccessRequest`).
     """
 
     guild: discord.Guild
@@ -63,9 +63,7 @@ class SummaryAsk:
     language: str | None = None
     reply_channel: GuildChannel | None = None
     destination: GuildChannel | None = None
-    source_hint: int | None = None
-    destination_hint: int | None = None
-    bot_source_hint: int | None = None
+    hints: PermissionHints = field(default_factory=PermissionHints)
     thread_member: bool | None = None
 
 
@@ -140,9 +138,7 @@ async def request_summary(runtime: BotRuntime, ask: SummaryAsk) -> Accepted | Re
             destination=destination_view,
             reply_channel=reply_view,
             private=ask.reply.private,
-            source_hint=ask.source_hint,
-            destination_hint=ask.destination_hint,
-            bot_source_hint=ask.bot_source_hint,
+            hints=ask.hints,
         )
     )
     if refusal is not None:

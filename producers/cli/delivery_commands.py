@@ -15,9 +15,7 @@ wires them to the command line.  Bad input raises :class:`~shared.errors.Invalid
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, TextIO
 
 from sqlalchemy import select
@@ -28,7 +26,7 @@ from shared.context import open_process_context
 from shared.crypto import SecretBox, generate_key, secret_box
 from shared.errors import ConfigError
 from shared.jobs import CeleryEnqueuer, publisher_app
-from shared.services.replay import ReplayReport
+from shared.services.replay import ReplayReport, ReplaySelection
 from shared.services.replay import replay as replay_selected
 from shared.settings import Settings
 
@@ -51,12 +49,8 @@ class RotateReport:
 
 def replay(
     settings: Settings,
+    selection: ReplaySelection,
     *,
-    dead_letter_ids: Sequence[int] = (),
-    all_dead_letters: bool = False,
-    delivery_ids: Sequence[str] = (),
-    failed_since: datetime | None = None,
-    dry_run: bool = False,
     out: TextIO = sys.stdout,
 ) -> ReplayReport:
     """``summarybot replay``: needs Redis (a worker must pick the tasks up)."""
@@ -68,18 +62,11 @@ def replay(
     publisher = publisher_app(settings.broker_url, visibility_timeout=settings.visibility_timeout)
     context = open_process_context(settings, enqueuer=CeleryEnqueuer(publisher), with_discord=False)
     try:
-        report = replay_selected(
-            context.core(),
-            dead_letter_ids=dead_letter_ids,
-            all_dead_letters=all_dead_letters,
-            delivery_ids=delivery_ids,
-            failed_since=failed_since,
-            dry_run=dry_run,
-        )
+        report = replay_selected(context.core(), selection)
     finally:
         context.close()
         publisher.close()
-    verb = "would replay" if dry_run else "replayed"
+    verb = "would replay" if selection.dry_run else "replayed"
     print(
         f"{verb} {report.dead_letters} dead letters and {report.deliveries} deliveries "
         f"of {report.jobs} jobs",

@@ -291,6 +291,7 @@ def replay(
 ) -> None:
     """Re-drive dead letters and failed deliveries (workers pick them up)."""
     from producers.cli.delivery_commands import replay as replay_items
+    from shared.services.replay import ReplaySelection
 
     settings = load_cli_settings()
     since = (
@@ -301,11 +302,13 @@ def replay(
     try:
         replay_items(
             settings,
-            dead_letter_ids=dead_letter or (),
-            all_dead_letters=all_dead_letters,
-            delivery_ids=delivery or (),
-            failed_since=since,
-            dry_run=dry_run,
+            ReplaySelection(
+                dead_letter_ids=dead_letter or (),
+                all_dead_letters=all_dead_letters,
+                delivery_ids=delivery or (),
+                failed_since=since,
+                dry_run=dry_run,
+            ),
         )
     except PermanentError as exc:
         fail(exc.user_message)

@@ -25,7 +25,7 @@ from shared.errors import InvalidInputError
 from shared.jobs import DELIVER, FETCH, SUMMARIZE, Step
 from shared.services.core import Core
 
-__all__ = ["ReplayReport", "replay"]
+__all__ = ["ReplayReport", "ReplaySelection", "replay"]
 
 
 @dataclass
@@ -106,31 +106,42 @@ def _replay_letter(session: Session, letter: DeadLetter, now: datetime) -> list[
     return f"dead letter {letter.id}: task {letter.task_name} cannot be replayed by this version"
 
 
-def replay(
-    core: Core,
-    *,
-    dead_letter_ids: Sequence[int] = (),
-    all_dead_letters: bool = False,
-    delivery_ids: Sequence[str] = (),
-    failed_since: datetime | None = None,
-    dry_run: bool = False,
-) -> ReplayReport:
+@dataclass(frozen=True, kw_only=True)
+class ReplaySelection:
+    """What :func:`replay` re-drives: dead letters by id (or all of them), and failed
+    deliveries by id or failed since a time; a ``dry_run`` only reports what it would do."""
+
+    dead_letter_ids: Sequence[int] = ()
+    all_dead_letters: bool = False
+    delivery_ids: Sequence[str] = ()
+    failed_since: datetime | None = None
+    dry_run: bool = False
+
+    @property
+    def empty(self) -> bool:
+        """True when it selects nothing."""
+        return not (
+            self.dead_letter_ids or self.all_dead_letters or self.delivery_ids or self.failed_since
+        )
+
+
+def replay(core: Core, selection: ReplaySelection) -> ReplayReport:
     """Reset and publish the selected dead letters and failed deliveries (operator only)."""
-    if not (dead_letter_ids or all_dead_letters or delivery_ids or failed_since):
+    if selection.empty:
         raise InvalidInputError(
             "nothing selected; give --dead-letter ID, --all-dead-letters, --delivery ID or "
             "--failed-since TIME"
         )
-    if failed_since is not None and failed_since.tzinfo is None:
+    if selection.failed_since is not None and selection.failed_since.tzinfo is None:
         raise InvalidInputError("--failed-since needs a time zone, e.g. 2026-01-01T00:00:00Z")
     now = core.clock()
     report = ReplayReport()
     steps: list[Step] = []
-    wanted = [_uuid(d, "delivery") for d in delivery_ids]
+    wanted = [_uuid(d, "delivery") for d in selection.delivery_ids]
     with core.session_factory() as session, session.begin():
         query = select(DeadLetter).where(DeadLetter.replayed_at.is_(None))
-        if not all_dead_letters:
-            query = query.where(DeadLetter.id.in_(list(dead_letter_ids)))
+        if not selection.all_dead_letters:
+            query = query.where(DeadLetter.id.in_(list(selection.dead_letter_ids)))
         seen: set[int] = set()
         for letter in session.scalars(query.order_by(DeadLetter.id).with_for_update()):
             seen.add(letter.id)
@@ -141,14 +152,14 @@ def replay(
             letter.replayed_at = now
             steps += outcome
             report.dead_letters += 1
-        for missing in sorted(set(dead_letter_ids) - seen):
+        for missing in sorted(set(selection.dead_letter_ids) - seen):
             report.skipped.append(f"dead letter {missing}: not found or already replayed")
-        if failed_since is not None:
+        if selection.failed_since is not None:
             wanted += list(
                 session.scalars(
                     select(Delivery.id).where(
                         Delivery.status == DeliveryStatus.FAILED.value,
-                        Delivery.created_at >= failed_since,
+                        Delivery.created_at >= selection.failed_since,
                     )
                 )
             )
@@ -160,7 +171,7 @@ def replay(
             steps.append(Step(DELIVER, (str(job_id), str(item_id))))
             report.deliveries += 1
         report.jobs = len({step.args[0] for step in steps})
-        if dry_run:
+        if selection.dry_run:
             session.rollback()
             return report
     for step in dict.fromkeys(steps):

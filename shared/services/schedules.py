@@ -7,9 +7,9 @@ scope, the channels and the destination are checked against the guild boundary h
 checks :func:`~shared.services.jobs.submit_job` makes), and again by the workers when each
 digest runs.  A digest of several channels is posted in a channel or thread, and contains only
 what every reader of it may read; the channels it left out are shown to whoever manages the
-schedule (:func:`last_runs`), never to its readers.  ``next_run_at`` always says when it fires
-next: recomputed from now when the time or zone changes or it is resumed, cleared while it is
-paused.
+schedule (:func:`last_runs`, :class:`ScheduleView`), never to its readers.  ``next_run_at``
+always says when it fires next: recomputed from now when the time or zone changes or it is
+resumed, cleared while it is paused.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,10 +37,13 @@ from shared.tenancy import DESTINATION_CHANNEL_KINDS, require_channel
 __all__ = [
     "LastRun",
     "ScheduleRequest",
+    "ScheduleView",
     "create_schedule",
     "delete_schedule",
     "find_schedule",
     "last_runs",
+    "schedule_view",
+    "schedule_views",
     "set_schedule_enabled",
     "update_schedule",
 ]
@@ -410,3 +414,67 @@ def last_runs(
         )
         for run, status, progress in rows
     }
+
+
+class ScheduleView(BaseModel):
+    """A schedule as whoever manages it sees it, in the API and in the bot: its settings, when
+    it runs in plain words, and its latest run (None before the first).
+
+    ``channel_id`` is the channel summarized or, for a digest of several channels (a ``scope``
+    other than ``channel``), the channel it is posted in.  ``spec`` is the schedule as it was
+    written.  :func:`schedule_view` reads it from a ``schedules`` row.
+    """
+
+    model_config = ConfigDict(frozen=True, from_attributes=True, validate_by_name=True)
+
+    id: uuid.UUID
+    scope: str = ScheduleScope.CHANNEL.value
+    channel_id: str
+    category_id: str | None = Field(default=None, validation_alias="scope_category_id")
+    channel_ids: tuple[str, ...] = Field(default=(), validation_alias="scope_channel_ids")
+    spec: str
+    cron: str
+    timezone: str
+    format: str
+    language: str | None
+    destination: dict[str, Any]
+    empty_policy: str
+    enabled: bool
+    next_run_at: datetime | None
+    last_run_at: datetime | None = None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    last_run: LastRun | None = None
+
+    @property
+    def description(self) -> str:
+        """When it runs, in plain words."""
+        try:
+            return parse_schedule(self.spec, default_timezone=self.timezone).description
+        except InvalidInputError:
+            # A schedule stored under older parsing rules still shows when it runs.
+            return f"cron {self.cron!r} ({self.timezone})"
+
+    @property
+    def short_id(self) -> str:
+        """The first 8 hex digits, enough to name it (see :func:`find_schedule`)."""
+        return self.id.hex[:8]
+
+    @property
+    def left_out(self) -> list[LeftOutChannel]:
+        """The channels its latest digest left out, with why (none before the first run)."""
+        return self.last_run.left_out if self.last_run is not None else []
+
+
+def schedule_view(row: Schedule, last_run: LastRun | None = None) -> ScheduleView:
+    """The view of a ``schedules`` row, with its latest run (from :func:`last_runs`)."""
+    return ScheduleView.model_validate(row).model_copy(update={"last_run": last_run})
+
+
+def schedule_views(
+    session_factory: sessionmaker[Session], rows: Sequence[Schedule]
+) -> list[ScheduleView]:
+    """The views of ``rows``, each with its latest run (one query for all)."""
+    runs = last_runs(session_factory, [row.id for row in rows])
+    return [schedule_view(row, runs.get(row.id)) for row in rows]

@@ -21,7 +21,7 @@ from shared.jobs import FETCH, DiscordChannelSource, JobParams
 from shared.pipeline.services import Services
 from shared.services.core import Actor
 from shared.services.jobs import submit_job
-from shared.services.replay import replay
+from shared.services.replay import ReplaySelection, replay
 from shared.settings import load_settings
 from shared.summarize.content import SummaryContent
 from tests.fakes.discord_limits import FakeConfig, Fault, RouteLimit
@@ -238,7 +238,7 @@ def test_replay_of_a_forged_row_is_refused_by_the_worker_again(
         job = session.get(Job, job_id)
         assert job is not None
         job.status = "failed"
-    report = replay(services.core(), all_dead_letters=True)
+    report = replay(services.core(), ReplaySelection(all_dead_letters=True))
     assert report.dead_letters == 1
     job = _wait_ended(services, job_id)
     assert (job.status, job.error) == ("failed", "channel is not in this server")

@@ -22,7 +22,9 @@ from shared.apikeys import Scope
 
 __all__ = [
     "AUTH_ERRORS",
+    "JOB_ACCEPTED",
     "Admin",
+    "JobWriter",
     "PageCursor",
     "PageSize",
     "Resources",
@@ -64,6 +66,8 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 #: A caller whose key has the ``admin`` scope (schedules, webhook endpoints).
 Admin = Annotated[Caller, Depends(require_scope(Scope.ADMIN))]
+#: A caller whose key has the ``jobs:write`` scope (submitting and cancelling jobs).
+JobWriter = Annotated[Caller, Depends(require_scope(Scope.JOBS_WRITE))]
 #: The API's per-process resources.
 Resources = Annotated[ApiResources, Depends(get_resources)]
 
@@ -74,6 +78,15 @@ PageCursor = Annotated[str | None, Query(max_length=200)]
 
 #: The errors every authenticated route can answer.
 AUTH_ERRORS = (400, 401, 403, 413, 415, 422, 429, 503)
+
+#: The responses of a route that submits a job: 202 with the job and its ``Location``.
+JOB_ACCEPTED: dict[int | str, dict[str, Any]] = {
+    202: {
+        "description": "Job accepted",
+        "headers": {"Location": {"schema": {"type": "string"}}},
+    },
+    **errors(404, 409, *AUTH_ERRORS),
+}
 
 
 def json_response(

@@ -9,30 +9,18 @@ can read, and the job's ``left_out`` names the others for the caller.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from starlette.responses import Response
 
-from producers.api.auth import Caller, require_scope
 from producers.api.idempotent import Idempotency, run_idempotent
 from producers.api.models import CatchupCreate, DigestCreate, DirectMessageDestination, JobOut
-from producers.api.routes.common import AUTH_ERRORS, Resources, errors
+from producers.api.routes.common import JOB_ACCEPTED, JobWriter, Resources
 from producers.api.routes.jobs import submit
-from shared.apikeys import Scope
 from shared.services.digests import catchup_params, digest_params
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["jobs"])
-
-_ACCEPTED: dict[int | str, dict[str, Any]] = {
-    202: {
-        "description": "Job accepted",
-        "headers": {"Location": {"schema": {"type": "string"}}},
-    },
-    **errors(404, 409, *AUTH_ERRORS),
-}
 
 
 @router.post(
@@ -48,11 +36,11 @@ _ACCEPTED: dict[int | str, dict[str, Any]] = {
         "covered.  Poll `GET /v1/jobs/{id}` like any job.  Needs the `jobs:write` scope.  "
         "Send an `Idempotency-Key` to retry safely."
     ),
-    responses=_ACCEPTED,
+    responses=JOB_ACCEPTED,
 )
 def create_digest(
     payload: DigestCreate,
-    caller: Annotated[Caller, Depends(require_scope(Scope.JOBS_WRITE))],
+    caller: JobWriter,
     idem: Idempotency,
     resources: Resources,
 ) -> Response:
@@ -90,11 +78,11 @@ def create_digest(
         "`destinations` say otherwise.  The job's `left_out` lists the channels left out.  "
         "Needs the `jobs:write` scope.  Send an `Idempotency-Key` to retry safely."
     ),
-    responses=_ACCEPTED,
+    responses=JOB_ACCEPTED,
 )
 def create_catchup(
     payload: CatchupCreate,
-    caller: Annotated[Caller, Depends(require_scope(Scope.JOBS_WRITE))],
+    caller: JobWriter,
     idem: Idempotency,
     resources: Resources,
 ) -> Response:

@@ -17,7 +17,15 @@ from producers.api.idempotent import Idempotency, IdempotencyKey, run_idempotent
 from producers.api.models import DeliveryOut, JobCreate, JobOut, LeftOutChannel
 from producers.api.problems import Problem, validation_errors
 from producers.api.resources import ApiResources
-from producers.api.routes.common import AUTH_ERRORS, Resources, errors, guild_row, json_response
+from producers.api.routes.common import (
+    AUTH_ERRORS,
+    JOB_ACCEPTED,
+    JobWriter,
+    Resources,
+    errors,
+    guild_row,
+    json_response,
+)
 from schema.models.jobs import Delivery, Job, JobStatus, Summary
 from shared.apikeys import Scope
 from shared.jobs import JobParams
@@ -137,17 +145,11 @@ def job_params(
         "until `status` is `completed`, then read `GET /v1/summaries/{summary_id}`.  "
         "Needs the `jobs:write` scope.  Send an `Idempotency-Key` to retry safely."
     ),
-    responses={
-        202: {
-            "description": "Job accepted",
-            "headers": {"Location": {"schema": {"type": "string"}}},
-        },
-        **errors(404, 409, *AUTH_ERRORS),
-    },
+    responses=JOB_ACCEPTED,
 )
 def create_job(
     payload: JobCreate,
-    caller: Annotated[Caller, Depends(require_scope(Scope.JOBS_WRITE))],
+    caller: JobWriter,
     idem: Idempotency,
     resources: Resources,
 ) -> Response:
@@ -229,7 +231,7 @@ def get_job(
 )
 def cancel_job(
     job_id: JobId,
-    caller: Annotated[Caller, Depends(require_scope(Scope.JOBS_WRITE))],
+    caller: JobWriter,
     resources: Resources,
 ) -> Response:
     """Cancel an unfinished job."""

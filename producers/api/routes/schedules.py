@@ -13,13 +13,14 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from producers.api.examples import examples
 from producers.api.idempotent import Idempotency, run_idempotent
 from producers.api.models import (
     DestinationIn,
+    InputModel,
     Language,
     LeftOutChannel,
     Page,
@@ -40,11 +41,9 @@ from producers.api.routes.common import (
     json_response,
 )
 from schema.models.schedules import EmptyPolicy, Schedule, ScheduleScope
-from shared.digests.spec import parse_schedule
-from shared.errors import InvalidInputError
 from shared.jobs import MAX_LISTED_CHANNELS
 from shared.services import schedules as schedule_service
-from shared.services.schedules import LastRun, ScheduleRequest
+from shared.services.schedules import ScheduleRequest, ScheduleView
 from shared.summarize.content import SummaryFormat
 
 __all__ = [
@@ -100,11 +99,7 @@ ChannelIds = Annotated[
 ]
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ScheduleCreate(_In):
+class ScheduleCreate(InputModel):
     """A digest of one channel or thread of the key's guild, or of several of its channels.
 
     A digest of several channels is posted in the channel or thread of its ``destination``
@@ -149,7 +144,7 @@ class ScheduleCreate(_In):
     enabled: bool = True
 
 
-class ScheduleUpdate(_In):
+class ScheduleUpdate(InputModel):
     """Fields to change; a field left out keeps its value."""
 
     model_config = examples({"enabled": False}, extra="forbid")
@@ -191,7 +186,7 @@ class ScheduleOut(BaseModel):
     )
     category_id: str | None
     channel_ids: list[str]
-    schedule: str = Field(description="The schedule as it was written")
+    schedule: str = Field(validation_alias="spec", description="The schedule as it was written")
     description: str = Field(description="When it runs, in plain words")
     cron: str
     timezone: str
@@ -213,52 +208,12 @@ class ScheduleList(Page):
     items: list[ScheduleOut]
 
 
-def _last_run(run: LastRun | None) -> LastRunOut | None:
-    if run is None:
-        return None
-    return LastRunOut(
-        job_id=run.job_id,
-        status=run.status,
-        window_start=run.window_start,
-        window_end=run.window_end,
-        left_out=[
-            LeftOutChannel(channel_id=i.channel_id, name=i.name, reason=i.reason)
-            for i in run.left_out
-        ],
-    )
-
-
-def _out(row: Schedule, last_run: LastRun | None) -> ScheduleOut:
-    try:
-        description = parse_schedule(row.spec, default_timezone=row.timezone).description
-    except InvalidInputError:
-        description = f"cron {row.cron!r} ({row.timezone})"
-    return ScheduleOut(
-        id=row.id,
-        scope=row.scope,
-        channel_id=row.channel_id,
-        category_id=row.scope_category_id,
-        channel_ids=list(row.scope_channel_ids),
-        schedule=row.spec,
-        description=description,
-        cron=row.cron,
-        timezone=row.timezone,
-        format=row.format,
-        language=row.language,
-        destination=row.destination,
-        empty_policy=row.empty_policy,
-        enabled=row.enabled,
-        next_run_at=row.next_run_at,
-        last_run_at=row.last_run_at,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        last_run=_last_run(last_run),
-    )
+def _out(view: ScheduleView) -> ScheduleOut:
+    return ScheduleOut.model_validate(view, from_attributes=True)
 
 
 def _outs(resources: ApiResources, rows: list[Schedule]) -> list[ScheduleOut]:
-    runs = schedule_service.last_runs(resources.session_factory, [r.id for r in rows])
-    return [_out(row, runs.get(row.id)) for row in rows]
+    return [_out(view) for view in schedule_service.schedule_views(resources.session_factory, rows)]
 
 
 ScheduleId = Annotated[uuid.UUID, Path(description="The schedule's id")]
@@ -306,7 +261,9 @@ def create_schedule(
             ),
         )
         return json_response(
-            _out(row, None), status=201, headers={"Location": f"/v1/schedules/{row.id}"}
+            _out(schedule_service.schedule_view(row)),
+            status=201,
+            headers={"Location": f"/v1/schedules/{row.id}"},
         )
 
     return run_idempotent(resources, caller, idem, work)

@@ -32,7 +32,7 @@ from producers.api.idempotent import IdempotencyKey, idempotency_header, run_ide
 from producers.api.models import ChannelDestination, Language, WebhookDestination
 from producers.api.multipart import FILE_FIELD, MultipartFile, boundary_of
 from producers.api.resources import ApiResources
-from producers.api.routes.common import AUTH_ERRORS, Resources, errors
+from producers.api.routes.common import JOB_ACCEPTED, Resources, errors
 from producers.api.routes.jobs import job_params, submit
 from shared.apikeys import Scope
 from shared.errors import InvalidInputError
@@ -315,12 +315,11 @@ def _options(
     ),
     openapi_extra={"requestBody": _REQUEST_BODY},
     responses={
+        **JOB_ACCEPTED,
         202: {
-            "description": "Job accepted",
-            "headers": {"Location": {"schema": {"type": "string"}}},
+            **JOB_ACCEPTED[202],
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobOut"}}},
         },
-        **errors(404, 409, *AUTH_ERRORS),
         413: {**errors(413)[413], "description": "Upload larger than 100 MiB"},
         415: {
             **errors(415)[415],

@@ -13,12 +13,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from producers.api.examples import examples
 from producers.api.idempotent import Idempotency, run_idempotent
-from producers.api.models import DestinationIn, Page, SafeText
+from producers.api.models import DestinationIn, InputModel, Page, SafeText
 from producers.api.routes.common import (
     AUTH_ERRORS,
     Admin,
@@ -60,18 +60,14 @@ WebhookUrl = Annotated[
 ]
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class BearerAuth(_In):
+class BearerAuth(InputModel):
     """Send ``Authorization: Bearer <token>``."""
 
     kind: Literal["bearer"] = "bearer"
     token: SafeText = Field(min_length=1, max_length=2000)
 
 
-class BasicAuth(_In):
+class BasicAuth(InputModel):
     """Send HTTP basic authentication."""
 
     kind: Literal["basic"] = "basic"
@@ -79,7 +75,7 @@ class BasicAuth(_In):
     password: SafeText = Field(min_length=1, max_length=1000, pattern=r"^[^\n\t]+$")
 
 
-class HeaderAuth(_In):
+class HeaderAuth(InputModel):
     """Send a custom header ``name: value``."""
 
     kind: Literal["header"] = "header"
@@ -90,7 +86,7 @@ class HeaderAuth(_In):
 WebhookAuthIn = Annotated[BearerAuth | BasicAuth | HeaderAuth, Field(discriminator="kind")]
 
 
-class WebhookEndpointCreate(_In):
+class WebhookEndpointCreate(InputModel):
     """A new endpoint for this guild's events."""
 
     model_config = examples(
@@ -115,7 +111,7 @@ class WebhookEndpointCreate(_In):
     enabled: bool = True
 
 
-class WebhookEndpointUpdate(_In):
+class WebhookEndpointUpdate(InputModel):
     """Fields to change; a field left out keeps its value, ``null`` clears an optional one."""
 
     model_config = examples({"enabled": False}, extra="forbid")
@@ -168,19 +164,7 @@ class WebhookEndpointList(Page):
 
 
 def _out(row: WebhookEndpoint) -> WebhookEndpointOut:
-    return WebhookEndpointOut(
-        id=row.id,
-        url=row.url,
-        description=row.description,
-        events=list(row.events),
-        auth_kind=row.auth_kind,
-        enabled=row.enabled,
-        disabled_reason=row.disabled_reason,
-        failing_since=row.failing_since,
-        fallback=row.fallback,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return WebhookEndpointOut.model_validate(row, from_attributes=True)
 
 
 def _auth(auth: BearerAuth | BasicAuth | HeaderAuth | None) -> EndpointAuth | None:

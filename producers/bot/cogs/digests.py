@@ -22,7 +22,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from producers.bot.authorize import AccessRequest, authorize_summary
+from producers.bot.authorize import AccessRequest, PermissionHints, authorize_summary
 from producers.bot.cogs.common import (
     SUMMARIZABLE,
     AnyBot,
@@ -36,7 +36,7 @@ from producers.bot.cogs.common import (
 from producers.bot.parsing import parse_channel_mentions, parse_language
 from producers.bot.responses import schedule_covers, schedule_list_embed
 from producers.bot.snapshots import channel_view, guild_view, member_view
-from producers.bot.store import ScheduleSnapshot, list_schedules
+from producers.bot.store import list_schedules
 from schema.models.schedules import Schedule, ScheduleScope
 from shared.digests.spec import ScheduleSpec, parse_schedule
 from shared.errors import InvalidInputError, PipelineError
@@ -106,7 +106,7 @@ def _actor(context: GuildContext) -> Actor:
 
 
 def _describe(row: Schedule) -> str:
-    item = ScheduleSnapshot.from_row(row)
+    item = schedule_service.schedule_view(row)
     state = (
         f"next <t:{int(item.next_run_at.timestamp())}:R>"
         if item.enabled and item.next_run_at
@@ -207,8 +207,10 @@ class DigestCog(commands.GroupCog, group_name="digest"):
                     source=channel_view(checked),
                     config=config,
                     destination=channel_view(target) if target is not None else None,
-                    source_hint=source_hint,
-                    destination_hint=post_to.permissions.value if post_to else None,
+                    hints=PermissionHints(
+                        source=source_hint,
+                        destination=post_to.permissions.value if post_to else None,
+                    ),
                     external=endpoint_id is not None,
                 )
             )

@@ -14,7 +14,7 @@ import structlog
 from discord import app_commands
 from discord.ext import commands
 
-from producers.bot.authorize import Refusal
+from producers.bot.authorize import PermissionHints, Refusal
 from producers.bot.cogs.common import (
     SUMMARIZABLE,
     AnyBot,
@@ -109,9 +109,11 @@ async def start_summary(
         language=language,
         reply_channel=here,
         destination=destination,
-        source_hint=interaction.permissions.value if in_here else source_hint,
-        destination_hint=destination_hint,
-        bot_source_hint=interaction.app_permissions.value if in_here else None,
+        hints=PermissionHints(
+            source=interaction.permissions.value if in_here else source_hint,
+            destination=destination_hint,
+            bot_source=interaction.app_permissions.value if in_here else None,
+        ),
         thread_member=True if in_here and isinstance(source, discord.Thread) else None,
     )
     kind = ask.format.value if ask.format else "default"

@@ -15,6 +15,7 @@ from schema.models.jobs import DeadLetter, Delivery
 from shared.crypto import generate_key
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.jobs import DELIVER
+from shared.services.replay import ReplaySelection
 from shared.settings import load_settings
 from tests.support.databases import fresh_database
 from tests.unit.delivery.helpers import add_summary
@@ -65,7 +66,7 @@ def test_replay_publishes_reset_deliveries(
         data_dir=tmp_path,
     )
     out = io.StringIO()
-    report = replay(settings, all_dead_letters=True, out=out)
+    report = replay(settings, ReplaySelection(all_dead_letters=True), out=out)
     assert report.dead_letters == 1
     assert "replayed 1 dead letters and 0 deliveries of 1 jobs" in out.getvalue()
     assert clean_redis.llen("deliver") == 1

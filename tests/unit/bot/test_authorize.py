@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from producers.bot.authorize import (
     AccessRequest,
+    PermissionHints,
     authorize_summary,
     can_manage_guild,
     passes_role_allowlist,
@@ -119,9 +120,9 @@ def test_member_without_read_history_is_refused_with_the_cause() -> None:
 
 
 def test_discords_own_figure_can_only_restrict() -> None:
-    refusal = authorize_summary(request(source_hint=int(P.VIEW_CHANNEL)))
+    refusal = authorize_summary(request(hints=PermissionHints(source=int(P.VIEW_CHANNEL))))
     assert refusal is not None and "Discord reports it as missing" in refusal.message
-    assert authorize_summary(request(source_hint=int(READ_ACCESS))) is None
+    assert authorize_summary(request(hints=PermissionHints(source=int(READ_ACCESS)))) is None
 
 
 def test_member_must_be_able_to_post_in_the_destination() -> None:
@@ -164,7 +165,7 @@ def test_bot_without_read_history_says_which_and_where() -> None:
     assert refusal is not None and refusal.party == "bot"
     assert refusal.message.startswith(f"I need Read Message History in <#{SOURCE}>")
     assert "@RelayBot" in refusal.message and "Ask a server admin" in refusal.message
-    hinted = authorize_summary(request(bot_source_hint=int(P.VIEW_CHANNEL)))
+    hinted = authorize_summary(request(hints=PermissionHints(bot_source=int(P.VIEW_CHANNEL))))
     assert hinted is not None and hinted.party == "bot"
 
 

@@ -18,10 +18,11 @@ from producers.bot.responses import (
     schedule_list_embed,
     status_embed,
 )
-from producers.bot.store import GuildConfig, JobSnapshot, ScheduleSnapshot
+from producers.bot.store import GuildConfig, JobSnapshot
 from schema.models.jobs import JobStatus
 from schema.models.tenancy import PrivateChannelPolicy
 from shared.services.jobs import LeftOutChannel
+from shared.services.schedules import LastRun, ScheduleView
 from shared.summarize.content import SummaryFormat
 
 NOW = datetime(2026, 3, 14, 15, 0, tzinfo=UTC)
@@ -152,22 +153,37 @@ def test_config_embed() -> None:
     assert field(defaults, "Reaction trigger") == "off"
 
 
+def schedule(**values: Any) -> ScheduleView:
+    """A daily digest of channel 100 posted there, with ``values`` changed."""
+    fields: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "channel_id": "100",
+        "spec": "daily 09:00",
+        "cron": "0 9 * * *",
+        "timezone": "UTC",
+        "format": "brief",
+        "language": None,
+        "destination": {"kind": "channel", "channel_id": "100"},
+        "empty_policy": "skip",
+        "enabled": True,
+        "next_run_at": NOW,
+        "created_by": "1",
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
+    return ScheduleView(**(fields | values))
+
+
 def test_schedule_list_fits_even_when_long() -> None:
     items = [
-        ScheduleSnapshot(
-            id=uuid.uuid4(),
-            channel_id=100 + n,
+        schedule(
+            channel_id=str(100 + n),
             spec="daily 09:00 Europe/Berlin " + "x" * 300,
-            cron="0 9 * * *",
             timezone="Europe/Berlin",
-            format="brief",
-            language=None,
             destination={"kind": "channel", "channel_id": str(200 + n)}
             if n % 2
             else {"kind": "webhook", "endpoint_id": "e"},
             enabled=n % 3 != 0,
-            next_run_at=NOW,
-            created_by="1",
         )
         for n in range(30)
     ]
@@ -180,30 +196,25 @@ def test_schedule_list_fits_even_when_long() -> None:
 
 
 def test_schedule_list_shows_a_scoped_digest_and_what_it_left_out() -> None:
-    def item(scope: str, **values: Any) -> ScheduleSnapshot:
-        return ScheduleSnapshot(
-            id=uuid.uuid4(),
-            channel_id=100,
-            spec="daily 09:00",
-            cron="0 9 * * *",
-            timezone="UTC",
-            format="brief",
-            language=None,
-            destination={"kind": "channel", "channel_id": "100"},
-            enabled=True,
-            next_run_at=NOW,
-            created_by="1",
-            scope=scope,
-            **values,
+    def item(
+        scope: str, left_out: list[LeftOutChannel] | None = None, **values: Any
+    ) -> ScheduleView:
+        last_run = LastRun(
+            window_start=NOW - timedelta(days=1),
+            window_end=NOW,
+            job_id=None,
+            status=None,
+            left_out=left_out or [],
         )
+        return schedule(scope=scope, last_run=last_run, **values)
 
     staff = LeftOutChannel("7", "staff-only", "3 of the 40 members who can see #general cannot")
-    many = tuple(LeftOutChannel(str(n), f"room-{n}", "bot cannot read it") for n in range(8))
+    many = [LeftOutChannel(str(n), f"room-{n}", "bot cannot read it") for n in range(8)]
     embed = schedule_list_embed(
         [
-            item("server", left_out=(staff,)),
-            item("category", category_id=5, left_out=many),
-            item("channels", channel_ids=(8, 9)),
+            item("server", left_out=[staff]),
+            item("category", category_id="5", left_out=many),
+            item("channels", channel_ids=("8", "9")),
             item("channel"),
         ]
     )

@@ -20,7 +20,7 @@ from shared.crypto import SecretBox, generate_key
 from shared.errors import ConfigError, InvalidInputError
 from shared.jobs import DELIVER, FETCH, SUMMARIZE
 from shared.services.core import Core
-from shared.services.replay import ReplayReport
+from shared.services.replay import ReplayReport, ReplaySelection
 from shared.services.replay import replay as replay_selected
 from shared.settings import load_settings
 from tests.fakes.enqueuer import RecordingEnqueuer
@@ -31,7 +31,7 @@ def replay_items(
     factory: sessionmaker[Session], enqueuer: RecordingEnqueuer, **selection: Any
 ) -> ReplayReport:
     core = Core(session_factory=factory, enqueuer=enqueuer, box=SecretBox([generate_key()]))
-    return replay_selected(core, **selection)
+    return replay_selected(core, ReplaySelection(**selection))
 
 
 def _fail_delivery(factory: sessionmaker[Session], delivery_id: uuid.UUID) -> uuid.UUID:
@@ -127,7 +127,7 @@ def test_replay_input_errors(session_factory: sessionmaker[Session], tmp_path: P
     with pytest.raises(InvalidInputError, match="time zone"):
         replay_items(session_factory, enqueuer, failed_since=datetime(2026, 1, 1))
     with pytest.raises(ConfigError, match="REDIS_URL is not set"):
-        replay(load_settings(data_dir=tmp_path), all_dead_letters=True)
+        replay(load_settings(data_dir=tmp_path), ReplaySelection(all_dead_letters=True))
 
 
 def test_rotate_keys_reencrypts_every_secret(
