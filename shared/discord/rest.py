@@ -140,7 +140,8 @@ class RestSession:
             except httpx.TransportError as exc:
                 self.limiter.release(slot, Outcome(status=None))
                 self._count(route, "error")
-                self._record(route, query, json, None, {}, None, waited, denials, exc)
+                if self.recorder is not None:
+                    self.recorder.record(route, query, json, waited, denials, error=exc)
                 failures += 1
                 if failures <= self.policy.max_retries and (
                     safe_retry or isinstance(exc, _NOT_SENT)
@@ -158,9 +159,17 @@ class RestSession:
             answer = read_answer(response, route, authed=authed)
             self.limiter.release(slot, answer.outcome)
             self._count(route, str(answer.status))
-            self._record(
-                route, query, json, answer.status, response.headers, answer.body, waited, denials
-            )
+            if self.recorder is not None:
+                self.recorder.record(
+                    route,
+                    query,
+                    json,
+                    waited,
+                    denials,
+                    status=answer.status,
+                    headers=response.headers,
+                    response_body=answer.body,
+                )
             if answer.ok:
                 if isinstance(answer.body, str):
                     raise not_json_error(answer, route, self.api_base)
@@ -315,34 +324,6 @@ class RestSession:
     def _refused(self, reason: str) -> None:
         if self.metrics is not None:
             self.metrics.refusals.labels(reason).inc()
-
-    def _record(
-        self,
-        route: CompiledRoute,
-        query: Mapping[str, str],
-        body: Any,
-        status: int | None,
-        headers: Mapping[str, str],
-        response_body: Any,
-        waited: float,
-        denials: list[str],
-        exc: BaseException | None = None,
-    ) -> None:
-        if self.recorder is None:
-            return
-        self.recorder.record(
-            route=route.label,
-            method=route.method,
-            path=route.path,
-            query=query,
-            request_body=body,
-            status=status,
-            headers=headers,
-            response_body=response_body,
-            waited_s=waited,
-            denials=denials,
-            error=None if exc is None else type(exc).__name__,
-        )
 
 
 def _query_value(value: str | int | bool) -> str:

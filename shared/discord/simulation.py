@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from shared.discord.routes import secret_fingerprint
+from shared.discord.routes import CompiledRoute, secret_fingerprint
 from shared.domain.messages import DISCORD_EPOCH_MS
 from shared.errors import ConfigError
 
@@ -89,30 +89,31 @@ class Recorder:
 
     def record(
         self,
-        *,
-        route: str,
-        method: str,
-        path: str,
+        route: CompiledRoute,
         query: Mapping[str, str],
         request_body: Any,
-        status: int | None,
-        headers: Mapping[str, str],
-        response_body: Any,
         waited_s: float,
         denials: Iterable[str],
-        error: str | None = None,
+        *,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        response_body: Any = None,
+        error: BaseException | None = None,
     ) -> None:
-        """Write one exchange; ``path`` may hold tokens, it is redacted here."""
+        """Write one exchange: the answer's fields, or the ``error`` that stopped the request.
+
+        Only the error's type is written; ``route.path`` may hold tokens and is redacted here.
+        """
         kept = {
             k.lower(): v
-            for k, v in headers.items()
+            for k, v in (headers or {}).items()
             if k.lower() in _KEPT_HEADERS or k.lower().startswith("x-ratelimit-")
         }
         entry = {
             "at": datetime.now(UTC).isoformat(),
-            "route": route,
-            "method": method,
-            "path": redact_path(path),
+            "route": route.label,
+            "method": route.method,
+            "path": redact_path(route.path),
             "query": _query_key(query.items()),
             "request": redact_body(request_body),
             "status": status,
@@ -121,7 +122,7 @@ class Recorder:
             "limiter": {"waited_s": round(waited_s, 4), "denials": list(denials)},
         }
         if error is not None:
-            entry["error"] = error
+            entry["error"] = type(error).__name__
         line = json.dumps(entry, ensure_ascii=False, sort_keys=True)
         with self._lock:
             self._seq += 1

@@ -18,7 +18,7 @@ from shared.discord import (
     build_discord_client,
     routes,
 )
-from shared.discord.rest import RequestPolicy
+from shared.discord.rest import RequestPolicy, RestSession
 from shared.discord.simulation import (
     Recorder,
     ReplayMiss,
@@ -26,6 +26,7 @@ from shared.discord.simulation import (
     redact_body,
     redact_path,
 )
+from shared.discord.tokens import StaticToken
 from shared.errors import ConfigError
 from shared.ratelimit.discord import LimiterConfig, LimitKey, Outcome
 from shared.ratelimit.inprocess import InProcessDiscordLimiter
@@ -184,25 +185,58 @@ def test_replay_rejects_broken_recordings(tmp_path: Path) -> None:
 def test_recorder_writes_redacted_lines(tmp_path: Path) -> None:
     recorder = Recorder(tmp_path / "deep" / "rec.jsonl")
     recorder.record(
-        route="POST /webhooks/{webhook_id}/{webhook_token}",
-        method="POST",
-        path="/webhooks/1/secret",
-        query={"wait": "true"},
-        request_body={"content": "x"},
-        status=None,
+        routes.EXECUTE_WEBHOOK.compile(webhook_id=1, webhook_token="secret"),
+        {"wait": "true"},
+        {"content": "x"},
+        0.5,
+        ["global"],
         headers={"Authorization": "Bot s"},
-        response_body=None,
-        waited_s=0.5,
-        denials=["global"],
-        error="ConnectError",
+        error=httpx.ConnectError("refused"),
     )
     recorder.close()
     line = json.loads((tmp_path / "deep" / "rec.jsonl").read_text())
     assert "secret" not in json.dumps(line)
+    assert line["route"] == "POST /webhooks/{webhook_id}/{webhook_token}"
+    assert line["path"].startswith("/webhooks/1/<redacted:")
+    assert line["status"] is None
     assert line["headers"] == {}
     assert line["error"] == "ConnectError"
     assert line["limiter"] == {"waited_s": 0.5, "denials": ["global"]}
     assert "rec.jsonl" in repr(recorder)
+
+
+def test_session_records_network_errors_and_answers(tmp_path: Path) -> None:
+    attempts: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
+        if len(attempts) == 1:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200, headers={"X-RateLimit-Bucket": "b1"}, json={"id": CHANNEL})
+
+    recorder = Recorder(tmp_path / "rec.jsonl")
+    with httpx.Client(transport=httpx.MockTransport(answer)) as http:
+        session = RestSession(
+            http=http,
+            api_base="https://discord.test/api/v10",
+            limiter=InProcessDiscordLimiter(LimiterConfig()),
+            tokens=StaticToken("unit-token"),
+            policy=RequestPolicy(backoff_base_s=0.0),
+            recorder=recorder,
+            sleep=lambda _s: None,
+        )
+        session.request(routes.GET_CHANNEL.compile(channel_id=CHANNEL), params={"x": True})
+    recorder.close()
+    failed, answered = (json.loads(x) for x in (tmp_path / "rec.jsonl").read_text().splitlines())
+    assert failed["error"] == "ConnectError"
+    assert (failed["status"], failed["headers"], failed["response"]) == (None, {}, None)
+    assert answered["route"] == failed["route"] == "GET /channels/{channel_id}"
+    assert answered["path"] == f"/channels/{CHANNEL}"
+    assert answered["query"] == "x=true"
+    assert answered["status"] == 200
+    assert answered["headers"]["x-ratelimit-bucket"] == "b1"
+    assert answered["response"] == {"id": CHANNEL}
+    assert "error" not in answered
 
 
 def test_replay_factory_needs_no_token_or_network(tmp_path: Path) -> None:
