@@ -29,8 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from schema.base import Base, JSONType
-from schema.models.columns import DefaultNow, Timestamp, UuidPk
-from schema.models.jobs import DeliveryStatus, _in
+from schema.models.columns import DefaultNow, Timestamp
+from schema.models.jobs import DeliveryStatus, OutboxColumns, _in
 
 __all__ = ["AttemptOutcome", "DeliveryAttempt", "DeliverySchedule", "JobNotification"]
 
@@ -93,8 +93,12 @@ class DeliverySchedule(Base):
     progress: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 
 
-class JobNotification(Base):
-    """An event about a job (``job.failed``) to send to one target, outbox style."""
+class JobNotification(OutboxColumns, Base):
+    """An event about a job (``job.failed``) to send to one target, outbox style.
+
+    A notification has no ``delivery_schedules`` row: its retry state and send progress are
+    columns of its own.
+    """
 
     __tablename__ = "job_notifications"
     __table_args__ = (
@@ -103,24 +107,13 @@ class JobNotification(Base):
         Index("ix_job_notifications_status_due", "status", "next_attempt_at"),
     )
 
-    id: Mapped[UuidPk]
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     event: Mapped[str] = mapped_column(String(64))
-    target: Mapped[str] = mapped_column(String(500))
-    kind: Mapped[str] = mapped_column(String(32))
-    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING.value)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    failures: Mapped[int] = mapped_column(Integer, default=0)
-    lease_until: Mapped[Timestamp | None]
-    next_attempt_at: Mapped[Timestamp | None]
-    redriven_at: Mapped[Timestamp | None]
-    first_failure_at: Mapped[Timestamp | None]
-    progress: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    remote_id: Mapped[str | None] = mapped_column(String(200))
-    last_error: Mapped[str | None] = mapped_column(Text)
+    failures: Mapped[int] = mapped_column(Integer, default=0, sort_order=1)
+    next_attempt_at: Mapped[Timestamp | None] = mapped_column(sort_order=2)
+    redriven_at: Mapped[Timestamp | None] = mapped_column(sort_order=2)
+    first_failure_at: Mapped[Timestamp | None] = mapped_column(sort_order=2)
+    progress: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict, sort_order=2)
     fallback_of: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("job_notifications.id", ondelete="SET NULL")
+        ForeignKey("job_notifications.id", ondelete="SET NULL"), sort_order=3
     )
-    created_at: Mapped[DefaultNow]
-    sent_at: Mapped[Timestamp | None]

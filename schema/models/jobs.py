@@ -27,7 +27,15 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from schema.base import Base, JSONType
 from schema.models.columns import DefaultNow, Snowflake, Timestamp, UpdatedAt, UuidPk
 
-__all__ = ["DeadLetter", "Delivery", "DeliveryStatus", "Job", "JobStatus", "Summary"]
+__all__ = [
+    "DeadLetter",
+    "Delivery",
+    "DeliveryStatus",
+    "Job",
+    "JobStatus",
+    "OutboxColumns",
+    "Summary",
+]
 
 
 class JobStatus(StrEnum):
@@ -64,6 +72,32 @@ class DeliveryStatus(StrEnum):
 
 def _in(column: str, enum: type[StrEnum]) -> str:
     return f"{column} IN ({', '.join(repr(m.value) for m in enum)})"
+
+
+class OutboxColumns:
+    """The columns of an outbox row (:class:`Delivery`, ``JobNotification``).
+
+    One item sent to one ``target`` of a ``kind`` with its ``params``: ``status`` goes
+    ``pending → sending (leased until lease_until) → sent | failed``, ``attempts`` counts the
+    sends, ``remote_id`` is what the target answered (a message id) and ``last_error`` why the
+    last send failed.  Each table adds ``fallback_of``, a reference to its own rows.
+    """
+
+    # sort_order keeps each table's columns in the order its migration created them: id (-1),
+    # then groups 0 (target..attempts), 1 (lease_until), 2 (remote_id, last_error) and 3
+    # (created_at, sent_at).  A table slots its own columns in with the same numbers; within a
+    # group SQLAlchemy puts the table's columns before these.
+    id: Mapped[UuidPk] = mapped_column(sort_order=-1)
+    target: Mapped[str] = mapped_column(String(500))
+    kind: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[Timestamp | None] = mapped_column(sort_order=1)
+    remote_id: Mapped[str | None] = mapped_column(String(200), sort_order=2)
+    last_error: Mapped[str | None] = mapped_column(Text, sort_order=2)
+    created_at: Mapped[DefaultNow] = mapped_column(sort_order=3)
+    sent_at: Mapped[Timestamp | None] = mapped_column(sort_order=3)
 
 
 class Job(Base):
@@ -129,7 +163,7 @@ class Summary(Base):
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="summary")
 
 
-class Delivery(Base):
+class Delivery(OutboxColumns, Base):
     """One summary sent to one target: an outbox row, unique per summary and target."""
 
     __tablename__ = "deliveries"
@@ -139,21 +173,10 @@ class Delivery(Base):
         Index("ix_deliveries_status_lease", "status", "lease_until"),
     )
 
-    id: Mapped[UuidPk]
     summary_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("summaries.id", ondelete="CASCADE"))
-    target: Mapped[str] = mapped_column(String(500))
-    kind: Mapped[str] = mapped_column(String(32))
-    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING.value)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    lease_until: Mapped[Timestamp | None]
-    remote_id: Mapped[str | None] = mapped_column(String(200))
-    last_error: Mapped[str | None] = mapped_column(Text)
     fallback_of: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("deliveries.id", ondelete="SET NULL")
+        ForeignKey("deliveries.id", ondelete="SET NULL"), sort_order=3
     )
-    created_at: Mapped[DefaultNow]
-    sent_at: Mapped[Timestamp | None]
 
     summary: Mapped[Summary] = relationship(back_populates="deliveries")
 

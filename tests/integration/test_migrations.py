@@ -96,6 +96,15 @@ def test_models_and_migrations_agree(pg_engine: Engine, fresh_pg: str) -> None:
         command.check(config)
 
 
+def test_outbox_tables_keep_the_migrated_column_order(pg_engine: Engine) -> None:
+    # The outbox columns are declared once (OutboxColumns) and placed by sort_order among each
+    # table's own: a table made from the models lists its columns as the migrations made it.
+    inspector = inspect(pg_engine)
+    for name in (models.Delivery.__tablename__, models.JobNotification.__tablename__):
+        migrated = [c["name"] for c in inspector.get_columns(name)]
+        assert migrated == list(Base.metadata.tables[name].columns.keys()), name
+
+
 def test_postgres_gets_native_types(pg_engine: Engine) -> None:
     columns = {c["name"]: c for c in inspect(pg_engine).get_columns("jobs")}
     assert isinstance(columns["id"]["type"], UUID)
