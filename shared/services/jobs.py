@@ -48,14 +48,12 @@ from shared.tenancy import (
 from shared.uploads import delete_upload
 
 __all__ = [
-    "LeftOutChannel",
     "Submission",
     "audience_of",
     "cancel_job",
     "check_destination",
     "check_destinations",
     "check_scope",
-    "left_out_of",
     "submit_job",
 ]
 
@@ -207,31 +205,6 @@ def check_scope(
         require_channel(directory, guild_id, channel_id)
 
 
-@dataclass(frozen=True)
-class LeftOutChannel:
-    """A channel a multi-channel summary left out, and why (for whoever set it up)."""
-
-    channel_id: str
-    name: str
-    reason: str
-
-
-def left_out_of(progress: Any) -> list[LeftOutChannel]:
-    """The channels a multi-channel job left out, from its ``progress.plan`` (none for other
-    jobs, or before the plan is made)."""
-    plan = progress.get("plan") if isinstance(progress, Mapping) else None
-    items = plan.get("left_out") if isinstance(plan, Mapping) else None
-    return [
-        LeftOutChannel(
-            channel_id=str(item.get("channel_id")),
-            name=str(item.get("name") or item.get("channel_id")),
-            reason=str(item.get("reason") or "left out"),
-        )
-        for item in items or []
-        if isinstance(item, Mapping)
-    ]
-
-
 def _audience_label(entry: AudienceChannel | AudienceMember) -> str:
     if isinstance(entry, AudienceChannel):
         return f"channel {entry.channel_id}"
@@ -264,12 +237,7 @@ def _authorize_server_source(core: Core, actor: Actor, params: JobParams) -> Non
     if missing:
         raise InvalidInputError(
             "the audience must include everyone the destinations reach; add "
-            + ", ".join(
-                f"channel {a.channel_id}"
-                if isinstance(a, AudienceChannel)
-                else f"member {a.user_id}"
-                for a in missing
-            )
+            + ", ".join(_audience_label(a) for a in missing)
         )
 
 
