@@ -125,6 +125,17 @@ class JobView:
         return sum(len(entries) for entries in counted if isinstance(entries, list))
 
     @property
+    def part_ids(self) -> list[uuid.UUID]:
+        """The jobs of a multi-channel job's parts, once its plan is made."""
+        plan = self.progress.get("plan")
+        parts = plan.get("parts") if isinstance(plan, Mapping) else None
+        return [
+            uuid.UUID(str(part["job_id"]))
+            for part in parts or []
+            if isinstance(part, Mapping) and "job_id" in part
+        ]
+
+    @property
     def left_out(self) -> list[LeftOutChannel]:
         """The channels a multi-channel job left out, with why (see :func:`left_out_of`)."""
         return left_out_of(self.progress)

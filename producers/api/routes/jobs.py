@@ -40,9 +40,9 @@ router = APIRouter(tags=["jobs"])
 JobId = Annotated[uuid.UUID, Path(description="The job's id", examples=[uuid.UUID(int=1)])]
 
 
-def job_out(job: Job, deliveries: list[DeliveryOut] | None = None) -> JobOut:
-    """The public view of a job row (:class:`~shared.job_view.JobView`), with its deliveries."""
-    out = JobOut.model_validate(JobView.of(job), from_attributes=True)
+def job_out(job: JobView, deliveries: list[DeliveryOut] | None = None) -> JobOut:
+    """The public view of a job, with its deliveries."""
+    out = JobOut.model_validate(job, from_attributes=True)
     return out.model_copy(update={"deliveries": deliveries or []})
 
 
@@ -130,7 +130,7 @@ def submit(
     submission = job_service.submit_job(
         resources.core, caller.actor, params, idempotency_key=durable_key
     )
-    job = submission.job
+    job = JobView.of(submission.job)
     resources.metrics.summary_requests.labels(
         params.format.value, "accepted" if submission.created else "duplicate"
     ).inc()
@@ -172,7 +172,7 @@ def get_job(
     resources: Resources,
 ) -> Response:
     """A job of the key's guild."""
-    job = guild_row(resources, Job, caller, job_id, what="job")
+    job = JobView.of(guild_row(resources, Job, caller, job_id, what="job"))
     return json_response(job_out(job, _deliveries(resources, job.id)))
 
 
