@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict
+
 from schema.models.jobs import Job, JobStatus
 
 __all__ = ["JobView", "LeftOutChannel", "Stage", "left_out_of"]
@@ -53,13 +55,13 @@ def left_out_of(progress: Any) -> list[LeftOutChannel]:
     ]
 
 
-def _mapping(value: Any) -> dict[str, Any]:
-    return dict(value) if isinstance(value, Mapping) else {}
+class JobView(BaseModel):
+    """A job's state: the columns of its row, and what they mean (see the properties).
 
+    :meth:`of` reads it from a ``jobs`` row; validation copies the JSON columns.
+    """
 
-@dataclass(frozen=True, kw_only=True)
-class JobView:
-    """A job's state: the columns of its row, and what they mean (see the properties)."""
+    model_config = ConfigDict(frozen=True, from_attributes=True)
 
     id: uuid.UUID
     origin: str
@@ -78,21 +80,7 @@ class JobView:
     @classmethod
     def of(cls, row: Job) -> JobView:
         """Read a ``jobs`` row."""
-        return cls(
-            id=row.id,
-            origin=row.origin,
-            status=JobStatus(row.status),
-            guild_id=row.guild_id,
-            channel_id=row.channel_id,
-            requested_by=row.requested_by,
-            params=_mapping(row.params),
-            progress=_mapping(row.progress),
-            message_count=row.message_count,
-            error=row.error,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            finished_at=row.finished_at,
-        )
+        return cls.model_validate(row)
 
     @property
     def stage(self) -> Stage | None:
