@@ -28,15 +28,15 @@ import discord
 import structlog
 
 from producers.bot.responses import RequestSummary, status_embed
-from producers.bot.store import JobSnapshot
 from schema.models.jobs import JobStatus
+from shared.job_view import JobView
 from shared.lifecycle import FINISHED
 
 __all__ = ["ProgressTracker", "Tracked"]
 
 log = structlog.get_logger(__name__)
 
-Loader = Callable[[Iterable[uuid.UUID]], Awaitable[dict[uuid.UUID, JobSnapshot]]]
+Loader = Callable[[Iterable[uuid.UUID]], Awaitable[dict[uuid.UUID, JobView]]]
 CostRefresher = Callable[[int], str]
 
 # From these on, a summary may be (or have been) written into the interaction's reply.
@@ -61,7 +61,7 @@ class Tracked:
     counted: bool = False
 
 
-def _state(job: JobSnapshot) -> tuple[object, ...]:
+def _state(job: JobView) -> tuple[object, ...]:
     return (
         job.status,
         job.progress.get("messages_fetched"),
@@ -71,7 +71,7 @@ def _state(job: JobSnapshot) -> tuple[object, ...]:
     )
 
 
-def _count(job: JobSnapshot) -> int | None:
+def _count(job: JobView) -> int | None:
     if job.message_count is not None:
         return job.message_count
     total = job.progress.get("messages_total")

@@ -15,8 +15,9 @@ from datetime import datetime
 
 import discord
 
-from producers.bot.store import GuildConfig, JobSnapshot
+from producers.bot.store import GuildConfig
 from schema.models.jobs import JobStatus
+from shared.job_view import JobView
 from shared.services.schedules import ScheduleView
 
 __all__ = [
@@ -94,7 +95,7 @@ class RequestSummary:
     private: bool = False
 
 
-def _progress(job: JobSnapshot | None) -> str:
+def _progress(job: JobView | None) -> str:
     status = job.status if job else JobStatus.QUEUED
     reached = _ORDER.get(status, -1)
     lines = []
@@ -123,7 +124,7 @@ def _progress(job: JobSnapshot | None) -> str:
     return "\n".join(lines)
 
 
-def status_embed(request: RequestSummary, job: JobSnapshot | None) -> discord.Embed:
+def status_embed(request: RequestSummary, job: JobView | None) -> discord.Embed:
     """The request's status: window, where it goes, messages, cost, ETA and progress."""
     status = job.status if job else JobStatus.QUEUED
     if status is JobStatus.COMPLETED:
@@ -153,7 +154,7 @@ def status_embed(request: RequestSummary, job: JobSnapshot | None) -> discord.Em
     return fit(embed)
 
 
-def job_list_embed(jobs: Sequence[JobSnapshot], *, title: str) -> discord.Embed:
+def job_list_embed(jobs: Sequence[JobView], *, title: str) -> discord.Embed:
     """Recent jobs, newest first, one field each."""
     embed = discord.Embed(title=title, colour=BLURPLE)
     if not jobs:
@@ -162,8 +163,7 @@ def job_list_embed(jobs: Sequence[JobSnapshot], *, title: str) -> discord.Embed:
         parts = [f"**{job.status.value}**"]
         if job.channel_id:
             parts.append(f"<#{job.channel_id}>")
-        if job.created_at:
-            parts.append(f"asked {_ts(job.created_at)}")
+        parts.append(f"asked {_ts(job.created_at)}")
         count = job.message_count or job.progress.get("messages_fetched")
         if count is not None:
             parts.append(f"{count} messages")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from schema.models.tenancy import GuildSettings, PrivateChannelPolicy
 from schema.models.usage import UsageLedger
 from shared.db.engine import session_scope
 from shared.errors import InvalidInputError
+from shared.job_view import JobView
 from shared.jobs import PART_ORIGIN
 from shared.services.schedules import ScheduleView, schedule_views
 from shared.summarize.content import SummaryFormat
@@ -33,7 +34,6 @@ from shared.summarize.content import SummaryFormat
 __all__ = [
     "FeedbackResult",
     "GuildConfig",
-    "JobSnapshot",
     "find_jobs",
     "list_schedules",
     "load_guild_config",
@@ -241,51 +241,16 @@ def recent_durations(
     ]
 
 
-@dataclass(frozen=True)
-class JobSnapshot:
-    """A job's state as status replies show it."""
-
-    id: uuid.UUID
-    status: JobStatus
-    guild_id: str | None
-    channel_id: str | None
-    requested_by: str | None
-    progress: dict[str, Any] = field(default_factory=dict)
-    message_count: int | None = None
-    error: str | None = None
-    created_at: datetime | None = None
-    finished_at: datetime | None = None
-    summary_id: uuid.UUID | None = None
-
-    @classmethod
-    def from_row(cls, row: Job) -> JobSnapshot:
-        """Read a ``jobs`` row."""
-        summary = row.progress.get("summary_id") if row.progress else None
-        return cls(
-            id=row.id,
-            status=JobStatus(row.status),
-            guild_id=row.guild_id,
-            channel_id=row.channel_id,
-            requested_by=row.requested_by,
-            progress=dict(row.progress or {}),
-            message_count=row.message_count,
-            error=row.error,
-            created_at=row.created_at,
-            finished_at=row.finished_at,
-            summary_id=uuid.UUID(str(summary)) if summary else None,
-        )
-
-
 def load_jobs(
     session_factory: SessionFactory, ids: Iterable[uuid.UUID]
-) -> dict[uuid.UUID, JobSnapshot]:
+) -> dict[uuid.UUID, JobView]:
     """The jobs with these ids (missing ones are left out)."""
     wanted = list(ids)
     if not wanted:
         return {}
     with session_factory() as session:
         rows = session.scalars(select(Job).where(Job.id.in_(wanted)))
-        return {row.id: JobSnapshot.from_row(row) for row in rows}
+        return {row.id: JobView.of(row) for row in rows}
 
 
 def _hyphenated(hex_prefix: str) -> str:
@@ -300,7 +265,7 @@ def _hyphenated(hex_prefix: str) -> str:
     return "-".join(parts)
 
 
-def find_jobs(session_factory: SessionFactory, *, guild_id: int, ref: str) -> list[JobSnapshot]:
+def find_jobs(session_factory: SessionFactory, *, guild_id: int, ref: str) -> list[JobView]:
     """The guild's jobs whose id starts with ``ref`` (hex digits, hyphens ignored), at most 2."""
     text = ref.strip().lower().replace("-", "")
     if not _REF.match(text):
@@ -315,12 +280,12 @@ def find_jobs(session_factory: SessionFactory, *, guild_id: int, ref: str) -> li
             )
             .limit(2)
         )
-        return [JobSnapshot.from_row(row) for row in rows]
+        return [JobView.of(row) for row in rows]
 
 
 def recent_jobs(
     session_factory: SessionFactory, *, guild_id: int, user_id: int | None, limit: int = 5
-) -> list[JobSnapshot]:
+) -> list[JobView]:
     """The guild's latest jobs (only ``user_id``'s when given), newest first; the parts of a
     multi-channel job are not listed (its parent is)."""
     query = select(Job).where(Job.guild_id == str(guild_id), Job.origin != PART_ORIGIN)
@@ -328,4 +293,4 @@ def recent_jobs(
         query = query.where(Job.requested_by == str(user_id))
     with session_factory() as session:
         rows = session.scalars(query.order_by(Job.created_at.desc()).limit(limit))
-        return [JobSnapshot.from_row(row) for row in rows]
+        return [JobView.of(row) for row in rows]

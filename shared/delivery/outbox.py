@@ -21,9 +21,9 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import structlog
 from pydantic import TypeAdapter, ValidationError
@@ -39,6 +39,7 @@ from schema.models.jobs import Delivery, DeliveryStatus, Job, Summary
 from schema.models.tenancy import WebhookEndpoint
 from shared.db.rows import add_unless_present
 from shared.delivery.events import SUMMARY_COMPLETED
+from shared.job_view import JobView
 from shared.jobs import Destination
 
 __all__ = [
@@ -46,7 +47,6 @@ __all__ = [
     "MAX_RETRY_AFTER",
     "Claim",
     "ItemKind",
-    "JobSnapshot",
     "Outcome",
     "RecordResult",
     "RetryRules",
@@ -82,22 +82,6 @@ def parse_destination(data: dict[str, Any]) -> Any:
 
 
 @dataclass(frozen=True)
-class JobSnapshot:
-    """What sending needs to know about the job."""
-
-    id: uuid.UUID
-    origin: str
-    status: str
-    guild_id: str | None
-    channel_id: str | None
-    requested_by: str | None
-    error: str | None
-    params: dict[str, Any]
-    created_at: datetime
-    finished_at: datetime | None
-
-
-@dataclass(frozen=True)
 class SummarySnapshot:
     """The stored summary a delivery sends."""
 
@@ -108,15 +92,18 @@ class SummarySnapshot:
     prompt_version: str
     language: str | None
 
-
-_Snapshot = TypeVar("_Snapshot", JobSnapshot, SummarySnapshot)
-
-
-def _snapshot(cls: type[_Snapshot], row: Job | Summary, **copies: dict[str, Any]) -> _Snapshot:
-    """``row``'s columns named like the fields of ``cls``; ``copies`` stand for its JSON columns,
-    so the snapshot shares no mutable value with the session."""
-    columns = {f.name: getattr(row, f.name) for f in fields(cls)}
-    return cls(**columns | copies)
+    @classmethod
+    def of(cls, row: Summary) -> SummarySnapshot:
+        """Read a ``summaries`` row (its content copied, so it shares nothing with the
+        session)."""
+        return cls(
+            id=row.id,
+            content=dict(row.content),
+            created_at=row.created_at,
+            model=row.model,
+            prompt_version=row.prompt_version,
+            language=row.language,
+        )
 
 
 @dataclass(frozen=True)
@@ -132,7 +119,7 @@ class Claim:
     attempt: int
     failures: int
     fallback_of: uuid.UUID | None
-    job: JobSnapshot
+    job: JobView
     summary: SummarySnapshot | None
     progress: dict[str, Any] = field(default_factory=dict)
 
@@ -261,7 +248,7 @@ def _claim(
         failures=failures,
         fallback_of=row.fallback_of,
         progress=dict(progress or {}),
-        job=_snapshot(JobSnapshot, job, params=dict(job.params)),
+        job=JobView.of(job),
         summary=summary,
     )
 
@@ -282,7 +269,7 @@ def _claim_delivery(
         event=SUMMARY_COMPLETED,
         failures=schedule.failures if schedule else 0,
         progress=schedule.progress if schedule else None,
-        summary=_snapshot(SummarySnapshot, summary, content=dict(summary.content)),
+        summary=SummarySnapshot.of(summary),
     )
 
 

@@ -14,10 +14,11 @@ Beat is only a clock.  Every tick (30 s) runs :func:`dispatch_due_digests`, whic
    the commit and the submission leaves a run without a job; the next tick (after a short
    grace) submits it, and the idempotency key makes that submission return the same job.
 
-A schedule of one channel runs a channel job.  A schedule of several channels (the server, a
-category, listed channels) runs a multi-channel job built by
-:func:`shared.services.digests.digest_params` for the run's window, whose audience is the
-readers of the channel it is posted in: the digest only contains what all of them may read.
+Each run's job is built by :func:`shared.services.digests.digest_params` from the schedule's
+:class:`~shared.services.digests.DigestScope` and the run's window.  A schedule of one channel
+runs a channel job.  A schedule of several channels (the server, a category, listed channels)
+runs a multi-channel job whose audience is the readers of the channel it is posted in: the
+digest only contains what all of them may read.
 
 Catch-up policy: when ticks were missed (beat or the workers were down), a schedule fires
 **once**, for the latest firing time that has passed, and that one run's window reaches back to
@@ -40,13 +41,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.jobs import Job
-from schema.models.schedules import Schedule, ScheduleRun, ScheduleScope
+from schema.models.schedules import Schedule, ScheduleRun
 from shared.digests.empty import run_snapshot
 from shared.digests.spec import ScheduleSpec, next_run, previous_run
 from shared.errors import InvalidInputError, NotFoundError
-from shared.jobs import Destination, DiscordChannelSource, JobParams
+from shared.jobs import Destination, JobParams
 from shared.services.core import Actor, Core
-from shared.services.digests import digest_params
+from shared.services.digests import DigestScope, digest_params
 from shared.services.jobs import submit_job
 from shared.summarize.content import SummaryFormat
 
@@ -226,27 +227,12 @@ def _pause(session: Session, schedule: Schedule, run: ScheduleRun, why: str) -> 
 
 
 def _run_params(schedule: Schedule, run: ScheduleRun, targets: list[Any]) -> JobParams:
-    """The job of one run: its schedule's channel, or its scope for the readers of the
-    channel it is posted in, over the run's window."""
-    if ScheduleScope(schedule.scope).several:
-        return digest_params(
-            guild_id=schedule.guild_id,
-            category_id=schedule.scope_category_id,
-            channel_ids=schedule.scope_channel_ids,
-            after=run.window_start,
-            before=run.window_end,
-            format=SummaryFormat(schedule.format),
-            language=schedule.language,
-            destinations=targets,
-            audience=None,
-        )
-    return JobParams(
-        source=DiscordChannelSource(
-            guild_id=schedule.guild_id,
-            channel_id=schedule.channel_id,
-            after=run.window_start,
-            before=run.window_end,
-        ),
+    """The job of one run: what its schedule covers over the run's window (several channels
+    for the readers of the channel it is posted in)."""
+    return digest_params(
+        DigestScope.of_schedule(schedule),
+        after=run.window_start,
+        before=run.window_end,
         format=SummaryFormat(schedule.format),
         language=schedule.language,
         destinations=targets,

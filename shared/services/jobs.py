@@ -26,6 +26,7 @@ from schema.models.uploads import Upload
 from shared import lifecycle
 from shared.discord.objects import WebhookRef
 from shared.errors import ConflictError, InvalidInputError, NotFoundError
+from shared.job_view import JobView
 from shared.jobs import (
     FETCH,
     MAX_LISTED_CHANNELS,
@@ -48,14 +49,12 @@ from shared.tenancy import (
 from shared.uploads import delete_upload
 
 __all__ = [
-    "LeftOutChannel",
     "Submission",
     "audience_of",
     "cancel_job",
     "check_destination",
     "check_destinations",
     "check_scope",
-    "left_out_of",
     "submit_job",
 ]
 
@@ -207,31 +206,6 @@ def check_scope(
         require_channel(directory, guild_id, channel_id)
 
 
-@dataclass(frozen=True)
-class LeftOutChannel:
-    """A channel a multi-channel summary left out, and why (for whoever set it up)."""
-
-    channel_id: str
-    name: str
-    reason: str
-
-
-def left_out_of(progress: Any) -> list[LeftOutChannel]:
-    """The channels a multi-channel job left out, from its ``progress.plan`` (none for other
-    jobs, or before the plan is made)."""
-    plan = progress.get("plan") if isinstance(progress, Mapping) else None
-    items = plan.get("left_out") if isinstance(plan, Mapping) else None
-    return [
-        LeftOutChannel(
-            channel_id=str(item.get("channel_id")),
-            name=str(item.get("name") or item.get("channel_id")),
-            reason=str(item.get("reason") or "left out"),
-        )
-        for item in items or []
-        if isinstance(item, Mapping)
-    ]
-
-
 def _audience_label(entry: AudienceChannel | AudienceMember) -> str:
     if isinstance(entry, AudienceChannel):
         return f"channel {entry.channel_id}"
@@ -264,12 +238,7 @@ def _authorize_server_source(core: Core, actor: Actor, params: JobParams) -> Non
     if missing:
         raise InvalidInputError(
             "the audience must include everyone the destinations reach; add "
-            + ", ".join(
-                f"channel {a.channel_id}"
-                if isinstance(a, AudienceChannel)
-                else f"member {a.user_id}"
-                for a in missing
-            )
+            + ", ".join(_audience_label(a) for a in missing)
         )
 
 
@@ -394,14 +363,9 @@ def submit_job(
     return Submission(job, created=True)
 
 
-def _part_ids(job: Job) -> list[uuid.UUID]:
-    plan = job.progress.get("plan") if isinstance(job.progress, dict) else None
-    parts = plan.get("parts", []) if isinstance(plan, dict) else []
-    return [uuid.UUID(str(p["job_id"])) for p in parts if isinstance(p, dict) and "job_id" in p]
-
-
-def cancel_job(core: Core, actor: Actor, job_id: uuid.UUID) -> Job:
-    """Cancel an unfinished job of the actor's guild; cancelling twice answers the same.
+def cancel_job(core: Core, actor: Actor, job_id: uuid.UUID) -> JobView:
+    """Cancel an unfinished job of the actor's guild and return it; cancelling twice answers
+    the same.
 
     Raises :class:`NotFoundError` for a job of another guild (or none), and
     :class:`ConflictError` for a job that already completed or failed.
@@ -411,20 +375,21 @@ def cancel_job(core: Core, actor: Actor, job_id: uuid.UUID) -> Job:
         if job is None or (not actor.is_operator and job.guild_id != actor.guild_id):
             raise NotFoundError(f"no job {job_id} in this server")
     if job.status == JobStatus.CANCELLED.value:
-        return job
+        return JobView.of(job)
     reason = _CANCELLED_BY.get(actor.origin, f"cancelled by {actor.origin}")
     moved = lifecycle.move(
         core.session_factory, job_id, lifecycle.Move.CANCEL, now=core.clock(), error=reason
     )
     with core.session_factory() as session:
-        current = session.get(Job, job_id)
-    assert current is not None
-    for part in _part_ids(current):
+        row = session.get(Job, job_id)
+        assert row is not None
+        current = JobView.of(row)
+    for part in current.part_ids:
         # A multi-channel job's parts stop with it: nobody would read what they produce.
         lifecycle.move(
             core.session_factory, part, lifecycle.Move.CANCEL, now=core.clock(), error=reason
         )
-    if moved is None and current.status != JobStatus.CANCELLED.value:
+    if moved is None and current.status is not JobStatus.CANCELLED:
         raise ConflictError(
             f"job {job_id} already ended as {current.status}; there is nothing to cancel"
         )

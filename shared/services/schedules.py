@@ -29,8 +29,9 @@ from schema.models.jobs import Job
 from schema.models.schedules import EmptyPolicy, Schedule, ScheduleRun, ScheduleScope
 from shared.digests.spec import ScheduleSpec, next_run, parse_schedule
 from shared.errors import ConflictError, InvalidInputError, NotFoundError
+from shared.job_view import LeftOutChannel, left_out_of
 from shared.services.core import Actor, Core, locked_guild_row
-from shared.services.jobs import LeftOutChannel, check_destination, check_scope, left_out_of
+from shared.services.jobs import check_destination, check_scope
 from shared.summarize.content import SummaryFormat
 from shared.tenancy import DESTINATION_CHANNEL_KINDS, require_channel
 

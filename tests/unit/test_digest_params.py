@@ -22,11 +22,17 @@ from shared.jobs import (
     AudienceMember,
     ChannelTarget,
     DirectMessageTarget,
+    DiscordChannelSource,
     DiscordServerSource,
     WebhookTarget,
 )
 from shared.services.core import Actor, Core
-from shared.services.digests import CATCHUP_LOOKBACK, catchup_params, digest_params
+from shared.services.digests import (
+    CATCHUP_LOOKBACK,
+    DigestScope,
+    catchup_params,
+    digest_params,
+)
 from shared.services.jobs import submit_job
 from shared.summarize.content import SummaryFormat
 from tests.fakes.enqueuer import RecordingEnqueuer
@@ -87,11 +93,8 @@ def test_a_since_a_little_ahead_of_the_clock_is_now() -> None:
     assert _catchup(NOW + timedelta(seconds=30)).after == NOW
 
 
-def _digest(**kw: object) -> DiscordServerSource:
+def _digest(scope: DigestScope | None = None, **kw: object) -> DiscordServerSource:
     args: dict[str, object] = {
-        "guild_id": GUILD,
-        "category_id": None,
-        "channel_ids": [],
         "after": NOW - timedelta(hours=24),
         "before": None,
         "format": SummaryFormat.STRUCTURED,
@@ -100,7 +103,7 @@ def _digest(**kw: object) -> DiscordServerSource:
         "audience": None,
         **kw,
     }
-    params = digest_params(**args)  # type: ignore[arg-type]
+    params = digest_params(scope or DigestScope(guild_id=GUILD), **args)  # type: ignore[arg-type]
     assert isinstance(params.source, DiscordServerSource)
     return params.source
 
@@ -119,13 +122,36 @@ def test_a_digest_is_read_by_its_destinations_readers_by_default() -> None:
 
 def test_a_digest_keeps_the_audience_it_is_given_and_its_scope() -> None:
     source = _digest(
-        channel_ids=[CHANNEL],
+        DigestScope(guild_id=GUILD, channel_ids=(CHANNEL,)),
         destinations=[WebhookTarget(endpoint_id=uuid.uuid4())],
         audience=[{"kind": "member", "user_id": USER}],
     )
     assert source.audience == [AudienceMember(user_id=USER)]
     assert source.channel_ids == [CHANNEL]
-    assert _digest(category_id=CHANNEL).category_id == CHANNEL
+    assert _digest(DigestScope(guild_id=GUILD, category_id=CHANNEL)).category_id == CHANNEL
+
+
+def test_a_digest_of_one_channel_is_a_job_of_that_channel() -> None:
+    window = (NOW - timedelta(hours=24), NOW)
+    params = digest_params(
+        DigestScope(guild_id=GUILD, channel_id=CHANNEL),
+        after=window[0],
+        before=window[1],
+        format=SummaryFormat.BRIEF,
+        language="fr",
+        destinations=[WebhookTarget(endpoint_id=uuid.uuid4())],
+    )
+    assert params.source == DiscordChannelSource(
+        guild_id=GUILD, channel_id=CHANNEL, after=window[0], before=window[1]
+    )
+    assert params.format is SummaryFormat.BRIEF and params.language == "fr"
+    with pytest.raises(InvalidInputError, match="read by that channel's readers"):
+        _digest(
+            DigestScope(guild_id=GUILD, channel_id=CHANNEL),
+            audience=[{"kind": "member", "user_id": USER}],
+        )
+    with pytest.raises(ValueError, match="no category or channel list"):
+        DigestScope(guild_id=GUILD, channel_id=CHANNEL, category_id=CHANNEL)
 
 
 def test_a_digest_sent_only_outside_discord_needs_an_audience() -> None:
@@ -137,7 +163,7 @@ def test_a_digest_sent_only_outside_discord_needs_an_audience() -> None:
 
 def test_a_digest_refuses_a_category_and_channels_together() -> None:
     with pytest.raises(InvalidInputError, match="not both"):
-        _digest(category_id=CHANNEL, channel_ids=[USER])
+        _digest(DigestScope(guild_id=GUILD, category_id=CHANNEL, channel_ids=(USER,)))
 
 
 # Submission: the rules of ``submit_job`` apply to what the helpers build.
@@ -196,15 +222,12 @@ def test_a_catchup_is_recorded_for_its_member_and_its_fetch_published(
         submit_job(core, actor, to_other)
     _stranger_guild, stranger_channel = discord_tenants.tenant()
     elsewhere = digest_params(
-        guild_id=guild,
-        category_id=None,
-        channel_ids=[stranger_channel],
+        DigestScope(guild_id=guild, channel_ids=(stranger_channel,)),
         after=now - timedelta(hours=2),
         before=None,
         format=SummaryFormat.BRIEF,
         language=None,
         destinations=[DirectMessageTarget(user_id=member)],
-        audience=None,
     )
     with pytest.raises(NotFoundError):
         submit_job(core, actor, elsewhere)

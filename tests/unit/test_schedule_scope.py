@@ -19,9 +19,9 @@ from shared.crypto import SecretBox, generate_key
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
 from shared.errors import InvalidInputError, NotFoundError
+from shared.job_view import LeftOutChannel
 from shared.jobs import MAX_LISTED_CHANNELS
 from shared.services.core import Actor, Core
-from shared.services.jobs import LeftOutChannel
 from shared.services.schedules import (
     ScheduleRequest,
     create_schedule,

@@ -16,7 +16,7 @@ from producers.api.idempotent import Idempotency, run_idempotent
 from producers.api.models import CatchupCreate, DigestCreate, DirectMessageDestination, JobOut
 from producers.api.routes.common import JOB_ACCEPTED, JobWriter, Resources
 from producers.api.routes.jobs import submit
-from shared.services.digests import catchup_params, digest_params
+from shared.services.digests import DigestScope, catchup_params, digest_params
 
 __all__ = ["router"]
 
@@ -48,10 +48,13 @@ def create_digest(
 
     def work() -> Response:
         after, before = payload.window.resolve(resources.clock())
-        params = digest_params(
+        scope = DigestScope(
             guild_id=caller.guild_id,
             category_id=payload.category_id,
-            channel_ids=payload.channel_ids,
+            channel_ids=tuple(payload.channel_ids),
+        )
+        params = digest_params(
+            scope,
             after=after,
             before=before,
             format=payload.format,

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from producers.api.auth import Caller, require_scope
 from producers.api.idempotent import Idempotency, IdempotencyKey, run_idempotent
-from producers.api.models import DeliveryOut, JobCreate, JobOut, LeftOutChannel
+from producers.api.models import DeliveryOut, JobCreate, JobOut
 from producers.api.problems import Problem, validation_errors
 from producers.api.resources import ApiResources
 from producers.api.routes.common import (
@@ -26,8 +26,9 @@ from producers.api.routes.common import (
     guild_row,
     json_response,
 )
-from schema.models.jobs import Delivery, Job, JobStatus, Summary
+from schema.models.jobs import Delivery, Job, Summary
 from shared.apikeys import Scope
+from shared.job_view import JobView
 from shared.jobs import JobParams
 from shared.services import jobs as job_service
 from shared.summarize.content import SummaryFormat
@@ -36,56 +37,13 @@ __all__ = ["job_out", "job_params", "router", "submit"]
 
 router = APIRouter(tags=["jobs"])
 
-_STAGES = {
-    JobStatus.FETCHING.value: "fetch",
-    JobStatus.SUMMARIZING.value: "summarize",
-    JobStatus.DELIVERING.value: "deliver",
-}
-
 JobId = Annotated[uuid.UUID, Path(description="The job's id", examples=[uuid.UUID(int=1)])]
 
 
-def _plan_view(progress: Any) -> tuple[int | None, list[LeftOutChannel]]:
-    """A multi-channel job's channel count and left-out channels (its ``progress.plan``)."""
-    plan = progress.get("plan") if isinstance(progress, dict) else None
-    if not isinstance(plan, dict):
-        return None, []
-    counted = [plan.get("parts"), plan.get("quiet")]
-    channels = sum(len(entries) for entries in counted if isinstance(entries, list))
-    left_out = [
-        LeftOutChannel(channel_id=item.channel_id, name=item.name, reason=item.reason)
-        for item in job_service.left_out_of(progress)
-    ]
-    return channels, left_out
-
-
-def job_out(job: Any, deliveries: list[DeliveryOut] | None = None) -> JobOut:
-    """The public view of a job row (a ``Job`` or a Core row of the ``jobs`` table)."""
-    summary_id = job.progress.get("summary_id") if isinstance(job.progress, dict) else None
-    try:
-        summary = uuid.UUID(str(summary_id)) if summary_id else None
-    except ValueError:
-        summary = None
-    fmt = job.params.get("format") if isinstance(job.params, dict) else None
-    channels, left_out = _plan_view(job.progress)
-    return JobOut(
-        id=job.id,
-        status=job.status,
-        stage=_STAGES.get(job.status),
-        progress=job.progress or {},
-        error=job.error,
-        guild_id=job.guild_id,
-        channel_id=job.channel_id,
-        format=str(fmt) if fmt is not None else None,
-        message_count=job.message_count,
-        summary_id=summary,
-        created_at=job.created_at,
-        updated_at=job.updated_at,
-        finished_at=job.finished_at,
-        deliveries=deliveries or [],
-        channels=channels,
-        left_out=left_out,
-    )
+def job_out(job: JobView, deliveries: list[DeliveryOut] | None = None) -> JobOut:
+    """The public view of a job, with its deliveries."""
+    out = JobOut.model_validate(job, from_attributes=True)
+    return out.model_copy(update={"deliveries": deliveries or []})
 
 
 def _params(resources: ApiResources, caller: Caller, payload: JobCreate) -> JobParams:
@@ -172,7 +130,7 @@ def submit(
     submission = job_service.submit_job(
         resources.core, caller.actor, params, idempotency_key=durable_key
     )
-    job = submission.job
+    job = JobView.of(submission.job)
     resources.metrics.summary_requests.labels(
         params.format.value, "accepted" if submission.created else "duplicate"
     ).inc()
@@ -214,7 +172,7 @@ def get_job(
     resources: Resources,
 ) -> Response:
     """A job of the key's guild."""
-    job = guild_row(resources, Job, caller, job_id, what="job")
+    job = JobView.of(guild_row(resources, Job, caller, job_id, what="job"))
     return json_response(job_out(job, _deliveries(resources, job.id)))
 
 

@@ -31,9 +31,10 @@ from producers.bot.estimates import EtaModel
 from producers.bot.parsing import Window, parse_format, parse_language, parse_window
 from producers.bot.responses import RequestSummary, job_list_embed, status_embed
 from producers.bot.runtime import BotRuntime
-from producers.bot.store import JobSnapshot, find_jobs, recent_jobs
+from producers.bot.store import find_jobs, recent_jobs
 from producers.bot.summaries import Accepted, SummaryAsk, refusal_text, request_summary
 from shared.errors import InvalidInputError, PipelineError
+from shared.job_view import JobView
 from shared.metrics import REQUESTS
 from shared.summarize.content import SummaryFormat
 
@@ -330,9 +331,8 @@ class SummarizeCog(commands.Cog):
         await interaction.edit_original_response(embed=_job_embed(runtime, matches[0], eta))
 
 
-def _job_embed(runtime: BotRuntime, job: JobSnapshot, eta: EtaModel) -> discord.Embed:
+def _job_embed(runtime: BotRuntime, job: JobView, eta: EtaModel) -> discord.Embed:
     count = job.message_count
-    started = job.created_at or runtime.clock()
     summary = RequestSummary(
         job_id=job.id,
         source=f"<#{job.channel_id}>" if job.channel_id else "a channel",
@@ -340,6 +340,6 @@ def _job_embed(runtime: BotRuntime, job: JobSnapshot, eta: EtaModel) -> discord.
         destination="where it was asked to go",
         messages=str(count) if count is not None else "counted when read",
         cost=runtime.cost(count).text,
-        ready_at=job.finished_at or eta.ready_at(started, count),
+        ready_at=job.finished_at or eta.ready_at(job.created_at, count),
     )
     return status_embed(summary, job)

@@ -18,10 +18,10 @@ from producers.bot.responses import (
     schedule_list_embed,
     status_embed,
 )
-from producers.bot.store import GuildConfig, JobSnapshot
+from producers.bot.store import GuildConfig
 from schema.models.jobs import JobStatus
 from schema.models.tenancy import PrivateChannelPolicy
-from shared.services.jobs import LeftOutChannel
+from shared.job_view import JobView, LeftOutChannel
 from shared.services.schedules import LastRun, ScheduleView
 from shared.summarize.content import SummaryFormat
 
@@ -52,17 +52,23 @@ def request() -> RequestSummary:
     )
 
 
-def job(status: JobStatus, **fields: object) -> JobSnapshot:
-    values: dict[str, object] = {
+def job(status: JobStatus, **fields: Any) -> JobView:
+    values: dict[str, Any] = {
         "id": JOB,
+        "origin": "bot",
         "status": status,
         "guild_id": "9",
         "channel_id": "1",
         "requested_by": "2",
+        "params": {},
+        "progress": {},
+        "message_count": None,
+        "error": None,
         "created_at": NOW,
+        "updated_at": NOW,
+        "finished_at": None,
     }
-    values.update(fields)
-    return JobSnapshot(**values)  # type: ignore[arg-type]
+    return JobView(**values | fields)
 
 
 def field(embed: discord.Embed, name: str) -> str:
