@@ -31,21 +31,23 @@ def test_redis_urls_get_the_transport_and_others_keep_kombus() -> None:
 def test_publishes_reuse_one_client_and_land_as_celery_messages(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    app = publisher_app(redis_url, visibility_timeout=3600)
+    with app.connection_for_write() as connection:
+        assert connection.as_uri().startswith(f"{TRANSPORT}://")
+        used = type(connection.default_channel)
+    assert (used.__module__, used.__name__) == ("shared.broker", "Channel")
     made: list[int] = []
-    original = Channel._create_client
+    original = used._create_client
 
     def counting(self: Channel, asynchronous: bool = False) -> Any:
         if not asynchronous:
             made.append(id(self))
         return original(self, asynchronous)
 
-    monkeypatch.setattr(Channel, "_create_client", counting)
-    app = publisher_app(redis_url, visibility_timeout=3600)
+    monkeypatch.setattr(used, "_create_client", counting)
     queue = "fetch"
     client: redis.Redis[Any] = redis.Redis.from_url(redis_url)
     job_ids = [str(uuid.uuid4()) for _ in range(5)]
-    with app.connection_for_write() as connection:
-        assert connection.as_uri().startswith(f"{TRANSPORT}://")
     enqueuer = CeleryEnqueuer(app)
     try:
         for job_id in job_ids:
@@ -57,9 +59,10 @@ def test_publishes_reuse_one_client_and_land_as_celery_messages(
         ]
         assert len(ours) == 5
         assert {body["headers"]["task"] for body in ours} == {"summarybot.fetch"}
-        # Five publishes through one pooled producer channel: one client, made once (stock
-        # kombu makes one per publish).
-        assert len(made) == len(set(made)) == 1
+        # Five publishes through one pooled producer channel: at most one client made (none
+        # when kombu's process-wide producer pool already holds a channel for this broker from
+        # an earlier test); stock kombu makes one per publish.
+        assert len(made) <= 1
     finally:
         for raw in client.lrange(queue, 0, -1):
             if any(job_id in raw.decode() for job_id in job_ids):
@@ -89,4 +92,5 @@ def test_a_worker_app_uses_it_too(redis_url: str) -> None:
     app.config_from_object(celeryconfig)
     app.conf.update(**broker_settings(redis_url))
     with app.connection_for_read() as connection:
-        assert isinstance(connection.default_channel, Channel)
+        used = type(connection.default_channel)
+    assert (used.__module__, used.__name__) == ("shared.broker", "Channel")
