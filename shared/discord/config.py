@@ -46,6 +46,9 @@ class DiscordSettings(SettingsGroup):
     backoff_base_s: float = Field(default=0.5, ge=0, le=60)
     global_limit: int = Field(default=50, ge=1, le=100_000, description="requests per second")
     global_margin: float = Field(default=0.06, ge=0, lt=1)
+    global_burst: int = Field(
+        default=5, ge=1, le=100_000, description="requests that may leave at once after a pause"
+    )
     bucket_safety_ms: float = Field(
         default=0.0,
         ge=0,

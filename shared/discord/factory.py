@@ -39,6 +39,7 @@ def limiter_config(settings: DiscordSettings) -> LimiterConfig:
         key_prefix=settings.key_prefix,
         global_limit=settings.global_limit,
         global_margin=settings.global_margin,
+        global_burst=settings.global_burst,
         bucket_safety_ms=settings.bucket_safety_ms,
         lease_s=settings.request_timeout_s + 5,
         invalid_limit=settings.invalid_request_limit,

@@ -10,9 +10,11 @@ atomically, with Redis ``TIME`` as the only clock (host clocks may disagree):
     refuses at once for a dead token or webhook, an IP ban or a tripped invalid-request breaker;
     says how long to wait after a global 429, a shared/sub-limit 429, or while a bucket is
     exhausted (or still being discovered: one request in flight until its headers are known);
-    otherwise books the next slot of the pre-emptive global limit (GCRA at
-    ``limit x (1 - margin)`` per second with a small burst, so any one second holds fewer than
-    ``limit`` requests) and records a leased reservation in the bucket.
+    otherwise books the next slot of the pre-emptive global limit and records a leased
+    reservation in the bucket.  The global slot is a GCRA at ``limit x (1 - margin)`` per
+    second with a burst (a few requests after a pause leave at once, so one job's requests are
+    not spaced out when the token is idle), capped by a log of the booked send times: no
+    window of one period holds more than ``limit - 2`` of them, whatever its phase.
 ``discord_release.lua``
     learns the route's bucket hash and the bucket's window from the response headers (a newer
     window replaces the state, the same window only lowers ``remaining``, a stale one is
@@ -31,6 +33,7 @@ Key layout (prefix ``P``; ``tid`` is a token fingerprint, never the token)::
     P:ipblock                      Cloudflare ban: epoch ms until which nothing is sent
     P:inv:{minute}                 invalid requests in that minute (TTL 11 min)
     P:g:{scope} / P:gb:{scope}     global GCRA theoretical arrival time / global-429 block
+    P:gw:{scope}                   booked global send times (ZSET, the last period and ahead)
     P:t:{tid}:r2b:{route}          route key -> bucket hash ("-" = route has no bucket)
     P:t:{tid}:b:{hash}:{major}     bucket state HASH {k,l,r,ra,ws,prov,p,blk}; ":q" = leases
     P:t:{tid}:u:{route}:{major}    the same for a bucket not discovered yet (limit 1)
@@ -39,7 +42,6 @@ Key layout (prefix ``P``; ``tid`` is a token fingerprint, never the token)::
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass
 from importlib import resources
@@ -85,12 +87,20 @@ Scope = Literal["user", "global", "shared", "sublimit", "cloudflare"]
 class LimiterConfig:
     """Tunables of the Discord limiter (see :class:`shared.discord.config.DiscordSettings`).
 
-    ``global_limit`` requests per ``global_period_s`` is Discord's global limit; we stay
-    ``global_margin`` below it.  No header tells where Discord's global window starts, so the
-    margin is what keeps requests that arrive later than booked (network, a busy host) from
-    piling into one window: any period holds at most ``rate x (1 + spread) + 1`` of ours, where
-    ``spread`` is how much arrival delays vary, so 6 % tolerates about 40 ms (see
-    discord/discord-api-docs#5144: exactly 50 per second still met 429s).
+    ``global_limit`` requests per ``global_period_s`` is Discord's global limit.  No header
+    tells where Discord's global window starts, so two rules keep every window below it:
+
+    * the booked send times are logged, and no span of one period (a little more: see
+      :attr:`cap_span_ms`) holds more than :attr:`window_cap` (``limit - 2``) of them,
+      whatever the window's phase; the two spare requests absorb requests that arrive later
+      than booked (network, a busy host);
+    * a GCRA at ``limit x (1 - margin)`` per period spreads a sustained load evenly instead of
+      letting it leave in bunches of ``window_cap`` (a bunch that arrives late would land in
+      the next window with the next bunch); after a pause, ``global_burst`` requests leave at
+      once, so the few requests of one job are not spaced out on an idle token.  With the
+      default 6 % margin, any period holds at most ``rate x (1 + spread) + 1`` of ours, where
+      ``spread`` is how much arrival delays vary: about 40 ms is tolerated (see
+      discord/discord-api-docs#5144: exactly 50 per second still met 429s).
 
     Bucket windows need no such margin: a window's end is anchored when its answer is *read*
     (Redis ``TIME`` plus ``X-RateLimit-Reset-After``), which is always later than the moment
@@ -104,6 +114,7 @@ class LimiterConfig:
     global_limit: int = 50
     global_period_s: float = 1.0
     global_margin: float = 0.06
+    global_burst: int = 5
     bucket_safety_ms: float = 0.0
     lease_s: float = 30.0
     poll_ms: float = 25.0
@@ -117,6 +128,8 @@ class LimiterConfig:
             raise ValueError("global_limit must be at least 1 request per period")
         if not 0 <= self.global_margin < 1:
             raise ValueError("global_margin must be a fraction in [0, 1), e.g. 0.06")
+        if self.global_burst < 1:
+            raise ValueError("global_burst must be at least 1 request")
         if self.invalid_limit < 1:
             raise ValueError("invalid_limit must be at least 1")
 
@@ -128,16 +141,30 @@ class LimiterConfig:
     @property
     def gcra_interval_ms(self) -> float:
         """Emission interval of the global GCRA."""
-        return self.global_period_s * 1000 / self.global_rate
+        return self.global_period_ms / self.global_rate
 
     @property
     def gcra_burst(self) -> int:
-        """Requests allowed at once.
+        """Requests allowed at once after a pause (never more than the window cap)."""
+        return min(self.global_burst, self.window_cap)
 
-        Chosen so that any one period holds at least two requests fewer than the limit: that
-        slack absorbs the jitter between the booked send time and the arrival at Discord.
-        """
-        return max(1, math.floor(self.global_limit - self.global_rate) - 2)
+    @property
+    def window_cap(self) -> int:
+        """Booked requests any one period may hold: two fewer than the limit (at least 1)."""
+        return max(1, self.global_limit - 2)
+
+    @property
+    def global_period_ms(self) -> float:
+        """The global limit's period in milliseconds."""
+        return self.global_period_s * 1000
+
+    @property
+    def cap_span_ms(self) -> float:
+        """The span the window cap counts over: one period, stretched to the time the GCRA's
+        rate takes to send the cap's requests.  The cap then costs no sustained rate, and a
+        full window's first request may arrive one emission interval late without meeting
+        the next window's last."""
+        return max(self.global_period_ms, self.window_cap * self.gcra_interval_ms)
 
     @property
     def gcra_tolerance_ms(self) -> float:
@@ -279,6 +306,8 @@ class RedisDiscordLimiter:
                 _num(cfg.gcra_tolerance_ms),
                 str(cfg.invalid_limit),
                 _num(cfg.poll_ms),
+                _num(cfg.cap_span_ms),
+                str(cfg.window_cap),
             ],
         )
         code = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])

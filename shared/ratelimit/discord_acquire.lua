@@ -11,6 +11,8 @@ local interval = tonumber(ARGV[10])
 local tolerance = tonumber(ARGV[11])
 local inv_limit = tonumber(ARGV[12])
 local poll = tonumber(ARGV[13])
+local cap_span = tonumber(ARGV[14])
+local cap = tonumber(ARGV[15])
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
@@ -87,13 +89,25 @@ end
 local delay = 0
 if gscope ~= '' then
   local gkey = P .. ':g:' .. gscope
+  local wkey = P .. ':gw:' .. gscope
   local tat = num(redis.call('GET', gkey), 0)
   if tat < now then tat = now end
-  delay = tat - tolerance - now
-  if delay < 0 then delay = 0 end
+  local send = math.max(now, tat - tolerance)
+  -- The log of booked send times: a slot whose span (in any phase) would already hold
+  -- `cap` of them moves to just after the one that must leave that span.
+  redis.call('ZREMRANGEBYSCORE', wkey, '-inf', string.format('%.3f', now - cap_span))
+  local inside = redis.call('ZRANGEBYSCORE', wkey, string.format('(%.3f', send - cap_span), '+inf',
+    'WITHSCORES')
+  local count = #inside / 2
+  if count >= cap then
+    send = tonumber(inside[(count - cap) * 2 + 2]) + cap_span
+  end
+  delay = send - now
   if delay > max_delay then return reply('global', delay) end
-  redis.call('SET', gkey, string.format('%.3f', tat + interval),
-    'PX', math.ceil(tat + interval - now + 60000))
+  local next_tat = math.max(tat, send) + interval
+  redis.call('SET', gkey, string.format('%.3f', next_tat), 'PX', math.ceil(next_tat - now + 60000))
+  redis.call('ZADD', wkey, string.format('%.3f', send), rid)
+  redis.call('PEXPIRE', wkey, math.ceil(delay + cap_span + 60000))
 end
 
 if bkey ~= '' then

@@ -42,8 +42,9 @@ if hash ~= '' then
   else
     local ra, ws, prov = num(st[2], 0), num(st[3], 0), num(st[4], 0)
     local r, p = num(st[5], 0), num(st[6], span)
-    if new_reset <= ws + math.max(tol, p / 2) then
+    if new_reset <= ws + p / 2 then
       -- An answer from a window that has already ended: it says nothing about this one.
+      -- (Half a window, never more: a window of one request per 50 ms still learns.)
     elseif prov == 1 or new_reset > ra + tol then
       redis.call('HSET', target, 'l', h_limit, 'r', h_remaining, 'ra', f3(new_reset),
         'prov', 0, 'p', f3(math.max(p, span)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from bisect import bisect_right, insort
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -57,6 +58,7 @@ class InProcessDiscordLimiter:
         self._buckets: dict[str, _Bucket] = {}
         self._route_hash: dict[tuple[str, str], str] = {}
         self._tat: dict[str, float] = {}
+        self._booked: dict[str, list[float]] = {}
         self._global_block: dict[str, float] = {}
         self._sub_block: dict[tuple[str, str, str], float] = {}
         self._dead_tokens: dict[str, float] = {}
@@ -78,6 +80,22 @@ class InProcessDiscordLimiter:
     def _invalid_total(self, now: float) -> int:
         minute = int(now // 60000)
         return sum(self._invalid.get(m, 0) for m in range(minute - 9, minute + 1))
+
+    def _global_delay(self, scope: str, now: float) -> float:
+        """Milliseconds until the next global slot: the GCRA's, moved past any booked send
+        time that would make one span of :attr:`LimiterConfig.cap_span_ms` hold more than the
+        window cap."""
+        cfg = self.config
+        span = cfg.cap_span_ms
+        tat = max(self._tat.get(scope, 0.0), now)
+        send = max(now, tat - cfg.gcra_tolerance_ms)
+        booked = self._booked.setdefault(scope, [])
+        del booked[: bisect_right(booked, now - span)]
+        first = bisect_right(booked, send - span)
+        inside = len(booked) - first
+        if inside >= cfg.window_cap:
+            send = booked[first + inside - cfg.window_cap] + span
+        return send - now
 
     def try_acquire(self, key: LimitKey, *, max_delay_s: float) -> Verdict:
         """One attempt; the same decisions as ``discord_acquire.lua``."""
@@ -126,11 +144,13 @@ class InProcessDiscordLimiter:
 
             delay = 0.0
             if scope:
-                tat = max(self._tat.get(scope, 0.0), now)
-                delay = max(0.0, tat - cfg.gcra_tolerance_ms - now)
+                delay = self._global_delay(scope, now)
                 if delay > max_delay_s * 1000:
                     return Verdict(slot=None, denial="global", wait_s=delay / 1000)
-                self._tat[scope] = tat + cfg.gcra_interval_ms
+                self._tat[scope] = max(self._tat.get(scope, 0.0), now + delay) + (
+                    cfg.gcra_interval_ms
+                )
+                insort(self._booked[scope], now + delay)
 
             rid = uuid.uuid4().hex
             if bkey:
@@ -167,9 +187,7 @@ class InProcessDiscordLimiter:
                     bucket.limit, bucket.remaining = outcome.limit, outcome.remaining
                     bucket.reset_at, bucket.window_start = new_reset, now
                     bucket.provisional, bucket.period = False, span
-                elif new_reset <= bucket.window_start + max(
-                    cfg.window_tolerance_ms, bucket.period / 2
-                ):
+                elif new_reset <= bucket.window_start + bucket.period / 2:
                     pass  # an answer from a window that has already ended
                 elif bucket.provisional or new_reset > bucket.reset_at + cfg.window_tolerance_ms:
                     if not bucket.provisional:

@@ -132,15 +132,13 @@ def test_route_without_bucket_headers_only_has_the_global_limit(make_limiter: An
 
 
 def test_global_limit_is_preemptive_and_books_slots(make_limiter: Any) -> None:
-    limiter = make_limiter(global_limit=10, global_margin=0.0)
+    limiter = make_limiter(global_limit=10, global_margin=0.0, global_burst=1)
     cfg = limiter.config
     limiter.release(grant(limiter, key()), Outcome(status=200))
-    delays = [grant(limiter, key(), max_delay_s=5).delay_s for _ in range(12)]
+    delays = [grant(limiter, key(), max_delay_s=5).delay_s for _ in range(7)]
     # Spaced one emission interval apart (the discovery request took the first slot).
     assert delays == sorted(delays)
-    assert delays[-1] == pytest.approx(
-        12 * cfg.gcra_interval_ms / 1000 - cfg.gcra_tolerance_ms / 1000, abs=0.05
-    )
+    assert delays[-1] == pytest.approx(7 * cfg.gcra_interval_ms / 1000, abs=0.05)
     verdict = limiter.try_acquire(key(), max_delay_s=0.05)
     assert verdict.denial == "global"
     assert verdict.wait_s > 0.5
@@ -148,18 +146,48 @@ def test_global_limit_is_preemptive_and_books_slots(make_limiter: Any) -> None:
     grant(limiter, key(token=None, route="POST /webhooks/{webhook_id}/{webhook_token}"))
 
 
-def test_gcra_never_exceeds_the_limit_within_a_period() -> None:
+def test_global_burst_leaves_at_once_after_a_pause(make_limiter: Any) -> None:
+    limiter = make_limiter(global_limit=10, global_margin=0.0, global_burst=4)
+    limiter.release(grant(limiter, key()), Outcome(status=200))
+    delays = [grant(limiter, key(), max_delay_s=5).delay_s for _ in range(4)]
+    # The discovery request and three more leave at once; the fifth waits its interval.
+    assert delays[:3] == [0.0, 0.0, 0.0]
+    assert delays[3] == pytest.approx(limiter.config.gcra_interval_ms / 1000, abs=0.03)
+
+
+def _worst_period(sends: list[float], period_s: float) -> int:
+    """The most send times any span of one period holds, whatever its phase."""
+    return max(sum(1 for t in sends if start <= t < start + period_s) for start in sends)
+
+
+@pytest.mark.parametrize("burst", [1, 5, 8])
+def test_booked_sends_never_exceed_the_window_cap(make_limiter: Any, burst: int) -> None:
+    limiter = make_limiter(global_limit=10, global_margin=0.0, global_burst=burst)
+    cfg = limiter.config
+    sends: list[float] = []
+    origin = time.monotonic()
+    for _ in range(30):
+        slot = grant(limiter, key(token="cap", route="GET /gateway", major="-"), max_delay_s=5)
+        sends.append(time.monotonic() - origin + slot.delay_s)
+        # No bucket headers: only the global limit applies to this route from now on.
+        limiter.release(slot, Outcome(status=200))
+    assert cfg.window_cap == 8
+    # A little slack for the time between reading the clock and the limiter's own reading.
+    assert _worst_period([round(t, 2) for t in sends], 0.98) <= cfg.window_cap
+    # Nothing is wasted either: the busiest period holds the whole allowance.
+    assert _worst_period(sends, 0.98) == cfg.window_cap
+
+
+def test_limiter_config_rules() -> None:
     from shared.ratelimit.discord import LimiterConfig
 
-    for limit, margin in ((50, 0.06), (50, 0.1), (500, 0.06), (10, 0.2)):
+    for limit, margin in ((50, 0.06), (50, 0.1), (500, 0.06), (10, 0.2), (3, 0.0), (1, 0.0)):
         cfg = LimiterConfig(global_limit=limit, global_margin=margin)
-        # Burst at t=0, then one per interval: count in any 1 s window.
-        times = [0.0] * cfg.gcra_burst + [
-            (n + 1) * cfg.gcra_interval_ms for n in range(int(cfg.global_rate) * 3)
-        ]
-        worst = max(sum(1 for t in times if s <= t < s + 1000) for s in times)
-        assert worst <= limit - 2, (limit, margin, worst)
+        assert cfg.window_cap == max(1, limit - 2)
+        assert 1 <= cfg.gcra_burst <= cfg.window_cap
         assert cfg.global_rate >= limit * (1 - margin) - 1e-9
+    with pytest.raises(ValueError, match="global_burst"):
+        LimiterConfig(global_burst=0)
 
 
 def test_global_429_blocks_every_route_of_the_token(make_limiter: Any) -> None:
