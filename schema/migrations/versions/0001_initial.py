@@ -20,16 +20,14 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from schema.migrations.ddl import JSON, TIMESTAMP, outbox_columns
 
 # revision identifiers, used by Alembic.
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
-TIMESTAMP = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
@@ -96,26 +94,7 @@ def upgrade() -> None:
         "deliveries",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("summary_id", sa.Uuid(), nullable=False),
-        sa.Column("target", sa.String(length=500), nullable=False),
-        sa.Column("kind", sa.String(length=32), nullable=False),
-        sa.Column("params", JSON, nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("lease_until", TIMESTAMP, nullable=True),
-        sa.Column("remote_id", sa.String(length=200), nullable=True),
-        sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("fallback_of", sa.Uuid(), nullable=True),
-        sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.Column("sent_at", TIMESTAMP, nullable=True),
-        sa.CheckConstraint(
-            "status IN ('pending', 'sending', 'sent', 'failed')", name=op.f("ck_deliveries_status")
-        ),
-        sa.ForeignKeyConstraint(
-            ["fallback_of"],
-            ["deliveries.id"],
-            name=op.f("fk_deliveries_fallback_of_deliveries"),
-            ondelete="SET NULL",
-        ),
+        *outbox_columns("deliveries"),
         sa.ForeignKeyConstraint(
             ["summary_id"],
             ["summaries.id"],

@@ -17,10 +17,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
-JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
-TIMESTAMP = sa.DateTime(timezone=True)
+from schema.migrations.ddl import TIMESTAMP, outbox_columns, retry_columns
 
 # revision identifiers, used by Alembic.
 revision: str = "0002"
@@ -31,37 +29,14 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     """Create the attempt log, the retry schedules and the job notification outbox."""
+    failures, *retry_state = retry_columns()
     op.create_table(
         "job_notifications",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("job_id", sa.Uuid(), nullable=False),
         sa.Column("event", sa.String(length=64), nullable=False),
-        sa.Column("target", sa.String(length=500), nullable=False),
-        sa.Column("kind", sa.String(length=32), nullable=False),
-        sa.Column("params", JSON, nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("failures", sa.Integer(), nullable=False),
-        sa.Column("lease_until", TIMESTAMP, nullable=True),
-        sa.Column("next_attempt_at", TIMESTAMP, nullable=True),
-        sa.Column("redriven_at", TIMESTAMP, nullable=True),
-        sa.Column("first_failure_at", TIMESTAMP, nullable=True),
-        sa.Column("progress", JSON, nullable=False),
-        sa.Column("remote_id", sa.String(length=200), nullable=True),
-        sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("fallback_of", sa.Uuid(), nullable=True),
-        sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.Column("sent_at", TIMESTAMP, nullable=True),
-        sa.CheckConstraint(
-            "status IN ('pending', 'sending', 'sent', 'failed')",
-            name=op.f("ck_job_notifications_status"),
-        ),
-        sa.ForeignKeyConstraint(
-            ["fallback_of"],
-            ["job_notifications.id"],
-            name=op.f("fk_job_notifications_fallback_of_job_notifications"),
-            ondelete="SET NULL",
-        ),
+        # A notification keeps its retry state in its own row, around lease_until.
+        *outbox_columns("job_notifications", before_lease=[failures], after_lease=retry_state),
         sa.ForeignKeyConstraint(
             ["job_id"],
             ["jobs.id"],
@@ -143,11 +118,7 @@ def upgrade() -> None:
     op.create_table(
         "delivery_schedules",
         sa.Column("delivery_id", sa.Uuid(), nullable=False),
-        sa.Column("failures", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", TIMESTAMP, nullable=True),
-        sa.Column("redriven_at", TIMESTAMP, nullable=True),
-        sa.Column("first_failure_at", TIMESTAMP, nullable=True),
-        sa.Column("progress", JSON, nullable=False),
+        *retry_columns(),
         sa.ForeignKeyConstraint(
             ["delivery_id"],
             ["deliveries.id"],

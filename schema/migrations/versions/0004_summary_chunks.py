@@ -17,10 +17,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
-JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
-TIMESTAMP = sa.DateTime(timezone=True)
+from schema.migrations.ddl import JSON, TIMESTAMP
 
 # revision identifiers, used by Alembic.
 revision: str = "0004"

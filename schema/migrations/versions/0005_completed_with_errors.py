@@ -16,7 +16,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from schema.migrations.ddl import JSON, TIMESTAMP
 
 # revision identifiers, used by Alembic.
 revision: str = "0005"
@@ -26,10 +27,6 @@ depends_on: str | Sequence[str] | None = None
 
 _OLD = ("queued", "fetching", "summarizing", "delivering", "completed", "failed", "cancelled")
 _NEW = (*_OLD, "completed_with_errors")
-
-
-JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
-TIMESTAMP = sa.DateTime(timezone=True)
 
 
 def _check(states: tuple[str, ...]) -> str:

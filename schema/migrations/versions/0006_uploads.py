@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-TIMESTAMP = sa.DateTime(timezone=True)
+from schema.migrations.ddl import TIMESTAMP
 
 # revision identifiers, used by Alembic.
 revision: str = "0006"

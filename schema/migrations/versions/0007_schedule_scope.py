@@ -20,7 +20,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from schema.migrations.ddl import JSON, TIMESTAMP
 
 # revision identifiers, used by Alembic.
 revision: str = "0007"
@@ -28,8 +29,6 @@ down_revision: str | Sequence[str] | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
-TIMESTAMP = sa.DateTime(timezone=True)
 
 _SCOPES = ("channel", "server", "category", "channels")
 _SCOPE_CHECK = "scope IN (" + ", ".join(f"'{s}'" for s in _SCOPES) + ")"

@@ -1,0 +1,88 @@
+"""DDL that several revisions spell alike: the column types, foreign keys, the outbox columns.
+
+Frozen history.  Revisions that databases have already run build their tables from what these
+functions return, so none of it may ever change: a changed column here would make an old
+revision create a different schema than it did, and ``alembic check`` drift where nothing moved.
+A later revision that needs another shape writes its own (or adds a new function here); it
+never edits one of these.  Like the revisions, this uses plain SQLAlchemy types, never the
+models, so a change to a model cannot reach into history.
+
+Constraint names are the ones the naming convention of ``schema.base`` gives; ``op.f()`` marks
+them as final, as the revisions do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import SchemaItem
+
+__all__ = [
+    "JSON",
+    "TIMESTAMP",
+    "foreign_key",
+    "outbox_columns",
+    "retry_columns",
+]
+
+#: JSON on every backend, JSONB on PostgreSQL.
+JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+#: A moment with its zone (the models' ``UTCDateTime`` underneath).
+TIMESTAMP = sa.DateTime(timezone=True)
+
+
+def foreign_key(table: str, column: str, parent: str, *, ondelete: str) -> sa.ForeignKeyConstraint:
+    """``table.column`` references ``parent.id``, named ``fk_<table>_<column>_<parent>``."""
+    return sa.ForeignKeyConstraint(
+        [column], [f"{parent}.id"], name=op.f(f"fk_{table}_{column}_{parent}"), ondelete=ondelete
+    )
+
+
+def outbox_columns(
+    table: str,
+    *,
+    before_lease: Sequence[sa.Column[Any]] = (),
+    after_lease: Sequence[sa.Column[Any]] = (),
+) -> list[SchemaItem]:
+    """The columns of an outbox table after its own leading ones (0001 ``deliveries``, 0002
+    ``job_notifications``), with the ``status`` check and the ``fallback_of`` reference to the
+    table's own rows.
+
+    A table's columns that its revision placed among these go in ``before_lease`` (right after
+    ``attempts``) and ``after_lease`` (right after ``lease_until``).
+    """
+    return [
+        sa.Column("target", sa.String(length=500), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("params", JSON, nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        *before_lease,
+        sa.Column("lease_until", TIMESTAMP, nullable=True),
+        *after_lease,
+        sa.Column("remote_id", sa.String(length=200), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("fallback_of", sa.Uuid(), nullable=True),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.Column("sent_at", TIMESTAMP, nullable=True),
+        sa.CheckConstraint(
+            "status IN ('pending', 'sending', 'sent', 'failed')", name=op.f(f"ck_{table}_status")
+        ),
+        foreign_key(table, "fallback_of", table, ondelete="SET NULL"),
+    ]
+
+
+def retry_columns() -> list[sa.Column[Any]]:
+    """The retry state and send progress of a delivery or a job notification (0002):
+    ``failures``, ``next_attempt_at``, ``redriven_at``, ``first_failure_at``, ``progress``."""
+    return [
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", TIMESTAMP, nullable=True),
+        sa.Column("redriven_at", TIMESTAMP, nullable=True),
+        sa.Column("first_failure_at", TIMESTAMP, nullable=True),
+        sa.Column("progress", JSON, nullable=False),
+    ]
