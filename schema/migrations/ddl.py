@@ -25,8 +25,10 @@ __all__ = [
     "JSON",
     "TIMESTAMP",
     "foreign_key",
+    "jobs_columns",
     "outbox_columns",
     "retry_columns",
+    "schedules_columns",
 ]
 
 #: JSON on every backend, JSONB on PostgreSQL.
@@ -85,4 +87,50 @@ def retry_columns() -> list[sa.Column[Any]]:
         sa.Column("redriven_at", TIMESTAMP, nullable=True),
         sa.Column("first_failure_at", TIMESTAMP, nullable=True),
         sa.Column("progress", JSON, nullable=False),
+    ]
+
+
+def jobs_columns(*, status_length: int) -> list[sa.Column[Any]]:
+    """The columns of ``jobs`` as 0001 created them; 0005 widened ``status`` from 16 to 32."""
+    return [
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("origin", sa.String(length=16), nullable=False),
+        sa.Column("status", sa.String(length=status_length), nullable=False),
+        sa.Column("guild_id", sa.String(length=32), nullable=True),
+        sa.Column("channel_id", sa.String(length=32), nullable=True),
+        sa.Column("requested_by", sa.String(length=64), nullable=True),
+        sa.Column("params", JSON, nullable=False),
+        sa.Column("progress", JSON, nullable=False),
+        sa.Column("idempotency_key", sa.String(length=200), nullable=True),
+        sa.Column("message_count", sa.Integer(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("error_detail", sa.Text(), nullable=True),
+        sa.Column("redeliveries", sa.Integer(), nullable=False),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.Column("updated_at", TIMESTAMP, nullable=False),
+        sa.Column("stage_started_at", TIMESTAMP, nullable=True),
+        sa.Column("heartbeat_at", TIMESTAMP, nullable=True),
+        sa.Column("finished_at", TIMESTAMP, nullable=True),
+    ]
+
+
+def schedules_columns() -> list[sa.Column[Any]]:
+    """The columns of ``schedules`` as 0001 created them (0007 added the scope columns)."""
+    return [
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("guild_id", sa.String(length=32), nullable=False),
+        sa.Column("channel_id", sa.String(length=32), nullable=False),
+        sa.Column("created_by", sa.String(length=64), nullable=False),
+        sa.Column("spec", sa.Text(), nullable=False),
+        sa.Column("cron", sa.String(length=120), nullable=False),
+        sa.Column("timezone", sa.String(length=64), nullable=False),
+        sa.Column("format", sa.String(length=16), server_default="brief", nullable=False),
+        sa.Column("language", sa.String(length=16), nullable=True),
+        sa.Column("destination", JSON, nullable=False),
+        sa.Column("empty_policy", sa.String(length=8), server_default="skip", nullable=False),
+        sa.Column("enabled", sa.Boolean(), server_default=sa.true(), nullable=False),
+        sa.Column("next_run_at", TIMESTAMP, nullable=True),
+        sa.Column("last_run_at", TIMESTAMP, nullable=True),
+        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        sa.Column("updated_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
     ]

@@ -21,7 +21,13 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from schema.migrations.ddl import JSON, TIMESTAMP, outbox_columns
+from schema.migrations.ddl import (
+    JSON,
+    TIMESTAMP,
+    jobs_columns,
+    outbox_columns,
+    schedules_columns,
+)
 
 # revision identifiers, used by Alembic.
 revision: str = "0001"
@@ -34,24 +40,7 @@ def upgrade() -> None:
     """Create every table of the system of record."""
     op.create_table(
         "jobs",
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("origin", sa.String(length=16), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("guild_id", sa.String(length=32), nullable=True),
-        sa.Column("channel_id", sa.String(length=32), nullable=True),
-        sa.Column("requested_by", sa.String(length=64), nullable=True),
-        sa.Column("params", JSON, nullable=False),
-        sa.Column("progress", JSON, nullable=False),
-        sa.Column("idempotency_key", sa.String(length=200), nullable=True),
-        sa.Column("message_count", sa.Integer(), nullable=True),
-        sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("error_detail", sa.Text(), nullable=True),
-        sa.Column("redeliveries", sa.Integer(), nullable=False),
-        sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.Column("updated_at", TIMESTAMP, nullable=False),
-        sa.Column("stage_started_at", TIMESTAMP, nullable=True),
-        sa.Column("heartbeat_at", TIMESTAMP, nullable=True),
-        sa.Column("finished_at", TIMESTAMP, nullable=True),
+        *jobs_columns(status_length=16),
         sa.CheckConstraint(
             "status IN ('queued', 'fetching', 'summarizing', 'delivering', 'completed', 'failed', 'cancelled')",
             name=op.f("ck_jobs_status"),
@@ -236,22 +225,7 @@ def upgrade() -> None:
     op.create_index(op.f("ix_user_opt_outs_user_id"), "user_opt_outs", ["user_id"], unique=False)
     op.create_table(
         "schedules",
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("guild_id", sa.String(length=32), nullable=False),
-        sa.Column("channel_id", sa.String(length=32), nullable=False),
-        sa.Column("created_by", sa.String(length=64), nullable=False),
-        sa.Column("spec", sa.Text(), nullable=False),
-        sa.Column("cron", sa.String(length=120), nullable=False),
-        sa.Column("timezone", sa.String(length=64), nullable=False),
-        sa.Column("format", sa.String(length=16), server_default="brief", nullable=False),
-        sa.Column("language", sa.String(length=16), nullable=True),
-        sa.Column("destination", JSON, nullable=False),
-        sa.Column("empty_policy", sa.String(length=8), server_default="skip", nullable=False),
-        sa.Column("enabled", sa.Boolean(), server_default=sa.true(), nullable=False),
-        sa.Column("next_run_at", TIMESTAMP, nullable=True),
-        sa.Column("last_run_at", TIMESTAMP, nullable=True),
-        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.Column("updated_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        *schedules_columns(),
         sa.CheckConstraint(
             "empty_policy IN ('skip', 'notice')", name=op.f("ck_schedules_empty_policy")
         ),
