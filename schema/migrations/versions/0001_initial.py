@@ -24,6 +24,7 @@ from alembic import op
 from schema.migrations.ddl import (
     JSON,
     TIMESTAMP,
+    foreign_key,
     jobs_columns,
     outbox_columns,
     schedules_columns,
@@ -70,9 +71,7 @@ def upgrade() -> None:
         sa.Column("window_start", TIMESTAMP, nullable=True),
         sa.Column("window_end", TIMESTAMP, nullable=True),
         sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["jobs.id"], name=op.f("fk_summaries_job_id_jobs"), ondelete="CASCADE"
-        ),
+        foreign_key("summaries", "job_id", "jobs", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_summaries")),
         sa.UniqueConstraint("job_id", name=op.f("uq_summaries_job_id")),
     )
@@ -84,12 +83,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("summary_id", sa.Uuid(), nullable=False),
         *outbox_columns("deliveries"),
-        sa.ForeignKeyConstraint(
-            ["summary_id"],
-            ["summaries.id"],
-            name=op.f("fk_deliveries_summary_id_summaries"),
-            ondelete="CASCADE",
-        ),
+        foreign_key("deliveries", "summary_id", "summaries", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_deliveries")),
         sa.UniqueConstraint("summary_id", "target", name=op.f("uq_deliveries_summary_id_target")),
     )
@@ -111,15 +105,8 @@ def upgrade() -> None:
         sa.Column("first_seen", TIMESTAMP, nullable=False),
         sa.Column("last_seen", TIMESTAMP, nullable=False),
         sa.Column("replayed_at", TIMESTAMP, nullable=True),
-        sa.ForeignKeyConstraint(
-            ["delivery_id"],
-            ["deliveries.id"],
-            name=op.f("fk_dead_letters_delivery_id_deliveries"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["jobs.id"], name=op.f("fk_dead_letters_job_id_jobs"), ondelete="CASCADE"
-        ),
+        foreign_key("dead_letters", "delivery_id", "deliveries", ondelete="CASCADE"),
+        foreign_key("dead_letters", "job_id", "jobs", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_dead_letters")),
         sa.UniqueConstraint("task_id", name=op.f("uq_dead_letters_task_id")),
     )
@@ -246,15 +233,8 @@ def upgrade() -> None:
         sa.Column("job_id", sa.Uuid(), nullable=True),
         sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
         sa.CheckConstraint("window_end > window_start", name=op.f("ck_schedule_runs_window_order")),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["jobs.id"], name=op.f("fk_schedule_runs_job_id_jobs"), ondelete="SET NULL"
-        ),
-        sa.ForeignKeyConstraint(
-            ["schedule_id"],
-            ["schedules.id"],
-            name=op.f("fk_schedule_runs_schedule_id_schedules"),
-            ondelete="CASCADE",
-        ),
+        foreign_key("schedule_runs", "job_id", "jobs", ondelete="SET NULL"),
+        foreign_key("schedule_runs", "schedule_id", "schedules", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_schedule_runs")),
         sa.UniqueConstraint(
             "schedule_id", "window_start", name=op.f("uq_schedule_runs_schedule_id_window_start")
@@ -290,9 +270,7 @@ def upgrade() -> None:
             "prompt_tokens >= 0 AND completion_tokens >= 0 AND cost_usd >= 0",
             name=op.f("ck_usage_ledger_non_negative"),
         ),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["jobs.id"], name=op.f("fk_usage_ledger_job_id_jobs"), ondelete="SET NULL"
-        ),
+        foreign_key("usage_ledger", "job_id", "jobs", ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_usage_ledger")),
     )
     op.create_index(

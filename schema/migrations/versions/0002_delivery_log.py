@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from schema.migrations.ddl import TIMESTAMP, outbox_columns, retry_columns
+from schema.migrations.ddl import TIMESTAMP, foreign_key, outbox_columns, retry_columns
 
 # revision identifiers, used by Alembic.
 revision: str = "0002"
@@ -37,12 +37,7 @@ def upgrade() -> None:
         sa.Column("event", sa.String(length=64), nullable=False),
         # A notification keeps its retry state in its own row, around lease_until.
         *outbox_columns("job_notifications", before_lease=[failures], after_lease=retry_state),
-        sa.ForeignKeyConstraint(
-            ["job_id"],
-            ["jobs.id"],
-            name=op.f("fk_job_notifications_job_id_jobs"),
-            ondelete="CASCADE",
-        ),
+        foreign_key("job_notifications", "job_id", "jobs", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_job_notifications")),
         sa.UniqueConstraint(
             "job_id", "event", "target", name=op.f("uq_job_notifications_job_id_event_target")
@@ -77,23 +72,10 @@ def upgrade() -> None:
             "(delivery_id IS NULL) <> (notification_id IS NULL)",
             name=op.f("ck_delivery_attempts_one_parent"),
         ),
-        sa.ForeignKeyConstraint(
-            ["delivery_id"],
-            ["deliveries.id"],
-            name=op.f("fk_delivery_attempts_delivery_id_deliveries"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["endpoint_id"],
-            ["webhook_endpoints.id"],
-            name=op.f("fk_delivery_attempts_endpoint_id_webhook_endpoints"),
-            ondelete="SET NULL",
-        ),
-        sa.ForeignKeyConstraint(
-            ["notification_id"],
-            ["job_notifications.id"],
-            name=op.f("fk_delivery_attempts_notification_id_job_notifications"),
-            ondelete="CASCADE",
+        foreign_key("delivery_attempts", "delivery_id", "deliveries", ondelete="CASCADE"),
+        foreign_key("delivery_attempts", "endpoint_id", "webhook_endpoints", ondelete="SET NULL"),
+        foreign_key(
+            "delivery_attempts", "notification_id", "job_notifications", ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_delivery_attempts")),
     )
@@ -119,12 +101,7 @@ def upgrade() -> None:
         "delivery_schedules",
         sa.Column("delivery_id", sa.Uuid(), nullable=False),
         *retry_columns(),
-        sa.ForeignKeyConstraint(
-            ["delivery_id"],
-            ["deliveries.id"],
-            name=op.f("fk_delivery_schedules_delivery_id_deliveries"),
-            ondelete="CASCADE",
-        ),
+        foreign_key("delivery_schedules", "delivery_id", "deliveries", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("delivery_id", name=op.f("pk_delivery_schedules")),
     )
     op.create_index(

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from schema.migrations.ddl import TIMESTAMP
+from schema.migrations.ddl import TIMESTAMP, foreign_key
 
 # revision identifiers, used by Alembic.
 revision: str = "0003"
@@ -36,12 +36,7 @@ def upgrade() -> None:
         sa.Column("prompt_version", sa.String(length=32), nullable=False),
         sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
         sa.Column("updated_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["summary_id"],
-            ["summaries.id"],
-            name=op.f("fk_summary_feedback_summary_id_summaries"),
-            ondelete="SET NULL",
-        ),
+        foreign_key("summary_feedback", "summary_id", "summaries", ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_summary_feedback")),
         sa.UniqueConstraint(
             "summary_id", "user_id", name=op.f("uq_summary_feedback_summary_id_user_id")

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from schema.migrations.ddl import JSON, TIMESTAMP
+from schema.migrations.ddl import JSON, TIMESTAMP, foreign_key
 
 # revision identifiers, used by Alembic.
 revision: str = "0004"
@@ -38,12 +38,7 @@ def upgrade() -> None:
         sa.Column("model", sa.String(length=100), nullable=False),
         sa.Column("stats", JSON, nullable=False),
         sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["job_id"],
-            ["jobs.id"],
-            name=op.f("fk_summary_plans_job_id_jobs"),
-            ondelete="CASCADE",
-        ),
+        foreign_key("summary_plans", "job_id", "jobs", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("job_id", name=op.f("pk_summary_plans")),
     )
     op.create_table(
@@ -69,12 +64,7 @@ def upgrade() -> None:
             "prompt_tokens >= 0 AND completion_tokens >= 0 AND cost_usd >= 0",
             name=op.f("ck_summary_chunks_non_negative"),
         ),
-        sa.ForeignKeyConstraint(
-            ["job_id"],
-            ["jobs.id"],
-            name=op.f("fk_summary_chunks_job_id_jobs"),
-            ondelete="CASCADE",
-        ),
+        foreign_key("summary_chunks", "job_id", "jobs", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_summary_chunks")),
         sa.UniqueConstraint(
             "job_id", "chunk_index", name=op.f("uq_summary_chunks_job_id_chunk_index")
@@ -89,12 +79,7 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "mode IN ('notes', 'degraded')", name=op.f("ck_summary_reductions_mode")
         ),
-        sa.ForeignKeyConstraint(
-            ["job_id"],
-            ["jobs.id"],
-            name=op.f("fk_summary_reductions_job_id_jobs"),
-            ondelete="CASCADE",
-        ),
+        foreign_key("summary_reductions", "job_id", "jobs", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("job_id", name=op.f("pk_summary_reductions")),
     )
 

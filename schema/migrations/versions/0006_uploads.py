@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from schema.migrations.ddl import TIMESTAMP
+from schema.migrations.ddl import TIMESTAMP, foreign_key
 
 # revision identifiers, used by Alembic.
 revision: str = "0006"
@@ -32,9 +32,7 @@ def upgrade() -> None:
         sa.Column("job_id", sa.Uuid(), nullable=True),
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["jobs.id"], name=op.f("fk_uploads_job_id_jobs"), ondelete="CASCADE"
-        ),
+        foreign_key("uploads", "job_id", "jobs", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_uploads")),
         sa.UniqueConstraint("job_id", name=op.f("uq_uploads_job_id")),
     )
@@ -44,12 +42,7 @@ def upgrade() -> None:
         sa.Column("upload_id", sa.Uuid(), nullable=False),
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["upload_id"],
-            ["uploads.id"],
-            name=op.f("fk_upload_chunks_upload_id_uploads"),
-            ondelete="CASCADE",
-        ),
+        foreign_key("upload_chunks", "upload_id", "uploads", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("upload_id", "seq", name=op.f("pk_upload_chunks")),
     )
 
