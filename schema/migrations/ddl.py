@@ -1,4 +1,4 @@
-"""DDL that several revisions spell alike: the column types, foreign keys, the outbox columns.
+"""DDL that several revisions spell alike: column types, named constraints, the outbox columns.
 
 Frozen history.  Revisions that databases have already run build their tables from what these
 functions return, so none of it may ever change: a changed column here would make an old
@@ -7,8 +7,9 @@ A later revision that needs another shape writes its own (or adds a new function
 never edits one of these.  Like the revisions, this uses plain SQLAlchemy types, never the
 models, so a change to a model cannot reach into history.
 
-Constraint names are the ones the naming convention of ``schema.base`` gives; ``op.f()`` marks
-them as final, as the revisions do.
+The constraint builders name a constraint as the naming convention of ``schema.base`` does
+(``check`` takes the short name a model gives, such as ``status``); ``op.f()`` marks the name
+as final, as the revisions do.
 """
 
 from __future__ import annotations
@@ -24,17 +25,35 @@ from sqlalchemy.schema import SchemaItem
 __all__ = [
     "JSON",
     "TIMESTAMP",
+    "check",
     "foreign_key",
     "jobs_columns",
     "outbox_columns",
+    "primary_key",
     "retry_columns",
     "schedules_columns",
+    "unique",
 ]
 
 #: JSON on every backend, JSONB on PostgreSQL.
 JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
 #: A moment with its zone (the models' ``UTCDateTime`` underneath).
 TIMESTAMP = sa.DateTime(timezone=True)
+
+
+def primary_key(table: str, *columns: str) -> sa.PrimaryKeyConstraint:
+    """The primary key of ``table``, named ``pk_<table>``."""
+    return sa.PrimaryKeyConstraint(*columns, name=op.f(f"pk_{table}"))
+
+
+def unique(table: str, *columns: str) -> sa.UniqueConstraint:
+    """A unique constraint on ``columns``, named ``uq_<table>_<column>_<column>...``."""
+    return sa.UniqueConstraint(*columns, name=op.f(f"uq_{table}_{'_'.join(columns)}"))
+
+
+def check(table: str, name: str, condition: str) -> sa.CheckConstraint:
+    """A check constraint, named ``ck_<table>_<name>`` (``name`` as a model gives it)."""
+    return sa.CheckConstraint(condition, name=op.f(f"ck_{table}_{name}"))
 
 
 def foreign_key(table: str, column: str, parent: str, *, ondelete: str) -> sa.ForeignKeyConstraint:
@@ -71,9 +90,7 @@ def outbox_columns(
         sa.Column("fallback_of", sa.Uuid(), nullable=True),
         sa.Column("created_at", TIMESTAMP, nullable=False),
         sa.Column("sent_at", TIMESTAMP, nullable=True),
-        sa.CheckConstraint(
-            "status IN ('pending', 'sending', 'sent', 'failed')", name=op.f(f"ck_{table}_status")
-        ),
+        check(table, "status", "status IN ('pending', 'sending', 'sent', 'failed')"),
         foreign_key(table, "fallback_of", table, ondelete="SET NULL"),
     ]
 

@@ -24,10 +24,13 @@ from alembic import op
 from schema.migrations.ddl import (
     JSON,
     TIMESTAMP,
+    check,
     foreign_key,
     jobs_columns,
     outbox_columns,
+    primary_key,
     schedules_columns,
+    unique,
 )
 
 # revision identifiers, used by Alembic.
@@ -42,12 +45,13 @@ def upgrade() -> None:
     op.create_table(
         "jobs",
         *jobs_columns(status_length=16),
-        sa.CheckConstraint(
+        check(
+            "jobs",
+            "status",
             "status IN ('queued', 'fetching', 'summarizing', 'delivering', 'completed', 'failed', 'cancelled')",
-            name=op.f("ck_jobs_status"),
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
-        sa.UniqueConstraint("idempotency_key", name=op.f("uq_jobs_idempotency_key")),
+        primary_key("jobs", "id"),
+        unique("jobs", "idempotency_key"),
     )
     op.create_index("ix_jobs_guild_created", "jobs", ["guild_id", "created_at"], unique=False)
     op.create_index("ix_jobs_status_heartbeat", "jobs", ["status", "heartbeat_at"], unique=False)
@@ -72,8 +76,8 @@ def upgrade() -> None:
         sa.Column("window_end", TIMESTAMP, nullable=True),
         sa.Column("created_at", TIMESTAMP, nullable=False),
         foreign_key("summaries", "job_id", "jobs", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_summaries")),
-        sa.UniqueConstraint("job_id", name=op.f("uq_summaries_job_id")),
+        primary_key("summaries", "id"),
+        unique("summaries", "job_id"),
     )
     op.create_index(
         "ix_summaries_guild_created", "summaries", ["guild_id", "created_at"], unique=False
@@ -84,8 +88,8 @@ def upgrade() -> None:
         sa.Column("summary_id", sa.Uuid(), nullable=False),
         *outbox_columns("deliveries"),
         foreign_key("deliveries", "summary_id", "summaries", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_deliveries")),
-        sa.UniqueConstraint("summary_id", "target", name=op.f("uq_deliveries_summary_id_target")),
+        primary_key("deliveries", "id"),
+        unique("deliveries", "summary_id", "target"),
     )
     op.create_index(
         "ix_deliveries_status_lease", "deliveries", ["status", "lease_until"], unique=False
@@ -107,8 +111,8 @@ def upgrade() -> None:
         sa.Column("replayed_at", TIMESTAMP, nullable=True),
         foreign_key("dead_letters", "delivery_id", "deliveries", ondelete="CASCADE"),
         foreign_key("dead_letters", "job_id", "jobs", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_dead_letters")),
-        sa.UniqueConstraint("task_id", name=op.f("uq_dead_letters_task_id")),
+        primary_key("dead_letters", "id"),
+        unique("dead_letters", "task_id"),
     )
     op.create_index(op.f("ix_dead_letters_job_id"), "dead_letters", ["job_id"], unique=False)
     op.create_table(
@@ -130,25 +134,20 @@ def upgrade() -> None:
         sa.Column("custom_instructions", sa.Text(), nullable=True),
         sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
         sa.Column("updated_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.CheckConstraint(
+        check(
+            "guild_settings",
+            "default_format",
             "default_format IN ('brief', 'structured', 'detailed', 'technical')",
-            name=op.f("ck_guild_settings_default_format"),
         ),
-        sa.CheckConstraint(
+        check(
+            "guild_settings",
+            "private_policy",
             "private_channel_policy IN ('allow', 'same_channel', 'deny')",
-            name=op.f("ck_guild_settings_private_policy"),
         ),
-        sa.CheckConstraint(
-            "length(custom_instructions) <= 2000",
-            name=op.f("ck_guild_settings_instructions_length"),
-        ),
-        sa.CheckConstraint(
-            "monthly_token_budget >= 0", name=op.f("ck_guild_settings_token_budget")
-        ),
-        sa.CheckConstraint(
-            "retention_days BETWEEN 1 AND 3650", name=op.f("ck_guild_settings_retention_days")
-        ),
-        sa.PrimaryKeyConstraint("guild_id", name=op.f("pk_guild_settings")),
+        check("guild_settings", "instructions_length", "length(custom_instructions) <= 2000"),
+        check("guild_settings", "token_budget", "monthly_token_budget >= 0"),
+        check("guild_settings", "retention_days", "retention_days BETWEEN 1 AND 3650"),
+        primary_key("guild_settings", "guild_id"),
     )
     op.create_table(
         "api_keys",
@@ -165,9 +164,9 @@ def upgrade() -> None:
         sa.Column("expires_at", TIMESTAMP, nullable=True),
         sa.Column("revoked_at", TIMESTAMP, nullable=True),
         sa.Column("last_used_at", TIMESTAMP, nullable=True),
-        sa.CheckConstraint("length(id) BETWEEN 8 AND 32", name=op.f("ck_api_keys_id_length")),
-        sa.CheckConstraint("rate_limit_per_minute > 0", name=op.f("ck_api_keys_rate_limit")),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
+        check("api_keys", "id_length", "length(id) BETWEEN 8 AND 32"),
+        check("api_keys", "rate_limit", "rate_limit_per_minute > 0"),
+        primary_key("api_keys", "id"),
     )
     op.create_index(op.f("ix_api_keys_guild_id"), "api_keys", ["guild_id"], unique=False)
     op.create_table(
@@ -187,15 +186,15 @@ def upgrade() -> None:
         sa.Column("fallback", JSON, nullable=True),
         sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
         sa.Column("updated_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.CheckConstraint(
+        check(
+            "webhook_endpoints",
+            "auth_secret",
             "(auth_kind = 'none' AND auth_encrypted IS NULL) OR (auth_kind <> 'none' AND auth_encrypted IS NOT NULL)",
-            name=op.f("ck_webhook_endpoints_auth_secret"),
         ),
-        sa.CheckConstraint(
-            "auth_kind IN ('none', 'bearer', 'basic', 'header')",
-            name=op.f("ck_webhook_endpoints_auth_kind"),
+        check(
+            "webhook_endpoints", "auth_kind", "auth_kind IN ('none', 'bearer', 'basic', 'header')"
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_endpoints")),
+        primary_key("webhook_endpoints", "id"),
     )
     op.create_index(
         op.f("ix_webhook_endpoints_guild_id"), "webhook_endpoints", ["guild_id"], unique=False
@@ -206,21 +205,16 @@ def upgrade() -> None:
         sa.Column("guild_id", sa.String(length=32), nullable=False),
         sa.Column("user_id", sa.String(length=32), nullable=False),
         sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_user_opt_outs")),
-        sa.UniqueConstraint("guild_id", "user_id", name=op.f("uq_user_opt_outs_guild_id_user_id")),
+        primary_key("user_opt_outs", "id"),
+        unique("user_opt_outs", "guild_id", "user_id"),
     )
     op.create_index(op.f("ix_user_opt_outs_user_id"), "user_opt_outs", ["user_id"], unique=False)
     op.create_table(
         "schedules",
         *schedules_columns(),
-        sa.CheckConstraint(
-            "empty_policy IN ('skip', 'notice')", name=op.f("ck_schedules_empty_policy")
-        ),
-        sa.CheckConstraint(
-            "format IN ('brief', 'structured', 'detailed', 'technical')",
-            name=op.f("ck_schedules_format"),
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_schedules")),
+        check("schedules", "empty_policy", "empty_policy IN ('skip', 'notice')"),
+        check("schedules", "format", "format IN ('brief', 'structured', 'detailed', 'technical')"),
+        primary_key("schedules", "id"),
     )
     op.create_index("ix_schedules_due", "schedules", ["enabled", "next_run_at"], unique=False)
     op.create_index(op.f("ix_schedules_guild_id"), "schedules", ["guild_id"], unique=False)
@@ -232,13 +226,11 @@ def upgrade() -> None:
         sa.Column("window_end", TIMESTAMP, nullable=False),
         sa.Column("job_id", sa.Uuid(), nullable=True),
         sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.CheckConstraint("window_end > window_start", name=op.f("ck_schedule_runs_window_order")),
+        check("schedule_runs", "window_order", "window_end > window_start"),
         foreign_key("schedule_runs", "job_id", "jobs", ondelete="SET NULL"),
         foreign_key("schedule_runs", "schedule_id", "schedules", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_schedule_runs")),
-        sa.UniqueConstraint(
-            "schedule_id", "window_start", name=op.f("uq_schedule_runs_schedule_id_window_start")
-        ),
+        primary_key("schedule_runs", "id"),
+        unique("schedule_runs", "schedule_id", "window_start"),
     )
     op.create_index(op.f("ix_schedule_runs_job_id"), "schedule_runs", ["job_id"], unique=False)
     op.create_table(
@@ -262,16 +254,16 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.CheckConstraint(
-            "kind IN ('single', 'map', 'reduce', 'repair', 'extractive')",
-            name=op.f("ck_usage_ledger_kind"),
+        check(
+            "usage_ledger", "kind", "kind IN ('single', 'map', 'reduce', 'repair', 'extractive')"
         ),
-        sa.CheckConstraint(
+        check(
+            "usage_ledger",
+            "non_negative",
             "prompt_tokens >= 0 AND completion_tokens >= 0 AND cost_usd >= 0",
-            name=op.f("ck_usage_ledger_non_negative"),
         ),
         foreign_key("usage_ledger", "job_id", "jobs", ondelete="SET NULL"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_usage_ledger")),
+        primary_key("usage_ledger", "id"),
     )
     op.create_index(
         "ix_usage_ledger_guild_created", "usage_ledger", ["guild_id", "created_at"], unique=False

@@ -18,7 +18,15 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from schema.migrations.ddl import TIMESTAMP, foreign_key, outbox_columns, retry_columns
+from schema.migrations.ddl import (
+    TIMESTAMP,
+    check,
+    foreign_key,
+    outbox_columns,
+    primary_key,
+    retry_columns,
+    unique,
+)
 
 # revision identifiers, used by Alembic.
 revision: str = "0002"
@@ -38,10 +46,8 @@ def upgrade() -> None:
         # A notification keeps its retry state in its own row, around lease_until.
         *outbox_columns("job_notifications", before_lease=[failures], after_lease=retry_state),
         foreign_key("job_notifications", "job_id", "jobs", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_job_notifications")),
-        sa.UniqueConstraint(
-            "job_id", "event", "target", name=op.f("uq_job_notifications_job_id_event_target")
-        ),
+        primary_key("job_notifications", "id"),
+        unique("job_notifications", "job_id", "event", "target"),
     )
     op.create_index(
         "ix_job_notifications_status_due",
@@ -64,20 +70,16 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("response_excerpt", sa.Text(), nullable=True),
         sa.Column("next_attempt_at", TIMESTAMP, nullable=True),
-        sa.CheckConstraint(
-            "outcome IN ('sent', 'retry', 'failed', 'skipped')",
-            name=op.f("ck_delivery_attempts_outcome"),
-        ),
-        sa.CheckConstraint(
-            "(delivery_id IS NULL) <> (notification_id IS NULL)",
-            name=op.f("ck_delivery_attempts_one_parent"),
+        check("delivery_attempts", "outcome", "outcome IN ('sent', 'retry', 'failed', 'skipped')"),
+        check(
+            "delivery_attempts", "one_parent", "(delivery_id IS NULL) <> (notification_id IS NULL)"
         ),
         foreign_key("delivery_attempts", "delivery_id", "deliveries", ondelete="CASCADE"),
         foreign_key("delivery_attempts", "endpoint_id", "webhook_endpoints", ondelete="SET NULL"),
         foreign_key(
             "delivery_attempts", "notification_id", "job_notifications", ondelete="CASCADE"
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_delivery_attempts")),
+        primary_key("delivery_attempts", "id"),
     )
     op.create_index(
         "ix_delivery_attempts_delivery",
@@ -102,7 +104,7 @@ def upgrade() -> None:
         sa.Column("delivery_id", sa.Uuid(), nullable=False),
         *retry_columns(),
         foreign_key("delivery_schedules", "delivery_id", "deliveries", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("delivery_id", name=op.f("pk_delivery_schedules")),
+        primary_key("delivery_schedules", "delivery_id"),
     )
     op.create_index(
         "ix_delivery_schedules_due", "delivery_schedules", ["next_attempt_at"], unique=False

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from schema.migrations.ddl import TIMESTAMP, foreign_key
+from schema.migrations.ddl import TIMESTAMP, foreign_key, primary_key, unique
 
 # revision identifiers, used by Alembic.
 revision: str = "0003"
@@ -37,10 +37,8 @@ def upgrade() -> None:
         sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
         sa.Column("updated_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
         foreign_key("summary_feedback", "summary_id", "summaries", ondelete="SET NULL"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_summary_feedback")),
-        sa.UniqueConstraint(
-            "summary_id", "user_id", name=op.f("uq_summary_feedback_summary_id_user_id")
-        ),
+        primary_key("summary_feedback", "id"),
+        unique("summary_feedback", "summary_id", "user_id"),
     )
     op.create_index("ix_summary_feedback_guild_id", "summary_feedback", ["guild_id"], unique=False)
     op.create_index("ix_summary_feedback_user_id", "summary_feedback", ["user_id"], unique=False)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from schema.migrations.ddl import JSON, TIMESTAMP, foreign_key
+from schema.migrations.ddl import JSON, TIMESTAMP, check, foreign_key, primary_key, unique
 
 # revision identifiers, used by Alembic.
 revision: str = "0004"
@@ -39,7 +39,7 @@ def upgrade() -> None:
         sa.Column("stats", JSON, nullable=False),
         sa.Column("created_at", TIMESTAMP, nullable=False),
         foreign_key("summary_plans", "job_id", "jobs", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("job_id", name=op.f("pk_summary_plans")),
+        primary_key("summary_plans", "job_id"),
     )
     op.create_table(
         "summary_chunks",
@@ -59,16 +59,15 @@ def upgrade() -> None:
         sa.Column("lease_until", TIMESTAMP, nullable=True),
         sa.Column("created_at", TIMESTAMP, nullable=False),
         sa.Column("updated_at", TIMESTAMP, nullable=False),
-        sa.CheckConstraint("status IN ('pending', 'done')", name=op.f("ck_summary_chunks_status")),
-        sa.CheckConstraint(
+        check("summary_chunks", "status", "status IN ('pending', 'done')"),
+        check(
+            "summary_chunks",
+            "non_negative",
             "prompt_tokens >= 0 AND completion_tokens >= 0 AND cost_usd >= 0",
-            name=op.f("ck_summary_chunks_non_negative"),
         ),
         foreign_key("summary_chunks", "job_id", "jobs", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_summary_chunks")),
-        sa.UniqueConstraint(
-            "job_id", "chunk_index", name=op.f("uq_summary_chunks_job_id_chunk_index")
-        ),
+        primary_key("summary_chunks", "id"),
+        unique("summary_chunks", "job_id", "chunk_index"),
     )
     op.create_table(
         "summary_reductions",
@@ -76,11 +75,9 @@ def upgrade() -> None:
         sa.Column("mode", sa.String(length=16), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.CheckConstraint(
-            "mode IN ('notes', 'degraded')", name=op.f("ck_summary_reductions_mode")
-        ),
+        check("summary_reductions", "mode", "mode IN ('notes', 'degraded')"),
         foreign_key("summary_reductions", "job_id", "jobs", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("job_id", name=op.f("pk_summary_reductions")),
+        primary_key("summary_reductions", "job_id"),
     )
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from schema.migrations.ddl import jobs_columns
+from schema.migrations.ddl import check, jobs_columns, primary_key, unique
 
 # revision identifiers, used by Alembic.
 revision: str = "0005"
@@ -39,9 +39,9 @@ def _jobs(status_length: int, states: tuple[str, ...]) -> sa.Table:
         "jobs",
         sa.MetaData(),
         *jobs_columns(status_length=status_length),
-        sa.CheckConstraint(_check(states), name="ck_jobs_status"),
-        sa.PrimaryKeyConstraint("id", name="pk_jobs"),
-        sa.UniqueConstraint("idempotency_key", name="uq_jobs_idempotency_key"),
+        check("jobs", "status", _check(states)),
+        primary_key("jobs", "id"),
+        unique("jobs", "idempotency_key"),
         sa.Index("ix_jobs_guild_created", "guild_id", "created_at"),
         sa.Index("ix_jobs_status_heartbeat", "status", "heartbeat_at"),
     )

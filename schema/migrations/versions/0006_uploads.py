@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from schema.migrations.ddl import TIMESTAMP, foreign_key
+from schema.migrations.ddl import TIMESTAMP, foreign_key, primary_key, unique
 
 # revision identifiers, used by Alembic.
 revision: str = "0006"
@@ -33,8 +33,8 @@ def upgrade() -> None:
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("created_at", TIMESTAMP, nullable=False),
         foreign_key("uploads", "job_id", "jobs", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_uploads")),
-        sa.UniqueConstraint("job_id", name=op.f("uq_uploads_job_id")),
+        primary_key("uploads", "id"),
+        unique("uploads", "job_id"),
     )
     op.create_index("ix_uploads_guild_created", "uploads", ["guild_id", "created_at"])
     op.create_table(
@@ -43,7 +43,7 @@ def upgrade() -> None:
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
         foreign_key("upload_chunks", "upload_id", "uploads", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("upload_id", "seq", name=op.f("pk_upload_chunks")),
+        primary_key("upload_chunks", "upload_id", "seq"),
     )
 
 

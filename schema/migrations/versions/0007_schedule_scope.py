@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from schema.migrations.ddl import JSON, schedules_columns
+from schema.migrations.ddl import JSON, check, primary_key, schedules_columns
 
 # revision identifiers, used by Alembic.
 revision: str = "0007"
@@ -48,17 +48,14 @@ def _schedules(*, scoped: bool) -> sa.Table:
     table rebuild."""
     extra: list[sa.SchemaItem] = []
     if scoped:
-        extra = [*_scope_columns(), sa.CheckConstraint(_SCOPE_CHECK, name="ck_schedules_scope")]
+        extra = [*_scope_columns(), check("schedules", "scope", _SCOPE_CHECK)]
     return sa.Table(
         "schedules",
         sa.MetaData(),
         *schedules_columns(),
-        sa.CheckConstraint("empty_policy IN ('skip', 'notice')", name="ck_schedules_empty_policy"),
-        sa.CheckConstraint(
-            "format IN ('brief', 'structured', 'detailed', 'technical')",
-            name="ck_schedules_format",
-        ),
-        sa.PrimaryKeyConstraint("id", name="pk_schedules"),
+        check("schedules", "empty_policy", "empty_policy IN ('skip', 'notice')"),
+        check("schedules", "format", "format IN ('brief', 'structured', 'detailed', 'technical')"),
+        primary_key("schedules", "id"),
         sa.Index("ix_schedules_due", "enabled", "next_run_at"),
         sa.Index("ix_schedules_guild_id", "guild_id"),
         *extra,
