@@ -26,6 +26,7 @@ __all__ = [
     "JSON",
     "TIMESTAMP",
     "check",
+    "created_updated_at",
     "foreign_key",
     "jobs_columns",
     "outbox_columns",
@@ -39,6 +40,16 @@ __all__ = [
 JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
 #: A moment with its zone (the models' ``UTCDateTime`` underneath).
 TIMESTAMP = sa.DateTime(timezone=True)
+
+
+def created_updated_at(*, server_default_now: bool) -> list[sa.Column[Any]]:
+    """``created_at`` and ``updated_at``, both required; with ``server_default_now`` the
+    database fills them with ``now()`` (the models' ``...InDb`` columns)."""
+    default = sa.func.now() if server_default_now else None
+    return [
+        sa.Column("created_at", TIMESTAMP, server_default=default, nullable=False),
+        sa.Column("updated_at", TIMESTAMP, server_default=default, nullable=False),
+    ]
 
 
 def primary_key(table: str, *columns: str) -> sa.PrimaryKeyConstraint:
@@ -123,8 +134,7 @@ def jobs_columns(*, status_length: int) -> list[sa.Column[Any]]:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("error_detail", sa.Text(), nullable=True),
         sa.Column("redeliveries", sa.Integer(), nullable=False),
-        sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.Column("updated_at", TIMESTAMP, nullable=False),
+        *created_updated_at(server_default_now=False),
         sa.Column("stage_started_at", TIMESTAMP, nullable=True),
         sa.Column("heartbeat_at", TIMESTAMP, nullable=True),
         sa.Column("finished_at", TIMESTAMP, nullable=True),
@@ -148,6 +158,5 @@ def schedules_columns() -> list[sa.Column[Any]]:
         sa.Column("enabled", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.Column("next_run_at", TIMESTAMP, nullable=True),
         sa.Column("last_run_at", TIMESTAMP, nullable=True),
-        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.Column("updated_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        *created_updated_at(server_default_now=True),
     ]

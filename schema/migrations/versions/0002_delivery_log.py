@@ -18,15 +18,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from schema.migrations.ddl import (
-    TIMESTAMP,
-    check,
-    foreign_key,
-    outbox_columns,
-    primary_key,
-    retry_columns,
-    unique,
-)
+from schema.migrations import ddl
 
 # revision identifiers, used by Alembic.
 revision: str = "0002"
@@ -37,17 +29,17 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     """Create the attempt log, the retry schedules and the job notification outbox."""
-    failures, *retry_state = retry_columns()
+    failures, *retry_state = ddl.retry_columns()
     op.create_table(
         "job_notifications",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("job_id", sa.Uuid(), nullable=False),
         sa.Column("event", sa.String(length=64), nullable=False),
         # A notification keeps its retry state in its own row, around lease_until.
-        *outbox_columns("job_notifications", before_lease=[failures], after_lease=retry_state),
-        foreign_key("job_notifications", "job_id", "jobs", ondelete="CASCADE"),
-        primary_key("job_notifications", "id"),
-        unique("job_notifications", "job_id", "event", "target"),
+        *ddl.outbox_columns("job_notifications", before_lease=[failures], after_lease=retry_state),
+        ddl.foreign_key("job_notifications", "job_id", "jobs", ondelete="CASCADE"),
+        ddl.primary_key("job_notifications", "id"),
+        ddl.unique("job_notifications", "job_id", "event", "target"),
     )
     op.create_index(
         "ix_job_notifications_status_due",
@@ -63,23 +55,27 @@ def upgrade() -> None:
         sa.Column("number", sa.Integer(), nullable=False),
         sa.Column("target", sa.String(length=500), nullable=False),
         sa.Column("endpoint_id", sa.Uuid(), nullable=True),
-        sa.Column("started_at", TIMESTAMP, nullable=False),
+        sa.Column("started_at", ddl.TIMESTAMP, nullable=False),
         sa.Column("duration_ms", sa.Integer(), nullable=False),
         sa.Column("status_code", sa.Integer(), nullable=True),
         sa.Column("outcome", sa.String(length=16), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("response_excerpt", sa.Text(), nullable=True),
-        sa.Column("next_attempt_at", TIMESTAMP, nullable=True),
-        check("delivery_attempts", "outcome", "outcome IN ('sent', 'retry', 'failed', 'skipped')"),
-        check(
+        sa.Column("next_attempt_at", ddl.TIMESTAMP, nullable=True),
+        ddl.check(
+            "delivery_attempts", "outcome", "outcome IN ('sent', 'retry', 'failed', 'skipped')"
+        ),
+        ddl.check(
             "delivery_attempts", "one_parent", "(delivery_id IS NULL) <> (notification_id IS NULL)"
         ),
-        foreign_key("delivery_attempts", "delivery_id", "deliveries", ondelete="CASCADE"),
-        foreign_key("delivery_attempts", "endpoint_id", "webhook_endpoints", ondelete="SET NULL"),
-        foreign_key(
+        ddl.foreign_key("delivery_attempts", "delivery_id", "deliveries", ondelete="CASCADE"),
+        ddl.foreign_key(
+            "delivery_attempts", "endpoint_id", "webhook_endpoints", ondelete="SET NULL"
+        ),
+        ddl.foreign_key(
             "delivery_attempts", "notification_id", "job_notifications", ondelete="CASCADE"
         ),
-        primary_key("delivery_attempts", "id"),
+        ddl.primary_key("delivery_attempts", "id"),
     )
     op.create_index(
         "ix_delivery_attempts_delivery",
@@ -102,9 +98,9 @@ def upgrade() -> None:
     op.create_table(
         "delivery_schedules",
         sa.Column("delivery_id", sa.Uuid(), nullable=False),
-        *retry_columns(),
-        foreign_key("delivery_schedules", "delivery_id", "deliveries", ondelete="CASCADE"),
-        primary_key("delivery_schedules", "delivery_id"),
+        *ddl.retry_columns(),
+        ddl.foreign_key("delivery_schedules", "delivery_id", "deliveries", ondelete="CASCADE"),
+        ddl.primary_key("delivery_schedules", "delivery_id"),
     )
     op.create_index(
         "ix_delivery_schedules_due", "delivery_schedules", ["next_attempt_at"], unique=False

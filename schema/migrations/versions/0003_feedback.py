@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from schema.migrations.ddl import TIMESTAMP, foreign_key, primary_key, unique
+from schema.migrations import ddl
 
 # revision identifiers, used by Alembic.
 revision: str = "0003"
@@ -34,11 +34,10 @@ def upgrade() -> None:
         sa.Column("user_id", sa.String(length=32), nullable=False),
         sa.Column("helpful", sa.Boolean(), nullable=False),
         sa.Column("prompt_version", sa.String(length=32), nullable=False),
-        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.Column("updated_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        foreign_key("summary_feedback", "summary_id", "summaries", ondelete="SET NULL"),
-        primary_key("summary_feedback", "id"),
-        unique("summary_feedback", "summary_id", "user_id"),
+        *ddl.created_updated_at(server_default_now=True),
+        ddl.foreign_key("summary_feedback", "summary_id", "summaries", ondelete="SET NULL"),
+        ddl.primary_key("summary_feedback", "id"),
+        ddl.unique("summary_feedback", "summary_id", "user_id"),
     )
     op.create_index("ix_summary_feedback_guild_id", "summary_feedback", ["guild_id"], unique=False)
     op.create_index("ix_summary_feedback_user_id", "summary_feedback", ["user_id"], unique=False)

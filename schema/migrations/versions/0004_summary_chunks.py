@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from schema.migrations.ddl import JSON, TIMESTAMP, check, foreign_key, primary_key, unique
+from schema.migrations import ddl
 
 # revision identifiers, used by Alembic.
 revision: str = "0004"
@@ -36,10 +36,10 @@ def upgrade() -> None:
         sa.Column("cached_chunks", sa.Integer(), nullable=False),
         sa.Column("estimated_tokens", sa.BigInteger(), nullable=False),
         sa.Column("model", sa.String(length=100), nullable=False),
-        sa.Column("stats", JSON, nullable=False),
-        sa.Column("created_at", TIMESTAMP, nullable=False),
-        foreign_key("summary_plans", "job_id", "jobs", ondelete="CASCADE"),
-        primary_key("summary_plans", "job_id"),
+        sa.Column("stats", ddl.JSON, nullable=False),
+        sa.Column("created_at", ddl.TIMESTAMP, nullable=False),
+        ddl.foreign_key("summary_plans", "job_id", "jobs", ondelete="CASCADE"),
+        ddl.primary_key("summary_plans", "job_id"),
     )
     op.create_table(
         "summary_chunks",
@@ -50,34 +50,33 @@ def upgrade() -> None:
         sa.Column("content_hash", sa.String(length=64), nullable=False),
         sa.Column("message_count", sa.Integer(), nullable=False),
         sa.Column("transcript_tokens", sa.Integer(), nullable=False),
-        sa.Column("notes", JSON, nullable=True),
+        sa.Column("notes", ddl.JSON, nullable=True),
         sa.Column("cached", sa.Boolean(), nullable=False),
         sa.Column("model", sa.String(length=100), nullable=True),
         sa.Column("prompt_tokens", sa.Integer(), nullable=False),
         sa.Column("completion_tokens", sa.Integer(), nullable=False),
         sa.Column("cost_usd", sa.Numeric(precision=12, scale=6), nullable=False),
-        sa.Column("lease_until", TIMESTAMP, nullable=True),
-        sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.Column("updated_at", TIMESTAMP, nullable=False),
-        check("summary_chunks", "status", "status IN ('pending', 'done')"),
-        check(
+        sa.Column("lease_until", ddl.TIMESTAMP, nullable=True),
+        *ddl.created_updated_at(server_default_now=False),
+        ddl.check("summary_chunks", "status", "status IN ('pending', 'done')"),
+        ddl.check(
             "summary_chunks",
             "non_negative",
             "prompt_tokens >= 0 AND completion_tokens >= 0 AND cost_usd >= 0",
         ),
-        foreign_key("summary_chunks", "job_id", "jobs", ondelete="CASCADE"),
-        primary_key("summary_chunks", "id"),
-        unique("summary_chunks", "job_id", "chunk_index"),
+        ddl.foreign_key("summary_chunks", "job_id", "jobs", ondelete="CASCADE"),
+        ddl.primary_key("summary_chunks", "id"),
+        ddl.unique("summary_chunks", "job_id", "chunk_index"),
     )
     op.create_table(
         "summary_reductions",
         sa.Column("job_id", sa.Uuid(), nullable=False),
         sa.Column("mode", sa.String(length=16), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
-        sa.Column("created_at", TIMESTAMP, nullable=False),
-        check("summary_reductions", "mode", "mode IN ('notes', 'degraded')"),
-        foreign_key("summary_reductions", "job_id", "jobs", ondelete="CASCADE"),
-        primary_key("summary_reductions", "job_id"),
+        sa.Column("created_at", ddl.TIMESTAMP, nullable=False),
+        ddl.check("summary_reductions", "mode", "mode IN ('notes', 'degraded')"),
+        ddl.foreign_key("summary_reductions", "job_id", "jobs", ondelete="CASCADE"),
+        ddl.primary_key("summary_reductions", "job_id"),
     )
 
 

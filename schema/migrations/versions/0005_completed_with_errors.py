@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from schema.migrations.ddl import check, jobs_columns, primary_key, unique
+from schema.migrations import ddl
 
 # revision identifiers, used by Alembic.
 revision: str = "0005"
@@ -38,10 +38,10 @@ def _jobs(status_length: int, states: tuple[str, ...]) -> sa.Table:
     return sa.Table(
         "jobs",
         sa.MetaData(),
-        *jobs_columns(status_length=status_length),
-        check("jobs", "status", _check(states)),
-        primary_key("jobs", "id"),
-        unique("jobs", "idempotency_key"),
+        *ddl.jobs_columns(status_length=status_length),
+        ddl.check("jobs", "status", _check(states)),
+        ddl.primary_key("jobs", "id"),
+        ddl.unique("jobs", "idempotency_key"),
         sa.Index("ix_jobs_guild_created", "guild_id", "created_at"),
         sa.Index("ix_jobs_status_heartbeat", "status", "heartbeat_at"),
     )

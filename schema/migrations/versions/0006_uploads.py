@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from schema.migrations.ddl import TIMESTAMP, foreign_key, primary_key, unique
+from schema.migrations import ddl
 
 # revision identifiers, used by Alembic.
 revision: str = "0006"
@@ -31,10 +31,10 @@ def upgrade() -> None:
         sa.Column("guild_id", sa.String(length=32), nullable=True),
         sa.Column("job_id", sa.Uuid(), nullable=True),
         sa.Column("size", sa.BigInteger(), nullable=False),
-        sa.Column("created_at", TIMESTAMP, nullable=False),
-        foreign_key("uploads", "job_id", "jobs", ondelete="CASCADE"),
-        primary_key("uploads", "id"),
-        unique("uploads", "job_id"),
+        sa.Column("created_at", ddl.TIMESTAMP, nullable=False),
+        ddl.foreign_key("uploads", "job_id", "jobs", ondelete="CASCADE"),
+        ddl.primary_key("uploads", "id"),
+        ddl.unique("uploads", "job_id"),
     )
     op.create_index("ix_uploads_guild_created", "uploads", ["guild_id", "created_at"])
     op.create_table(
@@ -42,8 +42,8 @@ def upgrade() -> None:
         sa.Column("upload_id", sa.Uuid(), nullable=False),
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
-        foreign_key("upload_chunks", "upload_id", "uploads", ondelete="CASCADE"),
-        primary_key("upload_chunks", "upload_id", "seq"),
+        ddl.foreign_key("upload_chunks", "upload_id", "uploads", ondelete="CASCADE"),
+        ddl.primary_key("upload_chunks", "upload_id", "seq"),
     )
 
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from schema.migrations.ddl import JSON, check, primary_key, schedules_columns
+from schema.migrations import ddl
 
 # revision identifiers, used by Alembic.
 revision: str = "0007"
@@ -39,7 +39,7 @@ def _scope_columns() -> list[sa.Column[object]]:
     return [
         sa.Column("scope", sa.String(length=16), server_default="channel", nullable=False),
         sa.Column("scope_category_id", sa.String(length=32), nullable=True),
-        sa.Column("scope_channel_ids", JSON, server_default=sa.text("'[]'"), nullable=False),
+        sa.Column("scope_channel_ids", ddl.JSON, server_default=sa.text("'[]'"), nullable=False),
     ]
 
 
@@ -48,14 +48,16 @@ def _schedules(*, scoped: bool) -> sa.Table:
     table rebuild."""
     extra: list[sa.SchemaItem] = []
     if scoped:
-        extra = [*_scope_columns(), check("schedules", "scope", _SCOPE_CHECK)]
+        extra = [*_scope_columns(), ddl.check("schedules", "scope", _SCOPE_CHECK)]
     return sa.Table(
         "schedules",
         sa.MetaData(),
-        *schedules_columns(),
-        check("schedules", "empty_policy", "empty_policy IN ('skip', 'notice')"),
-        check("schedules", "format", "format IN ('brief', 'structured', 'detailed', 'technical')"),
-        primary_key("schedules", "id"),
+        *ddl.schedules_columns(),
+        ddl.check("schedules", "empty_policy", "empty_policy IN ('skip', 'notice')"),
+        ddl.check(
+            "schedules", "format", "format IN ('brief', 'structured', 'detailed', 'technical')"
+        ),
+        ddl.primary_key("schedules", "id"),
         sa.Index("ix_schedules_due", "enabled", "next_run_at"),
         sa.Index("ix_schedules_guild_id", "guild_id"),
         *extra,
