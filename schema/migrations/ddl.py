@@ -29,11 +29,13 @@ __all__ = [
     "created_updated_at",
     "foreign_key",
     "jobs_columns",
+    "non_negative_usage",
     "outbox_columns",
     "primary_key",
     "retry_columns",
     "schedules_columns",
     "unique",
+    "usage_columns",
 ]
 
 #: JSON on every backend, JSONB on PostgreSQL.
@@ -52,6 +54,19 @@ def created_updated_at(*, server_default_now: bool) -> list[sa.Column[Any]]:
     ]
 
 
+def usage_columns(*, server_default_zero: bool) -> list[sa.Column[Any]]:
+    """The token counts and the cost of LLM calls (``prompt_tokens``, ``completion_tokens``,
+    ``cost_usd``), all required; with ``server_default_zero`` the database starts them at 0."""
+    default = sa.text("0") if server_default_zero else None
+    return [
+        sa.Column("prompt_tokens", sa.Integer(), server_default=default, nullable=False),
+        sa.Column("completion_tokens", sa.Integer(), server_default=default, nullable=False),
+        sa.Column(
+            "cost_usd", sa.Numeric(precision=12, scale=6), server_default=default, nullable=False
+        ),
+    ]
+
+
 def primary_key(table: str, *columns: str) -> sa.PrimaryKeyConstraint:
     """The primary key of ``table``, named ``pk_<table>``."""
     return sa.PrimaryKeyConstraint(*columns, name=op.f(f"pk_{table}"))
@@ -65,6 +80,13 @@ def unique(table: str, *columns: str) -> sa.UniqueConstraint:
 def check(table: str, name: str, condition: str) -> sa.CheckConstraint:
     """A check constraint, named ``ck_<table>_<name>`` (``name`` as a model gives it)."""
     return sa.CheckConstraint(condition, name=op.f(f"ck_{table}_{name}"))
+
+
+def non_negative_usage(table: str) -> sa.CheckConstraint:
+    """No negative token count or cost in the ``usage_columns``."""
+    return check(
+        table, "non_negative", "prompt_tokens >= 0 AND completion_tokens >= 0 AND cost_usd >= 0"
+    )
 
 
 def foreign_key(table: str, column: str, parent: str, *, ondelete: str) -> sa.ForeignKeyConstraint:

@@ -59,9 +59,7 @@ def upgrade() -> None:
         sa.Column("prompt_version", sa.String(length=32), nullable=False),
         sa.Column("degraded", sa.Boolean(), nullable=False),
         sa.Column("message_count", sa.Integer(), nullable=False),
-        sa.Column("prompt_tokens", sa.Integer(), nullable=False),
-        sa.Column("completion_tokens", sa.Integer(), nullable=False),
-        sa.Column("cost_usd", sa.Numeric(precision=12, scale=6), nullable=False),
+        *ddl.usage_columns(server_default_zero=False),
         sa.Column("window_start", ddl.TIMESTAMP, nullable=True),
         sa.Column("window_end", ddl.TIMESTAMP, nullable=True),
         sa.Column("created_at", ddl.TIMESTAMP, nullable=False),
@@ -235,23 +233,12 @@ def upgrade() -> None:
         sa.Column("job_id", sa.Uuid(), nullable=True),
         sa.Column("model", sa.String(length=100), nullable=True),
         sa.Column("kind", sa.String(length=16), nullable=False),
-        sa.Column("prompt_tokens", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column("completion_tokens", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column(
-            "cost_usd",
-            sa.Numeric(precision=12, scale=6),
-            server_default=sa.text("0"),
-            nullable=False,
-        ),
+        *ddl.usage_columns(server_default_zero=True),
         sa.Column("created_at", ddl.TIMESTAMP, server_default=sa.func.now(), nullable=False),
         ddl.check(
             "usage_ledger", "kind", "kind IN ('single', 'map', 'reduce', 'repair', 'extractive')"
         ),
-        ddl.check(
-            "usage_ledger",
-            "non_negative",
-            "prompt_tokens >= 0 AND completion_tokens >= 0 AND cost_usd >= 0",
-        ),
+        ddl.non_negative_usage("usage_ledger"),
         ddl.foreign_key("usage_ledger", "job_id", "jobs", ondelete="SET NULL"),
         ddl.primary_key("usage_ledger", "id"),
     )
