@@ -20,7 +20,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from schema.migrations import ddl
 
 # revision identifiers, used by Alembic.
 revision: str = "0001"
@@ -28,38 +29,19 @@ down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
-TIMESTAMP = sa.DateTime(timezone=True)
-
 
 def upgrade() -> None:
     """Create every table of the system of record."""
     op.create_table(
         "jobs",
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("origin", sa.String(length=16), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("guild_id", sa.String(length=32), nullable=True),
-        sa.Column("channel_id", sa.String(length=32), nullable=True),
-        sa.Column("requested_by", sa.String(length=64), nullable=True),
-        sa.Column("params", JSON, nullable=False),
-        sa.Column("progress", JSON, nullable=False),
-        sa.Column("idempotency_key", sa.String(length=200), nullable=True),
-        sa.Column("message_count", sa.Integer(), nullable=True),
-        sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("error_detail", sa.Text(), nullable=True),
-        sa.Column("redeliveries", sa.Integer(), nullable=False),
-        sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.Column("updated_at", TIMESTAMP, nullable=False),
-        sa.Column("stage_started_at", TIMESTAMP, nullable=True),
-        sa.Column("heartbeat_at", TIMESTAMP, nullable=True),
-        sa.Column("finished_at", TIMESTAMP, nullable=True),
-        sa.CheckConstraint(
+        *ddl.jobs_columns(status_length=16),
+        ddl.check(
+            "jobs",
+            "status",
             "status IN ('queued', 'fetching', 'summarizing', 'delivering', 'completed', 'failed', 'cancelled')",
-            name=op.f("ck_jobs_status"),
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
-        sa.UniqueConstraint("idempotency_key", name=op.f("uq_jobs_idempotency_key")),
+        ddl.primary_key("jobs", "id"),
+        ddl.unique("jobs", "idempotency_key"),
     )
     op.create_index("ix_jobs_guild_created", "jobs", ["guild_id", "created_at"], unique=False)
     op.create_index("ix_jobs_status_heartbeat", "jobs", ["status", "heartbeat_at"], unique=False)
@@ -71,23 +53,19 @@ def upgrade() -> None:
         sa.Column("channel_id", sa.String(length=32), nullable=True),
         sa.Column("format", sa.String(length=16), nullable=False),
         sa.Column("language", sa.String(length=16), nullable=True),
-        sa.Column("content", JSON, nullable=False),
+        sa.Column("content", ddl.JSON, nullable=False),
         sa.Column("backend", sa.String(length=32), nullable=False),
         sa.Column("model", sa.String(length=100), nullable=True),
         sa.Column("prompt_version", sa.String(length=32), nullable=False),
         sa.Column("degraded", sa.Boolean(), nullable=False),
         sa.Column("message_count", sa.Integer(), nullable=False),
-        sa.Column("prompt_tokens", sa.Integer(), nullable=False),
-        sa.Column("completion_tokens", sa.Integer(), nullable=False),
-        sa.Column("cost_usd", sa.Numeric(precision=12, scale=6), nullable=False),
-        sa.Column("window_start", TIMESTAMP, nullable=True),
-        sa.Column("window_end", TIMESTAMP, nullable=True),
-        sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["jobs.id"], name=op.f("fk_summaries_job_id_jobs"), ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_summaries")),
-        sa.UniqueConstraint("job_id", name=op.f("uq_summaries_job_id")),
+        *ddl.usage_columns(server_default_zero=False),
+        sa.Column("window_start", ddl.TIMESTAMP, nullable=True),
+        sa.Column("window_end", ddl.TIMESTAMP, nullable=True),
+        sa.Column("created_at", ddl.TIMESTAMP, nullable=False),
+        ddl.foreign_key("summaries", "job_id", "jobs", ondelete="CASCADE"),
+        ddl.primary_key("summaries", "id"),
+        ddl.unique("summaries", "job_id"),
     )
     op.create_index(
         "ix_summaries_guild_created", "summaries", ["guild_id", "created_at"], unique=False
@@ -96,34 +74,10 @@ def upgrade() -> None:
         "deliveries",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("summary_id", sa.Uuid(), nullable=False),
-        sa.Column("target", sa.String(length=500), nullable=False),
-        sa.Column("kind", sa.String(length=32), nullable=False),
-        sa.Column("params", JSON, nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("lease_until", TIMESTAMP, nullable=True),
-        sa.Column("remote_id", sa.String(length=200), nullable=True),
-        sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("fallback_of", sa.Uuid(), nullable=True),
-        sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.Column("sent_at", TIMESTAMP, nullable=True),
-        sa.CheckConstraint(
-            "status IN ('pending', 'sending', 'sent', 'failed')", name=op.f("ck_deliveries_status")
-        ),
-        sa.ForeignKeyConstraint(
-            ["fallback_of"],
-            ["deliveries.id"],
-            name=op.f("fk_deliveries_fallback_of_deliveries"),
-            ondelete="SET NULL",
-        ),
-        sa.ForeignKeyConstraint(
-            ["summary_id"],
-            ["summaries.id"],
-            name=op.f("fk_deliveries_summary_id_summaries"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_deliveries")),
-        sa.UniqueConstraint("summary_id", "target", name=op.f("uq_deliveries_summary_id_target")),
+        *ddl.outbox_columns("deliveries"),
+        ddl.foreign_key("deliveries", "summary_id", "summaries", ondelete="CASCADE"),
+        ddl.primary_key("deliveries", "id"),
+        ddl.unique("deliveries", "summary_id", "target"),
     )
     op.create_index(
         "ix_deliveries_status_lease", "deliveries", ["status", "lease_until"], unique=False
@@ -135,25 +89,18 @@ def upgrade() -> None:
         sa.Column("task_name", sa.String(length=200), nullable=False),
         sa.Column("job_id", sa.Uuid(), nullable=True),
         sa.Column("delivery_id", sa.Uuid(), nullable=True),
-        sa.Column("args", JSON, nullable=False),
-        sa.Column("kwargs", JSON, nullable=False),
+        sa.Column("args", ddl.JSON, nullable=False),
+        sa.Column("kwargs", ddl.JSON, nullable=False),
         sa.Column("error", sa.Text(), nullable=False),
         sa.Column("traceback", sa.Text(), nullable=True),
         sa.Column("retries", sa.Integer(), nullable=False),
-        sa.Column("first_seen", TIMESTAMP, nullable=False),
-        sa.Column("last_seen", TIMESTAMP, nullable=False),
-        sa.Column("replayed_at", TIMESTAMP, nullable=True),
-        sa.ForeignKeyConstraint(
-            ["delivery_id"],
-            ["deliveries.id"],
-            name=op.f("fk_dead_letters_delivery_id_deliveries"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["jobs.id"], name=op.f("fk_dead_letters_job_id_jobs"), ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_dead_letters")),
-        sa.UniqueConstraint("task_id", name=op.f("uq_dead_letters_task_id")),
+        sa.Column("first_seen", ddl.TIMESTAMP, nullable=False),
+        sa.Column("last_seen", ddl.TIMESTAMP, nullable=False),
+        sa.Column("replayed_at", ddl.TIMESTAMP, nullable=True),
+        ddl.foreign_key("dead_letters", "delivery_id", "deliveries", ondelete="CASCADE"),
+        ddl.foreign_key("dead_letters", "job_id", "jobs", ondelete="CASCADE"),
+        ddl.primary_key("dead_letters", "id"),
+        ddl.unique("dead_letters", "task_id"),
     )
     op.create_index(op.f("ix_dead_letters_job_id"), "dead_letters", ["job_id"], unique=False)
     op.create_table(
@@ -161,8 +108,8 @@ def upgrade() -> None:
         sa.Column("guild_id", sa.String(length=32), nullable=False),
         sa.Column("default_format", sa.String(length=16), server_default="brief", nullable=False),
         sa.Column("default_language", sa.String(length=16), nullable=True),
-        sa.Column("allowed_role_ids", JSON, server_default=sa.text("'[]'"), nullable=False),
-        sa.Column("excluded_channel_ids", JSON, server_default=sa.text("'[]'"), nullable=False),
+        sa.Column("allowed_role_ids", ddl.JSON, server_default=sa.text("'[]'"), nullable=False),
+        sa.Column("excluded_channel_ids", ddl.JSON, server_default=sa.text("'[]'"), nullable=False),
         sa.Column("retention_days", sa.Integer(), server_default=sa.text("90"), nullable=False),
         sa.Column("monthly_token_budget", sa.BigInteger(), nullable=True),
         sa.Column("reaction_trigger_emoji", sa.String(length=100), nullable=True),
@@ -173,27 +120,21 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("custom_instructions", sa.Text(), nullable=True),
-        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.Column("updated_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.CheckConstraint(
+        *ddl.created_updated_at(server_default_now=True),
+        ddl.check(
+            "guild_settings",
+            "default_format",
             "default_format IN ('brief', 'structured', 'detailed', 'technical')",
-            name=op.f("ck_guild_settings_default_format"),
         ),
-        sa.CheckConstraint(
+        ddl.check(
+            "guild_settings",
+            "private_policy",
             "private_channel_policy IN ('allow', 'same_channel', 'deny')",
-            name=op.f("ck_guild_settings_private_policy"),
         ),
-        sa.CheckConstraint(
-            "length(custom_instructions) <= 2000",
-            name=op.f("ck_guild_settings_instructions_length"),
-        ),
-        sa.CheckConstraint(
-            "monthly_token_budget >= 0", name=op.f("ck_guild_settings_token_budget")
-        ),
-        sa.CheckConstraint(
-            "retention_days BETWEEN 1 AND 3650", name=op.f("ck_guild_settings_retention_days")
-        ),
-        sa.PrimaryKeyConstraint("guild_id", name=op.f("pk_guild_settings")),
+        ddl.check("guild_settings", "instructions_length", "length(custom_instructions) <= 2000"),
+        ddl.check("guild_settings", "token_budget", "monthly_token_budget >= 0"),
+        ddl.check("guild_settings", "retention_days", "retention_days BETWEEN 1 AND 3650"),
+        ddl.primary_key("guild_settings", "guild_id"),
     )
     op.create_table(
         "api_keys",
@@ -201,18 +142,18 @@ def upgrade() -> None:
         sa.Column("guild_id", sa.String(length=32), nullable=False),
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("secret_hash", sa.String(length=128), nullable=False),
-        sa.Column("scopes", JSON, server_default=sa.text("'[]'"), nullable=False),
-        sa.Column("ip_allowlist", JSON, nullable=True),
+        sa.Column("scopes", ddl.JSON, server_default=sa.text("'[]'"), nullable=False),
+        sa.Column("ip_allowlist", ddl.JSON, nullable=True),
         sa.Column("signing_secret_encrypted", sa.Text(), nullable=True),
         sa.Column("rate_limit_per_minute", sa.Integer(), nullable=True),
         sa.Column("created_by", sa.String(length=64), nullable=True),
-        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.Column("expires_at", TIMESTAMP, nullable=True),
-        sa.Column("revoked_at", TIMESTAMP, nullable=True),
-        sa.Column("last_used_at", TIMESTAMP, nullable=True),
-        sa.CheckConstraint("length(id) BETWEEN 8 AND 32", name=op.f("ck_api_keys_id_length")),
-        sa.CheckConstraint("rate_limit_per_minute > 0", name=op.f("ck_api_keys_rate_limit")),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
+        sa.Column("created_at", ddl.TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        sa.Column("expires_at", ddl.TIMESTAMP, nullable=True),
+        sa.Column("revoked_at", ddl.TIMESTAMP, nullable=True),
+        sa.Column("last_used_at", ddl.TIMESTAMP, nullable=True),
+        ddl.check("api_keys", "id_length", "length(id) BETWEEN 8 AND 32"),
+        ddl.check("api_keys", "rate_limit", "rate_limit_per_minute > 0"),
+        ddl.primary_key("api_keys", "id"),
     )
     op.create_index(op.f("ix_api_keys_guild_id"), "api_keys", ["guild_id"], unique=False)
     op.create_table(
@@ -222,25 +163,24 @@ def upgrade() -> None:
         sa.Column("url", sa.String(length=2048), nullable=False),
         sa.Column("description", sa.String(length=200), nullable=True),
         sa.Column("secret_encrypted", sa.Text(), nullable=False),
-        sa.Column("previous_secrets", JSON, server_default=sa.text("'[]'"), nullable=False),
+        sa.Column("previous_secrets", ddl.JSON, server_default=sa.text("'[]'"), nullable=False),
         sa.Column("auth_kind", sa.String(length=16), server_default="none", nullable=False),
         sa.Column("auth_encrypted", sa.Text(), nullable=True),
-        sa.Column("events", JSON, nullable=False),
+        sa.Column("events", ddl.JSON, nullable=False),
         sa.Column("enabled", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.Column("disabled_reason", sa.Text(), nullable=True),
-        sa.Column("failing_since", TIMESTAMP, nullable=True),
-        sa.Column("fallback", JSON, nullable=True),
-        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.Column("updated_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.CheckConstraint(
+        sa.Column("failing_since", ddl.TIMESTAMP, nullable=True),
+        sa.Column("fallback", ddl.JSON, nullable=True),
+        *ddl.created_updated_at(server_default_now=True),
+        ddl.check(
+            "webhook_endpoints",
+            "auth_secret",
             "(auth_kind = 'none' AND auth_encrypted IS NULL) OR (auth_kind <> 'none' AND auth_encrypted IS NOT NULL)",
-            name=op.f("ck_webhook_endpoints_auth_secret"),
         ),
-        sa.CheckConstraint(
-            "auth_kind IN ('none', 'bearer', 'basic', 'header')",
-            name=op.f("ck_webhook_endpoints_auth_kind"),
+        ddl.check(
+            "webhook_endpoints", "auth_kind", "auth_kind IN ('none', 'bearer', 'basic', 'header')"
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_endpoints")),
+        ddl.primary_key("webhook_endpoints", "id"),
     )
     op.create_index(
         op.f("ix_webhook_endpoints_guild_id"), "webhook_endpoints", ["guild_id"], unique=False
@@ -250,37 +190,19 @@ def upgrade() -> None:
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("guild_id", sa.String(length=32), nullable=False),
         sa.Column("user_id", sa.String(length=32), nullable=False),
-        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_user_opt_outs")),
-        sa.UniqueConstraint("guild_id", "user_id", name=op.f("uq_user_opt_outs_guild_id_user_id")),
+        sa.Column("created_at", ddl.TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        ddl.primary_key("user_opt_outs", "id"),
+        ddl.unique("user_opt_outs", "guild_id", "user_id"),
     )
     op.create_index(op.f("ix_user_opt_outs_user_id"), "user_opt_outs", ["user_id"], unique=False)
     op.create_table(
         "schedules",
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("guild_id", sa.String(length=32), nullable=False),
-        sa.Column("channel_id", sa.String(length=32), nullable=False),
-        sa.Column("created_by", sa.String(length=64), nullable=False),
-        sa.Column("spec", sa.Text(), nullable=False),
-        sa.Column("cron", sa.String(length=120), nullable=False),
-        sa.Column("timezone", sa.String(length=64), nullable=False),
-        sa.Column("format", sa.String(length=16), server_default="brief", nullable=False),
-        sa.Column("language", sa.String(length=16), nullable=True),
-        sa.Column("destination", JSON, nullable=False),
-        sa.Column("empty_policy", sa.String(length=8), server_default="skip", nullable=False),
-        sa.Column("enabled", sa.Boolean(), server_default=sa.true(), nullable=False),
-        sa.Column("next_run_at", TIMESTAMP, nullable=True),
-        sa.Column("last_run_at", TIMESTAMP, nullable=True),
-        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.Column("updated_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.CheckConstraint(
-            "empty_policy IN ('skip', 'notice')", name=op.f("ck_schedules_empty_policy")
+        *ddl.schedules_columns(),
+        ddl.check("schedules", "empty_policy", "empty_policy IN ('skip', 'notice')"),
+        ddl.check(
+            "schedules", "format", "format IN ('brief', 'structured', 'detailed', 'technical')"
         ),
-        sa.CheckConstraint(
-            "format IN ('brief', 'structured', 'detailed', 'technical')",
-            name=op.f("ck_schedules_format"),
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_schedules")),
+        ddl.primary_key("schedules", "id"),
     )
     op.create_index("ix_schedules_due", "schedules", ["enabled", "next_run_at"], unique=False)
     op.create_index(op.f("ix_schedules_guild_id"), "schedules", ["guild_id"], unique=False)
@@ -288,24 +210,15 @@ def upgrade() -> None:
         "schedule_runs",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("schedule_id", sa.Uuid(), nullable=False),
-        sa.Column("window_start", TIMESTAMP, nullable=False),
-        sa.Column("window_end", TIMESTAMP, nullable=False),
+        sa.Column("window_start", ddl.TIMESTAMP, nullable=False),
+        sa.Column("window_end", ddl.TIMESTAMP, nullable=False),
         sa.Column("job_id", sa.Uuid(), nullable=True),
-        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.CheckConstraint("window_end > window_start", name=op.f("ck_schedule_runs_window_order")),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["jobs.id"], name=op.f("fk_schedule_runs_job_id_jobs"), ondelete="SET NULL"
-        ),
-        sa.ForeignKeyConstraint(
-            ["schedule_id"],
-            ["schedules.id"],
-            name=op.f("fk_schedule_runs_schedule_id_schedules"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_schedule_runs")),
-        sa.UniqueConstraint(
-            "schedule_id", "window_start", name=op.f("uq_schedule_runs_schedule_id_window_start")
-        ),
+        sa.Column("created_at", ddl.TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        ddl.check("schedule_runs", "window_order", "window_end > window_start"),
+        ddl.foreign_key("schedule_runs", "job_id", "jobs", ondelete="SET NULL"),
+        ddl.foreign_key("schedule_runs", "schedule_id", "schedules", ondelete="CASCADE"),
+        ddl.primary_key("schedule_runs", "id"),
+        ddl.unique("schedule_runs", "schedule_id", "window_start"),
     )
     op.create_index(op.f("ix_schedule_runs_job_id"), "schedule_runs", ["job_id"], unique=False)
     op.create_table(
@@ -320,27 +233,14 @@ def upgrade() -> None:
         sa.Column("job_id", sa.Uuid(), nullable=True),
         sa.Column("model", sa.String(length=100), nullable=True),
         sa.Column("kind", sa.String(length=16), nullable=False),
-        sa.Column("prompt_tokens", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column("completion_tokens", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column(
-            "cost_usd",
-            sa.Numeric(precision=12, scale=6),
-            server_default=sa.text("0"),
-            nullable=False,
+        *ddl.usage_columns(server_default_zero=True),
+        sa.Column("created_at", ddl.TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        ddl.check(
+            "usage_ledger", "kind", "kind IN ('single', 'map', 'reduce', 'repair', 'extractive')"
         ),
-        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.CheckConstraint(
-            "kind IN ('single', 'map', 'reduce', 'repair', 'extractive')",
-            name=op.f("ck_usage_ledger_kind"),
-        ),
-        sa.CheckConstraint(
-            "prompt_tokens >= 0 AND completion_tokens >= 0 AND cost_usd >= 0",
-            name=op.f("ck_usage_ledger_non_negative"),
-        ),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["jobs.id"], name=op.f("fk_usage_ledger_job_id_jobs"), ondelete="SET NULL"
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_usage_ledger")),
+        ddl.non_negative_usage("usage_ledger"),
+        ddl.foreign_key("usage_ledger", "job_id", "jobs", ondelete="SET NULL"),
+        ddl.primary_key("usage_ledger", "id"),
     )
     op.create_index(
         "ix_usage_ledger_guild_created", "usage_ledger", ["guild_id", "created_at"], unique=False

@@ -17,10 +17,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
-JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
-TIMESTAMP = sa.DateTime(timezone=True)
+from schema.migrations import ddl
 
 # revision identifiers, used by Alembic.
 revision: str = "0002"
@@ -31,47 +29,17 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     """Create the attempt log, the retry schedules and the job notification outbox."""
+    failures, *retry_state = ddl.retry_columns()
     op.create_table(
         "job_notifications",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("job_id", sa.Uuid(), nullable=False),
         sa.Column("event", sa.String(length=64), nullable=False),
-        sa.Column("target", sa.String(length=500), nullable=False),
-        sa.Column("kind", sa.String(length=32), nullable=False),
-        sa.Column("params", JSON, nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("failures", sa.Integer(), nullable=False),
-        sa.Column("lease_until", TIMESTAMP, nullable=True),
-        sa.Column("next_attempt_at", TIMESTAMP, nullable=True),
-        sa.Column("redriven_at", TIMESTAMP, nullable=True),
-        sa.Column("first_failure_at", TIMESTAMP, nullable=True),
-        sa.Column("progress", JSON, nullable=False),
-        sa.Column("remote_id", sa.String(length=200), nullable=True),
-        sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("fallback_of", sa.Uuid(), nullable=True),
-        sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.Column("sent_at", TIMESTAMP, nullable=True),
-        sa.CheckConstraint(
-            "status IN ('pending', 'sending', 'sent', 'failed')",
-            name=op.f("ck_job_notifications_status"),
-        ),
-        sa.ForeignKeyConstraint(
-            ["fallback_of"],
-            ["job_notifications.id"],
-            name=op.f("fk_job_notifications_fallback_of_job_notifications"),
-            ondelete="SET NULL",
-        ),
-        sa.ForeignKeyConstraint(
-            ["job_id"],
-            ["jobs.id"],
-            name=op.f("fk_job_notifications_job_id_jobs"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_job_notifications")),
-        sa.UniqueConstraint(
-            "job_id", "event", "target", name=op.f("uq_job_notifications_job_id_event_target")
-        ),
+        # A notification keeps its retry state in its own row, around lease_until.
+        *ddl.outbox_columns("job_notifications", before_lease=[failures], after_lease=retry_state),
+        ddl.foreign_key("job_notifications", "job_id", "jobs", ondelete="CASCADE"),
+        ddl.primary_key("job_notifications", "id"),
+        ddl.unique("job_notifications", "job_id", "event", "target"),
     )
     op.create_index(
         "ix_job_notifications_status_due",
@@ -87,40 +55,27 @@ def upgrade() -> None:
         sa.Column("number", sa.Integer(), nullable=False),
         sa.Column("target", sa.String(length=500), nullable=False),
         sa.Column("endpoint_id", sa.Uuid(), nullable=True),
-        sa.Column("started_at", TIMESTAMP, nullable=False),
+        sa.Column("started_at", ddl.TIMESTAMP, nullable=False),
         sa.Column("duration_ms", sa.Integer(), nullable=False),
         sa.Column("status_code", sa.Integer(), nullable=True),
         sa.Column("outcome", sa.String(length=16), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("response_excerpt", sa.Text(), nullable=True),
-        sa.Column("next_attempt_at", TIMESTAMP, nullable=True),
-        sa.CheckConstraint(
-            "outcome IN ('sent', 'retry', 'failed', 'skipped')",
-            name=op.f("ck_delivery_attempts_outcome"),
+        sa.Column("next_attempt_at", ddl.TIMESTAMP, nullable=True),
+        ddl.check(
+            "delivery_attempts", "outcome", "outcome IN ('sent', 'retry', 'failed', 'skipped')"
         ),
-        sa.CheckConstraint(
-            "(delivery_id IS NULL) <> (notification_id IS NULL)",
-            name=op.f("ck_delivery_attempts_one_parent"),
+        ddl.check(
+            "delivery_attempts", "one_parent", "(delivery_id IS NULL) <> (notification_id IS NULL)"
         ),
-        sa.ForeignKeyConstraint(
-            ["delivery_id"],
-            ["deliveries.id"],
-            name=op.f("fk_delivery_attempts_delivery_id_deliveries"),
-            ondelete="CASCADE",
+        ddl.foreign_key("delivery_attempts", "delivery_id", "deliveries", ondelete="CASCADE"),
+        ddl.foreign_key(
+            "delivery_attempts", "endpoint_id", "webhook_endpoints", ondelete="SET NULL"
         ),
-        sa.ForeignKeyConstraint(
-            ["endpoint_id"],
-            ["webhook_endpoints.id"],
-            name=op.f("fk_delivery_attempts_endpoint_id_webhook_endpoints"),
-            ondelete="SET NULL",
+        ddl.foreign_key(
+            "delivery_attempts", "notification_id", "job_notifications", ondelete="CASCADE"
         ),
-        sa.ForeignKeyConstraint(
-            ["notification_id"],
-            ["job_notifications.id"],
-            name=op.f("fk_delivery_attempts_notification_id_job_notifications"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_delivery_attempts")),
+        ddl.primary_key("delivery_attempts", "id"),
     )
     op.create_index(
         "ix_delivery_attempts_delivery",
@@ -143,18 +98,9 @@ def upgrade() -> None:
     op.create_table(
         "delivery_schedules",
         sa.Column("delivery_id", sa.Uuid(), nullable=False),
-        sa.Column("failures", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", TIMESTAMP, nullable=True),
-        sa.Column("redriven_at", TIMESTAMP, nullable=True),
-        sa.Column("first_failure_at", TIMESTAMP, nullable=True),
-        sa.Column("progress", JSON, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["delivery_id"],
-            ["deliveries.id"],
-            name=op.f("fk_delivery_schedules_delivery_id_deliveries"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("delivery_id", name=op.f("pk_delivery_schedules")),
+        *ddl.retry_columns(),
+        ddl.foreign_key("delivery_schedules", "delivery_id", "deliveries", ondelete="CASCADE"),
+        ddl.primary_key("delivery_schedules", "delivery_id"),
     )
     op.create_index(
         "ix_delivery_schedules_due", "delivery_schedules", ["next_attempt_at"], unique=False

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-TIMESTAMP = sa.DateTime(timezone=True)
+from schema.migrations import ddl
 
 # revision identifiers, used by Alembic.
 revision: str = "0003"
@@ -34,18 +34,10 @@ def upgrade() -> None:
         sa.Column("user_id", sa.String(length=32), nullable=False),
         sa.Column("helpful", sa.Boolean(), nullable=False),
         sa.Column("prompt_version", sa.String(length=32), nullable=False),
-        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.Column("updated_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["summary_id"],
-            ["summaries.id"],
-            name=op.f("fk_summary_feedback_summary_id_summaries"),
-            ondelete="SET NULL",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_summary_feedback")),
-        sa.UniqueConstraint(
-            "summary_id", "user_id", name=op.f("uq_summary_feedback_summary_id_user_id")
-        ),
+        *ddl.created_updated_at(server_default_now=True),
+        ddl.foreign_key("summary_feedback", "summary_id", "summaries", ondelete="SET NULL"),
+        ddl.primary_key("summary_feedback", "id"),
+        ddl.unique("summary_feedback", "summary_id", "user_id"),
     )
     op.create_index("ix_summary_feedback_guild_id", "summary_feedback", ["guild_id"], unique=False)
     op.create_index("ix_summary_feedback_user_id", "summary_feedback", ["user_id"], unique=False)

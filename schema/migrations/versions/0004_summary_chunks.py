@@ -17,10 +17,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
-JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
-TIMESTAMP = sa.DateTime(timezone=True)
+from schema.migrations import ddl
 
 # revision identifiers, used by Alembic.
 revision: str = "0004"
@@ -38,15 +36,10 @@ def upgrade() -> None:
         sa.Column("cached_chunks", sa.Integer(), nullable=False),
         sa.Column("estimated_tokens", sa.BigInteger(), nullable=False),
         sa.Column("model", sa.String(length=100), nullable=False),
-        sa.Column("stats", JSON, nullable=False),
-        sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["job_id"],
-            ["jobs.id"],
-            name=op.f("fk_summary_plans_job_id_jobs"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("job_id", name=op.f("pk_summary_plans")),
+        sa.Column("stats", ddl.JSON, nullable=False),
+        sa.Column("created_at", ddl.TIMESTAMP, nullable=False),
+        ddl.foreign_key("summary_plans", "job_id", "jobs", ondelete="CASCADE"),
+        ddl.primary_key("summary_plans", "job_id"),
     )
     op.create_table(
         "summary_chunks",
@@ -57,47 +50,27 @@ def upgrade() -> None:
         sa.Column("content_hash", sa.String(length=64), nullable=False),
         sa.Column("message_count", sa.Integer(), nullable=False),
         sa.Column("transcript_tokens", sa.Integer(), nullable=False),
-        sa.Column("notes", JSON, nullable=True),
+        sa.Column("notes", ddl.JSON, nullable=True),
         sa.Column("cached", sa.Boolean(), nullable=False),
         sa.Column("model", sa.String(length=100), nullable=True),
-        sa.Column("prompt_tokens", sa.Integer(), nullable=False),
-        sa.Column("completion_tokens", sa.Integer(), nullable=False),
-        sa.Column("cost_usd", sa.Numeric(precision=12, scale=6), nullable=False),
-        sa.Column("lease_until", TIMESTAMP, nullable=True),
-        sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.Column("updated_at", TIMESTAMP, nullable=False),
-        sa.CheckConstraint("status IN ('pending', 'done')", name=op.f("ck_summary_chunks_status")),
-        sa.CheckConstraint(
-            "prompt_tokens >= 0 AND completion_tokens >= 0 AND cost_usd >= 0",
-            name=op.f("ck_summary_chunks_non_negative"),
-        ),
-        sa.ForeignKeyConstraint(
-            ["job_id"],
-            ["jobs.id"],
-            name=op.f("fk_summary_chunks_job_id_jobs"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_summary_chunks")),
-        sa.UniqueConstraint(
-            "job_id", "chunk_index", name=op.f("uq_summary_chunks_job_id_chunk_index")
-        ),
+        *ddl.usage_columns(server_default_zero=False),
+        sa.Column("lease_until", ddl.TIMESTAMP, nullable=True),
+        *ddl.created_updated_at(server_default_now=False),
+        ddl.check("summary_chunks", "status", "status IN ('pending', 'done')"),
+        ddl.non_negative_usage("summary_chunks"),
+        ddl.foreign_key("summary_chunks", "job_id", "jobs", ondelete="CASCADE"),
+        ddl.primary_key("summary_chunks", "id"),
+        ddl.unique("summary_chunks", "job_id", "chunk_index"),
     )
     op.create_table(
         "summary_reductions",
         sa.Column("job_id", sa.Uuid(), nullable=False),
         sa.Column("mode", sa.String(length=16), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
-        sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.CheckConstraint(
-            "mode IN ('notes', 'degraded')", name=op.f("ck_summary_reductions_mode")
-        ),
-        sa.ForeignKeyConstraint(
-            ["job_id"],
-            ["jobs.id"],
-            name=op.f("fk_summary_reductions_job_id_jobs"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("job_id", name=op.f("pk_summary_reductions")),
+        sa.Column("created_at", ddl.TIMESTAMP, nullable=False),
+        ddl.check("summary_reductions", "mode", "mode IN ('notes', 'degraded')"),
+        ddl.foreign_key("summary_reductions", "job_id", "jobs", ondelete="CASCADE"),
+        ddl.primary_key("summary_reductions", "job_id"),
     )
 
 

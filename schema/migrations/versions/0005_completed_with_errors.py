@@ -6,8 +6,8 @@ Create Date: 2026-12-05 09:00:00
 
 The status column widens to 32 characters and its check constraint gains the new state.  Batch
 mode, so SQLite (which cannot alter a constraint in place) rebuilds the table; the table is
-described here as 0001 created it (no later revision changed it), so the rebuild needs no
-reflection and also renders as offline SQL.
+described here as 0001 created it (with 0001's columns, ``ddl.jobs_columns``; no later revision
+changed it), so the rebuild needs no reflection and also renders as offline SQL.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from schema.migrations import ddl
 
 # revision identifiers, used by Alembic.
 revision: str = "0005"
@@ -28,10 +29,6 @@ _OLD = ("queued", "fetching", "summarizing", "delivering", "completed", "failed"
 _NEW = (*_OLD, "completed_with_errors")
 
 
-JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
-TIMESTAMP = sa.DateTime(timezone=True)
-
-
 def _check(states: tuple[str, ...]) -> str:
     return "status IN (" + ", ".join(f"'{s}'" for s in states) + ")"
 
@@ -41,27 +38,10 @@ def _jobs(status_length: int, states: tuple[str, ...]) -> sa.Table:
     return sa.Table(
         "jobs",
         sa.MetaData(),
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("origin", sa.String(length=16), nullable=False),
-        sa.Column("status", sa.String(length=status_length), nullable=False),
-        sa.Column("guild_id", sa.String(length=32), nullable=True),
-        sa.Column("channel_id", sa.String(length=32), nullable=True),
-        sa.Column("requested_by", sa.String(length=64), nullable=True),
-        sa.Column("params", JSON, nullable=False),
-        sa.Column("progress", JSON, nullable=False),
-        sa.Column("idempotency_key", sa.String(length=200), nullable=True),
-        sa.Column("message_count", sa.Integer(), nullable=True),
-        sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("error_detail", sa.Text(), nullable=True),
-        sa.Column("redeliveries", sa.Integer(), nullable=False),
-        sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.Column("updated_at", TIMESTAMP, nullable=False),
-        sa.Column("stage_started_at", TIMESTAMP, nullable=True),
-        sa.Column("heartbeat_at", TIMESTAMP, nullable=True),
-        sa.Column("finished_at", TIMESTAMP, nullable=True),
-        sa.CheckConstraint(_check(states), name="ck_jobs_status"),
-        sa.PrimaryKeyConstraint("id", name="pk_jobs"),
-        sa.UniqueConstraint("idempotency_key", name="uq_jobs_idempotency_key"),
+        *ddl.jobs_columns(status_length=status_length),
+        ddl.check("jobs", "status", _check(states)),
+        ddl.primary_key("jobs", "id"),
+        ddl.unique("jobs", "idempotency_key"),
         sa.Index("ix_jobs_guild_created", "guild_id", "created_at"),
         sa.Index("ix_jobs_status_heartbeat", "status", "heartbeat_at"),
     )

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-TIMESTAMP = sa.DateTime(timezone=True)
+from schema.migrations import ddl
 
 # revision identifiers, used by Alembic.
 revision: str = "0006"
@@ -31,12 +31,10 @@ def upgrade() -> None:
         sa.Column("guild_id", sa.String(length=32), nullable=True),
         sa.Column("job_id", sa.Uuid(), nullable=True),
         sa.Column("size", sa.BigInteger(), nullable=False),
-        sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["jobs.id"], name=op.f("fk_uploads_job_id_jobs"), ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_uploads")),
-        sa.UniqueConstraint("job_id", name=op.f("uq_uploads_job_id")),
+        sa.Column("created_at", ddl.TIMESTAMP, nullable=False),
+        ddl.foreign_key("uploads", "job_id", "jobs", ondelete="CASCADE"),
+        ddl.primary_key("uploads", "id"),
+        ddl.unique("uploads", "job_id"),
     )
     op.create_index("ix_uploads_guild_created", "uploads", ["guild_id", "created_at"])
     op.create_table(
@@ -44,13 +42,8 @@ def upgrade() -> None:
         sa.Column("upload_id", sa.Uuid(), nullable=False),
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["upload_id"],
-            ["uploads.id"],
-            name=op.f("fk_upload_chunks_upload_id_uploads"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("upload_id", "seq", name=op.f("pk_upload_chunks")),
+        ddl.foreign_key("upload_chunks", "upload_id", "uploads", ondelete="CASCADE"),
+        ddl.primary_key("upload_chunks", "upload_id", "seq"),
     )
 
 

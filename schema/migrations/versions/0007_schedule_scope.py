@@ -7,8 +7,9 @@ Create Date: 2027-01-24 09:00:00
 Three columns on ``schedules``: ``scope`` (``channel`` for every existing row), the category of
 a category digest and the channels of a digest of listed channels.  A check constraint keeps
 ``scope`` to the known values.  Batch mode, so SQLite (which cannot add a constraint in place)
-rebuilds the table; the table is described here as 0001 created it (no revision in between
-changed it), so the rebuild needs no reflection and also renders as offline SQL.
+rebuilds the table; the table is described here as 0001 created it (with 0001's columns,
+``ddl.schedules_columns``; no revision in between changed it), so the rebuild needs no
+reflection and also renders as offline SQL.
 
 Downgrading pauses the schedules of several channels: before this revision a schedule could
 only summarize its ``channel_id``, which for them is the channel their digest is posted in.
@@ -20,7 +21,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from schema.migrations import ddl
 
 # revision identifiers, used by Alembic.
 revision: str = "0007"
@@ -28,8 +30,6 @@ down_revision: str | Sequence[str] | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
-TIMESTAMP = sa.DateTime(timezone=True)
 
 _SCOPES = ("channel", "server", "category", "channels")
 _SCOPE_CHECK = "scope IN (" + ", ".join(f"'{s}'" for s in _SCOPES) + ")"
@@ -39,7 +39,7 @@ def _scope_columns() -> list[sa.Column[object]]:
     return [
         sa.Column("scope", sa.String(length=16), server_default="channel", nullable=False),
         sa.Column("scope_category_id", sa.String(length=32), nullable=True),
-        sa.Column("scope_channel_ids", JSON, server_default=sa.text("'[]'"), nullable=False),
+        sa.Column("scope_channel_ids", ddl.JSON, server_default=sa.text("'[]'"), nullable=False),
     ]
 
 
@@ -48,32 +48,16 @@ def _schedules(*, scoped: bool) -> sa.Table:
     table rebuild."""
     extra: list[sa.SchemaItem] = []
     if scoped:
-        extra = [*_scope_columns(), sa.CheckConstraint(_SCOPE_CHECK, name="ck_schedules_scope")]
+        extra = [*_scope_columns(), ddl.check("schedules", "scope", _SCOPE_CHECK)]
     return sa.Table(
         "schedules",
         sa.MetaData(),
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("guild_id", sa.String(length=32), nullable=False),
-        sa.Column("channel_id", sa.String(length=32), nullable=False),
-        sa.Column("created_by", sa.String(length=64), nullable=False),
-        sa.Column("spec", sa.Text(), nullable=False),
-        sa.Column("cron", sa.String(length=120), nullable=False),
-        sa.Column("timezone", sa.String(length=64), nullable=False),
-        sa.Column("format", sa.String(length=16), server_default="brief", nullable=False),
-        sa.Column("language", sa.String(length=16), nullable=True),
-        sa.Column("destination", JSON, nullable=False),
-        sa.Column("empty_policy", sa.String(length=8), server_default="skip", nullable=False),
-        sa.Column("enabled", sa.Boolean(), server_default=sa.true(), nullable=False),
-        sa.Column("next_run_at", TIMESTAMP, nullable=True),
-        sa.Column("last_run_at", TIMESTAMP, nullable=True),
-        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.Column("updated_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.CheckConstraint("empty_policy IN ('skip', 'notice')", name="ck_schedules_empty_policy"),
-        sa.CheckConstraint(
-            "format IN ('brief', 'structured', 'detailed', 'technical')",
-            name="ck_schedules_format",
+        *ddl.schedules_columns(),
+        ddl.check("schedules", "empty_policy", "empty_policy IN ('skip', 'notice')"),
+        ddl.check(
+            "schedules", "format", "format IN ('brief', 'structured', 'detailed', 'technical')"
         ),
-        sa.PrimaryKeyConstraint("id", name="pk_schedules"),
+        ddl.primary_key("schedules", "id"),
         sa.Index("ix_schedules_due", "enabled", "next_run_at"),
         sa.Index("ix_schedules_guild_id", "guild_id"),
         *extra,
