@@ -184,27 +184,9 @@ def summary_completed_event(
     return SummaryCompletedEvent(timestamp=created_at, data=data)
 
 
-def job_failed_event(
-    *,
-    job_id: str,
-    origin: str,
-    guild_id: str | None,
-    channel_id: str | None,
-    error: str,
-    created_at: datetime,
-    failed_at: datetime,
-) -> JobFailedEvent:
-    """The ``job.failed`` event of a failed job."""
-    data = JobFailedData(
-        job_id=job_id,
-        origin=origin,
-        guild_id=guild_id,
-        channel_id=channel_id,
-        error=error,
-        created_at=created_at,
-        failed_at=failed_at,
-    )
-    return JobFailedEvent(timestamp=failed_at, data=data)
+def job_failed_event(data: JobFailedData) -> JobFailedEvent:
+    """The ``job.failed`` event of a failed job, stamped with the time it failed."""
+    return JobFailedEvent(timestamp=data.failed_at, data=data)
 
 
 def _dump(event: BaseModel) -> bytes:

@@ -25,6 +25,7 @@ from shared.crypto import SecretBox
 from shared.delivery.events import (
     JOB_FAILED,
     SUMMARY_COMPLETED,
+    JobFailedData,
     JobFailedEvent,
     SummaryCompletedEvent,
     encode_event,
@@ -141,13 +142,15 @@ def build_event(claim: Claim) -> SummaryCompletedEvent | JobFailedEvent:
     if claim.event == JOB_FAILED:
         job = claim.job
         return job_failed_event(
-            job_id=str(job.id),
-            origin=job.origin,
-            guild_id=job.guild_id,
-            channel_id=job.channel_id,
-            error=job.error or "the job failed",
-            created_at=job.created_at,
-            failed_at=job.finished_at or job.created_at,
+            JobFailedData(
+                job_id=str(job.id),
+                origin=job.origin,
+                guild_id=job.guild_id,
+                channel_id=job.channel_id,
+                error=job.error or "the job failed",
+                created_at=job.created_at,
+                failed_at=job.finished_at or job.created_at,
+            )
         )
     raise ConfigError(f"unknown event {claim.event!r}")
 

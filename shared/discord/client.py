@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from pydantic import SecretStr
 
-from shared.discord import routes
+from shared.discord import history, routes
 from shared.discord.convert import to_channel_info
 from shared.discord.errors import (
     BadRequest,
@@ -30,12 +30,11 @@ from shared.discord.errors import (
     Unauthorized,
     UnknownRoute,
 )
-from shared.discord.history import iter_history, iter_thread_history, threads_in_window
 from shared.discord.message_limits import check_message
 from shared.discord.models import Message, MessageEdit, MessageFlags
 from shared.discord.objects import Channel, ReceivedMessage, User, WebhookRef
 from shared.discord.rest import RestSession
-from shared.domain.messages import ChannelInfo, ChatMessage
+from shared.domain.messages import ChannelInfo
 from shared.errors import InvalidInputError
 
 __all__ = ["AUTO_ARCHIVE_MINUTES", "GUILD_NAME_TTL_S", "DiscordClient", "normalize_emoji"]
@@ -412,18 +411,9 @@ class DiscordClient:
         threads = [Channel.from_json(t) for t in body.get("threads", [])]
         return threads, bool(body.get("has_more"))
 
-    def threads_in_window(
-        self,
-        channel_id: str,
-        *,
-        since: datetime,
-        until: datetime | None = None,
-        include_archived: bool = True,
-    ) -> Iterator[Channel]:
-        """Threads and forum posts of a channel that were active between ``since`` and ``until``."""
-        return threads_in_window(
-            self, channel_id, since=since, until=until, include_archived=include_archived
-        )
+    #: Threads and forum posts of a channel active in a window
+    #: (:func:`shared.discord.history.threads_in_window`).
+    threads_in_window = history.threads_in_window
 
     # --- direct messages ---------------------------------------------------------------------
 
@@ -579,45 +569,9 @@ class DiscordClient:
 
     # --- history -----------------------------------------------------------------------------
 
-    def iter_history(
-        self,
-        channel_id: str,
-        *,
-        after: datetime | str | None = None,
-        before: datetime | None = None,
-        limit: int | None = None,
-        newest: bool = False,
-        on_page: Callable[[int], None] | None = None,
-    ) -> Iterator[ChatMessage]:
-        """Messages of a channel or thread, oldest first, one page in memory at a time.
-
-        ``after`` is a time (inclusive) or a message id (exclusive); ``before`` a time
-        (exclusive).  ``limit`` caps the count: the oldest ``limit`` in the window, or with
-        ``newest=True`` the latest ``limit`` (still yielded oldest first).  Either way the
-        history is read in one pass, the next page requested while the caller works on the
-        current one (see :mod:`shared.discord.history`).  ``on_page`` gets the running count
-        of messages read after each page.
-        """
-        return iter_history(
-            self,
-            channel_id,
-            after=after,
-            before=before,
-            limit=limit,
-            newest=newest,
-            on_page=on_page,
-        )
-
-    def iter_thread_history(
-        self,
-        thread_id: str,
-        *,
-        after: datetime | str | None = None,
-        before: datetime | None = None,
-        limit: int | None = None,
-        on_page: Callable[[int], None] | None = None,
-    ) -> Iterator[ChatMessage]:
-        """A thread's messages, oldest first, led by the message the thread was started from."""
-        return iter_thread_history(
-            self, thread_id, after=after, before=before, limit=limit, on_page=on_page
-        )
+    #: A channel's or thread's messages, oldest first
+    #: (:func:`shared.discord.history.iter_history`).
+    iter_history = history.iter_history
+    #: A thread's messages led by the message it was started from
+    #: (:func:`shared.discord.history.iter_thread_history`).
+    iter_thread_history = history.iter_thread_history

@@ -117,7 +117,15 @@ def iter_history(
     newest: bool = False,
     on_page: Callable[[int], None] | None = None,
 ) -> Iterator[ChatMessage]:
-    """See :meth:`shared.discord.client.DiscordClient.iter_history`."""
+    """Messages of a channel or thread, oldest first, one page in memory at a time.
+
+    ``after`` is a time (inclusive) or a message id (exclusive); ``before`` a time
+    (exclusive).  ``limit`` caps the count: the oldest ``limit`` in the window, or with
+    ``newest=True`` the latest ``limit`` (still yielded oldest first).  Either way the
+    history is read in one pass, the next page requested while the caller works on the
+    current one (see the module's docstring).  ``on_page`` gets the running count of
+    messages read after each page.
+    """
     if limit is not None and limit < 1:
         raise InvalidInputError(f"limit must be at least 1, got {limit}")
     floor = _after_cursor(after)

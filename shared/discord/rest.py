@@ -27,6 +27,7 @@ import httpx
 import structlog
 
 from shared.discord.errors import (
+    DiscordError,
     InvalidWebhook,
     NetworkError,
     RateLimited,
@@ -265,49 +266,19 @@ class RestSession:
 
     def _refuse(self, denial: str, wait_s: float, route: CompiledRoute, left: float) -> None:
         """Raise when ``denial`` must not (or cannot, before the deadline) be waited out."""
-        label = route.label
-        if denial == "dead-token":
-            self._refused("dead-token")
-            raise Unauthorized(
-                "the bot token was rejected by Discord (401); every request with it is refused "
-                "until the token is rotated",
-                status=401,
-                route=label,
-                user_message="Discord rejected the bot token; set a valid DISCORD_TOKEN.",
-            )
-        if denial == "dead-webhook":
-            self._refused("dead-webhook")
-            raise InvalidWebhook(
-                "this webhook was rejected by Discord earlier; it is no longer used",
-                route=label,
-                user_message="The Discord webhook no longer exists; update the target.",
-            )
-        if denial == "ban":
-            self._refused("ban")
-            raise RateLimited(
-                "Discord's edge (Cloudflare) blocked this IP; nothing is sent until the ban ends",
-                retry_after=wait_s,
-                scope="cloudflare",
-                route=label,
-            )
-        if denial == "breaker":
-            self._refused("breaker")
-            raise RateLimited(
-                "too many invalid requests (401/403/429) in the last 10 minutes; the breaker "
-                "pauses Discord traffic to stay far from Discord's IP ban",
-                retry_after=wait_s,
-                scope="breaker",
-                route=label,
-            )
-        if wait_s > left:
-            self._refused("deadline")
-            raise RateLimited(
+        reason, error = denial, _refusal(denial, wait_s, route.label)
+        if error is None and wait_s > left:
+            reason = "deadline"
+            error = RateLimited(
                 f"rate limit ({denial}) needs {wait_s:.2f} s, more than the {max(left, 0):.2f} s "
                 "left before the caller's deadline",
                 retry_after=wait_s,
                 scope=_DENIAL_SCOPE.get(denial, denial),
-                route=label,
+                route=route.label,
             )
+        if error is not None:
+            self._refused(reason)
+            raise error
 
     def _backoff(self, failures: int) -> None:
         ceiling = min(self.policy.backoff_cap_s, self.policy.backoff_base_s * 2 ** (failures - 1))
@@ -324,6 +295,43 @@ class RestSession:
     def _refused(self, reason: str) -> None:
         if self.metrics is not None:
             self.metrics.refusals.labels(reason).inc()
+
+
+#: Denials refused however long the caller could wait: the error's scope and message.
+_NEVER_WAITED = {
+    "ban": (
+        "cloudflare",
+        "Discord's edge (Cloudflare) blocked this IP; nothing is sent until the ban ends",
+    ),
+    "breaker": (
+        "breaker",
+        "too many invalid requests (401/403/429) in the last 10 minutes; the breaker pauses "
+        "Discord traffic to stay far from Discord's IP ban",
+    ),
+}
+
+
+def _refusal(denial: str, wait_s: float, label: str) -> DiscordError | None:
+    """The error of a denial that is never waited out (a dead token or webhook, an IP ban,
+    the invalid-request breaker), or None for one a long enough deadline would wait for."""
+    if denial == "dead-token":
+        return Unauthorized(
+            "the bot token was rejected by Discord (401); every request with it is refused "
+            "until the token is rotated",
+            status=401,
+            route=label,
+            user_message="Discord rejected the bot token; set a valid DISCORD_TOKEN.",
+        )
+    if denial == "dead-webhook":
+        return InvalidWebhook(
+            "this webhook was rejected by Discord earlier; it is no longer used",
+            route=label,
+            user_message="The Discord webhook no longer exists; update the target.",
+        )
+    if denial in _NEVER_WAITED:
+        scope, message = _NEVER_WAITED[denial]
+        return RateLimited(message, retry_after=wait_s, scope=scope, route=label)
+    return None
 
 
 def _query_value(value: str | int | bool) -> str:

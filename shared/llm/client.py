@@ -39,6 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -489,52 +490,49 @@ class LLMClient:
         cls, settings: LLMSettings, redis: Redis[Any], *, prefix: str = "sb", **kwargs: Any
     ) -> LLMClient:
         """A client whose limiter, breaker and learnt capabilities are shared through ``redis``."""
-
-        def limiter(scope: str) -> LLMRateLimiter:
-            return RedisLLMLimiter(
-                redis,
-                scope=scope,
-                tokens_per_minute=settings.tokens_per_minute,
-                requests_per_minute=settings.requests_per_minute,
-                headroom=settings.limiter_headroom,
-                prefix=f"{prefix}:rl:llm",
-            )
-
-        def breaker(scope: str) -> CircuitBreaker:
-            return RedisCircuitBreaker(
-                redis,
-                scope=scope,
-                failure_threshold=settings.breaker_failure_threshold,
-                open_seconds=settings.breaker_open_seconds,
-                prefix=f"{prefix}:cb:llm",
-            )
-
         kwargs.setdefault(
             "capabilities",
             RedisCapabilityStore(redis, ttl=settings.capability_ttl, prefix=f"{prefix}:cap:llm"),
         )
-        return cls(settings, limiter_factory=limiter, breaker_factory=breaker, **kwargs)
+        return cls._configured(
+            settings,
+            partial(RedisLLMLimiter, redis, prefix=f"{prefix}:rl:llm"),
+            partial(RedisCircuitBreaker, redis, prefix=f"{prefix}:cb:llm"),
+            **kwargs,
+        )
 
     @classmethod
     def embedded(cls, settings: LLMSettings, **kwargs: Any) -> LLMClient:
         """A client with in-process limiter and breaker (embedded mode, one process)."""
+        return cls._configured(settings, LocalLLMLimiter, LocalCircuitBreaker, **kwargs)
 
-        def limiter(scope: str) -> LLMRateLimiter:
-            return LocalLLMLimiter(
+    @classmethod
+    def _configured(
+        cls,
+        settings: LLMSettings,
+        limiter: Callable[..., LLMRateLimiter],
+        breaker: Callable[..., CircuitBreaker],
+        **kwargs: Any,
+    ) -> LLMClient:
+        """A client whose limiters and breakers ``limiter`` and ``breaker`` build per scope
+        with the limits and thresholds of ``settings``."""
+
+        def limiter_of(scope: str) -> LLMRateLimiter:
+            return limiter(
                 scope=scope,
                 tokens_per_minute=settings.tokens_per_minute,
                 requests_per_minute=settings.requests_per_minute,
                 headroom=settings.limiter_headroom,
             )
 
-        def breaker(scope: str) -> CircuitBreaker:
-            return LocalCircuitBreaker(
+        def breaker_of(scope: str) -> CircuitBreaker:
+            return breaker(
                 scope=scope,
                 failure_threshold=settings.breaker_failure_threshold,
                 open_seconds=settings.breaker_open_seconds,
             )
 
-        return cls(settings, limiter_factory=limiter, breaker_factory=breaker, **kwargs)
+        return cls(settings, limiter_factory=limiter_of, breaker_factory=breaker_of, **kwargs)
 
     def close(self) -> None:
         """Close the HTTP connection pool."""

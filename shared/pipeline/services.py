@@ -7,10 +7,10 @@ it explicitly and never build clients themselves.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol, TextIO
+from typing import TextIO
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,33 +18,19 @@ from shared.cache import MessageCache
 from shared.crypto import deferred_secret_box
 from shared.delivery.runtime import DeliveryRuntime, build_runtime
 from shared.discord.client import DiscordClient
-from shared.domain.messages import ChannelInfo, ChatMessage
 from shared.errors import ConfigError
 from shared.jobs import Enqueuer
 from shared.services.core import Core
 from shared.settings import Settings
-from shared.summarize.content import SummaryContent, SummaryFormat
+from shared.summarize.extractive import ExtractiveSummarizer
 from shared.summarize.llm.backend import LLMBackend
 from shared.tenancy import DiscordDirectory
 
 __all__ = ["Services", "Summarizer"]
 
 
-class Summarizer(Protocol):
-    """A summarization backend (the offline extractive one, or an LLM)."""
-
-    name: str
-
-    def summarize(
-        self,
-        messages: Sequence[ChatMessage],
-        channel: ChannelInfo,
-        *,
-        format: SummaryFormat,
-        language: str | None = None,
-        skipped: int = 0,
-    ) -> SummaryContent:
-        """Summarize ``messages`` of ``channel`` in the requested format."""
+#: The offline summarizer, the only one the pipeline holds besides the LLM backend.
+Summarizer = ExtractiveSummarizer
 
 
 def _utcnow() -> datetime:
@@ -64,7 +50,7 @@ class Services:
     session_factory: sessionmaker[Session]
     cache: MessageCache
     enqueuer: Enqueuer
-    summarizer: Summarizer
+    summarizer: ExtractiveSummarizer
     console: TextIO
     clock: Callable[[], datetime] = field(default=_utcnow)
     llm: LLMBackend | None = None

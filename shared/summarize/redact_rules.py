@@ -165,11 +165,35 @@ def _high_entropy(match: re.Match[str]) -> tuple[int, int] | None:
     return match.span() if shannon_entropy(text) >= 4.2 else None
 
 
-def _r(pattern: str, flags: int = 0) -> re.Pattern[str]:
-    return re.compile(pattern, flags)
-
-
 _GITLEAKS = "gitleaks {} (adapted: no surrounding-character boundaries)"
+
+
+def _rule(
+    kind: str,
+    pattern: str,
+    placeholder: str = SECRET,
+    *,
+    flags: int = 0,
+    keywords: tuple[str, ...] = (),
+    check: Check | None = None,
+    entropy: float | None = None,
+    shape: str,
+    source: str = "",
+    gitleaks: str = "",
+    gate: re.Pattern[str] | None = None,
+) -> Rule:
+    """A rule of the table, its pattern compiled.
+
+    ``entropy`` (as in gitleaks) is the least Shannon entropy, in bits per character, of a
+    match, checked instead of ``check``; ``gitleaks`` names the gitleaks rules the rule is
+    adapted from, which then make its source, ``source`` adding how it differs from them.
+    """
+    if entropy is not None:
+        check = _entropy_at_least(entropy)
+    if gitleaks:
+        source = _GITLEAKS.format(gitleaks) + (f"; {source}" if source else "")
+    return Rule(kind, re.compile(pattern, flags), placeholder, keywords, check, shape, source, gate)
+
 
 # Cheap searches that must succeed before the numeric rules run: most chat lines hold no run
 # of seven digits, no dotted quad and no IBAN-like country code, and then skip them all.
@@ -183,86 +207,88 @@ _TOKEN_RUN = re.compile(r"[A-Za-z0-9_.+/=~-]{14}")
 _UNGATED = frozenset({"private_key", "url_credentials", "url_secret_param", "assignment"})
 
 _SECRETS: tuple[Rule, ...] = (
-    Rule(
+    _rule(
         "private_key",
-        _r(
+        (
             r"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----.*?"
-            r"(?:-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----|\Z)",
-            re.DOTALL | re.IGNORECASE,
+            r"(?:-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----|\Z)"
         ),
+        flags=re.DOTALL | re.IGNORECASE,
         keywords=("-----begin",),
         shape="-----BEGIN … PRIVATE KEY----- … -----END … PRIVATE KEY----- (or to the end)",
-        source=_GITLEAKS.format("private-key"),
+        gitleaks="private-key",
     ),
-    Rule(
+    _rule(
         "discord_webhook",
-        _r(r"https?://(?:(?:canary|ptb)\.)?discord(?:app)?\.com/api(?:/v\d+)?/webhooks/\d+/[\w-]+"),
+        r"https?://(?:(?:canary|ptb)\.)?discord(?:app)?\.com/api(?:/v\d+)?/webhooks/\d+/[\w-]+",
         SECRET_URL,
         keywords=("/webhooks/",),
         shape="https://discord.com/api/webhooks/<id>/<token>",
         source="Discord developer docs (webhook URL)",
     ),
-    Rule(
+    _rule(
         "slack_webhook",
-        _r(r"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_-]{20,}"),
+        r"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_-]{20,}",
         SECRET_URL,
         keywords=("hooks.slack.com",),
         shape="https://hooks.slack.com/services/T…/B…/…",
-        source=_GITLEAKS.format("slack-webhook-url"),
+        gitleaks="slack-webhook-url",
     ),
-    Rule(
+    _rule(
         "jwt",
-        _r(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
+        r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*",
         keywords=("eyj",),
         shape="eyJ<header>.eyJ<payload>.<signature> (base64url JSON)",
-        source=_GITLEAKS.format("jwt"),
+        gitleaks="jwt",
     ),
-    Rule(
+    _rule(
         "own_api_key",
-        _r(r"sb_[a-z0-9]{8,32}_(?P<body>[A-Za-z0-9_-]{20,128})"),
+        r"sb_[a-z0-9]{8,32}_(?P<body>[A-Za-z0-9_-]{20,128})",
         keywords=("sb_",),
         check=_own_key,
         shape="sb_<key id: 8-32 a-z0-9>_<secret: 20-128 base64url>",
         source="this project (shared/apikeys.py)",
     ),
-    Rule(
+    _rule(
         "webhook_secret",
-        _r(r"whsec_[A-Za-z0-9+/]{16,}={0,2}"),
+        r"whsec_[A-Za-z0-9+/]{16,}={0,2}",
         keywords=("whsec_",),
         shape="whsec_<base64>",
         source="Standard Webhooks specification (signing secret)",
     ),
-    Rule(
+    _rule(
         "anthropic_key",
-        _r(r"sk-ant-(?:api|admin|sid|oat|ort)\d\d-[A-Za-z0-9_-]{32,}"),
+        r"sk-ant-(?:api|admin|sid|oat|ort)\d\d-[A-Za-z0-9_-]{32,}",
         keywords=("sk-ant-",),
         shape="sk-ant-api03-<93+ base64url>",
-        source=_GITLEAKS.format("anthropic-api-key, anthropic-admin-api-key"),
+        gitleaks="anthropic-api-key, anthropic-admin-api-key",
     ),
-    Rule(
+    _rule(
         "openai_key",
-        _r(r"sk-(?:(?:proj|svcacct|admin|None)-[A-Za-z0-9_-]{20,}|[A-Za-z0-9]{32,})"),
+        r"sk-(?:(?:proj|svcacct|admin|None)-[A-Za-z0-9_-]{20,}|[A-Za-z0-9]{32,})",
         keywords=("sk-",),
         shape="sk-proj-<base64url>, sk-svcacct-…, sk-admin-…, sk-<48 letters/digits>",
-        source=_GITLEAKS.format("openai-api-key") + "; without the T3BlbkFJ marker",
+        gitleaks="openai-api-key",
+        source="without the T3BlbkFJ marker",
     ),
-    Rule(
+    _rule(
         "stripe_key",
-        _r(r"(?:sk|rk|pk)_(?:live|test|prod)_[A-Za-z0-9]{10,247}"),
+        r"(?:sk|rk|pk)_(?:live|test|prod)_[A-Za-z0-9]{10,247}",
         keywords=("_live_", "_test_", "_prod_"),
         shape="sk_live_…, rk_live_…, pk_live_… (and _test_)",
-        source=_GITLEAKS.format("stripe-access-token") + "; publishable pk_ keys too",
+        gitleaks="stripe-access-token",
+        source="publishable pk_ keys too",
     ),
-    Rule(
+    _rule(
         "aws_key",
-        _r(r"(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA)[A-Z0-9]{16}"),
+        r"(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA)[A-Z0-9]{16}",
         keywords=("a3t", "akia", "asia", "abia", "acca", "agpa", "aida", "aroa"),
         shape="AKIA<16 A-Z0-9> (and ASIA, ABIA, ACCA …)",
-        source=_GITLEAKS.format("aws-access-token"),
+        gitleaks="aws-access-token",
     ),
-    Rule(
+    _rule(
         "aws_secret",
-        _r(
+        (
             r"(?i)aws_?secret_?(?:access_?)?key[\"']?\s*[:=]\s*[\"']?"
             r"(?P<secret>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"
         ),
@@ -270,31 +296,31 @@ _SECRETS: tuple[Rule, ...] = (
         shape="aws_secret_access_key = <40 base64>",
         source="AWS CLI configuration (credentials file)",
     ),
-    Rule(
+    _rule(
         "gcp_api_key",
-        _r(r"AIza[0-9A-Za-z_-]{35}"),
+        r"AIza[0-9A-Za-z_-]{35}",
         keywords=("aiza",),
         shape="AIza<35 base64url>",
-        source=_GITLEAKS.format("gcp-api-key"),
+        gitleaks="gcp-api-key",
     ),
-    Rule(
+    _rule(
         "gcp_oauth",
-        _r(r"GOCSPX-[A-Za-z0-9_-]{28}|ya29\.[0-9A-Za-z_-]{20,}|1//0[0-9A-Za-z_-]{40,}"),
+        r"GOCSPX-[A-Za-z0-9_-]{28}|ya29\.[0-9A-Za-z_-]{20,}|1//0[0-9A-Za-z_-]{40,}",
         keywords=("gocspx-", "ya29.", "1//0"),
         shape="GOCSPX-<28> client secret, ya29.<…> access token, 1//0<…> refresh token",
         source="Google OAuth 2.0 documentation (token formats)",
     ),
-    Rule(
+    _rule(
         "azure_client_secret",
-        _r(r"[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.-]{31,34}"),
+        r"[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.-]{31,34}",
         keywords=("q~",),
-        check=_entropy_at_least(3.0),
+        entropy=3.0,
         shape="<3 chars><digit>Q~<31-34 chars>",
-        source=_GITLEAKS.format("azure-ad-client-secret"),
+        gitleaks="azure-ad-client-secret",
     ),
-    Rule(
+    _rule(
         "azure_storage_key",
-        _r(
+        (
             r"(?i)(?:AccountKey|SharedAccessKey|SharedSecretValue)\s*=\s*"
             r"(?P<secret>[A-Za-z0-9+/]{20,}={0,2})"
         ),
@@ -302,16 +328,16 @@ _SECRETS: tuple[Rule, ...] = (
         shape="AccountKey=<base64> in a connection string",
         source="Azure Storage / Service Bus connection string format",
     ),
-    Rule(
+    _rule(
         "github_token",
-        _r(r"gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}"),
+        r"gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255}",
         keywords=("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
         shape="ghp_<36>, gho_, ghu_, ghs_, ghr_, github_pat_<82>",
-        source=_GITLEAKS.format("github-pat, github-oauth, github-app-token, …"),
+        gitleaks="github-pat, github-oauth, github-app-token, …",
     ),
-    Rule(
+    _rule(
         "gitlab_token",
-        _r(
+        (
             r"(?:glpat|gldt|glft|glsoat|glrt|gloas|glimt|glagent|glffct|glptt|glcbt)-"
             r"[0-9A-Za-z_.-]{20,}|GR1348941[\w-]{20}"
         ),
@@ -330,67 +356,67 @@ _SECRETS: tuple[Rule, ...] = (
             "gr1348941",
         ),
         shape="glpat-<20+>, gldt-, glrt-, … , GR1348941<20>",
-        source=_GITLEAKS.format("gitlab-pat, gitlab-deploy-token, gitlab-rrt, …"),
+        gitleaks="gitlab-pat, gitlab-deploy-token, gitlab-rrt, …",
     ),
-    Rule(
+    _rule(
         "slack_token",
-        _r(r"xox[abposre]-[A-Za-z0-9-]{10,}|xapp-\d-[A-Za-z0-9-]{10,}"),
+        r"xox[abposre]-[A-Za-z0-9-]{10,}|xapp-\d-[A-Za-z0-9-]{10,}",
         keywords=("xox", "xapp-"),
         shape="xoxb-…, xoxp-…, xapp-1-…",
-        source=_GITLEAKS.format("slack-bot-token, slack-user-token, slack-app-token, …"),
+        gitleaks="slack-bot-token, slack-user-token, slack-app-token, …",
     ),
-    Rule(
+    _rule(
         "discord_token",
-        _r(r"[MNO][A-Za-z0-9_-]{23,27}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,40}"),
+        r"[MNO][A-Za-z0-9_-]{23,27}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,40}",
         shape="<base64 user id>.<6-7>.<27-40> (bot token)",
         source="Discord developer docs (bot token structure)",
     ),
-    Rule(
+    _rule(
         "twilio_key",
-        _r(r"SK[0-9a-fA-F]{32}"),
+        r"SK[0-9a-fA-F]{32}",
         keywords=("sk",),
-        check=_entropy_at_least(3.0),
+        entropy=3.0,
         shape="SK<32 hex>",
-        source=_GITLEAKS.format("twilio-api-key"),
+        gitleaks="twilio-api-key",
     ),
-    Rule(
+    _rule(
         "sendgrid_key",
-        _r(r"SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}"),
+        r"SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}",
         keywords=("sg.",),
         shape="SG.<22>.<43>",
-        source=_GITLEAKS.format("sendgrid-api-token"),
+        gitleaks="sendgrid-api-token",
     ),
-    Rule(
+    _rule(
         "npm_token",
-        _r(r"npm_[A-Za-z0-9]{36}"),
+        r"npm_[A-Za-z0-9]{36}",
         keywords=("npm_",),
         shape="npm_<36>",
-        source=_GITLEAKS.format("npm-access-token"),
+        gitleaks="npm-access-token",
     ),
-    Rule(
+    _rule(
         "pypi_token",
-        _r(r"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}"),
+        r"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}",
         keywords=("pypi-ageichlwas5vcmc",),
         shape="pypi-AgEIcHlwaS5vcmc<50+>",
-        source=_GITLEAKS.format("pypi-upload-token"),
+        gitleaks="pypi-upload-token",
     ),
-    Rule(
+    _rule(
         "huggingface_token",
-        _r(r"hf_[A-Za-z]{34}|api_org_[A-Za-z]{34}"),
+        r"hf_[A-Za-z]{34}|api_org_[A-Za-z]{34}",
         keywords=("hf_", "api_org_"),
         shape="hf_<34 letters>",
-        source=_GITLEAKS.format("huggingface-access-token"),
+        gitleaks="huggingface-access-token",
     ),
-    Rule(
+    _rule(
         "telegram_token",
-        _r(r"(?<!\d)\d{8,10}:AA[A-Za-z0-9_-]{33}"),
+        r"(?<!\d)\d{8,10}:AA[A-Za-z0-9_-]{33}",
         keywords=(":aa",),
         shape="<bot id>:AA<33>",
         source="Telegram Bot API (token format)",
     ),
-    Rule(
+    _rule(
         "vendor_token",
-        _r(
+        (
             r"shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}"
             r"|do[opr]_v1_[a-f0-9]{64}"
             r"|dapi[a-f0-9]{32}(?:-\d)?"
@@ -447,7 +473,7 @@ _SECRETS: tuple[Rule, ...] = (
             "-us",
         ),
         shape="Shopify shpat_, DigitalOcean dop_v1_, Databricks dapi, Doppler dp.pt., …",
-        source=_GITLEAKS.format(
+        gitleaks=(
             "shopify-*, digitalocean-*, databricks-api-token, doppler-api-token, "
             "linear-api-key, notion-api-token, age-secret-key, 1password-service-account-token, "
             "heroku-api-key-v2, flyio-access-token, pulumi-api-token, postman-api-token, "
@@ -456,16 +482,16 @@ _SECRETS: tuple[Rule, ...] = (
             "facebook-page-access-token, atlassian-api-token, mailgun-*, mailchimp-api-key"
         ),
     ),
-    Rule(
+    _rule(
         "url_credentials",
-        _r(r"(?<=://)[^\s/:@]{1,64}:[^\s/@]{1,128}(?=@)"),
+        r"(?<=://)[^\s/:@]{1,64}:[^\s/@]{1,128}(?=@)",
         keywords=("://",),
         shape="scheme://user:password@host",
         source="RFC 3986 userinfo",
     ),
-    Rule(
+    _rule(
         "url_secret_param",
-        _r(
+        (
             r"(?i)[?&;](?:[\w.-]*?(?:token|key|secret|sig|signature|passw(?:or)?d|pwd|auth|"
             r"session|credential)[\w.-]*)=(?P<secret>[^&\s#\"'<>]{6,})"
         ),
@@ -474,30 +500,31 @@ _SECRETS: tuple[Rule, ...] = (
         shape="?token=…, &api_key=…, &sig=… in a URL",
         source="this project (query parameters that carry credentials)",
     ),
-    Rule(
+    _rule(
         "bearer_token",
-        _r(r"(?i)\b(?:bearer|basic)\s+(?P<secret>[A-Za-z0-9._~+/=-]{16,})"),
+        r"(?i)\b(?:bearer|basic)\s+(?P<secret>[A-Za-z0-9._~+/=-]{16,})",
         keywords=("bearer", "basic"),
         shape="Authorization: Bearer <token> / Basic <base64>",
         source="RFC 6750 / RFC 7617",
     ),
-    Rule(
+    _rule(
         "assignment",
         # Quoted names ("api_key": "…") end in a quote, which the separator takes in.
         # The value sits in a look-ahead, so a separator inside it ("see: DB_PASSWORD=x")
         # is found again by the next match.
-        _r(
+        (
             r"(?P<sep>[\"']?[ \t]*(?::=|=>|\?=|=|:)[ \t]*[\"'`]?)"
             r"(?=(?P<secret>[^\s\"'`,;]{3,}))"
         ),
         keywords=("pass", "pwd", "secret", "token", "key", "cred", "auth"),
         check=_assignment,
         shape='DB_PASSWORD=…, api_key: …, "client_secret": "…", password: …',
-        source=_GITLEAKS.format("generic-api-key") + "; no entropy floor for NAME=value",
+        gitleaks="generic-api-key",
+        source="no entropy floor for NAME=value",
     ),
-    Rule(
+    _rule(
         "high_entropy",
-        _r(r"(?<![A-Za-z0-9+_=-])[A-Za-z0-9+_=-]{32,}"),
+        r"(?<![A-Za-z0-9+_=-])[A-Za-z0-9+_=-]{32,}",
         check=_high_entropy,
         shape="32+ base64-ish characters, mixed case and digits, >= 4.2 bits/char",
         source="detect-secrets Base64HighEntropyString (idea; own thresholds)",
@@ -608,31 +635,31 @@ def _sin(match: re.Match[str]) -> tuple[int, int] | None:
 
 
 _PERSONAL: tuple[Rule, ...] = (
-    Rule(
+    _rule(
         "email",
         # The look-behind only makes the match start where the local part starts (a run of
         # its own alphabet); it costs nothing in recall and keeps the scan linear.
-        _r(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}"),
+        r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}",
         "[email]",
         keywords=("@",),
         shape="local@domain.tld",
         source="RFC 5322 (common subset)",
     ),
-    Rule(
+    _rule(
         "iban",
-        _r(r"(?P<country>[A-Z]{2})\d{2}(?: ?[A-Z0-9]){11,34}"),
+        r"(?P<country>[A-Z]{2})\d{2}(?: ?[A-Z0-9]){11,34}",
         "[iban]",
         check=_iban,
         shape="DE89 3704 0044 0532 0130 00 (country length, mod-97 check)",
         source="ISO 13616; lengths from the SWIFT IBAN registry",
         gate=_IBAN_GATE,
     ),
-    Rule(
+    _rule(
         "ip",
         # An address refuses to start or end inside a longer run of its own alphabet (digits
         # and dots; hex digits and colons), whatever else surrounds it: log_192.0.2.10.txt,
         # host-192.0.2.10:8080 and x2001:db8::1y are caught, 1.2.3.4.5 is not an address.
-        _r(
+        (
             r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?:/\d{1,3})?(?!\d|\.\d|-\d)"
             r"|(?<![0-9A-Fa-f.:])(?=[0-9A-Fa-f:]*:[0-9A-Fa-f:]*:)"
             r"(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:/\d{1,3})?(?![0-9A-Fa-f:]|\.\d|-\d)"
@@ -643,20 +670,20 @@ _PERSONAL: tuple[Rule, ...] = (
         source="RFC 791 / RFC 4291",
         gate=_IP_GATE,
     ),
-    Rule(
+    _rule(
         "us_ssn",
-        _r(r"(?<!\d)(?P<area>\d{3})(?P<s>[- ])(?P<group>\d{2})(?P=s)(?P<serial>\d{4})(?!\d)"),
+        r"(?<!\d)(?P<area>\d{3})(?P<s>[- ])(?P<group>\d{2})(?P=s)(?P<serial>\d{4})(?!\d)",
         "[id-number]",
         check=_ssn,
         shape="123-45-6789 (never-issued areas 000, 666, 9xx, group 00, serial 0000 excluded)",
         source="US Social Security Administration (SSN structure)",
         gate=_SEVEN_DIGITS,
     ),
-    Rule(
+    _rule(
         "uk_nino",
-        _r(
-            # Not inside a longer run of capitals and digits (a product code); lower case
-            # around it (xAB123456Cy, a glued file name) does not hide it.
+        # Not inside a longer run of capitals and digits (a product code); lower case
+        # around it (xAB123456Cy, a glued file name) does not hide it.
+        (
             r"(?<![A-Z0-9])(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
             r" ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Z0-9])"
         ),
@@ -665,30 +692,30 @@ _PERSONAL: tuple[Rule, ...] = (
         source="HMRC National Insurance number format",
         gate=_NINO_GATE,
     ),
-    Rule(
+    _rule(
         "ca_sin",
-        _r(r"(?<!\d)\d{3}(?P<s>[- ])\d{3}(?P=s)\d{3}(?!\d)"),
+        r"(?<!\d)\d{3}(?P<s>[- ])\d{3}(?P=s)\d{3}(?!\d)",
         "[id-number]",
         check=_sin,
         shape="123-456-782 (Luhn-checked; not starting with 0 or 8)",
         source="Canada Social Insurance Number (Luhn)",
         gate=_SEVEN_DIGITS,
     ),
-    Rule(
+    _rule(
         "card",
         # 13-19 digits, optionally grouped by single spaces or dashes; Luhn and issuer checked.
-        _r(r"(?<![\d.])\d(?:[ -]?\d){12,18}(?!\d|-\d)"),
+        r"(?<![\d.])\d(?:[ -]?\d){12,18}(?!\d|-\d)",
         "[card]",
         check=_card,
         shape="4111 1111 1111 1111 (Luhn, issuer prefix and length checked)",
         source="ISO/IEC 7812 (IIN ranges, Luhn)",
         gate=_SEVEN_DIGITS,
     ),
-    Rule(
+    _rule(
         "phone",
         # International (+CC ...) numbers, or North-American groups (3-3-4) with separators,
         # optionally a bracketed area code.  Plain digit runs are never phones: they are ids.
-        _r(
+        (
             r"(?<![\d+])(?:"
             r"\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"
             r"|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}"

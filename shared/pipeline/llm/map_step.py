@@ -30,19 +30,16 @@ from shared.domain.messages import ChannelInfo
 from shared.llm.models import Meter
 from shared.pipeline import state
 from shared.pipeline.llm.mapreduce import (
+    FALLBACK_TRIGGERS,
     REDUCE,
-    UNAVAILABLE,
-    UNUSABLE,
-    as_failure,
     claim_degraded,
     claim_reduce,
+    fallback_reason,
     ledger_rows,
     llm_of,
     load_unfinished,
     record_spent,
     restart,
-    unusable_failure,
-    unusable_reason,
 )
 from shared.pipeline.services import Services
 from shared.summarize.llm import prompts
@@ -201,20 +198,11 @@ def run_map(services: Services, job_id: uuid.UUID, chunk_id: uuid.UUID) -> None:
     meter = Meter("map")
     try:
         mapped = _map_chunk(services, job_id, chunk, plan, meter)
-    except UNAVAILABLE as exc:
+    except FALLBACK_TRIGGERS as exc:
         _release(services, chunk_id)
         record_spent(services, meter, job_id=job_id, guild_id=guild_id)
-        if llm.settings.degraded_allowed(guild_id):
-            claim_degraded(services, job_id, exc.user_message)
-            return
-        raise as_failure(exc) from None
-    except UNUSABLE as exc:
-        _release(services, chunk_id)
-        record_spent(services, meter, job_id=job_id, guild_id=guild_id)
-        if llm.settings.degraded_allowed(guild_id):
-            claim_degraded(services, job_id, unusable_reason(exc))
-            return
-        raise unusable_failure(exc) from None
+        claim_degraded(services, job_id, fallback_reason(llm, guild_id, exc))
+        return
     except BaseException:
         _release(services, chunk_id)
         record_spent(services, meter, job_id=job_id, guild_id=guild_id)

@@ -80,6 +80,7 @@ from shared.summarize.llm.validate import ValidationReport
 from shared.summarize.transcript import TranscriptOptions
 
 __all__ = [
+    "FALLBACK_TRIGGERS",
     "MAP_CHUNK",
     "QUOTA_MESSAGE",
     "REDUCE",
@@ -90,6 +91,7 @@ __all__ = [
     "claim_degraded",
     "claim_reduce",
     "cleanup",
+    "fallback_reason",
     "guild_preferences",
     "job_options",
     "ledger_rows",
@@ -155,6 +157,27 @@ def as_failure(exc: CircuitOpenError | QuotaExceededError) -> Exception:
     if isinstance(exc, CircuitOpenError) and exc.reason in BILLING_CODES:
         return QuotaExceededError(str(exc), user_message=QUOTA_MESSAGE)
     return exc
+
+
+#: Errors after which the offline summary may stand in for the LLM's.
+FALLBACK_TRIGGERS = UNAVAILABLE + UNUSABLE
+
+
+def fallback_reason(
+    llm: LLMBackend,
+    guild_id: str | None,
+    exc: CircuitOpenError | QuotaExceededError | InvalidOutputError,
+) -> str:
+    """Why the offline summary stands in for the LLM's after ``exc`` (the degraded reason);
+    raises the job's failure instead when jobs of ``guild_id`` may not fall back."""
+    allowed = llm.settings.degraded_allowed(guild_id)
+    if isinstance(exc, InvalidOutputError):
+        if not allowed:
+            raise unusable_failure(exc) from None
+        return unusable_reason(exc)
+    if not allowed:
+        raise as_failure(exc) from None
+    return exc.user_message
 
 
 def llm_of(services: Services) -> LLMBackend:

@@ -40,10 +40,9 @@ from shared.pipeline.finish import (
     summarize_offline,
 )
 from shared.pipeline.llm.mapreduce import (
+    FALLBACK_TRIGGERS,
     REDUCE,
-    UNAVAILABLE,
-    UNUSABLE,
-    as_failure,
+    fallback_reason,
     job_options,
     ledger_rows,
     llm_of,
@@ -51,8 +50,6 @@ from shared.pipeline.llm.mapreduce import (
     persist_llm_summary,
     report_progress,
     restart,
-    unusable_failure,
-    unusable_reason,
 )
 from shared.pipeline.services import Services
 from shared.summarize.llm import prompts
@@ -320,17 +317,9 @@ def run_reduce(services: Services, job_id: uuid.UUID) -> None:
         log.info("summarize.reduce_continues", merges=reducer.merges)
         services.enqueuer.enqueue(REDUCE, str(job_id))
         return
-    except UNAVAILABLE as exc:
+    except FALLBACK_TRIGGERS as exc:
         record_usage(services, reducer.usage(guild_id))
-        if not llm.settings.degraded_allowed(guild_id):
-            raise as_failure(exc) from None
-        _switch_to_degraded(services, job, plan, params, exc.user_message)
-        return
-    except UNUSABLE as exc:
-        record_usage(services, reducer.usage(guild_id))
-        if not llm.settings.degraded_allowed(guild_id):
-            raise unusable_failure(exc) from None
-        _switch_to_degraded(services, job, plan, params, unusable_reason(exc))
+        _switch_to_degraded(services, job, plan, params, fallback_reason(llm, guild_id, exc))
         return
     except BaseException:
         record_usage(services, reducer.usage(guild_id))

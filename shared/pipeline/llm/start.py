@@ -44,13 +44,12 @@ from shared.pipeline.llm.budget import (
     step_overhead,
 )
 from shared.pipeline.llm.mapreduce import (
+    FALLBACK_TRIGGERS,
     MAP_CHUNK,
     QUOTA_MESSAGE,
     REDUCE,
-    UNAVAILABLE,
-    UNUSABLE,
-    as_failure,
     claim_reduce,
+    fallback_reason,
     guild_preferences,
     job_options,
     ledger_rows,
@@ -59,8 +58,6 @@ from shared.pipeline.llm.mapreduce import (
     record_spent,
     redrive,
     report_progress,
-    unusable_failure,
-    unusable_reason,
 )
 from shared.pipeline.services import Services
 from shared.summarize.content import SummaryContent
@@ -294,17 +291,9 @@ def _single(
     meter = Meter("single")
     try:
         result = llm.final(transcript=transcript, channel=channel, options=options, meter=meter)
-    except UNAVAILABLE as exc:
+    except FALLBACK_TRIGGERS as exc:
         record_spent(services, meter, job_id=job.id, guild_id=guild_id)
-        if not llm.settings.degraded_allowed(guild_id):
-            raise as_failure(exc) from None
-        summarize_offline(services, job, params, fetched, degraded=True, reason=exc.user_message)
-        return
-    except UNUSABLE as exc:
-        record_spent(services, meter, job_id=job.id, guild_id=guild_id)
-        if not llm.settings.degraded_allowed(guild_id):
-            raise unusable_failure(exc) from None
-        reason = unusable_reason(exc)
+        reason = fallback_reason(llm, guild_id, exc)
         summarize_offline(services, job, params, fetched, degraded=True, reason=reason)
         return
     except BaseException:

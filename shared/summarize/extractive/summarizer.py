@@ -36,7 +36,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from shared.domain.messages import ChannelInfo, ChatMessage, message_link
@@ -122,13 +122,13 @@ class FormatLimits:
     technical_per_kind: int = 0
 
 
+_STRUCTURED = FormatLimits(topics=6, key_points=7, decisions=5, action_items=7, open_questions=5)
+
 LIMITS: dict[SummaryFormat, FormatLimits] = {
     SummaryFormat.BRIEF: FormatLimits(
         topics=3, key_points=3, decisions=0, action_items=0, open_questions=0
     ),
-    SummaryFormat.STRUCTURED: FormatLimits(
-        topics=6, key_points=7, decisions=5, action_items=7, open_questions=5
-    ),
+    SummaryFormat.STRUCTURED: _STRUCTURED,
     SummaryFormat.DETAILED: FormatLimits(
         topics=10,
         key_points=7,
@@ -138,15 +138,8 @@ LIMITS: dict[SummaryFormat, FormatLimits] = {
         contributors=8,
         points_per_contributor=3,
     ),
-    SummaryFormat.TECHNICAL: FormatLimits(
-        topics=6,
-        key_points=7,
-        decisions=5,
-        action_items=7,
-        open_questions=5,
-        technical=12,
-        technical_per_kind=4,
-    ),
+    # The structured sections, and the technical notes.
+    SummaryFormat.TECHNICAL: replace(_STRUCTURED, technical=12, technical_per_kind=4),
 }
 
 _I = re.IGNORECASE

@@ -341,11 +341,9 @@ class LLMBackend:
         if not selected:
             return NotesResult(empty_notes(), (), ValidationReport(), self.model)
         try:
-            answer = self._structured(
+            return self._notes(
                 "map",
                 prompts.map_messages(transcript.render(selected), channel=channel),
-                schema=prompts.NOTES_SCHEMA,
-                name=prompts.schema_name("notes"),
                 max_tokens=self.settings.map_output_tokens,
                 transcript=transcript,
                 allowed=selected,
@@ -369,8 +367,6 @@ class LLMBackend:
                 report,
                 right.model,
             )
-        notes, report = clean_notes(answer.data, transcript=transcript, allowed=selected)
-        return NotesResult(notes, meter.since(start), report, answer.model)
 
     def merge_notes(
         self,
@@ -381,15 +377,34 @@ class LLMBackend:
         meter: Meter | None = None,
     ) -> NotesResult:
         """One notes object from several (each citing ``transcript``'s aliases)."""
-        meter = meter if meter is not None else Meter()
-        start = len(meter)
         allowed = [a for a in cited_values(list(batch)) if a in transcript]
-        answer = self._structured(
+        return self._notes(
             "reduce",
             prompts.merge_messages(batch, channel=channel),
+            max_tokens=self.settings.max_output_tokens,
+            transcript=transcript,
+            allowed=allowed,
+            meter=meter if meter is not None else Meter(),
+        )
+
+    def _notes(
+        self,
+        kind: str,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int,
+        transcript: Transcript,
+        allowed: Sequence[str],
+        meter: Meter,
+    ) -> NotesResult:
+        """One call for a notes object, cleaned to cite only ``allowed``."""
+        start = len(meter)
+        answer = self._structured(
+            kind,
+            messages,
             schema=prompts.NOTES_SCHEMA,
             name=prompts.schema_name("notes"),
-            max_tokens=self.settings.max_output_tokens,
+            max_tokens=max_tokens,
             transcript=transcript,
             allowed=allowed,
             meter=meter,

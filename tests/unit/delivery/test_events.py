@@ -11,6 +11,7 @@ import pytest
 
 from shared.delivery.events import (
     EVENT_TYPES,
+    JobFailedData,
     PayloadTooLarge,
     encode_event,
     event_json_schema,
@@ -56,13 +57,15 @@ def test_payloads_validate_and_are_compact_utf8() -> None:
     assert "Größe ✓".encode() in body
     assert data["timestamp"] == "2026-03-01T10:00:00Z"
     failed = job_failed_event(
-        job_id="j",
-        origin="api",
-        guild_id="1",
-        channel_id=None,
-        error="no messages",
-        created_at=T0,
-        failed_at=T0 + timedelta(seconds=3),
+        JobFailedData(
+            job_id="j",
+            origin="api",
+            guild_id="1",
+            channel_id=None,
+            error="no messages",
+            created_at=T0,
+            failed_at=T0 + timedelta(seconds=3),
+        )
     )
     schema = json.loads((SCHEMAS / event_schema_filename("job.failed")).read_text())
     jsonschema.validate(json.loads(encode_event(failed, max_bytes=2048)), schema)
