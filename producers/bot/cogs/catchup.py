@@ -21,7 +21,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from producers.bot.authorize import authorize_member
-from producers.bot.cogs.common import AnyBot, answer, command_context, runtime_of
+from producers.bot.cogs.common import (
+    FORMAT_CHOICES,
+    AnyBot,
+    answer,
+    command_context,
+    runtime_of,
+)
 from producers.bot.parsing import parse_format, parse_language, parse_since
 from producers.bot.runtime import BotRuntime
 from producers.bot.snapshots import guild_view, member_view
@@ -37,8 +43,6 @@ from shared.summarize.content import SummaryFormat
 __all__ = ["CatchupCog"]
 
 log = structlog.get_logger(__name__)
-
-_FORMATS = [app_commands.Choice(name=f.value, value=f.value) for f in SummaryFormat]
 
 
 def _first_reply(guild: discord.Guild, since: datetime | None, submission: Submission) -> str:
@@ -74,7 +78,7 @@ class CatchupCog(commands.Cog):
         format="How detailed the summary is",
         language="Language of the summary, e.g. en, de, pt-BR",
     )
-    @app_commands.choices(format=_FORMATS)
+    @app_commands.choices(format=FORMAT_CHOICES)
     async def catchup(
         self,
         interaction: discord.Interaction[Any],
