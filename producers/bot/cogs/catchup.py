@@ -28,6 +28,7 @@ from producers.bot.cogs.common import (
     command_context,
     runtime_of,
 )
+from producers.bot.limits import OverLimit
 from producers.bot.parsing import parse_format, parse_language, parse_since
 from producers.bot.runtime import BotRuntime
 from producers.bot.snapshots import guild_view, member_view
@@ -106,37 +107,35 @@ class CatchupCog(commands.Cog):
         if refusal is not None:
             await _refuse(interaction, refusal.message)
             return
-        limiter = runtime.limiter
-        decision = await limiter.acquire(guild_id=guild.id, user_id=member.id)
-        if not decision.allowed:
-            text = decision.message(user_quota=limiter.user_quota, guild_quota=limiter.guild_quota)
-            await _refuse(interaction, text)
-            return
         held = HeldEnqueuer(runtime.enqueuer)
         try:
-            submission = await self._submit(
-                runtime,
-                interaction,
-                held,
-                since=start,
-                now=now,
-                format=summary_format or config.default_format,
-                language=summary_language or config.default_language,
+            submission = await runtime.limiter.run(
+                guild_id=guild.id,
+                user_id=member.id,
+                submit=lambda: self._submit(
+                    runtime,
+                    interaction,
+                    held,
+                    since=start,
+                    now=now,
+                    format=summary_format or config.default_format,
+                    language=summary_language or config.default_language,
+                ),
+                started=lambda done: done.created,
             )
         except PipelineError as exc:
-            await limiter.release(decision, guild_id=guild.id, user_id=member.id)
             await _refuse(interaction, exc.user_message)
             return
         except Exception:
-            await limiter.release(decision, guild_id=guild.id, user_id=member.id)
             REQUESTS.labels(type="catchup", status="error").inc()
             log.exception("bot.catchup_failed", guild_id=str(guild.id))
             await interaction.edit_original_response(
                 content="⛔ Something went wrong on my side; please try again in a minute."
             )
             return
-        if not submission.created:
-            await limiter.release(decision, guild_id=guild.id, user_id=member.id)
+        if isinstance(submission, OverLimit):
+            await _refuse(interaction, submission.message)
+            return
         REQUESTS.labels(type="catchup", status="accepted").inc()
         try:
             await interaction.edit_original_response(content=_first_reply(guild, start, submission))
