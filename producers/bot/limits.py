@@ -9,14 +9,16 @@ runs on Redis Cluster.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from redis.asyncio import Redis
 
-__all__ = ["LimitDecision", "RequestLimiter"]
+__all__ = ["LimitDecision", "OverLimit", "RequestLimiter"]
 
 Reason = Literal["user_cooldown", "guild_cooldown", "user_quota", "guild_quota"]
+T = TypeVar("T")
 
 _ACQUIRE = """
 local t = redis.call('TIME')
@@ -84,6 +86,13 @@ class LimitDecision:
                 f"more are available in {wait}"
             )
         return "allowed"
+
+
+@dataclass(frozen=True)
+class OverLimit:
+    """A request :meth:`RequestLimiter.run` refused: what to tell the member."""
+
+    message: str
 
 
 def _count(n: int) -> str:
@@ -162,6 +171,35 @@ class RequestLimiter:
         await self._release(
             keys=[keys[0], keys[1], f"{keys[2]}{decision.day}", f"{keys[3]}{decision.day}"]
         )
+
+    async def run(
+        self,
+        *,
+        guild_id: int,
+        user_id: int,
+        submit: Callable[[], Awaitable[T]],
+        started: Callable[[T], bool],
+    ) -> T | OverLimit:
+        """Run ``submit`` as a request of ``user_id`` in ``guild_id``, within the limits.
+
+        When a limit is hit, ``submit`` does not run and the answer is :class:`OverLimit`.  The
+        request counts only when ``started`` says its result started something new: when
+        ``submit`` raises, or starts nothing (a refusal, a repeat of an earlier request), what
+        :meth:`acquire` took is given back.
+        """
+        decision = await self.acquire(guild_id=guild_id, user_id=user_id)
+        if not decision.allowed:
+            return OverLimit(
+                decision.message(user_quota=self.user_quota, guild_quota=self.guild_quota)
+            )
+        try:
+            result = await submit()
+        except BaseException:
+            await self.release(decision, guild_id=guild_id, user_id=user_id)
+            raise
+        if not started(result):
+            await self.release(decision, guild_id=guild_id, user_id=user_id)
+        return result
 
     def describe(self) -> str:
         """The limits in words, for ``/summary-config show``."""

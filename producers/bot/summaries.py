@@ -17,6 +17,7 @@ import structlog
 from producers.bot.activity import WindowCount
 from producers.bot.authorize import AccessRequest, PermissionHints, Refusal, authorize_summary
 from producers.bot.destinations import ReplyPlan, to_destinations
+from producers.bot.limits import OverLimit
 from producers.bot.parsing import Window
 from producers.bot.responses import RequestSummary
 from producers.bot.runtime import BotRuntime
@@ -143,21 +144,14 @@ async def request_summary(runtime: BotRuntime, ask: SummaryAsk) -> Accepted | Re
     )
     if refusal is not None:
         return refusal
-    limiter = runtime.limiter
-    decision = await limiter.acquire(guild_id=guild.id, user_id=ask.member.id)
-    if not decision.allowed:
-        return Refusal(
-            "policy",
-            decision.message(user_quota=limiter.user_quota, guild_quota=limiter.guild_quota),
-        )
-    try:
-        outcome = await _submit(runtime, ask, config)
-    except BaseException:
-        await limiter.release(decision, guild_id=guild.id, user_id=ask.member.id)
-        raise
-    if isinstance(outcome, Refusal) or not outcome.created:
-        # Nothing new was started: the request does not count against the member.
-        await limiter.release(decision, guild_id=guild.id, user_id=ask.member.id)
+    outcome = await runtime.limiter.run(
+        guild_id=guild.id,
+        user_id=ask.member.id,
+        submit=lambda: _submit(runtime, ask, config),
+        started=lambda done: isinstance(done, Accepted) and done.created,
+    )
+    if isinstance(outcome, OverLimit):
+        return Refusal("policy", outcome.message)
     return outcome
 
 

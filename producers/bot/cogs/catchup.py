@@ -21,7 +21,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from producers.bot.authorize import authorize_member
-from producers.bot.cogs.common import AnyBot, answer, command_context, runtime_of
+from producers.bot.cogs.common import (
+    FORMAT_CHOICES,
+    AnyBot,
+    answer,
+    command_context,
+    runtime_of,
+)
+from producers.bot.limits import OverLimit
 from producers.bot.parsing import parse_format, parse_language, parse_since
 from producers.bot.runtime import BotRuntime
 from producers.bot.snapshots import guild_view, member_view
@@ -37,8 +44,6 @@ from shared.summarize.content import SummaryFormat
 __all__ = ["CatchupCog"]
 
 log = structlog.get_logger(__name__)
-
-_FORMATS = [app_commands.Choice(name=f.value, value=f.value) for f in SummaryFormat]
 
 
 def _first_reply(guild: discord.Guild, since: datetime | None, submission: Submission) -> str:
@@ -74,7 +79,7 @@ class CatchupCog(commands.Cog):
         format="How detailed the summary is",
         language="Language of the summary, e.g. en, de, pt-BR",
     )
-    @app_commands.choices(format=_FORMATS)
+    @app_commands.choices(format=FORMAT_CHOICES)
     async def catchup(
         self,
         interaction: discord.Interaction[Any],
@@ -102,37 +107,35 @@ class CatchupCog(commands.Cog):
         if refusal is not None:
             await _refuse(interaction, refusal.message)
             return
-        limiter = runtime.limiter
-        decision = await limiter.acquire(guild_id=guild.id, user_id=member.id)
-        if not decision.allowed:
-            text = decision.message(user_quota=limiter.user_quota, guild_quota=limiter.guild_quota)
-            await _refuse(interaction, text)
-            return
         held = HeldEnqueuer(runtime.enqueuer)
         try:
-            submission = await self._submit(
-                runtime,
-                interaction,
-                held,
-                since=start,
-                now=now,
-                format=summary_format or config.default_format,
-                language=summary_language or config.default_language,
+            submission = await runtime.limiter.run(
+                guild_id=guild.id,
+                user_id=member.id,
+                submit=lambda: self._submit(
+                    runtime,
+                    interaction,
+                    held,
+                    since=start,
+                    now=now,
+                    format=summary_format or config.default_format,
+                    language=summary_language or config.default_language,
+                ),
+                started=lambda done: done.created,
             )
         except PipelineError as exc:
-            await limiter.release(decision, guild_id=guild.id, user_id=member.id)
             await _refuse(interaction, exc.user_message)
             return
         except Exception:
-            await limiter.release(decision, guild_id=guild.id, user_id=member.id)
             REQUESTS.labels(type="catchup", status="error").inc()
             log.exception("bot.catchup_failed", guild_id=str(guild.id))
             await interaction.edit_original_response(
                 content="⛔ Something went wrong on my side; please try again in a minute."
             )
             return
-        if not submission.created:
-            await limiter.release(decision, guild_id=guild.id, user_id=member.id)
+        if isinstance(submission, OverLimit):
+            await _refuse(interaction, submission.message)
+            return
         REQUESTS.labels(type="catchup", status="accepted").inc()
         try:
             await interaction.edit_original_response(content=_first_reply(guild, start, submission))

@@ -12,13 +12,16 @@ from typing import Any, cast
 
 import discord
 import structlog
+from discord import app_commands
 from discord.ext import commands
 
 from producers.bot.authorize import can_manage_guild
 from producers.bot.runtime import BotRuntime, HasRuntime
 from producers.bot.snapshots import guild_view, member_view
+from shared.summarize.content import SummaryFormat
 
 __all__ = [
+    "FORMAT_CHOICES",
     "SUMMARIZABLE",
     "AnyBot",
     "GuildChannel",
@@ -49,6 +52,9 @@ SUMMARIZABLE = frozenset(
         discord.ChannelType.news_thread,
     }
 )
+
+#: The choices of every command's summary format option, one per :class:`SummaryFormat`.
+FORMAT_CHOICES = [app_commands.Choice(name=f.value, value=f.value) for f in SummaryFormat]
 
 
 def runtime_of(interaction: discord.Interaction[Any]) -> BotRuntime:

@@ -24,6 +24,7 @@ from discord.ext import commands
 
 from producers.bot.authorize import AccessRequest, PermissionHints, authorize_summary
 from producers.bot.cogs.common import (
+    FORMAT_CHOICES,
     SUMMARIZABLE,
     AnyBot,
     GuildChannel,
@@ -47,7 +48,6 @@ from shared.summarize.content import SummaryFormat
 
 __all__ = ["DigestCog"]
 
-_FORMATS = [app_commands.Choice(name=f.value, value=f.value) for f in SummaryFormat]
 _SCOPES = [
     app_commands.Choice(name="this channel", value=ScheduleScope.CHANNEL.value),
     app_commands.Choice(name="the whole server", value=ScheduleScope.SERVER.value),
@@ -142,7 +142,7 @@ class DigestCog(commands.GroupCog, group_name="digest"):
         language="Language of the digest, e.g. en",
         timezone="Time zone when the schedule names none (IANA, e.g. Europe/Berlin)",
     )
-    @app_commands.choices(format=_FORMATS, scope=_SCOPES)
+    @app_commands.choices(format=FORMAT_CHOICES, scope=_SCOPES)
     async def create(
         self,
         interaction: discord.Interaction[Any],

@@ -12,7 +12,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from producers.bot.cogs.common import AnyBot, GuildContext, answer, manager_context, runtime_of
+from producers.bot.cogs.common import (
+    FORMAT_CHOICES,
+    AnyBot,
+    GuildContext,
+    answer,
+    manager_context,
+    runtime_of,
+)
 from producers.bot.parsing import parse_language
 from producers.bot.responses import config_embed
 from producers.bot.store import GuildConfig, update_guild_config
@@ -23,7 +30,6 @@ from shared.summarize.content import SummaryFormat
 
 __all__ = ["OptOutCog", "SettingsCog", "parse_emoji"]
 
-_FORMATS = [app_commands.Choice(name=f.value, value=f.value) for f in SummaryFormat]
 _POLICIES = [
     app_commands.Choice(name="allow anywhere", value=PrivateChannelPolicy.ALLOW.value),
     app_commands.Choice(
@@ -150,7 +156,7 @@ class SettingsCog(commands.GroupCog, group_name="summary-config"):
         reaction_emoji="Reacting with this emoji summarizes from that message; 'off' disables",
         private_channels="Summaries of channels @everyone cannot see",
     )
-    @app_commands.choices(default_format=_FORMATS, private_channels=_POLICIES)
+    @app_commands.choices(default_format=FORMAT_CHOICES, private_channels=_POLICIES)
     async def set_(
         self,
         interaction: discord.Interaction[Any],

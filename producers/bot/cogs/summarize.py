@@ -16,6 +16,7 @@ from discord.ext import commands
 
 from producers.bot.authorize import PermissionHints, Refusal
 from producers.bot.cogs.common import (
+    FORMAT_CHOICES,
     SUMMARIZABLE,
     AnyBot,
     GuildChannel,
@@ -42,7 +43,6 @@ __all__ = ["SummarizeCog", "start_summary"]
 
 log = structlog.get_logger(__name__)
 
-_FORMATS = [app_commands.Choice(name=f.value, value=f.value) for f in SummaryFormat]
 
 AnyChannel = app_commands.AppCommandChannel | app_commands.AppCommandThread
 
@@ -193,7 +193,7 @@ class SummarizeCog(commands.Cog):
         post_to="Channel or thread to post the summary in (default: reply here)",
         private="Only you see the reply; the summary comes by DM",
     )
-    @app_commands.choices(format=_FORMATS)
+    @app_commands.choices(format=FORMAT_CHOICES)
     async def summarize(
         self,
         interaction: discord.Interaction[Any],
