@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
@@ -25,6 +26,8 @@ from shared.settings import Settings
 from workers.context import WorkerContext, connect
 
 __all__ = ["WorkerApp", "create_worker_app"]
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -81,6 +84,7 @@ def _connect_process_hooks(worker: WorkerApp) -> None:
     def on_worker_init(sender: Any = None, **_: Any) -> None:
         if not context.serving or getattr(sender, "app", None) is not context.app:
             return
+        _preload_tokenizers(context.settings, sender)
         pool = getattr(sender, "pool_cls", None)
         pool_name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
         if not str(pool_name).endswith("prefork"):
@@ -98,3 +102,20 @@ def _connect_process_hooks(worker: WorkerApp) -> None:
     connect(worker_init, on_worker_init, worker.disconnects)
     connect(worker_process_init, on_process_init, worker.disconnects)
     connect(worker_process_shutdown, on_process_shutdown, worker.disconnects)
+
+
+def _preload_tokenizers(settings: Settings, controller: Any) -> None:
+    """Load the LLM's token tables before the pool forks, in a worker that summarizes with an
+    LLM (see :func:`shared.llm.tokens.preload`)."""
+    from shared.llm.tokens import preload
+    from workers.tasks.summarize import QUEUE
+
+    if not settings.llm.configured:
+        return
+    queues = controller.app.amqp.queues.consume_from or controller.app.amqp.queues
+    if QUEUE not in queues:
+        return
+
+    llm = settings.llm
+    names = preload([llm.model, *([llm.fallback_model] if llm.fallback_model else [])])
+    log.info("worker.tokenizers_loaded", encodings=list(names))

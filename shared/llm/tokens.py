@@ -33,6 +33,7 @@ __all__ = [
     "encoding_for_model",
     "estimate_prompt_tokens",
     "get_encoding",
+    "preload",
 ]
 
 DATA_DIR = Path(__file__).with_name("data")
@@ -157,6 +158,20 @@ def get_encoding(name: str) -> tiktoken.Encoding:
             )
             _cache[name] = encoding
     return encoding
+
+
+def preload(models: Iterable[str]) -> tuple[str, ...]:
+    """Load the encodings of ``models`` now; returns their names.
+
+    A prefork worker calls this in its parent before the pool forks: every child (and every
+    child that replaces one after ``worker_max_tasks_per_child`` tasks) then starts with the
+    tables in memory it shares with its siblings, instead of each spending ~0.3 s and ~70 MB
+    of its own on its first summary.
+    """
+    names = tuple(dict.fromkeys(encoding_for_model(model) for model in models))
+    for name in names:
+        get_encoding(name)
+    return names
 
 
 def encoding_for_model(model: str) -> str:

@@ -15,6 +15,9 @@ from shared.pipeline.summarize import run_summarize
 from workers.base import pipeline_task
 from workers.context import WorkerContext
 
+#: The queue of the summarize stage and of the LLM steps (the workers that count tokens).
+QUEUE = "summarize"
+
 
 def _map(services: Services, job: Job, chunk_id: uuid.UUID) -> None:
     run_map(services, job.id, chunk_id)
@@ -27,6 +30,6 @@ def _reduce(services: Services, job: Job) -> None:
 def register(app: Celery, context: WorkerContext) -> None:
     """Register the summarize stage and its LLM map and reduce steps on ``app``."""
     runs_in = RUNS_IN[SUMMARIZE]
-    pipeline_task(app, context, SUMMARIZE, queue="summarize", runs_in=runs_in)(run_summarize)
-    pipeline_task(app, context, MAP_CHUNK, queue="summarize")(_map)
-    pipeline_task(app, context, REDUCE, queue="summarize")(_reduce)
+    pipeline_task(app, context, SUMMARIZE, queue=QUEUE, runs_in=runs_in)(run_summarize)
+    pipeline_task(app, context, MAP_CHUNK, queue=QUEUE)(_map)
+    pipeline_task(app, context, REDUCE, queue=QUEUE)(_reduce)

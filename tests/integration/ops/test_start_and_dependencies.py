@@ -127,7 +127,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def test_the_readmes_three_workers_are_three_workers_in_flower(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    """The README's per-queue worker commands, on one host, with their default node names."""
+    """The README's per-queue worker commands, on one host, with their default node names;
+    with an LLM configured, only the summarize worker loads the token tables (before forking)."""
+    env = {**env, "OPENAI_API_KEY": "sk-unused", "LLM_BASE_URL": "http://127.0.0.1:9/v1"}
     commands = [
         ("worker", "-Q", "fetch", "-c", "1"),
         ("worker", "-Q", "summarize", "-c", "1"),
@@ -162,3 +164,8 @@ def test_the_readmes_three_workers_are_three_workers_in_flower(
             _stop(process)
         logs = "".join(p.read_text() for p in tmp_path.glob("worker*.log"))
         assert "DuplicateNodenameWarning" not in logs
+    loaded = [
+        "worker.tokenizers_loaded" in (tmp_path / f"worker{i}.log").read_text()
+        for i in range(len(commands))
+    ]
+    assert loaded == [False, True, False]
