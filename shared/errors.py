@@ -113,7 +113,8 @@ def classify(exc: BaseException) -> ErrorKind:
     """Sort any exception into transient or permanent.
 
     Our own tree decides for itself.  Connection-level failures of the libraries we use
-    (sockets, httpx transport errors, redis and SQLAlchemy disconnects) are transient; anything
+    (sockets, httpx transport errors, redis and SQLAlchemy disconnects) and a task's soft time
+    limit are transient; anything
     unknown is permanent, so a bug fails loudly once instead of looping through retries.
     """
     if isinstance(exc, TransientError):
@@ -126,10 +127,15 @@ def classify(exc: BaseException) -> ErrorKind:
 
 
 def _classify_third_party(exc: BaseException) -> ErrorKind:
+    import billiard.exceptions
     import httpx
     import redis.exceptions
     import sqlalchemy.exc
 
+    if isinstance(exc, billiard.exceptions.SoftTimeLimitExceeded):
+        # A stall (a database failover, a hung connection) as often as too much work; the
+        # caller's retry budget bounds the repeats (the task decorator decides for stages).
+        return ErrorKind.TRANSIENT
     if isinstance(exc, httpx.TransportError):
         return ErrorKind.TRANSIENT
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):

@@ -151,7 +151,11 @@ def run_deliver(services: Services, job: Job, item_id: uuid.UUID) -> list[Step]:
     try:
         outcome = _attempt(services, runtime, claimed)
     except Exception as exc:
-        failure = Outcome.failure(f"internal error: {exc!r}", retryable=False)
+        # A database or broker that went away mid-send, or a stall past the soft time limit,
+        # is retried on the outbox's schedule; anything else is a bug and fails the delivery.
+        failure = Outcome.failure(
+            f"internal error: {exc!r}", retryable=classify(exc) is ErrorKind.TRANSIENT
+        )
         _record(services, runtime, claimed, failure, started_at=started_at)
         raise
     result = _record(services, runtime, claimed, outcome, started_at=started_at)

@@ -4,6 +4,7 @@ import httpx
 import pytest
 import redis.exceptions
 import sqlalchemy.exc
+from celery.exceptions import SoftTimeLimitExceeded
 
 from shared.errors import (
     ErrorKind,
@@ -29,6 +30,7 @@ from shared.errors import (
         (redis.exceptions.ConnectionError(), ErrorKind.TRANSIENT),
         (sqlalchemy.exc.OperationalError("select 1", {}, Exception("gone")), ErrorKind.TRANSIENT),
         (sqlalchemy.exc.IntegrityError("insert", {}, Exception("dup")), ErrorKind.PERMANENT),
+        (SoftTimeLimitExceeded(), ErrorKind.TRANSIENT),
         (KeyError("bug"), ErrorKind.PERMANENT),
         (ValueError("bug"), ErrorKind.PERMANENT),
     ],
