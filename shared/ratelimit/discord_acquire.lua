@@ -96,11 +96,12 @@ if gscope ~= '' then
   -- The log of booked send times: a slot whose span (in any phase) would already hold
   -- `cap` of them moves to just after the one that must leave that span.
   redis.call('ZREMRANGEBYSCORE', wkey, '-inf', string.format('%.3f', now - cap_span))
-  local inside = redis.call('ZRANGEBYSCORE', wkey, string.format('(%.3f', send - cap_span), '+inf',
-    'WITHSCORES')
-  local count = #inside / 2
+  local low = string.format('(%.3f', send - cap_span)
+  local count = redis.call('ZCOUNT', wkey, low, '+inf')
   if count >= cap then
-    send = tonumber(inside[(count - cap) * 2 + 2]) + cap_span
+    local leaving = redis.call('ZRANGEBYSCORE', wkey, low, '+inf', 'WITHSCORES', 'LIMIT',
+      count - cap, 1)
+    send = tonumber(leaving[2]) + cap_span
   end
   delay = send - now
   if delay > max_delay then return reply('global', delay) end
