@@ -11,7 +11,6 @@ import structlog
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from producers.api.auth import (
@@ -24,7 +23,7 @@ from producers.api.auth import (
 )
 from producers.api.idempotent import Idempotency, IdempotencyKey, checked_key, run_idempotent
 from producers.api.models import DeliveryOut, JobCreate, JobOut
-from producers.api.onehop import json_body, one_hop_route, validate_body
+from producers.api.onehop import in_hop, json_body, one_hop_route, validate_body
 from producers.api.problems import Problem, validation_errors
 from producers.api.resources import ApiResources, get_resources
 from producers.api.routes.common import (
@@ -157,7 +156,8 @@ async def serve_create_job(request: Request) -> Response:
     credentials = await request_credentials(request, resources)
     admitted: list[Caller] = []
     try:
-        return await run_in_threadpool(
+        return await in_hop(
+            resources.hops,
             _create_job_in_thread,
             resources,
             credentials,

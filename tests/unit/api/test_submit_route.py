@@ -29,7 +29,14 @@ def test_a_submission_is_one_worker_thread_hop(api: Api, monkeypatch: pytest.Mon
         hops.append("hop")
         return await original(*args, **kwargs)
 
-    monkeypatch.setattr(jobs, "run_in_threadpool", counting, raising=False)
+    original_hop = jobs.in_hop if hasattr(jobs, "in_hop") else None
+
+    async def counting_hop(*args: Any) -> Any:
+        hops.append("hop")
+        assert original_hop is not None
+        return await original_hop(*args)
+
+    monkeypatch.setattr(jobs, "in_hop", counting_hop, raising=False)
     monkeypatch.setattr("producers.api.auth.run_in_threadpool", counting)
     monkeypatch.setattr("fastapi.routing.run_in_threadpool", counting)
     monkeypatch.setattr("fastapi.dependencies.utils.run_in_threadpool", counting)
@@ -117,3 +124,26 @@ def test_an_idempotent_submission_replays_and_refuses_another_body(api: Api) -> 
     assert other.status_code == 422
     assert other.json()["type"].endswith("/idempotency-key-reused")
     assert len(api.enqueuer.sent) == 1
+
+
+def test_a_hop_runs_in_a_pool_thread_with_the_callers_context() -> None:
+    import asyncio
+    import contextvars
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from producers.api.onehop import in_hop
+
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+
+    def seen() -> tuple[str, str]:
+        return marker.get(), threading.current_thread().name
+
+    async def hop(executor: ThreadPoolExecutor) -> tuple[str, str]:
+        marker.set("request")
+        return await in_hop(executor, seen)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="api-hop") as executor:
+        value, thread = asyncio.run(hop(executor))
+    assert value == "request"
+    assert thread.startswith("api-hop")
