@@ -55,7 +55,7 @@ def test_a_registered_task_is_sent_by_send_task(
 ) -> None:
     app = publisher_app(redis_url, visibility_timeout=3600)
 
-    @app.task(name="summarybot.fetch", time_limit=7)
+    @app.task(name="summarybot.fetch", time_limit=7, shared=False)
     def fetch(job_id: str) -> None:  # pragma: no cover - never run
         del job_id
 
