@@ -125,22 +125,18 @@ def create_job(
 def _create_job_in_thread(
     resources: ApiResources,
     credentials: Credentials,
-    key: tuple[str | None, str],
+    header: str | None,
+    path: str,
     body: Any,
     admitted: list[Caller],
 ) -> Response:
     caller = authenticate_credentials(resources, credentials)
-    admitted.append(caller)
+    admitted.append(caller)  # for the access log, whatever follows
     check_scope(caller, _WRITE)
-    header, path = key
-    checked = checked_key(header)
+    key = checked_key(header)
     signed = credentials.signed
-    assert signed is not None
-    idem = (
-        None
-        if checked is None
-        else IdempotencyKey(checked, fingerprint(signed.method, path, signed.body))
-    )
+    assert signed is not None  # the body was read for the signature check
+    idem = None if key is None else IdempotencyKey(key, fingerprint("POST", path, signed.body))
     payload = validate_body(JobCreate, body)
 
     def work() -> Response:
@@ -161,7 +157,8 @@ async def serve_create_job(request: Request) -> Response:
             _create_job_in_thread,
             resources,
             credentials,
-            (request.headers.get("idempotency-key"), request.url.path),
+            request.headers.get("idempotency-key"),
+            request.url.path,
             body,
             admitted,
         )
