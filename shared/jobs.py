@@ -309,17 +309,63 @@ class Enqueuer(Protocol):
 
 
 class CeleryEnqueuer:
-    """:class:`Enqueuer` over Celery's ``send_task``; the routes in ``celeryconfig`` pick the
-    queue, so a producer never imports a task module."""
+    """:class:`Enqueuer` over Celery; the routes in ``celeryconfig`` pick the queue, so a
+    producer never imports a task module.
+
+    A publisher app (:func:`publisher_app`, no task registered, outside any task) builds the
+    message with Celery's own ``app.amqp.create_task_message`` and publishes it with
+    ``app.amqp.send_task_message``: what ``send_task`` does, less its per-call work that such
+    an app does not need (routing the name again, looking it up among registered tasks,
+    ``saferepr`` of the ids, re-declaring the queue on every publish).  Anywhere else, e.g. a
+    worker publishing from inside a task (whose message carries its parent and root ids), it is
+    ``send_task`` itself.
+    """
 
     def __init__(self, app: Celery) -> None:
         self._app = app
+        self._routes: dict[str, dict[str, Any]] = {}
+        self._origin: str | None = None
 
     def enqueue(self, task_name: str, *args: str) -> None:
         """Publish ``task_name(*args)``."""
-        # No result is ever read; without ignore_result Celery subscribes to a result
-        # channel per task and never drops it.
-        self._app.send_task(task_name, args=list(args), ignore_result=True)
+        app = self._app
+        if task_name in app.tasks or app.current_worker_task is not None:
+            # No result is ever read; without ignore_result Celery subscribes to a result
+            # channel per task and never drops it.
+            app.send_task(task_name, args=list(args), ignore_result=True)
+            return
+        self._publish(task_name, list(args))
+
+    def _publish(self, task_name: str, args: list[str]) -> None:
+        app = self._app
+        amqp = app.amqp
+        route = self._routes.get(task_name)
+        if route is None:
+            route = self._routes[task_name] = amqp.router.route({}, task_name, (), {}, None)
+        if self._origin is None:
+            from celery.utils.nodenames import anon_nodename
+
+            self._origin = anon_nodename()
+        task_id = str(uuid.uuid4())
+        message = amqp.create_task_message(
+            task_id,
+            task_name,
+            args,
+            {},
+            reply_to=app.thread_oid,
+            create_sent_event=app.conf.task_send_sent_event,
+            ignore_result=True,
+            argsrepr=repr(args),
+            kwargsrepr="{}",
+            origin=self._origin,
+        )
+        # The workers declare their queues; publishing to one needs no declaration on Redis,
+        # and kombu would copy and bind the queue on every call to find it declared already.
+        with (
+            app.producer_or_acquire() as producer,
+            producer.connection._reraise_as_library_errors(),
+        ):
+            amqp.send_task_message(producer, task_name, message, declare=[], **route)
 
 
 def publisher_app(broker_url: str, *, visibility_timeout: int) -> Celery:

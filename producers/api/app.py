@@ -217,7 +217,7 @@ def create_app(
             },
         )
         assert context.redis is not None
-        app.state.resources = build(
+        resources = app.state.resources = build(
             context.session_factory,
             context.redis,
             context.enqueuer,
@@ -229,6 +229,7 @@ def create_app(
             yield
         finally:
             app.state.resources = None
+            resources.hops.shutdown(wait=True)
             context.close()
             publisher.close()
             log.info("api.stopped")

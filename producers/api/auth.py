@@ -36,7 +36,16 @@ from shared.errors import ConfigError
 from shared.ratelimit.inbound import Limit, default_burst
 from shared.services.core import Actor
 
-__all__ = ["SECURITY_SCHEME", "Caller", "authenticate_request", "require_scope"]
+__all__ = [
+    "SECURITY_SCHEME",
+    "Caller",
+    "Credentials",
+    "authenticate_credentials",
+    "authenticate_request",
+    "check_scope",
+    "request_credentials",
+    "require_scope",
+]
 
 log = structlog.get_logger("summarybot.api")
 
@@ -162,12 +171,20 @@ def _touch(resources: ApiResources, key: KeyRecord) -> None:
         record_use(resources.session_factory, key.id, now=now, interval=interval)
 
 
-def _authenticate(
-    resources: ApiResources,
-    token: str,
-    client_host: str | None,
-    signed: SignedParts | None,
-) -> Caller:
+@dataclass(frozen=True)
+class Credentials:
+    """What a request presents to authenticate: its bearer token, the client's address, and
+    what its signature covers (None for a streamed upload, whose body is not read first)."""
+
+    token: str
+    client_host: str | None
+    signed: SignedParts | None
+
+
+def authenticate_credentials(resources: ApiResources, credentials: Credentials) -> Caller:
+    """Steps 1 to 5 of the module docstring for ``credentials`` (blocking: run it in a worker
+    thread); 401/403/429 as a :class:`Problem`."""
+    token = credentials.token
     try:
         key = authenticate(
             resources.session_factory, token, now=resources.clock(), cache=resources.key_cache
@@ -185,11 +202,22 @@ def _authenticate(
         raise _unauthorized(
             "invalid API key; send Authorization: Bearer sb_<id>_<secret>"
         ) from None
-    _check_ip(key, client_host)
-    _check_signature(resources, key, signed)
+    _check_ip(key, credentials.client_host)
+    _check_signature(resources, key, credentials.signed)
     _check_rate(resources, key)
     _touch(resources, key)
     return Caller(key_id=key.id, guild_id=key.guild_id, scopes=frozenset(key.scopes))
+
+
+def check_scope(caller: Caller, scopes: tuple[Scope, ...]) -> None:
+    """Step 6: 403 unless ``caller`` has one of ``scopes``."""
+    if not any(has_scope(caller.scopes, scope) for scope in scopes):
+        raise Problem(
+            403,
+            f"this API key lacks the {' or '.join(s.value for s in scopes)} scope; create a "
+            f"key with `summarybot keys create --scope {scopes[0].value}`",
+            kind="insufficient-scope",
+        )
 
 
 def request_target(request: Request) -> str:
@@ -206,13 +234,11 @@ def _bearer_token(request: Request) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-async def authenticate_request(request: Request, *, streamed: bool = False) -> Caller:
-    """The caller of an authenticated request (401/403/429 otherwise).
-
-    ``streamed``: the route reads the body itself, as it arrives (an upload); it is not read
-    here, so a key that requires signed requests is refused.
-    """
-    resources = await get_resources(request)
+async def request_credentials(
+    request: Request, resources: ApiResources, *, streamed: bool = False
+) -> Credentials:
+    """The request's :class:`Credentials` (401 without a bearer token); reads the body unless
+    ``streamed``."""
     token = _bearer_token(request)
     if token is None:
         resources.metrics.auth_failures.labels("missing").inc()
@@ -231,7 +257,18 @@ async def authenticate_request(request: Request, *, streamed: bool = False) -> C
         else SignedParts(headers, request.method, request_target(request), await request.body())
     )
     client_host = request.client.host if request.client else None
-    caller = await run_in_threadpool(_authenticate, resources, token, client_host, signed)
+    return Credentials(token, client_host, signed)
+
+
+async def authenticate_request(request: Request, *, streamed: bool = False) -> Caller:
+    """The caller of an authenticated request (401/403/429 otherwise).
+
+    ``streamed``: the route reads the body itself, as it arrives (an upload); it is not read
+    here, so a key that requires signed requests is refused.
+    """
+    resources = await get_resources(request)
+    credentials = await request_credentials(request, resources, streamed=streamed)
+    caller = await run_in_threadpool(authenticate_credentials, resources, credentials)
     structlog.contextvars.bind_contextvars(api_key_id=caller.key_id)
     return caller
 
@@ -243,17 +280,10 @@ def require_scope(*scopes: Scope, streamed: bool = False) -> Callable[[Request],
     every call, and this runs on every request.  The OpenAPI security scheme is declared by the
     app factory instead of by a ``Security`` parameter.
     """
-    names = " or ".join(s.value for s in scopes)
 
     async def dependency(request: Request) -> Caller:
         caller = await authenticate_request(request, streamed=streamed)
-        if not any(has_scope(caller.scopes, scope) for scope in scopes):
-            raise Problem(
-                403,
-                f"this API key lacks the {names} scope; create a key with "
-                f"`summarybot keys create --scope {scopes[0].value}`",
-                kind="insufficient-scope",
-            )
+        check_scope(caller, scopes)
         return caller
 
     return dependency

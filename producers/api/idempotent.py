@@ -23,6 +23,7 @@ from shared.idempotency import BeginOutcome, StoredResponse, fingerprint, valida
 __all__ = [
     "Idempotency",
     "IdempotencyKey",
+    "checked_key",
     "idempotency_header",
     "idempotency_key",
     "run_idempotent",
@@ -58,6 +59,11 @@ async def idempotency_header(
 ) -> str | None:
     """FastAPI dependency: the validated ``Idempotency-Key`` header (400 when malformed), or
     None; for a route that fingerprints its body itself (a streamed upload)."""
+    return checked_key(value)
+
+
+def checked_key(value: str | None) -> str | None:
+    """An ``Idempotency-Key`` header value, validated (400 when malformed), or None."""
     if value is None:
         return None
     try:

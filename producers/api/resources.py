@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -39,8 +41,9 @@ class ApiOptions:
     without reading it again: a revocation takes effect on every replica within that time.
     ``max_upload_bytes`` is the body limit of ``POST /v1/jobs/upload`` (streamed into storage,
     never held in memory), ``max_body_bytes`` that of every other route.
-    ``max_threads`` bounds the worker threads that run database and Redis calls: the work is
-    mostly CPU under one GIL, and dozens of threads fighting for it cost more than they wait.
+    ``max_threads`` bounds the worker threads that run database and Redis calls (anyio's for
+    most routes, and as many again for the one-hop routes): the work is mostly CPU under one
+    GIL, and dozens of threads fighting for it cost more than they wait.
     """
 
     max_body_bytes: int = 64 * 1024
@@ -72,12 +75,17 @@ class ApiResources:
     limiter: InboundRateLimiter = field(init=False)
     key_cache: KeyCache = field(init=False)
     idempotency: IdempotencyStore = field(init=False)
+    #: The worker threads of the one-hop routes (:mod:`producers.api.onehop`).
+    hops: ThreadPoolExecutor = field(init=False)
     #: Until when this process knows a key's last-used mark is set (key id -> time): a
     #: request inside that time skips the Redis round trip that would find the mark.
     used_marks: dict[str, datetime] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         prefix = self.options.redis_prefix
+        self.hops = ThreadPoolExecutor(self.options.max_threads, thread_name_prefix="api-hop")
+        # Idle threads end with the app (tests build many apps in one process).
+        weakref.finalize(self, self.hops.shutdown, wait=False)
         self.key_cache = KeyCache(self.options.key_cache_seconds)
         self.limiter = InboundRateLimiter(self.redis, prefix=f"{prefix}:rl")
         self.idempotency = IdempotencyStore(

@@ -9,10 +9,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["IDLE_PING_SECONDS", "make_engine", "make_sessionmaker", "session_scope"]
+__all__ = [
+    "IDLE_PING_SECONDS",
+    "make_engine",
+    "make_sessionmaker",
+    "one_statement",
+    "session_scope",
+]
 
 _WAL_ATTEMPTS = 20
 #: A pooled PostgreSQL connection idle at least this long is pinged before it is handed out.
@@ -108,3 +114,20 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session in one transaction: committed on success, rolled back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+@contextmanager
+def one_statement(factory: sessionmaker[Session]) -> Iterator[Connection]:
+    """A connection for one statement that commits by itself.
+
+    A transaction around a single statement costs two more round trips (``BEGIN`` and
+    ``COMMIT``) for nothing: the statement is atomic on its own.  With a factory not bound to
+    an engine (a test's connection) it is an ordinary transaction.
+    """
+    bind = factory.kw.get("bind")
+    if isinstance(bind, Engine):
+        with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            yield connection
+    else:
+        with factory() as session, session.begin():
+            yield session.connection()

@@ -24,6 +24,7 @@ from schema.models.jobs import Job, JobStatus
 from schema.models.tenancy import WebhookEndpoint
 from schema.models.uploads import Upload
 from shared import lifecycle
+from shared.db.engine import one_statement
 from shared.discord.objects import WebhookRef
 from shared.errors import ConflictError, InvalidInputError, NotFoundError
 from shared.job_view import JobView
@@ -340,24 +341,27 @@ def submit_job(
         "created_at": now,
         "updated_at": now,
     }
-    with core.session_factory() as session:
-        try:
-            # A Core insert: the ORM's unit of work costs more than the rest of a submission.
-            session.execute(_INSERT_JOB, row)
-            if isinstance(source, UploadSource):
+    try:
+        if isinstance(source, UploadSource):
+            with core.session_factory() as session, session.begin():
+                session.execute(_INSERT_JOB, row)
                 _claim_upload(session, source, row["id"])
-            session.commit()
-        except IntegrityError:
-            session.rollback()
-            if idempotency_key is None:
-                raise
+        else:
+            # A Core insert (the ORM's unit of work costs more than the rest of a submission),
+            # committed by itself.
+            with one_statement(core.session_factory) as connection:
+                connection.execute(_INSERT_JOB, row)
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        with core.session_factory() as session:
             existing = session.scalars(
                 select(Job).where(Job.idempotency_key == idempotency_key)
             ).one()
-            if isinstance(source, UploadSource):
-                # The first submission has its own copy; this one would never be read.
-                delete_upload(core.session_factory, source.upload_id)
-            return Submission(existing, created=False)
+        if isinstance(source, UploadSource):
+            # The first submission has its own copy; this one would never be read.
+            delete_upload(core.session_factory, source.upload_id)
+        return Submission(existing, created=False)
     job = Job(**row)
     core.enqueuer.enqueue(FETCH, str(job.id))
     return Submission(job, created=True)

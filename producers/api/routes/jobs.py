@@ -7,16 +7,25 @@ import uuid
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+import structlog
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from starlette.responses import Response
 
-from producers.api.auth import Caller, require_scope
-from producers.api.idempotent import Idempotency, IdempotencyKey, run_idempotent
+from producers.api.auth import (
+    Caller,
+    Credentials,
+    authenticate_credentials,
+    check_scope,
+    request_credentials,
+    require_scope,
+)
+from producers.api.idempotent import Idempotency, IdempotencyKey, checked_key, run_idempotent
 from producers.api.models import DeliveryOut, JobCreate, JobOut
+from producers.api.onehop import in_hop, json_body, one_hop_route, validate_body
 from producers.api.problems import Problem, validation_errors
-from producers.api.resources import ApiResources
+from producers.api.resources import ApiResources, get_resources
 from producers.api.routes.common import (
     AUTH_ERRORS,
     JOB_ACCEPTED,
@@ -28,14 +37,17 @@ from producers.api.routes.common import (
 )
 from schema.models.jobs import Delivery, Job, Summary
 from shared.apikeys import Scope
+from shared.idempotency import fingerprint
 from shared.job_view import JobView
 from shared.jobs import JobParams
 from shared.services import jobs as job_service
 from shared.summarize.content import SummaryFormat
 
-__all__ = ["job_out", "job_params", "router", "submit"]
+__all__ = ["create_job", "job_out", "job_params", "router", "serve_create_job", "submit"]
 
 router = APIRouter(tags=["jobs"])
+
+_WRITE = (Scope.JOBS_WRITE,)
 
 JobId = Annotated[uuid.UUID, Path(description="The job's id", examples=[uuid.UUID(int=1)])]
 
@@ -92,8 +104,73 @@ def job_params(
         ) from None
 
 
-@router.post(
+def create_job(
+    payload: JobCreate,
+    caller: JobWriter,
+    idem: Idempotency,
+    resources: Resources,
+) -> Response:
+    """Submit a job (202).
+
+    The declaration FastAPI documents; :func:`serve_create_job` serves the requests, with the
+    same checks in the same order, in one worker-thread hop.
+    """
+
+    def work() -> Response:
+        return submit(resources, caller, idem, _params(resources, caller, payload))
+
+    return run_idempotent(resources, caller, idem, work)
+
+
+def _create_job_in_thread(
+    resources: ApiResources,
+    credentials: Credentials,
+    header: str | None,
+    path: str,
+    body: Any,
+    admitted: list[Caller],
+) -> Response:
+    caller = authenticate_credentials(resources, credentials)
+    admitted.append(caller)  # for the access log, whatever follows
+    check_scope(caller, _WRITE)
+    key = checked_key(header)
+    signed = credentials.signed
+    assert signed is not None  # the body was read for the signature check
+    idem = None if key is None else IdempotencyKey(key, fingerprint("POST", path, signed.body))
+    payload = validate_body(JobCreate, body)
+
+    def work() -> Response:
+        return submit(resources, caller, idem, _params(resources, caller, payload))
+
+    return run_idempotent(resources, caller, idem, work)
+
+
+async def serve_create_job(request: Request) -> Response:
+    """``POST /v1/jobs`` as :func:`create_job` declares it, in one worker-thread hop."""
+    body = await json_body(request)
+    resources = await get_resources(request)
+    credentials = await request_credentials(request, resources)
+    admitted: list[Caller] = []
+    try:
+        return await in_hop(
+            resources.hops,
+            _create_job_in_thread,
+            resources,
+            credentials,
+            request.headers.get("idempotency-key"),
+            request.url.path,
+            body,
+            admitted,
+        )
+    finally:
+        if admitted:
+            structlog.contextvars.bind_contextvars(api_key_id=admitted[0].key_id)
+
+
+router.add_api_route(
     "/v1/jobs",
+    create_job,
+    methods=["POST"],
     status_code=202,
     response_model=JobOut,
     summary="Submit a summary job",
@@ -104,19 +181,8 @@ def job_params(
         "Needs the `jobs:write` scope.  Send an `Idempotency-Key` to retry safely."
     ),
     responses=JOB_ACCEPTED,
+    route_class_override=one_hop_route(serve_create_job),
 )
-def create_job(
-    payload: JobCreate,
-    caller: JobWriter,
-    idem: Idempotency,
-    resources: Resources,
-) -> Response:
-    """Submit a job (202)."""
-
-    def work() -> Response:
-        return submit(resources, caller, idem, _params(resources, caller, payload))
-
-    return run_idempotent(resources, caller, idem, work)
 
 
 def submit(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import event
 
 from schema.models.jobs import Job, JobStatus
 from shared.jobs import FETCH, JobParams
@@ -50,6 +52,30 @@ def test_submit_records_and_enqueues_a_job(api: Api) -> None:
     assert before - timedelta(hours=6, seconds=5) <= after <= datetime.now(UTC) - timedelta(hours=6)
     assert job.params["language"] == "de"
     assert api.enqueuer.sent == [(FETCH, (body["id"],))]
+
+
+def test_a_channel_job_is_one_statement_without_begin_and_commit(api: Api) -> None:
+    """The jobs row of a channel job is inserted in autocommit: a transaction around the one
+    statement would cost two more round trips per submission."""
+    engine = api.session_factory.kw["bind"]
+    seen: list[bool] = []
+
+    def spy(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("INSERT INTO jobs"):
+            seen.append(bool(conn.connection.dbapi_connection.autocommit))
+
+    event.listen(engine, "before_cursor_execute", spy)
+    try:
+        response = api.client.post(
+            "/v1/jobs",
+            headers={**api.auth(api.key(("jobs:write",))), "Idempotency-Key": "one"},
+            json={"channel_id": api.channel, "window": {"hours": 6}},
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", spy)
+    assert response.status_code == 202, response.text
+    assert seen == [True]
+    assert _job(api, response.json()["id"]).status == JobStatus.QUEUED.value
 
 
 @pytest.mark.parametrize(

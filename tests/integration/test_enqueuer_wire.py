@@ -1,0 +1,65 @@
+"""CeleryEnqueuer's own publish path writes what Celery's ``send_task`` writes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+import redis
+
+from shared.jobs import CeleryEnqueuer, publisher_app
+
+_IDS = {("headers", "id"), ("headers", "root_id"), ("properties", "correlation_id")}
+_IDS |= {("properties", "delivery_tag")}
+
+
+def _ours(client: redis.Redis[Any], queue: str, marker: str) -> list[dict[str, Any]]:
+    return [json.loads(raw) for raw in client.lrange(queue, 0, -1) if marker in raw.decode()]
+
+
+def _without_ids(message: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in message.items() if not isinstance(v, dict)}
+    for part in ("headers", "properties", "delivery_info"):
+        out[part] = {k: v for k, v in message.get(part, {}).items() if (part, k) not in _IDS}
+    return out
+
+
+def test_the_enqueuer_publishes_what_send_task_publishes(redis_url: str) -> None:
+    app = publisher_app(redis_url, visibility_timeout=3600)
+    client: redis.Redis[Any] = redis.Redis.from_url(redis_url)
+    marker = str(uuid.uuid4())
+    try:
+        app.send_task("summarybot.fetch", args=[marker], ignore_result=True)
+        CeleryEnqueuer(app).enqueue("summarybot.fetch", marker)
+        CeleryEnqueuer(app).enqueue("summarybot.deliver", marker, "other")
+        sent, enqueued = _ours(client, "fetch", marker)
+        assert _without_ids(enqueued) == _without_ids(sent)
+        assert enqueued["headers"]["id"] != sent["headers"]["id"]
+        assert enqueued["headers"]["root_id"] == enqueued["headers"]["id"]
+        assert enqueued["properties"]["correlation_id"] == enqueued["headers"]["id"]
+        (deliver,) = _ours(client, "deliver", marker)
+        assert deliver["headers"]["task"] == "summarybot.deliver"
+        assert deliver["headers"]["argsrepr"] == repr([marker, "other"])
+    finally:
+        for queue in ("fetch", "deliver"):
+            for raw in client.lrange(queue, 0, -1):
+                if marker in raw.decode():
+                    client.lrem(queue, 1, raw)
+        client.close()
+
+
+def test_a_registered_task_is_sent_by_send_task(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = publisher_app(redis_url, visibility_timeout=3600)
+
+    @app.task(name="summarybot.fetch", time_limit=7, shared=False)
+    def fetch(job_id: str) -> None:  # pragma: no cover - never run
+        del job_id
+
+    calls: list[tuple[str, Any]] = []
+    monkeypatch.setattr(app, "send_task", lambda name, **kw: calls.append((name, kw)))
+    CeleryEnqueuer(app).enqueue("summarybot.fetch", "job")
+    assert calls == [("summarybot.fetch", {"args": ["job"], "ignore_result": True})]
