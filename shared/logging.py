@@ -111,6 +111,9 @@ def configure_logging(
     )
     structlog.configure(
         processors=[
+            # First: an event below its logger's level costs no further processing (the
+            # standard library would drop it anyway, after every processor had run).
+            structlog.stdlib.filter_by_level,
             *shared,
             structlog.processors.StackInfoRenderer(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,

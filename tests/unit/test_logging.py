@@ -50,6 +50,28 @@ def test_json_lines_off_a_terminal_with_bound_context() -> None:
     assert "s3cr3t" not in stream.getvalue()
 
 
+class _CountingDict(dict[str, int]):
+    """A field value that counts how often a processor walks it."""
+
+    walked = 0
+
+    def items(self):  # type: ignore[override]
+        type(self).walked += 1
+        return super().items()
+
+
+def test_an_event_below_the_level_is_not_processed() -> None:
+    stream = io.StringIO()
+    configure_logging(level="WARNING", fmt="json", stream=stream)
+    log = structlog.get_logger("x")
+    _CountingDict.walked = 0
+    log.info("quiet", data=_CountingDict(a=1))
+    assert _CountingDict.walked == 0 and stream.getvalue() == ""
+    log.warning("loud", data=_CountingDict(a=1))
+    assert _CountingDict.walked > 0
+    assert json.loads(stream.getvalue())["data"] == {"a": 1}
+
+
 def test_console_format_is_readable() -> None:
     stream = io.StringIO()
     configure_logging(level="DEBUG", fmt="console", stream=stream)
