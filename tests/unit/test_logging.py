@@ -4,9 +4,12 @@ import io
 import json
 import logging
 
+import pytest
 import structlog
 
+import shared.logging
 from shared.logging import REDACTED, configure_logging, redact_secrets
+from shared.summarize.redact import RedactionResult
 from tests.support.canaries import canaries, kind_of
 
 
@@ -104,3 +107,29 @@ def test_no_canary_survives_in_any_part_of_a_line() -> None:
     leaked = [name for name, c in found.items() if c.secret in out and kind_of(name) != "ip"]
     assert leaked == []
     assert found["ip"].secret in out
+
+
+def test_a_recurring_clean_value_is_scanned_once_and_a_secret_every_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    redactor = shared.logging._redactor()
+    scanned: list[str] = []
+    real = redactor.redact
+
+    def counting(text: str) -> RedactionResult:
+        scanned.append(text)
+        return real(text)
+
+    monkeypatch.setattr(redactor, "redact", counting)
+    stream = io.StringIO()
+    configure_logging(level="INFO", fmt="json", stream=stream)
+    log = structlog.get_logger("x")
+    secret = canaries()["email"].secret
+    for _ in range(3):
+        log.info("deliver.attempt", kind="channel-8c1f", note=f"mail {secret}")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert all(secret not in line["note"] for line in lines)
+    assert scanned.count("channel-8c1f") == 1 and scanned.count("deliver.attempt") <= 1
+    assert sum(secret in text for text in scanned) == 3
+    # The timestamp the processors write is nobody's text: never scanned.
+    assert not any(text == lines[0]["timestamp"] for text in scanned)
