@@ -1029,7 +1029,7 @@ class _StructuredRun:
         reading = self.reader.read(text, self.schema)
         if reading.data is None:
             return reading, reading.problems or ["the answer could not be read"], False
-        problems = schema_problems(self.validator, reading.data)
+        problems = [] if reading.fits_schema else schema_problems(self.validator, reading.data)
         fits = not problems
         if fits:
             problems = list(reading.problems)

@@ -55,6 +55,9 @@ class Reading:
     data: dict[str, Any] | None
     shape: AnswerShape
     problems: list[str] = field(default_factory=list)
+    #: The reader has validated ``data`` against the schema it was given and it fits: the
+    #: client need not walk it again (a summary's schema check costs milliseconds).
+    fits_schema: bool = False
 
 
 class AnswerReader(Protocol):
@@ -65,7 +68,8 @@ class AnswerReader(Protocol):
         ...
 
     def read(self, text: str, schema: Mapping[str, Any]) -> Reading:
-        """The data of an answer; the client validates it against ``schema`` afterwards."""
+        """The data of an answer; the client validates it against ``schema`` afterwards,
+        unless the reading says it already fits (:attr:`Reading.fits_schema`)."""
         ...
 
 

@@ -33,6 +33,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from shared.llm.structured import (
+    AnswerShape,
     Reading,
     StructuredMode,
     parse_json_text,
@@ -191,7 +192,8 @@ class SummaryReader:
         if isinstance(data, dict):
             lifted = lift_citations(data)
             if _validator_of(json.dumps(schema, sort_keys=True)).is_valid(lifted):
-                return Reading(lifted, "json" if _is_bare_json(text) else "coerced")
+                shape: AnswerShape = "json" if _is_bare_json(text) else "coerced"
+                return Reading(lifted, shape, fits_schema=True)
             shaped = coerce(data, schema)
             return Reading(shaped, "coerced", _problems(shaped, layout))
         parsed = read_text(text, schema)

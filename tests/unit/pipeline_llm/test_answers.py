@@ -234,14 +234,17 @@ def test_the_reader_says_what_shape_an_answer_had() -> None:
     exact = json.dumps({"overview": "o", "key_points": [{"text": "t [m2]", "message_ids": ["m1"]}]})
     reading = reader.read(exact, schema)
     assert reading.shape == "json" and not reading.problems
+    # It checked the schema itself, so the client does not walk the answer a second time.
+    assert reading.fits_schema and valid(reading.data, schema)
     assert reading.data == {
         "overview": "o",
         "key_points": [{"text": "t", "message_ids": ["m1", "m2"]}],
     }
     assert reader.read(f"Here you go:\n```json\n{exact}\n```", schema).shape == "coerced"
-    assert reader.read('{"points": ["a (m1)"]}', schema).shape == "coerced"
+    own_shape = reader.read('{"points": ["a (m1)"]}', schema)
+    assert own_shape.shape == "coerced" and not own_shape.fits_schema
     prose = reader.read("## Key points\n- something [m4]", schema)
-    assert prose.shape == "prose" and not prose.problems
+    assert prose.shape == "prose" and not prose.problems and not prose.fits_schema
     uncited = reader.read("The conversation covered a few things. Bob fixed it.", schema)
     assert uncited.shape == "prose"
     assert uncited.problems and "no points" in uncited.problems[0]
