@@ -101,10 +101,24 @@ def _prefetched(
 
 def _fetcher(client: DiscordClient, channel_id: str) -> Callable[[_Cursor], _Page]:
     def fetch(cursor: _Cursor) -> _Page:
-        page = client.get_messages(channel_id, limit=PAGE_SIZE, **cursor)
+        where = {k: v for k, v in cursor.items() if k != "limit"}
+        page = client.get_messages(channel_id, limit=_asked(cursor), **where)
         return sorted(page, key=lambda m: int(m["id"]))
 
     return fetch
+
+
+def _asked(cursor: _Cursor) -> int:
+    """How many messages the page at ``cursor`` asks for (a full page unless it says)."""
+    return int(cursor.get("limit", PAGE_SIZE))
+
+
+def _page_cursor(where: _Cursor, room: int | None) -> _Cursor:
+    """``where`` asking for a full page, or only for the ``room`` messages still wanted: the
+    last 20 messages of a channel cost Discord, the wire and the parser 20, not 100."""
+    if room is None or room >= PAGE_SIZE:
+        return where
+    return {**where, "limit": str(max(1, room))}
 
 
 def iter_history(
@@ -145,6 +159,8 @@ def _forward(
 ) -> Iterator[ChatMessage]:
     """Messages after ``floor`` and below ``ceiling``, oldest first, at most ``limit``."""
     taken = 0
+    first = _page_cursor({"after": str(floor)}, limit)
+    asked = _asked(first)
 
     def inside(page: _Page) -> _Page:
         if ceiling is None:
@@ -152,17 +168,21 @@ def _forward(
         return [m for m in page if int(m["id"]) < ceiling]
 
     def follow(page: _Page) -> _Cursor | None:
-        nonlocal taken
+        nonlocal taken, asked
         wanted = inside(page)
         taken += len(wanted)
-        if len(page) < PAGE_SIZE or len(wanted) < len(page):
+        if len(page) < asked or len(wanted) < len(page):
             return None
         if limit is not None and taken >= limit:
             return None
-        return {"after": str(page[-1]["id"])}
+        cursor = _page_cursor(
+            {"after": str(page[-1]["id"])}, None if limit is None else limit - taken
+        )
+        asked = _asked(cursor)
+        return cursor
 
     yielded = 0
-    for page in _prefetched(_fetcher(client, channel_id), {"after": str(floor)}, follow):
+    for page in _prefetched(_fetcher(client, channel_id), first, follow):
         for raw in inside(page):
             if limit is not None and yielded >= limit:
                 break
@@ -185,14 +205,21 @@ def _latest(
     One backward walk; pages are spilled newest first and read back in reverse.
     """
     kept = 0
+    first = _page_cursor({} if ceiling is None else {"before": str(ceiling)}, limit)
+    asked = _asked(first)
+    # ``kept`` counts pages as the caller reads them; requests run a page ahead of it.
+    requested = 0
 
     def follow(page: _Page) -> _Cursor | None:
+        nonlocal asked, requested
         wanted = sum(1 for m in page if int(m["id"]) > floor)
-        if len(page) < PAGE_SIZE or wanted < len(page) or kept + wanted >= limit:
+        requested += wanted
+        if len(page) < asked or wanted < len(page) or requested >= limit:
             return None
-        return {"before": str(page[0]["id"])}
+        cursor = _page_cursor({"before": str(page[0]["id"])}, limit - requested)
+        asked = _asked(cursor)
+        return cursor
 
-    first: _Cursor = {} if ceiling is None else {"before": str(ceiling)}
     with SpooledTemporaryFile(max_size=SPILL_MEMORY_BYTES, mode="w+b") as spill:
         spans: list[tuple[int, int]] = []
         for page in _prefetched(_fetcher(client, channel_id), first, follow):

@@ -221,6 +221,8 @@ class FakeDiscord:
         self.interactions: dict[str, Interaction] = {}
         self.dms: dict[tuple[int, int], int] = {}
         self.nonces: dict[tuple[int, int, str], tuple[int, float]] = {}
+        #: (channel id, limit asked, messages served) of every history page answered.
+        self.history_pages: list[tuple[int, int, int]] = []
 
     # --- seeding -----------------------------------------------------------------------------
 
@@ -912,6 +914,7 @@ class FakeDiscord:
             chosen = ids[start : start + limit]
         else:
             chosen = ids[-limit:]
+        self.history_pages.append((channel.id, limit, len(chosen)))
         return 200, [self.message_json(self.messages[m], ctx.viewer) for m in reversed(chosen)]
 
     def _h_get_message(self, ctx: _Ctx) -> tuple[int, Any]:

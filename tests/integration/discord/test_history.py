@@ -156,6 +156,28 @@ def test_every_window_is_one_pass_with_no_request_to_spare(
         assert history_requests(server, world.general.id) == [200] * requests, kwargs
 
 
+def test_a_walk_with_a_limit_asks_only_for_the_messages_it_still_wants(
+    client: DiscordClient, world: World, history: list[int], server: FakeDiscordServer
+) -> None:
+    channel = str(world.general.id)
+    cases: list[tuple[dict[str, Any], list[int], list[tuple[int, int]]]] = [
+        ({"limit": 20, "newest": True}, history[-20:], [(20, 20)]),
+        ({"limit": 120, "newest": True}, history[-120:], [(100, 100), (20, 20)]),
+        ({"limit": 150}, history[:150], [(100, 100), (50, 50)]),
+        ({"limit": 7}, history[:7], [(7, 7)]),
+        # Messages at or before ``after`` are dropped once the page came; a page that reaches
+        # below the floor ends the walk.
+        ({"limit": 30, "newest": True, "after": str(history[229])}, history[230:], [(30, 30)]),
+        ({}, history, [(100, 100), (100, 100), (100, 50)]),
+    ]
+    for kwargs, expected, pages in cases:
+        server.fake.history_pages.clear()
+        got = [int(m.id) for m in client.iter_history(channel, **kwargs)]
+        assert got == expected, kwargs
+        served = [(a, n) for c, a, n in server.fake.history_pages if c == world.general.id]
+        assert served == pages, kwargs
+
+
 def test_latest_window_spills_to_disk_and_reads_back_oldest_first(
     client: DiscordClient,
     world: World,
