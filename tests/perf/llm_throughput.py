@@ -19,6 +19,9 @@ Figures (last line, JSON):
 * ``received_429_pct``: 429 responses the server sent, as a share of all requests;
 * ``surfaced_429``: rate-limit errors that reached the worker loop after the client's policy.
 
+The clock starts when every worker has built its client (a barrier), so slow imports on a
+busy machine cannot move the first burst into the measured window.
+
 Run ``python -m tests.perf.llm_throughput`` (Redis on 127.0.0.1:6379, DB ``TEST_REDIS_DB``,
 default 7, unique key prefix, removed afterwards).
 """
@@ -74,8 +77,9 @@ def _worker(
     base_url: str,
     redis_url: str,
     prefix: str,
-    deadline: float,
+    seconds: float,
     prompts_path: str,
+    ready: Any,
     results: Any,
 ) -> None:
     from shared.errors import RateLimitedError
@@ -95,6 +99,10 @@ def _worker(
     )
     redis = Redis.from_url(redis_url)
     client = LLMClient.shared(settings, redis, prefix=prefix)
+    # Every worker starts sending at once, when all have imported and built their client: on
+    # a busy machine that can take far longer than any fixed head start.
+    ready.wait()
+    deadline = time.time() + seconds
     done: list[tuple[float, int]] = []
     surfaced = refused = errors = 0
     turn = index
@@ -166,17 +174,27 @@ def run(seconds: float, warmup: float) -> dict[str, Any]:
         try:
             context = mp.get_context("spawn")
             results = context.Queue()
-            started = time.time() + 3.0  # let every worker import before the clock starts
-            deadline = started + seconds
+            ready = context.Barrier(WORKERS + 1)
             workers = [
                 context.Process(
                     target=_worker,
-                    args=(i, base_url, redis_url, prefix, deadline, str(prompts_path), results),
+                    args=(
+                        i,
+                        base_url,
+                        redis_url,
+                        prefix,
+                        seconds,
+                        str(prompts_path),
+                        ready,
+                        results,
+                    ),
                 )
                 for i in range(WORKERS)
             ]
             for worker in workers:
                 worker.start()
+            ready.wait(timeout=300)
+            started = time.time()
             collected = [results.get(timeout=seconds + 120) for _ in workers]
             for worker in workers:
                 worker.join(timeout=30)
