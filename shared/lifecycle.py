@@ -86,9 +86,10 @@ C, CWE = JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS
 
 MOVES: Mapping[Move, Transition] = {
     Move.START_FETCH: Transition(F, frozenset({Q, F})),
+    # From queued: a window that fits one page is fetched without a ``fetching`` write first.
     # From summarizing too: a summarize task that finds its input gone has the fetch task fill
     # the cache again without moving the job backwards.
-    Move.FETCHED: Transition(S, frozenset({F, S}), then=SUMMARIZE),
+    Move.FETCHED: Transition(S, frozenset({Q, F, S}), then=SUMMARIZE),
     # A job ends when its summary is stored; its deliveries then carry their own status, and
     # the delivery moves below only tell how they ended (``delivering`` is where an older
     # version left jobs waiting for their deliveries).
