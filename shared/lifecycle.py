@@ -33,6 +33,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import JSON
 
 from schema.models.jobs import Job, JobStatus
+from shared.db.engine import reading_session
 from shared.jobs import DELIVER, FETCH, SUMMARIZE, Step
 
 __all__ = [
@@ -144,7 +145,7 @@ def _merged(patch: Mapping[str, Any]) -> ColumnElement[Any]:
 
 def load(session_factory: sessionmaker[Session], job_id: uuid.UUID) -> Job | None:
     """The job row, detached, or None when it does not exist."""
-    with session_factory() as session:
+    with reading_session(session_factory) as session:
         return session.get(Job, job_id)
 
 

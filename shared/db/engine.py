@@ -17,6 +17,7 @@ __all__ = [
     "make_engine",
     "make_sessionmaker",
     "one_statement",
+    "reading_session",
     "session_scope",
 ]
 
@@ -156,3 +157,25 @@ def one_statement(factory: sessionmaker[Session]) -> Iterator[Connection]:
     else:
         with factory() as session, session.begin():
             yield session.connection()
+
+
+@contextmanager
+def reading_session(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for reads that need no transaction around them (one row, one query).
+
+    It runs on an autocommit connection: no ``BEGIN`` and ``ROLLBACK`` round trips on
+    PostgreSQL, and on SQLite no ``BEGIN IMMEDIATE``, so a read never takes the write lock.
+    Several reads in it may see different snapshots; use :func:`session_scope` for reads that
+    must agree or that lock rows.  With a factory not bound to an engine (a test's connection)
+    it is an ordinary session.
+    """
+    bind = factory.kw.get("bind")
+    if isinstance(bind, Engine):
+        with (
+            bind.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
+            factory(bind=connection) as session,
+        ):
+            yield session
+    else:
+        with factory() as session:
+            yield session

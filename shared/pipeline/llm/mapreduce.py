@@ -221,6 +221,8 @@ class GuildPreferences:
     opted_out: frozenset[str]
     language: str | None
     instructions: str | None
+    #: Whether the guild has a monthly token budget to check.
+    budgeted: bool = True
 
 
 def guild_preferences(session: Session, guild_id: str | None) -> GuildPreferences:
@@ -230,6 +232,7 @@ def guild_preferences(session: Session, guild_id: str | None) -> GuildPreference
         opted_out=opted_out_ids(session, guild_id),
         language=settings.default_language if settings else None,
         instructions=settings.custom_instructions if settings else None,
+        budgeted=settings is not None and settings.monthly_token_budget is not None,
     )
 
 
@@ -285,6 +288,7 @@ def persist_llm_summary(
     model: str | None,
     usage: Sequence[UsageLedger],
     progress: Mapping[str, Any],
+    drop_chunks: bool = True,
 ) -> tuple[uuid.UUID, ...] | None:
     """Store a summary the LLM wrote: with the window's participants and span, and the prompt
     version that asked for it (see :func:`shared.pipeline.finish.persist_summary`)."""
@@ -297,6 +301,7 @@ def persist_llm_summary(
         model=model,
         usage=usage,
         progress=progress,
+        drop_chunks=drop_chunks,
     )
 
 
