@@ -58,6 +58,7 @@ from schema.models.chunks import (
 from schema.models.jobs import Job
 from schema.models.tenancy import GuildSettings
 from schema.models.usage import UsageLedger
+from shared.db.engine import reading_session
 from shared.db.rows import add_unless_present
 from shared.errors import ConfigError, InvalidInputError, PermanentError
 from shared.jobs import SUMMARIZE, JobParams
@@ -250,7 +251,7 @@ def job_options(
     own (:func:`guild_preferences`); otherwise they are read here.
     """
     if preferences is None:
-        with services.session_factory() as session:
+        with reading_session(services.session_factory) as session:
             preferences = guild_preferences(session, guild_id)
     language = params.language or preferences.language or "en"
     instructions = preferences.instructions
@@ -356,7 +357,7 @@ def claim_degraded(services: Services, job_id: uuid.UUID, reason: str) -> bool:
 
 def redrive(services: Services, job_id: uuid.UUID) -> None:
     """Enqueue whatever a planned job still misses: its map steps, or its reduce step."""
-    with services.session_factory() as session:
+    with reading_session(services.session_factory) as session:
         reduction = session.get(SummaryReduction, job_id)
         pending = list(
             session.scalars(
