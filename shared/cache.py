@@ -110,12 +110,16 @@ class RedisMessageCache:
     def get(self, job_id: str) -> CachedFetch | None:
         """The completed fetch's metadata, or None when absent, expired or incomplete."""
         key, meta = self._keys(job_id)
-        raw = self._redis.get(meta)
+        # One round trip for both reads.
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(meta)
+        pipe.llen(key)
+        raw, length = pipe.execute()
         if raw is None:
             return None
         fetch = _meta_from_json(raw)
         # A list shorter than promised means it expired or was evicted under us.
-        if fetch.count and self._redis.llen(key) != fetch.count:
+        if fetch.count and length != fetch.count:
             return None
         return fetch
 
