@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from schema.models.jobs import Delivery, DeliveryStatus, Summary
+from schema.models.jobs import Delivery, DeliveryStatus, Job, Summary
 from shared import lifecycle
 from shared.delivery.notifications import create_job_failed_notifications
 from shared.jobs import DELIVER, Step
@@ -69,7 +69,14 @@ def settle_in(
     session: Session, job_id: uuid.UUID, summary_id: uuid.UUID, *, now: datetime
 ) -> lifecycle.Move | None:
     """Read the deliveries and move the job in the caller's transaction; the move made, if
-    any (hand it to :func:`after_settle` once committed)."""
+    any (hand it to :func:`after_settle` once committed).
+
+    The job row is locked before the deliveries are read: two deliveries of one summary that
+    end at once are recorded in two transactions, and without the lock each could read the
+    other still ``sending`` (not yet committed) and neither would settle the job.  With it the
+    second waits for the first to commit and then reads both ended.
+    """
+    session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
     rows = session.execute(
         select(Delivery.id, Delivery.status, Delivery.last_error, Delivery.fallback_of).where(
             Delivery.summary_id == summary_id
