@@ -33,6 +33,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import JSON
 
 from schema.models.jobs import Job, JobStatus
+from shared.db.engine import reading_session
 from shared.jobs import DELIVER, FETCH, SUMMARIZE, Step
 
 __all__ = [
@@ -86,9 +87,10 @@ C, CWE = JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_ERRORS
 
 MOVES: Mapping[Move, Transition] = {
     Move.START_FETCH: Transition(F, frozenset({Q, F})),
+    # From queued: a window that fits one page is fetched without a ``fetching`` write first.
     # From summarizing too: a summarize task that finds its input gone has the fetch task fill
     # the cache again without moving the job backwards.
-    Move.FETCHED: Transition(S, frozenset({F, S}), then=SUMMARIZE),
+    Move.FETCHED: Transition(S, frozenset({Q, F, S}), then=SUMMARIZE),
     # A job ends when its summary is stored; its deliveries then carry their own status, and
     # the delivery moves below only tell how they ended (``delivering`` is where an older
     # version left jobs waiting for their deliveries).
@@ -143,7 +145,7 @@ def _merged(patch: Mapping[str, Any]) -> ColumnElement[Any]:
 
 def load(session_factory: sessionmaker[Session], job_id: uuid.UUID) -> Job | None:
     """The job row, detached, or None when it does not exist."""
-    with session_factory() as session:
+    with reading_session(session_factory) as session:
         return session.get(Job, job_id)
 
 

@@ -37,6 +37,7 @@ from prometheus_client import multiprocess
 from sqlalchemy import select
 
 from schema.models.jobs import Delivery, DeliveryStatus, Job, JobStatus, Summary
+from shared.db.engine import reading_session
 from shared.jobs import DELIVER, FETCH, SUMMARIZE
 from shared.lifecycle import FINISHED
 from shared.metrics import (
@@ -115,7 +116,7 @@ class _Hooks:
         if services is not None and name == DELIVER and len(args) > 1:
             delivery_id = _uuid(args[1])
             try:
-                with services.session_factory() as session:
+                with reading_session(services.session_factory) as session:
                     delivery_status = session.scalar(
                         select(Delivery.status).where(Delivery.id == delivery_id)
                     )
@@ -197,7 +198,7 @@ def _account_job(services: Services, name: str, args: Any, started: _Started) ->
         statement = statement.add_columns(Delivery.kind, Delivery.status).outerjoin(
             Delivery, Delivery.id == delivery_id
         )
-    with services.session_factory() as session:
+    with reading_session(services.session_factory) as session:
         row = session.execute(statement).first()
     if row is None:
         return

@@ -36,23 +36,18 @@ def database_url() -> str:
     return config.get_main_option("sqlalchemy.url") or load_settings().effective_database_url
 
 
-def _sqlite_manual_transactions(dbapi_connection: Any, _record: Any) -> None:
-    # sqlite3 runs DDL outside any transaction unless it is told to leave BEGIN to us.
-    dbapi_connection.isolation_level = None
-    # Batch migrations drop and re-create tables; with foreign keys enforced the drop would
-    # cascade into child rows.  The pragma only works outside a transaction, i.e. here.
+def _sqlite_foreign_keys_off(dbapi_connection: Any, _record: Any) -> None:
+    # ``make_engine`` leaves BEGIN to SQLAlchemy, which sends ``BEGIN IMMEDIATE``: the DDL runs in
+    # one transaction that holds the write lock.  Batch migrations drop and re-create tables;
+    # with foreign keys enforced the drop would cascade into child rows.  The pragma only works
+    # outside a transaction, i.e. here, after make_engine's own connect handler turned it on.
     dbapi_connection.execute("PRAGMA foreign_keys=OFF")
-
-
-def _sqlite_begin_immediate(connection: Connection) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _migration_engine(url: str) -> Engine:
     engine = make_engine(url)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_manual_transactions)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "connect", _sqlite_foreign_keys_off)
     return engine
 
 

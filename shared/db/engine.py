@@ -17,6 +17,7 @@ __all__ = [
     "make_engine",
     "make_sessionmaker",
     "one_statement",
+    "reading_session",
     "session_scope",
 ]
 
@@ -37,8 +38,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     job); one the server dropped in between fails its statement with a disconnect error,
     which invalidates the pool and which :func:`shared.errors.classify` sorts as transient, so
     the task is retried on fresh connections.  ``pool_pre_ping=True`` still forces a ping on
-    every checkout.  SQLite gets WAL and a busy timeout so an in-process worker thread and the
-    CLI can share one file.
+    every checkout.  SQLite gets WAL, a busy timeout and write transactions that lock at their
+    start (see :func:`_sqlite_begin`) so an in-process worker thread and the CLI can share one
+    file.
     """
     if url.startswith("sqlite"):
         database = url.split(":///", 1)[-1]
@@ -46,6 +48,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 5)
@@ -81,12 +84,35 @@ def _ping_after_idle(engine: Engine, idle_seconds: float) -> None:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # BEGIN is ours (``_sqlite_begin``), not sqlite3's: left to itself the driver begins a
+    # transaction only at the first INSERT/UPDATE/DELETE, so the SELECTs before it (a claim's
+    # read) run outside any transaction.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # The busy timeout first: switching to WAL itself needs a lock another process may hold.
     cursor.execute("PRAGMA busy_timeout=30000")
     _switch_to_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    """Start a SQLAlchemy transaction on SQLite with ``BEGIN IMMEDIATE``.
+
+    SQLite has no row locks and ignores ``FOR UPDATE``; the immediate transaction takes the
+    database's write lock at its start, so two transactions that read a row and then write
+    depending on it (an outbox claim) run one after the other, as ``SELECT ... FOR UPDATE``
+    makes them on PostgreSQL.  The busy timeout makes the second wait instead of failing.  In
+    WAL mode readers outside a transaction are not blocked; reads that need no transaction use
+    an autocommit connection, on which no ``BEGIN`` is sent at all.
+    """
+    if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return
+    dbapi_connection: Any = connection.connection.dbapi_connection
+    # Resetting a connection that ran in AUTOCOMMIT hands transactions back to the driver.
+    if dbapi_connection is not None and dbapi_connection.isolation_level is not None:
+        dbapi_connection.isolation_level = None
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _switch_to_wal(cursor: Any) -> None:
@@ -131,3 +157,25 @@ def one_statement(factory: sessionmaker[Session]) -> Iterator[Connection]:
     else:
         with factory() as session, session.begin():
             yield session.connection()
+
+
+@contextmanager
+def reading_session(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for reads that need no transaction around them (one row, one query).
+
+    It runs on an autocommit connection: no ``BEGIN`` and ``ROLLBACK`` round trips on
+    PostgreSQL, and on SQLite no ``BEGIN IMMEDIATE``, so a read never takes the write lock.
+    Several reads in it may see different snapshots; use :func:`session_scope` for reads that
+    must agree or that lock rows.  With a factory not bound to an engine (a test's connection)
+    it is an ordinary session.
+    """
+    bind = factory.kw.get("bind")
+    if isinstance(bind, Engine):
+        with (
+            bind.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
+            factory(bind=connection) as session,
+        ):
+            yield session
+    else:
+        with factory() as session:
+            yield session

@@ -111,7 +111,10 @@ def _send_parts(
     def record(message_id: str, **extra: Any) -> None:
         sent.append(message_id)
         progress.update(extra, sent=sent)
-        saved()
+        # After the last part the outcome itself is recorded next (sent, with its id): saving
+        # the progress first would be one more transaction for the same crash window.
+        if len(sent) < len(messages):
+            saved()
 
     def send_rest(send: Callable[[int, Message], str]) -> None:
         """Send the parts not yet recorded with ``send(index, part)``, recording each id."""

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import structlog
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from schema.models.delivery_log import (
@@ -122,6 +123,8 @@ class Claim:
     job: JobView
     summary: SummarySnapshot | None
     progress: dict[str, Any] = field(default_factory=dict)
+    #: Whether a ``delivery_schedules`` row existed when the delivery was claimed.
+    scheduled: bool = True
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,7 @@ def _claim(
     failures: int,
     progress: dict[str, Any] | None,
     summary: SummarySnapshot | None,
+    scheduled: bool = True,
 ) -> Claim:
     """The claim of a leased ``row``: its own columns, the job, and what its kind adds."""
     return Claim(
@@ -250,15 +254,15 @@ def _claim(
         progress=dict(progress or {}),
         job=JobView.of(job),
         summary=summary,
+        scheduled=scheduled,
     )
 
 
 def _claim_delivery(
-    session: Session, row: Delivery, *, now: datetime, lease: timedelta
+    row: Delivery, schedule: DeliverySchedule | None, *, now: datetime, lease: timedelta
 ) -> Claim | Skip:
     summary = row.summary
     job = summary.job
-    schedule = session.get(DeliverySchedule, row.id, with_for_update=True)
     due = schedule.next_attempt_at if schedule else None
     problem = _take_lease(row, due, now=now, lease=lease)
     if problem is not None:
@@ -270,6 +274,7 @@ def _claim_delivery(
         failures=schedule.failures if schedule else 0,
         progress=schedule.progress if schedule else None,
         summary=SummarySnapshot.of(summary),
+        scheduled=schedule is not None,
     )
 
 
@@ -293,13 +298,22 @@ def claim_item(
     now: datetime,
     lease: timedelta,
 ) -> Claim | Skip:
-    """Lease the delivery or notification ``item_id`` to this worker, or say why not."""
+    """Lease the delivery or notification ``item_id`` to this worker, or say why not.
+
+    A delivery is read with its summary, job and retry schedule in one statement that locks
+    the delivery row; every writer of a schedule row holds its delivery's lock first.
+    """
     with session_factory() as session, session.begin():
-        delivery = session.get(
-            Delivery, item_id, with_for_update={"of": Delivery}, options=_WITH_SUMMARY_AND_JOB
-        )
-        if delivery is not None:
-            return _claim_delivery(session, delivery, now=now, lease=lease)
+        found = session.execute(
+            select(Delivery, DeliverySchedule)
+            .outerjoin(DeliverySchedule, DeliverySchedule.delivery_id == Delivery.id)
+            .where(Delivery.id == item_id)
+            .options(*_WITH_SUMMARY_AND_JOB)
+            .with_for_update(of=Delivery)
+        ).first()
+        if found is not None:
+            delivery, schedule = found
+            return _claim_delivery(delivery, schedule, now=now, lease=lease)
         notification = session.get(JobNotification, item_id, with_for_update=True)
         if notification is not None:
             return _claim_notification(session, notification, now=now, lease=lease)
@@ -436,7 +450,7 @@ def _lock_item(session: Session, claim: Claim) -> Delivery | JobNotification | N
 
 
 def record_outcome(
-    session_factory: sessionmaker[Session],
+    session: Session,
     claim: Claim,
     outcome: Outcome,
     *,
@@ -444,91 +458,99 @@ def record_outcome(
     started_at: datetime,
     rules: RetryRules,
 ) -> RecordResult:
-    """Write the attempt log and the item's next state (see module docstring)."""
-    with session_factory() as session, session.begin():
-        row = _lock_item(session, claim)
-        attempt = DeliveryAttempt(
-            delivery_id=claim.id if claim.item == "delivery" else None,
-            notification_id=claim.id if claim.item == "notification" else None,
-            number=claim.attempt,
-            target=claim.target,
-            endpoint_id=outcome.endpoint_id,
-            started_at=started_at,
-            duration_ms=round(outcome.duration_ms),
-            status_code=outcome.status_code,
-            error=outcome.error,
-            response_excerpt=outcome.excerpt,
+    """Write the attempt log and the item's next state (see module docstring).
+
+    Runs in the caller's transaction, so the job's settlement can be written with it.
+    """
+    row = _lock_item(session, claim)
+    attempt = DeliveryAttempt(
+        delivery_id=claim.id if claim.item == "delivery" else None,
+        notification_id=claim.id if claim.item == "notification" else None,
+        number=claim.attempt,
+        target=claim.target,
+        endpoint_id=outcome.endpoint_id,
+        started_at=started_at,
+        duration_ms=round(outcome.duration_ms),
+        status_code=outcome.status_code,
+        error=outcome.error,
+        response_excerpt=outcome.excerpt,
+    )
+    if row is None or row.status in DONE or outcome.lease_lost:
+        # The item ended meanwhile (its lease ran out and another worker finished it).
+        attempt.outcome = (
+            AttemptOutcome.SKIPPED.value if outcome.ok else AttemptOutcome.FAILED.value
         )
-        if row is None or row.status in DONE or outcome.lease_lost:
-            # The item ended meanwhile (its lease ran out and another worker finished it).
-            attempt.outcome = (
-                AttemptOutcome.SKIPPED.value if outcome.ok else AttemptOutcome.FAILED.value
-            )
-            session.add(attempt)
-            return RecordResult(status=row.status if row is not None else "missing")
-        disabled = _endpoint_health(session, outcome, now=now, rules=rules)
-        schedule: DeliverySchedule | JobNotification
-        if isinstance(row, Delivery):
-            found = session.get(DeliverySchedule, row.id, with_for_update=True)
-            schedule = found or DeliverySchedule(delivery_id=row.id, failures=0)
-            if found is None and not outcome.ok:
-                session.add(schedule)
-        else:
-            schedule = row
-        row.lease_until = None
-        if outcome.ok:
-            row.status = DeliveryStatus.SENT.value
-            row.remote_id = outcome.remote_id
-            row.sent_at = now
-            row.last_error = None
-            schedule.next_attempt_at = None
-            attempt.outcome = (
-                AttemptOutcome.SKIPPED.value if outcome.skipped else AttemptOutcome.SENT.value
-            )
-            session.add(attempt)
-            return RecordResult(status=row.status, endpoint_disabled=disabled)
-        failures = (schedule.failures or 0) + 1
-        schedule.failures = failures
-        schedule.first_failure_at = schedule.first_failure_at or now
-        delay = None
-        if outcome.retryable and disabled is None:
-            delay = next_delay(
-                failures,
-                rules.schedule,
-                jitter=rules.jitter,
-                rng=rules.rng,
-                retry_after=outcome.retry_after,
-            )
-        if delay is not None:
-            retry_at = now + timedelta(seconds=delay)
-            row.status = DeliveryStatus.PENDING.value
-            row.last_error = outcome.error
-            schedule.next_attempt_at = retry_at
-            schedule.redriven_at = None
-            attempt.outcome = AttemptOutcome.RETRY.value
-            attempt.next_attempt_at = retry_at
-            session.add(attempt)
-            return RecordResult(
-                status=row.status,
-                retry_at=retry_at,
-                retry_in=delay,
-                failures=failures,
-                endpoint_disabled=disabled,
-            )
-        reason = outcome.error or "delivery failed"
-        if disabled is not None:
-            reason = f"{reason} (the endpoint is now disabled: {disabled})"
-        elif outcome.retryable:
-            reason = f"{reason} (gave up after {failures} failed attempts)"
-        row.status = DeliveryStatus.FAILED.value
-        row.last_error = reason
-        schedule.next_attempt_at = None
-        attempt.outcome = AttemptOutcome.FAILED.value
         session.add(attempt)
-        result = RecordResult(status=row.status, failures=failures, endpoint_disabled=disabled)
-        spec = _fallback_target(claim, outcome)
-        if spec is not None:
-            added = _add_fallback(session, claim, spec, now)
-            if added is not None:
-                result.fallbacks.append(added)
-        return result
+        return RecordResult(status=row.status if row is not None else "missing")
+    disabled = _endpoint_health(session, outcome, now=now, rules=rules)
+    schedule: DeliverySchedule | JobNotification
+    if isinstance(row, Delivery):
+        # A first attempt that succeeds has no schedule to read: none existed at the claim,
+        # and one a multi-part send created holds no due time.
+        found = (
+            session.get(DeliverySchedule, row.id, with_for_update=True)
+            if claim.scheduled or not outcome.ok
+            else None
+        )
+        schedule = found or DeliverySchedule(delivery_id=row.id, failures=0)
+        if found is None and not outcome.ok:
+            session.add(schedule)
+    else:
+        schedule = row
+    row.lease_until = None
+    if outcome.ok:
+        row.status = DeliveryStatus.SENT.value
+        row.remote_id = outcome.remote_id
+        row.sent_at = now
+        row.last_error = None
+        schedule.next_attempt_at = None
+        attempt.outcome = (
+            AttemptOutcome.SKIPPED.value if outcome.skipped else AttemptOutcome.SENT.value
+        )
+        session.add(attempt)
+        return RecordResult(status=row.status, endpoint_disabled=disabled)
+    failures = (schedule.failures or 0) + 1
+    schedule.failures = failures
+    schedule.first_failure_at = schedule.first_failure_at or now
+    delay = None
+    if outcome.retryable and disabled is None:
+        delay = next_delay(
+            failures,
+            rules.schedule,
+            jitter=rules.jitter,
+            rng=rules.rng,
+            retry_after=outcome.retry_after,
+        )
+    if delay is not None:
+        retry_at = now + timedelta(seconds=delay)
+        row.status = DeliveryStatus.PENDING.value
+        row.last_error = outcome.error
+        schedule.next_attempt_at = retry_at
+        schedule.redriven_at = None
+        attempt.outcome = AttemptOutcome.RETRY.value
+        attempt.next_attempt_at = retry_at
+        session.add(attempt)
+        return RecordResult(
+            status=row.status,
+            retry_at=retry_at,
+            retry_in=delay,
+            failures=failures,
+            endpoint_disabled=disabled,
+        )
+    reason = outcome.error or "delivery failed"
+    if disabled is not None:
+        reason = f"{reason} (the endpoint is now disabled: {disabled})"
+    elif outcome.retryable:
+        reason = f"{reason} (gave up after {failures} failed attempts)"
+    row.status = DeliveryStatus.FAILED.value
+    row.last_error = reason
+    schedule.next_attempt_at = None
+    attempt.outcome = AttemptOutcome.FAILED.value
+    session.add(attempt)
+    result = RecordResult(status=row.status, failures=failures, endpoint_disabled=disabled)
+    spec = _fallback_target(claim, outcome)
+    if spec is not None:
+        added = _add_fallback(session, claim, spec, now)
+        if added is not None:
+            result.fallbacks.append(added)
+    return result

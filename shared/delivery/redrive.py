@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.delivery_log import DeliverySchedule, JobNotification
 from schema.models.jobs import Delivery, DeliveryStatus, Job, JobStatus, Summary
+from shared.db.engine import reading_session
 from shared.delivery.config import DeliverySettings
 from shared.delivery.notifications import failed_jobs_to_notify
 from shared.delivery.settle import settle_job
@@ -186,7 +187,7 @@ def redrive_deliveries(
         now=now,
         lookback=timedelta(hours=settings.job_failed_lookback_hours),
     )
-    with session_factory() as session:
+    with reading_session(session_factory) as session:
         unsettled = _unsettled_jobs(session, batch)
     steps: list[Step] = []
     for job_id, summary_id in unsettled:

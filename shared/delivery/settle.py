@@ -16,15 +16,25 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from schema.models.jobs import Delivery, DeliveryStatus
+from schema.models.jobs import Delivery, DeliveryStatus, Job, Summary
 from shared import lifecycle
 from shared.delivery.notifications import create_job_failed_notifications
 from shared.jobs import DELIVER, Step
 
-__all__ = ["DONE", "settle_job"]
+__all__ = ["DONE", "after_settle", "pending_deliver_steps", "settle_in", "settle_job"]
 
 #: Delivery states that end a delivery.
 DONE = (DeliveryStatus.SENT.value, DeliveryStatus.FAILED.value)
+
+
+def pending_deliver_steps(session: Session, job_id: uuid.UUID) -> list[Step]:
+    """One deliver step per pending delivery of the job's summary (read in ``session``)."""
+    rows = session.scalars(
+        select(Delivery.id)
+        .join(Summary, Summary.id == Delivery.summary_id)
+        .where(Summary.job_id == job_id, Delivery.status == DeliveryStatus.PENDING.value)
+    )
+    return [Step(DELIVER, (str(job_id), str(delivery_id))) for delivery_id in rows]
 
 
 def settle_job(
@@ -36,17 +46,37 @@ def settle_job(
 ) -> list[Step]:
     """Give the job its end state once every delivery ended; the notifications to send."""
     with session_factory() as session, session.begin():
-        which = _settle(session, job_id, summary_id, now=now)
+        which = settle_in(session, job_id, summary_id, now=now)
+    return after_settle(session_factory, job_id, which, now=now)
+
+
+def after_settle(
+    session_factory: sessionmaker[Session],
+    job_id: uuid.UUID,
+    which: lifecycle.Move | None,
+    *,
+    now: datetime,
+) -> list[Step]:
+    """The deliver steps of the ``job.failed`` notifications a settlement ``which`` calls for
+    (created here, after the settlement committed)."""
     if which is not lifecycle.Move.DELIVERY_FAILED:
         return []
     notes = create_job_failed_notifications(session_factory, job_id, now=now)
     return [Step(DELIVER, (str(job_id), str(note))) for note in notes]
 
 
-def _settle(
+def settle_in(
     session: Session, job_id: uuid.UUID, summary_id: uuid.UUID, *, now: datetime
 ) -> lifecycle.Move | None:
-    """Read the deliveries and move the job, in one transaction; the move made, if any."""
+    """Read the deliveries and move the job in the caller's transaction; the move made, if
+    any (hand it to :func:`after_settle` once committed).
+
+    The job row is locked before the deliveries are read: two deliveries of one summary that
+    end at once are recorded in two transactions, and without the lock each could read the
+    other still ``sending`` (not yet committed) and neither would settle the job.  With it the
+    second waits for the first to commit and then reads both ended.
+    """
+    session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
     rows = session.execute(
         select(Delivery.id, Delivery.status, Delivery.last_error, Delivery.fallback_of).where(
             Delivery.summary_id == summary_id

@@ -37,7 +37,7 @@ from typing import Any
 
 import structlog
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.jobs import Job
@@ -240,43 +240,33 @@ def _run_params(schedule: Schedule, run: ScheduleRun, targets: list[Any]) -> Job
 
 
 def _submit_run(core: Core, run_id: uuid.UUID, *, now: datetime) -> bool:
-    """Submit the job of a run that has none; True when this call linked a job to it."""
+    """Submit the job of a run that has none; True when this call linked a job to it.
+
+    The job is submitted between two short transactions, not inside one: the submission writes
+    through its own connection, which on SQLite would wait for the write lock a transaction
+    around it holds.  Two dispatchers submitting the same run meanwhile get one job (the
+    idempotency key) and only one of them links it.
+    """
+    prepared = _prepare_run(core.session_factory, run_id)
+    if prepared is None:
+        return False
+    actor, params, snapshot = prepared
+    try:
+        submission = submit_job(core, actor, params, idempotency_key=digest_idempotency_key(run_id))
+    except (NotFoundError, InvalidInputError) as exc:
+        # A channel or destination that left the server, or one of another server.  (A
+        # deployment without Discord access raises ConfigError instead: the run then waits
+        # for the next tick rather than pausing every schedule.)
+        _pause_unlinked(core.session_factory, run_id, exc.user_message)
+        return False
     with core.session_factory() as session, session.begin():
-        run = session.scalars(
-            select(ScheduleRun)
+        linked = session.execute(
+            update(ScheduleRun)
             .where(ScheduleRun.id == run_id, ScheduleRun.job_id.is_(None))
-            .with_for_update(skip_locked=True)
-        ).first()
-        if run is None:
-            return False
-        schedule = session.get(Schedule, run.schedule_id)
-        if schedule is None:  # pragma: no cover - the run cascades with its schedule
-            return False
-        targets, pending = _destinations(schedule.destination)
-        try:
-            params = _run_params(schedule, run, targets)
-        except InvalidInputError as exc:
-            _pause(session, schedule, run, exc.user_message)
-            return False
-        except (ValidationError, ValueError) as exc:
-            # Bad ids, scope or format stored by hand.
-            _pause(session, schedule, run, str(exc))
-            return False
-        actor = Actor(
-            origin=DIGEST_ORIGIN, guild_id=schedule.guild_id, requested_by=schedule.created_by
+            .values(job_id=submission.job_id)
         )
-        try:
-            submission = submit_job(
-                core, actor, params, idempotency_key=digest_idempotency_key(run.id)
-            )
-        except (NotFoundError, InvalidInputError) as exc:
-            # A channel or destination that left the server, or one of another server.  (A
-            # deployment without Discord access raises ConfigError instead: the run then waits
-            # for the next tick rather than pausing every schedule.)
-            _pause(session, schedule, run, exc.user_message)
-            return False
-        run.job_id = submission.job_id
-        snapshot = {**run_snapshot(schedule, run), "destination_pending": pending}
+    if not getattr(linked, "rowcount", 0):
+        return False
     _annotate(core.session_factory, submission.job_id, snapshot, now=now)
     log.info(
         "digest.submitted",
@@ -286,6 +276,51 @@ def _submit_run(core: Core, run_id: uuid.UUID, *, now: datetime) -> bool:
         created=submission.created,
     )
     return True
+
+
+def _prepare_run(
+    session_factory: sessionmaker[Session], run_id: uuid.UUID
+) -> tuple[Actor, JobParams, dict[str, Any]] | None:
+    """The submitter, job and snapshot of a run without a job; None (pausing an unusable
+    schedule) when there is nothing to submit."""
+    with session_factory() as session, session.begin():
+        run = session.scalars(
+            select(ScheduleRun)
+            .where(ScheduleRun.id == run_id, ScheduleRun.job_id.is_(None))
+            .with_for_update(skip_locked=True)
+        ).first()
+        if run is None:
+            return None
+        schedule = session.get(Schedule, run.schedule_id)
+        if schedule is None:  # pragma: no cover - the run cascades with its schedule
+            return None
+        targets, pending = _destinations(schedule.destination)
+        try:
+            params = _run_params(schedule, run, targets)
+        except InvalidInputError as exc:
+            _pause(session, schedule, run, exc.user_message)
+            return None
+        except (ValidationError, ValueError) as exc:
+            # Bad ids, scope or format stored by hand.
+            _pause(session, schedule, run, str(exc))
+            return None
+        actor = Actor(
+            origin=DIGEST_ORIGIN, guild_id=schedule.guild_id, requested_by=schedule.created_by
+        )
+        return actor, params, {**run_snapshot(schedule, run), "destination_pending": pending}
+
+
+def _pause_unlinked(session_factory: sessionmaker[Session], run_id: uuid.UUID, why: str) -> None:
+    """Pause the schedule of a run whose job was refused, unless another dispatcher linked one."""
+    with session_factory() as session, session.begin():
+        run = session.scalars(
+            select(ScheduleRun)
+            .where(ScheduleRun.id == run_id, ScheduleRun.job_id.is_(None))
+            .with_for_update()
+        ).first()
+        schedule = session.get(Schedule, run.schedule_id) if run is not None else None
+        if run is not None and schedule is not None:
+            _pause(session, schedule, run, why)
 
 
 def _annotate(

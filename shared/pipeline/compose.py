@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from schema.models.jobs import Job, JobStatus, Summary
 from shared import lifecycle
+from shared.db.engine import reading_session
 from shared.digests.empty import EmptyWindowAction, empty_window_action, record_outcome
 from shared.jobs import FETCH, DiscordServerSource, JobParams, Step
 from shared.pipeline.finish import after_persist, persist_summary
@@ -47,7 +48,7 @@ def _involvement(progress: dict[str, Any]) -> Involvement:
 def _load_parts(
     services: Services, ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, tuple[Job, Summary | None]]:
-    with services.session_factory() as session:
+    with reading_session(services.session_factory) as session:
         rows = session.execute(
             select(Job, Summary).outerjoin(Summary, Summary.job_id == Job.id).where(Job.id.in_(ids))
         ).all()

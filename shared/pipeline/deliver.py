@@ -17,6 +17,7 @@ import uuid
 from datetime import datetime, timedelta
 
 import structlog
+from sqlalchemy.orm import Session
 
 from schema.models.jobs import Job
 from shared.delivery.discord_targets import DISCORD_KINDS, send_discord
@@ -32,7 +33,7 @@ from shared.delivery.outbox import (
     save_progress,
 )
 from shared.delivery.runtime import DeliveryRuntime
-from shared.delivery.settle import DONE, settle_job
+from shared.delivery.settle import DONE, after_settle, settle_in, settle_job
 from shared.delivery.webhook_target import send_webhook
 from shared.errors import ErrorKind, PipelineError, RateLimitedError, classify
 from shared.jobs import DELIVER, FileTarget, Step, TerminalTarget
@@ -156,9 +157,17 @@ def run_deliver(services: Services, job: Job, item_id: uuid.UUID) -> list[Step]:
         failure = Outcome.failure(
             f"internal error: {exc!r}", retryable=classify(exc) is ErrorKind.TRANSIENT
         )
-        _record(services, runtime, claimed, failure, started_at=started_at)
+        with services.session_factory() as session, session.begin():
+            _record(session, services, runtime, claimed, failure, started_at=started_at)
         raise
-    result = _record(services, runtime, claimed, outcome, started_at=started_at)
+    with services.session_factory() as session, session.begin():
+        result = _record(session, services, runtime, claimed, outcome, started_at=started_at)
+        # The job's end state follows the last delivery in the same transaction.
+        settled = (
+            settle_in(session, job.id, claimed.summary.id, now=services.clock())
+            if claimed.summary is not None and result.status in DONE
+            else None
+        )
     log.info(
         "deliver.attempt",
         target=claimed.target,
@@ -171,14 +180,11 @@ def run_deliver(services: Services, job: Job, item_id: uuid.UUID) -> list[Step]:
         retry_in=round(result.retry_in, 1) if result.retry_in is not None else None,
     )
     steps = [Step(DELIVER, (str(job.id), str(fallback_id))) for _, fallback_id in result.fallbacks]
-    if claimed.summary is not None and result.status in DONE:
-        steps += settle_job(
-            services.session_factory, job.id, claimed.summary.id, now=services.clock()
-        )
-    return steps
+    return steps + after_settle(services.session_factory, job.id, settled, now=services.clock())
 
 
 def _record(
+    session: Session,
     services: Services,
     runtime: DeliveryRuntime,
     claimed: Claim,
@@ -186,9 +192,9 @@ def _record(
     *,
     started_at: datetime,
 ) -> RecordResult:
-    """Record the attempt's outcome now, under the runtime's retry rules."""
+    """Record the attempt's outcome now, under the runtime's retry rules, in ``session``."""
     return record_outcome(
-        services.session_factory,
+        session,
         claimed,
         outcome,
         now=services.clock(),

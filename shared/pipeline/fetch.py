@@ -2,10 +2,10 @@
 
 Load → work → persist: the job's parameters name the source; a Discord channel is first
 checked against the job's guild (the worker trusts no row to keep the boundary: a channel of
-another guild fails the job before any history is read); the job then moves to ``fetching``
-with the expected count, the messages are streamed into the cache page by page with a
-heartbeat after each full page, and the move to ``summarizing`` records the count and
-publishes the next stage.  A window of one page costs two job writes.
+another guild fails the job before any history is read); the messages are then streamed into
+the cache page by page, and the move to ``summarizing`` records the count and publishes the
+next stage.  A window of one page costs that one job write; a longer one moves the job to
+``fetching`` (with the expected count) after its first page and beats after each further one.
 """
 
 from __future__ import annotations
@@ -160,24 +160,34 @@ class _ReaderTally:
 
 
 def _fill_cache(
-    services: Services, job: Job, opened: _Opened, tally: _ReaderTally | None
+    services: Services,
+    job: Job,
+    opened: _Opened,
+    tally: _ReaderTally | None,
+    progress: dict[str, object],
 ) -> int | None:
-    """Stream the messages into the cache; the count, or None when the job ended meanwhile."""
+    """Stream the messages into the cache; the count, or None when the job ended meanwhile.
+
+    The job moves to ``fetching`` only once a page came back full, i.e. when the fetch takes
+    more than one page: a window of one page is recorded by the move to ``summarizing`` alone.
+    """
     key = str(job.id)
     services.cache.begin(key)
     fetched = 0
+    started = False
     while page := list(islice(opened.messages, PAGE_SIZE)):
         if tally is not None:
             tally.add(page)
         fetched += services.cache.append(key, page)
         if len(page) < PAGE_SIZE:
             break  # the stream ended: the move to summarizing records the count
-        alive = lifecycle.heartbeat(
-            services.session_factory,
-            job.id,
-            now=services.clock(),
-            progress={"messages_fetched": fetched},
+        progress["messages_fetched"] = fetched
+        alive = (
+            _started(services, job, progress)
+            if not started
+            else _heartbeat(services, job, progress)
         )
+        started = True
         if not alive:
             _abandon(services, key)
             return None
@@ -185,6 +195,25 @@ def _fill_cache(
         key, CachedFetch(channel=opened.channel, count=fetched, skipped=opened.skipped)
     )
     return fetched
+
+
+def _started(services: Services, job: Job, progress: dict[str, object]) -> bool:
+    """Move the job to ``fetching``; a job already summarizing (its cache being filled again)
+    keeps its state and only beats.  False when the job ended meanwhile."""
+    moved = lifecycle.move(
+        services.session_factory,
+        job.id,
+        lifecycle.Move.START_FETCH,
+        now=services.clock(),
+        progress=progress,
+    )
+    return moved is not None or _heartbeat(services, job, progress)
+
+
+def _heartbeat(services: Services, job: Job, progress: dict[str, object]) -> bool:
+    return lifecycle.heartbeat(
+        services.session_factory, job.id, now=services.clock(), progress=progress
+    )
 
 
 def _abandon(services: Services, key: str) -> None:
@@ -211,20 +240,8 @@ def run_fetch(services: Services, job: Job) -> list[Step]:
     tally = _ReaderTally(reader) if reader is not None else None
     with _open(services, job, limit=limit) as opened:
         # Opening checked the channel's guild; no history has been read yet.
-        progress = {"messages_total": opened.total, "messages_fetched": 0}
-        started = lifecycle.move(
-            services.session_factory,
-            job.id,
-            lifecycle.Move.START_FETCH,
-            now=services.clock(),
-            progress=progress,
-        )
-        if started is None:
-            # A job in ``summarizing`` whose cache is filled again keeps its state.
-            lifecycle.heartbeat(
-                services.session_factory, job.id, now=services.clock(), progress=progress
-            )
-        fetched = _fill_cache(services, job, opened, tally)
+        progress: dict[str, object] = {"messages_total": opened.total, "messages_fetched": 0}
+        fetched = _fill_cache(services, job, opened, tally, progress)
     if fetched is None:
         return []
     steps = lifecycle.move(
@@ -232,7 +249,11 @@ def run_fetch(services: Services, job: Job) -> list[Step]:
         job.id,
         lifecycle.Move.FETCHED,
         now=services.clock(),
-        progress={"messages_fetched": fetched, **(tally.progress() if tally else {})},
+        progress={
+            "messages_total": opened.total,
+            "messages_fetched": fetched,
+            **(tally.progress() if tally else {}),
+        },
         message_count=fetched,
     )
     if steps is None:

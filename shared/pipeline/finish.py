@@ -14,14 +14,14 @@ from typing import Any
 
 import structlog
 from sqlalchemy import delete, func, select
-from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.exc import IntegrityError
 
 from schema.models.chunks import SummaryChunk
-from schema.models.jobs import Delivery, DeliveryStatus, Job, JobStatus, Summary
+from schema.models.jobs import Delivery, DeliveryStatus, Job, Summary
 from schema.models.usage import UsageKind, UsageLedger
 from shared import lifecycle
 from shared.cache import CachedFetch
+from shared.db.engine import reading_session
+from shared.delivery.settle import pending_deliver_steps
 from shared.jobs import DELIVER, JobParams, Step
 from shared.pipeline.services import Services
 from shared.services.members import opted_out_ids
@@ -45,13 +45,8 @@ PROMPT_VERSION = "extractive-1"
 
 def pending_delivery_steps(services: Services, job_id: uuid.UUID) -> list[Step]:
     """One deliver step per pending delivery of the job's summary."""
-    with services.session_factory() as session:
-        rows = session.scalars(
-            select(Delivery.id)
-            .join(Summary, Summary.id == Delivery.summary_id)
-            .where(Summary.job_id == job_id, Delivery.status == DeliveryStatus.PENDING.value)
-        )
-        return [Step(DELIVER, (str(job_id), str(delivery_id))) for delivery_id in rows]
+    with reading_session(services.session_factory) as session:
+        return pending_deliver_steps(session, job_id)
 
 
 def enqueue_pending_deliveries(services: Services, job_id: uuid.UUID) -> None:
@@ -78,6 +73,7 @@ def persist_summary(
     usage: Sequence[UsageLedger] = (),
     progress: Mapping[str, Any] | None = None,
     usage_of: Sequence[uuid.UUID] = (),
+    drop_chunks: bool = True,
 ) -> tuple[uuid.UUID, ...] | None:
     """Write summary, deliveries, usage rows and job status at once.
 
@@ -85,6 +81,7 @@ def persist_summary(
     another run got there first; ``usage`` is then recorded on its own, since those calls were
     made all the same.  The summary's token and cost figures are the sum of every usage row of
     the job (map steps included) and of the jobs in ``usage_of`` (a multi-channel job's parts).
+    ``drop_chunks=False`` skips deleting the job's map notes, for a caller that made none.
     """
     now = services.clock()
     spenders = [job.id, *usage_of]
@@ -121,31 +118,31 @@ def persist_summary(
         )
         for target in params.destinations
     ]
-    which = lifecycle.Move.SUMMARIZED
     with services.session_factory() as session:
-        try:
-            with session.begin():
-                row = session.get(Job, job.id, with_for_update=True)
-                if row is None or JobStatus(row.status) not in lifecycle.MOVES[which].sources:
-                    record_usage(services, usage)
-                    return None
-                if usage:
-                    session.add_all(usage)
-                    session.flush()
-                session.add(summary)
-                session.add_all(deliveries)
+        transaction = session.begin()
+        # The move comes first: a conditional UPDATE that takes the job row's lock, so of two
+        # runs one stores the summary and the other finds the job no longer summarizing.
+        moved = lifecycle.move_in(
+            session,
+            job.id,
+            lifecycle.Move.SUMMARIZED,
+            now=now,
+            progress={**(progress or {}), "summary_id": str(summary.id)},
+        )
+        if moved is None:
+            transaction.rollback()
+            log.info("summarize.duplicate", reason="the job is no longer summarizing")
+            record_usage(services, usage)
+            return None
+        with transaction:
+            if usage:
+                session.add_all(usage)
+                session.flush()
+            session.add(summary)
+            session.add_all(deliveries)
+            if drop_chunks:
                 # The notes were only needed to write this summary.
                 session.execute(delete(SummaryChunk).where(SummaryChunk.job_id == job.id))
-                lifecycle.move_locked(
-                    row,
-                    which,
-                    now=now,
-                    progress={**(progress or {}), "summary_id": str(summary.id)},
-                )
-        except IntegrityError:
-            log.info("summarize.duplicate", reason="summary already stored by another run")
-            record_usage(services, [_copy(u) for u in usage])
-            return None
     return tuple(delivery.id for delivery in deliveries)
 
 
@@ -154,20 +151,6 @@ def _spent(job_ids: Sequence[uuid.UUID], column: Any) -> Any:
         UsageLedger.job_id == job_ids[0] if len(job_ids) == 1 else UsageLedger.job_id.in_(job_ids)
     )
     return select(func.coalesce(func.sum(column), 0)).where(where).scalar_subquery()
-
-
-def _copy(row: UsageLedger) -> UsageLedger:
-    # A row added to a session that rolled back cannot be added to another one.  The copy
-    # takes every mapped column but the primary key, which its own INSERT assigns.
-    mapper = sa_inspect(UsageLedger)
-    key = set(mapper.primary_key)
-    return UsageLedger(
-        **{
-            attr.key: getattr(row, attr.key)
-            for attr in mapper.column_attrs
-            if key.isdisjoint(attr.columns)
-        }
-    )
 
 
 def after_persist(
@@ -203,7 +186,7 @@ def summarize_offline(
     lifecycle.heartbeat(
         services.session_factory, job.id, now=services.clock(), progress={"summarizing": True}
     )
-    with services.session_factory() as session:
+    with reading_session(services.session_factory) as session:
         opted_out = opted_out_ids(session, fetched.channel.guild_id or job.guild_id)
     # Opted-out members are left out here as the LLM path's transcript leaves them out.
     messages = [m for m in services.cache.iter_messages(key) if m.author_id not in opted_out]

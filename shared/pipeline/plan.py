@@ -35,6 +35,7 @@ import structlog
 from schema.models.jobs import Job, JobStatus
 from schema.models.tenancy import GuildSettings
 from shared import lifecycle
+from shared.db.engine import reading_session
 from shared.db.rows import add_unless_present
 from shared.discord.audience import (
     GuildSnapshot,
@@ -240,7 +241,7 @@ def _without_excluded(
 ) -> tuple[list[int], list[LeftOut]]:
     """Channels the server's admins excluded from summaries (a thread or channel is excluded
     with its parent or category) are left out, as for a one-channel summary."""
-    with services.session_factory() as session:
+    with reading_session(services.session_factory) as session:
         row = session.get(GuildSettings, guild_id)
     excluded = {int(c) for c in (row.excluded_channel_ids if row is not None else [])}
     kept: list[int] = []

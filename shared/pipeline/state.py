@@ -14,6 +14,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.jobs import Job, JobStatus
+from shared.db.engine import reading_session
 
 __all__ = ["FINISHED", "advance", "fail", "heartbeat", "load"]
 
@@ -22,7 +23,7 @@ FINISHED = (JobStatus.COMPLETED.value, JobStatus.FAILED.value, JobStatus.CANCELL
 
 def load(session_factory: sessionmaker[Session], job_id: uuid.UUID) -> Job | None:
     """The job row, detached, or None when it does not exist."""
-    with session_factory() as session:
+    with reading_session(session_factory) as session:
         return session.get(Job, job_id)
 
 

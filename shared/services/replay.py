@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from schema.models.delivery_log import DeliverySchedule, JobNotification
 from schema.models.jobs import DeadLetter, Delivery, DeliveryStatus, Job, Summary
 from shared import lifecycle
+from shared.delivery.settle import pending_deliver_steps
 from shared.errors import InvalidInputError
 from shared.jobs import DELIVER, FETCH, SUMMARIZE, Step
 from shared.services.core import Core
@@ -78,15 +79,6 @@ def _reset_item(session: Session, item_id: uuid.UUID, now: datetime) -> uuid.UUI
     return None
 
 
-def _pending_deliveries(session: Session, job_id: uuid.UUID) -> list[Step]:
-    rows = session.scalars(
-        select(Delivery.id)
-        .join(Summary, Summary.id == Delivery.summary_id)
-        .where(Summary.job_id == job_id, Delivery.status == DeliveryStatus.PENDING.value)
-    )
-    return [Step(DELIVER, (str(job_id), str(row))) for row in rows]
-
-
 def _replay_letter(session: Session, letter: DeadLetter, now: datetime) -> list[Step] | str:
     """The steps that re-drive a dead letter, or why it cannot be replayed."""
     args = [str(a) for a in letter.args or []]
@@ -101,7 +93,7 @@ def _replay_letter(session: Session, letter: DeadLetter, now: datetime) -> list[
             return f"dead letter {letter.id}: its job no longer exists"
         if session.scalar(select(Summary.id).where(Summary.job_id == job.id)) is not None:
             _reopen(job, lifecycle.Move.REPLAY_DELIVERY, now)
-            return _pending_deliveries(session, job.id)
+            return pending_deliver_steps(session, job.id)
         return _reopen(job, lifecycle.Move.REPLAY_FETCH, now) or [Step(FETCH, (str(job.id),))]
     return f"dead letter {letter.id}: task {letter.task_name} cannot be replayed by this version"
 

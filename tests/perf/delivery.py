@@ -119,9 +119,15 @@ def _overhead(url: str, key: str, receiver: WebhookReceiver) -> dict[str, float]
             webhook_ms.append(elapsed)
         # Recorded (untimed), so no lease runs out later and the sweep sends it again in the
         # outage phase, to a receiver that is gone.
-        record_outcome(
-            factory, claim, outcome, now=services.clock(), started_at=services.clock(), rules=rules
-        )
+        with factory() as session, session.begin():
+            record_outcome(
+                session,
+                claim,
+                outcome,
+                now=services.clock(),
+                started_at=services.clock(),
+                rules=rules,
+            )
     deliver_ms: list[float] = []
     for _ in range(OVERHEAD_SENDS // 2):
         fan = add_summary(factory, target)

@@ -26,6 +26,7 @@ from schema.models.chunks import (
 )
 from schema.models.jobs import Job
 from schema.models.usage import UsageLedger
+from shared.db.engine import reading_session
 from shared.domain.messages import ChannelInfo
 from shared.llm.models import Meter
 from shared.pipeline import state
@@ -184,7 +185,7 @@ def run_map(services: Services, job_id: uuid.UUID, chunk_id: uuid.UUID) -> None:
     if job is None:
         return
     llm = llm_of(services)
-    with services.session_factory() as session:
+    with reading_session(services.session_factory) as session:
         chunk = session.get(SummaryChunk, chunk_id)
         plan = session.get(SummaryPlan, job_id)
     if chunk is None or plan is None or chunk.job_id != job_id:

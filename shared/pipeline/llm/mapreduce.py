@@ -58,6 +58,7 @@ from schema.models.chunks import (
 from schema.models.jobs import Job
 from schema.models.tenancy import GuildSettings
 from schema.models.usage import UsageLedger
+from shared.db.engine import reading_session
 from shared.db.rows import add_unless_present
 from shared.errors import ConfigError, InvalidInputError, PermanentError
 from shared.jobs import SUMMARIZE, JobParams
@@ -221,6 +222,8 @@ class GuildPreferences:
     opted_out: frozenset[str]
     language: str | None
     instructions: str | None
+    #: Whether the guild has a monthly token budget to check.
+    budgeted: bool = True
 
 
 def guild_preferences(session: Session, guild_id: str | None) -> GuildPreferences:
@@ -230,6 +233,7 @@ def guild_preferences(session: Session, guild_id: str | None) -> GuildPreference
         opted_out=opted_out_ids(session, guild_id),
         language=settings.default_language if settings else None,
         instructions=settings.custom_instructions if settings else None,
+        budgeted=settings is not None and settings.monthly_token_budget is not None,
     )
 
 
@@ -247,7 +251,7 @@ def job_options(
     own (:func:`guild_preferences`); otherwise they are read here.
     """
     if preferences is None:
-        with services.session_factory() as session:
+        with reading_session(services.session_factory) as session:
             preferences = guild_preferences(session, guild_id)
     language = params.language or preferences.language or "en"
     instructions = preferences.instructions
@@ -285,6 +289,7 @@ def persist_llm_summary(
     model: str | None,
     usage: Sequence[UsageLedger],
     progress: Mapping[str, Any],
+    drop_chunks: bool = True,
 ) -> tuple[uuid.UUID, ...] | None:
     """Store a summary the LLM wrote: with the window's participants and span, and the prompt
     version that asked for it (see :func:`shared.pipeline.finish.persist_summary`)."""
@@ -297,6 +302,7 @@ def persist_llm_summary(
         model=model,
         usage=usage,
         progress=progress,
+        drop_chunks=drop_chunks,
     )
 
 
@@ -351,7 +357,7 @@ def claim_degraded(services: Services, job_id: uuid.UUID, reason: str) -> bool:
 
 def redrive(services: Services, job_id: uuid.UUID) -> None:
     """Enqueue whatever a planned job still misses: its map steps, or its reduce step."""
-    with services.session_factory() as session:
+    with reading_session(services.session_factory) as session:
         reduction = session.get(SummaryReduction, job_id)
         pending = list(
             session.scalars(

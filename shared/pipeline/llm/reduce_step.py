@@ -27,6 +27,7 @@ from schema.models.chunks import (
 )
 from schema.models.jobs import Job, JobStatus
 from schema.models.usage import UsageLedger
+from shared.db.engine import reading_session
 from shared.domain.messages import ChannelInfo
 from shared.jobs import JobParams, parse_params
 from shared.llm.client import ContextLengthError
@@ -276,7 +277,7 @@ def run_reduce(services: Services, job_id: uuid.UUID) -> None:
     if job.status == JobStatus.DELIVERING.value:
         enqueue_pending_deliveries(services, job_id)
         return
-    with services.session_factory() as session:
+    with reading_session(services.session_factory) as session:
         reduction = session.get(SummaryReduction, job_id)
         plan = session.get(SummaryPlan, job_id)
         chunks = list(

@@ -28,6 +28,7 @@ from schema.models.chunks import (
 )
 from schema.models.jobs import Job
 from shared.cache import CachedFetch
+from shared.db.engine import reading_session
 from shared.domain.messages import ChannelInfo
 from shared.jobs import JobParams
 from shared.llm.client import QuotaExceededError
@@ -130,11 +131,11 @@ def start(services: Services, job: Job, params: JobParams, fetched: CachedFetch)
     llm = llm_of(services)
     channel = fetched.channel
     guild_id = channel.guild_id or job.guild_id
-    with services.session_factory() as session:
+    with reading_session(services.session_factory) as session:
         planned = session.get(SummaryPlan, job.id) is not None
         # Read along with the plan check: one session instead of two.
         preferences = None if planned else guild_preferences(session, guild_id)
-    if planned:
+    if planned or preferences is None:
         redrive(services, job.id)
         return
     if fetched.count == 0:
@@ -199,7 +200,16 @@ def start(services: Services, job: Job, params: JobParams, fetched: CachedFetch)
         if not held or stats.kept == 0:
             summarize_offline(services, job, params, fetched)
             return
-        _single(services, job, params, fetched, held, stats, prompt_options)
+        _single(
+            services,
+            job,
+            params,
+            fetched,
+            held,
+            stats,
+            prompt_options,
+            budgeted=preferences.budgeted,
+        )
         return
     _commit_plan(services, llm, job, params, fetched, staging, stats)
 
@@ -252,8 +262,14 @@ def _single(
     chunks: Sequence[Chunk],
     stats: WindowStats,
     options: prompts.PromptOptions,
+    *,
+    budgeted: bool,
 ) -> None:
-    """A window that fits one call: transcript → summary, in this task."""
+    """A window that fits one call: transcript → summary, in this task.
+
+    Its summary is stored without a plan or map notes; ``budgeted`` says whether the guild
+    has a token budget to check first (its settings row was read when the job was planned).
+    """
     llm = llm_of(services)
     channel = fetched.channel
     guild_id = channel.guild_id or job.guild_id
@@ -279,15 +295,17 @@ def _single(
             model=llm.model,
             usage=[],
             progress={"llm": {"mode": "single", "calls": 0, "cached": True}},
+            drop_chunks=False,
         )
         log.info("summarize.done", mode="single", cached=True, cited=len(cached.citations))
         after_persist(services, job.id, stored)
         return
-    with services.session_factory() as session, session.begin():
-        budget = check_budget(session, guild_id=guild_id, job_id=job.id, now=services.clock())
-    if not budget.allows(needed):
-        _over_budget(services, job, params, fetched, budget.explain(needed))
-        return
+    if budgeted:
+        with services.session_factory() as session, session.begin():
+            budget = check_budget(session, guild_id=guild_id, job_id=job.id, now=services.clock())
+        if not budget.allows(needed):
+            _over_budget(services, job, params, fetched, budget.explain(needed))
+            return
     meter = Meter("single")
     try:
         result = llm.final(transcript=transcript, channel=channel, options=options, meter=meter)
@@ -318,6 +336,7 @@ def _single(
         model=result.model,
         usage=ledger_rows(result.calls, job_id=job.id, guild_id=guild_id, services=services),
         progress=report_progress(report, mode="single", calls=len(result.calls)),
+        drop_chunks=False,
     )
     if stored is not None:
         log.info("summarize.done", mode="single", cited=len(content.citations), model=result.model)
