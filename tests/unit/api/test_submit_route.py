@@ -147,3 +147,33 @@ def test_a_hop_runs_in_a_pool_thread_with_the_callers_context() -> None:
         value, thread = asyncio.run(hop(executor))
     assert value == "request"
     assert thread.startswith("api-hop")
+
+
+def test_a_keyed_submission_books_the_limit_and_claims_the_key_in_one_round_trip(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = api.auth(api.key(("jobs:write",)))
+    warm = _post(api, headers | {"Idempotency-Key": "warm"}, json={"channel_id": api.channel})
+    assert warm.status_code == 202  # the key's last-used mark is now known
+    commands: list[str] = []
+    original = type(api.redis).execute_command
+
+    def counting(self: Any, *args: Any, **options: Any) -> Any:
+        commands.append(str(args[0]).upper())
+        return original(self, *args, **options)
+
+    monkeypatch.setattr(type(api.redis), "execute_command", counting)
+    response = _post(api, headers | {"Idempotency-Key": "k2"}, json={"channel_id": api.channel})
+    assert response.status_code == 202, response.text
+    # One script books the limit and claims the key; one stores the response.
+    assert commands == ["EVALSHA", "EVALSHA"]
+    assert len(api.enqueuer.sent) == 2
+
+
+def test_a_rate_limited_submission_claims_nothing(api: Api) -> None:
+    headers = api.auth(api.key(("jobs:write",), rate_limit_per_minute=6))
+    assert _post(api, headers, json={"channel_id": api.channel}).status_code == 202
+    refused = _post(api, headers | {"Idempotency-Key": "later"}, json={"channel_id": api.channel})
+    assert refused.status_code == 429
+    assert not list(api.redis.scan_iter(match=f"{api.prefix}:idem:*"))
+    assert len(api.enqueuer.sent) == 1
