@@ -177,3 +177,29 @@ def test_a_rate_limited_submission_claims_nothing(api: Api) -> None:
     assert refused.status_code == 429
     assert not list(api.redis.scan_iter(match=f"{api.prefix}:idem:*"))
     assert len(api.enqueuer.sent) == 1
+
+
+def test_a_submission_skips_the_router_and_other_routes_do_not(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.routing import APIRoute
+
+    matched: list[str] = []
+    original = APIRoute.matches
+
+    def recording(self: APIRoute, scope: Any) -> Any:
+        matched.append(self.path)
+        return original(self, scope)
+
+    monkeypatch.setattr(APIRoute, "matches", recording)
+    headers = api.auth(api.key(("jobs:write", "summaries:read")))
+    with structlog.testing.capture_logs() as logs:
+        created = _post(api, headers, json={"channel_id": api.channel})
+    assert created.status_code == 202, created.text
+    assert matched == []
+    (line,) = [entry for entry in logs if entry["event"] == "api.request"]
+    assert (line["route"], line["status"]) == ("/v1/jobs", 202)
+    read = api.client.get(created.headers["location"], headers=headers)
+    assert read.status_code == 200
+    assert matched  # the router served it
+    assert api.client.get("/v1/jobs", headers=headers).status_code == 405
