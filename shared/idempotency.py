@@ -39,12 +39,15 @@ __all__ = [
     "Claim",
     "IdempotencyStore",
     "StoredResponse",
+    "begin_script",
     "fingerprint",
     "validate_key",
 ]
 
 MAX_KEY_LENGTH = 255
 
+# KEYS[1] the record; ARGV: fingerprint, owner, lease (ms).  Returns {'new'} when claimed, else
+# the record's state, fp, status, headers and body.
 _BEGIN = """
 local rec = redis.call('HMGET', KEYS[1], 'state', 'fp', 'status', 'headers', 'body')
 if rec[1] then
@@ -71,6 +74,13 @@ if redis.call('HGET', KEYS[1], 'owner') == ARGV[1]
 end
 return 0
 """
+
+
+def begin_script() -> str:
+    """The Lua body that claims a record (``KEYS[1]``; ``ARGV``: fingerprint, owner, lease in
+    ms), for a script that claims after other checks (:mod:`shared.ratelimit.inbound`); its
+    reply is what :meth:`IdempotencyStore.claim_from` reads."""
+    return _BEGIN
 
 
 def validate_key(value: str) -> str:
@@ -162,9 +172,23 @@ class IdempotencyStore:
 
     def begin(self, scope: str, key: str, request_fingerprint: str) -> Claim:
         """Claim ``key`` for a request, or report the replay, mismatch or conflict."""
-        record = self.record_key(scope, key)
+        record, args = self.begin_args(scope, key, request_fingerprint)
+        raw: Any = self._begin(keys=[record], args=args)
+        return self.claim_from(record, args, raw)
+
+    def begin_args(
+        self, scope: str, key: str, request_fingerprint: str
+    ) -> tuple[str, list[str | int]]:
+        """The record key and the ``ARGV`` of :func:`begin_script` for a new claim (with a fresh
+        owner token)."""
         owner = secrets.token_hex(16)
-        raw: Any = self._begin(keys=[record], args=[request_fingerprint, owner, self._lease_ms])
+        return self.record_key(scope, key), [request_fingerprint, owner, self._lease_ms]
+
+    @staticmethod
+    def claim_from(record: str, args: list[str | int], raw: Any) -> Claim:
+        """The :class:`Claim` for the reply ``raw`` of :func:`begin_script` run with ``args``
+        (from :meth:`begin_args`)."""
+        request_fingerprint, owner = str(args[0]), str(args[1])
         values = list(raw)
         if len(values) == 1:
             return Claim(BeginOutcome.PROCEED, record, owner=owner)

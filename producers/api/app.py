@@ -27,6 +27,7 @@ from producers.api.middleware import (
     JsonBodyMiddleware,
     MetricsMiddleware,
 )
+from producers.api.onehop import OneHopDispatch
 from producers.api.problems import PROBLEM_JSON, install_problem_handlers
 from producers.api.resources import ApiOptions, ApiResources, utc_now
 from producers.api.routes import (
@@ -253,8 +254,16 @@ def create_app(
     if session_factory is not None and redis is not None and enqueuer is not None and box:
         app.state.resources = build(session_factory, redis, enqueuer, box, directory)
     install_problem_handlers(app)
-    for module in (uploads, jobs, digests, summaries, schedules, webhooks, users, health):
+    modules = (uploads, jobs, digests, summaries, schedules, webhooks, users, health)
+    for module in modules:
         app.include_router(module.router)
+    # The routers are included without a prefix: their routes' paths are the served paths.
+    app.add_middleware(
+        OneHopDispatch,
+        routes=[route for module in modules for route in module.router.routes],
+        handlers=app.exception_handlers,
+        debug=app.debug,
+    )
     app.add_middleware(JsonBodyMiddleware, uploads=frozenset({uploads.UPLOAD_PATH}))
     app.add_middleware(
         BodySizeLimitMiddleware,

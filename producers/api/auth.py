@@ -33,18 +33,23 @@ from producers.api.resources import ApiResources, get_resources
 from shared import signing
 from shared.apikeys import ApiKeyError, KeyRecord, Scope, authenticate, has_scope, record_use
 from shared.errors import ConfigError
-from shared.ratelimit.inbound import Limit, default_burst
+from shared.idempotency import Claim
+from shared.ratelimit.inbound import Decision, Limit, default_burst
 from shared.services.core import Actor
 
 __all__ = [
     "SECURITY_SCHEME",
     "Caller",
     "Credentials",
+    "admit",
+    "admit_with_claim",
     "authenticate_credentials",
     "authenticate_request",
+    "caller_of",
     "check_scope",
     "request_credentials",
     "require_scope",
+    "verify_credentials",
 ]
 
 log = structlog.get_logger("summarybot.api")
@@ -141,11 +146,15 @@ def _check_signature(resources: ApiResources, key: KeyRecord, signed: SignedPart
         raise _unauthorized("this webhook-id was used already; give every request a new id")
 
 
-def _check_rate(resources: ApiResources, key: KeyRecord) -> None:
+def _limit(resources: ApiResources, key: KeyRecord) -> Limit:
     per_minute = key.rate_limit_per_minute or resources.options.default_rate_limit_per_minute
-    decision = resources.limiter.hit(key.id, Limit(per_minute, default_burst(per_minute)))
+    return Limit(per_minute, default_burst(per_minute))
+
+
+def _refuse_rate(resources: ApiResources, decision: Decision) -> None:
     if decision.allowed:
         return
+    per_minute = decision.limit.per_minute
     resources.metrics.rate_limited.inc()
     raise Problem(
         429,
@@ -157,6 +166,30 @@ def _check_rate(resources: ApiResources, key: KeyRecord) -> None:
             "RateLimit-Remaining": "0",
         },
     )
+
+
+def _check_rate(resources: ApiResources, key: KeyRecord) -> None:
+    _refuse_rate(resources, resources.limiter.hit(key.id, _limit(resources, key)))
+
+
+def admit_with_claim(
+    resources: ApiResources, key: KeyRecord, idempotency_key: str, request_fingerprint: str
+) -> Claim:
+    """Steps 4 and 5 for a verified ``key`` (:func:`verify_credentials`), claiming the
+    request's ``Idempotency-Key`` in the rate limit's round trip; 429 as a :class:`Problem`
+    (and nothing claimed)."""
+    decision, claim = resources.limiter.hit_and_begin(
+        key.id, _limit(resources, key), resources.idempotency, idempotency_key, request_fingerprint
+    )
+    _refuse_rate(resources, decision)
+    assert claim is not None  # allowed
+    _touch(resources, key)
+    return claim
+
+
+def caller_of(key: KeyRecord) -> Caller:
+    """The :class:`Caller` a verified key makes."""
+    return Caller(key_id=key.id, guild_id=key.guild_id, scopes=frozenset(key.scopes))
 
 
 def _touch(resources: ApiResources, key: KeyRecord) -> None:
@@ -184,6 +217,14 @@ class Credentials:
 def authenticate_credentials(resources: ApiResources, credentials: Credentials) -> Caller:
     """Steps 1 to 5 of the module docstring for ``credentials`` (blocking: run it in a worker
     thread); 401/403/429 as a :class:`Problem`."""
+    key = verify_credentials(resources, credentials)
+    admit(resources, key)
+    return caller_of(key)
+
+
+def verify_credentials(resources: ApiResources, credentials: Credentials) -> KeyRecord:
+    """Steps 1 to 3 of the module docstring (blocking); 401/403 as a :class:`Problem`.  The
+    key is not yet admitted: :func:`admit` or :func:`admit_with_claim` must follow."""
     token = credentials.token
     try:
         key = authenticate(
@@ -204,9 +245,13 @@ def authenticate_credentials(resources: ApiResources, credentials: Credentials) 
         ) from None
     _check_ip(key, credentials.client_host)
     _check_signature(resources, key, credentials.signed)
+    return key
+
+
+def admit(resources: ApiResources, key: KeyRecord) -> None:
+    """Steps 4 and 5 for a verified ``key`` (blocking); 429 as a :class:`Problem`."""
     _check_rate(resources, key)
     _touch(resources, key)
-    return Caller(key_id=key.id, guild_id=key.guild_id, scopes=frozenset(key.scopes))
 
 
 def check_scope(caller: Caller, scopes: tuple[Scope, ...]) -> None:

@@ -18,7 +18,7 @@ from producers.api.auth import Caller
 from producers.api.problems import Problem
 from producers.api.resources import ApiResources
 from shared.errors import InvalidInputError
-from shared.idempotency import BeginOutcome, StoredResponse, fingerprint, validate_key
+from shared.idempotency import BeginOutcome, Claim, StoredResponse, fingerprint, validate_key
 
 __all__ = [
     "Idempotency",
@@ -26,6 +26,7 @@ __all__ = [
     "checked_key",
     "idempotency_header",
     "idempotency_key",
+    "run_claimed",
     "run_idempotent",
 ]
 
@@ -102,6 +103,18 @@ def run_idempotent(
     if key is None:
         return work()
     claim = resources.idempotency.begin(caller.key_id, key.key, key.fingerprint)
+    return run_claimed(resources, claim, work, sensitive=sensitive)
+
+
+def run_claimed(
+    resources: ApiResources,
+    claim: Claim,
+    work: Callable[[], Response],
+    *,
+    sensitive: bool = False,
+) -> Response:
+    """:func:`run_idempotent` past the claim: answer from ``claim`` (a replay, 409 or 422),
+    or run ``work`` as its owner, then store a 2xx or release the key."""
     resources.metrics.idempotency.labels(claim.outcome.value).inc()
     if claim.outcome is BeginOutcome.MISMATCH:
         raise Problem(

@@ -144,7 +144,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="how long to send")
     parser.add_argument("--connections", type=int, default=32, help="keep-alive connections")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up at 50/s")
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="uvicorn worker processes (docs/operations.md, Sizing the API: one per core)",
+    )
     args = parser.parse_args(argv)
 
     url = redis_url()

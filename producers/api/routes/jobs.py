@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Path, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from starlette.responses import Response
@@ -16,12 +17,21 @@ from starlette.responses import Response
 from producers.api.auth import (
     Caller,
     Credentials,
-    authenticate_credentials,
+    admit,
+    admit_with_claim,
+    caller_of,
     check_scope,
     request_credentials,
     require_scope,
+    verify_credentials,
 )
-from producers.api.idempotent import Idempotency, IdempotencyKey, checked_key, run_idempotent
+from producers.api.idempotent import (
+    Idempotency,
+    IdempotencyKey,
+    checked_key,
+    run_claimed,
+    run_idempotent,
+)
 from producers.api.models import DeliveryOut, JobCreate, JobOut
 from producers.api.onehop import in_hop, json_body, one_hop_route, validate_body
 from producers.api.problems import Problem, validation_errors
@@ -115,11 +125,13 @@ def create_job(
     The declaration FastAPI documents; :func:`serve_create_job` serves the requests, with the
     same checks in the same order, in one worker-thread hop.
     """
+    return run_idempotent(resources, caller, idem, _submission(resources, caller, idem, payload))
 
-    def work() -> Response:
-        return submit(resources, caller, idem, _params(resources, caller, payload))
 
-    return run_idempotent(resources, caller, idem, work)
+def _submission(
+    resources: ApiResources, caller: Caller, idem: IdempotencyKey | None, payload: JobCreate
+) -> Callable[[], Response]:
+    return lambda: submit(resources, caller, idem, _params(resources, caller, payload))
 
 
 def _create_job_in_thread(
@@ -130,19 +142,28 @@ def _create_job_in_thread(
     body: Any,
     admitted: list[Caller],
 ) -> Response:
-    caller = authenticate_credentials(resources, credentials)
-    admitted.append(caller)  # for the access log, whatever follows
-    check_scope(caller, _WRITE)
-    key = checked_key(header)
+    key = verify_credentials(resources, credentials)
+    caller = caller_of(key)
+    try:
+        check_scope(caller, _WRITE)
+        idempotency_key = checked_key(header)
+        payload = validate_body(JobCreate, body)
+    except (Problem, RequestValidationError):
+        # Refused without Redis, but the rate limit answers first (429 before these).
+        admit(resources, key)
+        admitted.append(caller)  # for the access log
+        raise
+    if idempotency_key is None:
+        admit(resources, key)
+        admitted.append(caller)
+        return _submission(resources, caller, None, payload)()
     signed = credentials.signed
     assert signed is not None  # the body was read for the signature check
-    idem = None if key is None else IdempotencyKey(key, fingerprint("POST", path, signed.body))
-    payload = validate_body(JobCreate, body)
-
-    def work() -> Response:
-        return submit(resources, caller, idem, _params(resources, caller, payload))
-
-    return run_idempotent(resources, caller, idem, work)
+    idem = IdempotencyKey(idempotency_key, fingerprint("POST", path, signed.body))
+    # The rate limit and the claim of the key in one Redis round trip.
+    claim = admit_with_claim(resources, key, idem.key, idem.fingerprint)
+    admitted.append(caller)
+    return run_claimed(resources, claim, _submission(resources, caller, idem, payload))
 
 
 async def serve_create_job(request: Request) -> Response:

@@ -237,6 +237,31 @@ def test_store_claims_replays_and_releases(rclient: Any) -> None:
     assert not store.complete(stranger, StoredResponse(200, b""))
 
 
+@pytest.mark.integration
+def test_the_limit_and_the_claim_share_one_script(rclient: Any) -> None:
+    client, prefix = rclient
+    limiter = InboundRateLimiter(client, prefix=f"{prefix}:rl")
+    store = IdempotencyStore(client, prefix=f"{prefix}:idem", ttl_seconds=60, lease_seconds=5)
+    limit = Limit(per_minute=600, burst=2)
+    decision, claim = limiter.hit_and_begin("key1", limit, store, "k", "fp1")
+    assert decision.allowed and decision.remaining == 1
+    assert claim is not None and claim.outcome is BeginOutcome.PROCEED
+    assert claim.record == store.record_key("key1", "k")
+    assert 0 < client.pttl(claim.record) <= 5000
+    decision, again = limiter.hit_and_begin("key1", limit, store, "k", "fp2")
+    assert decision.allowed and again is not None and again.outcome is BeginOutcome.MISMATCH
+    # Refused by the limit: nothing is claimed, and the record of another key stays unborn.
+    refused, none = limiter.hit_and_begin("key1", limit, store, "fresh", "fp1")
+    assert not refused.allowed and none is None
+    assert refused.retry_after > 0
+    assert not client.exists(store.record_key("key1", "fresh"))
+    assert store.complete(claim, StoredResponse(202, b"{}", {"location": "/x"}))
+    time.sleep(refused.retry_after + 0.01)
+    _decision, replay = limiter.hit_and_begin("key1", limit, store, "k", "fp1")
+    assert replay is not None and replay.outcome is BeginOutcome.REPLAY
+    assert replay.response == StoredResponse(202, b"{}", {"location": "/x"})
+
+
 # --- request signing (the shared implementation; vectors in tests/unit/delivery) ----------------
 
 

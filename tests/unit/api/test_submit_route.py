@@ -147,3 +147,59 @@ def test_a_hop_runs_in_a_pool_thread_with_the_callers_context() -> None:
         value, thread = asyncio.run(hop(executor))
     assert value == "request"
     assert thread.startswith("api-hop")
+
+
+def test_a_keyed_submission_books_the_limit_and_claims_the_key_in_one_round_trip(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = api.auth(api.key(("jobs:write",)))
+    warm = _post(api, headers | {"Idempotency-Key": "warm"}, json={"channel_id": api.channel})
+    assert warm.status_code == 202  # the key's last-used mark is now known
+    commands: list[str] = []
+    original = type(api.redis).execute_command
+
+    def counting(self: Any, *args: Any, **options: Any) -> Any:
+        commands.append(str(args[0]).upper())
+        return original(self, *args, **options)
+
+    monkeypatch.setattr(type(api.redis), "execute_command", counting)
+    response = _post(api, headers | {"Idempotency-Key": "k2"}, json={"channel_id": api.channel})
+    assert response.status_code == 202, response.text
+    # One script books the limit and claims the key; one stores the response.
+    assert commands == ["EVALSHA", "EVALSHA"]
+    assert len(api.enqueuer.sent) == 2
+
+
+def test_a_rate_limited_submission_claims_nothing(api: Api) -> None:
+    headers = api.auth(api.key(("jobs:write",), rate_limit_per_minute=6))
+    assert _post(api, headers, json={"channel_id": api.channel}).status_code == 202
+    refused = _post(api, headers | {"Idempotency-Key": "later"}, json={"channel_id": api.channel})
+    assert refused.status_code == 429
+    assert not list(api.redis.scan_iter(match=f"{api.prefix}:idem:*"))
+    assert len(api.enqueuer.sent) == 1
+
+
+def test_a_submission_skips_the_router_and_other_routes_do_not(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.routing import APIRoute
+
+    matched: list[str] = []
+    original = APIRoute.matches
+
+    def recording(self: APIRoute, scope: Any) -> Any:
+        matched.append(self.path)
+        return original(self, scope)
+
+    monkeypatch.setattr(APIRoute, "matches", recording)
+    headers = api.auth(api.key(("jobs:write", "summaries:read")))
+    with structlog.testing.capture_logs() as logs:
+        created = _post(api, headers, json={"channel_id": api.channel})
+    assert created.status_code == 202, created.text
+    assert matched == []
+    (line,) = [entry for entry in logs if entry["event"] == "api.request"]
+    assert (line["route"], line["status"]) == ("/v1/jobs", 202)
+    read = api.client.get(created.headers["location"], headers=headers)
+    assert read.status_code == 200
+    assert matched  # the router served it
+    assert api.client.get("/v1/jobs", headers=headers).status_code == 405
