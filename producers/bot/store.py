@@ -24,7 +24,7 @@ from schema.models.jobs import Job, JobStatus, Summary
 from schema.models.schedules import Schedule
 from schema.models.tenancy import GuildSettings, PrivateChannelPolicy
 from schema.models.usage import UsageLedger
-from shared.db.engine import session_scope
+from shared.db.engine import reading_session, session_scope
 from shared.errors import InvalidInputError
 from shared.job_view import JobView
 from shared.jobs import PART_ORIGIN
@@ -82,7 +82,7 @@ class GuildConfig:
 
 def load_guild_config(session_factory: SessionFactory, guild_id: int) -> GuildConfig:
     """The guild's settings, or the defaults when it has none."""
-    with session_factory() as session:
+    with reading_session(session_factory) as session:
         row = session.get(GuildSettings, str(guild_id))
         return GuildConfig.from_row(row) if row else GuildConfig(guild_id=guild_id)
 
@@ -138,7 +138,7 @@ def update_guild_config(
 def list_schedules(session_factory: SessionFactory, *, guild_id: int) -> list[ScheduleView]:
     """The guild's digest schedules, oldest first, each with its latest run's left-out
     channels."""
-    with session_factory() as session:
+    with reading_session(session_factory) as session:
         rows = list(
             session.scalars(
                 select(Schedule)
@@ -208,7 +208,7 @@ def record_feedback(
 def tokens_used_this_month(session_factory: SessionFactory, *, guild_id: int, now: datetime) -> int:
     """Prompt plus completion tokens the guild spent since the first of this month (UTC)."""
     start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    with session_factory() as session:
+    with reading_session(session_factory) as session:
         total = session.scalar(
             select(
                 func.coalesce(
@@ -223,7 +223,7 @@ def recent_durations(
     session_factory: SessionFactory, *, limit: int = 50
 ) -> list[tuple[int, float]]:
     """``(messages, seconds)`` of the most recently completed jobs, for time estimates."""
-    with session_factory() as session:
+    with reading_session(session_factory) as session:
         rows = session.execute(
             select(Job.message_count, Job.created_at, Job.finished_at)
             .where(
@@ -248,7 +248,7 @@ def load_jobs(
     wanted = list(ids)
     if not wanted:
         return {}
-    with session_factory() as session:
+    with reading_session(session_factory) as session:
         rows = session.scalars(select(Job).where(Job.id.in_(wanted)))
         return {row.id: JobView.of(row) for row in rows}
 
@@ -271,7 +271,7 @@ def find_jobs(session_factory: SessionFactory, *, guild_id: int, ref: str) -> li
     if not _REF.match(text):
         raise InvalidInputError(f"{ref!r} is not a job id; copy it from a summary reply")
     as_text = cast(Job.id, String)
-    with session_factory() as session:
+    with reading_session(session_factory) as session:
         rows = session.scalars(
             select(Job)
             .where(
@@ -291,6 +291,6 @@ def recent_jobs(
     query = select(Job).where(Job.guild_id == str(guild_id), Job.origin != PART_ORIGIN)
     if user_id is not None:
         query = query.where(Job.requested_by == str(user_id))
-    with session_factory() as session:
+    with reading_session(session_factory) as session:
         rows = session.scalars(query.order_by(Job.created_at.desc()).limit(limit))
         return [JobView.of(row) for row in rows]

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.jobs import Delivery, DeliveryStatus, Job, JobStatus, Summary
 from shared.context import open_process_context
+from shared.db.engine import reading_session
 from shared.db.migrate import current, ensure_schema, head
 from shared.dependencies import check_redis
 from shared.errors import ConfigError, InvalidInputError
@@ -157,7 +158,7 @@ def _wait(
     hinted = False
     with _progress(sys.stderr, total) as bar:
         while True:
-            with session_factory() as session:
+            with reading_session(session_factory) as session:
                 job = session.get(Job, job_id)
                 assert job is not None
                 settled = JobStatus(job.status) in FINISHED and not _unsent(session, job_id)
@@ -185,7 +186,7 @@ def _wait(
 
 
 def _print_stored(session_factory: sessionmaker[Session], job: Job, as_json: bool) -> None:
-    with session_factory() as session:
+    with reading_session(session_factory) as session:
         summary = session.scalars(select(Summary).where(Summary.job_id == job.id)).one()
     document = SummaryDocument(
         job_id=str(job.id),

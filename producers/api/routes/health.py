@@ -16,6 +16,7 @@ from starlette.responses import Response
 from producers.api.problems import PROBLEM_JSON, problem_response
 from producers.api.resources import ApiResources, get_resources
 from producers.api.routes.common import json_response
+from shared.db.engine import reading_session
 
 __all__ = ["Health", "Readiness", "router"]
 
@@ -45,7 +46,7 @@ async def healthz() -> Response:
 
 def _database_ok(resources: ApiResources) -> bool:
     try:
-        with resources.session_factory() as session:
+        with reading_session(resources.session_factory) as session:
             session.execute(text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001  # any failure means "not ready"
         log.warning("api.readiness_failed", dependency="database", error=type(exc).__name__)
