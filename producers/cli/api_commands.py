@@ -11,10 +11,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
+import structlog
 import typer
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
+from producers.api.listener import balanced_listening_supported
 from producers.cli.common import command_app, fail, load_cli_settings
 from shared.apikeys import (
     Scope,
@@ -28,6 +30,8 @@ from shared.errors import ConfigError, InvalidInputError
 from shared.settings import Settings
 
 __all__ = ["keys_app", "run_api"]
+
+log = structlog.get_logger("summarybot.api")
 
 keys_app = command_app("keys", "Manage API keys (sb_<id>_<secret>) for the HTTP API.")
 
@@ -67,13 +71,40 @@ def run_api(settings: Settings) -> None:
     }
     if app is not None:
         uvicorn.run(app, **options)  # type: ignore[arg-type]
-    else:
+    elif not balanced_listening_supported():
         uvicorn.run(
             "producers.api.app:app_from_environment",
             factory=True,
             workers=api.workers,
             **options,  # type: ignore[arg-type]
         )
+    else:
+        _serve_balanced(api.host, api.port, api.workers, options)
+
+
+def _serve_balanced(host: str, port: int, workers: int, options: dict[str, object]) -> None:
+    """``workers`` server processes under uvicorn's supervisor, each on a listening socket of
+    its own (:mod:`producers.api.listener`), so connections spread evenly over them."""
+    from uvicorn import Config
+    from uvicorn.supervisors import Multiprocess
+
+    from producers.api.listener import SharedPort
+
+    config = Config(
+        "producers.api.app:app_from_environment",
+        factory=True,
+        workers=workers,
+        **options,  # type: ignore[arg-type]
+    )
+    try:
+        held = SharedPort.bind_to(host, port)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port} ({exc.strerror}); choose a free --port or API_PORT")
+    log.info("api.listening", host=host, port=held.getsockname()[1], workers=workers)
+    try:
+        Multiprocess(config, sockets=[held]).run()
+    finally:
+        held.close()
 
 
 @contextmanager
