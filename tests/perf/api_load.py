@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import json
 import os
 import tempfile
@@ -90,11 +91,8 @@ async def run_load(
         pool.put_nowait(await asyncio.open_connection(host, port))
     results = Results()
     total = int(rate * seconds)
-    start = time.perf_counter() + 0.2
 
-    async def one(index: int) -> None:
-        scheduled = start + index / rate
-        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+    async def one(scheduled: float) -> None:
         request = _request(token, f"{host}:{port}", channel)
         connection = await pool.get()
         try:
@@ -113,7 +111,26 @@ async def run_load(
         else:
             results.errors += 1
 
-    await asyncio.gather(*(one(i) for i in range(total)))
+    # The generator releases each request at its time rather than creating every coroutine up
+    # front: building thousands of tasks at once, and the full garbage collection it set off
+    # (~100 ms over this process's imports), used to hold the client's loop past the first
+    # scheduled sends, so the run opened with a burst the server never caused.  Freezing the
+    # start-up heap keeps later full collections short for the same reason.
+    gc.collect()
+    gc.freeze()
+    in_flight: set[asyncio.Task[None]] = set()
+    start = time.perf_counter() + 0.05
+    for index in range(total):
+        scheduled = start + index / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(one(scheduled))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+    while in_flight:
+        await asyncio.gather(*in_flight)
+    gc.unfreeze()
     while not pool.empty():
         _reader, writer = pool.get_nowait()
         writer.close()
@@ -190,7 +207,9 @@ def main(argv: list[str] | None = None) -> None:
                         channel,
                         rate=50,
                         seconds=args.warmup,
-                        connections=8,
+                        # As many as the run opens: the kernel spreads them over the server
+                        # processes, so each has served (and opened its pools) before the run.
+                        connections=args.connections,
                     )
                 )
                 accepted.update(warm.job_ids)
