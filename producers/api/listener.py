@@ -10,7 +10,10 @@ With ``SO_REUSEPORT`` (Linux) every process listens on a socket of its own bound
 port, and the kernel assigns each new connection to one of them by a hash of its addresses.
 :class:`SharedPort` is what the supervisor holds and passes on: bound, never listening (so it
 is given no connections), and pickled (which is how uvicorn's spawned workers receive their
-sockets) as the recipe for a fresh listening socket on its port rather than a copy of itself.
+sockets) as the recipe for a fresh socket on its port rather than a copy of itself.  That
+socket is only bound: uvicorn's server starts it listening once the app's start-up is done,
+so a worker that is starting (or restarting) is given no connections before it can serve.
+Connections already queued on a worker that dies are reset with it; clients retry them.
 """
 
 from __future__ import annotations
@@ -19,10 +22,7 @@ import socket
 import sys
 from typing import Any
 
-__all__ = ["SharedPort", "balanced_listening_supported", "listening_socket"]
-
-#: The accept queue of each process; the kernel caps it at ``net.core.somaxconn``.
-BACKLOG = 2048
+__all__ = ["SharedPort", "balanced_listening_supported", "port_socket"]
 
 
 def balanced_listening_supported() -> bool:
@@ -35,15 +35,14 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A socket listening on ``(host, port)`` that shares the port with the others bound with
-    ``SO_REUSEPORT`` by the same user; what each server process serves on."""
+def port_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``(host, port)`` that shares the port with the others bound with
+    ``SO_REUSEPORT`` by the same user; what each server process listens on once it serves."""
     sock = socket.socket(_family(host), socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-        sock.listen(BACKLOG)
     except OSError:
         sock.close()
         raise
@@ -79,4 +78,4 @@ class SharedPort(socket.socket):
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         host, port = self.getsockname()[:2]
-        return (listening_socket, (host, port))
+        return (port_socket, (host, port))

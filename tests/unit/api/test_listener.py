@@ -41,17 +41,18 @@ def _listening(sock: socket.socket) -> bool:
     return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
 
 
-def test_each_worker_receives_a_listening_socket_of_its_own_on_the_held_port(
-    held: SharedPort,
-) -> None:
+def test_each_worker_receives_a_socket_of_its_own_on_the_held_port(held: SharedPort) -> None:
     first, second = _as_worker_receives(held), _as_worker_receives(held)
     try:
-        assert not _listening(held)  # the supervisor is never handed a connection
+        # Nobody listens yet: the supervisor never, a worker once its server starts serving.
+        assert not _listening(held)
         for received in (first, second):
-            assert _listening(received)
+            assert not _listening(received)
             assert received.getsockname() == held.getsockname()
             assert received.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
         assert first.fileno() != second.fileno()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(held.getsockname()[:2], timeout=1).close()
     finally:
         first.close()
         second.close()
@@ -59,6 +60,8 @@ def test_each_worker_receives_a_listening_socket_of_its_own_on_the_held_port(
 
 def test_connections_are_spread_over_the_workers_sockets(held: SharedPort) -> None:
     workers = [_as_worker_receives(held) for _ in range(2)]
+    for listener in workers:
+        listener.listen()
     clients = [socket.create_connection(held.getsockname()[:2]) for _ in range(64)]
     accepted = []
     try:
@@ -83,6 +86,7 @@ def test_connections_are_spread_over_the_workers_sockets(held: SharedPort) -> No
 
 def test_a_port_in_use_is_refused_rather_than_shared(held: SharedPort) -> None:
     worker = _as_worker_receives(held)
+    worker.listen()
     try:
         with pytest.raises(OSError) as refused:
             SharedPort.bind_to("127.0.0.1", held.getsockname()[1])
