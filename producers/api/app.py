@@ -40,6 +40,7 @@ from producers.api.routes import (
     users,
     webhooks,
 )
+from producers.api.warmup import warm_up
 from shared.context import open_process_context
 from shared.crypto import SecretBox
 from shared.errors import ConfigError
@@ -225,6 +226,7 @@ def create_app(
             context.box,
             context.directory,
         )
+        await anyio.to_thread.run_sync(warm_up, context.session_factory, context.redis, publisher)
         log.info("api.started")
         try:
             yield
