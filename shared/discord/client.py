@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from pydantic import SecretStr
 
+from shared.closing import ClosesOnExit
 from shared.discord import history, routes
 from shared.discord.convert import to_channel_info
 from shared.discord.errors import (
@@ -104,7 +105,7 @@ def _in_thread(thread_id: str | None) -> dict[str, str | int | bool]:
     return {} if thread_id is None else {"thread_id": thread_id}
 
 
-class DiscordClient:
+class DiscordClient(ClosesOnExit):
     """Typed Discord operations over a :class:`~shared.discord.rest.RestSession`.
 
     Guild names (:meth:`channel_info`) are remembered for ``guild_name_ttl_s`` seconds of
@@ -133,12 +134,6 @@ class DiscordClient:
         """Close what the factory created for this client (recording file, own HTTP client)."""
         while self._closers:
             self._closers.pop()()
-
-    def __enter__(self) -> DiscordClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # --- users, guilds, channels -------------------------------------------------------------
 

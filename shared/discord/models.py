@@ -221,9 +221,7 @@ class Button:
         }
         if self.emoji:
             out["emoji"] = {"name": self.emoji}
-        if self.disabled:
-            out["disabled"] = True
-        return out
+        return out | _given(self, "disabled")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -237,10 +235,12 @@ class SelectOption:
 
     def to_json(self) -> dict[str, Any]:
         """Discord's select option object."""
-        out = {"label": self.label, "value": self.value, **_not_none(self, "description")}
-        if self.default:
-            out["default"] = True
-        return out
+        return {
+            "label": self.label,
+            "value": self.value,
+            **_not_none(self, "description"),
+            **_given(self, "default"),
+        }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -256,18 +256,15 @@ class SelectMenu:
 
     def to_json(self) -> dict[str, Any]:
         """Discord's string select component."""
-        out: dict[str, Any] = {
+        return {
             "type": 3,
             "custom_id": self.custom_id,
             "options": [o.to_json() for o in self.options],
             "min_values": self.min_values,
             "max_values": self.max_values,
+            **_not_none(self, "placeholder"),
+            **_given(self, "disabled"),
         }
-        if self.placeholder is not None:
-            out["placeholder"] = self.placeholder
-        if self.disabled:
-            out["disabled"] = True
-        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ import structlog
 from jsonschema import Draft202012Validator
 from redis import Redis
 
+from shared.closing import ClosesOnExit
 from shared.errors import ConfigError, PermanentError, RateLimitedError, TransientError
 from shared.llm.breaker import (
     QUOTA_REASON,
@@ -429,7 +430,7 @@ class SecretFileKey:
 # Client
 
 
-class LLMClient:
+class LLMClient(ClosesOnExit):
     """Chat completions against one endpoint with shared limits, a breaker and fallbacks.
 
     Build one per process (after fork) with :meth:`shared` (limits, breaker and learnt
@@ -537,12 +538,6 @@ class LLMClient:
     def close(self) -> None:
         """Close the HTTP connection pool."""
         self._sdk.close()
-
-    def __enter__(self) -> LLMClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- lookups ------------------------------------------------------------------------------
 

@@ -24,11 +24,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 
 import ijson
 
+from shared.closing import ClosesOnExit
 from shared.domain.markup import render_markup
 from shared.domain.messages import CONVERSATION_KIND, ChannelInfo, ChatMessage, timestamp_problem
 from shared.errors import InvalidInputError
@@ -594,7 +594,7 @@ class _PlainMapper(_MessageMapper):
 Opener = Callable[[], IO[bytes]]
 
 
-class ExportFile:
+class ExportFile(ClosesOnExit):
     """An opened DCE JSON export or message array: its channel, and its messages as a lazy
     stream.
 
@@ -614,17 +614,6 @@ class ExportFile:
         self._handle: IO[bytes] | None = handle
         self._handle_busy = False
         self._extra_handles: list[IO[bytes]] = []
-
-    def __enter__(self) -> ExportFile:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the file (and any handle a still-running iteration holds)."""
