@@ -60,14 +60,13 @@ class ProcessContext:
         """The use cases' view of this process (:mod:`shared.services`)."""
         if self._core is None:
             directory = DiscordDirectory(self.discord) if self.discord is not None else None
-            self._core = Core(
+            self._core = Core.configured(
+                self.settings,
                 session_factory=self.session_factory,
                 enqueuer=self.enqueuer,
                 box=self.box,
-                egress=self.settings.delivery.egress_policy,
                 directory=directory,
                 clock=self.clock,
-                max_messages=self.settings.max_messages,
             )
         return self._core
 

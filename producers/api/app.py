@@ -168,14 +168,13 @@ def create_app(
         secrets: SecretBox,
         channels: ChannelDirectory | None,
     ) -> ApiResources:
-        core = Core(
+        core = Core.configured(
+            settings,
             session_factory=factory,
             enqueuer=queue,
             box=secrets,
-            egress=settings.delivery.egress_policy,
             directory=channels,
             clock=clock,
-            max_messages=settings.max_messages,
         )
         return ApiResources(
             session_factory=factory,

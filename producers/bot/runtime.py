@@ -27,7 +27,7 @@ from shared.crypto import SecretBox
 from shared.jobs import Enqueuer
 from shared.llm.models import ModelInfo
 from shared.services.core import Core
-from shared.settings import BotSettings, MetricsSettings
+from shared.settings import BotSettings, MetricsSettings, Settings
 
 __all__ = ["BotRuntime", "ConfigCache", "EtaCache", "HasRuntime", "build_runtime"]
 
@@ -100,7 +100,8 @@ class EtaCache(_Cache):
 class BotRuntime:
     """Shared resources of the bot process (see module docstring)."""
 
-    bot_settings: BotSettings
+    #: The deployment's settings: the bot's own group, and the rules the core applies.
+    deployment: Settings
     session_factory: sessionmaker[Session]
     enqueuer: Enqueuer
     redis: Redis[Any]
@@ -114,11 +115,22 @@ class BotRuntime:
     llm_max_output_tokens: int = 2_000
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     directory: GatewayDirectory = field(default_factory=GatewayDirectory)
-    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+
+    @property
+    def bot_settings(self) -> BotSettings:
+        """The ``bot`` group of the settings (limits, intervals, sharding)."""
+        return self.deployment.bot
+
+    @property
+    def metrics(self) -> MetricsSettings:
+        """The ``metrics`` group of the settings (the bot's metrics server)."""
+        return self.deployment.metrics
 
     def core(self) -> Core:
-        """The use cases' view of the bot: its database, publisher, and gateway directory."""
-        return Core(
+        """The use cases' view of the bot: its database, publisher and gateway directory,
+        under the deployment's rules (message limit, outbound URL policy)."""
+        return Core.configured(
+            self.deployment,
             session_factory=self.session_factory,
             enqueuer=self.enqueuer,
             box=self.box,
@@ -153,7 +165,7 @@ class HasRuntime(Protocol):
 
 
 def build_runtime(
-    bot_settings: BotSettings,
+    settings: Settings,
     *,
     session_factory: sessionmaker[Session],
     enqueuer: Enqueuer,
@@ -162,9 +174,9 @@ def build_runtime(
     llm_model: ModelInfo | None = None,
     llm_max_output_tokens: int = 2_000,
     clock: Callable[[], datetime] | None = None,
-    metrics: MetricsSettings | None = None,
 ) -> BotRuntime:
-    """Assemble the runtime from its parts (limits and intervals from ``bot_settings``)."""
+    """Assemble the runtime from its parts (limits and intervals from ``settings.bot``)."""
+    bot_settings = settings.bot
     prefix = bot_settings.redis_key_prefix
     now = clock or (lambda: datetime.now(UTC))
 
@@ -172,7 +184,7 @@ def build_runtime(
         return await _in_thread(load_jobs, session_factory, list(ids))
 
     return BotRuntime(
-        bot_settings=bot_settings,
+        deployment=settings,
         session_factory=session_factory,
         enqueuer=enqueuer,
         redis=redis,
@@ -194,7 +206,6 @@ def build_runtime(
         configs=ConfigCache(session_factory),
         eta=EtaCache(session_factory),
         box=box,
-        metrics=metrics or MetricsSettings(),
         llm_model=llm_model,
         llm_max_output_tokens=llm_max_output_tokens,
         clock=now,

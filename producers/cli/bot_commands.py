@@ -64,7 +64,7 @@ def run_bot(settings: Settings) -> None:
     assert settings.redis_url is not None
     engine = make_engine(settings.effective_database_url)
     runtime = build_runtime(
-        settings.bot,
+        settings,
         session_factory=make_sessionmaker(engine),
         enqueuer=CeleryEnqueuer(
             publisher_app(settings.broker_url, visibility_timeout=settings.visibility_timeout)
@@ -73,7 +73,6 @@ def run_bot(settings: Settings) -> None:
         box=box,
         llm_model=model,
         llm_max_output_tokens=max_output,
-        metrics=settings.metrics,
     )
     bot = SummaryBot(runtime)
     try:

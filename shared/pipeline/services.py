@@ -77,14 +77,13 @@ class Services:
     def core(self) -> Core:
         """The use cases' view of this worker (digests submit jobs through it)."""
         if self._core is None:
-            self._core = Core(
+            self._core = Core.configured(
+                self.settings,
                 session_factory=self.session_factory,
                 enqueuer=self.enqueuer,
                 box=deferred_secret_box(self.settings),
-                egress=self.settings.delivery.egress_policy,
                 directory=DiscordDirectory(self.discord) if self.discord is not None else None,
                 clock=self.clock,
-                max_messages=self.settings.max_messages,
             )
         return self._core
 

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,6 +16,9 @@ from shared.delivery.ssrf import EgressPolicy
 from shared.errors import ConfigError, NotFoundError
 from shared.jobs import Enqueuer
 from shared.tenancy import ChannelDirectory
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 __all__ = ["OPERATOR", "Actor", "Core", "locked_guild_row"]
 
@@ -69,6 +72,30 @@ class Core:
     clock: Callable[[], datetime] = _utcnow
     max_messages: int = 200_000
     max_schedules_per_guild: int = 25
+
+    @classmethod
+    def configured(
+        cls,
+        settings: Settings,
+        *,
+        session_factory: sessionmaker[Session],
+        enqueuer: Enqueuer,
+        box: SecretBox,
+        directory: ChannelDirectory | None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> Core:
+        """The core with the deployment's rules from ``settings`` (the outbound URL policy,
+        the message limit): every process builds it here, so no producer runs with defaults
+        where the operator configured otherwise."""
+        return cls(
+            session_factory=session_factory,
+            enqueuer=enqueuer,
+            box=box,
+            egress=settings.delivery.egress_policy,
+            directory=directory,
+            clock=clock,
+            max_messages=settings.max_messages,
+        )
 
     def require_directory(self) -> ChannelDirectory:
         """The channel directory, or a :class:`ConfigError` saying how to enable Discord."""

@@ -30,7 +30,7 @@ from shared.crypto import SecretBox, generate_key
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.jobs import Enqueuer
 from shared.llm.models import ModelInfo
-from shared.settings import BotSettings, MetricsSettings
+from shared.settings import BotSettings, MetricsSettings, load_settings
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.discord_server import FakeDiscordServer, World, seed_basic
 from tests.fakes.discord_state import (
@@ -331,14 +331,13 @@ async def running_bot(
     )
     sink = enqueuer if enqueuer is not None else RecordingEnqueuer()
     runtime = build_runtime(
-        config,
+        load_settings(bot=config, metrics=metrics or MetricsSettings()),
         session_factory=make_sessionmaker(engine),
         enqueuer=sink,
         redis=aioredis.Redis.from_url(redis_url),
         box=SecretBox([secret_key or generate_key()]),
         llm_model=llm_model,
         clock=clock or (lambda: datetime.now(UTC)),
-        metrics=metrics,
     )
     bot = SummaryBot(runtime)
     harness = BotHarness(

@@ -13,7 +13,7 @@ from producers.bot.client import SummaryBot
 from producers.bot.runtime import build_runtime
 from producers.cli.bot_commands import run_bot
 from shared.crypto import SecretBox, generate_key
-from shared.settings import BotSettings, load_settings
+from shared.settings import BotSettings, Settings, load_settings
 
 
 class _Enqueuer:
@@ -22,6 +22,10 @@ class _Enqueuer:
 
 
 def make_bot(settings: BotSettings) -> SummaryBot:
+    return make_bot_from(load_settings(bot=settings))
+
+
+def make_bot_from(settings: Settings) -> SummaryBot:
     runtime = build_runtime(
         settings,
         session_factory=sessionmaker(),
@@ -103,3 +107,17 @@ def test_every_command_is_registered_within_discords_limits() -> None:
     ]
     config = next(p for p in payloads if p["name"] == "summary-config")
     assert int(str(config["default_member_permissions"])) == 1 << 5  # Manage Server
+
+
+def test_the_bots_core_applies_the_deployments_rules() -> None:
+    from shared.delivery.config import DeliverySettings
+
+    settings = load_settings(
+        max_messages=500,
+        bot=BotSettings(application_id=1234),
+        delivery=DeliverySettings.load(webhook_allowed_hosts="hooks.internal:8080"),
+    )
+    core = make_bot_from(settings).runtime.core()
+    assert core.max_messages == 500
+    assert core.egress == settings.delivery.egress_policy
+    assert core.egress != DeliverySettings.load(webhook_allowed_hosts="").egress_policy
