@@ -29,6 +29,7 @@ from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.tenancy import ApiKey
+from shared.domain.messages import is_snowflake
 from shared.errors import InvalidInputError
 
 __all__ = [
@@ -61,7 +62,6 @@ KEY_PREFIX = "sb_"
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _ID_LENGTH = 12
 _TOKEN = re.compile(r"^sb_([a-z0-9]{8,32})_([A-Za-z0-9_-]{20,128})$")
-_SNOWFLAKE = re.compile(r"^[0-9]{15,21}$")
 # Compared against when the id is unknown, so that path costs the same as a wrong secret.
 _DUMMY_HASH = hashlib.sha256(b"summarybot unknown key").hexdigest()
 
@@ -232,7 +232,7 @@ def create_api_key(
     created_by: str | None = None,
 ) -> tuple[ApiKey, str]:
     """Store a new key for ``guild_id`` and return the row and the token (shown once)."""
-    if not _SNOWFLAKE.match(guild_id):
+    if not is_snowflake(guild_id):
         raise InvalidInputError(f"guild {guild_id!r} is not a Discord id (15 to 21 digits)")
     name = name.strip()
     if not name or len(name) > 100 or not name.isprintable():

@@ -32,7 +32,7 @@ from shared.delivery.targets import (
     ThreadTarget,
     WebhookTarget,
 )
-from shared.domain.messages import timestamp_problem
+from shared.domain.messages import SNOWFLAKE_PATTERN, timestamp_problem
 from shared.errors import InvalidInputError
 from shared.summarize.content import SummaryFormat
 
@@ -105,7 +105,7 @@ class UploadSource(_Params):
     upload_id: uuid.UUID
 
 
-_SNOWFLAKE = r"^[0-9]{15,21}$"
+_SNOWFLAKE = SNOWFLAKE_PATTERN
 
 
 def _time_in_range(value: datetime) -> datetime:

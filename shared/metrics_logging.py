@@ -23,6 +23,8 @@ from typing import Any
 
 import structlog
 
+from shared.domain.messages import is_snowflake
+
 __all__ = [
     "TRACE_HEADER",
     "USER_ID_FIELDS",
@@ -55,7 +57,6 @@ USER_ID_FIELDS = frozenset(
     }
 )
 
-_SNOWFLAKE = re.compile(r"^[0-9]{15,21}$")
 _MENTION = re.compile(r"<@!?([0-9]{15,21})>")
 _CONTEXT = b"summarybot log pseudonyms v1"
 
@@ -97,7 +98,7 @@ def pseudonymizer(key: bytes) -> Processor:
     def value(field: str, item: Any) -> Any:
         if field in USER_ID_FIELDS and isinstance(item, int | str):
             text = str(item)
-            if _SNOWFLAKE.match(text):
+            if is_snowflake(text):
                 return pseudonym(key, text)
         if isinstance(item, str):
             return _MENTION.sub(lambda m: f"<@{pseudonym(key, m.group(1))}>", item)

@@ -37,6 +37,7 @@ from schema.models.jobs import Delivery, Job, Summary
 from schema.models.schedules import Schedule
 from schema.models.tenancy import ALL_GUILDS, ApiKey, GuildSettings, UserOptOut
 from shared.cache import MessageCache
+from shared.domain.messages import is_snowflake
 from shared.erasure import ERASED_NAME, erase_from_content
 from shared.errors import InvalidInputError
 from shared.lifecycle import FINISHED
@@ -58,7 +59,6 @@ DEFAULT_RETENTION_DAYS = 90
 #: What an erased identifier is replaced with.
 ERASED = ERASED_NAME
 _FINISHED = [status.value for status in FINISHED]
-_SNOWFLAKE = re.compile(r"^[0-9]{15,21}$")
 
 
 @dataclass(frozen=True)
@@ -233,12 +233,12 @@ def erase_member(
     session_factory: sessionmaker[Session], *, guild_id: str, user_id: str, batch: int = 200
 ) -> ErasureResult:
     """Remove a member's identifiers from stored data in one guild (``"*"``: every guild)."""
-    if not _SNOWFLAKE.match(user_id):
+    if not is_snowflake(user_id):
         raise InvalidInputError(
             f"user id {user_id!r} is not a Discord id; give the member's numeric id "
             "(Developer Mode → Copy User ID)"
         )
-    if guild_id != ALL_GUILDS and not _SNOWFLAKE.match(guild_id):
+    if guild_id != ALL_GUILDS and not is_snowflake(guild_id):
         raise InvalidInputError(f"guild id {guild_id!r} is not a Discord id (or '*' for all)")
 
     def in_guild(column: Any) -> Any:

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from producers.api.examples import examples
+from shared.domain.messages import SNOWFLAKE_PATTERN
 from shared.summarize.content import SummaryFormat
 
 __all__ = [
@@ -61,7 +62,7 @@ def _clean_text(value: str) -> str:
 #: Free text: valid Unicode without control characters (newlines and tabs allowed).
 SafeText = Annotated[str, AfterValidator(_clean_text)]
 #: A Discord id.
-Snowflake = Annotated[str, Field(pattern=r"^[0-9]{15,21}$", examples=["1234567890123456789"])]
+Snowflake = Annotated[str, Field(pattern=SNOWFLAKE_PATTERN, examples=["1234567890123456789"])]
 #: A language tag such as ``en`` or ``pt-BR``.
 Language = Annotated[
     str,

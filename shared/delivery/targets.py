@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.crypto import SecretBox
+from shared.domain.messages import SNOWFLAKE_PATTERN
 
 __all__ = [
     "ChannelTarget",
@@ -28,7 +29,7 @@ __all__ = [
     "WebhookTarget",
 ]
 
-_SNOWFLAKE = r"^[0-9]{15,21}$"
+_SNOWFLAKE = SNOWFLAKE_PATTERN
 
 
 class _Target(BaseModel):

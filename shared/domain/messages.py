@@ -24,9 +24,11 @@ __all__ = [
     "DISCORD_EPOCH_MS",
     "EARLIEST_TIMESTAMP",
     "LATEST_TIMESTAMP",
+    "SNOWFLAKE_PATTERN",
     "ChannelInfo",
     "ChatMessage",
     "check_timestamp",
+    "is_snowflake",
     "jump_url",
     "message_link",
     "snowflake_time",
@@ -37,7 +39,10 @@ DISCORD_EPOCH_MS = 1420070400000
 
 #: ``ChannelInfo.kind`` of a conversation a client sent as a message array (not from Discord).
 CONVERSATION_KIND = "Conversation"
-_SNOWFLAKE = re.compile(r"^[0-9]{15,21}$")
+#: A Discord id (a snowflake) written as text: 15 to 21 decimal digits.  Every check of an
+#: id that arrives as text (API fields, settings, CLI arguments, exports) uses this one.
+SNOWFLAKE_PATTERN = r"^[0-9]{15,21}$"
+_SNOWFLAKE = re.compile(r"[0-9]{15,21}")
 
 #: The range a message time must fall in.  Discord began in 2015, but exports converted from
 #: older chat logs are welcome; anything outside these bounds is a damaged or hostile input.
@@ -87,6 +92,12 @@ def jump_url(guild_id: str | None, channel_id: str, message_id: str) -> str:
     return f"https://discord.com/channels/{guild_id or '@me'}/{channel_id}/{message_id}"
 
 
+def is_snowflake(text: str | None) -> bool:
+    """True when ``text`` is a Discord id (:data:`SNOWFLAKE_PATTERN`), with nothing around it
+    (``re.match`` with ``$`` would also take one trailing newline)."""
+    return text is not None and _SNOWFLAKE.fullmatch(text) is not None
+
+
 def message_link(channel: ChannelInfo, channel_id: str, message_id: str) -> str | None:
     """The jump link of a message of ``channel``, or None when none can be built.
 
@@ -95,7 +106,7 @@ def message_link(channel: ChannelInfo, channel_id: str, message_id: str) -> str 
     message; other ids (a ticket system's, a chat platform's) would make links that lead nowhere.
     """
     if channel.kind == CONVERSATION_KIND and not all(
-        _SNOWFLAKE.match(value or "") for value in (channel.guild_id, channel_id, message_id)
+        is_snowflake(value) for value in (channel.guild_id, channel_id, message_id)
     ):
         return None
     return jump_url(channel.guild_id, channel_id, message_id)

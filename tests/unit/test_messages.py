@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.domain.messages import (
+    SNOWFLAKE_PATTERN,
     ChannelInfo,
     ChatMessage,
     check_timestamp,
+    is_snowflake,
     jump_url,
     snowflake_time,
 )
@@ -20,6 +22,30 @@ def test_snowflake_time_matches_discord_epoch() -> None:
     assert snowflake_time("175928847299117063") == datetime(
         2016, 4, 30, 11, 18, 25, 796000, tzinfo=UTC
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("123456789012345", True),
+        ("123456789012345678901", True),
+        ("12345678901234", False),  # too short
+        ("1234567890123456789012", False),  # too long
+        ("123456789012345678\n", False),  # re.match with "$" would take this one
+        (" 123456789012345678", False),
+        ("12345678901234567a", False),
+        ("１２３４５６７８９０１２３４５６", False),  # full-width digits are not ASCII
+        ("", False),
+        (None, False),
+    ],
+)
+def test_one_rule_says_what_a_discord_id_is(text: str | None, expected: bool) -> None:
+    import re
+
+    assert is_snowflake(text) is expected
+    # The schema pattern (pydantic, OpenAPI) agrees wherever it sees the whole text.
+    if text is not None and "\n" not in text:
+        assert (re.fullmatch(SNOWFLAKE_PATTERN.strip("^$"), text) is not None) is expected
 
 
 def test_jump_url_for_guild_and_dm() -> None:

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from producers.api.models import UserDataErased
 from producers.api.routes.common import AUTH_ERRORS, Admin, Resources, errors, json_response
+from shared.domain.messages import SNOWFLAKE_PATTERN
 from shared.services.members import erase_member_data
 
 __all__ = ["router"]
@@ -31,7 +32,7 @@ router = APIRouter(tags=["members"])
     responses=errors(*AUTH_ERRORS),
 )
 def erase_user_data(
-    user_id: Annotated[str, Path(pattern=r"^[0-9]{15,21}$", description="The member's Discord id")],
+    user_id: Annotated[str, Path(pattern=SNOWFLAKE_PATTERN, description="The member's Discord id")],
     caller: Admin,
     resources: Resources,
 ) -> Response:
