@@ -16,7 +16,6 @@ import typer
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from producers.api.listener import balanced_listening_supported
 from producers.cli.common import command_app, fail, load_cli_settings
 from shared.apikeys import (
     Scope,
@@ -48,6 +47,7 @@ def run_api(settings: Settings) -> None:
     import uvicorn
 
     from producers.api.app import check_settings, create_app
+    from producers.api.listener import balanced_listening_supported
     from shared.crypto import secret_box
 
     api = settings.api

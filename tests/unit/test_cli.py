@@ -206,3 +206,18 @@ def test_a_channel_of_the_guild_is_summarized_and_posted(
     after = [m for m in fake.messages.values() if m.channel_id == int(channel)]
     assert len(after) > before  # the summary was posted in the channel too
     assert _jobs(data_dir) == 1
+
+
+def test_the_command_line_loads_no_server_until_a_command_needs_one() -> None:
+    # `summarybot summarize` and the other local commands run in processes whose memory and
+    # start-up the benchmarks measure: the API (FastAPI, uvicorn) and the bot (discord.py)
+    # are imported by their own commands only.
+    probe = (
+        "import sys, producers.cli.main\n"
+        "heavy = ('producers.api', 'producers.bot', 'fastapi', 'starlette', 'uvicorn', 'discord')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m.startswith(heavy)))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]"
