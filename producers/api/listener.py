@@ -35,10 +35,8 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def port_socket(host: str, port: int) -> socket.socket:
-    """A socket bound to ``(host, port)`` that shares the port with the others bound with
-    ``SO_REUSEPORT`` by the same user; what each server process listens on once it serves."""
-    sock = socket.socket(_family(host), socket.SOCK_STREAM)
+def _share_port(sock: socket.socket, host: str, port: int) -> None:
+    """Bind ``sock`` to ``(host, port)`` with ``SO_REUSEPORT``; close it if that fails."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -46,6 +44,13 @@ def port_socket(host: str, port: int) -> socket.socket:
     except OSError:
         sock.close()
         raise
+
+
+def port_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``(host, port)`` that shares the port with the others bound with
+    ``SO_REUSEPORT`` by the same user; what each server process listens on once it serves."""
+    sock = socket.socket(_family(host), socket.SOCK_STREAM)
+    _share_port(sock, host, port)
     sock.set_inheritable(True)
     return sock
 
@@ -53,7 +58,7 @@ def port_socket(host: str, port: int) -> socket.socket:
 class SharedPort(socket.socket):
     """The supervisor's hold on the API's port (see the module docstring).
 
-    :meth:`bind` first takes the port without ``SO_REUSEPORT``, so a port that anything else
+    :meth:`bind_to` first takes the port without ``SO_REUSEPORT``, so a port that anything else
     listens on (an older API still running, say) fails with "address in use" instead of being
     shared with it; it then holds the port with ``SO_REUSEPORT`` for the workers to join.
     """
@@ -67,13 +72,7 @@ class SharedPort(socket.socket):
             probe.bind((host, port))
             port = probe.getsockname()[1]
         held = cls(family, socket.SOCK_STREAM)
-        try:
-            held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            held.bind((host, port))
-        except OSError:
-            held.close()
-            raise
+        _share_port(held, host, port)
         return held
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
