@@ -275,11 +275,6 @@ def _single(
     guild_id = channel.guild_id or job.guild_id
     lines = realias([line for chunk in chunks for line in chunk.lines])
     transcript = transcript_of(lines, channel, stats=stats.transcript_stats())
-    needed = (
-        sum(c.tokens for c in chunks)
-        + step_overhead("reduce", channel, model=llm.model)
-        + llm.settings.max_output_tokens // 2
-    )
     # A second summary of the same short window (a server digest after the channel's own, or
     # /summarize twice) reuses the first one's answer instead of paying for it again.
     cached = _cached_single(
@@ -301,6 +296,11 @@ def _single(
         after_persist(services, job.id, stored)
         return
     if budgeted:
+        needed = (
+            sum(c.tokens for c in chunks)
+            + step_overhead("reduce", channel, model=llm.model)
+            + llm.settings.max_output_tokens // 2
+        )
         with services.session_factory() as session, session.begin():
             budget = check_budget(session, guild_id=guild_id, job_id=job.id, now=services.clock())
         if not budget.allows(needed):

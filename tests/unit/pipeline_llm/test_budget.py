@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -65,6 +66,17 @@ def test_estimates_grow_with_chunks_and_count_reduce_levels() -> None:
     assert reused.prompt_tokens < big.prompt_tokens / 5  # cached notes cost only the reduce
     assert big.completion_tokens == math.ceil(big.max_completion_tokens / 2)
     assert big.total == big.prompt_tokens + big.completion_tokens
+
+
+def test_step_overhead_is_counted_once_per_channel_and_model() -> None:
+    """The prompt and schema are tokenized once; a channel with another topic is its own."""
+    step_overhead.cache_clear()
+    first = step_overhead("reduce", CHANNEL, model="gpt-4o-mini")
+    assert step_overhead("reduce", CHANNEL, model="gpt-4o-mini") == first
+    assert step_overhead.cache_info().hits == 1
+    longer = replace(CHANNEL, topic="a much longer topic " * 20)
+    assert step_overhead("reduce", longer, model="gpt-4o-mini") > first
+    assert step_overhead.cache_info().misses == 2
 
 
 def test_month_start_is_utc_midnight_of_the_first() -> None:
