@@ -25,7 +25,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import Update, func, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
@@ -33,7 +33,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import JSON
 
 from schema.models.jobs import Job, JobStatus
-from shared.db.engine import reading_session
+from shared.db.engine import one_statement, reading_session
 from shared.jobs import DELIVER, FETCH, SUMMARIZE, Step
 
 __all__ = [
@@ -183,8 +183,11 @@ def move(
     ``values`` are other columns to set (``error``, ``message_count`` …); ``progress`` keys are
     merged into the job's progress.
     """
-    with session_factory() as session, session.begin():
-        return move_in(session, job_id, which, now=now, progress=progress, **values)
+    # One statement needs no transaction around it: autocommit spares BEGIN and COMMIT.
+    statement = _move_statement(job_id, MOVES[which], now=now, progress=progress, values=values)
+    with one_statement(session_factory) as connection:
+        result = connection.execute(statement)
+    return _steps(MOVES[which], job_id) if result.rowcount else None
 
 
 def move_in(
@@ -198,19 +201,30 @@ def move_in(
 ) -> list[Step] | None:
     """:func:`move` inside the caller's transaction (one conditional UPDATE)."""
     transition = MOVES[which]
-    changes = _changes(transition, now, values, finished_at=func.coalesce(Job.finished_at, now))
-    if progress:
-        changes["progress"] = _merged(progress)
-    statement = (
-        update(Job)
-        .where(Job.id == job_id, Job.status.in_([s.value for s in transition.sources]))
-        .values(**changes)
-        .execution_options(synchronize_session=False)
-    )
-    result = session.execute(statement)
+    statement = _move_statement(job_id, transition, now=now, progress=progress, values=values)
+    result = session.execute(statement.execution_options(synchronize_session=False))
     if not getattr(result, "rowcount", 0):
         return None
     return _steps(transition, job_id)
+
+
+def _move_statement(
+    job_id: uuid.UUID,
+    transition: Transition,
+    *,
+    now: datetime,
+    progress: Mapping[str, Any] | None,
+    values: Mapping[str, Any],
+) -> Update:
+    """The conditional UPDATE of a move: it changes the row only in a source state."""
+    changes = _changes(transition, now, values, finished_at=func.coalesce(Job.finished_at, now))
+    if progress:
+        changes["progress"] = _merged(progress)
+    return (
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_([s.value for s in transition.sources]))
+        .values(**changes)
+    )
 
 
 def move_locked(
