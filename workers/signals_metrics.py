@@ -36,7 +36,7 @@ from celery.signals import (
 from prometheus_client import multiprocess
 from sqlalchemy import select
 
-from schema.models.jobs import Delivery, DeliveryStatus, Job, JobStatus, Summary
+from schema.models.jobs import Job, JobStatus, Summary
 from shared.db.engine import reading_session
 from shared.jobs import DELIVER, FETCH, SUMMARIZE
 from shared.lifecycle import FINISHED
@@ -44,7 +44,6 @@ from shared.metrics import (
     CELERY_TASK_SECONDS,
     CELERY_TASKS,
     COST_USD,
-    DELIVERIES,
     JOBS_FINISHED,
     PROCESSING_SECONDS,
     REQUESTS,
@@ -63,16 +62,13 @@ log = structlog.get_logger(__name__)
 #: Pipeline task name → stage label.
 STAGES = {FETCH: "fetch", SUMMARIZE: "summarize", DELIVER: "deliver"}
 
-_DELIVERY_DONE = {DeliveryStatus.SENT.value, DeliveryStatus.FAILED.value}
-
 
 class _Started:
-    __slots__ = ("delivery_status", "monotonic", "wall")
+    __slots__ = ("monotonic", "wall")
 
-    def __init__(self, monotonic: float, wall: datetime | None, delivery_status: str | None):
+    def __init__(self, monotonic: float, wall: datetime | None):
         self.monotonic = monotonic
         self.wall = wall
-        self.delivery_status = delivery_status
 
 
 def _on_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
@@ -105,24 +101,14 @@ class _Hooks:
     def _services(self) -> Services | None:
         return self.context.services() if self.context.ready else None
 
-    def on_prerun(self, task_id: str = "", task: Any = None, args: Any = (), **_: Any) -> None:
+    def on_prerun(self, task_id: str = "", task: Any = None, **_: Any) -> None:
         if not self._ours(task):
             return
         name = getattr(task, "name", "unknown")
         CELERY_TASKS.labels(task=name, state="started").inc()
         services = self._services() if name in STAGES else None
         wall = services.clock() if services is not None else None
-        delivery_status = None
-        if services is not None and name == DELIVER and len(args) > 1:
-            delivery_id = _uuid(args[1])
-            try:
-                with reading_session(services.session_factory) as session:
-                    delivery_status = session.scalar(
-                        select(Delivery.status).where(Delivery.id == delivery_id)
-                    )
-            except Exception as exc:  # noqa: BLE001 - metrics never break a task
-                log.debug("metrics.prerun_failed", error=type(exc).__name__)
-        self.started[task_id] = _Started(time.monotonic(), wall, delivery_status)
+        self.started[task_id] = _Started(time.monotonic(), wall)
 
     def on_postrun(
         self,
@@ -174,8 +160,8 @@ def connect_metrics(context: WorkerContext, disconnects: list[Any]) -> None:
 def _account_job(services: Services, name: str, args: Any, started: _Started) -> None:
     """Read back what a pipeline task changed and record the job's outcome metrics.
 
-    One query per task: the job, joined with its summary after a summarize task and with the
-    delivery it worked on after a deliver task.
+    One query per task: the job, joined with its summary after a summarize task.  (A
+    delivery's end is counted where the deliver stage records it.)
     """
     job_id = _uuid(args[0]) if args else None
     if job_id is None or started.wall is None:
@@ -192,12 +178,6 @@ def _account_job(services: Services, name: str, args: Any, started: _Started) ->
             Summary.completion_tokens,
             Summary.cost_usd,
         ).outerjoin(Summary, Summary.job_id == Job.id)
-    delivery_id = _uuid(args[1]) if name == DELIVER and len(args) > 1 else None
-    watch_delivery = delivery_id is not None and started.delivery_status not in _DELIVERY_DONE
-    if watch_delivery:
-        statement = statement.add_columns(Delivery.kind, Delivery.status).outerjoin(
-            Delivery, Delivery.id == delivery_id
-        )
     with reading_session(services.session_factory) as session:
         row = session.execute(statement).first()
     if row is None:
@@ -216,7 +196,3 @@ def _account_job(services: Services, name: str, args: Any, started: _Started) ->
             TOKENS.labels(model=model, kind="prompt").inc(prompt_tokens or 0)
             TOKENS.labels(model=model, kind="completion").inc(completion_tokens or 0)
             COST_USD.labels(model=model).inc(float(cost or 0))
-    if watch_delivery:
-        delivery_kind, delivery_status = row[5:7]
-        if delivery_status in _DELIVERY_DONE:
-            DELIVERIES.labels(kind=delivery_kind, status=delivery_status).inc()

@@ -37,6 +37,7 @@ from shared.delivery.settle import DONE, after_settle, settle_in, settle_job
 from shared.delivery.webhook_target import send_webhook
 from shared.errors import ErrorKind, PipelineError, RateLimitedError, classify
 from shared.jobs import DELIVER, FileTarget, Step, TerminalTarget
+from shared.metrics import DELIVERIES
 from shared.pipeline.services import Services
 from shared.summarize.content import SummaryContent
 from shared.summarize.render import SummaryDocument
@@ -158,7 +159,8 @@ def run_deliver(services: Services, job: Job, item_id: uuid.UUID) -> list[Step]:
             f"internal error: {exc!r}", retryable=classify(exc) is ErrorKind.TRANSIENT
         )
         with services.session_factory() as session, session.begin():
-            _record(session, services, runtime, claimed, failure, started_at=started_at)
+            ended = _record(session, services, runtime, claimed, failure, started_at=started_at)
+        _count_ended(claimed, ended)
         raise
     with services.session_factory() as session, session.begin():
         result = _record(session, services, runtime, claimed, outcome, started_at=started_at)
@@ -168,6 +170,7 @@ def run_deliver(services: Services, job: Job, item_id: uuid.UUID) -> list[Step]:
             if claimed.summary is not None and result.status in DONE
             else None
         )
+    _count_ended(claimed, result)
     log.info(
         "deliver.attempt",
         target=claimed.target,
@@ -181,6 +184,13 @@ def run_deliver(services: Services, job: Job, item_id: uuid.UUID) -> list[Step]:
     )
     steps = [Step(DELIVER, (str(job.id), str(fallback_id))) for _, fallback_id in result.fallbacks]
     return steps + after_settle(services.session_factory, job.id, settled, now=services.clock())
+
+
+def _count_ended(claimed: Claim, result: RecordResult) -> None:
+    """Count a delivery that this attempt ended, once its record is committed (the claim's
+    lease makes this task the only one that can end it)."""
+    if claimed.item == "delivery" and result.status in DONE:
+        DELIVERIES.labels(kind=claimed.kind, status=result.status).inc()
 
 
 def _record(

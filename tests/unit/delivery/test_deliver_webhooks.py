@@ -10,6 +10,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -108,14 +109,22 @@ def hook(receiver: WebhookReceiver, path: str = "/hook") -> str:
     return f"{receiver.url}{path}"
 
 
+def ended(status: str) -> float:
+    """Webhook deliveries counted as ended with ``status`` so far (the operator's metric)."""
+    labels = {"kind": "webhook", "status": status}
+    return REGISTRY.get_sample_value("summary_deliveries_total", labels) or 0.0
+
+
 def test_summary_is_signed_sent_logged_and_the_job_completes(
     services: Any, session_factory: sessionmaker[Session], box: SecretBox, receiver: WebhookReceiver
 ) -> None:
     endpoint_id, secret = add_endpoint(session_factory, box, hook(receiver))
     receiver.secrets = [secret]
     fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    sent_before = ended("sent")
     deliver(services, fan.job_id, fan.delivery_ids[0])
 
+    assert ended("sent") == sent_before + 1
     assert len(receiver.requests) == 1
     request = receiver.requests[0]
     assert request.verified, request.error
@@ -140,9 +149,10 @@ def test_summary_is_signed_sent_logged_and_the_job_completes(
     )
     assert log.response_excerpt == "ok"
     assert job_of(session_factory, fan.job_id).status == "completed"
-    # A second copy of the task does nothing.
+    # A second copy of the task does nothing, and the delivery is not counted again.
     deliver(services, fan.job_id, fan.delivery_ids[0])
     assert len(receiver.requests) == 1
+    assert ended("sent") == sent_before + 1
 
 
 def test_failures_follow_the_schedule_with_a_stable_id(
@@ -274,9 +284,12 @@ def test_exhausted_retries_fail_the_delivery_and_the_job(
     endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
     fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
     receiver.default = Reply(500)
-    for _ in range(4):
+    failed_before = ended("failed")
+    for attempt in range(4):
         deliver(services, fan.job_id, fan.delivery_ids[0])
         clock.advance(4000)
+        # Attempts that will be retried end nothing; the last one ends the delivery.
+        assert ended("failed") == failed_before + (attempt == 3)
     row = delivery(session_factory, fan.delivery_ids[0])
     assert row.status == "failed"
     assert "gave up after 4 failed attempts" in (row.last_error or "")
