@@ -80,16 +80,24 @@ def _prefetched(
 
     ``follow(page)`` says where the next page starts (``None``: the walk is done); it runs in
     the caller's thread, in page order.  One request is in flight at a time; one that is no
-    longer wanted (the caller stopped early) finishes unseen.
+    longer wanted (the caller stopped early) finishes unseen.  The first page is fetched in
+    the caller's thread, which waits for it anyway: a window of one page (the usual catch-up)
+    starts no thread at all.
     """
+    page = fetch(first)
+    cursor = follow(page)
+    if cursor is None:
+        yield page
+        return
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="discord-history")
 
     def submit(cursor: _Cursor) -> Future[_Page]:
         # The caller's context (log fields such as the job id) goes along with the request.
         return pool.submit(contextvars.copy_context().run, fetch, cursor)
 
-    pending: Future[_Page] | None = submit(first)
+    pending: Future[_Page] | None = submit(cursor)
     try:
+        yield page
         while pending is not None:
             page = pending.result()
             cursor = follow(page)
