@@ -131,9 +131,15 @@ class CircuitOpenError(RateLimitedError):
 
 @dataclass(frozen=True, slots=True)
 class Permit:
-    """Leave to call; ``probe`` is True for the single trial call of a half-open breaker."""
+    """Leave to call; ``probe`` is True for the single trial call of a half-open breaker.
+
+    ``clean`` says the breaker was closed with no failure counted when leave was given: a
+    success after such a permit changes nothing (:meth:`CircuitBreaker.record_success` of a
+    closed, failure-free breaker is a no-op), so the caller need not report it.
+    """
 
     probe: bool = False
+    clean: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,10 +222,10 @@ class RedisCircuitBreaker:
 
     def allow(self) -> Permit:
         """Leave to call (``probe=True`` for the half-open trial), or :class:`CircuitOpenError`."""
-        status, left, reason, _ = self._run("allow")
+        status, left, reason, failures = self._run("allow")
         if status == 0:
             raise CircuitOpenError(self.scope, retry_after=left, reason=reason)
-        return Permit(probe=status == 2)
+        return Permit(probe=status == 2, clean=status == 1 and failures == 0)
 
     def record_success(self) -> None:
         """Close the breaker and forget failures."""
@@ -286,7 +292,7 @@ class LocalCircuitBreaker:
             now = self._clock()
             state, left = self._seen(now)
             if state == "closed":
-                return Permit()
+                return Permit(clean=self._failures == 0)
             if left > 0:
                 raise CircuitOpenError(self.scope, retry_after=left, reason=self._reason)
             self._state = "half_open"

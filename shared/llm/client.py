@@ -56,6 +56,7 @@ from shared.llm.breaker import (
     CircuitBreaker,
     CircuitOpenError,
     LocalCircuitBreaker,
+    Permit,
     RedisCircuitBreaker,
 )
 from shared.llm.capabilities import (
@@ -689,7 +690,7 @@ class LLMClient(ClosesOnExit):
             )
         limiter = self.limiter(model)
         breaker = self.breaker(model)
-        breaker.allow()
+        permit = breaker.allow()
         waited = 0.0
         attempt = 0
         switched_param = False
@@ -721,7 +722,7 @@ class LLMClient(ClosesOnExit):
                     switched_param = True
                     limiter.settle(reservation, 0)
                     continue
-                self._record_outcome(breaker, error)
+                self._record_outcome(breaker, permit, error)
                 if isinstance(error, _UnsupportedLimitParam):
                     raise LLMInvalidRequestError(str(exc)) from None
                 raise error from None
@@ -743,7 +744,8 @@ class LLMClient(ClosesOnExit):
             if usage.total_tokens == 0:
                 usage = Usage(prompt_tokens=prompt, completion_tokens=count_tokens(text), calls=1)
             limiter.settle(reservation, usage.total_tokens)
-            breaker.record_success()
+            if not permit.clean:
+                breaker.record_success()
             billed = self.registry.find(completion.model) or info
             cost = cost_of(usage, billed)
             call.charge(completion.model or model, usage, cost)
@@ -805,12 +807,12 @@ class LLMClient(ClosesOnExit):
         return classify_status(exc.status_code, body, exc.response.headers)
 
     @staticmethod
-    def _record_outcome(breaker: CircuitBreaker, error: Exception) -> None:
+    def _record_outcome(breaker: CircuitBreaker, permit: Permit, error: Exception) -> None:
         if isinstance(error, QuotaExceededError):
             breaker.trip(QUOTA_REASON)
         elif isinstance(error, LLMServerError):
             breaker.record_failure(f"http_{error.status}")
-        else:
+        elif not permit.clean:
             # The endpoint answered sensibly (4xx about the request): it is healthy.
             breaker.record_success()
 

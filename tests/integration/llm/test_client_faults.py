@@ -90,6 +90,20 @@ def test_server_error_is_transient_and_counts_towards_the_breaker(
     assert fake.stats()["requests"] == 2  # refused without a request
 
 
+def test_a_success_after_a_failure_forgets_it(fake: FakeOpenAIServer, make_client: Make) -> None:
+    client = make_client(breaker_failure_threshold=2)
+    fake.inject("server_error")
+    with pytest.raises(llm.LLMServerError):
+        client.complete(ASK)
+    assert client.breaker("gpt-4o-mini").state().failures == 1
+    client.complete(ASK)
+    assert client.breaker("gpt-4o-mini").state().failures == 0
+    fake.inject("server_error")
+    with pytest.raises(llm.LLMServerError):
+        client.complete(ASK)
+    client.complete(ASK)  # still closed: the two failures were not consecutive
+
+
 def test_overload_falls_back_to_the_other_model(fake: FakeOpenAIServer, make_client: Make) -> None:
     client = make_client(fallback_model="gpt-4o")
     fake.inject("overloaded", model="gpt-4o-mini")

@@ -144,6 +144,17 @@ def test_breaker_shared_between_workers(redis: Redis) -> None:  # type: ignore[t
     assert not b.allow().probe
 
 
+def test_permit_says_when_a_success_would_change_nothing(redis: Redis) -> None:  # type: ignore[type-arg]
+    a, b = breaker(redis), breaker(redis)
+    assert a.allow().clean  # closed, nothing counted: the client skips reporting success
+    b.record_failure("http_500")
+    permit = a.allow()
+    assert not permit.clean and not permit.probe
+    a.record_success()  # reported, and it forgets the failure
+    assert b.state().failures == 0
+    assert b.allow().clean
+
+
 def test_breaker_probe_failure_reopens_and_trip(redis: Redis) -> None:  # type: ignore[type-arg]
     br = breaker(redis, failure_threshold=1)
     br.record_failure("timeout")

@@ -194,7 +194,10 @@ def test_breaker_opens_after_threshold_and_probes_once() -> None:
     assert breaker.allow().probe
     breaker.record_success()
     assert breaker.state().state == "closed"
-    assert not breaker.allow().probe
+    permit = breaker.allow()
+    assert not permit.probe and permit.clean
+    breaker.record_failure("timeout")
+    assert not breaker.allow().clean  # a success now has a failure to forget
 
 
 def test_an_open_breaker_tells_users_why_it_opened() -> None:
