@@ -7,8 +7,9 @@ depends on them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import discord
 import structlog
@@ -33,6 +34,7 @@ __all__ = [
     "resolve_channel",
     "runtime_of",
     "send_after_defer",
+    "summary_style_options",
 ]
 
 log = structlog.get_logger(__name__)
@@ -55,6 +57,18 @@ SUMMARIZABLE = frozenset(
 
 #: The choices of every command's summary format option, one per :class:`SummaryFormat`.
 FORMAT_CHOICES = [app_commands.Choice(name=f.value, value=f.value) for f in SummaryFormat]
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def summary_style_options(command: Command) -> Command:
+    """Describe the ``format`` and ``language`` options of a command a member asks a summary
+    with, and offer the formats as choices: the same words in every such command."""
+    described = app_commands.describe(
+        format="How detailed the summary is",
+        language="Language of the summary, e.g. en, de, pt-BR",
+    )(command)
+    return app_commands.choices(format=FORMAT_CHOICES)(described)
 
 
 def runtime_of(interaction: discord.Interaction[Any]) -> BotRuntime:

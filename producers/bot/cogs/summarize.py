@@ -16,7 +16,6 @@ from discord.ext import commands
 
 from producers.bot.authorize import PermissionHints, Refusal
 from producers.bot.cogs.common import (
-    FORMAT_CHOICES,
     SUMMARIZABLE,
     AnyBot,
     GuildChannel,
@@ -26,6 +25,7 @@ from producers.bot.cogs.common import (
     resolve_channel,
     runtime_of,
     send_after_defer,
+    summary_style_options,
 )
 from producers.bot.destinations import ReplyPlan
 from producers.bot.estimates import EtaModel
@@ -188,12 +188,10 @@ class SummarizeCog(commands.Cog):
         messages="Summarize the last N messages instead",
         since="Summarize from this message on (paste its link)",
         channel="Channel or thread to summarize (default: this one)",
-        format="How detailed the summary is",
-        language="Language of the summary, e.g. en, de, pt-BR",
         post_to="Channel or thread to post the summary in (default: reply here)",
         private="Only you see the reply; the summary comes by DM",
     )
-    @app_commands.choices(format=FORMAT_CHOICES)
+    @summary_style_options
     async def summarize(
         self,
         interaction: discord.Interaction[Any],
@@ -239,7 +237,7 @@ class SummarizeCog(commands.Cog):
             destination = _pick(context.guild, post_to, "the place to post")
             if private and destination is not None:
                 raise InvalidInputError("a private summary comes by DM; leave post_to empty")
-            summary_format = parse_format(format, default=SummaryFormat.BRIEF) if format else None
+            summary_format = parse_format(format)
             summary_language = parse_language(language)
         except InvalidInputError as exc:
             await answer(interaction, f"⛔ {exc.user_message}")
