@@ -16,12 +16,13 @@ from discord.ext import commands
 
 from producers.bot.authorize import PermissionHints, Refusal
 from producers.bot.cogs.common import (
-    SUMMARIZABLE,
     AnyBot,
+    AnyChannel,
     GuildChannel,
     GuildContext,
     answer,
     command_context,
+    pick_channel,
     resolve_channel,
     runtime_of,
     send_after_defer,
@@ -42,27 +43,6 @@ from shared.summarize.content import SummaryFormat
 __all__ = ["SummarizeCog", "start_summary"]
 
 log = structlog.get_logger(__name__)
-
-
-AnyChannel = app_commands.AppCommandChannel | app_commands.AppCommandThread
-
-
-def _pick(guild: discord.Guild, option: AnyChannel | None, what: str) -> GuildChannel | None:
-    """The cached channel an option names; InvalidInputError when it cannot be used."""
-    if option is None:
-        return None
-    channel = resolve_channel(guild, option.id)
-    if channel is None:
-        raise InvalidInputError(
-            f"I cannot see {option.mention}; give me View Channel there (for a thread: on its "
-            "parent channel)"
-        )
-    if channel.type not in SUMMARIZABLE:
-        raise InvalidInputError(
-            f"{option.mention} cannot be used as {what}: pick a text channel "
-            "or a thread (for a forum, pick one of its posts)"
-        )
-    return channel
 
 
 def _hint(option: AnyChannel | None) -> int | None:
@@ -218,7 +198,9 @@ class SummarizeCog(commands.Cog):
                 max_messages=runtime.bot_settings.max_window_messages,
                 now=runtime.clock(),
             )
-            source = _pick(context.guild, channel, "the channel to summarize") or context.channel
+            source = (
+                pick_channel(context.guild, channel, "the channel to summarize") or context.channel
+            )
             if source is None:
                 raise InvalidInputError("pick the channel to summarize with the channel option")
             if window.since is not None:
@@ -234,7 +216,7 @@ class SummarizeCog(commands.Cog):
                         "I cannot see the channel of that message link; check the link"
                     )
                 source = linked
-            destination = _pick(context.guild, post_to, "the place to post")
+            destination = pick_channel(context.guild, post_to, "the place to post")
             if private and destination is not None:
                 raise InvalidInputError("a private summary comes by DM; leave post_to empty")
             summary_format = parse_format(format)
