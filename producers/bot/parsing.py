@@ -205,10 +205,11 @@ def parse_language(text: str | None) -> str | None:
     return value
 
 
-def parse_format(text: str | None, *, default: SummaryFormat) -> SummaryFormat:
-    """One of brief, structured, detailed, technical (None: ``default``)."""
-    if text is None:
-        return default
+def parse_format(text: str | None) -> SummaryFormat | None:
+    """One of brief, structured, detailed, technical; None when none is given (the server's
+    default format applies)."""
+    if not text:
+        return None
     try:
         return SummaryFormat(text.strip().lower())
     except ValueError:

@@ -20,6 +20,7 @@ __all__ = [
     "Contribution",
     "Coverage",
     "Participant",
+    "Sections",
     "SummaryContent",
     "SummaryFormat",
     "Topic",
@@ -101,7 +102,30 @@ class Coverage(_Model):
     guild_id: str | None = None
 
 
-class ChannelSection(_Model):
+class Sections(_Model):
+    """The sections a summary and each channel's part of a multi-channel summary both have."""
+
+    overview: str
+    topics: list[Topic] = Field(default_factory=list)
+    key_points: list[CitedPoint] = Field(default_factory=list)
+    decisions: list[CitedPoint] = Field(default_factory=list)
+    open_questions: list[CitedPoint] = Field(default_factory=list)
+    action_items: list[ActionItem] = Field(default_factory=list)
+
+    def cited_ids(self) -> set[str]:
+        """Every message id these sections cite."""
+        ids: set[str] = set()
+        for group in (self.key_points, self.decisions, self.open_questions):
+            for point in group:
+                ids.update(point.message_ids)
+        for topic in self.topics:
+            ids.update(topic.message_ids)
+        for item in self.action_items:
+            ids.update(item.message_ids)
+        return ids
+
+
+class ChannelSection(Sections):
     """One channel's part of a multi-channel summary (a digest or a catch-up)."""
 
     channel_id: str
@@ -110,12 +134,6 @@ class ChannelSection(_Model):
         default=None, description="The channel a thread or forum post belongs to"
     )
     messages: int
-    overview: str
-    topics: list[Topic] = Field(default_factory=list)
-    key_points: list[CitedPoint] = Field(default_factory=list)
-    decisions: list[CitedPoint] = Field(default_factory=list)
-    open_questions: list[CitedPoint] = Field(default_factory=list)
-    action_items: list[ActionItem] = Field(default_factory=list)
     involves_reader: int = Field(
         default=0, description="Messages that mention or answer the reader (a catch-up)"
     )
@@ -128,16 +146,10 @@ class ChannelSection(_Model):
         return f"#{self.channel_name}"
 
 
-class SummaryContent(_Model):
+class SummaryContent(Sections):
     """A complete summary with sections, citations, participants and coverage."""
 
     format: SummaryFormat
-    overview: str
-    topics: list[Topic] = Field(default_factory=list)
-    key_points: list[CitedPoint] = Field(default_factory=list)
-    decisions: list[CitedPoint] = Field(default_factory=list)
-    open_questions: list[CitedPoint] = Field(default_factory=list)
-    action_items: list[ActionItem] = Field(default_factory=list)
     contributions: list[Contribution] = Field(default_factory=list)
     technical: list[CitedPoint] = Field(default_factory=list)
     participants: list[Participant] = Field(default_factory=list)
@@ -159,23 +171,12 @@ class SummaryContent(_Model):
 
     def cited_ids(self) -> set[str]:
         """Every message id cited anywhere in the summary."""
-        ids: set[str] = set()
-        for group in (self.key_points, self.decisions, self.open_questions, self.technical):
-            for point in group:
-                ids.update(point.message_ids)
-        for topic in self.topics:
-            ids.update(topic.message_ids)
-        for item in self.action_items:
-            ids.update(item.message_ids)
+        ids = super().cited_ids()
+        for point in self.technical:
+            ids.update(point.message_ids)
         for contribution in self.contributions:
             for point in contribution.points:
                 ids.update(point.message_ids)
         for section in self.channels:
-            for group in (section.key_points, section.decisions, section.open_questions):
-                for point in group:
-                    ids.update(point.message_ids)
-            for topic in section.topics:
-                ids.update(topic.message_ids)
-            for item in section.action_items:
-                ids.update(item.message_ids)
+            ids |= section.cited_ids()
         return ids

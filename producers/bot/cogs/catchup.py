@@ -22,11 +22,11 @@ from discord.ext import commands
 
 from producers.bot.authorize import authorize_member
 from producers.bot.cogs.common import (
-    FORMAT_CHOICES,
     AnyBot,
     answer,
     command_context,
     runtime_of,
+    summary_style_options,
 )
 from producers.bot.limits import OverLimit
 from producers.bot.parsing import parse_format, parse_language, parse_since
@@ -76,10 +76,8 @@ class CatchupCog(commands.Cog):
     @app_commands.guild_only()
     @app_commands.describe(
         since="Start here instead of at your last message: 12h, 90m, 2d, or a message link",
-        format="How detailed the summary is",
-        language="Language of the summary, e.g. en, de, pt-BR",
     )
-    @app_commands.choices(format=FORMAT_CHOICES)
+    @summary_style_options
     async def catchup(
         self,
         interaction: discord.Interaction[Any],
@@ -95,7 +93,7 @@ class CatchupCog(commands.Cog):
         now = runtime.clock()
         try:
             start = parse_since(since, guild_id=context.guild.id, now=now)
-            summary_format = parse_format(format, default=SummaryFormat.BRIEF) if format else None
+            summary_format = parse_format(format)
             summary_language = parse_language(language)
         except PipelineError as exc:
             await answer(interaction, f"⛔ {exc.user_message}")

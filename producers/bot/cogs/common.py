@@ -7,8 +7,9 @@ depends on them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import discord
 import structlog
@@ -18,27 +19,33 @@ from discord.ext import commands
 from producers.bot.authorize import can_manage_guild
 from producers.bot.runtime import BotRuntime, HasRuntime
 from producers.bot.snapshots import guild_view, member_view
+from shared.errors import InvalidInputError
 from shared.summarize.content import SummaryFormat
 
 __all__ = [
     "FORMAT_CHOICES",
     "SUMMARIZABLE",
     "AnyBot",
+    "AnyChannel",
     "GuildChannel",
     "GuildContext",
     "answer",
     "command_context",
     "guild_context",
     "manager_context",
+    "pick_channel",
     "resolve_channel",
     "runtime_of",
     "send_after_defer",
+    "summary_style_options",
 ]
 
 log = structlog.get_logger(__name__)
 
 GuildChannel = discord.abc.GuildChannel | discord.Thread
 AnyBot = commands.Bot | commands.AutoShardedBot
+#: What a channel option of a command holds: a channel or a thread.
+AnyChannel = app_commands.AppCommandChannel | app_commands.AppCommandThread
 
 #: Channel types whose messages can be summarized.
 SUMMARIZABLE = frozenset(
@@ -55,6 +62,18 @@ SUMMARIZABLE = frozenset(
 
 #: The choices of every command's summary format option, one per :class:`SummaryFormat`.
 FORMAT_CHOICES = [app_commands.Choice(name=f.value, value=f.value) for f in SummaryFormat]
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def summary_style_options(command: Command) -> Command:
+    """Describe the ``format`` and ``language`` options of a command a member asks a summary
+    with, and offer the formats as choices: the same words in every such command."""
+    described = app_commands.describe(
+        format="How detailed the summary is",
+        language="Language of the summary, e.g. en, de, pt-BR",
+    )(command)
+    return app_commands.choices(format=FORMAT_CHOICES)(described)
 
 
 def runtime_of(interaction: discord.Interaction[Any]) -> BotRuntime:
@@ -89,6 +108,28 @@ def resolve_channel(guild: discord.Guild, channel_id: int) -> GuildChannel | Non
     """A cached channel or thread of ``guild``."""
     found = guild.get_channel_or_thread(channel_id)
     return found if isinstance(found, discord.abc.GuildChannel | discord.Thread) else None
+
+
+def pick_channel(guild: discord.Guild, option: AnyChannel | None, what: str) -> GuildChannel | None:
+    """The cached channel or thread a channel option names, None when it was left out.
+
+    InvalidInputError when the bot cannot see it or its messages cannot be summarized;
+    ``what`` names its part in the command ("the place to post").
+    """
+    if option is None:
+        return None
+    channel = resolve_channel(guild, option.id)
+    if channel is None:
+        raise InvalidInputError(
+            f"I cannot see {option.mention}; give me View Channel there (for a thread: on its "
+            "parent channel)"
+        )
+    if channel.type not in SUMMARIZABLE:
+        raise InvalidInputError(
+            f"{option.mention} cannot be used as {what}: pick a text channel "
+            "or a thread (for a forum, pick one of its posts)"
+        )
+    return channel
 
 
 async def answer(interaction: discord.Interaction[Any], text: str) -> None:

@@ -27,11 +27,12 @@ from producers.bot.cogs.common import (
     FORMAT_CHOICES,
     SUMMARIZABLE,
     AnyBot,
+    AnyChannel,
     GuildChannel,
     GuildContext,
     answer,
     manager_context,
-    resolve_channel,
+    pick_channel,
     runtime_of,
 )
 from producers.bot.parsing import parse_channel_mentions, parse_language
@@ -53,19 +54,6 @@ _SCOPES = [
     app_commands.Choice(name="the whole server", value=ScheduleScope.SERVER.value),
     app_commands.Choice(name="a category", value=ScheduleScope.CATEGORY.value),
 ]
-
-AnyChannel = app_commands.AppCommandChannel | app_commands.AppCommandThread
-
-
-def _channel(context: GuildContext, option: AnyChannel | None, what: str) -> GuildChannel | None:
-    if option is None:
-        return None
-    channel = resolve_channel(context.guild, option.id)
-    if channel is None:
-        raise InvalidInputError(f"I cannot see {option.mention}; give me View Channel there")
-    if channel.type not in SUMMARIZABLE:
-        raise InvalidInputError(f"{option.mention} cannot be {what}; pick a text channel or thread")
-    return channel
 
 
 def _scope(
@@ -92,7 +80,7 @@ def _summarized(
                 "several channels is posted in `post_to` (or here), so leave `channel` out"
             )
         return None
-    picked = _channel(context, option, "summarized")
+    picked = pick_channel(context.guild, option, "the channel to summarize")
     if picked is not None:
         return picked
     here = context.channel
@@ -165,7 +153,7 @@ class DigestCog(commands.GroupCog, group_name="digest"):
             channel_ids = parse_channel_mentions(channels)
             chosen = _scope(scope, category, channel_ids)
             source = _summarized(context, channel, chosen)
-            destination_channel = _channel(context, post_to, "a digest's destination")
+            destination_channel = pick_channel(context.guild, post_to, "the digest's destination")
             if destination_channel is not None and webhook_endpoint is not None:
                 raise InvalidInputError("give post_to or webhook_endpoint, not both")
             endpoint_id: uuid.UUID | None = None

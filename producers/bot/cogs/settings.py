@@ -15,6 +15,7 @@ from discord.ext import commands
 from producers.bot.cogs.common import (
     FORMAT_CHOICES,
     AnyBot,
+    AnyChannel,
     GuildContext,
     answer,
     manager_context,
@@ -214,7 +215,7 @@ class SettingsCog(commands.GroupCog, group_name="summary-config"):
         self,
         interaction: discord.Interaction[Any],
         action: Literal["exclude", "include", "include-all"],
-        channel: app_commands.AppCommandChannel | app_commands.AppCommandThread | None = None,
+        channel: AnyChannel | None = None,
     ) -> None:
         """Edit the excluded channels (a channel's threads are excluded with it)."""
         await self._edit_ids(

@@ -16,16 +16,17 @@ from discord.ext import commands
 
 from producers.bot.authorize import PermissionHints, Refusal
 from producers.bot.cogs.common import (
-    FORMAT_CHOICES,
-    SUMMARIZABLE,
     AnyBot,
+    AnyChannel,
     GuildChannel,
     GuildContext,
     answer,
     command_context,
+    pick_channel,
     resolve_channel,
     runtime_of,
     send_after_defer,
+    summary_style_options,
 )
 from producers.bot.destinations import ReplyPlan
 from producers.bot.estimates import EtaModel
@@ -42,27 +43,6 @@ from shared.summarize.content import SummaryFormat
 __all__ = ["SummarizeCog", "start_summary"]
 
 log = structlog.get_logger(__name__)
-
-
-AnyChannel = app_commands.AppCommandChannel | app_commands.AppCommandThread
-
-
-def _pick(guild: discord.Guild, option: AnyChannel | None, what: str) -> GuildChannel | None:
-    """The cached channel an option names; InvalidInputError when it cannot be used."""
-    if option is None:
-        return None
-    channel = resolve_channel(guild, option.id)
-    if channel is None:
-        raise InvalidInputError(
-            f"I cannot see {option.mention}; give me View Channel there (for a thread: on its "
-            "parent channel)"
-        )
-    if channel.type not in SUMMARIZABLE:
-        raise InvalidInputError(
-            f"{option.mention} cannot be used as {what}: pick a text channel "
-            "or a thread (for a forum, pick one of its posts)"
-        )
-    return channel
 
 
 def _hint(option: AnyChannel | None) -> int | None:
@@ -188,12 +168,10 @@ class SummarizeCog(commands.Cog):
         messages="Summarize the last N messages instead",
         since="Summarize from this message on (paste its link)",
         channel="Channel or thread to summarize (default: this one)",
-        format="How detailed the summary is",
-        language="Language of the summary, e.g. en, de, pt-BR",
         post_to="Channel or thread to post the summary in (default: reply here)",
         private="Only you see the reply; the summary comes by DM",
     )
-    @app_commands.choices(format=FORMAT_CHOICES)
+    @summary_style_options
     async def summarize(
         self,
         interaction: discord.Interaction[Any],
@@ -220,7 +198,9 @@ class SummarizeCog(commands.Cog):
                 max_messages=runtime.bot_settings.max_window_messages,
                 now=runtime.clock(),
             )
-            source = _pick(context.guild, channel, "the channel to summarize") or context.channel
+            source = (
+                pick_channel(context.guild, channel, "the channel to summarize") or context.channel
+            )
             if source is None:
                 raise InvalidInputError("pick the channel to summarize with the channel option")
             if window.since is not None:
@@ -236,10 +216,10 @@ class SummarizeCog(commands.Cog):
                         "I cannot see the channel of that message link; check the link"
                     )
                 source = linked
-            destination = _pick(context.guild, post_to, "the place to post")
+            destination = pick_channel(context.guild, post_to, "the place to post")
             if private and destination is not None:
                 raise InvalidInputError("a private summary comes by DM; leave post_to empty")
-            summary_format = parse_format(format, default=SummaryFormat.BRIEF) if format else None
+            summary_format = parse_format(format)
             summary_language = parse_language(language)
         except InvalidInputError as exc:
             await answer(interaction, f"⛔ {exc.user_message}")

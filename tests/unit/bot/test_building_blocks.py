@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
+from unittest.mock import MagicMock
 
 import discord
 import pytest
 from pydantic import SecretStr, ValidationError
 
 from producers.bot.client import bot_intents
+from producers.bot.cogs.common import pick_channel
 from producers.bot.cogs.reactions import same_emoji
 from producers.bot.cogs.settings import parse_emoji
 from producers.bot.destinations import ReplyPlan, to_destinations
@@ -191,3 +194,25 @@ def test_llm_model_follows_the_settings() -> None:
     assert model is not None and model.name == "gpt-4o-mini" and output == 2000
     local, _ = llm_model_of(load_settings(llm=LLMSettings(base_url="http://127.0.0.1:11434/v1")))
     assert local is not None
+
+
+def test_channel_options_are_checked_alike_in_every_command() -> None:
+    text = MagicMock(spec=discord.TextChannel, type=discord.ChannelType.text)
+    forum = MagicMock(spec=discord.ForumChannel, type=discord.ChannelType.forum)
+    found = {1: text, 2: forum}
+    guild = MagicMock(spec=discord.Guild)
+    guild.get_channel_or_thread.side_effect = found.get
+
+    def option(ident: int) -> Any:
+        return MagicMock(id=ident, mention=f"<#{ident}>")
+
+    assert pick_channel(guild, None, "the place to post") is None
+    assert pick_channel(guild, option(1), "the place to post") is text
+    with pytest.raises(InvalidInputError, match=r"cannot see <#3>; give me View Channel there"):
+        pick_channel(guild, option(3), "the place to post")
+    with pytest.raises(InvalidInputError) as refused:
+        pick_channel(guild, option(2), "the digest's destination")
+    assert refused.value.user_message == (
+        "<#2> cannot be used as the digest's destination: pick a text channel or a thread "
+        "(for a forum, pick one of its posts)"
+    )

@@ -102,10 +102,11 @@ def test_languages() -> None:
 
 
 def test_formats() -> None:
-    assert parse_format(None, default=SummaryFormat.BRIEF) is SummaryFormat.BRIEF
-    assert parse_format(" Technical ", default=SummaryFormat.BRIEF) is SummaryFormat.TECHNICAL
+    assert parse_format(None) is None
+    assert parse_format("") is None
+    assert parse_format(" Technical ") is SummaryFormat.TECHNICAL
     with pytest.raises(InvalidInputError, match="brief, structured, detailed, technical"):
-        parse_format("long", default=SummaryFormat.BRIEF)
+        parse_format("long")
 
 
 @pytest.mark.parametrize(
