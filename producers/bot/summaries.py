@@ -118,29 +118,60 @@ async def _count(runtime: BotRuntime, ask: SummaryAsk, now: datetime) -> WindowC
     return await runtime.activity.count_since(ask.source.id, start, now)
 
 
-async def request_summary(runtime: BotRuntime, ask: SummaryAsk) -> Accepted | Refusal:
-    """Authorize and submit ``ask`` (see module docstring)."""
-    guild = ask.guild
-    config = await runtime.configs.get(guild.id)
-    me = guild.me
+def check_access(
+    member: discord.Member,
+    source: GuildChannel,
+    config: GuildConfig,
+    *,
+    destination: GuildChannel | None = None,
+    reply_channel: GuildChannel | None = None,
+    private: bool = False,
+    external: bool = False,
+    hints: PermissionHints | None = None,
+    thread_member: bool | None = None,
+) -> Refusal | None:
+    """Whether ``member`` may have ``source`` summarized where it is going, and the bot may
+    read and post it: the bot's one permission check, for a summary and a digest alike.
+
+    A thread whose parent the bot has not cached is refused (nothing is known of its
+    overwrites); the bot's own membership of a thread counts as Discord counts it.
+    """
     try:
-        source_view = channel_view(ask.source)
-        destination_view = channel_view(ask.destination) if ask.destination else None
-        reply_view = channel_view(ask.reply_channel) if ask.reply_channel else None
+        source_view = channel_view(source)
+        destination_view = channel_view(destination) if destination else None
+        reply_view = channel_view(reply_channel) if reply_channel else None
     except ValueError as exc:
         return Refusal("bot", str(exc))
-    refusal = authorize_summary(
+    guild = member.guild
+    return authorize_summary(
         AccessRequest(
             guild=guild_view(guild),
-            member=member_view(ask.member, thread_member=ask.thread_member),
-            bot=member_view(me, thread_member=_bot_joined(ask.source)),
+            member=member_view(member, thread_member=thread_member),
+            bot=member_view(guild.me, thread_member=_bot_joined(source)),
             source=source_view,
             config=config,
             destination=destination_view,
             reply_channel=reply_view,
-            private=ask.reply.private,
-            hints=ask.hints,
+            private=private,
+            external=external,
+            hints=hints or PermissionHints(),
         )
+    )
+
+
+async def request_summary(runtime: BotRuntime, ask: SummaryAsk) -> Accepted | Refusal:
+    """Authorize and submit ``ask`` (see module docstring)."""
+    guild = ask.guild
+    config = await runtime.configs.get(guild.id)
+    refusal = check_access(
+        ask.member,
+        ask.source,
+        config,
+        destination=ask.destination,
+        reply_channel=ask.reply_channel,
+        private=ask.reply.private,
+        hints=ask.hints,
+        thread_member=ask.thread_member,
     )
     if refusal is not None:
         return refusal

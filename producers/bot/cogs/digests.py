@@ -22,7 +22,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from producers.bot.authorize import AccessRequest, PermissionHints, authorize_summary
+from producers.bot.authorize import PermissionHints
 from producers.bot.cogs.common import (
     FORMAT_CHOICES,
     SUMMARIZABLE,
@@ -37,8 +37,8 @@ from producers.bot.cogs.common import (
 )
 from producers.bot.parsing import parse_channel_mentions, parse_language
 from producers.bot.responses import schedule_covers, schedule_list_embed
-from producers.bot.snapshots import channel_view, guild_view, member_view
 from producers.bot.store import list_schedules
+from producers.bot.summaries import check_access
 from schema.models.schedules import Schedule, ScheduleScope
 from shared.digests.spec import ScheduleSpec, parse_schedule
 from shared.errors import InvalidInputError, PipelineError
@@ -187,20 +187,16 @@ class DigestCog(commands.GroupCog, group_name="digest"):
                 source_hint = interaction.permissions.value
             else:
                 source_hint = post_to.permissions.value if post_to else None
-            refusal = authorize_summary(
-                AccessRequest(
-                    guild=guild_view(context.guild),
-                    member=member_view(context.member),
-                    bot=member_view(context.guild.me),
-                    source=channel_view(checked),
-                    config=config,
-                    destination=channel_view(target) if target is not None else None,
-                    hints=PermissionHints(
-                        source=source_hint,
-                        destination=post_to.permissions.value if post_to else None,
-                    ),
-                    external=endpoint_id is not None,
-                )
+            refusal = check_access(
+                context.member,
+                checked,
+                config,
+                destination=target,
+                hints=PermissionHints(
+                    source=source_hint,
+                    destination=post_to.permissions.value if post_to else None,
+                ),
+                external=endpoint_id is not None,
             )
             if refusal is not None:
                 await interaction.edit_original_response(content=f"⛔ {refusal.message}")

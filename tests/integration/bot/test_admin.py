@@ -234,6 +234,37 @@ def test_opt_out_and_back_in(database_url: str, redis_url: str) -> None:
     run(database_url, redis_url, body)
 
 
+def test_digest_of_a_thread_whose_parent_the_bot_lost_is_refused(
+    database_url: str, redis_url: str
+) -> None:
+    """The digest command checks access with the bot's one check: a thread whose parent is
+    not in the bot's cache is refused with the reason, as /summarize refuses it."""
+
+    async def body(h: BotHarness) -> None:
+        w = h.world
+        thread = h.fake.add_thread(w.general, "release-42", owner=w.alice)
+        lobby = h.fake.add_channel(w.guild, "lobby")
+        h.sync_guild()
+        # The bot's cache holds the thread but not its parent (as after a gateway gap).
+        guild = h.bot.get_guild(w.guild.id)
+        assert guild is not None
+        parent = guild.get_channel(w.general.id)
+        assert parent is not None and guild.get_thread(thread.id) is not None
+        guild._remove_channel(parent)
+        token = await h.command(
+            "digest",
+            sub("create", opt("channel", str(thread.id), 7), opt("schedule", "daily 09:00")),
+            user=w.alice,
+            channel=lobby,
+            resolved={"channels": {str(thread.id): h.resolved_channel(thread, w.alice)}},
+        )
+        assert f"the parent channel of thread {thread.id} is unknown to the bot" in told(h, token)
+        with h.session_factory() as session:
+            assert session.scalars(select(Schedule)).all() == []
+
+    run(database_url, redis_url, body)
+
+
 def test_digest_lifecycle(database_url: str, redis_url: str) -> None:
     async def body(h: BotHarness) -> None:
         w = h.world
