@@ -21,7 +21,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -39,11 +39,13 @@ from shared.jobs import DELIVER, FETCH, SUMMARIZE, Step
 __all__ = [
     "FINISHED",
     "MOVES",
+    "NEVER_SEEN",
     "RESUME",
     "RUNS_IN",
     "UNFINISHED",
     "Move",
     "Transition",
+    "hand_to_sweep",
     "heartbeat",
     "load",
     "move",
@@ -266,3 +268,24 @@ def heartbeat(
     with session_factory() as session, session.begin():
         result = session.execute(statement)
     return bool(getattr(result, "rowcount", 0))
+
+
+#: The heartbeat of a job no stage has ever held: older than any stage timeout, so the next
+#: recovery sweep takes the job.
+NEVER_SEEN = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def hand_to_sweep(session_factory: sessionmaker[Session], job_id: uuid.UUID) -> bool:
+    """Leave a queued job whose first task could not be published to the next recovery sweep.
+
+    Left alone, such a job looks like one whose fetch just started, and the sweep would wait
+    a whole stage timeout before publishing it; with :data:`NEVER_SEEN` it is published by the
+    next sweep (every minute) once the broker is back.  False when the job had already moved.
+    """
+    statement = (
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED.value)
+        .values(heartbeat_at=NEVER_SEEN)
+    )
+    with one_statement(session_factory) as connection:
+        return bool(connection.execute(statement).rowcount)

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import structlog
 from pydantic import SecretStr
 from sqlalchemy import Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -58,6 +59,8 @@ __all__ = [
     "check_scope",
     "submit_job",
 ]
+
+log = structlog.get_logger(__name__)
 
 _CANCELLED_BY = {
     "api": "cancelled through the API",
@@ -363,8 +366,21 @@ def submit_job(
             delete_upload(core.session_factory, source.upload_id)
         return Submission(existing, created=False)
     job = Job(**row)
-    core.enqueuer.enqueue(FETCH, str(job.id))
+    try:
+        core.enqueuer.enqueue(FETCH, str(job.id))
+    except Exception:
+        # The row is committed, so nothing is lost; the caller still hears of the failure (a
+        # retry with the same Idempotency-Key answers this job).  The next sweep publishes it.
+        _hand_to_sweep(core, job.id)
+        raise
     return Submission(job, created=True)
+
+
+def _hand_to_sweep(core: Core, job_id: uuid.UUID) -> None:
+    try:
+        lifecycle.hand_to_sweep(core.session_factory, job_id)
+    except Exception as exc:  # noqa: BLE001 - the publish failure is the error to report
+        log.warning("submit.hand_to_sweep_failed", job_id=str(job_id), error=type(exc).__name__)
 
 
 def cancel_job(core: Core, actor: Actor, job_id: uuid.UUID) -> JobView:

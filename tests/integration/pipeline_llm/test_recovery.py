@@ -8,10 +8,12 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from kombu.exceptions import OperationalError
 from sqlalchemy import select
 
 from schema.models.jobs import Job
 from schema.models.usage import UsageLedger
+from shared.jobs import FETCH
 from shared.pipeline.llm.mapreduce import MAP_CHUNK, REDUCE
 from shared.pipeline.recovery import requeue_stale_jobs
 from tests.fakes.enqueuer import RecordingEnqueuer
@@ -82,6 +84,34 @@ def test_the_recovery_sweep_redrives_lost_steps(
     assert run.job.status == "completed", run.job.error
     assert run.plan is not None
     assert run.kinds() == {"map": run.plan.chunk_count, "reduce": 1}  # nothing paid twice
+
+
+def test_a_job_whose_first_publish_failed_goes_to_the_next_sweep(
+    make_harness: Callable[..., Harness],
+) -> None:
+    harness = make_harness()
+    refused: list[str] = []
+
+    def broker_down(task_name: str) -> None:
+        if task_name == FETCH and not refused:
+            refused.append(task_name)
+            raise OperationalError("Error 111 connecting to redis: Connection refused")
+
+    recorder = RecordingEnqueuer(target=harness.services.enqueuer, before=broker_down)
+    harness.services.enqueuer = recorder
+    with harness.session_factory() as session:
+        before = set(session.scalars(select(Job.id)))
+    with pytest.raises(OperationalError):
+        harness.submit(_export(harness, "unpublished"))
+    with harness.session_factory() as session:
+        [job] = [j for j in session.scalars(select(Job)) if j.id not in before]
+    # Committed, and marked for the next sweep rather than after a whole stage timeout.
+    assert job.status == "queued"
+    assert job.heartbeat_at is not None and job.heartbeat_at.year == 1970
+    assert requeue_stale_jobs(harness.services) >= 1  # at the real clock: no time travel
+    assert (FETCH, (str(job.id),)) in recorder.sent
+    run = harness.wait(job.id)
+    assert run.job.status == "completed", run.job.error
 
 
 def test_expired_scratch_replans_instead_of_failing(make_harness: Callable[..., Harness]) -> None:
