@@ -186,10 +186,10 @@ def move(
     merged into the job's progress.
     """
     # One statement needs no transaction around it: autocommit spares BEGIN and COMMIT.
-    statement = _move_statement(job_id, MOVES[which], now=now, progress=progress, values=values)
+    transition = MOVES[which]
+    statement = _move_statement(job_id, transition, now=now, progress=progress, values=values)
     with one_statement(session_factory) as connection:
-        result = connection.execute(statement)
-    return _steps(MOVES[which], job_id) if result.rowcount else None
+        return _moved(connection.execute(statement), transition, job_id)
 
 
 def move_in(
@@ -205,9 +205,12 @@ def move_in(
     transition = MOVES[which]
     statement = _move_statement(job_id, transition, now=now, progress=progress, values=values)
     result = session.execute(statement.execution_options(synchronize_session=False))
-    if not getattr(result, "rowcount", 0):
-        return None
-    return _steps(transition, job_id)
+    return _moved(result, transition, job_id)
+
+
+def _moved(result: Any, transition: Transition, job_id: uuid.UUID) -> list[Step] | None:
+    """The steps after a move's UPDATE, or None when it changed no row."""
+    return _steps(transition, job_id) if getattr(result, "rowcount", 0) else None
 
 
 def _move_statement(
@@ -263,11 +266,9 @@ def heartbeat(
         update(Job)
         .where(Job.id == job_id, Job.status.in_([s.value for s in UNFINISHED]))
         .values(**changes)
-        .execution_options(synchronize_session=False)
     )
-    with session_factory() as session, session.begin():
-        result = session.execute(statement)
-    return bool(getattr(result, "rowcount", 0))
+    with one_statement(session_factory) as connection:
+        return bool(connection.execute(statement).rowcount)
 
 
 #: The heartbeat of a job no stage has ever held: older than any stage timeout, so the next
