@@ -13,28 +13,33 @@ that end state (``completed_with_errors``, or ``failed`` when every one failed);
 
 :data:`RUNS_IN` says in which states each stage task does its work; the task decorator checks it
 before calling the stage, so no stage repeats the "load the job, return if finished" prelude.
+A move that ends a job also counts that end (``summary_jobs_finished_total`` and the rest of
+:func:`shared.metrics.count_job_end`) once it is committed: the end is counted where it is
+written, in whichever process writes it, with no read-back.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Update, func, update
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, object_session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import JSON
 
 from schema.models.jobs import Job, JobStatus
-from shared.db.engine import one_statement, reading_session
+from shared.db.engine import after_commit, one_statement, reading_session
 from shared.jobs import DELIVER, FETCH, SUMMARIZE, Step
+from shared.metrics import count_job_end
 
 __all__ = [
     "FINISHED",
@@ -189,7 +194,10 @@ def move(
     transition = MOVES[which]
     statement = _move_statement(job_id, transition, now=now, progress=progress, values=values)
     with one_statement(session_factory) as connection:
-        return _moved(connection.execute(statement), transition, job_id)
+        steps, ended = _moved(connection.execute(statement), transition, job_id, now)
+    if ended is not None:
+        ended()
+    return steps
 
 
 def move_in(
@@ -205,12 +213,42 @@ def move_in(
     transition = MOVES[which]
     statement = _move_statement(job_id, transition, now=now, progress=progress, values=values)
     result = session.execute(statement.execution_options(synchronize_session=False))
-    return _moved(result, transition, job_id)
+    steps, ended = _moved(result, transition, job_id, now)
+    if ended is not None:
+        after_commit(session, ended)
+    return steps
 
 
-def _moved(result: Any, transition: Transition, job_id: uuid.UUID) -> list[Step] | None:
-    """The steps after a move's UPDATE, or None when it changed no row."""
-    return _steps(transition, job_id) if getattr(result, "rowcount", 0) else None
+def _moved(
+    result: Any, transition: Transition, job_id: uuid.UUID, now: datetime
+) -> tuple[list[Step] | None, Callable[[], None] | None]:
+    """The steps after a move's UPDATE (None when it changed no row), and, for a move that
+    ended the job, how to count that end once it is committed."""
+    if not transition.to.finished:
+        return (_steps(transition, job_id) if getattr(result, "rowcount", 0) else None), None
+    row = result.first()
+    if row is None:
+        return None, None
+    finished_at, created_at, origin, params = row
+    # A job that had already ended keeps its end time (a settled delivery): counted once.
+    if finished_at != now:
+        return _steps(transition, job_id), None
+    return _steps(transition, job_id), _end_counter(
+        transition.to, origin, params, created_at, finished_at
+    )
+
+
+def _end_counter(
+    status: JobStatus, origin: str, params: Any, created_at: datetime, finished_at: datetime
+) -> Callable[[], None]:
+    """Count a job's end (the metrics of :func:`shared.metrics.count_job_end`) when called."""
+    return partial(
+        count_job_end,
+        origin=origin,
+        status=status.value,
+        kind=str((params or {}).get("format") or "structured"),
+        seconds=(finished_at - created_at).total_seconds(),
+    )
 
 
 def _move_statement(
@@ -225,11 +263,15 @@ def _move_statement(
     changes = _changes(transition, now, values, finished_at=func.coalesce(Job.finished_at, now))
     if progress:
         changes["progress"] = _merged(progress)
-    return (
+    statement = (
         update(Job)
         .where(Job.id == job_id, Job.status.in_([s.value for s in transition.sources]))
         .values(**changes)
     )
+    if transition.to.finished:
+        # What counting the job's end needs, in the same round trip.
+        statement = statement.returning(Job.finished_at, Job.created_at, Job.origin, Job.params)
+    return statement
 
 
 def move_locked(
@@ -244,6 +286,11 @@ def move_locked(
     transition = MOVES[which]
     if JobStatus(job.status) not in transition.sources:
         return None
+    session = object_session(job)
+    if transition.to.finished and job.finished_at is None and session is not None:
+        after_commit(
+            session, _end_counter(transition.to, job.origin, job.params, job.created_at, now)
+        )
     for key, value in _changes(transition, now, values, finished_at=job.finished_at or now).items():
         setattr(job, key, value)
     if progress:

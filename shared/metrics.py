@@ -54,6 +54,8 @@ __all__ = [
     "TOKENS",
     "QueueSizeCollector",
     "clean_multiprocess_dir",
+    "count_job_end",
+    "count_summary_spend",
     "exposition_registry",
     "multiprocess_enabled",
     "observe_rate_limit_wait",
@@ -131,6 +133,26 @@ CELERY_TASK_SECONDS = Histogram(
     ["task"],
     buckets=_DURATION_BUCKETS,
 )
+
+
+def count_job_end(*, origin: str, status: str, kind: str, seconds: float) -> None:
+    """Count a job that has just ended (``status``), ``seconds`` after it was submitted.
+
+    ``kind`` is its summary type (the job's ``format``).  Called once per end, where the move
+    that ends the job is committed (:mod:`shared.lifecycle`).
+    """
+    REQUESTS.labels(type=kind, status=status).inc()
+    JOBS_FINISHED.labels(origin=origin, status=status).inc()
+    PROCESSING_SECONDS.labels(type=kind).observe(max(0.0, seconds))
+
+
+def count_summary_spend(
+    *, model: str, prompt_tokens: int, completion_tokens: int, cost_usd: float
+) -> None:
+    """Count the tokens and cost of a summary that has just been stored."""
+    TOKENS.labels(model=model, kind="prompt").inc(prompt_tokens)
+    TOKENS.labels(model=model, kind="completion").inc(completion_tokens)
+    COST_USD.labels(model=model).inc(cost_usd)
 
 
 def observe_rate_limit_wait(limiter: str, seconds: float) -> None:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import structlog
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = [
     "IDLE_PING_SECONDS",
+    "after_commit",
     "make_engine",
     "make_sessionmaker",
     "one_statement",
@@ -21,10 +23,13 @@ __all__ = [
     "session_scope",
 ]
 
+log = structlog.get_logger(__name__)
+
 _WAL_ATTEMPTS = 20
 #: A pooled PostgreSQL connection idle at least this long is pinged before it is handed out.
 IDLE_PING_SECONDS = 5.0
 _CHECKED_IN_AT = "summarybot_checked_in_at"
+_AFTER_COMMIT = "summarybot_after_commit"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -179,3 +184,27 @@ def reading_session(factory: sessionmaker[Session]) -> Iterator[Session]:
     else:
         with factory() as session:
             yield session
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once ``session``'s transaction has committed; drop it on rollback.
+
+    For what must only happen to written data (counting a job's end): the caller's transaction
+    may still fail after the write.  A failing callback is logged, never raised: the data is
+    committed by then.
+    """
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for callback in session.info.pop(_AFTER_COMMIT, ()):
+        try:
+            callback()
+        except Exception as exc:  # noqa: BLE001 - the transaction is already committed
+            log.warning("db.after_commit_failed", error=repr(exc))
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 
 from schema.models.chunks import SummaryChunk
 from schema.models.jobs import Delivery, DeliveryStatus, Job, Summary
@@ -23,6 +23,7 @@ from shared.cache import CachedFetch
 from shared.db.engine import reading_session
 from shared.delivery.settle import pending_deliver_steps
 from shared.jobs import DELIVER, JobParams, Step
+from shared.metrics import count_summary_spend
 from shared.pipeline.services import Services
 from shared.services.members import opted_out_ids
 from shared.summarize.content import SummaryContent
@@ -85,8 +86,9 @@ def persist_summary(
     """
     now = services.clock()
     spenders = [job.id, *usage_of]
-    summary = Summary(
-        id=uuid.uuid4(),
+    summary_id = uuid.uuid4()
+    summary = insert(Summary).values(
+        id=summary_id,
         job_id=job.id,
         guild_id=content.coverage.guild_id,
         channel_id=content.coverage.channel_id,
@@ -109,7 +111,7 @@ def persist_summary(
     deliveries = [
         Delivery(
             id=uuid.uuid4(),
-            summary_id=summary.id,
+            summary_id=summary_id,
             target=target.key,
             kind=target.kind,
             params=target.model_dump(mode="json"),
@@ -127,7 +129,7 @@ def persist_summary(
             job.id,
             lifecycle.Move.SUMMARIZED,
             now=now,
-            progress={**(progress or {}), "summary_id": str(summary.id)},
+            progress={**(progress or {}), "summary_id": str(summary_id)},
         )
         if moved is None:
             transaction.rollback()
@@ -138,11 +140,22 @@ def persist_summary(
             if usage:
                 session.add_all(usage)
                 session.flush()
-            session.add(summary)
+            # The sums come back with the insert: the metrics need no read-back.
+            spent = session.execute(
+                summary.returning(
+                    Summary.prompt_tokens, Summary.completion_tokens, Summary.cost_usd
+                )
+            ).one()
             session.add_all(deliveries)
             if drop_chunks:
                 # The notes were only needed to write this summary.
                 session.execute(delete(SummaryChunk).where(SummaryChunk.job_id == job.id))
+    count_summary_spend(
+        model=model or content.backend,
+        prompt_tokens=spent.prompt_tokens or 0,
+        completion_tokens=spent.completion_tokens or 0,
+        cost_usd=float(spent.cost_usd or 0),
+    )
     return tuple(delivery.id for delivery in deliveries)
 
 

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import celeryconfig
 from producers.cli.main import demo_export
-from schema.models.jobs import Job
+from schema.models.jobs import Job, Summary
 from shared.crypto import SecretBox, generate_key
 from shared.jobs import CeleryEnqueuer, ExportFileSource, JobParams
 from shared.services.core import Actor, Core
@@ -176,7 +176,13 @@ def test_worker_metrics_and_logs_while_a_job_runs(
     assert _value(text, "summary_jobs_finished_total", origin="cli", status="completed") == 1.0
     for stage in ("fetch", "summarize"):
         assert (_value(text, "summary_stage_seconds_count", stage=stage) or 0) >= 1, stage
-    assert _value(text, "summary_llm_tokens_total", kind="prompt") is not None
+    with factory() as session:
+        spent = session.execute(
+            select(Summary.prompt_tokens, Summary.completion_tokens).where(Summary.job_id == job_id)
+        ).one()
+    # Counted from the stored summary's own sums, as it was written.
+    assert _value(text, "summary_llm_tokens_total", kind="prompt") == float(spent[0])
+    assert _value(text, "summary_llm_tokens_total", kind="completion") == float(spent[1])
     fetch_started = _value(
         text, "summary_celery_tasks_total", task="summarybot.fetch", state="started"
     )

@@ -14,10 +14,12 @@ import pytest
 import structlog
 from celery import Celery
 from prometheus_client import REGISTRY
+from sqlalchemy import event
 
-from schema.models.jobs import Delivery, Job, Summary
+from schema.models.jobs import Job
+from shared import lifecycle
 from shared.db.migrate import upgrade
-from shared.jobs import DELIVER, FETCH, SUMMARIZE
+from shared.jobs import DELIVER, FETCH
 from shared.metrics import (
     clean_multiprocess_dir,
     exposition_registry,
@@ -155,77 +157,85 @@ def hooks(worker: WorkerApp) -> Any:
     return signals_metrics._Hooks(worker.context)
 
 
-def test_hooks_record_job_end_and_tokens(services: Services, hooks: Any, worker: WorkerApp) -> None:
-    now = datetime.now(UTC)
+def _job(services: Services, status: str, *, created: datetime) -> uuid.UUID:
     job = Job(
         id=uuid.uuid4(),
         origin="bot",
-        status="delivering",
+        status=status,
         params={"format": "detailed"},
         progress={},
-        created_at=now - timedelta(seconds=12),
-        updated_at=now,
-    )
-    summary = Summary(
-        job_id=job.id,
-        format="brief",
-        content={},
-        backend="llm",
-        model="gpt-test",
-        prompt_version="v",
-        message_count=1,
-        prompt_tokens=120,
-        completion_tokens=30,
-        cost_usd=0.25,
-        created_at=now + timedelta(seconds=1),
+        created_at=created,
+        updated_at=created,
     )
     with services.session_factory() as session, session.begin():
         session.add(job)
-        session.flush()
-        session.add(summary)
-        session.flush()
-        delivery = Delivery(summary_id=summary.id, target="file:/x", kind="file", status="pending")
-        session.add(delivery)
-        session.flush()
-        delivery_id = delivery.id
-    before = {
-        "requests": _sample("summary_requests_total", type="detailed", status="completed"),
-        "bot": _sample("summary_jobs_finished_total", origin="bot", status="completed"),
-        "tokens": _sample("summary_llm_tokens_total", model="gpt-test", kind="prompt"),
-        "cost": _sample("summary_llm_cost_usd_total", model="gpt-test"),
-        "stage": _sample("summary_stage_seconds_count", stage="deliver"),
-        "sent": _sample("summary_deliveries_total", kind="file", status="sent"),
-    }
-    summarize = SimpleNamespace(name=SUMMARIZE, app=worker.app)
-    hooks.on_prerun(task_id="s1", task=summarize, args=[str(job.id)])
-    hooks.on_postrun(task_id="s1", task=summarize, args=[str(job.id)], state="SUCCESS")
-    deliver = SimpleNamespace(name=DELIVER, app=worker.app)
-    args = [str(job.id), str(delivery_id)]
-    hooks.on_prerun(task_id="d1", task=deliver, args=args)
-    with services.session_factory() as session, session.begin():
-        row = session.get(Delivery, delivery_id)
-        row.status = "sent"
-        finished = session.get(Job, job.id)
-        finished.status, finished.finished_at = "completed", datetime.now(UTC)
-    hooks.on_postrun(task_id="d1", task=deliver, args=args, state="SUCCESS")
-    # A duplicate copy of the task finds the job already finished: nothing counted twice.
-    hooks.on_prerun(task_id="d2", task=deliver, args=args)
-    hooks.on_postrun(task_id="d2", task=deliver, args=args, state="SUCCESS")
+    return job.id
 
-    assert _sample("summary_llm_tokens_total", model="gpt-test", kind="prompt") == (
-        before["tokens"] + 120
+
+def _ends(status: str) -> tuple[float, float, float]:
+    return (
+        _sample("summary_requests_total", type="detailed", status=status),
+        _sample("summary_jobs_finished_total", origin="bot", status=status),
+        _sample("summary_processing_seconds_count", type="detailed"),
     )
-    assert _sample("summary_llm_cost_usd_total", model="gpt-test") == before["cost"] + 0.25
-    # Deliveries are counted by the deliver stage where it records them, not by these hooks.
-    assert _sample("summary_deliveries_total", kind="file", status="sent") == before["sent"]
-    assert _sample("summary_requests_total", type="detailed", status="completed") == (
-        before["requests"] + 1
+
+
+def test_a_job_end_is_counted_once_where_the_move_commits(services: Services) -> None:
+    now = datetime.now(UTC)
+    job_id = _job(services, "summarizing", created=now - timedelta(seconds=12))
+    before = _ends("completed")
+    # Moved, but the transaction rolls back: nothing ended, nothing counted.
+    with services.session_factory() as session, session.begin():
+        assert lifecycle.move_in(session, job_id, lifecycle.Move.SUMMARIZED, now=now) == []
+        assert _ends("completed") == before  # not before the commit either
+        session.rollback()
+    assert _ends("completed") == before
+    with services.session_factory() as session, session.begin():
+        assert lifecycle.move_in(session, job_id, lifecycle.Move.SUMMARIZED, now=now) == []
+    requests, finished, processing = _ends("completed")
+    assert (requests, finished, processing) == (before[0] + 1, before[1] + 1, before[2] + 1)
+    # Its deliveries settle it later: the job keeps its end time and is not counted again.
+    later = now + timedelta(seconds=3)
+    failed = _ends("failed")
+    delivered = lifecycle.move(
+        services.session_factory, job_id, lifecycle.Move.DELIVERED, now=later
     )
-    assert _sample("summary_jobs_finished_total", origin="bot", status="completed") == (
-        before["bot"] + 1
+    assert delivered is not None
+    assert (
+        lifecycle.move(services.session_factory, job_id, lifecycle.Move.DELIVERY_FAILED, now=later)
+        is not None
     )
-    assert _sample("summary_stage_seconds_count", stage="deliver") == before["stage"] + 2
-    assert _sample("summary_processing_seconds_count", type="detailed") >= 1
+    assert _ends("completed") == (requests, finished, processing)
+    assert _ends("failed") == failed
+
+
+def test_a_failed_job_is_counted_by_the_move_that_failed_it(services: Services) -> None:
+    now = datetime.now(UTC)
+    job_id = _job(services, "fetching", created=now - timedelta(seconds=5))
+    before = _ends("failed")
+    assert lifecycle.move(services.session_factory, job_id, lifecycle.Move.FAIL, now=now) == []
+    # A second copy of the failing task finds the job already failed.
+    assert lifecycle.move(services.session_factory, job_id, lifecycle.Move.FAIL, now=now) is None
+    assert _ends("failed") == (before[0] + 1, before[1] + 1, before[2] + 1)
+
+
+def test_hooks_time_tasks_without_reading_the_job(
+    services: Services, hooks: Any, worker: WorkerApp
+) -> None:
+    job_id = _job(services, "summarizing", created=datetime.now(UTC))
+    engine = services.session_factory.kw["bind"]
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    stage = _sample("summary_stage_seconds_count", stage="deliver")
+    succeeded = _sample("summary_celery_tasks_total", task=DELIVER, state="succeeded")
+    deliver = SimpleNamespace(name=DELIVER, app=worker.app)
+    for task_id in ("d1", "d2"):
+        hooks.on_prerun(task_id=task_id, task=deliver, args=[str(job_id), str(uuid.uuid4())])
+        hooks.on_postrun(task_id=task_id, task=deliver, state="SUCCESS")
+    assert _sample("summary_stage_seconds_count", stage="deliver") == stage + 2
+    assert _sample("summary_celery_tasks_total", task=DELIVER, state="succeeded") == succeeded + 2
+    assert statements == []  # what the task did is counted where it was written
+    assert hooks.started == {}
 
 
 def test_hooks_tolerate_unknown_tasks_and_missing_resources(
