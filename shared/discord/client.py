@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import structlog
 from pydantic import SecretStr
@@ -38,9 +38,17 @@ from shared.discord.rest import RestSession
 from shared.domain.messages import ChannelInfo
 from shared.errors import InvalidInputError
 
-__all__ = ["AUTO_ARCHIVE_MINUTES", "GUILD_NAME_TTL_S", "DiscordClient", "normalize_emoji"]
+__all__ = [
+    "AUTO_ARCHIVE_MINUTES",
+    "CHANNEL_TTL_S",
+    "GUILD_NAME_TTL_S",
+    "DiscordClient",
+    "normalize_emoji",
+]
 
 log = structlog.get_logger(__name__)
+
+V = TypeVar("V")
 
 #: Thread auto-archive durations Discord accepts, in minutes.
 AUTO_ARCHIVE_MINUTES = (60, 1440, 4320, 10080)
@@ -56,8 +64,31 @@ _MEMBERS_PAGE = 1000
 _OPTIONAL_WAIT_S = 2.0
 #: How long a guild's name is reused before it is asked again (seconds).
 GUILD_NAME_TTL_S = 300.0
+#: How long a channel's description (name, topic, guild) is reused (seconds).
+CHANNEL_TTL_S = 60.0
 # Enough for every guild a large bot serves; beyond it the expired entries go first.
-_GUILD_NAMES_MAX = 10_000
+_REMEMBERED_MAX = 10_000
+
+
+class _Remembered(Generic[V]):
+    """Values kept for ``ttl`` seconds of ``clock``; at most :data:`_REMEMBERED_MAX` of them."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float]) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._values: dict[str, tuple[float, V]] = {}
+
+    def get(self, key: str) -> V | None:
+        known = self._values.get(key)
+        return known[1] if known is not None and known[0] > self._clock() else None
+
+    def put(self, key: str, value: V) -> None:
+        now = self._clock()
+        if len(self._values) >= _REMEMBERED_MAX:
+            self._values = {k: v for k, v in self._values.items() if v[0] > now}
+            if len(self._values) >= _REMEMBERED_MAX:
+                self._values.clear()
+        self._values[key] = (now + self._ttl, value)
 
 
 def normalize_emoji(emoji: str) -> str:
@@ -108,8 +139,10 @@ def _in_thread(thread_id: str | None) -> dict[str, str | int | bool]:
 class DiscordClient(ClosesOnExit):
     """Typed Discord operations over a :class:`~shared.discord.rest.RestSession`.
 
-    Guild names (:meth:`channel_info`) are remembered for ``guild_name_ttl_s`` seconds of
-    ``clock``: a renamed guild shows its new name in summaries within that time.
+    What :meth:`channel_info` reads is remembered for a while (seconds of ``clock``): a guild's
+    name for ``guild_name_ttl_s``, a channel (its name, topic and guild) for
+    ``channel_ttl_s``.  A renamed guild or channel shows its new name in summaries within
+    that time.
     """
 
     def __init__(
@@ -118,14 +151,14 @@ class DiscordClient(ClosesOnExit):
         *,
         closers: Sequence[Callable[[], None]] = (),
         guild_name_ttl_s: float = GUILD_NAME_TTL_S,
+        channel_ttl_s: float = CHANNEL_TTL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.session = session
         self._dm_channels: dict[str, str] = {}
         self._closers = list(closers)
-        self._guild_name_ttl_s = guild_name_ttl_s
-        self._clock = clock
-        self._guild_names: dict[str, tuple[float, str]] = {}
+        self._guild_names: _Remembered[str] = _Remembered(guild_name_ttl_s, clock)
+        self._channels: _Remembered[Channel] = _Remembered(channel_ttl_s, clock)
 
     def __repr__(self) -> str:
         return f"DiscordClient({self.session!r})"
@@ -209,18 +242,22 @@ class DiscordClient(ClosesOnExit):
 
         The guild's name is optional: a channel can be readable while ``GET /guilds/{id}`` is
         not (403), or the route may not be served (404), or rate limited; the info then simply
-        has no guild name.  The channel itself is always read afresh (its guild decides what
-        may be summarized); a guild's name is reused for a while (see the class docstring).
+        has no guild name.  Both are reused for a while (see the class docstring).  Reusing the
+        channel's answer keeps the guild boundary: Discord never moves a channel to another
+        guild, and a channel since deleted or closed to the bot fails the history read that
+        follows.
         """
-        channel = self.get_channel(channel_id)
+        channel = self._channels.get(channel_id)
+        if channel is None:
+            channel = self.get_channel(channel_id)
+            self._channels.put(channel_id, channel)
         guild_name = self._guild_name(channel.guild_id) if channel.guild_id else None
         return to_channel_info(channel.raw, guild_name=guild_name)
 
     def _guild_name(self, guild_id: str) -> str | None:
-        now = self._clock()
         known = self._guild_names.get(guild_id)
-        if known is not None and known[0] > now:
-            return known[1]
+        if known is not None:
+            return known
         try:
             guild = self.get_guild(guild_id, max_wait_s=_OPTIONAL_WAIT_S)
         except (NotFound, Forbidden, RateLimited) as exc:
@@ -236,11 +273,7 @@ class DiscordClient(ClosesOnExit):
         if not isinstance(name, str):
             return None
         # Only names are remembered: a refusal may be lifted (permissions, the route) any time.
-        if len(self._guild_names) >= _GUILD_NAMES_MAX:
-            self._guild_names = {k: v for k, v in self._guild_names.items() if v[0] > now}
-            if len(self._guild_names) >= _GUILD_NAMES_MAX:
-                self._guild_names.clear()
-        self._guild_names[guild_id] = (now + self._guild_name_ttl_s, name)
+        self._guild_names.put(guild_id, name)
         return name
 
     # --- messages ----------------------------------------------------------------------------

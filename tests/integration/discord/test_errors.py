@@ -317,6 +317,7 @@ def test_the_guild_name_is_optional(
     channel = str(world.general.id)
     for mode, status in (("forbidden", 403), ("off", 404)):
         server.fake.config.guild_route = mode  # type: ignore[assignment]
+        # The channel is remembered; a guild name that could not be read is asked again.
         info = client.channel_info(channel)
         assert (info.channel_name, info.guild_id, info.guild_name) == (
             "release-eng",
@@ -332,8 +333,11 @@ def test_the_guild_name_is_remembered_for_a_while(
     client: DiscordClient, world: World, server: FakeDiscordServer
 ) -> None:
     now = [1000.0]
-    remembering = DiscordClient(client.session, guild_name_ttl_s=300, clock=lambda: now[0])
+    remembering = DiscordClient(
+        client.session, guild_name_ttl_s=300, channel_ttl_s=60, clock=lambda: now[0]
+    )
     channel = str(world.general.id)
+    earlier = len(events(server, "GET /channels/{channel_id}"))
     server.fake.config.guild_route = "forbidden"  # type: ignore[assignment]
     assert remembering.channel_info(channel).guild_name is None
     server.fake.config.guild_route = "on"
@@ -341,10 +345,14 @@ def test_the_guild_name_is_remembered_for_a_while(
     assert remembering.channel_info(channel).guild_name == "Release Eng"
     asked = len(events(server, "GET /guilds/{guild_id}"))
     read = len(events(server, "GET /channels/{channel_id}"))
-    now[0] += 299
+    assert read == earlier + 1  # the channel was read once, for the first job
+    now[0] += 59
+    assert remembering.channel_info(channel).channel_name == "release-eng"
+    assert len(events(server, "GET /channels/{channel_id}")) == read
+    # After its time the channel is read again (a rename shows); the guild's name is not.
+    now[0] += 240
     assert remembering.channel_info(channel).guild_name == "Release Eng"
     assert len(events(server, "GET /guilds/{guild_id}")) == asked
-    # The channel is read every time: its guild decides what a job may summarize.
     assert len(events(server, "GET /channels/{channel_id}")) == read + 1
     now[0] += 2
     assert remembering.channel_info(channel).guild_name == "Release Eng"
