@@ -736,14 +736,13 @@ class LLMClient(ClosesOnExit):
                 limiter.settle(reservation, 0)
                 raise LLMConnectionError(f"LLM endpoint unreachable: {exc}") from None
             latency = time.monotonic() - started
-            limiter.calibrate(raw.headers)
             completion = raw.parse()
             usage = Usage.from_api(completion.usage)
             choice = completion.choices[0] if completion.choices else None
             text = (choice.message.content if choice else None) or ""
             if usage.total_tokens == 0:
                 usage = Usage(prompt_tokens=prompt, completion_tokens=count_tokens(text), calls=1)
-            limiter.settle(reservation, usage.total_tokens)
+            limiter.settle(reservation, usage.total_tokens, raw.headers)
             if not permit.clean:
                 breaker.record_success()
             billed = self.registry.find(completion.model) or info

@@ -46,6 +46,28 @@ local function save()
   redis.call('PEXPIRE', key, ttl)
 end
 
+-- A limit learnt from the headers is stored under `field`; the level keeps its fraction of the
+-- old limit (a bucket that had none starts full).  Returns the new cap, limit and level.
+local function relearn(field, learnt, cap, lim, level)
+  local new_lim = learnt * (1 - headroom)
+  if cap > 0 then level = level * new_lim / lim else level = new_lim end
+  redis.call('HSET', key, field, tostring(learnt))
+  return learnt, new_lim, level
+end
+
+-- ARGV[i..i+3] limit/remaining tokens, limit/remaining requests (-1 = header absent)
+-- ARGV[i+4] tolerance: only a server view this far (fraction of the limit) below ours counts
+local function calibrate(i)
+  local ltok, rtok = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  local lreq, rreq = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  local tolerance = tonumber(ARGV[i + 4])
+  if ltok > 0 and ltok ~= tcap then tcap, tlim, tl = relearn('tcap', ltok, tcap, tlim, tl) end
+  if lreq > 0 and lreq ~= rcap then rcap, rlim, rl = relearn('rcap', lreq, rcap, rlim, rl) end
+  -- Somebody else spends from the same limit: follow the server down, never up.
+  if tcap > 0 and rtok >= 0 and rtok < tl - tolerance * tcap then tl = rtok end
+  if rcap > 0 and rreq >= 0 and rreq < rl - tolerance * rcap then rl = rreq end
+end
+
 if op == 'reserve' then
   -- ARGV[6] tokens, ARGV[7] longest acceptable wait (microseconds)
   local cost = tonumber(ARGV[6])
@@ -71,29 +93,14 @@ if op == 'reserve' then
   save()
   return {1, math.ceil(wait), tostring(tl)}
 elseif op == 'settle' then
-  -- ARGV[6] tokens to give back (negative: take more, the estimate was short)
+  -- ARGV[6] tokens to give back (negative: take more, the estimate was short); ARGV[7..11],
+  -- when given, the answer's headers as for calibrate, followed first (one round trip for both)
+  if ARGV[7] then calibrate(7) end
   if tcap > 0 then tl = math.min(tlim, tl + tonumber(ARGV[6])) end
   save()
   return {1, 0, tostring(tl)}
 elseif op == 'calibrate' then
-  -- ARGV[6..9] limit/remaining tokens, limit/remaining requests (-1 = header absent)
-  -- ARGV[10] tolerance: only a server view this far (fraction of the limit) below ours counts
-  local ltok, rtok = tonumber(ARGV[6]), tonumber(ARGV[7])
-  local lreq, rreq = tonumber(ARGV[8]), tonumber(ARGV[9])
-  local tolerance = tonumber(ARGV[10])
-  -- A limit learnt from the headers is stored under `field`; the level keeps its fraction of
-  -- the old limit (a bucket that had none starts full).  Returns the new cap, limit and level.
-  local function relearn(field, learnt, cap, lim, level)
-    local new_lim = learnt * (1 - headroom)
-    if cap > 0 then level = level * new_lim / lim else level = new_lim end
-    redis.call('HSET', key, field, tostring(learnt))
-    return learnt, new_lim, level
-  end
-  if ltok > 0 and ltok ~= tcap then tcap, tlim, tl = relearn('tcap', ltok, tcap, tlim, tl) end
-  if lreq > 0 and lreq ~= rcap then rcap, rlim, rl = relearn('rcap', lreq, rcap, rlim, rl) end
-  -- Somebody else spends from the same limit: follow the server down, never up.
-  if tcap > 0 and rtok >= 0 and rtok < tl - tolerance * tcap then tl = rtok end
-  if rcap > 0 and rreq >= 0 and rreq < rl - tolerance * rcap then rl = rreq end
+  calibrate(6)
   save()
   return {1, 0, tostring(tl)}
 elseif op == 'penalize' then

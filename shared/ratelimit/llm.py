@@ -163,8 +163,14 @@ class LLMRateLimiter(Protocol):
         """Take ``tokens`` + 1 request, sleeping for our turn; raise if the wait is too long."""
         ...
 
-    def settle(self, reservation: Reservation, used_tokens: int) -> None:
-        """Give back what the call did not use (or take the shortfall)."""
+    def settle(
+        self,
+        reservation: Reservation,
+        used_tokens: int,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Give back what the call did not use (or take the shortfall); with the answer's
+        ``headers``, follow them first as :meth:`calibrate` does."""
         ...
 
     def calibrate(self, headers: Mapping[str, str]) -> None:
@@ -174,6 +180,25 @@ class LLMRateLimiter(Protocol):
     def penalize(self, retry_after: float) -> None:
         """After a 429: nobody in this scope sends for ``retry_after`` seconds."""
         ...
+
+
+def _calibration(headers: Mapping[str, str]) -> tuple[float, ...]:
+    """The script's calibrate arguments for ``headers`` (-1 for an absent header), or ()
+    when they carry no limit."""
+    seen = RateLimitHeaders.parse(headers)
+    if seen.empty:
+        return ()
+
+    def arg(value: int | None) -> int:
+        return -1 if value is None else value
+
+    return (
+        arg(seen.limit_tokens),
+        arg(seen.remaining_tokens),
+        arg(seen.limit_requests),
+        arg(seen.remaining_requests),
+        CALIBRATION_TOLERANCE,
+    )
 
 
 def _check_limits(tpm: int | None, rpm: int | None, headroom: float) -> None:
@@ -251,27 +276,22 @@ class RedisLLMLimiter:
             self._sleep(wait)
         return Reservation(scope=self.scope, tokens=tokens, waited=wait)
 
-    def settle(self, reservation: Reservation, used_tokens: int) -> None:
-        """Return ``reservation.tokens - used_tokens`` to the budget."""
-        self._run("settle", reservation.tokens - max(0, used_tokens))
+    def settle(
+        self,
+        reservation: Reservation,
+        used_tokens: int,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Return ``reservation.tokens - used_tokens`` to the budget, after following
+        ``headers`` (when given) as :meth:`calibrate` does, in the same round trip."""
+        seen = _calibration(headers) if headers is not None else ()
+        self._run("settle", reservation.tokens - max(0, used_tokens), *seen)
 
     def calibrate(self, headers: Mapping[str, str]) -> None:
         """Learn the limits and follow the server's remaining budget down."""
-        seen = RateLimitHeaders.parse(headers)
-        if seen.empty:
-            return
-
-        def arg(value: int | None) -> int:
-            return -1 if value is None else value
-
-        self._run(
-            "calibrate",
-            arg(seen.limit_tokens),
-            arg(seen.remaining_tokens),
-            arg(seen.limit_requests),
-            arg(seen.remaining_requests),
-            CALIBRATION_TOLERANCE,
-        )
+        seen = _calibration(headers)
+        if seen:
+            self._run("calibrate", *seen)
 
     def penalize(self, retry_after: float) -> None:
         """Nobody sends for ``retry_after`` seconds; the token bucket drops to zero."""
@@ -346,8 +366,16 @@ class LocalLLMLimiter:
             self._sleep(wait)
         return Reservation(scope=self.scope, tokens=tokens, waited=wait)
 
-    def settle(self, reservation: Reservation, used_tokens: int) -> None:
-        """Return ``reservation.tokens - used_tokens`` to the budget."""
+    def settle(
+        self,
+        reservation: Reservation,
+        used_tokens: int,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Return ``reservation.tokens - used_tokens`` to the budget, after following
+        ``headers`` (when given) as :meth:`calibrate` does."""
+        if headers is not None:
+            self.calibrate(headers)
         with self._lock:
             self._refill()
             if self._tcap:

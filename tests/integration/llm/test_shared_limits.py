@@ -77,6 +77,29 @@ def test_calibrate_and_penalize(redis: Redis) -> None:  # type: ignore[type-arg]
     lim.calibrate({})  # local servers send no headers: nothing changes
 
 
+def test_settle_follows_the_answers_headers_in_the_same_round_trip(
+    redis: Redis,  # type: ignore[type-arg]
+) -> None:
+    lim = limiter(redis, tokens_per_minute=None, requests_per_minute=None, sleep=lambda s: None)
+    calls: list[object] = []
+    script = lim._script
+    lim._script = lambda **kw: calls.append(kw) or script(**kw)  # type: ignore[assignment]
+    reservation = lim.reserve(1_000, max_wait=0)
+    headers = {
+        "x-ratelimit-limit-tokens": "6000",
+        "x-ratelimit-remaining-tokens": "600",
+        "x-ratelimit-limit-requests": "60",
+        "x-ratelimit-remaining-requests": "60",
+    }
+    # Learnt 6,000/min with 600 left, then 900 of the 1,000 reserved given back: 1,500.
+    lim.settle(reservation, 100, headers)
+    assert len(calls) == 2  # reserve, then settle and calibrate in one script call
+    assert lim.reserve(2_100, max_wait=60).waited == pytest.approx(6.0, abs=0.1)
+    # Without limit headers (a local server) it only settles.
+    lim.settle(lim.reserve(10, max_wait=60), 10, {})
+    assert len(calls) == 5
+
+
 def test_workers_sharing_the_limit_never_exceed_it(redis: Redis) -> None:  # type: ignore[type-arg]
     # 12,000 tokens/min = 200/s with an empty bucket after the first burst.
     granted: list[tuple[float, int]] = []

@@ -108,6 +108,19 @@ def test_calibrate_learns_limits_and_follows_outside_spending() -> None:
     lim.calibrate({})
 
 
+def test_settle_follows_the_answers_headers_first() -> None:
+    lim = limiter(Clock(), tpm=None, rpm=None)
+    reservation = lim.reserve(1_000, max_wait=0)
+    headers = {
+        "x-ratelimit-limit-tokens": "6000",
+        "x-ratelimit-remaining-tokens": "600",
+        "x-ratelimit-limit-requests": "60",
+        "x-ratelimit-remaining-requests": "60",
+    }
+    lim.settle(reservation, 100, headers)  # 600 left, then 900 given back
+    assert lim.reserve(2_100, max_wait=60).waited == pytest.approx(6.0)
+
+
 def test_penalize_makes_everyone_wait() -> None:
     clock = Clock()
     lim = limiter(clock)
