@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -46,6 +46,10 @@ class MessageCache(Protocol):
 
     def complete(self, job_id: str, fetch: CachedFetch) -> None:
         """Mark the entry complete, so the summarize stage may read it."""
+
+    def store(self, job_id: str, messages: Sequence[ChatMessage], fetch: CachedFetch) -> None:
+        """:meth:`begin`, :meth:`append` and :meth:`complete` at once, for a fetch that
+        read everything in one page (the usual catch-up)."""
 
     def get(self, job_id: str) -> CachedFetch | None:
         """The completed fetch's metadata, or None when absent, expired or incomplete."""
@@ -105,6 +109,17 @@ class RedisMessageCache:
         pipe = self._redis.pipeline(transaction=True)
         pipe.set(meta, _meta_to_json(fetch), ex=self._ttl)
         pipe.expire(key, self._ttl)
+        pipe.execute()
+
+    def store(self, job_id: str, messages: Sequence[ChatMessage], fetch: CachedFetch) -> None:
+        """Replace the entry with ``messages``, complete, in one round trip (one MULTI)."""
+        key, meta = self._keys(job_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(key, meta)
+        if messages:
+            pipe.rpush(key, *(_dump(m) for m in messages))
+            pipe.expire(key, self._ttl)
+        pipe.set(meta, _meta_to_json(fetch), ex=self._ttl)
         pipe.execute()
 
     def get(self, job_id: str) -> CachedFetch | None:
@@ -187,6 +202,13 @@ class MemoryMessageCache:
                 entry = self._entries[job_id] = _Entry()
             entry.meta = _meta_to_json(fetch)
             entry.expires = time.monotonic() + self._ttl
+
+    def store(self, job_id: str, messages: Sequence[ChatMessage], fetch: CachedFetch) -> None:
+        """Replace the entry with ``messages``, complete."""
+        entry = _Entry([_dump(m) for m in messages], _meta_to_json(fetch))
+        entry.expires = time.monotonic() + self._ttl
+        with self._lock:
+            self._entries[job_id] = entry
 
     def get(self, job_id: str) -> CachedFetch | None:
         """The completed fetch's metadata, or None when absent, expired or incomplete."""

@@ -172,15 +172,17 @@ def _fill_cache(
     more than one page: a window of one page is recorded by the move to ``summarizing`` alone.
     """
     key = str(job.id)
+    page = list(islice(opened.messages, PAGE_SIZE))
+    if tally is not None:
+        tally.add(page)
+    if len(page) < PAGE_SIZE:
+        # The whole window in one page: the entry is written and completed in one go.
+        services.cache.store(key, page, _done(opened, len(page)))
+        return len(page)
     services.cache.begin(key)
-    fetched = 0
+    fetched = services.cache.append(key, page)
     started = False
-    while page := list(islice(opened.messages, PAGE_SIZE)):
-        if tally is not None:
-            tally.add(page)
-        fetched += services.cache.append(key, page)
-        if len(page) < PAGE_SIZE:
-            break  # the stream ended: the move to summarizing records the count
+    while True:
         progress["messages_fetched"] = fetched
         alive = (
             _started(services, job, progress)
@@ -191,10 +193,18 @@ def _fill_cache(
         if not alive:
             _abandon(services, key)
             return None
-    services.cache.complete(
-        key, CachedFetch(channel=opened.channel, count=fetched, skipped=opened.skipped)
-    )
+        page = list(islice(opened.messages, PAGE_SIZE))
+        if tally is not None:
+            tally.add(page)
+        fetched += services.cache.append(key, page)
+        if len(page) < PAGE_SIZE:
+            break  # the stream ended: the move to summarizing records the count
+    services.cache.complete(key, _done(opened, fetched))
     return fetched
+
+
+def _done(opened: _Opened, count: int) -> CachedFetch:
+    return CachedFetch(channel=opened.channel, count=count, skipped=opened.skipped)
 
 
 def _started(services: Services, job: Job, progress: dict[str, object]) -> bool:

@@ -58,6 +58,17 @@ def test_begin_discards_a_previous_attempt(cache: MessageCache) -> None:
     assert len(list(cache.iter_messages("j"))) == 2
 
 
+def test_store_replaces_a_previous_attempt_complete(cache: MessageCache) -> None:
+    cache.begin("j")
+    cache.append("j", _messages(5))  # a dead attempt left more than this one reads
+    cache.store("j", _messages(3), CachedFetch(CHANNEL, 3, 1))
+    assert cache.get("j") == CachedFetch(CHANNEL, 3, 1)
+    assert list(cache.iter_messages("j")) == _messages(3)
+    cache.store("j", [], CachedFetch(CHANNEL, 0, 0))  # an empty window is complete too
+    assert cache.get("j") == CachedFetch(CHANNEL, 0, 0)
+    assert list(cache.iter_messages("j")) == []
+
+
 def test_count_mismatch_means_lost(cache: MessageCache) -> None:
     cache.begin("j")
     cache.append("j", _messages(3))
