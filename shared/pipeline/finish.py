@@ -167,16 +167,22 @@ def _spent(job_ids: Sequence[uuid.UUID], column: Any) -> Any:
 
 
 def after_persist(
-    services: Services, job_id: uuid.UUID, stored: Sequence[uuid.UUID] | None = None
+    services: Services,
+    job_id: uuid.UUID,
+    stored: Sequence[uuid.UUID] | None = None,
+    *,
+    drop_scratch: bool = True,
 ) -> None:
     """Drop what the job no longer needs and hand its deliveries to the deliver stage.
 
     ``stored``: what :func:`persist_summary` returned.  The deliveries this run just stored
     are published as they are; when another run stored the summary (None), the job's pending
-    deliveries are looked up.
+    deliveries are looked up.  ``drop_scratch=False`` skips deleting the LLM scratch, for a
+    run that planned no chunks and so wrote none (a single call); what an earlier attempt
+    with other settings may have left expires with the scratch's TTL.
     """
     services.cache.delete(str(job_id))
-    if services.llm is not None:
+    if services.llm is not None and drop_scratch:
         services.llm.scratch.delete(str(job_id))
     if stored is None:
         enqueue_pending_deliveries(services, job_id)

@@ -293,7 +293,7 @@ def _single(
             drop_chunks=False,
         )
         log.info("summarize.done", mode="single", cached=True, cited=len(cached.citations))
-        after_persist(services, job.id, stored)
+        after_persist(services, job.id, stored, drop_scratch=False)
         return
     if budgeted:
         needed = (
@@ -340,7 +340,7 @@ def _single(
     )
     if stored is not None:
         log.info("summarize.done", mode="single", cited=len(content.citations), model=result.model)
-    after_persist(services, job.id, stored)
+    after_persist(services, job.id, stored, drop_scratch=False)
 
 
 def _over_budget(
