@@ -15,15 +15,20 @@ from shared.db.rows import add_unless_present
 from shared.retention import ErasureResult, erase_member
 from shared.services.core import Actor, Core
 
-__all__ = ["erase_member_data", "opted_out_ids", "set_opt_out"]
+__all__ = ["erase_member_data", "opt_out_scopes", "opted_out_ids", "set_opt_out"]
+
+
+def opt_out_scopes(guild_id: str | None) -> list[str]:
+    """The opt-out scopes that bind summaries of ``guild_id``: that guild's and everywhere."""
+    return [ALL_GUILDS] if guild_id is None else [guild_id, ALL_GUILDS]
 
 
 def opted_out_ids(session: Session, guild_id: str | None) -> frozenset[str]:
     """The members whose messages no summary of ``guild_id`` may use: those who opted out of
     that guild's summaries and those who opted out everywhere."""
-    guilds = [ALL_GUILDS] if guild_id is None else [guild_id, ALL_GUILDS]
+    scopes = opt_out_scopes(guild_id)
     return frozenset(
-        session.scalars(select(UserOptOut.user_id).where(UserOptOut.guild_id.in_(guilds)))
+        session.scalars(select(UserOptOut.user_id).where(UserOptOut.guild_id.in_(scopes)))
     )
 
 

@@ -45,8 +45,9 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, func, select
+from sqlalchemy import Row, Select, delete, exists, func, literal, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from schema.models.chunks import (
     ChunkStatus,
@@ -56,7 +57,7 @@ from schema.models.chunks import (
     SummaryReduction,
 )
 from schema.models.jobs import Job
-from schema.models.tenancy import GuildSettings
+from schema.models.tenancy import GuildSettings, UserOptOut
 from schema.models.usage import UsageLedger
 from shared.db.engine import reading_session
 from shared.db.rows import add_unless_present
@@ -69,7 +70,7 @@ from shared.llm.models import Meter
 from shared.pipeline import state
 from shared.pipeline.finish import persist_summary, record_usage
 from shared.pipeline.services import Services
-from shared.services.members import opted_out_ids
+from shared.services.members import opt_out_scopes
 from shared.summarize.content import SummaryContent
 from shared.summarize.llm import prompts
 from shared.summarize.llm.backend import (
@@ -99,6 +100,7 @@ __all__ = [
     "llm_of",
     "load_unfinished",
     "persist_llm_summary",
+    "plan_and_preferences",
     "purge_finished_chunks",
     "record_spent",
     "redrive",
@@ -226,15 +228,47 @@ class GuildPreferences:
     budgeted: bool = True
 
 
-def guild_preferences(session: Session, guild_id: str | None) -> GuildPreferences:
-    """Read the opt-outs (the guild's and everyone's) and the guild's settings in ``session``."""
-    settings = session.get(GuildSettings, guild_id) if guild_id else None
-    return GuildPreferences(
-        opted_out=opted_out_ids(session, guild_id),
-        language=settings.default_language if settings else None,
-        instructions=settings.custom_instructions if settings else None,
-        budgeted=settings is not None and settings.monthly_token_budget is not None,
+def _preference_rows(guild_id: str | None, *first: ColumnElement[Any]) -> Select[Any]:
+    """One row per opted-out member (the guild's and everyone's), at least one, each with
+    the guild's settings (NULL without a row) after the ``first`` columns."""
+    return (
+        select(
+            *first,
+            GuildSettings.default_language,
+            GuildSettings.custom_instructions,
+            GuildSettings.monthly_token_budget.is_not(None).label("budgeted"),
+            UserOptOut.user_id,
+        )
+        .select_from(select(literal(1).label("one")).subquery())
+        .outerjoin(GuildSettings, GuildSettings.guild_id == guild_id)
+        .outerjoin(UserOptOut, UserOptOut.guild_id.in_(opt_out_scopes(guild_id)))
     )
+
+
+def _preferences(rows: Sequence[Row[Any]]) -> GuildPreferences:
+    first = rows[0]
+    return GuildPreferences(
+        opted_out=frozenset(row.user_id for row in rows if row.user_id is not None),
+        language=first.default_language,
+        instructions=first.custom_instructions,
+        budgeted=bool(first.budgeted),
+    )
+
+
+def guild_preferences(session: Session, guild_id: str | None) -> GuildPreferences:
+    """Read the opt-outs (the guild's and everyone's) and the guild's settings in ``session``,
+    in one query."""
+    return _preferences(session.execute(_preference_rows(guild_id)).all())
+
+
+def plan_and_preferences(
+    session: Session, job_id: uuid.UUID, guild_id: str | None
+) -> tuple[bool, GuildPreferences]:
+    """Whether the job's summary is already planned, and :func:`guild_preferences`, in one
+    query (the summarize stage's first read)."""
+    planned = exists().where(SummaryPlan.job_id == job_id).label("planned")
+    rows = session.execute(_preference_rows(guild_id, planned)).all()
+    return bool(rows[0].planned), _preferences(rows)
 
 
 def job_options(

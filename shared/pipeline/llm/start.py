@@ -51,11 +51,11 @@ from shared.pipeline.llm.mapreduce import (
     REDUCE,
     claim_reduce,
     fallback_reason,
-    guild_preferences,
     job_options,
     ledger_rows,
     llm_of,
     persist_llm_summary,
+    plan_and_preferences,
     record_spent,
     redrive,
     report_progress,
@@ -132,10 +132,8 @@ def start(services: Services, job: Job, params: JobParams, fetched: CachedFetch)
     channel = fetched.channel
     guild_id = channel.guild_id or job.guild_id
     with reading_session(services.session_factory) as session:
-        planned = session.get(SummaryPlan, job.id) is not None
-        # Read along with the plan check: one session instead of two.
-        preferences = None if planned else guild_preferences(session, guild_id)
-    if planned or preferences is None:
+        planned, preferences = plan_and_preferences(session, job.id, guild_id)
+    if planned:
         redrive(services, job.id)
         return
     if fetched.count == 0:
