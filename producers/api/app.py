@@ -243,6 +243,11 @@ def create_app(
         version=API_VERSION,
         description=_DESCRIPTION,
         lifespan=lifespan,
+        # FastAPI's built-in OpenTelemetry (spans, metrics, exception logs through the global
+        # providers) is off: the API reports through its Prometheus metrics and structlog
+        # lines, and never sets up OpenTelemetry.  Left on, FastAPI asks all three global
+        # providers whether they are configured on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         openapi_tags=[
             {"name": "jobs", "description": "Submit, follow and cancel summary jobs"},
             {"name": "summaries", "description": "Read finished summaries"},
