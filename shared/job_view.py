@@ -55,6 +55,10 @@ def left_out_of(progress: Any) -> list[LeftOutChannel]:
     ]
 
 
+#: The columns of the view a job's insert leaves null.
+_UNSET_AT_INSERT: dict[str, Any] = {"message_count": None, "error": None, "finished_at": None}
+
+
 class JobView(BaseModel):
     """A job's state: the columns of its row, and what they mean (see the properties).
 
@@ -81,6 +85,12 @@ class JobView(BaseModel):
     def of(cls, row: Job) -> JobView:
         """Read a ``jobs`` row."""
         return cls.model_validate(row)
+
+    @classmethod
+    def of_new_row(cls, values: Mapping[str, Any]) -> JobView:
+        """The view of a ``jobs`` row just inserted with ``values`` (column -> value): the
+        columns a new job has no value for yet are null."""
+        return cls.model_validate({**_UNSET_AT_INSERT, **values})
 
     @property
     def stage(self) -> Stage | None:

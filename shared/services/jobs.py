@@ -76,7 +76,7 @@ _OPERATOR_KINDS = frozenset({"terminal", "file"})
 class Submission:
     """Result of :func:`submit_job`: the job as recorded and whether this call created it."""
 
-    job: Job
+    job: JobView
     created: bool
 
     @property
@@ -364,16 +364,18 @@ def submit_job(
         if isinstance(source, UploadSource):
             # The first submission has its own copy; this one would never be read.
             delete_upload(core.session_factory, source.upload_id)
-        return Submission(existing, created=False)
-    job = Job(**row)
+        return Submission(JobView.of(existing), created=False)
+    job_id: uuid.UUID = row["id"]
     try:
-        core.enqueuer.enqueue(FETCH, str(job.id))
+        core.enqueuer.enqueue(FETCH, str(job_id))
     except Exception:
         # The row is committed, so nothing is lost; the caller still hears of the failure (a
         # retry with the same Idempotency-Key answers this job).  The next sweep publishes it.
-        _hand_to_sweep(core, job.id)
+        _hand_to_sweep(core, job_id)
         raise
-    return Submission(job, created=True)
+    # The view straight from the inserted values (the columns left out are still null): an
+    # ORM instance only to read them back costs more than the view itself.
+    return Submission(JobView.of_new_row(row), created=True)
 
 
 def _hand_to_sweep(core: Core, job_id: uuid.UUID) -> None:

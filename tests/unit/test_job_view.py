@@ -73,3 +73,21 @@ def test_the_view_shares_no_json_with_the_row() -> None:
     row.progress["messages_fetched"] = 9
     row.params["format"] = "structured"
     assert view.progress == {"messages_fetched": 3} and view.format == "brief"
+
+
+def test_the_view_of_an_inserted_row_is_the_view_of_the_same_row_read_back() -> None:
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "origin": "api",
+        "status": "queued",
+        "guild_id": "1",
+        "channel_id": "2",
+        "requested_by": "api:k",
+        "params": {"format": "brief", "source": {"kind": "discord_channel"}},
+        "progress": {},
+        "idempotency_key": "api:k:0",
+        "redeliveries": 0,
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
+    assert JobView.of_new_row(values) == JobView.of(Job(**values))

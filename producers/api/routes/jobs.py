@@ -65,7 +65,9 @@ JobId = Annotated[uuid.UUID, Path(description="The job's id", examples=[uuid.UUI
 def job_out(job: JobView, deliveries: list[DeliveryOut] | None = None) -> JobOut:
     """The public view of a job, with its deliveries."""
     out = JobOut.model_validate(job, from_attributes=True)
-    return out.model_copy(update={"deliveries": deliveries or []})
+    if not deliveries:
+        return out  # ``deliveries`` is already the empty list
+    return out.model_copy(update={"deliveries": deliveries})
 
 
 def _params(resources: ApiResources, caller: Caller, payload: JobCreate) -> JobParams:
@@ -217,7 +219,7 @@ def submit(
     submission = job_service.submit_job(
         resources.core, caller.actor, params, idempotency_key=durable_key
     )
-    job = JobView.of(submission.job)
+    job = submission.job
     resources.metrics.summary_requests.labels(
         params.format.value, "accepted" if submission.created else "duplicate"
     ).inc()
