@@ -187,6 +187,7 @@ def pipeline_task(
     *,
     queue: str,
     runs_in: frozenset[JobStatus] | None = None,
+    loads_job: bool = True,
 ) -> Callable[[StageFn], Task]:
     """Register ``fn(services, job, *ids)`` as Celery task ``name`` on ``queue`` of ``app``.
 
@@ -195,7 +196,9 @@ def pipeline_task(
     ``runs_in`` states (None: in any state, for tasks with a state of their own such as an
     outbox item); the steps it returns are published once it returns.  Every log line the task
     emits carries ``job_id``/``task_id``, and redeliveries of a poison message are capped at
-    ``MAX_REDELIVERIES``.
+    ``MAX_REDELIVERIES``.  ``loads_job=False`` is for a stage that reads the job itself, with
+    what it works on (the deliver stage, with its outbox item): it is called with the job's id
+    instead of its row, and whatever the job's state.
     """
 
     def decorate(fn: StageFn) -> Task:
@@ -229,10 +232,14 @@ def pipeline_task(
                             "each time it ran this job)",
                         )
                         return
-                row = lifecycle.load(services.session_factory, job)
-                if not _should_run(row, runs_in):
-                    return
-                steps = fn(services, row, *(uuid.UUID(a) for a in args))
+                ids = (uuid.UUID(a) for a in args)
+                if loads_job:
+                    row = lifecycle.load(services.session_factory, job)
+                    if not _should_run(row, runs_in):
+                        return
+                    steps = fn(services, row, *ids)
+                else:
+                    steps = fn(services, job, *ids)
                 for step in steps or ():
                     services.enqueuer.enqueue(step.task, *step.args)
             except Retry:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.orm import Session
 
-from schema.models.jobs import Job
+from shared import lifecycle
 from shared.delivery.discord_targets import DISCORD_KINDS, send_discord
 from shared.delivery.local import write_file, write_terminal
 from shared.delivery.outbox import (
@@ -120,12 +120,16 @@ def _send(services: Services, runtime: DeliveryRuntime, claim: Claim) -> Outcome
     return Outcome.sent(remote_id)
 
 
-def _after_skip(services: Services, job: Job, skip: Skip) -> list[Step]:
+def _after_skip(services: Services, job_id: uuid.UUID, skip: Skip) -> list[Step]:
     log.debug("deliver.skip", reason=skip.reason)
-    summary_id = job.progress.get("summary_id")
-    if skip.reason not in ("done", "missing") or not summary_id:
+    if skip.reason not in ("done", "missing"):
         return []
-    return settle_job(services.session_factory, job.id, uuid.UUID(summary_id), now=services.clock())
+    # The item ended (or went) without this task: settle the job, should its end be unwritten.
+    job = lifecycle.load(services.session_factory, job_id)
+    summary_id = job.progress.get("summary_id") if job is not None else None
+    if not summary_id:
+        return []
+    return settle_job(services.session_factory, job_id, uuid.UUID(summary_id), now=services.clock())
 
 
 def _attempt(services: Services, runtime: DeliveryRuntime, claimed: Claim) -> Outcome:
@@ -138,8 +142,11 @@ def _attempt(services: Services, runtime: DeliveryRuntime, claimed: Claim) -> Ou
     return _send(services, runtime, claimed)
 
 
-def run_deliver(services: Services, job: Job, item_id: uuid.UUID) -> list[Step]:
-    """Send one delivery or job notification (see module docstring)."""
+def run_deliver(services: Services, job_id: uuid.UUID, item_id: uuid.UUID) -> list[Step]:
+    """Send one delivery or job notification of job ``job_id`` (see module docstring).
+
+    The job is read with the item, in the claim: its task loads no job row first.
+    """
     runtime = services.delivery_runtime()
     started_at = services.clock()
     claimed = claim_item(
@@ -149,7 +156,7 @@ def run_deliver(services: Services, job: Job, item_id: uuid.UUID) -> list[Step]:
         lease=timedelta(seconds=runtime.settings.delivery_lease_seconds),
     )
     if isinstance(claimed, Skip):
-        return _after_skip(services, job, claimed)
+        return _after_skip(services, job_id, claimed)
     try:
         outcome = _attempt(services, runtime, claimed)
     except Exception as exc:
@@ -166,7 +173,7 @@ def run_deliver(services: Services, job: Job, item_id: uuid.UUID) -> list[Step]:
         result = _record(session, services, runtime, claimed, outcome, started_at=started_at)
         # The job's end state follows the last delivery in the same transaction.
         settled = (
-            settle_in(session, job.id, claimed.summary.id, now=services.clock())
+            settle_in(session, job_id, claimed.summary.id, now=services.clock())
             if claimed.summary is not None and result.status in DONE
             else None
         )
@@ -182,8 +189,8 @@ def run_deliver(services: Services, job: Job, item_id: uuid.UUID) -> list[Step]:
         error=outcome.error,
         retry_in=round(result.retry_in, 1) if result.retry_in is not None else None,
     )
-    steps = [Step(DELIVER, (str(job.id), str(fallback_id))) for _, fallback_id in result.fallbacks]
-    return steps + after_settle(services.session_factory, job.id, settled, now=services.clock())
+    steps = [Step(DELIVER, (str(job_id), str(fallback_id))) for _, fallback_id in result.fallbacks]
+    return steps + after_settle(services.session_factory, job_id, settled, now=services.clock())
 
 
 def _count_ended(claimed: Claim, result: RecordResult) -> None:

@@ -80,6 +80,12 @@ def _queued_only(services: Services, job: Job) -> None:
     CALLS["queued_only"] += 1
 
 
+def _by_id(services: Services, job_id: uuid.UUID) -> None:
+    CALLS["by_id"] += 1
+    assert isinstance(job_id, uuid.UUID)  # the id, not a row: the stage reads what it needs
+    _mark_done(services, job_id)
+
+
 TEST_TASKS = [
     ("test.transient_twice", _transient_twice, None),
     ("test.always_transient", _always_transient, None),
@@ -103,6 +109,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     worker = create_worker_app(settings)
     for name, fn, runs_in in TEST_TASKS:
         pipeline_task(worker.app, worker.context, name, queue="fetch", runs_in=runs_in)(fn)
+    pipeline_task(worker.app, worker.context, "test.by_id", queue="fetch", loads_job=False)(_by_id)
     built = build_services(settings, worker.app)
     worker.context.install(built)
     with EmbeddedWorker(worker.app, concurrency=2):
@@ -225,3 +232,20 @@ def test_a_stage_is_skipped_outside_the_states_it_runs_in(services: Services) ->
         task_postrun.disconnect(count)
     assert len(finished) == 2
     assert CALLS["queued_only"] == before + 1
+
+
+def test_a_stage_that_reads_the_job_itself_gets_its_id_in_any_state(services: Services) -> None:
+    job_id = _job(services)
+    with services.session_factory() as session, session.begin():
+        row = session.get(Job, job_id)
+        assert row is not None
+        row.status = "completed"  # not loaded, so not checked: the stage decides
+    services.enqueuer.enqueue("test.by_id", str(job_id))
+    deadline = time.monotonic() + 20
+    done = False
+    while time.monotonic() < deadline and not done:
+        time.sleep(0.02)
+        with services.session_factory() as session:
+            row = session.get(Job, job_id)
+            done = row is not None and row.progress.get("done") is True
+    assert done and CALLS["by_id"] == 1

@@ -10,4 +10,5 @@ from workers.context import WorkerContext
 
 def register(app: Celery, context: WorkerContext) -> None:
     """Register the deliver stage on ``app``."""
-    pipeline_task(app, context, DELIVER, queue="deliver")(run_deliver)
+    # The stage reads the job with the item it claims: no separate load of the job first.
+    pipeline_task(app, context, DELIVER, queue="deliver", loads_job=False)(run_deliver)

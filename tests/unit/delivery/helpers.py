@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.jobs import Delivery, DeliveryStatus, Job, JobStatus, Summary
 from schema.models.tenancy import WebhookAuthKind, WebhookEndpoint
-from shared import lifecycle
 from shared.cache import MemoryMessageCache
 from shared.crypto import SecretBox
 from shared.delivery.config import DeliverySettings
@@ -156,10 +155,8 @@ def make_runtime(
 
 
 def deliver(services: Services, job_id: uuid.UUID, item_id: uuid.UUID) -> list[Step]:
-    """Run the deliver stage as its task does: load the job, send, publish the next steps."""
-    job = lifecycle.load(services.session_factory, job_id)
-    assert job is not None
-    steps = run_deliver(services, job, item_id)
+    """Run the deliver stage as its task does: send, publish the next steps."""
+    steps = run_deliver(services, job_id, item_id)
     for step in steps:
         services.enqueuer.enqueue(step.task, *step.args)
     return steps
