@@ -22,7 +22,6 @@ import os
 import time
 from typing import Any
 
-import structlog
 from celery.signals import (
     before_task_publish,
     task_failure,
@@ -44,8 +43,6 @@ from shared.metrics_logging import TRACE_HEADER, current_trace_id, new_trace_id
 from workers.context import WorkerContext, connect
 
 __all__ = ["STAGES", "connect_metrics"]
-
-log = structlog.get_logger(__name__)
 
 #: Pipeline task name → stage label.
 STAGES = {FETCH: "fetch", SUMMARIZE: "summarize", DELIVER: "deliver"}

@@ -172,9 +172,7 @@ def _fill_cache(
     more than one page: a window of one page is recorded by the move to ``summarizing`` alone.
     """
     key = str(job.id)
-    page = list(islice(opened.messages, PAGE_SIZE))
-    if tally is not None:
-        tally.add(page)
+    page = _next_page(opened, tally)
     if len(page) < PAGE_SIZE:
         # The whole window in one page: the entry is written and completed in one go.
         services.cache.store(key, page, _done(opened, len(page)))
@@ -193,14 +191,19 @@ def _fill_cache(
         if not alive:
             _abandon(services, key)
             return None
-        page = list(islice(opened.messages, PAGE_SIZE))
-        if tally is not None:
-            tally.add(page)
+        page = _next_page(opened, tally)
         fetched += services.cache.append(key, page)
         if len(page) < PAGE_SIZE:
             break  # the stream ended: the move to summarizing records the count
     services.cache.complete(key, _done(opened, fetched))
     return fetched
+
+
+def _next_page(opened: _Opened, tally: _ReaderTally | None) -> list[ChatMessage]:
+    page = list(islice(opened.messages, PAGE_SIZE))
+    if tally is not None:
+        tally.add(page)
+    return page
 
 
 def _done(opened: _Opened, count: int) -> CachedFetch:
