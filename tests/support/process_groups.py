@@ -1,4 +1,4 @@
-"""Stop a test's subprocess together with everything it started."""
+"""A test's subprocess together with everything it started: stop it, measure its CPU."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 
@@ -36,3 +37,23 @@ def stop_process_groups(
 def stop_process_group(process: subprocess.Popen[Any], grace: float = 30) -> None:
     """:func:`stop_process_groups` for one process."""
     stop_process_groups([process], grace)
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU time used so far by the process group ``pgid``.
+
+    Live members count their own time; members that ended and were reaped by a parent in the
+    group (a Celery pool child replaced after ``worker_max_tasks_per_child``) count through
+    that parent's children's time.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended while we looked
+        if int(fields[2]) == pgid:  # field 5 of stat: the process group
+            # utime, stime, then cutime, cstime: the reaped children's
+            total += sum(int(value) for value in fields[11:15])
+    return total / ticks

@@ -19,7 +19,7 @@ import httpx
 
 from tests.conftest import PG_HOST, PG_PORT, PG_USER, REDIS_DB, REDIS_HOST, REDIS_PORT
 from tests.support.databases import fresh_database
-from tests.support.process_groups import stop_process_group
+from tests.support.process_groups import group_cpu_seconds, stop_process_group
 
 _LAUNCH = (
     "import json, os, signal, sys\n"
@@ -82,16 +82,7 @@ class ApiServer:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time used so far by every process of the server."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue  # the process ended while we looked
-            if int(fields[2]) == self.pgid:  # field 5 of stat: the process group
-                total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total / ticks
+        return group_cpu_seconds(self.pgid)
 
 
 @contextmanager
