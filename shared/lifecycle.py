@@ -26,10 +26,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
-from sqlalchemy import Update, func, update
+from sqlalchemy import String, Table, Update, bindparam, func, literal_column, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, object_session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
@@ -161,7 +161,7 @@ def _steps(transition: Transition, job_id: uuid.UUID) -> list[Step]:
 
 
 def _changes(
-    transition: Transition, now: datetime, values: Mapping[str, Any], *, finished_at: Any
+    transition: Transition, now: Any, values: Mapping[str, Any], *, finished_at: Any
 ) -> dict[str, Any]:
     changes: dict[str, Any] = {"status": transition.to.value, "updated_at": now}
     if transition.to.finished:
@@ -192,9 +192,10 @@ def move(
     """
     # One statement needs no transaction around it: autocommit spares BEGIN and COMMIT.
     transition = MOVES[which]
-    statement = _move_statement(job_id, transition, now=now, progress=progress, values=values)
+    statement = _move_update(which, frozenset(values), merges_progress=bool(progress))
+    parameters = _move_parameters(job_id, now, progress, values)
     with one_statement(session_factory) as connection:
-        steps, ended = _moved(connection.execute(statement), transition, job_id, now)
+        steps, ended = _moved(connection.execute(statement, parameters), transition, job_id, now)
     if ended is not None:
         ended()
     return steps
@@ -211,8 +212,8 @@ def move_in(
 ) -> list[Step] | None:
     """:func:`move` inside the caller's transaction (one conditional UPDATE)."""
     transition = MOVES[which]
-    statement = _move_statement(job_id, transition, now=now, progress=progress, values=values)
-    result = session.execute(statement.execution_options(synchronize_session=False))
+    statement = _move_update(which, frozenset(values), merges_progress=bool(progress))
+    result = session.execute(statement, _move_parameters(job_id, now, progress, values))
     steps, ended = _moved(result, transition, job_id, now)
     if ended is not None:
         after_commit(session, ended)
@@ -251,27 +252,63 @@ def _end_counter(
     )
 
 
-def _move_statement(
-    job_id: uuid.UUID,
-    transition: Transition,
-    *,
-    now: datetime,
-    progress: Mapping[str, Any] | None,
-    values: Mapping[str, Any],
-) -> Update:
-    """The conditional UPDATE of a move: it changes the row only in a source state."""
-    changes = _changes(transition, now, values, finished_at=func.coalesce(Job.finished_at, now))
-    if progress:
-        changes["progress"] = _merged(progress)
+_JOBS: Table = Job.__table__  # type: ignore[assignment]
+
+
+@cache
+def _move_update(which: Move, columns: frozenset[str], *, merges_progress: bool) -> Update:
+    """The conditional UPDATE of move ``which`` that also sets ``columns`` (and merges keys
+    into the progress when ``merges_progress``): it changes the row only in a source state.
+
+    Built once per shape and run with :func:`_move_parameters`.  A statement built anew for
+    each move cost more CPU than the round trip it makes: every run paid for its
+    construction and its cache key, where a kept one only binds its values.  It is a Core
+    statement on the table, so no ORM bulk-update bookkeeping runs either (no session ever
+    holds a job row it would have to synchronize).
+    """
+    transition = MOVES[which]
+    now = bindparam("now", type_=_JOBS.c.updated_at.type)
+    finished_at = func.coalesce(_JOBS.c.finished_at, now)
+    changes = _changes(
+        transition,
+        now,
+        {name: bindparam(f"set_{name}", type_=_JOBS.c[name].type) for name in sorted(columns)},
+        finished_at=finished_at,
+    )
+    if merges_progress:
+        changes["progress"] = _JsonMerge(_JOBS.c.progress, bindparam("progress", type_=String()))
     statement = (
-        update(Job)
-        .where(Job.id == job_id, Job.status.in_([s.value for s in transition.sources]))
-        .values(**changes)
+        update(_JOBS)
+        .where(
+            _JOBS.c.id == bindparam("job_id", type_=_JOBS.c.id.type),
+            # The sources are our own status names, written into the SQL once rather than
+            # expanded into parameters on every run.
+            _JOBS.c.status.in_(
+                [literal_column(f"'{s.value}'") for s in sorted(transition.sources)]
+            ),
+        )
+        .values(changes)
     )
     if transition.to.finished:
         # What counting the job's end needs, in the same round trip.
-        statement = statement.returning(Job.finished_at, Job.created_at, Job.origin, Job.params)
+        statement = statement.returning(
+            _JOBS.c.finished_at, _JOBS.c.created_at, _JOBS.c.origin, _JOBS.c.params
+        )
     return statement
+
+
+def _move_parameters(
+    job_id: uuid.UUID,
+    now: datetime,
+    progress: Mapping[str, Any] | None,
+    values: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The values :func:`_move_update`'s statement binds for one move."""
+    parameters = {"job_id": job_id, "now": now}
+    parameters.update((f"set_{name}", value) for name, value in values.items())
+    if progress:
+        parameters["progress"] = json.dumps(dict(progress), default=str)
+    return parameters
 
 
 def move_locked(

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from functools import cache
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Table, bindparam, delete, func, insert, select
+from sqlalchemy.sql.dml import ReturningInsert
 
 from schema.models.chunks import SummaryChunk
 from schema.models.jobs import Delivery, DeliveryStatus, Job, Summary
@@ -85,39 +88,35 @@ def persist_summary(
     ``drop_chunks=False`` skips deleting the job's map notes, for a caller that made none.
     """
     now = services.clock()
-    spenders = [job.id, *usage_of]
     summary_id = uuid.uuid4()
-    summary = insert(Summary).values(
-        id=summary_id,
-        job_id=job.id,
-        guild_id=content.coverage.guild_id,
-        channel_id=content.coverage.channel_id,
-        format=content.format.value,
-        language=params.language,
-        content=content.model_dump(mode="json"),
-        backend=content.backend,
-        model=model,
-        prompt_version=prompt_version,
-        degraded=content.degraded,
-        message_count=content.coverage.messages_total,
-        window_start=content.coverage.start,
-        window_end=content.coverage.end,
-        # Summed by the INSERT itself, after this run's usage rows were flushed.
-        prompt_tokens=_spent(spenders, UsageLedger.prompt_tokens),
-        completion_tokens=_spent(spenders, UsageLedger.completion_tokens),
-        cost_usd=_spent(spenders, UsageLedger.cost_usd),
-        created_at=now,
-    )
-    deliveries = [
-        Delivery(
-            id=uuid.uuid4(),
-            summary_id=summary_id,
-            target=target.key,
-            kind=target.kind,
-            params=target.model_dump(mode="json"),
-            status=DeliveryStatus.PENDING.value,
-            created_at=now,
-        )
+    summary: dict[str, Any] = {
+        "id": summary_id,
+        "job_id": job.id,
+        "guild_id": content.coverage.guild_id,
+        "channel_id": content.coverage.channel_id,
+        "format": content.format.value,
+        "language": params.language,
+        "content": content.model_dump(mode="json"),
+        "backend": content.backend,
+        "model": model,
+        "prompt_version": prompt_version,
+        "degraded": content.degraded,
+        "message_count": content.coverage.messages_total,
+        "window_start": content.coverage.start,
+        "window_end": content.coverage.end,
+        "created_at": now,
+        "spenders": [job.id, *usage_of],
+    }
+    deliveries: list[dict[str, Any]] = [
+        {
+            "id": uuid.uuid4(),
+            "summary_id": summary_id,
+            "target": target.key,
+            "kind": target.kind,
+            "params": target.model_dump(mode="json"),
+            "status": DeliveryStatus.PENDING.value,
+            "created_at": now,
+        }
         for target in params.destinations
     ]
     with services.session_factory() as session:
@@ -141,12 +140,9 @@ def persist_summary(
                 session.add_all(usage)
                 session.flush()
             # The sums come back with the insert: the metrics need no read-back.
-            spent = session.execute(
-                summary.returning(
-                    Summary.prompt_tokens, Summary.completion_tokens, Summary.cost_usd
-                )
-            ).one()
-            session.add_all(deliveries)
+            spent = session.execute(_summary_insert(), summary).one()
+            if deliveries:
+                session.execute(insert(_DELIVERIES), deliveries)
             if drop_chunks:
                 # The notes were only needed to write this summary.
                 session.execute(delete(SummaryChunk).where(SummaryChunk.job_id == job.id))
@@ -156,14 +152,61 @@ def persist_summary(
         completion_tokens=spent.completion_tokens or 0,
         cost_usd=float(spent.cost_usd or 0),
     )
-    return tuple(delivery.id for delivery in deliveries)
+    return tuple(delivery["id"] for delivery in deliveries)
 
 
-def _spent(job_ids: Sequence[uuid.UUID], column: Any) -> Any:
-    where = (
-        UsageLedger.job_id == job_ids[0] if len(job_ids) == 1 else UsageLedger.job_id.in_(job_ids)
+_SUMMARIES: Table = Summary.__table__  # type: ignore[assignment]
+_DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
+_USAGE: Table = UsageLedger.__table__  # type: ignore[assignment]
+#: The summary columns :func:`persist_summary` binds; the token and cost sums are the INSERT's.
+_SUMMARY_COLUMNS = (
+    "id",
+    "job_id",
+    "guild_id",
+    "channel_id",
+    "format",
+    "language",
+    "content",
+    "backend",
+    "model",
+    "prompt_version",
+    "degraded",
+    "message_count",
+    "window_start",
+    "window_end",
+    "created_at",
+)
+
+
+@cache
+def _summary_insert() -> ReturningInsert[tuple[int, int, Decimal]]:
+    """The summary's INSERT, summing the usage of the ``spenders`` jobs itself (their rows
+    are flushed first) and returning the sums.
+
+    Built once and run with the values bound: building it for each summary cost more CPU
+    than its round trip (see :func:`shared.lifecycle._move_update`).
+    """
+    spenders = bindparam("spenders", expanding=True, type_=_USAGE.c.job_id.type)
+
+    def spent(column: Any) -> Any:
+        total = func.coalesce(func.sum(column), 0)
+        return select(total).where(_USAGE.c.job_id.in_(spenders)).scalar_subquery()
+
+    values: dict[str, Any] = {
+        name: bindparam(name, type_=_SUMMARIES.c[name].type) for name in _SUMMARY_COLUMNS
+    }
+    return (
+        insert(_SUMMARIES)
+        .values(
+            **values,
+            prompt_tokens=spent(_USAGE.c.prompt_tokens),
+            completion_tokens=spent(_USAGE.c.completion_tokens),
+            cost_usd=spent(_USAGE.c.cost_usd),
+        )
+        .returning(
+            _SUMMARIES.c.prompt_tokens, _SUMMARIES.c.completion_tokens, _SUMMARIES.c.cost_usd
+        )
     )
-    return select(func.coalesce(func.sum(column), 0)).where(where).scalar_subquery()
 
 
 def after_persist(
