@@ -116,16 +116,19 @@ def _send_parts(
         if len(sent) < len(messages):
             saved()
 
-    def send_rest(send: Callable[[int, Message], str]) -> None:
-        """Send the parts not yet recorded with ``send(index, part)``, recording each id."""
+    def send_rest(send: Callable[[int, Message], str]) -> str:
+        """Send the parts not yet recorded with ``send(index, part)``, recording each id.
+
+        Returns the first part's id: the remote id of every target but a new thread.
+        """
         for index in range(len(sent), len(messages)):
             record(send(index, messages[index]))
+        return sent[0]
 
     kind = claim.kind
     if kind == "channel":
         channel = ChannelTarget.model_validate(claim.params)
-        send_rest(lambda _, part: client.send_message(channel.channel_id, part).id)
-        return sent[0]
+        return send_rest(lambda _, part: client.send_message(channel.channel_id, part).id)
     if kind == "thread":
         thread = ThreadTarget.model_validate(claim.params)
         if not sent:
@@ -149,8 +152,7 @@ def _send_parts(
         return str(thread_id)
     if kind == "dm":
         dm = DirectMessageTarget.model_validate(claim.params)
-        send_rest(lambda _, part: client.send_dm(dm.user_id, part).id)
-        return sent[0]
+        return send_rest(lambda _, part: client.send_dm(dm.user_id, part).id)
     if kind == "discord_webhook":
         hook = DiscordWebhookTarget.model_validate(claim.params)
         ref = WebhookRef(id=hook.webhook_id, token=SecretStr(box.decrypt(hook.token_encrypted)))
@@ -166,8 +168,7 @@ def _send_parts(
             )
             return answer.id if answer is not None else f"part{index}"
 
-        send_rest(to_webhook)
-        return sent[0]
+        return send_rest(to_webhook)
     if kind == "followup":
         followup = InteractionFollowupTarget.model_validate(claim.params)
         token = SecretStr(box.decrypt(followup.token_encrypted))
@@ -177,14 +178,13 @@ def _send_parts(
                 content=None, embeds=first.embeds, allowed_mentions=first.allowed_mentions
             )
             record(client.edit_original_response(followup.application_id, token, edit).id)
-        send_rest(
+        return send_rest(
             lambda _, part: (
                 client.create_followup(
                     followup.application_id, token, part, ephemeral=followup.ephemeral
                 ).id
             )
         )
-        return sent[0]
     raise PipelineError(f"{kind!r} is not a Discord target kind")
 
 

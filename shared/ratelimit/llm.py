@@ -22,11 +22,12 @@ from __future__ import annotations
 import re
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from redis import Redis
 
@@ -156,12 +157,24 @@ class Reservation:
     waited: float
 
 
-class LLMRateLimiter(Protocol):
-    """What the LLM client needs from a limiter (Redis-shared or in-process)."""
+class LLMRateLimiter(ABC):
+    """What the LLM client needs from a limiter (Redis-shared or in-process).
+
+    :meth:`reserve` and :meth:`settle` work the same whichever it is; a subclass says where its
+    buckets live (:meth:`_book`, :meth:`_give_back`, :meth:`calibrate`, :meth:`penalize`).
+    """
+
+    scope: str
+    _sleep: Callable[[float], None]
 
     def reserve(self, tokens: int, *, max_wait: float) -> Reservation:
         """Take ``tokens`` + 1 request, sleeping for our turn; raise if the wait is too long."""
-        ...
+        if tokens < 0:
+            raise ValueError("tokens must not be negative")
+        wait = self._book(tokens, max_wait)
+        if wait > 0:
+            self._sleep(wait)
+        return Reservation(scope=self.scope, tokens=tokens, waited=wait)
 
     def settle(
         self,
@@ -171,15 +184,29 @@ class LLMRateLimiter(Protocol):
     ) -> None:
         """Give back what the call did not use (or take the shortfall); with the answer's
         ``headers``, follow them first as :meth:`calibrate` does."""
-        ...
+        self._give_back(reservation.tokens - max(0, used_tokens), headers)
 
+    @abstractmethod
     def calibrate(self, headers: Mapping[str, str]) -> None:
-        """Follow the server's ``x-ratelimit-*`` view."""
-        ...
+        """Follow the server's ``x-ratelimit-*`` view: the true limits, and the remaining
+        budget when someone outside this limiter spent from it."""
 
+    @abstractmethod
     def penalize(self, retry_after: float) -> None:
         """After a 429: nobody in this scope sends for ``retry_after`` seconds."""
-        ...
+
+    @abstractmethod
+    def _book(self, tokens: int, max_wait: float) -> float:
+        """Book ``tokens`` and one request; the seconds until they are ours.
+
+        Raises :class:`RequestTooLargeError` (never fits) or :class:`RateLimitedError` (the
+        wait exceeds ``max_wait``) without booking anything.
+        """
+
+    @abstractmethod
+    def _give_back(self, tokens: int, headers: Mapping[str, str] | None) -> None:
+        """Return ``tokens`` to the token bucket (negative: take them), after following
+        ``headers`` when given."""
 
 
 def _calibration(headers: Mapping[str, str]) -> tuple[float, ...]:
@@ -228,7 +255,7 @@ def _wait_too_long(scope: str, wait: float) -> RateLimitedError:
     )
 
 
-class RedisLLMLimiter:
+class RedisLLMLimiter(LLMRateLimiter):
     """The limiter with its state in Redis, shared by every process that names the same scope.
 
     ``scope`` identifies one limit (for example ``"api.openai.com|org-1|proj-1|gpt-4o-mini"``).
@@ -262,30 +289,19 @@ class RedisLLMLimiter:
         result: list[Any] = self._script(keys=[self.key], args=argv)
         return result
 
-    def reserve(self, tokens: int, *, max_wait: float) -> Reservation:
-        """Book ``tokens`` and one request; sleep until they are ours (see the module doc)."""
-        if tokens < 0:
-            raise ValueError("tokens must not be negative")
+    def _book(self, tokens: int, max_wait: float) -> float:
         status, wait_us, level = self._run("reserve", tokens, int(max_wait * 1_000_000))
         wait = int(wait_us) / 1_000_000
         if int(status) == -1:
             raise _too_large(self.scope, tokens, float(level))
         if int(status) == 0:
             raise _wait_too_long(self.scope, wait)
-        if wait > 0:
-            self._sleep(wait)
-        return Reservation(scope=self.scope, tokens=tokens, waited=wait)
+        return wait
 
-    def settle(
-        self,
-        reservation: Reservation,
-        used_tokens: int,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """Return ``reservation.tokens - used_tokens`` to the budget, after following
-        ``headers`` (when given) as :meth:`calibrate` does, in the same round trip."""
+    def _give_back(self, tokens: int, headers: Mapping[str, str] | None) -> None:
+        # The headers are followed in the same round trip.
         seen = _calibration(headers) if headers is not None else ()
-        self._run("settle", reservation.tokens - max(0, used_tokens), *seen)
+        self._run("settle", tokens, *seen)
 
     def calibrate(self, headers: Mapping[str, str]) -> None:
         """Learn the limits and follow the server's remaining budget down."""
@@ -298,7 +314,7 @@ class RedisLLMLimiter:
         self._run("penalize", int(max(0.0, retry_after) * 1_000_000))
 
 
-class LocalLLMLimiter:
+class LocalLLMLimiter(LLMRateLimiter):
     """The same limiter inside one process (embedded mode): a lock and a monotonic clock."""
 
     def __init__(
@@ -343,10 +359,7 @@ class LocalLLMLimiter:
         self._ts = now
         return now
 
-    def reserve(self, tokens: int, *, max_wait: float) -> Reservation:
-        """Book ``tokens`` and one request; sleep until they are ours."""
-        if tokens < 0:
-            raise ValueError("tokens must not be negative")
+    def _book(self, tokens: int, max_wait: float) -> float:
         with self._lock:
             now = self._refill()
             if self._tcap and tokens > self._tlim:
@@ -362,24 +375,15 @@ class LocalLLMLimiter:
                 self._tl -= tokens
             if self._rcap:
                 self._rl -= 1
-        if wait > 0:
-            self._sleep(wait)
-        return Reservation(scope=self.scope, tokens=tokens, waited=wait)
+        return wait
 
-    def settle(
-        self,
-        reservation: Reservation,
-        used_tokens: int,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """Return ``reservation.tokens - used_tokens`` to the budget, after following
-        ``headers`` (when given) as :meth:`calibrate` does."""
+    def _give_back(self, tokens: int, headers: Mapping[str, str] | None) -> None:
         if headers is not None:
             self.calibrate(headers)
         with self._lock:
             self._refill()
             if self._tcap:
-                self._tl = min(self._tlim, self._tl + reservation.tokens - max(0, used_tokens))
+                self._tl = min(self._tlim, self._tl + tokens)
 
     def calibrate(self, headers: Mapping[str, str]) -> None:
         """Learn the limits and follow the server's remaining budget down."""
