@@ -158,24 +158,6 @@ def persist_summary(
 _SUMMARIES: Table = Summary.__table__  # type: ignore[assignment]
 _DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
 _USAGE: Table = UsageLedger.__table__  # type: ignore[assignment]
-#: The summary columns :func:`persist_summary` binds; the token and cost sums are the INSERT's.
-_SUMMARY_COLUMNS = (
-    "id",
-    "job_id",
-    "guild_id",
-    "channel_id",
-    "format",
-    "language",
-    "content",
-    "backend",
-    "model",
-    "prompt_version",
-    "degraded",
-    "message_count",
-    "window_start",
-    "window_end",
-    "created_at",
-)
 
 
 @cache
@@ -192,21 +174,16 @@ def _summary_insert() -> ReturningInsert[tuple[int, int, Decimal]]:
         total = func.coalesce(func.sum(column), 0)
         return select(total).where(_USAGE.c.job_id.in_(spenders)).scalar_subquery()
 
+    sums = ("prompt_tokens", "completion_tokens", "cost_usd")
+    # Every other column is bound: a column added to the table and not given a value by
+    # persist_summary fails the first insert instead of silently taking its default.
     values: dict[str, Any] = {
-        name: bindparam(name, type_=_SUMMARIES.c[name].type) for name in _SUMMARY_COLUMNS
+        column.name: bindparam(column.name, type_=column.type)
+        for column in _SUMMARIES.c
+        if column.name not in sums
     }
-    return (
-        insert(_SUMMARIES)
-        .values(
-            **values,
-            prompt_tokens=spent(_USAGE.c.prompt_tokens),
-            completion_tokens=spent(_USAGE.c.completion_tokens),
-            cost_usd=spent(_USAGE.c.cost_usd),
-        )
-        .returning(
-            _SUMMARIES.c.prompt_tokens, _SUMMARIES.c.completion_tokens, _SUMMARIES.c.cost_usd
-        )
-    )
+    values.update((name, spent(_USAGE.c[name])) for name in sums)
+    return insert(_SUMMARIES).values(values).returning(*(_SUMMARIES.c[name] for name in sums))
 
 
 def after_persist(
