@@ -21,14 +21,15 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from functools import cache
+from typing import Any, Literal, TypeAlias
 
 import structlog
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload, sessionmaker
+from sqlalchemy import Row, Select, Table, bindparam, insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.delivery_log import (
     AttemptOutcome,
@@ -63,17 +64,13 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 DONE = (DeliveryStatus.SENT.value, DeliveryStatus.FAILED.value)
-# A claimed delivery is sent with its summary and job: read in the statement that locks it
-# (only the delivery row is locked, as before).
-_WITH_SUMMARY_AND_JOB = (
-    joinedload(Delivery.summary, innerjoin=True).joinedload(Summary.job, innerjoin=True),
-)
 #: The longest ``Retry-After`` honoured; a server asking for more gets this.
 MAX_RETRY_AFTER = 86400.0
 # A task published with a countdown may start a moment before the row's due time.
 _DUE_SLACK = timedelta(milliseconds=200)
 
 ItemKind = Literal["delivery", "notification"]
+_ClaimRow: TypeAlias = Row[*tuple[Any, ...]]
 _destinations: TypeAdapter[Any] = TypeAdapter(Destination)
 
 
@@ -84,7 +81,7 @@ def parse_destination(data: dict[str, Any]) -> Any:
 
 @dataclass(frozen=True)
 class SummarySnapshot:
-    """The stored summary a delivery sends."""
+    """The stored summary a delivery sends (read with the delivery's claim)."""
 
     id: uuid.UUID
     content: dict[str, Any]
@@ -92,19 +89,6 @@ class SummarySnapshot:
     model: str | None
     prompt_version: str
     language: str | None
-
-    @classmethod
-    def of(cls, row: Summary) -> SummarySnapshot:
-        """Read a ``summaries`` row (its content copied, so it shares nothing with the
-        session)."""
-        return cls(
-            id=row.id,
-            content=dict(row.content),
-            created_at=row.created_at,
-            model=row.model,
-            prompt_version=row.prompt_version,
-            language=row.language,
-        )
 
 
 @dataclass(frozen=True)
@@ -219,7 +203,7 @@ def _lease_problem(
 
 
 def _take_lease(
-    row: Delivery | JobNotification, due: datetime | None, *, now: datetime, lease: timedelta
+    row: JobNotification, due: datetime | None, *, now: datetime, lease: timedelta
 ) -> str | None:
     """Why ``row`` cannot be claimed now, or None once it is leased to this attempt."""
     problem = _lease_problem(row.status, row.lease_until, due, now)
@@ -231,50 +215,107 @@ def _take_lease(
 
 
 def _claim(
-    row: Delivery | JobNotification,
-    job: Job,
+    row: _ClaimRow | JobNotification,
+    job: JobView,
     *,
+    attempt: int,
     event: str,
     failures: int,
     progress: dict[str, Any] | None,
     summary: SummarySnapshot | None,
     scheduled: bool = True,
 ) -> Claim:
-    """The claim of a leased ``row``: its own columns, the job, and what its kind adds."""
+    """The claim of a leased item: its own columns, its job, and what its kind adds (a
+    delivery has a summary, a notification none)."""
     return Claim(
-        item="delivery" if isinstance(row, Delivery) else "notification",
+        item="notification" if summary is None else "delivery",
         id=row.id,
         kind=row.kind,
         target=row.target,
         params=dict(row.params),
         event=event,
-        attempt=row.attempts,
+        attempt=attempt,
         failures=failures,
         fallback_of=row.fallback_of,
         progress=dict(progress or {}),
-        job=JobView.of(job),
+        job=job,
         summary=summary,
         scheduled=scheduled,
     )
 
 
+_DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
+_SCHEDULES: Table = DeliverySchedule.__table__  # type: ignore[assignment]
+_SUMMARIES: Table = Summary.__table__  # type: ignore[assignment]
+_JOBS: Table = Job.__table__  # type: ignore[assignment]
+
+#: A delivery with its retry schedule (if any), its summary and its job, in the one statement
+#: that locks the delivery row (only that row: every writer of a schedule row holds its
+#: delivery's lock first).  Core on the tables, built once: the claim runs for every delivery,
+#: and the ORM's per-row bookkeeping cost more than the round trip.
+_CLAIM_DELIVERY = (
+    select(
+        _DELIVERIES.c.id,
+        _DELIVERIES.c.kind,
+        _DELIVERIES.c.target,
+        _DELIVERIES.c.params,
+        _DELIVERIES.c.status,
+        _DELIVERIES.c.attempts,
+        _DELIVERIES.c.lease_until,
+        _DELIVERIES.c.fallback_of,
+        _SCHEDULES.c.delivery_id.label("scheduled"),
+        _SCHEDULES.c.next_attempt_at,
+        _SCHEDULES.c.failures,
+        _SCHEDULES.c.progress,
+        *(_SUMMARIES.c[f.name].label(f"summary_{f.name}") for f in fields(SummarySnapshot)),
+        *(_JOBS.c[name].label(f"job_{name}") for name in JobView.model_fields),
+    )
+    .select_from(
+        _DELIVERIES.join(_SUMMARIES, _SUMMARIES.c.id == _DELIVERIES.c.summary_id)
+        .join(_JOBS, _JOBS.c.id == _SUMMARIES.c.job_id)
+        .outerjoin(_SCHEDULES, _SCHEDULES.c.delivery_id == _DELIVERIES.c.id)
+    )
+    .where(_DELIVERIES.c.id == bindparam("item_id"))
+    .with_for_update(of=_DELIVERIES)
+)
+_LEASE_DELIVERY = (
+    update(_DELIVERIES)
+    .where(_DELIVERIES.c.id == bindparam("item_id"))
+    .values(
+        status=DeliveryStatus.SENDING.value,
+        lease_until=bindparam("lease_until"),
+        attempts=_DELIVERIES.c.attempts + 1,
+    )
+)
+
+
+def _prefixed(row: _ClaimRow, prefix: str) -> dict[str, Any]:
+    return {
+        key.removeprefix(prefix): value
+        for key, value in row._mapping.items()
+        if key.startswith(prefix)
+    }
+
+
 def _claim_delivery(
-    row: Delivery, schedule: DeliverySchedule | None, *, now: datetime, lease: timedelta
+    session: Session, row: _ClaimRow, *, now: datetime, lease: timedelta
 ) -> Claim | Skip:
-    summary = row.summary
-    job = summary.job
-    due = schedule.next_attempt_at if schedule else None
-    problem = _take_lease(row, due, now=now, lease=lease)
+    scheduled = row.scheduled is not None
+    problem = _lease_problem(
+        row.status, row.lease_until, row.next_attempt_at if scheduled else None, now
+    )
     if problem is not None:
-        return Skip(problem, job.id)
+        return Skip(problem, row.job_id)
+    session.execute(_LEASE_DELIVERY, {"item_id": row.id, "lease_until": now + lease})
     return _claim(
         row,
-        job,
+        JobView.model_validate(_prefixed(row, "job_")),
+        attempt=row.attempts + 1,
         event=SUMMARY_COMPLETED,
-        failures=schedule.failures if schedule else 0,
-        progress=schedule.progress if schedule else None,
-        summary=SummarySnapshot.of(summary),
-        scheduled=schedule is not None,
+        failures=row.failures if scheduled else 0,
+        progress=row.progress if scheduled else None,
+        summary=SummarySnapshot(**_prefixed(row, "summary_")),
+        scheduled=scheduled,
     )
 
 
@@ -287,7 +328,13 @@ def _claim_notification(
     if problem is not None:
         return Skip(problem, job.id)
     return _claim(
-        row, job, event=row.event, failures=row.failures, progress=row.progress, summary=None
+        row,
+        JobView.of(job),
+        attempt=row.attempts,
+        event=row.event,
+        failures=row.failures,
+        progress=row.progress,
+        summary=None,
     )
 
 
@@ -304,16 +351,9 @@ def claim_item(
     the delivery row; every writer of a schedule row holds its delivery's lock first.
     """
     with session_factory() as session, session.begin():
-        found = session.execute(
-            select(Delivery, DeliverySchedule)
-            .outerjoin(DeliverySchedule, DeliverySchedule.delivery_id == Delivery.id)
-            .where(Delivery.id == item_id)
-            .options(*_WITH_SUMMARY_AND_JOB)
-            .with_for_update(of=Delivery)
-        ).first()
+        found = session.execute(_CLAIM_DELIVERY, {"item_id": item_id}).first()
         if found is not None:
-            delivery, schedule = found
-            return _claim_delivery(delivery, schedule, now=now, lease=lease)
+            return _claim_delivery(session, found, now=now, lease=lease)
         notification = session.get(JobNotification, item_id, with_for_update=True)
         if notification is not None:
             return _claim_notification(session, notification, now=now, lease=lease)
@@ -449,6 +489,82 @@ def _lock_item(session: Session, claim: Claim) -> Delivery | JobNotification | N
     return session.get(JobNotification, claim.id, with_for_update=True)
 
 
+_ATTEMPTS: Table = DeliveryAttempt.__table__  # type: ignore[assignment]
+_NOTIFICATIONS: Table = JobNotification.__table__  # type: ignore[assignment]
+_ITEMS: dict[ItemKind, Table] = {"delivery": _DELIVERIES, "notification": _NOTIFICATIONS}
+#: The columns of an item's retry schedule: a ``delivery_schedules`` row of a delivery, the
+#: notification's own row for a notification.
+_SCHEDULE_READ = ("failures", "first_failure_at")
+
+
+@cache
+def _lock_statement(item: ItemKind) -> Select[Any]:
+    """Lock an item's row and read its status (a notification's schedule with it)."""
+    table = _ITEMS[item]
+    read = ("status", *_SCHEDULE_READ) if item == "notification" else ("status",)
+    return (
+        select(*(table.c[name] for name in read))
+        .where(table.c.id == bindparam("item_id"))
+        .with_for_update()
+    )
+
+
+_LOCK_SCHEDULE = (
+    select(*(_SCHEDULES.c[name] for name in _SCHEDULE_READ))
+    .where(_SCHEDULES.c.delivery_id == bindparam("item_id"))
+    .with_for_update()
+)
+
+
+@dataclass
+class _Writes:
+    """What recording an outcome writes: the item's columns and its schedule's."""
+
+    claim: Claim
+    item: dict[str, Any] = field(default_factory=dict)
+    schedule: dict[str, Any] = field(default_factory=dict)
+    #: Whether a ``delivery_schedules`` row exists (always true of a notification).
+    scheduled: bool = True
+
+    def apply(self, session: Session, attempt: dict[str, Any]) -> None:
+        """Write the item, its schedule and the attempt-log row ``attempt``, in ``session``."""
+        claim = self.claim
+        items = _ITEMS[claim.item]
+        item = self.item | self.schedule if claim.item == "notification" else self.item
+        session.execute(update(items).where(items.c.id == claim.id).values(item))
+        if claim.item == "delivery" and self.schedule:
+            if self.scheduled:
+                session.execute(
+                    update(_SCHEDULES)
+                    .where(_SCHEDULES.c.delivery_id == claim.id)
+                    .values(self.schedule)
+                )
+            elif self.schedule.get("failures"):
+                # A delivery's first failure creates its schedule; a success needs none.
+                session.execute(insert(_SCHEDULES).values(delivery_id=claim.id, **self.schedule))
+        _log_attempt(session, attempt)
+
+
+def _log_attempt(session: Session, attempt: dict[str, Any]) -> None:
+    session.execute(insert(_ATTEMPTS).values(attempt))
+
+
+def _schedule_of(
+    session: Session, claim: Claim, locked: _ClaimRow, outcome: Outcome
+) -> tuple[int, datetime | None, bool]:
+    """(failures, first failure, whether a schedule row exists) of the locked item."""
+    if claim.item == "notification":
+        return locked.failures or 0, locked.first_failure_at, True
+    # A first attempt that succeeds has no schedule to read: none existed at the claim, and
+    # one a multi-part send created holds no due time.
+    if not (claim.scheduled or not outcome.ok):
+        return 0, None, False
+    found = session.execute(_LOCK_SCHEDULE, {"item_id": claim.id}).first()
+    if found is None:
+        return 0, None, False
+    return found.failures or 0, found.first_failure_at, True
+
+
 def record_outcome(
     session: Session,
     claim: Claim,
@@ -461,57 +577,43 @@ def record_outcome(
     """Write the attempt log and the item's next state (see module docstring).
 
     Runs in the caller's transaction, so the job's settlement can be written with it.
+    Core statements on the tables: this runs once for every attempt.
     """
-    row = _lock_item(session, claim)
-    attempt = DeliveryAttempt(
-        delivery_id=claim.id if claim.item == "delivery" else None,
-        notification_id=claim.id if claim.item == "notification" else None,
-        number=claim.attempt,
-        target=claim.target,
-        endpoint_id=outcome.endpoint_id,
-        started_at=started_at,
-        duration_ms=round(outcome.duration_ms),
-        status_code=outcome.status_code,
-        error=outcome.error,
-        response_excerpt=outcome.excerpt,
-    )
-    if row is None or row.status in DONE or outcome.lease_lost:
+    locked = session.execute(_lock_statement(claim.item), {"item_id": claim.id}).first()
+    attempt: dict[str, Any] = {
+        "delivery_id": claim.id if claim.item == "delivery" else None,
+        "notification_id": claim.id if claim.item == "notification" else None,
+        "number": claim.attempt,
+        "target": claim.target,
+        "endpoint_id": outcome.endpoint_id,
+        "started_at": started_at,
+        "duration_ms": round(outcome.duration_ms),
+        "status_code": outcome.status_code,
+        "error": outcome.error,
+        "response_excerpt": outcome.excerpt,
+    }
+    if locked is None or locked.status in DONE or outcome.lease_lost:
         # The item ended meanwhile (its lease ran out and another worker finished it).
-        attempt.outcome = (
-            AttemptOutcome.SKIPPED.value if outcome.ok else AttemptOutcome.FAILED.value
-        )
-        session.add(attempt)
-        return RecordResult(status=row.status if row is not None else "missing")
+        ended = AttemptOutcome.SKIPPED if outcome.ok else AttemptOutcome.FAILED
+        _log_attempt(session, attempt | {"outcome": ended.value})
+        return RecordResult(status=locked.status if locked is not None else "missing")
     disabled = _endpoint_health(session, outcome, now=now, rules=rules)
-    schedule: DeliverySchedule | JobNotification
-    if isinstance(row, Delivery):
-        # A first attempt that succeeds has no schedule to read: none existed at the claim,
-        # and one a multi-part send created holds no due time.
-        found = (
-            session.get(DeliverySchedule, row.id, with_for_update=True)
-            if claim.scheduled or not outcome.ok
-            else None
-        )
-        schedule = found or DeliverySchedule(delivery_id=row.id, failures=0)
-        if found is None and not outcome.ok:
-            session.add(schedule)
-    else:
-        schedule = row
-    row.lease_until = None
+    failures, first_failure_at, scheduled = _schedule_of(session, claim, locked, outcome)
+    writes = _Writes(claim, item={"lease_until": None}, scheduled=scheduled)
     if outcome.ok:
-        row.status = DeliveryStatus.SENT.value
-        row.remote_id = outcome.remote_id
-        row.sent_at = now
-        row.last_error = None
-        schedule.next_attempt_at = None
-        attempt.outcome = (
-            AttemptOutcome.SKIPPED.value if outcome.skipped else AttemptOutcome.SENT.value
-        )
-        session.add(attempt)
-        return RecordResult(status=row.status, endpoint_disabled=disabled)
-    failures = (schedule.failures or 0) + 1
-    schedule.failures = failures
-    schedule.first_failure_at = schedule.first_failure_at or now
+        writes.item |= {
+            "status": DeliveryStatus.SENT.value,
+            "remote_id": outcome.remote_id,
+            "sent_at": now,
+            "last_error": None,
+        }
+        if scheduled:
+            writes.schedule["next_attempt_at"] = None
+        ended = AttemptOutcome.SKIPPED if outcome.skipped else AttemptOutcome.SENT
+        writes.apply(session, attempt | {"outcome": ended.value})
+        return RecordResult(status=DeliveryStatus.SENT.value, endpoint_disabled=disabled)
+    failures += 1
+    writes.schedule |= {"failures": failures, "first_failure_at": first_failure_at or now}
     delay = None
     if outcome.retryable and disabled is None:
         delay = next_delay(
@@ -523,15 +625,14 @@ def record_outcome(
         )
     if delay is not None:
         retry_at = now + timedelta(seconds=delay)
-        row.status = DeliveryStatus.PENDING.value
-        row.last_error = outcome.error
-        schedule.next_attempt_at = retry_at
-        schedule.redriven_at = None
-        attempt.outcome = AttemptOutcome.RETRY.value
-        attempt.next_attempt_at = retry_at
-        session.add(attempt)
+        writes.item |= {"status": DeliveryStatus.PENDING.value, "last_error": outcome.error}
+        writes.schedule |= {"next_attempt_at": retry_at, "redriven_at": None}
+        writes.apply(
+            session,
+            attempt | {"outcome": AttemptOutcome.RETRY.value, "next_attempt_at": retry_at},
+        )
         return RecordResult(
-            status=row.status,
+            status=DeliveryStatus.PENDING.value,
             retry_at=retry_at,
             retry_in=delay,
             failures=failures,
@@ -542,12 +643,12 @@ def record_outcome(
         reason = f"{reason} (the endpoint is now disabled: {disabled})"
     elif outcome.retryable:
         reason = f"{reason} (gave up after {failures} failed attempts)"
-    row.status = DeliveryStatus.FAILED.value
-    row.last_error = reason
-    schedule.next_attempt_at = None
-    attempt.outcome = AttemptOutcome.FAILED.value
-    session.add(attempt)
-    result = RecordResult(status=row.status, failures=failures, endpoint_disabled=disabled)
+    writes.item |= {"status": DeliveryStatus.FAILED.value, "last_error": reason}
+    writes.schedule["next_attempt_at"] = None
+    writes.apply(session, attempt | {"outcome": AttemptOutcome.FAILED.value})
+    result = RecordResult(
+        status=DeliveryStatus.FAILED.value, failures=failures, endpoint_disabled=disabled
+    )
     spec = _fallback_target(claim, outcome)
     if spec is not None:
         added = _add_fallback(session, claim, spec, now)

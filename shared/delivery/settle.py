@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.jobs import Delivery, DeliveryStatus, Job, Summary
@@ -65,6 +65,15 @@ def after_settle(
     return [Step(DELIVER, (str(job_id), str(note))) for note in notes]
 
 
+_JOBS: Table = Job.__table__  # type: ignore[assignment]
+_DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
+# Core on the tables, built once: a settlement is read after every delivery attempt.
+_LOCK_JOB = select(_JOBS.c.id).where(_JOBS.c.id == bindparam("job_id")).with_for_update()
+_DELIVERIES_OF = select(
+    _DELIVERIES.c.id, _DELIVERIES.c.status, _DELIVERIES.c.last_error, _DELIVERIES.c.fallback_of
+).where(_DELIVERIES.c.summary_id == bindparam("summary_id"))
+
+
 def settle_in(
     session: Session, job_id: uuid.UUID, summary_id: uuid.UUID, *, now: datetime
 ) -> lifecycle.Move | None:
@@ -76,12 +85,8 @@ def settle_in(
     other still ``sending`` (not yet committed) and neither would settle the job.  With it the
     second waits for the first to commit and then reads both ended.
     """
-    session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
-    rows = session.execute(
-        select(Delivery.id, Delivery.status, Delivery.last_error, Delivery.fallback_of).where(
-            Delivery.summary_id == summary_id
-        )
-    ).all()
+    session.execute(_LOCK_JOB, {"job_id": job_id})
+    rows = session.execute(_DELIVERIES_OF, {"summary_id": summary_id}).all()
     if any(status not in DONE for _, status, _, _ in rows):
         return None
     # A delivery that failed but whose fallback (or its fallback's) was sent reached someone.
