@@ -42,12 +42,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 import structlog
-from sqlalchemy import Row, Select, delete, exists, func, literal, select
+from sqlalchemy import Row, Select, Table, bindparam, delete, exists, func, literal, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
 from schema.models.chunks import (
     ChunkStatus,
@@ -228,21 +228,36 @@ class GuildPreferences:
     budgeted: bool = True
 
 
-def _preference_rows(guild_id: str | None, *first: ColumnElement[Any]) -> Select[Any]:
+_GUILD_SETTINGS: Table = GuildSettings.__table__  # type: ignore[assignment]
+_OPT_OUTS: Table = UserOptOut.__table__  # type: ignore[assignment]
+_PLANS: Table = SummaryPlan.__table__  # type: ignore[assignment]
+
+
+@cache
+def _preference_rows(planned: bool) -> Select[*tuple[Any, ...]]:
     """One row per opted-out member (the guild's and everyone's), at least one, each with
-    the guild's settings (NULL without a row) after the ``first`` columns."""
+    the guild's settings (NULL without a row), led by whether job ``job_id`` is planned when
+    ``planned``.  Built once per shape, with bound ``guild_id``, ``scopes`` and ``job_id``:
+    the summarize stage reads it for every job."""
+    first = (
+        [exists().where(_PLANS.c.job_id == bindparam("job_id")).label("planned")] if planned else []
+    )
     return (
         select(
             *first,
-            GuildSettings.default_language,
-            GuildSettings.custom_instructions,
-            GuildSettings.monthly_token_budget.is_not(None).label("budgeted"),
-            UserOptOut.user_id,
+            _GUILD_SETTINGS.c.default_language,
+            _GUILD_SETTINGS.c.custom_instructions,
+            _GUILD_SETTINGS.c.monthly_token_budget.is_not(None).label("budgeted"),
+            _OPT_OUTS.c.user_id,
         )
         .select_from(select(literal(1).label("one")).subquery())
-        .outerjoin(GuildSettings, GuildSettings.guild_id == guild_id)
-        .outerjoin(UserOptOut, UserOptOut.guild_id.in_(opt_out_scopes(guild_id)))
+        .outerjoin(_GUILD_SETTINGS, _GUILD_SETTINGS.c.guild_id == bindparam("guild_id"))
+        .outerjoin(_OPT_OUTS, _OPT_OUTS.c.guild_id.in_(bindparam("scopes", expanding=True)))
     )
+
+
+def _preference_values(guild_id: str | None, **more: Any) -> dict[str, Any]:
+    return {"guild_id": guild_id, "scopes": opt_out_scopes(guild_id), **more}
 
 
 def _preferences(rows: Sequence[Row[Any]]) -> GuildPreferences:
@@ -258,7 +273,9 @@ def _preferences(rows: Sequence[Row[Any]]) -> GuildPreferences:
 def guild_preferences(session: Session, guild_id: str | None) -> GuildPreferences:
     """Read the opt-outs (the guild's and everyone's) and the guild's settings in ``session``,
     in one query."""
-    return _preferences(session.execute(_preference_rows(guild_id)).all())
+    return _preferences(
+        session.execute(_preference_rows(False), _preference_values(guild_id)).all()
+    )
 
 
 def plan_and_preferences(
@@ -266,8 +283,9 @@ def plan_and_preferences(
 ) -> tuple[bool, GuildPreferences]:
     """Whether the job's summary is already planned, and :func:`guild_preferences`, in one
     query (the summarize stage's first read)."""
-    planned = exists().where(SummaryPlan.job_id == job_id).label("planned")
-    rows = session.execute(_preference_rows(guild_id, planned)).all()
+    rows = session.execute(
+        _preference_rows(True), _preference_values(guild_id, job_id=job_id)
+    ).all()
     return bool(rows[0].planned), _preferences(rows)
 
 
