@@ -159,7 +159,9 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "kombu", "celery.bootsteps", "amqp"):
+    # httpx2 and httpcore2 are the OpenAI SDK's own HTTP client (openai 3): it logs every
+    # request at INFO, which says nothing the ``llm.*`` and stage lines do not.
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "kombu", "celery.bootsteps", "amqp"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 

@@ -53,6 +53,18 @@ def test_json_lines_off_a_terminal_with_bound_context() -> None:
     assert "s3cr3t" not in stream.getvalue()
 
 
+@pytest.mark.parametrize("name", ["httpx", "httpx2", "httpcore", "httpcore2"])
+def test_http_client_request_lines_stay_below_info(name: str) -> None:
+    # The OpenAI SDK's client (httpx2 since openai 3) logs every request at INFO: one line
+    # per LLM call with nothing our own ``llm.*`` and stage lines do not say.
+    stream = io.StringIO()
+    configure_logging(level="INFO", fmt="json", stream=stream)
+    logging.getLogger(f"{name}._client").info("HTTP Request: POST http://llm/v1 200 OK")
+    assert stream.getvalue() == ""
+    logging.getLogger(name).warning("the pool is full")
+    assert json.loads(stream.getvalue())["event"] == "the pool is full"
+
+
 class _CountingDict(dict[str, int]):
     """A field value that counts how often a processor walks it."""
 
