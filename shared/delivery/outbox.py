@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any, Literal, TypeAlias
 
 import structlog
@@ -497,9 +496,7 @@ _ITEMS: dict[ItemKind, Table] = {"delivery": _DELIVERIES, "notification": _NOTIF
 _SCHEDULE_READ = ("failures", "first_failure_at")
 
 
-@cache
 def _lock_statement(item: ItemKind) -> Select[Any]:
-    """Lock an item's row and read its status (a notification's schedule with it)."""
     table = _ITEMS[item]
     read = ("status", *_SCHEDULE_READ) if item == "notification" else ("status",)
     return (
@@ -509,11 +506,19 @@ def _lock_statement(item: ItemKind) -> Select[Any]:
     )
 
 
+# Built once, run with bound values (an UPDATE's SET holds the columns its parameters name):
+# recording runs for every attempt, and building its statements cost more than running them.
+#: Lock an item's row and read its status (a notification's schedule with it).
+_LOCK_ITEM = {item: _lock_statement(item) for item in _ITEMS}
+_UPDATE_ITEM = {item: update(t).where(t.c.id == bindparam("item_id")) for item, t in _ITEMS.items()}
 _LOCK_SCHEDULE = (
     select(*(_SCHEDULES.c[name] for name in _SCHEDULE_READ))
     .where(_SCHEDULES.c.delivery_id == bindparam("item_id"))
     .with_for_update()
 )
+_UPDATE_SCHEDULE = update(_SCHEDULES).where(_SCHEDULES.c.delivery_id == bindparam("item_id"))
+_INSERT_SCHEDULE = insert(_SCHEDULES)
+_INSERT_ATTEMPT = insert(_ATTEMPTS)
 
 
 @dataclass
@@ -529,24 +534,21 @@ class _Writes:
     def apply(self, session: Session, attempt: dict[str, Any]) -> None:
         """Write the item, its schedule and the attempt-log row ``attempt``, in ``session``."""
         claim = self.claim
-        items = _ITEMS[claim.item]
-        item = self.item | self.schedule if claim.item == "notification" else self.item
-        session.execute(update(items).where(items.c.id == claim.id).values(item))
-        if claim.item == "delivery" and self.schedule:
-            if self.scheduled:
-                session.execute(
-                    update(_SCHEDULES)
-                    .where(_SCHEDULES.c.delivery_id == claim.id)
-                    .values(self.schedule)
-                )
+        key = {"item_id": claim.id}
+        if claim.item == "notification":
+            session.execute(_UPDATE_ITEM[claim.item], self.item | self.schedule | key)
+        else:
+            session.execute(_UPDATE_ITEM[claim.item], self.item | key)
+            if self.schedule and self.scheduled:
+                session.execute(_UPDATE_SCHEDULE, self.schedule | key)
             elif self.schedule.get("failures"):
                 # A delivery's first failure creates its schedule; a success needs none.
-                session.execute(insert(_SCHEDULES).values(delivery_id=claim.id, **self.schedule))
+                session.execute(_INSERT_SCHEDULE, self.schedule | {"delivery_id": claim.id})
         _log_attempt(session, attempt)
 
 
 def _log_attempt(session: Session, attempt: dict[str, Any]) -> None:
-    session.execute(insert(_ATTEMPTS).values(attempt))
+    session.execute(_INSERT_ATTEMPT, attempt)
 
 
 def _schedule_of(
@@ -579,7 +581,7 @@ def record_outcome(
     Runs in the caller's transaction, so the job's settlement can be written with it.
     Core statements on the tables: this runs once for every attempt.
     """
-    locked = session.execute(_lock_statement(claim.item), {"item_id": claim.id}).first()
+    locked = session.execute(_LOCK_ITEM[claim.item], {"item_id": claim.id}).first()
     attempt: dict[str, Any] = {
         "delivery_id": claim.id if claim.item == "delivery" else None,
         "notification_id": claim.id if claim.item == "notification" else None,
