@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -251,6 +252,11 @@ def main(argv: list[str] | None = None) -> None:
             finally:
                 workers.stop()
         engine.dispose()
+    except BaseException:
+        print(f"the deliver workers' logs are kept in {tmp}", file=sys.stderr)
+        raise
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     finally:
         broker.flushdb()
         broker.close()
