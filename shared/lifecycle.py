@@ -29,13 +29,14 @@ from enum import StrEnum
 from functools import cache, partial
 from typing import Any
 
-from sqlalchemy import String, Table, Update, bindparam, func, literal_column, update
+from sqlalchemy import String, Update, bindparam, func, literal_column, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, object_session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import JSON
 
+from schema.base import table_of
 from schema.models.jobs import Job, JobStatus
 from shared.db.engine import after_commit, one_statement, reading_session
 from shared.jobs import DELIVER, FETCH, SUMMARIZE, Step
@@ -252,7 +253,7 @@ def _end_counter(
     )
 
 
-_JOBS: Table = Job.__table__  # type: ignore[assignment]
+_JOBS = table_of(Job)
 
 
 @cache

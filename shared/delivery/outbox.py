@@ -30,6 +30,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Row, Select, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from schema.base import table_of
 from schema.models.delivery_log import (
     AttemptOutcome,
     DeliveryAttempt,
@@ -69,7 +70,7 @@ MAX_RETRY_AFTER = 86400.0
 _DUE_SLACK = timedelta(milliseconds=200)
 
 ItemKind = Literal["delivery", "notification"]
-_ClaimRow: TypeAlias = Row[*tuple[Any, ...]]
+_Row: TypeAlias = Row[*tuple[Any, ...]]
 _destinations: TypeAdapter[Any] = TypeAdapter(Destination)
 
 
@@ -214,7 +215,7 @@ def _take_lease(
 
 
 def _claim(
-    row: _ClaimRow | JobNotification,
+    row: _Row | JobNotification,
     job: JobView,
     *,
     attempt: int,
@@ -243,10 +244,10 @@ def _claim(
     )
 
 
-_DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
-_SCHEDULES: Table = DeliverySchedule.__table__  # type: ignore[assignment]
-_SUMMARIES: Table = Summary.__table__  # type: ignore[assignment]
-_JOBS: Table = Job.__table__  # type: ignore[assignment]
+_DELIVERIES = table_of(Delivery)
+_SCHEDULES = table_of(DeliverySchedule)
+_SUMMARIES = table_of(Summary)
+_JOBS = table_of(Job)
 
 #: A delivery with its retry schedule (if any), its summary and its job, in the one statement
 #: that locks the delivery row (only that row: every writer of a schedule row holds its
@@ -288,7 +289,7 @@ _LEASE_DELIVERY = (
 )
 
 
-def _prefixed(row: _ClaimRow, prefix: str) -> dict[str, Any]:
+def _prefixed(row: _Row, prefix: str) -> dict[str, Any]:
     return {
         key.removeprefix(prefix): value
         for key, value in row._mapping.items()
@@ -297,7 +298,7 @@ def _prefixed(row: _ClaimRow, prefix: str) -> dict[str, Any]:
 
 
 def _claim_delivery(
-    session: Session, row: _ClaimRow, *, now: datetime, lease: timedelta
+    session: Session, row: _Row, *, now: datetime, lease: timedelta
 ) -> Claim | Skip:
     scheduled = row.scheduled is not None
     problem = _lease_problem(
@@ -488,8 +489,8 @@ def _lock_item(session: Session, claim: Claim) -> Delivery | JobNotification | N
     return session.get(JobNotification, claim.id, with_for_update=True)
 
 
-_ATTEMPTS: Table = DeliveryAttempt.__table__  # type: ignore[assignment]
-_NOTIFICATIONS: Table = JobNotification.__table__  # type: ignore[assignment]
+_ATTEMPTS = table_of(DeliveryAttempt)
+_NOTIFICATIONS = table_of(JobNotification)
 _ITEMS: dict[ItemKind, Table] = {"delivery": _DELIVERIES, "notification": _NOTIFICATIONS}
 #: The columns of an item's retry schedule: a ``delivery_schedules`` row of a delivery, the
 #: notification's own row for a notification.
@@ -552,14 +553,14 @@ def _log_attempt(session: Session, attempt: dict[str, Any]) -> None:
 
 
 def _schedule_of(
-    session: Session, claim: Claim, locked: _ClaimRow, outcome: Outcome
+    session: Session, claim: Claim, locked: _Row, outcome: Outcome
 ) -> tuple[int, datetime | None, bool]:
     """(failures, first failure, whether a schedule row exists) of the locked item."""
     if claim.item == "notification":
         return locked.failures or 0, locked.first_failure_at, True
     # A first attempt that succeeds has no schedule to read: none existed at the claim, and
     # one a multi-part send created holds no due time.
-    if not (claim.scheduled or not outcome.ok):
+    if outcome.ok and not claim.scheduled:
         return 0, None, False
     found = session.execute(_LOCK_SCHEDULE, {"item_id": claim.id}).first()
     if found is None:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from schema.base import table_of
 from schema.models.jobs import Delivery, DeliveryStatus, Job, Summary
 from shared import lifecycle
 from shared.delivery.notifications import create_job_failed_notifications
@@ -65,8 +66,8 @@ def after_settle(
     return [Step(DELIVER, (str(job_id), str(note))) for note in notes]
 
 
-_JOBS: Table = Job.__table__  # type: ignore[assignment]
-_DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
+_JOBS = table_of(Job)
+_DELIVERIES = table_of(Delivery)
 # Core on the tables, built once: a settlement is read after every delivery attempt.
 _LOCK_JOB = select(_JOBS.c.id).where(_JOBS.c.id == bindparam("job_id")).with_for_update()
 _DELIVERIES_OF = select(

@@ -15,9 +15,10 @@ from functools import cache
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, bindparam, delete, func, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.sql.dml import ReturningInsert
 
+from schema.base import table_of
 from schema.models.chunks import SummaryChunk
 from schema.models.jobs import Delivery, DeliveryStatus, Job, Summary
 from schema.models.usage import UsageKind, UsageLedger
@@ -155,9 +156,9 @@ def persist_summary(
     return tuple(delivery["id"] for delivery in deliveries)
 
 
-_SUMMARIES: Table = Summary.__table__  # type: ignore[assignment]
-_DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
-_USAGE: Table = UsageLedger.__table__  # type: ignore[assignment]
+_SUMMARIES = table_of(Summary)
+_DELIVERIES = table_of(Delivery)
+_USAGE = table_of(UsageLedger)
 
 
 @cache

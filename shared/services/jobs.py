@@ -12,15 +12,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import structlog
 from pydantic import SecretStr
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from schema.base import utcnow
+from schema.base import table_of, utcnow
 from schema.models.jobs import Job, JobStatus
 from schema.models.tenancy import WebhookEndpoint
 from schema.models.uploads import Upload
@@ -289,7 +289,7 @@ def _check_limits(core: Core, params: JobParams) -> None:
         raise InvalidInputError("the window starts in the future; give a past time")
 
 
-_INSERT_JOB = insert(cast(Table, Job.__table__))
+_INSERT_JOB = insert(table_of(Job))
 
 
 def _claim_upload(session: Session, source: UploadSource, job_id: uuid.UUID) -> None:

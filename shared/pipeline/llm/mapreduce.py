@@ -46,9 +46,10 @@ from functools import cache
 from typing import Any
 
 import structlog
-from sqlalchemy import Row, Select, Table, bindparam, delete, exists, func, literal, select
+from sqlalchemy import Row, Select, bindparam, delete, exists, func, literal, select
 from sqlalchemy.orm import Session
 
+from schema.base import table_of
 from schema.models.chunks import (
     ChunkStatus,
     ReduceMode,
@@ -228,9 +229,9 @@ class GuildPreferences:
     budgeted: bool = True
 
 
-_GUILD_SETTINGS: Table = GuildSettings.__table__  # type: ignore[assignment]
-_OPT_OUTS: Table = UserOptOut.__table__  # type: ignore[assignment]
-_PLANS: Table = SummaryPlan.__table__  # type: ignore[assignment]
+_GUILD_SETTINGS = table_of(GuildSettings)
+_OPT_OUTS = table_of(UserOptOut)
+_PLANS = table_of(SummaryPlan)
 
 
 @cache
