@@ -46,7 +46,6 @@ from typing import Any, TypeVar
 import httpx2
 import openai
 import structlog
-from jsonschema import Draft202012Validator
 from redis import Redis
 
 from shared.closing import ClosesOnExit
@@ -85,9 +84,10 @@ from shared.llm.structured import (
     AnswerShape,
     JsonReader,
     Reading,
+    SchemaCheck,
     StructuredMode,
     parse_json_text,
-    schema_problems,
+    schema_check,
 )
 from shared.llm.tokens import count_tokens, estimate_prompt_tokens
 from shared.ratelimit.llm import (
@@ -885,7 +885,7 @@ class _StructuredRun:
     meter: Meter | None
     settings: LLMSettings = field(init=False)
     store: CapabilityStore = field(init=False)
-    validator: Draft202012Validator = field(init=False)
+    validator: SchemaCheck = field(init=False)
     server: str = field(init=False)
     known: dict[str, ModeVerdict] = field(init=False, default_factory=dict)
     usage: Usage = field(init=False, default_factory=Usage)
@@ -895,7 +895,7 @@ class _StructuredRun:
     def __post_init__(self) -> None:
         self.settings = self.client.settings
         self.store = self.client.capabilities
-        self.validator = Draft202012Validator(dict(self.schema))
+        self.validator = schema_check(self.schema)
         self.server = server_key(self.settings.effective_base_url, self.model)
 
     # -- the ladder ---------------------------------------------------------------------------
@@ -1025,7 +1025,8 @@ class _StructuredRun:
         reading = self.reader.read(text, self.schema)
         if reading.data is None:
             return reading, reading.problems or ["the answer could not be read"], False
-        problems = [] if reading.fits_schema else schema_problems(self.validator, reading.data)
+        fits_schema = reading.fits_schema or self.validator.fits(reading.data)
+        problems = [] if fits_schema else self.validator.problems(reading.data)
         fits = not problems
         if fits:
             problems = list(reading.problems)

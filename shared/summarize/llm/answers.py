@@ -27,16 +27,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any
-
-from jsonschema import Draft202012Validator
 
 from shared.llm.structured import (
     AnswerShape,
     Reading,
     StructuredMode,
     parse_json_text,
+    schema_check,
     schema_instruction,
 )
 from shared.summarize.llm.aliases import extract_aliases
@@ -44,11 +42,6 @@ from shared.summarize.llm.answer_items import Layout, flatten, items_from, layou
 from shared.summarize.llm.answer_text import read_text, text_instructions
 
 __all__ = ["SummaryReader", "coerce", "lift_citations"]
-
-
-@lru_cache(maxsize=32)
-def _validator_of(schema_json: str) -> Draft202012Validator:
-    return Draft202012Validator(json.loads(schema_json))
 
 
 # -- JSON of another shape ----------------------------------------------------------------------
@@ -191,7 +184,7 @@ class SummaryReader:
             data = {next(iter(layout.arrays), "items"): data}
         if isinstance(data, dict):
             lifted = lift_citations(data)
-            if _validator_of(json.dumps(schema, sort_keys=True)).is_valid(lifted):
+            if schema_check(schema).fits(lifted):
                 shape: AnswerShape = "json" if _is_bare_json(text) else "coerced"
                 return Reading(lifted, shape, fits_schema=True)
             shaped = coerce(data, schema)
