@@ -98,6 +98,28 @@ def _redact_value(key: str, value: Any) -> Any:
 redact_secrets: Processor = field_processor(_redact_value)
 
 
+#: Loggers that write a line per request or per task at INFO, saying nothing our own lines do
+#: not: kept at WARNING or above, whatever the level (their warnings and errors still show).
+#: - ``httpx2``/``httpcore2`` are the OpenAI SDK's own HTTP client (openai 3), a line per call.
+#: - ``celery.worker.strategy`` and ``celery.app.trace`` write "Task … received" and "Task …
+#:   succeeded in …s" for every task: two lines per stage beside the stage's own line (which
+#:   carries the job and task ids), and two per maintenance sweep every few seconds: six of
+#:   a job's nine lines, and (with a unique task id to redact in each) three quarters of the
+#:   worker's logging CPU per job.  A task that raises is still logged by ``celery.app.trace``
+#:   at ERROR, a retry by the task decorator at WARNING.
+_CHATTY_LOGGERS = (
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "httpcore2",
+    "kombu",
+    "amqp",
+    "celery.bootsteps",
+    "celery.worker.strategy",
+    "celery.app.trace",
+)
+
+
 def configure_logging(
     *,
     level: str = "INFO",
@@ -159,9 +181,7 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # httpx2 and httpcore2 are the OpenAI SDK's own HTTP client (openai 3): it logs every
-    # request at INFO, which says nothing the ``llm.*`` and stage lines do not.
-    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "kombu", "celery.bootsteps", "amqp"):
+    for noisy in _CHATTY_LOGGERS:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 

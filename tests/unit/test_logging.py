@@ -65,6 +65,16 @@ def test_http_client_request_lines_stay_below_info(name: str) -> None:
     assert json.loads(stream.getvalue())["event"] == "the pool is full"
 
 
+def test_celery_per_task_lines_stay_below_info_but_its_errors_show() -> None:
+    stream = io.StringIO()
+    configure_logging(level="INFO", fmt="json", stream=stream)
+    logging.getLogger("celery.worker.strategy").info("Task summarybot.fetch[t1] received")
+    logging.getLogger("celery.app.trace").info("Task summarybot.fetch[t1] succeeded in 0.01s")
+    assert stream.getvalue() == ""
+    logging.getLogger("celery.app.trace").error("Task summarybot.fetch[t1] raised: boom")
+    assert json.loads(stream.getvalue())["level"] == "error"
+
+
 class _CountingDict(dict[str, int]):
     """A field value that counts how often a processor walks it."""
 
