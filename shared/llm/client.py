@@ -90,6 +90,7 @@ from shared.llm.structured import (
     schema_check,
 )
 from shared.llm.tokens import count_tokens, estimate_prompt_tokens
+from shared.llm.wire import ChatAnswer, UnreadableAnswer, post_chat
 from shared.ratelimit.llm import (
     LLMRateLimiter,
     LocalLLMLimiter,
@@ -701,7 +702,7 @@ class LLMClient(ClosesOnExit):
             waited += reservation.waited
             started = time.monotonic()
             try:
-                raw = self._sdk.chat.completions.with_raw_response.create(**params)
+                raw = post_chat(self._sdk, params)
             except openai.APIStatusError as exc:
                 limiter.calibrate(exc.response.headers)
                 self._charge_failure(exc, model, info, reservation, limiter, call)
@@ -736,20 +737,25 @@ class LLMClient(ClosesOnExit):
                 limiter.settle(reservation, 0)
                 raise LLMConnectionError(f"LLM endpoint unreachable: {exc}") from None
             latency = time.monotonic() - started
-            completion = raw.parse()
-            usage = Usage.from_api(completion.usage)
-            choice = completion.choices[0] if completion.choices else None
-            text = (choice.message.content if choice else None) or ""
+            try:
+                answer = ChatAnswer.read(raw)
+            except UnreadableAnswer as exc:
+                limiter.settle(reservation, prompt + allowance, raw.headers)
+                error = LLMServerError(f"{model}: {exc}", status=raw.status_code)
+                self._record_outcome(breaker, permit, error)
+                raise error from None
+            usage = Usage.from_api(answer.usage)
+            text = answer.text
             if usage.total_tokens == 0:
                 usage = Usage(prompt_tokens=prompt, completion_tokens=count_tokens(text), calls=1)
             limiter.settle(reservation, usage.total_tokens, raw.headers)
             if not permit.clean:
                 breaker.record_success()
-            billed = self.registry.find(completion.model) or info
+            billed = (self.registry.find(answer.model) if answer.model else None) or info
             cost = cost_of(usage, billed)
-            call.charge(completion.model or model, usage, cost)
-            finish = (choice.finish_reason if choice else None) or "stop"
-            refusal = choice.message.refusal if choice else None
+            call.charge(answer.model or model, usage, cost)
+            finish = answer.finish_reason or "stop"
+            refusal = answer.refusal
             if finish == "content_filter" or refusal:
                 raise ContentFilterError(
                     f"{model} stopped: {refusal or 'content filter'}",
@@ -757,7 +763,7 @@ class LLMClient(ClosesOnExit):
                 )
             return Completion(
                 text=text,
-                model=completion.model or model,
+                model=answer.model or model,
                 finish_reason=finish,
                 usage=usage,
                 cost_usd=cost,

@@ -1,0 +1,131 @@
+"""The chat completion on the wire: what the client sends and what it reads back.
+
+Against the fake OpenAI server (the request as the SDK's typed call would send it) and a
+stand-in gateway that answers 200 with a page that is not JSON, as a misconfigured proxy does.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx2
+import pytest
+
+from shared.errors import ErrorKind, classify
+from shared.llm import client as llm
+from shared.llm.client import LLMClient
+from shared.llm.config import LLMSettings
+from shared.llm.wire import ChatAnswer, UnreadableAnswer
+from tests.fakes.openai_server import FakeOpenAIServer
+
+ASK = [{"role": "user", "content": "Say something about kernels and headers."}]
+
+
+def _response(body: Any, *, content: bytes | None = None) -> httpx2.Response:
+    raw = content if content is not None else json.dumps(body).encode()
+    return httpx2.Response(200, content=raw, headers={"content-type": "application/json"})
+
+
+def test_an_answer_reads_its_first_choice_model_and_usage() -> None:
+    answer = ChatAnswer.read(
+        _response(
+            {
+                "model": "gpt-4o-mini-2024-07-18",
+                "choices": [
+                    {"message": {"content": "hello", "refusal": None}, "finish_reason": "stop"},
+                    {"message": {"content": "ignored"}, "finish_reason": "stop"},
+                ],
+                "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
+            }
+        )
+    )
+    assert answer == ChatAnswer(
+        text="hello",
+        model="gpt-4o-mini-2024-07-18",
+        finish_reason="stop",
+        refusal=None,
+        usage={"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"choices": []},
+        {"choices": None, "usage": "many"},
+        {"choices": ["text"]},
+        {"choices": [{"message": {"content": ["part"]}, "finish_reason": 7}], "model": 1},
+    ],
+)
+def test_missing_or_mistyped_fields_read_as_absent(body: dict[str, Any]) -> None:
+    answer = ChatAnswer.read(_response(body))
+    assert answer.text == "" and answer.model is None and answer.finish_reason is None
+    assert answer.refusal is None and answer.usage is None
+
+
+@pytest.mark.parametrize("content", [b"<html>Gateway login</html>", b"[1, 2]", b""])
+def test_a_body_that_is_not_a_json_object_is_refused(content: bytes) -> None:
+    with pytest.raises(UnreadableAnswer, match="not a JSON object"):
+        ChatAnswer.read(_response(None, content=content))
+
+
+def test_the_request_carries_the_sdk_headers_and_our_body(
+    fake: FakeOpenAIServer, make_client: Callable[..., LLMClient]
+) -> None:
+    client = make_client()
+    result = client.complete(ASK, max_tokens=100, temperature=0.1)
+    assert result.text and result.model == "gpt-4o-mini-2024-07-18"
+    headers = fake.headers_seen[-1]
+    assert headers["authorization"] == "Bearer sk-test"
+    assert headers["content-type"] == "application/json"
+    assert headers["x-stainless-lang"] == "python"
+    assert fake.requests_seen[-1] == {
+        "model": "gpt-4o-mini",
+        "messages": ASK,
+        "max_completion_tokens": 100,
+        "temperature": 0.1,
+    }
+
+
+class _HtmlGateway(BaseHTTPRequestHandler):
+    """Answers every POST with 200 and an HTML page."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        page = b"<html><body>Please sign in to the proxy</body></html>"
+        self.send_response(200)
+        self.send_header("content-type", "text/html")
+        self.send_header("content-length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        del format, args
+
+
+@pytest.fixture
+def gateway() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HtmlGateway)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_200_that_is_not_json_is_a_retryable_server_error(gateway: str) -> None:
+    settings = LLMSettings(base_url=gateway, provider="openai", api_key="sk-x", model="gpt-4o")
+    with (
+        LLMClient.embedded(settings) as client,
+        pytest.raises(llm.LLMServerError, match="not a JSON object") as caught,
+    ):
+        client.complete(ASK, max_tokens=50)
+    assert caught.value.status == 200
+    assert classify(caught.value) is ErrorKind.TRANSIENT
