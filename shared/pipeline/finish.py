@@ -138,8 +138,7 @@ def persist_summary(
             return None
         with transaction:
             if usage:
-                session.add_all(usage)
-                session.flush()
+                session.execute(insert(_USAGE), [_ledger_values(row, now) for row in usage])
             # The sums come back with the insert: the metrics need no read-back.
             spent = session.execute(_summary_insert(), summary).one()
             if deliveries:
@@ -161,10 +160,25 @@ _DELIVERIES = table_of(Delivery)
 _USAGE = table_of(UsageLedger)
 
 
+def _ledger_values(row: UsageLedger, now: Any) -> dict[str, Any]:
+    """``row``'s columns for a Core insert, with the defaults its ORM flush would have given
+    (one executemany statement needs the same keys in every row)."""
+    return {
+        "guild_id": row.guild_id,
+        "job_id": row.job_id,
+        "model": row.model,
+        "kind": row.kind,
+        "prompt_tokens": row.prompt_tokens or 0,
+        "completion_tokens": row.completion_tokens or 0,
+        "cost_usd": Decimal(0) if row.cost_usd is None else row.cost_usd,
+        "created_at": row.created_at or now,
+    }
+
+
 @cache
 def _summary_insert() -> ReturningInsert[tuple[int, int, Decimal]]:
     """The summary's INSERT, summing the usage of the ``spenders`` jobs itself (their rows
-    are flushed first) and returning the sums.
+    are inserted first) and returning the sums.
 
     Built once and run with the values bound: building it for each summary cost more CPU
     than its round trip (see :func:`shared.lifecycle._move_update`).
