@@ -547,9 +547,34 @@ _CARD_RULES: tuple[tuple[re.Pattern[str], tuple[int, ...]], ...] = (
 )
 
 
+#: A UUID, or a run of 20 or more hex digits with a letter among them (a commit or content
+#: hash, a trace id): identifiers whose digit runs sometimes pass every card check.
+_HEX_IDENTIFIER = re.compile(
+    r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+    r"|(?=[0-9A-Fa-f]*[A-Fa-f])[0-9A-Fa-f]{20,}"
+)
+_HEX_OR_DASH = frozenset("0123456789abcdefABCDEF-")
+
+
+def _inside_hex_identifier(match: re.Match[str]) -> bool:
+    """True when the match lies in a UUID or a long hex id: in random ones, about one in
+    five thousand holds a digit run that passes the Luhn, issuer and length checks."""
+    text, start, end = match.string, match.start(), match.end()
+    while start > 0 and text[start - 1] in _HEX_OR_DASH:
+        start -= 1
+    while end < len(text) and text[end] in _HEX_OR_DASH:
+        end += 1
+    return any(
+        found.start() < match.end() and found.end() > match.start()
+        for found in _HEX_IDENTIFIER.finditer(text, start, end)
+    )
+
+
 def _card(match: re.Match[str]) -> tuple[int, int] | None:
     text = match.group(0)
     if len({c for c in text if not c.isdigit()}) > 1:
+        return None
+    if _inside_hex_identifier(match):
         return None
     digits = re.sub(r"\D", "", text)
     for prefix, lengths in _CARD_RULES:
