@@ -37,6 +37,7 @@ from shared.crypto import generate_key
 from shared.db.engine import make_engine, make_sessionmaker
 from tests.integration.api.server import api_server, redis_url, temporary_database
 from tests.support.discord_tenants import open_tenants
+from tests.support.process_groups import stop_on_sigterm
 
 
 @dataclass
@@ -156,6 +157,7 @@ def _drain_fetch_queue(client: redis.Redis[Any], job_ids: set[str]) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the load and print the figures (last line JSON)."""
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="how long to send")

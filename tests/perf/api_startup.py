@@ -29,6 +29,7 @@ from shared.crypto import generate_key
 from shared.db.engine import make_engine, make_sessionmaker
 from tests.integration.api.server import api_server, redis_url, temporary_database
 from tests.support.discord_tenants import open_tenants
+from tests.support.process_groups import stop_on_sigterm
 
 WORKER_ONLY = ("workers", "openai", "tiktoken", "shared.pipeline", "shared.summarize.llm")
 
@@ -39,6 +40,7 @@ def _worker_modules(modules: list[str]) -> int:
 
 def main() -> None:
     """Run the measurement and print the figures (last line: JSON)."""
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tree", type=Path, default=None, help="another checkout to measure")
     args = parser.parse_args()

@@ -74,6 +74,7 @@ from tests.fakes.discord_server import FakeDiscordServer, World, seed_basic
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.integration.pipeline_llm.harness import irc_messages
 from tests.integration.processes import CLI, Worker
+from tests.support.process_groups import stop_on_sigterm
 
 __all__ = ["ChaosConfig", "PostgresServer", "RedisServer", "main", "run_chaos"]
 
@@ -652,6 +653,7 @@ def _effects(services: Services, fakes: _Fakes) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; the last line printed is the JSON of figures."""
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     defaults = ChaosConfig()
     parser.add_argument("--jobs", type=int, default=defaults.jobs)

@@ -42,6 +42,8 @@ from typing import Any
 
 from redis import Redis
 
+from tests.support.process_groups import stop_on_sigterm
+
 TPM = 200_000
 RPM = 5_000
 WORKERS = 8
@@ -238,6 +240,7 @@ def run(seconds: float, warmup: float) -> dict[str, Any]:
 
 def main() -> None:
     """Parse arguments, run, print the JSON figures last."""
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(description="LLM throughput under a shared TPM limit")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=15.0)

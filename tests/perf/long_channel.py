@@ -51,6 +51,7 @@ from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
 from shared.sources.export_file import open_export
 from tests.perf.export_data import build_large_export
+from tests.support.process_groups import stop_on_sigterm
 
 TARGET_RSS_MB = 500
 PG = os.environ.get("TEST_PG_HOST", "127.0.0.1")
@@ -171,6 +172,7 @@ def _check_citations(export: Path, document: dict[str, Any]) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; the last line printed is JSON."""
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("messages", nargs="?", type=int, default=100_000)
     parser.add_argument("--timeout", type=float, default=900.0)

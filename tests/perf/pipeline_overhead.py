@@ -64,7 +64,7 @@ from tests.integration.processes import Worker
 from tests.perf.bare_chain import DONE_PREFIX, chain_of, make_app
 from tests.perf.chaos import RedisServer, driver_services
 from tests.support.databases import fresh_database
-from tests.support.process_groups import group_cpu_seconds
+from tests.support.process_groups import group_cpu_seconds, stop_on_sigterm
 
 __all__ = ["main", "run"]
 
@@ -350,6 +350,7 @@ def _cpu(groups: tuple[int, int]) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; human lines first, the last line printed is the JSON of figures."""
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--jobs", type=int, default=50)

@@ -40,6 +40,7 @@ from shared.settings import load_settings
 from shared.summarize.content import SummaryFormat
 from tests.fakes.openai_server import FakeConfig, FakeOpenAIServer
 from tests.integration.pipeline_llm.harness import Harness, Run, channel, irc_messages
+from tests.support.process_groups import stop_on_sigterm
 from workers.app import create_worker_app
 from workers.embedded import EmbeddedWorker
 
@@ -73,6 +74,7 @@ def _checked(run: Run, what: str) -> Run:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; the last line printed is JSON."""
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("days", nargs="?", type=int, default=7)
     parser.add_argument(

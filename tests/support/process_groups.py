@@ -34,6 +34,21 @@ def stop_process_groups(
             process.wait(10)
 
 
+def stop_on_sigterm() -> None:
+    """Make SIGTERM raise ``SystemExit(143)`` in this process's main thread.
+
+    For a benchmark's ``main``: stopped with ``kill``, ``pkill`` or ``timeout``, it runs its
+    ``finally`` blocks, so its workers, servers, Redis and databases are stopped and dropped
+    instead of left running under whatever is measured next (the default action ends the
+    process at once, and its children, in sessions of their own, live on).
+    """
+
+    def _exit(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+
+
 def stop_process_group(process: subprocess.Popen[Any], grace: float = 30) -> None:
     """:func:`stop_process_groups` for one process."""
     stop_process_groups([process], grace)
