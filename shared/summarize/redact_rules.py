@@ -553,20 +553,20 @@ _HEX_IDENTIFIER = re.compile(
     r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
     r"|(?=[0-9A-Fa-f]*[A-Fa-f])[0-9A-Fa-f]{20,}"
 )
-_HEX_OR_DASH = frozenset("0123456789abcdefABCDEF-")
+#: How far around a match an identifier that overlaps it can reach: a UUID is 36 characters,
+#: a long hex run needs 20 of them.  The look is bounded so that a hostile line of many
+#: card-like numbers joined by dashes costs linear time, not a scan of the line per match.
+_HEX_REACH = 40
 
 
 def _inside_hex_identifier(match: re.Match[str]) -> bool:
     """True when the match lies in a UUID or a long hex id: in random ones, about one in
     five thousand holds a digit run that passes the Luhn, issuer and length checks."""
-    text, start, end = match.string, match.start(), match.end()
-    while start > 0 and text[start - 1] in _HEX_OR_DASH:
-        start -= 1
-    while end < len(text) and text[end] in _HEX_OR_DASH:
-        end += 1
+    low = max(0, match.start() - _HEX_REACH)
+    high = min(len(match.string), match.end() + _HEX_REACH)
     return any(
         found.start() < match.end() and found.end() > match.start()
-        for found in _HEX_IDENTIFIER.finditer(text, start, end)
+        for found in _HEX_IDENTIFIER.finditer(match.string, low, high)
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -291,3 +292,14 @@ def _discord_message(description: str) -> dict[str, object]:
         "author": {"id": "1085131932217520185", "username": "member"},
         "embeds": [{"description": description}],
     }
+
+
+def test_a_line_of_many_dash_joined_cards_is_redacted_in_linear_time(redactor: Redactor) -> None:
+    # Each card-like match looks around itself for a UUID or hex id.  Unbounded, that look
+    # scanned the whole dash-joined run per match: 76 KB of this took 66 s.  The bound is a
+    # hundred times what the linear scan takes, so only a quadratic one can exceed it.
+    line = "4111111111111111-a-" * 10_000
+    started = time.monotonic()
+    result = redactor.redact(line)
+    assert time.monotonic() - started < 10
+    assert result.counts["card"] == 10_000
