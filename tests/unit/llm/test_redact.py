@@ -38,6 +38,13 @@ def redactor() -> Redactor:
         ("card 5500-0000-0000-0004", "card", "card [card]"),
         ("amex 378282246310005", "card", "amex [card]"),
         ("paid with (4111111111111111).", "card", "paid with ([card])."),
+        # Hex glued to one end of a grouped card only touches an identifier: still a card.
+        (
+            "card 4111 1111 1111 1111abcdef0123456789 ok",
+            "card",
+            "card [card]abcdef0123456789 ok",
+        ),
+        ("card 4111-1111-1111-1111deadbeefdeadbeef", "card", "card [card]deadbeefdeadbeef"),
         (
             "bot MTA4NzY1NDMyMTA5ODc2NTQzMg.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB",
             "discord_token",
