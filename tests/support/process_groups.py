@@ -40,10 +40,14 @@ def stop_on_sigterm() -> None:
     For a benchmark's ``main``: stopped with ``kill``, ``pkill`` or ``timeout``, it runs its
     ``finally`` blocks, so its workers, servers, Redis and databases are stopped and dropped
     instead of left running under whatever is measured next (the default action ends the
-    process at once, and its children, in sessions of their own, live on).
+    process at once, and its children, in sessions of their own, live on).  Further SIGTERMs
+    are ignored while the clean-up runs.
     """
 
     def _exit(signum: int, _frame: Any) -> None:
+        # A second SIGTERM (an impatient ``kill``, ``timeout`` and a supervisor both) must
+        # not interrupt the clean-up the first one started; SIGKILL still ends it.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _exit)

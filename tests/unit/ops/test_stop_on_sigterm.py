@@ -20,22 +20,45 @@ try:
     marker.write_text("running")
     time.sleep(60)
 finally:
+    marker.write_text("cleaning up")
+    time.sleep(float(sys.argv[2]))
     marker.write_text("cleaned up")
 """
 
 
-def test_sigterm_runs_the_finally_blocks_and_exits_143(tmp_path: Path) -> None:
-    marker = tmp_path / "marker"
+def _start(marker: Path, cleanup_seconds: float) -> subprocess.Popen[bytes]:
     root = Path(__file__).resolve().parents[3]
     process = subprocess.Popen(
-        [sys.executable, "-c", PROGRAM, str(marker)],
+        [sys.executable, "-c", PROGRAM, str(marker), str(cleanup_seconds)],
         cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
     )
+    _wait_for(marker, "running")
+    return process
+
+
+def _wait_for(marker: Path, text: str) -> None:
     deadline = time.monotonic() + 30
-    while not marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert marker.read_text() == "running"
+    while time.monotonic() < deadline:
+        if marker.exists() and marker.read_text() == text:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the program never wrote {text!r}")
+
+
+def test_sigterm_runs_the_finally_blocks_and_exits_143(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    process = _start(marker, cleanup_seconds=0)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 143
+    assert marker.read_text() == "cleaned up"
+
+
+def test_a_second_sigterm_does_not_cut_the_clean_up_short(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    process = _start(marker, cleanup_seconds=1)
+    process.send_signal(signal.SIGTERM)
+    _wait_for(marker, "cleaning up")
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 143
     assert marker.read_text() == "cleaned up"
