@@ -103,22 +103,49 @@ def parse_json_text(text: str) -> Any:
             ) from None
 
 
+#: Keywords whose meaning the two validators read differently: regex dialects (``\d`` and
+#: ``$`` in Rust's regex and Python's ``re``), float remainders in ``multipleOf``, and which
+#: ``format`` values are checked.  A schema using any of them is judged by ``jsonschema`` alone.
+_DIALECT_KEYWORDS = frozenset({"pattern", "patternProperties", "format", "multipleOf"})
+
+
+def _uses_dialect_keywords(node: Any) -> bool:
+    # A property *named* "pattern" counts too: that costs speed, never a wrong answer.
+    if isinstance(node, Mapping):
+        return any(
+            key in _DIALECT_KEYWORDS or _uses_dialect_keywords(value) for key, value in node.items()
+        )
+    if isinstance(node, list):
+        return any(_uses_dialect_keywords(item) for item in node)
+    return False
+
+
 class SchemaCheck:
     """One JSON Schema (draft 2020-12), compiled once: whether data fits it, and how not.
 
     Every answer is checked, so the yes/no is ``jsonschema_rs`` (compiled; a summary's schema
     took 0.3–3 ms per answer in the pure-Python validator, and microseconds here).  The
     problems of an answer that does not fit come from ``jsonschema``, built on first need:
-    its messages are what the repair prompt quotes to the model.
+    its messages are what the repair prompt quotes to the model.  The two agree on the
+    keywords the fast path is used for; a schema with keywords they read differently
+    (:data:`_DIALECT_KEYWORDS`), or one ``jsonschema_rs`` does not compile, is checked by
+    ``jsonschema`` alone, so ``fits`` is true exactly when ``problems`` is empty.
     """
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
         self._schema = dict(schema)
-        self._fast = jsonschema_rs.Draft202012Validator(self._schema)
+        self._fast: jsonschema_rs.Draft202012Validator | None = None
+        if not _uses_dialect_keywords(self._schema):
+            try:
+                self._fast = jsonschema_rs.Draft202012Validator(self._schema)
+            except ValueError:  # jsonschema_rs.ValidationError: a schema it cannot compile
+                self._fast = None
         self._full: Draft202012Validator | None = None
 
     def fits(self, data: Any) -> bool:
         """True when ``data`` validates against the schema."""
+        if self._fast is None:
+            return not self.problems(data)
         try:
             return self._fast.is_valid(data)
         except ValueError:  # a value JSON cannot hold (not from json.loads): ask the other one
