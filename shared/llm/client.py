@@ -338,7 +338,7 @@ def _error_usage(response: httpx2.Response) -> Usage | None:
     """``usage`` an error body reports (beside ``error`` or inside it), if any."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(body, Mapping):
         return None

@@ -14,6 +14,7 @@ so a step can write every one of them to the usage ledger whatever happens next.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -117,6 +118,16 @@ DEFAULT_MODELS: tuple[ModelInfo, ...] = (
 )
 
 
+def _token_count(value: Any) -> int:
+    """A token count as a server sent it; anything but a finite non-negative number (a
+    string, NaN, null, a negative) reads as absent (0): the caller then counts the tokens."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    if not math.isfinite(value) or value < 0:
+        return 0
+    return int(value)
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Tokens one call (or a sum of calls) consumed, as the server reported them."""
@@ -145,11 +156,12 @@ class Usage:
         if usage is None:
             return cls(calls=1)
         data = usage if isinstance(usage, Mapping) else usage.model_dump()
-        details = data.get("prompt_tokens_details") or {}
+        details = data.get("prompt_tokens_details")
+        details = details if isinstance(details, Mapping) else {}
         return cls(
-            prompt_tokens=int(data.get("prompt_tokens") or 0),
-            completion_tokens=int(data.get("completion_tokens") or 0),
-            cached_tokens=int(details.get("cached_tokens") or 0),
+            prompt_tokens=_token_count(data.get("prompt_tokens")),
+            completion_tokens=_token_count(data.get("completion_tokens")),
+            cached_tokens=_token_count(details.get("cached_tokens")),
             calls=1,
         )
 

@@ -56,7 +56,7 @@ class ChatAnswer:
         """
         try:
             data = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than json reads
             data = None
         if not isinstance(data, Mapping):
             excerpt = response.text[:200].replace("\n", " ")
@@ -68,7 +68,7 @@ class ChatAnswer:
         message = message if isinstance(message, Mapping) else {}
         usage = data.get("usage")
         return cls(
-            text=_text(message.get("content")),
+            text=_content(message.get("content")),
             model=_text(data.get("model")) or None,
             finish_reason=_text(choice.get("finish_reason")) or None,
             refusal=_text(message.get("refusal")) or None,
@@ -78,3 +78,15 @@ class ChatAnswer:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
+
+
+def _content(value: Any) -> str:
+    """The message's text: a string, or the text parts of a list of content parts, joined
+    (some OpenAI-compatible servers answer ``[{"type": "text", "text": ...}]``)."""
+    if isinstance(value, list):
+        return "".join(
+            _text(part.get("text"))
+            for part in value
+            if isinstance(part, Mapping) and part.get("type") in ("text", "output_text")
+        )
+    return _text(value)

@@ -68,7 +68,21 @@ def test_missing_or_mistyped_fields_read_as_absent(body: dict[str, Any]) -> None
     assert answer.refusal is None and answer.usage is None
 
 
-@pytest.mark.parametrize("content", [b"<html>Gateway login</html>", b"[1, 2]", b""])
+def test_content_given_as_parts_reads_as_their_text() -> None:
+    parts = [
+        {"type": "text", "text": "Kernel headers "},
+        {"type": "image_url", "image_url": {"url": "https://example.com/x.png"}},
+        {"type": "output_text", "text": "were missing."},
+        "stray",
+    ]
+    answer = ChatAnswer.read(_response({"choices": [{"message": {"content": parts}}]}))
+    assert answer.text == "Kernel headers were missing."
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"<html>Gateway login</html>", b"[1, 2]", b"", b"[" * 100_000 + b"]" * 100_000],
+)
 def test_a_body_that_is_not_a_json_object_is_refused(content: bytes) -> None:
     with pytest.raises(UnreadableAnswer, match="not a JSON object"):
         ChatAnswer.read(_response(None, content=content))

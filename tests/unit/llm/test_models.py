@@ -84,6 +84,24 @@ def test_usage_from_api_and_sum() -> None:
     assert Usage.from_api(None).calls == 1
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"prompt_tokens": "many", "completion_tokens": None, "prompt_tokens_details": "x"},
+        {"prompt_tokens": float("nan"), "completion_tokens": float("inf")},
+        {"prompt_tokens": -5, "completion_tokens": True, "prompt_tokens_details": [1]},
+    ],
+)
+def test_usage_mistyped_counts_read_as_absent(raw: dict[str, object]) -> None:
+    usage = Usage.from_api(raw)
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens) == (0, 0, 0)
+    assert usage.calls == 1
+
+
+def test_usage_whole_floats_count() -> None:
+    assert Usage.from_api({"prompt_tokens": 12.0, "completion_tokens": 3}).total_tokens == 15
+
+
 def test_cost_uses_cached_rate() -> None:
     model = ModelRegistry().get("gpt-4o")
     usage = Usage(prompt_tokens=1_000_000, completion_tokens=100_000, cached_tokens=200_000)
