@@ -206,12 +206,15 @@ class RestSession:
                 raise error_for(answer, route, api_base=self.api_base)
             if answer.status >= 500:
                 failures += 1
-                if failures <= self.policy.max_retries:
+                # Discord may have carried out a request it answers 5xx to (the backend
+                # finished, the edge lost the answer): only a safe one is sent again here.
+                if failures <= self.policy.max_retries and safe_retry:
                     self._count_retry(route, "5xx")
                     self._backoff(failures)
                     continue
+                maybe_done = "" if safe_retry else " (not repeated: it may have been carried out)"
                 raise ServerError(
-                    f"Discord answered {answer.status} {failures} time(s)",
+                    f"Discord answered {answer.status} {failures} time(s){maybe_done}",
                     status=answer.status,
                     code=answer.code,
                     route=route.label,

@@ -500,7 +500,7 @@ class FakeDiscord:
         if fault is not None:
             if fault.kind == "latency":
                 delay += fault.delay_s
-            else:
+            elif fault.kind != "status_after":
                 reply = self.limits.fault_reply(fault, route_key, auth, major)
                 if reply is not None:
                     return self._finish(reply, ip, route_key, auth, major, delay)
@@ -527,6 +527,10 @@ class FakeDiscord:
                 status, payload = getattr(self, "_h_" + route.handler)(ctx)
         except ApiError as exc:
             status, payload = exc.status, exc.body()
+        if fault is not None and fault.kind == "status_after":
+            # Served, but the answer that reaches the client is the edge's error.
+            lost = Reply(fault.status, {"message": f"{fault.status}: Bad Gateway", "code": 0}, via)
+            return self._finish(lost, ip, route_key, auth, major, delay)
         headers_out = {**via, **bucket_headers}
         return self._finish(Reply(status, payload, headers_out), ip, route_key, auth, major, delay)
 

@@ -41,7 +41,15 @@ __all__ = [
 ]
 
 FaultKind = Literal[
-    "status", "reset", "latency", "global429", "shared429", "user429", "sublimit429", "ban"
+    "status",
+    "status_after",
+    "reset",
+    "latency",
+    "global429",
+    "shared429",
+    "user429",
+    "sublimit429",
+    "ban",
 ]
 
 BAN_MESSAGE = (
@@ -138,7 +146,12 @@ class FakeConfig:
 
 @dataclass
 class Fault:
-    """A misbehaviour for the next ``times`` requests matching ``route`` (``None``: any)."""
+    """A misbehaviour for the next ``times`` requests matching ``route`` (``None``: any).
+
+    ``status`` answers ``status`` instead of serving the request; ``status_after`` serves it
+    (a message is created, an interaction acknowledged) and then answers ``status``, as
+    Discord's edge does when the backend finished but the answer was lost.
+    """
 
     kind: FaultKind
     route: str | None = None

@@ -135,6 +135,27 @@ def test_server_errors_are_retried_then_raised(
     assert [s for s, _ in events(server, READ)][3:] == [500, 500, 500, 500]
 
 
+def test_a_5xx_after_discord_acted_repeats_only_what_cannot_double(
+    client: DiscordClient, world: World, server: FakeDiscordServer
+) -> None:
+    # Discord created the message, then its edge answered 502.  A webhook execution has no
+    # nonce: sending it again would post it twice, so it is not repeated here.
+    hook = "POST /webhooks/{webhook_id}/{webhook_token}"
+    before = len(world.general.message_ids)
+    server.fake.inject(Fault("status_after", route=hook, status=502))
+    with pytest.raises(ServerError, match="may have been carried out") as caught:
+        client.execute_webhook(world.webhook_url, Message(content="part 1"))
+    assert caught.value.is_retryable
+    assert len(world.general.message_ids) == before + 1
+    assert [s for s, _ in events(server, hook)] == [502]
+    # With nonce + enforce_nonce the repeat finds the message Discord already made.
+    server.fake.inject(Fault("status_after", route=SEND, status=502))
+    sent = client.send_message(str(world.general.id), Message(content="once", nonce="n-5xx"))
+    assert sent.content == "once"
+    assert len(world.general.message_ids) == before + 2
+    assert [s for s, _ in events(server, SEND)] == [502, 200]
+
+
 def test_connection_resets_are_retried_for_safe_requests_only(
     client: DiscordClient, world: World, server: FakeDiscordServer
 ) -> None:
