@@ -37,6 +37,7 @@ __all__ = [
     "require_category",
     "require_channel",
     "require_member",
+    "tenant_guild",
 ]
 
 #: Destination kinds that name a channel (or a thread) by ``channel_id``.
@@ -59,6 +60,19 @@ class ChannelDirectory(Protocol):
 
     def webhook_guild(self, webhook: WebhookRef) -> str | None:
         """The guild a Discord webhook posts into; None when it is gone or its token wrong."""
+
+
+def tenant_guild(job_guild: str | None, described: str | None) -> str | None:
+    """The guild a job belongs to: whose budget pays, whose settings and opt-outs apply, who
+    owns its summary.
+
+    That is the job row's guild (``job_guild``), set from the caller and checked against
+    Discord by fetch.  The guild id an uploaded or exported conversation names (``described``)
+    only describes its messages, for jump links: a key of one guild could otherwise bill
+    another and read its settings into the prompt.  Only a job without a guild (the operator's
+    command line summarizing a file) takes ``described``.
+    """
+    return job_guild if job_guild is not None else described
 
 
 def refuse_channel(channel_id: str, *, what: str = "channel") -> NotFoundError:

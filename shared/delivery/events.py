@@ -154,18 +154,20 @@ def summary_completed_event(
     content: SummaryContent,
     job_id: str,
     summary_id: str,
+    guild_id: str | None,
     created_at: datetime,
     language: str | None,
     model: str | None,
     prompt_version: str,
     duration_seconds: float | None = None,
 ) -> SummaryCompletedEvent:
-    """The full ``summary.completed`` event of a stored summary."""
+    """The full ``summary.completed`` event of a stored summary; ``guild_id`` is the guild the
+    summary belongs to (the job's), not whatever an uploaded conversation claimed."""
     coverage = content.coverage
     data = SummaryCompletedData(
         job_id=job_id,
         summary_id=summary_id,
-        guild_id=coverage.guild_id,
+        guild_id=guild_id,
         channel_id=coverage.channel_id,
         channel_name=coverage.channel_name,
         format=content.format,

@@ -39,6 +39,7 @@ from shared.delivery.targets import WebhookTarget
 from shared.errors import ConfigError, PipelineError, TransientError
 from shared.signing import signed_headers, webhook_id_for
 from shared.summarize.content import SummaryContent
+from shared.tenancy import tenant_guild
 
 __all__ = [
     "RESERVED_HEADERS",
@@ -129,10 +130,12 @@ def build_event(claim: Claim) -> SummaryCompletedEvent | JobFailedEvent:
     if claim.event == SUMMARY_COMPLETED:
         summary = claim.summary
         assert summary is not None, "a summary.completed item belongs to a summary"
+        content = SummaryContent.model_validate(summary.content)
         return summary_completed_event(
-            content=SummaryContent.model_validate(summary.content),
+            content=content,
             job_id=str(claim.job.id),
             summary_id=str(summary.id),
+            guild_id=tenant_guild(claim.job.guild_id, content.coverage.guild_id),
             created_at=summary.created_at,
             language=summary.language,
             model=summary.model,

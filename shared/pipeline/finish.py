@@ -31,6 +31,7 @@ from shared.metrics import count_summary_spend
 from shared.pipeline.services import Services
 from shared.services.members import opted_out_ids
 from shared.summarize.content import SummaryContent
+from shared.tenancy import tenant_guild
 
 __all__ = [
     "PROMPT_VERSION",
@@ -93,7 +94,7 @@ def persist_summary(
     summary: dict[str, Any] = {
         "id": summary_id,
         "job_id": job.id,
-        "guild_id": content.coverage.guild_id,
+        "guild_id": tenant_guild(job.guild_id, content.coverage.guild_id),
         "channel_id": content.coverage.channel_id,
         "format": content.format.value,
         "language": params.language,
@@ -241,7 +242,7 @@ def summarize_offline(
         services.session_factory, job.id, now=services.clock(), progress={"summarizing": True}
     )
     with reading_session(services.session_factory) as session:
-        opted_out = opted_out_ids(session, fetched.channel.guild_id or job.guild_id)
+        opted_out = opted_out_ids(session, tenant_guild(job.guild_id, fetched.channel.guild_id))
     # Opted-out members are left out here as the LLM path's transcript leaves them out.
     messages = [m for m in services.cache.iter_messages(key) if m.author_id not in opted_out]
     content = services.summarizer.summarize(
@@ -259,7 +260,7 @@ def summarize_offline(
         progress["degraded_reason"] = reason or "the LLM was unavailable"
         usage.append(
             UsageLedger(
-                guild_id=fetched.channel.guild_id,
+                guild_id=tenant_guild(job.guild_id, fetched.channel.guild_id),
                 job_id=job.id,
                 model=None,
                 kind=UsageKind.EXTRACTIVE.value,

@@ -64,6 +64,7 @@ from shared.summarize.llm.notes_cache import notes_key
 from shared.summarize.llm.plan import WindowStats, realias, transcript_of
 from shared.summarize.llm.validate import ValidationReport, to_summary_content
 from shared.summarize.transcript import Transcript, TranscriptLine
+from shared.tenancy import tenant_guild
 
 __all__ = ["CONTINUE_AFTER", "run_reduce"]
 
@@ -296,7 +297,7 @@ def run_reduce(services: Services, job_id: uuid.UUID) -> None:
     llm = llm_of(services)
     channel = ChannelInfo.from_wire(plan.stats["channel"])
     stats = WindowStats.from_json(plan.stats)
-    guild_id = channel.guild_id or job.guild_id
+    guild_id = tenant_guild(job.guild_id, channel.guild_id)
     if len(chunks) != plan.chunk_count or any(c.notes is None for c in chunks):
         restart(services, plan, "the notes of this job are incomplete")
         return

@@ -70,6 +70,7 @@ from shared.summarize.llm.backend import (
 from shared.summarize.llm.notes_cache import notes_key
 from shared.summarize.llm.plan import Chunk, Planner, WindowStats, realias, transcript_of
 from shared.summarize.llm.validate import to_summary_content
+from shared.tenancy import tenant_guild
 
 __all__ = ["start"]
 
@@ -130,7 +131,7 @@ def start(services: Services, job: Job, params: JobParams, fetched: CachedFetch)
     """Plan a job's LLM summary (or write it in one call) and enqueue its map steps."""
     llm = llm_of(services)
     channel = fetched.channel
-    guild_id = channel.guild_id or job.guild_id
+    guild_id = tenant_guild(job.guild_id, channel.guild_id)
     with reading_session(services.session_factory) as session:
         planned, preferences = plan_and_preferences(session, job.id, guild_id)
     if planned:
@@ -270,7 +271,7 @@ def _single(
     """
     llm = llm_of(services)
     channel = fetched.channel
-    guild_id = channel.guild_id or job.guild_id
+    guild_id = tenant_guild(job.guild_id, channel.guild_id)
     lines = realias([line for chunk in chunks for line in chunk.lines])
     transcript = transcript_of(lines, channel, stats=stats.transcript_stats())
     # A second summary of the same short window (a server digest after the channel's own, or
@@ -362,7 +363,7 @@ def _commit_plan(
     stats: WindowStats,
 ) -> None:
     channel = fetched.channel
-    guild_id = channel.guild_id or job.guild_id
+    guild_id = tenant_guild(job.guild_id, channel.guild_id)
     estimate = estimate_job(
         uncached_chunk_tokens=staging.uncached_tokens,
         total_chunks=len(staging.rows),

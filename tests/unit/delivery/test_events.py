@@ -40,6 +40,7 @@ def _summary_event(overview: str = "Two people fixed a build.") -> object:
         content=sample_content(overview=overview),
         job_id="j",
         summary_id="s",
+        guild_id=sample_content(overview=overview).coverage.guild_id,
         created_at=T0,
         language=None,
         model=None,
