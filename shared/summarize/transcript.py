@@ -89,7 +89,7 @@ def _confusables() -> dict[int, str]:
         "d": "ԁ",
         "e": "еεᴇ",
         "h": "һʜ",
-        "i": "іιɩɪ",
+        "i": "іιɩɪı",
         "j": "ј",
         "k": "κᴋ",
         "m": "ᴍ",
@@ -121,7 +121,9 @@ _LINE_BREAKS = re.compile("\r\n?|[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 
 def _fold(text: str) -> str:
     """How a reader sees ``text``: compatibility forms, case, look-alikes and marks folded."""
-    folded = unicodedata.normalize("NFKC", text).casefold().translate(_CONFUSABLES)
+    # NFKD, not NFKC: composing would fuse a combining accent into its letter ("á", "ṫ"),
+    # where the marks pattern can no longer strip it.
+    folded = unicodedata.normalize("NFKD", text).casefold().translate(_CONFUSABLES)
     return _MARKS.sub("", folded)
 
 
