@@ -6,7 +6,9 @@ switched off, so exactly one policy decides what happens after a failure:
 * Rate limits are paced, not retried blindly: every attempt first reserves
   ``prompt estimate + max_tokens`` in the shared limiter (:mod:`shared.ratelimit.llm`), and a
   429 ``rate_limit_exceeded``/``slow_down`` makes every worker in the scope wait out the
-  server's ``retry-after`` before the call is tried again (at most ``max_rate_retries`` times).
+  server's ``retry-after`` (else the "try again in 3m57s" of its message, else the
+  ``x-ratelimit-reset-*`` of the exhausted limit) before the call is tried again (at most
+  ``max_rate_retries`` times).
 * Everything else surfaces at once as a :mod:`shared.errors` type for the task layer:
   transient (:class:`LLMServerError`, :class:`LLMTimeoutError`, :class:`LLMConnectionError`,
   :class:`LLMRateLimitedError`, :class:`~shared.llm.breaker.CircuitOpenError`) with
@@ -94,9 +96,11 @@ from shared.llm.wire import ChatAnswer, UnreadableAnswer, post_chat
 from shared.ratelimit.llm import (
     LLMRateLimiter,
     LocalLLMLimiter,
+    RateLimitHeaders,
     RedisLLMLimiter,
     RequestTooLargeError,
     Reservation,
+    parse_duration,
     parse_retry_after,
 )
 from shared.secret_file import SecretFile
@@ -143,7 +147,11 @@ BILLING_CODES = frozenset(
 
 _CONTEXT_RE = re.compile(r"maximum context length is (\d+) tokens", re.IGNORECASE)
 _REQUESTED_RE = re.compile(r"(?:resulted in|requested) (\d+) tokens", re.IGNORECASE)
-_TRY_AGAIN_RE = re.compile(r"try again in (\d+(?:\.\d+)?)(ms|s|m)\b", re.IGNORECASE)
+#: "Please try again in 1.146s" / "20ms" / "3m57.024s" / "1h2m3s": a Go duration, compound
+#: for waits of a minute or more (OpenAI's per-day limits, Groq).
+_TRY_AGAIN_RE = re.compile(r"try again in ((?:\d+(?:\.\d+)?(?:h|ms|m|s))+)(?![a-z])", re.IGNORECASE)
+#: Wait after a 429 that says nothing usable about how long to wait.
+_DEFAULT_RATE_WAIT = 1.0
 #: A 400 that names these is about the output format: the ladder steps down a rung.
 _FORMAT_HINT = re.compile(
     r"response_format|response format|json_schema|json_object|structured output"
@@ -270,14 +278,36 @@ def _body_fields(body: object) -> tuple[str, str, str, str]:
 
 
 def _retry_after(headers: Mapping[str, str], message: str) -> float | None:
+    """Seconds the server asked us to wait: its retry-after headers, else "try again in"."""
     seconds = parse_retry_after(headers)
     if seconds is not None:
         return seconds
     match = _TRY_AGAIN_RE.search(message)
-    if match:
-        value = float(match.group(1))
-        return {"ms": value / 1000, "s": value, "m": value * 60}[match.group(2).lower()]
-    return None
+    return parse_duration(match.group(1).lower()) if match else None
+
+
+def _reset_wait(headers: Mapping[str, str]) -> float | None:
+    """Seconds until the exhausted limit resets, from the ``x-ratelimit-reset-*`` headers.
+
+    The dimension (requests or tokens) whose ``x-ratelimit-remaining-*`` reads 0 is the one
+    that refused us; when none reads 0 (or they are absent), the later of the two resets.
+    """
+    seen = RateLimitHeaders.parse(headers)
+    dimensions = (
+        (seen.remaining_requests, seen.reset_requests),
+        (seen.remaining_tokens, seen.reset_tokens),
+    )
+    resets = [reset for _, reset in dimensions if reset is not None]
+    exhausted = [reset for left, reset in dimensions if left == 0 and reset is not None]
+    return max(exhausted or resets, default=None)
+
+
+def _rate_limit_wait(headers: Mapping[str, str], message: str) -> float:
+    """How long a 429 asks us to wait: retry-after, the message's hint, the limit's reset."""
+    seconds = _retry_after(headers, message)
+    if seconds is None:
+        seconds = _reset_wait(headers)
+    return seconds or _DEFAULT_RATE_WAIT
 
 
 def classify_status(status: int, body: object, headers: Mapping[str, str]) -> Exception:
@@ -297,7 +327,7 @@ def classify_status(status: int, body: object, headers: Mapping[str, str]) -> Ex
                 user_message="A conversation chunk is larger than the LLM's tokens-per-minute "
                 "limit; lower the chunk size or raise the limit.",
             )
-        return LLMRateLimitedError(detail, retry_after=_retry_after(headers, message) or 1.0)
+        return LLMRateLimitedError(detail, retry_after=_rate_limit_wait(headers, message))
     if status in (400, 413, 422):
         lowered = message.lower()
         if code == "context_length_exceeded" or "maximum context length" in lowered:

@@ -230,6 +230,76 @@ def test_retry_after_comes_from_headers_then_message() -> None:
     assert (context.context_window, context.requested) == (8192, 8243)
 
 
+GROQ_TPD = (
+    "Rate limit reached for model `llama-3.3-70b-versatile` in organization `org_01` service "
+    "tier `on_demand` on tokens per day (TPD): Limit 100000, Used 99654, Requested 1234. "
+    "Please try again in 3m57.024s. Need more tokens? Upgrade to Dev Tier today at "
+    "https://console.groq.com/settings/billing"
+)
+
+
+@pytest.mark.parametrize(
+    ("message", "seconds"),
+    [
+        (GROQ_TPD, 237.024),
+        ("Rate limit reached on requests per day (RPD). Please try again in 1h2m3s.", 3723.0),
+        ("Please try again in 6m0s.", 360.0),
+        ("Please try again in 1.146s.", 1.146),
+        ("Please try again in 20ms.", 0.02),
+        ("Try again in 2m", 120.0),
+    ],
+)
+def test_a_429_message_hint_is_read_as_a_whole_go_duration(message: str, seconds: float) -> None:
+    limited = llm.classify_status(429, err(message, "tokens", "rate_limit_exceeded"), {})
+    assert isinstance(limited, llm.LLMRateLimitedError)
+    assert limited.retry_after == pytest.approx(seconds)
+
+
+def limits(
+    requests: tuple[str | None, str], tokens: tuple[str | None, str], **extra: str
+) -> dict[str, str]:
+    """x-ratelimit-* headers: (remaining, reset) per dimension; None leaves remaining out."""
+    headers = {"x-ratelimit-limit-requests": "500", "x-ratelimit-limit-tokens": "30000", **extra}
+    for name, (remaining, reset) in (("requests", requests), ("tokens", tokens)):
+        if remaining is not None:
+            headers[f"x-ratelimit-remaining-{name}"] = remaining
+        headers[f"x-ratelimit-reset-{name}"] = reset
+    return headers
+
+
+@pytest.mark.parametrize(
+    ("message", "headers", "seconds"),
+    [
+        # no retry-after and no hint: the reset of the dimension that reads 0
+        ("Too many requests", limits(("499", "120ms"), ("0", "6m0s")), 360.0),
+        ("Too many requests", limits(("0", "1m30s"), ("12000", "6m0s")), 90.0),
+        # none reads 0, or remaining is absent: the later reset
+        ("Too many requests", limits(("12", "2s"), ("12000", "1.5s")), 2.0),
+        ("Too many requests", limits((None, "2s"), (None, "3m0s")), 180.0),
+        ("Too many requests", {"x-ratelimit-reset-tokens": "20ms"}, 0.02),
+        # retry-after, then the message's hint, come first
+        ("Too many requests", limits(("499", "120ms"), ("0", "6m0s"), **{"retry-after": "3"}), 3),
+        ("Please try again in 84ms.", limits(("499", "120ms"), ("0", "6m0s")), 0.084),
+        # nothing at all: one second
+        ("Too many requests", {}, 1.0),
+        ("Too many requests", {"x-ratelimit-reset-tokens": "soon"}, 1.0),
+    ],
+)
+def test_a_429_without_retry_after_or_hint_waits_for_the_exhausted_limit_to_reset(
+    message: str, headers: dict[str, str], seconds: float
+) -> None:
+    limited = llm.classify_status(429, err(message, "requests", "rate_limit_exceeded"), headers)
+    assert isinstance(limited, llm.LLMRateLimitedError)
+    assert limited.retry_after == pytest.approx(seconds)
+
+
+def test_a_server_error_does_not_wait_for_rate_limit_resets() -> None:
+    # x-ratelimit-* ride on every answer; they say nothing about when a 5xx clears.
+    overloaded = llm.classify_status(503, err("busy"), limits(("0", "1s"), ("0", "6m0s")))
+    assert isinstance(overloaded, llm.LLMOverloadedError)
+    assert overloaded.retry_after is None
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
