@@ -145,6 +145,12 @@ BILLING_CODES = frozenset(
     }
 )
 
+#: A quota or billing 429 in words, for relays that drop its type and code (a LiteLLM proxy
+#: sends ``"type": "None", "code": "429"``, BerriAI/litellm#20867).  Not "quota" alone:
+#: per-minute and per-day rate limits (Vertex's "Quota exceeded for ...") are waited out.
+_QUOTA_WORDS = re.compile(
+    r"insufficient_quota|exceeded your current quota|check your plan and billing", re.IGNORECASE
+)
 _CONTEXT_RE = re.compile(r"maximum context length is (\d+) tokens", re.IGNORECASE)
 _REQUESTED_RE = re.compile(r"(?:resulted in|requested) (\d+) tokens", re.IGNORECASE)
 #: "Please try again in 1.146s" / "20ms" / "3m57.024s" / "1h2m3s": a Go duration, compound
@@ -315,7 +321,7 @@ def classify_status(status: int, body: object, headers: Mapping[str, str]) -> Ex
     message, kind, code, param = _body_fields(body)
     detail = f"LLM endpoint returned {status}: {message or kind or code or 'no detail'}"
     if status == 429:
-        if kind in BILLING_CODES or code in BILLING_CODES:
+        if kind in BILLING_CODES or code in BILLING_CODES or _QUOTA_WORDS.search(message):
             return QuotaExceededError(
                 detail,
                 user_message="The LLM account is out of quota or credit; "

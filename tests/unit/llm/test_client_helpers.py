@@ -238,6 +238,50 @@ GROQ_TPD = (
 )
 
 
+LITELLM_QUOTA = {
+    "error": {
+        "message": "litellm.RateLimitError: RateLimitError: OpenAIException - You exceeded your "
+        "current quota, please check your plan and billing details. For more information on "
+        "this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.",
+        "type": "None",
+        "param": "None",
+        "code": "429",
+    }
+}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        LITELLM_QUOTA,
+        err("Error code: 429 - insufficient_quota", "None", "429"),
+        {"error": "You exceeded your current quota."},
+        "Please check your plan and billing details.",
+    ],
+)
+def test_a_quota_429_whose_type_and_code_a_proxy_dropped_is_permanent(body: object) -> None:
+    error = llm.classify_status(429, body, {"retry-after": "5"})
+    assert type(error) is llm.QuotaExceededError
+    assert classify(error) is ErrorKind.PERMANENT
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Rate limit reached for gpt-4o-mini in organization org-x on tokens per min (TPM): "
+        "Limit 200000, Used 195869, Requested 4412. Please try again in 20ms. Visit "
+        "https://platform.openai.com/account/rate-limits to learn more.",
+        GROQ_TPD,
+        "Quota exceeded for aiplatform.googleapis.com/online_prediction_tokens_per_minute.",
+    ],
+)
+def test_rate_limit_wording_is_not_mistaken_for_quota(message: str) -> None:
+    for body in (err(message, "tokens", "rate_limit_exceeded"), err(message, "None", "429")):
+        error = llm.classify_status(429, body, {})
+        assert type(error) is llm.LLMRateLimitedError
+        assert classify(error) is ErrorKind.TRANSIENT
+
+
 @pytest.mark.parametrize(
     ("message", "seconds"),
     [
