@@ -13,7 +13,8 @@ switched off, so exactly one policy decides what happens after a failure:
   transient (:class:`LLMServerError`, :class:`LLMTimeoutError`, :class:`LLMConnectionError`,
   :class:`LLMRateLimitedError`, :class:`~shared.llm.breaker.CircuitOpenError`) with
   ``retry_after`` where the server gave one, or permanent (:class:`QuotaExceededError`,
-  :class:`ContextLengthError`, :class:`ContentFilterError`, :class:`LLMAuthError`, ...).
+  :class:`ContextLengthError`, :class:`ContentFilterError`, :class:`LLMAuthError`,
+  :class:`ModelNotFoundError`, :class:`LLMEndpointNotFoundError`, ...).
   ``insufficient_quota``, the billing codes and "Request too large" are permanent even though
   they arrive as 429s.
 * A circuit breaker per endpoint and model (:mod:`shared.llm.breaker`) stops all workers from
@@ -114,6 +115,7 @@ __all__ = [
     "LLMAuthError",
     "LLMClient",
     "LLMConnectionError",
+    "LLMEndpointNotFoundError",
     "LLMInvalidRequestError",
     "LLMOverloadedError",
     "LLMRateLimitedError",
@@ -150,6 +152,15 @@ BILLING_CODES = frozenset(
 #: per-minute and per-day rate limits (Vertex's "Quota exceeded for ...") are waited out.
 _QUOTA_WORDS = re.compile(
     r"insufficient_quota|exceeded your current quota|check your plan and billing", re.IGNORECASE
+)
+#: A 404 body that blames the model (OpenAI, vLLM, Azure deployments, Ollama's "model
+#: \"x\" not found, try pulling it first"); any other 404 is about the URL.
+_MODEL_MISSING = re.compile(r"\bmodel\b|does not exist|not found, try pulling", re.IGNORECASE)
+#: 404 bodies about the path itself, even when they happen to name the model (a path with a
+#: deployment name in it) or "does not exist" (an HTML error page).
+_URL_MISSING = re.compile(
+    r"invalid url|unknown request url|page not found|cannot (?:post|get) /|<html|<!doctype",
+    re.IGNORECASE,
 )
 _CONTEXT_RE = re.compile(r"maximum context length is (\d+) tokens", re.IGNORECASE)
 _REQUESTED_RE = re.compile(r"(?:resulted in|requested) (\d+) tokens", re.IGNORECASE)
@@ -209,6 +220,10 @@ class LLMAuthError(LLMPermanentError):
 
 class ModelNotFoundError(LLMPermanentError):
     """404: the model does not exist at this endpoint or the key has no access."""
+
+
+class LLMEndpointNotFoundError(LLMPermanentError):
+    """404 about the URL, not a model: ``base_url`` points nowhere (often a missing ``/v1``)."""
 
 
 class LLMInvalidRequestError(LLMPermanentError):
@@ -316,8 +331,31 @@ def _rate_limit_wait(headers: Mapping[str, str], message: str) -> float:
     return seconds or _DEFAULT_RATE_WAIT
 
 
-def classify_status(status: int, body: object, headers: Mapping[str, str]) -> Exception:
-    """Map an HTTP error response of an OpenAI-compatible server onto our error types."""
+def _not_found(detail: str, message: str, code: str, model: str | None) -> LLMPermanentError:
+    """A 404: the model is missing when the body names one, else the URL is wrong."""
+    names_model = bool(_MODEL_MISSING.search(message)) or bool(
+        model and model.lower() in message.lower()
+    )
+    if code == "model_not_found" or (names_model and not _URL_MISSING.search(message)):
+        return ModelNotFoundError(
+            detail,
+            user_message="The configured LLM model does not exist or the key has no access.",
+        )
+    return LLMEndpointNotFoundError(
+        detail,
+        user_message="The LLM endpoint URL was not found; an operator must check LLM_BASE_URL "
+        "(most OpenAI-compatible servers want it to end in /v1).",
+    )
+
+
+def classify_status(
+    status: int, body: object, headers: Mapping[str, str], *, model: str | None = None
+) -> Exception:
+    """Map an HTTP error response of an OpenAI-compatible server onto our error types.
+
+    ``model`` is the one the request named, when it named one: a 404 that mentions it is
+    about the model, not the URL.
+    """
     message, kind, code, param = _body_fields(body)
     detail = f"LLM endpoint returned {status}: {message or kind or code or 'no detail'}"
     if status == 429:
@@ -359,10 +397,7 @@ def classify_status(status: int, body: object, headers: Mapping[str, str]) -> Ex
             "the API key, organisation and project.",
         )
     if status == 404:
-        return ModelNotFoundError(
-            detail,
-            user_message="The configured LLM model does not exist or the key has no access.",
-        )
+        return _not_found(detail, message, code, model)
     if status == 503:
         return LLMOverloadedError(detail, status=status, retry_after=_retry_after(headers, message))
     if status >= 500 or status in (408, 409):
@@ -742,7 +777,7 @@ class LLMClient(ClosesOnExit):
             except openai.APIStatusError as exc:
                 limiter.calibrate(exc.response.headers)
                 self._charge_failure(exc, model, info, reservation, limiter, call)
-                error = self._convert_status(exc)
+                error = self._convert_status(exc, model)
                 if isinstance(error, LLMRateLimitedError):
                     limiter.penalize(error.retry_after)
                     if attempt <= self.settings.max_rate_retries:
@@ -838,14 +873,14 @@ class LLMClient(ClosesOnExit):
             completion_tokens=usage.completion_tokens,
         )
 
-    def _convert_status(self, exc: openai.APIStatusError) -> Exception:
+    def _convert_status(self, exc: openai.APIStatusError, model: str | None = None) -> Exception:
         body: object = exc.body
         if body is None:
             try:
                 body = exc.response.json()
             except ValueError:
                 body = exc.response.text
-        return classify_status(exc.status_code, body, exc.response.headers)
+        return classify_status(exc.status_code, body, exc.response.headers, model=model)
 
     @staticmethod
     def _record_outcome(breaker: CircuitBreaker, permit: Permit, error: Exception) -> None:

@@ -204,6 +204,76 @@ def test_a_rejected_output_format_steps_down_the_ladder(body: object) -> None:
     assert type(llm.classify_status(400, body, {})).__name__ == "_UnsupportedFormat"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        # OpenAI, vLLM, Ollama, an Azure deployment
+        err(
+            "The model `gpt-9` does not exist or you do not have access to it.",
+            code="model_not_found",
+        ),
+        {
+            "object": "error",
+            "message": "The model `llama3` does not exist.",
+            "type": "NotFoundError",
+            "param": None,
+            "code": 404,
+        },
+        {"error": 'model "llama3" not found, try pulling it first'},
+        {
+            "error": {
+                "code": "DeploymentNotFound",
+                "message": "The API deployment for this resource does not exist.",
+            }
+        },
+    ],
+)
+def test_a_404_that_names_a_model_blames_the_model(body: object) -> None:
+    error = llm.classify_status(404, body, {})
+    assert type(error) is llm.ModelNotFoundError
+    assert classify(error) is ErrorKind.PERMANENT
+    assert "model does not exist" in error.user_message
+
+
+CLOUDFLARE_404 = (
+    "<!DOCTYPE html><html><head><title>404 Not Found</title></head><body><h1>Not Found</h1>"
+    "<p>The page you requested does not exist.</p></body></html>"
+)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # a base URL without /v1: OpenAI (now and before), Ollama, an HTML page, FastAPI
+        err("Invalid URL (POST /chat/completions)"),
+        err("Unknown request URL: POST /chat/completions. Please check the URL for typos."),
+        "404 page not found",
+        CLOUDFLARE_404,
+        {"detail": "Not Found"},
+        None,
+    ],
+)
+def test_a_404_about_the_url_points_at_the_base_url_not_the_model(body: object) -> None:
+    error = llm.classify_status(404, body, {})
+    assert type(error) is llm.LLMEndpointNotFoundError
+    assert classify(error) is ErrorKind.PERMANENT
+    assert "LLM_BASE_URL" in error.user_message and "/v1" in error.user_message
+
+
+def test_a_404_that_mentions_the_requested_model_outside_a_path_blames_it() -> None:
+    routed = llm.classify_status(
+        404,
+        {"error": {"message": "No endpoints found for acme/gpt-9.", "code": 404}},
+        {},
+        model="acme/gpt-9",
+    )
+    assert type(routed) is llm.ModelNotFoundError
+    in_path = llm.classify_status(
+        404, err("Invalid URL (POST /openai/deployments/gpt-9/chat/completions)"), {}, model="gpt-9"
+    )
+    assert type(in_path) is llm.LLMEndpointNotFoundError
+
+
 def test_retry_after_comes_from_headers_then_message() -> None:
     limited = llm.classify_status(
         429, err("Please try again in 1.146s.", "tokens", "rate_limit_exceeded"), {}
