@@ -169,6 +169,9 @@ _REQUESTED_RE = re.compile(r"(?:resulted in|requested) (\d+) tokens", re.IGNOREC
 _TRY_AGAIN_RE = re.compile(r"try again in ((?:\d+(?:\.\d+)?(?:h|ms|m|s))+)(?![a-z])", re.IGNORECASE)
 #: Wait after a 429 that says nothing usable about how long to wait.
 _DEFAULT_RATE_WAIT = 1.0
+#: Characters of an error body kept in exception texts (and so in logs): a proxy's HTML
+#: error page runs to kilobytes.
+_DETAIL_LIMIT = 300
 #: A 400 that names these is about the output format: the ladder steps down a rung.
 _FORMAT_HINT = re.compile(
     r"response_format|response format|json_schema|json_object|structured output"
@@ -298,6 +301,14 @@ def _body_fields(body: object) -> tuple[str, str, str, str]:
     return text("message"), text("type"), text("code"), text("param")
 
 
+def _clip(text: str, limit: int = _DETAIL_LIMIT) -> str:
+    """``text`` on one line, cut to ``limit`` characters with a note saying it was cut."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    return f"{flat[:limit]}… [cut, {len(flat)} characters in all]"
+
+
 def _retry_after(headers: Mapping[str, str], message: str) -> float | None:
     """Seconds the server asked us to wait: its retry-after headers, else "try again in"."""
     seconds = parse_retry_after(headers)
@@ -357,7 +368,7 @@ def classify_status(
     about the model, not the URL.
     """
     message, kind, code, param = _body_fields(body)
-    detail = f"LLM endpoint returned {status}: {message or kind or code or 'no detail'}"
+    detail = f"LLM endpoint returned {status}: {_clip(message or kind or code or 'no detail')}"
     if status == 429:
         if kind in BILLING_CODES or code in BILLING_CODES or _QUOTA_WORDS.search(message):
             return QuotaExceededError(
@@ -388,7 +399,7 @@ def classify_status(
         ):
             return _UnsupportedLimitParam(param)
         if param == "response_format" or _FORMAT_HINT.search(message):
-            return _UnsupportedFormat(message)
+            return _UnsupportedFormat(_clip(message))
         return LLMInvalidRequestError(detail)
     if status in (401, 403):
         return LLMAuthError(
@@ -796,7 +807,7 @@ class LLMClient(ClosesOnExit):
                     continue
                 self._record_outcome(breaker, permit, error)
                 if isinstance(error, _UnsupportedLimitParam):
-                    raise LLMInvalidRequestError(str(exc)) from None
+                    raise LLMInvalidRequestError(_clip(str(exc))) from None
                 raise error from None
             except openai.APITimeoutError:
                 breaker.record_failure("timeout")

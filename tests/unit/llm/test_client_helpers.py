@@ -274,6 +274,45 @@ def test_a_404_that_mentions_the_requested_model_outside_a_path_blames_it() -> N
     assert type(in_path) is llm.LLMEndpointNotFoundError
 
 
+def cloudflare_502() -> str:
+    """A Cloudflare "502 Bad gateway" page of 3,580 characters, as a relay answers."""
+    head = (
+        '<!DOCTYPE html>\n<!--[if lt IE 7]> <html class="no-js ie6 oldie" lang="en-US"> '
+        "<![endif]-->\n<head>\n<title>api.example.com | 502: Bad gateway</title>\n"
+        '<meta charset="UTF-8" />\n<link rel="stylesheet" href="/cdn-cgi/styles/main.css" />\n'
+    )
+    filler = '<div class="cf-column"><span class="cf-icon-status">Working</span></div>\n'
+    page = head + filler * 60
+    return (page + "</html>\n" + " " * 3580)[:3580]
+
+
+def test_a_long_error_body_is_cut_in_the_error_text() -> None:
+    page = cloudflare_502()
+    assert len(page) == 3580
+    error = llm.classify_status(502, page, {})
+    assert isinstance(error, llm.LLMServerError) and classify(error) is ErrorKind.TRANSIENT
+    text = str(error)
+    assert len(text) < 400
+    assert text.endswith("… [cut, 3580 characters in all]")
+    assert text.startswith("LLM endpoint returned 502: <!DOCTYPE html> <!--[if lt IE 7]>")
+    rejected = llm.classify_status(400, err("json_schema " + "x" * 5000), {})
+    assert type(rejected).__name__ == "_UnsupportedFormat" and len(str(rejected)) < 400
+
+
+def test_a_short_error_body_is_kept_whole() -> None:
+    error = llm.classify_status(500, err("The server had an error. Sorry about that!"), {})
+    assert str(error) == "LLM endpoint returned 500: The server had an error. Sorry about that!"
+
+
+def test_the_whole_body_is_read_before_it_is_cut() -> None:
+    message = "Rate limit reached. " + "x" * 1000 + " Please try again in 6m0s."
+    limited = llm.classify_status(429, err(message, "tokens", "rate_limit_exceeded"), {})
+    assert isinstance(limited, llm.LLMRateLimitedError)
+    assert limited.retry_after == 360.0 and len(str(limited)) < 400
+    quota = llm.classify_status(429, err("x" * 1000 + " insufficient_quota", "None", "429"), {})
+    assert type(quota) is llm.QuotaExceededError
+
+
 def test_retry_after_comes_from_headers_then_message() -> None:
     limited = llm.classify_status(
         429, err("Please try again in 1.146s.", "tokens", "rate_limit_exceeded"), {}
