@@ -15,10 +15,12 @@ What it does like the real service:
 * enforces RPM and TPM with continuously refilling buckets: admission charges the prompt plus
   the ``max_tokens`` allowance, the unused allowance is returned when the reply is done, and a
   request over the limit gets the real 429 body ("Rate limit reached ... Please try again in
-  1.146s"), ``retry-after``/``retry-after-ms`` and the six ``x-ratelimit-*`` headers;
+  1.146s", Go durations such as "1m0s" from a minute on), ``retry-after``/``retry-after-ms``
+  (unless ``retry_after_headers`` is off) and the six ``x-ratelimit-*`` headers;
 * models latency (a base plus a time per output token);
 * injects faults on demand (:meth:`FakeOpenAIServer.inject`): 500, 503, timeouts, dropped
-  connections, 401, ``insufficient_quota``, forced 429 and ``slow_down``, ``content_filter``,
+  connections, 401, ``insufficient_quota``, forced 429 and ``slow_down`` (any wait, with or
+  without retry-after headers and the message's hint), ``content_filter``,
   refusals, truncated (``length``) replies, broken JSON, invented citations;
 * answers structured requests with output valid against the requested schema (strict
   ``json_schema``, or a schema found between ``<schema>`` tags for JSON mode and text mode),
@@ -213,12 +215,25 @@ class _Bucket:
 
 
 def _go_duration(seconds: float) -> str:
-    if seconds < 1:
-        return f"{max(0, round(seconds * 1000))}ms"
-    minutes, rest = divmod(seconds, 60)
-    if minutes >= 1:
-        return f"{int(minutes)}m{rest:.3g}s"
-    return f"{rest:.3g}s"
+    """``seconds`` as OpenAI writes a wait, Go's ``Duration.String`` rounded to milliseconds:
+    ``0s``, ``20ms``, ``1.146s``, ``1m0s``, ``3m57.024s``, ``1h2m3s``."""
+    millis = max(0, round(seconds * 1000))
+    if millis == 0:
+        return "0s"
+    if millis < 1000:
+        return f"{millis}ms"
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    whole, fraction = divmod(millis, 1000)
+    text = f"{whole}.{fraction:03d}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{hours}h{minutes}m{text}"
+    return f"{minutes}m{text}" if minutes else text
+
+
+def _wait_text(seconds: float) -> str:
+    """The wait a 429 message names: never "0s", the request may not go at once."""
+    return _go_duration(max(seconds, 0.001))
 
 
 @dataclass(slots=True)
@@ -411,7 +426,6 @@ class FakeOpenAIServer:
         self, model: str, kind: str, unit: str, bucket: _Bucket, requested: int, wait: float
     ) -> _ApiError:
         used = int(bucket.limit - max(0.0, bucket.level))
-        wait_text = f"{wait * 1000:.0f}ms" if wait < 1 else f"{wait:.3f}s"
         headers = self._rate_headers(model)
         if self.config.retry_after_headers:
             headers["retry-after-ms"] = str(max(1, math.ceil(wait * 1000)))
@@ -420,7 +434,7 @@ class FakeOpenAIServer:
             429,
             f"Rate limit reached for {model} in organization {self.config.organization} on "
             f"{kind} per min ({unit}): Limit {int(bucket.limit)}, Used {used}, Requested "
-            f"{requested}. Please try again in {wait_text}. Visit "
+            f"{requested}. Please try again in {_wait_text(wait)}. Visit "
             "https://platform.openai.com/account/rate-limits to learn more.",
             type_=kind,
             code="rate_limit_exceeded",
@@ -596,27 +610,42 @@ class FakeOpenAIServer:
                 code="insufficient_quota",
             )
         if fault.kind in ("rate_limit", "slow_down"):
-            wait = float(fault.params.get("retry_after", 0.05))
-            headers = self._rate_headers(model)
+            raise self._forced_429(fault, model)
+
+    def _forced_429(self, fault: _Fault, model: str) -> _ApiError:
+        """A ``rate_limit`` or ``slow_down`` fault's 429, asking for ``retry_after`` seconds.
+
+        Fault options: ``retry_after_headers`` (default: the config's) sends the wait as
+        ``retry-after-ms`` and ``retry-after``; ``hint`` (default True) says it in the
+        message too ("Please try again in 3m57.024s").  The token limit, when the config has
+        one, reads exhausted until then (``x-ratelimit-remaining-tokens: 0``, the reset in
+        ``x-ratelimit-reset-tokens``), so with neither option the reset is all that is left.
+        """
+        wait = float(fault.params.get("retry_after", 0.05))
+        headers = self._rate_headers(model)
+        if "x-ratelimit-remaining-tokens" in headers:
+            headers["x-ratelimit-remaining-tokens"] = "0"
+            headers["x-ratelimit-reset-tokens"] = _go_duration(wait)
+        if fault.params.get("retry_after_headers", self.config.retry_after_headers):
             headers["retry-after-ms"] = str(max(1, round(wait * 1000)))
-            if fault.kind == "slow_down":
-                raise _ApiError(
-                    429,
-                    "Please reduce the rate at which you send requests; traffic ramped up "
-                    "too quickly.",
-                    type_="rate_limit_error",
-                    code="slow_down",
-                    headers=headers,
-                )
-            raise _ApiError(
+            headers["retry-after"] = str(max(1, math.ceil(wait)))
+        if fault.kind == "slow_down":
+            return _ApiError(
                 429,
-                f"Rate limit reached for {model} in organization {self.config.organization} "
-                f"on tokens per min (TPM): Limit 1000, Used 1000, Requested 1. Please try "
-                f"again in {wait * 1000:.0f}ms.",
-                type_="tokens",
-                code="rate_limit_exceeded",
+                "Please reduce the rate at which you send requests; traffic ramped up too quickly.",
+                type_="rate_limit_error",
+                code="slow_down",
                 headers=headers,
             )
+        hint = f" Please try again in {_wait_text(wait)}." if fault.params.get("hint", True) else ""
+        return _ApiError(
+            429,
+            f"Rate limit reached for {model} in organization {self.config.organization} on "
+            f"tokens per min (TPM): Limit 1000, Used 1000, Requested 1.{hint}",
+            type_="tokens",
+            code="rate_limit_exceeded",
+            headers=headers,
+        )
 
     def _server_fault(self, fault: _Fault, model: str) -> None:
         if fault.kind == "timeout":
@@ -1188,6 +1217,7 @@ ANSWER_STYLES = frozenset({"own_json", "json_in_prose", "markdown", "uncited_pro
 USAGE_COUNTINGS = frozenset({"tokenizer", "chars4"})
 _SWITCHABLE = frozenset(
     {
+        "retry_after_headers",
         "supports_json_schema",
         "supports_json_object",
         "dialect",
