@@ -2,7 +2,9 @@
 
 Routes: ``POST /v1/chat/completions``, ``GET /v1/models`` (and ``/v1/models/{id}``), plus
 control routes for a server running in another process: ``POST /_fake/faults``,
-``GET /_fake/stats``, ``POST /_fake/reset``.
+``GET /_fake/stats``, ``POST /_fake/reset``.  Any other path gets OpenAI's 404 ``Invalid URL
+(POST /chat/completions)``, a base URL without ``/v1`` included (the ``litellm`` dialect
+serves the API at the root as well, as the proxy does).
 
 What it does like the real service:
 
@@ -19,9 +21,10 @@ What it does like the real service:
   (unless ``retry_after_headers`` is off) and the six ``x-ratelimit-*`` headers;
 * models latency (a base plus a time per output token);
 * injects faults on demand (:meth:`FakeOpenAIServer.inject`): 500, 503, timeouts, dropped
-  connections, 401, ``insufficient_quota``, forced 429 and ``slow_down`` (any wait, with or
-  without retry-after headers and the message's hint), ``content_filter``,
-  refusals, truncated (``length``) replies, broken JSON, invented citations;
+  connections, 401, ``insufficient_quota`` (as a LiteLLM proxy relays it with the
+  ``litellm`` dialect or ``dialect="litellm"``), forced 429 and ``slow_down`` (any wait, with
+  or without retry-after headers and the message's hint), ``content_filter``, refusals,
+  truncated (``length``) replies, broken JSON, invented citations;
 * answers structured requests with output valid against the requested schema (strict
   ``json_schema``, or a schema found between ``<schema>`` tags for JSON mode and text mode),
   built from the input: items quote and cite real aliases of the ``<transcript>`` (or of the
@@ -36,7 +39,8 @@ behave, see :func:`_format_unsupported`:
 * ``supports_json_schema``/``supports_json_object`` off, refused with the 400 body of a
   ``dialect``: ``openai``, ``vllm`` (``BadRequestError``, ``param: null``, integer ``code``),
   ``vllm-legacy`` (the same at the top level, before vLLM 0.10.1), ``llamacpp``, ``litellm``
-  (which refuses ``response_format`` altogether);
+  (which refuses ``response_format`` altogether; the proxy also serves the API without
+  ``/v1`` and relays a quota 429 without its type and code);
 * ``answer_style``: the model ignores ``response_format`` and any schema in the prompt and
   writes ``own_json`` (JSON of its own shape), ``json_in_prose``, ``markdown`` (its own
   headings and bullets, aliases inline) or ``uncited_prose``;
@@ -601,14 +605,7 @@ class FakeOpenAIServer:
 
     def _pre_admission_fault(self, fault: _Fault, model: str) -> None:
         if fault.kind == "insufficient_quota":
-            raise _ApiError(
-                429,
-                "You exceeded your current quota, please check your plan and billing details. "
-                "For more information on this error, read the docs: "
-                "https://platform.openai.com/docs/guides/error-codes/api-errors.",
-                type_="insufficient_quota",
-                code="insufficient_quota",
-            )
+            raise _quota_error(str(fault.params.get("dialect", self.config.dialect)))
         if fault.kind in ("rate_limit", "slow_down"):
             raise self._forced_429(fault, model)
 
@@ -694,6 +691,15 @@ class FakeOpenAIServer:
                     )
                 setattr(self.config, name, value)
             _check_modes(self.config)
+
+    def api_route(self, path: str) -> str | None:
+        """The API route ``path`` names (``/chat/completions``), or None when it names none.
+
+        OpenAI serves its API under ``/v1`` only; a LiteLLM proxy serves it at the root too.
+        """
+        if path.startswith("/v1/"):
+            return path[len("/v1") :]
+        return path if self.config.dialect == "litellm" else None
 
     def models_body(self) -> dict[str, Any]:
         """The ``GET /v1/models`` list."""
@@ -1295,6 +1301,26 @@ def _format_unsupported(kind: str, body: dict[str, Any], config: FakeConfig) -> 
     return error
 
 
+def _quota_error(dialect: str) -> _ApiError:
+    """OpenAI's out-of-quota 429, or as a LiteLLM proxy relays it.
+
+    LiteLLM's ProxyException keeps only the message (prefixed with its exception names) and
+    writes None as the string "None" and the status as the code (BerriAI/litellm#20867), so
+    nothing but the words says it is about billing.
+    """
+    message = (
+        "You exceeded your current quota, please check your plan and billing details. For "
+        "more information on this error, read the docs: "
+        "https://platform.openai.com/docs/guides/error-codes/api-errors."
+    )
+    if dialect != "litellm":
+        return _ApiError(429, message, type_="insufficient_quota", code="insufficient_quota")
+    relayed = f"litellm.RateLimitError: RateLimitError: OpenAIException - {message}"
+    error = _ApiError(429, relayed)
+    error.body = {"error": {"message": relayed, "type": "None", "param": "None", "code": "429"}}
+    return error
+
+
 def _chars4(text: str) -> int:
     return math.ceil(len(text) / 4)
 
@@ -1564,6 +1590,11 @@ def _first_alias(data: Any) -> str | None:
 # -- HTTP plumbing ------------------------------------------------------------------------------
 
 
+def _invalid_url(method: str, path: str) -> _ApiError:
+    """OpenAI's 404 for a path it does not serve (a base URL without ``/v1``, a typo)."""
+    return _ApiError(404, f"Invalid URL ({method} {path})")
+
+
 def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -1601,15 +1632,16 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             self.stats = server._stats
             path = self.path.split("?", 1)[0].rstrip("/")
-            if path == "/v1/models":
+            route = server.api_route(path)
+            if route == "/models":
                 try:
                     server._authorize({k.lower(): v for k, v in self.headers.items()})
                 except _ApiError as exc:
                     self._send(exc.status, exc.headers, exc.body)
                     return
                 self._send(200, {}, server.models_body())
-            elif path.startswith("/v1/models/"):
-                name = path[len("/v1/models/") :]
+            elif route is not None and route.startswith("/models/"):
+                name = route[len("/models/") :]
                 if name in server.config.models:
                     self._send(
                         200,
@@ -1632,7 +1664,7 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             elif path == "/_fake/stats":
                 self._send(200, {}, server.stats())
             else:
-                self._send(404, {}, _ApiError(404, f"Unknown request URL: GET {path}.").body)
+                self._send(404, {}, _invalid_url("GET", path).body)
 
         def do_POST(self) -> None:
             self.stats = server._stats
@@ -1655,8 +1687,8 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 server.reset()
                 self._send(200, {}, {"ok": True})
                 return
-            if path not in ("/v1/chat/completions", "/chat/completions"):
-                self._send(404, {}, _ApiError(404, f"Unknown request URL: POST {path}.").body)
+            if server.api_route(path) != "/chat/completions":
+                self._send(404, {}, _invalid_url("POST", path).body)
                 return
             headers = {k.lower(): v for k, v in self.headers.items()}
             peek = server._faults[0].kind if server._faults else None

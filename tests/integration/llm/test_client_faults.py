@@ -150,6 +150,26 @@ def test_quota_is_permanent_and_trips_the_breaker_for_everyone(
     assert opened.value.reason == "insufficient_quota"
 
 
+def test_a_quota_error_relayed_by_a_litellm_proxy_is_permanent(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    fake.inject("insufficient_quota", dialect="litellm")
+    error = raw_chat(fake).json()["error"]
+    assert (error["type"], error["param"], error["code"]) == ("None", "None", "429")
+    assert "You exceeded your current quota" in error["message"]
+    fake.configure(dialect="litellm")
+    fake.inject("insufficient_quota")
+    client = make_client(provider="litellm", max_rate_retries=3)
+    before = fake.stats()["requests"]
+    with pytest.raises(llm.QuotaExceededError) as info:
+        client.complete(ASK)
+    assert classify(info.value) is ErrorKind.PERMANENT
+    assert fake.stats()["requests"] - before == 1  # not retried as a rate limit
+    with pytest.raises(CircuitOpenError) as opened:
+        client.complete(ASK)
+    assert opened.value.reason == "insufficient_quota"
+
+
 def test_rate_limits_are_absorbed_then_surface(fake: FakeOpenAIServer, make_client: Make) -> None:
     client = make_client(max_rate_retries=2)
     fake.inject("rate_limit", retry_after=0.05)
@@ -164,11 +184,13 @@ def test_rate_limits_are_absorbed_then_surface(fake: FakeOpenAIServer, make_clie
     assert info.value.retry_after == pytest.approx(0.01)
 
 
-def raw_chat(fake: FakeOpenAIServer, path: str = "/chat/completions") -> httpx.Response:
+def raw_chat(fake: FakeOpenAIServer, url: str | None = None) -> httpx.Response:
     """One chat request sent by hand, to see the fake's answer as a client would."""
     body = {"model": "gpt-4o-mini", "messages": ASK, "max_completion_tokens": 100}
     return httpx.post(
-        f"{fake.base_url}{path}", json=body, headers={"Authorization": "Bearer sk-test"}
+        url or f"{fake.base_url}/chat/completions",
+        json=body,
+        headers={"Authorization": "Bearer sk-test"},
     )
 
 
@@ -256,6 +278,34 @@ def test_auth_and_model_errors_are_permanent(fake: FakeOpenAIServer, make_client
         ).complete(ASK)
     with pytest.raises(llm.LLMInvalidRequestError):
         make_client().complete(ASK, temperature=1.5, response_format={"type": "bogus"})
+
+
+def test_a_base_url_without_v1_is_blamed_on_the_url_not_the_model(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    root = fake.base_url.removesuffix("/v1")
+    reply = raw_chat(fake, f"{root}/chat/completions")
+    assert reply.status_code == 404
+    assert reply.json() == {
+        "error": {
+            "message": "Invalid URL (POST /chat/completions)",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    client = make_client(base_url=root)
+    with pytest.raises(llm.LLMEndpointNotFoundError) as info:
+        client.complete(ASK)
+    assert classify(info.value) is ErrorKind.PERMANENT
+    assert "LLM_BASE_URL" in info.value.user_message and "/v1" in info.value.user_message
+    with pytest.raises(llm.LLMEndpointNotFoundError):
+        client.list_models()
+    # A LiteLLM proxy serves the API at its root as well.
+    fake.configure(dialect="litellm")
+    proxied = make_client(base_url=root, provider="litellm")
+    assert proxied.complete(ASK).text
+    assert "gpt-4o-mini" in proxied.list_models()
 
 
 def test_key_rotation_without_restart(
