@@ -6,12 +6,15 @@ switched off, so exactly one policy decides what happens after a failure:
 * Rate limits are paced, not retried blindly: every attempt first reserves
   ``prompt estimate + max_tokens`` in the shared limiter (:mod:`shared.ratelimit.llm`), and a
   429 ``rate_limit_exceeded``/``slow_down`` makes every worker in the scope wait out the
-  server's ``retry-after`` before the call is tried again (at most ``max_rate_retries`` times).
+  server's ``retry-after`` (else the "try again in 3m57s" of its message, else the
+  ``x-ratelimit-reset-*`` of the exhausted limit) before the call is tried again (at most
+  ``max_rate_retries`` times).
 * Everything else surfaces at once as a :mod:`shared.errors` type for the task layer:
   transient (:class:`LLMServerError`, :class:`LLMTimeoutError`, :class:`LLMConnectionError`,
   :class:`LLMRateLimitedError`, :class:`~shared.llm.breaker.CircuitOpenError`) with
   ``retry_after`` where the server gave one, or permanent (:class:`QuotaExceededError`,
-  :class:`ContextLengthError`, :class:`ContentFilterError`, :class:`LLMAuthError`, ...).
+  :class:`ContextLengthError`, :class:`ContentFilterError`, :class:`LLMAuthError`,
+  :class:`ModelNotFoundError`, :class:`LLMEndpointNotFoundError`, ...).
   ``insufficient_quota``, the billing codes and "Request too large" are permanent even though
   they arrive as 429s.
 * A circuit breaker per endpoint and model (:mod:`shared.llm.breaker`) stops all workers from
@@ -94,9 +97,11 @@ from shared.llm.wire import ChatAnswer, UnreadableAnswer, post_chat
 from shared.ratelimit.llm import (
     LLMRateLimiter,
     LocalLLMLimiter,
+    RateLimitHeaders,
     RedisLLMLimiter,
     RequestTooLargeError,
     Reservation,
+    parse_duration,
     parse_retry_after,
 )
 from shared.secret_file import SecretFile
@@ -110,6 +115,7 @@ __all__ = [
     "LLMAuthError",
     "LLMClient",
     "LLMConnectionError",
+    "LLMEndpointNotFoundError",
     "LLMInvalidRequestError",
     "LLMOverloadedError",
     "LLMRateLimitedError",
@@ -141,9 +147,31 @@ BILLING_CODES = frozenset(
     }
 )
 
+#: A quota or billing 429 in words, for relays that drop its type and code (a LiteLLM proxy
+#: sends ``"type": "None", "code": "429"``, BerriAI/litellm#20867).  Not "quota" alone:
+#: per-minute and per-day rate limits (Vertex's "Quota exceeded for ...") are waited out.
+_QUOTA_WORDS = re.compile(
+    r"insufficient_quota|exceeded your current quota|check your plan and billing", re.IGNORECASE
+)
+#: A 404 body that blames the model (OpenAI, vLLM, Azure deployments, Ollama's "model
+#: \"x\" not found, try pulling it first"); any other 404 is about the URL.
+_MODEL_MISSING = re.compile(r"\bmodel\b|does not exist|not found, try pulling", re.IGNORECASE)
+#: 404 bodies about the path itself, even when they happen to name the model (a path with a
+#: deployment name in it) or "does not exist" (an HTML error page).
+_URL_MISSING = re.compile(
+    r"invalid url|unknown request url|page not found|cannot (?:post|get) /|<html|<!doctype",
+    re.IGNORECASE,
+)
 _CONTEXT_RE = re.compile(r"maximum context length is (\d+) tokens", re.IGNORECASE)
 _REQUESTED_RE = re.compile(r"(?:resulted in|requested) (\d+) tokens", re.IGNORECASE)
-_TRY_AGAIN_RE = re.compile(r"try again in (\d+(?:\.\d+)?)(ms|s|m)\b", re.IGNORECASE)
+#: "Please try again in 1.146s" / "20ms" / "3m57.024s" / "1h2m3s": a Go duration, compound
+#: for waits of a minute or more (OpenAI's per-day limits, Groq).
+_TRY_AGAIN_RE = re.compile(r"try again in ((?:\d+(?:\.\d+)?(?:h|ms|m|s))+)(?![a-z])", re.IGNORECASE)
+#: Wait after a 429 that says nothing usable about how long to wait.
+_DEFAULT_RATE_WAIT = 1.0
+#: Characters of an error body kept in exception texts (and so in logs): a proxy's HTML
+#: error page runs to kilobytes.
+_DETAIL_LIMIT = 300
 #: A 400 that names these is about the output format: the ladder steps down a rung.
 _FORMAT_HINT = re.compile(
     r"response_format|response format|json_schema|json_object|structured output"
@@ -195,6 +223,10 @@ class LLMAuthError(LLMPermanentError):
 
 class ModelNotFoundError(LLMPermanentError):
     """404: the model does not exist at this endpoint or the key has no access."""
+
+
+class LLMEndpointNotFoundError(LLMPermanentError):
+    """404 about the URL, not a model: ``base_url`` points nowhere (often a missing ``/v1``)."""
 
 
 class LLMInvalidRequestError(LLMPermanentError):
@@ -269,23 +301,76 @@ def _body_fields(body: object) -> tuple[str, str, str, str]:
     return text("message"), text("type"), text("code"), text("param")
 
 
+def _clip(text: str, limit: int = _DETAIL_LIMIT) -> str:
+    """``text`` on one line, cut to ``limit`` characters with a note saying it was cut."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    return f"{flat[:limit]}… [cut, {len(flat)} characters in all]"
+
+
 def _retry_after(headers: Mapping[str, str], message: str) -> float | None:
+    """Seconds the server asked us to wait: its retry-after headers, else "try again in"."""
     seconds = parse_retry_after(headers)
     if seconds is not None:
         return seconds
     match = _TRY_AGAIN_RE.search(message)
-    if match:
-        value = float(match.group(1))
-        return {"ms": value / 1000, "s": value, "m": value * 60}[match.group(2).lower()]
-    return None
+    return parse_duration(match.group(1).lower()) if match else None
 
 
-def classify_status(status: int, body: object, headers: Mapping[str, str]) -> Exception:
-    """Map an HTTP error response of an OpenAI-compatible server onto our error types."""
+def _reset_wait(headers: Mapping[str, str]) -> float | None:
+    """Seconds until the exhausted limit resets, from the ``x-ratelimit-reset-*`` headers.
+
+    The dimension (requests or tokens) whose ``x-ratelimit-remaining-*`` reads 0 is the one
+    that refused us; when none reads 0 (or they are absent), the later of the two resets.
+    """
+    seen = RateLimitHeaders.parse(headers)
+    dimensions = (
+        (seen.remaining_requests, seen.reset_requests),
+        (seen.remaining_tokens, seen.reset_tokens),
+    )
+    resets = [reset for _, reset in dimensions if reset is not None]
+    exhausted = [reset for left, reset in dimensions if left == 0 and reset is not None]
+    return max(exhausted or resets, default=None)
+
+
+def _rate_limit_wait(headers: Mapping[str, str], message: str) -> float:
+    """How long a 429 asks us to wait: retry-after, the message's hint, the limit's reset."""
+    seconds = _retry_after(headers, message)
+    if seconds is None:
+        seconds = _reset_wait(headers)
+    return seconds or _DEFAULT_RATE_WAIT
+
+
+def _not_found(detail: str, message: str, code: str, model: str | None) -> LLMPermanentError:
+    """A 404: the model is missing when the body names one, else the URL is wrong."""
+    names_model = bool(_MODEL_MISSING.search(message)) or bool(
+        model and model.lower() in message.lower()
+    )
+    if code == "model_not_found" or (names_model and not _URL_MISSING.search(message)):
+        return ModelNotFoundError(
+            detail,
+            user_message="The configured LLM model does not exist or the key has no access.",
+        )
+    return LLMEndpointNotFoundError(
+        detail,
+        user_message="The LLM endpoint URL was not found; an operator must check LLM_BASE_URL "
+        "(most OpenAI-compatible servers want it to end in /v1).",
+    )
+
+
+def classify_status(
+    status: int, body: object, headers: Mapping[str, str], *, model: str | None = None
+) -> Exception:
+    """Map an HTTP error response of an OpenAI-compatible server onto our error types.
+
+    ``model`` is the one the request named, when it named one: a 404 that mentions it is
+    about the model, not the URL.
+    """
     message, kind, code, param = _body_fields(body)
-    detail = f"LLM endpoint returned {status}: {message or kind or code or 'no detail'}"
+    detail = f"LLM endpoint returned {status}: {_clip(message or kind or code or 'no detail')}"
     if status == 429:
-        if kind in BILLING_CODES or code in BILLING_CODES:
+        if kind in BILLING_CODES or code in BILLING_CODES or _QUOTA_WORDS.search(message):
             return QuotaExceededError(
                 detail,
                 user_message="The LLM account is out of quota or credit; "
@@ -297,7 +382,7 @@ def classify_status(status: int, body: object, headers: Mapping[str, str]) -> Ex
                 user_message="A conversation chunk is larger than the LLM's tokens-per-minute "
                 "limit; lower the chunk size or raise the limit.",
             )
-        return LLMRateLimitedError(detail, retry_after=_retry_after(headers, message) or 1.0)
+        return LLMRateLimitedError(detail, retry_after=_rate_limit_wait(headers, message))
     if status in (400, 413, 422):
         lowered = message.lower()
         if code == "context_length_exceeded" or "maximum context length" in lowered:
@@ -314,7 +399,7 @@ def classify_status(status: int, body: object, headers: Mapping[str, str]) -> Ex
         ):
             return _UnsupportedLimitParam(param)
         if param == "response_format" or _FORMAT_HINT.search(message):
-            return _UnsupportedFormat(message)
+            return _UnsupportedFormat(_clip(message))
         return LLMInvalidRequestError(detail)
     if status in (401, 403):
         return LLMAuthError(
@@ -323,10 +408,7 @@ def classify_status(status: int, body: object, headers: Mapping[str, str]) -> Ex
             "the API key, organisation and project.",
         )
     if status == 404:
-        return ModelNotFoundError(
-            detail,
-            user_message="The configured LLM model does not exist or the key has no access.",
-        )
+        return _not_found(detail, message, code, model)
     if status == 503:
         return LLMOverloadedError(detail, status=status, retry_after=_retry_after(headers, message))
     if status >= 500 or status in (408, 409):
@@ -706,7 +788,7 @@ class LLMClient(ClosesOnExit):
             except openai.APIStatusError as exc:
                 limiter.calibrate(exc.response.headers)
                 self._charge_failure(exc, model, info, reservation, limiter, call)
-                error = self._convert_status(exc)
+                error = self._convert_status(exc, model)
                 if isinstance(error, LLMRateLimitedError):
                     limiter.penalize(error.retry_after)
                     if attempt <= self.settings.max_rate_retries:
@@ -725,7 +807,7 @@ class LLMClient(ClosesOnExit):
                     continue
                 self._record_outcome(breaker, permit, error)
                 if isinstance(error, _UnsupportedLimitParam):
-                    raise LLMInvalidRequestError(str(exc)) from None
+                    raise LLMInvalidRequestError(_clip(str(exc))) from None
                 raise error from None
             except openai.APITimeoutError:
                 breaker.record_failure("timeout")
@@ -802,14 +884,14 @@ class LLMClient(ClosesOnExit):
             completion_tokens=usage.completion_tokens,
         )
 
-    def _convert_status(self, exc: openai.APIStatusError) -> Exception:
+    def _convert_status(self, exc: openai.APIStatusError, model: str | None = None) -> Exception:
         body: object = exc.body
         if body is None:
             try:
                 body = exc.response.json()
             except ValueError:
                 body = exc.response.text
-        return classify_status(exc.status_code, body, exc.response.headers)
+        return classify_status(exc.status_code, body, exc.response.headers, model=model)
 
     @staticmethod
     def _record_outcome(breaker: CircuitBreaker, permit: Permit, error: Exception) -> None:

@@ -19,6 +19,7 @@ worker slot.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -45,8 +46,10 @@ __all__ = [
 ]
 
 _LUA = Path(__file__).with_name("llm.lua").read_text(encoding="utf-8")
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _DURATION = re.compile(
-    r"^(?:(?P<h>[\d.]+)h)?(?:(?P<m>[\d.]+)m(?!s))?(?:(?P<s>[\d.]+)s)?(?:(?P<ms>[\d.]+)ms)?$"
+    rf"^(?:(?P<h>{_NUMBER})h)?(?:(?P<m>{_NUMBER})m(?!s))?(?:(?P<s>{_NUMBER})s)?"
+    rf"(?:(?P<ms>{_NUMBER})ms)?$"
 )
 #: Server views this far (fraction of the limit) below ours mean someone else is spending.
 CALIBRATION_TOLERANCE = 0.05
@@ -57,16 +60,18 @@ class RequestTooLargeError(PermanentError):
 
 
 def parse_duration(value: str | None) -> float | None:
-    """Seconds of a Go-style duration (``6m0s``, ``1.5s``, ``20ms``) or a bare number."""
+    """Seconds of a Go-style duration (``6m0s``, ``1.5s``, ``20ms``) or a bare number.
+
+    None when ``value`` is none of these (``1..2s``, ``inf``, ``soon``).
+    """
     if value is None:
         return None
     text = value.strip()
     if not text:
         return None
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
+    seconds = _seconds(text)
+    if seconds is not None:
+        return seconds
     match = _DURATION.match(text)
     if match is None or not any(match.groupdict().values()):
         return None
@@ -79,6 +84,16 @@ def parse_duration(value: str | None) -> float | None:
     )
 
 
+def _seconds(text: str) -> float | None:
+    """A bare number of seconds (negative reads as 0); None for anything else, ``inf`` and
+    ``nan`` included: a wait must be finite."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return max(0.0, value) if math.isfinite(value) else None
+
+
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
     """Seconds the server asks us to wait: ``retry-after-ms``, then ``retry-after``.
 
@@ -87,17 +102,15 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
     lowered = {k.lower(): v for k, v in headers.items()}
     raw_ms = lowered.get("retry-after-ms")
     if raw_ms is not None:
-        try:
-            return max(0.0, float(raw_ms) / 1000)
-        except ValueError:
-            pass
+        millis = _seconds(raw_ms)
+        if millis is not None:
+            return millis / 1000
     raw = lowered.get("retry-after")
     if raw is None:
         return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
+    seconds = _seconds(raw)
+    if seconds is not None:
+        return seconds
     try:
         moment = parsedate_to_datetime(raw)
     except (TypeError, ValueError):
@@ -127,7 +140,7 @@ class RateLimitHeaders:
                 return None
             try:
                 value = int(float(raw))
-            except ValueError:
+            except (ValueError, OverflowError):  # OverflowError: "inf"
                 return None
             return value if value >= 0 else None
 

@@ -2,7 +2,9 @@
 
 Routes: ``POST /v1/chat/completions``, ``GET /v1/models`` (and ``/v1/models/{id}``), plus
 control routes for a server running in another process: ``POST /_fake/faults``,
-``GET /_fake/stats``, ``POST /_fake/reset``.
+``GET /_fake/stats``, ``POST /_fake/reset``.  Any other path gets OpenAI's 404 ``Invalid URL
+(POST /chat/completions)``, a base URL without ``/v1`` included (the ``litellm`` dialect
+serves the API at the root as well, as the proxy does).
 
 What it does like the real service:
 
@@ -15,11 +17,14 @@ What it does like the real service:
 * enforces RPM and TPM with continuously refilling buckets: admission charges the prompt plus
   the ``max_tokens`` allowance, the unused allowance is returned when the reply is done, and a
   request over the limit gets the real 429 body ("Rate limit reached ... Please try again in
-  1.146s"), ``retry-after``/``retry-after-ms`` and the six ``x-ratelimit-*`` headers;
+  1.146s", Go durations such as "1m0s" from a minute on), ``retry-after``/``retry-after-ms``
+  (unless ``retry_after_headers`` is off) and the six ``x-ratelimit-*`` headers;
 * models latency (a base plus a time per output token);
 * injects faults on demand (:meth:`FakeOpenAIServer.inject`): 500, 503, timeouts, dropped
-  connections, 401, ``insufficient_quota``, forced 429 and ``slow_down``, ``content_filter``,
-  refusals, truncated (``length``) replies, broken JSON, invented citations;
+  connections, 401, ``insufficient_quota`` (as a LiteLLM proxy relays it with the
+  ``litellm`` dialect or ``dialect="litellm"``), forced 429 and ``slow_down`` (any wait, with
+  or without retry-after headers and the message's hint), ``content_filter``, refusals,
+  truncated (``length``) replies, broken JSON, invented citations;
 * answers structured requests with output valid against the requested schema (strict
   ``json_schema``, or a schema found between ``<schema>`` tags for JSON mode and text mode),
   built from the input: items quote and cite real aliases of the ``<transcript>`` (or of the
@@ -34,7 +39,8 @@ behave, see :func:`_format_unsupported`:
 * ``supports_json_schema``/``supports_json_object`` off, refused with the 400 body of a
   ``dialect``: ``openai``, ``vllm`` (``BadRequestError``, ``param: null``, integer ``code``),
   ``vllm-legacy`` (the same at the top level, before vLLM 0.10.1), ``llamacpp``, ``litellm``
-  (which refuses ``response_format`` altogether);
+  (which refuses ``response_format`` altogether; the proxy also serves the API without
+  ``/v1`` and relays a quota 429 without its type and code);
 * ``answer_style``: the model ignores ``response_format`` and any schema in the prompt and
   writes ``own_json`` (JSON of its own shape), ``json_in_prose``, ``markdown`` (its own
   headings and bullets, aliases inline) or ``uncited_prose``;
@@ -213,12 +219,25 @@ class _Bucket:
 
 
 def _go_duration(seconds: float) -> str:
-    if seconds < 1:
-        return f"{max(0, round(seconds * 1000))}ms"
-    minutes, rest = divmod(seconds, 60)
-    if minutes >= 1:
-        return f"{int(minutes)}m{rest:.3g}s"
-    return f"{rest:.3g}s"
+    """``seconds`` as OpenAI writes a wait, Go's ``Duration.String`` rounded to milliseconds:
+    ``0s``, ``20ms``, ``1.146s``, ``1m0s``, ``3m57.024s``, ``1h2m3s``."""
+    millis = max(0, round(seconds * 1000))
+    if millis == 0:
+        return "0s"
+    if millis < 1000:
+        return f"{millis}ms"
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    whole, fraction = divmod(millis, 1000)
+    text = f"{whole}.{fraction:03d}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{hours}h{minutes}m{text}"
+    return f"{minutes}m{text}" if minutes else text
+
+
+def _wait_text(seconds: float) -> str:
+    """The wait a 429 message names: never "0s", the request may not go at once."""
+    return _go_duration(max(seconds, 0.001))
 
 
 @dataclass(slots=True)
@@ -411,7 +430,6 @@ class FakeOpenAIServer:
         self, model: str, kind: str, unit: str, bucket: _Bucket, requested: int, wait: float
     ) -> _ApiError:
         used = int(bucket.limit - max(0.0, bucket.level))
-        wait_text = f"{wait * 1000:.0f}ms" if wait < 1 else f"{wait:.3f}s"
         headers = self._rate_headers(model)
         if self.config.retry_after_headers:
             headers["retry-after-ms"] = str(max(1, math.ceil(wait * 1000)))
@@ -420,7 +438,7 @@ class FakeOpenAIServer:
             429,
             f"Rate limit reached for {model} in organization {self.config.organization} on "
             f"{kind} per min ({unit}): Limit {int(bucket.limit)}, Used {used}, Requested "
-            f"{requested}. Please try again in {wait_text}. Visit "
+            f"{requested}. Please try again in {_wait_text(wait)}. Visit "
             "https://platform.openai.com/account/rate-limits to learn more.",
             type_=kind,
             code="rate_limit_exceeded",
@@ -587,36 +605,44 @@ class FakeOpenAIServer:
 
     def _pre_admission_fault(self, fault: _Fault, model: str) -> None:
         if fault.kind == "insufficient_quota":
-            raise _ApiError(
-                429,
-                "You exceeded your current quota, please check your plan and billing details. "
-                "For more information on this error, read the docs: "
-                "https://platform.openai.com/docs/guides/error-codes/api-errors.",
-                type_="insufficient_quota",
-                code="insufficient_quota",
-            )
+            raise _quota_error(str(fault.params.get("dialect", self.config.dialect)))
         if fault.kind in ("rate_limit", "slow_down"):
-            wait = float(fault.params.get("retry_after", 0.05))
-            headers = self._rate_headers(model)
+            raise self._forced_429(fault, model)
+
+    def _forced_429(self, fault: _Fault, model: str) -> _ApiError:
+        """A ``rate_limit`` or ``slow_down`` fault's 429, asking for ``retry_after`` seconds.
+
+        Fault options: ``retry_after_headers`` (default: the config's) sends the wait as
+        ``retry-after-ms`` and ``retry-after``; ``hint`` (default True) says it in the
+        message too ("Please try again in 3m57.024s").  The token limit, when the config has
+        one, reads exhausted until then (``x-ratelimit-remaining-tokens: 0``, the reset in
+        ``x-ratelimit-reset-tokens``), so with neither option the reset is all that is left.
+        """
+        wait = float(fault.params.get("retry_after", 0.05))
+        headers = self._rate_headers(model)
+        if "x-ratelimit-remaining-tokens" in headers:
+            headers["x-ratelimit-remaining-tokens"] = "0"
+            headers["x-ratelimit-reset-tokens"] = _go_duration(wait)
+        if fault.params.get("retry_after_headers", self.config.retry_after_headers):
             headers["retry-after-ms"] = str(max(1, round(wait * 1000)))
-            if fault.kind == "slow_down":
-                raise _ApiError(
-                    429,
-                    "Please reduce the rate at which you send requests; traffic ramped up "
-                    "too quickly.",
-                    type_="rate_limit_error",
-                    code="slow_down",
-                    headers=headers,
-                )
-            raise _ApiError(
+            headers["retry-after"] = str(max(1, math.ceil(wait)))
+        if fault.kind == "slow_down":
+            return _ApiError(
                 429,
-                f"Rate limit reached for {model} in organization {self.config.organization} "
-                f"on tokens per min (TPM): Limit 1000, Used 1000, Requested 1. Please try "
-                f"again in {wait * 1000:.0f}ms.",
-                type_="tokens",
-                code="rate_limit_exceeded",
+                "Please reduce the rate at which you send requests; traffic ramped up too quickly.",
+                type_="rate_limit_error",
+                code="slow_down",
                 headers=headers,
             )
+        hint = f" Please try again in {_wait_text(wait)}." if fault.params.get("hint", True) else ""
+        return _ApiError(
+            429,
+            f"Rate limit reached for {model} in organization {self.config.organization} on "
+            f"tokens per min (TPM): Limit 1000, Used 1000, Requested 1.{hint}",
+            type_="tokens",
+            code="rate_limit_exceeded",
+            headers=headers,
+        )
 
     def _server_fault(self, fault: _Fault, model: str) -> None:
         if fault.kind == "timeout":
@@ -665,6 +691,15 @@ class FakeOpenAIServer:
                     )
                 setattr(self.config, name, value)
             _check_modes(self.config)
+
+    def api_route(self, path: str) -> str | None:
+        """The API route ``path`` names (``/chat/completions``), or None when it names none.
+
+        OpenAI serves its API under ``/v1`` only; a LiteLLM proxy serves it at the root too.
+        """
+        if path.startswith("/v1/"):
+            return path[len("/v1") :]
+        return path if self.config.dialect == "litellm" else None
 
     def models_body(self) -> dict[str, Any]:
         """The ``GET /v1/models`` list."""
@@ -1188,6 +1223,7 @@ ANSWER_STYLES = frozenset({"own_json", "json_in_prose", "markdown", "uncited_pro
 USAGE_COUNTINGS = frozenset({"tokenizer", "chars4"})
 _SWITCHABLE = frozenset(
     {
+        "retry_after_headers",
         "supports_json_schema",
         "supports_json_object",
         "dialect",
@@ -1262,6 +1298,26 @@ def _format_unsupported(kind: str, body: dict[str, Any], config: FakeConfig) -> 
     )
     error = _ApiError(400, message)
     error.body = {"error": {"message": message, "type": "None", "param": "None", "code": "400"}}
+    return error
+
+
+def _quota_error(dialect: str) -> _ApiError:
+    """OpenAI's out-of-quota 429, or as a LiteLLM proxy relays it.
+
+    LiteLLM's ProxyException keeps only the message (prefixed with its exception names) and
+    writes None as the string "None" and the status as the code (BerriAI/litellm#20867), so
+    nothing but the words says it is about billing.
+    """
+    message = (
+        "You exceeded your current quota, please check your plan and billing details. For "
+        "more information on this error, read the docs: "
+        "https://platform.openai.com/docs/guides/error-codes/api-errors."
+    )
+    if dialect != "litellm":
+        return _ApiError(429, message, type_="insufficient_quota", code="insufficient_quota")
+    relayed = f"litellm.RateLimitError: RateLimitError: OpenAIException - {message}"
+    error = _ApiError(429, relayed)
+    error.body = {"error": {"message": relayed, "type": "None", "param": "None", "code": "429"}}
     return error
 
 
@@ -1534,6 +1590,11 @@ def _first_alias(data: Any) -> str | None:
 # -- HTTP plumbing ------------------------------------------------------------------------------
 
 
+def _invalid_url(method: str, path: str) -> _ApiError:
+    """OpenAI's 404 for a path it does not serve (a base URL without ``/v1``, a typo)."""
+    return _ApiError(404, f"Invalid URL ({method} {path})")
+
+
 def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -1571,15 +1632,16 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             self.stats = server._stats
             path = self.path.split("?", 1)[0].rstrip("/")
-            if path == "/v1/models":
+            route = server.api_route(path)
+            if route == "/models":
                 try:
                     server._authorize({k.lower(): v for k, v in self.headers.items()})
                 except _ApiError as exc:
                     self._send(exc.status, exc.headers, exc.body)
                     return
                 self._send(200, {}, server.models_body())
-            elif path.startswith("/v1/models/"):
-                name = path[len("/v1/models/") :]
+            elif route is not None and route.startswith("/models/"):
+                name = route[len("/models/") :]
                 if name in server.config.models:
                     self._send(
                         200,
@@ -1602,7 +1664,7 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             elif path == "/_fake/stats":
                 self._send(200, {}, server.stats())
             else:
-                self._send(404, {}, _ApiError(404, f"Unknown request URL: GET {path}.").body)
+                self._send(404, {}, _invalid_url("GET", path).body)
 
         def do_POST(self) -> None:
             self.stats = server._stats
@@ -1625,8 +1687,8 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 server.reset()
                 self._send(200, {}, {"ok": True})
                 return
-            if path not in ("/v1/chat/completions", "/chat/completions"):
-                self._send(404, {}, _ApiError(404, f"Unknown request URL: POST {path}.").body)
+            if server.api_route(path) != "/chat/completions":
+                self._send(404, {}, _invalid_url("POST", path).body)
                 return
             headers = {k.lower(): v for k, v in self.headers.items()}
             peek = server._faults[0].kind if server._faults else None

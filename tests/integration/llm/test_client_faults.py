@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from shared.errors import ErrorKind, classify
@@ -149,6 +150,26 @@ def test_quota_is_permanent_and_trips_the_breaker_for_everyone(
     assert opened.value.reason == "insufficient_quota"
 
 
+def test_a_quota_error_relayed_by_a_litellm_proxy_is_permanent(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    fake.inject("insufficient_quota", dialect="litellm")
+    error = raw_chat(fake).json()["error"]
+    assert (error["type"], error["param"], error["code"]) == ("None", "None", "429")
+    assert "You exceeded your current quota" in error["message"]
+    fake.configure(dialect="litellm")
+    fake.inject("insufficient_quota")
+    client = make_client(provider="litellm", max_rate_retries=3)
+    before = fake.stats()["requests"]
+    with pytest.raises(llm.QuotaExceededError) as info:
+        client.complete(ASK)
+    assert classify(info.value) is ErrorKind.PERMANENT
+    assert fake.stats()["requests"] - before == 1  # not retried as a rate limit
+    with pytest.raises(CircuitOpenError) as opened:
+        client.complete(ASK)
+    assert opened.value.reason == "insufficient_quota"
+
+
 def test_rate_limits_are_absorbed_then_surface(fake: FakeOpenAIServer, make_client: Make) -> None:
     client = make_client(max_rate_retries=2)
     fake.inject("rate_limit", retry_after=0.05)
@@ -161,6 +182,51 @@ def test_rate_limits_are_absorbed_then_surface(fake: FakeOpenAIServer, make_clie
         client.complete(ASK)
     assert classify(info.value) is ErrorKind.TRANSIENT
     assert info.value.retry_after == pytest.approx(0.01)
+
+
+def raw_chat(fake: FakeOpenAIServer, url: str | None = None) -> httpx.Response:
+    """One chat request sent by hand, to see the fake's answer as a client would."""
+    body = {"model": "gpt-4o-mini", "messages": ASK, "max_completion_tokens": 100}
+    return httpx.post(
+        url or f"{fake.base_url}/chat/completions",
+        json=body,
+        headers={"Authorization": "Bearer sk-test"},
+    )
+
+
+def test_a_wait_of_minutes_is_written_and_read_as_a_go_duration(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    fake.configure(retry_after_headers=False)
+    fake.inject("rate_limit", retry_after=237.024)
+    reply = raw_chat(fake)
+    assert reply.status_code == 429
+    assert "Please try again in 3m57.024s." in reply.json()["error"]["message"]
+    assert "retry-after" not in reply.headers and "retry-after-ms" not in reply.headers
+    fake.inject("rate_limit", retry_after=237.024)
+    with pytest.raises(llm.LLMRateLimitedError) as info:
+        make_client(max_rate_retries=0).complete(ASK)
+    assert info.value.retry_after == pytest.approx(237.024)
+
+
+def test_a_429_without_retry_after_or_hint_waits_for_the_exhausted_limit_to_reset(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    fake.config = FakeConfig(
+        api_keys=frozenset({"sk-test"}), tokens_per_minute=1_000_000, requests_per_minute=10_000
+    )
+    fake.inject("rate_limit", retry_after=0.3, retry_after_headers=False, hint=False)
+    reply = raw_chat(fake)
+    assert reply.status_code == 429
+    assert "try again" not in reply.json()["error"]["message"]
+    assert "retry-after" not in reply.headers and "retry-after-ms" not in reply.headers
+    assert reply.headers["x-ratelimit-remaining-tokens"] == "0"
+    assert reply.headers["x-ratelimit-reset-tokens"] == "300ms"
+    assert reply.headers["x-ratelimit-remaining-requests"] != "0"
+    fake.inject("rate_limit", retry_after=0.3, retry_after_headers=False, hint=False)
+    result = make_client(max_rate_retries=1).complete(ASK)
+    assert result.attempts == 2
+    assert 0.29 <= result.waited < 0.9  # the tokens reset, not the 1 s of last resort
 
 
 def test_content_filter_and_refusal_are_permanent(
@@ -212,6 +278,34 @@ def test_auth_and_model_errors_are_permanent(fake: FakeOpenAIServer, make_client
         ).complete(ASK)
     with pytest.raises(llm.LLMInvalidRequestError):
         make_client().complete(ASK, temperature=1.5, response_format={"type": "bogus"})
+
+
+def test_a_base_url_without_v1_is_blamed_on_the_url_not_the_model(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    root = fake.base_url.removesuffix("/v1")
+    reply = raw_chat(fake, f"{root}/chat/completions")
+    assert reply.status_code == 404
+    assert reply.json() == {
+        "error": {
+            "message": "Invalid URL (POST /chat/completions)",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    client = make_client(base_url=root)
+    with pytest.raises(llm.LLMEndpointNotFoundError) as info:
+        client.complete(ASK)
+    assert classify(info.value) is ErrorKind.PERMANENT
+    assert "LLM_BASE_URL" in info.value.user_message and "/v1" in info.value.user_message
+    with pytest.raises(llm.LLMEndpointNotFoundError):
+        client.list_models()
+    # A LiteLLM proxy serves the API at its root as well.
+    fake.configure(dialect="litellm")
+    proxied = make_client(base_url=root, provider="litellm")
+    assert proxied.complete(ASK).text
+    assert "gpt-4o-mini" in proxied.list_models()
 
 
 def test_key_rotation_without_restart(
@@ -320,8 +414,6 @@ def test_fake_enforces_tpm_with_real_headers_and_the_client_paces_itself(
     fake: FakeOpenAIServer, make_client: Make
 ) -> None:
     import concurrent.futures
-
-    import httpx
 
     fake.config = FakeConfig(tokens_per_minute=3000, requests_per_minute=100, latency_base=0.3)
     body = {"model": "gpt-4o-mini", "messages": ASK, "max_completion_tokens": 1400}

@@ -204,6 +204,115 @@ def test_a_rejected_output_format_steps_down_the_ladder(body: object) -> None:
     assert type(llm.classify_status(400, body, {})).__name__ == "_UnsupportedFormat"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        # OpenAI, vLLM, Ollama, an Azure deployment
+        err(
+            "The model `gpt-9` does not exist or you do not have access to it.",
+            code="model_not_found",
+        ),
+        {
+            "object": "error",
+            "message": "The model `llama3` does not exist.",
+            "type": "NotFoundError",
+            "param": None,
+            "code": 404,
+        },
+        {"error": 'model "llama3" not found, try pulling it first'},
+        {
+            "error": {
+                "code": "DeploymentNotFound",
+                "message": "The API deployment for this resource does not exist.",
+            }
+        },
+    ],
+)
+def test_a_404_that_names_a_model_blames_the_model(body: object) -> None:
+    error = llm.classify_status(404, body, {})
+    assert type(error) is llm.ModelNotFoundError
+    assert classify(error) is ErrorKind.PERMANENT
+    assert "model does not exist" in error.user_message
+
+
+CLOUDFLARE_404 = (
+    "<!DOCTYPE html><html><head><title>404 Not Found</title></head><body><h1>Not Found</h1>"
+    "<p>The page you requested does not exist.</p></body></html>"
+)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # a base URL without /v1: OpenAI (now and before), Ollama, an HTML page, FastAPI
+        err("Invalid URL (POST /chat/completions)"),
+        err("Unknown request URL: POST /chat/completions. Please check the URL for typos."),
+        "404 page not found",
+        CLOUDFLARE_404,
+        {"detail": "Not Found"},
+        None,
+    ],
+)
+def test_a_404_about_the_url_points_at_the_base_url_not_the_model(body: object) -> None:
+    error = llm.classify_status(404, body, {})
+    assert type(error) is llm.LLMEndpointNotFoundError
+    assert classify(error) is ErrorKind.PERMANENT
+    assert "LLM_BASE_URL" in error.user_message and "/v1" in error.user_message
+
+
+def test_a_404_that_mentions_the_requested_model_outside_a_path_blames_it() -> None:
+    routed = llm.classify_status(
+        404,
+        {"error": {"message": "No endpoints found for acme/gpt-9.", "code": 404}},
+        {},
+        model="acme/gpt-9",
+    )
+    assert type(routed) is llm.ModelNotFoundError
+    in_path = llm.classify_status(
+        404, err("Invalid URL (POST /openai/deployments/gpt-9/chat/completions)"), {}, model="gpt-9"
+    )
+    assert type(in_path) is llm.LLMEndpointNotFoundError
+
+
+def cloudflare_502() -> str:
+    """A Cloudflare "502 Bad gateway" page of 3,580 characters, as a relay answers."""
+    head = (
+        '<!DOCTYPE html>\n<!--[if lt IE 7]> <html class="no-js ie6 oldie" lang="en-US"> '
+        "<![endif]-->\n<head>\n<title>api.example.com | 502: Bad gateway</title>\n"
+        '<meta charset="UTF-8" />\n<link rel="stylesheet" href="/cdn-cgi/styles/main.css" />\n'
+    )
+    filler = '<div class="cf-column"><span class="cf-icon-status">Working</span></div>\n'
+    page = head + filler * 60
+    return (page + "</html>\n" + " " * 3580)[:3580]
+
+
+def test_a_long_error_body_is_cut_in_the_error_text() -> None:
+    page = cloudflare_502()
+    assert len(page) == 3580
+    error = llm.classify_status(502, page, {})
+    assert isinstance(error, llm.LLMServerError) and classify(error) is ErrorKind.TRANSIENT
+    text = str(error)
+    assert len(text) < 400
+    assert text.endswith("… [cut, 3580 characters in all]")
+    assert text.startswith("LLM endpoint returned 502: <!DOCTYPE html> <!--[if lt IE 7]>")
+    rejected = llm.classify_status(400, err("json_schema " + "x" * 5000), {})
+    assert type(rejected).__name__ == "_UnsupportedFormat" and len(str(rejected)) < 400
+
+
+def test_a_short_error_body_is_kept_whole() -> None:
+    error = llm.classify_status(500, err("The server had an error. Sorry about that!"), {})
+    assert str(error) == "LLM endpoint returned 500: The server had an error. Sorry about that!"
+
+
+def test_the_whole_body_is_read_before_it_is_cut() -> None:
+    message = "Rate limit reached. " + "x" * 1000 + " Please try again in 6m0s."
+    limited = llm.classify_status(429, err(message, "tokens", "rate_limit_exceeded"), {})
+    assert isinstance(limited, llm.LLMRateLimitedError)
+    assert limited.retry_after == 360.0 and len(str(limited)) < 400
+    quota = llm.classify_status(429, err("x" * 1000 + " insufficient_quota", "None", "429"), {})
+    assert type(quota) is llm.QuotaExceededError
+
+
 def test_retry_after_comes_from_headers_then_message() -> None:
     limited = llm.classify_status(
         429, err("Please try again in 1.146s.", "tokens", "rate_limit_exceeded"), {}
@@ -228,6 +337,120 @@ def test_retry_after_comes_from_headers_then_message() -> None:
     )
     assert isinstance(context, llm.ContextLengthError)
     assert (context.context_window, context.requested) == (8192, 8243)
+
+
+GROQ_TPD = (
+    "Rate limit reached for model `llama-3.3-70b-versatile` in organization `org_01` service "
+    "tier `on_demand` on tokens per day (TPD): Limit 100000, Used 99654, Requested 1234. "
+    "Please try again in 3m57.024s. Need more tokens? Upgrade to Dev Tier today at "
+    "https://console.groq.com/settings/billing"
+)
+
+
+LITELLM_QUOTA = {
+    "error": {
+        "message": "litellm.RateLimitError: RateLimitError: OpenAIException - You exceeded your "
+        "current quota, please check your plan and billing details. For more information on "
+        "this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.",
+        "type": "None",
+        "param": "None",
+        "code": "429",
+    }
+}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        LITELLM_QUOTA,
+        err("Error code: 429 - insufficient_quota", "None", "429"),
+        {"error": "You exceeded your current quota."},
+        "Please check your plan and billing details.",
+    ],
+)
+def test_a_quota_429_whose_type_and_code_a_proxy_dropped_is_permanent(body: object) -> None:
+    error = llm.classify_status(429, body, {"retry-after": "5"})
+    assert type(error) is llm.QuotaExceededError
+    assert classify(error) is ErrorKind.PERMANENT
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Rate limit reached for gpt-4o-mini in organization org-x on tokens per min (TPM): "
+        "Limit 200000, Used 195869, Requested 4412. Please try again in 20ms. Visit "
+        "https://platform.openai.com/account/rate-limits to learn more.",
+        GROQ_TPD,
+        "Quota exceeded for aiplatform.googleapis.com/online_prediction_tokens_per_minute.",
+    ],
+)
+def test_rate_limit_wording_is_not_mistaken_for_quota(message: str) -> None:
+    for body in (err(message, "tokens", "rate_limit_exceeded"), err(message, "None", "429")):
+        error = llm.classify_status(429, body, {})
+        assert type(error) is llm.LLMRateLimitedError
+        assert classify(error) is ErrorKind.TRANSIENT
+
+
+@pytest.mark.parametrize(
+    ("message", "seconds"),
+    [
+        (GROQ_TPD, 237.024),
+        ("Rate limit reached on requests per day (RPD). Please try again in 1h2m3s.", 3723.0),
+        ("Please try again in 6m0s.", 360.0),
+        ("Please try again in 1.146s.", 1.146),
+        ("Please try again in 20ms.", 0.02),
+        ("Try again in 2m", 120.0),
+    ],
+)
+def test_a_429_message_hint_is_read_as_a_whole_go_duration(message: str, seconds: float) -> None:
+    limited = llm.classify_status(429, err(message, "tokens", "rate_limit_exceeded"), {})
+    assert isinstance(limited, llm.LLMRateLimitedError)
+    assert limited.retry_after == pytest.approx(seconds)
+
+
+def limits(
+    requests: tuple[str | None, str], tokens: tuple[str | None, str], **extra: str
+) -> dict[str, str]:
+    """x-ratelimit-* headers: (remaining, reset) per dimension; None leaves remaining out."""
+    headers = {"x-ratelimit-limit-requests": "500", "x-ratelimit-limit-tokens": "30000", **extra}
+    for name, (remaining, reset) in (("requests", requests), ("tokens", tokens)):
+        if remaining is not None:
+            headers[f"x-ratelimit-remaining-{name}"] = remaining
+        headers[f"x-ratelimit-reset-{name}"] = reset
+    return headers
+
+
+@pytest.mark.parametrize(
+    ("message", "headers", "seconds"),
+    [
+        # no retry-after and no hint: the reset of the dimension that reads 0
+        ("Too many requests", limits(("499", "120ms"), ("0", "6m0s")), 360.0),
+        ("Too many requests", limits(("0", "1m30s"), ("12000", "6m0s")), 90.0),
+        # none reads 0, or remaining is absent: the later reset
+        ("Too many requests", limits(("12", "2s"), ("12000", "1.5s")), 2.0),
+        ("Too many requests", limits((None, "2s"), (None, "3m0s")), 180.0),
+        ("Too many requests", {"x-ratelimit-reset-tokens": "20ms"}, 0.02),
+        # retry-after, then the message's hint, come first
+        ("Too many requests", limits(("499", "120ms"), ("0", "6m0s"), **{"retry-after": "3"}), 3),
+        ("Please try again in 84ms.", limits(("499", "120ms"), ("0", "6m0s")), 0.084),
+        # nothing at all: one second
+        ("Too many requests", {}, 1.0),
+        ("Too many requests", {"x-ratelimit-reset-tokens": "soon"}, 1.0),
+    ],
+)
+def test_a_429_without_retry_after_or_hint_waits_for_the_exhausted_limit_to_reset(
+    message: str, headers: dict[str, str], seconds: float
+) -> None:
+    limited = llm.classify_status(429, err(message, "requests", "rate_limit_exceeded"), headers)
+    assert isinstance(limited, llm.LLMRateLimitedError)
+    assert limited.retry_after == pytest.approx(seconds)
+
+
+def test_a_server_error_does_not_wait_for_rate_limit_resets() -> None:
+    # x-ratelimit-* ride on every answer; they say nothing about when a 5xx clears.
+    overloaded = llm.classify_status(503, err("busy"), limits(("0", "1s"), ("0", "6m0s")))
+    assert isinstance(overloaded, llm.LLMOverloadedError)
+    assert overloaded.retry_after is None
 
 
 @pytest.mark.parametrize(

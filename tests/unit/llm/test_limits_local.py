@@ -147,10 +147,17 @@ def test_bad_limits_are_refused() -> None:
         ("20ms", 0.02),
         ("1.146s", 1.146),
         ("1h2m3s", 3723.0),
+        ("3m57.024s", 237.024),
+        (".5s", 0.5),
         ("60", 60.0),
         ("", None),
         ("soon", None),
         (None, None),
+        # malformed or endless: no wait can be read from them (they used to raise or be inf)
+        ("1..2s", None),
+        ("1.2.3m", None),
+        ("inf", None),
+        ("nan", None),
     ],
 )
 def test_parse_duration(text: str | None, seconds: float | None) -> None:
@@ -164,6 +171,8 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after({"retry-after": "later"}) is None
     assert parse_retry_after({"retry-after-ms": "x"}) is None
     assert parse_retry_after({}) is None
+    assert parse_retry_after({"retry-after-ms": "inf", "retry-after": "2"}) == 2
+    assert parse_retry_after({"retry-after": "inf"}) is None
 
 
 def test_rate_limit_headers() -> None:
@@ -179,6 +188,8 @@ def test_rate_limit_headers() -> None:
     assert seen.limit_requests is None and not seen.empty
     assert RateLimitHeaders.parse({"x-ratelimit-limit-tokens": "0"}).empty
     assert RateLimitHeaders.parse({"x-ratelimit-limit-tokens": "abc"}).empty
+    assert RateLimitHeaders.parse({"x-ratelimit-limit-tokens": "inf"}).empty
+    assert RateLimitHeaders.parse({"x-ratelimit-reset-tokens": "1..2s"}).reset_tokens is None
 
 
 def test_breaker_opens_after_threshold_and_probes_once() -> None:
