@@ -228,14 +228,18 @@ def normalize_host(host: str) -> str:
 
 @dataclass(frozen=True)
 class EgressPolicy:
-    """What an operator allows beyond public https: ``host`` or ``host:port`` entries."""
+    """What an operator allows beyond public https: ``host`` or ``host:port`` entries.
 
-    allowed_hosts: frozenset[str] = frozenset()
+    Kept as (host, port) pairs, port None for "any port": joined back into one string,
+    ``[fd00::1]:8443`` would read as the different address ``fd00::1:8443`` on any port.
+    """
+
+    allowed: frozenset[tuple[str, int | None]] = frozenset()
 
     @classmethod
     def from_entries(cls, entries: Iterable[str]) -> EgressPolicy:
         """Build from ``WEBHOOK_ALLOWED_HOSTS`` entries (``host``, ``host:port``, ``[v6]:port``)."""
-        normalized: set[str] = set()
+        normalized: set[tuple[str, int | None]] = set()
         for entry in entries:
             text = entry.strip().lower()
             if not text:
@@ -248,13 +252,12 @@ class EgressPolicy:
                 host, port = text.split(":")
             if port and not (port.isdigit() and 0 < int(port) < 65536):
                 raise ValueError(f"{entry!r}: the port must be a number 1-65535")
-            name = normalize_host(host)
-            normalized.add(f"{name}:{port}" if port else name)
+            normalized.add((normalize_host(host), int(port) if port else None))
         return cls(frozenset(normalized))
 
     def allows(self, host: str, port: int) -> bool:
         """True when ``host`` (normalised) on ``port`` is allowlisted by the operator."""
-        return host in self.allowed_hosts or f"{host}:{port}" in self.allowed_hosts
+        return (host, None) in self.allowed or (host, port) in self.allowed
 
 
 @dataclass(frozen=True)

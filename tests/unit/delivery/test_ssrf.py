@@ -324,6 +324,21 @@ def test_allowlist_admits_http_and_internal_addresses() -> None:
         EgressPolicy.from_entries(["host:99999"])
 
 
+def test_a_bracketed_v6_entry_with_a_port_allows_that_address_on_that_port_only() -> None:
+    # Stored as one string, "[fd00::1]:8443" read as the address fd00::1:8443 on any port.
+    policy = EgressPolicy.from_entries(["[fd00::1]:8443"])
+    assert policy.allows("fd00::1", 8443)
+    assert not policy.allows("fd00::1", 22)
+    assert not policy.allows("fd00::1:8443", 6379)
+    assert parse_webhook_url("http://[fd00::1]:8443/hook", policy).allowlisted
+    # Not allowlisted, so plain http is refused, and https vets the (unique-local) address.
+    for url in ("http://[fd00::1:8443]/", "http://[fd00::1]:22/"):
+        with pytest.raises(UrlRefused, match="plain http"):
+            parse_webhook_url(url, policy)
+    with pytest.raises(AddressRefused, match="unique-local"):
+        parse_webhook_url("https://[fd00::1:8443]:6379/", policy)
+
+
 def test_allowlist_setting_is_validated() -> None:
     settings = DeliverySettings.load(webhook_allowed_hosts="127.0.0.1, hooks.internal:8080")
     assert settings.egress_policy.allows("hooks.internal", 8080)
