@@ -8,7 +8,8 @@ records a :class:`Verdict` for (server, mode), where a server is one base URL an
 second worker pays the same 400 or the same unusable answer.
 
 * ``ok`` — the mode worked;
-* ``rejected`` — the server answered 400 to the ``response_format`` of this mode;
+* ``rejected`` — the server answered 400 to the ``response_format`` of this mode, or 500 while a
+  lower rung then answered (vLLM fails that way on formats it cannot handle, vllm#35438);
 * ``ignored`` — the server took the request but its answer did not keep the mode's promise (a
   strict ``json_schema`` answer that does not fit the schema, a JSON-mode answer that is not
   JSON).

@@ -24,8 +24,11 @@ switched off, so exactly one policy decides what happens after a failure:
 :meth:`LLMClient.complete_json` adds structured output with the ladder ``json_schema``
 (strict) → ``json_object`` with the schema in the prompt → text (see :mod:`shared.llm.ladder`):
 it validates every answer against the schema, asks once for a corrected answer, and steps down
-a rung when the server rejects a mode, ignores it, or its answers keep not fitting.  What a
-server does not do is learnt once per base URL and model and shared by every worker
+a rung when the server rejects a mode, ignores it, or its answers keep not fitting.  A 500 to a
+mode not known to work steps down too (vLLM fails that way on formats it cannot handle); the
+mode is marked rejected only when a lower rung then answers, and when none does the first 500
+is raised, still transient, with the breaker charged once for the whole call.  What a server
+does not do is learnt once per base URL and model and shared by every worker
 (:mod:`shared.llm.capabilities`).  When no rung gives a usable answer, :class:`InvalidOutputError`
 says what each rung did, so the pipeline can fall back to the offline summarizer.
 
@@ -44,7 +47,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 import httpx2
 import openai
@@ -283,6 +286,19 @@ class _UnsupportedLimitParam(Exception):
     """Internal: the server wants the other max-tokens field."""
 
 
+class _FormatServerError(Exception):
+    """Internal: a 500 to a ``response_format`` not known to work; the ladder steps down.
+
+    vLLM answers 500 to some formats it cannot handle (vllm-project/vllm#35438).  The breaker
+    is not charged for it: the lower rungs go on ``permit`` and charge it if they fail too.
+    """
+
+    def __init__(self, error: LLMServerError, permit: Permit) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.permit = permit
+
+
 def _body_fields(body: object) -> tuple[str, str, str, str]:
     """(message, type, code, param) of an error body, tolerant of local servers' dialects."""
     data: Any = body
@@ -438,14 +454,28 @@ def _error_usage(response: httpx2.Response) -> Usage | None:
 
 @dataclass(frozen=True, slots=True)
 class _Call:
-    """Where one logical call's charges go (``repair``: a repair round of the ladder)."""
+    """Where one logical call's charges go (``repair``: a repair round of the ladder).
+
+    ``format_on_trial``: the ``response_format`` is not known to work, so a 500 is
+    :class:`_FormatServerError`; ``permit``: the breaker's leave an earlier rung of the same
+    ladder call was given, used instead of asking again.
+    """
 
     meter: Meter | None
     repair: bool = False
+    format_on_trial: bool = False
+    permit: Permit | None = None
 
     def charge(self, model: str, usage: Usage, cost: float, *, failed: bool = False) -> None:
         if self.meter is not None:
             self.meter.add(model, usage, cost, repair=self.repair, failed=failed)
+
+    def blames_format(self, error: Exception) -> TypeGuard[LLMServerError]:
+        """Whether ``error`` may be the format's fault: a 500 exactly, on a format on trial.
+
+        502/503/504 come from gateways and overload, never from the request's content.
+        """
+        return self.format_on_trial and isinstance(error, LLMServerError) and error.status == 500
 
 
 # ---------------------------------------------------------------------------------------------
@@ -706,9 +736,11 @@ class LLMClient(ClosesOnExit):
         allow_fallback: bool,
         meter: Meter | None = None,
         repair: bool = False,
+        format_on_trial: bool = False,
+        permit: Permit | None = None,
     ) -> Completion:
         primary = model or self.settings.model
-        call = _Call(meter, repair)
+        call = _Call(meter, repair, format_on_trial, permit)
         try:
             return self._complete_on(
                 primary, messages, max_tokens, temperature, response_format, call
@@ -719,8 +751,11 @@ class LLMClient(ClosesOnExit):
             if not allow_fallback or not fallback or fallback == primary or quota:
                 raise
             log.warning("llm.fallback", model=primary, fallback=fallback, reason=type(exc).__name__)
+            # The permit is the primary's breaker's, and the ladder learns nothing from the
+            # fallback model: its 500 is an ordinary one.
+            on_fallback = replace(call, format_on_trial=False, permit=None)
             result = self._complete_on(
-                fallback, messages, max_tokens, temperature, response_format, call
+                fallback, messages, max_tokens, temperature, response_format, on_fallback
             )
             return replace(result, fallback=True)
 
@@ -773,7 +808,7 @@ class LLMClient(ClosesOnExit):
             )
         limiter = self.limiter(model)
         breaker = self.breaker(model)
-        permit = breaker.allow()
+        permit = call.permit if call.permit is not None else breaker.allow()
         waited = 0.0
         attempt = 0
         switched_param = False
@@ -805,6 +840,8 @@ class LLMClient(ClosesOnExit):
                     switched_param = True
                     limiter.settle(reservation, 0)
                     continue
+                if call.blames_format(error):
+                    raise _FormatServerError(error, permit) from None
                 self._record_outcome(breaker, permit, error)
                 if isinstance(error, _UnsupportedLimitParam):
                     raise LLMInvalidRequestError(_clip(str(exc))) from None
@@ -923,7 +960,9 @@ class LLMClient(ClosesOnExit):
         Walks the ladder of :mod:`shared.llm.ladder` from the best rung this server is known
         to keep (``structured_output`` = ``auto``: strict ``json_schema``), reading answers with
         ``reader`` (default: JSON only), repairing once per rung and stepping down when a rung
-        is rejected, ignored or keeps failing.  :class:`InvalidOutputError` when no rung works.
+        is rejected (a 400, or a 500 to a format not known to work), ignored or keeps failing.
+        :class:`InvalidOutputError` when no rung works; :class:`LLMServerError` (the first
+        500) when the rungs below a 500 fail transiently too.
         """
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
             raise ValueError("schema name must be 1-64 letters, digits, _ or -")
@@ -979,6 +1018,10 @@ class _StructuredRun:
     usage: Usage = field(init=False, default_factory=Usage)
     cost: float = field(init=False, default=0.0)
     calls: int = field(init=False, default=0)
+    #: Rungs whose format got a 500 (:class:`_FormatServerError`), first first.
+    crashed: list[tuple[StructuredMode, LLMServerError]] = field(init=False, default_factory=list)
+    #: The breaker's leave the first of them was given; the lower rungs call on it.
+    permit: Permit | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.settings = self.client.settings
@@ -1004,8 +1047,9 @@ class _StructuredRun:
         problems: list[str] = []
         try:
             for mode in rungs:
-                result = self._rung(mode)
+                result = self._step(mode)
                 if isinstance(result, StructuredCompletion):
+                    self._learn_crashes(result)
                     return result
                 outcome, problems = result
                 outcomes.append(outcome)
@@ -1036,14 +1080,25 @@ class _StructuredRun:
             self.known = self.store.verdicts(self.server)
         return first if prober else None
 
+    def _step(self, mode: StructuredMode) -> StructuredCompletion | tuple[RungOutcome, list[str]]:
+        """One rung; once a format got a 500, a transient failure below ends in that 500."""
+        try:
+            return self._rung(mode)
+        except TransientError as exc:
+            if not self.crashed:
+                raise
+            raise self._server_down(exc) from None
+
     def _rung(self, mode: StructuredMode) -> StructuredCompletion | tuple[RungOutcome, list[str]]:
         request = rung_messages(self.messages, mode, self.reader, self.schema)
         fmt = response_format(mode, self.name, self.schema)
         try:
-            first = self._call(request, fmt, self.max_tokens, repair=False)
+            first = self._call(request, fmt, self.max_tokens, repair=False, trial=self._trial(mode))
         except _UnsupportedFormat as exc:
             self._learn(mode, "rejected", f"the server rejected it: {exc}", fallback=False)
             return RungOutcome(mode, f"rejected by the server ({_short(str(exc))})"), []
+        except _FormatServerError as exc:
+            return self._crash(mode, exc), []
         reading, problems, fits = self._judge(first.text)
         verdict, why = learn(mode, reading, fits=fits, finish=first.finish_reason)
         if verdict is not None:
@@ -1092,6 +1147,7 @@ class _StructuredRun:
         max_tokens: int | None,
         *,
         repair: bool,
+        trial: bool = False,
     ) -> Completion:
         completion = self.client._complete(
             request,
@@ -1102,11 +1158,41 @@ class _StructuredRun:
             allow_fallback=True,
             meter=self.meter,
             repair=repair,
+            format_on_trial=trial,
+            permit=self.permit,
         )
         self.usage += completion.usage
         self.cost += completion.cost_usd
         self.calls += 1
         return completion
+
+    def _trial(self, mode: StructuredMode) -> bool:
+        """Whether ``mode`` sends a format not known to work here (a 500 may be its fault)."""
+        known = self.known.get(mode)
+        return mode != "text" and (known is None or not known.usable)
+
+    def _crash(self, mode: StructuredMode, exc: _FormatServerError) -> RungOutcome:
+        """Step down past a format that got a 500, under the leave it was given."""
+        self.crashed.append((mode, exc.error))
+        self.permit = exc.permit
+        return RungOutcome(mode, f"the server answered 500 ({_short(str(exc.error))})")
+
+    def _learn_crashes(self, answer: StructuredCompletion) -> None:
+        """A lower rung answered, so the server is up: the 500s were the formats' fault."""
+        for mode, error in self.crashed:
+            why = f"the server answered 500 to {mode} ({_short(str(error))}); {answer.mode} worked"
+            self._learn(mode, "rejected", why, fallback=answer.fallback)
+
+    def _server_down(self, exc: TransientError) -> LLMServerError:
+        """The first format's 500, once a lower rung failed too: the server is likely down.
+
+        Nothing is learnt, and the error stays transient so the call is tried again.
+        """
+        mode, first = self.crashed[0]
+        log.warning(
+            "llm.structured_server_down", model=self.model, first=mode, then=_short(str(exc))
+        )
+        return first
 
     def _judge(self, text: str) -> tuple[Reading, list[str], bool]:
         """(reading, problems, fits): ``fits`` is the schema alone, before the caller's check."""

@@ -10,6 +10,9 @@ When to step down, per rung:
 
 * the server rejects the rung's ``response_format`` (a 400): at once, and the rejection is
   recorded for every worker;
+* the server answers 500 to a ``response_format`` not known to work (no ``ok`` verdict): at
+  once; it is recorded as rejected only if a lower rung then answers, since a server that is
+  simply down fails every rung (the call then ends in that first 500, to be retried);
 * the answer breaks the rung's promise (a strict ``json_schema`` answer of another shape, a
   JSON-mode answer that is prose) and cannot be read into the schema either: at once — a repair
   in the same mode would be ignored the same way; recorded as ``ignored``;

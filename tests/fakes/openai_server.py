@@ -20,11 +20,11 @@ What it does like the real service:
   1.146s", Go durations such as "1m0s" from a minute on), ``retry-after``/``retry-after-ms``
   (unless ``retry_after_headers`` is off) and the six ``x-ratelimit-*`` headers;
 * models latency (a base plus a time per output token);
-* injects faults on demand (:meth:`FakeOpenAIServer.inject`): 500, 503, timeouts, dropped
-  connections, 401, ``insufficient_quota`` (as a LiteLLM proxy relays it with the
-  ``litellm`` dialect or ``dialect="litellm"``), forced 429 and ``slow_down`` (any wait, with
-  or without retry-after headers and the message's hint), ``content_filter``, refusals,
-  truncated (``length``) replies, broken JSON, invented citations;
+* injects faults on demand (:meth:`FakeOpenAIServer.inject`): 500 (``server_error``; another
+  5xx with ``status=``), 503, timeouts, dropped connections, 401, ``insufficient_quota`` (as a
+  LiteLLM proxy relays it with the ``litellm`` dialect or ``dialect="litellm"``), forced 429
+  and ``slow_down`` (any wait, with or without retry-after headers and the message's hint),
+  ``content_filter``, refusals, truncated (``length``) replies, broken JSON, invented citations;
 * answers structured requests with output valid against the requested schema (strict
   ``json_schema``, or a schema found between ``<schema>`` tags for JSON mode and text mode),
   built from the input: items quote and cite real aliases of the ``<transcript>`` (or of the
@@ -41,6 +41,9 @@ behave, see :func:`_format_unsupported`:
   ``vllm-legacy`` (the same at the top level, before vLLM 0.10.1), ``llamacpp``, ``litellm``
   (which refuses ``response_format`` altogether; the proxy also serves the API without
   ``/v1`` and relays a quota 429 without its type and code);
+* ``unsupported_status = 500`` (vLLM dialects only): the unsupported mode fails with vLLM's
+  ``InternalServerError`` 500 instead of a 400, as vLLM does for ``response_format`` shapes it
+  cannot handle (vllm-project/vllm#35438);
 * ``answer_style``: the model ignores ``response_format`` and any schema in the prompt and
   writes ``own_json`` (JSON of its own shape), ``json_in_prose``, ``markdown`` (its own
   headings and bullets, aliases inline) or ``uncited_prose``;
@@ -172,6 +175,7 @@ class FakeConfig:
     inline_aliases: bool = False
     usage_counting: str = "tokenizer"
     charge_failures: bool = False
+    unsupported_status: int = 400
 
     def __post_init__(self) -> None:
         _check_modes(self)
@@ -649,7 +653,7 @@ class FakeOpenAIServer:
             time.sleep(float(fault.params.get("delay", self.config.timeout_delay)))
         if fault.kind in ("server_error", "timeout"):
             raise _ApiError(
-                500,
+                int(fault.params.get("status", 500)),
                 "The server had an error while processing your request. Sorry about that!",
                 type_="server_error",
                 headers=self._rate_headers(model),
@@ -1231,6 +1235,7 @@ _SWITCHABLE = frozenset(
         "inline_aliases",
         "usage_counting",
         "charge_failures",
+        "unsupported_status",
     }
 )
 #: Tokens a failed call had produced when it failed (charged with ``charge_failures``).
@@ -1254,6 +1259,10 @@ def _check_modes(config: FakeConfig) -> None:
             f"unknown usage_counting {config.usage_counting!r}; use one of "
             f"{sorted(USAGE_COUNTINGS)}"
         )
+    if config.unsupported_status not in (400, 500):
+        raise ValueError("unsupported_status must be 400 or 500")
+    if config.unsupported_status == 500 and not config.dialect.startswith("vllm"):
+        raise ValueError("only vLLM answers 500 to a response_format it cannot handle")
 
 
 def _format_unsupported(kind: str, body: dict[str, Any], config: FakeConfig) -> _ApiError:
@@ -1267,6 +1276,8 @@ def _format_unsupported(kind: str, body: dict[str, Any], config: FakeConfig) -> 
     ``response_format`` (its ProxyException turns None into the string "None").
     """
     dialect = config.dialect
+    if config.unsupported_status == 500:
+        return _vllm_internal_error(dialect)
     if dialect == "openai":
         return _ApiError(
             400,
@@ -1318,6 +1329,14 @@ def _quota_error(dialect: str) -> _ApiError:
     relayed = f"litellm.RateLimitError: RateLimitError: OpenAIException - {message}"
     error = _ApiError(429, relayed)
     error.body = {"error": {"message": relayed, "type": "None", "param": "None", "code": "429"}}
+    return error
+
+
+def _vllm_internal_error(dialect: str) -> _ApiError:
+    """vLLM's 500 for a ``response_format`` it fails on (vllm#35438): an empty message."""
+    error = _ApiError(500, "", type_="InternalServerError")
+    inner = {"message": "", "type": "InternalServerError", "param": None, "code": 500}
+    error.body = {"object": "error", **inner} if dialect == "vllm-legacy" else {"error": inner}
     return error
 
 

@@ -1,8 +1,9 @@
 """The structured-output ladder against servers less faithful than OpenAI (the stricter fake).
 
 Each case is a server people run: vLLM, llama.cpp or a LiteLLM proxy without ``json_schema``
-(a 400 with ``param: null``), a server that ignores ``response_format``, one that rejects every
-format and whose model writes uncited prose.  What the client learns is shared through Redis.
+(a 400 with ``param: null``), a vLLM that answers 500 to a ``response_format`` it cannot handle,
+a server that ignores ``response_format``, one that rejects every format and whose model writes
+uncited prose.  What the client learns is shared through Redis.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from redis import Redis
 from shared.domain.messages import ChannelInfo
 from shared.errors import ErrorKind, classify
 from shared.llm.capabilities import RedisCapabilityStore, server_key
-from shared.llm.client import InvalidOutputError, LLMClient
+from shared.llm.client import InvalidOutputError, LLMClient, LLMServerError
 from shared.llm.config import LLMSettings
 from shared.llm.models import Meter
 from shared.summarize.content import SummaryFormat
@@ -279,3 +280,162 @@ def test_server_usage_is_what_the_meter_records(fake: FakeOpenAIServer, make_cli
     assert stats["charged_failures"] == 1
     assert sum(c.usage.prompt_tokens for c in meter.charges) == stats["prompt_tokens"]
     assert sum(c.usage.completion_tokens for c in meter.charges) == stats["completion_tokens"]
+
+
+# -- a 500 to a response_format (vllm-project/vllm#35438) ---------------------------------------
+
+
+def formats_sent(fake: FakeOpenAIServer) -> list[str | None]:
+    return [(body.get("response_format") or {}).get("type") for body in fake.requests_seen]
+
+
+@pytest.mark.parametrize("dialect", ["vllm", "vllm-legacy"])
+def test_a_500_to_json_schema_steps_down_and_is_learnt(
+    dialect: str, fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    fake.configure(supports_json_schema=False, dialect=dialect, unsupported_status=500)
+    client = make_client(provider="vllm")
+    meter = Meter("single")
+    first = client.complete_json(
+        ASK, schema=SCHEMA, name="summary", reader=SummaryReader(), meter=meter
+    )
+    assert first.mode == "json_object" and first.calls == 1
+    assert cited(first.data) and cited(first.data) <= ALIASES
+    assert fake.stats()["statuses"] == {"500": 1, "200": 1}
+    assert [c.failed for c in meter.charges] == [False]  # the 500 billed nothing
+    verdicts = client.capabilities.verdicts(server_key(fake.base_url, "gpt-4o-mini"))
+    assert verdicts["json_schema"].verdict == "rejected"
+    assert verdicts["json_schema"].reason.startswith("the server answered 500 to json_schema")
+    assert verdicts["json_object"].verdict == "ok"
+    assert client.breaker("gpt-4o-mini").state().failures == 0
+    again = client.complete_json(ASK, schema=SCHEMA, name="summary", reader=SummaryReader())
+    assert again.mode == "json_object"
+    assert formats_sent(fake) == ["json_schema", "json_object", "json_object"]
+
+
+def test_a_500_to_both_formats_ends_at_text(fake: FakeOpenAIServer, make_client: Make) -> None:
+    fake.configure(
+        supports_json_schema=False,
+        supports_json_object=False,
+        dialect="vllm",
+        unsupported_status=500,
+    )
+    client = make_client(provider="vllm")
+    first = client.complete_json(ASK, schema=SCHEMA, name="summary", reader=SummaryReader())
+    assert first.mode == "text" and cited(first.data) <= ALIASES and first.data["key_points"]
+    verdicts = client.capabilities.verdicts(server_key(fake.base_url, "gpt-4o-mini"))
+    assert verdicts["json_schema"].verdict == verdicts["json_object"].verdict == "rejected"
+    assert "500 to json_object" in verdicts["json_object"].reason
+    assert client.complete_json(ASK, schema=SCHEMA, name="summary").mode == "text"
+    assert formats_sent(fake) == ["json_schema", "json_object", None, None]
+
+
+def test_workers_share_the_500_verdict_until_it_expires(
+    fake: FakeOpenAIServer,
+    redis: Redis,
+    prefix: str,  # type: ignore[type-arg]
+) -> None:
+    fake.configure(supports_json_schema=False, dialect="vllm", unsupported_status=500)
+    settings = LLMSettings(
+        base_url=fake.base_url, provider="vllm", api_key="sk-test", request_timeout=5.0
+    )
+    store = RedisCapabilityStore(redis, ttl=0.5, prefix=f"{prefix}:cap:llm")
+    first = LLMClient.shared(settings, redis, prefix=prefix, capabilities=store)
+    second = LLMClient.shared(settings, redis, prefix=prefix, capabilities=store)
+    try:
+        assert first.complete_json(ASK, schema=SCHEMA, name="summary").mode == "json_object"
+        assert second.complete_json(ASK, schema=SCHEMA, name="summary").mode == "json_object"
+        assert fake.stats()["statuses"] == {"500": 1, "200": 2}  # the second worker paid none
+        fake.configure(supports_json_schema=True)  # the operator upgraded vLLM
+        time.sleep(0.6)
+        assert second.complete_json(ASK, schema=SCHEMA, name="summary").mode == "json_schema"
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.parametrize(
+    ("lower", "sent"),
+    [
+        (500, ["json_schema", "json_object", None]),
+        (502, ["json_schema", "json_object"]),  # a gateway's error is no format's fault
+    ],
+)
+def test_a_server_failing_every_rung_stays_retryable_and_teaches_nothing(
+    lower: int, sent: list[str | None], fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    fake.configure(charge_failures=True)
+    fake.inject("server_error")  # json_schema
+    fake.inject("server_error", times=len(sent) - 1, status=lower)
+    client = make_client(provider="vllm")
+    meter = Meter("single")
+    with pytest.raises(LLMServerError) as info:
+        client.complete_json(ASK, schema=SCHEMA, name="summary", meter=meter)
+    assert info.value.status == 500  # the first rung's error: the server is down
+    assert classify(info.value) is ErrorKind.TRANSIENT
+    assert formats_sent(fake) == sent
+    assert client.capabilities.verdicts(server_key(fake.base_url, "gpt-4o-mini")) == {}
+    assert client.breaker("gpt-4o-mini").state().failures == 1  # one call, one failure
+    # Every billed failure is on the meter once, in the server's own counts.
+    assert [c.failed for c in meter.charges] == [True] * len(sent)
+    assert sum(c.usage.total_tokens for c in meter.charges) == fake.stats()["total_tokens"]
+
+
+def test_a_500_to_a_mode_known_to_work_is_a_plain_transient_error(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    client = make_client(provider="vllm")
+    assert client.complete_json(ASK, schema=SCHEMA, name="summary").mode == "json_schema"
+    fake.inject("server_error")
+    with pytest.raises(LLMServerError) as info:
+        client.complete_json(ASK, schema=SCHEMA, name="summary")
+    assert info.value.status == 500
+    assert formats_sent(fake) == ["json_schema", "json_schema"]
+    verdicts = client.capabilities.verdicts(server_key(fake.base_url, "gpt-4o-mini"))
+    assert verdicts["json_schema"].verdict == "ok"
+    assert client.breaker("gpt-4o-mini").state().failures == 1
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_gateway_and_overload_errors_do_not_step_down(
+    status: int, fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    if status == 503:
+        fake.inject("overloaded")
+    else:
+        fake.inject("server_error", status=status)
+    client = make_client(provider="vllm")
+    with pytest.raises(LLMServerError) as info:
+        client.complete_json(ASK, schema=SCHEMA, name="summary")
+    assert info.value.status == status
+    assert formats_sent(fake) == ["json_schema"]
+    assert client.capabilities.verdicts(server_key(fake.base_url, "gpt-4o-mini")) == {}
+
+
+def test_a_billed_500_is_charged_once_when_a_lower_rung_answers(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    fake.configure(usage_counting="chars4", charge_failures=True)
+    fake.inject("server_error")
+    meter = Meter("single")
+    result = make_client(provider="vllm").complete_json(
+        ASK, schema=SCHEMA, name="summary", meter=meter
+    )
+    assert result.mode == "json_object" and result.calls == 1
+    failed, answered = meter.charges
+    assert failed.failed and not answered.failed
+    assert result.usage == answered.usage and result.cost_usd == answered.cost_usd
+    assert sum(c.usage.total_tokens for c in meter.charges) == fake.stats()["total_tokens"]
+
+
+def test_an_open_breaker_closes_when_its_probe_steps_down(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    fake.configure(supports_json_schema=False, dialect="vllm", unsupported_status=500)
+    client = make_client(provider="vllm", breaker_failure_threshold=1, breaker_open_seconds=0.2)
+    client.breaker("gpt-4o-mini").record_failure("http_500")  # opened by earlier failures
+    time.sleep(0.3)
+    result = client.complete_json(ASK, schema=SCHEMA, name="summary")
+    assert result.mode == "json_object"
+    assert formats_sent(fake) == ["json_schema", "json_object"]  # both on the probe's leave
+    assert client.breaker("gpt-4o-mini").state().state == "closed"

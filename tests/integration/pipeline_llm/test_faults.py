@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from schema.models.tenancy import GuildSettings
+from shared.llm.capabilities import server_key
 from shared.llm.models import DEFAULT_MODELS
 from tests.fakes.openai_server import FakeConfig, FakeModel
 from tests.integration.pipeline_llm.conftest import API_KEY
@@ -29,12 +30,18 @@ def _export(harness: Harness, name: str, count: int = 500, guild: str | None = N
 
 def test_server_error_retries_the_map_task(make_harness: Callable[..., Harness]) -> None:
     harness = make_harness()
+    # json_schema is known to work here: a 500 to it is the server's, not the format's (a 500
+    # to a format not yet proven steps down the ladder instead of retrying the task).
+    server = server_key(harness.fake.base_url, "gpt-4o-mini")
+    harness.llm.client.capabilities.record(server, "json_schema", "ok", "worked before")
     harness.fake.inject("server_error", times=1)
     path, _ = _export(harness, "500")
     run = harness.run(path)
     assert run.job.status == "completed", run.job.error
     assert harness.fake.stats()["statuses"].get("500") == 1
     assert run.plan is not None and run.kinds()["map"] == run.plan.chunk_count
+    sent = {body["response_format"]["type"] for body in harness.fake.requests_seen}
+    assert sent == {"json_schema"}
 
 
 def test_timeout_retries(make_harness: Callable[..., Harness]) -> None:
