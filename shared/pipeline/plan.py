@@ -15,7 +15,8 @@ and:
 4. names channels whose last message is older than the window *quiet* without reading them;
 5. records one part job per remaining channel (an ordinary channel job: fetched, checked against
    the guild, summarized and cached like any other, on any worker, under the shared rate
-   limits), stores the plan on the parent and publishes the parts' fetches.
+   limits), each reading at most its share of the job's message limit (:func:`part_share`),
+   stores the plan on the parent and publishes the parts' fetches.
 
 The parent then waits in ``summarizing``; each part that ends wakes it (the task decorator), and
 :mod:`shared.pipeline.compose` builds the summary once every part has ended.  Part ids are
@@ -62,7 +63,7 @@ from shared.jobs import (
 from shared.pipeline.services import Services
 from shared.summarize.sanitize import sanitize_text
 
-__all__ = ["SCAN_PAGES", "part_id", "run_plan"]
+__all__ = ["PART_FLOOR", "SCAN_PAGES", "part_id", "part_share", "run_plan"]
 
 log = structlog.get_logger(__name__)
 
@@ -208,8 +209,26 @@ def _name(view: ChannelView) -> tuple[str, str | None]:
     return view.name or str(view.id), parent
 
 
+#: Messages each channel of a multi-channel job may read at least, however many channels.
+PART_FLOOR = 500
+
+
+def part_share(asked: int | None, deployment: int, parts: int) -> int:
+    """Messages each of ``parts`` channels may read: the job's limit (``asked``, capped by the
+    deployment's ``MAX_MESSAGES``) is for the whole job, shared evenly, never below
+    :data:`PART_FLOOR`.  Without the share, one digest of a large server with a window years
+    long read ``MAX_MESSAGES`` from every channel, under the rate limits every guild shares."""
+    budget = min(asked or deployment, deployment)
+    return max(min(PART_FLOOR, budget), budget // max(1, parts))
+
+
 def _part(
-    job: Job, params: JobParams, source: DiscordServerSource, channel_id: int, since: datetime
+    job: Job,
+    params: JobParams,
+    source: DiscordServerSource,
+    channel_id: int,
+    since: datetime,
+    max_messages: int,
 ) -> Job:
     part = JobParams(
         source=DiscordChannelSource(
@@ -220,7 +239,7 @@ def _part(
         ),
         format=params.format,
         language=params.language,
-        max_messages=params.max_messages,
+        max_messages=max_messages,
         part_of=PartOf(job_id=job.id, focus_user_id=source.focus_user_id),
     )
     return Job(
@@ -312,10 +331,12 @@ def run_plan(services: Services, job: Job, params: JobParams) -> list[Step]:
         last = snapshot.last_message_ids.get(channel_id)
         # A channel whose newest message predates the window has nothing new: not read at all.
         (quiet if last is not None and snowflake_time(last) < since else active).append(channel_id)
-    parts = [_part(job, params, source, cid, since) for cid in active]
+    share = part_share(params.max_messages, services.settings.max_messages, len(active))
+    parts = [_part(job, params, source, cid, since, share) for cid in active]
     plan = {
         "scope_name": _scope_name(snapshot, source),
         "since": since.isoformat(),
+        "messages_per_channel": share,
         "parts": [_entry(snapshot, cid, str(part_id(job.id, str(cid)))) for cid in active],
         "quiet": [_entry(snapshot, cid) for cid in quiet],
         "left_out": _left_out_json(left_out),

@@ -28,6 +28,7 @@ from shared.jobs import (
     DiscordServerSource,
     JobParams,
 )
+from shared.pipeline.plan import part_share
 from shared.pipeline.services import Services
 from shared.services.core import Actor
 from shared.services.digests import catchup_params
@@ -128,6 +129,17 @@ def test_a_digest_to_general_leaves_the_private_channels_out(
     assert any(s.parent_name == "ideas" for s in content.channels)
     assert sorted(content.quiet_channels) == ["events", "music"]
     assert content.cited_ids() <= set(content.citations)
+    # The job's message limit is for the whole digest, shared by its channels.
+    plan = job.progress["plan"]
+    share = part_share(None, services.settings.max_messages, len(plan["parts"]))
+    assert plan["messages_per_channel"] == share
+    with services.session_factory() as session:
+        parts = (
+            session.query(Job)
+            .filter(Job.id.in_([uuid.UUID(p["job_id"]) for p in plan["parts"]]))
+            .all()
+        )
+    assert {part.params["max_messages"] for part in parts} == {share}
 
 
 def test_the_same_digest_to_the_staff_channel_includes_them(

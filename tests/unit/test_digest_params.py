@@ -26,6 +26,7 @@ from shared.jobs import (
     DiscordServerSource,
     WebhookTarget,
 )
+from shared.pipeline.plan import part_share
 from shared.services.core import Actor, Core
 from shared.services.digests import (
     CATCHUP_LOOKBACK,
@@ -232,3 +233,20 @@ def test_a_catchup_is_recorded_for_its_member_and_its_fetch_published(
     with pytest.raises(NotFoundError):
         submit_job(core, actor, elsewhere)
     assert len(enqueuer.sent) == 1
+
+
+@pytest.mark.parametrize(
+    ("asked", "deployment", "parts", "share"),
+    [
+        (None, 200_000, 4, 50_000),  # the deployment's limit, shared
+        (1_000, 200_000, 4, 500),  # the job's own limit, shared, floored
+        (None, 200_000, 1000, 500),  # many channels: the floor
+        (None, 300, 10, 300),  # a deployment limit below the floor caps it
+        (500_000, 200_000, 2, 100_000),  # the job cannot ask for more than the deployment
+        (None, 200_000, 0, 200_000),
+    ],
+)
+def test_a_multi_channel_job_shares_its_message_limit(
+    asked: int | None, deployment: int, parts: int, share: int
+) -> None:
+    assert part_share(asked, deployment, parts) == share
