@@ -286,6 +286,10 @@ class _UnsupportedLimitParam(Exception):
     """Internal: the server wants the other max-tokens field."""
 
 
+class _UnsupportedTemperature(Exception):
+    """Internal: the model takes no ``temperature`` but its default (reasoning models)."""
+
+
 class _FormatServerError(Exception):
     """Internal: a 500 to a ``response_format`` not known to work; the ladder steps down.
 
@@ -414,6 +418,8 @@ def classify_status(
             "unsupported_value",
         ):
             return _UnsupportedLimitParam(param)
+        if param == "temperature" and code in ("unsupported_parameter", "unsupported_value"):
+            return _UnsupportedTemperature(_clip(message))
         if param == "response_format" or _FORMAT_HINT.search(message):
             return _UnsupportedFormat(_clip(message))
         return LLMInvalidRequestError(detail)
@@ -574,6 +580,8 @@ class LLMClient(ClosesOnExit):
         self._limiters: dict[str, LLMRateLimiter] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
         self._limit_params: dict[str, str] = {}
+        #: Models that refused a temperature (a reasoning model the registry does not mark).
+        self._fixed_temperature: set[str] = set()
         self._lock = threading.Lock()
         self._sdk = openai.OpenAI(
             api_key=api_key if api_key is not None else self._key_source(settings),
@@ -771,7 +779,7 @@ class LLMClient(ClosesOnExit):
         params: dict[str, Any] = {"model": model, "messages": list(messages)}
         params[self._limit_param(model, info)] = max_tokens
         temp = self.settings.temperature if temperature is None else temperature
-        if temp is not None and not info.reasoning:
+        if temp is not None and not info.reasoning and model not in self._fixed_temperature:
             params["temperature"] = temp
         if response_format is not None:
             params["response_format"] = dict(response_format)
@@ -840,10 +848,15 @@ class LLMClient(ClosesOnExit):
                     switched_param = True
                     limiter.settle(reservation, 0)
                     continue
+                if isinstance(error, _UnsupportedTemperature) and "temperature" in params:
+                    log.info("llm.fixed_temperature", model=model)
+                    self._fixed_temperature.add(model)
+                    limiter.settle(reservation, 0)
+                    continue
                 if call.blames_format(error):
                     raise _FormatServerError(error, permit) from None
                 self._record_outcome(breaker, permit, error)
-                if isinstance(error, _UnsupportedLimitParam):
+                if isinstance(error, _UnsupportedLimitParam | _UnsupportedTemperature):
                     raise LLMInvalidRequestError(_clip(str(exc))) from None
                 raise error from None
             except openai.APITimeoutError:

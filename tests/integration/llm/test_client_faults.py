@@ -16,7 +16,7 @@ from shared.llm.breaker import CircuitOpenError
 from shared.llm.client import LLMClient
 from shared.llm.tokens import count_tokens
 from shared.ratelimit.llm import RequestTooLargeError
-from tests.fakes.openai_server import FakeConfig, FakeOpenAIServer
+from tests.fakes.openai_server import FakeConfig, FakeModel, FakeOpenAIServer
 
 ASK = [{"role": "user", "content": "Say something about kernels and headers."}]
 Make = Callable[..., LLMClient]
@@ -332,6 +332,23 @@ def test_limit_parameter_per_backend_and_learnt_from_the_server(
     assert result.attempts == 2
     assert "max_completion_tokens" in fake.requests_seen[-1]
     assert "temperature" not in fake.requests_seen[-1]  # reasoning models take the default only
+
+
+def test_a_reasoning_model_the_registry_does_not_mark_drops_its_temperature(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    # A model registered by the operator (LLM_MODELS) without "reasoning": true, which the
+    # server serves as one; it refuses any temperature but its default.
+    fake.config.models["gpt-5-mini"] = FakeModel("gpt-5-mini", 400_000, 128_000, reasoning=True)
+    client = make_client(
+        model="gpt-5-mini",
+        models={"gpt-5-mini": {"context_window": 400_000, "max_output_tokens": 128_000}},
+    )
+    result = client.complete(ASK, max_tokens=20)
+    assert result.text and result.attempts == 2
+    assert [("temperature" in body) for body in fake.requests_seen] == [True, False]
+    client.complete(ASK, max_tokens=20)  # learnt: no refused first try again
+    assert [("temperature" in body) for body in fake.requests_seen] == [True, False, False]
 
 
 def test_structured_output_strict_schema(fake: FakeOpenAIServer, make_client: Make) -> None:
