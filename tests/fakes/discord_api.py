@@ -96,6 +96,30 @@ def _form_error(path: list[str], code: str, message: str) -> ApiError:
     return ApiError(400, 50035, "Invalid Form Body", tree)
 
 
+_CURSORS = ("before", "after", "around")
+_SNOWFLAKE_DIGITS = re.compile(r"[0-9]+")
+#: Discord's snowflakes are signed 64-bit on its side: larger values are refused.
+_SNOWFLAKE_MAX = 2**63 - 1
+
+
+def _snowflake_param(name: str, raw: str) -> int:
+    """``raw`` as a snowflake, or Discord's 400/50035 for the query parameter ``name``.
+
+    Only ASCII digits are a snowflake (``-1``, ``abc``, ``1e3`` and ``""`` are not); a value
+    past the signed 64-bit range is refused as too large.
+    """
+    if not _SNOWFLAKE_DIGITS.fullmatch(raw):
+        raise _form_error([name], "NUMBER_TYPE_COERCE", f'Value "{raw}" is not snowflake.')
+    value = int(raw)
+    if value > _SNOWFLAKE_MAX:
+        raise _form_error(
+            [name],
+            "NUMBER_TYPE_MAX",
+            f"snowflake value should be less than or equal to {_SNOWFLAKE_MAX}.",
+        )
+    return value
+
+
 @dataclass
 class _Ctx:
     method: str
@@ -807,12 +831,7 @@ class FakeDiscord:
             raise _form_error(
                 ["limit"], "NUMBER_TYPE_MAX", "int value should be less than or equal to 1000."
             )
-        raw_after = ctx.query.get("after", "0")
-        if not raw_after.isdigit():
-            raise _form_error(
-                ["after"], "NUMBER_TYPE_COERCE", f'Value "{raw_after}" is not snowflake.'
-            )
-        after = int(raw_after)
+        after = _snowflake_param("after", ctx.query.get("after", "0"))
         ids = sorted(uid for uid in guild.members if uid > after)[:limit]
         return 200, [self._member_json(guild, guild.members[uid]) for uid in ids]
 
@@ -898,7 +917,7 @@ class FakeDiscord:
             raise _form_error(
                 ["limit"], "NUMBER_TYPE_MAX", "int value should be between 1 and 100."
             )
-        cursors = [k for k in ("before", "after", "around") if k in ctx.query]
+        cursors = {k: _snowflake_param(k, ctx.query[k]) for k in _CURSORS if k in ctx.query}
         if len(cursors) > 1:
             raise _form_error(
                 [], "BASE_TYPE_BAD", "before, after and around are mutually exclusive"
@@ -906,14 +925,14 @@ class FakeDiscord:
         if not self._can(ctx.viewer, channel, READ_MESSAGE_HISTORY):
             return 200, []
         ids = channel.message_ids
-        if "after" in ctx.query:
-            start = bisect.bisect_right(ids, int(ctx.query["after"]))
+        if "after" in cursors:
+            start = bisect.bisect_right(ids, cursors["after"])
             chosen = ids[start : start + limit]
-        elif "before" in ctx.query:
-            end = bisect.bisect_left(ids, int(ctx.query["before"]))
+        elif "before" in cursors:
+            end = bisect.bisect_left(ids, cursors["before"])
             chosen = ids[max(0, end - limit) : end]
-        elif "around" in ctx.query:
-            at = bisect.bisect_left(ids, int(ctx.query["around"]))
+        elif "around" in cursors:
+            at = bisect.bisect_left(ids, cursors["around"])
             start = max(0, at - limit // 2)
             chosen = ids[start : start + limit]
         else:

@@ -55,6 +55,20 @@ def test_bad_request_lists_discord_form_errors(client: DiscordClient, world: Wor
     assert empty.value.code == 50006
 
 
+@pytest.mark.parametrize("cursor", [{"before": "abc"}, {"after": "-1"}, {"around": "x1"}])
+def test_a_cursor_that_is_no_snowflake_is_a_bad_request_not_a_server_error(
+    client: DiscordClient, world: World, server: FakeDiscordServer, cursor: dict[str, str]
+) -> None:
+    with pytest.raises(BadRequest) as caught:
+        client.get_messages(str(world.general.id), limit=5, **cursor)
+    error = caught.value
+    ((name, value),) = cursor.items()
+    assert (error.status, error.code) == (400, 50035)
+    assert error.errors == (f'{name}: NUMBER_TYPE_COERCE Value "{value}" is not snowflake.',)
+    assert not error.is_retryable
+    assert events(server, READ) == [(400, None)]  # sent once: a 400 is not retried
+
+
 def test_limits_are_checked_before_any_request(
     client: DiscordClient, world: World, server: FakeDiscordServer
 ) -> None:

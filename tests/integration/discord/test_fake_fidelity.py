@@ -252,6 +252,39 @@ def test_guild_members_page_by_user_id_and_need_the_intent(
     assert _get(world, f"{path}/{world.bob.id}").status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "code", "message"),
+    [
+        ("before", "abc", "NUMBER_TYPE_COERCE", 'Value "abc" is not snowflake.'),
+        ("after", "-1", "NUMBER_TYPE_COERCE", 'Value "-1" is not snowflake.'),
+        ("around", "1e3", "NUMBER_TYPE_COERCE", 'Value "1e3" is not snowflake.'),
+        ("after", "\u00b2", "NUMBER_TYPE_COERCE", 'Value "\u00b2" is not snowflake.'),
+        (
+            "before",
+            str(2**63),
+            "NUMBER_TYPE_MAX",
+            "snowflake value should be less than or equal to 9223372036854775807.",
+        ),
+    ],
+)
+def test_history_cursors_must_be_snowflakes(
+    world: World, name: str, value: str, code: str, message: str
+) -> None:
+    path = f"/channels/{world.general.id}/messages"
+    bad = _get(world, path, params={"limit": 5, name: value})
+    assert bad.status_code == 400
+    assert bad.json() == {
+        "message": "Invalid Form Body",
+        "code": 50035,
+        "errors": {name: {"_errors": [{"code": code, "message": message}]}},
+    }
+    # The edges of the range are snowflakes: 0 ("from the beginning") and the largest one.
+    for edge in ("0", str(2**63 - 1)):
+        assert _get(world, path, params={"limit": 5, name: edge}).status_code == 200
+    members = _get(world, f"/guilds/{world.guild.id}/members", params={"after": value})
+    assert members.json()["errors"] == {"after": {"_errors": [{"code": code, "message": message}]}}
+
+
 def test_connections_stay_open_under_load(world: World) -> None:
     url = urlsplit(world.api_base)
     assert url.hostname is not None and url.port is not None
