@@ -216,6 +216,26 @@ def test_every_429_scope_is_waited_out_transparently(
     assert scopes == ["user", "shared", "sublimit", "global"]
 
 
+def test_the_fake_and_the_adapter_count_the_same_invalid_requests(
+    client: DiscordClient, world: World, server: FakeDiscordServer, registry: CollectorRegistry
+) -> None:
+    channel = str(world.general.id)
+    fake = server.fake.limits
+    # A hidden sub-limit of the bot's own route: scope user, requests left in the bucket.
+    server.fake.inject(Fault("sublimit429", route=READ, times=3, retry_after=0.05))
+    assert client.get_messages(channel, limit=1) == []
+    assert fake.invalid_count("127.0.0.1") == client.session.limiter.invalid_count() == 3
+    # A shared limit (also with a code, as the channel-write-limit example) counts on neither.
+    server.fake.inject(Fault("shared429", route=READ, times=2, retry_after=0.05, code=20028))
+    assert client.get_messages(channel, limit=1) == []
+    assert fake.invalid_count("127.0.0.1") == client.session.limiter.invalid_count() == 3
+    scopes = {
+        scope: registry.get_sample_value("summarybot_discord_429_total", {"scope": scope})
+        for scope in ("sublimit", "shared")
+    }
+    assert scopes == {"sublimit": 3.0, "shared": 2.0}
+
+
 def test_real_bucket_exhaustion_produces_no_429(
     client: DiscordClient, world: World, server: FakeDiscordServer
 ) -> None:
