@@ -21,6 +21,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
+import regex
+
 from tests.fakes.discord_limits import FakeConfig, Fault, Limits, Reply
 from tests.fakes.discord_state import (
     ADD_REACTIONS,
@@ -51,6 +53,20 @@ __all__ = ["ApiError", "FakeDiscord", "Response"]
 
 _API_PREFIX = re.compile(r"^/api(?:/v\d+)?(?=/)")
 _CUSTOM_EMOJI = re.compile(r"^(\w{2,32}):(\d{15,22})$")
+# One Unicode emoji as a reaction path takes it (UTS #51 shapes, with the ``regex`` module's
+# Unicode properties): a flag (two regional indicators) or one regional indicator letter, a
+# keycap (``1️⃣``), or pictographs joined by ZWJ (``👨‍👩‍👧``), each with an optional VS-16 or
+# skin tone and tag sequence (``🏴󠁧󠁢󠁳󠁣󠁴󠁿``).  ASCII never is an emoji by itself.
+_EMOJI_ELEMENT = (
+    r"(?:(?![\x00-\x7f])[\p{Emoji}\p{Extended_Pictographic}])"
+    r"(?:\ufe0f|\p{Emoji_Modifier})?(?:[\U000e0020-\U000e007e]+\U000e007f)?"
+)
+_UNICODE_EMOJI = regex.compile(
+    r"\p{Regional_Indicator}{1,2}"
+    r"|[0-9#*]\ufe0f?\u20e3"
+    rf"|{_EMOJI_ELEMENT}(?:\u200d{_EMOJI_ELEMENT})*"
+)
+_GRAPHEME = regex.compile(r"\X")
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
 _ARCHIVE_DURATIONS = (60, 1440, 4320, 10080)
@@ -1040,10 +1056,12 @@ class FakeDiscord:
         channel.message_ids.remove(message.id)
 
     def _emoji(self, raw: str) -> dict[str, Any]:
+        """The reaction emoji of a path: ``name:id``, or exactly one Unicode emoji (one
+        grapheme of emoji code points); anything else is Discord's 400/10014."""
         match = _CUSTOM_EMOJI.match(raw)
         if match:
             return {"id": match.group(2), "name": match.group(1)}
-        if raw and not raw.isascii() and ":" not in raw and "<" not in raw:
+        if len(_GRAPHEME.findall(raw)) == 1 and _UNICODE_EMOJI.fullmatch(raw):
             return {"id": None, "name": raw}
         raise ApiError(400, 10014, "Unknown Emoji")
 

@@ -7,7 +7,7 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
@@ -283,6 +283,43 @@ def test_history_cursors_must_be_snowflakes(
         assert _get(world, path, params={"limit": 5, name: edge}).status_code == 200
     members = _get(world, f"/guilds/{world.guild.id}/members", params={"after": value})
     assert members.json()["errors"] == {"after": {"_errors": [{"code": code, "message": message}]}}
+
+
+@pytest.mark.parametrize(
+    ("emoji", "status"),
+    [
+        ("👍", 204),
+        ("👍🏽", 204),
+        ("👨\u200d👩\u200d👧", 204),
+        ("🏳️\u200d🌈", 204),
+        ("1️⃣", 204),
+        ("🇫🇷", 204),
+        ("🇦", 204),  # a regional indicator letter on its own is an emoji too
+        ("🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f", 204),
+        ("❤", 204),
+        ("ℹ️", 204),
+        ("party:1102867070976000123", 204),
+        ("ok👍", 400),
+        ("👍👍", 400),
+        ("é", 400),
+        ("👍\u200d", 400),
+        ("🇫🇷🇩", 400),
+        ("⌘", 400),
+        ("1", 400),
+        ("a:party:1102867070976000123", 400),
+    ],
+)
+def test_a_reaction_is_one_unicode_emoji_or_name_id(
+    world: World, server: FakeDiscordServer, emoji: str, status: int
+) -> None:
+    message = server.fake.add_message(world.general, world.bob, "react here")
+    path = f"/channels/{world.general.id}/messages/{message.id}/reactions/{quote(emoji, safe='')}"
+    for method in ("PUT", "DELETE"):
+        answer = _get(world, f"{path}/@me", method=method)
+        assert answer.status_code == status, method
+        if status == 400:
+            assert answer.json() == {"message": "Unknown Emoji", "code": 10014}
+    assert not any(users for _, users in message.reactions.values())
 
 
 def test_connections_stay_open_under_load(world: World) -> None:
