@@ -73,6 +73,7 @@ _ARCHIVE_DURATIONS = (60, 1440, 4320, 10080)
 _TEN_S_MS = 10_000
 _FOURTEEN_D_MS = 14 * 24 * 3600 * 1000
 LOADING = 1 << 7
+COMPONENTS_V2 = 1 << 15
 
 
 @dataclass
@@ -134,6 +135,29 @@ def _snowflake_param(name: str, raw: str) -> int:
             f"snowflake value should be less than or equal to {_SNOWFLAKE_MAX}.",
         )
     return value
+
+
+class _FormErrors:
+    """The problems of one request body, reported together in one 50035 ``errors`` tree
+    (``{"embeds": {"0": {"title": {"_errors": [...]}}}}``), as Discord reports them."""
+
+    def __init__(self) -> None:
+        self.tree: dict[str, Any] = {}
+
+    def add(self, path: list[str], code: str, message: str) -> None:
+        node = self.tree
+        for part in path:
+            node = node.setdefault(part, {})
+        node.setdefault("_errors", []).append({"code": code, "message": message})
+
+    def max_length(self, path: list[str], value: str | list[Any], limit: int) -> None:
+        """``BASE_TYPE_MAX_LENGTH`` when ``value`` (a string or a list) is longer than ``limit``."""
+        if len(value) > limit:
+            self.add(path, "BASE_TYPE_MAX_LENGTH", f"Must be {limit} or fewer in length.")
+
+    def raise_if_any(self) -> None:
+        if self.tree:
+            raise ApiError(400, 50035, "Invalid Form Body", self.tree)
 
 
 @dataclass
@@ -691,46 +715,69 @@ class FakeDiscord:
         return message
 
     def _validate(self, body: Any, *, create: bool, webhook: bool = False) -> None:
+        """Discord's checks of a message body: every broken limit at once in one 50035 tree
+        (fact sheet section 5), then 50006 for a message with nothing to show."""
         if not isinstance(body, dict):
             raise _form_error(
                 [], "MODEL_TYPE_CONVERT", "Only dictionaries may be used in a DictType"
             )
+        errors = _FormErrors()
         content = body.get("content")
-        if isinstance(content, str) and len(content) > 2000:
-            raise _form_error(
-                ["content"], "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length."
-            )
+        if isinstance(content, str):
+            errors.max_length(["content"], content, 2000)
         embeds = body.get("embeds") or []
-        if len(embeds) > 10:
-            raise _form_error(["embeds"], "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
+        errors.max_length(["embeds"], embeds, 10)
         total = 0
         for i, embed in enumerate(embeds):
-            for j, item in enumerate(embed.get("fields") or []):
-                for key in ("name", "value"):
+            at = ["embeds", str(i)]
+            fields = embed.get("fields") or []
+            errors.max_length([*at, "fields"], fields, 25)
+            for j, item in enumerate(fields):
+                for key, limit in (("name", 256), ("value", 1024)):
                     if not item.get(key):
-                        raise _form_error(
-                            ["embeds", str(i), "fields", str(j), key],
+                        errors.add(
+                            [*at, "fields", str(j), key],
                             "BASE_TYPE_REQUIRED",
                             "This field is required",
                         )
-                total += len(item.get("name", "")) + len(item.get("value", ""))
-            total += len(embed.get("title") or "") + len(embed.get("description") or "")
-            total += len((embed.get("footer") or {}).get("text") or "")
-            total += len((embed.get("author") or {}).get("name") or "")
+                    else:
+                        errors.max_length([*at, "fields", str(j), key], str(item[key]), limit)
+                total += len(item.get("name") or "") + len(item.get("value") or "")
+            title, description = embed.get("title") or "", embed.get("description") or ""
+            footer = (embed.get("footer") or {}).get("text") or ""
+            author = (embed.get("author") or {}).get("name") or ""
+            errors.max_length([*at, "title"], title, 256)
+            errors.max_length([*at, "description"], description, 4096)
+            errors.max_length([*at, "footer", "text"], footer, 2048)
+            errors.max_length([*at, "author", "name"], author, 256)
+            total += len(title) + len(description) + len(footer) + len(author)
         if total > 6000:
-            raise _form_error(
+            errors.add(
                 ["embeds"], "BASE_TYPE_MAX_LENGTH", "Embed size exceeds maximum size of 6000"
             )
+        components = body.get("components") or []
+        if not int(body.get("flags") or 0) & COMPONENTS_V2:
+            # Legacy components: at most five action rows (V2 layouts have other rules).
+            errors.max_length(["components"], components, 5)
+        mentions = body.get("allowed_mentions")
+        if isinstance(mentions, dict):
+            parse = mentions.get("parse") or []
+            for kind in ("users", "roles"):
+                if kind in parse and mentions.get(kind):
+                    errors.add(
+                        ["allowed_mentions"],
+                        "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+                        f'parse:["{kind}"] and {kind}: [ids...] are mutually exclusive.',
+                    )
         nonce = body.get("nonce")
-        if isinstance(nonce, str) and len(nonce) > 25:
-            raise _form_error(["nonce"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+        if isinstance(nonce, str):
+            errors.max_length(["nonce"], nonce, 25)
         if webhook and body.get("username") is not None:
             name = str(body["username"])
             if not 1 <= len(name) <= 80 or "discord" in name.lower() or "clyde" in name.lower():
-                raise _form_error(
-                    ["username"], "USERNAME_INVALID", 'Username cannot contain "discord"'
-                )
-        if create and not (content or embeds or body.get("components") or body.get("sticker_ids")):
+                errors.add(["username"], "USERNAME_INVALID", 'Username cannot contain "discord"')
+        errors.raise_if_any()
+        if create and not (content or embeds or components or body.get("sticker_ids")):
             raise ApiError(400, 50006, "Cannot send an empty message")
 
     def _new_message(

@@ -69,6 +69,29 @@ def test_a_cursor_that_is_no_snowflake_is_a_bad_request_not_a_server_error(
     assert events(server, READ) == [(400, None)]  # sent once: a 400 is not retried
 
 
+def test_discords_own_limit_checks_reach_the_caller_as_one_bad_request(
+    client: DiscordClient, world: World, server: FakeDiscordServer
+) -> None:
+    # What the adapter would refuse itself, sent raw: Discord lists every problem at once.
+    route = routes.CREATE_MESSAGE.compile(channel_id=str(world.general.id))
+    body = {
+        "content": "x",
+        "embeds": [{"description": "d" * 4097, "fields": [{"name": "n", "value": "v" * 1025}]}],
+        "allowed_mentions": {"parse": ["users"], "users": [str(world.bob.id)]},
+    }
+    with pytest.raises(BadRequest) as caught:
+        client.session.request(route, json=body)
+    error = caught.value
+    assert (error.status, error.code) == (400, 50035)
+    assert sorted(error.errors) == [
+        'allowed_mentions: MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE parse:["users"] and users: '
+        "[ids...] are mutually exclusive.",
+        "embeds.0.description: BASE_TYPE_MAX_LENGTH Must be 4096 or fewer in length.",
+        "embeds.0.fields.0.value: BASE_TYPE_MAX_LENGTH Must be 1024 or fewer in length.",
+    ]
+    assert events(server, SEND) == [(400, None)]
+
+
 def test_limits_are_checked_before_any_request(
     client: DiscordClient, world: World, server: FakeDiscordServer
 ) -> None:

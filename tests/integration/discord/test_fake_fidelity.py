@@ -322,6 +322,151 @@ def test_a_reaction_is_one_unicode_emoji_or_name_id(
     assert not any(users for _, users in message.reactions.values())
 
 
+def _row(n: int) -> dict[str, Any]:
+    return {"type": 1, "components": [{"type": 2, "style": 1, "label": "b", "custom_id": f"c{n}"}]}
+
+
+def _field(name: str = "n", value: str = "v") -> dict[str, Any]:
+    return {"name": name, "value": value}
+
+
+#: (what, body of a given size, where the error is, the limit): one of Discord's message limits.
+_LIMITS: list[tuple[str, Any, list[str], int]] = [
+    ("content", lambda n: {"content": "x" * n}, ["content"], 2000),
+    ("title", lambda n: {"embeds": [{"title": "t" * n}]}, ["embeds", "0", "title"], 256),
+    (
+        "description",
+        lambda n: {"embeds": [{"description": "d" * n}]},
+        ["embeds", "0", "description"],
+        4096,
+    ),
+    ("fields", lambda n: {"embeds": [{"fields": [_field()] * n}]}, ["embeds", "0", "fields"], 25),
+    (
+        "field name",
+        lambda n: {"embeds": [{"fields": [_field(name="n" * n)]}]},
+        ["embeds", "0", "fields", "0", "name"],
+        256,
+    ),
+    (
+        "field value",
+        lambda n: {"embeds": [{"fields": [_field(value="v" * n)]}]},
+        ["embeds", "0", "fields", "0", "value"],
+        1024,
+    ),
+    (
+        "footer",
+        lambda n: {"embeds": [{"footer": {"text": "f" * n}}]},
+        ["embeds", "0", "footer", "text"],
+        2048,
+    ),
+    (
+        "author",
+        lambda n: {"embeds": [{"author": {"name": "a" * n}}]},
+        ["embeds", "0", "author", "name"],
+        256,
+    ),
+    ("action rows", lambda n: {"components": [_row(i) for i in range(n)]}, ["components"], 5),
+    ("nonce", lambda n: {"content": "x", "nonce": "n" * n}, ["nonce"], 25),
+]
+
+
+@pytest.mark.parametrize(("what", "body", "where", "limit"), _LIMITS, ids=[c[0] for c in _LIMITS])
+def test_each_message_limit_is_a_50035_at_its_field(
+    world: World, what: str, body: Any, where: list[str], limit: int
+) -> None:
+    path = f"/channels/{world.general.id}/messages"
+    assert _get(world, path, method="POST", json=body(limit)).status_code == 200, what
+    over = _get(world, path, method="POST", json=body(limit + 1))
+    assert over.status_code == 400
+    tree: dict[str, Any] = {
+        "_errors": [
+            {"code": "BASE_TYPE_MAX_LENGTH", "message": f"Must be {limit} or fewer in length."}
+        ]
+    }
+    for part in reversed(where):
+        tree = {part: tree}
+    assert over.json() == {"message": "Invalid Form Body", "code": 50035, "errors": tree}
+
+
+def test_every_broken_limit_is_reported_at_once_on_every_message_route(
+    world: World, server: FakeDiscordServer
+) -> None:
+    body = {
+        "content": "x",
+        "embeds": [{"title": "t" * 257, "footer": {"text": "f" * 2049}}],
+        "components": [_row(i) for i in range(6)],
+    }
+    expected = {
+        "embeds": {
+            "0": {
+                "title": {
+                    "_errors": [
+                        {
+                            "code": "BASE_TYPE_MAX_LENGTH",
+                            "message": "Must be 256 or fewer in length.",
+                        }
+                    ]
+                },
+                "footer": {
+                    "text": {
+                        "_errors": [
+                            {
+                                "code": "BASE_TYPE_MAX_LENGTH",
+                                "message": "Must be 2048 or fewer in length.",
+                            }
+                        ]
+                    }
+                },
+            }
+        },
+        "components": {
+            "_errors": [
+                {"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 5 or fewer in length."}
+            ]
+        },
+    }
+    mine = server.fake.add_message(world.general, world.bot, "mine")
+    hook = f"/webhooks/{world.webhook.id}/{world.webhook.token}"
+    for method, path in (
+        ("POST", f"/channels/{world.general.id}/messages"),
+        ("PATCH", f"/channels/{world.general.id}/messages/{mine.id}"),
+        ("POST", hook),
+    ):
+        answer = _get(world, path, method=method, json=body)
+        assert (answer.status_code, answer.json()["errors"]) == (400, expected), (method, path)
+    assert server.fake.messages[mine.id].content == "mine"
+
+
+@pytest.mark.parametrize(
+    ("mentions", "status"),
+    [
+        ({"parse": ["users"], "users": ["1102565081088000001"]}, 400),
+        ({"parse": ["roles"], "roles": ["1102565081088000002"]}, 400),
+        ({"parse": ["users"], "users": []}, 200),  # an empty list may go along
+        ({"parse": ["roles"], "users": ["1102565081088000001"]}, 200),
+        ({"parse": ["everyone"], "users": ["1102565081088000001"]}, 200),
+    ],
+)
+def test_allowed_mentions_parse_and_a_list_of_the_same_kind_exclude_each_other(
+    world: World, mentions: dict[str, Any], status: int
+) -> None:
+    body = {"content": "hi", "allowed_mentions": mentions}
+    answer = _get(world, f"/channels/{world.general.id}/messages", method="POST", json=body)
+    assert answer.status_code == status
+    if status == 400:
+        kind = "users" if "users" in mentions["parse"] else "roles"
+        assert answer.json()["errors"] == {
+            "allowed_mentions": {
+                "_errors": [
+                    {
+                        "code": "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+                        "message": f'parse:["{kind}"] and {kind}: [ids...] are mutually exclusive.',
+                    }
+                ]
+            }
+        }
+
+
 def test_connections_stay_open_under_load(world: World) -> None:
     url = urlsplit(world.api_base)
     assert url.hostname is not None and url.port is not None
