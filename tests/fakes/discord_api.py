@@ -137,6 +137,22 @@ def _snowflake_param(name: str, raw: str) -> int:
     return value
 
 
+#: The body types Discord reads (fact sheet section 3); the fake reads JSON only.
+_BODY_TYPES = ("application/json", "multipart/form-data")
+
+
+def _check_content_type(header: str) -> None:
+    """400/50035 for a body sent without a ``Content-Type`` Discord reads (a request-level
+    error, at ``errors._errors``)."""
+    if header.split(";", 1)[0].strip().lower() not in _BODY_TYPES:
+        raise _form_error(
+            [],
+            "CONTENT_TYPE_INVALID",
+            'Expected "Content-Type" header to be one of '
+            "{'application/json', 'multipart/form-data'}.",
+        )
+
+
 class _FormErrors:
     """The problems of one request body, reported together in one 50035 ``errors`` tree
     (``{"embeds": {"0": {"title": {"_errors": [...]}}}}``), as Discord reports them."""
@@ -583,6 +599,7 @@ class FakeDiscord:
         ctx = _Ctx(method, params, query, None, viewer, ip)
         try:
             if body:
+                _check_content_type(headers.get("content-type", ""))
                 try:
                     ctx.body = json.loads(body)
                 except (json.JSONDecodeError, UnicodeDecodeError):

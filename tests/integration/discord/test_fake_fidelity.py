@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 
 def _get(world: World, path: str, **kw: Any) -> httpx.Response:
-    headers = {"Authorization": f"Bot {world.token}"}
+    headers = {"Authorization": f"Bot {world.token}", **kw.pop("headers", {})}
     return httpx.request(kw.pop("method", "GET"), world.api_base + path, headers=headers, **kw)
 
 
@@ -97,7 +97,13 @@ def test_rate_limit_headers_and_statuses(world: World) -> None:
     outside = httpx.get(world.api_base.removesuffix("/api/v10") + f"/channels/{world.general.id}")
     assert (outside.status_code, outside.text) == (404, "404: Not Found")
     assert _get(world, f"/channels/{world.general.id}", method="PUT").status_code == 405
-    bad_json = _get(world, f"/channels/{world.general.id}/messages", method="POST", content=b"{")
+    bad_json = _get(
+        world,
+        f"/channels/{world.general.id}/messages",
+        method="POST",
+        content=b"{",
+        headers={"Content-Type": "application/json"},
+    )
     assert bad_json.json()["code"] == 50109
     hook = f"{world.api_base}/webhooks/{world.webhook.id}/{world.webhook.token}"
     assert httpx.post(hook, json={"content": "x"}).status_code == 204
@@ -465,6 +471,48 @@ def test_allowed_mentions_parse_and_a_list_of_the_same_kind_exclude_each_other(
                 ]
             }
         }
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        ("application/json", 200),
+        ("application/json; charset=utf-8", 200),
+        ("Application/JSON", 200),
+        (None, 400),
+        ("text/plain", 400),
+        ("application/x-www-form-urlencoded", 400),
+    ],
+)
+def test_a_body_needs_a_content_type_discord_reads(
+    world: World, content_type: str | None, status: int
+) -> None:
+    headers = {"Authorization": f"Bot {world.token}"}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    answer = httpx.post(
+        f"{world.api_base}/channels/{world.general.id}/messages",
+        content=b'{"content": "hi"}',
+        headers=headers,
+    )
+    assert answer.status_code == status
+    if status == 400:
+        assert answer.json() == {
+            "message": "Invalid Form Body",
+            "code": 50035,
+            "errors": {
+                "_errors": [
+                    {
+                        "code": "CONTENT_TYPE_INVALID",
+                        "message": 'Expected "Content-Type" header to be one of '
+                        "{'application/json', 'multipart/form-data'}.",
+                    }
+                ]
+            },
+        }
+    # A request without a body needs none (a join, a reaction, a delete).
+    hook = f"{world.api_base}/webhooks/{world.webhook.id}/{world.webhook.token}"
+    assert httpx.get(hook).status_code == 200
 
 
 def test_connections_stay_open_under_load(world: World) -> None:
