@@ -51,6 +51,8 @@ from tests.fakes.discord_state import (
 
 __all__ = ["ApiError", "FakeDiscord", "Response"]
 
+#: How every browser's (and Electron's) User-Agent starts; Discord wants ``DiscordBot (url, v)``.
+_BROWSER_AGENT = "Mozilla/"
 _API_PREFIX = re.compile(r"^/api(?:/v\d+)?(?=/)")
 _CUSTOM_EMOJI = re.compile(r"^(\w{2,32}):(\d{15,22})$")
 # One Unicode emoji as a reaction path takes it (UTS #51 shapes, with the ``regex`` module's
@@ -561,6 +563,11 @@ class FakeDiscord:
         via = {"Via": "1.1 google", "Content-Type": "application/json"}
         if self.limits.banned(ip):
             return self._finish(self.limits.ban_reply(), ip, "*", "ban", "-")
+        if headers.get("user-agent", "").startswith(_BROWSER_AGENT):
+            # Discord's Cloudflare refuses bot API calls from browser-like User-Agents (fact
+            # sheet 1.5): a 403 without Via, which counts as an invalid request.
+            blocked = Reply(403, {"message": "internal network error", "code": 40333}, {})
+            return self._finish(blocked, ip, "*", "cloudflare", "-")
         if route is not None and route.handler == "get_guild" and self.config.guild_route == "off":
             self.limits.note(
                 ip=ip, route_key=f"{method} {route.template}", status=404, scope=None, auth="-"

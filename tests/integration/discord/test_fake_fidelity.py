@@ -515,6 +515,25 @@ def test_a_body_needs_a_content_type_discord_reads(
     assert httpx.get(hook).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("agent", "status"),
+    [
+        ("DiscordBot (https://github.com/summary-bot-ng/summary-bot-ng, 0.1.0)", 200),
+        ("python-httpx/0.28", 200),  # not what Discord asks for, but no browser: served
+        ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) discord/0.0.314 Electron/22.3", 403),
+    ],
+)
+def test_a_browser_user_agent_gets_cloudflares_40333(
+    world: World, server: FakeDiscordServer, agent: str, status: int
+) -> None:
+    answer = _get(world, "/users/@me", headers={"User-Agent": agent})
+    assert answer.status_code == status
+    if status == 403:
+        assert answer.json() == {"message": "internal network error", "code": 40333}
+        assert "via" not in answer.headers
+        assert server.fake.limits.invalid_count("127.0.0.1") == 1
+
+
 def test_connections_stay_open_under_load(world: World) -> None:
     url = urlsplit(world.api_base)
     assert url.hostname is not None and url.port is not None
