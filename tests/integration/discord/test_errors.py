@@ -92,6 +92,25 @@ def test_discords_own_limit_checks_reach_the_caller_as_one_bad_request(
     assert events(server, SEND) == [(400, None)]
 
 
+def test_a_browser_user_agent_is_refused_by_discords_edge_with_a_clear_error(
+    settings: DiscordSettings, http: httpx.Client, server: FakeDiscordServer
+) -> None:
+    browser = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131"
+    with build_discord_client(
+        settings.model_copy(update={"user_agent": browser}), http, None, None
+    ) as client:
+        with pytest.raises(Forbidden) as caught:
+            client.get_current_user()
+        error = caught.value
+        assert (error.status, error.code) == (403, 40333)
+        assert "DISCORD_USER_AGENT" in str(error)
+        assert "permissions" not in error.user_message
+        assert not error.is_retryable
+        assert server.fake.limits.invalid_count("127.0.0.1") == 1
+        assert client.session.limiter.invalid_count() == 1
+    assert events(server) == [(403, None)]
+
+
 def test_limits_are_checked_before_any_request(
     client: DiscordClient, world: World, server: FakeDiscordServer
 ) -> None:
