@@ -10,7 +10,12 @@
   exactly 50 in any second still meets 429s when network delays move requests across the
   window's edge, as seen against Discord (discord/discord-api-docs#5144; NAFF sends at most 45
   per second for that reason, NAFTeam/NAFF#679).  ``global_mode="sliding"`` counts the last
-  second instead (the strictest reading: no two-window bursts at all).
+  second instead (the strictest reading: no two-window bursts at all).  Only requests the
+  limits admit count toward it: a 401 for a bad bot token, and requests refused with a bucket
+  or global 429, do not.  Whether Discord counts them is not documented (the fact sheet gives
+  "50 requests per second" (1.4) and charges limits to whoever the Authorization header
+  identifies (1.1), which a rejected token is not), so the fake does not guess; the adapter
+  books its global slot before sending, so it counts them either way.
 * Invalid requests (401, 403, and 429 except scope ``shared``) counted per IP; past the
   threshold the IP is banned and gets Cloudflare-shaped 429s (no ``Via``, no headers).
 * Faults injected per route: 5xx, connection resets, latency, and 429s of every scope:
