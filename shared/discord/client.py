@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -55,6 +56,10 @@ AUTO_ARCHIVE_MINUTES = (60, 1440, 4320, 10080)
 _CUSTOM_EMOJI = re.compile(
     r"^(?:<a?:(?P<tag_name>\w{2,32}):(?P<tag_id>\d{15,22})>|:?(?P<name>\w{2,32}):(?P<id>\d{15,22}))$"
 )
+#: The only emoji whose code point Unicode files as a letter or punctuation:
+#: ‼ ⁉ ℹ 〰 〽 (each is an emoji, usually followed by VS-16).
+_TEXTLIKE_EMOJI = frozenset("\u203c\u2049\u2139\u3030\u303d")
+_KEYCAP = "\u20e3"
 _UNKNOWN_MESSAGE = 10008
 _MISSING_ACCESS = 50001
 _ARCHIVED_THREAD = 50083
@@ -95,7 +100,10 @@ def normalize_emoji(emoji: str) -> str:
     """The ``{emoji}`` path value Discord expects: a Unicode emoji, or ``name:id`` for custom.
 
     Accepts ``<:name:id>``, ``<a:name:id>``, ``:name:id`` and ``name:id``; the route layer then
-    percent-encodes it (``👍`` → ``%F0%9F%91%8D``, ``:`` → ``%3A``).
+    percent-encodes it (``👍`` → ``%F0%9F%91%8D``, ``:`` → ``%3A``).  Text that cannot be an
+    emoji (ASCII, or letters, digits, punctuation or spaces around one: ``ok👍``, ``é``) is
+    refused here; whether the rest is exactly one emoji (``👍👍`` is not) is Discord's call, a
+    :class:`~shared.discord.errors.BadRequest` with code 10014.
     """
     text = emoji.strip()
     if not text:
@@ -104,12 +112,27 @@ def normalize_emoji(emoji: str) -> str:
     if match:
         name = match["tag_name"] or match["name"]
         return f"{name}:{match['tag_id'] or match['id']}"
-    if ":" in text or "<" in text or text.isascii():
+    if ":" in text or "<" in text or text.isascii() or _holds_text(text):
         raise InvalidInputError(
             f"{text!r} is not an emoji Discord understands; use a Unicode emoji such as 👍 "
             "or a custom emoji as name:id (e.g. party:1234567890123456789)"
         )
     return text
+
+
+def _holds_text(text: str) -> bool:
+    """True when ``text`` holds a letter, digit, punctuation or space that no emoji is made of
+    (a keycap's ``0-9#*`` and the five text-like emoji aside): ``ok👍`` or ``é``, which
+    Discord would refuse with 10014 Unknown Emoji.  Whether the rest is exactly one emoji is
+    left to Discord, whose list of emoji is the one that counts.
+    """
+    keycap = _KEYCAP in text
+    for char in text:
+        if char in _TEXTLIKE_EMOJI or (keycap and char in "0123456789#*"):
+            continue
+        if unicodedata.category(char)[0] in "LNPZ":
+            return True
+    return False
 
 
 def _secret(value: str | SecretStr) -> str:

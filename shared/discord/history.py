@@ -68,7 +68,7 @@ def _after_cursor(after: datetime | str | None) -> int:
         return 0
     if isinstance(after, datetime):
         return max(0, time_snowflake(after) - 1)
-    if not after.isdigit():
+    if not (after.isascii() and after.isdigit()):  # "²" and "١٢٣" are digits to str.isdigit
         raise InvalidInputError(f"after={after!r} is neither a message id nor a datetime")
     return int(after)
 

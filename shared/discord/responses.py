@@ -52,6 +52,8 @@ __all__ = ["Answer", "error_for", "not_json_error", "read_answer"]
 #: Codes meaning "the webhook (or interaction token) behind this URL is gone".
 _WEBHOOK_GONE = frozenset({10015, 50027})
 _SNIPPET = 160
+#: 403 "internal network error": Cloudflare blocks the request, e.g. for a browser User-Agent.
+_CLOUDFLARE_BLOCK = 40333
 _CHECK_BASE = (
     "check DISCORD_API_BASE (Discord's is https://discord.com/api/v10; a proxy or test server "
     "must serve the same paths under /api/v10)"
@@ -262,6 +264,17 @@ def error_for(answer: Answer, route: CompiledRoute, *, api_base: str | None = No
             code=code,
             route=label,
             user_message="Discord rejected the bot token; set a valid DISCORD_TOKEN.",
+        )
+    if status == 403 and code == _CLOUDFLARE_BLOCK:
+        return Forbidden(
+            f"Discord's edge (Cloudflare) refused the request ({code} {message!r}); it refuses "
+            "browser-like User-Agents: check DISCORD_USER_AGENT (Discord asks for "
+            "'DiscordBot (url, version)')",
+            status=status,
+            code=code,
+            route=label,
+            user_message="Discord's edge refused the bot's requests; an operator must check "
+            "the bot's User-Agent setting.",
         )
     if status == 403:
         return Forbidden(

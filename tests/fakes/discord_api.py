@@ -21,6 +21,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
+import regex
+
 from tests.fakes.discord_limits import FakeConfig, Fault, Limits, Reply
 from tests.fakes.discord_state import (
     ADD_REACTIONS,
@@ -49,14 +51,31 @@ from tests.fakes.discord_state import (
 
 __all__ = ["ApiError", "FakeDiscord", "Response"]
 
+#: How every browser's (and Electron's) User-Agent starts; Discord wants ``DiscordBot (url, v)``.
+_BROWSER_AGENT = "Mozilla/"
 _API_PREFIX = re.compile(r"^/api(?:/v\d+)?(?=/)")
 _CUSTOM_EMOJI = re.compile(r"^(\w{2,32}):(\d{15,22})$")
+# One Unicode emoji as a reaction path takes it (UTS #51 shapes, with the ``regex`` module's
+# Unicode properties): a flag (two regional indicators) or one regional indicator letter, a
+# keycap (``1️⃣``), or pictographs joined by ZWJ (``👨‍👩‍👧``), each with an optional VS-16 or
+# skin tone and tag sequence (``🏴󠁧󠁢󠁳󠁣󠁴󠁿``).  ASCII never is an emoji by itself.
+_EMOJI_ELEMENT = (
+    r"(?:(?![\x00-\x7f])[\p{Emoji}\p{Extended_Pictographic}])"
+    r"(?:\ufe0f|\p{Emoji_Modifier})?(?:[\U000e0020-\U000e007e]+\U000e007f)?"
+)
+_UNICODE_EMOJI = regex.compile(
+    r"\p{Regional_Indicator}{1,2}"
+    r"|[0-9#*]\ufe0f?\u20e3"
+    rf"|{_EMOJI_ELEMENT}(?:\u200d{_EMOJI_ELEMENT})*"
+)
+_GRAPHEME = regex.compile(r"\X")
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
 _ARCHIVE_DURATIONS = (60, 1440, 4320, 10080)
 _TEN_S_MS = 10_000
 _FOURTEEN_D_MS = 14 * 24 * 3600 * 1000
 LOADING = 1 << 7
+COMPONENTS_V2 = 1 << 15
 
 
 @dataclass
@@ -94,6 +113,69 @@ def _form_error(path: list[str], code: str, message: str) -> ApiError:
     for part in reversed(path):
         tree = {part: tree}
     return ApiError(400, 50035, "Invalid Form Body", tree)
+
+
+_CURSORS = ("before", "after", "around")
+_SNOWFLAKE_DIGITS = re.compile(r"[0-9]+")
+#: Discord's snowflakes are signed 64-bit on its side: larger values are refused.
+_SNOWFLAKE_MAX = 2**63 - 1
+
+
+def _snowflake_param(name: str, raw: str) -> int:
+    """``raw`` as a snowflake, or Discord's 400/50035 for the query parameter ``name``.
+
+    Only ASCII digits are a snowflake (``-1``, ``abc``, ``1e3`` and ``""`` are not); a value
+    past the signed 64-bit range is refused as too large.
+    """
+    if not _SNOWFLAKE_DIGITS.fullmatch(raw):
+        raise _form_error([name], "NUMBER_TYPE_COERCE", f'Value "{raw}" is not snowflake.')
+    value = int(raw)
+    if value > _SNOWFLAKE_MAX:
+        raise _form_error(
+            [name],
+            "NUMBER_TYPE_MAX",
+            f"snowflake value should be less than or equal to {_SNOWFLAKE_MAX}.",
+        )
+    return value
+
+
+#: The body types Discord reads (fact sheet section 3); the fake reads JSON only.
+_BODY_TYPES = ("application/json", "multipart/form-data")
+
+
+def _check_content_type(header: str) -> None:
+    """400/50035 for a body sent without a ``Content-Type`` Discord reads (a request-level
+    error, at ``errors._errors``)."""
+    if header.split(";", 1)[0].strip().lower() not in _BODY_TYPES:
+        raise _form_error(
+            [],
+            "CONTENT_TYPE_INVALID",
+            'Expected "Content-Type" header to be one of '
+            "{'application/json', 'multipart/form-data'}.",
+        )
+
+
+class _FormErrors:
+    """The problems of one request body, reported together in one 50035 ``errors`` tree
+    (``{"embeds": {"0": {"title": {"_errors": [...]}}}}``), as Discord reports them."""
+
+    def __init__(self) -> None:
+        self.tree: dict[str, Any] = {}
+
+    def add(self, path: list[str], code: str, message: str) -> None:
+        node = self.tree
+        for part in path:
+            node = node.setdefault(part, {})
+        node.setdefault("_errors", []).append({"code": code, "message": message})
+
+    def max_length(self, path: list[str], value: str | list[Any], limit: int) -> None:
+        """``BASE_TYPE_MAX_LENGTH`` when ``value`` (a string or a list) is longer than ``limit``."""
+        if len(value) > limit:
+            self.add(path, "BASE_TYPE_MAX_LENGTH", f"Must be {limit} or fewer in length.")
+
+    def raise_if_any(self) -> None:
+        if self.tree:
+            raise ApiError(400, 50035, "Invalid Form Body", self.tree)
 
 
 @dataclass
@@ -481,6 +563,11 @@ class FakeDiscord:
         via = {"Via": "1.1 google", "Content-Type": "application/json"}
         if self.limits.banned(ip):
             return self._finish(self.limits.ban_reply(), ip, "*", "ban", "-")
+        if headers.get("user-agent", "").startswith(_BROWSER_AGENT):
+            # Discord's Cloudflare refuses bot API calls from browser-like User-Agents (fact
+            # sheet 1.5): a 403 without Via, which counts as an invalid request.
+            blocked = Reply(403, {"message": "internal network error", "code": 40333}, {})
+            return self._finish(blocked, ip, "*", "cloudflare", "-")
         if route is not None and route.handler == "get_guild" and self.config.guild_route == "off":
             self.limits.note(
                 ip=ip, route_key=f"{method} {route.template}", status=404, scope=None, auth="-"
@@ -519,6 +606,7 @@ class FakeDiscord:
         ctx = _Ctx(method, params, query, None, viewer, ip)
         try:
             if body:
+                _check_content_type(headers.get("content-type", ""))
                 try:
                     ctx.body = json.loads(body)
                 except (json.JSONDecodeError, UnicodeDecodeError):
@@ -651,46 +739,69 @@ class FakeDiscord:
         return message
 
     def _validate(self, body: Any, *, create: bool, webhook: bool = False) -> None:
+        """Discord's checks of a message body: every broken limit at once in one 50035 tree
+        (fact sheet section 5), then 50006 for a message with nothing to show."""
         if not isinstance(body, dict):
             raise _form_error(
                 [], "MODEL_TYPE_CONVERT", "Only dictionaries may be used in a DictType"
             )
+        errors = _FormErrors()
         content = body.get("content")
-        if isinstance(content, str) and len(content) > 2000:
-            raise _form_error(
-                ["content"], "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length."
-            )
+        if isinstance(content, str):
+            errors.max_length(["content"], content, 2000)
         embeds = body.get("embeds") or []
-        if len(embeds) > 10:
-            raise _form_error(["embeds"], "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
+        errors.max_length(["embeds"], embeds, 10)
         total = 0
         for i, embed in enumerate(embeds):
-            for j, item in enumerate(embed.get("fields") or []):
-                for key in ("name", "value"):
+            at = ["embeds", str(i)]
+            fields = embed.get("fields") or []
+            errors.max_length([*at, "fields"], fields, 25)
+            for j, item in enumerate(fields):
+                for key, limit in (("name", 256), ("value", 1024)):
                     if not item.get(key):
-                        raise _form_error(
-                            ["embeds", str(i), "fields", str(j), key],
+                        errors.add(
+                            [*at, "fields", str(j), key],
                             "BASE_TYPE_REQUIRED",
                             "This field is required",
                         )
-                total += len(item.get("name", "")) + len(item.get("value", ""))
-            total += len(embed.get("title") or "") + len(embed.get("description") or "")
-            total += len((embed.get("footer") or {}).get("text") or "")
-            total += len((embed.get("author") or {}).get("name") or "")
+                    else:
+                        errors.max_length([*at, "fields", str(j), key], str(item[key]), limit)
+                total += len(item.get("name") or "") + len(item.get("value") or "")
+            title, description = embed.get("title") or "", embed.get("description") or ""
+            footer = (embed.get("footer") or {}).get("text") or ""
+            author = (embed.get("author") or {}).get("name") or ""
+            errors.max_length([*at, "title"], title, 256)
+            errors.max_length([*at, "description"], description, 4096)
+            errors.max_length([*at, "footer", "text"], footer, 2048)
+            errors.max_length([*at, "author", "name"], author, 256)
+            total += len(title) + len(description) + len(footer) + len(author)
         if total > 6000:
-            raise _form_error(
+            errors.add(
                 ["embeds"], "BASE_TYPE_MAX_LENGTH", "Embed size exceeds maximum size of 6000"
             )
+        components = body.get("components") or []
+        if not int(body.get("flags") or 0) & COMPONENTS_V2:
+            # Legacy components: at most five action rows (V2 layouts have other rules).
+            errors.max_length(["components"], components, 5)
+        mentions = body.get("allowed_mentions")
+        if isinstance(mentions, dict):
+            parse = mentions.get("parse") or []
+            for kind in ("users", "roles"):
+                if kind in parse and mentions.get(kind):
+                    errors.add(
+                        ["allowed_mentions"],
+                        "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+                        f'parse:["{kind}"] and {kind}: [ids...] are mutually exclusive.',
+                    )
         nonce = body.get("nonce")
-        if isinstance(nonce, str) and len(nonce) > 25:
-            raise _form_error(["nonce"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+        if isinstance(nonce, str):
+            errors.max_length(["nonce"], nonce, 25)
         if webhook and body.get("username") is not None:
             name = str(body["username"])
             if not 1 <= len(name) <= 80 or "discord" in name.lower() or "clyde" in name.lower():
-                raise _form_error(
-                    ["username"], "USERNAME_INVALID", 'Username cannot contain "discord"'
-                )
-        if create and not (content or embeds or body.get("components") or body.get("sticker_ids")):
+                errors.add(["username"], "USERNAME_INVALID", 'Username cannot contain "discord"')
+        errors.raise_if_any()
+        if create and not (content or embeds or components or body.get("sticker_ids")):
             raise ApiError(400, 50006, "Cannot send an empty message")
 
     def _new_message(
@@ -807,12 +918,7 @@ class FakeDiscord:
             raise _form_error(
                 ["limit"], "NUMBER_TYPE_MAX", "int value should be less than or equal to 1000."
             )
-        raw_after = ctx.query.get("after", "0")
-        if not raw_after.isdigit():
-            raise _form_error(
-                ["after"], "NUMBER_TYPE_COERCE", f'Value "{raw_after}" is not snowflake.'
-            )
-        after = int(raw_after)
+        after = _snowflake_param("after", ctx.query.get("after", "0"))
         ids = sorted(uid for uid in guild.members if uid > after)[:limit]
         return 200, [self._member_json(guild, guild.members[uid]) for uid in ids]
 
@@ -898,7 +1004,7 @@ class FakeDiscord:
             raise _form_error(
                 ["limit"], "NUMBER_TYPE_MAX", "int value should be between 1 and 100."
             )
-        cursors = [k for k in ("before", "after", "around") if k in ctx.query]
+        cursors = {k: _snowflake_param(k, ctx.query[k]) for k in _CURSORS if k in ctx.query}
         if len(cursors) > 1:
             raise _form_error(
                 [], "BASE_TYPE_BAD", "before, after and around are mutually exclusive"
@@ -906,14 +1012,14 @@ class FakeDiscord:
         if not self._can(ctx.viewer, channel, READ_MESSAGE_HISTORY):
             return 200, []
         ids = channel.message_ids
-        if "after" in ctx.query:
-            start = bisect.bisect_right(ids, int(ctx.query["after"]))
+        if "after" in cursors:
+            start = bisect.bisect_right(ids, cursors["after"])
             chosen = ids[start : start + limit]
-        elif "before" in ctx.query:
-            end = bisect.bisect_left(ids, int(ctx.query["before"]))
+        elif "before" in cursors:
+            end = bisect.bisect_left(ids, cursors["before"])
             chosen = ids[max(0, end - limit) : end]
-        elif "around" in ctx.query:
-            at = bisect.bisect_left(ids, int(ctx.query["around"]))
+        elif "around" in cursors:
+            at = bisect.bisect_left(ids, cursors["around"])
             start = max(0, at - limit // 2)
             chosen = ids[start : start + limit]
         else:
@@ -1021,10 +1127,12 @@ class FakeDiscord:
         channel.message_ids.remove(message.id)
 
     def _emoji(self, raw: str) -> dict[str, Any]:
+        """The reaction emoji of a path: ``name:id``, or exactly one Unicode emoji (one
+        grapheme of emoji code points); anything else is Discord's 400/10014."""
         match = _CUSTOM_EMOJI.match(raw)
         if match:
             return {"id": match.group(2), "name": match.group(1)}
-        if raw and not raw.isascii() and ":" not in raw and "<" not in raw:
+        if len(_GRAPHEME.findall(raw)) == 1 and _UNICODE_EMOJI.fullmatch(raw):
             return {"id": None, "name": raw}
         raise ApiError(400, 10014, "Unknown Emoji")
 

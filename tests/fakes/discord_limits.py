@@ -10,10 +10,18 @@
   exactly 50 in any second still meets 429s when network delays move requests across the
   window's edge, as seen against Discord (discord/discord-api-docs#5144; NAFF sends at most 45
   per second for that reason, NAFTeam/NAFF#679).  ``global_mode="sliding"`` counts the last
-  second instead (the strictest reading: no two-window bursts at all).
+  second instead (the strictest reading: no two-window bursts at all).  Only requests the
+  limits admit count toward it: a 401 for a bad bot token, and requests refused with a bucket
+  or global 429, do not.  Whether Discord counts them is not documented (the fact sheet gives
+  "50 requests per second" (1.4) and charges limits to whoever the Authorization header
+  identifies (1.1), which a rejected token is not), so the fake does not guess; the adapter
+  books its global slot before sending, so it counts them either way.
 * Invalid requests (401, 403, and 429 except scope ``shared``) counted per IP; past the
   threshold the IP is banned and gets Cloudflare-shaped 429s (no ``Via``, no headers).
-* Faults injected per route: 5xx, connection resets, latency, and 429s of every scope.
+* Faults injected per route: 5xx, connection resets, latency, and 429s of every scope:
+  ``user429`` (bucket exhausted), ``sublimit429`` (a hidden per-bot sub-limit: scope ``user``
+  while the bucket has requests left; invalid), ``shared429`` (scope ``shared``, optionally
+  with a ``code`` such as 20028; not invalid), ``global429`` and ``ban``.
 """
 
 from __future__ import annotations
@@ -265,22 +273,27 @@ class Limits:
         limit = self.route_limit(route_key) or FALLBACK_LIMIT
         headers = {**via, **retry, **self._bucket_headers(limit, auth, major, peek=True)}
         if fault.kind == "shared429":
+            # A per-resource limit shared with others (section 1.3's "shared" example; with
+            # ``code`` 20028 it is the illustrative channel-write-limit fixture).  Not an
+            # invalid request.
             headers["X-RateLimit-Scope"] = "shared"
             body = {
                 "message": "The resource is being rate limited.",
                 "retry_after": ra,
                 "global": False,
             }
+            if fault.code is not None:
+                body["code"] = fault.code
             return Reply(429, body, headers, scope="shared")
         if fault.kind == "sublimit429":
-            headers["X-RateLimit-Scope"] = "shared"
-            body = {
-                "message": "The write action you are performing on the channel has hit the write "
-                "rate limit.",
-                "retry_after": ra,
-                "global": False,
-                "code": fault.code or 20028,
-            }
+            # A hidden sub-limit of this bot's own route (section 1.1: a 429 while the bucket
+            # still has ``remaining > 0``, e.g. channel renames): a per-bot limit, so scope
+            # ``user``, and like every 429 that is not ``shared`` an invalid request
+            # (section 1.5).  The bucket headers keep their real, non-zero remaining.
+            headers["X-RateLimit-Scope"] = "user"
+            body = {"message": "You are being rate limited.", "retry_after": ra, "global": False}
+            if fault.code is not None:
+                body["code"] = fault.code
             return Reply(429, body, headers, scope="sublimit")
         if fault.kind == "user429":
             headers["X-RateLimit-Remaining"] = "0"

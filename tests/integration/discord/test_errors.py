@@ -55,6 +55,62 @@ def test_bad_request_lists_discord_form_errors(client: DiscordClient, world: Wor
     assert empty.value.code == 50006
 
 
+@pytest.mark.parametrize("cursor", [{"before": "abc"}, {"after": "-1"}, {"around": "x1"}])
+def test_a_cursor_that_is_no_snowflake_is_a_bad_request_not_a_server_error(
+    client: DiscordClient, world: World, server: FakeDiscordServer, cursor: dict[str, str]
+) -> None:
+    with pytest.raises(BadRequest) as caught:
+        client.get_messages(str(world.general.id), limit=5, **cursor)
+    error = caught.value
+    ((name, value),) = cursor.items()
+    assert (error.status, error.code) == (400, 50035)
+    assert error.errors == (f'{name}: NUMBER_TYPE_COERCE Value "{value}" is not snowflake.',)
+    assert not error.is_retryable
+    assert events(server, READ) == [(400, None)]  # sent once: a 400 is not retried
+
+
+def test_discords_own_limit_checks_reach_the_caller_as_one_bad_request(
+    client: DiscordClient, world: World, server: FakeDiscordServer
+) -> None:
+    # What the adapter would refuse itself, sent raw: Discord lists every problem at once.
+    route = routes.CREATE_MESSAGE.compile(channel_id=str(world.general.id))
+    body = {
+        "content": "x",
+        "embeds": [{"description": "d" * 4097, "fields": [{"name": "n", "value": "v" * 1025}]}],
+        "allowed_mentions": {"parse": ["users"], "users": [str(world.bob.id)]},
+    }
+    with pytest.raises(BadRequest) as caught:
+        client.session.request(route, json=body)
+    error = caught.value
+    assert (error.status, error.code) == (400, 50035)
+    assert sorted(error.errors) == [
+        'allowed_mentions: MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE parse:["users"] and users: '
+        "[ids...] are mutually exclusive.",
+        "embeds.0.description: BASE_TYPE_MAX_LENGTH Must be 4096 or fewer in length.",
+        "embeds.0.fields.0.value: BASE_TYPE_MAX_LENGTH Must be 1024 or fewer in length.",
+    ]
+    assert events(server, SEND) == [(400, None)]
+
+
+def test_a_browser_user_agent_is_refused_by_discords_edge_with_a_clear_error(
+    settings: DiscordSettings, http: httpx.Client, server: FakeDiscordServer
+) -> None:
+    browser = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131"
+    with build_discord_client(
+        settings.model_copy(update={"user_agent": browser}), http, None, None
+    ) as client:
+        with pytest.raises(Forbidden) as caught:
+            client.get_current_user()
+        error = caught.value
+        assert (error.status, error.code) == (403, 40333)
+        assert "DISCORD_USER_AGENT" in str(error)
+        assert "permissions" not in error.user_message
+        assert not error.is_retryable
+        assert server.fake.limits.invalid_count("127.0.0.1") == 1
+        assert client.session.limiter.invalid_count() == 1
+    assert events(server) == [(403, None)]
+
+
 def test_limits_are_checked_before_any_request(
     client: DiscordClient, world: World, server: FakeDiscordServer
 ) -> None:
@@ -200,6 +256,26 @@ def test_every_429_scope_is_waited_out_transparently(
         assert time.monotonic() - started >= 0.15, kind
     scopes = [scope for status, scope in events(server, READ) if status == 429]
     assert scopes == ["user", "shared", "sublimit", "global"]
+
+
+def test_the_fake_and_the_adapter_count_the_same_invalid_requests(
+    client: DiscordClient, world: World, server: FakeDiscordServer, registry: CollectorRegistry
+) -> None:
+    channel = str(world.general.id)
+    fake = server.fake.limits
+    # A hidden sub-limit of the bot's own route: scope user, requests left in the bucket.
+    server.fake.inject(Fault("sublimit429", route=READ, times=3, retry_after=0.05))
+    assert client.get_messages(channel, limit=1) == []
+    assert fake.invalid_count("127.0.0.1") == client.session.limiter.invalid_count() == 3
+    # A shared limit (also with a code, as the channel-write-limit example) counts on neither.
+    server.fake.inject(Fault("shared429", route=READ, times=2, retry_after=0.05, code=20028))
+    assert client.get_messages(channel, limit=1) == []
+    assert fake.invalid_count("127.0.0.1") == client.session.limiter.invalid_count() == 3
+    scopes = {
+        scope: registry.get_sample_value("summarybot_discord_429_total", {"scope": scope})
+        for scope in ("sublimit", "shared")
+    }
+    assert scopes == {"sublimit": 3.0, "shared": 2.0}
 
 
 def test_real_bucket_exhaustion_produces_no_429(

@@ -7,7 +7,7 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 
 def _get(world: World, path: str, **kw: Any) -> httpx.Response:
-    headers = {"Authorization": f"Bot {world.token}"}
+    headers = {"Authorization": f"Bot {world.token}", **kw.pop("headers", {})}
     return httpx.request(kw.pop("method", "GET"), world.api_base + path, headers=headers, **kw)
 
 
@@ -97,7 +97,13 @@ def test_rate_limit_headers_and_statuses(world: World) -> None:
     outside = httpx.get(world.api_base.removesuffix("/api/v10") + f"/channels/{world.general.id}")
     assert (outside.status_code, outside.text) == (404, "404: Not Found")
     assert _get(world, f"/channels/{world.general.id}", method="PUT").status_code == 405
-    bad_json = _get(world, f"/channels/{world.general.id}/messages", method="POST", content=b"{")
+    bad_json = _get(
+        world,
+        f"/channels/{world.general.id}/messages",
+        method="POST",
+        content=b"{",
+        headers={"Content-Type": "application/json"},
+    )
     assert bad_json.json()["code"] == 50109
     hook = f"{world.api_base}/webhooks/{world.webhook.id}/{world.webhook.token}"
     assert httpx.post(hook, json={"content": "x"}).status_code == 204
@@ -250,6 +256,282 @@ def test_guild_members_page_by_user_id_and_need_the_intent(
     )
     # Only the list needs the intent: one member by id is still served.
     assert _get(world, f"{path}/{world.bob.id}").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "code", "message"),
+    [
+        ("before", "abc", "NUMBER_TYPE_COERCE", 'Value "abc" is not snowflake.'),
+        ("after", "-1", "NUMBER_TYPE_COERCE", 'Value "-1" is not snowflake.'),
+        ("around", "1e3", "NUMBER_TYPE_COERCE", 'Value "1e3" is not snowflake.'),
+        ("after", "\u00b2", "NUMBER_TYPE_COERCE", 'Value "\u00b2" is not snowflake.'),
+        (
+            "before",
+            str(2**63),
+            "NUMBER_TYPE_MAX",
+            "snowflake value should be less than or equal to 9223372036854775807.",
+        ),
+    ],
+)
+def test_history_cursors_must_be_snowflakes(
+    world: World, name: str, value: str, code: str, message: str
+) -> None:
+    path = f"/channels/{world.general.id}/messages"
+    bad = _get(world, path, params={"limit": 5, name: value})
+    assert bad.status_code == 400
+    assert bad.json() == {
+        "message": "Invalid Form Body",
+        "code": 50035,
+        "errors": {name: {"_errors": [{"code": code, "message": message}]}},
+    }
+    # The edges of the range are snowflakes: 0 ("from the beginning") and the largest one.
+    for edge in ("0", str(2**63 - 1)):
+        assert _get(world, path, params={"limit": 5, name: edge}).status_code == 200
+    members = _get(world, f"/guilds/{world.guild.id}/members", params={"after": value})
+    assert members.json()["errors"] == {"after": {"_errors": [{"code": code, "message": message}]}}
+
+
+@pytest.mark.parametrize(
+    ("emoji", "status"),
+    [
+        ("👍", 204),
+        ("👍🏽", 204),
+        ("👨\u200d👩\u200d👧", 204),
+        ("🏳️\u200d🌈", 204),
+        ("1️⃣", 204),
+        ("🇫🇷", 204),
+        ("🇦", 204),  # a regional indicator letter on its own is an emoji too
+        ("🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f", 204),
+        ("❤", 204),
+        ("ℹ️", 204),
+        ("party:1102867070976000123", 204),
+        ("ok👍", 400),
+        ("👍👍", 400),
+        ("é", 400),
+        ("👍\u200d", 400),
+        ("🇫🇷🇩", 400),
+        ("⌘", 400),
+        ("1", 400),
+        ("a:party:1102867070976000123", 400),
+    ],
+)
+def test_a_reaction_is_one_unicode_emoji_or_name_id(
+    world: World, server: FakeDiscordServer, emoji: str, status: int
+) -> None:
+    message = server.fake.add_message(world.general, world.bob, "react here")
+    path = f"/channels/{world.general.id}/messages/{message.id}/reactions/{quote(emoji, safe='')}"
+    for method in ("PUT", "DELETE"):
+        answer = _get(world, f"{path}/@me", method=method)
+        assert answer.status_code == status, method
+        if status == 400:
+            assert answer.json() == {"message": "Unknown Emoji", "code": 10014}
+    assert not any(users for _, users in message.reactions.values())
+
+
+def _row(n: int) -> dict[str, Any]:
+    return {"type": 1, "components": [{"type": 2, "style": 1, "label": "b", "custom_id": f"c{n}"}]}
+
+
+def _field(name: str = "n", value: str = "v") -> dict[str, Any]:
+    return {"name": name, "value": value}
+
+
+#: (what, body of a given size, where the error is, the limit): one of Discord's message limits.
+_LIMITS: list[tuple[str, Any, list[str], int]] = [
+    ("content", lambda n: {"content": "x" * n}, ["content"], 2000),
+    ("title", lambda n: {"embeds": [{"title": "t" * n}]}, ["embeds", "0", "title"], 256),
+    (
+        "description",
+        lambda n: {"embeds": [{"description": "d" * n}]},
+        ["embeds", "0", "description"],
+        4096,
+    ),
+    ("fields", lambda n: {"embeds": [{"fields": [_field()] * n}]}, ["embeds", "0", "fields"], 25),
+    (
+        "field name",
+        lambda n: {"embeds": [{"fields": [_field(name="n" * n)]}]},
+        ["embeds", "0", "fields", "0", "name"],
+        256,
+    ),
+    (
+        "field value",
+        lambda n: {"embeds": [{"fields": [_field(value="v" * n)]}]},
+        ["embeds", "0", "fields", "0", "value"],
+        1024,
+    ),
+    (
+        "footer",
+        lambda n: {"embeds": [{"footer": {"text": "f" * n}}]},
+        ["embeds", "0", "footer", "text"],
+        2048,
+    ),
+    (
+        "author",
+        lambda n: {"embeds": [{"author": {"name": "a" * n}}]},
+        ["embeds", "0", "author", "name"],
+        256,
+    ),
+    ("action rows", lambda n: {"components": [_row(i) for i in range(n)]}, ["components"], 5),
+    ("nonce", lambda n: {"content": "x", "nonce": "n" * n}, ["nonce"], 25),
+]
+
+
+@pytest.mark.parametrize(("what", "body", "where", "limit"), _LIMITS, ids=[c[0] for c in _LIMITS])
+def test_each_message_limit_is_a_50035_at_its_field(
+    world: World, what: str, body: Any, where: list[str], limit: int
+) -> None:
+    path = f"/channels/{world.general.id}/messages"
+    assert _get(world, path, method="POST", json=body(limit)).status_code == 200, what
+    over = _get(world, path, method="POST", json=body(limit + 1))
+    assert over.status_code == 400
+    tree: dict[str, Any] = {
+        "_errors": [
+            {"code": "BASE_TYPE_MAX_LENGTH", "message": f"Must be {limit} or fewer in length."}
+        ]
+    }
+    for part in reversed(where):
+        tree = {part: tree}
+    assert over.json() == {"message": "Invalid Form Body", "code": 50035, "errors": tree}
+
+
+def test_every_broken_limit_is_reported_at_once_on_every_message_route(
+    world: World, server: FakeDiscordServer
+) -> None:
+    body = {
+        "content": "x",
+        "embeds": [{"title": "t" * 257, "footer": {"text": "f" * 2049}}],
+        "components": [_row(i) for i in range(6)],
+    }
+    expected = {
+        "embeds": {
+            "0": {
+                "title": {
+                    "_errors": [
+                        {
+                            "code": "BASE_TYPE_MAX_LENGTH",
+                            "message": "Must be 256 or fewer in length.",
+                        }
+                    ]
+                },
+                "footer": {
+                    "text": {
+                        "_errors": [
+                            {
+                                "code": "BASE_TYPE_MAX_LENGTH",
+                                "message": "Must be 2048 or fewer in length.",
+                            }
+                        ]
+                    }
+                },
+            }
+        },
+        "components": {
+            "_errors": [
+                {"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 5 or fewer in length."}
+            ]
+        },
+    }
+    mine = server.fake.add_message(world.general, world.bot, "mine")
+    hook = f"/webhooks/{world.webhook.id}/{world.webhook.token}"
+    for method, path in (
+        ("POST", f"/channels/{world.general.id}/messages"),
+        ("PATCH", f"/channels/{world.general.id}/messages/{mine.id}"),
+        ("POST", hook),
+    ):
+        answer = _get(world, path, method=method, json=body)
+        assert (answer.status_code, answer.json()["errors"]) == (400, expected), (method, path)
+    assert server.fake.messages[mine.id].content == "mine"
+
+
+@pytest.mark.parametrize(
+    ("mentions", "status"),
+    [
+        ({"parse": ["users"], "users": ["1102565081088000001"]}, 400),
+        ({"parse": ["roles"], "roles": ["1102565081088000002"]}, 400),
+        ({"parse": ["users"], "users": []}, 200),  # an empty list may go along
+        ({"parse": ["roles"], "users": ["1102565081088000001"]}, 200),
+        ({"parse": ["everyone"], "users": ["1102565081088000001"]}, 200),
+    ],
+)
+def test_allowed_mentions_parse_and_a_list_of_the_same_kind_exclude_each_other(
+    world: World, mentions: dict[str, Any], status: int
+) -> None:
+    body = {"content": "hi", "allowed_mentions": mentions}
+    answer = _get(world, f"/channels/{world.general.id}/messages", method="POST", json=body)
+    assert answer.status_code == status
+    if status == 400:
+        kind = "users" if "users" in mentions["parse"] else "roles"
+        assert answer.json()["errors"] == {
+            "allowed_mentions": {
+                "_errors": [
+                    {
+                        "code": "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+                        "message": f'parse:["{kind}"] and {kind}: [ids...] are mutually exclusive.',
+                    }
+                ]
+            }
+        }
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        ("application/json", 200),
+        ("application/json; charset=utf-8", 200),
+        ("Application/JSON", 200),
+        (None, 400),
+        ("text/plain", 400),
+        ("application/x-www-form-urlencoded", 400),
+    ],
+)
+def test_a_body_needs_a_content_type_discord_reads(
+    world: World, content_type: str | None, status: int
+) -> None:
+    headers = {"Authorization": f"Bot {world.token}"}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    answer = httpx.post(
+        f"{world.api_base}/channels/{world.general.id}/messages",
+        content=b'{"content": "hi"}',
+        headers=headers,
+    )
+    assert answer.status_code == status
+    if status == 400:
+        assert answer.json() == {
+            "message": "Invalid Form Body",
+            "code": 50035,
+            "errors": {
+                "_errors": [
+                    {
+                        "code": "CONTENT_TYPE_INVALID",
+                        "message": 'Expected "Content-Type" header to be one of '
+                        "{'application/json', 'multipart/form-data'}.",
+                    }
+                ]
+            },
+        }
+    # A request without a body needs none (a join, a reaction, a delete).
+    hook = f"{world.api_base}/webhooks/{world.webhook.id}/{world.webhook.token}"
+    assert httpx.get(hook).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("agent", "status"),
+    [
+        ("DiscordBot (https://github.com/summary-bot-ng/summary-bot-ng, 0.1.0)", 200),
+        ("python-httpx/0.28", 200),  # not what Discord asks for, but no browser: served
+        ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) discord/0.0.314 Electron/22.3", 403),
+    ],
+)
+def test_a_browser_user_agent_gets_cloudflares_40333(
+    world: World, server: FakeDiscordServer, agent: str, status: int
+) -> None:
+    answer = _get(world, "/users/@me", headers={"User-Agent": agent})
+    assert answer.status_code == status
+    if status == 403:
+        assert answer.json() == {"message": "internal network error", "code": 40333}
+        assert "via" not in answer.headers
+        assert server.fake.limits.invalid_count("127.0.0.1") == 1
 
 
 def test_connections_stay_open_under_load(world: World) -> None:

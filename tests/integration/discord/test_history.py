@@ -71,8 +71,9 @@ def test_after_a_message_and_limits(
 def test_bad_arguments_are_explained(client: DiscordClient, world: World) -> None:
     with pytest.raises(InvalidInputError, match="timezone"):
         list(client.iter_history(str(world.general.id), after=datetime(2026, 1, 1)))
-    with pytest.raises(InvalidInputError, match="neither"):
-        list(client.iter_history(str(world.general.id), after="yesterday"))
+    for not_an_id in ("yesterday", "²", "١٢٣", "-1"):
+        with pytest.raises(InvalidInputError, match="neither"):
+            list(client.iter_history(str(world.general.id), after=not_an_id))
     with pytest.raises(InvalidInputError, match="at least 1"):
         list(client.iter_history(str(world.general.id), limit=0))
 

@@ -102,7 +102,8 @@ def test_delete_is_idempotent(client: DiscordClient, world: World) -> None:
 
 
 @pytest.mark.parametrize(
-    "emoji", ["👍", "party:1102867070976000123", "<a:party:1102867070976000123>"]
+    "emoji",
+    ["👍", "👩🏽‍💻", "1️⃣", "🇫🇷", "party:1102867070976000123", "<a:party:1102867070976000123>"],
 )
 def test_add_and_remove_reaction(client: DiscordClient, world: World, emoji: str) -> None:
     channel = str(world.general.id)
@@ -112,7 +113,7 @@ def test_add_and_remove_reaction(client: DiscordClient, world: World, emoji: str
     assert reactions[0]["count"] == 1
     assert reactions[0]["me"] is True
     name = reactions[0]["emoji"]["name"]
-    assert name == ("👍" if emoji == "👍" else "party")
+    assert name == ("party" if "party" in emoji else emoji)
     client.remove_own_reaction(channel, sent.id, emoji)
     assert "reactions" not in client.get_message(channel, sent.id).raw
 
@@ -126,6 +127,32 @@ def test_bad_emoji_is_refused_locally_and_by_discord(client: DiscordClient, worl
     with pytest.raises(BadRequest) as caught:
         client.session.request(route)
     assert caught.value.code == 10014
+
+
+@pytest.mark.parametrize("emoji", ["ok👍", "é", "👍👍", "🇫🇷🇩", "⌘"])
+def test_discord_takes_one_emoji_per_reaction(
+    client: DiscordClient, world: World, server: FakeDiscordServer, emoji: str
+) -> None:
+    channel = str(world.general.id)
+    sent = client.send_message(channel, Message(content="x"))
+    for compile_route in (routes.ADD_REACTION.compile, routes.DELETE_OWN_REACTION.compile):
+        route = compile_route(channel_id=channel, message_id=sent.id, emoji=emoji)
+        with pytest.raises(BadRequest) as caught:
+            client.session.request(route)
+        assert (caught.value.status, caught.value.code) == (400, 10014)
+    # Through the client: text around an emoji is refused before sending; the rest (two
+    # emoji, a flag and a half, a symbol that is no emoji) is Discord's 10014, sent once.
+    before = len(server.fake.limits.events)
+    if emoji in ("ok👍", "é"):
+        with pytest.raises(InvalidInputError, match="not an emoji"):
+            client.add_reaction(channel, sent.id, emoji)
+        assert len(server.fake.limits.events) == before
+    else:
+        with pytest.raises(BadRequest) as caught:
+            client.add_reaction(channel, sent.id, emoji)
+        assert caught.value.code == 10014
+        assert len(server.fake.limits.events) == before + 1
+    assert "reactions" not in client.get_message(channel, sent.id).raw
 
 
 def test_threads_from_message_public_private_and_forum(

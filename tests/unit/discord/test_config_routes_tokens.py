@@ -115,6 +115,9 @@ def test_emoji_normalisation() -> None:
     assert normalize_emoji("<:party:1102867070976000123>") == "party:1102867070976000123"
     assert normalize_emoji("<a:aparty:1102867070976000123>") == "aparty:1102867070976000123"
     assert normalize_emoji("aparty:1102867070976000123") == "aparty:1102867070976000123"
-    for bad in ("", "thumbsup", ":thumbsup:", "<:x:1>"):
-        with pytest.raises(InvalidInputError):
+    for bad in ("", "thumbsup", ":thumbsup:", "<:x:1>", "ok👍", "é", "👍 👍", "👍!", "٣"):
+        with pytest.raises(InvalidInputError, match=r"not an emoji|empty"):
             normalize_emoji(bad)
+    # Emoji built from a keycap's digit, and the five emoji filed as letters or punctuation.
+    for good in ("1️⃣", "#️⃣", "ℹ️", "‼️", "⁉️", "〰️", "〽️", "👩🏽‍💻", "🇫🇷", "©️"):
+        assert normalize_emoji(good) == good
