@@ -215,8 +215,9 @@ PART_FLOOR = 500
 
 def part_share(asked: int | None, deployment: int, parts: int) -> int:
     """Messages each of ``parts`` channels may read: the job's limit (``asked``, capped by the
-    deployment's ``MAX_MESSAGES``) is for the whole job, shared evenly, never below
-    :data:`PART_FLOOR`.  Without the share, one digest of a large server with a window years
+    deployment's ``MAX_MESSAGES``) is for the whole job, shared evenly, but never below
+    :data:`PART_FLOOR` (or the whole limit, when that is smaller), so each channel says
+    something.  Without the share, one digest of a large server with a window years
     long read ``MAX_MESSAGES`` from every channel, under the rate limits every guild shares."""
     budget = min(asked or deployment, deployment)
     return max(min(PART_FLOOR, budget), budget // max(1, parts))
