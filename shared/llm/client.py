@@ -96,7 +96,7 @@ from shared.llm.structured import (
     schema_check,
 )
 from shared.llm.tokens import count_tokens, estimate_prompt_tokens
-from shared.llm.wire import ChatAnswer, UnreadableAnswer, post_chat
+from shared.llm.wire import ChatAnswer, UnreadableAnswer, json_or_none, post_chat
 from shared.ratelimit.llm import (
     LLMRateLimiter,
     LocalLLMLimiter,
@@ -440,10 +440,7 @@ def classify_status(
 
 def _error_usage(response: httpx2.Response) -> Usage | None:
     """``usage`` an error body reports (beside ``error`` or inside it), if any."""
-    try:
-        body = response.json()
-    except (ValueError, RecursionError):
-        return None
+    body = json_or_none(response)
     if not isinstance(body, Mapping):
         return None
     error = body.get("error")
@@ -937,10 +934,9 @@ class LLMClient(ClosesOnExit):
     def _convert_status(self, exc: openai.APIStatusError, model: str | None = None) -> Exception:
         body: object = exc.body
         if body is None:
-            try:
-                body = exc.response.json()
-            except ValueError:
-                body = exc.response.text
+            body = json_or_none(exc.response)
+        if body is None:
+            body = exc.response.text
         return classify_status(exc.status_code, body, exc.response.headers, model=model)
 
     @staticmethod

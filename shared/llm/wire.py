@@ -17,7 +17,7 @@ from typing import Any
 import httpx2
 import openai
 
-__all__ = ["ChatAnswer", "UnreadableAnswer", "post_chat"]
+__all__ = ["ChatAnswer", "UnreadableAnswer", "json_or_none", "post_chat"]
 
 #: The chat completions endpoint, relative to the client's base URL.
 CHAT_COMPLETIONS = "/chat/completions"
@@ -30,6 +30,15 @@ def post_chat(sdk: openai.OpenAI, params: Mapping[str, Any]) -> httpx2.Response:
     subclasses) for an error status, ``APITimeoutError``, ``APIConnectionError``.
     """
     return sdk.post(CHAT_COMPLETIONS, cast_to=httpx2.Response, body=dict(params))
+
+
+def json_or_none(response: httpx2.Response) -> Any:
+    """``response``'s body as JSON; None when it is not JSON, or is nested deeper than
+    ``json`` reads (RecursionError, not a ValueError)."""
+    try:
+        return response.json()
+    except (ValueError, RecursionError):
+        return None
 
 
 class UnreadableAnswer(ValueError):
@@ -54,10 +63,7 @@ class ChatAnswer:
         Missing or mistyped fields read as absent, as the SDK's lenient model did: an answer
         without choices has empty text, which the structured-output ladder then judges.
         """
-        try:
-            data = response.json()
-        except (ValueError, RecursionError):  # RecursionError: nested deeper than json reads
-            data = None
+        data = json_or_none(response)
         if not isinstance(data, Mapping):
             excerpt = response.text[:200].replace("\n", " ")
             raise UnreadableAnswer(f"the answer is not a JSON object: {excerpt!r}")

@@ -19,7 +19,7 @@ from shared.errors import ErrorKind, classify
 from shared.llm import client as llm
 from shared.llm.client import LLMClient
 from shared.llm.config import LLMSettings
-from shared.llm.wire import ChatAnswer, UnreadableAnswer
+from shared.llm.wire import ChatAnswer, UnreadableAnswer, json_or_none
 from tests.fakes.openai_server import FakeOpenAIServer
 
 ASK = [{"role": "user", "content": "Say something about kernels and headers."}]
@@ -143,3 +143,11 @@ def test_a_200_that_is_not_json_is_a_retryable_server_error(gateway: str) -> Non
         client.complete(ASK, max_tokens=50)
     assert caught.value.status == 200
     assert classify(caught.value) is ErrorKind.TRANSIENT
+
+
+@pytest.mark.parametrize(
+    "content", [b"<html>login</html>", b"", b"[" * 100_000 + b"]" * 100_000, b"\xff\xfe"]
+)
+def test_json_or_none_never_raises_on_a_body_json_cannot_read(content: bytes) -> None:
+    assert json_or_none(_response(None, content=content)) is None
+    assert json_or_none(_response({"error": {"message": "x"}})) == {"error": {"message": "x"}}
