@@ -14,9 +14,9 @@ from shared.errors import ErrorKind, classify
 from shared.llm import client as llm
 from shared.llm.breaker import CircuitOpenError
 from shared.llm.client import LLMClient
-from shared.llm.tokens import count_tokens
 from shared.ratelimit.llm import RequestTooLargeError
 from tests.fakes.openai_server import FakeConfig, FakeModel, FakeOpenAIServer
+from tests.fakes.openai_usage import text_tokens
 
 ASK = [{"role": "user", "content": "Say something about kernels and headers."}]
 Make = Callable[..., LLMClient]
@@ -59,8 +59,8 @@ def test_success_reports_usage_cost_and_sends_one_attempt(
     assert result.text
     assert result.model == "gpt-4o-mini-2024-07-18"
     assert result.finish_reason == "stop"
-    # framing + role + content + reply primer, counted with the real tokenizer
-    assert result.usage.prompt_tokens == 3 + 1 + count_tokens(ASK[0]["content"], model="gpt-4o") + 3
+    # framing + role + content + reply primer, as the server counted them
+    assert result.usage.prompt_tokens == 3 + 1 + text_tokens(ASK[0]["content"], "o200k_base") + 3
     assert result.usage.completion_tokens > 0
     assert result.cost_usd > 0
     assert result.request_id and result.request_id.startswith("req_")
