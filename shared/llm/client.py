@@ -95,7 +95,7 @@ from shared.llm.structured import (
     parse_json_text,
     schema_check,
 )
-from shared.llm.tokens import count_tokens, estimate_prompt_tokens
+from shared.llm.tokens import count_tokens, encoding_for_model, estimate_prompt_tokens
 from shared.llm.wire import ChatAnswer, UnreadableAnswer, json_or_none, post_chat
 from shared.ratelimit.llm import (
     LLMRateLimiter,
@@ -668,7 +668,12 @@ class LLMClient(ClosesOnExit):
         if self.settings.effective_provider == "openai":
             return self.registry.get(model)  # raises ConfigError with the fix
         log.warning("llm.model_unregistered", model=model, assumed_context=8192)
-        return ModelInfo(name=model, context_window=8192, max_output_tokens=2048)
+        return ModelInfo(
+            name=model,
+            context_window=8192,
+            max_output_tokens=2048,
+            encoding=encoding_for_model(model),
+        )
 
     def limiter(self, model: str) -> LLMRateLimiter:
         """The limiter of ``model``'s scope."""
@@ -803,7 +808,9 @@ class LLMClient(ClosesOnExit):
     ) -> Completion:
         info = self.model_info(model)
         allowance = min(max_tokens or self.settings.max_output_tokens, info.max_output_tokens)
-        prompt = estimate_prompt_tokens(messages, model=model, response_format=response_format)
+        prompt = estimate_prompt_tokens(
+            messages, model=model, encoding=info.encoding, response_format=response_format
+        )
         if not info.fits(prompt, allowance):
             raise ContextLengthError(
                 f"prompt of {prompt} tokens + {allowance} output tokens exceeds {model}'s "
@@ -876,7 +883,8 @@ class LLMClient(ClosesOnExit):
             usage = Usage.from_api(answer.usage)
             text = answer.text
             if usage.total_tokens == 0:
-                usage = Usage(prompt_tokens=prompt, completion_tokens=count_tokens(text), calls=1)
+                completion = count_tokens(text, encoding=info.encoding)
+                usage = Usage(prompt_tokens=prompt, completion_tokens=completion, calls=1)
             limiter.settle(reservation, usage.total_tokens, raw.headers)
             if not permit.clean:
                 breaker.record_success()

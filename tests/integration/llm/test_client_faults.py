@@ -16,7 +16,7 @@ from shared.llm.breaker import CircuitOpenError
 from shared.llm.client import LLMClient
 from shared.ratelimit.llm import RequestTooLargeError
 from tests.fakes.openai_server import FakeConfig, FakeModel, FakeOpenAIServer
-from tests.fakes.openai_usage import text_tokens
+from tests.fakes.openai_usage import chat_prompt_tokens, text_tokens
 
 ASK = [{"role": "user", "content": "Say something about kernels and headers."}]
 Make = Callable[..., LLMClient]
@@ -257,6 +257,34 @@ def test_context_overflow_is_caught_before_and_after_sending(
     assert after.value.context_window == 8192
     assert after.value.requested and after.value.requested > 8192
     assert classify(after.value) is ErrorKind.PERMANENT
+
+
+def test_an_alias_is_counted_with_the_encoding_the_registry_gives_it(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    # A proxy serves gpt-4 as "summarizer" (a LiteLLM model_name alias): the server counts
+    # with gpt-4's cl100k_base, which nothing in the name says; the registry entry does.
+    fake.config.models["summarizer"] = FakeModel("summarizer", 8_192, 4_096, encoding="cl100k_base")
+    line = "[m12 14:03 bill] the 2.6.8.1 kernel won't boot after installing the headers; ideas?\n"
+    big = [{"role": "user", "content": line * 220}]
+    served = chat_prompt_tokens(big, model="summarizer", encoding="cl100k_base")
+    modern = chat_prompt_tokens(big, model="summarizer", encoding="o200k_base")
+    allowance = 8_192 - modern  # fits if counted with o200k_base, as the name alone suggests
+    assert 0 < allowance <= 4_096 and served > modern
+    client = make_client(
+        model="summarizer",
+        models={
+            "summarizer": {
+                "context_window": 8_192,
+                "max_output_tokens": 4_096,
+                "encoding": "cl100k_base",
+            }
+        },
+    )
+    with pytest.raises(llm.ContextLengthError) as info:
+        client.complete(big, max_tokens=allowance)
+    assert info.value.requested == served + allowance  # the server's count, before sending
+    assert fake.stats()["requests"] == 0
 
 
 def test_request_too_large_for_the_tpm_limit_is_permanent(

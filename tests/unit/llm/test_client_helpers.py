@@ -522,6 +522,8 @@ def test_client_needs_a_key_for_openai(tmp_path: Path) -> None:
         llm.LLMClient.embedded(LLMSettings(api_key_file=tmp_path / "missing"))
     local = llm.LLMClient.embedded(LLMSettings(base_url="http://127.0.0.1:9/v1"))
     assert local.model_info("llama3").context_window == 8192
+    # An unregistered name is counted with the encoding the name implies, as before.
+    assert local.model_info("gpt-4-local").encoding == "cl100k_base"
     with pytest.raises(ConfigError, match="unknown LLM model"):
         llm.LLMClient.embedded(LLMSettings(api_key="sk-x")).model_info("llama3")
     local.close()
