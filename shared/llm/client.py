@@ -96,7 +96,7 @@ from shared.llm.structured import (
     schema_check,
 )
 from shared.llm.tokens import count_tokens, encoding_for_model, estimate_prompt_tokens
-from shared.llm.wire import ChatAnswer, UnreadableAnswer, json_or_none, post_chat
+from shared.llm.wire import ChatAnswer, UnreadableAnswer, json_or_none, never_sent, post_chat
 from shared.ratelimit.llm import (
     LLMRateLimiter,
     LocalLLMLimiter,
@@ -863,15 +863,8 @@ class LLMClient(ClosesOnExit):
                 if isinstance(error, _UnsupportedLimitParam | _UnsupportedTemperature):
                     raise LLMInvalidRequestError(_clip(str(exc))) from None
                 raise error from None
-            except openai.APITimeoutError:
-                breaker.record_failure("timeout")
-                raise LLMTimeoutError(
-                    f"LLM request to {model} timed out after {self.settings.request_timeout}s"
-                ) from None
-            except openai.APIConnectionError as exc:
-                breaker.record_failure("connection")
-                limiter.settle(reservation, 0)
-                raise LLMConnectionError(f"LLM endpoint unreachable: {exc}") from None
+            except openai.APIConnectionError as exc:  # APITimeoutError included
+                raise self._unanswered(exc, model, reservation, limiter, breaker) from None
             latency = time.monotonic() - started
             try:
                 answer = ChatAnswer.read(raw)
@@ -909,6 +902,36 @@ class LLMClient(ClosesOnExit):
                 waited=waited,
                 attempts=attempt,
             )
+
+    def _unanswered(
+        self,
+        exc: openai.APIConnectionError,
+        model: str,
+        reservation: Reservation,
+        limiter: LLMRateLimiter,
+        breaker: CircuitBreaker,
+    ) -> TransientError:
+        """The error for a call that got no answer, its reservation settled.
+
+        The tokens go back only when the request never left (:func:`never_sent`).  A request
+        that was sent and then timed out or lost its connection may have been processed and
+        counted by the server all the same.
+        """
+        unsent = never_sent(exc)
+        if unsent:
+            limiter.settle(reservation, 0)
+        if isinstance(exc, openai.APITimeoutError):
+            breaker.record_failure("timeout")
+            if unsent:
+                return LLMTimeoutError(
+                    f"LLM endpoint for {model} did not accept a connection within "
+                    f"{self.settings.connect_timeout}s"
+                )
+            return LLMTimeoutError(
+                f"LLM request to {model} timed out after {self.settings.request_timeout}s"
+            )
+        breaker.record_failure("connection")
+        return LLMConnectionError(f"LLM endpoint unreachable: {exc}")
 
     def _charge_failure(
         self,

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import socket
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from shared.errors import ErrorKind, classify
+from shared.errors import ErrorKind, RateLimitedError, classify
 from shared.llm import client as llm
 from shared.llm.breaker import CircuitOpenError
 from shared.llm.client import LLMClient
@@ -133,6 +136,77 @@ def test_dropped_connection_is_transient(fake: FakeOpenAIServer, make_client: Ma
     with pytest.raises(llm.LLMConnectionError) as info:
         make_client().complete(ASK)
     assert classify(info.value) is ErrorKind.TRANSIENT
+
+
+# What a call that got no answer leaves booked in the limiter: a request that reached the
+# server may have been processed and counted there; one that never left was not.
+
+#: A TPM budget that holds one call of ``max_tokens=1000`` but not two.
+TIGHT = {"tokens_per_minute": 1_500, "limiter_headroom": 0.0}
+
+
+def booked(client: LLMClient) -> bool:
+    """Whether the failed call's tokens are still booked: 1,000 more do not fit at once."""
+    try:
+        client.limiter(client.settings.model).reserve(1_000, max_wait=0)
+    except RateLimitedError:
+        return True
+    return False
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def unanswered_port() -> Iterator[int]:
+    """A port whose listener never accepts and whose accept queue is full: Linux drops the
+    SYNs of further connects, which hang as to a host that does not answer."""
+    with socket.socket() as listener, socket.socket() as queued:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = int(listener.getsockname()[1])
+        queued.connect(("127.0.0.1", port))  # fills the queue of one
+        yield port
+
+
+@pytest.mark.parametrize(
+    ("fault", "params", "error"),
+    [
+        ("disconnect", {}, llm.LLMConnectionError),  # read the request, then closed
+        ("timeout", {"delay": 1.0}, llm.LLMTimeoutError),  # read it, answered too late
+    ],
+)
+def test_a_request_the_server_read_keeps_its_tokens_booked(
+    fake: FakeOpenAIServer,
+    make_client: Make,
+    fault: str,
+    params: dict[str, float],
+    error: type[Exception],
+) -> None:
+    client = make_client(request_timeout=0.3, **TIGHT)
+    fake.inject(fault, **params)
+    with pytest.raises(error):
+        client.complete(ASK, max_tokens=1_000)
+    assert booked(client)
+
+
+def test_a_request_to_a_port_nothing_listens_on_gets_its_tokens_back(make_client: Make) -> None:
+    client = make_client(base_url=f"http://127.0.0.1:{unused_port()}/v1", **TIGHT)
+    with pytest.raises(llm.LLMConnectionError):
+        client.complete(ASK, max_tokens=1_000)
+    assert not booked(client)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="relies on Linux dropping SYNs")
+def test_a_connect_timeout_gets_its_tokens_back(make_client: Make) -> None:
+    with unanswered_port() as port:
+        client = make_client(base_url=f"http://127.0.0.1:{port}/v1", connect_timeout=0.2, **TIGHT)
+        with pytest.raises(llm.LLMTimeoutError, match="did not accept a connection"):
+            client.complete(ASK, max_tokens=1_000)
+    assert not booked(client)
 
 
 def test_quota_is_permanent_and_trips_the_breaker_for_everyone(
