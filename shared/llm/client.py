@@ -95,8 +95,8 @@ from shared.llm.structured import (
     parse_json_text,
     schema_check,
 )
-from shared.llm.tokens import count_tokens, estimate_prompt_tokens
-from shared.llm.wire import ChatAnswer, UnreadableAnswer, json_or_none, post_chat
+from shared.llm.tokens import count_tokens, encoding_for_model, estimate_prompt_tokens
+from shared.llm.wire import ChatAnswer, UnreadableAnswer, json_or_none, never_sent, post_chat
 from shared.ratelimit.llm import (
     LLMRateLimiter,
     LocalLLMLimiter,
@@ -668,7 +668,12 @@ class LLMClient(ClosesOnExit):
         if self.settings.effective_provider == "openai":
             return self.registry.get(model)  # raises ConfigError with the fix
         log.warning("llm.model_unregistered", model=model, assumed_context=8192)
-        return ModelInfo(name=model, context_window=8192, max_output_tokens=2048)
+        return ModelInfo(
+            name=model,
+            context_window=8192,
+            max_output_tokens=2048,
+            encoding=encoding_for_model(model),
+        )
 
     def limiter(self, model: str) -> LLMRateLimiter:
         """The limiter of ``model``'s scope."""
@@ -803,7 +808,9 @@ class LLMClient(ClosesOnExit):
     ) -> Completion:
         info = self.model_info(model)
         allowance = min(max_tokens or self.settings.max_output_tokens, info.max_output_tokens)
-        prompt = estimate_prompt_tokens(messages, model=model, response_format=response_format)
+        prompt = estimate_prompt_tokens(
+            messages, model=model, encoding=info.encoding, response_format=response_format
+        )
         if not info.fits(prompt, allowance):
             raise ContextLengthError(
                 f"prompt of {prompt} tokens + {allowance} output tokens exceeds {model}'s "
@@ -856,15 +863,8 @@ class LLMClient(ClosesOnExit):
                 if isinstance(error, _UnsupportedLimitParam | _UnsupportedTemperature):
                     raise LLMInvalidRequestError(_clip(str(exc))) from None
                 raise error from None
-            except openai.APITimeoutError:
-                breaker.record_failure("timeout")
-                raise LLMTimeoutError(
-                    f"LLM request to {model} timed out after {self.settings.request_timeout}s"
-                ) from None
-            except openai.APIConnectionError as exc:
-                breaker.record_failure("connection")
-                limiter.settle(reservation, 0)
-                raise LLMConnectionError(f"LLM endpoint unreachable: {exc}") from None
+            except openai.APIConnectionError as exc:  # APITimeoutError included
+                raise self._unanswered(exc, model, reservation, limiter, breaker) from None
             latency = time.monotonic() - started
             try:
                 answer = ChatAnswer.read(raw)
@@ -876,7 +876,8 @@ class LLMClient(ClosesOnExit):
             usage = Usage.from_api(answer.usage)
             text = answer.text
             if usage.total_tokens == 0:
-                usage = Usage(prompt_tokens=prompt, completion_tokens=count_tokens(text), calls=1)
+                completion = count_tokens(text, encoding=info.encoding)
+                usage = Usage(prompt_tokens=prompt, completion_tokens=completion, calls=1)
             limiter.settle(reservation, usage.total_tokens, raw.headers)
             if not permit.clean:
                 breaker.record_success()
@@ -901,6 +902,36 @@ class LLMClient(ClosesOnExit):
                 waited=waited,
                 attempts=attempt,
             )
+
+    def _unanswered(
+        self,
+        exc: openai.APIConnectionError,
+        model: str,
+        reservation: Reservation,
+        limiter: LLMRateLimiter,
+        breaker: CircuitBreaker,
+    ) -> TransientError:
+        """The error for a call that got no answer, its reservation settled.
+
+        The tokens go back only when the request never left (:func:`never_sent`).  A request
+        that was sent and then timed out or lost its connection may have been processed and
+        counted by the server all the same.
+        """
+        unsent = never_sent(exc)
+        if unsent:
+            limiter.settle(reservation, 0)
+        if isinstance(exc, openai.APITimeoutError):
+            breaker.record_failure("timeout")
+            if unsent:
+                return LLMTimeoutError(
+                    f"LLM endpoint for {model} did not accept a connection within "
+                    f"{self.settings.connect_timeout}s"
+                )
+            return LLMTimeoutError(
+                f"LLM request to {model} timed out after {self.settings.request_timeout}s"
+            )
+        breaker.record_failure("connection")
+        return LLMConnectionError(f"LLM endpoint unreachable: {exc}")
 
     def _charge_failure(
         self,

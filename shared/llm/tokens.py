@@ -236,15 +236,18 @@ def estimate_prompt_tokens(
     messages: Iterable[Mapping[str, Any]],
     *,
     model: str | None = None,
+    encoding: str | None = None,
     response_format: Mapping[str, Any] | None = None,
 ) -> int:
     """Prompt tokens to reserve for a request: the chat count plus a structured-output schema.
 
-    The API's exact charge for a ``json_schema`` response format is not published; counting
-    the compact schema JSON is a close, slightly generous stand-in.
+    ``encoding`` is the model's when the registry knows it: a proxy's alias or a deployment
+    name does not say which tokenizer the server counts with.  The API's exact charge for a
+    ``json_schema`` response format is not published; counting the compact schema JSON is a
+    close, slightly generous stand-in.
     """
-    total = count_chat_tokens(messages, model=model)
+    total = count_chat_tokens(messages, model=model, encoding=encoding)
     if response_format and response_format.get("type") == "json_schema":
-        schema = response_format.get("json_schema", {})
-        total += count_tokens(json.dumps(schema, separators=(",", ":")), model=model)
+        schema = json.dumps(response_format.get("json_schema", {}), separators=(",", ":"))
+        total += count_tokens(schema, model=model, encoding=encoding)
     return total

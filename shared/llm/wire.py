@@ -17,10 +17,19 @@ from typing import Any
 import httpx2
 import openai
 
-__all__ = ["ChatAnswer", "UnreadableAnswer", "json_or_none", "post_chat"]
+__all__ = ["ChatAnswer", "UnreadableAnswer", "json_or_none", "never_sent", "post_chat"]
 
 #: The chat completions endpoint, relative to the client's base URL.
 CHAT_COMPLETIONS = "/chat/completions"
+
+#: Transport failures of the connect phase: no byte of the request left this process.
+_BEFORE_SENDING: tuple[type[Exception], ...] = (
+    httpx2.ConnectError,
+    httpx2.ConnectTimeout,
+    httpx2.PoolTimeout,
+    httpx2.ProxyError,
+    httpx2.UnsupportedProtocol,
+)
 
 
 def post_chat(sdk: openai.OpenAI, params: Mapping[str, Any]) -> httpx2.Response:
@@ -30,6 +39,26 @@ def post_chat(sdk: openai.OpenAI, params: Mapping[str, Any]) -> httpx2.Response:
     subclasses) for an error status, ``APITimeoutError``, ``APIConnectionError``.
     """
     return sdk.post(CHAT_COMPLETIONS, cast_to=httpx2.Response, body=dict(params))
+
+
+def never_sent(error: openai.APIConnectionError) -> bool:
+    """Whether the request of a call that got no answer certainly never reached the server.
+
+    The SDK raises ``APIConnectionError`` (``APITimeoutError`` for timeouts) from the
+    transport's exception.  A refused or unreachable connection, a connect timeout or no free
+    pooled connection means nothing was sent.  A read timeout, a reset or a connection closed
+    after the request went out (``ReadTimeout``, ``ReadError``, ``RemoteProtocolError``) may
+    come after the server processed and counted the request, and so may a failed write or an
+    unknown cause.
+    """
+    cause = error.__cause__
+    for _ in range(8):  # the chain is short; the bound guards against a cycle
+        if cause is None:
+            return False
+        if isinstance(cause, _BEFORE_SENDING):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def json_or_none(response: httpx2.Response) -> Any:

@@ -13,7 +13,9 @@ What it does like the real service:
   reasoning models (``unsupported_parameter``), the context window
   (``context_length_exceeded``), ``response_format`` (strict-schema rules, the ``json``
   word rule of JSON mode);
-* counts usage with the real tokenizer (:mod:`shared.llm.tokens`);
+* counts usage as the API does and independently of the product's own counting
+  (:mod:`tests.fakes.openai_usage`: tiktoken itself, the cookbook's per-message framing, the
+  fake's own tables of model encodings and context windows);
 * enforces RPM and TPM with continuously refilling buckets: admission charges the prompt plus
   the ``max_tokens`` allowance, the unused allowance is returned when the reply is done, and a
   request over the limit gets the real 429 body ("Rate limit reached ... Please try again in
@@ -83,8 +85,14 @@ from typing import Any
 import jsonschema_rs
 from jsonschema import Draft202012Validator
 
-from shared.llm.models import DEFAULT_MODELS
-from shared.llm.tokens import count_tokens, encoding_for_model, estimate_prompt_tokens, get_encoding
+from tests.fakes.openai_usage import (
+    MODEL_LIMITS,
+    chat_prompt_tokens,
+    encoding_name,
+    load,
+    text_tokens,
+    truncate,
+)
 
 __all__ = ["FAULT_KINDS", "FakeConfig", "FakeModel", "FakeOpenAIServer", "main"]
 
@@ -134,23 +142,33 @@ def _fits(schema: dict[str, Any], data: Any) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class FakeModel:
-    """A model the fake serves."""
+    """A model the fake serves.
+
+    ``encoding`` is the tokenizer behind the name when the name does not say it (a proxy's
+    alias such as ``summarizer`` for gpt-4); by default the one tiktoken maps the name to.
+    """
 
     name: str
     context_window: int
     max_output_tokens: int
     reasoning: bool = False
+    encoding: str | None = None
 
     @property
     def snapshot(self) -> str:
         """The dated name echoed in responses, as the API does."""
         return _SNAPSHOTS.get(self.name, self.name)
 
+    @property
+    def tokenizer(self) -> str:
+        """The encoding this model's requests and replies are counted with."""
+        return self.encoding or encoding_name(self.name)
+
 
 def _default_models() -> dict[str, FakeModel]:
     return {
-        m.name: FakeModel(m.name, m.context_window, m.max_output_tokens, m.reasoning)
-        for m in DEFAULT_MODELS
+        name: FakeModel(name, context, output, reasoning)
+        for name, (context, output, reasoning) in MODEL_LIMITS.items()
     }
 
 
@@ -510,7 +528,7 @@ class FakeOpenAIServer:
         self._authorize(headers)
         request = _validate(body, self.config)
         model: FakeModel = request["model"]
-        prompt_tokens = _prompt_usage(body, model.name, self.config)
+        prompt_tokens = _prompt_usage(body, model, self.config)
         allowance = request["max_tokens"]
         if prompt_tokens + allowance > model.context_window:
             raise _ApiError(
@@ -533,7 +551,7 @@ class FakeOpenAIServer:
                 self._charge_failure(error, model.name, prompt_tokens, request)
                 raise
         content, finish, refusal = _respond(body, request, fault, prompt_tokens, self.config)
-        completion_tokens = _completion_usage(content or refusal or "", model.name, self.config)
+        completion_tokens = _completion_usage(content or refusal or "", model, self.config)
         delay = self.config.latency_base + self.config.latency_per_token * completion_tokens
         if delay > 0:
             time.sleep(delay)
@@ -1134,9 +1152,9 @@ def _respond(
         budget = config.reply_tokens
         for source in sources * max(1, budget // max(1, len(sources))):
             pieces.append(_words(source.text, 30))
-            if count_tokens(" ".join(pieces), model=model.name) >= budget:
+            if text_tokens(" ".join(pieces), model.tokenizer) >= budget:
                 break
-        content = _truncate(" ".join(pieces), budget, model.name)
+        content = truncate(" ".join(pieces), budget, model.tokenizer)
     return _limit(content, fault, request, model)
 
 
@@ -1148,15 +1166,9 @@ def _limit(
     limit = (
         int(fault.params.get("tokens", 8)) if fault and kind == "length" else request["max_tokens"]
     )
-    if count_tokens(content, model=model.name) > limit:
-        return _truncate(content, limit, model.name), "length", None
+    if text_tokens(content, model.tokenizer) > limit:
+        return truncate(content, limit, model.tokenizer), "length", None
     return content, "stop", None
-
-
-def _truncate(text: str, tokens: int, model: str) -> str:
-    encoding = get_encoding(encoding_for_model(model))
-    ids = encoding.encode_ordinary(text)
-    return encoding.decode(ids[:tokens]) if len(ids) > tokens else text
 
 
 def _sse(
@@ -1344,20 +1356,23 @@ def _chars4(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
-def _prompt_usage(body: dict[str, Any], model: str, config: FakeConfig) -> int:
+def _prompt_usage(body: dict[str, Any], model: FakeModel, config: FakeConfig) -> int:
     """Prompt tokens as this server counts them (its tokenizer, or characters / 4)."""
     if config.usage_counting == "chars4":
         return _chars4("".join(_text_of(m) for m in body["messages"]))
-    return estimate_prompt_tokens(
-        body["messages"], model=model, response_format=body.get("response_format")
+    return chat_prompt_tokens(
+        body["messages"],
+        model=model.name,
+        encoding=model.tokenizer,
+        response_format=body.get("response_format"),
     )
 
 
-def _completion_usage(text: str, model: str, config: FakeConfig) -> int:
+def _completion_usage(text: str, model: FakeModel, config: FakeConfig) -> int:
     """Completion tokens as this server counts them."""
     if config.usage_counting == "chars4":
         return _chars4(text)
-    return count_tokens(text, model=model)
+    return text_tokens(text, model.tokenizer)
 
 
 def _cited_sources(sources: list[_Source]) -> list[_Source]:
@@ -1744,7 +1759,7 @@ def main(argv: list[str] | None = None) -> None:
         reply_tokens=args.reply_tokens,
     )
     fake = FakeOpenAIServer(config, port=args.port)
-    get_encoding("o200k_base")  # load the tokenizer before the first request is timed
+    load("o200k_base")  # load the tokenizer before the first request is timed
 
     def stop(*_: object) -> None:
         threading.Thread(target=fake.stop, daemon=True).start()

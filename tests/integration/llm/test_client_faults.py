@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import os
+import socket
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from shared.errors import ErrorKind, classify
+from shared.errors import ErrorKind, RateLimitedError, classify
 from shared.llm import client as llm
 from shared.llm.breaker import CircuitOpenError
 from shared.llm.client import LLMClient
-from shared.llm.tokens import count_tokens
 from shared.ratelimit.llm import RequestTooLargeError
 from tests.fakes.openai_server import FakeConfig, FakeModel, FakeOpenAIServer
+from tests.fakes.openai_usage import chat_prompt_tokens, text_tokens
 
 ASK = [{"role": "user", "content": "Say something about kernels and headers."}]
 Make = Callable[..., LLMClient]
@@ -59,8 +62,8 @@ def test_success_reports_usage_cost_and_sends_one_attempt(
     assert result.text
     assert result.model == "gpt-4o-mini-2024-07-18"
     assert result.finish_reason == "stop"
-    # framing + role + content + reply primer, counted with the real tokenizer
-    assert result.usage.prompt_tokens == 3 + 1 + count_tokens(ASK[0]["content"], model="gpt-4o") + 3
+    # framing + role + content + reply primer, as the server counted them
+    assert result.usage.prompt_tokens == 3 + 1 + text_tokens(ASK[0]["content"], "o200k_base") + 3
     assert result.usage.completion_tokens > 0
     assert result.cost_usd > 0
     assert result.request_id and result.request_id.startswith("req_")
@@ -133,6 +136,77 @@ def test_dropped_connection_is_transient(fake: FakeOpenAIServer, make_client: Ma
     with pytest.raises(llm.LLMConnectionError) as info:
         make_client().complete(ASK)
     assert classify(info.value) is ErrorKind.TRANSIENT
+
+
+# What a call that got no answer leaves booked in the limiter: a request that reached the
+# server may have been processed and counted there; one that never left was not.
+
+#: A TPM budget that holds one call of ``max_tokens=1000`` but not two.
+TIGHT = {"tokens_per_minute": 1_500, "limiter_headroom": 0.0}
+
+
+def booked(client: LLMClient) -> bool:
+    """Whether the failed call's tokens are still booked: 1,000 more do not fit at once."""
+    try:
+        client.limiter(client.settings.model).reserve(1_000, max_wait=0)
+    except RateLimitedError:
+        return True
+    return False
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def unanswered_port() -> Iterator[int]:
+    """A port whose listener never accepts and whose accept queue is full: Linux drops the
+    SYNs of further connects, which hang as to a host that does not answer."""
+    with socket.socket() as listener, socket.socket() as queued:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = int(listener.getsockname()[1])
+        queued.connect(("127.0.0.1", port))  # fills the queue of one
+        yield port
+
+
+@pytest.mark.parametrize(
+    ("fault", "params", "error"),
+    [
+        ("disconnect", {}, llm.LLMConnectionError),  # read the request, then closed
+        ("timeout", {"delay": 1.0}, llm.LLMTimeoutError),  # read it, answered too late
+    ],
+)
+def test_a_request_the_server_read_keeps_its_tokens_booked(
+    fake: FakeOpenAIServer,
+    make_client: Make,
+    fault: str,
+    params: dict[str, float],
+    error: type[Exception],
+) -> None:
+    client = make_client(request_timeout=0.3, **TIGHT)
+    fake.inject(fault, **params)
+    with pytest.raises(error):
+        client.complete(ASK, max_tokens=1_000)
+    assert booked(client)
+
+
+def test_a_request_to_a_port_nothing_listens_on_gets_its_tokens_back(make_client: Make) -> None:
+    client = make_client(base_url=f"http://127.0.0.1:{unused_port()}/v1", **TIGHT)
+    with pytest.raises(llm.LLMConnectionError):
+        client.complete(ASK, max_tokens=1_000)
+    assert not booked(client)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="relies on Linux dropping SYNs")
+def test_a_connect_timeout_gets_its_tokens_back(make_client: Make) -> None:
+    with unanswered_port() as port:
+        client = make_client(base_url=f"http://127.0.0.1:{port}/v1", connect_timeout=0.2, **TIGHT)
+        with pytest.raises(llm.LLMTimeoutError, match="did not accept a connection"):
+            client.complete(ASK, max_tokens=1_000)
+    assert not booked(client)
 
 
 def test_quota_is_permanent_and_trips_the_breaker_for_everyone(
@@ -257,6 +331,34 @@ def test_context_overflow_is_caught_before_and_after_sending(
     assert after.value.context_window == 8192
     assert after.value.requested and after.value.requested > 8192
     assert classify(after.value) is ErrorKind.PERMANENT
+
+
+def test_an_alias_is_counted_with_the_encoding_the_registry_gives_it(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    # A proxy serves gpt-4 as "summarizer" (a LiteLLM model_name alias): the server counts
+    # with gpt-4's cl100k_base, which nothing in the name says; the registry entry does.
+    fake.config.models["summarizer"] = FakeModel("summarizer", 8_192, 4_096, encoding="cl100k_base")
+    line = "[m12 14:03 bill] the 2.6.8.1 kernel won't boot after installing the headers; ideas?\n"
+    big = [{"role": "user", "content": line * 220}]
+    served = chat_prompt_tokens(big, model="summarizer", encoding="cl100k_base")
+    modern = chat_prompt_tokens(big, model="summarizer", encoding="o200k_base")
+    allowance = 8_192 - modern  # fits if counted with o200k_base, as the name alone suggests
+    assert 0 < allowance <= 4_096 and served > modern
+    client = make_client(
+        model="summarizer",
+        models={
+            "summarizer": {
+                "context_window": 8_192,
+                "max_output_tokens": 4_096,
+                "encoding": "cl100k_base",
+            }
+        },
+    )
+    with pytest.raises(llm.ContextLengthError) as info:
+        client.complete(big, max_tokens=allowance)
+    assert info.value.requested == served + allowance  # the server's count, before sending
+    assert fake.stats()["requests"] == 0
 
 
 def test_request_too_large_for_the_tpm_limit_is_permanent(

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import httpx2
+import openai
 import pytest
 from pydantic import ValidationError
 
 from shared.errors import ConfigError, ErrorKind, classify
 from shared.llm import client as llm
 from shared.llm.config import LLMSettings
+from shared.llm.wire import never_sent
 from shared.ratelimit.llm import RequestTooLargeError
 
 
@@ -522,6 +525,36 @@ def test_client_needs_a_key_for_openai(tmp_path: Path) -> None:
         llm.LLMClient.embedded(LLMSettings(api_key_file=tmp_path / "missing"))
     local = llm.LLMClient.embedded(LLMSettings(base_url="http://127.0.0.1:9/v1"))
     assert local.model_info("llama3").context_window == 8192
+    # An unregistered name is counted with the encoding the name implies, as before.
+    assert local.model_info("gpt-4-local").encoding == "cl100k_base"
     with pytest.raises(ConfigError, match="unknown LLM model"):
         llm.LLMClient.embedded(LLMSettings(api_key="sk-x")).model_info("llama3")
     local.close()
+
+
+@pytest.mark.parametrize(
+    ("cause", "unsent"),
+    [
+        (httpx2.ConnectError("refused"), True),
+        (httpx2.ConnectTimeout("no SYN-ACK"), True),
+        (httpx2.PoolTimeout("no free connection"), True),
+        (httpx2.ReadTimeout("timed out"), False),
+        (httpx2.ReadError("reset by peer"), False),
+        (httpx2.RemoteProtocolError("Server disconnected"), False),
+        (httpx2.WriteError("broken pipe"), False),  # the server may have read it all
+        (RuntimeError("unknown"), False),
+        (None, False),
+    ],
+)
+def test_only_a_connect_failure_means_the_request_never_left(
+    cause: Exception | None, unsent: bool
+) -> None:
+    request = httpx2.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+    timeout = isinstance(cause, httpx2.TimeoutException)
+    error = (openai.APITimeoutError if timeout else openai.APIConnectionError)(request=request)
+    error.__cause__ = cause
+    assert never_sent(error) is unsent
+    wrapped = openai.APIConnectionError(request=request)
+    wrapped.__cause__ = RuntimeError("wrapper")
+    wrapped.__cause__.__cause__ = cause
+    assert never_sent(wrapped) is unsent  # found down the chain too

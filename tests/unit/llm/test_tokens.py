@@ -107,6 +107,17 @@ def test_schema_adds_to_the_prompt_estimate() -> None:
     )
 
 
+def test_the_estimate_counts_with_the_encoding_it_is_given() -> None:
+    # An alias names no model: the registry's encoding, not the name's default, decides.
+    schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
+    alias = tokens.estimate_prompt_tokens(
+        COOKBOOK, model="summarizer", encoding="cl100k_base", response_format=schema
+    )
+    gpt4 = tokens.estimate_prompt_tokens(COOKBOOK, model="gpt-4", response_format=schema)
+    assert alias == gpt4
+    assert tokens.estimate_prompt_tokens(COOKBOOK, model="summarizer") == 124  # o200k_base
+
+
 def test_unknown_encoding_is_refused() -> None:
     with pytest.raises(ValueError, match="available offline"):
         tokens.get_encoding("p50k_base")
