@@ -66,7 +66,7 @@ class TokenEstimate:
 
 
 @functools.lru_cache(maxsize=512)
-def step_overhead(kind: str, channel: ChannelInfo, *, model: str) -> int:
+def step_overhead(kind: str, channel: ChannelInfo, *, encoding: str) -> int:
     """Prompt tokens of a ``map`` or ``reduce`` call besides its data (prompt, schema).
 
     Memoised: tokenizing the prompt and schema took about a third of a one-call summarize
@@ -81,7 +81,7 @@ def step_overhead(kind: str, channel: ChannelInfo, *, model: str) -> int:
         )
         schema = prompts.final_schema(prompts.PromptOptions().format)
     response_format = {"type": "json_schema", "json_schema": {"name": kind, "schema": schema}}
-    return estimate_prompt_tokens(messages, model=model, response_format=response_format)
+    return estimate_prompt_tokens(messages, encoding=encoding, response_format=response_format)
 
 
 def estimate_job(
@@ -90,15 +90,15 @@ def estimate_job(
     total_chunks: int,
     channel: ChannelInfo,
     settings: LLMSettings,
+    encoding: str,
 ) -> TokenEstimate:
     """Expected tokens of a map/reduce job whose uncached chunks have these token counts.
 
     Notes of a chunk are taken as half the map allowance; merges happen while the notes exceed
     ``reduce_input_tokens``, each merge producing half the final allowance.
     """
-    model = settings.model
-    map_fixed = step_overhead("map", channel, model=model)
-    reduce_fixed = step_overhead("reduce", channel, model=model)
+    map_fixed = step_overhead("map", channel, encoding=encoding)
+    reduce_fixed = step_overhead("reduce", channel, encoding=encoding)
     calls = len(uncached_chunk_tokens)
     prompt = sum(uncached_chunk_tokens) + map_fixed * calls
     max_out = settings.map_output_tokens * calls

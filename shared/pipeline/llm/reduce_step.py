@@ -82,8 +82,8 @@ class _Continue(Exception):
     """The reduce step used its share of the task's time; a new task goes on from the cache."""
 
 
-def _tokens(notes: Sequence[Mapping[str, Any]], model: str) -> int:
-    return sum(count_tokens(json.dumps(n, ensure_ascii=False), model=model) for n in notes)
+def _tokens(notes: Sequence[Mapping[str, Any]], encoding: str) -> int:
+    return sum(count_tokens(json.dumps(n, ensure_ascii=False), encoding=encoding) for n in notes)
 
 
 class _Reducer:
@@ -177,14 +177,14 @@ class _Reducer:
 
     def reduce(self, notes: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
         """Merge consecutive notes until they fit ``budget`` tokens (or levels run out)."""
-        model = self.llm.model
+        encoding = self.llm.encoding
         for _ in range(self.llm.settings.max_reduce_levels):
-            if _tokens(notes, model) <= budget or len(notes) < 2:
+            if _tokens(notes, encoding) <= budget or len(notes) < 2:
                 return notes
             batches: list[list[dict[str, Any]]] = [[]]
             size = 0
             for item in notes:
-                cost = _tokens([item], model)
+                cost = _tokens([item], encoding)
                 if batches[-1] and size + cost > budget:
                     batches.append([])
                     size = 0

@@ -156,7 +156,7 @@ def start(services: Services, job: Job, params: JobParams, fetched: CachedFetch)
         options=transcript_options,
         chunk_tokens=settings.map_input_tokens,
         block_messages=settings.segment_block_messages,
-        model=llm.model,
+        encoding=llm.encoding,
     )
     held: list[Chunk] = []
     held_tokens = 0
@@ -297,7 +297,7 @@ def _single(
     if budgeted:
         needed = (
             sum(c.tokens for c in chunks)
-            + step_overhead("reduce", channel, model=llm.model)
+            + step_overhead("reduce", channel, encoding=llm.encoding)
             + llm.settings.max_output_tokens // 2
         )
         with services.session_factory() as session, session.begin():
@@ -369,6 +369,7 @@ def _commit_plan(
         total_chunks=len(staging.rows),
         channel=channel,
         settings=llm.settings,
+        encoding=llm.encoding,
     )
     plan_stats = {
         **stats.to_json(),

@@ -241,6 +241,15 @@ class LLMBackend:
         return self.settings.model
 
     @property
+    def encoding(self) -> str:
+        """The tokenizer the server counts the main model's prompts with: the registry's.
+
+        A proxy's alias or a deployment name does not say which one it is, so every count made
+        to size or budget a call uses this, as the client does for the call itself.
+        """
+        return self.client.model_info(self.model).encoding
+
+    @property
     def provider(self) -> str:
         """Backend label stored with summaries (``openai``, ``vllm``, ``ollama`` ...)."""
         return self.settings.effective_provider

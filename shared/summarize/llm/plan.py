@@ -238,7 +238,7 @@ class Planner:
         options: TranscriptOptions,
         chunk_tokens: int,
         block_messages: int,
-        model: str,
+        encoding: str,
     ) -> None:
         if chunk_tokens < 1 or block_messages < 1:
             raise ValueError("chunk_tokens and block_messages must be positive")
@@ -246,7 +246,7 @@ class Planner:
         self.options = options
         self.chunk_tokens = chunk_tokens
         self.block_messages = block_messages
-        self.model = model
+        self.encoding = encoding
         self.stats = WindowStats()
         self._next_index = 0
 
@@ -257,7 +257,7 @@ class Planner:
             yield from self._block_chunks(block)
 
     def _line_cost(self, line: TranscriptLine) -> int:
-        return count_tokens(line.text, model=self.model) + HEADER_TOKENS
+        return count_tokens(line.text, encoding=self.encoding) + HEADER_TOKENS
 
     def _block_chunks(self, block: list[ChatMessage]) -> Iterator[Chunk]:
         transcript = build_transcript(block, self.channel, options=self.options)
@@ -297,7 +297,7 @@ class Planner:
         chunk = Chunk(
             index=self._next_index,
             lines=tuple(local),
-            tokens=count_tokens(rendered, model=self.model),
+            tokens=count_tokens(rendered, encoding=self.encoding),
             content_hash=chunk_hash(self.channel, local, rendered),
         )
         self._next_index += 1

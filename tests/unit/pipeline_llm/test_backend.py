@@ -46,6 +46,19 @@ def _backend(fake: FakeOpenAIServer, **overrides: Any) -> LLMBackend:
     return LLMBackend(client, notes=MemoryNotesCache(ttl=60), scratch=MemoryScratchStore())
 
 
+def test_counts_for_sizing_use_the_registrys_encoding(fake: FakeOpenAIServer) -> None:
+    """An alias names no tokenizer: the plan and the budget count as the registry says."""
+    alias = {
+        "summarizer": {
+            "context_window": 8_192,
+            "max_output_tokens": 4_096,
+            "encoding": "cl100k_base",
+        }
+    }
+    assert _backend(fake, model="summarizer", models=alias).encoding == "cl100k_base"
+    assert _backend(fake, model="gpt-4o-mini").encoding == "o200k_base"
+
+
 def _transcript(count: int = 40) -> Transcript:
     topics = [
         "the wifi driver iwlwifi drops the connection every ten minutes",

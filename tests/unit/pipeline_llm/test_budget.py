@@ -51,15 +51,27 @@ def _job(session: Session, guild: str, status: str = "summarizing") -> uuid.UUID
 def test_estimates_grow_with_chunks_and_count_reduce_levels() -> None:
     settings = LLMSettings(api_key="k", reduce_input_tokens=4000, map_output_tokens=1000)
     small = estimate_job(
-        uncached_chunk_tokens=[5000], total_chunks=1, channel=CHANNEL, settings=settings
+        uncached_chunk_tokens=[5000],
+        total_chunks=1,
+        channel=CHANNEL,
+        settings=settings,
+        encoding="o200k_base",
     )
     big = estimate_job(
-        uncached_chunk_tokens=[5000] * 20, total_chunks=20, channel=CHANNEL, settings=settings
+        uncached_chunk_tokens=[5000] * 20,
+        total_chunks=20,
+        channel=CHANNEL,
+        settings=settings,
+        encoding="o200k_base",
     )
     reused = estimate_job(
-        uncached_chunk_tokens=[], total_chunks=20, channel=CHANNEL, settings=settings
+        uncached_chunk_tokens=[],
+        total_chunks=20,
+        channel=CHANNEL,
+        settings=settings,
+        encoding="o200k_base",
     )
-    overhead = step_overhead("map", CHANNEL, model=settings.model)
+    overhead = step_overhead("map", CHANNEL, encoding="o200k_base")
     assert 300 < overhead < 3000
     assert small.calls == 2 and small.prompt_tokens >= 5000 + overhead
     assert big.calls > 20 + 1  # merges were needed: 20 notes of ~500 tokens > 4000
@@ -68,14 +80,14 @@ def test_estimates_grow_with_chunks_and_count_reduce_levels() -> None:
     assert big.total == big.prompt_tokens + big.completion_tokens
 
 
-def test_step_overhead_is_counted_once_per_channel_and_model() -> None:
+def test_step_overhead_is_counted_once_per_channel_and_encoding() -> None:
     """The prompt and schema are tokenized once; a channel with another topic is its own."""
     step_overhead.cache_clear()
-    first = step_overhead("reduce", CHANNEL, model="gpt-4o-mini")
-    assert step_overhead("reduce", CHANNEL, model="gpt-4o-mini") == first
+    first = step_overhead("reduce", CHANNEL, encoding="o200k_base")
+    assert step_overhead("reduce", CHANNEL, encoding="o200k_base") == first
     assert step_overhead.cache_info().hits == 1
     longer = replace(CHANNEL, topic="a much longer topic " * 20)
-    assert step_overhead("reduce", longer, model="gpt-4o-mini") > first
+    assert step_overhead("reduce", longer, encoding="o200k_base") > first
     assert step_overhead.cache_info().misses == 2
 
 

@@ -55,7 +55,7 @@ def _planner(**kw) -> Planner:  # type: ignore[no-untyped-def]
         "options": TranscriptOptions(),
         "chunk_tokens": 1500,
         "block_messages": 5000,
-        "model": "gpt-4o-mini",
+        "encoding": "o200k_base",
     }
     values.update(kw)
     return Planner(CHANNEL, **values)  # type: ignore[arg-type]
@@ -90,7 +90,7 @@ def test_chunks_respect_the_budget_and_cover_every_kept_message() -> None:
     assert [c.index for c in chunks] == list(range(len(chunks)))
     for chunk in chunks:
         rendered = transcript_of(chunk.lines, CHANNEL).render()
-        assert chunk.tokens == count_tokens(rendered, model="gpt-4o-mini")
+        assert chunk.tokens == count_tokens(rendered, encoding="o200k_base")
         assert chunk.tokens <= 1500 * 1.15  # the packing estimate is close to exact
         assert [line.alias for line in chunk.lines] == [
             f"m{i}" for i in range(1, len(chunk.lines) + 1)
@@ -99,6 +99,15 @@ def test_chunks_respect_the_budget_and_cover_every_kept_message() -> None:
     assert len(kept) == len(set(kept)) == planner.stats.kept
     assert planner.stats.messages_total == len(messages)
     assert planner.stats.kept + sum(planner.stats.dropped.values()) == len(messages)
+
+
+def test_chunks_are_counted_with_the_encoding_the_planner_is_given() -> None:
+    # A proxy's alias for gpt-4 is counted by the server with cl100k_base: so must the plan.
+    messages = _days(date(2024, 3, 1), 1)
+    chunks = list(_planner(encoding="cl100k_base").chunks(messages))
+    rendered = [transcript_of(chunk.lines, CHANNEL).render() for chunk in chunks]
+    assert [c.tokens for c in chunks] == [count_tokens(r, encoding="cl100k_base") for r in rendered]
+    assert [c.tokens for c in chunks] != [count_tokens(r, encoding="o200k_base") for r in rendered]
 
 
 def test_a_day_yields_the_same_chunks_alone_and_inside_a_week() -> None:
