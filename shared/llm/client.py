@@ -931,7 +931,12 @@ class LLMClient(ClosesOnExit):
                 f"LLM request to {model} timed out after {self.settings.request_timeout}s"
             )
         breaker.record_failure("connection")
-        return LLMConnectionError(f"LLM endpoint unreachable: {exc}")
+        if unsent:
+            return LLMConnectionError(f"LLM endpoint unreachable: {exc}")
+        return LLMConnectionError(
+            f"LLM connection to {model} was lost after the request was sent ({exc}); "
+            "the server may have counted it"
+        )
 
     def _charge_failure(
         self,
