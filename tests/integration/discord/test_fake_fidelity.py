@@ -5,7 +5,9 @@ from __future__ import annotations
 import http.client
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -562,3 +564,92 @@ def test_connections_stay_open_under_load(world: World) -> None:
     assert len(results) == 360
     assert {status for status, _ in results} <= {200, 429}
     assert all(reused for _, reused in results)
+
+
+def _form(path: list[str], code: str, message: str) -> dict[str, Any]:
+    """Discord's 50035 body with one problem at ``path``."""
+    tree: dict[str, Any] = {"_errors": [{"code": code, "message": message}]}
+    for part in reversed(path):
+        tree = {part: tree}
+    return {"message": "Invalid Form Body", "code": 50035, "errors": tree}
+
+
+_MIN = "NUMBER_TYPE_MIN"
+_MAX = "NUMBER_TYPE_MAX"
+_COERCE = "NUMBER_TYPE_COERCE"
+
+#: (route, query, where, code, message) of query values Discord refuses with 400/50035.
+_BAD_QUERIES = [
+    ("messages", {"limit": "abc"}, "limit", _COERCE, 'Value "abc" is not int.'),
+    ("messages", {"limit": "\u0663"}, "limit", _COERCE, 'Value "\u0663" is not int.'),
+    ("messages", {"limit": " 5"}, "limit", _COERCE, 'Value " 5" is not int.'),
+    ("messages", {"limit": "0"}, "limit", _MIN, "int value should be greater than or equal to 1."),
+    ("messages", {"limit": "101"}, "limit", _MAX, "int value should be less than or equal to 100."),
+    ("archived", {"limit": "abc"}, "limit", _COERCE, 'Value "abc" is not int.'),
+    ("archived", {"limit": "1"}, "limit", _MIN, "int value should be greater than or equal to 2."),
+    ("archived", {"limit": "101"}, "limit", _MAX, "int value should be less than or equal to 100."),
+    # A unix time where Discord wants ISO8601 (what serenity-rs/serenity#2664 met).
+    (
+        "archived",
+        {"before": "1700059153"},
+        "before",
+        "DATE_TIME_TYPE_PARSE",
+        "Could not parse 1700059153. Should be ISO8601.",
+    ),
+    (
+        "archived",
+        {"before": ""},
+        "before",
+        "DATE_TIME_TYPE_PARSE",
+        "Could not parse . Should be ISO8601.",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("route", "query", "where", "code", "message"),
+    _BAD_QUERIES,
+    ids=[f"{c[0]}-{c[2]}={c[1][c[2]]!r}" for c in _BAD_QUERIES],
+)
+def test_query_numbers_and_timestamps_that_discord_refuses_are_400_not_500(
+    world: World, route: str, query: dict[str, str], where: str, code: str, message: str
+) -> None:
+    paths = {
+        "messages": f"/channels/{world.general.id}/messages",
+        "archived": f"/channels/{world.general.id}/threads/archived/public",
+    }
+    answer = _get(world, paths[route], params=query)
+    assert (answer.status_code, answer.json()) == (400, _form([where], code, message))
+
+
+def test_archived_threads_page_before_an_iso8601_timestamp(
+    world: World, server: FakeDiscordServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    day = 86400_000
+    now = server.fake.now_ms()
+    old, older = (
+        server.fake.add_thread(
+            world.general, name, owner=world.alice, archived=True, archive_ms=now - n * day
+        )
+        for n, name in ((1, "old"), (3, "older"))
+    )
+    path = f"/channels/{world.general.id}/threads/archived/public"
+
+    def names(before: str) -> list[str]:
+        answer = _get(world, path, params={"before": before, "limit": 2})
+        assert answer.status_code == 200, answer.text
+        return [t["name"] for t in answer.json()["threads"]]
+
+    two_days_ago = datetime.fromtimestamp((now - 2 * day) / 1000, UTC)
+    assert names(two_days_ago.isoformat()) == [older.name]
+    assert names(datetime.fromtimestamp(now / 1000, UTC).isoformat()) == [old.name, older.name]
+    # Without an offset the time is UTC, whatever the local zone (here 14 hours ahead, where
+    # this time would come before the newer thread's archiving).
+    monkeypatch.setenv("TZ", "Etc/GMT-14")
+    time.tzset()
+    try:
+        after_old = datetime.fromtimestamp((now - day) / 1000, UTC) + timedelta(hours=2)
+        assert names(after_old.replace(tzinfo=None).isoformat()) == [old.name, older.name]
+    finally:
+        monkeypatch.undo()
+        time.tzset()
