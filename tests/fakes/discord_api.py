@@ -135,6 +135,14 @@ def _ascii_int(text: str) -> int:
     return -value if text.startswith("-") else value
 
 
+def _path_id(raw: str) -> int | None:
+    """The id in a path segment, or None when it is not ASCII digits (the handler's 404).
+
+    ``str.isdigit`` is not the test: it accepts digits ``int`` refuses (``²``).
+    """
+    return _ascii_int(raw) if _SNOWFLAKE_DIGITS.fullmatch(raw) else None
+
+
 def _snowflake_param(name: str, raw: str) -> int:
     """``raw`` as a snowflake, or Discord's 400/50035 for the query parameter ``name``.
 
@@ -732,11 +740,7 @@ class FakeDiscord:
         elif (
             route.method == "DELETE" and template == "/channels/{channel_id}/messages/{message_id}"
         ):
-            message = (
-                self.messages.get(int(params["message_id"]))
-                if params["message_id"].isdigit()
-                else None
-            )
+            message = self.messages.get(_path_id(params["message_id"]))
             age = None if message is None else self.now_ms() - snowflake_ms(message.id)
             suffix = (
                 "#young"
@@ -753,8 +757,8 @@ class FakeDiscord:
             if name in params:
                 major = f"{params[name]}:{params.get('webhook_token') or params.get('interaction_token')}"
         hook_channel = None
-        if route.handler == "execute_webhook" and params["webhook_id"].isdigit():
-            hook = self.webhooks.get(int(params["webhook_id"]))
+        if route.handler == "execute_webhook":
+            hook = self.webhooks.get(_path_id(params["webhook_id"]))
             hook_channel = None if hook is None else str(hook.channel_id)
         return key, major or "-", hook_channel
 
@@ -762,7 +766,7 @@ class FakeDiscord:
 
     def _channel(self, ctx: _Ctx, key: str = "channel_id") -> Channel:
         raw = ctx.params[key]
-        channel = self.channels.get(int(raw)) if raw.isdigit() else None
+        channel = self.channels.get(_path_id(raw))
         if channel is None:
             raise ApiError(404, 10003, "Unknown Channel")
         if ctx.viewer is not None and not self._can(ctx.viewer, channel, VIEW_CHANNEL):
@@ -785,7 +789,7 @@ class FakeDiscord:
         return self._perms(user_id, channel) & bits == bits
 
     def _message(self, channel: Channel, raw: str) -> Message:
-        message = self.messages.get(int(raw)) if raw.isdigit() else None
+        message = self.messages.get(_path_id(raw))
         if message is None or message.channel_id != channel.id:
             raise ApiError(404, 10008, "Unknown Message")
         return message
@@ -900,7 +904,7 @@ class FakeDiscord:
 
     def _h_get_guild(self, ctx: _Ctx) -> tuple[int, Any]:
         raw = ctx.params["guild_id"]
-        guild = self.guilds.get(int(raw)) if raw.isdigit() else None
+        guild = self.guilds.get(_path_id(raw))
         if guild is None or ctx.viewer not in guild.members:
             raise ApiError(404, 10004, "Unknown Guild")
         if self.config.guild_route == "forbidden":
@@ -909,11 +913,11 @@ class FakeDiscord:
 
     def _h_get_member(self, ctx: _Ctx) -> tuple[int, Any]:
         raw = ctx.params["guild_id"]
-        guild = self.guilds.get(int(raw)) if raw.isdigit() else None
+        guild = self.guilds.get(_path_id(raw))
         if guild is None or ctx.viewer not in guild.members:
             raise ApiError(404, 10004, "Unknown Guild")
         user = ctx.params["user_id"]
-        member = guild.members.get(int(user)) if user.isdigit() else None
+        member = guild.members.get(_path_id(user))
         if member is None:
             raise ApiError(404, 10007, "Unknown Member")
         return 200, self._member_json(guild, member)
@@ -935,7 +939,7 @@ class FakeDiscord:
     def _member_guild(self, ctx: _Ctx) -> Guild:
         """The guild of the path, which the bot must belong to (403/50001 otherwise)."""
         raw = ctx.params["guild_id"]
-        guild = self.guilds.get(int(raw)) if raw.isdigit() else None
+        guild = self.guilds.get(_path_id(raw))
         if guild is None:
             raise ApiError(404, 10004, "Unknown Guild")
         if ctx.viewer not in guild.members:
@@ -979,7 +983,7 @@ class FakeDiscord:
     def _h_active_threads(self, ctx: _Ctx) -> tuple[int, Any]:
         assert ctx.viewer is not None
         raw = ctx.params["guild_id"]
-        guild = self.guilds.get(int(raw)) if raw.isdigit() else None
+        guild = self.guilds.get(_path_id(raw))
         if guild is None or ctx.viewer not in guild.members:
             raise ApiError(404, 10004, "Unknown Guild")
         threads = [
@@ -1308,8 +1312,13 @@ class FakeDiscord:
 
     def _h_create_dm(self, ctx: _Ctx) -> tuple[int, Any]:
         assert ctx.viewer is not None
-        raw = str((ctx.body or {}).get("recipient_id", ""))
-        if not raw.isdigit() or int(raw) not in self.users:
+        body = ctx.body if ctx.body is not None else {}
+        if not isinstance(body, dict):
+            raise _form_error(
+                [], "MODEL_TYPE_CONVERT", "Only dictionaries may be used in a DictType"
+            )
+        recipient = _path_id(str(body.get("recipient_id", "")))
+        if recipient is None or recipient not in self.users:
             raise ApiError(
                 400,
                 50035,
@@ -1322,9 +1331,9 @@ class FakeDiscord:
                     }
                 },
             )
-        key = (ctx.viewer, int(raw))
+        key = (ctx.viewer, recipient)
         if key not in self.dms:
-            channel = Channel(id=self.ids.at(self.now_ms()), type=1, recipients=[int(raw)])
+            channel = Channel(id=self.ids.at(self.now_ms()), type=1, recipients=[recipient])
             self.channels[channel.id] = channel
             self.dms[key] = channel.id
         return 200, self.channels[self.dms[key]].to_json(ctx.viewer, self.users)
@@ -1333,7 +1342,7 @@ class FakeDiscord:
 
     def _webhook(self, ctx: _Ctx) -> Webhook:
         raw = ctx.params["webhook_id"]
-        hook = self.webhooks.get(int(raw)) if raw.isdigit() else None
+        hook = self.webhooks.get(_path_id(raw))
         if hook is None:
             raise ApiError(404, 10015, "Unknown Webhook")
         if hook.token != ctx.params["webhook_token"]:
@@ -1345,7 +1354,7 @@ class FakeDiscord:
         thread_id = ctx.query.get("thread_id")
         if thread_id is None:
             return channel
-        thread = self.channels.get(int(thread_id)) if thread_id.isdigit() else None
+        thread = self.channels.get(_path_id(thread_id))
         if thread is None or thread.parent_id != channel.id:
             raise ApiError(400, 10003, "Unknown Channel")
         return thread

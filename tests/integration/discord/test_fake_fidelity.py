@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -653,3 +654,41 @@ def test_archived_threads_page_before_an_iso8601_timestamp(
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+@pytest.mark.parametrize("bad", ["\u00b2", "\u0663\u0663", "1" * 5000])
+def test_a_path_id_that_int_refuses_is_unknown_not_a_500(
+    world: World, server: FakeDiscordServer, bad: str
+) -> None:
+    # "²" passes str.isdigit() but not int(); "٣٣" passes both, but Discord ids are ASCII.
+    mine = server.fake.add_message(world.general, world.bot, "mine")
+    general = f"/channels/{world.general.id}"
+    for method, path, code in (
+        ("GET", f"/channels/{bad}", 10003),
+        ("GET", f"{general}/messages/{bad}", 10008),
+        ("DELETE", f"{general}/messages/{bad}", 10008),
+        ("PUT", f"{general}/messages/{bad}/reactions/%F0%9F%91%8D/@me", 10008),
+        ("GET", f"/guilds/{bad}", 10004),
+        ("GET", f"/guilds/{world.guild.id}/members/{bad}", 10007),
+        ("POST", f"/webhooks/{bad}/{world.webhook.token}", 10015),
+    ):
+        answer = _get(world, path, method=method, json={"content": "x"})
+        assert (answer.status_code, answer.json()["code"]) == (404, code), (method, path[:60])
+    dm = _get(world, "/users/@me/channels", method="POST", json={"recipient_id": bad})
+    assert dm.status_code == 400
+    assert server.fake.messages[mine.id].content == "mine"
+
+
+@pytest.mark.parametrize("length", ["abc", "-5", "1e3"])
+def test_a_content_length_that_is_no_length_gets_a_400_and_a_close(
+    world: World, length: str
+) -> None:
+    url = urlsplit(world.api_base)
+    with socket.create_connection((url.hostname or "", url.port or 0), timeout=5) as sock:
+        request = (
+            f"POST {url.path}/channels/{world.general.id}/messages HTTP/1.1\r\n"
+            f"Host: {url.netloc}\r\nContent-Length: {length}\r\n\r\n"
+        )
+        sock.sendall(request.encode())
+        answer = sock.makefile("rb").read()
+    assert answer.startswith(b"HTTP/1.1 400 ")
