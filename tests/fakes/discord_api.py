@@ -237,6 +237,124 @@ class _FormErrors:
         if self.tree:
             raise ApiError(400, 50035, "Invalid Form Body", self.tree)
 
+    # A value of the wrong JSON type is reported at its path like any broken limit, never
+    # raised from deep inside a handler (which would be a 500 Discord never gives).
+
+    def model(self, path: list[str], value: Any) -> dict[str, Any] | None:
+        """``value`` when it is an object; ``None`` when absent, or (reported) not an object."""
+        if value is None or isinstance(value, dict):
+            return value
+        self.add(path, "MODEL_TYPE_CONVERT", "Only dictionaries may be used in a ModelType")
+        return None
+
+    def values(self, path: list[str], value: Any) -> list[Any]:
+        """``value`` when it is a list; ``[]`` when absent, or (reported) not a list.
+
+        The code and message are inferred from Discord's ``MODEL_TYPE_CONVERT`` one.
+        """
+        if value is None or isinstance(value, list):
+            return value or []
+        self.add(path, "LIST_TYPE_CONVERT", "Only iterables may be used in a ListType")
+        return []
+
+    def models(self, path: list[str], value: Any) -> list[dict[str, Any] | None]:
+        """The objects of a list, ``None`` in place of each item that is not one (reported:
+        ``null`` as Discord's ``LIST_ITEM_VALUE_REQUIRED``, anything else as not an object)."""
+        items: list[dict[str, Any] | None] = []
+        for i, item in enumerate(self.values(path, value)):
+            if item is None:
+                self.add(
+                    [*path, str(i)],
+                    "LIST_ITEM_VALUE_REQUIRED",
+                    "List item values of ModelType are required",
+                )
+            items.append(self.model([*path, str(i)], item))
+        return items
+
+    def text(self, path: list[str], value: Any) -> str:
+        """``value`` as a string (an integer counts); ``""`` when absent, or (reported) any
+        other type (Discord's message for a list is ``Could not interpret "[]" as string.``;
+        the code is inferred)."""
+        if value is None:
+            return ""
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return str(value)
+        shown = json.dumps(value, separators=(",", ":"))
+        self.add(path, "STRING_TYPE_CONVERT", f'Could not interpret "{shown}" as string.')
+        return ""
+
+    def integer(self, path: list[str], value: Any, default: int = 0) -> int:
+        """``value`` as an int (a whole number, or a string of ASCII digits); ``default`` when
+        absent, or (reported) anything else."""
+        if value is None:
+            return default
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and _INT_SYNTAX.fullmatch(value):
+            return _ascii_int(value)
+        self.add(path, "NUMBER_TYPE_COERCE", f'Value "{value}" is not int.')
+        return default
+
+    def snowflake(self, path: list[str], value: Any) -> None:
+        """Report ``value`` unless it is absent or a snowflake (ASCII digits, or an integer,
+        within the signed 64-bit range)."""
+        if value is None:
+            return
+        raw = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        if not isinstance(raw, str) or not _SNOWFLAKE_DIGITS.fullmatch(raw):
+            self.add(path, "NUMBER_TYPE_COERCE", f'Value "{value}" is not snowflake.')
+        elif _ascii_int(raw) > _SNOWFLAKE_MAX:
+            self.add(
+                path,
+                "NUMBER_TYPE_MAX",
+                f"snowflake value should be less than or equal to {_SNOWFLAKE_MAX}.",
+            )
+
+
+def _embed_size(errors: _FormErrors, at: list[str], embed: dict[str, Any]) -> int:
+    """Check one embed's limits into ``errors``; its characters that count toward 6000."""
+    fields = errors.models([*at, "fields"], embed.get("fields"))
+    errors.max_length([*at, "fields"], fields, 25)
+    total = 0
+    for j, item in enumerate(fields):
+        if item is None:
+            continue
+        for key, limit in (("name", 256), ("value", 1024)):
+            where = [*at, "fields", str(j), key]
+            text = errors.text(where, item.get(key))
+            if item.get(key) in (None, ""):
+                errors.add(where, "BASE_TYPE_REQUIRED", "This field is required")
+            errors.max_length(where, text, limit)
+            total += len(text)
+    footer = errors.model([*at, "footer"], embed.get("footer")) or {}
+    author = errors.model([*at, "author"], embed.get("author")) or {}
+    for where, value, limit in (
+        ([*at, "title"], embed.get("title"), 256),
+        ([*at, "description"], embed.get("description"), 4096),
+        ([*at, "footer", "text"], footer.get("text"), 2048),
+        ([*at, "author", "name"], author.get("name"), 256),
+    ):
+        text = errors.text(where, value)
+        errors.max_length(where, text, limit)
+        total += len(text)
+    return total
+
+
+def _check_mentions(errors: _FormErrors, value: Any) -> None:
+    """``allowed_mentions``: ``parse`` of a kind excludes a list of ids of the same kind."""
+    mentions = errors.model(["allowed_mentions"], value) or {}
+    parse = errors.values(["allowed_mentions", "parse"], mentions.get("parse"))
+    for kind in ("users", "roles"):
+        ids = errors.values(["allowed_mentions", kind], mentions.get(kind))
+        if kind in parse and ids:
+            errors.add(
+                ["allowed_mentions"],
+                "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+                f'parse:["{kind}"] and {kind}: [ids...] are mutually exclusive.',
+            )
+
 
 @dataclass
 class _Ctx:
@@ -669,7 +787,9 @@ class FakeDiscord:
                 _check_content_type(headers.get("content-type", ""))
                 try:
                     ctx.body = json.loads(body)
-                except (json.JSONDecodeError, UnicodeDecodeError):
+                except (ValueError, RecursionError):
+                    # ValueError covers bad JSON, bad UTF-8 and numbers of 4300+ digits;
+                    # RecursionError arrays nested thousands deep.
                     raise ApiError(400, 50109, "The request body contains invalid JSON.") from None
             with self.lock:
                 status, payload = getattr(self, "_h_" + route.handler)(ctx)
@@ -795,65 +915,40 @@ class FakeDiscord:
         return message
 
     def _validate(self, body: Any, *, create: bool, webhook: bool = False) -> None:
-        """Discord's checks of a message body: every broken limit at once in one 50035 tree
-        (fact sheet section 5), then 50006 for a message with nothing to show."""
+        """Discord's checks of a message body: every broken limit and every value of the wrong
+        type at once in one 50035 tree (fact sheet section 5), then 50006 for a message with
+        nothing to show."""
         if not isinstance(body, dict):
             raise _form_error(
                 [], "MODEL_TYPE_CONVERT", "Only dictionaries may be used in a DictType"
             )
         errors = _FormErrors()
-        content = body.get("content")
-        if isinstance(content, str):
-            errors.max_length(["content"], content, 2000)
-        embeds = body.get("embeds") or []
+        content = errors.text(["content"], body.get("content"))
+        errors.max_length(["content"], content, 2000)
+        embeds = errors.models(["embeds"], body.get("embeds"))
         errors.max_length(["embeds"], embeds, 10)
-        total = 0
-        for i, embed in enumerate(embeds):
-            at = ["embeds", str(i)]
-            fields = embed.get("fields") or []
-            errors.max_length([*at, "fields"], fields, 25)
-            for j, item in enumerate(fields):
-                for key, limit in (("name", 256), ("value", 1024)):
-                    if not item.get(key):
-                        errors.add(
-                            [*at, "fields", str(j), key],
-                            "BASE_TYPE_REQUIRED",
-                            "This field is required",
-                        )
-                    else:
-                        errors.max_length([*at, "fields", str(j), key], str(item[key]), limit)
-                total += len(item.get("name") or "") + len(item.get("value") or "")
-            title, description = embed.get("title") or "", embed.get("description") or ""
-            footer = (embed.get("footer") or {}).get("text") or ""
-            author = (embed.get("author") or {}).get("name") or ""
-            errors.max_length([*at, "title"], title, 256)
-            errors.max_length([*at, "description"], description, 4096)
-            errors.max_length([*at, "footer", "text"], footer, 2048)
-            errors.max_length([*at, "author", "name"], author, 256)
-            total += len(title) + len(description) + len(footer) + len(author)
+        total = sum(
+            _embed_size(errors, ["embeds", str(i)], embed)
+            for i, embed in enumerate(embeds)
+            if embed is not None
+        )
         if total > 6000:
             errors.add(
                 ["embeds"], "BASE_TYPE_MAX_LENGTH", "Embed size exceeds maximum size of 6000"
             )
-        components = body.get("components") or []
-        if not int(body.get("flags") or 0) & COMPONENTS_V2:
+        components = errors.values(["components"], body.get("components"))
+        if not errors.integer(["flags"], body.get("flags")) & COMPONENTS_V2:
             # Legacy components: at most five action rows (V2 layouts have other rules).
             errors.max_length(["components"], components, 5)
-        mentions = body.get("allowed_mentions")
-        if isinstance(mentions, dict):
-            parse = mentions.get("parse") or []
-            for kind in ("users", "roles"):
-                if kind in parse and mentions.get(kind):
-                    errors.add(
-                        ["allowed_mentions"],
-                        "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
-                        f'parse:["{kind}"] and {kind}: [ids...] are mutually exclusive.',
-                    )
+        _check_mentions(errors, body.get("allowed_mentions"))
+        reference = errors.model(["message_reference"], body.get("message_reference")) or {}
+        for key in ("message_id", "channel_id", "guild_id"):
+            errors.snowflake(["message_reference", key], reference.get(key))
         nonce = body.get("nonce")
         if isinstance(nonce, str):
             errors.max_length(["nonce"], nonce, 25)
         if webhook and body.get("username") is not None:
-            name = str(body["username"])
+            name = errors.text(["username"], body["username"])
             if not 1 <= len(name) <= 80 or "discord" in name.lower() or "clyde" in name.lower():
                 errors.add(["username"], "USERNAME_INVALID", 'Username cannot contain "discord"')
         errors.raise_if_any()
@@ -1203,7 +1298,10 @@ class FakeDiscord:
             raise _form_error(
                 ["name"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."
             )
-        duration = int(body.get("auto_archive_duration") or 1440)
+        errors = _FormErrors()
+        duration = errors.integer(["auto_archive_duration"], body.get("auto_archive_duration"))
+        errors.raise_if_any()
+        duration = duration or 1440
         if duration not in _ARCHIVE_DURATIONS:
             raise _form_error(
                 ["auto_archive_duration"],
@@ -1257,7 +1355,9 @@ class FakeDiscord:
             self._validate(body["message"], create=True)
             kind = 11
         elif channel.type in (0, 5):
-            kind = int(body.get("type") or 12)
+            errors = _FormErrors()
+            kind = errors.integer(["type"], body.get("type")) or 12
+            errors.raise_if_any()
             if kind not in (10, 11, 12):
                 raise _form_error(
                     ["type"], "BASE_TYPE_CHOICES", "Value must be one of {10, 11, 12}."
@@ -1451,7 +1551,9 @@ class FakeDiscord:
             self._validate(data, create=True)
             message = self._new_message(channel, interaction.application_id, data, type=20)
         elif kind == 5:
-            flags = int(data.get("flags") or 0) | LOADING
+            errors = _FormErrors()
+            flags = errors.integer(["data", "flags"], data.get("flags")) | LOADING
+            errors.raise_if_any()
             message = self._new_message(
                 channel, interaction.application_id, {"flags": flags}, type=20
             )

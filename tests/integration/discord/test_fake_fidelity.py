@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import socket
 import threading
@@ -15,7 +16,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 import pytest
 
-from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.discord_api import _ROUTES, FakeDiscord
 from tests.fakes.discord_fixtures import fixture
 from tests.fakes.discord_limits import FakeConfig, Fault, RouteLimit
 from tests.fakes.discord_server import FakeDiscordServer, World, seed_basic
@@ -654,6 +655,181 @@ def test_archived_threads_page_before_an_iso8601_timestamp(
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+#: (what, body, errors) of message bodies with a value of the wrong JSON type.
+_BAD_TYPES = [
+    (
+        "embed-not-object",
+        {"embeds": ["x"]},
+        _form(
+            ["embeds", "0"], "MODEL_TYPE_CONVERT", "Only dictionaries may be used in a ModelType"
+        ),
+    ),
+    (
+        "embed-null",
+        {"content": "x", "embeds": [None]},
+        _form(
+            ["embeds", "0"],
+            "LIST_ITEM_VALUE_REQUIRED",
+            "List item values of ModelType are required",
+        ),
+    ),
+    (
+        "embeds-not-list",
+        {"embeds": {"title": "t"}},
+        _form(["embeds"], "LIST_TYPE_CONVERT", "Only iterables may be used in a ListType"),
+    ),
+    (
+        "field-not-object",
+        {"embeds": [{"fields": [7]}]},
+        _form(
+            ["embeds", "0", "fields", "0"],
+            "MODEL_TYPE_CONVERT",
+            "Only dictionaries may be used in a ModelType",
+        ),
+    ),
+    (
+        "footer-not-object",
+        {"embeds": [{"footer": "f"}]},
+        _form(
+            ["embeds", "0", "footer"],
+            "MODEL_TYPE_CONVERT",
+            "Only dictionaries may be used in a ModelType",
+        ),
+    ),
+    (
+        "title-not-string",
+        {"embeds": [{"title": []}]},
+        _form(
+            ["embeds", "0", "title"], "STRING_TYPE_CONVERT", 'Could not interpret "[]" as string.'
+        ),
+    ),
+    (
+        "flags-not-int",
+        {"content": "x", "flags": "x"},
+        _form(["flags"], _COERCE, 'Value "x" is not int.'),
+    ),
+    (
+        "components-not-list",
+        {"content": "x", "components": 3},
+        _form(["components"], "LIST_TYPE_CONVERT", "Only iterables may be used in a ListType"),
+    ),
+    (
+        "parse-not-list",
+        {"content": "x", "allowed_mentions": {"parse": 5}},
+        _form(
+            ["allowed_mentions", "parse"],
+            "LIST_TYPE_CONVERT",
+            "Only iterables may be used in a ListType",
+        ),
+    ),
+    (
+        "reply-to-no-snowflake",
+        {"content": "x", "message_reference": {"message_id": "abc"}},
+        _form(["message_reference", "message_id"], _COERCE, 'Value "abc" is not snowflake.'),
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "body", "expected"), _BAD_TYPES, ids=[c[0] for c in _BAD_TYPES])
+def test_a_body_value_of_the_wrong_type_is_a_50035_at_its_path(
+    world: World, server: FakeDiscordServer, what: str, body: Any, expected: dict[str, Any]
+) -> None:
+    mine = server.fake.add_message(world.general, world.bot, "mine")
+    hook = f"/webhooks/{world.webhook.id}/{world.webhook.token}"
+    for method, path in (
+        ("POST", f"/channels/{world.general.id}/messages"),
+        ("PATCH", f"/channels/{world.general.id}/messages/{mine.id}"),
+        ("POST", hook),
+    ):
+        answer = _get(world, path, method=method, json=body)
+        assert (answer.status_code, answer.json()) == (400, expected), (method, path)
+
+
+def test_thread_and_dm_bodies_of_the_wrong_type_are_400_not_500(world: World) -> None:
+    threads = f"/channels/{world.general.id}/threads"
+    for field in ("auto_archive_duration", "type"):
+        answer = _get(world, threads, method="POST", json={"name": "t", field: "soon"})
+        assert (answer.status_code, answer.json()) == (
+            400,
+            _form([field], _COERCE, 'Value "soon" is not int.'),
+        )
+    dm = _get(world, "/users/@me/channels", method="POST", json=[str(world.alice.id)])
+    assert (dm.status_code, dm.json()) == (
+        400,
+        _form([], "MODEL_TYPE_CONVERT", "Only dictionaries may be used in a DictType"),
+    )
+
+
+#: Values meant to break a handler that trusts its input: ids ``int`` refuses although
+#: ``str.isdigit`` accepts them, numbers too long for ``int``, wrong JSON types everywhere.
+_HOSTILE_SEGMENTS = ["\u00b2", "\u0663", "1" * 5000, "-1", "x"]
+_HOSTILE_QUERIES = ["\u00b2", "1" * 5000, "", "nan", "-1", "2026-13-01"]
+_QUERY_KEYS = ("limit", "before", "after", "around", "wait", "thread_id", "with_response")
+_HOSTILE_BODIES: list[Any] = [
+    None,
+    [],
+    "x",
+    1e308,
+    {"content": "x", "embeds": [["x"]], "flags": 1.5, "nonce": []},
+    {"name": "t", "message": {"embeds": "x", "flags": "\u00b2"}, "type": {"a": 1}},
+    {"recipient_id": "\u00b2", "type": [4], "data": {"flags": "x", "embeds": [None]}},
+    {"content": "x", "allowed_mentions": {"parse": "users", "users": 5, "roles": {}}},
+    {"content": "x", "message_reference": {"message_id": "1" * 5000, "channel_id": []}},
+    {"content": "x", "username": [], "thread_name": {}},
+]
+
+
+def test_no_hostile_input_gets_a_500_from_the_fake(
+    world: World, server: FakeDiscordServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = server.fake
+    # Every request must reach its handler: no bucket, global or ban 429 in between.
+    monkeypatch.setattr(fake.limits, "route_limit", lambda route_key: None)
+    fake.config.webhook_channel_limit = None
+    fake.config.global_limit = 1_000_000
+    fake.config.invalid_ban_threshold = 1_000_000
+    app = fake.add_bot("app-token", "App")
+    interaction = fake.add_interaction(world.general, world.alice, application=app)
+    mine = fake.add_message(world.general, world.bot, "mine")
+    real = {
+        "channel_id": str(world.general.id),
+        "message_id": str(mine.id),
+        "guild_id": str(world.guild.id),
+        "user_id": str(world.alice.id),
+        "emoji": "%F0%9F%91%8D",
+        "webhook_id": str(world.webhook.id),
+        "webhook_token": world.webhook.token,
+        "interaction_id": str(interaction.id),
+        "interaction_token": interaction.token,
+    }
+    headers = {
+        "authorization": f"Bot {world.token}",
+        "content-type": "application/json",
+        "user-agent": "DiscordBot (https://example.invalid, 1)",
+    }
+    statuses: set[int] = set()
+    for route in _ROUTES:
+        names = re.findall(r"\{(\w+)\}", route.template)
+        paths = [route.template.format(**real)]
+        for name in names:
+            for bad in _HOSTILE_SEGMENTS:
+                paths.append(route.template.format(**(real | {name: bad})))
+        message = json.dumps({"content": "x"}).encode()
+        for path, query, raw in (
+            *((p, {}, message) for p in paths),
+            *((paths[0], {k: v}, b"") for k in _QUERY_KEYS for v in _HOSTILE_QUERIES),
+            *((paths[0], {}, json.dumps(b).encode()) for b in _HOSTILE_BODIES),
+        ):
+            answer = fake.handle(route.method, f"/api/v10{path}", query, headers, raw)
+            assert answer.status < 500, (route.method, path[:80], query, raw[:80], answer.body)
+            statuses.add(answer.status)
+    assert 429 not in statuses
+    send = f"/api/v10/channels/{world.general.id}/messages"
+    deep = fake.handle("POST", send, {}, headers, b"[" * 100_000)
+    assert (deep.status, deep.body["code"]) == (400, 50109)
+    assert {200, 204, 400, 404} <= statuses
 
 
 @pytest.mark.parametrize("bad", ["\u00b2", "\u0663\u0663", "1" * 5000])
