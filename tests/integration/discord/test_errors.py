@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,7 +28,7 @@ from shared.discord import (
     build_discord_client,
     routes,
 )
-from shared.errors import ErrorKind, classify
+from shared.errors import ErrorKind, InvalidInputError, classify
 from tests.fakes.discord_limits import Fault, RouteLimit
 from tests.fakes.discord_server import FakeDiscordServer, World
 
@@ -67,6 +68,71 @@ def test_a_cursor_that_is_no_snowflake_is_a_bad_request_not_a_server_error(
     assert error.errors == (f'{name}: NUMBER_TYPE_COERCE Value "{value}" is not snowflake.',)
     assert not error.is_retryable
     assert events(server, READ) == [(400, None)]  # sent once: a 400 is not retried
+
+
+#: (route, query, body, the one form error Discord reports) of requests Discord refuses.
+_REFUSED_INPUT = [
+    (
+        routes.GET_MESSAGES,
+        {"limit": "abc"},
+        None,
+        'limit: NUMBER_TYPE_COERCE Value "abc" is not int.',
+    ),
+    (
+        routes.LIST_PUBLIC_ARCHIVED_THREADS,
+        {"before": "1700059153"},
+        None,
+        "before: DATE_TIME_TYPE_PARSE Could not parse 1700059153. Should be ISO8601.",
+    ),
+    (
+        routes.LIST_PUBLIC_ARCHIVED_THREADS,
+        {"limit": "many"},
+        None,
+        'limit: NUMBER_TYPE_COERCE Value "many" is not int.',
+    ),
+    (
+        routes.CREATE_MESSAGE,
+        None,
+        {"content": "x", "embeds": ["not an object"]},
+        "embeds.0: MODEL_TYPE_CONVERT Only dictionaries may be used in a ModelType",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("route", "query", "body", "problem"),
+    _REFUSED_INPUT,
+    ids=["history-limit", "archived-before", "archived-limit", "embed-not-object"],
+)
+def test_input_discord_refuses_is_a_permanent_bad_request_naming_the_field(
+    client: DiscordClient,
+    world: World,
+    server: FakeDiscordServer,
+    route: routes.Route,
+    query: dict[str, str] | None,
+    body: dict[str, Any] | None,
+    problem: str,
+) -> None:
+    compiled = route.compile(channel_id=str(world.general.id))
+    with pytest.raises(BadRequest) as caught:
+        client.session.request(compiled, params=query, json=body)
+    error = caught.value
+    assert (error.status, error.code, error.errors) == (400, 50035, (problem,))
+    assert problem in str(error) and problem in error.user_message
+    assert not error.is_retryable
+    assert classify(error) is ErrorKind.PERMANENT
+    assert events(server) == [(400, None)]  # sent once: a 400 is not retried
+
+
+def test_an_archived_threads_limit_discord_refuses_is_refused_before_sending(
+    client: DiscordClient, world: World, server: FakeDiscordServer
+) -> None:
+    for limit in (1, 101):
+        with pytest.raises(InvalidInputError, match=f"limit {limit} is out of range"):
+            client.list_archived_threads(str(world.general.id), limit=limit)
+    assert events(server) == []
+    threads, more = client.list_archived_threads(str(world.general.id), limit=2)
+    assert (threads, more) == ([], False)
 
 
 def test_discords_own_limit_checks_reach_the_caller_as_one_bad_request(
