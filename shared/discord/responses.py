@@ -24,7 +24,11 @@ saying what was asked, what came back and what to check, and never mark a webhoo
 from __future__ import annotations
 
 import json
+import math
+import time
 from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,7 +51,7 @@ from shared.discord.routes import CompiledRoute
 from shared.discord.simulation import redact_path
 from shared.ratelimit.discord import Outcome, Scope
 
-__all__ = ["Answer", "error_for", "not_json_error", "read_answer"]
+__all__ = ["Answer", "error_for", "not_json_error", "read_answer", "server_retry_after"]
 
 #: Codes meaning "the webhook (or interaction token) behind this URL is gone".
 _WEBHOOK_GONE = frozenset({10015, 50027})
@@ -154,6 +158,29 @@ def _float(value: str | None) -> float | None:
         return None if value is None else float(value)
     except ValueError:
         return None
+
+
+def server_retry_after(headers: httpx.Headers, *, now: float | None = None) -> float | None:
+    """Seconds a 5xx answer's ``Retry-After`` asks to wait, or None without a usable one.
+
+    HTTP allows delta-seconds or a date (RFC 9110 10.2.3); a date already past means now.
+    ``now`` (epoch seconds) is for tests.
+    """
+    value = (headers.get("retry-after") or "").strip()
+    if not value:
+        return None
+    seconds = _float(value)
+    if seconds is None:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = max(0.0, when.timestamp() - (time.time() if now is None else now))
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds
 
 
 def _scope_of(response: httpx.Response, body: Any, remaining: int | None) -> Scope | None:

@@ -797,7 +797,8 @@ class FakeDiscord:
             status, payload = exc.status, exc.body()
         if fault is not None and fault.kind == "status_after":
             # Served, but the answer that reaches the client is the edge's error.
-            lost = Reply(fault.status, {"message": f"{fault.status}: Bad Gateway", "code": 0}, via)
+            body = {"message": f"{fault.status}: Bad Gateway", "code": 0}
+            lost = Reply(fault.status, body, fault.status_headers())
             return self._finish(lost, ip, route_key, auth, major, delay)
         headers_out = {**via, **bucket_headers}
         return self._finish(Reply(status, payload, headers_out), ip, route_key, auth, major, delay)

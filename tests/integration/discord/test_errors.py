@@ -257,6 +257,28 @@ def test_server_errors_are_retried_then_raised(
     assert [s for s, _ in events(server, READ)][3:] == [500, 500, 500, 500]
 
 
+def test_a_5xx_retry_after_is_waited_within_the_deadline(
+    client: DiscordClient, world: World, server: FakeDiscordServer
+) -> None:
+    # The settings' backoff is 10 ms: only the header can make the retry wait a second.
+    server.fake.inject(Fault("status", route=READ, status=503, retry_after_header="1"))
+    started = time.monotonic()
+    assert client.get_messages(str(world.general.id), limit=1) == []
+    assert time.monotonic() - started >= 0.95
+    assert [s for s, _ in events(server, READ)] == [503, 200]
+    # A wait past the caller's deadline is not slept: the error says when to come back.
+    server.fake.inject(Fault("status", route=READ, status=503, retry_after_header="120"))
+    route = routes.GET_MESSAGES.compile(channel_id=str(world.general.id))
+    started = time.monotonic()
+    waits = r"with Retry-After 120\.00 s, more than the [45]\.\d\d s left before the caller"
+    with pytest.raises(ServerError, match=waits) as caught:
+        client.session.request(route, params={"limit": 1}, max_wait_s=5)
+    assert time.monotonic() - started < 1
+    assert (caught.value.status, caught.value.retry_after) == (503, 120.0)
+    assert caught.value.is_retryable
+    assert [s for s, _ in events(server, READ)] == [503, 200, 503]
+
+
 def test_a_5xx_after_discord_acted_repeats_only_what_cannot_double(
     client: DiscordClient, world: World, server: FakeDiscordServer
 ) -> None:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from shared.discord import errors, routes
-from shared.discord.responses import error_for, read_answer
+from shared.discord.responses import error_for, read_answer, server_retry_after
 from shared.errors import ErrorKind, PermanentError, RateLimitedError, TransientError, classify
 from tests.fakes.discord_fixtures import envelope, fixture
 
@@ -233,3 +233,26 @@ def test_plain_text_404_on_a_webhook_does_not_kill_it() -> None:
     answer = read_answer(httpx.Response(404, text="404: Not Found"), HOOK, authed=False)
     assert not answer.outcome.dead_webhook
     assert isinstance(error_for(answer, HOOK), errors.UnknownRoute)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("3", 3.0),
+        ("1.5", 1.5),
+        ("0", 0.0),
+        ("Thu, 01 Jan 2026 00:00:30 GMT", 30.0),  # an HTTP date, 30 s after "now"
+        ("Wed, 31 Dec 2025 23:59:00 GMT", 0.0),  # a date already past: now
+        (None, None),
+        ("", None),
+        ("-1", None),
+        ("nan", None),
+        ("inf", None),
+        ("soon", None),
+    ],
+)
+def test_a_5xx_retry_after_is_read_as_seconds_or_an_http_date(
+    value: str | None, seconds: float | None
+) -> None:
+    headers = httpx.Headers({} if value is None else {"Retry-After": value})
+    assert server_retry_after(headers, now=1767225600.0) == seconds  # 2026-01-01T00:00:00Z
