@@ -162,6 +162,8 @@ def test_a_browser_user_agent_is_refused_by_discords_edge_with_a_clear_error(
     settings: DiscordSettings, http: httpx.Client, server: FakeDiscordServer
 ) -> None:
     browser = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131"
+    # The settings refuse this agent at startup; model_copy skips that check, as a settings
+    # object built before it would have.
     with build_discord_client(
         settings.model_copy(update={"user_agent": browser}), http, None, None
     ) as client:
