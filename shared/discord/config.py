@@ -21,8 +21,10 @@ from shared.settings_group import SettingsGroup
 
 __all__ = ["DiscordSettings"]
 
-#: Discord's required form ``DiscordBot ($url, $versionNumber)``; more may follow the ``)``.
-_BOT_AGENT = re.compile(r"DiscordBot \((?P<url>[^,()]*), ?(?P<version>[^()]*)\)(?: .*)?")
+#: Discord's documented form ``DiscordBot ($url, $versionNumber)``; more may follow the ``)``.
+#: The comma is optional: discord.py has sent ``DiscordBot (url version)`` for years, and
+#: Discord accepts it.
+_BOT_AGENT = re.compile(r"DiscordBot \((?P<url>[^,()\s]*)(?:, ?| )(?P<version>[^()]*)\)(?: .*)?")
 #: What an HTTP header can carry (printable ASCII; no CR/LF to end the header early).
 _HEADER_TEXT = re.compile(r"[\x20-\x7e]+")
 
@@ -43,7 +45,7 @@ def _user_agent_problem(value: str) -> str | None:
         return f"{value!r} is not of Discord's required form 'DiscordBot ($url, $versionNumber)'"
     url, version = match.group("url").strip(), match.group("version").strip()
     if not re.fullmatch(r"https?://\S+", url):
-        return f"{value!r} names no http(s) URL of the bot before the comma (got {url!r})"
+        return f"{value!r} names no http(s) URL of the bot before the version (got {url!r})"
     if not version or " " in version:
         return f"{value!r} has no one-word version after the URL (got {version!r})"
     return None

@@ -44,6 +44,8 @@ def test_settings_defaults_and_validation() -> None:
         "DiscordBot (https://github.com/summary-bot-ng/summary-bot-ng, 0.1.0)",
         "DiscordBot (https://example.org/bot, 2.4.1) Python/3.11 httpx/0.28",
         "DiscordBot (http://example.org,1)",
+        # discord.py's own agent, without the comma: Discord accepts it.
+        "DiscordBot (https://github.com/Rapptz/discord.py 2.6.3) Python/3.11 aiohttp/3.12.15",
     ],
 )
 def test_a_user_agent_of_discords_form_is_accepted(agent: str) -> None:
@@ -63,7 +65,7 @@ def test_a_user_agent_of_discords_form_is_accepted(agent: str) -> None:
             "is not of Discord's required form 'DiscordBot ($url, $versionNumber)'",
         ),
         ("DiscordBot (https://example.org)", "is not of Discord's required form"),
-        ("DiscordBot (summary-bot, 1.0)", "names no http(s) URL of the bot before the comma"),
+        ("DiscordBot (summary-bot, 1.0)", "names no http(s) URL of the bot before the version"),
         ("DiscordBot (https://example.org, )", "has no one-word version after the URL"),
         ("DiscordBot (https://example.org, 1.0)\r\nX-Evil: 1", "characters an HTTP header"),
         ("DiscordBot (https://example.org, 1.0) \u00e9t\u00e9", "characters an HTTP header"),
