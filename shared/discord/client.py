@@ -453,7 +453,12 @@ class DiscordClient(ClosesOnExit):
     def list_archived_threads(
         self, channel_id: str, *, before: datetime | None = None, limit: int = 100
     ) -> tuple[list[Channel], bool]:
-        """One page of public archived threads (newest archive first) and whether more exist."""
+        """One page of public archived threads (newest archive first) and whether more exist
+        (``limit`` 2-100: Discord refuses any other with a 400)."""
+        if not 2 <= limit <= 100:
+            raise InvalidInputError(
+                f"limit {limit} is out of range; Discord pages archived threads 2-100 at a time"
+            )
         params: dict[str, str | int | bool] = {"limit": limit}
         if before is not None:
             params["before"] = before.isoformat()

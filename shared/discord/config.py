@@ -8,6 +8,7 @@ a message that says what is wrong and how to fix it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -19,6 +20,35 @@ from shared.discord.rest import DEFAULT_USER_AGENT
 from shared.settings_group import SettingsGroup
 
 __all__ = ["DiscordSettings"]
+
+#: Discord's documented form ``DiscordBot ($url, $versionNumber)``; more may follow the ``)``.
+#: The comma is optional: discord.py has sent ``DiscordBot (url version)`` for years, and
+#: Discord accepts it.
+_BOT_AGENT = re.compile(r"DiscordBot \((?P<url>[^,()\s]*)(?:, ?| )(?P<version>[^()]*)\)(?: .*)?")
+#: What an HTTP header can carry (printable ASCII; no CR/LF to end the header early).
+_HEADER_TEXT = re.compile(r"[\x20-\x7e]+")
+
+
+def _user_agent_problem(value: str) -> str | None:
+    """What is wrong with ``value`` as the bot's User-Agent, or None when Discord accepts it."""
+    if not value.strip():
+        return "it is empty"
+    if not _HEADER_TEXT.fullmatch(value):
+        return f"{value!r} holds characters an HTTP header cannot carry"
+    if value.startswith("Mozilla/"):
+        return (
+            f"{value!r} is a browser's User-Agent; Discord's edge blocks browser-like agents on "
+            "the bot API (403, code 40333)"
+        )
+    match = _BOT_AGENT.fullmatch(value)
+    if match is None:
+        return f"{value!r} is not of Discord's required form 'DiscordBot ($url, $versionNumber)'"
+    url, version = match.group("url").strip(), match.group("version").strip()
+    if not re.fullmatch(r"https?://\S+", url):
+        return f"{value!r} names no http(s) URL of the bot before the version (got {url!r})"
+    if not version or " " in version:
+        return f"{value!r} has no one-word version after the URL (got {version!r})"
+    return None
 
 
 class DiscordSettings(SettingsGroup):
@@ -71,6 +101,17 @@ class DiscordSettings(SettingsGroup):
                 "(or the fake server's URL in tests)"
             )
         return value.rstrip("/")
+
+    @field_validator("user_agent")
+    @classmethod
+    def _check_user_agent(cls, value: str) -> str:
+        problem = _user_agent_problem(value)
+        if problem is not None:
+            raise ValueError(
+                f"{problem}; set DISCORD_USER_AGENT to 'DiscordBot (<url of the bot>, "
+                f"<version>)', e.g. {DEFAULT_USER_AGENT!r}, or unset it to send that default"
+            )
+        return value
 
     @property
     def configured(self) -> bool:

@@ -14,6 +14,7 @@
         ├── NotFound                        404: unknown channel/message/interaction
         │   └── UnknownRoute                404 for a route Discord serves (wrong base URL?)
         ├── InvalidWebhook                  a webhook URL Discord rejected (404 or 401/50027)
+        ├── EdgeBlocked                     Cloudflare's own 403 page: the edge blocks this host
         ├── UnexpectedAnswer                an answer that is not Discord's JSON (HTML, text)
         └── TooManyMembers                  a member list longer than the caller's cap (local)
 
@@ -41,6 +42,7 @@ __all__ = [
     "DiscordError",
     "DiscordPermanentError",
     "DiscordTransientError",
+    "EdgeBlocked",
     "Forbidden",
     "InvalidWebhook",
     "MessageLimitsError",
@@ -181,6 +183,15 @@ class NotFound(DiscordPermanentError):
 
 class InvalidWebhook(DiscordPermanentError):
     """A webhook URL that Discord rejected; the adapter stops using it (Discord asks for that)."""
+
+
+class EdgeBlocked(DiscordPermanentError):
+    """Discord's edge (Cloudflare) answered 403 with its own page instead of passing the request
+    on: it blocks this host, e.g. after too many invalid requests or for its User-Agent.
+
+    Not a :class:`Forbidden`: no permission of the bot is involved, and callers that treat a
+    403 as "no access to this channel or guild" must not swallow it.
+    """
 
 
 class UnexpectedAnswer(DiscordPermanentError):

@@ -19,12 +19,22 @@ a specific code (10003 Unknown Channel, ...).  A body that is not JSON (an HTML 
 text), or a 404 without a code, is something else answering: usually a wrong
 ``DISCORD_API_BASE`` or a proxy.  Those become :class:`UnexpectedAnswer` / :class:`UnknownRoute`
 saying what was asked, what came back and what to check, and never mark a webhook dead.
+
+One exception: a 403 that is not JSON but is Cloudflare's own (its ``error code: 1020`` page,
+or Cloudflare's ``CF-Ray``/``Server`` headers) is Discord's edge blocking this host, after too
+many invalid requests or for a User-Agent it refuses (fact sheet 1.5).  The base URL is right
+there; it becomes :class:`EdgeBlocked`, worded as that block with what to do about it.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
+import time
 from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +43,7 @@ import httpx
 from shared.discord.errors import (
     BadRequest,
     DiscordError,
+    EdgeBlocked,
     Forbidden,
     InvalidWebhook,
     NotFound,
@@ -47,7 +58,7 @@ from shared.discord.routes import CompiledRoute
 from shared.discord.simulation import redact_path
 from shared.ratelimit.discord import Outcome, Scope
 
-__all__ = ["Answer", "error_for", "not_json_error", "read_answer"]
+__all__ = ["Answer", "error_for", "not_json_error", "read_answer", "server_retry_after"]
 
 #: Codes meaning "the webhook (or interaction token) behind this URL is gone".
 _WEBHOOK_GONE = frozenset({10015, 50027})
@@ -58,6 +69,14 @@ _CHECK_BASE = (
     "check DISCORD_API_BASE (Discord's is https://discord.com/api/v10; a proxy or test server "
     "must serve the same paths under /api/v10)"
 )
+#: Cloudflare's own error pages name their code as "error code: 1020" (1xxx codes).
+_CLOUDFLARE_PAGE = re.compile(r"error code:?\s*(1\d{3})\b", re.IGNORECASE)
+_EDGE_FIX = (
+    "Cloudflare does this after too many invalid requests (401/403/429: 10,000 in 10 minutes "
+    "from one IP, every process on it counting) or for a User-Agent it refuses: check that "
+    "DISCORD_USER_AGENT has Discord's form 'DiscordBot (url, version)' and what makes this "
+    "IP's requests fail, then wait for the block to lift before sending again"
+)
 _USER_NOT_DISCORD = (
     "The bot could not read Discord: its Discord address (DISCORD_API_BASE) answers like "
     "something else. An operator must fix the setting."
@@ -66,13 +85,17 @@ _USER_NOT_DISCORD = (
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A parsed response: JSON body (or text), Discord error code/message, and the outcome."""
+    """A parsed response: JSON body (or text), Discord error code/message, and the outcome.
+
+    ``edge_block`` marks Cloudflare's own 403 page (see the module docstring).
+    """
 
     status: int
     body: Any
     code: int | None
     message: str
     outcome: Outcome
+    edge_block: bool = False
 
     @property
     def ok(self) -> bool:
@@ -121,11 +144,43 @@ def _describe(body: Any) -> str:
     return f"the text {redact_path(text)!r}"
 
 
+def _edge_block(response: httpx.Response, body: Any) -> bool:
+    """True for a 403 that Cloudflare wrote itself: not JSON, and Cloudflare's page or headers.
+
+    Every answer from discord.com passes Cloudflare and carries its headers; only the edge's
+    own refusals are not JSON, since Discord's API answers every error in JSON.
+    """
+    if response.status_code != 403 or not isinstance(body, str):
+        return False
+    server = response.headers.get("server", "").lower()
+    return (
+        "cf-ray" in response.headers
+        or server.startswith("cloudflare")
+        or _CLOUDFLARE_PAGE.search(body) is not None
+    )
+
+
+def _edge_blocked(answer: Answer, label: str, what: str) -> EdgeBlocked:
+    match = _CLOUDFLARE_PAGE.search(str(answer.body))
+    which = f" (Cloudflare error {match.group(1)})" if match else ""
+    return EdgeBlocked(
+        f"{what}: Discord's edge (Cloudflare) blocked this host{which}, before the request "
+        f"reached Discord's API. {_EDGE_FIX}",
+        status=answer.status,
+        route=label,
+        user_message="Discord's edge (Cloudflare) is blocking this server's requests. An "
+        "operator must check the bot's User-Agent (DISCORD_USER_AGENT) and its volume of "
+        "failed requests, then wait for the block to lift.",
+    )
+
+
 def not_json_error(answer: Answer, route: CompiledRoute, api_base: str | None) -> DiscordError:
     """The error for an answer whose body is not Discord's JSON (any status but 429)."""
     status, label = answer.status, route.label
     base = _public_base(api_base)
     what = f"{label} at {base} answered {status} with {_describe(answer.body)}"
+    if answer.edge_block:
+        return _edge_blocked(answer, label, what)
     if status >= 500:
         return ServerError(
             f"{what}, not Discord's JSON error",
@@ -154,6 +209,29 @@ def _float(value: str | None) -> float | None:
         return None if value is None else float(value)
     except ValueError:
         return None
+
+
+def server_retry_after(headers: httpx.Headers, *, now: float | None = None) -> float | None:
+    """Seconds a 5xx answer's ``Retry-After`` asks to wait, or None without a usable one.
+
+    HTTP allows delta-seconds or a date (RFC 9110 10.2.3); a date already past means now.
+    ``now`` (epoch seconds) is for tests.
+    """
+    value = (headers.get("retry-after") or "").strip()
+    if not value:
+        return None
+    seconds = _float(value)
+    if seconds is None:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = max(0.0, when.timestamp() - (time.time() if now is None else now))
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds
 
 
 def _scope_of(response: httpx.Response, body: Any, remaining: int | None) -> Scope | None:
@@ -217,6 +295,7 @@ def read_answer(response: httpx.Response, route: CompiledRoute, *, authed: bool)
         code=code if isinstance(code, int) else None,
         message=message,
         outcome=outcome,
+        edge_block=_edge_block(response, body),
     )
 
 

@@ -8,8 +8,9 @@
    deadline (dead tokens, dead webhooks and bans are refused without sending anything),
 3. sends, parses the answer, gives the outcome back to the limiter,
 4. retries 429s (the limiter now knows how long to wait), 5xx and network errors (``max_retries``
-   times, exponential backoff with jitter; a POST that is not idempotent is only retried when
-   it certainly did not reach Discord), and raises the mapped error otherwise.
+   times, exponential backoff with jitter, or a 5xx's ``Retry-After`` when it has one and it
+   ends before the deadline; a POST that is not idempotent is only retried when it certainly
+   did not reach Discord), and raises the mapped error otherwise.
 
 Tokens and webhook URLs never reach a log line, an exception or the recording.
 """
@@ -35,7 +36,13 @@ from shared.discord.errors import (
     Unauthorized,
 )
 from shared.discord.metrics import DiscordMetrics
-from shared.discord.responses import Answer, error_for, not_json_error, read_answer
+from shared.discord.responses import (
+    Answer,
+    error_for,
+    not_json_error,
+    read_answer,
+    server_retry_after,
+)
 from shared.discord.routes import CompiledRoute
 from shared.discord.simulation import Recorder, redact_path
 from shared.discord.tokens import TokenSource, token_id
@@ -114,8 +121,9 @@ class RestSession:
     ) -> Answer:
         """Send ``route`` and return the 2xx :class:`Answer`; raise a Discord error otherwise.
 
-        ``max_wait_s`` bounds the total time spent waiting for rate limits (the caller's
-        deadline); ``idempotent`` defaults to True for every method but POST.
+        ``max_wait_s`` bounds the total time spent waiting for rate limits and for a 5xx's
+        ``Retry-After`` (the caller's deadline); ``idempotent`` defaults to True for every
+        method but POST.
         """
         authed = not (route.route.webhook or route.route.interaction)
         headers = {"User-Agent": self.policy.user_agent}
@@ -206,25 +214,66 @@ class RestSession:
                 raise error_for(answer, route, api_base=self.api_base)
             if answer.status >= 500:
                 failures += 1
-                # Discord may have carried out a request it answers 5xx to (the backend
-                # finished, the edge lost the answer): only a safe one is sent again here.
-                if failures <= self.policy.max_retries and safe_retry:
-                    self._count_retry(route, "5xx")
-                    self._backoff(failures)
-                    continue
-                maybe_done = "" if safe_retry else " (not repeated: it may have been carried out)"
-                raise ServerError(
-                    f"Discord answered {answer.status} {failures} time(s){maybe_done}",
-                    status=answer.status,
-                    code=answer.code,
-                    route=route.label,
-                    user_message="Discord is having problems (server errors).",
+                self._after_server_error(
+                    answer, response.headers, route, failures, safe_retry, deadline
                 )
+                continue
             if answer.outcome.dead_token:
                 log.error("discord.token_rejected", route=route.label, token=key.token_id)
             if answer.outcome.dead_webhook:
                 log.warning("discord.webhook_dead", route=route.label, webhook=key.webhook_key)
             raise error_for(answer, route, api_base=self.api_base)
+
+    def _after_server_error(
+        self,
+        answer: Answer,
+        headers: httpx.Headers,
+        route: CompiledRoute,
+        failures: int,
+        safe_retry: bool,
+        deadline: float,
+    ) -> None:
+        """Wait before sending again after a 5xx, or raise when it is not sent again.
+
+        A ``Retry-After`` is waited exactly, unless it passes the caller's deadline (then the
+        error says so, with ``retry_after``); without one the usual backoff applies.
+        """
+        asked = server_retry_after(headers)
+        # Discord may have carried out a request it answers 5xx to (the backend finished,
+        # the edge lost the answer): only a safe one is sent again here.
+        if failures > self.policy.max_retries or not safe_retry:
+            maybe_done = "" if safe_retry else " (not repeated: it may have been carried out)"
+            raise self._server_error(
+                answer, route, f"{failures} time(s){maybe_done}", retry_after=asked
+            )
+        if asked is None:
+            self._count_retry(route, "5xx")
+            self._backoff(failures)
+            return
+        left = deadline - time.monotonic()
+        if asked > left:
+            raise self._server_error(
+                answer,
+                route,
+                f"with Retry-After {asked:.2f} s, more than the {max(left, 0):.2f} s left "
+                "before the caller's deadline",
+                retry_after=asked,
+            )
+        self._count_retry(route, "5xx")
+        self._sleep(asked)
+
+    @staticmethod
+    def _server_error(
+        answer: Answer, route: CompiledRoute, detail: str, *, retry_after: float | None
+    ) -> ServerError:
+        return ServerError(
+            f"Discord answered {answer.status} {detail}",
+            status=answer.status,
+            code=answer.code,
+            route=route.label,
+            retry_after=retry_after,
+            user_message="Discord is having problems (server errors).",
+        )
 
     def _limit_key(self, route: CompiledRoute, authed: bool, headers: dict[str, str]) -> LimitKey:
         if not authed:

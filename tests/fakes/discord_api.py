@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -117,8 +117,30 @@ def _form_error(path: list[str], code: str, message: str) -> ApiError:
 
 _CURSORS = ("before", "after", "around")
 _SNOWFLAKE_DIGITS = re.compile(r"[0-9]+")
+_INT_SYNTAX = re.compile(r"-?[0-9]+")
 #: Discord's snowflakes are signed 64-bit on its side: larger values are refused.
 _SNOWFLAKE_MAX = 2**63 - 1
+#: More significant digits than this are out of every range the fake checks.
+_MAX_DIGITS = 20
+
+
+def _ascii_int(text: str) -> int:
+    """``text`` (ASCII digits, maybe after one ``-``) as an int.
+
+    A number of more than ``_MAX_DIGITS`` significant digits becomes ``±10**_MAX_DIGITS``:
+    out of every range checked here, and ``int`` itself refuses strings of 4300+ digits.
+    """
+    digits = text.lstrip("-").lstrip("0") or "0"
+    value = int(digits) if len(digits) <= _MAX_DIGITS else 10**_MAX_DIGITS
+    return -value if text.startswith("-") else value
+
+
+def _path_id(raw: str) -> int | None:
+    """The id in a path segment, or None when it is not ASCII digits (the handler's 404).
+
+    ``str.isdigit`` is not the test: it accepts digits ``int`` refuses (``²``).
+    """
+    return _ascii_int(raw) if _SNOWFLAKE_DIGITS.fullmatch(raw) else None
 
 
 def _snowflake_param(name: str, raw: str) -> int:
@@ -129,7 +151,7 @@ def _snowflake_param(name: str, raw: str) -> int:
     """
     if not _SNOWFLAKE_DIGITS.fullmatch(raw):
         raise _form_error([name], "NUMBER_TYPE_COERCE", f'Value "{raw}" is not snowflake.')
-    value = int(raw)
+    value = _ascii_int(raw)
     if value > _SNOWFLAKE_MAX:
         raise _form_error(
             [name],
@@ -137,6 +159,44 @@ def _snowflake_param(name: str, raw: str) -> int:
             f"snowflake value should be less than or equal to {_SNOWFLAKE_MAX}.",
         )
     return value
+
+
+def _int_param(name: str, raw: str, low: int, high: int) -> int:
+    """``raw`` as an int in ``low..high``, or Discord's 400/50035 for the parameter ``name``.
+
+    Only ASCII digits after an optional ``-`` are an int (``abc``, ``1.5``, ``""``, `` 5``
+    and ``٣`` are not).
+    """
+    if not _INT_SYNTAX.fullmatch(raw):
+        raise _form_error([name], "NUMBER_TYPE_COERCE", f'Value "{raw}" is not int.')
+    value = _ascii_int(raw)
+    if value < low:
+        raise _form_error(
+            [name], "NUMBER_TYPE_MIN", f"int value should be greater than or equal to {low}."
+        )
+    if value > high:
+        raise _form_error(
+            [name], "NUMBER_TYPE_MAX", f"int value should be less than or equal to {high}."
+        )
+    return value
+
+
+def _timestamp_param(name: str, raw: str) -> float:
+    """``raw`` as an ISO8601 timestamp in epoch milliseconds (UTC when it names no offset), or
+    Discord's 400/50035 for the parameter ``name``.
+
+    The message is the one Discord gives for a unix time sent as ``before`` to the archived
+    threads routes (serenity-rs/serenity#2664); the code is inferred from its other type codes.
+    """
+    try:
+        stamp = datetime.fromisoformat(raw)
+    except ValueError:
+        raise _form_error(
+            [name], "DATE_TIME_TYPE_PARSE", f"Could not parse {raw}. Should be ISO8601."
+        ) from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return stamp.timestamp() * 1000
 
 
 #: The body types Discord reads (fact sheet section 3); the fake reads JSON only.
@@ -176,6 +236,124 @@ class _FormErrors:
     def raise_if_any(self) -> None:
         if self.tree:
             raise ApiError(400, 50035, "Invalid Form Body", self.tree)
+
+    # A value of the wrong JSON type is reported at its path like any broken limit, never
+    # raised from deep inside a handler (which would be a 500 Discord never gives).
+
+    def model(self, path: list[str], value: Any) -> dict[str, Any] | None:
+        """``value`` when it is an object; ``None`` when absent, or (reported) not an object."""
+        if value is None or isinstance(value, dict):
+            return value
+        self.add(path, "MODEL_TYPE_CONVERT", "Only dictionaries may be used in a ModelType")
+        return None
+
+    def values(self, path: list[str], value: Any) -> list[Any]:
+        """``value`` when it is a list; ``[]`` when absent, or (reported) not a list.
+
+        The code and message are inferred from Discord's ``MODEL_TYPE_CONVERT`` one.
+        """
+        if value is None or isinstance(value, list):
+            return value or []
+        self.add(path, "LIST_TYPE_CONVERT", "Only iterables may be used in a ListType")
+        return []
+
+    def models(self, path: list[str], value: Any) -> list[dict[str, Any] | None]:
+        """The objects of a list, ``None`` in place of each item that is not one (reported:
+        ``null`` as Discord's ``LIST_ITEM_VALUE_REQUIRED``, anything else as not an object)."""
+        items: list[dict[str, Any] | None] = []
+        for i, item in enumerate(self.values(path, value)):
+            if item is None:
+                self.add(
+                    [*path, str(i)],
+                    "LIST_ITEM_VALUE_REQUIRED",
+                    "List item values of ModelType are required",
+                )
+            items.append(self.model([*path, str(i)], item))
+        return items
+
+    def text(self, path: list[str], value: Any) -> str:
+        """``value`` as a string (an integer counts); ``""`` when absent, or (reported) any
+        other type (Discord's message for a list is ``Could not interpret "[]" as string.``;
+        the code is inferred)."""
+        if value is None:
+            return ""
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return str(value)
+        shown = json.dumps(value, separators=(",", ":"))
+        self.add(path, "STRING_TYPE_CONVERT", f'Could not interpret "{shown}" as string.')
+        return ""
+
+    def integer(self, path: list[str], value: Any, default: int = 0) -> int:
+        """``value`` as an int (a whole number, or a string of ASCII digits); ``default`` when
+        absent, or (reported) anything else."""
+        if value is None:
+            return default
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and _INT_SYNTAX.fullmatch(value):
+            return _ascii_int(value)
+        self.add(path, "NUMBER_TYPE_COERCE", f'Value "{value}" is not int.')
+        return default
+
+    def snowflake(self, path: list[str], value: Any) -> None:
+        """Report ``value`` unless it is absent or a snowflake (ASCII digits, or an integer,
+        within the signed 64-bit range)."""
+        if value is None:
+            return
+        raw = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        if not isinstance(raw, str) or not _SNOWFLAKE_DIGITS.fullmatch(raw):
+            self.add(path, "NUMBER_TYPE_COERCE", f'Value "{value}" is not snowflake.')
+        elif _ascii_int(raw) > _SNOWFLAKE_MAX:
+            self.add(
+                path,
+                "NUMBER_TYPE_MAX",
+                f"snowflake value should be less than or equal to {_SNOWFLAKE_MAX}.",
+            )
+
+
+def _embed_size(errors: _FormErrors, at: list[str], embed: dict[str, Any]) -> int:
+    """Check one embed's limits into ``errors``; its characters that count toward 6000."""
+    fields = errors.models([*at, "fields"], embed.get("fields"))
+    errors.max_length([*at, "fields"], fields, 25)
+    total = 0
+    for j, item in enumerate(fields):
+        if item is None:
+            continue
+        for key, limit in (("name", 256), ("value", 1024)):
+            where = [*at, "fields", str(j), key]
+            text = errors.text(where, item.get(key))
+            if item.get(key) in (None, ""):
+                errors.add(where, "BASE_TYPE_REQUIRED", "This field is required")
+            errors.max_length(where, text, limit)
+            total += len(text)
+    footer = errors.model([*at, "footer"], embed.get("footer")) or {}
+    author = errors.model([*at, "author"], embed.get("author")) or {}
+    for where, value, limit in (
+        ([*at, "title"], embed.get("title"), 256),
+        ([*at, "description"], embed.get("description"), 4096),
+        ([*at, "footer", "text"], footer.get("text"), 2048),
+        ([*at, "author", "name"], author.get("name"), 256),
+    ):
+        text = errors.text(where, value)
+        errors.max_length(where, text, limit)
+        total += len(text)
+    return total
+
+
+def _check_mentions(errors: _FormErrors, value: Any) -> None:
+    """``allowed_mentions``: ``parse`` of a kind excludes a list of ids of the same kind."""
+    mentions = errors.model(["allowed_mentions"], value) or {}
+    parse = errors.values(["allowed_mentions", "parse"], mentions.get("parse"))
+    for kind in ("users", "roles"):
+        ids = errors.values(["allowed_mentions", kind], mentions.get(kind))
+        if kind in parse and ids:
+            errors.add(
+                ["allowed_mentions"],
+                "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+                f'parse:["{kind}"] and {kind}: [ids...] are mutually exclusive.',
+            )
 
 
 @dataclass
@@ -609,7 +787,9 @@ class FakeDiscord:
                 _check_content_type(headers.get("content-type", ""))
                 try:
                     ctx.body = json.loads(body)
-                except (json.JSONDecodeError, UnicodeDecodeError):
+                except (ValueError, RecursionError):
+                    # ValueError covers bad JSON, bad UTF-8 and numbers of 4300+ digits;
+                    # RecursionError arrays nested thousands deep.
                     raise ApiError(400, 50109, "The request body contains invalid JSON.") from None
             with self.lock:
                 status, payload = getattr(self, "_h_" + route.handler)(ctx)
@@ -617,7 +797,8 @@ class FakeDiscord:
             status, payload = exc.status, exc.body()
         if fault is not None and fault.kind == "status_after":
             # Served, but the answer that reaches the client is the edge's error.
-            lost = Reply(fault.status, {"message": f"{fault.status}: Bad Gateway", "code": 0}, via)
+            body = {"message": f"{fault.status}: Bad Gateway", "code": 0}
+            lost = Reply(fault.status, body, fault.status_headers())
             return self._finish(lost, ip, route_key, auth, major, delay)
         headers_out = {**via, **bucket_headers}
         return self._finish(Reply(status, payload, headers_out), ip, route_key, auth, major, delay)
@@ -680,11 +861,7 @@ class FakeDiscord:
         elif (
             route.method == "DELETE" and template == "/channels/{channel_id}/messages/{message_id}"
         ):
-            message = (
-                self.messages.get(int(params["message_id"]))
-                if params["message_id"].isdigit()
-                else None
-            )
+            message = self.messages.get(_path_id(params["message_id"]))
             age = None if message is None else self.now_ms() - snowflake_ms(message.id)
             suffix = (
                 "#young"
@@ -701,8 +878,8 @@ class FakeDiscord:
             if name in params:
                 major = f"{params[name]}:{params.get('webhook_token') or params.get('interaction_token')}"
         hook_channel = None
-        if route.handler == "execute_webhook" and params["webhook_id"].isdigit():
-            hook = self.webhooks.get(int(params["webhook_id"]))
+        if route.handler == "execute_webhook":
+            hook = self.webhooks.get(_path_id(params["webhook_id"]))
             hook_channel = None if hook is None else str(hook.channel_id)
         return key, major or "-", hook_channel
 
@@ -710,7 +887,7 @@ class FakeDiscord:
 
     def _channel(self, ctx: _Ctx, key: str = "channel_id") -> Channel:
         raw = ctx.params[key]
-        channel = self.channels.get(int(raw)) if raw.isdigit() else None
+        channel = self.channels.get(_path_id(raw))
         if channel is None:
             raise ApiError(404, 10003, "Unknown Channel")
         if ctx.viewer is not None and not self._can(ctx.viewer, channel, VIEW_CHANNEL):
@@ -733,71 +910,46 @@ class FakeDiscord:
         return self._perms(user_id, channel) & bits == bits
 
     def _message(self, channel: Channel, raw: str) -> Message:
-        message = self.messages.get(int(raw)) if raw.isdigit() else None
+        message = self.messages.get(_path_id(raw))
         if message is None or message.channel_id != channel.id:
             raise ApiError(404, 10008, "Unknown Message")
         return message
 
     def _validate(self, body: Any, *, create: bool, webhook: bool = False) -> None:
-        """Discord's checks of a message body: every broken limit at once in one 50035 tree
-        (fact sheet section 5), then 50006 for a message with nothing to show."""
+        """Discord's checks of a message body: every broken limit and every value of the wrong
+        type at once in one 50035 tree (fact sheet section 5), then 50006 for a message with
+        nothing to show."""
         if not isinstance(body, dict):
             raise _form_error(
                 [], "MODEL_TYPE_CONVERT", "Only dictionaries may be used in a DictType"
             )
         errors = _FormErrors()
-        content = body.get("content")
-        if isinstance(content, str):
-            errors.max_length(["content"], content, 2000)
-        embeds = body.get("embeds") or []
+        content = errors.text(["content"], body.get("content"))
+        errors.max_length(["content"], content, 2000)
+        embeds = errors.models(["embeds"], body.get("embeds"))
         errors.max_length(["embeds"], embeds, 10)
-        total = 0
-        for i, embed in enumerate(embeds):
-            at = ["embeds", str(i)]
-            fields = embed.get("fields") or []
-            errors.max_length([*at, "fields"], fields, 25)
-            for j, item in enumerate(fields):
-                for key, limit in (("name", 256), ("value", 1024)):
-                    if not item.get(key):
-                        errors.add(
-                            [*at, "fields", str(j), key],
-                            "BASE_TYPE_REQUIRED",
-                            "This field is required",
-                        )
-                    else:
-                        errors.max_length([*at, "fields", str(j), key], str(item[key]), limit)
-                total += len(item.get("name") or "") + len(item.get("value") or "")
-            title, description = embed.get("title") or "", embed.get("description") or ""
-            footer = (embed.get("footer") or {}).get("text") or ""
-            author = (embed.get("author") or {}).get("name") or ""
-            errors.max_length([*at, "title"], title, 256)
-            errors.max_length([*at, "description"], description, 4096)
-            errors.max_length([*at, "footer", "text"], footer, 2048)
-            errors.max_length([*at, "author", "name"], author, 256)
-            total += len(title) + len(description) + len(footer) + len(author)
+        total = sum(
+            _embed_size(errors, ["embeds", str(i)], embed)
+            for i, embed in enumerate(embeds)
+            if embed is not None
+        )
         if total > 6000:
             errors.add(
                 ["embeds"], "BASE_TYPE_MAX_LENGTH", "Embed size exceeds maximum size of 6000"
             )
-        components = body.get("components") or []
-        if not int(body.get("flags") or 0) & COMPONENTS_V2:
+        components = errors.values(["components"], body.get("components"))
+        if not errors.integer(["flags"], body.get("flags")) & COMPONENTS_V2:
             # Legacy components: at most five action rows (V2 layouts have other rules).
             errors.max_length(["components"], components, 5)
-        mentions = body.get("allowed_mentions")
-        if isinstance(mentions, dict):
-            parse = mentions.get("parse") or []
-            for kind in ("users", "roles"):
-                if kind in parse and mentions.get(kind):
-                    errors.add(
-                        ["allowed_mentions"],
-                        "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
-                        f'parse:["{kind}"] and {kind}: [ids...] are mutually exclusive.',
-                    )
+        _check_mentions(errors, body.get("allowed_mentions"))
+        reference = errors.model(["message_reference"], body.get("message_reference")) or {}
+        for key in ("message_id", "channel_id", "guild_id"):
+            errors.snowflake(["message_reference", key], reference.get(key))
         nonce = body.get("nonce")
         if isinstance(nonce, str):
             errors.max_length(["nonce"], nonce, 25)
         if webhook and body.get("username") is not None:
-            name = str(body["username"])
+            name = errors.text(["username"], body["username"])
             if not 1 <= len(name) <= 80 or "discord" in name.lower() or "clyde" in name.lower():
                 errors.add(["username"], "USERNAME_INVALID", 'Username cannot contain "discord"')
         errors.raise_if_any()
@@ -848,7 +1000,7 @@ class FakeDiscord:
 
     def _h_get_guild(self, ctx: _Ctx) -> tuple[int, Any]:
         raw = ctx.params["guild_id"]
-        guild = self.guilds.get(int(raw)) if raw.isdigit() else None
+        guild = self.guilds.get(_path_id(raw))
         if guild is None or ctx.viewer not in guild.members:
             raise ApiError(404, 10004, "Unknown Guild")
         if self.config.guild_route == "forbidden":
@@ -857,11 +1009,11 @@ class FakeDiscord:
 
     def _h_get_member(self, ctx: _Ctx) -> tuple[int, Any]:
         raw = ctx.params["guild_id"]
-        guild = self.guilds.get(int(raw)) if raw.isdigit() else None
+        guild = self.guilds.get(_path_id(raw))
         if guild is None or ctx.viewer not in guild.members:
             raise ApiError(404, 10004, "Unknown Guild")
         user = ctx.params["user_id"]
-        member = guild.members.get(int(user)) if user.isdigit() else None
+        member = guild.members.get(_path_id(user))
         if member is None:
             raise ApiError(404, 10007, "Unknown Member")
         return 200, self._member_json(guild, member)
@@ -883,7 +1035,7 @@ class FakeDiscord:
     def _member_guild(self, ctx: _Ctx) -> Guild:
         """The guild of the path, which the bot must belong to (403/50001 otherwise)."""
         raw = ctx.params["guild_id"]
-        guild = self.guilds.get(int(raw)) if raw.isdigit() else None
+        guild = self.guilds.get(_path_id(raw))
         if guild is None:
             raise ApiError(404, 10004, "Unknown Guild")
         if ctx.viewer not in guild.members:
@@ -903,21 +1055,7 @@ class FakeDiscord:
         guild = self._member_guild(ctx)
         if not self.config.members_intent:
             raise ApiError(403, 50001, "Missing Access")
-        raw_limit = ctx.query.get("limit", "1")
-        try:
-            limit = int(raw_limit)
-        except ValueError:
-            raise _form_error(
-                ["limit"], "NUMBER_TYPE_COERCE", f'Value "{raw_limit}" is not int.'
-            ) from None
-        if limit < 1:
-            raise _form_error(
-                ["limit"], "NUMBER_TYPE_MIN", "int value should be greater than or equal to 1."
-            )
-        if limit > 1000:
-            raise _form_error(
-                ["limit"], "NUMBER_TYPE_MAX", "int value should be less than or equal to 1000."
-            )
+        limit = _int_param("limit", ctx.query.get("limit", "1"), 1, 1000)
         after = _snowflake_param("after", ctx.query.get("after", "0"))
         ids = sorted(uid for uid in guild.members if uid > after)[:limit]
         return 200, [self._member_json(guild, guild.members[uid]) for uid in ids]
@@ -941,7 +1079,7 @@ class FakeDiscord:
     def _h_active_threads(self, ctx: _Ctx) -> tuple[int, Any]:
         assert ctx.viewer is not None
         raw = ctx.params["guild_id"]
-        guild = self.guilds.get(int(raw)) if raw.isdigit() else None
+        guild = self.guilds.get(_path_id(raw))
         if guild is None or ctx.viewer not in guild.members:
             raise ApiError(404, 10004, "Unknown Guild")
         threads = [
@@ -969,9 +1107,9 @@ class FakeDiscord:
         channel = self._channel(ctx)
         if not self._can(ctx.viewer, channel, READ_MESSAGE_HISTORY):
             raise ApiError(403, 50013, "Missing Permissions")
-        limit = int(ctx.query.get("limit", "50"))
+        limit = _int_param("limit", ctx.query.get("limit", "50"), 2, 100)
         before = ctx.query.get("before")
-        before_ms = datetime.fromisoformat(before).timestamp() * 1000 if before else float("inf")
+        before_ms = float("inf") if before is None else _timestamp_param("before", before)
         threads = sorted(
             (
                 c
@@ -996,14 +1134,7 @@ class FakeDiscord:
     def _h_get_messages(self, ctx: _Ctx) -> tuple[int, Any]:
         assert ctx.viewer is not None
         channel = self._channel(ctx)
-        try:
-            limit = int(ctx.query.get("limit", "50"))
-        except ValueError:
-            raise _form_error(["limit"], "NUMBER_TYPE_COERCE", "Value is not int.") from None
-        if not 1 <= limit <= 100:
-            raise _form_error(
-                ["limit"], "NUMBER_TYPE_MAX", "int value should be between 1 and 100."
-            )
+        limit = _int_param("limit", ctx.query.get("limit", "50"), 1, 100)
         cursors = {k: _snowflake_param(k, ctx.query[k]) for k in _CURSORS if k in ctx.query}
         if len(cursors) > 1:
             raise _form_error(
@@ -1168,7 +1299,10 @@ class FakeDiscord:
             raise _form_error(
                 ["name"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."
             )
-        duration = int(body.get("auto_archive_duration") or 1440)
+        errors = _FormErrors()
+        duration = errors.integer(["auto_archive_duration"], body.get("auto_archive_duration"))
+        errors.raise_if_any()
+        duration = duration or 1440
         if duration not in _ARCHIVE_DURATIONS:
             raise _form_error(
                 ["auto_archive_duration"],
@@ -1222,7 +1356,9 @@ class FakeDiscord:
             self._validate(body["message"], create=True)
             kind = 11
         elif channel.type in (0, 5):
-            kind = int(body.get("type") or 12)
+            errors = _FormErrors()
+            kind = errors.integer(["type"], body.get("type")) or 12
+            errors.raise_if_any()
             if kind not in (10, 11, 12):
                 raise _form_error(
                     ["type"], "BASE_TYPE_CHOICES", "Value must be one of {10, 11, 12}."
@@ -1277,8 +1413,13 @@ class FakeDiscord:
 
     def _h_create_dm(self, ctx: _Ctx) -> tuple[int, Any]:
         assert ctx.viewer is not None
-        raw = str((ctx.body or {}).get("recipient_id", ""))
-        if not raw.isdigit() or int(raw) not in self.users:
+        body = ctx.body if ctx.body is not None else {}
+        if not isinstance(body, dict):
+            raise _form_error(
+                [], "MODEL_TYPE_CONVERT", "Only dictionaries may be used in a DictType"
+            )
+        recipient = _path_id(str(body.get("recipient_id", "")))
+        if recipient is None or recipient not in self.users:
             raise ApiError(
                 400,
                 50035,
@@ -1291,9 +1432,9 @@ class FakeDiscord:
                     }
                 },
             )
-        key = (ctx.viewer, int(raw))
+        key = (ctx.viewer, recipient)
         if key not in self.dms:
-            channel = Channel(id=self.ids.at(self.now_ms()), type=1, recipients=[int(raw)])
+            channel = Channel(id=self.ids.at(self.now_ms()), type=1, recipients=[recipient])
             self.channels[channel.id] = channel
             self.dms[key] = channel.id
         return 200, self.channels[self.dms[key]].to_json(ctx.viewer, self.users)
@@ -1302,7 +1443,7 @@ class FakeDiscord:
 
     def _webhook(self, ctx: _Ctx) -> Webhook:
         raw = ctx.params["webhook_id"]
-        hook = self.webhooks.get(int(raw)) if raw.isdigit() else None
+        hook = self.webhooks.get(_path_id(raw))
         if hook is None:
             raise ApiError(404, 10015, "Unknown Webhook")
         if hook.token != ctx.params["webhook_token"]:
@@ -1314,7 +1455,7 @@ class FakeDiscord:
         thread_id = ctx.query.get("thread_id")
         if thread_id is None:
             return channel
-        thread = self.channels.get(int(thread_id)) if thread_id.isdigit() else None
+        thread = self.channels.get(_path_id(thread_id))
         if thread is None or thread.parent_id != channel.id:
             raise ApiError(400, 10003, "Unknown Channel")
         return thread
@@ -1411,7 +1552,9 @@ class FakeDiscord:
             self._validate(data, create=True)
             message = self._new_message(channel, interaction.application_id, data, type=20)
         elif kind == 5:
-            flags = int(data.get("flags") or 0) | LOADING
+            errors = _FormErrors()
+            flags = errors.integer(["data", "flags"], data.get("flags")) | LOADING
+            errors.raise_if_any()
             message = self._new_message(
                 channel, interaction.application_id, {"flags": flags}, type=20
             )

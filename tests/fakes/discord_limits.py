@@ -18,10 +18,10 @@
   books its global slot before sending, so it counts them either way.
 * Invalid requests (401, 403, and 429 except scope ``shared``) counted per IP; past the
   threshold the IP is banned and gets Cloudflare-shaped 429s (no ``Via``, no headers).
-* Faults injected per route: 5xx, connection resets, latency, and 429s of every scope:
-  ``user429`` (bucket exhausted), ``sublimit429`` (a hidden per-bot sub-limit: scope ``user``
-  while the bucket has requests left; invalid), ``shared429`` (scope ``shared``, optionally
-  with a ``code`` such as 20028; not invalid), ``global429`` and ``ban``.
+* Faults injected per route: 5xx (optionally with ``Retry-After``), connection resets, latency,
+  and 429s of every scope: ``user429`` (bucket exhausted), ``sublimit429`` (a hidden per-bot
+  sub-limit: scope ``user`` while the bucket has requests left; invalid), ``shared429`` (scope
+  ``shared``, optionally with a ``code`` such as 20028; not invalid), ``global429`` and ``ban``.
 """
 
 from __future__ import annotations
@@ -158,7 +158,9 @@ class Fault:
 
     ``status`` answers ``status`` instead of serving the request; ``status_after`` serves it
     (a message is created, an interaction acknowledged) and then answers ``status``, as
-    Discord's edge does when the backend finished but the answer was lost.
+    Discord's edge does when the backend finished but the answer was lost.  Either sends
+    ``retry_after_header`` as ``Retry-After`` when set (seconds or an HTTP date, verbatim), as
+    an overloaded server may with a 503.
     """
 
     kind: FaultKind
@@ -172,6 +174,14 @@ class Fault:
     #: and 429 faults announce the time left as ``retry_after``.
     duration_s: float = 0.0
     until: float = 0.0
+    retry_after_header: str | None = None
+
+    def status_headers(self) -> dict[str, str]:
+        """The headers of a ``status``/``status_after`` answer."""
+        headers = {"Via": "1.1 google", "Content-Type": "application/json"}
+        if self.retry_after_header is not None:
+            headers["Retry-After"] = self.retry_after_header
+        return headers
 
 
 @dataclass
@@ -261,7 +271,7 @@ class Limits:
         retry = {"Retry-After": str(math.ceil(ra))}
         if fault.kind == "status":
             body = {"message": f"{fault.status}: Internal Server Error", "code": 0}
-            return Reply(fault.status, body, via)
+            return Reply(fault.status, body, fault.status_headers())
         if fault.kind == "reset":
             return Reply(0, None, {}, reset=True)
         if fault.kind == "ban":

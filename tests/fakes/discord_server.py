@@ -156,6 +156,13 @@ def seed_bench(
     return {"channel_ids": ids, "webhook_id": str(hook.id), "webhook_token": hook.token}
 
 
+def _content_length(header: str | None) -> int | None:
+    """The body length a request announces (0 without the header); None when it is not a
+    length (reading a negative one would wait for the client to hang up)."""
+    raw = (header or "0").strip()
+    return int(raw) if raw.isascii() and raw.isdigit() else None
+
+
 class _Handler(BaseHTTPRequestHandler):
     """One keep-alive connection, as Discord's edge serves them.
 
@@ -179,7 +186,12 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: tests read statistics, not access logs."""
 
     def _dispatch(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        length = _content_length(self.headers.get("Content-Length"))
+        if length is None:
+            # The edge refuses a request it cannot frame, before the API sees it.
+            self.close_connection = True
+            self._write(Response(400, "400 Bad Request", {"Content-Type": "text/plain"}))
+            return
         body = self.rfile.read(length) if length else b""
         parts = urlsplit(self.path)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,7 +28,7 @@ from shared.discord import (
     build_discord_client,
     routes,
 )
-from shared.errors import ErrorKind, classify
+from shared.errors import ErrorKind, InvalidInputError, classify
 from tests.fakes.discord_limits import Fault, RouteLimit
 from tests.fakes.discord_server import FakeDiscordServer, World
 
@@ -69,6 +70,71 @@ def test_a_cursor_that_is_no_snowflake_is_a_bad_request_not_a_server_error(
     assert events(server, READ) == [(400, None)]  # sent once: a 400 is not retried
 
 
+#: (route, query, body, the one form error Discord reports) of requests Discord refuses.
+_REFUSED_INPUT = [
+    (
+        routes.GET_MESSAGES,
+        {"limit": "abc"},
+        None,
+        'limit: NUMBER_TYPE_COERCE Value "abc" is not int.',
+    ),
+    (
+        routes.LIST_PUBLIC_ARCHIVED_THREADS,
+        {"before": "1700059153"},
+        None,
+        "before: DATE_TIME_TYPE_PARSE Could not parse 1700059153. Should be ISO8601.",
+    ),
+    (
+        routes.LIST_PUBLIC_ARCHIVED_THREADS,
+        {"limit": "many"},
+        None,
+        'limit: NUMBER_TYPE_COERCE Value "many" is not int.',
+    ),
+    (
+        routes.CREATE_MESSAGE,
+        None,
+        {"content": "x", "embeds": ["not an object"]},
+        "embeds.0: MODEL_TYPE_CONVERT Only dictionaries may be used in a ModelType",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("route", "query", "body", "problem"),
+    _REFUSED_INPUT,
+    ids=["history-limit", "archived-before", "archived-limit", "embed-not-object"],
+)
+def test_input_discord_refuses_is_a_permanent_bad_request_naming_the_field(
+    client: DiscordClient,
+    world: World,
+    server: FakeDiscordServer,
+    route: routes.Route,
+    query: dict[str, str] | None,
+    body: dict[str, Any] | None,
+    problem: str,
+) -> None:
+    compiled = route.compile(channel_id=str(world.general.id))
+    with pytest.raises(BadRequest) as caught:
+        client.session.request(compiled, params=query, json=body)
+    error = caught.value
+    assert (error.status, error.code, error.errors) == (400, 50035, (problem,))
+    assert problem in str(error) and problem in error.user_message
+    assert not error.is_retryable
+    assert classify(error) is ErrorKind.PERMANENT
+    assert events(server) == [(400, None)]  # sent once: a 400 is not retried
+
+
+def test_an_archived_threads_limit_discord_refuses_is_refused_before_sending(
+    client: DiscordClient, world: World, server: FakeDiscordServer
+) -> None:
+    for limit in (1, 101):
+        with pytest.raises(InvalidInputError, match=f"limit {limit} is out of range"):
+            client.list_archived_threads(str(world.general.id), limit=limit)
+    assert events(server) == []
+    threads, more = client.list_archived_threads(str(world.general.id), limit=2)
+    assert (threads, more) == ([], False)
+
+
 def test_discords_own_limit_checks_reach_the_caller_as_one_bad_request(
     client: DiscordClient, world: World, server: FakeDiscordServer
 ) -> None:
@@ -96,6 +162,8 @@ def test_a_browser_user_agent_is_refused_by_discords_edge_with_a_clear_error(
     settings: DiscordSettings, http: httpx.Client, server: FakeDiscordServer
 ) -> None:
     browser = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131"
+    # The settings refuse this agent at startup; model_copy skips that check, as a settings
+    # object built before it would have.
     with build_discord_client(
         settings.model_copy(update={"user_agent": browser}), http, None, None
     ) as client:
@@ -189,6 +257,28 @@ def test_server_errors_are_retried_then_raised(
     assert caught.value.is_retryable
     assert classify(caught.value) is ErrorKind.TRANSIENT
     assert [s for s, _ in events(server, READ)][3:] == [500, 500, 500, 500]
+
+
+def test_a_5xx_retry_after_is_waited_within_the_deadline(
+    client: DiscordClient, world: World, server: FakeDiscordServer
+) -> None:
+    # The settings' backoff is 10 ms: only the header can make the retry wait a second.
+    server.fake.inject(Fault("status", route=READ, status=503, retry_after_header="1"))
+    started = time.monotonic()
+    assert client.get_messages(str(world.general.id), limit=1) == []
+    assert time.monotonic() - started >= 0.95
+    assert [s for s, _ in events(server, READ)] == [503, 200]
+    # A wait past the caller's deadline is not slept: the error says when to come back.
+    server.fake.inject(Fault("status", route=READ, status=503, retry_after_header="120"))
+    route = routes.GET_MESSAGES.compile(channel_id=str(world.general.id))
+    started = time.monotonic()
+    waits = r"with Retry-After 120\.00 s, more than the [45]\.\d\d s left before the caller"
+    with pytest.raises(ServerError, match=waits) as caught:
+        client.session.request(route, params={"limit": 1}, max_wait_s=5)
+    assert time.monotonic() - started < 1
+    assert (caught.value.status, caught.value.retry_after) == (503, 120.0)
+    assert caught.value.is_retryable
+    assert [s for s, _ in events(server, READ)] == [503, 200, 503]
 
 
 def test_a_5xx_after_discord_acted_repeats_only_what_cannot_double(

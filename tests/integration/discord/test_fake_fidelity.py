@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import http.client
+import json
 import re
+import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
 
-from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.discord_api import _ROUTES, FakeDiscord
 from tests.fakes.discord_fixtures import fixture
 from tests.fakes.discord_limits import FakeConfig, Fault, RouteLimit
 from tests.fakes.discord_server import FakeDiscordServer, World, seed_basic
@@ -562,3 +566,305 @@ def test_connections_stay_open_under_load(world: World) -> None:
     assert len(results) == 360
     assert {status for status, _ in results} <= {200, 429}
     assert all(reused for _, reused in results)
+
+
+def _form(path: list[str], code: str, message: str) -> dict[str, Any]:
+    """Discord's 50035 body with one problem at ``path``."""
+    tree: dict[str, Any] = {"_errors": [{"code": code, "message": message}]}
+    for part in reversed(path):
+        tree = {part: tree}
+    return {"message": "Invalid Form Body", "code": 50035, "errors": tree}
+
+
+_MIN = "NUMBER_TYPE_MIN"
+_MAX = "NUMBER_TYPE_MAX"
+_COERCE = "NUMBER_TYPE_COERCE"
+
+#: (route, query, where, code, message) of query values Discord refuses with 400/50035.
+_BAD_QUERIES = [
+    ("messages", {"limit": "abc"}, "limit", _COERCE, 'Value "abc" is not int.'),
+    ("messages", {"limit": "\u0663"}, "limit", _COERCE, 'Value "\u0663" is not int.'),
+    ("messages", {"limit": " 5"}, "limit", _COERCE, 'Value " 5" is not int.'),
+    ("messages", {"limit": "0"}, "limit", _MIN, "int value should be greater than or equal to 1."),
+    ("messages", {"limit": "101"}, "limit", _MAX, "int value should be less than or equal to 100."),
+    ("archived", {"limit": "abc"}, "limit", _COERCE, 'Value "abc" is not int.'),
+    ("archived", {"limit": "1"}, "limit", _MIN, "int value should be greater than or equal to 2."),
+    ("archived", {"limit": "101"}, "limit", _MAX, "int value should be less than or equal to 100."),
+    # A unix time where Discord wants ISO8601 (what serenity-rs/serenity#2664 met).
+    (
+        "archived",
+        {"before": "1700059153"},
+        "before",
+        "DATE_TIME_TYPE_PARSE",
+        "Could not parse 1700059153. Should be ISO8601.",
+    ),
+    (
+        "archived",
+        {"before": ""},
+        "before",
+        "DATE_TIME_TYPE_PARSE",
+        "Could not parse . Should be ISO8601.",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("route", "query", "where", "code", "message"),
+    _BAD_QUERIES,
+    ids=[f"{c[0]}-{c[2]}={c[1][c[2]]!r}" for c in _BAD_QUERIES],
+)
+def test_query_numbers_and_timestamps_that_discord_refuses_are_400_not_500(
+    world: World, route: str, query: dict[str, str], where: str, code: str, message: str
+) -> None:
+    paths = {
+        "messages": f"/channels/{world.general.id}/messages",
+        "archived": f"/channels/{world.general.id}/threads/archived/public",
+    }
+    answer = _get(world, paths[route], params=query)
+    assert (answer.status_code, answer.json()) == (400, _form([where], code, message))
+
+
+def test_archived_threads_page_before_an_iso8601_timestamp(
+    world: World, server: FakeDiscordServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    day = 86400_000
+    now = server.fake.now_ms()
+    old, older = (
+        server.fake.add_thread(
+            world.general, name, owner=world.alice, archived=True, archive_ms=now - n * day
+        )
+        for n, name in ((1, "old"), (3, "older"))
+    )
+    path = f"/channels/{world.general.id}/threads/archived/public"
+
+    def names(before: str) -> list[str]:
+        answer = _get(world, path, params={"before": before, "limit": 2})
+        assert answer.status_code == 200, answer.text
+        return [t["name"] for t in answer.json()["threads"]]
+
+    two_days_ago = datetime.fromtimestamp((now - 2 * day) / 1000, UTC)
+    assert names(two_days_ago.isoformat()) == [older.name]
+    assert names(datetime.fromtimestamp(now / 1000, UTC).isoformat()) == [old.name, older.name]
+    # Without an offset the time is UTC, whatever the local zone (here 14 hours ahead, where
+    # this time would come before the newer thread's archiving).
+    monkeypatch.setenv("TZ", "Etc/GMT-14")
+    time.tzset()
+    try:
+        after_old = datetime.fromtimestamp((now - day) / 1000, UTC) + timedelta(hours=2)
+        assert names(after_old.replace(tzinfo=None).isoformat()) == [old.name, older.name]
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+#: (what, body, errors) of message bodies with a value of the wrong JSON type.
+_BAD_TYPES = [
+    (
+        "embed-not-object",
+        {"embeds": ["x"]},
+        _form(
+            ["embeds", "0"], "MODEL_TYPE_CONVERT", "Only dictionaries may be used in a ModelType"
+        ),
+    ),
+    (
+        "embed-null",
+        {"content": "x", "embeds": [None]},
+        _form(
+            ["embeds", "0"],
+            "LIST_ITEM_VALUE_REQUIRED",
+            "List item values of ModelType are required",
+        ),
+    ),
+    (
+        "embeds-not-list",
+        {"embeds": {"title": "t"}},
+        _form(["embeds"], "LIST_TYPE_CONVERT", "Only iterables may be used in a ListType"),
+    ),
+    (
+        "field-not-object",
+        {"embeds": [{"fields": [7]}]},
+        _form(
+            ["embeds", "0", "fields", "0"],
+            "MODEL_TYPE_CONVERT",
+            "Only dictionaries may be used in a ModelType",
+        ),
+    ),
+    (
+        "footer-not-object",
+        {"embeds": [{"footer": "f"}]},
+        _form(
+            ["embeds", "0", "footer"],
+            "MODEL_TYPE_CONVERT",
+            "Only dictionaries may be used in a ModelType",
+        ),
+    ),
+    (
+        "title-not-string",
+        {"embeds": [{"title": []}]},
+        _form(
+            ["embeds", "0", "title"], "STRING_TYPE_CONVERT", 'Could not interpret "[]" as string.'
+        ),
+    ),
+    (
+        "flags-not-int",
+        {"content": "x", "flags": "x"},
+        _form(["flags"], _COERCE, 'Value "x" is not int.'),
+    ),
+    (
+        "components-not-list",
+        {"content": "x", "components": 3},
+        _form(["components"], "LIST_TYPE_CONVERT", "Only iterables may be used in a ListType"),
+    ),
+    (
+        "parse-not-list",
+        {"content": "x", "allowed_mentions": {"parse": 5}},
+        _form(
+            ["allowed_mentions", "parse"],
+            "LIST_TYPE_CONVERT",
+            "Only iterables may be used in a ListType",
+        ),
+    ),
+    (
+        "reply-to-no-snowflake",
+        {"content": "x", "message_reference": {"message_id": "abc"}},
+        _form(["message_reference", "message_id"], _COERCE, 'Value "abc" is not snowflake.'),
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "body", "expected"), _BAD_TYPES, ids=[c[0] for c in _BAD_TYPES])
+def test_a_body_value_of_the_wrong_type_is_a_50035_at_its_path(
+    world: World, server: FakeDiscordServer, what: str, body: Any, expected: dict[str, Any]
+) -> None:
+    mine = server.fake.add_message(world.general, world.bot, "mine")
+    hook = f"/webhooks/{world.webhook.id}/{world.webhook.token}"
+    for method, path in (
+        ("POST", f"/channels/{world.general.id}/messages"),
+        ("PATCH", f"/channels/{world.general.id}/messages/{mine.id}"),
+        ("POST", hook),
+    ):
+        answer = _get(world, path, method=method, json=body)
+        assert (answer.status_code, answer.json()) == (400, expected), (method, path)
+
+
+def test_thread_and_dm_bodies_of_the_wrong_type_are_400_not_500(world: World) -> None:
+    threads = f"/channels/{world.general.id}/threads"
+    for field in ("auto_archive_duration", "type"):
+        answer = _get(world, threads, method="POST", json={"name": "t", field: "soon"})
+        assert (answer.status_code, answer.json()) == (
+            400,
+            _form([field], _COERCE, 'Value "soon" is not int.'),
+        )
+    dm = _get(world, "/users/@me/channels", method="POST", json=[str(world.alice.id)])
+    assert (dm.status_code, dm.json()) == (
+        400,
+        _form([], "MODEL_TYPE_CONVERT", "Only dictionaries may be used in a DictType"),
+    )
+
+
+#: Values meant to break a handler that trusts its input: ids ``int`` refuses although
+#: ``str.isdigit`` accepts them, numbers too long for ``int``, wrong JSON types everywhere.
+_HOSTILE_SEGMENTS = ["\u00b2", "\u0663", "1" * 5000, "-1", "x"]
+_HOSTILE_QUERIES = ["\u00b2", "1" * 5000, "", "nan", "-1", "2026-13-01"]
+_QUERY_KEYS = ("limit", "before", "after", "around", "wait", "thread_id", "with_response")
+_HOSTILE_BODIES: list[Any] = [
+    None,
+    [],
+    "x",
+    1e308,
+    {"content": "x", "embeds": [["x"]], "flags": 1.5, "nonce": []},
+    {"name": "t", "message": {"embeds": "x", "flags": "\u00b2"}, "type": {"a": 1}},
+    {"recipient_id": "\u00b2", "type": [4], "data": {"flags": "x", "embeds": [None]}},
+    {"content": "x", "allowed_mentions": {"parse": "users", "users": 5, "roles": {}}},
+    {"content": "x", "message_reference": {"message_id": "1" * 5000, "channel_id": []}},
+    {"content": "x", "username": [], "thread_name": {}},
+]
+
+
+def test_no_hostile_input_gets_a_500_from_the_fake(
+    world: World, server: FakeDiscordServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = server.fake
+    # Every request must reach its handler: no bucket, global or ban 429 in between.
+    monkeypatch.setattr(fake.limits, "route_limit", lambda route_key: None)
+    fake.config.webhook_channel_limit = None
+    fake.config.global_limit = 1_000_000
+    fake.config.invalid_ban_threshold = 1_000_000
+    app = fake.add_bot("app-token", "App")
+    interaction = fake.add_interaction(world.general, world.alice, application=app)
+    mine = fake.add_message(world.general, world.bot, "mine")
+    real = {
+        "channel_id": str(world.general.id),
+        "message_id": str(mine.id),
+        "guild_id": str(world.guild.id),
+        "user_id": str(world.alice.id),
+        "emoji": "%F0%9F%91%8D",
+        "webhook_id": str(world.webhook.id),
+        "webhook_token": world.webhook.token,
+        "interaction_id": str(interaction.id),
+        "interaction_token": interaction.token,
+    }
+    headers = {
+        "authorization": f"Bot {world.token}",
+        "content-type": "application/json",
+        "user-agent": "DiscordBot (https://example.invalid, 1)",
+    }
+    statuses: set[int] = set()
+    for route in _ROUTES:
+        names = re.findall(r"\{(\w+)\}", route.template)
+        paths = [route.template.format(**real)]
+        for name in names:
+            for bad in _HOSTILE_SEGMENTS:
+                paths.append(route.template.format(**(real | {name: bad})))
+        message = json.dumps({"content": "x"}).encode()
+        for path, query, raw in (
+            *((p, {}, message) for p in paths),
+            *((paths[0], {k: v}, b"") for k in _QUERY_KEYS for v in _HOSTILE_QUERIES),
+            *((paths[0], {}, json.dumps(b).encode()) for b in _HOSTILE_BODIES),
+        ):
+            answer = fake.handle(route.method, f"/api/v10{path}", query, headers, raw)
+            assert answer.status < 500, (route.method, path[:80], query, raw[:80], answer.body)
+            statuses.add(answer.status)
+    assert 429 not in statuses
+    send = f"/api/v10/channels/{world.general.id}/messages"
+    deep = fake.handle("POST", send, {}, headers, b"[" * 100_000)
+    assert (deep.status, deep.body["code"]) == (400, 50109)
+    assert {200, 204, 400, 404} <= statuses
+
+
+@pytest.mark.parametrize("bad", ["\u00b2", "\u0663\u0663", "1" * 5000])
+def test_a_path_id_that_int_refuses_is_unknown_not_a_500(
+    world: World, server: FakeDiscordServer, bad: str
+) -> None:
+    # "²" passes str.isdigit() but not int(); "٣٣" passes both, but Discord ids are ASCII.
+    mine = server.fake.add_message(world.general, world.bot, "mine")
+    general = f"/channels/{world.general.id}"
+    for method, path, code in (
+        ("GET", f"/channels/{bad}", 10003),
+        ("GET", f"{general}/messages/{bad}", 10008),
+        ("DELETE", f"{general}/messages/{bad}", 10008),
+        ("PUT", f"{general}/messages/{bad}/reactions/%F0%9F%91%8D/@me", 10008),
+        ("GET", f"/guilds/{bad}", 10004),
+        ("GET", f"/guilds/{world.guild.id}/members/{bad}", 10007),
+        ("POST", f"/webhooks/{bad}/{world.webhook.token}", 10015),
+    ):
+        answer = _get(world, path, method=method, json={"content": "x"})
+        assert (answer.status_code, answer.json()["code"]) == (404, code), (method, path[:60])
+    dm = _get(world, "/users/@me/channels", method="POST", json={"recipient_id": bad})
+    assert dm.status_code == 400
+    assert server.fake.messages[mine.id].content == "mine"
+
+
+@pytest.mark.parametrize("length", ["abc", "-5", "1e3"])
+def test_a_content_length_that_is_no_length_gets_a_400_and_a_close(
+    world: World, length: str
+) -> None:
+    url = urlsplit(world.api_base)
+    with socket.create_connection((url.hostname or "", url.port or 0), timeout=5) as sock:
+        request = (
+            f"POST {url.path}/channels/{world.general.id}/messages HTTP/1.1\r\n"
+            f"Host: {url.netloc}\r\nContent-Length: {length}\r\n\r\n"
+        )
+        sock.sendall(request.encode())
+        answer = sock.makefile("rb").read()
+    assert answer.startswith(b"HTTP/1.1 400 ")

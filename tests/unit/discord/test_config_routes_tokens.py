@@ -14,7 +14,7 @@ from shared.discord.factory import limiter_config, token_source
 from shared.discord.routes import _delete_age_suffix
 from shared.discord.tokens import FileToken, StaticToken, token_id
 from shared.domain.messages import DISCORD_EPOCH_MS
-from shared.errors import ConfigError, InvalidInputError
+from shared.errors import ConfigError, InvalidInputError, SettingsError
 
 
 def test_settings_defaults_and_validation() -> None:
@@ -36,6 +36,56 @@ def test_settings_defaults_and_validation() -> None:
         with pytest.raises(ValidationError, match=message):
             DiscordSettings.model_validate(values)
     assert "hunter2" not in repr(DiscordSettings(token=SecretStr("hunter2")))
+
+
+@pytest.mark.parametrize(
+    "agent",
+    [
+        "DiscordBot (https://github.com/summary-bot-ng/summary-bot-ng, 0.1.0)",
+        "DiscordBot (https://example.org/bot, 2.4.1) Python/3.11 httpx/0.28",
+        "DiscordBot (http://example.org,1)",
+        # discord.py's own agent, without the comma: Discord accepts it.
+        "DiscordBot (https://github.com/Rapptz/discord.py 2.6.3) Python/3.11 aiohttp/3.12.15",
+    ],
+)
+def test_a_user_agent_of_discords_form_is_accepted(agent: str) -> None:
+    assert DiscordSettings(user_agent=agent).user_agent == agent
+
+
+@pytest.mark.parametrize(
+    ("agent", "problem"),
+    [
+        (
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131",
+            "is a browser's User-Agent; Discord's edge blocks browser-like agents on the bot API "
+            "(403, code 40333)",
+        ),
+        (
+            "python-httpx/0.28",
+            "is not of Discord's required form 'DiscordBot ($url, $versionNumber)'",
+        ),
+        ("DiscordBot (https://example.org)", "is not of Discord's required form"),
+        ("DiscordBot (summary-bot, 1.0)", "names no http(s) URL of the bot before the version"),
+        ("DiscordBot (https://example.org, )", "has no one-word version after the URL"),
+        ("DiscordBot (https://example.org, 1.0)\r\nX-Evil: 1", "characters an HTTP header"),
+        ("DiscordBot (https://example.org, 1.0) \u00e9t\u00e9", "characters an HTTP header"),
+    ],
+)
+def test_a_user_agent_discord_would_block_fails_validation_with_the_fix(
+    agent: str, problem: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        DiscordSettings(user_agent=agent)
+    text = str(caught.value)
+    assert problem in text
+    assert "set DISCORD_USER_AGENT to 'DiscordBot (<url of the bot>, <version>)'" in text
+    # Read from the environment, the problem is reported on the variable's own line.
+    monkeypatch.setenv("DISCORD_USER_AGENT", agent)
+    with pytest.raises(SettingsError) as loaded:
+        DiscordSettings.load()
+    (line,) = loaded.value.lines
+    assert line.startswith(f"DISCORD_USER_AGENT: {agent!r} ")
+    assert problem in line
 
 
 def test_route_keys_and_major_parameters() -> None:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from shared.discord import errors, routes
-from shared.discord.responses import error_for, read_answer
+from shared.discord.responses import error_for, read_answer, server_retry_after
 from shared.errors import ErrorKind, PermanentError, RateLimitedError, TransientError, classify
 from tests.fakes.discord_fixtures import envelope, fixture
 
@@ -212,12 +212,16 @@ def test_json_404_without_a_code_is_an_unknown_route() -> None:
 
 
 def test_non_json_error_bodies_are_explained_not_bare() -> None:
-    html = "<html><head><title>403 Forbidden</title></head><body>error code: 1020</body></html>"
+    html = "<html><head><title>403 Forbidden</title></head><body>nginx</body></html>"
     forbidden = error_for(
-        read_answer(httpx.Response(403, text=html), MESSAGES, authed=True), MESSAGES, api_base=BASE
+        read_answer(
+            httpx.Response(403, headers={"Server": "nginx"}, text=html), MESSAGES, authed=True
+        ),
+        MESSAGES,
+        api_base=BASE,
     )
     assert isinstance(forbidden, errors.UnexpectedAnswer)
-    assert "error code: 1020" in str(forbidden)
+    assert "403 Forbidden" in str(forbidden)
     assert "not Discord's API" in str(forbidden)
     long_text = "x" * 1000
     long_error = error_for(
@@ -233,3 +237,89 @@ def test_plain_text_404_on_a_webhook_does_not_kill_it() -> None:
     answer = read_answer(httpx.Response(404, text="404: Not Found"), HOOK, authed=False)
     assert not answer.outcome.dead_webhook
     assert isinstance(error_for(answer, HOOK), errors.UnknownRoute)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("3", 3.0),
+        ("1.5", 1.5),
+        ("0", 0.0),
+        ("Thu, 01 Jan 2026 00:00:30 GMT", 30.0),  # an HTTP date, 30 s after "now"
+        ("Wed, 31 Dec 2025 23:59:00 GMT", 0.0),  # a date already past: now
+        (None, None),
+        ("", None),
+        ("-1", None),
+        ("nan", None),
+        ("inf", None),
+        ("soon", None),
+    ],
+)
+def test_a_5xx_retry_after_is_read_as_seconds_or_an_http_date(
+    value: str | None, seconds: float | None
+) -> None:
+    headers = httpx.Headers({} if value is None else {"Retry-After": value})
+    assert server_retry_after(headers, now=1767225600.0) == seconds  # 2026-01-01T00:00:00Z
+
+
+CLOUDFLARE_1020 = (
+    "<!DOCTYPE html><html><head><title>Access denied | discord.com used Cloudflare to restrict "
+    "access</title></head><body><h1>Error 1020</h1><p>Access denied</p>"
+    "<p>error code: 1020</p></body></html>"
+)
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "which"),
+    [
+        ({}, "error code: 1020", " (Cloudflare error 1020)"),  # the plain-text page
+        (
+            {"Server": "cloudflare", "CF-Ray": "8f1c2d3e4a5b6c7d-FRA"},
+            CLOUDFLARE_1020,
+            " (Cloudflare error 1020)",
+        ),
+        ({"CF-Ray": "8f1c2d3e4a5b6c7d-FRA"}, "<html><body>Access denied</body></html>", ""),
+    ],
+)
+def test_cloudflares_own_403_says_discords_edge_blocks_this_host(
+    headers: dict[str, str], body: str, which: str
+) -> None:
+    answer = read_answer(httpx.Response(403, headers=headers, text=body), MESSAGES, authed=True)
+    assert answer.outcome.invalid  # it still counts toward the invalid-request limit
+    error = error_for(answer, MESSAGES, api_base=BASE)
+    text = str(error)
+    assert f"Discord's edge (Cloudflare) blocked this host{which}, before the request" in text
+    assert "too many invalid requests (401/403/429: 10,000 in 10 minutes" in text
+    assert "DISCORD_USER_AGENT" in text and "'DiscordBot (url, version)'" in text
+    assert "wait for the block to lift" in text
+    assert "DISCORD_API_BASE" not in text and "not Discord's API" not in text
+    assert "hunter2" not in text
+    assert "DISCORD_USER_AGENT" in error.user_message
+    assert "DISCORD_API_BASE" not in error.user_message
+    assert (error.status, error.is_retryable) == (403, False)
+    assert classify(error) is ErrorKind.PERMANENT
+    assert type(error).__name__ == "EdgeBlocked"
+    assert not isinstance(error, errors.Forbidden)  # no permission of the bot is involved
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "kind"),
+    [
+        # discord.com without /api: Cloudflare passes it on and the website answers 404.
+        (404, {"Server": "cloudflare", "CF-Ray": "8f1c-FRA"}, "<html>Not Found</html>", "route"),
+        # Some other server's 403 page: not Discord's edge, so the base URL is suspect.
+        (403, {"Server": "nginx"}, "<html>403 Forbidden</html>", "unexpected"),
+        (403, {}, "Forbidden", "unexpected"),
+        # Cloudflare's page, but not a 403: the wrong-base wording stays.
+        (400, {"Server": "cloudflare"}, "<html>400 Bad Request</html>", "unexpected"),
+    ],
+)
+def test_only_answers_that_point_at_a_wrong_base_blame_the_base_url(
+    status: int, headers: dict[str, str], body: str, kind: str
+) -> None:
+    answer = read_answer(httpx.Response(status, headers=headers, text=body), MESSAGES, authed=True)
+    error = error_for(answer, MESSAGES, api_base=BASE)
+    expected = errors.UnknownRoute if kind == "route" else errors.UnexpectedAnswer
+    assert type(error) is expected
+    assert "not Discord's API answering" in str(error) and "DISCORD_API_BASE" in str(error)
+    assert "DISCORD_API_BASE" in error.user_message
