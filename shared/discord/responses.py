@@ -345,7 +345,9 @@ def error_for(answer: Answer, route: CompiledRoute, *, api_base: str | None = No
             user_message="Discord rejected the bot token; set a valid DISCORD_TOKEN.",
         )
     if status == 403 and code == _CLOUDFLARE_BLOCK:
-        return Forbidden(
+        # The edge's block, not a permission: a caller that reads 403 as "no access" must not
+        # take it for one (and cache the bot as shut out of a channel it can read).
+        return EdgeBlocked(
             f"Discord's edge (Cloudflare) refused the request ({code} {message!r}); it refuses "
             "browser-like User-Agents: check DISCORD_USER_AGENT (Discord asks for "
             "'DiscordBot (url, version)')",

@@ -16,6 +16,7 @@ from shared.discord import (
     BadRequest,
     DiscordClient,
     DiscordSettings,
+    EdgeBlocked,
     Forbidden,
     Message,
     MessageLimitsError,
@@ -167,9 +168,10 @@ def test_a_browser_user_agent_is_refused_by_discords_edge_with_a_clear_error(
     with build_discord_client(
         settings.model_copy(update={"user_agent": browser}), http, None, None
     ) as client:
-        with pytest.raises(Forbidden) as caught:
+        with pytest.raises(EdgeBlocked) as caught:
             client.get_current_user()
         error = caught.value
+        assert not isinstance(error, Forbidden)  # no permission is involved
         assert (error.status, error.code) == (403, 40333)
         assert "DISCORD_USER_AGENT" in str(error)
         assert "permissions" not in error.user_message
