@@ -48,13 +48,12 @@ from typing import Any
 
 import psycopg
 import redis
-from celery import Celery
 from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 
 import celeryconfig
 from shared.delivery.targets import ChannelTarget
-from shared.jobs import DiscordChannelSource, JobParams
+from shared.jobs import DiscordChannelSource, JobParams, publisher_app
 from shared.services.core import Actor
 from shared.services.jobs import submit_job
 from tests.fakes.discord_limits import DEFAULT_LIMITS, FakeConfig
@@ -259,9 +258,8 @@ def _measure(
     jobs: int,
     poll: float,
 ) -> dict[str, Any]:
-    publisher = Celery("overhead-driver", set_as_current=False)
-    publisher.config_from_object(celeryconfig)
-    publisher.conf.broker_url = redis_url
+    # The producers' own publisher (its broker transport included), as the API's submit uses.
+    publisher = publisher_app(redis_url, visibility_timeout=celeryconfig.VISIBILITY_TIMEOUT)
     services, engine = driver_services(
         url, redis_url, publisher, token=world.token, api_base=discord.api_base
     )
