@@ -122,6 +122,7 @@ def test_processes_that_need_redis_say_so(data_dir: Path, command: list[str]) ->
 
 def test_flower_requires_basic_auth(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/9")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://127.0.0.1/summarybot")
     result = runner.invoke(cli, ["flower"])
     assert result.exit_code == 2
     assert "--basic-auth" in result.stderr
