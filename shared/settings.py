@@ -35,7 +35,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.delivery.config import DeliverySettings
 from shared.discord.config import DiscordSettings
-from shared.errors import SettingsError
+from shared.errors import ConfigError, SettingsError
 from shared.llm.config import LLMSettings
 from shared.settings_group import (
     ENV_SOURCES,
@@ -51,6 +51,7 @@ __all__ = [
     "MetricsSettings",
     "Settings",
     "SettingsError",
+    "ensure_data_dir",
     "known_variables",
     "load_settings",
 ]
@@ -382,6 +383,25 @@ class Settings(BaseSettings):
     def result_backend(self) -> str | None:
         """Celery result backend (Redis only; the job row is the real record of results)."""
         return self.redis_url
+
+
+def ensure_data_dir(settings: Settings) -> Path:
+    """``SUMMARYBOT_DATA_DIR``, created when missing (the default is under ``$HOME``, which a
+    fresh host does not have yet); :class:`ConfigError` in one line when it cannot be used."""
+    path = settings.data_dir
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"SUMMARYBOT_DATA_DIR: {str(path)!r} cannot be created ({exc.strerror}); "
+            f"{_HINTS['SUMMARYBOT_DATA_DIR']}"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"SUMMARYBOT_DATA_DIR: {str(path)!r} is not writable by this user; "
+            f"{_HINTS['SUMMARYBOT_DATA_DIR']}"
+        )
+    return path
 
 
 def known_variables() -> list[str]:

@@ -341,13 +341,18 @@ _add_keys_app()
 def main() -> None:
     """Console-script entry point.
 
-    A dependency that is down (PostgreSQL, Redis) or refuses us ends any command with one line
-    saying which and how to fix it, exit code 2, instead of a driver traceback.
+    A dependency that is down (PostgreSQL, Redis) or refuses us, and a setting found wrong
+    only when it is used (a data directory that cannot be created, an unknown migration
+    revision), end any command with one line saying which and how to fix it, exit code 2,
+    instead of a traceback.
     """
     from shared.dependencies import UNREACHABLE, dependency_line
 
     try:
         cli()
+    except ConfigError as exc:
+        print(f"summarybot: {exc.user_message}", file=sys.stderr)
+        raise SystemExit(2) from None
     except UNREACHABLE as exc:
         line = dependency_line(exc)
         if line is None:

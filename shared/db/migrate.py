@@ -80,9 +80,10 @@ def _run(action: Literal["upgrade", "downgrade"], url: str, revision: str) -> No
         else:
             command.downgrade(config, revision)
     except CommandError as exc:
+        known = ", ".join(reversed([rev.revision for rev in _scripts().walk_revisions()]))
         raise MigrationError(
-            f"cannot {action} the database to {revision!r}: {exc}; "
-            "run `alembic -c schema/alembic.ini history` to see the known revisions"
+            f"cannot {action} the database to {revision!r}: {exc}; give one of the known "
+            f"revisions ({known}), 'head' or (down) 'base'"
         ) from exc
 
 
