@@ -20,6 +20,7 @@ from shared.summarize.content import SummaryFormat
 
 if TYPE_CHECKING:
     from producers.cli.jobrun import RunOptions
+    from shared.settings import Settings
 
 __all__ = ["cli", "main"]
 
@@ -149,6 +150,21 @@ def summarize(
     _run(options)
 
 
+def _check_services(settings: Settings, *, database: bool) -> None:
+    """Stop a long-running process at start on what its retries cannot fix: Redis refusing
+    the URL's credentials or database, and (``database``) a database that refuses us or is
+    not migrated.  A service that is merely down is left to the process's reconnecting."""
+    from shared.dependencies import check_redis, check_schema_at_start
+
+    try:
+        if settings.redis_url is not None:
+            check_redis(settings.redis_url, allow_unreachable=True)
+        if database:
+            check_schema_at_start(settings.effective_database_url)
+    except ConfigError as exc:
+        fail(exc.user_message)
+
+
 @cli.command()
 def worker(
     queues: Annotated[str, typer.Option("--queues", "-Q", help="Comma-separated queues.")] = (
@@ -171,6 +187,7 @@ def worker(
         )
     names = [q.strip() for q in queues.split(",") if q.strip()]
     try:
+        _check_services(settings, database=True)
         if "deliver" in names:
             # Webhook secrets are sealed with SECRET_KEYS: a deliver worker without valid keys
             # would fail every webhook job, so it does not start.
@@ -190,6 +207,7 @@ def beat() -> None:
     settings = load_cli_settings()
     if settings.embedded:
         fail("REDIS_URL is not set: beat publishes to Redis; set REDIS_URL")
+    _check_services(settings, database=False)
     run_beat(settings)
 
 
@@ -217,6 +235,7 @@ def flower(
             "Flower needs --basic-auth user:password (or FLOWER_BASIC_AUTH); it shows task "
             "arguments and must not be open"
         )
+    _check_services(settings, database=False)
     run_flower(settings, port=port, address=address, basic_auth=basic_auth)
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "downgrade",
     "ensure_schema",
     "head",
+    "known_revisions",
     "upgrade",
 ]
 
@@ -128,7 +129,7 @@ def ensure_schema(url: str) -> None:
     at = current(url)
     if at == target:
         return
-    if at is not None and at not in _known_revisions():
+    if at is not None and at not in known_revisions():
         raise MigrationError(
             f"the database is at schema revision {at!r}, which this release does not know; "
             "it was migrated by a newer release: run that release, or restore a backup"
@@ -136,5 +137,6 @@ def ensure_schema(url: str) -> None:
     upgrade(url, "head")
 
 
-def _known_revisions() -> set[str]:
+def known_revisions() -> set[str]:
+    """Every revision the migration scripts of this release know."""
     return {rev.revision for rev in _scripts().walk_revisions()}
