@@ -333,6 +333,38 @@ def replay(
         fail(exc.user_message)
 
 
+@cli.command("erase-member")
+def erase_member(
+    user: Annotated[str, typer.Option("--user", help="The member's Discord user id.")],
+    guild: Annotated[
+        str, typer.Option("--guild", help="The guild (server) id, or '*' for every guild.")
+    ],
+) -> None:
+    """Erase a member's id and name from stored data (a data-protection request).
+
+    In one guild, or in every guild with --guild '*'; DELETE /v1/users/{id}/data does the same
+    in the guild of an API key."""
+    from shared.db.engine import make_engine, make_sessionmaker
+    from shared.retention import erase_member as erase
+
+    settings = load_cli_settings(quiet=True)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        result = erase(make_sessionmaker(engine), guild_id=guild.strip(), user_id=user.strip())
+    except PermanentError as exc:
+        fail(exc.user_message)
+    finally:
+        engine.dispose()
+    where = "every guild" if guild.strip() == "*" else f"guild {guild.strip()}"
+    print(
+        f"erased member {user.strip()} in {where}: {result.summaries} summaries, {result.jobs} "
+        f"jobs, {result.schedules} schedules, {result.api_keys} API keys, {result.deliveries} "
+        f"deliveries, {result.feedback} feedback entries, {result.uploads} uploads"
+    )
+    if result.opt_out_kept:
+        print("their opt-out is kept: it keeps them out of future summaries")
+
+
 @cli.command("rotate-keys")
 def rotate_keys(
     generate: Annotated[bool, typer.Option("--generate", help="Print a new key and stop.")] = (

@@ -286,3 +286,52 @@ def test_the_command_line_loads_no_server_until_a_command_needs_one() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert loaded.strip() == "[]"
+
+
+def test_erase_member_in_one_guild_or_every_guild(data_dir: Path) -> None:
+    # docs/operations.md, "Retention and erasure": the operator's way to honour a request.
+    import uuid
+    from datetime import UTC, datetime
+
+    from schema.models.jobs import Job
+    from shared.db.engine import make_engine, make_sessionmaker
+
+    assert runner.invoke(cli, ["migrate"]).exit_code == 0
+    member, guilds = "400000000000000001", ("100000000000000001", "100000000000000002")
+    engine = make_engine(f"sqlite:///{data_dir / 'summarybot.db'}")
+    factory = make_sessionmaker(engine)
+    now = datetime.now(UTC)
+    with factory() as session, session.begin():
+        for guild in guilds:
+            session.add(
+                Job(
+                    id=uuid.uuid4(),
+                    origin="bot",
+                    status="completed",
+                    guild_id=guild,
+                    channel_id="1",
+                    requested_by=member,
+                    params={},
+                    progress={},
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+
+    def requesters() -> list[str | None]:
+        with factory() as session:
+            jobs = session.query(Job).order_by(Job.guild_id).all()
+            return [job.requested_by for job in jobs]
+
+    one = runner.invoke(cli, ["erase-member", "--guild", guilds[0], "--user", member])
+    assert one.exit_code == 0, one.output
+    assert one.stdout.startswith(
+        f"erased member {member} in guild {guilds[0]}: 0 summaries, 1 jobs"
+    )
+    assert requesters() == [None, member]
+    every = runner.invoke(cli, ["erase-member", "--guild", "*", "--user", member])
+    assert every.exit_code == 0 and "in every guild: 0 summaries, 1 jobs" in every.stdout
+    assert requesters() == [None, None]
+    bad = runner.invoke(cli, ["erase-member", "--guild", "*", "--user", "alice"])
+    assert bad.exit_code == 2 and "is not a Discord id" in bad.stderr
+    engine.dispose()
