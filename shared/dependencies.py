@@ -8,6 +8,7 @@ driver traceback; :func:`check_redis` lets a command find out *before* it writes
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlsplit
 
 import redis
@@ -119,15 +120,22 @@ def check_schema_at_start(url: str) -> None:
     migrated by a newer release is accepted (migrations are expand → contract, so the
     previous release keeps working during a rolling update).
     """
-    from shared.db.migrate import current, head, known_revisions
-
+    # Loading Alembic and reading the revision log INFO lines ("setup plugin ...", "Context
+    # impl ...") that say nothing to someone starting a worker.
+    quiet = logging.getLogger("alembic")
+    level = quiet.level
+    quiet.setLevel(max(level, logging.WARNING))
     try:
+        from shared.db.migrate import current, head, known_revisions
+
         at = current(url)
     except UNREACHABLE as exc:
         line = dependency_line(exc)
         if line is not None and "not reachable" not in line:
             raise ConfigError(line) from None
         return
+    finally:
+        quiet.setLevel(level)
     target = head()
     if at is None:
         raise ConfigError(
