@@ -108,3 +108,29 @@ def test_a_worker_on_an_unmigrated_database_does_not_start(
     result = runner.invoke(cli, ["worker", "-Q", "fetch"])
     assert result.exit_code == 0, result.output
     assert [s["queues"] for s in services] == [["fetch"]]
+
+
+def test_the_api_refuses_a_redis_database_it_cannot_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import uvicorn
+
+    from shared.crypto import generate_key
+
+    served: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(app))
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:1/summarybot")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/99")
+    monkeypatch.setenv("SECRET_KEYS", generate_key())
+    _redis_answers(monkeypatch, redis.exceptions.ResponseError("DB index is out of range"))
+    result = runner.invoke(cli, ["api", "--port", "1"])
+    assert result.exit_code == 2, result.output
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("summarybot: REDIS_URL: Redis refused the database number")
+    )
+    assert served == []
+    _redis_answers(monkeypatch, redis.exceptions.ConnectionError("Error 111 connecting"))
+    assert runner.invoke(cli, ["api", "--port", "1"]).exit_code == 0  # down: /readyz says so
+    assert len(served) == 1
