@@ -134,3 +134,13 @@ def test_the_api_refuses_a_redis_database_it_cannot_use(
     _redis_answers(monkeypatch, redis.exceptions.ConnectionError("Error 111 connecting"))
     assert runner.invoke(cli, ["api", "--port", "1"]).exit_code == 0  # down: /readyz says so
     assert len(served) == 1
+
+
+def test_the_schema_check_logs_nothing_of_alembics(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = _sqlite(tmp_path, "head")
+    caplog.set_level("INFO")
+    caplog.clear()  # the migration above logs; the check must not
+    check_schema_at_start(url)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("alembic")] == []
