@@ -9,12 +9,11 @@ a single-box install works out of the box; a Redis/PostgreSQL deployment must se
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from shared.errors import ConfigError
-from shared.settings import Settings
+from shared.settings import Settings, ensure_data_dir
 
 __all__ = ["SecretBox", "deferred_secret_box", "generate_key", "secret_box"]
 
@@ -63,11 +62,11 @@ class SecretBox:
             raise ConfigError("a stored secret cannot be decrypted with SECRET_KEYS") from None
 
 
-def _local_key(data_dir: Path) -> str:
-    path = data_dir / "secret.key"
+def _local_key(settings: Settings) -> str:
+    path = settings.data_dir / "secret.key"
     if path.exists():
         return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_data_dir(settings)
     key = generate_key()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -85,7 +84,7 @@ def secret_box(settings: Settings) -> SecretBox:
                 "share the keys); generate one with "
                 "`summarybot rotate-keys --generate`"
             )
-        keys = [_local_key(settings.data_dir)]
+        keys = [_local_key(settings)]
     return SecretBox(keys)
 
 

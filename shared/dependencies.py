@@ -8,6 +8,7 @@ driver traceback; :func:`check_redis` lets a command find out *before* it writes
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlsplit
 
 import redis
@@ -16,7 +17,7 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from shared.errors import ConfigError
 
-__all__ = ["UNREACHABLE", "check_redis", "dependency_line"]
+__all__ = ["UNREACHABLE", "check_redis", "check_schema_at_start", "dependency_line"]
 
 #: Exceptions that mean "a dependency is down or refuses us", not a bug.
 UNREACHABLE: tuple[type[BaseException], ...] = (
@@ -77,13 +78,72 @@ def dependency_line(exc: BaseException) -> str | None:
     return None
 
 
-def check_redis(url: str, *, timeout: float = 3.0) -> None:
-    """Raise :class:`ConfigError` with one line when Redis at ``url`` does not answer a PING."""
+def _refusal(exc: redis.exceptions.ResponseError) -> str:
+    """The line for Redis refusing the connection itself (``SELECT``, ``AUTH``, ``HELLO``)."""
+    detail = _first_line(exc)
+    if "db index" in detail.lower():
+        return (
+            f"REDIS_URL: Redis refused the database number ({detail}); use one below the "
+            "server's `databases` setting (16 by default: 0 to 15)"
+        )
+    return f"REDIS_URL: Redis refused the connection ({detail}); fix REDIS_URL"
+
+
+def check_redis(url: str, *, timeout: float = 3.0, allow_unreachable: bool = False) -> None:
+    """Raise :class:`ConfigError` with one line when Redis at ``url`` does not answer a PING.
+
+    ``allow_unreachable``: only what retrying cannot fix is raised (wrong credentials, a
+    database number the server does not have); a Redis that is down is left to the caller's
+    reconnecting (a worker's broker connection retries for ever).
+    """
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         client.ping()
+    except redis.exceptions.ResponseError as exc:
+        raise ConfigError(_refusal(exc)) from None
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        permanent = isinstance(exc, redis.exceptions.AuthenticationError)
+        if allow_unreachable and not permanent:
+            return
         line = dependency_line(exc)
         raise ConfigError(line or f"REDIS_URL: {urlsplit(url).hostname}: {exc}") from None
     finally:
         client.close()
+
+
+def check_schema_at_start(url: str) -> None:
+    """Raise :class:`ConfigError` when the database answers but cannot serve this release.
+
+    For processes that run for long (workers, the bot): a database that was never migrated,
+    or is behind this release, would fail every task; a wrong password or database name never
+    gets better.  A database that does not answer is left to the process's retries, and one
+    migrated by a newer release is accepted (migrations are expand → contract, so the
+    previous release keeps working during a rolling update).
+    """
+    # Loading Alembic and reading the revision log INFO lines ("setup plugin ...", "Context
+    # impl ...") that say nothing to someone starting a worker.
+    quiet = logging.getLogger("alembic")
+    level = quiet.level
+    quiet.setLevel(max(level, logging.WARNING))
+    try:
+        from shared.db.migrate import current, head, known_revisions
+
+        at = current(url)
+    except UNREACHABLE as exc:
+        line = dependency_line(exc)
+        if line is not None and "not reachable" not in line:
+            raise ConfigError(line) from None
+        return
+    finally:
+        quiet.setLevel(level)
+    target = head()
+    if at is None:
+        raise ConfigError(
+            "DATABASE_URL: the database has no tables (it was never migrated); "
+            "run `summarybot migrate`, then start this process again"
+        )
+    if at != target and at in known_revisions():
+        raise ConfigError(
+            f"DATABASE_URL: the database is at schema revision {at}, this release needs "
+            f"{target}; run `summarybot migrate`, then start this process again"
+        )

@@ -17,12 +17,14 @@ in-process broker and worker, the offline extractive summarizer.
 from __future__ import annotations
 
 import ipaddress
+import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
+from cryptography.fernet import Fernet
 from pydantic import (
-    AliasChoices,
     Field,
     SecretStr,
     ValidationError,
@@ -33,7 +35,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.delivery.config import DeliverySettings
 from shared.discord.config import DiscordSettings
-from shared.errors import SettingsError
+from shared.errors import ConfigError, SettingsError
 from shared.llm.config import LLMSettings
 from shared.settings_group import (
     ENV_SOURCES,
@@ -49,6 +51,7 @@ __all__ = [
     "MetricsSettings",
     "Settings",
     "SettingsError",
+    "ensure_data_dir",
     "known_variables",
     "load_settings",
 ]
@@ -72,7 +75,8 @@ _HINTS: dict[str, str] = {
     "VISIBILITY_TIMEOUT": "give seconds between 20 and 43200; task time limits are a quarter of it",
     "MAX_TASK_RETRIES": "give a whole number between 0 and 50",
     "MAX_REDELIVERIES": "give a whole number between 1 and 100",
-    "SECRET_KEYS": "give comma-separated Fernet keys, newest first",
+    "SECRET_KEYS": "give comma-separated Fernet keys, newest first; generate one with "
+    "`summarybot rotate-keys --generate`",
 }
 
 
@@ -133,21 +137,24 @@ class BotSettings(SettingsGroup):
         if value is None:
             return None
         if not value:
-            raise ValueError("shard_ids is empty; list the shards this process runs, e.g. [0, 1]")
+            raise ValueError("the list is empty; list the shards this process runs, e.g. 0,1")
         if len(set(value)) != len(value) or min(value) < 0:
-            raise ValueError("shard_ids must be distinct numbers from 0, e.g. [0, 1]")
+            raise ValueError("the shards must be distinct numbers from 0, e.g. 0,1")
         return sorted(value)
 
     @model_validator(mode="after")
     def _shards(self) -> Self:
         if self.shard_ids is not None:
             if self.shard_count is None:
-                raise ValueError("shard_ids needs shard_count (the total over all bot processes)")
+                raise ValueError(
+                    "BOT_SHARD_COUNT: not set, and BOT_SHARD_IDS needs it; set it to the total "
+                    "number of shards over all bot processes"
+                )
             too_big = [s for s in self.shard_ids if s >= self.shard_count]
             if too_big:
                 raise ValueError(
-                    f"shard ids {too_big} are not below shard_count {self.shard_count}; "
-                    "shards are numbered 0 to shard_count - 1"
+                    f"BOT_SHARD_IDS: {','.join(map(str, too_big))} not below BOT_SHARD_COUNT "
+                    f"{self.shard_count}; shards are numbered 0 to BOT_SHARD_COUNT - 1"
                 )
         return self
 
@@ -201,6 +208,31 @@ class MetricsSettings(SettingsGroup):
     host: str = Field(
         default="127.0.0.1", min_length=1, description="address of /metrics (0.0.0.0: all)"
     )
+    multiproc_dir: Path | None = Field(
+        default=None,
+        validation_alias="PROMETHEUS_MULTIPROC_DIR",
+        description="where prefork pool processes write their samples (read by "
+        "prometheus_client itself; checked here so a bad one stops the start)",
+    )
+
+    @field_validator("multiproc_dir")
+    @classmethod
+    def _writable_directory(cls, value: Path | None) -> Path | None:
+        # prometheus_client writes a file there on a process's first sample: a directory that
+        # is missing or read-only would fail tasks and scrapes later, not the start.
+        if value is None:
+            return None
+        if not value.is_dir():
+            raise ValueError(
+                f"{str(value)!r} is not a directory; create it (an empty directory every "
+                "process can write, e.g. a tmpfs) or unset PROMETHEUS_MULTIPROC_DIR"
+            )
+        if not os.access(value, os.W_OK | os.X_OK):
+            raise ValueError(
+                f"{str(value)!r} is not writable by this user; give it to the user the "
+                "processes run as, or unset PROMETHEUS_MULTIPROC_DIR"
+            )
+        return value
 
 
 #: The groups of the root, each built by :func:`load_settings` from the same sources.
@@ -225,8 +257,10 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, description="Redis for the broker and caches")
     data_dir: Path = Field(
         default_factory=lambda: Path.home() / ".local" / "share" / "summarybot",
-        validation_alias=AliasChoices("SUMMARYBOT_DATA_DIR", "data_dir"),
-        description="Where the embedded SQLite database lives",
+        # Only SUMMARYBOT_DATA_DIR: a generic DATA_DIR (common in containers) is not ours.
+        # load_settings(data_dir=...) still works (it is renamed there).
+        validation_alias="SUMMARYBOT_DATA_DIR",
+        description="Where the embedded SQLite database, its key file and beat's schedule live",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -260,6 +294,23 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: Any) -> Any:
         return split_list(value)
 
+    @field_validator("secret_keys")
+    @classmethod
+    def _fernet_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        # Checked here, in every process, not only where a secret is first sealed: a typo'd
+        # key would otherwise start a fetch worker or beat and fail deliveries hours later.
+        for index, key in enumerate(value, start=1):
+            try:
+                Fernet(key.get_secret_value().encode())
+            except ValueError:
+                which = f"key {index} of {len(value)}" if len(value) > 1 else "the key"
+                # Never the key itself: it is a secret even when malformed.
+                raise ValueError(
+                    f"{which} is not a valid Fernet key (32 url-safe base64-encoded bytes, "
+                    "44 characters ending in '=')"
+                ) from None
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
@@ -285,9 +336,30 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in _REDIS_SCHEMES:
             raise ValueError(f"scheme {parts.scheme or '(none)'!r} is not a Redis URL")
-        if parts.scheme != "unix" and not parts.hostname:
-            raise ValueError("it has no host")
+        if parts.scheme != "unix":
+            if not parts.hostname:
+                raise ValueError("it has no host")
+            # redis-py ignores a database that is not a number (and uses 0), kombu refuses it
+            # at the first connection: both are worse than saying so now.
+            database = parts.path.strip("/")
+            if database and not re.fullmatch(r"[0-9]+", database):
+                raise ValueError(
+                    f"the database {database!r} after the host is not a number "
+                    "(redis://host:6379/0 uses database 0)"
+                )
         return value
+
+    @model_validator(mode="after")
+    def _shared_database(self) -> Self:
+        if self.redis_url is not None and self.database_url is None:
+            # Without it every process would open its own SQLite file in its data directory:
+            # a worker would never find the jobs the API wrote.
+            raise ValueError(
+                "DATABASE_URL: not set while REDIS_URL is; separate processes must share one "
+                "database: set DATABASE_URL=postgresql+psycopg://user:pass@host:5432/db, or "
+                "unset REDIS_URL for the embedded mode"
+            )
+        return self
 
     @property
     def embedded(self) -> bool:
@@ -313,6 +385,25 @@ class Settings(BaseSettings):
         return self.redis_url
 
 
+def ensure_data_dir(settings: Settings) -> Path:
+    """``SUMMARYBOT_DATA_DIR``, created when missing (the default is under ``$HOME``, which a
+    fresh host does not have yet); :class:`ConfigError` in one line when it cannot be used."""
+    path = settings.data_dir
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"SUMMARYBOT_DATA_DIR: {str(path)!r} cannot be created ({exc.strerror}); "
+            f"{_HINTS['SUMMARYBOT_DATA_DIR']}"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"SUMMARYBOT_DATA_DIR: {str(path)!r} is not writable by this user; "
+            f"{_HINTS['SUMMARYBOT_DATA_DIR']}"
+        )
+    return path
+
+
 def known_variables() -> list[str]:
     """Every environment variable the settings root reads, core and groups."""
     core = [_core_env_name((name,)) for name in Settings.model_fields if name not in GROUPS]
@@ -331,6 +422,8 @@ def load_settings(**overrides: Any) -> Settings:
     by name, groups as objects (``discord=DiscordSettings(token=...)``).  Every group is read even
     when another fails, so one run reports every bad variable.
     """
+    if "data_dir" in overrides:
+        overrides["SUMMARYBOT_DATA_DIR"] = overrides.pop("data_dir")
     lines: list[str] = []
     for name, group in GROUPS.items():
         if name in overrides:
@@ -345,7 +438,11 @@ def load_settings(**overrides: Any) -> Settings:
         settings = Settings(**overrides)
     except ValidationError as exc:
         for error in exc.errors():
-            lines.append(problem_line(_core_env_name(error["loc"]), str(error["msg"]), _HINTS))
+            message = str(error["msg"])
+            if error["loc"]:
+                lines.append(problem_line(_core_env_name(error["loc"]), message, _HINTS))
+            else:  # a rule across variables: its message names them
+                lines.append(message.removeprefix("Value error, "))
     if lines:
         raise SettingsError(lines)
     return settings

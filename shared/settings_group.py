@@ -29,6 +29,10 @@ __all__ = [
 ]
 
 
+#: A message that starts with the variable it is about (``BOT_SHARD_COUNT: not set, ...``).
+_NAMED = re.compile(r"[A-Z][A-Z0-9_]*: ")
+
+
 def split_list(value: Any) -> Any:
     """``"a, b,,c"`` → ``["a", "b", "c"]``; other values unchanged (for comma-separated lists)."""
     if isinstance(value, str):
@@ -136,8 +140,15 @@ class SettingsGroup(BaseSettings):
         lines = []
         for error in exc.errors():
             loc = error["loc"]
+            message = str(error["msg"])
+            if not loc:
+                # A rule across variables says which one to change: "VARIABLE: what".
+                what = message.removeprefix("Value error, ")
+                if _NAMED.match(what):
+                    lines.append(what)
+                    continue
             env = cls.env_name(str(loc[0])) if loc else cls.group_label()
-            lines.append(problem_line(env, str(error["msg"]), cls.hints))
+            lines.append(problem_line(env, message, cls.hints))
         return lines
 
     @classmethod

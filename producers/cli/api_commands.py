@@ -49,11 +49,16 @@ def run_api(settings: Settings) -> None:
     from producers.api.app import check_settings, create_app
     from producers.api.listener import balanced_listening_supported
     from shared.crypto import secret_box
+    from shared.dependencies import check_redis
 
     api = settings.api
     try:
         check_settings(settings)
         secret_box(settings)
+        # A Redis that is down is shown by /readyz and the process starts all the same; one
+        # that refuses the URL's credentials or database never gets better.
+        assert settings.redis_url is not None  # check_settings refused the embedded mode
+        check_redis(settings.redis_url, allow_unreachable=True)
         app = create_app(settings) if api.workers == 1 else None
     except ConfigError as exc:
         fail(exc.user_message)

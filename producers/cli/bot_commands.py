@@ -53,15 +53,18 @@ def run_bot(settings: Settings) -> None:
     from producers.bot.client import SummaryBot
     from producers.bot.runtime import build_runtime
     from shared.db.engine import make_engine, make_sessionmaker
+    from shared.dependencies import check_redis, check_schema_at_start
     from shared.jobs import CeleryEnqueuer, publisher_app
 
     try:
         token = check_bot_settings(settings)
         model, max_output = llm_model_of(settings)
         box = secret_box(settings)
+        assert settings.redis_url is not None  # check_bot_settings refused the embedded mode
+        check_redis(settings.redis_url, allow_unreachable=True)
+        check_schema_at_start(settings.effective_database_url)
     except ConfigError as exc:
         fail(exc.user_message)
-    assert settings.redis_url is not None
     engine = make_engine(settings.effective_database_url)
     runtime = build_runtime(
         settings,

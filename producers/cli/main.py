@@ -20,6 +20,7 @@ from shared.summarize.content import SummaryFormat
 
 if TYPE_CHECKING:
     from producers.cli.jobrun import RunOptions
+    from shared.settings import Settings
 
 __all__ = ["cli", "main"]
 
@@ -149,6 +150,21 @@ def summarize(
     _run(options)
 
 
+def _check_services(settings: Settings, *, database: bool) -> None:
+    """Stop a long-running process at start on what its retries cannot fix: Redis refusing
+    the URL's credentials or database, and (``database``) a database that refuses us or is
+    not migrated.  A service that is merely down is left to the process's reconnecting."""
+    from shared.dependencies import check_redis, check_schema_at_start
+
+    try:
+        if settings.redis_url is not None:
+            check_redis(settings.redis_url, allow_unreachable=True)
+        if database:
+            check_schema_at_start(settings.effective_database_url)
+    except ConfigError as exc:
+        fail(exc.user_message)
+
+
 @cli.command()
 def worker(
     queues: Annotated[str, typer.Option("--queues", "-Q", help="Comma-separated queues.")] = (
@@ -171,6 +187,7 @@ def worker(
         )
     names = [q.strip() for q in queues.split(",") if q.strip()]
     try:
+        _check_services(settings, database=True)
         if "deliver" in names:
             # Webhook secrets are sealed with SECRET_KEYS: a deliver worker without valid keys
             # would fail every webhook job, so it does not start.
@@ -190,6 +207,7 @@ def beat() -> None:
     settings = load_cli_settings()
     if settings.embedded:
         fail("REDIS_URL is not set: beat publishes to Redis; set REDIS_URL")
+    _check_services(settings, database=False)
     run_beat(settings)
 
 
@@ -217,6 +235,7 @@ def flower(
             "Flower needs --basic-auth user:password (or FLOWER_BASIC_AUTH); it shows task "
             "arguments and must not be open"
         )
+    _check_services(settings, database=False)
     run_flower(settings, port=port, address=address, basic_auth=basic_auth)
 
 
@@ -314,6 +333,38 @@ def replay(
         fail(exc.user_message)
 
 
+@cli.command("erase-member")
+def erase_member(
+    user: Annotated[str, typer.Option("--user", help="The member's Discord user id.")],
+    guild: Annotated[
+        str, typer.Option("--guild", help="The guild (server) id, or '*' for every guild.")
+    ],
+) -> None:
+    """Erase a member's id and name from stored data (a data-protection request).
+
+    In one guild, or in every guild with --guild '*'; DELETE /v1/users/{id}/data does the same
+    in the guild of an API key."""
+    from shared.db.engine import make_engine, make_sessionmaker
+    from shared.retention import erase_member as erase
+
+    settings = load_cli_settings(quiet=True)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        result = erase(make_sessionmaker(engine), guild_id=guild.strip(), user_id=user.strip())
+    except PermanentError as exc:
+        fail(exc.user_message)
+    finally:
+        engine.dispose()
+    where = "every guild" if guild.strip() == "*" else f"guild {guild.strip()}"
+    print(
+        f"erased member {user.strip()} in {where}: {result.summaries} summaries, {result.jobs} "
+        f"jobs, {result.schedules} schedules, {result.api_keys} API keys, {result.deliveries} "
+        f"deliveries, {result.feedback} feedback entries, {result.uploads} uploads"
+    )
+    if result.opt_out_kept:
+        print("their opt-out is kept: it keeps them out of future summaries")
+
+
 @cli.command("rotate-keys")
 def rotate_keys(
     generate: Annotated[bool, typer.Option("--generate", help="Print a new key and stop.")] = (
@@ -341,13 +392,18 @@ _add_keys_app()
 def main() -> None:
     """Console-script entry point.
 
-    A dependency that is down (PostgreSQL, Redis) or refuses us ends any command with one line
-    saying which and how to fix it, exit code 2, instead of a driver traceback.
+    A dependency that is down (PostgreSQL, Redis) or refuses us, and a setting found wrong
+    only when it is used (a data directory that cannot be created, an unknown migration
+    revision), end any command with one line saying which and how to fix it, exit code 2,
+    instead of a traceback.
     """
     from shared.dependencies import UNREACHABLE, dependency_line
 
     try:
         cli()
+    except ConfigError as exc:
+        print(f"summarybot: {exc.user_message}", file=sys.stderr)
+        raise SystemExit(2) from None
     except UNREACHABLE as exc:
         line = dependency_line(exc)
         if line is None:

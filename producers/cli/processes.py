@@ -6,7 +6,7 @@ import structlog
 
 from shared.errors import ConfigError
 from shared.jobs import publisher_app
-from shared.settings import Settings
+from shared.settings import Settings, ensure_data_dir
 
 __all__ = ["default_node_name", "run_beat", "run_flower", "run_worker"]
 
@@ -70,13 +70,18 @@ def run_worker(
 
 
 def run_beat(settings: Settings) -> None:
-    """Run Celery beat with the fixed maintenance schedule (it only publishes by task name)."""
+    """Run Celery beat with the fixed maintenance schedule (it only publishes by task name).
+
+    Its schedule file lives in ``SUMMARYBOT_DATA_DIR``, created here when missing (Celery's
+    shelve would otherwise die with a traceback); :class:`ConfigError` when it cannot be.
+    """
+    data_dir = ensure_data_dir(settings)
     app = publisher_app(settings.broker_url, visibility_timeout=settings.visibility_timeout)
     app.start(
         [
             "beat",
             f"--loglevel={settings.log_level}",
-            f"--schedule={settings.data_dir / 'celerybeat-schedule'}",
+            f"--schedule={data_dir / 'celerybeat-schedule'}",
         ]
     )
 

@@ -13,6 +13,8 @@ import structlog
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.errors import ConfigError
+
 __all__ = [
     "IDLE_PING_SECONDS",
     "after_commit",
@@ -50,7 +52,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         database = url.split(":///", 1)[-1]
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            _make_parent(Path(database))
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
@@ -62,6 +64,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if not kwargs.get("pool_pre_ping"):
         _ping_after_idle(engine, IDLE_PING_SECONDS)
     return engine
+
+
+def _make_parent(database: Path) -> None:
+    """Create the SQLite file's directory, or say in one line which setting to fix."""
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"the SQLite database's directory {str(database.parent)!r} cannot be created "
+            f"({exc.strerror}); point SUMMARYBOT_DATA_DIR (or a sqlite:/// DATABASE_URL) at a "
+            "writable directory"
+        ) from None
 
 
 def _ping_after_idle(engine: Engine, idle_seconds: float) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "downgrade",
     "ensure_schema",
     "head",
+    "known_revisions",
     "upgrade",
 ]
 
@@ -80,9 +81,10 @@ def _run(action: Literal["upgrade", "downgrade"], url: str, revision: str) -> No
         else:
             command.downgrade(config, revision)
     except CommandError as exc:
+        known = ", ".join(reversed([rev.revision for rev in _scripts().walk_revisions()]))
         raise MigrationError(
-            f"cannot {action} the database to {revision!r}: {exc}; "
-            "run `alembic -c schema/alembic.ini history` to see the known revisions"
+            f"cannot {action} the database to {revision!r}: {exc}; give one of the known "
+            f"revisions ({known}), 'head' or (down) 'base'"
         ) from exc
 
 
@@ -127,7 +129,7 @@ def ensure_schema(url: str) -> None:
     at = current(url)
     if at == target:
         return
-    if at is not None and at not in _known_revisions():
+    if at is not None and at not in known_revisions():
         raise MigrationError(
             f"the database is at schema revision {at!r}, which this release does not know; "
             "it was migrated by a newer release: run that release, or restore a backup"
@@ -135,5 +137,6 @@ def ensure_schema(url: str) -> None:
     upgrade(url, "head")
 
 
-def _known_revisions() -> set[str]:
+def known_revisions() -> set[str]:
+    """Every revision the migration scripts of this release know."""
     return {rev.revision for rev in _scripts().walk_revisions()}

@@ -121,9 +121,12 @@ class DiscordSettings(SettingsGroup):
     @model_validator(mode="after")
     def _consistent(self) -> DiscordSettings:
         if self.token is not None and self.token_file is not None:
-            raise ValueError("DISCORD_TOKEN and DISCORD_TOKEN_FILE are both set; keep one")
+            raise ValueError(
+                "DISCORD_TOKEN_FILE: DISCORD_TOKEN is set as well; keep one of the two"
+            )
         if self.mode in ("record", "replay") and self.recording_path is None:
             raise ValueError(
-                f"DISCORD_MODE {self.mode!r} needs DISCORD_RECORDING_PATH (a .jsonl file)"
+                f"DISCORD_RECORDING_PATH: not set, and DISCORD_MODE {self.mode!r} needs it "
+                "(the .jsonl file of the recording)"
             )
         return self

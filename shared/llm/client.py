@@ -532,7 +532,7 @@ class SecretFileKey:
         self._file = SecretFile(
             path,
             what="LLM API key file",
-            fix="mount the secret there or unset the key-file setting",
+            fix="mount the secret there, or unset LLM_API_KEY_FILE",
         )
 
     def __call__(self) -> str:
@@ -600,8 +600,8 @@ class LLMClient(ClosesOnExit):
             return settings.api_key.get_secret_value().strip()
         if settings.requires_key:
             raise ConfigError(
-                "no OpenAI API key: set OPENAI_API_KEY (or the LLM key-file setting), or set "
-                "LLM_BASE_URL to a local OpenAI-compatible server"
+                "OPENAI_API_KEY: not set; give the key (or LLM_API_KEY_FILE naming a file "
+                "holding it), or set LLM_BASE_URL to a local OpenAI-compatible server"
             )
         return "not-needed"  # local servers ignore the key but the SDK wants one
 

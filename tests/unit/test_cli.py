@@ -122,6 +122,7 @@ def test_processes_that_need_redis_say_so(data_dir: Path, command: list[str]) ->
 
 def test_flower_requires_basic_auth(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/9")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://127.0.0.1/summarybot")
     result = runner.invoke(cli, ["flower"])
     assert result.exit_code == 2
     assert "--basic-auth" in result.stderr
@@ -147,6 +148,70 @@ def test_console_script_runs_the_demo(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Citations" in result.stdout
+
+
+def _console(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``summarybot ARGS`` as an operator runs it: its own process, a clean environment."""
+    base = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(Path(__file__).parents[2]),
+        "SUMMARYBOT_DATA_DIR": str(tmp_path / "data"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "producers.cli.main", *args],
+        env={**base, **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _one_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("summarybot: ")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_an_unusable_data_directory_is_one_line(tmp_path: Path) -> None:
+    taken = tmp_path / "a-file"
+    taken.write_text("not a directory")
+    line = _one_line(_console(tmp_path, "demo", SUMMARYBOT_DATA_DIR=str(taken / "data")))
+    assert "cannot be created" in line and "SUMMARYBOT_DATA_DIR" in line
+    services = {"DATABASE_URL": "postgresql://127.0.0.1:1/x", "REDIS_URL": "redis://127.0.0.1:1"}
+    line = _one_line(_console(tmp_path, "beat", SUMMARYBOT_DATA_DIR=str(taken), **services))
+    assert line.startswith("summarybot: SUMMARYBOT_DATA_DIR: ") and "cannot be created" in line
+
+
+def test_beat_creates_its_data_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The default (~/.local/share/summarybot) does not exist on a fresh host; Celery's
+    # schedule shelve died there with a traceback.
+    from producers.cli import processes
+
+    started: list[list[str]] = []
+
+    class App:
+        def start(self, argv: list[str]) -> None:
+            started.append(argv)
+
+    monkeypatch.setattr(processes, "publisher_app", lambda *a, **k: App())
+    monkeypatch.setenv("SUMMARYBOT_DATA_DIR", str(tmp_path / "new" / "data"))
+    monkeypatch.setenv("DATABASE_URL", "postgresql://127.0.0.1/summarybot")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/9")
+    result = runner.invoke(cli, ["beat"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "new" / "data").is_dir()
+    assert f"--schedule={tmp_path / 'new' / 'data' / 'celerybeat-schedule'}" in started[0]
+
+
+def test_an_unknown_migration_revision_is_one_line(tmp_path: Path) -> None:
+    line = _one_line(_console(tmp_path, "migrate", "--revision", "no-such-rev"))
+    assert "cannot upgrade the database to 'no-such-rev'" in line
+    assert "known revisions (0001, " in line and head() in line
 
 
 @pytest.fixture
@@ -221,3 +286,52 @@ def test_the_command_line_loads_no_server_until_a_command_needs_one() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert loaded.strip() == "[]"
+
+
+def test_erase_member_in_one_guild_or_every_guild(data_dir: Path) -> None:
+    # docs/operations.md, "Retention and erasure": the operator's way to honour a request.
+    import uuid
+    from datetime import UTC, datetime
+
+    from schema.models.jobs import Job
+    from shared.db.engine import make_engine, make_sessionmaker
+
+    assert runner.invoke(cli, ["migrate"]).exit_code == 0
+    member, guilds = "400000000000000001", ("100000000000000001", "100000000000000002")
+    engine = make_engine(f"sqlite:///{data_dir / 'summarybot.db'}")
+    factory = make_sessionmaker(engine)
+    now = datetime.now(UTC)
+    with factory() as session, session.begin():
+        for guild in guilds:
+            session.add(
+                Job(
+                    id=uuid.uuid4(),
+                    origin="bot",
+                    status="completed",
+                    guild_id=guild,
+                    channel_id="1",
+                    requested_by=member,
+                    params={},
+                    progress={},
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+
+    def requesters() -> list[str | None]:
+        with factory() as session:
+            jobs = session.query(Job).order_by(Job.guild_id).all()
+            return [job.requested_by for job in jobs]
+
+    one = runner.invoke(cli, ["erase-member", "--guild", guilds[0], "--user", member])
+    assert one.exit_code == 0, one.output
+    assert one.stdout.startswith(
+        f"erased member {member} in guild {guilds[0]}: 0 summaries, 1 jobs"
+    )
+    assert requesters() == [None, member]
+    every = runner.invoke(cli, ["erase-member", "--guild", "*", "--user", member])
+    assert every.exit_code == 0 and "in every guild: 0 summaries, 1 jobs" in every.stdout
+    assert requesters() == [None, None]
+    bad = runner.invoke(cli, ["erase-member", "--guild", "*", "--user", "alice"])
+    assert bad.exit_code == 2 and "is not a Discord id" in bad.stderr
+    engine.dispose()

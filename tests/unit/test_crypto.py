@@ -43,6 +43,7 @@ def test_embedded_mode_creates_a_private_key_file(
 
 def test_redis_mode_requires_shared_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://127.0.0.1/summarybot")
     with pytest.raises(ConfigError, match="SECRET_KEYS: required"):
         secret_box(load_settings())
     monkeypatch.setenv("SECRET_KEYS", f"{generate_key()}, {generate_key()}")
@@ -53,6 +54,7 @@ def test_deferred_box_reads_keys_only_when_used(monkeypatch: pytest.MonkeyPatch)
     from shared.crypto import deferred_secret_box
 
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://127.0.0.1/summarybot")
     box = deferred_secret_box(load_settings())  # no SECRET_KEYS: fine until a secret is used
     with pytest.raises(ConfigError, match="SECRET_KEYS: required"):
         box.encrypt("x")

@@ -121,3 +121,79 @@ def test_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     settings = load_settings()
     assert settings.visibility_timeout == 120
     assert settings.log_level == "DEBUG"
+
+
+def _lines(monkeypatch: pytest.MonkeyPatch, **env: str) -> list[str]:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    return caught.value.lines
+
+
+@pytest.mark.parametrize("database", ["abc", "0x1", "5/extra"])
+def test_a_redis_database_that_is_not_a_number_is_refused(
+    monkeypatch: pytest.MonkeyPatch, database: str
+) -> None:
+    # redis-py would silently use database 0; kombu refuses it with a traceback later.
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db/sb")
+    [line] = _lines(monkeypatch, REDIS_URL=f"redis://127.0.0.1:6379/{database}")
+    assert line.startswith("REDIS_URL: the database ") and "is not a number" in line
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/5")
+    assert load_settings().redis_url == "redis://127.0.0.1:6379/5"
+    monkeypatch.setenv("REDIS_URL", "rediss://:pw@cache.example:6380")
+    assert not load_settings().embedded
+
+
+def test_redis_without_a_database_url_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each process would open a SQLite file of its own: workers never see the API's jobs.
+    [line] = _lines(monkeypatch, REDIS_URL="redis://127.0.0.1:6379/0")
+    assert line.startswith("DATABASE_URL: not set while REDIS_URL is;")
+    assert "postgresql+psycopg://" in line and "unset REDIS_URL" in line
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'shared.db'}")  # chosen: fine
+    assert not load_settings().embedded
+
+
+def test_a_malformed_secret_key_stops_every_process_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shared.crypto import generate_key
+
+    [line] = _lines(monkeypatch, SECRET_KEYS=f"{generate_key()},not-a-real-fernet-key")
+    assert line.startswith("SECRET_KEYS: key 2 of 2 is not a valid Fernet key")
+    assert "rotate-keys --generate" in line and "not-a-real" not in line
+    monkeypatch.setenv("SECRET_KEYS", f" {generate_key()} , {generate_key()} ")
+    assert len(load_settings().secret_keys) == 2
+
+
+def test_prometheus_multiproc_dir_must_be_a_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # prometheus_client would fail the first sample of a task or a scrape, not the start.
+    [line] = _lines(monkeypatch, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "missing"))
+    assert line.startswith("PROMETHEUS_MULTIPROC_DIR: ") and "is not a directory" in line
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert load_settings().metrics.multiproc_dir == tmp_path
+
+
+def test_only_summarybot_data_dir_sets_the_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SUMMARYBOT_DATA_DIR")
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "someone-elses"))
+    assert load_settings().data_dir != tmp_path / "someone-elses"
+    assert load_settings(data_dir=tmp_path / "mine").data_dir == tmp_path / "mine"
+    monkeypatch.setenv("SUMMARYBOT_DATA_DIR", str(tmp_path / "ours"))
+    assert load_settings().data_dir == tmp_path / "ours"
+
+
+def test_rules_across_variables_name_the_variable_to_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    [line] = _lines(monkeypatch, BOT_SHARD_IDS="0,1")
+    assert line.startswith("BOT_SHARD_COUNT: not set, and BOT_SHARD_IDS needs it;")
+    monkeypatch.delenv("BOT_SHARD_IDS")
+    [line] = _lines(monkeypatch, DISCORD_MODE="replay")
+    assert line.startswith("DISCORD_RECORDING_PATH: not set, and DISCORD_MODE 'replay' needs it")

@@ -32,7 +32,6 @@ pytestmark = pytest.mark.integration
     "overrides",
     [
         {},
-        {"redis_url": "redis://127.0.0.1:6379/9"},
         {"database_url": "postgresql://u@h/db"},
         {"database_url": "sqlite:////tmp/x.db", "redis_url": "redis://127.0.0.1:6379/9"},
     ],
@@ -40,6 +39,11 @@ pytestmark = pytest.mark.integration
 def test_embedded_mode_is_refused(overrides: dict[str, str]) -> None:
     with pytest.raises(ConfigError, match="the API needs REDIS_URL and a PostgreSQL DATABASE_URL"):
         create_app(load_settings(**overrides))
+
+
+def test_redis_without_a_database_is_refused_by_the_settings() -> None:
+    with pytest.raises(ConfigError, match="DATABASE_URL: not set while REDIS_URL is"):
+        create_app(load_settings(redis_url="redis://127.0.0.1:6379/9"))
 
 
 def test_healthz_readyz_metrics(api: Api) -> None:

@@ -48,9 +48,11 @@ INTERACTION = 1482395238940147715
 def test_bot_settings_validate_shards() -> None:
     assert BotSettings().shard_ids is None
     assert BotSettings(shard_count=4, shard_ids=[3, 2]).shard_ids == [2, 3]
-    with pytest.raises(ValidationError, match="needs shard_count"):
+    with pytest.raises(
+        ValidationError, match="BOT_SHARD_COUNT: not set, and BOT_SHARD_IDS needs it"
+    ):
         BotSettings(shard_ids=[0])
-    with pytest.raises(ValidationError, match="not below shard_count"):
+    with pytest.raises(ValidationError, match="not below BOT_SHARD_COUNT"):
         BotSettings(shard_count=2, shard_ids=[0, 2])
     with pytest.raises(ValidationError, match="distinct"):
         BotSettings(shard_count=4, shard_ids=[1, 1])
@@ -167,15 +169,12 @@ def test_cli_checks_what_the_bot_needs(monkeypatch: pytest.MonkeyPatch, tmp_path
         check_bot_settings(load_settings())
     with pytest.raises(ConfigError, match="REDIS_URL is not set"):
         check_bot_settings(load_settings(discord=DiscordSettings(token=SecretStr("t0ken"))))
-    ready = load_settings(
-        discord=DiscordSettings(token=SecretStr(" t0ken ")), redis_url="redis://127.0.0.1:6379/15"
-    )
+    services = {"redis_url": "redis://127.0.0.1:6379/15", "database_url": "postgresql://db/sb"}
+    ready = load_settings(discord=DiscordSettings(token=SecretStr(" t0ken ")), **services)
     assert check_bot_settings(ready) == "t0ken"
     secret = tmp_path / "token"
     secret.write_text("from-file\n")
-    from_file = load_settings(
-        discord=DiscordSettings(token_file=secret), redis_url="redis://127.0.0.1:6379/15"
-    )
+    from_file = load_settings(discord=DiscordSettings(token_file=secret), **services)
     assert check_bot_settings(from_file) == "from-file"
     assert load_settings().bot == BotSettings()
     monkeypatch.setenv("BOT_SHARD_COUNT", "4")

@@ -27,8 +27,8 @@ def test_settings_defaults_and_validation() -> None:
     assert DiscordSettings(api_base="http://127.0.0.1:9/api/v10/").api_base.endswith("/v10")
     cases = [
         ({"api_base": "discord.com"}, r"not an http\(s\) URL"),
-        ({"token": "a", "token_file": "/x"}, "both set; keep one"),
-        ({"mode": "replay"}, "needs DISCORD_RECORDING_PATH"),
+        ({"token": "a", "token_file": "/x"}, "set as well; keep one of the two"),
+        ({"mode": "replay"}, "DISCORD_MODE 'replay' needs it"),
         ({"global_margin": 1.5}, "less than 1"),
         ({"invalid_request_limit": 20000}, "less than or equal to 9000"),
     ]
