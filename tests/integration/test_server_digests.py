@@ -287,3 +287,31 @@ def test_secrets_in_channel_names_are_redacted_like_message_text(
         assert canary.secret not in text
     left_out = [e["name"] for e in job.progress["plan"]["left_out"]]
     assert any(name.startswith("staff") for name in left_out)
+
+
+def test_a_server_that_never_summarizes_private_channels_leaves_them_out_of_digests(
+    services: Services, acme: tuple[FakeDiscordServer, ServerWorld]
+) -> None:
+    # The "never" policy (/summary-config private_channels) refuses a summary of a private
+    # channel to anyone, admins included; a digest or a member's /catchup must not read one
+    # either, even for an audience that can.
+    _, world = acme
+    guild = str(world.guild.id)
+    with services.session_factory() as session, session.begin():
+        session.add(GuildSettings(guild_id=guild, private_channel_policy="deny"))
+    try:
+        job = _run(services, world, _digest_params(world, "staff-only"))
+    finally:
+        with services.session_factory() as session, session.begin():
+            session.delete(session.get(GuildSettings, guild))
+    assert job.status == "completed", job.error
+    content = _summary(services, job.id)
+    private = {str(world.staff_only.id), str(world.mods_room.id), str(world.staff_thread.id)}
+    assert not _cited_channels(content) & private
+    assert not any(marker in content.model_dump_json() for marker in MARKERS)
+    reasons = {e["name"]: e["reason"] for e in job.progress["plan"]["left_out"]}
+    assert (
+        reasons["staff-only"]
+        == reasons["mods-room"]
+        == "private, and the server never summarizes private channels"
+    )
