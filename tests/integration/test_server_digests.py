@@ -25,6 +25,7 @@ from shared.errors import InvalidInputError, NotFoundError
 from shared.jobs import (
     AudienceChannel,
     ChannelTarget,
+    DiscordChannelSource,
     DiscordServerSource,
     JobParams,
 )
@@ -315,3 +316,49 @@ def test_a_server_that_never_summarizes_private_channels_leaves_them_out_of_dige
         == reasons["mods-room"]
         == "private, and the server never summarizes private channels"
     )
+
+
+def _one_channel(world: ServerWorld, name: str) -> JobParams:
+    return JobParams(
+        source=DiscordChannelSource(
+            guild_id=str(world.guild.id),
+            channel_id=str(world.channels[name].id),
+            after=now_of(world) - timedelta(hours=24),
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "channel"),
+    [
+        ({"excluded_channel_ids": ["{dev}"]}, "dev"),
+        ({"private_channel_policy": "deny"}, "staff-only"),
+    ],
+    ids=["excluded", "private-never"],
+)
+def test_a_one_channel_job_from_the_api_obeys_the_servers_rules(
+    services: Services,
+    acme: tuple[FakeDiscordServer, ServerWorld],
+    settings: dict[str, Any],
+    channel: str,
+) -> None:
+    # The bot refuses these requests itself; a job submitted through the API (or any
+    # producer) must not read them either: the worker holds the rule.
+    _, world = acme
+    guild = str(world.guild.id)
+    values = {
+        k: [c.format(dev=world.dev.id) for c in v] if isinstance(v, list) else v
+        for k, v in settings.items()
+    }
+    with services.session_factory() as session, session.begin():
+        session.add(GuildSettings(guild_id=guild, **values))
+    try:
+        job = _run(services, world, _one_channel(world, channel))
+    finally:
+        with services.session_factory() as session, session.begin():
+            session.delete(session.get(GuildSettings, guild))
+    assert job.status == "failed"
+    with services.session_factory() as session:
+        assert session.query(Summary).filter(Summary.job_id == job.id).count() == 0
+    # The same channel is summarized once the rule is lifted.
+    assert _run(services, world, _one_channel(world, channel)).status == "completed"
