@@ -18,9 +18,11 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
+
+import structlog
 
 from shared.discord.client import DiscordClient
 from shared.discord.errors import Forbidden, NotFound
@@ -30,6 +32,8 @@ from shared.errors import InvalidInputError, NotFoundError
 
 __all__ = [
     "DESTINATION_CHANNEL_KINDS",
+    "FORBIDDEN_PER_GUILD",
+    "FORBIDDEN_WINDOW_S",
     "ChannelDirectory",
     "DiscordDirectory",
     "destination_chain",
@@ -39,6 +43,13 @@ __all__ = [
     "require_member",
     "tenant_guild",
 ]
+
+log = structlog.get_logger(__name__)
+
+#: Channel lookups Discord answered 403 that one guild's callers may cause per window (Discord
+#: bans an IP after 10,000 invalid requests in 10 minutes; the bot's breaker trips far below).
+FORBIDDEN_PER_GUILD = 20
+FORBIDDEN_WINDOW_S = 600.0
 
 #: Destination kinds that name a channel (or a thread) by ``channel_id``.
 DESTINATION_CHANNEL_KINDS = frozenset({"channel", "thread"})
@@ -54,6 +65,10 @@ class ChannelDirectory(Protocol):
     def channel_type(self, channel_id: str) -> int | None:
         """Discord's type of a channel or thread (4 is a category); None when it is unknown
         or the bot cannot see it."""
+
+    def in_guild(self, guild_id: str, channel_id: str) -> bool:
+        """True when ``channel_id`` is a channel or thread of ``guild_id``, asked on behalf of
+        a caller of ``guild_id`` (who may name any id at all)."""
 
     def is_member(self, guild_id: str, user_id: str) -> bool:
         """True when ``user_id`` is a member of ``guild_id``."""
@@ -87,7 +102,7 @@ def require_channel(
     directory: ChannelDirectory, guild_id: str, channel_id: str, *, what: str = "channel"
 ) -> None:
     """Raise :class:`NotFoundError` unless ``channel_id`` is a channel of ``guild_id``."""
-    if directory.channel_guild(channel_id) != guild_id:
+    if not directory.in_guild(guild_id, channel_id):
         raise refuse_channel(channel_id, what=what)
 
 
@@ -140,11 +155,16 @@ class DiscordDirectory:
         ttl: float = 60.0,
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        max_forbidden: int = FORBIDDEN_PER_GUILD,
+        forbidden_window: float = FORBIDDEN_WINDOW_S,
     ) -> None:
         self._client = client
         self._ttl = ttl
         self._max = max_entries
         self._clock = clock
+        self._max_forbidden = max_forbidden
+        self._forbidden_window = forbidden_window
+        self._forbidden: OrderedDict[str, deque[float]] = OrderedDict()
         self._cache: OrderedDict[tuple[str, ...], tuple[float, Any]] = OrderedDict()
         self._lock = threading.Lock()
         self._in_flight: dict[tuple[str, ...], threading.Lock] = {}
@@ -181,18 +201,65 @@ class DiscordDirectory:
                     self._in_flight.pop(key, None)
         return value
 
-    def _channel(self, channel_id: str) -> tuple[str | None, int | None]:
-        """A channel's guild and type, from one cached read."""
+    def _channel(
+        self, channel_id: str, asked_for: str | None = None
+    ) -> tuple[str | None, int | None]:
+        """A channel's guild and type, from one cached read; a 403 is charged to the guild
+        ``asked_for`` (see :meth:`in_guild`)."""
 
         def fetch() -> tuple[str | None, int | None]:
             try:
                 channel = self._client.get_channel(channel_id)
-            except (NotFound, Forbidden):
+            except NotFound:
+                return None, None
+            except Forbidden:
+                if asked_for is not None:
+                    self._charge_forbidden(asked_for)
                 return None, None
             return channel.guild_id, channel.type
 
         result: tuple[str | None, int | None] = self._cached(("channel", channel_id), fetch)
         return result
+
+    def _recent_forbidden(self, guild_id: str) -> int:
+        now = self._clock()
+        with self._lock:
+            times = self._forbidden.get(guild_id)
+            if times is None:
+                return 0
+            while times and times[0] <= now - self._forbidden_window:
+                times.popleft()
+            return len(times)
+
+    def _charge_forbidden(self, guild_id: str) -> None:
+        with self._lock:
+            times = self._forbidden.setdefault(guild_id, deque())
+            self._forbidden.move_to_end(guild_id)
+            times.append(self._clock())
+            while len(self._forbidden) > self._max:
+                self._forbidden.popitem(last=False)
+
+    def in_guild(self, guild_id: str, channel_id: str) -> bool:
+        """True when the channel is in the guild (see :class:`ChannelDirectory`).
+
+        Every 403 Discord answers counts toward its invalid-request limit, shared by the whole
+        deployment (the bot's breaker stops *all* traffic near it), and a caller may name any
+        channel id of the world: so each guild's callers get at most ``max_forbidden`` lookups
+        answered 403 per ``forbidden_window``; past that, a channel not already known is
+        refused for that guild without asking Discord.
+        """
+        found, value = self._fresh(("channel", channel_id))
+        if found:
+            return bool(value[0] == guild_id)
+        if self._recent_forbidden(guild_id) >= self._max_forbidden:
+            log.warning(
+                "tenancy.forbidden_lookups_rationed",
+                guild_id=guild_id,
+                channel_id=channel_id,
+                limit=self._max_forbidden,
+            )
+            return False
+        return self._channel(channel_id, asked_for=guild_id)[0] == guild_id
 
     def channel_guild(self, channel_id: str) -> str | None:
         """The guild of a channel or thread (see :class:`ChannelDirectory`)."""

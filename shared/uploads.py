@@ -21,16 +21,18 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import IO
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.tenancy import ALL_GUILDS
 from schema.models.uploads import CHUNK_BYTES, Upload, UploadChunk
-from shared.errors import InvalidInputError, PermanentError
+from shared.errors import ConflictError, InvalidInputError, PermanentError
 from shared.sources.export_file import ExportFile, count_stream, open_stream
 
 __all__ = [
+    "GUILD_UPLOAD_BYTES",
     "UPLOAD_NAME",
+    "UploadQuotaExceeded",
     "UploadReader",
     "UploadWriter",
     "count_upload",
@@ -42,6 +44,15 @@ __all__ = [
 
 #: How errors about an upload's content name it (they start ``upload: message at index …``).
 UPLOAD_NAME = "upload"
+
+#: What one guild may keep stored in uploads at once, by default (they live as long as their
+#: job, so up to the guild's retention): without a ceiling one API key fills PostgreSQL.
+GUILD_UPLOAD_BYTES = 1024 * 1024 * 1024
+
+
+class UploadQuotaExceeded(ConflictError):
+    """The guild's stored uploads would exceed its quota."""
+
 
 #: An upload without a job older than this is a request that died: retention removes it.
 ORPHAN_AGE = timedelta(hours=1)
@@ -61,19 +72,45 @@ class UploadWriter:
         guild_id: str | None,
         now: datetime,
         upload_id: uuid.UUID | None = None,
+        max_guild_bytes: int | None = None,
     ) -> None:
         self._factory = session_factory
         self.upload_id = upload_id or uuid.uuid4()
         self.size = 0
         self._seq = 0
         self._buffer = bytearray()
+        self._room: int | None = None
+        self._quota = max_guild_bytes
         with session_factory() as session, session.begin():
+            if max_guild_bytes is not None and guild_id is not None:
+                # Sizes grow chunk by chunk (see _store): uploads still streaming count too.
+                used = session.scalar(
+                    select(func.coalesce(func.sum(Upload.size), 0)).where(
+                        Upload.guild_id == guild_id
+                    )
+                )
+                self._room = max_guild_bytes - int(used or 0)
+                if self._room <= 0:
+                    raise self._over()
             session.execute(
                 insert(Upload).values(id=self.upload_id, guild_id=guild_id, size=0, created_at=now)
             )
 
+    def _over(self) -> UploadQuotaExceeded:
+        quota = self._quota or 0
+        return UploadQuotaExceeded(
+            f"upload: this server's stored uploads would exceed its quota of "
+            f"{quota // (1024 * 1024)} MiB; they are kept with their jobs (until retention "
+            "removes them): wait for that, or ask the operator for more"
+        )
+
     def write(self, data: bytes) -> None:
-        """Append ``data``; every completed chunk is stored before this returns."""
+        """Append ``data``; every completed chunk is stored before this returns.
+
+        Raises :class:`UploadQuotaExceeded` when the guild's uploads would pass its quota.
+        """
+        if self._room is not None and self.size + len(data) > self._room:
+            raise self._over()
         self._buffer += data
         self.size += len(data)
         while len(self._buffer) >= CHUNK_BYTES:
@@ -84,6 +121,12 @@ class UploadWriter:
         with self._factory() as session, session.begin():
             session.execute(
                 insert(UploadChunk).values(upload_id=self.upload_id, seq=self._seq, data=chunk)
+            )
+            # The stored size so far, for the quota of uploads streaming at the same time.
+            session.execute(
+                update(Upload)
+                .where(Upload.id == self.upload_id)
+                .values(size=Upload.size + len(chunk))
             )
         self._seq += 1
 

@@ -19,6 +19,7 @@ from shared.crypto import SecretBox
 from shared.idempotency import IdempotencyStore
 from shared.ratelimit.inbound import InboundRateLimiter
 from shared.services.core import Core
+from shared.uploads import GUILD_UPLOAD_BYTES
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -40,7 +41,8 @@ class ApiOptions:
     database stay apart.  ``key_cache_seconds`` is how long a verified API key is trusted
     without reading it again: a revocation takes effect on every replica within that time.
     ``max_upload_bytes`` is the body limit of ``POST /v1/jobs/upload`` (streamed into storage,
-    never held in memory), ``max_body_bytes`` that of every other route.
+    never held in memory), ``max_body_bytes`` that of every other route;
+    ``max_guild_upload_bytes`` what one guild's uploads may hold stored at once.
     ``max_threads`` bounds the worker threads that run database and Redis calls (anyio's for
     most routes, and as many again for the one-hop routes): the work is mostly CPU under one
     GIL, and dozens of threads fighting for it cost more than they wait.
@@ -48,6 +50,7 @@ class ApiOptions:
 
     max_body_bytes: int = 64 * 1024
     max_upload_bytes: int = 100 * 1024 * 1024
+    max_guild_upload_bytes: int = GUILD_UPLOAD_BYTES
     default_rate_limit_per_minute: int = 600
     idempotency_ttl_seconds: int = 24 * 3600
     idempotency_lease_seconds: int = 120

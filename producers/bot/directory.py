@@ -66,6 +66,10 @@ class GatewayDirectory:
         known = self._channel(channel_id)
         return known[0] if known is not None else None
 
+    def in_guild(self, guild_id: str, channel_id: str) -> bool:
+        """True when this bot sees the channel in ``guild_id`` (see ``ChannelDirectory``)."""
+        return self.channel_guild(channel_id) == guild_id
+
     def channel_type(self, channel_id: str) -> int | None:
         """Discord's type of a channel or thread this bot can see (see ``ChannelDirectory``)."""
         known = self._channel(channel_id)

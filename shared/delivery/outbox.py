@@ -43,6 +43,7 @@ from shared.db.rows import add_unless_present
 from shared.delivery.events import SUMMARY_COMPLETED
 from shared.job_view import JobView
 from shared.jobs import Destination
+from shared.tenancy import DESTINATION_CHANNEL_KINDS, destination_chain
 
 __all__ = [
     "DONE",
@@ -399,7 +400,49 @@ def _fallback_target(claim: Claim, outcome: Outcome) -> tuple[str, str, dict[str
     except ValidationError as exc:
         log.error("deliver.fallback_invalid", error=str(exc).splitlines()[0], target=claim.target)
         return None
-    return str(target.key), str(target.kind), target.model_dump(mode="json")
+    params = target.model_dump(mode="json")
+    outside = _outside_audience(claim.job, params)
+    if outside:
+        # The endpoint's fallback is the endpoint's, not the job's: it was never checked
+        # against the readers this summary was made for.
+        log.warning(
+            "deliver.fallback_outside_audience", target=claim.target, fallback=str(target.key)
+        )
+        return None
+    return str(target.key), str(target.kind), params
+
+
+def _outside_audience(job: JobView, fallback: dict[str, Any]) -> list[str]:
+    """Who ``fallback`` (and its own fallbacks) would show a multi-channel summary to that
+    the job's audience does not hold; empty for any other job.
+
+    A summary of several channels holds only what every member of its audience may read,
+    so it may go nowhere that reaches anyone else.
+    """
+    source = (job.params or {}).get("source") or {}
+    if source.get("kind") != "discord_server":
+        return []
+    audience = {
+        ("channel", str(a.get("channel_id")))
+        if a.get("kind") == "channel"
+        else ("member", str(a.get("user_id")))
+        for a in source.get("audience") or []
+    }
+    outside: list[str] = []
+    for link in destination_chain(fallback):
+        kind = link.get("kind")
+        if kind in DESTINATION_CHANNEL_KINDS:
+            reader = ("channel", str(link.get("channel_id")))
+        elif kind == "dm":
+            reader = ("member", str(link.get("user_id")))
+        elif kind == "webhook":
+            continue  # outside Discord: its readers are the audience the job named
+        else:
+            outside.append(str(kind))  # a Discord webhook's readers are unknown
+            continue
+        if reader not in audience:
+            outside.append(f"{reader[0]} {reader[1]}")
+    return outside
 
 
 def _add_fallback(

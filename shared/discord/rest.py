@@ -18,7 +18,9 @@ Tokens and webhook URLs never reach a log line, an exception or the recording.
 from __future__ import annotations
 
 import random
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +59,8 @@ DEFAULT_USER_AGENT = "DiscordBot (https://github.com/summary-bot-ng/summary-bot-
 
 #: Errors raised before the request left this machine: always safe to retry.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: Resources remembered as refused (403) at once, at most.
+_FORBIDDEN_ENTRIES = 10_000
 _DENIAL_SCOPE = {
     "bucket": "bucket",
     "discovery": "bucket",
@@ -78,6 +82,8 @@ class RequestPolicy:
     max_429_retries: int = 5
     max_booking_s: float = 5.0
     user_agent: str = DEFAULT_USER_AGENT
+    #: How long a route on a channel that answered 403 is refused locally.
+    forbidden_memo_s: float = 120.0
 
 
 class RestSession:
@@ -105,6 +111,9 @@ class RestSession:
         self.recorder = recorder
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        # channel (major) -> route key -> (until, the 403 answer): see _remember_forbidden.
+        self._forbidden: OrderedDict[str, dict[str, tuple[float, Answer]]] = OrderedDict()
+        self._forbidden_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"RestSession(api_base={self.api_base!r}, limiter={self.limiter!r})"
@@ -134,6 +143,10 @@ class RestSession:
         deadline = time.monotonic() + (self.policy.max_wait_s if max_wait_s is None else max_wait_s)
         failures = 0
         rate_limits = 0
+        refused = self._recently_forbidden(route) if authed else None
+        if refused is not None:
+            self._count(route, "403-remembered")
+            raise error_for(refused, route, api_base=self.api_base)
         while True:
             key = self._limit_key(route, authed, headers)
             slot, waited, denials = self._acquire(key, route, deadline)
@@ -182,6 +195,7 @@ class RestSession:
             if answer.ok:
                 if isinstance(answer.body, str):
                     raise not_json_error(answer, route, self.api_base)
+                self._forget_forbidden(route)
                 return answer
             if answer.rate_limited:
                 scope = answer.outcome.scope or "user"
@@ -222,7 +236,45 @@ class RestSession:
                 log.error("discord.token_rejected", route=route.label, token=key.token_id)
             if answer.outcome.dead_webhook:
                 log.warning("discord.webhook_dead", route=route.label, webhook=key.webhook_key)
+            if answer.status == 403 and authed:
+                self._remember_forbidden(route, answer)
             raise error_for(answer, route, api_base=self.api_base)
+
+    def _remember_forbidden(self, route: CompiledRoute, answer: Answer) -> None:
+        """Refuse ``route`` on the same channel locally for a while (see :meth:`request`).
+
+        Every 403 counts toward Discord's invalid-request limit of the whole deployment, and
+        callers choose the channels: a channel the bot may read but not write in, named as the
+        destination of many summaries, or channels it cannot see, would otherwise cost one
+        invalid request each time.  A permission granted meanwhile is noticed within
+        ``forbidden_memo_s``; any request that succeeds on the channel (joining a thread)
+        forgets its refusals at once.
+        """
+        if "channel_id" not in route.params or self.policy.forbidden_memo_s <= 0:
+            return  # a channel's permissions, not a guild's or a token's
+        until = time.monotonic() + self.policy.forbidden_memo_s
+        with self._forbidden_lock:
+            self._forbidden.setdefault(route.major, {})[route.key] = (until, answer)
+            self._forbidden.move_to_end(route.major)
+            while len(self._forbidden) > _FORBIDDEN_ENTRIES:
+                self._forbidden.popitem(last=False)
+
+    def _recently_forbidden(self, route: CompiledRoute) -> Answer | None:
+        if not self._forbidden:
+            return None
+        with self._forbidden_lock:
+            entry = self._forbidden.get(route.major, {}).get(route.key)
+            if entry is None:
+                return None
+            if entry[0] <= time.monotonic():
+                del self._forbidden[route.major][route.key]
+                return None
+            return entry[1]
+
+    def _forget_forbidden(self, route: CompiledRoute) -> None:
+        if self._forbidden and "channel_id" in route.params:
+            with self._forbidden_lock:
+                self._forbidden.pop(route.major, None)
 
     def _after_server_error(
         self,

@@ -19,8 +19,13 @@ from itertools import islice
 import structlog
 
 from schema.models.jobs import Job, JobStatus
+from schema.models.tenancy import GuildSettings, PrivateChannelPolicy
 from shared import lifecycle
 from shared.cache import CachedFetch
+from shared.db.engine import reading_session
+from shared.discord.audience import channel_from_json, guild_from_json
+from shared.discord.client import DiscordClient
+from shared.discord.permissions import ChannelKind, everyone_can_view
 from shared.domain.messages import ChannelInfo, ChatMessage
 from shared.errors import PermanentError
 from shared.jobs import (
@@ -32,7 +37,7 @@ from shared.jobs import (
     UploadSource,
     parse_params,
 )
-from shared.pipeline.plan import run_plan
+from shared.pipeline.plan import PRIVATE_DENIED, run_plan
 from shared.pipeline.services import Services
 from shared.sources.export_file import count_messages, open_export
 from shared.summarize.sanitize import sanitize_channel, sanitize_messages
@@ -75,6 +80,48 @@ def _open_document(
         )
 
 
+def _server_rule_refusal(
+    services: Services, client: DiscordClient, channel: ChannelInfo
+) -> str | None:
+    """Why the guild's own rules keep ``channel`` out of every summary, or None.
+
+    The rules every producer's job obeys, whoever asked (the bot checks them too, to answer
+    at once, but an API key or a hand-written row must not get past them): a channel the
+    admins excluded (with its parent, and a thread's parent's category), and, under the
+    "never" private-channel policy, a private channel or thread.
+    """
+    assert channel.guild_id is not None
+    with reading_session(services.session_factory) as session:
+        row = session.get(GuildSettings, channel.guild_id)
+    if row is None:
+        return None
+    excluded = set(row.excluded_channel_ids or [])
+    no_private = row.private_channel_policy == PrivateChannelPolicy.DENY.value
+    if not excluded and not no_private:
+        return None
+    raw = client.get_channel(channel.channel_id).raw
+    kind = ChannelKind(int(raw.get("type") or 0))
+    parent_raw = (
+        client.get_channel(str(raw["parent_id"])).raw
+        if kind.is_thread and raw.get("parent_id")
+        else None
+    )
+    # The channel, its category or (a thread) its channel, and that channel's category.
+    related = {channel.channel_id, raw.get("parent_id")}
+    if parent_raw is not None:
+        related.add(parent_raw.get("parent_id"))
+    if {str(r) for r in related if r} & excluded:
+        return "excluded from summaries by this server's admins"
+    if no_private:
+        if kind is ChannelKind.PRIVATE_THREAD:
+            return PRIVATE_DENIED
+        parent = channel_from_json(parent_raw) if parent_raw is not None else None
+        view = channel_from_json(raw, parent=parent)
+        if not everyone_can_view(guild_from_json(client.get_guild(channel.guild_id)), view):
+            return PRIVATE_DENIED
+    return None
+
+
 def _open_discord(
     services: Services, job: Job, source: DiscordChannelSource, *, limit: int
 ) -> _Opened:
@@ -86,6 +133,13 @@ def _open_discord(
             f"channel {source.channel_id} belongs to guild {channel.guild_id}, not to the "
             f"job's guild {job.guild_id}",
             user_message="channel is not in this server",
+        )
+    refusal = _server_rule_refusal(services, client, channel)
+    if refusal is not None:
+        log.info("fetch.refused_by_server_rules", channel_id=source.channel_id, reason=refusal)
+        raise PermanentError(
+            f"channel {source.channel_id}: {refusal}",
+            user_message=f"channel {source.channel_id} is {refusal}",
         )
     after: datetime | str | None = source.after_message_id or source.after
     count = min(source.limit or limit, limit)

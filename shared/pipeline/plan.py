@@ -34,7 +34,7 @@ from typing import Any
 import structlog
 
 from schema.models.jobs import Job, JobStatus
-from schema.models.tenancy import GuildSettings
+from schema.models.tenancy import GuildSettings, PrivateChannelPolicy
 from shared import lifecycle
 from shared.db.engine import reading_session
 from shared.db.rows import add_unless_present
@@ -46,7 +46,7 @@ from shared.discord.audience import (
     readable_by_all,
 )
 from shared.discord.client import DiscordClient
-from shared.discord.permissions import ChannelKind, ChannelView, MemberView
+from shared.discord.permissions import ChannelKind, ChannelView, MemberView, everyone_can_view
 from shared.domain.messages import snowflake_time
 from shared.errors import PermanentError
 from shared.jobs import (
@@ -63,12 +63,15 @@ from shared.jobs import (
 from shared.pipeline.services import Services
 from shared.summarize.sanitize import sanitize_text
 
-__all__ = ["PART_FLOOR", "SCAN_PAGES", "part_id", "part_share", "run_plan"]
+__all__ = ["PART_FLOOR", "PRIVATE_DENIED", "SCAN_PAGES", "part_id", "part_share", "run_plan"]
 
 log = structlog.get_logger(__name__)
 
 #: Pages of 100 messages read per channel, at most, to find a catch-up reader's last message.
 SCAN_PAGES = 5
+
+#: Why a private channel is left out under the "never" private-channel policy.
+PRIVATE_DENIED = "private, and the server never summarizes private channels"
 
 _MESSAGE_CHANNELS = frozenset({ChannelKind.TEXT, ChannelKind.ANNOUNCEMENT})
 _POST_CHANNELS = frozenset({ChannelKind.FORUM, ChannelKind.MEDIA})
@@ -259,11 +262,15 @@ def _part(
 def _without_excluded(
     services: Services, snapshot: GuildSnapshot, guild_id: str, channel_ids: list[int]
 ) -> tuple[list[int], list[LeftOut]]:
-    """Channels the server's admins excluded from summaries (a thread or channel is excluded
-    with its parent or category) are left out, as for a one-channel summary."""
+    """Channels the server's rules keep out of every summary are left out, as for a
+    one-channel summary: those its admins excluded (a thread or channel is excluded with its
+    parent or category), and, when the server never summarizes private channels, every
+    private one (a channel @everyone cannot view, and every private thread) whoever the
+    audience is."""
     with reading_session(services.session_factory) as session:
         row = session.get(GuildSettings, guild_id)
     excluded = {int(c) for c in (row.excluded_channel_ids if row is not None else [])}
+    no_private = row is not None and row.private_channel_policy == PrivateChannelPolicy.DENY.value
     kept: list[int] = []
     left_out: list[LeftOut] = []
     for channel_id in channel_ids:
@@ -272,9 +279,11 @@ def _without_excluded(
         related = {channel_id, view.category_id}
         if parent is not None:
             related |= {parent.id, parent.category_id}
+        name, _ = _name(view)
         if related & excluded:
-            name, _ = _name(view)
             left_out.append(LeftOut(channel_id, name, "excluded from summaries by the server"))
+        elif no_private and not everyone_can_view(snapshot.guild, view):
+            left_out.append(LeftOut(channel_id, name, PRIVATE_DENIED))
         else:
             kept.append(channel_id)
     return kept, left_out

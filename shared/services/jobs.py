@@ -97,6 +97,22 @@ def _endpoint_owner(core: Core, endpoint_id: Any) -> str | None:
         return owner
 
 
+def _has_asked_the_bot(core: Core, guild_id: str, user_id: str) -> bool:
+    """True when ``user_id`` asked the bot for a summary in ``guild_id`` (a job of theirs is
+    still kept): the bot direct-messages nobody who never used it, whoever asks it to."""
+    with core.session_factory() as session:
+        found = session.scalar(
+            select(Job.id)
+            .where(
+                Job.guild_id == guild_id,
+                Job.origin == "bot",
+                Job.requested_by == user_id,
+            )
+            .limit(1)
+        )
+    return found is not None
+
+
 def _check_link(core: Core, actor: Actor, link: Mapping[str, Any], where: str) -> None:
     kind = str(link.get("kind"))
     if kind in _OPERATOR_KINDS:
@@ -115,7 +131,14 @@ def _check_link(core: Core, actor: Actor, link: Mapping[str, Any], where: str) -
     if kind in DESTINATION_CHANNEL_KINDS:
         require_channel(core.require_directory(), guild, str(link.get("channel_id")))
     elif kind == "dm":
-        require_member(core.require_directory(), guild, str(link.get("user_id")))
+        user_id = str(link.get("user_id"))
+        require_member(core.require_directory(), guild, user_id)
+        if actor.requested_by != user_id and not _has_asked_the_bot(core, guild, user_id):
+            raise InvalidInputError(
+                f"{where}: member {user_id} has never asked the bot for anything in this "
+                "server, and it sends direct messages only to members who did; deliver to a "
+                "webhook endpoint, or let the member ask with /catchup"
+            )
     elif kind == "webhook":
         endpoint_id = link.get("endpoint_id")
         if _endpoint_owner(core, endpoint_id) != guild:

@@ -27,6 +27,7 @@ from shared.services.jobs import check_destination
 from shared.signing import generate_secret
 
 __all__ = [
+    "MAX_PREVIOUS_SECRETS",
     "SECRET_OVERLAP",
     "EndpointAuth",
     "EndpointRequest",
@@ -40,6 +41,10 @@ __all__ = [
 
 #: How long a replaced signing secret still signs, next to the new one.
 SECRET_OVERLAP = timedelta(hours=24)
+
+#: How many replaced secrets still sign at most: rotating again within the overlap drops the
+#: oldest, so a loop of rotations cannot grow the row and every delivery's signature header.
+MAX_PREVIOUS_SECRETS = 3
 
 _CHANGEABLE = frozenset({"url", "description", "events", "auth", "fallback", "enabled"})
 
@@ -216,7 +221,7 @@ def rotate_secret(core: Core, actor: Actor, endpoint_id: uuid.UUID) -> RotatedSe
         row = _locked(session, guild, endpoint_id)
         kept = [entry for entry in row.previous_secrets or [] if _still_valid(entry, now)]
         kept.append({"secret_encrypted": row.secret_encrypted, "expires_at": until.isoformat()})
-        row.previous_secrets = kept
+        row.previous_secrets = kept[-MAX_PREVIOUS_SECRETS:]
         row.secret_encrypted = core.box.encrypt(secret)
         row.updated_at = now
     return RotatedSecret(endpoint_id=endpoint_id, secret=secret, previous_valid_until=until)

@@ -25,6 +25,7 @@ from shared.errors import InvalidInputError, NotFoundError
 from shared.jobs import (
     AudienceChannel,
     ChannelTarget,
+    DiscordChannelSource,
     DiscordServerSource,
     JobParams,
 )
@@ -287,3 +288,77 @@ def test_secrets_in_channel_names_are_redacted_like_message_text(
         assert canary.secret not in text
     left_out = [e["name"] for e in job.progress["plan"]["left_out"]]
     assert any(name.startswith("staff") for name in left_out)
+
+
+def test_a_server_that_never_summarizes_private_channels_leaves_them_out_of_digests(
+    services: Services, acme: tuple[FakeDiscordServer, ServerWorld]
+) -> None:
+    # The "never" policy (/summary-config private_channels) refuses a summary of a private
+    # channel to anyone, admins included; a digest or a member's /catchup must not read one
+    # either, even for an audience that can.
+    _, world = acme
+    guild = str(world.guild.id)
+    with services.session_factory() as session, session.begin():
+        session.add(GuildSettings(guild_id=guild, private_channel_policy="deny"))
+    try:
+        job = _run(services, world, _digest_params(world, "staff-only"))
+    finally:
+        with services.session_factory() as session, session.begin():
+            session.delete(session.get(GuildSettings, guild))
+    assert job.status == "completed", job.error
+    content = _summary(services, job.id)
+    private = {str(world.staff_only.id), str(world.mods_room.id), str(world.staff_thread.id)}
+    assert not _cited_channels(content) & private
+    assert not any(marker in content.model_dump_json() for marker in MARKERS)
+    reasons = {e["name"]: e["reason"] for e in job.progress["plan"]["left_out"]}
+    assert (
+        reasons["staff-only"]
+        == reasons["mods-room"]
+        == "private, and the server never summarizes private channels"
+    )
+
+
+def _one_channel(world: ServerWorld, name: str) -> JobParams:
+    return JobParams(
+        source=DiscordChannelSource(
+            guild_id=str(world.guild.id),
+            channel_id=str(world.channels[name].id),
+            after=now_of(world) - timedelta(hours=24),
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "channel"),
+    [
+        ({"excluded_channel_ids": ["{dev}"]}, "dev"),
+        ({"private_channel_policy": "deny"}, "staff-only"),
+    ],
+    ids=["excluded", "private-never"],
+)
+def test_a_one_channel_job_from_the_api_obeys_the_servers_rules(
+    services: Services,
+    acme: tuple[FakeDiscordServer, ServerWorld],
+    settings: dict[str, Any],
+    channel: str,
+) -> None:
+    # The bot refuses these requests itself; a job submitted through the API (or any
+    # producer) must not read them either: the worker holds the rule.
+    _, world = acme
+    guild = str(world.guild.id)
+    values = {
+        k: [c.format(dev=world.dev.id) for c in v] if isinstance(v, list) else v
+        for k, v in settings.items()
+    }
+    with services.session_factory() as session, session.begin():
+        session.add(GuildSettings(guild_id=guild, **values))
+    try:
+        job = _run(services, world, _one_channel(world, channel))
+    finally:
+        with services.session_factory() as session, session.begin():
+            session.delete(session.get(GuildSettings, guild))
+    assert job.status == "failed"
+    with services.session_factory() as session:
+        assert session.query(Summary).filter(Summary.job_id == job.id).count() == 0
+    # The same channel is summarized once the rule is lifted.
+    assert _run(services, world, _one_channel(world, channel)).status == "completed"

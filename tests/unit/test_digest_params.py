@@ -191,7 +191,8 @@ def test_a_catchup_is_recorded_for_its_member_and_its_fetch_published(
         box=SecretBox([generate_key()]),
         directory=discord_tenants.directory,
     )
-    actor = Actor(origin="api", guild_id=guild, requested_by="api:k")
+    # The member's own /catchup (the bot direct-messages only members who asked it).
+    actor = Actor(origin="bot", guild_id=guild, requested_by=member)
     now = datetime.now(UTC)
     params = catchup_params(
         guild_id=guild,
@@ -210,6 +211,18 @@ def test_a_catchup_is_recorded_for_its_member_and_its_fetch_published(
     assert job.params["source"]["audience"] == [{"kind": "member", "user_id": member}]
 
     other = discord_tenants.member(guild, "someone-else")
+    with factory() as session, session.begin():
+        session.add(  # someone who asked the bot for a summary once
+            Job(
+                id=uuid.uuid4(),
+                origin="bot",
+                status="completed",
+                guild_id=guild,
+                requested_by=other,
+                params={},
+                progress={},
+            )
+        )
     to_other = catchup_params(
         guild_id=guild,
         user_id=member,

@@ -21,6 +21,7 @@ from shared.services.core import Actor, Core
 from shared.services.members import set_opt_out
 from shared.services.schedules import ScheduleRequest, create_schedule, find_schedule
 from shared.services.webhook_endpoints import (
+    MAX_PREVIOUS_SECRETS,
     SECRET_OVERLAP,
     EndpointRequest,
     create_endpoint,
@@ -87,6 +88,25 @@ def test_endpoints_keep_one_url_policy_and_rotate_their_secret(
         assert endpoint_secrets(stored, box, now=clock.now) == [second.secret, secret, first.secret]
         later = clock.now + SECRET_OVERLAP + timedelta(minutes=1)
         assert endpoint_secrets(stored, box, now=later) == [second.secret]
+
+
+def test_rotating_again_and_again_keeps_a_bounded_set_of_signing_secrets(
+    factory: sessionmaker[Session],
+) -> None:
+    # Each rotation used to keep every earlier secret for a day: a key rotating in a loop
+    # grew the row (rewritten whole each time) and made every delivery decrypt and sign with
+    # thousands of secrets into one huge webhook-signature header.
+    clock = Clock(T0)
+    core = _core(factory, clock=clock)
+    row, _ = create_endpoint(core, GUILD, EndpointRequest(url="https://hooks.example/x"))
+    rotated = [rotate_secret(core, GUILD, row.id).secret for _ in range(12)]
+    with factory() as session:
+        stored = session.get(WebhookEndpoint, row.id)
+        assert stored is not None
+        assert len(stored.previous_secrets) == MAX_PREVIOUS_SECRETS
+        signing = endpoint_secrets(stored, core.box, now=clock.now)
+    # The newest secret first, then the most recent ones it replaced (oldest first).
+    assert signing == [rotated[-1], *rotated[-1 - MAX_PREVIOUS_SECRETS : -1]]
 
 
 def test_an_operator_allowed_host_registers_and_others_do_not(

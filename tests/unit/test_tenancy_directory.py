@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import threading
 
-from shared.tenancy import DiscordDirectory
+import pytest
+
+from shared.errors import NotFoundError
+from shared.tenancy import DiscordDirectory, require_channel
+from tests.fakes.discord_state import VIEW_CHANNEL
 from tests.support.discord_tenants import DiscordTenants
 
 
@@ -47,3 +51,28 @@ def test_an_expired_answer_is_asked_again(discord_tenants: DiscordTenants) -> No
     now[0] = 6.0
     assert directory.channel_guild(channel) == guild
     assert _channel_lookups(discord_tenants, channel) == 2
+
+
+def test_a_guild_naming_channels_the_bot_cannot_see_spends_a_bounded_share_of_invalid_requests(
+    discord_tenants: DiscordTenants,
+) -> None:
+    # Every 403 counts toward Discord's invalid-request limit of the whole deployment (the
+    # bot's breaker stops all traffic of every guild near it).  A key of one guild may name
+    # any channel id: those of a server the bot is not in come back 403 each.
+    fake = discord_tenants.server.fake
+    guild, _ = discord_tenants.tenant()
+    with fake.lock:
+        owner = fake.add_user("stranger")
+        elsewhere = fake.add_guild("Elsewhere", owner=owner, everyone_permissions=VIEW_CHANNEL)
+        foreign = [str(fake.add_channel(elsewhere, f"c{i}").id) for i in range(60)]
+    directory = DiscordDirectory(discord_tenants.client, ttl=60.0)
+    before = fake.limits.invalid_count("127.0.0.1")
+    for channel_id in foreign:
+        with pytest.raises(NotFoundError):
+            require_channel(directory, guild, channel_id)
+    spent = fake.limits.invalid_count("127.0.0.1") - before
+    assert spent <= 20, spent
+    # Another guild's callers are not held back by it, nor are this guild's known channels.
+    other_guild, other_channel = discord_tenants.tenant()
+    require_channel(directory, other_guild, other_channel)
+    assert directory.in_guild(other_guild, other_channel)

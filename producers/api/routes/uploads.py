@@ -236,6 +236,7 @@ async def _store(
             guild_id=caller.guild_id,
             now=resources.clock(),
             upload_id=upload_id,
+            max_guild_bytes=resources.options.max_guild_upload_bytes,
         )
     )
     digest = hashlib.sha256()

@@ -203,6 +203,27 @@ def test_forbidden_and_not_found(client: DiscordClient, world: World) -> None:
     assert client.session.limiter.invalid_count() == 2
 
 
+def test_a_refused_channel_is_not_asked_again_at_once(
+    client: DiscordClient, world: World, server: FakeDiscordServer
+) -> None:
+    # Every 403 counts toward the invalid-request limit of the whole deployment; a caller
+    # can have many summaries sent to a channel the bot may read but not write in (each
+    # destination of each job one POST), or name channels it cannot see.  A channel that
+    # just answered 403 is refused locally for a while, with the same error.
+    readonly = str(world.readonly.id)
+    before = server.fake.limits.invalid_count("127.0.0.1")
+    for _ in range(5):
+        with pytest.raises(Forbidden) as denied:
+            client.send_message(readonly, Message(content="nope"))
+        assert denied.value.code == 50013
+        with pytest.raises(Forbidden) as hidden:
+            client.get_channel(str(world.hidden.id))
+        assert hidden.value.code == 50001
+    assert server.fake.limits.invalid_count("127.0.0.1") - before == 2
+    # Other channels are unaffected.
+    client.send_message(str(world.general.id), Message(content="fine"))
+
+
 def test_unauthorized_stops_all_traffic_with_that_token(
     settings: DiscordSettings,
     http: httpx.Client,
@@ -425,9 +446,14 @@ def test_fake_bans_an_ip_past_its_invalid_request_threshold(
     server.fake.config.invalid_ban_threshold = 3
     loose = settings.model_copy(update={"invalid_request_limit": 100})
     with build_discord_client(loose, http, None, None) as client:
-        for _ in range(3):
-            with pytest.raises(Forbidden):
-                client.get_channel(str(world.hidden.id))
+        # Three refused requests on different resources (one that just answered 403 is
+        # refused locally for a while, without asking Discord again).
+        with pytest.raises(Forbidden):
+            client.get_channel(str(world.hidden.id))
+        with pytest.raises(Forbidden):
+            client.send_message(str(world.readonly.id), Message(content="x"))
+        with pytest.raises(Forbidden):
+            client.send_message(str(world.hidden.id), Message(content="x"))
         with pytest.raises(RateLimited) as caught:
             client.get_current_user()
     assert caught.value.scope == "cloudflare"
@@ -444,9 +470,13 @@ def test_breaker_trips_far_below_the_ban(
     server.fake.config.invalid_ban_threshold = 10
     strict = settings.model_copy(update={"invalid_request_limit": 3})
     with build_discord_client(strict, http, redis_client, registry) as client:
-        for _ in range(3):
-            with pytest.raises(Forbidden):
-                client.send_message(str(world.readonly.id), Message(content="x"))
+        # Three refused requests on different resources (see the test above).
+        with pytest.raises(Forbidden):
+            client.send_message(str(world.readonly.id), Message(content="x"))
+        with pytest.raises(Forbidden):
+            client.get_channel(str(world.hidden.id))
+        with pytest.raises(Forbidden):
+            client.send_message(str(world.hidden.id), Message(content="x"))
         with pytest.raises(RateLimited) as caught:
             client.get_current_user()
     assert caught.value.scope == "breaker"

@@ -32,7 +32,27 @@ def _source(api: Api, job_id: str) -> DiscordServerSource:
 
 def _guild_jobs(api: Api) -> list[Job]:
     with api.session_factory() as session:
-        return list(session.scalars(select(Job).where(Job.guild_id == api.guild)))
+        return list(
+            session.scalars(select(Job).where(Job.guild_id == api.guild, Job.origin != "bot"))
+        )
+
+
+def _asked_the_bot(api: Api, member: str) -> str:
+    """``member``, after asking the bot for a summary in the guild (a bot job of theirs)."""
+    with api.session_factory() as session, session.begin():
+        session.add(
+            Job(
+                id=uuid.uuid4(),
+                origin="bot",
+                status="completed",
+                guild_id=api.guild,
+                channel_id=api.channel,
+                requested_by=member,
+                params={"source": {"kind": "discord_channel", "channel_id": api.channel}},
+                progress={},
+            )
+        )
+    return member
 
 
 def _endpoint(api: Api, token: str) -> str:
@@ -182,7 +202,7 @@ def test_a_digest_needs_jobs_write_and_replays_with_its_idempotency_key(api: Api
 
 def test_a_catchup_goes_to_the_members_dms_by_default(api: Api) -> None:
     token = api.key(("jobs:write",))
-    member = api.discord.member(api.guild, "reader")
+    member = _asked_the_bot(api, api.discord.member(api.guild, "reader"))
     now = datetime.now(UTC)
     response = api.client.post(
         "/v1/catchups", headers=api.auth(token), json={"user_id": member, "language": "de"}
@@ -201,6 +221,26 @@ def test_a_catchup_goes_to_the_members_dms_by_default(api: Api) -> None:
     assert source.focus_user_id == member and source.since_last_message
     assert now - timedelta(days=7, seconds=5) <= source.after <= now - timedelta(days=7, seconds=-5)
     assert api.enqueuer.sent == [(FETCH, (body["id"],))]
+
+
+def test_no_key_makes_the_bot_dm_a_member_who_never_used_it(api: Api) -> None:
+    # A key could have the bot direct-message any member of its guild, over and over
+    # (catch-ups go to the member's DMs by default): unsolicited DMs from the bot, which
+    # Discord treats as spam for the whole application.
+    token = api.key(("jobs:write",))
+    stranger = api.discord.member(api.guild, "stranger")
+    for body in (
+        {"user_id": stranger},
+        {"user_id": stranger, "destinations": [{"kind": "dm", "user_id": stranger}]},
+    ):
+        response = api.client.post("/v1/catchups", headers=api.auth(token), json=body)
+        assert response.status_code == 422, response.text
+        assert "never asked the bot" in response.json()["detail"]
+    assert _guild_jobs(api) == [] and api.enqueuer.sent == []
+    # Once the member has asked the bot for something, a catch-up may go to their DMs.
+    _asked_the_bot(api, stranger)
+    response = api.client.post("/v1/catchups", headers=api.auth(token), json={"user_id": stranger})
+    assert response.status_code == 202, response.text
 
 
 def test_a_catchup_since_a_time_to_a_webhook(api: Api) -> None:
@@ -227,8 +267,8 @@ def test_a_catchup_since_a_time_to_a_webhook(api: Api) -> None:
 
 def test_catchups_that_cannot_be_done_are_refused(api: Api) -> None:
     token = api.key(("jobs:write",))
-    member = api.discord.member(api.guild, "reader")
-    other = api.discord.member(api.guild, "other")
+    member = _asked_the_bot(api, api.discord.member(api.guild, "reader"))
+    other = _asked_the_bot(api, api.discord.member(api.guild, "other"))
     now = datetime.now(UTC)
     cases: list[tuple[dict[str, Any], int, str]] = [
         ({"user_id": member, "since": (now - timedelta(days=8)).isoformat()}, 422, "7 days"),

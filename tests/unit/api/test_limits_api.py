@@ -10,9 +10,11 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from producers.api.resources import ApiOptions
 from schema.models.tenancy import ApiKey
+from schema.models.uploads import Upload
 from shared.signing import generate_secret, sign, sign_request
 from tests.unit.api.conftest import Api
 
@@ -261,3 +263,31 @@ def test_a_process_remembers_the_last_used_mark_and_skips_redis_until_it_expires
     resources.clock = lambda: later
     api.client.get("/v1/schedules", headers=api.auth(token))
     assert api.redis.exists(mark)
+
+
+def test_a_guilds_stored_uploads_are_bounded(make_api: Callable[..., Api]) -> None:
+    # Uploads stay stored with their jobs until retention: one guild's share has a ceiling,
+    # and the refused upload leaves nothing behind.
+    api = make_api(
+        options=ApiOptions(
+            redis_prefix=f"sbtest:api:{uuid.uuid4().hex[:10]}", max_guild_upload_bytes=4096
+        )
+    )
+    token = api.key(("jobs:write",))
+    message = {"id": "m-1", "author": "ana", "time": "2026-03-01T09:00:00Z", "content": "x" * 1500}
+    first = api.client.post(
+        "/v1/jobs/upload",
+        headers={**api.auth(token), "Content-Type": "application/json"},
+        content=json.dumps([message, {**message, "id": "m-2"}]),
+    )
+    assert first.status_code == 202, first.text
+    second = api.client.post(
+        "/v1/jobs/upload",
+        headers={**api.auth(token), "Content-Type": "application/json"},
+        content=json.dumps([message, {**message, "id": "m-2"}]),
+    )
+    assert second.status_code == 409, second.text
+    assert "quota" in second.json()["detail"]
+    with api.session_factory() as session:
+        stored = session.scalars(select(Upload.guild_id).where(Upload.guild_id == api.guild)).all()
+    assert len(stored) == 1

@@ -354,6 +354,46 @@ def test_gone_disables_the_endpoint_and_falls_back(
         assert len(enqueuer.take()) == 1
 
 
+def test_an_endpoints_fallback_never_widens_a_digests_audience(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    enqueuer: RecordingEnqueuer,
+) -> None:
+    # A digest sent to a webhook names its readers (here one moderator), and holds only what
+    # they may all read.  The endpoint's fallback is set on the endpoint, not in the job: an
+    # endpoint that answers 410 used to post such a digest into the fallback channel, read by
+    # everyone in it.
+    with WebhookReceiver() as primary:
+        primary_id, _ = add_endpoint(session_factory, box, hook(primary))
+        fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(primary_id)}])
+        with session_factory() as session, session.begin():
+            endpoint = session.get(WebhookEndpoint, primary_id)
+            assert endpoint is not None
+            # A public channel of the guild (set later through PATCH, say).
+            endpoint.fallback = {"kind": "channel", "channel_id": "900000000000000001"}
+            job = session.get(Job, fan.job_id)
+            assert job is not None
+            job.params = {
+                **job.params,
+                "source": {
+                    "kind": "discord_server",
+                    "guild_id": "1",
+                    "after": "2026-03-01T00:00:00Z",
+                    "audience": [{"kind": "member", "user_id": "800000000000000001"}],
+                },
+            }
+        primary.script(Reply(410))
+        deliver(services, fan.job_id, fan.delivery_ids[0])
+        row = delivery(session_factory, fan.delivery_ids[0])
+        assert row.status == "failed"
+        assert [a for a in enqueuer.take() if a[0] == str(fan.job_id)] == []
+        with session_factory() as session:
+            assert (
+                session.scalars(select(Delivery).where(Delivery.fallback_of == row.id)).all() == []
+            )
+
+
 def test_endpoint_failing_for_days_is_disabled(
     services: Any,
     session_factory: sessionmaker[Session],
