@@ -17,12 +17,13 @@ from datetime import datetime
 from itertools import islice
 
 import structlog
+from sqlalchemy import bindparam, select
 
 from schema.models.jobs import Job, JobStatus
 from schema.models.tenancy import GuildSettings, PrivateChannelPolicy
 from shared import lifecycle
 from shared.cache import CachedFetch
-from shared.db.engine import reading_session
+from shared.db.engine import one_statement
 from shared.discord.audience import channel_from_json, guild_from_json
 from shared.discord.client import DiscordClient
 from shared.discord.permissions import ChannelKind, everyone_can_view
@@ -80,6 +81,12 @@ def _open_document(
         )
 
 
+#: Every job's fetch reads these two columns: a plain statement, not an ORM load of the row.
+_SERVER_RULES = select(
+    GuildSettings.excluded_channel_ids, GuildSettings.private_channel_policy
+).where(GuildSettings.guild_id == bindparam("guild_id"))
+
+
 def _server_rule_refusal(
     services: Services, client: DiscordClient, channel: ChannelInfo
 ) -> str | None:
@@ -91,8 +98,8 @@ def _server_rule_refusal(
     "never" private-channel policy, a private channel or thread.
     """
     assert channel.guild_id is not None
-    with reading_session(services.session_factory) as session:
-        row = session.get(GuildSettings, channel.guild_id)
+    with one_statement(services.session_factory) as connection:
+        row = connection.execute(_SERVER_RULES, {"guild_id": channel.guild_id}).first()
     if row is None:
         return None
     excluded = set(row.excluded_channel_ids or [])
