@@ -380,6 +380,18 @@ _LIMITS: list[tuple[str, Any, list[str], int]] = [
 ]
 
 
+def _message_writes(world: World, server: FakeDiscordServer) -> tuple[Any, list[tuple[str, str]]]:
+    """A message of the bot's, and every route that writes a message's body (create, edit,
+    webhook execute)."""
+    mine = server.fake.add_message(world.general, world.bot, "mine")
+    hook = f"/webhooks/{world.webhook.id}/{world.webhook.token}"
+    return mine, [
+        ("POST", f"/channels/{world.general.id}/messages"),
+        ("PATCH", f"/channels/{world.general.id}/messages/{mine.id}"),
+        ("POST", hook),
+    ]
+
+
 @pytest.mark.parametrize(("what", "body", "where", "limit"), _LIMITS, ids=[c[0] for c in _LIMITS])
 def test_each_message_limit_is_a_50035_at_its_field(
     world: World, what: str, body: Any, where: list[str], limit: int
@@ -435,13 +447,8 @@ def test_every_broken_limit_is_reported_at_once_on_every_message_route(
             ]
         },
     }
-    mine = server.fake.add_message(world.general, world.bot, "mine")
-    hook = f"/webhooks/{world.webhook.id}/{world.webhook.token}"
-    for method, path in (
-        ("POST", f"/channels/{world.general.id}/messages"),
-        ("PATCH", f"/channels/{world.general.id}/messages/{mine.id}"),
-        ("POST", hook),
-    ):
+    mine, writes = _message_writes(world, server)
+    for method, path in writes:
         answer = _get(world, path, method=method, json=body)
         assert (answer.status_code, answer.json()["errors"]) == (400, expected), (method, path)
     assert server.fake.messages[mine.id].content == "mine"
@@ -736,13 +743,8 @@ _BAD_TYPES = [
 def test_a_body_value_of_the_wrong_type_is_a_50035_at_its_path(
     world: World, server: FakeDiscordServer, what: str, body: Any, expected: dict[str, Any]
 ) -> None:
-    mine = server.fake.add_message(world.general, world.bot, "mine")
-    hook = f"/webhooks/{world.webhook.id}/{world.webhook.token}"
-    for method, path in (
-        ("POST", f"/channels/{world.general.id}/messages"),
-        ("PATCH", f"/channels/{world.general.id}/messages/{mine.id}"),
-        ("POST", hook),
-    ):
+    _, writes = _message_writes(world, server)
+    for method, path in writes:
         answer = _get(world, path, method=method, json=body)
         assert (answer.status_code, answer.json()) == (400, expected), (method, path)
 
