@@ -20,7 +20,7 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
@@ -31,7 +31,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.delivery.config import DeliverySettings
 from shared.discord.config import DiscordSettings
@@ -39,10 +39,10 @@ from shared.errors import ConfigError, SettingsError
 from shared.llm.config import LLMSettings
 from shared.settings_group import (
     ENV_SOURCES,
+    CommaSeparated,
     SettingsGroup,
     drop_blank_values,
     problem_line,
-    split_list,
 )
 
 __all__ = [
@@ -99,13 +99,13 @@ class BotSettings(SettingsGroup):
     shard_count: int | None = Field(
         default=None, ge=1, le=16_384, description="total shards of the bot (all processes)"
     )
-    shard_ids: Annotated[list[int] | None, NoDecode] = Field(
+    shard_ids: CommaSeparated[list[int] | None] = Field(
         default=None, description="the shards this process runs; needs shard_count"
     )
     sync_commands: bool = Field(
         default=True, description="register the slash commands with Discord at start"
     )
-    command_guild_ids: Annotated[list[int], NoDecode] = Field(
+    command_guild_ids: CommaSeparated[list[int]] = Field(
         default_factory=list,
         description="register commands in these guilds only (instant, for testing)",
     )
@@ -125,11 +125,6 @@ class BotSettings(SettingsGroup):
     )
     activity_ttl_hours: int = Field(default=8 * 24, ge=1, le=24 * 31)
     redis_key_prefix: str = Field(default="sb:bot:", min_length=1, max_length=64)
-
-    @field_validator("shard_ids", "command_guild_ids", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        return split_list(value)
 
     @field_validator("shard_ids")
     @classmethod
@@ -169,22 +164,20 @@ class ApiSettings(SettingsGroup):
     workers: int = Field(
         default=1, ge=1, le=64, description="server processes sharing the port (see operations)"
     )
-    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+    forwarded_allow_ips: CommaSeparated[list[str]] = Field(
         default_factory=list,
         validation_alias="FORWARDED_ALLOW_IPS",
         description="proxies whose X-Forwarded-For/-Proto are believed (none by default)",
     )
 
-    @field_validator("forwarded_allow_ips", mode="before")
+    @field_validator("forwarded_allow_ips")
     @classmethod
-    def _proxy_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        for entry in value or []:
+    def _proxy_list(cls, value: list[str]) -> list[str]:
+        for entry in value:
             if entry == "*":
                 continue
             try:
-                ipaddress.ip_network(str(entry), strict=False)
+                ipaddress.ip_network(entry, strict=False)
             except ValueError:
                 raise ValueError(
                     f"{entry!r} is not an IP address or network; list the addresses of your "
@@ -273,7 +266,7 @@ class Settings(BaseSettings):
     max_task_retries: int = Field(default=8, ge=0, le=50)
     max_redeliveries: int = Field(default=5, ge=1, le=100)
 
-    secret_keys: Annotated[list[SecretStr], NoDecode] = Field(
+    secret_keys: CommaSeparated[list[SecretStr]] = Field(
         default_factory=list, description="Fernet keys for secrets at rest, newest first"
     )
 
@@ -288,11 +281,6 @@ class Settings(BaseSettings):
     @classmethod
     def _drop_blank_values(cls, data: Any) -> Any:
         return drop_blank_values(data)
-
-    @field_validator("secret_keys", mode="before")
-    @classmethod
-    def _split_keys(cls, value: Any) -> Any:
-        return split_list(value)
 
     @field_validator("secret_keys")
     @classmethod

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self, TypeVar
 
-from pydantic import AliasChoices, AliasPath, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, AliasPath, BeforeValidator, ValidationError, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
 from shared.errors import SettingsError
 
 __all__ = [
     "ENV_SOURCES",
+    "CommaSeparated",
     "SettingsGroup",
     "drop_blank_values",
     "problem_line",
@@ -38,6 +39,14 @@ def split_list(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+_T = TypeVar("_T")
+
+#: A field read from one comma-separated variable: split with :func:`split_list`, then
+#: validated as ``_T`` (``CommaSeparated[list[int]]``, ``CommaSeparated[frozenset[str]]``).
+#: ``NoDecode`` keeps pydantic-settings from decoding the variable as JSON first.
+CommaSeparated = Annotated[_T, NoDecode, BeforeValidator(split_list)]
 
 
 def problem_line(env: str, message: str, hints: Mapping[str, str]) -> str:

@@ -8,13 +8,10 @@ in the CLI).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
 from pydantic import Field, field_validator
-from pydantic_settings import NoDecode
 
 from shared.delivery.ssrf import EgressPolicy, UrlRefused
-from shared.settings_group import SettingsGroup, split_list
+from shared.settings_group import CommaSeparated, SettingsGroup
 
 __all__ = ["DEFAULT_RETRY_SCHEDULE", "DeliverySettings"]
 
@@ -43,11 +40,11 @@ class DeliverySettings(SettingsGroup):
 
     hints = _HINTS
 
-    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+    webhook_allowed_hosts: CommaSeparated[list[str]] = Field(
         default_factory=list,
         description="hosts (or host:port) that may use http and resolve to internal addresses",
     )
-    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+    webhook_retry_schedule: CommaSeparated[list[float]] = Field(
         default_factory=lambda: [float(s) for s in DEFAULT_RETRY_SCHEDULE],
         description="seconds to wait after each failed attempt",
     )
@@ -59,11 +56,6 @@ class DeliverySettings(SettingsGroup):
     delivery_redrive_grace_seconds: float = Field(default=300.0, ge=1, le=86400)
     delivery_max_claims: int = Field(default=25, ge=1, le=1000)
     job_failed_lookback_hours: float = Field(default=24.0, ge=1, le=720)
-
-    @field_validator("webhook_allowed_hosts", "webhook_retry_schedule", mode="before")
-    @classmethod
-    def _split_lists(cls, value: Any) -> Any:
-        return split_list(value)
 
     @field_validator("webhook_allowed_hosts")
     @classmethod

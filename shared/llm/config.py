@@ -41,13 +41,13 @@ Kubernetes or Docker secret can be rotated without a restart), else from ``api_k
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from shared.settings_group import SettingsGroup, split_list
+from shared.settings_group import CommaSeparated, SettingsGroup
 
 __all__ = ["OPENAI_BASE_URL", "LLMSettings", "Provider"]
 
@@ -166,7 +166,7 @@ class LLMSettings(SettingsGroup):
         default=False,
         description="summarize offline (flagged degraded) when the LLM is unavailable",
     )
-    degraded_fallback_guilds: Annotated[frozenset[str], NoDecode] = Field(
+    degraded_fallback_guilds: CommaSeparated[frozenset[str]] = Field(
         default=frozenset(), description="guild ids opted in to the degraded fallback"
     )
     over_budget: Literal["fail", "degrade"] = Field(
@@ -185,12 +185,6 @@ class LLMSettings(SettingsGroup):
                 f"{value!r} is not an http(s) URL; use e.g. http://localhost:11434/v1 for Ollama"
             )
         return value.rstrip("/")
-
-    @field_validator("degraded_fallback_guilds", mode="before")
-    @classmethod
-    def _split_guilds(cls, value: Any) -> Any:
-        value = split_list(value)
-        return frozenset(value) if isinstance(value, list) else value
 
     @property
     def configured(self) -> bool:
