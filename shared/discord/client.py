@@ -270,12 +270,23 @@ class DiscordClient(ClosesOnExit):
         guild, and a channel since deleted or closed to the bot fails the history read that
         follows.
         """
-        channel = self._channels.get(channel_id)
+        return self.channel_and_info(channel_id)[1]
+
+    def channel_and_info(
+        self, channel_id: str, *, fresh: bool = False
+    ) -> tuple[Channel, ChannelInfo]:
+        """The channel and :meth:`channel_info`'s answer for it, from one channel read.
+
+        ``fresh``: read the channel from Discord even when it is remembered (and remember the
+        new answer): for a caller that needs what may change, such as permission overwrites,
+        which a remembered answer may hold stale.
+        """
+        channel = None if fresh else self._channels.get(channel_id)
         if channel is None:
             channel = self.get_channel(channel_id)
             self._channels.put(channel_id, channel)
         guild_name = self._guild_name(channel.guild_id) if channel.guild_id else None
-        return to_channel_info(channel.raw, guild_name=guild_name)
+        return channel, to_channel_info(channel.raw, guild_name=guild_name)
 
     def _guild_name(self, guild_id: str) -> str | None:
         known = self._guild_names.get(guild_id)

@@ -26,6 +26,7 @@ from shared.cache import CachedFetch
 from shared.db.engine import one_statement
 from shared.discord.audience import channel_from_json, guild_from_json
 from shared.discord.client import DiscordClient
+from shared.discord.objects import Channel
 from shared.discord.permissions import ChannelKind, everyone_can_view
 from shared.domain.messages import ChannelInfo, ChatMessage
 from shared.errors import PermanentError
@@ -87,26 +88,41 @@ _SERVER_RULES = select(
 ).where(GuildSettings.guild_id == bindparam("guild_id"))
 
 
+@dataclass(frozen=True)
+class _ServerRules:
+    """What a guild's admins keep out of every summary."""
+
+    excluded: frozenset[str]
+    no_private: bool
+
+
+def _server_rules(services: Services, guild_id: str | None) -> _ServerRules | None:
+    """``guild_id``'s rules, or None when it has none (most guilds: then fetch makes no
+    Discord request beyond the channel read it makes anyway)."""
+    if guild_id is None:
+        return None
+    with one_statement(services.session_factory) as connection:
+        row = connection.execute(_SERVER_RULES, {"guild_id": guild_id}).first()
+    if row is None:
+        return None
+    rules = _ServerRules(
+        excluded=frozenset(row.excluded_channel_ids or ()),
+        no_private=row.private_channel_policy == PrivateChannelPolicy.DENY.value,
+    )
+    return rules if rules.excluded or rules.no_private else None
+
+
 def _server_rule_refusal(
-    services: Services, client: DiscordClient, channel: ChannelInfo
+    client: DiscordClient, rules: _ServerRules, channel: Channel, guild_id: str
 ) -> str | None:
-    """Why the guild's own rules keep ``channel`` out of every summary, or None.
+    """Why ``rules`` keep ``channel`` (as just read from Discord) out of every summary, or None.
 
     The rules every producer's job obeys, whoever asked (the bot checks them too, to answer
     at once, but an API key or a hand-written row must not get past them): a channel the
     admins excluded (with its parent, and a thread's parent's category), and, under the
     "never" private-channel policy, a private channel or thread.
     """
-    assert channel.guild_id is not None
-    with one_statement(services.session_factory) as connection:
-        row = connection.execute(_SERVER_RULES, {"guild_id": channel.guild_id}).first()
-    if row is None:
-        return None
-    excluded = set(row.excluded_channel_ids or [])
-    no_private = row.private_channel_policy == PrivateChannelPolicy.DENY.value
-    if not excluded and not no_private:
-        return None
-    raw = client.get_channel(channel.channel_id).raw
+    raw = channel.raw
     kind = ChannelKind(int(raw.get("type") or 0))
     parent_raw = (
         client.get_channel(str(raw["parent_id"])).raw
@@ -114,17 +130,17 @@ def _server_rule_refusal(
         else None
     )
     # The channel, its category or (a thread) its channel, and that channel's category.
-    related = {channel.channel_id, raw.get("parent_id")}
+    related = {channel.id, raw.get("parent_id")}
     if parent_raw is not None:
         related.add(parent_raw.get("parent_id"))
-    if {str(r) for r in related if r} & excluded:
+    if {str(r) for r in related if r} & rules.excluded:
         return "excluded from summaries by this server's admins"
-    if no_private:
+    if rules.no_private:
         if kind is ChannelKind.PRIVATE_THREAD:
             return PRIVATE_DENIED
         parent = channel_from_json(parent_raw) if parent_raw is not None else None
         view = channel_from_json(raw, parent=parent)
-        if not everyone_can_view(guild_from_json(client.get_guild(channel.guild_id)), view):
+        if not everyone_can_view(guild_from_json(client.get_guild(guild_id)), view):
             return PRIVATE_DENIED
     return None
 
@@ -133,7 +149,10 @@ def _open_discord(
     services: Services, job: Job, source: DiscordChannelSource, *, limit: int
 ) -> _Opened:
     client = services.require_discord()
-    channel = client.channel_info(source.channel_id)
+    rules = _server_rules(services, job.guild_id)
+    # Under rules the channel is read afresh: its permission overwrites decide "private", and
+    # a remembered answer may hold old ones.  The guild boundary below reads the same answer.
+    found, channel = client.channel_and_info(source.channel_id, fresh=rules is not None)
     if job.guild_id is None or channel.guild_id != job.guild_id:
         log.warning("fetch.cross_guild", channel_guild=channel.guild_id, job_guild=job.guild_id)
         raise PermanentError(
@@ -141,7 +160,7 @@ def _open_discord(
             f"job's guild {job.guild_id}",
             user_message="channel is not in this server",
         )
-    refusal = _server_rule_refusal(services, client, channel)
+    refusal = None if rules is None else _server_rule_refusal(client, rules, found, job.guild_id)
     if refusal is not None:
         log.info("fetch.refused_by_server_rules", channel_id=source.channel_id, reason=refusal)
         raise PermanentError(

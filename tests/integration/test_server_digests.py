@@ -362,3 +362,36 @@ def test_a_one_channel_job_from_the_api_obeys_the_servers_rules(
         assert session.query(Summary).filter(Summary.job_id == job.id).count() == 0
     # The same channel is summarized once the rule is lifted.
     assert _run(services, world, _one_channel(world, channel)).status == "completed"
+
+
+def test_under_server_rules_fetch_reads_the_channel_once(
+    services: Services, acme: tuple[FakeDiscordServer, ServerWorld]
+) -> None:
+    # The rules need the channel's overwrites as they are now, and fetch's guild boundary
+    # needs its guild: one fresh read answers both.  (The other read is submit's guild
+    # boundary, through the directory.)
+    server, world = acme
+    guild = str(world.guild.id)
+    fresh = server.fake.add_channel(world.guild, "read-once", category=world.community)
+    for n in range(3):
+        server.fake.add_message(fresh, world.alice, f"note {n} about the release")
+    params = JobParams(
+        source=DiscordChannelSource(
+            guild_id=guild, channel_id=str(fresh.id), after=now_of(world) - timedelta(hours=24)
+        )
+    )
+    with services.session_factory() as session, session.begin():
+        session.add(GuildSettings(guild_id=guild, excluded_channel_ids=[str(world.dev.id)]))
+    before = len(server.fake.limits.events)
+    try:
+        job = _run(services, world, params)
+    finally:
+        with services.session_factory() as session, session.begin():
+            session.delete(session.get(GuildSettings, guild))
+    assert job.status == "completed"
+    reads = [
+        event
+        for event in server.fake.limits.events[before:]
+        if event[1] == "GET /channels/{channel_id}" and event[5] == str(fresh.id)
+    ]
+    assert len(reads) == 2
