@@ -8,7 +8,6 @@ driver traceback; :func:`check_redis` lets a command find out *before* it writes
 
 from __future__ import annotations
 
-import logging
 from urllib.parse import urlsplit
 
 import redis
@@ -114,36 +113,33 @@ def check_redis(url: str, *, timeout: float = 3.0, allow_unreachable: bool = Fal
 def check_schema_at_start(url: str) -> None:
     """Raise :class:`ConfigError` when the database answers but cannot serve this release.
 
-    For processes that run for long (workers, the bot): a database that was never migrated,
-    or is behind this release, would fail every task; a wrong password or database name never
-    gets better.  A database that does not answer is left to the process's retries, and one
-    migrated by a newer release is accepted (migrations are expand → contract, so the
-    previous release keeps working during a rolling update).
+    For processes that run for long (workers, the bot, the API): a database that was never
+    migrated, or is behind this release, would fail every task or request; a wrong password or
+    database name never gets better.  A database that does not answer is left to the process's
+    retries, and one migrated by a newer release is accepted (migrations are expand →
+    contract, so the previous release keeps working during a rolling update).
     """
-    # Loading Alembic and reading the revision log INFO lines ("setup plugin ...", "Context
-    # impl ...") that say nothing to someone starting a worker.
-    quiet = logging.getLogger("alembic")
-    level = quiet.level
-    quiet.setLevel(max(level, logging.WARNING))
-    try:
-        from shared.db.migrate import current, head, known_revisions
+    from shared.db.engine import make_engine
+    from shared.db.revisions import SCHEMA_HEAD, SCHEMA_REVISIONS, database_revision
 
-        at = current(url)
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            at = database_revision(connection)
     except UNREACHABLE as exc:
         line = dependency_line(exc)
         if line is not None and "not reachable" not in line:
             raise ConfigError(line) from None
         return
     finally:
-        quiet.setLevel(level)
-    target = head()
+        engine.dispose()
     if at is None:
         raise ConfigError(
             "DATABASE_URL: the database has no tables (it was never migrated); "
             "run `summarybot migrate`, then start this process again"
         )
-    if at != target and at in known_revisions():
+    if at != SCHEMA_HEAD and at in SCHEMA_REVISIONS:
         raise ConfigError(
             f"DATABASE_URL: the database is at schema revision {at}, this release needs "
-            f"{target}; run `summarybot migrate`, then start this process again"
+            f"{SCHEMA_HEAD}; run `summarybot migrate`, then start this process again"
         )

@@ -49,7 +49,7 @@ def run_api(settings: Settings) -> None:
     from producers.api.app import check_settings, create_app
     from producers.api.listener import balanced_listening_supported
     from shared.crypto import secret_box
-    from shared.dependencies import check_redis
+    from shared.dependencies import check_redis, check_schema_at_start
 
     api = settings.api
     try:
@@ -59,6 +59,9 @@ def run_api(settings: Settings) -> None:
         # that refuses the URL's credentials or database never gets better.
         assert settings.redis_url is not None  # check_settings refused the embedded mode
         check_redis(settings.redis_url, allow_unreachable=True)
+        assert settings.database_url is not None  # likewise
+        # Every request would fail on a database that was never migrated or is behind.
+        check_schema_at_start(settings.database_url)
         app = create_app(settings) if api.workers == 1 else None
     except ConfigError as exc:
         fail(exc.user_message)

@@ -18,8 +18,11 @@ from shared.db.migrate import upgrade
 
 
 @contextmanager
-def fresh_database(postgres_url: str, *, prefix: str = "sb_own") -> Iterator[str]:
-    """Create a database beside ``postgres_url``, migrate it to head, yield its URL, drop it."""
+def fresh_database(
+    postgres_url: str, *, prefix: str = "sb_own", revision: str | None = "head"
+) -> Iterator[str]:
+    """Create a database beside ``postgres_url``, migrate it to ``revision`` (None: leave it
+    empty), yield its URL, drop it."""
     url = make_url(postgres_url)
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = f"host={url.host} port={url.port} user={url.username} dbname=postgres"
@@ -29,7 +32,8 @@ def fresh_database(postgres_url: str, *, prefix: str = "sb_own") -> Iterator[str
         conn.execute(f'CREATE DATABASE "{name}"')
     database_url = url.set(database=name).render_as_string(hide_password=False)
     try:
-        upgrade(database_url)
+        if revision is not None:
+            upgrade(database_url, revision)
         yield database_url
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:

@@ -15,9 +15,11 @@ from typer.testing import CliRunner
 from producers.cli import processes
 from producers.cli.main import cli
 from shared.db.engine import make_engine
-from shared.db.migrate import head, upgrade
+from shared.db.migrate import head, known_revisions, upgrade
+from shared.db.revisions import SCHEMA_HEAD, SCHEMA_REVISIONS
 from shared.dependencies import check_redis, check_schema_at_start
 from shared.errors import ConfigError
+from tests.support.databases import fresh_database
 
 runner = CliRunner()
 
@@ -83,6 +85,14 @@ def test_the_schema_must_be_there_and_current(tmp_path: Path) -> None:
     check_schema_at_start(url)
 
 
+def test_the_listed_revisions_are_the_migration_scripts() -> None:
+    # The start check reads this list instead of loading Alembic: a new migration must be
+    # added to shared/db/revisions.py, or processes would start on a database behind it.
+    assert known_revisions() == set(SCHEMA_REVISIONS)
+    assert sorted(SCHEMA_REVISIONS) == list(SCHEMA_REVISIONS)
+    assert head() == SCHEMA_HEAD
+
+
 def test_a_database_that_is_down_is_left_to_retries() -> None:
     check_schema_at_start("postgresql+psycopg://postgres@127.0.0.1:1/summarybot")
 
@@ -144,3 +154,33 @@ def test_the_schema_check_logs_nothing_of_alembics(
     caplog.clear()  # the migration above logs; the check must not
     check_schema_at_start(url)
     assert [r.getMessage() for r in caplog.records if r.name.startswith("alembic")] == []
+
+
+@pytest.mark.parametrize(
+    ("revision", "line"),
+    [
+        (None, "DATABASE_URL: the database has no tables (it was never migrated)"),
+        ("0005", "DATABASE_URL: the database is at schema revision 0005, this release needs"),
+    ],
+    ids=["never-migrated", "behind"],
+)
+def test_the_api_refuses_a_database_it_cannot_serve(
+    monkeypatch: pytest.MonkeyPatch, postgres_url: str, revision: str | None, line: str
+) -> None:
+    import uvicorn
+
+    from shared.crypto import generate_key
+
+    served: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(app))
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # down: left to reconnecting
+    monkeypatch.setenv("SECRET_KEYS", generate_key())
+    with fresh_database(postgres_url, prefix="sb_start", revision=revision) as database:
+        monkeypatch.setenv("DATABASE_URL", database)
+        result = runner.invoke(cli, ["api", "--port", "1"])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.strip().splitlines()[-1].startswith(f"summarybot: {line}")
+        assert served == []
+        upgrade(database, "head")
+        assert runner.invoke(cli, ["api", "--port", "1"]).exit_code == 0
+    assert len(served) == 1
