@@ -10,8 +10,6 @@ transport error is retried on the schedule, no sooner than a ``Retry-After`` ask
 
 from __future__ import annotations
 
-import base64
-import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -20,8 +18,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from schema.models.tenancy import WebhookAuthKind, WebhookEndpoint
+from schema.models.tenancy import WebhookEndpoint
 from shared.crypto import SecretBox
+from shared.delivery.endpoint_auth import auth_header
 from shared.delivery.events import (
     JOB_FAILED,
     SUMMARY_COMPLETED,
@@ -42,29 +41,11 @@ from shared.summarize.content import SummaryContent
 from shared.tenancy import tenant_guild
 
 __all__ = [
-    "RESERVED_HEADERS",
-    "auth_header",
     "build_event",
     "endpoint_secrets",
     "parse_retry_after",
     "send_webhook",
 ]
-
-#: Headers a custom auth header may not replace.
-RESERVED_HEADERS = frozenset(
-    {
-        "host",
-        "content-type",
-        "content-length",
-        "user-agent",
-        "transfer-encoding",
-        "connection",
-        "webhook-id",
-        "webhook-timestamp",
-        "webhook-signature",
-    }
-)
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 
 
 def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
@@ -97,32 +78,6 @@ def endpoint_secrets(endpoint: WebhookEndpoint, box: SecretBox, *, now: datetime
         if until is not None and until > now and previous.get("secret_encrypted"):
             secrets.append(box.decrypt(str(previous["secret_encrypted"])))
     return secrets
-
-
-def auth_header(endpoint: WebhookEndpoint, box: SecretBox) -> dict[str, str]:
-    """The extra auth header of ``endpoint`` (bearer, basic or custom), decrypted."""
-    kind = endpoint.auth_kind
-    if kind == WebhookAuthKind.NONE.value or endpoint.auth_encrypted is None:
-        return {}
-    secret = box.decrypt(endpoint.auth_encrypted)
-    if kind == WebhookAuthKind.BEARER.value:
-        return {"Authorization": f"Bearer {secret}"}
-    if kind == WebhookAuthKind.BASIC.value:
-        if ":" not in secret:
-            raise ConfigError(
-                f"webhook endpoint {endpoint.id}: basic auth must be stored as user:password"
-            )
-        return {"Authorization": "Basic " + base64.b64encode(secret.encode()).decode()}
-    name, sep, value = secret.partition(":")
-    name, value = name.strip(), value.strip()
-    if not sep or not _HEADER_NAME.match(name) or name.lower() in RESERVED_HEADERS:
-        raise ConfigError(
-            f"webhook endpoint {endpoint.id}: the custom auth header must be 'Name: value' "
-            f"with a header name other than {', '.join(sorted(RESERVED_HEADERS))}"
-        )
-    if any(c in value for c in "\r\n"):
-        raise ConfigError(f"webhook endpoint {endpoint.id}: the custom header value has a newline")
-    return {name: value}
 
 
 def build_event(claim: Claim) -> SummaryCompletedEvent | JobFailedEvent:

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from schema.models.tenancy import WebhookAuthKind, WebhookEndpoint
+from shared.delivery.endpoint_auth import custom_header
 from shared.delivery.events import EVENT_TYPES
 from shared.delivery.ssrf import AddressRefused, parse_webhook_url
 from shared.errors import InvalidInputError, NotFoundError
@@ -124,6 +125,11 @@ def _fallback(
 
 
 def _set_auth(core: Core, row: WebhookEndpoint, auth: EndpointAuth | None) -> None:
+    if auth is not None and auth.kind is WebhookAuthKind.HEADER:
+        try:
+            custom_header(auth.secret)
+        except ValueError as exc:
+            raise InvalidInputError(str(exc), field="auth") from None
     row.auth_kind = auth.kind.value if auth else WebhookAuthKind.NONE.value
     row.auth_encrypted = core.box.encrypt(auth.secret) if auth else None
 

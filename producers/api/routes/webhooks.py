@@ -76,7 +76,9 @@ class BasicAuth(InputModel):
 
 
 class HeaderAuth(InputModel):
-    """Send a custom header ``name: value``."""
+    """Send a custom header ``name: value``; not one each delivery sets itself (``Host``,
+    ``Content-Type``, ``Content-Length``, ``User-Agent``, ``Transfer-Encoding``,
+    ``Connection``, ``webhook-id``, ``webhook-timestamp``, ``webhook-signature``: 422)."""
 
     kind: Literal["header"] = "header"
     name: str = Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$", examples=["X-Api-Token"])

@@ -141,6 +141,42 @@ def test_schedule_list_pages_and_filters(api: Api) -> None:
     assert bad.status_code == 422
 
 
+@pytest.mark.parametrize("name", ["Host", "content-length", "Webhook-Signature"])
+def test_a_custom_auth_header_may_not_replace_a_header_the_delivery_sets(
+    api: Api, name: str
+) -> None:
+    # Refused when registered or changed, by the rule the delivery applies before sending,
+    # rather than accepted and then failing every delivery.
+    token = api.key(("admin",))
+    auth = {"kind": "header", "name": name, "value": "abc"}
+    with api.session_factory() as session:
+        before = session.query(WebhookEndpoint).count()
+    created = api.client.post(
+        "/v1/webhook-endpoints",
+        headers=api.auth(token),
+        json={"url": "https://hooks.example.com/in", "auth": auth},
+    )
+    assert created.status_code == 422, created.text
+    problem = created.json()
+    assert "a header name other than" in problem["detail"]
+    assert problem["errors"][0]["pointer"] == "/auth"
+    with api.session_factory() as session:
+        assert session.query(WebhookEndpoint).count() == before
+    endpoint = api.client.post(
+        "/v1/webhook-endpoints",
+        headers=api.auth(token),
+        json={"url": "https://hooks.example.com/in"},
+    ).json()
+    changed = api.client.patch(
+        f"/v1/webhook-endpoints/{endpoint['id']}", headers=api.auth(token), json={"auth": auth}
+    )
+    assert changed.status_code == 422, changed.text
+    with api.session_factory() as session:
+        row = session.get(WebhookEndpoint, uuid.UUID(endpoint["id"]))
+        assert row is not None
+        assert row.auth_encrypted is None
+
+
 def test_webhook_endpoint_crud_and_secret_shown_once(api: Api) -> None:
     token = api.key(("admin",))
     created = api.client.post(

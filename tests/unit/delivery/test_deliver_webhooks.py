@@ -474,9 +474,13 @@ def test_bad_stored_auth_fails_without_sending(
     secret: str,
     error: str,
 ) -> None:
-    endpoint_id, _ = add_endpoint(
-        session_factory, box, hook(receiver), auth_kind=kind, auth_secret=secret
-    )
+    # Registration refuses these (the same rule); a row written some other way must not send.
+    endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
+    with session_factory() as session, session.begin():
+        row = session.get(WebhookEndpoint, endpoint_id)
+        assert row is not None
+        row.auth_kind = kind.value
+        row.auth_encrypted = box.encrypt(secret)
     fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
     deliver(services, fan.job_id, fan.delivery_ids[0])
     assert receiver.requests == []
