@@ -1633,6 +1633,11 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "fake-openai/1"
+        # An answer leaves in one write with Nagle off (headers and body are buffered and
+        # flushed together after each request): written in two, the body waited for the
+        # client's delayed ACK of the headers, up to 40 ms a call that OpenAI never adds.
+        disable_nagle_algorithm = True
+        wbufsize = 1 << 16
         stats: _Stats | None = None
 
         def log_message(self, format: str, *args: Any) -> None:
