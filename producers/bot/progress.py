@@ -8,7 +8,10 @@ updates (the summary itself is delivered by the deliver stage regardless).
 
 When the summary itself is delivered into the interaction's reply (the default for
 ``/summarize``), the poller stops editing as soon as the job reaches the summarize stage, so it
-never overwrites the summary; only a failure is still shown.
+never overwrites the summary; only a failure is still shown.  A job can get there between the
+poller's read and its edit, so such a reply is edited only under its fence
+(:mod:`shared.delivery.reply_fence`, which the deliver stage holds while it writes the summary),
+with the job's status read again under it.
 
 An interaction token lives 15 minutes.  A request still running near the end of that time gets
 a last edit saying where to follow it (``/summary-status``) and is dropped; the deliver stage
@@ -32,11 +35,14 @@ from schema.models.jobs import JobStatus
 from shared.job_view import JobView
 from shared.lifecycle import FINISHED
 
-__all__ = ["ProgressTracker", "Tracked"]
+__all__ = ["Hold", "Holder", "ProgressTracker", "Tracked"]
 
 log = structlog.get_logger(__name__)
 
 Loader = Callable[[Iterable[uuid.UUID]], Awaitable[dict[uuid.UUID, JobView]]]
+#: Takes the fence of a job's reply if it is free (:meth:`ReplyFence.try_hold` in a thread):
+#: the job's status read under it, and how to let it go; None while the deliver stage holds it.
+Holder = Callable[[uuid.UUID], Awaitable["Hold | None"]]
 CostRefresher = Callable[[int], str]
 
 # From these on, a summary may be (or have been) written into the interaction's reply.
@@ -46,6 +52,14 @@ _DELIVERED_HERE = (
     JobStatus.COMPLETED,
     JobStatus.COMPLETED_WITH_ERRORS,
 )
+
+
+@dataclass
+class Hold:
+    """The fence of one reply, held: the job's status read under it, and its release."""
+
+    status: str | None
+    release: Callable[[], Awaitable[None]]
 
 
 @dataclass
@@ -90,8 +104,10 @@ class ProgressTracker:
         interval: float,
         token_lifetime: float,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        hold: Holder | None = None,
     ) -> None:
         self._load = load
+        self._hold = hold
         self._interval = interval
         self._lifetime = timedelta(seconds=token_lifetime)
         self._clock = clock
@@ -161,12 +177,33 @@ class ProgressTracker:
                     ),
                     inline=False,
                 )
-            if not await self._edit(item, embed):
+            edited = await self._edit_fenced(job_id, item, embed)
+            if edited is None:
+                continue
+            if not edited:
                 self._tracked.pop(job_id, None)
                 continue
             item.shown = state
             if finished or expiring:
                 self._tracked.pop(job_id, None)
+
+    async def _edit_fenced(
+        self, job_id: uuid.UUID, item: Tracked, embed: discord.Embed
+    ) -> bool | None:
+        """:meth:`_edit` a reply the deliver stage may write the summary into only under its
+        fence, and only if the job has not reached the summarize stage since it was read;
+        None when the edit was left out (the reply is the deliver stage's now, or soon)."""
+        if not item.hands_off or self._hold is None:
+            return await self._edit(item, embed)
+        held = await self._hold(job_id)
+        if held is None:
+            return None  # the deliver stage is writing the summary
+        try:
+            if held.status in _DELIVERED_HERE:
+                return None
+            return await self._edit(item, embed)
+        finally:
+            await held.release()
 
     async def _edit(self, item: Tracked, embed: discord.Embed) -> bool:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
@@ -21,9 +22,10 @@ from producers.bot.activity import ActivityCounter
 from producers.bot.directory import GatewayDirectory
 from producers.bot.estimates import CostLine, EtaModel, estimate_summary_cost, fit_eta
 from producers.bot.limits import RequestLimiter
-from producers.bot.progress import ProgressTracker
+from producers.bot.progress import Hold, ProgressTracker
 from producers.bot.store import GuildConfig, load_guild_config, load_jobs, recent_durations
 from shared.crypto import SecretBox
+from shared.delivery.reply_fence import HeldReply, ReplyFence
 from shared.jobs import Enqueuer
 from shared.llm.models import ModelInfo
 from shared.services.core import Core
@@ -37,6 +39,25 @@ T = TypeVar("T")
 
 async def _in_thread(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def _let_go(held: HeldReply | None) -> None:
+    if held is not None:
+        held.release()
+
+
+async def _to_the_end(fn: Callable[[], T], undo: Callable[[T], object] | None = None) -> T:
+    """``fn()`` in a thread, finished even if the caller is cancelled meanwhile (the bot
+    stopping): a fence taken or released half-way would hold a database connection, and the
+    lock with it, until the process ends.  ``undo`` reverses a result nobody will use."""
+    running = asyncio.ensure_future(asyncio.to_thread(fn))
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        result = await running
+        if undo is not None:
+            await asyncio.to_thread(undo, result)
+        raise
 
 
 @dataclass
@@ -183,6 +204,18 @@ def build_runtime(
     async def load(ids: Any) -> Any:
         return await _in_thread(load_jobs, session_factory, list(ids))
 
+    fence = ReplyFence(session_factory)
+
+    async def hold(job_id: uuid.UUID) -> Hold | None:
+        held = await _to_the_end(lambda: fence.try_hold(job_id), undo=_let_go)
+        if held is None:
+            return None
+
+        async def release() -> None:
+            await _to_the_end(held.release)
+
+        return Hold(held.status, release)
+
     return BotRuntime(
         deployment=settings,
         session_factory=session_factory,
@@ -202,6 +235,7 @@ def build_runtime(
             interval=bot_settings.progress_interval_seconds,
             token_lifetime=bot_settings.interaction_token_seconds,
             clock=now,
+            hold=hold,
         ),
         configs=ConfigCache(session_factory),
         eta=EtaCache(session_factory),

@@ -14,6 +14,7 @@ repeat that one part).
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -50,6 +51,9 @@ _FAILED_COLOUR = 0xED4245
 
 #: ``saver(progress)`` records progress and extends the lease; False when the lease was lost.
 ProgressSaver = Callable[[dict[str, Any]], bool]
+#: Holds the fence of the job's interaction reply while the summary is written into it
+#: (:class:`shared.delivery.reply_fence.ReplyFence`).
+ReplyFenceFor = Callable[[], AbstractContextManager[object]]
 
 
 class _LeaseLost(PipelineError):
@@ -98,6 +102,7 @@ def _send_parts(
     box: SecretBox,
     save: ProgressSaver,
     now: datetime,
+    reply_fence: ReplyFenceFor,
 ) -> str:
     """Send every part not yet recorded; returns the remote id (first message, or thread)."""
     messages = _messages(claim)
@@ -177,7 +182,10 @@ def _send_parts(
             edit = MessageEdit(
                 content=None, embeds=first.embeds, allowed_mentions=first.allowed_mentions
             )
-            record(client.edit_original_response(followup.application_id, token, edit).id)
+            # The bot edits this reply with the job's progress; the fence keeps its last
+            # edit from landing after the summary.
+            with reply_fence():
+                record(client.edit_original_response(followup.application_id, token, edit).id)
         return send_rest(
             lambda _, part: (
                 client.create_followup(
@@ -196,10 +204,12 @@ def send_discord(
     box: SecretBox,
     save: ProgressSaver,
     now: datetime,
+    reply_fence: ReplyFenceFor = nullcontext,
 ) -> Outcome:
     """Send the item to its Discord target; Discord's errors become an :class:`Outcome`.
 
-    The target is first checked against the job's guild (:func:`shared.delivery.guard.refusal`):
+    ``reply_fence`` is held while the summary is written into an interaction's reply.  The
+    target is first checked against the job's guild (:func:`shared.delivery.guard.refusal`):
     a destination outside it fails the delivery for good, before anything is posted.
     """
     fallback = claim.params.get("fallback")
@@ -210,7 +220,7 @@ def send_discord(
         if refused is not None:
             log.warning("deliver.cross_guild", target=claim.target, reason=refused)
             return Outcome.failure(refused, retryable=False)
-        remote_id = _send_parts(client(), claim, box, save, now)
+        remote_id = _send_parts(client(), claim, box, save, now, reply_fence)
     except _LeaseLost as exc:
         return Outcome.failure(str(exc), retryable=True, lease_lost=True)
     except PipelineError as exc:

@@ -32,6 +32,7 @@ from shared.delivery.outbox import (
     record_outcome,
     save_progress,
 )
+from shared.delivery.reply_fence import ReplyFence
 from shared.delivery.runtime import DeliveryRuntime
 from shared.delivery.settle import DONE, after_settle, settle_in, settle_job
 from shared.delivery.webhook_target import send_webhook
@@ -106,6 +107,7 @@ def _send(services: Services, runtime: DeliveryRuntime, claim: Claim) -> Outcome
                 services.session_factory, claim, progress, now=services.clock(), lease=lease
             ),
             now=now,
+            reply_fence=lambda: ReplyFence(services.session_factory).held(claim.job.id),
         )
     try:
         remote_id = _send_local(services, claim)

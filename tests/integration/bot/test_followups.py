@@ -4,6 +4,7 @@ reaction trigger — real discord.py objects over the fake Discord, real Postgre
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from schema.models.feedback import SummaryFeedback
 from schema.models.jobs import Job, Summary
 from schema.models.usage import UsageLedger
 from shared import lifecycle
+from shared.db.engine import make_engine, make_sessionmaker
+from shared.delivery.reply_fence import ReplyFence
 from shared.jobs import DiscordChannelSource, parse_params
 from shared.lifecycle import Move
 from shared.llm.models import ModelRegistry
@@ -107,6 +110,70 @@ def test_progress_leaves_the_reply_to_the_summary_but_shows_failures(
             )
             await eventually(lambda: h.original(token).embeds[0]["title"] == "Summary failed")  # type: ignore[union-attr]
             assert field(h.original(token), "Why") == "the channel was deleted"
+
+    asyncio.run(scenario())
+
+
+def test_the_reply_fence_lets_one_writer_at_a_time(database_url: str) -> None:
+    engine = make_engine(database_url)
+    fence = ReplyFence(make_sessionmaker(engine))
+    job_id, other = uuid.uuid4(), uuid.uuid4()
+    try:
+        held = fence.try_hold(job_id)  # the bot, about to edit the reply
+        assert held is not None
+        assert fence.try_hold(job_id) is None
+        other_held = fence.try_hold(other)  # each job's reply has its own fence
+        assert other_held is not None
+        other_held.release()
+        written = threading.Event()
+
+        def deliver() -> None:
+            with fence.held(job_id):
+                written.set()
+
+        writer = threading.Thread(target=deliver)
+        writer.start()
+        assert not written.wait(0.3)  # the summary waits for the bot's edit to land
+        held.release()
+        assert written.wait(5)
+        writer.join()
+        with fence.held(job_id):  # while the summary is written, the bot keeps off
+            assert fence.try_hold(job_id) is None
+        again = fence.try_hold(job_id)
+        assert again is not None
+        again.release()
+    finally:
+        engine.dispose()
+
+
+def test_progress_never_edits_a_reply_while_the_summary_is_written_into_it(
+    database_url: str, redis_url: str
+) -> None:
+    async def scenario() -> None:
+        async with running_bot(database_url=database_url, redis_url=redis_url) as h:
+            w = h.world
+            token = await h.command("summarize", [], user=w.bob, channel=w.general)
+            job = the_job(h)
+            shown = field(h.original(token), "Progress")
+            fence = ReplyFence(h.session_factory)
+            with fence.held(job.id):  # the deliver stage, writing the summary
+                lifecycle.move(
+                    h.session_factory,
+                    job.id,
+                    Move.START_FETCH,
+                    now=datetime.now(UTC),
+                    progress={"messages_total": 40, "messages_fetched": 10},
+                )
+                await asyncio.sleep(0.8)  # several poll rounds
+                assert field(h.original(token), "Progress") == shown
+            # The fence is free again and the job is still fetching: progress is shown.
+            await eventually(lambda: "(10/40)" in field(h.original(token), "Progress"))
+            # From the summarize stage on, the reply is the deliver stage's.
+            lifecycle.move(
+                h.session_factory, job.id, Move.FETCHED, now=datetime.now(UTC), message_count=40
+            )
+            await asyncio.sleep(0.8)
+            assert "(10/40)" in field(h.original(token), "Progress")
 
     asyncio.run(scenario())
 
