@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from typing import Any
 
@@ -63,3 +64,33 @@ def test_a_registered_task_is_sent_by_send_task(
     monkeypatch.setattr(app, "send_task", lambda name, **kw: calls.append((name, kw)))
     CeleryEnqueuer(app).enqueue("summarybot.fetch", "job")
     assert calls == [("summarybot.fetch", {"args": ["job"], "ignore_result": True})]
+
+
+def test_more_publishing_threads_than_the_pool_allows_all_get_through(redis_url: str) -> None:
+    # Producers are kept between publishes, but never so many that a thread waiting in
+    # kombu's pool could wait for one nobody gives back: 16 threads (the API's two pools of
+    # 8) against the default limit of 10.
+    app = publisher_app(redis_url, visibility_timeout=3600)
+    assert app.conf.broker_pool_limit == 10
+    enqueuer = CeleryEnqueuer(app)
+    client: redis.Redis[Any] = redis.Redis.from_url(redis_url)
+    marker = str(uuid.uuid4())
+
+    def publish(thread: int) -> None:
+        for n in range(5):
+            enqueuer.enqueue("summarybot.fetch", f"{marker}-{thread}-{n}")
+
+    threads = [threading.Thread(target=publish, args=(t,), daemon=True) for t in range(16)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        assert not any(thread.is_alive() for thread in threads)
+        assert len(_ours(client, "fetch", marker)) == 80
+    finally:
+        for raw in client.lrange("fetch", 0, -1):
+            if marker in raw.decode():
+                client.lrem("fetch", 1, raw)
+        client.close()
+        app.close()
