@@ -24,9 +24,12 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import NoScriptError
 
 from shared.errors import InvalidInputError
 
@@ -159,11 +162,14 @@ class IdempotencyStore:
         ttl_seconds: int = 24 * 3600,
         lease_seconds: int = 120,
     ) -> None:
+        self._redis = redis
         self._prefix = prefix
         self._ttl_ms = ttl_seconds * 1000
         self._lease_ms = lease_seconds * 1000
         self._begin = redis.register_script(_BEGIN)
         self._complete = redis.register_script(_COMPLETE)
+        # What Redis names the script by (EVALSHA), not a security hash.
+        self._complete_sha = hashlib.sha1(_COMPLETE.encode(), usedforsecurity=False).hexdigest()
         self._release = redis.register_script(_RELEASE)
 
     def record_key(self, scope: str, key: str) -> str:
@@ -205,18 +211,43 @@ class IdempotencyStore:
         )
         return Claim(BeginOutcome.REPLAY, record, response=stored)
 
-    def complete(self, claim: Claim, response: StoredResponse) -> bool:
-        """Store the response of a claimed request for the retention period."""
-        raw: Any = self._complete(
-            keys=[claim.record],
-            args=[
-                claim.owner,
-                response.status_code,
-                json.dumps(response.headers),
-                response.body,
-                self._ttl_ms,
-            ],
-        )
+    def complete(
+        self,
+        claim: Claim,
+        response: StoredResponse,
+        *,
+        along: Sequence[tuple[str | bytes | int, ...]] = (),
+    ) -> bool:
+        """Store the response of a claimed request for the retention period.
+
+        ``along``: Redis commands to send first, in the same round trip (a job's publication,
+        see :meth:`shared.jobs.HeldEnqueuer.release_as_commands`); the first of them that
+        fails is raised, after the response is stored.
+        """
+        args = [
+            claim.owner,
+            response.status_code,
+            json.dumps(response.headers),
+            response.body,
+            self._ttl_ms,
+        ]
+        if not along:
+            raw: Any = self._complete(keys=[claim.record], args=args)
+            return bool(int(raw))
+        pipe: Any = self._redis.pipeline(transaction=False)
+        for command in along:
+            pipe.execute_command(*command)
+        # EVALSHA, not the script object: in a pipeline redis-py would first ask whether the
+        # script exists, a round trip of its own.
+        pipe.evalsha(self._complete_sha, 1, claim.record, *args)
+        *sent, raw = pipe.execute(raise_on_error=False)
+        if isinstance(raw, NoScriptError):  # the server lost its scripts (restart, flush)
+            raw = self._complete(keys=[claim.record], args=args)
+        elif isinstance(raw, Exception):
+            raise raw
+        for result in sent:
+            if isinstance(result, Exception):
+                raise result
         return bool(int(raw))
 
     def release(self, claim: Claim) -> bool:

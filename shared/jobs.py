@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -57,9 +58,11 @@ __all__ = [
     "Enqueuer",
     "ExportFileSource",
     "FileTarget",
+    "HeldEnqueuer",
     "InteractionFollowupTarget",
     "JobParams",
     "PartOf",
+    "RedisCommand",
     "Step",
     "TerminalTarget",
     "ThreadTarget",
@@ -309,6 +312,70 @@ class Enqueuer(Protocol):
         """Publish ``task_name(*args)`` on its queue."""
 
 
+#: A Redis command as its words, e.g. ``("LPUSH", "fetch", message)``.
+RedisCommand = tuple[str | bytes | int, ...]
+
+
+class HeldEnqueuer:
+    """Holds publications until the caller says how to send them.
+
+    The bot publishes a job's first stage only after its first reply is shown (the deliver
+    stage may write the summary into that reply, and must come second); the API sends it in
+    the same Redis round trip as the request's idempotency record.  A held job's row is
+    committed either way, so a process that dies before sending loses nothing: the stale-job
+    sweep publishes it.
+    """
+
+    def __init__(self, target: Enqueuer) -> None:
+        self._target = target
+        self._held: list[tuple[str, tuple[str, ...]]] = []
+
+    @property
+    def held(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """What is held and not yet sent, as ``(task name, args)``."""
+        return tuple(self._held)
+
+    def enqueue(self, task_name: str, *args: str) -> None:
+        """Remember ``task_name(*args)``."""
+        self._held.append((task_name, args))
+
+    def release(self) -> None:
+        """Publish what is held (once)."""
+        held, self._held = self._held, []
+        for task_name, args in held:
+            self._target.enqueue(task_name, *args)
+
+    def release_as_commands(self, client: Any) -> tuple[RedisCommand, ...] | None:
+        """What is held as the Redis commands that publish it, for the caller to send on
+        ``client`` in a round trip of its own; they count as sent from here on.
+
+        None, with nothing taken, when the target cannot say (not a :class:`CeleryEnqueuer`,
+        or one that does not publish to ``client``'s Redis database): :meth:`release` then.
+        """
+        target = self._target
+        if not isinstance(target, CeleryEnqueuer) or not target.publishes_to(client):
+            return None
+        commands: list[RedisCommand] = []
+        for task_name, args in self._held:
+            made = target.publish_commands(task_name, *args)
+            if made is None:
+                return None
+            commands.extend(made)
+        self._held = []
+        return tuple(commands)
+
+
+class _Collected:
+    """Takes the commands kombu's Redis channel would send for a message instead of sending
+    them (the channel's publish-batch protocol: ``_put`` calls :meth:`add`)."""
+
+    def __init__(self) -> None:
+        self.commands: list[RedisCommand] = []
+
+    def add(self, name: str, *args: str | bytes | int) -> None:
+        self.commands.append((name.upper(), *args))
+
+
 class CeleryEnqueuer:
     """:class:`Enqueuer` over Celery; the routes in ``celeryconfig`` pick the queue, so a
     producer never imports a task module.
@@ -336,6 +403,8 @@ class CeleryEnqueuer:
         self._keep = max(1, limit // 2) if limit else 4
         self._idle: list[Any] = []
         self._idle_lock = threading.Lock()
+        self._shares: dict[int, bool] = {}
+        self._commands: tuple[str, Any] | Literal[False] | None = None
 
     def enqueue(self, task_name: str, *args: str) -> None:
         """Publish ``task_name(*args)``."""
@@ -349,6 +418,21 @@ class CeleryEnqueuer:
 
     def _publish(self, task_name: str, args: list[str]) -> None:
         app = self._app
+        route, message = self._task_message(task_name, args)
+        producer = self._take_producer()
+        try:
+            # The workers declare their queues; publishing to one needs no declaration on
+            # Redis, and kombu would copy and bind the queue on every call to find it declared.
+            with producer.connection._reraise_as_library_errors():
+                app.amqp.send_task_message(producer, task_name, message, declare=[], **route)
+        except BaseException:
+            producer.release()
+            raise
+        self._keep_producer(producer)
+
+    def _task_message(self, task_name: str, args: list[str]) -> tuple[dict[str, Any], Any]:
+        """The route and Celery's task message (headers, properties, body, sent event)."""
+        app = self._app
         amqp = app.amqp
         route = self._routes.get(task_name)
         if route is None:
@@ -357,9 +441,8 @@ class CeleryEnqueuer:
             from celery.utils.nodenames import anon_nodename
 
             self._origin = anon_nodename()
-        task_id = str(uuid.uuid4())
         message = amqp.create_task_message(
-            task_id,
+            str(uuid.uuid4()),
             task_name,
             args,
             {},
@@ -370,16 +453,91 @@ class CeleryEnqueuer:
             kwargsrepr="{}",
             origin=self._origin,
         )
+        return route, message
+
+    def publishes_to(self, client: Any) -> bool:
+        """Whether this enqueuer's broker is the database of the redis-py ``client``, over the
+        Redis transport whose commands :meth:`publish_commands` can give."""
+        pool = getattr(client, "connection_pool", None)
+        if pool is None or self._command_settings() is None:
+            return False
+        found = self._shares.get(id(pool))
+        if found is None:
+            found = self._shares[id(pool)] = self._same_database(pool.connection_kwargs)
+        return found
+
+    def _same_database(self, kwargs: dict[str, Any]) -> bool:
+        broker = urlsplit(self._app.conf.broker_url)
+        return (
+            "path" not in kwargs  # a Unix socket
+            and (broker.hostname or "localhost") == kwargs.get("host", "localhost")
+            and (broker.port or 6379) == int(kwargs.get("port", 6379))
+            and int(broker.path.strip("/") or 0) == int(kwargs.get("db", 0))
+        )
+
+    def _command_settings(self) -> tuple[str, Any] | None:
+        """The serializer and default delivery mode, or None when the broker's commands
+        cannot be given: not this project's Redis transport, a key prefix or compression
+        (which the commands would have to apply), or task-sent events (which a publish sends)."""
+        if self._commands is None:
+            from shared.broker import TRANSPORT
+
+            conf = self._app.conf
+            usable = (
+                conf.broker_transport == TRANSPORT
+                and not conf.broker_transport_options.get("global_keyprefix")
+                and not conf.task_compression
+                and not conf.task_send_sent_event
+            )
+            settings = (conf.task_serializer, conf.task_default_delivery_mode)
+            self._commands = settings if usable else False
+        return self._commands or None
+
+    def publish_commands(self, task_name: str, *args: str) -> tuple[RedisCommand, ...] | None:
+        """The Redis commands that publish ``task_name(*args)``, the message :meth:`enqueue`
+        would publish, for a caller that sends them in a round trip of its own (with
+        :meth:`publishes_to` its client).
+
+        kombu's Redis channel makes the commands (its publish-batch protocol), so the queue's
+        key and the message's envelope are kombu's own.  None where only a real publish will
+        do: inside a task (whose message carries its parent), with receivers connected to
+        Celery's publish signals, or where :meth:`publishes_to` is false for every client.
+        """
+        from kombu import serialization
+        from kombu.entity import maybe_delivery_mode
+
+        app = self._app
+        settings = self._command_settings()
+        if settings is None or task_name in app.tasks or app.current_worker_task is not None:
+            return None
+        if _publish_signals_connected():
+            return None
+        serializer, default_delivery_mode = settings
+        route, (headers, properties, body, _sent) = self._task_message(task_name, list(args))
+        queue = route["queue"]
+        content_type, content_encoding, data = serialization.dumps(body, serializer=serializer)
+        delivery_mode = queue.exchange.delivery_mode or default_delivery_mode
+        properties["delivery_mode"] = maybe_delivery_mode(delivery_mode)
+        collected = _Collected()
         producer = self._take_producer()
         try:
-            # The workers declare their queues; publishing to one needs no declaration on
-            # Redis, and kombu would copy and bind the queue on every call to find it declared.
-            with producer.connection._reraise_as_library_errors():
-                amqp.send_task_message(producer, task_name, message, declare=[], **route)
+            channel = producer.channel
+            message = channel.prepare_message(
+                data,
+                properties.pop("priority", 0),
+                content_type,
+                content_encoding,
+                headers,
+                properties,
+            )
+            channel.basic_publish(
+                message, exchange="", routing_key=queue.name, _publish_batch=collected
+            )
         except BaseException:
             producer.release()
             raise
         self._keep_producer(producer)
+        return tuple(collected.commands)
 
     def _take_producer(self) -> Any:
         with self._idle_lock:
@@ -393,6 +551,15 @@ class CeleryEnqueuer:
                 self._idle.append(producer)
                 return
         producer.release()
+
+
+def _publish_signals_connected() -> bool:
+    from celery import signals
+
+    return any(
+        signal.receivers
+        for signal in (signals.before_task_publish, signals.after_task_publish, signals.task_sent)
+    )
 
 
 def publisher_app(broker_url: str, *, visibility_timeout: int) -> Celery:

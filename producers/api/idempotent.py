@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Header, Request
 from starlette.responses import Response
 
@@ -19,6 +20,8 @@ from producers.api.problems import Problem
 from producers.api.resources import ApiResources
 from shared.errors import InvalidInputError
 from shared.idempotency import BeginOutcome, Claim, StoredResponse, fingerprint, validate_key
+from shared.jobs import HeldEnqueuer
+from shared.services.jobs import publish_held
 
 __all__ = [
     "Idempotency",
@@ -29,6 +32,8 @@ __all__ = [
     "run_claimed",
     "run_idempotent",
 ]
+
+log = structlog.get_logger(__name__)
 
 # Headers worth replaying with a stored response.
 _KEPT_HEADERS = ("content-type", "location")
@@ -112,9 +117,14 @@ def run_claimed(
     work: Callable[[], Response],
     *,
     sensitive: bool = False,
+    held: HeldEnqueuer | None = None,
 ) -> Response:
     """:func:`run_idempotent` past the claim: answer from ``claim`` (a replay, 409 or 422),
-    or run ``work`` as its owner, then store a 2xx or release the key."""
+    or run ``work`` as its owner, then store a 2xx or release the key.
+
+    ``held``: the publications ``work`` left held (a submitted job's first stage), sent in the
+    same Redis round trip as the stored response where the broker allows it.
+    """
     resources.metrics.idempotency.labels(claim.outcome.value).inc()
     if claim.outcome is BeginOutcome.MISMATCH:
         raise Problem(
@@ -142,6 +152,8 @@ def run_claimed(
         response = work()
     except BaseException:
         resources.idempotency.release(claim)
+        if held is not None:
+            _publish_anyway(resources, held)
         raise
     if 200 <= response.status_code < 300:
         kept = {name: response.headers[name] for name in _KEPT_HEADERS if name in response.headers}
@@ -149,7 +161,28 @@ def run_claimed(
         if sensitive:
             body = resources.secret_box.encrypt(body.decode()).encode()
             kept[_SEALED] = "1"
-        resources.idempotency.complete(claim, StoredResponse(response.status_code, body, kept))
+        stored = StoredResponse(response.status_code, body, kept)
+        if held is None:
+            resources.idempotency.complete(claim, stored)
+        else:
+            publish_held(
+                resources.core,
+                held,
+                client=resources.redis,
+                along=lambda commands: resources.idempotency.complete(
+                    claim, stored, along=commands
+                ),
+            )
     else:
         resources.idempotency.release(claim)
+        if held is not None:
+            publish_held(resources.core, held)
     return response
+
+
+def _publish_anyway(resources: ApiResources, held: HeldEnqueuer) -> None:
+    """Publish a job the failed work recorded before it failed (a retry answers that job)."""
+    try:
+        publish_held(resources.core, held)
+    except Exception as exc:  # noqa: BLE001 - handed to the sweep; the work's error is the answer
+        log.warning("idempotency.publish_failed", error=type(exc).__name__)

@@ -24,7 +24,7 @@ from producers.bot.runtime import BotRuntime
 from producers.bot.snapshots import channel_view, guild_view, member_view
 from producers.bot.store import GuildConfig, tokens_used_this_month
 from shared.errors import PipelineError
-from shared.jobs import Enqueuer, JobParams
+from shared.jobs import HeldEnqueuer, JobParams
 from shared.services.core import Actor
 from shared.services.jobs import submit_job
 from shared.summarize.content import SummaryFormat
@@ -32,7 +32,6 @@ from shared.summarize.content import SummaryFormat
 __all__ = [
     "BOT_ORIGIN",
     "Accepted",
-    "HeldEnqueuer",
     "SummaryAsk",
     "refusal_text",
     "request_summary",
@@ -66,30 +65,6 @@ class SummaryAsk:
     destination: GuildChannel | None = None
     hints: PermissionHints = field(default_factory=PermissionHints)
     thread_member: bool | None = None
-
-
-class HeldEnqueuer:
-    """Holds the first stage's publication until the first reply is shown.
-
-    The deliver stage may write the summary into the interaction's reply; publishing the job
-    only after the bot's own first edit of that reply means that edit can never overwrite a
-    summary that was quicker.  The job row is committed either way, so a bot that dies before
-    :meth:`release` loses nothing: the stale-job sweep publishes it.
-    """
-
-    def __init__(self, target: Enqueuer) -> None:
-        self._target = target
-        self._held: list[tuple[str, tuple[str, ...]]] = []
-
-    def enqueue(self, task_name: str, *args: str) -> None:
-        """Remember ``task_name(*args)``."""
-        self._held.append((task_name, args))
-
-    def release(self) -> None:
-        """Publish what was held (once)."""
-        held, self._held = self._held, []
-        for task_name, args in held:
-            self._target.enqueue(task_name, *args)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ Nothing is written when a check fails.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,9 @@ from shared.jobs import (
     DiscordChannelSource,
     DiscordServerSource,
     ExportFileSource,
+    HeldEnqueuer,
     JobParams,
+    RedisCommand,
     UploadSource,
 )
 from shared.services.core import Actor, Core
@@ -57,6 +59,7 @@ __all__ = [
     "check_destination",
     "check_destinations",
     "check_scope",
+    "publish_held",
     "submit_job",
 ]
 
@@ -399,6 +402,43 @@ def submit_job(
     # The view straight from the inserted values (the columns left out are still null): an
     # ORM instance only to read them back costs more than the view itself.
     return Submission(JobView.of_new_row(row), created=True)
+
+
+def publish_held(
+    core: Core,
+    held: HeldEnqueuer,
+    *,
+    along: Callable[[tuple[RedisCommand, ...]], object] | None = None,
+    client: Any = None,
+) -> None:
+    """Publish the first stages :func:`submit_job` left in ``held``.
+
+    ``along`` is a Redis round trip the caller makes anyway, on ``client``: the publications
+    ride in it as commands when the enqueuer can give them (one round trip instead of two);
+    otherwise they are published first and ``along`` gets none.  When publishing fails, the
+    jobs are left to the next sweep, as :func:`submit_job` does, and the error is raised.
+    """
+    jobs = [uuid.UUID(args[0]) for name, args in held.held if name == FETCH]
+    commands = held.release_as_commands(client) if along is not None else None
+    if commands is None:
+        try:
+            held.release()
+        except Exception:
+            _hand_all_to_sweep(core, jobs)
+            raise
+    if along is None:
+        return
+    try:
+        along(commands or ())
+    except Exception:
+        if commands:
+            _hand_all_to_sweep(core, jobs)
+        raise
+
+
+def _hand_all_to_sweep(core: Core, job_ids: list[uuid.UUID]) -> None:
+    for job_id in job_ids:
+        _hand_to_sweep(core, job_id)
 
 
 def _hand_to_sweep(core: Core, job_id: uuid.UUID) -> None:

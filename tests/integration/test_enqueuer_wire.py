@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import redis
 
-from shared.jobs import CeleryEnqueuer, publisher_app
+from shared.jobs import CeleryEnqueuer, HeldEnqueuer, publisher_app
+from tests.fakes.enqueuer import RecordingEnqueuer
 
 _IDS = {("headers", "id"), ("headers", "root_id"), ("properties", "correlation_id")}
 _IDS |= {("properties", "delivery_tag")}
@@ -94,3 +95,86 @@ def test_more_publishing_threads_than_the_pool_allows_all_get_through(redis_url:
                 client.lrem("fetch", 1, raw)
         client.close()
         app.close()
+
+
+def _drop(client: redis.Redis[Any], queue: str, marker: str) -> None:
+    for raw in client.lrange(queue, 0, -1):
+        if marker in raw.decode():
+            client.lrem(queue, 1, raw)
+
+
+def test_publish_commands_are_the_push_a_publish_makes(redis_url: str) -> None:
+    app = publisher_app(redis_url, visibility_timeout=3600)
+    client: redis.Redis[Any] = redis.Redis.from_url(redis_url)
+    enqueuer = CeleryEnqueuer(app)
+    marker = str(uuid.uuid4())
+    try:
+        enqueuer.enqueue("summarybot.fetch", marker)
+        assert enqueuer.publishes_to(client)
+        commands = enqueuer.publish_commands("summarybot.fetch", marker)
+        assert commands is not None
+        ((verb, queue, payload),) = commands
+        assert (verb, queue) == ("LPUSH", "fetch")
+        (published,) = _ours(client, "fetch", marker)
+        made = json.loads(payload)
+        assert _without_ids(made) == _without_ids(published)
+        assert made["headers"]["id"] != published["headers"]["id"]
+        assert made["properties"]["delivery_tag"] != published["properties"]["delivery_tag"]
+    finally:
+        _drop(client, "fetch", marker)
+        client.close()
+
+
+def test_commands_are_refused_where_only_a_publish_will_do(redis_url: str) -> None:
+    from celery.signals import before_task_publish
+
+    app = publisher_app(redis_url, visibility_timeout=3600)
+    enqueuer = CeleryEnqueuer(app)
+    same: redis.Redis[Any] = redis.Redis.from_url(redis_url)
+    database = int(redis_url.rsplit("/", 1)[1])
+    other: redis.Redis[Any] = redis.Redis.from_url(
+        redis_url.rsplit("/", 1)[0] + f"/{(database + 1) % 16}"
+    )
+    try:
+        assert enqueuer.publishes_to(same)
+        assert not enqueuer.publishes_to(other)  # another database of the same server
+        assert not enqueuer.publishes_to(object())
+
+        def stamp(**_: Any) -> None:  # pragma: no cover - never published here
+            return None
+
+        before_task_publish.connect(stamp, weak=False)
+        try:
+            assert enqueuer.publish_commands("summarybot.fetch", "x") is None
+        finally:
+            before_task_publish.disconnect(stamp)
+        assert enqueuer.publish_commands("summarybot.fetch", "x") is not None
+
+        memory = CeleryEnqueuer(publisher_app("memory://localhost/", visibility_timeout=3600))
+        assert not memory.publishes_to(same)
+        assert memory.publish_commands("summarybot.fetch", "x") is None
+    finally:
+        same.close()
+        other.close()
+
+
+def test_held_publications_leave_as_commands_once(redis_url: str) -> None:
+    app = publisher_app(redis_url, visibility_timeout=3600)
+    client: redis.Redis[Any] = redis.Redis.from_url(redis_url)
+    held = HeldEnqueuer(CeleryEnqueuer(app))
+    held.enqueue("summarybot.fetch", "a")
+    held.enqueue("summarybot.deliver", "b", "c")
+    try:
+        commands = held.release_as_commands(client)
+        assert commands is not None
+        assert [command[:2] for command in commands] == [("LPUSH", "fetch"), ("LPUSH", "deliver")]
+        assert held.held == ()
+        assert held.release_as_commands(client) == ()
+        held.release()  # nothing left to publish
+
+        recording = HeldEnqueuer(RecordingEnqueuer())
+        recording.enqueue("summarybot.fetch", "a")
+        assert recording.release_as_commands(client) is None
+        assert recording.held == (("summarybot.fetch", ("a",)),)
+    finally:
+        client.close()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from schema.models.jobs import Job, JobStatus
 from schema.models.tenancy import WebhookEndpoint
 from shared.crypto import SecretBox, generate_key
 from shared.db.engine import make_engine, make_sessionmaker
@@ -17,7 +18,9 @@ from shared.db.migrate import upgrade
 from shared.delivery.config import DeliverySettings
 from shared.delivery.webhook_target import endpoint_secrets
 from shared.errors import ConflictError, InvalidInputError, NotFoundError
+from shared.jobs import FETCH, HeldEnqueuer
 from shared.services.core import Actor, Core
+from shared.services.jobs import publish_held
 from shared.services.members import set_opt_out
 from shared.services.schedules import ScheduleRequest, create_schedule, find_schedule
 from shared.services.webhook_endpoints import (
@@ -156,3 +159,61 @@ def test_opt_out_is_idempotent(factory: sessionmaker[Session]) -> None:
     assert set_opt_out(core, user_id=user, guild_id=None, opted_out=True)
     assert set_opt_out(core, user_id=user, guild_id="1", opted_out=False)
     assert not set_opt_out(core, user_id=user, guild_id="1", opted_out=False)
+
+
+def _queued_job(factory: sessionmaker[Session]) -> uuid.UUID:
+    job = Job(
+        id=uuid.uuid4(),
+        origin="api",
+        status=JobStatus.QUEUED.value,
+        guild_id=GUILD.guild_id,
+        params={},
+        progress={},
+        redeliveries=0,
+    )
+    with factory() as session, session.begin():
+        session.add(job)
+    return job.id
+
+
+def _heartbeat(factory: sessionmaker[Session], job_id: uuid.UUID) -> datetime | None:
+    with factory() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job.heartbeat_at
+
+
+def test_a_held_job_whose_publication_fails_goes_to_the_next_sweep(
+    factory: sessionmaker[Session],
+) -> None:
+    def broker_down(task_name: str) -> None:
+        raise ConnectionError("Error 111 connecting to redis: Connection refused")
+
+    job_id = _queued_job(factory)
+    held = HeldEnqueuer(RecordingEnqueuer(before=broker_down))
+    held.enqueue(FETCH, str(job_id))
+    with pytest.raises(ConnectionError):
+        publish_held(_core(factory), held, along=lambda commands: None)
+    stamp = _heartbeat(factory, job_id)
+    assert stamp is not None and stamp.year == 1970  # the next sweep publishes it
+
+
+def test_held_publications_go_first_when_they_cannot_ride_along(
+    factory: sessionmaker[Session],
+) -> None:
+    job_id = _queued_job(factory)
+    recorder = RecordingEnqueuer()
+    held = HeldEnqueuer(recorder)
+    held.enqueue(FETCH, str(job_id))
+    seen: list[tuple[object, ...]] = []
+
+    def store_response(commands: tuple[object, ...]) -> None:
+        seen.append((tuple(recorder.sent), commands))
+        raise ConnectionError("the response could not be stored")
+
+    with pytest.raises(ConnectionError):
+        publish_held(_core(factory), held, along=store_response)
+    # Published before the round trip, which got no commands; its failure is not the job's.
+    assert seen == [(((FETCH, (str(job_id),)),), ())]
+    assert held.held == ()
+    assert _heartbeat(factory, job_id) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Annotated, Any
 
 import structlog
@@ -49,7 +50,7 @@ from schema.models.jobs import Delivery, Job, Summary
 from shared.apikeys import Scope
 from shared.idempotency import fingerprint
 from shared.job_view import JobView
-from shared.jobs import JobParams
+from shared.jobs import HeldEnqueuer, JobParams
 from shared.services import jobs as job_service
 from shared.summarize.content import SummaryFormat
 
@@ -131,9 +132,13 @@ def create_job(
 
 
 def _submission(
-    resources: ApiResources, caller: Caller, idem: IdempotencyKey | None, payload: JobCreate
+    resources: ApiResources,
+    caller: Caller,
+    idem: IdempotencyKey | None,
+    payload: JobCreate,
+    held: HeldEnqueuer | None = None,
 ) -> Callable[[], Response]:
-    return lambda: submit(resources, caller, idem, _params(resources, caller, payload))
+    return lambda: submit(resources, caller, idem, _params(resources, caller, payload), held)
 
 
 def _create_job_in_thread(
@@ -165,7 +170,10 @@ def _create_job_in_thread(
     # The rate limit and the claim of the key in one Redis round trip.
     claim = admit_with_claim(resources, key, idem.key, idem.fingerprint)
     admitted.append(caller)
-    return run_claimed(resources, claim, _submission(resources, caller, idem, payload))
+    # The job's publication rides in the round trip that stores the response.
+    held = HeldEnqueuer(resources.core.enqueuer)
+    work = _submission(resources, caller, idem, payload, held)
+    return run_claimed(resources, claim, work, held=held)
 
 
 async def serve_create_job(request: Request) -> Response:
@@ -209,16 +217,22 @@ router.add_api_route(
 
 
 def submit(
-    resources: ApiResources, caller: Caller, idem: IdempotencyKey | None, params: JobParams
+    resources: ApiResources,
+    caller: Caller,
+    idem: IdempotencyKey | None,
+    params: JobParams,
+    held: HeldEnqueuer | None = None,
 ) -> Response:
-    """Submit ``params`` for ``caller`` and answer 202 with the job (the routes' shared work)."""
+    """Submit ``params`` for ``caller`` and answer 202 with the job (the routes' shared work).
+
+    With ``held`` the job's first stage is left in it for the caller to publish.
+    """
     durable_key = None
     if idem is not None:
         digest = hashlib.sha256(idem.key.encode()).hexdigest()[:40]
         durable_key = f"api:{caller.key_id}:{digest}"
-    submission = job_service.submit_job(
-        resources.core, caller.actor, params, idempotency_key=durable_key
-    )
+    core = resources.core if held is None else replace(resources.core, enqueuer=held)
+    submission = job_service.submit_job(core, caller.actor, params, idempotency_key=durable_key)
     job = submission.job
     resources.metrics.summary_requests.labels(
         params.format.value, "accepted" if submission.created else "duplicate"

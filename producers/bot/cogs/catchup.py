@@ -32,9 +32,9 @@ from producers.bot.limits import OverLimit
 from producers.bot.parsing import parse_format, parse_language, parse_since
 from producers.bot.runtime import BotRuntime
 from producers.bot.snapshots import guild_view, member_view
-from producers.bot.summaries import BOT_ORIGIN, HeldEnqueuer
+from producers.bot.summaries import BOT_ORIGIN
 from shared.errors import PipelineError
-from shared.jobs import DirectMessageTarget, InteractionFollowupTarget
+from shared.jobs import DirectMessageTarget, HeldEnqueuer, InteractionFollowupTarget
 from shared.metrics import REQUESTS
 from shared.services.core import Actor
 from shared.services.digests import CATCHUP_LOOKBACK, catchup_params

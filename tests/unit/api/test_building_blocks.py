@@ -238,6 +238,30 @@ def test_store_claims_replays_and_releases(rclient: Any) -> None:
 
 
 @pytest.mark.integration
+def test_commands_ride_in_the_round_trip_that_stores_the_response(rclient: Any) -> None:
+    client, prefix = rclient
+    store = IdempotencyStore(client, prefix=f"{prefix}:idem", ttl_seconds=60, lease_seconds=5)
+    queue = f"{prefix}:queue"
+    stored = StoredResponse(202, b'{"id": 1}', {"location": "/x"})
+    claim = store.begin("key1", "first", "fp")
+    assert store.complete(claim, stored, along=[("LPUSH", queue, "one")])
+    assert client.lrange(queue, 0, -1) == [b"one"]
+    assert store.begin("key1", "first", "fp").response == stored
+    # A server that lost its scripts (a restart) still stores the response, once.
+    client.script_flush()
+    claim = store.begin("key1", "second", "fp")
+    assert store.complete(claim, stored, along=[("LPUSH", queue, "two")])
+    assert client.lrange(queue, 0, -1) == [b"two", b"one"]
+    assert store.begin("key1", "second", "fp").outcome is BeginOutcome.REPLAY
+    # A command that fails is raised; the response is stored all the same.
+    client.set(f"{prefix}:text", "not a list")
+    claim = store.begin("key1", "third", "fp")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        store.complete(claim, stored, along=[("LPUSH", f"{prefix}:text", "three")])
+    assert store.begin("key1", "third", "fp").outcome is BeginOutcome.REPLAY
+
+
+@pytest.mark.integration
 def test_the_limit_and_the_claim_share_one_script(rclient: Any) -> None:
     client, prefix = rclient
     limiter = InboundRateLimiter(client, prefix=f"{prefix}:rl")

@@ -24,7 +24,6 @@ from producers.bot.feedback import (
     parse_feedback_id,
 )
 from producers.bot.limits import LimitDecision
-from producers.bot.summaries import HeldEnqueuer
 from producers.cli.bot_commands import check_bot_settings, llm_model_of
 from shared.crypto import SecretBox, generate_key
 from shared.discord.config import DiscordSettings
@@ -32,6 +31,7 @@ from shared.errors import ConfigError, InvalidInputError
 from shared.jobs import (
     ChannelTarget,
     DirectMessageTarget,
+    HeldEnqueuer,
     InteractionFollowupTarget,
     JobParams,
     parse_params,
