@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import threading
 import uuid
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -388,21 +389,16 @@ class CeleryEnqueuer:
     worker publishing from inside a task (whose message carries its parent and root ids), it is
     ``send_task`` itself.
 
-    The producers it publishes with are kept between calls, up to half of
-    ``broker_pool_limit``: taking one from kombu's pool and giving it back cost a third of a
-    publish.  A producer whose publish failed goes back to kombu, which revives it.
+    The producers it publishes with are kept between calls (:class:`_KeptProducers`): taking
+    one from kombu's pool and giving it back cost a third of a publish.  A producer whose
+    publish failed goes back to kombu, which revives it.
     """
 
     def __init__(self, app: Celery) -> None:
         self._app = app
         self._routes: dict[str, dict[str, Any]] = {}
         self._origin: str | None = None
-        limit = app.conf.broker_pool_limit
-        # Below the pool's limit, so that a thread waiting in kombu's pool is always woken by
-        # one that gives its producer back rather than keeping it.
-        self._keep = max(1, limit // 2) if limit else 4
-        self._idle: list[Any] = []
-        self._idle_lock = threading.Lock()
+        self._kept: _KeptProducers | None = None
         self._shares: dict[int, bool] = {}
         self._commands: tuple[str, Any] | Literal[False] | None = None
 
@@ -540,13 +536,55 @@ class CeleryEnqueuer:
         return tuple(collected.commands)
 
     def _take_producer(self) -> Any:
-        with self._idle_lock:
-            if self._idle:
-                return self._idle.pop()
-        return self._app.producer_pool.acquire(block=True)
+        if self._kept is None:
+            self._kept = _KeptProducers.of(self._app)
+        return self._kept.take()
 
     def _keep_producer(self, producer: Any) -> None:
-        with self._idle_lock:
+        assert self._kept is not None
+        self._kept.keep(producer)
+
+
+class _KeptProducers:
+    """Producers kept between publishes, for every enqueuer over one kombu producer pool.
+
+    Celery's producer and connection pools are kombu's, one per broker URL in a process,
+    shared by every app on that URL; so is this, or enqueuers of several apps (the API's and
+    a test's, say) would each keep their share and together hold the whole pool.  At most
+    half of ``broker_pool_limit`` is kept: below the limit, a thread waiting in kombu's pool
+    is always woken by one that gives its producer back rather than keeping it.
+    """
+
+    _all: ClassVar[weakref.WeakKeyDictionary[Any, _KeptProducers]] = weakref.WeakKeyDictionary()
+    _all_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, pool: Any, keep: int) -> None:
+        self._pool = pool
+        self._keep = keep
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, app: Celery) -> _KeptProducers:
+        """The kept producers of ``app``'s producer pool."""
+        pool = app.producer_pool
+        with cls._all_lock:
+            kept = cls._all.get(pool)
+            if kept is None:
+                limit = app.conf.broker_pool_limit
+                kept = cls._all[pool] = cls(pool, max(1, limit // 2) if limit else 4)
+            return kept
+
+    def take(self) -> Any:
+        """A kept producer, else one from kombu's pool (waiting for one when all are out)."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._pool.acquire(block=True)
+
+    def keep(self, producer: Any) -> None:
+        """Keep ``producer`` for the next publish, or give it back to kombu's pool."""
+        with self._lock:
             if len(self._idle) < self._keep:
                 self._idle.append(producer)
                 return

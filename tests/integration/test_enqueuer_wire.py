@@ -178,3 +178,30 @@ def test_held_publications_leave_as_commands_once(redis_url: str) -> None:
         assert recording.held == (("summarybot.fetch", ("a",)),)
     finally:
         client.close()
+
+
+def test_enqueuers_of_several_apps_keep_producers_from_one_share(redis_url: str) -> None:
+    """kombu's pools are one per broker URL in a process, shared by every app: if each
+    enqueuer kept its own half of the pool, the third would wait for ever."""
+    enqueuers = [CeleryEnqueuer(publisher_app(redis_url, visibility_timeout=3600)) for _ in "abcd"]
+    limit = int(publisher_app(redis_url, visibility_timeout=3600).conf.broker_pool_limit)
+
+    def busy_moment() -> None:
+        for enqueuer in enqueuers:  # each, in turn, with as many publishes at once as it keeps
+            producers = [enqueuer._take_producer() for _ in range(limit // 2)]
+            for producer in producers:
+                enqueuer._keep_producer(producer)
+
+    worker = threading.Thread(target=busy_moment, daemon=True)
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive(), "an enqueuer waited for producers the others kept"
+    marker = str(uuid.uuid4())
+    client: redis.Redis[Any] = redis.Redis.from_url(redis_url)
+    try:
+        for enqueuer in enqueuers:
+            enqueuer.enqueue("summarybot.fetch", marker)
+        assert len(_ours(client, "fetch", marker)) == len(enqueuers)
+    finally:
+        _drop(client, "fetch", marker)
+        client.close()
