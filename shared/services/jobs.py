@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -338,13 +339,17 @@ def submit_job(
     params: JobParams,
     *,
     idempotency_key: str | None = None,
+    key_lifetime: timedelta | None = None,
 ) -> Submission:
     """Authorize, validate, record and enqueue a job (see module docstring).
 
     With an ``idempotency_key`` a second submission returns the first job instead of creating
-    another.  Raises :class:`NotFoundError` for a channel or destination outside the actor's
-    guild (worded like a missing one), :class:`InvalidInputError` for a request that cannot be
-    done, :class:`~shared.errors.ConfigError` when this deployment lacks what the job needs.
+    another; with ``key_lifetime`` only while that job is younger than it (an older one gives
+    the key up, and the submission makes a new job, as the API's 24-hour keys promise).
+
+    Raises :class:`NotFoundError` for a channel or destination outside the actor's guild
+    (worded like a missing one), :class:`InvalidInputError` for a request that cannot be done,
+    :class:`~shared.errors.ConfigError` when this deployment lacks what the job needs.
     """
     check_destinations(core, actor, params.destinations)
     params = _authorize_source(core, actor, params)
@@ -370,23 +375,8 @@ def submit_job(
         "created_at": now,
         "updated_at": now,
     }
-    try:
-        if isinstance(source, UploadSource):
-            with core.session_factory() as session, session.begin():
-                session.execute(_INSERT_JOB, row)
-                _claim_upload(session, source, row["id"])
-        else:
-            # A Core insert (the ORM's unit of work costs more than the rest of a submission),
-            # committed by itself.
-            with one_statement(core.session_factory) as connection:
-                connection.execute(_INSERT_JOB, row)
-    except IntegrityError:
-        if idempotency_key is None:
-            raise
-        with core.session_factory() as session:
-            existing = session.scalars(
-                select(Job).where(Job.idempotency_key == idempotency_key)
-            ).one()
+    existing = _record(core, source, row, key_lifetime)
+    if existing is not None:
         if isinstance(source, UploadSource):
             # The first submission has its own copy; this one would never be read.
             delete_upload(core.session_factory, source.upload_id)
@@ -402,6 +392,56 @@ def submit_job(
     # The view straight from the inserted values (the columns left out are still null): an
     # ORM instance only to read them back costs more than the view itself.
     return Submission(JobView.of_new_row(row), created=True)
+
+
+def _record(
+    core: Core, source: object, row: dict[str, Any], key_lifetime: timedelta | None
+) -> Job | None:
+    """Insert the job ``row``; or the job holding its idempotency key, which gives the key up
+    first when it is older than ``key_lifetime``."""
+    key = row["idempotency_key"]
+    try:
+        _insert(core, source, row)
+        return None
+    except IntegrityError:
+        if key is None:
+            raise
+    holder = _holder_of(core, key)
+    if key_lifetime is None or holder.created_at > row["created_at"] - key_lifetime:
+        return holder
+    if _give_up_key(core, holder.id, key):
+        try:
+            _insert(core, source, row)
+            return None
+        except IntegrityError:
+            pass  # another submission with the same key came first: that job answers
+    return _holder_of(core, key)
+
+
+def _insert(core: Core, source: object, row: dict[str, Any]) -> None:
+    if isinstance(source, UploadSource):
+        with core.session_factory() as session, session.begin():
+            session.execute(_INSERT_JOB, row)
+            _claim_upload(session, source, row["id"])
+    else:
+        # A Core insert (the ORM's unit of work costs more than the rest of a submission),
+        # committed by itself.
+        with one_statement(core.session_factory) as connection:
+            connection.execute(_INSERT_JOB, row)
+
+
+def _holder_of(core: Core, key: str) -> Job:
+    with core.session_factory() as session:
+        return session.scalars(select(Job).where(Job.idempotency_key == key)).one()
+
+
+def _give_up_key(core: Core, job_id: uuid.UUID, key: str) -> bool:
+    """Clear an expired idempotency key from its job; False when it had already gone."""
+    statement = (
+        update(Job).where(Job.id == job_id, Job.idempotency_key == key).values(idempotency_key=None)
+    )
+    with one_statement(core.session_factory) as connection:
+        return bool(connection.execute(statement).rowcount)
 
 
 def publish_held(

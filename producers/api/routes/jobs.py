@@ -6,6 +6,7 @@ import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import timedelta
 from typing import Annotated, Any
 
 import structlog
@@ -232,7 +233,14 @@ def submit(
         digest = hashlib.sha256(idem.key.encode()).hexdigest()[:40]
         durable_key = f"api:{caller.key_id}:{digest}"
     core = resources.core if held is None else replace(resources.core, enqueuer=held)
-    submission = job_service.submit_job(core, caller.actor, params, idempotency_key=durable_key)
+    submission = job_service.submit_job(
+        core,
+        caller.actor,
+        params,
+        idempotency_key=durable_key,
+        # The job remembers the key as long as the API does, then a reuse is a new request.
+        key_lifetime=timedelta(seconds=resources.options.idempotency_ttl_seconds),
+    )
     job = submission.job
     resources.metrics.summary_requests.labels(
         params.format.value, "accepted" if submission.created else "duplicate"

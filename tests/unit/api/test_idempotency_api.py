@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -135,6 +137,35 @@ def test_job_row_is_the_durable_backstop_when_redis_forgets(api: Api) -> None:
     assert second.json()["id"] == first.json()["id"]
     assert _jobs_of(api) == 1
     assert len(api.enqueuer.sent) == 1
+
+
+def test_a_key_reused_after_its_24_hours_makes_a_new_job(api: Api) -> None:
+    token = api.key(("jobs:write",))
+    headers = api.auth(token) | {"Idempotency-Key": "daily-report"}
+    body = {"channel_id": api.channel}
+    first = api.client.post("/v1/jobs", headers=headers, json=body)
+    assert first.status_code == 202
+    # A day later Redis has let the record go, and the job is older than the key's life.
+    api.redis.delete(
+        api.app.state.resources.idempotency.record_key(token.split("_")[1], "daily-report")
+    )
+    with api.session_factory() as session, session.begin():
+        job = session.get(Job, uuid.UUID(first.json()["id"]))
+        assert job is not None
+        job.created_at -= timedelta(hours=24, seconds=1)
+    again = api.client.post("/v1/jobs", headers=headers, json=body)
+    assert again.status_code == 202
+    assert "idempotent-replayed" not in again.headers
+    assert again.json()["id"] != first.json()["id"]
+    assert _jobs_of(api) == 2
+    assert [args for _name, args in api.enqueuer.sent] == [
+        (first.json()["id"],),
+        (again.json()["id"],),
+    ]
+    # The new job holds the key now: within its day a retry answers it.
+    replay = api.client.post("/v1/jobs", headers=headers, json=body)
+    assert replay.json()["id"] == again.json()["id"]
+    assert _jobs_of(api) == 2
 
 
 @pytest.mark.parametrize("value", ["", "x" * 256, "has space", "tab\there", "ünï"])
