@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -123,16 +125,45 @@ def test_compose_redis_keeps_its_data_and_never_evicts() -> None:
 
 def test_compose_secrets_are_required_and_tools_are_not_public() -> None:
     services = compose()["services"]
-    flower = services["flower"]
-    assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
+    # Compose demands a ${VAR:?} of every command and service: only what all of them need.
+    demanded = set(re.findall(r"\$\{(\w+):\?", (DEPLOY / "compose.yaml").read_text()))
+    assert demanded == {"POSTGRES_PASSWORD", "SECRET_KEYS"}
+    # A secret of one service is that service's to check when it starts.
+    assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"] == "${FLOWER_BASIC_AUTH:-}"
+    assert services["bot"]["environment"]["DISCORD_TOKEN"] == "${DISCORD_TOKEN:-}"
     env = services["worker-fetch"]["environment"]
     assert env["SECRET_KEYS"].startswith("${SECRET_KEYS:?")
     assert env["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/prometheus" and env["METRICS_PORT"] == "9100"
     for name, service in services.items():
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:"), (name, port)
-    grafana = services["grafana"]["environment"]
-    assert grafana["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+    grafana = services["grafana"]
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "${GRAFANA_ADMIN_PASSWORD:-}"
+    check = grafana["entrypoint"][2]
+    assert '[ -z "$$GF_SECURITY_ADMIN_PASSWORD" ]' in check and "exit 1" in check
+
+
+def test_grafanas_entrypoint_refuses_an_empty_password_and_runs_the_image_otherwise(
+    tmp_path: Path,
+) -> None:
+    entrypoint = compose()["services"]["grafana"]["entrypoint"]
+    # What Compose hands the container: "$$" is a literal "$".
+    shell, flag, script, name = (part.replace("$$", "$") for part in entrypoint)
+    script = script.replace("exec /run.sh", f"exec {tmp_path / 'run.sh'}")
+    (tmp_path / "run.sh").write_text('#!/bin/sh\necho "grafana started with $*"\n')
+    (tmp_path / "run.sh").chmod(0o755)
+    for password, code, said in (("", 1, "set GRAFANA_ADMIN_PASSWORD"), ("s3cret", 0, "")):
+        done = subprocess.run(
+            [shell, flag, script, name, "--config", "x"],
+            env={"PATH": os.environ["PATH"], "GF_SECURITY_ADMIN_PASSWORD": password},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == code, done.stderr
+        assert said in done.stderr
+        if code == 0:
+            assert done.stdout.strip() == "grafana started with --config x"
 
 
 def test_prometheus_scrapes_every_process_and_grafana_is_provisioned() -> None:
