@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from shared.db.engine import make_engine
 from shared.db.migrate import upgrade
 
 
@@ -38,3 +40,14 @@ def fresh_database(
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def postgres_engine(postgres_url: str, *, prefix: str = "sb_own") -> Iterator[Engine]:
+    """An engine on a :func:`fresh_database` (migrated to head), disposed of afterwards."""
+    with fresh_database(postgres_url, prefix=prefix) as url:
+        engine = make_engine(url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()

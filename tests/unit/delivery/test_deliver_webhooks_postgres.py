@@ -12,8 +12,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine
 
-from shared.db.engine import make_engine
-from tests.support.databases import fresh_database
+from tests.support.databases import postgres_engine
 from tests.unit.delivery.test_deliver_webhooks import *  # noqa: F403 - the same tests, re-run
 
 pytestmark = pytest.mark.integration
@@ -22,7 +21,5 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def engine(postgres_url: str) -> Iterator[Engine]:
     """A fresh migrated PostgreSQL database instead of the SQLite file."""
-    with fresh_database(postgres_url, prefix="sb_outbox") as url:
-        engine = make_engine(url)
+    with postgres_engine(postgres_url, prefix="sb_outbox") as engine:
         yield engine
-        engine.dispose()

@@ -89,6 +89,21 @@ def channel_messages(server: FakeDiscordServer, channel_id: int) -> list[Any]:
         )
 
 
+def deferred_interaction(
+    server: FakeDiscordServer, world: World, drt: DeliveryRuntime, box: SecretBox
+) -> tuple[Any, InteractionFollowupTarget]:
+    """Alice's interaction in #general, deferred by the bot, and the target of its reply."""
+    interaction = server.fake.add_interaction(world.general, world.alice, application=world.bot)
+    drt.discord().defer_interaction(str(interaction.id), interaction.token)
+    target = InteractionFollowupTarget.with_token(
+        box,
+        application_id=str(world.bot.id),
+        interaction_id=str(interaction.id),
+        token=interaction.token,
+    )
+    return interaction, target
+
+
 def row(factory: sessionmaker[Session], delivery_id: uuid.UUID) -> Delivery:
     with factory() as session:
         found = session.get(Delivery, delivery_id)
@@ -350,16 +365,9 @@ def test_interaction_followup_edits_the_deferred_answer_then_follows_up(
     box: SecretBox,
 ) -> None:
     server, world = discord
-    interaction = server.fake.add_interaction(world.general, world.alice, application=world.bot)
-    drt.discord().defer_interaction(str(interaction.id), interaction.token)
+    interaction, target = deferred_interaction(server, world, drt, box)
     content = long_content()
     parts = len(render_messages(content))
-    target = InteractionFollowupTarget.with_token(
-        box,
-        application_id=str(world.bot.id),
-        interaction_id=str(interaction.id),
-        token=interaction.token,
-    )
     fan = summary_in(world, session_factory, [target.model_dump(mode="json")], content=content)
     deliver(services, fan.job_id, fan.delivery_ids[0])
     posted = channel_messages(server, world.general.id)

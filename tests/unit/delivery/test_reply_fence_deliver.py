@@ -12,14 +12,19 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.crypto import SecretBox
-from shared.db.engine import make_engine
 from shared.delivery.reply_fence import ReplyFence
 from shared.delivery.runtime import DeliveryRuntime
-from shared.delivery.targets import InteractionFollowupTarget
 from tests.fakes.discord_server import FakeDiscordServer, World
-from tests.support.databases import fresh_database
+from tests.support.databases import postgres_engine
 from tests.unit.delivery.helpers import deliver
-from tests.unit.delivery.test_discord_targets import discord, drt, row, services, summary_in
+from tests.unit.delivery.test_discord_targets import (
+    deferred_interaction,
+    discord,
+    drt,
+    row,
+    services,
+    summary_in,
+)
 
 __all__ = ["discord", "drt", "services"]  # the fixtures these tests share
 
@@ -29,10 +34,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def engine(postgres_url: str) -> Iterator[Engine]:
     """A fresh migrated PostgreSQL database instead of the SQLite file."""
-    with fresh_database(postgres_url, prefix="sb_fence") as url:
-        engine = make_engine(url)
+    with postgres_engine(postgres_url, prefix="sb_fence") as engine:
         yield engine
-        engine.dispose()
 
 
 def test_the_summary_waits_for_the_bots_edit_of_the_reply(
@@ -43,14 +46,7 @@ def test_the_summary_waits_for_the_bots_edit_of_the_reply(
     box: SecretBox,
 ) -> None:
     server, world = discord
-    interaction = server.fake.add_interaction(world.general, world.alice, application=world.bot)
-    drt.discord().defer_interaction(str(interaction.id), interaction.token)
-    target = InteractionFollowupTarget.with_token(
-        box,
-        application_id=str(world.bot.id),
-        interaction_id=str(interaction.id),
-        token=interaction.token,
-    )
+    interaction, target = deferred_interaction(server, world, drt, box)
     fan = summary_in(world, session_factory, [target.model_dump(mode="json")])
     original = server.fake.messages[server.fake.interactions[interaction.token].original_id]
     held = ReplyFence(session_factory).try_hold(fan.job_id)  # the bot, mid-edit
