@@ -48,6 +48,12 @@ def the_job(h: BotHarness) -> Job:
         return session.scalars(select(Job).where(Job.guild_id == str(h.world.guild.id))).one()
 
 
+async def bob_summarizes_general(h: BotHarness) -> tuple[str, Job]:
+    """Bob runs /summarize in #general: the interaction's token, and the job it made."""
+    token = await h.command("summarize", [], user=h.world.bob, channel=h.world.general)
+    return token, the_job(h)
+
+
 def field(message: Message | None, name: str) -> str:
     assert message is not None and message.embeds
     return str(next(f["value"] for f in message.embeds[0]["fields"] if f["name"] == name))
@@ -95,9 +101,7 @@ def test_progress_leaves_the_reply_to_the_summary_but_shows_failures(
 ) -> None:
     async def scenario() -> None:
         async with running_bot(database_url=database_url, redis_url=redis_url) as h:
-            w = h.world
-            token = await h.command("summarize", [], user=w.bob, channel=w.general)
-            job = the_job(h)
+            token, job = await bob_summarizes_general(h)
             now = datetime.now(UTC)
             lifecycle.move(h.session_factory, job.id, Move.START_FETCH, now=now)
             lifecycle.move(h.session_factory, job.id, Move.FETCHED, now=now, message_count=12)
@@ -151,9 +155,7 @@ def test_progress_never_edits_a_reply_while_the_summary_is_written_into_it(
 ) -> None:
     async def scenario() -> None:
         async with running_bot(database_url=database_url, redis_url=redis_url) as h:
-            w = h.world
-            token = await h.command("summarize", [], user=w.bob, channel=w.general)
-            job = the_job(h)
+            token, job = await bob_summarizes_general(h)
             shown = field(h.original(token), "Progress")
             fence = ReplyFence(h.session_factory)
             with fence.held(job.id):  # the deliver stage, writing the summary
