@@ -37,6 +37,7 @@ from shared.crypto import generate_key
 from shared.db.engine import make_engine, make_sessionmaker
 from tests.integration.api.server import api_server, redis_url, temporary_database
 from tests.support.discord_tenants import open_tenants
+from tests.support.host_speed import python_loop_ms
 from tests.support.process_groups import stop_on_sigterm
 
 
@@ -215,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
                     )
                 )
                 accepted.update(warm.job_ids)
+                loop_before = python_loop_ms()
                 began = time.perf_counter()
                 cpu_before = server.cpu_seconds()
                 results = asyncio.run(
@@ -230,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 elapsed = time.perf_counter() - began
                 server_cpu = server.cpu_seconds() - cpu_before
+                loop_after = python_loop_ms()
                 accepted.update(results.job_ids)
             with factory() as session:
                 stored = session.scalar(
@@ -254,6 +257,8 @@ def main(argv: list[str] | None = None) -> None:
         "requests": done,
         "server_cpu_ms_per_request": round(server_cpu / max(1, done) * 1000, 2),
         "load_average_1m": round(os.getloadavg()[0], 2),
+        # The host's speed just before and after the run (see tests.support.host_speed).
+        "host_loop_ms": [loop_before, loop_after],
         "errors": results.errors + (len(accepted) - int(stored or 0)) + (len(accepted) - removed),
     }
     print(json.dumps(figures))
