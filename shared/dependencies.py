@@ -8,6 +8,7 @@ driver traceback; :func:`check_redis` lets a command find out *before* it writes
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import redis
@@ -16,7 +17,16 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from shared.errors import ConfigError
 
-__all__ = ["UNREACHABLE", "check_redis", "check_schema_at_start", "dependency_line"]
+if TYPE_CHECKING:
+    from shared.llm.config import LLMSettings
+
+__all__ = [
+    "UNREACHABLE",
+    "check_llm_at_start",
+    "check_redis",
+    "check_schema_at_start",
+    "dependency_line",
+]
 
 #: Exceptions that mean "a dependency is down or refuses us", not a bug.
 UNREACHABLE: tuple[type[BaseException], ...] = (
@@ -143,3 +153,59 @@ def check_schema_at_start(url: str) -> None:
             f"DATABASE_URL: the database is at schema revision {at}, this release needs "
             f"{SCHEMA_HEAD}; run `summarybot migrate`, then start this process again"
         )
+
+
+#: How long a start-up check waits for the LLM endpoint's model list.
+LLM_CHECK_TIMEOUT = 10.0
+
+
+def check_llm_at_start(settings: LLMSettings) -> str | None:
+    """Ask a configured LLM endpoint for its models once, before a worker that summarizes.
+
+    Raises :class:`ConfigError` only when the endpoint says the key itself does not exist
+    (OpenAI's ``invalid_api_key``): every summary would fail.  A 401 or 403 for another
+    reason is not that: a restricted OpenAI key without the models scope cannot list models
+    and can still summarize.  Returns a warning line for what may pass or may be fine: an
+    endpoint that cannot be reached now (the summarize stage waits and retries), one that
+    lists no models (a 404 there often means ``/v1`` is missing from ``LLM_BASE_URL``), or a
+    list without ``LLM_MODEL``; None when the endpoint lists ``LLM_MODEL``.
+    """
+    from shared.llm.client import (
+        LLMAuthError,
+        LLMClient,
+        LLMConnectionError,
+        LLMEndpointNotFoundError,
+        LLMTimeoutError,
+    )
+
+    base = settings.effective_base_url
+    quick = settings.model_copy(update={"request_timeout": LLM_CHECK_TIMEOUT})
+    with LLMClient.embedded(quick) as client:
+        try:
+            models = client.list_models()
+        except LLMAuthError as exc:
+            if exc.code == "invalid_api_key":
+                raise ConfigError(
+                    f"OPENAI_API_KEY: {base} refused the key ({exc}); give a valid key, or "
+                    "LLM_API_KEY_FILE naming a file that holds one"
+                ) from None
+            return f"LLM: {base} would not list its models ({exc}); summaries go ahead"
+        except (LLMConnectionError, LLMTimeoutError) as exc:
+            return (
+                f"LLM_BASE_URL: {base} cannot be reached now ({exc}); summaries wait for it "
+                "and retry"
+            )
+        except LLMEndpointNotFoundError as exc:
+            return (
+                f"LLM_BASE_URL: {base} has no model list ({exc}); an OpenAI-compatible URL "
+                "usually ends in /v1"
+            )
+        except Exception as exc:  # noqa: BLE001 - a check that cannot tell says so and stands aside
+            return f"LLM: {base} did not list its models ({exc})"
+    if models and settings.model not in models:
+        shown = ", ".join(models[:10]) + (" …" if len(models) > 10 else "")
+        return (
+            f"LLM_MODEL: {settings.model!r} is not among the models {base} lists ({shown}); "
+            "summaries will fail unless the server accepts it"
+        )
+    return None

@@ -165,6 +165,18 @@ def _check_services(settings: Settings, *, database: bool) -> None:
         fail(exc.user_message)
 
 
+def _check_llm(settings: Settings) -> None:
+    """Stop a summarizing worker whose LLM key the endpoint says does not exist (raised as
+    :class:`ConfigError`); log what may pass (an endpoint down now, a model not listed)."""
+    import structlog
+
+    from shared.dependencies import check_llm_at_start
+
+    problem = check_llm_at_start(settings.llm)
+    if problem is not None:
+        structlog.get_logger("summarybot.worker").warning("worker.llm_check", problem=problem)
+
+
 @cli.command()
 def worker(
     queues: Annotated[str, typer.Option("--queues", "-Q", help="Comma-separated queues.")] = (
@@ -188,6 +200,8 @@ def worker(
     names = [q.strip() for q in queues.split(",") if q.strip()]
     try:
         _check_services(settings, database=True)
+        if "summarize" in names and settings.llm.configured:
+            _check_llm(settings)
         if "deliver" in names:
             # Webhook secrets are sealed with SECRET_KEYS: a deliver worker without valid keys
             # would fail every webhook job, so it does not start.

@@ -221,7 +221,15 @@ class QuotaExceededError(LLMPermanentError):
 
 
 class LLMAuthError(LLMPermanentError):
-    """401/403: the key, organisation, project or region is not allowed."""
+    """401/403: the key, organisation, project or region is not allowed.
+
+    ``code`` is the error body's code (OpenAI's ``invalid_api_key`` for a key that does not
+    exist, another for a key without the right scopes), empty when the server gave none.
+    """
+
+    def __init__(self, message: str, *, code: str = "", user_message: str | None = None) -> None:
+        super().__init__(message, user_message=user_message)
+        self.code = code
 
 
 class ModelNotFoundError(LLMPermanentError):
@@ -426,6 +434,7 @@ def classify_status(
     if status in (401, 403):
         return LLMAuthError(
             detail,
+            code=code,
             user_message="The LLM endpoint rejected our credentials; an operator must check "
             "the API key, organisation and project.",
         )

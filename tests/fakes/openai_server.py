@@ -179,6 +179,8 @@ class FakeConfig:
     tokens_per_minute: int | None = None
     requests_per_minute: int | None = None
     api_keys: frozenset[str] | None = None
+    #: Restricted keys without the models scope: they summarize, but ``GET /models`` is 401.
+    keys_without_models: frozenset[str] = frozenset()
     models: dict[str, FakeModel] = field(default_factory=_default_models)
     latency_base: float = 0.0
     latency_per_token: float = 0.0
@@ -495,6 +497,19 @@ class FakeOpenAIServer:
                 f"Incorrect API key provided: {shown}. You can find your API key at "
                 "https://platform.openai.com/account/api-keys.",
                 code="invalid_api_key",
+            )
+
+    def _may_list_models(self, headers: Mapping[str, str]) -> None:
+        """OpenAI's answer to a restricted key without the models scope (401, not 403)."""
+        key = headers.get("authorization", "")[7:].strip()
+        if key in self.config.keys_without_models:
+            raise _ApiError(
+                401,
+                "You have insufficient permissions for this operation. Missing scopes: "
+                "api.model.read. Check that you have the correct role in your organization "
+                "(Reader, Writer, Owner) and project (Member, Owner), and if you're using a "
+                "restricted API key, that it has the necessary scopes.",
+                code=None,
             )
 
     def handle_chat(
@@ -1674,7 +1689,9 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             route = server.api_route(path)
             if route == "/models":
                 try:
-                    server._authorize({k.lower(): v for k, v in self.headers.items()})
+                    headers = {k.lower(): v for k, v in self.headers.items()}
+                    server._authorize(headers)
+                    server._may_list_models(headers)
                 except _ApiError as exc:
                     self._send(exc.status, exc.headers, exc.body)
                     return

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from producers.cli.main import demo_export
 from schema.models.jobs import Job
 from shared.crypto import generate_key
+from tests.fakes.openai_server import FakeConfig, FakeOpenAIServer
 from tests.support.process_groups import stop_process_group
 
 pytestmark = pytest.mark.integration
@@ -98,6 +99,22 @@ def test_a_deliver_worker_without_valid_secret_keys_does_not_start(env: dict[str
     assert "rotate-keys --generate" in line
     env["SECRET_KEYS"] = "not-a-fernet-key"
     _one_line(_cli(env, "worker", "-Q", "deliver", "-P", "solo"), "SECRET_KEYS")
+
+
+def test_a_summarize_worker_with_a_key_the_llm_does_not_know_does_not_start(
+    env: dict[str, str],
+) -> None:
+    with FakeOpenAIServer(FakeConfig(api_keys=frozenset({"sk-right"}))) as fake:
+        env |= {"LLM_BASE_URL": fake.base_url, "LLM_PROVIDER": "openai"}
+        env["OPENAI_API_KEY"] = "sk-wrong-key-here"
+        line = _one_line(_cli(env, "worker", "-Q", "summarize", "-P", "solo"), "OPENAI_API_KEY")
+        assert "refused the key" in line and "Incorrect API key provided" in line
+        # A worker that does not summarize never asks: it gets as far as its metrics port.
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            env["METRICS_PORT"] = str(taken.getsockname()[1])
+            _one_line(_cli(env, "worker", "-Q", "fetch", "-P", "solo"), "METRICS_PORT")
 
 
 def test_a_taken_metrics_port_stops_the_worker_at_start(env: dict[str, str]) -> None:
