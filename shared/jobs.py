@@ -399,7 +399,8 @@ class CeleryEnqueuer:
         self._routes: dict[str, dict[str, Any]] = {}
         self._origin: str | None = None
         self._kept: _KeptProducers | None = None
-        self._shares: dict[int, bool] = {}
+        # Per client pool, held weakly: an id() could be reused by a pool of another database.
+        self._shares: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
         self._commands: tuple[str, Any] | Literal[False] | None = None
 
     def enqueue(self, task_name: str, *args: str) -> None:
@@ -457,9 +458,9 @@ class CeleryEnqueuer:
         pool = getattr(client, "connection_pool", None)
         if pool is None or self._command_settings() is None:
             return False
-        found = self._shares.get(id(pool))
+        found = self._shares.get(pool)
         if found is None:
-            found = self._shares[id(pool)] = self._same_database(pool.connection_kwargs)
+            found = self._shares[pool] = self._same_database(pool.connection_kwargs)
         return found
 
     def _same_database(self, kwargs: dict[str, Any]) -> bool:
