@@ -39,6 +39,7 @@ __all__ = [
     "parse_json_text",
     "schema_check",
     "schema_instruction",
+    "strip_reasoning",
 ]
 
 StructuredMode = Literal["json_schema", "json_object", "text"]
@@ -76,21 +77,37 @@ class AnswerReader(Protocol):
         ...
 
 
-def parse_json_text(text: str) -> Any:
-    """Parse a model's JSON answer, tolerating code fences, prose around it, trailing commas."""
-    stripped = text.strip()
-    fenced = re.search(r"```(?:json)?\s*\n?(.*?)```", stripped, re.DOTALL)
-    if fenced:
-        stripped = fenced.group(1).strip()
+#: A fenced block, anywhere in an answer (``json`` or no language after the opening fence).
+_FENCE = re.compile(r"```[ \t]*(?:json)?[ \t]*\n?(.*?)```", re.DOTALL | re.IGNORECASE)
+
+#: Reasoning a model wrote before its answer: ``<think>…</think>``, or only the closing tag
+#: where the chat template opened the block itself (Qwen3, DeepSeek-R1 on llama.cpp, vLLM
+#: without a reasoning parser, LM Studio leave it in ``content``).
+_REASONING = re.compile(r"\s*(?:<think(?:ing)?>)?(?:(?!<think).)*?</think(?:ing)?>\s*", re.DOTALL)
+
+
+def strip_reasoning(text: str) -> str:
+    """``text`` without the reasoning block a model may write before its answer.
+
+    Only a block at the start counts, so an answer that merely quotes the tag later keeps
+    it; callers try an answer as it stands first (a JSON value that contains the tag in a
+    string is left alone).
+    """
+    match = _REASONING.match(text)
+    return text[match.end() :] if match else text
+
+
+def _loads_lenient(text: str) -> Any:
+    """``text`` as JSON, or the outermost ``{…}`` in it, with trailing commas forgiven."""
     try:
-        return json.loads(stripped)
+        return json.loads(text)
     except json.JSONDecodeError:
         pass
-    start = stripped.find("{")
-    end = stripped.rfind("}")
+    start = text.find("{")
+    end = text.rfind("}")
     if start == -1 or end <= start:
         raise ValueError("the answer contains no JSON object")
-    candidate = stripped[start : end + 1]
+    candidate = text[start : end + 1]
     try:
         return json.loads(candidate)
     except json.JSONDecodeError:
@@ -101,6 +118,30 @@ def parse_json_text(text: str) -> Any:
             raise ValueError(
                 f"the answer is not valid JSON ({exc.msg} at char {exc.pos})"
             ) from None
+
+
+def parse_json_text(text: str) -> Any:
+    """Parse a model's JSON answer, tolerating code fences, prose around it, trailing commas
+    and a reasoning block before it.
+
+    The answer as it stands comes first: a strict ``json_schema`` answer is exactly JSON, and
+    its strings may hold code fences (a transcript's commands, copied as the prompt asks), so
+    a fence is only looked for in an answer that is not JSON already.
+    """
+    stripped = text.strip()
+    try:
+        return json.loads(stripped)
+    except json.JSONDecodeError:
+        pass
+    body = strip_reasoning(stripped)
+    error: ValueError | None = None
+    for block in [*(m.group(1).strip() for m in _FENCE.finditer(body)), body]:
+        try:
+            return _loads_lenient(block)
+        except ValueError as exc:
+            error = error or exc
+    assert error is not None  # the body itself is always tried
+    raise error
 
 
 #: Keywords whose meaning the two validators read differently: regex dialects (``\d`` and

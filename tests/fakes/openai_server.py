@@ -49,6 +49,10 @@ behave, see :func:`_format_unsupported`:
 * ``answer_style``: the model ignores ``response_format`` and any schema in the prompt and
   writes ``own_json`` (JSON of its own shape), ``json_in_prose``, ``markdown`` (its own
   headings and bullets, aliases inline) or ``uncited_prose``;
+* ``reasoning_in_content``: the model writes its reasoning first, in ``content`` inside
+  ``<think>…</think>`` (braces and all), then its answer: a reasoning model on llama.cpp with
+  ``--reasoning-format none``, on vLLM without a reasoning parser, or in LM Studio
+  (ggml-org/llama.cpp#12276); the reasoning counts against ``max_tokens``;
 * ``inline_aliases``: structured answers also write ``[m22]``-style aliases inside text fields
   (and sometimes only there, or an alias of no message);
 * ``usage_counting = "chars4"``: ``usage`` (and the rate limits) count characters / 4, not
@@ -193,6 +197,7 @@ class FakeConfig:
     dialect: str = "openai"
     answer_style: str | None = None
     inline_aliases: bool = False
+    reasoning_in_content: bool = False
     usage_counting: str = "tokenizer"
     charge_failures: bool = False
     unsupported_status: int = 400
@@ -1130,7 +1135,7 @@ def _respond(
     model: FakeModel = request["model"]
     styled = _unfaithful_answer(body, request, sources, seed, config)
     if styled is not None:
-        return _limit(styled, fault, request, model)
+        return _limit(_reasoned(styled, config), fault, request, model)
     schema = request["schema"]
     response_format = body.get("response_format") or {}
     if schema is None and response_format.get("type") != "text":
@@ -1170,7 +1175,17 @@ def _respond(
             if text_tokens(" ".join(pieces), model.tokenizer) >= budget:
                 break
         content = truncate(" ".join(pieces), budget, model.tokenizer)
-    return _limit(content, fault, request, model)
+    return _limit(_reasoned(content, config), fault, request, model)
+
+
+def _reasoned(content: str, config: FakeConfig) -> str:
+    """``content`` after the reasoning a model writes first (``reasoning_in_content``)."""
+    if not config.reasoning_in_content:
+        return content
+    return (
+        '<think>\nThe user wants the summary as JSON like {"topics": [...]}. Let me read the '
+        "transcript and pick what matters.\n</think>\n\n" + content
+    )
 
 
 def _limit(
@@ -1260,6 +1275,7 @@ _SWITCHABLE = frozenset(
         "dialect",
         "answer_style",
         "inline_aliases",
+        "reasoning_in_content",
         "usage_counting",
         "charge_failures",
         "unsupported_status",

@@ -36,6 +36,7 @@ from shared.llm.structured import (
     parse_json_text,
     schema_check,
     schema_instruction,
+    strip_reasoning,
 )
 from shared.summarize.llm.aliases import extract_aliases
 from shared.summarize.llm.answer_items import Layout, flatten, items_from, layout_of, match_name
@@ -189,14 +190,17 @@ class SummaryReader:
                 return Reading(lifted, shape, fits_schema=True)
             shaped = coerce(data, schema)
             return Reading(shaped, "coerced", _problems(shaped, layout))
-        parsed = read_text(text, schema)
+        parsed = read_text(strip_reasoning(text), schema)
         return Reading(parsed, "prose", _problems(parsed, layout))
 
 
 def _is_bare_json(text: str) -> bool:
-    """True when the whole answer is one JSON value (no fence, no prose around it)."""
-    try:
-        json.loads(text.strip())
-    except ValueError:
-        return False
-    return True
+    """True when the whole answer is one JSON value (no fence, no prose around it), after
+    any reasoning block the model wrote first (it kept to the format in what it answered)."""
+    for candidate in (text.strip(), strip_reasoning(text.strip())):
+        try:
+            json.loads(candidate)
+        except ValueError:
+            continue
+        return True
+    return False

@@ -206,6 +206,54 @@ def test_a_server_that_ignores_response_format(
     assert fake.stats()["statuses"] == {"200": 3}
 
 
+FENCED_ASK = prompts.final_messages(
+    channel=ChannelInfo(channel_id="1", channel_name="support"),
+    options=prompts.PromptOptions(format=SummaryFormat.STRUCTURED),
+    transcript_text="--- 2024-11-15 UTC ---\n[m1 14:03 bill] the arm64 build fails\n"
+    "[m2 14:04 bob ↩m1] run ```make clean && make ARCH=arm64``` then retry\n"
+    "[m3 14:06 bill] ```make ARCH=arm64``` worked, we decided to document it\n"
+    "[m4 14:07 dave] ```uname -m``` says aarch64 here, is it affected too?",
+)
+
+
+def strings(node: object) -> list[str]:
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in strings(value)]
+    if isinstance(node, list):
+        return [s for value in node for s in strings(value)]
+    return [node] if isinstance(node, str) else []
+
+
+def test_a_strict_answer_quoting_a_code_fence_is_read_as_the_json_it_is(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    # The prompt asks to copy commands exactly, so ``` lands inside JSON strings; reading
+    # the text between two of them as "the fenced JSON" made prose of a faithful answer and
+    # taught every worker that the server ignores json_schema.
+    client = make_client()
+    result = client.complete_json(FENCED_ASK, schema=SCHEMA, name="summary", reader=SummaryReader())
+    assert (result.mode, result.shape, result.calls) == ("json_schema", "json", 1)
+    assert any("```" in text for text in strings(result.data))
+    verdicts = client.capabilities.verdicts(server_key(fake.base_url, "gpt-4o-mini"))
+    assert verdicts["json_schema"].verdict == "ok"
+
+
+@pytest.mark.parametrize("style", [None, "json_in_prose", "markdown"])
+def test_reasoning_written_before_the_answer_is_left_out(
+    style: str | None, fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    fake.configure(reasoning_in_content=True, answer_style=style)
+    client = make_client(provider="vllm")
+    result = client.complete_json(ASK, schema=SCHEMA, name="summary", reader=SummaryReader())
+    assert result.calls == 1
+    assert result.shape == {None: "json", "json_in_prose": "coerced", "markdown": "prose"}[style]
+    assert cited(result.data) and cited(result.data) <= ALIASES
+    assert not any("think" in text or "transcript" in text for text in strings(result.data))
+    if style is None:
+        verdicts = client.capabilities.verdicts(server_key(fake.base_url, "gpt-4o-mini"))
+        assert verdicts["json_schema"].verdict == "ok"
+
+
 def test_every_rung_failing_says_what_each_did(fake: FakeOpenAIServer, make_client: Make) -> None:
     fake.configure(
         supports_json_schema=False,

@@ -463,6 +463,19 @@ def test_a_server_error_does_not_wait_for_rate_limit_resets() -> None:
         ('Sure!\n```json\n{"a": [1, 2]}\n```\nanything else?', {"a": [1, 2]}),
         ('The answer is {"a": {"b": 2},} ok', {"a": {"b": 2}}),
         ("[1, 2]", [1, 2]),
+        # JSON whose strings quote code fences is JSON as it stands.
+        (
+            '{"a": "run ```make``` then ```make install```"}',
+            {"a": "run ```make``` then ```make install```"},
+        ),
+        ('{"a": "```json\\n{}\\n```"}', {"a": "```json\n{}\n```"}),
+        # Reasoning before the answer, with or without its opening tag.
+        ('<think>It wants {"a": ...}.</think>\n{"a": 1}', {"a": 1}),
+        ('Let me think {x}.\n</think>\n\n```json\n{"a": 1}\n```', {"a": 1}),
+        # A tag inside an answer that is JSON already is the answer's own text.
+        ('{"a": "</think> is a tag"}', {"a": "</think> is a tag"}),
+        # A fenced block that is not JSON, then JSON in the prose after it.
+        ('```bash\nmake\n```\nThe answer: {"a": 2}', {"a": 2}),
     ],
 )
 def test_parse_json_text(text: str, expected: object) -> None:
