@@ -41,6 +41,7 @@ from shared.discord.permissions import (
     is_guild_admin,
     missing_permissions,
     permission_names,
+    within,
 )
 
 __all__ = [
@@ -134,13 +135,6 @@ def _send_bits(channel: ChannelView) -> int:
     return Permission.VIEW_CHANNEL | send
 
 
-def _within(source: ChannelView, destination: ChannelView) -> bool:
-    """True when ``destination`` is the source or a thread of it."""
-    return destination.id == source.id or (
-        destination.parent is not None and destination.parent.id == source.id
-    )
-
-
 def _lacks(
     request: AccessRequest,
     who: MemberView,
@@ -227,7 +221,7 @@ def authorize_summary(request: AccessRequest) -> Refusal | None:
     if (
         private_source
         and policy is PrivateChannelPolicy.SAME_CHANNEL
-        and (request.external or (seen_in is not None and not _within(source, seen_in)))
+        and (request.external or (seen_in is not None and not within(source, seen_in)))
         and not is_guild_admin(guild, member)
     ):
         return Refusal(

@@ -48,6 +48,7 @@ __all__ = [
     "missing_permissions",
     "overwritten_permissions",
     "permission_names",
+    "within",
 ]
 
 
@@ -69,6 +70,7 @@ class Permission(IntFlag):
     ATTACH_FILES = 1 << 15
     READ_MESSAGE_HISTORY = 1 << 16
     MENTION_EVERYONE = 1 << 17
+    CONNECT = 1 << 20
     USE_APPLICATION_COMMANDS = 1 << 31
     MANAGE_THREADS = 1 << 34
     CREATE_PUBLIC_THREADS = 1 << 35
@@ -83,6 +85,10 @@ ALL_PERMISSIONS = (1 << 64) - 1
 READ_ACCESS = Permission.VIEW_CHANNEL | Permission.READ_MESSAGE_HISTORY
 #: What a timed-out member keeps.
 TIMEOUT_ALLOWED = Permission.VIEW_CHANNEL | Permission.READ_MESSAGE_HISTORY
+#: Lost in a voice or stage channel by a member who may not connect: Discord's Get Channel
+#: Messages needs Connect there besides View Channel (discord.py does not model this).  The
+#: member still sees the channel in the list.
+_NEEDS_CONNECT = Permission.READ_MESSAGE_HISTORY
 # Lost implicitly when the member cannot send in the channel.
 _NEEDS_SEND = (
     Permission.MENTION_EVERYONE
@@ -145,6 +151,10 @@ class ChannelKind(IntEnum):
             ChannelKind.PUBLIC_THREAD,
             ChannelKind.PRIVATE_THREAD,
         )
+
+
+#: Channels whose text chat is only open to members who may connect to them.
+_VOICE_KINDS = frozenset({ChannelKind.VOICE, ChannelKind.STAGE})
 
 
 @dataclass(frozen=True)
@@ -298,18 +308,30 @@ def channel_permissions(guild: GuildView, member: MemberView, channel: ChannelVi
         permissions &= ~Permission.VIEW_CHANNEL
     if not permissions & Permission.VIEW_CHANNEL:
         return 0
+    if channel.kind in _VOICE_KINDS and not permissions & Permission.CONNECT:
+        permissions &= ~_NEEDS_CONNECT
     send = Permission.SEND_MESSAGES_IN_THREADS if channel.is_thread else Permission.SEND_MESSAGES
     if not permissions & send:
         permissions &= ~_NEEDS_SEND
     return permissions
 
 
+def within(source: ChannelView, destination: ChannelView) -> bool:
+    """True when ``destination`` is ``source`` or one of its threads (a summary posted there is
+    seen by the source's own readers)."""
+    return destination.id == source.id or (
+        destination.parent is not None and destination.parent.id == source.id
+    )
+
+
 def everyone_can_view(guild: GuildView, channel: ChannelView) -> bool:
-    """True when a member with no roles could see ``channel`` (the channel is not private)."""
+    """True when a member with no roles could see ``channel`` (the channel is not private);
+    for a voice or stage channel, read its text chat (which takes Connect)."""
     nobody = MemberView(id=0)
     if channel.kind is ChannelKind.PRIVATE_THREAD:
         return False
-    return bool(channel_permissions(guild, nobody, channel) & Permission.VIEW_CHANNEL)
+    needed = READ_ACCESS if channel.kind in _VOICE_KINDS else Permission.VIEW_CHANNEL
+    return channel_permissions(guild, nobody, channel) & needed == needed
 
 
 def missing_permissions(granted: int, required: int) -> list[Permission]:
@@ -352,6 +374,12 @@ def explain_missing(
         return f"{where} is a private thread the member has not joined"
     if permission is not Permission.VIEW_CHANNEL and not permissions & Permission.VIEW_CHANNEL:
         return "without View Channel no other permission applies in " + where + inherited
+    if (
+        channel.kind in _VOICE_KINDS
+        and permission & _NEEDS_CONNECT
+        and not permissions & Permission.CONNECT
+    ):
+        return f"{where} is a voice channel: its text chat needs Connect"
     if permissions & permission:
         # Granted explicitly but lost to an implicit rule (no Send Messages).
         return f"it needs Send Messages in {where}{inherited}"

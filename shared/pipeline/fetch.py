@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import islice
+from typing import Any
 
 import structlog
 from sqlalchemy import bindparam, select
@@ -24,10 +25,18 @@ from schema.models.tenancy import GuildSettings, PrivateChannelPolicy
 from shared import lifecycle
 from shared.cache import CachedFetch
 from shared.db.engine import one_statement
-from shared.discord.audience import channel_from_json, guild_from_json
+from shared.discord.audience import channel_from_json, guild_from_json, member_from_json
 from shared.discord.client import DiscordClient
+from shared.discord.errors import NotFound
 from shared.discord.objects import Channel
-from shared.discord.permissions import ChannelKind, everyone_can_view
+from shared.discord.permissions import (
+    ChannelKind,
+    ChannelView,
+    GuildView,
+    everyone_can_view,
+    is_guild_admin,
+    within,
+)
 from shared.domain.messages import ChannelInfo, ChatMessage
 from shared.errors import PermanentError
 from shared.jobs import (
@@ -35,6 +44,7 @@ from shared.jobs import (
     DiscordChannelSource,
     DiscordServerSource,
     ExportFileSource,
+    JobParams,
     Step,
     UploadSource,
     parse_params,
@@ -87,61 +97,142 @@ _SERVER_RULES = select(
     GuildSettings.excluded_channel_ids, GuildSettings.private_channel_policy
 ).where(GuildSettings.guild_id == bindparam("guild_id"))
 
+#: Why a private channel's summary may not go where a member's job sends it.
+PRIVATE_ELSEWHERE = (
+    "private: under this server's policy its summary may only be posted in it (or one of its "
+    "threads) or sent privately to whoever asked"
+)
+
+
+@dataclass(frozen=True)
+class _ShownElsewhere:
+    """Where a member's job shows its summary besides the source channel and the member's
+    own DMs: the channels it posts in (and falls back to), and whether it also goes beyond
+    them (a webhook, another member's DMs)."""
+
+    requester: str
+    channel_ids: frozenset[str]
+    beyond: bool
+
+
+def _shown_elsewhere(job: Job, params: JobParams, channel_id: str) -> _ShownElsewhere | None:
+    """Where ``job`` shows a summary of ``channel_id`` outside it, when a member asked; None
+    when it stays in the channel or with that member, or when the operator asked (an API key
+    or the command line: the operator's own trust, which the policy does not bind)."""
+    requester = job.requested_by or ""
+    if params.part_of is not None or not requester.isdigit():
+        return None  # a part's channel was checked against its digest's audience
+    channels: set[str] = set()
+    beyond = False
+    pending = [target.model_dump(mode="json") for target in params.destinations]
+    while pending:
+        target = pending.pop()
+        if isinstance(target.get("fallback"), dict):
+            pending.append(target["fallback"])
+        kind = target.get("kind")
+        if kind in ("channel", "thread"):
+            channels.add(str(target["channel_id"]))
+        elif kind == "dm":
+            beyond |= str(target.get("user_id")) != requester
+        elif kind in ("webhook", "discord_webhook"):
+            beyond = True
+        # A follow-up is seen where its command ran, which its fallback names.
+    channels.discard(channel_id)
+    if not channels and not beyond:
+        return None
+    return _ShownElsewhere(requester, frozenset(channels), beyond)
+
 
 @dataclass(frozen=True)
 class _ServerRules:
-    """What a guild's admins keep out of every summary."""
+    """What a guild's admins keep out of every summary, and (under the ``same_channel``
+    policy) where a member's job may not show a private channel's summary."""
 
     excluded: frozenset[str]
     no_private: bool
+    elsewhere: _ShownElsewhere | None = None
 
 
-def _server_rules(services: Services, guild_id: str | None) -> _ServerRules | None:
-    """``guild_id``'s rules, or None when it has none (most guilds: then fetch makes no
-    Discord request beyond the channel read it makes anyway)."""
+def _server_rules(
+    services: Services, guild_id: str | None, elsewhere: _ShownElsewhere | None
+) -> _ServerRules | None:
+    """``guild_id``'s rules for this job, or None when none apply (most jobs: then fetch makes
+    no Discord request beyond the channel read it makes anyway)."""
     if guild_id is None:
         return None
     with one_statement(services.session_factory) as connection:
         row = connection.execute(_SERVER_RULES, {"guild_id": guild_id}).first()
-    if row is None:
-        return None
-    rules = _ServerRules(
-        excluded=frozenset(row.excluded_channel_ids or ()),
-        no_private=row.private_channel_policy == PrivateChannelPolicy.DENY.value,
+    # A guild that never changed its settings has the default policy, same_channel.
+    policy = PrivateChannelPolicy(
+        row.private_channel_policy if row is not None else PrivateChannelPolicy.SAME_CHANNEL
     )
-    return rules if rules.excluded or rules.no_private else None
+    rules = _ServerRules(
+        excluded=frozenset((row.excluded_channel_ids if row is not None else None) or ()),
+        no_private=policy is PrivateChannelPolicy.DENY,
+        elsewhere=elsewhere if policy is PrivateChannelPolicy.SAME_CHANNEL else None,
+    )
+    return rules if rules.excluded or rules.no_private or rules.elsewhere else None
+
+
+def _view(client: DiscordClient, raw: dict[str, Any]) -> ChannelView:
+    """The channel of ``raw`` (a thread with its parent) for permission checks."""
+    kind = ChannelKind(int(raw.get("type") or 0))
+    parent_id = raw.get("parent_id") if kind.is_thread else None
+    parent = channel_from_json(client.get_channel(str(parent_id)).raw) if parent_id else None
+    return channel_from_json(raw, parent=parent)
+
+
+def _shows_outside(client: DiscordClient, source: ChannelView, elsewhere: _ShownElsewhere) -> bool:
+    if elsewhere.beyond:
+        return True
+    for channel_id in elsewhere.channel_ids:
+        try:
+            destination = _view(client, client.get_channel(channel_id).raw)
+        except NotFound:
+            return True  # not a thread of the source as far as anyone can tell
+        if not within(source, destination):
+            return True
+    return False
+
+
+def _is_admin(client: DiscordClient, guild: GuildView, guild_id: str, user_id: str) -> bool:
+    member = client.get_member(guild_id, user_id)
+    return member is not None and is_guild_admin(guild, member_from_json(member))
 
 
 def _server_rule_refusal(
     client: DiscordClient, rules: _ServerRules, channel: Channel, guild_id: str
 ) -> str | None:
-    """Why ``rules`` keep ``channel`` (as just read from Discord) out of every summary, or None.
+    """Why ``rules`` keep ``channel`` (as just read from Discord) out of this summary, or None.
 
     The rules every producer's job obeys, whoever asked (the bot checks them too, to answer
-    at once, but an API key or a hand-written row must not get past them): a channel the
-    admins excluded (with its parent, and a thread's parent's category), and, under the
-    "never" private-channel policy, a private channel or thread.
+    at once, but an API key or a hand-written row must not get past them, and a schedule's
+    channel may have become private since): a channel the admins excluded (with its parent,
+    and a thread's parent's category); under the "never" private-channel policy, a private
+    channel or thread; under "same channel", a private one whose summary a member's job
+    would show outside it, unless that member is an administrator (they set the policy).
     """
     raw = channel.raw
-    kind = ChannelKind(int(raw.get("type") or 0))
-    parent_raw = (
-        client.get_channel(str(raw["parent_id"])).raw
-        if kind.is_thread and raw.get("parent_id")
-        else None
-    )
+    view = _view(client, raw)
     # The channel, its category or (a thread) its channel, and that channel's category.
-    related = {channel.id, raw.get("parent_id")}
-    if parent_raw is not None:
-        related.add(parent_raw.get("parent_id"))
+    related = {view.id, view.category_id}
+    if view.parent is not None:
+        related |= {view.parent.id, view.parent.category_id}
     if {str(r) for r in related if r} & rules.excluded:
         return "excluded from summaries by this server's admins"
+    if not rules.no_private and rules.elsewhere is None:
+        return None
+    guild = guild_from_json(client.get_guild(guild_id))
+    if everyone_can_view(guild, view):
+        return None
     if rules.no_private:
-        if kind is ChannelKind.PRIVATE_THREAD:
-            return PRIVATE_DENIED
-        parent = channel_from_json(parent_raw) if parent_raw is not None else None
-        view = channel_from_json(raw, parent=parent)
-        if not everyone_can_view(guild_from_json(client.get_guild(guild_id)), view):
-            return PRIVATE_DENIED
+        return PRIVATE_DENIED
+    elsewhere = rules.elsewhere
+    assert elsewhere is not None
+    if _shows_outside(client, view, elsewhere) and not _is_admin(
+        client, guild, guild_id, elsewhere.requester
+    ):
+        return PRIVATE_ELSEWHERE
     return None
 
 
@@ -149,7 +240,8 @@ def _open_discord(
     services: Services, job: Job, source: DiscordChannelSource, *, limit: int
 ) -> _Opened:
     client = services.require_discord()
-    rules = _server_rules(services, job.guild_id)
+    elsewhere = _shown_elsewhere(job, parse_params(job.params), source.channel_id)
+    rules = _server_rules(services, job.guild_id, elsewhere)
     # Under rules the channel is read afresh: its permission overwrites decide "private", and
     # a remembered answer may hold old ones.  The guild boundary below reads the same answer.
     found, channel = client.channel_and_info(source.channel_id, fresh=rules is not None)

@@ -26,6 +26,7 @@ import regex
 from tests.fakes.discord_limits import FakeConfig, Fault, Limits, Reply
 from tests.fakes.discord_state import (
     ADD_REACTIONS,
+    CONNECT,
     CREATE_PRIVATE_THREADS,
     CREATE_PUBLIC_THREADS,
     HAS_THREAD,
@@ -909,6 +910,13 @@ class FakeDiscord:
     def _can(self, user_id: int, channel: Channel, bits: int) -> bool:
         return self._perms(user_id, channel) & bits == bits
 
+    def _readable(self, ctx: _Ctx, channel: Channel) -> None:
+        """Get Channel Messages in a voice or stage channel needs Connect as well as View
+        Channel (Discord's docs), else 403 Missing Access like an unseen channel."""
+        assert ctx.viewer is not None
+        if channel.type in (2, 13) and not self._can(ctx.viewer, channel, CONNECT):
+            raise ApiError(403, 50001, "Missing Access")
+
     def _message(self, channel: Channel, raw: str) -> Message:
         message = self.messages.get(_path_id(raw))
         if message is None or message.channel_id != channel.id:
@@ -1134,6 +1142,7 @@ class FakeDiscord:
     def _h_get_messages(self, ctx: _Ctx) -> tuple[int, Any]:
         assert ctx.viewer is not None
         channel = self._channel(ctx)
+        self._readable(ctx, channel)
         limit = _int_param("limit", ctx.query.get("limit", "50"), 1, 100)
         cursors = {k: _snowflake_param(k, ctx.query[k]) for k in _CURSORS if k in ctx.query}
         if len(cursors) > 1:
@@ -1161,6 +1170,7 @@ class FakeDiscord:
     def _h_get_message(self, ctx: _Ctx) -> tuple[int, Any]:
         assert ctx.viewer is not None
         channel = self._channel(ctx)
+        self._readable(ctx, channel)
         if not self._can(ctx.viewer, channel, READ_MESSAGE_HISTORY):
             raise ApiError(403, 50001, "Missing Access")
         return 200, self.message_json(self._message(channel, ctx.params["message_id"]), ctx.viewer)

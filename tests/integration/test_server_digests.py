@@ -12,19 +12,23 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from schema.models.jobs import Job, Summary
+from schema.models.schedules import Schedule, ScheduleRun, ScheduleScope
 from schema.models.tenancy import GuildSettings
 from shared.db.migrate import upgrade
+from shared.digests.dispatch import dispatch_due_digests
 from shared.discord.config import DiscordSettings
 from shared.errors import InvalidInputError, NotFoundError
 from shared.jobs import (
     AudienceChannel,
     ChannelTarget,
+    DirectMessageTarget,
     DiscordChannelSource,
     DiscordServerSource,
     JobParams,
@@ -35,6 +39,7 @@ from shared.services.core import Actor
 from shared.services.digests import catchup_params
 from shared.services.jobs import submit_job
 from shared.services.members import set_opt_out
+from shared.services.schedules import ScheduleRequest, create_schedule
 from shared.settings import load_settings
 from shared.summarize.content import SummaryContent, SummaryFormat
 from tests.fakes.discord_server import FakeDiscordServer
@@ -395,3 +400,92 @@ def test_under_server_rules_fetch_reads_the_channel_once(
         if event[1] == "GET /channels/{channel_id}" and event[5] == str(fresh.id)
     ]
     assert len(reads) == 2
+
+
+def _history_reads(server: FakeDiscordServer, channel_id: int, since: int) -> int:
+    return sum(
+        1
+        for event in server.fake.limits.events[since:]
+        if event[1] == "GET /channels/{channel_id}/messages" and event[5] == str(channel_id)
+    )
+
+
+@pytest.mark.parametrize(
+    ("requester", "to", "outcome"),
+    [
+        ("sam", "general", "failed"),  # a member's job: a private channel stays at home
+        ("olivia", "general", "completed"),  # the owner: administrators set the policy
+        ("sam", "staff-only", "completed"),  # the channel itself
+        ("sam", "staff-thread", "completed"),  # one of its threads
+        ("sam", "dm", "completed"),  # privately, to whoever asked
+    ],
+)
+def test_a_members_job_shows_a_private_channel_only_where_the_policy_allows(
+    services: Services,
+    acme: tuple[FakeDiscordServer, ServerWorld],
+    requester: str,
+    to: str,
+    outcome: str,
+) -> None:
+    # The guild keeps the default policy (same_channel, no settings row).  The bot refuses
+    # such a request when it is made; the worker holds the rule for every job a member's
+    # request made, whatever produced it and however long ago.
+    server, world = acme
+    member = world.people[requester]
+    destination: Any = (
+        DirectMessageTarget(user_id=str(member.id))
+        if to == "dm"
+        else ChannelTarget(
+            channel_id=str(world.staff_thread.id if to == "staff-thread" else world.channels[to].id)
+        )
+    )
+    params = _one_channel(world, "staff-only").model_copy(update={"destinations": [destination]})
+    actor = Actor(origin="bot", guild_id=str(world.guild.id), requested_by=str(member.id))
+    before_events = len(server.fake.limits.events)
+    before_post = world.general.last_message_id or 0
+    job = wait_settled(services, submit_job(services.core(), actor, params).job_id)
+    assert job.status == outcome, job.error
+    if outcome == "failed":
+        assert job.error is not None and "is private: under this server's policy" in job.error
+        assert _history_reads(server, world.staff_only.id, before_events) == 0
+        assert posted_since(server, world.general.id, before_post) == "[]"
+
+
+def test_a_schedule_stops_posting_a_channel_that_became_private(
+    services: Services, acme: tuple[FakeDiscordServer, ServerWorld]
+) -> None:
+    # Made by a member (not an administrator) while #staff-only was open to everyone, posted
+    # in #general; then the admins close the channel.  Each run is a member's job again.
+    server, world = acme
+    staff = world.staff_only
+    closed = list(staff.overwrites)
+    staff.overwrites[:] = [o for o in closed if o["id"] != str(world.guild.id)]
+    sam = Actor(origin="bot", guild_id=str(world.guild.id), requested_by=str(world.sam.id))
+    try:
+        schedule = create_schedule(
+            services.core(),
+            sam,
+            ScheduleRequest(
+                scope=ScheduleScope.CHANNEL,
+                channel_id=str(staff.id),
+                text="hourly",
+                destination={"kind": "channel", "channel_id": str(world.general.id)},
+            ),
+        )
+    finally:
+        staff.overwrites[:] = closed
+    now = datetime.now(UTC)
+    with services.session_factory() as session, session.begin():
+        row = session.get(Schedule, schedule.id)
+        assert row is not None
+        row.next_run_at = now - timedelta(minutes=1)
+        row.last_run_at = now_of(world) - timedelta(hours=24)
+    before_events = len(server.fake.limits.events)
+    before_post = world.general.last_message_id or 0
+    assert dispatch_due_digests(services.core(), now=now).jobs_submitted == 1
+    with services.session_factory() as session:
+        run = session.scalars(select(ScheduleRun).where(ScheduleRun.schedule_id == row.id)).one()
+    job = wait_settled(services, run.job_id)
+    assert job.status == "failed"
+    assert _history_reads(server, staff.id, before_events) == 0
+    assert posted_since(server, world.general.id, before_post) == "[]"

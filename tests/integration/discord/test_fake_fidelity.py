@@ -295,6 +295,31 @@ def test_history_cursors_must_be_snowflakes(
     assert members.json()["errors"] == {"after": {"_errors": [{"code": code, "message": message}]}}
 
 
+def test_a_voice_channels_messages_need_connect(world: World, server: FakeDiscordServer) -> None:
+    # Get Channel Messages: in a voice channel the reader "must also have the CONNECT
+    # permission" besides View Channel (the fact sheet, section 3.2).
+    connect = 1 << 20
+    bot = str(world.bot.id)
+    closed = server.fake.add_channel(
+        world.guild,
+        "lounge",
+        type=2,
+        overwrites=[{"id": bot, "type": 1, "allow": "0", "deny": str(connect)}],
+    )
+    opened = server.fake.add_channel(
+        world.guild,
+        "town-hall",
+        type=13,
+        overwrites=[{"id": bot, "type": 1, "allow": str(connect), "deny": "0"}],
+    )
+    for channel in (closed, opened):
+        server.fake.add_message(channel, world.alice, "text in voice")
+    refused = _get(world, f"/channels/{closed.id}/messages", params={"limit": 5})
+    assert (refused.status_code, refused.json()["code"]) == (403, 50001)
+    assert _get(world, f"/channels/{closed.id}").status_code == 200  # the channel is visible
+    assert len(_get(world, f"/channels/{opened.id}/messages", params={"limit": 5}).json()) == 1
+
+
 @pytest.mark.parametrize(
     ("emoji", "status"),
     [

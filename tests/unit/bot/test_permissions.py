@@ -272,6 +272,22 @@ def test_everyone_can_view_tells_private_channels_apart() -> None:
     assert not everyone_can_view(guild(), text(role_ow(GUILD, deny=P.VIEW_CHANNEL)))
 
 
+@pytest.mark.parametrize("kind", [ChannelKind.VOICE, ChannelKind.STAGE])
+def test_a_voice_channels_text_chat_needs_connect(kind: ChannelKind) -> None:
+    # Get Channel Messages needs Connect in a voice channel besides View Channel (Discord's
+    # docs): whoever may not connect sees the channel but cannot read its text chat.
+    voice = text(role_ow(GUILD, deny=P.CONNECT), role_ow(MODS, allow=P.CONNECT), kind=kind)
+    g = guild(TEXT_MEMBER | P.CONNECT, mods=0)
+    outside = channel_permissions(g, alice(), voice)
+    assert outside & P.VIEW_CHANNEL and not outside & P.READ_MESSAGE_HISTORY
+    assert explain_missing(g, alice(), voice, P.READ_MESSAGE_HISTORY) == (
+        f"<#{CHANNEL}> is a voice channel: its text chat needs Connect"
+    )
+    assert can_read(g, alice(MODS), voice)
+    assert not everyone_can_view(g, voice)  # private: @everyone cannot read its chat
+    assert everyone_can_view(g, text(kind=kind))
+
+
 def test_permission_names_read_like_a_sentence() -> None:
     assert permission_names([P.VIEW_CHANNEL]) == "View Channel"
     assert permission_names([P.VIEW_CHANNEL, P.READ_MESSAGE_HISTORY]) == (
@@ -306,14 +322,16 @@ _CHANNEL_BITS = (
     | P.MANAGE_THREADS
     | P.SEND_MESSAGES_IN_THREADS
 )
-_BITS = [int(b) for b in P if b & _CHANNEL_BITS] + [int(P.ADMINISTRATOR)]
+_BITS = [int(b) for b in P if b & (_CHANNEL_BITS | P.CONNECT)] + [int(P.ADMINISTRATOR)]
 
 
 def _bits(rng: random.Random, p: float) -> int:
     return sum(b for b in _BITS if b != P.ADMINISTRATOR and rng.random() < p)
 
 
-def _world(rng: random.Random) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+def _world(
+    rng: random.Random, kind: ChannelKind = ChannelKind.TEXT
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     guild_id, owner = snowflake(), snowflake()
     bot = user_json(snowflake(), "relay", bot=True)
     role_ids = [snowflake() for _ in range(4)]
@@ -345,7 +363,15 @@ def _world(rng: random.Random) -> tuple[dict[str, Any], list[dict[str, Any]], di
         guild_id,
         owner_id=owner if rng.random() < 0.9 else int(users[0]["id"]),
         roles=roles,
-        channels=[channel_json(channel_id, guild_id, "general", overwrites=overwrites)],
+        channels=[
+            channel_json(channel_id, guild_id, "general", type=kind, overwrites=overwrites)
+            # discord.py reads a voice channel's bitrate and user limit
+            | (
+                {"bitrate": 64000, "user_limit": 0}
+                if kind in (ChannelKind.VOICE, ChannelKind.STAGE)
+                else {}
+            )
+        ],
         threads=[thread_json(thread_id, guild_id, channel_id, "t", owner_id=owner)],
         members=[member_json(bot, [])],
     )
@@ -367,6 +393,26 @@ def test_matches_discord_py_on_random_guilds(seed: int) -> None:
         assert mine & _CHANNEL_BITS == theirs & _CHANNEL_BITS, (seed, data["user"])
         in_thread = channel_permissions(g, member_view(member), channel_view(thread))
         assert in_thread & READ_ACCESS == thread.permissions_for(member).value & READ_ACCESS
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_voice_channels_match_discord_py_on_random_guilds(seed: int) -> None:
+    rng = random.Random(seed)
+    kind = ChannelKind.VOICE if seed % 2 else ChannelKind.STAGE
+    payload, members, bot = _world(rng, kind)
+    parsed = parse_guild(payload, bot)
+    g = guild_view(parsed.guild)
+    channel = (parsed.guild.voice_channels or parsed.guild.stage_channels)[0]
+    for data in members:
+        member = parsed.member(data)
+        mine = channel_permissions(g, member_view(member), channel_view(channel))
+        theirs = channel.permissions_for(member)
+        # discord.py's answer, with Discord's rule it leaves out: no Connect, no history.
+        expected = theirs.value & READ_ACCESS
+        if not theirs.connect:
+            expected &= ~P.READ_MESSAGE_HISTORY
+        assert mine & READ_ACCESS == expected, (seed, data["user"])
+        assert bool(mine & P.CONNECT) == theirs.connect
 
 
 def test_snapshot_keeps_role_ids_missing_from_the_cache() -> None:
