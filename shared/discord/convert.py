@@ -88,6 +88,20 @@ def _embed_text(embed: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _attachment_name(attachment: Mapping[str, Any]) -> str:
+    url = str(attachment.get("url", ""))
+    return str(attachment.get("filename") or url.rsplit("/", 1)[-1].split("?", 1)[0])
+
+
+def _forwarded(raw: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The forwarded message of a forward (``message_snapshots[0].message``), or None."""
+    snapshots = raw.get("message_snapshots")
+    if not isinstance(snapshots, list) or not snapshots or not isinstance(snapshots[0], Mapping):
+        return None
+    message = snapshots[0].get("message")
+    return message if isinstance(message, Mapping) else None
+
+
 def _timestamp(stamp: Any, msg_id: str) -> datetime:
     """The message's time, range-checked; a missing one comes from the snowflake."""
     what = f"Discord message {msg_id}"
@@ -148,13 +162,20 @@ def to_chat_message(
         name = _display_name(user, user.get("member"))
         if name and name not in mentions:
             mentions.append(name)
-    attachments = tuple(
-        str(a.get("filename") or str(a.get("url", "")).rsplit("/", 1)[-1].split("?", 1)[0])
-        for a in raw.get("attachments") or ()
-    )
+    attachments = tuple(_attachment_name(a) for a in raw.get("attachments") or ())
     embeds = tuple(t for t in map(_embed_text, raw.get("embeds") or ()) if t)
     reactions = sum(int(r.get("count") or 0) for r in raw.get("reactions") or ())
     content = _render(str(raw.get("content") or ""), raw, channel_names or {})
+    forwarded = _forwarded(raw) if "forwarded_from" in extra else None
+    if forwarded is not None:
+        # A forward's own content is empty: what was forwarded is in its snapshot (as the
+        # export reader marks it).
+        extra["forwarded"] = True
+        inner = _render(str(forwarded.get("content") or ""), forwarded, channel_names or {})
+        marked = f"[forwarded] {inner}".rstrip()
+        content = f"{content}\n{marked}" if content else marked
+        attachments += tuple(_attachment_name(a) for a in forwarded.get("attachments") or ())
+        embeds += tuple(t for t in map(_embed_text, forwarded.get("embeds") or ()) if t)
     stickers = [str(s.get("name") or "sticker") for s in raw.get("sticker_items") or ()]
     if stickers:
         tags = " ".join(f"[sticker: {name}]" for name in stickers)

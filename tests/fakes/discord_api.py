@@ -54,6 +54,22 @@ __all__ = ["ApiError", "FakeDiscord", "Response"]
 
 #: How every browser's (and Electron's) User-Agent starts; Discord wants ``DiscordBot (url, v)``.
 _BROWSER_AGENT = "Mozilla/"
+#: What a forward's snapshot keeps of the forwarded message (Discord's message snapshot object).
+_SNAPSHOT_FIELDS = frozenset(
+    {
+        "type",
+        "content",
+        "embeds",
+        "attachments",
+        "timestamp",
+        "edited_timestamp",
+        "flags",
+        "mentions",
+        "mention_roles",
+        "sticker_items",
+        "components",
+    }
+)
 _API_PREFIX = re.compile(r"^/api(?:/v\d+)?(?=/)")
 _CUSTOM_EMOJI = re.compile(r"^(\w{2,32}):(\d{15,22})$")
 # One Unicode emoji as a reaction path takes it (UTS #51 shapes, with the ``regex`` module's
@@ -626,6 +642,27 @@ class FakeDiscord:
         channel.total_sent += 1
         return message
 
+    def add_forward(
+        self, channel: Channel, author: User, original: Message, *, at_ms: int | None = None
+    ) -> Message:
+        """``author`` forwards ``original`` into ``channel``, as Discord stores a forward: its
+        own content is empty, and a snapshot of the original (content, embeds, attachments,
+        mentions, stickers) rides in ``message_snapshots``."""
+        shown = self.message_json(original, None, nested=True)
+        return self.add_message(
+            channel,
+            author,
+            "",
+            at_ms=at_ms,
+            reference={
+                "type": 1,
+                "message_id": str(original.id),
+                "channel_id": str(original.channel_id),
+                "guild_id": str(self.channels[original.channel_id].guild_id),
+            },
+            snapshot={k: v for k, v in shown.items() if k in _SNAPSHOT_FIELDS},
+        )
+
     def add_history(
         self, channel: Channel, authors: list[User], count: int, *, start_ms: int, step_ms: int
     ) -> None:
@@ -705,6 +742,8 @@ class FakeDiscord:
                 out["referenced_message"] = (
                     None if target is None else self.message_json(target, viewer, nested=True)
                 )
+        if message.snapshot is not None:
+            out["message_snapshots"] = [{"message": dict(message.snapshot)}]
         if message.thread_id is not None and message.thread_id in self.channels:
             out["thread"] = self.channels[message.thread_id].to_json(None, self.users)
         if any(users for _, users in message.reactions.values()):

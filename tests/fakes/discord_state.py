@@ -276,6 +276,8 @@ class Message:
     mention_ids: list[int] = field(default_factory=list)
     mention_roles: list[str] = field(default_factory=list)
     reference: dict[str, Any] | None = None
+    #: A forward's copy of the message it forwards (Discord's ``message_snapshots``).
+    snapshot: dict[str, Any] | None = None
     reactions: dict[str, tuple[dict[str, Any], set[int]]] = field(default_factory=dict)
     webhook_id: int | None = None
     webhook_author: dict[str, Any] | None = None

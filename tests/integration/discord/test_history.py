@@ -40,6 +40,28 @@ def test_whole_history_oldest_first_page_by_page(
     assert first.timestamp == snowflake_time(first.id)
 
 
+def test_a_forward_reads_as_the_message_it_forwards(
+    client: DiscordClient, server: FakeDiscordServer, world: World
+) -> None:
+    # A forward's own content is empty; the forwarded text, attachments and embeds ride in
+    # its message snapshot (Discord's message snapshot object).
+    fake = server.fake
+    original = fake.add_message(
+        world.general,
+        world.bob,
+        f"the 4.2 freeze moves to Friday, <@{world.alice.id}>",
+        attachments=[{"id": "1", "filename": "plan.pdf", "url": "https://cdn.invalid/plan.pdf"}],
+        embeds=[{"title": "Release calendar"}],
+    )
+    fake.add_forward(world.general, world.alice, original)
+    forward = list(client.iter_history(str(world.general.id)))[-1]
+    assert forward.content == "[forwarded] the 4.2 freeze moves to Friday, @Marisol"
+    assert forward.attachments == ("plan.pdf",)
+    assert forward.embeds == ("Release calendar",)
+    assert forward.extra["forwarded"] is True
+    assert forward.extra["forwarded_from"] == str(original.id)
+
+
 def test_time_window_is_inclusive_start_exclusive_end(
     client: DiscordClient, world: World, history: list[int]
 ) -> None:
