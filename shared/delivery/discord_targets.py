@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -35,7 +36,7 @@ from shared.delivery.targets import (
 )
 from shared.discord.client import DiscordClient
 from shared.discord.errors import BadRequest
-from shared.discord.models import AllowedMentions, Embed, Message, MessageEdit
+from shared.discord.models import AllowedMentions, Embed, Message, MessageEdit, MessageReference
 from shared.discord.objects import WebhookRef
 from shared.errors import ErrorKind, PipelineError, classify
 from shared.summarize.content import SummaryContent
@@ -133,7 +134,20 @@ def _send_parts(
     kind = claim.kind
     if kind == "channel":
         channel = ChannelTarget.model_validate(claim.params)
-        return send_rest(lambda _, part: client.send_message(channel.channel_id, part).id)
+        # The first part answers the message that asked (the reaction trigger), even if it
+        # has been deleted since.
+        reply = (
+            None
+            if channel.reply_to is None
+            else MessageReference(channel.reply_to, channel_id=channel.channel_id)
+        )
+
+        def to_channel(index: int, part: Message) -> str:
+            if index == 0 and reply is not None:
+                part = replace(part, reply_to=reply)
+            return client.send_message(channel.channel_id, part).id
+
+        return send_rest(to_channel)
     if kind == "thread":
         thread = ThreadTarget.model_validate(claim.params)
         if not sent:

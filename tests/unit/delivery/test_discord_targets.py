@@ -186,6 +186,25 @@ def test_channel_target_posts_every_part_once(
     assert len(channel_messages(server, world.general.id)) == parts
 
 
+def test_a_channel_target_with_reply_to_answers_that_message_first(
+    services: Any, session_factory: sessionmaker[Session], discord: tuple[FakeDiscordServer, World]
+) -> None:
+    # The reaction trigger's summary replies to the message reacted to.
+    server, world = discord
+    trigger = server.fake.add_message(world.general, world.alice, "what did I miss?")
+    fan = summary_in(
+        world,
+        session_factory,
+        [{"kind": "channel", "channel_id": str(world.general.id), "reply_to": str(trigger.id)}],
+        content=long_content(),
+    )
+    deliver(services, fan.job_id, fan.delivery_ids[0])
+    posted = [m for m in channel_messages(server, world.general.id) if m.id != trigger.id]
+    assert len(posted) >= 2
+    assert (posted[0].type, posted[0].reference["message_id"]) == (19, str(trigger.id))
+    assert all(m.type == 0 and m.reference is None for m in posted[1:])
+
+
 class FlakyClient:
     """A real client whose ``method`` fails once, on call number ``fail_on``."""
 
