@@ -133,11 +133,26 @@ def rung_messages(
     reader: AnswerReader,
     schema: Mapping[str, Any],
 ) -> list[Mapping[str, Any]]:
-    """The request of one rung: the caller's messages plus what the reader adds for it."""
+    """The request of one rung: the caller's messages plus what the reader adds for it.
+
+    The addition joins the first system message (or becomes one, first): chat templates such
+    as Qwen3's, Gemma's and Mistral's refuse a system message after a user turn, so one at
+    the end would fail every rung below ``json_schema`` on those servers.
+    """
     extra = reader.instructions(mode, schema)
+    request = list(messages)
     if extra is None:
-        return list(messages)
-    return [*messages, {"role": "system", "content": extra}]
+        return request
+    first = request[0] if request else None
+    if (
+        first is not None
+        and first.get("role") == "system"
+        and isinstance(first.get("content"), str)
+    ):
+        request[0] = {**first, "content": f"{first['content']}\n\n{extra}"}
+    else:
+        request.insert(0, {"role": "system", "content": extra})
+    return request
 
 
 def repair_prompt(problems: Sequence[str], *, truncated: bool, mode: StructuredMode) -> str:

@@ -53,6 +53,9 @@ behave, see :func:`_format_unsupported`:
   ``<think>…</think>`` (braces and all), then its answer: a reasoning model on llama.cpp with
   ``--reasoning-format none``, on vLLM without a reasoning parser, or in LM Studio
   (ggml-org/llama.cpp#12276); the reasoning counts against ``max_tokens``;
+* ``system_first_template``: the model's chat template takes system messages only at the
+  start (Qwen3, Gemma, Mistral): a system message after a user turn is a 400 in vLLM's words
+  (vllm-project/vllm#41114);
 * ``inline_aliases``: structured answers also write ``[m22]``-style aliases inside text fields
   (and sometimes only there, or an alias of no message);
 * ``usage_counting = "chars4"``: ``usage`` (and the rate limits) count characters / 4, not
@@ -198,6 +201,7 @@ class FakeConfig:
     answer_style: str | None = None
     inline_aliases: bool = False
     reasoning_in_content: bool = False
+    system_first_template: bool = False
     usage_counting: str = "tokenizer"
     charge_failures: bool = False
     unsupported_status: int = 400
@@ -769,6 +773,21 @@ class FakeOpenAIServer:
 # -- validation ---------------------------------------------------------------------------------
 
 
+def _check_system_first(messages: list[Any]) -> None:
+    """A chat template that takes system messages only at the start (Qwen3, Gemma, Mistral):
+    vLLM answers its error as a 400 ``BadRequestError`` (vllm-project/vllm#41114)."""
+    roles = [m.get("role") for m in messages]
+    first_other = next((i for i, r in enumerate(roles) if r not in ("system", "developer")), None)
+    if first_other is None or all(r not in ("system", "developer") for r in roles[first_other:]):
+        return
+    message = "System message must be at the beginning."
+    error = _ApiError(400, message, type_="BadRequestError")
+    error.body = {
+        "error": {"message": message, "type": "BadRequestError", "param": None, "code": 400}
+    }
+    raise error
+
+
 def _validate(body: dict[str, Any], config: FakeConfig) -> dict[str, Any]:
     name = body.get("model")
     if not isinstance(name, str) or not name:
@@ -806,6 +825,8 @@ def _validate(body: dict[str, Any], config: FakeConfig) -> dict[str, Any]:
                 code="invalid_type",
                 param=f"messages[{index}].content",
             )
+    if config.system_first_template:
+        _check_system_first(messages)
     for param in ("max_tokens", "max_completion_tokens"):
         value = body.get(param)
         if value is None:
@@ -1276,6 +1297,7 @@ _SWITCHABLE = frozenset(
         "answer_style",
         "inline_aliases",
         "reasoning_in_content",
+        "system_first_template",
         "usage_counting",
         "charge_failures",
         "unsupported_status",

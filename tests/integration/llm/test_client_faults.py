@@ -468,7 +468,9 @@ def test_structured_output_ladder_steps_down(fake: FakeOpenAIServer, make_client
     client = make_client()
     result = client.complete_json(TRANSCRIPT, schema=SCHEMA, name="summary")
     assert result.mode == "json_object"
-    assert "<schema>" in fake.requests_seen[-1]["messages"][-1]["content"]
+    # The rung's instructions join the first system message (strict chat templates).
+    sent = fake.requests_seen[-1]["messages"]
+    assert "<schema>" in sent[0]["content"] and [m["role"] for m in sent].count("system") == 1
     fake.config.supports_json_object = False
     fresh = make_client()
     result = fresh.complete_json(TRANSCRIPT, schema=SCHEMA, name="summary")

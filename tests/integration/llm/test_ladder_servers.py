@@ -254,6 +254,22 @@ def test_reasoning_written_before_the_answer_is_left_out(
         assert verdicts["json_schema"].verdict == "ok"
 
 
+@pytest.mark.parametrize("style", [None, "own_json"])
+def test_a_template_that_takes_system_messages_only_first_gets_every_rung(
+    style: str | None, fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    # Qwen3's, Gemma's and Mistral's chat templates refuse a system message after a user
+    # turn: the lower rungs' instructions must not come as one.
+    fake.configure(
+        supports_json_schema=False, dialect="vllm", system_first_template=True, answer_style=style
+    )
+    client = make_client(provider="vllm")
+    result = client.complete_json(ASK, schema=SCHEMA, name="summary", reader=SummaryReader())
+    assert result.mode == "json_object"
+    assert cited(result.data) and cited(result.data) <= ALIASES
+    assert fake.stats()["statuses"] == {"400": 1, "200": 1}  # only json_schema's refusal
+
+
 def test_every_rung_failing_says_what_each_did(fake: FakeOpenAIServer, make_client: Make) -> None:
     fake.configure(
         supports_json_schema=False,
@@ -306,7 +322,8 @@ def test_the_text_rung_of_a_faithful_model_gives_a_cited_answer(
     )
     assert result.mode == "text" and result.shape == "prose" and not result.repaired
     assert cited(result.data) <= ALIASES and result.data["topics"] and result.data["key_points"]
-    assert "## key_points" in fake.requests_seen[-1]["messages"][-1]["content"]
+    sent = fake.requests_seen[-1]["messages"]
+    assert "## key_points" in sent[0]["content"] and [m["role"] for m in sent].count("system") == 1
 
 
 def test_server_usage_is_what_the_meter_records(fake: FakeOpenAIServer, make_client: Make) -> None:
