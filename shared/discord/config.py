@@ -51,6 +51,10 @@ def _user_agent_problem(value: str) -> str | None:
     return None
 
 
+#: The version at the end of an API base URL's path.
+_API_VERSION = re.compile(r"/v(\d+)$")
+
+
 class DiscordSettings(SettingsGroup):
     """Everything the Discord adapter can be told.
 
@@ -99,6 +103,15 @@ class DiscordSettings(SettingsGroup):
             raise ValueError(
                 f"{value!r} is not an http(s) URL; use https://discord.com/api/v10 "
                 "(or the fake server's URL in tests)"
+            )
+        # Without a version Discord still answers as v6 (decommissioned), where retry_after
+        # counts milliseconds and threads do not exist: a 1.5 s 429 would block a bucket for
+        # 25 minutes.  This adapter speaks v9 and v10.
+        version = _API_VERSION.search(parts.path.rstrip("/"))
+        if version is None or int(version.group(1)) not in (9, 10):
+            raise ValueError(
+                f"{value!r} does not end in the API version this adapter speaks; use "
+                "https://discord.com/api/v10 (v9 works too)"
             )
         return value.rstrip("/")
 

@@ -25,8 +25,13 @@ def test_settings_defaults_and_validation() -> None:
     assert config.global_limit == 50
     assert config.lease_s == settings.request_timeout_s + 5
     assert DiscordSettings(api_base="http://127.0.0.1:9/api/v10/").api_base.endswith("/v10")
+    assert DiscordSettings(api_base="https://discord.com/api/v9").api_base.endswith("/v9")
     cases = [
         ({"api_base": "discord.com"}, r"not an http\(s\) URL"),
+        # No version is v6 to Discord (retry_after in milliseconds, no threads).
+        ({"api_base": "https://discord.com/api"}, "does not end in the API version"),
+        ({"api_base": "https://discord.com/api/v6"}, "use https://discord.com/api/v10"),
+        ({"api_base": "https://discord.com/api/v8/"}, "does not end in the API version"),
         ({"token": "a", "token_file": "/x"}, "set as well; keep one of the two"),
         ({"mode": "replay"}, "DISCORD_MODE 'replay' needs it"),
         ({"global_margin": 1.5}, "less than 1"),
