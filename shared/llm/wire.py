@@ -17,7 +17,14 @@ from typing import Any
 import httpx2
 import openai
 
-__all__ = ["ChatAnswer", "UnreadableAnswer", "json_or_none", "never_sent", "post_chat"]
+__all__ = [
+    "ChatAnswer",
+    "UnreadableAnswer",
+    "embedded_error",
+    "json_or_none",
+    "never_sent",
+    "post_chat",
+]
 
 #: The chat completions endpoint, relative to the client's base URL.
 CHAT_COMPLETIONS = "/chat/completions"
@@ -38,7 +45,49 @@ def post_chat(sdk: openai.OpenAI, params: Mapping[str, Any]) -> httpx2.Response:
     Raises what ``chat.completions.create`` raises: ``openai.APIStatusError`` (and its
     subclasses) for an error status, ``APITimeoutError``, ``APIConnectionError``.
     """
-    return sdk.post(CHAT_COMPLETIONS, cast_to=httpx2.Response, body=dict(params))
+    response = sdk.post(CHAT_COMPLETIONS, cast_to=httpx2.Response, body=dict(params))
+    found = embedded_error(response)
+    if found is None:
+        return response
+    status, body = found
+    failed = httpx2.Response(
+        status, headers=response.headers, content=response.content, request=response.request
+    )
+    raise openai.APIStatusError(
+        f"Error code: {status} (sent in a {response.status_code} answer)",
+        response=failed,
+        body=body,
+    )
+
+
+def embedded_error(response: httpx2.Response) -> tuple[int, Mapping[str, Any]] | None:
+    """The error a 2xx answer carries in its body, as (status, error body); None for an answer.
+
+    A gateway such as OpenRouter answers 200 before its upstream provider has run, then puts
+    the provider's failure in ``error`` (or ends a choice with ``finish_reason: "error"``), and
+    says to check the body even on a 200.  The status is the error's own ``code`` when it is
+    an HTTP status, else 502 (the upstream failed).
+    """
+    data = json_or_none(response)
+    if not isinstance(data, Mapping):
+        return None
+    error = data.get("error")
+    choices = data.get("choices")
+    if isinstance(error, Mapping) and not choices:
+        return _status_of(error.get("code")), data
+    first = choices[0] if isinstance(choices, list) and choices else None
+    if isinstance(first, Mapping) and first.get("finish_reason") == "error":
+        inner = first.get("error")
+        if not isinstance(inner, Mapping):
+            inner = {"message": "the provider failed while answering"}
+        return _status_of(inner.get("code")), {"error": inner}
+    return None
+
+
+def _status_of(code: Any) -> int:
+    if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599:
+        return code
+    return 502
 
 
 def never_sent(error: openai.APIConnectionError) -> bool:

@@ -56,6 +56,9 @@ behave, see :func:`_format_unsupported`:
 * ``system_first_template``: the model's chat template takes system messages only at the
   start (Qwen3, Gemma, Mistral): a system message after a user turn is a 400 in vLLM's words
   (vllm-project/vllm#41114);
+* ``errors_in_ok_body``: a gateway such as OpenRouter, which answers 200 before its
+  provider has run: a provider failure (429, 5xx, timeout) comes as a 200 whose body holds
+  ``error`` with the status as its ``code``;
 * ``inline_aliases``: structured answers also write ``[m22]``-style aliases inside text fields
   (and sometimes only there, or an alias of no message);
 * ``usage_counting = "chars4"``: ``usage`` (and the rate limits) count characters / 4, not
@@ -202,6 +205,7 @@ class FakeConfig:
     inline_aliases: bool = False
     reasoning_in_content: bool = False
     system_first_template: bool = False
+    errors_in_ok_body: bool = False
     usage_counting: str = "tokenizer"
     charge_failures: bool = False
     unsupported_status: int = 400
@@ -1298,6 +1302,7 @@ _SWITCHABLE = frozenset(
         "inline_aliases",
         "reasoning_in_content",
         "system_first_template",
+        "errors_in_ok_body",
         "usage_counting",
         "charge_failures",
         "unsupported_status",
@@ -1794,6 +1799,11 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             try:
                 status, response_headers, payload = server.handle_chat(headers, raw)
             except _ApiError as exc:
+                if server.config.errors_in_ok_body and exc.status not in (400, 401, 404):
+                    # A gateway that answered before its provider ran: 200, the error inside.
+                    inner = dict(exc.body.get("error") or {"message": str(exc.body)})
+                    self._send(200, exc.headers, {"error": {**inner, "code": exc.status}})
+                    return
                 self._send(exc.status, exc.headers, exc.body)
                 return
             self._send(status, response_headers, payload)

@@ -11,12 +11,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import httpx2
 import pytest
 
 from shared.errors import ErrorKind, RateLimitedError, classify
 from shared.llm import client as llm
 from shared.llm.breaker import CircuitOpenError
 from shared.llm.client import LLMClient
+from shared.llm.wire import embedded_error
 from shared.ratelimit.llm import RequestTooLargeError
 from tests.fakes.openai_server import FakeConfig, FakeModel, FakeOpenAIServer
 from tests.fakes.openai_usage import chat_prompt_tokens, text_tokens
@@ -243,6 +245,56 @@ def test_a_quota_error_relayed_by_a_litellm_proxy_is_permanent(
     with pytest.raises(CircuitOpenError) as opened:
         client.complete(ASK)
     assert opened.value.reason == "insufficient_quota"
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "kind", "reason"),
+    [
+        ("server_error", llm.LLMServerError, ErrorKind.TRANSIENT, "http_500"),
+        ("overloaded", llm.LLMOverloadedError, ErrorKind.TRANSIENT, "http_503"),
+        ("insufficient_quota", llm.QuotaExceededError, ErrorKind.PERMANENT, "insufficient_quota"),
+    ],
+)
+def test_an_error_a_gateway_sends_in_a_200_is_that_error(
+    fault: str,
+    error: type[Exception],
+    kind: ErrorKind,
+    reason: str,
+    fake: FakeOpenAIServer,
+    make_client: Make,
+) -> None:
+    # OpenRouter answers 200 before its provider runs and puts the provider's failure in the
+    # body; read as an answer without choices it was an empty summary, and a success.
+    fake.configure(errors_in_ok_body=True)
+    fake.inject(fault)
+    client = make_client(breaker_failure_threshold=1)
+    with pytest.raises(error) as info:
+        client.complete(ASK)
+    assert classify(info.value) is kind
+    assert fake.stats()["statuses"] == {"200": 1}
+    # The breaker hears of it as of the status the error names.
+    assert client.breaker("gpt-4o-mini").state().reason == reason
+
+
+def test_a_choice_that_ends_in_error_is_the_providers_failure() -> None:
+    answer = httpx2.Response(
+        200,
+        json={
+            "choices": [
+                {
+                    "finish_reason": "error",
+                    "message": {"role": "assistant", "content": "Hal"},
+                    "error": {"code": 503, "message": "provider went away"},
+                }
+            ]
+        },
+    )
+    assert embedded_error(answer) == (
+        503,
+        {"error": {"code": 503, "message": "provider went away"}},
+    )
+    assert embedded_error(httpx2.Response(200, json={"error": {"code": "boom"}}))[0] == 502
+    assert embedded_error(httpx2.Response(200, json={"choices": [{"message": {}}]})) is None
 
 
 def test_rate_limits_are_absorbed_then_surface(fake: FakeOpenAIServer, make_client: Make) -> None:
