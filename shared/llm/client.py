@@ -167,6 +167,14 @@ _URL_MISSING = re.compile(
 )
 _CONTEXT_RE = re.compile(r"maximum context length is (\d+) tokens", re.IGNORECASE)
 _REQUESTED_RE = re.compile(r"(?:resulted in|requested) (\d+) tokens", re.IGNORECASE)
+#: llama.cpp's server: "request (9000 tokens) exceeds the available context size (8192 tokens)".
+_LLAMA_CONTEXT_RE = re.compile(
+    r"request \((\d+) tokens\) exceeds the available context size \((\d+) tokens\)",
+    re.IGNORECASE,
+)
+_LLAMA_CONTEXT_WORDS = re.compile(
+    r"exceeds the available context size|context size has been exceeded", re.IGNORECASE
+)
 #: "Please try again in 1.146s" / "20ms" / "3m57.024s" / "1h2m3s": a Go duration, compound
 #: for waits of a minute or more (OpenAI's per-day limits, Groq).
 _TRY_AGAIN_RE = re.compile(r"try again in ((?:\d+(?:\.\d+)?(?:h|ms|m|s))+)(?![a-z])", re.IGNORECASE)
@@ -387,6 +395,33 @@ def _not_found(detail: str, message: str, code: str, model: str | None) -> LLMPe
     )
 
 
+def _context_overflow(
+    status: int, detail: str, message: str, kind: str, code: str
+) -> ContextLengthError | None:
+    """The error of a prompt too long for the model's context, in the words servers use.
+
+    OpenAI and vLLM: ``context_length_exceeded`` / "maximum context length is N tokens".
+    llama.cpp: ``exceed_context_size_error``, "request (N tokens) exceeds the available context
+    size (M tokens)" with a 400, or "Context size has been exceeded." with a 500
+    (ggml-org/llama.cpp#15780), which read as a server fault would be retried for ever.
+    """
+    if status not in (400, 413, 422, 500):
+        return None
+    window: int | None = None
+    requested: int | None = None
+    if code == "context_length_exceeded" or "maximum context length" in message.lower():
+        found, asked = _CONTEXT_RE.search(message), _REQUESTED_RE.search(message)
+        window = int(found.group(1)) if found else None
+        requested = int(asked.group(1)) if asked else None
+    elif kind == "exceed_context_size_error" or _LLAMA_CONTEXT_WORDS.search(message):
+        sizes = _LLAMA_CONTEXT_RE.search(message)
+        if sizes:
+            requested, window = int(sizes.group(1)), int(sizes.group(2))
+    else:
+        return None
+    return ContextLengthError(detail, context_window=window, requested=requested)
+
+
 def classify_status(
     status: int, body: object, headers: Mapping[str, str], *, model: str | None = None
 ) -> Exception:
@@ -397,6 +432,14 @@ def classify_status(
     """
     message, kind, code, param = _body_fields(body)
     detail = f"LLM endpoint returned {status}: {_clip(message or kind or code or 'no detail')}"
+    if status in (413, 429) and message.lower().startswith("request too large"):
+        # OpenAI says it with a 429, Groq with a 413 (code rate_limit_exceeded): waiting
+        # never helps, a smaller chunk does.
+        return RequestTooLargeError(
+            detail,
+            user_message="A conversation chunk is larger than the LLM's tokens-per-minute "
+            "limit; lower the chunk size or raise the limit.",
+        )
     if status == 429:
         if kind in BILLING_CODES or code in BILLING_CODES or _QUOTA_WORDS.search(message):
             return QuotaExceededError(
@@ -404,23 +447,11 @@ def classify_status(
                 user_message="The LLM account is out of quota or credit; "
                 "an operator must check its plan and billing.",
             )
-        if message.lower().startswith("request too large"):
-            return RequestTooLargeError(
-                detail,
-                user_message="A conversation chunk is larger than the LLM's tokens-per-minute "
-                "limit; lower the chunk size or raise the limit.",
-            )
         return LLMRateLimitedError(detail, retry_after=_rate_limit_wait(headers, message))
+    overflow = _context_overflow(status, detail, message, kind, code)
+    if overflow is not None:
+        return overflow
     if status in (400, 413, 422):
-        lowered = message.lower()
-        if code == "context_length_exceeded" or "maximum context length" in lowered:
-            window = _CONTEXT_RE.search(message)
-            requested = _REQUESTED_RE.search(message)
-            return ContextLengthError(
-                detail,
-                context_window=int(window.group(1)) if window else None,
-                requested=int(requested.group(1)) if requested else None,
-            )
         if param in ("max_tokens", "max_completion_tokens") and code in (
             "unsupported_parameter",
             "unsupported_value",

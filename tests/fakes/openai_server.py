@@ -559,6 +559,8 @@ class FakeOpenAIServer:
         prompt_tokens = _prompt_usage(body, model, self.config)
         allowance = request["max_tokens"]
         if prompt_tokens + allowance > model.context_window:
+            if self.config.dialect == "llamacpp":
+                raise _llamacpp_context_error(prompt_tokens + allowance, model.context_window)
             raise _ApiError(
                 400,
                 f"This model's maximum context length is {model.context_window} tokens. "
@@ -1333,6 +1335,25 @@ def _check_modes(config: FakeConfig) -> None:
         raise ValueError("unsupported_status must be 400 or 500")
     if config.unsupported_status == 500 and not config.dialect.startswith("vllm"):
         raise ValueError("only vLLM answers 500 to a response_format it cannot handle")
+
+
+def _llamacpp_context_error(requested: int, window: int) -> _ApiError:
+    """llama.cpp's server on a prompt longer than its context (ggml-org/llama.cpp#15780)."""
+    message = (
+        f"request ({requested} tokens) exceeds the available context size ({window} tokens), "
+        "try increasing it"
+    )
+    error = _ApiError(400, message)
+    error.body = {
+        "error": {
+            "code": 400,
+            "message": message,
+            "type": "exceed_context_size_error",
+            "n_prompt_tokens": requested,
+            "n_ctx": window,
+        }
+    }
+    return error
 
 
 def _format_unsupported(kind: str, body: dict[str, Any], config: FakeConfig) -> _ApiError:

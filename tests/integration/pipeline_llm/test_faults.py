@@ -145,9 +145,11 @@ def test_content_filter_fails_with_its_reason(make_harness: Callable[..., Harnes
     assert run.job.error == "The LLM provider's content filter blocked this summary."
 
 
+@pytest.mark.parametrize("dialect", ["openai", "llamacpp"])
 def test_context_overflow_from_the_server_rechunks(
-    make_harness: Callable[..., Harness],
+    dialect: str, make_harness: Callable[..., Harness]
 ) -> None:
+    # llama.cpp words it its own way (exceed_context_size_error): the same split must follow.
     models = {
         m.name: FakeModel(m.name, m.context_window, m.max_output_tokens) for m in DEFAULT_MODELS
     }
@@ -159,8 +161,8 @@ def test_context_overflow_from_the_server_rechunks(
         map_input_tokens=6000,
         max_output_tokens=1500,
     )
-    harness.fake.config = FakeConfig(api_keys=frozenset({API_KEY}), models=models)
-    path, _ = _export(harness, "overflow", 700)
+    harness.fake.config = FakeConfig(api_keys=frozenset({API_KEY}), models=models, dialect=dialect)
+    path, _ = _export(harness, f"overflow-{dialect}", 700)
     run = harness.run(path)
     assert run.job.status == "completed", run.job.error
     assert harness.fake.stats()["statuses"].get("400", 0) >= 1

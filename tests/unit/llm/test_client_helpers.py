@@ -153,6 +153,67 @@ def test_classify_status(
     assert classify(error) is kind
 
 
+@pytest.mark.parametrize(
+    ("status", "body", "expected", "window", "requested"),
+    [
+        # llama.cpp's server (ggml-org/llama.cpp#15780): a 400 with the sizes ...
+        (
+            400,
+            {
+                "error": {
+                    "code": 400,
+                    "type": "exceed_context_size_error",
+                    "message": "request (9000 tokens) exceeds the available context size "
+                    "(8192 tokens), try increasing it",
+                    "n_prompt_tokens": 9000,
+                    "n_ctx": 8192,
+                }
+            },
+            llm.ContextLengthError,
+            8192,
+            9000,
+        ),
+        # ... or a 500 without them, which must not be retried as a server fault.
+        (
+            500,
+            {
+                "error": {
+                    "code": 500,
+                    "message": "Context size has been exceeded.",
+                    "type": "server_error",
+                }
+            },
+            llm.ContextLengthError,
+            None,
+            None,
+        ),
+        # Groq says "request too large" with a 413 (continuedev/continue#10218).
+        (
+            413,
+            err(
+                "Request too large for model `llama-3.1-8b-instant` in organization `org_x` "
+                "service tier `on_demand` on tokens per minute (TPM): Limit 6000, Requested "
+                "9000, please reduce your message size and try again.",
+                "tokens",
+                "rate_limit_exceeded",
+            ),
+            RequestTooLargeError,
+            None,
+            None,
+        ),
+    ],
+)
+def test_context_overflow_in_other_servers_words(
+    status: int, body: object, expected: type[Exception], window: int | None, requested: int | None
+) -> None:
+    # The pipeline splits a chunk on these two errors; any other would end or retry the job.
+    error = llm.classify_status(status, body, {})
+    assert type(error) is expected
+    assert classify(error) is ErrorKind.PERMANENT
+    if isinstance(error, llm.ContextLengthError):
+        assert (error.context_window, error.requested) == (window, requested)
+
+
 VLLM_REJECTION = (
     "[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input "
     "should be 'text' or 'json_object'\", 'input': 'json_schema'}]"
