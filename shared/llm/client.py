@@ -823,9 +823,21 @@ class LLMClient(ClosesOnExit):
         temp = self.settings.temperature if temperature is None else temperature
         if temp is not None and not info.reasoning and model not in self._fixed_temperature:
             params["temperature"] = temp
+        if info.reasoning and self.settings.reasoning_effort != "none":
+            params["reasoning_effort"] = self.settings.reasoning_effort
         if response_format is not None:
             params["response_format"] = dict(response_format)
         return params
+
+    def _allowance(self, model: str, info: ModelInfo, max_tokens: int | None) -> int:
+        """The output allowance of a call: what was asked, plus room for a reasoning model's
+        thinking, which counts against max_completion_tokens (without it the answer comes back
+        empty and cut, however often it is asked again).  A model that refused a temperature
+        is taken for a reasoning model the registry does not mark."""
+        allowance = max_tokens or self.settings.max_output_tokens
+        if info.reasoning or model in self._fixed_temperature:
+            allowance += self.settings.reasoning_tokens
+        return min(allowance, info.max_output_tokens)
 
     def _limit_param(self, model: str, info: ModelInfo) -> str:
         learnt = self._limit_params.get(model)
@@ -847,7 +859,7 @@ class LLMClient(ClosesOnExit):
         call: _Call,
     ) -> Completion:
         info = self.model_info(model)
-        allowance = min(max_tokens or self.settings.max_output_tokens, info.max_output_tokens)
+        allowance = self._allowance(model, info, max_tokens)
         prompt = estimate_prompt_tokens(
             messages, model=model, encoding=info.encoding, response_format=response_format
         )
@@ -866,6 +878,7 @@ class LLMClient(ClosesOnExit):
         switched_param = False
         while True:
             attempt += 1
+            allowance = self._allowance(model, info, max_tokens)  # it may have learnt meanwhile
             params = self._params(model, info, messages, allowance, temperature, response_format)
             reservation = limiter.reserve(prompt + allowance, max_wait=self.settings.max_rate_wait)
             waited += reservation.waited

@@ -95,6 +95,17 @@ class LLMSettings(SettingsGroup):
     )
     max_output_tokens: int = Field(default=2_000, ge=16, le=200_000)
     temperature: float | None = Field(default=0.2, ge=0, le=2)
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] = Field(
+        default="low",
+        description="reasoning_effort sent to reasoning models (o-series, GPT-5); none = not sent",
+    )
+    reasoning_tokens: int = Field(
+        default=8_192,
+        ge=0,
+        le=100_000,
+        description="output allowance added for a reasoning model's thinking, which counts "
+        "against max_completion_tokens",
+    )
     structured_output: Literal["auto", "json_schema", "json_object", "text"] = Field(
         default="auto",
         description="first rung of the structured-output ladder; auto = learnt per server",

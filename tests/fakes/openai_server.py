@@ -580,8 +580,19 @@ class FakeOpenAIServer:
             except _ApiError as error:
                 self._charge_failure(error, model.name, prompt_tokens, request)
                 raise
-        content, finish, refusal = _respond(body, request, fault, prompt_tokens, self.config)
-        completion_tokens = _completion_usage(content or refusal or "", model, self.config)
+        # A reasoning model thinks first, out of the same max_completion_tokens.
+        thinking = (
+            _REASONING_SPEND[body.get("reasoning_effort") or "medium"] if model.reasoning else 0
+        )
+        if thinking >= allowance:
+            content, finish, refusal = "", "length", None
+            thinking = allowance
+        else:
+            answering = {**request, "max_tokens": allowance - thinking}
+            content, finish, refusal = _respond(body, answering, fault, prompt_tokens, self.config)
+        completion_tokens = thinking + _completion_usage(
+            content or refusal or "", model, self.config
+        )
         delay = self.config.latency_base + self.config.latency_per_token * completion_tokens
         if delay > 0:
             time.sleep(delay)
@@ -606,7 +617,7 @@ class FakeOpenAIServer:
             "total_tokens": prompt_tokens + completion_tokens * request["n"],
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
             "completion_tokens_details": {
-                "reasoning_tokens": 0,
+                "reasoning_tokens": thinking * request["n"],
                 "audio_tokens": 0,
                 "accepted_prediction_tokens": 0,
                 "rejected_prediction_tokens": 0,
@@ -794,6 +805,11 @@ def _check_system_first(messages: list[Any]) -> None:
     raise error
 
 
+#: Tokens a reasoning model spends thinking at each ``reasoning_effort`` (medium is OpenAI's
+#: default), before it writes a word of the answer.
+_REASONING_SPEND = {"minimal": 64, "low": 600, "medium": 2400, "high": 6000}
+
+
 def _validate(body: dict[str, Any], config: FakeConfig) -> dict[str, Any]:
     name = body.get("model")
     if not isinstance(name, str) or not name:
@@ -861,6 +877,22 @@ def _validate(body: dict[str, Any], config: FakeConfig) -> dict[str, Any]:
                 param=param,
             )
     allowance = body.get("max_completion_tokens") or body.get("max_tokens")
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        if not model.reasoning:
+            raise _ApiError(
+                400,
+                "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+                code="unsupported_parameter",
+                param="reasoning_effort",
+            )
+        if effort not in _REASONING_SPEND:
+            raise _ApiError(
+                400,
+                f"Invalid value: '{effort}'. Supported values are: 'minimal', 'low', 'medium', and 'high'.",
+                code="invalid_value",
+                param="reasoning_effort",
+            )
     temperature = body.get("temperature")
     if temperature is not None:
         if not isinstance(temperature, int | float) or not 0 <= temperature <= 2:

@@ -489,6 +489,30 @@ def test_limit_parameter_per_backend_and_learnt_from_the_server(
     assert "temperature" not in fake.requests_seen[-1]  # reasoning models take the default only
 
 
+def test_a_reasoning_model_gets_room_to_think_before_it_answers(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    # max_completion_tokens counts the reasoning tokens too: a map call's 1500 is spent
+    # thinking at OpenAI's default effort, leaving an empty answer cut at "length".
+    fake.config.models["o4-mini"] = FakeModel("o4-mini", 200_000, 100_000, reasoning=True)
+    cramped = make_client(model="o4-mini", reasoning_tokens=0, reasoning_effort="none")
+    starved = cramped.complete(ASK, max_tokens=1500)
+    assert (starved.text, starved.finish_reason) == ("", "length")
+    assert fake.requests_seen[-1]["max_completion_tokens"] == 1500
+    client = make_client(model="o4-mini")
+    result = client.complete(ASK, max_tokens=1500)
+    assert result.text and result.finish_reason == "stop" and result.attempts == 1
+    sent = fake.requests_seen[-1]
+    assert sent["max_completion_tokens"] == 1500 + 8192
+    assert sent["reasoning_effort"] == "low" and "temperature" not in sent
+    # The thinking is billed as output: it is in completion_tokens.
+    assert result.usage.completion_tokens > 600
+    # A model that is no reasoning model is sent neither (OpenAI refuses reasoning_effort).
+    make_client().complete(ASK, max_tokens=100)
+    assert "reasoning_effort" not in fake.requests_seen[-1]
+    assert fake.requests_seen[-1]["max_completion_tokens"] == 100
+
+
 def test_a_reasoning_model_the_registry_does_not_mark_drops_its_temperature(
     fake: FakeOpenAIServer, make_client: Make
 ) -> None:
