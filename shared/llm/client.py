@@ -298,6 +298,12 @@ class _UnsupportedFormat(Exception):
     """Internal: the server rejected this response_format; step down the ladder."""
 
 
+class _FailedGeneration(Exception):
+    """Internal: the server's JSON mode refused what the model wrote (Groq's 400
+    ``json_validate_failed``): this rung's answer did not fit; the ladder steps down without
+    learning anything about the server, which does support the mode."""
+
+
 class _UnsupportedLimitParam(Exception):
     """Internal: the server wants the other max-tokens field."""
 
@@ -459,6 +465,8 @@ def classify_status(
             return _UnsupportedLimitParam(param)
         if param == "temperature" and code in ("unsupported_parameter", "unsupported_value"):
             return _UnsupportedTemperature(_clip(message))
+        if code == "json_validate_failed":
+            return _FailedGeneration(_clip(message))
         if param == "response_format" or _FORMAT_HINT.search(message):
             return _UnsupportedFormat(_clip(message))
         return LLMInvalidRequestError(detail)
@@ -773,6 +781,11 @@ class LLMClient(ClosesOnExit):
             raise LLMInvalidRequestError(
                 f"the endpoint rejected response_format: {exc}",
                 user_message="The LLM server does not support the requested output format.",
+            ) from None
+        except _FailedGeneration as exc:
+            raise LLMInvalidRequestError(
+                f"the endpoint could not make the model's answer valid JSON: {exc}",
+                user_message="The LLM could not produce the requested output format.",
             ) from None
 
     def _complete(
@@ -1197,6 +1210,8 @@ class _StructuredRun:
             return RungOutcome(mode, f"rejected by the server ({_short(str(exc))})"), []
         except _FormatServerError as exc:
             return self._crash(mode, exc), []
+        except _FailedGeneration as exc:
+            return RungOutcome(mode, f"the server's JSON check failed ({_short(str(exc))})"), []
         reading, problems, fits = self._judge(first.text)
         verdict, why = learn(mode, reading, fits=fits, finish=first.finish_reason)
         if verdict is not None:
@@ -1223,6 +1238,9 @@ class _StructuredRun:
         except _UnsupportedFormat as exc:  # the server changed its mind between two calls
             self._learn(mode, "rejected", f"the server rejected it: {exc}", fallback=False)
             return RungOutcome(mode, f"rejected by the server ({_short(str(exc))})"), problems
+        except _FailedGeneration as exc:
+            why = f"the server's JSON check failed ({_short(str(exc))})"
+            return RungOutcome(mode, why), problems
         reading, problems, _ = self._judge(second.text)
         if not problems:
             return self._done(reading, mode, second, repaired=True)

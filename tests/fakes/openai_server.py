@@ -26,7 +26,8 @@ What it does like the real service:
   5xx with ``status=``), 503, timeouts, dropped connections, 401, ``insufficient_quota`` (as a
   LiteLLM proxy relays it with the ``litellm`` dialect or ``dialect="litellm"``), forced 429
   and ``slow_down`` (any wait, with or without retry-after headers and the message's hint),
-  ``content_filter``, refusals, truncated (``length``) replies, broken JSON, invented citations;
+  ``content_filter``, refusals, truncated (``length``) replies, broken JSON, invented citations,
+  and Groq's ``json_validate_failed`` 400 (its JSON mode refusing what the model wrote);
 * answers structured requests with output valid against the requested schema (strict
   ``json_schema``, or a schema found between ``<schema>`` tags for JSON mode and text mode),
   built from the input: items quote and cite real aliases of the ``<transcript>`` (or of the
@@ -121,6 +122,7 @@ FAULT_KINDS = frozenset(
         "length",
         "invalid_json",
         "bad_citations",
+        "json_validate_failed",
     }
 )
 
@@ -667,6 +669,23 @@ class FakeOpenAIServer:
         )
 
     def _pre_admission_fault(self, fault: _Fault, model: str) -> None:
+        if fault.kind == "json_validate_failed":
+            # Groq's JSON mode checks what the model wrote and refuses it with a 400, the
+            # text in failed_generation (build-with-groq/g1#23).
+            message = (
+                "Failed to generate JSON. Please adjust your prompt. See 'failed_generation' "
+                "for more details."
+            )
+            error = _ApiError(400, message)
+            error.body = {
+                "error": {
+                    "message": message,
+                    "type": "invalid_request_error",
+                    "code": "json_validate_failed",
+                    "failed_generation": '{"topics": ["the build"], "key_points": [',
+                }
+            }
+            raise error
         if fault.kind == "insufficient_quota":
             raise _quota_error(str(fault.params.get("dialect", self.config.dialect)))
         if fault.kind in ("rate_limit", "slow_down"):

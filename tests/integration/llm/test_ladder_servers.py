@@ -270,6 +270,22 @@ def test_a_template_that_takes_system_messages_only_first_gets_every_rung(
     assert fake.stats()["statuses"] == {"400": 1, "200": 1}  # only json_schema's refusal
 
 
+def test_a_json_mode_that_refuses_the_models_output_steps_down_and_learns_nothing(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    # Groq checks what the model wrote in JSON mode and answers 400 json_validate_failed:
+    # the server supports the mode, this answer did not fit it.
+    fake.inject("json_validate_failed")
+    client = make_client(provider="compatible")
+    result = client.complete_json(ASK, schema=SCHEMA, name="summary", reader=SummaryReader())
+    assert result.mode == "json_object"
+    assert cited(result.data) and cited(result.data) <= ALIASES
+    verdicts = client.capabilities.verdicts(server_key(fake.base_url, "gpt-4o-mini"))
+    assert "json_schema" not in verdicts
+    again = client.complete_json(ASK, schema=SCHEMA, name="summary", reader=SummaryReader())
+    assert again.mode == "json_schema"
+
+
 def test_every_rung_failing_says_what_each_did(fake: FakeOpenAIServer, make_client: Make) -> None:
     fake.configure(
         supports_json_schema=False,
