@@ -30,7 +30,7 @@ from shared.discord.convert import to_chat_message
 from shared.discord.errors import NotFound
 from shared.discord.objects import Channel
 from shared.domain.messages import DISCORD_EPOCH_MS, ChatMessage, snowflake_time
-from shared.errors import InvalidInputError
+from shared.errors import ConfigError, InvalidInputError
 
 if TYPE_CHECKING:
     from shared.discord.client import DiscordClient
@@ -111,9 +111,42 @@ def _fetcher(client: DiscordClient, channel_id: str) -> Callable[[_Cursor], _Pag
     def fetch(cursor: _Cursor) -> _Page:
         where = {k: v for k, v in cursor.items() if k != "limit"}
         page = client.get_messages(channel_id, limit=_asked(cursor), **where)
+        _check_content_visible(page)
         return sorted(page, key=lambda m: int(m["id"]))
 
     return fetch
+
+
+#: Fields of which a user's message has at least one (Discord refuses to create one without).
+_SHOWN = (
+    "content",
+    "embeds",
+    "attachments",
+    "sticker_items",
+    "components",
+    "poll",
+    "message_snapshots",
+    "activity",
+)
+
+
+def _check_content_visible(page: _Page) -> None:
+    """Refuse a page whose people's messages all came back empty.
+
+    Without the Message Content intent, Discord sends other users' messages over REST too
+    with content, embeds, attachments and components emptied: a summary of them would be a
+    summary of nothing, with no error anywhere.  A real message always has one of these
+    fields, so two or more people's messages with none of them can only mean that.
+    """
+    people = [
+        m for m in page if m.get("type", 0) in (0, 19) and not (m.get("author") or {}).get("bot")
+    ]
+    if len(people) >= 2 and not any(any(m.get(f) for f in _SHOWN) for m in people):
+        raise ConfigError(
+            "Discord sent these messages without their text: the bot's application lacks the "
+            "Message Content intent; an operator must enable it in the Discord Developer Portal "
+            "(Bot, Privileged Gateway Intents, Message Content Intent)"
+        )
 
 
 def _asked(cursor: _Cursor) -> int:

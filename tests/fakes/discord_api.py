@@ -735,6 +735,8 @@ class FakeDiscord:
         }
         if message.webhook_id is not None:
             out["webhook_id"] = str(message.webhook_id)
+        if self._content_hidden(message, viewer):
+            out.update(content="", embeds=[], attachments=[], components=[])
         if message.reference is not None:
             out["message_reference"] = dict(message.reference)
             if not nested and message.type in (19, 21):
@@ -945,6 +947,14 @@ class FakeDiscord:
         if channel.type == 12 and user_id not in channel.members and not perms & MANAGE_THREADS:
             perms &= ~VIEW_CHANNEL
         return perms
+
+    def _content_hidden(self, message: Message, viewer: int | None) -> bool:
+        """Whether ``viewer`` (an app without the Message Content intent) gets ``message``
+        emptied: not its own, not in a DM, not mentioning it."""
+        if self.config.message_content_intent or viewer is None or message.author_id == viewer:
+            return False
+        channel = self.channels.get(message.channel_id)
+        return not (channel is not None and channel.type == 1) and viewer not in message.mention_ids
 
     def _can(self, user_id: int, channel: Channel, bits: int) -> bool:
         return self._perms(user_id, channel) & bits == bits

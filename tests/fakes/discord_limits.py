@@ -148,6 +148,10 @@ class FakeConfig:
     #: Whether the application has the privileged Server Members intent; without it
     #: ``GET /guilds/{id}/members`` answers 403/50001 "Missing Access", as Discord does.
     members_intent: bool = True
+    #: Whether the application has the privileged Message Content intent; without it other
+    #: users' messages come over REST with ``content``, ``embeds``, ``attachments``,
+    #: ``components`` and ``poll`` emptied, except in DMs and messages that mention the bot.
+    message_content_intent: bool = True
     interaction_ack_s: float = 3.0
     interaction_ttl_s: float = 900.0
 

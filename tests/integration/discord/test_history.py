@@ -10,7 +10,7 @@ import pytest
 
 from shared.discord import DiscordClient, Message, MessageReference
 from shared.domain.messages import snowflake_time
-from shared.errors import InvalidInputError
+from shared.errors import ConfigError, InvalidInputError
 from tests.fakes.discord_server import FakeDiscordServer, World
 
 pytestmark = pytest.mark.integration
@@ -60,6 +60,18 @@ def test_a_forward_reads_as_the_message_it_forwards(
     assert forward.embeds == ("Release calendar",)
     assert forward.extra["forwarded"] is True
     assert forward.extra["forwarded_from"] == str(original.id)
+
+
+def test_history_without_the_message_content_intent_is_refused_not_summarized_blank(
+    client: DiscordClient, server: FakeDiscordServer, world: World, history: list[int]
+) -> None:
+    # Without the privileged intent Discord empties other users' messages over REST too: a
+    # summary of them would be a summary of nothing, with no error anywhere.
+    server.fake.config.message_content_intent = False
+    with pytest.raises(ConfigError, match="lacks the Message Content intent"):
+        list(client.iter_history(str(world.general.id)))
+    server.fake.config.message_content_intent = True
+    assert all(m.content for m in client.iter_history(str(world.general.id), limit=20))
 
 
 def test_time_window_is_inclusive_start_exclusive_end(
