@@ -23,7 +23,7 @@ disagreement can only make the bot stricter.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from producers.bot.store import GuildConfig
@@ -206,11 +206,13 @@ def authorize_summary(request: AccessRequest) -> Refusal | None:
         return refusal
     destination = request.destination
     if destination is not None:
+        # Having joined the private thread the command ran in says nothing of another one.
+        poster = member if destination.id == source.id else replace(member, thread_member=None)
         refusal = _lacks(
             request,
-            member,
+            poster,
             destination,
-            member_in(guild, member, destination, request.hints.destination),
+            member_in(guild, poster, destination, request.hints.destination),
             _send_bits(destination),
             party="member",
             purpose="to post a summary there",

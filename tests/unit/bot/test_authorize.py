@@ -134,6 +134,22 @@ def test_member_must_be_able_to_post_in_the_destination() -> None:
     assert authorize_summary(request(destination=thread)) is None
 
 
+def test_joining_the_source_thread_does_not_open_another_private_thread() -> None:
+    # The command ran inside private thread T1 (so Alice is in it); posting into private
+    # thread T2 needs her to be in T2, which nothing says.
+    source = ChannelView(id=THREAD, kind=ChannelKind.PRIVATE_THREAD, parent=channel())
+    other = ChannelView(id=THREAD + 1, kind=ChannelKind.PRIVATE_THREAD, parent=channel(OTHER))
+    inside = replace(ME, thread_member=True)
+    bot = replace(BOT_MEMBER, thread_member=True)
+    config = GuildConfig(guild_id=GUILD, private_channel_policy=PrivateChannelPolicy.ALLOW)
+    here = request(member=inside, bot=bot, source=source, config=config, reply_channel=source)
+    assert authorize_summary(here) is None
+    assert authorize_summary(replace(here, destination=source)) is None
+    refusal = authorize_summary(replace(here, destination=other))
+    assert refusal is not None and refusal.party == "member"
+    assert "private thread" in refusal.message
+
+
 def test_same_channel_policy_keeps_private_summaries_in_place() -> None:
     other = channel(OTHER)
     refusal = authorize_summary(request(source=PRIVATE, reply_channel=other))
