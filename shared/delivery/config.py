@@ -28,7 +28,7 @@ _HINTS = {
     "WEBHOOK_TIMEOUT": "give seconds between 1 and 60",
     "WEBHOOK_MAX_PAYLOAD_BYTES": "give a size in bytes between 1024 and 1048576",
     "WEBHOOK_DISABLE_AFTER_DAYS": "give days between 0.01 and 60",
-    "DELIVERY_LEASE_SECONDS": "give seconds between 5 and 3600, longer than any one send",
+    "DELIVERY_LEASE_SECONDS": "give seconds between 5 and 180, longer than any one send",
     "DELIVERY_REDRIVE_GRACE_SECONDS": "give seconds between 1 and 86400",
     "DELIVERY_MAX_CLAIMS": "give a whole number between 1 and 1000",
     "JOB_FAILED_LOOKBACK_HOURS": "give hours between 1 and 720",
@@ -52,7 +52,10 @@ class DeliverySettings(SettingsGroup):
     webhook_timeout: float = Field(default=15.0, ge=1, le=60)
     webhook_max_payload_bytes: int = Field(default=65536, ge=1024, le=1_048_576)
     webhook_disable_after_days: float = Field(default=5.0, ge=0.01, le=60)
-    delivery_lease_seconds: float = Field(default=120.0, ge=5, le=3600)
+    # A part a dead worker was sending is sent again once its lease ends, with the same
+    # nonce; Discord only remembers a nonce for "a few minutes", so a longer lease could post
+    # that part twice.
+    delivery_lease_seconds: float = Field(default=120.0, ge=5, le=180)
     delivery_redrive_grace_seconds: float = Field(default=300.0, ge=1, le=86400)
     delivery_max_claims: int = Field(default=25, ge=1, le=1000)
     job_failed_lookback_hours: float = Field(default=24.0, ge=1, le=720)

@@ -197,3 +197,13 @@ def test_rules_across_variables_name_the_variable_to_change(
     monkeypatch.delenv("BOT_SHARD_IDS")
     [line] = _lines(monkeypatch, DISCORD_MODE="replay")
     assert line.startswith("DISCORD_RECORDING_PATH: not set, and DISCORD_MODE 'replay' needs it")
+
+
+def test_a_delivery_lease_longer_than_discord_remembers_a_nonce_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A part a dead worker was sending goes again when its lease ends, with the same nonce,
+    # which Discord only remembers for a few minutes.
+    [line] = _lines(monkeypatch, DELIVERY_LEASE_SECONDS="600")
+    assert line.startswith("DELIVERY_LEASE_SECONDS: ")
+    assert "between 5 and 180" in line
