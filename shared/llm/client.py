@@ -167,6 +167,10 @@ _URL_MISSING = re.compile(
 )
 _CONTEXT_RE = re.compile(r"maximum context length is (\d+) tokens", re.IGNORECASE)
 _REQUESTED_RE = re.compile(r"(?:resulted in|requested) (\d+) tokens", re.IGNORECASE)
+#: A server counting fewer than this share of a prompt's estimated tokens (of at least
+#: _CUT_MIN_TOKENS) has cut it (:meth:`LLMClient._check_prompt_kept`).
+_CUT_RATIO = 0.6
+_CUT_MIN_TOKENS = 1_000
 #: llama.cpp's server: "request (9000 tokens) exceeds the available context size (8192 tokens)".
 _LLAMA_CONTEXT_RE = re.compile(
     r"request \((\d+) tokens\) exceeds the available context size \((\d+) tokens\)",
@@ -625,6 +629,8 @@ class LLMClient(ClosesOnExit):
         self._limiters: dict[str, LLMRateLimiter] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
         self._limit_params: dict[str, str] = {}
+        #: Models whose prompts a server was seen to cut (warned once each).
+        self._cut_warned: set[str] = set()
         #: Models that refused a temperature (a reasoning model the registry does not mark).
         self._fixed_temperature: set[str] = set()
         self._lock = threading.Lock()
@@ -842,6 +848,28 @@ class LLMClient(ClosesOnExit):
             params["response_format"] = dict(response_format)
         return params
 
+    def _check_prompt_kept(self, model: str, estimate: int, counted: int) -> None:
+        """Warn (once per model) when the server counted far fewer prompt tokens than sent.
+
+        Ollama's OpenAI endpoint cuts a prompt longer than the model's context to fit and
+        answers 200 all the same (ollama/ollama#4967): the summary then silently misses most of
+        the chunk.  Tokenizers differ, but not by 40 %.
+        """
+        if estimate < _CUT_MIN_TOKENS or counted >= estimate * _CUT_RATIO:
+            return
+        if model in self._cut_warned:
+            return
+        self._cut_warned.add(model)
+        log.warning(
+            "llm.prompt_cut",
+            model=model,
+            sent_tokens=estimate,
+            counted_tokens=counted,
+            hint="the server seems to cut prompts to a context of about "
+            f"{counted} tokens; set the model's context_window in LLM_MODELS to what the server "
+            "serves (Ollama: the model's num_ctx) so chunks fit",
+        )
+
     def _allowance(self, model: str, info: ModelInfo, max_tokens: int | None) -> int:
         """The output allowance of a call: what was asked, plus room for a reasoning model's
         thinking, which counts against max_completion_tokens (without it the answer comes back
@@ -944,6 +972,8 @@ class LLMClient(ClosesOnExit):
             if usage.total_tokens == 0:
                 completion = count_tokens(text, encoding=info.encoding)
                 usage = Usage(prompt_tokens=prompt, completion_tokens=completion, calls=1)
+            else:
+                self._check_prompt_kept(model, prompt, usage.prompt_tokens)
             limiter.settle(reservation, usage.total_tokens, raw.headers)
             if not permit.clean:
                 breaker.record_success()

@@ -60,6 +60,9 @@ behave, see :func:`_format_unsupported`:
 * ``errors_in_ok_body``: a gateway such as OpenRouter, which answers 200 before its
   provider has run: a provider failure (429, 5xx, timeout) comes as a 200 whose body holds
   ``error`` with the status as its ``code``;
+* ``context_cut``: Ollama's OpenAI endpoint, which cuts a prompt longer than the model's
+  context (its ``num_ctx``) to fit and answers 200, counting only what it kept in ``usage``
+  (ollama/ollama#4967);
 * ``inline_aliases``: structured answers also write ``[m22]``-style aliases inside text fields
   (and sometimes only there, or an alias of no message);
 * ``usage_counting = "chars4"``: ``usage`` (and the rate limits) count characters / 4, not
@@ -208,6 +211,7 @@ class FakeConfig:
     reasoning_in_content: bool = False
     system_first_template: bool = False
     errors_in_ok_body: bool = False
+    context_cut: int | None = None
     usage_counting: str = "tokenizer"
     charge_failures: bool = False
     unsupported_status: int = 400
@@ -560,6 +564,8 @@ class FakeOpenAIServer:
         model: FakeModel = request["model"]
         prompt_tokens = _prompt_usage(body, model, self.config)
         allowance = request["max_tokens"]
+        if self.config.context_cut is not None and prompt_tokens > self.config.context_cut:
+            prompt_tokens = self.config.context_cut  # Ollama keeps the end, and says nothing
         if prompt_tokens + allowance > model.context_window:
             if self.config.dialect == "llamacpp":
                 raise _llamacpp_context_error(prompt_tokens + allowance, model.context_window)
@@ -1356,6 +1362,7 @@ _SWITCHABLE = frozenset(
         "reasoning_in_content",
         "system_first_template",
         "errors_in_ok_body",
+        "context_cut",
         "usage_counting",
         "charge_failures",
         "unsupported_status",

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import httpx2
 import pytest
+from structlog.testing import capture_logs
 
 from shared.errors import ErrorKind, RateLimitedError, classify
 from shared.llm import client as llm
@@ -487,6 +488,24 @@ def test_limit_parameter_per_backend_and_learnt_from_the_server(
     assert result.attempts == 2
     assert "max_completion_tokens" in fake.requests_seen[-1]
     assert "temperature" not in fake.requests_seen[-1]  # reasoning models take the default only
+
+
+def test_a_server_that_cuts_the_prompt_to_fit_is_reported_once(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    # Ollama's /v1 cuts a prompt longer than num_ctx and answers 200: the summary silently
+    # misses most of the chunk, and only usage.prompt_tokens tells.
+    fake.configure(context_cut=2048)
+    client = make_client(provider="ollama")
+    long_ask = [{"role": "user", "content": "the build broke again on arm64. " * 600}]
+    with capture_logs() as logs:
+        client.complete(long_ask, max_tokens=50)
+        client.complete(long_ask, max_tokens=50)
+        client.complete(ASK, max_tokens=50)
+    cut = [entry for entry in logs if entry["event"] == "llm.prompt_cut"]
+    assert len(cut) == 1
+    assert cut[0]["counted_tokens"] == 2048 and cut[0]["sent_tokens"] > 3000
+    assert "LLM_MODELS" in cut[0]["hint"]
 
 
 def test_a_reasoning_model_gets_room_to_think_before_it_answers(
