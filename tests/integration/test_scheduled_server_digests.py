@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from producers.api.app import create_app
 from producers.api.resources import ApiOptions
-from schema.models.schedules import Schedule, ScheduleRun, ScheduleScope
+from schema.models.schedules import ScheduleRun, ScheduleScope
 from shared.apikeys import create_api_key
 from shared.crypto import SecretBox, generate_key
 from shared.db.migrate import upgrade
@@ -33,7 +33,7 @@ from shared.settings import load_settings
 from tests.fakes.discord_server import FakeDiscordServer
 from tests.fakes.enqueuer import RecordingEnqueuer
 from tests.fakes.server_world import ServerWorld, seed_server
-from tests.support.digests import MARKERS, now_of, posted_since, wait_settled
+from tests.support.digests import MARKERS, make_due, posted_since, wait_settled
 from tests.support.workers import embedded_worker
 
 pytestmark = pytest.mark.integration
@@ -83,11 +83,7 @@ def test_a_scheduled_server_digest_posts_to_general_and_tells_its_admins_what_it
     assert (row.scope, row.channel_id) == ("server", general)
     # Due a minute ago, last run a day ago: the run covers the day the Acme messages span.
     now = datetime.now(UTC)
-    with services.session_factory() as session, session.begin():
-        stored = session.get(Schedule, row.id)
-        assert stored is not None
-        stored.next_run_at = now - timedelta(minutes=1)
-        stored.last_run_at = now_of(world) - timedelta(hours=24)
+    make_due(services, row.id, world, now)
     before = world.general.last_message_id or 0
     result = dispatch_due_digests(services.core(), now=now)
     assert result.jobs_submitted == 1

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from schema.models.jobs import Job, Summary
-from schema.models.schedules import Schedule, ScheduleRun, ScheduleScope
+from schema.models.schedules import ScheduleRun, ScheduleScope
 from schema.models.tenancy import GuildSettings
 from shared.db.migrate import upgrade
 from shared.digests.dispatch import dispatch_due_digests
@@ -45,7 +45,7 @@ from shared.summarize.content import SummaryContent, SummaryFormat
 from tests.fakes.discord_server import FakeDiscordServer
 from tests.fakes.server_world import ServerWorld, seed_server
 from tests.support.canaries import canaries
-from tests.support.digests import MARKERS, now_of, posted_since, wait_settled
+from tests.support.digests import MARKERS, make_due, now_of, posted_since, wait_settled
 from tests.support.workers import embedded_worker
 
 
@@ -475,16 +475,14 @@ def test_a_schedule_stops_posting_a_channel_that_became_private(
     finally:
         staff.overwrites[:] = closed
     now = datetime.now(UTC)
-    with services.session_factory() as session, session.begin():
-        row = session.get(Schedule, schedule.id)
-        assert row is not None
-        row.next_run_at = now - timedelta(minutes=1)
-        row.last_run_at = now_of(world) - timedelta(hours=24)
+    make_due(services, schedule.id, world, now)
     before_events = len(server.fake.limits.events)
     before_post = world.general.last_message_id or 0
     assert dispatch_due_digests(services.core(), now=now).jobs_submitted == 1
     with services.session_factory() as session:
-        run = session.scalars(select(ScheduleRun).where(ScheduleRun.schedule_id == row.id)).one()
+        run = session.scalars(
+            select(ScheduleRun).where(ScheduleRun.schedule_id == schedule.id)
+        ).one()
     job = wait_settled(services, run.job_id)
     assert job.status == "failed"
     assert _history_reads(server, staff.id, before_events) == 0

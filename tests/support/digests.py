@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from schema.models.jobs import Delivery, Job, Summary
+from schema.models.schedules import Schedule
 from shared.pipeline.services import Services
 from tests.fakes.discord_server import FakeDiscordServer
 from tests.fakes.server_world import ServerWorld
@@ -44,3 +45,13 @@ def posted_since(server: FakeDiscordServer, channel_id: int, since: int) -> str:
     channel = fake.channels[channel_id]
     posted = [fake.message_json(fake.messages[m], None) for m in channel.message_ids if m > since]
     return json.dumps(posted, ensure_ascii=False)
+
+
+def make_due(services: Services, schedule_id: uuid.UUID, world: ServerWorld, now: datetime) -> None:
+    """Make a schedule due a minute before ``now``, last run a day before the world's clock:
+    its run covers the day the world's messages span."""
+    with services.session_factory() as session, session.begin():
+        stored = session.get(Schedule, schedule_id)
+        assert stored is not None
+        stored.next_run_at = now - timedelta(minutes=1)
+        stored.last_run_at = now_of(world) - timedelta(hours=24)
