@@ -167,6 +167,7 @@ _URL_MISSING = re.compile(
 )
 _CONTEXT_RE = re.compile(r"maximum context length is (\d+) tokens", re.IGNORECASE)
 _REQUESTED_RE = re.compile(r"(?:resulted in|requested) (\d+) tokens", re.IGNORECASE)
+_FILTERED = "The LLM provider's content filter blocked this summary."
 #: A server counting fewer than this share of a prompt's estimated tokens (of at least
 #: _CUT_MIN_TOKENS) has cut it (:meth:`LLMClient._check_prompt_kept`).
 _CUT_RATIO = 0.6
@@ -471,6 +472,9 @@ def classify_status(
             return _UnsupportedTemperature(_clip(message))
         if code == "json_validate_failed":
             return _FailedGeneration(_clip(message))
+        if code == "content_filter":
+            # Azure OpenAI refuses a prompt its filter flags with a 400 of this code.
+            return ContentFilterError(detail, user_message=_FILTERED)
         if param == "response_format" or _FORMAT_HINT.search(message):
             return _UnsupportedFormat(_clip(message))
         return LLMInvalidRequestError(detail)
@@ -984,8 +988,7 @@ class LLMClient(ClosesOnExit):
             refusal = answer.refusal
             if finish == "content_filter" or refusal:
                 raise ContentFilterError(
-                    f"{model} stopped: {refusal or 'content filter'}",
-                    user_message="The LLM provider's content filter blocked this summary.",
+                    f"{model} stopped: {refusal or 'content filter'}", user_message=_FILTERED
                 )
             return Completion(
                 text=text,

@@ -141,6 +141,18 @@ def err(
             llm.LLMOverloadedError,
             ErrorKind.TRANSIENT,
         ),
+        (
+            400,
+            err(
+                "The response was filtered due to the prompt triggering Azure OpenAI's content "
+                "management policy.",
+                code="content_filter",
+                param="prompt",
+            ),
+            {},
+            llm.ContentFilterError,
+            ErrorKind.PERMANENT,
+        ),
         (408, "timeout", {}, llm.LLMServerError, ErrorKind.TRANSIENT),
         (418, None, {}, llm.LLMInvalidRequestError, ErrorKind.PERMANENT),
     ],
