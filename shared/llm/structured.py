@@ -84,16 +84,19 @@ _FENCE = re.compile(r"```[ \t]*(?:json)?[ \t]*\n?(.*?)```", re.DOTALL | re.IGNOR
 #: where the chat template opened the block itself (Qwen3, DeepSeek-R1 on llama.cpp, vLLM
 #: without a reasoning parser, LM Studio leave it in ``content``).
 _REASONING = re.compile(r"\s*(?:<think(?:ing)?>)?(?:(?!<think).)*?</think(?:ing)?>\s*", re.DOTALL)
+_OPENED_REASONING = re.compile(r"\s*<think(?:ing)?>.*?</think(?:ing)?>\s*", re.DOTALL)
 
 
-def strip_reasoning(text: str) -> str:
+def strip_reasoning(text: str, *, opened_only: bool = False) -> str:
     """``text`` without the reasoning block a model may write before its answer.
 
-    Only a block at the start counts, so an answer that merely quotes the tag later keeps
-    it; callers try an answer as it stands first (a JSON value that contains the tag in a
-    string is left alone).
+    The block opens the answer: ``<think>`` up to the first ``</think>``, or, without an
+    opening tag (the chat template wrote it), everything up to the first ``</think>``.  Callers
+    try an answer as it stands first, so a JSON value that quotes the tag is left alone; a
+    prose answer, which could quote it too, passes ``opened_only`` and loses only a block
+    that opens with the tag.
     """
-    match = _REASONING.match(text)
+    match = (_OPENED_REASONING if opened_only else _REASONING).match(text)
     return text[match.end() :] if match else text
 
 

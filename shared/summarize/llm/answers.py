@@ -190,7 +190,7 @@ class SummaryReader:
                 return Reading(lifted, shape, fits_schema=True)
             shaped = coerce(data, schema)
             return Reading(shaped, "coerced", _problems(shaped, layout))
-        parsed = read_text(strip_reasoning(text), schema)
+        parsed = read_text(strip_reasoning(text, opened_only=True), schema)
         return Reading(parsed, "prose", _problems(parsed, layout))
 
 

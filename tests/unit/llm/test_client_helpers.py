@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from shared.errors import ConfigError, ErrorKind, classify
 from shared.llm import client as llm
 from shared.llm.config import LLMSettings
+from shared.llm.structured import strip_reasoning
 from shared.llm.wire import never_sent
 from shared.ratelimit.llm import RequestTooLargeError
 
@@ -553,6 +554,13 @@ def test_a_server_error_does_not_wait_for_rate_limit_resets() -> None:
 )
 def test_parse_json_text(text: str, expected: object) -> None:
     assert llm.parse_json_text(text) == expected
+
+
+def test_prose_loses_only_a_reasoning_block_that_opens_with_its_tag() -> None:
+    assert strip_reasoning("<think>plan</think>\n## topics") == "## topics"
+    quoted = "Use </think> to close the block.\n## topics"
+    assert strip_reasoning(quoted, opened_only=True) == quoted
+    assert strip_reasoning(quoted) == "to close the block.\n## topics"
 
 
 @pytest.mark.parametrize(
