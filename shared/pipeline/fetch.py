@@ -237,10 +237,10 @@ def _server_rule_refusal(
 
 
 def _open_discord(
-    services: Services, job: Job, source: DiscordChannelSource, *, limit: int
+    services: Services, job: Job, params: JobParams, source: DiscordChannelSource, *, limit: int
 ) -> _Opened:
     client = services.require_discord()
-    elsewhere = _shown_elsewhere(job, parse_params(job.params), source.channel_id)
+    elsewhere = _shown_elsewhere(job, params, source.channel_id)
     rules = _server_rules(services, job.guild_id, elsewhere)
     # Under rules the channel is read afresh: its permission overwrites decide "private", and
     # a remembered answer may hold old ones.  The guild boundary below reads the same answer.
@@ -284,12 +284,12 @@ def _sanitized(opened: _Opened) -> _Opened:
 
 
 @contextmanager
-def _open(services: Services, job: Job, *, limit: int) -> Iterator[_Opened]:
-    source = parse_params(job.params).source
+def _open(services: Services, job: Job, params: JobParams, *, limit: int) -> Iterator[_Opened]:
+    source = params.source
     # Several channels are planned (run_plan), never opened as one conversation.
     assert not isinstance(source, DiscordServerSource)
     if isinstance(source, DiscordChannelSource):
-        yield _sanitized(_open_discord(services, job, source, limit=limit))
+        yield _sanitized(_open_discord(services, job, params, source, limit=limit))
         return
     with _open_document(services, source, limit=limit) as opened:
         yield _sanitized(opened)
@@ -423,7 +423,7 @@ def run_fetch(services: Services, job: Job) -> list[Step]:
     limit = min(params.max_messages or settings.max_messages, settings.max_messages)
     reader = params.part_of.focus_user_id if params.part_of is not None else None
     tally = _ReaderTally(reader) if reader is not None else None
-    with _open(services, job, limit=limit) as opened:
+    with _open(services, job, params, limit=limit) as opened:
         # Opening checked the channel's guild; no history has been read yet.
         progress: dict[str, object] = {"messages_total": opened.total, "messages_fetched": 0}
         fetched = _fill_cache(services, job, opened, tally, progress)
