@@ -31,10 +31,19 @@ pytestmark = pytest.mark.integration
 
 Make = Callable[..., LLMClient]
 SCHEMA = prompts.final_schema(SummaryFormat.STRUCTURED)
-ASK = prompts.final_messages(
-    channel=ChannelInfo(channel_id="1", channel_name="support"),
-    options=prompts.PromptOptions(format=SummaryFormat.STRUCTURED),
-    transcript_text="--- 2024-11-15 UTC ---\n[m1 14:03 bill] kernel 2.6.8.1 fails to build\n"
+
+
+def structured_ask(transcript_text: str) -> list[dict[str, str]]:
+    """The final-summary request of #support for ``transcript_text``."""
+    return prompts.final_messages(
+        channel=ChannelInfo(channel_id="1", channel_name="support"),
+        options=prompts.PromptOptions(format=SummaryFormat.STRUCTURED),
+        transcript_text=transcript_text,
+    )
+
+
+ASK = structured_ask(
+    "--- 2024-11-15 UTC ---\n[m1 14:03 bill] kernel 2.6.8.1 fails to build\n"
     "[m2 14:04 bob ↩m1] install linux-headers-2.6.8.1 first\n[m3] then reboot\n"
     "[m4 14:06 carol] we decided to document it in the wiki\n"
     "[m5 14:07 dave] is arm64 affected too?",
@@ -206,10 +215,8 @@ def test_a_server_that_ignores_response_format(
     assert fake.stats()["statuses"] == {"200": 3}
 
 
-FENCED_ASK = prompts.final_messages(
-    channel=ChannelInfo(channel_id="1", channel_name="support"),
-    options=prompts.PromptOptions(format=SummaryFormat.STRUCTURED),
-    transcript_text="--- 2024-11-15 UTC ---\n[m1 14:03 bill] the arm64 build fails\n"
+FENCED_ASK = structured_ask(
+    "--- 2024-11-15 UTC ---\n[m1 14:03 bill] the arm64 build fails\n"
     "[m2 14:04 bob ↩m1] run ```make clean && make ARCH=arm64``` then retry\n"
     "[m3 14:06 bill] ```make ARCH=arm64``` worked, we decided to document it\n"
     "[m4 14:07 dave] ```uname -m``` says aarch64 here, is it affected too?",
