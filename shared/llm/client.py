@@ -402,7 +402,8 @@ def _not_found(detail: str, message: str, code: str, model: str | None) -> LLMPe
     return LLMEndpointNotFoundError(
         detail,
         user_message="The LLM endpoint URL was not found; an operator must check LLM_BASE_URL "
-        "(most OpenAI-compatible servers want it to end in /v1).",
+        "(most OpenAI-compatible servers want it to end in /v1; Azure OpenAI: "
+        "https://RESOURCE.openai.azure.com/openai/v1).",
     )
 
 
@@ -658,8 +659,9 @@ class LLMClient(ClosesOnExit):
             return settings.api_key.get_secret_value().strip()
         if settings.requires_key:
             raise ConfigError(
-                "OPENAI_API_KEY: not set; give the key (or LLM_API_KEY_FILE naming a file "
-                "holding it), or set LLM_BASE_URL to a local OpenAI-compatible server"
+                "OPENAI_API_KEY: not set; give the key (for Azure OpenAI, the resource's key; "
+                "or LLM_API_KEY_FILE naming a file holding it), or set LLM_BASE_URL to a local "
+                "OpenAI-compatible server"
             )
         return "not-needed"  # local servers ignore the key but the SDK wants one
 
@@ -891,6 +893,9 @@ class LLMClient(ClosesOnExit):
         if self.settings.limit_param != "auto":
             return self.settings.limit_param
         if self.settings.effective_provider == "openai":
+            return info.limit_param
+        if self.settings.effective_provider == "azure" and self.registry.find(model) is not None:
+            # A deployment named after its model; any other name learns it from one refusal.
             return info.limit_param
         return "max_tokens"
 

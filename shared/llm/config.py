@@ -21,6 +21,12 @@ llama.cpp llama-server    http://HOST:8080/v1                  optional ``--api-
 LiteLLM proxy             http://HOST:4000/v1                  key = master or virtual key;
                                                                model = the alias in its config;
                                                                may refuse ``response_format``
+Azure OpenAI              https://RESOURCE.openai.azure.com/   key required (the resource's key,
+                          openai/v1                            sent as a bearer token); model =
+                                                               the deployment's name; the older
+                                                               ``/openai/deployments/NAME`` URLs
+                                                               (``api-version``, ``api-key``
+                                                               header) are refused at start
 ========================  ===================================  ==================================
 
 Structured output needs no setting per server: the client walks ``json_schema`` → ``json_object``
@@ -53,7 +59,12 @@ __all__ = ["OPENAI_BASE_URL", "LLMSettings", "Provider"]
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
-Provider = Literal["openai", "vllm", "ollama", "llamacpp", "litellm", "compatible"]
+Provider = Literal["openai", "azure", "vllm", "ollama", "llamacpp", "litellm", "compatible"]
+
+#: Hosts of Azure OpenAI resources (classic, AI Foundry, multi-service Cognitive Services).
+_AZURE_HOSTS = (".openai.azure.com", ".services.ai.azure.com", ".cognitiveservices.azure.com")
+#: What a resource's v1 endpoint looks like, for the messages that point to it.
+_AZURE_V1 = "https://RESOURCE.openai.azure.com/openai/v1"
 
 
 class LLMSettings(SettingsGroup):
@@ -195,6 +206,27 @@ class LLMSettings(SettingsGroup):
             raise ValueError(
                 f"{value!r} is not an http(s) URL; use e.g. http://localhost:11434/v1 for Ollama"
             )
+        path = parts.path.rstrip("/")
+        # The SDK appends its paths to the base and keeps no query of it (a query ends up in
+        # front of "chat/completions"), so these would fail on every call, not at start.
+        if "/openai/deployments" in path.lower():
+            raise ValueError(
+                f"{value!r} is an Azure OpenAI deployment URL, which needs an api-version and "
+                f"an api-key header; use the resource's v1 endpoint instead, {_AZURE_V1}, "
+                "with LLM_MODEL set to the deployment's name"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError(
+                f"{value!r} has a query or fragment, which the client cannot send; give the "
+                "endpoint's base URL alone (e.g. http://localhost:11434/v1, or "
+                f"{_AZURE_V1} for Azure OpenAI)"
+            )
+        for operation in ("/chat/completions", "/completions", "/responses"):
+            if path.lower().endswith(operation):
+                raise ValueError(
+                    f"{value!r} names an operation; give the endpoint's base URL, without "
+                    f"{operation} (the client adds it): {value[: value.lower().rfind(operation)]}"
+                )
         return value.rstrip("/")
 
     @property
@@ -215,13 +247,16 @@ class LLMSettings(SettingsGroup):
 
     @property
     def effective_provider(self) -> Provider:
-        """``provider``, or a guess from the URL (OpenAI, Ollama's and llama.cpp's ports)."""
+        """``provider``, or a guess from the URL (OpenAI's and Azure's hosts, Ollama's,
+        vLLM's, llama.cpp's and LiteLLM's ports)."""
         if self.provider:
             return self.provider
         parts = urlsplit(self.effective_base_url)
         host = parts.hostname or ""
         if host == "api.openai.com" or host.endswith(".openai.com"):
             return "openai"
+        if host.endswith(_AZURE_HOSTS):
+            return "azure"
         by_port: dict[int, Provider] = {
             11434: "ollama",
             8000: "vllm",
@@ -232,8 +267,8 @@ class LLMSettings(SettingsGroup):
 
     @property
     def requires_key(self) -> bool:
-        """OpenAI itself needs a key; local servers accept a placeholder."""
-        return self.effective_provider == "openai"
+        """OpenAI and Azure OpenAI need a key; local servers accept a placeholder."""
+        return self.effective_provider in ("openai", "azure")
 
     def scope(self, model: str) -> str:
         """Identity of one rate limit and breaker: endpoint, organisation, project, model."""

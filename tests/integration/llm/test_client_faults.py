@@ -80,6 +80,20 @@ def test_success_reports_usage_cost_and_sends_one_attempt(
     assert client.list_models()[:2] == ["gpt-3.5-turbo", "gpt-4"]
 
 
+def test_azure_sends_the_limit_its_registered_model_takes(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    # Azure's v1 endpoint speaks OpenAI's parameters: a deployment named after a registered
+    # model gets max_completion_tokens (required by its o-series), as on OpenAI.
+    client = make_client(provider="azure")
+    client.complete(ASK, max_tokens=100)
+    body = fake.requests_seen[-1]
+    assert body["max_completion_tokens"] == 100 and "max_tokens" not in body
+    compatible = make_client(provider="compatible")
+    compatible.complete(ASK, max_tokens=100)
+    assert fake.requests_seen[-1]["max_tokens"] == 100
+
+
 def test_server_error_is_transient_and_counts_towards_the_breaker(
     fake: FakeOpenAIServer, make_client: Make
 ) -> None:

@@ -612,6 +612,36 @@ def test_settings_reject_bad_urls() -> None:
         LLMSettings(base_url="localhost:11434")
 
 
+def test_settings_know_azure_and_need_its_key() -> None:
+    for host in ("acme.openai.azure.com", "acme.services.ai.azure.com"):
+        settings = LLMSettings(base_url=f"https://{host}/openai/v1/")
+        assert settings.effective_provider == "azure"
+        assert settings.base_url == f"https://{host}/openai/v1"
+        assert settings.requires_key
+    with pytest.raises(ConfigError, match=r"^OPENAI_API_KEY: not set; .*Azure OpenAI"):
+        llm.LLMClient.embedded(LLMSettings(base_url="https://acme.openai.azure.com/openai/v1"))
+
+
+@pytest.mark.parametrize(
+    ("url", "advice"),
+    [
+        # The portal's "Target URI": the SDK would keep neither its query nor send api-key.
+        (
+            "https://acme.openai.azure.com/openai/deployments/sum/chat/completions"
+            "?api-version=2024-10-21",
+            r"Azure OpenAI deployment URL.*https://RESOURCE\.openai\.azure\.com/openai/v1",
+        ),
+        ("https://acme.openai.azure.com/openai/deployments/sum", "deployment's name"),
+        ("http://h:9999/v1?key=x", "query or fragment.*base URL alone"),
+        ("http://h:9999/v1/chat/completions", r"without /chat/completions.*: http://h:9999/v1 "),
+        ("http://h:9999/v1/responses/", "without /responses"),
+    ],
+)
+def test_settings_refuse_urls_the_client_cannot_call(url: str, advice: str) -> None:
+    with pytest.raises(ValidationError, match=advice):
+        LLMSettings(base_url=url)
+
+
 def test_client_needs_a_key_for_openai(tmp_path: Path) -> None:
     # Operator wording names the variables to set, not "the LLM key-file setting".
     with pytest.raises(ConfigError, match=r"^OPENAI_API_KEY: not set; .*LLM_API_KEY_FILE"):
