@@ -299,6 +299,11 @@ class InvalidOutputError(LLMPermanentError):
         self.outcomes = tuple(outcomes)
 
 
+#: OpenAI's words for a strict schema that breaks its rules (``Invalid schema for
+#: response_format 'name': In context=...``).
+_SCHEMA_REFUSED = re.compile(r"invalid schema for response_format", re.IGNORECASE)
+
+
 class _UnsupportedFormat(Exception):
     """Internal: the server rejected this response_format; step down the ladder."""
 
@@ -1244,6 +1249,12 @@ class _StructuredRun:
         try:
             first = self._call(request, fmt, self.max_tokens, repair=False, trial=self._trial(mode))
         except _UnsupportedFormat as exc:
+            if _SCHEMA_REFUSED.search(str(exc)):
+                # Not a server without json_schema: this schema broke its rules (our bug, or a
+                # server stricter than OpenAI), which the capability's info line would bury.
+                log.warning(
+                    "llm.schema_refused", server=self.server, schema=self.name, error=str(exc)
+                )
             self._learn(mode, "rejected", f"the server rejected it: {exc}", fallback=False)
             return RungOutcome(mode, f"rejected by the server ({_short(str(exc))})"), []
         except _FormatServerError as exc:

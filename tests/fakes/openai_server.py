@@ -1003,48 +1003,168 @@ def _check_response_format(body: dict[str, Any], config: FakeConfig) -> dict[str
             param="response_format",
         )
     if spec.get("strict"):
-        problem = _strict_problem(schema, schema, "root", 0)
+        problem = _StrictCheck(schema).problem()
         if problem:
+            # Chat Completions sends no code with this error (the Responses API's is
+            # "invalid_json_schema"): clients can go by ``param`` and the message only.
             raise _ApiError(
                 400,
-                f"Invalid schema for response_format '{spec['name']}': In context={problem}",
-                code="invalid_json_schema",
+                f"Invalid schema for response_format '{spec['name']}': {problem}",
                 param="response_format",
             )
     return schema
 
 
-def _strict_problem(node: Any, root: dict[str, Any], where: str, depth: int) -> str | None:
-    if depth > 10:
-        return f"{where}, 'schema nesting exceeds limit of 10'"
-    if not isinstance(node, dict):
+#: Keywords strict Structured Outputs refuse ("'allOf' is not permitted."); the guide lists
+#: the composition ones, uniqueItems and oneOf are refused in practice.
+_STRICT_NOT_PERMITTED = (
+    "allOf",
+    "oneOf",
+    "not",
+    "if",
+    "then",
+    "else",
+    "dependentRequired",
+    "dependentSchemas",
+    "uniqueItems",
+)
+#: The string formats strict mode accepts (Structured Outputs guide, "Supported properties").
+_STRICT_FORMATS = frozenset(
+    {"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid"}
+)
+_STRICT_MAX_DEPTH = 10
+_STRICT_MAX_PROPERTIES = 5000
+_STRICT_MAX_ENUM_VALUES = 1000
+_STRICT_MAX_NAME_CHARS = 120_000
+_STRICT_LARGE_ENUM = 250
+_STRICT_LARGE_ENUM_CHARS = 15_000
+
+Context = tuple[str, ...]
+
+
+class _StrictCheck:
+    """OpenAI's strict-schema rules, each answered in its words ("In context=('properties',
+    'x'), ..."): a root object, ``additionalProperties: false`` and every property required on
+    every object (``anyOf`` branches included), no unsupported keyword, a type on every node,
+    and the size limits (5000 properties, 10 levels, 1000 enum values, 120,000 characters of
+    names and enum values, 15,000 characters for an enum of more than 250 values)."""
+
+    def __init__(self, root: dict[str, Any]) -> None:
+        self.root = root
+        self.properties = 0
+        self.enum_values = 0
+        self.chars = 0
+
+    def problem(self) -> str | None:
+        root = self.root
+        if "anyOf" in root or root.get("type") != "object":
+            got = "anyOf" if "anyOf" in root else root.get("type")
+            return f"schema must be a JSON Schema of 'type: \"object\"', got 'type: \"{got}\"'."
+        return self.node(root, (), 0) or self.totals()
+
+    def totals(self) -> str | None:
+        if self.properties > _STRICT_MAX_PROPERTIES:
+            return (
+                f"the schema has {self.properties} object properties in total, above the "
+                f"limit of {_STRICT_MAX_PROPERTIES}."
+            )
+        if self.enum_values > _STRICT_MAX_ENUM_VALUES:
+            return (
+                f"the schema has {self.enum_values} enum values in total, above the limit "
+                f"of {_STRICT_MAX_ENUM_VALUES}."
+            )
+        if self.chars > _STRICT_MAX_NAME_CHARS:
+            return (
+                f"the total string length of property names, definition names, enum values "
+                f"and const values is {self.chars}, above the limit of {_STRICT_MAX_NAME_CHARS}."
+            )
         return None
-    if "$ref" in node:
-        target = _resolve_ref(root, node["$ref"])
-        return None if target is not None else f"{where}, reference {node['$ref']} not found"
-    types = node.get("type")
-    type_list = types if isinstance(types, list) else [types]
-    if "object" in type_list:
-        props = node.get("properties", {})
-        if node.get("additionalProperties") is not False:
-            return f"{where}, 'additionalProperties' is required to be supplied and to be false"
-        missing = sorted(set(props) - set(node.get("required", [])))
-        if missing:
-            return f"{where}, 'required' is required to be supplied and to be an array including every key in properties. Missing '{missing[0]}'"
-        for key, value in props.items():
-            problem = _strict_problem(value, root, f"{where}.{key}", depth + 1)
+
+    def node(self, node: Any, where: Context, depth: int) -> str | None:
+        if not isinstance(node, dict):
+            return f"In context={where!r}, schema must be an object."
+        for keyword in _STRICT_NOT_PERMITTED:
+            if keyword in node:
+                return f"In context={where!r}, '{keyword}' is not permitted."
+        if "$ref" in node:
+            ref = node["$ref"]
+            if _resolve_ref(self.root, ref) is None:
+                return f"In context={where!r}, reference to component '{ref}' was not found."
+            return None
+        if "anyOf" in node:
+            for index, branch in enumerate(node["anyOf"]):
+                problem = self.node(branch, (*where, "anyOf", str(index)), depth)
+                if problem:
+                    return problem
+            return None
+        return self.typed(node, where, depth) or self.defs(node, depth)
+
+    def typed(self, node: dict[str, Any], where: Context, depth: int) -> str | None:
+        if "enum" in node or "const" in node:
+            values = node.get("enum", [node.get("const")])
+            texts = [str(v) for v in values if isinstance(v, str)]
+            self.enum_values += len(values)
+            self.chars += sum(map(len, texts))
+            if len(values) > _STRICT_LARGE_ENUM and sum(map(len, texts)) > _STRICT_LARGE_ENUM_CHARS:
+                return (
+                    f"In context={where!r}, an enum of more than {_STRICT_LARGE_ENUM} values "
+                    f"may have at most {_STRICT_LARGE_ENUM_CHARS} characters in all."
+                )
+        types = node.get("type")
+        if types is None:
+            if "enum" in node or "const" in node:
+                return None
+            return f"In context={where!r}, schema must have a 'type' key."
+        type_list = types if isinstance(types, list) else [types]
+        fmt = node.get("format")
+        if fmt is not None and fmt not in _STRICT_FORMATS:
+            return f"In context={where!r}, '{fmt}' is not a valid format."
+        if "object" in type_list:
+            problem = self.obj(node, where, depth)
             if problem:
                 return problem
-    if "array" in type_list:
-        return _strict_problem(node.get("items"), root, f"{where}[]", depth + 1)
-    for name, sub in (node.get("$defs") or {}).items():
-        problem = _strict_problem(sub, root, f"$defs.{name}", depth + 1)
-        if problem:
-            return problem
-    return None
+        if "array" in type_list and "items" in node:
+            return self.node(node["items"], (*where, "items"), depth)
+        return None
+
+    def obj(self, node: dict[str, Any], where: Context, depth: int) -> str | None:
+        if depth >= _STRICT_MAX_DEPTH:
+            return (
+                f"In context={where!r}, the schema nests objects more than "
+                f"{_STRICT_MAX_DEPTH} levels deep."
+            )
+        if node.get("additionalProperties") is not False:
+            return (
+                f"In context={where!r}, 'additionalProperties' is required to be supplied and "
+                "to be false."
+            )
+        props: dict[str, Any] = node.get("properties", {})
+        missing = [key for key in props if key not in node.get("required", [])]
+        if missing:
+            return (
+                f"In context={where!r}, 'required' is required to be supplied and to be an "
+                f"array including every key in properties. Missing '{missing[0]}'."
+            )
+        self.properties += len(props)
+        for key, value in props.items():
+            self.chars += len(key)
+            problem = self.node(value, (*where, "properties", key), depth + 1)
+            if problem:
+                return problem
+        return None
+
+    def defs(self, node: dict[str, Any], depth: int) -> str | None:
+        for name, sub in (node.get("$defs") or {}).items():
+            self.chars += len(name)
+            problem = self.node(sub, ("$defs", name), depth)
+            if problem:
+                return problem
+        return None
 
 
 def _resolve_ref(root: dict[str, Any], ref: str) -> dict[str, Any] | None:
+    if ref == "#":
+        return root  # recursion, which strict schemas may use
     if not ref.startswith("#/"):
         return None
     node: Any = root
@@ -1121,6 +1241,35 @@ def _words(text: str, count: int) -> str:
     return " ".join(words[:count]) if words else "(no text)"
 
 
+#: A valid value of each string format strict schemas accept.
+_FORMAT_EXAMPLES = {
+    "date-time": "2026-03-14T15:09:26Z",
+    "time": "15:09:26Z",
+    "date": "2026-03-14",
+    "duration": "PT1H30M",
+    "email": "someone@example.com",
+    "hostname": "example.com",
+    "ipv4": "192.0.2.1",
+    "ipv6": "2001:db8::1",
+    "uuid": "123e4567-e89b-42d3-a456-426614174000",
+}
+
+
+def _number_within(schema: dict[str, Any], *, integer: bool) -> float | int:
+    """The smallest allowed number (0 when it may be), inside ``schema``'s bounds."""
+    low = schema.get("minimum", schema.get("exclusiveMinimum"))
+    high = schema.get("maximum", schema.get("exclusiveMaximum"))
+    value: float = 0 if low is None else low
+    if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+        value = schema["exclusiveMinimum"] + (1 if integer else 0.5)
+    if high is not None and value > high:
+        value = high
+    step = schema.get("multipleOf")
+    if step:
+        value = math.ceil(value / step) * step
+    return math.ceil(value) if integer else value
+
+
 class _Generator:
     """Builds a value valid against a JSON schema from the request's own messages."""
 
@@ -1134,6 +1283,7 @@ class _Generator:
         self.cursor = 0
         self.bad = bad_citations
         self.authors = sorted({s.author for s in self.cited}) or ["someone"]
+        self.depth = 0  # objects being built, so a recursive schema ends
 
     def _next(self, author: str | None = None) -> _Source:
         pool = [s for s in self.cited if s.author == author] if author else self.cited
@@ -1147,20 +1297,30 @@ class _Generator:
             return None
         if "$ref" in schema:
             return self.value(_resolve_ref(self.root, schema["$ref"]), name, focus, author)
+        if "anyOf" in schema:
+            branches = schema["anyOf"]
+            # Deep in a recursive schema, the branch that does not recurse.
+            plain = [b for b in branches if "$ref" not in b and b.get("type") != "object"]
+            branch = plain[0] if self.depth > 2 and plain else branches[0]
+            return self.value(branch, name, focus, author)
+        if "const" in schema:
+            return schema["const"]
         if "enum" in schema:
             return schema["enum"][self.random.randrange(len(schema["enum"]))]
         types = schema.get("type")
         type_list = types if isinstance(types, list) else [types]
-        if "object" in type_list:
+        if "object" in type_list and not (self.depth > 2 and "null" in type_list):
             return self.obj(schema, author)
         if "array" in type_list:
             return self.array(schema, name, focus, author)
         if "string" in type_list:
             if name == "due" and "null" in type_list:
                 return None
+            if schema.get("format") in _FORMAT_EXAMPLES:
+                return _FORMAT_EXAMPLES[schema["format"]]
             return self.string(name, focus)
         if "integer" in type_list or "number" in type_list:
-            return 0
+            return _number_within(schema, integer="number" not in type_list)
         if "boolean" in type_list:
             return False
         return None
@@ -1171,7 +1331,11 @@ class _Generator:
             author = self.authors[self.cursor % len(self.authors)]
             self.cursor += 1
         focus = self._next(author)
-        return {key: self.value(sub, key, focus, author) for key, sub in props.items()}
+        self.depth += 1
+        try:
+            return {key: self.value(sub, key, focus, author) for key, sub in props.items()}
+        finally:
+            self.depth -= 1
 
     def array(self, schema: dict[str, Any], name: str, focus: _Source, author: str | None) -> Any:
         if name == "message_ids":
@@ -1187,6 +1351,9 @@ class _Generator:
             count = max(0, count - 1)
         if name == "contributions":
             count = min(len(self.authors), 3)
+        if self.depth > 2:
+            count = 0
+        count = max(schema.get("minItems", 0), min(count, schema.get("maxItems", count)))
         return [self.value(schema.get("items"), name, focus, author) for _ in range(count)]
 
     def string(self, name: str, focus: _Source) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -570,6 +571,20 @@ def test_structured_output_strict_schema(fake: FakeOpenAIServer, make_client: Ma
     assert aliases <= {"m1", "m2", "m3"} and aliases
     sent = fake.requests_seen[-1]["response_format"]
     assert sent["json_schema"]["strict"] is True
+
+
+def test_a_schema_the_server_refuses_is_warned_and_the_ladder_steps_down(
+    fake: FakeOpenAIServer, make_client: Make
+) -> None:
+    # "uri" is no format strict mode knows: OpenAI refuses the schema, not json_schema itself.
+    bad = json.loads(json.dumps(SCHEMA))
+    bad["properties"]["overview"]["format"] = "uri"
+    with capture_logs() as logs:
+        result = make_client().complete_json(TRANSCRIPT, schema=bad, name="summary")
+    assert result.mode == "json_object"
+    refused = [e for e in logs if e["event"] == "llm.schema_refused"]
+    assert len(refused) == 1 and refused[0]["log_level"] == "warning"
+    assert "'uri' is not a valid format" in refused[0]["error"]
 
 
 def test_structured_output_ladder_steps_down(fake: FakeOpenAIServer, make_client: Make) -> None:
