@@ -22,16 +22,19 @@ import random
 import traceback
 import uuid
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any, ParamSpec
 
 import structlog
 from celery import Celery, Task
-from celery.exceptions import Retry, SoftTimeLimitExceeded
+from celery.exceptions import Retry, SoftTimeLimitExceeded, TimeLimitExceeded
 from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
 
 import celeryconfig
 from schema.models.jobs import Job, JobStatus
 from shared import lifecycle
+from shared.db.engine import make_engine, make_sessionmaker
 from shared.errors import (
     ErrorKind,
     PermanentError,
@@ -74,6 +77,40 @@ def _count_redelivery(services: Services, job_id: uuid.UUID) -> int:
         return job.redeliveries if job else 0
 
 
+def _dead_end(
+    session_factory: sessionmaker[Session],
+    now: datetime,
+    *,
+    task_id: str,
+    task_name: str,
+    args: list[str],
+    retries: int,
+    reason: str,
+    exc: BaseException | None,
+) -> None:
+    """Fail the job ``args[0]`` with ``reason`` and keep a dead letter for ``summarybot replay``."""
+    job_id = uuid.UUID(args[0])
+    record_dead_letter(
+        session_factory,
+        task_id=task_id,
+        task_name=task_name,
+        job_id=job_id,
+        args=args,
+        error=repr(exc) if exc else reason,
+        traceback="".join(traceback.format_exception(exc)) if exc else None,
+        retries=retries,
+        now=now,
+    )
+    lifecycle.move(
+        session_factory,
+        job_id,
+        lifecycle.Move.FAIL,
+        now=now,
+        error=reason,
+        error_detail=repr(exc) if exc else None,
+    )
+
+
 def _give_up(
     services: Services,
     task: Task,
@@ -83,27 +120,56 @@ def _give_up(
     reason: str,
     exc: BaseException | None,
 ) -> None:
-    now = services.clock()
-    record_dead_letter(
+    _dead_end(
         services.session_factory,
+        services.clock(),
         task_id=str(task.request.id),
         task_name=str(task.name),
-        job_id=job_id,
         args=[str(job_id), *args],
-        error=repr(exc) if exc else reason,
-        traceback="".join(traceback.format_exception(exc)) if exc else None,
         retries=int(task.request.retries or 0),
-        now=now,
-    )
-    lifecycle.move(
-        services.session_factory,
-        job_id,
-        lifecycle.Move.FAIL,
-        now=now,
-        error=reason,
-        error_detail=repr(exc) if exc else None,
+        reason=reason,
+        exc=exc,
     )
     services.cache.delete(str(job_id))
+
+
+def _fail_overrun(
+    context: WorkerContext, task: Task, task_id: str, args: list[str], exc: TimeLimitExceeded
+) -> None:
+    """A stage killed at its hard time limit fails its job, from the worker's main process.
+
+    The pool kills the child, so the task's own error handling never runs; Celery acks the
+    message (``task_acks_on_timeout``) and calls the task's ``on_failure`` in the main process
+    (``celery.worker.request.Request.on_timeout``).  Without this the job would stay unfinished
+    and the recovery sweep would run the stage again, to be killed again, for ever.  A stage
+    that ignored its soft limit is stuck, so there is no second try.  The prefork main process
+    builds no services (its children would inherit their sockets), so it opens one connection
+    for these two writes and closes it.
+    """
+    limit = task.app.conf.task_time_limit
+    reason = (
+        f"the job's {task.name} stage did not stop at its soft time limit and was stopped at "
+        f"the {limit} s hard limit; summarize a shorter window, or an operator can run it "
+        "again with `summarybot replay` after looking into it"
+    )
+    log.error("task.hard_time_limit", task=task.name, task_id=task_id, job_id=args[0])
+    fields: dict[str, Any] = {
+        "task_id": task_id,
+        "task_name": str(task.name),
+        "args": [str(a) for a in args],
+        "retries": 0,
+        "reason": reason,
+        "exc": exc,
+    }
+    if context.ready:  # a solo or threads pool: this process has its services
+        services = context.services()
+        _dead_end(services.session_factory, services.clock(), **fields)
+        return
+    engine = make_engine(context.settings.effective_database_url, pool_size=1, max_overflow=0)
+    try:
+        _dead_end(make_sessionmaker(engine), datetime.now(UTC), **fields)
+    finally:
+        engine.dispose()
 
 
 def _handle_failure(
@@ -202,9 +268,22 @@ def pipeline_task(
     """
 
     def decorate(fn: StageFn) -> Task:
+        def on_failure(
+            self: Task, exc: BaseException, task_id: str, args: Any, _kwargs: Any, _einfo: Any
+        ) -> None:
+            if isinstance(exc, TimeLimitExceeded) and args:
+                _fail_overrun(context, self, task_id, list(args), exc)
+
         # ``shared=False``: a shared task would also be registered, with this context, on every
         # app made later in the process (tests, the embedded mode), running the wrong context.
-        @app.task(name=name, bind=True, queue=queue, acks_late=True, shared=False)  # type: ignore[untyped-decorator]
+        @app.task(  # type: ignore[untyped-decorator]
+            name=name,
+            bind=True,
+            queue=queue,
+            acks_late=True,
+            shared=False,
+            on_failure=on_failure,
+        )
         def task(self: Task, job_id: str, *args: str) -> None:
             services = context.services()
             job = uuid.UUID(job_id)
