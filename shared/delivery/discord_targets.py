@@ -6,9 +6,16 @@ the bot's token carry ``nonce`` + ``enforce_nonce`` (derived from the item id an
 so a part that was created but not yet recorded when a worker died is not posted again either.
 The thread target posts its first part in the channel and starts the thread *from* that message:
 a message has at most one thread, so a retried creation finds the thread instead of making a
-second one.  Discord webhooks and interaction followups accept no nonce; for them the recorded
-progress is the guard (a worker killed between Discord's answer and the progress write can
-repeat that one part).
+second one.
+
+Discord webhooks and interaction followups accept no nonce.  When such a part's outcome is in
+doubt (Discord took the request but no answer came back, or the worker sending it stopped and
+its lease ran out), the item's progress says so (``in_doubt``), and the next attempt first
+reads the channel for that part (the webhook's, or the interaction's, messages since the
+send): found, it is recorded as sent; not there, it is sent.  When the bot cannot read the
+channel (or the followup is ephemeral) the part is not sent again: the delivery fails, saying
+why, rather than risk posting the summary twice (celery.md, "Discord webhooks have no
+idempotency nonce").
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -35,10 +42,11 @@ from shared.delivery.targets import (
     ThreadTarget,
 )
 from shared.discord.client import DiscordClient
-from shared.discord.errors import BadRequest
+from shared.discord.errors import BadRequest, DiscordPermanentError, NetworkError, ServerError
+from shared.discord.history import time_snowflake
 from shared.discord.models import AllowedMentions, Embed, Message, MessageEdit, MessageReference
 from shared.discord.objects import WebhookRef
-from shared.errors import ErrorKind, PipelineError, classify
+from shared.errors import ErrorKind, PermanentError, PipelineError, classify
 from shared.summarize.content import SummaryContent
 from shared.tenancy import ChannelDirectory
 
@@ -97,6 +105,61 @@ def _thread_name(target: ThreadTarget, claim: Claim, now: datetime) -> str:
     return short_text(f"Summary of #{channel} · {now:%Y-%m-%d %H:%M}", 100)
 
 
+#: Kinds whose messages carry no nonce, so that a repeated part would be posted twice.
+_NO_NONCE = ("discord_webhook", "followup")
+#: Messages read back, at most, when looking for a part whose outcome is in doubt.
+_LOOKBACK = 100
+
+
+class _Unverifiable(PermanentError):
+    """A part may have been posted and the bot cannot check: it is not sent again."""
+
+
+def _same(found: dict[str, Any], part: Message) -> bool:
+    """True when the message ``found`` (Discord's JSON) is ``part`` as it was posted."""
+    embeds = [(e.get("title"), e.get("description")) for e in found.get("embeds") or ()]
+    return (found.get("content") or "") == (part.content or "") and embeds == [
+        (e.title, e.description) for e in part.embeds
+    ]
+
+
+def _find_posted(
+    client: DiscordClient, claim: Claim, box: SecretBox, part: Message, since: datetime
+) -> str | None:
+    """The id of ``part`` if its channel shows it posted since ``since``; None if it does not.
+
+    Raises :class:`_Unverifiable` when the channel cannot be read.
+    """
+    # A minute early: our clock and Discord's may differ.
+    after = str(time_snowflake(since - timedelta(minutes=1)))
+    try:
+        if claim.kind == "discord_webhook":
+            hook = DiscordWebhookTarget.model_validate(claim.params)
+            ref = WebhookRef(id=hook.webhook_id, token=SecretStr(box.decrypt(hook.token_encrypted)))
+            channel = hook.thread_id or client.webhook_channel(ref)
+            page = client.get_messages(channel, limit=_LOOKBACK, after=after)
+            ours = [m for m in page if str(m.get("webhook_id")) == hook.webhook_id]
+        else:
+            followup = InteractionFollowupTarget.model_validate(claim.params)
+            if followup.ephemeral:
+                raise _Unverifiable("an ephemeral followup cannot be read back")
+            token = SecretStr(box.decrypt(followup.token_encrypted))
+            original = client.get_original_response(followup.application_id, token)
+            page = client.get_messages(original.channel_id, limit=_LOOKBACK, after=after)
+            ours = [
+                m
+                for m in page
+                if str((m.get("interaction_metadata") or {}).get("id")) == followup.interaction_id
+            ]
+    except DiscordPermanentError as exc:
+        raise _Unverifiable(str(exc)) from exc
+    # Oldest first: the first copy is the one the failed attempt made.
+    for found in sorted(ours, key=lambda m: int(m["id"])):
+        if _same(found, part):
+            return str(found["id"])
+    return None
+
+
 def _send_parts(
     client: DiscordClient,
     claim: Claim,
@@ -122,13 +185,44 @@ def _send_parts(
         if len(sent) < len(messages):
             saved()
 
+    in_doubt = progress.pop("in_doubt", None) if claim.kind in _NO_NONCE else None
+
+    def settle_doubt(index: int) -> bool:
+        """True when part ``index``, whose outcome was in doubt, turned out posted."""
+        if not isinstance(in_doubt, dict) or in_doubt.get("part") != index:
+            return False
+        since = datetime.fromisoformat(str(in_doubt["since"]))
+        try:
+            found = _find_posted(client, claim, box, messages[index], since)
+        except _Unverifiable as exc:
+            raise _Unverifiable(
+                f"part {index + 1} of {len(messages)} may already be posted (Discord did not "
+                f"confirm it) and the bot cannot read the channel to check ({exc}); it was not "
+                "sent again, so as not to post it twice. Look in the channel, and ask for the "
+                "summary again if it is missing",
+            ) from None
+        log.info("deliver.in_doubt_settled", part=index, found=found is not None)
+        if found is None:
+            return False
+        record(found)
+        return True
+
     def send_rest(send: Callable[[int, Message], str]) -> str:
         """Send the parts not yet recorded with ``send(index, part)``, recording each id.
 
         Returns the first part's id: the remote id of every target but a new thread.
         """
         for index in range(len(sent), len(messages)):
-            record(send(index, messages[index]))
+            if settle_doubt(index):
+                continue
+            try:
+                message_id = send(index, messages[index])
+            except (ServerError, NetworkError) as exc:
+                if claim.kind in _NO_NONCE and exc.maybe_done:
+                    progress["in_doubt"] = {"part": index, "since": now.isoformat()}
+                    saved()
+                raise
+            record(message_id)
         return sent[0]
 
     kind = claim.kind
@@ -237,6 +331,10 @@ def send_discord(
         remote_id = _send_parts(client(), claim, box, save, now, reply_fence)
     except _LeaseLost as exc:
         return Outcome.failure(str(exc), retryable=True, lease_lost=True)
+    except _Unverifiable as exc:
+        # No fallback either: it would post the summary again, elsewhere.
+        log.warning("deliver.in_doubt_unverifiable", target=claim.target, reason=str(exc))
+        return Outcome.failure(exc.user_message, retryable=False)
     except PipelineError as exc:
         return Outcome.failure(
             exc.user_message,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import exists, func, or_, select
@@ -56,8 +57,21 @@ class RedriveReport:
         return len(self.steps)
 
 
+def _in_doubt(
+    progress: dict[str, Any] | None, lease_until: datetime | None, lease: timedelta
+) -> dict[str, Any]:
+    """``progress`` with the part a dead worker was sending marked in doubt (a target without
+    a nonce checks for it before sending it again); the lease was last extended when the
+    part before it was recorded, so it was sent after that."""
+    done = dict(progress or {})
+    since = (lease_until - lease) if lease_until is not None else None
+    if since is not None:
+        done["in_doubt"] = {"part": len(done.get("sent") or []), "since": since.isoformat()}
+    return done
+
+
 def _expired_deliveries(
-    session: Session, now: datetime, batch: int
+    session: Session, now: datetime, batch: int, lease: timedelta
 ) -> list[tuple[uuid.UUID, uuid.UUID]]:
     rows = session.execute(
         select(Delivery, Summary.job_id)
@@ -68,13 +82,14 @@ def _expired_deliveries(
     ).all()
     found = []
     for delivery, job_id in rows:
-        delivery.status = DeliveryStatus.PENDING.value
-        delivery.lease_until = None
-        delivery.last_error = "the worker sending it stopped (lease expired)"
         schedule = session.get(DeliverySchedule, delivery.id)
         if schedule is None:
             schedule = DeliverySchedule(delivery_id=delivery.id, failures=0)
             session.add(schedule)
+        schedule.progress = _in_doubt(schedule.progress, delivery.lease_until, lease)
+        delivery.status = DeliveryStatus.PENDING.value
+        delivery.lease_until = None
+        delivery.last_error = "the worker sending it stopped (lease expired)"
         schedule.next_attempt_at = now
         schedule.redriven_at = now
         found.append((job_id, delivery.id))
@@ -113,7 +128,7 @@ def _due_deliveries(
 
 
 def _notifications(
-    session: Session, now: datetime, grace: timedelta, batch: int
+    session: Session, now: datetime, grace: timedelta, batch: int, lease: timedelta
 ) -> tuple[list[tuple[uuid.UUID, uuid.UUID]], int]:
     expired = session.scalars(
         select(JobNotification)
@@ -125,6 +140,7 @@ def _notifications(
         .with_for_update(skip_locked=True)
     ).all()
     for row in expired:
+        row.progress = _in_doubt(row.progress, row.lease_until, lease)
         row.status = DeliveryStatus.PENDING.value
         row.lease_until = None
         row.next_attempt_at = now
@@ -176,12 +192,13 @@ def redrive_deliveries(
 ) -> RedriveReport:
     """One pass of the sweep (see module docstring); returns what to publish."""
     grace = timedelta(seconds=settings.delivery_redrive_grace_seconds)
+    lease = timedelta(seconds=settings.delivery_lease_seconds)
     with session_factory() as session, session.begin():
-        expired = _expired_deliveries(session, now, batch)
+        expired = _expired_deliveries(session, now, batch, lease)
     with session_factory() as session, session.begin():
         due = _due_deliveries(session, now, grace, batch)
     with session_factory() as session, session.begin():
-        notes, expired_notes = _notifications(session, now, grace, batch)
+        notes, expired_notes = _notifications(session, now, grace, batch, lease)
     created = failed_jobs_to_notify(
         session_factory,
         now=now,

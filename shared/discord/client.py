@@ -512,6 +512,13 @@ class DiscordClient(ClosesOnExit):
         guild = body.get("guild_id")
         return str(guild) if guild else None
 
+    def webhook_channel(self, webhook: WebhookRef | str | SecretStr) -> str:
+        """The channel a webhook posts into (its messages outside threads)."""
+        body: dict[str, Any] = self.session.request(
+            _webhook_route(routes.GET_WEBHOOK, webhook)
+        ).body
+        return str(body["channel_id"])
+
     def execute_webhook(
         self,
         webhook: WebhookRef | str | SecretStr,
@@ -611,6 +618,15 @@ class DiscordClient(ClosesOnExit):
             application_id=application_id, interaction_token=_secret(interaction_token)
         )
         return ReceivedMessage.from_json(self.session.request(route, json=payload).body)
+
+    def get_original_response(
+        self, application_id: str, interaction_token: str | SecretStr
+    ) -> ReceivedMessage:
+        """The interaction's original response (its channel is where the followups go)."""
+        route = routes.GET_ORIGINAL_RESPONSE.compile(
+            application_id=application_id, interaction_token=_secret(interaction_token)
+        )
+        return ReceivedMessage.from_json(self.session.request(route).body)
 
     def edit_original_response(
         self, application_id: str, interaction_token: str | SecretStr, edit: MessageEdit

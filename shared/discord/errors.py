@@ -143,11 +143,18 @@ class RateLimited(DiscordTransientError, RateLimitedError):
         self.scope = scope
 
 
-class ServerError(DiscordTransientError):
+class _MaybeDone:
+    """``maybe_done``: the request was not safe to repeat and reached Discord, which may have
+    carried it out (a message may exist though no answer said so)."""
+
+    maybe_done: bool = False
+
+
+class ServerError(_MaybeDone, DiscordTransientError):
     """Discord answered 5xx on every attempt."""
 
 
-class NetworkError(DiscordTransientError):
+class NetworkError(_MaybeDone, DiscordTransientError):
     """No answer from Discord (connection refused/reset, timeout) on every attempt."""
 
 

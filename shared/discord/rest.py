@@ -172,12 +172,14 @@ class RestSession:
                     self._backoff(failures)
                     continue
                 detail = redact_path(str(exc)) or type(exc).__name__
-                raise NetworkError(
+                lost = NetworkError(
                     f"no answer from Discord after {failures} attempt(s): "
                     f"{type(exc).__name__}: {detail}",
                     route=route.label,
                     user_message="Discord could not be reached.",
-                ) from None
+                )
+                lost.maybe_done = not (safe_retry or isinstance(exc, _NOT_SENT))
+                raise lost from None
             answer = read_answer(response, route, authed=authed)
             self.limiter.release(slot, answer.outcome)
             self._count(route, str(answer.status))
@@ -295,9 +297,11 @@ class RestSession:
         # the edge lost the answer): only a safe one is sent again here.
         if failures > self.policy.max_retries or not safe_retry:
             maybe_done = "" if safe_retry else " (not repeated: it may have been carried out)"
-            raise self._server_error(
+            error = self._server_error(
                 answer, route, f"{failures} time(s){maybe_done}", retry_after=asked
             )
+            error.maybe_done = not safe_retry
+            raise error
         if asked is None:
             self._count_retry(route, "5xx")
             self._backoff(failures)

@@ -92,6 +92,7 @@ _ARCHIVE_DURATIONS = (60, 1440, 4320, 10080)
 _TEN_S_MS = 10_000
 _FOURTEEN_D_MS = 14 * 24 * 3600 * 1000
 LOADING = 1 << 7
+EPHEMERAL = 1 << 6
 COMPONENTS_V2 = 1 << 15
 
 
@@ -638,7 +639,8 @@ class FakeDiscord:
         ]
         message.mention_roles = _ROLE_MENTION.findall(content)
         self.messages[mid] = message
-        channel.add_message_id(mid)
+        if not message.flags & EPHEMERAL:  # seen by its user only, never in the history
+            channel.add_message_id(mid)
         channel.total_sent += 1
         return message
 
@@ -735,6 +737,8 @@ class FakeDiscord:
         }
         if message.webhook_id is not None:
             out["webhook_id"] = str(message.webhook_id)
+        if message.interaction is not None:
+            out["interaction_metadata"] = dict(message.interaction)
         if self._content_hidden(message, viewer):
             out.update(content="", embeds=[], attachments=[], components=[])
         if message.reference is not None:
@@ -1035,9 +1039,34 @@ class FakeDiscord:
         ]
         message.mention_roles = _ROLE_MENTION.findall(content)
         self.messages[mid] = message
-        channel.add_message_id(mid)
+        if not message.flags & EPHEMERAL:  # seen by its user only, never in the history
+            channel.add_message_id(mid)
         channel.total_sent += 1
         return message
+
+    def _interaction_message(
+        self, interaction: Interaction, body: dict[str, Any], *, followup: bool
+    ) -> Message:
+        """An interaction's response or followup: posted by the application's webhook, with
+        the interaction's metadata (a followup also names the original response)."""
+        metadata: dict[str, Any] = {
+            "id": str(interaction.id),
+            "type": 2,
+            "user": self.users[interaction.user_id].to_json(),
+            "authorizing_integration_owners": {
+                "0": str(self.channels[interaction.channel_id].guild_id)
+            },
+        }
+        if followup and interaction.original_id is not None:
+            metadata["original_response_message_id"] = str(interaction.original_id)
+        return self._new_message(
+            self.channels[interaction.channel_id],
+            interaction.application_id,
+            body,
+            type=20,
+            webhook_id=interaction.application_id,
+            interaction=metadata,
+        )
 
     def _thread_writable(self, thread: Channel, viewer: int) -> None:
         if thread.locked and not self._can(viewer, thread, MANAGE_THREADS):
@@ -1605,18 +1634,15 @@ class FakeDiscord:
             )
         interaction.acked = True
         data = body.get("data") if isinstance(body.get("data"), dict) else {}
-        channel = self.channels[interaction.channel_id]
         message: Message | None = None
         if kind == 4:
             self._validate(data, create=True)
-            message = self._new_message(channel, interaction.application_id, data, type=20)
+            message = self._interaction_message(interaction, data, followup=False)
         elif kind == 5:
             errors = _FormErrors()
             flags = errors.integer(["data", "flags"], data.get("flags")) | LOADING
             errors.raise_if_any()
-            message = self._new_message(
-                channel, interaction.application_id, {"flags": flags}, type=20
-            )
+            message = self._interaction_message(interaction, {"flags": flags}, followup=False)
         if message is not None:
             interaction.original_id = message.id
             interaction.deferred = kind == 5
@@ -1643,8 +1669,7 @@ class FakeDiscord:
             raise ApiError(404, 10015, "Unknown Webhook")
         body = ctx.body
         self._validate(body, create=True)
-        channel = self.channels[interaction.channel_id]
-        message = self._new_message(channel, interaction.application_id, body, type=20)
+        message = self._interaction_message(interaction, body, followup=True)
         return 200, self.message_json(message, None)
 
     def _h_original(self, ctx: _Ctx) -> tuple[int, Any]:

@@ -281,6 +281,8 @@ class Message:
     reactions: dict[str, tuple[dict[str, Any], set[int]]] = field(default_factory=dict)
     webhook_id: int | None = None
     webhook_author: dict[str, Any] | None = None
+    #: Discord's ``interaction_metadata`` of an interaction's response or followup.
+    interaction: dict[str, Any] | None = None
     thread_id: int | None = None
     nonce: str | None = None
     #: What the sender asked for (not part of Discord's answer; tests inspect it).
