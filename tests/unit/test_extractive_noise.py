@@ -122,6 +122,10 @@ def test_qmsum_turns_clean_into_readable_extracts() -> None:
     assert clean_extract(turns[9]) == "So any questions?"  # "S so any any questions ?"
     assert clean_extract("I mean, I 'm I 'm s curious") == "I'm s curious"
     assert clean_extract("so that's, you know, the remote") == "so that's, the remote"
+    # ICSI Bmr006 (held out): a non-native speaker's "eh" is a hesitation too.
+    assert clean_extract("Eh, eh This information eh, with eh, exactly time marks eh") == (
+        "This information with exactly time marks"
+    )
     # Nothing but markup and fillers: the cleaned text would be empty, so it stays as it was.
     assert clean_extract("Um .") == "Um ."
     # Ellipses and versions survive.

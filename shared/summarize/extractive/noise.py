@@ -94,7 +94,7 @@ _LETTERS_RE = re.compile(r"[^\W\d_]")
 _SPACE_RE = re.compile(r"\s+")
 _SPACED_PUNCT_RE = re.compile(r"\s+([.,;:!?])")
 _HESITATION_RE = re.compile(
-    r"(?<![\w'-])(?:um+|uh+|uhm|erm|mm+|hmm+|mm-hmm|uh-huh)(?![\w'-])\s*[,.]?\s*",
+    r"(?<![\w'-])(?:um+|uh+|uhm|erm|eh+|ehm|mm+|hmm+|mm-hmm|uh-huh)(?![\w'-])\s*[,.]?\s*",
     re.IGNORECASE,
 )
 _REPEAT_RE = re.compile(r"\b(\w+(?:'\w+)?(?: \w+(?:'\w+)?)?)(?:\s+\1\b)+", re.IGNORECASE)

@@ -303,6 +303,8 @@ class _Digest:
         self.idf = Idf(())
         self.centroid: SparseVector = {}
         self.gists: set[int] = set()
+        #: Messages quoted by the decisions, open questions and action items.
+        self.specific: set[int] = set()
         self._vectors: dict[int, SparseVector] = {}
 
     # -- text ------------------------------------------------------------------------------
@@ -662,11 +664,11 @@ class _Digest:
                 )
                 for i in topic.best
             )
-        fresh = [c for c in candidates if c[0] not in self.gists]
+        fresh = [c for c in candidates if c[0] not in self.gists and c[0] not in self.specific]
         chosen = self._mmr(fresh, limit, shown=sorted(self.gists))
         if len(chosen) < limit:
             # Few topics: a gist may also be a key point rather than leave the section short.
-            rest = [c for c in candidates if c[0] in self.gists]
+            rest = [c for c in candidates if c[0] in self.gists and c[0] not in self.specific]
             chosen += self._mmr(rest, limit - len(chosen), shown=chosen)
         chosen.sort(key=lambda i: (self.items[i].message.timestamp, i))
         return [self._point(i) for i in chosen]
@@ -678,7 +680,9 @@ class _Digest:
             if item.quotable and is_decision(strip_markup(item.message.content))
         ]
         points = []
-        for i in self._mmr(candidates, self.limits.decisions, spread_topics=False):
+        chosen = self._mmr(candidates, self.limits.decisions, spread_topics=False)
+        self.specific.update(chosen)
+        for i in chosen:
             message = self.items[i].message
             ids = [message.id]
             if message.reply_to in self.index:
@@ -725,8 +729,10 @@ class _Digest:
             and item.replies == 0
             and not item.answered_by_others
             and is_question(strip_markup(item.message.content))
+            and i not in self.specific
         ]
         chosen = self._mmr(candidates, self.limits.open_questions, spread_topics=False)
+        self.specific.update(chosen)
         chosen.sort(key=lambda i: (self.items[i].message.timestamp, i))
         return [self._point(i, is_question) for i in chosen]
 
@@ -734,7 +740,7 @@ class _Digest:
         found: dict[int, str] = {}
         candidates = []
         for i, item in enumerate(self.items):
-            if not item.quotable or item.tokens < 2:
+            if not item.quotable or item.tokens < 2 or i in self.specific:
                 continue
             owner = action_owner(
                 strip_markup(item.message.content),
@@ -745,6 +751,7 @@ class _Digest:
                 found[i] = owner
                 candidates.append((i, self._score(i)))
         chosen = self._mmr(candidates, self.limits.action_items, spread_topics=False)
+        self.specific.update(chosen)
         chosen.sort(key=lambda i: (self.items[i].message.timestamp, i))
         items = []
         for i in chosen:
@@ -894,10 +901,11 @@ class _Digest:
         self._analyse()
         limits = self.limits
         topics = self._topics()
-        key_points = self._key_points()
+        # The specific sections first: a message they quote is not repeated as a key point.
         decisions = self._decisions() if limits.decisions else []
+        actions = self._action_items() if limits.action_items else []  # before a request's "?"
         questions = self._open_questions() if limits.open_questions else []
-        actions = self._action_items() if limits.action_items else []
+        key_points = self._key_points()
         contributions = self._contributions() if limits.contributors else []
         technical = self._technical() if limits.technical else []
         counts = Counter(item.message.author_id for item in self.items)
