@@ -35,6 +35,7 @@ from shared.domain.messages import ChannelInfo, ChatMessage
 from shared.summarize.content import SummaryFormat
 from shared.summarize.extractive.summarizer import ExtractiveSummarizer
 from shared.summarize.segment import Segment, segment_messages, time_gap_baseline
+from tests.support.irc import log_lines
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "irc-dev"
 SEED = 20190728
@@ -67,7 +68,7 @@ def parse_log(raw: Path, *, log_number: int = 0) -> list[ChatMessage]:
     day = datetime.strptime(raw.name[:10], "%Y-%m-%d").replace(tzinfo=UTC)
     rows: list[tuple[datetime, str | None, str, str]] = []
     when = day
-    for line in raw.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in log_lines(raw.read_text(encoding="utf-8", errors="replace")):
         match = _MESSAGE_RE.match(line)
         if match is None:
             rows.append((when, None, "system", line.lstrip("= ")))
@@ -110,7 +111,7 @@ def load_logs(folder: Path = FIXTURES, *, seed: int = SEED) -> list[Log]:
         messages = parse_log(raw, log_number=number)
         annotation = raw.with_name(raw.name.replace(".raw.txt", ".annotation.txt"))
         links = []
-        for line in annotation.read_text(encoding="utf-8").splitlines():
+        for line in log_lines(annotation.read_text(encoding="utf-8")):
             parts = line.split()
             if len(parts) >= 2:
                 links.append((int(parts[0]), int(parts[1])))

@@ -233,6 +233,15 @@ def _times_ms(day: date, minutes: list[int]) -> list[int]:
     return result
 
 
+def log_lines(text: str) -> list[str]:
+    """The lines of a log or annotation file: split at newlines only.
+
+    ``str.splitlines`` also splits at \x1c-\x1e, \x85, U+2028 and U+2029, which real IRC lines
+    contain (2008-07-14_18, 2010-08-17_18): every later line would shift against the gold
+    links, which count newline-separated lines."""
+    return [line.removesuffix("\r") for line in text.removesuffix("\n").split("\n")] if text else []
+
+
 def _read_links(annotation: Path, n_lines: int) -> list[tuple[int, int]]:
     try:
         text = annotation.read_text(encoding="utf-8")
@@ -241,7 +250,7 @@ def _read_links(annotation: Path, n_lines: int) -> list[tuple[int, int]]:
             f"{annotation}: cannot read the annotation file ({exc.strerror or exc})"
         ) from exc
     links: set[tuple[int, int]] = set()
-    for number, line in enumerate(text.splitlines()):
+    for number, line in enumerate(log_lines(text)):
         parts = line.split()
         if not parts:
             continue
@@ -308,7 +317,7 @@ def read_irc_log(
         raise InvalidInputError(
             f"day {day} precedes the Discord epoch (2015-01-01); pass a day from 2015 on"
         )
-    lines = [_parse_line(i, line, raw) for i, line in enumerate(text.splitlines())]
+    lines = [_parse_line(i, line, raw) for i, line in enumerate(log_lines(text))]
     times = _times_ms(day, _absolute_minutes([line.minute for line in lines]))
     line_ids = [snowflake_at(ms, i) for i, ms in enumerate(times)]
     links = _read_links(annotation, len(lines)) if annotation is not None else []

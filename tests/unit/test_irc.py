@@ -591,3 +591,21 @@ def test_export_data_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert count_messages(out) == 300
     assert export_data.main(["only-one-arg"]) == 2
     assert "usage" in capsys.readouterr().err
+
+
+def test_lines_split_at_newlines_only(tmp_path: Path) -> None:
+    # Real logs (2008-07-14_18, 2010-08-17_18) hold \x1c and U+2028 inside a line, where
+    # str.splitlines would split and shift every later line against the gold links.
+    raw = _raw(
+        tmp_path,
+        [
+            "[09:00] <alice> file sep \x1c inside",
+            "[09:01] <bob> para\u2028sep",
+            "[09:02] <carol> ok",
+        ],
+    )
+    annotation = _annotation(tmp_path, [(0, 0), (1, 2)])
+    parsed = read_irc_log(raw, annotation, day=DAY, reply_fraction=1.0)
+    assert [m.author_name for m in parsed.messages] == ["alice", "bob", "carol"]
+    assert parsed.messages[2].reply_to == parsed.messages[1].id
+    assert irc.log_lines("a\r\nb\n") == ["a", "b"] and irc.log_lines("") == []
