@@ -102,7 +102,7 @@ class SummaryBot(commands.AutoShardedBot):
         self.add_dynamic_items(FeedbackButton)
         self._poller = asyncio.create_task(self.runtime.tracker.run(), name="progress-poller")
         metrics = self.runtime.metrics
-        if metrics.port is not None:
+        if metrics.port is not None and self.metrics_server is None:
             self.metrics_server, _ = start_worker_metrics_server(metrics.port, addr=metrics.host)
         if self.bot_settings.sync_commands:
             await self.sync_commands()

@@ -8,6 +8,8 @@ what is wrong and how to fix it and exits with code 2.
 
 from __future__ import annotations
 
+from typing import Any
+
 from producers.cli.common import fail
 from shared.crypto import secret_box
 from shared.discord.tokens import FileToken
@@ -48,6 +50,8 @@ def check_bot_settings(settings: Settings) -> str:
 
 def run_bot(settings: Settings) -> None:
     """Run the bot until stopped (Ctrl-C or SIGTERM)."""
+    import aiohttp
+    import discord
     import redis.asyncio as aioredis
 
     from producers.bot.client import SummaryBot
@@ -79,7 +83,44 @@ def run_bot(settings: Settings) -> None:
     )
     bot = SummaryBot(runtime)
     try:
+        bot.metrics_server = _metrics_server(settings)
         # ``log_handler=None``: structlog (configured by the CLI) already owns the root logger.
         bot.run(token, log_handler=None)
+    except ConfigError as exc:
+        fail(exc.user_message)
+    except discord.LoginFailure:
+        fail(
+            "DISCORD_TOKEN: Discord refused the token (401); reset it in the developer portal "
+            "(your application → Bot → Reset Token) and set the new one"
+        )
+    except discord.PrivilegedIntentsRequired:
+        fail(
+            "Discord refused the Message Content intent the bot asks for; turn it on in the "
+            "developer portal (your application → Bot → Privileged Gateway Intents)"
+        )
+    except (aiohttp.ClientConnectionError, discord.GatewayNotFound) as exc:
+        fail(
+            f"Discord could not be reached ({type(exc).__name__}: {exc}); check this host's "
+            "network and DNS, and DISCORD_API_BASE if set",
+            code=1,
+        )
     finally:
         engine.dispose()
+
+
+def _metrics_server(settings: Settings) -> Any:
+    """``/metrics`` served from the start (before logging in), or None without METRICS_PORT;
+    :class:`ConfigError` when the port cannot be served, as the worker says it."""
+    from shared.metrics import start_worker_metrics_server
+
+    metrics = settings.metrics
+    if metrics.port is None:
+        return None
+    try:
+        server, _ = start_worker_metrics_server(metrics.port, addr=metrics.host)
+    except OSError as exc:
+        raise ConfigError(
+            f"METRICS_PORT: {metrics.port} on {metrics.host} cannot be served "
+            f"({exc.strerror}); pick a free port, or unset METRICS_PORT"
+        ) from None
+    return server
