@@ -12,6 +12,8 @@ Producers never import this package: they publish by task name through
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,7 +95,16 @@ def _connect_process_hooks(worker: WorkerApp) -> None:
     def on_process_init(**_: Any) -> None:
         if context.serving:
             context.forget_parent()
-            context.build()
+            try:
+                context.build()
+            except Exception as exc:
+                # The main process built the same at start, so something changed since (a
+                # file removed): stop the worker, which would otherwise say it is ready and
+                # hand every task to a process that cannot run it.
+                log.critical("worker.process_init_failed", error=str(exc))
+                context.failed = str(exc)
+                os.kill(os.getppid(), signal.SIGTERM)
+                raise
 
     def on_process_shutdown(**_: Any) -> None:
         if context.serving:

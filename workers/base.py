@@ -27,7 +27,7 @@ from typing import Any, ParamSpec
 
 import structlog
 from celery import Celery, Task
-from celery.exceptions import Retry, SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded, TimeLimitExceeded
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -285,6 +285,10 @@ def pipeline_task(
             on_failure=on_failure,
         )
         def task(self: Task, job_id: str, *args: str) -> None:
+            if context.failed is not None:
+                # This pool process could not start (logged; the worker is stopping): the
+                # message goes back to the queue, for another worker.
+                raise Reject(context.failed, requeue=True)
             services = context.services()
             job = uuid.UUID(job_id)
             row: Job | None = None

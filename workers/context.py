@@ -117,11 +117,15 @@ class WorkerContext:
         self._services: Services | None = None
         self._built: Services | None = None
         self._lock = threading.Lock()
+        #: Why this (pool) process could not build its services, if it could not.
+        self.failed: str | None = None
 
     def services(self) -> Services:
         """The services of this process; fails clearly when none were built or installed."""
         services = self._services
         if services is None:
+            if self.failed is not None:
+                raise RuntimeError(f"this worker process could not start: {self.failed}")
             raise RuntimeError(
                 "worker resources were not built: start workers with `summarybot worker`"
             )

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
+from enum import StrEnum
 from importlib import resources as package_files
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from celeryconfig import QUEUES
 from producers.cli.common import command_app, fail, load_cli_settings
 from shared.errors import ConfigError, PermanentError
 from shared.summarize.content import SummaryFormat
@@ -177,14 +179,22 @@ def _check_llm(settings: Settings) -> None:
         structlog.get_logger("summarybot.worker").warning("worker.llm_check", problem=problem)
 
 
+class WorkerPool(StrEnum):
+    """Celery's worker pools ``summarybot worker`` runs."""
+
+    PREFORK = "prefork"
+    THREADS = "threads"
+    SOLO = "solo"
+
+
 @cli.command()
 def worker(
     queues: Annotated[str, typer.Option("--queues", "-Q", help="Comma-separated queues.")] = (
         "fetch,summarize,deliver,maintenance"
     ),
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1)] = 2,
-    pool: Annotated[str, typer.Option("--pool", "-P", help="prefork, threads or solo.")] = (
-        "prefork"
+    pool: Annotated[WorkerPool, typer.Option("--pool", "-P", help="The worker pool.")] = (
+        WorkerPool.PREFORK
     ),
     hostname: Annotated[str | None, typer.Option("--hostname", "-n")] = None,
 ) -> None:
@@ -198,17 +208,24 @@ def worker(
             "(and DATABASE_URL) or use `summarybot summarize`, which runs its own worker"
         )
     names = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = sorted(set(names) - set(QUEUES))
+    if unknown or not names:
+        fail(
+            f"--queues: unknown queue(s) {', '.join(unknown) or '(none given)'}; the queues are "
+            f"{', '.join(QUEUES)}"
+        )
     try:
         _check_services(settings, database=True)
         if "summarize" in names and settings.llm.configured:
             _check_llm(settings)
-        if "deliver" in names:
-            # Webhook secrets are sealed with SECRET_KEYS: a deliver worker without valid keys
-            # would fail every webhook job, so it does not start.
-            from shared.crypto import secret_box
+        # Every process of a deployment needs the same SECRET_KEYS: webhook secrets are sealed
+        # with them, and log pseudonyms of members are keyed by them.
+        from shared.crypto import secret_box
 
-            secret_box(settings)
-        run_worker(settings, queues=names, concurrency=concurrency, pool=pool, hostname=hostname)
+        secret_box(settings)
+        run_worker(
+            settings, queues=names, concurrency=concurrency, pool=pool.value, hostname=hostname
+        )
     except ConfigError as exc:
         fail(exc.user_message)
 
@@ -221,6 +238,12 @@ def beat() -> None:
     settings = load_cli_settings()
     if settings.embedded:
         fail("REDIS_URL is not set: beat publishes to Redis; set REDIS_URL")
+    try:
+        from shared.crypto import secret_box
+
+        secret_box(settings)  # the same keys in every process (see `summarybot worker`)
+    except ConfigError as exc:
+        fail(exc.user_message)
     _check_services(settings, database=False)
     run_beat(settings)
 

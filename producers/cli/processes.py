@@ -25,13 +25,19 @@ def run_worker(
     """Run a Celery worker on ``queues`` until it is stopped (SIGTERM: warm shutdown).
 
     ``/metrics`` is served from this (main) process when ``METRICS_PORT`` is set; a port that
-    is taken raises :class:`ConfigError` before the worker starts.
+    is taken, or a resource the tasks need that cannot be built, raises :class:`ConfigError`
+    before the worker starts.
     """
     from shared.metrics import clean_multiprocess_dir, start_worker_metrics_server
     from workers.app import create_worker_app
 
     names = [q.strip() for q in queues if q.strip()]
     worker = create_worker_app(settings)
+    # What every pool process builds for its tasks is built once here, and closed before the
+    # pool forks: a setting that cannot work (an unreadable key or token file, a missing
+    # recording) stops the worker now, with one line, instead of failing each pool process.
+    worker.context.build()
+    worker.context.close()
     worker.context.serving = True
     removed = clean_multiprocess_dir()
     if removed:

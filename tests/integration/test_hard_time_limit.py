@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from billiard.exceptions import TimeLimitExceeded
+from celery.exceptions import Reject
 from sqlalchemy import select
 
 from schema.models.jobs import DeadLetter, Job
@@ -94,3 +95,16 @@ def test_a_stage_killed_at_its_hard_limit_fails_its_job_with_a_dead_letter(
         still = session.get(Job, other)
         assert still is not None and still.status == status
     engine.dispose()
+
+
+def test_a_pool_process_that_could_not_start_hands_its_messages_back(
+    worker: WorkerApp, postgres_url: str
+) -> None:
+    # Its worker is stopping (worker.process_init_failed): the message is requeued for
+    # another worker rather than acked and lost.
+    job_id = _job(postgres_url, "queued")
+    worker.context.failed = "LLM API key file /run/key cannot be read"
+    with pytest.raises(Reject) as info:
+        worker.app.tasks[FETCH].run(str(job_id))
+    assert info.value.requeue is True
+    assert "cannot be read" in str(info.value.reason)

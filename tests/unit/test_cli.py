@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from producers.cli.main import cli, demo_export
+from shared.crypto import generate_key
 from shared.db.migrate import head
 from tests.support.discord_tenants import DiscordTenants
 
@@ -182,7 +183,11 @@ def test_an_unusable_data_directory_is_one_line(tmp_path: Path) -> None:
     taken.write_text("not a directory")
     line = _one_line(_console(tmp_path, "demo", SUMMARYBOT_DATA_DIR=str(taken / "data")))
     assert "cannot be created" in line and "SUMMARYBOT_DATA_DIR" in line
-    services = {"DATABASE_URL": "postgresql://127.0.0.1:1/x", "REDIS_URL": "redis://127.0.0.1:1"}
+    services = {
+        "DATABASE_URL": "postgresql://127.0.0.1:1/x",
+        "REDIS_URL": "redis://127.0.0.1:1",
+        "SECRET_KEYS": generate_key(),
+    }
     line = _one_line(_console(tmp_path, "beat", SUMMARYBOT_DATA_DIR=str(taken), **services))
     assert line.startswith("summarybot: SUMMARYBOT_DATA_DIR: ") and "cannot be created" in line
 
@@ -202,6 +207,7 @@ def test_beat_creates_its_data_directory(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("SUMMARYBOT_DATA_DIR", str(tmp_path / "new" / "data"))
     monkeypatch.setenv("DATABASE_URL", "postgresql://127.0.0.1/summarybot")
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/9")
+    monkeypatch.setenv("SECRET_KEYS", generate_key())
     result = runner.invoke(cli, ["beat"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "new" / "data").is_dir()

@@ -101,6 +101,43 @@ def test_a_deliver_worker_without_valid_secret_keys_does_not_start(env: dict[str
     _one_line(_cli(env, "worker", "-Q", "deliver", "-P", "solo"), "SECRET_KEYS")
 
 
+def test_every_worker_and_beat_need_the_secret_keys(env: dict[str, str]) -> None:
+    # Webhook secrets are sealed, and members' log pseudonyms keyed, with SECRET_KEYS: a
+    # process without them would fail later, or log other pseudonyms than its peers.
+    del env["SECRET_KEYS"]
+    for args in (("worker", "-Q", "fetch", "-P", "solo"), ("beat",)):
+        line = _one_line(_cli(env, *args), "SECRET_KEYS")
+        assert "rotate-keys --generate" in line, args
+
+
+def test_a_worker_whose_tasks_could_not_build_their_resources_does_not_start(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # Every pool process builds the LLM client, whatever its queues: an unreadable key file
+    # used to fail each of them while the worker said it was ready, and lose their tasks.
+    env["LLM_API_KEY_FILE"] = str(tmp_path / "missing-key")
+    started = time.monotonic()
+    result = _cli(env, "worker", "-Q", "fetch", "-c", "1", timeout=90)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith(f"summarybot: LLM API key file {tmp_path / 'missing-key'} ")
+    assert "LLM_API_KEY_FILE" in lines[0]
+    assert time.monotonic() - started < 60
+
+
+def test_worker_options_are_checked(env: dict[str, str]) -> None:
+    result = _cli(env, "worker", "-Q", "fetch,fecth", "-P", "solo")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "summarybot: --queues: unknown queue(s) fecth; the queues are fetch, summarize, "
+        "deliver, maintenance"
+    )
+    pool = _cli(env, "worker", "-P", "gevnet")
+    assert pool.returncode == 2 and "Traceback" not in pool.stderr
+    assert "gevnet" in pool.stderr and "prefork" in pool.stderr
+
+
 def test_a_summarize_worker_with_a_key_the_llm_does_not_know_does_not_start(
     env: dict[str, str],
 ) -> None:
