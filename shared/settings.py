@@ -21,7 +21,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal, Self
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from cryptography.fernet import Fernet
 from pydantic import (
@@ -78,6 +78,22 @@ _HINTS: dict[str, str] = {
     "SECRET_KEYS": "give comma-separated Fernet keys, newest first; generate one with "
     "`summarybot rotate-keys --generate`",
 }
+
+
+def _check_port(parts: SplitResult) -> None:
+    """A URL's port is a number: a password with an unescaped ``@``, ``:`` or ``/`` moves
+    part of it into the port (``user:a@b:1x@db``), which drivers report only as a
+    traceback at the first connection."""
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise ValueError(_PORT_PROBLEM.format(host=parts.netloc.rsplit("@", 1)[-1])) from None
+
+
+_PORT_PROBLEM = (
+    "the port in {host!r} is not a number; percent-encode @ : / in a user name or password "
+    "(%40 %3A %2F)"
+)
 
 
 class BotSettings(SettingsGroup):
@@ -309,9 +325,23 @@ class Settings(BaseSettings):
     def _check_database_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        scheme = urlsplit(value).scheme
+        parts = urlsplit(value)
+        scheme = parts.scheme
         if scheme not in _DB_SCHEMES:
             raise ValueError(f"scheme {scheme or '(none)'!r} is not supported")
+        _check_port(parts)
+        # SQLAlchemy reads the URL its own way (a password ends at its first "@"): ask it.
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            _ = make_url(value).port
+        except (ValueError, ArgumentError):
+            # Not quoting what it took for the port: that may be part of the password.
+            raise ValueError(
+                "its port is not a number as the driver reads it: a user name or password "
+                "holds an @ : or / to percent-encode (%40 %3A %2F)"
+            ) from None
         if scheme in ("postgresql", "postgres"):
             return "postgresql+psycopg" + value[len(scheme) :]
         return value
@@ -325,6 +355,7 @@ class Settings(BaseSettings):
         if parts.scheme not in _REDIS_SCHEMES:
             raise ValueError(f"scheme {parts.scheme or '(none)'!r} is not a Redis URL")
         if parts.scheme != "unix":
+            _check_port(parts)
             if not parts.hostname:
                 raise ValueError("it has no host")
             # redis-py ignores a database that is not a number (and uses 0), kombu refuses it

@@ -47,10 +47,10 @@ Kubernetes or Docker secret can be rotated without a restart), else from ``api_k
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings_group import CommaSeparated, SettingsGroup
@@ -228,6 +228,20 @@ class LLMSettings(SettingsGroup):
                     f"{operation} (the client adds it): {value[: value.lower().rfind(operation)]}"
                 )
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _endpoint_for_a_chosen_llm(self) -> Self:
+        # Without a key, key file or base URL the workers summarize offline: an operator who
+        # chose a provider or model would get offline summaries and no word of why.
+        chosen = [name for name in ("provider", "model") if name in self.model_fields_set]
+        if chosen and not self.configured:
+            named = [f"LLM_{name.upper()}" for name in chosen]
+            raise ValueError(
+                f"{named[0]}: set, but no LLM endpoint is configured; set OPENAI_API_KEY (or "
+                "LLM_API_KEY_FILE), or LLM_BASE_URL for a local server; or unset "
+                f"{' and '.join(named)} to summarize offline"
+            )
+        return self
 
     @property
     def configured(self) -> bool:

@@ -54,6 +54,21 @@ def test_redis_url_needs_a_host(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
 
 
+def test_a_port_that_is_not_a_number_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    # compose builds DATABASE_URL from POSTGRES_PASSWORD: a password holding "@" and ":"
+    # moved part of it into the port, and each process died with a ValueError traceback.
+    monkeypatch.setenv("DATABASE_URL", "postgresql://summarybot:p@ss:w0rd@postgres:5432/sb")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:abc/7")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    by_var = {line.split(":", 1)[0]: line for line in caught.value.lines}
+    assert set(by_var) == {"DATABASE_URL", "REDIS_URL"}
+    assert "port is not a number" in by_var["DATABASE_URL"]
+    assert "percent-encode (%40 %3A %2F)" in by_var["DATABASE_URL"]
+    assert "w0rd" not in by_var["DATABASE_URL"]  # no piece of the password
+    assert "the port in '127.0.0.1:abc' is not a number; percent-encode" in by_var["REDIS_URL"]
+
+
 def test_secrets_never_show_in_repr_or_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-verysecretvalue1234567890")
     monkeypatch.setenv("DISCORD_TOKEN", "discord-token-value")

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from producers.cli import processes
 from producers.cli.main import cli
+from shared.crypto import generate_key
 from shared.db.engine import make_engine
 from shared.db.migrate import head, known_revisions, upgrade
 from shared.db.revisions import SCHEMA_HEAD, SCHEMA_REVISIONS
@@ -103,6 +104,7 @@ def services(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[dict[str, 
     monkeypatch.setattr(processes, "run_worker", lambda settings, **kw: started.append(kw))
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # down: left to reconnecting
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'sb.db'}")
+    monkeypatch.setenv("SECRET_KEYS", generate_key())  # every worker needs them
     return started
 
 

@@ -27,8 +27,23 @@ def _load(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> LLMSettings:
 
 
 def test_no_llm_without_key_url_or_key_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert not _load(monkeypatch, {"LLM_MODEL": "gpt-4o"}).configured
+    assert not _load(monkeypatch, {}).configured
     assert _load(monkeypatch, {"LLM_API_KEY_FILE": "/run/secrets/openai"}).configured
+
+
+@pytest.mark.parametrize("variable", ["LLM_MODEL", "LLM_PROVIDER"])
+def test_a_chosen_llm_without_an_endpoint_is_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    # It used to summarize offline without a word: the operator meant the LLM.
+    value = "gpt-4o" if variable == "LLM_MODEL" else "openai"
+    with pytest.raises(SettingsError) as info:
+        _load(monkeypatch, {variable: value})
+    assert info.value.lines == [
+        f"{variable}: set, but no LLM endpoint is configured; set OPENAI_API_KEY (or "
+        f"LLM_API_KEY_FILE), or LLM_BASE_URL for a local server; or unset {variable} to "
+        "summarize offline"
+    ]
 
 
 def test_fields_come_from_their_variables(monkeypatch: pytest.MonkeyPatch) -> None:
