@@ -22,7 +22,7 @@ import socket
 import sys
 from typing import Any
 
-__all__ = ["SharedPort", "balanced_listening_supported", "port_socket"]
+__all__ = ["SharedPort", "address_family", "balanced_listening_supported", "port_socket"]
 
 
 def balanced_listening_supported() -> bool:
@@ -31,7 +31,8 @@ def balanced_listening_supported() -> bool:
     return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
-def _family(host: str) -> socket.AddressFamily:
+def address_family(host: str) -> socket.AddressFamily:
+    """IPv6 for a host written with colons, else IPv4."""
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
@@ -49,7 +50,7 @@ def _share_port(sock: socket.socket, host: str, port: int) -> None:
 def port_socket(host: str, port: int) -> socket.socket:
     """A socket bound to ``(host, port)`` that shares the port with the others bound with
     ``SO_REUSEPORT`` by the same user; what each server process listens on once it serves."""
-    sock = socket.socket(_family(host), socket.SOCK_STREAM)
+    sock = socket.socket(address_family(host), socket.SOCK_STREAM)
     _share_port(sock, host, port)
     sock.set_inheritable(True)
     return sock
@@ -66,7 +67,7 @@ class SharedPort(socket.socket):
     @classmethod
     def bind_to(cls, host: str, port: int) -> SharedPort:
         """Hold ``(host, port)`` for the workers; :class:`OSError` when it is taken."""
-        family = _family(host)
+        family = address_family(host)
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))

@@ -78,7 +78,7 @@ def run_api(settings: Settings) -> None:
         "timeout_graceful_shutdown": 30,
     }
     if app is not None:
-        uvicorn.run(app, **options)  # type: ignore[arg-type]
+        _serve_one(app, api.host, api.port, options)
     elif not balanced_listening_supported():
         uvicorn.run(
             "producers.api.app:app_from_environment",
@@ -88,6 +88,29 @@ def run_api(settings: Settings) -> None:
         )
     else:
         _serve_balanced(api.host, api.port, api.workers, options)
+
+
+def _serve_one(app: object, host: str, port: int, options: dict[str, object]) -> None:
+    """One server process on ``(host, port)``; a port that is taken is one line, as with
+    several workers, not uvicorn's log line and exit 3."""
+    import socket
+
+    import uvicorn
+
+    from producers.api.listener import address_family
+
+    sock = socket.socket(address_family(host), socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        fail(f"cannot listen on {host}:{port} ({exc.strerror}); choose a free --port or API_PORT")
+    log.info("api.listening", host=host, port=sock.getsockname()[1], workers=1)
+    try:
+        uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])  # type: ignore[arg-type]
+    finally:
+        sock.close()
 
 
 def _serve_balanced(host: str, port: int, workers: int, options: dict[str, object]) -> None:

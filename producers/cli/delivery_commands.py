@@ -124,17 +124,23 @@ def reencrypt_secrets(session_factory: sessionmaker[Session], box: SecretBox) ->
     return report
 
 
+def new_key_message(out: TextIO = sys.stdout) -> None:
+    """``summarybot rotate-keys --generate``: a new key on ``out``, what to do with it on
+    stderr (so ``export SECRET_KEYS=$(summarybot rotate-keys --generate)`` takes the key)."""
+    print(generate_key(), file=out)
+    print(
+        "put this key first in SECRET_KEYS (keep the old keys after it), restart every "
+        "process, then run `summarybot rotate-keys`; remove the old keys afterwards",
+        file=sys.stderr,
+    )
+
+
 def rotate_keys(
     settings: Settings, *, generate: bool = False, out: TextIO = sys.stdout
 ) -> RotateReport:
     """``summarybot rotate-keys [--generate]`` (see module docstring)."""
     if generate:
-        print(generate_key(), file=out)
-        print(
-            "put this key first in SECRET_KEYS (keep the old keys after it), restart every "
-            "process, then run `summarybot rotate-keys`; remove the old keys afterwards",
-            file=sys.stderr,
-        )
+        new_key_message(out)
         return RotateReport()
     from shared.db.engine import make_engine, make_sessionmaker
 

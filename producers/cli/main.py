@@ -286,6 +286,8 @@ def migrate(
     """Upgrade (or downgrade) the database schema."""
     from shared.db import migrate as migrations
 
+    if downgrade and revision == "head":
+        fail("--downgrade needs --revision: the revision to go back to (e.g. 0006, or base)")
     settings = load_cli_settings()
     url = settings.effective_database_url
     if downgrade:
@@ -409,8 +411,13 @@ def rotate_keys(
     ),
 ) -> None:
     """Re-encrypt every stored secret under the newest SECRET_KEYS key."""
+    from producers.cli.delivery_commands import new_key_message
     from producers.cli.delivery_commands import rotate_keys as rotate
 
+    if generate:
+        # Needs no setting: it is how a missing or broken SECRET_KEYS is fixed.
+        new_key_message()
+        return
     try:
         rotate(load_cli_settings(), generate=generate)
     except PermanentError as exc:

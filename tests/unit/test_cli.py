@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from producers.cli.main import cli, demo_export
-from shared.crypto import generate_key
+from shared.crypto import SecretBox, generate_key
 from shared.db.migrate import head
 from tests.support.discord_tenants import DiscordTenants
 
@@ -341,3 +341,20 @@ def test_erase_member_in_one_guild_or_every_guild(data_dir: Path) -> None:
     bad = runner.invoke(cli, ["erase-member", "--guild", "*", "--user", "alice"])
     assert bad.exit_code == 2 and "is not a Discord id" in bad.stderr
     engine.dispose()
+
+
+def test_a_new_key_needs_no_settings(tmp_path: Path) -> None:
+    # Every SECRET_KEYS error says to run it: it failed on the broken SECRET_KEYS itself.
+    result = _console(tmp_path, "rotate-keys", "--generate", SECRET_KEYS="not-a-key")
+    assert result.returncode == 0, result.stderr
+    key = result.stdout.strip()
+    SecretBox([key])  # a valid Fernet key, alone on stdout
+    assert "put this key first in SECRET_KEYS" in result.stderr
+
+
+def test_a_downgrade_names_its_revision(tmp_path: Path) -> None:
+    # Without --revision it went "down" to head: nothing happened, and it exited 0.
+    line = _one_line(_console(tmp_path, "migrate", "--downgrade"))
+    assert line == (
+        "summarybot: --downgrade needs --revision: the revision to go back to (e.g. 0006, or base)"
+    )

@@ -101,9 +101,11 @@ def test_a_port_in_use_is_refused_rather_than_shared(held: SharedPort) -> None:
         assert taken.value.errno == errno.EADDRINUSE
 
 
-def test_api_with_workers_on_a_taken_port_fails_with_one_line(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("workers", [1, 2])
+def test_api_on_a_taken_port_fails_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
+    # One worker (compose and k8s run one) ended with uvicorn's log line and exit 3.
     monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:1/x")
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/9")
     monkeypatch.setenv("SECRET_KEYS", generate_key())
@@ -115,7 +117,9 @@ def test_api_with_workers_on_a_taken_port_fails_with_one_line(
 
         @app.command()
         def api() -> None:
-            run_api(load_settings(api=ApiSettings.load(host="127.0.0.1", port=port, workers=2)))
+            run_api(
+                load_settings(api=ApiSettings.load(host="127.0.0.1", port=port, workers=workers))
+            )
 
         result = CliRunner().invoke(app, [])
     assert result.exit_code == 2
