@@ -261,6 +261,28 @@ def test_a_deployment_per_process_with_probes_and_a_non_root_user() -> None:
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
 
 
+def test_a_stopped_worker_hands_its_tasks_back_within_its_grace_period() -> None:
+    # SIGTERM's warm shutdown waits for every task (up to the 900 s hard limit) and the
+    # grace period killed the worker first: its tasks came back only after the visibility
+    # timeout.  Remapped to Celery's soft shutdown, running tasks get
+    # worker_soft_shutdown_timeout, then return to their queue at once.
+    import celeryconfig
+
+    soft = celeryconfig.worker_soft_shutdown_timeout
+    assert soft > 0 and celeryconfig.worker_enable_soft_shutdown_on_idle
+    config = _by_kind("ConfigMap")["summarybot"]["data"]
+    assert config["REMAP_SIGTERM"] == "SIGQUIT"
+    for name, deployment in _by_kind("Deployment").items():
+        if name.startswith("summarybot-worker-"):
+            grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+            assert grace >= soft + 30, name
+    services = compose()["services"]
+    for queue in QUEUES:
+        worker = services[f"worker-{queue}"]
+        assert worker["environment"]["REMAP_SIGTERM"] == "SIGQUIT"
+        assert int(str(worker["stop_grace_period"]).removesuffix("s")) >= soft + 15
+
+
 def test_keda_scales_each_worker_on_its_queue_and_budgets_protect_them() -> None:
     deployments = _by_kind("Deployment")
     scaled = _by_kind("ScaledObject")
