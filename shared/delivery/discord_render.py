@@ -21,7 +21,7 @@ from shared.discord.message_limits import (
     embed_length,
 )
 from shared.discord.models import AllowedMentions, Embed, EmbedFooter, Message
-from shared.discord.splitting import pack_embeds, split_text
+from shared.discord.splitting import cluster_floor, pack_embeds, split_text
 from shared.summarize.content import SummaryContent, SummaryFormat
 from shared.summarize.render import summary_sections, summary_title
 
@@ -57,7 +57,9 @@ class _Citations:
 
 def short_text(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters with an ellipsis."""
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    if len(text) <= limit:
+        return text
+    return text[: cluster_floor(text, limit - 1)].rstrip() + "…"
 
 
 def _when(value: datetime | None) -> str:

@@ -9,6 +9,7 @@ renders on its own.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 
 from shared.discord.message_limits import (
@@ -20,10 +21,49 @@ from shared.discord.message_limits import (
 )
 from shared.discord.models import Embed
 
-__all__ = ["pack_embeds", "split_content", "split_embeds", "split_text"]
+__all__ = ["cluster_floor", "pack_embeds", "split_content", "split_embeds", "split_text"]
 
 _FENCE = re.compile(r"^```(\S*)", re.MULTILINE)
-_SENTENCE_END = re.compile(r"[.!?…][)\]\"']?\s")
+# Chinese and Japanese end a sentence with a full-width mark and no space after it.
+_SENTENCE_END = re.compile(r"[.!?…][)\]\"']?\s|[。！？；][」』）)]?")
+_ZWJ = "\u200d"
+
+
+def _extends_cluster(char: str) -> bool:
+    """True for a character that belongs to the character before it on screen: a combining
+    mark, a variation selector, an emoji skin tone, a tag (subdivision flags) or a ZWJ."""
+    point = ord(char)
+    return (
+        unicodedata.category(char) in ("Mn", "Me", "Mc")
+        or char == _ZWJ
+        or 0xFE00 <= point <= 0xFE0F
+        or 0x1F3FB <= point <= 0x1F3FF
+        or 0xE0020 <= point <= 0xE007F
+        or 0xE0100 <= point <= 0xE01EF
+    )
+
+
+def _regional(char: str) -> bool:
+    return 0x1F1E6 <= ord(char) <= 0x1F1FF
+
+
+def cluster_floor(text: str, at: int) -> int:
+    """The last place at or before ``at`` where ``text`` may be cut without breaking what
+    shows as one character: an accented letter, an emoji with its skin tone or ZWJ family,
+    a flag (two regional indicators).  0 when there is none."""
+    while 0 < at < len(text):
+        if _extends_cluster(text[at]) or text[at - 1] == _ZWJ:
+            at -= 1
+            continue
+        if _regional(text[at]) and _regional(text[at - 1]):
+            run = at
+            while run > 0 and _regional(text[run - 1]):
+                run -= 1
+            if (at - run) % 2 == 1:  # inside a pair
+                at -= 1
+                continue
+        break
+    return at
 
 
 def _cut_point(text: str, limit: int) -> int:
@@ -39,7 +79,7 @@ def _cut_point(text: str, limit: int) -> int:
     at = window.rfind(" ", 0, limit)
     if at > limit // 4:
         return at + 1
-    return limit
+    return cluster_floor(text, limit) or limit
 
 
 def _open_fence(text: str) -> str | None:

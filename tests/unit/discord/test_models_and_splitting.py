@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared.delivery.discord_render import short_text
 from shared.discord import (
     UNSET,
     ActionRow,
@@ -225,3 +226,32 @@ def test_split_embeds_and_pack_them() -> None:
     with pytest.raises(ValueError, match="split its description"):
         pack_embeds([Embed(description="x" * 4000, fields=[EmbedField("n", "v" * 1024)] * 3)])
     assert split_embeds("") == [Embed(title=None, description=None, color=None)]
+
+
+@pytest.mark.parametrize(
+    ("unit", "limit"),
+    [
+        ("\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466", 40),  # a ZWJ family
+        ("\U0001f1fa\U0001f1f8", 41),  # a flag: an odd cut re-pairs every later flag
+        ("\U0001f44d\U0001f3fd", 41),  # a thumb with its skin tone
+        ("e\u0301", 25),  # an accent written as a combining mark
+    ],
+)
+def test_a_last_resort_cut_never_splits_what_shows_as_one_character(unit: str, limit: int) -> None:
+    parts = split_text(unit * 60, limit=limit)
+    assert "".join(parts) == unit * 60
+    for part in parts:
+        assert len(part) <= limit
+        assert part.startswith(unit) and part.endswith(unit), repr(part)
+
+
+def test_chinese_and_japanese_text_is_cut_at_a_sentence_end() -> None:
+    for sentence in ("这是一个很长的句子，用来测试分割。", "これはとても長い文です！"):
+        parts = split_text(sentence * 40, limit=200)
+        assert all(part.endswith(sentence[-1]) for part in parts[:-1]), parts
+
+
+def test_a_short_text_ends_on_a_whole_character() -> None:
+    thumbs = "ok " + "\U0001f44d\U0001f3fd" * 5
+    assert short_text(thumbs, 6) == "ok \U0001f44d\U0001f3fd…"
+    assert short_text(thumbs, 5) == "ok…"  # not a thumb that lost its skin tone
