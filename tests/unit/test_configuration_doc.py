@@ -115,3 +115,58 @@ def test_every_variable_a_page_names_exists(page: Path) -> None:
     }
     unknown = sorted(named - set(known_variables()) - set(NOT_SETTINGS))
     assert unknown == [], f"{page.name} names variables nothing reads: {unknown}"
+
+
+def _bound(info: FieldInfo) -> tuple[Any, bool, Any, bool]:
+    """(lower, lower is open, upper, upper is open) of a field's numeric constraints."""
+    lower = upper = None
+    lower_open = upper_open = False
+    for rule in info.metadata:
+        for name in ("ge", "gt", "le", "lt"):
+            value = getattr(rule, name, None)
+            if value is None:
+                continue
+            if name in ("ge", "gt"):
+                lower, lower_open = value, name == "gt"
+            else:
+                upper, upper_open = value, name == "lt"
+    return lower, lower_open, upper, upper_open
+
+
+def _number(value: Any) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def range_text(info: FieldInfo) -> str | None:
+    """How the reference states a field's range: "(1–100)", "(above 0, up to 300)", ..."""
+    lower, lower_open, upper, upper_open = _bound(info)
+    if lower is None and upper is None:
+        return None
+    low, high = _number(lower), _number(upper)
+    if lower is not None and upper is not None:
+        return {
+            (False, False): f"({low}–{high})",
+            (True, False): f"(above {low}, up to {high})",
+            (False, True): f"({low} to below {high})",
+            (True, True): f"(above {low}, below {high})",
+        }[(lower_open, upper_open)]
+    if lower is not None:
+        return f"(above {low})" if lower_open else f"(at least {low})"
+    return f"(below {high})" if upper_open else f"(at most {high})"
+
+
+def test_every_bounded_variable_states_its_range() -> None:
+    # The README promises each variable "with its default and range"; a range the code
+    # refuses to meet (DISCORD_REQUEST_TIMEOUT_S said 0–300, 0 is refused) misleads.
+    rows = {
+        name: line
+        for line in REFERENCE.read_text().splitlines()
+        for name in re.findall(r"^\|\s*`([A-Z][A-Z0-9_]+)`", line)
+    }
+    missing = []
+    for name, info in _fields().items():
+        wanted = range_text(info)
+        if wanted is not None and name in rows and wanted not in rows[name]:
+            missing.append(f"{name}: {wanted}")
+    assert missing == []
+
