@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.jobs import DeadLetter
@@ -29,25 +29,28 @@ def record_dead_letter(
     retries: int,
     now: datetime,
 ) -> None:
-    """Insert or refresh the dead letter of ``task_id``."""
+    """Insert or refresh the dead letter of ``task_id``, in one statement (two copies of a
+    redelivered task may record theirs at once)."""
+    row: dict[str, Any] = {
+        "task_id": task_id,
+        "task_name": task_name,
+        "job_id": job_id,
+        "args": args,
+        "kwargs": {},
+        "error": error,
+        "traceback": traceback,
+        "retries": retries,
+        "first_seen": now,
+        "last_seen": now,
+    }
+    refreshed = ("error", "traceback", "retries", "last_seen")
     with session_factory() as session, session.begin():
-        row = session.scalars(
-            select(DeadLetter).where(DeadLetter.task_id == task_id).with_for_update()
-        ).one_or_none()
-        if row is None:
-            session.add(
-                DeadLetter(
-                    task_id=task_id,
-                    task_name=task_name,
-                    job_id=job_id,
-                    args=args,
-                    kwargs={},
-                    error=error,
-                    traceback=traceback,
-                    retries=retries,
-                    first_seen=now,
-                    last_seen=now,
-                )
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = insert(DeadLetter).values(row)
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[DeadLetter.task_id],
+                set_={name: statement.excluded[name] for name in refreshed},
             )
-        else:
-            row.error, row.traceback, row.retries, row.last_seen = error, traceback, retries, now
+        )

@@ -49,7 +49,11 @@ def _uuid(text: str, what: str) -> uuid.UUID:
 
 
 def _reopen(job: Job, which: lifecycle.Move, now: datetime) -> list[Step]:
-    steps = lifecycle.move_locked(job, which, now=now, error=None, error_detail=None)
+    # The redelivery count starts again: a job failed by the poison cap would otherwise give
+    # up at its first redelivery after the fix (a Redis blip's restore, say).
+    steps = lifecycle.move_locked(
+        job, which, now=now, error=None, error_detail=None, redeliveries=0
+    )
     return steps or []
 
 

@@ -169,4 +169,3 @@ def test_every_bounded_variable_states_its_range() -> None:
         if wanted is not None and name in rows and wanted not in rows[name]:
             missing.append(f"{name}: {wanted}")
     assert missing == []
-
