@@ -50,11 +50,13 @@ def run_api(settings: Settings) -> None:
     from producers.api.listener import balanced_listening_supported
     from shared.crypto import secret_box
     from shared.dependencies import check_redis, check_schema_at_start
+    from shared.discord.factory import token_source
 
     api = settings.api
     try:
         check_settings(settings)
         secret_box(settings)
+        token_source(settings.discord)  # a token file that cannot be read: one line, now
         # A Redis that is down is shown by /readyz and the process starts all the same; one
         # that refuses the URL's credentials or database never gets better.
         assert settings.redis_url is not None  # check_settings refused the embedded mode
@@ -92,25 +94,23 @@ def run_api(settings: Settings) -> None:
 
 def _serve_one(app: object, host: str, port: int, options: dict[str, object]) -> None:
     """One server process on ``(host, port)``; a port that is taken is one line, as with
-    several workers, not uvicorn's log line and exit 3."""
+    several workers, not uvicorn's log line and exit 3 (the port is tried first, then
+    uvicorn binds it as it always does)."""
     import socket
 
     import uvicorn
 
     from producers.api.listener import address_family
 
-    sock = socket.socket(address_family(host), socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        fail(f"cannot listen on {host}:{port} ({exc.strerror}); choose a free --port or API_PORT")
-    log.info("api.listening", host=host, port=sock.getsockname()[1], workers=1)
-    try:
-        uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])  # type: ignore[arg-type]
-    finally:
-        sock.close()
+    with socket.socket(address_family(host), socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            fail(
+                f"cannot listen on {host}:{port} ({exc.strerror}); choose a free --port or API_PORT"
+            )
+    uvicorn.run(app, **options)  # type: ignore[arg-type]
 
 
 def _serve_balanced(host: str, port: int, workers: int, options: dict[str, object]) -> None:

@@ -48,9 +48,15 @@ def limiter_config(settings: DiscordSettings) -> LimiterConfig:
 
 
 def token_source(settings: DiscordSettings) -> TokenSource:
-    """A :class:`FileToken` when ``token_file`` is set, else the static token (maybe none)."""
+    """A :class:`FileToken` when ``token_file`` is set, else the static token (maybe none).
+
+    The file is read once here: one that cannot be read is a :class:`ConfigError` at start,
+    as the LLM's key file is, not a failure of the first job.
+    """
     if settings.token_file is not None:
-        return FileToken(settings.token_file)
+        source = FileToken(settings.token_file)
+        source.current()
+        return source
     return StaticToken(settings.token)
 
 

@@ -266,17 +266,13 @@ class BotHarness:
     def replies(self, token: str) -> list[Message]:
         """Every message posted through the interaction (original first, then follow-ups)."""
         interaction = self.fake.interactions[token]
-        app = interaction.application_id
-        channel = self.fake.channels[interaction.channel_id]
-        out = [
-            self.fake.messages[m]
-            for m in channel.message_ids
-            if m in self.fake.messages
-            and self.fake.messages[m].author_id == app
-            and self.fake.messages[m].type == 20
-            and m >= interaction.id
-        ]
-        return out
+        # By the interaction's metadata: ephemeral replies are in no channel's history.
+        with self.fake.lock:
+            messages = list(self.fake.messages.values())
+        return sorted(
+            (m for m in messages if (m.interaction or {}).get("id") == str(interaction.id)),
+            key=lambda message: message.id,
+        )
 
     def add_message(self, channel: Channel, author: User, content: str) -> Message:
         """A message in the fake, announced to the bot as MESSAGE_CREATE."""

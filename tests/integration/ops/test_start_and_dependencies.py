@@ -126,6 +126,20 @@ def test_a_worker_whose_tasks_could_not_build_their_resources_does_not_start(
     assert time.monotonic() - started < 60
 
 
+def test_an_unreadable_discord_token_file_stops_the_worker_and_the_api(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # The bot refused it; the worker and the API started and failed each Discord call.
+    env["DISCORD_TOKEN_FILE"] = str(tmp_path / "no-token")
+    for args in (("worker", "-Q", "fetch", "-c", "1"), ("api", "--port", str(_closed_port()))):
+        result = _cli(env, *args, timeout=90)
+        assert result.returncode == 2, (args, result.stderr)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert lines[0].startswith(f"summarybot: Discord token file {tmp_path / 'no-token'} ")
+        assert "DISCORD_TOKEN_FILE" in lines[0]
+
+
 def test_worker_options_are_checked(env: dict[str, str]) -> None:
     result = _cli(env, "worker", "-Q", "fetch,fecth", "-P", "solo")
     assert result.returncode == 2
