@@ -123,6 +123,21 @@ def _same(found: dict[str, Any], part: Message) -> bool:
     ]
 
 
+def _where_posted(client: DiscordClient, claim: Claim, box: SecretBox) -> tuple[str, str, str]:
+    """(channel, metadata field, value) that mark the target's messages: the webhook's id,
+    or the interaction's id in ``interaction_metadata``."""
+    if claim.kind == "discord_webhook":
+        hook = DiscordWebhookTarget.model_validate(claim.params)
+        ref = WebhookRef(id=hook.webhook_id, token=SecretStr(box.decrypt(hook.token_encrypted)))
+        return hook.thread_id or client.webhook_channel(ref), "webhook_id", hook.webhook_id
+    followup = InteractionFollowupTarget.model_validate(claim.params)
+    if followup.ephemeral:
+        raise _Unverifiable("an ephemeral followup cannot be read back")
+    token = SecretStr(box.decrypt(followup.token_encrypted))
+    original = client.get_original_response(followup.application_id, token)
+    return original.channel_id, "interaction_metadata", followup.interaction_id
+
+
 def _find_posted(
     client: DiscordClient, claim: Claim, box: SecretBox, part: Message, since: datetime
 ) -> str | None:
@@ -133,29 +148,22 @@ def _find_posted(
     # A minute early: our clock and Discord's may differ.
     after = str(time_snowflake(since - timedelta(minutes=1)))
     try:
-        if claim.kind == "discord_webhook":
-            hook = DiscordWebhookTarget.model_validate(claim.params)
-            ref = WebhookRef(id=hook.webhook_id, token=SecretStr(box.decrypt(hook.token_encrypted)))
-            channel = hook.thread_id or client.webhook_channel(ref)
-            page = client.get_messages(channel, limit=_LOOKBACK, after=after)
-            ours = [m for m in page if str(m.get("webhook_id")) == hook.webhook_id]
-        else:
-            followup = InteractionFollowupTarget.model_validate(claim.params)
-            if followup.ephemeral:
-                raise _Unverifiable("an ephemeral followup cannot be read back")
-            token = SecretStr(box.decrypt(followup.token_encrypted))
-            original = client.get_original_response(followup.application_id, token)
-            page = client.get_messages(original.channel_id, limit=_LOOKBACK, after=after)
-            ours = [
-                m
-                for m in page
-                if str((m.get("interaction_metadata") or {}).get("id")) == followup.interaction_id
-            ]
+        channel, field, value = _where_posted(client, claim, box)
+        page = client.get_messages(channel, limit=_LOOKBACK, after=after)
+        # Discord answers a reader without Read Message History with an empty page, as it
+        # answers one with nothing new: the channel's last message tells them apart.
+        if not page and not client.get_messages(channel, limit=1):
+            raise _Unverifiable("the bot sees no message there (no Read Message History?)")
     except DiscordPermanentError as exc:
         raise _Unverifiable(str(exc)) from exc
+
+    def marked(found: dict[str, Any]) -> bool:
+        mark = found.get(field)
+        return str(mark.get("id") if isinstance(mark, dict) else mark) == value
+
     # Oldest first: the first copy is the one the failed attempt made.
-    for found in sorted(ours, key=lambda m: int(m["id"])):
-        if _same(found, part):
+    for found in sorted(page, key=lambda m: int(m["id"])):
+        if marked(found) and _same(found, part):
             return str(found["id"])
     return None
 

@@ -23,6 +23,7 @@ from shared.discord.objects import WebhookRef
 from shared.summarize.content import SummaryContent
 from tests.fakes.discord_limits import Fault
 from tests.fakes.discord_server import FakeDiscordServer, World
+from tests.fakes.discord_state import READ_MESSAGE_HISTORY
 from tests.unit.delivery.helpers import deliver, redrive
 from tests.unit.delivery.test_discord_targets import (
     channel_messages,
@@ -99,14 +100,16 @@ def test_a_part_in_doubt_that_was_not_posted_is_sent(
     server, world = discord
     fan = summary_in(world, session_factory, [_webhook_target(world, box)])
     item = fan.delivery_ids[0]
+    with server.fake.lock:
+        earlier = server.fake.add_message(world.general, world.alice, "the channel's last chat")
     # A 500 before anything was done: no answer either way, so it is in doubt all the same.
     server.fake.inject(Fault(kind="status", route=WEBHOOK_ROUTE, times=1, status=500))
     deliver(services, fan.job_id, item)
-    assert channel_messages(server, world.general.id) == []
+    assert channel_messages(server, world.general.id) == [earlier]
     assert "in_doubt" in _progress(session_factory, item)
     services.clock.advance(2)
     deliver(services, fan.job_id, item)
-    [posted] = channel_messages(server, world.general.id)
+    [_, posted] = channel_messages(server, world.general.id)
     assert row(session_factory, item).remote_id == str(posted.id)
 
 
@@ -200,3 +203,28 @@ def test_a_dead_workers_webhook_part_is_found_after_its_lease_ran_out(
     deliver(services, fan.job_id, item)
     assert [m.id for m in channel_messages(server, world.general.id)] == [int(earlier.id)]
     assert row(session_factory, item).remote_id == earlier.id
+
+
+def test_a_webhook_part_in_doubt_where_the_bot_cannot_read_history_is_not_sent_again(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    discord: tuple[FakeDiscordServer, World],
+    box: SecretBox,
+) -> None:
+    # Discord answers such a reader with an empty page, which alone would read as "not
+    # posted": the channel's last message is asked for to tell them apart.
+    server, world = discord
+    fan = summary_in(world, session_factory, [_webhook_target(world, box)])
+    item = fan.delivery_ids[0]
+    server.fake.inject(Fault(kind="status_after", route=WEBHOOK_ROUTE, times=1, status=500))
+    deliver(services, fan.job_id, item)
+    with server.fake.lock:
+        world.general.overwrites.append(
+            {"id": str(world.bot.id), "type": 1, "allow": "0", "deny": str(READ_MESSAGE_HISTORY)}
+        )
+    services.clock.advance(2)
+    deliver(services, fan.job_id, item)
+    assert len(channel_messages(server, world.general.id)) == 1
+    failed = row(session_factory, item)
+    assert failed.status == "failed" and "may already be posted" in (failed.last_error or "")
+    assert "no Read Message History" in (failed.last_error or "")
