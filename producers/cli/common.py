@@ -6,7 +6,6 @@ unless the caller says otherwise.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import NoReturn
 
@@ -49,7 +48,8 @@ def load_cli_settings(*, quiet: bool = False, api: dict[str, object] | None = No
             print(f"summarybot: {line}", file=sys.stderr)
         raise typer.Exit(2) from None
     level = settings.log_level
-    if quiet and "LOG_LEVEL" not in os.environ:
+    # Set in the environment or in .env: either is the operator asking.
+    if quiet and "log_level" not in settings.model_fields_set:
         level = "WARNING"
     configure_from_settings(settings, level=level)
     return settings

@@ -358,3 +358,12 @@ def test_a_downgrade_names_its_revision(tmp_path: Path) -> None:
     assert line == (
         "summarybot: --downgrade needs --revision: the revision to go back to (e.g. 0006, or base)"
     )
+
+
+def test_log_level_in_dot_env_is_heard_by_quiet_commands(tmp_path: Path) -> None:
+    # Only the environment's LOG_LEVEL lifted a quiet command's WARNING; .env's was ignored.
+    quiet = _console(tmp_path, "demo")
+    assert quiet.returncode == 0 and '"level": "info"' not in quiet.stderr
+    (tmp_path / ".env").write_text("LOG_LEVEL=INFO\n")
+    told = _console(tmp_path, "demo")
+    assert told.returncode == 0 and '"level": "info"' in told.stderr
