@@ -149,6 +149,10 @@ def test_tokens_rotate_from_a_file(tmp_path: Path) -> None:
     assert StaticToken("  ").current() is None
     assert StaticToken(SecretStr("abc")).current() == "abc"
     assert "abc" not in repr(StaticToken("abc"))
+    # Read once when the client is built: an unreadable file stops the process at start.
+    with pytest.raises(ConfigError, match="cannot be read"):
+        token_source(DiscordSettings(token_file=secret))
+    secret.write_text("third")
     assert isinstance(token_source(DiscordSettings(token_file=secret)), FileToken)
     assert token_source(DiscordSettings(token=SecretStr("x"))).current() == "x"
 
