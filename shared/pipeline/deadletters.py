@@ -1,6 +1,7 @@
 """Dead letters: tasks that exhausted their retries, were poison, or hit a bug.
 
-Rows are upserted by task id, so recording the same failure twice only bumps ``last_seen``.
+Rows are upserted by task id, so recording the same failure twice only widens
+``first_seen``..``last_seen``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,14 +45,16 @@ def record_dead_letter(
         "first_seen": now,
         "last_seen": now,
     }
-    refreshed = ("error", "traceback", "retries", "last_seen")
+    refreshed = ("error", "traceback", "retries")
     with session_factory() as session, session.begin():
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(DeadLetter).values(row)
+        postgres = session.get_bind().dialect.name == "postgresql"
+        statement = (postgresql.insert if postgres else sqlite.insert)(DeadLetter).values(row)
+        # Copies commit in any order, so the window only ever widens: a late commit of an
+        # early failure must not move last_seen back.
+        latest, earliest = (func.greatest, func.least) if postgres else (func.max, func.min)
+        changes: dict[str, Any] = {name: statement.excluded[name] for name in refreshed}
+        changes["last_seen"] = latest(DeadLetter.last_seen, statement.excluded.last_seen)
+        changes["first_seen"] = earliest(DeadLetter.first_seen, statement.excluded.first_seen)
         session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[DeadLetter.task_id],
-                set_={name: statement.excluded[name] for name in refreshed},
-            )
+            statement.on_conflict_do_update(index_elements=[DeadLetter.task_id], set_=changes)
         )
