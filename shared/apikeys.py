@@ -20,7 +20,7 @@ import re
 import secrets
 import string
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -126,12 +126,20 @@ class KeyCache:
 
     Entries are found by the SHA-256 of the whole token (the stored hash), so only a token that
     verified before can hit.  Expiry is still checked on every use; a revocation takes effect
-    within ``ttl`` seconds.  ``ttl`` 0 turns the cache off.
+    within ``ttl`` seconds.  ``ttl`` 0 turns the cache off.  ``clock`` gives seconds (tests pass
+    their own).
     """
 
-    def __init__(self, ttl: float, *, max_entries: int = 10_000) -> None:
+    def __init__(
+        self,
+        ttl: float,
+        *,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ttl = ttl
         self._max = max_entries
+        self._clock = clock
         self._entries: dict[str, tuple[float, KeyRecord]] = {}
 
     def get(self, token: str) -> KeyRecord | None:
@@ -139,7 +147,7 @@ class KeyCache:
         if self.ttl <= 0:
             return None
         entry = self._entries.get(hash_token(token))
-        if entry is None or time.monotonic() - entry[0] > self.ttl:
+        if entry is None or self._clock() - entry[0] > self.ttl:
             return None
         return entry[1]
 
@@ -149,7 +157,7 @@ class KeyCache:
             return
         if len(self._entries) >= self._max:
             self._entries.clear()  # rare; bounded memory matters more than a few misses
-        self._entries[hash_token(token)] = (time.monotonic(), record)
+        self._entries[hash_token(token)] = (self._clock(), record)
 
 
 def generate_key() -> GeneratedKey:

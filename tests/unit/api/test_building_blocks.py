@@ -173,20 +173,23 @@ def rclient(redis_url: str) -> Any:
 def test_gcra_burst_then_steady_rate(rclient: Any) -> None:
     client, prefix = rclient
     limiter = InboundRateLimiter(client, prefix=f"{prefix}:rl")
-    limit = Limit(per_minute=600, burst=3)  # one every 100 ms after a burst of 3
+    # One a second after a burst of 3: a loaded machine's pauses stay well inside a second.
+    limit = Limit(per_minute=60, burst=3)
+    started = time.monotonic()
     decisions = [limiter.hit("k", limit) for _ in range(4)]
+    took = time.monotonic() - started
     assert [d.allowed for d in decisions] == [True, True, True, False]
     assert [d.remaining for d in decisions[:3]] == [2, 1, 0]
     refused = decisions[3]
-    assert 0.05 < refused.retry_after <= 0.1
+    assert 1.0 - took - 0.01 < refused.retry_after <= 1.0
     assert refused.retry_after_header == "1"
-    assert 0.2 < refused.reset_after <= 0.3
+    assert 3.0 - took - 0.01 < refused.reset_after <= 3.0
     time.sleep(refused.retry_after + 0.01)
     assert limiter.hit("k", limit).allowed
     assert not limiter.hit("k", limit).allowed
     assert limiter.hit("other", limit).allowed
     ttl = client.pttl(f"{prefix}:rl:k")
-    assert 0 < ttl <= 400
+    assert 0 < ttl <= 4000
 
 
 def test_limits() -> None:
@@ -356,12 +359,15 @@ def test_key_cache() -> None:
     off = KeyCache(0)
     off.put("t", record)
     assert off.get("t") is None
-    cache = KeyCache(0.05, max_entries=2)
+    clock = [100.0]
+    cache = KeyCache(0.05, max_entries=2, clock=lambda: clock[0])
     cache.put("a", record)
     assert cache.get("a") is record
     assert cache.get("b") is None
     cache.put("b", record)
     cache.put("c", record)  # over the bound: starts afresh
     assert cache.get("a") is None and cache.get("c") is record
-    time.sleep(0.06)
+    clock[0] += 0.05
+    assert cache.get("c") is record
+    clock[0] += 0.001
     assert cache.get("c") is None

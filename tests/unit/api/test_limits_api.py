@@ -225,11 +225,13 @@ def test_last_used_is_written_at_most_once_a_minute(api: Api) -> None:
 def test_verified_keys_are_cached_briefly_and_revocation_wins_after_that(
     make_api: Callable[..., Api], prefix: str
 ) -> None:
-    from shared.apikeys import revoke_api_key
+    from shared.apikeys import KeyCache, revoke_api_key
 
     now = [datetime.now(UTC)]
+    seconds = [0.0]
     api = make_api(options=ApiOptions(redis_prefix=prefix, key_cache_seconds=0.3))
     api.app.state.resources.clock = lambda: now[0]
+    api.app.state.resources.key_cache = KeyCache(0.3, clock=lambda: seconds[0])
     token = api.key(("admin",), expires_in=timedelta(days=1))
     assert api.client.get("/v1/schedules", headers=api.auth(token)).status_code == 200
     assert revoke_api_key(api.session_factory, token.split("_")[1], now=datetime.now(UTC))
@@ -242,7 +244,7 @@ def test_verified_keys_are_cached_briefly_and_revocation_wins_after_that(
     assert "expired" in expired.json()["detail"]
     now[0] -= timedelta(days=2)
     # ... and once the cache time is over the revocation applies.
-    time.sleep(0.35)
+    seconds[0] += 0.31
     revoked = api.client.get("/v1/schedules", headers=api.auth(token))
     assert revoked.status_code == 401
     assert "revoked" in revoked.json()["detail"]
