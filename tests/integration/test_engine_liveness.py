@@ -18,8 +18,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def engine(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    monkeypatch.setattr(engine_module, "IDLE_PING_SECONDS", 0.2)
+def engine(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[Engine]:
+    """An engine that pings connections idle for 0.2 s (or ``request.param`` seconds)."""
+    monkeypatch.setattr(engine_module, "IDLE_PING_SECONDS", getattr(request, "param", 0.2))
     built = make_engine(postgres_url, pool_size=2, max_overflow=0)
     try:
         yield built
@@ -39,6 +42,8 @@ def _terminate(postgres_url: str, pid: int) -> None:
     time.sleep(0.05)
 
 
+# A loaded machine may pause the test between two checkouts: the idle time is well above that.
+@pytest.mark.parametrize("engine", [1.0], indirect=True)
 def test_only_a_connection_idle_for_a_while_is_pinged(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -54,7 +59,7 @@ def test_only_a_connection_idle_for_a_while_is_pinged(
     for _ in range(5):
         assert _backend_pid(engine) == pid
     assert pings == []
-    time.sleep(0.25)
+    time.sleep(1.05)
     assert _backend_pid(engine) == pid
     assert len(pings) == 1
 
@@ -68,6 +73,9 @@ def test_an_idle_connection_the_server_dropped_is_replaced_before_use(
     assert _backend_pid(engine) != pid
 
 
+# Terminating the backend may take a while on a loaded machine: no idle ping may replace the
+# dropped connection first.
+@pytest.mark.parametrize("engine", [60.0], indirect=True)
 def test_a_connection_dropped_while_in_use_fails_once_as_transient(
     engine: Engine, postgres_url: str
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -302,7 +303,19 @@ def test_message_counts_from_the_gateway(database_url: str, redis_url: str) -> N
         async with running_bot(database_url=database_url, redis_url=redis_url) as h:
             for n in range(3):
                 h.add_message(h.world.general, h.world.alice, f"message {n}")
-            await asyncio.sleep(0.2)  # on_message runs as a task
+            # on_message runs as a task: wait until the three are counted.
+            channel = h.world.general.id
+            deadline = asyncio.get_running_loop().time() + 10
+            while True:
+                now = datetime.now(UTC)
+                counted = await h.runtime.activity.count_since(
+                    channel, now - timedelta(hours=1), now
+                )
+                if (counted is not None and counted.messages >= 3) or (
+                    asyncio.get_running_loop().time() > deadline
+                ):
+                    break
+                await asyncio.sleep(0.05)
             token = await h.command(
                 "summarize", [option("hours", 1, 4)], user=h.world.bob, channel=h.world.general
             )

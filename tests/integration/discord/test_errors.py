@@ -295,10 +295,10 @@ def test_a_5xx_retry_after_is_waited_within_the_deadline(
     server.fake.inject(Fault("status", route=READ, status=503, retry_after_header="120"))
     route = routes.GET_MESSAGES.compile(channel_id=str(world.general.id))
     started = time.monotonic()
-    waits = r"with Retry-After 120\.00 s, more than the [45]\.\d\d s left before the caller"
+    waits = r"with Retry-After 120\.00 s, more than the \d\.\d\d s left before the caller"
     with pytest.raises(ServerError, match=waits) as caught:
         client.session.request(route, params={"limit": 1}, max_wait_s=5)
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 3  # not the 120 s, nor the 5 s deadline
     assert (caught.value.status, caught.value.retry_after) == (503, 120.0)
     assert caught.value.is_retryable
     assert [s for s, _ in events(server, READ)] == [503, 200, 503]
@@ -405,7 +405,8 @@ def test_real_bucket_exhaustion_produces_no_429(
 def test_hidden_webhook_channel_limit_is_obeyed(
     client: DiscordClient, world: World, server: FakeDiscordServer
 ) -> None:
-    server.fake.config.webhook_channel_limit = (2, 0.3)
+    # A window the three posts fit in even on a loaded machine: the third is refused.
+    server.fake.config.webhook_channel_limit = (2, 1.5)
     for n in range(3):
         client.execute_webhook(world.webhook_url, Message(content=f"w{n}"))
     statuses = [s for s, _ in events(server, "POST /webhooks/{webhook_id}/{webhook_token}")]

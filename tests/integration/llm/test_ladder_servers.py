@@ -181,13 +181,14 @@ def test_an_upgraded_server_is_probed_again_after_the_ttl(
     settings = LLMSettings(
         base_url=fake.base_url, provider="vllm", api_key="sk-test", request_timeout=5.0
     )
-    store = RedisCapabilityStore(redis, ttl=0.5, prefix=f"{prefix}:cap:llm")
+    # Long enough for the calls before the wait on a loaded machine.
+    store = RedisCapabilityStore(redis, ttl=2.0, prefix=f"{prefix}:cap:llm")
     client = LLMClient.shared(settings, redis, prefix=prefix, capabilities=store)
     try:
         assert client.complete_json(ASK, schema=SCHEMA, name="summary").mode == "json_object"
         fake.configure(supports_json_schema=True)  # the operator upgraded vLLM
         assert client.complete_json(ASK, schema=SCHEMA, name="summary").mode == "json_object"
-        time.sleep(0.6)
+        time.sleep(2.1)
         assert client.complete_json(ASK, schema=SCHEMA, name="summary").mode == "json_schema"
         assert four_hundreds(fake) == 1
     finally:
@@ -427,7 +428,8 @@ def test_workers_share_the_500_verdict_until_it_expires(
     settings = LLMSettings(
         base_url=fake.base_url, provider="vllm", api_key="sk-test", request_timeout=5.0
     )
-    store = RedisCapabilityStore(redis, ttl=0.5, prefix=f"{prefix}:cap:llm")
+    # Long enough for the calls before the wait on a loaded machine.
+    store = RedisCapabilityStore(redis, ttl=2.0, prefix=f"{prefix}:cap:llm")
     first = LLMClient.shared(settings, redis, prefix=prefix, capabilities=store)
     second = LLMClient.shared(settings, redis, prefix=prefix, capabilities=store)
     try:
@@ -435,7 +437,7 @@ def test_workers_share_the_500_verdict_until_it_expires(
         assert second.complete_json(ASK, schema=SCHEMA, name="summary").mode == "json_object"
         assert fake.stats()["statuses"] == {"500": 1, "200": 2}  # the second worker paid none
         fake.configure(supports_json_schema=True)  # the operator upgraded vLLM
-        time.sleep(0.6)
+        time.sleep(2.1)
         assert second.complete_json(ASK, schema=SCHEMA, name="summary").mode == "json_schema"
     finally:
         first.close()

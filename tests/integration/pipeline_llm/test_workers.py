@@ -60,8 +60,11 @@ def worker_env(
 
 
 def test_two_worker_processes_share_the_map_steps(
-    worker_env: dict[str, str], tmp_path: Path, llm_db: str
+    worker_env: dict[str, str], tmp_path: Path, llm_db: str, fake: FakeOpenAIServer
 ) -> None:
+    # Each call takes a while, so the map steps overlap however the two processes are
+    # scheduled: one alone cannot take them all.
+    fake.config.latency_base = 0.3
     where = channel(guild_id="1085131932217520185", channel_id="1191512658436472899")
     export = write(
         tmp_path / "export.json",
