@@ -10,6 +10,7 @@ per variable: what was wrong and how to fix it.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Self, TypeVar
@@ -23,6 +24,7 @@ from shared.errors import SettingsError
 __all__ = [
     "ENV_SOURCES",
     "CommaSeparated",
+    "JsonEncoded",
     "SettingsGroup",
     "drop_blank_values",
     "problem_line",
@@ -47,6 +49,25 @@ _T = TypeVar("_T")
 #: validated as ``_T`` (``CommaSeparated[list[int]]``, ``CommaSeparated[frozenset[str]]``).
 #: ``NoDecode`` keeps pydantic-settings from decoding the variable as JSON first.
 CommaSeparated = Annotated[_T, NoDecode, BeforeValidator(split_list)]
+
+
+def decode_json(value: Any) -> Any:
+    """A variable's text decoded as JSON; other values unchanged.  A decoding error is a
+    ``ValueError`` saying where the text breaks (a validation error like any other)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); give a JSON "
+            'value, e.g. {"name": {...}}'
+        ) from None
+
+
+#: A field read from one JSON variable.  Decoded here rather than by pydantic-settings, whose
+#: decoding error stops the whole group: every other bad variable went unreported with it.
+JsonEncoded = Annotated[_T, NoDecode, BeforeValidator(decode_json)]
 
 
 def problem_line(env: str, message: str, hints: Mapping[str, str]) -> str:

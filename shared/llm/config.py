@@ -53,7 +53,7 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings_group import CommaSeparated, SettingsGroup
+from shared.settings_group import CommaSeparated, JsonEncoded, SettingsGroup
 
 __all__ = ["OPENAI_BASE_URL", "LLMSettings", "Provider"]
 
@@ -101,7 +101,7 @@ class LLMSettings(SettingsGroup):
     fallback_model: str | None = Field(
         default=None, description="used when the main model is overloaded or its budget is booked"
     )
-    models: dict[str, dict[str, Any]] = Field(
+    models: JsonEncoded[dict[str, dict[str, Any]]] = Field(
         default_factory=dict, description="model registry additions/overrides"
     )
     max_output_tokens: int = Field(default=2_000, ge=16, le=200_000)

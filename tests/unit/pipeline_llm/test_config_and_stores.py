@@ -95,8 +95,20 @@ def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     ]
     monkeypatch.delenv("LLM_MAP_INPUT_TOKENS")
     monkeypatch.delenv("LLM_OVER_BUDGET")
-    with pytest.raises(SettingsError, match="LLM_MODELS: not valid JSON"):
-        _load(monkeypatch, {"LLM_MODELS": "{nope"})
+    with pytest.raises(SettingsError, match="LLM_MODELS: not valid JSON") as info:
+        _load(monkeypatch, {"LLM_MODELS": "{nope", "LLM_MAX_OUTPUT_TOKENS": "many"})
+    # A variable that is not JSON hides no other problem of its group.
+    assert [line.split(":")[0] for line in info.value.lines] == [
+        "LLM_MODELS",
+        "LLM_MAX_OUTPUT_TOKENS",
+    ]
+    assert "(Expecting property name enclosed in double quotes at line 1 column 2)" in str(
+        info.value
+    )
+    monkeypatch.delenv("LLM_MODELS")
+    monkeypatch.delenv("LLM_MAX_OUTPUT_TOKENS")
+    loaded = _load(monkeypatch, {"LLM_MODELS": '{"m": {"context_window": 8192}}'})
+    assert loaded.models == {"m": {"context_window": 8192}}
     assert LLMSettings.env_name("api_key") == "OPENAI_API_KEY"
     assert LLMSettings.env_name("organization") == "OPENAI_ORG_ID"
     assert LLMSettings.env_name("map_input_tokens") == "LLM_MAP_INPUT_TOKENS"
