@@ -49,6 +49,19 @@ def _webhook_target(world: World, box: SecretBox) -> dict[str, Any]:
     return target.model_dump(mode="json")
 
 
+def _webhook_delivery(
+    world: World, factory: sessionmaker[Session], box: SecretBox
+) -> tuple[Any, Any]:
+    """A summary with one delivery to the world's webhook: (its fan-out, the delivery's id)."""
+    fan = summary_in(world, factory, [_webhook_target(world, box)])
+    return fan, fan.delivery_ids[0]
+
+
+def _lose_next_webhook_answer(server: FakeDiscordServer) -> None:
+    """Discord posts the next webhook message, then its edge loses the answer (a 500)."""
+    server.fake.inject(Fault(kind="status_after", route=WEBHOOK_ROUTE, times=1, status=500))
+
+
 def _progress(factory: sessionmaker[Session], delivery_id: Any) -> dict[str, Any]:
     with factory() as session:
         schedule = session.get(DeliverySchedule, delivery_id)
@@ -77,10 +90,8 @@ def test_a_webhook_part_whose_answer_was_lost_is_found_not_posted_again(
     box: SecretBox,
 ) -> None:
     server, world = discord
-    fan = summary_in(world, session_factory, [_webhook_target(world, box)])
-    item = fan.delivery_ids[0]
-    # Discord posts the message, then its edge loses the answer.
-    server.fake.inject(Fault(kind="status_after", route=WEBHOOK_ROUTE, times=1, status=500))
+    fan, item = _webhook_delivery(world, session_factory, box)
+    _lose_next_webhook_answer(server)
     assert deliver(services, fan.job_id, item) == []  # retried by the outbox
     [posted] = channel_messages(server, world.general.id)
     assert _progress(session_factory, item)["in_doubt"]["part"] == 0
@@ -98,8 +109,7 @@ def test_a_part_in_doubt_that_was_not_posted_is_sent(
     box: SecretBox,
 ) -> None:
     server, world = discord
-    fan = summary_in(world, session_factory, [_webhook_target(world, box)])
-    item = fan.delivery_ids[0]
+    fan, item = _webhook_delivery(world, session_factory, box)
     with server.fake.lock:
         earlier = server.fake.add_message(world.general, world.alice, "the channel's last chat")
     # A 500 before anything was done: no answer either way, so it is in doubt all the same.
@@ -181,8 +191,7 @@ def test_a_dead_workers_webhook_part_is_found_after_its_lease_ran_out(
     box: SecretBox,
 ) -> None:
     server, world = discord
-    fan = summary_in(world, session_factory, [_webhook_target(world, box)])
-    item = fan.delivery_ids[0]
+    fan, item = _webhook_delivery(world, session_factory, box)
     # A worker leased the item, posted its part, and was killed before recording it.
     lease = DeliverySettings.load().delivery_lease_seconds
     started = services.clock()
@@ -214,9 +223,8 @@ def test_a_webhook_part_in_doubt_where_the_bot_cannot_read_history_is_not_sent_a
     # Discord answers such a reader with an empty page, which alone would read as "not
     # posted": the channel's last message is asked for to tell them apart.
     server, world = discord
-    fan = summary_in(world, session_factory, [_webhook_target(world, box)])
-    item = fan.delivery_ids[0]
-    server.fake.inject(Fault(kind="status_after", route=WEBHOOK_ROUTE, times=1, status=500))
+    fan, item = _webhook_delivery(world, session_factory, box)
+    _lose_next_webhook_answer(server)
     deliver(services, fan.job_id, item)
     with server.fake.lock:
         world.general.overwrites.append(
