@@ -17,7 +17,6 @@ from typing import Annotated, Any, ClassVar, Self, TypeVar
 
 from pydantic import AliasChoices, AliasPath, BeforeValidator, ValidationError, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from pydantic_settings import SettingsError as SourceError
 
 from shared.errors import SettingsError
 
@@ -161,8 +160,6 @@ class SettingsGroup(BaseSettings):
             return cls(**overrides)
         except ValidationError as exc:
             raise SettingsError(cls.problems(exc)) from None
-        except SourceError as exc:
-            raise SettingsError([cls.source_problem(exc)]) from None
 
     @classmethod
     def problems(cls, exc: ValidationError) -> list[str]:
@@ -180,13 +177,6 @@ class SettingsGroup(BaseSettings):
             env = cls.env_name(str(loc[0])) if loc else cls.group_label()
             lines.append(problem_line(env, message, cls.hints))
         return lines
-
-    @classmethod
-    def source_problem(cls, exc: SourceError) -> str:
-        """The line for a variable that could not even be decoded (JSON fields)."""
-        match = re.search(r'field "(\w+)"', str(exc))
-        env = cls.env_name(match.group(1)) if match else cls.group_label()
-        return f'{env}: not valid JSON; give a JSON value, e.g. {{"name": {{...}}}}'
 
     @classmethod
     def group_label(cls) -> str:

@@ -222,3 +222,17 @@ def test_a_delivery_lease_longer_than_discord_remembers_a_nonce_is_refused(
     [line] = _lines(monkeypatch, DELIVERY_LEASE_SECONDS="600")
     assert line.startswith("DELIVERY_LEASE_SECONDS: ")
     assert "between 5 and 180" in line
+
+
+def test_no_variable_is_decoded_outside_the_fields_own_validators(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # pydantic-settings decodes a list, dict or model field's variable as JSON before
+    # validation, and its error stops the whole group; every such field must be
+    # CommaSeparated or JsonEncoded, so that text which is not JSON is one line among others.
+    for group in GROUPS.values():
+        for variable in group.variables():
+            monkeypatch.setenv(variable, "{not json")
+        with pytest.raises(SettingsError) as info:
+            group.load()
+        assert info.value.lines
