@@ -10,19 +10,33 @@ thread-safe and hold no connection of their own, so one per channel (per pool) s
 :func:`broker_settings` selects this transport for ``redis://`` brokers; other URLs
 (``rediss://``, whose TLS defaults kombu derives from the scheme, and the embedded
 ``memory://``) keep kombu's own transport.
+
+It also knows how that transport stores a queue (:func:`queue_keys`), so the queue-size
+metric and the stale-job sweep (:func:`read_queue_head`) read the same lists.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 
-__all__ = ["TRANSPORT", "Channel", "Transport", "broker_settings"]
+__all__ = [
+    "PUBLISHED_AT",
+    "TRANSPORT",
+    "Channel",
+    "QueueHead",
+    "Transport",
+    "broker_settings",
+    "queue_keys",
+    "read_queue_head",
+]
 
 #: The name this transport is known by in Celery's ``broker_transport`` and in the worker's
 #: "Connected to summarybot-redis://..." line.
@@ -64,3 +78,66 @@ def broker_settings(broker_url: str) -> dict[str, object]:
     if urlsplit(broker_url).scheme in _SCHEMES:
         settings["broker_transport"] = TRANSPORT
     return settings
+
+
+#: Header of every task message :class:`shared.jobs.CeleryEnqueuer` publishes: when it was
+#: published (a UNIX time), so the oldest message waiting in a queue tells how far behind the
+#: workers of that queue are (see :func:`read_queue_head`).
+PUBLISHED_AT = "published_at"
+
+#: kombu's Redis transport keeps a queue as a list named after it, plus one list per extra
+#: priority step (``name\x06\x16<n>``).
+_PRIORITY_SEPARATOR = "\x06\x16"
+
+
+def queue_keys(queue: str) -> tuple[str, ...]:
+    """The Redis lists that hold ``queue``'s waiting messages on kombu's Redis transport."""
+    return (queue, *(f"{queue}{_PRIORITY_SEPARATOR}{step}" for step in range(1, 10)))
+
+
+@dataclass(frozen=True)
+class QueueHead:
+    """The oldest message waiting in a queue.
+
+    ``empty`` when nothing waits; otherwise ``published_at`` is when that message was published
+    (None when it does not say: a message from another publisher, or one this project published
+    before it stamped its messages).
+    """
+
+    empty: bool
+    published_at: float | None = None
+
+    def may_hold(self, handed_over: float, *, skew: float) -> bool:
+        """Whether a message published at ``handed_over`` may still be waiting in the queue.
+
+        kombu's Redis queues are first in, first out: a message published after the oldest
+        waiting one is still behind it.  ``skew`` allows for a publish a little later than the
+        time recorded for it, and for clocks of different hosts.  An empty queue, or a head
+        that does not say when it was published, holds nothing for sure.
+        """
+        if self.empty or self.published_at is None:
+            return False
+        return handed_over >= self.published_at - skew
+
+
+def read_queue_head(client: Any, queue: str) -> QueueHead:
+    """The oldest message waiting in ``queue``, read with ``client`` (a redis-py client of the
+    broker) in one round trip: kombu pushes on the left and pops on the right of each list."""
+    pipe = client.pipeline(transaction=False)
+    for key in queue_keys(queue):
+        pipe.lindex(key, -1)
+    oldest = [raw for raw in pipe.execute() if raw is not None]
+    if not oldest:
+        return QueueHead(empty=True)
+    times = [_published_at(raw) for raw in oldest]
+    known = [at for at in times if at is not None]
+    return QueueHead(empty=False, published_at=min(known) if len(known) == len(times) else None)
+
+
+def _published_at(raw: bytes | str) -> float | None:
+    try:
+        headers = json.loads(raw).get("headers") or {}
+        value = headers.get(PUBLISHED_AT)
+    except (ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

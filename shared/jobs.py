@@ -9,8 +9,10 @@ Messages between processes carry ids only.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -41,6 +43,8 @@ from shared.summarize.content import SummaryFormat
 
 if TYPE_CHECKING:
     from celery import Celery
+
+    from shared.broker import QueueHead
 
 __all__ = [
     "DELIVER",
@@ -392,10 +396,14 @@ class CeleryEnqueuer:
     The producers it publishes with are kept between calls (:class:`_KeptProducers`): taking
     one from kombu's pool and giving it back cost a third of a publish.  A producer whose
     publish failed goes back to kombu, which revives it.
+
+    Every message says when it was published (the :data:`~shared.broker.PUBLISHED_AT` header,
+    read from ``clock``), so :meth:`queue_head` can tell how far behind a queue's workers are.
     """
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, *, clock: Callable[[], float] = time.time) -> None:
         self._app = app
+        self._clock = clock
         self._routes: dict[str, dict[str, Any]] = {}
         self._origin: str | None = None
         self._kept: _KeptProducers | None = None
@@ -405,13 +413,35 @@ class CeleryEnqueuer:
 
     def enqueue(self, task_name: str, *args: str) -> None:
         """Publish ``task_name(*args)``."""
+        from shared.broker import PUBLISHED_AT
+
         app = self._app
         if task_name in app.tasks or app.current_worker_task is not None:
             # No result is ever read; without ignore_result Celery subscribes to a result
             # channel per task and never drops it.
-            app.send_task(task_name, args=list(args), ignore_result=True)
+            app.send_task(
+                task_name,
+                args=list(args),
+                ignore_result=True,
+                headers={PUBLISHED_AT: self._clock()},
+            )
             return
         self._publish(task_name, list(args))
+
+    def queue_head(self, task_name: str) -> QueueHead | None:
+        """The oldest message waiting on ``task_name``'s queue, or None when this broker cannot
+        say (kombu's in-process memory transport, or Redis keys under a prefix)."""
+        from kombu.transport import redis as kombu_redis
+
+        from shared.broker import read_queue_head
+
+        queue = self._route(task_name)["queue"].name
+        with self._app.pool.acquire(block=True) as connection:
+            channel = connection.default_channel
+            if not isinstance(channel, kombu_redis.Channel) or channel.global_keyprefix:
+                return None
+            with channel.conn_or_acquire() as client:
+                return read_queue_head(client, queue)
 
     def _publish(self, task_name: str, args: list[str]) -> None:
         app = self._app
@@ -427,13 +457,21 @@ class CeleryEnqueuer:
             raise
         self._keep_producer(producer)
 
-    def _task_message(self, task_name: str, args: list[str]) -> tuple[dict[str, Any], Any]:
-        """The route and Celery's task message (headers, properties, body, sent event)."""
-        app = self._app
-        amqp = app.amqp
+    def _route(self, task_name: str) -> dict[str, Any]:
         route = self._routes.get(task_name)
         if route is None:
-            route = self._routes[task_name] = amqp.router.route({}, task_name, (), {}, None)
+            route = self._routes[task_name] = self._app.amqp.router.route(
+                {}, task_name, (), {}, None
+            )
+        return route
+
+    def _task_message(self, task_name: str, args: list[str]) -> tuple[dict[str, Any], Any]:
+        """The route and Celery's task message (headers, properties, body, sent event)."""
+        from shared.broker import PUBLISHED_AT
+
+        app = self._app
+        amqp = app.amqp
+        route = self._route(task_name)
         if self._origin is None:
             from celery.utils.nodenames import anon_nodename
 
@@ -450,6 +488,7 @@ class CeleryEnqueuer:
             kwargsrepr="{}",
             origin=self._origin,
         )
+        message.headers[PUBLISHED_AT] = self._clock()
         return route, message
 
     def publishes_to(self, client: Any) -> bool:

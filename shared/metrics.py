@@ -38,6 +38,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from shared.broker import queue_keys
+
 __all__ = [
     "CELERY_TASKS",
     "CELERY_TASK_SECONDS",
@@ -173,9 +175,8 @@ def multiprocess_enabled() -> bool:
 class QueueSizeCollector(Collector):
     """``job_queue_size{queue}``: messages waiting in each Celery queue, read at scrape time.
 
-    Kombu's Redis transport keeps a queue as a list named after it, plus one list per extra
-    priority step (``name\\x06\\x16<n>``); all are summed.  ``job_unacked_tasks`` counts messages
-    delivered to a worker and not acknowledged yet.
+    Each queue's lists (:func:`shared.broker.queue_keys`, one per priority step) are summed.
+    ``job_unacked_tasks`` counts messages delivered to a worker and not acknowledged yet.
     """
 
     def __init__(self, client: Any, queues: Sequence[str] = QUEUES) -> None:
@@ -183,10 +184,7 @@ class QueueSizeCollector(Collector):
         self._queues = tuple(queues)
 
     def _lengths(self) -> tuple[dict[str, int], int]:
-        keys = {
-            queue: [queue, *(f"{queue}\x06\x16{step}" for step in range(1, 10))]
-            for queue in self._queues
-        }
+        keys = {queue: queue_keys(queue) for queue in self._queues}
         pipe = self._client.pipeline(transaction=False)
         for names in keys.values():
             for name in names:

@@ -10,11 +10,14 @@ from typing import Any
 import pytest
 import redis
 
+from shared.broker import PUBLISHED_AT
 from shared.jobs import CeleryEnqueuer, HeldEnqueuer, publisher_app
 from tests.fakes.enqueuer import RecordingEnqueuer
 
 _IDS = {("headers", "id"), ("headers", "root_id"), ("properties", "correlation_id")}
 _IDS |= {("properties", "delivery_tag")}
+#: Not an id, but as different from one publish to the next.
+_IDS |= {("headers", PUBLISHED_AT)}
 
 
 def _ours(client: redis.Redis[Any], queue: str, marker: str) -> list[dict[str, Any]]:
@@ -34,10 +37,13 @@ def test_the_enqueuer_publishes_what_send_task_publishes(redis_url: str) -> None
     marker = str(uuid.uuid4())
     try:
         app.send_task("summarybot.fetch", args=[marker], ignore_result=True)
-        CeleryEnqueuer(app).enqueue("summarybot.fetch", marker)
+        CeleryEnqueuer(app, clock=lambda: 1_764_590_400.25).enqueue("summarybot.fetch", marker)
         CeleryEnqueuer(app).enqueue("summarybot.deliver", marker, "other")
-        sent, enqueued = _ours(client, "fetch", marker)
+        enqueued, sent = _ours(client, "fetch", marker)  # newest first: kombu pushes left
         assert _without_ids(enqueued) == _without_ids(sent)
+        # Besides Celery's headers, ours says when it was published.
+        assert PUBLISHED_AT not in sent["headers"]
+        assert enqueued["headers"][PUBLISHED_AT] == 1_764_590_400.25
         assert enqueued["headers"]["id"] != sent["headers"]["id"]
         assert enqueued["headers"]["root_id"] == enqueued["headers"]["id"]
         assert enqueued["properties"]["correlation_id"] == enqueued["headers"]["id"]
@@ -63,8 +69,13 @@ def test_a_registered_task_is_sent_by_send_task(
 
     calls: list[tuple[str, Any]] = []
     monkeypatch.setattr(app, "send_task", lambda name, **kw: calls.append((name, kw)))
-    CeleryEnqueuer(app).enqueue("summarybot.fetch", "job")
-    assert calls == [("summarybot.fetch", {"args": ["job"], "ignore_result": True})]
+    CeleryEnqueuer(app, clock=lambda: 12.5).enqueue("summarybot.fetch", "job")
+    assert calls == [
+        (
+            "summarybot.fetch",
+            {"args": ["job"], "ignore_result": True, "headers": {PUBLISHED_AT: 12.5}},
+        )
+    ]
 
 
 def test_more_publishing_threads_than_the_pool_allows_all_get_through(redis_url: str) -> None:
