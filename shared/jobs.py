@@ -3,7 +3,7 @@
 Producers submit work through :func:`shared.services.jobs.submit_job`, which records the
 ``jobs`` row and publishes the first stage by task *name* through an :class:`Enqueuer`
 (:class:`CeleryEnqueuer` over :func:`publisher_app`), so a producer never imports worker code.
-Messages between processes carry ids only.
+Messages between processes carry ids only, and the time they were published.
 """
 
 from __future__ import annotations
