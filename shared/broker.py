@@ -18,7 +18,7 @@ metric and the stale-job sweep (:func:`read_queue_head`) read the same lists.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +34,7 @@ __all__ = [
     "QueueHead",
     "Transport",
     "broker_settings",
+    "head_of",
     "queue_keys",
     "read_queue_head",
 ]
@@ -126,7 +127,12 @@ def read_queue_head(client: Any, queue: str) -> QueueHead:
     pipe = client.pipeline(transaction=False)
     for key in queue_keys(queue):
         pipe.lindex(key, -1)
-    oldest = [raw for raw in pipe.execute() if raw is not None]
+    return head_of(pipe.execute())
+
+
+def head_of(last_items: Iterable[bytes | str | None]) -> QueueHead:
+    """The head of a queue from the last item (``LINDEX key -1``) of each of its lists."""
+    oldest = [raw for raw in last_items if raw is not None]
     if not oldest:
         return QueueHead(empty=True)
     times = [_published_at(raw) for raw in oldest]

@@ -18,7 +18,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from threading import Thread
 from typing import Any
@@ -38,7 +39,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from shared.broker import queue_keys
+from shared.broker import QueueHead, head_of, queue_keys
 
 __all__ = [
     "CELERY_TASKS",
@@ -176,44 +177,67 @@ class QueueSizeCollector(Collector):
     """``job_queue_size{queue}``: messages waiting in each Celery queue, read at scrape time.
 
     Each queue's lists (:func:`shared.broker.queue_keys`, one per priority step) are summed.
-    ``job_unacked_tasks`` counts messages delivered to a worker and not acknowledged yet.
+    ``job_queue_oldest_seconds{queue}`` is how long the oldest of them has waited (0 when the
+    queue is empty; absent when that message does not say when it was published): how far
+    behind the queue's workers are, which a length alone does not tell.  ``job_unacked_tasks``
+    counts messages delivered to a worker and not acknowledged yet.
     """
 
-    def __init__(self, client: Any, queues: Sequence[str] = QUEUES) -> None:
+    def __init__(
+        self,
+        client: Any,
+        queues: Sequence[str] = QUEUES,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._client = client
         self._queues = tuple(queues)
+        self._clock = clock
 
-    def _lengths(self) -> tuple[dict[str, int], int]:
+    def _read(self) -> tuple[dict[str, tuple[int, QueueHead]], int]:
         keys = {queue: queue_keys(queue) for queue in self._queues}
         pipe = self._client.pipeline(transaction=False)
         for names in keys.values():
             for name in names:
                 pipe.llen(name)
+                pipe.lindex(name, -1)
         pipe.hlen("unacked")
         values = pipe.execute()
-        lengths, index = {}, 0
+        queues, index = {}, 0
         for queue, names in keys.items():
-            lengths[queue] = int(sum(values[index : index + len(names)]))
-            index += len(names)
-        return lengths, int(values[index])
+            part = values[index : index + 2 * len(names)]
+            queues[queue] = (int(sum(part[0::2])), head_of(part[1::2]))
+            index += len(part)
+        return queues, int(values[index])
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """Yield the queue lengths (nothing when Redis cannot be reached)."""
         size = GaugeMetricFamily(
             "job_queue_size", "Messages waiting in each Celery queue", labels=["queue"]
         )
+        oldest = GaugeMetricFamily(
+            "job_queue_oldest_seconds",
+            "How long the oldest message waiting in each Celery queue has waited",
+            labels=["queue"],
+        )
         unacked = GaugeMetricFamily(
             "job_unacked_tasks", "Messages delivered to workers and not yet acknowledged"
         )
         try:
-            lengths, pending = self._lengths()
+            queues, pending = self._read()
         except Exception as exc:  # noqa: BLE001 - a scrape must not fail because Redis is down
             log.warning("metrics.queue_size_unavailable", error=type(exc).__name__)
         else:
-            for queue, length in lengths.items():
+            now = self._clock()
+            for queue, (length, head) in queues.items():
                 size.add_metric([queue], length)
+                if head.empty:
+                    oldest.add_metric([queue], 0.0)
+                elif head.published_at is not None:
+                    oldest.add_metric([queue], max(0.0, now - head.published_at))
             unacked.add_metric([], pending)
         yield size
+        yield oldest
         yield unacked
 
 

@@ -1,7 +1,9 @@
-"""``job_queue_size`` read from the real Redis, priority sub-queues included."""
+"""``job_queue_size`` and ``job_queue_oldest_seconds`` read from the real Redis, priority
+sub-queues included."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -10,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from shared.broker import PUBLISHED_AT
 from shared.metrics import QueueSizeCollector
 
 pytestmark = pytest.mark.integration
@@ -31,6 +34,33 @@ def test_queue_lengths_sum_priority_lists(redis_url: str) -> None:
         assert registry.get_sample_value("job_unacked_tasks") is not None
     finally:
         client.delete(fetch, f"{fetch}\x06\x163", deliver)
+        client.close()
+
+
+def test_the_oldest_waiting_message_says_how_far_behind_a_queue_is(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    prefix = f"test-ops-{uuid.uuid4().hex[:8]}"
+    fetch, summarize, other = f"{prefix}-fetch", f"{prefix}-summarize", f"{prefix}-other"
+
+    def message(published_at: float | None) -> bytes:
+        headers = {} if published_at is None else {PUBLISHED_AT: published_at}
+        return json.dumps({"body": "", "headers": headers}).encode()
+
+    try:
+        # kombu pushes on the left and takes from the right: the right end waited longest.
+        client.lpush(fetch, message(1000.0), message(1060.0))
+        client.lpush(f"{fetch}\x06\x169", message(940.0))  # an older one at priority 9
+        client.lpush(summarize, message(None))  # published by something that does not say
+        registry = CollectorRegistry()
+        registry.register(
+            QueueSizeCollector(client, queues=(fetch, summarize, other), clock=lambda: 1100.0)
+        )
+        assert registry.get_sample_value("job_queue_oldest_seconds", {"queue": fetch}) == 160
+        assert registry.get_sample_value("job_queue_oldest_seconds", {"queue": other}) == 0
+        assert registry.get_sample_value("job_queue_oldest_seconds", {"queue": summarize}) is None
+        assert registry.get_sample_value("job_queue_size", {"queue": fetch}) == 3
+    finally:
+        client.delete(fetch, f"{fetch}\x06\x169", summarize)
         client.close()
 
 
