@@ -18,6 +18,7 @@ metric and the stale-job sweep (:func:`read_queue_head`) read the same lists.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ __all__ = [
     "head_of",
     "queue_keys",
     "read_queue_head",
+    "stamp_published_at",
 ]
 
 #: The name this transport is known by in Celery's ``broker_transport`` and in the worker's
@@ -89,6 +91,13 @@ PUBLISHED_AT = "published_at"
 #: kombu's Redis transport keeps a queue as a list named after it, plus one list per extra
 #: priority step (``name\x06\x16<n>``).
 _PRIORITY_SEPARATOR = "\x06\x16"
+
+
+def stamp_published_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """A ``before_task_publish`` receiver that says when each message was published, for a
+    process whose messages Celery publishes itself (beat) rather than the enqueuer."""
+    if headers is not None:
+        headers.setdefault(PUBLISHED_AT, time.time())
 
 
 def queue_keys(queue: str) -> tuple[str, ...]:

@@ -81,8 +81,15 @@ def run_beat(settings: Settings) -> None:
     Its schedule file lives in ``SUMMARYBOT_DATA_DIR``, created here when missing (Celery's
     shelve would otherwise die with a traceback); :class:`ConfigError` when it cannot be.
     """
+    from celery.signals import before_task_publish
+
+    from shared.broker import stamp_published_at
+
     data_dir = ensure_data_dir(settings)
     app = publisher_app(settings.broker_url, visibility_timeout=settings.visibility_timeout)
+    # Its sweeps say when they were published, as the enqueuer's messages do, so the
+    # maintenance queue's lag shows in job_queue_oldest_seconds like the others'.
+    before_task_publish.connect(stamp_published_at, weak=False)
     app.start(
         [
             "beat",

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from typing import Any
 
 import pytest
 import redis
+from celery.signals import before_task_publish
 
-from shared.broker import PUBLISHED_AT
+from shared.broker import PUBLISHED_AT, stamp_published_at
 from shared.jobs import CeleryEnqueuer, HeldEnqueuer, publisher_app
 from tests.fakes.enqueuer import RecordingEnqueuer
 
@@ -215,4 +217,24 @@ def test_enqueuers_of_several_apps_keep_producers_from_one_share(redis_url: str)
         assert len(_ours(client, "fetch", marker)) == len(enqueuers)
     finally:
         _drop(client, "fetch", marker)
+        client.close()
+
+
+def test_a_process_whose_messages_celery_publishes_stamps_them_too(redis_url: str) -> None:
+    # Beat publishes its sweeps with Celery's own send_task; the receiver it connects makes
+    # them say when they were published, as the enqueuer's messages do.
+    app = publisher_app(redis_url, visibility_timeout=3600)
+    client: redis.Redis[Any] = redis.Redis.from_url(redis_url)
+    marker = str(uuid.uuid4())
+    before_task_publish.connect(stamp_published_at, weak=False)
+    try:
+        started = time.time()
+        app.send_task("summarybot.maintenance.purge_expired", args=[marker], ignore_result=True)
+        (message,) = _ours(client, "maintenance", marker)
+        assert started <= message["headers"][PUBLISHED_AT] <= time.time()
+    finally:
+        before_task_publish.disconnect(stamp_published_at)
+        for raw in client.lrange("maintenance", 0, -1):
+            if marker in raw.decode():
+                client.lrem("maintenance", 1, raw)
         client.close()
