@@ -71,7 +71,8 @@ class _Waiting:
         enqueuer = services.enqueuer
         self._heads = enqueuer if isinstance(enqueuer, QueueHeads) else None
         self._read: dict[str, QueueHead | None] = {}
-        self.held: dict[str, int] = {}
+        #: Per task held back: how many jobs, and when its queue's oldest message was published.
+        self.held: dict[str, tuple[int, float]] = {}
 
     def may_hold(self, job: Job) -> bool:
         if self._heads is None or job.status not in _MAY_BE_WAITING:
@@ -81,16 +82,15 @@ class _Waiting:
             self._read[task] = self._heads.queue_head(task)
         head = self._read[task]
         handed_over = job.heartbeat_at or job.created_at
-        if head is None or not head.may_hold(
-            handed_over.timestamp(), skew=HANDOVER_SKEW.total_seconds()
+        if (
+            head is None
+            or head.published_at is None
+            or not head.may_hold(handed_over.timestamp(), skew=HANDOVER_SKEW.total_seconds())
         ):
             return False
-        self.held[task] = self.held.get(task, 0) + 1
+        count, _ = self.held.get(task, (0, head.published_at))
+        self.held[task] = (count + 1, head.published_at)
         return True
-
-    def oldest(self, task: str) -> float | None:
-        head = self._read.get(task)
-        return None if head is None else head.published_at
 
 
 def requeue_stale_jobs(services: Services, *, batch: int = 500) -> int:
@@ -118,13 +118,12 @@ def requeue_stale_jobs(services: Services, *, batch: int = 500) -> int:
             if not waiting.may_hold(job):
                 job.heartbeat_at = now
                 stale.append((job.id, job.status))
-    for task, count in waiting.held.items():
-        oldest = waiting.oldest(task)
+    for task, (count, oldest) in waiting.held.items():
         log.info(
             "recovery.still_waiting",
             task=task,
             jobs=count,
-            oldest_waiting_s=None if oldest is None else round(now.timestamp() - oldest, 1),
+            oldest_waiting_s=round(now.timestamp() - oldest, 1),
         )
     for job_id, status in stale:
         log.warning("recovery.requeue", job_id=str(job_id), status=status)
