@@ -37,7 +37,7 @@ from shared.delivery.targets import (
     ThreadTarget,
     WebhookTarget,
 )
-from shared.domain.messages import SNOWFLAKE_PATTERN, timestamp_problem
+from shared.domain.messages import SnowflakeText, timestamp_problem
 from shared.errors import InvalidInputError
 from shared.summarize.content import SummaryFormat
 
@@ -114,9 +114,6 @@ class UploadSource(_Params):
     upload_id: uuid.UUID
 
 
-_SNOWFLAKE = SNOWFLAKE_PATTERN
-
-
 def _time_in_range(value: datetime) -> datetime:
     problem = timestamp_problem(value)
     if problem is not None:
@@ -145,11 +142,11 @@ class DiscordChannelSource(_Params):
     """
 
     kind: Literal["discord_channel"] = "discord_channel"
-    guild_id: str | None = Field(default=None, pattern=_SNOWFLAKE)
-    channel_id: str = Field(pattern=_SNOWFLAKE)
+    guild_id: SnowflakeText | None = None
+    channel_id: SnowflakeText
     after: _WindowTime | None = None
     before: _WindowTime | None = None
-    after_message_id: str | None = Field(default=None, pattern=_SNOWFLAKE)
+    after_message_id: SnowflakeText | None = None
     limit: int | None = Field(default=None, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
@@ -164,14 +161,14 @@ class AudienceChannel(_Params):
     """Everyone who can read this channel (or thread) reads the summary."""
 
     kind: Literal["channel"] = "channel"
-    channel_id: str = Field(pattern=_SNOWFLAKE)
+    channel_id: SnowflakeText
 
 
 class AudienceMember(_Params):
     """One member reads the summary (a DM, an ephemeral reply, a personal catch-up)."""
 
     kind: Literal["member"] = "member"
-    user_id: str = Field(pattern=_SNOWFLAKE)
+    user_id: SnowflakeText
 
 
 Audience = Annotated[AudienceChannel | AudienceMember, Field(discriminator="kind")]
@@ -191,15 +188,13 @@ class DiscordServerSource(_Params):
     """
 
     kind: Literal["discord_server"] = "discord_server"
-    guild_id: str = Field(pattern=_SNOWFLAKE)
-    category_id: str | None = Field(default=None, pattern=_SNOWFLAKE)
-    channel_ids: list[Annotated[str, Field(pattern=_SNOWFLAKE)]] = Field(
-        default_factory=list, max_length=MAX_LISTED_CHANNELS
-    )
+    guild_id: SnowflakeText
+    category_id: SnowflakeText | None = None
+    channel_ids: list[SnowflakeText] = Field(default_factory=list, max_length=MAX_LISTED_CHANNELS)
     after: _WindowTime
     before: _WindowTime | None = None
     audience: list[Audience] = Field(min_length=1, max_length=10)
-    focus_user_id: str | None = Field(default=None, pattern=_SNOWFLAKE)
+    focus_user_id: SnowflakeText | None = None
     since_last_message: bool = False
 
     @model_validator(mode="after")
@@ -269,7 +264,7 @@ class PartOf(_Params):
     the parent, which composes the parts once all have ended."""
 
     job_id: uuid.UUID
-    focus_user_id: str | None = Field(default=None, pattern=_SNOWFLAKE)
+    focus_user_id: SnowflakeText | None = None
 
 
 class JobParams(_Params):

@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from shared.domain.messages import is_snowflake
+from shared.domain.messages import SNOWFLAKE_DIGITS, is_snowflake
 
 __all__ = [
     "TRACE_HEADER",
@@ -57,7 +57,7 @@ USER_ID_FIELDS = frozenset(
     }
 )
 
-_MENTION = re.compile(r"<@!?([0-9]{15,21})>")
+_MENTION = re.compile(rf"<@!?({SNOWFLAKE_DIGITS})>")
 _CONTEXT = b"summarybot log pseudonyms v1"
 
 Processor = Callable[[Any, str, MutableMapping[str, Any]], MutableMapping[str, Any]]

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from producers.api.examples import examples
-from shared.domain.messages import SNOWFLAKE_PATTERN
+from shared.domain.messages import SnowflakeText
 from shared.summarize.content import SummaryFormat
 
 __all__ = [
@@ -62,7 +62,7 @@ def _clean_text(value: str) -> str:
 #: Free text: valid Unicode without control characters (newlines and tabs allowed).
 SafeText = Annotated[str, AfterValidator(_clean_text)]
 #: A Discord id.
-Snowflake = Annotated[str, Field(pattern=SNOWFLAKE_PATTERN, examples=["1234567890123456789"])]
+Snowflake = Annotated[SnowflakeText, Field(examples=["1234567890123456789"])]
 #: A language tag such as ``en`` or ``pt-BR``.
 Language = Annotated[
     str,

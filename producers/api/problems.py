@@ -77,7 +77,7 @@ class FieldError(BaseModel):
     pointer: str = Field(
         description="JSON pointer into that location (RFC 6901)", examples=["/channel_id"]
     )
-    detail: str = Field(examples=["String should match pattern '^[0-9]{15,21}$'"])
+    detail: str = Field(examples=["String should match pattern '^[0-9]{15,19}$'"])
 
 
 class ProblemBody(BaseModel):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from shared.domain.messages import snowflake_time
+from shared.domain.messages import SNOWFLAKE_DIGITS, snowflake_time
 from shared.errors import InvalidInputError
 from shared.jobs import DiscordChannelSource
 from shared.summarize.content import SummaryFormat
@@ -31,11 +31,12 @@ __all__ = [
 
 MAX_HOURS = 168
 
+_ID = SNOWFLAKE_DIGITS
 _LINK = re.compile(
     r"^<?https?://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/channels/"
-    r"(?P<guild>@me|\d{15,21})/(?P<channel>\d{15,21})/(?P<message>\d{15,21})/?>?$"
+    rf"(?P<guild>@me|{_ID})/(?P<channel>{_ID})/(?P<message>{_ID})/?>?$"
 )
-_CHANNEL_MENTION = re.compile(r"^<#(?P<id>\d{15,21})>$|^(?P<bare>\d{15,21})$")
+_CHANNEL_MENTION = re.compile(rf"^<#(?P<id>{_ID})>$|^(?P<bare>{_ID})$")
 _MENTION_SEPARATORS = re.compile(r"[\s,]+")
 _AGO = re.compile(r"^(?P<amount>\d{1,4})\s*(?P<unit>m|min|h|d)?$", re.IGNORECASE)
 _UNITS = {

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.crypto import SecretBox
-from shared.domain.messages import SNOWFLAKE_PATTERN
+from shared.domain.messages import SnowflakeText
 
 __all__ = [
     "ChannelTarget",
@@ -28,8 +28,6 @@ __all__ = [
     "ThreadTarget",
     "WebhookTarget",
 ]
-
-_SNOWFLAKE = SNOWFLAKE_PATTERN
 
 
 class _Target(BaseModel):
@@ -58,8 +56,8 @@ class ChannelTarget(_Target):
 
     _key_field: ClassVar[str] = "channel_id"
     kind: Literal["channel"] = "channel"
-    channel_id: str = Field(pattern=_SNOWFLAKE)
-    reply_to: str | None = Field(default=None, pattern=_SNOWFLAKE)
+    channel_id: SnowflakeText
+    reply_to: SnowflakeText | None = None
     fallback: dict[str, Any] | None = None
 
 
@@ -72,7 +70,7 @@ class ThreadTarget(_Target):
 
     _key_field: ClassVar[str] = "channel_id"
     kind: Literal["thread"] = "thread"
-    channel_id: str = Field(pattern=_SNOWFLAKE)
+    channel_id: SnowflakeText
     name: str | None = Field(default=None, min_length=1, max_length=100)
     auto_archive_minutes: Literal[60, 1440, 4320, 10080] = 1440
     fallback: dict[str, Any] | None = None
@@ -83,7 +81,7 @@ class DirectMessageTarget(_Target):
 
     _key_field: ClassVar[str] = "user_id"
     kind: Literal["dm"] = "dm"
-    user_id: str = Field(pattern=_SNOWFLAKE)
+    user_id: SnowflakeText
     fallback: dict[str, Any] | None = None
 
 
@@ -92,11 +90,11 @@ class DiscordWebhookTarget(_Target):
 
     _key_field: ClassVar[str] = "webhook_id"
     kind: Literal["discord_webhook"] = "discord_webhook"
-    webhook_id: str = Field(pattern=_SNOWFLAKE)
+    webhook_id: SnowflakeText
     token_encrypted: str = Field(min_length=1, description="Fernet token of the webhook token")
     username: str | None = Field(default=None, min_length=1, max_length=80)
     avatar_url: str | None = Field(default=None, max_length=2048)
-    thread_id: str | None = Field(default=None, pattern=_SNOWFLAKE)
+    thread_id: SnowflakeText | None = None
     fallback: dict[str, Any] | None = None
 
     @classmethod
@@ -114,8 +112,8 @@ class InteractionFollowupTarget(_Target):
 
     _key_field: ClassVar[str] = "interaction_id"
     kind: Literal["followup"] = "followup"
-    application_id: str = Field(pattern=_SNOWFLAKE)
-    interaction_id: str = Field(pattern=_SNOWFLAKE)
+    application_id: SnowflakeText
+    interaction_id: SnowflakeText
     token_encrypted: str = Field(min_length=1, description="Fernet token of the interaction token")
     ephemeral: bool = False
     fallback: dict[str, Any] | None = None

@@ -36,7 +36,7 @@ from shared.discord.message_limits import check_message
 from shared.discord.models import Message, MessageEdit, MessageFlags
 from shared.discord.objects import Channel, ReceivedMessage, User, WebhookRef
 from shared.discord.rest import RestSession
-from shared.domain.messages import ChannelInfo
+from shared.domain.messages import SNOWFLAKE_DIGITS, ChannelInfo
 from shared.errors import InvalidInputError
 
 __all__ = [
@@ -54,7 +54,8 @@ V = TypeVar("V")
 #: Thread auto-archive durations Discord accepts, in minutes.
 AUTO_ARCHIVE_MINUTES = (60, 1440, 4320, 10080)
 _CUSTOM_EMOJI = re.compile(
-    r"^(?:<a?:(?P<tag_name>\w{2,32}):(?P<tag_id>\d{15,22})>|:?(?P<name>\w{2,32}):(?P<id>\d{15,22}))$"
+    rf"^(?:<a?:(?P<tag_name>\w{{2,32}}):(?P<tag_id>{SNOWFLAKE_DIGITS})>"
+    rf"|:?(?P<name>\w{{2,32}}):(?P<id>{SNOWFLAKE_DIGITS}))$"
 )
 #: The only emoji whose code point Unicode files as a letter or punctuation:
 #: ‼ ⁉ ℹ 〰 〽 (each is an emoji, usually followed by VS-16).

@@ -14,13 +14,14 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from shared.domain.messages import snowflake_time
+from shared.domain.messages import SNOWFLAKE_DIGITS, snowflake_time
 from shared.errors import InvalidInputError
 
 __all__ = ["Channel", "ChannelType", "ReceivedMessage", "User", "WebhookRef"]
 
 _WEBHOOK_URL = re.compile(
-    r"^https?://[^/]+(?:/api(?:/v\d+)?)?/webhooks/(?P<id>\d{15,22})/(?P<token>[A-Za-z0-9_\-.]+)/?"
+    rf"^https?://[^/]+(?:/api(?:/v\d+)?)?/webhooks/(?P<id>{SNOWFLAKE_DIGITS})/"
+    r"(?P<token>[A-Za-z0-9_\-.]+)/?"
     r"(?:\?.*)?$"
 )
 

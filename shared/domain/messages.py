@@ -15,7 +15,9 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from sys import intern
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
 
 from shared.errors import InvalidInputError
 
@@ -24,9 +26,12 @@ __all__ = [
     "DISCORD_EPOCH_MS",
     "EARLIEST_TIMESTAMP",
     "LATEST_TIMESTAMP",
+    "SNOWFLAKE_DIGITS",
+    "SNOWFLAKE_MAX",
     "SNOWFLAKE_PATTERN",
     "ChannelInfo",
     "ChatMessage",
+    "SnowflakeText",
     "check_timestamp",
     "is_snowflake",
     "jump_url",
@@ -39,10 +44,17 @@ DISCORD_EPOCH_MS = 1420070400000
 
 #: ``ChannelInfo.kind`` of a conversation a client sent as a message array (not from Discord).
 CONVERSATION_KIND = "Conversation"
-#: A Discord id (a snowflake) written as text: 15 to 21 decimal digits.  Every check of an
-#: id that arrives as text (API fields, settings, CLI arguments, exports) uses this one.
-SNOWFLAKE_PATTERN = r"^[0-9]{15,21}$"
-_SNOWFLAKE = re.compile(r"[0-9]{15,21}")
+#: The largest Discord id.  Snowflakes are 64-bit and Discord refuses anything larger with a
+#: 400 ("snowflake value should be less than or equal to …"), so a larger value is bad input
+#: here, not a request to send.
+SNOWFLAKE_MAX = 2**63 - 1
+#: A Discord id (a snowflake) written as text, as a regex fragment: 15 to 19 ASCII digits (a
+#: 20-digit id would be from the 2090s).  Every check of an id that arrives as text (API
+#: fields, settings, CLI arguments, bot mentions and links, exports) is built on this one, with
+#: :data:`SNOWFLAKE_MAX` as its bound: :func:`is_snowflake`, or :data:`SnowflakeText` in a model.
+SNOWFLAKE_DIGITS = "[0-9]{15,19}"
+SNOWFLAKE_PATTERN = rf"^{SNOWFLAKE_DIGITS}$"
+_SNOWFLAKE = re.compile(SNOWFLAKE_DIGITS)
 
 #: The range a message time must fall in.  Discord began in 2015, but exports converted from
 #: older chat logs are welcome; anything outside these bounds is a damaged or hostile input.
@@ -93,9 +105,23 @@ def jump_url(guild_id: str | None, channel_id: str, message_id: str) -> str:
 
 
 def is_snowflake(text: str | None) -> bool:
-    """True when ``text`` is a Discord id (:data:`SNOWFLAKE_PATTERN`), with nothing around it
-    (``re.match`` with ``$`` would also take one trailing newline)."""
-    return text is not None and _SNOWFLAKE.fullmatch(text) is not None
+    """True when ``text`` is a Discord id (:data:`SNOWFLAKE_PATTERN`, at most
+    :data:`SNOWFLAKE_MAX`), with nothing around it (``re.match`` with ``$`` would also take one
+    trailing newline)."""
+    return (
+        text is not None and _SNOWFLAKE.fullmatch(text) is not None and int(text) <= SNOWFLAKE_MAX
+    )
+
+
+def _within_range(text: str) -> str:
+    if int(text) > SNOWFLAKE_MAX:
+        raise ValueError(f"{text} is not a Discord id: Discord ids are at most {SNOWFLAKE_MAX}")
+    return text
+
+
+#: A Discord id as a model field: :data:`SNOWFLAKE_PATTERN` (which the JSON schema shows too)
+#: and :data:`SNOWFLAKE_MAX`.
+SnowflakeText = Annotated[str, Field(pattern=SNOWFLAKE_PATTERN), AfterValidator(_within_range)]
 
 
 def message_link(channel: ChannelInfo, channel_id: str, message_id: str) -> str | None:

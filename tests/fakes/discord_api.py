@@ -179,6 +179,15 @@ def _snowflake_param(name: str, raw: str) -> int:
     return value
 
 
+def _check_path_ids(params: dict[str, str]) -> None:
+    """Discord's 400/50035 for an id in the path that is not a snowflake (``undefined``, or
+    past the 64-bit range), as for a query parameter: not a 404, which would say the id was
+    well formed and names nothing."""
+    for name, raw in params.items():
+        if name.endswith("_id"):
+            _snowflake_param(name, raw)
+
+
 def _int_param(name: str, raw: str, low: int, high: int) -> int:
     """``raw`` as an int in ``low..high``, or Discord's 400/50035 for the parameter ``name``.
 
@@ -837,6 +846,7 @@ class FakeDiscord:
                     # ValueError covers bad JSON, bad UTF-8 and numbers of 4300+ digits;
                     # RecursionError arrays nested thousands deep.
                     raise ApiError(400, 50109, "The request body contains invalid JSON.") from None
+            _check_path_ids(params)
             with self.lock:
                 status, payload = getattr(self, "_h_" + route.handler)(ctx)
         except ApiError as exc:

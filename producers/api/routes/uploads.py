@@ -35,6 +35,7 @@ from producers.api.resources import ApiResources
 from producers.api.routes.common import JOB_ACCEPTED, Resources, errors
 from producers.api.routes.jobs import job_params, submit
 from shared.apikeys import Scope
+from shared.domain.messages import SNOWFLAKE_DIGITS
 from shared.errors import InvalidInputError
 from shared.idempotency import fingerprint
 from shared.jobs import JobParams
@@ -53,7 +54,7 @@ _T = TypeVar("_T")
 
 _DESTINATION = (
     r"^(webhook:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-    r"|channel:[0-9]{15,21})$"
+    rf"|channel:{SNOWFLAKE_DIGITS})$"
 )
 DestinationRef = Annotated[
     str, Field(pattern=_DESTINATION, examples=["webhook:5f0c8e1e-8a7e-4d0b-9a51-0f6a1c2b3d4e"])

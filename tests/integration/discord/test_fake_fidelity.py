@@ -860,23 +860,25 @@ def test_no_hostile_input_gets_a_500_from_the_fake(
 
 
 @pytest.mark.parametrize("bad", ["\u00b2", "\u0663\u0663", "1" * 5000])
-def test_a_path_id_that_int_refuses_is_unknown_not_a_500(
+def test_a_path_id_that_is_no_snowflake_is_a_bad_request_not_a_500(
     world: World, server: FakeDiscordServer, bad: str
 ) -> None:
     # "²" passes str.isdigit() but not int(); "٣٣" passes both, but Discord ids are ASCII.
+    # Discord refuses such an id as it refuses a malformed field (400/50035, "is not
+    # snowflake"), not as an unknown object.
     mine = server.fake.add_message(world.general, world.bot, "mine")
     general = f"/channels/{world.general.id}"
-    for method, path, code in (
-        ("GET", f"/channels/{bad}", 10003),
-        ("GET", f"{general}/messages/{bad}", 10008),
-        ("DELETE", f"{general}/messages/{bad}", 10008),
-        ("PUT", f"{general}/messages/{bad}/reactions/%F0%9F%91%8D/@me", 10008),
-        ("GET", f"/guilds/{bad}", 10004),
-        ("GET", f"/guilds/{world.guild.id}/members/{bad}", 10007),
-        ("POST", f"/webhooks/{bad}/{world.webhook.token}", 10015),
+    for method, path in (
+        ("GET", f"/channels/{bad}"),
+        ("GET", f"{general}/messages/{bad}"),
+        ("DELETE", f"{general}/messages/{bad}"),
+        ("PUT", f"{general}/messages/{bad}/reactions/%F0%9F%91%8D/@me"),
+        ("GET", f"/guilds/{bad}"),
+        ("GET", f"/guilds/{world.guild.id}/members/{bad}"),
+        ("POST", f"/webhooks/{bad}/{world.webhook.token}"),
     ):
         answer = _get(world, path, method=method, json={"content": "x"})
-        assert (answer.status_code, answer.json()["code"]) == (404, code), (method, path[:60])
+        assert (answer.status_code, answer.json()["code"]) == (400, 50035), (method, path[:60])
     dm = _get(world, "/users/@me/channels", method="POST", json={"recipient_id": bad})
     assert dm.status_code == 400
     assert server.fake.messages[mine.id].content == "mine"
