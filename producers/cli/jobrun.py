@@ -96,11 +96,8 @@ class _Stdout:
 
 def validate_export(path: Path) -> int:
     """Read the whole export once; raise InvalidInputError for anything wrong. Returns count."""
-    count = 0
     with open_export(path) as export:
-        for _ in export.iter_messages():
-            count += 1
-    return count
+        return export.check()
 
 
 def _check_schema(url: str, embedded_db: bool) -> None:

@@ -403,16 +403,22 @@ def _resolve_markup(
     )
 
 
+def _pointer(items: str, index: int) -> str:
+    """The JSON pointer of the message at ``index`` (an export's ``messages`` array, or a
+    message array at the top)."""
+    return f"messages/{index}" if items.startswith("messages") else str(index)
+
+
 class _MessageMapper:
     """Maps one DCE message object to a ChatMessage; knows the file for error messages."""
 
     def __init__(self, path: Path | str, channel: ChannelInfo, items: str) -> None:
         self._path = path
         self._channel = channel
-        self._pointer = "messages/" if items.startswith("messages") else ""
+        self._items = items
 
     def _field(self, index: int) -> str:
-        return f"{self._pointer}{index}"
+        return _pointer(self._items, index)
 
     #: How an error about one message ends: what every message needs, and how to fix it.
     _fix = f"every message needs {_REQUIRED}: {_HOW_TO_EXPORT} again or fix that message"
@@ -642,6 +648,30 @@ class ExportFile(ClosesOnExit):
         elif handle in self._extra_handles:
             self._extra_handles.remove(handle)
             handle.close()
+
+    def check(self) -> int:
+        """Read every message once, as the fetch stage will; the number of messages.
+
+        A producer calls this before it writes a job, so a document the pipeline would refuse
+        is refused at the door: :class:`InvalidInputError` for anything :meth:`iter_messages`
+        refuses, and for a message id that occurs twice (a summary cites messages by id, and
+        the segmenter refuses a repeated one; an export lists each message once).  Only the
+        ids are kept, as integers where they are Discord's: a few dozen bytes a message.
+        """
+        seen: set[int | str] = set()
+        index = -1
+        for index, message in enumerate(self.iter_messages()):
+            ident = message.id
+            key: int | str = int(ident) if ident.isascii() and ident.isdigit() else ident
+            if key in seen:
+                raise InvalidInputError(
+                    f"{self.path}: message at index {index} (id {_quote(ident)}) repeats the id "
+                    f"of an earlier message; an export lists each message once: {_HOW_TO_EXPORT}"
+                    " again or remove the copy",
+                    field=_pointer(self._items, index),
+                )
+            seen.add(key)
+        return index + 1
 
     def iter_messages(self) -> Iterator[ChatMessage]:
         """Yield the messages in file order, parsing one at a time (memory stays bounded).

@@ -103,6 +103,30 @@ def test_out_of_range_timestamps_are_refused_at_the_door(
     assert len(result.stderr.strip().splitlines()) == 1 and reason in result.stderr
 
 
+def test_a_repeated_message_id_is_refused_at_the_door(tmp_path: Path) -> None:
+    # The segmenter refuses a repeated id too, but only once a job is written and running.
+    messages = [_message(0), _message(1), _message(2, id=_message(0)["id"])]
+    path = _export(tmp_path, messages)
+    with pytest.raises(InvalidInputError) as info, open_export(path) as export:
+        export.check()
+    assert "message at index 2 (id 1239986130686980096) repeats the id of an earlier" in str(
+        info.value
+    )
+    assert info.value.field == "messages/2"
+    result = runner.invoke(cli, ["summarize", str(path)])
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "repeats the id of an earlier message" in result.stderr
+
+
+def test_check_counts_what_it_read(tmp_path: Path) -> None:
+    path = _export(tmp_path, [_message(0), _message(1, id="not-a-snowflake"), _message(2)])
+    with open_export(path) as export:
+        assert export.check() == 3
+    with open_export(_export(tmp_path, [])) as export:
+        assert export.check() == 0
+
+
 def test_a_huge_string_or_message_is_refused(tmp_path: Path) -> None:
     path = _export(tmp_path, [_message(0, content="x" * (2 * 1024 * 1024))])
     with pytest.raises(

@@ -213,10 +213,8 @@ async def _shielded(work: Callable[[], Awaitable[None]]) -> None:
 
 def _validate(resources: ApiResources, upload_id: uuid.UUID) -> int:
     """Read the stored upload once, checking every message; the number of messages."""
-    count = 0
     with open_upload(resources.session_factory, upload_id) as document:
-        for _ in document.iter_messages():
-            count += 1
+        count = document.check()
     if count == 0:
         raise InvalidInputError(
             "upload: the conversation holds no messages; send at least one", field="messages"

@@ -238,6 +238,33 @@ def test_a_malformed_message_12345_is_refused_naming_it(
     assert _counts(env["DATABASE_URL"]) == before  # no job, and the upload was deleted
 
 
+def test_an_upload_that_repeats_a_message_id_is_refused_naming_it(
+    api: tuple[ApiServer, dict[str, str]], env: dict[str, str], tmp_path: Path
+) -> None:
+    server, headers = api
+    first: list[str] = []
+
+    def repeat_first(index: int, message: dict[str, Any]) -> dict[str, Any]:
+        if index == 0:
+            first.append(message["id"])
+        return {**message, "id": first[0]} if index == 30 else message
+
+    upload = build_message_array(tmp_path / "twice.json", 50, edit=repeat_first)
+    before = _counts(env["DATABASE_URL"])
+    with upload.open("rb") as body:
+        response = httpx.post(
+            f"{server.url}/v1/jobs/upload",
+            headers=headers,
+            files={"file": ("twice.json", body, "application/json")},
+            timeout=120,
+        )
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert f"message at index 30 (id {first[0]}) repeats the id" in problem["detail"]
+    assert problem["errors"][0]["pointer"] == "/messages/30"
+    assert _counts(env["DATABASE_URL"]) == before
+
+
 def test_the_same_upload_twice_under_one_idempotency_key_is_one_job(
     api: tuple[ApiServer, dict[str, str]], env: dict[str, str], tmp_path: Path
 ) -> None:
