@@ -43,6 +43,7 @@ from shared.domain.markup import (
 )
 from shared.domain.messages import ChannelInfo, ChatMessage, message_link
 from shared.summarize.content import Citation, Participant
+from shared.summarize.lookalike import LOOKALIKE_CLASSES, imitates, skeleton
 from shared.summarize.redact import PLACEHOLDERS
 from shared.summarize.sanitize import strip_invisible
 
@@ -66,7 +67,8 @@ DELIMITER_TAGS: tuple[str, ...] = ("transcript", "notes", "schema", "instruction
 DROP_REASONS: tuple[str, ...] = ("opted_out", "system", "bot", "empty", "noise")
 
 _ALIAS_RE = re.compile(r"^\[?\s*[mM]?0*(\d{1,7})\s*\]?$")
-_HEADER_LOOKALIKE = re.compile(r"[\[［【〔⟦](?=\s*[mMｍＭ]\s*[\d０-９])")
+# "[" (or a look-alike), then any letter that reads as "m", then a digit: a header imitation.
+_HEADER_LOOKALIKE = re.compile(rf"[\[［【〔⟦](?=\s*[{LOOKALIKE_CLASSES['m']}]\s*\d)")
 _TAG_RE = re.compile(r"<(?=\s*/?\s*(?:" + "|".join(DELIMITER_TAGS) + r")\b)", re.IGNORECASE)
 _FENCE_RE = re.compile(r"```")
 _SHORTCODE = re.compile(r":[\w+-]{1,32}:")
@@ -77,71 +79,23 @@ _NAME_UNSAFE = re.compile("[\\[\\]［］【】〔〕⟦⟧\n\r\t\x0b\x0c\x1c-\x1
 _PLACEHOLDER = re.compile("|".join(re.escape(p) for p in sorted(set(PLACEHOLDERS.values()))))
 
 
-def _confusables() -> dict[int, str]:
-    """Characters a reader takes for ``<``, ``>``, ``/`` or a Latin letter of a tag name."""
-    table: dict[int, str] = {}
-    groups = {
-        "<": "‹〈〈⟨＜﹤˂ᐸ❮❬⧼≺❰⟪《",
-        ">": "›〉〉⟩＞﹥˃ᐳ❯❭⧽≻❱⟫》",
-        "/": "／⁄∕⧸╱⟋",
-        "a": "аαɑᴀ",
-        "c": "сϲᴄ",
-        "d": "ԁ",
-        "e": "еεᴇ",
-        "h": "һʜ",
-        "i": "іιɩɪı",
-        "j": "ј",
-        "k": "κᴋ",
-        "m": "ᴍ",
-        "n": "ոɴ",
-        "o": "оοօᴏ",
-        "p": "рρᴘ",
-        "r": "гʀ",
-        "s": "ѕꜱ",
-        "t": "τᴛ",
-        "u": "υսᴜ",
-        "v": "ν",
-        "x": "хχ",
-        "y": "у",
-    }
-    for target, chars in groups.items():
-        for char in chars:
-            table[ord(char)] = target
-    return table
-
-
-_CONFUSABLES = _confusables()
-_TAG_NAMES = "|".join(DELIMITER_TAGS)
-# On the folded view: a "<" (or look-alike), an optional "/", then a delimiter tag's name.
-_TAG_VIEW = re.compile(r"<\s*/?\s*(?:" + _TAG_NAMES + r")(?![a-z])")
-_MARKS = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+_LT, _SLASH = LOOKALIKE_CLASSES["<"], LOOKALIKE_CLASSES["/"]
+_MARKS = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+# In non-ASCII text, anything shaped like a tag: a "<" look-alike, maybe a "/" look-alike, then
+# a word (whatever its letters; ASCII punctuation and brackets end it).  Whether the word reads
+# as a delimiter tag's name is decided on its skeleton (:func:`imitates`), not by this pattern.
+_TAG_SHAPE = re.compile(
+    rf"[{_LT}][\s{_MARKS}]*(?:[{_SLASH}][\s{_MARKS}]*)?"
+    rf"([^\s!-/:-@\[-`{{-~{_LT}{LOOKALIKE_CLASSES['>']}{_SLASH}]+)"
+)
 # Characters a model may read as a line break: only "\n" may start a transcript line.
 _LINE_BREAKS = re.compile("\r\n?|[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 
 
-def _fold(text: str) -> str:
-    """How a reader sees ``text``: compatibility forms, case, look-alikes and marks folded."""
-    # NFKD, not NFKC: composing would fuse a combining accent into its letter ("á", "ṫ"),
-    # where the marks pattern can no longer strip it.
-    folded = unicodedata.normalize("NFKD", text).casefold().translate(_CONFUSABLES)
-    return _MARKS.sub("", folded)
-
-
-def _defuse_tags(text: str) -> str:
-    """Replace the ``<`` of every delimiter tag look-alike in non-ASCII ``text`` with ``(``."""
-    if not _TAG_VIEW.search(_fold(text)):
-        return text
-    # Rare (hostile) case: fold character by character to find which "<" opens each tag.
-    view: list[str] = []
-    origin: list[int] = []
-    for index, char in enumerate(text):
-        for folded in _fold(char):
-            view.append(folded)
-            origin.append(index)
-    chars = list(text)
-    for match in _TAG_VIEW.finditer("".join(view)):
-        chars[origin[match.start()]] = "("
-    return "".join(chars)
+def _defuse_tag(match: re.Match[str]) -> str:
+    if imitates(match.group(1), DELIMITER_TAGS):
+        return "(" + match.group(0)[1:]
+    return match.group(0)
 
 
 def neutralize(text: str) -> str:
@@ -150,14 +104,17 @@ def neutralize(text: str) -> str:
     Every way a reader could take text for ``<transcript>``, ``</notes>`` and the other
     delimiter tags is defused: fullwidth and other look-alike brackets and letters, case
     variants, zero-width and other invisible characters between the letters (all removed),
-    combining marks.  Line separators other than ``\\n`` become ``\\n``, so the renderer's
+    combining marks.  In non-ASCII text every tag-shaped token is found whatever its letters
+    and compared by its visual skeleton (:mod:`shared.summarize.lookalike`), where a letter of
+    unknown shape (Lisu, Cherokee) may stand for any letter; a header's ``m`` is any letter
+    whose skeleton is ``m``.  Line separators other than ``\\n`` become ``\\n``, so the renderer's
     indentation holds for them too.
     """
     text = _LINE_BREAKS.sub("\n", strip_invisible(text))
     text = _HEADER_LOOKALIKE.sub("(", text)
     if text.isascii():
         return _TAG_RE.sub("(", text)
-    return _defuse_tags(text)
+    return _TAG_SHAPE.sub(_defuse_tag, text)
 
 
 def normalize_alias(value: object) -> str | None:
@@ -554,7 +511,8 @@ def build_transcript(
     noise = [re.compile(p, re.IGNORECASE) for p in options.noise_patterns]
     allow_bots = {b.casefold() for b in options.bot_allowlist}
 
-    # One display name per user id, unique within the transcript.
+    # One display name per user id, unique within the transcript by how it *looks*: "alice",
+    # "Alice", "аlice" (Cyrillic а) and "𝐚𝐥𝐢𝐜𝐞" are four users, not one.
     authors: dict[str, str] = {}
     taken: dict[str, str] = {}
     for message in messages:
@@ -562,10 +520,10 @@ def build_transcript(
             continue
         name = _clean_name(message.author_name)
         candidate, suffix = name, 2
-        while candidate.casefold() in taken and taken[candidate.casefold()] != message.author_id:
+        while taken.get(skeleton(candidate), message.author_id) != message.author_id:
             candidate, suffix = f"{name}~{suffix}", suffix + 1
         authors[message.author_id] = candidate
-        taken[candidate.casefold()] = message.author_id
+        taken[skeleton(candidate)] = message.author_id
 
     cleaner = _Cleaner(options, directory, authors, tz)
     dropped: Counter[str] = Counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -30,6 +31,7 @@ def test_neutralize_defuses_every_disguise(injection: str) -> None:
     assert not any(line.lstrip("\ufeff").startswith("[m") for line in out.split("\n")[1:])
     assert "\u2028" not in out and "\r" not in out
     assert MARKER in out  # defused, not deleted: the summary may report the attempt
+    assert not re.search(r"\[\s*m\s*\d", fold(out))  # no header imitation, even inline
 
 
 @pytest.mark.parametrize(
@@ -38,6 +40,10 @@ def test_neutralize_defuses_every_disguise(injection: str) -> None:
         "if a < b and c > d then std::vector<int> x; </div> <b>bold</b>",
         "emoji \U0001f468\u200d\U0001f469\u200d\U0001f467 and \u2764\ufe0f and x\u00b2",
         "Grüße aus Köln, 東京の天気は晴れです",
+        "Привет! Длина <длина> больше, чем a < b; ТРАНСКРИПТ и [М-2] тоже",
+        "Καλημέρα κόσμε, α < β και <ΝΟΤΑ> ή Ν2",
+        "我们明天发布 2.3 版本《哈利波特与魔法石》<你好世界啊> 【注意】",
+        "안녕하세요 <안녕하세요> and ꓔꓣꓮꓠ ᏣᎳᎩ",
     ],
 )
 def test_ordinary_text_is_left_alone(text: str) -> None:
