@@ -26,8 +26,9 @@ What it does like the real service:
   5xx with ``status=``), 503, timeouts, dropped connections, 401, ``insufficient_quota`` (as a
   LiteLLM proxy relays it with the ``litellm`` dialect or ``dialect="litellm"``), forced 429
   and ``slow_down`` (any wait, with or without retry-after headers and the message's hint),
-  ``content_filter``, refusals, truncated (``length``) replies, broken JSON, invented citations,
-  and Groq's ``json_validate_failed`` 400 (its JSON mode refusing what the model wrote);
+  ``content_filter``, refusals, truncated (``length``) replies, broken JSON, invented
+  citations (``bad_citations``; ``forged=`` sets the value cited), and Groq's
+  ``json_validate_failed`` 400 (its JSON mode refusing what the model wrote);
 * answers structured requests with output valid against the requested schema (strict
   ``json_schema``, or a schema found between ``<schema>`` tags for JSON mode and text mode),
   built from the input: items quote and cite real aliases of the ``<transcript>`` (or of the
@@ -1274,7 +1275,11 @@ class _Generator:
     """Builds a value valid against a JSON schema from the request's own messages."""
 
     def __init__(
-        self, root: dict[str, Any], sources: list[_Source], seed: int, bad_citations: bool
+        self,
+        root: dict[str, Any],
+        sources: list[_Source],
+        seed: int,
+        bad_citations: str | None,
     ) -> None:
         self.root = root
         self.sources = sources
@@ -1339,8 +1344,8 @@ class _Generator:
 
     def array(self, schema: dict[str, Any], name: str, focus: _Source, author: str | None) -> Any:
         if name == "message_ids":
-            if self.bad:
-                return ["m99999", focus.alias or "m1"]
+            if self.bad is not None:
+                return [self.bad, focus.alias or "m1"]
             ids = [focus.alias] if focus.alias else []
             extra = self._next(author)
             if extra.alias and extra.alias not in ids and self.random.random() < 0.5:
@@ -1397,7 +1402,12 @@ def _respond(
             except ValueError:
                 schema = None
     if schema is not None:
-        generator = _Generator(schema, sources, seed, bad_citations=kind == "bad_citations")
+        forged = (
+            str(fault.params.get("forged", "m99999"))
+            if fault is not None and kind == "bad_citations"
+            else None
+        )
+        generator = _Generator(schema, sources, seed, bad_citations=forged)
         data = generator.value(schema, "root", generator._next(), None)
         # A bug in the generator must fail loudly, not produce invalid output.
         if not _fits(schema, data):

@@ -8,7 +8,8 @@ or databases (``shared.pipeline.llm.mapreduce`` runs the steps as tasks); each s
 model call, for the usage ledger.
 
 Faithfulness: every answer is checked for citations that are not in the input (or, for a map
-step, not in its chunk).  When there are any, the model is asked once to correct them; whatever
+step, not in its chunk).  When there are any, the model is asked once to correct them (the
+request names them by alias only, never repeating what the model wrote); whatever
 is still wrong after that is dropped deterministically by :mod:`shared.summarize.llm.validate`, so
 a reader only ever sees citations of real messages.  Names, numbers and URLs that the cited
 messages do not hold are reported (and unsupported URLs removed) by the same validator.
@@ -31,6 +32,7 @@ Notes travel between steps and jobs in *id form*: ``message_ids`` hold Discord m
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -135,12 +137,28 @@ def combine_notes(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     return combined
 
 
+#: How many problems one repair prompt lists.
+_PROBLEMS_SHOWN = 20
+# A key of the model's answer that may be named in a repair prompt: a plain field name.
+_FIELD = re.compile(r"[a-z_]{1,40}")
+
+
+def _named(value: object) -> str:
+    # The model wrote ``value``: only a value in the alias format is repeated back.
+    alias = normalize_alias(value)
+    return alias if alias is not None else "a value that is not an alias"
+
+
 def citation_problems(
     data: Mapping[str, Any], *, transcript: Transcript, allowed: Iterable[str] | None = None
 ) -> list[str]:
     """Citations of ``data`` that name no message of the input, phrased for a repair prompt.
 
     A near-miss the validator can repair (``[M017]``, a raw message id) is not a problem.
+    Nothing the model wrote is repeated word for word, since the repair prompt is outside the
+    transcript's fence: a bad citation is named by its alias (``m99``) when it has the alias
+    format and as "a value that is not an alias" otherwise, and a field whose key is not a
+    plain name is called "(another field)".
     """
     allowed_set = set(allowed) if allowed is not None else None
     problems: list[str] = []
@@ -156,12 +174,15 @@ def citation_problems(
             ids = node.get("message_ids")
             if isinstance(ids, list):
                 bad = [v for v in ids if not usable(v)]
-                problems.extend(f"{where}: {v} is not an alias of the input" for v in bad)
+                named = dict.fromkeys(_named(v) for v in bad)
+                problems.extend(f"{where}: {v} is not an alias of the input" for v in named)
                 if len(bad) == len(ids):
                     problems.append(f"{where}: cites no message of the input")
             for key, item in node.items():
                 if key != "message_ids":
-                    walk(item, f"{where}.{key}" if where else key)
+                    field = key if isinstance(key, str) and _FIELD.fullmatch(key) else None
+                    field = field or "(another field)"
+                    walk(item, f"{where}.{field}" if where else field)
         elif isinstance(node, list):
             for index, item in enumerate(node):
                 walk(item, f"{where}[{index}]")
@@ -172,7 +193,9 @@ def citation_problems(
 
 def _repair_prompt(problems: Sequence[str]) -> str:
     lines = ["Your previous answer cites messages that are not in the input:"]
-    lines.extend(f"- {p}" for p in problems[:20])
+    lines.extend(f"- {p}" for p in problems[:_PROBLEMS_SHOWN])
+    if len(problems) > _PROBLEMS_SHOWN:
+        lines.append(f"(and {len(problems) - _PROBLEMS_SHOWN} more)")
     lines.append(
         "Cite only aliases (such as m12) that appear in the input above. Reply again with the "
         "complete corrected answer."
