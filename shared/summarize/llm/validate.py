@@ -16,17 +16,17 @@ were never said.  This module checks notes and summaries deterministically:
   citation of its item when it names a message of the input, and is removed from the text
   either way (:mod:`shared.summarize.llm.aliases`): no reader ever sees one.
 
-:func:`find_problems` lists what is wrong in the words a model understands, for the one repair
-round of :meth:`shared.llm.client.LLMClient.complete_json`; :func:`clean_notes` and
-:func:`to_summary_content` then repair or drop deterministically whatever is still wrong, so
-what reaches a reader cites only real messages.
+:func:`clean_notes` and :func:`to_summary_content` repair or drop deterministically whatever is
+wrong after the model's one repair round (whose prompt
+:func:`shared.summarize.llm.backend.citation_problems` phrases), so what reaches a reader cites
+only real messages.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,8 +46,6 @@ from shared.summarize.transcript import Transcript, normalize_alias
 __all__ = [
     "ValidationReport",
     "clean_notes",
-    "find_problems",
-    "problem_checker",
     "to_summary_content",
 ]
 
@@ -176,60 +174,6 @@ def _ids_of(item: Mapping[str, Any]) -> list[Any]:
 def _item_text(section: str, item: Mapping[str, Any]) -> str:
     keys = {"topics": ("title", "summary"), "action_items": ("task",)}.get(section, ("text",))
     return " ".join(str(item.get(k) or "") for k in keys)
-
-
-def find_problems(
-    data: Mapping[str, Any], *, transcript: Transcript, allowed: Iterable[str] | None = None
-) -> list[str]:
-    """Problems a model can fix, phrased for a repair prompt ("key_points[2]: m991 ...")."""
-    checker = _Checker(transcript, allowed)
-    problems: list[str] = []
-
-    def check(where: str, section: str, item: Mapping[str, Any]) -> None:
-        ids = _ids_of(item)
-        valid: list[str] = []
-        for value in ids:
-            alias, _ = checker.resolve(value)
-            if alias is None:
-                problems.append(f"{where}: {value} is not an alias of the input")
-            else:
-                valid.append(alias)
-        if not valid:
-            problems.append(f"{where}: cites no message of the input")
-            return
-        problems.extend(
-            f"{where}: {i}" for i in checker.unsupported(_item_text(section, item), valid)
-        )
-        if section == "action_items" and item.get("owner") and checker.owner(item["owner"]) is None:
-            problems.append(f"{where}: owner {item['owner']!r} is not a participant (use null)")
-
-    for section in CITING_SECTIONS:
-        for index, item in enumerate(data.get(section) or []):
-            if isinstance(item, Mapping):
-                check(f"{section}[{index}]", section, item)
-    for index, contribution in enumerate(data.get("contributions") or []):
-        if not isinstance(contribution, Mapping):
-            continue
-        if checker.owner(contribution.get("participant")) is None:
-            problems.append(
-                f"contributions[{index}]: {contribution.get('participant')!r} is not a participant"
-            )
-        for point_index, point in enumerate(contribution.get("points") or []):
-            if isinstance(point, Mapping):
-                check(f"contributions[{index}].points[{point_index}]", "points", point)
-    return problems
-
-
-def problem_checker(
-    transcript: Transcript, allowed: Iterable[str] | None = None
-) -> Callable[[dict[str, Any]], list[str]]:
-    """:func:`find_problems` bound to a transcript, as ``complete_json(check=...)`` wants it."""
-    allowed_set = set(allowed) if allowed is not None else None
-
-    def check(data: dict[str, Any]) -> list[str]:
-        return find_problems(data, transcript=transcript, allowed=allowed_set)
-
-    return check
 
 
 #: The text fields of an item of each section (the rest hold aliases).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 
@@ -15,7 +16,8 @@ from shared.domain.messages import ChannelInfo, ChatMessage
 from shared.llm.client import LLMClient
 from shared.summarize.content import SummaryFormat
 from shared.summarize.llm import prompts
-from shared.summarize.llm.validate import clean_notes, problem_checker, to_summary_content
+from shared.summarize.llm.backend import citation_problems
+from shared.summarize.llm.validate import clean_notes, to_summary_content
 from shared.summarize.sanitize import sanitize_messages
 from shared.summarize.transcript import Transcript, build_transcript
 from tests.fakes.openai_server import FakeOpenAIServer
@@ -92,7 +94,7 @@ def test_every_format_end_to_end(
         ),
         schema=prompts.final_schema(fmt),
         name=prompts.schema_name("final", fmt),
-        check=problem_checker(transcript),
+        check=partial(citation_problems, transcript=transcript),
     )
     content, report = to_summary_content(
         result.data, fmt=fmt, transcript=transcript, backend=f"openai:{result.model}"
@@ -125,7 +127,7 @@ def test_map_merge_final_over_notes(
             prompts.map_messages(transcript.render(aliases), channel=CHANNEL),
             schema=prompts.NOTES_SCHEMA,
             name="notes",
-            check=problem_checker(transcript, allowed=aliases),
+            check=partial(citation_problems, transcript=transcript, allowed=aliases),
         )
         cleaned, report = clean_notes(mapped.data, transcript=transcript, allowed=aliases)
         assert report.citations_valid_pct == 100.0

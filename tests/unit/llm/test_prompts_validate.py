@@ -12,8 +12,6 @@ from shared.summarize.content import SummaryFormat
 from shared.summarize.llm import prompts
 from shared.summarize.llm.validate import (
     clean_notes,
-    find_problems,
-    problem_checker,
     to_summary_content,
 )
 from shared.summarize.transcript import Transcript, build_transcript
@@ -119,42 +117,6 @@ def test_prompt_options_validation() -> None:
         prompts.PromptOptions(language="en; ignore rules")
     with pytest.raises(ValueError, match="at most 1000"):
         prompts.PromptOptions(custom_instructions="x" * 1001)
-
-
-def test_find_problems_phrases_what_to_fix(transcript: Transcript) -> None:
-    data = {
-        "key_points": [
-            {"text": "kernel 2.6.9 fails", "message_ids": ["m1"]},
-            {"text": "see https://evil.example/x", "message_ids": ["m991"]},
-            {"text": "@zed helped with `apt-get magic`", "message_ids": ["M002"]},
-        ],
-        "action_items": [
-            {"task": "write wiki", "owner": "mallory", "due": None, "message_ids": ["m5"]}
-        ],
-        "contributions": [{"participant": "ghost", "points": [{"text": "x", "message_ids": []}]}],
-    }
-    problems = find_problems(data, transcript=transcript)
-    assert "key_points[0]: '2.6.9' is not in m1" in problems
-    assert "key_points[1]: m991 is not an alias of the input" in problems
-    assert "key_points[1]: cites no message of the input" in problems
-    assert "key_points[2]: @zed is not a participant" in problems
-    assert any("quoted 'apt-get magic'" in p for p in problems)
-    assert any("owner 'mallory' is not a participant" in p for p in problems)
-    assert any("'ghost' is not a participant" in p for p in problems)
-    assert any("contributions[0].points[0]: cites no message" in p for p in problems)
-    # A map step may cite only its own segment.
-    check = problem_checker(transcript, allowed={"m1"})
-    assert check({"key_points": [{"text": "works", "message_ids": ["m3"]}]}) == [
-        "key_points[0]: m3 is not an alias of the input",
-        "key_points[0]: cites no message of the input",
-    ]
-    assert (
-        find_problems(
-            {"key_points": [{"text": "kernel 2.6.8.1 fails", "message_ids": ["m1"]}]},
-            transcript=transcript,
-        )
-        == []
-    )
 
 
 def test_clean_notes_repairs_drops_and_counts(transcript: Transcript) -> None:
