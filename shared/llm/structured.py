@@ -196,16 +196,45 @@ class SchemaCheck:
             return not self.problems(data)
 
     def problems(self, data: Any) -> list[str]:
-        """At most 20 schema violations of ``data``, as ``path: message`` lines."""
+        """At most 20 schema violations of ``data``, as ``path: what the schema wants`` lines.
+
+        They go into the repair prompt, outside any fence, so they are phrased from the schema
+        alone: nothing the model wrote is repeated (``jsonschema``'s own messages quote the
+        offending value), and a key of the answer that the schema does not name is shown as
+        ``(another field)``.
+        """
         if self._full is None:
             self._full = Draft202012Validator(self._schema)
         problems = []
         for error in sorted(self._full.iter_errors(data), key=lambda e: list(e.absolute_path)):
-            where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-            problems.append(f"{where}: {error.message}")
+            where = "/".join(_segment(p) for p in error.absolute_path) or "(root)"
+            problems.append(f"{where}: {_wanted(error.validator, error.validator_value)}")
             if len(problems) >= 20:
                 break
         return problems
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
+
+
+def _segment(part: str | int) -> str:
+    return str(part) if isinstance(part, int) or _NAME.fullmatch(part) else "(another field)"
+
+
+def _wanted(keyword: Any, value: Any) -> str:
+    """What the schema keyword ``keyword`` (with the schema's ``value``) asks for."""
+    if keyword == "required":
+        return f"needs the fields {json.dumps(value)}"
+    if keyword == "additionalProperties":
+        return "holds a field the schema does not allow"
+    if keyword == "type":
+        return f"should be of type {json.dumps(value)}"
+    if keyword in ("enum", "const"):
+        return f"should be {'one of ' if keyword == 'enum' else ''}{json.dumps(value)}"
+    if keyword in ("anyOf", "oneOf"):
+        return "matches none of the shapes the schema allows"
+    shown = json.dumps(value) if isinstance(value, (int, float, str, bool)) else "…"
+    return f'does not meet the schema\'s "{keyword}" ({shown})'
 
 
 @lru_cache(maxsize=64)
