@@ -61,7 +61,7 @@ from shared.jobs import (
     Step,
 )
 from shared.pipeline.services import Services
-from shared.summarize.sanitize import sanitize_text
+from shared.summarize.sanitize import sanitize_name, sanitize_text
 
 __all__ = ["PART_FLOOR", "PRIVATE_DENIED", "SCAN_PAGES", "part_id", "part_share", "run_plan"]
 
@@ -293,7 +293,7 @@ def _left_out_json(items: Sequence[LeftOut]) -> list[dict[str, str]]:
     return [
         {
             "channel_id": str(i.channel_id),
-            "name": sanitize_text(i.name),
+            "name": sanitize_name(i.name),
             "reason": sanitize_text(i.reason),
         }
         for i in items
@@ -303,8 +303,8 @@ def _left_out_json(items: Sequence[LeftOut]) -> list[dict[str, str]]:
 def _clean(text: str | None) -> str | None:
     # Channel, thread and server names come from Discord as anyone with Manage Channels wrote
     # them: they reach the stored plan and the summary's section titles through the same door
-    # as message text (neutralised and redacted).
-    return None if text is None else sanitize_text(text)
+    # as message text (neutralised and redacted), and like every name they are one line.
+    return None if text is None else sanitize_name(text)
 
 
 def run_plan(services: Services, job: Job, params: JobParams) -> list[Step]:
@@ -391,4 +391,4 @@ def _scope_name(snapshot: GuildSnapshot, source: DiscordServerSource) -> str:
     name = snapshot.name
     if source.category_id is not None:
         name = snapshot.channels[int(source.category_id)].name or name
-    return sanitize_text(name)
+    return sanitize_name(name)

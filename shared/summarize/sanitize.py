@@ -8,6 +8,13 @@ and the deliveries see only cleaned, redacted text:
 * invisible characters are removed (:func:`strip_invisible`): zero-width spaces and joiners,
   bidi controls, soft hyphens, tag characters, variation selectors used to smuggle bytes;
   an emoji's own joiners and presentation selector stay;
+* control characters are removed too (C0, DEL and C1, such as ESC, which starts the
+  terminal's colour, screen-clearing and OSC 8 hyperlink sequences), but for tab and the line
+  breaks; in message text every line break becomes ``\\n`` (``\\r`` could overwrite a
+  terminal line);
+* names (author, mention, attachment, channel, thread and guild names) are one line of
+  display text (:func:`sanitize_name`): line breaks, tabs and other controls in them become a
+  space, so a nickname cannot start a line (a forged bullet) in any rendering;
 * fullwidth ASCII look-alikes are folded to ASCII (``ｓｋ－…`` → ``sk-…``), so neither hides a
   secret from the redactor;
 * every field is redacted by one :class:`~shared.summarize.redact.Redactor` (the table is in
@@ -37,6 +44,7 @@ __all__ = [
     "sanitize_channel",
     "sanitize_message",
     "sanitize_messages",
+    "sanitize_name",
     "sanitize_text",
     "snippet",
     "strip_invisible",
@@ -50,8 +58,15 @@ _INVISIBLE = re.compile(
     "\u17b4-\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\u3164"
     "\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438"
     "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
-    "\U000e0100-\U000e01ef]"
+    "\U000e0100-\U000e01ef"
+    # C0 and C1 controls but tab and the line breaks (which clean_text turns into "\n").
+    "\x00-\x08\x0e-\x1b\x1f\x7f-\x84\x86-\x9f]"
 )
+_ASCII_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x1f\x7f]+")
+# What str.splitlines takes for a line break (as in shared.summarize.transcript).
+_LINE_BREAKS = re.compile("\r\n?|[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+# In a name, any control character (line breaks and tab included) is a space.
+_NAME_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 # Pictographs, and what may sit inside an emoji sequence next to a joiner.
 _EMOJI = re.compile("[\u00a9\u00ae\u203c-\u3299\ufe0f\U0001f000-\U0001faff]")
 _ZWJ, _VS15, _VS16 = "\u200d", "\ufe0e", "\ufe0f"
@@ -73,22 +88,31 @@ def _keep_emoji_parts(match: re.Match[str]) -> str:
 
 
 def strip_invisible(text: str) -> str:
-    """``text`` without invisible characters (an emoji's joiners and selector stay)."""
+    """``text`` without invisible characters (an emoji's joiners and selector stay) and
+    without control characters but tab and the line breaks."""
     if text.isascii():
-        return text
+        return _ASCII_CONTROLS.sub("", text)
     return _INVISIBLE.sub(_keep_emoji_parts, text)
 
 
 def clean_text(text: str) -> str:
-    """Invisible characters removed and fullwidth ASCII folded: what the redactor reads."""
+    """Invisible and control characters removed, line breaks made ``\\n`` and fullwidth
+    ASCII folded: what the redactor reads."""
+    text = _LINE_BREAKS.sub("\n", strip_invisible(text))
     if text.isascii():
         return text
-    return strip_invisible(text).translate(_FULLWIDTH)
+    return text.translate(_FULLWIDTH)
 
 
 def sanitize_text(text: str, redactor: Redactor | None = None) -> str:
     """:func:`clean_text`, then redacted."""
     return (redactor or _REDACTOR).redact(clean_text(text)).text
+
+
+def sanitize_name(text: str, redactor: Redactor | None = None) -> str:
+    """A name as one line of display text: every control character (line breaks and tab
+    included) a space, then :func:`sanitize_text`."""
+    return sanitize_text(_NAME_CONTROLS.sub(" ", text), redactor)
 
 
 #: How much of an embed's text a summary reads.
@@ -111,13 +135,13 @@ def snippet(text: str, limit: int, redactor: Redactor | None = None) -> str:
 @lru_cache(maxsize=8192)
 def _sanitize_short(text: str) -> str:
     # Names repeat on every message of their author: remember them.
-    return sanitize_text(text)
+    return sanitize_name(text)
 
 
-def _field(text: str, redactor: Redactor | None) -> str:
+def _name(text: str, redactor: Redactor | None) -> str:
     if redactor is None and len(text) <= 100:
         return _sanitize_short(text)
-    return sanitize_text(text, redactor)
+    return sanitize_name(text, redactor)
 
 
 def attachment_name(reference: str, redactor: Redactor | None = None) -> str:
@@ -127,7 +151,7 @@ def attachment_name(reference: str, redactor: Redactor | None = None) -> str:
     needs its host and path to be recognised), then cut to its last path segment; decoded only
     here, never again downstream, so nothing can be decoded back into a secret.
     """
-    cleaned = _field(unquote(reference), redactor)
+    cleaned = _name(unquote(reference), redactor)
     parts = urlsplit(cleaned)
     path = parts.path if parts.scheme else cleaned
     return path.rstrip("/").rsplit("/", 1)[-1] or cleaned
@@ -136,16 +160,16 @@ def attachment_name(reference: str, redactor: Redactor | None = None) -> str:
 def sanitize_message(message: ChatMessage, redactor: Redactor | None = None) -> ChatMessage:
     """``message`` with every text field cleaned and redacted (ids and times untouched)."""
     extra: dict[str, Any] = {
-        key: _field(value, redactor) if isinstance(value, str) else value
+        key: _name(value, redactor) if isinstance(value, str) else value
         for key, value in message.extra.items()
     }
     return replace(
         message,
-        author_name=_field(message.author_name, redactor),
+        author_name=_name(message.author_name, redactor),
         content=sanitize_text(message.content, redactor),
         attachments=tuple(attachment_name(a, redactor) for a in message.attachments),
         embeds=tuple(snippet(e, EMBED_SNIPPET, redactor) for e in message.embeds),
-        mentions=tuple(_field(m, redactor) for m in message.mentions),
+        mentions=tuple(_name(m, redactor) for m in message.mentions),
         extra=extra,
     )
 
@@ -162,7 +186,7 @@ def sanitize_channel(channel: ChannelInfo, redactor: Redactor | None = None) -> 
     """``channel`` with its channel, guild and topic text cleaned and redacted."""
     return replace(
         channel,
-        channel_name=_field(channel.channel_name, redactor),
-        guild_name=None if channel.guild_name is None else _field(channel.guild_name, redactor),
+        channel_name=_name(channel.channel_name, redactor),
+        guild_name=None if channel.guild_name is None else _name(channel.guild_name, redactor),
         topic=None if channel.topic is None else sanitize_text(channel.topic, redactor),
     )

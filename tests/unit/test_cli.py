@@ -367,3 +367,39 @@ def test_log_level_in_dot_env_is_heard_by_quiet_commands(tmp_path: Path) -> None
     (tmp_path / ".env").write_text("LOG_LEVEL=INFO\n")
     told = _console(tmp_path, "demo")
     assert told.returncode == 0 and '"level": "info"' in told.stderr
+
+
+def test_terminal_control_sequences_in_an_export_never_reach_the_terminal(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    texts = [
+        "The release build fails on ARM since version 2.3 with a linker error in libssl.",
+        "We decided to ship the fix in 2.3.1 after the ARM build "
+        "\x1b]8;;https://evil.example\x1b\\passes\x1b]8;;\x1b\\ on libssl3.\x1b[2J\x1b[H",
+        "Install libssl3 first, then rerun the build script and the ARM linker error goes away.",
+        "Yes, the ARM build works now after installing libssl3, thanks\x9b2J a lot for the help.",
+    ]
+    authors = [{"id": "401", "name": "ana"}, {"id": "402", "name": "ben\x1b[8m\r"}]
+    export = {
+        "guild": {"id": "111111111111111111", "name": "g\x07"},
+        "channel": {"id": "222222222222222222", "name": "support\x1b[5m", "type": "GuildTextChat"},
+        "messages": [
+            {
+                "id": str(1300000000000000000 + i),
+                "type": "Default",
+                "timestamp": f"2024-11-15T14:0{i}:00+00:00",
+                "content": text,
+                "author": authors[i % 2],
+            }
+            for i, text in enumerate(texts)
+        ],
+    }
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(export), encoding="utf-8")
+    result = runner.invoke(cli, ["summarize", str(path)])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "Summary of #support [5m (structured)" in out
+    assert "ben [8m" in out
+    unprintable = {c for c in out if not c.isprintable() and c != "\n"}
+    assert not unprintable, unprintable

@@ -8,13 +8,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared.delivery.discord_render import render_messages
 from shared.domain.messages import ChannelInfo, ChatMessage
 from shared.summarize.content import SummaryFormat
+from shared.summarize.extractive.summarizer import ExtractiveSummarizer
 from shared.summarize.llm.prompts import PromptOptions, final_messages, map_messages
 from shared.summarize.sanitize import (
     clean_text,
     sanitize_channel,
     sanitize_message,
+    sanitize_name,
     strip_invisible,
 )
 from shared.summarize.transcript import build_transcript, neutralize
@@ -137,3 +140,78 @@ def test_an_attachment_name_is_decoded_before_it_is_redacted(reference: str) -> 
     (name,) = sanitize_message(message).attachments
     assert key[:12] not in name and "sk-proj" not in name
     assert "/" not in name and "%" not in name
+
+
+#: Every line break Python knows, a tab, and controls that drive a terminal (ESC, C1 CSI).
+BREAKS = ["\n", "\r\n", "\r", "\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\u2029", "\t"]
+
+
+@pytest.mark.parametrize("brk", [*BREAKS, "\x1b", "\x00", "\x7f", "\x9b"])
+def test_a_name_is_one_line(brk: str) -> None:
+    assert sanitize_name(f"ben{brk}\u2022 admin") == "ben \u2022 admin"
+    message = sanitize_message(
+        ChatMessage(
+            id="1",
+            channel_id="2",
+            timestamp=T0,
+            author_id="3",
+            author_name=f"ben{brk}x",
+            content="hi",
+            attachments=(f"a{brk}b.txt", f"https://cdn.example/a%0Ab{brk}.txt"),
+            mentions=(f"cy{brk}z",),
+            extra={"reply_to_author": f"dee{brk}w"},
+        )
+    )
+    channel = sanitize_channel(
+        replace(CHANNEL, channel_name=f"sup{brk}port", guild_name=f"Li{brk}nux")
+    )
+    names = [
+        message.author_name,
+        *message.attachments,
+        *message.mentions,
+        message.extra["reply_to_author"],
+        channel.channel_name,
+        channel.guild_name,
+    ]
+    assert all(name.isprintable() for name in names), names
+    assert message.author_name == "ben x" and channel.channel_name == "sup port"
+
+
+def test_controls_leave_message_text_but_tab_and_line_breaks_stay() -> None:
+    hostile = "ship \x1b]8;;https://evil.example\x1b\\it\x1b]8;;\x1b\\\x1b[2J\x1b[H\x07 now\x00\x7f"
+    assert clean_text(hostile) == "ship ]8;;https://evil.example\\it]8;;\\[2J[H now"
+    assert clean_text("\u00fcber \x9b31m\x1b[8mrot\u0085zwei") == "\u00fcber 31m[8mrot\nzwei"
+    assert clean_text("a\tb\r\nc\rd\u2028e\x0bf") == "a\tb\nc\nd\ne\nf"
+    code = "```py\nfor i in range(3):\n\tprint(i)\n```"
+    assert clean_text(code) == code
+
+
+def test_a_nickname_cannot_forge_a_bullet_in_the_discord_embed() -> None:
+    names = ["ana", "ben\n\u2022 admin: We decided to give mallory admin rights\n\u2022 x", "cy"]
+    texts = [
+        "The release build fails on ARM since version 2.3 with a linker error in libssl.",
+        "We decided to ship the fix in 2.3.1 after the ARM build passes on the libssl3 package.",
+        "Install libssl3 first, then rerun the build script and the ARM linker error goes away.",
+        "Can someone confirm whether the ARM build works with the patched libssl3 package?",
+        "Yes, the ARM build works now after installing libssl3, thanks a lot for the help.",
+    ]
+    messages = [
+        sanitize_message(
+            ChatMessage(
+                id=str(1300000000000000000 + i),
+                channel_id="2",
+                timestamp=T0 + timedelta(minutes=i),
+                author_id=f"u{i % 3}",
+                author_name=names[i % 3],
+                content=text,
+            )
+        )
+        for i, text in enumerate(texts)
+    ]
+    content = ExtractiveSummarizer().summarize(messages, CHANNEL, format=SummaryFormat.STRUCTURED)
+    embeds = [e for m in render_messages(content) for e in m.to_json()["embeds"]]
+    lines = [line for e in embeds for line in (e.get("description") or "").split("\n")]
+    assert any(line.startswith("\u2022 ben \u2022 admin") for line in lines), lines
+    assert not [line for line in lines if line.startswith("\u2022 admin")]
+    footer = embeds[-1]["footer"]["text"]
+    assert footer.startswith("Participants: ") and footer.count("\n") == 1
