@@ -8,7 +8,9 @@ were never said.  This module checks notes and summaries deterministically:
   message id → its alias); the rest are dropped, and an item left without any valid citation
   is dropped with them;
 * **entities** — URLs, versions and multi-digit numbers in an item must appear in the
-  messages it cites (else somewhere in the transcript); people named with ``@`` and action
+  messages it cites (else somewhere in the transcript); a URL that does not becomes
+  "(link removed)" in every text a reader sees: titles, summaries, points, tasks, due dates
+  and the overview; people named with ``@`` and action
   owners must be participants or mentioned users; text in backticks or double quotes must be a
   verbatim part of a cited message;
 * **owners/participants** — normalised to the transcript's spelling, or cleared;
@@ -262,7 +264,7 @@ class _Cleaner:
             if owner and cleaned["owner"] is None:
                 self.report.owners_cleared += 1
             due = texts.get("due")
-            cleaned["due"] = due.strip() if due and due.strip() else None
+            cleaned["due"] = self.text(due, aliases) if due and due.strip() else None
         else:
             cleaned["text"] = self.text(texts["text"], aliases)
             if section == "technical":
@@ -342,9 +344,13 @@ def to_summary_content(
     subset = {k: v for k, v in data.items() if k in wanted}
     cleaned, report = clean_notes(subset, transcript=transcript)
     ids = transcript.alias_map
-    # The overview cites nothing: aliases written in it are only removed.
-    overview, written = _Cleaner(_Checker(transcript, None)).inline(data.get("overview"))
+    # The overview cites nothing: aliases written in it are only removed, and a link stays
+    # only when some message of the transcript holds it.
+    overview_cleaner = _Cleaner(_Checker(transcript, None))
+    overview, written = overview_cleaner.inline(data.get("overview"))
+    overview = overview_cleaner.text(overview, [])
     report.aliases_removed += len(written)
+    report.urls_removed += overview_cleaner.report.urls_removed
     technical = [
         {**item, "text": f"{str(item['category']).capitalize()}: {item['text']}"}
         for item in cleaned["technical"]

@@ -212,3 +212,41 @@ def test_to_summary_content_maps_aliases_to_messages(transcript: Transcript) -> 
     assert [p.name for p in content.participants][:2] == ["bill", "bob"]
     assert report.citations_valid_pct == 100.0
     assert not content.degraded
+
+
+def test_a_link_no_message_holds_is_removed_from_the_overview_and_due_dates_too(
+    transcript: Transcript,
+) -> None:
+    data = {
+        "overview": "Fixed; get the patch at https://evil.example/patch, or read "
+        "https://help.ubuntu.com/kernel.",
+        "topics": [],
+        "key_points": [{"text": "install linux-headers", "message_ids": ["m2"]}],
+        "decisions": [],
+        "action_items": [
+            {
+                "task": "Wiki page",
+                "owner": "bob",
+                "due": "friday, sign at https://evil.example/sign",
+                "message_ids": ["m5"],
+            },
+            {
+                "task": "Read the kernel page",
+                "owner": None,
+                "due": "before https://help.ubuntu.com/kernel changes",
+                "message_ids": ["m2"],
+            },
+        ],
+        "open_questions": [],
+    }
+    content, report = to_summary_content(
+        data, fmt=SummaryFormat.STRUCTURED, transcript=transcript, backend="llm"
+    )
+    assert content.overview == (
+        "Fixed; get the patch at (link removed) or read https://help.ubuntu.com/kernel."
+    )
+    assert [a.due for a in content.action_items] == [
+        "friday, sign at (link removed)",
+        "before https://help.ubuntu.com/kernel changes",
+    ]
+    assert report.urls_removed == 2
