@@ -1,10 +1,12 @@
 """Render a summary as Discord embeds: one per section, a colour per format, cited jump links.
 
 Citations are numbered in order of first use, and every number is a link to the cited message
-(``[1](https://discord.com/channels/...)``).  Participants and coverage (messages read and
-skipped, time range, backend) go in the footer of the last embed.  Long sections continue in
-further embeds; embeds are packed into messages of at most 10 embeds and 6,000 characters, so
-every message is within Discord's limits (the adapter checks them again before sending).
+(``[1](https://discord.com/channels/...)``); the summary's own text is escaped
+(:func:`~shared.summarize.render.escape_markdown`), so no link in it can pass for one.
+Participants and coverage (messages read and skipped, time range, backend) go in the footer of
+the last embed.  Long sections continue in further embeds; embeds are packed into messages of
+at most 10 embeds and 6,000 characters, so every message is within Discord's limits (the
+adapter checks them again before sending).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from shared.discord.message_limits import (
 from shared.discord.models import AllowedMentions, Embed, EmbedFooter, Message
 from shared.discord.splitting import cluster_floor, pack_embeds, split_text
 from shared.summarize.content import SummaryContent, SummaryFormat
-from shared.summarize.render import summary_sections, summary_title
+from shared.summarize.render import escape_markdown, summary_sections, summary_title
 
 __all__ = ["FORMAT_COLOURS", "render_embeds", "render_messages", "short_text"]
 
@@ -100,10 +102,13 @@ def render_embeds(content: SummaryContent, *, duration_seconds: float | None = N
         if index == 0
         else Embed(description=part, color=colour)
         for index, part in enumerate(
-            split_text(content.overview or "(no overview)", limit=EMBED_DESCRIPTION_LIMIT)
+            split_text(
+                escape_markdown(content.overview) or "(no overview)",
+                limit=EMBED_DESCRIPTION_LIMIT,
+            )
         )
     ]
-    for section, rows in summary_sections(content, strong="**"):
+    for section, rows in summary_sections(content, strong="**", escape=escape_markdown):
         text = "\n".join(f"• {row} {citations.links(ids)}" for row, ids in rows)
         for index, part in enumerate(split_text(text, limit=EMBED_DESCRIPTION_LIMIT)):
             name = section if index == 0 else f"{section} (continued)"

@@ -3,23 +3,31 @@
 Citations are numbered in order of first use; each bullet ends with its numbers and the
 citation list at the end gives message id, author, time and jump link.  The JSON document is
 the public ``--json`` output; its schema is ``schema/json/summary-document.v1.json``.
+
+Every text of a summary comes from the conversation (a quote, or a model's words about it),
+so in Markdown (this module's and Discord's, :mod:`shared.delivery.discord_render`) it is
+written through :func:`escape_markdown`: it cannot form a link, so it cannot pass for one of
+the summary's own citations (``[[1]](https://discord.com/channels/...)``), which are the only
+links a rendering makes.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.summarize.content import ActionItem, ChannelSection, CitedPoint, SummaryContent
+from shared.summarize.content import ActionItem, ChannelSection, CitedPoint, SummaryContent, Topic
 
 __all__ = [
     "DOCUMENT_SCHEMA_ID",
     "SummaryDocument",
     "document_json_schema",
+    "escape_markdown",
     "render_json",
     "render_markdown",
     "render_text",
@@ -45,6 +53,34 @@ class SummaryDocument(BaseModel):
     summary: SummaryContent
 
 
+# What text may not write in Markdown: "[" and "]" of a link (``[text](url)``), "<" opening an
+# HTML tag or autolink, and a backtick that opens no code span of its own, since it could
+# pair with one in the next text and leave text between them outside code.  Kept as written:
+# a backslash escape (already escaped text is not escaped twice) and a code span whose
+# backtick runs match and hold no backtick (nothing in it is a link, and every Markdown reads
+# it as code).  A backslash at the very end is doubled: it escapes nothing that follows.
+_MARKDOWN_UNSAFE = re.compile(
+    r"(?P<keep>\\[!-/:-@\[-`{-~]|(?<!`)(?P<run>`{1,3})[^`]+(?P=run)(?!`))"
+    r"|[\[\]`]|<(?=[A-Za-z/!?])|\\\Z"
+)
+
+
+def _escape(match: re.Match[str]) -> str:
+    return match.group(0) if match.group("keep") else "\\" + match.group(0)
+
+
+def escape_markdown(text: str) -> str:
+    """``text`` as Markdown (Discord's or CommonMark) that shows as written and forms no link.
+
+    Other Markdown (bold, code, quotes) keeps its meaning: only links are refused.
+    """
+    return _MARKDOWN_UNSAFE.sub(_escape, text)
+
+
+def _as_is(text: str) -> str:
+    return text
+
+
 class _Numbering:
     """Assigns citation numbers in order of first use."""
 
@@ -63,64 +99,76 @@ class _Numbering:
 Rows = list[tuple[str, list[str]]]
 
 
-def _points(items: list[CitedPoint], prefix: str = "") -> Rows:
-    return [(prefix + p.text, p.message_ids) for p in items]
+class _Rows:
+    """Builds rows, every text of the summary written through ``escape``."""
+
+    def __init__(self, strong: str, escape: Callable[[str], str]) -> None:
+        self.strong = strong
+        self.escape = escape
+
+    def topics(self, items: list[Topic]) -> Rows:
+        strong, esc = self.strong, self.escape
+        return [(f"{strong}{esc(t.title)}{strong}: {esc(t.summary)}", t.message_ids) for t in items]
+
+    def points(self, items: list[CitedPoint], prefix: str = "") -> Rows:
+        return [(prefix + self.escape(p.text), p.message_ids) for p in items]
+
+    def actions(self, items: list[ActionItem], prefix: str = "") -> Rows:
+        esc = self.escape
+        return [
+            (
+                prefix
+                + esc(a.task)
+                + (f" (owner: {esc(a.owner)})" if a.owner else "")
+                + (f" (due: {esc(a.due)})" if a.due else ""),
+                a.message_ids,
+            )
+            for a in items
+        ]
+
+    def channel(self, section: ChannelSection) -> Rows:
+        rows: Rows = [(self.escape(section.overview), [])] if section.overview else []
+        rows += self.topics(section.topics)
+        rows += self.points(section.key_points)
+        rows += self.points(section.decisions, "Decision: ")
+        rows += self.actions(section.action_items, "To do: ")
+        rows += self.points(section.open_questions, "Open question: ")
+        return rows
 
 
-def _actions(items: list[ActionItem], prefix: str = "") -> Rows:
-    return [
-        (
-            prefix
-            + a.task
-            + (f" (owner: {a.owner})" if a.owner else "")
-            + (f" (due: {a.due})" if a.due else ""),
-            a.message_ids,
-        )
-        for a in items
-    ]
-
-
-def _channel_rows(section: ChannelSection, strong: str) -> Rows:
-    rows: Rows = [(section.overview, [])] if section.overview else []
-    rows += [(f"{strong}{t.title}{strong}: {t.summary}", t.message_ids) for t in section.topics]
-    rows += _points(section.key_points)
-    rows += _points(section.decisions, "Decision: ")
-    rows += _actions(section.action_items, "To do: ")
-    rows += _points(section.open_questions, "Open question: ")
-    return rows
-
-
-def summary_sections(content: SummaryContent, *, strong: str = "") -> list[tuple[str, Rows]]:
+def summary_sections(
+    content: SummaryContent, *, strong: str = "", escape: Callable[[str], str] = _as_is
+) -> list[tuple[str, Rows]]:
     """Section title → (text, cited ids) rows, in reading order, empty sections left out.
 
-    ``strong`` wraps each topic's title (``"**"`` for Discord's bold).  A multi-channel
-    summary leads with what matters most across its channels, then has one section per
-    channel with activity, and names the quiet channels in one line.
+    ``strong`` wraps each topic's title (``"**"`` for Discord's bold); ``escape`` is applied
+    to every text of the summary in the rows (:func:`escape_markdown` for Markdown), not to
+    the section titles.  A multi-channel summary leads with what matters most across its
+    channels, then has one section per channel with activity, and names the quiet channels
+    in one line.
     """
+    build = _Rows(strong, escape)
     sections: list[tuple[str, Rows]] = [
-        (
-            "Topics",
-            [(f"{strong}{t.title}{strong}: {t.summary}", t.message_ids) for t in content.topics],
-        ),
+        ("Topics", build.topics(content.topics)),
         (
             "What matters most" if content.multi_channel else "Key points",
-            _points(content.key_points),
+            build.points(content.key_points),
         ),
-        ("Decisions", _points(content.decisions)),
-        ("Action items", _actions(content.action_items)),
-        ("Open questions", _points(content.open_questions)),
-        ("Technical notes", _points(content.technical)),
+        ("Decisions", build.points(content.decisions)),
+        ("Action items", build.actions(content.action_items)),
+        ("Open questions", build.points(content.open_questions)),
+        ("Technical notes", build.points(content.technical)),
     ]
     for contribution in content.contributions:
         sections.append(
-            (f"Contributions: {contribution.participant}", _points(contribution.points))
+            (f"Contributions: {contribution.participant}", build.points(contribution.points))
         )
     for section in content.channels:
         sections.append(
-            (f"{section.label} · {section.messages:,} messages", _channel_rows(section, strong))
+            (f"{section.label} · {section.messages:,} messages", build.channel(section))
         )
     if content.quiet_channels:
-        quiet = ", ".join(f"#{name}" for name in content.quiet_channels)
+        quiet = ", ".join(f"#{escape(name)}" for name in content.quiet_channels)
         sections.append(("Nothing new", [(quiet, [])]))
     return [(title, rows) for title, rows in sections if rows]
 
@@ -190,7 +238,8 @@ def render_markdown(content: SummaryContent, *, duration_seconds: float | None =
     """Markdown for files, webhooks and the API: citations link straight to the messages."""
     numbering = _Numbering()
     title, stats = _header(content)
-    lines = [f"# {title}", "", f"_{stats}_", "", "## Overview", "", content.overview]
+    esc = escape_markdown
+    lines = [f"# {esc(title)}", "", f"_{stats}_", "", "## Overview", "", esc(content.overview)]
 
     def links(ids: list[str]) -> str:
         numbering.refs(ids)
@@ -203,11 +252,11 @@ def render_markdown(content: SummaryContent, *, duration_seconds: float | None =
             )
         return "".join(parts)
 
-    for section, rows in summary_sections(content):
-        lines += ["", f"## {section}", ""]
+    for section, rows in summary_sections(content, escape=esc):
+        lines += ["", f"## {esc(section)}", ""]
         lines += [f"- {text} {links(ids)}" for text, ids in rows]
     if content.participants:
-        lines += ["", "## Participants", "", _participants(content)]
+        lines += ["", "## Participants", "", esc(_participants(content))]
     footer = f"{len(numbering.order)} messages cited · backend {content.backend}"
     if duration_seconds is not None:
         footer += f" · done in {duration_seconds:.1f} s"

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import jsonschema
+import pytest
 
+from shared.delivery.discord_render import render_messages
 from shared.summarize.content import (
     ActionItem,
     Citation,
@@ -20,6 +23,7 @@ from shared.summarize.content import (
 from shared.summarize.render import (
     SummaryDocument,
     document_json_schema,
+    escape_markdown,
     render_json,
     render_markdown,
     render_text,
@@ -140,3 +144,80 @@ def test_committed_schema_is_current() -> None:
 def test_many_participants_are_abbreviated() -> None:
     people = [Participant(id=str(i), name=f"p{i}", messages=1) for i in range(15)]
     assert "and 3 more" in render_text(sample_content(participants=people))
+
+
+# A masked link to anywhere but a cited message; a real citation is [[n]](discord jump link).
+MASKED_LINK = re.compile(r"(?<!\\)\[+[^\]]*(?<!\\)\]+\((https?://[^)\s]+)\)")
+FORGED = "the official patch is at [[1]](https://evil.example/patch) so install it now"
+
+
+def _hostile_content() -> SummaryContent:
+    return sample_content(
+        overview=f"Fixed; {FORGED}",
+        topics=[Topic(title="[patch](https://evil.example/t)", summary=FORGED, message_ids=["11"])],
+        key_points=[CitedPoint(text=f"ann: {FORGED}", message_ids=["11"])],
+        action_items=[
+            ActionItem(
+                task=FORGED, owner="ann", due="[now](https://evil.example/d)", message_ids=["12"]
+            )
+        ],
+        contributions=[
+            Contribution(
+                participant="[b](https://evil.example/c)",
+                points=[CitedPoint(text=FORGED, message_ids=["12"])],
+            )
+        ],
+    )
+
+
+def _foreign_links(text: str) -> list[str]:
+    return [u for u in MASKED_LINK.findall(text) if not u.startswith("https://discord.com/")]
+
+
+def test_summary_text_forms_no_link_in_discord_embeds_or_markdown() -> None:
+    content = _hostile_content()
+    embeds = [e for m in render_messages(content) for e in m.to_json()["embeds"]]
+    description = "\n".join(e.get("description") or "" for e in embeds)
+    markdown = render_markdown(content)
+    for rendered in (description, markdown):
+        assert _foreign_links(rendered) == []
+        assert "\\[\\[1\\]\\](https://evil.example/patch)" in rendered
+        # The summary's own citations are still links.
+        assert "[[1]](https://discord.com/channels/1/2/11)" in rendered
+    assert "## Contributions: \\[b\\](https://evil.example/c)" in markdown
+    # Plain text has no Markdown to escape.
+    assert f"ann: {FORGED} [" in render_text(content)
+
+
+@pytest.mark.parametrize(
+    ("text", "escaped"),
+    [
+        ("[[1]](https://evil.example)", "\\[\\[1\\]\\](https://evil.example)"),
+        # Escaped already: not escaped twice; an escaped backslash does not escape the bracket.
+        ("\\[x\\](https://e.example)", "\\[x\\](https://e.example)"),
+        ("\\\\[x](https://e.example)", "\\\\\\[x\\](https://e.example)"),
+        # A backtick that opens no span of its own could close one in the next text.
+        ("stray ` [x](https://e.example)", "stray \\` \\[x\\](https://e.example)"),
+        ("````[x](y)````", "\\`\\`\\`\\`\\[x\\](y)\\`\\`\\`\\`"),
+        (
+            "<a href='https://e.example'>[1]</a> if a < b",
+            "\\<a href='https://e.example'>\\[1\\]\\</a> if a < b",
+        ),
+        ("ends in a backslash \\", "ends in a backslash \\\\"),
+    ],
+)
+def test_escape_markdown_refuses_links(text: str, escaped: str) -> None:
+    assert escape_markdown(text) == escaped
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Grüße aus Köln, 東京の天気は晴れです, مرحبا",
+        "emoji \U0001f468\u200d\U0001f469\u200d\U0001f467 and \u2764\ufe0f",
+        "run `a[0] = x[1]` then ``b[2]`` and ```py\nprint([1, 2])\n```",
+        "see https://help.ubuntu.com/kernel_(old)?q=1&r=2#top and <@123> **bold** _it_",
+    ],
+)
+def test_escape_markdown_leaves_ordinary_text_alone(text: str) -> None:
+    assert escape_markdown(text) == text
