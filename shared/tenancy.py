@@ -37,6 +37,7 @@ __all__ = [
     "ChannelDirectory",
     "DiscordDirectory",
     "destination_chain",
+    "is_webhook_thread",
     "refuse_channel",
     "require_category",
     "require_channel",
@@ -66,6 +67,10 @@ class ChannelDirectory(Protocol):
         """Discord's type of a channel or thread (4 is a category); None when it is unknown
         or the bot cannot see it."""
 
+    def channel_parent(self, channel_id: str) -> str | None:
+        """The parent of a thread (its channel) or of a channel (its category); None when
+        there is none, or the channel is unknown or hidden from the bot."""
+
     def in_guild(self, guild_id: str, channel_id: str) -> bool:
         """True when ``channel_id`` is a channel or thread of ``guild_id``, asked on behalf of
         a caller of ``guild_id`` (who may name any id at all)."""
@@ -75,6 +80,9 @@ class ChannelDirectory(Protocol):
 
     def webhook_guild(self, webhook: WebhookRef) -> str | None:
         """The guild a Discord webhook posts into; None when it is gone or its token wrong."""
+
+    def webhook_channel(self, webhook: WebhookRef) -> str | None:
+        """The channel a Discord webhook posts into; None when it is gone or its token wrong."""
 
 
 def tenant_guild(job_guild: str | None, described: str | None) -> str | None:
@@ -125,6 +133,18 @@ def require_member(directory: ChannelDirectory, guild_id: str, user_id: str) -> 
             f"user {user_id} is not a member of guild {guild_id}",
             user_message=f"no member {user_id} in this server",
         )
+
+
+def is_webhook_thread(directory: ChannelDirectory, webhook: WebhookRef, thread_id: str) -> bool:
+    """True when ``thread_id`` is a thread of the channel ``webhook`` posts into.
+
+    Discord executes a webhook into a thread of the webhook's own channel only; checking it
+    here keeps a row's ``thread_id`` from naming a thread anywhere else (the in-doubt retry
+    reads that thread's messages with the bot's token).  The caller still checks the thread's
+    guild.
+    """
+    channel = directory.webhook_channel(webhook)
+    return channel is not None and directory.channel_parent(thread_id) == channel
 
 
 def destination_chain(destination: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
@@ -203,22 +223,24 @@ class DiscordDirectory:
 
     def _channel(
         self, channel_id: str, asked_for: str | None = None
-    ) -> tuple[str | None, int | None]:
-        """A channel's guild and type, from one cached read; a 403 is charged to the guild
-        ``asked_for`` (see :meth:`in_guild`)."""
+    ) -> tuple[str | None, int | None, str | None]:
+        """A channel's guild, type and parent, from one cached read; a 403 is charged to the
+        guild ``asked_for`` (see :meth:`in_guild`)."""
 
-        def fetch() -> tuple[str | None, int | None]:
+        def fetch() -> tuple[str | None, int | None, str | None]:
             try:
                 channel = self._client.get_channel(channel_id)
             except NotFound:
-                return None, None
+                return None, None, None
             except Forbidden:
                 if asked_for is not None:
                     self._charge_forbidden(asked_for)
-                return None, None
-            return channel.guild_id, channel.type
+                return None, None, None
+            return channel.guild_id, channel.type, channel.parent_id
 
-        result: tuple[str | None, int | None] = self._cached(("channel", channel_id), fetch)
+        result: tuple[str | None, int | None, str | None] = self._cached(
+            ("channel", channel_id), fetch
+        )
         return result
 
     def _recent_forbidden(self, guild_id: str) -> int:
@@ -269,6 +291,10 @@ class DiscordDirectory:
         """Discord's type of a channel or thread (see :class:`ChannelDirectory`)."""
         return self._channel(channel_id)[1]
 
+    def channel_parent(self, channel_id: str) -> str | None:
+        """The parent of a thread or channel (see :class:`ChannelDirectory`)."""
+        return self._channel(channel_id)[2]
+
     def is_member(self, guild_id: str, user_id: str) -> bool:
         """True when the user is a member of the guild (see :class:`ChannelDirectory`)."""
 
@@ -281,13 +307,23 @@ class DiscordDirectory:
         result: bool = self._cached(("member", guild_id, user_id), fetch)
         return result
 
-    def webhook_guild(self, webhook: WebhookRef) -> str | None:
-        """The guild of a Discord webhook (see :class:`ChannelDirectory`)."""
+    def _webhook(self, webhook: WebhookRef) -> tuple[str | None, str | None]:
+        """A Discord webhook's guild and channel, from one cached read."""
 
-        def fetch() -> str | None:
-            return self._client.webhook_guild(webhook)
+        def fetch() -> tuple[str | None, str | None]:
+            return self._client.webhook_place(webhook)
 
         # Keyed by id and a fingerprint of the token: a wrong token must not reuse an answer.
         fingerprint = hashlib.sha256(webhook.token.get_secret_value().encode()).hexdigest()[:16]
-        result: str | None = self._cached(("webhook", webhook.id, fingerprint), fetch)
+        result: tuple[str | None, str | None] = self._cached(
+            ("webhook", webhook.id, fingerprint), fetch
+        )
         return result
+
+    def webhook_guild(self, webhook: WebhookRef) -> str | None:
+        """The guild of a Discord webhook (see :class:`ChannelDirectory`)."""
+        return self._webhook(webhook)[0]
+
+    def webhook_channel(self, webhook: WebhookRef) -> str | None:
+        """The channel of a Discord webhook (see :class:`ChannelDirectory`)."""
+        return self._webhook(webhook)[1]

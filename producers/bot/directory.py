@@ -75,6 +75,13 @@ class GatewayDirectory:
         known = self._channel(channel_id)
         return known[1] if known is not None else None
 
+    def channel_parent(self, channel_id: str) -> str | None:
+        """The parent of a channel or thread in this bot's cache (see ``ChannelDirectory``)."""
+        if self._client is None or not channel_id.isdigit():
+            return None
+        parent = getattr(self._client.get_channel(int(channel_id)), "parent_id", None)
+        return str(parent) if parent is not None else None
+
     def is_member(self, guild_id: str, user_id: str) -> bool:
         """True when the cache (or the interaction) shows ``user_id`` in ``guild_id``."""
         if (guild_id, user_id) in self._members:
@@ -86,4 +93,8 @@ class GatewayDirectory:
 
     def webhook_guild(self, webhook: WebhookRef) -> str | None:  # noqa: ARG002 - protocol
         """The bot never posts through Discord webhooks: none belongs to a guild it serves."""
+        return None
+
+    def webhook_channel(self, webhook: WebhookRef) -> str | None:  # noqa: ARG002 - protocol
+        """The bot never posts through Discord webhooks (see :meth:`webhook_guild`)."""
         return None

@@ -3,9 +3,10 @@
 The job row says which guild a job belongs to; a destination must belong to it too.  Producers
 check this when they accept work, and this check repeats it where it matters most, because a
 worker must not trust a row: a channel or thread must be a channel of the job's guild, a DM
-must go to a member of it, and a Discord webhook must post into it.  An interaction follow-up
-needs no check: its token is the authority, and Discord scoped it to the interaction the bot
-received.
+must go to a member of it, and a Discord webhook must post into it (into its own channel, or
+a thread of that channel when the row names one: the thread is checked too, before anything is
+sent or read back).  An interaction follow-up needs no check: its token is the authority, and
+Discord scoped it to the interaction the bot received.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pydantic import SecretStr
 
 from shared.crypto import SecretBox
 from shared.discord.objects import WebhookRef
-from shared.tenancy import DESTINATION_CHANNEL_KINDS, ChannelDirectory
+from shared.tenancy import DESTINATION_CHANNEL_KINDS, ChannelDirectory, is_webhook_thread
 
 __all__ = ["refusal"]
 
@@ -46,8 +47,15 @@ def refusal(
     elif kind == "discord_webhook":
         webhook_id = str(params.get("webhook_id"))
         token = box.decrypt(str(params.get("token_encrypted")))
-        if directory.webhook_guild(WebhookRef(id=webhook_id, token=SecretStr(token))) != guild_id:
+        webhook = WebhookRef(id=webhook_id, token=SecretStr(token))
+        if directory.webhook_guild(webhook) != guild_id:
             return f"no Discord webhook {webhook_id} in this server"
+        thread_id = params.get("thread_id")
+        if thread_id is not None and (
+            directory.channel_guild(str(thread_id)) != guild_id
+            or not is_webhook_thread(directory, webhook, str(thread_id))
+        ):
+            return f"no channel {thread_id} in this server"
     else:
         return f"{kind!r} is not a Discord destination"
     return None

@@ -503,15 +503,20 @@ class DiscordClient(ClosesOnExit):
 
     def webhook_guild(self, webhook: WebhookRef | str | SecretStr) -> str | None:
         """The guild a webhook posts into, or None when the webhook or its token is gone."""
+        return self.webhook_place(webhook)[0]
+
+    def webhook_place(self, webhook: WebhookRef | str | SecretStr) -> tuple[str | None, str | None]:
+        """(guild, channel) a webhook posts into, from one read; (None, None) when the
+        webhook or its token is gone."""
         route = _webhook_route(routes.GET_WEBHOOK, webhook)
         try:
             body: dict[str, Any] = self.session.request(route).body
         except UnknownRoute:
             raise
         except (NotFound, Unauthorized, InvalidWebhook):
-            return None
-        guild = body.get("guild_id")
-        return str(guild) if guild else None
+            return None, None
+        guild, channel = body.get("guild_id"), body.get("channel_id")
+        return (str(guild) if guild else None), (str(channel) if channel else None)
 
     def webhook_channel(self, webhook: WebhookRef | str | SecretStr) -> str:
         """The channel a webhook posts into (its messages outside threads)."""

@@ -47,6 +47,8 @@ from shared.services.core import Actor, Core
 from shared.tenancy import (
     DESTINATION_CHANNEL_KINDS,
     destination_chain,
+    is_webhook_thread,
+    refuse_channel,
     require_category,
     require_channel,
     require_member,
@@ -157,8 +159,14 @@ def _check_link(core: Core, actor: Actor, link: Mapping[str, Any], where: str) -
         webhook_id = str(link.get("webhook_id"))
         token = core.box.decrypt(str(link.get("token_encrypted")))
         ref = WebhookRef(id=webhook_id, token=SecretStr(token))
-        if core.require_directory().webhook_guild(ref) != guild:
+        directory = core.require_directory()
+        if directory.webhook_guild(ref) != guild:
             raise NotFoundError(f"{where}: no Discord webhook {webhook_id} in this server")
+        thread_id = link.get("thread_id")
+        if thread_id is not None:
+            require_channel(directory, guild, str(thread_id))
+            if not is_webhook_thread(directory, ref, str(thread_id)):
+                raise refuse_channel(str(thread_id))
     else:  # pragma: no cover - the destination models admit no other kind
         raise InvalidInputError(f"{where}: unknown destination kind {kind!r}")
 

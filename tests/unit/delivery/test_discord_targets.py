@@ -22,7 +22,14 @@ from shared.discord.factory import build_discord_client
 from shared.discord.message_limits import EMBED_TOTAL_LIMIT, MAX_EMBEDS, embed_length
 from shared.settings import Settings
 from shared.summarize.content import CitedPoint, SummaryContent, SummaryFormat
+from tests.fakes.discord_limits import Fault
 from tests.fakes.discord_server import FakeDiscordServer, World, seed_basic
+from tests.fakes.discord_state import (
+    DEFAULT_BOT_PERMISSIONS,
+    READ_MESSAGE_HISTORY,
+    SEND_MESSAGES,
+    VIEW_CHANNEL,
+)
 from tests.fakes.enqueuer import RecordingEnqueuer
 from tests.unit.delivery.helpers import (
     Clock,
@@ -455,3 +462,77 @@ def test_a_forged_row_cannot_post_into_another_guild(
     with session_factory() as session:
         job = session.get(Job, fan.job_id)
         assert job is not None and job.status == "failed"
+
+
+def _another_guilds_thread(server: FakeDiscordServer, world: World) -> Any:
+    """A thread, with a message in it, of a second guild the same bot serves."""
+    fake = server.fake
+    with fake.lock:
+        owner = fake.add_user("b-owner")
+        guild = fake.add_guild(
+            "Guild B",
+            owner=owner,
+            everyone_permissions=VIEW_CHANNEL | SEND_MESSAGES | READ_MESSAGE_HISTORY,
+        )
+        fake.add_member(
+            guild, world.bot, roles=(fake.add_role(guild, "bot", DEFAULT_BOT_PERMISSIONS),)
+        )
+        thread = fake.add_thread(fake.add_channel(guild, "b-secret"), "b-thread", owner=owner)
+        fake.add_message(thread, owner, "guild B's private plans")
+    return thread
+
+
+def test_discord_webhook_target_posts_into_a_thread_of_its_channel(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    discord: tuple[FakeDiscordServer, World],
+    box: SecretBox,
+) -> None:
+    server, world = discord
+    with server.fake.lock:
+        thread = server.fake.add_thread(world.general, "weekly", owner=world.alice)
+    hook = DiscordWebhookTarget.with_token(
+        box, webhook_id=str(world.webhook.id), token=world.webhook.token, thread_id=str(thread.id)
+    )
+    fan = summary_in(world, session_factory, [hook.model_dump(mode="json")])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
+    [posted] = channel_messages(server, thread.id)
+    assert row(session_factory, fan.delivery_ids[0]).remote_id == str(posted.id)
+
+
+@pytest.mark.parametrize("where", ["another guild", "another channel"])
+def test_a_forged_webhook_thread_is_neither_read_nor_posted_to(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    discord: tuple[FakeDiscordServer, World],
+    box: SecretBox,
+    where: str,
+) -> None:
+    """The job's own webhook, with a ``thread_id`` of another guild (or of another channel:
+    Discord posts only into threads of the webhook's channel).  The first send's answer is
+    lost, so the retry would read the thread to look for it: the guard fails the delivery for
+    good before either, like a missing channel."""
+    server, world = discord
+    if where == "another guild":
+        thread = _another_guilds_thread(server, world)
+    else:
+        with server.fake.lock:
+            thread = server.fake.add_thread(world.readonly, "elsewhere", owner=world.alice)
+    hook = DiscordWebhookTarget.with_token(
+        box, webhook_id=str(world.webhook.id), token=world.webhook.token, thread_id=str(thread.id)
+    )
+    fan = summary_in(world, session_factory, [hook.model_dump(mode="json")])
+    item = fan.delivery_ids[0]
+    server.fake.inject(
+        Fault(
+            kind="status", route="POST /webhooks/{webhook_id}/{webhook_token}", times=1, status=500
+        )
+    )
+    deliver(services, fan.job_id, item)
+    services.clock.advance(2)
+    deliver(services, fan.job_id, item)
+    touched = [e[1] for e in server.fake.limits.events if e[5] == str(thread.id)]
+    assert [r for r in touched if r.startswith(("POST", "PATCH")) or r.endswith("/messages")] == []
+    delivered = row(session_factory, item)
+    assert delivered.status == "failed"
+    assert delivered.last_error == f"no channel {thread.id} in this server"
