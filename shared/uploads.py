@@ -21,6 +21,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import IO
 
+import structlog
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,6 +42,8 @@ __all__ = [
     "open_upload",
     "purge_orphans",
 ]
+
+log = structlog.get_logger(__name__)
 
 #: How errors about an upload's content name it (they start ``upload: message at index …``).
 UPLOAD_NAME = "upload"
@@ -215,30 +218,49 @@ def _opener(
     return open_reader
 
 
-def _require(session_factory: sessionmaker[Session], upload_id: uuid.UUID) -> None:
+def _require(
+    session_factory: sessionmaker[Session], upload_id: uuid.UUID, guild_id: str | None
+) -> None:
+    """Refuse an upload that is gone, or that another guild stored (``guild_id`` None: the
+    operator, who may read any)."""
     with session_factory() as session:
-        found = session.scalar(select(Upload.id).where(Upload.id == upload_id))
+        found = session.execute(
+            select(Upload.id, Upload.guild_id).where(Upload.id == upload_id)
+        ).first()
     if found is None:
         raise PermanentError(
             f"upload {upload_id} is gone (erased or purged)",
             user_message="the uploaded conversation is no longer stored (it was erased); "
             "upload it again",
         )
+    if guild_id is not None and found.guild_id != guild_id:
+        log.warning("uploads.cross_guild", upload_guild=found.guild_id, reader_guild=guild_id)
+        raise PermanentError(
+            f"upload {upload_id} belongs to guild {found.guild_id}, not to guild {guild_id}",
+            user_message="upload is not in this server",
+        )
 
 
-def open_upload(session_factory: sessionmaker[Session], upload_id: uuid.UUID) -> ExportFile:
-    """Open a stored upload with the streaming export reader (DCE export or message array).
+def open_upload(
+    session_factory: sessionmaker[Session], upload_id: uuid.UUID, *, guild_id: str | None
+) -> ExportFile:
+    """Open a stored upload with the streaming export reader (DCE export or message array),
+    for a reader acting for ``guild_id`` (None: the operator).
 
-    Raises :class:`PermanentError` when it is no longer stored, and
-    :class:`InvalidInputError` (naming the message at fault) for content that cannot be read.
+    Raises :class:`PermanentError` when it is no longer stored or another guild stored it
+    (nothing is read then), and :class:`InvalidInputError` (naming the message at fault) for
+    content that cannot be read.
     """
-    _require(session_factory, upload_id)
+    _require(session_factory, upload_id, guild_id)
     return open_stream(UPLOAD_NAME, _opener(session_factory, upload_id))
 
 
-def count_upload(session_factory: sessionmaker[Session], upload_id: uuid.UUID) -> int:
-    """How many messages a stored upload holds (one streaming pass, nothing built)."""
-    _require(session_factory, upload_id)
+def count_upload(
+    session_factory: sessionmaker[Session], upload_id: uuid.UUID, *, guild_id: str | None
+) -> int:
+    """How many messages a stored upload holds (one streaming pass, nothing built); refused
+    like :func:`open_upload`."""
+    _require(session_factory, upload_id, guild_id)
     return count_stream(UPLOAD_NAME, _opener(session_factory, upload_id))
 
 

@@ -1,11 +1,12 @@
 """The fetch stage: read the conversation from its source into the per-job message cache.
 
-Load → work → persist: the job's parameters name the source; a Discord channel is first
-checked against the job's guild (the worker trusts no row to keep the boundary: a channel of
-another guild fails the job before any history is read); the messages are then streamed into
-the cache page by page, and the move to ``summarizing`` records the count and publishes the
-next stage.  A window of one page costs that one job write; a longer one moves the job to
-``fetching`` (with the expected count) after its first page and beats after each further one.
+Load → work → persist: the job's parameters name the source; a Discord channel or a stored
+upload is first checked against the job's guild (the worker trusts no row to keep the
+boundary: a channel or an upload of another guild fails the job before anything is read); the
+messages are then streamed into the cache page by page, and the move to ``summarizing``
+records the count and publishes the next stage.  A window of one page costs that one job
+write; a longer one moves the job to ``fetching`` (with the expected count) after its first
+page and beats after each further one.
 """
 
 from __future__ import annotations
@@ -75,12 +76,15 @@ class _Opened:
 
 @contextmanager
 def _open_document(
-    services: Services, source: ExportFileSource | UploadSource, *, limit: int
+    services: Services, job: Job, source: ExportFileSource | UploadSource, *, limit: int
 ) -> Iterator[_Opened]:
-    """An export file or a stored upload: the same streaming reader reads both."""
+    """An export file or a stored upload: the same streaming reader reads both.  An upload
+    must be the job's guild's (the boundary again, as for a channel): another guild's fails
+    the job before anything is read."""
     if isinstance(source, UploadSource):
-        total = count_upload(services.session_factory, source.upload_id)
-        document = open_upload(services.session_factory, source.upload_id)
+        factory, upload = services.session_factory, source.upload_id
+        total = count_upload(factory, upload, guild_id=job.guild_id)
+        document = open_upload(factory, upload, guild_id=job.guild_id)
     else:
         total = count_messages(source.path)
         document = open_export(source.path)
@@ -291,7 +295,7 @@ def _open(services: Services, job: Job, params: JobParams, *, limit: int) -> Ite
     if isinstance(source, DiscordChannelSource):
         yield _sanitized(_open_discord(services, job, params, source, limit=limit))
         return
-    with _open_document(services, source, limit=limit) as opened:
+    with _open_document(services, job, source, limit=limit) as opened:
         yield _sanitized(opened)
 
 

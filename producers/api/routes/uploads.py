@@ -211,9 +211,9 @@ async def _shielded(work: Callable[[], Awaitable[None]]) -> None:
         await work()
 
 
-def _validate(resources: ApiResources, upload_id: uuid.UUID) -> int:
+def _validate(resources: ApiResources, upload_id: uuid.UUID, guild_id: str | None) -> int:
     """Read the stored upload once, checking every message; the number of messages."""
-    with open_upload(resources.session_factory, upload_id) as document:
+    with open_upload(resources.session_factory, upload_id, guild_id=guild_id) as document:
         count = document.check()
     if count == 0:
         raise InvalidInputError(
@@ -252,7 +252,7 @@ async def _store(
             "DiscordChatExporter export) as the body or as the form field 'file'"
         )
     await _in_thread(writer.finish)
-    await _in_thread(_validate, resources, upload_id)
+    await _in_thread(_validate, resources, upload_id, caller.guild_id)
     return digest.hexdigest()
 
 
