@@ -32,8 +32,8 @@ from shared.errors import InvalidInputError, NotFoundError
 
 __all__ = [
     "DESTINATION_CHANNEL_KINDS",
-    "FORBIDDEN_PER_GUILD",
-    "FORBIDDEN_WINDOW_S",
+    "REFUSED_PER_GUILD",
+    "REFUSED_WINDOW_S",
     "ChannelDirectory",
     "DiscordDirectory",
     "destination_chain",
@@ -47,10 +47,10 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-#: Channel lookups Discord answered 403 that one guild's callers may cause per window (Discord
-#: bans an IP after 10,000 invalid requests in 10 minutes; the bot's breaker trips far below).
-FORBIDDEN_PER_GUILD = 20
-FORBIDDEN_WINDOW_S = 600.0
+#: Channel lookups answered "not in this guild" that one guild's callers may cause per window
+#: (see :meth:`DiscordDirectory.in_guild`).
+REFUSED_PER_GUILD = 20
+REFUSED_WINDOW_S = 600.0
 
 #: Destination kinds that name a channel (or a thread) by ``channel_id``.
 DESTINATION_CHANNEL_KINDS = frozenset({"channel", "thread"})
@@ -175,16 +175,16 @@ class DiscordDirectory:
         ttl: float = 60.0,
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
-        max_forbidden: int = FORBIDDEN_PER_GUILD,
-        forbidden_window: float = FORBIDDEN_WINDOW_S,
+        max_refused: int = REFUSED_PER_GUILD,
+        refused_window: float = REFUSED_WINDOW_S,
     ) -> None:
         self._client = client
         self._ttl = ttl
         self._max = max_entries
         self._clock = clock
-        self._max_forbidden = max_forbidden
-        self._forbidden_window = forbidden_window
-        self._forbidden: OrderedDict[str, deque[float]] = OrderedDict()
+        self._max_refused = max_refused
+        self._refused_window = refused_window
+        self._refused: OrderedDict[str, deque[float]] = OrderedDict()
         self._cache: OrderedDict[tuple[str, ...], tuple[float, Any]] = OrderedDict()
         self._lock = threading.Lock()
         self._in_flight: dict[tuple[str, ...], threading.Lock] = {}
@@ -221,20 +221,13 @@ class DiscordDirectory:
                     self._in_flight.pop(key, None)
         return value
 
-    def _channel(
-        self, channel_id: str, asked_for: str | None = None
-    ) -> tuple[str | None, int | None, str | None]:
-        """A channel's guild, type and parent, from one cached read; a 403 is charged to the
-        guild ``asked_for`` (see :meth:`in_guild`)."""
+    def _channel(self, channel_id: str) -> tuple[str | None, int | None, str | None]:
+        """A channel's guild, type and parent, from one cached read."""
 
         def fetch() -> tuple[str | None, int | None, str | None]:
             try:
                 channel = self._client.get_channel(channel_id)
-            except NotFound:
-                return None, None, None
-            except Forbidden:
-                if asked_for is not None:
-                    self._charge_forbidden(asked_for)
+            except (NotFound, Forbidden):
                 return None, None, None
             return channel.guild_id, channel.type, channel.parent_id
 
@@ -243,45 +236,54 @@ class DiscordDirectory:
         )
         return result
 
-    def _recent_forbidden(self, guild_id: str) -> int:
+    def _recent_refused(self, guild_id: str) -> int:
         now = self._clock()
         with self._lock:
-            times = self._forbidden.get(guild_id)
+            times = self._refused.get(guild_id)
             if times is None:
                 return 0
-            while times and times[0] <= now - self._forbidden_window:
+            while times and times[0] <= now - self._refused_window:
                 times.popleft()
             return len(times)
 
-    def _charge_forbidden(self, guild_id: str) -> None:
+    def _charge_refused(self, guild_id: str) -> None:
         with self._lock:
-            times = self._forbidden.setdefault(guild_id, deque())
-            self._forbidden.move_to_end(guild_id)
+            times = self._refused.setdefault(guild_id, deque())
+            self._refused.move_to_end(guild_id)
             times.append(self._clock())
-            while len(self._forbidden) > self._max:
-                self._forbidden.popitem(last=False)
+            while len(self._refused) > self._max:
+                self._refused.popitem(last=False)
 
     def in_guild(self, guild_id: str, channel_id: str) -> bool:
         """True when the channel is in the guild (see :class:`ChannelDirectory`).
 
-        Every 403 Discord answers counts toward its invalid-request limit, shared by the whole
-        deployment (the bot's breaker stops *all* traffic near it), and a caller may name any
-        channel id of the world: so each guild's callers get at most ``max_forbidden`` lookups
-        answered 403 per ``forbidden_window``; past that, a channel not already known is
-        refused for that guild without asking Discord.
+        A caller may name any channel id of the world, and each one Discord answers 403 (a
+        channel the bot cannot see) counts toward its invalid-request limit, shared by the
+        whole deployment (the bot's breaker stops *all* traffic near it).  So each guild's
+        callers get at most ``max_refused`` lookups answered "not in this guild" per
+        ``refused_window``; past that, a channel not already known to be the guild's is
+        refused without asking Discord.  Every such answer is charged alike, whether Discord
+        said 403, 404 or that the channel is another guild's, and whether it came from the
+        cache: were only 403s charged, a guild could tell from its own ration whether an id
+        it named exists elsewhere.
         """
         found, value = self._fresh(("channel", channel_id))
-        if found:
-            return bool(value[0] == guild_id)
-        if self._recent_forbidden(guild_id) >= self._max_forbidden:
+        if found and value[0] == guild_id:
+            return True
+        if self._recent_refused(guild_id) >= self._max_refused:
             log.warning(
-                "tenancy.forbidden_lookups_rationed",
+                "tenancy.refused_lookups_rationed",
                 guild_id=guild_id,
                 channel_id=channel_id,
-                limit=self._max_forbidden,
+                limit=self._max_refused,
             )
             return False
-        return self._channel(channel_id, asked_for=guild_id)[0] == guild_id
+        if not found:
+            value = self._channel(channel_id)
+        if value[0] == guild_id:
+            return True
+        self._charge_refused(guild_id)
+        return False
 
     def channel_guild(self, channel_id: str) -> str | None:
         """The guild of a channel or thread (see :class:`ChannelDirectory`)."""

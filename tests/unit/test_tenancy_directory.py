@@ -1,13 +1,15 @@
-"""The guild boundary's directory: one Discord lookup per key however many ask at once."""
+"""The guild boundary's directory: one Discord lookup per key however many ask at once, and a
+ration of refused lookups per guild that tells it nothing about other guilds."""
 
 from __future__ import annotations
 
+import random
 import threading
 
 import pytest
 
 from shared.errors import NotFoundError
-from shared.tenancy import DiscordDirectory, require_channel
+from shared.tenancy import REFUSED_PER_GUILD, DiscordDirectory, require_channel
 from tests.fakes.discord_state import VIEW_CHANNEL
 from tests.support.discord_tenants import DiscordTenants
 
@@ -71,8 +73,39 @@ def test_a_guild_naming_channels_the_bot_cannot_see_spends_a_bounded_share_of_in
         with pytest.raises(NotFoundError):
             require_channel(directory, guild, channel_id)
     spent = fake.limits.invalid_count("127.0.0.1") - before
-    assert spent <= 20, spent
+    assert spent <= REFUSED_PER_GUILD, spent
     # Another guild's callers are not held back by it, nor are this guild's known channels.
     other_guild, other_channel = discord_tenants.tenant()
     require_channel(directory, other_guild, other_channel)
     assert directory.in_guild(other_guild, other_channel)
+
+
+def _foreign_ids(tenants: DiscordTenants, kind: str, count: int) -> list[str]:
+    """``count`` channel ids outside any guild a tenant of the test owns."""
+    fake = tenants.server.fake
+    if kind == "missing":
+        return [str(random.randint(10**17, 10**18 - 1)) for _ in range(count)]
+    other, _ = tenants.tenant()
+    with fake.lock:
+        guild = fake.guilds[int(other)]
+        # Hidden from the bot (Discord answers 403), or visible but another guild's (200).
+        hidden = [{"id": other, "type": 0, "allow": "0", "deny": str(VIEW_CHANNEL)}]
+        overwrites = hidden if kind == "hidden" else []
+        return [
+            str(fake.add_channel(guild, f"x{i}", overwrites=overwrites).id) for i in range(count)
+        ]
+
+
+@pytest.mark.parametrize("kind", ["hidden", "visible", "missing"])
+@pytest.mark.parametrize("named", [REFUSED_PER_GUILD - 1, REFUSED_PER_GUILD])
+def test_the_ration_charges_every_foreign_id_alike(
+    discord_tenants: DiscordTenants, kind: str, named: int
+) -> None:
+    # Whether a guild's own new channel is still looked up after it named ``named`` ids of
+    # other guilds must not depend on whether those ids exist (else the ration is an oracle).
+    guild, _ = discord_tenants.tenant()
+    directory = DiscordDirectory(discord_tenants.client, ttl=60.0)
+    for channel_id in _foreign_ids(discord_tenants, kind, named):
+        assert not directory.in_guild(guild, channel_id)
+    own = discord_tenants.channel(guild, "brand-new")
+    assert directory.in_guild(guild, own) is (named < REFUSED_PER_GUILD)
