@@ -63,6 +63,8 @@ _INVISIBLE = re.compile(
     "\x00-\x08\x0e-\x1b\x1f\x7f-\x84\x86-\x9f]"
 )
 _ASCII_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x1f\x7f]+")
+# An ASCII control clean_text changes: every one but tab and "\n".
+_ASCII_UNCLEAN = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
 # What str.splitlines takes for a line break (as in shared.summarize.transcript).
 _LINE_BREAKS = re.compile("\r\n?|[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 # In a name, any control character (line breaks and tab included) is a space.
@@ -98,10 +100,12 @@ def strip_invisible(text: str) -> str:
 def clean_text(text: str) -> str:
     """Invisible and control characters removed, line breaks made ``\\n`` and fullwidth
     ASCII folded: what the redactor reads."""
-    text = _LINE_BREAKS.sub("\n", strip_invisible(text))
     if text.isascii():
-        return text
-    return text.translate(_FULLWIDTH)
+        # Most text: one scan that finds nothing to clean.
+        if _ASCII_UNCLEAN.search(text) is None:
+            return text
+        return _LINE_BREAKS.sub("\n", _ASCII_CONTROLS.sub("", text))
+    return _LINE_BREAKS.sub("\n", strip_invisible(text)).translate(_FULLWIDTH)
 
 
 def sanitize_text(text: str, redactor: Redactor | None = None) -> str:
