@@ -22,10 +22,10 @@ from pydantic import (
 
 from producers.api.examples import examples
 from shared.domain.messages import SnowflakeText
+from shared.jobs import Audience
 from shared.summarize.content import SummaryFormat
 
 __all__ = [
-    "AudienceIn",
     "CatchupCreate",
     "CatchupDestinationIn",
     "ChannelDestination",
@@ -181,23 +181,6 @@ CatchupDestinationIn = Annotated[
 ]
 
 
-class AudienceChannelIn(InputModel):
-    """Everyone who can read this channel or thread reads the digest."""
-
-    kind: Literal["channel"] = "channel"
-    channel_id: Snowflake
-
-
-class AudienceMemberIn(InputModel):
-    """This member reads the digest."""
-
-    kind: Literal["member"] = "member"
-    user_id: Snowflake
-
-
-AudienceIn = Annotated[AudienceChannelIn | AudienceMemberIn, Field(discriminator="kind")]
-
-
 class DigestWindow(InputModel):
     """Which time a digest covers: the last ``hours``, or a time range.  A digest reads time,
     not a number of messages: ``messages`` and ``after_message_id`` are refused."""
@@ -290,7 +273,7 @@ class DigestCreate(InputModel):
         max_length=20,
         description="Where to deliver the digest besides GET /v1/summaries/{id}",
     )
-    audience: list[AudienceIn] | None = Field(
+    audience: list[Audience] | None = Field(
         default=None,
         min_length=1,
         max_length=10,
