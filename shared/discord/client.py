@@ -501,10 +501,6 @@ class DiscordClient(ClosesOnExit):
 
     # --- webhooks ----------------------------------------------------------------------------
 
-    def webhook_guild(self, webhook: WebhookRef | str | SecretStr) -> str | None:
-        """The guild a webhook posts into, or None when the webhook or its token is gone."""
-        return self.webhook_place(webhook)[0]
-
     def webhook_place(self, webhook: WebhookRef | str | SecretStr) -> tuple[str | None, str | None]:
         """(guild, channel) a webhook posts into, from one read; (None, None) when the
         webhook or its token is gone."""
