@@ -12,7 +12,9 @@ Beat is only a clock.  Every tick (30 s) runs :func:`dispatch_due_digests`, whic
    (which checks the channels and destination against the schedule's guild) with the
    idempotency key ``digest:<run id>`` and links it to the run.  A dispatcher that dies between
    the commit and the submission leaves a run without a job; the next tick (after a short
-   grace) submits it, and the idempotency key makes that submission return the same job.
+   grace) submits it, and the idempotency key makes that submission return the same job,
+   unless the schedule was paused meanwhile: a paused schedule posts nothing more, and the
+   run's window goes back to the schedule for when it is resumed.
 
 Each run's job is built by :func:`shared.services.digests.digest_params` from the schedule's
 :class:`~shared.services.digests.DigestScope` and the run's window.  A schedule of one channel
@@ -218,12 +220,23 @@ def _destinations(destination: dict[str, Any]) -> tuple[list[Any], bool]:
         return [], True
 
 
+def _drop_run(session: Session, schedule: Schedule, run: ScheduleRun) -> None:
+    """Forget a run that sends nothing, handing its window back to the schedule.
+
+    ``last_run_at`` goes back to where the run began, so the schedule's next run (once it is
+    resumed) covers the window this one did not send instead of leaving a gap.
+    """
+    if schedule.last_run_at == run.window_end:
+        schedule.last_run_at = run.window_start
+    session.delete(run)
+
+
 def _pause(session: Session, schedule: Schedule, run: ScheduleRun, why: str) -> None:
     """Pause a schedule that cannot run, rather than failing it on every tick."""
     log.error("digest.schedule_unusable", schedule_id=str(schedule.id), error=why)
     schedule.enabled = False
     schedule.next_run_at = None
-    session.delete(run)
+    _drop_run(session, schedule, run)
 
 
 def _run_params(schedule: Schedule, run: ScheduleRun, targets: list[Any]) -> JobParams:
@@ -293,6 +306,11 @@ def _prepare_run(
             return None
         schedule = session.get(Schedule, run.schedule_id)
         if schedule is None:  # pragma: no cover - the run cascades with its schedule
+            return None
+        if not schedule.enabled:
+            # Paused after this run was claimed (its dispatcher died before submitting it):
+            # a paused digest posts nothing more.
+            _drop_run(session, schedule, run)
             return None
         targets, pending = _destinations(schedule.destination)
         try:

@@ -17,7 +17,7 @@ from schema.models.jobs import Job
 from schema.models.schedules import Schedule, ScheduleRun
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
-from shared.digests.dispatch import dispatch_due_digests, plan_run
+from shared.digests.dispatch import ORPHAN_GRACE, dispatch_due_digests, plan_run
 from shared.digests.empty import (
     EmptyWindowAction,
     digest_snapshot,
@@ -35,8 +35,9 @@ from shared.jobs import (
     JobParams,
     parse_params,
 )
-from shared.services.core import OPERATOR, Core
+from shared.services.core import OPERATOR, Actor, Core
 from shared.services.jobs import submit_job
+from shared.services.schedules import set_schedule_enabled
 from shared.summarize.content import SummaryFormat
 from tests.fakes.enqueuer import RecordingEnqueuer
 from tests.support.discord_tenants import DiscordTenants
@@ -299,3 +300,52 @@ def test_no_activity_notice_is_a_valid_summary() -> None:
     )
     assert content.overview.startswith("No activity in #general between 2026-06-01 10:00")
     assert content.coverage.messages_total == 0 and content.cited_ids() == set()
+
+
+def _orphan_run(digests: Digests, schedule_id: uuid.UUID, due: datetime) -> uuid.UUID:
+    """A run as a dispatcher that died right after committing its claim leaves it: no job."""
+    with digests.factory() as session, session.begin():
+        schedule = session.get(Schedule, schedule_id)
+        assert schedule is not None and schedule.next_run_at is not None
+        plan = plan_run(
+            parse_schedule(schedule.spec),
+            due_at=schedule.next_run_at,
+            last_run_at=schedule.last_run_at,
+            now=due,
+        )
+        run = ScheduleRun(
+            id=uuid.uuid4(),
+            schedule_id=schedule_id,
+            window_start=plan.window_start,
+            window_end=plan.window_end,
+            created_at=due,
+        )
+        session.add(run)
+        schedule.next_run_at = plan.next_run_at
+        schedule.last_run_at = plan.window_end
+    return run.id
+
+
+def test_a_paused_schedule_posts_nothing_more_not_even_a_run_left_without_its_job(
+    digests: Digests,
+) -> None:
+    schedule_id = digests.add("hourly", now=START)
+    due = START + timedelta(hours=1, seconds=5)
+    orphan = _orphan_run(digests, schedule_id, due)
+    with digests.factory() as session:
+        run = session.get(ScheduleRun, orphan)
+        assert run is not None
+        window_start = run.window_start
+    actor = Actor(origin="bot", guild_id=digests.guild, requested_by="42")
+    set_schedule_enabled(digests.core(), actor, schedule_id, enabled=False)
+    enqueuer = RecordingEnqueuer()
+    later = dispatch_due_digests(
+        digests.core(enqueuer), now=due + ORPHAN_GRACE + timedelta(seconds=1)
+    )
+    assert (later.orphans_resubmitted, enqueuer.sent) == (0, [])
+    with digests.factory() as session:
+        assert session.scalars(select(Job)).all() == []
+        # The window it did not send is not lost: resumed, the schedule covers it again.
+        assert session.scalars(select(ScheduleRun)).all() == []
+        schedule = session.get(Schedule, schedule_id)
+        assert schedule is not None and schedule.last_run_at == window_start
