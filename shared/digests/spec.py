@@ -255,6 +255,14 @@ def _parse_time(token: str) -> tuple[int, int] | None:
     return hour, minute
 
 
+# Each a schedule that parses: a refusal's suggestion must work when copied.
+_TIME_EXAMPLES = {
+    "daily": "daily 09:00",
+    "weekly": "weekly mon 09:00",
+    "monthly": "monthly 1 09:00",
+}
+
+
 def _take_time(words: list[str], kind: str) -> tuple[int, int]:
     times = []
     rest = []
@@ -265,7 +273,7 @@ def _take_time(words: list[str], kind: str) -> tuple[int, int]:
         else:
             times.append(parsed)
     if not times:
-        raise ValueError(f"say at what time a {kind} digest fires, e.g. '{kind} 09:00'")
+        raise ValueError(f"say at what time a {kind} digest fires, e.g. '{_TIME_EXAMPLES[kind]}'")
     if len(times) > 1:
         raise ValueError("give one time of day")
     words[:] = rest
@@ -335,6 +343,10 @@ def _clock(hour: int, minute: int) -> str:
     return f"{hour:02d}:{minute:02d}"
 
 
+_MINUTES_RULE = (
+    f"an interval in minutes must divide the hour and be at least {MIN_INTERVAL_MINUTES}, "
+    "e.g. 'every 15 minutes'"
+)
 _UNITS = frozenset({"minute", "minutes", "min", "mins", "hour", "hours"})
 
 
@@ -343,10 +355,7 @@ def _interval(count: int, unit: str, rest: list[str]) -> tuple[str, str]:
     _no_more(rest)
     if unit.startswith("min"):
         if count < MIN_INTERVAL_MINUTES or 60 % count:
-            raise ValueError(
-                f"an interval in minutes must divide the hour and be at least "
-                f"{MIN_INTERVAL_MINUTES}, e.g. 'every 15 minutes'"
-            )
+            raise ValueError(_MINUTES_RULE)
         return f"*/{count} * * * *", f"every {count} minutes"
     if count < 1 or 24 % count:
         raise ValueError("an interval in hours must divide the day, e.g. 'every 6 hours'")
@@ -361,6 +370,13 @@ def _from_words(words: list[str]) -> tuple[str, str]:
     rest = [w for w in words[1:] if w not in _FILLER]
     if head == "every" and len(rest) >= 2 and rest[0].isdigit() and rest[1] in _UNITS:
         return _interval(int(rest[0]), rest[1], rest[2:])
+    if head == "every" and rest[:1] and rest[0].isdigit():
+        raise ValueError(
+            "an interval is counted in minutes or hours, e.g. 'every 15 minutes'; for days "
+            "or weeks say when, e.g. 'daily 09:00' or 'weekly mon 09:00', or use cron"
+        )
+    if head == "every" and rest[:1] in (["minute"], ["min"]):
+        raise ValueError(_MINUTES_RULE)
     if head == "every" and rest[:1] in (["hour"], ["hourly"]):
         head, rest = "hourly", rest[1:]
     elif head == "every" and rest[:1] in (["day"], ["daily"]):

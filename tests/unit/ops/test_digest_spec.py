@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -214,3 +215,23 @@ def test_intervals_that_do_not_fit_say_why(text: str, problem: str) -> None:
     with pytest.raises(InvalidInputError, match=problem) as info:
         parse_schedule(text)
     assert "weekly digest" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("weekly mon", "say at what time a weekly digest fires"),
+        ("every monday", "say at what time a weekly digest fires"),
+        ("monthly 1", "say at what time a monthly digest fires"),
+        ("every minute", "an interval in minutes"),
+        ("every 2 weeks", "minutes or hours"),
+        ("every 3 days 09:00", "minutes or hours"),
+    ],
+)
+def test_the_fix_a_refusal_suggests_is_a_schedule_that_works(text: str, problem: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        parse_schedule(text)
+    message = str(info.value)
+    assert problem in message
+    for suggestion in re.findall(r"e\.g\. '([^']+)'", message):
+        parse_schedule(suggestion)
