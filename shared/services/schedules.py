@@ -194,6 +194,22 @@ def _locked(session: Session, guild_id: str, schedule_id: uuid.UUID) -> Schedule
     return locked_guild_row(session, Schedule, guild_id, schedule_id, what="schedule")
 
 
+#: First key of the PostgreSQL advisory lock on a guild's set of schedules (the second is the
+#: guild id's hash); the two-key form keeps it apart from the one-key locks used elsewhere.
+_CAP_LOCK_KEY = 0x5C4ED
+
+
+def _lock_guild_schedules(session: Session, guild: str) -> None:
+    """Hold, until the transaction ends, the right to add a schedule to ``guild``.
+
+    Locking the guild's schedule rows is not enough: a guild without any has nothing to lock,
+    so racing creations would each count zero and all pass the cap.  SQLite needs none: every
+    transaction there begins with the write lock (``BEGIN IMMEDIATE``).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(_CAP_LOCK_KEY, func.hashtext(guild))))
+
+
 def create_schedule(core: Core, actor: Actor, request: ScheduleRequest) -> Schedule:
     """Store a new schedule, due at its first firing after now.
 
@@ -237,10 +253,7 @@ def create_schedule(core: Core, actor: Actor, request: ScheduleRequest) -> Sched
     if request.enabled:
         _retime(row, now)
     with core.session_factory() as session, session.begin():
-        # Counted under a lock on the guild's rows, so two creations cannot both pass the cap.
-        session.execute(
-            select(Schedule.id).where(Schedule.guild_id == guild).with_for_update()
-        ).all()
+        _lock_guild_schedules(session, guild)
         count = session.scalar(
             select(func.count()).select_from(Schedule).where(Schedule.guild_id == guild)
         )
