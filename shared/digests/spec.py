@@ -37,9 +37,11 @@ from shared.errors import InvalidInputError
 __all__ = [
     "MIN_INTERVAL_MINUTES",
     "ScheduleSpec",
+    "named_zone",
     "next_run",
     "parse_schedule",
     "previous_run",
+    "zone_name",
 ]
 
 #: Digests fire at most this often (a tighter cron is refused).
@@ -111,10 +113,14 @@ def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInputError(
-            f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin, "
-            "America/New_York or UTC"
-        ) from None
+        raise InvalidInputError(_unknown_zone(name)) from None
+
+
+def _unknown_zone(name: str) -> str:
+    return (
+        f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin, "
+        "America/New_York or UTC"
+    )
 
 
 # --- cron fields ------------------------------------------------------------------------------
@@ -443,6 +449,24 @@ _CRON_TOKEN = re.compile(r"^[0-9a-z*,/-]+$")
 _ZONE_LIKE = re.compile(r"[A-Za-z_]+/[A-Za-z_/+-]+|[A-Za-z]+[+-]\d{1,2}")
 
 
+def zone_name(name: str) -> str:
+    """The canonical IANA spelling of time zone ``name`` (any case); raise
+    :class:`InvalidInputError` when there is no such zone."""
+    canonical = _canonical_zone(name)
+    if canonical is None:
+        raise InvalidInputError(_unknown_zone(name))
+    return canonical
+
+
+def named_zone(text: str) -> str | None:
+    """The IANA zone (canonical spelling) a schedule's text ends with, or None if it names none.
+
+    Such a zone overrides any default time zone :func:`parse_schedule` is given.
+    """
+    tokens = text.split()
+    return _canonical_zone(tokens[-1]) if len(tokens) > 1 else None
+
+
 def parse_schedule(text: str, *, default_timezone: str = "UTC") -> ScheduleSpec:
     """Parse a schedule said in words or as cron; raise :class:`InvalidInputError` if wrong.
 
@@ -458,16 +482,12 @@ def parse_schedule(text: str, *, default_timezone: str = "UTC") -> ScheduleSpec:
     if zone_name is None:
         raise _invalid(text, f"unknown default time zone {default_timezone!r}")
     if len(tokens) > 1:
-        trailing = _canonical_zone(tokens[-1])
+        trailing = named_zone(text)
         if trailing is not None:
             zone_name = trailing
             tokens = tokens[:-1]
         elif _ZONE_LIKE.fullmatch(tokens[-1]):
-            raise _invalid(
-                text,
-                f"unknown time zone {tokens[-1]!r}; use an IANA name such as Europe/Berlin, "
-                "America/New_York or UTC",
-            )
+            raise _invalid(text, _unknown_zone(tokens[-1]))
     _zone(zone_name)
     words = [t.lower() for t in tokens]
     try:
