@@ -25,7 +25,8 @@ digest only contains what all of them may read.
 Catch-up policy: when ticks were missed (beat or the workers were down), a schedule fires
 **once**, for the latest firing time that has passed, and that one run's window reaches back to
 the end of the previous run (``last_run_at``): one digest covering everything missed, never a
-burst of one digest per missed tick.  The window is capped at :data:`MAX_CATCH_UP_WINDOW`.
+burst of one digest per missed tick.  The window is capped at :data:`MAX_CATCH_UP_WINDOW`, or
+at the schedule's own period when that is longer (a quarterly digest covers its quarter).
 A schedule's first run covers the period since its previous firing time (a daily digest covers
 the last day, a weekday digest on Monday covers the weekend).
 """
@@ -67,7 +68,8 @@ log = structlog.get_logger(__name__)
 
 #: ``jobs.origin`` of digest jobs.
 DIGEST_ORIGIN = "digest"
-#: The longest window one run covers after an outage (older messages are left out).
+#: The longest window one run covers after an outage (older messages are left out), unless
+#: the schedule's own period is longer.
 MAX_CATCH_UP_WINDOW = timedelta(days=31)
 #: A run without a job this old is submitted again (its dispatcher died mid-way).
 ORPHAN_GRACE = timedelta(seconds=60)
@@ -126,10 +128,11 @@ def plan_run(
     fire_at = max(previous_run(spec, now + _EPSILON), due_at)
     following = next_run(spec, fire_at)
     missed = fire_at > due_at
-    start = last_run_at if last_run_at is not None and last_run_at < fire_at else None
-    if start is None:
-        start = previous_run(spec, fire_at)
-    start = max(start, fire_at - max_window)
+    previous = previous_run(spec, fire_at)
+    start = last_run_at if last_run_at is not None and last_run_at < fire_at else previous
+    # The cap bounds a catch-up, never the schedule's own period: a quarterly digest covers
+    # its quarter.
+    start = max(start, fire_at - max(max_window, fire_at - previous))
     return RunPlan(window_start=start, window_end=fire_at, next_run_at=following, missed=missed)
 
 

@@ -25,7 +25,7 @@ from shared.digests.empty import (
     no_activity_content,
     record_outcome,
 )
-from shared.digests.spec import parse_schedule
+from shared.digests.spec import next_run, parse_schedule, previous_run
 from shared.domain.messages import ChannelInfo
 from shared.jobs import (
     AudienceChannel,
@@ -349,3 +349,42 @@ def test_a_paused_schedule_posts_nothing_more_not_even_a_run_left_without_its_jo
         assert session.scalars(select(ScheduleRun)).all() == []
         schedule = session.get(Schedule, schedule_id)
         assert schedule is not None and schedule.last_run_at == window_start
+
+
+@pytest.mark.parametrize(
+    ("text", "previous", "firing"),
+    [
+        # Quarterly: each digest covers its quarter, not only the quarter's last 31 days.
+        (
+            "cron 0 9 1 */3 *",
+            datetime(2026, 4, 1, 9, tzinfo=UTC),
+            datetime(2026, 7, 1, 9, tzinfo=UTC),
+        ),
+        # Yearly, on the first working day's morning.
+        (
+            "cron 0 8 2 1 *",
+            datetime(2026, 1, 2, 8, tzinfo=UTC),
+            datetime(2027, 1, 2, 8, tzinfo=UTC),
+        ),
+        # The 31st: two months apart from January to March.
+        (
+            "cron 0 9 31 * *",
+            datetime(2026, 1, 31, 9, tzinfo=UTC),
+            datetime(2026, 3, 31, 9, tzinfo=UTC),
+        ),
+    ],
+)
+def test_a_schedule_firing_less_often_than_monthly_covers_its_whole_period(
+    text: str, previous: datetime, firing: datetime
+) -> None:
+    spec = parse_schedule(text)
+    now = firing + timedelta(seconds=20)
+    plan = plan_run(spec, due_at=firing, last_run_at=previous, now=now)
+    assert (plan.window_start, plan.window_end) == (previous, firing)
+    first = plan_run(spec, due_at=firing, last_run_at=None, now=now)
+    assert (first.window_start, first.window_end) == (previous, firing)
+    # An outage longer than the period still makes one run, of one period.
+    later = next_run(spec, firing)
+    caught_up = plan_run(spec, due_at=firing, last_run_at=previous, now=later + timedelta(days=1))
+    assert caught_up.window_end == later
+    assert caught_up.window_start == previous_run(spec, later)
