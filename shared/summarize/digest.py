@@ -3,9 +3,10 @@
 Each channel of a multi-channel job is summarized on its own (and its notes are cached like any
 channel summary's); :func:`compose_digest` then builds the summary people read:
 
-- **what matters most**: the few points that weigh most across channels.  Decisions and action
-  items outweigh plain points, a point resting on more messages outweighs one resting on fewer,
-  and, in a catch-up, anything that mentions or answers the reader comes first.  At most two
+- **what matters most**: the few points that weigh most across channels.  In a catch-up,
+  anything that mentions or answers the reader comes first; then decisions and action items,
+  before any other point; within each, a point resting on more messages, in a busier channel,
+  outweighs one resting on fewer.  At most two
   points per channel, so one busy channel cannot fill the section;
 - **one section per channel with activity**: its own overview, topics, points, decisions,
   action items and open questions, every one still citing its messages;
@@ -72,12 +73,24 @@ class ChannelPart:
         return self.content.coverage.messages_total if self.content is not None else 0
 
 
+#: Kinds of point that come before every other kind in "what matters most", whatever their
+#: score: a decision in a quiet channel matters more than chatter in a busy one.
+_FIRST_KINDS = frozenset({"decision", "action"})
+
+
 @dataclass(frozen=True)
 class _Candidate:
     score: float
     text: str
     message_ids: list[str]
     channel: str
+    involves_reader: bool = False
+    first_kind: bool = False
+
+    @property
+    def rank(self) -> tuple[bool, bool, float]:
+        """Sort key: what involves the reader, then decisions and action items, then score."""
+        return (not self.involves_reader, not self.first_kind, -self.score)
 
 
 def _candidates(part: ChannelPart, reader_first: bool) -> list[_Candidate]:
@@ -96,16 +109,24 @@ def _candidates(part: ChannelPart, reader_first: bool) -> list[_Candidate]:
     for kind, rows in groups:
         for text, ids in rows:
             score = _WEIGHTS[kind] * (1.0 + math.log1p(len(ids))) * activity
-            if reader_first and part.involvement.message_ids.intersection(ids):
-                score += 100.0
-            out.append(_Candidate(score, f"{label}: {text}", list(ids), part.channel_id))
+            involves = reader_first and bool(part.involvement.message_ids.intersection(ids))
+            out.append(
+                _Candidate(
+                    score,
+                    f"{label}: {text}",
+                    list(ids),
+                    part.channel_id,
+                    involves_reader=involves,
+                    first_kind=kind in _FIRST_KINDS,
+                )
+            )
     return out
 
 
 def _what_matters_most(parts: Sequence[ChannelPart], reader_first: bool) -> list[CitedPoint]:
     ranked = sorted(
         (c for part in parts for c in _candidates(part, reader_first)),
-        key=lambda c: -c.score,
+        key=lambda c: c.rank,
     )
     chosen: list[_Candidate] = []
     per_channel: dict[str, int] = {}

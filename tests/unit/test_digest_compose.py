@@ -143,3 +143,23 @@ def test_nothing_new_anywhere() -> None:
     digest = _digest([ChannelPart("3", "music", None, None)])
     assert digest.channels == [] and digest.quiet_channels == ["music"]
     assert digest.overview == "Nothing new in the 1 channels covered."
+
+
+def test_decisions_and_action_items_come_before_plain_points_whatever_the_channel_size() -> None:
+    busy = _content("general", "g", 30)
+    busy = busy.model_copy(
+        update={
+            "key_points": [
+                CitedPoint(text="g point everyone chatted about", message_ids=list(busy.citations))
+            ],
+            "action_items": [],
+            "coverage": busy.coverage.model_copy(update={"messages_total": 5000}),
+        }
+    )
+    small = _content("ops", "o", 3, decisions=1)
+    top = _digest(
+        [ChannelPart("1", "general", None, busy), ChannelPart("2", "ops", None, small)]
+    ).key_points
+    texts = [p.text for p in top]
+    assert texts[:2] == ["#ops: o decided 0", "#ops: o will ship"]
+    assert "#general: g point everyone chatted about" in texts[2:]
