@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from shared.errors import InvalidInputError
@@ -208,7 +208,8 @@ def _parse_field(text: str, field: _Field) -> frozenset[int]:
     return frozenset(values)
 
 
-@cache
+# Bounded: every text anyone submits is compiled, so an unbounded cache would keep them all.
+@lru_cache(maxsize=256)
 def _compile(cron: str) -> _Cron:
     parts = cron.lower().split()
     if len(parts) != 5:

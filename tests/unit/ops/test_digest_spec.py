@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -235,3 +236,20 @@ def test_the_fix_a_refusal_suggests_is_a_schedule_that_works(text: str, problem:
     assert problem in message
     for suggestion in re.findall(r"e\.g\. '([^']+)'", message):
         parse_schedule(suggestion)
+
+
+def test_schedules_parsed_are_not_kept_forever() -> None:
+    """Every schedule anyone types (also one refused later, e.g. at the cap) is parsed; a
+    process that keeps each one grows without bound under a stream of distinct texts."""
+    texts = [f"cron {m} {h} {d} * *" for m in range(60) for h in range(24) for d in (1, 15)]
+    tracemalloc.start()
+    try:
+        for text in texts[:1000]:  # whatever parsing keeps at its fullest
+            parse_schedule(text)
+        before = tracemalloc.get_traced_memory()[0]
+        for text in texts[1000:2000]:
+            parse_schedule(text)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 200_000, f"{grown} bytes more kept after parsing 1000 more schedules"
