@@ -26,7 +26,8 @@ Catch-up policy: when ticks were missed (beat or the workers were down), a sched
 **once**, for the latest firing time that has passed, and that one run's window reaches back to
 the end of the previous run (``last_run_at``): one digest covering everything missed, never a
 burst of one digest per missed tick.  The window is capped at :data:`MAX_CATCH_UP_WINDOW`, or
-at the schedule's own period when that is longer (a quarterly digest covers its quarter).
+at the schedule's own period when that is longer (a quarterly digest covers its quarter), and
+never reaches back more than :data:`MAX_PERIOD_WINDOW`.
 A schedule's first run covers the period since its previous firing time (a daily digest covers
 the last day, a weekday digest on Monday covers the weekend).
 """
@@ -57,6 +58,7 @@ from shared.summarize.content import SummaryFormat
 __all__ = [
     "DIGEST_ORIGIN",
     "MAX_CATCH_UP_WINDOW",
+    "MAX_PERIOD_WINDOW",
     "DispatchResult",
     "RunPlan",
     "digest_idempotency_key",
@@ -71,6 +73,9 @@ DIGEST_ORIGIN = "digest"
 #: The longest window one run covers after an outage (older messages are left out), unless
 #: the schedule's own period is longer.
 MAX_CATCH_UP_WINDOW = timedelta(days=31)
+#: The longest window any run covers, however rarely its schedule fires (a yearly digest
+#: covers its year; one on Feb 29 the last year, not the years since the last leap day).
+MAX_PERIOD_WINDOW = timedelta(days=366)
 #: A run without a job this old is submitted again (its dispatcher died mid-way).
 ORPHAN_GRACE = timedelta(seconds=60)
 #: Runs older than this are not resubmitted (their job may have been purged since).
@@ -132,7 +137,7 @@ def plan_run(
     start = last_run_at if last_run_at is not None and last_run_at < fire_at else previous
     # The cap bounds a catch-up, never the schedule's own period: a quarterly digest covers
     # its quarter.
-    start = max(start, fire_at - max(max_window, fire_at - previous))
+    start = max(start, fire_at - max(max_window, min(fire_at - previous, MAX_PERIOD_WINDOW)))
     return RunPlan(window_start=start, window_end=fire_at, next_run_at=following, missed=missed)
 
 

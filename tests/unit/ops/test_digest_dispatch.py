@@ -17,7 +17,12 @@ from schema.models.jobs import Job
 from schema.models.schedules import Schedule, ScheduleRun
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrate import upgrade
-from shared.digests.dispatch import ORPHAN_GRACE, dispatch_due_digests, plan_run
+from shared.digests.dispatch import (
+    MAX_PERIOD_WINDOW,
+    ORPHAN_GRACE,
+    dispatch_due_digests,
+    plan_run,
+)
 from shared.digests.empty import (
     EmptyWindowAction,
     digest_snapshot,
@@ -388,3 +393,16 @@ def test_a_schedule_firing_less_often_than_monthly_covers_its_whole_period(
     caught_up = plan_run(spec, due_at=firing, last_run_at=previous, now=later + timedelta(days=1))
     assert caught_up.window_end == later
     assert caught_up.window_start == previous_run(spec, later)
+
+
+def test_a_window_never_reaches_back_more_than_a_year() -> None:
+    """A leap-day digest fires every 4 (or, over 2100, 8) years: it covers the last year, not
+    every message of the server since the last leap day."""
+    spec = parse_schedule("cron 0 9 29 2 *")
+    previous = datetime(2096, 2, 29, 9, tzinfo=UTC)
+    firing = datetime(2104, 2, 29, 9, tzinfo=UTC)
+    now = firing + timedelta(seconds=20)
+    for last_run_at in (previous, None):
+        plan = plan_run(spec, due_at=firing, last_run_at=last_run_at, now=now)
+        assert plan.window_end == firing
+        assert plan.window_start == firing - MAX_PERIOD_WINDOW
