@@ -118,9 +118,15 @@ def _zone(name: str) -> ZoneInfo:
 
 def _unknown_zone(name: str) -> str:
     return (
-        f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin, "
+        f"unknown time zone {_shown(name)!r}; use an IANA name such as Europe/Berlin, "
         "America/New_York or UTC"
     )
+
+
+def _shown(name: str) -> str:
+    """``name`` as an error repeats it: IANA names are short, and an answer repeating thousands
+    of characters would not fit in a Discord message."""
+    return name if len(name) <= 64 else name[:40] + "…"
 
 
 # --- cron fields ------------------------------------------------------------------------------
@@ -481,7 +487,7 @@ def parse_schedule(text: str, *, default_timezone: str = "UTC") -> ScheduleSpec:
         raise _invalid(text[:40] + "…", "the schedule is longer than 200 characters")
     zone_name = _canonical_zone(default_timezone)
     if zone_name is None:
-        raise _invalid(text, f"unknown default time zone {default_timezone!r}")
+        raise _invalid(text, f"unknown default time zone {_shown(default_timezone)!r}")
     if len(tokens) > 1:
         trailing = named_zone(text)
         if trailing is not None:

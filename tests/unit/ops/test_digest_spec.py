@@ -253,3 +253,13 @@ def test_schedules_parsed_are_not_kept_forever() -> None:
     finally:
         tracemalloc.stop()
     assert grown < 200_000, f"{grown} bytes more kept after parsing 1000 more schedules"
+
+
+def test_a_huge_time_zone_is_refused_without_echoing_it() -> None:
+    """The bot's ``timezone`` option takes up to 6,000 characters; an answer that repeats them
+    all is longer than a Discord message can be, so the member would get no answer at all."""
+    with pytest.raises(InvalidInputError) as info:
+        parse_schedule("daily 09:00", default_timezone="Europe/" + "x" * 5000)
+    message = info.value.user_message
+    assert "time zone" in message and "Europe/Berlin" in message
+    assert len(message) < 600
