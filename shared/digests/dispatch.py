@@ -176,11 +176,12 @@ def _claim_and_plan(
         ).all()
         result.claimed = len(schedules)
         for schedule in schedules:
-            assert schedule.next_run_at is not None
+            due_at = schedule.next_run_at
+            assert due_at is not None
             try:
                 plan = plan_run(
                     _spec(schedule),
-                    due_at=schedule.next_run_at,
+                    due_at=due_at,
                     last_run_at=schedule.last_run_at,
                     now=now,
                 )
@@ -211,8 +212,9 @@ def _claim_and_plan(
                     log.info(
                         "digest.caught_up",
                         schedule_id=str(schedule.id),
-                        due_at=schedule.next_run_at.isoformat(),
+                        due_at=due_at.isoformat(),
                         window_start=plan.window_start.isoformat(),
+                        window_end=plan.window_end.isoformat(),
                     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
+from structlog.testing import capture_logs
 
 from schema.models.jobs import Job
 from schema.models.schedules import Schedule, ScheduleRun
@@ -406,3 +407,16 @@ def test_a_window_never_reaches_back_more_than_a_year() -> None:
         plan = plan_run(spec, due_at=firing, last_run_at=last_run_at, now=now)
         assert plan.window_end == firing
         assert plan.window_start == firing - MAX_PERIOD_WINDOW
+
+
+def test_a_caught_up_run_logs_when_it_was_due_and_what_it_covers(digests: Digests) -> None:
+    digests.add("hourly", now=START)
+    core = digests.core(RecordingEnqueuer())
+    dispatch_due_digests(core, now=START + timedelta(hours=1))  # the 11:00 run
+    later = START + timedelta(hours=6, minutes=20)  # beat was down from 12:00 to 16:00
+    with capture_logs() as logs:
+        dispatch_due_digests(core, now=later)
+    (caught_up,) = [entry for entry in logs if entry["event"] == "digest.caught_up"]
+    assert caught_up["due_at"] == datetime(2026, 6, 1, 12, tzinfo=UTC).isoformat()
+    assert caught_up["window_start"] == datetime(2026, 6, 1, 11, tzinfo=UTC).isoformat()
+    assert caught_up["window_end"] == datetime(2026, 6, 1, 16, tzinfo=UTC).isoformat()
