@@ -28,8 +28,9 @@ the end of the previous run (``last_run_at``): one digest covering everything mi
 burst of one digest per missed tick.  The window is capped at :data:`MAX_CATCH_UP_WINDOW`, or
 at the schedule's own period when that is longer (a quarterly digest covers its quarter), and
 never reaches back more than :data:`MAX_PERIOD_WINDOW`.
-A schedule's first run covers the period since its previous firing time (a daily digest covers
-the last day, a weekday digest on Monday covers the weekend).
+A schedule's first run covers the period since the firing before the first one it was due at
+(a daily digest covers the last day, a weekday digest on Monday covers the weekend; one whose
+first firings were missed covers them all).
 """
 
 from __future__ import annotations
@@ -133,11 +134,16 @@ def plan_run(
     fire_at = max(previous_run(spec, now + _EPSILON), due_at)
     following = next_run(spec, fire_at)
     missed = fire_at > due_at
-    previous = previous_run(spec, fire_at)
-    start = last_run_at if last_run_at is not None and last_run_at < fire_at else previous
+    if last_run_at is not None and last_run_at < fire_at:
+        start = last_run_at
+    else:
+        # Never ran: from the firing before the first one it was due at, so a first run that
+        # was missed catches up every period it missed, like any other.
+        start = previous_run(spec, min(due_at, fire_at))
     # The cap bounds a catch-up, never the schedule's own period: a quarterly digest covers
     # its quarter.
-    start = max(start, fire_at - max(max_window, min(fire_at - previous, MAX_PERIOD_WINDOW)))
+    period = fire_at - previous_run(spec, fire_at)
+    start = max(start, fire_at - max(max_window, min(period, MAX_PERIOD_WINDOW)))
     return RunPlan(window_start=start, window_end=fire_at, next_run_at=following, missed=missed)
 
 

@@ -420,3 +420,27 @@ def test_a_caught_up_run_logs_when_it_was_due_and_what_it_covers(digests: Digest
     assert caught_up["due_at"] == datetime(2026, 6, 1, 12, tzinfo=UTC).isoformat()
     assert caught_up["window_start"] == datetime(2026, 6, 1, 11, tzinfo=UTC).isoformat()
     assert caught_up["window_end"] == datetime(2026, 6, 1, 16, tzinfo=UTC).isoformat()
+
+
+def test_a_schedule_that_missed_its_first_firings_catches_all_of_them_up() -> None:
+    """Created at 10:00, due hourly from 11:00, beat down until 15:20: the one catch-up run
+    covers 10:00-15:00, all four missed hours and this one, not only 14:00-15:00."""
+    hourly = parse_schedule("hourly")
+    first_due = datetime(2026, 6, 1, 11, tzinfo=UTC)
+    plan = plan_run(
+        hourly,
+        due_at=first_due,
+        last_run_at=None,
+        now=datetime(2026, 6, 1, 15, 20, tzinfo=UTC),
+    )
+    assert (plan.window_start, plan.window_end) == (
+        datetime(2026, 6, 1, 10, tzinfo=UTC),
+        datetime(2026, 6, 1, 15, tzinfo=UTC),
+    )
+    assert plan.missed
+    # Nothing missed: the period before the firing, as before.
+    on_time = plan_run(hourly, due_at=first_due, last_run_at=None, now=first_due)
+    assert (on_time.window_start, on_time.window_end) == (
+        datetime(2026, 6, 1, 10, tzinfo=UTC),
+        first_due,
+    )
