@@ -37,11 +37,9 @@ from shared.errors import InvalidInputError
 __all__ = [
     "MIN_INTERVAL_MINUTES",
     "ScheduleSpec",
-    "named_zone",
     "next_run",
     "parse_schedule",
     "previous_run",
-    "zone_name",
 ]
 
 #: Digests fire at most this often (a tighter cron is refused).
@@ -456,24 +454,6 @@ _CRON_TOKEN = re.compile(r"^[0-9a-z*,/-]+$")
 _ZONE_LIKE = re.compile(r"[A-Za-z_]+/[A-Za-z_/+-]+|[A-Za-z]+[+-]\d{1,2}")
 
 
-def zone_name(name: str) -> str:
-    """The canonical IANA spelling of time zone ``name`` (any case); raise
-    :class:`InvalidInputError` when there is no such zone."""
-    canonical = _canonical_zone(name)
-    if canonical is None:
-        raise InvalidInputError(_unknown_zone(name))
-    return canonical
-
-
-def named_zone(text: str) -> str | None:
-    """The IANA zone (canonical spelling) a schedule's text ends with, or None if it names none.
-
-    Such a zone overrides any default time zone :func:`parse_schedule` is given.
-    """
-    tokens = text.split()
-    return _canonical_zone(tokens[-1]) if len(tokens) > 1 else None
-
-
 def parse_schedule(text: str, *, default_timezone: str = "UTC") -> ScheduleSpec:
     """Parse a schedule said in words or as cron; raise :class:`InvalidInputError` if wrong.
 
@@ -489,7 +469,7 @@ def parse_schedule(text: str, *, default_timezone: str = "UTC") -> ScheduleSpec:
     if zone_name is None:
         raise _invalid(text, f"unknown default time zone {_shown(default_timezone)!r}")
     if len(tokens) > 1:
-        trailing = named_zone(text)
+        trailing = _canonical_zone(tokens[-1])
         if trailing is not None:
             zone_name = trailing
             tokens = tokens[:-1]

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.jobs import Job
 from schema.models.schedules import EmptyPolicy, Schedule, ScheduleRun, ScheduleScope
-from shared.digests.spec import ScheduleSpec, named_zone, next_run, parse_schedule, zone_name
+from shared.digests.spec import ScheduleSpec, next_run, parse_schedule
 from shared.errors import ConflictError, InvalidInputError, NotFoundError
 from shared.job_view import LeftOutChannel, left_out_of
 from shared.services.core import Actor, Core, locked_guild_row
@@ -106,19 +106,6 @@ def _parse(text: str, timezone: str) -> ScheduleSpec:
         return parse_schedule(text.strip(), default_timezone=timezone)
     except InvalidInputError as exc:
         raise InvalidInputError(str(exc), user_message=exc.user_message, field="schedule") from None
-
-
-def _check_zone_applies(text: str, spec: ScheduleSpec, timezone: str) -> None:
-    """Refuse a time zone the schedule's text overrides with one of its own: taking it
-    without applying it would tell the caller it changed when it did not."""
-    named = named_zone(text)
-    if named is not None and named != zone_name(timezone):
-        raise InvalidInputError(
-            f"the schedule {text.strip()!r} names its own time zone, {spec.timezone}, which "
-            f"overrides {timezone!r}; change the zone in the schedule, or send a schedule "
-            "without one",
-            field="timezone",
-        )
 
 
 def _retime(row: Schedule, now: datetime) -> None:
@@ -285,8 +272,7 @@ def update_schedule(
     """Apply ``changes`` (fields of :class:`ScheduleRequest` but ``channel_id``).
 
     A new text or time zone, or resuming, recomputes ``next_run_at`` from now; pausing clears
-    it.  A time zone the schedule's text overrides with one of its own is refused rather than
-    ignored.  ``language`` and ``category_id`` may be set to None; every other field must have a
+    it.  ``language`` and ``category_id`` may be set to None; every other field must have a
     value.  A new ``scope`` drops the category and channels of the old one unless they are
     given too; the scope, its channels and the destination are checked together as in
     :func:`create_schedule` (a schedule switched to ``channel`` summarizes its ``channel_id``,
@@ -319,8 +305,6 @@ def update_schedule(
         if "text" in changes or "timezone" in changes:
             text = changes.get("text", row.spec)
             spec = _parse(text, changes.get("timezone", row.timezone))
-            if "timezone" in changes:
-                _check_zone_applies(text, spec, changes["timezone"])
             row.spec, row.cron, row.timezone = text.strip(), spec.cron, spec.timezone
             retime = True
         if "format" in changes:

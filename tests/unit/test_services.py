@@ -22,12 +22,7 @@ from shared.jobs import FETCH, HeldEnqueuer
 from shared.services.core import Actor, Core
 from shared.services.jobs import publish_held
 from shared.services.members import set_opt_out
-from shared.services.schedules import (
-    ScheduleRequest,
-    create_schedule,
-    find_schedule,
-    update_schedule,
-)
+from shared.services.schedules import ScheduleRequest, create_schedule, find_schedule
 from shared.services.webhook_endpoints import (
     MAX_PREVIOUS_SECRETS,
     SECRET_OVERLAP,
@@ -222,34 +217,3 @@ def test_held_publications_go_first_when_they_cannot_ride_along(
     assert seen == [(((FETCH, (str(job_id),)),), ())]
     assert held.held == ()
     assert _heartbeat(factory, job_id) is None
-
-
-def test_a_new_time_zone_is_not_silently_ignored_when_the_schedule_names_its_own(
-    factory: sessionmaker[Session], discord_tenants: DiscordTenants
-) -> None:
-    guild, channel = discord_tenants.tenant()
-    actor = Actor(origin="api", guild_id=guild, requested_by="api:k")
-    core = _core(factory, directory=discord_tenants.directory)
-    row = create_schedule(
-        core,
-        actor,
-        ScheduleRequest(
-            channel_id=channel,
-            text="daily 09:00 Europe/Berlin",
-            destination={"kind": "channel", "channel_id": channel},
-        ),
-    )
-    with pytest.raises(InvalidInputError, match="names its own time zone, Europe/Berlin") as bad:
-        update_schedule(core, actor, row.id, {"timezone": "America/New_York"})
-    assert bad.value.field == "timezone"
-    with pytest.raises(InvalidInputError, match="names its own time zone"):
-        update_schedule(
-            core, actor, row.id, {"text": "daily 10:00 Asia/Tokyo", "timezone": "Europe/Berlin"}
-        )
-    # The same zone, or a text that names none, takes the new zone.
-    assert update_schedule(core, actor, row.id, {"timezone": "europe/berlin"}).timezone == (
-        "Europe/Berlin"
-    )
-    moved = update_schedule(core, actor, row.id, {"text": "daily 09:00", "timezone": "Asia/Tokyo"})
-    assert (moved.spec, moved.timezone) == ("daily 09:00", "Asia/Tokyo")
-    assert update_schedule(core, actor, row.id, {"timezone": "UTC"}).timezone == "UTC"
