@@ -231,7 +231,10 @@ def schedule_covers(item: ScheduleView) -> str:
     return f"<#{item.channel_id}>"
 
 
-def _left_out_lines(item: ScheduleView) -> list[str]:
+def _left_out_lines(item: ScheduleView, *, brief: bool = False) -> list[str]:
+    if brief and item.left_out:
+        count = len(item.left_out)
+        return [f"left out last time: {count} channel{'s' if count != 1 else ''}"]
     lines = [
         f"left out last time: #{entry.name} ({entry.reason})"
         for entry in item.left_out[:LEFT_OUT_SHOWN]
@@ -241,9 +244,25 @@ def _left_out_lines(item: ScheduleView) -> list[str]:
     return lines
 
 
+#: How much of a digest's schedule text the shortened list shows.
+_BRIEF_SPEC = 60
+
+
 def schedule_list_embed(schedules: Sequence[ScheduleView]) -> discord.Embed:
     """``/digest list``, for the members who manage digests (an ephemeral answer): each
-    digest with what it covers, and what its latest digest left out and why."""
+    digest with what it covers, and what its latest digest left out and why.
+
+    When that is longer than an embed may be, the schedule texts are shortened and the
+    left-out channels counted rather than named, so that every digest (and its id, which
+    /digest pause and delete take) is still listed.
+    """
+    embed = _schedule_list(schedules, brief=False)
+    if len(embed) > EMBED_TOTAL or any(len(f.value or "") > FIELD_VALUE for f in embed.fields):
+        embed = _schedule_list(schedules, brief=True)
+    return fit(embed)
+
+
+def _schedule_list(schedules: Sequence[ScheduleView], *, brief: bool) -> discord.Embed:
     embed = discord.Embed(title="Digests", colour=BLURPLE)
     if not schedules:
         embed.description = "No digests yet. Create one with /digest create."
@@ -253,17 +272,20 @@ def schedule_list_embed(schedules: Sequence[ScheduleView]) -> discord.Embed:
             if item.enabled and item.next_run_at is not None
             else "paused"
         )
+        spec = _clip(item.spec, _BRIEF_SPEC) if brief else item.spec
+        covers = schedule_covers(item)
+        if brief and item.scope == "channels" and len(item.channel_ids) > 1:
+            covers = f"{len(item.channel_ids)} listed channels"
         embed.add_field(
-            name=f"{item.short_id} · {item.spec}",
+            name=f"{item.short_id} · {spec}",
             value="\n".join(
                 [
-                    f"{schedule_covers(item)} → {_destination_text(item.destination)} · "
-                    f"{item.format} · {state}",
-                    *_left_out_lines(item),
+                    f"{covers} → {_destination_text(item.destination)} · {item.format} · {state}",
+                    *_left_out_lines(item, brief=brief),
                 ]
             ),
             inline=False,
         )
     if len(schedules) > FIELDS:
         embed.set_footer(text=f"{len(schedules) - FIELDS} more not shown")
-    return fit(embed)
+    return embed

@@ -233,3 +233,36 @@ def test_schedule_list_shows_a_scoped_digest_and_what_it_left_out() -> None:
     assert "and 3 more left out" in category
     assert listed.startswith("<#8> <#9> → <#100>") and "left out" not in listed
     assert single.startswith("<#100> → <#100>") and "left out" not in single
+
+
+def test_schedule_list_names_every_digest_of_a_full_server() -> None:
+    """A server at the cap, each digest with a long schedule and channels left out: the list
+    may shorten the details but must name every digest, or managers cannot find the ids to
+    pause or delete the ones it drops."""
+    reasons = [
+        LeftOutChannel(str(n), f"private-room-{n}", "12 of the 40 members who can see it cannot")
+        for n in range(5)
+    ]
+    listed = tuple(str(300_000_000_000_000_000 + n) for n in range(50))
+    items = [
+        schedule(
+            scope="channels" if n % 2 else "server",
+            channel_ids=listed if n % 2 else (),
+            channel_id=str(100 + n),
+            destination={"kind": "channel", "channel_id": str(100 + n)},
+            spec="cron " + ",".join(str(m) for m in range(0, 60, 5)) + " * * * * " + "y" * 150,
+            last_run=LastRun(
+                window_start=NOW - timedelta(days=1),
+                window_end=NOW,
+                job_id=None,
+                status=None,
+                left_out=reasons,
+            ),
+        )
+        for n in range(25)
+    ]
+    embed = schedule_list_embed(items)
+    within_limits(embed)
+    shown = " ".join(str(f.name) for f in embed.fields)
+    assert all(item.short_id in shown for item in items)
+    assert all("left out" in str(f.value) for f in embed.fields)
