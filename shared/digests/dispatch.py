@@ -38,6 +38,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any
 
 import structlog
@@ -105,6 +106,9 @@ class DispatchResult:
     jobs_submitted: int = 0
     orphans_resubmitted: int = 0
     disabled: int = 0
+    #: Schedules paused when their run was submitted (a channel or destination that left the
+    #: server, a scope stored by hand that cannot be a job); ``disabled`` counts the cron ones.
+    paused: int = 0
     run_ids: list[uuid.UUID] = field(default_factory=list)
 
 
@@ -268,8 +272,16 @@ def _run_params(schedule: Schedule, run: ScheduleRun, targets: list[Any]) -> Job
     )
 
 
-def _submit_run(core: Core, run_id: uuid.UUID, *, now: datetime) -> bool:
-    """Submit the job of a run that has none; True when this call linked a job to it.
+class _Outcome(Enum):
+    """What one submission of a run did."""
+
+    LINKED = "linked"  # this call linked a job to the run
+    PAUSED = "paused"  # the schedule cannot run, and was paused
+    NOTHING = "nothing"  # another dispatcher has it, or its schedule was paused meanwhile
+
+
+def _submit_run(core: Core, run_id: uuid.UUID, *, now: datetime) -> _Outcome:
+    """Submit the job of a run that has none, or pause a schedule that cannot run.
 
     The job is submitted between two short transactions, not inside one: the submission writes
     through its own connection, which on SQLite would wait for the write lock a transaction
@@ -277,8 +289,8 @@ def _submit_run(core: Core, run_id: uuid.UUID, *, now: datetime) -> bool:
     idempotency key) and only one of them links it.
     """
     prepared = _prepare_run(core.session_factory, run_id)
-    if prepared is None:
-        return False
+    if isinstance(prepared, _Outcome):
+        return prepared
     actor, params, snapshot = prepared
     try:
         submission = submit_job(core, actor, params, idempotency_key=digest_idempotency_key(run_id))
@@ -286,8 +298,8 @@ def _submit_run(core: Core, run_id: uuid.UUID, *, now: datetime) -> bool:
         # A channel or destination that left the server, or one of another server.  (A
         # deployment without Discord access raises ConfigError instead: the run then waits
         # for the next tick rather than pausing every schedule.)
-        _pause_unlinked(core.session_factory, run_id, exc.user_message)
-        return False
+        paused = _pause_unlinked(core.session_factory, run_id, exc.user_message)
+        return _Outcome.PAUSED if paused else _Outcome.NOTHING
     with core.session_factory() as session, session.begin():
         linked = session.execute(
             update(ScheduleRun)
@@ -295,7 +307,7 @@ def _submit_run(core: Core, run_id: uuid.UUID, *, now: datetime) -> bool:
             .values(job_id=submission.job_id)
         )
     if not getattr(linked, "rowcount", 0):
-        return False
+        return _Outcome.NOTHING
     _annotate(core.session_factory, submission.job_id, snapshot, now=now)
     log.info(
         "digest.submitted",
@@ -304,14 +316,14 @@ def _submit_run(core: Core, run_id: uuid.UUID, *, now: datetime) -> bool:
         job_id=str(submission.job_id),
         created=submission.created,
     )
-    return True
+    return _Outcome.LINKED
 
 
 def _prepare_run(
     session_factory: sessionmaker[Session], run_id: uuid.UUID
-) -> tuple[Actor, JobParams, dict[str, Any]] | None:
-    """The submitter, job and snapshot of a run without a job; None (pausing an unusable
-    schedule) when there is nothing to submit."""
+) -> tuple[Actor, JobParams, dict[str, Any]] | _Outcome:
+    """The submitter, job and snapshot of a run without a job; else what was done instead
+    (an unusable schedule is paused)."""
     with session_factory() as session, session.begin():
         run = session.scalars(
             select(ScheduleRun)
@@ -319,33 +331,34 @@ def _prepare_run(
             .with_for_update(skip_locked=True)
         ).first()
         if run is None:
-            return None
+            return _Outcome.NOTHING
         schedule = session.get(Schedule, run.schedule_id)
         if schedule is None:  # pragma: no cover - the run cascades with its schedule
-            return None
+            return _Outcome.NOTHING
         if not schedule.enabled:
             # Paused after this run was claimed (its dispatcher died before submitting it):
             # a paused digest posts nothing more.
             _drop_run(session, schedule, run)
-            return None
+            return _Outcome.NOTHING
         targets, pending = _destinations(schedule.destination)
         try:
             params = _run_params(schedule, run, targets)
         except InvalidInputError as exc:
             _pause(session, schedule, run, exc.user_message)
-            return None
+            return _Outcome.PAUSED
         except (ValidationError, ValueError) as exc:
             # Bad ids, scope or format stored by hand.
             _pause(session, schedule, run, str(exc))
-            return None
+            return _Outcome.PAUSED
         actor = Actor(
             origin=DIGEST_ORIGIN, guild_id=schedule.guild_id, requested_by=schedule.created_by
         )
         return actor, params, {**run_snapshot(schedule, run), "destination_pending": pending}
 
 
-def _pause_unlinked(session_factory: sessionmaker[Session], run_id: uuid.UUID, why: str) -> None:
-    """Pause the schedule of a run whose job was refused, unless another dispatcher linked one."""
+def _pause_unlinked(session_factory: sessionmaker[Session], run_id: uuid.UUID, why: str) -> bool:
+    """Pause the schedule of a run whose job was refused, unless another dispatcher linked one;
+    True when this call paused it."""
     with session_factory() as session, session.begin():
         run = session.scalars(
             select(ScheduleRun)
@@ -353,8 +366,10 @@ def _pause_unlinked(session_factory: sessionmaker[Session], run_id: uuid.UUID, w
             .with_for_update()
         ).first()
         schedule = session.get(Schedule, run.schedule_id) if run is not None else None
-        if run is not None and schedule is not None:
-            _pause(session, schedule, run, why)
+        if run is None or schedule is None:
+            return False
+        _pause(session, schedule, run, why)
+        return True
 
 
 def _annotate(
@@ -406,19 +421,25 @@ def dispatch_due_digests(core: Core, *, now: datetime, batch: int = 100) -> Disp
         result.runs_created += step.runs_created
         result.disabled += step.disabled
         result.run_ids.extend(step.run_ids)
-        result.jobs_submitted += _submit_all(core, step.run_ids, now=now)
+        result.jobs_submitted += _submit_all(core, step.run_ids, now=now, result=result)
         if step.claimed < batch:
             break
     orphans = _orphans(session_factory, now=now, batch=batch)
-    result.orphans_resubmitted = _submit_all(core, orphans, now=now)
+    result.orphans_resubmitted = _submit_all(core, orphans, now=now, result=result)
     return result
 
 
-def _submit_all(core: Core, run_ids: list[uuid.UUID], *, now: datetime) -> int:
+def _submit_all(
+    core: Core, run_ids: list[uuid.UUID], *, now: datetime, result: DispatchResult
+) -> int:
+    """Submit each run; how many got their job (schedules paused are added to ``result``)."""
     submitted = 0
     for run_id in run_ids:
         try:
-            submitted += _submit_run(core, run_id, now=now)
+            outcome = _submit_run(core, run_id, now=now)
         except Exception:  # the run stays without a job; the next tick retries it
             log.exception("digest.submit_failed", run_id=str(run_id))
+            continue
+        submitted += outcome is _Outcome.LINKED
+        result.paused += outcome is _Outcome.PAUSED
     return submitted

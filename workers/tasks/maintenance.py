@@ -53,20 +53,21 @@ def requeue(services: Services) -> int:
 def dispatch_digests(services: Services) -> int:
     """Create and submit the runs of due digest schedules; returns how many runs were made."""
     result = dispatch_due_digests(services.core(), now=services.clock())
+    paused = result.disabled + result.paused
     for outcome, count in (
         ("created", result.runs_created),
         ("resubmitted", result.orphans_resubmitted),
-        ("paused", result.disabled),
+        ("paused", paused),
     ):
         if count:
             DIGEST_RUNS.labels(outcome=outcome).inc(count)
-    if result.runs_created or result.orphans_resubmitted or result.disabled:
+    if result.runs_created or result.orphans_resubmitted or paused:
         log.info(
             "maintenance.digests",
             runs=result.runs_created,
             submitted=result.jobs_submitted,
             resubmitted=result.orphans_resubmitted,
-            disabled=result.disabled,
+            disabled=paused,
         )
     return result.runs_created
 

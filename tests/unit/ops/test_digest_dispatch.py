@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 from structlog.testing import capture_logs
@@ -48,6 +49,7 @@ from shared.summarize.content import SummaryFormat
 from tests.fakes.enqueuer import RecordingEnqueuer
 from tests.support.discord_tenants import DiscordTenants
 from tests.unit.ops.helpers import add_schedule, digest_core
+from workers.tasks import maintenance
 
 START = datetime(2026, 6, 1, 10, 0, 5, tzinfo=UTC)
 
@@ -444,3 +446,32 @@ def test_a_schedule_that_missed_its_first_firings_catches_all_of_them_up() -> No
         datetime(2026, 6, 1, 10, tzinfo=UTC),
         first_due,
     )
+
+
+def test_every_schedule_the_dispatcher_pauses_is_counted(digests: Digests) -> None:
+    """docs/operations.md: ``summary_digest_runs_total{outcome="paused"}`` counts schedules
+    paused because they cannot run: a channel gone from the server or a broken stored scope
+    pauses as surely as a broken cron, and is counted as surely."""
+    _, foreign = digests.tenants.tenant()
+    digests.add("hourly", now=START, channel_id=foreign)  # refused by the guild boundary
+    digests.add("hourly", now=START, channel_id="not-a-snowflake")  # unusable stored id
+    broken_cron = digests.add("hourly", now=START)
+    with digests.factory() as session, session.begin():
+        session.execute(update(Schedule).where(Schedule.id == broken_cron).values(cron="0 9 *"))
+
+    class Services:
+        def core(self) -> Core:
+            return digests.core(RecordingEnqueuer())
+
+        def clock(self) -> datetime:
+            return START + timedelta(hours=1)
+
+    def paused() -> float:
+        value = REGISTRY.get_sample_value("summary_digest_runs_total", {"outcome": "paused"})
+        return value or 0.0
+
+    before = paused()
+    maintenance.dispatch_digests(cast(Any, Services()))
+    assert paused() - before == 3
+    with digests.factory() as session:
+        assert not any(s.enabled for s in session.scalars(select(Schedule)))
