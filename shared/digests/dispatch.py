@@ -14,7 +14,8 @@ Beat is only a clock.  Every tick (30 s) runs :func:`dispatch_due_digests`, whic
    the commit and the submission leaves a run without a job; the next tick (after a short
    grace) submits it, and the idempotency key makes that submission return the same job,
    unless the schedule was paused meanwhile: a paused schedule posts nothing more, and the
-   run's window goes back to the schedule for when it is resumed.
+   run's window goes back to the schedule for when it is resumed (a job already submitted,
+   which will run, is linked instead).
 
 Each run's job is built by :func:`shared.services.digests.digest_params` from the schedule's
 :class:`~shared.services.digests.DigestScope` and the run's window.  A schedule of one channel
@@ -336,9 +337,16 @@ def _prepare_run(
         if schedule is None:  # pragma: no cover - the run cascades with its schedule
             return _Outcome.NOTHING
         if not schedule.enabled:
-            # Paused after this run was claimed (its dispatcher died before submitting it):
-            # a paused digest posts nothing more.
-            _drop_run(session, schedule, run)
+            # Paused after this run was claimed (its dispatcher died before linking a job): a
+            # paused digest posts nothing more, unless its job was already submitted, which
+            # will run; then the run keeps it, so its window is not summarized twice.
+            submitted = session.scalar(
+                select(Job.id).where(Job.idempotency_key == digest_idempotency_key(run.id))
+            )
+            if submitted is not None:
+                run.job_id = submitted
+            else:
+                _drop_run(session, schedule, run)
             return _Outcome.NOTHING
         targets, pending = _destinations(schedule.destination)
         try:

@@ -22,6 +22,7 @@ from shared.db.migrate import upgrade
 from shared.digests.dispatch import (
     MAX_PERIOD_WINDOW,
     ORPHAN_GRACE,
+    digest_idempotency_key,
     dispatch_due_digests,
     plan_run,
 )
@@ -43,6 +44,7 @@ from shared.jobs import (
     parse_params,
 )
 from shared.services.core import OPERATOR, Actor, Core
+from shared.services.digests import DigestScope, digest_params
 from shared.services.jobs import submit_job
 from shared.services.schedules import set_schedule_enabled
 from shared.summarize.content import SummaryFormat
@@ -334,6 +336,18 @@ def _orphan_run(digests: Digests, schedule_id: uuid.UUID, due: datetime) -> uuid
     return run.id
 
 
+def _run_params_of(schedule: Schedule, run: ScheduleRun) -> JobParams:
+    """The job the dispatcher submits for ``run``."""
+    return digest_params(
+        DigestScope.of_schedule(schedule),
+        after=run.window_start,
+        before=run.window_end,
+        format=SummaryFormat(schedule.format),
+        language=schedule.language,
+        destinations=[ChannelTarget(channel_id=schedule.channel_id)],
+    )
+
+
 def test_a_paused_schedule_posts_nothing_more_not_even_a_run_left_without_its_job(
     digests: Digests,
 ) -> None:
@@ -475,3 +489,28 @@ def test_every_schedule_the_dispatcher_pauses_is_counted(digests: Digests) -> No
     assert paused() - before == 3
     with digests.factory() as session:
         assert not any(s.enabled for s in session.scalars(select(Schedule)))
+
+
+def test_a_paused_schedule_keeps_the_window_of_a_job_already_submitted(digests: Digests) -> None:
+    """The dispatcher died after submitting the run's job but before linking it: that job
+    runs (the stale-job sweep publishes it), so pausing links it rather than handing its
+    window back to be summarized a second time."""
+    schedule_id = digests.add("hourly", now=START)
+    due = START + timedelta(hours=1, seconds=5)
+    orphan = _orphan_run(digests, schedule_id, due)
+    with digests.factory() as session:
+        run = session.get(ScheduleRun, orphan)
+        schedule = session.get(Schedule, schedule_id)
+        assert run is not None and schedule is not None
+        window_end = run.window_end
+        params = _run_params_of(schedule, run)
+    actor = Actor(origin="digest", guild_id=digests.guild, requested_by="333333333333333333")
+    job = submit_job(digests.core(), actor, params, idempotency_key=digest_idempotency_key(orphan))
+    pauser = Actor(origin="bot", guild_id=digests.guild, requested_by="42")
+    set_schedule_enabled(digests.core(), pauser, schedule_id, enabled=False)
+    dispatch_due_digests(digests.core(), now=due + ORPHAN_GRACE + timedelta(seconds=1))
+    with digests.factory() as session:
+        linked = session.get(ScheduleRun, orphan)
+        assert linked is not None and linked.job_id == job.job_id
+        schedule = session.get(Schedule, schedule_id)
+        assert schedule is not None and schedule.last_run_at == window_end
