@@ -272,11 +272,12 @@ def update_schedule(
     """Apply ``changes`` (fields of :class:`ScheduleRequest` but ``channel_id``).
 
     A new text or time zone, or resuming, recomputes ``next_run_at`` from now; pausing clears
-    it.  ``language`` and ``category_id`` may be set to None; every other field must have a
-    value.  A new ``scope`` drops the category and channels of the old one unless they are
-    given too; the scope, its channels and the destination are checked together as in
-    :func:`create_schedule` (a schedule switched to ``channel`` summarizes its ``channel_id``,
-    which for a digest of several channels is where it was posted).
+    it.  Resuming checks the schedule's channels and destination against the guild again, as
+    creating it did.  ``language`` and ``category_id`` may be set to None; every other field
+    must have a value.  A new ``scope`` drops the category and channels of the old one unless
+    they are given too; the scope, its channels and the destination are checked together as
+    in :func:`create_schedule` (a schedule switched to ``channel`` summarizes its
+    ``channel_id``, which for a digest of several channels is where it was posted).
     """
     guild = _guild(actor)
     unknown = set(changes) - _CHANGEABLE
@@ -287,10 +288,18 @@ def update_schedule(
             raise InvalidInputError(f"{name} cannot be null; leave it out to keep its value")
     destination = changes.get("destination")
     coverage = None
-    if _COVERAGE & set(changes):
+    resuming = bool(changes.get("enabled"))
+    if _COVERAGE & set(changes) or resuming:
         with core.session_factory() as session:
             current = _locked(session, guild, schedule_id)
-        coverage = _changed_coverage(core, guild, current, changes, destination)
+        resuming = resuming and not current.enabled
+        if _COVERAGE & set(changes) or resuming:
+            # A paused schedule may be one the dispatcher paused because it cannot run (its
+            # channel left the server): resuming checks it again and says why, rather than
+            # answering "resumed" for it to be paused again at its next run.
+            coverage = _changed_coverage(core, guild, current, changes, destination)
+        if resuming and destination is None:
+            _check_destination(core, actor, current.destination)
     if destination is not None:
         destination = _check_destination(core, actor, destination)
     now = core.clock()

@@ -35,6 +35,7 @@ from shared.digests.empty import (
 )
 from shared.digests.spec import next_run, parse_schedule, previous_run
 from shared.domain.messages import ChannelInfo
+from shared.errors import NotFoundError
 from shared.jobs import (
     AudienceChannel,
     ChannelTarget,
@@ -514,3 +515,22 @@ def test_a_paused_schedule_keeps_the_window_of_a_job_already_submitted(digests: 
         assert linked is not None and linked.job_id == job.job_id
         schedule = session.get(Schedule, schedule_id)
         assert schedule is not None and schedule.last_run_at == window_end
+
+
+def test_resuming_a_schedule_that_cannot_run_says_why_instead_of_pausing_again(
+    digests: Digests,
+) -> None:
+    """The dispatcher paused it (its channel is not in the server): resuming it answered
+    "resumed" and the next tick paused it again, without a word to the admin."""
+    _, foreign = digests.tenants.tenant()
+    crossing = digests.add("hourly", now=START, channel_id=foreign)
+    fine = digests.add("hourly", now=START)
+    actor = Actor(origin="bot", guild_id=digests.guild, requested_by="42")
+    set_schedule_enabled(digests.core(), actor, fine, enabled=False)
+    dispatch_due_digests(digests.core(RecordingEnqueuer()), now=START + timedelta(hours=1))
+    with pytest.raises(NotFoundError, match=f"channel {foreign} is not in this server"):
+        set_schedule_enabled(digests.core(), actor, crossing, enabled=True)
+    with digests.factory() as session:
+        schedule = session.get(Schedule, crossing)
+        assert schedule is not None and (schedule.enabled, schedule.next_run_at) == (False, None)
+    assert set_schedule_enabled(digests.core(), actor, fine, enabled=True).enabled
