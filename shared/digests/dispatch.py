@@ -15,7 +15,8 @@ Beat is only a clock.  Every tick (30 s) runs :func:`dispatch_due_digests`, whic
    grace) submits it, and the idempotency key makes that submission return the same job,
    unless the schedule was paused meanwhile: a paused schedule posts nothing more, and the
    run's window goes back to the schedule for when it is resumed (a job already submitted,
-   which will run, is linked instead).
+   which will run, is linked instead).  A run the service was down too long to resubmit
+   hands its window back the same way, to the catch-up run.
 
 Each run's job is built by :func:`shared.services.digests.digest_params` from the schedule's
 :class:`~shared.services.digests.DigestScope` and the run's window.  A schedule of one channel
@@ -81,7 +82,8 @@ MAX_CATCH_UP_WINDOW = timedelta(days=31)
 MAX_PERIOD_WINDOW = timedelta(days=366)
 #: A run without a job this old is submitted again (its dispatcher died mid-way).
 ORPHAN_GRACE = timedelta(seconds=60)
-#: Runs older than this are not resubmitted (their job may have been purged since).
+#: Runs older than this are not resubmitted (their job may have been purged since); a
+#: schedule's latest such run hands its window back to the schedule (``_expire_orphans``).
 ORPHAN_HORIZON = timedelta(hours=6)
 
 _EPSILON = timedelta(microseconds=1)
@@ -413,6 +415,44 @@ def _orphans(
         )
 
 
+def _expire_orphans(session_factory: sessionmaker[Session], *, now: datetime, batch: int) -> None:
+    """Settle runs left without a job for longer than :data:`ORPHAN_HORIZON` (their dispatcher
+    died, and the service stayed down) that are their schedule's latest run.
+
+    They are not submitted any more; a job submitted for one before its dispatcher died is
+    linked, otherwise the run is dropped and its window handed back, so the schedule's next
+    (catch-up) run covers it instead of leaving a gap.  Runs before (in time) can only be
+    settled once the later ones are.
+    """
+    with session_factory() as session, session.begin():
+        rows = session.execute(
+            select(ScheduleRun, Schedule)
+            .join(Schedule, Schedule.id == ScheduleRun.schedule_id)
+            .where(
+                ScheduleRun.job_id.is_(None),
+                ScheduleRun.created_at < now - ORPHAN_HORIZON,
+                Schedule.last_run_at == ScheduleRun.window_end,
+            )
+            .order_by(ScheduleRun.window_end.desc())
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for run, schedule in rows:
+            submitted = session.scalar(
+                select(Job.id).where(Job.idempotency_key == digest_idempotency_key(run.id))
+            )
+            if submitted is not None:
+                run.job_id = submitted
+            else:
+                log.warning(
+                    "digest.run_expired",
+                    schedule_id=str(schedule.id),
+                    window_start=run.window_start.isoformat(),
+                    window_end=run.window_end.isoformat(),
+                )
+                _drop_run(session, schedule, run)
+
+
 def dispatch_due_digests(core: Core, *, now: datetime, batch: int = 100) -> DispatchResult:
     """Create and submit the runs of every due schedule; safe to run any number of times.
 
@@ -421,6 +461,8 @@ def dispatch_due_digests(core: Core, *, now: datetime, batch: int = 100) -> Disp
     """
     session_factory = core.session_factory
     result = DispatchResult()
+    # Before planning, so a catch-up run covers the windows of runs that were never sent.
+    _expire_orphans(session_factory, now=now, batch=batch)
     while True:
         claimed_before = result.claimed
         step = DispatchResult()

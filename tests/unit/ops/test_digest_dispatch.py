@@ -534,3 +534,25 @@ def test_resuming_a_schedule_that_cannot_run_says_why_instead_of_pausing_again(
         schedule = session.get(Schedule, crossing)
         assert schedule is not None and (schedule.enabled, schedule.next_run_at) == (False, None)
     assert set_schedule_enabled(digests.core(), actor, fine, enabled=True).enabled
+
+
+def test_a_run_left_without_its_job_through_a_long_outage_is_caught_up_not_lost(
+    digests: Digests,
+) -> None:
+    """The dispatcher died between committing the 11:00 run and submitting its job, and the
+    service stayed down for a day: too old to resubmit, that run's window must still be
+    summarized, by the one catch-up run, rather than fall between two runs."""
+    schedule_id = digests.add("hourly", now=START)
+    due = START + timedelta(hours=1)
+    orphan = _orphan_run(digests, schedule_id, due)
+    back = START + timedelta(days=1, minutes=20)
+    result = dispatch_due_digests(digests.core(RecordingEnqueuer()), now=back)
+    assert (result.runs_created, result.jobs_submitted, result.orphans_resubmitted) == (1, 1, 0)
+    with digests.factory() as session:
+        runs = session.scalars(select(ScheduleRun)).all()
+        assert orphan not in {r.id for r in runs}
+        (run,) = runs
+        assert (run.window_start, run.window_end) == (
+            datetime(2026, 6, 1, 10, tzinfo=UTC),
+            datetime(2026, 6, 2, 10, tzinfo=UTC),
+        )
