@@ -246,8 +246,9 @@ def _destinations(destination: dict[str, Any]) -> tuple[list[Any], bool]:
 def _drop_run(session: Session, schedule: Schedule, run: ScheduleRun) -> None:
     """Forget a run that sends nothing, handing its window back to the schedule.
 
-    ``last_run_at`` goes back to where the run began, so the schedule's next run (once it is
-    resumed) covers the window this one did not send instead of leaving a gap.
+    ``last_run_at`` goes back to where the run began, so the schedule's next run (a paused
+    one's once it is resumed) covers the window this one did not send instead of leaving a
+    gap.
     """
     if schedule.last_run_at == run.window_end:
         schedule.last_run_at = run.window_start
