@@ -9,6 +9,11 @@ connection opened for one host name is never reused for another.
 
 No redirect is ever followed (``httpcore`` has no such feature) and no proxy environment variable
 is read, so nothing can silently route a request around the guard.
+
+A request's ``timeout`` bounds the whole request, not each socket operation: every connect,
+TLS handshake, read and write of the sockets this backend opens is given only what is left of
+the deadline of the request in progress, so a receiver that drips its answer a byte at a time
+cannot hold a worker past it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import ssl
 import time
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import certifi
@@ -55,6 +61,62 @@ def default_ssl_context() -> ssl.SSLContext:
     return context
 
 
+#: When the request in progress in this thread must end (``time.monotonic()``), if any.
+_DEADLINE: ContextVar[float | None] = ContextVar("webhook_deadline", default=None)
+# Writes are cut into pieces so that each piece is bounded by what is left of the deadline.
+_WRITE_PIECE = 16384
+
+
+def _left(timeout: float | None, expired: type[httpcore.TimeoutException]) -> float | None:
+    """``timeout`` cut to what is left of the current request's deadline; ``expired`` once
+    nothing is left."""
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("the request's total timeout ran out")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket stream whose every operation ends by the current request's deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        """Read at most ``max_bytes``, by the deadline."""
+        return self._inner.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        """Write all of ``buffer``, by the deadline."""
+        view = memoryview(buffer)
+        for start in range(0, len(view), _WRITE_PIECE) or (0,):
+            piece = bytes(view[start : start + _WRITE_PIECE])
+            self._inner.write(piece, _left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        """Close the socket."""
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        """Negotiate TLS (the handshake as a whole bounded by the deadline)."""
+        inner = self._inner.start_tls(
+            ssl_context, server_hostname, _left(timeout, httpcore.ConnectTimeout)
+        )
+        return _DeadlineStream(inner)
+
+    def get_extra_info(self, info: str) -> object:
+        """What the wrapped stream says (the socket, the TLS object ...)."""
+        return self._inner.get_extra_info(info)
+
+
 class VettingBackend(httpcore.NetworkBackend):
     """Resolve once, vet every address, connect to a vetted address (see module docstring)."""
 
@@ -81,13 +143,14 @@ class VettingBackend(httpcore.NetworkBackend):
         error: Exception | None = None
         for address in addresses:
             try:
-                return self._inner.connect_tcp(
+                stream = self._inner.connect_tcp(
                     str(address),
                     port,
-                    timeout=timeout,
+                    timeout=_left(timeout, httpcore.ConnectTimeout),
                     local_address=local_address,
                     socket_options=socket_options,
                 )
+                return _DeadlineStream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 error = exc
         assert error is not None
@@ -191,6 +254,7 @@ class WebhookHttpClient:
             target=url.target.encode("ascii"),
         )
         started = time.perf_counter()
+        bounded = _DEADLINE.set(deadline)
         try:
             with self._pool.stream(
                 "POST",
@@ -218,6 +282,8 @@ class WebhookHttpClient:
                 f"request to {url.host} failed: {type(exc).__name__}: {exc}",
                 user_message=f"the webhook at {url.host} could not be reached ({exc})",
             ) from None
+        finally:
+            _DEADLINE.reset(bounded)
         elapsed = (time.perf_counter() - started) * 1000
         return HttpResult(
             status=status,
