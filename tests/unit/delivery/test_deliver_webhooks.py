@@ -20,6 +20,7 @@ from schema.models.tenancy import WebhookAuthKind, WebhookEndpoint
 from shared.crypto import SecretBox
 from shared.delivery.events import event_schema_filename
 from shared.delivery.runtime import DeliveryRuntime
+from shared.errors import InvalidInputError
 from shared.services.core import Actor, Core
 from shared.services.webhook_endpoints import SECRET_OVERLAP, rotate_secret
 from shared.settings import Settings
@@ -769,3 +770,54 @@ def test_the_runtime_uses_the_workers_discord_client(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="DISCORD_TOKEN is not set"):
         bare.discord()
     client.close()
+
+
+# Values a header cannot carry: a line break (which would start a header of its own) and
+# characters outside what HTTP/1.1 puts on the wire.
+UNSENDABLE_AUTH = [
+    (WebhookAuthKind.BEARER, "tok-s3cret\nX-Injected: 1", "s3cret"),
+    (WebhookAuthKind.BEARER, "令牌-s3cret", "s3cret"),
+    (WebhookAuthKind.HEADER, "X-Api-Key: 値-s3cret", "s3cret"),
+]
+
+
+@pytest.mark.parametrize(("kind", "secret", "part"), UNSENDABLE_AUTH)
+def test_unsendable_stored_auth_fails_for_good_without_sending_or_showing_it(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    receiver: WebhookReceiver,
+    kind: WebhookAuthKind,
+    secret: str,
+    part: str,
+) -> None:
+    endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
+    with session_factory() as session, session.begin():
+        row = session.get(WebhookEndpoint, endpoint_id)
+        assert row is not None
+        row.auth_kind = kind.value
+        row.auth_encrypted = box.encrypt(secret)
+    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
+    assert receiver.requests == []
+    row = delivery(session_factory, fan.delivery_ids[0])
+    assert row.status == "failed", row.last_error
+    assert "auth" in (row.last_error or "")
+    # The decrypted secret is never written where the delivery's errors are shown.
+    assert part not in (row.last_error or "")
+    assert all(part not in (a.error or "") for a in attempts(session_factory, row.id))
+
+
+@pytest.mark.parametrize(("kind", "secret", "part"), UNSENDABLE_AUTH)
+def test_unsendable_auth_is_refused_at_registration(
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    receiver: WebhookReceiver,
+    kind: WebhookAuthKind,
+    secret: str,
+    part: str,
+) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        add_endpoint(session_factory, box, hook(receiver), auth_kind=kind, auth_secret=secret)
+    assert info.value.field == "auth"
+    assert part not in str(info.value) and part not in info.value.user_message
