@@ -821,3 +821,26 @@ def test_unsendable_auth_is_refused_at_registration(
         add_endpoint(session_factory, box, hook(receiver), auth_kind=kind, auth_secret=secret)
     assert info.value.field == "auth"
     assert part not in str(info.value) and part not in info.value.user_message
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_a_binary_answer_is_logged_as_text_and_the_attempt_recorded(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    receiver: WebhookReceiver,
+    status: int,
+) -> None:
+    # A receiver may answer with any bytes (gzip, an image, a C string with its NUL): the
+    # attempt is recorded all the same, with a readable excerpt.
+    endpoint_id, secret = add_endpoint(session_factory, box, hook(receiver))
+    receiver.secrets = [secret]
+    receiver.script(Reply(status, body=b"ok\x00\x1f\x8b\x08\x00\xff\x01 done\x07"))
+    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
+    row = delivery(session_factory, fan.delivery_ids[0])
+    assert row.status == ("sent" if status == 200 else "pending")
+    (log,) = attempts(session_factory, row.id)
+    excerpt = log.response_excerpt or ""
+    assert excerpt.startswith("ok") and "done" in excerpt
+    assert not any(ord(c) < 0x20 and c not in "\t\n\r" for c in excerpt), repr(excerpt)
