@@ -49,7 +49,11 @@ __all__ = [
 
 
 def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
-    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), if valid."""
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), if valid.
+
+    The receiver writes this header, so whatever it holds yields a number or None, never an
+    error (a date beyond what a datetime holds overflows instead of raising ValueError).
+    """
     if not value:
         return None
     text = value.strip()
@@ -57,7 +61,7 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
         return float(text)
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)

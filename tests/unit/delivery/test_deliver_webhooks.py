@@ -844,3 +844,31 @@ def test_a_binary_answer_is_logged_as_text_and_the_attempt_recorded(
     excerpt = log.response_excerpt or ""
     assert excerpt.startswith("ok") and "done" in excerpt
     assert not any(ord(c) < 0x20 and c not in "\t\n\r" for c in excerpt), repr(excerpt)
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    [
+        "Mon, 01 Jan 99999999999999999999 00:00:00 GMT",  # a year no datetime can hold
+        "Mon, 01 Jan 2030 25:61:00 GMT",
+        "-5",
+        "1.5e300",
+    ],
+)
+def test_a_malformed_retry_after_is_ignored_and_the_delivery_retried(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    receiver: WebhookReceiver,
+    retry_after: str,
+) -> None:
+    endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
+    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    receiver.script(Reply(503, {"Retry-After": retry_after}))
+    deliver(services, fan.job_id, fan.delivery_ids[0])
+    row = delivery(session_factory, fan.delivery_ids[0])
+    assert (row.status, row.last_error) == ("pending", "the webhook answered HTTP 503")
+    [attempt] = attempts(session_factory, row.id)
+    assert attempt.next_attempt_at is not None
+    # The schedule's first delay (1 s in these tests), as if no Retry-After had been given.
+    assert (attempt.next_attempt_at - attempt.started_at).total_seconds() == pytest.approx(1, abs=1)
