@@ -48,6 +48,7 @@ from shared.discord.models import AllowedMentions, Embed, Message, MessageEdit, 
 from shared.discord.objects import WebhookRef
 from shared.errors import ErrorKind, PermanentError, PipelineError, classify
 from shared.summarize.content import SummaryContent
+from shared.summarize.render import escape_markdown
 from shared.tenancy import ChannelDirectory
 
 __all__ = ["DISCORD_KINDS", "ProgressSaver", "nonce_prefix", "send_discord"]
@@ -80,7 +81,8 @@ def _messages(claim: Claim) -> list[Message]:
         job = claim.job
         embed = Embed(
             title="A summary job failed",
-            description=short_text(job.error or "the job failed", 4000),
+            # The error quotes what others wrote; like a summary's text it may form no link.
+            description=short_text(escape_markdown(job.error or "the job failed"), 4000),
             color=_FAILED_COLOUR,
             timestamp=job.finished_at,
         )
