@@ -152,14 +152,16 @@ def send_webhook(
         )
     if endpoint.guild_id != claim.job.guild_id:
         return Outcome.failure(f"no webhook endpoint {endpoint.id} in this server", retryable=False)
+    if claim.event not in (endpoint.events or []):
+        # Whether the endpoint takes the event comes first: an event it never wanted is not
+        # its fallback's either, enabled or not.
+        return Outcome.sent(None, skipped=True, endpoint_id=None)
     if not endpoint.enabled:
         return _failure(
             endpoint,
             f"the webhook endpoint is disabled: {endpoint.disabled_reason or 'by an admin'}",
             retryable=False,
         )
-    if claim.event not in (endpoint.events or []):
-        return Outcome.sent(None, skipped=True, endpoint_id=None)
     try:
         url = parse_webhook_url(endpoint.url, http.policy)
         secrets = endpoint_secrets(endpoint, box, now=now)

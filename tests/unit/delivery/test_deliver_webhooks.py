@@ -872,3 +872,43 @@ def test_a_malformed_retry_after_is_ignored_and_the_delivery_retried(
     assert attempt.next_attempt_at is not None
     # The schedule's first delay (1 s in these tests), as if no Retry-After had been given.
     assert (attempt.next_attempt_at - attempt.started_at).total_seconds() == pytest.approx(1, abs=1)
+
+
+def test_an_event_a_disabled_endpoint_never_subscribed_to_goes_nowhere(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    enqueuer: RecordingEnqueuer,
+    runtime: DeliveryRuntime,
+    clock: Clock,
+) -> None:
+    # The endpoint takes summaries only; disabled, its fallback takes them in its place, but a
+    # job.failed event is no more the fallback's to receive than the endpoint's.
+    with WebhookReceiver() as primary, WebhookReceiver() as spare:
+        spare_id, _ = add_endpoint(session_factory, box, hook(spare))
+        primary_id, _ = add_endpoint(
+            session_factory,
+            box,
+            hook(primary),
+            events=("summary.completed",),
+            fallback={"kind": "webhook", "endpoint_id": str(spare_id)},
+        )
+        with session_factory() as session, session.begin():
+            endpoint = session.get(WebhookEndpoint, primary_id)
+            assert endpoint is not None
+            endpoint.enabled, endpoint.disabled_reason = False, "the receiver answered 410 Gone"
+        fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(primary_id)}])
+        with session_factory() as session, session.begin():
+            job = session.get(Job, fan.job_id)
+            assert job is not None
+            job.status, job.error, job.finished_at = "failed", "the channel is empty", clock.now
+        enqueuer.take()
+        redrive(services, runtime.settings)
+        [(job_arg, note_arg)] = enqueuer.take()
+        deliver(services, uuid.UUID(job_arg), uuid.UUID(note_arg))
+        with session_factory() as session:
+            note = session.get(JobNotification, uuid.UUID(note_arg))
+            assert note is not None
+            assert (note.status, note.last_error) == ("sent", None)
+        assert enqueuer.take() == []  # no fallback notice was created
+        assert primary.requests == [] and spare.requests == []
