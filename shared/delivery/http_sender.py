@@ -18,6 +18,7 @@ cannot hold a worker past it.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import time
 from collections.abc import Iterable, Mapping
@@ -237,7 +238,8 @@ class WebhookHttpClient:
 
         Raises :class:`~shared.delivery.ssrf.AddressRefused` (nothing was sent),
         :class:`~shared.delivery.ssrf.NameResolutionError`, or
-        :class:`WebhookTransportError` when no complete response arrived in time.
+        :class:`WebhookTransportError` when no status line and headers arrived in time (a
+        status that did is returned even if its body was still coming).
         """
         deadline = time.monotonic() + timeout
         request_headers = [
@@ -264,10 +266,15 @@ class WebhookHttpClient:
                 extensions={"timeout": _timeouts(timeout)},
             ) as response:
                 excerpt = bytearray()
-                for chunk in response.iter_stream():
-                    excerpt += chunk
-                    if len(excerpt) >= EXCERPT_BYTES or time.monotonic() > deadline:
-                        break
+                # The status has arrived, and it is the answer: the body is only read (its
+                # first KB, while time is left and the connection holds) for the attempt log.
+                with contextlib.suppress(
+                    httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError
+                ):
+                    for chunk in response.iter_stream():
+                        excerpt += chunk
+                        if len(excerpt) >= EXCERPT_BYTES or time.monotonic() > deadline:
+                            break
                 status = response.status
                 response_headers = {
                     k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers

@@ -128,3 +128,35 @@ def test_a_host_with_many_unreachable_addresses_fails_within_the_timeout() -> No
     http.close()
     assert hole.tried[0] == addresses[0]
     assert elapsed < 1.5, f"a 1 s webhook request took {elapsed:.1f} s over {hole.tried}"
+
+
+def stall_after(data: bytes) -> Callable[[socket.socket], None]:
+    def answer(conn: socket.socket) -> None:
+        conn.sendall(data)
+        time.sleep(3)
+
+    return answer
+
+
+def test_a_status_that_arrived_in_time_counts_though_the_body_never_ends() -> None:
+    # The answer is the status; the body is only read (up to a KB) for the attempt log.
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\naccepted"
+    with raw_server(stall_after(answer)) as port:
+        http = WebhookHttpClient(policy=EgressPolicy.from_entries(["127.0.0.1"]))
+        url = parse_webhook_url(f"http://127.0.0.1:{port}/hook", http.policy)
+        started = time.monotonic()
+        result = http.post(url, b"{}", {}, timeout=1.0)
+        elapsed = time.monotonic() - started
+        http.close()
+    assert (result.status, result.excerpt) == (200, "accepted")
+    assert elapsed < 1.5
+
+
+def test_a_status_followed_by_a_cut_connection_still_counts() -> None:
+    answer = b"HTTP/1.1 202 Accepted\r\nContent-Length: 100\r\n\r\nqueued"
+    with raw_server(lambda conn: conn.sendall(answer)) as port:
+        http = WebhookHttpClient(policy=EgressPolicy.from_entries(["127.0.0.1"]))
+        url = parse_webhook_url(f"http://127.0.0.1:{port}/hook", http.policy)
+        result = http.post(url, b"{}", {}, timeout=2.0)
+        http.close()
+    assert (result.status, result.excerpt) == (202, "queued")
