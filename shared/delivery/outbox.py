@@ -553,7 +553,7 @@ _SCHEDULE_READ = ("failures", "first_failure_at")
 
 def _lock_statement(item: ItemKind) -> Select[Any]:
     table = _ITEMS[item]
-    read = ("status", *_SCHEDULE_READ) if item == "notification" else ("status",)
+    read = ("status", "attempts", *(_SCHEDULE_READ if item == "notification" else ()))
     return (
         select(*(table.c[name] for name in read))
         .where(table.c.id == bindparam("item_id"))
@@ -649,8 +649,13 @@ def record_outcome(
         "error": _readable(outcome.error),
         "response_excerpt": _readable(outcome.excerpt),
     }
-    if locked is None or locked.status in DONE or outcome.lease_lost:
-        # The item ended meanwhile (its lease ran out and another worker finished it).
+    # A worker whose lease ran out may finish after another claimed the item: its success is
+    # news (the target has it), but its failure must not undo the live claim (set the item
+    # pending for a third worker to send alongside, or fail it and fire its fallback).
+    superseded = locked is not None and locked.attempts != claim.attempt and not outcome.ok
+    if locked is None or locked.status in DONE or outcome.lease_lost or superseded:
+        # The item ended meanwhile (its lease ran out and another worker finished it), or
+        # another worker holds it now.
         ended = AttemptOutcome.SKIPPED if outcome.ok else AttemptOutcome.FAILED
         _log_attempt(session, attempt | {"outcome": ended.value})
         return RecordResult(status=locked.status if locked is not None else "missing")
