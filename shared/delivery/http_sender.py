@@ -10,18 +10,21 @@ connection opened for one host name is never reused for another.
 No redirect is ever followed (``httpcore`` has no such feature) and no proxy environment variable
 is read, so nothing can silently route a request around the guard.
 
-A request's ``timeout`` bounds the whole request, not each socket operation: every connect,
-TLS handshake, read and write of the sockets this backend opens is given only what is left of
-the deadline of the request in progress, so a receiver that drips its answer a byte at a time
-cannot hold a worker past it.
+A request's ``timeout`` bounds the whole request, not each socket operation: the name's
+resolution and every connect, TLS handshake, read and write of the sockets this backend opens
+are given only what is left of the deadline of the request in progress, so neither a receiver
+that drips its answer a byte at a time nor a slow DNS server can hold a worker past it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ssl
+import threading
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -30,6 +33,8 @@ import httpcore
 
 from shared.delivery.ssrf import (
     EgressPolicy,
+    IPAddress,
+    NameResolutionError,
     Resolver,
     WebhookUrl,
     system_resolver,
@@ -130,6 +135,37 @@ class VettingBackend(httpcore.NetworkBackend):
         self._policy = policy
         self._resolver = resolver
         self._inner = inner or httpcore.SyncBackend()
+        # getaddrinfo cannot be interrupted: a lookup that outlives its request's deadline
+        # is left to finish on its own thread, and the request fails at the deadline.
+        self._lookups: ThreadPoolExecutor | None = None
+        self._lookups_lock = threading.Lock()
+
+    def _vetted(self, host: str, port: int) -> list[IPAddress]:
+        """:func:`vet_addresses` for ``host``, by the current request's deadline."""
+        deadline = _DEADLINE.get()
+        if deadline is None:
+            return vet_addresses(host, port, policy=self._policy, resolver=self._resolver)
+        with self._lookups_lock:
+            if self._lookups is None:
+                self._lookups = ThreadPoolExecutor(4, thread_name_prefix="webhook-dns")
+            lookups = self._lookups
+        future = lookups.submit(
+            vet_addresses, host, port, policy=self._policy, resolver=self._resolver
+        )
+        try:
+            return future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            raise NameResolutionError(
+                f"resolving {host} outlasted the request's timeout",
+                user_message=f"the webhook host {host} did not resolve in time; check its DNS",
+            ) from None
+
+    def close(self) -> None:
+        """Stop the lookup threads (a lookup still running ends on its own)."""
+        with self._lookups_lock:
+            lookups, self._lookups = self._lookups, None
+        if lookups is not None:
+            lookups.shutdown(wait=False, cancel_futures=True)
 
     def connect_tcp(
         self,
@@ -140,7 +176,7 @@ class VettingBackend(httpcore.NetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
         """Connect to the first reachable vetted address of ``host``."""
-        addresses = vet_addresses(host, port, policy=self._policy, resolver=self._resolver)
+        addresses = self._vetted(host, port)
         error: Exception | None = None
         for address in addresses:
             try:
@@ -211,6 +247,7 @@ class WebhookHttpClient:
     ) -> None:
         self.policy = policy
         self.user_agent = user_agent
+        self._backend = VettingBackend(policy, resolver, connector)
         self._pool = httpcore.ConnectionPool(
             ssl_context=ssl_context or default_ssl_context(),
             max_connections=max_connections,
@@ -219,12 +256,13 @@ class WebhookHttpClient:
             http1=True,
             http2=False,
             retries=0,
-            network_backend=VettingBackend(policy, resolver, connector),
+            network_backend=self._backend,
         )
 
     def close(self) -> None:
         """Close every pooled connection."""
         self._pool.close()
+        self._backend.close()
 
     def post(
         self,

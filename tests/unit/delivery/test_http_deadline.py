@@ -16,7 +16,7 @@ import httpcore
 import pytest
 
 from shared.delivery.http_sender import WebhookHttpClient, WebhookTransportError
-from shared.delivery.ssrf import EgressPolicy, parse_webhook_url
+from shared.delivery.ssrf import EgressPolicy, NameResolutionError, parse_webhook_url
 
 
 @contextlib.contextmanager
@@ -160,3 +160,20 @@ def test_a_status_followed_by_a_cut_connection_still_counts() -> None:
         result = http.post(url, b"{}", {}, timeout=2.0)
         http.close()
     assert (result.status, result.excerpt) == (202, "queued")
+
+
+def test_a_name_that_resolves_slowly_fails_within_the_timeout() -> None:
+    def slow_dns(host: str, port: int) -> list[str]:
+        time.sleep(3)
+        return ["127.0.0.1"]
+
+    with raw_server(drip(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", every=0)) as port:
+        http = WebhookHttpClient(policy=EgressPolicy.from_entries(["slow.test"]), resolver=slow_dns)
+        url = parse_webhook_url(f"http://slow.test:{port}/hook", http.policy)
+        started = time.monotonic()
+        with pytest.raises(NameResolutionError) as info:
+            http.post(url, b"{}", {}, timeout=1.0)
+        elapsed = time.monotonic() - started
+        http.close()
+    assert "slow.test" in info.value.user_message
+    assert elapsed < 1.5, f"a 1 s webhook request took {elapsed:.1f} s"
