@@ -3,8 +3,9 @@
 One rule for the header an endpoint's auth becomes (:func:`auth_headers`), used when an endpoint
 is registered or changed (a wrong one is refused there, naming the fix) and again when a
 delivery is sent (a row written some other way is refused before anything leaves).  A header
-value holds printable ASCII only: a line break would end the header, and other characters have
-no one meaning on the wire.  No error of these rules repeats the secret.
+value holds printable ASCII only, with no whitespace at its ends: a line break would end the
+header, edge whitespace is not part of a value on the wire, and other characters have no one
+meaning there.  No error of these rules repeats the secret.
 """
 
 from __future__ import annotations
@@ -33,14 +34,16 @@ RESERVED_HEADERS = frozenset(
     }
 )
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
-_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
+# Printable ASCII, spaces and tabs inside only: HTTP trims a value's edges (RFC 9110 5.5).
+_HEADER_VALUE = re.compile(r"^[\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?$")
 
 
 def _header_value(value: str, what: str) -> str:
     if not _HEADER_VALUE.match(value):
         raise ValueError(
-            f"the {what} must be printable ASCII (letters, digits, punctuation, spaces), "
-            "with no line break: an HTTP header carries nothing else"
+            f"the {what} must be printable ASCII (letters, digits, punctuation, spaces "
+            "between them), with no line break and no space at either end: an HTTP header "
+            "carries nothing else"
         )
     return value
 

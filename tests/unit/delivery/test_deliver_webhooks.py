@@ -778,6 +778,9 @@ UNSENDABLE_AUTH = [
     (WebhookAuthKind.BEARER, "tok-s3cret\nX-Injected: 1", "s3cret"),
     (WebhookAuthKind.BEARER, "令牌-s3cret", "s3cret"),
     (WebhookAuthKind.HEADER, "X-Api-Key: 値-s3cret", "s3cret"),
+    # HTTP trims a value's edges, and h11 refuses a value that has whitespace there.
+    (WebhookAuthKind.BEARER, "tok-s3cret ", "s3cret"),
+    (WebhookAuthKind.BEARER, "\t", "Bearer \t"),
 ]
 
 
