@@ -328,16 +328,20 @@ def send_discord(
 
     ``reply_fence`` is held while the summary is written into an interaction's reply.  The
     target is first checked against the job's guild (:func:`shared.delivery.guard.refusal`):
-    a destination outside it fails the delivery for good, before anything is posted.
+    a destination outside it fails the delivery for good, before anything is posted; one that
+    no longer exists fails it too, and its fallback takes the summary.
     """
     fallback = claim.params.get("fallback")
     try:
         refused = refusal(
             directory(), box, guild_id=claim.job.guild_id, kind=claim.kind, params=claim.params
         )
+        if refused is not None and refused.missing:
+            log.warning("deliver.destination_missing", target=claim.target, reason=refused.reason)
+            return Outcome.failure(refused.reason, retryable=False, fallback=fallback)
         if refused is not None:
-            log.warning("deliver.cross_guild", target=claim.target, reason=refused)
-            return Outcome.failure(refused, retryable=False)
+            log.warning("deliver.cross_guild", target=claim.target, reason=refused.reason)
+            return Outcome.failure(refused.reason, retryable=False)
         remote_id = _send_parts(client(), claim, box, save, now, reply_fence)
     except _LeaseLost as exc:
         return Outcome.failure(str(exc), retryable=True, lease_lost=True)

@@ -576,3 +576,42 @@ def test_a_job_failed_notice_shows_the_error_as_written_with_no_link_of_its_own(
     description = notice.embeds[0]["description"]
     assert "Re-authorize the bot here" in description and "evil.example/login" in description
     assert not re.search(r"(?<!\\)\[[^\]]*(?<!\\)\]\(", description), description
+
+
+@pytest.mark.parametrize("gone", ["discord webhook", "channel"])
+def test_a_destination_that_no_longer_exists_fails_clearly_and_falls_back(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    discord: tuple[FakeDiscordServer, World],
+    box: SecretBox,
+    gone: str,
+) -> None:
+    # Deleted since the job was accepted: that is no attempt to reach another guild, so the
+    # reason says what happened and the destination's fallback takes the summary.
+    server, world = discord
+    fallback = {"kind": "dm", "user_id": str(world.alice.id)}
+    if gone == "discord webhook":
+        target = DiscordWebhookTarget.with_token(
+            box, webhook_id=str(world.webhook.id), token=world.webhook.token, fallback=fallback
+        ).model_dump(mode="json")
+        with server.fake.lock:
+            del server.fake.webhooks[world.webhook.id]
+        reason = "no longer exists"
+    else:
+        with server.fake.lock:
+            doomed = server.fake.add_channel(world.guild, "old-news")
+        target = {"kind": "channel", "channel_id": str(doomed.id), "fallback": fallback}
+        with server.fake.lock:
+            del server.fake.channels[doomed.id]
+        reason = "does not exist"
+    fan = summary_in(world, session_factory, [target])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
+    failed = row(session_factory, fan.delivery_ids[0])
+    assert failed.status == "failed" and reason in (failed.last_error or ""), failed.last_error
+    assert "in this server" not in (failed.last_error or "")
+    [(job_arg, fallback_arg)] = services.enqueuer.take()
+    deliver(services, uuid.UUID(job_arg), uuid.UUID(fallback_arg))
+    assert row(session_factory, uuid.UUID(fallback_arg)).status == "sent"
+    with session_factory() as session:
+        job = session.get(Job, fan.job_id)
+        assert job is not None and job.status == "completed"
