@@ -48,6 +48,7 @@ from shared.discord.models import AllowedMentions, Embed, Message, MessageEdit, 
 from shared.discord.objects import WebhookRef
 from shared.errors import ErrorKind, PermanentError, PipelineError, classify
 from shared.summarize.content import SummaryContent
+from shared.summarize.render import escape_markdown
 from shared.tenancy import ChannelDirectory
 
 __all__ = ["DISCORD_KINDS", "ProgressSaver", "nonce_prefix", "send_discord"]
@@ -80,7 +81,8 @@ def _messages(claim: Claim) -> list[Message]:
         job = claim.job
         embed = Embed(
             title="A summary job failed",
-            description=short_text(job.error or "the job failed", 4000),
+            # The error quotes what others wrote; like a summary's text it may form no link.
+            description=short_text(escape_markdown(job.error or "the job failed"), 4000),
             color=_FAILED_COLOUR,
             timestamp=job.finished_at,
         )
@@ -326,16 +328,20 @@ def send_discord(
 
     ``reply_fence`` is held while the summary is written into an interaction's reply.  The
     target is first checked against the job's guild (:func:`shared.delivery.guard.refusal`):
-    a destination outside it fails the delivery for good, before anything is posted.
+    a destination outside it fails the delivery for good, before anything is posted; one that
+    no longer exists fails it too, and its fallback takes the summary.
     """
     fallback = claim.params.get("fallback")
     try:
         refused = refusal(
             directory(), box, guild_id=claim.job.guild_id, kind=claim.kind, params=claim.params
         )
+        if refused is not None and refused.missing:
+            log.warning("deliver.destination_missing", target=claim.target, reason=refused.reason)
+            return Outcome.failure(refused.reason, retryable=False, fallback=fallback)
         if refused is not None:
-            log.warning("deliver.cross_guild", target=claim.target, reason=refused)
-            return Outcome.failure(refused, retryable=False)
+            log.warning("deliver.cross_guild", target=claim.target, reason=refused.reason)
+            return Outcome.failure(refused.reason, retryable=False)
         remote_id = _send_parts(client(), claim, box, save, now, reply_fence)
     except _LeaseLost as exc:
         return Outcome.failure(str(exc), retryable=True, lease_lost=True)

@@ -1,8 +1,11 @@
 """The extra authentication a webhook endpoint sends with each delivery, and its rules.
 
-One rule for a custom header (``Name: value``), used when an endpoint is registered or changed
-(a wrong one is refused there, naming the fix) and again when a delivery is sent (a row
-written some other way is refused before anything leaves).
+One rule for the header an endpoint's auth becomes (:func:`auth_headers`), used when an endpoint
+is registered or changed (a wrong one is refused there, naming the fix) and again when a
+delivery is sent (a row written some other way is refused before anything leaves).  A header
+value holds printable ASCII only, with no whitespace at its ends: a line break would end the
+header, edge whitespace is not part of a value on the wire, and other characters have no one
+meaning there.  No error of these rules repeats the secret.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from schema.models.tenancy import WebhookAuthKind, WebhookEndpoint
 from shared.crypto import SecretBox
 from shared.errors import ConfigError
 
-__all__ = ["RESERVED_HEADERS", "auth_header", "custom_header"]
+__all__ = ["RESERVED_HEADERS", "auth_header", "auth_headers", "custom_header"]
 
 #: Headers a custom auth header may not replace.
 RESERVED_HEADERS = frozenset(
@@ -31,6 +34,18 @@ RESERVED_HEADERS = frozenset(
     }
 )
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
+# Printable ASCII, spaces and tabs inside only: HTTP trims a value's edges (RFC 9110 5.5).
+_HEADER_VALUE = re.compile(r"^[\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?$")
+
+
+def _header_value(value: str, what: str) -> str:
+    if not _HEADER_VALUE.match(value):
+        raise ValueError(
+            f"the {what} must be printable ASCII (letters, digits, punctuation, spaces "
+            "between them), with no line break and no space at either end: an HTTP header "
+            "carries nothing else"
+        )
+    return value
 
 
 def custom_header(secret: str) -> tuple[str, str]:
@@ -42,27 +57,34 @@ def custom_header(secret: str) -> tuple[str, str]:
             "the custom auth header must be 'Name: value' with a header name other than "
             + ", ".join(sorted(RESERVED_HEADERS))
         )
-    if any(c in value for c in "\r\n"):
-        raise ValueError("the custom header value has a newline")
-    return name, value
+    return name, _header_value(value, "custom header value")
+
+
+def auth_headers(kind: str, secret: str) -> dict[str, str]:
+    """The header that auth ``kind`` (a :class:`WebhookAuthKind` value) with ``secret`` sends.
+
+    Raises :class:`ValueError` saying what is wrong (never repeating ``secret``).
+    """
+    if kind == WebhookAuthKind.BEARER.value:
+        return {"Authorization": "Bearer " + _header_value(secret, "bearer token")}
+    if kind == WebhookAuthKind.BASIC.value:
+        if ":" not in secret:
+            raise ValueError("basic auth must be stored as user:password")
+        # Base64 carries any user name and password, so they need no rule of their own.
+        return {"Authorization": "Basic " + base64.b64encode(secret.encode()).decode()}
+    name, value = custom_header(secret)
+    return {name: value}
 
 
 def auth_header(endpoint: WebhookEndpoint, box: SecretBox) -> dict[str, str]:
-    """The extra auth header of ``endpoint`` (bearer, basic or custom), decrypted."""
+    """The extra auth header of ``endpoint`` (bearer, basic or custom), decrypted.
+
+    Raises :class:`ConfigError` for auth that breaks :func:`auth_headers`' rules.
+    """
     kind = endpoint.auth_kind
     if kind == WebhookAuthKind.NONE.value or endpoint.auth_encrypted is None:
         return {}
-    secret = box.decrypt(endpoint.auth_encrypted)
-    if kind == WebhookAuthKind.BEARER.value:
-        return {"Authorization": f"Bearer {secret}"}
-    if kind == WebhookAuthKind.BASIC.value:
-        if ":" not in secret:
-            raise ConfigError(
-                f"webhook endpoint {endpoint.id}: basic auth must be stored as user:password"
-            )
-        return {"Authorization": "Basic " + base64.b64encode(secret.encode()).decode()}
     try:
-        name, value = custom_header(secret)
+        return auth_headers(kind, box.decrypt(endpoint.auth_encrypted))
     except ValueError as exc:
-        raise ConfigError(f"webhook endpoint {endpoint.id}: {exc}") from None
-    return {name: value}
+        raise ConfigError(f"webhook endpoint {endpoint.id}: auth: {exc}") from None

@@ -7,11 +7,17 @@ must go to a member of it, and a Discord webhook must post into it (into its own
 a thread of that channel when the row names one: the thread is checked too, before anything is
 sent or read back).  An interaction follow-up needs no check: its token is the authority, and
 Discord scoped it to the interaction the bot received.
+
+A destination that does not exist (any more), or that the bot cannot see, is refused too, but
+as :attr:`Refusal.missing`: nothing of another guild is involved and nothing can be sent there,
+so the reason says so and the destination's own fallback (checked in its turn) may take the
+summary.  A destination of another guild never falls back: the row is not to be trusted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import SecretStr
@@ -20,7 +26,29 @@ from shared.crypto import SecretBox
 from shared.discord.objects import WebhookRef
 from shared.tenancy import DESTINATION_CHANNEL_KINDS, ChannelDirectory, is_webhook_thread
 
-__all__ = ["refusal"]
+__all__ = ["Refusal", "refusal"]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a destination may not receive the summary."""
+
+    reason: str
+    #: True when the destination does not exist or the bot cannot see it (see module
+    #: docstring); False when it belongs to another guild, or to no guild of the job's.
+    missing: bool = False
+
+
+def _channel_refusal(directory: ChannelDirectory, guild_id: str, channel_id: str) -> Refusal | None:
+    found = directory.channel_guild(channel_id)
+    if found is None:
+        return Refusal(
+            f"channel {channel_id} does not exist (any more) or the bot cannot see it",
+            missing=True,
+        )
+    if found != guild_id:
+        return Refusal(f"no channel {channel_id} in this server")
+    return None
 
 
 def refusal(
@@ -30,32 +58,36 @@ def refusal(
     guild_id: str | None,
     kind: str,
     params: Mapping[str, Any],
-) -> str | None:
+) -> Refusal | None:
     """Why a Discord destination may not receive this job's summary, or None when it may."""
     if kind == "followup":
         return None
     if guild_id is None:
-        return f"a job of no server cannot post to a Discord {kind}"
+        return Refusal(f"a job of no server cannot post to a Discord {kind}")
     if kind in DESTINATION_CHANNEL_KINDS:
-        channel_id = str(params.get("channel_id"))
-        if directory.channel_guild(channel_id) != guild_id:
-            return f"no channel {channel_id} in this server"
-    elif kind == "dm":
+        return _channel_refusal(directory, guild_id, str(params.get("channel_id")))
+    if kind == "dm":
         user_id = str(params.get("user_id"))
         if not directory.is_member(guild_id, user_id):
-            return f"no member {user_id} in this server"
-    elif kind == "discord_webhook":
+            return Refusal(f"no member {user_id} in this server")
+        return None
+    if kind == "discord_webhook":
         webhook_id = str(params.get("webhook_id"))
         token = box.decrypt(str(params.get("token_encrypted")))
         webhook = WebhookRef(id=webhook_id, token=SecretStr(token))
-        if directory.webhook_guild(webhook) != guild_id:
-            return f"no Discord webhook {webhook_id} in this server"
+        found = directory.webhook_guild(webhook)
+        if found is None:
+            return Refusal(
+                f"the Discord webhook {webhook_id} no longer exists (or its token is wrong)",
+                missing=True,
+            )
+        if found != guild_id:
+            return Refusal(f"no Discord webhook {webhook_id} in this server")
         thread_id = params.get("thread_id")
-        if thread_id is not None and (
-            directory.channel_guild(str(thread_id)) != guild_id
-            or not is_webhook_thread(directory, webhook, str(thread_id))
-        ):
-            return f"no channel {thread_id} in this server"
-    else:
-        return f"{kind!r} is not a Discord destination"
-    return None
+        if thread_id is None:
+            return None
+        refused = _channel_refusal(directory, guild_id, str(thread_id))
+        if refused is None and not is_webhook_thread(directory, webhook, str(thread_id)):
+            refused = Refusal(f"no channel {thread_id} in this server")
+        return refused
+    return Refusal(f"{kind!r} is not a Discord destination")

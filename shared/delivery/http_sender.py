@@ -9,13 +9,23 @@ connection opened for one host name is never reused for another.
 
 No redirect is ever followed (``httpcore`` has no such feature) and no proxy environment variable
 is read, so nothing can silently route a request around the guard.
+
+A request's ``timeout`` bounds the whole request, not each socket operation: the name's
+resolution and every connect, TLS handshake, read and write of the sockets this backend opens
+are given only what is left of the deadline of the request in progress, so neither a receiver
+that drips its answer a byte at a time nor a slow DNS server can hold a worker past it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ssl
+import threading
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import certifi
@@ -23,6 +33,8 @@ import httpcore
 
 from shared.delivery.ssrf import (
     EgressPolicy,
+    IPAddress,
+    NameResolutionError,
     Resolver,
     WebhookUrl,
     system_resolver,
@@ -55,6 +67,62 @@ def default_ssl_context() -> ssl.SSLContext:
     return context
 
 
+#: When the request in progress in this thread must end (``time.monotonic()``), if any.
+_DEADLINE: ContextVar[float | None] = ContextVar("webhook_deadline", default=None)
+# Writes are cut into pieces so that each piece is bounded by what is left of the deadline.
+_WRITE_PIECE = 16384
+
+
+def _left(timeout: float | None, expired: type[httpcore.TimeoutException]) -> float | None:
+    """``timeout`` cut to what is left of the current request's deadline; ``expired`` once
+    nothing is left."""
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("the request's total timeout ran out")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket stream whose every operation ends by the current request's deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        """Read at most ``max_bytes``, by the deadline."""
+        return self._inner.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        """Write all of ``buffer``, by the deadline."""
+        view = memoryview(buffer)
+        for start in range(0, len(view), _WRITE_PIECE) or (0,):
+            piece = bytes(view[start : start + _WRITE_PIECE])
+            self._inner.write(piece, _left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        """Close the socket."""
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        """Negotiate TLS (the handshake as a whole bounded by the deadline)."""
+        inner = self._inner.start_tls(
+            ssl_context, server_hostname, _left(timeout, httpcore.ConnectTimeout)
+        )
+        return _DeadlineStream(inner)
+
+    def get_extra_info(self, info: str) -> object:
+        """What the wrapped stream says (the socket, the TLS object ...)."""
+        return self._inner.get_extra_info(info)
+
+
 class VettingBackend(httpcore.NetworkBackend):
     """Resolve once, vet every address, connect to a vetted address (see module docstring)."""
 
@@ -67,6 +135,37 @@ class VettingBackend(httpcore.NetworkBackend):
         self._policy = policy
         self._resolver = resolver
         self._inner = inner or httpcore.SyncBackend()
+        # getaddrinfo cannot be interrupted: a lookup that outlives its request's deadline
+        # is left to finish on its own thread, and the request fails at the deadline.
+        self._lookups: ThreadPoolExecutor | None = None
+        self._lookups_lock = threading.Lock()
+
+    def _vetted(self, host: str, port: int) -> list[IPAddress]:
+        """:func:`vet_addresses` for ``host``, by the current request's deadline."""
+        deadline = _DEADLINE.get()
+        if deadline is None:
+            return vet_addresses(host, port, policy=self._policy, resolver=self._resolver)
+        with self._lookups_lock:
+            if self._lookups is None:
+                self._lookups = ThreadPoolExecutor(4, thread_name_prefix="webhook-dns")
+            lookups = self._lookups
+        future = lookups.submit(
+            vet_addresses, host, port, policy=self._policy, resolver=self._resolver
+        )
+        try:
+            return future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            raise NameResolutionError(
+                f"resolving {host} outlasted the request's timeout",
+                user_message=f"the webhook host {host} did not resolve in time; check its DNS",
+            ) from None
+
+    def close(self) -> None:
+        """Stop the lookup threads (a lookup still running ends on its own)."""
+        with self._lookups_lock:
+            lookups, self._lookups = self._lookups, None
+        if lookups is not None:
+            lookups.shutdown(wait=False, cancel_futures=True)
 
     def connect_tcp(
         self,
@@ -77,17 +176,18 @@ class VettingBackend(httpcore.NetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
         """Connect to the first reachable vetted address of ``host``."""
-        addresses = vet_addresses(host, port, policy=self._policy, resolver=self._resolver)
+        addresses = self._vetted(host, port)
         error: Exception | None = None
         for address in addresses:
             try:
-                return self._inner.connect_tcp(
+                stream = self._inner.connect_tcp(
                     str(address),
                     port,
-                    timeout=timeout,
+                    timeout=_left(timeout, httpcore.ConnectTimeout),
                     local_address=local_address,
                     socket_options=socket_options,
                 )
+                return _DeadlineStream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 error = exc
         assert error is not None
@@ -147,6 +247,7 @@ class WebhookHttpClient:
     ) -> None:
         self.policy = policy
         self.user_agent = user_agent
+        self._backend = VettingBackend(policy, resolver, connector)
         self._pool = httpcore.ConnectionPool(
             ssl_context=ssl_context or default_ssl_context(),
             max_connections=max_connections,
@@ -155,12 +256,13 @@ class WebhookHttpClient:
             http1=True,
             http2=False,
             retries=0,
-            network_backend=VettingBackend(policy, resolver, connector),
+            network_backend=self._backend,
         )
 
     def close(self) -> None:
         """Close every pooled connection."""
         self._pool.close()
+        self._backend.close()
 
     def post(
         self,
@@ -174,7 +276,8 @@ class WebhookHttpClient:
 
         Raises :class:`~shared.delivery.ssrf.AddressRefused` (nothing was sent),
         :class:`~shared.delivery.ssrf.NameResolutionError`, or
-        :class:`WebhookTransportError` when no complete response arrived in time.
+        :class:`WebhookTransportError` when no status line and headers arrived in time (a
+        status that did is returned even if its body was still coming).
         """
         deadline = time.monotonic() + timeout
         request_headers = [
@@ -191,6 +294,7 @@ class WebhookHttpClient:
             target=url.target.encode("ascii"),
         )
         started = time.perf_counter()
+        bounded = _DEADLINE.set(deadline)
         try:
             with self._pool.stream(
                 "POST",
@@ -200,10 +304,15 @@ class WebhookHttpClient:
                 extensions={"timeout": _timeouts(timeout)},
             ) as response:
                 excerpt = bytearray()
-                for chunk in response.iter_stream():
-                    excerpt += chunk
-                    if len(excerpt) >= EXCERPT_BYTES or time.monotonic() > deadline:
-                        break
+                # The status has arrived, and it is the answer: the body is only read (its
+                # first KB, while time is left and the connection holds) for the attempt log.
+                with contextlib.suppress(
+                    httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError
+                ):
+                    for chunk in response.iter_stream():
+                        excerpt += chunk
+                        if len(excerpt) >= EXCERPT_BYTES or time.monotonic() > deadline:
+                            break
                 status = response.status
                 response_headers = {
                     k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers
@@ -218,6 +327,8 @@ class WebhookHttpClient:
                 f"request to {url.host} failed: {type(exc).__name__}: {exc}",
                 user_message=f"the webhook at {url.host} could not be reached ({exc})",
             ) from None
+        finally:
+            _DEADLINE.reset(bounded)
         elapsed = (time.perf_counter() - started) * 1000
         return HttpResult(
             status=status,

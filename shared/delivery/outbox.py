@@ -14,11 +14,16 @@ endpoint's health and any fallback item:
 
 A copy of a task that finds the item sent, failed, leased by a live worker, or not yet due does
 nothing: the item's row decides, so a task that runs twice has its effect once.
+
+What a receiver answered is written as text anyone can read and any database can store: control
+characters in an error or a response excerpt (a binary body's NUL, which PostgreSQL refuses in
+text) are shown as U+FFFD, so no answer can keep an attempt from being recorded.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -69,6 +74,7 @@ DONE = (DeliveryStatus.SENT.value, DeliveryStatus.FAILED.value)
 MAX_RETRY_AFTER = 86400.0
 # A task published with a countdown may start a moment before the row's due time.
 _DUE_SLACK = timedelta(milliseconds=200)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 ItemKind = Literal["delivery", "notification"]
 _Row: TypeAlias = Row[*tuple[Any, ...]]
@@ -526,6 +532,11 @@ def _endpoint_health(
     return reason
 
 
+def _readable(text: str | None) -> str | None:
+    """``text`` with its control characters (but tabs and line breaks) shown as U+FFFD."""
+    return None if text is None else _CONTROL.sub("\ufffd", text)
+
+
 def _lock_item(session: Session, claim: Claim) -> Delivery | JobNotification | None:
     if claim.item == "delivery":
         return session.get(Delivery, claim.id, with_for_update=True)
@@ -542,7 +553,7 @@ _SCHEDULE_READ = ("failures", "first_failure_at")
 
 def _lock_statement(item: ItemKind) -> Select[Any]:
     table = _ITEMS[item]
-    read = ("status", *_SCHEDULE_READ) if item == "notification" else ("status",)
+    read = ("status", "attempts", *(_SCHEDULE_READ if item == "notification" else ()))
     return (
         select(*(table.c[name] for name in read))
         .where(table.c.id == bindparam("item_id"))
@@ -635,11 +646,16 @@ def record_outcome(
         "started_at": started_at,
         "duration_ms": round(outcome.duration_ms),
         "status_code": outcome.status_code,
-        "error": outcome.error,
-        "response_excerpt": outcome.excerpt,
+        "error": _readable(outcome.error),
+        "response_excerpt": _readable(outcome.excerpt),
     }
-    if locked is None or locked.status in DONE or outcome.lease_lost:
-        # The item ended meanwhile (its lease ran out and another worker finished it).
+    # A worker whose lease ran out may finish after another claimed the item: its success is
+    # news (the target has it), but its failure must not undo the live claim (set the item
+    # pending for a third worker to send alongside, or fail it and fire its fallback).
+    superseded = locked is not None and locked.attempts != claim.attempt and not outcome.ok
+    if locked is None or locked.status in DONE or outcome.lease_lost or superseded:
+        # The item ended meanwhile (its lease ran out and another worker finished it), or
+        # another worker holds it now.
         ended = AttemptOutcome.SKIPPED if outcome.ok else AttemptOutcome.FAILED
         _log_attempt(session, attempt | {"outcome": ended.value})
         return RecordResult(status=locked.status if locked is not None else "missing")
@@ -671,7 +687,10 @@ def record_outcome(
         )
     if delay is not None:
         retry_at = now + timedelta(seconds=delay)
-        writes.item |= {"status": DeliveryStatus.PENDING.value, "last_error": outcome.error}
+        writes.item |= {
+            "status": DeliveryStatus.PENDING.value,
+            "last_error": _readable(outcome.error),
+        }
         writes.schedule |= {"next_attempt_at": retry_at, "redriven_at": None}
         writes.apply(
             session,
@@ -689,7 +708,7 @@ def record_outcome(
         reason = f"{reason} (the endpoint is now disabled: {disabled})"
     elif outcome.retryable:
         reason = f"{reason} (gave up after {failures} failed attempts)"
-    writes.item |= {"status": DeliveryStatus.FAILED.value, "last_error": reason}
+    writes.item |= {"status": DeliveryStatus.FAILED.value, "last_error": _readable(reason)}
     writes.schedule["next_attempt_at"] = None
     writes.apply(session, attempt | {"outcome": AttemptOutcome.FAILED.value})
     result = RecordResult(

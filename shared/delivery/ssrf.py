@@ -244,14 +244,19 @@ class EgressPolicy:
             text = entry.strip().lower()
             if not text:
                 continue
-            host, port = text, ""
+            host, sep, port = text, "", ""
             if text.startswith("["):
                 close = text.find("]")
-                host, port = text[: close + 1], text[close + 2 :] if close > 0 else ""
+                if close > 0:
+                    host, rest = text[: close + 1], text[close + 1 :]
+                    sep, port = rest[:1], rest[1:]
+                    if sep not in ("", ":"):
+                        raise ValueError(f"{entry!r}: write the port after ']' as ]:port")
             elif text.count(":") == 1:
                 host, port = text.split(":")
-            if port and not (port.isdigit() and 0 < int(port) < 65536):
-                raise ValueError(f"{entry!r}: the port must be a number 1-65535")
+                sep = ":"
+            if sep and not (port.isdigit() and 0 < int(port) < 65536):
+                raise ValueError(f"{entry!r}: the port after ':' must be a number 1-65535")
             normalized.add((normalize_host(host), int(port) if port else None))
         return cls(frozenset(normalized))
 

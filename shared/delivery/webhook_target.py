@@ -49,7 +49,11 @@ __all__ = [
 
 
 def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
-    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), if valid."""
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), if valid.
+
+    The receiver writes this header, so whatever it holds yields a number or None, never an
+    error (a date beyond what a datetime holds overflows instead of raising ValueError).
+    """
     if not value:
         return None
     text = value.strip()
@@ -57,7 +61,7 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
         return float(text)
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -148,14 +152,16 @@ def send_webhook(
         )
     if endpoint.guild_id != claim.job.guild_id:
         return Outcome.failure(f"no webhook endpoint {endpoint.id} in this server", retryable=False)
+    if claim.event not in (endpoint.events or []):
+        # Whether the endpoint takes the event comes first: an event it never wanted is not
+        # its fallback's either, enabled or not.
+        return Outcome.sent(None, skipped=True, endpoint_id=None)
     if not endpoint.enabled:
         return _failure(
             endpoint,
             f"the webhook endpoint is disabled: {endpoint.disabled_reason or 'by an admin'}",
             retryable=False,
         )
-    if claim.event not in (endpoint.events or []):
-        return Outcome.sent(None, skipped=True, endpoint_id=None)
     try:
         url = parse_webhook_url(endpoint.url, http.policy)
         secrets = endpoint_secrets(endpoint, box, now=now)

@@ -1,9 +1,11 @@
 """Split long text across messages and embeds on sensible boundaries.
 
 Text is cut at the last paragraph break that fits, else a line break, else the end of a
-sentence, else a space, and only as a last resort inside a word.  A cut inside a fenced code
-block closes the fence and reopens it (with its language) in the next part, so every part
-renders on its own.
+sentence, else a space, and only as a last resort inside a word.  Wherever it falls, a cut is
+never made inside a Markdown link (``[text](url)``, such as a summary's citation
+``[[1]](https://discord.com/channels/...)``): it moves to before the link, which then starts
+the next part whole.  A cut inside a fenced code block closes the fence and reopens it (with
+its language) in the next part, so every part renders on its own.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ _FENCE = re.compile(r"^```(\S*)", re.MULTILINE)
 # Chinese and Japanese end a sentence with a full-width mark and no space after it.
 _SENTENCE_END = re.compile(r"[.!?…][)\]\"']?\s|[。！？；][」』）)]?")
 _ZWJ = "\u200d"
+# A Markdown link: its text may hold one level of brackets (``[[1]](url)``), its URL no space.
+_LINK = re.compile(r"\[(?:[^\[\]\n]|\[[^\[\]\n]*\])*\]\([^()\s]*\)")
+# How far before a cut a link that spans it may start (a Discord URL is at most 2048 long).
+_LINK_REACH = 2200
 
 
 def _extends_cluster(char: str) -> bool:
@@ -66,8 +72,22 @@ def cluster_floor(text: str, at: int) -> int:
     return at
 
 
+def _outside_links(text: str, at: int) -> int:
+    """``at``, or the start of the Markdown link it would cut in two (when that is not 0)."""
+    for link in _LINK.finditer(text, max(0, at - _LINK_REACH), at + _LINK_REACH):
+        if link.start() < at < link.end():
+            return link.start() or at
+        if link.start() >= at:
+            break
+    return at
+
+
 def _cut_point(text: str, limit: int) -> int:
-    """Index where to cut ``text`` so that ``text[:i]`` fits in ``limit``."""
+    """Index where to cut ``text`` so that ``text[:i]`` fits in ``limit``, outside any link."""
+    return _outside_links(text, _best_cut(text, limit))
+
+
+def _best_cut(text: str, limit: int) -> int:
     window = text[: limit + 1]
     for sep in ("\n\n", "\n"):
         at = window.rfind(sep, 0, limit)

@@ -1,11 +1,14 @@
 """Re-driving what ended badly: dead letters and failed deliveries, after the cause is fixed.
 
-Each item is reset in the database first — a delivery or notification to ``pending`` and due
-now, its job reopened by the lifecycle's replay moves (:attr:`shared.lifecycle.Move.REPLAY_FETCH`
-when no summary was stored, :attr:`~shared.lifecycle.Move.REPLAY_DELIVERY` when one was) — and
-then published.  The stages are idempotent and re-check the guild boundary themselves, so a
-replayed job that should never have run is refused by its worker, and replaying something twice
-still has its effect once.
+Each item is reset in the database first — a failed (or still pending) delivery or
+notification to ``pending`` and due now, its job reopened by the lifecycle's replay moves
+(:attr:`shared.lifecycle.Move.REPLAY_FETCH` when no summary was stored,
+:attr:`~shared.lifecycle.Move.REPLAY_DELIVERY` when one was) — and then published.  The stages
+are idempotent and re-check the guild boundary themselves, so a replayed job that should never
+have run is refused by its worker, and replaying something twice still has its effect once.  An
+item that was sent is never reset (its target has it: a replay would post it again), nor one
+that is being sent (its lease, and the redrive sweep's handling of a lease that runs out,
+decide what happens to it).
 """
 
 from __future__ import annotations
@@ -57,9 +60,25 @@ def _reopen(job: Job, which: lifecycle.Move, now: datetime) -> list[Step]:
     return steps or []
 
 
-def _reset_item(session: Session, item_id: uuid.UUID, now: datetime) -> uuid.UUID | None:
-    """Make a delivery or notification pending and due now; returns its job id."""
+#: Why an item in this state is not replayed.
+_NOT_REPLAYED = {
+    DeliveryStatus.SENT.value: "was already sent",
+    DeliveryStatus.SENDING.value: "is being sent (a worker holds it, or the redrive sweep "
+    "will retry it once that worker's lease runs out)",
+}
+
+
+def _reset_item(session: Session, item_id: uuid.UUID, now: datetime) -> uuid.UUID | str:
+    """Make a failed or pending delivery or notification pending and due now; returns its
+    job id, or why it is not replayed."""
     delivery = session.get(Delivery, item_id, with_for_update=True)
+    item: Delivery | JobNotification | None = delivery or session.get(
+        JobNotification, item_id, with_for_update=True
+    )
+    if item is None:
+        return "not found"
+    if item.status in _NOT_REPLAYED:
+        return _NOT_REPLAYED[item.status]
     if delivery is not None:
         delivery.status = DeliveryStatus.PENDING.value
         delivery.lease_until = None
@@ -73,14 +92,12 @@ def _reset_item(session: Session, item_id: uuid.UUID, now: datetime) -> uuid.UUI
         assert job is not None
         _reopen(job, lifecycle.Move.REPLAY_DELIVERY, now)
         return job.id
-    note = session.get(JobNotification, item_id, with_for_update=True)
-    if note is not None:
-        note.status = DeliveryStatus.PENDING.value
-        note.lease_until = None
-        note.attempts = note.failures = 0
-        note.next_attempt_at, note.redriven_at = now, now
-        return note.job_id
-    return None
+    assert isinstance(item, JobNotification)
+    item.status = DeliveryStatus.PENDING.value
+    item.lease_until = None
+    item.attempts = item.failures = 0
+    item.next_attempt_at, item.redriven_at = now, now
+    return item.job_id
 
 
 def _replay_letter(session: Session, letter: DeadLetter, now: datetime) -> list[Step] | str:
@@ -88,8 +105,8 @@ def _replay_letter(session: Session, letter: DeadLetter, now: datetime) -> list[
     args = [str(a) for a in letter.args or []]
     if letter.task_name == DELIVER and len(args) >= 2:
         job_id = _reset_item(session, _uuid(args[1], "delivery"), now)
-        if job_id is None:
-            return f"dead letter {letter.id}: its delivery no longer exists"
+        if isinstance(job_id, str):
+            return f"dead letter {letter.id}: its delivery {job_id}"
         return [Step(DELIVER, (str(job_id), args[1]))]
     if letter.task_name in (FETCH, SUMMARIZE) and letter.job_id is not None:
         job = session.get(Job, letter.job_id, with_for_update=True)
@@ -161,8 +178,8 @@ def replay(core: Core, selection: ReplaySelection) -> ReplayReport:
             )
         for item_id in dict.fromkeys(wanted):
             job_id = _reset_item(session, item_id, now)
-            if job_id is None:
-                report.skipped.append(f"delivery {item_id}: not found")
+            if isinstance(job_id, str):
+                report.skipped.append(f"delivery {item_id}: {job_id}")
                 continue
             steps.append(Step(DELIVER, (str(job_id), str(item_id))))
             report.deliveries += 1

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from schema.models.tenancy import WebhookAuthKind, WebhookEndpoint
-from shared.delivery.endpoint_auth import custom_header
+from shared.delivery.endpoint_auth import auth_headers
 from shared.delivery.events import EVENT_TYPES
 from shared.delivery.ssrf import AddressRefused, parse_webhook_url
 from shared.errors import InvalidInputError, NotFoundError
@@ -125,9 +125,9 @@ def _fallback(
 
 
 def _set_auth(core: Core, row: WebhookEndpoint, auth: EndpointAuth | None) -> None:
-    if auth is not None and auth.kind is WebhookAuthKind.HEADER:
+    if auth is not None and auth.kind is not WebhookAuthKind.NONE:
         try:
-            custom_header(auth.secret)
+            auth_headers(auth.kind.value, auth.secret)
         except ValueError as exc:
             raise InvalidInputError(str(exc), field="auth") from None
     row.auth_kind = auth.kind.value if auth else WebhookAuthKind.NONE.value

@@ -20,6 +20,7 @@ from schema.models.tenancy import WebhookAuthKind, WebhookEndpoint
 from shared.crypto import SecretBox
 from shared.delivery.events import event_schema_filename
 from shared.delivery.runtime import DeliveryRuntime
+from shared.errors import InvalidInputError
 from shared.services.core import Actor, Core
 from shared.services.webhook_endpoints import SECRET_OVERLAP, rotate_secret
 from shared.settings import Settings
@@ -769,3 +770,148 @@ def test_the_runtime_uses_the_workers_discord_client(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="DISCORD_TOKEN is not set"):
         bare.discord()
     client.close()
+
+
+# Values a header cannot carry: a line break (which would start a header of its own) and
+# characters outside what HTTP/1.1 puts on the wire.
+UNSENDABLE_AUTH = [
+    (WebhookAuthKind.BEARER, "tok-s3cret\nX-Injected: 1", "s3cret"),
+    (WebhookAuthKind.BEARER, "令牌-s3cret", "s3cret"),
+    (WebhookAuthKind.HEADER, "X-Api-Key: 値-s3cret", "s3cret"),
+    # HTTP trims a value's edges, and h11 refuses a value that has whitespace there.
+    (WebhookAuthKind.BEARER, "tok-s3cret ", "s3cret"),
+    (WebhookAuthKind.BEARER, "\t", "Bearer \t"),
+]
+
+
+@pytest.mark.parametrize(("kind", "secret", "part"), UNSENDABLE_AUTH)
+def test_unsendable_stored_auth_fails_for_good_without_sending_or_showing_it(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    receiver: WebhookReceiver,
+    kind: WebhookAuthKind,
+    secret: str,
+    part: str,
+) -> None:
+    endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
+    with session_factory() as session, session.begin():
+        row = session.get(WebhookEndpoint, endpoint_id)
+        assert row is not None
+        row.auth_kind = kind.value
+        row.auth_encrypted = box.encrypt(secret)
+    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
+    assert receiver.requests == []
+    row = delivery(session_factory, fan.delivery_ids[0])
+    assert row.status == "failed", row.last_error
+    assert "auth" in (row.last_error or "")
+    # The decrypted secret is never written where the delivery's errors are shown.
+    assert part not in (row.last_error or "")
+    assert all(part not in (a.error or "") for a in attempts(session_factory, row.id))
+
+
+@pytest.mark.parametrize(("kind", "secret", "part"), UNSENDABLE_AUTH)
+def test_unsendable_auth_is_refused_at_registration(
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    receiver: WebhookReceiver,
+    kind: WebhookAuthKind,
+    secret: str,
+    part: str,
+) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        add_endpoint(session_factory, box, hook(receiver), auth_kind=kind, auth_secret=secret)
+    assert info.value.field == "auth"
+    assert part not in str(info.value) and part not in info.value.user_message
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_a_binary_answer_is_logged_as_text_and_the_attempt_recorded(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    receiver: WebhookReceiver,
+    status: int,
+) -> None:
+    # A receiver may answer with any bytes (gzip, an image, a C string with its NUL): the
+    # attempt is recorded all the same, with a readable excerpt.
+    endpoint_id, secret = add_endpoint(session_factory, box, hook(receiver))
+    receiver.secrets = [secret]
+    receiver.script(Reply(status, body=b"ok\x00\x1f\x8b\x08\x00\xff\x01 done\x07"))
+    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
+    row = delivery(session_factory, fan.delivery_ids[0])
+    assert row.status == ("sent" if status == 200 else "pending")
+    (log,) = attempts(session_factory, row.id)
+    excerpt = log.response_excerpt or ""
+    assert excerpt.startswith("ok") and "done" in excerpt
+    assert not any(ord(c) < 0x20 and c not in "\t\n\r" for c in excerpt), repr(excerpt)
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    [
+        "Mon, 01 Jan 99999999999999999999 00:00:00 GMT",  # a year no datetime can hold
+        "Mon, 01 Jan 2030 25:61:00 GMT",
+        "-5",
+        "1.5e300",
+    ],
+)
+def test_a_malformed_retry_after_is_ignored_and_the_delivery_retried(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    receiver: WebhookReceiver,
+    retry_after: str,
+) -> None:
+    endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
+    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    receiver.script(Reply(503, {"Retry-After": retry_after}))
+    deliver(services, fan.job_id, fan.delivery_ids[0])
+    row = delivery(session_factory, fan.delivery_ids[0])
+    assert (row.status, row.last_error) == ("pending", "the webhook answered HTTP 503")
+    [attempt] = attempts(session_factory, row.id)
+    assert attempt.next_attempt_at is not None
+    # The schedule's first delay (1 s in these tests), as if no Retry-After had been given.
+    assert (attempt.next_attempt_at - attempt.started_at).total_seconds() == pytest.approx(1, abs=1)
+
+
+def test_an_event_a_disabled_endpoint_never_subscribed_to_goes_nowhere(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    enqueuer: RecordingEnqueuer,
+    runtime: DeliveryRuntime,
+    clock: Clock,
+) -> None:
+    # The endpoint takes summaries only; disabled, its fallback takes them in its place, but a
+    # job.failed event is no more the fallback's to receive than the endpoint's.
+    with WebhookReceiver() as primary, WebhookReceiver() as spare:
+        spare_id, _ = add_endpoint(session_factory, box, hook(spare))
+        primary_id, _ = add_endpoint(
+            session_factory,
+            box,
+            hook(primary),
+            events=("summary.completed",),
+            fallback={"kind": "webhook", "endpoint_id": str(spare_id)},
+        )
+        with session_factory() as session, session.begin():
+            endpoint = session.get(WebhookEndpoint, primary_id)
+            assert endpoint is not None
+            endpoint.enabled, endpoint.disabled_reason = False, "the receiver answered 410 Gone"
+        fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(primary_id)}])
+        with session_factory() as session, session.begin():
+            job = session.get(Job, fan.job_id)
+            assert job is not None
+            job.status, job.error, job.finished_at = "failed", "the channel is empty", clock.now
+        enqueuer.take()
+        redrive(services, runtime.settings)
+        [(job_arg, note_arg)] = enqueuer.take()
+        deliver(services, uuid.UUID(job_arg), uuid.UUID(note_arg))
+        with session_factory() as session:
+            note = session.get(JobNotification, uuid.UUID(note_arg))
+            assert note is not None
+            assert (note.status, note.last_error) == ("sent", None)
+        assert enqueuer.take() == []  # no fallback notice was created
+        assert primary.requests == [] and spare.requests == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.delivery_log import DeliverySchedule
 from schema.models.jobs import Delivery, Job
+from schema.models.tenancy import WebhookEndpoint
 from shared.crypto import SecretBox
 from shared.delivery.discord_render import FORMAT_COLOURS, render_embeds, render_messages
 from shared.delivery.discord_targets import nonce_prefix
@@ -34,10 +36,12 @@ from tests.fakes.enqueuer import RecordingEnqueuer
 from tests.unit.delivery.helpers import (
     Clock,
     Fanout,
+    add_endpoint,
     add_summary,
     deliver,
     make_runtime,
     make_services,
+    redrive,
     sample_content,
 )
 
@@ -536,3 +540,78 @@ def test_a_forged_webhook_thread_is_neither_read_nor_posted_to(
     delivered = row(session_factory, item)
     assert delivered.status == "failed"
     assert delivered.last_error == f"no channel {thread.id} in this server"
+
+
+def test_a_job_failed_notice_shows_the_error_as_written_with_no_link_of_its_own(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    discord: tuple[FakeDiscordServer, World],
+) -> None:
+    # An error quotes what others wrote (a receiver's Location header, a thread's name ...):
+    # in the bot's own notice it must not become a link the bot seems to vouch for.
+    server, world = discord
+    endpoint_id, _ = add_endpoint(
+        session_factory, box, "https://hooks.example.com/in", guild_id=str(world.guild.id)
+    )
+    with session_factory() as session, session.begin():
+        endpoint = session.get(WebhookEndpoint, endpoint_id)
+        assert endpoint is not None
+        endpoint.enabled, endpoint.disabled_reason = False, "410 Gone"
+        endpoint.fallback = {"kind": "channel", "channel_id": str(world.general.id)}
+    fan = summary_in(world, session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    lure = "[Re-authorize the bot here](https://evil.example/login)"
+    with session_factory() as session, session.begin():
+        job = session.get(Job, fan.job_id)
+        assert job is not None
+        job.status, job.finished_at = "failed", services.clock()
+        job.error = f"the webhook answered 302 redirect to {lure}"
+    services.enqueuer.take()
+    redrive(services, services.delivery_runtime().settings)
+    [(job_arg, note_arg)] = services.enqueuer.take()
+    deliver(services, uuid.UUID(job_arg), uuid.UUID(note_arg))  # the endpoint is disabled
+    [(job_arg, fallback_arg)] = services.enqueuer.take()
+    deliver(services, uuid.UUID(job_arg), uuid.UUID(fallback_arg))
+    [notice] = channel_messages(server, world.general.id)
+    description = notice.embeds[0]["description"]
+    assert "Re-authorize the bot here" in description and "evil.example/login" in description
+    assert not re.search(r"(?<!\\)\[[^\]]*(?<!\\)\]\(", description), description
+
+
+@pytest.mark.parametrize("gone", ["discord webhook", "channel"])
+def test_a_destination_that_no_longer_exists_fails_clearly_and_falls_back(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    discord: tuple[FakeDiscordServer, World],
+    box: SecretBox,
+    gone: str,
+) -> None:
+    # Deleted since the job was accepted: that is no attempt to reach another guild, so the
+    # reason says what happened and the destination's fallback takes the summary.
+    server, world = discord
+    fallback = {"kind": "dm", "user_id": str(world.alice.id)}
+    if gone == "discord webhook":
+        target = DiscordWebhookTarget.with_token(
+            box, webhook_id=str(world.webhook.id), token=world.webhook.token, fallback=fallback
+        ).model_dump(mode="json")
+        with server.fake.lock:
+            del server.fake.webhooks[world.webhook.id]
+        reason = "no longer exists"
+    else:
+        with server.fake.lock:
+            doomed = server.fake.add_channel(world.guild, "old-news")
+        target = {"kind": "channel", "channel_id": str(doomed.id), "fallback": fallback}
+        with server.fake.lock:
+            del server.fake.channels[doomed.id]
+        reason = "does not exist"
+    fan = summary_in(world, session_factory, [target])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
+    failed = row(session_factory, fan.delivery_ids[0])
+    assert failed.status == "failed" and reason in (failed.last_error or ""), failed.last_error
+    assert "in this server" not in (failed.last_error or "")
+    [(job_arg, fallback_arg)] = services.enqueuer.take()
+    deliver(services, uuid.UUID(job_arg), uuid.UUID(fallback_arg))
+    assert row(session_factory, uuid.UUID(fallback_arg)).status == "sent"
+    with session_factory() as session:
+        job = session.get(Job, fan.job_id)
+        assert job is not None and job.status == "completed"

@@ -339,6 +339,17 @@ def test_a_bracketed_v6_entry_with_a_port_allows_that_address_on_that_port_only(
         parse_webhook_url("https://[fd00::1:8443]:6379/", policy)
 
 
+@pytest.mark.parametrize(
+    "entry", ["[fd00::1]x8443", "[fd00::1]8443", "[fd00::1]:", "hooks.internal:"]
+)
+def test_an_allowlist_entry_that_names_no_clear_port_is_refused(entry: str) -> None:
+    # Read leniently, each of these allowed a port (or every port) the operator did not write.
+    with pytest.raises(ValueError, match="port"):
+        EgressPolicy.from_entries([entry])
+    with pytest.raises(SettingsError, match="WEBHOOK_ALLOWED_HOSTS"):
+        DeliverySettings.load(webhook_allowed_hosts=entry)
+
+
 def test_allowlist_setting_is_validated() -> None:
     settings = DeliverySettings.load(webhook_allowed_hosts="127.0.0.1, hooks.internal:8080")
     assert settings.egress_policy.allows("hooks.internal", 8080)
