@@ -1,0 +1,41 @@
+"""What an attacker or a careless client may send that the API must refuse cleanly: forged
+list cursors, and other hostile input; every refusal is a problem document, never a 500."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.unit.api.conftest import Api
+
+pytestmark = pytest.mark.integration
+
+
+def _cursor(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("path", ["/v1/schedules", "/v1/webhook-endpoints"])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        _cursor(["2026-01-01T00:00:00+00:00", 5]),
+        _cursor(["2026-01-01T00:00:00+00:00", ["x"]]),
+        _cursor(["0001-01-01T00:00:00+14:00", str(uuid.UUID(int=1))]),
+        _cursor(["9999-12-31T23:59:59-14:00", str(uuid.UUID(int=1))]),
+    ],
+    ids=["id-number", "id-list", "before-year-1", "after-year-9999"],
+)
+def test_a_forged_cursor_is_422_not_500(
+    make_api: Callable[..., Api], path: str, cursor: str
+) -> None:
+    api = make_api(raise_server_exceptions=False)
+    response = api.client.get(path, headers=api.auth(api.key()), params={"cursor": cursor})
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "cursor is not valid" in response.json()["detail"]
