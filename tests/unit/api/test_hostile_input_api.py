@@ -39,3 +39,23 @@ def test_a_forged_cursor_is_422_not_500(
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert "cursor is not valid" in response.json()["detail"]
+
+
+def test_an_upload_destination_id_above_the_snowflake_range_is_422(
+    make_api: Callable[..., Api],
+) -> None:
+    # 19 digits match the id pattern, but Discord ids end at 2**63 - 1.
+    api = make_api(raise_server_exceptions=False)
+    response = api.client.post(
+        "/v1/jobs/upload",
+        params={"destination": "channel:9999999999999999999"},
+        headers=api.auth(api.key(("jobs:write",))),
+        json=[{"id": "1", "author": "ana", "time": "2026-03-01T09:00:00Z", "content": "hi"}],
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["errors"][0]["location"] == "query"
+    assert problem["errors"][0]["pointer"] == "/destination/0"
+    assert "is not a Discord id" in problem["detail"]
+    assert api.enqueuer.sent == []
