@@ -59,3 +59,42 @@ def test_an_upload_destination_id_above_the_snowflake_range_is_422(
     assert problem["errors"][0]["pointer"] == "/destination/0"
     assert "is not a Discord id" in problem["detail"]
     assert api.enqueuer.sent == []
+
+
+@pytest.mark.parametrize("field", ["schedule", "timezone", "format", "destination", "enabled"])
+def test_a_null_in_a_schedule_change_names_the_field_the_client_sent(api: Api, field: str) -> None:
+    token = api.key()
+    created = api.client.post(
+        "/v1/schedules",
+        headers=api.auth(token),
+        json={
+            "channel_id": api.channel,
+            "schedule": "hourly",
+            "destination": {"kind": "channel", "channel_id": api.channel},
+        },
+    )
+    assert created.status_code == 201, created.text
+    response = api.client.patch(
+        f"/v1/schedules/{created.json()['id']}", headers=api.auth(token), json={field: None}
+    )
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["detail"].startswith(f"{field} cannot be null")
+    assert problem["errors"] == [
+        {"location": "body", "pointer": f"/{field}", "detail": problem["detail"]}
+    ]
+
+
+def test_a_null_in_an_endpoint_change_points_at_the_field(api: Api) -> None:
+    token = api.key()
+    created = api.client.post(
+        "/v1/webhook-endpoints", headers=api.auth(token), json={"url": "https://example.com/h"}
+    )
+    assert created.status_code == 201, created.text
+    response = api.client.patch(
+        f"/v1/webhook-endpoints/{created.json()['id']}",
+        headers=api.auth(token),
+        json={"url": None},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["pointer"] == "/url"
