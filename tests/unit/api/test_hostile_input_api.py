@@ -98,3 +98,25 @@ def test_a_null_in_an_endpoint_change_points_at_the_field(api: Api) -> None:
     )
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["pointer"] == "/url"
+
+
+@pytest.mark.parametrize(
+    ("text", "timezone"), [("hourly", "localtime"), ("hourly localtime", "UTC")]
+)
+def test_a_schedule_zone_must_be_an_iana_zone_not_the_servers_own(
+    api: Api, text: str, timezone: str
+) -> None:
+    # "localtime" is a file next to the zones on many hosts, a link to the server's own
+    # /etc/localtime: accepted, a schedule would fire by whatever zone the host is set to.
+    response = api.client.post(
+        "/v1/schedules",
+        headers=api.auth(api.key()),
+        json={
+            "channel_id": api.channel,
+            "schedule": text,
+            "timezone": timezone,
+            "destination": {"kind": "channel", "channel_id": api.channel},
+        },
+    )
+    assert response.status_code == 422, response.text
+    assert "localtime" in response.json()["detail"]
