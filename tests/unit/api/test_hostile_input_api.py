@@ -7,11 +7,16 @@ import base64
 import json
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
-from tests.unit.api.conftest import Api
+from schema.models.uploads import CHUNK_BYTES, Upload
+from shared.uploads import UploadQuotaExceeded, UploadWriter
+from tests.unit.api.conftest import Api, snowflake
 
 pytestmark = pytest.mark.integration
 
@@ -140,3 +145,22 @@ def test_a_key_sent_twice_in_one_object_is_a_400(api: Api, path: str) -> None:
     assert 'the key "hours" appears twice in one object' in problem["detail"]
     assert f"character {body.index('{', 1)}" in problem["detail"]
     assert api.enqueuer.sent == []
+
+
+def test_uploads_streaming_at_once_cannot_pass_the_guild_quota_together(
+    session_factory: sessionmaker[Session],
+) -> None:
+    # Each upload used to measure the guild's room once, when it started: uploads started
+    # together (a burst of requests) each saw the whole room, and together stored N times it.
+    guild = snowflake()
+    quota = 3 * CHUNK_BYTES
+    now = datetime.now(UTC)
+    first = UploadWriter(session_factory, guild_id=guild, now=now, max_guild_bytes=quota)
+    second = UploadWriter(session_factory, guild_id=guild, now=now, max_guild_bytes=quota)
+    first.write(b"[" + b" " * (2 * CHUNK_BYTES - 1))
+    second.write(b"[" + b" " * (CHUNK_BYTES - 1))
+    with pytest.raises(UploadQuotaExceeded):
+        second.write(b" " * CHUNK_BYTES)
+    with session_factory() as session:
+        stored = session.scalar(select(func.sum(Upload.size)).where(Upload.guild_id == guild))
+    assert stored is not None and stored <= quota
