@@ -7,7 +7,7 @@ import base64
 import json
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.uploads import CHUNK_BYTES, Upload
+from shared.domain.messages import DISCORD_EPOCH_MS
 from shared.uploads import UploadQuotaExceeded, UploadWriter
 from tests.unit.api.conftest import Api, snowflake
 
@@ -164,3 +165,25 @@ def test_uploads_streaming_at_once_cannot_pass_the_guild_quota_together(
     with session_factory() as session:
         stored = session.scalar(select(func.sum(Upload.size)).where(Upload.guild_id == guild))
     assert stored is not None and stored <= quota
+
+
+def test_a_window_after_a_message_id_from_the_future_is_refused_like_a_future_time(
+    api: Api,
+) -> None:
+    # An id is its own time: one minted a day from now cannot name a message yet, and the
+    # same window given as a time is refused.
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    future_id = str((int(tomorrow.timestamp() * 1000) - DISCORD_EPOCH_MS) << 22)
+    token = api.key(("jobs:write",))
+    answers = [
+        api.client.post(
+            "/v1/jobs",
+            headers=api.auth(token),
+            json={"channel_id": api.channel, "window": window},
+        )
+        for window in ({"after": tomorrow.isoformat()}, {"after_message_id": future_id})
+    ]
+    for response in answers:
+        assert response.status_code == 422, response.text
+        assert "in the future" in response.json()["detail"]
+    assert api.enqueuer.sent == []
