@@ -187,3 +187,32 @@ def test_a_window_after_a_message_id_from_the_future_is_refused_like_a_future_ti
         assert response.status_code == 422, response.text
         assert "in the future" in response.json()["detail"]
     assert api.enqueuer.sent == []
+
+
+def _message(**fields: Any) -> dict[str, Any]:
+    return {"id": "m1", "author": "ana", "time": "2026-03-01T09:00:00Z", "content": "hi"} | fields
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [_message(id="m\u00001")],
+        [_message(author={"id": "u\u00007", "name": "ana"})],
+        [_message(author="an\u0000a")],
+        [_message(), _message(id="m2", reply_to="m\u00001")],
+        {"conversation": {"channel_id": "c\u00001"}, "messages": [_message()]},
+        {"conversation": {"guild_id": "g\u00001"}, "messages": [_message()]},
+    ],
+    ids=["message-id", "author-id", "author-as-text", "reply-to", "channel-id", "guild-id"],
+)
+def test_an_upload_with_a_control_character_in_an_id_is_refused_at_the_door(
+    api: Api, body: Any
+) -> None:
+    # Ids are stored as they come (names and text are cleaned, ids are not), and PostgreSQL
+    # refuses a NUL in text or JSON: accepted here, the job failed later in a worker.
+    response = api.client.post(
+        "/v1/jobs/upload", headers=api.auth(api.key(("jobs:write",))), json=body
+    )
+    assert response.status_code == 422, response.text
+    assert "control character" in response.json()["detail"]
+    assert api.enqueuer.sent == []
