@@ -157,6 +157,13 @@ def _json_error(path: Path | str, exc: Exception, reader: _TrackingReader) -> In
         context = _quote(parts[1].strip().decode("utf-8", "replace"))
         if context:
             where += f" near {context!r}"
+    if "integer overflow" in reason:
+        # Valid JSON that the reader cannot hold: saying "malformed" would send the user
+        # looking for a syntax error that is not there.
+        return InvalidInputError(
+            f"{path}: a number {where} is too large (integers here fit in 64 bits, as "
+            "Discord's ids and counts do); write an id as a string, or fix the number"
+        )
     return InvalidInputError(
         f"{path}: malformed JSON {where}: {reason}; the file is not valid JSON, "
         f"{_HOW_TO_EXPORT} again or fix the file"

@@ -216,3 +216,20 @@ def test_an_upload_with_a_control_character_in_an_id_is_refused_at_the_door(
     assert response.status_code == 422, response.text
     assert "control character" in response.json()["detail"]
     assert api.enqueuer.sent == []
+
+
+def test_an_upload_with_a_number_too_large_to_read_does_not_call_the_json_malformed(
+    api: Api,
+) -> None:
+    # 10**20 is valid JSON; the streaming reader only holds 64-bit integers.
+    body = json.dumps([_message()])[:-2] + ', "reactions": 100000000000000000000}]'
+    response = api.client.post(
+        "/v1/jobs/upload",
+        headers=api.auth(api.key(("jobs:write",))) | {"Content-Type": "application/json"},
+        content=body,
+    )
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert "malformed" not in detail and "not valid JSON" not in detail
+    assert "too large" in detail
+    assert "at line 1, column" in detail
