@@ -184,12 +184,15 @@ class JsonRoute(APIRoute):
     again."""
 
     def get_route_handler(self) -> Handler:
-        """FastAPI's handler, after the body is decoded."""
+        """FastAPI's handler, after the body is decoded (for a route that reads one)."""
         handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler  # FastAPI ignores a body this route does not read; so do we
 
         async def decoded_first(request: Request) -> Response:
             body = await json_body(request)
             if body is not MISSING and not isinstance(body, bytes):
+                # Where Request.json() caches its result, so FastAPI decodes nothing again.
                 request._json = body
             return await handler(request)
 
