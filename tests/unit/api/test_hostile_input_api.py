@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from producers.api.routes.summaries import preferred_type
 from schema.models.uploads import CHUNK_BYTES, Upload
 from shared.domain.messages import DISCORD_EPOCH_MS
 from shared.uploads import UploadQuotaExceeded, UploadWriter
@@ -244,3 +245,12 @@ def test_a_route_without_a_body_still_ignores_one(api: Api) -> None:
         content='{"a": 1, "a": 2}',
     )
     assert response.status_code == 200, response.text
+
+
+def test_the_most_specific_accept_range_decides_a_summarys_type() -> None:
+    # RFC 9110 section 12.5.1: application/*;q=0 refuses JSON even when */* accepts anything.
+    assert preferred_type("application/*;q=0, */*") == "text/markdown"
+    assert preferred_type("text/*;q=0, */*") == "application/json"
+    assert preferred_type("application/*;q=0.1, */*;q=0.9") == "text/markdown"
+    assert preferred_type("application/*;q=0, text/*;q=0, */*") is None
+    assert preferred_type("application/json;q=0, application/problem+json") is None
