@@ -254,3 +254,23 @@ def test_the_most_specific_accept_range_decides_a_summarys_type() -> None:
     assert preferred_type("application/*;q=0.1, */*;q=0.9") == "text/markdown"
     assert preferred_type("application/*;q=0, text/*;q=0, */*") is None
     assert preferred_type("application/json;q=0, application/problem+json") is None
+
+
+def test_every_admitted_response_tells_the_key_its_rate_limit(api: Api) -> None:
+    # 60 a minute: a burst of 10, one more each second.  A client paces itself by these
+    # headers instead of learning the limit from a 429.
+    token = api.key(("admin",), rate_limit_per_minute=60)
+    answers = [
+        api.client.get("/v1/schedules", headers=api.auth(token)),
+        api.client.post("/v1/jobs", headers=api.auth(token), json={"channel_id": api.channel}),
+        api.client.get(f"/v1/jobs/{uuid.UUID(int=7)}", headers=api.auth(token)),
+    ]
+    assert [r.status_code for r in answers] == [200, 202, 404]
+    remaining = [int(r.headers["ratelimit-remaining"]) for r in answers]
+    assert remaining == [9, 8, 7]
+    for response in answers:
+        assert response.headers["ratelimit-limit"] == "60"
+        assert 1 <= int(response.headers["ratelimit-reset"]) <= 4
+    unknown = api.client.get("/v1/schedules", headers=api.auth(token + "x"))
+    assert unknown.status_code == 401
+    assert "ratelimit-limit" not in unknown.headers
