@@ -230,7 +230,10 @@ def submit(
     """
     durable_key = None
     if idem is not None:
-        digest = hashlib.sha256(idem.key.encode()).hexdigest()[:40]
+        # The request's fingerprint is part of the row's key: when Redis has forgotten the
+        # record (a restart, an eviction), the same request still finds its job, and another
+        # request reusing the key makes its own instead of being answered with that one.
+        digest = hashlib.sha256(f"{idem.key}\n{idem.fingerprint}".encode()).hexdigest()[:40]
         durable_key = f"api:{caller.key_id}:{digest}"
     core = resources.core if held is None else replace(resources.core, enqueuer=held)
     submission = job_service.submit_job(

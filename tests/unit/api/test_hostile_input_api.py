@@ -274,3 +274,21 @@ def test_every_admitted_response_tells_the_key_its_rate_limit(api: Api) -> None:
     unknown = api.client.get("/v1/schedules", headers=api.auth(token + "x"))
     assert unknown.status_code == 401
     assert "ratelimit-limit" not in unknown.headers
+
+
+def test_a_reused_key_never_answers_with_another_requests_job_when_redis_forgot(
+    api: Api,
+) -> None:
+    # The job row keeps the key as a backstop for Redis; it must not hand the first
+    # request's job to a different request that reuses the key.
+    token = api.key(("jobs:write",))
+    headers = api.auth(token) | {"Idempotency-Key": "reused"}
+    other_channel = api.discord.channel(api.guild)
+    first = api.client.post("/v1/jobs", headers=headers, json={"channel_id": api.channel})
+    assert first.status_code == 202, first.text
+    api.redis.delete(api.app.state.resources.idempotency.record_key(token.split("_")[1], "reused"))
+    second = api.client.post("/v1/jobs", headers=headers, json={"channel_id": other_channel})
+    assert second.status_code in (202, 422), second.text
+    if second.status_code == 202:
+        assert second.json()["id"] != first.json()["id"]
+        assert second.json()["channel_id"] == other_channel
