@@ -84,6 +84,7 @@ class UploadWriter:
         self._buffer = bytearray()
         self._room: int | None = None
         self._quota = max_guild_bytes
+        self._guild = guild_id if max_guild_bytes is not None else None
         with session_factory() as session, session.begin():
             if max_guild_bytes is not None and guild_id is not None:
                 # Sizes grow chunk by chunk (see _store): uploads still streaming count too.
@@ -122,6 +123,8 @@ class UploadWriter:
 
     def _store(self, chunk: bytes) -> None:
         with self._factory() as session, session.begin():
+            if self._guild is not None:
+                _lock_guild_uploads(session, self._guild)
             session.execute(
                 insert(UploadChunk).values(upload_id=self.upload_id, seq=self._seq, data=chunk)
             )
@@ -131,6 +134,17 @@ class UploadWriter:
                 .where(Upload.id == self.upload_id)
                 .values(size=Upload.size + len(chunk))
             )
+            if self._guild is not None:
+                # The room measured at the start is not enough: uploads streaming at the same
+                # time each saw all of it.  The guild's total, chunks of the others included,
+                # is checked with every chunk (the transaction is rolled back when over).
+                used = session.scalar(
+                    select(func.coalesce(func.sum(Upload.size), 0)).where(
+                        Upload.guild_id == self._guild
+                    )
+                )
+                if int(used or 0) > (self._quota or 0):
+                    raise self._over()
         self._seq += 1
 
     def finish(self) -> uuid.UUID:
@@ -143,6 +157,16 @@ class UploadWriter:
                 update(Upload).where(Upload.id == self.upload_id).values(size=self.size)
             )
         return self.upload_id
+
+
+def _lock_guild_uploads(session: Session, guild_id: str) -> None:
+    """Serialize the chunk writes of one guild's uploads until the transaction ends, so each
+    quota check sees the others' chunks (PostgreSQL; SQLite writes one transaction at a time
+    anyway)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            select(func.pg_advisory_xact_lock(func.hashtextextended(f"uploads:{guild_id}", 0)))
+        )
 
 
 class UploadReader(io.RawIOBase):

@@ -20,8 +20,9 @@ The blocking part runs in one worker-thread hop.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import structlog
@@ -43,10 +44,12 @@ __all__ = [
     "Credentials",
     "admit",
     "admit_with_claim",
+    "admitted",
     "authenticate_credentials",
     "authenticate_request",
     "caller_of",
     "check_scope",
+    "rate_limit_headers",
     "request_credentials",
     "require_scope",
     "verify_credentials",
@@ -67,11 +70,13 @@ _INVALID = 'Bearer realm="summarybot", error="invalid_token"'
 
 @dataclass(frozen=True)
 class Caller:
-    """The authenticated key behind a request: its id, its one guild, its scopes."""
+    """The authenticated key behind a request: its id, its one guild, its scopes, and the
+    rate limit's answer that admitted the request (None before admission)."""
 
     key_id: str
     guild_id: str
     scopes: frozenset[str]
+    rate: Decision | None = field(default=None, compare=False)
 
     @property
     def actor(self) -> Actor:
@@ -151,6 +156,16 @@ def _limit(resources: ApiResources, key: KeyRecord) -> Limit:
     return Limit(per_minute, default_burst(per_minute))
 
 
+def rate_limit_headers(decision: Decision) -> dict[str, str]:
+    """The ``RateLimit-*`` headers of a request the key's limit decided: requests a minute,
+    how many more fit right now, and in how many seconds the burst is whole again."""
+    return {
+        "RateLimit-Limit": str(decision.limit.per_minute),
+        "RateLimit-Remaining": str(decision.remaining),
+        "RateLimit-Reset": str(math.ceil(decision.reset_after)),
+    }
+
+
 def _refuse_rate(resources: ApiResources, decision: Decision) -> None:
     if decision.allowed:
         return
@@ -160,36 +175,28 @@ def _refuse_rate(resources: ApiResources, decision: Decision) -> None:
         429,
         f"this API key is limited to {per_minute} requests per minute; "
         f"retry after {decision.retry_after_header} s",
-        headers={
-            "Retry-After": decision.retry_after_header,
-            "RateLimit-Limit": str(per_minute),
-            "RateLimit-Remaining": "0",
-        },
+        headers={"Retry-After": decision.retry_after_header, **rate_limit_headers(decision)},
     )
-
-
-def _check_rate(resources: ApiResources, key: KeyRecord) -> None:
-    _refuse_rate(resources, resources.limiter.hit(key.id, _limit(resources, key)))
 
 
 def admit_with_claim(
     resources: ApiResources, key: KeyRecord, idempotency_key: str, request_fingerprint: str
-) -> Claim:
+) -> tuple[Claim, Decision]:
     """Steps 4 and 5 for a verified ``key`` (:func:`verify_credentials`), claiming the
     request's ``Idempotency-Key`` in the rate limit's round trip; 429 as a :class:`Problem`
-    (and nothing claimed)."""
+    (and nothing claimed).  The claim, and the rate limit's answer."""
     decision, claim = resources.limiter.hit_and_begin(
         key.id, _limit(resources, key), resources.idempotency, idempotency_key, request_fingerprint
     )
     _refuse_rate(resources, decision)
     assert claim is not None  # allowed
     _touch(resources, key)
-    return claim
+    return claim, decision
 
 
-def caller_of(key: KeyRecord) -> Caller:
-    """The :class:`Caller` a verified key makes."""
-    return Caller(key_id=key.id, guild_id=key.guild_id, scopes=frozenset(key.scopes))
+def caller_of(key: KeyRecord, rate: Decision | None = None) -> Caller:
+    """The :class:`Caller` a verified key makes (``rate``: the answer that admitted it)."""
+    return Caller(key_id=key.id, guild_id=key.guild_id, scopes=frozenset(key.scopes), rate=rate)
 
 
 def _touch(resources: ApiResources, key: KeyRecord) -> None:
@@ -218,8 +225,7 @@ def authenticate_credentials(resources: ApiResources, credentials: Credentials) 
     """Steps 1 to 5 of the module docstring for ``credentials`` (blocking: run it in a worker
     thread); 401/403/429 as a :class:`Problem`."""
     key = verify_credentials(resources, credentials)
-    admit(resources, key)
-    return caller_of(key)
+    return caller_of(key, admit(resources, key))
 
 
 def verify_credentials(resources: ApiResources, credentials: Credentials) -> KeyRecord:
@@ -248,10 +254,13 @@ def verify_credentials(resources: ApiResources, credentials: Credentials) -> Key
     return key
 
 
-def admit(resources: ApiResources, key: KeyRecord) -> None:
-    """Steps 4 and 5 for a verified ``key`` (blocking); 429 as a :class:`Problem`."""
-    _check_rate(resources, key)
+def admit(resources: ApiResources, key: KeyRecord) -> Decision:
+    """Steps 4 and 5 for a verified ``key`` (blocking); 429 as a :class:`Problem`.  The rate
+    limit's answer."""
+    decision = resources.limiter.hit(key.id, _limit(resources, key))
+    _refuse_rate(resources, decision)
     _touch(resources, key)
+    return decision
 
 
 def check_scope(caller: Caller, scopes: tuple[Scope, ...]) -> None:
@@ -314,8 +323,17 @@ async def authenticate_request(request: Request, *, streamed: bool = False) -> C
     resources = await get_resources(request)
     credentials = await request_credentials(request, resources, streamed=streamed)
     caller = await run_in_threadpool(authenticate_credentials, resources, credentials)
-    structlog.contextvars.bind_contextvars(api_key_id=caller.key_id)
+    admitted(request, caller)
     return caller
+
+
+def admitted(request: Request, caller: Caller) -> None:
+    """Record the admitted ``caller`` on ``request``: its key id for the access log, and the
+    rate limit's answer for the ``RateLimit-*`` headers of whatever the request answers
+    (:class:`producers.api.middleware.MetricsMiddleware` adds them)."""
+    structlog.contextvars.bind_contextvars(api_key_id=caller.key_id)
+    if caller.rate is not None:
+        request.state.rate_limit = caller.rate
 
 
 def require_scope(*scopes: Scope, streamed: bool = False) -> Callable[[Request], Awaitable[Caller]]:

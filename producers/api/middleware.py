@@ -14,8 +14,10 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from producers.api.auth import rate_limit_headers
 from producers.api.metrics import ApiMetrics
 from producers.api.problems import problem_response
+from shared.ratelimit.inbound import Decision
 
 __all__ = [
     "BodySizeLimitMiddleware",
@@ -179,6 +181,19 @@ class JsonBodyMiddleware:
         await self.app(scope, receive, send)
 
 
+def _with_rate_limit(message: Message, decision: Decision) -> Message:
+    """The response start ``message`` with the admitting key's ``RateLimit-*`` headers, unless
+    the response set its own (a 429 does)."""
+    headers = list(message.get("headers", ()))
+    if any(name.lower() == b"ratelimit-limit" for name, _ in headers):
+        return message
+    headers += [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in rate_limit_headers(decision).items()
+    ]
+    return {**message, "headers": headers}
+
+
 def _header(scope: Scope, name: bytes) -> str:
     for key, value in scope.get("headers", ()):
         if key == name:
@@ -195,7 +210,11 @@ def _is_json(media: str) -> bool:
 class MetricsMiddleware:
     """Count and time requests by route template (never by raw path, which has ids), and
     write one access-log line each: ``api.request`` with method, route, status, duration and
-    the API key's id (bound by authentication; the key itself is never logged)."""
+    the API key's id (bound by authentication; the key itself is never logged).
+
+    A request its key's rate limit admitted answers with the ``RateLimit-*`` headers
+    (:func:`producers.api.auth.admitted` leaves the limit's answer in the request's state),
+    whatever the route answers, so a client can pace itself before it meets a 429."""
 
     def __init__(self, app: ASGIApp, *, metrics: ApiMetrics) -> None:
         self.app = app
@@ -212,6 +231,9 @@ class MetricsMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                decision = scope.get("state", {}).get("rate_limit")
+                if decision is not None:
+                    message = _with_rate_limit(message, decision)
             await send(message)
 
         try:

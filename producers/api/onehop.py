@@ -40,7 +40,16 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["MISSING", "OneHopDispatch", "in_hop", "json_body", "one_hop_route", "validate_body"]
+__all__ = [
+    "MISSING",
+    "JsonRoute",
+    "OneHopDispatch",
+    "decode_json",
+    "in_hop",
+    "json_body",
+    "one_hop_route",
+    "validate_body",
+]
 
 Model = TypeVar("Model", bound=BaseModel)
 Result = TypeVar("Result")
@@ -55,17 +64,74 @@ def _is_json(content_type: str) -> bool:
     return main == "application" and (sub == "json" or sub.endswith("+json"))
 
 
+class _RepeatedKey(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for name, _value in pairs:
+            if name in seen:
+                raise _RepeatedKey(name)
+            seen.add(name)
+    return found
+
+
+def _repeated_key_error(raw: bytes | str) -> json.JSONDecodeError:
+    """Where the first object holding a repeated key starts, found again by the pure-Python
+    scanner (the C one does not tell a hook where it is): only a refused body pays for it."""
+    # Decoded as json.loads decodes bytes, so the position counts the same characters.
+    text = raw if isinstance(raw, str) else raw.decode(json.detect_encoding(raw), "surrogatepass")
+    decoder = json.JSONDecoder(object_pairs_hook=_unique)
+
+    def parse_object(s_and_end: tuple[str, int], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return json.decoder.JSONObject(s_and_end, *args, **kwargs)  # type: ignore[attr-defined]
+        except _RepeatedKey as exc:
+            document, end = s_and_end
+            raise json.JSONDecodeError(
+                f'the key "{exc.name}" appears twice in one object', document, end - 1
+            ) from None
+
+    decoder.parse_object = parse_object  # type: ignore[attr-defined]
+    decoder.scan_once = json.scanner.py_make_scanner(decoder)  # type: ignore[attr-defined]
+    try:
+        decoder.decode(text)
+    except json.JSONDecodeError as exc:
+        return exc
+    raise AssertionError("a repeated key was found once and not again")  # pragma: no cover
+
+
+def decode_json(raw: bytes | str) -> Any:
+    """``json.loads`` for a request body, refusing an object that names a key twice.
+
+    Which of two values counts is up to each parser (RFC 8259, section 4): taking the last, as
+    ``json.loads`` does, drops the first without a word, and a proxy or a client library that
+    read the first would see another request than the one served.  The refusal is a
+    :class:`json.JSONDecodeError` at the object's opening brace, like any syntax error.
+    """
+    try:
+        return json.loads(raw, object_pairs_hook=_unique)
+    except _RepeatedKey:
+        raise _repeated_key_error(raw) from None
+
+
 async def json_body(request: Request) -> Any:
-    """The request's body decoded as FastAPI decodes a JSON body: :data:`MISSING` when empty,
-    the raw bytes when not declared JSON, a :class:`RequestValidationError` (``json_invalid``)
-    where the JSON breaks, and a 400 for anything else that cannot be decoded."""
+    """The request's body decoded as FastAPI decodes a JSON body (but by :func:`decode_json`):
+    :data:`MISSING` when empty, the raw bytes when not declared JSON, a
+    :class:`RequestValidationError` (``json_invalid``) where the JSON breaks, and a 400 for
+    anything else that cannot be decoded."""
     raw = await request.body()
     if not raw:
         return MISSING
     if not _is_json(request.headers.get("content-type", "")):
         return raw
     try:
-        return json.loads(raw)
+        return decode_json(raw)
     except json.JSONDecodeError as exc:
         raise RequestValidationError(
             [
@@ -109,6 +175,28 @@ async def in_hop(executor: Executor, function: Callable[..., Result], *args: Any
 
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+class JsonRoute(APIRoute):
+    """A route whose JSON body is decoded by :func:`json_body` (so by :func:`decode_json`),
+    with its refusals, before FastAPI reads it: FastAPI then finds the decoded body cached on
+    the request (Starlette's ``Request.json`` keeps it in ``_json``) and does not decode it
+    again."""
+
+    def get_route_handler(self) -> Handler:
+        """FastAPI's handler, after the body is decoded (for a route that reads one)."""
+        handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler  # FastAPI ignores a body this route does not read; so do we
+
+        async def decoded_first(request: Request) -> Response:
+            body = await json_body(request)
+            if body is not MISSING and not isinstance(body, bytes):
+                # Where Request.json() caches its result, so FastAPI decodes nothing again.
+                request._json = body
+            return await handler(request)
+
+        return decoded_first
 
 
 def one_hop_route(handler: Handler) -> type[APIRoute]:

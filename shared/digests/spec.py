@@ -94,9 +94,14 @@ def _invalid(text: str, problem: str) -> InvalidInputError:
 # --- time zones -------------------------------------------------------------------------------
 
 
+# Files the host's zone directory may hold beside the zones: "localtime" links to the host's
+# own /etc/localtime, so a schedule in it would fire by whatever zone the server is set to.
+_NOT_ZONES = frozenset({"localtime"})
+
+
 @cache
 def _zone_names() -> dict[str, str]:
-    return {name.lower(): name for name in available_timezones()}
+    return {name.lower(): name for name in available_timezones() if name not in _NOT_ZONES}
 
 
 def _canonical_zone(name: str) -> str | None:

@@ -28,6 +28,7 @@ from schema.models.uploads import Upload
 from shared import lifecycle
 from shared.db.engine import one_statement
 from shared.discord.objects import WebhookRef
+from shared.domain.messages import snowflake_time
 from shared.errors import ConflictError, InvalidInputError, NotFoundError
 from shared.job_view import JobView
 from shared.jobs import (
@@ -73,6 +74,9 @@ _CANCELLED_BY = {
     "bot": "cancelled in Discord",
     "cli": "cancelled by the operator",
 }
+
+#: How far ahead of this host's clock Discord's may have stamped a message id.
+_ID_CLOCK_SKEW = timedelta(minutes=5)
 
 #: Destination kinds only the operator may use: they write on the worker's own machine.
 _OPERATOR_KINDS = frozenset({"terminal", "file"})
@@ -322,6 +326,14 @@ def _check_limits(core: Core, params: JobParams) -> None:
     after = source.after if isinstance(source, DiscordChannelSource | DiscordServerSource) else None
     if after is not None and after > core.clock():
         raise InvalidInputError("the window starts in the future; give a past time")
+    # A message id carries its creation time: one from the future names no message yet.
+    # Discord's clock, not ours, stamped it: a message just sent may be a little ahead.
+    start_id = source.after_message_id if isinstance(source, DiscordChannelSource) else None
+    if start_id is not None and snowflake_time(start_id) > core.clock() + _ID_CLOCK_SKEW:
+        raise InvalidInputError(
+            f"the window starts in the future: message {start_id} would be written at "
+            f"{snowflake_time(start_id):%Y-%m-%d %H:%M} UTC; give the id of a sent message"
+        )
 
 
 _INSERT_JOB = insert(table_of(Job))

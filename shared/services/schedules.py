@@ -285,7 +285,11 @@ def update_schedule(
         raise InvalidInputError(f"these schedule fields cannot be changed: {sorted(unknown)}")
     for name, value in changes.items():
         if value is None and name not in _NULLABLE:
-            raise InvalidInputError(f"{name} cannot be null; leave it out to keep its value")
+            # Named as the request named it: the schedule's text is its "schedule" field.
+            field = "schedule" if name == "text" else name
+            raise InvalidInputError(
+                f"{field} cannot be null; leave it out to keep its value", field=field
+            )
     destination = changes.get("destination")
     coverage = None
     resuming = bool(changes.get("enabled"))

@@ -181,7 +181,9 @@ def update_endpoint(
         raise InvalidInputError(f"these endpoint fields cannot be changed: {sorted(unknown)}")
     for name in ("url", "events", "enabled"):
         if name in changes and changes[name] is None:
-            raise InvalidInputError(f"{name} cannot be null; leave it out to keep its value")
+            raise InvalidInputError(
+                f"{name} cannot be null; leave it out to keep its value", field=name
+            )
     url = check_url(core, changes["url"]) if "url" in changes else None
     events = _events(changes["events"]) if "events" in changes else None
     fallback = changes.get("fallback")

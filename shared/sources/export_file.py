@@ -65,6 +65,9 @@ _HEADER_KEYS = frozenset({"guild", "channel", "conversation"})
 UPLOADED_CHANNEL_ID = "upload"
 _DM_GUILD_ID = "0"
 _MAX_ID = 100
+# An id is stored as it comes (only names and text are cleaned), and PostgreSQL refuses a NUL
+# in text and JSON: a control character in an id is refused when the document is read.
+_ID_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 #: A custom emoji as DiscordChatExporter writes it (a repeated name gets a ``~n`` suffix).
 _EMOJI_RE = re.compile(r"<a?:([A-Za-z0-9_~]+):\d+>")
@@ -154,6 +157,13 @@ def _json_error(path: Path | str, exc: Exception, reader: _TrackingReader) -> In
         context = _quote(parts[1].strip().decode("utf-8", "replace"))
         if context:
             where += f" near {context!r}"
+    if "integer overflow" in reason:
+        # Valid JSON that the reader cannot hold: saying "malformed" would send the user
+        # looking for a syntax error that is not there.
+        return InvalidInputError(
+            f"{path}: a number {where} is too large (integers here fit in 64 bits, as "
+            "Discord's ids and counts do); write an id as a string, or fix the number"
+        )
     return InvalidInputError(
         f"{path}: malformed JSON {where}: {reason}; the file is not valid JSON, "
         f"{_HOW_TO_EXPORT} again or fix the file"
@@ -430,6 +440,20 @@ class _MessageMapper:
             field=self._field(index),
         )
 
+    def check_ids(self, index: int, message: ChatMessage) -> None:
+        """Refuse the message at ``index`` when one of its ids holds a control character."""
+        for what, value in (
+            ("id", message.id),
+            ("author id", message.author_id),
+            ("reply_to", message.reply_to),
+        ):
+            if value is not None and _ID_CONTROL.search(value):
+                raise self._bad(
+                    index,
+                    None if what == "id" else message.id,
+                    f"has a control character in its {what}; ids are plain text",
+                )
+
     def _timestamp(self, index: int, msg_id: str, value: Any, field: str) -> datetime:
         if not isinstance(value, str):
             raise self._bad(index, msg_id, f'has no "{field}"')
@@ -614,6 +638,16 @@ class ExportFile(ClosesOnExit):
     ) -> None:
         self.path = path
         self.channel = _channel_info(header)
+        for what, value in (
+            ("channel id", self.channel.channel_id),
+            ("guild id", self.channel.guild_id),
+            ("parent id", self.channel.parent_id),
+        ):
+            if value is not None and _ID_CONTROL.search(value):
+                handle.close()
+                raise InvalidInputError(
+                    f"{path}: the conversation's {what} has a control character; ids are plain text"
+                )
         self.is_export = header.is_export
         self._items = header.items
         self._opener = opener
@@ -698,7 +732,9 @@ class ExportFile(ClosesOnExit):
                         f"{self.path}: reading failed at byte {reader.total} ({exc}); "
                         "check the file and the disk"
                     ) from None
-                yield mapper.map(index, raw)
+                message = mapper.map(index, raw)
+                mapper.check_ids(index, message)
+                yield message
                 index += 1
         finally:
             self._release(handle, is_main)

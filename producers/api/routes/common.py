@@ -7,7 +7,7 @@ import binascii
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query
@@ -117,15 +117,21 @@ def encode_cursor(created_at: datetime, ident: uuid.UUID) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """Read a cursor made by :func:`encode_cursor` (422 when it is not one)."""
+    """Read a cursor made by :func:`encode_cursor` (422 when it is not one).
+
+    A cursor comes back from the client, so it is checked as hostile input: two strings, an
+    aware time that UTC can hold, and a UUID; anything else is the same 422.
+    """
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, ident = json.loads(raw)
+        if not isinstance(created, str) or not isinstance(ident, str):
+            raise ValueError("not two strings")
         when = datetime.fromisoformat(created)
         if when.tzinfo is None:
             raise ValueError("naive")
-        return when, uuid.UUID(ident)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        return when.astimezone(UTC), uuid.UUID(ident)
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise Problem(
             422,
             "cursor is not valid; pass the next_cursor value of the previous page unchanged",

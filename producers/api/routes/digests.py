@@ -14,13 +14,14 @@ from starlette.responses import Response
 
 from producers.api.idempotent import Idempotency, run_idempotent
 from producers.api.models import CatchupCreate, DigestCreate, DirectMessageDestination, JobOut
+from producers.api.onehop import JsonRoute
 from producers.api.routes.common import JOB_ACCEPTED, JobWriter, Resources
 from producers.api.routes.jobs import submit
 from shared.services.digests import DigestScope, catchup_params, digest_params
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], route_class=JsonRoute)
 
 
 @router.post(

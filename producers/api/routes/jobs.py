@@ -9,7 +9,6 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Annotated, Any
 
-import structlog
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
@@ -27,6 +26,7 @@ from producers.api.auth import (
     require_scope,
     verify_credentials,
 )
+from producers.api.auth import admitted as mark_admitted
 from producers.api.idempotent import (
     Idempotency,
     IdempotencyKey,
@@ -158,18 +158,18 @@ def _create_job_in_thread(
         payload = validate_body(JobCreate, body)
     except (Problem, RequestValidationError):
         # Refused without Redis, but the rate limit answers first (429 before these).
-        admit(resources, key)
-        admitted.append(caller)  # for the access log
+        admitted.append(caller_of(key, admit(resources, key)))  # for the log and headers
         raise
     if idempotency_key is None:
-        admit(resources, key)
+        caller = caller_of(key, admit(resources, key))
         admitted.append(caller)
         return _submission(resources, caller, None, payload)()
     signed = credentials.signed
     assert signed is not None  # the body was read for the signature check
     idem = IdempotencyKey(idempotency_key, fingerprint("POST", path, signed.body))
     # The rate limit and the claim of the key in one Redis round trip.
-    claim = admit_with_claim(resources, key, idem.key, idem.fingerprint)
+    claim, decision = admit_with_claim(resources, key, idem.key, idem.fingerprint)
+    caller = caller_of(key, decision)
     admitted.append(caller)
     # The job's publication rides in the round trip that stores the response.
     held = HeldEnqueuer(resources.core.enqueuer)
@@ -196,7 +196,7 @@ async def serve_create_job(request: Request) -> Response:
         )
     finally:
         if admitted:
-            structlog.contextvars.bind_contextvars(api_key_id=admitted[0].key_id)
+            mark_admitted(request, admitted[0])
 
 
 router.add_api_route(
@@ -230,7 +230,10 @@ def submit(
     """
     durable_key = None
     if idem is not None:
-        digest = hashlib.sha256(idem.key.encode()).hexdigest()[:40]
+        # The request's fingerprint is part of the row's key: when Redis has forgotten the
+        # record (a restart, an eviction), the same request still finds its job, and another
+        # request reusing the key makes its own instead of being answered with that one.
+        digest = hashlib.sha256(f"{idem.key}\n{idem.fingerprint}".encode()).hexdigest()[:40]
         durable_key = f"api:{caller.key_id}:{digest}"
     core = resources.core if held is None else replace(resources.core, enqueuer=held)
     submission = job_service.submit_job(

@@ -27,6 +27,7 @@ from producers.api.models import (
     SafeText,
     Snowflake,
 )
+from producers.api.onehop import JsonRoute
 from producers.api.resources import ApiResources
 from producers.api.routes.common import (
     AUTH_ERRORS,
@@ -55,7 +56,7 @@ __all__ = [
     "router",
 ]
 
-router = APIRouter(tags=["schedules"])
+router = APIRouter(tags=["schedules"], route_class=JsonRoute)
 
 ScheduleText = Annotated[
     SafeText,

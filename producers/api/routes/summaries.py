@@ -50,9 +50,18 @@ def preferred_type(accept: str | None) -> str | None:
             weights[media] = max(weights.get(media, 0.0), quality)
     if not weights:
         return JSON
-    wildcard = max(weights.get("*/*", 0.0), weights.get("application/*", 0.0))
-    json_q = weights.get(JSON, max(wildcard, weights.get("application/problem+json", 0.0)))
-    markdown_q = weights.get(MARKDOWN, max(weights.get("*/*", 0.0), weights.get("text/*", 0.0)))
+
+    def weight_of(media: str, *fallback: str) -> float:
+        # The most specific range that names the type decides (RFC 9110, 12.5.1): a
+        # "application/*;q=0" refuses JSON whatever "*/*" says.
+        main = media.split("/", 1)[0]
+        for candidate in (media, f"{main}/*", "*/*", *fallback):
+            if candidate in weights:
+                return weights[candidate]
+        return 0.0
+
+    json_q = weight_of(JSON, "application/problem+json")
+    markdown_q = weight_of(MARKDOWN)
     if json_q <= 0 and markdown_q <= 0:
         return None
     return MARKDOWN if markdown_q > json_q else JSON

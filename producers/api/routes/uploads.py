@@ -24,7 +24,7 @@ from typing import Annotated, Any, TypeVar
 import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import Field
+from pydantic import AfterValidator, Field, ValidationError
 from starlette.responses import Response
 
 from producers.api.auth import Caller, request_target, require_scope
@@ -56,8 +56,29 @@ _DESTINATION = (
     r"^(webhook:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     rf"|channel:{SNOWFLAKE_DIGITS})$"
 )
+
+
+def _destination(ref: str) -> WebhookDestination | ChannelDestination:
+    kind, _, ident = ref.partition(":")
+    if kind == "webhook":
+        return WebhookDestination(endpoint_id=uuid.UUID(ident))
+    return ChannelDestination(channel_id=ident)
+
+
+def _checked_destination(ref: str) -> str:
+    # The pattern cannot bound an id's value (at most 2**63 - 1): the destination model
+    # does, and its refusal must be a 422 on the query, not an error while building the job.
+    try:
+        _destination(ref)
+    except ValidationError as exc:
+        raise ValueError("; ".join(str(e["msg"]) for e in exc.errors())) from None
+    return ref
+
+
 DestinationRef = Annotated[
-    str, Field(pattern=_DESTINATION, examples=["webhook:5f0c8e1e-8a7e-4d0b-9a51-0f6a1c2b3d4e"])
+    str,
+    Field(pattern=_DESTINATION, examples=["webhook:5f0c8e1e-8a7e-4d0b-9a51-0f6a1c2b3d4e"]),
+    AfterValidator(_checked_destination),
 ]
 
 _MESSAGE = {
@@ -276,12 +297,7 @@ def _options(
     ] = [],  # noqa: B006 - FastAPI copies defaults per request
 ) -> Callable[[uuid.UUID], JobParams]:
     """The query's job options, as a builder of the job's parameters for an upload id."""
-    targets = [
-        WebhookDestination(endpoint_id=uuid.UUID(ref.split(":", 1)[1]))
-        if ref.startswith("webhook:")
-        else ChannelDestination(channel_id=ref.split(":", 1)[1])
-        for ref in destination
-    ]
+    targets = [_destination(ref) for ref in destination]
 
     def build(upload_id: uuid.UUID) -> JobParams:
         return job_params(

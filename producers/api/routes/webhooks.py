@@ -19,6 +19,7 @@ from starlette.responses import Response
 from producers.api.examples import examples
 from producers.api.idempotent import Idempotency, run_idempotent
 from producers.api.models import DestinationIn, InputModel, Page, SafeText
+from producers.api.onehop import JsonRoute
 from producers.api.routes.common import (
     AUTH_ERRORS,
     Admin,
@@ -45,7 +46,7 @@ __all__ = [
     "router",
 ]
 
-router = APIRouter(tags=["webhook endpoints"])
+router = APIRouter(tags=["webhook endpoints"], route_class=JsonRoute)
 
 EventName = Literal["summary.completed", "job.failed"]
 
