@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.tenancy import ALL_GUILDS
 from schema.models.uploads import CHUNK_BYTES, Upload, UploadChunk
+from shared.db.locks import lock_guild
 from shared.errors import ConflictError, InvalidInputError, PermanentError
 from shared.sources.export_file import ExportFile, count_stream, open_stream
 
@@ -124,7 +125,7 @@ class UploadWriter:
     def _store(self, chunk: bytes) -> None:
         with self._factory() as session, session.begin():
             if self._guild is not None:
-                _lock_guild_uploads(session, self._guild)
+                lock_guild(session, "uploads", self._guild)
             session.execute(
                 insert(UploadChunk).values(upload_id=self.upload_id, seq=self._seq, data=chunk)
             )
@@ -157,16 +158,6 @@ class UploadWriter:
                 update(Upload).where(Upload.id == self.upload_id).values(size=self.size)
             )
         return self.upload_id
-
-
-def _lock_guild_uploads(session: Session, guild_id: str) -> None:
-    """Serialize the chunk writes of one guild's uploads until the transaction ends, so each
-    quota check sees the others' chunks (PostgreSQL; SQLite writes one transaction at a time
-    anyway)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            select(func.pg_advisory_xact_lock(func.hashtextextended(f"uploads:{guild_id}", 0)))
-        )
 
 
 class UploadReader(io.RawIOBase):

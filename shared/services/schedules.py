@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from schema.models.jobs import Job
 from schema.models.schedules import EmptyPolicy, Schedule, ScheduleRun, ScheduleScope
+from shared.db.locks import lock_guild
 from shared.digests.spec import ScheduleSpec, next_run, parse_schedule
 from shared.errors import ConflictError, InvalidInputError, NotFoundError
 from shared.job_view import LeftOutChannel, left_out_of
@@ -194,22 +195,6 @@ def _locked(session: Session, guild_id: str, schedule_id: uuid.UUID) -> Schedule
     return locked_guild_row(session, Schedule, guild_id, schedule_id, what="schedule")
 
 
-#: First key of the PostgreSQL advisory lock on a guild's set of schedules (the second is the
-#: guild id's hash); the two-key form keeps it apart from the one-key locks used elsewhere.
-_CAP_LOCK_KEY = 0x5C4ED
-
-
-def _lock_guild_schedules(session: Session, guild: str) -> None:
-    """Hold, until the transaction ends, the right to add a schedule to ``guild``.
-
-    Locking the guild's schedule rows is not enough: a guild without any has nothing to lock,
-    so racing creations would each count zero and all pass the cap.  SQLite needs none: every
-    transaction there begins with the write lock (``BEGIN IMMEDIATE``).
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(_CAP_LOCK_KEY, func.hashtext(guild))))
-
-
 def create_schedule(core: Core, actor: Actor, request: ScheduleRequest) -> Schedule:
     """Store a new schedule, due at its first firing after now.
 
@@ -253,7 +238,8 @@ def create_schedule(core: Core, actor: Actor, request: ScheduleRequest) -> Sched
     if request.enabled:
         _retime(row, now)
     with core.session_factory() as session, session.begin():
-        _lock_guild_schedules(session, guild)
+        # Racing creations must not all count the same total and pass the cap.
+        lock_guild(session, "schedules", guild)
         count = session.scalar(
             select(func.count()).select_from(Schedule).where(Schedule.guild_id == guild)
         )
