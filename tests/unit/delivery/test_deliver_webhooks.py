@@ -458,6 +458,27 @@ def test_auth_headers_are_sent(
     assert receiver.requests[0].headers[header] == value
 
 
+def _deliver_with_stored_auth(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    receiver: WebhookReceiver,
+    kind: WebhookAuthKind,
+    secret: str,
+) -> Delivery:
+    """Deliver to an endpoint whose stored auth was written as given (not through
+    registration, which refuses what these tests store); the delivery's row afterwards."""
+    endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
+    with session_factory() as session, session.begin():
+        row = session.get(WebhookEndpoint, endpoint_id)
+        assert row is not None
+        row.auth_kind = kind.value
+        row.auth_encrypted = box.encrypt(secret)
+    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    deliver(services, fan.job_id, fan.delivery_ids[0])
+    return delivery(session_factory, fan.delivery_ids[0])
+
+
 @pytest.mark.parametrize(
     ("kind", "secret", "error"),
     [
@@ -476,16 +497,8 @@ def test_bad_stored_auth_fails_without_sending(
     error: str,
 ) -> None:
     # Registration refuses these (the same rule); a row written some other way must not send.
-    endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
-    with session_factory() as session, session.begin():
-        row = session.get(WebhookEndpoint, endpoint_id)
-        assert row is not None
-        row.auth_kind = kind.value
-        row.auth_encrypted = box.encrypt(secret)
-    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
-    deliver(services, fan.job_id, fan.delivery_ids[0])
+    row = _deliver_with_stored_auth(services, session_factory, box, receiver, kind, secret)
     assert receiver.requests == []
-    row = delivery(session_factory, fan.delivery_ids[0])
     assert row.status == "failed" and error in (row.last_error or "")
 
 
@@ -794,16 +807,8 @@ def test_unsendable_stored_auth_fails_for_good_without_sending_or_showing_it(
     secret: str,
     part: str,
 ) -> None:
-    endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
-    with session_factory() as session, session.begin():
-        row = session.get(WebhookEndpoint, endpoint_id)
-        assert row is not None
-        row.auth_kind = kind.value
-        row.auth_encrypted = box.encrypt(secret)
-    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
-    deliver(services, fan.job_id, fan.delivery_ids[0])
+    row = _deliver_with_stored_auth(services, session_factory, box, receiver, kind, secret)
     assert receiver.requests == []
-    row = delivery(session_factory, fan.delivery_ids[0])
     assert row.status == "failed", row.last_error
     assert "auth" in (row.last_error or "")
     # The decrypted secret is never written where the delivery's errors are shown.
