@@ -84,6 +84,10 @@ class Caller:
         return Actor(origin="api", guild_id=self.guild_id, requested_by=f"api:{self.key_id}")
 
 
+#: Failures that a caller without a key of its own makes; they count against its address.
+_GUESSES = frozenset({"malformed", "unknown", "wrong_secret"})
+
+
 def _unauthorized(detail: str) -> Problem:
     return Problem(401, detail, headers={"WWW-Authenticate": _INVALID})
 
@@ -232,12 +236,23 @@ def verify_credentials(resources: ApiResources, credentials: Credentials) -> Key
     """Steps 1 to 3 of the module docstring (blocking); 401/403 as a :class:`Problem`.  The
     key is not yet admitted: :func:`admit` or :func:`admit_with_claim` must follow."""
     token = credentials.token
+    blocked = resources.auth_failures.blocked_for(credentials.client_host)
+    if blocked is not None:
+        resources.metrics.rate_limited.inc()
+        raise Problem(
+            429,
+            "too many requests with an invalid API key came from this address; retry after "
+            f"{blocked} s with a valid key",
+            headers={"Retry-After": str(blocked)},
+        )
     try:
         key = authenticate(
             resources.session_factory, token, now=resources.clock(), cache=resources.key_cache
         )
     except ApiKeyError as exc:
         resources.metrics.auth_failures.labels(exc.reason).inc()
+        if exc.reason in _GUESSES:
+            resources.auth_failures.failed(credentials.client_host)
         if exc.reason == "revoked":
             raise _unauthorized(
                 "this API key was revoked; create a new one with `summarybot keys create`"

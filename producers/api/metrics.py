@@ -44,7 +44,8 @@ class ApiMetrics:
         )
         self.rate_limited = counter(
             "summarybot_api_rate_limited",
-            "Requests refused with 429 by the per-key rate limit",
+            "Requests refused with 429 by the per-key rate limit or the per-address limit on "
+            "failed authentications",
         )
         self.idempotency = counter(
             "summarybot_api_idempotency",

@@ -17,6 +17,7 @@ from producers.api.problems import Problem
 from shared.apikeys import KeyCache
 from shared.crypto import SecretBox
 from shared.idempotency import IdempotencyStore
+from shared.ratelimit.auth_failures import AuthFailureLimit
 from shared.ratelimit.inbound import InboundRateLimiter
 from shared.services.core import Core
 from shared.uploads import GUILD_UPLOAD_BYTES
@@ -43,9 +44,11 @@ class ApiOptions:
     ``max_upload_bytes`` is the body limit of ``POST /v1/jobs/upload`` (streamed into storage,
     never held in memory), ``max_body_bytes`` that of every other route;
     ``max_guild_upload_bytes`` what one guild's uploads may hold stored at once.
-    ``max_threads`` bounds the worker threads that run database and Redis calls (anyio's for
-    most routes, and as many again for the one-hop routes): the work is mostly CPU under one
-    GIL, and dozens of threads fighting for it cost more than they wait.
+    ``auth_failures_per_minute`` failed authentications from one client address in a minute
+    block that address for ``auth_block_seconds`` (:mod:`shared.ratelimit.auth_failures`; 0
+    turns it off).  ``max_threads`` bounds the worker threads that run database and Redis
+    calls (anyio's for most routes, and as many again for the one-hop routes): the work is
+    mostly CPU under one GIL, and dozens of threads fighting for it cost more than they wait.
     """
 
     max_body_bytes: int = 64 * 1024
@@ -58,6 +61,8 @@ class ApiOptions:
     redis_prefix: str = "sb:api"
     readiness_timeout_seconds: float = 2.0
     key_cache_seconds: float = 1.0
+    auth_failures_per_minute: int = 60
+    auth_block_seconds: float = 300.0
     max_threads: int = 8
 
 
@@ -76,6 +81,7 @@ class ApiResources:
     options: ApiOptions
     clock: Callable[[], datetime] = utc_now
     limiter: InboundRateLimiter = field(init=False)
+    auth_failures: AuthFailureLimit = field(init=False)
     key_cache: KeyCache = field(init=False)
     idempotency: IdempotencyStore = field(init=False)
     #: The worker threads of the one-hop routes (:mod:`producers.api.onehop`).
@@ -91,6 +97,12 @@ class ApiResources:
         weakref.finalize(self, self.hops.shutdown, wait=False)
         self.key_cache = KeyCache(self.options.key_cache_seconds)
         self.limiter = InboundRateLimiter(self.redis, prefix=f"{prefix}:rl")
+        self.auth_failures = AuthFailureLimit(
+            self.redis,
+            prefix=f"{prefix}:authfail",
+            per_minute=self.options.auth_failures_per_minute,
+            block_seconds=self.options.auth_block_seconds,
+        )
         self.idempotency = IdempotencyStore(
             self.redis,
             prefix=f"{prefix}:idem",

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.apikeys import (
@@ -39,6 +41,7 @@ from shared.idempotency import (
     fingerprint,
     validate_key,
 )
+from shared.ratelimit.auth_failures import AuthFailureLimit
 from shared.ratelimit.inbound import InboundRateLimiter, Limit, default_burst
 from shared.signing import WebhookVerificationError, generate_secret, verify
 from tests.unit.api.conftest import snowflake, summary_content
@@ -190,6 +193,57 @@ def test_gcra_burst_then_steady_rate(rclient: Any) -> None:
     assert limiter.hit("other", limit).allowed
     ttl = client.pttl(f"{prefix}:rl:k")
     assert 0 < ttl <= 4000
+
+
+def test_failed_authentications_block_an_address_for_a_while(rclient: Any) -> None:
+    client, prefix = rclient
+    now = [600.0]
+    limit = AuthFailureLimit(
+        client, prefix=prefix, per_minute=2, block_seconds=30, clock=lambda: now[0], max_blocked=2
+    )
+    for _ in range(2):
+        limit.failed("192.0.2.1")
+    assert limit.blocked_for("192.0.2.1") is None  # two a minute are allowed
+    limit.failed("192.0.2.1")
+    assert limit.blocked_for("192.0.2.1") == 30
+    assert limit.blocked_for("192.0.2.2") is None
+    now[0] += 29.5
+    assert limit.blocked_for("192.0.2.1") == 1
+    now[0] += 1
+    assert limit.blocked_for("192.0.2.1") is None  # the block ended
+    # A new minute counts afresh: one failure there does not block again.
+    now[0] = 660.0
+    limit.failed("192.0.2.1")
+    assert limit.blocked_for("192.0.2.1") is None
+    # Memory holds the most recent blocks only.
+    for address in ("192.0.2.3", "192.0.2.4", "192.0.2.5"):
+        for _ in range(3):
+            limit.failed(address)
+    assert [limit.blocked_for(a) is not None for a in ("192.0.2.3", "192.0.2.4", "192.0.2.5")] == [
+        False,
+        True,
+        True,
+    ]
+    # No address (a socket without one) is never counted or blocked; 0 turns the limit off.
+    limit.failed(None)
+    assert limit.blocked_for(None) is None
+    off = AuthFailureLimit(client, prefix=prefix + ":off", per_minute=0, block_seconds=30)
+    for _ in range(5):
+        off.failed("192.0.2.9")
+    assert off.blocked_for("192.0.2.9") is None
+    assert list(client.scan_iter(match=f"{prefix}:off:*")) == []
+
+
+def test_a_redis_outage_leaves_failed_authentications_uncounted() -> None:
+    dead: redis.Redis[Any] = redis.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+    )
+    limit = AuthFailureLimit(dead, prefix="sbtest:dead", per_minute=1, block_seconds=30)
+    for _ in range(3):
+        limit.failed("192.0.2.1")  # logged, not raised: the request is a 401 either way
+    assert limit.blocked_for("192.0.2.1") is None
+    with pytest.raises(ValueError, match="per_minute"):
+        AuthFailureLimit(dead, prefix="x", per_minute=-1, block_seconds=30)
 
 
 def test_limits() -> None:

@@ -293,3 +293,40 @@ def test_a_guilds_stored_uploads_are_bounded(make_api: Callable[..., Api]) -> No
     with api.session_factory() as session:
         stored = session.scalars(select(Upload.guild_id).where(Upload.guild_id == api.guild)).all()
     assert len(stored) == 1
+
+
+def test_an_address_sending_invalid_keys_is_blocked_before_any_key_lookup(
+    make_api: Callable[..., Api], prefix: str
+) -> None:
+    options = ApiOptions(redis_prefix=prefix, auth_failures_per_minute=3, auth_block_seconds=90)
+    flooder = make_api(options=options, client=("198.51.100.20", 5000))
+    valid = flooder.key(("admin",))
+    key_id = valid.split("_")[1]
+    guesses = [f"sb_{key_id}_{'x' * 43}", "sb_ffffffffffff_" + "y" * 43, "not-a-key", valid + "z"]
+    answers = [
+        flooder.client.get("/v1/schedules", headers=flooder.auth(guess)).status_code
+        for guess in guesses
+    ]
+    # Three failures are allowed in a minute; the fourth is still answered, and blocks.
+    assert answers == [401, 401, 401, 401]
+    lookups = _metric(flooder, "summarybot_api_auth_failures_total")
+    blocked = flooder.client.get("/v1/schedules", headers=flooder.auth(guesses[0]))
+    assert blocked.status_code == 429
+    assert blocked.headers["content-type"] == "application/problem+json"
+    assert 89 <= int(blocked.headers["retry-after"]) <= 90
+    assert "invalid API key" in blocked.json()["detail"]
+    # Refused before the key was read: no lookup failed meanwhile.
+    assert _metric(flooder, "summarybot_api_auth_failures_total") == lookups
+    # The address is blocked, whatever key it sends (the block is about the address).
+    assert flooder.client.get("/v1/schedules", headers=flooder.auth(valid)).status_code == 429
+    # Another address, on another replica sharing the counters, is not.
+    other = make_api(options=options, client=("198.51.100.21", 5000))
+    assert other.client.get("/v1/schedules", headers=other.auth(valid)).status_code == 200
+
+
+def _metric(api: Api, name: str) -> float:
+    total = 0.0
+    for line in api.client.get("/metrics").text.splitlines():
+        if line.startswith(name):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
