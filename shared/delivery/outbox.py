@@ -32,7 +32,7 @@ from typing import Any, Literal, TypeAlias
 
 import structlog
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Row, Select, Table, bindparam, insert, select, update
+from sqlalchemy import Row, Select, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from schema.base import table_of
@@ -509,6 +509,10 @@ def _endpoint_health(
         return None
     if not endpoint.enabled:
         return None
+    if endpoint.failing_since is not None and _quiet_before(session, endpoint.id, now, rules):
+        # Nothing was tried for longer than any retry waits: the endpoint was not failing
+        # all that time, it was idle.  Its failure clock starts again with this failure.
+        endpoint.failing_since = None
     endpoint.failing_since = endpoint.failing_since or now
     reason = outcome.disable_endpoint
     if reason is None and now - endpoint.failing_since >= rules.disable_after:
@@ -530,6 +534,22 @@ def _endpoint_health(
         reason=reason,
     )
     return reason
+
+
+def _quiet_before(
+    session: Session, endpoint_id: uuid.UUID, now: datetime, rules: RetryRules
+) -> bool:
+    """Whether nothing was sent to the endpoint for longer than any retry waits (the longest
+    step of the schedule with its jitter, or the longest ``Retry-After`` honoured) before
+    ``now``: then its earlier failures and this one are not one failing stretch."""
+    longest = max((*rules.schedule, 0.0)) * (1 + rules.jitter)
+    quiet = timedelta(seconds=max(longest, MAX_RETRY_AFTER))
+    last = session.scalar(
+        select(func.max(DeliveryAttempt.started_at)).where(
+            DeliveryAttempt.endpoint_id == endpoint_id, DeliveryAttempt.started_at < now
+        )
+    )
+    return last is None or now - last > quiet
 
 
 def _readable(text: str | None) -> str | None:

@@ -403,10 +403,12 @@ def test_endpoint_failing_for_days_is_disabled(
     clock: Clock,
 ) -> None:
     endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
-    with session_factory() as session, session.begin():
-        endpoint = session.get(WebhookEndpoint, endpoint_id)
-        assert endpoint is not None
-        endpoint.failing_since = clock.now - timedelta(days=6)
+    # Six days of deliveries failing, tried twice a day.
+    _failing_since(
+        session_factory,
+        endpoint_id,
+        [clock.now - timedelta(hours=hours) for hours in range(144, 0, -12)],
+    )
     fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
     receiver.script(Reply(502))
     deliver(services, fan.job_id, fan.delivery_ids[0])
@@ -415,6 +417,49 @@ def test_endpoint_failing_for_days_is_disabled(
     assert "every delivery failed for 6.0 days" in (endpoint.disabled_reason or "")
     row = delivery(session_factory, fan.delivery_ids[0])
     assert row.status == "failed" and "now disabled" in (row.last_error or "")
+
+
+def test_an_endpoint_idle_since_it_last_failed_is_not_disabled_by_one_more_failure(
+    services: Any,
+    session_factory: sessionmaker[Session],
+    box: SecretBox,
+    receiver: WebhookReceiver,
+    clock: Clock,
+) -> None:
+    # It failed six days ago, then nothing was sent to it until now: idle, not failing.
+    endpoint_id, _ = add_endpoint(session_factory, box, hook(receiver))
+    _failing_since(session_factory, endpoint_id, [clock.now - timedelta(days=6)])
+    fan = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    receiver.script(Reply(502))
+    deliver(services, fan.job_id, fan.delivery_ids[0])
+    endpoint = endpoint_of(session_factory, endpoint_id)
+    assert endpoint.enabled and endpoint.disabled_reason is None
+    assert endpoint.failing_since == clock.now  # its failure clock starts again
+    assert delivery(session_factory, fan.delivery_ids[0]).status == "pending"
+
+
+def _failing_since(
+    session_factory: sessionmaker[Session], endpoint_id: uuid.UUID, failed_at: list[datetime]
+) -> None:
+    """Record failed attempts at ``failed_at`` (of an earlier delivery) and the endpoint's
+    failure clock started at the first, as the outbox would have."""
+    earlier = add_summary(session_factory, [{"kind": "webhook", "endpoint_id": str(endpoint_id)}])
+    with session_factory() as session, session.begin():
+        endpoint = session.get(WebhookEndpoint, endpoint_id)
+        assert endpoint is not None
+        endpoint.failing_since = failed_at[0]
+        session.add_all(
+            DeliveryAttempt(
+                delivery_id=earlier.delivery_ids[0],
+                number=number,
+                target=f"webhook:{endpoint_id}",
+                endpoint_id=endpoint_id,
+                started_at=when,
+                status_code=502,
+                outcome="retry",
+            )
+            for number, when in enumerate(failed_at, start=1)
+        )
 
 
 def test_success_resets_the_failure_clock(
