@@ -39,16 +39,23 @@ class Refusal:
     missing: bool = False
 
 
-def _channel_refusal(directory: ChannelDirectory, guild_id: str, channel_id: str) -> Refusal | None:
-    found = directory.channel_guild(channel_id)
+def _placed(found: str | None, guild_id: str, *, missing: str, elsewhere: str) -> Refusal | None:
+    """The refusal for a destination the directory places in guild ``found`` (None: in none
+    the bot can see), or None when that is the job's guild."""
     if found is None:
-        return Refusal(
-            f"channel {channel_id} does not exist (any more) or the bot cannot see it",
-            missing=True,
-        )
+        return Refusal(missing, missing=True)
     if found != guild_id:
-        return Refusal(f"no channel {channel_id} in this server")
+        return Refusal(elsewhere)
     return None
+
+
+def _channel_refusal(directory: ChannelDirectory, guild_id: str, channel_id: str) -> Refusal | None:
+    return _placed(
+        directory.channel_guild(channel_id),
+        guild_id,
+        missing=f"channel {channel_id} does not exist (any more) or the bot cannot see it",
+        elsewhere=f"no channel {channel_id} in this server",
+    )
 
 
 def refusal(
@@ -75,14 +82,14 @@ def refusal(
         webhook_id = str(params.get("webhook_id"))
         token = box.decrypt(str(params.get("token_encrypted")))
         webhook = WebhookRef(id=webhook_id, token=SecretStr(token))
-        found = directory.webhook_guild(webhook)
-        if found is None:
-            return Refusal(
-                f"the Discord webhook {webhook_id} no longer exists (or its token is wrong)",
-                missing=True,
-            )
-        if found != guild_id:
-            return Refusal(f"no Discord webhook {webhook_id} in this server")
+        refused = _placed(
+            directory.webhook_guild(webhook),
+            guild_id,
+            missing=f"the Discord webhook {webhook_id} no longer exists (or its token is wrong)",
+            elsewhere=f"no Discord webhook {webhook_id} in this server",
+        )
+        if refused is not None:
+            return refused
         thread_id = params.get("thread_id")
         if thread_id is None:
             return None

@@ -25,19 +25,19 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
+from redis import Redis
 from redis.exceptions import RedisError
-
-if TYPE_CHECKING:
-    from redis import Redis
 
 __all__ = ["AuthFailureLimit"]
 
 log = structlog.get_logger(__name__)
 
 
+@dataclass
 class AuthFailureLimit:
     """Count failed authentications per address; block an address past the limit.
 
@@ -45,26 +45,18 @@ class AuthFailureLimit:
     in memory (the oldest blocks are forgotten first).
     """
 
-    def __init__(
-        self,
-        redis: Redis[Any],
-        *,
-        prefix: str,
-        per_minute: int,
-        block_seconds: float,
-        clock: Callable[[], float] = time.time,
-        max_blocked: int = 10_000,
-    ) -> None:
-        if per_minute < 0 or block_seconds <= 0:
+    redis: Redis[Any]
+    prefix: str
+    per_minute: int
+    block_seconds: float
+    clock: Callable[[], float] = time.time
+    max_blocked: int = 10_000
+    _blocked: OrderedDict[str, float] = field(default_factory=OrderedDict, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        if self.per_minute < 0 or self.block_seconds <= 0:
             raise ValueError("per_minute must be >= 0 and block_seconds > 0")
-        self._redis = redis
-        self._prefix = prefix
-        self.per_minute = per_minute
-        self.block_seconds = block_seconds
-        self._clock = clock
-        self._max = max_blocked
-        self._blocked: OrderedDict[str, float] = OrderedDict()
-        self._lock = threading.Lock()
 
     def blocked_for(self, address: str | None) -> int | None:
         """Whole seconds ``address`` stays blocked, or None when it is not (no I/O)."""
@@ -74,7 +66,7 @@ class AuthFailureLimit:
             until = self._blocked.get(address)
             if until is None:
                 return None
-            left = until - self._clock()
+            left = until - self.clock()
             if left <= 0:
                 del self._blocked[address]
                 return None
@@ -88,10 +80,10 @@ class AuthFailureLimit:
         """
         if address is None or not self.per_minute:
             return
-        now = self._clock()
-        key = f"{self._prefix}:{address}:{int(now // 60)}"
+        now = self.clock()
+        key = f"{self.prefix}:{address}:{int(now // 60)}"
         try:
-            pipe = self._redis.pipeline(transaction=False)
+            pipe = self.redis.pipeline(transaction=False)
             pipe.incr(key)
             pipe.expire(key, 120)
             count = int(pipe.execute()[0])
@@ -103,7 +95,7 @@ class AuthFailureLimit:
         with self._lock:
             self._blocked[address] = now + self.block_seconds
             self._blocked.move_to_end(address)
-            while len(self._blocked) > self._max:
+            while len(self._blocked) > self.max_blocked:
                 self._blocked.popitem(last=False)
         if count == self.per_minute + 1:
             log.warning(
