@@ -22,6 +22,8 @@ from shared.db.migrate import upgrade
 from shared.digests.dispatch import (
     MAX_PERIOD_WINDOW,
     ORPHAN_GRACE,
+    _destinations,
+    _run_params,
     digest_idempotency_key,
     dispatch_due_digests,
     plan_run,
@@ -45,7 +47,6 @@ from shared.jobs import (
     parse_params,
 )
 from shared.services.core import OPERATOR, Actor, Core
-from shared.services.digests import DigestScope, digest_params
 from shared.services.jobs import submit_job
 from shared.services.schedules import set_schedule_enabled
 from shared.summarize.content import SummaryFormat
@@ -337,18 +338,6 @@ def _orphan_run(digests: Digests, schedule_id: uuid.UUID, due: datetime) -> uuid
     return run.id
 
 
-def _run_params_of(schedule: Schedule, run: ScheduleRun) -> JobParams:
-    """The job the dispatcher submits for ``run``."""
-    return digest_params(
-        DigestScope.of_schedule(schedule),
-        after=run.window_start,
-        before=run.window_end,
-        format=SummaryFormat(schedule.format),
-        language=schedule.language,
-        destinations=[ChannelTarget(channel_id=schedule.channel_id)],
-    )
-
-
 def test_a_paused_schedule_posts_nothing_more_not_even_a_run_left_without_its_job(
     digests: Digests,
 ) -> None:
@@ -504,7 +493,8 @@ def test_a_paused_schedule_keeps_the_window_of_a_job_already_submitted(digests: 
         schedule = session.get(Schedule, schedule_id)
         assert run is not None and schedule is not None
         window_end = run.window_end
-        params = _run_params_of(schedule, run)
+        # The job the dispatcher submits for this run.
+        params = _run_params(schedule, run, _destinations(schedule.destination)[0])
     actor = Actor(origin="digest", guild_id=digests.guild, requested_by="333333333333333333")
     job = submit_job(digests.core(), actor, params, idempotency_key=digest_idempotency_key(orphan))
     pauser = Actor(origin="bot", guild_id=digests.guild, requested_by="42")
